@@ -199,7 +199,7 @@ class TRevNet(nn.Module):
         self.T, self.static, self.head_weight = T, cfg.data.kind == "static", head_weight
         self.readout_rule = "last" if m.readout == "li" else "mean"
         self.reversible = True
-        spec, sg = cfg.neuron.spec(), cfg.neuron.surrogate
+        spec, sg = cfg.neuron.spec, cfg.neuron.surrogate
 
         def make() -> Neuron:
             return Neuron(spec, sg)
