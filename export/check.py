@@ -25,6 +25,7 @@ import torch
 from runtime.data import DataError, load_dataset
 from runtime.neuron.functions import DOMAIN
 from runtime.protocol import Protocol
+from runtime.protocol import readout as readout_logits
 from trainer.config import Config
 from trainer.models import SpikingNet
 
@@ -124,7 +125,7 @@ def close_enough(ref: np.ndarray, got: np.ndarray) -> bool:
 
 def predict(y: np.ndarray, readout: str) -> np.ndarray:
     """Class per sample from ``y [T, B, classes]`` by the protocol's readout rule."""
-    return {"mean": y.mean(0), "last": y[-1], "count": y.sum(0)}[readout].argmax(-1)
+    return readout_logits(y, readout).argmax(-1)
 
 
 def compare(ref: Trace, got: Trace, meta: Protocol) -> CheckResult:

@@ -34,6 +34,19 @@ METADATA_KEY = "flexsnn.protocol"
 INPUT_KINDS = ("repeat", "event-frames", "encode-once")
 STATIC_KINDS = ("repeat", "encode-once")  # a static image: fed at every step, no time base
 READOUTS = ("mean", "last", "count")
+
+
+def readout(ys: Any, rule: str) -> Any:
+    """Logits from the outputs of every step ``ys`` ``[T, B, classes]`` (a numpy array or
+    a torch tensor): their mean, the last step's (leaky-integrator readout), or their sum
+    (spike counts)."""
+    if rule == "mean":
+        return ys.mean(0)
+    if rule == "last":
+        return ys[-1]
+    if rule == "count":
+        return ys.sum(0)
+    raise ModelError(f"readout {rule!r} is unknown; expected one of {list(READOUTS)}")
 BINNINGS = ("equal", "fixed")
 
 

@@ -19,6 +19,7 @@ ONLINE_METHODS = ("sltt", "sltt-k", "ottt-a", "ottt-o", "ndot-a", "ndot-o")  # s
 METHODS = STAGE_METHODS + ONLINE_METHODS
 FIXED_T_METHODS = ("sdt",) + ONLINE_METHODS          # methods that train at the one T of MethodConfig.T
 READOUTS = ("mean", "li")
+PROTOCOL_READOUT = {"mean": "mean", "li": "last"}  # ModelConfig.readout -> the protocol's readout rule
 BN_STATS = ("sequence", "step")
 # conv normalisation by name (CLI --norm) -> ModelConfig (bn, bn_stats, weight_std)
 NORMS = {"bn": (True, "sequence", False), "bn-step": (True, "step", False), "sws": (False, "sequence", True),

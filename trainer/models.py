@@ -27,8 +27,10 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from runtime.protocol import readout as protocol_readout
+
 from . import temporal
-from .config import Config, ConfigError
+from .config import PROTOCOL_READOUT, Config, ConfigError
 from .layers import NeuronLayer, Residual, Sequence, Stateless, States, step_chain
 from .trev import NAME_FORM as TREV_NAME_FORM
 from .trev import parse_trev
@@ -41,7 +43,7 @@ class SpikingNet(nn.Module):
     def __init__(self, stages: list[Sequence], readout: str):
         super().__init__()
         self.stages = nn.ModuleList(stages)
-        self.readout_rule = "last" if readout == "li" else "mean"
+        self.readout_rule = PROTOCOL_READOUT[readout]
 
     @property
     def n_states(self) -> int:
@@ -62,7 +64,7 @@ class SpikingNet(nn.Module):
 
     def readout(self, y: torch.Tensor) -> torch.Tensor:
         """Logits from the output sequence: mean over steps, or the last step (LI)."""
-        return y[-1] if self.readout_rule == "last" else y.mean(0)
+        return protocol_readout(y, self.readout_rule)
 
     def step(self, x: torch.Tensor, t: int, states: States) -> tuple[torch.Tensor, States]:
         """Step ``t`` of the whole network (all stages at the same T): the interface every
