@@ -8,6 +8,7 @@ import argparse
 from .bench import bench, torch_available
 from .data import DataError, load_dataset
 from .data.datasets import SPEC_FORMS
+from .data.transforms import from_dicts
 from .evaluate import plot_tradeoff, run_dataset, summarize, tradeoff
 from .neuron import SpecError
 from .policies import POLICY_FORMS, PolicyError, parse_policy
@@ -45,7 +46,7 @@ def cmd_run(a: argparse.Namespace) -> None:
         return cmd_run_event(a)
     policy = parse_policy(a.policy) if a.policy else None  # bad policy: fail before loading data
     session = _open(a)
-    ds = load_dataset(a.data, "test", a.limit)
+    ds = load_dataset(a.data, "test", a.limit, from_dicts(session.protocol.transforms))
     s = summarize(run_dataset(session, ds, policy, a.batch_size, a.binning), ds.labels)
     s.update(policy=a.policy or f"fixed:{session.protocol.T_trained}", data=ds.spec, model=a.model)
     if a.json:
@@ -79,7 +80,7 @@ def cmd_tradeoff(a: argparse.Namespace) -> None:
     if not a.thresholds or any(not 0 <= t <= 1 for t in a.thresholds):
         raise PolicyError(f"--thresholds must be numbers in [0, 1], got {a.thresholds}")
     session = _open(a)
-    ds = load_dataset(a.data, "test", a.limit)
+    ds = load_dataset(a.data, "test", a.limit, from_dicts(session.protocol.transforms))
     rows = tradeoff(session, ds, a.thresholds, a.tmin, a.tmax, a.batch_size, a.binning, a.fixed_curve)
     if a.plot:
         plot_tradeoff(rows, a.plot, f"{session.protocol.model} on {ds.spec}")

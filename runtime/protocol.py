@@ -65,6 +65,8 @@ class Protocol:
     states: tuple[StateInfo, ...]
     neurons: tuple[NeuronInfo, ...]
     max_steps: int | None = None   # a model with no step t >= max_steps (T-RevSNN); None: unbounded
+    durations: str = "dataset"     # equal binning: over duration_us, or each recording's own span
+    transforms: tuple[dict, ...] = ()  # runtime.data.transforms the model was trained with
 
     @property
     def num_classes(self) -> int:
@@ -139,7 +141,22 @@ def parse_protocol(meta: dict[str, Any]) -> Protocol:
         T_trained=T_trained, T_range=(T_range[0], T_range[1]),
         classes=tuple(str(c) for c in _field(meta, "classes", where)),
         states=states, neurons=neurons, max_steps=_max_steps(meta.get("max_steps"), where),
+        **_data_fields(inp, where),
     )
+
+
+def _data_fields(inp: dict[str, Any], where: str) -> dict[str, Any]:
+    """The optional ``durations`` and ``transforms`` of ``input`` (absent in older files)."""
+    from .data.transforms import TransformError, from_dicts
+
+    durations = inp.get("durations") or "dataset"
+    _choice(durations, ("dataset", "recording"), "input durations")
+    transforms = inp.get("transforms") or []
+    try:
+        from_dicts(transforms)
+    except TransformError as e:
+        raise ModelError(f"{where}: input transforms: {e}") from None
+    return {"durations": durations, "transforms": tuple(transforms)}
 
 
 def _max_steps(value: Any, where: str) -> int | None:

@@ -26,6 +26,7 @@ import numpy as np
 
 from .events import EVENT_DTYPE
 from .prophesee import DECODERS, FormatError
+from .registry import DataError
 
 FORMATS = ("evt2", "evt3", "dat", "aedat4")
 AEDAT4_MAGIC = b"#!AER-DAT4.0"
@@ -36,7 +37,7 @@ PLUGIN_SENSORS = {"gen41": (1280, 720), "imx636": (1280, 720), "gen31": (640, 48
                   "imx8": (320, 320)}
 
 
-class EventFileError(ValueError):
+class EventFileError(DataError):
     """An event file or stream that cannot be read; the message says what was expected."""
 
 

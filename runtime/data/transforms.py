@@ -34,6 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .events import EVENT_DTYPE
+from .registry import DataError
 
 NO_EVENT = np.iinfo(np.int64).min // 2
 TRANSFORM_FORMS = ("crop:X,Y,W,H", "downsample:WxH", "merge-polarity", "refractory:US", "denoise:US",
@@ -41,7 +42,7 @@ TRANSFORM_FORMS = ("crop:X,Y,W,H", "downsample:WxH", "merge-polarity", "refracto
 _ARITY = {"crop": 4, "downsample": 2, "merge-polarity": 0, "refractory": 1, "denoise": 1, "window": 2}
 
 
-class TransformError(ValueError):
+class TransformError(DataError):
     """A transform that is malformed or does not fit the sensor; the message says what was expected."""
 
 
