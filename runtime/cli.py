@@ -1,5 +1,6 @@
-"""``python -m runtime run | bench | tradeoff``: evaluate an exported model under an exit
-policy, time it against torch eager, sweep confidence thresholds."""
+"""``python -m runtime run | bench | tradeoff | stream``: evaluate an exported model under an
+exit policy, time it against torch eager, sweep confidence thresholds, predict over an
+event-camera stream."""
 
 from __future__ import annotations
 
@@ -121,9 +122,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--fixed-curve", action="store_true", help="also run fixed T = 1 .. tmax")
     p.add_argument("--plot", default=None, help="write the curves as a PNG")
     from .event.cli import add_event_bench, cmd_event_bench
+    from .stream_cli import add_stream, cmd_stream
 
     add_event_bench(sub)
+    add_stream(sub)
     a = parser.parse_args(argv)
-    commands = {"run": cmd_run, "bench": cmd_bench, "tradeoff": cmd_tradeoff, "event-bench": cmd_event_bench}
+    commands = {"run": cmd_run, "bench": cmd_bench, "tradeoff": cmd_tradeoff, "event-bench": cmd_event_bench,
+                "stream": cmd_stream}
     guarded(USER_ERRORS, lambda: commands[a.cmd](a))
 
