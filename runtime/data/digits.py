@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -72,7 +73,7 @@ def _read_cache(path: Path) -> tuple[list[np.ndarray], np.ndarray] | None:
             ev, offsets, labels = z["events"], z["offsets"], z["labels"]
         if ev.dtype != EVENT_DTYPE or len(offsets) != len(labels) + 1 or offsets[-1] != len(ev):
             return None
-    except (OSError, ValueError, KeyError):
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile):
         return None
     return [ev[offsets[i]: offsets[i + 1]] for i in range(len(labels))], labels
 
