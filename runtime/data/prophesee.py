@@ -36,7 +36,7 @@ class FormatError(ValueError):
 
 def _forward(mask: np.ndarray) -> np.ndarray:
     """For every word, the index of the last word at or before it where ``mask`` holds (-1: none)."""
-    idx = np.where(mask, np.arange(len(mask)), -1)
+    idx = np.where(mask, np.arange(len(mask), dtype=np.int32), np.int32(-1))
     return np.maximum.accumulate(idx) if len(idx) else idx
 
 
@@ -47,7 +47,9 @@ def _events(x, y, p, t) -> np.ndarray:
 
 
 def _bad_types(typ: np.ndarray, valid: tuple[int, ...], what: str, offset: int) -> None:
-    bad = ~np.isin(typ, valid)
+    ok = np.zeros(16, bool)
+    ok[list(valid)] = True
+    bad = ~ok[typ]
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         raise FormatError(f"word {offset + i} has type 0x{int(typ[i]):X}, which {what} does not define; "
