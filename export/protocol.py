@@ -47,6 +47,7 @@ def protocol(cfg: Config, readout_rule: str, states: list[StateInfo], neurons: l
         binning=d.binning if events else None,
         duration_us=float(d.duration_us) if events else None,
         dt_us=float(d.duration_us / cfg.train_T) if events else None,
+        durations=d.durations if events else "dataset", transforms=tuple(d.transforms),
         uses_t=False, readout=readout_name(readout_rule), T_trained=cfg.train_T,
         # fixed-T methods (sdt and the online ones) trained at one T only
         T_range=(m.T, m.T) if m.name in FIXED_T_METHODS else (m.tmin, m.tmax),

@@ -1,5 +1,6 @@
-"""``python -m runtime run | bench | tradeoff``: evaluate an exported model under an exit
-policy, time it against torch eager, sweep confidence thresholds."""
+"""``python -m runtime run | bench | tradeoff | stream``: evaluate an exported model under an
+exit policy, time it against torch eager, sweep confidence thresholds, predict over an
+event-camera stream."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import argparse
 from .bench import bench, torch_available
 from .data import DataError, load_dataset
 from .data.datasets import SPEC_FORMS
+from .data.transforms import from_dicts
 from .evaluate import plot_tradeoff, run_dataset, summarize, tradeoff
 from .neuron import SpecError
 from .policies import POLICY_FORMS, PolicyError, parse_policy
@@ -45,7 +47,7 @@ def cmd_run(a: argparse.Namespace) -> None:
         return cmd_run_event(a)
     policy = parse_policy(a.policy) if a.policy else None  # bad policy: fail before loading data
     session = _open(a)
-    ds = load_dataset(a.data, "test", a.limit)
+    ds = load_dataset(a.data, "test", a.limit, from_dicts(session.protocol.transforms))
     s = summarize(run_dataset(session, ds, policy, a.batch_size, a.binning), ds.labels)
     s.update(policy=a.policy or f"fixed:{session.protocol.T_trained}", data=ds.spec, model=a.model)
     if a.json:
@@ -79,7 +81,7 @@ def cmd_tradeoff(a: argparse.Namespace) -> None:
     if not a.thresholds or any(not 0 <= t <= 1 for t in a.thresholds):
         raise PolicyError(f"--thresholds must be numbers in [0, 1], got {a.thresholds}")
     session = _open(a)
-    ds = load_dataset(a.data, "test", a.limit)
+    ds = load_dataset(a.data, "test", a.limit, from_dicts(session.protocol.transforms))
     rows = tradeoff(session, ds, a.thresholds, a.tmin, a.tmax, a.batch_size, a.binning, a.fixed_curve)
     if a.plot:
         plot_tradeoff(rows, a.plot, f"{session.protocol.model} on {ds.spec}")
@@ -120,9 +122,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--fixed-curve", action="store_true", help="also run fixed T = 1 .. tmax")
     p.add_argument("--plot", default=None, help="write the curves as a PNG")
     from .event.cli import add_event_bench, cmd_event_bench
+    from .stream_cli import add_stream, cmd_stream
 
     add_event_bench(sub)
+    add_stream(sub)
     a = parser.parse_args(argv)
-    commands = {"run": cmd_run, "bench": cmd_bench, "tradeoff": cmd_tradeoff, "event-bench": cmd_event_bench}
+    commands = {"run": cmd_run, "bench": cmd_bench, "tradeoff": cmd_tradeoff, "event-bench": cmd_event_bench,
+                "stream": cmd_stream}
     guarded(USER_ERRORS, lambda: commands[a.cmd](a))
 

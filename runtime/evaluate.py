@@ -33,7 +33,7 @@ def run_dataset(session: Session, ds: Dataset, policy: ExitPolicy | str | int | 
         if ds.kind == "static" and p.input_kind in STATIC_KINDS:
             x = ds.images[idx]  # repeated by the session: no T copies of the image
         else:
-            x = ds.frames(idx, T, binning, p.dt_us if binning == "fixed" else None)
+            x = ds.frames(idx, T, binning, p.dt_us if binning == "fixed" else None, p.durations)
         parts.append(session.run(x, policy, counts=counts))
     return RunResult.concat(parts)
 

@@ -99,6 +99,8 @@ class Protocol:
     states: tuple[StateInfo, ...]
     neurons: tuple[NeuronInfo, ...]
     max_steps: int | None = None   # a model with no step t >= max_steps (T-RevSNN); None: unbounded
+    durations: str = "dataset"     # equal binning: over duration_us, or each recording's own span
+    transforms: tuple[dict, ...] = ()  # runtime.data.transforms the model was trained with
 
     @property
     def num_classes(self) -> int:
@@ -109,7 +111,9 @@ class Protocol:
         d: dict[str, Any] = {
             "format": FORMAT, "model": self.model, "method": self.method,
             "input": {"kind": self.input_kind, "shape": list(self.input_shape), "binning": self.binning,
-                      "duration_us": self.duration_us, "dt_us": self.dt_us},
+                      "duration_us": self.duration_us, "dt_us": self.dt_us,
+                      "durations": self.durations if self.binning is not None else None,
+                      "transforms": list(self.transforms)},
             "uses_t": self.uses_t, "readout": self.readout, "T_trained": self.T_trained,
             "T_range": list(self.T_range), "classes": list(self.classes),
             "states": [{"name": s.name, "shape": list(s.shape), "node": s.node} for s in self.states],
@@ -184,6 +188,7 @@ def parse_protocol(meta: dict[str, Any]) -> Protocol:
         T_trained=T_trained, T_range=(T_range[0], T_range[1]),
         classes=tuple(str(c) for c in _field(meta, "classes", where)),
         states=states, neurons=neurons, max_steps=_max_steps(meta.get("max_steps"), where),
+        **_data_fields(inp, where),
     )
 
 
@@ -205,6 +210,20 @@ def _neuron(n: dict[str, Any], states: tuple[StateInfo, ...], fmt: str) -> Neuro
         raise ModelError(f"neuron {node!r} names states {sorted(set(own) - known)} that 'states' does not list")
     shape = _shape(n["shape"], f"shape of neuron {node!r}") if "shape" in n else None
     return NeuronInfo(node, spec, own, shape)
+
+
+def _data_fields(inp: dict[str, Any], where: str) -> dict[str, Any]:
+    """The optional ``durations`` and ``transforms`` of ``input`` (absent in older files)."""
+    from .data.transforms import TransformError, from_dicts
+
+    durations = inp.get("durations") or "dataset"
+    _choice(durations, ("dataset", "recording"), "input durations")
+    transforms = inp.get("transforms") or []
+    try:
+        from_dicts(transforms)
+    except TransformError as e:
+        raise ModelError(f"{where}: input transforms: {e}") from None
+    return {"durations": durations, "transforms": tuple(transforms)}
 
 
 def _max_steps(value: Any, where: str) -> int | None:

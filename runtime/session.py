@@ -172,7 +172,8 @@ class Session:
             raise InputError(f"binning {binning!r} is unknown; expected one of {list(BINNINGS)}")
         if binning == "fixed":
             return bin_events(streams, T, p.input_shape, "fixed", dt_us or p.dt_us)
-        return bin_events(streams, T, p.input_shape, binning, durations_us=[p.duration_us] * len(streams))
+        spans = None if p.durations == "recording" else [p.duration_us] * len(streams)  # None: each its own
+        return bin_events(streams, T, p.input_shape, binning, durations_us=spans)
 
     def _prepare(self, x: object, policy: ExitPolicy | None, binning: str | None,
                  dt_us: float | None) -> tuple[np.ndarray, bool, ExitPolicy, int]:

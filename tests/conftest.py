@@ -49,3 +49,10 @@ def run_trainer(capsys, *argv: str) -> tuple[int, str, str]:
         code = e.code
     out, err = capsys.readouterr()
     return code, out, err
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _digits_cache(tmp_path_factory):
+    """The digits event cache of this test session lives in a tmp folder, not the user's."""
+    os.environ["FLEXSNN_CACHE"] = str(tmp_path_factory.mktemp("flexsnn-cache"))
+    yield

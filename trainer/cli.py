@@ -10,8 +10,9 @@ from pathlib import Path
 
 import torch
 
-from runtime.data import DataError, load_dataset
+from runtime.data import DataError, Dataset, load_dataset
 from runtime.data.datasets import SPEC_FORMS
+from runtime.data.transforms import TRANSFORM_FORMS, from_dicts, parse_transform
 from runtime.fileio import OutputPathError
 from runtime.neuron import NeuronSpec, SpecError, field_names, make_spec
 from runtime.neuron import all_fields as neuron_fields
@@ -48,6 +49,8 @@ def _data_help() -> str:
 def _add_fit(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("fit", help="train a model and write a checkpoint")
     p.add_argument("--data", default="digits", help=_data_help() + " (default: digits)")
+    p.add_argument("--transform", action="append", default=[],
+                   help="event transform, repeatable, applied in order: " + ", ".join(TRANSFORM_FORMS))
     p.add_argument("--model", default="2C1FC", help="model name: " + ", ".join(model_names()))
     p.add_argument("--method", default="mtt", help=f"one of {', '.join(METHODS)} (default: mtt)")
     p.add_argument("--T", type=int, default=None, help="training T for sdt and online methods (default: --tmax)")
@@ -130,7 +133,7 @@ def neuron_spec_from_args(a: argparse.Namespace, kind: str, duration_us: float) 
 
 
 def config_from_args(a: argparse.Namespace, train_shape: tuple[int, int, int], kind: str,
-                     duration_us: float) -> Config:
+                     duration_us: float, ds: Dataset | None = None) -> Config:
     spec = neuron_spec_from_args(a, kind, duration_us)
     if a.norm not in NORMS:
         raise ConfigError(f"norm {a.norm!r} is unknown; expected one of {list(NORMS)}")
@@ -142,10 +145,12 @@ def config_from_args(a: argparse.Namespace, train_shape: tuple[int, int, int], k
         mse_weight = online_method(a.method).mse_weight if a.method in ONLINE_METHODS else MethodConfig.mse_weight
     T = a.T if a.T is not None else a.tmax
     return Config(
-        ModelConfig(a.model, a.stages, a.width, not a.no_bias, bn, a.readout, 10, train_shape,
-                    bn_stats=bn_stats, weight_std=weight_std),
+        ModelConfig(a.model, a.stages, a.width, not a.no_bias, bn, a.readout, ds.num_classes if ds else 10,
+                    train_shape, bn_stats=bn_stats, weight_std=weight_std),
         NeuronConfig(spec, a.surrogate),
-        DataConfig(a.data, kind, train_shape, binning="equal", duration_us=duration_us),
+        DataConfig(a.data, kind, train_shape, binning="equal", duration_us=duration_us,
+                   **({"classes": list(ds.classes), "durations": ds.durations,
+                       "transforms": [t.to_dict() for t in ds.transforms]} if ds else {})),
         MethodConfig(a.method, T, a.tmin, a.tmax, a.samples, a.epochs, a.batch_size, a.lr,
                      a.weight_decay, a.seed, a.calib_batches, K=a.K, mse_weight=mse_weight),
     ).validate()
@@ -158,10 +163,13 @@ def cmd_fit(a: argparse.Namespace) -> None:
     # check everything that needs no data before loading it
     config_from_args(a, (1, 1, 1), "static", 0.0)
     model_builder(a.model)
-    train_ds = load_dataset(a.data, "train", a.limit_train)
-    test_ds = load_dataset(a.data, "test", a.limit_test)
-    cfg = config_from_args(a, train_ds.shape, train_ds.kind, train_ds.duration_us)
-    cfg.data.classes = train_ds.classes
+    transforms = [parse_transform(t) for t in a.transform]
+    train_ds = load_dataset(a.data, "train", a.limit_train, transforms)
+    test_ds = load_dataset(a.data, "test", a.limit_test, transforms)
+    if test_ds.classes != train_ds.classes:
+        raise DataError(f"data {a.data!r}: the test split has classes {test_ds.classes}, the training split "
+                        f"{train_ds.classes}; expected the same")
+    cfg = config_from_args(a, train_ds.shape, train_ds.kind, train_ds.duration_us, train_ds)
     build_model(cfg)  # e.g. more stages than the model has blocks
     model, metrics = fit(cfg, train_ds, test_ds, progress=not a.quiet and sys.stderr.isatty(),
                          verbose=not a.quiet)
@@ -177,7 +185,7 @@ def cmd_eval(a: argparse.Namespace) -> None:
     results = {}
     for path in a.checkpoints:
         cfg, model, _ = load_checkpoint(path)
-        ds = load_dataset(a.data or cfg.data.spec, "test", a.limit)
+        ds = load_dataset(a.data or cfg.data.spec, "test", a.limit, from_dicts(cfg.data.transforms))
         if ds.shape != tuple(cfg.model.in_shape):
             raise DataError(f"data {ds.spec!r} gives inputs of shape {list(ds.shape)}, "
                             f"but {path} expects {list(cfg.model.in_shape)}")
@@ -217,7 +225,7 @@ def cmd_calibrate(a: argparse.Namespace) -> None:
     T = a.T or cfg.method.tmax
     if T <= 0:
         raise ConfigError(f"--T must be a positive integer, got {T}")
-    ds = load_dataset(a.data or cfg.data.spec, "train")
+    ds = load_dataset(a.data or cfg.data.spec, "train", transforms=from_dicts(cfg.data.transforms))
     n = calibrate_bn(model, ds, T, a.batches, a.batch_size)
     save_checkpoint(a.out, cfg, model, {**metrics, "bn_calibrated_layers": n, "bn_calibration_T": T})
     print(f"calibrated {n} BatchNorm layers at T={T}; wrote {a.out}")

@@ -78,6 +78,8 @@ class DataConfig:
     classes: list[str] = field(default_factory=lambda: [str(i) for i in range(10)])
     binning: str = "equal"
     duration_us: float = 0.0
+    durations: str = "dataset"        # equal binning over the data set's duration, or each recording's
+    transforms: list[dict] = field(default_factory=list)  # runtime.data.transforms, in stored form
 
 
 @dataclass

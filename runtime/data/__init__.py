@@ -1,7 +1,9 @@
-"""Data readers and encoders (numpy only): see :mod:`runtime.data.datasets`."""
+"""Data readers, the data-set registry, event files and transforms (numpy only): see
+:mod:`runtime.data.datasets`, :mod:`runtime.data.eventfile`, :mod:`runtime.data.transforms`."""
 
-from .datasets import SPEC_FORMS, DataError, Dataset, load_dataset, parse_spec
+from .datasets import DURATIONS, SPEC_FORMS, Dataset, load_dataset, parse_spec, with_transforms
 from .events import BINNINGS, EVENT_DTYPE, bin_events, make_events
+from .registry import DataError
 
-__all__ = ["BINNINGS", "EVENT_DTYPE", "SPEC_FORMS", "DataError", "Dataset", "bin_events",
-           "load_dataset", "make_events", "parse_spec"]
+__all__ = ["BINNINGS", "DURATIONS", "EVENT_DTYPE", "SPEC_FORMS", "DataError", "Dataset", "bin_events",
+           "load_dataset", "make_events", "parse_spec", "with_transforms"]

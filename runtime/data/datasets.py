@@ -1,39 +1,64 @@
 """Data sets by spec string, as numpy arrays (no torch), shared by trainer and runtime.
 
-Specs: ``digits`` (scikit-learn's bundled 8x8 digits as event streams from the simulated
-event camera), ``digits:static`` (the same digits as images), ``nmnist:PATH`` (N-MNIST
-binary files), ``mnist:PATH`` (MNIST IDX files). Static images are repeat-encoded: the
-same frame at every step. Event streams are binned into T frames at run time.
+Every data set has one home: an entry of :mod:`.registry` whose loader returns a
+:class:`Dataset` declaring its kind, input shape, classes and durations; every part
+(trainer, export check, runtime, edge) asks :func:`load_dataset`, and the number of
+classes is ``len(ds.classes)``. Specs: ``digits`` (scikit-learn's 8x8 digits as event
+streams from the simulated event camera), ``digits:static`` (the same digits as
+images), ``nmnist:PATH``, ``mnist:PATH``, ``tonic:NAME:ROOT`` (any tonic data set; see
+:mod:`.tonic_sets`). Static images are repeat-encoded: the same frame at every step.
+Event streams are binned into T frames at run time.
 """
 
 from __future__ import annotations
 
-import functools
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from .events import BINNINGS, bin_events
-from .eventcam import saccade_events
 from .mnist import read_mnist
 from .nmnist import SENSOR as NMNIST_SENSOR
 from .nmnist import list_nmnist, read_nmnist_bin
+from .registry import DataError, Source, register, source, spec_forms
+from .transforms import Pipeline, Transform, TransformError, output_shape
 
 SPLITS = ("train", "test")
-SPEC_FORMS = ("digits", "digits:static", "nmnist:PATH", "mnist:PATH")
-DIGITS_TEST_EVERY = 5  # digits split: index % 5 == 0 -> test
-DIGITS_DURATION_US = 300_000
+DURATIONS = ("dataset", "recording")
 NMNIST_DURATION_US = 316_000  # covers every recording (3 saccades, longest 315.1 ms)
 
 
-class DataError(ValueError):
-    """A data spec or data folder that cannot be used; the message says what was expected."""
+class LazyEvents(Sequence):
+    """Recordings read on demand by ``get(i)`` (a tonic data set, say), optionally transformed."""
+
+    def __init__(self, get: Callable[[int], np.ndarray], n: int, pipeline: Pipeline | None = None,
+                 index: np.ndarray | None = None):
+        self._get, self._n, self.pipeline = get, n, pipeline
+        self._index = np.arange(n) if index is None else np.asarray(index)
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        ev = self._get(int(self._index[i]))
+        return ev if self.pipeline is None else self.pipeline.apply(ev)
+
+    def subset(self, idx: np.ndarray) -> LazyEvents:
+        return LazyEvents(self._get, self._n, self.pipeline, self._index[np.asarray(idx)])
 
 
 @dataclass
 class Dataset:
-    """One split of a data set. ``kind`` is "static" (images) or "events" (streams)."""
+    """One split of a data set. ``kind`` is "static" (images) or "events" (streams).
+
+    ``duration_us`` is the data set's nominal recording length (one step lasts
+    ``duration_us / T``). ``durations`` says how "equal" binning finds a recording's
+    span: ``"dataset"``, every recording spans ``[0, duration_us)`` (all of equal length,
+    as N-MNIST's saccades); ``"recording"``, each its own ``[0, end)``, ``end`` from
+    ``recording_us[i]`` when the reader declares it, else the last timestamp + 1.
+    """
 
     spec: str
     split: str
@@ -42,101 +67,158 @@ class Dataset:
     labels: np.ndarray
     classes: list[str]
     images: np.ndarray | None = None
-    events: list[np.ndarray] | None = None
+    events: Sequence[np.ndarray] | None = None
     duration_us: float = 0.0
     binning: str = "equal"
     meta: dict = field(default_factory=dict)
+    durations: str = "dataset"
+    recording_us: np.ndarray | None = None
+    transforms: list[Transform] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.labels)
 
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
     def subset(self, idx: np.ndarray) -> Dataset:
         idx = np.asarray(idx)
+        ev = self.events
+        if ev is not None:
+            ev = ev.subset(idx) if isinstance(ev, LazyEvents) else [ev[i] for i in idx]
         return Dataset(
             self.spec, self.split, self.kind, self.shape, self.labels[idx], self.classes,
-            None if self.images is None else self.images[idx],
-            None if self.events is None else [self.events[i] for i in idx],
-            self.duration_us, self.binning, self.meta,
+            None if self.images is None else self.images[idx], ev, self.duration_us, self.binning, self.meta,
+            self.durations, None if self.recording_us is None else self.recording_us[idx], self.transforms,
         )
 
     def frames(self, idx: np.ndarray, T: int, binning: str | None = None,
-               dt_us: float | None = None) -> np.ndarray:
+               dt_us: float | None = None, durations: str | None = None) -> np.ndarray:
         """Inputs for samples ``idx`` as ``[T, B, C, H, W]`` float32.
 
         Static images are repeated T times. Event streams are binned: ``"equal"`` splits
-        each recording into T bins; ``"fixed"`` uses bins of ``dt_us`` (default
-        ``duration_us / T``) from t = 0.
+        each recording's span (see ``durations``; default the data set's) into T bins;
+        ``"fixed"`` uses bins of ``dt_us`` (default ``duration_us / T``) from t = 0.
         """
         if T <= 0:
             raise DataError(f"T must be a positive number of time steps, got {T}")
+        idx = np.asarray(idx)
         if self.kind == "static":
-            img = self.images[np.asarray(idx)]
+            img = self.images[idx]
             return np.broadcast_to(img[None], (T, *img.shape)).copy()
         binning = binning or self.binning
         if binning not in BINNINGS:
             raise DataError(f"binning {binning!r} is unknown; expected one of {list(BINNINGS)}")
-        streams = [self.events[i] for i in np.asarray(idx)]
+        durations = durations or self.durations
+        if durations not in DURATIONS:
+            raise DataError(f"durations {durations!r} is unknown; expected one of {list(DURATIONS)}")
+        streams = [self.events[i] for i in idx]
         if binning == "fixed":
             return bin_events(streams, T, self.shape, "fixed", dt_us or self.duration_us / T)
-        return bin_events(streams, T, self.shape, "equal",
-                          durations_us=[self.duration_us] * len(streams))
+        if durations == "dataset":
+            spans = [self.duration_us] * len(streams)
+        elif self.recording_us is not None:
+            spans = self.recording_us[idx]
+        else:
+            spans = None  # last timestamp + 1 of each
+        return bin_events(streams, T, self.shape, "equal", durations_us=spans)
 
 
 def parse_spec(spec: str) -> tuple[str, str | None]:
     """Split ``name[:arg]``; raise :class:`DataError` naming the valid forms."""
     name, _, arg = spec.partition(":")
-    if name == "digits" and arg in ("", "static", "events"):
-        return name, arg or "events"
-    if name in ("nmnist", "mnist"):
-        if not arg:
-            raise DataError(f"data spec {spec!r} needs a folder: {name}:PATH")
-        return name, arg
-    raise DataError(f"unknown data spec {spec!r}; expected one of {list(SPEC_FORMS)}")
+    return name, source(spec).parse(arg, spec)
 
 
-@functools.lru_cache(maxsize=4)
-def _digits(kind: str) -> tuple[np.ndarray, np.ndarray, list | None]:
-    try:
-        from sklearn.datasets import load_digits
-    except ImportError as e:  # pragma: no cover - depends on the install
-        raise DataError("the 'digits' data needs scikit-learn: pip install scikit-learn") from e
-    d = load_digits()
-    images = (d.images / 16.0).astype(np.float32)
-    if kind == "static":
-        return images[:, None], d.target.astype(np.int64), None
-    big = np.kron(images, np.ones((1, 2, 2), np.float32))  # 16x16: room for sub-pixel motion
-    return big, d.target.astype(np.int64), saccade_events(big, duration_us=DIGITS_DURATION_US)
+# ---- the built-in data sets ---------------------------------------------------------
+def _digits(arg: str, split: str, spec: str) -> Dataset:
+    from .digits import DURATION_US, DigitsError, digits_events, digits_static
 
-
-@functools.lru_cache(maxsize=4)
-def _nmnist(root: str, split: str) -> tuple[list[np.ndarray], np.ndarray]:
-    items = list_nmnist(root, split)
-    return [read_nmnist_bin(f) for f, _ in items], np.array([lab for _, lab in items], np.int64)
-
-
-def load_dataset(spec: str, split: str, limit: int | None = None) -> Dataset:
-    """Load ``split`` of the data named by ``spec``; ``limit`` keeps an evenly spread subset."""
-    if split not in SPLITS:
-        raise DataError(f"split {split!r} is unknown; expected one of {list(SPLITS)}")
-    name, arg = parse_spec(spec)
     classes = [str(i) for i in range(10)]
     try:
-        if name == "digits":
-            images, labels, events = _digits(arg)
-            sel = (np.arange(len(labels)) % DIGITS_TEST_EVERY == 0) == (split == "test")
-            if arg == "static":
-                ds = Dataset(spec, split, "static", (1, 8, 8), labels[sel], classes, images=images[sel])
-            else:
-                ds = Dataset(spec, split, "events", (2, 20, 20), labels[sel], classes,
-                             events=[e for e, s in zip(events, sel) if s],
-                             duration_us=DIGITS_DURATION_US)
-        elif name == "nmnist":
-            events, labels = _nmnist(str(Path(arg).resolve()), split)
-            ds = Dataset(spec, split, "events", NMNIST_SENSOR, labels, classes, events=events,
-                         duration_us=NMNIST_DURATION_US)
-        else:
-            images, labels = read_mnist(arg, split)
-            ds = Dataset(spec, split, "static", (1, 28, 28), labels, classes, images=images)
+        if arg == "static":
+            images, labels = digits_static(split)
+            return Dataset(spec, split, "static", (1, 8, 8), labels, classes, images=images)
+        events, labels = digits_events(split)
+    except DigitsError as e:
+        raise DataError(str(e)) from None
+    return Dataset(spec, split, "events", (2, 20, 20), labels, classes, events=events, duration_us=DURATION_US)
+
+
+def _nmnist(arg: str, split: str, spec: str) -> Dataset:
+    items = list_nmnist(Path(arg).resolve(), split)
+    events = [read_nmnist_bin(f) for f, _ in items]
+    labels = np.array([lab for _, lab in items], np.int64)
+    return Dataset(spec, split, "events", NMNIST_SENSOR, labels, [str(i) for i in range(10)], events=events,
+                   duration_us=NMNIST_DURATION_US)
+
+
+def _mnist(arg: str, split: str, spec: str) -> Dataset:
+    images, labels = read_mnist(arg, split)
+    return Dataset(spec, split, "static", (1, 28, 28), labels, [str(i) for i in range(10)], images=images)
+
+
+def _tonic(arg: str, split: str, spec: str) -> Dataset:
+    from .tonic_sets import load_tonic
+
+    return load_tonic(arg, split, spec)
+
+
+def _digits_arg(arg: str, spec: str) -> str:
+    if arg not in ("", "static", "events"):
+        raise DataError(f"unknown data spec {spec!r}; digits takes no argument or ':static'")
+    return arg or "events"
+
+
+def _needs(form: str, what: str = "a folder") -> Callable[[str, str], str]:
+    def parse(arg: str, spec: str) -> str:
+        if not arg:
+            raise DataError(f"data spec {spec!r} needs {what}: {form}")
+        return arg
+    return parse
+
+
+register(Source("digits", ("digits", "digits:static"), "scikit-learn's 8x8 digits (events; :static images)",
+                _digits, _digits_arg))
+register(Source("nmnist", ("nmnist:PATH",), "N-MNIST binary files (PATH/train/<label>/<i>.bin)", _nmnist,
+                _needs("nmnist:PATH")))
+register(Source("mnist", ("mnist:PATH",), "MNIST IDX files", _mnist, _needs("mnist:PATH")))
+register(Source("tonic", ("tonic:NAME:ROOT",), "a tonic data set (NAME in tonic.datasets, or module.Class)",
+                _tonic, _needs("tonic:NAME:ROOT", "a data set and a folder")))
+SPEC_FORMS = tuple(spec_forms())
+
+
+def with_transforms(ds: Dataset, transforms: Sequence[Transform]) -> Dataset:
+    """``ds`` with ``transforms`` applied to every recording (lazily), its shape updated."""
+    if not transforms:
+        return ds
+    if ds.kind != "events":
+        raise DataError(f"transforms apply to event data; {ds.spec!r} holds static images")
+    try:
+        shape = output_shape(transforms, ds.shape)
+    except TransformError as e:
+        raise DataError(f"data {ds.spec!r}: {e}") from None
+    ev = ds.events
+    base = ev if isinstance(ev, LazyEvents) else LazyEvents(ev.__getitem__, len(ev))
+    if base.pipeline is not None:
+        raise DataError(f"data {ds.spec!r} is already transformed")
+    lazy = LazyEvents(base._get, base._n, Pipeline(transforms, ds.shape), base._index)
+    return Dataset(ds.spec, ds.split, ds.kind, shape, ds.labels, ds.classes, None, lazy, ds.duration_us,
+                   ds.binning, ds.meta, ds.durations, ds.recording_us, list(transforms))
+
+
+def load_dataset(spec: str, split: str, limit: int | None = None,
+                 transforms: Sequence[Transform] = ()) -> Dataset:
+    """Load ``split`` of the data named by ``spec``; ``limit`` keeps an evenly spread subset;
+    ``transforms`` (:mod:`.transforms`) apply to every event recording."""
+    if split not in SPLITS:
+        raise DataError(f"split {split!r} is unknown; expected one of {list(SPLITS)}")
+    src = source(spec)
+    name, _, arg = spec.partition(":")
+    arg = src.parse(arg, spec)
+    try:
+        ds = src.load(arg, split, spec)
     except (FileNotFoundError, ValueError) as e:
         if isinstance(e, DataError):
             raise
@@ -147,4 +229,4 @@ def load_dataset(spec: str, split: str, limit: int | None = None) -> Dataset:
         if limit <= 0:
             raise DataError(f"limit must be a positive number of samples, got {limit}")
         ds = ds.subset(np.linspace(0, len(ds) - 1, limit).round().astype(np.int64))
-    return ds
+    return with_transforms(ds, transforms)

@@ -5,7 +5,7 @@ made) across a slightly larger sensor. Each pixel keeps the log intensity at whi
 last fired; whenever the current log intensity differs from it by the contrast threshold
 ``c``, the pixel emits ``floor(|diff| / c)`` events of the sign of the change (ON = 1,
 OFF = 0) and moves its reference by that many thresholds (the DVS pixel model).
-Timestamps are jittered uniformly inside each simulation step; everything is seeded.
+Timestamps are jittered uniformly inside each simulation step; everything is seeded, per image.
 """
 
 from __future__ import annotations
@@ -45,18 +45,24 @@ def saccade_events(
     duration_us: int = 300_000,
     threshold: float = 0.25,
     seed: int = 0,
+    ids: np.ndarray | None = None,
 ) -> list[np.ndarray]:
-    """Event streams for ``images`` [N, h, w] in [0, 1] on a sensor of (h + 2·margin)²."""
+    """Event streams for ``images`` [N, h, w] in [0, 1] on a sensor of (h + 2·margin)².
+
+    The timestamp jitter of image ``i`` comes from its own generator, seeded by
+    ``(seed, ids[i])`` (``ids`` defaults to 0..N-1), so an image's events do not depend
+    on which other images are simulated with it: a split or a batch gives the same
+    streams as the whole set.
+    """
     N, h, w = images.shape
+    ids = np.arange(N) if ids is None else np.asarray(ids)
     size = max(h, w) + 2 * margin
-    rng = np.random.default_rng(seed)
     seg = np.linspace(0.0, 3.0, steps + 1)  # position along the 3 saccades
     k = np.minimum(seg.astype(int), 2)
     path = (_VERTICES[k] + (seg - k)[:, None] * (_VERTICES[k + 1] - _VERTICES[k])) * margin
     log = lambda img: np.log(img + 0.1)  # noqa: E731 - offset avoids log(0) on black
     ref = log(_shift(images, *path[0], size, margin))
     chunks = []
-    step_us = duration_us / steps
     for i in range(1, steps + 1):
         cur = log(_shift(images, *path[i], size, margin))
         diff = cur - ref
@@ -67,12 +73,14 @@ def saccade_events(
             sign = diff[idx] > 0
             ref[idx] += np.where(sign, 1.0, -1.0) * cnt * threshold
             reps = [np.repeat(a, cnt) for a in (*idx, sign.astype(np.int8))]
-            t = ((i - 1) + rng.random(reps[0].size)) * step_us
-            chunks.append((*reps, t.astype(np.int64)))
-    sample, y, x, p, t = (np.concatenate(c) for c in zip(*chunks))
-    order = np.argsort(sample, kind="stable")
+            chunks.append((*reps, np.full(reps[0].size, i - 1, np.int64)))
+    sample, y, x, p, step = (np.concatenate(c) for c in zip(*chunks))
+    order = np.argsort(sample, kind="stable")  # per image: by step, then pixel
     bounds = np.searchsorted(sample[order], np.arange(N + 1))
-    return [
-        make_events(x[o], y[o], p[o], t[o])
-        for o in (order[bounds[j]: bounds[j + 1]] for j in range(N))
-    ]
+    step_us = duration_us / steps
+    out = []
+    for j in range(N):
+        o = order[bounds[j]: bounds[j + 1]]
+        jitter = np.random.default_rng([seed, int(ids[j])]).random(len(o))
+        out.append(make_events(x[o], y[o], p[o], ((step[o] + jitter) * step_us).astype(np.int64)))
+    return out

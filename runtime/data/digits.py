@@ -1,0 +1,102 @@
+"""The embedded default: scikit-learn's 8x8 digits, as images or as simulated event streams.
+
+Event streams are simulated for the images of the asked split only (in batches, so the
+peak memory stays small) and cached on disk after the first run, as one ``.npz`` per
+split under :func:`cache_dir`. A cache file is keyed by the simulation's parameters
+(:data:`VERSION`); a damaged one is simulated again.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from ..fileio import OutputPathError, write_atomic
+from .eventcam import saccade_events
+from .events import EVENT_DTYPE
+
+TEST_EVERY = 5  # index % 5 == 0 -> test
+DURATION_US = 300_000
+VERSION = "v2-margin2-steps60-thr0.25-seed0"  # bump when the simulation changes
+BATCH = 128
+CACHE_ENV = "FLEXSNN_CACHE"
+
+
+class DigitsError(ValueError):
+    """scikit-learn missing (the message says how to install it)."""
+
+
+def cache_dir() -> Path:
+    """``$FLEXSNN_CACHE``, else ``$XDG_CACHE_HOME/flexsnn``, else ``~/.cache/flexsnn``."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "flexsnn"
+
+
+def _load_digits() -> tuple[np.ndarray, np.ndarray]:
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError as e:  # pragma: no cover - depends on the install
+        raise DigitsError("the 'digits' data needs scikit-learn: pip install scikit-learn") from e
+    d = load_digits()
+    return (d.images / 16.0).astype(np.float32), d.target.astype(np.int64)
+
+
+def split_index(n: int, split: str) -> np.ndarray:
+    return np.flatnonzero((np.arange(n) % TEST_EVERY == 0) == (split == "test"))
+
+
+def digits_static(split: str) -> tuple[np.ndarray, np.ndarray]:
+    """Images ``[N, 1, 8, 8]`` in [0, 1] and labels of ``split``."""
+    images, labels = _load_digits()
+    idx = split_index(len(labels), split)
+    return images[idx, None], labels[idx]
+
+
+def _simulate(images: np.ndarray, idx: np.ndarray) -> list[np.ndarray]:
+    out = []
+    for s in range(0, len(idx), BATCH):
+        part = idx[s: s + BATCH]
+        big = np.kron(images[part], np.ones((1, 2, 2), np.float32))  # 16x16: room for sub-pixel motion
+        out += saccade_events(big, duration_us=DURATION_US, ids=part)
+    return out
+
+
+def _read_cache(path: Path) -> tuple[list[np.ndarray], np.ndarray] | None:
+    try:
+        with np.load(path) as z:
+            ev, offsets, labels = z["events"], z["offsets"], z["labels"]
+        if ev.dtype != EVENT_DTYPE or len(offsets) != len(labels) + 1 or offsets[-1] != len(ev):
+            return None
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+        return None
+    return [ev[offsets[i]: offsets[i + 1]] for i in range(len(labels))], labels
+
+
+def _write_cache(path: Path, streams: list[np.ndarray], labels: np.ndarray) -> None:
+    offsets = np.concatenate([[0], np.cumsum([len(s) for s in streams])])
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, lambda tmp: np.savez(tmp, events=np.concatenate(streams), offsets=offsets,
+                                                labels=labels))
+    except (OSError, OutputPathError) as e:  # a read-only home: run on, uncached
+        print(f"note: digits event cache not written ({e})", file=sys.stderr)
+
+
+def digits_events(split: str) -> tuple[list[np.ndarray], np.ndarray]:
+    """Event streams (sensor 2x20x20) and labels of ``split``, from the cache when it is there
+    (then without importing scikit-learn)."""
+    path = cache_dir() / f"digits-events-{VERSION}-{split}.npz"
+    cached = _read_cache(path) if path.is_file() else None
+    if cached is not None:
+        return cached
+    images, labels = _load_digits()
+    idx = split_index(len(labels), split)
+    streams = _simulate(images, idx)
+    _write_cache(path, streams, labels[idx])
+    return streams, labels[idx]

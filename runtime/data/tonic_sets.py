@@ -1,0 +1,117 @@
+"""tonic data sets as :class:`Dataset` (tonic is an optional extra: imported here only).
+
+:func:`from_tonic` wraps any object in tonic's data-set interface: ``len``, ``[i] ->
+(events, target)`` with events a structured array (fields among x, y, t, p), a
+``sensor_size`` (W, H, P) and ``classes``. The spec ``tonic:NAME:ROOT`` builds
+``NAME(save_to=ROOT, train=...)``, where NAME is a class of ``tonic.datasets``
+(``DVSGesture``, ``NMNIST``, ``SHD``, ...) or a dotted ``module.Class`` in the same
+interface. Classes, sensor size and per-recording durations come from the data set:
+recordings differ in length, so "equal" binning splits each one's own span (the last
+timestamp + 1). A class without a ``train`` argument is split by index, as N-MNIST
+without a test folder: index % 5 == 0 is the test split.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from typing import Any
+
+import numpy as np
+
+from .datasets import Dataset, LazyEvents
+from .events import EVENT_DTYPE
+from .registry import DataError
+
+TEST_EVERY = 5
+DURATION_PROBES = 64  # recordings read for the nominal duration (the longest of them)
+
+
+def tonic_class(name: str) -> type:
+    """``NAME`` in ``tonic.datasets``, or a dotted ``module.Class``."""
+    if "." in name:
+        module, _, cls = name.rpartition(".")
+        try:
+            obj = getattr(importlib.import_module(module), cls)
+        except (ImportError, AttributeError) as e:
+            raise DataError(f"tonic data set class {name!r} cannot be imported ({e})") from None
+        return obj
+    try:
+        import tonic.datasets
+    except ImportError:
+        raise DataError("tonic data sets need the tonic package: pip install 'flexsnn[tonic]'") from None
+    if not hasattr(tonic.datasets, name):
+        known = sorted(n for n in dir(tonic.datasets) if n[:1].isupper())
+        raise DataError(f"tonic has no data set {name!r}; expected one of {known} or a dotted module.Class")
+    return getattr(tonic.datasets, name)
+
+
+def to_events(ev: Any, what: str) -> np.ndarray:
+    """A tonic recording (structured array) in :data:`EVENT_DTYPE`; missing y or p are 0."""
+    names = getattr(getattr(ev, "dtype", None), "names", None) or ()
+    if "t" not in names or "x" not in names:
+        raise DataError(f"{what} has fields {list(names)}; expected a structured array with x, t (and y, p)")
+    out = np.zeros(len(ev), EVENT_DTYPE)
+    out["x"] = ev["x"]
+    if "y" in names:
+        out["y"] = ev["y"]
+    if "p" in names:
+        out["p"] = np.asarray(ev["p"]) > 0  # tonic uses 0/1 or -1/+1 or bool: ON = 1
+    out["t"] = np.round(ev["t"]).astype(np.int64)
+    if len(out) > 1 and np.any(np.diff(out["t"]) < 0):
+        out = out[np.argsort(out["t"], kind="stable")]
+    return out
+
+
+def _split_rows(obj: Any, split: str, by_index: bool) -> np.ndarray:
+    n = len(obj)
+    if not by_index:
+        return np.arange(n)
+    return np.flatnonzero((np.arange(n) % TEST_EVERY == 0) == (split == "test"))
+
+
+def from_tonic(obj: Any, spec: str | None = None, split: str = "train", by_index: bool = False) -> Dataset:
+    """A tonic data set object as a :class:`Dataset` (recordings read lazily)."""
+    name = type(obj).__name__
+    spec = spec or f"tonic-object:{name}"
+    sensor = getattr(obj, "sensor_size", None)
+    if not (isinstance(sensor, (tuple, list)) and len(sensor) in (2, 3)):
+        raise DataError(f"tonic data set {name} has sensor_size {sensor!r}; expected (W, H, P)")
+    W, H, P = (*sensor, 1) if len(sensor) == 2 else sensor
+    classes = getattr(obj, "classes", None)
+    if classes is None or len(classes) < 2:
+        raise DataError(f"tonic data set {name} declares classes {classes!r}; expected a list of 2 or more")
+    classes = [str(c) for c in (classes.keys() if isinstance(classes, dict) else classes)]
+    rows = _split_rows(obj, split, by_index)
+    targets = getattr(obj, "targets", None)
+    if targets is not None and len(targets) == len(obj):
+        labels = np.asarray(targets, np.int64)[rows]
+    else:
+        labels = np.array([int(obj[int(i)][1]) for i in rows], np.int64)
+    if len(labels) and (labels.min() < 0 or labels.max() >= len(classes)):
+        raise DataError(f"tonic data set {name} has targets {labels.min()}..{labels.max()} but "
+                        f"{len(classes)} classes; expected targets 0..{len(classes) - 1}")
+    events = LazyEvents(lambda i: to_events(obj[int(rows[i])][0], f"{name}[{int(rows[i])}]"), len(rows))
+    probe = np.unique(np.linspace(0, len(rows) - 1, min(len(rows), DURATION_PROBES)).round().astype(int))
+    ends = [int(e["t"][-1]) + 1 for e in (events[i] for i in probe) if len(e)]
+    return Dataset(spec, split, "events", (int(P), int(H), int(W)), labels, classes, events=events,
+                   duration_us=float(max(ends, default=1)), durations="recording",
+                   meta={"tonic": name})
+
+
+def load_tonic(arg: str, split: str, spec: str) -> Dataset:
+    """``NAME:ROOT`` of the spec ``tonic:NAME:ROOT``."""
+    name, _, root = arg.partition(":")
+    if not name or not root:
+        raise DataError(f"data spec {spec!r} needs a data set and a folder: tonic:NAME:ROOT")
+    cls = tonic_class(name)
+    takes_train = "train" in inspect.signature(cls).parameters
+    try:
+        obj = cls(save_to=root, train=split == "train") if takes_train else cls(save_to=root)
+    except Exception as e:  # tonic downloads a missing data set: offline that fails in many ways
+        raise DataError(f"tonic data set {name} is not under {root} and could not be downloaded "
+                        f"({type(e).__name__}: {e}); place its files as tonic lays them out "
+                        f"({root}/{getattr(cls, '__name__', name)}/...)") from None
+    if len(obj) == 0:
+        raise DataError(f"tonic data set {name} under {root} has no recordings")
+    return from_tonic(obj, spec, split, by_index=not takes_train)

@@ -1,0 +1,286 @@
+"""Streaming inference over an event-camera file or a live stream, window by window.
+
+Events come in chunks (:class:`runtime.data.eventfile.EventReader`), pass the model's
+transforms (the ONNX metadata's ``input.transforms``, plus any the caller adds, e.g. a
+downsample to the model's sensor), and drive one of two runtimes:
+
+* clock-driven (:func:`run_clock`): bins of ``dt`` µs from the first event; after each
+  bin the session steps once and the exit policy decides; a window ends when the policy
+  exits (or at its horizon, the trained T by default), its prediction is emitted, the
+  state is reset and the next window starts at the next bin.
+* event-driven (:func:`run_event`): every event runs through the event engine as it
+  arrives. Decision rule: windows of ``T · dt`` µs (the span the model was trained on)
+  from the first event; at a window's end its prediction is the argmax of the readout
+  accumulated over the window (output spike counts, or the readout membrane / summed
+  current), ties to the lowest class; then the state is reset.
+
+A bin (window) closes as soon as the stream shows it is over: an event at or after its
+end arrived, or (with ``realtime``) the clock passed its end. Latency of a window: wall
+time from the arrival of its last event to its prediction. Arrival is when the chunk
+holding the event was read, or, paced by the recording's timestamps (``realtime``), the
+event's own due time. Memory is bounded by the chunk size and one frame: nothing grows
+with the stream's length except counters.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .data.eventfile import EventReader
+from .data.transforms import Pipeline
+from .policies import ExitPolicy, FixedT
+from .session import InputError, Session
+
+TICK_US = 1_000  # realtime: the recording is released in slices of 1 ms of its time
+
+
+@dataclass
+class Slice:
+    """Events that arrived together; ``now``: the stream time (µs) known to have passed."""
+
+    events: np.ndarray
+    now: int
+    arrival: Callable[[int], float]  # wall time at which the event with timestamp t arrived
+    raw: int = 0                      # events read from the source for this slice (before transforms)
+
+
+@dataclass
+class Window:
+    index: int
+    t_start: int
+    t_end: int
+    events: int
+    steps: int
+    prediction: int
+    score: float
+    latency_ms: float | None   # None: the window had no events
+    partial: bool = False      # the stream ended inside it
+
+    def as_dict(self) -> dict:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+@dataclass
+class Stats:
+    """Counters of a stream run (bounded: no per-window list)."""
+
+    raw_events: int = 0
+    events: int = 0
+    windows: int = 0
+    t_first: int | None = None
+    t_last: int | None = None
+    busy_s: float = 0.0          # wall time spent reading, transforming and running (no pacing sleeps)
+    wall_s: float = 0.0
+    max_lag_ms: float = 0.0      # realtime: how far processing fell behind the clock
+    latencies: list = field(default_factory=list)  # a bounded reservoir of window latencies (ms)
+    _seen: int = 0
+
+    def latency(self, ms: float) -> None:
+        """Keep a uniform sample of at most 4096 latencies (reservoir sampling, seeded)."""
+        self._seen += 1
+        if len(self.latencies) < 4096:
+            self.latencies.append(ms)
+        else:
+            j = int(np.random.default_rng(self._seen).integers(self._seen))
+            if j < 4096:
+                self.latencies[j] = ms
+
+    def summary(self, realtime: bool) -> dict:
+        span_s = ((self.t_last - self.t_first + 1) * 1e-6) if self.t_first is not None else 0.0
+        lat = np.array(self.latencies) if self.latencies else np.array([np.nan])
+        processed = self.raw_events / self.busy_s if self.busy_s > 0 else float("nan")
+        arriving = self.raw_events / span_s if span_s > 0 else float("nan")
+        s = {"events_read": self.raw_events, "events_in": self.events, "windows": self.windows,
+             "recording_s": span_s, "wall_s": self.wall_s, "busy_s": self.busy_s,
+             "events_per_s_processed": processed, "events_per_s_arriving": arriving,
+             "keeps_up": bool(processed >= arriving),
+             "latency_ms_p50": float(np.nanpercentile(lat, 50)) if self.latencies else None,
+             "latency_ms_p99": float(np.nanpercentile(lat, 99)) if self.latencies else None,
+             "latency_ms_max": float(np.nanmax(lat)) if self.latencies else None}
+        if realtime:
+            s["max_lag_ms"] = self.max_lag_ms
+        return s
+
+
+def slices(reader: Iterable[np.ndarray], pipeline: Pipeline, stats: Stats, realtime: bool = False,
+           speed: float = 1.0) -> Iterator[Slice]:
+    """Chunks of ``reader``, transformed; ``realtime``: released as the recording's clock
+    (times ``speed``) reaches them, in slices of :data:`TICK_US`."""
+    start_wall: float | None = None
+    t0 = 0
+    it = iter(reader)
+    while True:
+        t_read = time.perf_counter()
+        chunk = next(it, None)
+        if chunk is None:
+            return
+        stats.raw_events += len(chunk)
+        if stats.t_first is None:
+            stats.t_first = int(chunk["t"][0])
+        stats.t_last = int(chunk["t"][-1])
+        if not realtime:
+            ev = pipeline(chunk)
+            arrived = time.perf_counter()
+            yield Slice(ev, int(chunk["t"][-1]), lambda t, a=arrived: a, len(chunk))
+            stats.busy_s += time.perf_counter() - t_read  # reading, transforms and the model
+            continue
+        stats.busy_s += time.perf_counter() - t_read
+        if start_wall is None:
+            start_wall, t0 = time.perf_counter(), int(chunk["t"][0])
+        due = lambda t: start_wall + (t - t0) * 1e-6 / speed  # noqa: E731
+        # tick edges after the first event up to the first one past the last: every event is
+        # in the slice of the edge above it; an empty slice still tells the clock moved on
+        first, last = (int(chunk["t"][0]) // TICK_US + 1) * TICK_US, (int(chunk["t"][-1]) // TICK_US + 1) * TICK_US
+        edges = np.arange(first, last + 1, TICK_US)
+        cuts = np.searchsorted(chunk["t"], edges[:-1], side="left")
+        for part, end in zip(np.split(chunk, cuts), edges):
+            wait = due(int(end)) - time.perf_counter()
+            if wait > 0:
+                time.sleep(wait)
+            else:
+                stats.max_lag_ms = max(stats.max_lag_ms, -wait * 1e3)
+            b = time.perf_counter()
+            yield Slice(pipeline(part), int(end), due, len(part))
+            stats.busy_s += time.perf_counter() - b
+
+
+class _Bins:
+    """The clock-driven side: one frame per bin, a session step per closed bin."""
+
+    def __init__(self, session: Session, dt_us: float, policy: ExitPolicy, emit: Callable[[Window], None],
+                 stats: Stats):
+        self.s, self.dt, self.policy, self.emit, self.stats = session, dt_us, policy, emit, stats
+        self.T = policy.horizon(session.protocol.T_trained)
+        self.shape = session.protocol.input_shape
+        self.frame = np.zeros((1, *self.shape), np.float32)
+        self.win_start: float | None = None
+        self.steps = 0
+        self.win_events = 0
+        self.last_arrival: float | None = None
+
+    @property
+    def bin_end(self) -> float:
+        return self.win_start + (self.steps + 1) * self.dt
+
+    def feed(self, sl: Slice) -> None:
+        ev = sl.events
+        if self.win_start is None:
+            if not len(ev):
+                return
+            self.win_start = float(ev["t"][0])
+        i = 0
+        while True:
+            j = i + int(np.searchsorted(ev["t"][i:], self.bin_end, side="left"))
+            if j > i:
+                C, H, W = self.shape
+                part = ev[i:j]
+                flat = (part["p"].astype(np.int64) * H + part["y"]) * W + part["x"]
+                self.frame.reshape(-1)[:] += np.bincount(flat, minlength=C * H * W)
+                self.win_events += j - i
+                self.last_arrival = sl.arrival(int(part["t"][-1]))
+            i = j
+            if i < len(ev) or sl.now >= self.bin_end:
+                self.step(partial=False)
+            else:
+                return
+
+    def step(self, partial: bool) -> None:
+        logits = self.s.step(self.frame)[0]
+        self.frame[:] = 0
+        self.steps += 1
+        done = bool(np.asarray(self.policy.should_exit(self.steps, logits[None]))[0]) or self.steps >= self.T
+        if done or partial:
+            self._emit(logits, partial and not done)
+
+    def _emit(self, logits: np.ndarray, partial: bool) -> None:
+        end = self.win_start + self.steps * self.dt
+        lat = None if self.last_arrival is None else (time.perf_counter() - self.last_arrival) * 1e3
+        w = Window(self.stats.windows, int(self.win_start), int(end), self.win_events, self.steps,
+                   int(np.argmax(logits)), float(np.max(logits)), lat, partial)
+        self.stats.windows += 1
+        self.stats.events += self.win_events
+        if lat is not None:
+            self.stats.latency(lat)
+        self.emit(w)
+        self.s.reset()
+        self.win_start, self.steps, self.win_events, self.last_arrival = end, 0, 0, None
+
+    def close(self) -> None:
+        if self.win_start is not None and (self.steps or self.win_events):
+            self.step(partial=True)
+
+
+def run_clock(session: Session, source: Iterable[Slice], emit: Callable[[Window], None], stats: Stats,
+              dt_us: float | None = None, policy: ExitPolicy | None = None) -> None:
+    """Clock-driven streaming (see the module doc)."""
+    p = session.protocol
+    dt = dt_us or p.dt_us
+    if not dt or dt <= 0:
+        raise InputError(f"the bin duration must be > 0 µs, got {dt}")
+    bins = _Bins(session, dt, policy or FixedT(p.T_trained), emit, stats)
+    for sl in source:
+        bins.feed(sl)
+    bins.close()
+
+
+def run_event(engine, source: Iterable[Slice], emit: Callable[[Window], None], stats: Stats,
+              window_us: float | None = None) -> None:
+    """Event-driven streaming (see the module doc); ``engine``: an :class:`EventEngine`."""
+    p = engine.protocol
+    span = window_us or p.T_trained * p.dt_us
+    if not span or span <= 0:
+        raise InputError(f"the window must be > 0 µs, got {span}")
+    state = engine.initial_state()
+    start: float | None = None
+    n = 0
+    last_arrival: float | None = None
+
+    def close(partial: bool) -> None:
+        nonlocal state, start, n, last_arrival
+        state, _ = engine.flush(state)
+        r = engine.result(state)
+        lat = None if last_arrival is None else (time.perf_counter() - last_arrival) * 1e3
+        w = Window(stats.windows, int(start), int(start + span), n, 0, int(r.prediction), float(np.max(r.output)),
+                   lat, partial)
+        stats.windows += 1
+        stats.events += n
+        if lat is not None:
+            stats.latency(lat)
+        emit(w)
+        state, start, n, last_arrival = engine.initial_state(), start + span, 0, None
+
+    for sl in source:
+        ev = sl.events
+        if start is None:
+            if not len(ev):
+                continue
+            start = float(ev["t"][0])
+        i = 0
+        while True:
+            j = i + int(np.searchsorted(ev["t"][i:], start + span, side="left"))
+            if j > i:
+                state, _ = engine.feed(state, ev[i:j])
+                n += j - i
+                last_arrival = sl.arrival(int(ev["t"][j - 1]))
+            i = j
+            if i < len(ev) or sl.now >= start + span:
+                close(False)
+            else:
+                break
+    if start is not None and n:
+        close(True)
+
+
+def fit_check(reader: EventReader, pipeline: Pipeline, model_shape: tuple[int, ...]) -> None:
+    """The source's sensor after the transforms must be the model's input."""
+    if tuple(pipeline.shape) != tuple(model_shape):
+        C, H, W = pipeline.shape
+        raise InputError(
+            f"{reader.name}: a {reader.sensor[0]}x{reader.sensor[1]} sensor gives {C}x{H}x{W} inputs after the "
+            f"transforms {[t.text for t in pipeline.transforms] or '(none)'}, but the model takes "
+            f"{'x'.join(map(str, model_shape))}; add --fit-sensor (sum pooling to the model's sensor) or "
+            "--transform crop/downsample")

@@ -1,0 +1,201 @@
+"""``python -m runtime stream``: both shared recordings in both modes, chunked = whole,
+stdin = file, flat memory over a 10x longer stream, real-time pacing, and bad input."""
+
+from __future__ import annotations
+
+import json
+import tracemalloc
+
+import numpy as np
+import onnx
+import pytest
+
+from runtime.cli import main
+from runtime.data.eventfile import open_events, read_events
+from runtime.data.transforms import Pipeline, Transform
+from runtime.event.engine import load_event
+from runtime.session import load
+from runtime.stream import Stats, run_clock, run_event, slices
+
+from .conftest import run_cli
+from .event_fixtures import chain_model, spec
+from .runtime_fixtures import tiny_model
+from .test_eventfile import eventcam  # noqa: F401 - fixture
+
+SENSOR = (2, 24, 32)
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    path = tmp_path_factory.mktemp("stream") / "m.onnx"
+    onnx.save(chain_model(spec("LIF", spike="single", decay=0.8, dt=5_000.0), sensor=SENSOR, channels=(4,),
+                          classes=4, T=6, duration_us=30_000.0), path)
+    return path
+
+
+def _cli(capsys, *argv: str) -> tuple[int, str, str]:
+    try:
+        main(list(argv))
+        code = 0
+    except SystemExit as e:
+        code = e.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _windows(model, path, mode: str, chunk_bytes: int, shape: tuple[int, int, int]) -> list[dict]:
+    out: list[dict] = []
+    stats = Stats()
+    pipe = Pipeline([Transform("downsample", (SENSOR[2], SENSOR[1]))], shape)
+    with open_events(path, chunk_bytes=chunk_bytes) as r:
+        src = slices(r, pipe, stats)
+        if mode == "clock":
+            run_clock(load(model, 1), src, lambda w: out.append(w.as_dict()), stats)
+        else:
+            run_event(load_event(model), src, lambda w: out.append(w.as_dict()), stats)
+    for w in out:
+        w.pop("latency_ms")
+    return out
+
+
+@pytest.mark.parametrize("name, shape, events", [("evt3_sample.raw", (2, 720, 1280), 219_596),
+                                                 ("evt2_sample.raw", (2, 480, 640), 539_481)])
+@pytest.mark.parametrize("mode", ["clock", "event"])
+def test_stream_both_recordings_both_modes(eventcam, model, capsys, name, shape, events, mode):  # noqa: F811
+    code, out, err = _cli(capsys, "stream", str(model), "--source", str(eventcam / name), "--mode", mode,
+                          "--fit-sensor", "--json")
+    assert code == 0, err
+    lines = [json.loads(x) for x in out.strip().splitlines()]
+    s = lines[-1]["summary"]
+    windows = lines[:-1]
+    assert s["events_read"] == events and s["windows"] == len(windows) >= 1
+    assert sum(w["events"] for w in windows) == events  # downsampling drops nothing
+    assert s["transforms"] == [f"downsample:{SENSOR[2]}x{SENSOR[1]}"]
+    assert s["events_per_s_processed"] > 0 and s["events_per_s_arriving"] > 0
+    assert all(w["class"] in "0123" and w["latency_ms"] >= 0 for w in windows)
+    # windows tile the stream: contiguous, from its first event
+    ev = read_events(eventcam / name)
+    assert windows[0]["t_start"] == ev["t"][0]
+    assert all(a["t_end"] == b["t_start"] for a, b in zip(windows, windows[1:]))
+    # the same windows, chunked or whole
+    whole = _windows(model, eventcam / name, mode, 1 << 26, shape)
+    chunked = _windows(model, eventcam / name, mode, 4_099, shape)
+    assert chunked == whole and [w["prediction"] for w in whole] == [w["prediction"] for w in windows]
+
+
+def test_clock_windows_equal_session_run_on_binned_frames(eventcam, model):  # noqa: F811
+    """A full clock-driven window is Session.run on that window's events binned in dt."""
+    ev = read_events(eventcam / "evt2_sample.raw")
+    wins = _windows(model, eventcam / "evt2_sample.raw", "clock", 65_536, (2, 480, 640))
+    session = load(model, 1)
+    p = session.protocol
+    small = Pipeline([Transform("downsample", (SENSOR[2], SENSOR[1]))], (2, 480, 640)).apply(ev)
+    w = wins[0]
+    assert not w["partial"] and w["steps"] == p.T_trained
+    part = small[(small["t"] >= w["t_start"]) & (small["t"] < w["t_end"])].copy()
+    part["t"] -= w["t_start"]
+    r = session.run([part], binning="fixed", dt_us=p.dt_us)
+    assert int(r.predictions[0]) == w["prediction"]
+    assert float(r.outputs[0].max()) == pytest.approx(w["score"], rel=1e-6)
+
+
+def test_stdin_equals_file(eventcam, model):  # noqa: F811
+    f = eventcam / "evt3_sample.raw"
+    args = ["runtime", "stream", str(model), "--fit-sensor", "--json", "--chunk-bytes", "65536"]
+    import subprocess
+    import sys
+
+    from .conftest import ROOT
+
+    a = run_cli(*args, "--source", str(f))
+    with open(f, "rb") as stdin:
+        b = subprocess.run([sys.executable, "-m", *args, "--source", "-"], stdin=stdin, cwd=ROOT,
+                           capture_output=True, text=True, timeout=300)
+    assert a.returncode == b.returncode == 0, a.stderr + b.stderr
+    pick = lambda out: [(w["t_start"], w["events"], w["prediction"]) for w in  # noqa: E731
+                        map(json.loads, out.strip().splitlines()[:-1])]
+    assert pick(a.stdout) == pick(b.stdout)
+
+
+def _repeat_evt2(src, dst, times: int) -> int:
+    """``src`` (EVT 2.0) played ``times`` times back to back: each copy's TIME_HIGH words shifted."""
+    with open_events(src) as r:
+        head = r.header.size
+    data = src.read_bytes()
+    w = np.frombuffer(data, "<u4", offset=head)
+    ev = read_events(src)
+    shift = ((int(ev["t"][-1]) - int(ev["t"][0])) // 64 + 2)  # in units of 64 µs
+    is_th = (w >> 28) == 0x8
+    with open(dst, "wb") as f:
+        f.write(data[:head])
+        for k in range(times):
+            c = w.copy()
+            c[is_th] += np.uint32(k * shift)
+            f.write(c.tobytes())
+    return len(ev) * times
+
+
+def _peak_bytes(model, path, mode: str) -> tuple[int, int]:
+    stats = Stats()
+    pipe = Pipeline([Transform("downsample", (SENSOR[2], SENSOR[1]))], (2, 480, 640))
+    runner = load(model, 1) if mode == "clock" else load_event(model)
+    tracemalloc.start()
+    with open_events(path, chunk_bytes=1 << 18) as r:
+        src = slices(r, pipe, stats)
+        if mode == "clock":
+            run_clock(runner, src, lambda w: None, stats)
+        else:
+            run_event(runner, src, lambda w: None, stats)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return peak, stats.raw_events
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["clock", "event"])
+def test_memory_is_flat_over_a_10x_longer_stream(eventcam, model, tmp_path, mode):  # noqa: F811
+    one, ten = tmp_path / "x1.raw", tmp_path / "x10.raw"
+    n1, n10 = _repeat_evt2(eventcam / "evt2_sample.raw", one, 1), _repeat_evt2(eventcam / "evt2_sample.raw", ten, 10)
+    ev10 = read_events(ten)
+    assert len(ev10) == n10 and np.all(np.diff(ev10["t"]) >= 0)  # a valid, 10x longer recording
+    del ev10
+    p1, e1 = _peak_bytes(model, one, mode)
+    p10, e10 = _peak_bytes(model, ten, mode)
+    assert (e1, e10) == (n1, n10)
+    whole_10x = n10 * np.dtype([("x", "<i2"), ("y", "<i2"), ("p", "<i1"), ("t", "<i8")]).itemsize
+    assert p10 < 1.25 * p1 + (1 << 20), (p1, p10)  # flat: not 10x
+    assert p10 < whole_10x / 2  # below holding the decoded stream alone
+
+
+def test_realtime_pacing_reports_keeping_up(eventcam, model, capsys):  # noqa: F811
+    code, out, err = _cli(capsys, "stream", str(model), "--source", str(eventcam / "evt2_sample.raw"),
+                          "--fit-sensor", "--realtime", "--speed", "0.5", "--json", "--quiet")
+    assert code == 0, err
+    s = json.loads(out)["summary"]
+    assert s["realtime"] and s["wall_s"] >= 2 * 0.05 * 0.9  # 50 ms of recording at half speed
+    assert s["keeps_up"] == (s["events_per_s_processed"] >= s["events_per_s_arriving"])
+    assert "max_lag_ms" in s
+
+
+def test_bad_input_is_one_error_and_exit_2(eventcam, model, tmp_path, capsys):  # noqa: F811
+    raw = eventcam / "evt2_sample.raw"
+    junk = tmp_path / "junk.bin"
+    junk.write_bytes(b"\x00\x01 not an event file")
+    cut = tmp_path / "cut.raw"
+    cut.write_bytes(raw.read_bytes()[:100_003])
+    static = tmp_path / "static.onnx"
+    onnx.save(tiny_model(), static)
+    cases = [
+        (["--source", str(junk)], "unknown event file format"),
+        (["--source", str(cut), "--fit-sensor"], "truncated"),
+        (["--source", str(raw)], "takes 2x24x32; add --fit-sensor"),
+        (["--source", str(raw), "--sensor", "1280x720"], "declares a 640x480 sensor"),
+        (["--source", str(tmp_path / "none.raw")], "does not exist"),
+        (["--source", str(raw), "--transform", "crop:0,0,9999,10"], "reaches outside"),
+        (["--source", str(raw), "--mode", "event", "--policy", "fixed:3"], "--mode clock"),
+    ]
+    for extra, match in cases:
+        code, out, err = _cli(capsys, "stream", str(model), *extra)
+        assert code == 2 and err.startswith("error: ") and match in err and err.count("\n") == 1, (extra, err)
+    code, out, err = _cli(capsys, "stream", str(static), "--source", str(raw), "--fit-sensor")
+    assert code == 2 and "static images" in err

@@ -1,0 +1,104 @@
+"""tonic data sets through the registry: tonic's own N-MNIST class gives the built-in
+reader's recordings and frames; an 11-class data set in tonic's interface trains, exports
+and runs with its classes, durations and transforms carried through."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from runtime.data import DataError, load_dataset
+from runtime.data.nmnist import list_nmnist
+
+from .conftest import run_trainer
+
+SYNTH = "tonic:tests.tonic_fixtures.Synthetic11"
+
+
+def _tonic_layout(nmnist_path, root):
+    """The shared N-MNIST files laid out as tonic expects (ROOT/NMNIST/{Train,Test}/<label>/),
+    split as the built-in reader splits them (index % 5 == 0: test)."""
+    for split, folder in (("train", "Train"), ("test", "Test")):
+        for f, label in list_nmnist(nmnist_path, split):
+            d = root / "NMNIST" / folder / str(label)
+            d.mkdir(parents=True, exist_ok=True)
+            (d / f.name).symlink_to(f)
+
+
+def test_tonic_nmnist_equals_builtin_reader(nmnist_path, tmp_path, monkeypatch):
+    tonic_datasets = pytest.importorskip("tonic.datasets")
+    _tonic_layout(nmnist_path, tmp_path)
+    # tonic checks for the downloaded zip and >= 10000 files; the shared subset has 800
+    monkeypatch.setattr(tonic_datasets.NMNIST, "_check_exists", lambda self: True)
+    ours = load_dataset(f"nmnist:{nmnist_path}", "test")
+    via = load_dataset(f"tonic:NMNIST:{tmp_path}", "test")
+    assert via.shape == ours.shape == (2, 34, 34) and len(via.classes) == 10 and via.durations == "recording"
+    np.testing.assert_array_equal(via.labels, ours.labels)
+    idx = np.arange(0, len(ours), 7)
+    for i in idx:
+        np.testing.assert_array_equal(via.events[i], ours.events[i])
+    for binning, durations in (("equal", "recording"), ("equal", "dataset"), ("fixed", None)):
+        kw = dict(dt_us=20_000) if binning == "fixed" else dict(durations=durations)
+        if durations == "dataset":
+            via.duration_us = ours.duration_us
+        np.testing.assert_array_equal(via.frames(idx, 5, binning, **kw), ours.frames(idx, 5, binning, **kw))
+
+
+def test_per_recording_equal_binning_uses_each_length(tmp_path):
+    ds = load_dataset(f"{SYNTH}:{tmp_path}", "train", limit=6)
+    f = ds.frames(np.arange(6), 4)  # each recording's own span: its last event lands in the last bin
+    for b in range(6):
+        ev = ds.events[b]
+        last = ev[-1]
+        assert f[3, b, last["p"], last["y"], last["x"]] >= 1
+        assert f[:, b].sum() == len(ev)
+    # nominal duration: the longest of up to 64 recordings of the split (Synthetic11: < 60 ms)
+    assert max(int(ds.events[i]["t"][-1]) + 1 for i in range(6)) <= ds.duration_us < 60_000
+
+
+def test_bad_tonic_specs(tmp_path):
+    for spec, match in ((f"tonic:NoSuchSet:{tmp_path}", "no data set"), ("tonic:NMNIST", "tonic:NAME:ROOT"),
+                        (f"tonic:no.such.Module:{tmp_path}", "cannot be imported"),
+                        (f"tonic:NMNIST:{tmp_path}", "could not be downloaded")):
+        if "NMNIST" in spec or "NoSuch" in spec:
+            pytest.importorskip("tonic")
+        with pytest.raises(DataError, match=match):
+            load_dataset(spec, "test")
+
+
+@pytest.mark.slow
+def test_eleven_classes_train_eval_export_run(tmp_path, capsys):
+    torch = pytest.importorskip("torch")
+    from export import cli as export_cli
+    from runtime.cli import main as runtime_main
+    from trainer.checkpoint import load_checkpoint
+
+    torch.set_num_threads(1)
+    spec = f"{SYNTH}:{tmp_path}"
+    ckpt = tmp_path / "m.pt"
+    code, out, err = run_trainer(capsys, "fit", "--data", spec, "--transform", "crop:2,0,16,16", "--model", "2C1FC",
+                                 "--width", "4", "--tmax", "3", "--epochs", "4", "--batch-size", "16", "--lr", "0.01",
+                                 "--quiet", "--out", str(ckpt))
+    assert code == 0, err
+    cfg, _, metrics = load_checkpoint(ckpt)
+    assert cfg.model.num_classes == 11 and cfg.data.classes[10] == "bar 10"
+    assert cfg.data.durations == "recording" and cfg.data.transforms == [{"kind": "crop", "args": [2, 0, 16, 16]}]
+    assert tuple(cfg.model.in_shape) == (2, 16, 16)
+    assert metrics["test_accuracy"] > 0.5  # chance: 1/11
+    code, out, err = run_trainer(capsys, "eval", str(ckpt), "--T", "3", "--json")
+    assert code == 0, err
+    acc = json.loads(out)["accuracy"][0]
+    onnx_path = tmp_path / "m.onnx"
+    with pytest.raises(SystemExit) as e:
+        export_cli.main([str(ckpt), "-o", str(onnx_path)])
+    assert e.value.code in (0, None), capsys.readouterr().err
+    capsys.readouterr()
+    from runtime import load
+
+    p = load(onnx_path).protocol
+    assert p.num_classes == 11 and p.durations == "recording" and p.transforms[0]["kind"] == "crop"
+    runtime_main(["run", str(onnx_path), "--data", spec, "--json"])
+    out = capsys.readouterr().out
+    assert json.loads(out)["accuracy"] == pytest.approx(acc, abs=1e-6)

@@ -1,0 +1,39 @@
+"""A small synthetic data set in tonic's interface (``tonic:tests.tonic_fixtures.Synthetic11:ROOT``):
+11 classes, recordings of different lengths, on a 20x16 sensor.
+
+Class k is a horizontal bar on row k + 2 (x from 2 to 17), its events spread over the
+recording with random polarity, plus a few noise events anywhere. Seeded by (split, index).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+DTYPE = np.dtype([("x", int), ("y", int), ("t", int), ("p", int)])  # tonic's N-MNIST layout
+
+
+class Synthetic11:
+    sensor_size = (20, 16, 2)
+    classes = [f"bar {k}" for k in range(11)]
+
+    def __init__(self, save_to: str, train: bool = True, per_class: int | None = None):
+        self.save_to, self.train = save_to, train
+        n = per_class or (12 if train else 4)
+        self.targets = [k for k in range(11) for _ in range(n)]
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, i: int) -> tuple[np.ndarray, int]:
+        rng = np.random.default_rng([int(self.train), i])
+        k = self.targets[i]
+        duration = int(rng.integers(20_000, 60_000))
+        n, noise = 80, 8
+        ev = np.zeros(n + noise, DTYPE)
+        ev["x"][:n] = rng.integers(2, 18, n)
+        ev["y"][:n] = k + 2
+        ev["x"][n:] = rng.integers(0, 20, noise)
+        ev["y"][n:] = rng.integers(0, 16, noise)
+        ev["p"] = rng.integers(0, 2, n + noise)
+        ev["t"] = rng.integers(0, duration, n + noise)
+        return ev[np.argsort(ev["t"], kind="stable")], k
