@@ -153,9 +153,9 @@ CONVENTIONS: dict[str, str] = {
     "sinabs": ("sinabs 3.1.3: tau in steps, decay = exp(-1/tau), input added (r ignored); IF and LIF fire "
                "floor(v/v_th) spikes per step and subtract; IF clamps the membrane at -v_th"),
     "snntorch": (f"snnTorch 1.0.0: dt = {SNNTORCH_DT} s fixed, LIF beta = 1 - dt/tau, threshold / (r*dt/tau), "
-                 "one spike, reset to zero; IF runs as Leaky(beta=0.9), subtract reset"),
-    "norse": ("norse 1.1.0: forward Euler v += dt/tau*(v_leak - v + I) (r ignored), one spike, reset to zero; "
-              "IF adds the input"),
+                 "input added, one spike, reset to zero"),
+    "norse": ("norse 1.1.0: its to_nir writes tau = dt/tau_mem_inv, i.e. tau*dt: read back as tau = tau_file/dt; "
+              "forward Euler v += dt/tau*(v_leak - v + I) (r ignored), one spike, reset to zero; IF adds the input"),
     "nir": ("NIR ODE integrated exactly over dt with the input held: decay = exp(-dt/tau), input * r*(1-decay) "
             "(IF: r*dt); one spike, reset to zero"),
 }
@@ -189,8 +189,9 @@ def _if_from_nir(params: Params, source: str, dt: float) -> tuple[NeuronSpec, fl
     v_th, r = _one(params, "v_threshold"), _one(params, "r")
     if source == "sinabs":
         return _spec("IF", 1.0, v_th, "subtract", "multi", -v_th, 1.0), 1.0
-    if source == "snntorch":  # what snnTorch's import builds for nir.IF
-        return _spec("LIF", 0.9, v_th * r, "subtract", "single", -math.inf, SNNTORCH_DT * 1e6), 1.0
+    if source == "snntorch":
+        raise NirNeuronError("snnTorch 1.0.0 neither writes IF nodes nor runs them (its import builds "
+                             "Leaky(beta=0.9)); import this graph with --source nir or norse")
     if source == "norse":
         return _spec("IF", 1.0, v_th, "zero", "single", -math.inf, dt * 1e6), 1.0
     return _spec("IF", 1.0, v_th, "zero", "single", -math.inf, dt * 1e6), r * dt  # nir
@@ -202,10 +203,12 @@ def _leak_from_nir(params: Params, source: str, dt: float) -> tuple[float, float
     tau, r = np.float32(_one(params, "tau")), _one(params, "r")
     if source == "sinabs":
         return float(np.exp(np.float32(-1.0) / tau)), 1.0, 1.0, 1.0
-    if source == "snntorch":  # the input is not scaled; the threshold is divided instead
-        return 1.0 - SNNTORCH_DT / float(tau), 1.0, 1.0 / (r * SNNTORCH_DT / float(tau)), SNNTORCH_DT * 1e6
-    if source == "norse":
-        a = float(np.float32(dt) / tau)
+    if source == "snntorch":  # in float32 as snnTorch computes it; the threshold absorbs r*dt/tau
+        beta = np.float32(1.0) - np.float32(SNNTORCH_DT) / tau
+        w_scale = r * SNNTORCH_DT / float(tau)
+        return float(beta), 1.0, 1.0 if np.isclose(w_scale, 1.0) else 1.0 / w_scale, SNNTORCH_DT * 1e6
+    if source == "norse":  # norse's module computes dt * tau_mem_inv with tau_mem_inv = dt / tau_file
+        a = float(np.float32(dt) * (np.float32(dt) / tau))
         return 1.0 - a, a, 1.0, dt * 1e6
     decay = math.exp(-dt / float(tau))  # nir
     return decay, r * (1.0 - decay), 1.0, dt * 1e6

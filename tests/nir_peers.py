@@ -87,3 +87,112 @@ def run_snntorch(graph, x: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
 
 
 RUNNERS = {"sinabs": run_sinabs, "snntorch": run_snntorch, "norse": run_norse}
+
+
+# -- networks built and exported by the peers themselves (peer -> NIR -> flexsnn) ---------
+
+def _writable(graph, conv_inputs: dict[str, tuple[int, int]], flatten_inputs: dict[str, tuple[int, ...]] = {}):
+    """nir 1.0.4 cannot write a Conv2d whose ``input_shape`` is None or a Flatten whose
+    ``input_type`` is None, which is what the peers' exporters leave; set those input
+    shapes, nothing else (what a user has to do before ``nir.write``)."""
+    import nir
+
+    for name, hw in conv_inputs.items():
+        graph.nodes[name].input_shape = hw
+    for name, shape in flatten_inputs.items():
+        n = graph.nodes[name]
+        graph.nodes[name] = nir.Flatten({"input": np.array(shape)}, n.start_dim, n.end_dim, metadata=n.metadata)
+    return graph
+
+
+def _time_loop(net: torch.nn.Module, neurons: list[torch.nn.Module], x: np.ndarray, stateful: bool):
+    outs, _ = _hooked(neurons, lambda o: o[0] if isinstance(o, tuple) else o)
+    state, ys = None, []
+    with torch.no_grad():
+        for x_t in torch.from_numpy(x):
+            if stateful:
+                y, state = net(x_t, state)
+            else:
+                y = net(x_t)
+            ys.append(y[0] if isinstance(y, tuple) else y)
+    return _stack(outs), torch.stack(ys).numpy()
+
+
+def sinabs_net(seed: int = 0):
+    """conv -> IAF (sinabs' from_nir clamps at -v_th: built so) -> sum pool -> flatten ->
+    linear -> LIF (tau 4 steps) -> linear -> ExpLeak (LI readout); input [1, 8, 8].
+    ``norm_input=False``: sinabs' to_nir drops norm_input (its default scales the input
+    by 1 - alpha) and its from_nir builds norm_input=False."""
+    peer("sinabs")
+    import sinabs
+    import sinabs.layers as sl
+
+    torch.manual_seed(seed)
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 4, 3, padding=1), sl.IAFSqueeze(min_v_mem=-1.0, num_timesteps=1),
+        sl.SumPool2d(2), torch.nn.Flatten(), torch.nn.Linear(64, 16), sl.LIFSqueeze(tau_mem=4.0, num_timesteps=1, norm_input=False),
+        torch.nn.Linear(16, 10), sl.ExpLeakSqueeze(tau_mem=2.0, num_timesteps=1, norm_input=False)).eval()
+    with torch.no_grad():
+        net[0].weight.mul_(3.0)
+        net[4].weight.mul_(4.0)
+    graph = _writable(sinabs.to_nir(net, torch.zeros(1, 1, 8, 8)), {"0": (8, 8)}, {"3": (4, 4, 4)})
+
+    def run(x: np.ndarray):  # one step per call (num_timesteps=1), state kept by the layers
+        net.apply(lambda m: m.reset_states() if hasattr(m, "reset_states") else None)
+        spikes, y = _time_loop(net, [net[1], net[5], net[7]], x, stateful=False)
+        return spikes, y
+    return graph, run
+
+
+def snntorch_net(seed: int = 0):
+    """flatten -> linear -> Leaky (reset to zero) -> linear -> Leaky; input [1, 8, 8]
+    (snnTorch 1.0.0's conv export fails in nir 1.0.4's type inference)."""
+    snn = peer("snntorch")
+    import nir
+
+    import snntorch.export_nir as sx
+
+    torch.manual_seed(seed)
+    net = torch.nn.Sequential(
+        torch.nn.Flatten(), torch.nn.Linear(64, 16), snn.Leaky(beta=0.75, init_hidden=True, reset_mechanism="zero"),
+        torch.nn.Linear(16, 10), snn.Leaky(beta=0.5, init_hidden=True, reset_mechanism="zero", output=True)).eval()
+    with torch.no_grad():
+        net[1].weight.mul_(4.0)
+        net[3].weight.mul_(3.0)
+    lif = nir.LIF
+    try:  # snnTorch 1.0.0 passes v_reset (0), which nir 1.0.4's LIF does not have
+        sx.nir.LIF = lambda v_reset=None, **kw: lif(**kw)
+        with contextlib.redirect_stdout(io.StringIO()):
+            graph = sx.export_to_nir(net, torch.zeros(1, 1, 8, 8))
+    finally:
+        sx.nir.LIF = lif
+
+    def run(x: np.ndarray):
+        for m in (net[2], net[4]):
+            m.reset_hidden()
+        return _time_loop(net, [net[2], net[4]], x, stateful=False)
+    return graph, run
+
+
+def norse_net(seed: int = 0, dt: float = 1e-3):
+    """conv -> LIFBox (tau_mem_inv 250/s: dt/tau = 0.25) -> conv over the whole map -> IAF;
+    input [1, 8, 8] (norse 1.1.0 exports neither pooling nor Flatten)."""
+    peer("norse")
+    import norse.torch as nt
+
+    torch.manual_seed(seed)
+    lif = nt.LIFBoxCell(nt.LIFBoxParameters(tau_mem_inv=torch.as_tensor(250.0), v_th=torch.as_tensor(0.25)), dt=dt)
+    net = nt.SequentialState(torch.nn.Conv2d(1, 4, 3, padding=1), lif, torch.nn.Conv2d(4, 10, 8),
+                             nt.IAFCell()).eval()
+    with torch.no_grad():
+        net[0].weight.mul_(3.0)
+        net[2].weight.mul_(3.0)
+    graph = _writable(nt.to_nir(net, torch.zeros(1, 1, 8, 8), dt=dt), {"0": (8, 8), "2": (8, 8)})
+
+    def run(x: np.ndarray):
+        spikes, y = _time_loop(net, [net[1], net[3]], x, stateful=True)
+        return spikes, y.reshape(y.shape[0], y.shape[1], -1)
+    return graph, run
+
+
+BUILDERS = {"sinabs": sinabs_net, "snntorch": snntorch_net, "norse": norse_net}

@@ -1,0 +1,308 @@
+"""NIR import: a NIR graph written by snnTorch, norse, sinabs, nir itself or this product
+becomes the product's network (a :class:`SpikingNet` of conv/linear/pool/flatten layers
+and neuron layers), which the ONNX writer turns into the one-step ONNX file.
+
+A NIR neuron node is a continuous-time ODE; the discrete neuron it becomes depends on
+how the source framework discretises it (:data:`export.nir_neurons.CONVENTIONS`). The
+importer therefore needs the source (read from the flexsnn metadata of our own files,
+otherwise given) and, where the convention takes one, the step duration ``dt``; it states
+both. Where a convention scales a neuron's input (forward Euler: ``dt / tau``), the
+factor is folded into the weight layer before the neuron.
+
+Supported: chains of Input, Conv2d, Affine, Linear, SumPool2d, AvgPool2d, Flatten, IF,
+LIF, LI, Output. Anything else is refused with one line naming the node and this set.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from trainer.config import Config, DataConfig, MethodConfig, ModelConfig
+from trainer.layers import NeuronLayer, Sequence, Stateless
+from trainer.models import SpikingNet
+
+from .errors import ExportError
+from .nir_neurons import CONVENTIONS, DT_DEFAULTS, FIRES_ABOVE, FROM_NIR, PARAMS, SOURCES, NirNeuronError, \
+    SNNTORCH_DT, spec_from_metadata
+from .protocol import KEY
+
+SUPPORTED = ("Input", "Conv2d", "Affine", "Linear", "SumPool2d", "AvgPool2d", "Flatten", "IF", "LIF", "LI", "Output")
+# frameworks whose exporters put the sample's batch dim into the Input node
+BATCHED_INPUT = ("snntorch", "norse")
+
+
+@dataclass
+class Imported:
+    """The imported network and what the import assumed (printed by the CLI)."""
+
+    cfg: Config
+    model: SpikingNet
+    source: str
+    dt: float | None
+    convention: str
+    notes: list[str]
+
+
+def _array(v: Any) -> np.ndarray:
+    return np.asarray(v.detach().cpu().numpy() if isinstance(v, torch.Tensor) else v)
+
+
+def _pair(v: Any) -> tuple[int, int]:
+    a = _array(v).astype(int).ravel()
+    if a.size == 1:
+        return int(a[0]), int(a[0])
+    if a.size != 2:
+        raise ExportError(f"expected one or two integers, got {a.tolist()}")
+    return int(a[0]), int(a[1])
+
+
+def read_graph(path: str | Path):
+    """The NIR graph in ``path``; a missing or foreign file is one clear error."""
+    import nir
+
+    path = Path(path)
+    if not path.is_file():
+        raise ExportError(f"NIR file {path} does not exist")
+    try:
+        return nir.read(path)
+    except Exception as e:  # h5py/nir raise many types for a file that is not NIR
+        raise ExportError(f"{path} is not a NIR file (nir.read: {type(e).__name__}: {e}); "
+                          "expected an HDF5 file written by nir.write") from None
+
+
+def detect_source(graph) -> str | None:
+    """``flexsnn`` for graphs this product wrote (their metadata says so), else None."""
+    if KEY in (graph.metadata or {}):
+        return "flexsnn"
+    return None
+
+
+def chain(graph) -> list[tuple[str, Any]]:
+    """The nodes in execution order; refuses anything but one chain from Input to Output."""
+    import nir
+
+    inputs = [k for k, n in graph.nodes.items() if isinstance(n, nir.Input)]
+    if len(inputs) != 1:
+        raise ExportError(f"the graph has {len(inputs)} Input nodes; expected exactly one")
+    succ: dict[str, list[str]] = {k: [] for k in graph.nodes}
+    pred: dict[str, list[str]] = {k: [] for k in graph.nodes}
+    for a, b in graph.edges:
+        if a not in graph.nodes or b not in graph.nodes:
+            raise ExportError(f"edge ({a!r}, {b!r}) names a node the graph does not have")
+        succ[a].append(b)
+        pred[b].append(a)
+    order, name = [], inputs[0]
+    while True:
+        node = graph.nodes[name]
+        if isinstance(node, nir.NIRGraph) or type(node).__name__ not in SUPPORTED:
+            raise ExportError(f"node {name!r} ({type(node).__name__}) cannot be imported; "
+                              f"supported nodes: {', '.join(SUPPORTED)} in a chain")
+        if name != inputs[0] and len(pred[name]) != 1:
+            raise ExportError(f"node {name!r} has {len(pred[name])} inputs; flexsnn imports chains "
+                              f"(each node one input): {', '.join(SUPPORTED)}")
+        order.append((name, node))
+        if isinstance(node, nir.Output):
+            break
+        if len(succ[name]) != 1:
+            raise ExportError(f"node {name!r} feeds {len(succ[name])} nodes; flexsnn imports chains "
+                              "(each node one output) ending in an Output node")
+        name = succ[name][0]
+        if any(name == k for k, _ in order):
+            raise ExportError(f"the graph has a cycle through node {name!r}; flexsnn imports feed-forward chains")
+    if len(order) != len(graph.nodes):
+        left = sorted(set(graph.nodes) - {k for k, _ in order})
+        raise ExportError(f"nodes {left} are not on the chain from Input to Output")
+    return order
+
+
+def _input_shape(node, source: str, first) -> tuple[int, ...]:
+    import nir
+
+    shape = tuple(int(s) for s in _array(next(iter(node.input_type.values()))).ravel())
+    wants = 3 if isinstance(first, (nir.Conv2d, nir.SumPool2d, nir.AvgPool2d)) else None
+    if source in BATCHED_INPUT and len(shape) > 1 and shape[0] == 1 and (wants is None or len(shape) == wants + 1):
+        shape = shape[1:]  # the exporter's sample batch
+    if not shape or any(s <= 0 for s in shape):
+        raise ExportError(f"the Input node's shape {list(shape)} is not a valid sample shape")
+    return shape
+
+
+class _Layers:
+    """Builds the layer list while a sample flows through it (to check every shape)."""
+
+    def __init__(self, shape: tuple[int, ...]):
+        self.layers: list[nn.Module] = []
+        self.x = torch.zeros(1, *shape)
+
+    def add(self, name: str, layer: nn.Module) -> None:
+        try:
+            with torch.no_grad():
+                y = layer.neuron(self.x, None)[0] if isinstance(layer, NeuronLayer) else layer.module(self.x)
+        except RuntimeError as e:
+            raise ExportError(f"node {name!r} does not fit its input of shape {list(self.x.shape[1:])}: "
+                              f"{str(e).splitlines()[0]}") from None
+        self.layers.append(layer)
+        self.x = y
+
+    def scale_input(self, name: str, gain: float) -> None:
+        """Fold a neuron's input factor into the weight layer just before it."""
+        prev = self.layers[-1] if self.layers else None
+        if not (isinstance(prev, Stateless) and isinstance(prev.module, (nn.Conv2d, nn.Linear))):
+            raise ExportError(f"neuron node {name!r} scales its input by {gain:g} under this convention, and "
+                              "flexsnn folds that into a Conv2d/Affine/Linear right before it; there is none")
+        with torch.no_grad():
+            prev.module.weight.mul_(gain)
+            if prev.module.bias is not None:
+                prev.module.bias.mul_(gain)
+
+
+def _weight(name: str, node, x: torch.Tensor) -> nn.Module:
+    import nir
+
+    w = torch.from_numpy(_array(node.weight).astype(np.float32))
+    if isinstance(node, nir.Conv2d):
+        if w.dim() != 4:
+            raise ExportError(f"Conv2d node {name!r} has a {w.dim()}-D weight; expected [out, in/groups, kh, kw]")
+        if isinstance(node.padding, str):
+            raise ExportError(f"Conv2d node {name!r} has padding {node.padding!r}; expected integers")
+        groups = int(node.groups)
+        m = nn.Conv2d(w.shape[1] * groups, w.shape[0], tuple(w.shape[2:]), _pair(node.stride), _pair(node.padding),
+                      _pair(node.dilation), groups)
+    else:
+        if w.dim() != 2:
+            raise ExportError(f"{type(node).__name__} node {name!r} has a {w.dim()}-D weight; expected [out, in]")
+        m = nn.Linear(w.shape[1], w.shape[0], bias=isinstance(node, nir.Affine))
+    with torch.no_grad():
+        m.weight.copy_(w)
+        if m.bias is not None:
+            b = torch.from_numpy(_array(node.bias).astype(np.float32)).reshape(-1)
+            if b.shape != m.bias.shape:
+                raise ExportError(f"node {name!r} has {b.numel()} biases for {m.bias.numel()} outputs")
+            m.bias.copy_(b)
+    return m
+
+
+def _sum_pool(node, channels: int) -> nn.Module:
+    """A sum pool as a conv with an identity-across-channels kernel of ones (exact)."""
+    k, s, p = _pair(node.kernel_size), _pair(node.stride), _pair(node.padding)
+    m = nn.Conv2d(channels, channels, k, s, p, bias=False)
+    with torch.no_grad():
+        m.weight.zero_()
+        m.weight[torch.arange(channels), torch.arange(channels)] = 1.0
+    return m
+
+
+def _flatten(node) -> nn.Module:
+    # NIR dims exclude the batch dim: shift non-negative ones past it
+    start, end = int(node.start_dim), int(node.end_dim)
+    return nn.Flatten(start + 1 if start >= 0 else start, end + 1 if end >= 0 else end)
+
+
+def _neuron(name: str, node, source: str, dt: float) -> tuple[NeuronLayer, float]:
+    kind = type(node).__name__
+    try:
+        if source == "flexsnn":
+            spec = spec_from_metadata(node.metadata or {})
+            if spec is None:
+                raise NirNeuronError("has no flexsnn metadata although the graph does")
+            return NeuronLayer(spec), 1.0
+        params = {p: _array(getattr(node, p)) for p in PARAMS[kind]}
+        spec, gain = FROM_NIR[kind](params, source, dt)
+    except NirNeuronError as e:
+        raise ExportError(f"{kind} node {name!r}: {e}") from None
+    return NeuronLayer(spec), gain
+
+
+def build(graph, source: str | None = None, dt: float | None = None, T: int = 10,
+          name: str = "nir") -> Imported:
+    """The product's network for ``graph`` (see the module docstring)."""
+    import nir
+
+    found = detect_source(graph)
+    source = source or found
+    if source is None:
+        raise ExportError("the NIR graph does not say which framework wrote it; pass --source, one of "
+                          f"{', '.join(s for s in SOURCES if s != 'flexsnn')} (each discretises NIR neurons "
+                          "its own way)")
+    if source not in SOURCES:
+        raise ExportError(f"source {source!r} is unknown; expected one of {list(SOURCES)}")
+    if source == "flexsnn" and found != "flexsnn":
+        raise ExportError("--source flexsnn needs a graph written by flexsnn export (its metadata is missing)")
+    if dt is not None and source not in DT_DEFAULTS:
+        fixed = {"sinabs": "sinabs reads tau in steps", "snntorch": f"snnTorch fixes dt = {SNNTORCH_DT} s",
+                 "flexsnn": "the graph's metadata has every neuron's dt"}[source]
+        raise ExportError(f"--dt does not apply to source {source!r}: {fixed}")
+    if source in DT_DEFAULTS:
+        dt = DT_DEFAULTS[source] if dt is None else dt
+        if dt is None:
+            raise ExportError(f"source {source!r} needs --dt (seconds per step): a NIR ODE has no step of its own")
+        if not (dt > 0 and math.isfinite(dt)):
+            raise ExportError(f"--dt must be a finite number of seconds > 0, got {dt}")
+    if T <= 0:
+        raise ExportError(f"--T must be a positive integer, got {T}")
+    order = chain(graph)
+    if len(order) < 3:
+        raise ExportError("the graph has no node between Input and Output")
+    in_shape = _input_shape(order[0][1], source, order[1][1])
+    net = _Layers(in_shape)
+    for key, node in order[1:-1]:
+        if isinstance(node, (nir.Conv2d, nir.Affine, nir.Linear)):
+            net.add(key, Stateless(_weight(key, node, net.x)))
+        elif isinstance(node, nir.SumPool2d):
+            if net.x.dim() != 4:
+                raise ExportError(f"SumPool2d node {key!r} needs a [C, H, W] input, got {list(net.x.shape[1:])}")
+            net.add(key, Stateless(_sum_pool(node, net.x.shape[1])))
+        elif isinstance(node, nir.AvgPool2d):
+            net.add(key, Stateless(nn.AvgPool2d(_pair(node.kernel_size), _pair(node.stride), _pair(node.padding))))
+        elif isinstance(node, nir.Flatten):
+            net.add(key, Stateless(_flatten(node)))
+        else:
+            layer, gain = _neuron(key, node, source, dt or 0.0)
+            if gain != 1.0:
+                net.scale_input(key, gain)
+            net.add(key, layer)
+    notes = []
+    last = net.layers[-1]
+    if net.x.dim() != 2:  # e.g. a conv-only net (norse exports no Flatten): scores as a vector
+        notes.append(f"the output of shape {list(net.x.shape[1:])} is flattened to a vector of class scores")
+        net.add("output", Stateless(nn.Flatten()))
+    readout = "li" if isinstance(last, NeuronLayer) and not last.spec.spiking else "mean"
+    model = SpikingNet([Sequence(net.layers)], readout).eval()
+    n_out = int(net.x.shape[1])
+    cfg = Config(ModelConfig(name=name, stages=1, bn=False, readout=readout, num_classes=n_out,
+                             in_shape=in_shape),  # type: ignore[arg-type]
+                 data=DataConfig(spec=name, kind="static", shape=in_shape,  # type: ignore[arg-type]
+                                 classes=[str(i) for i in range(n_out)]),
+                 method=MethodConfig(name="sdt", T=T)).validate()
+    if source in FIRES_ABOVE:
+        notes.append(f"{source} fires on v > v_th, flexsnn on v >= v_th: spikes differ only where the membrane "
+                     "equals the threshold exactly")
+    return Imported(cfg, model, source, dt, CONVENTIONS[source], notes)
+
+
+def import_nir(path: str | Path, out: str | Path, source: str | None = None, dt: float | None = None,
+               T: int = 10) -> tuple[Imported, Path]:
+    """Read the NIR file ``path`` and write its one-step ONNX file ``out``."""
+    from .onnx_export import export_onnx
+
+    path, out = Path(path), Path(out)
+    if out.resolve() == path.resolve():
+        raise ExportError(f"output {out} is the input file; choose another -o")
+    imported = build(read_graph(path), source, dt, T, name=f"nir:{path.name}")
+    return imported, export_onnx(imported.cfg, imported.model, out)
+
+
+def describe(imported: Imported) -> dict[str, Any]:
+    """What the import assumed, as JSON-safe data (for the CLI and the report)."""
+    return {"source": imported.source, "dt_s": imported.dt, "convention": imported.convention,
+            "notes": imported.notes, "neurons": [json.loads(json.dumps(layer.spec.to_dict()))
+                                                  for layer in imported.model.modules()
+                                                  if isinstance(layer, NeuronLayer)]}
