@@ -15,7 +15,6 @@ LIF, LI, Output. Anything else is refused with one line naming the node and this
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -164,7 +163,7 @@ class _Layers:
                 prev.module.bias.mul_(gain)
 
 
-def _weight(name: str, node, x: torch.Tensor) -> nn.Module:
+def _weight(name: str, node) -> nn.Module:
     import nir
 
     w = torch.from_numpy(_array(node.weight).astype(np.float32))
@@ -255,7 +254,7 @@ def build(graph, source: str | None = None, dt: float | None = None, T: int = 10
     net = _Layers(in_shape)
     for key, node in order[1:-1]:
         if isinstance(node, (nir.Conv2d, nir.Affine, nir.Linear)):
-            net.add(key, Stateless(_weight(key, node, net.x)))
+            net.add(key, Stateless(_weight(key, node)))
         elif isinstance(node, nir.SumPool2d):
             if net.x.dim() != 4:
                 raise ExportError(f"SumPool2d node {key!r} needs a [C, H, W] input, got {list(net.x.shape[1:])}")
@@ -303,6 +302,5 @@ def import_nir(path: str | Path, out: str | Path, source: str | None = None, dt:
 def describe(imported: Imported) -> dict[str, Any]:
     """What the import assumed, as JSON-safe data (for the CLI and the report)."""
     return {"source": imported.source, "dt_s": imported.dt, "convention": imported.convention,
-            "notes": imported.notes, "neurons": [json.loads(json.dumps(layer.spec.to_dict()))
-                                                  for layer in imported.model.modules()
-                                                  if isinstance(layer, NeuronLayer)]}
+            "notes": imported.notes,
+            "neurons": [layer.spec.to_dict() for layer in imported.model.modules() if isinstance(layer, NeuronLayer)]}
