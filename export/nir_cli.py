@@ -1,4 +1,4 @@
-"""``python -m export model.nir [-o model.onnx] [--source S] [--dt SECONDS] [--T N] [--check]``:
+"""``python -m export model.nir [-o model.onnx] [--source S] [--dt SECONDS] [--T N] [--events-us D] [--check]``:
 import a NIR graph as the product's one-step ONNX file (export/nir_import.py)."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ def run_import(a: argparse.Namespace) -> int:
         raise ExportError(f"--T and --batch must be positive integers, got {a.T} and {a.batch}")
     src = Path(a.checkpoint)
     out = Path(a.out) if a.out else src.with_suffix(".onnx")
-    imported, out = import_nir(src, out, a.source, a.dt, a.T or 10)
+    imported, out = import_nir(src, out, a.source, a.dt, a.T, a.events_us)
     info = describe(imported)
     report = {"output": str(out), "format": "onnx", "input": str(src), "bytes": out.stat().st_size,
               "T_trained": imported.cfg.train_T, **info}

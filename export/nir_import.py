@@ -15,6 +15,7 @@ LIF, LI, Output. Anything else is refused with one line naming the node and this
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -189,6 +190,20 @@ def _weight(name: str, node) -> nn.Module:
     return m
 
 
+def _pool_conv(node) -> nn.Module | None:
+    """The average pool a Conv2d is (our export's pooling form: identity across channels,
+    ``1 / k`` everywhere in the window, stride = window, no padding or bias), else None."""
+    w, b = _array(node.weight), _array(node.bias)
+    if w.ndim != 4 or w.shape[0] != w.shape[1] or int(node.groups) != 1 or np.any(b != 0):
+        return None
+    k = tuple(w.shape[2:])
+    eye = np.eye(w.shape[0], dtype=np.float32)[:, :, None, None] * np.float32(1.0 / np.prod(k))
+    if _pair(node.stride) != k or _pair(node.padding) != (0, 0) or _pair(node.dilation) != (1, 1) \
+            or not np.array_equal(w, np.broadcast_to(eye, w.shape)):
+        return None
+    return nn.AvgPool2d(k)
+
+
 def _sum_pool(node, channels: int) -> nn.Module:
     """A sum pool as a conv with an identity-across-channels kernel of ones (exact)."""
     k, s, p = _pair(node.kernel_size), _pair(node.stride), _pair(node.padding)
@@ -220,8 +235,34 @@ def _neuron(name: str, node, source: str, dt: float) -> tuple[NeuronLayer, float
     return NeuronLayer(spec), gain
 
 
-def build(graph, source: str | None = None, dt: float | None = None, T: int = 10,
-          name: str = "nir") -> Imported:
+def _config(meta: dict[str, Any] | None, name: str, in_shape: tuple[int, ...], n_out: int, readout: str,
+            T: int | None, events_us: float | None) -> Config:
+    """The config the ONNX protocol is written from: our own graph's protocol as it was
+    exported (input kind, binning, T range, classes); for a foreign graph static input
+    repeated per step, or event frames of ``events_us`` recordings, T = ``T`` (10)."""
+    if meta is not None:
+        i, (tmin, tmax) = meta["input"], meta["T_range"]
+        method = MethodConfig(name="sdt", T=tmax) if tmin == tmax else MethodConfig(name="mtt", tmin=tmin, tmax=tmax)
+        if T is not None:
+            method = MethodConfig(name="sdt", T=T)
+        events = i["kind"] == "event-frames"
+        data = DataConfig(spec=name, kind="events" if events else "static", shape=in_shape,  # type: ignore[arg-type]
+                          classes=list(meta["classes"]), binning=i["binning"] or "equal",
+                          duration_us=float(i["duration_us"] or 0.0))
+        name, classes = meta["model"], meta["classes"]
+        if len(classes) != n_out:
+            raise ExportError(f"the graph's metadata names {len(classes)} classes for {n_out} outputs")
+    else:
+        method = MethodConfig(name="sdt", T=10 if T is None else T)
+        data = DataConfig(spec=name, kind="static" if events_us is None else "events",
+                          shape=in_shape, classes=[str(c) for c in range(n_out)],  # type: ignore[arg-type]
+                          duration_us=float(events_us or 0.0))
+    return Config(ModelConfig(name=name, stages=1, bn=False, readout=readout, num_classes=n_out,
+                              in_shape=in_shape), data=data, method=method).validate()  # type: ignore[arg-type]
+
+
+def build(graph, source: str | None = None, dt: float | None = None, T: int | None = None,
+          name: str = "nir", events_us: float | None = None) -> Imported:
     """The product's network for ``graph`` (see the module docstring)."""
     import nir
 
@@ -245,15 +286,20 @@ def build(graph, source: str | None = None, dt: float | None = None, T: int = 10
             raise ExportError(f"source {source!r} needs --dt (seconds per step): a NIR ODE has no step of its own")
         if not (dt > 0 and math.isfinite(dt)):
             raise ExportError(f"--dt must be a finite number of seconds > 0, got {dt}")
-    if T <= 0:
+    if T is not None and T <= 0:
         raise ExportError(f"--T must be a positive integer, got {T}")
+    if events_us is not None and (source == "flexsnn" or not (events_us > 0 and math.isfinite(events_us))):
+        raise ExportError("--events-us takes the recording duration in µs (> 0) of a foreign graph's event "
+                          f"input; got {events_us} for source {source!r} (flexsnn graphs keep their own input)")
     order = chain(graph)
     if len(order) < 3:
         raise ExportError("the graph has no node between Input and Output")
     in_shape = _input_shape(order[0][1], source, order[1][1])
     net = _Layers(in_shape)
     for key, node in order[1:-1]:
-        if isinstance(node, (nir.Conv2d, nir.Affine, nir.Linear)):
+        if isinstance(node, nir.Conv2d) and (pool := _pool_conv(node)) is not None:
+            net.add(key, Stateless(pool))
+        elif isinstance(node, (nir.Conv2d, nir.Affine, nir.Linear)):
             net.add(key, Stateless(_weight(key, node)))
         elif isinstance(node, nir.SumPool2d):
             if net.x.dim() != 4:
@@ -276,11 +322,8 @@ def build(graph, source: str | None = None, dt: float | None = None, T: int = 10
     readout = "li" if isinstance(last, NeuronLayer) and not last.spec.spiking else "mean"
     model = SpikingNet([Sequence(net.layers)], readout).eval()
     n_out = int(net.x.shape[1])
-    cfg = Config(ModelConfig(name=name, stages=1, bn=False, readout=readout, num_classes=n_out,
-                             in_shape=in_shape),  # type: ignore[arg-type]
-                 data=DataConfig(spec=name, kind="static", shape=in_shape,  # type: ignore[arg-type]
-                                 classes=[str(i) for i in range(n_out)]),
-                 method=MethodConfig(name="sdt", T=T)).validate()
+    meta = json.loads(graph.metadata[KEY]) if source == "flexsnn" else None
+    cfg = _config(meta, name, in_shape, n_out, readout, T, events_us)
     if source in FIRES_ABOVE:
         notes.append(f"{source} fires on v > v_th, flexsnn on v >= v_th: spikes differ only where the membrane "
                      "equals the threshold exactly")
@@ -288,14 +331,14 @@ def build(graph, source: str | None = None, dt: float | None = None, T: int = 10
 
 
 def import_nir(path: str | Path, out: str | Path, source: str | None = None, dt: float | None = None,
-               T: int = 10) -> tuple[Imported, Path]:
+               T: int | None = None, events_us: float | None = None) -> tuple[Imported, Path]:
     """Read the NIR file ``path`` and write its one-step ONNX file ``out``."""
     from .onnx_export import export_onnx
 
     path, out = Path(path), Path(out)
     if out.resolve() == path.resolve():
         raise ExportError(f"output {out} is the input file; choose another -o")
-    imported = build(read_graph(path), source, dt, T, name=f"nir:{path.name}")
+    imported = build(read_graph(path), source, dt, T, name=f"nir:{path.name}", events_us=events_us)
     return imported, export_onnx(imported.cfg, imported.model, out)
 
 

@@ -52,6 +52,10 @@ def test_round_trip_every_variant(variant, tmp_path):
         assert np.array_equal(r, g)
     assert np.allclose(ref.y, got.y, atol=1e-5)
     assert imported.model.readout_rule == net.readout_rule
+    pools = [m for m in imported.model.modules() if isinstance(m, torch.nn.AvgPool2d)]
+    assert len(pools) == 2  # the export's pooling convs come back as the average pools they were
+    assert imported.cfg.to_dict()["data"] == {**cfg.to_dict()["data"], "spec": imported.cfg.data.spec}
+    assert (imported.cfg.method.tmin, imported.cfg.method.tmax) == (cfg.method.tmin, cfg.method.tmax)
 
 
 def test_round_trip_onnx_matches_torch_in_onnxruntime(tmp_path):
@@ -59,6 +63,42 @@ def test_round_trip_onnx_matches_torch_in_onnxruntime(tmp_path):
     imported, out = import_nir(path, tmp_path / "m.onnx", T=5)
     result = check_onnx(imported.cfg, imported.model, out, 5, 3)  # every neuron's spikes, onnxruntime vs torch
     assert result.ok, result.rows
+
+
+def _json_of(main_fn, argv, capsys) -> dict:
+    import json
+
+    try:
+        main_fn([str(a) for a in argv])
+    except SystemExit as e:
+        assert e.code in (0, None), capsys.readouterr().err
+    return json.loads(capsys.readouterr().out)
+
+
+@pytest.mark.slow
+def test_round_trip_runs_event_driven_and_passes_the_speck_check(tmp_path, capsys):
+    """A Speck-style model (IF, multi-spike, subtract, clamp, no bias, event input):
+    its NIR round trip is the same model for the event-driven engine and the Speck check."""
+    from edge.cli import main as edge_main
+    from export.onnx_export import export_onnx
+    from runtime.cli import main as runtime_main
+
+    cfg = config(name="2C1FC", width=4, bn=False, bias=False, kind="IF", spike="multi", reset="subtract",
+                 v_min=-1.0, in_shape=(2, 20, 20))
+    net = model(cfg)
+    direct = export_onnx(cfg, net, tmp_path / "direct.onnx")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        path = export_nir(cfg, net, tmp_path / "m.nir")
+    _, out = import_nir(path, tmp_path / "m.onnx")
+    runs = [_json_of(runtime_main, ["run", m, "--mode", "event", "--data", "digits", "--limit", "2", "--json"],
+                     capsys) for m in (direct, out)]
+    for k in ("accuracy", "events_per_sample", "synops_per_sample", "spikes_per_sample", "sd"):
+        assert runs[0][k] == runs[1][k], k
+    checks = [_json_of(edge_main, ["speck", m, "--check", "--json"], capsys) for m in (direct, out)]
+    assert checks[0]["fits"] and checks[1]["fits"] and checks[0]["violations"] == checks[1]["violations"] == []
+    unnamed = lambda d: [{k: v for k, v in layer.items() if k != "name"} for layer in d["layers"]]  # noqa: E731
+    assert unnamed(checks[0]) == unnamed(checks[1])  # ONNX node names differ, the chip mapping does not
 
 
 def _peer_file(peer: str, tmp_path):

@@ -78,6 +78,8 @@ def test_matrix_cell(peer, variant, tmp_path):
     else:
         assert len(mine) == 1, notes  # one line naming the peer and what it does
         assert not _same(ref, got)
+        if "does not run" in mine[0]:
+            assert got is None
 
 
 @pytest.mark.parametrize("peer", PEERS)
@@ -95,3 +97,18 @@ def test_matrix_li_readout(peer, tmp_path):
     else:
         assert len(mine) == 1 and "has no LI import" in mine[0]
         assert got is None or not np.allclose(got[1], ref.y, atol=1e-3)
+
+
+def test_cli_prints_one_warning_line_per_peer(tmp_path, capsys):
+    from export.cli import main
+    from trainer.checkpoint import save_checkpoint
+
+    cfg = config(name="1C1FC", width=4, bn=False, kind="IF", spike="multi", reset="subtract")  # no clamp
+    save_checkpoint(tmp_path / "m.pt", cfg, model(cfg), {})
+    with pytest.raises(SystemExit) as e:
+        main([str(tmp_path / "m.pt"), "--format", "nir"])
+    assert e.value.code in (0, None)
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning: NIR: ")]
+    assert len(err) == 3  # sinabs (the clamp), snnTorch (no IF), norse (one spike, zero reset)
+    assert "sinabs 3.1.3 runs IF with floor(v/v_th) spikes per step, subtract reset, a membrane clamp at -v_th" \
+        in err[0]
