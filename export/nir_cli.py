@@ -33,6 +33,7 @@ def run_import(a: argparse.Namespace) -> int:
     else:
         dt = "" if imported.dt is None else f", dt = {imported.dt:g} s"
         print(f"imported {src} (source {imported.source}{dt}) -> {out} ({report['bytes']} bytes)")
+        print(f"source from: {imported.how}")
         print(f"convention: {imported.convention}")
         for note in imported.notes:
             print(f"note: {note}")

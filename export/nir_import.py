@@ -46,6 +46,7 @@ class Imported:
     cfg: Config
     model: SpikingNet
     source: str
+    how: str  # how the source was known: --source, or what detected it
     dt: float | None
     convention: str
     notes: list[str]
@@ -78,10 +79,38 @@ def read_graph(path: str | Path):
                           "expected an HDF5 file written by nir.write") from None
 
 
-def detect_source(graph) -> str | None:
-    """``flexsnn`` for graphs this product wrote (their metadata says so), else None."""
+def detect_source(graph) -> tuple[str, str] | None:
+    """``(source, how it was told)`` from what each writer leaves in the graph, or None.
+
+    Only the writers' own marks count: our metadata; snnTorch's ``r = tau / 1e-4`` on
+    every leaky node (its export convention); the sample's batch dim in the Input node
+    (nirtorch without ``ignore_dims``: snnTorch and norse) with ``r = 1`` (norse); no batch
+    dim, ``r = 1`` and ``tau`` of at least one step (sinabs). Anything else: None.
+    """
+    import nir
+
     if KEY in (graph.metadata or {}):
-        return "flexsnn"
+        return "flexsnn", "the graph's flexsnn metadata"
+    nodes = list(graph.nodes.values())
+    leaky = [n for n in nodes if isinstance(n, (nir.LIF, nir.LI))]
+    neurons = leaky + [n for n in nodes if isinstance(n, nir.IF)]
+    if not neurons or any(isinstance(n, nir.NIRGraph) for n in nodes):
+        return None
+    r_one = all(np.allclose(_array(n.r), 1.0) for n in neurons)
+    if leaky and all(not np.allclose(_array(n.r), 1.0)
+                     and np.allclose(_array(n.r) * SNNTORCH_DT / _array(n.tau), 1.0) for n in leaky):
+        return "snntorch", f"every leaky node has r = tau / {SNNTORCH_DT}, snnTorch's export convention"
+    inputs = [n for n in nodes if isinstance(n, nir.Input)]
+    shape = _array(next(iter(inputs[0].input_type.values()))).ravel() if len(inputs) == 1 else np.zeros(0)
+    first = next((graph.nodes[b] for a, b in graph.edges if inputs and graph.nodes.get(a) is inputs[0]), None)
+    wants = 3 if isinstance(first, (nir.Conv2d, nir.SumPool2d, nir.AvgPool2d)) else \
+        1 if isinstance(first, (nir.Affine, nir.Linear)) else None
+    if wants is None or not r_one:
+        return None
+    if len(shape) == wants + 1 and shape[0] == 1:
+        return "norse", "the Input node has the exporter's batch dim and every neuron has r = 1 (norse's export)"
+    if len(shape) == wants and all(np.all(_array(n.tau) >= 1.0) for n in leaky):
+        return "sinabs", "no batch dim in the Input node, r = 1 and tau of at least one step (sinabs' export)"
     return None
 
 
@@ -267,14 +296,16 @@ def build(graph, source: str | None = None, dt: float | None = None, T: int | No
     import nir
 
     found = detect_source(graph)
-    source = source or found
+    how = "--source"
     if source is None:
-        raise ExportError("the NIR graph does not say which framework wrote it; pass --source, one of "
-                          f"{', '.join(s for s in SOURCES if s != 'flexsnn')} (each discretises NIR neurons "
-                          "its own way)")
+        if found is None:
+            raise ExportError("the NIR graph does not show which framework wrote it; pass --source, one of "
+                              f"{', '.join(s for s in SOURCES if s != 'flexsnn')} (each discretises NIR neurons "
+                              "its own way)")
+        source, how = found[0], f"detected: {found[1]}; --source overrides"
     if source not in SOURCES:
         raise ExportError(f"source {source!r} is unknown; expected one of {list(SOURCES)}")
-    if source == "flexsnn" and found != "flexsnn":
+    if source == "flexsnn" and (found is None or found[0] != "flexsnn"):
         raise ExportError("--source flexsnn needs a graph written by flexsnn export (its metadata is missing)")
     if dt is not None and source not in DT_DEFAULTS:
         fixed = {"sinabs": "sinabs reads tau in steps", "snntorch": f"snnTorch fixes dt = {SNNTORCH_DT} s",
@@ -327,7 +358,7 @@ def build(graph, source: str | None = None, dt: float | None = None, T: int | No
     if source in FIRES_ABOVE:
         notes.append(f"{source} fires on v > v_th, flexsnn on v >= v_th: spikes differ only where the membrane "
                      "equals the threshold exactly")
-    return Imported(cfg, model, source, dt, CONVENTIONS[source], notes)
+    return Imported(cfg, model, source, how, dt, CONVENTIONS[source], notes)
 
 
 def import_nir(path: str | Path, out: str | Path, source: str | None = None, dt: float | None = None,
@@ -344,6 +375,6 @@ def import_nir(path: str | Path, out: str | Path, source: str | None = None, dt:
 
 def describe(imported: Imported) -> dict[str, Any]:
     """What the import assumed, as JSON-safe data (for the CLI and the report)."""
-    return {"source": imported.source, "dt_s": imported.dt, "convention": imported.convention,
+    return {"source": imported.source, "source_from": imported.how, "dt_s": imported.dt, "convention": imported.convention,
             "notes": imported.notes,
             "neurons": [layer.spec.to_dict() for layer in imported.model.modules() if isinstance(layer, NeuronLayer)]}

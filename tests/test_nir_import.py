@@ -113,10 +113,10 @@ def test_peer_model_runs_with_the_peers_spikes(peer, tmp_path, capsys):
     path, run = _peer_file(peer, tmp_path)
     out = tmp_path / "m.onnx"
     with pytest.raises(SystemExit) as e:
-        main([str(path), "-o", str(out), "--source", peer, "--T", "6"])
+        main([str(path), "-o", str(out), "--T", "6"])  # the source is detected from the writer's marks
     assert e.value.code in (0, None)
     printed = capsys.readouterr().out
-    assert f"source {peer}" in printed and "convention:" in printed
+    assert f"source {peer}" in printed and "source from: detected" in printed and "convention:" in printed
     x = np.random.default_rng(1).poisson(1.0, (6, 3, 1, 8, 8)).astype(np.float32)
     peer_spikes, peer_y = run(x)  # the peer's own simulation of the network it built
     imported = build(nir.read(path), peer)
@@ -140,7 +140,7 @@ def test_cli_import_then_runtime_run(peer, tmp_path):
     path, _ = _peer_file(peer, tmp_path)
     out = tmp_path / "m.onnx"
     env = {"OMP_NUM_THREADS": "1"}
-    cmd = (f"{sys.executable} -m export {path} -o {out} --source {peer} && "
+    cmd = (f"{sys.executable} -m export {path} -o {out} && "
            f"{sys.executable} -m runtime run {out} --data digits:static --limit 8 --policy fixed:4 --json")
     r = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, timeout=120,
                        env={**__import__("os").environ, **env})
@@ -201,7 +201,7 @@ def test_inconsistent_shapes(tmp_path, capsys):
 def test_missing_source_and_missing_dt(tmp_path, capsys):
     nodes, edges = _dense()
     path = _graph_file(tmp_path, nodes, edges)
-    _fails(capsys, [path], "--source", "sinabs, snntorch, norse, nir")
+    _fails(capsys, [path], "does not show which framework", "--source", "sinabs, snntorch, norse, nir")
     _fails(capsys, [path, "--source", "nir"], "needs --dt")
     _fails(capsys, [path, "--source", "sinabs", "--dt", "0.001"], "--dt does not apply")
     _fails(capsys, [path, "--source", "nir", "--dt", "-1"], "--dt must be")
