@@ -222,3 +222,15 @@ def test_nir_source_integrates_the_ode_exactly_over_dt(tmp_path, capsys):
     assert math.isclose(spec.decay, decay, rel_tol=1e-6) and spec.reset == "zero" and spec.spike == "single"
     fc = imported.model.stages[0].layers[0].module  # input factor r * (1 - decay) folded into the weights
     assert torch.allclose(fc.weight, torch.full((3, 4), 1 - decay), rtol=1e-5)
+
+
+def test_events_us_makes_a_foreign_model_take_event_frames(tmp_path):
+    from export.protocol import read_protocol
+
+    path = _graph_file(tmp_path, *_dense())
+    _, out = import_nir(path, tmp_path / "m.onnx", "nir", 1e-3, T=4, events_us=40000.0)
+    meta = read_protocol(out)
+    assert meta["input"]["kind"] == "event-frames" and meta["input"]["duration_us"] == 40000.0
+    assert meta["input"]["dt_us"] == 10000.0 and meta["T_trained"] == 4
+    _, out = import_nir(path, tmp_path / "s.onnx", "nir", 1e-3)
+    assert read_protocol(out)["input"]["kind"] == "repeat" and read_protocol(out)["T_trained"] == 10
