@@ -175,22 +175,24 @@ def snntorch_net(seed: int = 0):
 
 
 def norse_net(seed: int = 0, dt: float = 1e-3):
-    """conv -> LIFBox (tau_mem_inv 250/s: dt/tau = 0.25) -> conv over the whole map -> IAF;
-    input [1, 8, 8] (norse 1.1.0 exports neither pooling nor Flatten)."""
+    """conv -> IAF -> conv -> LIFBox (tau_mem_inv 250/s: dt/tau = 0.25) -> conv over the
+    whole map -> LIBox (tau_mem_inv 500/s) readout; input [1, 8, 8] (norse 1.1.0 exports
+    neither pooling nor Flatten)."""
     peer("norse")
     import norse.torch as nt
 
     torch.manual_seed(seed)
     lif = nt.LIFBoxCell(nt.LIFBoxParameters(tau_mem_inv=torch.as_tensor(250.0), v_th=torch.as_tensor(0.25)), dt=dt)
-    net = nt.SequentialState(torch.nn.Conv2d(1, 4, 3, padding=1), lif, torch.nn.Conv2d(4, 10, 8),
-                             nt.IAFCell()).eval()
+    li = nt.LIBoxCell(nt.LIBoxParameters(tau_mem_inv=torch.as_tensor(500.0)), dt=dt)
+    net = nt.SequentialState(torch.nn.Conv2d(1, 4, 3, padding=1), nt.IAFCell(), torch.nn.Conv2d(4, 4, 3, padding=1),
+                             lif, torch.nn.Conv2d(4, 10, 8), li).eval()
     with torch.no_grad():
-        net[0].weight.mul_(3.0)
-        net[2].weight.mul_(3.0)
-    graph = _writable(nt.to_nir(net, torch.zeros(1, 1, 8, 8), dt=dt), {"0": (8, 8), "2": (8, 8)})
+        for i in (0, 2, 4):
+            net[i].weight.mul_(3.0)
+    graph = _writable(nt.to_nir(net, torch.zeros(1, 1, 8, 8), dt=dt), {"0": (8, 8), "2": (8, 8), "4": (8, 8)})
 
     def run(x: np.ndarray):
-        spikes, y = _time_loop(net, [net[1], net[3]], x, stateful=True)
+        spikes, y = _time_loop(net, [net[1], net[3], net[5]], x, stateful=True)
         return spikes, y.reshape(y.shape[0], y.shape[1], -1)
     return graph, run
 

@@ -122,8 +122,12 @@ def test_peer_model_runs_with_the_peers_spikes(peer, tmp_path, capsys):
     imported = build(nir.read(path), peer)
     mine = run_torch(deployable(imported.model), x)
     assert len(mine.outs) == len(peer_spikes)
-    for p, m in zip(peer_spikes, mine.outs):
-        assert np.abs(p).sum() > 0 and np.array_equal(p.reshape(m.shape), m)
+    for p, m, layer in zip(peer_spikes, mine.outs, neuron_layers(imported.model)):
+        assert np.abs(p).sum() > 0
+        if layer.spec.spiking:  # spikes identical; an LI membrane to float rounding (norse: Euler)
+            assert np.array_equal(p.reshape(m.shape), m)
+        else:
+            assert np.allclose(p.reshape(m.shape), m, atol=1e-5)
     # the ONNX file in the product's runtime: the readout after every step
     from runtime.session import load
 
