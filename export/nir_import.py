@@ -123,7 +123,7 @@ def chain(graph) -> list[tuple[str, Any]]:
         raise ExportError(f"the graph has {len(inputs)} Input nodes; expected exactly one")
     succ: dict[str, list[str]] = {k: [] for k in graph.nodes}
     pred: dict[str, list[str]] = {k: [] for k in graph.nodes}
-    for a, b in graph.edges:
+    for a, b in dict.fromkeys(map(tuple, graph.edges)):  # snnTorch's export may repeat an edge
         if a not in graph.nodes or b not in graph.nodes:
             raise ExportError(f"edge ({a!r}, {b!r}) names a node the graph does not have")
         succ[a].append(b)

@@ -22,6 +22,10 @@ Parameters are written per channel, shape ``[C, 1, 1]`` for a ``[C, H, W]`` laye
 value is the same for every neuron of a layer): sinabs 3.1.3 fails on full 3-D arrays
 (``any(node.v_leak)`` on a 3-D array) and every peer broadcasts ``[C, 1, 1]``.
 
+What each peer runs for an exported node (``PEER_DIFFERENCES[kind](spec)``: per peer a
+phrase, or None for the same spikes) is what the export warns and
+tests/test_nir_peers.py proves cell by cell.
+
 Import (``FROM_NIR[kind](params, source, dt) -> (spec, gain)``): a NIR node alone does
 not fix a discrete-time neuron; each source framework discretises it its own way
 (``CONVENTIONS``), and ``gain`` is the factor the input is scaled by before the
@@ -68,7 +72,8 @@ def _leak_params(spec: NeuronSpec, shape: tuple[int, ...]) -> Params:
     if spec.spiking and _euler_lif(spec) and spec.decay < 1.0:
         tau = SNNTORCH_DT / (1.0 - spec.decay)
         return {"tau": _full(shape, tau), "r": _full(shape, tau / SNNTORCH_DT), "v_leak": _full(shape, 0.0)}
-    return {"tau": _full(shape, -1.0 / math.log(spec.decay)), "r": _full(shape, 1.0), "v_leak": _full(shape, 0.0)}
+    tau = math.inf if spec.decay == 1.0 else -1.0 / math.log(spec.decay)  # no leak: exp(-1/inf) = 1
+    return {"tau": _full(shape, tau), "r": _full(shape, 1.0), "v_leak": _full(shape, 0.0)}
 
 
 def _lif_to_nir(spec: NeuronSpec, shape: tuple[int, ...]) -> tuple[str, Params]:

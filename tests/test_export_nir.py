@@ -88,3 +88,17 @@ def test_pooling_flatten_and_names_every_peer_reads(tmp_path):
                        torch.nn.functional.avg_pool2d(x, 2))
     meta = json.loads(graph.metadata[KEY])
     assert meta["nir"]["peers"]["sinabs 3.1.3"].startswith("runs LIF with floor(v/v_th) spikes per step")
+
+
+def test_lif_without_leak_round_trips(tmp_path):
+    from export.nir_import import build, read_graph
+
+    cfg = config(name="1C1FC", width=4, bn=False)
+    cfg.neuron.decay = 1.0  # a LIF that does not leak: tau = inf, exp(-1/tau) = 1
+    net = model(cfg)
+    with pytest.warns(NirPeerWarning):
+        graph = nir.read(export_nir(cfg, net, tmp_path / "m.nir"))
+    lif = next(n for n in graph.nodes.values() if isinstance(n, nir.LIF))
+    assert np.all(np.isinf(lif.tau))
+    assert [n.spec for n in neuron_layers(build(read_graph(tmp_path / "m.nir")).model)] == \
+        [n.spec for n in neuron_layers(net)]
