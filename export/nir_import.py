@@ -4,9 +4,9 @@ and neuron layers), which the ONNX writer turns into the one-step ONNX file.
 
 A NIR neuron node is a continuous-time ODE; the discrete neuron it becomes depends on
 how the source framework discretises it (:data:`export.nir_neurons.CONVENTIONS`). The
-importer therefore needs the source (read from the flexsnn metadata of our own files,
-otherwise given) and, where the convention takes one, the step duration ``dt``; it states
-both. Where a convention scales a neuron's input (forward Euler: ``dt / tau``), the
+importer therefore needs the source (given, or detected from the marks each writer
+leaves: :func:`detect_source`) and, where the convention takes one, the step duration
+``dt``; it states both. Where a convention scales a neuron's input (forward Euler: ``dt / tau``), the
 factor is folded into the weight layer before the neuron.
 
 Supported: chains of Input, Conv2d, Affine, Linear, SumPool2d, AvgPool2d, Flatten, IF,
