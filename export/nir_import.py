@@ -243,6 +243,23 @@ def _sum_pool(node, channels: int) -> nn.Module:
     return m
 
 
+def _folds_into_next(order: list[tuple[str, Any]], i: int, pool) -> bool:
+    """Whether the sum pool at ``order[i]`` can be an average pool whose window area is
+    multiplied into the next weight layer, exactly: a power-of-two area, no padding, and
+    only Flatten or other such pools before a Conv2d/Affine/Linear (not our pooling conv)."""
+    import nir
+
+    area = int(np.prod(_pair(pool.kernel_size)))
+    if area & (area - 1) or _pair(pool.padding) != (0, 0):
+        return False
+    for _, node in order[i + 1:]:
+        if isinstance(node, (nir.Affine, nir.Linear)) or isinstance(node, nir.Conv2d) and _pool_conv(node) is None:
+            return True
+        if not isinstance(node, (nir.Flatten, nir.SumPool2d)):
+            return False
+    return False
+
+
 def _flatten(node) -> nn.Module:
     # NIR dims exclude the batch dim: shift non-negative ones past it
     start, end = int(node.start_dim), int(node.end_dim)
@@ -327,15 +344,26 @@ def build(graph, source: str | None = None, dt: float | None = None, T: int | No
         raise ExportError("the graph has no node between Input and Output")
     in_shape = _input_shape(order[0][1], source, order[1][1])
     net = _Layers(in_shape)
-    for key, node in order[1:-1]:
+    owed = 1.0  # a sum pool's window area, owed to the next weight layer
+    for i, (key, node) in enumerate(order[1:-1], start=1):
         if isinstance(node, nir.Conv2d) and (pool := _pool_conv(node)) is not None:
             net.add(key, Stateless(pool))
         elif isinstance(node, (nir.Conv2d, nir.Affine, nir.Linear)):
-            net.add(key, Stateless(_weight(key, node)))
+            layer = _weight(key, node)
+            with torch.no_grad():
+                layer.weight.mul_(owed)
+            owed = 1.0
+            net.add(key, Stateless(layer))
         elif isinstance(node, nir.SumPool2d):
             if net.x.dim() != 4:
                 raise ExportError(f"SumPool2d node {key!r} needs a [C, H, W] input, got {list(net.x.shape[1:])}")
-            net.add(key, Stateless(_sum_pool(node, net.x.shape[1])))
+            if _folds_into_next(order, i, node):  # an average pool, as Speck and our export see it
+                area = int(np.prod(_pair(node.kernel_size)))
+                net.add(key, Stateless(nn.AvgPool2d(_pair(node.kernel_size), _pair(node.stride),
+                                                    _pair(node.padding))))
+                owed *= area
+            else:
+                net.add(key, Stateless(_sum_pool(node, net.x.shape[1])))
         elif isinstance(node, nir.AvgPool2d):
             net.add(key, Stateless(nn.AvgPool2d(_pair(node.kernel_size), _pair(node.stride), _pair(node.padding))))
         elif isinstance(node, nir.Flatten):

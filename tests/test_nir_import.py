@@ -120,6 +120,8 @@ def test_peer_model_runs_with_the_peers_spikes(peer, tmp_path, capsys):
     x = np.random.default_rng(1).poisson(1.0, (6, 3, 1, 8, 8)).astype(np.float32)
     peer_spikes, peer_y = run(x)  # the peer's own simulation of the network it built
     imported = build(nir.read(path), peer)
+    if peer == "sinabs":  # its SumPool2d: an average pool, the window area in the next weights
+        assert sum(isinstance(m, torch.nn.AvgPool2d) for m in imported.model.modules()) == 1
     mine = run_torch(deployable(imported.model), x)
     assert len(mine.outs) == len(peer_spikes)
     for p, m, layer in zip(peer_spikes, mine.outs, neuron_layers(imported.model)):
