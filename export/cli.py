@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+import warnings
 from pathlib import Path
 
 from runtime.data import DataError
@@ -22,7 +24,8 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m export", description=(
         "Export a flexsnn checkpoint: ONNX (one time step, stateful snn neuron ops), "
         "TorchScript, torch.export (pt2) or NIR."))
-    p.add_argument("checkpoint", help="a model.pt written by python -m trainer fit")
+    p.add_argument("checkpoint", help="a model.pt written by python -m trainer fit, or a NIR graph (.nir) to "
+                   "import as ONNX (docs/nir_mapping.md)")
     p.add_argument("-o", "--out", default=None, help="output file (default: beside the checkpoint)")
     p.add_argument("--format", default="onnx", help=f"one of {', '.join(FORMATS)} (default onnx)")
     p.add_argument("--check", action="store_true",
@@ -30,10 +33,21 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--T", type=int, default=None, help="--check: time steps (default: the trained T)")
     p.add_argument("--batch", type=int, default=4, help="--check: samples (default 4)")
     p.add_argument("--json", action="store_true", help="one JSON object instead of a table")
+    p.add_argument("--source", default=None, help=".nir import: the framework that wrote the graph: sinabs, "
+                   "snntorch, norse or nir (default: flexsnn when the graph's metadata says so)")
+    p.add_argument("--dt", type=float, default=None,
+                   help=".nir import: seconds per step, for sources whose convention takes one (norse, nir)")
+    p.add_argument("--events-us", type=float, default=None, help=".nir import of a foreign graph: the model "
+                   "takes event frames, each recording of this many µs split into T bins (default: static input)")
     return p
 
 
 def run(a: argparse.Namespace) -> int:
+    if Path(a.checkpoint).suffix == ".nir":
+        from .nir_cli import run_import
+        return run_import(a)
+    if a.source is not None or a.dt is not None or a.events_us is not None:
+        raise ExportError("--source, --dt and --events-us apply to a .nir input only")
     _, write = get_format(a.format)  # an unknown format fails before any work
     if a.check and a.format != "onnx":
         raise ExportError(f"--check runs the ONNX graph in onnxruntime; it needs --format onnx, not {a.format!r}")
@@ -42,8 +56,12 @@ def run(a: argparse.Namespace) -> int:
     out = Path(a.out) if a.out else default_output(a.checkpoint, a.format)
     cfg, model, _ = load_checkpoint(a.checkpoint)
     t0 = time.perf_counter()
-    write(cfg, model, out)
+    with warnings.catch_warnings(record=True) as caught:  # e.g. what a NIR peer runs differently
+        warnings.simplefilter("always", UserWarning)
+        write(cfg, model, out)
     seconds = time.perf_counter() - t0
+    for w in caught:
+        print(f"warning: {w.message}", file=sys.stderr)
     report = {"output": str(out), "format": a.format, "model": cfg.model.name, "seconds": round(seconds, 3),
               "bytes": out.stat().st_size}
     result = None

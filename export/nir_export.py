@@ -1,22 +1,23 @@
 """NIR export (nir == 1.0.4): the deployable network as a NIR graph, plus every neuron
-field NIR cannot express stored in metadata. Mapping: docs/nir_mapping.md.
+field NIR cannot express stored in metadata. Mapping and peer matrix: docs/nir_mapping.md.
 
-NIR is continuous-time and has no field for reset mode, spike mode, lower clamp or dt.
-Time is measured in steps here (``tau`` in steps, so ``exp(-1 / tau) = decay``, the way
-sinabs imports it); ``r = 1`` and ``v_leak = 0`` so that an input adds to the membrane
-as in DESIGN.md §1. Each neuron node's ``metadata`` holds its full spec and the graph's
+The encoding is chosen so that sinabs 3.1.3, snnTorch 1.0.0 and norse 1.1.0 all load the
+graph and run every neuron variant they can express with our spikes:
+
+* neuron parameters per kind: :mod:`export.nir_neurons` (also what each peer runs
+  differently; the export warns one line per such peer and records it in metadata);
+* average pooling as a Conv2d with an identity-across-channels kernel of ``1 / k``;
+* ``Flatten`` with negative dims (peers disagree on whether NIR dims count the batch);
+* node names that sort in execution order (``n000_input``, ``n001_conv``, ...).
+
+Each neuron node's ``metadata`` holds its full spec and the graph's
 ``metadata["flexsnn.protocol"]`` holds the same JSON protocol as the ONNX file.
-
-Average pooling is written as ``SumPool2d`` with ``1 / k`` folded into the next
-Conv2d/Affine weights (exact for power-of-two windows such as 2x2): that is what
-sum-pooling hardware (Speck) and sinabs run. An average pool that reaches a neuron, a
-branch or the output before any weight layer is written as ``AvgPool2d``.
 """
 
 from __future__ import annotations
 
 import json
-import math
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ from trainer.layers import NeuronLayer, Residual, Sequence, Stateless
 from trainer.models import SpikingNet
 
 from .errors import ExportError
+from .nir_neurons import PEERS, TO_NIR, nir_time_convention, peer_notes
 from .prepare import deployable, neuron_layers
 from .protocol import KEY, protocol
 from .step import state_shapes
@@ -40,15 +42,8 @@ from .step import state_shapes
 NIR_VERSION = "1.0.4"
 
 
-def neuron_params(spec: NeuronSpec, shape: tuple[int, ...]) -> dict[str, np.ndarray]:
-    """NIR parameters of one neuron layer (per neuron, time in steps)."""
-    full = lambda v: np.full(shape, v, np.float32)  # noqa: E731
-    params = {"r": full(1.0)}
-    if spec.kind != "IF":
-        params.update(tau=full(-1.0 / math.log(spec.decay)), v_leak=full(0.0))
-    if spec.spiking:
-        params["v_threshold"] = full(spec.v_th)
-    return params
+class NirPeerWarning(UserWarning):
+    """A peer simulator (sinabs, snnTorch, norse) will run the exported graph differently."""
 
 
 def pool_window(module: nn.Module, shape: tuple[int, ...]) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]]:
@@ -66,78 +61,83 @@ def pool_window(module: nn.Module, shape: tuple[int, ...]) -> tuple[tuple[int, i
     return pair(module.kernel_size), pair(module.stride or module.kernel_size), pair(module.padding)
 
 
+def pool_as_conv(channels: int, kernel: tuple[int, int]) -> np.ndarray:
+    """Weights of a Conv2d that averages each channel over ``kernel`` (identity across
+    channels): the one pooling form sinabs 3.1.3, snnTorch 1.0.0 and norse 1.1.0 all
+    import (snnTorch has no SumPool2d, sinabs and norse no AvgPool2d, and all three build
+    a grouped conv with the wrong number of input channels)."""
+    w = np.zeros((channels, channels, *kernel), np.float32)
+    w[np.arange(channels), np.arange(channels)] = 1.0 / float(np.prod(kernel))
+    return w
+
+
 @dataclass
 class Builder:
     """Emits NIR nodes while a sample tensor flows through the network (for shapes).
-
-    A signal is ``(sources, x, pools)``: the nodes whose outputs sum into it, a sample
-    value, and the sum pools whose ``1 / k`` it still owes (folded into the next weight
-    layer; where none comes first, those pools are rewritten as ``AvgPool2d``).
-    """
+    A signal is ``(sources, x)``: the nodes whose outputs sum into it and a sample value."""
 
     nodes: dict[str, Any] = field(default_factory=dict)
     edges: list[tuple[str, str]] = field(default_factory=list)
     neuron_names: list[str] = field(default_factory=list)
 
     def add(self, kind: str, node: Any, sources: list[str]) -> str:
-        name = f"{kind}_{len(self.nodes)}"
+        # names sort in execution order: nir.read returns the nodes sorted by name, and
+        # nirtorch 2.0.2's nir_to_torch (snnTorch's import) gives up on a graph whose
+        # node order is too far from topological order
+        name = f"n{len(self.nodes):03d}_{kind}"
         self.nodes[name] = node
         self.edges += [(s, name) for s in sources]
         return name
 
-    def settle(self, pools: list[str]) -> list[str]:
-        """No weight layer to fold into: the pending sum pools become average pools."""
+    def conv(self, x: torch.Tensor, w: np.ndarray, b: np.ndarray, stride, padding, dilation, groups, sources):
         import nir
 
-        for name in pools:
-            n = self.nodes[name]
-            self.nodes[name] = nir.AvgPool2d(n.kernel_size, n.stride, n.padding)
-        return []
+        node = nir.Conv2d(input_shape=tuple(x.shape[2:]), weight=w, stride=tuple(stride), padding=tuple(padding),
+                          dilation=tuple(dilation), groups=groups, bias=b)
+        return [self.add("conv", node, sources)]
 
-    def scale(self, pools: list[str]) -> float:
-        return float(np.prod([1.0 / np.prod(self.nodes[p].kernel_size) for p in pools]))
-
-    def emit(self, layer: nn.Module, sources: list[str], x: torch.Tensor, pools: list[str]):
+    def emit(self, layer: nn.Module, sources: list[str], x: torch.Tensor):
         import nir
 
         if isinstance(layer, Sequence):
             for sub in layer.layers:
-                sources, x, pools = self.emit(sub, sources, x, pools)
-            return sources, x, pools
+                sources, x = self.emit(sub, sources, x)
+            return sources, x
         if isinstance(layer, Residual):
-            pools = self.settle(pools)
-            body, short = self.emit(layer.body, sources, x, pools), self.emit(layer.shortcut, sources, x, pools)
-            self.settle(body[2] + short[2])
-            return self.emit(layer.neuron, body[0] + short[0], body[1] + short[1], [])
+            body, short = self.emit(layer.body, sources, x), self.emit(layer.shortcut, sources, x)
+            return self.emit(layer.neuron, body[0] + short[0], body[1] + short[1])
         if isinstance(layer, NeuronLayer):
-            self.settle(pools)
             spec, shape = layer.spec, tuple(x.shape[1:])
-            cls = {"LIF": nir.LIF, "IF": nir.IF, "LI": nir.LI}.get(spec.kind)
-            if cls is None:
-                raise ExportError(f"{spec.kind} neurons have no NIR form in this exporter (LIF, IF, LI only)")
-            node = cls(**neuron_params(spec, shape), metadata={f"flexsnn.{k}": v for k, v in spec.to_dict().items()})
-            name = self.add(spec.kind.lower(), node, sources)
+            cls, params = TO_NIR[spec.kind](spec, shape)
+            meta = {f"flexsnn.{k}": v for k, v in spec.to_dict().items()}
+            meta["flexsnn.nir_time"] = nir_time_convention(spec)
+            name = self.add(spec.kind.lower(), getattr(nir, cls)(**params, metadata=meta), sources)
             self.neuron_names.append(name)
-            return [name], layer.neuron(x, None)[0], []
+            return [name], layer.neuron(x, None)[0]
         if not isinstance(layer, Stateless):
             raise ExportError(f"{type(layer).__name__} has no NIR form")
         m, y = layer.module, layer.module(x)
-        if isinstance(m, (nn.Conv2d, nn.Linear)):
-            w = (m.weight * self.scale(pools)).detach().numpy()
+        if isinstance(m, nn.Conv2d):
+            w = m.weight.detach().numpy()
             b = (torch.zeros(w.shape[0]) if m.bias is None else m.bias).detach().numpy()
-            if isinstance(m, nn.Conv2d):
-                node = nir.Conv2d(input_shape=tuple(x.shape[2:]), weight=w, stride=m.stride, padding=m.padding,
-                                  dilation=m.dilation, groups=m.groups, bias=b)
-                return [self.add("conv", node, sources)], y, []
-            return [self.add("affine", nir.Affine(weight=w, bias=b), sources)], y, []
+            return self.conv(x, w, b, m.stride, m.padding, m.dilation, m.groups, sources), y
+        if isinstance(m, nn.Linear):
+            w = m.weight.detach().numpy()
+            b = (torch.zeros(w.shape[0]) if m.bias is None else m.bias).detach().numpy()
+            return [self.add("affine", nir.Affine(weight=w, bias=b), sources)], y
         if isinstance(m, nn.Flatten):
-            node = nir.Flatten(input_type={"input": np.array(x.shape[1:])}, start_dim=m.start_dim - 1,
-                               end_dim=m.end_dim - 1 if m.end_dim > 0 else m.end_dim)
-            return [self.add("flatten", node, sources)], y, pools
+            # negative dims: sinabs shifts non-negative ones past its batch dim, snnTorch
+            # and norse pass them to torch.nn.Flatten as they are (flattening the batch)
+            ndim = x.dim() - 1
+            start = m.start_dim - 1 - ndim if m.start_dim > 0 else m.start_dim
+            end = m.end_dim - 1 - ndim if m.end_dim > 0 else m.end_dim
+            node = nir.Flatten(input_type={"input": np.array(x.shape[1:])}, start_dim=start, end_dim=end)
+            return [self.add("flatten", node, sources)], y
         if isinstance(m, (nn.AvgPool2d, nn.AdaptiveAvgPool2d)):
             kernel, stride, padding = pool_window(m, tuple(x.shape[1:]))
-            node = nir.SumPool2d(np.array(kernel), np.array(stride), np.array(padding))
-            return [self.add("pool", node, sources)], y, pools + [next(reversed(self.nodes))]
+            c = x.shape[1]
+            return self.conv(x, pool_as_conv(c, kernel), np.zeros(c, np.float32), stride, padding, (1, 1), 1,
+                             sources), y
         raise ExportError(f"{type(m).__name__} has no NIR form")
 
 
@@ -151,13 +151,10 @@ def build_nir(cfg: Config, model: SpikingNet):
     net = deployable(model)
     in_shape = tuple(cfg.model.in_shape)
     b = Builder()
-    b.nodes["input"] = nir.Input(input_type={"input": np.array(in_shape)})
-    sources, x, pools = ["input"], torch.zeros(1, *in_shape), []
+    sources, x = [b.add("input", nir.Input(input_type={"input": np.array(in_shape)}), [])], torch.zeros(1, *in_shape)
     for stage in net.stages:
-        sources, x, pools = b.emit(stage, sources, x, pools)
-    b.settle(pools)
-    b.nodes["output"] = nir.Output(output_type={"output": np.array(x.shape[1:])})
-    b.edges += [(s, "output") for s in sources]
+        sources, x = b.emit(stage, sources, x)
+    b.add("output", nir.Output(output_type={"output": np.array(x.shape[1:])}), sources)
     specs = [layer.spec for layer in neuron_layers(net)]
     # the NIR nodes stand for the neuron layers; states are named as in the ONNX file
     states, neurons = [], []
@@ -167,7 +164,12 @@ def build_nir(cfg: Config, model: SpikingNet):
         states += [StateInfo(s, next(shapes), name) for s in own]
         neurons.append(NeuronInfo(name, spec, tuple(own)))
     meta = protocol(cfg, net.readout_rule, states, neurons).to_dict()
-    meta["nir"] = {"version": NIR_VERSION, "time_unit": "step", "mapping": "docs/nir_mapping.md"}
+    notes = peer_notes(specs)
+    meta["nir"] = {"version": NIR_VERSION, "mapping": "docs/nir_mapping.md",
+                   "peers": {PEERS[p]: note or "identical spikes" for p, note in notes.items()}}
+    for peer, note in notes.items():
+        if note:
+            warnings.warn(f"NIR: {PEERS[peer]} {note}", NirPeerWarning, stacklevel=2)
     return nir.NIRGraph(nodes=b.nodes, edges=b.edges, metadata={KEY: json.dumps(meta)})
 
 

@@ -1,0 +1,48 @@
+"""``python -m export model.nir [-o model.onnx] [--source S] [--dt SECONDS] [--T N] [--events-us D] [--check]``:
+import a NIR graph as the product's one-step ONNX file (export/nir_import.py)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from runtime.report import emit_json, table
+
+from .errors import ExportError
+from .nir_import import describe, import_nir
+
+
+def run_import(a: argparse.Namespace) -> int:
+    if a.format != "onnx":
+        raise ExportError(f"a .nir input is imported as ONNX; --format {a.format!r} does not apply")
+    if a.T is not None and a.T <= 0 or a.batch <= 0:
+        raise ExportError(f"--T and --batch must be positive integers, got {a.T} and {a.batch}")
+    src = Path(a.checkpoint)
+    out = Path(a.out) if a.out else src.with_suffix(".onnx")
+    imported, out = import_nir(src, out, a.source, a.dt, a.T, a.events_us)
+    info = describe(imported)
+    report = {"output": str(out), "format": "onnx", "input": str(src), "bytes": out.stat().st_size,
+              "T_trained": imported.cfg.train_T, **info}
+    result = None
+    if a.check:
+        from .check import HEADERS, check_onnx
+        result = check_onnx(imported.cfg, imported.model, out, a.T, a.batch)
+        report["check"] = result.summary
+    if a.json:
+        emit_json(report)
+    else:
+        dt = "" if imported.dt is None else f", dt = {imported.dt:g} s"
+        print(f"imported {src} (source {imported.source}{dt}) -> {out} ({report['bytes']} bytes)")
+        print(f"source from: {imported.how}")
+        print(f"convention: {imported.convention}")
+        for note in imported.notes:
+            print(f"note: {note}")
+        rows = [[i, s["kind"], s["decay"], s["v_th"], s["reset"], s["spike"], s["v_min"], s["dt"]]
+                for i, s in enumerate(info["neurons"])]
+        print(table(["layer", "kind", "decay", "v_th", "reset", "spike", "v_min", "dt"], rows))
+        print(f"T_trained (the runtime's default T) = {imported.cfg.train_T}; readout "
+              f"{imported.model.readout_rule}")
+        if result is not None:
+            print(table(HEADERS, [[f"{v:.1e}" if isinstance(v, float) else v for v in r] for r in result.rows]))
+            print("check " + ("passed" if result.ok else "FAILED"))
+    return 0 if result is None or result.ok else 1

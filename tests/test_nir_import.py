@@ -1,0 +1,242 @@
+"""NIR import (``python -m export model.nir``): product -> NIR -> product gives the same
+spikes for every neuron variant; a network built and exported by sinabs, snnTorch or
+norse runs in the product's ONNX runtime with the spikes of the peer's own simulation;
+bad input is one ``error:`` line and exit 2."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from export.check import check_onnx, run_torch
+from export.cli import main
+from export.nir_export import export_nir
+from export.nir_import import build, import_nir, read_graph
+from export.prepare import deployable, neuron_layers
+from tests.export_helpers import config, inputs, model
+from tests.nir_peers import BUILDERS
+
+nir = pytest.importorskip("nir")
+torch.set_num_threads(1)
+
+VARIANTS = list(itertools.product(("IF", "LIF"), ("single", "multi"), ("subtract", "zero"), ("none", "vth")))
+
+
+def _export(tmp_path, readout="mean", **neuron):
+    cfg = config(name="2C1FC", width=4, bn=False, readout=readout, **neuron)
+    net = model(cfg)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the peer notes (tests/test_nir_peers.py)
+        return cfg, net, export_nir(cfg, net, tmp_path / "m.nir")
+
+
+@pytest.mark.parametrize("variant", VARIANTS + [("LIF", "multi", "subtract", "li")], ids="-".join)
+def test_round_trip_every_variant(variant, tmp_path):
+    kind, spike, reset, clamp = variant
+    cfg, net, path = _export(tmp_path, readout="li" if clamp == "li" else "mean", kind=kind, spike=spike,
+                             reset=reset, v_min=-1.0 if clamp == "vth" else -math.inf)
+    imported = build(read_graph(path))
+    assert imported.source == "flexsnn"
+    assert [n.spec for n in neuron_layers(imported.model)] == [n.spec for n in neuron_layers(net)]
+    x = inputs(cfg, T=6, batch=2)
+    ref, got = run_torch(deployable(net), x), run_torch(deployable(imported.model), x)
+    assert all(r.sum() > 0 for r in ref.outs[:-1])
+    for r, g in zip(ref.outs, got.outs):
+        assert np.array_equal(r, g)
+    assert np.allclose(ref.y, got.y, atol=1e-5)
+    assert imported.model.readout_rule == net.readout_rule
+    pools = [m for m in imported.model.modules() if isinstance(m, torch.nn.AvgPool2d)]
+    assert len(pools) == 2  # the export's pooling convs come back as the average pools they were
+    assert imported.cfg.to_dict()["data"] == {**cfg.to_dict()["data"], "spec": imported.cfg.data.spec}
+    assert (imported.cfg.method.tmin, imported.cfg.method.tmax) == (cfg.method.tmin, cfg.method.tmax)
+
+
+def test_round_trip_onnx_matches_torch_in_onnxruntime(tmp_path):
+    cfg, net, path = _export(tmp_path, kind="LIF", spike="multi", reset="zero", v_min=-1.0)
+    imported, out = import_nir(path, tmp_path / "m.onnx", T=5)
+    result = check_onnx(imported.cfg, imported.model, out, 5, 3)  # every neuron's spikes, onnxruntime vs torch
+    assert result.ok, result.rows
+
+
+def _json_of(main_fn, argv, capsys) -> dict:
+    import json
+
+    try:
+        main_fn([str(a) for a in argv])
+    except SystemExit as e:
+        assert e.code in (0, None), capsys.readouterr().err
+    return json.loads(capsys.readouterr().out)
+
+
+@pytest.mark.slow
+def test_round_trip_runs_event_driven_and_passes_the_speck_check(tmp_path, capsys):
+    """A Speck-style model (IF, multi-spike, subtract, clamp, no bias, event input):
+    its NIR round trip is the same model for the event-driven engine and the Speck check."""
+    from edge.cli import main as edge_main
+    from export.onnx_export import export_onnx
+    from runtime.cli import main as runtime_main
+
+    cfg = config(name="2C1FC", width=4, bn=False, bias=False, kind="IF", spike="multi", reset="subtract",
+                 v_min=-1.0, in_shape=(2, 20, 20))
+    net = model(cfg)
+    direct = export_onnx(cfg, net, tmp_path / "direct.onnx")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        path = export_nir(cfg, net, tmp_path / "m.nir")
+    _, out = import_nir(path, tmp_path / "m.onnx")
+    runs = [_json_of(runtime_main, ["run", m, "--mode", "event", "--data", "digits", "--limit", "2", "--json"],
+                     capsys) for m in (direct, out)]
+    for k in ("accuracy", "events_per_sample", "synops_per_sample", "spikes_per_sample", "sd"):
+        assert runs[0][k] == runs[1][k], k
+    checks = [_json_of(edge_main, ["speck", m, "--check", "--json"], capsys) for m in (direct, out)]
+    assert checks[0]["fits"] and checks[1]["fits"] and checks[0]["violations"] == checks[1]["violations"] == []
+    unnamed = lambda d: [{k: v for k, v in layer.items() if k != "name"} for layer in d["layers"]]  # noqa: E731
+    assert unnamed(checks[0]) == unnamed(checks[1])  # ONNX node names differ, the chip mapping does not
+
+
+def _peer_file(peer: str, tmp_path):
+    graph, run = BUILDERS[peer]()
+    path = tmp_path / f"{peer}_model.nir"
+    nir.write(path, graph)
+    return path, run
+
+
+@pytest.mark.parametrize("peer", ["sinabs", "snntorch", "norse"])
+def test_peer_model_runs_with_the_peers_spikes(peer, tmp_path, capsys):
+    path, run = _peer_file(peer, tmp_path)
+    out = tmp_path / "m.onnx"
+    with pytest.raises(SystemExit) as e:
+        main([str(path), "-o", str(out), "--T", "6"])  # the source is detected from the writer's marks
+    assert e.value.code in (0, None)
+    printed = capsys.readouterr().out
+    assert f"source {peer}" in printed and "source from: detected" in printed and "convention:" in printed
+    x = np.random.default_rng(1).poisson(1.0, (6, 3, 1, 8, 8)).astype(np.float32)
+    peer_spikes, peer_y = run(x)  # the peer's own simulation of the network it built
+    imported = build(nir.read(path), peer)
+    if peer == "sinabs":  # its SumPool2d: an average pool, the window area in the next weights
+        assert sum(isinstance(m, torch.nn.AvgPool2d) for m in imported.model.modules()) == 1
+    mine = run_torch(deployable(imported.model), x)
+    assert len(mine.outs) == len(peer_spikes)
+    for p, m, layer in zip(peer_spikes, mine.outs, neuron_layers(imported.model)):
+        assert np.abs(p).sum() > 0
+        if layer.spec.spiking:  # spikes identical; an LI membrane to float rounding (norse: Euler)
+            assert np.array_equal(p.reshape(m.shape), m)
+        else:
+            assert np.allclose(p.reshape(m.shape), m, atol=1e-5)
+    # the ONNX file in the product's runtime: the readout after every step
+    from runtime.session import load
+
+    session = load(out, threads=1)
+    y = peer_y.reshape(mine.y.shape)
+    for t, x_t in enumerate(x):
+        want = y[t] if imported.model.readout_rule == "last" else y[: t + 1].mean(0)
+        assert np.allclose(session.step(x_t), want, atol=1e-5)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("peer", ["sinabs", "snntorch", "norse"])
+def test_cli_import_then_runtime_run(peer, tmp_path):
+    path, _ = _peer_file(peer, tmp_path)
+    out = tmp_path / "m.onnx"
+    env = {"OMP_NUM_THREADS": "1"}
+    cmd = (f"{sys.executable} -m export {path} -o {out} && "
+           f"{sys.executable} -m runtime run {out} --data digits:static --limit 8 --policy fixed:4 --json")
+    r = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, timeout=120,
+                       env={**__import__("os").environ, **env})
+    assert r.returncode == 0, r.stderr
+    assert '"accuracy"' in r.stdout or "accuracy" in r.stdout
+
+
+# -- bad input: one error line, exit 2, nothing written ------------------------------------
+
+def _fails(capsys, argv, *words):
+    with pytest.raises(SystemExit) as e:
+        main([str(a) for a in argv])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert e.value.code == 2 and len(err) == 1 and err[0].startswith("error: "), err
+    for w in words:
+        assert w in err[0], err[0]
+    return err[0]
+
+
+def test_not_a_nir_file(tmp_path, capsys):
+    bad = tmp_path / "m.nir"
+    bad.write_text("not hdf5")
+    _fails(capsys, [bad, "-o", tmp_path / "m.onnx"], "is not a NIR file")
+    _fails(capsys, [tmp_path / "missing.nir"], "does not exist")
+    assert not (tmp_path / "m.onnx").exists()
+
+
+def _graph_file(tmp_path, nodes, edges, name="g.nir"):
+    path = tmp_path / name
+    nir.write(path, nir.NIRGraph(nodes=nodes, edges=edges))
+    return path
+
+
+def _dense(n_in=4, n_out=3, neuron=None):
+    w = np.ones((n_out, n_in), np.float32)
+    nodes = {"input": nir.Input({"input": np.array([n_in])}), "fc": nir.Affine(w, np.zeros(n_out, np.float32)),
+             "lif": neuron or nir.LIF(tau=np.full(n_out, 0.01, np.float32), r=np.ones(n_out, np.float32),
+                                      v_leak=np.zeros(n_out, np.float32), v_threshold=np.ones(n_out, np.float32)),
+             "output": nir.Output({"output": np.array([n_out])})}
+    return nodes, [("input", "fc"), ("fc", "lif"), ("lif", "output")]
+
+
+def test_unsupported_node_names_it_and_the_supported_set(tmp_path, capsys):
+    nodes, edges = _dense()
+    nodes["lif"] = nir.CubaLIF(tau_syn=np.ones(3), tau_mem=np.ones(3), r=np.ones(3), v_leak=np.zeros(3),
+                               v_threshold=np.ones(3))
+    path = _graph_file(tmp_path, nodes, edges)
+    _fails(capsys, [path, "--source", "nir", "--dt", "1e-3"], "'lif' (CubaLIF)", "supported nodes: Input, Conv2d")
+
+
+def test_inconsistent_shapes(tmp_path, capsys):
+    nodes, edges = _dense()
+    nodes["input"] = nir.Input({"input": np.array([5])})  # the Affine takes 4
+    path = _graph_file(tmp_path, nodes, edges)
+    _fails(capsys, [path, "--source", "norse"], "node 'fc' does not fit its input of shape [5]")
+
+
+def test_missing_source_and_missing_dt(tmp_path, capsys):
+    nodes, edges = _dense()
+    path = _graph_file(tmp_path, nodes, edges)
+    _fails(capsys, [path], "does not show which framework", "--source", "sinabs, snntorch, norse, nir")
+    _fails(capsys, [path, "--source", "nir"], "needs --dt")
+    _fails(capsys, [path, "--source", "sinabs", "--dt", "0.001"], "--dt does not apply")
+    _fails(capsys, [path, "--source", "nir", "--dt", "-1"], "--dt must be")
+
+
+def test_per_neuron_parameters_that_differ_are_refused(tmp_path, capsys):
+    lif = nir.LIF(tau=np.array([1.0, 2.0, 3.0], np.float32), r=np.ones(3, np.float32),
+                  v_leak=np.zeros(3, np.float32), v_threshold=np.ones(3, np.float32))
+    path = _graph_file(tmp_path, *_dense(neuron=lif))
+    _fails(capsys, [path, "--source", "sinabs"], "'tau' differs between neurons")
+
+
+def test_nir_source_integrates_the_ode_exactly_over_dt(tmp_path, capsys):
+    path = _graph_file(tmp_path, *_dense())
+    imported = build(read_graph(path), "nir", 1e-3)
+    spec = neuron_layers(imported.model)[0].spec
+    decay = math.exp(-1e-3 / 0.01)
+    assert math.isclose(spec.decay, decay, rel_tol=1e-6) and spec.reset == "zero" and spec.spike == "single"
+    fc = imported.model.stages[0].layers[0].module  # input factor r * (1 - decay) folded into the weights
+    assert torch.allclose(fc.weight, torch.full((3, 4), 1 - decay), rtol=1e-5)
+
+
+def test_events_us_makes_a_foreign_model_take_event_frames(tmp_path):
+    from export.protocol import read_protocol
+
+    path = _graph_file(tmp_path, *_dense())
+    _, out = import_nir(path, tmp_path / "m.onnx", "nir", 1e-3, T=4, events_us=40000.0)
+    meta = read_protocol(out)
+    assert meta.input_kind == "event-frames" and meta.duration_us == 40000.0
+    assert meta.dt_us == 10000.0 and meta.T_trained == 4
+    _, out = import_nir(path, tmp_path / "s.onnx", "nir", 1e-3)
+    assert read_protocol(out).input_kind == "repeat" and read_protocol(out).T_trained == 10

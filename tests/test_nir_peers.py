@@ -1,0 +1,114 @@
+"""The NIR compatibility matrix (docs/nir_mapping.md): every neuron variant the product
+trains, exported as a small conv net (conv, pooling, flatten, linear) and run by each
+peer's own simulation over T steps. Each cell is one test: where the peer can express
+the variant, every layer's spikes are identical to ours; where it cannot, the export
+warns one line naming the peer and the peer's spikes really differ (or it cannot load
+or run the graph, as the warning says)."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from export.check import run_torch
+from export.nir_export import NirPeerWarning, export_nir
+from export.nir_neurons import PEERS as PEER_NAMES
+from export.prepare import deployable
+from tests.export_helpers import config, inputs, model
+from tests.nir_peers import PEERS, RUNNERS
+
+nir = pytest.importorskip("nir")
+torch.set_num_threads(1)
+
+T, BATCH = 6, 2
+# (kind, spike, reset, clamp): clamp "vth" is v_min = -v_th, the clamp sinabs' IF has
+VARIANTS = list(itertools.product(("IF", "LIF"), ("single", "multi"), ("subtract", "zero"), ("none", "vth")))
+# the cells where the peer runs our spikes (the rest: warned differences)
+IDENTICAL = {
+    "sinabs": {("IF", "multi", "subtract", "vth"), ("LIF", "multi", "subtract", "none"), ("LI",)},
+    "snntorch": {("LIF", "single", "zero", "none")},
+    "norse": {("IF", "single", "zero", "none")},
+}
+
+
+def _export(tmp_path, readout: str = "mean", **neuron):
+    cfg = config(name="1C1FC", width=4, bn=False, readout=readout, **neuron)
+    net = model(cfg)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        path = export_nir(cfg, net, tmp_path / "m.nir")
+    notes = [str(w.message) for w in caught if issubclass(w.category, NirPeerWarning)]
+    return cfg, net, path, notes
+
+
+def _peer_run(peer: str, path, x):
+    """The peer's per-layer spikes, or None when it cannot load or run the graph."""
+    try:
+        return RUNNERS[peer](nir.read(path), x)
+    except pytest.skip.Exception:
+        raise
+    except Exception:  # the peer's own failure (documented in the warning)
+        return None
+
+
+def _same(ref, got) -> bool:
+    return got is not None and len(got[0]) == len(ref) and all(
+        r.shape == g.shape and np.array_equal(r, g) for r, g in zip(ref, got[0]))
+
+
+@pytest.mark.parametrize("peer", PEERS)
+@pytest.mark.parametrize("variant", VARIANTS, ids="-".join)
+def test_matrix_cell(peer, variant, tmp_path):
+    kind, spike, reset, clamp = variant
+    cfg, net, path, notes = _export(tmp_path, kind=kind, spike=spike, reset=reset,
+                                    v_min=-1.0 if clamp == "vth" else -math.inf)
+    x = inputs(cfg, T=T, batch=BATCH)
+    ref = run_torch(deployable(net), x).outs
+    assert all(r.sum() > 0 for r in ref)  # the layer spikes: a difference would show
+    got = _peer_run(peer, path, x)
+    mine = [n for n in notes if n.startswith(f"NIR: {PEER_NAMES[peer]} ")]
+    if variant in IDENTICAL[peer]:
+        assert mine == [], mine
+        assert _same(ref, got)
+    else:
+        assert len(mine) == 1, notes  # one line naming the peer and what it does
+        assert not _same(ref, got)
+        if "does not run" in mine[0]:
+            assert got is None
+
+
+@pytest.mark.parametrize("peer", PEERS)
+def test_matrix_li_readout(peer, tmp_path):
+    """LI readout (membrane voting) after a multi-spike subtract LIF layer."""
+    cfg, net, path, notes = _export(tmp_path, readout="li", kind="LIF", spike="multi", reset="subtract")
+    x = inputs(cfg, T=T, batch=BATCH)
+    ref = run_torch(deployable(net), x)
+    got = _peer_run(peer, path, x)
+    mine = [n for n in notes if n.startswith(f"NIR: {PEER_NAMES[peer]} ")]
+    if ("LI",) in IDENTICAL[peer]:
+        assert mine == [] and _same(ref.outs[:1], (got[0][:1], None))
+        assert np.allclose(got[0][1], ref.outs[1], atol=1e-5)  # the LI membrane, every step
+        assert np.allclose(got[1], ref.y, atol=1e-5)
+    else:
+        assert len(mine) == 1 and "has no LI import" in mine[0]
+        assert got is None or not np.allclose(got[1], ref.y, atol=1e-3)
+
+
+def test_cli_prints_one_warning_line_per_peer(tmp_path, capsys):
+    from export.cli import main
+    from trainer.checkpoint import save_checkpoint
+
+    cfg = config(name="1C1FC", width=4, bn=False, kind="IF", spike="multi", reset="subtract")  # no clamp
+    save_checkpoint(tmp_path / "m.pt", cfg, model(cfg), {})
+    with pytest.raises(SystemExit) as e:
+        main([str(tmp_path / "m.pt"), "--format", "nir"])
+    assert e.value.code in (0, None)
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning: NIR: ")]
+    assert len(err) == 3  # sinabs (the clamp), snnTorch (no IF), norse (one spike, zero reset)
+    assert "sinabs 3.1.3 runs IF with floor(v/v_th) spikes per step, subtract reset, a membrane clamp at -v_th" \
+        in err[0]
