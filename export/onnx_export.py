@@ -26,6 +26,7 @@ from trainer.models import SpikingNet
 
 from . import onnx_functions as fn
 from runtime.fileio import write_atomic
+from runtime.integrity import stamp_onnx
 from .errors import ExportError
 from .prepare import deployable, neuron_layers
 from .protocol import KEY, protocol
@@ -97,4 +98,4 @@ def export_onnx(cfg: Config, model: SpikingNet, path: str | Path) -> Path:
     """Write ``model`` as a ``flexsnn-onnx/1`` file at ``path`` (atomically); returns it."""
     proto = build_onnx(cfg, model)
     onnx.checker.check_model(proto, full_check=True)
-    return write_atomic(path, lambda tmp: onnx.save(proto, tmp))
+    return write_atomic(path, lambda tmp: onnx.save(stamp_onnx(proto), tmp))

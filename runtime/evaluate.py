@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from .data import DataError, Dataset
+from .fileio import write_atomic
 from .protocol import STATIC_KINDS
 from .policies import Confidence, ExitPolicy, FixedT, as_policy
 from .session import RunResult, Session
@@ -98,5 +99,5 @@ def plot_tradeoff(rows: Sequence[dict], path: str, title: str = "") -> None:
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=120))
     plt.close(fig)

@@ -16,6 +16,7 @@ from typing import Any
 
 import onnx
 
+from .integrity import IntegrityError, external_data, verify_onnx
 from .neuron import NeuronSpec, SpecError
 
 FORMAT = "flexsnn-onnx/1"
@@ -179,16 +180,23 @@ def read_model(path: str | Path) -> tuple[onnx.ModelProto, Protocol]:
     if not path.is_file():
         raise ModelError(f"model {path} does not exist or is not a file (expected a .onnx file)")
     try:
-        model = onnx.load(str(path))
+        model = onnx.load(str(path), load_external_data=False)
     except Exception as e:  # protobuf raises DecodeError, and others, on damaged bytes
         raise ModelError(f"{path} is not a readable ONNX file ({type(e).__name__}); "
                          "it may be corrupted or truncated") from None
+    if external_data(model):
+        raise ModelError(f"{path} keeps weights in external data files ({external_data(model)[:3]}); "
+                         "flexsnn models are self-contained: re-export it with python -m export")
     if not model.graph.node:
         raise ModelError(f"{path} is not a readable ONNX model (empty graph); it may be corrupted")
     meta = {p.key: p.value for p in model.metadata_props}
     if METADATA_KEY not in meta:
         raise ModelError(f"{path} is an ONNX file without {METADATA_KEY!r} metadata; expected a "
                          f"model exported by `python -m export` (protocol {FORMAT})")
+    try:
+        verify_onnx(model, path)
+    except IntegrityError as e:
+        raise ModelError(str(e)) from None
     try:
         obj = json.loads(meta[METADATA_KEY])
     except json.JSONDecodeError as e:
