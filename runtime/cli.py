@@ -11,9 +11,10 @@ from .data import DataError, load_dataset
 from .data.datasets import SPEC_FORMS
 from .evaluate import plot_tradeoff, run_dataset, summarize, tradeoff
 from .fileio import check_output
+from .limits import check_memory, run_bytes
 from .neuron import SpecError
 from .policies import POLICY_FORMS, PolicyError, parse_policy
-from .protocol import ModelError
+from .protocol import STATIC_KINDS, ModelError
 from .report import emit_json, guarded, table
 from .session import InputError, Session, load
 
@@ -60,7 +61,18 @@ def cmd_run(a: argparse.Namespace) -> None:
 def cmd_bench(a: argparse.Namespace) -> None:
     if a.checkpoint and not torch_available():
         raise InputError("--checkpoint needs torch to time torch eager; it is not installed")
-    rows = bench(_open(a), a.batch, a.steps, a.repeats, a.checkpoint, a.threads or 0)
+    if a.checkpoint:  # a bad checkpoint: one line before any timing (torch only here)
+        from trainer.checkpoint import CheckpointError, load_checkpoint
+
+        try:
+            load_checkpoint(a.checkpoint)
+        except CheckpointError as e:
+            raise InputError(str(e)) from None
+    session = _open(a)
+    frames = 1 if session.protocol.input_kind in STATIC_KINDS else a.steps
+    for b in a.batch:
+        check_memory(run_bytes(session.protocol, b, frames), f"--batch {b} for {a.steps} steps")
+    rows = bench(session, a.batch, a.steps, a.repeats, a.checkpoint, a.threads or 0)
     if a.json:
         emit_json({"model": a.model, "steps": a.steps, "rows": rows})
         return

@@ -8,8 +8,10 @@ a lower value keeps a shared machine safe, a higher one overrides the check.
 
 from __future__ import annotations
 
+import math
 import os
 import re
+from typing import Any
 
 MAX_T = 100_000  # time steps: far above any real use; beyond it a typo, not a request
 ENV = "FLEXSNN_MAX_MEMORY"
@@ -58,6 +60,16 @@ def check_memory(need: float, what: str) -> None:
     if need > limit:
         raise ResourceError(f"{what} needs about {human(need)} of memory; {human(limit)} is available "
                             f"(set {ENV} to change the limit)")
+
+
+def run_bytes(protocol: Any, batch: int, frames: int = 1) -> int:
+    """About the memory a clock-driven run of ``batch`` samples takes: the input
+    (``frames`` steps of it, counted as binning builds them: int64 counts and float32),
+    and the state buffers (in and out, swapped each step) with as much again for
+    onnxruntime's intermediate tensors."""
+    elems = math.prod(protocol.input_shape)
+    states = sum(math.prod(s.shape) for s in protocol.states)
+    return batch * (12 * elems * max(frames, 1) + 4 * 4 * states + 8 * protocol.num_classes)
 
 
 def check_steps(T: int, what: str = "time steps") -> None:

@@ -84,9 +84,14 @@ def _choice(value: Any, valid: tuple[str, ...], what: str) -> str:
     return value
 
 
+MAX_ELEMENTS = 2**31  # per sample, in one input or state: beyond it a corrupted field, not a model
+
+
 def _shape(value: Any, what: str) -> tuple[int, ...]:
     if not (isinstance(value, list) and all(isinstance(v, int) and v > 0 for v in value)):
         raise ModelError(f"{what} must be a list of positive integers, got {value!r}")
+    if math.prod(value) > MAX_ELEMENTS:
+        raise ModelError(f"{what} {value!r} has more than {MAX_ELEMENTS} elements per sample")
     return tuple(value)
 
 
@@ -100,8 +105,9 @@ def parse_protocol(meta: dict[str, Any]) -> Protocol:
     if not isinstance(inp, dict):
         raise ModelError(f"{where}: 'input' must be an object, got {inp!r}")
     T_range = _field(meta, "T_range", where)
-    if not (isinstance(T_range, list) and len(T_range) == 2 and all(isinstance(t, int) for t in T_range)):
-        raise ModelError(f"{where}: 'T_range' must be [tmin, tmax], got {T_range!r}")
+    if not (isinstance(T_range, list) and len(T_range) == 2 and all(isinstance(t, int) for t in T_range)
+            and 1 <= T_range[0] <= T_range[1]):
+        raise ModelError(f"{where}: 'T_range' must be [tmin, tmax] with 1 <= tmin <= tmax, got {T_range!r}")
     try:
         neurons = tuple(
             NeuronInfo(str(n["node"]), _choice(n["op"], ("LIF", "IF", "LI"), "neuron op"),
@@ -113,7 +119,7 @@ def parse_protocol(meta: dict[str, Any]) -> Protocol:
                        for s in _field(meta, "states", where))
     except (KeyError, TypeError) as e:
         raise ModelError(f"{where}: a 'neurons' or 'states' entry lacks field {e}") from None
-    except SpecError as e:
+    except (SpecError, ValueError) as e:  # e.g. "v_th": "abc"
         raise ModelError(f"{where}: {e}") from None
     T_trained = _field(meta, "T_trained", where)
     if not (isinstance(T_trained, int) and T_trained > 0):
@@ -162,6 +168,9 @@ def check_graph(model: onnx.ModelProto, proto: Protocol) -> None:
     if outputs != want_out:
         raise ModelError(f"graph outputs are {outputs}; the protocol metadata expects {want_out}")
     nodes = {n.name: n for n in g.node if n.domain == SNN_DOMAIN}
+    unlisted = sorted(set(nodes) - {n.node for n in proto.neurons})
+    if unlisted:
+        raise ModelError(f"the graph has snn neuron nodes {unlisted} that metadata 'neurons' does not describe")
     for n in proto.neurons:
         if n.node not in nodes or nodes[n.node].op_type != n.op:
             raise ModelError(f"metadata names neuron node {n.node!r} ({n.op}) but the graph has "

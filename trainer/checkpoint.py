@@ -46,6 +46,10 @@ def save_checkpoint(path: str | Path, cfg: Config, model: SpikingNet, metrics: d
     payload = {"format": FORMAT, "config": cfg.to_dict(),
                "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
                "metrics": metrics}
+    bad = [k for k, v in payload["state_dict"].items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:  # a diverged run (or calibration): NaN/inf weights are never written
+        raise CheckpointError(f"not writing {path}: {bad[0]} holds NaN or infinite values (training or BN "
+                              "calibration diverged; try a smaller --lr)")
     payload[DIGEST_KEY] = digest(payload)
     write_atomic(path, lambda tmp: torch.save(payload, tmp))
 
@@ -135,13 +139,20 @@ def build_checked(cfg: Config, what: str) -> SpikingNet:
     if len(shape) != 3 or not all(isinstance(v, int) and 1 <= v <= MAX_SIDE for v in shape):
         raise ConfigError(f"{what}: input shape {shape} must be 3 integers in 1..{MAX_SIDE} (C, H, W)")
     try:
-        with torch.device("meta"):
+        with torch.device("meta"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. zero-element tensors of a model too deep: refused below
             meta = build_model(cfg)
     except NotImplementedError:  # a builder that computes on its weights: count them for real
         meta = None
     if meta is not None:
         n = sum(t.numel() * t.element_size() for t in (*meta.parameters(), *meta.buffers()))
-        check_memory(3 * n, f"{what}: the model ({n / 4:.3g} parameters)")  # weights, grads/copy, load
+        check_memory(3 * n, f"{what} ({n / 4:.3g} parameters)")  # weights, a copy, the load
+        try:  # one step on the meta device: a model too deep for its input fails here, not in training
+            with torch.no_grad(), warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                meta.eval().step(torch.empty(1, *shape, device="meta"), [None] * meta.n_states)
+        except (RuntimeError, ValueError) as e:
+            raise ConfigError(f"{what} cannot take inputs of shape {shape}: {str(e).splitlines()[0]}") from None
     return build_model(cfg)
 
 

@@ -17,7 +17,7 @@ from runtime.fileio import OutputPathError, check_output, write_atomic
 from runtime.neuron import SpecError
 from runtime.report import emit_json, guarded, table
 
-from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .checkpoint import CheckpointError, build_checked, load_checkpoint, save_checkpoint
 from .config import (
     FIXED_T_METHODS,
     METHODS,
@@ -31,7 +31,7 @@ from .config import (
     NeuronConfig,
 )
 from .memory import add_memory_parser, cmd_memory
-from .models import build_model, model_builder, model_names
+from .models import model_builder, model_names
 from .online import online_method
 from .surrogate import SURROGATES
 from .train import calibrate_bn, evaluate, fit
@@ -140,7 +140,7 @@ def cmd_fit(a: argparse.Namespace) -> None:
     test_ds = load_dataset(a.data, "test", a.limit_test)
     cfg = config_from_args(a, train_ds.shape, train_ds.kind, train_ds.duration_us)
     cfg.data.classes = train_ds.classes
-    build_model(cfg)  # e.g. more stages than the model has blocks
+    build_checked(cfg, "the model")  # e.g. more stages than the model has blocks, or too wide
     model, metrics = fit(cfg, train_ds, test_ds, progress=not a.quiet and sys.stderr.isatty(),
                          verbose=not a.quiet)
     if int(os.environ.get("RANK", "0")) == 0:

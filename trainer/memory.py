@@ -30,6 +30,7 @@ import torch
 from runtime import cliargs
 from runtime.report import emit_json, table
 
+from .checkpoint import build_checked
 from .config import NORMS, ONLINE_METHODS, Config, ConfigError, MethodConfig
 from .models import build_model
 from .online import online_iteration, online_method
@@ -228,7 +229,7 @@ def cmd_memory(a: argparse.Namespace) -> None:
     m.name, m.width, m.in_shape, m.bn, m.bn_stats, m.weight_std = a.model, a.width, tuple(a.in_shape), bn, bn_stats, weight_std
     m.stages = 1
     base.validate()
-    build_model(base)  # unknown model names fail here
+    build_checked(base, "the model")  # unknown model names, or too wide, fail here
     rows = measure(base, a.methods, sorted(a.T), a.batch_size, a.reps, not a.no_rss)
     summary = ratios(rows)
     if a.json:
