@@ -25,7 +25,7 @@ from typing import Any
 import torch
 
 from runtime.fileio import write_atomic
-from runtime.limits import check_memory
+from runtime.limits import ResourceError, check_memory
 
 from .config import Config, ConfigError
 from .models import SpikingNet, build_model
@@ -161,7 +161,9 @@ def load_checkpoint(path: str | Path) -> tuple[Config, SpikingNet, dict[str, Any
     ckpt = read_checkpoint(path)
     try:
         cfg = Config.from_dict(ckpt["config"])
-        model = build_checked(cfg, str(path))
+        model = build_checked(cfg, "the model")
+    except ResourceError as e:  # a valid config, too large for this machine
+        raise ResourceError(f"{path}: {e}") from None
     except (ConfigError, TypeError, ValueError) as e:
         raise CheckpointError(f"{path} has an invalid config: {e}") from None
     try:
