@@ -97,6 +97,17 @@ def _shape(value: Any, what: str) -> tuple[int, ...]:
 
 def parse_protocol(meta: dict[str, Any]) -> Protocol:
     """Validate the metadata JSON object; raise :class:`ModelError` naming the bad field."""
+    try:
+        return _parse_protocol(meta)
+    except ModelError:
+        raise
+    except (TypeError, ValueError, KeyError, AttributeError, IndexError) as e:
+        # a field of the wrong JSON type that no check above names (found by the property tests)
+        raise ModelError(f"metadata {METADATA_KEY!r} has a field of the wrong type or form "
+                         f"({type(e).__name__}: {e})") from None
+
+
+def _parse_protocol(meta: dict[str, Any]) -> Protocol:
     where = f"metadata {METADATA_KEY!r}"
     fmt = _field(meta, "format", where)
     if fmt != FORMAT:
