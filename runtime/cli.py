@@ -44,7 +44,7 @@ def cmd_run(a: argparse.Namespace) -> None:
         from .event.cli import cmd_run_event
 
         return cmd_run_event(a)
-    policy = parse_policy(a.policy) if a.policy else None  # bad policy: fail before loading data
+    policy = parse_policy(a.policy) if a.policy is not None else None  # bad policy: fail before loading data
     session = _open(a)
     ds = load_dataset(a.data, "test", a.limit)
     s = summarize(run_dataset(session, ds, policy, a.batch_size, a.binning), ds.labels)

@@ -84,11 +84,15 @@ def _choice(value: Any, valid: tuple[str, ...], what: str) -> str:
     return value
 
 
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)  # JSON true is not a size
+
+
 MAX_ELEMENTS = 2**31  # per sample, in one input or state: beyond it a corrupted field, not a model
 
 
 def _shape(value: Any, what: str) -> tuple[int, ...]:
-    if not (isinstance(value, list) and all(isinstance(v, int) and v > 0 for v in value)):
+    if not (isinstance(value, list) and all(_is_int(v) and v > 0 for v in value)):
         raise ModelError(f"{what} must be a list of positive integers, got {value!r}")
     if math.prod(value) > MAX_ELEMENTS:
         raise ModelError(f"{what} {value!r} has more than {MAX_ELEMENTS} elements per sample")
@@ -116,7 +120,7 @@ def _parse_protocol(meta: dict[str, Any]) -> Protocol:
     if not isinstance(inp, dict):
         raise ModelError(f"{where}: 'input' must be an object, got {inp!r}")
     T_range = _field(meta, "T_range", where)
-    if not (isinstance(T_range, list) and len(T_range) == 2 and all(isinstance(t, int) for t in T_range)
+    if not (isinstance(T_range, list) and len(T_range) == 2 and all(_is_int(t) for t in T_range)
             and 1 <= T_range[0] <= T_range[1]):
         raise ModelError(f"{where}: 'T_range' must be [tmin, tmax] with 1 <= tmin <= tmax, got {T_range!r}")
     try:
@@ -133,7 +137,7 @@ def _parse_protocol(meta: dict[str, Any]) -> Protocol:
     except (SpecError, ValueError) as e:  # e.g. "v_th": "abc"
         raise ModelError(f"{where}: {e}") from None
     T_trained = _field(meta, "T_trained", where)
-    if not (isinstance(T_trained, int) and T_trained > 0):
+    if not (_is_int(T_trained) and T_trained > 0):
         raise ModelError(f"{where}: 'T_trained' must be a positive integer, got {T_trained!r}")
     kind = _choice(_field(inp, "kind", f"{where} 'input'"), INPUT_KINDS, "input kind")
     timing = [_field(inp, k, f"{where} 'input'") for k in ("binning", "duration_us", "dt_us")]
@@ -161,7 +165,7 @@ def _parse_protocol(meta: dict[str, Any]) -> Protocol:
 
 
 def _max_steps(value: Any, where: str) -> int | None:
-    if value is not None and not (isinstance(value, int) and value > 0):
+    if value is not None and not (_is_int(value) and value > 0):
         raise ModelError(f"{where}: 'max_steps' must be a positive integer or absent, got {value!r}")
     return value
 

@@ -28,6 +28,10 @@ def guarded(errors: tuple[type[BaseException], ...], main: Callable[[], Any]) ->
     except MemoryError:
         fail("out of memory: the request does not fit in this machine's memory; use a smaller "
              "batch, T or model")
+    except RuntimeError as e:  # torch's CPU allocator reports a failed allocation this way
+        if "can't allocate memory" not in str(e) and "not enough memory" not in str(e):
+            raise
+        fail(f"out of memory ({str(e).splitlines()[0][:120]}); use a smaller batch, T or model")
 
 
 def fmt(v: Any) -> str:

@@ -4,6 +4,7 @@ measure training memory (BPTT vs online methods)."""
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from pathlib import Path
@@ -14,6 +15,7 @@ from runtime import cliargs
 from runtime.data import DataError, load_dataset
 from runtime.data.datasets import SPEC_FORMS
 from runtime.fileio import OutputPathError, check_output, write_atomic
+from runtime.limits import check_memory
 from runtime.neuron import SpecError
 from runtime.report import emit_json, guarded, table
 
@@ -160,6 +162,9 @@ def cmd_eval(a: argparse.Namespace) -> None:
             raise DataError(f"data {ds.spec!r} gives inputs of shape {list(ds.shape)}, "
                             f"but {path} expects {list(cfg.model.in_shape)}")
         Ts = a.T or list(range(1, cfg.train_T + 1))
+        # frames [T, B, C, H, W] as binning builds them (int64 counts, float32), before any allocation
+        check_memory(16 * min(a.batch_size, len(ds)) * max(Ts) * math.prod(ds.shape),
+                     f"evaluating batches of {min(a.batch_size, len(ds))} at T={max(Ts)}")
         results[path] = evaluate(model, ds, Ts, a.batch_size, a.binning, progress=sys.stderr.isatty())
     if a.plot:
         plot_accuracy(Ts, results, a.plot)

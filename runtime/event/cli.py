@@ -16,7 +16,7 @@ from .evaluate import compare_clock, run_event_dataset, summarize_event
 def cmd_run_event(a: argparse.Namespace) -> None:
     """Accuracy of the event-driven run; ``--json`` adds the spike difference ``sd``
     against the clock-driven run at the model's T."""
-    if a.policy:
+    if a.policy is not None:
         raise InputError("--policy is an exit rule of the clock-driven mode; --mode event runs whole streams")
     engine = load_event(a.model)
     ds = load_dataset(a.data, "test", a.limit)
