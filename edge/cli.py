@@ -217,7 +217,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--emulate", action="store_true", help="run the quantised net event-driven on --data")
     p.add_argument("--data", default=None, help="data spec: " + ", ".join(SPEC_FORMS))
     p.add_argument("--limit", type=cliargs.positive_int, default=None, help="evenly spread subset of the test split")
-    p.add_argument("--describe", type=cliargs.output_path, default=None, help="write the mapped, quantised network as JSON here")
+    p.add_argument("--describe", type=cliargs.output_path, default=None,
+                   help="write the mapped, quantised network as JSON here")
     p.add_argument("--deploy", action="store_true", help="configure a connected devkit (real samna needed); "
                                                           "also writes the JSON (default MODEL.speck.json)")
     p.add_argument("--readout-threshold", type=cliargs.positive_float, default=1.0,
@@ -225,7 +226,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--json", action="store_true", help="one JSON object")
     p = sub.add_parser("pi-bench", help="batch-1 latency per thread count, peak memory, early-exit saving")
     p.add_argument("model", help="exported model (.onnx)")
-    p.add_argument("--threads", type=cliargs.positive_threads, default=4, help="measure 1..N threads (default 4, as a Pi 4/5)")
+    p.add_argument("--threads", type=cliargs.positive_threads, default=4,
+                   help="measure 1..N threads (default 4, as a Pi 4/5)")
     p.add_argument("--steps", type=cliargs.steps, default=20)
     p.add_argument("--repeats", type=cliargs.positive_int, default=5)
     p.add_argument("--data", default=None, help="data for the early-exit saving: " + ", ".join(SPEC_FORMS))

@@ -162,8 +162,9 @@ def cli_numbers(m: dict[str, Path], work: Path) -> None:
     # policies and whole-model sizes
     for pol in ["fixed:0", "fixed:-3", "fixed:1e8", "fixed:100000000", "fixed:abc", "confidence:2", "confidence:nan",
                 "confidence:0.9,tmin=0", "confidence:0.9,tmin=5,tmax=2",
-                "confidence:0.9,tmax=100000000", "confidence:0.9,foo=1", "entropy:-1", "fixed", "", "median:3", "fixed:3:4"]:
-        expect_error("CLI numbers", "runtime", ["run", st, "--data", "digits:static", "--limit", "8", "--policy", pol], ins)
+                "confidence:0.9,tmax=100000000", "confidence:0.9,foo=1", "entropy:-1", "fixed", "", "median:3",
+                "fixed:3:4"]:
+        expect_error(g, "runtime", ["run", st, "--data", "digits:static", "--limit", "8", "--policy", pol], ins)
     for model_name in ["9C1FC", "vgg99", "2C1FC:", ""]:
         expect_error(g, "trainer", [*tiny_fit, "--model", model_name], ins)
     for shape in (["0", "0", "0"], ["-1", "2", "2"], ["100000", "2", "2"]):

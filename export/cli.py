@@ -23,7 +23,8 @@ def parser() -> argparse.ArgumentParser:
         "Export a flexsnn checkpoint: ONNX (one time step, stateful snn neuron ops), "
         "TorchScript, torch.export (pt2) or NIR."))
     p.add_argument("checkpoint", help="a model.pt written by python -m trainer fit")
-    p.add_argument("-o", "--out", type=cliargs.output_path, default=None, help="output file (default: beside the checkpoint)")
+    p.add_argument("-o", "--out", type=cliargs.output_path, default=None,
+                   help="output file (default: beside the checkpoint)")
     p.add_argument("--format", default="onnx", help=f"one of {', '.join(FORMATS)} (default onnx)")
     p.add_argument("--check", action="store_true",
                    help="onnx: run the file in onnxruntime next to torch for T steps; fail if they differ")

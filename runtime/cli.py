@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import argparse
 
-from .bench import bench, torch_available
 from . import cliargs
+from .bench import bench, torch_available
 from .data import DataError, load_dataset
 from .data.datasets import SPEC_FORMS
 from .evaluate import plot_tradeoff, run_dataset, summarize, tradeoff

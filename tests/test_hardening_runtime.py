@@ -27,7 +27,6 @@ from runtime.event import engine as engine_module
 from runtime.event.engine import load_event
 from runtime.fileio import OutputPathError, check_output, write_atomic
 from runtime.integrity import KEY as DIGEST_KEY
-from runtime.limits import ResourceError
 from runtime.protocol import ModelError, read_model
 from runtime.session import InputError
 

@@ -38,7 +38,8 @@ def add_event_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument("model", help="exported model (.onnx)")
     p.add_argument("--data", required=True, help="event data spec (digits, nmnist:PATH)")
     p.add_argument("--limit", type=cliargs.positive_int, default=32, help="streams timed (default 32)")
-    p.add_argument("--reference-limit", type=cliargs.positive_int, default=1, help="streams run by the plain-Python loop")
+    p.add_argument("--reference-limit", type=cliargs.positive_int, default=1,
+                   help="streams run by the plain-Python loop")
     p.add_argument("--T", type=cliargs.steps, default=None, help="clock-driven steps (default: the trained T)")
     p.add_argument("--json", action="store_true", help="one JSON object")
 
