@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING
 
 from runtime.data import DataError, load_dataset
 from runtime.data.datasets import SPEC_FORMS
-from runtime.fileio import OutputPathError
+from runtime import cliargs
+from runtime.fileio import OutputPathError, check_output
 from runtime.neuron import SpecError
 from runtime.policies import POLICY_FORMS, PolicyError, parse_policy
 from runtime.protocol import ModelError, read_model
@@ -124,8 +125,8 @@ def _speck(a: argparse.Namespace) -> None:
     spec = chip(a.chip)
     if a.emulate and not a.data:
         raise InputError("--emulate needs --data DATA (" + ", ".join(SPEC_FORMS) + ")")
-    if a.readout_threshold <= 0:
-        raise InputError(f"--readout-threshold must be > 0, got {a.readout_threshold}")
+    if a.describe or a.deploy:  # refused before any work: never write over the model
+        check_output(a.describe or Path(a.model).with_suffix(".speck.json"), a.model, what="--describe")
     model, proto = read_model(a.model)
     net = convert(model, proto, a.readout_threshold)
     p = plan(net, spec)
@@ -177,8 +178,6 @@ def _speck(a: argparse.Namespace) -> None:
 def cmd_pi_bench(a: argparse.Namespace) -> None:
     from .pi.bench import early_exit, peak_rss_mib, thread_rows
 
-    if a.threads < 1 or a.steps < 1 or a.repeats < 1:
-        raise InputError("--threads, --steps and --repeats must be positive integers")
     policy = parse_policy(a.policy)
     read_model(a.model)  # fail early and clearly on a bad file
     base = peak_rss_mib()
@@ -208,7 +207,7 @@ def cmd_pi_bench(a: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m edge", description=__doc__,
+    parser = cliargs.Parser(prog="python -m edge", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("speck", help="check, map, quantise, emulate and deploy to SynSense Speck")
@@ -217,20 +216,22 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--check", action="store_true", help="constraints, mapping, quantisation (the default)")
     p.add_argument("--emulate", action="store_true", help="run the quantised net event-driven on --data")
     p.add_argument("--data", default=None, help="data spec: " + ", ".join(SPEC_FORMS))
-    p.add_argument("--limit", type=int, default=None, help="evenly spread subset of the test split")
-    p.add_argument("--describe", default=None, help="write the mapped, quantised network as JSON here")
+    p.add_argument("--limit", type=cliargs.positive_int, default=None, help="evenly spread subset of the test split")
+    p.add_argument("--describe", type=cliargs.output_path, default=None,
+                   help="write the mapped, quantised network as JSON here")
     p.add_argument("--deploy", action="store_true", help="configure a connected devkit (real samna needed); "
                                                           "also writes the JSON (default MODEL.speck.json)")
-    p.add_argument("--readout-threshold", type=float, default=1.0,
+    p.add_argument("--readout-threshold", type=cliargs.positive_float, default=1.0,
                    help="threshold of the IF neurons given to a readout without neurons (model units)")
     p.add_argument("--json", action="store_true", help="one JSON object")
     p = sub.add_parser("pi-bench", help="batch-1 latency per thread count, peak memory, early-exit saving")
     p.add_argument("model", help="exported model (.onnx)")
-    p.add_argument("--threads", type=int, default=4, help="measure 1..N threads (default 4, as a Pi 4/5)")
-    p.add_argument("--steps", type=int, default=20)
-    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--threads", type=cliargs.positive_threads, default=4,
+                   help="measure 1..N threads (default 4, as a Pi 4/5)")
+    p.add_argument("--steps", type=cliargs.steps, default=20)
+    p.add_argument("--repeats", type=cliargs.positive_int, default=5)
     p.add_argument("--data", default=None, help="data for the early-exit saving: " + ", ".join(SPEC_FORMS))
-    p.add_argument("--limit", type=int, default=200)
+    p.add_argument("--limit", type=cliargs.positive_int, default=200)
     p.add_argument("--policy", default="confidence:0.9", help=f"exit policy, one of {', '.join(POLICY_FORMS)}")
     p.add_argument("--json", action="store_true", help="one JSON object")
     a = parser.parse_args(argv)

@@ -9,7 +9,8 @@ import warnings
 from pathlib import Path
 
 from runtime.data import DataError
-from runtime.fileio import OutputPathError
+from runtime import cliargs
+from runtime.fileio import OutputPathError, check_output
 from runtime.neuron import SpecError
 from runtime.report import emit_json, guarded, table
 from trainer.checkpoint import CheckpointError, load_checkpoint
@@ -21,17 +22,18 @@ USER_ERRORS = (ExportError, CheckpointError, DataError, SpecError, OutputPathErr
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m export", description=(
+    p = cliargs.Parser(prog="python -m export", description=(
         "Export a flexsnn checkpoint: ONNX (one time step, stateful snn neuron ops), "
         "TorchScript, torch.export (pt2) or NIR."))
     p.add_argument("checkpoint", help="a model.pt written by python -m trainer fit, or a NIR graph (.nir) to "
                    "import as ONNX (docs/nir_mapping.md)")
-    p.add_argument("-o", "--out", default=None, help="output file (default: beside the checkpoint)")
+    p.add_argument("-o", "--out", type=cliargs.output_path, default=None,
+                   help="output file (default: beside the checkpoint)")
     p.add_argument("--format", default="onnx", help=f"one of {', '.join(FORMATS)} (default onnx)")
     p.add_argument("--check", action="store_true",
                    help="onnx: run the file in onnxruntime next to torch for T steps; fail if they differ")
-    p.add_argument("--T", type=int, default=None, help="--check: time steps (default: the trained T)")
-    p.add_argument("--batch", type=int, default=4, help="--check: samples (default 4)")
+    p.add_argument("--T", type=cliargs.steps, default=None, help="--check: time steps (default: the trained T)")
+    p.add_argument("--batch", type=cliargs.batch, default=4, help="--check: samples (default 4)")
     p.add_argument("--json", action="store_true", help="one JSON object instead of a table")
     p.add_argument("--source", default=None, help=".nir import: the framework that wrote the graph: sinabs, "
                    "snntorch, norse or nir (default: flexsnn when the graph's metadata says so)")
@@ -51,9 +53,7 @@ def run(a: argparse.Namespace) -> int:
     _, write = get_format(a.format)  # an unknown format fails before any work
     if a.check and a.format != "onnx":
         raise ExportError(f"--check runs the ONNX graph in onnxruntime; it needs --format onnx, not {a.format!r}")
-    if a.T is not None and a.T <= 0 or a.batch <= 0:
-        raise ExportError(f"--T and --batch must be positive integers, got {a.T} and {a.batch}")
-    out = Path(a.out) if a.out else default_output(a.checkpoint, a.format)
+    out = check_output(a.out if a.out is not None else default_output(a.checkpoint, a.format), a.checkpoint)
     cfg, model, _ = load_checkpoint(a.checkpoint)
     t0 = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:  # e.g. what a NIR peer runs differently

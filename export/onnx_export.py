@@ -20,6 +20,7 @@ import onnx
 import torch
 
 from runtime.fileio import write_atomic
+from runtime.integrity import stamp_onnx
 from runtime.neuron import NeuronSpec
 from runtime.neuron import functions as fn
 from runtime.protocol import NeuronInfo, StateInfo
@@ -113,4 +114,4 @@ def export_onnx(cfg: Config, model: SpikingNet, path: str | Path) -> Path:
     """Write ``model`` as a ``flexsnn-onnx/2`` file at ``path`` (atomically); returns it."""
     proto = build_onnx(cfg, model)
     onnx.checker.check_model(proto, full_check=True)
-    return write_atomic(path, lambda tmp: onnx.save(proto, tmp))
+    return write_atomic(path, lambda tmp: onnx.save(stamp_onnx(proto), tmp))

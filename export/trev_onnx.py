@@ -31,6 +31,7 @@ from torch import nn
 from torch.func import functional_call
 
 from runtime.fileio import write_atomic
+from runtime.integrity import stamp_onnx
 from runtime.neuron import NeuronSpec
 from runtime.neuron import functions as fn
 from runtime.protocol import NeuronInfo, StateInfo
@@ -172,7 +173,7 @@ def export_trev_onnx(cfg: Config, model: TRevNet, path: str | Path) -> Path:
     """Write ``model`` as a ``flexsnn-onnx/2`` file at ``path`` (atomically); returns it."""
     proto = build_trev_onnx(cfg, model)
     onnx.checker.check_model(proto, full_check=True)
-    return write_atomic(path, lambda tmp: onnx.save(proto, tmp))
+    return write_atomic(path, lambda tmp: onnx.save(stamp_onnx(proto), tmp))
 
 
 def check_trev_onnx(cfg: Config, model: TRevNet, onnx_path: str | Path, T: int | None = None,

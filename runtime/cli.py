@@ -6,14 +6,17 @@ from __future__ import annotations
 
 import argparse
 
+from . import cliargs
 from .bench import bench, torch_available
 from .data import DataError, load_dataset
 from .data.datasets import SPEC_FORMS
 from .data.transforms import from_dicts
 from .evaluate import plot_tradeoff, run_dataset, summarize, tradeoff
+from .fileio import check_output
+from .limits import check_memory, run_bytes
 from .neuron import SpecError
 from .policies import POLICY_FORMS, PolicyError, parse_policy
-from .protocol import ModelError
+from .protocol import STATIC_KINDS, ModelError
 from .report import emit_json, guarded, table
 from .session import InputError, Session, load
 
@@ -22,21 +25,19 @@ USER_ERRORS = (ModelError, InputError, PolicyError, DataError, SpecError)
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="exported model (.onnx)")
-    p.add_argument("--threads", type=int, default=None,
+    p.add_argument("--threads", type=cliargs.threads, default=None,
                    help="onnxruntime intra-op threads (default: 1 at batch 1, all cores above)")
     p.add_argument("--json", action="store_true", help="one JSON object")
 
 
 def _data(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, help="data spec: " + ", ".join(SPEC_FORMS))
-    p.add_argument("--limit", type=int, default=None, help="evenly spread subset of the test split")
-    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--limit", type=cliargs.positive_int, default=None, help="evenly spread subset of the test split")
+    p.add_argument("--batch-size", type=cliargs.batch, default=256)
     p.add_argument("--binning", default=None, help="events: equal or fixed (default: as trained)")
 
 
 def _open(a: argparse.Namespace) -> Session:
-    if a.threads is not None and a.threads < 0:
-        raise InputError(f"--threads must be >= 0 (0: all cores), got {a.threads}")
     return load(a.model, a.threads)
 
 
@@ -45,7 +46,7 @@ def cmd_run(a: argparse.Namespace) -> None:
         from .event.cli import cmd_run_event
 
         return cmd_run_event(a)
-    policy = parse_policy(a.policy) if a.policy else None  # bad policy: fail before loading data
+    policy = parse_policy(a.policy) if a.policy is not None else None  # bad policy: fail before loading data
     session = _open(a)
     ds = load_dataset(a.data, "test", a.limit, from_dicts(session.protocol.transforms))
     s = summarize(run_dataset(session, ds, policy, a.batch_size, a.binning), ds.labels)
@@ -60,13 +61,20 @@ def cmd_run(a: argparse.Namespace) -> None:
 
 
 def cmd_bench(a: argparse.Namespace) -> None:
-    if any(b <= 0 for b in a.batch):
-        raise InputError(f"--batch values must be positive integers, got {a.batch}")
-    if a.steps <= 0 or a.repeats <= 0:
-        raise InputError("--steps and --repeats must be positive integers")
     if a.checkpoint and not torch_available():
         raise InputError("--checkpoint needs torch to time torch eager; it is not installed")
-    rows = bench(_open(a), a.batch, a.steps, a.repeats, a.checkpoint, a.threads or 0)
+    if a.checkpoint:  # a bad checkpoint: one line before any timing (torch only here)
+        from trainer.checkpoint import CheckpointError, load_checkpoint
+
+        try:
+            load_checkpoint(a.checkpoint)
+        except CheckpointError as e:
+            raise InputError(str(e)) from None
+    session = _open(a)
+    frames = 1 if session.protocol.input_kind in STATIC_KINDS else a.steps
+    for b in a.batch:
+        check_memory(run_bytes(session.protocol, b, frames), f"--batch {b} for {a.steps} steps")
+    rows = bench(session, a.batch, a.steps, a.repeats, a.checkpoint, a.threads or 0)
     if a.json:
         emit_json({"model": a.model, "steps": a.steps, "rows": rows})
         return
@@ -78,8 +86,8 @@ def cmd_bench(a: argparse.Namespace) -> None:
 
 
 def cmd_tradeoff(a: argparse.Namespace) -> None:
-    if not a.thresholds or any(not 0 <= t <= 1 for t in a.thresholds):
-        raise PolicyError(f"--thresholds must be numbers in [0, 1], got {a.thresholds}")
+    if a.plot:
+        check_output(a.plot, a.model, what="plot")
     session = _open(a)
     ds = load_dataset(a.data, "test", a.limit, from_dicts(session.protocol.transforms))
     rows = tradeoff(session, ds, a.thresholds, a.tmin, a.tmax, a.batch_size, a.binning, a.fixed_curve)
@@ -97,7 +105,7 @@ def cmd_tradeoff(a: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m runtime", description=__doc__)
+    parser = cliargs.Parser(prog="python -m runtime", description=__doc__)
     sub = parser.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("run", help="accuracy, steps, operations, energy and latency on a data set")
     _common(p)
@@ -108,19 +116,19 @@ def main(argv: list[str] | None = None) -> None:
                    help="clock-driven steps (default) or event-driven per input event (--json adds sd)")
     p = sub.add_parser("bench", help="per-step latency, and torch eager with --checkpoint")
     _common(p)
-    p.add_argument("--batch", type=int, nargs="+", default=[1, 64])
-    p.add_argument("--steps", type=int, default=20)
-    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--batch", type=cliargs.batch, nargs="+", default=[1, 64])
+    p.add_argument("--steps", type=cliargs.steps, default=20)
+    p.add_argument("--repeats", type=cliargs.positive_int, default=5)
     p.add_argument("--checkpoint", default=None, help="the model.pt the ONNX file was exported from")
     p = sub.add_parser("tradeoff", help="sweep confidence thresholds: accuracy vs steps and energy")
     _common(p)
     _data(p)
-    p.add_argument("--thresholds", type=float, nargs="+",
+    p.add_argument("--thresholds", type=cliargs.unit_float, nargs="+",
                    default=[0.5, 0.7, 0.8, 0.9, 0.95, 0.99])
-    p.add_argument("--tmin", type=int, default=1)
-    p.add_argument("--tmax", type=int, default=None, help="default: the trained T")
+    p.add_argument("--tmin", type=cliargs.steps, default=1)
+    p.add_argument("--tmax", type=cliargs.steps, default=None, help="default: the trained T")
     p.add_argument("--fixed-curve", action="store_true", help="also run fixed T = 1 .. tmax")
-    p.add_argument("--plot", default=None, help="write the curves as a PNG")
+    p.add_argument("--plot", type=cliargs.png_path, default=None, help="write the curves as a PNG")
     from .event.cli import add_event_bench, cmd_event_bench
     from .stream_cli import add_stream, cmd_stream
 

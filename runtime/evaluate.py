@@ -7,6 +7,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from .data import DataError, Dataset
+from .fileio import write_atomic
+from .limits import check_memory, check_steps, run_bytes
 from .protocol import STATIC_KINDS
 from .policies import Confidence, ExitPolicy, FixedT, as_policy
 from .session import RunResult, Session
@@ -26,6 +28,9 @@ def run_dataset(session: Session, ds: Dataset, policy: ExitPolicy | str | int | 
         raise DataError(f"batch size must be a positive integer, got {batch_size}")
     policy = as_policy(policy) or FixedT(p.T_trained)
     T = policy.horizon(p.T_trained)
+    check_steps(T)
+    check_memory(run_bytes(p, min(batch_size, len(ds)), 1 if ds.kind == "static" else T),
+                 f"a batch of {min(batch_size, len(ds))} samples for {T} steps")
     binning = binning or p.binning
     parts = []
     for start in range(0, len(ds), batch_size):
@@ -98,5 +103,5 @@ def plot_tradeoff(rows: Sequence[dict], path: str, title: str = "") -> None:
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=120))
     plt.close(fig)

@@ -1,43 +1,111 @@
-"""Atomic file output: write to a temporary file beside the target, then rename.
+"""Atomic file output: write to a temporary file beside the target, fsync, then rename.
 
-A crash or an exception never leaves a half-written artifact at the target path, and a
-reader never sees a partial file.
+A crash, an exception, SIGINT or SIGTERM never leaves a half-written artifact at the
+target path (nor a stray temporary file beside it), a reader never sees a partial file,
+and :func:`check_output` refuses an output path that would overwrite an input.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import tempfile
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
-
 
 
 class OutputPathError(ValueError):
     """An output path that cannot be written; the message says why."""
 
 
-def write_atomic(path: str | Path, write: Callable[[Path], None]) -> Path:
-    """Call ``write(tmp_path)`` then rename ``tmp_path`` to ``path``; returns ``path``."""
-    path = Path(path)
-    parent = path.parent if str(path.parent) else Path(".")
-    if not parent.is_dir():
-        raise OutputPathError(f"cannot write {path}: folder {parent} does not exist")
-    if path.is_dir():
-        raise OutputPathError(f"cannot write {path}: it is a folder")
+def _same_file(a: Path, b: Path) -> bool:
     try:
-        # keep the suffix: some writers (torch.export.save) check it
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp.", suffix=path.suffix, dir=parent)
+        return os.path.samefile(a, b)  # same inode: the same file, a hard link or a symlink to it
+    except OSError:
+        return a.resolve() == b.resolve()  # one of them does not exist yet
+
+
+def check_output(path: str | Path | None, *inputs: str | Path | None, what: str = "output") -> Path:
+    """Refuse an empty output path, a missing folder, a folder as target, and a path that
+    resolves to any of ``inputs`` (same file, hard link or symlink); returns the path."""
+    if path is None or not str(path).strip():
+        raise OutputPathError(f"{what} path is empty; expected a file name")
+    out = Path(path)
+    parent = out.parent if str(out.parent) else Path(".")
+    if not parent.is_dir():
+        raise OutputPathError(f"cannot write {out}: folder {parent} does not exist")
+    if out.is_dir():
+        raise OutputPathError(f"cannot write {out}: it is a folder; expected a file name")
+    for src in inputs:
+        if src is not None and str(src) and _same_file(out, Path(src)):
+            raise OutputPathError(f"{what} {out} is the input {src}; writing it would destroy the input "
+                                  "(choose another output path)")
+    return out
+
+
+@contextlib.contextmanager
+def _cleanup_on_signals(tmp: Path) -> Iterator[None]:
+    """Turn SIGTERM into an exception (so the temporary file is removed like on SIGINT) and
+    make a file-size limit (``ulimit -f``) an OSError instead of killing the process.
+    Signal handlers can only be set from the main thread; elsewhere nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_term(signum: int, frame: object) -> None:
+        tmp.unlink(missing_ok=True)
+        raise SystemExit(128 + signum)
+
+    old_term = signal.signal(signal.SIGTERM, on_term)
+    old_xfsz = signal.signal(signal.SIGXFSZ, signal.SIG_IGN) if hasattr(signal, "SIGXFSZ") else None
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old_term)
+        if old_xfsz is not None:
+            signal.signal(signal.SIGXFSZ, old_xfsz)
+
+
+def write_atomic(path: str | Path, write: Callable[[Path], None]) -> Path:
+    """Call ``write(tmp_path)``, fsync, then rename ``tmp_path`` to ``path``; returns ``path``.
+
+    A write that fails for lack of space or a size limit is an :class:`OutputPathError`
+    naming the path; nothing is left behind.
+    """
+    path = check_output(path)
+    parent = path.parent if str(path.parent) else Path(".")
+    try:
+        # keep the suffix: some writers (torch.export.save, matplotlib) look at it
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.tmp.", suffix=path.suffix, dir=parent)
     except OSError as e:
         raise OutputPathError(f"cannot write {path}: {e.strerror or e}") from None
     os.close(fd)
+    tmp = Path(tmp_name)
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; the artifact is an ordinary file
     try:
-        write(Path(tmp))
-        os.replace(tmp, path)
+        with _cleanup_on_signals(tmp):
+            try:
+                write(tmp)
+                with open(tmp, "rb") as f:  # the bytes reach the disk before the name does
+                    os.fsync(f.fileno())
+            except OSError as e:
+                raise OutputPathError(f"cannot write {path}: {e.strerror or e}") from None
+            except RuntimeError as e:  # torch.save reports a failed write as RuntimeError
+                if "write" not in str(e).lower() and "file" not in str(e).lower():
+                    raise
+                raise OutputPathError(f"cannot write {path}: {str(e).splitlines()[0]}") from None
+            os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
+    with contextlib.suppress(OSError):  # the rename itself is durable once the folder is synced
+        dfd = os.open(parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
     return path

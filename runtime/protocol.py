@@ -25,6 +25,7 @@ from typing import Any
 
 import onnx
 
+from .integrity import IntegrityError, external_data, verify_onnx
 from .neuron import NeuronSpec, SpecError, kinds
 from .neuron.functions import DOMAIN as SNN_DOMAIN
 
@@ -136,14 +137,34 @@ def _choice(value: Any, valid: tuple[str, ...], what: str) -> str:
     return value
 
 
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)  # JSON true is not a size
+
+
+MAX_ELEMENTS = 2**31  # per sample, in one input or state: beyond it a corrupted field, not a model
+
+
 def _shape(value: Any, what: str) -> tuple[int, ...]:
-    if not (isinstance(value, list) and all(isinstance(v, int) and v > 0 for v in value)):
+    if not (isinstance(value, list) and all(_is_int(v) and v > 0 for v in value)):
         raise ModelError(f"{what} must be a list of positive integers, got {value!r}")
+    if math.prod(value) > MAX_ELEMENTS:
+        raise ModelError(f"{what} {value!r} has more than {MAX_ELEMENTS} elements per sample")
     return tuple(value)
 
 
 def parse_protocol(meta: dict[str, Any]) -> Protocol:
     """Validate the metadata JSON object; raise :class:`ModelError` naming the bad field."""
+    try:
+        return _parse_protocol(meta)
+    except ModelError:
+        raise
+    except (TypeError, ValueError, KeyError, AttributeError, IndexError) as e:
+        # a field of the wrong JSON type that no check above names (found by the property tests)
+        raise ModelError(f"metadata {METADATA_KEY!r} has a field of the wrong type or form "
+                         f"({type(e).__name__}: {e})") from None
+
+
+def _parse_protocol(meta: dict[str, Any]) -> Protocol:
     where = f"metadata {METADATA_KEY!r}"
     fmt = _field(meta, "format", where)
     if fmt not in READ_FORMATS:
@@ -152,8 +173,9 @@ def parse_protocol(meta: dict[str, Any]) -> Protocol:
     if not isinstance(inp, dict):
         raise ModelError(f"{where}: 'input' must be an object, got {inp!r}")
     T_range = _field(meta, "T_range", where)
-    if not (isinstance(T_range, list) and len(T_range) == 2 and all(isinstance(t, int) for t in T_range)):
-        raise ModelError(f"{where}: 'T_range' must be [tmin, tmax], got {T_range!r}")
+    if not (isinstance(T_range, list) and len(T_range) == 2 and all(_is_int(t) for t in T_range)
+            and 1 <= T_range[0] <= T_range[1]):
+        raise ModelError(f"{where}: 'T_range' must be [tmin, tmax] with 1 <= tmin <= tmax, got {T_range!r}")
     try:
         states = tuple(StateInfo(str(s["name"]), _shape(s["shape"], f"shape of state {s['name']!r}"),
                                  str(s.get("node", "")))
@@ -161,10 +183,10 @@ def parse_protocol(meta: dict[str, Any]) -> Protocol:
         neurons = tuple(_neuron(n, states, fmt) for n in _field(meta, "neurons", where))
     except (KeyError, TypeError) as e:
         raise ModelError(f"{where}: a 'neurons' or 'states' entry lacks field {e}") from None
-    except SpecError as e:
+    except (SpecError, ValueError) as e:  # e.g. "v_th": "abc"
         raise ModelError(f"{where}: {e}") from None
     T_trained = _field(meta, "T_trained", where)
-    if not (isinstance(T_trained, int) and T_trained > 0):
+    if not (_is_int(T_trained) and T_trained > 0):
         raise ModelError(f"{where}: 'T_trained' must be a positive integer, got {T_trained!r}")
     kind = _choice(_field(inp, "kind", f"{where} 'input'"), INPUT_KINDS, "input kind")
     timing = [_field(inp, k, f"{where} 'input'") for k in ("binning", "duration_us", "dt_us")]
@@ -227,7 +249,7 @@ def _data_fields(inp: dict[str, Any], where: str) -> dict[str, Any]:
 
 
 def _max_steps(value: Any, where: str) -> int | None:
-    if value is not None and not (isinstance(value, int) and value > 0):
+    if value is not None and not (_is_int(value) and value > 0):
         raise ModelError(f"{where}: 'max_steps' must be a positive integer or absent, got {value!r}")
     return value
 
@@ -245,6 +267,9 @@ def check_graph(model: onnx.ModelProto, proto: Protocol) -> None:
     if outputs != want_out:
         raise ModelError(f"graph outputs are {outputs}; the protocol metadata expects {want_out}")
     nodes = {n.name: n for n in g.node if n.domain == SNN_DOMAIN}
+    unlisted = sorted(set(nodes) - {n.node for n in proto.neurons})
+    if unlisted:
+        raise ModelError(f"the graph has snn neuron nodes {unlisted} that metadata 'neurons' does not describe")
     for n in proto.neurons:
         if n.node not in nodes or nodes[n.node].op_type != n.op:
             raise ModelError(f"metadata names neuron node {n.node!r} ({n.op}) but the graph has "
@@ -266,16 +291,23 @@ def read_model(path: str | Path) -> tuple[onnx.ModelProto, Protocol]:
     if not path.is_file():
         raise ModelError(f"model {path} does not exist or is not a file (expected a .onnx file)")
     try:
-        model = onnx.load(str(path))
+        model = onnx.load(str(path), load_external_data=False)
     except Exception as e:  # protobuf raises DecodeError, and others, on damaged bytes
         raise ModelError(f"{path} is not a readable ONNX file ({type(e).__name__}); "
                          "it may be corrupted or truncated") from None
+    if external_data(model):
+        raise ModelError(f"{path} keeps weights in external data files ({external_data(model)[:3]}); "
+                         "flexsnn models are self-contained: re-export it with python -m export")
     if not model.graph.node:
         raise ModelError(f"{path} is not a readable ONNX model (empty graph); it may be corrupted")
     meta = {p.key: p.value for p in model.metadata_props}
     if METADATA_KEY not in meta:
         raise ModelError(f"{path} is an ONNX file without {METADATA_KEY!r} metadata; expected a "
                          f"model exported by `python -m export` (protocol {FORMAT})")
+    try:
+        verify_onnx(model, path)
+    except IntegrityError as e:
+        raise ModelError(str(e)) from None
     try:
         obj = json.loads(meta[METADATA_KEY])
     except json.JSONDecodeError as e:

@@ -16,11 +16,22 @@ def fail(message: str) -> NoReturn:
 
 
 def guarded(errors: tuple[type[BaseException], ...], main: Callable[[], Any]) -> Any:
-    """Run ``main``; turn the listed user-facing errors into :func:`fail`."""
+    """Run ``main``; turn the listed user-facing errors, refused output paths and resource
+    limits into :func:`fail`. A MemoryError the estimates did not foresee is one line too."""
+    from .fileio import OutputPathError
+    from .limits import ResourceError
+
     try:
         return main()
-    except errors as e:
+    except (*errors, OutputPathError, ResourceError) as e:
         fail(str(e))
+    except MemoryError:
+        fail("out of memory: the request does not fit in this machine's memory; use a smaller "
+             "batch, T or model")
+    except RuntimeError as e:  # torch's CPU allocator reports a failed allocation this way
+        if "can't allocate memory" not in str(e) and "not enough memory" not in str(e):
+            raise
+        fail(f"out of memory ({str(e).splitlines()[0][:120]}); use a smaller batch, T or model")
 
 
 def fmt(v: Any) -> str:

@@ -9,6 +9,7 @@ states are compacted and the following steps run on fewer samples.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,12 +22,11 @@ import onnxruntime as ort
 from . import cost
 from .data.events import BINNINGS, bin_events
 from .engine import Stepper, make_session, threads_for, with_outputs
+from .errors import InputError
+from .eventinput import checked_streams
+from .limits import check_memory, check_steps, run_bytes
 from .policies import ExitPolicy, FixedT, as_policy
 from .protocol import STATIC_KINDS, ModelError, Protocol, read_model
-
-
-class InputError(ValueError):
-    """An input the model cannot take; the message says what was expected."""
 
 
 @dataclass
@@ -107,6 +107,7 @@ class _Stream:
 
     stepper: Stepper
     acc: np.ndarray
+    owner: int  # the thread that started it (threading.get_ident)
     t: int = 0
 
 
@@ -131,6 +132,7 @@ class Session:
         self._sessions: dict[tuple[int, bool], ort.InferenceSession] = {}
         self._layers: list[cost.SynapseLayer] | None = None
         self._stream: _Stream | None = None
+        self._stream_lock = threading.Lock()
         self._ort(threads_for(1, threads), False)  # fail at load time if onnxruntime cannot run it
 
     # ---- onnxruntime sessions -------------------------------------------------------
@@ -184,7 +186,10 @@ class Session:
                 raise InputError(f"got {len(x)} event streams; this model takes {self._forms()}")
             policy = policy or FixedT(p.T_trained)
             T = policy.horizon(p.T_trained)
-            xs = self.frames(x, T, binning, dt_us)
+            check_steps(T)
+            self._check_steps(T)
+            check_memory(run_bytes(p, len(x), T), f"{len(x)} event streams binned into {T} steps")
+            xs = self.frames(checked_streams(x, p.input_shape), T, binning, dt_us)
             return xs, False, policy, T
         if not isinstance(x, np.ndarray):
             raise InputError(f"input is a {type(x).__name__}; expected a numpy array ({self._forms()})")
@@ -228,6 +233,7 @@ class Session:
         xs, static, policy, T = self._prepare(x, as_policy(policy), binning, dt_us)
         if T <= 0:
             raise InputError(f"the policy asks for {T} steps; expected at least 1")
+        check_steps(T)  # the run loop's arrays are small, but a T of 1e9 never ends
         self._check_steps(T)
         B = xs.shape[0] if static else xs.shape[1]
         C = self.protocol.num_classes
@@ -316,8 +322,14 @@ class Session:
         """Feed one step ``[B, *shape]``; returns the readout (logits) after this step.
 
         The batch size is fixed by the first call after :meth:`reset`. :attr:`steps_done`
-        says how many steps have been fed.
+        says how many steps have been fed. A session holds ONE stream, owned by the thread
+        that started it: a step from another thread is refused (use one session per
+        thread, or :meth:`reset` from the thread that starts the next stream).
         """
+        with self._stream_lock:  # two threads never interleave their steps in one state
+            return self._step(x_t)
+
+    def _step(self, x_t: np.ndarray) -> np.ndarray:
         if not isinstance(x_t, np.ndarray) or x_t.ndim != len(self.protocol.input_shape) + 1:
             shape = getattr(x_t, "shape", type(x_t).__name__)
             raise InputError(f"step input has shape {shape}; expected one step "
@@ -325,8 +337,12 @@ class Session:
         self._check_array(x_t, "step input")
         if self._stream is None:
             B = x_t.shape[0]
-            self._stream = _Stream(self._stepper(B, False), np.zeros((B, self.protocol.num_classes)))
+            self._stream = _Stream(self._stepper(B, False), np.zeros((B, self.protocol.num_classes)),
+                                   threading.get_ident())
         s = self._stream
+        if s.owner != threading.get_ident():
+            raise InputError("this session's stream was started by another thread; a session holds one "
+                             "stream: use one session per thread (runtime.load again) or reset() first")
         self._check_steps(s.t + 1)
         if x_t.shape[0] != s.stepper.batch:
             raise InputError(f"step input has batch {x_t.shape[0]}; this stream has batch "

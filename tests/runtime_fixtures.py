@@ -11,6 +11,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from runtime.integrity import stamp_onnx
 from runtime.neuron import NeuronSpec
 
 OPSETS = [helper.make_opsetid("", 18), helper.make_opsetid("snn", 1)]
@@ -122,5 +123,6 @@ def tiny_model(kind: str = "repeat", spec: NeuronSpec | None = None, readout: st
 
 
 def save(model: onnx.ModelProto, path: Path) -> str:
-    onnx.save(model, str(path))
+    """Written as the exporter writes: with the weight digest (runtime.integrity)."""
+    onnx.save(stamp_onnx(model), str(path))
     return str(path)

@@ -1,17 +1,26 @@
 """Checkpoints (DESIGN.md §3): plain types and tensors, read with ``weights_only=True``.
 
 ``{"format": "flexsnn-checkpoint/2", "config": {model, neuron, data, method},
-"state_dict": ..., "metrics": {...}}``. The config alone rebuilds the model through the
-model registry; nothing is pickled as code, and a file that would need it is refused.
+"state_dict": ..., "metrics": {...}, "sha256": "..."}``. The config alone rebuilds the
+model through the model registry; nothing is pickled as code, and a file that would need
+it is refused.
 
 Version 2 stores the neuron as ``{"spec": NeuronSpec.to_dict(), "surrogate": ...}`` (any
 registered kind); version 1 files (the LIF/IF/LI fields flat beside the surrogate) are
 read and upgraded on load.
+
+Integrity: the zip container's CRCs are checked on load (``torch.load`` does not), and
+``sha256`` is a digest of everything else in the dict (format, config, metrics, every
+tensor's name, dtype, shape and bytes), verified on load. A checkpoint written before
+the digest existed still loads, with a one-line note on stderr.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import pickle
+import sys
 import warnings
 import zipfile
 from pathlib import Path
@@ -20,6 +29,7 @@ from typing import Any
 import torch
 
 from runtime.fileio import write_atomic
+from runtime.limits import ResourceError, check_memory
 
 from .config import Config, ConfigError
 from .models import SpikingNet, build_model
@@ -27,6 +37,9 @@ from .models import SpikingNet, build_model
 FORMAT = "flexsnn-checkpoint/2"
 FORMAT_NAME = FORMAT.split("/")[0]
 READ_FORMATS = (f"{FORMAT_NAME}/1", FORMAT)
+DIGEST_KEY = "sha256"
+MAX_WIDTH = 65_536
+MAX_SIDE = 16_384
 
 
 class CheckpointError(ValueError):
@@ -38,14 +51,60 @@ def save_checkpoint(path: str | Path, cfg: Config, model: SpikingNet, metrics: d
     payload = {"format": FORMAT, "config": cfg.to_dict(),
                "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
                "metrics": metrics}
+    bad = [k for k, v in payload["state_dict"].items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:  # a diverged run (or calibration): NaN/inf weights are never written
+        raise CheckpointError(f"not writing {path}: {bad[0]} holds NaN or infinite values (training or BN "
+                              "calibration diverged; try a smaller --lr)")
+    payload[DIGEST_KEY] = digest(payload)
     write_atomic(path, lambda tmp: torch.save(payload, tmp))
 
 
+def digest(ckpt: dict[str, Any]) -> str:
+    """SHA-256 of a checkpoint dict without its digest entry: the plain entries as
+    canonical JSON, then every tensor (sorted by name) as name, dtype, shape and bytes."""
+    h = hashlib.sha256()
+    plain = {k: v for k, v in ckpt.items() if k not in ("state_dict", DIGEST_KEY)}
+    h.update(json.dumps(plain, sort_keys=True, default=repr).encode())
+    for name in sorted(ckpt["state_dict"]):
+        t = ckpt["state_dict"][name]
+        if not isinstance(t, torch.Tensor):
+            h.update(f"{name}:{t!r};".encode())
+            continue
+        h.update(f"{name}:{t.dtype}:{list(t.shape)};".encode())
+        h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def _check_zip(path: Path) -> None:
+    """Every member's CRC-32 (torch.load reads the bytes without checking them)."""
+    if not zipfile.is_zipfile(path):
+        return  # legacy (non-zip) torch files: the unpickler and the digest judge them
+    try:
+        with zipfile.ZipFile(path) as z:
+            bad = z.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as e:
+        raise CheckpointError(f"{path} is corrupted: its zip container is damaged ({e})") from None
+    if bad is not None:
+        raise CheckpointError(f"{path} is corrupted: the CRC of {bad!r} does not match its bytes")
+
+
+def _verify_digest(path: Path, ckpt: dict[str, Any]) -> None:
+    want = ckpt.get(DIGEST_KEY)
+    if want is None:
+        print(f"note: {path} carries no weight digest (written before digests were added); "
+              "its integrity cannot be checked", file=sys.stderr)
+        return
+    if not isinstance(want, str) or want != digest(ckpt):
+        raise CheckpointError(f"{path} is corrupted: its weights or config do not match the SHA-256 digest "
+                              "stored in it")
+
+
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """The raw checkpoint dict, validated for format; never unpickles code."""
+    """The raw checkpoint dict, validated for format and integrity; never unpickles code."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist or is not a file")
+    _check_zip(path)
     try:
         with warnings.catch_warnings():  # torch's pickle-protocol notices would break the one error line
             warnings.simplefilter("ignore", UserWarning)
@@ -70,6 +129,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     for key in ("config", "state_dict", "metrics"):
         if not isinstance(ckpt.get(key), dict):
             raise CheckpointError(f"{path} has no {key!r} dict")
+    _verify_digest(path, ckpt)
     if fmt == READ_FORMATS[0]:
         ckpt["config"] = upgrade_v1_config(ckpt["config"])
     return ckpt
@@ -84,12 +144,42 @@ def upgrade_v1_config(config: dict[str, Any]) -> dict[str, Any]:
     return {**config, "neuron": {"spec": spec, "surrogate": neuron.get("surrogate", "triangle")}}
 
 
+def build_checked(cfg: Config, what: str) -> SpikingNet:
+    """Build the model of ``cfg`` after checking that its width, input shape and weights
+    fit: the shapes are bounded and the parameter bytes are counted on the meta device
+    (nothing allocated) before the real model is built."""
+    m = cfg.model
+    if not 0 <= m.width <= MAX_WIDTH:
+        raise ConfigError(f"{what}: width {m.width} is out of range; expected 0..{MAX_WIDTH}")
+    shape = list(m.in_shape)
+    if len(shape) != 3 or not all(isinstance(v, int) and 1 <= v <= MAX_SIDE for v in shape):
+        raise ConfigError(f"{what}: input shape {shape} must be 3 integers in 1..{MAX_SIDE} (C, H, W)")
+    try:
+        with torch.device("meta"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. zero-element tensors of a model too deep: refused below
+            meta = build_model(cfg)
+    except NotImplementedError:  # a builder that computes on its weights: count them for real
+        meta = None
+    if meta is not None:
+        n = sum(t.numel() * t.element_size() for t in (*meta.parameters(), *meta.buffers()))
+        check_memory(3 * n, f"{what} ({n / 4:.3g} parameters)")  # weights, a copy, the load
+        try:  # one step on the meta device: a model too deep for its input fails here, not in training
+            with torch.no_grad(), warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                meta.eval().step(torch.empty(1, *shape, device="meta"), 0, [None] * meta.n_states)
+        except (RuntimeError, ValueError) as e:
+            raise ConfigError(f"{what} cannot take inputs of shape {shape}: {str(e).splitlines()[0]}") from None
+    return build_model(cfg)
+
+
 def load_checkpoint(path: str | Path) -> tuple[Config, SpikingNet, dict[str, Any]]:
     """Rebuild ``(config, model in eval mode, metrics)`` from a checkpoint file."""
     ckpt = read_checkpoint(path)
     try:
         cfg = Config.from_dict(ckpt["config"])
-        model = build_model(cfg)
+        model = build_checked(cfg, "the model")
+    except ResourceError as e:  # a valid config, too large for this machine
+        raise ResourceError(f"{path}: {e}") from None
     except (ConfigError, TypeError, ValueError) as e:
         raise CheckpointError(f"{path} has an invalid config: {e}") from None
     try:

@@ -4,22 +4,25 @@ measure training memory (BPTT vs online methods)."""
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from pathlib import Path
 
 import torch
 
+from runtime import cliargs
 from runtime.data import DataError, Dataset, load_dataset
 from runtime.data.datasets import SPEC_FORMS
 from runtime.data.transforms import TRANSFORM_FORMS, from_dicts, parse_transform
-from runtime.fileio import OutputPathError
+from runtime.fileio import OutputPathError, check_output, write_atomic
+from runtime.limits import check_memory
 from runtime.neuron import NeuronSpec, SpecError, field_names, make_spec
 from runtime.neuron import all_fields as neuron_fields
 from runtime.neuron import presets as neuron_presets
 from runtime.report import emit_json, guarded, table
 
-from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .checkpoint import CheckpointError, build_checked, load_checkpoint, save_checkpoint
 from .config import (
     FIXED_T_METHODS,
     METHODS,
@@ -33,7 +36,7 @@ from .config import (
     NeuronConfig,
 )
 from .memory import add_memory_parser, cmd_memory
-from .models import build_model, model_builder, model_names
+from .models import model_builder, model_names
 from .online import online_method
 from .surrogate import SURROGATES
 from .train import calibrate_bn, evaluate, fit
@@ -53,20 +56,20 @@ def _add_fit(sub: argparse._SubParsersAction) -> None:
                    help="event transform, repeatable, applied in order: " + ", ".join(TRANSFORM_FORMS))
     p.add_argument("--model", default="2C1FC", help="model name: " + ", ".join(model_names()))
     p.add_argument("--method", default="mtt", help=f"one of {', '.join(METHODS)} (default: mtt)")
-    p.add_argument("--T", type=int, default=None, help="training T for sdt and online methods (default: --tmax)")
-    p.add_argument("--K", type=int, default=0, help="sltt-k: time steps with a backward per batch, 1..T")
-    p.add_argument("--mse-weight", type=float, default=None,
+    p.add_argument("--T", type=cliargs.steps, default=None, help="training T for sdt and online methods (default: --tmax)")
+    p.add_argument("--K", type=cliargs.nonneg_int, default=0, help="sltt-k: time steps with a backward per batch, 1..T")
+    p.add_argument("--mse-weight", type=cliargs.unit_float, default=None,
                    help="online methods: weight w of MSE in the per-step loss (default: 0.05 sltt/ottt, 0.1 ndot)")
-    p.add_argument("--tmin", type=int, default=1)
-    p.add_argument("--tmax", type=int, default=6)
-    p.add_argument("--stages", type=int, default=2, help="MTT stages (default 2)")
-    p.add_argument("--samples", type=int, default=2, help="nmt/mtt configurations per iteration")
-    p.add_argument("--epochs", type=int, default=5)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--weight-decay", type=float, default=0.0)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--width", type=int, default=0, help="channel width (0: the model's default)")
+    p.add_argument("--tmin", type=cliargs.steps, default=1)
+    p.add_argument("--tmax", type=cliargs.steps, default=6)
+    p.add_argument("--stages", type=cliargs.positive_int, default=2, help="MTT stages (default 2)")
+    p.add_argument("--samples", type=cliargs.positive_int, default=2, help="nmt/mtt configurations per iteration")
+    p.add_argument("--epochs", type=cliargs.positive_int, default=5)
+    p.add_argument("--batch-size", type=cliargs.batch, default=64)
+    p.add_argument("--lr", type=cliargs.positive_float, default=1e-3)
+    p.add_argument("--weight-decay", type=cliargs.nonneg_float, default=0.0)
+    p.add_argument("--seed", type=cliargs.seed, default=0)
+    p.add_argument("--width", type=cliargs.width, default=0, help="channel width (0: the model's default)")
     p.add_argument("--neuron", default="lif", help=f"one of {', '.join(neuron_presets())} (default lif)")
     for name, f in neuron_fields().items():
         if name != "dt":  # dt is one time bin of the data, set from the data and T
@@ -78,10 +81,10 @@ def _add_fit(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--norm", default="bn", help="conv normalisation: bn (statistics over all T steps), bn-step "
                    "(per-step statistics), sws (scaled weight standardisation) or none (default bn)")
     p.add_argument("--no-bn", action="store_true", help="no BatchNorm (same as --norm none)")
-    p.add_argument("--calib-batches", type=int, default=10, help="BN calibration batches at Tmax (0: off)")
-    p.add_argument("--limit-train", type=int, default=None, help="use an evenly spread subset")
-    p.add_argument("--limit-test", type=int, default=None)
-    p.add_argument("--out", default="model.pt")
+    p.add_argument("--calib-batches", type=cliargs.nonneg_int, default=10, help="BN calibration batches at Tmax (0: off)")
+    p.add_argument("--limit-train", type=cliargs.positive_int, default=None, help="use an evenly spread subset")
+    p.add_argument("--limit-test", type=cliargs.positive_int, default=None)
+    p.add_argument("--out", type=cliargs.output_path, default="model.pt")
     p.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
 
 
@@ -89,22 +92,22 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="accuracy of one or more checkpoints at each T")
     p.add_argument("checkpoints", nargs="+")
     p.add_argument("--data", default=None, help=_data_help() + " (default: the checkpoint's)")
-    p.add_argument("--T", type=int, nargs="+", default=None, help="time steps (default 1..Tmax)")
+    p.add_argument("--T", type=cliargs.steps, nargs="+", default=None, help="time steps (default 1..Tmax)")
     p.add_argument("--binning", default=None, help="events: equal or fixed (default: as trained)")
-    p.add_argument("--limit", type=int, default=None)
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--plot", default=None, help="write accuracy vs T as a PNG")
+    p.add_argument("--limit", type=cliargs.positive_int, default=None)
+    p.add_argument("--batch-size", type=cliargs.batch, default=256)
+    p.add_argument("--plot", type=cliargs.png_path, default=None, help="write accuracy vs T as a PNG")
     p.add_argument("--json", action="store_true", help="one JSON object")
 
 
 def _add_calibrate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("calibrate", help="re-estimate BatchNorm statistics at a given T")
     p.add_argument("checkpoint")
-    p.add_argument("--T", type=int, default=None, help="default: the trained Tmax")
-    p.add_argument("--batches", type=int, default=10)
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--T", type=cliargs.steps, default=None, help="default: the trained Tmax")
+    p.add_argument("--batches", type=cliargs.positive_int, default=10)
+    p.add_argument("--batch-size", type=cliargs.batch, default=64)
     p.add_argument("--data", default=None)
-    p.add_argument("--out", required=True)
+    p.add_argument("--out", type=cliargs.output_path, required=True)
 
 
 def neuron_spec_from_args(a: argparse.Namespace, kind: str, duration_us: float) -> NeuronSpec:
@@ -157,9 +160,7 @@ def config_from_args(a: argparse.Namespace, train_shape: tuple[int, int, int], k
 
 
 def cmd_fit(a: argparse.Namespace) -> None:
-    out = Path(a.out)
-    if not (out.parent if str(out.parent) else Path(".")).is_dir():
-        raise OutputPathError(f"cannot write {out}: folder {out.parent} does not exist")
+    out = check_output(a.out)
     # check everything that needs no data before loading it
     config_from_args(a, (1, 1, 1), "static", 0.0)
     model_builder(a.model)
@@ -170,7 +171,7 @@ def cmd_fit(a: argparse.Namespace) -> None:
         raise DataError(f"data {a.data!r}: the test split has classes {test_ds.classes}, the training split "
                         f"{train_ds.classes}; expected the same")
     cfg = config_from_args(a, train_ds.shape, train_ds.kind, train_ds.duration_us, train_ds)
-    build_model(cfg)  # e.g. more stages than the model has blocks
+    build_checked(cfg, "the model")  # e.g. more stages than the model has blocks, or too wide
     model, metrics = fit(cfg, train_ds, test_ds, progress=not a.quiet and sys.stderr.isatty(),
                          verbose=not a.quiet)
     if int(os.environ.get("RANK", "0")) == 0:
@@ -180,8 +181,8 @@ def cmd_fit(a: argparse.Namespace) -> None:
 
 
 def cmd_eval(a: argparse.Namespace) -> None:
-    if a.T is not None and any(t <= 0 for t in a.T):
-        raise ConfigError(f"--T values must be positive integers, got {a.T}")
+    if a.plot:
+        check_output(a.plot, *a.checkpoints, what="plot")
     results = {}
     for path in a.checkpoints:
         cfg, model, _ = load_checkpoint(path)
@@ -190,6 +191,9 @@ def cmd_eval(a: argparse.Namespace) -> None:
             raise DataError(f"data {ds.spec!r} gives inputs of shape {list(ds.shape)}, "
                             f"but {path} expects {list(cfg.model.in_shape)}")
         Ts = a.T or list(range(1, cfg.train_T + 1))
+        # frames [T, B, C, H, W] as binning builds them (int64 counts, float32), before any allocation
+        check_memory(16 * min(a.batch_size, len(ds)) * max(Ts) * math.prod(ds.shape),
+                     f"evaluating batches of {min(a.batch_size, len(ds))} at T={max(Ts)}")
         results[path] = evaluate(model, ds, Ts, a.batch_size, a.binning, progress=sys.stderr.isatty())
     if a.plot:
         plot_accuracy(Ts, results, a.plot)
@@ -216,15 +220,14 @@ def plot_accuracy(Ts: list[int], results: dict[str, list[float]], path: str) -> 
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=120))
     plt.close(fig)
 
 
 def cmd_calibrate(a: argparse.Namespace) -> None:
+    check_output(a.out, a.checkpoint)
     cfg, model, metrics = load_checkpoint(a.checkpoint)
     T = a.T or cfg.method.tmax
-    if T <= 0:
-        raise ConfigError(f"--T must be a positive integer, got {T}")
     ds = load_dataset(a.data or cfg.data.spec, "train", transforms=from_dicts(cfg.data.transforms))
     n = calibrate_bn(model, ds, T, a.batches, a.batch_size)
     save_checkpoint(a.out, cfg, model, {**metrics, "bn_calibrated_layers": n, "bn_calibration_T": T})
@@ -232,7 +235,7 @@ def cmd_calibrate(a: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m trainer", description=__doc__)
+    parser = cliargs.Parser(prog="python -m trainer", description=__doc__)
     sub = parser.add_subparsers(dest="cmd", required=True)
     _add_fit(sub)
     _add_eval(sub)

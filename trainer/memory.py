@@ -27,8 +27,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from runtime import cliargs
 from runtime.report import emit_json, table
 
+from .checkpoint import build_checked
 from .config import NORMS, ONLINE_METHODS, Config, ConfigError, MethodConfig
 from .models import build_model
 from .online import online_iteration, online_method
@@ -206,13 +208,13 @@ def ratios(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
 def add_memory_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("memory", help="training memory (saved tensors, peak RSS) and time: BPTT vs online")
     p.add_argument("--model", default="2C1FC")
-    p.add_argument("--width", type=int, default=0, help="channel width (0: the model's default)")
+    p.add_argument("--width", type=cliargs.width, default=0, help="channel width (0: the model's default)")
     p.add_argument("--norm", default="bn-step", help="bn-step, sws or none (default bn-step)")
-    p.add_argument("--in-shape", type=int, nargs=3, default=[2, 34, 34], metavar=("C", "H", "W"))
-    p.add_argument("--T", type=int, nargs="+", default=[2, 4, 8, 16])
+    p.add_argument("--in-shape", type=cliargs.side, nargs=3, default=[2, 34, 34], metavar=("C", "H", "W"))
+    p.add_argument("--T", type=cliargs.steps, nargs="+", default=[2, 4, 8, 16])
     p.add_argument("--methods", nargs="+", default=DEFAULT_METHODS, help="sdt, online methods; sltt-k as sltt-k:K")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--reps", type=int, default=3, help="timed iterations per case (median)")
+    p.add_argument("--batch-size", type=cliargs.batch, default=32)
+    p.add_argument("--reps", type=cliargs.positive_int, default=3, help="timed iterations per case (median)")
     p.add_argument("--no-rss", action="store_true", help="skip the peak-RSS processes")
     p.add_argument("--json", action="store_true", help="one JSON object")
 
@@ -221,15 +223,13 @@ def cmd_memory(a: argparse.Namespace) -> None:
     if a.norm not in NORMS or a.norm == "bn":
         raise ConfigError(f"--norm {a.norm!r}: expected one that online methods can use, "
                           f"one of {[n for n in NORMS if n != 'bn']}")
-    if any(t <= 0 for t in a.T) or a.batch_size <= 0 or a.reps <= 0:
-        raise ConfigError("--T values, --batch-size and --reps must be positive integers")
     base = Config()
     bn, bn_stats, weight_std = NORMS[a.norm]
     m = base.model
     m.name, m.width, m.in_shape, m.bn, m.bn_stats, m.weight_std = a.model, a.width, tuple(a.in_shape), bn, bn_stats, weight_std
     m.stages = 1
     base.validate()
-    build_model(base)  # unknown model names fail here
+    build_checked(base, "the model")  # unknown model names, or too wide, fail here
     rows = measure(base, a.methods, sorted(a.T), a.batch_size, a.reps, not a.no_rss)
     summary = ratios(rows)
     if a.json:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from functools import partial
@@ -127,8 +128,15 @@ def fit(cfg: Config, train_ds: Dataset, test_ds: Dataset, progress: bool = True,
                 loss_sum += online_iteration(model, opt, frames(train_ds, idx, m.T), y, m, rng)
             else:
                 loss_sum += stage_iteration(net, len(model.stages), opt, partial(frames, train_ds, idx), y, m, rng)
+            if not math.isfinite(loss_sum):  # the weights are NaN from here on: stop, write nothing
+                raise ConfigError(f"training diverged: the loss became {loss_sum} in epoch {epoch + 1}, batch "
+                                  f"{n_done} (--lr {m.lr}); no checkpoint written; try a smaller --lr")
             bar.set_postfix(loss=f"{loss_sum / n_done:.3f}")
         sched.step()
+        bad = [k for k, v in model.state_dict().items() if v.is_floating_point() and not torch.isfinite(v).all()]
+        if bad:  # e.g. a BatchNorm variance overflowing while the loss still looks finite
+            raise ConfigError(f"training diverged: {bad[0]} is not finite after epoch {epoch + 1} (--lr {m.lr}); "
+                              "no checkpoint written; try a smaller --lr")
         seconds = time.perf_counter() - t0
         entry = {"epoch": epoch + 1, "loss": loss_sum / max(len(batches), 1), "seconds": seconds,
                  "samples_this_rank": len(mine)}

@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from runtime import cliargs
 from runtime.report import emit_json, table
 
 from .config import Config, ConfigError, MethodConfig
@@ -76,21 +77,19 @@ def measure_T(cfg: Config, batch_size: int, reps: int, seed: int = 0) -> dict[st
 def add_trev_memory_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("trev-memory", help="T-RevSNN activation memory: reversible backward vs plain BPTT")
     p.add_argument("--model", default="trev-tiny")
-    p.add_argument("--width", type=int, default=0, help="base width (0: the size's default)")
+    p.add_argument("--width", type=cliargs.width, default=0, help="base width (0: the size's default)")
     p.add_argument("--kind", default="events", help="events (one stem per step) or static (encode once)")
-    p.add_argument("--in-shape", type=int, nargs=3, default=[2, 34, 34], metavar=("C", "H", "W"))
-    p.add_argument("--T", type=int, nargs="+", default=[2, 4, 8])
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--reps", type=int, default=2, help="timed iterations per case (median)")
-    p.add_argument("--threads", type=int, default=1, help="torch threads for the timings (default 1)")
+    p.add_argument("--in-shape", type=cliargs.side, nargs=3, default=[2, 34, 34], metavar=("C", "H", "W"))
+    p.add_argument("--T", type=cliargs.steps, nargs="+", default=[2, 4, 8])
+    p.add_argument("--batch-size", type=cliargs.batch, default=16)
+    p.add_argument("--reps", type=cliargs.positive_int, default=2, help="timed iterations per case (median)")
+    p.add_argument("--threads", type=cliargs.positive_threads, default=1, help="torch threads for the timings (default 1)")
     p.add_argument("--json", action="store_true", help="one JSON object")
 
 
 def cmd_trev_memory(a: argparse.Namespace) -> None:
     if a.kind not in ("events", "static"):
         raise ConfigError(f"--kind {a.kind!r} is unknown; expected one of ['events', 'static']")
-    if any(t <= 0 for t in a.T) or a.batch_size <= 0 or a.reps <= 0 or a.threads <= 0:
-        raise ConfigError("--T values, --batch-size, --reps and --threads must be positive integers")
     torch.set_num_threads(a.threads)
     cfgs = [trev_config(a.model, a.kind, tuple(a.in_shape), T, a.width) for T in sorted(a.T)]
     for cfg in cfgs:

@@ -8,6 +8,11 @@ decoder against ``tonic.io.read_mnist_file``.
 Layout read: ``PATH/train/<label>/<i>.bin`` where ``i`` is the 1-based MNIST index (and
 ``PATH/test/...`` if present). Without a test folder, the split is by index: samples
 whose index is divisible by 5 form the test split, the others the training split.
+
+Only regular files inside ``PATH`` are read (a symlink leading out of the folder, a FIFO
+or a device named like a recording is refused, never followed or opened), at most
+:data:`MAX_FILE_BYTES` each, and every recording is checked by the one event-input
+validation (:mod:`runtime.eventinput`) against the 34x34 sensor.
 """
 
 from __future__ import annotations
@@ -16,15 +21,23 @@ from pathlib import Path
 
 import numpy as np
 
+from ..eventinput import check_stream
 from .events import make_events
 
 SENSOR = (2, 34, 34)
 OVERFLOW_Y = 240
 OVERFLOW_US = 2**13
 TEST_EVERY = 5  # index-based split when there is no test folder: index % 5 == 0 -> test
+MAX_FILE_BYTES = 64 * 2**20  # a recording is about 20-50 kB; far larger is not N-MNIST
 
 
 def read_nmnist_bin(path: str | Path) -> np.ndarray:
+    path = Path(path)
+    if not path.is_file():  # opening a FIFO would block forever
+        raise ValueError(f"{path} is not a regular file; expected an N-MNIST .bin recording")
+    size = path.stat().st_size
+    if size > MAX_FILE_BYTES:
+        raise ValueError(f"{path}: {size} bytes; an N-MNIST recording is at most {MAX_FILE_BYTES} bytes")
     raw = np.fromfile(path, dtype=np.uint8).astype(np.int64)
     if raw.size % 5:
         raise ValueError(f"{path}: size {raw.size} bytes is not a multiple of 5 (N-MNIST events)")
@@ -33,7 +46,9 @@ def read_nmnist_bin(path: str | Path) -> np.ndarray:
     overflow = y == OVERFLOW_Y
     t = t + OVERFLOW_US * np.cumsum(overflow)
     keep = ~overflow
-    return make_events(x[keep], y[keep], (b2[keep] & 128) >> 7, t[keep])
+    ev = make_events(x[keep], y[keep], (b2[keep] & 128) >> 7, t[keep])
+    check_stream(ev, SENSOR, what=str(path))  # e.g. x = 34..40 on the 34-wide sensor
+    return ev
 
 
 def _find_dir(root: Path, names: tuple[str, ...]) -> Path | None:
@@ -61,9 +76,16 @@ def list_nmnist(root: str | Path, split: str) -> list[tuple[Path, int]]:
     if not root.is_dir():
         raise FileNotFoundError(f"N-MNIST path {root} is not a directory")
     folder, by_index = _split_dir(root, split)
+    inside = root.resolve()
     items = []
     for label in range(10):
         for f in sorted((folder / str(label)).glob("*.bin")):
+            if not f.resolve().is_relative_to(inside):
+                raise ValueError(f"{f} leads outside the data folder {root} (to {f.resolve()}); refused")
+            if not f.is_file():
+                raise ValueError(f"{f} is not a regular file; expected an N-MNIST .bin recording")
+            if not f.stem.isdigit():
+                raise ValueError(f"{f}: expected a file named <index>.bin (the MNIST index)")
             if by_index:
                 is_test = int(f.stem) % TEST_EVERY == 0
                 if is_test != (split == "test"):

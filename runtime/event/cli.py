@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from .. import cliargs
 from ..data import load_dataset
 from ..report import emit_json, table
 from ..session import InputError, load
@@ -15,7 +16,7 @@ from .evaluate import compare_clock, run_event_dataset, summarize_event
 def cmd_run_event(a: argparse.Namespace) -> None:
     """Accuracy of the event-driven run; ``--json`` adds the spike difference ``sd``
     against the clock-driven run at the model's T."""
-    if a.policy:
+    if a.policy is not None:
         raise InputError("--policy is an exit rule of the clock-driven mode; --mode event runs whole streams")
     engine = load_event(a.model)
     ds = load_dataset(a.data, "test", a.limit)
@@ -36,16 +37,14 @@ def add_event_bench(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("event-bench", help="event-driven speed vs clock-driven and a plain-Python loop")
     p.add_argument("model", help="exported model (.onnx)")
     p.add_argument("--data", required=True, help="event data spec (digits, nmnist:PATH)")
-    p.add_argument("--limit", type=int, default=32, help="streams timed (default 32)")
-    p.add_argument("--reference-limit", type=int, default=1, help="streams run by the plain-Python loop")
-    p.add_argument("--T", type=int, default=None, help="clock-driven steps (default: the trained T)")
+    p.add_argument("--limit", type=cliargs.positive_int, default=32, help="streams timed (default 32)")
+    p.add_argument("--reference-limit", type=cliargs.positive_int, default=1,
+                   help="streams run by the plain-Python loop")
+    p.add_argument("--T", type=cliargs.steps, default=None, help="clock-driven steps (default: the trained T)")
     p.add_argument("--json", action="store_true", help="one JSON object")
 
 
 def cmd_event_bench(a: argparse.Namespace) -> None:
-    for k in ("limit", "reference_limit"):
-        if getattr(a, k) <= 0:
-            raise InputError(f"--{k.replace('_', '-')} must be a positive integer")
     engine = load_event(a.model)
     ds = load_dataset(a.data, "test", a.limit)
     r = event_bench(engine, load(a.model, 1), ds, a.T, a.reference_limit)

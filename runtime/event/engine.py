@@ -28,6 +28,8 @@ from .kernel import run_events, run_streams
 from .network import KIND, KIND_SPIKING, EventState, initial_state, layer_view, pack
 from .validate import EventInputError, check_stream
 
+MAX_PENDING = 2**22  # events held back at one timestamp (4 int64 each: 128 MiB)
+
 
 @dataclass
 class SpikeTrain:
@@ -94,6 +96,10 @@ class EventEngine:
         if state.pending is not None:
             ev = np.concatenate([state.pending, ev], axis=1)
         cut = int(np.searchsorted(ev[3], ev[3, -1], side="left"))
+        if ev.shape[1] - cut > MAX_PENDING:  # checked before the state changes: it stays usable
+            raise EventInputError(f"{ev.shape[1] - cut} events at one timestamp (t = {int(ev[3, -1])} µs) are held "
+                                  f"back, more than {MAX_PENDING}: the stream's timestamps do not advance; "
+                                  "call flush() to run them, or check the recording's timestamps")
         state.pending, state.t_now = ev[:, cut:], int(ev[3, -1])
         return state, self._run(state, ev[:, :cut])
 

@@ -105,6 +105,8 @@ def _conv(node: onnx.NodeProto, w: np.ndarray, shape: tuple[int, int, int]) -> t
     kh, kw = w.shape[2:]
     sh, sw = a.get("strides", [1, 1])
     pt, pl, pb, pr = a.get("pads", [0, 0, 0, 0])
+    if sh < 1 or sw < 1 or min(pt, pl, pb, pr) < 0:
+        raise _refuse(node, f"strides {[sh, sw]} and pads {[pt, pl, pb, pr]}: expected strides >= 1, pads >= 0")
     ho = (shape[1] + pt + pb - kh) // sh + 1
     wo = (shape[2] + pl + pr - kw) // sw + 1
     if ho <= 0 or wo <= 0:

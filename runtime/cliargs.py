@@ -1,0 +1,124 @@
+"""Argument types shared by every CLI parser: a bad number or output path is refused while
+the command line is parsed (argparse prints one ``error:`` line and exits 2), before any
+data is loaded or any file is touched.
+
+The upper bounds are sanity limits, far above any real use, that keep a typo (an extra
+zero or an exponent) from becoming a MemoryError or a run that never ends.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import re
+import os
+from collections.abc import Callable
+from typing import NoReturn
+from pathlib import Path
+
+from .limits import MAX_T
+from .report import fail
+
+MAX_BATCH = 1_000_000    # samples per batch (the memory estimate refuses smaller ones when they do not fit)
+MAX_WIDTH = 65_536       # channels
+MAX_SIDE = 16_384        # input side length / channels of an input shape
+MAX_COUNT = 1_000_000_000  # epochs, limits, repeats and other plain counts
+
+
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are the product's one ``error:`` line (exit 2), not
+    argparse's usage block; ``-h`` still shows the usage."""
+
+    def error(self, message: str) -> NoReturn:
+        # "argument --T: must be ..." (our types' wording) reads as "--T must be ..."
+        fail(re.sub(r"^argument ([^:]+): must ", r"\1 must ", message) + f" (see {self.prog} -h)")
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        try:
+            f = float(text)  # "1e3" is a fine integer; "1.5" is not
+        except ValueError:
+                raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
+        if not math.isfinite(f) or f != int(f):
+            raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
+        return int(f)
+
+
+def int_range(lo: int, hi: int, what: str = "") -> Callable[[str], int]:
+    """An integer in ``[lo, hi]``."""
+    def parse(text: str) -> int:
+        v = _int(text)
+        if not lo <= v <= hi:
+            kind = {0: "a non-negative integer", 1: "a positive integer"}.get(lo, f"an integer >= {lo}")
+            raise argparse.ArgumentTypeError(f"must be {kind} (at most {hi}"
+                                             + (f"; {what}" if what else "") + f"), got {text!r}")
+        return v
+    parse.__name__ = "integer"
+    return parse
+
+
+positive_int = int_range(1, MAX_COUNT)
+nonneg_int = int_range(0, MAX_COUNT)
+steps = int_range(1, MAX_T, "time steps")
+batch = int_range(1, MAX_BATCH, "samples per batch")
+width = int_range(0, MAX_WIDTH, "0: the model's default")
+side = int_range(1, MAX_SIDE)
+threads = int_range(0, 1024, "0: all cores")
+positive_threads = int_range(1, max(64, 4 * (os.cpu_count() or 1)), "threads")
+seed = int_range(0, 2**32 - 1, "a numpy/torch seed")
+
+
+def float_range(lo: float, hi: float, lo_open: bool = False, what: str = "") -> Callable[[str], float]:
+    """A finite float in ``[lo, hi]`` (``(lo, hi]`` with ``lo_open``); NaN and inf refused."""
+    def parse(text: str) -> float:
+        try:
+            v = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+        if not math.isfinite(v):
+            raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+        if v < lo or v > hi or (lo_open and v == lo):
+            left = "(" if lo_open else "["
+            raise argparse.ArgumentTypeError(f"must be a number in {left}{lo}, {hi}]"
+                                             + (f" ({what})" if what else "") + f", got {text!r}")
+        return v
+    parse.__name__ = "number"
+    return parse
+
+
+finite_float = float_range(-math.inf, math.inf)
+positive_float = float_range(0.0, math.inf, lo_open=True)
+nonneg_float = float_range(0.0, math.inf)
+unit_float = float_range(0.0, 1.0)
+
+
+def v_min(text: str) -> float:
+    """A lower membrane clamp: a finite number, or ``-inf`` (no clamp)."""
+    if text.strip().lower() in ("-inf", "-infinity"):
+        return -math.inf
+    return finite_float(text)
+
+
+def output_path(text: str) -> str:
+    """A non-empty file path whose folder exists and which is not a folder itself."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must be a file name, got an empty path")
+    p = Path(text)
+    parent = p.parent if str(p.parent) else Path(".")
+    if not parent.is_dir():
+        raise argparse.ArgumentTypeError(f"cannot write {text}: folder {parent} does not exist")
+    if p.is_dir():
+        raise argparse.ArgumentTypeError(f"cannot write {text}: it is a folder; expected a file name")
+    return text
+
+
+def png_path(text: str) -> str:
+    """An output path for a plot; it must end in ``.png`` (matplotlib would otherwise add
+    the suffix and the report would name a file that was not written)."""
+    output_path(text)
+    if Path(text).suffix.lower() != ".png":
+        raise argparse.ArgumentTypeError(f"must be a path ending in .png, got {text!r}")
+    return text

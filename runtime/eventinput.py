@@ -1,0 +1,106 @@
+"""The one validation of event input, used by the event-driven engine, the clock-driven
+SDK (``Session.run(streams)``) and the data readers, before any kernel or binning sees
+the events (a kernel would index out of range or silently misorder; binning would put an
+out-of-sensor event into another pixel). Numpy only, so the clock-driven runtime can use
+it without numba.
+
+Streams are refused, never repaired: an unsorted stream is an error that says how to
+sort it (or :func:`sort_stream`, the explicit opt-in), because sorting silently could
+hide a broken recording.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .errors import InputError
+
+FIELDS = ("x", "y", "p", "t")
+MAX_T_US = 2**43  # about 101 days: binning multiplies t by T (<= 100000) and stays within int64
+
+
+class EventInputError(InputError):
+    """An event stream the engine cannot take; the message says what was expected."""
+
+
+def _describe(ev: object) -> str:
+    dtype = getattr(ev, "dtype", None)
+    return f"{type(ev).__name__} with dtype {dtype}" if dtype is not None else type(ev).__name__
+
+
+def check_stream(ev: object, shape: tuple[int, int, int], t_after: int = -1,
+                 what: str = "event stream") -> tuple[np.ndarray, ...]:
+    """Validate ``ev`` for a sensor ``shape`` (C, H, W); return contiguous int64 x, y, p, t.
+
+    ``t_after``: the stream continues one whose last timestamp was this (its first
+    timestamp may not be earlier).
+    """
+    names = getattr(getattr(ev, "dtype", None), "names", None)
+    if not isinstance(ev, np.ndarray) or names is None or not set(FIELDS) <= set(names):
+        raise EventInputError(f"{what} is a {_describe(ev)}; expected a structured numpy array with fields "
+                              "x, y, p, t (runtime.data.EVENT_DTYPE, as tonic uses)")
+    if ev.ndim != 1:
+        raise EventInputError(f"{what} has shape {list(ev.shape)}; expected a 1-D array of events")
+    for f in ("x", "y", "p"):
+        if not np.issubdtype(ev.dtype[f], np.integer):
+            raise EventInputError(f"{what}: field {f!r} has dtype {ev.dtype[f]}; expected integers")
+    if not (np.issubdtype(ev.dtype["t"], np.integer) or np.issubdtype(ev.dtype["t"], np.floating)):
+        raise EventInputError(f"{what}: field 't' has dtype {ev.dtype['t']}; expected integer µs")
+    t = ev["t"]
+    if np.issubdtype(t.dtype, np.floating):
+        if not np.isfinite(t).all():
+            raise EventInputError(f"{what}: {int((~np.isfinite(t)).sum())} timestamps are NaN or infinite")
+        if np.any(t != np.floor(t)):
+            raise EventInputError(f"{what}: timestamps must be whole µs; got fractions (e.g. {t[t != np.floor(t)][0]})")
+    if len(t) and t.min() < 0:
+        raise EventInputError(f"{what}: negative timestamps (min {t.min()}); expected µs >= 0")
+    if len(t) and t.max() > MAX_T_US:
+        raise EventInputError(f"{what}: timestamp {t.max()} µs is beyond {MAX_T_US} µs (about 101 days); "
+                              "expected µs since the start of the recording")
+    C, H, W = shape
+    for f, size, name in (("x", W, "width"), ("y", H, "height")):
+        a = ev[f]
+        if len(a) and (a.min() < 0 or a.max() >= size):
+            bad = int(((a < 0) | (a >= size)).sum())
+            raise EventInputError(f"{what}: {bad} events have {f} outside the sensor (range {a.min()}..{a.max()}; "
+                                  f"the model's sensor {name} is {size}: 0..{size - 1})")
+    p = ev["p"]
+    if len(p) and (p.min() < 0 or p.max() >= C):
+        raise EventInputError(f"{what}: polarity values {sorted(set(np.unique(p).tolist()))[:5]} found; this "
+                              f"model expects p in 0..{C - 1} (ON = 1, OFF = 0; map a -1/+1 encoding with "
+                              "p = (p > 0))")
+    t64 = t.astype(np.int64)
+    if len(t64) > 1:
+        down = np.flatnonzero(np.diff(t64) < 0)
+        if down.size:
+            i = int(down[0]) + 1
+            raise EventInputError(f"{what}: timestamps are not sorted (t[{i - 1}] = {t64[i - 1]} > t[{i}] = "
+                                  f"{t64[i]}); the engine refuses unsorted streams rather than guess. Sort "
+                                  "with ev = ev[np.argsort(ev['t'], kind='stable')]")
+    if len(t64) and t64[0] < t_after:
+        raise EventInputError(f"{what} starts at t = {t64[0]} µs, before the end of the previous chunk "
+                              f"(t = {t_after} µs); chunks must continue in time")
+    as64 = lambda a: np.ascontiguousarray(a, dtype=np.int64)
+    return as64(ev["x"]), as64(ev["y"]), as64(p), t64
+
+
+def sort_stream(ev: np.ndarray) -> np.ndarray:
+    """The explicit opt-in for a stream known to be merely out of order: a stable sort by t."""
+    return ev[np.argsort(ev["t"], kind="stable")]
+
+
+def checked_streams(streams: list | tuple, shape: tuple[int, int, int]) -> list[np.ndarray]:
+    """Validate a batch of whole streams (none may be empty) for a sensor ``shape``; returns
+    them in ``runtime.data.EVENT_DTYPE`` (the layout binning reads), converted if needed."""
+    from .data.events import EVENT_DTYPE  # runtime.data's readers import this module
+
+    out = []
+    for i, ev in enumerate(streams):
+        x, y, p, t = check_stream(ev, shape, what=f"event stream {i}")
+        if len(t) == 0:
+            raise EventInputError(f"event stream {i} is empty: no events, nothing to run")
+        if ev.dtype != EVENT_DTYPE:
+            ev = np.empty(len(t), EVENT_DTYPE)
+            ev["x"], ev["y"], ev["p"], ev["t"] = x, y, p, t
+        out.append(ev)
+    return out

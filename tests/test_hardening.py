@@ -1,0 +1,197 @@
+"""Issue 12, the torch half: the export/trainer CLIs never write over their input, refuse
+bad numbers at parse time, verify checkpoint integrity (SHA-256 digest, zip CRCs), bound
+model sizes and never write NaN weights. Each case: one ``error:`` line, exit 2."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import pytest
+import torch
+
+from export import cli as export_cli
+from runtime.limits import ResourceError
+from tests.conftest import run_trainer
+from tests.export_helpers import config, model
+from trainer.checkpoint import DIGEST_KEY, CheckpointError, digest, load_checkpoint, save_checkpoint
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory) -> Path:
+    cfg = config(name="1C1FCW4", in_shape=(1, 8, 8), data="digits:static")
+    path = tmp_path_factory.mktemp("hard") / "m.pt"
+    save_checkpoint(path, cfg, model(cfg), {"test_accuracy": 0.0})
+    return path
+
+
+def _export(capsys, *argv: str) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as e:
+        export_cli.main(list(argv))
+    out, err = capsys.readouterr()
+    return e.value.code, out, err
+
+
+def _one_error(code: int, err: str, *needles: str) -> None:
+    lines = [ln for ln in err.splitlines() if not ln.startswith("note: ")]
+    assert code == 2, err
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in err, err
+    for n in needles:
+        assert n in lines[0], (n, err)
+
+
+# ---- 1. never destroy an input -----------------------------------------------------------
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+def test_export_over_the_checkpoint_is_refused(ckpt, capsys, fmt):
+    before = ckpt.read_bytes()
+    code, _, err = _export(capsys, str(ckpt), "--format", fmt, "-o", str(ckpt))
+    _one_error(code, err, "is the input")
+    assert ckpt.read_bytes() == before
+
+
+def test_export_over_a_symlink_to_the_checkpoint_is_refused(ckpt, tmp_path, capsys):
+    link = tmp_path / "link.onnx"
+    link.symlink_to(ckpt)
+    before = ckpt.read_bytes()
+    code, _, err = _export(capsys, str(ckpt), "-o", str(link))
+    _one_error(code, err, "is the input")
+    assert ckpt.read_bytes() == before
+
+
+def test_export_empty_output_is_refused(ckpt, capsys):
+    default = ckpt.with_suffix(".onnx")
+    default.unlink(missing_ok=True)
+    code, _, err = _export(capsys, str(ckpt), "-o", "")
+    _one_error(code, err, "empty path")
+    assert not default.exists()
+
+
+def test_calibrate_over_its_input_is_refused(ckpt, capsys):
+    before = ckpt.read_bytes()
+    code, _, err = run_trainer(capsys, "calibrate", str(ckpt), "--out", str(ckpt))
+    _one_error(code, err, "is the input")
+    assert ckpt.read_bytes() == before
+
+
+# ---- 2/5/6. numbers at parse time, model sizes -------------------------------------------
+@pytest.mark.parametrize("argv, needle", [
+    (["fit", "--lr", "inf"], "--lr must be a finite number"),
+    (["fit", "--lr", "nan"], "--lr must be a finite number"),
+    (["fit", "--weight-decay", "-1"], "--weight-decay must be a number in [0.0, inf]"),
+    (["fit", "--width", "-1"], "--width must be a non-negative integer"),
+    (["fit", "--tmax", "1e8"], "--tmax must be a positive integer"),
+    (["fit", "--batch-size", "0"], "--batch-size must be a positive integer"),
+    (["fit", "--out", ""], "empty path"),
+    (["eval", "{c}", "--batch-size", "-4"], "--batch-size must be a positive integer"),
+    (["eval", "{c}", "--T", "1e8"], "--T must be a positive integer"),
+    (["eval", "{c}", "--plot", "/no/such/dir/p.png"], "does not exist"),
+    (["calibrate", "{c}", "--T", "0", "--out", "x.pt"], "--T must be a positive integer"),
+    (["calibrate", "{c}", "--T", "1e8", "--out", "x.pt"], "--T must be a positive integer"),
+    (["memory", "--in-shape", "0", "0", "0"], "--in-shape must be a positive integer"),
+])
+def test_trainer_numbers_are_one_error_line(ckpt, capsys, argv, needle):
+    code, _, err = run_trainer(capsys, *[a.format(c=ckpt) for a in argv])
+    _one_error(code, err, needle)
+
+
+def test_export_check_T_is_bounded(ckpt, capsys):
+    code, _, err = _export(capsys, str(ckpt), "--check", "--T", "1e8")
+    _one_error(code, err, "--T must be a positive integer")
+
+
+def test_model_too_deep_for_its_input_is_one_error(capsys, tmp_path):
+    code, _, err = run_trainer(capsys, "fit", "--model", "9C1FC", "--out", str(tmp_path / "m.pt"))
+    _one_error(code, err, "cannot take inputs of shape")
+    assert not (tmp_path / "m.pt").exists()
+
+
+def _rewrite(path: Path, out: Path, change) -> Path:
+    ck = torch.load(path, weights_only=True)
+    change(ck)
+    ck[DIGEST_KEY] = digest(ck)
+    torch.save(ck, out)
+    return out
+
+
+def test_checkpoint_asking_for_a_huge_model_is_refused(tmp_path, capsys):
+    cfg = config(name="2C1FC", width=4)
+    ckpt = tmp_path / "m.pt"
+    save_checkpoint(ckpt, cfg, model(cfg), {})
+    wide = _rewrite(ckpt, tmp_path / "wide.pt", lambda ck: ck["config"]["model"].__setitem__("width", 60000))
+    with pytest.raises(ResourceError, match="needs about"):
+        load_checkpoint(wide)
+    code, _, err = _export(capsys, str(wide), "-o", str(tmp_path / "w.onnx"))
+    _one_error(code, err, "needs about")
+    big = _rewrite(ckpt, tmp_path / "big.pt", lambda ck: ck["config"]["model"].__setitem__("in_shape", [1, 10**6, 8]))
+    with pytest.raises(CheckpointError, match="input shape"):
+        load_checkpoint(big)
+
+
+def test_runtime_bench_with_a_bad_checkpoint_is_one_error(tmp_path, capsys):
+    from runtime import cli as runtime_cli
+
+    from .runtime_fixtures import save, tiny_model
+
+    onnx_path = save(tiny_model(), tmp_path / "m.onnx")
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(SystemExit) as e:
+        runtime_cli.main(["bench", onnx_path, "--checkpoint", str(bad), "--batch", "1", "--steps", "2"])
+    _one_error(e.value.code, capsys.readouterr().err, "bad.pt")
+
+
+# ---- 3. checkpoint integrity -------------------------------------------------------------
+def _payload_offsets(path: Path) -> list[int]:
+    """One byte inside each stored member's data (tensors and the pickle)."""
+    with zipfile.ZipFile(path) as z:
+        raw = path.read_bytes()
+        spots = []
+        for info in z.infolist():
+            if info.file_size == 0:
+                continue
+            name_len = int.from_bytes(raw[info.header_offset + 26: info.header_offset + 28], "little")
+            extra_len = int.from_bytes(raw[info.header_offset + 28: info.header_offset + 30], "little")
+            start = info.header_offset + 30 + name_len + extra_len
+            spots.append(start + info.file_size // 2)
+        return spots
+
+
+def test_every_bit_flip_in_the_checkpoint_data_is_caught(ckpt, tmp_path):
+    data = ckpt.read_bytes()
+    spots = _payload_offsets(ckpt)
+    assert len(spots) >= 8
+    for i, at in enumerate(spots):
+        bad = bytearray(data)
+        bad[at] ^= 1 << (i % 8)
+        path = tmp_path / f"flip{i}.pt"
+        path.write_bytes(bytes(bad))
+        with pytest.raises(CheckpointError, match="corrupted|not a torch checkpoint"):
+            load_checkpoint(path)
+
+
+def test_digest_catches_a_changed_weight_with_valid_crcs(ckpt, tmp_path):
+    ck = torch.load(ckpt, weights_only=True)
+    name = next(k for k, v in ck["state_dict"].items() if v.is_floating_point())
+    ck["state_dict"][name] = ck["state_dict"][name] + 1e-3  # torch.save writes fresh CRCs
+    torch.save(ck, tmp_path / "edited.pt")
+    with pytest.raises(CheckpointError, match="SHA-256"):
+        load_checkpoint(tmp_path / "edited.pt")
+
+
+def test_checkpoint_without_digest_loads_with_a_note(ckpt, tmp_path, capsys):
+    ck = torch.load(ckpt, weights_only=True)
+    del ck[DIGEST_KEY]
+    torch.save(ck, tmp_path / "old.pt")
+    load_checkpoint(tmp_path / "old.pt")
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "carries no weight digest" in err
+
+
+# ---- 6. NaN/inf weights are never written ------------------------------------------------
+def test_diverged_training_writes_no_checkpoint(tmp_path, capsys):
+    out = tmp_path / "m.pt"
+    code, _, err = run_trainer(capsys, "fit", "--data", "digits", "--epochs", "1", "--limit-train", "64",
+                               "--limit-test", "32", "--width", "4", "--batch-size", "32", "--tmax", "2",
+                               "--calib-batches", "1", "--lr", "1e30", "--quiet", "--out", str(out))
+    _one_error(code, err, "diverged")
+    assert not out.exists() and list(tmp_path.iterdir()) == []

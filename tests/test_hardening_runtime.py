@@ -1,0 +1,388 @@
+"""Issue 12, torch-free half: atomic writes, output paths, the ONNX digest, event-input
+validation on the clock-driven path and the SDK, memory/step bounds, data readers,
+streaming ownership and the event engine's pending bound. Every case: the clear error
+(or the correct result), never a traceback, a silent answer or a destroyed input."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import numpy_helper
+
+import runtime
+from runtime.data import DataError, load_dataset
+from runtime.data.events import EVENT_DTYPE, make_events
+from runtime.event import EventInputError
+from runtime.event import engine as engine_module
+from runtime.event.engine import load_event
+from runtime.fileio import OutputPathError, check_output, write_atomic
+from runtime.integrity import KEY as DIGEST_KEY
+from runtime.protocol import ModelError, read_model
+from runtime.session import InputError
+
+from .conftest import ROOT
+from .event_fixtures import chain_model
+from .runtime_fixtures import save, tiny_model
+
+
+def _cli(capsys, module: str, *argv: str) -> tuple[int, str, str]:
+    """``python -m MODULE ARGV`` in-process: (exit code, stdout, stderr)."""
+    main = {"runtime": "runtime.cli", "edge": "edge.cli"}[module]
+    mod = __import__(main, fromlist=["main"])
+    try:
+        mod.main(list(argv))
+        code = 0
+    except SystemExit as e:
+        code = e.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _one_error(code: int, err: str, *needles: str) -> None:
+    lines = [ln for ln in err.splitlines() if not ln.startswith("note: ")]
+    assert code == 2, err
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in err, err
+    for n in needles:
+        assert n in lines[0], (n, err)
+
+
+@pytest.fixture
+def event_onnx(tmp_path) -> Path:
+    return Path(save(tiny_model(kind="event-frames"), tmp_path / "e.onnx"))
+
+
+@pytest.fixture
+def static_onnx(tmp_path) -> Path:
+    return Path(save(tiny_model(), tmp_path / "s.onnx"))
+
+
+# ---- 1. never destroy an input; atomic writes ------------------------------------------
+@pytest.mark.parametrize("link", ["same", "hard link", "symlink"])
+def test_output_that_is_an_input_is_refused(tmp_path, link):
+    src = tmp_path / "m.onnx"
+    src.write_bytes(b"model")
+    out = {"same": src, "hard link": tmp_path / "h.onnx", "symlink": tmp_path / "s.onnx"}[link]
+    if link == "hard link":
+        os.link(src, out)
+    elif link == "symlink":
+        out.symlink_to(src)
+    with pytest.raises(OutputPathError, match="is the input"):
+        check_output(out, src)
+    assert src.read_bytes() == b"model"
+
+
+def test_empty_output_path_is_refused():
+    with pytest.raises(OutputPathError, match="empty"):
+        check_output("", "in.pt")
+
+
+def test_speck_describe_over_the_model_is_refused(static_onnx, capsys):
+    before = static_onnx.read_bytes()
+    code, _, err = _cli(capsys, "edge", "speck", str(static_onnx), "--describe", str(static_onnx))
+    _one_error(code, err, "is the input")
+    assert static_onnx.read_bytes() == before
+
+
+def test_sigterm_mid_write_leaves_nothing(tmp_path):
+    target = tmp_path / "out.bin"
+
+    def write(tmp: Path) -> None:
+        tmp.write_bytes(b"half")
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    with pytest.raises(SystemExit):
+        write_atomic(target, write)
+    assert list(tmp_path.iterdir()) == []
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL or callable(signal.getsignal(signal.SIGTERM))
+
+
+def test_disk_full_is_one_error_and_leaves_nothing(tmp_path):
+    def write(tmp: Path) -> None:
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OutputPathError, match="No space left on device"):
+        write_atomic(tmp_path / "out.bin", write)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_file_size_limit_is_an_error_not_a_kill(tmp_path):
+    code = ("import resource, sys; resource.setrlimit(resource.RLIMIT_FSIZE, (1000, 1000)); "
+            "from runtime.fileio import write_atomic, OutputPathError\n"
+            "try:\n write_atomic(sys.argv[1], lambda t: t.write_bytes(b'x' * 100000))\n"
+            "except OutputPathError as e:\n print('refused:', e)")
+    r = subprocess.run([sys.executable, "-c", code, str(tmp_path / "big.bin")], cwd=ROOT, capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 0 and "refused: cannot write" in r.stdout, r.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+# ---- 2. bounded resources ----------------------------------------------------------------
+def test_bench_batch_beyond_memory_is_refused_before_allocating(static_onnx, capsys, monkeypatch):
+    monkeypatch.setenv("FLEXSNN_MAX_MEMORY", "1M")
+    code, _, err = _cli(capsys, "runtime", "bench", str(static_onnx), "--batch", "100000", "--steps", "2")
+    _one_error(code, err, "needs about", "1.0 MiB is available")
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["bench", "{m}", "--batch", "3000000"], "--batch must be a positive integer"),
+    (["run", "{m}", "--data", "digits:static", "--policy", "fixed:100000000"], "at most 100000"),
+    (["tradeoff", "{m}", "--data", "digits:static", "--tmax", "1e8"], "--tmax must be a positive integer"),
+    (["tradeoff", "{m}", "--data", "digits:static", "--tmax", "0"], "--tmax must be a positive integer"),
+    (["event-bench", "{m}", "--data", "digits", "--T", "1e8"], "--T must be a positive integer"),
+    (["event-bench", "{m}", "--data", "digits", "--T", "0"], "--T must be a positive integer"),
+    (["event-bench", "{m}", "--data", "digits", "--T", "-5"], "--T must be a positive integer"),
+    (["run", "{m}", "--data", "digits:static", "--batch-size", "0"], "--batch-size must be a positive integer"),
+    (["tradeoff", "{m}", "--data", "digits:static", "--plot", "{d}/no/such/dir/p.png"], "does not exist"),
+    (["tradeoff", "{m}", "--data", "digits:static", "--plot", "{d}/curves"], "ending in .png"),
+    (["tradeoff", "{m}", "--data", "digits:static", "--plot", "{d}"], "it is a folder"),
+    (["tradeoff", "{m}", "--data", "digits:static", "--thresholds", "nan"], "finite"),
+])
+def test_runtime_cli_numbers_are_one_error_line(static_onnx, capsys, argv, needle):
+    argv = [a.format(m=static_onnx, d=static_onnx.parent) for a in argv]
+    code, _, err = _cli(capsys, "runtime", *argv)
+    _one_error(code, err, needle)
+
+
+def test_trained_T_of_a_billion_is_refused(tmp_path, capsys):
+    m = tiny_model()
+    meta = json.loads(m.metadata_props[0].value)
+    meta["T_trained"] = 10**9
+    m.metadata_props[0].value = json.dumps(meta)
+    path = save(m, tmp_path / "t.onnx")
+    code, _, err = _cli(capsys, "runtime", "run", path, "--data", "digits:static", "--limit", "4")
+    _one_error(code, err, "1000000000 time steps", "at most 100000")
+
+
+def test_pi_bench_threads_are_bounded(static_onnx, capsys):
+    code, _, err = _cli(capsys, "edge", "pi-bench", str(static_onnx), "--threads", "100000")
+    _one_error(code, err, "--threads must be a positive integer")
+
+
+# ---- 3. ONNX integrity -------------------------------------------------------------------
+def test_onnx_bit_flips_in_weights_are_caught(static_onnx):
+    data = static_onnx.read_bytes()
+    m = onnx.load(str(static_onnx))
+    flips = 0
+    for init in m.graph.initializer:
+        raw = numpy_helper.to_array(init).tobytes()
+        at = data.find(raw)
+        assert at >= 0
+        for k in range(0, len(raw), max(1, len(raw) // 4)):
+            bad = bytearray(data)
+            bad[at + k] ^= 0x10
+            static_onnx.write_bytes(bytes(bad))
+            with pytest.raises(ModelError, match="corrupted"):
+                read_model(static_onnx)
+            flips += 1
+    assert flips >= 8
+
+
+def test_onnx_without_digest_loads_with_a_note(tmp_path, capsys):
+    m = tiny_model()
+    path = tmp_path / "old.onnx"
+    onnx.save(m, str(path))  # as written before digests existed
+    assert DIGEST_KEY not in {p.key for p in onnx.load(str(path)).metadata_props}
+    runtime.load(path)
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "carries no weight digest" in err
+
+
+def test_onnx_external_data_is_refused_clearly(tmp_path):
+    m = tiny_model()
+    path = tmp_path / "ext.onnx"
+    onnx.save(m, str(path), save_as_external_data=True, all_tensors_to_one_file=True, location="w.bin",
+              size_threshold=0)
+    (tmp_path / "w.bin").unlink()
+    with pytest.raises(ModelError, match="external data") as e:
+        read_model(path)
+    assert "corrupted" not in str(e.value)
+
+
+@pytest.mark.parametrize("change, needle", [
+    (lambda meta: meta["neurons"][0]["spec"].__setitem__("v_th", "abc"), "abc"),
+    (lambda meta: meta.__setitem__("neurons", []), "does not describe"),
+    (lambda meta: meta.__setitem__("T_range", [5, 1]), "T_range"),
+    (lambda meta: meta["input"].__setitem__("shape", [10**6, 10**6, 3]), "elements per sample"),
+])
+def test_bad_protocol_metadata_is_a_model_error(tmp_path, change, needle):
+    m = tiny_model()
+    meta = json.loads(m.metadata_props[0].value)
+    change(meta)
+    m.metadata_props[0].value = json.dumps(meta)
+    with pytest.raises(ModelError, match=needle):
+        read_model(save(m, tmp_path / "m.onnx"))
+
+
+def test_conv_stride_zero_is_refused_in_event_mode(tmp_path):
+    m = chain_model()
+    for n in m.graph.node:
+        if n.op_type == "Conv":
+            for a in n.attribute:
+                if a.name == "strides":
+                    a.ints[:] = [0, 0]
+    with pytest.raises(ModelError, match="strides"):
+        load_event(save(m, tmp_path / "s0.onnx"))
+
+
+# ---- 4. one event validation on every path ----------------------------------------------
+def _stream(n: int = 50, seed: int = 0, sensor=(2, 20, 20)) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return make_events(rng.integers(0, sensor[2], n), rng.integers(0, sensor[1], n), rng.integers(0, 2, n),
+                       np.sort(rng.integers(0, 1000, n)))
+
+
+def _with(field: str, value, dtype=None) -> np.ndarray:
+    ev = _stream()
+    if dtype is not None:
+        ev = ev.astype([(f, dtype if f == field else ev.dtype[f]) for f in ev.dtype.names])
+    ev[field][3] = value
+    return ev
+
+
+@pytest.mark.parametrize("streams, needle", [
+    ([_stream()[::-1].copy()], "not sorted"),
+    ([_with("t", np.nan, "f8")], "NaN"),
+    ([np.zeros(0, EVENT_DTYPE)], "empty"),
+    ([_with("x", 20)], "outside the sensor"),
+    ([_with("y", -1)], "outside the sensor"),
+    ([_with("x", 2**63 + 5, "u8")], "outside the sensor"),
+    ([_with("t", 1e30, "f8")], "beyond"),
+    ([_with("p", 2)], "polarity"),
+])
+def test_session_refuses_bad_streams(event_onnx, streams, needle):
+    s = runtime.load(event_onnx)
+    with pytest.raises(InputError, match=needle):
+        s.run(streams)
+
+
+def test_session_takes_uint64_fields_like_int16(event_onnx):
+    s = runtime.load(event_onnx)
+    ev = _stream()
+    wide = ev.astype([("x", "u8"), ("y", "u8"), ("p", "u8"), ("t", "u8")])
+    a, b = s.run([ev, ev]), s.run([wide, wide])
+    assert np.array_equal(a.outputs, b.outputs) and np.array_equal(a.predictions, b.predictions)
+
+
+def _nmnist_folder(root: Path, xs: list[int]) -> Path:
+    """One recording per label in N-MNIST's binary format with x coordinates ``xs``."""
+    for label in range(10):
+        d = root / "train" / str(label)
+        d.mkdir(parents=True)
+        for i in (5 * label + 1, 5 * label + 5):  # one train, one test sample per label
+            rec = bytearray()
+            for k, x in enumerate(xs):
+                t = 100 * k
+                rec += bytes([x, 3, (1 << 7) | (t >> 16), (t >> 8) & 255, t & 255])
+            (d / f"{i}.bin").write_bytes(bytes(rec))
+    return root
+
+
+def test_nmnist_events_outside_the_sensor_are_refused(tmp_path, capsys):
+    root = _nmnist_folder(tmp_path, [1, 5, 34, 40])
+    with pytest.raises(DataError, match="x outside the sensor"):
+        load_dataset(f"nmnist:{root}", "test")
+
+
+def test_nmnist_reader_stays_inside_the_folder(tmp_path):
+    root = _nmnist_folder(tmp_path / "d", [1, 2, 3])
+    outside = tmp_path / "secret.bin"
+    outside.write_bytes(bytes(5))
+    (root / "train" / "0" / "10.bin").symlink_to(outside)
+    with pytest.raises(DataError, match="outside the data folder"):
+        load_dataset(f"nmnist:{root}", "test")
+
+
+def test_nmnist_fifo_is_refused_not_opened(tmp_path):
+    root = _nmnist_folder(tmp_path, [1, 2, 3])
+    os.mkfifo(root / "train" / "0" / "10.bin")
+    with pytest.raises(DataError, match="not a regular file"):
+        load_dataset(f"nmnist:{root}", "test")
+
+
+# ---- 5/6. data readers: MNIST IDX --------------------------------------------------------
+def _idx(dims: list[int], body: bytes) -> bytes:
+    return bytes([0, 0, 8, len(dims)]) + b"".join(d.to_bytes(4, "big") for d in dims) + body
+
+
+def _mnist(root: Path, images: bytes | None = None, labels: bytes | None = None, gz: bool = True) -> Path:
+    root.mkdir(exist_ok=True)
+    n = 4
+    images = images if images is not None else _idx([n, 28, 28], bytes(n * 784))
+    labels = labels if labels is not None else _idx([n], bytes([1, 2, 3, 4]))
+    wrap = gzip.compress if gz else (lambda b: b)
+    (root / "t10k-images-idx3-ubyte.gz").write_bytes(wrap(images))
+    (root / "t10k-labels-idx1-ubyte.gz").write_bytes(wrap(labels))
+    return root
+
+
+@pytest.mark.parametrize("make, needle", [
+    (lambda r: (r / "t10k-images-idx3-ubyte.gz").write_bytes(
+        (r / "t10k-images-idx3-ubyte.gz").read_bytes()[:40]), "truncated or damaged"),
+    (lambda r: (r / "t10k-labels-idx1-ubyte.gz").write_bytes(
+        (r / "t10k-labels-idx1-ubyte.gz").read_bytes()[:-8] + bytes(8)), "truncated or damaged"),
+    (lambda r: _mnist(r, gz=False), "truncated or damaged"),  # raw IDX named .gz
+    (lambda r: _mnist(r, labels=_idx([], b"")), "0 dimensions; expected 1"),
+    (lambda r: _mnist(r, images=_idx([4, 784], bytes(4 * 784))), "2 dimensions; expected 3"),
+    (lambda r: _mnist(r, labels=_idx([4], bytes([1, 2, 200, 4]))), "label 200"),
+    (lambda r: _mnist(r, labels=_idx([4], bytes(4) + bytes(10**6))), "more bytes than its IDX header"),
+    (lambda r: _mnist(r, images=_idx([2**20, 2**10, 2**10], b"")), "not a data set"),
+])
+def test_bad_mnist_files_are_one_data_error(tmp_path, make, needle):
+    root = _mnist(tmp_path / "m")
+    make(root)
+    with pytest.raises(DataError, match=needle):
+        load_dataset(f"mnist:{root}", "test")
+
+
+def test_gzip_bomb_stops_at_the_header_size(tmp_path):
+    root = _mnist(tmp_path / "m", labels=_idx([4], bytes(4) + bytes(50 * 2**20)))  # 50 MiB of zeros, tiny .gz
+    assert (root / "t10k-labels-idx1-ubyte.gz").stat().st_size < 200_000
+    with pytest.raises(DataError, match="more bytes"):
+        load_dataset(f"mnist:{root}", "test")
+
+
+# ---- 7. streaming ------------------------------------------------------------------------
+def test_step_from_a_second_thread_is_refused(static_onnx):
+    s = runtime.load(static_onnx)
+    x = np.zeros((1, 1, 8, 8), np.float32)
+    s.step(x)
+    errors: list[Exception] = []
+    th = threading.Thread(target=lambda: errors.extend(_catch(lambda: s.step(x))))
+    th.start()
+    th.join()
+    assert len(errors) == 1 and "another thread" in str(errors[0])
+    assert s.steps_done == 1  # the other thread's step did not enter this stream
+    s.step(x)
+    assert s.steps_done == 2
+
+
+def _catch(fn) -> list[Exception]:
+    try:
+        fn()
+    except InputError as e:
+        return [e]
+    return []
+
+
+def test_pending_events_are_bounded(monkeypatch):
+    from .test_event_engine import engine_of
+
+    monkeypatch.setattr(engine_module, "MAX_PENDING", 100)
+    eng = engine_of(chain_model())
+    state = eng.initial_state()
+    same_t = make_events(np.zeros(60), np.zeros(60), np.zeros(60), np.full(60, 7))
+    state, _ = eng.feed(state, same_t)
+    with pytest.raises(EventInputError, match="do not advance"):
+        eng.feed(state, same_t)
+    assert state.pending.shape[1] == 60  # the state is left as it was: flush still works
+    eng.flush(state)
