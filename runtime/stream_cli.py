@@ -53,8 +53,9 @@ def _pipeline(a: argparse.Namespace, shape: tuple[int, int, int], model_transfor
     if a.fit_sensor and tuple(pipe.shape) != tuple(model_shape):
         C, H, W = pipe.shape
         if C != model_shape[0]:
+            hint = "; add --transform merge-polarity" if model_shape[0] == 1 else ""
             raise InputError(f"the stream has {C} polarity channels after the transforms but the model takes "
-                             f"{model_shape[0]}; add --transform merge-polarity" if model_shape[0] == 1 else "")
+                             f"{model_shape[0]}{hint}")
         pipe = Pipeline(transforms + [Transform("downsample", (model_shape[2], model_shape[1]))], shape)
     return pipe
 
