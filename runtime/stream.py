@@ -107,14 +107,18 @@ class Stats:
         return s
 
 
+def _clock(start_wall: float, t0: int, speed: float) -> Callable[[int], float]:
+    """The wall time at which the event with timestamp ``t`` is due (paced playback)."""
+    return lambda t: start_wall + (t - t0) * 1e-6 / speed
+
+
 def slices(reader: Iterable[np.ndarray], pipeline: Pipeline, stats: Stats, realtime: bool = False,
            speed: float = 1.0, tick_ms: float = TICK_MS) -> Iterator[Slice]:
     """Chunks of ``reader``, transformed; ``realtime``: released as the recording's clock
     (times ``speed``) reaches them, in slices of ``tick_ms`` of wall time (finer: lower
     latency, more overhead per slice)."""
     tick = max(1, round(tick_ms * 1e3 * speed))  # µs of the recording per slice
-    start_wall: float | None = None
-    t0 = 0
+    due: Callable[[int], float] | None = None
     it = iter(reader)
     while True:
         t_read = time.perf_counter()
@@ -132,9 +136,8 @@ def slices(reader: Iterable[np.ndarray], pipeline: Pipeline, stats: Stats, realt
             stats.busy_s += time.perf_counter() - t_read  # reading, transforms and the model
             continue
         stats.busy_s += time.perf_counter() - t_read
-        if start_wall is None:
-            start_wall, t0 = time.perf_counter(), int(chunk["t"][0])
-        due = lambda t: start_wall + (t - t0) * 1e-6 / speed  # noqa: E731
+        if due is None:
+            due = _clock(time.perf_counter(), int(chunk["t"][0]), speed)
         # tick edges after the first event up to the first one past the last: every event is
         # in the slice of the edge above it; an empty slice still tells the clock moved on
         first, last = (int(chunk["t"][0]) // tick + 1) * tick, (int(chunk["t"][-1]) // tick + 1) * tick

@@ -51,7 +51,7 @@ def _pipeline(a: argparse.Namespace, shape: tuple[int, int, int], model_transfor
     transforms = [parse_transform(t) for t in a.transform] + model_transforms
     pipe = Pipeline(transforms, shape)
     if a.fit_sensor and tuple(pipe.shape) != tuple(model_shape):
-        C, H, W = pipe.shape
+        C = pipe.shape[0]
         if C != model_shape[0]:
             hint = "; add --transform merge-polarity" if model_shape[0] == 1 else ""
             raise InputError(f"the stream has {C} polarity channels after the transforms but the model takes "
