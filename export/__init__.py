@@ -6,7 +6,6 @@ Python API (what other parts call):
 * :func:`export.onnx_export.export_onnx` ``(cfg, model, path) -> Path``
 * :func:`export.torch_formats.export_torchscript`, :func:`export.torch_formats.export_pt2`
 * :func:`export.nir_export.export_nir`
-* :func:`export.protocol.read_protocol` ``(path | ModelProto) -> dict`` and
-  :func:`export.protocol.neuron_specs`
+* :func:`export.protocol.read_protocol` ``(path | ModelProto) -> runtime.protocol.Protocol``
 * :func:`export.check.check_onnx` ``(cfg, model, onnx_path) -> CheckResult``
 """

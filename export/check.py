@@ -24,10 +24,12 @@ import torch
 
 from runtime.data import DataError, load_dataset
 from runtime.data.transforms import from_dicts
+from runtime.neuron.functions import DOMAIN
+from runtime.protocol import Protocol
+from runtime.protocol import readout as readout_logits
 from trainer.config import Config
 from trainer.models import SpikingNet
 
-from .onnx_functions import DOMAIN
 from .prepare import deployable, neuron_layers
 from .protocol import read_protocol
 
@@ -36,8 +38,8 @@ TOL = 1e-5
 
 @dataclass
 class Trace:
-    """What one run produced, per step: ``y [T, B, classes]``, and per neuron layer its
-    outputs and states ``[T, B, ...]``."""
+    """What one run produced, per step ``[T, B, ...]``: ``y``, each neuron layer's output
+    (in the protocol's neuron order) and each state (in its state order)."""
 
     y: np.ndarray
     outs: list[np.ndarray]
@@ -71,10 +73,11 @@ def run_torch(net: SpikingNet, x: np.ndarray) -> Trace:
     hooks = [m.register_forward_hook(lambda _m, _a, res, i=i: outs[i].append(res[0].numpy().copy()))
              for i, m in enumerate(neurons)]
     try:
-        states: list[torch.Tensor | None] = [None] * len(neurons)
-        ys, st = [], [[] for _ in neurons]
-        for x_t in torch.from_numpy(x):
-            y, states = net.step(x_t, states)
+        states: list[torch.Tensor | None] = [None] * net.n_states
+        ys: list[np.ndarray] = []
+        st: list[list[np.ndarray]] = [[] for _ in range(net.n_states)]
+        for t, x_t in enumerate(torch.from_numpy(x)):
+            y, states = net.step(x_t, t, states)
             ys.append(y.numpy().copy())
             for i, s in enumerate(states):
                 st[i].append(s.numpy().copy())
@@ -84,11 +87,11 @@ def run_torch(net: SpikingNet, x: np.ndarray) -> Trace:
     return Trace(np.stack(ys), [np.stack(o) for o in outs], [np.stack(s) for s in st])
 
 
-def with_neuron_outputs(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[str]]:
-    """A copy whose graph also outputs every ``snn`` node's first output, in state order."""
+def with_neuron_outputs(model: onnx.ModelProto, neurons: list[str]) -> tuple[onnx.ModelProto, list[str]]:
+    """A copy whose graph also outputs the first output of each named ``snn`` node, in that order."""
     model = onnx.ModelProto.FromString(model.SerializeToString())
-    nodes = sorted((n for n in model.graph.node if n.domain == DOMAIN), key=lambda n: int(n.name.rsplit("_", 1)[1]))
-    names = [n.output[0] for n in nodes]
+    by_name = {n.name: n for n in model.graph.node if n.domain == DOMAIN}
+    names = [by_name[n].output[0] for n in neurons]
     model.graph.output.extend(onnx.helper.make_tensor_value_info(o, onnx.TensorProto.FLOAT, None) for o in names)
     return model, names
 
@@ -96,20 +99,23 @@ def with_neuron_outputs(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[s
 def run_onnx(path: str | Path, x: np.ndarray) -> Trace:
     model = onnx.load(path)
     meta = read_protocol(model)
-    probe, out_names = with_neuron_outputs(model)
+    probe, out_names = with_neuron_outputs(model, [n.node for n in meta.neurons])
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 1  # a check, not a benchmark: stay off the shared cores
     sess = ort.InferenceSession(probe.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-    state_names = [s["name"] for s in meta["states"]]
-    states = [np.zeros((x.shape[1], *s["shape"]), np.float32) for s in meta["states"]]
+    state_names = [s.name for s in meta.states]
+    states = [np.zeros((x.shape[1], *s.shape), np.float32) for s in meta.states]
     fetch = ["y", *(f"{n}_out" for n in state_names), *out_names]
-    ys, st, outs = [], [[] for _ in states], [[] for _ in states]
+    ys: list[np.ndarray] = []
+    st: list[list[np.ndarray]] = [[] for _ in states]
+    outs: list[list[np.ndarray]] = [[] for _ in out_names]
     for x_t in x:
         res = sess.run(fetch, {"x": x_t, **dict(zip(state_names, states))})
         ys.append(res[0])
         states = res[1:1 + len(states)]
-        for i, (s, o) in enumerate(zip(states, res[1 + len(states):])):
+        for i, s in enumerate(states):
             st[i].append(s)
+        for i, o in enumerate(res[1 + len(states):]):
             outs[i].append(o)
     return Trace(np.stack(ys), [np.stack(o) for o in outs], [np.stack(s) for s in st])
 
@@ -120,28 +126,32 @@ def close_enough(ref: np.ndarray, got: np.ndarray) -> bool:
 
 def predict(y: np.ndarray, readout: str) -> np.ndarray:
     """Class per sample from ``y [T, B, classes]`` by the protocol's readout rule."""
-    return {"mean": y.mean(0), "last": y[-1], "count": y.sum(0)}[readout].argmax(-1)
+    return readout_logits(y, readout).argmax(-1)
 
 
-def compare(ref: Trace, got: Trace, meta: dict[str, Any]) -> CheckResult:
-    """Per neuron node: spikes (exact) and state (within TOL); then ``y`` (within TOL)."""
+def compare(ref: Trace, got: Trace, meta: Protocol) -> CheckResult:
+    """Per neuron node: spikes (exact) and every state variable (within TOL); then ``y``
+    (within TOL). ``ref.outs``/``got.outs`` are per neuron, ``states`` per state, in the
+    protocol's orders."""
     rows, ok = [], True
-    for i, n in enumerate(meta["neurons"]):
-        d_state = float(np.abs(ref.states[i] - got.states[i]).max())
-        close = close_enough(ref.states[i], got.states[i])
-        if n["op"] == "LI":  # its output is the membrane: compared like a state
+    index = {s.name: i for i, s in enumerate(meta.states)}
+    for j, n in enumerate(meta.neurons):
+        own = [index[s] for s in n.states]
+        d_state = max(float(np.abs(ref.states[i] - got.states[i]).max()) for i in own)
+        close = all(close_enough(ref.states[i], got.states[i]) for i in own)
+        if not n.spec.spiking:  # its output is the membrane: compared like a state
             same = close
-            rows.append([n["node"], n["op"], "-", "-", "-", d_state, "ok" if same else "FAIL"])
+            rows.append([n.node, n.op, "-", "-", "-", d_state, "ok" if same else "FAIL"])
         else:
-            mismatched = int((ref.outs[i] != got.outs[i]).sum())
+            mismatched = int((ref.outs[j] != got.outs[j]).sum())
             same = mismatched == 0 and close
-            rows.append([n["node"], n["op"], int(ref.outs[i].sum()), int(got.outs[i].sum()), mismatched,
+            rows.append([n.node, n.op, int(ref.outs[j].sum()), int(got.outs[j].sum()), mismatched,
                          d_state, "ok" if same else "FAIL"])
         ok &= same
     d_y = float(np.abs(ref.y - got.y).max())
     rows.append(["y", "-", "-", "-", "-", d_y, "ok" if close_enough(ref.y, got.y) else "FAIL"])
     ok &= close_enough(ref.y, got.y)
-    pred_ref, pred_got = predict(ref.y, meta["readout"]), predict(got.y, meta["readout"])
+    pred_ref, pred_got = predict(ref.y, meta.readout), predict(got.y, meta.readout)
     summary = {"ok": bool(ok), "tolerance": TOL, "max_abs_diff_y": d_y,
                "predictions_agree": float((pred_ref == pred_got).mean()),
                "neurons": [dict(zip(("node", "op", "spikes_torch", "spikes_onnx", "mismatched_spikes",

@@ -25,12 +25,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from runtime.fileio import write_atomic
 from runtime.neuron import NeuronSpec
+from runtime.protocol import NeuronInfo, StateInfo
 from trainer.config import Config
 from trainer.layers import NeuronLayer, Residual, Sequence, Stateless
 from trainer.models import SpikingNet
 
-from runtime.fileio import write_atomic
 from .errors import ExportError
 from .prepare import deployable, neuron_layers
 from .protocol import KEY, protocol
@@ -111,7 +112,9 @@ class Builder:
         if isinstance(layer, NeuronLayer):
             self.settle(pools)
             spec, shape = layer.spec, tuple(x.shape[1:])
-            cls = {"LIF": nir.LIF, "IF": nir.IF, "LI": nir.LI}[spec.kind]
+            cls = {"LIF": nir.LIF, "IF": nir.IF, "LI": nir.LI}.get(spec.kind)
+            if cls is None:
+                raise ExportError(f"{spec.kind} neurons have no NIR form in this exporter (LIF, IF, LI only)")
             node = cls(**neuron_params(spec, shape), metadata={f"flexsnn.{k}": v for k, v in spec.to_dict().items()})
             name = self.add(spec.kind.lower(), node, sources)
             self.neuron_names.append(name)
@@ -156,7 +159,14 @@ def build_nir(cfg: Config, model: SpikingNet):
     b.nodes["output"] = nir.Output(output_type={"output": np.array(x.shape[1:])})
     b.edges += [(s, "output") for s in sources]
     specs = [layer.spec for layer in neuron_layers(net)]
-    meta = protocol(cfg, net.readout_rule, state_shapes(net, in_shape), b.neuron_names, specs)
+    # the NIR nodes stand for the neuron layers; states are named as in the ONNX file
+    states, neurons = [], []
+    shapes = iter(state_shapes(net, in_shape))
+    for name, spec in zip(b.neuron_names, specs):
+        own = [f"state_{len(states) + k}" for k in range(spec.n_states)]
+        states += [StateInfo(s, next(shapes), name) for s in own]
+        neurons.append(NeuronInfo(name, spec, tuple(own)))
+    meta = protocol(cfg, net.readout_rule, states, neurons).to_dict()
     meta["nir"] = {"version": NIR_VERSION, "time_unit": "step", "mapping": "docs/nir_mapping.md"}
     return nir.NIRGraph(nodes=b.nodes, edges=b.edges, metadata={KEY: json.dumps(meta)})
 

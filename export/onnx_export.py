@@ -2,7 +2,7 @@
 
 1. :func:`export.prepare.deployable` folds BatchNorm, removes dropout, swaps neurons.
 2. Its neurons (:class:`export.neuron.DeployNeuron`), only while ``torch.onnx.export``
-   runs, emit one ``snn::LIF|IF|LI`` node each with every field of the spec as attributes
+   runs, emit one ``snn::<kind>`` node each with every field of the spec as attributes
    (``torch.onnx.ops.symbolic_multi_out``); the trainer's neuron and its training path
    stay untouched.
 3. The default (dynamo) exporter writes the graph; :func:`annotate` names the neuron nodes,
@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import warnings
 from pathlib import Path
@@ -20,15 +19,16 @@ from pathlib import Path
 import onnx
 import torch
 
+from runtime.fileio import write_atomic
 from runtime.neuron import NeuronSpec
+from runtime.neuron import functions as fn
+from runtime.protocol import NeuronInfo, StateInfo
 from trainer.config import Config
 from trainer.models import SpikingNet
 
-from . import onnx_functions as fn
-from runtime.fileio import write_atomic
 from .errors import ExportError
 from .prepare import deployable, neuron_layers
-from .protocol import KEY, protocol
+from .protocol import protocol, set_protocol
 from .step import StepModule, state_shapes, zero_states
 
 IR_VERSION = 10
@@ -54,22 +54,9 @@ def trace(net: SpikingNet, in_shape: tuple[int, ...]) -> onnx.ModelProto:
     return program.model_proto
 
 
-def annotate(model: onnx.ModelProto, specs: list[NeuronSpec]) -> list[str]:
-    """Name the ``snn`` nodes after their state (``LIF_3`` reads ``state_3``), set their
-    overload, attach the function bodies, the ``snn`` opset and IR version; returns the
-    node names in state order. ``specs[i]`` is the neuron that owns ``state_i``."""
-    state_index = {f"state_{i}": i for i in range(len(specs))}
-    names: list[str | None] = [None] * len(specs)
-    for node in model.graph.node:
-        if node.domain != fn.DOMAIN:
-            continue
-        i = state_index.get(node.input[1])
-        if i is None or names[i] is not None:
-            raise ExportError(f"neuron node {node.name} does not read exactly one state input")
-        node.name = names[i] = f"{node.op_type}_{i}"
-        node.overload = fn.overload(specs[i])
-    if None in names:
-        raise ExportError(f"expected one snn node per neuron layer ({len(specs)}), found {len(specs) - names.count(None)}")
+def attach_functions(model: onnx.ModelProto, specs: list[NeuronSpec]) -> None:
+    """Attach one function body per (kind, overload) of ``specs``, the ``snn`` opset import
+    and IR version 10 (onnxruntime rejects newer)."""
     opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
     wanted = {(s.kind, fn.overload(s)): s for s in specs}
     del model.functions[:]
@@ -78,7 +65,34 @@ def annotate(model: onnx.ModelProto, specs: list[NeuronSpec]) -> list[str]:
         model.opset_import.append(onnx.helper.make_opsetid(fn.DOMAIN, fn.DOMAIN_VERSION))
     model.ir_version = IR_VERSION
     model.producer_name = "flexsnn"
-    return names
+
+
+def annotate(model: onnx.ModelProto, specs: list[NeuronSpec]) -> list[NeuronInfo]:
+    """Name the ``snn`` nodes after their first state (``LIF_3`` reads ``state_3``), set
+    their overload and attach the function bodies; returns the neurons in state order.
+    ``specs`` are the neuron layers' specs in state order; layer j owns the next
+    ``specs[j].n_states`` states."""
+    owner: dict[str, int] = {}
+    first = 0
+    for j, spec in enumerate(specs):
+        owner.update({f"state_{first + k}": j for k in range(spec.n_states)})
+        first += spec.n_states
+    found: list[NeuronInfo | None] = [None] * len(specs)
+    for node in model.graph.node:
+        if node.domain != fn.DOMAIN:
+            continue
+        js = {owner.get(name) for name in node.input[1:]}
+        j = js.pop() if len(js) == 1 else None
+        if j is None or found[j] is not None or len(node.input) - 1 != specs[j].n_states:
+            raise ExportError(f"neuron node {node.name} does not read exactly its own layer's states")
+        node.name = f"{node.op_type}_{node.input[1].removeprefix('state_')}"
+        node.overload = fn.overload(specs[j])
+        found[j] = NeuronInfo(node.name, specs[j], tuple(node.input[1:]))
+    missing = [j for j, f in enumerate(found) if f is None]
+    if missing:
+        raise ExportError(f"expected one snn node per neuron layer ({len(specs)}), {len(missing)} missing")
+    attach_functions(model, specs)
+    return [f for f in found if f is not None]
 
 
 def build_onnx(cfg: Config, model: SpikingNet) -> onnx.ModelProto:
@@ -88,13 +102,15 @@ def build_onnx(cfg: Config, model: SpikingNet) -> onnx.ModelProto:
     shapes = state_shapes(net, in_shape)
     specs = [layer.spec for layer in neuron_layers(net)]
     proto = trace(net, in_shape)
-    nodes = annotate(proto, specs)
-    onnx.helper.set_model_props(proto, {KEY: json.dumps(protocol(cfg, net.readout_rule, shapes, nodes, specs))})
+    neurons = annotate(proto, specs)
+    node_of = {s: n.node for n in neurons for s in n.states}
+    states = [StateInfo(f"state_{i}", s, node_of[f"state_{i}"]) for i, s in enumerate(shapes)]
+    set_protocol(proto, protocol(cfg, net.readout_rule, states, neurons))
     return proto
 
 
 def export_onnx(cfg: Config, model: SpikingNet, path: str | Path) -> Path:
-    """Write ``model`` as a ``flexsnn-onnx/1`` file at ``path`` (atomically); returns it."""
+    """Write ``model`` as a ``flexsnn-onnx/2`` file at ``path`` (atomically); returns it."""
     proto = build_onnx(cfg, model)
     onnx.checker.check_model(proto, full_check=True)
     return write_atomic(path, lambda tmp: onnx.save(proto, tmp))

@@ -1,28 +1,32 @@
-"""The ``flexsnn.protocol`` metadata of an exported file (docs/onnx_protocol.md).
+"""The protocol object of an exported file, built from a checkpoint's config.
 
-Built from the checkpoint's config, so the file alone tells a runtime how to feed it
-(input kind, shape, binning, dt), how to read it out and which T it was trained for.
+The object and its JSON form are :class:`runtime.protocol.Protocol` (one definition,
+written here and read by every runtime); this module only knows how a trainer config
+maps onto it: input kind, shape, binning and dt, readout, trained T range.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import onnx
 
-from runtime.neuron import NeuronSpec
-from trainer.config import Config
+from runtime.protocol import (
+    METADATA_KEY,
+    READOUTS,
+    ModelError,
+    NeuronInfo,
+    Protocol,
+    StateInfo,
+    parse_protocol,
+)
+from trainer.config import FIXED_T_METHODS, Config
 
 from .errors import ExportError
 
-FORMAT = "flexsnn-onnx/1"
-KEY = "flexsnn.protocol"
-INPUT_KINDS = {"static": "repeat", "events": "event-frames"}
-
-
-READOUTS = ("mean", "last", "count")
+KEY = METADATA_KEY
+INPUT_KINDS = {"static": "repeat", "events": "event-frames"}   # DataConfig.kind -> protocol input kind
 
 
 def readout_name(readout_rule: str) -> str:
@@ -32,39 +36,28 @@ def readout_name(readout_rule: str) -> str:
     return readout_rule
 
 
-def protocol(cfg: Config, readout_rule: str, shapes: list[tuple[int, ...]],
-             nodes: list[str], specs: list[NeuronSpec]) -> dict[str, Any]:
-    """The metadata object; ``shapes``, ``nodes`` and ``specs`` are per state, in order."""
+def protocol(cfg: Config, readout_rule: str, states: list[StateInfo], neurons: list[NeuronInfo],
+             **fields: object) -> Protocol:
+    """The protocol of a model trained with ``cfg``; ``fields`` override (e.g. ``uses_t``)."""
     m, d = cfg.method, cfg.data
     events = d.kind == "events"
-    return {
-        "format": FORMAT,
-        "model": cfg.model.name,
-        "method": m.name,
-        "input": {
-            "kind": INPUT_KINDS[d.kind],
-            "shape": list(cfg.model.in_shape),
-            # event data only: a static image has no recording to bin
-            "binning": d.binning if events else None,
-            "duration_us": float(d.duration_us) if events else None,
-            "dt_us": float(d.duration_us / cfg.train_T) if events else None,
-            # optional (absent in older files: "dataset", none)
-            "durations": d.durations if events else None,
-            "transforms": list(d.transforms),
-        },
-        "uses_t": False,
-        "readout": readout_name(readout_rule),
-        "T_trained": cfg.train_T,
-        "T_range": [m.T, m.T] if m.name == "sdt" else [m.tmin, m.tmax],
-        "classes": list(d.classes),
-        "states": [{"name": f"state_{i}", "shape": list(s), "node": n}
-                   for i, (s, n) in enumerate(zip(shapes, nodes))],
-        "neurons": [{"node": n, "op": s.kind, "spec": s.to_dict()} for n, s in zip(nodes, specs)],
-    }
+    base = dict(
+        model=cfg.model.name, method=m.name, input_kind=INPUT_KINDS[d.kind], input_shape=tuple(cfg.model.in_shape),
+        # event data only: a static image has no recording to bin
+        binning=d.binning if events else None,
+        duration_us=float(d.duration_us) if events else None,
+        dt_us=float(d.duration_us / cfg.train_T) if events else None,
+        durations=d.durations if events else "dataset", transforms=tuple(d.transforms),
+        uses_t=False, readout=readout_name(readout_rule), T_trained=cfg.train_T,
+        # fixed-T methods (sdt and the online ones) trained at one T only
+        T_range=(m.T, m.T) if m.name in FIXED_T_METHODS else (m.tmin, m.tmax),
+        classes=tuple(d.classes), states=tuple(states), neurons=tuple(neurons))
+    base.update(fields)
+    return Protocol(**base)  # type: ignore[arg-type]
 
 
-def read_protocol(model: str | Path | onnx.ModelProto) -> dict[str, Any]:
-    """The protocol object of an exported ONNX file (or loaded model)."""
+def read_protocol(model: str | Path | onnx.ModelProto) -> Protocol:
+    """The protocol of an exported ONNX file (or loaded model)."""
     if not isinstance(model, onnx.ModelProto):
         path = Path(model)
         if not path.is_file():
@@ -73,12 +66,12 @@ def read_protocol(model: str | Path | onnx.ModelProto) -> dict[str, Any]:
     props = {p.key: p.value for p in model.metadata_props}
     if KEY not in props:
         raise ExportError(f"the ONNX model has no {KEY!r} metadata; it was not written by flexsnn export")
-    meta = json.loads(props[KEY])
-    if meta.get("format") != FORMAT:
-        raise ExportError(f"ONNX protocol {meta.get('format')!r} is not supported; this version reads {FORMAT!r}")
-    return meta
+    try:
+        return parse_protocol(json.loads(props[KEY]))
+    except (ModelError, json.JSONDecodeError) as e:
+        raise ExportError(f"the ONNX model's protocol metadata is not valid: {e}") from None
 
 
-def neuron_specs(meta: dict[str, Any]) -> list[NeuronSpec]:
-    """The neuron specs of every state, in state order."""
-    return [NeuronSpec.from_dict(n["spec"]) for n in meta["neurons"]]
+def set_protocol(model: onnx.ModelProto, proto: Protocol) -> None:
+    """Store ``proto`` as the model's ``flexsnn.protocol`` metadata."""
+    onnx.helper.set_model_props(model, {KEY: json.dumps(proto.to_dict())})

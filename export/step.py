@@ -20,14 +20,14 @@ class StepModule(nn.Module):
         self.net = net
 
     def forward(self, x: torch.Tensor, states: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
-        y, new = self.net.step(x, list(states))
+        y, new = self.net.step(x, 0, list(states))  # a SpikingNet's step does not depend on t
         return (y, *new)
 
 
 @torch.no_grad()
 def state_shapes(net: SpikingNet, in_shape: tuple[int, ...]) -> list[tuple[int, ...]]:
     """Per-sample shape of every state, found by one step on a zero input."""
-    _, states = net.step(torch.zeros(1, *in_shape), [None] * net.n_states)
+    _, states = net.step(torch.zeros(1, *in_shape), 0, [None] * net.n_states)
     return [tuple(s.shape[1:]) for s in states]
 
 

@@ -21,7 +21,6 @@ Scaled weight standardisation is folded, neurons are the exact deploy neurons.
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import warnings
 from pathlib import Path
@@ -33,16 +32,17 @@ from torch.func import functional_call
 
 from runtime.fileio import write_atomic
 from runtime.neuron import NeuronSpec
+from runtime.neuron import functions as fn
+from runtime.protocol import NeuronInfo, StateInfo
 from trainer.config import Config
 from trainer.neurons import Neuron
 from trainer.trev import TRevNet
 
-from . import onnx_functions as fn
 from .check import TOL, CheckResult, sample_input
 from .errors import ExportError
 from .neuron import DeployNeuron
-from .onnx_export import IR_VERSION, OPSET
-from .protocol import KEY, protocol, read_protocol, readout_name
+from .onnx_export import OPSET, attach_functions
+from .protocol import protocol, read_protocol, readout_name, set_protocol
 
 
 def _deploy_(module: nn.Module) -> nn.Module:
@@ -134,13 +134,7 @@ def annotate_stateless(model: onnx.ModelProto, spec: NeuronSpec) -> list[str]:
             names.append(node.name)
     if not names:
         raise ExportError("the T-RevSNN step graph has no snn neuron nodes")
-    opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
-    del model.functions[:]
-    model.functions.append(fn.function(spec, opset))
-    if not any(o.domain == fn.DOMAIN for o in model.opset_import):
-        model.opset_import.append(onnx.helper.make_opsetid(fn.DOMAIN, fn.DOMAIN_VERSION))
-    model.ir_version = IR_VERSION
-    model.producer_name = "flexsnn"
+    attach_functions(model, [spec])
     return names
 
 
@@ -161,25 +155,21 @@ def build_trev_onnx(cfg: Config, model: TRevNet) -> onnx.ModelProto:
     step = TRevStep(model)
     shapes = state_shapes(model)
     proto = trace(step, in_shape, shapes)
-    spec = cfg.neuron.spec()
+    spec = cfg.neuron.spec
     nodes = annotate_stateless(proto, spec)
     outputs = {n.name: n.output[0] for n in proto.graph.node if n.domain == fn.DOMAIN}
     n_shapes = value_shapes(proto, [outputs[n] for n in nodes])
-    meta = protocol(cfg, readout_name(model.readout_rule), [], [], [])
-    if model.static:
-        meta["input"]["kind"] = "encode-once"
-    meta["uses_t"] = True
-    meta["T_range"] = [1, model.T]
-    meta["max_steps"] = model.T
-    meta["states"] = [{"name": f"state_{i}", "shape": list(s), "node": ""} for i, s in enumerate(shapes)]
-    meta["neurons"] = [{"node": n, "op": spec.kind, "spec": spec.to_dict(), "shape": list(s)}
-                       for n, s in zip(nodes, n_shapes)]
-    onnx.helper.set_model_props(proto, {KEY: json.dumps(meta)})
+    # states are stage outputs, owned by no neuron; every neuron is stateless (zero membrane)
+    states = [StateInfo(f"state_{i}", tuple(s), "") for i, s in enumerate(shapes)]
+    neurons = [NeuronInfo(n, spec, (), tuple(s)) for n, s in zip(nodes, n_shapes)]
+    extra: dict[str, object] = {"input_kind": "encode-once"} if model.static else {}
+    set_protocol(proto, protocol(cfg, readout_name(model.readout_rule), states, neurons, uses_t=True,
+                                 T_range=(1, model.T), max_steps=model.T, **extra))
     return proto
 
 
 def export_trev_onnx(cfg: Config, model: TRevNet, path: str | Path) -> Path:
-    """Write ``model`` as a ``flexsnn-onnx/1`` file at ``path`` (atomically); returns it."""
+    """Write ``model`` as a ``flexsnn-onnx/2`` file at ``path`` (atomically); returns it."""
     proto = build_trev_onnx(cfg, model)
     onnx.checker.check_model(proto, full_check=True)
     return write_atomic(path, lambda tmp: onnx.save(proto, tmp))
@@ -201,8 +191,8 @@ def check_trev_onnx(cfg: Config, model: TRevNet, onnx_path: str | Path, T: int |
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 1
     sess = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
-    names = [s["name"] for s in meta["states"]]
-    ref = [torch.zeros(x.shape[1], *s["shape"]) for s in meta["states"]]
+    names = [s.name for s in meta.states]
+    ref = [torch.zeros(x.shape[1], *s.shape) for s in meta.states]
     got = [r.numpy() for r in ref]
     diffs = np.zeros(1 + len(names))
     with torch.no_grad():

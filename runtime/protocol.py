@@ -1,9 +1,18 @@
-"""Reading and validating an exported model (docs/onnx_protocol.md, ``flexsnn-onnx/1``).
+"""The protocol of an exported model (docs/onnx_protocol.md): one object, written and read.
+
+Every writer (the exporter, the T-RevSNN exporter, the Speck emulator) builds a
+:class:`Protocol` and stores :meth:`Protocol.to_dict` as the ``flexsnn.protocol``
+metadata; every reader gets it back from :func:`parse_protocol`. The constants of the
+protocol are defined here only.
 
 :func:`read_model` turns a path into ``(ModelProto, Protocol)`` or raises
 :class:`ModelError` saying what was expected: a missing or corrupted file, an ONNX file
 that is not this product's (no ``flexsnn.protocol`` metadata), another protocol version,
 or metadata that disagrees with the graph. Nothing is assumed that the file does not say.
+
+Versions: ``flexsnn-onnx/2`` lists each neuron's state names (a kind may have several
+state variables); ``flexsnn-onnx/1`` files (one state per neuron, linked by the state's
+``node``) are still read.
 """
 
 from __future__ import annotations
@@ -16,15 +25,29 @@ from typing import Any
 
 import onnx
 
-from .neuron import NeuronSpec, SpecError
+from .neuron import NeuronSpec, SpecError, kinds
+from .neuron.functions import DOMAIN as SNN_DOMAIN
 
-FORMAT = "flexsnn-onnx/1"
+FORMAT = "flexsnn-onnx/2"
+READ_FORMATS = ("flexsnn-onnx/1", FORMAT)
 METADATA_KEY = "flexsnn.protocol"
 INPUT_KINDS = ("repeat", "event-frames", "encode-once")
 STATIC_KINDS = ("repeat", "encode-once")  # a static image: fed at every step, no time base
 READOUTS = ("mean", "last", "count")
+
+
+def readout(ys: Any, rule: str) -> Any:
+    """Logits from the outputs of every step ``ys`` ``[T, B, classes]`` (a numpy array or
+    a torch tensor): their mean, the last step's (leaky-integrator readout), or their sum
+    (spike counts)."""
+    if rule == "mean":
+        return ys.mean(0)
+    if rule == "last":
+        return ys[-1]
+    if rule == "count":
+        return ys.sum(0)
+    raise ModelError(f"readout {rule!r} is unknown; expected one of {list(READOUTS)}")
 BINNINGS = ("equal", "fixed")
-SNN_DOMAIN = "snn"
 
 
 class ModelError(ValueError):
@@ -41,9 +64,20 @@ class StateInfo:
 @dataclass(frozen=True)
 class NeuronInfo:
     node: str
-    op: str
     spec: NeuronSpec
+    states: tuple[str, ...] = ()           # its state inputs, in the kind's order (none: stateless)
     shape: tuple[int, ...] | None = None   # stateless neurons only (no state gives the shape)
+
+    @property
+    def op(self) -> str:
+        return self.spec.kind
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"node": self.node, "op": self.op, "spec": self.spec.to_dict(),
+                             "states": list(self.states)}
+        if self.shape is not None:
+            d["shape"] = list(self.shape)
+        return d
 
 
 @dataclass(frozen=True)
@@ -72,6 +106,23 @@ class Protocol:
     def num_classes(self) -> int:
         return len(self.classes)
 
+    def to_dict(self) -> dict[str, Any]:
+        """The ``flexsnn.protocol`` metadata object (current :data:`FORMAT`)."""
+        d: dict[str, Any] = {
+            "format": FORMAT, "model": self.model, "method": self.method,
+            "input": {"kind": self.input_kind, "shape": list(self.input_shape), "binning": self.binning,
+                      "duration_us": self.duration_us, "dt_us": self.dt_us,
+                      "durations": self.durations if self.binning is not None else None,
+                      "transforms": list(self.transforms)},
+            "uses_t": self.uses_t, "readout": self.readout, "T_trained": self.T_trained,
+            "T_range": list(self.T_range), "classes": list(self.classes),
+            "states": [{"name": s.name, "shape": list(s.shape), "node": s.node} for s in self.states],
+            "neurons": [n.to_dict() for n in self.neurons],
+        }
+        if self.max_steps is not None:
+            d["max_steps"] = self.max_steps
+        return d
+
 
 def _field(d: dict[str, Any], key: str, where: str) -> Any:
     if key not in d:
@@ -95,8 +146,8 @@ def parse_protocol(meta: dict[str, Any]) -> Protocol:
     """Validate the metadata JSON object; raise :class:`ModelError` naming the bad field."""
     where = f"metadata {METADATA_KEY!r}"
     fmt = _field(meta, "format", where)
-    if fmt != FORMAT:
-        raise ModelError(f"model protocol is {fmt!r}; this runtime reads {FORMAT!r}")
+    if fmt not in READ_FORMATS:
+        raise ModelError(f"model protocol is {fmt!r}; this runtime reads {list(READ_FORMATS)}")
     inp = _field(meta, "input", where)
     if not isinstance(inp, dict):
         raise ModelError(f"{where}: 'input' must be an object, got {inp!r}")
@@ -104,14 +155,10 @@ def parse_protocol(meta: dict[str, Any]) -> Protocol:
     if not (isinstance(T_range, list) and len(T_range) == 2 and all(isinstance(t, int) for t in T_range)):
         raise ModelError(f"{where}: 'T_range' must be [tmin, tmax], got {T_range!r}")
     try:
-        neurons = tuple(
-            NeuronInfo(str(n["node"]), _choice(n["op"], ("LIF", "IF", "LI"), "neuron op"),
-                       NeuronSpec.from_dict(n["spec"]),
-                       _shape(n["shape"], f"shape of neuron {n['node']!r}") if "shape" in n else None)
-            for n in _field(meta, "neurons", where))
         states = tuple(StateInfo(str(s["name"]), _shape(s["shape"], f"shape of state {s['name']!r}"),
                                  str(s.get("node", "")))
                        for s in _field(meta, "states", where))
+        neurons = tuple(_neuron(n, states, fmt) for n in _field(meta, "neurons", where))
     except (KeyError, TypeError) as e:
         raise ModelError(f"{where}: a 'neurons' or 'states' entry lacks field {e}") from None
     except SpecError as e:
@@ -143,6 +190,26 @@ def parse_protocol(meta: dict[str, Any]) -> Protocol:
         states=states, neurons=neurons, max_steps=_max_steps(meta.get("max_steps"), where),
         **_data_fields(inp, where),
     )
+
+
+def _neuron(n: dict[str, Any], states: tuple[StateInfo, ...], fmt: str) -> NeuronInfo:
+    node = str(n["node"])
+    op = _choice(n["op"], tuple(kinds()), "neuron op")
+    spec = NeuronSpec.from_dict(n["spec"])
+    if spec.kind != op:
+        raise ModelError(f"neuron {node!r}: op {op!r} but its spec is a {spec.kind!r} neuron")
+    if fmt == FORMAT:
+        own = tuple(str(s) for s in n["states"])
+    else:  # flexsnn-onnx/1: one state per neuron, named by the state's node
+        own = tuple(s.name for s in states if s.node == node)
+    if own and len(own) != spec.n_states:
+        raise ModelError(f"neuron {node!r} ({op}) lists states {list(own)}; a {op} neuron has "
+                         f"{spec.n_states} state variables")
+    known = {s.name for s in states}
+    if not set(own) <= known:
+        raise ModelError(f"neuron {node!r} names states {sorted(set(own) - known)} that 'states' does not list")
+    shape = _shape(n["shape"], f"shape of neuron {node!r}") if "shape" in n else None
+    return NeuronInfo(node, spec, own, shape)
 
 
 def _data_fields(inp: dict[str, Any], where: str) -> dict[str, Any]:
@@ -182,6 +249,9 @@ def check_graph(model: onnx.ModelProto, proto: Protocol) -> None:
         if n.node not in nodes or nodes[n.node].op_type != n.op:
             raise ModelError(f"metadata names neuron node {n.node!r} ({n.op}) but the graph has "
                              f"snn nodes {sorted((k, v.op_type) for k, v in nodes.items())}")
+        wired = list(nodes[n.node].input[1:])
+        if n.states and wired != list(n.states):
+            raise ModelError(f"neuron node {n.node!r} reads states {wired}; the metadata says {list(n.states)}")
     bodies = {(f.domain, f.name, f.overload) for f in model.functions}
     for node in nodes.values():
         if (node.domain, node.op_type, node.overload) not in bodies:

@@ -1,7 +1,8 @@
 """A numpy reference evaluator of an exported model, for cross-checking onnxruntime.
 
 Standard ops run on :class:`onnx.reference.ReferenceEvaluator`; the ``snn`` nodes run
-on :func:`runtime.neuron.step`, built from the node's own attributes, not from the
+the registry's numpy step of their kind (:func:`runtime.neuron.step`), built from the
+node's own attributes, not from the
 function bodies in the file. That matters twice: the bodies are what onnxruntime runs
 (so using them here would check nothing), and ReferenceEvaluator ignores ``overload``,
 so with several variants of one op it would pick a wrong body.
@@ -14,34 +15,24 @@ import onnx
 from onnx.reference import ReferenceEvaluator
 from onnx.reference.op_run import OpRun
 
-from .neuron import NeuronSpec, step
+from .neuron import kinds, step
+from .neuron.functions import spec_from_attributes
 from .protocol import SNN_DOMAIN, Protocol
 
 
 class _Neuron(OpRun):
+    """One ``snn::<kind>`` node: ``(current, *state) -> (out, *state)``."""
+
     op_domain = SNN_DOMAIN
-    kind = ""
 
-    def _run(self, current, u_prev, decay=None, v_th=None, reset=None, spike=None, v_min=None, dt=None):
-        spec = NeuronSpec(self.kind, float(decay), float(v_th), _text(reset), _text(spike),
-                          float(v_min), float(dt))
-        return step(spec, u_prev, current)
-
-
-def _text(v: str | bytes) -> str:
-    return v.decode() if isinstance(v, bytes) else v
+    def _run(self, current, *state, **attrs):  # type: ignore[no-untyped-def]
+        spec = spec_from_attributes(type(self).__name__, attrs)
+        out, new = step(spec, state, current)
+        return (out, *new)
 
 
-class LIF(_Neuron):
-    kind = "LIF"
-
-
-class IF(_Neuron):
-    kind = "IF"
-
-
-class LI(_Neuron):
-    kind = "LI"
+# ReferenceEvaluator matches a node's op_type by class name; attributes arrive as keywords
+NEURON_OPS = [type(k, (_Neuron,), {}) for k in kinds()]
 
 
 class Reference:
@@ -52,7 +43,7 @@ class Reference:
         m.CopyFrom(model)
         del m.functions[:]  # the snn nodes must resolve to the numpy ops, never to the bodies
         self.protocol = protocol
-        self.evaluator = ReferenceEvaluator(m, new_ops=[LIF, IF, LI])
+        self.evaluator = ReferenceEvaluator(m, new_ops=NEURON_OPS)
 
     def run(self, frames: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """For frames ``[T, B, *shape]``: ``y`` of every step ``[T, B, classes]`` and the

@@ -40,7 +40,7 @@ def test_export_with_check_json(ckpt, capsys):
     assert report["output"] == str(ckpt.with_suffix(".onnx")) and report["check"]["ok"] is True
     assert report["check"]["input"] == "digits:static test data"
     assert all(n["mismatched_spikes"] == 0 and n["spikes_torch"] > 0 for n in report["check"]["neurons"])
-    assert read_protocol(ckpt.with_suffix(".onnx"))["input"]["kind"] == "repeat"
+    assert read_protocol(ckpt.with_suffix(".onnx")).input_kind == "repeat"
 
 
 def test_check_table(ckpt, tmp_path, capsys):

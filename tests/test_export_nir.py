@@ -16,7 +16,8 @@ import torch
 from export.check import run_torch
 from export.nir_export import export_nir
 from export.prepare import deployable, neuron_layers
-from export.protocol import KEY, neuron_specs
+from export.protocol import KEY
+from runtime.protocol import parse_protocol
 from tests.export_helpers import config, inputs, model
 
 nir = pytest.importorskip("nir")
@@ -70,7 +71,7 @@ def test_semantics_nir_cannot_express_are_in_metadata_and_matter(tmp_path):
     path = export_nir(cfg, net, tmp_path / "m.nir")
     graph = nir.read(path)
     meta = json.loads(graph.metadata[KEY])
-    assert neuron_specs(meta) == [layer.spec for layer in neuron_layers(net)]
+    assert [n.spec for n in parse_protocol(meta).neurons] == [layer.spec for layer in neuron_layers(net)]
     first = graph.nodes[meta["neurons"][0]["node"]]
     assert isinstance(first, nir.IF) and first.metadata["flexsnn.spike"] == "single"
     assert first.metadata["flexsnn.reset"] == "subtract" and float(first.metadata["flexsnn.v_min"]) == -1.0
@@ -88,7 +89,7 @@ def test_lif_and_li_parameters(tmp_path):
     kinds = Counter(type(n).__name__ for n in graph.nodes.values())
     assert kinds["LIF"] == 2 and kinds["LI"] == 1 and kinds["SumPool2d"] == 2 and kinds["Conv2d"] == 2
     lif = next(n for n in graph.nodes.values() if isinstance(n, nir.LIF))
-    assert np.allclose(np.exp(-1.0 / lif.tau), cfg.neuron.decay) and np.all(lif.r == 1) and np.all(lif.v_leak == 0)
+    assert np.allclose(np.exp(-1.0 / lif.tau), cfg.neuron.spec.decay) and np.all(lif.r == 1) and np.all(lif.v_leak == 0)
     meta = json.loads(graph.metadata[KEY])
     assert meta["readout"] == "last" and meta["neurons"][0]["spec"]["dt"] == 1.0
 

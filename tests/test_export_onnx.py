@@ -16,26 +16,60 @@ from torch import nn
 
 from export.check import compare, run_onnx, run_torch
 from export.errors import ExportError
-from export.neuron import deploy_step
 from export.onnx_export import export_onnx
-from export.onnx_functions import overload
 from export.prepare import deployable, fold_bn, neuron_layers
-from export.protocol import neuron_specs, read_protocol
+from export.protocol import read_protocol
 from runtime.neuron import NeuronSpec, step
-from tests.export_helpers import VARIANTS, config, inputs, model, variants_net
+from runtime.neuron.functions import function, overload
+from tests.export_helpers import N_VARIANTS, VARIANTS, config, inputs, model, variants_net
 from trainer.layers import Stateless
+from trainer.neurons import neuron_step
 
 
 @pytest.mark.parametrize("spec", [*VARIANTS, NeuronSpec("LI", 0.9)], ids=lambda s: f"{s.kind}-{overload(s)}")
 def test_deploy_step_is_the_numpy_reference_bit_for_bit(spec: NeuronSpec):
     rng = np.random.default_rng(1)
-    u = rng.normal(0, 1.5, (64, 32)).astype(np.float32)
+    state = tuple(rng.normal(0, 1.5, (64, 32)).astype(np.float32) for _ in range(spec.n_states))
     i = rng.normal(0.5, 1.5, (64, 32)).astype(np.float32)
-    out_ref, u_ref = step(spec, u, i)
-    out, u_new = deploy_step(spec, torch.from_numpy(u), torch.from_numpy(i))
-    assert np.array_equal(out.numpy(), out_ref) and np.array_equal(u_new.numpy(), u_ref)
+    out_ref, state_ref = step(spec, state, i)
+    out, new = neuron_step(spec, tuple(torch.from_numpy(s) for s in state), torch.from_numpy(i))
+    assert np.array_equal(out.numpy(), out_ref)
+    assert all(np.array_equal(a.numpy(), b) for a, b in zip(new, state_ref, strict=True))
     if spec.spike == "multi" and spec.spiking:
         assert out_ref.max() >= 2  # the input really exercises multi-spikes
+
+
+@pytest.mark.parametrize("spec", [*VARIANTS, NeuronSpec("LI", 0.9)], ids=lambda s: f"{s.kind}-{overload(s)}")
+def test_function_body_in_onnxruntime_is_the_numpy_reference_bit_for_bit(spec: NeuronSpec):
+    """One neuron node run by stock onnxruntime through its function body, 10 steps."""
+    import onnxruntime as ort
+
+    from runtime.neuron import kind_of
+    from runtime.neuron.functions import attributes
+    names = kind_of(spec.kind).states
+    f32 = onnx.TensorProto.FLOAT
+    node = onnx.helper.make_node(spec.kind, ["x", *names], ["out", *(f"{n}_out" for n in names)], domain="snn",
+                                 **attributes(spec))
+    node.overload = overload(spec)
+    vi = onnx.helper.make_tensor_value_info
+    graph = onnx.helper.make_graph([node], "one", [vi(n, f32, [None, 32]) for n in ["x", *names]],
+                                   [vi(n, f32, [None, 32]) for n in ["out", *(f"{n}_out" for n in names)]])
+    m = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 20),
+                                                     onnx.helper.make_opsetid("snn", 1)], functions=[function(spec, 20)])
+    m.ir_version = 10
+    onnx.checker.check_model(m, full_check=True)
+    sess = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(2)
+    state = tuple(np.zeros((64, 32), np.float32) for _ in names)
+    spikes = 0.0
+    for _ in range(10):
+        i = rng.normal(0.4, 1.3, (64, 32)).astype(np.float32)
+        out_ref, ref = step(spec, state, i)
+        out, *got = sess.run(None, {"x": i, **dict(zip(names, state))})
+        assert np.array_equal(out, out_ref)
+        assert all(np.array_equal(a, b) for a, b in zip(got, ref, strict=True))
+        state, spikes = ref, spikes + float(out_ref.sum())
+    assert not spec.spiking or spikes > 0
 
 
 def test_fold_bn_equals_conv_then_batchnorm():
@@ -74,13 +108,16 @@ def test_every_neuron_variant_round_trips(variants):
     specs = [layer.spec for layer in neuron_layers(net)]
     snn = [n for n in proto.graph.node if n.domain == "snn"]
     assert [(n.op_type, n.overload) for n in snn] == [(s.kind, overload(s)) for s in specs]
-    assert len({(s.kind, overload(s)) for s in specs}) == 10  # 8 LIF variants, IF multi_subtract, LI li
+    assert len({(s.kind, overload(s)) for s in specs}) == N_VARIANTS
     assert sorted((f.name, f.overload) for f in proto.functions) == sorted({(s.kind, overload(s)) for s in specs})
     for n, s in zip(snn, specs):
         attrs = {a.name: onnx.helper.get_attribute_value(a) for a in n.attribute}
         assert attrs["reset"].decode() == s.reset and attrs["spike"].decode() == s.spike
         assert attrs["v_min"] == s.v_min and math.isclose(attrs["decay"], s.decay, rel_tol=1e-7)
-    assert neuron_specs(read_protocol(path)) == specs
+    meta = read_protocol(path)
+    assert [n.spec for n in meta.neurons] == specs
+    assert [len(n.states) for n in meta.neurons] == [s.n_states for s in specs]
+    assert all(list(n.input[1:]) == list(m.states) for n, m in zip(snn, meta.neurons))
     for i, s in enumerate(specs[:-1]):  # every spiking layer really spikes, multi-spike ones > 1 at times
         assert ref.outs[i].sum() > 0, f"layer {i} never spikes: the test would prove nothing"
         if s.spike == "multi":
@@ -103,6 +140,9 @@ FAMILIES = {
     "vgg-bn-bias": dict(name="2C1FC"),
     "vgg-plain": dict(name="2C2FCW4", bn=False, bias=False, kind="IF", spike="multi", reset="zero", v_min=-1.0),
     "resnet10": dict(name="resnet10", in_shape=(1, 8, 8), data="digits:static"),
+    "vgg-cuba-lif": dict(name="2C1FC", bn=False, kind="CubaLIF", extra={"decay_syn": 0.6}),
+    "resnet10-alif": dict(name="resnet10", in_shape=(1, 8, 8), data="digits:static", kind="ALIF",
+                          extra={"beta": 0.3, "decay_adapt": 0.8}),
 }
 
 
@@ -115,15 +155,17 @@ def test_every_model_family_round_trips(tmp_path, family):
     proto = onnx.load(path)
     onnx.checker.check_model(proto, full_check=True)
     assert proto.ir_version == 10
-    assert Counter(n.domain for n in proto.graph.node)["snn"] == len(neuron_layers(net)) == net.n_states
+    n_states = sum(layer.spec.n_states for layer in neuron_layers(net))
+    assert Counter(n.domain for n in proto.graph.node)["snn"] == len(neuron_layers(net))
+    assert n_states == net.n_states
     assert not any(n.op_type == "BatchNormalization" for n in proto.graph.node)
     assert all(s.sum() > 0 for s in ref.outs)
     assert all(i.type.tensor_type.shape.dim[0].dim_param == "batch" for i in proto.graph.input)
     meta = read_protocol(path)
-    assert [s["name"] for s in meta["states"]] == [i.name for i in proto.graph.input[1:]]
+    assert [s.name for s in meta.states] == [i.name for i in proto.graph.input[1:]]
     assert [o.name for o in proto.graph.output] == ["y", *(f"state_{i}_out" for i in range(net.n_states))]
-    assert meta["input"]["shape"] == list(cfg.model.in_shape) and meta["T_trained"] == cfg.train_T
-    assert json.loads(proto.metadata_props[0].value)["format"] == "flexsnn-onnx/1"
+    assert meta.input_shape == tuple(cfg.model.in_shape) and meta.T_trained == cfg.train_T
+    assert json.loads(proto.metadata_props[0].value)["format"] == "flexsnn-onnx/2"
 
 
 def test_folding_keeps_the_trained_function():

@@ -31,13 +31,9 @@ def test_step_by_step_equals_sequence(cfg):
     x = torch.rand(5, 3, *cfg.model.in_shape) * 2
     with torch.no_grad():
         seq = model(x)
-        states, outs = [None] * model.n_states, []
-        for x_t in x:
-            y, states = model.step(x_t, states)
-            outs.append(y)
-    assert len(model.stages) == cfg.model.stages
-    assert len(states) == model.n_states > 0
-    torch.testing.assert_close(torch.stack(outs), seq, rtol=1e-5, atol=1e-5)
+        steps = model.run_steps(x)
+    assert len(model.stages) == cfg.model.stages and model.n_states > 0
+    torch.testing.assert_close(steps, seq, rtol=1e-5, atol=1e-5)
 
 
 def test_stage_Ts_change_the_sequence_length_between_stages():

@@ -88,12 +88,12 @@ def test_traced_step_keeps_the_forward_and_follows_the_recurrence(rule):
     neurons = [m for m in model.modules() if isinstance(m, Neuron)]
     record: dict[Neuron, list] = {n: [] for n in neurons}
     for n in neurons:
-        n.register_forward_hook(lambda mod, inp, out: record[mod].append(out))
+        n.register_forward_hook(lambda mod, inp, out: record[mod].append((out[0], out[1][0])))
     x = spikes(5, 3, (2, 8, 8))
     states, traces, plain = [None] * model.n_states, [None] * model.n_states, [None] * model.n_states
-    for x_t in x:
+    for t, x_t in enumerate(x):
         y, states, traces = traced_step(model, x_t, states, traces, rule)
-        y_plain, plain = model.step(x_t, plain)
+        y_plain, plain = model.step(x_t, t, plain)
         torch.testing.assert_close(y, y_plain, rtol=0, atol=0)
     for i, n in enumerate(neurons):
         steps = record[n][::2]  # every step ran traced, then plain
@@ -177,7 +177,7 @@ def brute_force_grads(model: SpikingNet, x, y, w: float, learn: list[int], detac
     model.zero_grad()
     states, total = [None] * model.n_states, 0.0
     for t in range(x.shape[0]):
-        out, states = model.step(x[t], states)
+        out, states = model.step(x[t], t, states)
         if t in learn:
             total = total + step_loss(out, y, w) / len(learn)
         if detach:
@@ -236,12 +236,9 @@ def test_stepwise_bn_sequence_equals_steps_in_training():
         model = build_model(cfg).train()
         with torch.no_grad():
             seq = model(x)
-            states, outs = [None] * model.n_states, []
-            for x_t in x:
-                o, states = model.step(x_t, states)
-                outs.append(o)
+            steps = model.run_steps(x)
         assert seq.std(1).mean() > 0.01  # the outputs depend on the input (neurons spike)
-        assert torch.allclose(torch.stack(outs), seq, atol=1e-5) == equal, norm
+        assert torch.allclose(steps, seq, atol=1e-5) == equal, norm
 
 
 def test_weight_standardisation_by_hand_and_folding():

@@ -208,7 +208,7 @@ def _set_meta(m: onnx.ModelProto, **changes) -> onnx.ModelProto:
     (lambda p: p.write_bytes(b"\x08\x07garbage" * 50), "not a readable ONNX file"),
     (lambda p: p.write_bytes(Path(p.parent / "good.onnx").read_bytes()[:300]), "corrupted"),
     (lambda p: save(_strip_metadata(tiny_model()), p), "without 'flexsnn.protocol' metadata"),
-    (lambda p: save(_set_meta(tiny_model(), format="flexsnn-onnx/9"), p), "this runtime reads 'flexsnn-onnx/1'"),
+    (lambda p: save(_set_meta(tiny_model(), format="flexsnn-onnx/9"), p), "model protocol is 'flexsnn-onnx/9'; this runtime reads"),
     (lambda p: save(_set_meta(tiny_model(), readout="median"), p), "expected one of \\['mean', 'last', 'count'\\]"),
     (lambda p: save(_set_meta(tiny_model(), uses_t=True), p), "graph inputs are"),
     (lambda p: None, "does not exist"),

@@ -49,8 +49,8 @@ def test_checkpoint_round_trip_rebuilds_the_same_model(mtt_model, digits, tmp_pa
     path = tmp_path / "m.pt"
     save_checkpoint(path, cfg, model, metrics)
     raw = torch.load(path, weights_only=True)
-    assert raw["format"] == "flexsnn-checkpoint/1" and set(raw["config"]) == {"model", "neuron", "data", "method"}
-    assert raw["config"]["neuron"]["v_min"] == "-inf"  # every neuron field stored explicitly
+    assert raw["format"] == "flexsnn-checkpoint/2" and set(raw["config"]) == {"model", "neuron", "data", "method"}
+    assert raw["config"]["neuron"]["spec"]["v_min"] == "-inf"  # every neuron field stored explicitly
     cfg2, model2, metrics2 = load_checkpoint(path)
     assert cfg2 == cfg and metrics2["test_accuracy"] == metrics["test_accuracy"]
     x = torch.from_numpy(digits[1].frames(np.arange(16), 4))

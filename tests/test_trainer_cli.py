@@ -86,7 +86,7 @@ def test_bad_checkpoints(kind, tmp_path, capsys):
     (["--method", "sdt", "--T", "0"], "--T must be a positive integer"),
     (["--tmin", "0"], "--tmin must be a positive integer"),
     (["--tmin", "5", "--tmax", "3"], "must not exceed"),
-    (["--neuron", "alif"], "expected one of ['lif', 'if', 'multi-if']"),
+    (["--neuron", "izhikevich"], "neuron 'izhikevich' is unknown; expected one of ['alif', 'cuba-lif', 'if', 'lif', 'multi-if']"),
     (["--surrogate", "atan"], "expected one of"),
     (["--out", "/no/such/folder/m.pt"], "does not exist"),
     (["--data", "digits:static", "--stages", "9"], "stages"),

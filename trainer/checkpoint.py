@@ -1,8 +1,12 @@
 """Checkpoints (DESIGN.md §3): plain types and tensors, read with ``weights_only=True``.
 
-``{"format": "flexsnn-checkpoint/1", "config": {model, neuron, data, method},
+``{"format": "flexsnn-checkpoint/2", "config": {model, neuron, data, method},
 "state_dict": ..., "metrics": {...}}``. The config alone rebuilds the model through the
 model registry; nothing is pickled as code, and a file that would need it is refused.
+
+Version 2 stores the neuron as ``{"spec": NeuronSpec.to_dict(), "surrogate": ...}`` (any
+registered kind); version 1 files (the LIF/IF/LI fields flat beside the surrogate) are
+read and upgraded on load.
 """
 
 from __future__ import annotations
@@ -20,8 +24,9 @@ from runtime.fileio import write_atomic
 from .config import Config, ConfigError
 from .models import SpikingNet, build_model
 
-FORMAT = "flexsnn-checkpoint/1"
+FORMAT = "flexsnn-checkpoint/2"
 FORMAT_NAME = FORMAT.split("/")[0]
+READ_FORMATS = (f"{FORMAT_NAME}/1", FORMAT)
 
 
 class CheckpointError(ValueError):
@@ -60,12 +65,23 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     fmt = ckpt["format"]
     if not isinstance(fmt, str) or fmt.split("/")[0] != FORMAT_NAME:
         raise CheckpointError(f"{path} is a foreign checkpoint (format {fmt!r}); expected {FORMAT!r}")
-    if fmt != FORMAT:
-        raise CheckpointError(f"{path} has checkpoint format version {fmt!r}; this version reads {FORMAT!r}")
+    if fmt not in READ_FORMATS:
+        raise CheckpointError(f"{path} has checkpoint format version {fmt!r}; this version reads {list(READ_FORMATS)}")
     for key in ("config", "state_dict", "metrics"):
         if not isinstance(ckpt.get(key), dict):
             raise CheckpointError(f"{path} has no {key!r} dict")
+    if fmt == READ_FORMATS[0]:
+        ckpt["config"] = upgrade_v1_config(ckpt["config"])
     return ckpt
+
+
+def upgrade_v1_config(config: dict[str, Any]) -> dict[str, Any]:
+    """A version-1 config in version-2 form: the flat neuron fields become a spec dict."""
+    neuron = config.get("neuron")
+    if not isinstance(neuron, dict):
+        return config  # Config.from_dict names the missing section
+    spec = {k: v for k, v in neuron.items() if k != "surrogate"}
+    return {**config, "neuron": {"spec": spec, "surrogate": neuron.get("surrogate", "triangle")}}
 
 
 def load_checkpoint(path: str | Path) -> tuple[Config, SpikingNet, dict[str, Any]]:

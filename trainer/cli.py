@@ -14,7 +14,9 @@ from runtime.data import DataError, Dataset, load_dataset
 from runtime.data.datasets import SPEC_FORMS
 from runtime.data.transforms import TRANSFORM_FORMS, from_dicts, parse_transform
 from runtime.fileio import OutputPathError
-from runtime.neuron import SpecError
+from runtime.neuron import NeuronSpec, SpecError, field_names, make_spec
+from runtime.neuron import all_fields as neuron_fields
+from runtime.neuron import presets as neuron_presets
 from runtime.report import emit_json, guarded, table
 
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
@@ -38,7 +40,6 @@ from .train import calibrate_bn, evaluate, fit
 from .trev_memory import add_trev_memory_parser, cmd_trev_memory
 
 USER_ERRORS = (ConfigError, DataError, CheckpointError, SpecError, OutputPathError)
-NEURON_PRESETS = {"lif": ("LIF", "single"), "if": ("IF", "single"), "multi-if": ("IF", "multi")}
 
 
 def _data_help() -> str:
@@ -66,11 +67,11 @@ def _add_fit(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--weight-decay", type=float, default=0.0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--width", type=int, default=0, help="channel width (0: the model's default)")
-    p.add_argument("--neuron", default="lif", help=f"one of {', '.join(NEURON_PRESETS)} (default lif)")
-    p.add_argument("--decay", type=float, default=0.5, help="LIF membrane decay per step")
-    p.add_argument("--v-th", type=float, default=1.0)
-    p.add_argument("--reset", default="subtract", help="subtract or zero")
-    p.add_argument("--v-min", type=float, default=float("-inf"), help="lower membrane clamp")
+    p.add_argument("--neuron", default="lif", help=f"one of {', '.join(neuron_presets())} (default lif)")
+    for name, f in neuron_fields().items():
+        if name != "dt":  # dt is one time bin of the data, set from the data and T
+            p.add_argument(f"--{name.replace('_', '-')}", type=float if f.type in ("float", float) else str,
+                           default=None, help=f"{f.metadata['help']} (default: {f.default}, or the preset's)")
     p.add_argument("--surrogate", default="triangle", help=f"one of {', '.join(SURROGATES)}")
     p.add_argument("--readout", default="mean", help="mean (of outputs over steps) or li")
     p.add_argument("--no-bias", action="store_true", help="no biases (event-driven hardware)")
@@ -106,11 +107,34 @@ def _add_calibrate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True)
 
 
+def neuron_spec_from_args(a: argparse.Namespace, kind: str, duration_us: float) -> NeuronSpec:
+    """The preset's kind and fields, then every neuron flag given; a flag the kind does not
+    have is an error (never silently ignored)."""
+    presets = neuron_presets()
+    if a.neuron not in presets:
+        raise ConfigError(f"neuron {a.neuron!r} is unknown; expected one of {list(presets)}")
+    nkind, fields = presets[a.neuron]
+    own = set(field_names(nkind))
+    for name in neuron_fields():
+        value = getattr(a, name, None)
+        if value is None or name == "dt":
+            continue
+        if name not in own:
+            raise ConfigError(f"--{name.replace('_', '-')} does not apply to --neuron {a.neuron} ({nkind} neurons "
+                              f"have {sorted(own - {'dt'})})")
+        fields[name] = value
+    train_T = a.T if a.T is not None and a.method in FIXED_T_METHODS else a.tmax
+    # dt ties the per-step decay to the event-driven time constant: one step is one bin
+    fields["dt"] = duration_us / train_T if kind == "events" and train_T > 0 else 1.0
+    try:
+        return make_spec(nkind, **fields)
+    except SpecError as e:
+        raise ConfigError(f"--neuron {a.neuron}: {e}") from None
+
+
 def config_from_args(a: argparse.Namespace, train_shape: tuple[int, int, int], kind: str,
                      duration_us: float, ds: Dataset | None = None) -> Config:
-    if a.neuron not in NEURON_PRESETS:
-        raise ConfigError(f"neuron {a.neuron!r} is unknown; expected one of {list(NEURON_PRESETS)}")
-    nkind, spike = NEURON_PRESETS[a.neuron]
+    spec = neuron_spec_from_args(a, kind, duration_us)
     if a.norm not in NORMS:
         raise ConfigError(f"norm {a.norm!r} is unknown; expected one of {list(NORMS)}")
     if a.no_bn and a.norm != "bn":
@@ -120,13 +144,10 @@ def config_from_args(a: argparse.Namespace, train_shape: tuple[int, int, int], k
     if mse_weight is None:
         mse_weight = online_method(a.method).mse_weight if a.method in ONLINE_METHODS else MethodConfig.mse_weight
     T = a.T if a.T is not None else a.tmax
-    train_T = T if a.method in FIXED_T_METHODS else a.tmax
-    # dt ties the per-step decay to the event-driven time constant: one step is one bin
-    dt = duration_us / train_T if kind == "events" and train_T > 0 else 1.0
     return Config(
         ModelConfig(a.model, a.stages, a.width, not a.no_bias, bn, a.readout, ds.num_classes if ds else 10,
                     train_shape, bn_stats=bn_stats, weight_std=weight_std),
-        NeuronConfig(nkind, 1.0 if nkind == "IF" else a.decay, a.v_th, a.reset, spike, a.v_min, dt, a.surrogate),
+        NeuronConfig(spec, a.surrogate),
         DataConfig(a.data, kind, train_shape, binning="equal", duration_us=duration_us,
                    **({"classes": list(ds.classes), "durations": ds.durations,
                        "transforms": [t.to_dict() for t in ds.transforms]} if ds else {})),

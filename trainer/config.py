@@ -7,11 +7,10 @@ rebuilds the model through the model registry.
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from runtime.neuron import NeuronSpec
+from runtime.neuron import NeuronSpec, SpecError
 
 from .surrogate import SURROGATES
 
@@ -20,6 +19,7 @@ ONLINE_METHODS = ("sltt", "sltt-k", "ottt-a", "ottt-o", "ndot-a", "ndot-o")  # s
 METHODS = STAGE_METHODS + ONLINE_METHODS
 FIXED_T_METHODS = ("sdt",) + ONLINE_METHODS          # methods that train at the one T of MethodConfig.T
 READOUTS = ("mean", "li")
+PROTOCOL_READOUT = {"mean": "mean", "li": "last"}  # ModelConfig.readout -> the protocol's readout rule
 BN_STATS = ("sequence", "step")
 # conv normalisation by name (CLI --norm) -> ModelConfig (bn, bn_stats, weight_std)
 NORMS = {"bn": (True, "sequence", False), "bn-step": (True, "step", False), "sws": (False, "sequence", True),
@@ -46,19 +46,28 @@ class ModelConfig:
 
 @dataclass
 class NeuronConfig:
-    kind: str = "LIF"
-    decay: float = 0.5
-    v_th: float = 1.0
-    reset: str = "subtract"
-    spike: str = "single"
-    v_min: float = -math.inf
-    dt: float = 1.0
+    """The hidden layers' neuron (one :class:`NeuronSpec`, any registered kind) and the
+    surrogate gradient that trains it."""
+
+    spec: NeuronSpec = field(default_factory=NeuronSpec)
     surrogate: str = "triangle"
 
-    def spec(self, kind: str | None = None) -> NeuronSpec:
-        kind = kind or self.kind
-        decay = 1.0 if kind == "IF" else self.decay
-        return NeuronSpec(kind, decay, self.v_th, self.reset, self.spike, self.v_min, self.dt)
+    def readout_spec(self) -> NeuronSpec:
+        """The LI readout ("membrane voting") that goes with it: same decay and step."""
+        s = self.spec
+        return NeuronSpec("LI", s.decay, s.v_th, s.reset, s.spike, s.v_min, s.dt)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"spec": self.spec.to_dict(), "surrogate": self.surrogate}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> NeuronConfig:
+        if set(d) != {"spec", "surrogate"}:
+            raise ConfigError(f"config section 'neuron' must have the keys ['spec', 'surrogate'], got {sorted(d)}")
+        try:
+            return cls(NeuronSpec.from_dict(d["spec"]), d["surrogate"])
+        except SpecError as e:
+            raise ConfigError(f"neuron: {e}") from None
 
 
 @dataclass
@@ -120,10 +129,8 @@ class Config:
             raise ConfigError(f"readout {self.model.readout!r} is unknown; expected one of {list(READOUTS)}")
         if n.surrogate not in SURROGATES:
             raise ConfigError(f"surrogate {n.surrogate!r} is unknown; expected one of {sorted(SURROGATES)}")
-        try:
-            n.spec()
-        except ValueError as e:
-            raise ConfigError(f"neuron: {e}") from None
+        if not isinstance(n.spec, NeuronSpec):
+            raise ConfigError(f"neuron spec must be a NeuronSpec, got {type(n.spec).__name__}")
         return self
 
     def _validate_online(self) -> None:
@@ -135,6 +142,9 @@ class Config:
             raise ConfigError(f"--K applies to sltt-k only, not to method {m.name!r}")
         if not 0.0 <= m.mse_weight <= 1.0:
             raise ConfigError(f"--mse-weight must be in [0, 1], got {m.mse_weight}")
+        if m.name in ONLINE_METHODS and self.neuron.spec.n_states != 1:
+            raise ConfigError(f"method {m.name!r} keeps eligibility traces of a single membrane state; "
+                              f"{self.neuron.spec.kind} neurons have {self.neuron.spec.n_states} states (use sdt, nmt or mtt)")
         if m.name in ONLINE_METHODS and self.model.bn and self.model.bn_stats == "sequence":
             raise ConfigError(f"method {m.name!r} trains one time step at a time and cannot use BatchNorm "
                               "over all T steps (--norm bn); use --norm bn-step, sws or none")
@@ -145,8 +155,8 @@ class Config:
         return self.method.T if self.method.name in FIXED_T_METHODS else self.method.tmax
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["neuron"]["v_min"] = "-inf" if self.neuron.v_min == -math.inf else self.neuron.v_min
+        d = {f.name: self.neuron.to_dict() if f.name == "neuron" else asdict(getattr(self, f.name))
+             for f in fields(self)}
         for sec in ("model", "data"):
             key = "in_shape" if sec == "model" else "shape"
             d[sec][key] = list(d[sec][key])
@@ -157,6 +167,9 @@ class Config:
         parts = {}
         for f in fields(cls):
             sub = d.get(f.name)
+            if f.name == "neuron" and isinstance(sub, dict):
+                parts["neuron"] = NeuronConfig.from_dict(sub)
+                continue
             sub_cls = {"model": ModelConfig, "neuron": NeuronConfig, "data": DataConfig,
                        "method": MethodConfig}[f.name]
             if not isinstance(sub, dict):
@@ -166,8 +179,6 @@ class Config:
             if unknown:
                 raise ConfigError(f"config section {f.name!r} has unknown keys {sorted(unknown)}")
             sub = dict(sub)
-            if f.name == "neuron" and "v_min" in sub:
-                sub["v_min"] = float(sub["v_min"])
             for key in ("in_shape", "shape"):
                 if key in sub:
                     sub[key] = tuple(sub[key])

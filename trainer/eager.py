@@ -24,7 +24,7 @@ def step_ms(checkpoint: str, x: np.ndarray, frames: bool, steps: int, repeats: i
                 states = [None] * model.n_states
                 start = time.perf_counter()
                 for t in range(steps):
-                    _, states = model.step(xt[t] if frames else xt, states)
+                    _, states = model.step(xt[t] if frames else xt, t, states)
                 return (time.perf_counter() - start) / steps
             loop()
             return 1e3 * float(np.median([loop() for _ in range(repeats)]))

@@ -13,6 +13,8 @@ Every layer has ``n_states`` (how many state tensors it owns) and two forms:
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import torch
 from torch import nn
 
@@ -44,9 +46,8 @@ class Stateless(nn.Module):
 
 
 class NeuronLayer(nn.Module):
-    """A spiking (or leaky-integrator) layer: one membrane state."""
-
-    n_states = 1
+    """A spiking (or leaky-integrator) layer: one state tensor per state variable of its
+    kind (``spec.n_states``: the membrane first)."""
 
     def __init__(self, spec: NeuronSpec, surrogate: str = "triangle"):
         super().__init__()
@@ -56,16 +57,29 @@ class NeuronLayer(nn.Module):
     def spec(self) -> NeuronSpec:
         return self.neuron.spec
 
+    @property
+    def n_states(self) -> int:
+        return self.spec.n_states
+
     def step(self, x: torch.Tensor, states: States) -> tuple[torch.Tensor, States]:
-        y, u = self.neuron(x, states[0])
-        return y, [u]
+        y, new = self.neuron(x, None if states[0] is None else tuple(states))
+        return y, list(new)
 
     def seq(self, x: torch.Tensor) -> torch.Tensor:
-        u, out = None, []
+        state, out = None, []
         for x_t in x:
-            y, u = self.neuron(x_t, u)
+            y, state = self.neuron(x_t, state)
             out.append(y)
         return torch.stack(out)
+
+
+def step_chain(modules: Iterable[nn.Module], x: torch.Tensor, states: States) -> tuple[torch.Tensor, States]:
+    """One step through ``modules`` in order; each takes the next ``n_states`` states."""
+    new: States = []
+    for m in modules:
+        x, s = m.step(x, states[len(new): len(new) + m.n_states])
+        new += s
+    return x, new
 
 
 class Sequence(nn.Module):
@@ -80,12 +94,7 @@ class Sequence(nn.Module):
         return sum(layer.n_states for layer in self.layers)
 
     def step(self, x: torch.Tensor, states: States) -> tuple[torch.Tensor, States]:
-        new, i = [], 0
-        for layer in self.layers:
-            x, s = layer.step(x, states[i: i + layer.n_states])
-            new += s
-            i += layer.n_states
-        return x, new
+        return step_chain(self.layers, x, states)
 
     def seq(self, x: torch.Tensor) -> torch.Tensor:
         for layer in self.layers:
@@ -102,7 +111,7 @@ class Residual(nn.Module):
 
     @property
     def n_states(self) -> int:
-        return self.body.n_states + self.shortcut.n_states + 1
+        return self.body.n_states + self.shortcut.n_states + self.neuron.n_states
 
     def step(self, x: torch.Tensor, states: States) -> tuple[torch.Tensor, States]:
         nb, ns = self.body.n_states, self.shortcut.n_states

@@ -27,9 +27,11 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from runtime.protocol import readout as protocol_readout
+
 from . import temporal
-from .config import Config, ConfigError
-from .layers import NeuronLayer, Residual, Sequence, Stateless, States
+from .config import PROTOCOL_READOUT, Config, ConfigError
+from .layers import NeuronLayer, Residual, Sequence, Stateless, States, step_chain
 from .trev import NAME_FORM as TREV_NAME_FORM
 from .trev import parse_trev
 from .weight_std import WeightStandardized
@@ -41,7 +43,7 @@ class SpikingNet(nn.Module):
     def __init__(self, stages: list[Sequence], readout: str):
         super().__init__()
         self.stages = nn.ModuleList(stages)
-        self.readout_rule = "last" if readout == "li" else "mean"
+        self.readout_rule = PROTOCOL_READOUT[readout]
 
     @property
     def n_states(self) -> int:
@@ -62,16 +64,23 @@ class SpikingNet(nn.Module):
 
     def readout(self, y: torch.Tensor) -> torch.Tensor:
         """Logits from the output sequence: mean over steps, or the last step (LI)."""
-        return y[-1] if self.readout_rule == "last" else y.mean(0)
+        return protocol_readout(y, self.readout_rule)
 
-    def step(self, x: torch.Tensor, states: States) -> tuple[torch.Tensor, States]:
-        """One time step of the whole network (all stages at the same T)."""
-        new, i = [], 0
-        for stage in self.stages:
-            x, s = stage.step(x, states[i: i + stage.n_states])
-            new += s
-            i += stage.n_states
-        return x, new
+    def step(self, x: torch.Tensor, t: int, states: States) -> tuple[torch.Tensor, States]:
+        """Step ``t`` of the whole network (all stages at the same T): the interface every
+        model family shares (``TRevNet.step`` too); this family's step does not depend on t."""
+        return step_chain(self.stages, x, states)
+
+    @torch.no_grad()
+    def run_steps(self, x: torch.Tensor) -> torch.Tensor:
+        """The step form over a whole sequence ``[T, B, ...]`` from the zero state: the
+        output of every step ``[T, B, classes]`` (equals ``forward`` at one T for every stage)."""
+        states: States = [None] * self.n_states
+        ys = []
+        for t, x_t in enumerate(x):
+            y, states = self.step(x_t, t, states)
+            ys.append(y)
+        return torch.stack(ys)
 
 
 def _split(blocks: list[nn.Module], n: int) -> list[Sequence]:
@@ -84,7 +93,7 @@ def _split(blocks: list[nn.Module], n: int) -> list[Sequence]:
 def _classifier(cfg: Config, in_features: int) -> list[nn.Module]:
     layers: list[nn.Module] = [Stateless(nn.Linear(in_features, cfg.model.num_classes, bias=cfg.model.bias))]
     if cfg.model.readout == "li":
-        layers.append(NeuronLayer(cfg.neuron.spec("LI"), cfg.neuron.surrogate))
+        layers.append(NeuronLayer(cfg.neuron.readout_spec(), cfg.neuron.surrogate))
     return layers
 
 
@@ -102,7 +111,7 @@ def _conv_norm(cfg: Config, c_in: int, c_out: int, k: int, stride: int = 1, bias
 
 
 def build_vgg(cfg: Config, convs: int, fcs: int, width: int) -> SpikingNet:
-    m, spec = cfg.model, cfg.neuron.spec()
+    m, spec = cfg.model, cfg.neuron.spec
     c, h, w = m.in_shape
     blocks: list[nn.Module] = []
     for _ in range(convs):
@@ -121,7 +130,7 @@ def build_vgg(cfg: Config, convs: int, fcs: int, width: int) -> SpikingNet:
 
 
 def build_resnet(cfg: Config, blocks_per_stage: tuple[int, ...], width: int) -> SpikingNet:
-    m, spec, sg = cfg.model, cfg.neuron.spec(), cfg.neuron.surrogate
+    m, spec, sg = cfg.model, cfg.neuron.spec, cfg.neuron.surrogate
     c = m.in_shape[0]
     blocks: list[nn.Module] = [Sequence(_conv_norm(cfg, c, width, 3, 1, bias=m.bias) + [NeuronLayer(spec, sg)])]
     c = width

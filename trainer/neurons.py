@@ -1,62 +1,123 @@
-"""Torch neurons with explicit state: pure step functions plus thin modules.
+"""Torch neurons with explicit state: one step function per neuron kind, thin modules.
 
-The maths is :mod:`runtime.neuron` (DESIGN.md §1), written here once in torch, in the
-same operation order as the numpy reference so float32 results agree bit for bit. State
-is passed in and out: ``forward(x, state) -> (out, state)``; ``state=None`` means the
-zero membrane of t = 0. Nothing is kept between calls.
+The maths of each kind is its module in :mod:`runtime.neuron` (DESIGN.md §1), written
+here once in torch, in the same operation order as the numpy reference so float32
+results agree bit for bit. The same step serves training (spikes through a surrogate
+gradient) and deployment (the exact spike rule, no autograd Function, which TorchScript
+and torch.export can serialise): only the ``spike`` rule passed in differs.
+
+State is passed in and out: ``forward(x, state) -> (out, state)`` with ``state`` a tuple
+of one tensor per state variable of the kind; ``state=None`` means zeros (t = 0).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch import nn
 
-from runtime.neuron import NeuronSpec
+from runtime.neuron import ALIFSpec, CubaLIFSpec, NeuronSpec, kind_of
 
 from .surrogate import SpikeFn, get_surrogate
 
+State = tuple[torch.Tensor, ...]
+Threshold = torch.Tensor | float
+SpikeRule = Callable[[torch.Tensor, Threshold], torch.Tensor]   # (v, theta) -> spikes
+TorchStep = Callable[[NeuronSpec, State, torch.Tensor, SpikeRule], tuple[torch.Tensor, State]]
 
-def spike_count(spec: NeuronSpec, v: torch.Tensor) -> torch.Tensor:
-    """Exact forward spike rule (no gradient path)."""
+
+def spike_count(spec: NeuronSpec, v: torch.Tensor, theta: Threshold) -> torch.Tensor:
+    """Exact forward spike rule (no gradient path): 1[v >= theta] or floor(v / theta)."""
     if spec.spike == "single":
-        return (v >= spec.v_th).to(v.dtype)
-    return torch.where(v >= spec.v_th, torch.floor(v / spec.v_th), torch.zeros_like(v))
+        return (v >= theta).to(v.dtype)
+    return torch.where(v >= theta, torch.floor(v / theta), torch.zeros_like(v))
 
 
-def neuron_step(
-    spec: NeuronSpec, u_prev: torch.Tensor, current: torch.Tensor,
-    surrogate: str = "triangle", param: float | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """One step of ``spec``; returns ``(out, u)`` (out = spikes, or u for LI)."""
-    v = spec.decay * u_prev + current
-    if not spec.spiking:
-        return v, v
+def exact_rule(spec: NeuronSpec) -> SpikeRule:
+    return lambda v, theta: spike_count(spec, v, theta)
+
+
+def surrogate_rule(spec: NeuronSpec, surrogate: str, param: float | None = None) -> SpikeRule:
+    """The exact forward with the surrogate derivative of ``v - theta`` in the backward
+    (so gradients reach an adaptive threshold too)."""
     fn, default = get_surrogate(surrogate)
-    s = SpikeFn.apply(v, spike_count(spec, v.detach()), spec.v_th, fn, default if param is None else param)
+    width = default if param is None else param
+
+    def rule(v: torch.Tensor, theta: Threshold) -> torch.Tensor:
+        return SpikeFn.apply(v - theta, spike_count(spec, v.detach(), theta), 0.0, fn, width)
+    return rule
+
+
+def reset_clamp(spec: NeuronSpec, v: torch.Tensor, s: torch.Tensor, theta: Threshold) -> torch.Tensor:
     if spec.reset == "subtract":
-        u = v - spec.v_th * s
+        u = v - theta * s
     else:  # v * (s == 0), written so the reset keeps its surrogate gradient
         u = v * (1 - torch.clamp(s, max=1.0))
     if spec.v_min != -math.inf:
         u = torch.clamp(u, min=spec.v_min)
-    return s, u
+    return u
+
+
+def lif_step(spec: NeuronSpec, state: State, current: torch.Tensor, spike: SpikeRule) -> tuple[torch.Tensor, State]:
+    (u_prev,) = state
+    v = spec.decay * u_prev + current
+    s = spike(v, spec.v_th)
+    return s, (reset_clamp(spec, v, s, spec.v_th),)
+
+
+def li_step(spec: NeuronSpec, state: State, current: torch.Tensor, spike: SpikeRule) -> tuple[torch.Tensor, State]:
+    (u_prev,) = state
+    v = spec.decay * u_prev + current
+    return v, (v,)
+
+
+def cuba_lif_step(spec: NeuronSpec, state: State, current: torch.Tensor, spike: SpikeRule
+                  ) -> tuple[torch.Tensor, State]:
+    assert isinstance(spec, CubaLIFSpec)
+    u_prev, i_prev = state
+    i = spec.decay_syn * i_prev + current
+    v = spec.decay * u_prev + i
+    s = spike(v, spec.v_th)
+    return s, (reset_clamp(spec, v, s, spec.v_th), i)
+
+
+def alif_step(spec: NeuronSpec, state: State, current: torch.Tensor, spike: SpikeRule) -> tuple[torch.Tensor, State]:
+    assert isinstance(spec, ALIFSpec)
+    u_prev, a_prev = state
+    a = spec.decay_adapt * a_prev
+    v = spec.decay * u_prev + current
+    theta = spec.v_th + a
+    s = spike(v, theta)
+    return s, (reset_clamp(spec, v, s, theta), a + spec.beta * s)
+
+
+# One torch step per registered kind (a test checks that every kind has one).
+TORCH_STEPS: dict[str, TorchStep] = {"LIF": lif_step, "IF": lif_step, "LI": li_step,
+                                     "CubaLIF": cuba_lif_step, "ALIF": alif_step}
+
+
+def neuron_step(spec: NeuronSpec, state: State, current: torch.Tensor, spike: SpikeRule | None = None
+                ) -> tuple[torch.Tensor, State]:
+    """One step of ``spec``; ``spike`` None: the exact rule (deployment)."""
+    return TORCH_STEPS[spec.kind](spec, state, current, spike or exact_rule(spec))
+
+
+def zero_state(spec: NeuronSpec, like: torch.Tensor) -> State:
+    return tuple(torch.zeros_like(like) for _ in kind_of(spec.kind).states)
 
 
 class Neuron(nn.Module):
-    """A neuron layer: ``forward(x, state) -> (out, state)`` with ``state`` the membrane."""
+    """A neuron layer for training: ``forward(x, state) -> (out, state)``."""
 
     def __init__(self, spec: NeuronSpec, surrogate: str = "triangle", param: float | None = None):
         super().__init__()
-        get_surrogate(surrogate)  # fail at build time on a bad name
+        self.rule = surrogate_rule(spec, surrogate, param)  # fails at build time on a bad name
         self.spec, self.surrogate, self.param = spec, surrogate, param
 
-    def forward(self, x: torch.Tensor, state: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        u_prev = torch.zeros_like(x) if state is None else state
-        return neuron_step(self.spec, u_prev, x, self.surrogate, self.param)
+    def forward(self, x: torch.Tensor, state: State | None) -> tuple[torch.Tensor, State]:
+        return neuron_step(self.spec, zero_state(self.spec, x) if state is None else state, x, self.rule)
 
     def extra_repr(self) -> str:
-        s = self.spec
-        return (f"{s.kind}, decay={s.decay}, v_th={s.v_th}, reset={s.reset}, spike={s.spike}, "
-                f"v_min={s.v_min}, surrogate={self.surrogate}")
+        return ", ".join(f"{k}={v}" for k, v in self.spec.to_dict().items()) + f", surrogate={self.surrogate}"

@@ -78,11 +78,11 @@ def backward_steps(T: int, K: int, rng: np.random.Generator) -> list[int]:
     return sorted(int(t) for t in rng.choice(T, size=K, replace=False))
 
 
-def forward_step(model: SpikingNet, x: torch.Tensor, states: States, traces: list[Trace | None],
+def forward_step(model: SpikingNet, x: torch.Tensor, t: int, states: States, traces: list[Trace | None],
                  rule: str | None) -> tuple[torch.Tensor, States, list[Trace | None]]:
-    """One step; weight gradients at the spikes (``rule`` None) or at the traces."""
+    """Step ``t``; weight gradients at the spikes (``rule`` None) or at the traces."""
     if rule is None:
-        y, states = model.step(x, states)
+        y, states = model.step(x, t, states)
         return y, states, traces
     return traced_step(model, x, states, traces, rule)
 
@@ -104,7 +104,7 @@ def online_iteration(model: SpikingNet, opt: torch.optim.Optimizer, x: torch.Ten
     total = 0.0
     for t in range(T):
         with torch.set_grad_enabled(t in learn):
-            out, states, traces = forward_step(model, x[t], states, traces, method.trace)
+            out, states, traces = forward_step(model, x[t], t, states, traces, method.trace)
             loss = step_loss(out, y, m.mse_weight)
         if t in learn:
             (loss / len(learn)).backward()

@@ -148,7 +148,8 @@ class _Walk:
 
     def _neuron(self, layer: NeuronLayer, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         u_prev, prev = next(self.states), next(self.traces)
-        y, u = layer.neuron(x, u_prev)
+        # single-state kinds only (Config refuses online methods for the others)
+        y, (u,) = layer.neuron(x, None if u_prev is None else (u_prev,))
         self.new_states.append(u)
         if not layer.spec.spiking:
             self.new_traces.append(None)

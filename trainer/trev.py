@@ -50,7 +50,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import Config, ConfigError
+from runtime.protocol import readout as protocol_readout
+
+from .config import PROTOCOL_READOUT, Config, ConfigError
 from .neurons import Neuron
 from .reversible import reversible_c3
 from .weight_std import WeightStandardized
@@ -197,9 +199,9 @@ class TRevNet(nn.Module):
         W = m.width or size.width
         _check_grouping(W, T, m.name)
         self.T, self.static, self.head_weight = T, cfg.data.kind == "static", head_weight
-        self.readout_rule = "last" if m.readout == "li" else "mean"
+        self.readout_rule = PROTOCOL_READOUT[m.readout]
         self.reversible = True
-        spec, sg = cfg.neuron.spec(), cfg.neuron.surrogate
+        spec, sg = cfg.neuron.spec, cfg.neuron.surrogate
 
         def make() -> Neuron:
             return Neuron(spec, sg)
@@ -269,7 +271,7 @@ class TRevNet(nn.Module):
 
     def readout(self, y: torch.Tensor) -> torch.Tensor:
         """Logits after ``len(y)`` steps: mean of y, or the last step's y."""
-        return y[-1] if self.readout_rule == "last" else y.mean(0)
+        return protocol_readout(y, self.readout_rule)
 
     def loss(self, y: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """``CE(readout after n steps) + head_weight * sum_{t<n} CE(readout after t steps)``."""

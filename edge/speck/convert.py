@@ -25,7 +25,7 @@ import numpy as np
 import onnx
 
 from runtime.event.graph import Layer, lower
-from runtime.neuron import NeuronSpec
+from runtime.neuron import NeuronSpec, kind_of
 from runtime.protocol import ModelError, Protocol
 
 from .constraints import LayerShape, Violation
@@ -62,21 +62,18 @@ class SpeckNet:
 
 def _neuron(L: Layer, readout: bool, readout_threshold: float, net: SpeckNet) -> NeuronSpec:
     n = L.neuron
+    issue = None if n is None else kind_of(n.kind).speck_issue(n)
+    if issue is not None:
+        net.violations.append(Violation(L.name, *issue))
     if n is None or (readout and not n.spiking):
-        if n is not None and n.decay != 1.0:
-            net.violations.append(Violation(L.name, "readout leak (decay per step)", n.decay,
-                                            "1.0 (Speck neurons do not leak)"))
         net.notes.append(f"readout {L.name!r}: IF neurons with threshold {readout_threshold:g}, "
                          "prediction = most output spikes")
         return NeuronSpec("IF", 1.0, readout_threshold, "subtract", "multi", -math.inf, n.dt if n else 1.0)
-    if n.decay != 1.0:
-        net.violations.append(Violation(L.name, "neuron leak (decay per step)", n.decay,
-                                        "1.0 (IF: Speck neurons do not leak)"))
     if n.reset != "subtract":
         net.violations.append(Violation(L.name, "reset", n.reset, "'subtract' (the chip subtracts the threshold)"))
     if n.spike == "single":
         net.notes.append(f"{L.node or L.name!r}: single-spike IF run as multi-spike (as the chip fires)")
-    return NeuronSpec("IF", 1.0, n.v_th, "subtract", "multi", n.v_min, n.dt) if n.decay == 1.0 else n
+    return n if issue is not None else NeuronSpec("IF", 1.0, n.v_th, "subtract", "multi", n.v_min, n.dt)
 
 
 def convert(model: onnx.ModelProto, protocol: Protocol, readout_threshold: float = 1.0) -> SpeckNet:

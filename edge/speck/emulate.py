@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import onnx
@@ -26,14 +26,16 @@ from onnx import TensorProto, helper, numpy_helper
 
 from runtime.event import EventEngine, EventResult, load_event
 from runtime.event.metrics import spike_difference, stack_counts
-from runtime.protocol import FORMAT, METADATA_KEY, parse_protocol
+from runtime.neuron import NeuronSpec
+from runtime.neuron import functions as fn
+from runtime.protocol import METADATA_KEY, NeuronInfo, Protocol, StateInfo
 
 from .quantize import QuantNet
 
 OPSET = 18
 
 
-def quantized_model(qnet: QuantNet) -> tuple[onnx.ModelProto, dict]:
+def quantized_model(qnet: QuantNet) -> tuple[onnx.ModelProto, Protocol]:
     """The quantised network as a one-step protocol graph (no function bodies: it is for
     the event engine, which reads the ``snn`` node attributes, not for onnxruntime)."""
     net = qnet.net
@@ -51,38 +53,34 @@ def quantized_model(qnet: QuantNet) -> tuple[onnx.ModelProto, dict]:
         nodes.append(helper.make_node("Conv", [cur, f"w{i}"], [f"cur{i}"], name=L.name, kernel_shape=list(s.kernel),
                                       strides=list(s.stride), pads=[*s.padding, *s.padding]))
         node = q.node or f"{L.name}_IF"
-        spec = {"kind": "IF", "decay": 1.0, "v_th": float(q.threshold), "reset": "subtract", "spike": "multi",
-                "v_min": float(q.v_min), "dt": L.neuron.dt}
+        spec = NeuronSpec("IF", 1.0, float(q.threshold), "subtract", "multi", float(q.v_min), L.neuron.dt)
         n = helper.make_node("IF", [f"cur{i}", f"state_{i}"], [f"spk{i}", f"state_{i}_out"], name=node,
-                             domain="snn", **spec)
-        n.overload = "multi_subtract_clamp"
+                             domain=fn.DOMAIN, **fn.attributes(spec))
+        n.overload = fn.overload(spec)
         nodes.append(n)
-        states.append({"name": f"state_{i}", "shape": [s.c_out, *s.out_size], "node": node})
-        neurons.append({"node": node, "op": "IF", "spec": spec})
+        states.append(StateInfo(f"state_{i}", (s.c_out, *s.out_size), node))
+        neurons.append(NeuronInfo(node, spec, (f"state_{i}",)))
         cur, pool = f"spk{i}", s.pool[0]
     nodes.append(helper.make_node("Flatten", [cur], ["y"], axis=1, name="readout_flatten"))
     p = net.protocol
-    meta = {"format": FORMAT, "model": f"{p.model} (Speck, quantised)", "method": p.method,
-            "input": {"kind": p.input_kind, "shape": list(p.input_shape), "binning": p.binning,
-                      "duration_us": p.duration_us, "dt_us": p.dt_us},
-            "uses_t": False, "readout": "count", "T_trained": p.T_trained, "T_range": list(p.T_range),
-            "classes": list(p.classes), "states": states, "neurons": neurons}
+    proto = replace(p, model=f"{p.model} (Speck, quantised)", uses_t=False, readout="count",
+                    states=tuple(states), neurons=tuple(neurons), max_steps=None)
     f32 = TensorProto.FLOAT
     graph = helper.make_graph(
         nodes, "speck_quantized",
         [helper.make_tensor_value_info("x", f32, ["batch", *p.input_shape])]
-        + [helper.make_tensor_value_info(st["name"], f32, ["batch", *st["shape"]]) for st in states],
+        + [helper.make_tensor_value_info(st.name, f32, ["batch", *st.shape]) for st in states],
         [helper.make_tensor_value_info("y", f32, ["batch", p.num_classes])]
-        + [helper.make_tensor_value_info(f"{st['name']}_out", f32, ["batch", *st["shape"]]) for st in states],
+        + [helper.make_tensor_value_info(f"{st.name}_out", f32, ["batch", *st.shape]) for st in states],
         inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET), helper.make_opsetid("snn", 1)])
-    helper.set_model_props(model, {METADATA_KEY: json.dumps(meta)})
-    return model, meta
+    helper.set_model_props(model, {METADATA_KEY: json.dumps(proto.to_dict())})
+    return model, proto
 
 
 def chip_engine(qnet: QuantNet) -> EventEngine:
-    model, meta = quantized_model(qnet)
-    return EventEngine(model, parse_protocol(meta), "(quantised, in memory)")
+    model, proto = quantized_model(qnet)
+    return EventEngine(model, proto, "(quantised, in memory)")
 
 
 def serial(streams: Sequence[np.ndarray]) -> list[np.ndarray]:

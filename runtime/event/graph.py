@@ -8,8 +8,10 @@ The one-step graph must be a feed-forward chain from ``x`` to ``y`` of:
   pool whose ``1/k²`` is folded into the next synaptic weights (``avg = sum / k²`` and the
   next op is linear); ``Flatten``/``Reshape`` to ``[B, N]`` (fixes the C, H, W order of a
   dense layer's inputs); ``Identity``;
-* one ``snn::LIF/IF/LI`` node after a synaptic op, or none (a readout that accumulates
-  the current, what the ``mean`` and ``count`` readouts of the clock-driven runtime sum).
+* one ``snn`` neuron node after a synaptic op, or none (a readout that accumulates the
+  current, what the ``mean`` and ``count`` readouts of the clock-driven runtime sum). The
+  neuron's kind gives its event-driven form (``NeuronKind.event_form``); a kind without
+  one is refused with the kind's own reason.
 
 Biases have no event-driven meaning (a constant current per step needs a clock): a bias
 that is not all zeros is refused. Anything else is refused with the list of what works.
@@ -17,18 +19,17 @@ that is not all zeros is refused. Anything else is refused with the list of what
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from ..neuron import NeuronSpec
+from ..neuron import EventForm, EventFormError, NeuronSpec, kind_of, kinds
 from ..protocol import SNN_DOMAIN, ModelError, Protocol
 
-SUPPORTED_OPS = ("Conv", "Gemm", "MatMul", "Add (zero bias)", "AveragePool", "Flatten",
-                 "Reshape", "Identity", "snn::LIF", "snn::IF", "snn::LI")
+SUPPORTED_OPS = ("Conv", "Gemm", "MatMul", "Add (zero bias)", "AveragePool", "Flatten", "Reshape", "Identity",
+                 "snn neuron nodes with an event-driven form")
 
 
 class BiasError(ModelError):
@@ -44,7 +45,8 @@ class Layer:
     columns beyond ``in_shape * pool`` are dropped, as AveragePool without ceil_mode does);
     ``weight`` is ``[Cout, Cin, kh, kw]`` (conv) or ``[Nout, Nin]`` (dense, inputs in the
     C, H, W order of ``in_shape``), with the pooling's ``1/pool²`` already folded in.
-    ``neuron`` None: the layer accumulates its input current (a readout without neuron).
+    ``neuron`` None: the layer accumulates its input current (a readout without neuron);
+    ``form`` is the neuron's event-driven form (what the kernels run).
     """
 
     op: str
@@ -58,6 +60,7 @@ class Layer:
     pads: tuple[int, int] = (0, 0)        # top, left (bottom and right only set out_shape)
     neuron: NeuronSpec | None = None
     node: str = ""                        # the snn node's name ("" for none)
+    form: EventForm | None = None
 
     @property
     def size(self) -> int:
@@ -129,7 +132,13 @@ def lower(model: onnx.ModelProto, proto: Protocol) -> list[Layer]:
 
     def close(neuron: NeuronSpec | None, node: str) -> None:
         nonlocal pending
-        layers.append(Layer(**pending, neuron=neuron, node=node))
+        form = None
+        if neuron is not None:
+            try:
+                form = kind_of(neuron.kind).event_form(neuron)
+            except EventFormError as e:
+                raise ModelError(f"neuron node {node!r}: {e}") from None
+        layers.append(Layer(**pending, neuron=neuron, node=node, form=form))
         pending = None
 
     for node in g.node:
@@ -137,12 +146,12 @@ def lower(model: onnx.ModelProto, proto: Protocol) -> list[Layer]:
             continue
         data = [i for i in node.input if i and i not in inits]
         if node.domain == SNN_DOMAIN:
-            data = data[:1]  # (current, u_prev): the state is the neuron's own
+            data = data[:1]  # (current, *state): the states are the neuron's own
         if data != [cur]:
             raise _refuse(node, f"reads {data}, expected only the previous tensor {cur!r} (not a chain)")
         op = node.op_type
         if node.domain == SNN_DOMAIN:
-            if pending is None or op not in ("LIF", "IF", "LI"):
+            if pending is None or op not in kinds():
                 raise _refuse(node, "a neuron must follow a synaptic op (Conv, Gemm, MatMul)")
             close(specs[node.name], node.name)
         elif op in ("Conv", "Gemm", "MatMul"):
@@ -219,14 +228,7 @@ def lower(model: onnx.ModelProto, proto: Protocol) -> list[Layer]:
         raise ModelError(f"the readout has {layers[-1].size} outputs but the metadata names "
                          f"{proto.num_classes} classes")
     for L in layers[:-1]:
-        if L.neuron is None or not L.neuron.spiking:
+        if L.form is None or not L.form.spiking:
             raise ModelError(f"layer {L.name!r} feeds the next layer without spiking neurons; in an event-driven "
                              "network only spikes travel between layers")
     return layers
-
-
-def tau_inverse(spec: NeuronSpec | None) -> float:
-    """``1 / tau`` in 1/µs, with ``tau = -dt / ln(decay)`` (DESIGN.md §1); 0 for no decay."""
-    if spec is None or spec.decay == 1.0:
-        return 0.0
-    return -math.log(spec.decay) / spec.dt

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .graph import Layer, tau_inverse
+from .graph import Layer
 
 # columns of the integer parameter table, one row per layer
 (OP, CS, HS, WS, POOL, CI, HI, WI, CO, HO, WO, KH, KW, SH, SW, PT, PL, WOFF, VOFF, GOFF, KIND, RESET,
@@ -72,12 +72,12 @@ def pack(layers: Sequence[Layer]) -> Net:
         w_off += w.size
         v_off += L.size
         g_off += L.out_shape[1] * L.out_shape[2]
-        n = L.neuron
+        n = L.form
         r[KIND] = KIND_ACCUMULATE if n is None else KIND_SPIKING if n.spiking else KIND_LI
         if n is not None:
             r[RESET] = 0 if n.reset == "subtract" else 1
             r[SPIKE] = 0 if n.spike == "single" else 1
-            F[i] = (tau_inverse(n), n.v_th, n.v_min)
+            F[i] = (n.inv_tau, n.v_th, n.v_min)
         else:
             F[i] = (0.0, np.inf, -np.inf)
     return Net(P, F, np.concatenate(weights).astype(np.float32), v_off, g_off)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .graph import Layer, tau_inverse
+from .graph import Layer
 
 
 @dataclass
@@ -61,7 +61,7 @@ def run_reference(layers: Sequence[Layer], stream: np.ndarray) -> ReferenceResul
             i += 1
         for li, L in enumerate(layers):
             _, hs, ws = L.src_shape
-            inv_tau = tau_inverse(L.neuron)
+            inv_tau = 0.0 if L.form is None else L.form.inv_tau
             touched: dict[int, None] = {}
             for src, n in spikes:
                 c, rem = divmod(src, hs * ws)
@@ -77,9 +77,9 @@ def run_reference(layers: Sequence[Layer], stream: np.ndarray) -> ReferenceResul
                     v[li][j] += n * w
                     synops += 1
             spikes = []
-            if L.neuron is None or not L.neuron.spiking:
+            if L.form is None or not L.form.spiking:
                 continue
-            spec = L.neuron
+            spec = L.form
             for j in touched:
                 u = v[li][j]
                 if u >= spec.v_th:
@@ -90,8 +90,8 @@ def run_reference(layers: Sequence[Layer], stream: np.ndarray) -> ReferenceResul
                     trains[li].append((t, j, s))
                 v[li][j] = max(u, spec.v_min)
     last = layers[-1]
-    spiking_out = last.neuron is not None and last.neuron.spiking
+    spiking_out = last.form is not None and last.form.spiking
     out = np.array(counts[-1] if spiking_out else v[-1], np.float64)
-    spiking = [i for i, L in enumerate(layers) if L.neuron is not None and L.neuron.spiking]
+    spiking = [i for i, L in enumerate(layers) if L.form is not None and L.form.spiking]
     return ReferenceResult(out, {layers[i].node: np.array(counts[i]).reshape(layers[i].out_shape) for i in spiking},
                            {layers[i].node: trains[i] for i in spiking}, synops)

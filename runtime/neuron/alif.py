@@ -1,0 +1,82 @@
+"""ALIF: LIF with an adaptive threshold, two states (membrane ``u``, threshold increment ``a``).
+
+After each spike the threshold rises by ``beta`` and decays back to ``v_th`` with factor
+``decay_adapt`` per step (the adaptive threshold of Bellec et al. 2018, LSNN). One clock
+step with input current ``I``::
+
+    a' = decay_adapt * a_prev       the increment decays
+    v  = decay * u_prev + I         charge
+    theta = v_th + a'               threshold of this step
+    s, u = spike, reset and clamp rules on (v, theta)       (rules.py; subtract removes theta)
+    a  = a' + beta * s              each spike raises the threshold
+
+No event-driven form here: the threshold falls between input events while the membrane
+decays at another rate, so a neuron can cross its threshold at a time no input marks.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+from onnx import NodeProto, helper
+
+from . import rules
+from .base import EventForm, EventFormError, NeuronKind, NeuronSpec, SpecError, check_decay, register
+
+
+@dataclass(frozen=True)
+class ALIFSpec(NeuronSpec):
+    """A :class:`NeuronSpec` plus ``decay_adapt`` (the threshold increment's factor per
+    step) and ``beta`` (threshold increment per spike, >= 0)."""
+
+    kind: str = "ALIF"
+    decay_adapt: float = field(default=0.9, metadata={"help": "ALIF: threshold increment decay per step"})
+    beta: float = field(default=0.2, metadata={"help": "ALIF: threshold increment per spike"})
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_decay("decay_adapt", self.decay_adapt)
+        if not (self.beta >= 0.0 and math.isfinite(self.beta)):
+            raise SpecError(f"beta must be a finite number >= 0, got {self.beta}")
+
+
+class ALIF(NeuronKind):
+    name = "ALIF"
+    spec_cls = ALIFSpec
+    states = ("u", "a")
+    doc = "adaptive-threshold LIF: states u (membrane) and a (threshold increment: +beta per spike, decay_adapt)"
+    presets = {"alif": {}}
+
+    def step(self, spec: NeuronSpec, state: tuple[np.ndarray, ...], current: np.ndarray
+             ) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+        assert isinstance(spec, ALIFSpec)
+        u_prev, a_prev = state
+        dtype = np.result_type(u_prev, current)
+        a = (dtype.type(spec.decay_adapt) * a_prev).astype(dtype, copy=False)
+        v = (dtype.type(spec.decay) * u_prev + current).astype(dtype, copy=False)
+        theta = (dtype.type(spec.v_th) + a).astype(dtype, copy=False)
+        s, u = rules.spike_reset(spec, v, theta)
+        a = (a + dtype.type(spec.beta) * s).astype(dtype, copy=False)
+        return s, (u, a)
+
+    def overload(self, spec: NeuronSpec) -> str:
+        return rules.variant(spec)
+
+    def onnx_body(self, spec: NeuronSpec) -> list[NodeProto]:
+        n = helper.make_node
+        return ([rules.attr_const("decay_adapt", "decay_adapt"), n("Mul", ["decay_adapt", "a_prev"], ["a_d"])]
+                + rules.charge("decay", "u_prev", "current", "v")
+                + [rules.attr_const("v_th", "v_th"), n("Add", ["v_th", "a_d"], ["theta"])]
+                + rules.spike_reset_nodes(spec, "v", "theta", "u")
+                + [rules.attr_const("beta", "beta"), n("Mul", ["beta", "out"], ["a_inc"]),
+                   n("Add", ["a_d", "a_inc"], ["a"])])
+
+    def event_form(self, spec: NeuronSpec) -> EventForm:
+        raise EventFormError("ALIF thresholds decay between input events at another rate than the membrane, "
+                             "so a neuron can cross its threshold at a time no input marks; the event engine "
+                             "has no crossing-time solver for them (run this model clock-driven)")
+
+
+ALIF_KIND = register(ALIF())

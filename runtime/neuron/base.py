@@ -1,0 +1,246 @@
+"""What every neuron kind is made of: the spec dataclass, the kind interface, the registry.
+
+A *spec* (:class:`NeuronSpec` or a kind's subclass of it) is the pure, explicit description
+of one neuron layer (DESIGN.md §1): no field is implied by a framework default. A *kind*
+(:class:`NeuronKind`, one module per kind in this package) is everything that kind is:
+its spec class and validation, its state variables, its numpy step (the reference the
+torch, ONNX and numba forms are checked against), its ONNX function body, its
+event-driven form, and what Speck can do with it. Every other part of the product asks
+the registry (:func:`kind_of`); none branches on the kind by itself.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, ClassVar
+
+import numpy as np
+from onnx import NodeProto
+
+RESETS = ("subtract", "zero")
+SPIKES = ("single", "multi")
+
+
+class SpecError(ValueError):
+    """A neuron description that is not valid; the message names the field."""
+
+
+@dataclass(frozen=True)
+class NeuronSpec:
+    """Pure description of one neuron layer; kinds with more fields subclass it.
+
+    kind:   a registered kind (``kinds()``): "LIF", "IF", "LI", "CubaLIF", "ALIF".
+    decay:  membrane factor per step, ``decay = exp(-dt / tau)``.
+    v_th:   firing threshold (> 0).
+    reset:  "subtract" (soft) or "zero" (hard).
+    spike:  "single" (at most one spike per step) or "multi" (floor(v / v_th) spikes).
+    v_min:  lower clamp of the membrane after reset; ``-inf`` means none.
+    dt:     duration of one step (µs for event data; 1.0 for static inputs), which ties
+            every per-step decay to its event-driven time constant.
+    """
+
+    kind: str = "LIF"
+    decay: float = field(default=0.5, metadata={"help": "membrane decay per step, exp(-dt/tau) (IF: 1)"})
+    v_th: float = field(default=1.0, metadata={"help": "firing threshold"})
+    reset: str = field(default="subtract", metadata={"help": "reset after a spike: subtract or zero"})
+    spike: str = field(default="single", metadata={"help": "single (one spike per step) or multi (floor(v/v_th))"})
+    v_min: float = field(default=-math.inf, metadata={"help": "lower membrane clamp after reset (-inf: none)"})
+    dt: float = field(default=1.0, metadata={"help": "duration of one step (µs for event data)"})
+
+    def __post_init__(self) -> None:
+        k = kind_of(self.kind)
+        if type(self) is not k.spec_cls:
+            raise SpecError(f"a {self.kind} neuron is described by {k.spec_cls.__name__}, not "
+                            f"{type(self).__name__}; build it with make_spec({self.kind!r}, ...)")
+        if self.reset not in RESETS:
+            raise SpecError(f"reset {self.reset!r} is unknown; expected one of {list(RESETS)}")
+        if self.spike not in SPIKES:
+            raise SpecError(f"spike {self.spike!r} is unknown; expected one of {list(SPIKES)}")
+        check_decay("decay", self.decay)
+        if not (self.v_th > 0.0 and math.isfinite(self.v_th)):
+            raise SpecError(f"v_th must be a finite number > 0, got {self.v_th}")
+        if math.isnan(self.v_min) or self.v_min >= self.v_th:
+            raise SpecError(f"v_min must be below v_th (or -inf for none), got {self.v_min}")
+        if not (self.dt > 0.0 and math.isfinite(self.dt)):
+            raise SpecError(f"dt must be a finite number > 0, got {self.dt}")
+        k.validate(self)
+
+    @property
+    def spiking(self) -> bool:
+        return kind_of(self.kind).spiking
+
+    @property
+    def n_states(self) -> int:
+        return len(kind_of(self.kind).states)
+
+    @property
+    def tau(self) -> float:
+        """Membrane time constant in the units of ``dt`` (inf for IF / decay 1)."""
+        return tau_of(self.decay, self.dt)
+
+    def to_dict(self) -> dict[str, Any]:
+        """All fields, explicitly (JSON-safe: -inf is written as the string "-inf")."""
+        d = asdict(self)
+        d["v_min"] = "-inf" if self.v_min == -math.inf else float(self.v_min)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> NeuronSpec:
+        """The spec of ``d["kind"]``, which must give exactly that kind's fields."""
+        if not isinstance(d, dict):
+            raise SpecError(f"neuron description must be an object, got {type(d).__name__}")
+        spec_cls = kind_of(d.get("kind")).spec_cls
+        names = {f.name for f in fields(spec_cls)}
+        missing, extra = names - set(d), set(d) - names
+        if missing or extra:
+            raise SpecError(f"a {d.get('kind')} neuron description must have exactly the fields {sorted(names)}; "
+                            f"missing {sorted(missing)}, unexpected {sorted(extra)}")
+        kw: dict[str, Any] = {}
+        for f in fields(spec_cls):
+            v = d[f.name]
+            if f.type in ("float", float):
+                try:
+                    v = float(v)  # float("-inf") parses the JSON-safe form
+                except (TypeError, ValueError):
+                    raise SpecError(f"neuron field {f.name!r} must be a number, got {v!r}") from None
+            elif not isinstance(v, str):
+                raise SpecError(f"neuron field {f.name!r} must be a string, got {v!r}")
+            kw[f.name] = v
+        return spec_cls(**kw)
+
+
+def check_decay(name: str, decay: float) -> None:
+    if not 0.0 < decay <= 1.0:
+        raise SpecError(f"{name} must be in (0, 1], got {decay}")
+
+
+def tau_of(decay: float, dt: float) -> float:
+    """``tau = -dt / ln(decay)`` (DESIGN.md §1: ``decay = exp(-dt / tau)``); inf for decay 1."""
+    return math.inf if decay == 1.0 else -dt / math.log(decay)
+
+
+def decay_of(tau: float, dt: float) -> float:
+    """The inverse of :func:`tau_of`: ``exp(-dt / tau)``; 1 for tau = inf."""
+    return 1.0 if math.isinf(tau) else math.exp(-dt / tau)
+
+
+@dataclass(frozen=True)
+class EventForm:
+    """What the event-driven kernels need of a neuron (DESIGN.md §1, event-driven form):
+    between inputs the membrane decays by ``exp(-dt_event * inv_tau)``; an input adds its
+    weight; the spike, reset and clamp rules apply at once. ``spiking`` False: a leaky
+    integrator (readout) that only accumulates."""
+
+    spiking: bool
+    inv_tau: float          # 1 / tau in 1/µs (0: no decay)
+    v_th: float
+    v_min: float
+    reset: str
+    spike: str
+
+
+def leaky_event_form(spec: NeuronSpec, spiking: bool) -> EventForm:
+    """The event form of a one-state leaky membrane (LIF, IF, LI): it only decays between
+    inputs, so checking the threshold at input times is exact."""
+    return EventForm(spiking, 0.0 if spec.decay == 1.0 else 1.0 / spec.tau, spec.v_th, spec.v_min,
+                     spec.reset, spec.spike)
+
+
+class EventFormError(SpecError):
+    """A kind (or variant) that has no exact event-driven form; the message says why."""
+
+
+class NeuronKind:
+    """The interface of one neuron kind; one subclass per module, registered by name.
+
+    ``states`` names the state variables in the order they are stored, passed to the
+    ONNX node after the input current and returned after the output (DESIGN.md §4).
+    """
+
+    name: ClassVar[str]
+    spec_cls: ClassVar[type[NeuronSpec]] = NeuronSpec
+    states: ClassVar[tuple[str, ...]] = ("u",)
+    spiking: ClassVar[bool] = True
+    doc: ClassVar[str] = ""
+    # names users pick this kind by (trainer --neuron), each with the fields it sets
+    presets: ClassVar[dict[str, dict[str, Any]]] = {}
+
+    def validate(self, spec: NeuronSpec) -> None:
+        """Kind-specific checks beyond the common fields (raise :class:`SpecError`)."""
+
+    def step(self, spec: NeuronSpec, state: tuple[np.ndarray, ...], current: np.ndarray
+             ) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+        """The numpy reference step: ``(output, new state)``; output is spikes (or u)."""
+        raise NotImplementedError
+
+    def overload(self, spec: NeuronSpec) -> str:
+        """The ONNX function variant this spec runs (one body per variant)."""
+        raise NotImplementedError
+
+    def onnx_body(self, spec: NeuronSpec) -> list[NodeProto]:
+        """Standard ONNX nodes from ``current`` and ``<state>_prev`` inputs to ``out`` and
+        the new ``<state>`` outputs, reading the spec's fields as node attributes."""
+        raise NotImplementedError
+
+    def event_form(self, spec: NeuronSpec) -> EventForm:
+        """The form the event kernels run; :class:`EventFormError` if there is none."""
+        raise EventFormError(f"{self.name} neurons have no event-driven form in this runtime")
+
+    def speck_issue(self, spec: NeuronSpec) -> tuple[str, object, str] | None:
+        """What keeps Speck from running this neuron, as (limit, value found, what the chip
+        allows); None: the chip runs it (as IF with subtract reset and multi-spike)."""
+        return "neuron kind", self.name, "IF (Speck has integrate-and-fire neurons only)"
+
+
+_REGISTRY: dict[str, NeuronKind] = {}
+
+
+def register(kind: NeuronKind) -> NeuronKind:
+    if kind.name in _REGISTRY:
+        raise ValueError(f"neuron kind {kind.name!r} is registered twice")
+    _REGISTRY[kind.name] = kind
+    return kind
+
+
+def kinds() -> list[str]:
+    """Every registered kind, sorted by name."""
+    return sorted(_REGISTRY)
+
+
+def kind_of(name: object) -> NeuronKind:
+    """The registered kind called ``name``; unknown names list the valid ones."""
+    try:
+        return _REGISTRY[name]  # type: ignore[index]
+    except (KeyError, TypeError):
+        raise SpecError(f"neuron kind {name!r} is unknown; expected one of {kinds()}") from None
+
+
+def make_spec(kind: str, **fields_: Any) -> NeuronSpec:
+    """A spec of ``kind`` (its own spec class) from keyword fields; unknown fields are an error."""
+    cls = kind_of(kind).spec_cls
+    names = {f.name for f in fields(cls)} - {"kind"}
+    extra = set(fields_) - names
+    if extra:
+        raise SpecError(f"a {kind} neuron has no field(s) {sorted(extra)}; its fields are {sorted(names)}")
+    return cls(kind=kind, **fields_)
+
+
+def field_names(kind: str) -> list[str]:
+    return [f.name for f in fields(kind_of(kind).spec_cls) if f.name != "kind"]
+
+
+def presets() -> dict[str, tuple[str, dict[str, Any]]]:
+    """Every preset name -> (kind, the fields it sets), over all registered kinds, by name."""
+    found = {name: (k.name, dict(fixed)) for k in _REGISTRY.values() for name, fixed in k.presets.items()}
+    return dict(sorted(found.items()))
+
+
+def all_fields() -> dict[str, Any]:
+    """Every spec field of every kind (except ``kind``) -> its dataclass field (for CLIs)."""
+    out: dict[str, Any] = {}
+    for k in _REGISTRY.values():
+        for f in fields(k.spec_cls):
+            if f.name != "kind":
+                out.setdefault(f.name, f)
+    return out

@@ -1,0 +1,45 @@
+"""LI: the leaky integrator of a readout ("membrane voting"), one state, no spikes.
+
+``u = decay * u_prev + I``; the output is ``u``. Event-driven: decays between inputs
+like LIF and only accumulates.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from onnx import NodeProto, helper
+
+from . import rules
+from .base import EventForm, NeuronKind, NeuronSpec, leaky_event_form, register
+
+
+class LI(NeuronKind):
+    name = "LI"
+    spiking = False
+    doc = "leaky integrator (readout), one state u, outputs u"
+
+    def step(self, spec: NeuronSpec, state: tuple[np.ndarray, ...], current: np.ndarray
+             ) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+        (u_prev,) = state
+        dtype = np.result_type(u_prev, current)
+        v = (dtype.type(spec.decay) * u_prev + current).astype(dtype, copy=False)
+        return v, (v,)
+
+    def overload(self, spec: NeuronSpec) -> str:
+        return "li"
+
+    def onnx_body(self, spec: NeuronSpec) -> list[NodeProto]:
+        n = helper.make_node
+        return rules.charge("decay", "u_prev", "current", "v") + [n("Identity", ["v"], ["out"]),
+                                                                  n("Identity", ["v"], ["u"])]
+
+    def event_form(self, spec: NeuronSpec) -> EventForm:
+        return leaky_event_form(spec, spiking=False)
+
+    def speck_issue(self, spec: NeuronSpec) -> tuple[str, object, str] | None:
+        # the chip's readout layer is IF neurons read as spike counts: only a leak is a problem
+        return None if spec.decay == 1.0 else ("readout leak (decay per step)", spec.decay,
+                                               "1.0 (Speck neurons do not leak)")
+
+
+LI_KIND = register(LI())

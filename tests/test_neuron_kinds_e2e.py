@@ -1,0 +1,85 @@
+"""The two-state kinds (CubaLIF, ALIF) end to end on the embedded default: train, export
+ONNX (function bodies, --check), run clock-driven; the event engine and Speck refuse
+them with the kind's own reason; the CLI takes their fields and refuses foreign ones."""
+
+from __future__ import annotations
+
+import pytest
+
+import runtime
+from edge.speck.convert import convert
+from export.check import check_onnx
+from export.onnx_export import export_onnx
+from runtime.data import load_dataset
+from runtime.event import load_event
+from runtime.neuron import make_spec
+from runtime.protocol import ModelError, read_model
+from tests.conftest import run_trainer
+from trainer.config import Config, NeuronConfig
+from trainer.train import evaluate, fit
+
+KINDS = {"CubaLIF": {"decay": 0.7, "decay_syn": 0.5}, "ALIF": {"decay": 0.8, "decay_adapt": 0.8, "beta": 0.2}}
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_dataset("digits", "train", limit=500), load_dataset("digits", "test", limit=150)
+
+
+@pytest.fixture(scope="module", params=sorted(KINDS))
+def trained(request, digits, tmp_path_factory):
+    cfg = Config()
+    cfg.model.name, cfg.model.in_shape, cfg.data.shape = "2C1FCW8", (2, 20, 20), (2, 20, 20)
+    cfg.data.duration_us = 300_000.0
+    cfg.model.bias = cfg.model.bn = False  # event-driven ready but for the kind itself
+    cfg.neuron = NeuronConfig(make_spec(request.param, dt=50_000.0, **KINDS[request.param]))
+    m = cfg.method
+    m.epochs, m.batch_size, m.lr, m.tmin, m.tmax, m.T = 2, 32, 3e-3, 1, 6, 6
+    model, _ = fit(cfg.validate(), *digits, progress=False)
+    path = export_onnx(cfg, model, tmp_path_factory.mktemp(request.param) / "m.onnx")
+    return cfg, model, path
+
+
+def test_trains_above_chance_at_every_T(trained, digits):
+    cfg, model, _ = trained
+    acc = evaluate(model, digits[1], list(range(1, 7)))
+    assert min(acc) > 0.2, (cfg.neuron.spec.kind, acc)  # chance is 0.1
+
+
+def test_onnx_has_two_states_per_neuron_and_matches_torch(trained):
+    cfg, model, path = trained
+    _, proto = read_model(path)
+    hidden = [n for n in proto.neurons if n.spec.spiking]
+    assert hidden and all(len(n.states) == 2 and n.op == cfg.neuron.spec.kind for n in hidden)
+    result = check_onnx(cfg, model, path)
+    assert result.ok, result.rows
+    assert all(row[2] > 0 for row in result.rows[:-1] if row[2] != "-")  # spikes were compared
+
+
+def test_clock_runtime_equals_trainer_eval(trained, digits):
+    cfg, model, path = trained
+    test = digits[1]
+    r = runtime.load(path).run(list(test.events), "fixed:4")
+    acc = evaluate(model, test, [4])[0]
+    assert float((r.predictions == test.labels).mean()) == pytest.approx(acc, abs=1 / len(test))
+
+
+def test_event_engine_and_speck_refuse_with_the_kinds_reason(trained):
+    cfg, _, path = trained
+    with pytest.raises(ModelError, match=f"{cfg.neuron.spec.kind} .*between input events"):
+        load_event(path)
+    model, proto = read_model(path)
+    with pytest.raises(ModelError, match="Speck runs event-driven networks only"):
+        convert(model, proto)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--neuron", "if", "--decay", "0.5"], "IF neuron has decay 1.0"),
+    (["--neuron", "lif", "--beta", "0.2"], "--beta does not apply to --neuron lif"),
+    (["--neuron", "cuba-lif", "--decay-syn", "1.5"], "decay_syn must be in"),
+    (["--neuron", "izhikevich"], "expected one of"),
+])
+def test_fit_neuron_flags_are_checked(capsys, tmp_path, argv, message):
+    code, _, err = run_trainer(capsys, "fit", *argv, "--epochs", "1", "--out", str(tmp_path / "m.pt"))
+    assert code == 2 and message in err and err.startswith("error:"), err
+    assert not (tmp_path / "m.pt").exists()
