@@ -23,6 +23,7 @@ import onnxruntime as ort
 import torch
 
 from runtime.data import DataError, load_dataset
+from runtime.data.transforms import from_dicts
 from runtime.neuron.functions import DOMAIN
 from runtime.protocol import Protocol
 from runtime.protocol import readout as readout_logits
@@ -56,7 +57,7 @@ def sample_input(cfg: Config, T: int, batch: int, seed: int = 0) -> tuple[np.nda
     """``[T, B, *in_shape]`` frames from the model's test data, or, when that data is not
     available on this machine, seeded random event counts (still a valid comparison)."""
     try:
-        ds = load_dataset(cfg.data.spec, "test", batch)
+        ds = load_dataset(cfg.data.spec, "test", batch, from_dicts(cfg.data.transforms))
         if tuple(ds.shape) == tuple(cfg.model.in_shape):
             return ds.frames(np.arange(len(ds)), T), f"{cfg.data.spec} test data"
     except DataError:

@@ -35,7 +35,7 @@ from .data.transforms import Pipeline
 from .policies import ExitPolicy, FixedT
 from .session import InputError, Session
 
-TICK_US = 1_000  # realtime: the recording is released in slices of 1 ms of its time
+TICK_MS = 1.0  # realtime: by default the recording is released in slices of 1 ms of wall time
 
 
 @dataclass
@@ -89,11 +89,12 @@ class Stats:
             if j < 4096:
                 self.latencies[j] = ms
 
-    def summary(self, realtime: bool) -> dict:
+    def summary(self, realtime: bool, speed: float = 1.0) -> dict:
+        """``events_per_s_arriving``: the recording's rate, times ``speed`` when paced."""
         span_s = ((self.t_last - self.t_first + 1) * 1e-6) if self.t_first is not None else 0.0
         lat = np.array(self.latencies) if self.latencies else np.array([np.nan])
         processed = self.raw_events / self.busy_s if self.busy_s > 0 else float("nan")
-        arriving = self.raw_events / span_s if span_s > 0 else float("nan")
+        arriving = self.raw_events / span_s * (speed if realtime else 1.0) if span_s > 0 else float("nan")
         s = {"events_read": self.raw_events, "events_in": self.events, "windows": self.windows,
              "recording_s": span_s, "wall_s": self.wall_s, "busy_s": self.busy_s,
              "events_per_s_processed": processed, "events_per_s_arriving": arriving,
@@ -106,12 +107,18 @@ class Stats:
         return s
 
 
+def _clock(start_wall: float, t0: int, speed: float) -> Callable[[int], float]:
+    """The wall time at which the event with timestamp ``t`` is due (paced playback)."""
+    return lambda t: start_wall + (t - t0) * 1e-6 / speed
+
+
 def slices(reader: Iterable[np.ndarray], pipeline: Pipeline, stats: Stats, realtime: bool = False,
-           speed: float = 1.0) -> Iterator[Slice]:
+           speed: float = 1.0, tick_ms: float = TICK_MS) -> Iterator[Slice]:
     """Chunks of ``reader``, transformed; ``realtime``: released as the recording's clock
-    (times ``speed``) reaches them, in slices of :data:`TICK_US`."""
-    start_wall: float | None = None
-    t0 = 0
+    (times ``speed``) reaches them, in slices of ``tick_ms`` of wall time (finer: lower
+    latency, more overhead per slice)."""
+    tick = max(1, round(tick_ms * 1e3 * speed))  # µs of the recording per slice
+    due: Callable[[int], float] | None = None
     it = iter(reader)
     while True:
         t_read = time.perf_counter()
@@ -129,13 +136,12 @@ def slices(reader: Iterable[np.ndarray], pipeline: Pipeline, stats: Stats, realt
             stats.busy_s += time.perf_counter() - t_read  # reading, transforms and the model
             continue
         stats.busy_s += time.perf_counter() - t_read
-        if start_wall is None:
-            start_wall, t0 = time.perf_counter(), int(chunk["t"][0])
-        due = lambda t: start_wall + (t - t0) * 1e-6 / speed  # noqa: E731
+        if due is None:
+            due = _clock(time.perf_counter(), int(chunk["t"][0]), speed)
         # tick edges after the first event up to the first one past the last: every event is
         # in the slice of the edge above it; an empty slice still tells the clock moved on
-        first, last = (int(chunk["t"][0]) // TICK_US + 1) * TICK_US, (int(chunk["t"][-1]) // TICK_US + 1) * TICK_US
-        edges = np.arange(first, last + 1, TICK_US)
+        first, last = (int(chunk["t"][0]) // tick + 1) * tick, (int(chunk["t"][-1]) // tick + 1) * tick
+        edges = np.arange(first, last + 1, tick)
         cuts = np.searchsorted(chunk["t"], edges[:-1], side="left")
         for part, end in zip(np.split(chunk, cuts), edges):
             wait = due(int(end)) - time.perf_counter()

@@ -14,7 +14,7 @@ from .policies import POLICY_FORMS, parse_policy
 from .protocol import STATIC_KINDS
 from .report import table
 from .session import InputError, load
-from .stream import Stats, Window, fit_check, run_clock, run_event, slices
+from .stream import TICK_MS, Stats, Window, fit_check, run_clock, run_event, slices
 
 WINDOW_HEADERS = ["window", "t start µs", "t end µs", "events", "steps", "class", "score", "latency ms"]
 
@@ -38,6 +38,8 @@ def add_stream(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--realtime", action="store_true", help="pace the recording by its timestamps; report "
                    "whether the runtime keeps up")
     p.add_argument("--speed", type=float, default=1.0, help="--realtime: playback speed factor (default 1)")
+    p.add_argument("--tick-ms", type=float, default=TICK_MS,
+                   help=f"--realtime: events are released every TICK ms of wall time (default {TICK_MS:g})")
     p.add_argument("--chunk-bytes", type=int, default=CHUNK_BYTES, help=f"read size (default {CHUNK_BYTES})")
     p.add_argument("--threads", type=int, default=None, help="onnxruntime intra-op threads (clock mode)")
     p.add_argument("--quiet", action="store_true", help="only the summary")
@@ -49,17 +51,18 @@ def _pipeline(a: argparse.Namespace, shape: tuple[int, int, int], model_transfor
     transforms = [parse_transform(t) for t in a.transform] + model_transforms
     pipe = Pipeline(transforms, shape)
     if a.fit_sensor and tuple(pipe.shape) != tuple(model_shape):
-        C, H, W = pipe.shape
+        C = pipe.shape[0]
         if C != model_shape[0]:
+            hint = "; add --transform merge-polarity" if model_shape[0] == 1 else ""
             raise InputError(f"the stream has {C} polarity channels after the transforms but the model takes "
-                             f"{model_shape[0]}; add --transform merge-polarity" if model_shape[0] == 1 else "")
+                             f"{model_shape[0]}{hint}")
         pipe = Pipeline(transforms + [Transform("downsample", (model_shape[2], model_shape[1]))], shape)
     return pipe
 
 
 def cmd_stream(a: argparse.Namespace) -> None:
-    if a.speed <= 0:
-        raise InputError(f"--speed must be > 0, got {a.speed}")
+    if a.speed <= 0 or a.tick_ms <= 0:
+        raise InputError(f"--speed and --tick-ms must be > 0, got {a.speed} and {a.tick_ms}")
     policy = parse_policy(a.policy) if a.policy else None
     if a.mode == "event" and (policy or a.threads is not None):
         raise InputError("--policy and --threads belong to --mode clock; --mode event decides per window")
@@ -83,7 +86,7 @@ def cmd_stream(a: argparse.Namespace) -> None:
         stats = Stats()
         emit = _printer(a, proto.classes)
         start = time.perf_counter()
-        src = slices(reader, pipe, stats, a.realtime, a.speed)
+        src = slices(reader, pipe, stats, a.realtime, a.speed, a.tick_ms)
         if a.mode == "event":
             run_event(engine, src, emit, stats, a.window_us)
         else:
@@ -91,9 +94,9 @@ def cmd_stream(a: argparse.Namespace) -> None:
         stats.wall_s = time.perf_counter() - start
     finally:
         reader.close()
-    s = stats.summary(a.realtime)
+    s = stats.summary(a.realtime, a.speed)
     s.update(model=a.model, source=reader.name, format=reader.format, sensor=list(reader.sensor),
-             mode=a.mode, realtime=a.realtime, transforms=[t.text for t in pipe.transforms])
+             mode=a.mode, realtime=a.realtime, speed=a.speed if a.realtime else None, transforms=[t.text for t in pipe.transforms])
     if a.json:
         print(json.dumps({"summary": s}))
         return

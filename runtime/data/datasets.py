@@ -215,8 +215,7 @@ def load_dataset(spec: str, split: str, limit: int | None = None,
     if split not in SPLITS:
         raise DataError(f"split {split!r} is unknown; expected one of {list(SPLITS)}")
     src = source(spec)
-    name, _, arg = spec.partition(":")
-    arg = src.parse(arg, spec)
+    arg = src.parse(spec.partition(":")[2], spec)
     try:
         ds = src.load(arg, split, spec)
     except (FileNotFoundError, ValueError) as e:

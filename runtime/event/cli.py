@@ -6,6 +6,7 @@ import argparse
 
 from .. import cliargs
 from ..data import load_dataset
+from ..data.transforms import from_dicts
 from ..report import emit_json, table
 from ..session import InputError, load
 from .bench import event_bench
@@ -19,7 +20,7 @@ def cmd_run_event(a: argparse.Namespace) -> None:
     if a.policy is not None:
         raise InputError("--policy is an exit rule of the clock-driven mode; --mode event runs whole streams")
     engine = load_event(a.model)
-    ds = load_dataset(a.data, "test", a.limit)
+    ds = load_dataset(a.data, "test", a.limit, from_dicts(engine.protocol.transforms))
     r = run_event_dataset(engine, ds, a.batch_size)
     s = summarize_event(r, ds.labels)
     s.update(mode="event", data=ds.spec, model=a.model)
@@ -46,7 +47,7 @@ def add_event_bench(sub: argparse._SubParsersAction) -> None:
 
 def cmd_event_bench(a: argparse.Namespace) -> None:
     engine = load_event(a.model)
-    ds = load_dataset(a.data, "test", a.limit)
+    ds = load_dataset(a.data, "test", a.limit, from_dicts(engine.protocol.transforms))
     r = event_bench(engine, load(a.model, 1), ds, a.T, a.reference_limit)
     r.update(model=a.model, data=ds.spec)
     if a.json:
