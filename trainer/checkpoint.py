@@ -150,7 +150,7 @@ def build_checked(cfg: Config, what: str) -> SpikingNet:
         try:  # one step on the meta device: a model too deep for its input fails here, not in training
             with torch.no_grad(), warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                meta.eval().step(torch.empty(1, *shape, device="meta"), [None] * meta.n_states)
+                meta.eval()(torch.empty(1, 1, *shape, device="meta"))  # [T=1, B=1, C, H, W]
         except (RuntimeError, ValueError) as e:
             raise ConfigError(f"{what} cannot take inputs of shape {shape}: {str(e).splitlines()[0]}") from None
     return build_model(cfg)
