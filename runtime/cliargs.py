@@ -34,6 +34,11 @@ class Parser(argparse.ArgumentParser):
         fail(re.sub(r"^argument ([^:]+): must ", r"\1 must ", message) + f" (see {self.prog} -h)")
 
 
+def _shown(text: str) -> str:
+    """The value as typed; quoted only when it would not be visible (empty, spaces)."""
+    return text if text.strip() == text and text else repr(text)
+
+
 def _int(text: str) -> int:
     try:
         return int(text)
@@ -41,9 +46,9 @@ def _int(text: str) -> int:
         try:
             f = float(text)  # "1e3" is a fine integer; "1.5" is not
         except ValueError:
-                raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
+                raise argparse.ArgumentTypeError(f"must be an integer, got {_shown(text)}") from None
         if not math.isfinite(f) or f != int(f):
-            raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
+            raise argparse.ArgumentTypeError(f"must be an integer, got {_shown(text)}") from None
         return int(f)
 
 
@@ -54,7 +59,7 @@ def int_range(lo: int, hi: int, what: str = "") -> Callable[[str], int]:
         if not lo <= v <= hi:
             kind = {0: "a non-negative integer", 1: "a positive integer"}.get(lo, f"an integer >= {lo}")
             raise argparse.ArgumentTypeError(f"must be {kind} (at most {hi}"
-                                             + (f"; {what}" if what else "") + f"), got {text!r}")
+                                             + (f"; {what}" if what else "") + f"), got {_shown(text)}")
         return v
     parse.__name__ = "integer"
     return parse
@@ -77,13 +82,13 @@ def float_range(lo: float, hi: float, lo_open: bool = False, what: str = "") -> 
         try:
             v = float(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+            raise argparse.ArgumentTypeError(f"must be a number, got {_shown(text)}") from None
         if not math.isfinite(v):
-            raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+            raise argparse.ArgumentTypeError(f"must be a finite number, got {_shown(text)}")
         if v < lo or v > hi or (lo_open and v == lo):
             left = "(" if lo_open else "["
             raise argparse.ArgumentTypeError(f"must be a number in {left}{lo}, {hi}]"
-                                             + (f" ({what})" if what else "") + f", got {text!r}")
+                                             + (f" ({what})" if what else "") + f", got {_shown(text)}")
         return v
     parse.__name__ = "number"
     return parse
@@ -120,5 +125,5 @@ def png_path(text: str) -> str:
     the suffix and the report would name a file that was not written)."""
     output_path(text)
     if Path(text).suffix.lower() != ".png":
-        raise argparse.ArgumentTypeError(f"must be a path ending in .png, got {text!r}")
+        raise argparse.ArgumentTypeError(f"must be a path ending in .png, got {_shown(text)}")
     return text
