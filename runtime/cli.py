@@ -18,7 +18,8 @@ from .neuron import SpecError
 from .policies import POLICY_FORMS, PolicyError, parse_policy
 from .protocol import STATIC_KINDS, ModelError
 from .report import emit_json, guarded, table
-from .session import InputError, Session, load
+from .errors import InputError
+from .session import Session, load
 
 USER_ERRORS = (ModelError, InputError, PolicyError, DataError, SpecError)
 

@@ -7,7 +7,8 @@ import argparse
 from .. import cliargs
 from ..data import load_dataset
 from ..report import emit_json, table
-from ..session import InputError, load
+from ..errors import InputError
+from ..session import load
 from .bench import event_bench
 from .engine import load_event
 from .evaluate import compare_clock, run_event_dataset, summarize_event
