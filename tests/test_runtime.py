@@ -264,7 +264,7 @@ def test_cli_refuses_foreign_and_corrupted_files(tmp_path):
     junk = tmp_path / "j.onnx"
     junk.write_bytes(b"\xff" * 64)
     for path, message in ((foreign, "without 'flexsnn.protocol' metadata"), (junk, "not a readable ONNX")):
-        p = _cli("bench", str(path), "--batch", "1")
+        p = _cli("bench", str(path), "--batch-size", "1")
         assert p.returncode == 2 and message in p.stderr and "Traceback" not in p.stderr
 
 
@@ -278,7 +278,7 @@ def test_tradeoff_and_bench_commands(model_path, tmp_path):
                                           "fixed:4"]
     assert rows[0]["mean_steps"] <= rows[1]["mean_steps"] <= rows[2]["mean_steps"] == 4
     assert png.stat().st_size > 1000
-    p = _cli("bench", model_path, "--batch", "1", "4", "--steps", "3", "--repeats", "1", "--json")
+    p = _cli("bench", model_path, "--batch-size", "1", "4", "--steps", "3", "--repeats", "1", "--json")
     assert p.returncode == 0, p.stderr
     assert [r["batch"] for r in json.loads(p.stdout)["rows"]] == [1, 4]
 
@@ -306,7 +306,7 @@ assert not any(m == "torch" or m.startswith("torch.") for m in sys.modules)
     assert p.returncode == 0, p.stderr
     # the CLI too, bench included (it times torch only when asked and available)
     p = subprocess.run([sys.executable, "-c", BLOCK_TORCH + "import runtime.cli as c; c.main()", "bench",
-                        model_path, "--batch", "1", "--steps", "2", "--repeats", "1"],
+                        model_path, "--batch-size", "1", "--steps", "2", "--repeats", "1"],
                        cwd=ROOT, capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
     assert "runtime ms/step" in p.stdout

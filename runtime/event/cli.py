@@ -20,7 +20,7 @@ def cmd_run_event(a: argparse.Namespace) -> None:
     if a.policy is not None:
         raise InputError("--policy is an exit rule of the clock-driven mode; --mode event runs whole streams")
     engine = load_event(a.model)
-    ds = load_dataset(a.data, "test", a.limit)
+    ds = load_dataset(cliargs.data_spec(a, engine.protocol), "test", a.limit)
     r = run_event_dataset(engine, ds, a.batch_size)
     s = summarize_event(r, ds.labels)
     s.update(mode="event", data=ds.spec, model=a.model)
@@ -37,7 +37,8 @@ def cmd_run_event(a: argparse.Namespace) -> None:
 def add_event_bench(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("event-bench", help="event-driven speed vs clock-driven and a plain-Python loop")
     p.add_argument("model", help="exported model (.onnx)")
-    p.add_argument("--data", required=True, help="event data spec (digits, nmnist:PATH)")
+    p.add_argument("--data", default=None, help="event data spec (digits, nmnist:PATH; default: the data the "
+                   "model was trained on)")
     p.add_argument("--limit", type=cliargs.positive_int, default=32, help="streams timed (default 32)")
     p.add_argument("--reference-limit", type=cliargs.positive_int, default=1,
                    help="streams run by the plain-Python loop")
@@ -47,7 +48,7 @@ def add_event_bench(sub: argparse._SubParsersAction) -> None:
 
 def cmd_event_bench(a: argparse.Namespace) -> None:
     engine = load_event(a.model)
-    ds = load_dataset(a.data, "test", a.limit)
+    ds = load_dataset(cliargs.data_spec(a, engine.protocol), "test", a.limit)
     r = event_bench(engine, load(a.model, 1), ds, a.T, a.reference_limit)
     r.update(model=a.model, data=ds.spec)
     if a.json:
