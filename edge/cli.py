@@ -182,7 +182,7 @@ def cmd_pi_bench(a: argparse.Namespace) -> None:
     read_model(a.model)  # fail early and clearly on a bad file
     base = peak_rss_mib()
     out: dict = {"model": a.model, "cpus": os.cpu_count(), "rss_before_model_mib": base,
-                 "threads": thread_rows(a.model, a.threads, a.steps, a.repeats)}
+                 "threads": thread_rows(a.model, a.max_threads, a.steps, a.repeats)}
     out["peak_rss_mib"] = peak_rss_mib()  # before any data set is loaded: what the board needs to run
     if a.data:
         out["early_exit"] = dict(early_exit(a.model, load_dataset(a.data, "test", a.limit), policy), policy=a.policy)
@@ -206,9 +206,8 @@ def cmd_pi_bench(a: argparse.Namespace) -> None:
         print("(early-exit saving: pass --data DATA)")
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = cliargs.Parser(prog="python -m edge", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+def parser() -> argparse.ArgumentParser:
+    parser = cliargs.Parser(prog="python -m edge", description=__doc__).add_version()
     sub = parser.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("speck", help="check, map, quantise, emulate and deploy to SynSense Speck")
     p.add_argument("model", help="exported model (.onnx)")
@@ -226,14 +225,19 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--json", action="store_true", help="one JSON object")
     p = sub.add_parser("pi-bench", help="batch-1 latency per thread count, peak memory, early-exit saving")
     p.add_argument("model", help="exported model (.onnx)")
-    p.add_argument("--threads", type=cliargs.positive_threads, default=4,
+    p.add_argument("--max-threads", type=cliargs.positive_threads, default=4,
                    help="measure 1..N threads (default 4, as a Pi 4/5)")
-    p.add_argument("--steps", type=cliargs.steps, default=20)
-    p.add_argument("--repeats", type=cliargs.positive_int, default=5)
+    p.add_argument("--steps", type=cliargs.steps, default=20, help="time steps per timed run")
+    p.add_argument("--repeats", type=cliargs.positive_int, default=5, help="timed runs per thread count (fastest kept)")
     p.add_argument("--data", default=None, help="data for the early-exit saving: " + ", ".join(SPEC_FORMS))
-    p.add_argument("--limit", type=cliargs.positive_int, default=200)
+    p.add_argument("--limit", type=cliargs.positive_int, default=200,
+                   help="evenly spread subset of the test split for the early-exit saving")
     p.add_argument("--policy", default="confidence:0.9", help=f"exit policy, one of {', '.join(POLICY_FORMS)}")
     p.add_argument("--json", action="store_true", help="one JSON object")
-    a = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    a = parser().parse_args(argv)
     commands = {"speck": cmd_speck, "pi-bench": cmd_pi_bench}
     guarded(USER_ERRORS, lambda: commands[a.cmd](a))

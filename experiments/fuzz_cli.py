@@ -98,7 +98,7 @@ def expect_error(group: str, module: str, argv: list[str], inputs: list[Path]) -
 
 # ---- the artifacts -------------------------------------------------------------------------
 def make_models(work: Path) -> dict[str, Path]:
-    tiny = ["--epochs", "1", "--limit-train", "64", "--limit-test", "32", "--width", "4", "--batch-size", "32",
+    tiny = ["--epochs", "1", "--limit-train", "64", "--limit", "32", "--width", "4", "--batch-size", "32",
             "--calib-batches", "1", "--tmax", "3", "--quiet"]
     paths = {"ev_pt": work / "ev.pt", "st_pt": work / "st.pt", "ev_onnx": work / "ev.onnx", "st_onnx": work / "st.onnx"}
     for data, key, extra in (("digits", "ev", ["--no-bias", "--norm", "none"]), ("digits:static", "st", [])):
@@ -122,15 +122,15 @@ def cli_numbers(m: dict[str, Path], work: Path) -> None:
     g = "CLI numbers"
     ev, st, evp = str(m["ev_onnx"]), str(m["st_onnx"]), str(m["ev_pt"])
     ins = [m["ev_onnx"], m["st_onnx"], m["ev_pt"], m["st_pt"]]
-    tiny_fit = ["fit", "--epochs", "1", "--limit-train", "64", "--limit-test", "32", "--width", "4", "--quiet",
+    tiny_fit = ["fit", "--epochs", "1", "--limit-train", "64", "--limit", "32", "--width", "4", "--quiet",
                 "--calib-batches", "1", "--tmax", "3", "--out", str(work / "fz.pt")]
     specs: list[tuple[str, list[str], str, list[str]]] = [
         ("runtime", ["run", st, "--data", "digits:static", "--limit", "8"], "--limit", BAD_INT),
         ("runtime", ["run", st, "--data", "digits:static", "--limit", "8"], "--batch-size", BAD_INT + HUGE_BATCH),
         ("runtime", ["run", st, "--data", "digits:static", "--limit", "8"], "--threads", BAD_INT0),
-        ("runtime", ["bench", st, "--steps", "2", "--repeats", "1"], "--batch", BAD_INT + HUGE_BATCH),
-        ("runtime", ["bench", st, "--batch", "1", "--repeats", "1"], "--steps", BAD_INT + HUGE_T),
-        ("runtime", ["bench", st, "--batch", "1", "--steps", "2"], "--repeats", BAD_INT),
+        ("runtime", ["bench", st, "--steps", "2", "--repeats", "1"], "--batch-size", BAD_INT + HUGE_BATCH),
+        ("runtime", ["bench", st, "--batch-size", "1", "--repeats", "1"], "--steps", BAD_INT + HUGE_T),
+        ("runtime", ["bench", st, "--batch-size", "1", "--steps", "2"], "--repeats", BAD_INT),
         ("runtime", ["tradeoff", st, "--data", "digits:static", "--limit", "8"], "--tmin", BAD_INT + HUGE_T),
         ("runtime", ["tradeoff", st, "--data", "digits:static", "--limit", "8"], "--tmax", BAD_INT + HUGE_T),
         ("runtime", ["tradeoff", st, "--data", "digits:static", "--limit", "8"], "--thresholds", BAD_UNIT),
@@ -143,9 +143,9 @@ def cli_numbers(m: dict[str, Path], work: Path) -> None:
         ("trainer", ["memory", "--no-rss", "--reps", "1", "--T", "2"], "--width", BAD_INT0 + ["70000"]),
         ("trainer", ["memory", "--no-rss", "--reps", "1", "--T", "2"], "--batch-size", BAD_INT + HUGE_BATCH),
         ("export", [evp, "-o", str(work / "x.onnx"), "--check"], "--T", BAD_INT + HUGE_T),
-        ("export", [evp, "-o", str(work / "x.onnx"), "--check"], "--batch", BAD_INT + HUGE_BATCH),
-        ("edge", ["pi-bench", st, "--steps", "2", "--repeats", "1"], "--threads", BAD_INT + ["100000"]),
-        ("edge", ["pi-bench", st, "--threads", "1", "--repeats", "1"], "--steps", BAD_INT + HUGE_T),
+        ("export", [evp, "-o", str(work / "x.onnx"), "--check"], "--batch-size", BAD_INT + HUGE_BATCH),
+        ("edge", ["pi-bench", st, "--steps", "2", "--repeats", "1"], "--max-threads", BAD_INT + ["100000"]),
+        ("edge", ["pi-bench", st, "--max-threads", "1", "--repeats", "1"], "--steps", BAD_INT + HUGE_T),
         ("edge", ["speck", ev], "--readout-threshold", BAD_FLOAT_POS),
         ("edge", ["speck", ev, "--emulate", "--data", "digits"], "--limit", BAD_INT),
     ]
@@ -154,7 +154,7 @@ def cli_numbers(m: dict[str, Path], work: Path) -> None:
                      ("--batch-size", BAD_INT + HUGE_BATCH), ("--lr", BAD_FLOAT_POS), ("--seed", BAD_INT0),
                      ("--weight-decay", [v for v in BAD_FLOAT_POS if v != "0"]), ("--width", BAD_INT0 + ["70000"]),
                      ("--decay", BAD_UNIT), ("--v-th", BAD_FLOAT_POS), ("--mse-weight", BAD_UNIT),
-                     ("--calib-batches", BAD_INT0), ("--limit-train", BAD_INT), ("--limit-test", BAD_INT)]:
+                     ("--calib-batches", BAD_INT0), ("--limit-train", BAD_INT), ("--limit", BAD_INT)]:
         specs.append(("trainer", tiny_fit, opt, bad))
     for module, base, opt, bad in specs:
         for v in bad:

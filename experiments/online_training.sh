@@ -12,7 +12,7 @@ export OMP_NUM_THREADS=1
 case $WHICH in
   nmnist) COMMON=(--data "nmnist:$DATA" --model 2C1FC --width 16 --T 8 --epochs 5 --batch-size 32 --lr 2e-3) ;;
   mnist)  COMMON=(--data "mnist:$DATA" --model 2C1FC --width 16 --T 4 --epochs 3 --batch-size 32 --lr 2e-3
-                  --limit-train 1500 --limit-test 500) ;;
+                  --limit-train 1500 --limit 500) ;;
   *) echo "usage: $0 nmnist|mnist [SEED] [DATA_DIR]" >&2; exit 2 ;;
 esac
 COMMON+=(--seed "$SEED" --norm bn-step --quiet)

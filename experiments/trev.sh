@@ -19,7 +19,7 @@ if [ "$DATASET" = nmnist ]; then
   LIMIT=()
 else
   DATA=mnist:../shared/data/mnist
-  COMMON=(--data "$DATA" --limit-train 2000 --limit-test 1000 --epochs 10 --batch-size 32
+  COMMON=(--data "$DATA" --limit-train 2000 --limit 1000 --epochs 10 --batch-size 32
           --lr 2e-3 --seed "$SEED" --method sdt)
   LIMIT=(--limit 1000)
 fi

@@ -24,7 +24,7 @@ USER_ERRORS = (ExportError, CheckpointError, DataError, SpecError, OutputPathErr
 def parser() -> argparse.ArgumentParser:
     p = cliargs.Parser(prog="python -m export", description=(
         "Export a flexsnn checkpoint: ONNX (one time step, stateful snn neuron ops), "
-        "TorchScript, torch.export (pt2) or NIR."))
+        "TorchScript, torch.export (pt2) or NIR.")).add_version()
     p.add_argument("checkpoint", help="a model.pt written by python -m trainer fit, or a NIR graph (.nir) to "
                    "import as ONNX (docs/nir_mapping.md)")
     p.add_argument("-o", "--out", type=cliargs.output_path, default=None,
@@ -33,7 +33,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--check", action="store_true",
                    help="onnx: run the file in onnxruntime next to torch for T steps; fail if they differ")
     p.add_argument("--T", type=cliargs.steps, default=None, help="--check: time steps (default: the trained T)")
-    p.add_argument("--batch", type=cliargs.batch, default=4, help="--check: samples (default 4)")
+    p.add_argument("--batch-size", type=cliargs.batch, default=4, help="--check: samples (default 4)")
     p.add_argument("--json", action="store_true", help="one JSON object instead of a table")
     p.add_argument("--source", default=None, help=".nir import: the framework that wrote the graph: sinabs, "
                    "snntorch, norse or nir (default: flexsnn when the graph's metadata says so)")
@@ -71,7 +71,7 @@ def run(a: argparse.Namespace) -> int:
         from .check import HEADERS, check_onnx
         from .trev_onnx import check_trev_onnx
         check = check_trev_onnx if isinstance(model, TRevNet) else check_onnx
-        result = check(cfg, model, out, a.T, a.batch)
+        result = check(cfg, model, out, a.T, a.batch_size)
         report["check"] = result.summary
     if a.json:
         emit_json(report)

@@ -15,8 +15,8 @@ from .nir_import import describe, import_nir
 def run_import(a: argparse.Namespace) -> int:
     if a.format != "onnx":
         raise ExportError(f"a .nir input is imported as ONNX; --format {a.format!r} does not apply")
-    if a.T is not None and a.T <= 0 or a.batch <= 0:
-        raise ExportError(f"--T and --batch must be positive integers, got {a.T} and {a.batch}")
+    if a.T is not None and a.T <= 0 or a.batch_size <= 0:
+        raise ExportError(f"--T and --batch-size must be positive integers, got {a.T} and {a.batch_size}")
     src = Path(a.checkpoint)
     out = Path(a.out) if a.out else src.with_suffix(".onnx")
     imported, out = import_nir(src, out, a.source, a.dt, a.T, a.events_us)
@@ -26,7 +26,7 @@ def run_import(a: argparse.Namespace) -> int:
     result = None
     if a.check:
         from .check import HEADERS, check_onnx
-        result = check_onnx(imported.cfg, imported.model, out, a.T, a.batch)
+        result = check_onnx(imported.cfg, imported.model, out, a.T, a.batch_size)
         report["check"] = result.summary
     if a.json:
         emit_json(report)

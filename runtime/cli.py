@@ -18,7 +18,8 @@ from .neuron import SpecError
 from .policies import POLICY_FORMS, PolicyError, parse_policy
 from .protocol import STATIC_KINDS, ModelError
 from .report import emit_json, guarded, table
-from .session import InputError, Session, load
+from .errors import InputError
+from .session import Session, load
 
 USER_ERRORS = (ModelError, InputError, PolicyError, DataError, SpecError)
 
@@ -31,9 +32,10 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def _data(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", required=True, help="data spec: " + ", ".join(SPEC_FORMS))
+    p.add_argument("--data", default=None, help="data spec: " + ", ".join(SPEC_FORMS)
+                   + " (default: the data the model was trained on, as its file says)")
     p.add_argument("--limit", type=cliargs.positive_int, default=None, help="evenly spread subset of the test split")
-    p.add_argument("--batch-size", type=cliargs.batch, default=256)
+    p.add_argument("--batch-size", type=cliargs.batch, default=256, help="samples per run batch")
     p.add_argument("--binning", default=None, help="events: equal or fixed (default: as trained)")
 
 
@@ -48,7 +50,7 @@ def cmd_run(a: argparse.Namespace) -> None:
         return cmd_run_event(a)
     policy = parse_policy(a.policy) if a.policy is not None else None  # bad policy: fail before loading data
     session = _open(a)
-    ds = load_dataset(a.data, "test", a.limit, from_dicts(session.protocol.transforms))
+    ds = load_dataset(cliargs.data_spec(a, session.protocol), "test", a.limit, from_dicts(session.protocol.transforms))
     s = summarize(run_dataset(session, ds, policy, a.batch_size, a.binning), ds.labels)
     s.update(policy=a.policy or f"fixed:{session.protocol.T_trained}", data=ds.spec, model=a.model)
     if a.json:
@@ -72,9 +74,9 @@ def cmd_bench(a: argparse.Namespace) -> None:
             raise InputError(str(e)) from None
     session = _open(a)
     frames = 1 if session.protocol.input_kind in STATIC_KINDS else a.steps
-    for b in a.batch:
-        check_memory(run_bytes(session.protocol, b, frames), f"--batch {b} for {a.steps} steps")
-    rows = bench(session, a.batch, a.steps, a.repeats, a.checkpoint, a.threads or 0)
+    for b in a.batch_size:
+        check_memory(run_bytes(session.protocol, b, frames), f"--batch-size {b} for {a.steps} steps")
+    rows = bench(session, a.batch_size, a.steps, a.repeats, a.checkpoint, a.threads or 0)
     if a.json:
         emit_json({"model": a.model, "steps": a.steps, "rows": rows})
         return
@@ -89,7 +91,7 @@ def cmd_tradeoff(a: argparse.Namespace) -> None:
     if a.plot:
         check_output(a.plot, a.model, what="plot")
     session = _open(a)
-    ds = load_dataset(a.data, "test", a.limit, from_dicts(session.protocol.transforms))
+    ds = load_dataset(cliargs.data_spec(a, session.protocol), "test", a.limit, from_dicts(session.protocol.transforms))
     rows = tradeoff(session, ds, a.thresholds, a.tmin, a.tmax, a.batch_size, a.binning, a.fixed_curve)
     if a.plot:
         plot_tradeoff(rows, a.plot, f"{session.protocol.model} on {ds.spec}")
@@ -104,8 +106,8 @@ def cmd_tradeoff(a: argparse.Namespace) -> None:
         print(f"wrote {a.plot}")
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = cliargs.Parser(prog="python -m runtime", description=__doc__)
+def parser() -> argparse.ArgumentParser:
+    parser = cliargs.Parser(prog="python -m runtime", description=__doc__).add_version()
     sub = parser.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("run", help="accuracy, steps, operations, energy and latency on a data set")
     _common(p)
@@ -116,16 +118,16 @@ def main(argv: list[str] | None = None) -> None:
                    help="clock-driven steps (default) or event-driven per input event (--json adds sd)")
     p = sub.add_parser("bench", help="per-step latency, and torch eager with --checkpoint")
     _common(p)
-    p.add_argument("--batch", type=cliargs.batch, nargs="+", default=[1, 64])
-    p.add_argument("--steps", type=cliargs.steps, default=20)
-    p.add_argument("--repeats", type=cliargs.positive_int, default=5)
+    p.add_argument("--batch-size", type=cliargs.batch, nargs="+", default=[1, 64], help="batch sizes to time")
+    p.add_argument("--steps", type=cliargs.steps, default=20, help="time steps per timed run")
+    p.add_argument("--repeats", type=cliargs.positive_int, default=5, help="timed runs per batch size (median)")
     p.add_argument("--checkpoint", default=None, help="the model.pt the ONNX file was exported from")
     p = sub.add_parser("tradeoff", help="sweep confidence thresholds: accuracy vs steps and energy")
     _common(p)
     _data(p)
     p.add_argument("--thresholds", type=cliargs.unit_float, nargs="+",
-                   default=[0.5, 0.7, 0.8, 0.9, 0.95, 0.99])
-    p.add_argument("--tmin", type=cliargs.steps, default=1)
+                   default=[0.5, 0.7, 0.8, 0.9, 0.95, 0.99], help="confidence thresholds to sweep")
+    p.add_argument("--tmin", type=cliargs.steps, default=1, help="no exit before this step")
     p.add_argument("--tmax", type=cliargs.steps, default=None, help="default: the trained T")
     p.add_argument("--fixed-curve", action="store_true", help="also run fixed T = 1 .. tmax")
     p.add_argument("--plot", type=cliargs.png_path, default=None, help="write the curves as a PNG")
@@ -134,7 +136,11 @@ def main(argv: list[str] | None = None) -> None:
 
     add_event_bench(sub)
     add_stream(sub)
-    a = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    a = parser().parse_args(argv)
     commands = {"run": cmd_run, "bench": cmd_bench, "tradeoff": cmd_tradeoff, "event-bench": cmd_event_bench,
                 "stream": cmd_stream}
     guarded(USER_ERRORS, lambda: commands[a.cmd](a))

@@ -13,11 +13,15 @@ import math
 import re
 import os
 from collections.abc import Callable
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 from pathlib import Path
 
+from .errors import InputError
 from .limits import MAX_T
 from .report import fail
+
+if TYPE_CHECKING:
+    from .protocol import Protocol
 
 MAX_BATCH = 1_000_000    # samples per batch (the memory estimate refuses smaller ones when they do not fit)
 MAX_WIDTH = 65_536       # channels
@@ -25,9 +29,35 @@ MAX_SIDE = 16_384        # input side length / channels of an input shape
 MAX_COUNT = 1_000_000_000  # epochs, limits, repeats and other plain counts
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Help with every flag's default (unless its text already says it), descriptions as written."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        d = action.default
+        if "default" in text or d is None or d is False or d is argparse.SUPPRESS or d == [] \
+                or not action.option_strings:
+            return text
+        return text + " (default: %(default)s)"
+
+
 class Parser(argparse.ArgumentParser):
     """An ArgumentParser whose errors are the product's one ``error:`` line (exit 2), not
-    argparse's usage block; ``-h`` still shows the usage."""
+    argparse's usage block; ``-h`` still shows the usage, every default and ``--version``."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+
+    def add_version(self) -> Parser:
+        """``--version`` on a top-level parser: the installed flexsnn version."""
+        from importlib.metadata import PackageNotFoundError, version
+        try:
+            v = version("flexsnn")
+        except PackageNotFoundError:  # run from a checkout that was never installed
+            v = "unknown (not installed)"
+        self.add_argument("--version", action="version", version=f"flexsnn {v}")
+        return self
 
     def error(self, message: str) -> NoReturn:
         # "argument --T: must be ..." (our types' wording) reads as "--T must be ..."
@@ -127,3 +157,14 @@ def png_path(text: str) -> str:
     if Path(text).suffix.lower() != ".png":
         raise argparse.ArgumentTypeError(f"must be a path ending in .png, got {_shown(text)}")
     return text
+
+
+def data_spec(a: argparse.Namespace, protocol: Protocol) -> str:
+    """``--data``, or the data the model says it was trained on."""
+    from .data.datasets import SPEC_FORMS
+
+    spec = a.data or protocol.data
+    if spec is None:
+        raise InputError(f"{a.model} does not say which data it was trained on; pass --data (one of "
+                         f"{', '.join(SPEC_FORMS)})")
+    return spec

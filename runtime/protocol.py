@@ -102,6 +102,7 @@ class Protocol:
     max_steps: int | None = None   # a model with no step t >= max_steps (T-RevSNN); None: unbounded
     durations: str = "dataset"     # equal binning: over duration_us, or each recording's own span
     transforms: tuple[dict, ...] = ()  # runtime.data.transforms the model was trained with
+    data: str | None = None        # the data spec it was trained on (the runtime's default --data)
 
     @property
     def num_classes(self) -> int:
@@ -122,6 +123,8 @@ class Protocol:
         }
         if self.max_steps is not None:
             d["max_steps"] = self.max_steps
+        if self.data is not None:
+            d["data"] = self.data
         return d
 
 
@@ -210,8 +213,14 @@ def _parse_protocol(meta: dict[str, Any]) -> Protocol:
         T_trained=T_trained, T_range=(T_range[0], T_range[1]),
         classes=tuple(str(c) for c in _field(meta, "classes", where)),
         states=states, neurons=neurons, max_steps=_max_steps(meta.get("max_steps"), where),
-        **_data_fields(inp, where),
+        **_data_fields(inp, where), data=_data_spec(meta.get("data"), where),
     )
+
+
+def _data_spec(value: Any, where: str) -> str | None:
+    if value is not None and not (isinstance(value, str) and value):
+        raise ModelError(f"{where}: 'data' must be a data spec string or absent, got {value!r}")
+    return value
 
 
 def _neuron(n: dict[str, Any], states: tuple[StateInfo, ...], fmt: str) -> NeuronInfo:

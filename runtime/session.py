@@ -102,13 +102,24 @@ def is_event_streams(x: object) -> bool:
 
 
 @dataclass
-class _Stream:
-    """Streaming state of :meth:`Session.step`."""
+class ClockState:
+    """One clock-driven stream, held by the caller (as :class:`runtime.event.EventState`
+    is for the event engine): the model's states (in the stepper's buffers), the sum of
+    the outputs so far, and how many steps were fed. ``y`` is the last step's own output;
+    :meth:`Session.feed` returns the running readout. One state is fed by one thread at a
+    time (it owns onnxruntime buffers); make one per stream."""
 
     stepper: Stepper
     acc: np.ndarray
-    owner: int  # the thread that started it (threading.get_ident)
     t: int = 0
+
+    @property
+    def batch(self) -> int:
+        return self.stepper.batch
+
+    @property
+    def y(self) -> np.ndarray:
+        return self.stepper.y
 
 
 class Session:
@@ -131,7 +142,8 @@ class Session:
         self._spike_shapes = [own[n] if n in own else state_of[n].shape for n in self.spiking]
         self._sessions: dict[tuple[int, bool], ort.InferenceSession] = {}
         self._layers: list[cost.SynapseLayer] | None = None
-        self._stream: _Stream | None = None
+        self._stream: ClockState | None = None   # the stream of step(); feed() takes the caller's
+        self._owner = 0                           # the thread that started it (threading.get_ident)
         self._stream_lock = threading.Lock()
         self._ort(threads_for(1, threads), False)  # fail at load time if onnxruntime cannot run it
 
@@ -314,43 +326,58 @@ class Session:
         return Cost(macs, acs, cost.energy_pj(macs, acs))
 
     # ---- streaming ------------------------------------------------------------------
-    def reset(self) -> None:
-        """Forget the streaming state: the next :meth:`step` starts from t = 0."""
-        self._stream = None
+    def initial_state(self, batch: int = 1) -> ClockState:
+        """A new stream of ``batch`` samples at t = 0 (states zero), for :meth:`feed`."""
+        if not (isinstance(batch, int) and batch > 0):
+            raise InputError(f"batch must be a positive integer, got {batch!r}")
+        return ClockState(self._stepper(batch, False), np.zeros((batch, self.protocol.num_classes)))
 
-    def step(self, x_t: np.ndarray) -> np.ndarray:
-        """Feed one step ``[B, *shape]``; returns the readout (logits) after this step.
+    def feed(self, state: ClockState, x_t: np.ndarray) -> tuple[ClockState, np.ndarray]:
+        """Feed one step ``[B, *shape]`` to the stream ``state`` (advanced in place and
+        returned); also returns the readout (logits) after this step, by the model's
+        readout rule (``mean``: mean of the outputs so far; ``last``: this step's output).
+        This step's own output is ``state.y``."""
+        self._check_step_input(x_t)
+        return self._advance(state, x_t)
 
-        The batch size is fixed by the first call after :meth:`reset`. :attr:`steps_done`
-        says how many steps have been fed. A session holds ONE stream, owned by the thread
-        that started it: a step from another thread is refused (use one session per
-        thread, or :meth:`reset` from the thread that starts the next stream).
-        """
-        with self._stream_lock:  # two threads never interleave their steps in one state
-            return self._step(x_t)
-
-    def _step(self, x_t: np.ndarray) -> np.ndarray:
+    def _check_step_input(self, x_t: object) -> None:
         if not isinstance(x_t, np.ndarray) or x_t.ndim != len(self.protocol.input_shape) + 1:
             shape = getattr(x_t, "shape", type(x_t).__name__)
             raise InputError(f"step input has shape {shape}; expected one step "
                              f"[B, {', '.join(map(str, self.protocol.input_shape))}]")
         self._check_array(x_t, "step input")
-        if self._stream is None:
-            B = x_t.shape[0]
-            self._stream = _Stream(self._stepper(B, False), np.zeros((B, self.protocol.num_classes)),
-                                   threading.get_ident())
-        s = self._stream
-        if s.owner != threading.get_ident():
-            raise InputError("this session's stream was started by another thread; a session holds one "
-                             "stream: use one session per thread (runtime.load again) or reset() first")
-        self._check_steps(s.t + 1)
-        if x_t.shape[0] != s.stepper.batch:
-            raise InputError(f"step input has batch {x_t.shape[0]}; this stream has batch "
-                             f"{s.stepper.batch} (call reset() to start a new one)")
-        s.stepper.step(x_t, s.t)
-        s.t += 1
-        s.acc += s.stepper.y
-        return readout(s.acc, s.stepper.y, s.t, self.protocol.readout).astype(np.float32)
+
+    def _advance(self, state: ClockState, x_t: np.ndarray) -> tuple[ClockState, np.ndarray]:
+        self._check_steps(state.t + 1)
+        if x_t.shape[0] != state.batch:
+            raise InputError(f"step input has batch {x_t.shape[0]}; this stream has batch {state.batch} "
+                             "(start a new one with initial_state, or reset())")
+        state.stepper.step(x_t, state.t)
+        state.t += 1
+        state.acc += state.y
+        return state, readout(state.acc, state.y, state.t, self.protocol.readout).astype(np.float32)
+
+    def reset(self) -> None:
+        """Forget the stream of :meth:`step`: the next step starts from t = 0."""
+        self._stream = None
+
+    def step(self, x_t: np.ndarray) -> np.ndarray:
+        """:meth:`feed` on the session's own stream (started by the first step after
+        :meth:`reset`, with that step's batch); returns the running readout (logits), not
+        this step's output. A session holds ONE such stream, owned by the thread that
+        started it: a step from another thread is refused (use :meth:`feed` with a state
+        per stream, one session per thread, or :meth:`reset` from the thread that starts
+        the next stream). :attr:`steps_done` says how many steps were fed.
+        """
+        with self._stream_lock:  # two threads never interleave their steps in one state
+            if self._stream is not None and self._owner != threading.get_ident():
+                raise InputError("this session's stream was started by another thread; a session holds one "
+                                 "stream: use one session per thread (runtime.load again), feed() with a "
+                                 "state per stream, or reset() first")
+            self._check_step_input(x_t)
+            if self._stream is None:
+                self._stream, self._owner = self.initial_state(x_t.shape[0]), threading.get_ident()
+            return self._advance(self._stream, x_t)[1]
 
     @property
     def steps_done(self) -> int:

@@ -33,7 +33,8 @@ import numpy as np
 from .data.eventfile import EventReader
 from .data.transforms import Pipeline
 from .policies import ExitPolicy, FixedT
-from .session import InputError, Session
+from .errors import InputError
+from .session import Session
 
 TICK_MS = 1.0  # realtime: by default the recording is released in slices of 1 ms of wall time
 

@@ -13,7 +13,8 @@ from .data.transforms import TRANSFORM_FORMS, Pipeline, Transform, from_dicts, p
 from .policies import POLICY_FORMS, parse_policy
 from .protocol import STATIC_KINDS
 from .report import table
-from .session import InputError, load
+from .errors import InputError
+from .session import load
 from .stream import TICK_MS, Stats, Window, fit_check, run_clock, run_event, slices
 
 WINDOW_HEADERS = ["window", "t start µs", "t end µs", "events", "steps", "class", "score", "latency ms"]

@@ -15,7 +15,7 @@ from tests.runtime_fixtures import save
 
 def test_pi_bench_json(tmp_path):
     path = save(chain_model([Conv(4, pool=2)], in_shape=(2, 20, 20), classes=10), tmp_path / "m.onnx")
-    r = run_cli("edge", "pi-bench", path, "--threads", "2", "--steps", "3", "--repeats", "1", "--json")
+    r = run_cli("edge", "pi-bench", path, "--max-threads", "2", "--steps", "3", "--repeats", "1", "--json")
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     assert [row["threads"] for row in out["threads"]] == [1, 2]
@@ -28,7 +28,7 @@ def test_pi_bench_json(tmp_path):
 def test_pi_bench_early_exit_saving(tmp_path):
     path = save(chain_model([Conv(4, pool=2)], in_shape=(2, 20, 20), classes=10), tmp_path / "m.onnx")
     # a threshold every output passes at the first step: the saving is (T - 1) / T of the steps
-    r = run_cli("edge", "pi-bench", path, "--threads", "1", "--steps", "2", "--repeats", "1", "--data", "digits",
+    r = run_cli("edge", "pi-bench", path, "--max-threads", "1", "--steps", "2", "--repeats", "1", "--data", "digits",
                 "--limit", "4", "--policy", "confidence:0.0,tmin=1", "--json")
     assert r.returncode == 0, r.stderr
     e = json.loads(r.stdout)["early_exit"]
@@ -38,7 +38,7 @@ def test_pi_bench_early_exit_saving(tmp_path):
 
 def test_pi_bench_bad_input(tmp_path):
     path = save(chain_model([Conv(4)]), tmp_path / "m.onnx")
-    r = run_cli("edge", "pi-bench", path, "--threads", "0")
+    r = run_cli("edge", "pi-bench", path, "--max-threads", "0")
     assert r.returncode == 2 and "--threads" in r.stderr
     r = run_cli("edge", "pi-bench", path, "--policy", "sometimes")
     assert r.returncode == 2 and "confidence:" in r.stderr
@@ -59,7 +59,7 @@ main()
 def test_pi_bench_needs_no_torch_and_no_numba(tmp_path):
     """A Pi install may leave numba out (the clock-driven runtime does not use it)."""
     path = save(chain_model([Conv(4)]), tmp_path / "m.onnx")
-    r = subprocess.run([sys.executable, "-c", BLOCK, "pi-bench", path, "--threads", "1", "--steps", "2",
+    r = subprocess.run([sys.executable, "-c", BLOCK, "pi-bench", path, "--max-threads", "1", "--steps", "2",
                         "--repeats", "1"], cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
     assert r.returncode == 0, r.stderr
     assert "ms/step" in r.stdout

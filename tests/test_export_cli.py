@@ -44,7 +44,7 @@ def test_export_with_check_json(ckpt, capsys):
 
 
 def test_check_table(ckpt, tmp_path, capsys):
-    code, out, _ = _run(capsys, str(ckpt), "-o", str(tmp_path / "x.onnx"), "--check", "--T", "3", "--batch", "2")
+    code, out, _ = _run(capsys, str(ckpt), "-o", str(tmp_path / "x.onnx"), "--check", "--T", "3", "--batch-size", "2")
     assert code == 0 and "check passed" in out and "LIF_0" in out and "T=3, batch 2" in out
 
 

@@ -136,7 +136,7 @@ def test_runtime_bench_with_a_bad_checkpoint_is_one_error(tmp_path, capsys):
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a checkpoint")
     with pytest.raises(SystemExit) as e:
-        runtime_cli.main(["bench", onnx_path, "--checkpoint", str(bad), "--batch", "1", "--steps", "2"])
+        runtime_cli.main(["bench", onnx_path, "--checkpoint", str(bad), "--batch-size", "1", "--steps", "2"])
     _one_error(e.value.code, capsys.readouterr().err, "bad.pt")
 
 
@@ -191,7 +191,7 @@ def test_checkpoint_without_digest_loads_with_a_note(ckpt, tmp_path, capsys):
 def test_diverged_training_writes_no_checkpoint(tmp_path, capsys):
     out = tmp_path / "m.pt"
     code, _, err = run_trainer(capsys, "fit", "--data", "digits", "--epochs", "1", "--limit-train", "64",
-                               "--limit-test", "32", "--width", "4", "--batch-size", "32", "--tmax", "2",
+                               "--limit", "32", "--width", "4", "--batch-size", "32", "--tmax", "2",
                                "--calib-batches", "1", "--lr", "1e30", "--quiet", "--out", str(out))
     _one_error(code, err, "diverged")
     assert not out.exists() and list(tmp_path.iterdir()) == []

@@ -129,12 +129,12 @@ def test_file_size_limit_is_an_error_not_a_kill(tmp_path):
 # ---- 2. bounded resources ----------------------------------------------------------------
 def test_bench_batch_beyond_memory_is_refused_before_allocating(static_onnx, capsys, monkeypatch):
     monkeypatch.setenv("FLEXSNN_MAX_MEMORY", "1M")
-    code, _, err = _cli(capsys, "runtime", "bench", str(static_onnx), "--batch", "100000", "--steps", "2")
+    code, _, err = _cli(capsys, "runtime", "bench", str(static_onnx), "--batch-size", "100000", "--steps", "2")
     _one_error(code, err, "needs about", "1.0 MiB is available")
 
 
 @pytest.mark.parametrize("argv, needle", [
-    (["bench", "{m}", "--batch", "3000000"], "--batch must be a positive integer"),
+    (["bench", "{m}", "--batch-size", "3000000"], "--batch-size must be a positive integer"),
     (["run", "{m}", "--data", "digits:static", "--policy", "fixed:100000000"], "at most 100000"),
     (["tradeoff", "{m}", "--data", "digits:static", "--tmax", "1e8"], "--tmax must be a positive integer"),
     (["tradeoff", "{m}", "--data", "digits:static", "--tmax", "0"], "--tmax must be a positive integer"),
@@ -164,7 +164,7 @@ def test_trained_T_of_a_billion_is_refused(tmp_path, capsys):
 
 
 def test_pi_bench_threads_are_bounded(static_onnx, capsys):
-    code, _, err = _cli(capsys, "edge", "pi-bench", str(static_onnx), "--threads", "100000")
+    code, _, err = _cli(capsys, "edge", "pi-bench", str(static_onnx), "--max-threads", "100000")
     _one_error(code, err, "--threads must be a positive integer")
 
 

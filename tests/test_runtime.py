@@ -19,7 +19,7 @@ from runtime.neuron import NeuronSpec
 from runtime.policies import Confidence, Entropy, FixedT, PolicyError, parse_policy
 from runtime.protocol import ModelError
 from runtime.reference import Reference
-from runtime.session import InputError
+from runtime.errors import InputError
 from tests.runtime_fixtures import save, tiny_model
 
 
@@ -264,7 +264,7 @@ def test_cli_refuses_foreign_and_corrupted_files(tmp_path):
     junk = tmp_path / "j.onnx"
     junk.write_bytes(b"\xff" * 64)
     for path, message in ((foreign, "without 'flexsnn.protocol' metadata"), (junk, "not a readable ONNX")):
-        p = _cli("bench", str(path), "--batch", "1")
+        p = _cli("bench", str(path), "--batch-size", "1")
         assert p.returncode == 2 and message in p.stderr and "Traceback" not in p.stderr
 
 
@@ -278,7 +278,7 @@ def test_tradeoff_and_bench_commands(model_path, tmp_path):
                                           "fixed:4"]
     assert rows[0]["mean_steps"] <= rows[1]["mean_steps"] <= rows[2]["mean_steps"] == 4
     assert png.stat().st_size > 1000
-    p = _cli("bench", model_path, "--batch", "1", "4", "--steps", "3", "--repeats", "1", "--json")
+    p = _cli("bench", model_path, "--batch-size", "1", "4", "--steps", "3", "--repeats", "1", "--json")
     assert p.returncode == 0, p.stderr
     assert [r["batch"] for r in json.loads(p.stdout)["rows"]] == [1, 4]
 
@@ -306,7 +306,25 @@ assert not any(m == "torch" or m.startswith("torch.") for m in sys.modules)
     assert p.returncode == 0, p.stderr
     # the CLI too, bench included (it times torch only when asked and available)
     p = subprocess.run([sys.executable, "-c", BLOCK_TORCH + "import runtime.cli as c; c.main()", "bench",
-                        model_path, "--batch", "1", "--steps", "2", "--repeats", "1"],
+                        model_path, "--batch-size", "1", "--steps", "2", "--repeats", "1"],
                        cwd=ROOT, capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
     assert "runtime ms/step" in p.stdout
+
+
+def test_feed_with_explicit_states_equals_step_and_run(model_path):
+    """Two streams fed alternately through explicit states give what run() gives for
+    each, and step() (the session's own stream) gives the same readout."""
+    s = runtime.load(model_path)
+    x = images(2)
+    frames = np.stack([x * (t + 1) / 4 for t in range(4)]).astype(np.float32)
+    a, b = s.initial_state(2), s.initial_state(2)
+    for t in range(4):
+        a, logits_a = s.feed(a, frames[t])
+        b, logits_b = s.feed(b, frames[3 - t])
+        assert a.t == b.t == t + 1 and a.y.shape == (2, s.protocol.num_classes)
+        np.testing.assert_array_equal(s.step(frames[t]), logits_a)
+    np.testing.assert_allclose(logits_a, s.run(frames, 4).outputs, rtol=1e-6)
+    np.testing.assert_allclose(logits_b, s.run(frames[::-1].copy(), 4).outputs, rtol=1e-6)
+    with pytest.raises(InputError, match="batch"):
+        s.feed(a, frames[0][:1])

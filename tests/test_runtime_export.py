@@ -47,7 +47,7 @@ def trained(tmp_path_factory) -> tuple[Path, Path]:
 
     d = tmp_path_factory.mktemp("e2e")
     ckpt, onnx_path = d / "m.pt", d / "m.onnx"
-    trainer_main(["fit", "--data", "digits", "--limit-train", "200", "--limit-test", "20", "--epochs", "1",
+    trainer_main(["fit", "--data", "digits", "--limit-train", "200", "--limit", "20", "--epochs", "1",
                   "--tmax", "3", "--width", "8", "--calib-batches", "2", "--quiet", "--out", str(ckpt)])
     with pytest.raises(SystemExit) as e:
         export_main([str(ckpt), "-o", str(onnx_path)])
@@ -74,7 +74,7 @@ def test_bench_times_torch_beside_the_runtime(trained, capsys):
     from runtime.cli import main as runtime_main
 
     ckpt, onnx_path = trained
-    runtime_main(["bench", str(onnx_path), "--checkpoint", str(ckpt), "--batch", "1", "--steps", "3",
+    runtime_main(["bench", str(onnx_path), "--checkpoint", str(ckpt), "--batch-size", "1", "--steps", "3",
                   "--repeats", "1", "--json"])
     row = json.loads(capsys.readouterr().out)["rows"][0]
     assert row["batch"] == 1 and row["speedup"] == pytest.approx(row["torch_ms_per_step"] / row["runtime_ms_per_step"])

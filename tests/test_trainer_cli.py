@@ -11,7 +11,7 @@ import torch
 from tests.conftest import run_trainer as run
 from trainer.cli import main
 
-TINY = ["--epochs", "1", "--limit-train", "120", "--limit-test", "60", "--width", "4", "--quiet"]
+TINY = ["--epochs", "1", "--limit-train", "120", "--limit", "60", "--width", "4", "--quiet"]
 
 
 @pytest.fixture(scope="module")

@@ -164,7 +164,7 @@ def test_method_other_than_sdt_is_refused():
         build_model(cfg)
 
 
-TINY = ["--method", "sdt", "--epochs", "1", "--limit-train", "60", "--limit-test", "30", "--batch-size", "30",
+TINY = ["--method", "sdt", "--epochs", "1", "--limit-train", "60", "--limit", "30", "--batch-size", "30",
         "--quiet"]
 
 

@@ -60,15 +60,15 @@ def _add_fit(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--K", type=cliargs.nonneg_int, default=0, help="sltt-k: time steps with a backward per batch, 1..T")
     p.add_argument("--mse-weight", type=cliargs.unit_float, default=None,
                    help="online methods: weight w of MSE in the per-step loss (default: 0.05 sltt/ottt, 0.1 ndot)")
-    p.add_argument("--tmin", type=cliargs.steps, default=1)
-    p.add_argument("--tmax", type=cliargs.steps, default=6)
+    p.add_argument("--tmin", type=cliargs.steps, default=1, help="nmt/mtt: smallest T sampled in training")
+    p.add_argument("--tmax", type=cliargs.steps, default=6, help="nmt/mtt: largest T sampled in training (the trained T)")
     p.add_argument("--stages", type=cliargs.positive_int, default=2, help="MTT stages (default 2)")
     p.add_argument("--samples", type=cliargs.positive_int, default=2, help="nmt/mtt configurations per iteration")
-    p.add_argument("--epochs", type=cliargs.positive_int, default=5)
-    p.add_argument("--batch-size", type=cliargs.batch, default=64)
-    p.add_argument("--lr", type=cliargs.positive_float, default=1e-3)
-    p.add_argument("--weight-decay", type=cliargs.nonneg_float, default=0.0)
-    p.add_argument("--seed", type=cliargs.seed, default=0)
+    p.add_argument("--epochs", type=cliargs.positive_int, default=5, help="passes over the training split")
+    p.add_argument("--batch-size", type=cliargs.batch, default=64, help="samples per training batch")
+    p.add_argument("--lr", type=cliargs.positive_float, default=1e-3, help="Adam learning rate (cosine schedule)")
+    p.add_argument("--weight-decay", type=cliargs.nonneg_float, default=0.0, help="Adam weight decay")
+    p.add_argument("--seed", type=cliargs.seed, default=0, help="seed of weights, batches and sampled T")
     p.add_argument("--width", type=cliargs.width, default=0, help="channel width (0: the model's default)")
     p.add_argument("--neuron", default="lif", help=f"one of {', '.join(neuron_presets())} (default lif)")
     for name, f in neuron_fields().items():
@@ -83,31 +83,33 @@ def _add_fit(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-bn", action="store_true", help="no BatchNorm (same as --norm none)")
     p.add_argument("--calib-batches", type=cliargs.nonneg_int, default=10, help="BN calibration batches at Tmax (0: off)")
     p.add_argument("--limit-train", type=cliargs.positive_int, default=None, help="use an evenly spread subset")
-    p.add_argument("--limit-test", type=cliargs.positive_int, default=None)
-    p.add_argument("--out", type=cliargs.output_path, default="model.pt")
+    p.add_argument("--limit", type=cliargs.positive_int, default=None,
+                   help="evenly spread subset of the test split (default: all)")
+    p.add_argument("--out", type=cliargs.output_path, default="model.pt", help="checkpoint to write")
     p.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
 
 
 def _add_eval(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="accuracy of one or more checkpoints at each T")
-    p.add_argument("checkpoints", nargs="+")
+    p.add_argument("checkpoints", nargs="+", help="one or more model.pt files")
     p.add_argument("--data", default=None, help=_data_help() + " (default: the checkpoint's)")
     p.add_argument("--T", type=cliargs.steps, nargs="+", default=None, help="time steps (default 1..Tmax)")
     p.add_argument("--binning", default=None, help="events: equal or fixed (default: as trained)")
-    p.add_argument("--limit", type=cliargs.positive_int, default=None)
-    p.add_argument("--batch-size", type=cliargs.batch, default=256)
+    p.add_argument("--limit", type=cliargs.positive_int, default=None,
+                   help="evenly spread subset of the test split (default: all)")
+    p.add_argument("--batch-size", type=cliargs.batch, default=256, help="samples per evaluation batch")
     p.add_argument("--plot", type=cliargs.png_path, default=None, help="write accuracy vs T as a PNG")
     p.add_argument("--json", action="store_true", help="one JSON object")
 
 
 def _add_calibrate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("calibrate", help="re-estimate BatchNorm statistics at a given T")
-    p.add_argument("checkpoint")
-    p.add_argument("--T", type=cliargs.steps, default=None, help="default: the trained Tmax")
-    p.add_argument("--batches", type=cliargs.positive_int, default=10)
-    p.add_argument("--batch-size", type=cliargs.batch, default=64)
-    p.add_argument("--data", default=None)
-    p.add_argument("--out", type=cliargs.output_path, required=True)
+    p.add_argument("checkpoint", help="the model.pt to calibrate (never overwritten)")
+    p.add_argument("--T", type=cliargs.steps, default=None, help="time steps to calibrate at (default: the trained Tmax)")
+    p.add_argument("--batches", type=cliargs.positive_int, default=10, help="training batches to average over")
+    p.add_argument("--batch-size", type=cliargs.batch, default=64, help="samples per batch")
+    p.add_argument("--data", default=None, help=_data_help() + " (default: the checkpoint's)")
+    p.add_argument("--out", type=cliargs.output_path, required=True, help="calibrated checkpoint to write")
 
 
 def neuron_spec_from_args(a: argparse.Namespace, kind: str, duration_us: float) -> NeuronSpec:
@@ -166,7 +168,7 @@ def cmd_fit(a: argparse.Namespace) -> None:
     model_builder(a.model)
     transforms = [parse_transform(t) for t in a.transform]
     train_ds = load_dataset(a.data, "train", a.limit_train, transforms)
-    test_ds = load_dataset(a.data, "test", a.limit_test, transforms)
+    test_ds = load_dataset(a.data, "test", a.limit, transforms)
     if test_ds.classes != train_ds.classes:
         raise DataError(f"data {a.data!r}: the test split has classes {test_ds.classes}, the training split "
                         f"{train_ds.classes}; expected the same")
@@ -234,15 +236,19 @@ def cmd_calibrate(a: argparse.Namespace) -> None:
     print(f"calibrated {n} BatchNorm layers at T={T}; wrote {a.out}")
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = cliargs.Parser(prog="python -m trainer", description=__doc__)
-    sub = parser.add_subparsers(dest="cmd", required=True)
+def parser() -> argparse.ArgumentParser:
+    p = cliargs.Parser(prog="python -m trainer", description=__doc__).add_version()
+    sub = p.add_subparsers(dest="cmd", required=True)
     _add_fit(sub)
     _add_eval(sub)
     _add_calibrate(sub)
     add_memory_parser(sub)
     add_trev_memory_parser(sub)
-    a = parser.parse_args(argv)
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    a = parser().parse_args(argv)
     torch.set_num_threads(max(1, torch.get_num_threads()))
     commands = {"fit": cmd_fit, "eval": cmd_eval, "calibrate": cmd_calibrate, "memory": cmd_memory,
                 "trev-memory": cmd_trev_memory}

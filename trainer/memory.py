@@ -207,13 +207,14 @@ def ratios(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
 
 def add_memory_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("memory", help="training memory (saved tensors, peak RSS) and time: BPTT vs online")
-    p.add_argument("--model", default="2C1FC")
+    p.add_argument("--model", default="2C1FC", help="model name (trainer fit --model)")
     p.add_argument("--width", type=cliargs.width, default=0, help="channel width (0: the model's default)")
     p.add_argument("--norm", default="bn-step", help="bn-step, sws or none (default bn-step)")
-    p.add_argument("--in-shape", type=cliargs.side, nargs=3, default=[2, 34, 34], metavar=("C", "H", "W"))
-    p.add_argument("--T", type=cliargs.steps, nargs="+", default=[2, 4, 8, 16])
+    p.add_argument("--in-shape", type=cliargs.side, nargs=3, default=[2, 34, 34], metavar=("C", "H", "W"),
+                   help="input shape (channels, height, width)")
+    p.add_argument("--T", type=cliargs.steps, nargs="+", default=[2, 4, 8, 16], help="time steps to measure")
     p.add_argument("--methods", nargs="+", default=DEFAULT_METHODS, help="sdt, online methods; sltt-k as sltt-k:K")
-    p.add_argument("--batch-size", type=cliargs.batch, default=32)
+    p.add_argument("--batch-size", type=cliargs.batch, default=32, help="samples per training batch")
     p.add_argument("--reps", type=cliargs.positive_int, default=3, help="timed iterations per case (median)")
     p.add_argument("--no-rss", action="store_true", help="skip the peak-RSS processes")
     p.add_argument("--json", action="store_true", help="one JSON object")

@@ -76,12 +76,13 @@ def measure_T(cfg: Config, batch_size: int, reps: int, seed: int = 0) -> dict[st
 
 def add_trev_memory_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("trev-memory", help="T-RevSNN activation memory: reversible backward vs plain BPTT")
-    p.add_argument("--model", default="trev-tiny")
+    p.add_argument("--model", default="trev-tiny", help="model name (trainer fit --model)")
     p.add_argument("--width", type=cliargs.width, default=0, help="base width (0: the size's default)")
     p.add_argument("--kind", default="events", help="events (one stem per step) or static (encode once)")
-    p.add_argument("--in-shape", type=cliargs.side, nargs=3, default=[2, 34, 34], metavar=("C", "H", "W"))
-    p.add_argument("--T", type=cliargs.steps, nargs="+", default=[2, 4, 8])
-    p.add_argument("--batch-size", type=cliargs.batch, default=16)
+    p.add_argument("--in-shape", type=cliargs.side, nargs=3, default=[2, 34, 34], metavar=("C", "H", "W"),
+                   help="input shape (channels, height, width)")
+    p.add_argument("--T", type=cliargs.steps, nargs="+", default=[2, 4, 8], help="time steps to measure")
+    p.add_argument("--batch-size", type=cliargs.batch, default=16, help="samples per training batch")
     p.add_argument("--reps", type=cliargs.positive_int, default=2, help="timed iterations per case (median)")
     p.add_argument("--threads", type=cliargs.positive_threads, default=1, help="torch threads for the timings (default 1)")
     p.add_argument("--json", action="store_true", help="one JSON object")

@@ -8,7 +8,8 @@ from .. import cliargs
 from ..data import load_dataset
 from ..data.transforms import from_dicts
 from ..report import emit_json, table
-from ..session import InputError, load
+from ..errors import InputError
+from ..session import load
 from .bench import event_bench
 from .engine import load_event
 from .evaluate import compare_clock, run_event_dataset, summarize_event
@@ -20,7 +21,7 @@ def cmd_run_event(a: argparse.Namespace) -> None:
     if a.policy is not None:
         raise InputError("--policy is an exit rule of the clock-driven mode; --mode event runs whole streams")
     engine = load_event(a.model)
-    ds = load_dataset(a.data, "test", a.limit, from_dicts(engine.protocol.transforms))
+    ds = load_dataset(cliargs.data_spec(a, engine.protocol), "test", a.limit, from_dicts(engine.protocol.transforms))
     r = run_event_dataset(engine, ds, a.batch_size)
     s = summarize_event(r, ds.labels)
     s.update(mode="event", data=ds.spec, model=a.model)
@@ -37,7 +38,8 @@ def cmd_run_event(a: argparse.Namespace) -> None:
 def add_event_bench(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("event-bench", help="event-driven speed vs clock-driven and a plain-Python loop")
     p.add_argument("model", help="exported model (.onnx)")
-    p.add_argument("--data", required=True, help="event data spec (digits, nmnist:PATH)")
+    p.add_argument("--data", default=None, help="event data spec (digits, nmnist:PATH; default: the data the "
+                   "model was trained on)")
     p.add_argument("--limit", type=cliargs.positive_int, default=32, help="streams timed (default 32)")
     p.add_argument("--reference-limit", type=cliargs.positive_int, default=1,
                    help="streams run by the plain-Python loop")
@@ -47,7 +49,7 @@ def add_event_bench(sub: argparse._SubParsersAction) -> None:
 
 def cmd_event_bench(a: argparse.Namespace) -> None:
     engine = load_event(a.model)
-    ds = load_dataset(a.data, "test", a.limit, from_dicts(engine.protocol.transforms))
+    ds = load_dataset(cliargs.data_spec(a, engine.protocol), "test", a.limit, from_dicts(engine.protocol.transforms))
     r = event_bench(engine, load(a.model, 1), ds, a.T, a.reference_limit)
     r.update(model=a.model, data=ds.spec)
     if a.json:

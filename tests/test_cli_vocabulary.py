@@ -1,0 +1,58 @@
+"""Every CLI (trainer, export, runtime, edge): every flag has help, one concept has one
+name across them, defaults are shown, and ``--version`` answers."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+import edge.cli
+import export.cli
+import runtime.cli
+import trainer.cli
+
+CLIS = {"trainer": trainer.cli, "export": export.cli, "runtime": runtime.cli, "edge": edge.cli}
+# the name of each shared concept, and names it must not go by
+ONE_NAME = {"--batch": "--batch-size", "--limit-test": "--limit", "--n-threads": "--threads",
+            "--output": "--out", "--num-steps": "--T", "--dataset": "--data", "--as-json": "--json"}
+
+
+def walk(p: argparse.ArgumentParser):
+    for a in p._actions:
+        if isinstance(a, argparse._SubParsersAction):
+            for sub in a.choices.values():
+                yield from walk(sub)
+        elif not isinstance(a, (argparse._HelpAction, argparse._VersionAction)):
+            yield p.prog, a
+
+
+ACTIONS = [(prog, a) for mod in CLIS.values() for prog, a in walk(mod.parser())]
+
+
+def test_every_flag_and_argument_has_help():
+    missing = [f"{prog} {a.option_strings or a.dest}" for prog, a in ACTIONS if not (a.help or "").strip()]
+    assert not missing, missing
+    assert len(ACTIONS) > 100  # the walk really covered the sub-commands
+
+
+def test_shared_concepts_have_one_name():
+    used = {opt: prog for prog, a in ACTIONS for opt in a.option_strings}
+    wrong = {opt: (prog, ONE_NAME[opt]) for opt, prog in used.items() if opt in ONE_NAME}
+    assert not wrong, wrong
+    # --threads always means "use N threads"; a sweep is --max-threads
+    for prog, a in ACTIONS:
+        if "--threads" in a.option_strings:
+            assert "1..N" not in (a.help or ""), prog
+
+
+def test_help_shows_defaults():
+    fmt = trainer.cli.parser()._subparsers._group_actions[0].choices["fit"].format_help()
+    assert "(default: 64)" in fmt and "(default: 0.001)" in fmt  # --batch-size, --lr
+
+
+@pytest.mark.parametrize("name", CLIS)
+def test_version(name, capsys):
+    with pytest.raises(SystemExit) as e:
+        CLIS[name].parser().parse_args(["--version"])
+    assert e.value.code == 0 and capsys.readouterr().out.startswith("flexsnn ")
