@@ -131,8 +131,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--tmax", type=cliargs.steps, default=None, help="default: the trained T")
     p.add_argument("--fixed-curve", action="store_true", help="also run fixed T = 1 .. tmax")
     p.add_argument("--plot", type=cliargs.png_path, default=None, help="write the curves as a PNG")
-    from .event.cli import add_event_bench, cmd_event_bench
-    from .stream_cli import add_stream, cmd_stream
+    from .event.cli import add_event_bench
+    from .stream_cli import add_stream
 
     add_event_bench(sub)
     add_stream(sub)
@@ -140,6 +140,9 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
+    from .event.cli import cmd_event_bench
+    from .stream_cli import cmd_stream
+
     a = parser().parse_args(argv)
     commands = {"run": cmd_run, "bench": cmd_bench, "tradeoff": cmd_tradeoff, "event-bench": cmd_event_bench,
                 "stream": cmd_stream}

@@ -39,7 +39,7 @@ def test_pi_bench_early_exit_saving(tmp_path):
 def test_pi_bench_bad_input(tmp_path):
     path = save(chain_model([Conv(4)]), tmp_path / "m.onnx")
     r = run_cli("edge", "pi-bench", path, "--max-threads", "0")
-    assert r.returncode == 2 and "--threads" in r.stderr
+    assert r.returncode == 2 and "--max-threads" in r.stderr
     r = run_cli("edge", "pi-bench", path, "--policy", "sometimes")
     assert r.returncode == 2 and "confidence:" in r.stderr
 

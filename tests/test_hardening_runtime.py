@@ -165,7 +165,7 @@ def test_trained_T_of_a_billion_is_refused(tmp_path, capsys):
 
 def test_pi_bench_threads_are_bounded(static_onnx, capsys):
     code, _, err = _cli(capsys, "edge", "pi-bench", str(static_onnx), "--max-threads", "100000")
-    _one_error(code, err, "--threads must be a positive integer")
+    _one_error(code, err, "--max-threads must be a positive integer")
 
 
 # ---- 3. ONNX integrity -------------------------------------------------------------------
