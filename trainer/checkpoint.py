@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 
+from runtime.cliargs import MAX_SIDE, MAX_WIDTH
 from runtime.fileio import write_atomic
 from runtime.limits import ResourceError, check_memory
 
@@ -33,8 +34,6 @@ from .models import SpikingNet, build_model
 FORMAT = "flexsnn-checkpoint/1"
 FORMAT_NAME = FORMAT.split("/")[0]
 DIGEST_KEY = "sha256"
-MAX_WIDTH = 65_536
-MAX_SIDE = 16_384
 
 
 class CheckpointError(ValueError):
