@@ -28,6 +28,7 @@ from typing import Any
 
 import torch
 
+from runtime.cliargs import MAX_SIDE, MAX_WIDTH
 from runtime.fileio import write_atomic
 from runtime.limits import ResourceError, check_memory
 
@@ -38,8 +39,6 @@ FORMAT = "flexsnn-checkpoint/2"
 FORMAT_NAME = FORMAT.split("/")[0]
 READ_FORMATS = (f"{FORMAT_NAME}/1", FORMAT)
 DIGEST_KEY = "sha256"
-MAX_WIDTH = 65_536
-MAX_SIDE = 16_384
 
 
 class CheckpointError(ValueError):
