@@ -89,14 +89,14 @@ def _emulate(a: argparse.Namespace, q: QuantNet, out: dict) -> None:
     session = load(a.model)
     clock = summarize(run_dataset(session, ds, counts=False), ds.labels)
     e = emulate(q, a.model, ds.events)
-    acc = lambda r: float((r.prediction == ds.labels).mean())
+    acc = lambda r: float((r.predictions == ds.labels).mean())
     out["emulation"] = {
         "data": ds.spec, "n": len(ds),
         "float_clock_accuracy": clock["accuracy"], "float_clock_T": session.protocol.T_trained,
         "float_event_accuracy": acc(e.float_), "speck_accuracy": acc(e.chip),
-        "agreement": float((e.chip.prediction == e.float_.prediction).mean()),
+        "agreement": float((e.chip.predictions == e.float_.predictions).mean()),
         "spike_difference": e.sd(),
-        "output_spikes_per_sample": float(e.chip.output.sum(-1).mean()),
+        "output_spikes_per_sample": float(e.chip.outputs.sum(-1).mean()),
     }
 
 

@@ -251,7 +251,7 @@ def run_event(engine, source: Iterable[Slice], emit: Callable[[Window], None], s
         state, _ = engine.flush(state)
         r = engine.result(state)
         lat = None if last_arrival is None else (time.perf_counter() - last_arrival) * 1e3
-        w = Window(stats.windows, int(start), int(start + span), n, 0, int(r.prediction), float(np.max(r.output)),
+        w = Window(stats.windows, int(start), int(start + span), n, 0, int(r.predictions), float(np.max(r.outputs)),
                    lat, partial)
         stats.windows += 1
         stats.events += n

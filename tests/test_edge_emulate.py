@@ -37,9 +37,9 @@ def test_quantised_emulation_stays_close_to_float(model_path):
     e = emulate(q, model_path, random_streams(6, SHAPE, events=400))
     sd = e.sd()
     assert set(sd) == {"IF_0", "IF_1", "all"}
-    assert sum(c.sum() for c in e.float_.counts.values()) > 100  # the net is not silent
+    assert sum(c.sum() for c in e.float_.neuron_counts.values()) > 100  # the net is not silent
     assert sd["all"] < 0.1, sd  # 8-bit weights: a few percent of spikes move, not more
-    assert e.chip.output.sum() > 0
+    assert e.chip.outputs.sum() > 0
 
 
 def test_sinabs_time_stepped_matches_emulation(model_path):
@@ -67,10 +67,10 @@ def test_sinabs_time_stepped_matches_emulation(model_path):
     with torch.no_grad():
         out = seq(x)
     counts = lambda o: o.reshape(B, T, *o.shape[1:]).sum(1).numpy()
-    assert np.array_equal(counts(out).reshape(B, -1), e.chip.output)
+    assert np.array_equal(counts(out).reshape(B, -1), e.chip.outputs)
     for node, h in zip(["IF_0", "IF_1"], hidden):
-        assert np.array_equal(counts(h), e.chip.counts[node])
-    assert e.chip.output.sum() > 0 and counts(hidden[0]).sum() > 0
+        assert np.array_equal(counts(h), e.chip.neuron_counts[node])
+    assert e.chip.outputs.sum() > 0 and counts(hidden[0]).sum() > 0
 
 
 @pytest.mark.slow

@@ -42,10 +42,10 @@ def test_kernel_matches_plain_python(neuron, readout):
     stream = random_stream(300, seed=3)
     res, train = eng.run(stream)
     ref = run_reference(eng.layers, stream)
-    assert sum(int(c.sum()) for c in res.counts.values()) > 50  # the net is active: a real check
-    for node in res.counts:
-        np.testing.assert_array_equal(res.counts[node], ref.counts[node])
-    np.testing.assert_allclose(res.output, ref.output, rtol=0, atol=1e-12)
+    assert sum(int(c.sum()) for c in res.neuron_counts.values()) > 50  # the net is active: a real check
+    for node in res.neuron_counts:
+        np.testing.assert_array_equal(res.neuron_counts[node], ref.neuron_counts[node])
+    np.testing.assert_allclose(res.outputs, ref.outputs, rtol=0, atol=1e-12)
     ref_train = np.array(ref.trains[train.layer]).reshape(-1, 3)
     got = np.stack([train.t, train.neuron, train.count], 1)
     by_time = lambda a: a[np.lexsort((a[:, 1], a[:, 0]))]
@@ -60,10 +60,10 @@ def test_strided_conv_and_batch_match():
     for b, s in enumerate(streams):
         ref = run_reference(eng.layers, s)
         one, _ = eng.run(s)
-        for node in ref.counts:
-            np.testing.assert_array_equal(batch.counts[node][b], ref.counts[node])
-            np.testing.assert_array_equal(one.counts[node], ref.counts[node])
-        np.testing.assert_allclose(batch.output[b], ref.output, atol=1e-12)
+        for node in ref.neuron_counts:
+            np.testing.assert_array_equal(batch.neuron_counts[node][b], ref.neuron_counts[node])
+            np.testing.assert_array_equal(one.neuron_counts[node], ref.neuron_counts[node])
+        np.testing.assert_allclose(batch.outputs[b], ref.outputs, atol=1e-12)
 
 
 @pytest.mark.parametrize("neuron", [NEURONS[0], NEURONS[2]], ids=["IF", "LIF"])
@@ -84,9 +84,9 @@ def test_chunks_split_anywhere_equal_whole_stream(neuron):
         trains.append(tr)
         got = eng.result(state)
         assert sizes == {(eng.net.n_neurons, eng.net.n_groups, eng.net.n_neurons)}  # bounded by the net
-        for node in whole.counts:
-            np.testing.assert_array_equal(got.counts[node], whole.counts[node])
-        np.testing.assert_array_equal(got.output, whole.output)
+        for node in whole.neuron_counts:
+            np.testing.assert_array_equal(got.neuron_counts[node], whole.neuron_counts[node])
+        np.testing.assert_array_equal(got.outputs, whole.outputs)
         np.testing.assert_array_equal(np.concatenate([t.t for t in trains]), train.t)
         np.testing.assert_array_equal(np.concatenate([t.neuron for t in trains]), train.neuron)
         assert int(got.events) == len(stream)
@@ -109,13 +109,13 @@ def test_lif_decay_closed_form():
     state, _ = eng.flush(state)
     v2 = w * math.exp(-gap_quiet / tau) + w
     assert state.v[-1] == pytest.approx(v2, rel=1e-12) and v2 < 1.0
-    assert eng.result(state).output[0] == 0
+    assert eng.result(state).outputs[0] == 0
     state, _ = eng.feed(state, ev[2:])
     state, train = eng.flush(state)
     v3 = v2 * math.exp(-gap_fire / tau) + w
     assert v3 >= 1.0
     assert state.v[-1] == pytest.approx(v3 - 1.0, rel=1e-12)  # fired once, subtract reset
-    assert list(train.t) == [int(ev["t"][2])] and eng.result(state).output[0] == 1
+    assert list(train.t) == [int(ev["t"][2])] and eng.result(state).outputs[0] == 1
 
 
 def clock_counts(model, stream, dt_us: float, duration: float) -> dict[str, np.ndarray]:
@@ -133,11 +133,11 @@ def test_finer_bins_converge_to_event_driven_if():
     stream = random_stream(120, (2, 8, 8), 2000, seed=2, unique_t=True)
     eng = engine_of(model)
     res, _ = eng.run(stream)
-    nodes = list(res.counts)
+    nodes = list(res.neuron_counts)
     sds = []
     for dt in (1000.0, 100.0, 10.0, 1.0):
         s0 = clock_counts(model, stream, dt, 2000)
-        sds.append(float(spike_difference(stack_counts(s0, nodes, 0), stack_counts(res.counts, nodes, 0))))
+        sds.append(float(spike_difference(stack_counts(s0, nodes, 0), stack_counts(res.neuron_counts, nodes, 0))))
     assert sds[0] > 0.05 and sds[-1] == 0.0
     assert sds == sorted(sds, reverse=True)
 
@@ -152,7 +152,7 @@ def test_finer_bins_converge_to_event_driven_lif():
         neuron = spec("LIF", "multi", "subtract", decay=math.exp(-dt / tau), dt=dt)
         model = chain_model(neuron, sensor=(2, 8, 8), channels=(4, 4), scale=0.9, duration_us=2000)
         if event_counts is None:
-            event_counts = engine_of(model).run(stream)[0].counts
+            event_counts = engine_of(model).run(stream)[0].neuron_counts
         nodes = list(event_counts)
         s0 = clock_counts(model, stream, dt, 2000)
         sds.append(float(spike_difference(stack_counts(s0, nodes, 0), stack_counts(event_counts, nodes, 0))))
@@ -193,6 +193,6 @@ def test_sinabs_iaf_parity(neuron):
                 h = torch.nn.functional.avg_pool2d(s, 2)
             out += torch.nn.functional.linear(h.flatten(1), w["wfc"])[0]
     assert sum(int(c.sum()) for c in counts) > 50
-    for i, node in enumerate(res.counts):
-        np.testing.assert_array_equal(res.counts[node], counts[i].numpy())
-    np.testing.assert_allclose(res.output, out.numpy(), atol=1e-5)
+    for i, node in enumerate(res.neuron_counts):
+        np.testing.assert_array_equal(res.neuron_counts[node], counts[i].numpy())
+    np.testing.assert_allclose(res.outputs, out.numpy(), atol=1e-5)

@@ -103,10 +103,10 @@ class Emulation:
 
     def sd(self) -> dict[str, float]:
         """Mean spike difference (float counts as reference) per hidden layer and over all of them."""
-        out = {n: float(np.mean(spike_difference(stack_counts(self.float_.counts, [n]),
-                                                 stack_counts(self.chip.counts, [n])))) for n in self.hidden}
-        out["all"] = float(np.mean(spike_difference(stack_counts(self.float_.counts, self.hidden),
-                                                    stack_counts(self.chip.counts, self.hidden))))
+        out = {n: float(np.mean(spike_difference(stack_counts(self.float_.neuron_counts, [n]),
+                                                 stack_counts(self.chip.neuron_counts, [n])))) for n in self.hidden}
+        out["all"] = float(np.mean(spike_difference(stack_counts(self.float_.neuron_counts, self.hidden),
+                                                    stack_counts(self.chip.neuron_counts, self.hidden))))
         return out
 
 
@@ -117,5 +117,5 @@ def emulate(qnet: QuantNet, model_path: str, streams: Sequence[np.ndarray], chip
     float_engine = load_event(model_path)
     chip = chip_engine(qnet).run_batch(streams)
     ref = float_engine.run_batch(streams)
-    hidden = [n for n in ref.counts if n in chip.counts]
+    hidden = [n for n in ref.neuron_counts if n in chip.neuron_counts]
     return Emulation(chip, ref, hidden)

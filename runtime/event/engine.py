@@ -7,7 +7,7 @@ One stream, in chunks (the caller holds the state)::
     for chunk in chunks:                       # split anywhere: same result as whole
         state, spikes = engine.feed(state, chunk)
     state, spikes = engine.flush(state)        # the events held back at the last timestamp
-    result = engine.result(state)              # output, prediction, spike counts per layer
+    result = engine.result(state)              # outputs, predictions, spikes per neuron
 
 Many whole streams in parallel (numba threads): ``engine.run_batch(streams)``.
 """
@@ -47,15 +47,16 @@ class SpikeTrain:
 
 @dataclass
 class EventResult:
-    """``output`` per class: spike counts (spiking readout), the final membrane (LI
-    readout, at the last event that reached it) or the summed readout current (a readout
-    without neuron: what the clock-driven ``mean``/``count`` readouts accumulate).
-    ``counts[node]``: spikes per neuron ``[..., C, H, W]`` of every spiking layer.
+    """Named as the clock-driven :class:`runtime.session.RunResult`. ``outputs`` per class:
+    spike counts (spiking readout), the final membrane (LI readout, at the last event
+    that reached it) or the summed readout current (a readout without neuron: what the
+    clock-driven ``mean``/``count`` readouts accumulate); ``predictions`` its argmax.
+    ``neuron_counts[node]``: spikes per neuron ``[..., C, H, W]`` of every spiking layer.
     Batched results have a leading sample axis everywhere."""
 
-    output: np.ndarray
-    prediction: np.ndarray
-    counts: dict[str, np.ndarray]
+    outputs: np.ndarray
+    predictions: np.ndarray
+    neuron_counts: dict[str, np.ndarray]
     events: np.ndarray
     synops: np.ndarray
     seconds: float = 0.0

@@ -26,18 +26,18 @@ def run_event_dataset(engine: EventEngine, ds: Dataset, batch_size: int = 256) -
         raise DataError(f"batch size must be a positive integer, got {batch_size}")
     parts = [engine.run_batch(ds.events[i:i + batch_size]) for i in range(0, len(ds), batch_size)]
     cat = np.concatenate
-    return EventResult(cat([p.output for p in parts]), cat([p.prediction for p in parts]),
-                       {k: cat([p.counts[k] for p in parts]) for k in parts[0].counts},
+    return EventResult(cat([p.outputs for p in parts]), cat([p.predictions for p in parts]),
+                       {k: cat([p.neuron_counts[k] for p in parts]) for k in parts[0].neuron_counts},
                        cat([p.events for p in parts]), cat([p.synops for p in parts]),
                        sum(p.seconds for p in parts))
 
 
 def summarize_event(result: EventResult, labels: np.ndarray) -> dict:
     n = len(labels)
-    return {"n": n, "accuracy": float((result.prediction == labels).mean()),
+    return {"n": n, "accuracy": float((result.predictions == labels).mean()),
             "events_per_sample": float(result.events.mean()), "synops_per_sample": float(result.synops.mean()),
             "seconds": result.seconds, "ms_per_sample": 1e3 * result.seconds / n,
-            "spikes_per_sample": {k: float(v.reshape(n, -1).sum(1).mean()) for k, v in result.counts.items()}}
+            "spikes_per_sample": {k: float(v.reshape(n, -1).sum(1).mean()) for k, v in result.neuron_counts.items()}}
 
 
 def compare_clock(engine: EventEngine, session: Session, ds: Dataset, result: EventResult,
@@ -47,7 +47,7 @@ def compare_clock(engine: EventEngine, session: Session, ds: Dataset, result: Ev
     (MTT Eq. 16), its mean over samples, the same per layer, and the clock-driven accuracy."""
     p = session.protocol
     binning = binning or p.binning
-    nodes = list(result.counts)
+    nodes = list(result.neuron_counts)
     clock: dict[str, list[np.ndarray]] = {k: [] for k in nodes}
     preds = []
     for start in range(0, len(ds), batch_size):
@@ -58,10 +58,10 @@ def compare_clock(engine: EventEngine, session: Session, ds: Dataset, result: Ev
         for k in nodes:
             clock[k].append(r.neuron_counts[k])
     s0 = {k: np.concatenate(v) for k, v in clock.items()}
-    sd = spike_difference(stack_counts(s0, nodes), stack_counts(result.counts, nodes))
+    sd = spike_difference(stack_counts(s0, nodes), stack_counts(result.neuron_counts, nodes))
     clock_pred = np.concatenate(preds)
     return {"sd": float(sd.mean()), "sd_per_layer": {k: float(spike_difference(
-                s0[k].reshape(len(ds), -1), result.counts[k].reshape(len(ds), -1)).mean()) for k in nodes},
+                s0[k].reshape(len(ds), -1), result.neuron_counts[k].reshape(len(ds), -1)).mean()) for k in nodes},
             "clock_T": p.T_trained, "clock_binning": binning,
             "clock_accuracy": float((clock_pred == ds.labels).mean()),
-            "agreement": float((clock_pred == result.prediction).mean())}
+            "agreement": float((clock_pred == result.predictions).mean())}

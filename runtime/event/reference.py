@@ -15,8 +15,8 @@ from .graph import Layer
 
 @dataclass
 class ReferenceResult:
-    output: np.ndarray                   # as EventResult.output
-    counts: dict[str, np.ndarray]        # spiking layers: per-neuron spikes (C, H, W)
+    outputs: np.ndarray                  # as EventResult.outputs
+    neuron_counts: dict[str, np.ndarray]  # spiking layers: per-neuron spikes (C, H, W)
     trains: dict[str, list[tuple[int, int, int]]]  # spiking layers: (t, neuron, count)
     synops: int
 
