@@ -22,9 +22,10 @@ echo "runtime-only install: $(du -sh "$SITE" | cut -f1) in $SITE (pip and setupt
 
 # test tools and the small extras some CLI tests use (data: scikit-learn's digits, plot:
 # matplotlib for the trade-off plot); still no torch
-"$VENV/bin/pip" install -q -e "$ROOT[data,plot]" pytest
+"$VENV/bin/pip" install -q -e "$ROOT[data,plot]" pytest pytest-xdist
 cd "$ROOT"
 shopt -s nullglob
 TESTS=(tests/test_runtime.py tests/test_edge_*.py tests/test_event*.py)
 "$VENV/bin/python" -m pytest -q -p no:cacheprovider "${TESTS[@]}"
 "$VENV/bin/python" -c 'import importlib.util, sys; sys.exit("torch appeared" if importlib.util.find_spec("torch") else 0)'
+echo "runtime-only check PASSED: no torch installed, torch-free tests green"
