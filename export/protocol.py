@@ -54,6 +54,7 @@ def protocol(cfg: Config, readout_rule: str, shapes: list[tuple[int, ...]],
         "T_trained": cfg.train_T,
         "T_range": [m.T, m.T] if m.name == "sdt" else [m.tmin, m.tmax],
         "classes": list(d.classes),
+        "train_split": d.train_split,   # "train-minus-val": the validation split is unseen
         "states": [{"name": f"state_{i}", "shape": list(s), "node": n}
                    for i, (s, n) in enumerate(zip(shapes, nodes))],
         "neurons": [{"node": n, "op": s.kind, "spec": s.to_dict()} for n, s in zip(nodes, specs)],

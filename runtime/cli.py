@@ -1,21 +1,25 @@
-"""``python -m runtime run | bench | tradeoff``: evaluate an exported model under an exit
-policy, time it against torch eager, sweep confidence thresholds."""
+"""``python -m runtime run | bench | tradeoff | calibrate-exit``: evaluate an exported model
+under an exit policy, time it against torch eager, sweep confidence thresholds, choose an
+exit policy on the validation split and store it in the model."""
 
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
 from .bench import bench, torch_available
 from .data import DataError, load_dataset
 from .data.datasets import SPEC_FORMS
-from .evaluate import plot_tradeoff, run_dataset, summarize, tradeoff
+from .evaluate import plot_tradeoff, run_dataset, summarize, t_range_warning, tradeoff
+from .fileio import OutputPathError
 from .neuron import SpecError
 from .policies import POLICY_FORMS, PolicyError, parse_policy
 from .protocol import ModelError
 from .report import emit_json, guarded, table
 from .session import InputError, Session, load
 
-USER_ERRORS = (ModelError, InputError, PolicyError, DataError, SpecError)
+USER_ERRORS = (ModelError, InputError, PolicyError, DataError, SpecError, OutputPathError)
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -32,6 +36,14 @@ def _data(p: argparse.ArgumentParser) -> None:
     p.add_argument("--binning", default=None, help="events: equal or fixed (default: as trained)")
 
 
+def _warn(notes: list[str | None]) -> list[str]:
+    """Print each note on stderr (``warning: ...``) and return them for ``--json``."""
+    notes = list(dict.fromkeys(n for n in notes if n))
+    for n in notes:
+        print(f"warning: {n}", file=sys.stderr)
+    return notes
+
+
 def _open(a: argparse.Namespace) -> Session:
     if a.threads is not None and a.threads < 0:
         raise InputError(f"--threads must be >= 0 (0: all cores), got {a.threads}")
@@ -46,8 +58,11 @@ def cmd_run(a: argparse.Namespace) -> None:
     policy = parse_policy(a.policy) if a.policy else None  # bad policy: fail before loading data
     session = _open(a)
     ds = load_dataset(a.data, "test", a.limit)
+    warnings = _warn([t_range_warning(session.protocol, policy)])
     s = summarize(run_dataset(session, ds, policy, a.batch_size, a.binning), ds.labels)
-    s.update(policy=a.policy or f"fixed:{session.protocol.T_trained}", data=ds.spec, model=a.model)
+    s.update(policy=a.policy or session.protocol.exit_policy or f"fixed:{session.protocol.T_trained}",
+             data=ds.spec, model=a.model,
+             warnings=warnings)
     if a.json:
         emit_json(s)
         return
@@ -94,6 +109,69 @@ def cmd_tradeoff(a: argparse.Namespace) -> None:
         print(f"wrote {a.plot}")
 
 
+def cmd_calibrate_exit(a: argparse.Namespace) -> None:
+    import json
+
+    import onnx
+
+    from .exit_calibration import RULES, choose, policy_string, step_readouts
+    from .fileio import write_atomic
+    from .protocol import METADATA_KEY
+
+    if a.budget < 0:
+        raise PolicyError(f"--budget must be >= 0 accuracy points, got {a.budget}")
+    if Path(a.out).resolve() == Path(a.model).resolve():
+        raise OutputPathError(f"--out {a.out} is the input model; write the calibrated model elsewhere")
+    bad = [r for r in a.rules if r not in RULES]
+    if bad:
+        raise PolicyError(f"exit rule(s) {bad} unknown; expected some of {list(RULES)}")
+    session = _open(a)
+    p = session.protocol
+    tmax = a.tmax or p.T_trained
+    if not 1 <= a.tmin <= tmax:
+        raise PolicyError(f"--tmin must be in [1, tmax={tmax}], got {a.tmin}")
+    model = onnx.load(a.model)
+    props = {q.key: q.value for q in model.metadata_props}
+    meta = json.loads(props[METADATA_KEY])
+    val = load_dataset(a.data, "val", a.limit)
+    test = load_dataset(a.data, "test", a.limit)
+    readouts = step_readouts(session, val, tmax, a.batch_size, a.binning)
+    c = choose(readouts, val.labels, a.budget, a.tmin, a.rules)
+    policy = policy_string(c["best"], a.tmin, tmax)
+    trained_on_val = meta.get("train_split", "train") != "train-minus-val"
+    warnings = _warn([t_range_warning(p, parse_policy(policy)),
+                      "the model was trained on the validation recordings too (or does not say): its "
+                      "confidence there is optimistic; train with `fit --train-split train-minus-val`"
+                      if trained_on_val else None])
+    fixed = summarize(run_dataset(session, test, f"fixed:{tmax}", a.batch_size, a.binning), test.labels)
+    chosen = summarize(run_dataset(session, test, policy, a.batch_size, a.binning), test.labels)
+    result = {
+        "policy": policy, "chosen_on": f"{val.spec} split val ({len(val)} samples)",
+        "budget_points": a.budget, "rules": list(a.rules),
+        "validation": {"fixed_accuracy": c["fixed_accuracy"], "accuracy": c["best"]["accuracy"],
+                       "mean_steps": c["best"]["mean_steps"], "per_rule": c["per_rule"]},
+        "test": {"n": len(test), "fixed_accuracy": fixed["accuracy"], "accuracy": chosen["accuracy"],
+                 "mean_steps": chosen["mean_steps"], "fixed_T": tmax},
+    }
+    meta["exit"] = {k: result[k] for k in ("policy", "chosen_on", "budget_points", "validation", "test")}
+    onnx.helper.set_model_props(model, {**props, METADATA_KEY: json.dumps(meta)})
+    write_atomic(a.out, lambda tmp: onnx.save(model, str(tmp)))
+    if a.json:
+        emit_json({"model": a.model, "out": a.out, **result, "warnings": warnings})
+        return
+    v, t = result["validation"], result["test"]
+    print(f"{a.model}: exit policy chosen on {result['chosen_on']}, budget {a.budget} points below fixed:{tmax}")
+    print(table(["rule", "threshold", "val accuracy", "val mean steps"],
+                [[r, "-" if b is None else b["threshold"], "-" if b is None else b["accuracy"],
+                  "-" if b is None else b["mean_steps"]] for r, b in c["per_rule"].items()]))
+    print(f"chosen: {policy} (val: {v['accuracy']:.4f} vs fixed {v['fixed_accuracy']:.4f}, "
+          f"{v['mean_steps']:.2f} mean steps)")
+    print(f"test ({t['n']} samples, reported only): {t['accuracy']:.4f} at {t['mean_steps']:.2f} mean steps "
+          f"vs fixed:{tmax} {t['fixed_accuracy']:.4f} ({100 * (t['accuracy'] - t['fixed_accuracy']):+.2f} points, "
+          f"{100 * t['mean_steps'] / tmax:.1f}% of the steps)")
+    print(f"wrote {a.out} (its default policy is now {policy})")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m runtime", description=__doc__)
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -119,10 +197,22 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--tmax", type=int, default=None, help="default: the trained T")
     p.add_argument("--fixed-curve", action="store_true", help="also run fixed T = 1 .. tmax")
     p.add_argument("--plot", default=None, help="write the curves as a PNG")
+    p = sub.add_parser("calibrate-exit", help="choose an exit policy on the validation split for an accuracy "
+                       "budget, store it in a copy of the model as its default, report it on the test split")
+    _common(p)
+    _data(p)
+    p.add_argument("--out", required=True, help="the model with the chosen policy in its metadata (.onnx)")
+    p.add_argument("--budget", type=float, default=0.5,
+                   help="accuracy points the policy may lose against fixed tmax on validation (default 0.5)")
+    p.add_argument("--rules", nargs="+", default=["confidence", "margin", "entropy"],
+                   help="exit rules to consider (default: confidence margin entropy)")
+    p.add_argument("--tmin", type=int, default=1)
+    p.add_argument("--tmax", type=int, default=None, help="default: the trained T")
     from .event.cli import add_event_bench, cmd_event_bench
 
     add_event_bench(sub)
     a = parser.parse_args(argv)
-    commands = {"run": cmd_run, "bench": cmd_bench, "tradeoff": cmd_tradeoff, "event-bench": cmd_event_bench}
+    commands = {"run": cmd_run, "bench": cmd_bench, "tradeoff": cmd_tradeoff, "event-bench": cmd_event_bench,
+                "calibrate-exit": cmd_calibrate_exit}
     guarded(USER_ERRORS, lambda: commands[a.cmd](a))
 

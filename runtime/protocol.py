@@ -17,6 +17,7 @@ from typing import Any
 import onnx
 
 from .neuron import NeuronSpec, SpecError
+from .policies import PolicyError, parse_policy
 
 FORMAT = "flexsnn-onnx/1"
 METADATA_KEY = "flexsnn.protocol"
@@ -65,6 +66,7 @@ class Protocol:
     states: tuple[StateInfo, ...]
     neurons: tuple[NeuronInfo, ...]
     max_steps: int | None = None   # a model with no step t >= max_steps (T-RevSNN); None: unbounded
+    exit_policy: str | None = None  # default exit policy chosen on validation data (runtime calibrate-exit)
 
     @property
     def num_classes(self) -> int:
@@ -139,7 +141,20 @@ def parse_protocol(meta: dict[str, Any]) -> Protocol:
         T_trained=T_trained, T_range=(T_range[0], T_range[1]),
         classes=tuple(str(c) for c in _field(meta, "classes", where)),
         states=states, neurons=neurons, max_steps=_max_steps(meta.get("max_steps"), where),
+        exit_policy=_exit_policy(meta.get("exit"), where),
     )
+
+
+def _exit_policy(value: Any, where: str) -> str | None:
+    """The optional ``exit`` object's policy string (absent in files from older versions)."""
+    if value is None:
+        return None
+    policy = value.get("policy") if isinstance(value, dict) else None
+    try:
+        parse_policy(policy if isinstance(policy, str) else "")
+    except PolicyError as e:
+        raise ModelError(f"{where}: 'exit' must be an object with a valid 'policy' ({e})") from None
+    return policy
 
 
 def _max_steps(value: Any, where: str) -> int | None:

@@ -21,7 +21,7 @@ import onnxruntime as ort
 from . import cost
 from .data.events import BINNINGS, bin_events
 from .engine import Stepper, make_session, threads_for, with_outputs
-from .policies import ExitPolicy, FixedT, as_policy
+from .policies import ExitPolicy, FixedT, as_policy, model_default
 from .protocol import STATIC_KINDS, ModelError, Protocol, read_model
 
 
@@ -181,7 +181,7 @@ class Session:
         if is_event_streams(x):
             if p.input_kind != "event-frames" or len(x) == 0:
                 raise InputError(f"got {len(x)} event streams; this model takes {self._forms()}")
-            policy = policy or FixedT(p.T_trained)
+            policy = policy or model_default(p.exit_policy, p.T_trained)
             T = policy.horizon(p.T_trained)
             xs = self.frames(x, T, binning, dt_us)
             return xs, False, policy, T
@@ -193,7 +193,7 @@ class Session:
                 raise InputError(f"input has shape {list(x.shape)} (static images) but this model "
                                  f"takes {self._forms()}")
             self._check_array(x, "input")
-            policy = policy or FixedT(p.T_trained)
+            policy = policy or model_default(p.exit_policy, p.T_trained)
             return x, True, policy, policy.horizon(p.T_trained)
         if x.ndim == nd + 2:
             self._check_array(x, "input")

@@ -8,7 +8,6 @@ import os
 import sys
 from pathlib import Path
 
-import torch
 
 from runtime.data import DataError, load_dataset
 from runtime.data.datasets import SPEC_FORMS
@@ -32,8 +31,10 @@ from .config import (
 from .memory import add_memory_parser, cmd_memory
 from .models import build_model, model_builder, model_names
 from .online import online_method
+from .repro import DEFAULT_THREADS
+from .repro import setup as setup_threads
 from .surrogate import SURROGATES
-from .train import calibrate_bn, evaluate, fit
+from .train import calibrate_bn, evaluate, fit, has_bn
 from .trev_memory import add_trev_memory_parser, cmd_trev_memory
 
 USER_ERRORS = (ConfigError, DataError, CheckpointError, SpecError, OutputPathError)
@@ -42,6 +43,14 @@ NEURON_PRESETS = {"lif": ("LIF", "single"), "if": ("IF", "single"), "multi-if": 
 
 def _data_help() -> str:
     return "data spec: " + ", ".join(SPEC_FORMS)
+
+
+def _add_threads(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--threads", type=int, default=DEFAULT_THREADS,
+                   help=f"torch CPU threads (default {DEFAULT_THREADS}: the fastest per epoch measured on small "
+                   "shared machines, and figures repeat only at a fixed count)")
+    p.add_argument("--deterministic", action="store_true",
+                   help="only deterministic algorithms (torch.use_deterministic_algorithms)")
 
 
 def _add_fit(sub: argparse._SubParsersAction) -> None:
@@ -75,10 +84,14 @@ def _add_fit(sub: argparse._SubParsersAction) -> None:
                    "(per-step statistics), sws (scaled weight standardisation) or none (default bn)")
     p.add_argument("--no-bn", action="store_true", help="no BatchNorm (same as --norm none)")
     p.add_argument("--calib-batches", type=int, default=10, help="BN calibration batches at Tmax (0: off)")
+    p.add_argument("--train-split", default="train-minus-val", choices=["train-minus-val", "train"],
+                   help="train-minus-val (default): hold out the validation split (training recordings with "
+                   "index %% 10 == 1) for choosing exit thresholds; train: every training recording")
     p.add_argument("--limit-train", type=int, default=None, help="use an evenly spread subset")
     p.add_argument("--limit-test", type=int, default=None)
     p.add_argument("--out", default="model.pt")
     p.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
+    _add_threads(p)
 
 
 def _add_eval(sub: argparse._SubParsersAction) -> None:
@@ -91,6 +104,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--plot", default=None, help="write accuracy vs T as a PNG")
     p.add_argument("--json", action="store_true", help="one JSON object")
+    _add_threads(p)
 
 
 def _add_calibrate(sub: argparse._SubParsersAction) -> None:
@@ -100,7 +114,9 @@ def _add_calibrate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batches", type=int, default=10)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--data", default=None)
+    p.add_argument("--limit", type=int, default=None, help="test samples for the before/after accuracy")
     p.add_argument("--out", required=True)
+    _add_threads(p)
 
 
 def config_from_args(a: argparse.Namespace, train_shape: tuple[int, int, int], kind: str,
@@ -124,7 +140,7 @@ def config_from_args(a: argparse.Namespace, train_shape: tuple[int, int, int], k
         ModelConfig(a.model, a.stages, a.width, not a.no_bias, bn, a.readout, 10, train_shape,
                     bn_stats=bn_stats, weight_std=weight_std),
         NeuronConfig(nkind, 1.0 if nkind == "IF" else a.decay, a.v_th, a.reset, spike, a.v_min, dt, a.surrogate),
-        DataConfig(a.data, kind, train_shape, binning="equal", duration_us=duration_us),
+        DataConfig(a.data, kind, train_shape, binning="equal", duration_us=duration_us, train_split=a.train_split),
         MethodConfig(a.method, T, a.tmin, a.tmax, a.samples, a.epochs, a.batch_size, a.lr,
                      a.weight_decay, a.seed, a.calib_batches, K=a.K, mse_weight=mse_weight),
     ).validate()
@@ -137,7 +153,7 @@ def cmd_fit(a: argparse.Namespace) -> None:
     # check everything that needs no data before loading it
     config_from_args(a, (1, 1, 1), "static", 0.0)
     model_builder(a.model)
-    train_ds = load_dataset(a.data, "train", a.limit_train)
+    train_ds = load_dataset(a.data, a.train_split, a.limit_train)
     test_ds = load_dataset(a.data, "test", a.limit_test)
     cfg = config_from_args(a, train_ds.shape, train_ds.kind, train_ds.duration_us)
     cfg.data.classes = train_ds.classes
@@ -146,14 +162,15 @@ def cmd_fit(a: argparse.Namespace) -> None:
                          verbose=not a.quiet)
     if int(os.environ.get("RANK", "0")) == 0:
         save_checkpoint(out, cfg, model, metrics)
-        print(f"wrote {out}: test accuracy {metrics['test_accuracy']:.4f} at T={cfg.train_T} "
-              f"({metrics['seconds_per_epoch']:.1f} s/epoch)")
+        how = f", after BatchNorm calibration at T={cfg.train_T}" if metrics.get("bn_calibrated_layers") else ""
+        print(f"wrote {out}: test accuracy {metrics['test_accuracy']:.4f} at T={cfg.train_T}{how} "
+              f"({metrics['seconds_per_epoch']:.1f} s/epoch, {metrics['environment']['threads']} threads)")
 
 
 def cmd_eval(a: argparse.Namespace) -> None:
     if a.T is not None and any(t <= 0 for t in a.T):
         raise ConfigError(f"--T values must be positive integers, got {a.T}")
-    results = {}
+    results, warnings = {}, []
     for path in a.checkpoints:
         cfg, model, _ = load_checkpoint(path)
         ds = load_dataset(a.data or cfg.data.spec, "test", a.limit)
@@ -161,16 +178,29 @@ def cmd_eval(a: argparse.Namespace) -> None:
             raise DataError(f"data {ds.spec!r} gives inputs of shape {list(ds.shape)}, "
                             f"but {path} expects {list(cfg.model.in_shape)}")
         Ts = a.T or list(range(1, cfg.train_T + 1))
+        warning = t_range_warning(path, cfg, Ts)
+        if warning:
+            warnings.append(warning)
+            print(f"warning: {warning}", file=sys.stderr)
         results[path] = evaluate(model, ds, Ts, a.batch_size, a.binning, progress=sys.stderr.isatty())
     if a.plot:
         plot_accuracy(Ts, results, a.plot)
     if a.json:
         acc = next(iter(results.values())) if len(results) == 1 else results
-        emit_json({"T": Ts, "accuracy": acc, "n": len(ds), "data": ds.spec})
+        emit_json({"T": Ts, "accuracy": acc, "n": len(ds), "data": ds.spec, "warnings": warnings})
         return
     print(f"test accuracy on {ds.spec} ({len(ds)} samples)")
     names = [Path(p).name for p in results]
     print(table(["T", *names], [[T, *(r[i] for r in results.values())] for i, T in enumerate(Ts)]))
+
+
+def t_range_warning(path: str, cfg: Config, Ts: list[int]) -> str | None:
+    """A note when some T lies outside the range the model was trained on."""
+    lo, hi = (cfg.train_T, cfg.train_T) if cfg.method.name in FIXED_T_METHODS else (cfg.method.tmin, cfg.method.tmax)
+    outside = [T for T in Ts if not lo <= T <= hi]
+    if not outside:
+        return None
+    return f"{path} was trained for T in [{lo}, {hi}]; T={outside} lie outside that range"
 
 
 def plot_accuracy(Ts: list[int], results: dict[str, list[float]], path: str) -> None:
@@ -196,10 +226,19 @@ def cmd_calibrate(a: argparse.Namespace) -> None:
     T = a.T or cfg.method.tmax
     if T <= 0:
         raise ConfigError(f"--T must be a positive integer, got {T}")
-    ds = load_dataset(a.data or cfg.data.spec, "train")
+    if not has_bn(model):
+        raise ConfigError(f"{a.checkpoint} has no BatchNorm layers: there is nothing to calibrate")
+    if Path(a.out).resolve() == Path(a.checkpoint).resolve():
+        raise OutputPathError(f"--out {a.out} is the input checkpoint; write the calibrated model elsewhere")
+    spec = a.data or cfg.data.spec
+    ds, test = load_dataset(spec, "train"), load_dataset(spec, "test", a.limit)
+    before = evaluate(model, test, [T], a.batch_size)[0]
     n = calibrate_bn(model, ds, T, a.batches, a.batch_size)
-    save_checkpoint(a.out, cfg, model, {**metrics, "bn_calibrated_layers": n, "bn_calibration_T": T})
-    print(f"calibrated {n} BatchNorm layers at T={T}; wrote {a.out}")
+    after = evaluate(model, test, [T], a.batch_size)[0]
+    save_checkpoint(a.out, cfg, model, {**metrics, "bn_calibrated_layers": n, "bn_calibration_T": T,
+                                        "test_accuracy_before_calibration": before, "test_accuracy": after})
+    print(f"calibrated {n} BatchNorm layers at T={T} ({a.batches} training batches): test accuracy at T={T} "
+          f"{before:.4f} -> {after:.4f} ({len(test)} samples); wrote {a.out}")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -211,7 +250,8 @@ def main(argv: list[str] | None = None) -> None:
     add_memory_parser(sub)
     add_trev_memory_parser(sub)
     a = parser.parse_args(argv)
-    torch.set_num_threads(max(1, torch.get_num_threads()))
+    if hasattr(a, "threads"):
+        guarded(USER_ERRORS, lambda: setup_threads(a.threads, a.deterministic))
     commands = {"fit": cmd_fit, "eval": cmd_eval, "calibrate": cmd_calibrate, "memory": cmd_memory,
                 "trev-memory": cmd_trev_memory}
     guarded(USER_ERRORS, lambda: commands[a.cmd](a))

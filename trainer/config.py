@@ -69,6 +69,7 @@ class DataConfig:
     classes: list[str] = field(default_factory=lambda: [str(i) for i in range(10)])
     binning: str = "equal"
     duration_us: float = 0.0
+    train_split: str = "train"        # "train-minus-val": the validation split was held out
 
 
 @dataclass

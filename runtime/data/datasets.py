@@ -20,7 +20,12 @@ from .mnist import read_mnist
 from .nmnist import SENSOR as NMNIST_SENSOR
 from .nmnist import list_nmnist, read_nmnist_bin
 
-SPLITS = ("train", "test")
+# "val" is a fixed part of the training recordings (index % 10 == 1; the index of a digit,
+# of an N-MNIST file, of an MNIST training image), held out so that a hyper-parameter such
+# as an exit threshold is chosen on data that is neither the test split nor trained on;
+# "train-minus-val" is the rest of the training recordings (what `trainer fit` trains on).
+SPLITS = ("train", "test", "val", "train-minus-val")
+VAL_EVERY, VAL_REMAINDER = 10, 1
 SPEC_FORMS = ("digits", "digits:static", "nmnist:PATH", "mnist:PATH")
 DIGITS_TEST_EVERY = 5  # digits split: index % 5 == 0 -> test
 DIGITS_DURATION_US = 300_000
@@ -56,7 +61,8 @@ class Dataset:
             self.spec, self.split, self.kind, self.shape, self.labels[idx], self.classes,
             None if self.images is None else self.images[idx],
             None if self.events is None else [self.events[i] for i in idx],
-            self.duration_us, self.binning, self.meta,
+            self.duration_us, self.binning,
+            {**self.meta, **({"index": self.meta["index"][idx]} if "index" in self.meta else {})},
         )
 
     def frames(self, idx: np.ndarray, T: int, binning: str | None = None,
@@ -109,21 +115,44 @@ def _digits(kind: str) -> tuple[np.ndarray, np.ndarray, list | None]:
 
 
 @functools.lru_cache(maxsize=4)
-def _nmnist(root: str, split: str) -> tuple[list[np.ndarray], np.ndarray]:
+def _nmnist(root: str, split: str) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
     items = list_nmnist(root, split)
-    return [read_nmnist_bin(f) for f, _ in items], np.array([lab for _, lab in items], np.int64)
+    return ([read_nmnist_bin(f) for f, _ in items], np.array([lab for _, lab in items], np.int64),
+            np.array([int(f.stem) if f.stem.isdigit() else i for i, (f, _) in enumerate(items)], np.int64))
 
 
 def load_dataset(spec: str, split: str, limit: int | None = None) -> Dataset:
     """Load ``split`` of the data named by ``spec``; ``limit`` keeps an evenly spread subset."""
     if split not in SPLITS:
         raise DataError(f"split {split!r} is unknown; expected one of {list(SPLITS)}")
+    if split in ("val", "train-minus-val"):
+        train = _load(spec, "train")
+        held = train.meta["index"] % VAL_EVERY == VAL_REMAINDER
+        ds = train.subset(np.flatnonzero(held if split == "val" else ~held))
+        ds.split = split
+        return _limit(ds, spec, split, limit)
+    return _limit(_load(spec, split), spec, split, limit)
+
+
+def _limit(ds: Dataset, spec: str, split: str, limit: int | None) -> Dataset:
+    if len(ds) == 0:
+        raise DataError(f"data {spec!r} has no samples in split {split!r}")
+    if limit is not None and limit < len(ds):
+        if limit <= 0:
+            raise DataError(f"limit must be a positive number of samples, got {limit}")
+        ds = ds.subset(np.linspace(0, len(ds) - 1, limit).round().astype(np.int64))
+    return ds
+
+
+def _load(spec: str, split: str) -> Dataset:
+    """The whole ``split`` ("train" or "test"); ``meta["index"]``: each sample's index."""
     name, arg = parse_spec(spec)
     classes = [str(i) for i in range(10)]
     try:
         if name == "digits":
             images, labels, events = _digits(arg)
             sel = (np.arange(len(labels)) % DIGITS_TEST_EVERY == 0) == (split == "test")
+            index = np.flatnonzero(sel)
             if arg == "static":
                 ds = Dataset(spec, split, "static", (1, 8, 8), labels[sel], classes, images=images[sel])
             else:
@@ -131,20 +160,16 @@ def load_dataset(spec: str, split: str, limit: int | None = None) -> Dataset:
                              events=[e for e, s in zip(events, sel) if s],
                              duration_us=DIGITS_DURATION_US)
         elif name == "nmnist":
-            events, labels = _nmnist(str(Path(arg).resolve()), split)
+            events, labels, index = _nmnist(str(Path(arg).resolve()), split)
             ds = Dataset(spec, split, "events", NMNIST_SENSOR, labels, classes, events=events,
                          duration_us=NMNIST_DURATION_US)
         else:
             images, labels = read_mnist(arg, split)
+            index = np.arange(len(labels))
             ds = Dataset(spec, split, "static", (1, 28, 28), labels, classes, images=images)
     except (FileNotFoundError, ValueError) as e:
         if isinstance(e, DataError):
             raise
         raise DataError(str(e)) from e
-    if len(ds) == 0:
-        raise DataError(f"data {spec!r} has no samples in split {split!r}")
-    if limit is not None and limit < len(ds):
-        if limit <= 0:
-            raise DataError(f"limit must be a positive number of samples, got {limit}")
-        ds = ds.subset(np.linspace(0, len(ds) - 1, limit).round().astype(np.int64))
+    ds.meta = {**ds.meta, "index": index}
     return ds
