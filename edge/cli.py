@@ -95,6 +95,9 @@ def _emulate(a: argparse.Namespace, q: QuantNet, out: dict) -> None:
         "float_event_accuracy": acc(e.float_), "speck_accuracy": acc(e.chip),
         "agreement": float((e.chip.prediction == e.float_.prediction).mean()),
         "spike_difference": e.sd(),
+        "speck_form_float_accuracy": acc(e.twin),
+        "agreement_vs_speck_form_float": float((e.chip.prediction == e.twin.prediction).mean()),
+        "spike_difference_vs_speck_form_float": e.sd_quantisation(),
         "output_spikes_per_sample": float(e.chip.output.sum(-1).mean()),
     }
 
@@ -165,10 +168,14 @@ def _speck(a: argparse.Namespace) -> None:
         print(f"\nemulation on {e['data']} ({e['n']} samples), event-driven, one input event at a time:")
         print(table(["run", "accuracy"], [[f"float, clock-driven (T={e['float_clock_T']})", e["float_clock_accuracy"]],
                                           ["float, event-driven", e["float_event_accuracy"]],
+                                          ["Speck's form in float (IF readout, weights not rounded)",
+                                           e["speck_form_float_accuracy"]],
                                           ["Speck (quantised, chip semantics)", e["speck_accuracy"]]]))
-        print(f"prediction agreement Speck vs float event-driven: {e['agreement']:.4f}")
-        print("spike difference vs float event-driven: "
-              + ", ".join(f"{k} {v:.4f}" for k, v in e["spike_difference"].items()))
+        print(f"prediction agreement Speck vs float event-driven: {e['agreement']:.4f}; spike difference "
+              "(hidden layers): " + ", ".join(f"{k} {v:.4f}" for k, v in e["spike_difference"].items()))
+        print(f"prediction agreement Speck vs its form in float: {e['agreement_vs_speck_form_float']:.4f}; "
+              "spike difference (every layer, readout included): "
+              + ", ".join(f"{k} {v:.4f}" for k, v in e["spike_difference_vs_speck_form_float"].items()))
     if "device" in out:
         print(f"deployed to {out['device']}")
 

@@ -40,6 +40,9 @@ def test_quantised_emulation_stays_close_to_float(model_path):
     assert sum(c.sum() for c in e.float_.counts.values()) > 100  # the net is not silent
     assert sd["all"] < 0.1, sd  # 8-bit weights: a few percent of spikes move, not more
     assert e.chip.output.sum() > 0
+    sdq = e.sd_quantisation()
+    assert set(sdq) == {*e.hidden, e.layers[-1], "all"} and e.layers[-1] not in e.hidden  # readout included
+    assert sdq["all"] < 0.1, sdq
 
 
 def test_sinabs_time_stepped_matches_emulation(model_path):

@@ -6,6 +6,7 @@ import json
 import math
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -15,7 +16,7 @@ from edge.speck.chip import CHIPS, KI, ChipError, Core, chip
 from edge.speck.constraints import LayerShape, check_layer, kernel_memory, memory, neuron_memory
 from edge.speck.convert import SpeckLayer, convert
 from edge.speck.mapping import candidates, map_layers, match
-from edge.speck.quantize import QuantError, quantize_layer, scale_for
+from edge.speck.quantize import QuantError, QuantNet, float_twin, quantize_layer, scale_for
 from runtime.neuron import NeuronSpec
 from runtime.protocol import read_model
 from tests.conftest import ROOT, run_cli
@@ -128,6 +129,17 @@ def test_quantisation_fits_bits():
     # a threshold so large that 16 bits bound the scale
     q = quantize_layer(_layer(w, v_th=1e3))
     assert q.bound == "threshold" and q.threshold == 2 ** 15 - 1
+
+
+def test_float_twin_is_the_chip_net_before_rounding():
+    w = np.random.default_rng(0).normal(0, 0.05, (4, 2, 3, 3))
+    L = _layer(w, v_th=0.7)
+    q = quantize_layer(L)
+    net = SimpleNamespace(layers=[L])  # float_twin reads only the float layers of the net
+    t = float_twin(QuantNet(net, (q,))).layers[0]  # type: ignore[arg-type]
+    assert t.weight.dtype == np.float32 and np.allclose(t.weight, w * q.scale, rtol=1e-6)
+    assert np.array_equal(np.round(t.weight), q.weight) and t.threshold == pytest.approx(0.7 * q.scale)
+    assert q.threshold == round(0.7 * q.scale)
 
 
 def test_unset_clamp_does_not_collapse_the_scale():

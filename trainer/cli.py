@@ -56,7 +56,8 @@ def _add_threads(p: argparse.ArgumentParser) -> None:
 def _add_fit(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("fit", help="train a model and write a checkpoint")
     p.add_argument("--data", default="digits", help=_data_help() + " (default: digits)")
-    p.add_argument("--model", default="2C1FC", help="model name: " + ", ".join(model_names()))
+    p.add_argument("--model", default="2C1FCW16",
+                   help="model name: " + ", ".join(model_names()) + " (default 2C1FCW16: fits Speck)")
     p.add_argument("--method", default="mtt", help=f"one of {', '.join(METHODS)} (default: mtt)")
     p.add_argument("--T", type=int, default=None, help="training T for sdt and online methods (default: --tmax)")
     p.add_argument("--K", type=int, default=0, help="sltt-k: time steps with a backward per batch, 1..T")
@@ -66,22 +67,25 @@ def _add_fit(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tmax", type=int, default=6)
     p.add_argument("--stages", type=int, default=2, help="MTT stages (default 2)")
     p.add_argument("--samples", type=int, default=2, help="nmt/mtt configurations per iteration")
-    p.add_argument("--epochs", type=int, default=5)
+    p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--weight-decay", type=float, default=0.0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--width", type=int, default=0, help="channel width (0: the model's default)")
-    p.add_argument("--neuron", default="lif", help=f"one of {', '.join(NEURON_PRESETS)} (default lif)")
+    p.add_argument("--neuron", default="multi-if", help=f"one of {', '.join(NEURON_PRESETS)} (default multi-if: "
+                   "as event-driven hardware fires, and flexible in T; README, 'Choosing the default')")
     p.add_argument("--decay", type=float, default=0.5, help="LIF membrane decay per step")
     p.add_argument("--v-th", type=float, default=1.0)
     p.add_argument("--reset", default="subtract", help="subtract or zero")
     p.add_argument("--v-min", type=float, default=float("-inf"), help="lower membrane clamp")
     p.add_argument("--surrogate", default="triangle", help=f"one of {', '.join(SURROGATES)}")
     p.add_argument("--readout", default="mean", help="mean (of outputs over steps) or li")
-    p.add_argument("--no-bias", action="store_true", help="no biases (event-driven hardware)")
-    p.add_argument("--norm", default="bn", help="conv normalisation: bn (statistics over all T steps), bn-step "
-                   "(per-step statistics), sws (scaled weight standardisation) or none (default bn)")
+    p.add_argument("--bias", action=argparse.BooleanOptionalAction, default=False,
+                   help="biases in conv/linear layers (default --no-bias: event-driven runtimes and Speck refuse them)")
+    p.add_argument("--norm", default="none", help="conv normalisation: bn (statistics over all T steps), bn-step "
+                   "(per-step statistics), sws (scaled weight standardisation) or none (default none: BatchNorm folds into "
+                   "biases, which event-driven hardware refuses)")
     p.add_argument("--no-bn", action="store_true", help="no BatchNorm (same as --norm none)")
     p.add_argument("--calib-batches", type=int, default=10, help="BN calibration batches at Tmax (0: off)")
     p.add_argument("--train-split", default="train-minus-val", choices=["train-minus-val", "train"],
@@ -126,7 +130,7 @@ def config_from_args(a: argparse.Namespace, train_shape: tuple[int, int, int], k
     nkind, spike = NEURON_PRESETS[a.neuron]
     if a.norm not in NORMS:
         raise ConfigError(f"norm {a.norm!r} is unknown; expected one of {list(NORMS)}")
-    if a.no_bn and a.norm != "bn":
+    if a.no_bn and a.norm != "none":
         raise ConfigError(f"--no-bn contradicts --norm {a.norm}; use --norm alone")
     bn, bn_stats, weight_std = NORMS["none" if a.no_bn else a.norm]
     mse_weight = a.mse_weight
@@ -137,7 +141,7 @@ def config_from_args(a: argparse.Namespace, train_shape: tuple[int, int, int], k
     # dt ties the per-step decay to the event-driven time constant: one step is one bin
     dt = duration_us / train_T if kind == "events" and train_T > 0 else 1.0
     return Config(
-        ModelConfig(a.model, a.stages, a.width, not a.no_bias, bn, a.readout, 10, train_shape,
+        ModelConfig(a.model, a.stages, a.width, a.bias, bn, a.readout, 10, train_shape,
                     bn_stats=bn_stats, weight_std=weight_std),
         NeuronConfig(nkind, 1.0 if nkind == "IF" else a.decay, a.v_th, a.reset, spike, a.v_min, dt, a.surrogate),
         DataConfig(a.data, kind, train_shape, binning="equal", duration_us=duration_us, train_split=a.train_split),

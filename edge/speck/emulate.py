@@ -28,7 +28,7 @@ from runtime.event import EventEngine, EventResult, load_event
 from runtime.event.metrics import spike_difference, stack_counts
 from runtime.protocol import FORMAT, METADATA_KEY, parse_protocol
 
-from .quantize import QuantNet
+from .quantize import QuantNet, float_twin
 
 OPSET = 18
 
@@ -95,21 +95,35 @@ def serial(streams: Sequence[np.ndarray]) -> list[np.ndarray]:
     return out
 
 
+def _sd(ref: EventResult, other: EventResult, layers: list[str]) -> dict[str, float]:
+    """Mean spike difference (``ref`` counts as reference) per layer and over all of them."""
+    out = {n: float(np.mean(spike_difference(stack_counts(ref.counts, [n]), stack_counts(other.counts, [n]))))
+           for n in layers}
+    out["all"] = float(np.mean(spike_difference(stack_counts(ref.counts, layers), stack_counts(other.counts, layers))))
+    return out
+
+
 @dataclass
 class Emulation:
-    """Per-sample results of the chip emulation and of the float model on the same events."""
+    """Per-sample results on the same events of the chip emulation, of the float model, and
+    of the chip's form in float (``twin``: same layers, readout IF neurons and thresholds,
+    weights not rounded), which separates what quantisation costs from what the spiking
+    readout costs."""
 
     chip: EventResult
     float_: EventResult
+    twin: EventResult
     hidden: list[str]                    # spiking layers both nets have (the readout's differ in kind)
+    layers: list[str]                    # every spiking layer of the chip's form, the readout included
 
     def sd(self) -> dict[str, float]:
-        """Mean spike difference (float counts as reference) per hidden layer and over all of them."""
-        out = {n: float(np.mean(spike_difference(stack_counts(self.float_.counts, [n]),
-                                                 stack_counts(self.chip.counts, [n])))) for n in self.hidden}
-        out["all"] = float(np.mean(spike_difference(stack_counts(self.float_.counts, self.hidden),
-                                                    stack_counts(self.chip.counts, self.hidden))))
-        return out
+        """Spike difference chip vs float model, per hidden layer and over all of them."""
+        return _sd(self.float_, self.chip, self.hidden)
+
+    def sd_quantisation(self) -> dict[str, float]:
+        """Spike difference chip vs its float twin, per layer including the readout: what
+        8-bit weights move, including the spikes the prediction is read from."""
+        return _sd(self.twin, self.chip, self.layers)
 
 
 def emulate(qnet: QuantNet, model_path: str, streams: Sequence[np.ndarray], chip_order: bool = True) -> Emulation:
@@ -118,6 +132,7 @@ def emulate(qnet: QuantNet, model_path: str, streams: Sequence[np.ndarray], chip
     streams = serial(streams) if chip_order else list(streams)
     float_engine = load_event(model_path)
     chip = chip_engine(qnet).run_batch(streams)
+    twin = chip_engine(float_twin(qnet)).run_batch(streams)
     ref = float_engine.run_batch(streams)
     hidden = [n for n in ref.counts if n in chip.counts]
-    return Emulation(chip, ref, hidden)
+    return Emulation(chip, ref, twin, hidden, list(chip.counts))
