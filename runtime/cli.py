@@ -149,7 +149,8 @@ def cmd_calibrate_exit(a: argparse.Namespace) -> None:
         "policy": policy, "chosen_on": f"{val.spec} split val ({len(val)} samples)",
         "budget_points": a.budget, "rules": list(a.rules),
         "validation": {"fixed_accuracy": c["fixed_accuracy"], "accuracy": c["best"]["accuracy"],
-                       "mean_steps": c["best"]["mean_steps"], "per_rule": c["per_rule"]},
+                       "mean_steps": c["best"]["mean_steps"], "disagreement": c["best"]["disagreement"],
+                       "per_rule": c["per_rule"]},
         "test": {"n": len(test), "fixed_accuracy": fixed["accuracy"], "accuracy": chosen["accuracy"],
                  "mean_steps": chosen["mean_steps"], "fixed_T": tmax},
     }
@@ -161,11 +162,11 @@ def cmd_calibrate_exit(a: argparse.Namespace) -> None:
         return
     v, t = result["validation"], result["test"]
     print(f"{a.model}: exit policy chosen on {result['chosen_on']}, budget {a.budget} points below fixed:{tmax}")
-    print(table(["rule", "threshold", "val accuracy", "val mean steps"],
-                [[r, "-" if b is None else b["threshold"], "-" if b is None else b["accuracy"],
-                  "-" if b is None else b["mean_steps"]] for r, b in c["per_rule"].items()]))
+    print(table(["rule", "threshold", "val accuracy", "val mean steps", "differs from fixed"],
+                [[r, *(["-"] * 4 if b is None else [b["threshold"], b["accuracy"], b["mean_steps"], b["disagreement"]])]
+                 for r, b in c["per_rule"].items()]))
     print(f"chosen: {policy} (val: {v['accuracy']:.4f} vs fixed {v['fixed_accuracy']:.4f}, "
-          f"{v['mean_steps']:.2f} mean steps)")
+          f"{v['mean_steps']:.2f} mean steps, predictions differ from fixed on {100 * v['disagreement']:.1f}%)")
     print(f"test ({t['n']} samples, reported only): {t['accuracy']:.4f} at {t['mean_steps']:.2f} mean steps "
           f"vs fixed:{tmax} {t['fixed_accuracy']:.4f} ({100 * (t['accuracy'] - t['fixed_accuracy']):+.2f} points, "
           f"{100 * t['mean_steps'] / tmax:.1f}% of the steps)")
@@ -203,7 +204,8 @@ def main(argv: list[str] | None = None) -> None:
     _data(p)
     p.add_argument("--out", required=True, help="the model with the chosen policy in its metadata (.onnx)")
     p.add_argument("--budget", type=float, default=0.5,
-                   help="accuracy points the policy may lose against fixed tmax on validation (default 0.5)")
+                   help="percent of validation samples whose prediction may differ from fixed tmax (so at most "
+                   "that many accuracy points lost there; default 0.5)")
     p.add_argument("--rules", nargs="+", default=["confidence", "margin", "entropy"],
                    help="exit rules to consider (default: confidence margin entropy)")
     p.add_argument("--tmin", type=int, default=1)

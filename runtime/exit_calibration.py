@@ -5,9 +5,17 @@ keeps every step's readout; each exit rule (max softmax, normalised entropy, top
 top-2 margin) is then replayed on those readouts for every candidate threshold. This is
 exact, not an approximation: an early-exit run sees the same frames (the horizon sets the
 binning) and the same readouts, and only stops sooner. Among the thresholds whose
-validation accuracy stays within ``budget`` points of fixed ``tmax``, the one with the
-fewest mean steps wins, over all rules. The test split is then run once with the winner,
-and only reported.
+early-exit predictions differ from those of fixed ``tmax`` on at most ``budget`` percent
+of the validation samples (which bounds the accuracy lost there by the same amount), the
+one with the fewest mean steps wins, over all rules. The test split is then run once with
+the winner, and only reported.
+
+Why disagreement and not the accuracy difference: with a few hundred validation samples,
+the threshold that minimises steps subject to "accuracy no lower" tends to be one where
+early mistakes happen to be offset by early lucky fixes, and that does not carry over to
+unseen data (measured: on N-MNIST, 80 validation samples, the accuracy rule kept the
+validation accuracy at 1.9 mean steps and lost 12.5 points on the test split). Every
+disagreement is a possible loss, so bounding them is the one-sided, conservative criterion.
 """
 
 from __future__ import annotations
@@ -80,23 +88,26 @@ def candidates(readouts: np.ndarray, rule: str) -> np.ndarray:
 
 def choose(readouts: np.ndarray, labels: np.ndarray, budget_points: float, tmin: int,
            rules: Sequence[str] = tuple(RULES)) -> dict:
-    """The (rule, threshold) with the fewest mean validation steps whose validation accuracy
-    is at most ``budget_points`` below fixed T = the last recorded step."""
+    """The (rule, threshold) with the fewest mean validation steps whose predictions differ
+    from those of fixed T (the last recorded step) on at most ``budget_points`` percent of
+    the samples, so that its validation accuracy is at most that far below fixed T."""
     for r in rules:
         if r not in RULES:
             raise PolicyError(f"exit rule {r!r} is unknown; expected one of {list(RULES)}")
-    ref = float((readouts[-1].argmax(axis=1) == labels).mean())
-    floor = ref - budget_points / 100 - 1e-12
+    ref_pred = readouts[-1].argmax(axis=1)
+    ref = float((ref_pred == labels).mean())
+    allowed = budget_points / 100 + 1e-12
     T = readouts.shape[0]
-    best = {"rule": "fixed", "threshold": None, "accuracy": ref, "mean_steps": float(T)}
+    best = {"rule": "fixed", "threshold": None, "accuracy": ref, "mean_steps": float(T), "disagreement": 0.0}
     per_rule = {}
     for rule in rules:
         top = None
         for th in candidates(readouts, rule):
             pred, steps = replay(readouts, rule, float(th), tmin)
-            acc = float((pred == labels).mean())
-            if acc >= floor and (top is None or steps.mean() < top["mean_steps"]):
-                top = {"rule": rule, "threshold": float(th), "accuracy": acc, "mean_steps": float(steps.mean())}
+            differ = float((pred != ref_pred).mean())
+            if differ <= allowed and (top is None or steps.mean() < top["mean_steps"]):
+                top = {"rule": rule, "threshold": float(th), "accuracy": float((pred == labels).mean()),
+                       "mean_steps": float(steps.mean()), "disagreement": differ}
         per_rule[rule] = top
         if top is not None and top["mean_steps"] < best["mean_steps"]:
             best = top

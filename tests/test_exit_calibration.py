@@ -69,9 +69,12 @@ def test_choose_keeps_the_budget_and_minimises_steps():
     labels[:20] = (labels[:20] + 1) % 4  # fixed T = 6 is 90% right
     c = choose(readouts, labels, budget_points=2.0, tmin=1)
     assert c["fixed_accuracy"] == pytest.approx(0.9)
+    ref_pred = readouts[-1].argmax(1)
     for rule, best in c["per_rule"].items():
         pred, steps = replay(readouts, rule, best["threshold"], 1)
-        assert (pred == labels).mean() >= 0.88 - 1e-12 and steps.mean() == pytest.approx(best["mean_steps"])
+        assert (pred != ref_pred).mean() <= 0.02 + 1e-12 and steps.mean() == pytest.approx(best["mean_steps"])
+        assert (pred == labels).mean() >= 0.88 - 1e-12  # disagreement bounds the accuracy lost
+        assert best["disagreement"] == pytest.approx((pred != ref_pred).mean())
     assert c["best"]["mean_steps"] == min(b["mean_steps"] for b in c["per_rule"].values())
     strict = choose(readouts, labels, budget_points=0.0, tmin=1)
     assert strict["best"]["mean_steps"] >= c["best"]["mean_steps"]

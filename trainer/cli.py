@@ -254,7 +254,7 @@ def main(argv: list[str] | None = None) -> None:
     add_memory_parser(sub)
     add_trev_memory_parser(sub)
     a = parser.parse_args(argv)
-    if hasattr(a, "threads"):
+    if hasattr(a, "deterministic"):  # fit, eval, calibrate (memory commands set their own threads)
         guarded(USER_ERRORS, lambda: setup_threads(a.threads, a.deterministic))
     commands = {"fit": cmd_fit, "eval": cmd_eval, "calibrate": cmd_calibrate, "memory": cmd_memory,
                 "trev-memory": cmd_trev_memory}
