@@ -99,6 +99,7 @@ def _emulate(a: argparse.Namespace, q: QuantNet, out: dict) -> None:
         "agreement_vs_speck_form_float": float((e.chip.prediction == e.twin.prediction).mean()),
         "spike_difference_vs_speck_form_float": e.sd_quantisation(),
         "output_spikes_per_sample": float(e.chip.output.sum(-1).mean()),
+        "readout_pairs": q.net.readout_pairs,
     }
 
 
@@ -228,8 +229,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--describe", default=None, help="write the mapped, quantised network as JSON here")
     p.add_argument("--deploy", action="store_true", help="configure a connected devkit (real samna needed); "
                                                           "also writes the JSON (default MODEL.speck.json)")
-    p.add_argument("--readout-threshold", type=float, default=1.0,
-                   help="threshold of the IF neurons given to a readout without neurons (model units)")
+    p.add_argument("--readout-threshold", type=float, default=0.01,
+                   help="threshold of the IF neuron pairs given to a readout without neurons (model units; default "
+                   "0.01: finer tracks the float readout more closely but sends more output spikes)")
     p.add_argument("--json", action="store_true", help="one JSON object")
     p = sub.add_parser("pi-bench", help="batch-1 latency per thread count, peak memory, early-exit saving")
     p.add_argument("model", help="exported model (.onnx)")

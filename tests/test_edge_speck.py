@@ -164,11 +164,21 @@ def test_conversion_folds_pooling_and_converts_linear(tmp_path):
     net = convert(*read_model(path))
     conv, fc = net.layers
     assert conv.shape.pool == (2, 2) and fc.source == "linear" and fc.shape.kernel == (10, 10)
-    assert fc.weight.shape == (4, 4, 10, 10)
+    # the readout as signed pairs: channels 0..3 get +W, 4..7 get -W, clamped at 0
+    assert fc.weight.shape == (8, 4, 10, 10) and fc.shape.c_out == 8 and net.readout_pairs == 4
     onnx_w = read_model(path)[0].graph.initializer[1]
     from onnx import numpy_helper
-    assert np.allclose(fc.weight.reshape(4, -1), numpy_helper.to_array(onnx_w) / 4)  # 1/k² folded
+    assert np.allclose(fc.weight[:4].reshape(4, -1), numpy_helper.to_array(onnx_w) / 4)  # 1/k² folded
+    assert np.array_equal(fc.weight[4:], -fc.weight[:4]) and fc.neuron.v_min == 0.0
     assert all(L.neuron.spike == "multi" and L.neuron.reset == "subtract" for L in net.layers)
+
+
+def test_signed_pair_readout_is_the_sum_not_the_peak():
+    """One IF neuron per class keeps the peak of a rising-then-falling sum; the pair reads the sum."""
+    from edge.speck.convert import predict
+    out = np.array([[5.0, 3.0, 0.0, 4.0]])  # class 0: 5 up, 0 down; class 1: 3 up, 4 down
+    assert predict(out, 2).tolist() == [0] and predict(np.array([[1.0, 3.0, 0.0, 0.0]]), 2).tolist() == [1]
+    assert predict(np.array([[1.0, 3.0]]), 0).tolist() == [1]
 
 
 def test_check_cli_fits_and_json(tmp_path):

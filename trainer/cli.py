@@ -80,7 +80,8 @@ def _add_fit(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--reset", default="subtract", help="subtract or zero")
     p.add_argument("--v-min", type=float, default=float("-inf"), help="lower membrane clamp")
     p.add_argument("--surrogate", default="triangle", help=f"one of {', '.join(SURROGATES)}")
-    p.add_argument("--readout", default="mean", help="mean (of outputs over steps) or li")
+    p.add_argument("--readout", default="mean", help="mean (of outputs over steps), li, or spikes (the classifier "
+                   "ends in spiking neurons, read as mean spike counts: what Speck outputs)")
     p.add_argument("--bias", action=argparse.BooleanOptionalAction, default=False,
                    help="biases in conv/linear layers (default --no-bias: event-driven runtimes and Speck refuse them)")
     p.add_argument("--norm", default="none", help="conv normalisation: bn (statistics over all T steps), bn-step "

@@ -19,7 +19,7 @@ STAGE_METHODS = ("sdt", "nmt", "mtt")                 # stage-T forward/backward
 ONLINE_METHODS = ("sltt", "sltt-k", "ottt-a", "ottt-o", "ndot-a", "ndot-o")  # step by step (trainer.online)
 METHODS = STAGE_METHODS + ONLINE_METHODS
 FIXED_T_METHODS = ("sdt",) + ONLINE_METHODS          # methods that train at the one T of MethodConfig.T
-READOUTS = ("mean", "li")
+READOUTS = ("mean", "li", "spikes")  # spikes: the classifier ends in the model's spiking neuron (as on Speck)
 BN_STATS = ("sequence", "step")
 # conv normalisation by name (CLI --norm) -> ModelConfig (bn, bn_stats, weight_std)
 NORMS = {"bn": (True, "sequence", False), "bn-step": (True, "step", False), "sws": (False, "sequence", True),

@@ -28,6 +28,7 @@ from runtime.event import EventEngine, EventResult, load_event
 from runtime.event.metrics import spike_difference, stack_counts
 from runtime.protocol import FORMAT, METADATA_KEY, parse_protocol
 
+from .convert import predict
 from .quantize import QuantNet, float_twin
 
 OPSET = 18
@@ -62,17 +63,19 @@ def quantized_model(qnet: QuantNet) -> tuple[onnx.ModelProto, dict]:
         cur, pool = f"spk{i}", s.pool[0]
     nodes.append(helper.make_node("Flatten", [cur], ["y"], axis=1, name="readout_flatten"))
     p = net.protocol
+    # a signed-pair readout has two output channels per class (convert.predict reads them)
+    classes = ([f"{c}+" for c in p.classes] + [f"{c}-" for c in p.classes]) if net.readout_pairs else list(p.classes)
     meta = {"format": FORMAT, "model": f"{p.model} (Speck, quantised)", "method": p.method,
             "input": {"kind": p.input_kind, "shape": list(p.input_shape), "binning": p.binning,
                       "duration_us": p.duration_us, "dt_us": p.dt_us},
             "uses_t": False, "readout": "count", "T_trained": p.T_trained, "T_range": list(p.T_range),
-            "classes": list(p.classes), "states": states, "neurons": neurons}
+            "classes": classes, "states": states, "neurons": neurons}
     f32 = TensorProto.FLOAT
     graph = helper.make_graph(
         nodes, "speck_quantized",
         [helper.make_tensor_value_info("x", f32, ["batch", *p.input_shape])]
         + [helper.make_tensor_value_info(st["name"], f32, ["batch", *st["shape"]]) for st in states],
-        [helper.make_tensor_value_info("y", f32, ["batch", p.num_classes])]
+        [helper.make_tensor_value_info("y", f32, ["batch", len(classes)])]
         + [helper.make_tensor_value_info(f"{st['name']}_out", f32, ["batch", *st["shape"]]) for st in states],
         inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET), helper.make_opsetid("snn", 1)])
@@ -131,8 +134,9 @@ def emulate(qnet: QuantNet, model_path: str, streams: Sequence[np.ndarray], chip
     ``chip_order``: one event at a time, as the chip (else events of one timestamp together)."""
     streams = serial(streams) if chip_order else list(streams)
     float_engine = load_event(model_path)
-    chip = chip_engine(qnet).run_batch(streams)
-    twin = chip_engine(float_twin(qnet)).run_batch(streams)
+    pairs = qnet.net.readout_pairs
+    chip, twin = (chip_engine(q).run_batch(streams) for q in (qnet, float_twin(qnet)))
+    chip.prediction, twin.prediction = predict(chip.output, pairs), predict(twin.output, pairs)
     ref = float_engine.run_batch(streams)
     hidden = [n for n in ref.counts if n in chip.counts]
     return Emulation(chip, ref, twin, hidden, list(chip.counts))
