@@ -161,7 +161,8 @@ def cmd_calibrate_exit(a: argparse.Namespace) -> None:
         emit_json({"model": a.model, "out": a.out, **result, "warnings": warnings})
         return
     v, t = result["validation"], result["test"]
-    print(f"{a.model}: exit policy chosen on {result['chosen_on']}, budget {a.budget} points below fixed:{tmax}")
+    print(f"{a.model}: exit policy chosen on {result['chosen_on']}, budget: predictions differ from "
+          f"fixed:{tmax} on at most {a.budget}% of them")
     print(table(["rule", "threshold", "val accuracy", "val mean steps", "differs from fixed"],
                 [[r, *(["-"] * 4 if b is None else [b["threshold"], b["accuracy"], b["mean_steps"], b["disagreement"]])]
                  for r, b in c["per_rule"].items()]))
@@ -189,7 +190,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--checkpoint", default=None, help="the model.pt the ONNX file was exported from")
-    p = sub.add_parser("tradeoff", help="sweep confidence thresholds: accuracy vs steps and energy")
+    p = sub.add_parser("tradeoff", help="sweep confidence thresholds on the test split: accuracy vs steps and "
+                       "energy (a report; choose a threshold with calibrate-exit)")
     _common(p)
     _data(p)
     p.add_argument("--thresholds", type=float, nargs="+",
