@@ -119,7 +119,7 @@ def cmd_calibrate_exit(a: argparse.Namespace) -> None:
     from .protocol import METADATA_KEY
 
     if a.budget < 0:
-        raise PolicyError(f"--budget must be >= 0 accuracy points, got {a.budget}")
+        raise PolicyError(f"--budget must be a percentage >= 0, got {a.budget}")
     if Path(a.out).resolve() == Path(a.model).resolve():
         raise OutputPathError(f"--out {a.out} is the input model; write the calibrated model elsewhere")
     bad = [r for r in a.rules if r not in RULES]

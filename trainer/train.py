@@ -44,7 +44,6 @@ def evaluate(model: SpikingNet, ds: Dataset, Ts: list[int], batch_size: int = 25
     return accs
 
 
-@torch.no_grad()
 def has_bn(model: nn.Module) -> bool:
     return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
 
