@@ -96,7 +96,11 @@ def _emulate(a: argparse.Namespace, q: QuantNet, out: dict) -> None:
         "float_event_accuracy": acc(e.float_), "speck_accuracy": acc(e.chip),
         "agreement": float((e.chip.predictions == e.float_.predictions).mean()),
         "spike_difference": e.sd(),
+        "speck_form_float_accuracy": acc(e.twin),
+        "agreement_vs_speck_form_float": float((e.chip.predictions == e.twin.predictions).mean()),
+        "spike_difference_vs_speck_form_float": e.sd_quantisation(),
         "output_spikes_per_sample": float(e.chip.outputs.sum(-1).mean()),
+        "readout_pairs": q.net.readout_pairs,
     }
 
 
@@ -166,10 +170,14 @@ def _speck(a: argparse.Namespace) -> None:
         print(f"\nemulation on {e['data']} ({e['n']} samples), event-driven, one input event at a time:")
         print(table(["run", "accuracy"], [[f"float, clock-driven (T={e['float_clock_T']})", e["float_clock_accuracy"]],
                                           ["float, event-driven", e["float_event_accuracy"]],
+                                          ["Speck's form in float (IF readout, weights not rounded)",
+                                           e["speck_form_float_accuracy"]],
                                           ["Speck (quantised, chip semantics)", e["speck_accuracy"]]]))
-        print(f"prediction agreement Speck vs float event-driven: {e['agreement']:.4f}")
-        print("spike difference vs float event-driven: "
-              + ", ".join(f"{k} {v:.4f}" for k, v in e["spike_difference"].items()))
+        print(f"prediction agreement Speck vs float event-driven: {e['agreement']:.4f}; spike difference "
+              "(hidden layers): " + ", ".join(f"{k} {v:.4f}" for k, v in e["spike_difference"].items()))
+        print(f"prediction agreement Speck vs its form in float: {e['agreement_vs_speck_form_float']:.4f}; "
+              "spike difference (every layer, readout included): "
+              + ", ".join(f"{k} {v:.4f}" for k, v in e["spike_difference_vs_speck_form_float"].items()))
     if "device" in out:
         print(f"deployed to {out['device']}")
 
@@ -220,8 +228,9 @@ def parser() -> argparse.ArgumentParser:
                    help="write the mapped, quantised network as JSON here")
     p.add_argument("--deploy", action="store_true", help="configure a connected devkit (real samna needed); "
                                                           "also writes the JSON (default MODEL.speck.json)")
-    p.add_argument("--readout-threshold", type=cliargs.positive_float, default=1.0,
-                   help="threshold of the IF neurons given to a readout without neurons (model units)")
+    p.add_argument("--readout-threshold", type=cliargs.positive_float, default=0.01,
+                   help="threshold of the IF neuron pairs given to a readout without neurons (model units; default "
+                   "0.01: finer tracks the float readout more closely but sends more output spikes)")
     p.add_argument("--json", action="store_true", help="one JSON object")
     p = sub.add_parser("pi-bench", help="batch-1 latency per thread count, peak memory, early-exit saving")
     p.add_argument("model", help="exported model (.onnx)")

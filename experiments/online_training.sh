@@ -15,7 +15,8 @@ case $WHICH in
                   --limit-train 1500 --limit 500) ;;
   *) echo "usage: $0 nmnist|mnist [SEED] [DATA_DIR]" >&2; exit 2 ;;
 esac
-COMMON+=(--seed "$SEED" --norm bn-step --quiet)
+# the trainer defaults before issue 14 (LIF with biases, every training recording)
+COMMON+=(--seed "$SEED" --norm bn-step --neuron lif --bias --train-split train --quiet)
 run() {  # name, extra args
   local name=$1; shift
   python -m trainer fit "${COMMON[@]}" "$@" --out "$OUT/$name.pt" 2>&1 | tee "$OUT/$name.log"

@@ -13,6 +13,8 @@ SEED=${2:-0}
 OUT=runs/trev_${DATASET}_s$SEED
 mkdir -p "$OUT"
 export OMP_NUM_THREADS=1
+# the trainer defaults before issue 14 (LIF, biases, BatchNorm, every training recording)
+OLD_DEFAULTS=(--neuron lif --bias --norm bn --train-split train)
 if [ "$DATASET" = nmnist ]; then
   DATA=nmnist:../shared/data/nmnist
   COMMON=(--data "$DATA" --epochs 40 --batch-size 32 --lr 2e-3 --seed "$SEED" --method sdt)
@@ -23,8 +25,8 @@ else
           --lr 2e-3 --seed "$SEED" --method sdt)
   LIMIT=(--limit 1000)
 fi
-python -m trainer fit "${COMMON[@]}" --model trev-tiny-h0.5 --T 4 --width 32 --out "$OUT/trev_T4.pt" 2>&1 | tee "$OUT/trev_T4.log"
-python -m trainer fit "${COMMON[@]}" --model trev-tiny --T 1 --width 16 --out "$OUT/single_T1.pt" 2>&1 | tee "$OUT/single_T1.log"
+python -m trainer fit "${COMMON[@]}" "${OLD_DEFAULTS[@]}" --model trev-tiny-h0.5 --T 4 --width 32 --out "$OUT/trev_T4.pt" 2>&1 | tee "$OUT/trev_T4.log"
+python -m trainer fit "${COMMON[@]}" "${OLD_DEFAULTS[@]}" --model trev-tiny --T 1 --width 16 --out "$OUT/single_T1.pt" 2>&1 | tee "$OUT/single_T1.log"
 for m in trev_T4 single_T1; do
   python -m export "$OUT/$m.pt" --check | tee "$OUT/export_$m.txt"
 done

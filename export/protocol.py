@@ -51,7 +51,8 @@ def protocol(cfg: Config, readout_rule: str, states: list[StateInfo], neurons: l
         uses_t=False, readout=readout_name(readout_rule), T_trained=cfg.train_T,
         # fixed-T methods (sdt and the online ones) trained at one T only
         T_range=(m.T, m.T) if m.name in FIXED_T_METHODS else (m.tmin, m.tmax),
-        classes=tuple(d.classes), states=tuple(states), neurons=tuple(neurons), data=d.spec)
+        classes=tuple(d.classes), states=tuple(states), neurons=tuple(neurons), data=d.spec,
+        train_split=d.train_split)
     base.update(fields)
     return Protocol(**base)  # type: ignore[arg-type]
 

@@ -1,10 +1,13 @@
-"""``python -m runtime run | bench | tradeoff | stream``: evaluate an exported model under an
-exit policy, time it against torch eager, sweep confidence thresholds, predict over an
-event-camera stream."""
+"""``python -m runtime run | bench | tradeoff | calibrate-exit | event-bench | stream``: evaluate an
+exported model under an exit policy, time it against torch eager, sweep exit thresholds, choose
+an exit policy on the validation split and store it in the model, time the event-driven engine,
+predict over an event-camera stream."""
 
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
 from . import cliargs
 from .bench import bench, torch_available
@@ -14,6 +17,8 @@ from .data.transforms import from_dicts
 from .evaluate import plot_tradeoff, run_dataset, summarize, tradeoff
 from .fileio import check_output
 from .limits import check_memory, run_bytes
+from .evaluate import t_range_warning
+from .fileio import OutputPathError
 from .neuron import SpecError
 from .policies import POLICY_FORMS, PolicyError, parse_policy
 from .protocol import STATIC_KINDS, ModelError
@@ -21,7 +26,7 @@ from .report import emit_json, guarded, table
 from .errors import InputError
 from .session import Session, load
 
-USER_ERRORS = (ModelError, InputError, PolicyError, DataError, SpecError)
+USER_ERRORS = (ModelError, InputError, PolicyError, DataError, SpecError, OutputPathError)
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -39,6 +44,14 @@ def _data(p: argparse.ArgumentParser) -> None:
     p.add_argument("--binning", default=None, help="events: equal or fixed (default: as trained)")
 
 
+def _warn(notes: list[str | None]) -> list[str]:
+    """Print each note on stderr (``warning: ...``) and return them for ``--json``."""
+    notes = list(dict.fromkeys(n for n in notes if n))
+    for n in notes:
+        print(f"warning: {n}", file=sys.stderr)
+    return notes
+
+
 def _open(a: argparse.Namespace) -> Session:
     return load(a.model, a.threads)
 
@@ -51,8 +64,11 @@ def cmd_run(a: argparse.Namespace) -> None:
     policy = parse_policy(a.policy) if a.policy is not None else None  # bad policy: fail before loading data
     session = _open(a)
     ds = load_dataset(cliargs.data_spec(a, session.protocol), "test", a.limit, from_dicts(session.protocol.transforms))
+    warnings = _warn([t_range_warning(session.protocol, policy)])
     s = summarize(run_dataset(session, ds, policy, a.batch_size, a.binning), ds.labels)
-    s.update(policy=a.policy or f"fixed:{session.protocol.T_trained}", data=ds.spec, model=a.model)
+    s.update(policy=a.policy or session.protocol.exit_policy or f"fixed:{session.protocol.T_trained}",
+             data=ds.spec, model=a.model,
+             warnings=warnings)
     if a.json:
         emit_json(s)
         return
@@ -106,6 +122,72 @@ def cmd_tradeoff(a: argparse.Namespace) -> None:
         print(f"wrote {a.plot}")
 
 
+def cmd_calibrate_exit(a: argparse.Namespace) -> None:
+    import json
+
+    import onnx
+
+    from .exit_calibration import RULES, choose, policy_string, step_readouts
+    from .integrity import stamp_onnx
+    from .fileio import write_atomic
+    from .protocol import METADATA_KEY
+
+    if a.budget < 0:
+        raise PolicyError(f"--budget must be a percentage >= 0, got {a.budget}")
+    check_output(a.out, a.model)
+    bad = [r for r in a.rules if r not in RULES]
+    if bad:
+        raise PolicyError(f"exit rule(s) {bad} unknown; expected some of {list(RULES)}")
+    session = _open(a)
+    p = session.protocol
+    tmax = a.tmax or p.T_trained
+    if not 1 <= a.tmin <= tmax:
+        raise PolicyError(f"--tmin must be in [1, tmax={tmax}], got {a.tmin}")
+    model = onnx.load(a.model)
+    props = {q.key: q.value for q in model.metadata_props}
+    meta = json.loads(props[METADATA_KEY])
+    spec, transforms = cliargs.data_spec(a, p), from_dicts(p.transforms)
+    val = load_dataset(spec, "val", a.limit, transforms)
+    test = load_dataset(spec, "test", a.limit, transforms)
+    readouts = step_readouts(session, val, tmax, a.batch_size, a.binning)
+    c = choose(readouts, val.labels, a.budget, a.tmin, a.rules)
+    policy = policy_string(c["best"], a.tmin, tmax)
+    trained_on_val = meta.get("train_split", "train") != "train-minus-val"
+    warnings = _warn([t_range_warning(p, parse_policy(policy)),
+                      "the model was trained on the validation recordings too (or does not say): its "
+                      "confidence there is optimistic; train with `fit --train-split train-minus-val`"
+                      if trained_on_val else None])
+    fixed = summarize(run_dataset(session, test, f"fixed:{tmax}", a.batch_size, a.binning), test.labels)
+    chosen = summarize(run_dataset(session, test, policy, a.batch_size, a.binning), test.labels)
+    result = {
+        "policy": policy, "chosen_on": f"{val.spec} split val ({len(val)} samples)",
+        "budget_points": a.budget, "rules": list(a.rules),
+        "validation": {"fixed_accuracy": c["fixed_accuracy"], "accuracy": c["best"]["accuracy"],
+                       "mean_steps": c["best"]["mean_steps"], "disagreement": c["best"]["disagreement"],
+                       "per_rule": c["per_rule"]},
+        "test": {"n": len(test), "fixed_accuracy": fixed["accuracy"], "accuracy": chosen["accuracy"],
+                 "mean_steps": chosen["mean_steps"], "fixed_T": tmax},
+    }
+    meta["exit"] = {k: result[k] for k in ("policy", "chosen_on", "budget_points", "validation", "test")}
+    onnx.helper.set_model_props(model, {**props, METADATA_KEY: json.dumps(meta)})
+    write_atomic(a.out, lambda tmp: onnx.save(stamp_onnx(model), str(tmp)))
+    if a.json:
+        emit_json({"model": a.model, "out": a.out, **result, "warnings": warnings})
+        return
+    v, t = result["validation"], result["test"]
+    print(f"{a.model}: exit policy chosen on {result['chosen_on']}, budget: predictions differ from "
+          f"fixed:{tmax} on at most {a.budget}% of them")
+    print(table(["rule", "threshold", "val accuracy", "val mean steps", "differs from fixed"],
+                [[r, *(["-"] * 4 if b is None else [b["threshold"], b["accuracy"], b["mean_steps"], b["disagreement"]])]
+                 for r, b in c["per_rule"].items()]))
+    print(f"chosen: {policy} (val: {v['accuracy']:.4f} vs fixed {v['fixed_accuracy']:.4f}, "
+          f"{v['mean_steps']:.2f} mean steps, predictions differ from fixed on {100 * v['disagreement']:.1f}%)")
+    print(f"test ({t['n']} samples, reported only): {t['accuracy']:.4f} at {t['mean_steps']:.2f} mean steps "
+          f"vs fixed:{tmax} {t['fixed_accuracy']:.4f} ({100 * (t['accuracy'] - t['fixed_accuracy']):+.2f} points, "
+          f"{100 * t['mean_steps'] / tmax:.1f}% of the steps)")
+    print(f"wrote {a.out} (its default policy is now {policy})")
+
+
 def parser() -> argparse.ArgumentParser:
     parser = cliargs.Parser(prog="python -m runtime", description=__doc__).add_version()
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -122,7 +204,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=cliargs.steps, default=20, help="time steps per timed run")
     p.add_argument("--repeats", type=cliargs.positive_int, default=5, help="timed runs per batch size (median)")
     p.add_argument("--checkpoint", default=None, help="the model.pt the ONNX file was exported from")
-    p = sub.add_parser("tradeoff", help="sweep confidence thresholds: accuracy vs steps and energy")
+    p = sub.add_parser("tradeoff", help="sweep confidence thresholds on the test split: accuracy vs steps and "
+                       "energy (a report; choose a threshold with calibrate-exit)")
     _common(p)
     _data(p)
     p.add_argument("--thresholds", type=cliargs.unit_float, nargs="+",
@@ -131,6 +214,19 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--tmax", type=cliargs.steps, default=None, help="default: the trained T")
     p.add_argument("--fixed-curve", action="store_true", help="also run fixed T = 1 .. tmax")
     p.add_argument("--plot", type=cliargs.png_path, default=None, help="write the curves as a PNG")
+    p = sub.add_parser("calibrate-exit", help="choose an exit policy on the validation split for an accuracy "
+                       "budget, store it in a copy of the model as its default, report it on the test split")
+    _common(p)
+    _data(p)
+    p.add_argument("--out", type=cliargs.output_path, required=True,
+                   help="the model with the chosen policy in its metadata (.onnx)")
+    p.add_argument("--budget", type=cliargs.nonneg_float, default=0.5,
+                   help="percent of validation samples whose prediction may differ from fixed tmax (so at most "
+                   "that many accuracy points lost there; default 0.5)")
+    p.add_argument("--rules", nargs="+", default=["confidence", "margin", "entropy"],
+                   help="exit rules to consider (default: confidence margin entropy)")
+    p.add_argument("--tmin", type=cliargs.steps, default=1, help="no exit before this step")
+    p.add_argument("--tmax", type=cliargs.steps, default=None, help="default: the trained T")
     from .event.cli import add_event_bench
     from .stream_cli import add_stream
 
@@ -145,6 +241,6 @@ def main(argv: list[str] | None = None) -> None:
 
     a = parser().parse_args(argv)
     commands = {"run": cmd_run, "bench": cmd_bench, "tradeoff": cmd_tradeoff, "event-bench": cmd_event_bench,
-                "stream": cmd_stream}
+                "stream": cmd_stream, "calibrate-exit": cmd_calibrate_exit}
     guarded(USER_ERRORS, lambda: commands[a.cmd](a))
 

@@ -9,8 +9,8 @@ import numpy as np
 from .data import DataError, Dataset
 from .fileio import write_atomic
 from .limits import check_memory, check_steps, run_bytes
-from .protocol import STATIC_KINDS
-from .policies import Confidence, ExitPolicy, FixedT, as_policy
+from .policies import Confidence, ExitPolicy, FixedT, as_policy, model_default
+from .protocol import STATIC_KINDS, Protocol
 from .session import RunResult, Session
 
 PERCENTILES = (50, 90, 99)
@@ -26,7 +26,7 @@ def run_dataset(session: Session, ds: Dataset, policy: ExitPolicy | str | int | 
                         f"expects {list(p.input_shape)}")
     if batch_size <= 0:
         raise DataError(f"batch size must be a positive integer, got {batch_size}")
-    policy = as_policy(policy) or FixedT(p.T_trained)
+    policy = as_policy(policy) or model_default(p.exit_policy, p.T_trained)
     T = policy.horizon(p.T_trained)
     check_steps(T)
     check_memory(run_bytes(p, min(batch_size, len(ds)), 1 if ds.kind == "static" else T),
@@ -41,6 +41,19 @@ def run_dataset(session: Session, ds: Dataset, policy: ExitPolicy | str | int | 
             x = ds.frames(idx, T, binning, p.dt_us if binning == "fixed" else None, p.durations)
         parts.append(session.run(x, policy, counts=counts))
     return RunResult.concat(parts)
+
+
+def t_range_warning(protocol: Protocol, policy: ExitPolicy | str | int | None) -> str | None:
+    """A note when ``policy`` may stop at a T outside the range the model was trained on
+    (its accuracy there was never part of training); None when it stays inside."""
+    policy = as_policy(policy) or model_default(protocol.exit_policy, protocol.T_trained)
+    hi = policy.horizon(protocol.T_trained)
+    lo = policy.T if isinstance(policy, FixedT) else getattr(policy, "tmin", 1)
+    t_lo, t_hi = protocol.T_range
+    if t_lo <= lo and hi <= t_hi:
+        return None
+    steps = f"T={hi}" if lo == hi else f"T in [{lo}, {hi}]"
+    return f"this run uses {steps}, outside the trained range T in [{t_lo}, {t_hi}]"
 
 
 def summarize(result: RunResult, labels: np.ndarray) -> dict[str, float | int | list[int]]:

@@ -6,7 +6,7 @@ after step ``t`` (1-based), ``should_exit(t, logits)`` with the readout of every
 still running (``[B, classes]``). Samples that exit leave the batch.
 
 Strings parse through :data:`POLICIES`: ``fixed:6``, ``confidence:0.9[,tmin=1,tmax=10]``,
-``entropy:0.3[,tmin=..,tmax=..]``; an unknown form raises :class:`PolicyError` listing
+``entropy:0.3[,tmin=..,tmax=..]``, ``margin:0.5[,tmin=..,tmax=..]``; an unknown form raises :class:`PolicyError` listing
 the valid ones.
 """
 
@@ -18,7 +18,8 @@ from typing import Protocol
 
 import numpy as np
 
-POLICY_FORMS = ("fixed:T", "confidence:THRESHOLD[,tmin=N,tmax=N]", "entropy:THRESHOLD[,tmin=N,tmax=N]")
+POLICY_FORMS = ("fixed:T", "confidence:THRESHOLD[,tmin=N,tmax=N]", "entropy:THRESHOLD[,tmin=N,tmax=N]",
+                "margin:THRESHOLD[,tmin=N,tmax=N]")
 
 
 class PolicyError(ValueError):
@@ -116,6 +117,25 @@ class Entropy(_Bounded):
         return normalized_entropy(logits) < self.threshold
 
 
+def top2_margin(logits: np.ndarray) -> np.ndarray:
+    """Softmax probability of the top class minus that of the runner-up, in [0, 1]."""
+    p = np.sort(softmax(logits.astype(np.float64)), axis=1)
+    return p[:, -1] - p[:, -2] if p.shape[1] > 1 else np.ones(len(p))
+
+
+@dataclass(frozen=True)
+class Margin(_Bounded):
+    """Stop at the first step where the top-1 minus top-2 softmax probability > threshold."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not 0.0 <= self.threshold <= 1.0:
+            raise PolicyError(f"margin threshold must be in [0, 1], got {self.threshold}")
+
+    def confident(self, logits: np.ndarray) -> np.ndarray:
+        return top2_margin(logits) > self.threshold
+
+
 def _int(value: str, what: str) -> int:
     try:
         return int(value)
@@ -149,6 +169,7 @@ POLICIES: dict[str, Callable[[str], ExitPolicy]] = {
     "fixed": _parse_fixed,
     "confidence": _bounded(Confidence),
     "entropy": _bounded(Entropy),
+    "margin": _bounded(Margin),
 }
 
 
@@ -161,6 +182,12 @@ def parse_policy(text: str) -> ExitPolicy:
         return POLICIES[name](arg)
     except PolicyError as e:
         raise PolicyError(f"policy {text!r}: {e} (forms: {list(POLICY_FORMS)})") from None
+
+
+def model_default(exit_policy: str | None, T_trained: int) -> ExitPolicy:
+    """The policy a model runs when the caller names none: the one stored in its metadata
+    by ``runtime calibrate-exit``, else every sample at the trained T."""
+    return parse_policy(exit_policy) if exit_policy else FixedT(T_trained)
 
 
 def as_policy(policy: ExitPolicy | str | int | None) -> ExitPolicy | None:

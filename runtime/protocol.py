@@ -28,6 +28,7 @@ import onnx
 from .integrity import IntegrityError, external_data, verify_onnx
 from .neuron import NeuronSpec, SpecError, kinds
 from .neuron.functions import DOMAIN as SNN_DOMAIN
+from .policies import PolicyError, parse_policy
 
 FORMAT = "flexsnn-onnx/2"
 READ_FORMATS = ("flexsnn-onnx/1", FORMAT)
@@ -103,6 +104,8 @@ class Protocol:
     durations: str = "dataset"     # equal binning: over duration_us, or each recording's own span
     transforms: tuple[dict, ...] = ()  # runtime.data.transforms the model was trained with
     data: str | None = None        # the data spec it was trained on (the runtime's default --data)
+    exit_policy: str | None = None  # default exit policy chosen on validation data (runtime calibrate-exit)
+    train_split: str | None = None  # "train-minus-val": a validation split was held out of training
 
     @property
     def num_classes(self) -> int:
@@ -125,6 +128,10 @@ class Protocol:
             d["max_steps"] = self.max_steps
         if self.data is not None:
             d["data"] = self.data
+        if self.exit_policy is not None:
+            d["exit"] = {"policy": self.exit_policy}
+        if self.train_split is not None:
+            d["train_split"] = self.train_split
         return d
 
 
@@ -214,6 +221,7 @@ def _parse_protocol(meta: dict[str, Any]) -> Protocol:
         classes=tuple(str(c) for c in _field(meta, "classes", where)),
         states=states, neurons=neurons, max_steps=_max_steps(meta.get("max_steps"), where),
         **_data_fields(inp, where), data=_data_spec(meta.get("data"), where),
+        exit_policy=_exit_policy(meta.get("exit"), where), train_split=_data_spec(meta.get("train_split"), where),
     )
 
 
@@ -255,6 +263,18 @@ def _data_fields(inp: dict[str, Any], where: str) -> dict[str, Any]:
     except TransformError as e:
         raise ModelError(f"{where}: input transforms: {e}") from None
     return {"durations": durations, "transforms": tuple(transforms)}
+
+
+def _exit_policy(value: Any, where: str) -> str | None:
+    """The optional ``exit`` object's policy string (absent in files from older versions)."""
+    if value is None:
+        return None
+    policy = value.get("policy") if isinstance(value, dict) else None
+    try:
+        parse_policy(policy if isinstance(policy, str) else "")
+    except PolicyError as e:
+        raise ModelError(f"{where}: 'exit' must be an object with a valid 'policy' ({e})") from None
+    return policy
 
 
 def _max_steps(value: Any, where: str) -> int | None:

@@ -25,7 +25,7 @@ from .engine import Stepper, make_session, threads_for, with_outputs
 from .errors import InputError
 from .eventinput import checked_streams
 from .limits import check_memory, check_steps, run_bytes
-from .policies import ExitPolicy, FixedT, as_policy
+from .policies import ExitPolicy, FixedT, as_policy, model_default
 from .protocol import STATIC_KINDS, ModelError, Protocol, read_model
 
 
@@ -196,7 +196,7 @@ class Session:
         if is_event_streams(x):
             if p.input_kind != "event-frames" or len(x) == 0:
                 raise InputError(f"got {len(x)} event streams; this model takes {self._forms()}")
-            policy = policy or FixedT(p.T_trained)
+            policy = policy or model_default(p.exit_policy, p.T_trained)
             T = policy.horizon(p.T_trained)
             check_steps(T)
             self._check_steps(T)
@@ -211,7 +211,7 @@ class Session:
                 raise InputError(f"input has shape {list(x.shape)} (static images) but this model "
                                  f"takes {self._forms()}")
             self._check_array(x, "input")
-            policy = policy or FixedT(p.T_trained)
+            policy = policy or model_default(p.exit_policy, p.T_trained)
             return x, True, policy, policy.horizon(p.T_trained)
         if x.ndim == nd + 2:
             self._check_array(x, "input")

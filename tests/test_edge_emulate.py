@@ -40,6 +40,13 @@ def test_quantised_emulation_stays_close_to_float(model_path):
     assert sum(c.sum() for c in e.float_.neuron_counts.values()) > 100  # the net is not silent
     assert sd["all"] < 0.1, sd  # 8-bit weights: a few percent of spikes move, not more
     assert e.chip.outputs.sum() > 0
+    # the signed-pair readout reads the float readout's sum: same predictions as the float model
+    fine = emulate(quantize(convert(*read_model(model_path), readout_threshold=0.001)), model_path,
+                   random_streams(6, SHAPE, events=400))
+    assert (fine.twin.predictions == fine.float_.predictions).all()
+    sdq = e.sd_quantisation()
+    assert set(sdq) == {*e.hidden, e.layers[-1], "all"} and e.layers[-1] not in e.hidden  # readout included
+    assert sdq["all"] < 0.1, sdq
 
 
 def test_sinabs_time_stepped_matches_emulation(model_path):

@@ -6,6 +6,7 @@ import json
 import math
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -15,7 +16,7 @@ from edge.speck.chip import CHIPS, KI, ChipError, Core, chip
 from edge.speck.constraints import LayerShape, check_layer, kernel_memory, memory, neuron_memory
 from edge.speck.convert import SpeckLayer, convert
 from edge.speck.mapping import candidates, map_layers, match
-from edge.speck.quantize import QuantError, quantize_layer, scale_for
+from edge.speck.quantize import QuantError, QuantNet, float_twin, quantize_layer, scale_for
 from runtime.neuron import NeuronSpec
 from runtime.protocol import read_model
 from tests.conftest import ROOT, run_cli
@@ -130,6 +131,17 @@ def test_quantisation_fits_bits():
     assert q.bound == "threshold" and q.threshold == 2 ** 15 - 1
 
 
+def test_float_twin_is_the_chip_net_before_rounding():
+    w = np.random.default_rng(0).normal(0, 0.05, (4, 2, 3, 3))
+    L = _layer(w, v_th=0.7)
+    q = quantize_layer(L)
+    net = SimpleNamespace(layers=[L])  # float_twin reads only the float layers of the net
+    t = float_twin(QuantNet(net, (q,))).layers[0]  # type: ignore[arg-type]
+    assert t.weight.dtype == np.float32 and np.allclose(t.weight, w * q.scale, rtol=1e-6)
+    assert np.array_equal(np.round(t.weight), q.weight) and t.threshold == pytest.approx(0.7 * q.scale)
+    assert q.threshold == round(0.7 * q.scale)
+
+
 def test_unset_clamp_does_not_collapse_the_scale():
     """The pitfall: filling the unset clamp with -2^15 in MODEL units before choosing the
     scale forces the scale to 1 and rounds these weights (|w| < 0.5) to zero."""
@@ -152,11 +164,21 @@ def test_conversion_folds_pooling_and_converts_linear(tmp_path):
     net = convert(*read_model(path))
     conv, fc = net.layers
     assert conv.shape.pool == (2, 2) and fc.source == "linear" and fc.shape.kernel == (10, 10)
-    assert fc.weight.shape == (4, 4, 10, 10)
+    # the readout as signed pairs: channels 0..3 get +W, 4..7 get -W, clamped at 0
+    assert fc.weight.shape == (8, 4, 10, 10) and fc.shape.c_out == 8 and net.readout_pairs == 4
     onnx_w = read_model(path)[0].graph.initializer[1]
     from onnx import numpy_helper
-    assert np.allclose(fc.weight.reshape(4, -1), numpy_helper.to_array(onnx_w) / 4)  # 1/k² folded
+    assert np.allclose(fc.weight[:4].reshape(4, -1), numpy_helper.to_array(onnx_w) / 4)  # 1/k² folded
+    assert np.array_equal(fc.weight[4:], -fc.weight[:4]) and fc.neuron.v_min == 0.0
     assert all(L.neuron.spike == "multi" and L.neuron.reset == "subtract" for L in net.layers)
+
+
+def test_signed_pair_readout_is_the_sum_not_the_peak():
+    """One IF neuron per class keeps the peak of a rising-then-falling sum; the pair reads the sum."""
+    from edge.speck.convert import predict
+    out = np.array([[5.0, 3.0, 0.0, 4.0]])  # class 0: 5 up, 0 down; class 1: 3 up, 4 down
+    assert predict(out, 2).tolist() == [0] and predict(np.array([[1.0, 3.0, 0.0, 0.0]]), 2).tolist() == [1]
+    assert predict(np.array([[1.0, 3.0]]), 0).tolist() == [1]
 
 
 def test_check_cli_fits_and_json(tmp_path):

@@ -311,7 +311,7 @@ def test_fit_online_writes_a_checkpoint_that_rebuilds(method, norm, capsys, tmp_
 
 @pytest.mark.parametrize("argv, message", [
     (["fit", "--method", "bptt"], "or an online method ['sltt', 'sltt-k', 'ottt-a', 'ottt-o', 'ndot-a', 'ndot-o']"),
-    (["fit", "--method", "sltt"], "cannot use BatchNorm over all T steps (--norm bn)"),
+    (["fit", "--method", "sltt", "--norm", "bn"], "cannot use BatchNorm over all T steps (--norm bn)"),
     (["fit", "--method", "sltt-k", "--norm", "bn-step"], "sltt-k needs --K in [1, T=3], got 0"),
     (["fit", "--method", "sltt-k", "--norm", "bn-step", "--K", "4"], "got 4"),
     (["fit", "--method", "sltt-k", "--norm", "bn-step", "--K", "-1"], "got -1"),

@@ -48,7 +48,9 @@ def trained(tmp_path_factory) -> tuple[Path, Path]:
     d = tmp_path_factory.mktemp("e2e")
     ckpt, onnx_path = d / "m.pt", d / "m.onnx"
     trainer_main(["fit", "--data", "digits", "--limit-train", "200", "--limit", "20", "--epochs", "1",
-                  "--tmax", "3", "--width", "8", "--calib-batches", "2", "--quiet", "--out", str(ckpt)])
+                  "--tmax", "3", "--width", "8", "--calib-batches", "2", "--quiet", "--out", str(ckpt),
+                  # LIF with BatchNorm, calibrated: the path with the most to go wrong in export
+                  "--neuron", "lif", "--bias", "--norm", "bn"])
     with pytest.raises(SystemExit) as e:
         export_main([str(ckpt), "-o", str(onnx_path)])
     assert e.value.code == 0

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from tests.conftest import run_trainer as run
+from trainer.checkpoint import load_checkpoint
 from trainer.cli import main
 
 TINY = ["--epochs", "1", "--limit-train", "120", "--limit", "60", "--width", "4", "--quiet"]
@@ -90,6 +91,7 @@ def test_bad_checkpoints(kind, tmp_path, capsys):
     (["--surrogate", "atan"], "expected one of"),
     (["--out", "/no/such/folder/m.pt"], "does not exist"),
     (["--data", "digits:static", "--stages", "9"], "stages"),
+    (["--threads", "0"], "--threads must be a positive integer, got 0"),
 ])
 def test_bad_fit_arguments(argv, message, capsys):
     code, _, err = run(capsys, "fit", *TINY, *argv)
@@ -106,3 +108,52 @@ def test_empty_data_folder(tmp_path, capsys):
 def test_eval_rejects_nonpositive_T(checkpoint, capsys):
     code, _, err = run(capsys, "eval", str(checkpoint), "--T", "0", "3")
     assert code == 2 and "positive" in err
+
+
+def test_checkpoint_records_what_a_rerun_must_match(checkpoint):
+    cfg, _, metrics = load_checkpoint(checkpoint)
+    env = metrics["environment"]
+    assert env["threads"] == 1 and env["seed"] == 0 and env["deterministic"] is False
+    assert env["torch"] == str(torch.__version__) and {"numpy", "python"} <= set(env)
+    assert cfg.data.train_split == "train-minus-val"  # the validation split was held out
+
+
+def test_fit_is_repeatable_at_a_fixed_thread_count(tmp_path, capsys):
+    a, b = tmp_path / "a.pt", tmp_path / "b.pt"
+    for out in (a, b):
+        main(["fit", "--data", "digits:static", "--tmax", "3", "--deterministic", "--out", str(out), *TINY])
+    sa, sb = (torch.load(p, weights_only=True) for p in (a, b))
+    assert all(torch.equal(sa["state_dict"][k], sb["state_dict"][k]) for k in sa["state_dict"])
+    assert sa["metrics"]["environment"]["deterministic"] is True
+    torch.use_deterministic_algorithms(False)
+
+
+def test_epoch_and_calibration_lines_say_what_they_measure(tmp_path, capsys):
+    out = tmp_path / "bn.pt"
+    argv = [a for a in TINY if a != "--quiet"]
+    code, stdout, err = run(capsys, "fit", "--data", "digits:static", "--tmax", "3", "--neuron", "lif", "--norm", "bn",
+                            "--calib-batches", "2", "--out", str(out), *argv)
+    assert code == 0, err
+    assert "epoch 1/1: train loss" in stdout
+    assert "(BatchNorm running statistics of training, before calibration)" in stdout
+    assert "BatchNorm calibration at T=3 (2 layers, 2 training batches): test accuracy at T=3 " in stdout
+    assert "after BatchNorm calibration at T=3" in stdout
+    code, stdout, err = run(capsys, "calibrate", str(out), "--T", "1", "--batches", "1", "--limit", "30",
+                            "--out", str(tmp_path / "c1.pt"))
+    assert code == 0, err
+    assert "calibrated 2 BatchNorm layers at T=1 (1 training batches): test accuracy at T=1 " in stdout
+    assert "->" in stdout and "(30 samples)" in stdout
+    code, _, err = run(capsys, "calibrate", str(out), "--out", str(out))
+    assert code == 2 and "is the input checkpoint" in err
+
+
+def test_calibrate_refuses_a_model_without_batchnorm(checkpoint, tmp_path, capsys):
+    code, _, err = run(capsys, "calibrate", str(checkpoint), "--out", str(tmp_path / "c.pt"))
+    assert code == 2 and "has no BatchNorm layers" in err
+
+
+def test_eval_warns_outside_the_trained_range(checkpoint, capsys):
+    code, out, err = run(capsys, "eval", str(checkpoint), "--T", "2", "5", "--limit", "20", "--json")
+    assert code == 0
+    assert json.loads(out)["warnings"] == [f"{checkpoint} was trained for T in [1, 3]; T=[5] lie outside that range"]
+    assert err.startswith("warning: ")

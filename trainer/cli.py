@@ -9,7 +9,6 @@ import os
 import sys
 from pathlib import Path
 
-import torch
 
 from runtime import cliargs
 from runtime.data import DataError, Dataset, load_dataset
@@ -38,8 +37,10 @@ from .config import (
 from .memory import add_memory_parser, cmd_memory
 from .models import model_builder, model_names
 from .online import online_method
+from .repro import DEFAULT_THREADS
+from .repro import setup as setup_threads
 from .surrogate import SURROGATES
-from .train import calibrate_bn, evaluate, fit
+from .train import calibrate_bn, evaluate, fit, has_bn
 from .trev_memory import add_trev_memory_parser, cmd_trev_memory
 
 USER_ERRORS = (ConfigError, DataError, CheckpointError, SpecError, OutputPathError)
@@ -49,12 +50,21 @@ def _data_help() -> str:
     return "data spec: " + ", ".join(SPEC_FORMS)
 
 
+def _add_threads(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--threads", type=cliargs.positive_threads, default=DEFAULT_THREADS,
+                   help=f"torch CPU threads (default {DEFAULT_THREADS}: the fastest per epoch measured on small "
+                   "shared machines, and figures repeat only at a fixed count)")
+    p.add_argument("--deterministic", action="store_true",
+                   help="only deterministic algorithms (torch.use_deterministic_algorithms)")
+
+
 def _add_fit(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("fit", help="train a model and write a checkpoint")
     p.add_argument("--data", default="digits", help=_data_help() + " (default: digits)")
     p.add_argument("--transform", action="append", default=[],
                    help="event transform, repeatable, applied in order: " + ", ".join(TRANSFORM_FORMS))
-    p.add_argument("--model", default="2C1FC", help="model name: " + ", ".join(model_names()))
+    p.add_argument("--model", default="2C1FCW16",
+                   help="model name: " + ", ".join(model_names()) + " (default 2C1FCW16: fits Speck)")
     p.add_argument("--method", default="mtt", help=f"one of {', '.join(METHODS)} (default: mtt)")
     p.add_argument("--T", type=cliargs.steps, default=None, help="training T for sdt and online methods (default: --tmax)")
     p.add_argument("--K", type=cliargs.nonneg_int, default=0, help="sltt-k: time steps with a backward per batch, 1..T")
@@ -64,29 +74,37 @@ def _add_fit(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tmax", type=cliargs.steps, default=6, help="nmt/mtt: largest T sampled in training (the trained T)")
     p.add_argument("--stages", type=cliargs.positive_int, default=2, help="MTT stages (default 2)")
     p.add_argument("--samples", type=cliargs.positive_int, default=2, help="nmt/mtt configurations per iteration")
-    p.add_argument("--epochs", type=cliargs.positive_int, default=5, help="passes over the training split")
+    p.add_argument("--epochs", type=cliargs.positive_int, default=10, help="passes over the training split")
     p.add_argument("--batch-size", type=cliargs.batch, default=64, help="samples per training batch")
-    p.add_argument("--lr", type=cliargs.positive_float, default=1e-3, help="Adam learning rate (cosine schedule)")
+    p.add_argument("--lr", type=cliargs.positive_float, default=3e-3, help="Adam learning rate (cosine schedule)")
     p.add_argument("--weight-decay", type=cliargs.nonneg_float, default=0.0, help="Adam weight decay")
     p.add_argument("--seed", type=cliargs.seed, default=0, help="seed of weights, batches and sampled T")
     p.add_argument("--width", type=cliargs.width, default=0, help="channel width (0: the model's default)")
-    p.add_argument("--neuron", default="lif", help=f"one of {', '.join(neuron_presets())} (default lif)")
+    p.add_argument("--neuron", default="multi-if", help=f"one of {', '.join(neuron_presets())} (default multi-if: "
+                   "as event-driven hardware fires, and flexible in T; README, 'Choosing the default')")
     for name, f in neuron_fields().items():
         if name != "dt":  # dt is one time bin of the data, set from the data and T
             p.add_argument(f"--{name.replace('_', '-')}", type=float if f.type in ("float", float) else str,
                            default=None, help=f"{f.metadata['help']} (default: {f.default}, or the preset's)")
     p.add_argument("--surrogate", default="triangle", help=f"one of {', '.join(SURROGATES)}")
-    p.add_argument("--readout", default="mean", help="mean (of outputs over steps) or li")
-    p.add_argument("--no-bias", action="store_true", help="no biases (event-driven hardware)")
-    p.add_argument("--norm", default="bn", help="conv normalisation: bn (statistics over all T steps), bn-step "
-                   "(per-step statistics), sws (scaled weight standardisation) or none (default bn)")
+    p.add_argument("--readout", default="mean", help="mean (of outputs over steps), li, or spikes (the classifier "
+                   "ends in spiking neurons, read as mean spike counts: what Speck outputs)")
+    p.add_argument("--bias", action=argparse.BooleanOptionalAction, default=False,
+                   help="biases in conv/linear layers (default --no-bias: event-driven runtimes and Speck refuse them)")
+    p.add_argument("--norm", default="none", help="conv normalisation: bn (statistics over all T steps), bn-step "
+                   "(per-step statistics), sws (scaled weight standardisation) or none (default none: BatchNorm folds into "
+                   "biases, which event-driven hardware refuses)")
     p.add_argument("--no-bn", action="store_true", help="no BatchNorm (same as --norm none)")
     p.add_argument("--calib-batches", type=cliargs.nonneg_int, default=10, help="BN calibration batches at Tmax (0: off)")
+    p.add_argument("--train-split", default="train-minus-val", choices=["train-minus-val", "train"],
+                   help="train-minus-val (default): hold out the validation split (training recordings with "
+                   "index %% 10 == 1) for choosing exit thresholds; train: every training recording")
     p.add_argument("--limit-train", type=cliargs.positive_int, default=None, help="use an evenly spread subset")
     p.add_argument("--limit", type=cliargs.positive_int, default=None,
                    help="evenly spread subset of the test split (default: all)")
     p.add_argument("--out", type=cliargs.output_path, default="model.pt", help="checkpoint to write")
     p.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
+    _add_threads(p)
 
 
 def _add_eval(sub: argparse._SubParsersAction) -> None:
@@ -100,6 +118,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=cliargs.batch, default=256, help="samples per evaluation batch")
     p.add_argument("--plot", type=cliargs.png_path, default=None, help="write accuracy vs T as a PNG")
     p.add_argument("--json", action="store_true", help="one JSON object")
+    _add_threads(p)
 
 
 def _add_calibrate(sub: argparse._SubParsersAction) -> None:
@@ -109,7 +128,10 @@ def _add_calibrate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batches", type=cliargs.positive_int, default=10, help="training batches to average over")
     p.add_argument("--batch-size", type=cliargs.batch, default=64, help="samples per batch")
     p.add_argument("--data", default=None, help=_data_help() + " (default: the checkpoint's)")
+    p.add_argument("--limit", type=cliargs.positive_int, default=None,
+                   help="evenly spread subset of the test split for the before/after accuracy (default: all)")
     p.add_argument("--out", type=cliargs.output_path, required=True, help="calibrated checkpoint to write")
+    _add_threads(p)
 
 
 def neuron_spec_from_args(a: argparse.Namespace, kind: str, duration_us: float) -> NeuronSpec:
@@ -142,7 +164,7 @@ def config_from_args(a: argparse.Namespace, train_shape: tuple[int, int, int], k
     spec = neuron_spec_from_args(a, kind, duration_us)
     if a.norm not in NORMS:
         raise ConfigError(f"norm {a.norm!r} is unknown; expected one of {list(NORMS)}")
-    if a.no_bn and a.norm != "bn":
+    if a.no_bn and a.norm != "none":
         raise ConfigError(f"--no-bn contradicts --norm {a.norm}; use --norm alone")
     bn, bn_stats, weight_std = NORMS["none" if a.no_bn else a.norm]
     mse_weight = a.mse_weight
@@ -150,12 +172,13 @@ def config_from_args(a: argparse.Namespace, train_shape: tuple[int, int, int], k
         mse_weight = online_method(a.method).mse_weight if a.method in ONLINE_METHODS else MethodConfig.mse_weight
     T = a.T if a.T is not None else a.tmax
     return Config(
-        ModelConfig(a.model, a.stages, a.width, not a.no_bias, bn, a.readout, ds.num_classes if ds else 10,
+        ModelConfig(a.model, a.stages, a.width, a.bias, bn, a.readout, ds.num_classes if ds else 10,
                     train_shape, bn_stats=bn_stats, weight_std=weight_std),
         NeuronConfig(spec, a.surrogate),
         DataConfig(a.data, kind, train_shape, binning="equal", duration_us=duration_us,
                    **({"classes": list(ds.classes), "durations": ds.durations,
-                       "transforms": [t.to_dict() for t in ds.transforms]} if ds else {})),
+                       "transforms": [t.to_dict() for t in ds.transforms]} if ds else {}),
+                   train_split=a.train_split),
         MethodConfig(a.method, T, a.tmin, a.tmax, a.samples, a.epochs, a.batch_size, a.lr,
                      a.weight_decay, a.seed, a.calib_batches, K=a.K, mse_weight=mse_weight),
     ).validate()
@@ -167,7 +190,7 @@ def cmd_fit(a: argparse.Namespace) -> None:
     config_from_args(a, (1, 1, 1), "static", 0.0)
     model_builder(a.model)
     transforms = [parse_transform(t) for t in a.transform]
-    train_ds = load_dataset(a.data, "train", a.limit_train, transforms)
+    train_ds = load_dataset(a.data, a.train_split, a.limit_train, transforms)
     test_ds = load_dataset(a.data, "test", a.limit, transforms)
     if test_ds.classes != train_ds.classes:
         raise DataError(f"data {a.data!r}: the test split has classes {test_ds.classes}, the training split "
@@ -178,14 +201,15 @@ def cmd_fit(a: argparse.Namespace) -> None:
                          verbose=not a.quiet)
     if int(os.environ.get("RANK", "0")) == 0:
         save_checkpoint(out, cfg, model, metrics)
-        print(f"wrote {out}: test accuracy {metrics['test_accuracy']:.4f} at T={cfg.train_T} "
-              f"({metrics['seconds_per_epoch']:.1f} s/epoch)")
+        how = f", after BatchNorm calibration at T={cfg.train_T}" if metrics.get("bn_calibrated_layers") else ""
+        print(f"wrote {out}: test accuracy {metrics['test_accuracy']:.4f} at T={cfg.train_T}{how} "
+              f"({metrics['seconds_per_epoch']:.1f} s/epoch, {metrics['environment']['threads']} threads)")
 
 
 def cmd_eval(a: argparse.Namespace) -> None:
     if a.plot:
         check_output(a.plot, *a.checkpoints, what="plot")
-    results = {}
+    results, warnings = {}, []
     for path in a.checkpoints:
         cfg, model, _ = load_checkpoint(path)
         ds = load_dataset(a.data or cfg.data.spec, "test", a.limit, from_dicts(cfg.data.transforms))
@@ -196,16 +220,29 @@ def cmd_eval(a: argparse.Namespace) -> None:
         # frames [T, B, C, H, W] as binning builds them (int64 counts, float32), before any allocation
         check_memory(16 * min(a.batch_size, len(ds)) * max(Ts) * math.prod(ds.shape),
                      f"evaluating batches of {min(a.batch_size, len(ds))} at T={max(Ts)}")
+        warning = t_range_warning(path, cfg, Ts)
+        if warning:
+            warnings.append(warning)
+            print(f"warning: {warning}", file=sys.stderr)
         results[path] = evaluate(model, ds, Ts, a.batch_size, a.binning, progress=sys.stderr.isatty())
     if a.plot:
         plot_accuracy(Ts, results, a.plot)
     if a.json:
         acc = next(iter(results.values())) if len(results) == 1 else results
-        emit_json({"T": Ts, "accuracy": acc, "n": len(ds), "data": ds.spec})
+        emit_json({"T": Ts, "accuracy": acc, "n": len(ds), "data": ds.spec, "warnings": warnings})
         return
     print(f"test accuracy on {ds.spec} ({len(ds)} samples)")
     names = [Path(p).name for p in results]
     print(table(["T", *names], [[T, *(r[i] for r in results.values())] for i, T in enumerate(Ts)]))
+
+
+def t_range_warning(path: str, cfg: Config, Ts: list[int]) -> str | None:
+    """A note when some T lies outside the range the model was trained on."""
+    lo, hi = (cfg.train_T, cfg.train_T) if cfg.method.name in FIXED_T_METHODS else (cfg.method.tmin, cfg.method.tmax)
+    outside = [T for T in Ts if not lo <= T <= hi]
+    if not outside:
+        return None
+    return f"{path} was trained for T in [{lo}, {hi}]; T={outside} lie outside that range"
 
 
 def plot_accuracy(Ts: list[int], results: dict[str, list[float]], path: str) -> None:
@@ -230,10 +267,18 @@ def cmd_calibrate(a: argparse.Namespace) -> None:
     check_output(a.out, a.checkpoint)
     cfg, model, metrics = load_checkpoint(a.checkpoint)
     T = a.T or cfg.method.tmax
-    ds = load_dataset(a.data or cfg.data.spec, "train", transforms=from_dicts(cfg.data.transforms))
+    if not has_bn(model):
+        raise ConfigError(f"{a.checkpoint} has no BatchNorm layers: there is nothing to calibrate")
+    spec = a.data or cfg.data.spec
+    ds = load_dataset(spec, "train", transforms=from_dicts(cfg.data.transforms))
+    test = load_dataset(spec, "test", a.limit, from_dicts(cfg.data.transforms))
+    before = evaluate(model, test, [T], a.batch_size)[0]
     n = calibrate_bn(model, ds, T, a.batches, a.batch_size)
-    save_checkpoint(a.out, cfg, model, {**metrics, "bn_calibrated_layers": n, "bn_calibration_T": T})
-    print(f"calibrated {n} BatchNorm layers at T={T}; wrote {a.out}")
+    after = evaluate(model, test, [T], a.batch_size)[0]
+    save_checkpoint(a.out, cfg, model, {**metrics, "bn_calibrated_layers": n, "bn_calibration_T": T,
+                                        "test_accuracy_before_calibration": before, "test_accuracy": after})
+    print(f"calibrated {n} BatchNorm layers at T={T} ({a.batches} training batches): test accuracy at T={T} "
+          f"{before:.4f} -> {after:.4f} ({len(test)} samples); wrote {a.out}")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -249,7 +294,8 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     a = parser().parse_args(argv)
-    torch.set_num_threads(max(1, torch.get_num_threads()))
+    if hasattr(a, "deterministic"):  # fit, eval, calibrate (memory commands set their own threads)
+        guarded(USER_ERRORS, lambda: setup_threads(a.threads, a.deterministic))
     commands = {"fit": cmd_fit, "eval": cmd_eval, "calibrate": cmd_calibrate, "memory": cmd_memory,
                 "trev-memory": cmd_trev_memory}
     guarded(USER_ERRORS, lambda: commands[a.cmd](a))

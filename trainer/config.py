@@ -18,8 +18,8 @@ STAGE_METHODS = ("sdt", "nmt", "mtt")                 # stage-T forward/backward
 ONLINE_METHODS = ("sltt", "sltt-k", "ottt-a", "ottt-o", "ndot-a", "ndot-o")  # step by step (trainer.online)
 METHODS = STAGE_METHODS + ONLINE_METHODS
 FIXED_T_METHODS = ("sdt",) + ONLINE_METHODS          # methods that train at the one T of MethodConfig.T
-READOUTS = ("mean", "li")
-PROTOCOL_READOUT = {"mean": "mean", "li": "last"}  # ModelConfig.readout -> the protocol's readout rule
+READOUTS = ("mean", "li", "spikes")  # spikes: the classifier ends in the model's spiking neuron (as on Speck)
+PROTOCOL_READOUT = {"mean": "mean", "li": "last", "spikes": "mean"}  # ModelConfig.readout -> the protocol's readout rule
 BN_STATS = ("sequence", "step")
 # conv normalisation by name (CLI --norm) -> ModelConfig (bn, bn_stats, weight_std)
 NORMS = {"bn": (True, "sequence", False), "bn-step": (True, "step", False), "sws": (False, "sequence", True),
@@ -80,6 +80,7 @@ class DataConfig:
     duration_us: float = 0.0
     durations: str = "dataset"        # equal binning over the data set's duration, or each recording's
     transforms: list[dict] = field(default_factory=list)  # runtime.data.transforms, in stored form
+    train_split: str = "train"        # "train-minus-val": the validation split was held out
 
 
 @dataclass

@@ -94,6 +94,8 @@ def _classifier(cfg: Config, in_features: int) -> list[nn.Module]:
     layers: list[nn.Module] = [Stateless(nn.Linear(in_features, cfg.model.num_classes, bias=cfg.model.bias))]
     if cfg.model.readout == "li":
         layers.append(NeuronLayer(cfg.neuron.readout_spec(), cfg.neuron.surrogate))
+    elif cfg.model.readout == "spikes":  # read as mean spike counts: what a chip that only outputs spikes gives
+        layers.append(NeuronLayer(cfg.neuron.spec, cfg.neuron.surrogate))
     return layers
 
 

@@ -10,8 +10,15 @@ becomes one Speck layer:
   (``[N, C*H*W] -> [N, C, H, W]``, kernel H x W, no padding, stride 1);
 * the sum pooling in front of layer i+1 belongs to layer i on the chip (a core pools
   its own output before sending it on); pooling in front of layer 0 is the sensor's;
-* the readout (no neuron, or a non-leaky integrator) gets IF neurons with threshold
-  ``readout_threshold``: the chip's only output is spikes, read as counts;
+* the readout (no neuron, or a non-leaky integrator) becomes a pair of IF neurons per
+  class, one fed ``+W`` and one ``-W``, both with threshold ``readout_threshold`` and a
+  lower clamp at 0; the prediction is the class with the largest ``count(+) - count(-)``.
+  The chip's only output is spikes, and one IF neuron per class counts
+  ``floor(max over time of the running sum / threshold)``, not the sum itself: evidence
+  that rises and later falls is kept (measured on the digits default model: 0.69 against
+  0.83 float, 75% agreement, although 8-bit weights moved only 0.3% of hidden spikes).
+  With the clamp, ``count(+)`` counts every rise and ``count(-)`` every fall, so their
+  difference is the sum up to about one threshold per change of direction;
 * single-spike IF becomes multi-spike (the chip's neuron emits as many spikes as
   thresholds crossed); a leak or a reset to zero cannot be expressed and is reported.
 """
@@ -19,7 +26,7 @@ becomes one Speck layer:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import onnx
@@ -56,6 +63,7 @@ class SpeckNet:
     input_pool: int
     layers: list[SpeckLayer]
     protocol: Protocol
+    readout_pairs: int = 0   # classes C of a signed-pair readout (2C output channels); 0: counts read directly
     notes: list[str] = field(default_factory=list)
     violations: list[Violation] = field(default_factory=list)
 
@@ -66,9 +74,9 @@ def _neuron(L: Layer, readout: bool, readout_threshold: float, net: SpeckNet) ->
     if issue is not None:
         net.violations.append(Violation(L.name, *issue))
     if n is None or (readout and not n.spiking):
-        net.notes.append(f"readout {L.name!r}: IF neurons with threshold {readout_threshold:g}, "
-                         "prediction = most output spikes")
-        return NeuronSpec("IF", 1.0, readout_threshold, "subtract", "multi", -math.inf, n.dt if n else 1.0)
+        net.notes.append(f"readout {L.name!r}: two IF neurons per class (+W and -W, threshold "
+                         f"{readout_threshold:g}, lower clamp 0), prediction = most spikes(+) - spikes(-)")
+        return NeuronSpec("IF", 1.0, readout_threshold, "subtract", "multi", 0.0, n.dt if n else 1.0)
     if n.reset != "subtract":
         net.violations.append(Violation(L.name, "reset", n.reset, "'subtract' (the chip subtracts the threshold)"))
     if n.spike == "single":
@@ -105,5 +113,17 @@ def convert(model: onnx.ModelProto, protocol: Protocol, readout_threshold: float
         if pool > 1:
             net.notes.append(f"average pooling {pool}x{pool} after {L.name!r} as sum pooling; "
                              f"1/{pool * pool} folded into the weights of {lowered[i + 1].name!r}")
-        net.layers.append(SpeckLayer(shape, weight, _neuron(L, last, readout_threshold, net), source, L.node))
+        neuron = _neuron(L, last, readout_threshold, net)
+        if last and (L.neuron is None or not L.neuron.spiking):  # the readout _neuron gave IF neurons
+            net.readout_pairs = weight.shape[0]
+            weight = np.concatenate([weight, -weight])
+            shape = replace(shape, c_out=2 * shape.c_out)
+        net.layers.append(SpeckLayer(shape, weight, neuron, source, L.node))
     return net
+
+
+def predict(output: np.ndarray, readout_pairs: int) -> np.ndarray:
+    """Class per sample from the chip's output spike counts ``[N, channels]``."""
+    if readout_pairs:
+        return (output[:, :readout_pairs] - output[:, readout_pairs:]).argmax(axis=1)
+    return output.argmax(axis=1)

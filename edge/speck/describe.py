@@ -40,7 +40,11 @@ def describe(qnet: QuantNet, plan: Plan, source: str = "") -> dict[str, Any]:
     return {"format": FORMAT, "chip": plan.chip.name, "source": source, "fits": plan.fits,
             "violations": [str(v) for v in plan.violations],
             "input": {"shape": list(net.input_shape), "sum_pool": net.input_pool, "destinations": [0]},
-            "readout": "spike counts of the last layer; prediction = the class with most spikes",
+            "readout": (f"spike counts of the last layer: channel c counts class c's +W neuron, channel "
+                        f"{net.readout_pairs} + c its -W neuron; prediction = argmax of count(+) - count(-)"
+                        if net.readout_pairs else "spike counts of the last layer; prediction = the class with "
+                        "most spikes"),
+            "readout_pairs": net.readout_pairs,
             "classes": list(net.protocol.classes), "notes": net.notes, "layers": layers}
 
 

@@ -30,7 +30,8 @@ from runtime.neuron import NeuronSpec
 from runtime.neuron import functions as fn
 from runtime.protocol import METADATA_KEY, NeuronInfo, Protocol, StateInfo
 
-from .quantize import QuantNet
+from .convert import predict
+from .quantize import QuantNet, float_twin
 
 OPSET = 18
 
@@ -63,14 +64,16 @@ def quantized_model(qnet: QuantNet) -> tuple[onnx.ModelProto, Protocol]:
         cur, pool = f"spk{i}", s.pool[0]
     nodes.append(helper.make_node("Flatten", [cur], ["y"], axis=1, name="readout_flatten"))
     p = net.protocol
-    proto = replace(p, model=f"{p.model} (Speck, quantised)", uses_t=False, readout="count",
-                    states=tuple(states), neurons=tuple(neurons), max_steps=None)
+    # a signed-pair readout has two output channels per class (convert.predict reads them)
+    classes = ([f"{c}+" for c in p.classes] + [f"{c}-" for c in p.classes]) if net.readout_pairs else list(p.classes)
+    proto = replace(p, model=f"{p.model} (Speck, quantised)", uses_t=False, readout="count", classes=tuple(classes),
+                    states=tuple(states), neurons=tuple(neurons), max_steps=None, exit_policy=None)
     f32 = TensorProto.FLOAT
     graph = helper.make_graph(
         nodes, "speck_quantized",
         [helper.make_tensor_value_info("x", f32, ["batch", *p.input_shape])]
         + [helper.make_tensor_value_info(st.name, f32, ["batch", *st.shape]) for st in states],
-        [helper.make_tensor_value_info("y", f32, ["batch", p.num_classes])]
+        [helper.make_tensor_value_info("y", f32, ["batch", len(classes)])]
         + [helper.make_tensor_value_info(f"{st.name}_out", f32, ["batch", *st.shape]) for st in states],
         inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET), helper.make_opsetid("snn", 1)])
@@ -93,21 +96,35 @@ def serial(streams: Sequence[np.ndarray]) -> list[np.ndarray]:
     return out
 
 
+def _sd(ref: EventResult, other: EventResult, layers: list[str]) -> dict[str, float]:
+    """Mean spike difference (``ref`` counts as reference) per layer and over all of them."""
+    out = {n: float(np.mean(spike_difference(stack_counts(ref.neuron_counts, [n]), stack_counts(other.neuron_counts, [n]))))
+           for n in layers}
+    out["all"] = float(np.mean(spike_difference(stack_counts(ref.neuron_counts, layers), stack_counts(other.neuron_counts, layers))))
+    return out
+
+
 @dataclass
 class Emulation:
-    """Per-sample results of the chip emulation and of the float model on the same events."""
+    """Per-sample results on the same events of the chip emulation, of the float model, and
+    of the chip's form in float (``twin``: same layers, readout IF neurons and thresholds,
+    weights not rounded), which separates what quantisation costs from what the spiking
+    readout costs."""
 
     chip: EventResult
     float_: EventResult
+    twin: EventResult
     hidden: list[str]                    # spiking layers both nets have (the readout's differ in kind)
+    layers: list[str]                    # every spiking layer of the chip's form, the readout included
 
     def sd(self) -> dict[str, float]:
-        """Mean spike difference (float counts as reference) per hidden layer and over all of them."""
-        out = {n: float(np.mean(spike_difference(stack_counts(self.float_.neuron_counts, [n]),
-                                                 stack_counts(self.chip.neuron_counts, [n])))) for n in self.hidden}
-        out["all"] = float(np.mean(spike_difference(stack_counts(self.float_.neuron_counts, self.hidden),
-                                                    stack_counts(self.chip.neuron_counts, self.hidden))))
-        return out
+        """Spike difference chip vs float model, per hidden layer and over all of them."""
+        return _sd(self.float_, self.chip, self.hidden)
+
+    def sd_quantisation(self) -> dict[str, float]:
+        """Spike difference chip vs its float twin, per layer including the readout: what
+        8-bit weights move, including the spikes the prediction is read from."""
+        return _sd(self.twin, self.chip, self.layers)
 
 
 def emulate(qnet: QuantNet, model_path: str, streams: Sequence[np.ndarray], chip_order: bool = True) -> Emulation:
@@ -115,7 +132,9 @@ def emulate(qnet: QuantNet, model_path: str, streams: Sequence[np.ndarray], chip
     ``chip_order``: one event at a time, as the chip (else events of one timestamp together)."""
     streams = serial(streams) if chip_order else list(streams)
     float_engine = load_event(model_path)
-    chip = chip_engine(qnet).run_batch(streams)
+    pairs = qnet.net.readout_pairs
+    chip, twin = (chip_engine(q).run_batch(streams) for q in (qnet, float_twin(qnet)))
+    chip.predictions, twin.predictions = predict(chip.outputs, pairs), predict(twin.outputs, pairs)
     ref = float_engine.run_batch(streams)
     hidden = [n for n in ref.neuron_counts if n in chip.neuron_counts]
-    return Emulation(chip, ref, hidden)
+    return Emulation(chip, ref, twin, hidden, list(chip.neuron_counts))

@@ -18,7 +18,7 @@ round to zero (an explicit huge clamp, say) is refused, naming the limit that se
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -84,3 +84,13 @@ def quantize_layer(L: SpeckLayer, weight_bits: int = 8, state_bits: int = 16) ->
 def quantize(net: SpeckNet, weight_bits: int = 8, state_bits: int = 16) -> QuantNet:
     return QuantNet(net, tuple(quantize_layer(L, weight_bits, state_bits) for L in net.layers))
 
+
+
+def float_twin(q: QuantNet) -> QuantNet:
+    """``q`` without rounding: weights ``w·s`` and thresholds ``v_th·s`` as floats. The chip
+    form (IF readout, multi-spike, the chip's clamp) is kept, so comparing it with ``q``
+    measures what quantisation alone changes."""
+    return QuantNet(q.net, tuple(
+        replace(ql, weight=(np.asarray(L.weight, np.float64) * ql.scale).astype(np.float32),
+                threshold=L.neuron.v_th * ql.scale)
+        for ql, L in zip(q.layers, q.net.layers)))

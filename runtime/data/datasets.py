@@ -25,7 +25,13 @@ from .nmnist import list_nmnist, read_nmnist_bin
 from .registry import DataError, Source, register, source, spec_forms
 from .transforms import Pipeline, Transform, TransformError, output_shape
 
-SPLITS = ("train", "test")
+# "val" is a fixed part of the training recordings (index % 10 == 1; the index of a digit,
+# of an N-MNIST file, of an MNIST training image, of a tonic sample), held out so that a
+# hyper-parameter such as an exit threshold is chosen on data that is neither the test split
+# nor trained on; "train-minus-val" is the rest of the training recordings (what
+# `trainer fit` trains on by default).
+SPLITS = ("train", "test", "val", "train-minus-val")
+VAL_EVERY, VAL_REMAINDER = 10, 1
 DURATIONS = ("dataset", "recording")
 NMNIST_DURATION_US = 316_000  # covers every recording (3 saccades, longest 315.1 ms)
 
@@ -89,7 +95,8 @@ class Dataset:
             ev = ev.subset(idx) if isinstance(ev, LazyEvents) else [ev[i] for i in idx]
         return Dataset(
             self.spec, self.split, self.kind, self.shape, self.labels[idx], self.classes,
-            None if self.images is None else self.images[idx], ev, self.duration_us, self.binning, self.meta,
+            None if self.images is None else self.images[idx], ev, self.duration_us, self.binning,
+            {**self.meta, **({"index": self.meta["index"][idx]} if "index" in self.meta else {})},
             self.durations, None if self.recording_us is None else self.recording_us[idx], self.transforms,
         )
 
@@ -133,17 +140,19 @@ def parse_spec(spec: str) -> tuple[str, str | None]:
 
 # ---- the built-in data sets ---------------------------------------------------------
 def _digits(arg: str, split: str, spec: str) -> Dataset:
-    from .digits import DURATION_US, DigitsError, digits_events, digits_static
+    from .digits import DURATION_US, N_DIGITS, DigitsError, digits_events, digits_static, split_index
 
     classes = [str(i) for i in range(10)]
+    index = split_index(N_DIGITS, split)  # each sample's index among all the digits
     try:
         if arg == "static":
             images, labels = digits_static(split)
-            return Dataset(spec, split, "static", (1, 8, 8), labels, classes, images=images)
+            return Dataset(spec, split, "static", (1, 8, 8), labels, classes, images=images, meta={"index": index})
         events, labels = digits_events(split)
     except DigitsError as e:
         raise DataError(str(e)) from None
-    return Dataset(spec, split, "events", (2, 20, 20), labels, classes, events=events, duration_us=DURATION_US)
+    return Dataset(spec, split, "events", (2, 20, 20), labels, classes, events=events, duration_us=DURATION_US,
+                   meta={"index": index})
 
 
 def _nmnist(arg: str, split: str, spec: str) -> Dataset:
@@ -151,12 +160,13 @@ def _nmnist(arg: str, split: str, spec: str) -> Dataset:
     events = [read_nmnist_bin(f) for f, _ in items]
     labels = np.array([lab for _, lab in items], np.int64)
     return Dataset(spec, split, "events", NMNIST_SENSOR, labels, [str(i) for i in range(10)], events=events,
-                   duration_us=NMNIST_DURATION_US)
+                   duration_us=NMNIST_DURATION_US, meta={"index": np.array([int(f.stem) for f, _ in items])})
 
 
 def _mnist(arg: str, split: str, spec: str) -> Dataset:
     images, labels = read_mnist(arg, split)
-    return Dataset(spec, split, "static", (1, 28, 28), labels, [str(i) for i in range(10)], images=images)
+    return Dataset(spec, split, "static", (1, 28, 28), labels, [str(i) for i in range(10)], images=images,
+                   meta={"index": np.arange(len(labels))})
 
 
 def _tonic(arg: str, split: str, spec: str) -> Dataset:
@@ -216,12 +226,18 @@ def load_dataset(spec: str, split: str, limit: int | None = None,
         raise DataError(f"split {split!r} is unknown; expected one of {list(SPLITS)}")
     src = source(spec)
     arg = src.parse(spec.partition(":")[2], spec)
+    whole = "train" if split in ("val", "train-minus-val") else split
     try:
-        ds = src.load(arg, split, spec)
+        ds = src.load(arg, whole, spec)
     except (FileNotFoundError, ValueError) as e:
         if isinstance(e, DataError):
             raise
         raise DataError(str(e)) from e
+    if whole != split:  # the validation split, or the training split without it
+        index = ds.meta.get("index", np.arange(len(ds)))
+        held = index % VAL_EVERY == VAL_REMAINDER
+        ds = ds.subset(np.flatnonzero(held if split == "val" else ~held))
+        ds.split = split
     if len(ds) == 0:
         raise DataError(f"data {spec!r} has no samples in split {split!r}")
     if limit is not None and limit < len(ds):

@@ -1,0 +1,120 @@
+"""Exit thresholds chosen on the validation split, the margin rule, and runs outside the
+trained T range (hand-built models: no torch, no exporter)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+import runtime
+from runtime.data import load_dataset
+from runtime.exit_calibration import RULES, choose, replay, step_readouts
+from runtime.policies import Margin, PolicyError, parse_policy
+from runtime.protocol import ModelError, read_model
+from tests.runtime_fixtures import save, tiny_model
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def model_path(tmp_path):
+    return save(tiny_model(classes=10, T=6), tmp_path / "m.onnx")
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "runtime", *args], cwd=ROOT, capture_output=True, text=True)
+
+
+def test_splits_are_disjoint_and_val_is_part_of_train():
+    train, val, rest, test = (load_dataset("digits:static", s) for s in ("train", "val", "train-minus-val", "test"))
+    idx = {s: set(d.meta["index"].tolist()) for s, d in (("train", train), ("val", val), ("rest", rest),
+                                                         ("test", test))}
+    assert idx["val"] | idx["rest"] == idx["train"] and not idx["val"] & idx["rest"]
+    assert not idx["train"] & idx["test"] and all(i % 10 == 1 for i in idx["val"])
+    assert len(val) == 180 and len(rest) == 1257 and len(test) == 360
+
+
+def test_margin_rule():
+    logits = np.log(np.array([[0.5, 0.4, 0.1], [0.8, 0.1, 0.1]]))
+    assert Margin(0.3).confident(logits).tolist() == [False, True]
+    assert parse_policy("margin:0.3,tmin=2,tmax=5") == Margin(0.3, 2, 5)
+    with pytest.raises(PolicyError, match="margin threshold must be in"):
+        parse_policy("margin:1.5")
+
+
+@pytest.mark.parametrize("rule", list(RULES))
+def test_replay_is_what_the_session_does(model_path, rule):
+    """Replaying a rule on recorded readouts gives the session's own predictions and steps."""
+    s = runtime.load(model_path)
+    ds = load_dataset("digits:static", "val", 60)
+    readouts = step_readouts(s, ds, 6, batch_size=16)
+    assert readouts.shape == (6, 60, 10)
+    th = float(np.median([RULES[rule][0](z) for z in readouts]))
+    pred, steps = replay(readouts, rule, th, tmin=2)
+    r = s.run(ds.images, f"{rule}:{th},tmin=2,tmax=6")
+    assert steps.tolist() == r.steps.tolist() and pred.tolist() == r.predictions.tolist()
+    assert 2 <= steps.min() and 1 < steps.mean() < 6  # the threshold does stop some, not all, samples
+
+
+def test_choose_keeps_the_budget_and_minimises_steps():
+    rng = np.random.default_rng(0)
+    readouts = np.cumsum(rng.normal(0, 1, (6, 200, 4)), axis=0)
+    labels = readouts[-1].argmax(1)
+    labels[:20] = (labels[:20] + 1) % 4  # fixed T = 6 is 90% right
+    c = choose(readouts, labels, budget_points=2.0, tmin=1)
+    assert c["fixed_accuracy"] == pytest.approx(0.9)
+    ref_pred = readouts[-1].argmax(1)
+    for rule, best in c["per_rule"].items():
+        pred, steps = replay(readouts, rule, best["threshold"], 1)
+        assert (pred != ref_pred).mean() <= 0.02 + 1e-12 and steps.mean() == pytest.approx(best["mean_steps"])
+        assert (pred == labels).mean() >= 0.88 - 1e-12  # disagreement bounds the accuracy lost
+        assert best["disagreement"] == pytest.approx((pred != ref_pred).mean())
+    assert c["best"]["mean_steps"] == min(b["mean_steps"] for b in c["per_rule"].values())
+    strict = choose(readouts, labels, budget_points=0.0, tmin=1)
+    assert strict["best"]["mean_steps"] >= c["best"]["mean_steps"]
+
+
+def test_calibrate_exit_cli_stores_the_policy_as_the_default(model_path, tmp_path):
+    out = tmp_path / "exit.onnx"
+    p = _cli("calibrate-exit", model_path, "--data", "digits:static", "--limit", "60", "--budget", "1",
+             "--out", str(out), "--json")
+    assert p.returncode == 0, p.stderr
+    r = json.loads(p.stdout)
+    assert r["chosen_on"].startswith("digits:static split val") and r["test"]["n"] == 60
+    assert any("trained on the validation recordings" in w for w in r["warnings"])  # the tiny model does not say
+    assert r["validation"]["accuracy"] >= r["validation"]["fixed_accuracy"] - 0.01 - 1e-12
+    _, proto = read_model(out)
+    assert proto.exit_policy == r["policy"]
+    assert proto.exit_policy != "fixed:6" and r["test"]["mean_steps"] < 6
+    run = json.loads(_cli("run", str(out), "--data", "digits:static", "--limit", "60", "--json").stdout)
+    assert run["policy"] == r["policy"] and run["mean_steps"] == pytest.approx(r["test"]["mean_steps"])
+    assert onnx.load(model_path).metadata_props[0].value.find('"exit"') == -1  # input untouched
+    same = _cli("calibrate-exit", model_path, "--data", "digits:static", "--out", model_path)
+    assert same.returncode == 2 and "is the input model" in same.stderr
+
+
+def test_a_bad_stored_policy_is_refused(tmp_path):
+    m = tiny_model()
+    meta = json.loads(m.metadata_props[0].value)
+    meta["exit"] = {"policy": "sometimes"}
+    onnx.helper.set_model_props(m, {"flexsnn.protocol": json.dumps(meta)})
+    with pytest.raises(ModelError, match="'exit' must be an object with a valid 'policy'"):
+        read_model(save(m, tmp_path / "bad.onnx"))
+
+
+def test_runs_outside_the_trained_T_range_warn(model_path):
+    p = _cli("run", model_path, "--data", "digits:static", "--limit", "10", "--policy", "fixed:20", "--json")
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["warnings"] == ["this run uses T=20, outside the trained range T in [1, 6]"]
+    assert "warning: this run uses T=20" in p.stderr
+    p = _cli("run", model_path, "--data", "digits:static", "--limit", "10", "--policy",
+             "confidence:0.9,tmax=10", "--json")
+    assert "T in [1, 10], outside the trained range" in json.loads(p.stdout)["warnings"][0]
+    p = _cli("run", model_path, "--data", "digits:static", "--limit", "10", "--json")
+    assert json.loads(p.stdout)["warnings"] == [] and p.stderr == ""
