@@ -48,7 +48,7 @@ def test_shared_concepts_have_one_name():
 
 def test_help_shows_defaults():
     fmt = trainer.cli.parser()._subparsers._group_actions[0].choices["fit"].format_help()
-    assert "(default: 64)" in fmt and "(default: 0.001)" in fmt  # --batch-size, --lr
+    assert "(default: 64)" in fmt and "(default: 0.003)" in fmt  # --batch-size, --lr
 
 
 @pytest.mark.parametrize("name", CLIS)

@@ -24,7 +24,9 @@ def run_event_dataset(engine: EventEngine, ds: Dataset, batch_size: int = 256) -
     check_dataset(engine, ds)
     if batch_size <= 0:
         raise DataError(f"batch size must be a positive integer, got {batch_size}")
-    parts = [engine.run_batch(ds.events[i:i + batch_size]) for i in range(0, len(ds), batch_size)]
+    # indexed one by one: transformed and tonic recordings are read lazily and take no slices
+    parts = [engine.run_batch([ds.events[j] for j in range(i, min(i + batch_size, len(ds)))])
+             for i in range(0, len(ds), batch_size)]
     cat = np.concatenate
     return EventResult(cat([p.outputs for p in parts]), cat([p.predictions for p in parts]),
                        {k: cat([p.neuron_counts[k] for p in parts]) for k in parts[0].neuron_counts},
