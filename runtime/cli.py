@@ -5,6 +5,7 @@ event-camera stream."""
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from . import cliargs
 from .bench import bench, torch_available
@@ -51,7 +52,7 @@ def cmd_run(a: argparse.Namespace) -> None:
     policy = parse_policy(a.policy) if a.policy is not None else None  # bad policy: fail before loading data
     session = _open(a)
     ds = load_dataset(cliargs.data_spec(a, session.protocol), "test", a.limit, from_dicts(session.protocol.transforms))
-    s = summarize(run_dataset(session, ds, policy, a.batch_size, a.binning), ds.labels)
+    s: dict[str, Any] = summarize(run_dataset(session, ds, policy, a.batch_size, a.binning), ds.labels)
     s.update(policy=a.policy or f"fixed:{session.protocol.T_trained}", data=ds.spec, model=a.model)
     if a.json:
         emit_json(s)
