@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from . import cliargs
 from .bench import bench, torch_available
@@ -66,7 +67,7 @@ def cmd_run(a: argparse.Namespace) -> None:
     ds = load_dataset(cliargs.data_spec(a, session.protocol), "test", a.limit, from_dicts(session.protocol.transforms))
     result = run_dataset(session, ds, policy, a.batch_size, a.binning)  # refuses a T it cannot run, first
     warnings = _warn([t_range_warning(session.protocol, policy)])
-    s = summarize(result, ds.labels)
+    s: dict[str, Any] = summarize(result, ds.labels)
     s.update(policy=a.policy or session.protocol.exit_policy or f"fixed:{session.protocol.T_trained}",
              data=ds.spec, model=a.model,
              warnings=warnings)

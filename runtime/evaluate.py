@@ -36,6 +36,7 @@ def run_dataset(session: Session, ds: Dataset, policy: ExitPolicy | str | int | 
     for start in range(0, len(ds), batch_size):
         idx = np.arange(start, min(start + batch_size, len(ds)))
         if ds.kind == "static" and p.input_kind in STATIC_KINDS:
+            assert ds.images is not None  # a static data set holds images
             x = ds.images[idx]  # repeated by the session: no T copies of the image
         else:
             x = ds.frames(idx, T, binning, p.dt_us if binning == "fixed" else None, p.durations)

@@ -196,7 +196,8 @@ def as_policy(policy: ExitPolicy | str | int | None) -> ExitPolicy | None:
         return None if policy is None else parse_policy(policy)
     if isinstance(policy, (int, np.integer)) and not isinstance(policy, bool):
         return FixedT(int(policy))
-    if not (callable(getattr(policy, "horizon", None)) and callable(getattr(policy, "should_exit", None))):
+    if isinstance(policy, bool) or not (callable(getattr(policy, "horizon", None))
+                                        and callable(getattr(policy, "should_exit", None))):
         raise PolicyError(f"{policy!r} is not a policy: expected a string of the forms "
                           f"{list(POLICY_FORMS)}, an int T, or an object with horizon() and should_exit()")
     return policy

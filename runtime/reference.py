@@ -10,6 +10,8 @@ so with several variants of one op it would pick a wrong body.
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 import onnx
 from onnx.reference import ReferenceEvaluator
@@ -25,7 +27,7 @@ class _Neuron(OpRun):
 
     op_domain = SNN_DOMAIN
 
-    def _run(self, current, *state, **attrs):  # type: ignore[no-untyped-def]
+    def _run(self, current, *state, **attrs):
         spec = spec_from_attributes(type(self).__name__, attrs)
         out, new = step(spec, state, current)
         return (out, *new)
@@ -58,7 +60,8 @@ class Reference:
             feed = {"x": x, **states}
             if p.uses_t:
                 feed["t"] = np.array(t, np.int64)
-            values = self.evaluator.run(None, feed, intermediate=True)
+            # onnx types run() as a list; intermediate=True returns a dict by output name
+            values = cast(dict[str, np.ndarray], self.evaluator.run(None, feed, intermediate=True))
             ys.append(values["y"])
             states = {s.name: values[f"{s.name}_out"] for s in p.states}
             for name, out in outs.items():

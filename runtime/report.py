@@ -21,9 +21,10 @@ def guarded(errors: tuple[type[BaseException], ...], main: Callable[[], Any]) ->
     from .fileio import OutputPathError
     from .limits import ResourceError
 
+    handled: tuple[type[BaseException], ...] = (*errors, OutputPathError, ResourceError)
     try:
         return main()
-    except (*errors, OutputPathError, ResourceError) as e:
+    except handled as e:
         fail(str(e))
     except MemoryError:
         fail("out of memory: the request does not fit in this machine's memory; use a smaller "

@@ -14,6 +14,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeGuard, TypeVar, cast
 
 import numpy as np
 import onnx
@@ -77,15 +78,24 @@ class RunResult:
         for p in parts:
             prof[: len(p.batch_per_step)] += p.batch_per_step
         counts = None if parts[0].spike_counts is None else {
-            k: cat([p.spike_counts[k] for p in parts]) for k in parts[0].spike_counts}
+            k: cat([_given(p.spike_counts)[k] for p in parts]) for k in parts[0].spike_counts}
         c = None if parts[0].cost is None else Cost(
-            cat([p.cost.macs for p in parts]), cat([p.cost.acs for p in parts]),
-            cat([p.cost.energy_pj for p in parts]))
+            cat([_given(p.cost).macs for p in parts]), cat([_given(p.cost).acs for p in parts]),
+            cat([_given(p.cost).energy_pj for p in parts]))
         per_neuron = None if parts[0].neuron_counts is None else {
-            k: cat([p.neuron_counts[k] for p in parts]) for k in parts[0].neuron_counts}
+            k: cat([_given(p.neuron_counts)[k] for p in parts]) for k in parts[0].neuron_counts}
         return RunResult(cat([p.predictions for p in parts]), cat([p.outputs for p in parts]),
                          cat([p.steps for p in parts]), sum(p.seconds for p in parts),
                          prof.tolist(), counts, c, per_neuron)
+
+
+_T = TypeVar("_T")
+
+
+def _given(value: _T | None) -> _T:
+    """A field every joined part has: the parts of one result come from runs with the same flags."""
+    assert value is not None
+    return value
 
 
 def readout(acc: np.ndarray, y: np.ndarray, t: int, rule: str) -> np.ndarray:
@@ -95,7 +105,7 @@ def readout(acc: np.ndarray, y: np.ndarray, t: int, rule: str) -> np.ndarray:
     return y.astype(np.float64) if rule == "last" else acc
 
 
-def is_event_streams(x: object) -> bool:
+def is_event_streams(x: object) -> TypeGuard[list | tuple]:
     return isinstance(x, (list, tuple)) and all(
         isinstance(s, np.ndarray) and s.dtype.names is not None and {"x", "y", "p", "t"} <= set(s.dtype.names)
         for s in x)
@@ -184,10 +194,12 @@ class Session:
         binning = binning or p.binning
         if binning not in BINNINGS:
             raise InputError(f"binning {binning!r} is unknown; expected one of {list(BINNINGS)}")
+        # an event model's input is (C, H, W) with a duration (read_model types them for any input)
+        shape, duration = cast("tuple[int, int, int]", p.input_shape), cast(float, p.duration_us)
         if binning == "fixed":
-            return bin_events(streams, T, p.input_shape, "fixed", dt_us or p.dt_us)
-        spans = None if p.durations == "recording" else [p.duration_us] * len(streams)  # None: each its own
-        return bin_events(streams, T, p.input_shape, binning, durations_us=spans)
+            return bin_events(streams, T, shape, "fixed", dt_us or p.dt_us)
+        spans = None if p.durations == "recording" else [duration] * len(streams)  # None: each its own
+        return bin_events(streams, T, shape, binning, durations_us=spans)
 
     def _prepare(self, x: object, policy: ExitPolicy | None, binning: str | None,
                  dt_us: float | None) -> tuple[np.ndarray, bool, ExitPolicy, int]:
@@ -201,7 +213,7 @@ class Session:
             check_steps(T)
             self._check_steps(T)
             check_memory(run_bytes(p, len(x), T), f"{len(x)} event streams binned into {T} steps")
-            xs = self.frames(checked_streams(x, p.input_shape), T, binning, dt_us)
+            xs = self.frames(checked_streams(x, cast("tuple[int, int, int]", p.input_shape)), T, binning, dt_us)
             return xs, False, policy, T
         if not isinstance(x, np.ndarray):
             raise InputError(f"input is a {type(x).__name__}; expected a numpy array ({self._forms()})")
@@ -260,7 +272,7 @@ class Session:
             shapes = dict(zip(self.spiking, self._spike_shapes))
             run_spikes.update({f"{k}/neurons": np.zeros((B, *shapes[k])) for k in self.spiking})
             spikes.update({f"{k}/neurons": np.zeros((B, *shapes[k])) for k in self.spiking})
-        cur = xs if static else None
+        cur = xs  # static: the images of the samples still running
         stepper = self._stepper(B, counts)
         profile = []
         start = time.perf_counter()

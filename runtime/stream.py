@@ -92,7 +92,8 @@ class Stats:
 
     def summary(self, realtime: bool, speed: float = 1.0) -> dict:
         """``events_per_s_arriving``: the recording's rate, times ``speed`` when paced."""
-        span_s = ((self.t_last - self.t_first + 1) * 1e-6) if self.t_first is not None else 0.0
+        span_s = (((self.t_last - self.t_first + 1) * 1e-6)  # both set by the first chunk
+                  if self.t_first is not None and self.t_last is not None else 0.0)
         lat = np.array(self.latencies) if self.latencies else np.array([np.nan])
         processed = self.raw_events / self.busy_s if self.busy_s > 0 else float("nan")
         arriving = self.raw_events / span_s * (speed if realtime else 1.0) if span_s > 0 else float("nan")
@@ -111,6 +112,11 @@ class Stats:
 def _clock(start_wall: float, t0: int, speed: float) -> Callable[[int], float]:
     """The wall time at which the event with timestamp ``t`` is due (paced playback)."""
     return lambda t: start_wall + (t - t0) * 1e-6 / speed
+
+
+def _arrived(at: float) -> Callable[[int], float]:
+    """Every event of a chunk read whole arrived at wall time ``at``."""
+    return lambda t: at
 
 
 def slices(reader: Iterable[np.ndarray], pipeline: Pipeline, stats: Stats, realtime: bool = False,
@@ -133,7 +139,7 @@ def slices(reader: Iterable[np.ndarray], pipeline: Pipeline, stats: Stats, realt
         if not realtime:
             ev = pipeline(chunk)
             arrived = time.perf_counter()
-            yield Slice(ev, int(chunk["t"][-1]), lambda t, a=arrived: a, len(chunk))
+            yield Slice(ev, int(chunk["t"][-1]), _arrived(arrived), len(chunk))
             stats.busy_s += time.perf_counter() - t_read  # reading, transforms and the model
             continue
         stats.busy_s += time.perf_counter() - t_read
@@ -171,6 +177,7 @@ class _Bins:
 
     @property
     def bin_end(self) -> float:
+        assert self.win_start is not None  # read once the first event opened the window
         return self.win_start + (self.steps + 1) * self.dt
 
     def feed(self, sl: Slice) -> None:
@@ -204,6 +211,7 @@ class _Bins:
             self._emit(logits, partial and not done)
 
     def _emit(self, logits: np.ndarray, partial: bool) -> None:
+        assert self.win_start is not None  # a window closes only after its first event
         end = self.win_start + self.steps * self.dt
         lat = None if self.last_arrival is None else (time.perf_counter() - self.last_arrival) * 1e3
         w = Window(self.stats.windows, int(self.win_start), int(end), self.win_events, self.steps,
@@ -248,6 +256,7 @@ def run_event(engine, source: Iterable[Slice], emit: Callable[[Window], None], s
 
     def close(partial: bool) -> None:
         nonlocal state, start, n, last_arrival
+        assert start is not None  # a window closes only after its first event
         state, _ = engine.flush(state)
         r = engine.result(state)
         lat = None if last_arrival is None else (time.perf_counter() - last_arrival) * 1e3

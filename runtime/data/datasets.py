@@ -47,7 +47,7 @@ class LazyEvents(Sequence):
     def __len__(self) -> int:
         return len(self._index)
 
-    def __getitem__(self, i: int) -> np.ndarray:
+    def __getitem__(self, i: int) -> np.ndarray:  # type: ignore[override]  # one recording per index, no slices
         ev = self._get(int(self._index[i]))
         return ev if self.pipeline is None else self.pipeline.apply(ev)
 
@@ -112,6 +112,7 @@ class Dataset:
             raise DataError(f"T must be a positive number of time steps, got {T}")
         idx = np.asarray(idx)
         if self.kind == "static":
+            assert self.images is not None  # a static data set holds images
             img = self.images[idx]
             return np.broadcast_to(img[None], (T, *img.shape)).copy()
         binning = binning or self.binning
@@ -120,6 +121,7 @@ class Dataset:
         durations = durations or self.durations
         if durations not in DURATIONS:
             raise DataError(f"durations {durations!r} is unknown; expected one of {list(DURATIONS)}")
+        assert self.events is not None  # an event data set holds streams
         streams = [self.events[i] for i in idx]
         if binning == "fixed":
             return bin_events(streams, T, self.shape, "fixed", dt_us or self.duration_us / T)
@@ -210,6 +212,7 @@ def with_transforms(ds: Dataset, transforms: Sequence[Transform]) -> Dataset:
     except TransformError as e:
         raise DataError(f"data {ds.spec!r}: {e}") from None
     ev = ds.events
+    assert ev is not None  # an event data set holds streams
     base = ev if isinstance(ev, LazyEvents) else LazyEvents(ev.__getitem__, len(ev))
     if base.pipeline is not None:
         raise DataError(f"data {ds.spec!r} is already transformed")

@@ -61,10 +61,10 @@ def saccade_events(
     k = np.minimum(seg.astype(int), 2)
     path = (_VERTICES[k] + (seg - k)[:, None] * (_VERTICES[k + 1] - _VERTICES[k])) * margin
     log = lambda img: np.log(img + 0.1)  # noqa: E731 - offset avoids log(0) on black
-    ref = log(_shift(images, *path[0], size, margin))
+    ref = log(_shift(images, path[0, 0], path[0, 1], size, margin))
     chunks = []
     for i in range(1, steps + 1):
-        cur = log(_shift(images, *path[i], size, margin))
+        cur = log(_shift(images, path[i, 0], path[i, 1], size, margin))
         diff = cur - ref
         n = np.floor(np.abs(diff) / threshold).astype(np.int64)
         idx = np.nonzero(n)

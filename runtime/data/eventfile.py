@@ -20,7 +20,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 import numpy as np
 
@@ -51,7 +51,7 @@ class Header:
     size: int = 0                            # bytes of header
 
 
-def _text_header(f: BinaryIO) -> tuple[dict[str, str], int]:
+def _text_header(f: io.BufferedReader) -> tuple[dict[str, str], int]:
     """The ``% key value`` lines at the top of a Prophesee file; leaves ``f`` after them."""
     fields, size = {}, 0
     while f.peek(1)[:1] == b"%":
@@ -89,7 +89,7 @@ def _sensor(fields: dict[str, str]) -> tuple[int, int] | None:
     return hit[0] if hit else None
 
 
-def read_header(f: BinaryIO, name: str, fmt: str | None = None) -> Header:
+def read_header(f: io.BufferedReader, name: str, fmt: str | None = None) -> Header:
     """Parse the header of ``f`` (a buffered binary stream), leaving ``f`` at the first event."""
     if f.peek(len(AEDAT4_MAGIC))[: len(AEDAT4_MAGIC)] == AEDAT4_MAGIC:
         return Header("aedat4", None)
@@ -137,7 +137,8 @@ class EventReader:
         self.chunk_bytes = chunk_bytes
         self.path: Path | None = None
         if isinstance(source, (str, Path)) and str(source) == "-":
-            self.name, self._f = "stdin", io.BufferedReader(sys.stdin.buffer.raw, CHUNK_BYTES)
+            stdin = cast(io.BufferedReader, sys.stdin.buffer)  # typeshed says BinaryIO; it is buffered
+            self.name, self._f = "stdin", io.BufferedReader(stdin.raw, CHUNK_BYTES)
         elif isinstance(source, (str, Path)):
             self.path = Path(source)
             if not self.path.is_file():
@@ -145,7 +146,9 @@ class EventReader:
             self.name, self._f = str(self.path), open(self.path, "rb")  # noqa: SIM115 - closed by close()
         else:
             self.name = getattr(source, "name", "stream")
-            self._f = source if hasattr(source, "peek") else io.BufferedReader(source, CHUNK_BYTES)
+            # a stream with peek() is buffered already
+            self._f = cast(io.BufferedReader,
+                           source if hasattr(source, "peek") else io.BufferedReader(source, CHUNK_BYTES))
         try:
             self.header = read_header(self._f, self.name, fmt)
         except UnicodeDecodeError:
@@ -156,9 +159,10 @@ class EventReader:
         if sensor is not None and declared is not None and tuple(sensor) != declared:
             raise EventFileError(f"{self.name}: the file declares a {declared[0]}x{declared[1]} sensor, "
                                  f"but {sensor[0]}x{sensor[1]} was given")
-        self.sensor = tuple(sensor) if sensor is not None else declared
-        if self.sensor is None:
+        chosen = tuple(sensor) if sensor is not None else declared
+        if chosen is None:
             raise EventFileError(f"{self.name}: the header states no sensor size; give it (--sensor WIDTHxHEIGHT)")
+        self.sensor: tuple[int, ...] = chosen
         self.t_last = -1
 
     @property

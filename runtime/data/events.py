@@ -64,6 +64,7 @@ def bin_events(
         # integer arithmetic where possible so the bin of an event does not depend on rounding
         b = np.floor(t * T / ends[sample]).astype(np.int64)
     else:
+        assert dt_us is not None  # checked above: fixed binning has dt_us > 0
         b = np.floor(t / float(dt_us)).astype(np.int64)
     keep = (b >= 0) & (b < T)
     flat = (((b * B + sample) * C + ev["p"]) * H + ev["y"]) * W + ev["x"]

@@ -171,4 +171,5 @@ class DatDecoder:
         return _events(w & 0x3FFF, (w >> 14) & 0x3FFF, (w >> 28) & 0xF, r["t"].astype(np.int64))
 
 
-DECODERS = {"evt2": Evt2Decoder, "evt3": Evt3Decoder, "dat": DatDecoder}
+DECODERS: dict[str, type[Evt2Decoder | Evt3Decoder | DatDecoder]] = {
+    "evt2": Evt2Decoder, "evt3": Evt3Decoder, "dat": DatDecoder}

@@ -148,7 +148,7 @@ class Pipeline:
 
     def __init__(self, transforms: Sequence[Transform], shape: tuple[int, int, int]):
         self.transforms = list(transforms)
-        self.in_shape = tuple(shape)
+        self.in_shape = (*shape,)  # a copy with the (C, H, W) type
         self.shape = output_shape(self.transforms, self.in_shape)
         self.reset()
 
@@ -184,6 +184,7 @@ class Pipeline:
                 rel = ev["t"] - self._t0
                 ev = ev[(rel >= a[0]) & (rel < a[1])]
             else:
+                assert mem is not None  # reset() gives every refractory/denoise transform a memory
                 xs, ys, ts = (np.ascontiguousarray(ev[k], np.int64) for k in "xyt")
                 refractory, denoise = _kernels()
                 keep = (refractory(xs, ys, ts, mem.reshape(-1), mem.shape[1], a[0]) if t.kind == "refractory"

@@ -42,6 +42,7 @@ def event_bench(engine: EventEngine, session: Session, ds: Dataset, T: int | Non
     """One row per runtime; ``session`` should be single-threaded (batch-1 comparison)."""
     check_dataset(engine, ds)
     streams = ds.events
+    assert streams is not None  # check_dataset: an event data set, which holds streams
     n, T = len(streams), T or session.protocol.T_trained
     events = int(sum(len(s) for s in streams))
     engine.run(streams[0])                       # compile (or load the cache) before timing

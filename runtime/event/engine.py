@@ -76,7 +76,8 @@ class EventEngine:
 
     @property
     def sensor(self) -> tuple[int, int, int]:
-        return tuple(self.protocol.input_shape)
+        C, H, W = self.protocol.input_shape  # three dimensions: checked when the graph was built
+        return C, H, W
 
     def layer_name(self, i: int) -> str:
         return self.layers[i].node or self.layers[i].name
@@ -119,7 +120,7 @@ class EventEngine:
         i = 0
         while i < n:
             i = run_events(self.net.P, self.net.F, self.net.W, ev[0], ev[1], ev[2], ev[3], i, n,
-                           state.v, state.t_last, state.counts, self.record_layer, *rec, tally)
+                           state.v, state.t_last, state.counts, self.record_layer, rec[0], rec[1], rec[2], tally)
             if i < n:  # the record buffer might overflow in the next wave: grow and go on
                 rec = [np.concatenate([r, np.empty(len(r), np.int64)]) for r in rec]
         state.events += n

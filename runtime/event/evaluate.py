@@ -24,6 +24,7 @@ def run_event_dataset(engine: EventEngine, ds: Dataset, batch_size: int = 256) -
     check_dataset(engine, ds)
     if batch_size <= 0:
         raise DataError(f"batch size must be a positive integer, got {batch_size}")
+    assert ds.events is not None  # check_dataset: an event data set, which holds streams
     # indexed one by one: transformed and tonic recordings are read lazily and take no slices
     parts = [engine.run_batch([ds.events[j] for j in range(i, min(i + batch_size, len(ds)))])
              for i in range(0, len(ds), batch_size)]
@@ -57,6 +58,7 @@ def compare_clock(engine: EventEngine, session: Session, ds: Dataset, result: Ev
         frames = ds.frames(idx, p.T_trained, binning, p.dt_us if binning == "fixed" else None)
         r = session.run(frames, p.T_trained, neuron_counts=True)
         preds.append(r.predictions)
+        assert r.neuron_counts is not None  # run(neuron_counts=True) fills them
         for k in nodes:
             clock[k].append(r.neuron_counts[k])
     s0 = {k: np.concatenate(v) for k, v in clock.items()}

@@ -140,6 +140,7 @@ def lower(model: onnx.ModelProto, proto: Protocol) -> list[Layer]:
                 form = kind_of(neuron.kind).event_form(neuron)
             except EventFormError as e:
                 raise ModelError(f"neuron node {node!r}: {e}") from None
+        assert pending is not None  # every caller checks first
         layers.append(Layer(**pending, neuron=neuron, node=node, form=form))
         pending = None
 
