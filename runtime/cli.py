@@ -47,10 +47,10 @@ def _data(p: argparse.ArgumentParser) -> None:
 
 def _warn(notes: list[str | None]) -> list[str]:
     """Print each note on stderr (``warning: ...``) and return them for ``--json``."""
-    notes = list(dict.fromkeys(n for n in notes if n))
-    for n in notes:
+    kept = list(dict.fromkeys(n for n in notes if n))
+    for n in kept:
         print(f"warning: {n}", file=sys.stderr)
-    return notes
+    return kept
 
 
 def _open(a: argparse.Namespace) -> Session:

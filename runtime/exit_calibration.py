@@ -20,6 +20,8 @@ disagreement is a possible loss, so bounding them is the one-sided, conservative
 
 from __future__ import annotations
 
+from typing import Any
+
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -98,10 +100,11 @@ def choose(readouts: np.ndarray, labels: np.ndarray, budget_points: float, tmin:
     ref = float((ref_pred == labels).mean())
     allowed = budget_points / 100 + 1e-12
     T = readouts.shape[0]
-    best = {"rule": "fixed", "threshold": None, "accuracy": ref, "mean_steps": float(T), "disagreement": 0.0}
-    per_rule = {}
+    best: dict[str, Any] = {"rule": "fixed", "threshold": None, "accuracy": ref, "mean_steps": float(T),
+                            "disagreement": 0.0}
+    per_rule: dict[str, dict[str, Any] | None] = {}
     for rule in rules:
-        top = None
+        top: dict[str, Any] | None = None
         for th in candidates(readouts, rule):
             pred, steps = replay(readouts, rule, float(th), tmin)
             differ = float((pred != ref_pred).mean())
