@@ -13,15 +13,15 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from runtime import cliargs
 from runtime.data import DataError, load_dataset
 from runtime.data.datasets import SPEC_FORMS
-from runtime import cliargs
+from runtime.errors import InputError
 from runtime.fileio import OutputPathError, check_output
 from runtime.neuron import SpecError
 from runtime.policies import POLICY_FORMS, PolicyError, parse_policy
 from runtime.protocol import ModelError, read_model
 from runtime.report import emit_json, fail, guarded, table
-from runtime.session import InputError
 
 from .speck.chip import CHIPS, ChipError
 
@@ -35,17 +35,25 @@ DEFAULT_CHIP = "speck2fdevkit"
 
 # ---- speck --------------------------------------------------------------------------
 def _layer_rows(p: Plan, q: QuantNet | None) -> list[dict]:
+    from .speck.describe import shape_fields
+
     rows = []
     for i, lp in enumerate(p.layers):
         s = lp.shape
-        row = {"index": i, "name": s.name, "input": [s.c_in, *s.in_size], "kernel": list(s.kernel),
-               "stride": list(s.stride), "padding": list(s.padding), "output": [s.c_out, *s.out_size],
-               "sum_pool": s.pool[0], "kernel_memory": lp.kernel_memory, "neuron_memory": lp.neuron_memory,
-               "core": lp.core, "violations": [str(v) for v in lp.violations]}
+        row = {
+            "index": i,
+            "name": s.name,
+            **shape_fields(s),
+            "kernel_memory": lp.kernel_memory,
+            "neuron_memory": lp.neuron_memory,
+            "core": lp.core,
+            "violations": [str(v) for v in lp.violations],
+        }
         if q is not None:
             ql = q.layers[i]
-            row.update(scale=ql.scale, scale_bound=ql.bound, threshold=ql.threshold, v_min=ql.v_min,
-                       weights_zeroed=ql.zeroed)
+            row.update(
+                scale=ql.scale, scale_bound=ql.bound, threshold=ql.threshold, v_min=ql.v_min, weights_zeroed=ql.zeroed
+            )
         rows.append(row)
     return rows
 
@@ -54,16 +62,44 @@ def _print_check(path: str, p: Plan, rows: list[dict], notes: list[str]) -> None
     from .speck.constraints import ki
 
     dims = lambda v: "x".join(map(str, v))
-    print(f"{path} on {p.chip.name}: " + ("fits, cores " + ", ".join(map(str, p.cores)) if p.fits
-                                          else f"does NOT fit ({len(p.violations)} limits broken)"))
-    headers = ["layer", "name", "input", "kernel", "stride", "pad", "output", "pool", "kernel mem", "neuron mem", "core"]
+    print(
+        f"{path} on {p.chip.name}: "
+        + (
+            "fits, cores " + ", ".join(map(str, p.cores))
+            if p.fits
+            else f"does NOT fit ({len(p.violations)} limits broken)"
+        )
+    )
+    headers = [
+        "layer",
+        "name",
+        "input",
+        "kernel",
+        "stride",
+        "pad",
+        "output",
+        "pool",
+        "kernel mem",
+        "neuron mem",
+        "core",
+    ]
     quant = "scale" in rows[0] if rows else False
     headers += ["scale", "threshold", "zeroed w"] if quant else []
     body = []
     for r in rows:
-        line = [r["index"], r["name"], dims(r["input"]), dims(r["kernel"]), dims(r["stride"]), dims(r["padding"]),
-                dims(r["output"]), r["sum_pool"], ki(r["kernel_memory"]), ki(r["neuron_memory"]),
-                "-" if r["core"] is None else r["core"]]
+        line = [
+            r["index"],
+            r["name"],
+            dims(r["input"]),
+            dims(r["kernel"]),
+            dims(r["stride"]),
+            dims(r["padding"]),
+            dims(r["output"]),
+            r["sum_pool"],
+            ki(r["kernel_memory"]),
+            ki(r["neuron_memory"]),
+            "-" if r["core"] is None else r["core"],
+        ]
         if quant:
             line += [f"{r['scale']:.4g} ({r['scale_bound']})", r["threshold"], f"{100 * r['weights_zeroed']:.1f}%"]
         body.append(line)
@@ -84,16 +120,20 @@ def _emulate(a: argparse.Namespace, q: QuantNet, out: dict) -> None:
     if ds.kind != "events":
         raise DataError(f"data {a.data!r} is not event streams; Speck emulation needs event data")
     if tuple(ds.shape) != q.net.input_shape:
-        raise DataError(f"data {a.data!r} gives inputs of shape {list(ds.shape)}; the model takes "
-                        f"{list(q.net.input_shape)}")
+        raise DataError(
+            f"data {a.data!r} gives inputs of shape {list(ds.shape)}; the model takes {list(q.net.input_shape)}"
+        )
     session = load(a.model)
     clock = summarize(run_dataset(session, ds, counts=False), ds.labels)
     e = emulate(q, a.model, ds.events)
     acc = lambda r: float((r.predictions == ds.labels).mean())
     out["emulation"] = {
-        "data": ds.spec, "n": len(ds),
-        "float_clock_accuracy": clock["accuracy"], "float_clock_T": session.protocol.T_trained,
-        "float_event_accuracy": acc(e.float_), "speck_accuracy": acc(e.chip),
+        "data": ds.spec,
+        "n": len(ds),
+        "float_clock_accuracy": clock["accuracy"],
+        "float_clock_T": session.protocol.T_trained,
+        "float_event_accuracy": acc(e.float_),
+        "speck_accuracy": acc(e.chip),
         "agreement": float((e.chip.predictions == e.float_.predictions).mean()),
         "spike_difference": e.sd(),
         "speck_form_float_accuracy": acc(e.twin),
@@ -110,8 +150,10 @@ def cmd_speck(a: argparse.Namespace) -> None:
     try:
         import numba  # noqa: F401  (imported by runtime.event anyway; here it can fail with a clear line)
     except ImportError:
-        fail("python -m edge speck needs numba (it converts and emulates through the event-driven engine, "
-             "runtime.event); install it: pip install 'numba>=0.59'")
+        fail(
+            "python -m edge speck needs numba (it converts and emulates through the event-driven engine, "
+            "runtime.event); install it: pip install 'numba>=0.59'"
+        )
     from .speck.deploy import DeployError
     from .speck.quantize import QuantError
 
@@ -134,8 +176,13 @@ def _speck(a: argparse.Namespace) -> None:
     model, proto = read_model(a.model)
     net = convert(model, proto, a.readout_threshold)
     p = plan(net, spec)
-    out: dict = {"model": a.model, "chip": spec.name, "fits": p.fits, "notes": net.notes,
-                 "violations": [str(v) for v in p.violations]}
+    out: dict = {
+        "model": a.model,
+        "chip": spec.name,
+        "fits": p.fits,
+        "notes": net.notes,
+        "violations": [str(v) for v in p.violations],
+    }
     if not p.fits:
         out["layers"] = _layer_rows(p, None)
         if a.json:
@@ -164,20 +211,32 @@ def _speck(a: argparse.Namespace) -> None:
         return
     _print_check(a.model, p, out["layers"], net.notes)
     if "description" in out:
-        print(f"wrote {out['description']} (mapped, quantised network; {Path(out['description']).stat().st_size} bytes)")
+        print(
+            f"wrote {out['description']} (mapped, quantised network; {Path(out['description']).stat().st_size} bytes)"
+        )
     if "emulation" in out:
         e = out["emulation"]
         print(f"\nemulation on {e['data']} ({e['n']} samples), event-driven, one input event at a time:")
-        print(table(["run", "accuracy"], [[f"float, clock-driven (T={e['float_clock_T']})", e["float_clock_accuracy"]],
-                                          ["float, event-driven", e["float_event_accuracy"]],
-                                          ["Speck's form in float (IF readout, weights not rounded)",
-                                           e["speck_form_float_accuracy"]],
-                                          ["Speck (quantised, chip semantics)", e["speck_accuracy"]]]))
-        print(f"prediction agreement Speck vs float event-driven: {e['agreement']:.4f}; spike difference "
-              "(hidden layers): " + ", ".join(f"{k} {v:.4f}" for k, v in e["spike_difference"].items()))
-        print(f"prediction agreement Speck vs its form in float: {e['agreement_vs_speck_form_float']:.4f}; "
-              "spike difference (every layer, readout included): "
-              + ", ".join(f"{k} {v:.4f}" for k, v in e["spike_difference_vs_speck_form_float"].items()))
+        print(
+            table(
+                ["run", "accuracy"],
+                [
+                    [f"float, clock-driven (T={e['float_clock_T']})", e["float_clock_accuracy"]],
+                    ["float, event-driven", e["float_event_accuracy"]],
+                    ["Speck's form in float (IF readout, weights not rounded)", e["speck_form_float_accuracy"]],
+                    ["Speck (quantised, chip semantics)", e["speck_accuracy"]],
+                ],
+            )
+        )
+        print(
+            f"prediction agreement Speck vs float event-driven: {e['agreement']:.4f}; spike difference "
+            "(hidden layers): " + ", ".join(f"{k} {v:.4f}" for k, v in e["spike_difference"].items())
+        )
+        print(
+            f"prediction agreement Speck vs its form in float: {e['agreement_vs_speck_form_float']:.4f}; "
+            "spike difference (every layer, readout included): "
+            + ", ".join(f"{k} {v:.4f}" for k, v in e["spike_difference_vs_speck_form_float"].items())
+        )
     if "device" in out:
         print(f"deployed to {out['device']}")
 
@@ -189,8 +248,12 @@ def cmd_pi_bench(a: argparse.Namespace) -> None:
     policy = parse_policy(a.policy)
     read_model(a.model)  # fail early and clearly on a bad file
     base = peak_rss_mib()
-    out: dict = {"model": a.model, "cpus": os.cpu_count(), "rss_before_model_mib": base,
-                 "threads": thread_rows(a.model, a.max_threads, a.steps, a.repeats)}
+    out: dict = {
+        "model": a.model,
+        "cpus": os.cpu_count(),
+        "rss_before_model_mib": base,
+        "threads": thread_rows(a.model, a.max_threads, a.steps, a.repeats),
+    }
     out["peak_rss_mib"] = peak_rss_mib()  # before any data set is loaded: what the board needs to run
     if a.data:
         out["early_exit"] = dict(early_exit(a.model, load_dataset(a.data, "test", a.limit), policy), policy=a.policy)
@@ -200,16 +263,26 @@ def cmd_pi_bench(a: argparse.Namespace) -> None:
         return
     print(f"{a.model}: batch 1, {a.steps} steps x {a.repeats} repeats, {out['cpus']} CPUs")
     print(table(["threads", "ms/step"], [[r["threads"], r["ms_per_step"]] for r in out["threads"]]))
-    print(f"peak RSS {out['peak_rss_mib']:.1f} MiB: runtime and model, no data set "
-          f"({base:.1f} MiB after imports, before the model)")
+    print(
+        f"peak RSS {out['peak_rss_mib']:.1f} MiB: runtime and model, no data set "
+        f"({base:.1f} MiB after imports, before the model)"
+    )
     if "early_exit" in out:
         e = out["early_exit"]
         print(f"early exit, {e['n']} samples one at a time:")
-        print(table(["policy", "accuracy", "mean steps", "ms/sample"],
-                    [["fixed (trained T)", e["fixed_accuracy"], e["fixed_steps"], e["fixed_ms_per_sample"]],
-                     [a.policy, e["exit_accuracy"], e["exit_steps"], e["exit_ms_per_sample"]]]))
-        print(f"saving: {100 * e['step_saving']:.1f}% of steps, {100 * e['time_saving']:.1f}% of time "
-              f"(peak RSS with the data set loaded: {out['peak_rss_with_data_mib']:.1f} MiB)")
+        print(
+            table(
+                ["policy", "accuracy", "mean steps", "ms/sample"],
+                [
+                    ["fixed (trained T)", e["fixed_accuracy"], e["fixed_steps"], e["fixed_ms_per_sample"]],
+                    [a.policy, e["exit_accuracy"], e["exit_steps"], e["exit_ms_per_sample"]],
+                ],
+            )
+        )
+        print(
+            f"saving: {100 * e['step_saving']:.1f}% of steps, {100 * e['time_saving']:.1f}% of time "
+            f"(peak RSS with the data set loaded: {out['peak_rss_with_data_mib']:.1f} MiB)"
+        )
     else:
         print("(early-exit saving: pass --data DATA)")
 
@@ -224,23 +297,36 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--emulate", action="store_true", help="run the quantised net event-driven on --data")
     p.add_argument("--data", default=None, help="data spec: " + ", ".join(SPEC_FORMS))
     p.add_argument("--limit", type=cliargs.positive_int, default=None, help="evenly spread subset of the test split")
-    p.add_argument("--describe", type=cliargs.output_path, default=None,
-                   help="write the mapped, quantised network as JSON here")
-    p.add_argument("--deploy", action="store_true", help="configure a connected devkit (real samna needed); "
-                                                          "also writes the JSON (default MODEL.speck.json)")
-    p.add_argument("--readout-threshold", type=cliargs.positive_float, default=0.01,
-                   help="threshold of the IF neuron pairs given to a readout without neurons (model units; default "
-                   "0.01: finer tracks the float readout more closely but sends more output spikes)")
+    p.add_argument(
+        "--describe", type=cliargs.output_path, default=None, help="write the mapped, quantised network as JSON here"
+    )
+    p.add_argument(
+        "--deploy",
+        action="store_true",
+        help="configure a connected devkit (real samna needed); also writes the JSON (default MODEL.speck.json)",
+    )
+    p.add_argument(
+        "--readout-threshold",
+        type=cliargs.positive_float,
+        default=0.01,
+        help="threshold of the IF neuron pairs given to a readout without neurons (model units; default "
+        "0.01: finer tracks the float readout more closely but sends more output spikes)",
+    )
     p.add_argument("--json", action="store_true", help="one JSON object")
     p = sub.add_parser("pi-bench", help="batch-1 latency per thread count, peak memory, early-exit saving")
     p.add_argument("model", help="exported model (.onnx)")
-    p.add_argument("--max-threads", type=cliargs.positive_threads, default=4,
-                   help="measure 1..N threads (default 4, as a Pi 4/5)")
+    p.add_argument(
+        "--max-threads", type=cliargs.positive_threads, default=4, help="measure 1..N threads (default 4, as a Pi 4/5)"
+    )
     p.add_argument("--steps", type=cliargs.steps, default=20, help="time steps per timed run")
     p.add_argument("--repeats", type=cliargs.positive_int, default=5, help="timed runs per thread count (fastest kept)")
     p.add_argument("--data", default=None, help="data for the early-exit saving: " + ", ".join(SPEC_FORMS))
-    p.add_argument("--limit", type=cliargs.positive_int, default=200,
-                   help="evenly spread subset of the test split for the early-exit saving")
+    p.add_argument(
+        "--limit",
+        type=cliargs.positive_int,
+        default=200,
+        help="evenly spread subset of the test split for the early-exit saving",
+    )
     p.add_argument("--policy", default="confidence:0.9", help=f"exit policy, one of {', '.join(POLICY_FORMS)}")
     p.add_argument("--json", action="store_true", help="one JSON object")
     return parser

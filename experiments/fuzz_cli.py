@@ -64,7 +64,7 @@ def call_cli(module: str, argv: list[str]) -> tuple[int, str]:
             main(argv)
         except SystemExit as e:
             code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-        except BaseException as e:  # noqa: BLE001 - the fuzz run classifies every escape
+        except BaseException as e:
             err.write(f"Traceback: {type(e).__name__}: {e}\n")
             code = -1
     return code, err.getvalue()
@@ -98,8 +98,23 @@ def expect_error(group: str, module: str, argv: list[str], inputs: list[Path]) -
 
 # ---- the artifacts -------------------------------------------------------------------------
 def make_models(work: Path) -> dict[str, Path]:
-    tiny = ["--epochs", "1", "--limit-train", "64", "--limit", "32", "--width", "4", "--batch-size", "32",
-            "--calib-batches", "1", "--tmax", "3", "--quiet"]
+    tiny = [
+        "--epochs",
+        "1",
+        "--limit-train",
+        "64",
+        "--limit",
+        "32",
+        "--width",
+        "4",
+        "--batch-size",
+        "32",
+        "--calib-batches",
+        "1",
+        "--tmax",
+        "3",
+        "--quiet",
+    ]
     paths = {"ev_pt": work / "ev.pt", "st_pt": work / "st.pt", "ev_onnx": work / "ev.onnx", "st_onnx": work / "st.onnx"}
     for data, key, extra in (("digits", "ev", ["--no-bias", "--norm", "none"]), ("digits:static", "st", [])):
         # the event model: no biases, no BatchNorm, so the event-driven engine runs it too
@@ -122,8 +137,24 @@ def cli_numbers(m: dict[str, Path], work: Path) -> None:
     g = "CLI numbers"
     ev, st, evp = str(m["ev_onnx"]), str(m["st_onnx"]), str(m["ev_pt"])
     ins = [m["ev_onnx"], m["st_onnx"], m["ev_pt"], m["st_pt"]]
-    tiny_fit = ["fit", "--epochs", "1", "--limit-train", "64", "--limit", "32", "--width", "4", "--quiet",
-                "--calib-batches", "1", "--tmax", "3", "--out", str(work / "fz.pt")]
+    tiny_fit = [
+        "fit",
+        "--epochs",
+        "1",
+        "--limit-train",
+        "64",
+        "--limit",
+        "32",
+        "--width",
+        "4",
+        "--quiet",
+        "--calib-batches",
+        "1",
+        "--tmax",
+        "3",
+        "--out",
+        str(work / "fz.pt"),
+    ]
     specs: list[tuple[str, list[str], str, list[str]]] = [
         ("runtime", ["run", st, "--data", "digits:static", "--limit", "8"], "--limit", BAD_INT),
         ("runtime", ["run", st, "--data", "digits:static", "--limit", "8"], "--batch-size", BAD_INT + HUGE_BATCH),
@@ -149,21 +180,49 @@ def cli_numbers(m: dict[str, Path], work: Path) -> None:
         ("edge", ["speck", ev], "--readout-threshold", BAD_FLOAT_POS),
         ("edge", ["speck", ev, "--emulate", "--data", "digits"], "--limit", BAD_INT),
     ]
-    for opt, bad in [("--T", BAD_INT + HUGE_T), ("--tmin", BAD_INT + HUGE_T), ("--tmax", BAD_INT + HUGE_T),
-                     ("--stages", BAD_INT), ("--samples", BAD_INT), ("--epochs", BAD_INT), ("--K", BAD_INT0),
-                     ("--batch-size", BAD_INT + HUGE_BATCH), ("--lr", BAD_FLOAT_POS), ("--seed", BAD_INT0),
-                     ("--weight-decay", [v for v in BAD_FLOAT_POS if v != "0"]), ("--width", BAD_INT0 + ["70000"]),
-                     ("--decay", BAD_UNIT), ("--v-th", BAD_FLOAT_POS), ("--mse-weight", BAD_UNIT),
-                     ("--calib-batches", BAD_INT0), ("--limit-train", BAD_INT), ("--limit", BAD_INT)]:
+    for opt, bad in [
+        ("--T", BAD_INT + HUGE_T),
+        ("--tmin", BAD_INT + HUGE_T),
+        ("--tmax", BAD_INT + HUGE_T),
+        ("--stages", BAD_INT),
+        ("--samples", BAD_INT),
+        ("--epochs", BAD_INT),
+        ("--K", BAD_INT0),
+        ("--batch-size", BAD_INT + HUGE_BATCH),
+        ("--lr", BAD_FLOAT_POS),
+        ("--seed", BAD_INT0),
+        ("--weight-decay", [v for v in BAD_FLOAT_POS if v != "0"]),
+        ("--width", BAD_INT0 + ["70000"]),
+        ("--decay", BAD_UNIT),
+        ("--v-th", BAD_FLOAT_POS),
+        ("--mse-weight", BAD_UNIT),
+        ("--calib-batches", BAD_INT0),
+        ("--limit-train", BAD_INT),
+        ("--limit", BAD_INT),
+    ]:
         specs.append(("trainer", tiny_fit, opt, bad))
     for module, base, opt, bad in specs:
         for v in bad:
             expect_error(g, module, [*base, f"{opt}={v}"], ins)
     # policies and whole-model sizes
-    for pol in ["fixed:0", "fixed:-3", "fixed:1e8", "fixed:100000000", "fixed:abc", "confidence:2", "confidence:nan",
-                "confidence:0.9,tmin=0", "confidence:0.9,tmin=5,tmax=2",
-                "confidence:0.9,tmax=100000000", "confidence:0.9,foo=1", "entropy:-1", "fixed", "", "median:3",
-                "fixed:3:4"]:
+    for pol in [
+        "fixed:0",
+        "fixed:-3",
+        "fixed:1e8",
+        "fixed:100000000",
+        "fixed:abc",
+        "confidence:2",
+        "confidence:nan",
+        "confidence:0.9,tmin=0",
+        "confidence:0.9,tmin=5,tmax=2",
+        "confidence:0.9,tmax=100000000",
+        "confidence:0.9,foo=1",
+        "entropy:-1",
+        "fixed",
+        "",
+        "median:3",
+        "fixed:3:4",
+    ]:
         expect_error(g, "runtime", ["run", st, "--data", "digits:static", "--limit", "8", "--policy", pol], ins)
     for model_name in ["9C1FC", "vgg99", "2C1FC:", ""]:
         expect_error(g, "trainer", [*tiny_fit, "--model", model_name], ins)
@@ -189,8 +248,9 @@ def output_paths(m: dict[str, Path], work: Path) -> None:
     for out in [str(ev_onnx), str(work / "missing" / "d.json"), str(work / "adir"), ""]:
         expect_error(g, "edge", ["speck", str(ev_onnx), "--describe", out], ins)
     for out in [str(work / "missing" / "p.png"), str(work / "adir"), str(work / "curves"), "", str(st_onnx)]:
-        expect_error(g, "runtime", ["tradeoff", str(st_onnx), "--data", "digits:static", "--limit", "8",
-                                    "--plot", out], ins)
+        expect_error(
+            g, "runtime", ["tradeoff", str(st_onnx), "--data", "digits:static", "--limit", "8", "--plot", out], ins
+        )
         expect_error(g, "trainer", ["eval", str(ev_pt), "--limit", "8", "--plot", out], ins)
     for out in ["", str(work / "missing" / "m.pt"), str(work / "adir")]:
         expect_error(g, "trainer", ["fit", "--epochs", "1", "--limit-train", "16", "--out", out], ins)
@@ -199,12 +259,13 @@ def output_paths(m: dict[str, Path], work: Path) -> None:
 def corruption(m: dict[str, Path], work: Path, flips: int, rng: random.Random) -> None:
     from runtime.protocol import read_model
     from trainer.checkpoint import load_checkpoint
+
     ck = m["st_pt"]
     data = ck.read_bytes()
     _, ref_model, _ = load_checkpoint(ck)
     ref = {k: v.clone() for k, v in ref_model.state_dict().items()}
     bad = work / "flip.pt"
-    for i in range(flips):
+    for _ in range(flips):
         b = bytearray(data)
         pos = rng.randrange(len(b))
         b[pos] ^= 1 << rng.randrange(8)
@@ -225,7 +286,7 @@ def corruption(m: dict[str, Path], work: Path, flips: int, rng: random.Random) -
     onnx_data = m["st_onnx"].read_bytes()
     ref_model = read_model(m["st_onnx"])[0]
     bad_onnx = work / "flip.onnx"
-    for i in range(flips):
+    for _ in range(flips):
         b = bytearray(onnx_data)
         pos = rng.randrange(len(b))
         b[pos] ^= 1 << rng.randrange(8)
@@ -250,6 +311,7 @@ def metadata(m: dict[str, Path], work: Path, n: int, rng: random.Random) -> None
     import onnx
 
     from runtime.integrity import stamp_onnx
+
     base = onnx.load(str(m["ev_onnx"]))
     meta = json.loads(next(p.value for p in base.metadata_props if p.key == "flexsnn.protocol"))
     values = [None, True, 0, -1, 1, 10**9, 1e308, float("nan"), "abc", "", [], {}, [0], [1, 2], {"a": 1}, 2**40]
@@ -279,8 +341,10 @@ def metadata(m: dict[str, Path], work: Path, n: int, rng: random.Random) -> None
         model.CopyFrom(base)
         onnx.helper.set_model_props(model, {"flexsnn.protocol": json.dumps(mm)})
         onnx.save(stamp_onnx(model), str(path))
-        for argv in (["run", str(path), "--data", "digits", "--limit", "4"],
-                     ["run", str(path), "--data", "digits", "--limit", "4", "--mode", "event"]):
+        for argv in (
+            ["run", str(path), "--data", "digits", "--limit", "4"],
+            ["run", str(path), "--data", "digits", "--limit", "4", "--mode", "event"],
+        ):
             code, err = call_cli("runtime", argv)
             case = f"metadata {where} edited; {' '.join(argv[:1] + argv[4:])}"
             if is_clear(code, err):
@@ -296,13 +360,18 @@ def event_streams(m: dict[str, Path], rng: random.Random, n: int) -> None:
     from runtime.data.events import EVENT_DTYPE, make_events
     from runtime.event import EventInputError, load_event
     from runtime.session import InputError
+
     s, eng = runtime.load(m["ev_onnx"]), load_event(m["ev_onnx"])
     C, H, W = s.protocol.input_shape
     nrng = np.random.default_rng(rng.randrange(2**32))
 
     def good(k: int = 40) -> np.ndarray:
-        return make_events(nrng.integers(0, W, k), nrng.integers(0, H, k), nrng.integers(0, 2, k),
-                           np.sort(nrng.integers(0, 300_000, k)))
+        return make_events(
+            nrng.integers(0, W, k),
+            nrng.integers(0, H, k),
+            nrng.integers(0, 2, k),
+            np.sort(nrng.integers(0, 300_000, k)),
+        )
 
     def retype(ev: np.ndarray, field: str, dtype: str) -> np.ndarray:
         return ev.astype([(f, dtype if f == field else ev.dtype[f]) for f in ev.dtype.names])
@@ -337,14 +406,16 @@ def event_streams(m: dict[str, Path], rng: random.Random, n: int) -> None:
 
     for _ in range(n):
         kind, bad = mutate()
-        for name, fn, errs in (("Session.run", lambda: s.run([good(), bad]), (InputError,)),
-                               ("EventEngine.run_batch", lambda: eng.run_batch([good(), bad]), (EventInputError,))):
+        for name, fn, errs in (
+            ("Session.run", lambda bad=bad: s.run([good(), bad]), (InputError,)),
+            ("EventEngine.run_batch", lambda bad=bad: eng.run_batch([good(), bad]), (EventInputError,)),
+        ):
             try:
                 fn()
                 record("SDK event streams", "silently wrong", f"{name} took a stream with {kind}")
             except errs as e:
                 record("SDK event streams", "clear error" if str(e) else "traceback", f"{name}: {kind}")
-            except Exception as e:  # noqa: BLE001
+            except Exception as e:
                 record("SDK event streams", "traceback", f"{name}: {kind}: {type(e).__name__}: {e}")
     # valid, wider dtypes: same answer as the int16 layout
     for _ in range(max(1, n // 20)):
@@ -357,12 +428,13 @@ def event_streams(m: dict[str, Path], rng: random.Random, n: int) -> None:
 def direct_read(spec: str) -> None:
     """The reader itself (the CLIs above may also refuse on the model's input shape)."""
     from runtime.data import DataError, load_dataset
+
     try:
         load_dataset(spec, "test")
         record("data readers", "silently wrong", f"load_dataset({spec!r}) accepted it")
     except DataError as e:
         record("data readers", "clear error" if str(e) else "traceback", spec)
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         record("data readers", "traceback", f"{spec}: {type(e).__name__}: {e}")
 
 
@@ -391,21 +463,26 @@ def data_readers(work: Path) -> None:
     raw[-6] ^= 0xFF
     (r / "t10k-labels-idx1-ubyte.gz").write_bytes(bytes(raw))
     cases.append(r)
-    cases += [mnist("raw-named-gz", gz=False), mnist("labels-0-dims", labels=idx([], b"")),
-              mnist("images-2-dims", images=idx([4, 784], bytes(4 * 784))),
-              mnist("label-200", labels=idx([4], bytes([1, 2, 200, 4]))),
-              mnist("count-mismatch", labels=idx([3], bytes(3))),
-              mnist("bomb", labels=idx([4], bytes(4) + bytes(200 * 2**20))),
-              mnist("huge-header", images=idx([2**20, 2**10, 2**10], b"")),
-              mnist("type-float", images=bytes([0, 0, 0x0D, 3]) + bytes(12))]
+    cases += [
+        mnist("raw-named-gz", gz=False),
+        mnist("labels-0-dims", labels=idx([], b"")),
+        mnist("images-2-dims", images=idx([4, 784], bytes(4 * 784))),
+        mnist("label-200", labels=idx([4], bytes([1, 2, 200, 4]))),
+        mnist("count-mismatch", labels=idx([3], bytes(3))),
+        mnist("bomb", labels=idx([4], bytes(4) + bytes(200 * 2**20))),
+        mnist("huge-header", images=idx([2**20, 2**10, 2**10], b"")),
+        mnist("type-float", images=bytes([0, 0, 0x0D, 3]) + bytes(12)),
+    ]
     fifo_root = work / "mnist" / "fifo"
     fifo_root.mkdir()
     os.mkfifo(fifo_root / "t10k-images-idx3-ubyte")
     cases.append(fifo_root)
     for root in cases:
         direct_read(f"mnist:{root}")
-        for cmd in (["runtime", ["run", str(work / "st.onnx"), "--data", f"mnist:{root}", "--limit", "2"]],
-                    ["trainer", ["eval", str(work / "st.pt"), "--data", f"mnist:{root}", "--limit", "2"]]):
+        for cmd in (
+            ["runtime", ["run", str(work / "st.onnx"), "--data", f"mnist:{root}", "--limit", "2"]],
+            ["trainer", ["eval", str(work / "st.pt"), "--data", f"mnist:{root}", "--limit", "2"]],
+        ):
             expect_error(g, cmd[0], cmd[1], [])
 
     def nmnist(name: str, xs=(1, 5, 9), ys=(3, 3, 3), extra: Callable[[Path], None] | None = None) -> Path:
@@ -422,20 +499,25 @@ def data_readers(work: Path) -> None:
 
     outside = work / "outside.bin"
     outside.write_bytes(bytes(5))
-    ncases = [nmnist("x-34-40", xs=(1, 34, 40)), nmnist("y-200", ys=(3, 200, 3)),
-              nmnist("symlink-out", extra=lambda r: (r / "train" / "0" / "10.bin").symlink_to(outside)),
-              nmnist("fifo", extra=lambda r: os.mkfifo(r / "train" / "0" / "10.bin")),
-              nmnist("not-5-bytes", extra=lambda r: (r / "train" / "0" / "10.bin").write_bytes(bytes(7))),
-              nmnist("name", extra=lambda r: (r / "train" / "0" / "abc.bin").write_bytes(bytes(5))),
-              nmnist("huge", extra=lambda r: (r / "train" / "0" / "10.bin").write_bytes(bytes(65 * 2**20)))]
+    ncases = [
+        nmnist("x-34-40", xs=(1, 34, 40)),
+        nmnist("y-200", ys=(3, 200, 3)),
+        nmnist("symlink-out", extra=lambda r: (r / "train" / "0" / "10.bin").symlink_to(outside)),
+        nmnist("fifo", extra=lambda r: os.mkfifo(r / "train" / "0" / "10.bin")),
+        nmnist("not-5-bytes", extra=lambda r: (r / "train" / "0" / "10.bin").write_bytes(bytes(7))),
+        nmnist("name", extra=lambda r: (r / "train" / "0" / "abc.bin").write_bytes(bytes(5))),
+        nmnist("huge", extra=lambda r: (r / "train" / "0" / "10.bin").write_bytes(bytes(65 * 2**20))),
+    ]
     empty = work / "nmnist" / "empty"
     (empty / "train").mkdir(parents=True)
     ncases.append(empty)
     for root in ncases:
         direct_read(f"nmnist:{root}")
-        for cmd in (["runtime", ["run", str(work / "ev.onnx"), "--data", f"nmnist:{root}"]],
-                    ["runtime", ["run", str(work / "ev.onnx"), "--data", f"nmnist:{root}", "--mode", "event"]],
-                    ["trainer", ["eval", str(work / "ev.pt"), "--data", f"nmnist:{root}"]]):
+        for cmd in (
+            ["runtime", ["run", str(work / "ev.onnx"), "--data", f"nmnist:{root}"]],
+            ["runtime", ["run", str(work / "ev.onnx"), "--data", f"nmnist:{root}", "--mode", "event"]],
+            ["trainer", ["eval", str(work / "ev.pt"), "--data", f"nmnist:{root}"]],
+        ):
             expect_error(g, cmd[0], cmd[1], [])
 
 

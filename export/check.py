@@ -70,8 +70,10 @@ def sample_input(cfg: Config, T: int, batch: int, seed: int = 0) -> tuple[np.nda
 def run_torch(net: SpikingNet, x: np.ndarray) -> Trace:
     neurons = [layer.neuron for layer in neuron_layers(net)]
     outs: list[list[np.ndarray]] = [[] for _ in neurons]
-    hooks = [m.register_forward_hook(lambda _m, _a, res, i=i: outs[i].append(res[0].numpy().copy()))
-             for i, m in enumerate(neurons)]
+    hooks = [
+        m.register_forward_hook(lambda _m, _a, res, i=i: outs[i].append(res[0].numpy().copy()))
+        for i, m in enumerate(neurons)
+    ]
     try:
         states: list[torch.Tensor | None] = [None] * net.n_states
         ys: list[np.ndarray] = []
@@ -112,10 +114,10 @@ def run_onnx(path: str | Path, x: np.ndarray) -> Trace:
     for x_t in x:
         res = sess.run(fetch, {"x": x_t, **dict(zip(state_names, states))})
         ys.append(res[0])
-        states = res[1:1 + len(states)]
+        states = res[1 : 1 + len(states)]
         for i, s in enumerate(states):
             st[i].append(s)
-        for i, o in enumerate(res[1 + len(states):]):
+        for i, o in enumerate(res[1 + len(states) :]):
             outs[i].append(o)
     return Trace(np.stack(ys), [np.stack(o) for o in outs], [np.stack(s) for s in st])
 
@@ -145,25 +147,46 @@ def compare(ref: Trace, got: Trace, meta: Protocol) -> CheckResult:
         else:
             mismatched = int((ref.outs[j] != got.outs[j]).sum())
             same = mismatched == 0 and close
-            rows.append([n.node, n.op, int(ref.outs[j].sum()), int(got.outs[j].sum()), mismatched,
-                         d_state, "ok" if same else "FAIL"])
+            rows.append(
+                [
+                    n.node,
+                    n.op,
+                    int(ref.outs[j].sum()),
+                    int(got.outs[j].sum()),
+                    mismatched,
+                    d_state,
+                    "ok" if same else "FAIL",
+                ]
+            )
         ok &= same
     d_y = float(np.abs(ref.y - got.y).max())
     rows.append(["y", "-", "-", "-", "-", d_y, "ok" if close_enough(ref.y, got.y) else "FAIL"])
     ok &= close_enough(ref.y, got.y)
     pred_ref, pred_got = predict(ref.y, meta.readout), predict(got.y, meta.readout)
-    summary = {"ok": bool(ok), "tolerance": TOL, "max_abs_diff_y": d_y,
-               "predictions_agree": float((pred_ref == pred_got).mean()),
-               "neurons": [dict(zip(("node", "op", "spikes_torch", "spikes_onnx", "mismatched_spikes",
-                                     "max_abs_diff_state", "status"), r)) for r in rows[:-1]]}
+    summary = {
+        "ok": bool(ok),
+        "tolerance": TOL,
+        "max_abs_diff_y": d_y,
+        "predictions_agree": float((pred_ref == pred_got).mean()),
+        "neurons": [
+            dict(
+                zip(
+                    ("node", "op", "spikes_torch", "spikes_onnx", "mismatched_spikes", "max_abs_diff_state", "status"),
+                    r,
+                )
+            )
+            for r in rows[:-1]
+        ],
+    }
     return CheckResult(bool(ok), rows, summary)
 
 
 HEADERS = ["node", "op", "spikes torch", "spikes onnx", "mismatched", "max |Δ state|", "status"]
 
 
-def check_onnx(cfg: Config, model: SpikingNet, onnx_path: str | Path, T: int | None = None,
-               batch: int = 4) -> CheckResult:
+def check_onnx(
+    cfg: Config, model: SpikingNet, onnx_path: str | Path, T: int | None = None, batch: int = 4
+) -> CheckResult:
     """Run ``onnx_path`` and the deployable ``model`` for ``T`` steps (default: the trained
     T) on a sample input and compare them."""
     T = T or cfg.train_T

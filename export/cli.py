@@ -8,8 +8,8 @@ import time
 import warnings
 from pathlib import Path
 
-from runtime.data import DataError
 from runtime import cliargs
+from runtime.data import DataError
 from runtime.fileio import OutputPathError, check_output
 from runtime.neuron import SpecError
 from runtime.report import emit_json, guarded, table
@@ -22,31 +22,56 @@ USER_ERRORS = (ExportError, CheckpointError, DataError, SpecError, OutputPathErr
 
 
 def parser() -> argparse.ArgumentParser:
-    p = cliargs.Parser(prog="python -m export", description=(
-        "Export a flexsnn checkpoint: ONNX (one time step, stateful snn neuron ops), "
-        "TorchScript, torch.export (pt2) or NIR.")).add_version()
-    p.add_argument("checkpoint", help="a model.pt written by python -m trainer fit, or a NIR graph (.nir) to "
-                   "import as ONNX (docs/nir_mapping.md)")
-    p.add_argument("-o", "--out", type=cliargs.output_path, default=None,
-                   help="output file (default: beside the checkpoint)")
+    p = cliargs.Parser(
+        prog="python -m export",
+        description=(
+            "Export a flexsnn checkpoint: ONNX (one time step, stateful snn neuron ops), "
+            "TorchScript, torch.export (pt2) or NIR."
+        ),
+    ).add_version()
+    p.add_argument(
+        "checkpoint",
+        help="a model.pt written by python -m trainer fit, or a NIR graph (.nir) to "
+        "import as ONNX (docs/nir_mapping.md)",
+    )
+    p.add_argument(
+        "-o", "--out", type=cliargs.output_path, default=None, help="output file (default: beside the checkpoint)"
+    )
     p.add_argument("--format", default="onnx", help=f"one of {', '.join(FORMATS)} (default onnx)")
-    p.add_argument("--check", action="store_true",
-                   help="onnx: run the file in onnxruntime next to torch for T steps; fail if they differ")
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="onnx: run the file in onnxruntime next to torch for T steps; fail if they differ",
+    )
     p.add_argument("--T", type=cliargs.steps, default=None, help="--check: time steps (default: the trained T)")
     p.add_argument("--batch-size", type=cliargs.batch, default=4, help="--check: samples (default 4)")
     p.add_argument("--json", action="store_true", help="one JSON object instead of a table")
-    p.add_argument("--source", default=None, help=".nir import: the framework that wrote the graph: sinabs, "
-                   "snntorch, norse or nir (default: flexsnn when the graph's metadata says so)")
-    p.add_argument("--dt", type=float, default=None,
-                   help=".nir import: seconds per step, for sources whose convention takes one (norse, nir)")
-    p.add_argument("--events-us", type=float, default=None, help=".nir import of a foreign graph: the model "
-                   "takes event frames, each recording of this many µs split into T bins (default: static input)")
+    p.add_argument(
+        "--source",
+        default=None,
+        help=".nir import: the framework that wrote the graph: sinabs, "
+        "snntorch, norse or nir (default: flexsnn when the graph's metadata says so)",
+    )
+    p.add_argument(
+        "--dt",
+        type=float,
+        default=None,
+        help=".nir import: seconds per step, for sources whose convention takes one (norse, nir)",
+    )
+    p.add_argument(
+        "--events-us",
+        type=float,
+        default=None,
+        help=".nir import of a foreign graph: the model "
+        "takes event frames, each recording of this many µs split into T bins (default: static input)",
+    )
     return p
 
 
 def run(a: argparse.Namespace) -> int:
     if Path(a.checkpoint).suffix == ".nir":
         from .nir_cli import run_import
+
         return run_import(a)
     if a.source is not None or a.dt is not None or a.events_us is not None:
         raise ExportError("--source, --dt and --events-us apply to a .nir input only")
@@ -62,14 +87,20 @@ def run(a: argparse.Namespace) -> int:
     seconds = time.perf_counter() - t0
     for w in caught:
         print(f"warning: {w.message}", file=sys.stderr)
-    report = {"output": str(out), "format": a.format, "model": cfg.model.name, "seconds": round(seconds, 3),
-              "bytes": out.stat().st_size}
+    report = {
+        "output": str(out),
+        "format": a.format,
+        "model": cfg.model.name,
+        "seconds": round(seconds, 3),
+        "bytes": out.stat().st_size,
+    }
     result = None
     if a.check:
         from trainer.trev import TRevNet
 
         from .check import HEADERS, check_onnx
         from .trev_onnx import check_trev_onnx
+
         check = check_trev_onnx if isinstance(model, TRevNet) else check_onnx
         result = check(cfg, model, out, a.T, a.batch_size)
         report["check"] = result.summary
@@ -81,7 +112,11 @@ def run(a: argparse.Namespace) -> int:
             s = result.summary
             print(f"check: onnxruntime vs torch, T={s['T']}, batch {s['batch']}, input: {s['input']}")
             print(table(HEADERS, [[f"{v:.1e}" if isinstance(v, float) else v for v in r] for r in result.rows]))
-            print("check " + ("passed" if result.ok else "FAILED") + f" ({s.get('compared', 'spikes identical, states')} within {s['tolerance']} abs + rel)")
+            print(
+                "check "
+                + ("passed" if result.ok else "FAILED")
+                + f" ({s.get('compared', 'spikes identical, states')} within {s['tolerance']} abs + rel)"
+            )
     return 0 if result is None or result.ok else 1
 
 

@@ -18,23 +18,28 @@ def _onnx(cfg: Config, model: SpikingNet, path: Path) -> Path:
 
     if isinstance(model, TRevNet):  # one sub-network per step: weights chosen by t
         from .trev_onnx import export_trev_onnx
+
         return export_trev_onnx(cfg, model, path)
     from .onnx_export import export_onnx
+
     return export_onnx(cfg, model, path)
 
 
 def _torchscript(cfg: Config, model: SpikingNet, path: Path) -> Path:
     from .torch_formats import export_torchscript
+
     return export_torchscript(cfg, model, path)
 
 
 def _pt2(cfg: Config, model: SpikingNet, path: Path) -> Path:
     from .torch_formats import export_pt2
+
     return export_pt2(cfg, model, path)
 
 
 def _nir(cfg: Config, model: SpikingNet, path: Path) -> Path:
     from .nir_export import export_nir
+
     return export_nir(cfg, model, path)
 
 

@@ -29,8 +29,13 @@ class DeployNeuron(nn.Module):
             return neuron_step(self.spec, state, x)
         n = 1 + len(state)
         out, *new = torch.onnx.ops.symbolic_multi_out(
-            f"{DOMAIN}::{self.spec.kind}", (x, *state), attributes(self.spec),
-            dtypes=(x.dtype,) * n, shapes=(x.shape,) * n, version=DOMAIN_VERSION)
+            f"{DOMAIN}::{self.spec.kind}",
+            (x, *state),
+            attributes(self.spec),
+            dtypes=(x.dtype,) * n,
+            shapes=(x.shape,) * n,
+            version=DOMAIN_VERSION,
+        )
         return out, tuple(new)
 
     def extra_repr(self) -> str:

@@ -21,11 +21,18 @@ def run_import(a: argparse.Namespace) -> int:
     out = Path(a.out) if a.out else src.with_suffix(".onnx")
     imported, out = import_nir(src, out, a.source, a.dt, a.T, a.events_us)
     info = describe(imported)
-    report = {"output": str(out), "format": "onnx", "input": str(src), "bytes": out.stat().st_size,
-              "T_trained": imported.cfg.train_T, **info}
+    report = {
+        "output": str(out),
+        "format": "onnx",
+        "input": str(src),
+        "bytes": out.stat().st_size,
+        "T_trained": imported.cfg.train_T,
+        **info,
+    }
     result = None
     if a.check:
         from .check import HEADERS, check_onnx
+
         result = check_onnx(imported.cfg, imported.model, out, a.T, a.batch_size)
         report["check"] = result.summary
     if a.json:
@@ -37,11 +44,12 @@ def run_import(a: argparse.Namespace) -> int:
         print(f"convention: {imported.convention}")
         for note in imported.notes:
             print(f"note: {note}")
-        rows = [[i, s["kind"], s["decay"], s["v_th"], s["reset"], s["spike"], s["v_min"], s["dt"]]
-                for i, s in enumerate(info["neurons"])]
+        rows = [
+            [i, s["kind"], s["decay"], s["v_th"], s["reset"], s["spike"], s["v_min"], s["dt"]]
+            for i, s in enumerate(info["neurons"])
+        ]
         print(table(["layer", "kind", "decay", "v_th", "reset", "spike", "v_min", "dt"], rows))
-        print(f"T_trained (the runtime's default T) = {imported.cfg.train_T}; readout "
-              f"{imported.model.readout_rule}")
+        print(f"T_trained (the runtime's default T) = {imported.cfg.train_T}; readout {imported.model.readout_rule}")
         if result is not None:
             print(table(HEADERS, [[f"{v:.1e}" if isinstance(v, float) else v for v in r] for r in result.rows]))
             print("check " + ("passed" if result.ok else "FAILED"))

@@ -27,7 +27,6 @@ import torch
 from torch import nn
 
 from runtime.fileio import write_atomic
-from runtime.neuron import NeuronSpec
 from runtime.protocol import NeuronInfo, StateInfo
 from trainer.config import Config
 from trainer.layers import NeuronLayer, Residual, Sequence, Stateless
@@ -48,7 +47,7 @@ class NirPeerWarning(UserWarning):
 
 def pool_window(module: nn.Module, shape: tuple[int, ...]) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]]:
     """``(kernel, stride, padding)`` of an average pool on an input of ``shape [C, H, W]``."""
-    pair = lambda v: tuple(v) if isinstance(v, (tuple, list)) else (v, v)  # noqa: E731
+    pair = lambda v: tuple(v) if isinstance(v, (tuple, list)) else (v, v)
     if isinstance(module, nn.AdaptiveAvgPool2d):
         out = pair(module.output_size)
         out = tuple(s if o is None else o for o, s in zip(out, shape[1:]))
@@ -92,8 +91,15 @@ class Builder:
     def conv(self, x: torch.Tensor, w: np.ndarray, b: np.ndarray, stride, padding, dilation, groups, sources):
         import nir
 
-        node = nir.Conv2d(input_shape=tuple(x.shape[2:]), weight=w, stride=tuple(stride), padding=tuple(padding),
-                          dilation=tuple(dilation), groups=groups, bias=b)
+        node = nir.Conv2d(
+            input_shape=tuple(x.shape[2:]),
+            weight=w,
+            stride=tuple(stride),
+            padding=tuple(padding),
+            dilation=tuple(dilation),
+            groups=groups,
+            bias=b,
+        )
         return [self.add("conv", node, sources)]
 
     def emit(self, layer: nn.Module, sources: list[str], x: torch.Tensor):
@@ -136,8 +142,9 @@ class Builder:
         if isinstance(m, (nn.AvgPool2d, nn.AdaptiveAvgPool2d)):
             kernel, stride, padding = pool_window(m, tuple(x.shape[1:]))
             c = x.shape[1]
-            return self.conv(x, pool_as_conv(c, kernel), np.zeros(c, np.float32), stride, padding, (1, 1), 1,
-                             sources), y
+            return self.conv(
+                x, pool_as_conv(c, kernel), np.zeros(c, np.float32), stride, padding, (1, 1), 1, sources
+            ), y
         raise ExportError(f"{type(m).__name__} has no NIR form")
 
 
@@ -165,8 +172,11 @@ def build_nir(cfg: Config, model: SpikingNet):
         neurons.append(NeuronInfo(name, spec, tuple(own)))
     meta = protocol(cfg, net.readout_rule, states, neurons).to_dict()
     notes = peer_notes(specs)
-    meta["nir"] = {"version": NIR_VERSION, "mapping": "docs/nir_mapping.md",
-                   "peers": {PEERS[p]: note or "identical spikes" for p, note in notes.items()}}
+    meta["nir"] = {
+        "version": NIR_VERSION,
+        "mapping": "docs/nir_mapping.md",
+        "peers": {PEERS[p]: note or "identical spikes" for p, note in notes.items()},
+    }
     for peer, note in notes.items():
         if note:
             warnings.warn(f"NIR: {PEERS[peer]} {note}", NirPeerWarning, stacklevel=2)

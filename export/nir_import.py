@@ -30,8 +30,17 @@ from trainer.layers import NeuronLayer, Sequence, Stateless
 from trainer.models import SpikingNet
 
 from .errors import ExportError
-from .nir_neurons import CONVENTIONS, DT_DEFAULTS, FIRES_ABOVE, FROM_NIR, PARAMS, SOURCES, NirNeuronError, \
-    SNNTORCH_DT, spec_from_metadata
+from .nir_neurons import (
+    CONVENTIONS,
+    DT_DEFAULTS,
+    FIRES_ABOVE,
+    FROM_NIR,
+    PARAMS,
+    SNNTORCH_DT,
+    SOURCES,
+    NirNeuronError,
+    spec_from_metadata,
+)
 from .protocol import KEY
 
 SUPPORTED = ("Input", "Conv2d", "Affine", "Linear", "SumPool2d", "AvgPool2d", "Flatten", "IF", "LIF", "LI", "Output")
@@ -75,8 +84,9 @@ def read_graph(path: str | Path):
     try:
         return nir.read(path)
     except Exception as e:  # h5py/nir raise many types for a file that is not NIR
-        raise ExportError(f"{path} is not a NIR file (nir.read: {type(e).__name__}: {e}); "
-                          "expected an HDF5 file written by nir.write") from None
+        raise ExportError(
+            f"{path} is not a NIR file (nir.read: {type(e).__name__}: {e}); expected an HDF5 file written by nir.write"
+        ) from None
 
 
 def detect_source(graph) -> tuple[str, str] | None:
@@ -97,14 +107,20 @@ def detect_source(graph) -> tuple[str, str] | None:
     if not neurons or any(isinstance(n, nir.NIRGraph) for n in nodes):
         return None
     r_one = all(np.allclose(_array(n.r), 1.0) for n in neurons)
-    if leaky and all(not np.allclose(_array(n.r), 1.0)
-                     and np.allclose(_array(n.r) * SNNTORCH_DT / _array(n.tau), 1.0) for n in leaky):
+    if leaky and all(
+        not np.allclose(_array(n.r), 1.0) and np.allclose(_array(n.r) * SNNTORCH_DT / _array(n.tau), 1.0) for n in leaky
+    ):
         return "snntorch", f"every leaky node has r = tau / {SNNTORCH_DT}, snnTorch's export convention"
     inputs = [n for n in nodes if isinstance(n, nir.Input)]
     shape = _array(next(iter(inputs[0].input_type.values()))).ravel() if len(inputs) == 1 else np.zeros(0)
     first = next((graph.nodes[b] for a, b in graph.edges if inputs and graph.nodes.get(a) is inputs[0]), None)
-    wants = 3 if isinstance(first, (nir.Conv2d, nir.SumPool2d, nir.AvgPool2d)) else \
-        1 if isinstance(first, (nir.Affine, nir.Linear)) else None
+    wants = (
+        3
+        if isinstance(first, (nir.Conv2d, nir.SumPool2d, nir.AvgPool2d))
+        else 1
+        if isinstance(first, (nir.Affine, nir.Linear))
+        else None
+    )
     if wants is None or not r_one:
         return None
     if len(shape) == wants + 1 and shape[0] == 1:
@@ -132,17 +148,23 @@ def chain(graph) -> list[tuple[str, Any]]:
     while True:
         node = graph.nodes[name]
         if isinstance(node, nir.NIRGraph) or type(node).__name__ not in SUPPORTED:
-            raise ExportError(f"node {name!r} ({type(node).__name__}) cannot be imported; "
-                              f"supported nodes: {', '.join(SUPPORTED)} in a chain")
+            raise ExportError(
+                f"node {name!r} ({type(node).__name__}) cannot be imported; "
+                f"supported nodes: {', '.join(SUPPORTED)} in a chain"
+            )
         if name != inputs[0] and len(pred[name]) != 1:
-            raise ExportError(f"node {name!r} has {len(pred[name])} inputs; flexsnn imports chains "
-                              f"(each node one input): {', '.join(SUPPORTED)}")
+            raise ExportError(
+                f"node {name!r} has {len(pred[name])} inputs; flexsnn imports chains "
+                f"(each node one input): {', '.join(SUPPORTED)}"
+            )
         order.append((name, node))
         if isinstance(node, nir.Output):
             break
         if len(succ[name]) != 1:
-            raise ExportError(f"node {name!r} feeds {len(succ[name])} nodes; flexsnn imports chains "
-                              "(each node one output) ending in an Output node")
+            raise ExportError(
+                f"node {name!r} feeds {len(succ[name])} nodes; flexsnn imports chains "
+                "(each node one output) ending in an Output node"
+            )
         name = succ[name][0]
         if any(name == k for k, _ in order):
             raise ExportError(f"the graph has a cycle through node {name!r}; flexsnn imports feed-forward chains")
@@ -176,8 +198,9 @@ class _Layers:
             with torch.no_grad():
                 y = layer.neuron(self.x, None)[0] if isinstance(layer, NeuronLayer) else layer.module(self.x)
         except RuntimeError as e:
-            raise ExportError(f"node {name!r} does not fit its input of shape {list(self.x.shape[1:])}: "
-                              f"{str(e).splitlines()[0]}") from None
+            raise ExportError(
+                f"node {name!r} does not fit its input of shape {list(self.x.shape[1:])}: {str(e).splitlines()[0]}"
+            ) from None
         self.layers.append(layer)
         self.x = y
 
@@ -185,8 +208,10 @@ class _Layers:
         """Fold a neuron's input factor into the weight layer just before it."""
         prev = self.layers[-1] if self.layers else None
         if not (isinstance(prev, Stateless) and isinstance(prev.module, (nn.Conv2d, nn.Linear))):
-            raise ExportError(f"neuron node {name!r} scales its input by {gain:g} under this convention, and "
-                              "flexsnn folds that into a Conv2d/Affine/Linear right before it; there is none")
+            raise ExportError(
+                f"neuron node {name!r} scales its input by {gain:g} under this convention, and "
+                "flexsnn folds that into a Conv2d/Affine/Linear right before it; there is none"
+            )
         with torch.no_grad():
             prev.module.weight.mul_(gain)
             if prev.module.bias is not None:
@@ -203,8 +228,15 @@ def _weight(name: str, node) -> nn.Module:
         if isinstance(node.padding, str):
             raise ExportError(f"Conv2d node {name!r} has padding {node.padding!r}; expected integers")
         groups = int(node.groups)
-        m = nn.Conv2d(w.shape[1] * groups, w.shape[0], tuple(w.shape[2:]), _pair(node.stride), _pair(node.padding),
-                      _pair(node.dilation), groups)
+        m = nn.Conv2d(
+            w.shape[1] * groups,
+            w.shape[0],
+            tuple(w.shape[2:]),
+            _pair(node.stride),
+            _pair(node.padding),
+            _pair(node.dilation),
+            groups,
+        )
     else:
         if w.dim() != 2:
             raise ExportError(f"{type(node).__name__} node {name!r} has a {w.dim()}-D weight; expected [out, in]")
@@ -227,8 +259,12 @@ def _pool_conv(node) -> nn.Module | None:
         return None
     k = tuple(w.shape[2:])
     eye = np.eye(w.shape[0], dtype=np.float32)[:, :, None, None] * np.float32(1.0 / np.prod(k))
-    if _pair(node.stride) != k or _pair(node.padding) != (0, 0) or _pair(node.dilation) != (1, 1) \
-            or not np.array_equal(w, np.broadcast_to(eye, w.shape)):
+    if (
+        _pair(node.stride) != k
+        or _pair(node.padding) != (0, 0)
+        or _pair(node.dilation) != (1, 1)
+        or not np.array_equal(w, np.broadcast_to(eye, w.shape))
+    ):
         return None
     return nn.AvgPool2d(k)
 
@@ -252,7 +288,7 @@ def _folds_into_next(order: list[tuple[str, Any]], i: int, pool) -> bool:
     area = int(np.prod(_pair(pool.kernel_size)))
     if area & (area - 1) or _pair(pool.padding) != (0, 0):
         return False
-    for _, node in order[i + 1:]:
+    for _, node in order[i + 1 :]:
         if isinstance(node, (nir.Affine, nir.Linear)) or isinstance(node, nir.Conv2d) and _pool_conv(node) is None:
             return True
         if not isinstance(node, (nir.Flatten, nir.SumPool2d)):
@@ -281,8 +317,15 @@ def _neuron(name: str, node, source: str, dt: float) -> tuple[NeuronLayer, float
     return NeuronLayer(spec), gain
 
 
-def _config(meta: dict[str, Any] | None, name: str, in_shape: tuple[int, ...], n_out: int, readout: str,
-            T: int | None, events_us: float | None) -> Config:
+def _config(
+    meta: dict[str, Any] | None,
+    name: str,
+    in_shape: tuple[int, ...],
+    n_out: int,
+    readout: str,
+    T: int | None,
+    events_us: float | None,
+) -> Config:
     """The config the ONNX protocol is written from: our own graph's protocol as it was
     exported (input kind, binning, T range, classes); for a foreign graph static input
     repeated per step, or event frames of ``events_us`` recordings, T = ``T`` (10)."""
@@ -292,23 +335,41 @@ def _config(meta: dict[str, Any] | None, name: str, in_shape: tuple[int, ...], n
         if T is not None:
             method = MethodConfig(name="sdt", T=T)
         events = i["kind"] == "event-frames"
-        data = DataConfig(spec=name, kind="events" if events else "static", shape=in_shape,  # type: ignore[arg-type]
-                          classes=list(meta["classes"]), binning=i["binning"] or "equal",
-                          duration_us=float(i["duration_us"] or 0.0))
+        data = DataConfig(
+            spec=name,
+            kind="events" if events else "static",
+            shape=in_shape,  # type: ignore[arg-type]
+            classes=list(meta["classes"]),
+            binning=i["binning"] or "equal",
+            duration_us=float(i["duration_us"] or 0.0),
+        )
         name, classes = meta["model"], meta["classes"]
         if len(classes) != n_out:
             raise ExportError(f"the graph's metadata names {len(classes)} classes for {n_out} outputs")
     else:
         method = MethodConfig(name="sdt", T=10 if T is None else T)
-        data = DataConfig(spec=name, kind="static" if events_us is None else "events",
-                          shape=in_shape, classes=[str(c) for c in range(n_out)],  # type: ignore[arg-type]
-                          duration_us=float(events_us or 0.0))
-    return Config(ModelConfig(name=name, stages=1, bn=False, readout=readout, num_classes=n_out,
-                              in_shape=in_shape), data=data, method=method).validate()  # type: ignore[arg-type]
+        data = DataConfig(
+            spec=name,
+            kind="static" if events_us is None else "events",
+            shape=in_shape,
+            classes=[str(c) for c in range(n_out)],  # type: ignore[arg-type]
+            duration_us=float(events_us or 0.0),
+        )
+    return Config(
+        ModelConfig(name=name, stages=1, bn=False, readout=readout, num_classes=n_out, in_shape=in_shape),
+        data=data,
+        method=method,
+    ).validate()  # type: ignore[arg-type]
 
 
-def build(graph, source: str | None = None, dt: float | None = None, T: int | None = None,
-          name: str = "nir", events_us: float | None = None) -> Imported:
+def build(
+    graph,
+    source: str | None = None,
+    dt: float | None = None,
+    T: int | None = None,
+    name: str = "nir",
+    events_us: float | None = None,
+) -> Imported:
     """The product's network for ``graph`` (see the module docstring)."""
     import nir
 
@@ -316,17 +377,22 @@ def build(graph, source: str | None = None, dt: float | None = None, T: int | No
     how = "--source"
     if source is None:
         if found is None:
-            raise ExportError("the NIR graph does not show which framework wrote it; pass --source, one of "
-                              f"{', '.join(s for s in SOURCES if s != 'flexsnn')} (each discretises NIR neurons "
-                              "its own way)")
+            raise ExportError(
+                "the NIR graph does not show which framework wrote it; pass --source, one of "
+                f"{', '.join(s for s in SOURCES if s != 'flexsnn')} (each discretises NIR neurons "
+                "its own way)"
+            )
         source, how = found[0], f"detected: {found[1]}; --source overrides"
     if source not in SOURCES:
         raise ExportError(f"source {source!r} is unknown; expected one of {list(SOURCES)}")
     if source == "flexsnn" and (found is None or found[0] != "flexsnn"):
         raise ExportError("--source flexsnn needs a graph written by flexsnn export (its metadata is missing)")
     if dt is not None and source not in DT_DEFAULTS:
-        fixed = {"sinabs": "sinabs reads tau in steps", "snntorch": f"snnTorch fixes dt = {SNNTORCH_DT} s",
-                 "flexsnn": "the graph's metadata has every neuron's dt"}[source]
+        fixed = {
+            "sinabs": "sinabs reads tau in steps",
+            "snntorch": f"snnTorch fixes dt = {SNNTORCH_DT} s",
+            "flexsnn": "the graph's metadata has every neuron's dt",
+        }[source]
         raise ExportError(f"--dt does not apply to source {source!r}: {fixed}")
     if source in DT_DEFAULTS:
         dt = DT_DEFAULTS[source] if dt is None else dt
@@ -337,8 +403,10 @@ def build(graph, source: str | None = None, dt: float | None = None, T: int | No
     if T is not None and T <= 0:
         raise ExportError(f"--T must be a positive integer, got {T}")
     if events_us is not None and (source == "flexsnn" or not (events_us > 0 and math.isfinite(events_us))):
-        raise ExportError("--events-us takes the recording duration in µs (> 0) of a foreign graph's event "
-                          f"input; got {events_us} for source {source!r} (flexsnn graphs keep their own input)")
+        raise ExportError(
+            "--events-us takes the recording duration in µs (> 0) of a foreign graph's event "
+            f"input; got {events_us} for source {source!r} (flexsnn graphs keep their own input)"
+        )
     order = chain(graph)
     if len(order) < 3:
         raise ExportError("the graph has no node between Input and Output")
@@ -359,8 +427,7 @@ def build(graph, source: str | None = None, dt: float | None = None, T: int | No
                 raise ExportError(f"SumPool2d node {key!r} needs a [C, H, W] input, got {list(net.x.shape[1:])}")
             if _folds_into_next(order, i, node):  # an average pool, as Speck and our export see it
                 area = int(np.prod(_pair(node.kernel_size)))
-                net.add(key, Stateless(nn.AvgPool2d(_pair(node.kernel_size), _pair(node.stride),
-                                                    _pair(node.padding))))
+                net.add(key, Stateless(nn.AvgPool2d(_pair(node.kernel_size), _pair(node.stride), _pair(node.padding))))
                 owed *= area
             else:
                 net.add(key, Stateless(_sum_pool(node, net.x.shape[1])))
@@ -384,13 +451,21 @@ def build(graph, source: str | None = None, dt: float | None = None, T: int | No
     meta = json.loads(graph.metadata[KEY]) if source == "flexsnn" else None
     cfg = _config(meta, name, in_shape, n_out, readout, T, events_us)
     if source in FIRES_ABOVE:
-        notes.append(f"{source} fires on v > v_th, flexsnn on v >= v_th: spikes differ only where the membrane "
-                     "equals the threshold exactly")
+        notes.append(
+            f"{source} fires on v > v_th, flexsnn on v >= v_th: spikes differ only where the membrane "
+            "equals the threshold exactly"
+        )
     return Imported(cfg, model, source, how, dt, CONVENTIONS[source], notes)
 
 
-def import_nir(path: str | Path, out: str | Path, source: str | None = None, dt: float | None = None,
-               T: int | None = None, events_us: float | None = None) -> tuple[Imported, Path]:
+def import_nir(
+    path: str | Path,
+    out: str | Path,
+    source: str | None = None,
+    dt: float | None = None,
+    T: int | None = None,
+    events_us: float | None = None,
+) -> tuple[Imported, Path]:
     """Read the NIR file ``path`` and write its one-step ONNX file ``out``."""
     from .onnx_export import export_onnx
 
@@ -403,6 +478,11 @@ def import_nir(path: str | Path, out: str | Path, source: str | None = None, dt:
 
 def describe(imported: Imported) -> dict[str, Any]:
     """What the import assumed, as JSON-safe data (for the CLI and the report)."""
-    return {"source": imported.source, "source_from": imported.how, "dt_s": imported.dt, "convention": imported.convention,
-            "notes": imported.notes,
-            "neurons": [layer.spec.to_dict() for layer in imported.model.modules() if isinstance(layer, NeuronLayer)]}
+    return {
+        "source": imported.source,
+        "source_from": imported.how,
+        "dt_s": imported.dt,
+        "convention": imported.convention,
+        "notes": imported.notes,
+        "neurons": [layer.spec.to_dict() for layer in imported.model.modules() if isinstance(layer, NeuronLayer)],
+    }

@@ -43,7 +43,7 @@ import numpy as np
 from runtime.neuron import NeuronSpec
 
 SNNTORCH_DT = 1e-4  # seconds per step, hard-coded in snnTorch 1.0.0's NIR import and export
-NORSE_DT = 1e-3     # norse 1.1.0's default dt of from_nir / to_nir
+NORSE_DT = 1e-3  # norse 1.1.0's default dt of from_nir / to_nir
 
 Params = dict[str, np.ndarray]
 
@@ -85,7 +85,9 @@ def _li_to_nir(spec: NeuronSpec, shape: tuple[int, ...]) -> tuple[str, Params]:
 
 
 TO_NIR: dict[str, Callable[[NeuronSpec, tuple[int, ...]], tuple[str, Params]]] = {
-    "IF": _if_to_nir, "LIF": _lif_to_nir, "LI": _li_to_nir,
+    "IF": _if_to_nir,
+    "LIF": _lif_to_nir,
+    "LI": _li_to_nir,
 }
 
 
@@ -114,29 +116,36 @@ def _rules(spec: NeuronSpec, spike: str, reset: str, clamp: str, v_min: float) -
 def _if_peers(spec: NeuronSpec) -> dict[str, str | None]:
     sinabs = _rules(spec, "multi", "subtract", "a membrane clamp at -v_th", -spec.v_th)
     norse = _rules(spec, "single", "zero", "no clamp", -math.inf)
-    return {"sinabs": sinabs and f"runs IF with {sinabs}",
-            "snntorch": "builds IF as Leaky(beta=0.9) returning a tuple: the graph does not run",
-            "norse": norse and f"runs IF with {norse}"}
+    return {
+        "sinabs": sinabs and f"runs IF with {sinabs}",
+        "snntorch": "builds IF as Leaky(beta=0.9) returning a tuple: the graph does not run",
+        "norse": norse and f"runs IF with {norse}",
+    }
 
 
 def _lif_peers(spec: NeuronSpec) -> dict[str, str | None]:
     sinabs = _rules(spec, "multi", "subtract", "no clamp", -math.inf)
     snntorch = _rules(spec, "single", "zero", "no clamp", -math.inf)
-    return {"sinabs": sinabs and f"runs LIF with {sinabs}" + (", and reads tau in steps" if _euler_lif(spec)
-                                                              else ""),
-            "snntorch": snntorch and f"runs LIF with {snntorch}" + ("" if _euler_lif(spec) else
-                                                                   ", and reads tau with dt = 1e-4 s"),
-            "norse": "integrates LIF with forward Euler and ignores r (input scaled by dt/tau), one spike, "
-                     "zero reset"}
+    return {
+        "sinabs": sinabs and f"runs LIF with {sinabs}" + (", and reads tau in steps" if _euler_lif(spec) else ""),
+        "snntorch": snntorch
+        and f"runs LIF with {snntorch}" + ("" if _euler_lif(spec) else ", and reads tau with dt = 1e-4 s"),
+        "norse": "integrates LIF with forward Euler and ignores r (input scaled by dt/tau), one spike, zero reset",
+    }
 
 
 def _li_peers(spec: NeuronSpec) -> dict[str, str | None]:
-    return {"sinabs": None, "snntorch": "has no LI import: the graph does not load",
-            "norse": "has no LI import: it drops the LI node and outputs the LI's input"}
+    return {
+        "sinabs": None,
+        "snntorch": "has no LI import: the graph does not load",
+        "norse": "has no LI import: it drops the LI node and outputs the LI's input",
+    }
 
 
 PEER_DIFFERENCES: dict[str, Callable[[NeuronSpec], dict[str, str | None]]] = {
-    "IF": _if_peers, "LIF": _lif_peers, "LI": _li_peers,
+    "IF": _if_peers,
+    "LIF": _lif_peers,
+    "LI": _li_peers,
 }
 
 
@@ -155,14 +164,22 @@ def peer_notes(specs: list[NeuronSpec]) -> dict[str, str | None]:
 # source -> what it assumes when it runs a NIR neuron node (stated by the importer)
 CONVENTIONS: dict[str, str] = {
     "flexsnn": "every neuron field from the node's flexsnn metadata",
-    "sinabs": ("sinabs 3.1.3: tau in steps, decay = exp(-1/tau), input added (r ignored); IF and LIF fire "
-               "floor(v/v_th) spikes per step and subtract; IF clamps the membrane at -v_th"),
-    "snntorch": (f"snnTorch 1.0.0: dt = {SNNTORCH_DT} s fixed, LIF beta = 1 - dt/tau, threshold / (r*dt/tau), "
-                 "input added, one spike, reset to zero"),
-    "norse": ("norse 1.1.0: its to_nir writes tau = dt/tau_mem_inv, i.e. tau*dt: read back as tau = tau_file/dt; "
-              "forward Euler v += dt/tau*(v_leak - v + I) (r ignored), one spike, reset to zero; IF adds the input"),
-    "nir": ("NIR ODE integrated exactly over dt with the input held: decay = exp(-dt/tau), input * r*(1-decay) "
-            "(IF: r*dt); one spike, reset to zero"),
+    "sinabs": (
+        "sinabs 3.1.3: tau in steps, decay = exp(-1/tau), input added (r ignored); IF and LIF fire "
+        "floor(v/v_th) spikes per step and subtract; IF clamps the membrane at -v_th"
+    ),
+    "snntorch": (
+        f"snnTorch 1.0.0: dt = {SNNTORCH_DT} s fixed, LIF beta = 1 - dt/tau, threshold / (r*dt/tau), "
+        "input added, one spike, reset to zero"
+    ),
+    "norse": (
+        "norse 1.1.0: its to_nir writes tau = dt/tau_mem_inv, i.e. tau*dt: read back as tau = tau_file/dt; "
+        "forward Euler v += dt/tau*(v_leak - v + I) (r ignored), one spike, reset to zero; IF adds the input"
+    ),
+    "nir": (
+        "NIR ODE integrated exactly over dt with the input held: decay = exp(-dt/tau), input * r*(1-decay) "
+        "(IF: r*dt); one spike, reset to zero"
+    ),
 }
 SOURCES = tuple(CONVENTIONS)
 # where the source's convention takes a step duration (seconds), its default (None: required)
@@ -195,8 +212,10 @@ def _if_from_nir(params: Params, source: str, dt: float) -> tuple[NeuronSpec, fl
     if source == "sinabs":
         return _spec("IF", 1.0, v_th, "subtract", "multi", -v_th, 1.0), 1.0
     if source == "snntorch":
-        raise NirNeuronError("snnTorch 1.0.0 neither writes IF nodes nor runs them (its import builds "
-                             "Leaky(beta=0.9)); import this graph with --source nir or norse")
+        raise NirNeuronError(
+            "snnTorch 1.0.0 neither writes IF nodes nor runs them (its import builds "
+            "Leaky(beta=0.9)); import this graph with --source nir or norse"
+        )
     if source == "norse":
         return _spec("IF", 1.0, v_th, "zero", "single", -math.inf, dt * 1e6), 1.0
     return _spec("IF", 1.0, v_th, "zero", "single", -math.inf, dt * 1e6), r * dt  # nir
@@ -233,10 +252,14 @@ def _li_from_nir(params: Params, source: str, dt: float) -> tuple[NeuronSpec, fl
 
 
 FROM_NIR: dict[str, Callable[[Params, str, float], tuple[NeuronSpec, float]]] = {
-    "IF": _if_from_nir, "LIF": _lif_from_nir, "LI": _li_from_nir,
+    "IF": _if_from_nir,
+    "LIF": _lif_from_nir,
+    "LI": _li_from_nir,
 }
 PARAMS: dict[str, tuple[str, ...]] = {
-    "IF": ("r", "v_threshold"), "LIF": ("tau", "r", "v_leak", "v_threshold"), "LI": ("tau", "r", "v_leak"),
+    "IF": ("r", "v_threshold"),
+    "LIF": ("tau", "r", "v_leak", "v_threshold"),
+    "LI": ("tau", "r", "v_leak"),
 }
 
 

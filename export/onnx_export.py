@@ -47,7 +47,11 @@ def trace(net: SpikingNet, in_shape: tuple[int, ...]) -> onnx.ModelProto:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         program = torch.onnx.export(
-            StepModule(net), args, dynamo=True, opset_version=OPSET, verbose=False,
+            StepModule(net),
+            args,
+            dynamo=True,
+            opset_version=OPSET,
+            verbose=False,
             input_names=["x", *(f"state_{i}" for i in range(n))],
             output_names=["y", *(f"state_{i}_out" for i in range(n))],
             dynamic_shapes=({0: batch}, tuple({0: batch} for _ in range(n))),

@@ -33,17 +33,27 @@ BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d)
 DROPOUTS = (nn.Dropout, nn.Dropout1d, nn.Dropout2d)
 # Stateless torch modules every format can express (after folding / removal).
 STATELESS_SUPPORTED = (*WEIGHT_LAYERS, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.Flatten)
-SUPPORTED = sorted({c.__name__ for c in (*STATELESS_SUPPORTED, *BATCHNORMS, *DROPOUTS)}
-                   | {"NeuronLayer (LIF/IF/LI)", "Sequence", "Residual"})
+SUPPORTED = sorted(
+    {c.__name__ for c in (*STATELESS_SUPPORTED, *BATCHNORMS, *DROPOUTS)}
+    | {"NeuronLayer (LIF/IF/LI)", "Sequence", "Residual"}
+)
 
 
 def unsupported(where: str, module: nn.Module) -> ExportError:
-    return ExportError(f"layer {where} ({type(module).__name__}) cannot be exported; "
-                       f"supported layers: {', '.join(SUPPORTED)}")
+    return ExportError(
+        f"layer {where} ({type(module).__name__}) cannot be exported; supported layers: {', '.join(SUPPORTED)}"
+    )
 
 
-def fold_bn(weight: torch.Tensor, bias: torch.Tensor | None, mean: torch.Tensor, var: torch.Tensor,
-            gamma: torch.Tensor | None, beta: torch.Tensor | None, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+def fold_bn(
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    mean: torch.Tensor,
+    var: torch.Tensor,
+    gamma: torch.Tensor | None,
+    beta: torch.Tensor | None,
+    eps: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Weights of ``bn(layer(x))`` as one layer: ``w * s``, ``(b - mean) * s + beta`` with
     ``s = gamma / sqrt(var + eps)`` per output channel (dim 0 of ``weight``)."""
     scale = torch.rsqrt(var + eps)
@@ -80,8 +90,10 @@ def _prepare_sequence(seq: Sequence, where: str) -> None:
             if isinstance(mod, BATCHNORMS):
                 prev = kept[-1] if kept else None
                 if not (isinstance(prev, Stateless) and isinstance(prev.module, WEIGHT_LAYERS)):
-                    raise ExportError(f"BatchNorm {name} does not follow a Conv2d/Linear layer and "
-                                      "cannot be folded; supported: BatchNorm right after Conv2d or Linear")
+                    raise ExportError(
+                        f"BatchNorm {name} does not follow a Conv2d/Linear layer and "
+                        "cannot be folded; supported: BatchNorm right after Conv2d or Linear"
+                    )
                 kept[-1] = Stateless(_with_bn(prev.module, mod))
                 continue
             if type(mod) not in STATELESS_SUPPORTED:  # exact: a subclass may change forward
@@ -120,6 +132,7 @@ def deployable(model: SpikingNet) -> SpikingNet:
 def layers(net: SpikingNet) -> Iterator[nn.Module]:
     """Every leaf layer (Stateless or NeuronLayer) in execution order, which is also the
     order of the states in ``SpikingNet.step`` (depth first: body, shortcut, neuron)."""
+
     def walk(layer: nn.Module) -> Iterator[nn.Module]:
         if isinstance(layer, Sequence):
             for sub in layer.layers:
@@ -130,6 +143,7 @@ def layers(net: SpikingNet) -> Iterator[nn.Module]:
             yield layer.neuron
         else:
             yield layer
+
     for stage in net.stages:
         yield from walk(stage)
 

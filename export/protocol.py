@@ -26,7 +26,7 @@ from trainer.config import FIXED_T_METHODS, Config
 from .errors import ExportError
 
 KEY = METADATA_KEY
-INPUT_KINDS = {"static": "repeat", "events": "event-frames"}   # DataConfig.kind -> protocol input kind
+INPUT_KINDS = {"static": "repeat", "events": "event-frames"}  # DataConfig.kind -> protocol input kind
 
 
 def readout_name(readout_rule: str) -> str:
@@ -36,23 +36,34 @@ def readout_name(readout_rule: str) -> str:
     return readout_rule
 
 
-def protocol(cfg: Config, readout_rule: str, states: list[StateInfo], neurons: list[NeuronInfo],
-             **fields: object) -> Protocol:
+def protocol(
+    cfg: Config, readout_rule: str, states: list[StateInfo], neurons: list[NeuronInfo], **fields: object
+) -> Protocol:
     """The protocol of a model trained with ``cfg``; ``fields`` override (e.g. ``uses_t``)."""
     m, d = cfg.method, cfg.data
     events = d.kind == "events"
     base = dict(
-        model=cfg.model.name, method=m.name, input_kind=INPUT_KINDS[d.kind], input_shape=tuple(cfg.model.in_shape),
+        model=cfg.model.name,
+        method=m.name,
+        input_kind=INPUT_KINDS[d.kind],
+        input_shape=tuple(cfg.model.in_shape),
         # event data only: a static image has no recording to bin
         binning=d.binning if events else None,
         duration_us=float(d.duration_us) if events else None,
         dt_us=float(d.duration_us / cfg.train_T) if events else None,
-        durations=d.durations if events else "dataset", transforms=tuple(d.transforms),
-        uses_t=False, readout=readout_name(readout_rule), T_trained=cfg.train_T,
+        durations=d.durations if events else "dataset",
+        transforms=tuple(d.transforms),
+        uses_t=False,
+        readout=readout_name(readout_rule),
+        T_trained=cfg.train_T,
         # fixed-T methods (sdt and the online ones) trained at one T only
         T_range=(m.T, m.T) if m.name in FIXED_T_METHODS else (m.tmin, m.tmax),
-        classes=tuple(d.classes), states=tuple(states), neurons=tuple(neurons), data=d.spec,
-        train_split=d.train_split)
+        classes=tuple(d.classes),
+        states=tuple(states),
+        neurons=tuple(neurons),
+        data=d.spec,
+        train_split=d.train_split,
+    )
     base.update(fields)
     return Protocol(**base)  # type: ignore[arg-type]
 

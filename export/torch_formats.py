@@ -11,10 +11,10 @@ from pathlib import Path
 
 import torch
 
+from runtime.fileio import write_atomic
 from trainer.config import Config
 from trainer.models import SpikingNet
 
-from runtime.fileio import write_atomic
 from .prepare import deployable
 from .step import StepModule, state_shapes, zero_states
 
@@ -48,8 +48,9 @@ def build_pt2(cfg: Config, model: SpikingNet) -> torch.export.ExportedProgram:
     net = deployable(model)
     x, states = _example(net, cfg)
     batch = torch.export.Dim("batch", min=1)
-    return torch.export.export(StepModule(net), (x, states),
-                               dynamic_shapes=({0: batch}, tuple({0: batch} for _ in states)))
+    return torch.export.export(
+        StepModule(net), (x, states), dynamic_shapes=({0: batch}, tuple({0: batch} for _ in states))
+    )
 
 
 def export_pt2(cfg: Config, model: SpikingNet, path: str | Path) -> Path:

@@ -76,7 +76,7 @@ class TRevStep(nn.Module):
         super().__init__()
         net = _deploy_(copy.deepcopy(net).eval())
         self.T, self.group, self.static = net.T, net.group, net.static
-        self.sub, self.head = net.subnets[0], net.heads[0]          # templates; weights come by t
+        self.sub, self.head = net.subnets[0], net.heads[0]  # templates; weights come by t
         self.sub_w = _buffers(_stack(list(net.subnets)))
         self.head_w = _buffers(_stack(list(net.heads)))
         if self.static:
@@ -116,7 +116,11 @@ def trace(step: TRevStep, in_shape: tuple[int, ...], shapes: list[tuple[int, ...
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         program = torch.onnx.export(
-            step, args, dynamo=True, opset_version=OPSET, verbose=False,
+            step,
+            args,
+            dynamo=True,
+            opset_version=OPSET,
+            verbose=False,
             input_names=["x", "t", *(f"state_{i}" for i in range(n))],
             output_names=["y", *(f"state_{i}_out" for i in range(n))],
             dynamic_shapes=({0: batch}, None, tuple({0: batch} for _ in range(n))),
@@ -164,8 +168,19 @@ def build_trev_onnx(cfg: Config, model: TRevNet) -> onnx.ModelProto:
     states = [StateInfo(f"state_{i}", tuple(s), "") for i, s in enumerate(shapes)]
     neurons = [NeuronInfo(n, spec, (), tuple(s)) for n, s in zip(nodes, n_shapes)]
     extra: dict[str, object] = {"input_kind": "encode-once"} if model.static else {}
-    set_protocol(proto, protocol(cfg, readout_name(model.readout_rule), states, neurons, uses_t=True,
-                                 T_range=(1, model.T), max_steps=model.T, **extra))
+    set_protocol(
+        proto,
+        protocol(
+            cfg,
+            readout_name(model.readout_rule),
+            states,
+            neurons,
+            uses_t=True,
+            T_range=(1, model.T),
+            max_steps=model.T,
+            **extra,
+        ),
+    )
     return proto
 
 
@@ -176,8 +191,9 @@ def export_trev_onnx(cfg: Config, model: TRevNet, path: str | Path) -> Path:
     return write_atomic(path, lambda tmp: onnx.save(stamp_onnx(proto), tmp))
 
 
-def check_trev_onnx(cfg: Config, model: TRevNet, onnx_path: str | Path, T: int | None = None,
-                    batch: int = 4) -> CheckResult:
+def check_trev_onnx(
+    cfg: Config, model: TRevNet, onnx_path: str | Path, T: int | None = None, batch: int = 4
+) -> CheckResult:
     """``--check`` for a T-RevSNN: onnxruntime step by step (fed ``t``) next to the
     deployable torch step, on the same input; ``y`` and every state within ``TOL``."""
     import numpy as np
@@ -204,5 +220,16 @@ def check_trev_onnx(cfg: Config, model: TRevNet, onnx_path: str | Path, T: int |
                 diffs[i] = max(diffs[i], float(np.abs(a.numpy() - b).max() / (1 + np.abs(a.numpy()).max())))
     rows = [[n, "-", "-", "-", "-", float(d), "ok" if d <= TOL else "FAIL"] for n, d in zip(["y", *names], diffs)]
     ok = bool((diffs <= TOL).all())
-    return CheckResult(ok, rows, {"ok": ok, "tolerance": TOL, "max_abs_diff_y": float(diffs[0]), "T": T,
-                                  "batch": int(x.shape[1]), "input": source, "compared": "y and states"})
+    return CheckResult(
+        ok,
+        rows,
+        {
+            "ok": ok,
+            "tolerance": TOL,
+            "max_abs_diff_y": float(diffs[0]),
+            "T": T,
+            "batch": int(x.shape[1]),
+            "input": source,
+            "compared": "y and states",
+        },
+    )

@@ -27,16 +27,14 @@ def bench_input(session: Session, batch: int, steps: int, seed: int = 0) -> np.n
 def runtime_step_ms(session: Session, x: np.ndarray, steps: int, repeats: int) -> float:
     """Median over ``repeats`` runs of (loop wall time / steps), the whole SDK loop included."""
     session.run(x, FixedT(steps), counts=False)  # warm up: sessions, allocations
-    return 1e3 * float(np.median([session.run(x, FixedT(steps), counts=False).seconds / steps
-                                  for _ in range(repeats)]))
+    return 1e3 * float(np.median([session.run(x, FixedT(steps), counts=False).seconds / steps for _ in range(repeats)]))
 
 
 def torch_available() -> bool:
     return importlib.util.find_spec("torch") is not None
 
 
-def torch_step_ms(checkpoint: str, x: np.ndarray, frames: bool, steps: int, repeats: int,
-                  threads: int) -> float:
+def torch_step_ms(checkpoint: str, x: np.ndarray, frames: bool, steps: int, repeats: int, threads: int) -> float:
     """Torch eager's time per step, measured by the trainer (the torch side of the product):
     imported only here, when a checkpoint is given and torch is installed."""
     from trainer.eager import step_ms
@@ -44,19 +42,30 @@ def torch_step_ms(checkpoint: str, x: np.ndarray, frames: bool, steps: int, repe
     return step_ms(checkpoint, x, frames, steps, repeats, threads)
 
 
-def bench(session: Session, batches: Sequence[int], steps: int = 20, repeats: int = 5,
-          checkpoint: str | None = None, threads: int = 0) -> list[dict]:
+def bench(
+    session: Session,
+    batches: Sequence[int],
+    steps: int = 20,
+    repeats: int = 5,
+    checkpoint: str | None = None,
+    threads: int = 0,
+) -> list[dict]:
     """One row per batch size. Torch runs with the thread count the runtime uses at that
     batch (1 at batch 1, ``threads`` or all cores above) so the ratio compares like with like."""
-    all_cores = threads or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-                            else os.cpu_count() or 1)
+    all_cores = threads or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
     rows = []
     for b in batches:
         x = bench_input(session, b, steps)
         row: dict = {"batch": b, "runtime_ms_per_step": runtime_step_ms(session, x, steps, repeats)}
         if checkpoint and torch_available():
-            t = torch_step_ms(checkpoint, x, session.protocol.input_kind not in STATIC_KINDS, steps, repeats,
-                              1 if b == 1 else all_cores)
+            t = torch_step_ms(
+                checkpoint,
+                x,
+                session.protocol.input_kind not in STATIC_KINDS,
+                steps,
+                repeats,
+                1 if b == 1 else all_cores,
+            )
             row.update(torch_ms_per_step=t, speedup=t / row["runtime_ms_per_step"])
         rows.append(row)
     return rows

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import Any
 
 from . import cliargs
@@ -15,16 +14,14 @@ from .bench import bench, torch_available
 from .data import DataError, load_dataset
 from .data.datasets import SPEC_FORMS
 from .data.transforms import from_dicts
-from .evaluate import plot_tradeoff, run_dataset, summarize, tradeoff
-from .fileio import check_output
+from .errors import InputError
+from .evaluate import plot_tradeoff, run_dataset, summarize, t_range_warning, tradeoff
+from .fileio import OutputPathError, check_output
 from .limits import check_memory, run_bytes
-from .evaluate import t_range_warning
-from .fileio import OutputPathError
 from .neuron import SpecError
 from .policies import POLICY_FORMS, PolicyError, parse_policy
 from .protocol import STATIC_KINDS, ModelError
 from .report import emit_json, guarded, table
-from .errors import InputError
 from .session import Session, load
 
 USER_ERRORS = (ModelError, InputError, PolicyError, DataError, SpecError, OutputPathError)
@@ -32,14 +29,21 @@ USER_ERRORS = (ModelError, InputError, PolicyError, DataError, SpecError, Output
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="exported model (.onnx)")
-    p.add_argument("--threads", type=cliargs.threads, default=None,
-                   help="onnxruntime intra-op threads (default: 1 at batch 1, all cores above)")
+    p.add_argument(
+        "--threads",
+        type=cliargs.threads,
+        default=None,
+        help="onnxruntime intra-op threads (default: 1 at batch 1, all cores above)",
+    )
     p.add_argument("--json", action="store_true", help="one JSON object")
 
 
 def _data(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", default=None, help="data spec: " + ", ".join(SPEC_FORMS)
-                   + " (default: the data the model was trained on, as its file says)")
+    p.add_argument(
+        "--data",
+        default=None,
+        help="data spec: " + ", ".join(SPEC_FORMS) + " (default: the data the model was trained on, as its file says)",
+    )
     p.add_argument("--limit", type=cliargs.positive_int, default=None, help="evenly spread subset of the test split")
     p.add_argument("--batch-size", type=cliargs.batch, default=256, help="samples per run batch")
     p.add_argument("--binning", default=None, help="events: equal or fixed (default: as trained)")
@@ -68,16 +72,34 @@ def cmd_run(a: argparse.Namespace) -> None:
     result = run_dataset(session, ds, policy, a.batch_size, a.binning)  # refuses a T it cannot run, first
     warnings = _warn([t_range_warning(session.protocol, policy)])
     s: dict[str, Any] = summarize(result, ds.labels)
-    s.update(policy=a.policy or session.protocol.exit_policy or f"fixed:{session.protocol.T_trained}",
-             data=ds.spec, model=a.model,
-             warnings=warnings)
+    s.update(
+        policy=a.policy or session.protocol.exit_policy or f"fixed:{session.protocol.T_trained}",
+        data=ds.spec,
+        model=a.model,
+        warnings=warnings,
+    )
     if a.json:
         emit_json(s)
         return
     print(f"{a.model} on {ds.spec} ({s['n']} samples), policy {s['policy']}")
-    print(table(["accuracy", "mean steps", "p50", "p90", "p99", "MACs", "ACs", "energy µJ", "ms/sample"],
-                [[s["accuracy"], s["mean_steps"], s["p50_steps"], s["p90_steps"], s["p99_steps"],
-                  s["macs"], s["acs"], s["energy_uj"], s["ms_per_sample"]]]))
+    print(
+        table(
+            ["accuracy", "mean steps", "p50", "p90", "p99", "MACs", "ACs", "energy µJ", "ms/sample"],
+            [
+                [
+                    s["accuracy"],
+                    s["mean_steps"],
+                    s["p50_steps"],
+                    s["p90_steps"],
+                    s["p99_steps"],
+                    s["macs"],
+                    s["acs"],
+                    s["energy_uj"],
+                    s["ms_per_sample"],
+                ]
+            ],
+        )
+    )
 
 
 def cmd_bench(a: argparse.Namespace) -> None:
@@ -117,9 +139,15 @@ def cmd_tradeoff(a: argparse.Namespace) -> None:
         emit_json({"model": a.model, "data": ds.spec, "n": len(ds), "rows": rows, "plot": a.plot})
         return
     print(f"{a.model} on {ds.spec} ({len(ds)} samples)")
-    print(table(["policy", "accuracy", "mean steps", "p90", "energy µJ", "ms/sample"],
-                [[r["policy"], r["accuracy"], r["mean_steps"], r["p90_steps"], r["energy_uj"],
-                  r["ms_per_sample"]] for r in rows]))
+    print(
+        table(
+            ["policy", "accuracy", "mean steps", "p90", "energy µJ", "ms/sample"],
+            [
+                [r["policy"], r["accuracy"], r["mean_steps"], r["p90_steps"], r["energy_uj"], r["ms_per_sample"]]
+                for r in rows
+            ],
+        )
+    )
     if a.plot:
         print(f"wrote {a.plot}")
 
@@ -130,8 +158,8 @@ def cmd_calibrate_exit(a: argparse.Namespace) -> None:
     import onnx
 
     from .exit_calibration import RULES, choose, policy_string, step_readouts
-    from .integrity import stamp_onnx
     from .fileio import write_atomic
+    from .integrity import stamp_onnx
     from .protocol import METADATA_KEY
 
     if a.budget < 0:
@@ -155,20 +183,36 @@ def cmd_calibrate_exit(a: argparse.Namespace) -> None:
     c = choose(readouts, val.labels, a.budget, a.tmin, a.rules)
     policy = policy_string(c["best"], a.tmin, tmax)
     trained_on_val = meta.get("train_split", "train") != "train-minus-val"
-    warnings = _warn([t_range_warning(p, parse_policy(policy)),
-                      "the model was trained on the validation recordings too (or does not say): its "
-                      "confidence there is optimistic; train with `fit --train-split train-minus-val`"
-                      if trained_on_val else None])
+    warnings = _warn(
+        [
+            t_range_warning(p, parse_policy(policy)),
+            "the model was trained on the validation recordings too (or does not say): its "
+            "confidence there is optimistic; train with `fit --train-split train-minus-val`"
+            if trained_on_val
+            else None,
+        ]
+    )
     fixed = summarize(run_dataset(session, test, f"fixed:{tmax}", a.batch_size, a.binning), test.labels)
     chosen = summarize(run_dataset(session, test, policy, a.batch_size, a.binning), test.labels)
     result = {
-        "policy": policy, "chosen_on": f"{val.spec} split val ({len(val)} samples)",
-        "budget_points": a.budget, "rules": list(a.rules),
-        "validation": {"fixed_accuracy": c["fixed_accuracy"], "accuracy": c["best"]["accuracy"],
-                       "mean_steps": c["best"]["mean_steps"], "disagreement": c["best"]["disagreement"],
-                       "per_rule": c["per_rule"]},
-        "test": {"n": len(test), "fixed_accuracy": fixed["accuracy"], "accuracy": chosen["accuracy"],
-                 "mean_steps": chosen["mean_steps"], "fixed_T": tmax},
+        "policy": policy,
+        "chosen_on": f"{val.spec} split val ({len(val)} samples)",
+        "budget_points": a.budget,
+        "rules": list(a.rules),
+        "validation": {
+            "fixed_accuracy": c["fixed_accuracy"],
+            "accuracy": c["best"]["accuracy"],
+            "mean_steps": c["best"]["mean_steps"],
+            "disagreement": c["best"]["disagreement"],
+            "per_rule": c["per_rule"],
+        },
+        "test": {
+            "n": len(test),
+            "fixed_accuracy": fixed["accuracy"],
+            "accuracy": chosen["accuracy"],
+            "mean_steps": chosen["mean_steps"],
+            "fixed_T": tmax,
+        },
     }
     meta["exit"] = {k: result[k] for k in ("policy", "chosen_on", "budget_points", "validation", "test")}
     onnx.helper.set_model_props(model, {**props, METADATA_KEY: json.dumps(meta)})
@@ -177,16 +221,28 @@ def cmd_calibrate_exit(a: argparse.Namespace) -> None:
         emit_json({"model": a.model, "out": a.out, **result, "warnings": warnings})
         return
     v, t = result["validation"], result["test"]
-    print(f"{a.model}: exit policy chosen on {result['chosen_on']}, budget: predictions differ from "
-          f"fixed:{tmax} on at most {a.budget}% of them")
-    print(table(["rule", "threshold", "val accuracy", "val mean steps", "differs from fixed"],
-                [[r, *(["-"] * 4 if b is None else [b["threshold"], b["accuracy"], b["mean_steps"], b["disagreement"]])]
-                 for r, b in c["per_rule"].items()]))
-    print(f"chosen: {policy} (val: {v['accuracy']:.4f} vs fixed {v['fixed_accuracy']:.4f}, "
-          f"{v['mean_steps']:.2f} mean steps, predictions differ from fixed on {100 * v['disagreement']:.1f}%)")
-    print(f"test ({t['n']} samples, reported only): {t['accuracy']:.4f} at {t['mean_steps']:.2f} mean steps "
-          f"vs fixed:{tmax} {t['fixed_accuracy']:.4f} ({100 * (t['accuracy'] - t['fixed_accuracy']):+.2f} points, "
-          f"{100 * t['mean_steps'] / tmax:.1f}% of the steps)")
+    print(
+        f"{a.model}: exit policy chosen on {result['chosen_on']}, budget: predictions differ from "
+        f"fixed:{tmax} on at most {a.budget}% of them"
+    )
+    print(
+        table(
+            ["rule", "threshold", "val accuracy", "val mean steps", "differs from fixed"],
+            [
+                [r, *(["-"] * 4 if b is None else [b["threshold"], b["accuracy"], b["mean_steps"], b["disagreement"]])]
+                for r, b in c["per_rule"].items()
+            ],
+        )
+    )
+    print(
+        f"chosen: {policy} (val: {v['accuracy']:.4f} vs fixed {v['fixed_accuracy']:.4f}, "
+        f"{v['mean_steps']:.2f} mean steps, predictions differ from fixed on {100 * v['disagreement']:.1f}%)"
+    )
+    print(
+        f"test ({t['n']} samples, reported only): {t['accuracy']:.4f} at {t['mean_steps']:.2f} mean steps "
+        f"vs fixed:{tmax} {t['fixed_accuracy']:.4f} ({100 * (t['accuracy'] - t['fixed_accuracy']):+.2f} points, "
+        f"{100 * t['mean_steps'] / tmax:.1f}% of the steps)"
+    )
     print(f"wrote {a.out} (its default policy is now {policy})")
 
 
@@ -196,37 +252,67 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="accuracy, steps, operations, energy and latency on a data set")
     _common(p)
     _data(p)
-    p.add_argument("--policy", default=None,
-                   help=f"exit policy, one of {', '.join(POLICY_FORMS)} (default: fixed at the trained T)")
-    p.add_argument("--mode", choices=["clock", "event"], default="clock",
-                   help="clock-driven steps (default) or event-driven per input event (--json adds sd)")
+    p.add_argument(
+        "--policy",
+        default=None,
+        help=f"exit policy, one of {', '.join(POLICY_FORMS)} (default: fixed at the trained T)",
+    )
+    p.add_argument(
+        "--mode",
+        choices=["clock", "event"],
+        default="clock",
+        help="clock-driven steps (default) or event-driven per input event (--json adds sd)",
+    )
     p = sub.add_parser("bench", help="per-step latency, and torch eager with --checkpoint")
     _common(p)
     p.add_argument("--batch-size", type=cliargs.batch, nargs="+", default=[1, 64], help="batch sizes to time")
     p.add_argument("--steps", type=cliargs.steps, default=20, help="time steps per timed run")
     p.add_argument("--repeats", type=cliargs.positive_int, default=5, help="timed runs per batch size (median)")
     p.add_argument("--checkpoint", default=None, help="the model.pt the ONNX file was exported from")
-    p = sub.add_parser("tradeoff", help="sweep confidence thresholds on the test split: accuracy vs steps and "
-                       "energy (a report; choose a threshold with calibrate-exit)")
+    p = sub.add_parser(
+        "tradeoff",
+        help="sweep confidence thresholds on the test split: accuracy vs steps and "
+        "energy (a report; choose a threshold with calibrate-exit)",
+    )
     _common(p)
     _data(p)
-    p.add_argument("--thresholds", type=cliargs.unit_float, nargs="+",
-                   default=[0.5, 0.7, 0.8, 0.9, 0.95, 0.99], help="confidence thresholds to sweep")
+    p.add_argument(
+        "--thresholds",
+        type=cliargs.unit_float,
+        nargs="+",
+        default=[0.5, 0.7, 0.8, 0.9, 0.95, 0.99],
+        help="confidence thresholds to sweep",
+    )
     p.add_argument("--tmin", type=cliargs.steps, default=1, help="no exit before this step")
     p.add_argument("--tmax", type=cliargs.steps, default=None, help="default: the trained T")
     p.add_argument("--fixed-curve", action="store_true", help="also run fixed T = 1 .. tmax")
     p.add_argument("--plot", type=cliargs.png_path, default=None, help="write the curves as a PNG")
-    p = sub.add_parser("calibrate-exit", help="choose an exit policy on the validation split for an accuracy "
-                       "budget, store it in a copy of the model as its default, report it on the test split")
+    p = sub.add_parser(
+        "calibrate-exit",
+        help="choose an exit policy on the validation split for an accuracy "
+        "budget, store it in a copy of the model as its default, report it on the test split",
+    )
     _common(p)
     _data(p)
-    p.add_argument("--out", type=cliargs.output_path, required=True,
-                   help="the model with the chosen policy in its metadata (.onnx)")
-    p.add_argument("--budget", type=cliargs.nonneg_float, default=0.5,
-                   help="percent of validation samples whose prediction may differ from fixed tmax (so at most "
-                   "that many accuracy points lost there; default 0.5)")
-    p.add_argument("--rules", nargs="+", default=["confidence", "margin", "entropy"],
-                   help="exit rules to consider (default: confidence margin entropy)")
+    p.add_argument(
+        "--out",
+        type=cliargs.output_path,
+        required=True,
+        help="the model with the chosen policy in its metadata (.onnx)",
+    )
+    p.add_argument(
+        "--budget",
+        type=cliargs.nonneg_float,
+        default=0.5,
+        help="percent of validation samples whose prediction may differ from fixed tmax (so at most "
+        "that many accuracy points lost there; default 0.5)",
+    )
+    p.add_argument(
+        "--rules",
+        nargs="+",
+        default=["confidence", "margin", "entropy"],
+        help="exit rules to consider (default: confidence margin entropy)",
+    )
     p.add_argument("--tmin", type=cliargs.steps, default=1, help="no exit before this step")
     p.add_argument("--tmax", type=cliargs.steps, default=None, help="default: the trained T")
     from .event.cli import add_event_bench
@@ -242,7 +328,12 @@ def main(argv: list[str] | None = None) -> None:
     from .stream_cli import cmd_stream
 
     a = parser().parse_args(argv)
-    commands = {"run": cmd_run, "bench": cmd_bench, "tradeoff": cmd_tradeoff, "event-bench": cmd_event_bench,
-                "stream": cmd_stream, "calibrate-exit": cmd_calibrate_exit}
+    commands = {
+        "run": cmd_run,
+        "bench": cmd_bench,
+        "tradeoff": cmd_tradeoff,
+        "event-bench": cmd_event_bench,
+        "stream": cmd_stream,
+        "calibrate-exit": cmd_calibrate_exit,
+    }
     guarded(USER_ERRORS, lambda: commands[a.cmd](a))
-

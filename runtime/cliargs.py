@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import argparse
 import math
-import re
 import os
+import re
 from collections.abc import Callable
-from typing import TYPE_CHECKING, NoReturn
 from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
 
 from .errors import InputError
 from .limits import MAX_T
@@ -23,9 +23,9 @@ from .report import fail
 if TYPE_CHECKING:
     from .protocol import Protocol
 
-MAX_BATCH = 1_000_000    # samples per batch (the memory estimate refuses smaller ones when they do not fit)
-MAX_WIDTH = 65_536       # channels
-MAX_SIDE = 16_384        # input side length / channels of an input shape
+MAX_BATCH = 1_000_000  # samples per batch (the memory estimate refuses smaller ones when they do not fit)
+MAX_WIDTH = 65_536  # channels
+MAX_SIDE = 16_384  # input side length / channels of an input shape
 MAX_COUNT = 1_000_000_000  # epochs, limits, repeats and other plain counts
 
 
@@ -35,8 +35,14 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
     def _get_help_string(self, action: argparse.Action) -> str | None:
         text = action.help or ""
         d = action.default
-        if "default" in text or d is None or d is False or d is argparse.SUPPRESS or d == [] \
-                or not action.option_strings:
+        if (
+            "default" in text
+            or d is None
+            or d is False
+            or d is argparse.SUPPRESS
+            or d == []
+            or not action.option_strings
+        ):
             return text
         return text + " (default: %(default)s)"
 
@@ -52,6 +58,7 @@ class Parser(argparse.ArgumentParser):
     def add_version(self) -> Parser:
         """``--version`` on a top-level parser: the installed flexsnn version."""
         from importlib.metadata import PackageNotFoundError, version
+
         try:
             v = version("flexsnn")
         except PackageNotFoundError:  # run from a checkout that was never installed
@@ -76,7 +83,7 @@ def _int(text: str) -> int:
         try:
             f = float(text)  # "1e3" is a fine integer; "1.5" is not
         except ValueError:
-                raise argparse.ArgumentTypeError(f"must be an integer, got {_shown(text)}") from None
+            raise argparse.ArgumentTypeError(f"must be an integer, got {_shown(text)}") from None
         if not math.isfinite(f) or f != int(f):
             raise argparse.ArgumentTypeError(f"must be an integer, got {_shown(text)}") from None
         return int(f)
@@ -84,13 +91,16 @@ def _int(text: str) -> int:
 
 def int_range(lo: int, hi: int, what: str = "") -> Callable[[str], int]:
     """An integer in ``[lo, hi]``."""
+
     def parse(text: str) -> int:
         v = _int(text)
         if not lo <= v <= hi:
             kind = {0: "a non-negative integer", 1: "a positive integer"}.get(lo, f"an integer >= {lo}")
-            raise argparse.ArgumentTypeError(f"must be {kind} (at most {hi}"
-                                             + (f"; {what}" if what else "") + f"), got {_shown(text)}")
+            raise argparse.ArgumentTypeError(
+                f"must be {kind} (at most {hi}" + (f"; {what}" if what else "") + f"), got {_shown(text)}"
+            )
         return v
+
     parse.__name__ = "integer"
     return parse
 
@@ -108,6 +118,7 @@ seed = int_range(0, 2**32 - 1, "a numpy/torch seed")
 
 def float_range(lo: float, hi: float, lo_open: bool = False, what: str = "") -> Callable[[str], float]:
     """A finite float in ``[lo, hi]`` (``(lo, hi]`` with ``lo_open``); NaN and inf refused."""
+
     def parse(text: str) -> float:
         try:
             v = float(text)
@@ -117,9 +128,11 @@ def float_range(lo: float, hi: float, lo_open: bool = False, what: str = "") -> 
             raise argparse.ArgumentTypeError(f"must be a finite number, got {_shown(text)}")
         if v < lo or v > hi or (lo_open and v == lo):
             left = "(" if lo_open else "["
-            raise argparse.ArgumentTypeError(f"must be a number in {left}{lo}, {hi}]"
-                                             + (f" ({what})" if what else "") + f", got {_shown(text)}")
+            raise argparse.ArgumentTypeError(
+                f"must be a number in {left}{lo}, {hi}]" + (f" ({what})" if what else "") + f", got {_shown(text)}"
+            )
         return v
+
     parse.__name__ = "number"
     return parse
 
@@ -159,12 +172,25 @@ def png_path(text: str) -> str:
     return text
 
 
+def add_in_shape(p: argparse.ArgumentParser, default: list[int]) -> None:
+    """``--in-shape C H W``: the input shape of a model built from its name."""
+    p.add_argument(
+        "--in-shape",
+        type=side,
+        nargs=3,
+        default=default,
+        metavar=("C", "H", "W"),
+        help="input shape (channels, height, width)",
+    )
+
+
 def data_spec(a: argparse.Namespace, protocol: Protocol) -> str:
     """``--data``, or the data the model says it was trained on."""
     from .data.datasets import SPEC_FORMS
 
     spec = a.data or protocol.data
     if spec is None:
-        raise InputError(f"{a.model} does not say which data it was trained on; pass --data (one of "
-                         f"{', '.join(SPEC_FORMS)})")
+        raise InputError(
+            f"{a.model} does not say which data it was trained on; pass --data (one of {', '.join(SPEC_FORMS)})"
+        )
     return spec

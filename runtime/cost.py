@@ -30,9 +30,22 @@ E_MAC_PJ = 4.6
 E_AC_PJ = 0.9
 SYNAPTIC_OPS = ("Conv", "Gemm", "MatMul")
 # Ops that move or average values without mixing sources: a spike rate passes through.
-PASS_THROUGH = ("AveragePool", "MaxPool", "GlobalAveragePool", "GlobalMaxPool", "Flatten",
-                "Reshape", "Squeeze", "Unsqueeze", "Identity", "Transpose", "Dropout", "Pad",
-                "Cast", "ReduceMean")
+PASS_THROUGH = (
+    "AveragePool",
+    "MaxPool",
+    "GlobalAveragePool",
+    "GlobalMaxPool",
+    "Flatten",
+    "Reshape",
+    "Squeeze",
+    "Unsqueeze",
+    "Identity",
+    "Transpose",
+    "Dropout",
+    "Pad",
+    "Cast",
+    "ReduceMean",
+)
 INPUT = "x"
 
 
@@ -72,8 +85,9 @@ def fan_in(node: onnx.NodeProto, weights: Mapping[str, np.ndarray], in_shape: Se
     return int(in_shape[-1])  # MatMul: contraction over the last axis of the activation
 
 
-def gathered_weight(name: str, producers: Mapping[str, onnx.NodeProto],
-                    weights: Mapping[str, np.ndarray]) -> np.ndarray | None:
+def gathered_weight(
+    name: str, producers: Mapping[str, onnx.NodeProto], weights: Mapping[str, np.ndarray]
+) -> np.ndarray | None:
     """A weight chosen by the step index (``Gather`` of one slice of a stacked initializer,
     as in T-RevSNN graphs), walked back through shape-only ops: one slice, for its shape."""
     while (node := producers.get(name)) is not None:
@@ -117,8 +131,7 @@ def trace_source(name: str, producers: Mapping[str, onnx.NodeProto], spiking: se
         name = node.input[0]
 
 
-def synapse_layers(model: onnx.ModelProto, proto: Protocol,
-                   shapes: Mapping[str, Sequence[int]]) -> list[SynapseLayer]:
+def synapse_layers(model: onnx.ModelProto, proto: Protocol, shapes: Mapping[str, Sequence[int]]) -> list[SynapseLayer]:
     """The synaptic layers of ``model``; ``shapes`` maps value names to their batch-1 shapes
     (measured by running one step), for every synaptic node's input and output."""
     g = model.graph
@@ -131,8 +144,9 @@ def synapse_layers(model: onnx.ModelProto, proto: Protocol,
             continue
         src = data_input(node, set(weights))
         w = gathered_weight(node.input[1], producers, weights) if node.op_type == "Conv" else None
-        macs = int(np.prod(shapes[node.output[0]])) * fan_in(node, {**weights, node.input[1]: w} if w is not None
-                                                               else weights, shapes[src])
+        macs = int(np.prod(shapes[node.output[0]])) * fan_in(
+            node, {**weights, node.input[1]: w} if w is not None else weights, shapes[src]
+        )
         source = trace_source(src, producers, spiking)
         if source == INPUT and proto.input_kind in STATIC_KINDS:
             source = None  # a static image is a dense, non-spiking input
@@ -140,8 +154,9 @@ def synapse_layers(model: onnx.ModelProto, proto: Protocol,
     return layers + once_layers(model, shapes)
 
 
-def count_ops(layers: Sequence[SynapseLayer], steps: np.ndarray, spikes: Mapping[str, np.ndarray],
-              elements: Mapping[str, int]) -> tuple[np.ndarray, np.ndarray]:
+def count_ops(
+    layers: Sequence[SynapseLayer], steps: np.ndarray, spikes: Mapping[str, np.ndarray], elements: Mapping[str, int]
+) -> tuple[np.ndarray, np.ndarray]:
     """Per-sample ``(MACs, ACs)`` of a run.
 
     ``steps[N]`` steps each sample ran; ``spikes[source][N]`` total spikes (or input events,

@@ -63,8 +63,14 @@ class Stepper:
     values (views into buffers that the next step overwrites).
     """
 
-    def __init__(self, session: ort.InferenceSession, proto: Protocol, batch: int,
-                 extra: Sequence[str] = (), extra_shapes: Sequence[tuple[int, ...]] = ()):
+    def __init__(
+        self,
+        session: ort.InferenceSession,
+        proto: Protocol,
+        batch: int,
+        extra: Sequence[str] = (),
+        extra_shapes: Sequence[tuple[int, ...]] = (),
+    ):
         self.proto = proto
         self.names = list(extra)
         self.extra_shapes = list(extra_shapes)
@@ -117,4 +123,3 @@ class Stepper:
         """Only the samples where ``mask`` is true go on (possibly on another session)."""
         kept = [s[mask] for s in self.states]
         self._bind(session, int(mask.sum()), kept)
-

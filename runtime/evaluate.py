@@ -16,21 +16,30 @@ from .session import RunResult, Session
 PERCENTILES = (50, 90, 99)
 
 
-def run_dataset(session: Session, ds: Dataset, policy: ExitPolicy | str | int | None = None,
-                batch_size: int = 256, binning: str | None = None, counts: bool = True) -> RunResult:
+def run_dataset(
+    session: Session,
+    ds: Dataset,
+    policy: ExitPolicy | str | int | None = None,
+    batch_size: int = 256,
+    binning: str | None = None,
+    counts: bool = True,
+) -> RunResult:
     """Run every sample of ``ds`` in batches; events are binned as the model was trained
     (or per ``binning``), into as many frames as the policy may use."""
     p = session.protocol
     if tuple(ds.shape) != p.input_shape:
-        raise DataError(f"data {ds.spec!r} gives inputs of shape {list(ds.shape)}, but the model "
-                        f"expects {list(p.input_shape)}")
+        raise DataError(
+            f"data {ds.spec!r} gives inputs of shape {list(ds.shape)}, but the model expects {list(p.input_shape)}"
+        )
     if batch_size <= 0:
         raise DataError(f"batch size must be a positive integer, got {batch_size}")
     policy = as_policy(policy) or model_default(p.exit_policy, p.T_trained)
     T = policy.horizon(p.T_trained)
     check_steps(T)
-    check_memory(run_bytes(p, min(batch_size, len(ds)), 1 if ds.kind == "static" else T),
-                 f"a batch of {min(batch_size, len(ds))} samples for {T} steps")
+    check_memory(
+        run_bytes(p, min(batch_size, len(ds)), 1 if ds.kind == "static" else T),
+        f"a batch of {min(batch_size, len(ds))} samples for {T} steps",
+    )
     binning = binning or p.binning
     parts = []
     for start in range(0, len(ds), batch_size):
@@ -74,14 +83,22 @@ def summarize(result: RunResult, labels: np.ndarray) -> dict[str, float | int | 
     return s
 
 
-def tradeoff(session: Session, ds: Dataset, thresholds: Sequence[float], tmin: int = 1,
-             tmax: int | None = None, batch_size: int = 256, binning: str | None = None,
-             fixed_curve: bool = False) -> list[dict]:
+def tradeoff(
+    session: Session,
+    ds: Dataset,
+    thresholds: Sequence[float],
+    tmin: int = 1,
+    tmax: int | None = None,
+    batch_size: int = 256,
+    binning: str | None = None,
+    fixed_curve: bool = False,
+) -> list[dict]:
     """Confidence exit at each threshold, plus fixed T = tmax (and every fixed T from 1 to
     tmax if ``fixed_curve``): one summary row each, with its ``policy``."""
     tmax = tmax or session.protocol.T_trained
     policies: list[tuple[str, ExitPolicy]] = [
-        (f"confidence:{th},tmin={tmin},tmax={tmax}", Confidence(float(th), tmin, tmax)) for th in thresholds]
+        (f"confidence:{th},tmin={tmin},tmax={tmax}", Confidence(float(th), tmin, tmax)) for th in thresholds
+    ]
     fixed = range(1, tmax + 1) if fixed_curve else [tmax]
     policies += [(f"fixed:{T}", FixedT(T)) for T in fixed]
     rows = []

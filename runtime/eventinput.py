@@ -28,8 +28,9 @@ def _describe(ev: object) -> str:
     return f"{type(ev).__name__} with dtype {dtype}" if dtype is not None else type(ev).__name__
 
 
-def check_stream(ev: object, shape: tuple[int, int, int], t_after: int = -1,
-                 what: str = "event stream") -> tuple[np.ndarray, ...]:
+def check_stream(
+    ev: object, shape: tuple[int, int, int], t_after: int = -1, what: str = "event stream"
+) -> tuple[np.ndarray, ...]:
     """Validate ``ev`` for a sensor ``shape`` (C, H, W); return contiguous int64 x, y, p, t.
 
     ``t_after``: the stream continues one whose last timestamp was this (its first
@@ -37,8 +38,10 @@ def check_stream(ev: object, shape: tuple[int, int, int], t_after: int = -1,
     """
     names = getattr(getattr(ev, "dtype", None), "names", None)
     if not isinstance(ev, np.ndarray) or names is None or not set(FIELDS) <= set(names):
-        raise EventInputError(f"{what} is a {_describe(ev)}; expected a structured numpy array with fields "
-                              "x, y, p, t (runtime.data.EVENT_DTYPE, as tonic uses)")
+        raise EventInputError(
+            f"{what} is a {_describe(ev)}; expected a structured numpy array with fields "
+            "x, y, p, t (runtime.data.EVENT_DTYPE, as tonic uses)"
+        )
     if ev.ndim != 1:
         raise EventInputError(f"{what} has shape {list(ev.shape)}; expected a 1-D array of events")
     for f in ("x", "y", "p"):
@@ -55,31 +58,41 @@ def check_stream(ev: object, shape: tuple[int, int, int], t_after: int = -1,
     if len(t) and t.min() < 0:
         raise EventInputError(f"{what}: negative timestamps (min {t.min()}); expected µs >= 0")
     if len(t) and t.max() > MAX_T_US:
-        raise EventInputError(f"{what}: timestamp {t.max()} µs is beyond {MAX_T_US} µs (about 101 days); "
-                              "expected µs since the start of the recording")
+        raise EventInputError(
+            f"{what}: timestamp {t.max()} µs is beyond {MAX_T_US} µs (about 101 days); "
+            "expected µs since the start of the recording"
+        )
     C, H, W = shape
     for f, size, name in (("x", W, "width"), ("y", H, "height")):
         a = ev[f]
         if len(a) and (a.min() < 0 or a.max() >= size):
             bad = int(((a < 0) | (a >= size)).sum())
-            raise EventInputError(f"{what}: {bad} events have {f} outside the sensor (range {a.min()}..{a.max()}; "
-                                  f"the model's sensor {name} is {size}: 0..{size - 1})")
+            raise EventInputError(
+                f"{what}: {bad} events have {f} outside the sensor (range {a.min()}..{a.max()}; "
+                f"the model's sensor {name} is {size}: 0..{size - 1})"
+            )
     p = ev["p"]
     if len(p) and (p.min() < 0 or p.max() >= C):
-        raise EventInputError(f"{what}: polarity values {sorted(set(np.unique(p).tolist()))[:5]} found; this "
-                              f"model expects p in 0..{C - 1} (ON = 1, OFF = 0; map a -1/+1 encoding with "
-                              "p = (p > 0))")
+        raise EventInputError(
+            f"{what}: polarity values {sorted(set(np.unique(p).tolist()))[:5]} found; this "
+            f"model expects p in 0..{C - 1} (ON = 1, OFF = 0; map a -1/+1 encoding with "
+            "p = (p > 0))"
+        )
     t64 = t.astype(np.int64)
     if len(t64) > 1:
         down = np.flatnonzero(np.diff(t64) < 0)
         if down.size:
             i = int(down[0]) + 1
-            raise EventInputError(f"{what}: timestamps are not sorted (t[{i - 1}] = {t64[i - 1]} > t[{i}] = "
-                                  f"{t64[i]}); the engine refuses unsorted streams rather than guess. Sort "
-                                  "with ev = ev[np.argsort(ev['t'], kind='stable')]")
+            raise EventInputError(
+                f"{what}: timestamps are not sorted (t[{i - 1}] = {t64[i - 1]} > t[{i}] = "
+                f"{t64[i]}); the engine refuses unsorted streams rather than guess. Sort "
+                "with ev = ev[np.argsort(ev['t'], kind='stable')]"
+            )
     if len(t64) and t64[0] < t_after:
-        raise EventInputError(f"{what} starts at t = {t64[0]} µs, before the end of the previous chunk "
-                              f"(t = {t_after} µs); chunks must continue in time")
+        raise EventInputError(
+            f"{what} starts at t = {t64[0]} µs, before the end of the previous chunk "
+            f"(t = {t_after} µs); chunks must continue in time"
+        )
     as64 = lambda a: np.ascontiguousarray(a, dtype=np.int64)
     return as64(ev["x"]), as64(ev["y"]), as64(p), t64
 

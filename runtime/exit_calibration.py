@@ -20,10 +20,9 @@ disagreement is a possible loss, so bounding them is the one-sided, conservative
 
 from __future__ import annotations
 
-from typing import Any
-
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -55,14 +54,21 @@ class _Recorder:
         return np.zeros(len(logits), bool)
 
 
-def step_readouts(session: Session, ds: Dataset, T: int, batch_size: int = 256,
-                  binning: str | None = None) -> np.ndarray:
+def step_readouts(
+    session: Session, ds: Dataset, T: int, batch_size: int = 256, binning: str | None = None
+) -> np.ndarray:
     """The readout after every step 1..T of every sample: ``[T, N, classes]``."""
     parts = []
     for start in range(0, len(ds), batch_size):
         rec = _Recorder(T)
-        run_dataset(session, ds.subset(np.arange(start, min(start + batch_size, len(ds)))), rec,
-                    batch_size, binning, counts=False)
+        run_dataset(
+            session,
+            ds.subset(np.arange(start, min(start + batch_size, len(ds)))),
+            rec,
+            batch_size,
+            binning,
+            counts=False,
+        )
         parts.append(np.stack(rec.logits))
     return np.concatenate(parts, axis=1)
 
@@ -72,11 +78,11 @@ def replay(readouts: np.ndarray, rule: str, threshold: float, tmin: int) -> tupl
     the first step t >= tmin whose score passes, else the last step."""
     score_fn, higher = RULES[rule]
     T, N, _ = readouts.shape
-    scores = np.stack([score_fn(z) for z in readouts])                 # [T, N]
+    scores = np.stack([score_fn(z) for z in readouts])  # [T, N]
     passed = scores > threshold if higher else scores < threshold
     passed[: tmin - 1] = False
     passed[-1] = True
-    stop = passed.argmax(axis=0)                                        # first passing step, 0-based
+    stop = passed.argmax(axis=0)  # first passing step, 0-based
     return readouts[stop, np.arange(N)].argmax(axis=1), stop + 1
 
 
@@ -88,8 +94,9 @@ def candidates(readouts: np.ndarray, rule: str) -> np.ndarray:
     return np.unique(np.clip(np.round(mids, 6), 0.0, 1.0))
 
 
-def choose(readouts: np.ndarray, labels: np.ndarray, budget_points: float, tmin: int,
-           rules: Sequence[str] = tuple(RULES)) -> dict:
+def choose(
+    readouts: np.ndarray, labels: np.ndarray, budget_points: float, tmin: int, rules: Sequence[str] = tuple(RULES)
+) -> dict:
     """The (rule, threshold) with the fewest mean validation steps whose predictions differ
     from those of fixed T (the last recorded step) on at most ``budget_points`` percent of
     the samples, so that its validation accuracy is at most that far below fixed T."""
@@ -100,8 +107,13 @@ def choose(readouts: np.ndarray, labels: np.ndarray, budget_points: float, tmin:
     ref = float((ref_pred == labels).mean())
     allowed = budget_points / 100 + 1e-12
     T = readouts.shape[0]
-    best: dict[str, Any] = {"rule": "fixed", "threshold": None, "accuracy": ref, "mean_steps": float(T),
-                            "disagreement": 0.0}
+    best: dict[str, Any] = {
+        "rule": "fixed",
+        "threshold": None,
+        "accuracy": ref,
+        "mean_steps": float(T),
+        "disagreement": 0.0,
+    }
     per_rule: dict[str, dict[str, Any] | None] = {}
     for rule in rules:
         top: dict[str, Any] | None = None
@@ -109,8 +121,13 @@ def choose(readouts: np.ndarray, labels: np.ndarray, budget_points: float, tmin:
             pred, steps = replay(readouts, rule, float(th), tmin)
             differ = float((pred != ref_pred).mean())
             if differ <= allowed and (top is None or steps.mean() < top["mean_steps"]):
-                top = {"rule": rule, "threshold": float(th), "accuracy": float((pred == labels).mean()),
-                       "mean_steps": float(steps.mean()), "disagreement": differ}
+                top = {
+                    "rule": rule,
+                    "threshold": float(th),
+                    "accuracy": float((pred == labels).mean()),
+                    "mean_steps": float(steps.mean()),
+                    "disagreement": differ,
+                }
         per_rule[rule] = top
         if top is not None and top["mean_steps"] < best["mean_steps"]:
             best = top

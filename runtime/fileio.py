@@ -40,8 +40,9 @@ def check_output(path: str | Path | None, *inputs: str | Path | None, what: str 
         raise OutputPathError(f"cannot write {out}: it is a folder; expected a file name")
     for src in inputs:
         if src is not None and str(src) and _same_file(out, Path(src)):
-            raise OutputPathError(f"{what} {out} is the input {src}; writing it would destroy the input "
-                                  "(choose another output path)")
+            raise OutputPathError(
+                f"{what} {out} is the input {src}; writing it would destroy the input (choose another output path)"
+            )
     return out
 
 

@@ -49,15 +49,19 @@ def verify_onnx(model: onnx.ModelProto, path: str | Path) -> None:
     if stored is None:
         if str(path) not in _noted:  # once per file and process: a loop of loads stays readable
             _noted.add(str(path))
-            print(f"note: {path} carries no weight digest (exported before digests were added); "
-                  "its integrity cannot be checked", file=sys.stderr)
+            print(
+                f"note: {path} carries no weight digest (exported before digests were added); "
+                "its integrity cannot be checked",
+                file=sys.stderr,
+            )
         return
     if stored != onnx_digest(model):
-        raise IntegrityError(f"{path} is corrupted: its graph or weights do not match the SHA-256 digest "
-                             "stored in it (re-export it from the checkpoint)")
+        raise IntegrityError(
+            f"{path} is corrupted: its graph or weights do not match the SHA-256 digest "
+            "stored in it (re-export it from the checkpoint)"
+        )
 
 
 def external_data(model: onnx.ModelProto) -> list[str]:
     """Names of initializers stored outside the file (flexsnn files are self-contained)."""
-    return [t.name for t in model.graph.initializer
-            if t.data_location == onnx.TensorProto.EXTERNAL or t.external_data]
+    return [t.name for t in model.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL or t.external_data]

@@ -58,8 +58,9 @@ def check_memory(need: float, what: str) -> None:
     """Refuse ``what`` if its estimated ``need`` (bytes) exceeds the limit."""
     limit = available_bytes()
     if need > limit:
-        raise ResourceError(f"{what} needs about {human(need)} of memory; {human(limit)} is available "
-                            f"(set {ENV} to change the limit)")
+        raise ResourceError(
+            f"{what} needs about {human(need)} of memory; {human(limit)} is available (set {ENV} to change the limit)"
+        )
 
 
 def run_bytes(protocol: Any, batch: int, frames: int = 1) -> int:

@@ -18,8 +18,12 @@ from typing import Protocol
 
 import numpy as np
 
-POLICY_FORMS = ("fixed:T", "confidence:THRESHOLD[,tmin=N,tmax=N]", "entropy:THRESHOLD[,tmin=N,tmax=N]",
-                "margin:THRESHOLD[,tmin=N,tmax=N]")
+POLICY_FORMS = (
+    "fixed:T",
+    "confidence:THRESHOLD[,tmin=N,tmax=N]",
+    "entropy:THRESHOLD[,tmin=N,tmax=N]",
+    "margin:THRESHOLD[,tmin=N,tmax=N]",
+)
 
 
 class PolicyError(ValueError):
@@ -161,6 +165,7 @@ def _bounded(cls: type[_Bounded]) -> Callable[[str], ExitPolicy]:
                 raise PolicyError(f"option {opt!r} is unknown; expected tmin=N or tmax=N")
             kw[key.strip()] = _int(value.strip(), key.strip())
         return cls(threshold, **kw)
+
     return parse
 
 
@@ -196,8 +201,11 @@ def as_policy(policy: ExitPolicy | str | int | None) -> ExitPolicy | None:
         return None if policy is None else parse_policy(policy)
     if isinstance(policy, (int, np.integer)) and not isinstance(policy, bool):
         return FixedT(int(policy))
-    if isinstance(policy, bool) or not (callable(getattr(policy, "horizon", None))
-                                        and callable(getattr(policy, "should_exit", None))):
-        raise PolicyError(f"{policy!r} is not a policy: expected a string of the forms "
-                          f"{list(POLICY_FORMS)}, an int T, or an object with horizon() and should_exit()")
+    if isinstance(policy, bool) or not (
+        callable(getattr(policy, "horizon", None)) and callable(getattr(policy, "should_exit", None))
+    ):
+        raise PolicyError(
+            f"{policy!r} is not a policy: expected a string of the forms "
+            f"{list(POLICY_FORMS)}, an int T, or an object with horizon() and should_exit()"
+        )
     return policy

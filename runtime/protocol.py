@@ -49,6 +49,8 @@ def readout(ys: Any, rule: str) -> Any:
     if rule == "count":
         return ys.sum(0)
     raise ModelError(f"readout {rule!r} is unknown; expected one of {list(READOUTS)}")
+
+
 BINNINGS = ("equal", "fixed")
 
 
@@ -67,16 +69,15 @@ class StateInfo:
 class NeuronInfo:
     node: str
     spec: NeuronSpec
-    states: tuple[str, ...] = ()           # its state inputs, in the kind's order (none: stateless)
-    shape: tuple[int, ...] | None = None   # stateless neurons only (no state gives the shape)
+    states: tuple[str, ...] = ()  # its state inputs, in the kind's order (none: stateless)
+    shape: tuple[int, ...] | None = None  # stateless neurons only (no state gives the shape)
 
     @property
     def op(self) -> str:
         return self.spec.kind
 
     def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"node": self.node, "op": self.op, "spec": self.spec.to_dict(),
-                             "states": list(self.states)}
+        d: dict[str, Any] = {"node": self.node, "op": self.op, "spec": self.spec.to_dict(), "states": list(self.states)}
         if self.shape is not None:
             d["shape"] = list(self.shape)
         return d
@@ -90,7 +91,7 @@ class Protocol:
     method: str
     input_kind: str
     input_shape: tuple[int, ...]
-    binning: str | None        # None (with the two below) for static images: no time base
+    binning: str | None  # None (with the two below) for static images: no time base
     duration_us: float | None
     dt_us: float | None
     uses_t: bool
@@ -100,10 +101,10 @@ class Protocol:
     classes: tuple[str, ...]
     states: tuple[StateInfo, ...]
     neurons: tuple[NeuronInfo, ...]
-    max_steps: int | None = None   # a model with no step t >= max_steps (T-RevSNN); None: unbounded
-    durations: str = "dataset"     # equal binning: over duration_us, or each recording's own span
+    max_steps: int | None = None  # a model with no step t >= max_steps (T-RevSNN); None: unbounded
+    durations: str = "dataset"  # equal binning: over duration_us, or each recording's own span
     transforms: tuple[dict, ...] = ()  # runtime.data.transforms the model was trained with
-    data: str | None = None        # the data spec it was trained on (the runtime's default --data)
+    data: str | None = None  # the data spec it was trained on (the runtime's default --data)
     exit_policy: str | None = None  # default exit policy chosen on validation data (runtime calibrate-exit)
     train_split: str | None = None  # "train-minus-val": a validation split was held out of training
 
@@ -114,13 +115,23 @@ class Protocol:
     def to_dict(self) -> dict[str, Any]:
         """The ``flexsnn.protocol`` metadata object (current :data:`FORMAT`)."""
         d: dict[str, Any] = {
-            "format": FORMAT, "model": self.model, "method": self.method,
-            "input": {"kind": self.input_kind, "shape": list(self.input_shape), "binning": self.binning,
-                      "duration_us": self.duration_us, "dt_us": self.dt_us,
-                      "durations": self.durations if self.binning is not None else None,
-                      "transforms": list(self.transforms)},
-            "uses_t": self.uses_t, "readout": self.readout, "T_trained": self.T_trained,
-            "T_range": list(self.T_range), "classes": list(self.classes),
+            "format": FORMAT,
+            "model": self.model,
+            "method": self.method,
+            "input": {
+                "kind": self.input_kind,
+                "shape": list(self.input_shape),
+                "binning": self.binning,
+                "duration_us": self.duration_us,
+                "dt_us": self.dt_us,
+                "durations": self.durations if self.binning is not None else None,
+                "transforms": list(self.transforms),
+            },
+            "uses_t": self.uses_t,
+            "readout": self.readout,
+            "T_trained": self.T_trained,
+            "T_range": list(self.T_range),
+            "classes": list(self.classes),
             "states": [{"name": s.name, "shape": list(s.shape), "node": s.node} for s in self.states],
             "neurons": [n.to_dict() for n in self.neurons],
         }
@@ -170,8 +181,9 @@ def parse_protocol(meta: dict[str, Any]) -> Protocol:
         raise
     except (TypeError, ValueError, KeyError, AttributeError, IndexError) as e:
         # a field of the wrong JSON type that no check above names (found by the property tests)
-        raise ModelError(f"metadata {METADATA_KEY!r} has a field of the wrong type or form "
-                         f"({type(e).__name__}: {e})") from None
+        raise ModelError(
+            f"metadata {METADATA_KEY!r} has a field of the wrong type or form ({type(e).__name__}: {e})"
+        ) from None
 
 
 def _parse_protocol(meta: dict[str, Any]) -> Protocol:
@@ -183,13 +195,18 @@ def _parse_protocol(meta: dict[str, Any]) -> Protocol:
     if not isinstance(inp, dict):
         raise ModelError(f"{where}: 'input' must be an object, got {inp!r}")
     T_range = _field(meta, "T_range", where)
-    if not (isinstance(T_range, list) and len(T_range) == 2 and all(_is_int(t) for t in T_range)
-            and 1 <= T_range[0] <= T_range[1]):
+    if not (
+        isinstance(T_range, list)
+        and len(T_range) == 2
+        and all(_is_int(t) for t in T_range)
+        and 1 <= T_range[0] <= T_range[1]
+    ):
         raise ModelError(f"{where}: 'T_range' must be [tmin, tmax] with 1 <= tmin <= tmax, got {T_range!r}")
     try:
-        states = tuple(StateInfo(str(s["name"]), _shape(s["shape"], f"shape of state {s['name']!r}"),
-                                 str(s.get("node", "")))
-                       for s in _field(meta, "states", where))
+        states = tuple(
+            StateInfo(str(s["name"]), _shape(s["shape"], f"shape of state {s['name']!r}"), str(s.get("node", "")))
+            for s in _field(meta, "states", where)
+        )
         neurons = tuple(_neuron(n, states, fmt) for n in _field(meta, "neurons", where))
     except (KeyError, TypeError) as e:
         raise ModelError(f"{where}: a 'neurons' or 'states' entry lacks field {e}") from None
@@ -209,19 +226,29 @@ def _parse_protocol(meta: dict[str, Any]) -> Protocol:
         except (TypeError, ValueError):
             duration_us = dt_us = math.nan
         if not (math.isfinite(dt_us) and dt_us > 0 and math.isfinite(duration_us) and duration_us > 0):
-            raise ModelError(f"{where}: input dt_us and duration_us must be numbers > 0, got {timing[2]!r}, "
-                             f"{timing[1]!r}")
+            raise ModelError(
+                f"{where}: input dt_us and duration_us must be numbers > 0, got {timing[2]!r}, {timing[1]!r}"
+            )
     return Protocol(
-        model=str(meta.get("model", "")), method=str(meta.get("method", "")),
-        input_kind=kind, input_shape=_shape(_field(inp, "shape", f"{where} 'input'"), "input shape"),
-        binning=binning, duration_us=duration_us, dt_us=dt_us,
+        model=str(meta.get("model", "")),
+        method=str(meta.get("method", "")),
+        input_kind=kind,
+        input_shape=_shape(_field(inp, "shape", f"{where} 'input'"), "input shape"),
+        binning=binning,
+        duration_us=duration_us,
+        dt_us=dt_us,
         uses_t=bool(_field(meta, "uses_t", where)),
         readout=_choice(_field(meta, "readout", where), READOUTS, "readout"),
-        T_trained=T_trained, T_range=(T_range[0], T_range[1]),
+        T_trained=T_trained,
+        T_range=(T_range[0], T_range[1]),
         classes=tuple(str(c) for c in _field(meta, "classes", where)),
-        states=states, neurons=neurons, max_steps=_max_steps(meta.get("max_steps"), where),
-        **_data_fields(inp, where), data=_data_spec(meta.get("data"), where),
-        exit_policy=_exit_policy(meta.get("exit"), where), train_split=_data_spec(meta.get("train_split"), where),
+        states=states,
+        neurons=neurons,
+        max_steps=_max_steps(meta.get("max_steps"), where),
+        **_data_fields(inp, where),
+        data=_data_spec(meta.get("data"), where),
+        exit_policy=_exit_policy(meta.get("exit"), where),
+        train_split=_data_spec(meta.get("train_split"), where),
     )
 
 
@@ -242,8 +269,9 @@ def _neuron(n: dict[str, Any], states: tuple[StateInfo, ...], fmt: str) -> Neuro
     else:  # flexsnn-onnx/1: one state per neuron, named by the state's node
         own = tuple(s.name for s in states if s.node == node)
     if own and len(own) != spec.n_states:
-        raise ModelError(f"neuron {node!r} ({op}) lists states {list(own)}; a {op} neuron has "
-                         f"{spec.n_states} state variables")
+        raise ModelError(
+            f"neuron {node!r} ({op}) lists states {list(own)}; a {op} neuron has {spec.n_states} state variables"
+        )
     known = {s.name for s in states}
     if not set(own) <= known:
         raise ModelError(f"neuron {node!r} names states {sorted(set(own) - known)} that 'states' does not list")
@@ -301,17 +329,21 @@ def check_graph(model: onnx.ModelProto, proto: Protocol) -> None:
         raise ModelError(f"the graph has snn neuron nodes {unlisted} that metadata 'neurons' does not describe")
     for n in proto.neurons:
         if n.node not in nodes or nodes[n.node].op_type != n.op:
-            raise ModelError(f"metadata names neuron node {n.node!r} ({n.op}) but the graph has "
-                             f"snn nodes {sorted((k, v.op_type) for k, v in nodes.items())}")
+            raise ModelError(
+                f"metadata names neuron node {n.node!r} ({n.op}) but the graph has "
+                f"snn nodes {sorted((k, v.op_type) for k, v in nodes.items())}"
+            )
         wired = list(nodes[n.node].input[1:])
         if n.states and wired != list(n.states):
             raise ModelError(f"neuron node {n.node!r} reads states {wired}; the metadata says {list(n.states)}")
     bodies = {(f.domain, f.name, f.overload) for f in model.functions}
     for node in nodes.values():
         if (node.domain, node.op_type, node.overload) not in bodies:
-            raise ModelError(f"node {node.name!r} ({SNN_DOMAIN}::{node.op_type}, overload "
-                             f"{node.overload!r}) has no function body in the file; stock "
-                             "onnxruntime cannot run it")
+            raise ModelError(
+                f"node {node.name!r} ({SNN_DOMAIN}::{node.op_type}, overload "
+                f"{node.overload!r}) has no function body in the file; stock "
+                "onnxruntime cannot run it"
+            )
 
 
 def read_model(path: str | Path) -> tuple[onnx.ModelProto, Protocol]:
@@ -322,17 +354,22 @@ def read_model(path: str | Path) -> tuple[onnx.ModelProto, Protocol]:
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as e:  # protobuf raises DecodeError, and others, on damaged bytes
-        raise ModelError(f"{path} is not a readable ONNX file ({type(e).__name__}); "
-                         "it may be corrupted or truncated") from None
+        raise ModelError(
+            f"{path} is not a readable ONNX file ({type(e).__name__}); it may be corrupted or truncated"
+        ) from None
     if external_data(model):
-        raise ModelError(f"{path} keeps weights in external data files ({external_data(model)[:3]}); "
-                         "flexsnn models are self-contained: re-export it with python -m export")
+        raise ModelError(
+            f"{path} keeps weights in external data files ({external_data(model)[:3]}); "
+            "flexsnn models are self-contained: re-export it with python -m export"
+        )
     if not model.graph.node:
         raise ModelError(f"{path} is not a readable ONNX model (empty graph); it may be corrupted")
     meta = {p.key: p.value for p in model.metadata_props}
     if METADATA_KEY not in meta:
-        raise ModelError(f"{path} is an ONNX file without {METADATA_KEY!r} metadata; expected a "
-                         f"model exported by `python -m export` (protocol {FORMAT})")
+        raise ModelError(
+            f"{path} is an ONNX file without {METADATA_KEY!r} metadata; expected a "
+            f"model exported by `python -m export` (protocol {FORMAT})"
+        )
     try:
         verify_onnx(model, path)
     except IntegrityError as e:

@@ -27,8 +27,7 @@ def guarded(errors: tuple[type[BaseException], ...], main: Callable[[], Any]) ->
     except handled as e:
         fail(str(e))
     except MemoryError:
-        fail("out of memory: the request does not fit in this machine's memory; use a smaller "
-             "batch, T or model")
+        fail("out of memory: the request does not fit in this machine's memory; use a smaller batch, T or model")
     except RuntimeError as e:  # torch's CPU allocator reports a failed allocation this way
         if "can't allocate memory" not in str(e) and "not enough memory" not in str(e):
             raise
@@ -44,7 +43,7 @@ def fmt(v: Any) -> str:
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     cells = [[str(h) for h in headers]] + [[fmt(v) for v in r] for r in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
-    line = lambda r: "  ".join(c.rjust(w) for c, w in zip(r, widths))  # noqa: E731
+    line = lambda r: "  ".join(c.rjust(w) for c, w in zip(r, widths))
     return "\n".join([line(cells[0]), "  ".join("-" * w for w in widths)] + [line(r) for r in cells[1:]])
 
 

@@ -39,8 +39,11 @@ class Cost:
     energy_pj: np.ndarray
 
     def mean(self) -> dict[str, float]:
-        return {"macs": float(self.macs.mean()), "acs": float(self.acs.mean()),
-                "energy_uj": float(self.energy_pj.mean()) * 1e-6}
+        return {
+            "macs": float(self.macs.mean()),
+            "acs": float(self.acs.mean()),
+            "energy_uj": float(self.energy_pj.mean()) * 1e-6,
+        }
 
 
 @dataclass
@@ -77,16 +80,35 @@ class RunResult:
         prof = np.zeros(max(len(p.batch_per_step) for p in parts), np.int64)
         for p in parts:
             prof[: len(p.batch_per_step)] += p.batch_per_step
-        counts = None if parts[0].spike_counts is None else {
-            k: cat([_given(p.spike_counts)[k] for p in parts]) for k in parts[0].spike_counts}
-        c = None if parts[0].cost is None else Cost(
-            cat([_given(p.cost).macs for p in parts]), cat([_given(p.cost).acs for p in parts]),
-            cat([_given(p.cost).energy_pj for p in parts]))
-        per_neuron = None if parts[0].neuron_counts is None else {
-            k: cat([_given(p.neuron_counts)[k] for p in parts]) for k in parts[0].neuron_counts}
-        return RunResult(cat([p.predictions for p in parts]), cat([p.outputs for p in parts]),
-                         cat([p.steps for p in parts]), sum(p.seconds for p in parts),
-                         prof.tolist(), counts, c, per_neuron)
+        counts = (
+            None
+            if parts[0].spike_counts is None
+            else {k: cat([_given(p.spike_counts)[k] for p in parts]) for k in parts[0].spike_counts}
+        )
+        c = (
+            None
+            if parts[0].cost is None
+            else Cost(
+                cat([_given(p.cost).macs for p in parts]),
+                cat([_given(p.cost).acs for p in parts]),
+                cat([_given(p.cost).energy_pj for p in parts]),
+            )
+        )
+        per_neuron = (
+            None
+            if parts[0].neuron_counts is None
+            else {k: cat([_given(p.neuron_counts)[k] for p in parts]) for k in parts[0].neuron_counts}
+        )
+        return RunResult(
+            cat([p.predictions for p in parts]),
+            cat([p.outputs for p in parts]),
+            cat([p.steps for p in parts]),
+            sum(p.seconds for p in parts),
+            prof.tolist(),
+            counts,
+            c,
+            per_neuron,
+        )
 
 
 _T = TypeVar("_T")
@@ -108,7 +130,8 @@ def readout(acc: np.ndarray, y: np.ndarray, t: int, rule: str) -> np.ndarray:
 def is_event_streams(x: object) -> TypeGuard[list | tuple]:
     return isinstance(x, (list, tuple)) and all(
         isinstance(s, np.ndarray) and s.dtype.names is not None and {"x", "y", "p", "t"} <= set(s.dtype.names)
-        for s in x)
+        for s in x
+    )
 
 
 @dataclass
@@ -135,8 +158,7 @@ class ClockState:
 class Session:
     """A loaded model: run batches with an exit policy, or stream one step at a time."""
 
-    def __init__(self, model: onnx.ModelProto, protocol: Protocol, path: str = "",
-                 threads: int | None = None):
+    def __init__(self, model: onnx.ModelProto, protocol: Protocol, path: str = "", threads: int | None = None):
         self.model, self.protocol, self.path = model, protocol, path
         self.threads = threads
         # neuron outputs, for spike counts: spiking nodes only (an LI outputs a membrane)
@@ -152,8 +174,8 @@ class Session:
         self._spike_shapes = [own[n] if n in own else state_of[n].shape for n in self.spiking]
         self._sessions: dict[tuple[int, bool], ort.InferenceSession] = {}
         self._layers: list[cost.SynapseLayer] | None = None
-        self._stream: ClockState | None = None   # the stream of step(); feed() takes the caller's
-        self._owner = 0                           # the thread that started it (threading.get_ident)
+        self._stream: ClockState | None = None  # the stream of step(); feed() takes the caller's
+        self._owner = 0  # the thread that started it (threading.get_ident)
         self._stream_lock = threading.Lock()
         self._ort(threads_for(1, threads), False)  # fail at load time if onnxruntime cannot run it
 
@@ -176,7 +198,7 @@ class Session:
         shape = self.protocol.input_shape
         if x.dtype != np.float32:
             raise InputError(f"{what} has dtype {x.dtype}; expected float32 (x.astype(np.float32))")
-        if tuple(x.shape[-len(shape):]) != shape or x.shape[-len(shape) - 1] == 0:
+        if tuple(x.shape[-len(shape) :]) != shape or x.shape[-len(shape) - 1] == 0:
             raise InputError(f"{what} has shape {list(x.shape)}; expected {self._forms()}")
         if not np.isfinite(x).all():
             raise InputError(f"{what} contains NaN or infinite values; expected finite numbers")
@@ -187,8 +209,9 @@ class Session:
             return f"static images [B, {s}] or frames [T, B, {s}]"
         return f"event frames [T, B, {s}] or a list of event streams"
 
-    def frames(self, streams: Sequence[np.ndarray], T: int, binning: str | None = None,
-               dt_us: float | None = None) -> np.ndarray:
+    def frames(
+        self, streams: Sequence[np.ndarray], T: int, binning: str | None = None, dt_us: float | None = None
+    ) -> np.ndarray:
         """Bin event streams into ``[T, B, *shape]`` as the model was trained (or as asked)."""
         p = self.protocol
         binning = binning or p.binning
@@ -201,8 +224,9 @@ class Session:
         spans = None if p.durations == "recording" else [duration] * len(streams)  # None: each its own
         return bin_events(streams, T, shape, binning, durations_us=spans)
 
-    def _prepare(self, x: object, policy: ExitPolicy | None, binning: str | None,
-                 dt_us: float | None) -> tuple[np.ndarray, bool, ExitPolicy, int]:
+    def _prepare(
+        self, x: object, policy: ExitPolicy | None, binning: str | None, dt_us: float | None
+    ) -> tuple[np.ndarray, bool, ExitPolicy, int]:
         """Returns (inputs, static?, policy, horizon)."""
         p = self.protocol
         if is_event_streams(x):
@@ -220,8 +244,9 @@ class Session:
         nd = len(p.input_shape)
         if x.ndim == nd + 1:
             if p.input_kind not in STATIC_KINDS:
-                raise InputError(f"input has shape {list(x.shape)} (static images) but this model "
-                                 f"takes {self._forms()}")
+                raise InputError(
+                    f"input has shape {list(x.shape)} (static images) but this model takes {self._forms()}"
+                )
             self._check_array(x, "input")
             policy = policy or model_default(p.exit_policy, p.T_trained)
             return x, True, policy, policy.horizon(p.T_trained)
@@ -232,8 +257,10 @@ class Session:
             policy = policy or FixedT(x.shape[0])
             T = policy.horizon(x.shape[0])
             if T > x.shape[0]:
-                raise InputError(f"the policy runs up to {T} steps but the input has only "
-                                 f"{x.shape[0]} frames; expected [T >= {T}, B, ...]")
+                raise InputError(
+                    f"the policy runs up to {T} steps but the input has only "
+                    f"{x.shape[0]} frames; expected [T >= {T}, B, ...]"
+                )
             return x, False, policy, T
         raise InputError(f"input has shape {list(x.shape)}; expected {self._forms()}")
 
@@ -241,12 +268,22 @@ class Session:
         """A model with ``max_steps`` (one sub-network per step) has no step beyond it."""
         n = self.protocol.max_steps
         if n is not None and T > n:
-            raise InputError(f"this model has steps t = 0..{n - 1} only (one sub-network per step); "
-                             f"{T} steps asked: expected T <= {n}")
+            raise InputError(
+                f"this model has steps t = 0..{n - 1} only (one sub-network per step); "
+                f"{T} steps asked: expected T <= {n}"
+            )
 
     # ---- batch run ------------------------------------------------------------------
-    def run(self, x: object, policy: ExitPolicy | str | int | None = None, *, counts: bool = True,
-            binning: str | None = None, dt_us: float | None = None, neuron_counts: bool = False) -> RunResult:
+    def run(
+        self,
+        x: object,
+        policy: ExitPolicy | str | int | None = None,
+        *,
+        counts: bool = True,
+        binning: str | None = None,
+        dt_us: float | None = None,
+        neuron_counts: bool = False,
+    ) -> RunResult:
         """Run a batch to completion under ``policy`` (default: fixed T of the model or frames).
 
         ``counts=False`` skips spike counts and cost (the fastest path, for benchmarks);
@@ -319,8 +356,14 @@ class Session:
             g = self.model.graph
             inits = {i.name for i in g.initializer}
             nodes = [n for n in g.node if n.op_type in cost.SYNAPTIC_OPS]
-            names = sorted(({n.output[0] for n in nodes} | {cost.data_input(n, inits) for n in nodes}
-                            | {n.output[0] for n in g.node if n.op_type == "If"}) - {"x"})
+            names = sorted(
+                (
+                    {n.output[0] for n in nodes}
+                    | {cost.data_input(n, inits) for n in nodes}
+                    | {n.output[0] for n in g.node if n.op_type == "If"}
+                )
+                - {"x"}
+            )
             sess = make_session(with_outputs(self.model, names), 1)
             feed = {"x": np.zeros((1, *self.protocol.input_shape), np.float32)}
             if self.protocol.uses_t:
@@ -355,15 +398,18 @@ class Session:
     def _check_step_input(self, x_t: object) -> None:
         if not isinstance(x_t, np.ndarray) or x_t.ndim != len(self.protocol.input_shape) + 1:
             shape = getattr(x_t, "shape", type(x_t).__name__)
-            raise InputError(f"step input has shape {shape}; expected one step "
-                             f"[B, {', '.join(map(str, self.protocol.input_shape))}]")
+            raise InputError(
+                f"step input has shape {shape}; expected one step [B, {', '.join(map(str, self.protocol.input_shape))}]"
+            )
         self._check_array(x_t, "step input")
 
     def _advance(self, state: ClockState, x_t: np.ndarray) -> tuple[ClockState, np.ndarray]:
         self._check_steps(state.t + 1)
         if x_t.shape[0] != state.batch:
-            raise InputError(f"step input has batch {x_t.shape[0]}; this stream has batch {state.batch} "
-                             "(start a new one with initial_state, or reset())")
+            raise InputError(
+                f"step input has batch {x_t.shape[0]}; this stream has batch {state.batch} "
+                "(start a new one with initial_state, or reset())"
+            )
         state.stepper.step(x_t, state.t)
         state.t += 1
         state.acc += state.y
@@ -383,9 +429,11 @@ class Session:
         """
         with self._stream_lock:  # two threads never interleave their steps in one state
             if self._stream is not None and self._owner != threading.get_ident():
-                raise InputError("this session's stream was started by another thread; a session holds one "
-                                 "stream: use one session per thread (runtime.load again), feed() with a "
-                                 "state per stream, or reset() first")
+                raise InputError(
+                    "this session's stream was started by another thread; a session holds one "
+                    "stream: use one session per thread (runtime.load again), feed() with a "
+                    "state per stream, or reset() first"
+                )
             self._check_step_input(x_t)
             if self._stream is None:
                 self._stream, self._owner = self.initial_state(x_t.shape[0]), threading.get_ident()

@@ -32,8 +32,8 @@ import numpy as np
 
 from .data.eventfile import EventReader
 from .data.transforms import Pipeline
-from .policies import ExitPolicy, FixedT
 from .errors import InputError
+from .policies import ExitPolicy, FixedT
 from .session import Session
 
 TICK_MS = 1.0  # realtime: by default the recording is released in slices of 1 ms of wall time
@@ -46,7 +46,7 @@ class Slice:
     events: np.ndarray
     now: int
     arrival: Callable[[int], float]  # wall time at which the event with timestamp t arrived
-    raw: int = 0                      # events read from the source for this slice (before transforms)
+    raw: int = 0  # events read from the source for this slice (before transforms)
 
 
 @dataclass
@@ -58,8 +58,8 @@ class Window:
     steps: int
     prediction: int
     score: float
-    latency_ms: float | None   # None: the window had no events
-    partial: bool = False      # the stream ended inside it
+    latency_ms: float | None  # None: the window had no events
+    partial: bool = False  # the stream ended inside it
 
     def as_dict(self) -> dict:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -74,9 +74,9 @@ class Stats:
     windows: int = 0
     t_first: int | None = None
     t_last: int | None = None
-    busy_s: float = 0.0          # wall time spent reading, transforming and running (no pacing sleeps)
+    busy_s: float = 0.0  # wall time spent reading, transforming and running (no pacing sleeps)
     wall_s: float = 0.0
-    max_lag_ms: float = 0.0      # realtime: how far processing fell behind the clock
+    max_lag_ms: float = 0.0  # realtime: how far processing fell behind the clock
     latencies: list = field(default_factory=list)  # a bounded reservoir of window latencies (ms)
     _seen: int = 0
 
@@ -92,18 +92,28 @@ class Stats:
 
     def summary(self, realtime: bool, speed: float = 1.0) -> dict:
         """``events_per_s_arriving``: the recording's rate, times ``speed`` when paced."""
-        span_s = (((self.t_last - self.t_first + 1) * 1e-6)  # both set by the first chunk
-                  if self.t_first is not None and self.t_last is not None else 0.0)
+        span_s = (
+            ((self.t_last - self.t_first + 1) * 1e-6)  # both set by the first chunk
+            if self.t_first is not None and self.t_last is not None
+            else 0.0
+        )
         lat = np.array(self.latencies) if self.latencies else np.array([np.nan])
         processed = self.raw_events / self.busy_s if self.busy_s > 0 else float("nan")
         arriving = self.raw_events / span_s * (speed if realtime else 1.0) if span_s > 0 else float("nan")
-        s = {"events_read": self.raw_events, "events_in": self.events, "windows": self.windows,
-             "recording_s": span_s, "wall_s": self.wall_s, "busy_s": self.busy_s,
-             "events_per_s_processed": processed, "events_per_s_arriving": arriving,
-             "keeps_up": bool(processed >= arriving),
-             "latency_ms_p50": float(np.nanpercentile(lat, 50)) if self.latencies else None,
-             "latency_ms_p99": float(np.nanpercentile(lat, 99)) if self.latencies else None,
-             "latency_ms_max": float(np.nanmax(lat)) if self.latencies else None}
+        s = {
+            "events_read": self.raw_events,
+            "events_in": self.events,
+            "windows": self.windows,
+            "recording_s": span_s,
+            "wall_s": self.wall_s,
+            "busy_s": self.busy_s,
+            "events_per_s_processed": processed,
+            "events_per_s_arriving": arriving,
+            "keeps_up": bool(processed >= arriving),
+            "latency_ms_p50": float(np.nanpercentile(lat, 50)) if self.latencies else None,
+            "latency_ms_p99": float(np.nanpercentile(lat, 99)) if self.latencies else None,
+            "latency_ms_max": float(np.nanmax(lat)) if self.latencies else None,
+        }
         if realtime:
             s["max_lag_ms"] = self.max_lag_ms
         return s
@@ -119,8 +129,14 @@ def _arrived(at: float) -> Callable[[int], float]:
     return lambda t: at
 
 
-def slices(reader: Iterable[np.ndarray], pipeline: Pipeline, stats: Stats, realtime: bool = False,
-           speed: float = 1.0, tick_ms: float = TICK_MS) -> Iterator[Slice]:
+def slices(
+    reader: Iterable[np.ndarray],
+    pipeline: Pipeline,
+    stats: Stats,
+    realtime: bool = False,
+    speed: float = 1.0,
+    tick_ms: float = TICK_MS,
+) -> Iterator[Slice]:
     """Chunks of ``reader``, transformed; ``realtime``: released as the recording's clock
     (times ``speed``) reaches them, in slices of ``tick_ms`` of wall time (finer: lower
     latency, more overhead per slice)."""
@@ -164,8 +180,9 @@ def slices(reader: Iterable[np.ndarray], pipeline: Pipeline, stats: Stats, realt
 class _Bins:
     """The clock-driven side: one frame per bin, a session step per closed bin."""
 
-    def __init__(self, session: Session, dt_us: float, policy: ExitPolicy, emit: Callable[[Window], None],
-                 stats: Stats):
+    def __init__(
+        self, session: Session, dt_us: float, policy: ExitPolicy, emit: Callable[[Window], None], stats: Stats
+    ):
         self.s, self.dt, self.policy, self.emit, self.stats = session, dt_us, policy, emit, stats
         self.T = policy.horizon(session.protocol.T_trained)
         self.shape = session.protocol.input_shape
@@ -214,8 +231,17 @@ class _Bins:
         assert self.win_start is not None  # a window closes only after its first event
         end = self.win_start + self.steps * self.dt
         lat = None if self.last_arrival is None else (time.perf_counter() - self.last_arrival) * 1e3
-        w = Window(self.stats.windows, int(self.win_start), int(end), self.win_events, self.steps,
-                   int(np.argmax(logits)), float(np.max(logits)), lat, partial)
+        w = Window(
+            self.stats.windows,
+            int(self.win_start),
+            int(end),
+            self.win_events,
+            self.steps,
+            int(np.argmax(logits)),
+            float(np.max(logits)),
+            lat,
+            partial,
+        )
         self.stats.windows += 1
         self.stats.events += self.win_events
         if lat is not None:
@@ -229,8 +255,14 @@ class _Bins:
             self.step(partial=True)
 
 
-def run_clock(session: Session, source: Iterable[Slice], emit: Callable[[Window], None], stats: Stats,
-              dt_us: float | None = None, policy: ExitPolicy | None = None) -> None:
+def run_clock(
+    session: Session,
+    source: Iterable[Slice],
+    emit: Callable[[Window], None],
+    stats: Stats,
+    dt_us: float | None = None,
+    policy: ExitPolicy | None = None,
+) -> None:
     """Clock-driven streaming (see the module doc)."""
     p = session.protocol
     dt = dt_us or p.dt_us
@@ -242,8 +274,9 @@ def run_clock(session: Session, source: Iterable[Slice], emit: Callable[[Window]
     bins.close()
 
 
-def run_event(engine, source: Iterable[Slice], emit: Callable[[Window], None], stats: Stats,
-              window_us: float | None = None) -> None:
+def run_event(
+    engine, source: Iterable[Slice], emit: Callable[[Window], None], stats: Stats, window_us: float | None = None
+) -> None:
     """Event-driven streaming (see the module doc); ``engine``: an :class:`EventEngine`."""
     p = engine.protocol
     span = window_us or p.T_trained * p.dt_us
@@ -260,8 +293,17 @@ def run_event(engine, source: Iterable[Slice], emit: Callable[[Window], None], s
         state, _ = engine.flush(state)
         r = engine.result(state)
         lat = None if last_arrival is None else (time.perf_counter() - last_arrival) * 1e3
-        w = Window(stats.windows, int(start), int(start + span), n, 0, int(r.predictions), float(np.max(r.outputs)),
-                   lat, partial)
+        w = Window(
+            stats.windows,
+            int(start),
+            int(start + span),
+            n,
+            0,
+            int(r.predictions),
+            float(np.max(r.outputs)),
+            lat,
+            partial,
+        )
         stats.windows += 1
         stats.events += n
         if lat is not None:
@@ -299,4 +341,5 @@ def fit_check(reader: EventReader, pipeline: Pipeline, model_shape: tuple[int, .
             f"{reader.name}: a {reader.sensor[0]}x{reader.sensor[1]} sensor gives {C}x{H}x{W} inputs after the "
             f"transforms {[t.text for t in pipeline.transforms] or '(none)'}, but the model takes "
             f"{'x'.join(map(str, model_shape))}; add --fit-sensor (sum pooling to the model's sensor) or "
-            "--transform crop/downsample")
+            "--transform crop/downsample"
+        )

@@ -10,10 +10,10 @@ import time
 
 from .data.eventfile import CHUNK_BYTES, FORMATS, open_events, parse_sensor
 from .data.transforms import TRANSFORM_FORMS, Pipeline, Transform, from_dicts, parse_transform
+from .errors import InputError
 from .policies import POLICY_FORMS, parse_policy
 from .protocol import STATIC_KINDS
 from .report import table
-from .errors import InputError
 from .session import load
 from .stream import TICK_MS, Stats, Window, fit_check, run_clock, run_event, slices
 
@@ -23,40 +23,64 @@ WINDOW_HEADERS = ["window", "t start µs", "t end µs", "events", "steps", "clas
 def add_stream(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("stream", help="predictions per window over an event-camera file or stdin, as events arrive")
     p.add_argument("model", help="exported model (.onnx)")
-    p.add_argument("--source", required=True, help="event file (Prophesee .raw EVT 2.0/3.0, .dat, AEDAT4) or - "
-                   "for a RAW/DAT stream on stdin (with its header)")
+    p.add_argument(
+        "--source",
+        required=True,
+        help="event file (Prophesee .raw EVT 2.0/3.0, .dat, AEDAT4) or - "
+        "for a RAW/DAT stream on stdin (with its header)",
+    )
     p.add_argument("--format", default=None, help=f"one of {', '.join(FORMATS)} (default: from the header)")
     p.add_argument("--sensor", default=None, help="WIDTHxHEIGHT, when the header states none")
-    p.add_argument("--mode", choices=["clock", "event"], default="clock",
-                   help="clock: bins of dt and the exit policy; event: per event, a decision per window")
-    p.add_argument("--policy", default=None, help=f"clock mode: {', '.join(POLICY_FORMS)} (default: fixed at the trained T)")
+    p.add_argument(
+        "--mode",
+        choices=["clock", "event"],
+        default="clock",
+        help="clock: bins of dt and the exit policy; event: per event, a decision per window",
+    )
+    p.add_argument(
+        "--policy", default=None, help=f"clock mode: {', '.join(POLICY_FORMS)} (default: fixed at the trained T)"
+    )
     p.add_argument("--dt-us", type=float, default=None, help="clock mode: bin duration (default: the model's dt)")
     p.add_argument("--window-us", type=float, default=None, help="event mode: window (default: trained T x dt)")
-    p.add_argument("--transform", action="append", default=[],
-                   help="extra transform before the model's own, repeatable: " + ", ".join(TRANSFORM_FORMS))
-    p.add_argument("--fit-sensor", action="store_true",
-                   help="then sum-pool to the model's sensor size if it still differs")
-    p.add_argument("--realtime", action="store_true", help="pace the recording by its timestamps; report "
-                   "whether the runtime keeps up")
+    p.add_argument(
+        "--transform",
+        action="append",
+        default=[],
+        help="extra transform before the model's own, repeatable: " + ", ".join(TRANSFORM_FORMS),
+    )
+    p.add_argument(
+        "--fit-sensor", action="store_true", help="then sum-pool to the model's sensor size if it still differs"
+    )
+    p.add_argument(
+        "--realtime",
+        action="store_true",
+        help="pace the recording by its timestamps; report whether the runtime keeps up",
+    )
     p.add_argument("--speed", type=float, default=1.0, help="--realtime: playback speed factor (default 1)")
-    p.add_argument("--tick-ms", type=float, default=TICK_MS,
-                   help=f"--realtime: events are released every TICK ms of wall time (default {TICK_MS:g})")
+    p.add_argument(
+        "--tick-ms",
+        type=float,
+        default=TICK_MS,
+        help=f"--realtime: events are released every TICK ms of wall time (default {TICK_MS:g})",
+    )
     p.add_argument("--chunk-bytes", type=int, default=CHUNK_BYTES, help=f"read size (default {CHUNK_BYTES})")
     p.add_argument("--threads", type=int, default=None, help="onnxruntime intra-op threads (clock mode)")
     p.add_argument("--quiet", action="store_true", help="only the summary")
     p.add_argument("--json", action="store_true", help="one JSON object per window (a line each), then the summary")
 
 
-def _pipeline(a: argparse.Namespace, shape: tuple[int, int, int], model_transforms: list[Transform],
-              model_shape: tuple[int, ...]) -> Pipeline:
+def _pipeline(
+    a: argparse.Namespace, shape: tuple[int, int, int], model_transforms: list[Transform], model_shape: tuple[int, ...]
+) -> Pipeline:
     transforms = [parse_transform(t) for t in a.transform] + model_transforms
     pipe = Pipeline(transforms, shape)
     if a.fit_sensor and tuple(pipe.shape) != tuple(model_shape):
         C = pipe.shape[0]
         if C != model_shape[0]:
             hint = "; add --transform merge-polarity" if model_shape[0] == 1 else ""
-            raise InputError(f"the stream has {C} polarity channels after the transforms but the model takes "
-                             f"{model_shape[0]}{hint}")
+            raise InputError(
+                f"the stream has {C} polarity channels after the transforms but the model takes {model_shape[0]}{hint}"
+            )
         pipe = Pipeline(transforms + [Transform("downsample", (model_shape[2], model_shape[1]))], shape)
     return pipe
 
@@ -76,8 +100,7 @@ def cmd_stream(a: argparse.Namespace) -> None:
         session = load(a.model, a.threads)
         proto = session.protocol
     if proto.input_kind in STATIC_KINDS:
-        raise InputError(f"{a.model} takes static images ({proto.input_kind}); stream needs a model trained on "
-                         "events")
+        raise InputError(f"{a.model} takes static images ({proto.input_kind}); stream needs a model trained on events")
     _warm_up(engine if a.mode == "event" else session, a.mode)
     sensor = parse_sensor(a.sensor) if a.sensor else None
     reader = open_events(a.source, a.format, sensor, a.chunk_bytes)
@@ -96,21 +119,53 @@ def cmd_stream(a: argparse.Namespace) -> None:
     finally:
         reader.close()
     s = stats.summary(a.realtime, a.speed)
-    s.update(model=a.model, source=reader.name, format=reader.format, sensor=list(reader.sensor),
-             mode=a.mode, realtime=a.realtime, speed=a.speed if a.realtime else None, transforms=[t.text for t in pipe.transforms])
+    s.update(
+        model=a.model,
+        source=reader.name,
+        format=reader.format,
+        sensor=list(reader.sensor),
+        mode=a.mode,
+        realtime=a.realtime,
+        speed=a.speed if a.realtime else None,
+        transforms=[t.text for t in pipe.transforms],
+    )
     if a.json:
         print(json.dumps({"summary": s}))
         return
-    print(f"{reader.name} ({reader.format}, {reader.sensor[0]}x{reader.sensor[1]}) -> {a.model}, {a.mode}-driven"
-          + (", paced in real time" if a.realtime else "") + f"; transforms {s['transforms']}")
-    print(table(["events", "windows", "recording s", "events/s arriving", "events/s processed", "keeps up",
-                 "latency p50 ms", "p99 ms"],
-                [[s["events_read"], s["windows"], s["recording_s"], s["events_per_s_arriving"],
-                  s["events_per_s_processed"], "yes" if s["keeps_up"] else "no", s["latency_ms_p50"],
-                  s["latency_ms_p99"]]]))
+    print(
+        f"{reader.name} ({reader.format}, {reader.sensor[0]}x{reader.sensor[1]}) -> {a.model}, {a.mode}-driven"
+        + (", paced in real time" if a.realtime else "")
+        + f"; transforms {s['transforms']}"
+    )
+    print(
+        table(
+            [
+                "events",
+                "windows",
+                "recording s",
+                "events/s arriving",
+                "events/s processed",
+                "keeps up",
+                "latency p50 ms",
+                "p99 ms",
+            ],
+            [
+                [
+                    s["events_read"],
+                    s["windows"],
+                    s["recording_s"],
+                    s["events_per_s_arriving"],
+                    s["events_per_s_processed"],
+                    "yes" if s["keeps_up"] else "no",
+                    s["latency_ms_p50"],
+                    s["latency_ms_p99"],
+                ]
+            ],
+        )
+    )
 
 
-def _warm_up(runner, mode: str) -> None:  # noqa: ANN001 - Session or EventEngine
+def _warm_up(runner, mode: str) -> None:
     """Compile the kernels (numba) and the onnxruntime session before the clock starts."""
     import numpy as np
 
@@ -123,12 +178,14 @@ def _warm_up(runner, mode: str) -> None:  # noqa: ANN001 - Session or EventEngin
         runner.reset()
 
 
-def _printer(a: argparse.Namespace, classes: tuple[str, ...]):  # noqa: ANN202 - a callback
+def _printer(a: argparse.Namespace, classes: tuple[str, ...]):
     if a.quiet:
         return lambda w: None
     if a.json:
+
         def emit_json(w: Window) -> None:
             print(json.dumps({**w.as_dict(), "class": classes[w.prediction]}), flush=True)
+
         return emit_json
     widths = [8, 12, 12, 8, 6, 8, 10, 11]
     print("  ".join(h.rjust(n) for h, n in zip(WINDOW_HEADERS, widths)), flush=True)
@@ -136,6 +193,10 @@ def _printer(a: argparse.Namespace, classes: tuple[str, ...]):  # noqa: ANN202 -
     def emit_row(w: Window) -> None:
         lat = "" if w.latency_ms is None else f"{w.latency_ms:.3f}"
         cells = [w.index, w.t_start, w.t_end, w.events, w.steps, classes[w.prediction], f"{w.score:.4g}", lat]
-        print("  ".join(str(c).rjust(n) for c, n in zip(cells, widths)) + ("  (partial)" if w.partial else ""),
-              file=sys.stdout, flush=True)
+        print(
+            "  ".join(str(c).rjust(n) for c, n in zip(cells, widths)) + ("  (partial)" if w.partial else ""),
+            file=sys.stdout,
+            flush=True,
+        )
+
     return emit_row

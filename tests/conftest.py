@@ -34,8 +34,14 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None):
     """Run ``python -m ...`` in a subprocess; returns CompletedProcess (text)."""
     import subprocess
 
-    return subprocess.run([sys.executable, "-m", *args], cwd=cwd or ROOT, capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", *args],
+        cwd=cwd or ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=600,
+    )
 
 
 def run_trainer(capsys, *argv: str) -> tuple[int, str, str]:

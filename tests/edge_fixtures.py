@@ -24,12 +24,19 @@ class Conv:
     kernel: tuple[int, int] = (3, 3)
     stride: int = 1
     pad: int = 1
-    pool: int = 1            # average pooling after the neurons (kernel == stride)
+    pool: int = 1  # average pooling after the neurons (kernel == stride)
 
 
-def chain_model(convs: Sequence[Conv], in_shape: tuple[int, int, int] = (2, 20, 20), classes: int = 4,
-                bias: bool = False, extra: str | None = None, spec: NeuronSpec = IF, seed: int = 0,
-                w_std: float = 0.5) -> onnx.ModelProto:
+def chain_model(
+    convs: Sequence[Conv],
+    in_shape: tuple[int, int, int] = (2, 20, 20),
+    classes: int = 4,
+    bias: bool = False,
+    extra: str | None = None,
+    spec: NeuronSpec = IF,
+    seed: int = 0,
+    w_std: float = 0.5,
+) -> onnx.ModelProto:
     """x -> [Conv -> IF -> AvgPool]* -> Flatten -> Gemm -> y (readout without neuron, mean).
     ``extra``: an op type inserted after the first neuron (an unsupported layer)."""
     rng = np.random.default_rng(seed)
@@ -42,8 +49,17 @@ def chain_model(convs: Sequence[Conv], in_shape: tuple[int, int, int] = (2, 20, 
         if bias:
             inits.append(numpy_helper.from_array(np.full(L.c_out, 0.1, np.float32), f"b{i}"))
             ins.append(f"b{i}")
-        nodes.append(helper.make_node("Conv", ins, [f"c{i}"], name=f"conv{i}", kernel_shape=list(L.kernel),
-                                      strides=[L.stride] * 2, pads=[L.pad] * 4))
+        nodes.append(
+            helper.make_node(
+                "Conv",
+                ins,
+                [f"c{i}"],
+                name=f"conv{i}",
+                kernel_shape=list(L.kernel),
+                strides=[L.stride] * 2,
+                pads=[L.pad] * 4,
+            )
+        )
         h, w = (h + 2 * L.pad - L.kernel[0]) // L.stride + 1, (w + 2 * L.pad - L.kernel[1]) // L.stride + 1
         c = L.c_out
         nodes.append(neuron_node(f"IF_{i}", spec, f"c{i}", f"state_{i}", f"s{i}", f"state_{i}_out"))
@@ -54,36 +70,66 @@ def chain_model(convs: Sequence[Conv], in_shape: tuple[int, int, int] = (2, 20, 
             nodes.append(helper.make_node(extra, [cur], [f"e{i}"], name=f"{extra.lower()}0"))
             cur = f"e{i}"
         if L.pool > 1:
-            nodes.append(helper.make_node("AveragePool", [cur], [f"p{i}"], name=f"pool{i}",
-                                          kernel_shape=[L.pool] * 2, strides=[L.pool] * 2))
+            nodes.append(
+                helper.make_node(
+                    "AveragePool", [cur], [f"p{i}"], name=f"pool{i}", kernel_shape=[L.pool] * 2, strides=[L.pool] * 2
+                )
+            )
             cur, h, w = f"p{i}", h // L.pool, w // L.pool
     feat = c * h * w
     inits.append(numpy_helper.from_array(rng.normal(0, w_std, (classes, feat)).astype(np.float32), "wfc"))
-    nodes += [helper.make_node("Flatten", [cur], ["flat"], name="flatten", axis=1),
-              helper.make_node("Gemm", ["flat", "wfc"], ["y"], name="fc", transB=1)]
+    nodes += [
+        helper.make_node("Flatten", [cur], ["flat"], name="flatten", axis=1),
+        helper.make_node("Gemm", ["flat", "wfc"], ["y"], name="fc", transB=1),
+    ]
     B = "batch"
     f32 = TensorProto.FLOAT
     graph = helper.make_graph(
-        nodes, "chain",
+        nodes,
+        "chain",
         [helper.make_tensor_value_info("x", f32, [B, *in_shape])]
         + [helper.make_tensor_value_info(s["name"], f32, [B, *s["shape"]]) for s in states],
         [helper.make_tensor_value_info("y", f32, [B, classes])]
-        + [helper.make_tensor_value_info(s["name"] + "_out", f32, [B, *s["shape"]]) for s in states], inits)
+        + [helper.make_tensor_value_info(s["name"] + "_out", f32, [B, *s["shape"]]) for s in states],
+        inits,
+    )
     model = helper.make_model(graph, opset_imports=OPSETS, functions=[neuron_function(spec)], ir_version=10)
-    meta = {"format": "flexsnn-onnx/1", "model": "chain", "method": "mtt",
-            "input": {"kind": "event-frames", "shape": list(in_shape), "binning": "equal",
-                      "duration_us": 40000.0, "dt_us": 10000.0},
-            "uses_t": False, "readout": "mean", "T_trained": 4, "T_range": [1, 4],
-            "classes": [str(i) for i in range(classes)], "states": states, "neurons": neurons}
+    meta = {
+        "format": "flexsnn-onnx/1",
+        "model": "chain",
+        "method": "mtt",
+        "input": {
+            "kind": "event-frames",
+            "shape": list(in_shape),
+            "binning": "equal",
+            "duration_us": 40000.0,
+            "dt_us": 10000.0,
+        },
+        "uses_t": False,
+        "readout": "mean",
+        "T_trained": 4,
+        "T_range": [1, 4],
+        "classes": [str(i) for i in range(classes)],
+        "states": states,
+        "neurons": neurons,
+    }
     helper.set_model_props(model, {"flexsnn.protocol": json.dumps(meta)})
     return model
 
 
-def random_streams(n: int, shape: tuple[int, int, int], events: int = 300, duration_us: int = 40000,
-                   seed: int = 0) -> list[np.ndarray]:
+def random_streams(
+    n: int, shape: tuple[int, int, int], events: int = 300, duration_us: int = 40000, seed: int = 0
+) -> list[np.ndarray]:
     from runtime.data import make_events
 
     rng = np.random.default_rng(seed)
     C, H, W = shape
-    return [make_events(rng.integers(0, W, events), rng.integers(0, H, events), rng.integers(0, C, events),
-                        rng.integers(0, duration_us, events)) for _ in range(n)]
+    return [
+        make_events(
+            rng.integers(0, W, events),
+            rng.integers(0, H, events),
+            rng.integers(0, C, events),
+            rng.integers(0, duration_us, events),
+        )
+        for _ in range(n)
+    ]

@@ -16,8 +16,15 @@ from runtime.neuron import NeuronSpec
 from .runtime_fixtures import OPSETS, neuron_function, neuron_node
 
 
-def spec(kind: str = "IF", spike: str = "multi", reset: str = "subtract", decay: float = 1.0,
-         v_th: float = 1.0, v_min: float = -math.inf, dt: float = 10_000.0) -> NeuronSpec:
+def spec(
+    kind: str = "IF",
+    spike: str = "multi",
+    reset: str = "subtract",
+    decay: float = 1.0,
+    v_th: float = 1.0,
+    v_min: float = -math.inf,
+    dt: float = 10_000.0,
+) -> NeuronSpec:
     return NeuronSpec(kind, decay if kind != "IF" else 1.0, v_th, reset, spike, v_min, dt)
 
 
@@ -28,11 +35,21 @@ def weights(rng: np.random.Generator, shape: tuple[int, ...], scale: float, dyad
     return (np.round(w * 16) / 16 if dyadic else w).astype(np.float32)
 
 
-def chain_model(neuron: NeuronSpec | None = None, sensor: tuple[int, int, int] = (2, 12, 12),
-                channels: tuple[int, ...] = (4, 6), classes: int = 3, readout: str = "none",
-                seed: int = 0, scale: float = 0.6, dyadic: bool = True, T: int = 10,
-                duration_us: float = 100_000.0, conv_bias: float = 0.0, stride: int = 1,
-                fc: np.ndarray | None = None) -> onnx.ModelProto:
+def chain_model(
+    neuron: NeuronSpec | None = None,
+    sensor: tuple[int, int, int] = (2, 12, 12),
+    channels: tuple[int, ...] = (4, 6),
+    classes: int = 3,
+    readout: str = "none",
+    seed: int = 0,
+    scale: float = 0.6,
+    dyadic: bool = True,
+    T: int = 10,
+    duration_us: float = 100_000.0,
+    conv_bias: float = 0.0,
+    stride: int = 1,
+    fc: np.ndarray | None = None,
+) -> onnx.ModelProto:
     """sensor -> [Conv3x3 (pad 1, ``stride``) -> neuron -> AvgPool2] per entry of ``channels``
     -> Flatten -> Gemm (weights ``fc`` if given) -> readout: "none" (y = the Gemm), "li"
     (an LI neuron) or "spike" (the hidden neuron type)."""
@@ -57,13 +74,15 @@ def chain_model(neuron: NeuronSpec | None = None, sensor: tuple[int, int, int] =
         if conv_bias:
             inits.append(numpy_helper.from_array(np.full(co, conv_bias, np.float32), f"b{i}"))
             ins.append(f"b{i}")
-        nodes.append(helper.make_node("Conv", ins, [f"c{i}"], name=f"conv{i}", pads=[1, 1, 1, 1],
-                                      strides=[stride, stride]))
+        nodes.append(
+            helper.make_node("Conv", ins, [f"c{i}"], name=f"conv{i}", pads=[1, 1, 1, 1], strides=[stride, stride])
+        )
         cur = f"c{i}"
         h, w = (h - 1) // stride + 1, (w - 1) // stride + 1
         cur = add_neuron(neuron, [co, h, w], f"s{i}")
-        nodes.append(helper.make_node("AveragePool", [cur], [f"p{i}"], name=f"pool{i}", kernel_shape=[2, 2],
-                                      strides=[2, 2]))
+        nodes.append(
+            helper.make_node("AveragePool", [cur], [f"p{i}"], name=f"pool{i}", kernel_shape=[2, 2], strides=[2, 2])
+        )
         cur, c, h, w = f"p{i}", co, h // 2, w // 2
     nodes.append(helper.make_node("Flatten", [cur], ["f"], name="flat", axis=1))
     wfc = weights(rng, (classes, c * h * w), scale, dyadic) if fc is None else fc.astype(np.float32)
@@ -79,28 +98,42 @@ def chain_model(neuron: NeuronSpec | None = None, sensor: tuple[int, int, int] =
     inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, [B, *sensor])]
     inputs += [helper.make_tensor_value_info(s["name"], TensorProto.FLOAT, [B, *s["shape"]]) for s in states]
     outputs = [helper.make_tensor_value_info("y", TensorProto.FLOAT, [B, classes])]
-    outputs += [helper.make_tensor_value_info(s["name"] + "_out", TensorProto.FLOAT, [B, *s["shape"]])
-                for s in states]
+    outputs += [helper.make_tensor_value_info(s["name"] + "_out", TensorProto.FLOAT, [B, *s["shape"]]) for s in states]
     graph = helper.make_graph(nodes, "chain", inputs, outputs, inits)
     model = helper.make_model(graph, opset_imports=OPSETS, functions=list(functions.values()), ir_version=10)
     meta = {
-        "format": "flexsnn-onnx/1", "model": "chain", "method": "sdt",
-        "input": {"kind": "event-frames", "shape": list(sensor), "binning": "equal",
-                  "duration_us": duration_us, "dt_us": duration_us / T},
-        "uses_t": False, "readout": {"none": "mean", "li": "last", "spike": "count"}[readout],
-        "T_trained": T, "T_range": [1, T], "classes": [str(i) for i in range(classes)],
-        "states": states, "neurons": neurons,
+        "format": "flexsnn-onnx/1",
+        "model": "chain",
+        "method": "sdt",
+        "input": {
+            "kind": "event-frames",
+            "shape": list(sensor),
+            "binning": "equal",
+            "duration_us": duration_us,
+            "dt_us": duration_us / T,
+        },
+        "uses_t": False,
+        "readout": {"none": "mean", "li": "last", "spike": "count"}[readout],
+        "T_trained": T,
+        "T_range": [1, T],
+        "classes": [str(i) for i in range(classes)],
+        "states": states,
+        "neurons": neurons,
     }
     helper.set_model_props(model, {"flexsnn.protocol": json.dumps(meta)})
     return model
 
 
-def random_stream(n: int, sensor: tuple[int, int, int] = (2, 12, 12), duration_us: int = 100_000,
-                  seed: int = 0, unique_t: bool = False) -> np.ndarray:
+def random_stream(
+    n: int,
+    sensor: tuple[int, int, int] = (2, 12, 12),
+    duration_us: int = 100_000,
+    seed: int = 0,
+    unique_t: bool = False,
+) -> np.ndarray:
     """``n`` uniform events; ``unique_t``: all timestamps distinct (no two events share a bin
     of 1 µs), else some collide (simultaneous events)."""
     rng = np.random.default_rng(seed)
     c, h, w = sensor
-    t = (rng.choice(duration_us, n, replace=False) if unique_t
-         else rng.integers(0, duration_us // 8, n) * 8)
+    t = rng.choice(duration_us, n, replace=False) if unique_t else rng.integers(0, duration_us // 8, n) * 8
     return make_events(rng.integers(0, w, n), rng.integers(0, h, n), rng.integers(0, c, n), t)

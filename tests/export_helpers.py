@@ -14,28 +14,56 @@ from trainer.layers import NeuronLayer, Sequence, Stateless
 from trainer.models import SpikingNet, build_model
 
 # Every spiking variant of the protocol (spike x reset x clamp), an IF neuron and LI.
-VARIANTS = [NeuronSpec("LIF", 0.8, 1.0, reset, spike, v_min, 1.0)
-            for spike in ("single", "multi") for reset in ("subtract", "zero") for v_min in (-math.inf, -0.5)]
+VARIANTS = [
+    NeuronSpec("LIF", 0.8, 1.0, reset, spike, v_min, 1.0)
+    for spike in ("single", "multi")
+    for reset in ("subtract", "zero")
+    for v_min in (-math.inf, -0.5)
+]
 VARIANTS += [NeuronSpec("IF", 1.0, 0.75, "subtract", "multi", -math.inf, 1.0)]
 # the two-state kinds, with different spike/reset/clamp rules
-VARIANTS += [make_spec("CubaLIF", decay=0.8, decay_syn=0.6, v_th=1.0),
-             make_spec("CubaLIF", decay=0.9, decay_syn=0.5, v_th=0.8, reset="zero", spike="multi", v_min=-0.5),
-             make_spec("ALIF", decay=0.8, decay_adapt=0.7, beta=0.4, v_th=1.0),
-             make_spec("ALIF", decay=1.0, decay_adapt=0.9, beta=0.2, v_th=0.7, spike="multi", v_min=-0.5)]
+VARIANTS += [
+    make_spec("CubaLIF", decay=0.8, decay_syn=0.6, v_th=1.0),
+    make_spec("CubaLIF", decay=0.9, decay_syn=0.5, v_th=0.8, reset="zero", spike="multi", v_min=-0.5),
+    make_spec("ALIF", decay=0.8, decay_adapt=0.7, beta=0.4, v_th=1.0),
+    make_spec("ALIF", decay=1.0, decay_adapt=0.9, beta=0.2, v_th=0.7, spike="multi", v_min=-0.5),
+]
 N_VARIANTS = 14  # distinct (kind, overload): 8 LIF, IF multi_subtract, 2 CubaLIF, 2 ALIF, LI li
 
 
-def config(name: str = "2C1FC", width: int = 4, bn: bool = True, bias: bool = True, readout: str = "mean",
-           in_shape: tuple[int, int, int] = (2, 8, 8), kind: str = "LIF", spike: str = "single",
-           reset: str = "subtract", v_min: float = -math.inf, data: str = "digits",
-           extra: dict | None = None) -> Config:
-    return Config(ModelConfig(name=name, stages=2, width=width, bias=bias, bn=bn, readout=readout,
-                              num_classes=10, in_shape=in_shape),
-                  NeuronConfig(make_spec(kind, decay=1.0 if kind == "IF" else 0.7, v_th=1.0, reset=reset,
-                                         spike=spike, v_min=v_min, dt=1.0, **(extra or {}))),
-                  DataConfig(spec=data, kind="events" if ":" not in data else "static", shape=in_shape,
-                             duration_us=1000.0),
-                  MethodConfig()).validate()
+def config(
+    name: str = "2C1FC",
+    width: int = 4,
+    bn: bool = True,
+    bias: bool = True,
+    readout: str = "mean",
+    in_shape: tuple[int, int, int] = (2, 8, 8),
+    kind: str = "LIF",
+    spike: str = "single",
+    reset: str = "subtract",
+    v_min: float = -math.inf,
+    data: str = "digits",
+    extra: dict | None = None,
+) -> Config:
+    return Config(
+        ModelConfig(
+            name=name, stages=2, width=width, bias=bias, bn=bn, readout=readout, num_classes=10, in_shape=in_shape
+        ),
+        NeuronConfig(
+            make_spec(
+                kind,
+                decay=1.0 if kind == "IF" else 0.7,
+                v_th=1.0,
+                reset=reset,
+                spike=spike,
+                v_min=v_min,
+                dt=1.0,
+                **(extra or {}),
+            )
+        ),
+        DataConfig(spec=data, kind="events" if ":" not in data else "static", shape=in_shape, duration_us=1000.0),
+        MethodConfig(),
+    ).validate()
 
 
 def randomize(model: nn.Module, seed: int = 0, gain: float = 1.5) -> nn.Module:

@@ -26,8 +26,10 @@ def peer(name: str):
 
 def _hooked(modules: list[torch.nn.Module], pick: Callable) -> tuple[list[list[torch.Tensor]], list]:
     outs: list[list[torch.Tensor]] = [[] for _ in modules]
-    hooks = [m.register_forward_hook(lambda _m, _a, o, i=i: outs[i].append(pick(o).detach().clone()))
-             for i, m in enumerate(modules)]
+    hooks = [
+        m.register_forward_hook(lambda _m, _a, o, i=i: outs[i].append(pick(o).detach().clone()))
+        for i, m in enumerate(modules)
+    ]
     return outs, hooks
 
 
@@ -49,7 +51,7 @@ def run_sinabs(graph, x: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
         m.register_forward_hook(lambda _m, _a, o: outs.append(o.detach()))
     with torch.no_grad():
         y, _ = net(torch.from_numpy(x).transpose(0, 1).reshape(B * T, *x.shape[2:]))  # sinabs: [B*T, ...]
-    back = lambda t: t.reshape(B, T, *t.shape[1:]).transpose(0, 1).numpy()  # noqa: E731
+    back = lambda t: t.reshape(B, T, *t.shape[1:]).transpose(0, 1).numpy()
     return [back(o) for o in outs], back(y)
 
 
@@ -91,7 +93,8 @@ RUNNERS = {"sinabs": run_sinabs, "snntorch": run_snntorch, "norse": run_norse}
 
 # -- networks built and exported by the peers themselves (peer -> NIR -> flexsnn) ---------
 
-def _writable(graph, conv_inputs: dict[str, tuple[int, int]], flatten_inputs: dict[str, tuple[int, ...]] = {}):
+
+def _writable(graph, conv_inputs: dict[str, tuple[int, int]], flatten_inputs: dict[str, tuple[int, ...]] | None = None):
     """nir 1.0.4 cannot write a Conv2d whose ``input_shape`` is None or a Flatten whose
     ``input_type`` is None, which is what the peers' exporters leave; set those input
     shapes, nothing else (what a user has to do before ``nir.write``)."""
@@ -99,7 +102,7 @@ def _writable(graph, conv_inputs: dict[str, tuple[int, int]], flatten_inputs: di
 
     for name, hw in conv_inputs.items():
         graph.nodes[name].input_shape = hw
-    for name, shape in flatten_inputs.items():
+    for name, shape in (flatten_inputs or {}).items():
         n = graph.nodes[name]
         graph.nodes[name] = nir.Flatten({"input": np.array(shape)}, n.start_dim, n.end_dim, metadata=n.metadata)
     return graph
@@ -129,9 +132,15 @@ def sinabs_net(seed: int = 0):
 
     torch.manual_seed(seed)
     net = torch.nn.Sequential(
-        torch.nn.Conv2d(1, 4, 3, padding=1), sl.IAFSqueeze(min_v_mem=-1.0, num_timesteps=1),
-        sl.SumPool2d(2), torch.nn.Flatten(), torch.nn.Linear(64, 16), sl.LIFSqueeze(tau_mem=4.0, num_timesteps=1, norm_input=False),
-        torch.nn.Linear(16, 10), sl.ExpLeakSqueeze(tau_mem=2.0, num_timesteps=1, norm_input=False)).eval()
+        torch.nn.Conv2d(1, 4, 3, padding=1),
+        sl.IAFSqueeze(min_v_mem=-1.0, num_timesteps=1),
+        sl.SumPool2d(2),
+        torch.nn.Flatten(),
+        torch.nn.Linear(64, 16),
+        sl.LIFSqueeze(tau_mem=4.0, num_timesteps=1, norm_input=False),
+        torch.nn.Linear(16, 10),
+        sl.ExpLeakSqueeze(tau_mem=2.0, num_timesteps=1, norm_input=False),
+    ).eval()
     with torch.no_grad():
         net[0].weight.mul_(3.0)
         net[4].weight.mul_(4.0)
@@ -141,6 +150,7 @@ def sinabs_net(seed: int = 0):
         net.apply(lambda m: m.reset_states() if hasattr(m, "reset_states") else None)
         spikes, y = _time_loop(net, [net[1], net[5], net[7]], x, stateful=False)
         return spikes, y
+
     return graph, run
 
 
@@ -149,13 +159,16 @@ def snntorch_net(seed: int = 0):
     (snnTorch 1.0.0's conv export fails in nir 1.0.4's type inference)."""
     snn = peer("snntorch")
     import nir
-
     import snntorch.export_nir as sx
 
     torch.manual_seed(seed)
     net = torch.nn.Sequential(
-        torch.nn.Flatten(), torch.nn.Linear(64, 16), snn.Leaky(beta=0.75, init_hidden=True, reset_mechanism="zero"),
-        torch.nn.Linear(16, 10), snn.Leaky(beta=0.5, init_hidden=True, reset_mechanism="zero", output=True)).eval()
+        torch.nn.Flatten(),
+        torch.nn.Linear(64, 16),
+        snn.Leaky(beta=0.75, init_hidden=True, reset_mechanism="zero"),
+        torch.nn.Linear(16, 10),
+        snn.Leaky(beta=0.5, init_hidden=True, reset_mechanism="zero", output=True),
+    ).eval()
     with torch.no_grad():
         net[1].weight.mul_(4.0)
         net[3].weight.mul_(3.0)
@@ -171,6 +184,7 @@ def snntorch_net(seed: int = 0):
         for m in (net[2], net[4]):
             m.reset_hidden()
         return _time_loop(net, [net[2], net[4]], x, stateful=False)
+
     return graph, run
 
 
@@ -184,8 +198,14 @@ def norse_net(seed: int = 0, dt: float = 1e-3):
     torch.manual_seed(seed)
     lif = nt.LIFBoxCell(nt.LIFBoxParameters(tau_mem_inv=torch.as_tensor(250.0), v_th=torch.as_tensor(0.25)), dt=dt)
     li = nt.LIBoxCell(nt.LIBoxParameters(tau_mem_inv=torch.as_tensor(500.0)), dt=dt)
-    net = nt.SequentialState(torch.nn.Conv2d(1, 4, 3, padding=1), nt.IAFCell(), torch.nn.Conv2d(4, 4, 3, padding=1),
-                             lif, torch.nn.Conv2d(4, 10, 8), li).eval()
+    net = nt.SequentialState(
+        torch.nn.Conv2d(1, 4, 3, padding=1),
+        nt.IAFCell(),
+        torch.nn.Conv2d(4, 4, 3, padding=1),
+        lif,
+        torch.nn.Conv2d(4, 10, 8),
+        li,
+    ).eval()
     with torch.no_grad():
         for i in (0, 2, 4):
             net[i].weight.mul_(3.0)
@@ -194,6 +214,7 @@ def norse_net(seed: int = 0, dt: float = 1e-3):
     def run(x: np.ndarray):
         spikes, y = _time_loop(net, [net[1], net[3], net[5]], x, stateful=True)
         return spikes, y.reshape(y.shape[0], y.shape[1], -1)
+
     return graph, run
 
 

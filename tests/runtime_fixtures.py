@@ -34,8 +34,11 @@ def overload(spec: NeuronSpec) -> str:
 
 def neuron_function(spec: NeuronSpec) -> onnx.FunctionProto:
     """Body of ``snn::{kind}`` for the variant of ``spec``, in standard ONNX ops."""
-    n = [_const("decay", "decay"), helper.make_node("Mul", ["decay", "u_prev"], ["du"]),
-         helper.make_node("Add", ["du", "current"], ["v"])]
+    n = [
+        _const("decay", "decay"),
+        helper.make_node("Mul", ["decay", "u_prev"], ["du"]),
+        helper.make_node("Add", ["du", "current"], ["v"]),
+    ]
     if not spec.spiking:
         n += [helper.make_node("Identity", ["v"], ["out"]), helper.make_node("Identity", ["v"], ["u"])]
     else:
@@ -43,35 +46,68 @@ def neuron_function(spec: NeuronSpec) -> onnx.FunctionProto:
         if spec.spike == "single":
             n.append(helper.make_node("Cast", ["ge"], ["out"], to=TensorProto.FLOAT))
         else:
-            n += [helper.make_node("Div", ["v", "v_th"], ["q"]), helper.make_node("Floor", ["q"], ["fq"]),
-                  helper.make_node("Constant", [], ["zero"], value_float=0.0),
-                  helper.make_node("Where", ["ge", "fq", "zero"], ["out"])]
+            n += [
+                helper.make_node("Div", ["v", "v_th"], ["q"]),
+                helper.make_node("Floor", ["q"], ["fq"]),
+                helper.make_node("Constant", [], ["zero"], value_float=0.0),
+                helper.make_node("Where", ["ge", "fq", "zero"], ["out"]),
+            ]
         last = "u" if spec.v_min == -math.inf else "ur"
         if spec.reset == "subtract":
             n += [helper.make_node("Mul", ["v_th", "out"], ["vs"]), helper.make_node("Sub", ["v", "vs"], [last])]
         else:
-            n += [helper.make_node("Constant", [], ["z0"], value_float=0.0),
-                  helper.make_node("Equal", ["out", "z0"], ["quiet"]),
-                  helper.make_node("Cast", ["quiet"], ["keep"], to=TensorProto.FLOAT),
-                  helper.make_node("Mul", ["v", "keep"], [last])]
+            n += [
+                helper.make_node("Constant", [], ["z0"], value_float=0.0),
+                helper.make_node("Equal", ["out", "z0"], ["quiet"]),
+                helper.make_node("Cast", ["quiet"], ["keep"], to=TensorProto.FLOAT),
+                helper.make_node("Mul", ["v", "keep"], [last]),
+            ]
         if spec.v_min != -math.inf:
             n += [_const("v_min", "v_min"), helper.make_node("Max", ["ur", "v_min"], ["u"])]
-    return helper.make_function("snn", spec.kind, ["current", "u_prev"], ["out", "u"], n,
-                                [helper.make_opsetid("", 18)], attributes=ATTRS, overload=overload(spec))
+    return helper.make_function(
+        "snn",
+        spec.kind,
+        ["current", "u_prev"],
+        ["out", "u"],
+        n,
+        [helper.make_opsetid("", 18)],
+        attributes=ATTRS,
+        overload=overload(spec),
+    )
 
 
 def neuron_node(name: str, spec: NeuronSpec, current: str, u_prev: str, out: str, u: str) -> onnx.NodeProto:
-    node = helper.make_node(spec.kind, [current, u_prev], [out, u], name=name, domain="snn",
-                            decay=spec.decay, v_th=spec.v_th, reset=spec.reset, spike=spec.spike,
-                            v_min=spec.v_min, dt=spec.dt)
+    node = helper.make_node(
+        spec.kind,
+        [current, u_prev],
+        [out, u],
+        name=name,
+        domain="snn",
+        decay=spec.decay,
+        v_th=spec.v_th,
+        reset=spec.reset,
+        spike=spec.spike,
+        v_min=spec.v_min,
+        dt=spec.dt,
+    )
     node.overload = overload(spec)
     return node
 
 
-def tiny_model(kind: str = "repeat", spec: NeuronSpec | None = None, readout: str = "mean",
-               li: bool = False, classes: int = 3, channels: int = 4, size: int | None = None,
-               seed: int = 0, uses_t: bool = False, T: int = 4) -> onnx.ModelProto:
-    """x [B, C, size, size] (default: 1x8x8 images, or 2x20x20 events) -> Conv3x3 -> LIF -> AvgPool2 -> Flatten -> Gemm [-> LI] -> y."""
+def tiny_model(
+    kind: str = "repeat",
+    spec: NeuronSpec | None = None,
+    readout: str = "mean",
+    li: bool = False,
+    classes: int = 3,
+    channels: int = 4,
+    size: int | None = None,
+    seed: int = 0,
+    uses_t: bool = False,
+    T: int = 4,
+) -> onnx.ModelProto:
+    """x [B, C, size, size] (default: 1x8x8 images, or 2x20x20 events) -> Conv3x3 -> LIF ->
+    AvgPool2 -> Flatten -> Gemm [-> LI] -> y."""
     spec = spec or NeuronSpec("LIF", 0.5, 1.0, "subtract", "single", -math.inf, 1.0)
     rng = np.random.default_rng(seed)
     c_in = 1 if kind == "repeat" else 2
@@ -84,14 +120,18 @@ def tiny_model(kind: str = "repeat", spec: NeuronSpec | None = None, readout: st
     inits = [numpy_helper.from_array(a, n) for a, n in ((w1, "w1"), (b1, "b1"), (w2, "w2"), (b2, "b2"))]
     nodes = [helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], name="conv1", pads=[1, 1, 1, 1])]
     if uses_t:  # a model whose step depends on t: the input is scaled by 1 / (t + 1)
-        nodes += [helper.make_node("Cast", ["t"], ["tf"], to=TensorProto.FLOAT),
-                  helper.make_node("Constant", [], ["one"], value_float=1.0),
-                  helper.make_node("Add", ["tf", "one"], ["t1"]),
-                  helper.make_node("Div", ["c1", "t1"], ["c1t"])]
-    nodes += [neuron_node("LIF_0", spec, "c1t" if uses_t else "c1", "state_0", "s1", "state_0_out"),
-              helper.make_node("AveragePool", ["s1"], ["p1"], name="pool1", kernel_shape=[2, 2], strides=[2, 2]),
-              helper.make_node("Flatten", ["p1"], ["f1"], name="flat", axis=1),
-              helper.make_node("Gemm", ["f1", "w2", "b2"], ["g" if li else "y"], name="fc", transB=1)]
+        nodes += [
+            helper.make_node("Cast", ["t"], ["tf"], to=TensorProto.FLOAT),
+            helper.make_node("Constant", [], ["one"], value_float=1.0),
+            helper.make_node("Add", ["tf", "one"], ["t1"]),
+            helper.make_node("Div", ["c1", "t1"], ["c1t"]),
+        ]
+    nodes += [
+        neuron_node("LIF_0", spec, "c1t" if uses_t else "c1", "state_0", "s1", "state_0_out"),
+        helper.make_node("AveragePool", ["s1"], ["p1"], name="pool1", kernel_shape=[2, 2], strides=[2, 2]),
+        helper.make_node("Flatten", ["p1"], ["f1"], name="flat", axis=1),
+        helper.make_node("Gemm", ["f1", "w2", "b2"], ["g" if li else "y"], name="fc", transB=1),
+    ]
     states = [{"name": "state_0", "shape": [channels, size, size], "node": "LIF_0"}]
     li_spec = NeuronSpec("LI", 0.8, 1.0, "subtract", "single", -math.inf, spec.dt)
     neurons = [{"node": "LIF_0", "op": spec.kind, "spec": spec.to_dict()}]
@@ -107,16 +147,27 @@ def tiny_model(kind: str = "repeat", spec: NeuronSpec | None = None, readout: st
         inputs.append(helper.make_tensor_value_info("t", TensorProto.INT64, []))
     inputs += [helper.make_tensor_value_info(s["name"], TensorProto.FLOAT, [B, *s["shape"]]) for s in states]
     outputs = [helper.make_tensor_value_info("y", TensorProto.FLOAT, [B, classes])]
-    outputs += [helper.make_tensor_value_info(s["name"] + "_out", TensorProto.FLOAT, [B, *s["shape"]])
-                for s in states]
+    outputs += [helper.make_tensor_value_info(s["name"] + "_out", TensorProto.FLOAT, [B, *s["shape"]]) for s in states]
     graph = helper.make_graph(nodes, "tiny", inputs, outputs, inits)
     model = helper.make_model(graph, opset_imports=OPSETS, functions=functions, ir_version=10)
     meta = {
-        "format": "flexsnn-onnx/1", "model": "tiny", "method": "mtt",
-        "input": {"kind": kind, "shape": [c_in, size, size],
-                  "binning": "equal", "duration_us": 300000.0, "dt_us": 300000.0 / T},
-        "uses_t": uses_t, "readout": "last" if li else readout, "T_trained": T, "T_range": [1, T],
-        "classes": [str(i) for i in range(classes)], "states": states, "neurons": neurons,
+        "format": "flexsnn-onnx/1",
+        "model": "tiny",
+        "method": "mtt",
+        "input": {
+            "kind": kind,
+            "shape": [c_in, size, size],
+            "binning": "equal",
+            "duration_us": 300000.0,
+            "dt_us": 300000.0 / T,
+        },
+        "uses_t": uses_t,
+        "readout": "last" if li else readout,
+        "T_trained": T,
+        "T_range": [1, T],
+        "classes": [str(i) for i in range(classes)],
+        "states": states,
+        "neurons": neurons,
     }
     helper.set_model_props(model, {"flexsnn.protocol": json.dumps(meta)})
     return model

@@ -14,8 +14,15 @@ import trainer.cli
 
 CLIS = {"trainer": trainer.cli, "export": export.cli, "runtime": runtime.cli, "edge": edge.cli}
 # the name of each shared concept, and names it must not go by
-ONE_NAME = {"--batch": "--batch-size", "--limit-test": "--limit", "--n-threads": "--threads",
-            "--output": "--out", "--num-steps": "--T", "--dataset": "--data", "--as-json": "--json"}
+ONE_NAME = {
+    "--batch": "--batch-size",
+    "--limit-test": "--limit",
+    "--n-threads": "--threads",
+    "--output": "--out",
+    "--num-steps": "--T",
+    "--dataset": "--data",
+    "--as-json": "--json",
+}
 
 
 def walk(p: argparse.ArgumentParser):

@@ -45,8 +45,9 @@ def test_fixed_binning_matches_tonic(nmnist_path):
 
 def test_equal_binning_is_fixed_binning_with_duration_over_T():
     rng = np.random.default_rng(1)
-    ev = make_events(rng.integers(0, 5, 500), rng.integers(0, 4, 500), rng.integers(0, 2, 500),
-                     rng.integers(0, 60_000, 500))
+    ev = make_events(
+        rng.integers(0, 5, 500), rng.integers(0, 4, 500), rng.integers(0, 2, 500), rng.integers(0, 60_000, 500)
+    )
     for T in (1, 2, 3, 4, 5, 6, 10):
         eq = bin_events([ev], T, (2, 4, 5), "equal", durations_us=[60_000])
         fx = bin_events([ev], T, (2, 4, 5), "fixed", dt_us=60_000 / T)
@@ -96,10 +97,15 @@ def test_idx_rejects_foreign_file(tmp_path):
         read_idx(bad)
 
 
-@pytest.mark.parametrize("spec, match", [
-    ("cifar10", "unknown data spec"), ("nmnist", "needs a folder"), ("nmnist:/no/such/dir", "not a directory"),
-    ("mnist:/no/such/dir", "not a directory"),
-])
+@pytest.mark.parametrize(
+    "spec, match",
+    [
+        ("cifar10", "unknown data spec"),
+        ("nmnist", "needs a folder"),
+        ("nmnist:/no/such/dir", "not a directory"),
+        ("mnist:/no/such/dir", "not a directory"),
+    ],
+)
 def test_bad_specs(spec, match):
     with pytest.raises(DataError, match=match):
         load_dataset(spec, "train")

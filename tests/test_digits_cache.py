@@ -45,5 +45,5 @@ def test_an_images_events_do_not_depend_on_the_batch(cache):
     idx = digits.split_index(len(images), "test")
     for k in (0, 7, 359):
         big = np.kron(images[idx[k]][None], np.ones((1, 2, 2), np.float32))
-        alone = saccade_events(big, duration_us=digits.DURATION_US, ids=idx[k: k + 1])[0]
+        alone = saccade_events(big, duration_us=digits.DURATION_US, ids=idx[k : k + 1])[0]
         np.testing.assert_array_equal(alone, ev[k])

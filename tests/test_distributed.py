@@ -22,9 +22,29 @@ def test_fit_with_two_processes(tmp_path):
     out = tmp_path / "ddp.pt"
     torchrun = shutil.which("torchrun")
     cmd = ([torchrun] if torchrun else [sys.executable, "-m", "torch.distributed.run"]) + [
-        "--nproc_per_node=2", f"--master_port={_free_port()}", "-m", "trainer", "fit", "--epochs", "1",
-        "--limit-train", "128", "--limit", "40", "--width", "4", "--batch-size", "16",
-        "--method", "mtt", "--samples", "2", "--out", str(out), "--quiet"]
+        "--nproc_per_node=2",
+        f"--master_port={_free_port()}",
+        "-m",
+        "trainer",
+        "fit",
+        "--epochs",
+        "1",
+        "--limit-train",
+        "128",
+        "--limit",
+        "40",
+        "--width",
+        "4",
+        "--batch-size",
+        "16",
+        "--method",
+        "mtt",
+        "--samples",
+        "2",
+        "--out",
+        str(out),
+        "--quiet",
+    ]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     ckpt = torch.load(out, weights_only=True)

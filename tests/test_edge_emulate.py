@@ -41,8 +41,11 @@ def test_quantised_emulation_stays_close_to_float(model_path):
     assert sd["all"] < 0.1, sd  # 8-bit weights: a few percent of spikes move, not more
     assert e.chip.outputs.sum() > 0
     # the signed-pair readout reads the float readout's sum: same predictions as the float model
-    fine = emulate(quantize(convert(*read_model(model_path), readout_threshold=0.001)), model_path,
-                   random_streams(6, SHAPE, events=400))
+    fine = emulate(
+        quantize(convert(*read_model(model_path), readout_threshold=0.001)),
+        model_path,
+        random_streams(6, SHAPE, events=400),
+    )
     assert (fine.twin.predictions == fine.float_.predictions).all()
     sdq = e.sd_quantisation()
     assert set(sdq) == {*e.hidden, e.layers[-1], "all"} and e.layers[-1] not in e.hidden  # readout included
@@ -59,10 +62,10 @@ def test_sinabs_time_stepped_matches_emulation(model_path):
     T, B = 5, 3
     q = quantize(convert(*read_model(model_path)))
     streams = random_streams(B, SHAPE, events=400, seed=7)
-    frames = bin_events(streams, T, SHAPE, "fixed", dt_us=8000.0)           # [T, B, C, H, W]
+    frames = bin_events(streams, T, SHAPE, "fixed", dt_us=8000.0)  # [T, B, C, H, W]
     binned = [s.copy() for s in streams]
     for s in binned:
-        s["t"] = s["t"] // 8000                                            # bin index as the timestamp
+        s["t"] = s["t"] // 8000  # bin index as the timestamp
     e = emulate(q, model_path, binned, chip_order=False)
 
     seq = sinabs_sequential(q, batch_size=B)

@@ -28,8 +28,24 @@ def test_pi_bench_json(tmp_path):
 def test_pi_bench_early_exit_saving(tmp_path):
     path = save(chain_model([Conv(4, pool=2)], in_shape=(2, 20, 20), classes=10), tmp_path / "m.onnx")
     # a threshold every output passes at the first step: the saving is (T - 1) / T of the steps
-    r = run_cli("edge", "pi-bench", path, "--max-threads", "1", "--steps", "2", "--repeats", "1", "--data", "digits",
-                "--limit", "4", "--policy", "confidence:0.0,tmin=1", "--json")
+    r = run_cli(
+        "edge",
+        "pi-bench",
+        path,
+        "--max-threads",
+        "1",
+        "--steps",
+        "2",
+        "--repeats",
+        "1",
+        "--data",
+        "digits",
+        "--limit",
+        "4",
+        "--policy",
+        "confidence:0.0,tmin=1",
+        "--json",
+    )
     assert r.returncode == 0, r.stderr
     e = json.loads(r.stdout)["early_exit"]
     assert e["n"] == 4 and e["fixed_steps"] == 4 and e["exit_steps"] == 1
@@ -59,11 +75,18 @@ main()
 def test_pi_bench_needs_no_torch_and_no_numba(tmp_path):
     """A Pi install may leave numba out (the clock-driven runtime does not use it)."""
     path = save(chain_model([Conv(4)]), tmp_path / "m.onnx")
-    r = subprocess.run([sys.executable, "-c", BLOCK, "pi-bench", path, "--max-threads", "1", "--steps", "2",
-                        "--repeats", "1"], cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+    r = subprocess.run(
+        [sys.executable, "-c", BLOCK, "pi-bench", path, "--max-threads", "1", "--steps", "2", "--repeats", "1"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert r.returncode == 0, r.stderr
     assert "ms/step" in r.stdout
     # the Speck path does need numba (the event engine): one clear line, not a traceback
-    r = subprocess.run([sys.executable, "-c", BLOCK, "speck", path], cwd=ROOT, capture_output=True, text=True,
-                       timeout=300, check=False)
+    r = subprocess.run(
+        [sys.executable, "-c", BLOCK, "speck", path], cwd=ROOT, capture_output=True, text=True, timeout=300, check=False
+    )
     assert r.returncode == 2 and "needs numba" in r.stderr and "Traceback" not in r.stderr, r.stderr

@@ -27,22 +27,25 @@ SPECK = chip("speck2fdevkit")
 
 
 # ---- memory formulas (by hand: c_in * 2^(ceil log2(kx ky) + ceil log2 c_out), c_out * 2^(...)) ----
-@pytest.mark.parametrize("shape, kernel_mem, neuron_mem, broken", [
-    # N-MNIST first conv, 16 channels: 2 * 2^(4 + 4); 16 * 2^(6 + 6) = exactly the 64 Ki of cores 0-2
-    (LayerShape("a", 2, (34, 34), 16, (3, 3), padding=(1, 1)), 512, 65536, []),
-    # the same with 32 channels: 32 * 2^12 = 128 Ki neurons > 64 Ki -> fails on neuron memory
-    (LayerShape("b", 2, (34, 34), 32, (3, 3), padding=(1, 1)), 1024, 131072, ["neuron memory"]),
-    # second conv after 2x2 pooling: 17x17 -> 2^(5+5)
-    (LayerShape("c", 16, (17, 17), 16, (3, 3), padding=(1, 1)), 4096, 16384, []),
-    # a linear layer 16x8x8 -> 10 as an 8x8 convolution: 16 * 2^(6 + 4); 10 * 2^0
-    (LayerShape("d", 16, (8, 8), 10, (8, 8)), 16384, 10, []),
-    # 64 -> 64 channels, 5x5: 64 * 2^(5 + 6) = 128 Ki kernel > 64 Ki -> fails on kernel memory
-    (LayerShape("e", 64, (32, 32), 64, (5, 5), padding=(2, 2)), 131072, 65536, ["kernel memory"]),
-    # stride 2, floored output (64 + 2 - 3) // 2 + 1 = 32; 20 channels -> 2^5
-    (LayerShape("f", 8, (64, 64), 20, (3, 3), (2, 2), (1, 1)), 8 * 2 ** 9, 20 * 2 ** 10, []),
-    # exact powers of two need no extra bit: 1x1 kernel, 1 output channel, 128x128
-    (LayerShape("g", 4, (128, 128), 1, (1, 1)), 4, 16384, []),
-])
+@pytest.mark.parametrize(
+    "shape, kernel_mem, neuron_mem, broken",
+    [
+        # N-MNIST first conv, 16 channels: 2 * 2^(4 + 4); 16 * 2^(6 + 6) = exactly the 64 Ki of cores 0-2
+        (LayerShape("a", 2, (34, 34), 16, (3, 3), padding=(1, 1)), 512, 65536, []),
+        # the same with 32 channels: 32 * 2^12 = 128 Ki neurons > 64 Ki -> fails on neuron memory
+        (LayerShape("b", 2, (34, 34), 32, (3, 3), padding=(1, 1)), 1024, 131072, ["neuron memory"]),
+        # second conv after 2x2 pooling: 17x17 -> 2^(5+5)
+        (LayerShape("c", 16, (17, 17), 16, (3, 3), padding=(1, 1)), 4096, 16384, []),
+        # a linear layer 16x8x8 -> 10 as an 8x8 convolution: 16 * 2^(6 + 4); 10 * 2^0
+        (LayerShape("d", 16, (8, 8), 10, (8, 8)), 16384, 10, []),
+        # 64 -> 64 channels, 5x5: 64 * 2^(5 + 6) = 128 Ki kernel > 64 Ki -> fails on kernel memory
+        (LayerShape("e", 64, (32, 32), 64, (5, 5), padding=(2, 2)), 131072, 65536, ["kernel memory"]),
+        # stride 2, floored output (64 + 2 - 3) // 2 + 1 = 32; 20 channels -> 2^5
+        (LayerShape("f", 8, (64, 64), 20, (3, 3), (2, 2), (1, 1)), 8 * 2**9, 20 * 2**10, []),
+        # exact powers of two need no extra bit: 1x1 kernel, 1 output channel, 128x128
+        (LayerShape("g", 4, (128, 128), 1, (1, 1)), 4, 16384, []),
+    ],
+)
 def test_memory_formulas(shape, kernel_mem, neuron_mem, broken):
     assert memory(shape) == (kernel_mem, neuron_mem)
     assert [v.limit for v in check_layer(shape, SPECK)] == broken
@@ -57,16 +60,19 @@ def test_memory_formula_pieces():
     assert [c.neuron_memory // KI for c in SPECK.cores] == [64, 64, 64, 32, 32, 16, 16, 16, 16]
 
 
-@pytest.mark.parametrize("shape, limit", [
-    (LayerShape("k", 2, (20, 20), 4, (3, 5), padding=(1, 2)), "kernel shape"),
-    (LayerShape("k", 2, (40, 40), 4, (17, 17)), "kernel size"),
-    (LayerShape("s", 2, (20, 20), 4, (3, 3), stride=(3, 3)), "stride"),
-    (LayerShape("p", 2, (20, 20), 4, (15, 15), padding=(8, 8)), "padding"),
-    (LayerShape("q", 2, (20, 20), 4, (3, 3), pool=(3, 3)), "sum pooling"),
-    (LayerShape("i", 2, (129, 129), 1, (1, 1), stride=(8, 8)), "input size"),
-    (LayerShape("c", 1025, (2, 2), 4, (1, 1)), "input channels"),
-    (LayerShape("d", 2, (8, 8), 4, (3, 3), destinations=3), "destination layers"),
-])
+@pytest.mark.parametrize(
+    "shape, limit",
+    [
+        (LayerShape("k", 2, (20, 20), 4, (3, 5), padding=(1, 2)), "kernel shape"),
+        (LayerShape("k", 2, (40, 40), 4, (17, 17)), "kernel size"),
+        (LayerShape("s", 2, (20, 20), 4, (3, 3), stride=(3, 3)), "stride"),
+        (LayerShape("p", 2, (20, 20), 4, (15, 15), padding=(8, 8)), "padding"),
+        (LayerShape("q", 2, (20, 20), 4, (3, 3), pool=(3, 3)), "sum pooling"),
+        (LayerShape("i", 2, (129, 129), 1, (1, 1), stride=(8, 8)), "input size"),
+        (LayerShape("c", 1025, (2, 2), 4, (1, 1)), "input channels"),
+        (LayerShape("d", 2, (8, 8), 4, (3, 3), destinations=3), "destination layers"),
+    ],
+)
 def test_each_limit_is_named(shape, limit):
     v = check_layer(shape, SPECK)
     assert [x.limit for x in v] == [limit]
@@ -102,8 +108,8 @@ def test_mapping_on_speck():
     assert not p.fits and sum(c is None for c in p.cores) == 1
     assert [v.limit for v in p.violations] == ["core"]
     # a layer that takes a 64 Ki kernel core must leave it to the only layer that needs it
-    need64 = (60 * KI, 1 * KI)     # cores 5, 6
-    need32 = (20 * KI, 20 * KI)    # cores 3, 4
+    need64 = (60 * KI, 1 * KI)  # cores 5, 6
+    need32 = (20 * KI, 20 * KI)  # cores 3, 4
     cores = map_layers([need32, need32, need64, need64], SPECK.cores)
     assert sorted(cores[:2]) == [3, 4] and sorted(cores[2:]) == [5, 6]
 
@@ -124,11 +130,11 @@ def test_quantisation_fits_bits():
     w = np.random.default_rng(0).normal(0, 0.05, (4, 2, 3, 3))
     q = quantize_layer(_layer(w, v_th=1.0))
     assert q.weight.dtype == np.int8 and np.abs(q.weight).max() == 127
-    assert q.bound == "weights" and q.threshold == round(q.scale) and q.v_min == -(2 ** 15)
+    assert q.bound == "weights" and q.threshold == round(q.scale) and q.v_min == -(2**15)
     assert np.allclose(q.weight / q.scale, w, atol=0.5 / q.scale)
     # a threshold so large that 16 bits bound the scale
     q = quantize_layer(_layer(w, v_th=1e3))
-    assert q.bound == "threshold" and q.threshold == 2 ** 15 - 1
+    assert q.bound == "threshold" and q.threshold == 2**15 - 1
 
 
 def test_float_twin_is_the_chip_net_before_rounding():
@@ -168,6 +174,7 @@ def test_conversion_folds_pooling_and_converts_linear(tmp_path):
     assert fc.weight.shape == (8, 4, 10, 10) and fc.shape.c_out == 8 and net.readout_pairs == 4
     onnx_w = read_model(path)[0].graph.initializer[1]
     from onnx import numpy_helper
+
     assert np.allclose(fc.weight[:4].reshape(4, -1), numpy_helper.to_array(onnx_w) / 4)  # 1/k² folded
     assert np.array_equal(fc.weight[4:], -fc.weight[:4]) and fc.neuron.v_min == 0.0
     assert all(L.neuron.spike == "multi" and L.neuron.reset == "subtract" for L in net.layers)
@@ -176,6 +183,7 @@ def test_conversion_folds_pooling_and_converts_linear(tmp_path):
 def test_signed_pair_readout_is_the_sum_not_the_peak():
     """One IF neuron per class keeps the peak of a rising-then-falling sum; the pair reads the sum."""
     from edge.speck.convert import predict
+
     out = np.array([[5.0, 3.0, 0.0, 4.0]])  # class 0: 5 up, 0 down; class 1: 3 up, 4 down
     assert predict(out, 2).tolist() == [0] and predict(np.array([[1.0, 3.0, 0.0, 0.0]]), 2).tolist() == [1]
     assert predict(np.array([[1.0, 3.0]]), 0).tolist() == [1]
@@ -189,7 +197,7 @@ def test_check_cli_fits_and_json(tmp_path):
     r = run_cli("edge", "speck", path, "--check", "--json")
     out = json.loads(r.stdout)
     assert out["fits"] is True and len(out["layers"]) == 3
-    assert out["layers"][0]["kernel_memory"] == 2 * 2 ** (4 + 3) and out["layers"][0]["neuron_memory"] == 8 * 2 ** 10
+    assert out["layers"][0]["kernel_memory"] == 2 * 2 ** (4 + 3) and out["layers"][0]["neuron_memory"] == 8 * 2**10
     assert len({L["core"] for L in out["layers"]}) == 3
 
 
@@ -205,15 +213,26 @@ def test_describe_json(tmp_path):
     assert d["layers"][0]["destinations"] == [1] and d["layers"][0]["sum_pool"] == 2
 
 
-@pytest.mark.parametrize("kwargs, words", [
-    ({"convs": [Conv(32, pad=1)], "in_shape": (2, 34, 34)}, ["conv0", "neuron memory", "128 Ki", "64 Ki", "at most 16 channels"]),
-    ({"convs": [Conv(64, (5, 5), pad=2)] * 2, "in_shape": (2, 16, 16)}, ["conv1", "kernel memory", "128 Ki", "at most 32 input channels"]),
-    ({"convs": [Conv(4, (3, 5), pad=1)]}, ["conv0", "kernel shape", "3x5", "square"]),
-    ({"convs": [Conv(4)], "bias": True}, ["conv0", "bias", "--no-bias"]),
-    ({"convs": [Conv(4)], "extra": "Relu"}, ["relu0", "Relu", "not supported"]),
-    ({"convs": [Conv(4, pool=2), Conv(4, pool=2), Conv(4, pool=2)], "in_shape": (2, 200, 200)},
-     ["input size", "200x200", "128x128"]),
-])
+@pytest.mark.parametrize(
+    "kwargs, words",
+    [
+        (
+            {"convs": [Conv(32, pad=1)], "in_shape": (2, 34, 34)},
+            ["conv0", "neuron memory", "128 Ki", "64 Ki", "at most 16 channels"],
+        ),
+        (
+            {"convs": [Conv(64, (5, 5), pad=2)] * 2, "in_shape": (2, 16, 16)},
+            ["conv1", "kernel memory", "128 Ki", "at most 32 input channels"],
+        ),
+        ({"convs": [Conv(4, (3, 5), pad=1)]}, ["conv0", "kernel shape", "3x5", "square"]),
+        ({"convs": [Conv(4)], "bias": True}, ["conv0", "bias", "--no-bias"]),
+        ({"convs": [Conv(4)], "extra": "Relu"}, ["relu0", "Relu", "not supported"]),
+        (
+            {"convs": [Conv(4, pool=2), Conv(4, pool=2), Conv(4, pool=2)], "in_shape": (2, 200, 200)},
+            ["input size", "200x200", "128x128"],
+        ),
+    ],
+)
 def test_bad_models_exit_2_naming_layer_and_limit(tmp_path, kwargs, words):
     path = save(chain_model(**kwargs), tmp_path / "bad.onnx")
     r = run_cli("edge", "speck", path, "--check")
@@ -258,13 +277,17 @@ print(json.dumps({'code': code, 'modules': mods}), file=sys.stderr)
 
 
 def _probe(*argv: str) -> dict:
-    r = subprocess.run([sys.executable, "-c", PROBE, *argv], cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+    r = subprocess.run(
+        [sys.executable, "-c", PROBE, *argv], cwd=ROOT, capture_output=True, text=True, timeout=300, check=False
+    )
     return json.loads(r.stderr.strip().splitlines()[-1]) | {"stderr": r.stderr, "stdout": r.stdout}
 
 
 def test_import_edge_imports_no_vendor_sdk():
-    code = ("import sys, edge, edge.cli, edge.speck.deploy, edge.speck.sinabs_model;"
-            "print([m for m in sys.modules if m.split('.')[0] in ('samna', 'sinabs', 'torch')])")
+    code = (
+        "import sys, edge, edge.cli, edge.speck.deploy, edge.speck.sinabs_model;"
+        "print([m for m in sys.modules if m.split('.')[0] in ('samna', 'sinabs', 'torch')])"
+    )
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
     assert r.returncode == 0 and r.stdout.strip() == "[]", r.stdout + r.stderr
 

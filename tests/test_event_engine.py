@@ -21,18 +21,24 @@ from .event_fixtures import chain_model, random_stream, spec
 
 def engine_of(model) -> EventEngine:
     import json
+
     meta = json.loads({p.key: p.value for p in model.metadata_props}["flexsnn.protocol"])
     return EventEngine(model, parse_protocol(meta))
 
 
 def session_of(model) -> Session:
     import json
+
     meta = json.loads({p.key: p.value for p in model.metadata_props}["flexsnn.protocol"])
     return Session(model, parse_protocol(meta), threads=1)
 
 
-NEURONS = [spec("IF", "multi", "subtract"), spec("IF", "single", "zero"),
-           spec("LIF", "single", "subtract", decay=0.7, v_min=-0.5), spec("LIF", "multi", "zero", decay=0.9)]
+NEURONS = [
+    spec("IF", "multi", "subtract"),
+    spec("IF", "single", "zero"),
+    spec("LIF", "single", "subtract", decay=0.7, v_min=-0.5),
+    spec("LIF", "multi", "zero", decay=0.9),
+]
 
 
 @pytest.mark.parametrize("neuron", NEURONS, ids=lambda s: f"{s.kind}-{s.spike}-{s.reset}")
@@ -97,12 +103,18 @@ def test_lif_decay_closed_form():
     the second event is 0.6 exp(-dt / tau) + 0.6, with tau = -dt_step / ln(decay)."""
     decay, dt_step = 0.5, 1000.0
     tau = -dt_step / math.log(decay)
-    model = chain_model(spec("LIF", "single", "subtract", decay=decay, dt=dt_step), sensor=(2, 1, 1),
-                        channels=(), classes=1, readout="spike", fc=np.array([[0.6, 0.0]]))
+    model = chain_model(
+        spec("LIF", "single", "subtract", decay=decay, dt=dt_step),
+        sensor=(2, 1, 1),
+        channels=(),
+        classes=1,
+        readout="spike",
+        fc=np.array([[0.6, 0.0]]),
+    )
     eng = engine_of(model)
     w = float(np.float32(0.6))  # the weight as stored (float32)
-    gap_quiet = int(tau * math.log(0.6 / 0.4)) + 5   # 0.6 e^{-gap/tau} < 0.4: no spike
-    gap_fire = int(tau * math.log(0.6 / 0.4)) - 5    # > 0.4: spike
+    gap_quiet = int(tau * math.log(0.6 / 0.4)) + 5  # 0.6 e^{-gap/tau} < 0.4: no spike
+    gap_fire = int(tau * math.log(0.6 / 0.4)) - 5  # > 0.4: spike
     ev = make_events([0, 0, 0], [0, 0, 0], [0, 0, 0], [100, 100 + gap_quiet, 100 + gap_quiet + gap_fire])
     state = eng.initial_state()
     state, _ = eng.feed(state, ev[:2])
@@ -159,8 +171,9 @@ def test_finer_bins_converge_to_event_driven_lif():
     assert sds[0] > 0.05 and sds[-1] < 0.02 and sds[-1] < sds[1] < sds[0]
 
 
-@pytest.mark.parametrize("neuron", [spec("IF", "multi", "subtract"), spec("IF", "single", "zero")],
-                         ids=["multi-subtract", "single-zero"])
+@pytest.mark.parametrize(
+    "neuron", [spec("IF", "multi", "subtract"), spec("IF", "single", "zero")], ids=["multi-subtract", "single-zero"]
+)
 def test_sinabs_iaf_parity(neuron):
     """sinabs' IAF (an independent implementation) on input binned one event per bin gives
     the same spikes per neuron and the same readout as the event engine."""
@@ -179,8 +192,12 @@ def test_sinabs_iaf_parity(neuron):
     reset_fn = act.MembraneSubtract() if neuron.reset == "subtract" else act.MembraneReset()
     iafs = [sl.IAF(spike_threshold=neuron.v_th, spike_fn=spike_fn, reset_fn=reset_fn) for _ in range(2)]
     frames = torch.zeros(len(stream), 2, 10, 10)  # bin k holds event k only
-    frames[torch.arange(len(stream)), torch.from_numpy(stream["p"].astype(np.int64)),
-           torch.from_numpy(stream["y"].astype(np.int64)), torch.from_numpy(stream["x"].astype(np.int64))] = 1
+    frames[
+        torch.arange(len(stream)),
+        torch.from_numpy(stream["p"].astype(np.int64)),
+        torch.from_numpy(stream["y"].astype(np.int64)),
+        torch.from_numpy(stream["x"].astype(np.int64)),
+    ] = 1
     counts = [0, 0]
     out = torch.zeros(3)
     with torch.no_grad():

@@ -22,8 +22,10 @@ from .test_event_engine import engine_of
 @pytest.fixture
 def eng(monkeypatch):
     """An engine whose kernels fail the test if they are ever reached."""
+
     def never(*args):
         raise AssertionError("a numba kernel ran on bad input")
+
     monkeypatch.setattr(engine_module, "run_events", never)
     monkeypatch.setattr(engine_module, "run_streams", never)
     return engine_of(chain_model())
@@ -99,8 +101,10 @@ def test_models_without_event_meaning_are_refused():
 
 
 def test_cli_event_mode_json_has_sd(tmp_path):
-    model = save(chain_model(spec("IF", "single"), sensor=(2, 20, 20), classes=10, scale=0.5,
-                             duration_us=300_000, T=6), tmp_path / "m.onnx")
+    model = save(
+        chain_model(spec("IF", "single"), sensor=(2, 20, 20), classes=10, scale=0.5, duration_us=300_000, T=6),
+        tmp_path / "m.onnx",
+    )
     r = run_cli("runtime", "run", model, "--mode", "event", "--data", "digits", "--limit", "6", "--json")
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)

@@ -63,10 +63,10 @@ def _head(path, tmp_path, n_bytes: int):
     """A copy of the recording's header and its first ``n_bytes`` of event words."""
     data = path.read_bytes()
     end = 0
-    while data[end:end + 1] == b"%":  # header lines start with %
+    while data[end : end + 1] == b"%":  # header lines start with %
         end = data.index(b"\n", end) + 1
     out = tmp_path / path.name
-    out.write_bytes(data[:end + n_bytes])
+    out.write_bytes(data[: end + n_bytes])
     return out
 
 
@@ -101,8 +101,20 @@ def test_evt3_time_high_wrap_and_vectors(tmp_path):
     f = tmp_path / "wrap.raw"
     # TIME_HIGH 0xFFF, TIME_LOW 5, y=3, one event x=7 ON; a vector from x=10, mask 0b101 (x=10, 12),
     # then a VECT_8 (moved on by 12: x=22+1); TIME_HIGH 0 (the 24-bit counter wrapped), TIME_LOW 3, x=9 OFF
-    f.write_bytes(_evt3((0x8, 0xFFF), (0x6, 5), (0x0, 3), (0x2, (1 << 11) | 7), (0x3, 10), (0x4, 0b101),
-                        (0x5, 0b10), (0x8, 0), (0x6, 3), (0x2, 9)))
+    f.write_bytes(
+        _evt3(
+            (0x8, 0xFFF),
+            (0x6, 5),
+            (0x0, 3),
+            (0x2, (1 << 11) | 7),
+            (0x3, 10),
+            (0x4, 0b101),
+            (0x5, 0b10),
+            (0x8, 0),
+            (0x6, 3),
+            (0x2, 9),
+        )
+    )
     ev = read_events(f)
     t1, t2 = 0xFFF * 4096 + 5, (1 << 24) + 3
     assert ev.tolist() == [(7, 3, 1, t1), (10, 3, 0, t1), (12, 3, 0, t1), (23, 3, 0, t1), (9, 3, 0, t2)]
@@ -130,7 +142,9 @@ def test_aedat4_written_by_dv_processing(tmp_path):
     rng = np.random.default_rng(0)
     t = np.sort(rng.integers(0, 50_000, 300)) + 1_000
     x, y, p = rng.integers(0, 346, 300), rng.integers(0, 260, 300), rng.integers(0, 2, 300)
-    w = dv.io.MonoCameraWriter(str(tmp_path / "x.aedat4"), dv.io.MonoCameraWriter.EventOnlyConfig("DAVIS346", (346, 260)))
+    w = dv.io.MonoCameraWriter(
+        str(tmp_path / "x.aedat4"), dv.io.MonoCameraWriter.EventOnlyConfig("DAVIS346", (346, 260))
+    )
     store = dv.EventStore()
     for i in range(300):
         store.push_back(int(t[i]), int(x[i]), int(y[i]), bool(p[i]))
@@ -142,18 +156,26 @@ def test_aedat4_written_by_dv_processing(tmp_path):
     assert ev.tolist() == list(zip(x.tolist(), y.tolist(), p.tolist(), t.tolist()))
 
 
-@pytest.mark.parametrize("content, match", [
-    (b"hello, not events\n", "unknown event file format"),
-    (b"% evt 4.0\n" + bytes(8), "unknown event file format"),
-    (b"% evt 2.0\n% geometry 64x64\n" + bytes(7), "truncated"),
-    (b"% evt 3.0\n% geometry 64x64\n" + np.array([0x8000, 0x9123], "<u2").tobytes(), "type 0x9"),
-    (b"% evt 2.0\n% geometry 64x64\n" + np.array([8 << 28, (1 << 28) | (70 << 11)], "<u4").tobytes(),
-     "outside the declared 64x64 sensor"),
-    (b"% evt 2.0\n% geometry 64x64\n" + np.array([(8 << 28) | 5, (1 << 28), (8 << 28) | 4, (1 << 28)], "<u4").tobytes(),
-     "time goes back"),
-    (b"% evt 2.0\n", "no sensor size"),
-    (b"% evt 2.0\n% geom", "truncated"),
-])
+@pytest.mark.parametrize(
+    "content, match",
+    [
+        (b"hello, not events\n", "unknown event file format"),
+        (b"% evt 4.0\n" + bytes(8), "unknown event file format"),
+        (b"% evt 2.0\n% geometry 64x64\n" + bytes(7), "truncated"),
+        (b"% evt 3.0\n% geometry 64x64\n" + np.array([0x8000, 0x9123], "<u2").tobytes(), "type 0x9"),
+        (
+            b"% evt 2.0\n% geometry 64x64\n" + np.array([8 << 28, (1 << 28) | (70 << 11)], "<u4").tobytes(),
+            "outside the declared 64x64 sensor",
+        ),
+        (
+            b"% evt 2.0\n% geometry 64x64\n"
+            + np.array([(8 << 28) | 5, (1 << 28), (8 << 28) | 4, (1 << 28)], "<u4").tobytes(),
+            "time goes back",
+        ),
+        (b"% evt 2.0\n", "no sensor size"),
+        (b"% evt 2.0\n% geom", "truncated"),
+    ],
+)
 def test_bad_files_are_one_clear_error(tmp_path, content, match):
     f = tmp_path / "bad.raw"
     f.write_bytes(content)

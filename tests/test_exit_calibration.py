@@ -33,8 +33,9 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
 
 def test_splits_are_disjoint_and_val_is_part_of_train():
     train, val, rest, test = (load_dataset("digits:static", s) for s in ("train", "val", "train-minus-val", "test"))
-    idx = {s: set(d.meta["index"].tolist()) for s, d in (("train", train), ("val", val), ("rest", rest),
-                                                         ("test", test))}
+    idx = {
+        s: set(d.meta["index"].tolist()) for s, d in (("train", train), ("val", val), ("rest", rest), ("test", test))
+    }
     assert idx["val"] | idx["rest"] == idx["train"] and not idx["val"] & idx["rest"]
     assert not idx["train"] & idx["test"] and all(i % 10 == 1 for i in idx["val"])
     assert len(val) == 180 and len(rest) == 1257 and len(test) == 360
@@ -82,8 +83,19 @@ def test_choose_keeps_the_budget_and_minimises_steps():
 
 def test_calibrate_exit_cli_stores_the_policy_as_the_default(model_path, tmp_path):
     out = tmp_path / "exit.onnx"
-    p = _cli("calibrate-exit", model_path, "--data", "digits:static", "--limit", "60", "--budget", "1",
-             "--out", str(out), "--json")
+    p = _cli(
+        "calibrate-exit",
+        model_path,
+        "--data",
+        "digits:static",
+        "--limit",
+        "60",
+        "--budget",
+        "1",
+        "--out",
+        str(out),
+        "--json",
+    )
     assert p.returncode == 0, p.stderr
     r = json.loads(p.stdout)
     assert r["chosen_on"].startswith("digits:static split val") and r["test"]["n"] == 60
@@ -113,8 +125,9 @@ def test_runs_outside_the_trained_T_range_warn(model_path):
     assert p.returncode == 0, p.stderr
     assert json.loads(p.stdout)["warnings"] == ["this run uses T=20, outside the trained range T in [1, 6]"]
     assert "warning: this run uses T=20" in p.stderr
-    p = _cli("run", model_path, "--data", "digits:static", "--limit", "10", "--policy",
-             "confidence:0.9,tmax=10", "--json")
+    p = _cli(
+        "run", model_path, "--data", "digits:static", "--limit", "10", "--policy", "confidence:0.9,tmax=10", "--json"
+    )
     assert "T in [1, 10], outside the trained range" in json.loads(p.stdout)["warnings"][0]
     p = _cli("run", model_path, "--data", "digits:static", "--limit", "10", "--json")
     assert json.loads(p.stdout)["warnings"] == [] and p.stderr == ""

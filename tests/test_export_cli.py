@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from export import cli
-from runtime.fileio import OutputPathError, write_atomic
 from export.protocol import read_protocol
+from runtime.fileio import OutputPathError, write_atomic
 from tests.conftest import run_cli
 from tests.export_helpers import config, model
 from trainer.checkpoint import save_checkpoint
@@ -103,7 +103,7 @@ def test_malicious_pickle_is_refused_not_executed(tmp_path, capsys, writer):
     if writer == "torch.save":  # torch's own container: the refusal names the culprit
         assert "refused" in err and "system" in err
     pickle.loads(pickle.dumps(_Exploit(marker)))  # the file really was malicious:
-    assert marker.exists()                        # plain unpickling runs the command
+    assert marker.exists()  # plain unpickling runs the command
 
 
 def test_atomic_write_leaves_nothing_on_failure(tmp_path):

@@ -4,7 +4,6 @@ peer reads (tests/test_nir_peers.py runs the peers), residual nets become graph 
 from __future__ import annotations
 
 import dataclasses
-
 import json
 import math
 from collections import Counter
@@ -61,8 +60,11 @@ def test_residual_net_merges_branches(tmp_path):
     assert len(neurons) == net.n_states
     fan_in = Counter(dst for _, dst in graph.edges)
     assert sum(fan_in[n] == 2 for n in neurons) == 4  # one merge (body + shortcut) per basic block
-    assert math.isclose(float(np.abs(graph.nodes["n001_conv"].weight).sum()), float(np.abs(
-        deployable(net).stages[0].layers[0].layers[0].module.weight).sum()), rel_tol=1e-6)
+    assert math.isclose(
+        float(np.abs(graph.nodes["n001_conv"].weight).sum()),
+        float(np.abs(deployable(net).stages[0].layers[0].layers[0].module.weight).sum()),
+        rel_tol=1e-6,
+    )
 
 
 def test_single_spike_zero_reset_lif_is_written_in_snntorch_time():
@@ -87,8 +89,9 @@ def test_pooling_flatten_and_names_every_peer_reads(tmp_path):
     flat = graph.nodes["n004_flatten"]
     assert (flat.start_dim, flat.end_dim) == (-3, -1)  # no dim that a peer could read as the batch
     x = torch.rand(3, 4, 8, 8)
-    assert torch.equal(torch.nn.functional.conv2d(x, torch.from_numpy(pool.weight), stride=2),
-                       torch.nn.functional.avg_pool2d(x, 2))
+    assert torch.equal(
+        torch.nn.functional.conv2d(x, torch.from_numpy(pool.weight), stride=2), torch.nn.functional.avg_pool2d(x, 2)
+    )
     meta = json.loads(graph.metadata[KEY])
     assert meta["nir"]["peers"]["sinabs 3.1.3"].startswith("runs LIF with floor(v/v_th) spikes per step")
 
@@ -97,11 +100,14 @@ def test_lif_without_leak_round_trips(tmp_path):
     from export.nir_import import build, read_graph
 
     cfg = config(name="1C1FC", width=4, bn=False)
-    cfg.neuron.spec = dataclasses.replace(cfg.neuron.spec, decay=1.0)  # a LIF that does not leak: tau = inf, exp(-1/tau) = 1
+    cfg.neuron.spec = dataclasses.replace(
+        cfg.neuron.spec, decay=1.0
+    )  # a LIF that does not leak: tau = inf, exp(-1/tau) = 1
     net = model(cfg)
     with pytest.warns(NirPeerWarning):
         graph = nir.read(export_nir(cfg, net, tmp_path / "m.nir"))
     lif = next(n for n in graph.nodes.values() if isinstance(n, nir.LIF))
     assert np.all(np.isinf(lif.tau))
-    assert [n.spec for n in neuron_layers(build(read_graph(tmp_path / "m.nir")).model)] == \
-        [n.spec for n in neuron_layers(net)]
+    assert [n.spec for n in neuron_layers(build(read_graph(tmp_path / "m.nir")).model)] == [
+        n.spec for n in neuron_layers(net)
+    ]

@@ -46,16 +46,25 @@ def test_function_body_in_onnxruntime_is_the_numpy_reference_bit_for_bit(spec: N
 
     from runtime.neuron import kind_of
     from runtime.neuron.functions import attributes
+
     names = kind_of(spec.kind).states
     f32 = onnx.TensorProto.FLOAT
-    node = onnx.helper.make_node(spec.kind, ["x", *names], ["out", *(f"{n}_out" for n in names)], domain="snn",
-                                 **attributes(spec))
+    node = onnx.helper.make_node(
+        spec.kind, ["x", *names], ["out", *(f"{n}_out" for n in names)], domain="snn", **attributes(spec)
+    )
     node.overload = overload(spec)
     vi = onnx.helper.make_tensor_value_info
-    graph = onnx.helper.make_graph([node], "one", [vi(n, f32, [None, 32]) for n in ["x", *names]],
-                                   [vi(n, f32, [None, 32]) for n in ["out", *(f"{n}_out" for n in names)]])
-    m = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 20),
-                                                     onnx.helper.make_opsetid("snn", 1)], functions=[function(spec, 20)])
+    graph = onnx.helper.make_graph(
+        [node],
+        "one",
+        [vi(n, f32, [None, 32]) for n in ["x", *names]],
+        [vi(n, f32, [None, 32]) for n in ["out", *(f"{n}_out" for n in names)]],
+    )
+    m = onnx.helper.make_model(
+        graph,
+        opset_imports=[onnx.helper.make_opsetid("", 20), onnx.helper.make_opsetid("snn", 1)],
+        functions=[function(spec, 20)],
+    )
     m.ir_version = 10
     onnx.checker.check_model(m, full_check=True)
     sess = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
@@ -75,13 +84,17 @@ def test_function_body_in_onnxruntime_is_the_numpy_reference_bit_for_bit(spec: N
 def test_fold_bn_equals_conv_then_batchnorm():
     torch.manual_seed(0)
     conv, bn = nn.Conv2d(3, 5, 3, padding=1, bias=True), nn.BatchNorm2d(5).eval()
-    bn.running_mean.normal_(); bn.running_var.uniform_(0.5, 2); bn.weight.data.uniform_(0.5, 2); bn.bias.data.normal_()
+    bn.running_mean.normal_()
+    bn.running_var.uniform_(0.5, 2)
+    bn.weight.data.uniform_(0.5, 2)
+    bn.bias.data.normal_()
     w, b = fold_bn(conv.weight, conv.bias, bn.running_mean, bn.running_var, bn.weight, bn.bias, bn.eps)
     x = torch.randn(2, 3, 6, 6)
     assert torch.allclose(torch.nn.functional.conv2d(x, w, b, padding=1), bn(conv(x)), atol=1e-5)
     w0, b0 = fold_bn(conv.weight, None, bn.running_mean, bn.running_var, None, None, bn.eps)  # no bias / affine
-    expected = (torch.nn.functional.conv2d(x, conv.weight, padding=1) - bn.running_mean[:, None, None]) \
-        / torch.sqrt(bn.running_var[:, None, None] + bn.eps)
+    expected = (torch.nn.functional.conv2d(x, conv.weight, padding=1) - bn.running_mean[:, None, None]) / torch.sqrt(
+        bn.running_var[:, None, None] + bn.eps
+    )
     assert torch.allclose(torch.nn.functional.conv2d(x, w0, b0, padding=1), expected, atol=1e-5)
 
 
@@ -141,8 +154,9 @@ FAMILIES = {
     "vgg-plain": dict(name="2C2FCW4", bn=False, bias=False, kind="IF", spike="multi", reset="zero", v_min=-1.0),
     "resnet10": dict(name="resnet10", in_shape=(1, 8, 8), data="digits:static"),
     "vgg-cuba-lif": dict(name="2C1FC", bn=False, kind="CubaLIF", extra={"decay_syn": 0.6}),
-    "resnet10-alif": dict(name="resnet10", in_shape=(1, 8, 8), data="digits:static", kind="ALIF",
-                          extra={"beta": 0.3, "decay_adapt": 0.8}),
+    "resnet10-alif": dict(
+        name="resnet10", in_shape=(1, 8, 8), data="digits:static", kind="ALIF", extra={"beta": 0.3, "decay_adapt": 0.8}
+    ),
 }
 
 
@@ -190,9 +204,12 @@ def test_unsupported_layer_is_named_at_export_time(tmp_path):
 
 
 def test_read_protocol_refuses_foreign_onnx(tmp_path):
-    g = onnx.helper.make_graph([onnx.helper.make_node("Identity", ["a"], ["b"])], "g",
-                               [onnx.helper.make_tensor_value_info("a", onnx.TensorProto.FLOAT, [1])],
-                               [onnx.helper.make_tensor_value_info("b", onnx.TensorProto.FLOAT, [1])])
+    g = onnx.helper.make_graph(
+        [onnx.helper.make_node("Identity", ["a"], ["b"])],
+        "g",
+        [onnx.helper.make_tensor_value_info("a", onnx.TensorProto.FLOAT, [1])],
+        [onnx.helper.make_tensor_value_info("b", onnx.TensorProto.FLOAT, [1])],
+    )
     onnx.save(onnx.helper.make_model(g), tmp_path / "f.onnx")
     with pytest.raises(ExportError, match="flexsnn.protocol"):
         read_protocol(tmp_path / "f.onnx")

@@ -16,11 +16,15 @@ LOADERS = {
 }
 
 
-@pytest.mark.parametrize(("fmt", "family"), [
-    ("torchscript", dict(name="2C1FC", readout="li")),
-    ("pt2", dict(name="2C1FC", readout="li")),
-    ("pt2", dict(name="resnet10", in_shape=(1, 8, 8))),
-], ids=["torchscript-vgg-li", "pt2-vgg-li", "pt2-resnet10"])
+@pytest.mark.parametrize(
+    ("fmt", "family"),
+    [
+        ("torchscript", dict(name="2C1FC", readout="li")),
+        ("pt2", dict(name="2C1FC", readout="li")),
+        ("pt2", dict(name="resnet10", in_shape=(1, 8, 8))),
+    ],
+    ids=["torchscript-vgg-li", "pt2-vgg-li", "pt2-resnet10"],
+)
 def test_torch_formats_equal_torch(tmp_path, fmt, family):
     cfg = config(**family)
     net = model(cfg)
@@ -38,5 +42,8 @@ def test_torch_formats_equal_torch(tmp_path, fmt, family):
         spikes += float(y_ref.abs().sum())
     assert spikes > 0
     with torch.no_grad():  # and the deployable module is the trained network
-        assert torch.allclose(net.readout(net(x, [4] * len(net.stages))),
-                              ref.net.readout(ref.net(x, [4] * len(ref.net.stages))), atol=1e-4)
+        assert torch.allclose(
+            net.readout(net(x, [4] * len(net.stages))),
+            ref.net.readout(ref.net(x, [4] * len(ref.net.stages))),
+            atol=1e-4,
+        )

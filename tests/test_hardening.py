@@ -74,21 +74,24 @@ def test_calibrate_over_its_input_is_refused(ckpt, capsys):
 
 
 # ---- 2/5/6. numbers at parse time, model sizes -------------------------------------------
-@pytest.mark.parametrize("argv, needle", [
-    (["fit", "--lr", "inf"], "--lr must be a finite number"),
-    (["fit", "--lr", "nan"], "--lr must be a finite number"),
-    (["fit", "--weight-decay", "-1"], "--weight-decay must be a number in [0.0, inf]"),
-    (["fit", "--width", "-1"], "--width must be a non-negative integer"),
-    (["fit", "--tmax", "1e8"], "--tmax must be a positive integer"),
-    (["fit", "--batch-size", "0"], "--batch-size must be a positive integer"),
-    (["fit", "--out", ""], "empty path"),
-    (["eval", "{c}", "--batch-size", "-4"], "--batch-size must be a positive integer"),
-    (["eval", "{c}", "--T", "1e8"], "--T must be a positive integer"),
-    (["eval", "{c}", "--plot", "/no/such/dir/p.png"], "does not exist"),
-    (["calibrate", "{c}", "--T", "0", "--out", "x.pt"], "--T must be a positive integer"),
-    (["calibrate", "{c}", "--T", "1e8", "--out", "x.pt"], "--T must be a positive integer"),
-    (["memory", "--in-shape", "0", "0", "0"], "--in-shape must be a positive integer"),
-])
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["fit", "--lr", "inf"], "--lr must be a finite number"),
+        (["fit", "--lr", "nan"], "--lr must be a finite number"),
+        (["fit", "--weight-decay", "-1"], "--weight-decay must be a number in [0.0, inf]"),
+        (["fit", "--width", "-1"], "--width must be a non-negative integer"),
+        (["fit", "--tmax", "1e8"], "--tmax must be a positive integer"),
+        (["fit", "--batch-size", "0"], "--batch-size must be a positive integer"),
+        (["fit", "--out", ""], "empty path"),
+        (["eval", "{c}", "--batch-size", "-4"], "--batch-size must be a positive integer"),
+        (["eval", "{c}", "--T", "1e8"], "--T must be a positive integer"),
+        (["eval", "{c}", "--plot", "/no/such/dir/p.png"], "does not exist"),
+        (["calibrate", "{c}", "--T", "0", "--out", "x.pt"], "--T must be a positive integer"),
+        (["calibrate", "{c}", "--T", "1e8", "--out", "x.pt"], "--T must be a positive integer"),
+        (["memory", "--in-shape", "0", "0", "0"], "--in-shape must be a positive integer"),
+    ],
+)
 def test_trainer_numbers_are_one_error_line(ckpt, capsys, argv, needle):
     code, _, err = run_trainer(capsys, *[a.format(c=ckpt) for a in argv])
     _one_error(code, err, needle)
@@ -149,8 +152,8 @@ def _payload_offsets(path: Path) -> list[int]:
         for info in z.infolist():
             if info.file_size == 0:
                 continue
-            name_len = int.from_bytes(raw[info.header_offset + 26: info.header_offset + 28], "little")
-            extra_len = int.from_bytes(raw[info.header_offset + 28: info.header_offset + 30], "little")
+            name_len = int.from_bytes(raw[info.header_offset + 26 : info.header_offset + 28], "little")
+            extra_len = int.from_bytes(raw[info.header_offset + 28 : info.header_offset + 30], "little")
             start = info.header_offset + 30 + name_len + extra_len
             spots.append(start + info.file_size // 2)
         return spots
@@ -190,8 +193,30 @@ def test_checkpoint_without_digest_loads_with_a_note(ckpt, tmp_path, capsys):
 # ---- 6. NaN/inf weights are never written ------------------------------------------------
 def test_diverged_training_writes_no_checkpoint(tmp_path, capsys):
     out = tmp_path / "m.pt"
-    code, _, err = run_trainer(capsys, "fit", "--data", "digits", "--epochs", "1", "--limit-train", "64",
-                               "--limit", "32", "--width", "4", "--batch-size", "32", "--tmax", "2",
-                               "--calib-batches", "1", "--lr", "1e30", "--quiet", "--out", str(out))
+    code, _, err = run_trainer(
+        capsys,
+        "fit",
+        "--data",
+        "digits",
+        "--epochs",
+        "1",
+        "--limit-train",
+        "64",
+        "--limit",
+        "32",
+        "--width",
+        "4",
+        "--batch-size",
+        "32",
+        "--tmax",
+        "2",
+        "--calib-batches",
+        "1",
+        "--lr",
+        "1e30",
+        "--quiet",
+        "--out",
+        str(out),
+    )
     _one_error(code, err, "diverged")
     assert not out.exists() and list(tmp_path.iterdir()) == []

@@ -53,16 +53,18 @@ def test_nmnist_bytes_decode_or_refuse(raw):
 
 
 @FAST
-@given(st.lists(st.tuples(st.integers(0, 33), st.integers(0, 33), st.integers(0, 1), st.integers(0, 2**23 - 1)),
-                max_size=30))
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 33), st.integers(0, 33), st.integers(0, 1), st.integers(0, 2**23 - 1)), max_size=30
+    )
+)
 def test_nmnist_valid_records_round_trip(events):
     events = sorted(events, key=lambda e: e[3])
     raw = b"".join(bytes([x, y, (p << 7) | (t >> 16), (t >> 8) & 255, t & 255]) for x, y, p, t in events)
     path = TMP / "ok.bin"
     path.write_bytes(raw)
     ev = read_nmnist_bin(path)
-    assert sorted(zip(ev["x"].tolist(), ev["y"].tolist(), ev["p"].tolist(), ev["t"].tolist())) == \
-        sorted(events)
+    assert sorted(zip(ev["x"].tolist(), ev["y"].tolist(), ev["p"].tolist(), ev["t"].tolist())) == sorted(events)
 
 
 # ---- IDX ----------------------------------------------------------------------------------
@@ -71,10 +73,16 @@ def _idx(dims: list[int], body: bytes) -> bytes:
 
 
 @FAST
-@given(st.one_of(st.binary(max_size=64),
-                 st.builds(lambda dims, body: _idx(dims, body),
-                           st.lists(st.integers(0, 6), max_size=4), st.binary(max_size=300))),
-       st.booleans(), st.sampled_from([None, 1, 3]))
+@given(
+    st.one_of(
+        st.binary(max_size=64),
+        st.builds(
+            lambda dims, body: _idx(dims, body), st.lists(st.integers(0, 6), max_size=4), st.binary(max_size=300)
+        ),
+    ),
+    st.booleans(),
+    st.sampled_from([None, 1, 3]),
+)
 def test_idx_reads_or_refuses(data, gz, ndim):
     path = TMP / ("f.idx.gz" if gz else "f.idx")
     path.write_bytes(gzip.compress(data) if gz else data)
@@ -83,14 +91,16 @@ def test_idx_reads_or_refuses(data, gz, ndim):
     except ValueError:
         return
     assert a.dtype == np.uint8 and a.size > 0 and (ndim is None or a.ndim == ndim)
-    assert a.tobytes() == data[4 + 4 * a.ndim:]
+    assert a.tobytes() == data[4 + 4 * a.ndim :]
 
 
 # ---- ONNX protocol metadata --------------------------------------------------------------
 BASE = json.loads(tiny_model().metadata_props[0].value)
-JSON = st.recursive(st.none() | st.booleans() | st.integers(-2**40, 2**40) | st.floats() | st.text(max_size=5),
-                    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner,
-                                                                                 max_size=3), max_leaves=6)
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**40), 2**40) | st.floats() | st.text(max_size=5),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    max_leaves=6,
+)
 
 
 def _paths(obj, prefix=()):
@@ -169,9 +179,16 @@ def test_event_streams_validate_or_refuse(ev):
 
 # ---- policy strings ----------------------------------------------------------------------
 @FAST
-@given(st.one_of(st.text(max_size=20),
-                 st.builds(lambda n, a: f"{n}:{a}", st.sampled_from(["fixed", "confidence", "entropy", "margin"]),
-                           st.text(alphabet="0123456789.,:e-+naif", max_size=12))))
+@given(
+    st.one_of(
+        st.text(max_size=20),
+        st.builds(
+            lambda n, a: f"{n}:{a}",
+            st.sampled_from(["fixed", "confidence", "entropy", "margin"]),
+            st.text(alphabet="0123456789.,:e-+naif", max_size=12),
+        ),
+    )
+)
 def test_policy_strings_parse_or_are_a_policy_error(text):
     try:
         policy = parse_policy(text)
@@ -182,13 +199,34 @@ def test_policy_strings_parse_or_are_a_policy_error(text):
 
 
 # ---- CLI numbers -------------------------------------------------------------------------
-NUMBERS = st.one_of(st.text(max_size=12), st.integers().map(str), st.floats().map(repr),
-                    st.sampled_from(["inf", "-inf", "nan", "1e8", "1e3", "0", "-0", "1.5", " 3", ""]))
+NUMBERS = st.one_of(
+    st.text(max_size=12),
+    st.integers().map(str),
+    st.floats().map(repr),
+    st.sampled_from(["inf", "-inf", "nan", "1e8", "1e3", "0", "-0", "1.5", " 3", ""]),
+)
 
 
 @settings(max_examples=400, deadline=None)
-@given(NUMBERS, st.sampled_from(["positive_int", "nonneg_int", "steps", "batch", "width", "side", "threads",
-                                 "finite_float", "positive_float", "nonneg_float", "unit_float", "v_min"]))
+@given(
+    NUMBERS,
+    st.sampled_from(
+        [
+            "positive_int",
+            "nonneg_int",
+            "steps",
+            "batch",
+            "width",
+            "side",
+            "threads",
+            "finite_float",
+            "positive_float",
+            "nonneg_float",
+            "unit_float",
+            "v_min",
+        ]
+    ),
+)
 def test_cli_numbers_are_in_range_or_refused(text, kind):
     parse = getattr(cliargs, kind)
     try:
@@ -200,8 +238,18 @@ def test_cli_numbers_are_in_range_or_refused(text, kind):
         assert v == -math.inf or math.isfinite(v)
         return
     assert math.isfinite(v)
-    lo = {"positive_int": 1, "steps": 1, "batch": 1, "side": 1, "nonneg_int": 0, "width": 0, "threads": 0,
-          "positive_float": 0.0, "nonneg_float": 0.0, "unit_float": 0.0}.get(kind, -math.inf)
+    lo = {
+        "positive_int": 1,
+        "steps": 1,
+        "batch": 1,
+        "side": 1,
+        "nonneg_int": 0,
+        "width": 0,
+        "threads": 0,
+        "positive_float": 0.0,
+        "nonneg_float": 0.0,
+        "unit_float": 0.0,
+    }.get(kind, -math.inf)
     assert v >= lo and (kind != "positive_float" or v > 0)
     if kind == "steps":
         assert v <= cliargs.MAX_T

@@ -117,12 +117,15 @@ def test_disk_full_is_one_error_and_leaves_nothing(tmp_path):
 
 
 def test_file_size_limit_is_an_error_not_a_kill(tmp_path):
-    code = ("import resource, sys; resource.setrlimit(resource.RLIMIT_FSIZE, (1000, 1000)); "
-            "from runtime.fileio import write_atomic, OutputPathError\n"
-            "try:\n write_atomic(sys.argv[1], lambda t: t.write_bytes(b'x' * 100000))\n"
-            "except OutputPathError as e:\n print('refused:', e)")
-    r = subprocess.run([sys.executable, "-c", code, str(tmp_path / "big.bin")], cwd=ROOT, capture_output=True,
-                       text=True, timeout=60)
+    code = (
+        "import resource, sys; resource.setrlimit(resource.RLIMIT_FSIZE, (1000, 1000)); "
+        "from runtime.fileio import write_atomic, OutputPathError\n"
+        "try:\n write_atomic(sys.argv[1], lambda t: t.write_bytes(b'x' * 100000))\n"
+        "except OutputPathError as e:\n print('refused:', e)"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "big.bin")], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
     assert r.returncode == 0 and "refused: cannot write" in r.stdout, r.stderr
     assert list(tmp_path.iterdir()) == []
 
@@ -134,20 +137,23 @@ def test_bench_batch_beyond_memory_is_refused_before_allocating(static_onnx, cap
     _one_error(code, err, "needs about", "1.0 MiB is available")
 
 
-@pytest.mark.parametrize("argv, needle", [
-    (["bench", "{m}", "--batch-size", "3000000"], "--batch-size must be a positive integer"),
-    (["run", "{m}", "--data", "digits:static", "--policy", "fixed:100000000"], "at most 100000"),
-    (["tradeoff", "{m}", "--data", "digits:static", "--tmax", "1e8"], "--tmax must be a positive integer"),
-    (["tradeoff", "{m}", "--data", "digits:static", "--tmax", "0"], "--tmax must be a positive integer"),
-    (["event-bench", "{m}", "--data", "digits", "--T", "1e8"], "--T must be a positive integer"),
-    (["event-bench", "{m}", "--data", "digits", "--T", "0"], "--T must be a positive integer"),
-    (["event-bench", "{m}", "--data", "digits", "--T", "-5"], "--T must be a positive integer"),
-    (["run", "{m}", "--data", "digits:static", "--batch-size", "0"], "--batch-size must be a positive integer"),
-    (["tradeoff", "{m}", "--data", "digits:static", "--plot", "{d}/no/such/dir/p.png"], "does not exist"),
-    (["tradeoff", "{m}", "--data", "digits:static", "--plot", "{d}/curves"], "ending in .png"),
-    (["tradeoff", "{m}", "--data", "digits:static", "--plot", "{d}"], "it is a folder"),
-    (["tradeoff", "{m}", "--data", "digits:static", "--thresholds", "nan"], "finite"),
-])
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["bench", "{m}", "--batch-size", "3000000"], "--batch-size must be a positive integer"),
+        (["run", "{m}", "--data", "digits:static", "--policy", "fixed:100000000"], "at most 100000"),
+        (["tradeoff", "{m}", "--data", "digits:static", "--tmax", "1e8"], "--tmax must be a positive integer"),
+        (["tradeoff", "{m}", "--data", "digits:static", "--tmax", "0"], "--tmax must be a positive integer"),
+        (["event-bench", "{m}", "--data", "digits", "--T", "1e8"], "--T must be a positive integer"),
+        (["event-bench", "{m}", "--data", "digits", "--T", "0"], "--T must be a positive integer"),
+        (["event-bench", "{m}", "--data", "digits", "--T", "-5"], "--T must be a positive integer"),
+        (["run", "{m}", "--data", "digits:static", "--batch-size", "0"], "--batch-size must be a positive integer"),
+        (["tradeoff", "{m}", "--data", "digits:static", "--plot", "{d}/no/such/dir/p.png"], "does not exist"),
+        (["tradeoff", "{m}", "--data", "digits:static", "--plot", "{d}/curves"], "ending in .png"),
+        (["tradeoff", "{m}", "--data", "digits:static", "--plot", "{d}"], "it is a folder"),
+        (["tradeoff", "{m}", "--data", "digits:static", "--thresholds", "nan"], "finite"),
+    ],
+)
 def test_runtime_cli_numbers_are_one_error_line(static_onnx, capsys, argv, needle):
     argv = [a.format(m=static_onnx, d=static_onnx.parent) for a in argv]
     code, _, err = _cli(capsys, "runtime", *argv)
@@ -201,20 +207,24 @@ def test_onnx_without_digest_loads_with_a_note(tmp_path, capsys):
 def test_onnx_external_data_is_refused_clearly(tmp_path):
     m = tiny_model()
     path = tmp_path / "ext.onnx"
-    onnx.save(m, str(path), save_as_external_data=True, all_tensors_to_one_file=True, location="w.bin",
-              size_threshold=0)
+    onnx.save(
+        m, str(path), save_as_external_data=True, all_tensors_to_one_file=True, location="w.bin", size_threshold=0
+    )
     (tmp_path / "w.bin").unlink()
     with pytest.raises(ModelError, match="external data") as e:
         read_model(path)
     assert "corrupted" not in str(e.value)
 
 
-@pytest.mark.parametrize("change, needle", [
-    (lambda meta: meta["neurons"][0]["spec"].__setitem__("v_th", "abc"), "abc"),
-    (lambda meta: meta.__setitem__("neurons", []), "does not describe"),
-    (lambda meta: meta.__setitem__("T_range", [5, 1]), "T_range"),
-    (lambda meta: meta["input"].__setitem__("shape", [10**6, 10**6, 3]), "elements per sample"),
-])
+@pytest.mark.parametrize(
+    "change, needle",
+    [
+        (lambda meta: meta["neurons"][0]["spec"].__setitem__("v_th", "abc"), "abc"),
+        (lambda meta: meta.__setitem__("neurons", []), "does not describe"),
+        (lambda meta: meta.__setitem__("T_range", [5, 1]), "T_range"),
+        (lambda meta: meta["input"].__setitem__("shape", [10**6, 10**6, 3]), "elements per sample"),
+    ],
+)
 def test_bad_protocol_metadata_is_a_model_error(tmp_path, change, needle):
     m = tiny_model()
     meta = json.loads(m.metadata_props[0].value)
@@ -238,8 +248,12 @@ def test_conv_stride_zero_is_refused_in_event_mode(tmp_path):
 # ---- 4. one event validation on every path ----------------------------------------------
 def _stream(n: int = 50, seed: int = 0, sensor=(2, 20, 20)) -> np.ndarray:
     rng = np.random.default_rng(seed)
-    return make_events(rng.integers(0, sensor[2], n), rng.integers(0, sensor[1], n), rng.integers(0, 2, n),
-                       np.sort(rng.integers(0, 1000, n)))
+    return make_events(
+        rng.integers(0, sensor[2], n),
+        rng.integers(0, sensor[1], n),
+        rng.integers(0, 2, n),
+        np.sort(rng.integers(0, 1000, n)),
+    )
 
 
 def _with(field: str, value, dtype=None) -> np.ndarray:
@@ -250,16 +264,19 @@ def _with(field: str, value, dtype=None) -> np.ndarray:
     return ev
 
 
-@pytest.mark.parametrize("streams, needle", [
-    ([_stream()[::-1].copy()], "not sorted"),
-    ([_with("t", np.nan, "f8")], "NaN"),
-    ([np.zeros(0, EVENT_DTYPE)], "empty"),
-    ([_with("x", 20)], "outside the sensor"),
-    ([_with("y", -1)], "outside the sensor"),
-    ([_with("x", 2**63 + 5, "u8")], "outside the sensor"),
-    ([_with("t", 1e30, "f8")], "beyond"),
-    ([_with("p", 2)], "polarity"),
-])
+@pytest.mark.parametrize(
+    "streams, needle",
+    [
+        ([_stream()[::-1].copy()], "not sorted"),
+        ([_with("t", np.nan, "f8")], "NaN"),
+        ([np.zeros(0, EVENT_DTYPE)], "empty"),
+        ([_with("x", 20)], "outside the sensor"),
+        ([_with("y", -1)], "outside the sensor"),
+        ([_with("x", 2**63 + 5, "u8")], "outside the sensor"),
+        ([_with("t", 1e30, "f8")], "beyond"),
+        ([_with("p", 2)], "polarity"),
+    ],
+)
 def test_session_refuses_bad_streams(event_onnx, streams, needle):
     s = runtime.load(event_onnx)
     with pytest.raises(InputError, match=needle):
@@ -326,18 +343,29 @@ def _mnist(root: Path, images: bytes | None = None, labels: bytes | None = None,
     return root
 
 
-@pytest.mark.parametrize("make, needle", [
-    (lambda r: (r / "t10k-images-idx3-ubyte.gz").write_bytes(
-        (r / "t10k-images-idx3-ubyte.gz").read_bytes()[:40]), "truncated or damaged"),
-    (lambda r: (r / "t10k-labels-idx1-ubyte.gz").write_bytes(
-        (r / "t10k-labels-idx1-ubyte.gz").read_bytes()[:-8] + bytes(8)), "truncated or damaged"),
-    (lambda r: _mnist(r, gz=False), "truncated or damaged"),  # raw IDX named .gz
-    (lambda r: _mnist(r, labels=_idx([], b"")), "0 dimensions; expected 1"),
-    (lambda r: _mnist(r, images=_idx([4, 784], bytes(4 * 784))), "2 dimensions; expected 3"),
-    (lambda r: _mnist(r, labels=_idx([4], bytes([1, 2, 200, 4]))), "label 200"),
-    (lambda r: _mnist(r, labels=_idx([4], bytes(4) + bytes(10**6))), "more bytes than its IDX header"),
-    (lambda r: _mnist(r, images=_idx([2**20, 2**10, 2**10], b"")), "not a data set"),
-])
+@pytest.mark.parametrize(
+    "make, needle",
+    [
+        (
+            lambda r: (r / "t10k-images-idx3-ubyte.gz").write_bytes(
+                (r / "t10k-images-idx3-ubyte.gz").read_bytes()[:40]
+            ),
+            "truncated or damaged",
+        ),
+        (
+            lambda r: (r / "t10k-labels-idx1-ubyte.gz").write_bytes(
+                (r / "t10k-labels-idx1-ubyte.gz").read_bytes()[:-8] + bytes(8)
+            ),
+            "truncated or damaged",
+        ),
+        (lambda r: _mnist(r, gz=False), "truncated or damaged"),  # raw IDX named .gz
+        (lambda r: _mnist(r, labels=_idx([], b"")), "0 dimensions; expected 1"),
+        (lambda r: _mnist(r, images=_idx([4, 784], bytes(4 * 784))), "2 dimensions; expected 3"),
+        (lambda r: _mnist(r, labels=_idx([4], bytes([1, 2, 200, 4]))), "label 200"),
+        (lambda r: _mnist(r, labels=_idx([4], bytes(4) + bytes(10**6))), "more bytes than its IDX header"),
+        (lambda r: _mnist(r, images=_idx([2**20, 2**10, 2**10], b"")), "not a data set"),
+    ],
+)
 def test_bad_mnist_files_are_one_data_error(tmp_path, make, needle):
     root = _mnist(tmp_path / "m")
     make(root)

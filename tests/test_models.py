@@ -18,8 +18,11 @@ def tiny(name: str, shape=(2, 12, 12), **model) -> Config:
 
 
 FAMILIES = [
-    tiny("2C1FC"), tiny("3C2FC", bn=False, bias=False), tiny("2C1FC", readout="li", stages=3),
-    tiny("resnet10", (1, 8, 8), stages=3), tiny("resnet19", (1, 8, 8), stages=4),
+    tiny("2C1FC"),
+    tiny("3C2FC", bn=False, bias=False),
+    tiny("2C1FC", readout="li", stages=3),
+    tiny("resnet10", (1, 8, 8), stages=3),
+    tiny("resnet19", (1, 8, 8), stages=4),
 ]
 
 

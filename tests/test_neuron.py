@@ -18,7 +18,10 @@ VARIANTS = [
     make_spec(kind, decay=1.0 if kind == "IF" else 0.6, v_th=0.8, reset=reset, spike=spike, v_min=v_min, **extra)
     for (kind, extra), reset, spike, v_min in itertools.product(
         (("LIF", {}), ("IF", {}), ("CubaLIF", {"decay_syn": 0.7}), ("ALIF", {"decay_adapt": 0.8, "beta": 0.3})),
-        ("subtract", "zero"), ("single", "multi"), (-math.inf, -0.5))
+        ("subtract", "zero"),
+        ("single", "multi"),
+        (-math.inf, -0.5),
+    )
 ] + [NeuronSpec("LI", 0.7)]
 
 
@@ -99,20 +102,33 @@ def test_alif_threshold_rises_after_a_spike_and_decays_back():
     assert sum(spikes) < sum(lif_spikes)  # adaptation lowers the rate
 
 
-@pytest.mark.parametrize("bad, field", [
-    (dict(kind="Izhikevich"), "kind"), (dict(reset="soft"), "reset"), (dict(spike="burst"), "spike"),
-    (dict(decay=0.0), "decay"), (dict(kind="IF", decay=0.5), "IF"), (dict(v_th=0.0), "v_th"),
-    (dict(v_min=2.0), "v_min"), (dict(dt=-1.0), "dt"),
-])
+@pytest.mark.parametrize(
+    "bad, field",
+    [
+        (dict(kind="Izhikevich"), "kind"),
+        (dict(reset="soft"), "reset"),
+        (dict(spike="burst"), "spike"),
+        (dict(decay=0.0), "decay"),
+        (dict(kind="IF", decay=0.5), "IF"),
+        (dict(v_th=0.0), "v_th"),
+        (dict(v_min=2.0), "v_min"),
+        (dict(dt=-1.0), "dt"),
+    ],
+)
 def test_invalid_spec_names_the_field(bad, field):
     with pytest.raises(SpecError, match=field):
         NeuronSpec(**bad)
 
 
-@pytest.mark.parametrize("kind, bad, field", [
-    ("CubaLIF", dict(decay_syn=0.0), "decay_syn"), ("ALIF", dict(decay_adapt=1.5), "decay_adapt"),
-    ("ALIF", dict(beta=-1.0), "beta"), ("LIF", dict(beta=0.2), "beta"),
-])
+@pytest.mark.parametrize(
+    "kind, bad, field",
+    [
+        ("CubaLIF", dict(decay_syn=0.0), "decay_syn"),
+        ("ALIF", dict(decay_adapt=1.5), "decay_adapt"),
+        ("ALIF", dict(beta=-1.0), "beta"),
+        ("LIF", dict(beta=0.2), "beta"),
+    ],
+)
 def test_invalid_new_kind_fields_are_named(kind, bad, field):
     with pytest.raises(SpecError, match=field):
         make_spec(kind, **bad)
@@ -123,8 +139,9 @@ def test_a_kind_needs_its_own_spec_class():
         NeuronSpec("ALIF")
 
 
-@pytest.mark.parametrize("spec", [make_spec("CubaLIF", decay_syn=0.3), make_spec("ALIF", beta=0.5, dt=2.0)],
-                         ids=lambda s: s.kind)
+@pytest.mark.parametrize(
+    "spec", [make_spec("CubaLIF", decay_syn=0.3), make_spec("ALIF", beta=0.5, dt=2.0)], ids=lambda s: s.kind
+)
 def test_new_kind_dict_round_trip(spec):
     d = spec.to_dict()
     assert NeuronSpec.from_dict(d) == spec and type(NeuronSpec.from_dict(d)) is type(spec)

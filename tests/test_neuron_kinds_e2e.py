@@ -73,12 +73,15 @@ def test_event_engine_and_speck_refuse_with_the_kinds_reason(trained):
         convert(model, proto)
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--neuron", "if", "--decay", "0.5"], "IF neuron has decay 1.0"),
-    (["--neuron", "lif", "--beta", "0.2"], "--beta does not apply to --neuron lif"),
-    (["--neuron", "cuba-lif", "--decay-syn", "1.5"], "decay_syn must be in"),
-    (["--neuron", "izhikevich"], "expected one of"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--neuron", "if", "--decay", "0.5"], "IF neuron has decay 1.0"),
+        (["--neuron", "lif", "--beta", "0.2"], "--beta does not apply to --neuron lif"),
+        (["--neuron", "cuba-lif", "--decay-syn", "1.5"], "decay_syn must be in"),
+        (["--neuron", "izhikevich"], "expected one of"),
+    ],
+)
 def test_fit_neuron_flags_are_checked(capsys, tmp_path, argv, message):
     code, _, err = run_trainer(capsys, "fit", *argv, "--epochs", "1", "--out", str(tmp_path / "m.pt"))
     assert code == 2 and message in err and err.startswith("error:"), err

@@ -40,8 +40,14 @@ def _export(tmp_path, readout="mean", **neuron):
 @pytest.mark.parametrize("variant", VARIANTS + [("LIF", "multi", "subtract", "li")], ids="-".join)
 def test_round_trip_every_variant(variant, tmp_path):
     kind, spike, reset, clamp = variant
-    cfg, net, path = _export(tmp_path, readout="li" if clamp == "li" else "mean", kind=kind, spike=spike,
-                             reset=reset, v_min=-1.0 if clamp == "vth" else -math.inf)
+    cfg, net, path = _export(
+        tmp_path,
+        readout="li" if clamp == "li" else "mean",
+        kind=kind,
+        spike=spike,
+        reset=reset,
+        v_min=-1.0 if clamp == "vth" else -math.inf,
+    )
     imported = build(read_graph(path))
     assert imported.source == "flexsnn"
     assert [n.spec for n in neuron_layers(imported.model)] == [n.spec for n in neuron_layers(net)]
@@ -83,21 +89,32 @@ def test_round_trip_runs_event_driven_and_passes_the_speck_check(tmp_path, capsy
     from export.onnx_export import export_onnx
     from runtime.cli import main as runtime_main
 
-    cfg = config(name="2C1FC", width=4, bn=False, bias=False, kind="IF", spike="multi", reset="subtract",
-                 v_min=-1.0, in_shape=(2, 20, 20))
+    cfg = config(
+        name="2C1FC",
+        width=4,
+        bn=False,
+        bias=False,
+        kind="IF",
+        spike="multi",
+        reset="subtract",
+        v_min=-1.0,
+        in_shape=(2, 20, 20),
+    )
     net = model(cfg)
     direct = export_onnx(cfg, net, tmp_path / "direct.onnx")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         path = export_nir(cfg, net, tmp_path / "m.nir")
     _, out = import_nir(path, tmp_path / "m.onnx")
-    runs = [_json_of(runtime_main, ["run", m, "--mode", "event", "--data", "digits", "--limit", "2", "--json"],
-                     capsys) for m in (direct, out)]
+    runs = [
+        _json_of(runtime_main, ["run", m, "--mode", "event", "--data", "digits", "--limit", "2", "--json"], capsys)
+        for m in (direct, out)
+    ]
     for k in ("accuracy", "events_per_sample", "synops_per_sample", "spikes_per_sample", "sd"):
         assert runs[0][k] == runs[1][k], k
     checks = [_json_of(edge_main, ["speck", m, "--check", "--json"], capsys) for m in (direct, out)]
     assert checks[0]["fits"] and checks[1]["fits"] and checks[0]["violations"] == checks[1]["violations"] == []
-    unnamed = lambda d: [{k: v for k, v in layer.items() if k != "name"} for layer in d["layers"]]  # noqa: E731
+    unnamed = lambda d: [{k: v for k, v in layer.items() if k != "name"} for layer in d["layers"]]
     assert unnamed(checks[0]) == unnamed(checks[1])  # ONNX node names differ, the chip mapping does not
 
 
@@ -146,15 +163,19 @@ def test_cli_import_then_runtime_run(peer, tmp_path):
     path, _ = _peer_file(peer, tmp_path)
     out = tmp_path / "m.onnx"
     env = {"OMP_NUM_THREADS": "1"}
-    cmd = (f"{sys.executable} -m export {path} -o {out} && "
-           f"{sys.executable} -m runtime run {out} --data digits:static --limit 8 --policy fixed:4 --json")
-    r = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, timeout=120,
-                       env={**__import__("os").environ, **env})
+    cmd = (
+        f"{sys.executable} -m export {path} -o {out} && "
+        f"{sys.executable} -m runtime run {out} --data digits:static --limit 8 --policy fixed:4 --json"
+    )
+    r = subprocess.run(
+        ["bash", "-c", cmd], capture_output=True, text=True, timeout=120, env={**__import__("os").environ, **env}
+    )
     assert r.returncode == 0, r.stderr
     assert '"accuracy"' in r.stdout or "accuracy" in r.stdout
 
 
 # -- bad input: one error line, exit 2, nothing written ------------------------------------
+
 
 def _fails(capsys, argv, *words):
     with pytest.raises(SystemExit) as e:
@@ -182,17 +203,26 @@ def _graph_file(tmp_path, nodes, edges, name="g.nir"):
 
 def _dense(n_in=4, n_out=3, neuron=None):
     w = np.ones((n_out, n_in), np.float32)
-    nodes = {"input": nir.Input({"input": np.array([n_in])}), "fc": nir.Affine(w, np.zeros(n_out, np.float32)),
-             "lif": neuron or nir.LIF(tau=np.full(n_out, 0.01, np.float32), r=np.ones(n_out, np.float32),
-                                      v_leak=np.zeros(n_out, np.float32), v_threshold=np.ones(n_out, np.float32)),
-             "output": nir.Output({"output": np.array([n_out])})}
+    nodes = {
+        "input": nir.Input({"input": np.array([n_in])}),
+        "fc": nir.Affine(w, np.zeros(n_out, np.float32)),
+        "lif": neuron
+        or nir.LIF(
+            tau=np.full(n_out, 0.01, np.float32),
+            r=np.ones(n_out, np.float32),
+            v_leak=np.zeros(n_out, np.float32),
+            v_threshold=np.ones(n_out, np.float32),
+        ),
+        "output": nir.Output({"output": np.array([n_out])}),
+    }
     return nodes, [("input", "fc"), ("fc", "lif"), ("lif", "output")]
 
 
 def test_unsupported_node_names_it_and_the_supported_set(tmp_path, capsys):
     nodes, edges = _dense()
-    nodes["lif"] = nir.CubaLIF(tau_syn=np.ones(3), tau_mem=np.ones(3), r=np.ones(3), v_leak=np.zeros(3),
-                               v_threshold=np.ones(3))
+    nodes["lif"] = nir.CubaLIF(
+        tau_syn=np.ones(3), tau_mem=np.ones(3), r=np.ones(3), v_leak=np.zeros(3), v_threshold=np.ones(3)
+    )
     path = _graph_file(tmp_path, nodes, edges)
     _fails(capsys, [path, "--source", "nir", "--dt", "1e-3"], "'lif' (CubaLIF)", "supported nodes: Input, Conv2d")
 
@@ -214,8 +244,12 @@ def test_missing_source_and_missing_dt(tmp_path, capsys):
 
 
 def test_per_neuron_parameters_that_differ_are_refused(tmp_path, capsys):
-    lif = nir.LIF(tau=np.array([1.0, 2.0, 3.0], np.float32), r=np.ones(3, np.float32),
-                  v_leak=np.zeros(3, np.float32), v_threshold=np.ones(3, np.float32))
+    lif = nir.LIF(
+        tau=np.array([1.0, 2.0, 3.0], np.float32),
+        r=np.ones(3, np.float32),
+        v_leak=np.zeros(3, np.float32),
+        v_threshold=np.ones(3, np.float32),
+    )
     path = _graph_file(tmp_path, *_dense(neuron=lif))
     _fails(capsys, [path, "--source", "sinabs"], "'tau' differs between neurons")
 

@@ -58,16 +58,20 @@ def _peer_run(peer: str, path, x):
 
 
 def _same(ref, got) -> bool:
-    return got is not None and len(got[0]) == len(ref) and all(
-        r.shape == g.shape and np.array_equal(r, g) for r, g in zip(ref, got[0]))
+    return (
+        got is not None
+        and len(got[0]) == len(ref)
+        and all(r.shape == g.shape and np.array_equal(r, g) for r, g in zip(ref, got[0]))
+    )
 
 
 @pytest.mark.parametrize("peer", PEERS)
 @pytest.mark.parametrize("variant", VARIANTS, ids="-".join)
 def test_matrix_cell(peer, variant, tmp_path):
     kind, spike, reset, clamp = variant
-    cfg, net, path, notes = _export(tmp_path, kind=kind, spike=spike, reset=reset,
-                                    v_min=-1.0 if clamp == "vth" else -math.inf)
+    cfg, net, path, notes = _export(
+        tmp_path, kind=kind, spike=spike, reset=reset, v_min=-1.0 if clamp == "vth" else -math.inf
+    )
     x = inputs(cfg, T=T, batch=BATCH)
     ref = run_torch(deployable(net), x).outs
     assert all(r.sum() > 0 for r in ref)  # the layer spikes: a difference would show
@@ -112,5 +116,6 @@ def test_cli_prints_one_warning_line_per_peer(tmp_path, capsys):
     assert e.value.code in (0, None)
     err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning: NIR: ")]
     assert len(err) == 3  # sinabs (the clamp), snnTorch (no IF), norse (one spike, zero reset)
-    assert "sinabs 3.1.3 runs IF with floor(v/v_th) spikes per step, subtract reset, a membrane clamp at -v_th" \
-        in err[0]
+    assert (
+        "sinabs 3.1.3 runs IF with floor(v/v_th) spikes per step, subtract reset, a membrane clamp at -v_th" in err[0]
+    )

@@ -16,8 +16,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from runtime.neuron import NeuronSpec
-from trainer.checkpoint import load_checkpoint
 from tests.conftest import run_trainer as run
+from trainer.checkpoint import load_checkpoint
 from trainer.config import ONLINE_METHODS, Config, ConfigError, MethodConfig
 from trainer.layers import NeuronLayer, Sequence, Stateless
 from trainer.memory import Case, case_config, saved_bytes
@@ -33,8 +33,11 @@ DECAY, V_TH = 0.5, 1.0
 def tiny_cfg(method: str = "sltt", T: int = 4, norm: str = "bn-step", K: int = 0, name: str = "1C2FC") -> Config:
     cfg = Config()
     cfg.model.name, cfg.model.width, cfg.model.in_shape, cfg.model.stages = name, 4, (2, 8, 8), 1
-    cfg.model.bn, cfg.model.bn_stats, cfg.model.weight_std = {"bn-step": (True, "step", False), "sws": (False, "sequence", True),
-                                                               "none": (False, "sequence", False)}[norm]
+    cfg.model.bn, cfg.model.bn_stats, cfg.model.weight_std = {
+        "bn-step": (True, "step", False),
+        "sws": (False, "sequence", True),
+        "none": (False, "sequence", False),
+    }[norm]
     cfg.method = MethodConfig(method, T=T, tmax=T, batch_size=6, K=K)
     return cfg.validate()
 
@@ -45,6 +48,7 @@ def spikes(T: int, B: int, shape, seed: int = 0, scale: float = 3.0) -> torch.Te
 
 
 # ---------------------------------------------------------------- registry and loss
+
 
 def test_registry_matches_config_and_fails_loudly():
     assert tuple(ONLINE) == ONLINE_METHODS
@@ -68,6 +72,7 @@ def test_sltt_k_draws_k_distinct_steps():
 
 # ---------------------------------------------------------------- traces
 
+
 def test_trace_recurrences_by_hand():
     a, out = torch.zeros(1), []
     for s in (1.0, 0.0, 1.0, 1.0):
@@ -78,7 +83,10 @@ def test_trace_recurrences_by_hand():
     u = torch.tensor([0.3, 3.0, 5.0, -5.0, 0.2, 3e38, float("nan")])
     # plain ratio, zero denominator, clamp above, clamp below, negative ratio, overflow, NaN
     assert ndot_ratio(u, u_prev, 0.5).tolist() == pytest.approx([0.3, 0.5, 0.5, -0.5, -0.2, 0.5, 0.5])
-    assert ndot_trace(torch.tensor([1.0, 2.0]), torch.tensor([0.5, -0.25]), torch.tensor([0.0, 1.0])).tolist() == [0.5, 0.5]
+    assert ndot_trace(torch.tensor([1.0, 2.0]), torch.tensor([0.5, -0.25]), torch.tensor([0.0, 1.0])).tolist() == [
+        0.5,
+        0.5,
+    ]
 
 
 @pytest.mark.parametrize("rule", ["ottt", "ndot"])
@@ -111,11 +119,23 @@ def test_traced_step_keeps_the_forward_and_follows_the_recurrence(rule):
 
 # ---------------------------------------------------------------- gradients
 
+
 def mlp() -> SpikingNet:
     """Linear(6, 5) -> LIF -> Linear(5, 3), float64: small enough for a hand derivation."""
     torch.manual_seed(1)
-    net = SpikingNet([Sequence([Stateless(nn.Flatten()), Stateless(nn.Linear(6, 5)),
-                                NeuronLayer(NeuronSpec("LIF", DECAY, V_TH)), Stateless(nn.Linear(5, 3))])], "mean")
+    net = SpikingNet(
+        [
+            Sequence(
+                [
+                    Stateless(nn.Flatten()),
+                    Stateless(nn.Linear(6, 5)),
+                    NeuronLayer(NeuronSpec("LIF", DECAY, V_TH)),
+                    Stateless(nn.Linear(5, 3)),
+                ]
+            )
+        ],
+        "mean",
+    )
     with torch.no_grad():
         net.stages[0].layers[1].module.weight.mul_(3)
     return net.double()
@@ -147,8 +167,12 @@ def hand_step(p: dict[str, torch.Tensor], x, y, u_prev, a_prev, e_prev, rule, n_
 def test_gradient_matches_hand_derivation(method):
     T, lr = 4, 0.1
     net = mlp()
-    names = {"W1": "stages.0.layers.1.module.weight", "b1": "stages.0.layers.1.module.bias",
-             "W2": "stages.0.layers.3.module.weight", "b2": "stages.0.layers.3.module.bias"}
+    names = {
+        "W1": "stages.0.layers.1.module.weight",
+        "b1": "stages.0.layers.1.module.bias",
+        "W2": "stages.0.layers.3.module.weight",
+        "b2": "stages.0.layers.3.module.bias",
+    }
     p = {k: net.state_dict()[v].clone() for k, v in names.items()}
     x = spikes(T, 7, (6,), seed=2).double()
     y = torch.tensor([0, 1, 2, 0, 1, 2, 0])
@@ -213,6 +237,7 @@ def test_sltt_equals_bptt_with_detached_membrane(method, K):
 
 # ---------------------------------------------------------------- memory
 
+
 def test_online_memory_is_flat_in_T_and_bptt_grows_linearly():
     base = tiny_cfg(name="1C1FC")
     saved = {}
@@ -226,6 +251,7 @@ def test_online_memory_is_flat_in_T_and_bptt_grows_linearly():
 
 
 # ---------------------------------------------------------------- normalisation
+
 
 def test_stepwise_bn_sequence_equals_steps_in_training():
     x = spikes(4, 6, (2, 8, 8))
@@ -273,13 +299,16 @@ def test_sws_model_round_trips_through_config(tmp_path):
         torch.testing.assert_close(model2(x), model.eval()(x), rtol=0, atol=0)
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"name": "sltt", "norm": "bn"}, "cannot use BatchNorm over all T steps"),
-    ({"name": "sltt-k", "K": 0}, "needs --K in [1, T=4], got 0"),
-    ({"name": "sltt-k", "K": 5}, "needs --K in [1, T=4], got 5"),
-    ({"name": "ottt-a", "K": 2}, "--K applies to sltt-k only"),
-    ({"name": "ndot-o", "mse_weight": 1.5}, "--mse-weight must be in [0, 1]"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"name": "sltt", "norm": "bn"}, "cannot use BatchNorm over all T steps"),
+        ({"name": "sltt-k", "K": 0}, "needs --K in [1, T=4], got 0"),
+        ({"name": "sltt-k", "K": 5}, "needs --K in [1, T=4], got 5"),
+        ({"name": "ottt-a", "K": 2}, "--K applies to sltt-k only"),
+        ({"name": "ndot-o", "mse_weight": 1.5}, "--mse-weight must be in [0, 1]"),
+    ],
+)
 def test_config_rejects_invalid_online_settings(change, message):
     cfg = tiny_cfg("sdt")
     if change.pop("norm", None) == "bn":
@@ -293,8 +322,25 @@ def test_config_rejects_invalid_online_settings(change, message):
 
 # ---------------------------------------------------------------- CLI
 
-TINY = ["--data", "digits", "--epochs", "1", "--limit-train", "64", "--limit", "32", "--calib-batches", "1", "--width", "4",
-        "--batch-size", "32", "--T", "3", "--quiet"]
+TINY = [
+    "--data",
+    "digits",
+    "--epochs",
+    "1",
+    "--limit-train",
+    "64",
+    "--limit",
+    "32",
+    "--calib-batches",
+    "1",
+    "--width",
+    "4",
+    "--batch-size",
+    "32",
+    "--T",
+    "3",
+    "--quiet",
+]
 
 
 @pytest.mark.parametrize("method, norm", [("sltt-k", "bn-step"), ("ndot-o", "sws")])
@@ -309,19 +355,22 @@ def test_fit_online_writes_a_checkpoint_that_rebuilds(method, norm, capsys, tmp_
     assert (cfg.model.bn_stats == "step") == (norm == "bn-step") and cfg.model.weight_std == (norm == "sws")
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["fit", "--method", "bptt"], "or an online method ['sltt', 'sltt-k', 'ottt-a', 'ottt-o', 'ndot-a', 'ndot-o']"),
-    (["fit", "--method", "sltt", "--norm", "bn"], "cannot use BatchNorm over all T steps (--norm bn)"),
-    (["fit", "--method", "sltt-k", "--norm", "bn-step"], "sltt-k needs --K in [1, T=3], got 0"),
-    (["fit", "--method", "sltt-k", "--norm", "bn-step", "--K", "4"], "got 4"),
-    (["fit", "--method", "sltt-k", "--norm", "bn-step", "--K", "-1"], "got -1"),
-    (["fit", "--method", "sltt", "--norm", "sws", "--K", "2"], "--K applies to sltt-k only"),
-    (["fit", "--norm", "layernorm"], "expected one of ['bn', 'bn-step', 'sws', 'none']"),
-    (["fit", "--no-bn", "--norm", "sws"], "contradicts"),
-    (["memory", "--norm", "bn"], "online methods can use"),
-    (["memory", "--methods", "mtt"], "memory compares sdt"),
-    (["memory", "--methods", "sltt-k"], "sltt-k:K"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["fit", "--method", "bptt"], "or an online method ['sltt', 'sltt-k', 'ottt-a', 'ottt-o', 'ndot-a', 'ndot-o']"),
+        (["fit", "--method", "sltt", "--norm", "bn"], "cannot use BatchNorm over all T steps (--norm bn)"),
+        (["fit", "--method", "sltt-k", "--norm", "bn-step"], "sltt-k needs --K in [1, T=3], got 0"),
+        (["fit", "--method", "sltt-k", "--norm", "bn-step", "--K", "4"], "got 4"),
+        (["fit", "--method", "sltt-k", "--norm", "bn-step", "--K", "-1"], "got -1"),
+        (["fit", "--method", "sltt", "--norm", "sws", "--K", "2"], "--K applies to sltt-k only"),
+        (["fit", "--norm", "layernorm"], "expected one of ['bn', 'bn-step', 'sws', 'none']"),
+        (["fit", "--no-bn", "--norm", "sws"], "contradicts"),
+        (["memory", "--norm", "bn"], "online methods can use"),
+        (["memory", "--methods", "mtt"], "memory compares sdt"),
+        (["memory", "--methods", "sltt-k"], "sltt-k:K"),
+    ],
+)
 def test_bad_online_arguments_exit_2_with_one_line(argv, message, capsys):
     extra = TINY if argv[0] == "fit" else ["--T", "2", "--no-rss", "--width", "2", "--in-shape", "2", "8", "8"]
     code, _, err = run(capsys, argv[0], *extra, *argv[1:])
@@ -332,9 +381,30 @@ def test_bad_online_arguments_exit_2_with_one_line(argv, message, capsys):
 def test_memory_command_json(capsys):
     import json
 
-    code, out, err = run(capsys, "memory", "--model", "1C1FC", "--width", "2", "--in-shape", "2", "8", "8",
-                         "--T", "2", "4", "--methods", "sdt", "sltt", "--batch-size", "2", "--reps", "1",
-                         "--no-rss", "--json")
+    code, out, err = run(
+        capsys,
+        "memory",
+        "--model",
+        "1C1FC",
+        "--width",
+        "2",
+        "--in-shape",
+        "2",
+        "8",
+        "8",
+        "--T",
+        "2",
+        "4",
+        "--methods",
+        "sdt",
+        "sltt",
+        "--batch-size",
+        "2",
+        "--reps",
+        "1",
+        "--no-rss",
+        "--json",
+    )
     assert code == 0, err
     obj = json.loads(out)
     assert [(r["method"], r["T"]) for r in obj["rows"]] == [("sdt", 2), ("sdt", 4), ("sltt", 2), ("sltt", 4)]

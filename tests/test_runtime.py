@@ -15,13 +15,12 @@ import pytest
 import runtime
 from runtime import cost
 from runtime.data import bin_events, load_dataset, make_events
+from runtime.errors import InputError
 from runtime.neuron import NeuronSpec
 from runtime.policies import Confidence, Entropy, FixedT, PolicyError, parse_policy
 from runtime.protocol import ModelError
 from runtime.reference import Reference
-from runtime.errors import InputError
 from tests.runtime_fixtures import save, tiny_model
-
 
 ROOT = Path(__file__).resolve().parents[1]
 VARIANTS = [
@@ -84,8 +83,12 @@ def test_static_input_is_repeated_and_any_T_runs(model_path):
 def test_event_streams_are_binned_as_trained(tmp_path):
     s = runtime.load(save(tiny_model(kind="event-frames"), tmp_path / "e.onnx"))
     rng = np.random.default_rng(0)
-    streams = [make_events(rng.integers(0, 20, 300), rng.integers(0, 20, 300), rng.integers(0, 2, 300),
-                           rng.integers(0, 300_000, 300)) for _ in range(3)]
+    streams = [
+        make_events(
+            rng.integers(0, 20, 300), rng.integers(0, 20, 300), rng.integers(0, 2, 300), rng.integers(0, 300_000, 300)
+        )
+        for _ in range(3)
+    ]
     r = s.run(streams, "fixed:4")
     frames = bin_events(streams, 4, (2, 20, 20), "equal", durations_us=[300_000.0] * 3)
     np.testing.assert_array_equal(r.outputs, s.run(frames).outputs)
@@ -137,8 +140,16 @@ def test_policy_strings():
     assert parse_policy("confidence:0.9") == Confidence(0.9, 1, None)
     assert parse_policy("confidence:0.9,tmin=2,tmax=10") == Confidence(0.9, 2, 10)
     assert parse_policy("entropy:0.3,tmax=5") == Entropy(0.3, 1, 5)
-    for bad in ("nope", "fixed", "fixed:0", "fixed:x", "confidence:1.5", "confidence:0.9,tmin=5,tmax=2",
-                "confidence:0.9,foo=1", "entropy:high"):
+    for bad in (
+        "nope",
+        "fixed",
+        "fixed:0",
+        "fixed:x",
+        "confidence:1.5",
+        "confidence:0.9,tmin=5,tmax=2",
+        "confidence:0.9,foo=1",
+        "entropy:high",
+    ):
         with pytest.raises(PolicyError, match="fixed:T"):
             parse_policy(bad)
 
@@ -204,15 +215,21 @@ def _set_meta(m: onnx.ModelProto, **changes) -> onnx.ModelProto:
     return m
 
 
-@pytest.mark.parametrize("make, message", [
-    (lambda p: p.write_bytes(b"\x08\x07garbage" * 50), "not a readable ONNX file"),
-    (lambda p: p.write_bytes(Path(p.parent / "good.onnx").read_bytes()[:300]), "corrupted"),
-    (lambda p: save(_strip_metadata(tiny_model()), p), "without 'flexsnn.protocol' metadata"),
-    (lambda p: save(_set_meta(tiny_model(), format="flexsnn-onnx/9"), p), "model protocol is 'flexsnn-onnx/9'; this runtime reads"),
-    (lambda p: save(_set_meta(tiny_model(), readout="median"), p), "expected one of \\['mean', 'last', 'count'\\]"),
-    (lambda p: save(_set_meta(tiny_model(), uses_t=True), p), "graph inputs are"),
-    (lambda p: None, "does not exist"),
-])
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda p: p.write_bytes(b"\x08\x07garbage" * 50), "not a readable ONNX file"),
+        (lambda p: p.write_bytes(Path(p.parent / "good.onnx").read_bytes()[:300]), "corrupted"),
+        (lambda p: save(_strip_metadata(tiny_model()), p), "without 'flexsnn.protocol' metadata"),
+        (
+            lambda p: save(_set_meta(tiny_model(), format="flexsnn-onnx/9"), p),
+            "model protocol is 'flexsnn-onnx/9'; this runtime reads",
+        ),
+        (lambda p: save(_set_meta(tiny_model(), readout="median"), p), "expected one of \\['mean', 'last', 'count'\\]"),
+        (lambda p: save(_set_meta(tiny_model(), uses_t=True), p), "graph inputs are"),
+        (lambda p: None, "does not exist"),
+    ],
+)
 def test_bad_model_files(tmp_path, make, message):
     save(tiny_model(), tmp_path / "good.onnx")
     p = tmp_path / "bad.onnx"
@@ -230,13 +247,23 @@ def test_missing_function_body_is_refused(tmp_path):
 
 # ---- CLI ---------------------------------------------------------------------------------
 def _cli(*args: str, env=None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "runtime", *args], cwd=ROOT, capture_output=True,
-                          text=True, env=env)
+    return subprocess.run([sys.executable, "-m", "runtime", *args], cwd=ROOT, capture_output=True, text=True, env=env)
 
 
 def test_cli_run_json_matches_sdk(model_path):
-    p = _cli("run", model_path, "--data", "digits:static", "--limit", "30", "--policy",
-             "confidence:0.7,tmax=5", "--batch-size", "8", "--json")
+    p = _cli(
+        "run",
+        model_path,
+        "--data",
+        "digits:static",
+        "--limit",
+        "30",
+        "--policy",
+        "confidence:0.7,tmax=5",
+        "--batch-size",
+        "8",
+        "--json",
+    )
     assert p.returncode == 0, p.stderr
     out = json.loads(p.stdout)
     ds = load_dataset("digits:static", "test", 30)
@@ -247,11 +274,14 @@ def test_cli_run_json_matches_sdk(model_path):
     assert {"energy_uj", "macs", "acs", "p90_steps", "ms_per_sample"} <= set(out)
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--policy", "sometimes"], "policy 'sometimes' is unknown; expected one of"),
-    (["--data", "cifar"], "unknown data spec 'cifar'"),
-    (["--data", "digits"], "gives inputs of shape [2, 20, 20], but the model expects [1, 8, 8]"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--policy", "sometimes"], "policy 'sometimes' is unknown; expected one of"),
+        (["--data", "cifar"], "unknown data spec 'cifar'"),
+        (["--data", "digits"], "gives inputs of shape [2, 20, 20], but the model expects [1, 8, 8]"),
+    ],
+)
 def test_cli_errors_are_one_line(model_path, args, message):
     base = ["run", model_path, "--data", "digits:static", "--limit", "5"]
     p = _cli(*base, *args)
@@ -270,12 +300,25 @@ def test_cli_refuses_foreign_and_corrupted_files(tmp_path):
 
 def test_tradeoff_and_bench_commands(model_path, tmp_path):
     png = tmp_path / "t.png"
-    p = _cli("tradeoff", model_path, "--data", "digits:static", "--limit", "20", "--thresholds", "0.5",
-             "0.9", "--tmax", "4", "--plot", str(png), "--json")
+    p = _cli(
+        "tradeoff",
+        model_path,
+        "--data",
+        "digits:static",
+        "--limit",
+        "20",
+        "--thresholds",
+        "0.5",
+        "0.9",
+        "--tmax",
+        "4",
+        "--plot",
+        str(png),
+        "--json",
+    )
     assert p.returncode == 0, p.stderr
     rows = json.loads(p.stdout)["rows"]
-    assert [r["policy"] for r in rows] == ["confidence:0.5,tmin=1,tmax=4", "confidence:0.9,tmin=1,tmax=4",
-                                          "fixed:4"]
+    assert [r["policy"] for r in rows] == ["confidence:0.5,tmin=1,tmax=4", "confidence:0.9,tmin=1,tmax=4", "fixed:4"]
     assert rows[0]["mean_steps"] <= rows[1]["mean_steps"] <= rows[2]["mean_steps"] == 4
     assert png.stat().st_size > 1000
     p = _cli("bench", model_path, "--batch-size", "1", "4", "--steps", "3", "--repeats", "1", "--json")
@@ -295,19 +338,37 @@ sys.meta_path.insert(0, Block())
 
 
 def test_runtime_runs_without_torch(model_path, tmp_path):
-    code = BLOCK_TORCH + f"""
+    code = (
+        BLOCK_TORCH
+        + f"""
 import numpy as np, runtime, runtime.cli, runtime.bench, runtime.evaluate, runtime.reference
 s = runtime.load({model_path!r})
 r = s.run(np.ones((2, 1, 8, 8), np.float32), "confidence:0.8,tmax=4")
 print(r.steps.tolist(), r.cost.mean()["energy_uj"] > 0)
 assert not any(m == "torch" or m.startswith("torch.") for m in sys.modules)
 """
+    )
     p = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
     # the CLI too, bench included (it times torch only when asked and available)
-    p = subprocess.run([sys.executable, "-c", BLOCK_TORCH + "import runtime.cli as c; c.main()", "bench",
-                        model_path, "--batch-size", "1", "--steps", "2", "--repeats", "1"],
-                       cwd=ROOT, capture_output=True, text=True)
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            BLOCK_TORCH + "import runtime.cli as c; c.main()",
+            "bench",
+            model_path,
+            "--batch-size",
+            "1",
+            "--steps",
+            "2",
+            "--repeats",
+            "1",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert p.returncode == 0, p.stderr
     assert "runtime ms/step" in p.stdout
 

@@ -47,10 +47,34 @@ def trained(tmp_path_factory) -> tuple[Path, Path]:
 
     d = tmp_path_factory.mktemp("e2e")
     ckpt, onnx_path = d / "m.pt", d / "m.onnx"
-    trainer_main(["fit", "--data", "digits", "--limit-train", "200", "--limit", "20", "--epochs", "1",
-                  "--tmax", "3", "--width", "8", "--calib-batches", "2", "--quiet", "--out", str(ckpt),
-                  # LIF with BatchNorm, calibrated: the path with the most to go wrong in export
-                  "--neuron", "lif", "--bias", "--norm", "bn"])
+    trainer_main(
+        [
+            "fit",
+            "--data",
+            "digits",
+            "--limit-train",
+            "200",
+            "--limit",
+            "20",
+            "--epochs",
+            "1",
+            "--tmax",
+            "3",
+            "--width",
+            "8",
+            "--calib-batches",
+            "2",
+            "--quiet",
+            "--out",
+            str(ckpt),
+            # LIF with BatchNorm, calibrated: the path with the most to go wrong in export
+            "--neuron",
+            "lif",
+            "--bias",
+            "--norm",
+            "bn",
+        ]
+    )
     with pytest.raises(SystemExit) as e:
         export_main([str(ckpt), "-o", str(onnx_path)])
     assert e.value.code == 0
@@ -66,8 +90,21 @@ def test_fixed_T_accuracy_equals_trainer_eval(trained, capsys):
     trainer_main(["eval", str(ckpt), "--T", "1", "2", "5", "--limit", "120", "--json"])
     want = json.loads(capsys.readouterr().out)
     for T, acc in zip(want["T"], want["accuracy"]):
-        runtime_main(["run", str(onnx_path), "--data", "digits", "--limit", "120", "--policy", f"fixed:{T}",
-                      "--batch-size", "50", "--json"])
+        runtime_main(
+            [
+                "run",
+                str(onnx_path),
+                "--data",
+                "digits",
+                "--limit",
+                "120",
+                "--policy",
+                f"fixed:{T}",
+                "--batch-size",
+                "50",
+                "--json",
+            ]
+        )
         got = json.loads(capsys.readouterr().out)
         assert (got["n"], got["accuracy"], got["mean_steps"]) == (want["n"], acc, T)
 
@@ -76,7 +113,20 @@ def test_bench_times_torch_beside_the_runtime(trained, capsys):
     from runtime.cli import main as runtime_main
 
     ckpt, onnx_path = trained
-    runtime_main(["bench", str(onnx_path), "--checkpoint", str(ckpt), "--batch-size", "1", "--steps", "3",
-                  "--repeats", "1", "--json"])
+    runtime_main(
+        [
+            "bench",
+            str(onnx_path),
+            "--checkpoint",
+            str(ckpt),
+            "--batch-size",
+            "1",
+            "--steps",
+            "3",
+            "--repeats",
+            "1",
+            "--json",
+        ]
+    )
     row = json.loads(capsys.readouterr().out)["rows"][0]
     assert row["batch"] == 1 and row["speedup"] == pytest.approx(row["torch_ms_per_step"] / row["runtime_ms_per_step"])

@@ -29,8 +29,17 @@ SENSOR = (2, 24, 32)
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
     path = tmp_path_factory.mktemp("stream") / "m.onnx"
-    onnx.save(chain_model(spec("LIF", spike="single", decay=0.8, dt=5_000.0), sensor=SENSOR, channels=(4,),
-                          classes=4, T=6, duration_us=30_000.0), path)
+    onnx.save(
+        chain_model(
+            spec("LIF", spike="single", decay=0.8, dt=5_000.0),
+            sensor=SENSOR,
+            channels=(4,),
+            classes=4,
+            T=6,
+            duration_us=30_000.0,
+        ),
+        path,
+    )
     return path
 
 
@@ -59,12 +68,14 @@ def _windows(model, path, mode: str, chunk_bytes: int, shape: tuple[int, int, in
     return out
 
 
-@pytest.mark.parametrize("name, shape, events", [("evt3_sample.raw", (2, 720, 1280), 219_596),
-                                                 ("evt2_sample.raw", (2, 480, 640), 539_481)])
+@pytest.mark.parametrize(
+    "name, shape, events", [("evt3_sample.raw", (2, 720, 1280), 219_596), ("evt2_sample.raw", (2, 480, 640), 539_481)]
+)
 @pytest.mark.parametrize("mode", ["clock", "event"])
 def test_stream_both_recordings_both_modes(eventcam, model, capsys, name, shape, events, mode):  # noqa: F811
-    code, out, err = _cli(capsys, "stream", str(model), "--source", str(eventcam / name), "--mode", mode,
-                          "--fit-sensor", "--json")
+    code, out, err = _cli(
+        capsys, "stream", str(model), "--source", str(eventcam / name), "--mode", mode, "--fit-sensor", "--json"
+    )
     assert code == 0, err
     lines = [json.loads(x) for x in out.strip().splitlines()]
     s = lines[-1]["summary"]
@@ -110,11 +121,18 @@ def test_stdin_equals_file(eventcam, model):  # noqa: F811
 
     a = run_cli(*args, "--source", str(f))
     with open(f, "rb") as stdin:
-        b = subprocess.run([sys.executable, "-m", *args, "--source", "-"], stdin=stdin, cwd=ROOT,
-                           capture_output=True, text=True, timeout=300)
+        b = subprocess.run(
+            [sys.executable, "-m", *args, "--source", "-"],
+            stdin=stdin,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
     assert a.returncode == b.returncode == 0, a.stderr + b.stderr
-    pick = lambda out: [(w["t_start"], w["events"], w["prediction"]) for w in  # noqa: E731
-                        map(json.loads, out.strip().splitlines()[:-1])]
+    pick = lambda out: [
+        (w["t_start"], w["events"], w["prediction"]) for w in map(json.loads, out.strip().splitlines()[:-1])
+    ]
     assert pick(a.stdout) == pick(b.stdout)
 
 
@@ -125,7 +143,7 @@ def _repeat_evt2(src, dst, times: int) -> int:
     data = src.read_bytes()
     w = np.frombuffer(data, "<u4", offset=head)
     ev = read_events(src)
-    shift = ((int(ev["t"][-1]) - int(ev["t"][0])) // 64 + 2)  # in units of 64 µs
+    shift = (int(ev["t"][-1]) - int(ev["t"][0])) // 64 + 2  # in units of 64 µs
     is_th = (w >> 28) == 0x8
     with open(dst, "wb") as f:
         f.write(data[:head])
@@ -174,8 +192,19 @@ def test_memory_is_flat_over_a_10x_longer_stream(eventcam, model, tmp_path, mode
 
 
 def test_realtime_pacing_reports_keeping_up(eventcam, model, capsys):  # noqa: F811
-    code, out, err = _cli(capsys, "stream", str(model), "--source", str(eventcam / "evt2_sample.raw"),
-                          "--fit-sensor", "--realtime", "--speed", "0.5", "--json", "--quiet")
+    code, out, err = _cli(
+        capsys,
+        "stream",
+        str(model),
+        "--source",
+        str(eventcam / "evt2_sample.raw"),
+        "--fit-sensor",
+        "--realtime",
+        "--speed",
+        "0.5",
+        "--json",
+        "--quiet",
+    )
     assert code == 0, err
     s = json.loads(out)["summary"]
     assert s["realtime"] and s["wall_s"] >= 2 * 0.05 * 0.9  # 50 ms of recording at half speed

@@ -59,9 +59,12 @@ def test_per_recording_equal_binning_uses_each_length(tmp_path):
 
 
 def test_bad_tonic_specs(tmp_path):
-    for spec, match in ((f"tonic:NoSuchSet:{tmp_path}", "no data set"), ("tonic:NMNIST", "tonic:NAME:ROOT"),
-                        (f"tonic:no.such.Module:{tmp_path}", "cannot be imported"),
-                        (f"tonic:NMNIST:{tmp_path}", "could not be downloaded")):
+    for spec, match in (
+        (f"tonic:NoSuchSet:{tmp_path}", "no data set"),
+        ("tonic:NMNIST", "tonic:NAME:ROOT"),
+        (f"tonic:no.such.Module:{tmp_path}", "cannot be imported"),
+        (f"tonic:NMNIST:{tmp_path}", "could not be downloaded"),
+    ):
         if "NMNIST" in spec or "NoSuch" in spec:
             pytest.importorskip("tonic")
         with pytest.raises(DataError, match=match):
@@ -78,9 +81,29 @@ def test_eleven_classes_train_eval_export_run(tmp_path, capsys):
     torch.set_num_threads(1)
     spec = f"{SYNTH}:{tmp_path}"
     ckpt = tmp_path / "m.pt"
-    code, out, err = run_trainer(capsys, "fit", "--data", spec, "--transform", "crop:2,0,16,16", "--model", "2C1FC",
-                                 "--width", "4", "--tmax", "3", "--epochs", "4", "--batch-size", "16", "--lr", "0.01",
-                                 "--quiet", "--out", str(ckpt))
+    code, out, err = run_trainer(
+        capsys,
+        "fit",
+        "--data",
+        spec,
+        "--transform",
+        "crop:2,0,16,16",
+        "--model",
+        "2C1FC",
+        "--width",
+        "4",
+        "--tmax",
+        "3",
+        "--epochs",
+        "4",
+        "--batch-size",
+        "16",
+        "--lr",
+        "0.01",
+        "--quiet",
+        "--out",
+        str(ckpt),
+    )
     assert code == 0, err
     cfg, _, metrics = load_checkpoint(ckpt)
     assert cfg.model.num_classes == 11 and cfg.data.classes[10] == "bar 10"

@@ -46,18 +46,24 @@ def _bad_checkpoints(tmp_path):
     torch.save({"state_dict": {"w": torch.zeros(1)}}, foreign)
     future = tmp_path / "future.pt"
     torch.save({"format": "flexsnn-checkpoint/9", "config": {}, "state_dict": {}, "metrics": {}}, future)
-    return {"corrupt": (corrupt, "not a torch checkpoint"), "foreign": (foreign, "not a flexsnn checkpoint"),
-            "future": (future, "format version"), "missing": (tmp_path / "none.pt", "does not exist")}
+    return {
+        "corrupt": (corrupt, "not a torch checkpoint"),
+        "foreign": (foreign, "not a flexsnn checkpoint"),
+        "future": (future, "format version"),
+        "missing": (tmp_path / "none.pt", "does not exist"),
+    }
 
 
 class _Evil:
     def __reduce__(self):
         import os
+
         return (os.system, ("touch /tmp/flexsnn_pwned",))
 
 
 def test_code_pickle_is_refused_not_run(tmp_path, capsys):
     import os
+
     marker = "/tmp/flexsnn_pwned"
     if os.path.exists(marker):
         os.remove(marker)
@@ -78,21 +84,27 @@ def test_bad_checkpoints(kind, tmp_path, capsys):
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--model", "vgg99"], "expected one of"),
-    (["--method", "bptt"], "expected one of ['sdt', 'nmt', 'mtt']"),
-    (["--data", "cifar10"], "unknown data spec"),
-    (["--data", "nmnist:/no/such/folder"], "not a directory"),
-    (["--data", "mnist"], "needs a folder"),
-    (["--method", "sdt", "--T", "0"], "--T must be a positive integer"),
-    (["--tmin", "0"], "--tmin must be a positive integer"),
-    (["--tmin", "5", "--tmax", "3"], "must not exceed"),
-    (["--neuron", "izhikevich"], "neuron 'izhikevich' is unknown; expected one of ['alif', 'cuba-lif', 'if', 'lif', 'multi-if']"),
-    (["--surrogate", "atan"], "expected one of"),
-    (["--out", "/no/such/folder/m.pt"], "does not exist"),
-    (["--data", "digits:static", "--stages", "9"], "stages"),
-    (["--threads", "0"], "--threads must be a positive integer (at most"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--model", "vgg99"], "expected one of"),
+        (["--method", "bptt"], "expected one of ['sdt', 'nmt', 'mtt']"),
+        (["--data", "cifar10"], "unknown data spec"),
+        (["--data", "nmnist:/no/such/folder"], "not a directory"),
+        (["--data", "mnist"], "needs a folder"),
+        (["--method", "sdt", "--T", "0"], "--T must be a positive integer"),
+        (["--tmin", "0"], "--tmin must be a positive integer"),
+        (["--tmin", "5", "--tmax", "3"], "must not exceed"),
+        (
+            ["--neuron", "izhikevich"],
+            "neuron 'izhikevich' is unknown; expected one of ['alif', 'cuba-lif', 'if', 'lif', 'multi-if']",
+        ),
+        (["--surrogate", "atan"], "expected one of"),
+        (["--out", "/no/such/folder/m.pt"], "does not exist"),
+        (["--data", "digits:static", "--stages", "9"], "stages"),
+        (["--threads", "0"], "--threads must be a positive integer (at most"),
+    ],
+)
 def test_bad_fit_arguments(argv, message, capsys):
     code, _, err = run(capsys, "fit", *TINY, *argv)
     assert code == 2, err
@@ -131,15 +143,31 @@ def test_fit_is_repeatable_at_a_fixed_thread_count(tmp_path, capsys):
 def test_epoch_and_calibration_lines_say_what_they_measure(tmp_path, capsys):
     out = tmp_path / "bn.pt"
     argv = [a for a in TINY if a != "--quiet"]
-    code, stdout, err = run(capsys, "fit", "--data", "digits:static", "--tmax", "3", "--neuron", "lif", "--norm", "bn",
-                            "--calib-batches", "2", "--out", str(out), *argv)
+    code, stdout, err = run(
+        capsys,
+        "fit",
+        "--data",
+        "digits:static",
+        "--tmax",
+        "3",
+        "--neuron",
+        "lif",
+        "--norm",
+        "bn",
+        "--calib-batches",
+        "2",
+        "--out",
+        str(out),
+        *argv,
+    )
     assert code == 0, err
     assert "epoch 1/1: train loss" in stdout
     assert "(BatchNorm running statistics of training, before calibration)" in stdout
     assert "BatchNorm calibration at T=3 (2 layers, 2 training batches): test accuracy at T=3 " in stdout
     assert "after BatchNorm calibration at T=3" in stdout
-    code, stdout, err = run(capsys, "calibrate", str(out), "--T", "1", "--batches", "1", "--limit", "30",
-                            "--out", str(tmp_path / "c1.pt"))
+    code, stdout, err = run(
+        capsys, "calibrate", str(out), "--T", "1", "--batches", "1", "--limit", "30", "--out", str(tmp_path / "c1.pt")
+    )
     assert code == 0, err
     assert "calibrated 2 BatchNorm layers at T=1 (1 training batches): test accuracy at T=1 " in stdout
     assert "->" in stdout and "(30 samples)" in stdout

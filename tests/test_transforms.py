@@ -21,8 +21,9 @@ TONIC_DTYPE = np.dtype([("x", int), ("y", int), ("t", int), ("p", int)])
 
 def _stream(n=3000, W=8, H=6, seed=0, t0=50_000):
     rng = np.random.default_rng(seed)
-    return make_events(rng.integers(0, W, n), rng.integers(0, H, n), rng.integers(0, 2, n),
-                       t0 + rng.integers(0, 200_000, n))
+    return make_events(
+        rng.integers(0, W, n), rng.integers(0, H, n), rng.integers(0, 2, n), t0 + rng.integers(0, 200_000, n)
+    )
 
 
 def _tonic(ev):
@@ -32,8 +33,9 @@ def _tonic(ev):
     return out
 
 
-@pytest.mark.parametrize("text, fn, arg", [("refractory:3000", "refractory_period_numpy", 3000),
-                                           ("denoise:5000", "denoise_numpy", 5000)])
+@pytest.mark.parametrize(
+    "text, fn, arg", [("refractory:3000", "refractory_period_numpy", 3000), ("denoise:5000", "denoise_numpy", 5000)]
+)
 def test_filters_match_tonic_and_chunks(text, fn, arg):
     F = pytest.importorskip("tonic.functional")
     ev = _stream()  # starts after 50 ms: tonic's initial memory (-US / +US) plays no part
@@ -51,7 +53,8 @@ def test_crop_downsample_merge_window_definitions():
     ev = make_events([0, 5, 9, 3, 7], [0, 2, 5, 4, 1], [1, 0, 1, 0, 1], [100, 200, 300, 400, 5000])
     crop = Pipeline([parse_transform("crop:2,1,6,4")], (2, 6, 10)).apply(ev)
     assert crop[["x", "y"]].tolist() == [(3, 1), (1, 3), (5, 0)] and Pipeline(
-        [parse_transform("crop:2,1,6,4")], (2, 6, 10)).shape == (2, 4, 6)
+        [parse_transform("crop:2,1,6,4")], (2, 6, 10)
+    ).shape == (2, 4, 6)
     down = Pipeline([parse_transform("downsample:5x3")], (2, 6, 10)).apply(ev)
     assert down[["x", "y"]].tolist() == [(0, 0), (2, 1), (4, 2), (1, 2), (3, 0)]  # x // 2, y // 2
     merged = Pipeline([parse_transform("merge-polarity")], (2, 6, 10))
@@ -70,9 +73,17 @@ def test_downsample_is_sum_pooling_of_frames():
     np.testing.assert_array_equal(bin_events([small], 1, (2, 3, 4))[0, 0], pooled)
 
 
-@pytest.mark.parametrize("text, match", [("blur:3", "unknown"), ("crop:1,2", "malformed"), ("downsample:0x4", "> 0"),
-                                         ("window:5,5", "END must be after"), ("refractory:-3", "malformed"),
-                                         ("downsample:axb", "malformed")])
+@pytest.mark.parametrize(
+    "text, match",
+    [
+        ("blur:3", "unknown"),
+        ("crop:1,2", "malformed"),
+        ("downsample:0x4", "> 0"),
+        ("window:5,5", "END must be after"),
+        ("refractory:-3", "malformed"),
+        ("downsample:axb", "malformed"),
+    ],
+)
 def test_bad_transforms(text, match):
     with pytest.raises(TransformError, match=match):
         parse_transform(text)
@@ -111,8 +122,12 @@ def test_protocol_transforms_and_durations(tmp_path):
     _, p = read_model(old)
     assert p.durations == "dataset" and p.transforms == ()
     new = tmp_path / "new.onnx"
-    onnx.save(_with_input(tiny_model("event-frames"), durations="recording",
-                          transforms=[{"kind": "downsample", "args": [20, 20]}]), new)
+    onnx.save(
+        _with_input(
+            tiny_model("event-frames"), durations="recording", transforms=[{"kind": "downsample", "args": [20, 20]}]
+        ),
+        new,
+    )
     _, p = read_model(new)
     assert p.durations == "recording" and [t.text for t in from_dicts(p.transforms)] == ["downsample:20x20"]
     bad = tmp_path / "bad.onnx"

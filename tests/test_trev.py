@@ -7,8 +7,8 @@ import re
 import pytest
 import torch
 
-from trainer.checkpoint import load_checkpoint
 from tests.conftest import run_trainer as run
+from trainer.checkpoint import load_checkpoint
 from trainer.config import ConfigError
 from trainer.models import build_model, model_builder
 from trainer.trev import ALPHA_MIN, TRevNet, clamp_abs_
@@ -135,10 +135,13 @@ def test_memory_reversible_saves_far_less_than_bptt():
     assert rows[8]["reversible_saved_MiB"] <= rows[2]["reversible_saved_MiB"] * 1.05
 
 
-@pytest.mark.parametrize("name, match", [
-    ("trev-huge", "trev-SIZE.*tiny, small"),
-    ("trev-tiny-hx", "trev-SIZE"),
-])
+@pytest.mark.parametrize(
+    "name, match",
+    [
+        ("trev-huge", "trev-SIZE.*tiny, small"),
+        ("trev-tiny-hx", "trev-SIZE"),
+    ],
+)
 def test_unknown_size_lists_the_valid_names(name, match):
     with pytest.raises(ConfigError, match=match):
         model_builder(name)
@@ -164,15 +167,17 @@ def test_method_other_than_sdt_is_refused():
         build_model(cfg)
 
 
-TINY = ["--method", "sdt", "--epochs", "1", "--limit-train", "60", "--limit", "30", "--batch-size", "30",
-        "--quiet"]
+TINY = ["--method", "sdt", "--epochs", "1", "--limit-train", "60", "--limit", "30", "--batch-size", "30", "--quiet"]
 
 
-@pytest.mark.parametrize("argv, match", [
-    (["--model", "trev-huge", "--T", "2"], "trev-SIZE"),
-    (["--model", "trev-tiny", "--T", "3", "--width", "8"], "cannot be split into T=3"),
-    (["--model", "trev-tiny", "--T", "2", "--method", "mtt"], "use --method sdt"),
-])
+@pytest.mark.parametrize(
+    "argv, match",
+    [
+        (["--model", "trev-huge", "--T", "2"], "trev-SIZE"),
+        (["--model", "trev-tiny", "--T", "3", "--width", "8"], "cannot be split into T=3"),
+        (["--model", "trev-tiny", "--T", "2", "--method", "mtt"], "use --method sdt"),
+    ],
+)
 def test_cli_bad_input_exits_2(capsys, tmp_path, argv, match):
     code, _, err = run(capsys, "fit", "--data", "digits:static", *TINY, *argv, "--out", str(tmp_path / "m.pt"))
     assert code == 2 and re.search(match, err), err
@@ -182,11 +187,29 @@ def test_cli_fit_then_eval_and_bad_T(capsys, tmp_path):
     """fit --model trev-... writes the usual checkpoint; its config alone rebuilds the
     model; eval at a T beyond the sub-networks is a clear error (exit 2)."""
     path = tmp_path / "m.pt"
-    code, out, err = run(capsys, "fit", "--data", "digits", "--model", "trev-tiny-h0.5", "--T", "2", "--width", "8",
-                         *TINY, "--out", str(path))
+    code, out, err = run(
+        capsys,
+        "fit",
+        "--data",
+        "digits",
+        "--model",
+        "trev-tiny-h0.5",
+        "--T",
+        "2",
+        "--width",
+        "8",
+        *TINY,
+        "--out",
+        str(path),
+    )
     assert code == 0, err
     cfg, model, metrics = load_checkpoint(path)
-    assert cfg.model.name == "trev-tiny-h0.5" and isinstance(model, TRevNet) and model.T == 2 and 0.0 <= metrics["test_accuracy"] <= 1.0
+    assert (
+        cfg.model.name == "trev-tiny-h0.5"
+        and isinstance(model, TRevNet)
+        and model.T == 2
+        and 0.0 <= metrics["test_accuracy"] <= 1.0
+    )
     code, out, err = run(capsys, "eval", str(path), "--T", "1", "2", "--limit", "30")
     assert code == 0 and "m.pt" in out, err
     code, out, err = run(capsys, "eval", str(path), "--T", "3", "--limit", "30")
@@ -194,8 +217,23 @@ def test_cli_fit_then_eval_and_bad_T(capsys, tmp_path):
 
 
 def test_cli_trev_memory_table(capsys):
-    code, out, err = run(capsys, "trev-memory", "--in-shape", "2", "12", "12", "--width", "8", "--T", "2", "4",
-                         "--batch-size", "2", "--reps", "1")
+    code, out, err = run(
+        capsys,
+        "trev-memory",
+        "--in-shape",
+        "2",
+        "12",
+        "12",
+        "--width",
+        "8",
+        "--T",
+        "2",
+        "4",
+        "--batch-size",
+        "2",
+        "--reps",
+        "1",
+    )
     assert code == 0, err
     assert "bptt_over_reversible" in out and "saved at T=4 / T=2" in out
     code, out, err = run(capsys, "trev-memory", "--model", "2C1FC", "--T", "2")

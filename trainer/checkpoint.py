@@ -47,13 +47,18 @@ class CheckpointError(ValueError):
 
 def save_checkpoint(path: str | Path, cfg: Config, model: SpikingNet, metrics: dict[str, Any]) -> None:
     """Write atomically: a crash never leaves a half-written checkpoint at ``path``."""
-    payload = {"format": FORMAT, "config": cfg.to_dict(),
-               "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-               "metrics": metrics}
+    payload = {
+        "format": FORMAT,
+        "config": cfg.to_dict(),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "metrics": metrics,
+    }
     bad = [k for k, v in payload["state_dict"].items() if v.is_floating_point() and not torch.isfinite(v).all()]
     if bad:  # a diverged run (or calibration): NaN/inf weights are never written
-        raise CheckpointError(f"not writing {path}: {bad[0]} holds NaN or infinite values (training or BN "
-                              "calibration diverged; try a smaller --lr)")
+        raise CheckpointError(
+            f"not writing {path}: {bad[0]} holds NaN or infinite values (training or BN "
+            "calibration diverged; try a smaller --lr)"
+        )
     payload[DIGEST_KEY] = digest(payload)
     write_atomic(path, lambda tmp: torch.save(payload, tmp))
 
@@ -90,12 +95,16 @@ def _check_zip(path: Path) -> None:
 def _verify_digest(path: Path, ckpt: dict[str, Any]) -> None:
     want = ckpt.get(DIGEST_KEY)
     if want is None:
-        print(f"note: {path} carries no weight digest (written before digests were added); "
-              "its integrity cannot be checked", file=sys.stderr)
+        print(
+            f"note: {path} carries no weight digest (written before digests were added); "
+            "its integrity cannot be checked",
+            file=sys.stderr,
+        )
         return
     if not isinstance(want, str) or want != digest(ckpt):
-        raise CheckpointError(f"{path} is corrupted: its weights or config do not match the SHA-256 digest "
-                              "stored in it")
+        raise CheckpointError(
+            f"{path} is corrupted: its weights or config do not match the SHA-256 digest stored in it"
+        )
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:

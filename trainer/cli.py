@@ -9,7 +9,6 @@ import os
 import sys
 from pathlib import Path
 
-
 from runtime import cliargs
 from runtime.data import DataError, Dataset, load_dataset
 from runtime.data.datasets import SPEC_FORMS
@@ -51,27 +50,49 @@ def _data_help() -> str:
 
 
 def _add_threads(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--threads", type=cliargs.positive_threads, default=DEFAULT_THREADS,
-                   help=f"torch CPU threads (default {DEFAULT_THREADS}: the fastest per epoch measured on small "
-                   "shared machines, and figures repeat only at a fixed count)")
-    p.add_argument("--deterministic", action="store_true",
-                   help="only deterministic algorithms (torch.use_deterministic_algorithms)")
+    p.add_argument(
+        "--threads",
+        type=cliargs.positive_threads,
+        default=DEFAULT_THREADS,
+        help=f"torch CPU threads (default {DEFAULT_THREADS}: the fastest per epoch measured on small "
+        "shared machines, and figures repeat only at a fixed count)",
+    )
+    p.add_argument(
+        "--deterministic",
+        action="store_true",
+        help="only deterministic algorithms (torch.use_deterministic_algorithms)",
+    )
 
 
 def _add_fit(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("fit", help="train a model and write a checkpoint")
     p.add_argument("--data", default="digits", help=_data_help() + " (default: digits)")
-    p.add_argument("--transform", action="append", default=[],
-                   help="event transform, repeatable, applied in order: " + ", ".join(TRANSFORM_FORMS))
-    p.add_argument("--model", default="2C1FCW16",
-                   help="model name: " + ", ".join(model_names()) + " (default 2C1FCW16: fits Speck)")
+    p.add_argument(
+        "--transform",
+        action="append",
+        default=[],
+        help="event transform, repeatable, applied in order: " + ", ".join(TRANSFORM_FORMS),
+    )
+    p.add_argument(
+        "--model",
+        default="2C1FCW16",
+        help="model name: " + ", ".join(model_names()) + " (default 2C1FCW16: fits Speck)",
+    )
     p.add_argument("--method", default="mtt", help=f"one of {', '.join(METHODS)} (default: mtt)")
-    p.add_argument("--T", type=cliargs.steps, default=None, help="training T for sdt and online methods (default: --tmax)")
+    p.add_argument(
+        "--T", type=cliargs.steps, default=None, help="training T for sdt and online methods (default: --tmax)"
+    )
     p.add_argument("--K", type=cliargs.nonneg_int, default=0, help="sltt-k: time steps with a backward per batch, 1..T")
-    p.add_argument("--mse-weight", type=cliargs.unit_float, default=None,
-                   help="online methods: weight w of MSE in the per-step loss (default: 0.05 sltt/ottt, 0.1 ndot)")
+    p.add_argument(
+        "--mse-weight",
+        type=cliargs.unit_float,
+        default=None,
+        help="online methods: weight w of MSE in the per-step loss (default: 0.05 sltt/ottt, 0.1 ndot)",
+    )
     p.add_argument("--tmin", type=cliargs.steps, default=1, help="nmt/mtt: smallest T sampled in training")
-    p.add_argument("--tmax", type=cliargs.steps, default=6, help="nmt/mtt: largest T sampled in training (the trained T)")
+    p.add_argument(
+        "--tmax", type=cliargs.steps, default=6, help="nmt/mtt: largest T sampled in training (the trained T)"
+    )
     p.add_argument("--stages", type=cliargs.positive_int, default=2, help="MTT stages (default 2)")
     p.add_argument("--samples", type=cliargs.positive_int, default=2, help="nmt/mtt configurations per iteration")
     p.add_argument("--epochs", type=cliargs.positive_int, default=10, help="passes over the training split")
@@ -80,28 +101,55 @@ def _add_fit(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--weight-decay", type=cliargs.nonneg_float, default=0.0, help="Adam weight decay")
     p.add_argument("--seed", type=cliargs.seed, default=0, help="seed of weights, batches and sampled T")
     p.add_argument("--width", type=cliargs.width, default=0, help="channel width (0: the model's default)")
-    p.add_argument("--neuron", default="multi-if", help=f"one of {', '.join(neuron_presets())} (default multi-if: "
-                   "as event-driven hardware fires, and flexible in T; README, 'Choosing the default')")
+    p.add_argument(
+        "--neuron",
+        default="multi-if",
+        help=f"one of {', '.join(neuron_presets())} (default multi-if: "
+        "as event-driven hardware fires, and flexible in T; README, 'Choosing the default')",
+    )
     for name, f in neuron_fields().items():
         if name != "dt":  # dt is one time bin of the data, set from the data and T
-            p.add_argument(f"--{name.replace('_', '-')}", type=float if f.type in ("float", float) else str,
-                           default=None, help=f"{f.metadata['help']} (default: {f.default}, or the preset's)")
+            p.add_argument(
+                f"--{name.replace('_', '-')}",
+                type=float if f.type in ("float", float) else str,
+                default=None,
+                help=f"{f.metadata['help']} (default: {f.default}, or the preset's)",
+            )
     p.add_argument("--surrogate", default="triangle", help=f"one of {', '.join(SURROGATES)}")
-    p.add_argument("--readout", default="mean", help="mean (of outputs over steps), li, or spikes (the classifier "
-                   "ends in spiking neurons, read as mean spike counts: what Speck outputs)")
-    p.add_argument("--bias", action=argparse.BooleanOptionalAction, default=False,
-                   help="biases in conv/linear layers (default --no-bias: event-driven runtimes and Speck refuse them)")
-    p.add_argument("--norm", default="none", help="conv normalisation: bn (statistics over all T steps), bn-step "
-                   "(per-step statistics), sws (scaled weight standardisation) or none (default none: BatchNorm folds into "
-                   "biases, which event-driven hardware refuses)")
+    p.add_argument(
+        "--readout",
+        default="mean",
+        help="mean (of outputs over steps), li, or spikes (the classifier "
+        "ends in spiking neurons, read as mean spike counts: what Speck outputs)",
+    )
+    p.add_argument(
+        "--bias",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="biases in conv/linear layers (default --no-bias: event-driven runtimes and Speck refuse them)",
+    )
+    p.add_argument(
+        "--norm",
+        default="none",
+        help="conv normalisation: bn (statistics over all T steps), bn-step "
+        "(per-step statistics), sws (scaled weight standardisation) or none (default none: BatchNorm folds into "
+        "biases, which event-driven hardware refuses)",
+    )
     p.add_argument("--no-bn", action="store_true", help="no BatchNorm (same as --norm none)")
-    p.add_argument("--calib-batches", type=cliargs.nonneg_int, default=10, help="BN calibration batches at Tmax (0: off)")
-    p.add_argument("--train-split", default="train-minus-val", choices=["train-minus-val", "train"],
-                   help="train-minus-val (default): hold out the validation split (training recordings with "
-                   "index %% 10 == 1) for choosing exit thresholds; train: every training recording")
+    p.add_argument(
+        "--calib-batches", type=cliargs.nonneg_int, default=10, help="BN calibration batches at Tmax (0: off)"
+    )
+    p.add_argument(
+        "--train-split",
+        default="train-minus-val",
+        choices=["train-minus-val", "train"],
+        help="train-minus-val (default): hold out the validation split (training recordings with "
+        "index %% 10 == 1) for choosing exit thresholds; train: every training recording",
+    )
     p.add_argument("--limit-train", type=cliargs.positive_int, default=None, help="use an evenly spread subset")
-    p.add_argument("--limit", type=cliargs.positive_int, default=None,
-                   help="evenly spread subset of the test split (default: all)")
+    p.add_argument(
+        "--limit", type=cliargs.positive_int, default=None, help="evenly spread subset of the test split (default: all)"
+    )
     p.add_argument("--out", type=cliargs.output_path, default="model.pt", help="checkpoint to write")
     p.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
     _add_threads(p)
@@ -113,8 +161,9 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", default=None, help=_data_help() + " (default: the checkpoint's)")
     p.add_argument("--T", type=cliargs.steps, nargs="+", default=None, help="time steps (default 1..Tmax)")
     p.add_argument("--binning", default=None, help="events: equal or fixed (default: as trained)")
-    p.add_argument("--limit", type=cliargs.positive_int, default=None,
-                   help="evenly spread subset of the test split (default: all)")
+    p.add_argument(
+        "--limit", type=cliargs.positive_int, default=None, help="evenly spread subset of the test split (default: all)"
+    )
     p.add_argument("--batch-size", type=cliargs.batch, default=256, help="samples per evaluation batch")
     p.add_argument("--plot", type=cliargs.png_path, default=None, help="write accuracy vs T as a PNG")
     p.add_argument("--json", action="store_true", help="one JSON object")
@@ -124,12 +173,18 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
 def _add_calibrate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("calibrate", help="re-estimate BatchNorm statistics at a given T")
     p.add_argument("checkpoint", help="the model.pt to calibrate (never overwritten)")
-    p.add_argument("--T", type=cliargs.steps, default=None, help="time steps to calibrate at (default: the trained Tmax)")
+    p.add_argument(
+        "--T", type=cliargs.steps, default=None, help="time steps to calibrate at (default: the trained Tmax)"
+    )
     p.add_argument("--batches", type=cliargs.positive_int, default=10, help="training batches to average over")
     p.add_argument("--batch-size", type=cliargs.batch, default=64, help="samples per batch")
     p.add_argument("--data", default=None, help=_data_help() + " (default: the checkpoint's)")
-    p.add_argument("--limit", type=cliargs.positive_int, default=None,
-                   help="evenly spread subset of the test split for the before/after accuracy (default: all)")
+    p.add_argument(
+        "--limit",
+        type=cliargs.positive_int,
+        default=None,
+        help="evenly spread subset of the test split for the before/after accuracy (default: all)",
+    )
     p.add_argument("--out", type=cliargs.output_path, required=True, help="calibrated checkpoint to write")
     _add_threads(p)
 
@@ -147,8 +202,10 @@ def neuron_spec_from_args(a: argparse.Namespace, kind: str, duration_us: float) 
         if value is None or name == "dt":
             continue
         if name not in own:
-            raise ConfigError(f"--{name.replace('_', '-')} does not apply to --neuron {a.neuron} ({nkind} neurons "
-                              f"have {sorted(own - {'dt'})})")
+            raise ConfigError(
+                f"--{name.replace('_', '-')} does not apply to --neuron {a.neuron} ({nkind} neurons "
+                f"have {sorted(own - {'dt'})})"
+            )
         fields[name] = value
     train_T = a.T if a.T is not None and a.method in FIXED_T_METHODS else a.tmax
     # dt ties the per-step decay to the event-driven time constant: one step is one bin
@@ -159,8 +216,9 @@ def neuron_spec_from_args(a: argparse.Namespace, kind: str, duration_us: float) 
         raise ConfigError(f"--neuron {a.neuron}: {e}") from None
 
 
-def config_from_args(a: argparse.Namespace, train_shape: tuple[int, int, int], kind: str,
-                     duration_us: float, ds: Dataset | None = None) -> Config:
+def config_from_args(
+    a: argparse.Namespace, train_shape: tuple[int, int, int], kind: str, duration_us: float, ds: Dataset | None = None
+) -> Config:
     spec = neuron_spec_from_args(a, kind, duration_us)
     if a.norm not in NORMS:
         raise ConfigError(f"norm {a.norm!r} is unknown; expected one of {list(NORMS)}")
@@ -172,15 +230,51 @@ def config_from_args(a: argparse.Namespace, train_shape: tuple[int, int, int], k
         mse_weight = online_method(a.method).mse_weight if a.method in ONLINE_METHODS else MethodConfig.mse_weight
     T = a.T if a.T is not None else a.tmax
     return Config(
-        ModelConfig(a.model, a.stages, a.width, a.bias, bn, a.readout, ds.num_classes if ds else 10,
-                    train_shape, bn_stats=bn_stats, weight_std=weight_std),
+        ModelConfig(
+            a.model,
+            a.stages,
+            a.width,
+            a.bias,
+            bn,
+            a.readout,
+            ds.num_classes if ds else 10,
+            train_shape,
+            bn_stats=bn_stats,
+            weight_std=weight_std,
+        ),
         NeuronConfig(spec, a.surrogate),
-        DataConfig(a.data, kind, train_shape, binning="equal", duration_us=duration_us,
-                   **({"classes": list(ds.classes), "durations": ds.durations,
-                       "transforms": [t.to_dict() for t in ds.transforms]} if ds else {}),
-                   train_split=a.train_split),
-        MethodConfig(a.method, T, a.tmin, a.tmax, a.samples, a.epochs, a.batch_size, a.lr,
-                     a.weight_decay, a.seed, a.calib_batches, K=a.K, mse_weight=mse_weight),
+        DataConfig(
+            a.data,
+            kind,
+            train_shape,
+            binning="equal",
+            duration_us=duration_us,
+            **(
+                {
+                    "classes": list(ds.classes),
+                    "durations": ds.durations,
+                    "transforms": [t.to_dict() for t in ds.transforms],
+                }
+                if ds
+                else {}
+            ),
+            train_split=a.train_split,
+        ),
+        MethodConfig(
+            a.method,
+            T,
+            a.tmin,
+            a.tmax,
+            a.samples,
+            a.epochs,
+            a.batch_size,
+            a.lr,
+            a.weight_decay,
+            a.seed,
+            a.calib_batches,
+            K=a.K,
+            mse_weight=mse_weight,
+        ),
     ).validate()
 
 
@@ -193,17 +287,20 @@ def cmd_fit(a: argparse.Namespace) -> None:
     train_ds = load_dataset(a.data, a.train_split, a.limit_train, transforms)
     test_ds = load_dataset(a.data, "test", a.limit, transforms)
     if test_ds.classes != train_ds.classes:
-        raise DataError(f"data {a.data!r}: the test split has classes {test_ds.classes}, the training split "
-                        f"{train_ds.classes}; expected the same")
+        raise DataError(
+            f"data {a.data!r}: the test split has classes {test_ds.classes}, the training split "
+            f"{train_ds.classes}; expected the same"
+        )
     cfg = config_from_args(a, train_ds.shape, train_ds.kind, train_ds.duration_us, train_ds)
     build_checked(cfg, "the model")  # e.g. more stages than the model has blocks, or too wide
-    model, metrics = fit(cfg, train_ds, test_ds, progress=not a.quiet and sys.stderr.isatty(),
-                         verbose=not a.quiet)
+    model, metrics = fit(cfg, train_ds, test_ds, progress=not a.quiet and sys.stderr.isatty(), verbose=not a.quiet)
     if int(os.environ.get("RANK", "0")) == 0:
         save_checkpoint(out, cfg, model, metrics)
         how = f", after BatchNorm calibration at T={cfg.train_T}" if metrics.get("bn_calibrated_layers") else ""
-        print(f"wrote {out}: test accuracy {metrics['test_accuracy']:.4f} at T={cfg.train_T}{how} "
-              f"({metrics['seconds_per_epoch']:.1f} s/epoch, {metrics['environment']['threads']} threads)")
+        print(
+            f"wrote {out}: test accuracy {metrics['test_accuracy']:.4f} at T={cfg.train_T}{how} "
+            f"({metrics['seconds_per_epoch']:.1f} s/epoch, {metrics['environment']['threads']} threads)"
+        )
 
 
 def cmd_eval(a: argparse.Namespace) -> None:
@@ -214,12 +311,16 @@ def cmd_eval(a: argparse.Namespace) -> None:
         cfg, model, _ = load_checkpoint(path)
         ds = load_dataset(a.data or cfg.data.spec, "test", a.limit, from_dicts(cfg.data.transforms))
         if ds.shape != tuple(cfg.model.in_shape):
-            raise DataError(f"data {ds.spec!r} gives inputs of shape {list(ds.shape)}, "
-                            f"but {path} expects {list(cfg.model.in_shape)}")
+            raise DataError(
+                f"data {ds.spec!r} gives inputs of shape {list(ds.shape)}, "
+                f"but {path} expects {list(cfg.model.in_shape)}"
+            )
         Ts = a.T or list(range(1, cfg.train_T + 1))
         # frames [T, B, C, H, W] as binning builds them (int64 counts, float32), before any allocation
-        check_memory(16 * min(a.batch_size, len(ds)) * max(Ts) * math.prod(ds.shape),
-                     f"evaluating batches of {min(a.batch_size, len(ds))} at T={max(Ts)}")
+        check_memory(
+            16 * min(a.batch_size, len(ds)) * max(Ts) * math.prod(ds.shape),
+            f"evaluating batches of {min(a.batch_size, len(ds))} at T={max(Ts)}",
+        )
         warning = t_range_warning(path, cfg, Ts)
         if warning:
             warnings.append(warning)
@@ -275,10 +376,22 @@ def cmd_calibrate(a: argparse.Namespace) -> None:
     before = evaluate(model, test, [T], a.batch_size)[0]
     n = calibrate_bn(model, ds, T, a.batches, a.batch_size)
     after = evaluate(model, test, [T], a.batch_size)[0]
-    save_checkpoint(a.out, cfg, model, {**metrics, "bn_calibrated_layers": n, "bn_calibration_T": T,
-                                        "test_accuracy_before_calibration": before, "test_accuracy": after})
-    print(f"calibrated {n} BatchNorm layers at T={T} ({a.batches} training batches): test accuracy at T={T} "
-          f"{before:.4f} -> {after:.4f} ({len(test)} samples); wrote {a.out}")
+    save_checkpoint(
+        a.out,
+        cfg,
+        model,
+        {
+            **metrics,
+            "bn_calibrated_layers": n,
+            "bn_calibration_T": T,
+            "test_accuracy_before_calibration": before,
+            "test_accuracy": after,
+        },
+    )
+    print(
+        f"calibrated {n} BatchNorm layers at T={T} ({a.batches} training batches): test accuracy at T={T} "
+        f"{before:.4f} -> {after:.4f} ({len(test)} samples); wrote {a.out}"
+    )
 
 
 def parser() -> argparse.ArgumentParser:
@@ -296,6 +409,11 @@ def main(argv: list[str] | None = None) -> None:
     a = parser().parse_args(argv)
     if hasattr(a, "deterministic"):  # fit, eval, calibrate (memory commands set their own threads)
         guarded(USER_ERRORS, lambda: setup_threads(a.threads, a.deterministic))
-    commands = {"fit": cmd_fit, "eval": cmd_eval, "calibrate": cmd_calibrate, "memory": cmd_memory,
-                "trev-memory": cmd_trev_memory}
+    commands = {
+        "fit": cmd_fit,
+        "eval": cmd_eval,
+        "calibrate": cmd_calibrate,
+        "memory": cmd_memory,
+        "trev-memory": cmd_trev_memory,
+    }
     guarded(USER_ERRORS, lambda: commands[a.cmd](a))

@@ -14,16 +14,24 @@ from runtime.neuron import NeuronSpec, SpecError
 
 from .surrogate import SURROGATES
 
-STAGE_METHODS = ("sdt", "nmt", "mtt")                 # stage-T forward/backward over the whole sequence
+STAGE_METHODS = ("sdt", "nmt", "mtt")  # stage-T forward/backward over the whole sequence
 ONLINE_METHODS = ("sltt", "sltt-k", "ottt-a", "ottt-o", "ndot-a", "ndot-o")  # step by step (trainer.online)
 METHODS = STAGE_METHODS + ONLINE_METHODS
-FIXED_T_METHODS = ("sdt",) + ONLINE_METHODS          # methods that train at the one T of MethodConfig.T
+FIXED_T_METHODS = ("sdt",) + ONLINE_METHODS  # methods that train at the one T of MethodConfig.T
 READOUTS = ("mean", "li", "spikes")  # spikes: the classifier ends in the model's spiking neuron (as on Speck)
-PROTOCOL_READOUT = {"mean": "mean", "li": "last", "spikes": "mean"}  # ModelConfig.readout -> the protocol's readout rule
+PROTOCOL_READOUT = {
+    "mean": "mean",
+    "li": "last",
+    "spikes": "mean",
+}  # ModelConfig.readout -> the protocol's readout rule
 BN_STATS = ("sequence", "step")
 # conv normalisation by name (CLI --norm) -> ModelConfig (bn, bn_stats, weight_std)
-NORMS = {"bn": (True, "sequence", False), "bn-step": (True, "step", False), "sws": (False, "sequence", True),
-         "none": (False, "sequence", False)}
+NORMS = {
+    "bn": (True, "sequence", False),
+    "bn-step": (True, "step", False),
+    "sws": (False, "sequence", True),
+    "none": (False, "sequence", False),
+}
 
 
 class ConfigError(ValueError):
@@ -33,15 +41,15 @@ class ConfigError(ValueError):
 @dataclass
 class ModelConfig:
     name: str = "2C1FC"
-    stages: int = 2          # number of MTT stages the network is split into
-    width: int = 0           # 0: the family's default width
+    stages: int = 2  # number of MTT stages the network is split into
+    width: int = 0  # 0: the family's default width
     bias: bool = True
     bn: bool = True
-    readout: str = "mean"    # "mean": mean of the classifier output over steps; "li": LI neuron, last step
+    readout: str = "mean"  # "mean": mean of the classifier output over steps; "li": LI neuron, last step
     num_classes: int = 10
     in_shape: tuple[int, int, int] = (2, 34, 34)
     bn_stats: str = "sequence"  # BatchNorm statistics over all T·B frames (tdBN) or per time step ("step")
-    weight_std: bool = False   # scaled weight standardisation on the convs (replaces BatchNorm)
+    weight_std: bool = False  # scaled weight standardisation on the convs (replaces BatchNorm)
 
 
 @dataclass
@@ -73,30 +81,30 @@ class NeuronConfig:
 @dataclass
 class DataConfig:
     spec: str = "digits"
-    kind: str = "events"              # "static" (repeat-encoded images) or "events"
+    kind: str = "events"  # "static" (repeat-encoded images) or "events"
     shape: tuple[int, int, int] = (2, 20, 20)
     classes: list[str] = field(default_factory=lambda: [str(i) for i in range(10)])
     binning: str = "equal"
     duration_us: float = 0.0
-    durations: str = "dataset"        # equal binning over the data set's duration, or each recording's
+    durations: str = "dataset"  # equal binning over the data set's duration, or each recording's
     transforms: list[dict] = field(default_factory=list)  # runtime.data.transforms, in stored form
-    train_split: str = "train"        # "train-minus-val": the validation split was held out
+    train_split: str = "train"  # "train-minus-val": the validation split was held out
 
 
 @dataclass
 class MethodConfig:
     name: str = "mtt"
-    T: int = 6                # sdt: training T; mtt/nmt: evaluation T in logs
+    T: int = 6  # sdt: training T; mtt/nmt: evaluation T in logs
     tmin: int = 1
     tmax: int = 6
-    samples: int = 2          # nmt/mtt: sampled configurations per iteration
+    samples: int = 2  # nmt/mtt: sampled configurations per iteration
     epochs: int = 5
     batch_size: int = 64
     lr: float = 1e-3
     weight_decay: float = 0.0
     seed: int = 0
-    calib_batches: int = 10   # BN calibration at T = tmax; 0: off
-    K: int = 0                # sltt-k: time steps with a backward per batch, in [1, T]; 0 for other methods
+    calib_batches: int = 10  # BN calibration at T = tmax; 0: off
+    K: int = 0  # sltt-k: time steps with a backward per batch, in [1, T]; 0 for other methods
     mse_weight: float = 0.05  # online methods: per-step loss (1 - w) CE + w MSE(o_t, one-hot)
 
 
@@ -110,8 +118,10 @@ class Config:
     def validate(self) -> Config:
         m, n = self.method, self.neuron
         if m.name not in METHODS:
-            raise ConfigError(f"method {m.name!r} is unknown; expected one of {list(STAGE_METHODS)} "
-                              f"or an online method {list(ONLINE_METHODS)}")
+            raise ConfigError(
+                f"method {m.name!r} is unknown; expected one of {list(STAGE_METHODS)} "
+                f"or an online method {list(ONLINE_METHODS)}"
+            )
         for k in ("T", "tmin", "tmax", "samples", "epochs", "batch_size"):
             if getattr(m, k) <= 0:
                 raise ConfigError(f"--{k.replace('_', '-')} must be a positive integer, got {getattr(m, k)}")
@@ -144,11 +154,15 @@ class Config:
         if not 0.0 <= m.mse_weight <= 1.0:
             raise ConfigError(f"--mse-weight must be in [0, 1], got {m.mse_weight}")
         if m.name in ONLINE_METHODS and self.neuron.spec.n_states != 1:
-            raise ConfigError(f"method {m.name!r} keeps eligibility traces of a single membrane state; "
-                              f"{self.neuron.spec.kind} neurons have {self.neuron.spec.n_states} states (use sdt, nmt or mtt)")
+            raise ConfigError(
+                f"method {m.name!r} keeps eligibility traces of a single membrane state; "
+                f"{self.neuron.spec.kind} neurons have {self.neuron.spec.n_states} states (use sdt, nmt or mtt)"
+            )
         if m.name in ONLINE_METHODS and self.model.bn and self.model.bn_stats == "sequence":
-            raise ConfigError(f"method {m.name!r} trains one time step at a time and cannot use BatchNorm "
-                              "over all T steps (--norm bn); use --norm bn-step, sws or none")
+            raise ConfigError(
+                f"method {m.name!r} trains one time step at a time and cannot use BatchNorm "
+                "over all T steps (--norm bn); use --norm bn-step, sws or none"
+            )
 
     @property
     def train_T(self) -> int:
@@ -156,8 +170,9 @@ class Config:
         return self.method.T if self.method.name in FIXED_T_METHODS else self.method.tmax
 
     def to_dict(self) -> dict[str, Any]:
-        d = {f.name: self.neuron.to_dict() if f.name == "neuron" else asdict(getattr(self, f.name))
-             for f in fields(self)}
+        d = {
+            f.name: self.neuron.to_dict() if f.name == "neuron" else asdict(getattr(self, f.name)) for f in fields(self)
+        }
         for sec in ("model", "data"):
             key = "in_shape" if sec == "model" else "shape"
             d[sec][key] = list(d[sec][key])
@@ -171,8 +186,7 @@ class Config:
             if f.name == "neuron" and isinstance(sub, dict):
                 parts["neuron"] = NeuronConfig.from_dict(sub)
                 continue
-            sub_cls = {"model": ModelConfig, "neuron": NeuronConfig, "data": DataConfig,
-                       "method": MethodConfig}[f.name]
+            sub_cls = {"model": ModelConfig, "neuron": NeuronConfig, "data": DataConfig, "method": MethodConfig}[f.name]
             if not isinstance(sub, dict):
                 raise ConfigError(f"config section {f.name!r} is missing")
             known = {g.name for g in fields(sub_cls)}

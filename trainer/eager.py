@@ -20,12 +20,14 @@ def step_ms(checkpoint: str, x: np.ndarray, frames: bool, steps: int, repeats: i
     xt = torch.from_numpy(x)
     try:
         with torch.inference_mode():
+
             def loop() -> float:
                 states = [None] * model.n_states
                 start = time.perf_counter()
                 for t in range(steps):
                     _, states = model.step(xt[t] if frames else xt, t, states)
                 return (time.perf_counter() - start) / steps
+
             loop()
             return 1e3 * float(np.median([loop() for _ in range(repeats)]))
     finally:

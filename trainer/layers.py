@@ -77,7 +77,7 @@ def step_chain(modules: Iterable[nn.Module], x: torch.Tensor, states: States) ->
     """One step through ``modules`` in order; each takes the next ``n_states`` states."""
     new: States = []
     for m in modules:
-        x, s = m.step(x, states[len(new): len(new) + m.n_states])
+        x, s = m.step(x, states[len(new) : len(new) + m.n_states])
         new += s
     return x, new
 
@@ -116,8 +116,8 @@ class Residual(nn.Module):
     def step(self, x: torch.Tensor, states: States) -> tuple[torch.Tensor, States]:
         nb, ns = self.body.n_states, self.shortcut.n_states
         y, sb = self.body.step(x, states[:nb])
-        r, ss = self.shortcut.step(x, states[nb: nb + ns])
-        out, sn = self.neuron.step(y + r, states[nb + ns:])
+        r, ss = self.shortcut.step(x, states[nb : nb + ns])
+        out, sn = self.neuron.step(y + r, states[nb + ns :])
         return out, sb + ss + sn
 
     def seq(self, x: torch.Tensor) -> torch.Tensor:

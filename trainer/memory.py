@@ -169,19 +169,23 @@ def peak_rss(cfg: Config) -> tuple[int, int]:
         return pool.apply(_rss_child, (cfg.to_dict(),))
 
 
-def measure(base: Config, methods: list[str], Ts: list[int], batch_size: int, reps: int,
-            rss: bool) -> list[dict[str, Any]]:
+def measure(
+    base: Config, methods: list[str], Ts: list[int], batch_size: int, reps: int, rss: bool
+) -> list[dict[str, Any]]:
     rows = []
     for spec in methods:
         name, K = parse_method(spec)
         if name != "sdt" and name not in ONLINE_METHODS:
-            raise ConfigError(f"memory compares sdt (BPTT) and the online methods {list(ONLINE_METHODS)}; "
-                              f"got {name!r}")
+            raise ConfigError(f"memory compares sdt (BPTT) and the online methods {list(ONLINE_METHODS)}; got {name!r}")
         for T in Ts:
             case = Case(name, K, T)
             cfg = case_config(base, case, batch_size)
-            row: dict[str, Any] = {"method": case.label, "T": T, "saved_MiB": saved_bytes(cfg) / MiB,
-                                   "ms_per_iter": 1e3 * seconds_per_iteration(cfg, reps)}
+            row: dict[str, Any] = {
+                "method": case.label,
+                "T": T,
+                "saved_MiB": saved_bytes(cfg) / MiB,
+                "ms_per_iter": 1e3 * seconds_per_iteration(cfg, reps),
+            }
             if rss:
                 before, peak = peak_rss(cfg)
                 row["peak_rss_MiB"], row["rss_increase_MiB"] = peak / MiB, (peak - before) / MiB
@@ -210,8 +214,7 @@ def add_memory_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default="2C1FC", help="model name (trainer fit --model)")
     p.add_argument("--width", type=cliargs.width, default=0, help="channel width (0: the model's default)")
     p.add_argument("--norm", default="bn-step", help="bn-step, sws or none (default bn-step)")
-    p.add_argument("--in-shape", type=cliargs.side, nargs=3, default=[2, 34, 34], metavar=("C", "H", "W"),
-                   help="input shape (channels, height, width)")
+    cliargs.add_in_shape(p, [2, 34, 34])
     p.add_argument("--T", type=cliargs.steps, nargs="+", default=[2, 4, 8, 16], help="time steps to measure")
     p.add_argument("--methods", nargs="+", default=DEFAULT_METHODS, help="sdt, online methods; sltt-k as sltt-k:K")
     p.add_argument("--batch-size", type=cliargs.batch, default=32, help="samples per training batch")
@@ -222,26 +225,49 @@ def add_memory_parser(sub: argparse._SubParsersAction) -> None:
 
 def cmd_memory(a: argparse.Namespace) -> None:
     if a.norm not in NORMS or a.norm == "bn":
-        raise ConfigError(f"--norm {a.norm!r}: expected one that online methods can use, "
-                          f"one of {[n for n in NORMS if n != 'bn']}")
+        raise ConfigError(
+            f"--norm {a.norm!r}: expected one that online methods can use, one of {[n for n in NORMS if n != 'bn']}"
+        )
     base = Config()
     bn, bn_stats, weight_std = NORMS[a.norm]
     m = base.model
-    m.name, m.width, m.in_shape, m.bn, m.bn_stats, m.weight_std = a.model, a.width, tuple(a.in_shape), bn, bn_stats, weight_std
+    m.name, m.width, m.in_shape, m.bn, m.bn_stats, m.weight_std = (
+        a.model,
+        a.width,
+        tuple(a.in_shape),
+        bn,
+        bn_stats,
+        weight_std,
+    )
     m.stages = 1
     base.validate()
     build_checked(base, "the model")  # unknown model names, or too wide, fail here
     rows = measure(base, a.methods, sorted(a.T), a.batch_size, a.reps, not a.no_rss)
     summary = ratios(rows)
     if a.json:
-        emit_json({"model": a.model, "width": a.width, "norm": a.norm, "in_shape": a.in_shape,
-                   "batch_size": a.batch_size, "rows": rows, "ratios": summary})
+        emit_json(
+            {
+                "model": a.model,
+                "width": a.width,
+                "norm": a.norm,
+                "in_shape": a.in_shape,
+                "batch_size": a.batch_size,
+                "rows": rows,
+                "ratios": summary,
+            }
+        )
         return
-    print(f"training memory per iteration: {a.model} width {a.width or 'default'}, norm {a.norm}, "
-          f"input {a.in_shape}, batch {a.batch_size}")
+    print(
+        f"training memory per iteration: {a.model} width {a.width or 'default'}, norm {a.norm}, "
+        f"input {a.in_shape}, batch {a.batch_size}"
+    )
     cols = ["method", "T", "saved_MiB", *(["peak_rss_MiB", "rss_increase_MiB"] if not a.no_rss else []), "ms_per_iter"]
     print(table(cols, [[r[c] for c in cols] for r in rows]))
     lo, hi = min(a.T), max(a.T)
     print()
-    print(table(["method", f"saved T={hi} / T={lo}", f"BPTT / method, saved at T={hi}"],
-                [[k, v[f"saved_T{hi}_over_T{lo}"], v.get(f"bptt_over_method_T{hi}", "-")] for k, v in summary.items()]))
+    print(
+        table(
+            ["method", f"saved T={hi} / T={lo}", f"BPTT / method, saved at T={hi}"],
+            [[k, v[f"saved_T{hi}_over_T{lo}"], v.get(f"bptt_over_method_T{hi}", "-")] for k, v in summary.items()],
+        )
+    )

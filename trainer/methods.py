@@ -34,7 +34,9 @@ def _mtt(m: MethodConfig, n_stages: int, rng: np.random.Generator) -> list[Stage
 
 
 METHODS: dict[str, Callable[[MethodConfig, int, np.random.Generator], list[StageTs]]] = {
-    "sdt": _sdt, "nmt": _nmt, "mtt": _mtt,
+    "sdt": _sdt,
+    "nmt": _nmt,
+    "mtt": _mtt,
 }
 
 

@@ -87,7 +87,7 @@ def _split(blocks: list[nn.Module], n: int) -> list[Sequence]:
     if n > len(blocks):
         raise ConfigError(f"--stages {n} is more than this model's {len(blocks)} blocks")
     bounds = temporal.group_bounds(len(blocks), n)
-    return [Sequence(blocks[bounds[i]: bounds[i + 1]]) for i in range(n)]
+    return [Sequence(blocks[bounds[i] : bounds[i + 1]]) for i in range(n)]
 
 
 def _classifier(cfg: Config, in_features: int) -> list[nn.Module]:
@@ -140,8 +140,11 @@ def build_resnet(cfg: Config, blocks_per_stage: tuple[int, ...], width: int) -> 
         c_out = width * 2**i
         for j in range(n):
             stride = 2 if i > 0 and j == 0 else 1
-            body = Sequence(_conv_norm(cfg, c, c_out, 3, stride, bias=m.bias) + [NeuronLayer(spec, sg)]
-                            + _conv_norm(cfg, c_out, c_out, 3, 1, bias=m.bias))
+            body = Sequence(
+                _conv_norm(cfg, c, c_out, 3, stride, bias=m.bias)
+                + [NeuronLayer(spec, sg)]
+                + _conv_norm(cfg, c_out, c_out, 3, 1, bias=m.bias)
+            )
             shortcut = Sequence(_conv_norm(cfg, c, c_out, 1, stride, bias=m.bias) if stride != 1 or c != c_out else [])
             blocks.append(Residual(body, shortcut, NeuronLayer(spec, sg)))
             c = c_out

@@ -24,7 +24,7 @@ from .surrogate import SpikeFn, get_surrogate
 
 State = tuple[torch.Tensor, ...]
 Threshold = torch.Tensor | float
-SpikeRule = Callable[[torch.Tensor, Threshold], torch.Tensor]   # (v, theta) -> spikes
+SpikeRule = Callable[[torch.Tensor, Threshold], torch.Tensor]  # (v, theta) -> spikes
 TorchStep = Callable[[NeuronSpec, State, torch.Tensor, SpikeRule], tuple[torch.Tensor, State]]
 
 
@@ -47,6 +47,7 @@ def surrogate_rule(spec: NeuronSpec, surrogate: str, param: float | None = None)
 
     def rule(v: torch.Tensor, theta: Threshold) -> torch.Tensor:
         return SpikeFn.apply(v - theta, spike_count(spec, v.detach(), theta), 0.0, fn, width)
+
     return rule
 
 
@@ -73,8 +74,9 @@ def li_step(spec: NeuronSpec, state: State, current: torch.Tensor, spike: SpikeR
     return v, (v,)
 
 
-def cuba_lif_step(spec: NeuronSpec, state: State, current: torch.Tensor, spike: SpikeRule
-                  ) -> tuple[torch.Tensor, State]:
+def cuba_lif_step(
+    spec: NeuronSpec, state: State, current: torch.Tensor, spike: SpikeRule
+) -> tuple[torch.Tensor, State]:
     assert isinstance(spec, CubaLIFSpec)
     u_prev, i_prev = state
     i = spec.decay_syn * i_prev + current
@@ -94,12 +96,18 @@ def alif_step(spec: NeuronSpec, state: State, current: torch.Tensor, spike: Spik
 
 
 # One torch step per registered kind (a test checks that every kind has one).
-TORCH_STEPS: dict[str, TorchStep] = {"LIF": lif_step, "IF": lif_step, "LI": li_step,
-                                     "CubaLIF": cuba_lif_step, "ALIF": alif_step}
+TORCH_STEPS: dict[str, TorchStep] = {
+    "LIF": lif_step,
+    "IF": lif_step,
+    "LI": li_step,
+    "CubaLIF": cuba_lif_step,
+    "ALIF": alif_step,
+}
 
 
-def neuron_step(spec: NeuronSpec, state: State, current: torch.Tensor, spike: SpikeRule | None = None
-                ) -> tuple[torch.Tensor, State]:
+def neuron_step(
+    spec: NeuronSpec, state: State, current: torch.Tensor, spike: SpikeRule | None = None
+) -> tuple[torch.Tensor, State]:
     """One step of ``spec``; ``spike`` None: the exact rule (deployment)."""
     return TORCH_STEPS[spec.kind](spec, state, current, spike or exact_rule(spec))
 

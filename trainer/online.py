@@ -43,10 +43,10 @@ from .traces import Trace, traced_step
 
 @dataclass(frozen=True)
 class OnlineMethod:
-    trace: str | None     # presynaptic trace rule ("ottt", "ndot") or None: spikes (SLTT)
-    update: str           # "batch": gradients summed over T, one optimizer step; "step": one per step
-    sample_k: bool        # SLTT-K: backward at K random steps only
-    mse_weight: float     # the paper's default weight of the MSE term
+    trace: str | None  # presynaptic trace rule ("ottt", "ndot") or None: spikes (SLTT)
+    update: str  # "batch": gradients summed over T, one optimizer step; "step": one per step
+    sample_k: bool  # SLTT-K: backward at K random steps only
+    mse_weight: float  # the paper's default weight of the MSE term
 
 
 ONLINE: dict[str, OnlineMethod] = {
@@ -78,8 +78,9 @@ def backward_steps(T: int, K: int, rng: np.random.Generator) -> list[int]:
     return sorted(int(t) for t in rng.choice(T, size=K, replace=False))
 
 
-def forward_step(model: SpikingNet, x: torch.Tensor, t: int, states: States, traces: list[Trace | None],
-                 rule: str | None) -> tuple[torch.Tensor, States, list[Trace | None]]:
+def forward_step(
+    model: SpikingNet, x: torch.Tensor, t: int, states: States, traces: list[Trace | None], rule: str | None
+) -> tuple[torch.Tensor, States, list[Trace | None]]:
     """Step ``t``; weight gradients at the spikes (``rule`` None) or at the traces."""
     if rule is None:
         y, states = model.step(x, t, states)
@@ -91,8 +92,14 @@ def detach(states: States) -> States:
     return [None if s is None else s.detach() for s in states]
 
 
-def online_iteration(model: SpikingNet, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
-                     m: MethodConfig, rng: np.random.Generator) -> float:
+def online_iteration(
+    model: SpikingNet,
+    opt: torch.optim.Optimizer,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    m: MethodConfig,
+    rng: np.random.Generator,
+) -> float:
     """Train on one batch ``x`` ``[T, B, ...]`` with the online method ``m.name``; returns
     the mean per-step loss over the T steps."""
     method = online_method(m.name)

@@ -36,7 +36,12 @@ def setup(threads: int, deterministic: bool = False) -> None:
 
 def environment(seed: int) -> dict[str, Any]:
     """What a rerun must match to give the same figures."""
-    return {"seed": seed, "threads": torch.get_num_threads(),
-            "deterministic": torch.are_deterministic_algorithms_enabled(),
-            "torch": str(torch.__version__), "numpy": str(np.__version__), "python": platform.python_version(),
-            "machine": platform.machine()}
+    return {
+        "seed": seed,
+        "threads": torch.get_num_threads(),
+        "deterministic": torch.are_deterministic_algorithms_enabled(),
+        "torch": str(torch.__version__),
+        "numpy": str(np.__version__),
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+    }

@@ -60,14 +60,14 @@ class ReversibleSteps(torch.autograd.Function):
         xs, *c = ctx.saved_tensors
         subnets: list[SubNet] = ctx.subnets
         c = [ci.detach() for ci in c]
-        g: list[torch.Tensor] = [torch.zeros_like(ci) for ci in c]      # dL/dc_i^t from later steps
+        g: list[torch.Tensor] = [torch.zeros_like(ci) for ci in c]  # dL/dc_i^t from later steps
         g_xs = torch.zeros_like(xs)
         g_params: dict[int, torch.Tensor] = {}
         for t in range(len(subnets) - 1, -1, -1):
             sub = subnets[t]
             G = list(g)
             G[3] = G[3] + grad_c3[t]
-            prev: list[torch.Tensor | None] = [None] * 4      # c^{t-1}, reconstructed
+            prev: list[torch.Tensor | None] = [None] * 4  # c^{t-1}, reconstructed
             g_prev = [torch.zeros_like(ci) for ci in c]
             for i in range(3, -1, -1):
                 a = _leaf(xs[t] if i == 0 else c[i - 1])

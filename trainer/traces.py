@@ -62,8 +62,9 @@ class Trace(NamedTuple):
     e: torch.Tensor | None
 
 
-def update_trace(rule: str, prev: Trace | None, s: torch.Tensor, u: torch.Tensor,
-                 u_prev: torch.Tensor | None, decay: float) -> Trace:
+def update_trace(
+    rule: str, prev: Trace | None, s: torch.Tensor, u: torch.Tensor, u_prev: torch.Tensor | None, decay: float
+) -> Trace:
     """The trace after step t from the one after step t-1 (``None``: zero state).
     Computed without gradient: traces carry no gradient path (they are eligibilities)."""
     s, u = s.detach(), u.detach()
@@ -98,8 +99,9 @@ def presynaptic(op: nn.Module, s: torch.Tensor, a: torch.Tensor) -> torch.Tensor
     return _Replace.apply(op(_Replace.apply(s, a)), value)
 
 
-def traced_step(model: SpikingNet, x: torch.Tensor, states: States, traces: list[Trace | None],
-                rule: str) -> tuple[torch.Tensor, States, list[Trace | None]]:
+def traced_step(
+    model: SpikingNet, x: torch.Tensor, states: States, traces: list[Trace | None], rule: str
+) -> tuple[torch.Tensor, States, list[Trace | None]]:
     """One time step of ``model`` (same forward as ``model.step``) whose weight gradients
     use presynaptic traces. ``traces`` has one entry per neuron layer, in state order
     (``None``: zero state; LI readouts keep ``None``). Returns ``(y, states, traces)``."""
@@ -116,14 +118,17 @@ def traced_step(model: SpikingNet, x: torch.Tensor, states: States, traces: list
 class _Walk:
     """Runs the layer tree in ``SpikingNet.step`` order, carrying (spikes, trace) pairs."""
 
-    def __init__(self, rule: str, states: Iterator, traces: Iterator, new_states: States,
-                 new_traces: list[Trace | None]):
+    def __init__(
+        self, rule: str, states: Iterator, traces: Iterator, new_states: States, new_traces: list[Trace | None]
+    ):
         if rule not in TRACE_RULES:
             raise ValueError(f"trace rule {rule!r} is unknown; expected one of {list(TRACE_RULES)}")
         self.rule, self.states, self.traces = rule, states, traces
         self.new_states, self.new_traces = new_states, new_traces
 
-    def __call__(self, layer: nn.Module, x: torch.Tensor, a: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def __call__(
+        self, layer: nn.Module, x: torch.Tensor, a: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         if isinstance(layer, Sequence):
             for sub in layer.layers:
                 x, a = self(sub, x, a)
@@ -142,8 +147,10 @@ class _Walk:
                 return presynaptic(mod, x, a), None
             if isinstance(mod, TRACE_TRANSPARENT):
                 return mod(x), mod(a)
-            raise ValueError(f"{type(mod).__name__} between a neuron and a weight layer: the presynaptic "
-                             f"trace passes only {[c.__name__ for c in TRACE_TRANSPARENT]}")
+            raise ValueError(
+                f"{type(mod).__name__} between a neuron and a weight layer: the presynaptic "
+                f"trace passes only {[c.__name__ for c in TRACE_TRANSPARENT]}"
+            )
         raise TypeError(f"cannot step {type(layer).__name__} with traces")
 
     def _neuron(self, layer: NeuronLayer, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:

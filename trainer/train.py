@@ -28,8 +28,14 @@ def frames(ds: Dataset, idx, T: int, binning: str | None = None) -> torch.Tensor
 
 
 @torch.no_grad()
-def evaluate(model: SpikingNet, ds: Dataset, Ts: list[int], batch_size: int = 256,
-             binning: str | None = None, progress: bool = False) -> list[float]:
+def evaluate(
+    model: SpikingNet,
+    ds: Dataset,
+    Ts: list[int],
+    batch_size: int = 256,
+    binning: str | None = None,
+    progress: bool = False,
+) -> list[float]:
     """Accuracy at each T in ``Ts`` (every stage at T; events binned into T frames)."""
     was_training = model.training
     model.eval()
@@ -66,7 +72,7 @@ def calibrate_bn(model: SpikingNet, ds: Dataset, T: int, batches: int, batch_siz
         bn.train()
     order = np.random.default_rng(seed).permutation(len(ds))
     for b in range(min(batches, -(-len(ds) // batch_size))):
-        idx = order[b * batch_size:(b + 1) * batch_size]
+        idx = order[b * batch_size : (b + 1) * batch_size]
         model(frames(ds, idx, T), [T] * len(model.stages))
     for bn, m in zip(bns, momenta):
         bn.momentum = m
@@ -82,8 +88,15 @@ def sequence_loss(model: nn.Module, out: torch.Tensor, y: torch.Tensor) -> torch
     return own(out, y) if own is not None else F.cross_entropy(model.readout(out), y)
 
 
-def stage_iteration(net: nn.Module, n_stages: int, opt: torch.optim.Optimizer, x_at: Callable[[int], torch.Tensor],
-                    y: torch.Tensor, m: MethodConfig, rng: np.random.Generator) -> float:
+def stage_iteration(
+    net: nn.Module,
+    n_stages: int,
+    opt: torch.optim.Optimizer,
+    x_at: Callable[[int], torch.Tensor],
+    y: torch.Tensor,
+    m: MethodConfig,
+    rng: np.random.Generator,
+) -> float:
     """One iteration of a stage-T method (sdt, nmt, mtt): the method samples stage-T
     configurations; each is one forward over the sequence (``x_at(T)``: the batch at T)
     and one backward (gradients summed); then one optimizer step. Returns the mean loss."""
@@ -100,8 +113,9 @@ def stage_iteration(net: nn.Module, n_stages: int, opt: torch.optim.Optimizer, x
     return loss_sum
 
 
-def fit(cfg: Config, train_ds: Dataset, test_ds: Dataset, progress: bool = True,
-        verbose: bool = False) -> tuple[SpikingNet, dict[str, Any]]:
+def fit(
+    cfg: Config, train_ds: Dataset, test_ds: Dataset, progress: bool = True, verbose: bool = False
+) -> tuple[SpikingNet, dict[str, Any]]:
     """Train ``cfg``'s model with its method; returns the (rank-0) model and metrics.
 
     One iteration per batch: :func:`stage_iteration` for the stage-T methods (sdt, nmt,
@@ -124,12 +138,13 @@ def fit(cfg: Config, train_ds: Dataset, test_ds: Dataset, progress: bool = True,
     bn_note = ""
     if has_bn(model):
         bn_note = " (BatchNorm running statistics of training" + (
-            ", before calibration)" if m.calib_batches > 0 else "; calibration off)")
+            ", before calibration)" if m.calib_batches > 0 else "; calibration off)"
+        )
     for epoch in range(m.epochs):
         model.train()
         order = np.random.default_rng(m.seed + epoch).permutation(len(train_ds))
         mine = distributed.shard(order, rank, world, m.batch_size)
-        batches = [mine[i:i + m.batch_size] for i in range(0, len(mine), m.batch_size)]
+        batches = [mine[i : i + m.batch_size] for i in range(0, len(mine), m.batch_size)]
         t0, loss_sum = time.perf_counter(), 0.0
         bar = tqdm(batches, desc=f"epoch {epoch + 1}/{m.epochs}", disable=not progress or rank != 0)
         for n_done, idx in enumerate(bar, 1):
@@ -139,25 +154,37 @@ def fit(cfg: Config, train_ds: Dataset, test_ds: Dataset, progress: bool = True,
             else:
                 loss_sum += stage_iteration(net, len(model.stages), opt, partial(frames, train_ds, idx), y, m, rng)
             if not math.isfinite(loss_sum):  # the weights are NaN from here on: stop, write nothing
-                raise ConfigError(f"training diverged: the loss became {loss_sum} in epoch {epoch + 1}, batch "
-                                  f"{n_done} (--lr {m.lr}); no checkpoint written; try a smaller --lr")
+                raise ConfigError(
+                    f"training diverged: the loss became {loss_sum} in epoch {epoch + 1}, batch "
+                    f"{n_done} (--lr {m.lr}); no checkpoint written; try a smaller --lr"
+                )
             bar.set_postfix(loss=f"{loss_sum / n_done:.3f}")
         sched.step()
         bad = [k for k, v in model.state_dict().items() if v.is_floating_point() and not torch.isfinite(v).all()]
         if bad:  # e.g. a BatchNorm variance overflowing while the loss still looks finite
-            raise ConfigError(f"training diverged: {bad[0]} is not finite after epoch {epoch + 1} (--lr {m.lr}); "
-                              "no checkpoint written; try a smaller --lr")
+            raise ConfigError(
+                f"training diverged: {bad[0]} is not finite after epoch {epoch + 1} (--lr {m.lr}); "
+                "no checkpoint written; try a smaller --lr"
+            )
         seconds = time.perf_counter() - t0
-        entry = {"epoch": epoch + 1, "loss": loss_sum / max(len(batches), 1), "seconds": seconds,
-                 "samples_this_rank": len(mine)}
+        entry = {
+            "epoch": epoch + 1,
+            "loss": loss_sum / max(len(batches), 1),
+            "seconds": seconds,
+            "samples_this_rank": len(mine),
+        }
         if rank == 0:
             entry["test_accuracy"] = evaluate(model, test_ds, [cfg.train_T])[0]
             if progress or verbose:
-                tqdm.write(f"epoch {epoch + 1}/{m.epochs}: train loss {entry['loss']:.4f}, test accuracy at "
-                           f"T={cfg.train_T} {entry['test_accuracy']:.4f}{bn_note} ({seconds:.1f} s)")
+                tqdm.write(
+                    f"epoch {epoch + 1}/{m.epochs}: train loss {entry['loss']:.4f}, test accuracy at "
+                    f"T={cfg.train_T} {entry['test_accuracy']:.4f}{bn_note} ({seconds:.1f} s)"
+                )
         history.append(entry)
     metrics: dict[str, Any] = {
-        "history": history, "world_size": world, "environment": repro.environment(m.seed),
+        "history": history,
+        "world_size": world,
+        "environment": repro.environment(m.seed),
         "seconds_per_epoch": float(np.mean([h["seconds"] for h in history])),
     }
     if not online:
@@ -173,8 +200,10 @@ def fit(cfg: Config, train_ds: Dataset, test_ds: Dataset, progress: bool = True,
         if calibrated:
             metrics["bn_calibration_T"] = cfg.train_T
             if progress or verbose:
-                tqdm.write(f"BatchNorm calibration at T={cfg.train_T} ({calibrated} layers, {m.calib_batches} "
-                           f"training batches): test accuracy at T={cfg.train_T} {last:.4f} -> "
-                           f"{metrics['test_accuracy']:.4f}")
+                tqdm.write(
+                    f"BatchNorm calibration at T={cfg.train_T} ({calibrated} layers, {m.calib_batches} "
+                    f"training batches): test accuracy at T={cfg.train_T} {last:.4f} -> "
+                    f"{metrics['test_accuracy']:.4f}"
+                )
     distributed.teardown()
     return model.eval(), metrics

@@ -60,14 +60,14 @@ from .weight_std import WeightStandardized
 ALPHA_INIT = 0.5
 ALPHA_MIN = 1e-3
 EXPANSION = 4
-STAGE_MULT = (1, 2, 3, 4)    # stage widths relative to the base width W
+STAGE_MULT = (1, 2, 3, 4)  # stage widths relative to the base width W
 
 
 @dataclass(frozen=True)
 class TRevSize:
-    width: int                    # base width W (stem channels; stage i has W * STAGE_MULT[i] in all)
+    width: int  # base width W (stem channels; stage i has W * STAGE_MULT[i] in all)
     depths: tuple[int, int, int, int]  # blocks per stage
-    kernel: int                   # depthwise kernel (5 in the paper)
+    kernel: int  # depthwise kernel (5 in the paper)
 
 
 SIZES = {
@@ -126,8 +126,18 @@ class Block(nn.Module):
 class Stage(nn.Module):
     """``F_i(a, b) = Blocks_i(D_i(a) + U_i(b))``; ``b`` None (t = 0, or stage 3) adds nothing."""
 
-    def __init__(self, make: Callable[[], Neuron], c_in: int, c: int, c_up: int | None, size: tuple[int, int],
-                 stride: int, k_down: int, depth: int, k: int):
+    def __init__(
+        self,
+        make: Callable[[], Neuron],
+        c_in: int,
+        c: int,
+        c_up: int | None,
+        size: tuple[int, int],
+        stride: int,
+        k_down: int,
+        depth: int,
+        k: int,
+    ):
         super().__init__()
         self.size = size
         self.down = SpikeConv(make(), c_in, c, k_down, stride)
@@ -150,14 +160,22 @@ States = list[torch.Tensor | None]
 class SubNet(nn.Module):
     """The sub-network of one time step: four stages and their ``alpha`` (paper eq. 9)."""
 
-    def __init__(self, make: Callable[[], Neuron], c_in: int, widths: list[int], sizes: list[tuple[int, int]],
-                 depths: tuple[int, ...], k: int):
+    def __init__(
+        self,
+        make: Callable[[], Neuron],
+        c_in: int,
+        widths: list[int],
+        sizes: list[tuple[int, int]],
+        depths: tuple[int, ...],
+        k: int,
+    ):
         super().__init__()
         strides, k_downs = (1, 2, 2, 1), (3, 3, 3, 1)
         ins = [c_in, *widths[:3]]
         ups = [*widths[1:], None]
         self.stages = nn.ModuleList(
-            Stage(make, ins[i], widths[i], ups[i], sizes[i], strides[i], k_downs[i], depths[i], k) for i in range(4))
+            Stage(make, ins[i], widths[i], ups[i], sizes[i], strides[i], k_downs[i], depths[i], k) for i in range(4)
+        )
         self.alpha = nn.ParameterList(nn.Parameter(torch.full((w,), ALPHA_INIT)) for w in widths)
 
     def stage_params(self, i: int) -> list[nn.Parameter]:
@@ -213,10 +231,12 @@ class TRevNet(nn.Module):
         sizes = [s0, s1, s2, s2]
         self.widths, self.sizes, self.group = widths, sizes, W // T
         # static: one stem for all steps (encode once); events: one stem per step
-        self.stems = nn.ModuleList([_sws(c_in, W, 3, 2)] if self.static else
-                                   [_sws(c_in, self.group, 3, 2) for _ in range(T)])
-        self.subnets = nn.ModuleList(SubNet(make, self.group, widths, sizes, size.depths, size.kernel)
-                                     for _ in range(T))
+        self.stems = nn.ModuleList(
+            [_sws(c_in, W, 3, 2)] if self.static else [_sws(c_in, self.group, 3, 2) for _ in range(T)]
+        )
+        self.subnets = nn.ModuleList(
+            SubNet(make, self.group, widths, sizes, size.depths, size.kernel) for _ in range(T)
+        )
         self.heads = nn.ModuleList(Head(widths[3], m.num_classes, m.bias) for _ in range(T))
 
     @property
@@ -304,15 +324,19 @@ def _check_grouping(W: int, T: int, name: str) -> None:
     if T < 1:
         raise ConfigError(f"{name}: T must be a positive integer, got {T}")
     if W % T:
-        raise ConfigError(f"{name}: the {W} stem channels cannot be split into T={T} equal groups "
-                          f"(--width must be a multiple of T; valid T for width {W}: "
-                          f"{[d for d in range(1, W + 1) if W % d == 0]})")
+        raise ConfigError(
+            f"{name}: the {W} stem channels cannot be split into T={T} equal groups "
+            f"(--width must be a multiple of T; valid T for width {W}: "
+            f"{[d for d in range(1, W + 1) if W % d == 0]})"
+        )
 
 
 def build_trev(cfg: Config, size: TRevSize, head_weight: float) -> TRevNet:
     if cfg.method.name != "sdt":
-        raise ConfigError(f"{cfg.model.name} has one sub-network per time step and trains at one T: "
-                          f"use --method sdt --T N (got method {cfg.method.name!r})")
+        raise ConfigError(
+            f"{cfg.model.name} has one sub-network per time step and trains at one T: "
+            f"use --method sdt --T N (got method {cfg.method.name!r})"
+        )
     return TRevNet(cfg, size, head_weight, cfg.train_T)
 
 

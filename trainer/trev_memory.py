@@ -79,12 +79,13 @@ def add_trev_memory_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default="trev-tiny", help="model name (trainer fit --model)")
     p.add_argument("--width", type=cliargs.width, default=0, help="base width (0: the size's default)")
     p.add_argument("--kind", default="events", help="events (one stem per step) or static (encode once)")
-    p.add_argument("--in-shape", type=cliargs.side, nargs=3, default=[2, 34, 34], metavar=("C", "H", "W"),
-                   help="input shape (channels, height, width)")
+    cliargs.add_in_shape(p, [2, 34, 34])
     p.add_argument("--T", type=cliargs.steps, nargs="+", default=[2, 4, 8], help="time steps to measure")
     p.add_argument("--batch-size", type=cliargs.batch, default=16, help="samples per training batch")
     p.add_argument("--reps", type=cliargs.positive_int, default=2, help="timed iterations per case (median)")
-    p.add_argument("--threads", type=cliargs.positive_threads, default=1, help="torch threads for the timings (default 1)")
+    p.add_argument(
+        "--threads", type=cliargs.positive_threads, default=1, help="torch threads for the timings (default 1)"
+    )
     p.add_argument("--json", action="store_true", help="one JSON object")
 
 
@@ -99,11 +100,25 @@ def cmd_trev_memory(a: argparse.Namespace) -> None:
     lo, hi = rows[0], rows[-1]
     growth = {m: hi[f"{m}_saved_MiB"] / lo[f"{m}_saved_MiB"] for m in ("reversible", "bptt")}
     if a.json:
-        emit_json({"model": a.model, "kind": a.kind, "in_shape": a.in_shape, "batch_size": a.batch_size,
-                   "rows": rows, f"saved_T{hi['T']}_over_T{lo['T']}": growth})
+        emit_json(
+            {
+                "model": a.model,
+                "kind": a.kind,
+                "in_shape": a.in_shape,
+                "batch_size": a.batch_size,
+                "rows": rows,
+                f"saved_T{hi['T']}_over_T{lo['T']}": growth,
+            }
+        )
         return
     print(f"activation memory per training iteration: {a.model}, {a.kind} input {a.in_shape}, batch {a.batch_size}")
-    cols = ["T", "reversible_saved_MiB", "bptt_saved_MiB", "bptt_over_reversible",
-            "reversible_ms_per_iter", "bptt_ms_per_iter"]
+    cols = [
+        "T",
+        "reversible_saved_MiB",
+        "bptt_saved_MiB",
+        "bptt_over_reversible",
+        "reversible_ms_per_iter",
+        "bptt_ms_per_iter",
+    ]
     print(table(cols, [[r[c] for c in cols] for r in rows]))
     print(f"saved at T={hi['T']} / T={lo['T']}: reversible {growth['reversible']:.2f}, bptt {growth['bptt']:.2f}")

@@ -26,8 +26,9 @@ GAMMA = 2.74
 EPS = 1e-4
 
 
-def standardize(weight: torch.Tensor, gain: torch.Tensor, gamma: float | torch.Tensor = GAMMA,
-                eps: float = EPS) -> torch.Tensor:
+def standardize(
+    weight: torch.Tensor, gain: torch.Tensor, gamma: float | torch.Tensor = GAMMA, eps: float = EPS
+) -> torch.Tensor:
     """``gain * gamma * (W - mean) / sqrt(var * fan_in + eps)`` per output channel.
 
     ``gain`` has one entry per output channel (any shape that broadcasts as

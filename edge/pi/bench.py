@@ -79,6 +79,14 @@ def early_exit(path: str, ds: Dataset, policy: ExitPolicy, repeats: int = 3) -> 
             seconds[k] += best
     n = len(ds)
     acc, st, ms = correct / n, steps / n, 1e3 * seconds / n
-    return {"n": n, "fixed_accuracy": acc[0], "fixed_steps": st[0], "fixed_ms_per_sample": ms[0],
-            "exit_accuracy": acc[1], "exit_steps": st[1], "exit_ms_per_sample": ms[1],
-            "step_saving": 1 - st[1] / st[0], "time_saving": 1 - ms[1] / ms[0]}
+    return {
+        "n": n,
+        "fixed_accuracy": acc[0],
+        "fixed_steps": st[0],
+        "fixed_ms_per_sample": ms[0],
+        "exit_accuracy": acc[1],
+        "exit_steps": st[1],
+        "exit_ms_per_sample": ms[1],
+        "step_saving": 1 - st[1] / st[0],
+        "time_saving": 1 - ms[1] / ms[0],
+    }

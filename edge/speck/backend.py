@@ -25,7 +25,7 @@ class LayerPlan:
 class Plan:
     chip: ChipSpec
     layers: tuple[LayerPlan, ...]
-    violations: tuple[Violation, ...]    # all of them: layers, neurons, input, mapping
+    violations: tuple[Violation, ...]  # all of them: layers, neurons, input, mapping
 
     @property
     def fits(self) -> bool:
@@ -43,11 +43,19 @@ def plan_shapes(shapes: Sequence[LayerShape], chip: ChipSpec) -> Plan:
     cores = map_layers(needs, chip.cores)
     extra: list[Violation] = []
     if len(shapes) > len(chip.cores):
-        extra.append(Violation("(network)", "number of layers", len(shapes), f"at most {len(chip.cores)} (one per core)"))
+        extra.append(
+            Violation("(network)", "number of layers", len(shapes), f"at most {len(chip.cores)} (one per core)")
+        )
     for s, need, core, own in zip(shapes, needs, cores, per_layer):
         if core is None and not own:  # fits some core alone, but every such core went to another layer
-            extra.append(Violation(s.name, "core", f"none free for {ki(need[0])} kernel + {ki(need[1])} neuron memory",
-                                   "one layer per core: the cores this layer fits are taken by other layers"))
+            extra.append(
+                Violation(
+                    s.name,
+                    "core",
+                    f"none free for {ki(need[0])} kernel + {ki(need[1])} neuron memory",
+                    "one layer per core: the cores this layer fits are taken by other layers",
+                )
+            )
     layers = tuple(LayerPlan(s, n[0], n[1], c, v) for s, n, c, v in zip(shapes, needs, cores, per_layer))
     return Plan(chip, layers, tuple(v for vs in per_layer for v in vs) + tuple(extra))
 

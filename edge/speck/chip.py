@@ -24,17 +24,17 @@ class Core:
 @dataclass(frozen=True)
 class ChipSpec:
     name: str
-    samna_device: str                       # the device type name samna reports for it
+    samna_device: str  # the device type name samna reports for it
     cores: tuple[Core, ...]
-    max_input: int = 128                    # input height and width (DVS array and every layer's input)
+    max_input: int = 128  # input height and width (DVS array and every layer's input)
     max_channels: int = 1024
     max_kernel: int = 16
     strides: tuple[int, ...] = (1, 2, 4, 8)
     max_padding: int = 7
-    pools: tuple[int, ...] = (1, 2, 4)      # sum pooling, stride == kernel
+    pools: tuple[int, ...] = (1, 2, 4)  # sum pooling, stride == kernel
     max_destinations: int = 2
     weight_bits: int = 8
-    state_bits: int = 16                    # membrane and threshold
+    state_bits: int = 16  # membrane and threshold
 
     @property
     def max_kernel_memory(self) -> int:

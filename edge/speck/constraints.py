@@ -29,14 +29,15 @@ class LayerShape:
     kernel: tuple[int, int]
     stride: tuple[int, int] = (1, 1)
     padding: tuple[int, int] = (0, 0)
-    pool: tuple[int, int] = (1, 1)           # sum pooling of the output (kernel == stride)
+    pool: tuple[int, int] = (1, 1)  # sum pooling of the output (kernel == stride)
     destinations: int = 1
 
     @property
     def out_size(self) -> tuple[int, int]:
         """Floored convolution output size (before pooling: what the neurons hold)."""
-        return tuple((n + 2 * p - k) // s + 1 for n, p, k, s in
-                     zip(self.in_size, self.padding, self.kernel, self.stride))  # type: ignore[return-value]
+        return tuple(
+            (n + 2 * p - k) // s + 1 for n, p, k, s in zip(self.in_size, self.padding, self.kernel, self.stride)
+        )  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)
@@ -95,8 +96,11 @@ def check_layer(s: LayerShape, chip: ChipSpec) -> list[Violation]:
     if s.pool[0] != s.pool[1]:
         add("pooling shape", f"{s.pool[0]}x{s.pool[1]}", "square sum pooling only")
     if any(p not in chip.pools for p in s.pool):
-        add("sum pooling", s.pool[0] if s.pool[0] == s.pool[1] else s.pool,
-            f"one of {list(chip.pools)} (stride == kernel)")
+        add(
+            "sum pooling",
+            s.pool[0] if s.pool[0] == s.pool[1] else s.pool,
+            f"one of {list(chip.pools)} (stride == kernel)",
+        )
     if s.destinations > chip.max_destinations:
         add("destination layers", s.destinations, f"at most {chip.max_destinations}")
     if min(s.out_size) < 1:
@@ -105,10 +109,18 @@ def check_layer(s: LayerShape, chip: ChipSpec) -> list[Violation]:
     k, n = memory(s)
     if k > chip.max_kernel_memory:  # say what would fit: c_in scales the memory linearly
         fit = chip.max_kernel_memory // (k // s.c_in)
-        add("kernel memory", ki(k), f"at most {ki(chip.max_kernel_memory)} (the largest core; with this kernel and "
-                                    f"{s.c_out} output channels, at most {fit} input channels)")
+        add(
+            "kernel memory",
+            ki(k),
+            f"at most {ki(chip.max_kernel_memory)} (the largest core; with this kernel and "
+            f"{s.c_out} output channels, at most {fit} input channels)",
+        )
     if n > chip.max_neuron_memory:
         fit = chip.max_neuron_memory // (n // s.c_out)
-        add("neuron memory", ki(n), f"at most {ki(chip.max_neuron_memory)} (the largest core; at "
-                                    f"{s.out_size[0]}x{s.out_size[1]} output, at most {fit} channels)")
+        add(
+            "neuron memory",
+            ki(n),
+            f"at most {ki(chip.max_neuron_memory)} (the largest core; at "
+            f"{s.out_size[0]}x{s.out_size[1]} output, at most {fit} channels)",
+        )
     return v

@@ -25,7 +25,6 @@ becomes one Speck layer:
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -46,8 +45,8 @@ class SpeckLayer:
     shape: LayerShape
     weight: np.ndarray
     neuron: NeuronSpec
-    source: str          # "conv" or "linear" (converted)
-    node: str            # the ONNX neuron node ("" for a readout without neuron)
+    source: str  # "conv" or "linear" (converted)
+    node: str  # the ONNX neuron node ("" for a readout without neuron)
 
     @property
     def name(self) -> str:
@@ -63,7 +62,7 @@ class SpeckNet:
     input_pool: int
     layers: list[SpeckLayer]
     protocol: Protocol
-    readout_pairs: int = 0   # classes C of a signed-pair readout (2C output channels); 0: counts read directly
+    readout_pairs: int = 0  # classes C of a signed-pair readout (2C output channels); 0: counts read directly
     notes: list[str] = field(default_factory=list)
     violations: list[Violation] = field(default_factory=list)
 
@@ -74,8 +73,10 @@ def _neuron(L: Layer, readout: bool, readout_threshold: float, net: SpeckNet) ->
     if issue is not None:
         net.violations.append(Violation(L.name, *issue))
     if n is None or (readout and not n.spiking):
-        net.notes.append(f"readout {L.name!r}: two IF neurons per class (+W and -W, threshold "
-                         f"{readout_threshold:g}, lower clamp 0), prediction = most spikes(+) - spikes(-)")
+        net.notes.append(
+            f"readout {L.name!r}: two IF neurons per class (+W and -W, threshold "
+            f"{readout_threshold:g}, lower clamp 0), prediction = most spikes(+) - spikes(-)"
+        )
         return NeuronSpec("IF", 1.0, readout_threshold, "subtract", "multi", 0.0, n.dt if n else 1.0)
     if n.reset != "subtract":
         net.violations.append(Violation(L.name, "reset", n.reset, "'subtract' (the chip subtracts the threshold)"))
@@ -103,16 +104,35 @@ def convert(model: onnx.ModelProto, protocol: Protocol, readout_threshold: float
             source = "conv"
         else:
             weight, kernel, padding, source = L.weight.reshape(L.weight.shape[0], c_in, h, w), (h, w), (0, 0), "linear"
-            net.notes.append(f"{L.name!r}: linear {c_in * h * w} -> {L.weight.shape[0]} as a {h}x{w} "
-                             f"convolution over {c_in} channels")
-        shape = LayerShape(L.name, c_in, (h, w), weight.shape[0], kernel, L.stride if source == "conv" else (1, 1),
-                           padding, (pool, pool), 0 if last else 1)
+            net.notes.append(
+                f"{L.name!r}: linear {c_in * h * w} -> {L.weight.shape[0]} as a {h}x{w} "
+                f"convolution over {c_in} channels"
+            )
+        shape = LayerShape(
+            L.name,
+            c_in,
+            (h, w),
+            weight.shape[0],
+            kernel,
+            L.stride if source == "conv" else (1, 1),
+            padding,
+            (pool, pool),
+            0 if last else 1,
+        )
         if shape.out_size != L.out_shape[1:]:
-            net.violations.append(Violation(L.name, "padding", "asymmetric (bottom/right differ from top/left)",
-                                            "the same padding on both sides"))
+            net.violations.append(
+                Violation(
+                    L.name,
+                    "padding",
+                    "asymmetric (bottom/right differ from top/left)",
+                    "the same padding on both sides",
+                )
+            )
         if pool > 1:
-            net.notes.append(f"average pooling {pool}x{pool} after {L.name!r} as sum pooling; "
-                             f"1/{pool * pool} folded into the weights of {lowered[i + 1].name!r}")
+            net.notes.append(
+                f"average pooling {pool}x{pool} after {L.name!r} as sum pooling; "
+                f"1/{pool * pool} folded into the weights of {lowered[i + 1].name!r}"
+            )
         neuron = _neuron(L, last, readout_threshold, net)
         if last and (L.neuron is None or not L.neuron.spiking):  # the readout _neuron gave IF neurons
             net.readout_pairs = weight.shape[0]

@@ -17,8 +17,10 @@ from .backend import Plan
 from .quantize import QuantNet
 from .sinabs_model import sinabs_sequential
 
-REAL_SAMNA = ("the real samna from SynSense's index: pip install --force-reinstall samna "
-              "--index-url https://gitlab.com/api/v4/projects/27423070/packages/pypi/simple")
+REAL_SAMNA = (
+    "the real samna from SynSense's index: pip install --force-reinstall samna "
+    "--index-url https://gitlab.com/api/v4/projects/27423070/packages/pypi/simple"
+)
 STUB_MARKS = ("PYPI_SAMNA", "install_real_samna")
 
 
@@ -43,8 +45,10 @@ def missing(find_spec: Callable[[str], Any] = importlib.util.find_spec) -> str |
     if spec is None:
         return f"samna is not installed; --deploy needs {REAL_SAMNA}"
     if is_stub(spec.origin):
-        return (f"the samna installed at {Path(spec.origin).parent} is the public registry's stub, which tries to "
-                f"download the real package when imported (not done here); --deploy needs {REAL_SAMNA}")
+        return (
+            f"the samna installed at {Path(spec.origin).parent} is the public registry's stub, which tries to "
+            f"download the real package when imported (not done here); --deploy needs {REAL_SAMNA}"
+        )
     return None
 
 
@@ -64,8 +68,12 @@ def deploy(qnet: QuantNet, plan: Plan, device_index: int = 0) -> str:
         raise DeployError(f"no {chip.samna_device} ({chip.name}) connected; samna sees {seen or 'no devices'}")
     from sinabs.backend.dynapcnn import DynapcnnNetwork  # imports samna: only now
 
-    net = DynapcnnNetwork(sinabs_sequential(qnet, batch_size=1), input_shape=tuple(qnet.net.input_shape),
-                          discretize=False, dvs_input=False)
+    net = DynapcnnNetwork(
+        sinabs_sequential(qnet, batch_size=1),
+        input_shape=tuple(qnet.net.input_shape),
+        discretize=False,
+        dvs_input=False,
+    )
     device = f"{chip.name}:{device_index}"
     # sinabs numbers the conv -> IF -> pool groups 0, 1, ... in order: our layers; watch the readout
     net.to(device=device, layer2core_map=dict(enumerate(plan.cores)), monitor_layers=[len(plan.cores) - 1])

@@ -16,9 +16,22 @@ from typing import Any
 from runtime.fileio import write_atomic
 
 from .backend import Plan
+from .constraints import LayerShape
 from .quantize import QuantNet
 
 FORMAT = "flexsnn-speck/1"
+
+
+def shape_fields(s: LayerShape) -> dict[str, Any]:
+    """A chip layer's geometry, as the JSON description and the check table give it."""
+    return {
+        "input": [s.c_in, *s.in_size],
+        "kernel": list(s.kernel),
+        "stride": list(s.stride),
+        "padding": list(s.padding),
+        "output": [s.c_out, *s.out_size],
+        "sum_pool": s.pool[0],
+    }
 
 
 def describe(qnet: QuantNet, plan: Plan, source: str = "") -> dict[str, Any]:
@@ -26,26 +39,48 @@ def describe(qnet: QuantNet, plan: Plan, source: str = "") -> dict[str, Any]:
     layers = []
     for i, (L, q, p) in enumerate(zip(net.layers, qnet.layers, plan.layers)):
         s = L.shape
-        layers.append({
-            "index": i, "name": L.name, "neuron_node": L.node, "source_op": L.source, "core": p.core,
-            "input": [s.c_in, *s.in_size], "kernel": list(s.kernel), "stride": list(s.stride),
-            "padding": list(s.padding), "output": [s.c_out, *s.out_size], "sum_pool": s.pool[0],
-            "destinations": [] if i == len(net.layers) - 1 else [i + 1],
-            "kernel_memory": p.kernel_memory, "neuron_memory": p.neuron_memory,
-            "neuron": {"kind": "IF", "reset": "subtract", "spike": "multi", "threshold": q.threshold,
-                       "v_min": q.v_min},
-            "scale": q.scale, "scale_bound": q.bound, "weights_zeroed": q.zeroed,
-            "weights": q.weight.tolist(),
-        })
-    return {"format": FORMAT, "chip": plan.chip.name, "source": source, "fits": plan.fits,
-            "violations": [str(v) for v in plan.violations],
-            "input": {"shape": list(net.input_shape), "sum_pool": net.input_pool, "destinations": [0]},
-            "readout": (f"spike counts of the last layer: channel c counts class c's +W neuron, channel "
-                        f"{net.readout_pairs} + c its -W neuron; prediction = argmax of count(+) - count(-)"
-                        if net.readout_pairs else "spike counts of the last layer; prediction = the class with "
-                        "most spikes"),
-            "readout_pairs": net.readout_pairs,
-            "classes": list(net.protocol.classes), "notes": net.notes, "layers": layers}
+        layers.append(
+            {
+                "index": i,
+                "name": L.name,
+                "neuron_node": L.node,
+                "source_op": L.source,
+                "core": p.core,
+                **shape_fields(s),
+                "destinations": [] if i == len(net.layers) - 1 else [i + 1],
+                "kernel_memory": p.kernel_memory,
+                "neuron_memory": p.neuron_memory,
+                "neuron": {
+                    "kind": "IF",
+                    "reset": "subtract",
+                    "spike": "multi",
+                    "threshold": q.threshold,
+                    "v_min": q.v_min,
+                },
+                "scale": q.scale,
+                "scale_bound": q.bound,
+                "weights_zeroed": q.zeroed,
+                "weights": q.weight.tolist(),
+            }
+        )
+    return {
+        "format": FORMAT,
+        "chip": plan.chip.name,
+        "source": source,
+        "fits": plan.fits,
+        "violations": [str(v) for v in plan.violations],
+        "input": {"shape": list(net.input_shape), "sum_pool": net.input_pool, "destinations": [0]},
+        "readout": (
+            f"spike counts of the last layer: channel c counts class c's +W neuron, channel "
+            f"{net.readout_pairs} + c its -W neuron; prediction = argmax of count(+) - count(-)"
+            if net.readout_pairs
+            else "spike counts of the last layer; prediction = the class with most spikes"
+        ),
+        "readout_pairs": net.readout_pairs,
+        "classes": list(net.protocol.classes),
+        "notes": net.notes,
+        "layers": layers,
+    }
 
 
 def write_description(path: str | Path, desc: dict[str, Any]) -> Path:

@@ -44,19 +44,37 @@ def quantized_model(qnet: QuantNet) -> tuple[onnx.ModelProto, Protocol]:
     cur, pool = "x", net.input_pool
     for i, (L, q) in enumerate(zip(net.layers, qnet.layers)):
         if pool > 1:
-            nodes.append(helper.make_node("AveragePool", [cur], [f"pool{i}"], kernel_shape=[pool, pool],
-                                          strides=[pool, pool], name=f"pool{i}"))
+            nodes.append(
+                helper.make_node(
+                    "AveragePool", [cur], [f"pool{i}"], kernel_shape=[pool, pool], strides=[pool, pool], name=f"pool{i}"
+                )
+            )
             cur = f"pool{i}"
         s = L.shape
         # the engine folds AveragePool's 1/k² into these weights: multiply it out (exact, k² = 4 or 16)
-        w = (q.weight.astype(np.float32) * pool * pool)
+        w = q.weight.astype(np.float32) * pool * pool
         inits.append(numpy_helper.from_array(w, f"w{i}"))
-        nodes.append(helper.make_node("Conv", [cur, f"w{i}"], [f"cur{i}"], name=L.name, kernel_shape=list(s.kernel),
-                                      strides=list(s.stride), pads=[*s.padding, *s.padding]))
+        nodes.append(
+            helper.make_node(
+                "Conv",
+                [cur, f"w{i}"],
+                [f"cur{i}"],
+                name=L.name,
+                kernel_shape=list(s.kernel),
+                strides=list(s.stride),
+                pads=[*s.padding, *s.padding],
+            )
+        )
         node = q.node or f"{L.name}_IF"
         spec = NeuronSpec("IF", 1.0, float(q.threshold), "subtract", "multi", float(q.v_min), L.neuron.dt)
-        n = helper.make_node("IF", [f"cur{i}", f"state_{i}"], [f"spk{i}", f"state_{i}_out"], name=node,
-                             domain=fn.DOMAIN, **fn.attributes(spec))
+        n = helper.make_node(
+            "IF",
+            [f"cur{i}", f"state_{i}"],
+            [f"spk{i}", f"state_{i}_out"],
+            name=node,
+            domain=fn.DOMAIN,
+            **fn.attributes(spec),
+        )
         n.overload = fn.overload(spec)
         nodes.append(n)
         states.append(StateInfo(f"state_{i}", (s.c_out, *s.out_size), node))
@@ -66,16 +84,27 @@ def quantized_model(qnet: QuantNet) -> tuple[onnx.ModelProto, Protocol]:
     p = net.protocol
     # a signed-pair readout has two output channels per class (convert.predict reads them)
     classes = ([f"{c}+" for c in p.classes] + [f"{c}-" for c in p.classes]) if net.readout_pairs else list(p.classes)
-    proto = replace(p, model=f"{p.model} (Speck, quantised)", uses_t=False, readout="count", classes=tuple(classes),
-                    states=tuple(states), neurons=tuple(neurons), max_steps=None, exit_policy=None)
+    proto = replace(
+        p,
+        model=f"{p.model} (Speck, quantised)",
+        uses_t=False,
+        readout="count",
+        classes=tuple(classes),
+        states=tuple(states),
+        neurons=tuple(neurons),
+        max_steps=None,
+        exit_policy=None,
+    )
     f32 = TensorProto.FLOAT
     graph = helper.make_graph(
-        nodes, "speck_quantized",
+        nodes,
+        "speck_quantized",
         [helper.make_tensor_value_info("x", f32, ["batch", *p.input_shape])]
         + [helper.make_tensor_value_info(st.name, f32, ["batch", *st.shape]) for st in states],
         [helper.make_tensor_value_info("y", f32, ["batch", len(classes)])]
         + [helper.make_tensor_value_info(f"{st.name}_out", f32, ["batch", *st.shape]) for st in states],
-        inits)
+        inits,
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET), helper.make_opsetid("snn", 1)])
     helper.set_model_props(model, {METADATA_KEY: json.dumps(proto.to_dict())})
     return model, proto
@@ -98,9 +127,15 @@ def serial(streams: Sequence[np.ndarray]) -> list[np.ndarray]:
 
 def _sd(ref: EventResult, other: EventResult, layers: list[str]) -> dict[str, float]:
     """Mean spike difference (``ref`` counts as reference) per layer and over all of them."""
-    out = {n: float(np.mean(spike_difference(stack_counts(ref.neuron_counts, [n]), stack_counts(other.neuron_counts, [n]))))
-           for n in layers}
-    out["all"] = float(np.mean(spike_difference(stack_counts(ref.neuron_counts, layers), stack_counts(other.neuron_counts, layers))))
+    out = {
+        n: float(
+            np.mean(spike_difference(stack_counts(ref.neuron_counts, [n]), stack_counts(other.neuron_counts, [n])))
+        )
+        for n in layers
+    }
+    out["all"] = float(
+        np.mean(spike_difference(stack_counts(ref.neuron_counts, layers), stack_counts(other.neuron_counts, layers)))
+    )
     return out
 
 
@@ -114,8 +149,8 @@ class Emulation:
     chip: EventResult
     float_: EventResult
     twin: EventResult
-    hidden: list[str]                    # spiking layers both nets have (the readout's differ in kind)
-    layers: list[str]                    # every spiking layer of the chip's form, the readout included
+    hidden: list[str]  # spiking layers both nets have (the readout's differ in kind)
+    layers: list[str]  # every spiking layer of the chip's form, the readout included
 
     def sd(self) -> dict[str, float]:
         """Spike difference chip vs float model, per hidden layer and over all of them."""

@@ -39,8 +39,8 @@ class QuantLayer:
     threshold: int
     v_min: int
     scale: float
-    bound: str            # which limit set the scale: "weights", "threshold" or "v_min"
-    zeroed: float         # fraction of the non-zero float weights that rounded to zero
+    bound: str  # which limit set the scale: "weights", "threshold" or "v_min"
+    zeroed: float  # fraction of the non-zero float weights that rounded to zero
 
 
 @dataclass(frozen=True)
@@ -49,8 +49,7 @@ class QuantNet:
     layers: tuple[QuantLayer, ...]
 
 
-def scale_for(w_max: float, v_th: float, v_min: float, weight_bits: int = 8,
-              state_bits: int = 16) -> tuple[float, str]:
+def scale_for(w_max: float, v_th: float, v_min: float, weight_bits: int = 8, state_bits: int = 16) -> tuple[float, str]:
     """The largest scale that fits, and the limit that bounds it."""
     w_hi, s_hi, s_lo = 2 ** (weight_bits - 1) - 1, 2 ** (state_bits - 1) - 1, 2 ** (state_bits - 1)
     limits = {"threshold": s_hi / v_th}
@@ -70,12 +69,16 @@ def quantize_layer(L: SpeckLayer, weight_bits: int = 8, state_bits: int = 16) ->
     nonzero = w != 0
     zeroed = float((wq[nonzero] == 0).mean()) if nonzero.any() else 0.0
     if nonzero.any() and not wq.any():
-        why = {"v_min": f"|v_min| = {-n.v_min:g} must fit the {state_bits}-bit membrane",
-               "threshold": f"v_th = {n.v_th:g} must fit the {state_bits}-bit threshold",
-               "weights": f"weights must fit {weight_bits} bits"}[bound]
-        raise QuantError(f"layer {L.name!r}: every weight rounds to zero at scale {s:.4g}, set by the {bound} "
-                         f"limit ({why}); max |w| = {np.abs(w).max():.4g} needs a scale of at least "
-                         f"{0.5 / np.abs(w).max():.4g}")
+        why = {
+            "v_min": f"|v_min| = {-n.v_min:g} must fit the {state_bits}-bit membrane",
+            "threshold": f"v_th = {n.v_th:g} must fit the {state_bits}-bit threshold",
+            "weights": f"weights must fit {weight_bits} bits",
+        }[bound]
+        raise QuantError(
+            f"layer {L.name!r}: every weight rounds to zero at scale {s:.4g}, set by the {bound} "
+            f"limit ({why}); max |w| = {np.abs(w).max():.4g} needs a scale of at least "
+            f"{0.5 / np.abs(w).max():.4g}"
+        )
     threshold = int(min(max(round(n.v_th * s), 1), s_hi))
     v_min = s_lo if n.v_min == -math.inf else int(max(round(n.v_min * s), s_lo))
     return QuantLayer(L.name, L.node, wq.astype(np.int8), threshold, v_min, s, bound, zeroed)
@@ -85,12 +88,18 @@ def quantize(net: SpeckNet, weight_bits: int = 8, state_bits: int = 16) -> Quant
     return QuantNet(net, tuple(quantize_layer(L, weight_bits, state_bits) for L in net.layers))
 
 
-
 def float_twin(q: QuantNet) -> QuantNet:
     """``q`` without rounding: weights ``w·s`` and thresholds ``v_th·s`` as floats. The chip
     form (IF readout, multi-spike, the chip's clamp) is kept, so comparing it with ``q``
     measures what quantisation alone changes."""
-    return QuantNet(q.net, tuple(
-        replace(ql, weight=(np.asarray(L.weight, np.float64) * ql.scale).astype(np.float32),
-                threshold=L.neuron.v_th * ql.scale)
-        for ql, L in zip(q.layers, q.net.layers)))
+    return QuantNet(
+        q.net,
+        tuple(
+            replace(
+                ql,
+                weight=(np.asarray(L.weight, np.float64) * ql.scale).astype(np.float32),
+                threshold=L.neuron.v_th * ql.scale,
+            )
+            for ql, L in zip(q.layers, q.net.layers)
+        ),
+    )

@@ -28,8 +28,16 @@ def sinabs_sequential(qnet: QuantNet, batch_size: int) -> Any:
         conv = nn.Conv2d(s.c_in, s.c_out, s.kernel, s.stride, s.padding, bias=False)
         with torch.no_grad():
             conv.weight.copy_(torch.from_numpy(q.weight.astype("float32")))
-        mods += [conv, sl.IAFSqueeze(batch_size=batch_size, spike_threshold=float(q.threshold),
-                                     min_v_mem=float(q.v_min), spike_fn=MultiSpike, reset_fn=MembraneSubtract())]
+        mods += [
+            conv,
+            sl.IAFSqueeze(
+                batch_size=batch_size,
+                spike_threshold=float(q.threshold),
+                min_v_mem=float(q.v_min),
+                spike_fn=MultiSpike,
+                reset_fn=MembraneSubtract(),
+            ),
+        ]
         if s.pool[0] > 1:
             mods.append(sl.SumPool2d(s.pool[0]))
     return nn.Sequential(*mods)

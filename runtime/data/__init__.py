@@ -5,5 +5,16 @@ from .datasets import DURATIONS, SPEC_FORMS, Dataset, load_dataset, parse_spec, 
 from .events import BINNINGS, EVENT_DTYPE, bin_events, make_events
 from .registry import DataError
 
-__all__ = ["BINNINGS", "DURATIONS", "EVENT_DTYPE", "SPEC_FORMS", "DataError", "Dataset", "bin_events",
-           "load_dataset", "make_events", "parse_spec", "with_transforms"]
+__all__ = [
+    "BINNINGS",
+    "DURATIONS",
+    "EVENT_DTYPE",
+    "SPEC_FORMS",
+    "DataError",
+    "Dataset",
+    "bin_events",
+    "load_dataset",
+    "make_events",
+    "parse_spec",
+    "with_transforms",
+]

@@ -39,8 +39,13 @@ NMNIST_DURATION_US = 316_000  # covers every recording (3 saccades, longest 315.
 class LazyEvents(Sequence):
     """Recordings read on demand by ``get(i)`` (a tonic data set, say), optionally transformed."""
 
-    def __init__(self, get: Callable[[int], np.ndarray], n: int, pipeline: Pipeline | None = None,
-                 index: np.ndarray | None = None):
+    def __init__(
+        self,
+        get: Callable[[int], np.ndarray],
+        n: int,
+        pipeline: Pipeline | None = None,
+        index: np.ndarray | None = None,
+    ):
         self._get, self._n, self.pipeline = get, n, pipeline
         self._index = np.arange(n) if index is None else np.asarray(index)
 
@@ -94,14 +99,30 @@ class Dataset:
         if ev is not None:
             ev = ev.subset(idx) if isinstance(ev, LazyEvents) else [ev[i] for i in idx]
         return Dataset(
-            self.spec, self.split, self.kind, self.shape, self.labels[idx], self.classes,
-            None if self.images is None else self.images[idx], ev, self.duration_us, self.binning,
+            self.spec,
+            self.split,
+            self.kind,
+            self.shape,
+            self.labels[idx],
+            self.classes,
+            None if self.images is None else self.images[idx],
+            ev,
+            self.duration_us,
+            self.binning,
             {**self.meta, **({"index": self.meta["index"][idx]} if "index" in self.meta else {})},
-            self.durations, None if self.recording_us is None else self.recording_us[idx], self.transforms,
+            self.durations,
+            None if self.recording_us is None else self.recording_us[idx],
+            self.transforms,
         )
 
-    def frames(self, idx: np.ndarray, T: int, binning: str | None = None,
-               dt_us: float | None = None, durations: str | None = None) -> np.ndarray:
+    def frames(
+        self,
+        idx: np.ndarray,
+        T: int,
+        binning: str | None = None,
+        dt_us: float | None = None,
+        durations: str | None = None,
+    ) -> np.ndarray:
         """Inputs for samples ``idx`` as ``[T, B, C, H, W]`` float32.
 
         Static images are repeated T times. Event streams are binned: ``"equal"`` splits
@@ -153,22 +174,48 @@ def _digits(arg: str, split: str, spec: str) -> Dataset:
         events, labels = digits_events(split)
     except DigitsError as e:
         raise DataError(str(e)) from None
-    return Dataset(spec, split, "events", (2, 20, 20), labels, classes, events=events, duration_us=DURATION_US,
-                   meta={"index": index})
+    return Dataset(
+        spec,
+        split,
+        "events",
+        (2, 20, 20),
+        labels,
+        classes,
+        events=events,
+        duration_us=DURATION_US,
+        meta={"index": index},
+    )
 
 
 def _nmnist(arg: str, split: str, spec: str) -> Dataset:
     items = list_nmnist(Path(arg).resolve(), split)
     events = [read_nmnist_bin(f) for f, _ in items]
     labels = np.array([lab for _, lab in items], np.int64)
-    return Dataset(spec, split, "events", NMNIST_SENSOR, labels, [str(i) for i in range(10)], events=events,
-                   duration_us=NMNIST_DURATION_US, meta={"index": np.array([int(f.stem) for f, _ in items])})
+    return Dataset(
+        spec,
+        split,
+        "events",
+        NMNIST_SENSOR,
+        labels,
+        [str(i) for i in range(10)],
+        events=events,
+        duration_us=NMNIST_DURATION_US,
+        meta={"index": np.array([int(f.stem) for f, _ in items])},
+    )
 
 
 def _mnist(arg: str, split: str, spec: str) -> Dataset:
     images, labels = read_mnist(arg, split)
-    return Dataset(spec, split, "static", (1, 28, 28), labels, [str(i) for i in range(10)], images=images,
-                   meta={"index": np.arange(len(labels))})
+    return Dataset(
+        spec,
+        split,
+        "static",
+        (1, 28, 28),
+        labels,
+        [str(i) for i in range(10)],
+        images=images,
+        meta={"index": np.arange(len(labels))},
+    )
 
 
 def _tonic(arg: str, split: str, spec: str) -> Dataset:
@@ -188,16 +235,34 @@ def _needs(form: str, what: str = "a folder") -> Callable[[str, str], str]:
         if not arg:
             raise DataError(f"data spec {spec!r} needs {what}: {form}")
         return arg
+
     return parse
 
 
-register(Source("digits", ("digits", "digits:static"), "scikit-learn's 8x8 digits (events; :static images)",
-                _digits, _digits_arg))
-register(Source("nmnist", ("nmnist:PATH",), "N-MNIST binary files (PATH/train/<label>/<i>.bin)", _nmnist,
-                _needs("nmnist:PATH")))
+register(
+    Source(
+        "digits",
+        ("digits", "digits:static"),
+        "scikit-learn's 8x8 digits (events; :static images)",
+        _digits,
+        _digits_arg,
+    )
+)
+register(
+    Source(
+        "nmnist", ("nmnist:PATH",), "N-MNIST binary files (PATH/train/<label>/<i>.bin)", _nmnist, _needs("nmnist:PATH")
+    )
+)
 register(Source("mnist", ("mnist:PATH",), "MNIST IDX files", _mnist, _needs("mnist:PATH")))
-register(Source("tonic", ("tonic:NAME:ROOT",), "a tonic data set (NAME in tonic.datasets, or module.Class)",
-                _tonic, _needs("tonic:NAME:ROOT", "a data set and a folder")))
+register(
+    Source(
+        "tonic",
+        ("tonic:NAME:ROOT",),
+        "a tonic data set (NAME in tonic.datasets, or module.Class)",
+        _tonic,
+        _needs("tonic:NAME:ROOT", "a data set and a folder"),
+    )
+)
 SPEC_FORMS = tuple(spec_forms())
 
 
@@ -217,12 +282,25 @@ def with_transforms(ds: Dataset, transforms: Sequence[Transform]) -> Dataset:
     if base.pipeline is not None:
         raise DataError(f"data {ds.spec!r} is already transformed")
     lazy = LazyEvents(base._get, base._n, Pipeline(transforms, ds.shape), base._index)
-    return Dataset(ds.spec, ds.split, ds.kind, shape, ds.labels, ds.classes, None, lazy, ds.duration_us,
-                   ds.binning, ds.meta, ds.durations, ds.recording_us, list(transforms))
+    return Dataset(
+        ds.spec,
+        ds.split,
+        ds.kind,
+        shape,
+        ds.labels,
+        ds.classes,
+        None,
+        lazy,
+        ds.duration_us,
+        ds.binning,
+        ds.meta,
+        ds.durations,
+        ds.recording_us,
+        list(transforms),
+    )
 
 
-def load_dataset(spec: str, split: str, limit: int | None = None,
-                 transforms: Sequence[Transform] = ()) -> Dataset:
+def load_dataset(spec: str, split: str, limit: int | None = None, transforms: Sequence[Transform] = ()) -> Dataset:
     """Load ``split`` of the data named by ``spec``; ``limit`` keeps an evenly spread subset;
     ``transforms`` (:mod:`.transforms`) apply to every event recording."""
     if split not in SPLITS:

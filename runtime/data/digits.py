@@ -62,7 +62,7 @@ def digits_static(split: str) -> tuple[np.ndarray, np.ndarray]:
 def _simulate(images: np.ndarray, idx: np.ndarray) -> list[np.ndarray]:
     out = []
     for s in range(0, len(idx), BATCH):
-        part = idx[s: s + BATCH]
+        part = idx[s : s + BATCH]
         big = np.kron(images[part], np.ones((1, 2, 2), np.float32))  # 16x16: room for sub-pixel motion
         out += saccade_events(big, duration_us=DURATION_US, ids=part)
     return out
@@ -76,15 +76,14 @@ def _read_cache(path: Path) -> tuple[list[np.ndarray], np.ndarray] | None:
             return None
     except (OSError, ValueError, KeyError, zipfile.BadZipFile):
         return None
-    return [ev[offsets[i]: offsets[i + 1]] for i in range(len(labels))], labels
+    return [ev[offsets[i] : offsets[i + 1]] for i in range(len(labels))], labels
 
 
 def _write_cache(path: Path, streams: list[np.ndarray], labels: np.ndarray) -> None:
     offsets = np.concatenate([[0], np.cumsum([len(s) for s in streams])])
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(path, lambda tmp: np.savez(tmp, events=np.concatenate(streams), offsets=offsets,
-                                                labels=labels))
+        write_atomic(path, lambda tmp: np.savez(tmp, events=np.concatenate(streams), offsets=offsets, labels=labels))
     except (OSError, OutputPathError) as e:  # a read-only home: run on, uncached
         print(f"note: digits event cache not written ({e})", file=sys.stderr)
 

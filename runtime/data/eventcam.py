@@ -60,7 +60,7 @@ def saccade_events(
     seg = np.linspace(0.0, 3.0, steps + 1)  # position along the 3 saccades
     k = np.minimum(seg.astype(int), 2)
     path = (_VERTICES[k] + (seg - k)[:, None] * (_VERTICES[k + 1] - _VERTICES[k])) * margin
-    log = lambda img: np.log(img + 0.1)  # noqa: E731 - offset avoids log(0) on black
+    log = lambda img: np.log(img + 0.1)
     ref = log(_shift(images, path[0, 0], path[0, 1], size, margin))
     chunks = []
     for i in range(1, steps + 1):
@@ -80,7 +80,7 @@ def saccade_events(
     step_us = duration_us / steps
     out = []
     for j in range(N):
-        o = order[bounds[j]: bounds[j + 1]]
+        o = order[bounds[j] : bounds[j + 1]]
         jitter = np.random.default_rng([seed, int(ids[j])]).random(len(o))
         out.append(make_events(x[o], y[o], p[o], ((step[o] + jitter) * step_us).astype(np.int64)))
     return out

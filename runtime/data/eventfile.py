@@ -33,8 +33,13 @@ AEDAT4_MAGIC = b"#!AER-DAT4.0"
 CHUNK_BYTES = 1 << 20
 # Sensor sizes of Prophesee sensors by HAL plugin name, for RAW files whose header
 # states no geometry (older firmware, such as the shared samples).
-PLUGIN_SENSORS = {"gen41": (1280, 720), "imx636": (1280, 720), "gen31": (640, 480), "gen3": (640, 480),
-                  "imx8": (320, 320)}
+PLUGIN_SENSORS = {
+    "gen41": (1280, 720),
+    "imx636": (1280, 720),
+    "gen31": (640, 480),
+    "gen3": (640, 480),
+    "imx8": (320, 320),
+}
 
 
 class EventFileError(DataError):
@@ -46,9 +51,9 @@ class Header:
     """What a file says about itself before its events."""
 
     format: str
-    sensor: tuple[int, int] | None          # (width, height); None: the file does not say
+    sensor: tuple[int, int] | None  # (width, height); None: the file does not say
     fields: dict[str, str] = field(default_factory=dict)
-    size: int = 0                            # bytes of header
+    size: int = 0  # bytes of header
 
 
 def _text_header(f: io.BufferedReader) -> tuple[dict[str, str], int]:
@@ -101,13 +106,16 @@ def read_header(f: io.BufferedReader, name: str, fmt: str | None = None) -> Head
         raise EventFileError(f"{name}: the header says {found}, but format {fmt} was asked")
     found = found or fmt
     if found is None:
-        raise EventFileError(f"{name}: unknown event file format; expected a Prophesee RAW file (EVT 2.0 or 3.0: "
-                             f"header lines '% evt 2.0' / '% evt 3.0'), a DAT file, or AEDAT4 ('{AEDAT4_MAGIC.decode()}')")
+        raise EventFileError(
+            f"{name}: unknown event file format; expected a Prophesee RAW file (EVT 2.0 or 3.0: "
+            f"header lines '% evt 2.0' / '% evt 3.0'), a DAT file, or AEDAT4 ('{AEDAT4_MAGIC.decode()}')"
+        )
     if found == "dat":
         head = f.read(2)
         if len(head) < 2:
-            raise EventFileError(f"{name}: the DAT file ends after its header (no event type and size bytes): "
-                                 "it is truncated")
+            raise EventFileError(
+                f"{name}: the DAT file ends after its header (no event type and size bytes): it is truncated"
+            )
         if head[1] != 8:
             raise EventFileError(f"{name}: DAT event size is {head[1]} bytes; expected 8 (CD events)")
         size += 2
@@ -128,8 +136,13 @@ class EventReader:
     ``sensor`` (width, height) overrides the header's; a sensor given both ways must agree.
     """
 
-    def __init__(self, source: str | Path | BinaryIO, fmt: str | None = None,
-                 sensor: tuple[int, int] | None = None, chunk_bytes: int = CHUNK_BYTES):
+    def __init__(
+        self,
+        source: str | Path | BinaryIO,
+        fmt: str | None = None,
+        sensor: tuple[int, int] | None = None,
+        chunk_bytes: int = CHUNK_BYTES,
+    ):
         if fmt is not None and fmt not in FORMATS:
             raise EventFileError(f"event file format {fmt!r} is unknown; expected one of {list(FORMATS)}")
         if chunk_bytes <= 0:
@@ -143,12 +156,13 @@ class EventReader:
             self.path = Path(source)
             if not self.path.is_file():
                 raise EventFileError(f"event file {self.path} does not exist or is not a file")
-            self.name, self._f = str(self.path), open(self.path, "rb")  # noqa: SIM115 - closed by close()
+            self.name, self._f = str(self.path), open(self.path, "rb")
         else:
             self.name = getattr(source, "name", "stream")
             # a stream with peek() is buffered already
-            self._f = cast(io.BufferedReader,
-                           source if hasattr(source, "peek") else io.BufferedReader(source, CHUNK_BYTES))
+            self._f = cast(
+                io.BufferedReader, source if hasattr(source, "peek") else io.BufferedReader(source, CHUNK_BYTES)
+            )
         try:
             self.header = read_header(self._f, self.name, fmt)
         except UnicodeDecodeError:
@@ -157,8 +171,10 @@ class EventReader:
             self.header.sensor = self._aedat4_sensor()
         declared = self.header.sensor
         if sensor is not None and declared is not None and tuple(sensor) != declared:
-            raise EventFileError(f"{self.name}: the file declares a {declared[0]}x{declared[1]} sensor, "
-                                 f"but {sensor[0]}x{sensor[1]} was given")
+            raise EventFileError(
+                f"{self.name}: the file declares a {declared[0]}x{declared[1]} sensor, "
+                f"but {sensor[0]}x{sensor[1]} was given"
+            )
         chosen = tuple(sensor) if sensor is not None else declared
         if chosen is None:
             raise EventFileError(f"{self.name}: the header states no sensor size; give it (--sensor WIDTHxHEIGHT)")
@@ -207,17 +223,20 @@ class EventReader:
             except FormatError as e:
                 raise EventFileError(f"{self.name}: {e}") from None
         if rest:
-            raise EventFileError(f"{self.name}: the file ends inside a {dec.name} word ({len(rest)} of {size} "
-                                 "bytes): it is truncated")
+            raise EventFileError(
+                f"{self.name}: the file ends inside a {dec.name} word ({len(rest)} of {size} bytes): it is truncated"
+            )
 
     def _check(self, ev: np.ndarray) -> np.ndarray:
         W, H = self.sensor
         out = (ev["x"] >= W) | (ev["y"] >= H) | (ev["x"] < 0) | (ev["y"] < 0)
         if out.any():
             i = int(np.flatnonzero(out)[0])
-            raise EventFileError(f"{self.name}: {int(out.sum())} events lie outside the declared {W}x{H} sensor "
-                                 f"(first: x={ev['x'][i]}, y={ev['y'][i]}); the file is damaged or the sensor "
-                                 "size is wrong")
+            raise EventFileError(
+                f"{self.name}: {int(out.sum())} events lie outside the declared {W}x{H} sensor "
+                f"(first: x={ev['x'][i]}, y={ev['y'][i]}); the file is damaged or the sensor "
+                "size is wrong"
+            )
         if ev["p"].max() > 1:
             raise EventFileError(f"{self.name}: polarity {int(ev['p'].max())} found; expected 0 (OFF) or 1 (ON)")
         t = ev["t"]
@@ -225,13 +244,15 @@ class EventReader:
         if back.size:
             i = int(back[0])
             before = self.t_last if i == 0 else int(t[i - 1])
-            raise EventFileError(f"{self.name}: time goes back from {before} to {int(t[i])} µs; "
-                                 "the file is damaged (events must be in time order)")
+            raise EventFileError(
+                f"{self.name}: time goes back from {before} to {int(t[i])} µs; "
+                "the file is damaged (events must be in time order)"
+            )
         self.t_last = int(t[-1])
         return ev
 
     # ---- AEDAT4 (iniVation), through the aedat package --------------------------------
-    def _aedat4_decoder(self):  # noqa: ANN202 - aedat.Decoder, imported lazily
+    def _aedat4_decoder(self):
         if self.path is None:
             raise EventFileError("AEDAT4 is read from a file path (the aedat package reads no stdin)")
         try:
@@ -264,14 +285,19 @@ class EventReader:
             raise EventFileError(f"{self.name}: the AEDAT4 file is damaged ({e})") from None
 
 
-def open_events(source: str | Path | BinaryIO, fmt: str | None = None, sensor: tuple[int, int] | None = None,
-                chunk_bytes: int = CHUNK_BYTES) -> EventReader:
+def open_events(
+    source: str | Path | BinaryIO,
+    fmt: str | None = None,
+    sensor: tuple[int, int] | None = None,
+    chunk_bytes: int = CHUNK_BYTES,
+) -> EventReader:
     """Open an event file (or ``"-"`` for stdin) and read its header; see :class:`EventReader`."""
     return EventReader(source, fmt, sensor, chunk_bytes)
 
 
-def read_events(path: str | Path, fmt: str | None = None, sensor: tuple[int, int] | None = None,
-                decoder: str = "numpy") -> np.ndarray:
+def read_events(
+    path: str | Path, fmt: str | None = None, sensor: tuple[int, int] | None = None, decoder: str = "numpy"
+) -> np.ndarray:
     """The whole file's events; ``decoder="expelliarmus"`` decodes RAW/DAT with that package."""
     with open_events(path, fmt, sensor) as r:
         if decoder == "numpy":
@@ -284,8 +310,9 @@ def read_events(path: str | Path, fmt: str | None = None, sensor: tuple[int, int
         try:
             from expelliarmus import Wizard
         except ImportError:
-            raise EventFileError("decoder 'expelliarmus' needs the expelliarmus package: "
-                                 "pip install 'flexsnn[eventcam]'") from None
+            raise EventFileError(
+                "decoder 'expelliarmus' needs the expelliarmus package: pip install 'flexsnn[eventcam]'"
+            ) from None
         arr = Wizard(encoding=r.format, fpath=str(path)).read()
         out = np.empty(len(arr), EVENT_DTYPE)
         for k in "xypt":

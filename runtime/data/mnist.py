@@ -47,11 +47,12 @@ def read_idx(path: str | Path, ndim: int | None = None) -> np.ndarray:
             raw_dims = f.read(4 * nd)
             if len(raw_dims) < 4 * nd:
                 raise ValueError(f"{path}: IDX header is truncated")
-            dims = [int.from_bytes(raw_dims[4 * i: 4 * i + 4], "big") for i in range(nd)]
+            dims = [int.from_bytes(raw_dims[4 * i : 4 * i + 4], "big") for i in range(nd)]
             size = int(np.prod(dims, dtype=object)) if dims else 1
             if nd == 0 or size == 0 or size > MAX_BYTES:
-                raise ValueError(f"{path}: IDX header dimensions {dims} are not a data set (expected 1..{MAX_BYTES} "
-                                 "bytes of data)")
+                raise ValueError(
+                    f"{path}: IDX header dimensions {dims} are not a data set (expected 1..{MAX_BYTES} bytes of data)"
+                )
             check_memory(5 * size, f"reading {path} ({dims})")  # bytes, then float32 images
             body = _read_limited(f, size, path)
     except (EOFError, zlib.error, gzip.BadGzipFile) as e:

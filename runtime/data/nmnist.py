@@ -65,9 +65,7 @@ def _split_dir(root: Path, split: str) -> tuple[Path, bool]:
         return train, True
     if any((root / str(c)).is_dir() for c in range(10)):
         return root, True
-    raise FileNotFoundError(
-        f"no N-MNIST data under {root}: expected {root}/train/<label>/<index>.bin files"
-    )
+    raise FileNotFoundError(f"no N-MNIST data under {root}: expected {root}/train/<label>/<index>.bin files")
 
 
 def list_nmnist(root: str | Path, split: str) -> list[tuple[Path, int]]:

@@ -52,8 +52,10 @@ def _bad_types(typ: np.ndarray, valid: tuple[int, ...], what: str, offset: int) 
     bad = ~ok[typ]
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise FormatError(f"word {offset + i} has type 0x{int(typ[i]):X}, which {what} does not define; "
-                          "the file is damaged or not in this format")
+        raise FormatError(
+            f"word {offset + i} has type 0x{int(typ[i]):X}, which {what} does not define; "
+            "the file is damaged or not in this format"
+        )
 
 
 class Evt2Decoder:
@@ -110,8 +112,9 @@ class Evt3Decoder:
         wraps = np.cumsum((prev >= 0) & (prev - th_raw >= 0x800))
         base = 0 if self.time_high is None else self.time_high >> 12
         th_full = ((base + wraps) << 12) | th_raw  # in units of 4096 µs
-        th = self._fill(typ == 0x8, np.zeros(n, np.int64), th_at, th_full,
-                        -1 if self.time_high is None else self.time_high)
+        th = self._fill(
+            typ == 0x8, np.zeros(n, np.int64), th_at, th_full, -1 if self.time_high is None else self.time_high
+        )
         tl = self._fill(typ == 0x6, val, None, None, self.time_low)
         t = (th << 12) | tl
         y = self._fill(typ == 0x0, val & 0x7FF, None, None, self.y)
@@ -133,9 +136,12 @@ class Evt3Decoder:
         row, bit = np.nonzero(bits)
         at = np.concatenate([single, vec[row]])
         order = np.argsort(at, kind="stable")  # word order; bit order within a vector word
-        ev = _events(np.concatenate([val[single] & 0x7FF, base_x[vec[row]] + bit])[order],
-                     y[at][order],
-                     np.concatenate([val[single] >> 11, pol[vec[row]]])[order], t[at][order])
+        ev = _events(
+            np.concatenate([val[single] & 0x7FF, base_x[vec[row]] + bit])[order],
+            y[at][order],
+            np.concatenate([val[single] >> 11, pol[vec[row]]])[order],
+            t[at][order],
+        )
         # carry the state to the next run of words
         if len(th_at):
             self.time_high = int(th_full[-1])
@@ -145,8 +151,9 @@ class Evt3Decoder:
         return ev
 
     @staticmethod
-    def _fill(mask: np.ndarray, values: np.ndarray, at: np.ndarray | None, at_values: np.ndarray | None,
-              before: int) -> np.ndarray:
+    def _fill(
+        mask: np.ndarray, values: np.ndarray, at: np.ndarray | None, at_values: np.ndarray | None, before: int
+    ) -> np.ndarray:
         """Forward-fill ``values`` (or ``at_values`` placed at ``at``) from the words where
         ``mask`` holds; ``before`` for the words before the first of them."""
         if at is not None:
@@ -172,4 +179,7 @@ class DatDecoder:
 
 
 DECODERS: dict[str, type[Evt2Decoder | Evt3Decoder | DatDecoder]] = {
-    "evt2": Evt2Decoder, "evt3": Evt3Decoder, "dat": DatDecoder}
+    "evt2": Evt2Decoder,
+    "evt3": Evt3Decoder,
+    "dat": DatDecoder,
+}

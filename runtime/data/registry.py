@@ -20,8 +20,8 @@ class Source:
     name: str
     forms: tuple[str, ...]
     about: str
-    load: Callable[[str, str, str], Any]      # (argument, split, spec) -> Dataset
-    parse: Callable[[str, str], str]           # (argument, spec) -> checked argument
+    load: Callable[[str, str, str], Any]  # (argument, split, spec) -> Dataset
+    parse: Callable[[str, str], str]  # (argument, spec) -> checked argument
 
 
 _SOURCES: dict[str, Source] = {}

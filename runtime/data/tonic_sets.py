@@ -89,14 +89,25 @@ def from_tonic(obj: Any, spec: str | None = None, split: str = "train", by_index
     else:
         labels = np.array([int(obj[int(i)][1]) for i in rows], np.int64)
     if len(labels) and (labels.min() < 0 or labels.max() >= len(classes)):
-        raise DataError(f"tonic data set {name} has targets {labels.min()}..{labels.max()} but "
-                        f"{len(classes)} classes; expected targets 0..{len(classes) - 1}")
+        raise DataError(
+            f"tonic data set {name} has targets {labels.min()}..{labels.max()} but "
+            f"{len(classes)} classes; expected targets 0..{len(classes) - 1}"
+        )
     events = LazyEvents(lambda i: to_events(obj[int(rows[i])][0], f"{name}[{int(rows[i])}]"), len(rows))
     probe = np.unique(np.linspace(0, len(rows) - 1, min(len(rows), DURATION_PROBES)).round().astype(int))
     ends = [int(e["t"][-1]) + 1 for e in (events[i] for i in probe) if len(e)]
-    return Dataset(spec, split, "events", (int(P), int(H), int(W)), labels, classes, events=events,
-                   duration_us=float(max(ends, default=1)), durations="recording",
-                   meta={"tonic": name})
+    return Dataset(
+        spec,
+        split,
+        "events",
+        (int(P), int(H), int(W)),
+        labels,
+        classes,
+        events=events,
+        duration_us=float(max(ends, default=1)),
+        durations="recording",
+        meta={"tonic": name},
+    )
 
 
 def load_tonic(arg: str, split: str, spec: str) -> Dataset:
@@ -109,9 +120,11 @@ def load_tonic(arg: str, split: str, spec: str) -> Dataset:
     try:
         obj = cls(save_to=root, train=split == "train") if takes_train else cls(save_to=root)
     except Exception as e:  # tonic downloads a missing data set: offline that fails in many ways
-        raise DataError(f"tonic data set {name} is not under {root} and could not be downloaded "
-                        f"({type(e).__name__}: {e}); place its files as tonic lays them out "
-                        f"({root}/{getattr(cls, '__name__', name)}/...)") from None
+        raise DataError(
+            f"tonic data set {name} is not under {root} and could not be downloaded "
+            f"({type(e).__name__}: {e}); place its files as tonic lays them out "
+            f"({root}/{getattr(cls, '__name__', name)}/...)"
+        ) from None
     if len(obj) == 0:
         raise DataError(f"tonic data set {name} under {root} has no recordings")
     return from_tonic(obj, spec, split, by_index=not takes_train)

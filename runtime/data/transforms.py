@@ -37,8 +37,14 @@ from .events import EVENT_DTYPE
 from .registry import DataError
 
 NO_EVENT = np.iinfo(np.int64).min // 2
-TRANSFORM_FORMS = ("crop:X,Y,W,H", "downsample:WxH", "merge-polarity", "refractory:US", "denoise:US",
-                   "window:START,END")
+TRANSFORM_FORMS = (
+    "crop:X,Y,W,H",
+    "downsample:WxH",
+    "merge-polarity",
+    "refractory:US",
+    "denoise:US",
+    "window:START,END",
+)
 _ARITY = {"crop": 4, "downsample": 2, "merge-polarity": 0, "refractory": 1, "denoise": 1, "window": 2}
 
 
@@ -91,8 +97,9 @@ def from_dicts(objs: Sequence[dict]) -> list[Transform]:
     out = []
     for o in objs:
         if not (isinstance(o, dict) and o.get("kind") in _ARITY and isinstance(o.get("args"), list)):
-            raise TransformError(f"transform entry {o!r} is not of the form {{'kind': one of {list(_ARITY)}, "
-                                 "'args': [...]}")
+            raise TransformError(
+                f"transform entry {o!r} is not of the form {{'kind': one of {list(_ARITY)}, 'args': [...]}}"
+            )
         out.append(parse_transform(Transform(o["kind"], tuple(o["args"])).text))
     return out
 
@@ -108,8 +115,9 @@ def output_shape(transforms: Sequence[Transform], shape: tuple[int, int, int]) -
             W, H = w, h
         elif t.kind == "downsample":
             if t.args[0] > W or t.args[1] > H:
-                raise TransformError(f"transform {t.text!r} would upsample the {W}x{H} sensor; "
-                                     "expected a size no larger")
+                raise TransformError(
+                    f"transform {t.text!r} would upsample the {W}x{H} sensor; expected a size no larger"
+                )
             W, H = t.args
         elif t.kind == "merge-polarity":
             C = 1
@@ -136,8 +144,12 @@ def _kernels() -> tuple[Callable, Callable]:
         for i in range(len(t)):
             xi, yi, ti = x[i], y[i], t[i]
             until[yi, xi] = ti + us
-            keep[i] = ((xi > 0 and until[yi, xi - 1] > ti) or (xi < W - 1 and until[yi, xi + 1] > ti)
-                       or (yi > 0 and until[yi - 1, xi] > ti) or (yi < H - 1 and until[yi + 1, xi] > ti))
+            keep[i] = (
+                (xi > 0 and until[yi, xi - 1] > ti)
+                or (xi < W - 1 and until[yi, xi + 1] > ti)
+                or (yi > 0 and until[yi - 1, xi] > ti)
+                or (yi < H - 1 and until[yi + 1, xi] > ti)
+            )
         return keep
 
     return refractory, denoise
@@ -187,8 +199,11 @@ class Pipeline:
                 assert mem is not None  # reset() gives every refractory/denoise transform a memory
                 xs, ys, ts = (np.ascontiguousarray(ev[k], np.int64) for k in "xyt")
                 refractory, denoise = _kernels()
-                keep = (refractory(xs, ys, ts, mem.reshape(-1), mem.shape[1], a[0]) if t.kind == "refractory"
-                        else denoise(xs, ys, ts, mem, mem.shape[0], mem.shape[1], a[0]))
+                keep = (
+                    refractory(xs, ys, ts, mem.reshape(-1), mem.shape[1], a[0])
+                    if t.kind == "refractory"
+                    else denoise(xs, ys, ts, mem, mem.shape[0], mem.shape[1], a[0])
+                )
                 ev = ev[keep]
             C, H, W = output_shape([t], (C, H, W))
         return ev

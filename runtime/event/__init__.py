@@ -12,5 +12,14 @@ from .metrics import spike_difference
 from .network import EventState
 from .validate import EventInputError
 
-__all__ = ["BiasError", "EventEngine", "EventInputError", "EventResult", "EventState", "Layer",
-           "SpikeTrain", "load_event", "spike_difference"]
+__all__ = [
+    "BiasError",
+    "EventEngine",
+    "EventInputError",
+    "EventResult",
+    "EventState",
+    "Layer",
+    "SpikeTrain",
+    "load_event",
+    "spike_difference",
+]

@@ -30,28 +30,33 @@ def timed(fn: Callable[[], object]) -> tuple[float, float]:
 
 
 def _row(name: str, wall: float, cpu: float, n: int, events: int, synops: int | None) -> dict:
-    row = {"runtime": name, "events_per_s": events / wall, "ms_per_stream": 1e3 * wall / n,
-           "cpu_ms_per_stream": 1e3 * cpu / n}
+    row = {
+        "runtime": name,
+        "events_per_s": events / wall,
+        "ms_per_stream": 1e3 * wall / n,
+        "cpu_ms_per_stream": 1e3 * cpu / n,
+    }
     if synops is not None:
         row.update(msynops_per_s=synops / wall / 1e6, msynops_per_cpu_s=synops / cpu / 1e6)
     return row
 
 
-def event_bench(engine: EventEngine, session: Session, ds: Dataset, T: int | None = None,
-                reference_limit: int = 1) -> dict:
+def event_bench(
+    engine: EventEngine, session: Session, ds: Dataset, T: int | None = None, reference_limit: int = 1
+) -> dict:
     """One row per runtime; ``session`` should be single-threaded (batch-1 comparison)."""
     check_dataset(engine, ds)
     streams = ds.events
     assert streams is not None  # check_dataset: an event data set, which holds streams
     n, T = len(streams), T or session.protocol.T_trained
     events = int(sum(len(s) for s in streams))
-    engine.run(streams[0])                       # compile (or load the cache) before timing
+    engine.run(streams[0])  # compile (or load the cache) before timing
     engine.run_batch(streams[:2])
     synops = int(engine.run_batch(streams).synops.sum())
-    rows = [_row("event, 1 stream at a time (1 core)", *timed(lambda: [engine.run(s) for s in streams]),
-                 n, events, synops)]
-    rows.append(_row("event, all streams in parallel", *timed(lambda: engine.run_batch(streams)), n, events,
-                     synops))
+    rows = [
+        _row("event, 1 stream at a time (1 core)", *timed(lambda: [engine.run(s) for s in streams]), n, events, synops)
+    ]
+    rows.append(_row("event, all streams in parallel", *timed(lambda: engine.run_batch(streams)), n, events, synops))
     clock = lambda sess: [sess.run(sess.frames([s], T), T, counts=False) for s in streams]
     clock(session)
     rows.append(_row(f"clock T={T}, batch 1 (1 thread)", *timed(lambda: clock(session)), n, events, None))
@@ -65,12 +70,22 @@ def event_bench(engine: EventEngine, session: Session, ds: Dataset, T: int | Non
     def reference() -> None:
         nonlocal ref_ops
         ref_ops = sum(run_reference(engine.layers, s).synops for s in streams[:k])
+
     wall, cpu = timed(reference)
     rows.append(_row("plain-Python event loop", wall, cpu, k, sum(len(s) for s in streams[:k]), ref_ops))
     dense = sum(layer.macs for layer in session.synapse_layers()) * T
     per_synop = rows[0]["cpu_ms_per_stream"] / (synops / n)
     cross = rows[2]["cpu_ms_per_stream"] / per_synop
-    return {"n": n, "T": T, "events_per_sample": events / n, "synops_per_sample": synops / n,
-            "dense_macs_per_sample": dense, "rows": rows,
-            "crossover": {"activity": synops / n / dense, "activity_at_crossover": cross / dense,
-                          "synops_at_crossover": cross}}
+    return {
+        "n": n,
+        "T": T,
+        "events_per_sample": events / n,
+        "synops_per_sample": synops / n,
+        "dense_macs_per_sample": dense,
+        "rows": rows,
+        "crossover": {
+            "activity": synops / n / dense,
+            "activity_at_crossover": cross / dense,
+            "synops_at_crossover": cross,
+        },
+    }

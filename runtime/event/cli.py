@@ -7,8 +7,8 @@ import argparse
 from .. import cliargs
 from ..data import load_dataset
 from ..data.transforms import from_dicts
-from ..report import emit_json, table
 from ..errors import InputError
+from ..report import emit_json, table
 from ..session import load
 from .bench import event_bench
 from .engine import load_event
@@ -30,19 +30,25 @@ def cmd_run_event(a: argparse.Namespace) -> None:
         emit_json(s)
         return
     print(f"{a.model} on {ds.spec} ({s['n']} samples), event-driven")
-    print(table(["accuracy", "events/sample", "synops/sample", "ms/sample"],
-                [[s["accuracy"], s["events_per_sample"], s["synops_per_sample"], s["ms_per_sample"]]]))
+    print(
+        table(
+            ["accuracy", "events/sample", "synops/sample", "ms/sample"],
+            [[s["accuracy"], s["events_per_sample"], s["synops_per_sample"], s["ms_per_sample"]]],
+        )
+    )
     print("(--json adds the spike difference sd against the clock-driven run)")
 
 
 def add_event_bench(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("event-bench", help="event-driven speed vs clock-driven and a plain-Python loop")
     p.add_argument("model", help="exported model (.onnx)")
-    p.add_argument("--data", default=None, help="event data spec (digits, nmnist:PATH; default: the data the "
-                   "model was trained on)")
+    p.add_argument(
+        "--data", default=None, help="event data spec (digits, nmnist:PATH; default: the data the model was trained on)"
+    )
     p.add_argument("--limit", type=cliargs.positive_int, default=32, help="streams timed (default 32)")
-    p.add_argument("--reference-limit", type=cliargs.positive_int, default=1,
-                   help="streams run by the plain-Python loop")
+    p.add_argument(
+        "--reference-limit", type=cliargs.positive_int, default=1, help="streams run by the plain-Python loop"
+    )
     p.add_argument("--T", type=cliargs.steps, default=None, help="clock-driven steps (default: the trained T)")
     p.add_argument("--json", action="store_true", help="one JSON object")
 
@@ -55,14 +61,30 @@ def cmd_event_bench(a: argparse.Namespace) -> None:
     if a.json:
         emit_json(r)
         return
-    print(f"{a.model} on {ds.spec}: {r['n']} streams, {r['events_per_sample']:.0f} events and "
-          f"{r['synops_per_sample']:.4g} synaptic ops per stream; clock-driven T = {r['T']} "
-          f"({r['dense_macs_per_sample']:.4g} dense MACs per stream)")
-    print(table(["runtime", "events/s", "M synops/s", "M synops/CPU s", "ms/stream", "CPU ms/stream"],
-                [[row["runtime"], row["events_per_s"], row.get("msynops_per_s", ""),
-                  row.get("msynops_per_cpu_s", ""), row["ms_per_stream"], row["cpu_ms_per_stream"]]
-                 for row in r["rows"]]))
+    print(
+        f"{a.model} on {ds.spec}: {r['n']} streams, {r['events_per_sample']:.0f} events and "
+        f"{r['synops_per_sample']:.4g} synaptic ops per stream; clock-driven T = {r['T']} "
+        f"({r['dense_macs_per_sample']:.4g} dense MACs per stream)"
+    )
+    print(
+        table(
+            ["runtime", "events/s", "M synops/s", "M synops/CPU s", "ms/stream", "CPU ms/stream"],
+            [
+                [
+                    row["runtime"],
+                    row["events_per_s"],
+                    row.get("msynops_per_s", ""),
+                    row.get("msynops_per_cpu_s", ""),
+                    row["ms_per_stream"],
+                    row["cpu_ms_per_stream"],
+                ]
+                for row in r["rows"]
+            ],
+        )
+    )
     c = r["crossover"]
-    print(f"activity of this data: synaptic ops = {100 * c['activity']:.2f}% of the dense MACs over T steps; "
-          f"event-driven (1 core) is faster than clock-driven (batch 1, 1 thread) below "
-          f"{100 * c['activity_at_crossover']:.2f}%")
+    print(
+        f"activity of this data: synaptic ops = {100 * c['activity']:.2f}% of the dense MACs over T steps; "
+        f"event-driven (1 core) is faster than clock-driven (batch 1, 1 thread) below "
+        f"{100 * c['activity_at_crossover']:.2f}%"
+    )

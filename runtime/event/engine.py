@@ -99,9 +99,11 @@ class EventEngine:
             ev = np.concatenate([state.pending, ev], axis=1)
         cut = int(np.searchsorted(ev[3], ev[3, -1], side="left"))
         if ev.shape[1] - cut > MAX_PENDING:  # checked before the state changes: it stays usable
-            raise EventInputError(f"{ev.shape[1] - cut} events at one timestamp (t = {int(ev[3, -1])} µs) are held "
-                                  f"back, more than {MAX_PENDING}: the stream's timestamps do not advance; "
-                                  "call flush() to run them, or check the recording's timestamps")
+            raise EventInputError(
+                f"{ev.shape[1] - cut} events at one timestamp (t = {int(ev[3, -1])} µs) are held "
+                f"back, more than {MAX_PENDING}: the stream's timestamps do not advance; "
+                "call flush() to run them, or check the recording's timestamps"
+            )
         state.pending, state.t_now = ev[:, cut:], int(ev[3, -1])
         return state, self._run(state, ev[:, :cut])
 
@@ -119,8 +121,25 @@ class EventEngine:
         tally = np.zeros(2, np.int64)
         i = 0
         while i < n:
-            i = run_events(self.net.P, self.net.F, self.net.W, ev[0], ev[1], ev[2], ev[3], i, n,
-                           state.v, state.t_last, state.counts, self.record_layer, rec[0], rec[1], rec[2], tally)
+            i = run_events(
+                self.net.P,
+                self.net.F,
+                self.net.W,
+                ev[0],
+                ev[1],
+                ev[2],
+                ev[3],
+                i,
+                n,
+                state.v,
+                state.t_last,
+                state.counts,
+                self.record_layer,
+                rec[0],
+                rec[1],
+                rec[2],
+                tally,
+            )
             if i < n:  # the record buffer might overflow in the next wave: grow and go on
                 rec = [np.concatenate([r, np.empty(len(r), np.int64)]) for r in rec]
         state.events += n
@@ -139,8 +158,9 @@ class EventEngine:
         last = len(self.layers) - 1
         src = cnt if self.net.P[last, KIND] == KIND_SPIKING else v
         out = layer_view(self.net, self.layers, src, last).reshape(*v.shape[:-1], -1).astype(np.float64)
-        counts = {self.layer_name(i): np.ascontiguousarray(layer_view(self.net, self.layers, cnt, i))
-                  for i in self.spiking}
+        counts = {
+            self.layer_name(i): np.ascontiguousarray(layer_view(self.net, self.layers, cnt, i)) for i in self.spiking
+        }
         return out, counts
 
     def run(self, stream: np.ndarray) -> tuple[EventResult, SpikeTrain]:
@@ -151,16 +171,19 @@ class EventEngine:
         state = self.initial_state()
         state, a = self.feed(state, stream)
         state, b = self.flush(state)
-        train = SpikeTrain(a.layer, *(np.concatenate([u, w]) for u, w in
-                                      ((a.t, b.t), (a.neuron, b.neuron), (a.count, b.count))))
+        train = SpikeTrain(
+            a.layer, *(np.concatenate([u, w]) for u, w in ((a.t, b.t), (a.neuron, b.neuron), (a.count, b.count)))
+        )
         return self.result(state), train
 
     # ---- many whole streams in parallel ---------------------------------------------
     def run_batch(self, streams: Sequence[np.ndarray]) -> EventResult:
         """Whole streams, one numba thread per stream (no spike trains)."""
         if not isinstance(streams, (list, tuple)) or len(streams) == 0:
-            raise EventInputError(f"expected a non-empty list of event streams, got {type(streams).__name__}"
-                                  + (" of length 0" if isinstance(streams, (list, tuple)) else ""))
+            raise EventInputError(
+                f"expected a non-empty list of event streams, got {type(streams).__name__}"
+                + (" of length 0" if isinstance(streams, (list, tuple)) else "")
+            )
         parts = []
         for b, s in enumerate(streams):
             parts.append(check_stream(s, self.sensor, what=f"event stream {b}"))

@@ -28,8 +28,17 @@ from onnx import numpy_helper
 from ..neuron import EventForm, EventFormError, NeuronSpec, kind_of, kinds
 from ..protocol import SNN_DOMAIN, ModelError, Protocol
 
-SUPPORTED_OPS = ("Conv", "Gemm", "MatMul", "Add (zero bias)", "AveragePool", "Flatten", "Reshape", "Identity",
-                 "snn neuron nodes with an event-driven form")
+SUPPORTED_OPS = (
+    "Conv",
+    "Gemm",
+    "MatMul",
+    "Add (zero bias)",
+    "AveragePool",
+    "Flatten",
+    "Reshape",
+    "Identity",
+    "snn neuron nodes with an event-driven form",
+)
 
 
 class BiasError(ModelError):
@@ -57,9 +66,9 @@ class Layer:
     out_shape: tuple[int, int, int]
     weight: np.ndarray
     stride: tuple[int, int] = (1, 1)
-    pads: tuple[int, int] = (0, 0)        # top, left (bottom and right only set out_shape)
+    pads: tuple[int, int] = (0, 0)  # top, left (bottom and right only set out_shape)
     neuron: NeuronSpec | None = None
-    node: str = ""                        # the snn node's name ("" for none)
+    node: str = ""  # the snn node's name ("" for none)
     form: EventForm | None = None
 
     @property
@@ -76,8 +85,10 @@ def _attrs(node: onnx.NodeProto) -> dict:
 
 
 def _refuse(node: onnx.NodeProto, why: str) -> ModelError:
-    return ModelError(f"node {node.name or node.op_type!r} ({node.op_type}): {why}; the event engine runs "
-                      f"feed-forward chains of {', '.join(SUPPORTED_OPS)}")
+    return ModelError(
+        f"node {node.name or node.op_type!r} ({node.op_type}): {why}; the event engine runs "
+        f"feed-forward chains of {', '.join(SUPPORTED_OPS)}"
+    )
 
 
 def _check_bias(node: onnx.NodeProto, bias: np.ndarray) -> None:
@@ -86,7 +97,8 @@ def _check_bias(node: onnx.NodeProto, bias: np.ndarray) -> None:
             f"node {node.name or node.op_type!r} ({node.op_type}) has a non-zero bias (max |b| = "
             f"{float(np.abs(bias).max()):.4g}); an event-driven network has no clock to inject a constant "
             "current per step, so the event engine refuses it. Train without biases (trainer: --no-bias "
-            "--no-bn) for event-driven deployment")
+            "--no-bn) for event-driven deployment"
+        )
 
 
 def _fold(w: np.ndarray, pool: int) -> np.ndarray:
@@ -117,20 +129,24 @@ def _conv(node: onnx.NodeProto, w: np.ndarray, shape: tuple[int, int, int]) -> t
 def lower(model: onnx.ModelProto, proto: Protocol) -> list[Layer]:
     """The layer list of ``model``, or :class:`ModelError` saying why it cannot run per event."""
     if proto.input_kind != "event-frames":
-        raise ModelError(f"this model takes {proto.input_kind!r} inputs (static images); the event engine "
-                         "runs models trained on event streams (input kind 'event-frames')")
+        raise ModelError(
+            f"this model takes {proto.input_kind!r} inputs (static images); the event engine "
+            "runs models trained on event streams (input kind 'event-frames')"
+        )
     if proto.uses_t:
-        raise ModelError("this model's step depends on the step index t; an event-driven network has no "
-                         "step index, so the event engine cannot run it")
+        raise ModelError(
+            "this model's step depends on the step index t; an event-driven network has no "
+            "step index, so the event engine cannot run it"
+        )
     if len(proto.input_shape) != 3:
         raise ModelError(f"input shape {list(proto.input_shape)}: expected (polarities, height, width)")
     g = model.graph
     inits = {i.name: numpy_helper.to_array(i).astype(np.float64) for i in g.initializer}
     specs = {n.node: n.spec for n in proto.neurons}
     layers: list[Layer] = []
-    cur, shape = "x", tuple(proto.input_shape)   # current tensor and its (C, H, W)
-    pool, flat = 1, False                        # pending sum pool and flatten on `cur`
-    pending: dict | None = None                  # a synaptic op waiting for its neuron
+    cur, shape = "x", tuple(proto.input_shape)  # current tensor and its (C, H, W)
+    pool, flat = 1, False  # pending sum pool and flatten on `cur`
+    pending: dict | None = None  # a synaptic op waiting for its neuron
 
     def close(neuron: NeuronSpec | None, node: str) -> None:
         nonlocal pending
@@ -172,8 +188,17 @@ def lower(model: onnx.ModelProto, proto: Protocol) -> list[Layer]:
                 if len(node.input) > 2 and node.input[2]:
                     _check_bias(node, inits[node.input[2]])
                 out_shape, stride, pads = _conv(node, w, in_shape)
-                pending = dict(op="conv", name=node.name, src_shape=shape, pool=pool, in_shape=in_shape,
-                               out_shape=out_shape, weight=_fold(w, pool), stride=stride, pads=pads)
+                pending = dict(
+                    op="conv",
+                    name=node.name,
+                    src_shape=shape,
+                    pool=pool,
+                    in_shape=in_shape,
+                    out_shape=out_shape,
+                    weight=_fold(w, pool),
+                    stride=stride,
+                    pads=pads,
+                )
             else:
                 a = _attrs(node)
                 if op == "Gemm":
@@ -187,8 +212,15 @@ def lower(model: onnx.ModelProto, proto: Protocol) -> list[Layer]:
                 n_in = int(np.prod(in_shape))
                 if w.ndim != 2 or w.shape[1] != n_in:
                     raise _refuse(node, f"weight shape {list(w.shape)} does not fit {n_in} inputs")
-                pending = dict(op="dense", name=node.name, src_shape=shape, pool=pool, in_shape=in_shape,
-                               out_shape=(w.shape[0], 1, 1), weight=_fold(w, pool))
+                pending = dict(
+                    op="dense",
+                    name=node.name,
+                    src_shape=shape,
+                    pool=pool,
+                    in_shape=in_shape,
+                    out_shape=(w.shape[0], 1, 1),
+                    weight=_fold(w, pool),
+                )
             shape, pool, flat = pending["out_shape"], 1, False
         elif op == "Add":
             b = [inits[i] for i in node.input if i in inits]
@@ -198,11 +230,15 @@ def lower(model: onnx.ModelProto, proto: Protocol) -> list[Layer]:
         elif op == "AveragePool":
             a = _attrs(node)
             k = a.get("kernel_shape", [])
-            if (len(k) != 2 or k[0] != k[1] or list(a.get("strides", k)) != list(k)
-                    or any(a.get("pads", [0, 0, 0, 0])) or a.get("ceil_mode", 0)
-                    or a.get("auto_pad", "NOTSET") not in ("NOTSET", "VALID")):
-                raise _refuse(node, f"only square pooling with stride == kernel and no padding is supported, "
-                                    f"got {a}")
+            if (
+                len(k) != 2
+                or k[0] != k[1]
+                or list(a.get("strides", k)) != list(k)
+                or any(a.get("pads", [0, 0, 0, 0]))
+                or a.get("ceil_mode", 0)
+                or a.get("auto_pad", "NOTSET") not in ("NOTSET", "VALID")
+            ):
+                raise _refuse(node, f"only square pooling with stride == kernel and no padding is supported, got {a}")
             if pending is not None:
                 close(None, "")
             if flat:
@@ -228,10 +264,13 @@ def lower(model: onnx.ModelProto, proto: Protocol) -> list[Layer]:
     if pool != 1 or not layers:
         raise ModelError("the model must end with a synaptic layer (the readout)")
     if layers[-1].size != proto.num_classes:
-        raise ModelError(f"the readout has {layers[-1].size} outputs but the metadata names "
-                         f"{proto.num_classes} classes")
+        raise ModelError(
+            f"the readout has {layers[-1].size} outputs but the metadata names {proto.num_classes} classes"
+        )
     for L in layers[:-1]:
         if L.form is None or not L.form.spiking:
-            raise ModelError(f"layer {L.name!r} feeds the next layer without spiking neurons; in an event-driven "
-                             "network only spikes travel between layers")
+            raise ModelError(
+                f"layer {L.name!r} feeds the next layer without spiking neurons; in an event-driven "
+                "network only spikes travel between layers"
+            )
     return layers

@@ -82,7 +82,7 @@ def _touch(g: int, vb: int, co: int, t: float, inv_tau: float, v, tl, flag, touc
     touch[ntouch] = g
     if inv_tau > 0.0:  # IF and plain readouts (decay 1) skip the exp and the multiply
         d = math.exp(-(t - tl[g]) * inv_tau)  # exact decay over the time since the last update
-        vg = v[vb:vb + co]
+        vg = v[vb : vb + co]
         for o in range(co):
             vg[o] *= d
     tl[g] = t
@@ -127,17 +127,18 @@ def _add_rows(v, vb: int, co: int, W, wb: int, stride: int, in_c, in_cnt, s: int
     """``v[vb:vb+co] += n * W[row]`` for the spikes ``s..e-1`` in order (channel c's row
     starts at ``wb + c * stride``). One spike at a time, so every membrane gets its
     additions in the same order, with the same roundings, as in the reference."""
-    vg = v[vb:vb + co]
+    vg = v[vb : vb + co]
     for j in range(s, e):
         n, w0 = in_cnt[j], wb + in_c[j] * stride
-        w = W[w0:w0 + co]
+        w = W[w0 : w0 + co]
         for o in range(co):
             vg[o] += n * w[o]
 
 
 @njit(cache=True, inline="always")
-def _fan_out_conv(p, inv_tau: float, W, in_c, in_y, in_x, in_cnt, nin: int, v, tl, flag, touch,
-                  rows, cols, t: float) -> tuple:
+def _fan_out_conv(
+    p, inv_tau: float, W, in_c, in_y, in_x, in_cnt, nin: int, v, tl, flag, touch, rows, cols, t: float
+) -> tuple:
     """Conv fan-out: a spike at (c, yi, xi) reaches (Y, X) with Y * sh + ky - pt = yi.
     Returns (groups touched, synaptic ops)."""
     k = p[POOL]
@@ -166,8 +167,7 @@ def _fan_out_conv(p, inv_tau: float, W, in_c, in_y, in_x, in_cnt, nin: int, v, t
 
 
 @njit(cache=True, inline="always")
-def _fan_out_dense(p, inv_tau: float, W, in_c, in_y, in_x, in_cnt, nin: int, v, tl, flag, touch,
-                   t: float) -> tuple:
+def _fan_out_dense(p, inv_tau: float, W, in_c, in_y, in_x, in_cnt, nin: int, v, tl, flag, touch, t: float) -> tuple:
     """Dense fan-out: every spike adds one contiguous weight row to the single group."""
     k = p[POOL]
     ci, hi, wi, co = p[CI], p[HI], p[WI], p[CO]
@@ -211,7 +211,7 @@ def _fire(p, f, v, flag, touch, ntouch: int, cnt, out_c, out_y, out_x, out_n) ->
             continue
         local = g - goff
         vb = voff + local * co
-        vg, cg = v[vb:vb + co], cnt[vb:vb + co]
+        vg, cg = v[vb : vb + co], cnt[vb : vb + co]
         if clamp:
             for o in range(co):
                 vg[o] = max(vg[o], v_min)
@@ -231,8 +231,9 @@ def _fire(p, f, v, flag, touch, ntouch: int, cnt, out_c, out_y, out_x, out_n) ->
 
 
 @njit(cache=True)
-def run_events(P, F, W, ex, ey, ep, et, start: int, end: int, v, tl, cnt,
-               rec_layer: int, rec_t, rec_i, rec_c, tally) -> int:
+def run_events(
+    P, F, W, ex, ey, ep, et, start: int, end: int, v, tl, cnt, rec_layer: int, rec_t, rec_i, rec_c, tally
+) -> int:
     """Run events ``[start, end)`` of one stream (its state ``v, tl, cnt``) wave by wave.
 
     Spikes of layer ``rec_layer`` (-1: none) are recorded as (t, neuron in C, H, W
@@ -248,10 +249,18 @@ def run_events(P, F, W, ex, ey, ep, et, start: int, end: int, v, tl, cnt,
         maxk = max(maxk, P[L, KH], P[L, KW])
     nbuf = max(maxn, _max_wave(et, start, end))
     # two spike buffers (channel, row, column, count), swapped from layer to layer
-    a_c, a_y, a_x, a_n = (np.empty(nbuf, np.int64), np.empty(nbuf, np.int64), np.empty(nbuf, np.int64),
-                          np.empty(nbuf, np.float64))
-    b_c, b_y, b_x, b_n = (np.empty(nbuf, np.int64), np.empty(nbuf, np.int64), np.empty(nbuf, np.int64),
-                          np.empty(nbuf, np.float64))
+    a_c, a_y, a_x, a_n = (
+        np.empty(nbuf, np.int64),
+        np.empty(nbuf, np.int64),
+        np.empty(nbuf, np.int64),
+        np.empty(nbuf, np.float64),
+    )
+    b_c, b_y, b_x, b_n = (
+        np.empty(nbuf, np.int64),
+        np.empty(nbuf, np.int64),
+        np.empty(nbuf, np.int64),
+        np.empty(nbuf, np.float64),
+    )
     touch = np.empty(maxg, np.int64)
     rows, cols = np.empty(2 * maxk, np.int64), np.empty(2 * maxk, np.int64)
     flag = np.zeros(tl.size, np.uint8)  # per group: 1 touched in this wave
@@ -272,8 +281,9 @@ def run_events(P, F, W, ex, ey, ep, et, start: int, end: int, v, tl, cnt,
                 break
             p, inv_tau = P[L], F[L, INV_TAU]
             if p[OP] == 0:
-                ntouch, syn = _fan_out_conv(p, inv_tau, W, ic, iy, ix, inn, nin, v, tl, flag, touch, rows, cols,
-                                            float(t))
+                ntouch, syn = _fan_out_conv(
+                    p, inv_tau, W, ic, iy, ix, inn, nin, v, tl, flag, touch, rows, cols, float(t)
+                )
             else:
                 ntouch, syn = _fan_out_dense(p, inv_tau, W, ic, iy, ix, inn, nin, v, tl, flag, touch, float(t))
             tally[1] += syn
@@ -294,6 +304,7 @@ def run_streams(P, F, W, ex, ey, ep, et, offsets, V, TL, CNT, SYN) -> None:
     for b in prange(offsets.size - 1):
         tally = np.zeros(2, np.int64)
         none = np.empty(0, np.int64)
-        run_events(P, F, W, ex, ey, ep, et, offsets[b], offsets[b + 1], V[b], TL[b], CNT[b],
-                   -1, none, none, none, tally)
+        run_events(
+            P, F, W, ex, ey, ep, et, offsets[b], offsets[b + 1], V[b], TL[b], CNT[b], -1, none, none, none, tally
+        )
         SYN[b] = tally[1]

@@ -21,8 +21,7 @@ import numpy as np
 from .graph import Layer
 
 # columns of the integer parameter table, one row per layer
-(OP, CS, HS, WS, POOL, CI, HI, WI, CO, HO, WO, KH, KW, SH, SW, PT, PL, WOFF, VOFF, GOFF, KIND, RESET,
- SPIKE) = range(23)
+(OP, CS, HS, WS, POOL, CI, HI, WI, CO, HO, WO, KH, KW, SH, SW, PT, PL, WOFF, VOFF, GOFF, KIND, RESET, SPIKE) = range(23)
 N_INT = 23
 INV_TAU, VTH, VMIN = range(3)  # columns of the float table
 KIND_ACCUMULATE, KIND_SPIKING, KIND_LI = 0, 1, 2
@@ -32,11 +31,11 @@ KIND_ACCUMULATE, KIND_SPIKING, KIND_LI = 0, 1, 2
 class Net:
     """Everything the kernels read about the network (immutable once built)."""
 
-    P: np.ndarray        # [layers, N_INT] int64
-    F: np.ndarray        # [layers, 3] float64
-    W: np.ndarray        # all weights, internal layouts, float32
-    n_neurons: int       # membranes in all layers
-    n_groups: int        # positions in all layers
+    P: np.ndarray  # [layers, N_INT] int64
+    F: np.ndarray  # [layers, 3] float64
+    W: np.ndarray  # all weights, internal layouts, float32
+    n_neurons: int  # membranes in all layers
+    n_groups: int  # positions in all layers
 
     @property
     def n_layers(self) -> int:
@@ -58,10 +57,10 @@ def pack(layers: Sequence[Layer]) -> Net:
     for i, L in enumerate(layers):
         r = P[i]
         r[OP] = 0 if L.op == "conv" else 1
-        r[CS:WS + 1] = L.src_shape
+        r[CS : WS + 1] = L.src_shape
         r[POOL] = L.pool
-        r[CI:WI + 1] = L.in_shape
-        r[CO:WO + 1] = L.out_shape
+        r[CI : WI + 1] = L.in_shape
+        r[CO : WO + 1] = L.out_shape
         if L.op == "conv":
             r[KH], r[KW] = L.weight.shape[2:]
             r[SH], r[SW] = L.stride
@@ -113,5 +112,5 @@ def layer_view(net: Net, layers: Sequence[Layer], flat: np.ndarray, i: int) -> n
     L = layers[i]
     c, h, w = L.out_shape
     start = int(net.P[i, VOFF])
-    part = flat[..., start:start + L.size].reshape(*flat.shape[:-1], h, w, c)
+    part = flat[..., start : start + L.size].reshape(*flat.shape[:-1], h, w, c)
     return np.moveaxis(part, -1, -3)

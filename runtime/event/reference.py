@@ -15,7 +15,7 @@ from .graph import Layer
 
 @dataclass
 class ReferenceResult:
-    outputs: np.ndarray                  # as EventResult.outputs
+    outputs: np.ndarray  # as EventResult.outputs
     neuron_counts: dict[str, np.ndarray]  # spiking layers: per-neuron spikes (C, H, W)
     trains: dict[str, list[tuple[int, int, int]]]  # spiking layers: (t, neuron, count)
     synops: int
@@ -93,5 +93,9 @@ def run_reference(layers: Sequence[Layer], stream: np.ndarray) -> ReferenceResul
     spiking_out = last.form is not None and last.form.spiking
     out = np.array(counts[-1] if spiking_out else v[-1], np.float64)
     spiking = [i for i, L in enumerate(layers) if L.form is not None and L.form.spiking]
-    return ReferenceResult(out, {layers[i].node: np.array(counts[i]).reshape(layers[i].out_shape) for i in spiking},
-                           {layers[i].node: trains[i] for i in spiking}, synops)
+    return ReferenceResult(
+        out,
+        {layers[i].node: np.array(counts[i]).reshape(layers[i].out_shape) for i in spiking},
+        {layers[i].node: trains[i] for i in spiking},
+        synops,
+    )

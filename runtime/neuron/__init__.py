@@ -33,12 +33,30 @@ from .base import (
 )
 from .cuba_lif import CubaLIFSpec
 
-__all__ = ["ALIFSpec", "CubaLIFSpec", "EventForm", "EventFormError", "NeuronKind", "NeuronSpec", "SpecError", "all_fields",
-           "decay_of", "field_names", "kind_of", "kinds", "make_spec", "presets", "step", "tau_of", "zero_state"]
+__all__ = [
+    "ALIFSpec",
+    "CubaLIFSpec",
+    "EventForm",
+    "EventFormError",
+    "NeuronKind",
+    "NeuronSpec",
+    "SpecError",
+    "all_fields",
+    "decay_of",
+    "field_names",
+    "kind_of",
+    "kinds",
+    "make_spec",
+    "presets",
+    "step",
+    "tau_of",
+    "zero_state",
+]
 
 
-def step(spec: NeuronSpec, state: tuple[np.ndarray, ...], current: np.ndarray
-         ) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+def step(
+    spec: NeuronSpec, state: tuple[np.ndarray, ...], current: np.ndarray
+) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
     """One clock step of ``spec`` (numpy reference): ``(output, new state)``.
 
     ``state`` holds one array per state variable of the kind (``kind_of(spec.kind).states``).
@@ -47,8 +65,9 @@ def step(spec: NeuronSpec, state: tuple[np.ndarray, ...], current: np.ndarray
     """
     kind = kind_of(spec.kind)
     if len(state) != len(kind.states):
-        raise SpecError(f"a {spec.kind} neuron has {len(kind.states)} state variables {list(kind.states)}, "
-                        f"got {len(state)}")
+        raise SpecError(
+            f"a {spec.kind} neuron has {len(kind.states)} state variables {list(kind.states)}, got {len(state)}"
+        )
     return kind.step(spec, tuple(state), current)
 
 

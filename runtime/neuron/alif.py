@@ -49,13 +49,14 @@ class ALIF(NeuronKind):
     doc = "adaptive-threshold LIF: states u (membrane) and a (threshold increment: +beta per spike, decay_adapt)"
     presets = {"alif": {}}
 
-    def step(self, spec: NeuronSpec, state: tuple[np.ndarray, ...], current: np.ndarray
-             ) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+    def step(
+        self, spec: NeuronSpec, state: tuple[np.ndarray, ...], current: np.ndarray
+    ) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
         assert isinstance(spec, ALIFSpec)
         u_prev, a_prev = state
         dtype = np.result_type(u_prev, current)
-        a = (dtype.type(spec.decay_adapt) * a_prev).astype(dtype, copy=False)
-        v = (dtype.type(spec.decay) * u_prev + current).astype(dtype, copy=False)
+        a = (dtype.type(spec.decay_adapt) * a_prev).astype(dtype, copy=False)  # no add: as torch and ONNX
+        v = rules.leak(spec.decay, u_prev, current)
         theta = (dtype.type(spec.v_th) + a).astype(dtype, copy=False)
         s, u = rules.spike_reset(spec, v, theta)
         a = (a + dtype.type(spec.beta) * s).astype(dtype, copy=False)
@@ -66,17 +67,24 @@ class ALIF(NeuronKind):
 
     def onnx_body(self, spec: NeuronSpec) -> list[NodeProto]:
         n = helper.make_node
-        return ([rules.attr_const("decay_adapt", "decay_adapt"), n("Mul", ["decay_adapt", "a_prev"], ["a_d"])]
-                + rules.charge("decay", "u_prev", "current", "v")
-                + [rules.attr_const("v_th", "v_th"), n("Add", ["v_th", "a_d"], ["theta"])]
-                + rules.spike_reset_nodes(spec, "v", "theta", "u")
-                + [rules.attr_const("beta", "beta"), n("Mul", ["beta", "out"], ["a_inc"]),
-                   n("Add", ["a_d", "a_inc"], ["a"])])
+        return (
+            [rules.attr_const("decay_adapt", "decay_adapt"), n("Mul", ["decay_adapt", "a_prev"], ["a_d"])]
+            + rules.charge("decay", "u_prev", "current", "v")
+            + [rules.attr_const("v_th", "v_th"), n("Add", ["v_th", "a_d"], ["theta"])]
+            + rules.spike_reset_nodes(spec, "v", "theta", "u")
+            + [
+                rules.attr_const("beta", "beta"),
+                n("Mul", ["beta", "out"], ["a_inc"]),
+                n("Add", ["a_d", "a_inc"], ["a"]),
+            ]
+        )
 
     def event_form(self, spec: NeuronSpec) -> EventForm:
-        raise EventFormError("ALIF thresholds decay between input events at another rate than the membrane, "
-                             "so a neuron can cross its threshold at a time no input marks; the event engine "
-                             "has no crossing-time solver for them (run this model clock-driven)")
+        raise EventFormError(
+            "ALIF thresholds decay between input events at another rate than the membrane, "
+            "so a neuron can cross its threshold at a time no input marks; the event engine "
+            "has no crossing-time solver for them (run this model clock-driven)"
+        )
 
 
 ALIF_KIND = register(ALIF())

@@ -51,8 +51,10 @@ class NeuronSpec:
     def __post_init__(self) -> None:
         k = kind_of(self.kind)
         if type(self) is not k.spec_cls:
-            raise SpecError(f"a {self.kind} neuron is described by {k.spec_cls.__name__}, not "
-                            f"{type(self).__name__}; build it with make_spec({self.kind!r}, ...)")
+            raise SpecError(
+                f"a {self.kind} neuron is described by {k.spec_cls.__name__}, not "
+                f"{type(self).__name__}; build it with make_spec({self.kind!r}, ...)"
+            )
         if self.reset not in RESETS:
             raise SpecError(f"reset {self.reset!r} is unknown; expected one of {list(RESETS)}")
         if self.spike not in SPIKES:
@@ -94,8 +96,10 @@ class NeuronSpec:
         names = {f.name for f in fields(spec_cls)}
         missing, extra = names - set(d), set(d) - names
         if missing or extra:
-            raise SpecError(f"a {d.get('kind')} neuron description must have exactly the fields {sorted(names)}; "
-                            f"missing {sorted(missing)}, unexpected {sorted(extra)}")
+            raise SpecError(
+                f"a {d.get('kind')} neuron description must have exactly the fields {sorted(names)}; "
+                f"missing {sorted(missing)}, unexpected {sorted(extra)}"
+            )
         kw: dict[str, Any] = {}
         for f in fields(spec_cls):
             v = d[f.name]
@@ -133,7 +137,7 @@ class EventForm:
     integrator (readout) that only accumulates."""
 
     spiking: bool
-    inv_tau: float          # 1 / tau in 1/µs (0: no decay)
+    inv_tau: float  # 1 / tau in 1/µs (0: no decay)
     v_th: float
     v_min: float
     reset: str
@@ -143,8 +147,14 @@ class EventForm:
 def leaky_event_form(spec: NeuronSpec, spiking: bool) -> EventForm:
     """The event form of a one-state leaky membrane (LIF, IF, LI): it only decays between
     inputs, so checking the threshold at input times is exact."""
-    return EventForm(spiking, 0.0 if spec.decay == 1.0 else 1.0 / spec.tau, spec.v_th, spec.v_min,
-                     spec.reset, spec.spike)
+    return EventForm(
+        spiking, 0.0 if spec.decay == 1.0 else 1.0 / spec.tau, spec.v_th, spec.v_min, spec.reset, spec.spike
+    )
+
+
+def leak_issue(spec: NeuronSpec, limit: str, allowed: str) -> tuple[str, object, str] | None:
+    """Speck's neurons do not leak: a decay below 1 is the one thing it cannot run."""
+    return None if spec.decay == 1.0 else (limit, spec.decay, allowed)
 
 
 class EventFormError(SpecError):
@@ -169,8 +179,9 @@ class NeuronKind:
     def validate(self, spec: NeuronSpec) -> None:
         """Kind-specific checks beyond the common fields (raise :class:`SpecError`)."""
 
-    def step(self, spec: NeuronSpec, state: tuple[np.ndarray, ...], current: np.ndarray
-             ) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+    def step(
+        self, spec: NeuronSpec, state: tuple[np.ndarray, ...], current: np.ndarray
+    ) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
         """The numpy reference step: ``(output, new state)``; output is spikes (or u)."""
         raise NotImplementedError
 

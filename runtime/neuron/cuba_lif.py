@@ -48,27 +48,33 @@ class CubaLIF(NeuronKind):
     doc = "current-based LIF: states u (membrane) and i (synaptic current, decay_syn)"
     presets = {"cuba-lif": {}}
 
-    def step(self, spec: NeuronSpec, state: tuple[np.ndarray, ...], current: np.ndarray
-             ) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+    def step(
+        self, spec: NeuronSpec, state: tuple[np.ndarray, ...], current: np.ndarray
+    ) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
         assert isinstance(spec, CubaLIFSpec)
         u_prev, i_prev = state
-        dtype = np.result_type(u_prev, current)
-        i = (dtype.type(spec.decay_syn) * i_prev + current).astype(dtype, copy=False)
-        v = (dtype.type(spec.decay) * u_prev + i).astype(dtype, copy=False)
-        s, u = rules.spike_reset(spec, v, dtype.type(spec.v_th))
+        i = rules.leak(spec.decay_syn, i_prev, current)
+        v = rules.leak(spec.decay, u_prev, i)
+        s, u = rules.spike_reset(spec, v, v.dtype.type(spec.v_th))
         return s, (u, i)
 
     def overload(self, spec: NeuronSpec) -> str:
         return rules.variant(spec)
 
     def onnx_body(self, spec: NeuronSpec) -> list[NodeProto]:
-        return (rules.charge("decay_syn", "i_prev", "current", "i") + rules.charge("decay", "u_prev", "i", "v")
-                + [rules.attr_const("v_th", "v_th")] + rules.spike_reset_nodes(spec, "v", "v_th", "u"))
+        return (
+            rules.charge("decay_syn", "i_prev", "current", "i")
+            + rules.charge("decay", "u_prev", "i", "v")
+            + [rules.attr_const("v_th", "v_th")]
+            + rules.spike_reset_nodes(spec, "v", "v_th", "u")
+        )
 
     def event_form(self, spec: NeuronSpec) -> EventForm:
-        raise EventFormError("CubaLIF neurons keep charging from their synaptic current between input events, "
-                             "so they spike at times no input marks; the event engine has no crossing-time "
-                             "solver for them (run this model clock-driven)")
+        raise EventFormError(
+            "CubaLIF neurons keep charging from their synaptic current between input events, "
+            "so they spike at times no input marks; the event engine has no crossing-time "
+            "solver for them (run this model clock-driven)"
+        )
 
 
 CUBA_LIF_KIND = register(CubaLIF())

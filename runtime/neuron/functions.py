@@ -24,8 +24,12 @@ DOMAIN_VERSION = 1
 
 def attributes(spec: NeuronSpec) -> dict[str, float | str]:
     """Every field of the spec except ``kind`` (the op type) as a node attribute."""
-    return {f.name: (float(v) if isinstance(v, float) else v)
-            for f in fields(spec) if f.name != "kind" for v in [getattr(spec, f.name)]}
+    return {
+        f.name: (float(v) if isinstance(v, float) else v)
+        for f in fields(spec)
+        if f.name != "kind"
+        for v in [getattr(spec, f.name)]
+    }
 
 
 def spec_from_attributes(kind: str, attrs: dict[str, object]) -> NeuronSpec:
@@ -52,8 +56,15 @@ def function(spec: NeuronSpec, onnx_opset: int) -> FunctionProto:
     """The FunctionProto for ``spec``'s op type and overload (ONNX opset ``onnx_opset``)."""
     kind = kind_of(spec.kind)
     inputs, outputs = io_names(spec)
-    f = helper.make_function(DOMAIN, spec.kind, inputs, outputs, kind.onnx_body(spec),
-                             [helper.make_opsetid("", onnx_opset)], attributes=list(attributes(spec)))
+    f = helper.make_function(
+        DOMAIN,
+        spec.kind,
+        inputs,
+        outputs,
+        kind.onnx_body(spec),
+        [helper.make_opsetid("", onnx_opset)],
+        attributes=list(attributes(spec)),
+    )
     f.overload = kind.overload(spec)
     f.doc_string = f"flexsnn {spec.kind} neuron ({kind.doc}), variant {f.overload} (DESIGN.md §1)"
     return f

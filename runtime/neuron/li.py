@@ -10,7 +10,7 @@ import numpy as np
 from onnx import NodeProto, helper
 
 from . import rules
-from .base import EventForm, NeuronKind, NeuronSpec, leaky_event_form, register
+from .base import EventForm, NeuronKind, NeuronSpec, leak_issue, leaky_event_form, register
 
 
 class LI(NeuronKind):
@@ -18,11 +18,11 @@ class LI(NeuronKind):
     spiking = False
     doc = "leaky integrator (readout), one state u, outputs u"
 
-    def step(self, spec: NeuronSpec, state: tuple[np.ndarray, ...], current: np.ndarray
-             ) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+    def step(
+        self, spec: NeuronSpec, state: tuple[np.ndarray, ...], current: np.ndarray
+    ) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
         (u_prev,) = state
-        dtype = np.result_type(u_prev, current)
-        v = (dtype.type(spec.decay) * u_prev + current).astype(dtype, copy=False)
+        v = rules.leak(spec.decay, u_prev, current)
         return v, (v,)
 
     def overload(self, spec: NeuronSpec) -> str:
@@ -30,16 +30,17 @@ class LI(NeuronKind):
 
     def onnx_body(self, spec: NeuronSpec) -> list[NodeProto]:
         n = helper.make_node
-        return rules.charge("decay", "u_prev", "current", "v") + [n("Identity", ["v"], ["out"]),
-                                                                  n("Identity", ["v"], ["u"])]
+        return rules.charge("decay", "u_prev", "current", "v") + [
+            n("Identity", ["v"], ["out"]),
+            n("Identity", ["v"], ["u"]),
+        ]
 
     def event_form(self, spec: NeuronSpec) -> EventForm:
         return leaky_event_form(spec, spiking=False)
 
     def speck_issue(self, spec: NeuronSpec) -> tuple[str, object, str] | None:
         # the chip's readout layer is IF neurons read as spike counts: only a leak is a problem
-        return None if spec.decay == 1.0 else ("readout leak (decay per step)", spec.decay,
-                                               "1.0 (Speck neurons do not leak)")
+        return leak_issue(spec, "readout leak (decay per step)", "1.0 (Speck neurons do not leak)")
 
 
 LI_KIND = register(LI())

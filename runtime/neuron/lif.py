@@ -16,7 +16,7 @@ import numpy as np
 from onnx import NodeProto
 
 from . import rules
-from .base import EventForm, NeuronKind, NeuronSpec, SpecError, leaky_event_form, register
+from .base import EventForm, NeuronKind, NeuronSpec, SpecError, leak_issue, leaky_event_form, register
 
 
 class LIF(NeuronKind):
@@ -24,27 +24,29 @@ class LIF(NeuronKind):
     doc = "leaky integrate-and-fire, one membrane state u"
     presets = {"lif": {}}
 
-    def step(self, spec: NeuronSpec, state: tuple[np.ndarray, ...], current: np.ndarray
-             ) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+    def step(
+        self, spec: NeuronSpec, state: tuple[np.ndarray, ...], current: np.ndarray
+    ) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
         (u_prev,) = state
-        dtype = np.result_type(u_prev, current)
-        v = (dtype.type(spec.decay) * u_prev + current).astype(dtype, copy=False)
-        s, u = rules.spike_reset(spec, v, dtype.type(spec.v_th))
+        v = rules.leak(spec.decay, u_prev, current)
+        s, u = rules.spike_reset(spec, v, v.dtype.type(spec.v_th))
         return s, (u,)
 
     def overload(self, spec: NeuronSpec) -> str:
         return rules.variant(spec)
 
     def onnx_body(self, spec: NeuronSpec) -> list[NodeProto]:
-        return (rules.charge("decay", "u_prev", "current", "v") + [rules.attr_const("v_th", "v_th")]
-                + rules.spike_reset_nodes(spec, "v", "v_th", "u"))
+        return (
+            rules.charge("decay", "u_prev", "current", "v")
+            + [rules.attr_const("v_th", "v_th")]
+            + rules.spike_reset_nodes(spec, "v", "v_th", "u")
+        )
 
     def event_form(self, spec: NeuronSpec) -> EventForm:
         return leaky_event_form(spec, spiking=True)
 
     def speck_issue(self, spec: NeuronSpec) -> tuple[str, object, str] | None:
-        return None if spec.decay == 1.0 else ("neuron leak (decay per step)", spec.decay,
-                                               "1.0 (IF: Speck neurons do not leak)")
+        return leak_issue(spec, "neuron leak (decay per step)", "1.0 (IF: Speck neurons do not leak)")
 
 
 class IF(LIF):
@@ -59,5 +61,3 @@ class IF(LIF):
 
 LIF_KIND = register(LIF())
 IF_KIND = register(IF())
-
-

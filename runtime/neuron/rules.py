@@ -22,8 +22,14 @@ from onnx import AttributeProto, NodeProto, TensorProto, helper
 from .base import NeuronSpec
 
 
-def spike_reset(spec: NeuronSpec, v: np.ndarray, theta: np.ndarray | np.floating
-                ) -> tuple[np.ndarray, np.ndarray]:
+def leak(factor: float, prev: np.ndarray, current: np.ndarray | float = 0.0) -> np.ndarray:
+    """``factor * prev + current`` in the dtype of ``prev`` (the charge step of every kind:
+    the float32 constant, then one multiply and one add, as torch and the ONNX bodies do)."""
+    dtype = np.result_type(prev, current)
+    return (dtype.type(factor) * prev + current).astype(dtype, copy=False)
+
+
+def spike_reset(spec: NeuronSpec, v: np.ndarray, theta: np.ndarray | np.floating) -> tuple[np.ndarray, np.ndarray]:
     """``(s, u)`` from the charged membrane ``v`` and threshold ``theta``."""
     dtype = v.dtype
     if spec.spike == "single":
@@ -56,8 +62,11 @@ def attr_const(out: str, attr: str) -> NodeProto:
 def charge(decay_attr: str, prev: str, current: str, out: str) -> list[NodeProto]:
     """``out = decay * prev + current`` (the charge step of every kind)."""
     n = helper.make_node
-    return [attr_const(f"{out}_decay", decay_attr), n("Mul", [f"{out}_decay", prev], [f"{out}_d"]),
-            n("Add", [f"{out}_d", current], [out])]
+    return [
+        attr_const(f"{out}_decay", decay_attr),
+        n("Mul", [f"{out}_decay", prev], [f"{out}_d"]),
+        n("Add", [f"{out}_d", current], [out]),
+    ]
 
 
 def spike_reset_nodes(spec: NeuronSpec, v: str, theta: str, u: str) -> list[NodeProto]:
@@ -67,15 +76,22 @@ def spike_reset_nodes(spec: NeuronSpec, v: str, theta: str, u: str) -> list[Node
     if spec.spike == "single":
         nodes.append(n("Cast", ["fire"], ["out"], to=TensorProto.FLOAT))
     else:  # floor(v / theta) where v >= theta, else 0
-        nodes += [n("Div", [v, theta], ["q"]), n("Floor", ["q"], ["fq"]),
-                  n("Constant", [], ["zero"], value_float=0.0), n("Where", ["fire", "fq", "zero"], ["out"])]
+        nodes += [
+            n("Div", [v, theta], ["q"]),
+            n("Floor", ["q"], ["fq"]),
+            n("Constant", [], ["zero"], value_float=0.0),
+            n("Where", ["fire", "fq", "zero"], ["out"]),
+        ]
     clamp = spec.v_min != -math.inf
     reset = "u_reset" if clamp else u
     if spec.reset == "subtract":
         nodes += [n("Mul", [theta, "out"], ["vs"]), n("Sub", [v, "vs"], [reset])]
     else:  # v * (s == 0); s == 0 exactly where v < theta
-        nodes += [n("Not", ["fire"], ["quiet"]), n("Cast", ["quiet"], ["keep"], to=TensorProto.FLOAT),
-                  n("Mul", [v, "keep"], [reset])]
+        nodes += [
+            n("Not", ["fire"], ["quiet"]),
+            n("Cast", ["quiet"], ["keep"], to=TensorProto.FLOAT),
+            n("Mul", [v, "keep"], [reset]),
+        ]
     if clamp:
         nodes += [attr_const("v_min", "v_min"), n("Max", ["u_reset", "v_min"], [u])]
     return nodes
