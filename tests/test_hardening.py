@@ -220,3 +220,15 @@ def test_diverged_training_writes_no_checkpoint(tmp_path, capsys):
     )
     _one_error(code, err, "diverged")
     assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_a_zip64_locator_claiming_several_disks_is_one_clear_error(ckpt, tmp_path):
+    """Found by experiments/fuzz_cli.py: zipfile.is_zipfile itself raised BadZipFile."""
+    data = bytearray(Path(ckpt).read_bytes())
+    i = bytes(data).rfind(b"PK\x06\x07")  # torch writes zip64 end records
+    assert i > 0
+    data[i + 16] = 2  # "total number of disks"
+    bad = tmp_path / "disks.pt"
+    bad.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="zip container is damaged"):
+        load_checkpoint(bad)

@@ -81,9 +81,10 @@ def digest(ckpt: dict[str, Any]) -> str:
 
 def _check_zip(path: Path) -> None:
     """Every member's CRC-32 (torch.load reads the bytes without checking them)."""
-    if not zipfile.is_zipfile(path):
-        return  # legacy (non-zip) torch files: the unpickler and the digest judge them
     try:
+        # is_zipfile itself raises BadZipFile on some damaged end records (e.g. a flipped disk count)
+        if not zipfile.is_zipfile(path):
+            return  # legacy (non-zip) torch files: the unpickler and the digest judge them
         with zipfile.ZipFile(path) as z:
             bad = z.testzip()
     except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as e:
