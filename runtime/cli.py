@@ -21,7 +21,7 @@ from .limits import check_memory, run_bytes
 from .neuron import SpecError
 from .policies import POLICY_FORMS, PolicyError, parse_policy
 from .protocol import STATIC_KINDS, ModelError
-from .report import emit_json, guarded, table
+from .report import ENERGY_NOTE, emit_json, guarded, pct, sci, table
 from .session import Session, load
 
 USER_ERRORS = (ModelError, InputError, PolicyError, DataError, SpecError, OutputPathError)
@@ -84,22 +84,33 @@ def cmd_run(a: argparse.Namespace) -> None:
     print(f"{a.model} on {ds.spec} ({s['n']} samples), policy {s['policy']}")
     print(
         table(
-            ["accuracy", "mean steps", "p50", "p90", "p99", "MACs", "ACs", "energy µJ", "ms/sample"],
+            [
+                "accuracy %",
+                "mean steps",
+                "p50 steps",
+                "p90 steps",
+                "p99 steps",
+                "MACs",
+                "ACs",
+                "energy µJ*",
+                "ms/sample",
+            ],
             [
                 [
-                    s["accuracy"],
-                    s["mean_steps"],
-                    s["p50_steps"],
-                    s["p90_steps"],
-                    s["p99_steps"],
-                    s["macs"],
-                    s["acs"],
-                    s["energy_uj"],
-                    s["ms_per_sample"],
+                    pct(s["accuracy"]),
+                    f"{s['mean_steps']:.2f}",
+                    f"{s['p50_steps']:.1f}",
+                    f"{s['p90_steps']:.1f}",
+                    f"{s['p99_steps']:.1f}",
+                    sci(s["macs"]),
+                    sci(s["acs"]),
+                    f"{s['energy_uj']:.3g}",
+                    f"{s['ms_per_sample']:.2f}",
                 ]
             ],
         )
     )
+    print(f"* {ENERGY_NOTE}")
 
 
 def cmd_bench(a: argparse.Namespace) -> None:
@@ -138,15 +149,39 @@ def cmd_tradeoff(a: argparse.Namespace) -> None:
     if a.json:
         emit_json({"model": a.model, "data": ds.spec, "n": len(ds), "rows": rows, "plot": a.plot})
         return
-    print(f"{a.model} on {ds.spec} ({len(ds)} samples)")
+    tmax = a.tmax or session.protocol.T_trained
+    fixed = next(r for r in rows if r["policy"] == f"fixed:{tmax}")
+    print(f"{a.model} on {ds.spec} ({len(ds)} samples); saved and points are against {fixed['policy']}")
     print(
         table(
-            ["policy", "accuracy", "mean steps", "p90", "energy µJ", "ms/sample"],
             [
-                [r["policy"], r["accuracy"], r["mean_steps"], r["p90_steps"], r["energy_uj"], r["ms_per_sample"]]
+                "policy",
+                "accuracy %",
+                "vs fixed Tmax (points)",
+                "mean steps",
+                "steps saved %",
+                "p90 steps",
+                "energy µJ*",
+                "ms/sample",
+            ],
+            [
+                [
+                    r["policy"],
+                    pct(r["accuracy"]),
+                    f"{100 * (r['accuracy'] - fixed['accuracy']):+.1f}",
+                    f"{r['mean_steps']:.2f}",
+                    f"{100 * (1 - r['mean_steps'] / fixed['mean_steps']):.0f}",
+                    f"{r['p90_steps']:.1f}",
+                    f"{r['energy_uj']:.3g}",
+                    f"{r['ms_per_sample']:.2f}",
+                ]
                 for r in rows
             ],
         )
+    )
+    print(
+        f"* {ENERGY_NOTE}; thresholds here are swept on the test split: a report, not a choice "
+        "(choose one on validation data with calibrate-exit)"
     )
     if a.plot:
         print(f"wrote {a.plot}")

@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from tests.conftest import ROOT
@@ -18,6 +19,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow  # two training processes: run alone (CI's slow group runs without pytest workers)
 def test_fit_with_two_processes(tmp_path):
     out = tmp_path / "ddp.pt"
     torchrun = shutil.which("torchrun")

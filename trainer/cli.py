@@ -18,7 +18,7 @@ from runtime.limits import check_memory
 from runtime.neuron import NeuronSpec, SpecError, field_names, make_spec
 from runtime.neuron import all_fields as neuron_fields
 from runtime.neuron import presets as neuron_presets
-from runtime.report import emit_json, guarded, table
+from runtime.report import emit_json, guarded, pct, table
 
 from .checkpoint import CheckpointError, build_checked, load_checkpoint, save_checkpoint
 from .config import (
@@ -332,9 +332,9 @@ def cmd_eval(a: argparse.Namespace) -> None:
         acc = next(iter(results.values())) if len(results) == 1 else results
         emit_json({"T": Ts, "accuracy": acc, "n": len(ds), "data": ds.spec, "warnings": warnings})
         return
-    print(f"test accuracy on {ds.spec} ({len(ds)} samples)")
+    print(f"test accuracy (%) on {ds.spec} ({len(ds)} samples)")
     names = [Path(p).name for p in results]
-    print(table(["T", *names], [[T, *(r[i] for r in results.values())] for i, T in enumerate(Ts)]))
+    print(table(["T", *names], [[T, *(pct(r[i]) for r in results.values())] for i, T in enumerate(Ts)]))
 
 
 def t_range_warning(path: str, cfg: Config, Ts: list[int]) -> str | None:
