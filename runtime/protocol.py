@@ -246,15 +246,17 @@ def _parse_protocol(meta: dict[str, Any]) -> Protocol:
         neurons=neurons,
         max_steps=_max_steps(meta.get("max_steps"), where),
         **_data_fields(inp, where),
-        data=_data_spec(meta.get("data"), where),
+        data=_optional_text(meta, "data", where),
         exit_policy=_exit_policy(meta.get("exit"), where),
-        train_split=_data_spec(meta.get("train_split"), where),
+        train_split=_optional_text(meta, "train_split", where),
     )
 
 
-def _data_spec(value: Any, where: str) -> str | None:
+def _optional_text(meta: dict[str, Any], key: str, where: str) -> str | None:
+    """An optional non-empty string field (absent in files from older versions)."""
+    value = meta.get(key)
     if value is not None and not (isinstance(value, str) and value):
-        raise ModelError(f"{where}: 'data' must be a data spec string or absent, got {value!r}")
+        raise ModelError(f"{where}: {key!r} must be a non-empty string or absent, got {value!r}")
     return value
 
 

@@ -44,10 +44,8 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None):
     )
 
 
-def run_trainer(capsys, *argv: str) -> tuple[int, str, str]:
-    """``python -m trainer ARGV`` in-process: ``(exit code, stdout, stderr)``."""
-    from trainer.cli import main  # lazily: the torch-free runtime tests share this file
-
+def run_main(main, capsys, *argv: str) -> tuple[int, str, str]:
+    """A CLI's ``main(ARGV)`` in-process: ``(exit code, stdout, stderr)``."""
     try:
         main(list(argv))
         code = 0
@@ -55,6 +53,13 @@ def run_trainer(capsys, *argv: str) -> tuple[int, str, str]:
         code = e.code
     out, err = capsys.readouterr()
     return code, out, err
+
+
+def run_trainer(capsys, *argv: str) -> tuple[int, str, str]:
+    """``python -m trainer ARGV`` in-process: ``(exit code, stdout, stderr)``."""
+    from trainer.cli import main  # lazily: the torch-free runtime tests share this file
+
+    return run_main(main, capsys, *argv)
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -30,7 +30,7 @@ from runtime.integrity import KEY as DIGEST_KEY
 from runtime.protocol import ModelError, read_model
 from runtime.session import InputError
 
-from .conftest import ROOT
+from .conftest import ROOT, run_main
 from .event_fixtures import chain_model
 from .runtime_fixtures import save, tiny_model
 
@@ -38,14 +38,7 @@ from .runtime_fixtures import save, tiny_model
 def _cli(capsys, module: str, *argv: str) -> tuple[int, str, str]:
     """``python -m MODULE ARGV`` in-process: (exit code, stdout, stderr)."""
     main = {"runtime": "runtime.cli", "edge": "edge.cli"}[module]
-    mod = __import__(main, fromlist=["main"])
-    try:
-        mod.main(list(argv))
-        code = 0
-    except SystemExit as e:
-        code = e.code
-    out, err = capsys.readouterr()
-    return code, out, err
+    return run_main(__import__(main, fromlist=["main"]).main, capsys, *argv)
 
 
 def _one_error(code: int, err: str, *needles: str) -> None:

@@ -18,7 +18,7 @@ from runtime.event.engine import load_event
 from runtime.session import load
 from runtime.stream import Stats, run_clock, run_event, slices
 
-from .conftest import run_cli
+from .conftest import run_cli, run_main
 from .event_fixtures import chain_model, spec
 from .runtime_fixtures import tiny_model
 from .test_eventfile import eventcam  # noqa: F401 - fixture
@@ -44,13 +44,7 @@ def model(tmp_path_factory):
 
 
 def _cli(capsys, *argv: str) -> tuple[int, str, str]:
-    try:
-        main(list(argv))
-        code = 0
-    except SystemExit as e:
-        code = e.code
-    out, err = capsys.readouterr()
-    return code, out, err
+    return run_main(main, capsys, *argv)
 
 
 def _windows(model, path, mode: str, chunk_bytes: int, shape: tuple[int, int, int]) -> list[dict]:
