@@ -125,6 +125,19 @@ def test_evt3_time_high_wrap_and_vectors(tmp_path):
         np.testing.assert_array_equal(np.concatenate([d.decode(words[:cut]), d.decode(words[cut:])]), ev)
 
 
+def test_evt3_time_low_drop_without_time_high_is_not_a_wrap(tmp_path):
+    """EVT 3.0 time is TIME_HIGH << 12 | TIME_LOW; only a TIME_HIGH word moves bits 23..12
+    (and a large TIME_HIGH drop is the 24-bit wrap). A TIME_LOW that steps back a few µs
+    under the same TIME_HIGH with no event at it, as the shared Gen4.1 file does 9 times
+    (811 -> 800), is not a 4096 µs jump: a decoder that infers a wrap from it (expelliarmus 1.1.12) puts the next
+    events 4 ms later than any TIME_HIGH word says."""
+    f = tmp_path / "glitch.raw"
+    f.write_bytes(
+        _evt3((0x8, 5), (0x6, 811), (0x0, 2), (0x2, 1), (0x6, 800), (0x6, 815), (0x2, 4), (0x8, 6), (0x6, 1), (0x2, 8))
+    )
+    assert read_events(f)["t"].tolist() == [5 * 4096 + 811, 5 * 4096 + 815, 6 * 4096 + 1]
+
+
 def test_dat_written_by_expelliarmus(eventcam, tmp_path):
     Wizard = pytest.importorskip("expelliarmus").Wizard
     src = Wizard(encoding="evt2", fpath=str(eventcam / "evt2_sample.raw")).read()[:20_000]
