@@ -4,8 +4,9 @@ field NIR cannot express stored in metadata. Mapping and peer matrix: docs/nir_m
 The encoding is chosen so that sinabs 3.1.3, snnTorch 1.0.0 and norse 1.1.0 all load the
 graph and run every neuron variant they can express with our spikes:
 
-* neuron parameters per kind: :mod:`export.nir_neurons` (also what each peer runs
-  differently; the export warns one line per such peer and records it in metadata);
+* neuron parameters per kind: each kind's module in the neuron registry
+  (``runtime.neuron``; shared conventions in :mod:`runtime.neuron.nir`), also what each
+  peer runs differently (the export warns one line per such peer and records it);
 * average pooling as a Conv2d with an identity-across-channels kernel of ``1 / k``;
 * ``Flatten`` with negative dims (peers disagree on whether NIR dims count the batch);
 * node names that sort in execution order (``n000_input``, ``n001_conv``, ...).
@@ -27,13 +28,14 @@ import torch
 from torch import nn
 
 from runtime.fileio import write_atomic
+from runtime.neuron import kind_of
+from runtime.neuron.nir import PEERS, NirNeuronError, peer_notes, time_convention
 from runtime.protocol import NeuronInfo, StateInfo
 from trainer.config import Config
 from trainer.layers import NeuronLayer, Residual, Sequence, Stateless
 from trainer.models import SpikingNet
 
 from .errors import ExportError
-from .nir_neurons import PEERS, TO_NIR, nir_time_convention, peer_notes
 from .prepare import deployable, neuron_layers
 from .protocol import KEY, protocol
 from .step import state_shapes
@@ -114,9 +116,12 @@ class Builder:
             return self.emit(layer.neuron, body[0] + short[0], body[1] + short[1])
         if isinstance(layer, NeuronLayer):
             spec, shape = layer.spec, tuple(x.shape[1:])
-            cls, params = TO_NIR[spec.kind](spec, shape)
+            try:
+                cls, params = kind_of(spec.kind).to_nir(spec, shape)
+            except NirNeuronError as e:
+                raise ExportError(f"NIR export: {e}") from None
             meta = {f"flexsnn.{k}": v for k, v in spec.to_dict().items()}
-            meta["flexsnn.nir_time"] = nir_time_convention(spec)
+            meta["flexsnn.nir_time"] = time_convention(spec)
             name = self.add(spec.kind.lower(), getattr(nir, cls)(**params, metadata=meta), sources)
             self.neuron_names.append(name)
             return [name], layer.neuron(x, None)[0]

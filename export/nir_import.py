@@ -3,7 +3,7 @@ becomes the product's network (a :class:`SpikingNet` of conv/linear/pool/flatten
 and neuron layers), which the ONNX writer turns into the one-step ONNX file.
 
 A NIR neuron node is a continuous-time ODE; the discrete neuron it becomes depends on
-how the source framework discretises it (:data:`export.nir_neurons.CONVENTIONS`). The
+how the source framework discretises it (:data:`runtime.neuron.nir.CONVENTIONS`). The
 importer therefore needs the source (given, or detected from the marks each writer
 leaves: :func:`detect_source`) and, where the convention takes one, the step duration
 ``dt``; it states both. Where a convention scales a neuron's input (forward Euler: ``dt / tau``), the
@@ -25,25 +25,25 @@ import numpy as np
 import torch
 from torch import nn
 
+from runtime.neuron import kind_of
+from runtime.neuron.nir import (
+    CONVENTIONS,
+    DT_DEFAULTS,
+    FIRES_ABOVE,
+    SNNTORCH_DT,
+    SOURCES,
+    NirNeuronError,
+    node_kinds,
+    spec_from_metadata,
+)
 from trainer.config import Config, DataConfig, MethodConfig, ModelConfig
 from trainer.layers import NeuronLayer, Sequence, Stateless
 from trainer.models import SpikingNet
 
 from .errors import ExportError
-from .nir_neurons import (
-    CONVENTIONS,
-    DT_DEFAULTS,
-    FIRES_ABOVE,
-    FROM_NIR,
-    PARAMS,
-    SNNTORCH_DT,
-    SOURCES,
-    NirNeuronError,
-    spec_from_metadata,
-)
 from .protocol import KEY
 
-SUPPORTED = ("Input", "Conv2d", "Affine", "Linear", "SumPool2d", "AvgPool2d", "Flatten", "IF", "LIF", "LI", "Output")
+SUPPORTED = ("Input", "Conv2d", "Affine", "Linear", "SumPool2d", "AvgPool2d", "Flatten", *node_kinds(), "Output")
 # frameworks whose exporters put the sample's batch dim into the Input node
 BATCHED_INPUT = ("snntorch", "norse")
 
@@ -102,13 +102,16 @@ def detect_source(graph) -> tuple[str, str] | None:
     if KEY in (graph.metadata or {}):
         return "flexsnn", "the graph's flexsnn metadata"
     nodes = list(graph.nodes.values())
-    leaky = [n for n in nodes if isinstance(n, (nir.LIF, nir.LI))]
-    neurons = leaky + [n for n in nodes if isinstance(n, nir.IF)]
+    # (node, its membrane time constant) of the leaky neuron nodes
+    leaky = [(n, n.tau) for n in nodes if isinstance(n, (nir.LIF, nir.LI))]
+    leaky += [(n, n.tau_mem) for n in nodes if isinstance(n, nir.CubaLIF)]
+    neurons = [n for n, _ in leaky] + [n for n in nodes if isinstance(n, nir.IF)]
     if not neurons or any(isinstance(n, nir.NIRGraph) for n in nodes):
         return None
     r_one = all(np.allclose(_array(n.r), 1.0) for n in neurons)
     if leaky and all(
-        not np.allclose(_array(n.r), 1.0) and np.allclose(_array(n.r) * SNNTORCH_DT / _array(n.tau), 1.0) for n in leaky
+        not np.allclose(_array(n.r), 1.0) and np.allclose(_array(n.r) * SNNTORCH_DT / _array(tau), 1.0)
+        for n, tau in leaky
     ):
         return "snntorch", f"every leaky node has r = tau / {SNNTORCH_DT}, snnTorch's export convention"
     inputs = [n for n in nodes if isinstance(n, nir.Input)]
@@ -125,7 +128,7 @@ def detect_source(graph) -> tuple[str, str] | None:
         return None
     if len(shape) == wants + 1 and shape[0] == 1:
         return "norse", "the Input node has the exporter's batch dim and every neuron has r = 1 (norse's export)"
-    if len(shape) == wants and all(np.all(_array(n.tau) >= 1.0) for n in leaky):
+    if len(shape) == wants and all(np.all(_array(tau) >= 1.0) for _, tau in leaky):
         return "sinabs", "no batch dim in the Input node, r = 1 and tau of at least one step (sinabs' export)"
     return None
 
@@ -310,8 +313,8 @@ def _neuron(name: str, node, source: str, dt: float) -> tuple[NeuronLayer, float
             if spec is None:
                 raise NirNeuronError("has no flexsnn metadata although the graph does")
             return NeuronLayer(spec), 1.0
-        params = {p: _array(getattr(node, p)) for p in PARAMS[kind]}
-        spec, gain = FROM_NIR[kind](params, source, dt)
+        neuron = kind_of(kind)
+        spec, gain = neuron.from_nir({p: _array(getattr(node, p)) for p in neuron.nir_params}, source, dt)
     except NirNeuronError as e:
         raise ExportError(f"{kind} node {name!r}: {e}") from None
     return NeuronLayer(spec), gain

@@ -78,7 +78,7 @@ def run_snntorch(graph, x: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
 
     with contextlib.redirect_stdout(io.StringIO()):  # it prints its progress
         net = import_from_nir(graph)
-    mods = [m for m in net.modules() if isinstance(m, snn.Leaky)]  # fresh: zero membranes
+    mods = [m for m in net.modules() if isinstance(m, (snn.Leaky, snn.Synaptic))]  # fresh: zero membranes
     outs, _ = _hooked(mods, lambda o: o[0] if isinstance(o, tuple) else o)
     ys = []
     with torch.no_grad():

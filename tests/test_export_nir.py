@@ -111,3 +111,12 @@ def test_lif_without_leak_round_trips(tmp_path):
     assert [n.spec for n in neuron_layers(build(read_graph(tmp_path / "m.nir")).model)] == [
         n.spec for n in neuron_layers(net)
     ]
+
+
+def test_a_kind_without_a_nir_node_is_one_export_error(tmp_path):
+    from export.errors import ExportError
+
+    cfg = config(name="1C1FC", width=4, bn=False, kind="ALIF")
+    with pytest.raises(ExportError, match="ALIF neurons have no NIR node"):
+        export_nir(cfg, model(cfg), tmp_path / "m.nir")
+    assert not (tmp_path / "m.nir").exists()

@@ -220,11 +220,18 @@ def _dense(n_in=4, n_out=3, neuron=None):
 
 def test_unsupported_node_names_it_and_the_supported_set(tmp_path, capsys):
     nodes, edges = _dense()
+    nodes["lif"] = nir.Threshold(threshold=np.ones(3))
+    path = _graph_file(tmp_path, nodes, edges)
+    _fails(capsys, [path, "--source", "nir", "--dt", "1e-3"], "'lif' (Threshold)", "supported nodes: Input, Conv2d")
+
+
+def test_cuba_lif_from_a_source_whose_discretisation_is_not_mapped_is_one_error(tmp_path, capsys):
+    nodes, edges = _dense()
     nodes["lif"] = nir.CubaLIF(
         tau_syn=np.ones(3), tau_mem=np.ones(3), r=np.ones(3), v_leak=np.zeros(3), v_threshold=np.ones(3)
     )
     path = _graph_file(tmp_path, nodes, edges)
-    _fails(capsys, [path, "--source", "nir", "--dt", "1e-3"], "'lif' (CubaLIF)", "supported nodes: Input, Conv2d")
+    _fails(capsys, [path, "--source", "nir", "--dt", "1e-3"], "CubaLIF nodes import from flexsnn or snntorch only")
 
 
 def test_inconsistent_shapes(tmp_path, capsys):

@@ -18,8 +18,8 @@ import torch
 
 from export.check import run_torch
 from export.nir_export import NirPeerWarning, export_nir
-from export.nir_neurons import PEERS as PEER_NAMES
 from export.prepare import deployable
+from runtime.neuron.nir import PEERS as PEER_NAMES
 from tests.export_helpers import config, inputs, model
 from tests.nir_peers import PEERS, RUNNERS
 
@@ -28,11 +28,11 @@ torch.set_num_threads(1)
 
 T, BATCH = 6, 2
 # (kind, spike, reset, clamp): clamp "vth" is v_min = -v_th, the clamp sinabs' IF has
-VARIANTS = list(itertools.product(("IF", "LIF"), ("single", "multi"), ("subtract", "zero"), ("none", "vth")))
+VARIANTS = list(itertools.product(("IF", "LIF", "CubaLIF"), ("single", "multi"), ("subtract", "zero"), ("none", "vth")))
 # the cells where the peer runs our spikes (the rest: warned differences)
 IDENTICAL = {
     "sinabs": {("IF", "multi", "subtract", "vth"), ("LIF", "multi", "subtract", "none"), ("LI",)},
-    "snntorch": {("LIF", "single", "zero", "none")},
+    "snntorch": {("LIF", "single", "zero", "none"), ("CubaLIF", "single", "zero", "none")},
     "norse": {("IF", "single", "zero", "none")},
 }
 

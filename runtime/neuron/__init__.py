@@ -3,8 +3,9 @@
 Each kind lives in one module of this package (``lif`` for LIF and IF, ``li``,
 ``cuba_lif``, ``alif``) and holds everything that kind is (:class:`NeuronKind`): spec
 fields and validation, state variables, the numpy reference step, the ONNX function
-body, the event-driven form and what Speck can do with it. The trainer registers one
-torch step per kind (``trainer.neurons``). Every other part asks :func:`kind_of`.
+body, the event-driven form, the NIR mapping (shared conventions: ``nir``) and what
+Speck can do with it. The trainer registers one torch step per kind
+(``trainer.neurons``). Every other part asks :func:`kind_of`.
 
 Adding a kind: a new module here with its spec class and :class:`NeuronKind` subclass,
 its import below, and its torch step in ``trainer.neurons``.

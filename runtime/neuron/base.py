@@ -161,6 +161,11 @@ class EventFormError(SpecError):
     """A kind (or variant) that has no exact event-driven form; the message says why."""
 
 
+class NirNeuronError(SpecError):
+    """A neuron that has no NIR form, or a NIR node that cannot be mapped; the message
+    names the problem."""
+
+
 class NeuronKind:
     """The interface of one neuron kind; one subclass per module, registered by name.
 
@@ -197,6 +202,24 @@ class NeuronKind:
     def event_form(self, spec: NeuronSpec) -> EventForm:
         """The form the event kernels run; :class:`EventFormError` if there is none."""
         raise EventFormError(f"{self.name} neurons have no event-driven form in this runtime")
+
+    # the parameters of the NIR node this kind maps to, read by from_nir (empty: no node)
+    nir_params: tuple[str, ...] = ()
+
+    def to_nir(self, spec: NeuronSpec, shape: tuple[int, ...]) -> tuple[str, dict[str, np.ndarray]]:
+        """``(NIR node class name, parameters)`` for a layer of ``shape`` (conventions:
+        :mod:`runtime.neuron.nir`); the full spec goes into the node's metadata beside it."""
+        raise NirNeuronError(f"{self.name} neurons have no NIR node (NIR 1.0 has IF, LIF, LI and CubaLIF)")
+
+    def nir_peers(self, spec: NeuronSpec) -> dict[str, str | None]:
+        """Per NIR peer (``runtime.neuron.nir.PEERS``): what it runs differently for the
+        exported node, as a phrase, or None for the same spikes."""
+        return {}
+
+    def from_nir(self, params: dict[str, np.ndarray], source: str, dt: float) -> tuple[NeuronSpec, float]:
+        """``(spec, input gain)`` of a NIR node written by ``source`` (a key of
+        ``runtime.neuron.nir.CONVENTIONS`` other than flexsnn) with step ``dt`` seconds."""
+        raise NirNeuronError(f"{self.name} nodes cannot be imported from {source}")
 
     def speck_issue(self, spec: NeuronSpec) -> tuple[str, object, str] | None:
         """What keeps Speck from running this neuron, as (limit, value found, what the chip

@@ -8,6 +8,12 @@ discretised one step at a time). One clock step with input current ``I``::
     v = decay * u_prev + i          membrane
     s, u = spike, reset and clamp rules on (v, v_th)        (rules.py)
 
+NIR: ``CubaLIF``; the one-spike, reset-to-zero variant in snnTorch's Euler convention
+(``tau_syn = dt / (1 - decay_syn)``, ``w_in = tau_syn / dt``, ``tau_mem = dt / (1 - decay)``,
+``r = tau_mem / dt`` at ``dt = 1e-4 s``: forward Euler of the ODEs is then exactly the step
+above, and snnTorch builds ``Synaptic(alpha=decay_syn, beta=decay)``), every other
+variant with the time constants in steps and ``r = w_in = 1``.
+
 No event-driven form here: the current keeps charging the membrane between input events,
 so the membrane can cross the threshold at times no input marks; an exact event engine
 must solve for those crossing times, which this runtime's engine does not do.
@@ -15,12 +21,13 @@ must solve for those crossing times, which this runtime's engine does not do.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
 from onnx import NodeProto
 
-from . import rules
+from . import nir, rules
 from .base import EventForm, EventFormError, NeuronKind, NeuronSpec, check_decay, register, tau_of
 
 
@@ -69,12 +76,64 @@ class CubaLIF(NeuronKind):
             + rules.spike_reset_nodes(spec, "v", "v_th", "u")
         )
 
+    nir_params = ("tau_syn", "tau_mem", "r", "v_leak", "v_threshold", "w_in")
+
+    def to_nir(self, spec: NeuronSpec, shape: tuple[int, ...]) -> tuple[str, nir.Params]:
+        assert isinstance(spec, CubaLIFSpec)
+        f = nir.full
+        if _euler(spec):
+            tau_syn, tau_mem = nir.euler_tau(spec.decay_syn), nir.euler_tau(spec.decay)
+            r, w_in = tau_mem / nir.SNNTORCH_DT, tau_syn / nir.SNNTORCH_DT
+        else:
+            tau_syn, tau_mem, r, w_in = nir.steps_tau(spec.decay_syn), nir.steps_tau(spec.decay), 1.0, 1.0
+        return "CubaLIF", {
+            "tau_syn": f(shape, tau_syn),
+            "tau_mem": f(shape, tau_mem),
+            "r": f(shape, r),
+            "v_leak": f(shape, 0.0),
+            "v_threshold": f(shape, spec.v_th),
+            "w_in": f(shape, w_in),
+        }
+
+    def nir_peers(self, spec: NeuronSpec) -> dict[str, str | None]:
+        assert isinstance(spec, CubaLIFSpec)
+        same = _euler(spec) and nir.rules_phrase(spec, "single", "zero", "no clamp", -math.inf) is None
+        snntorch = None if same else "runs CubaLIF as Synaptic with one spike per step, zero reset, no clamp"
+        if snntorch and not _euler(spec):
+            snntorch += ", and reads the time constants with dt = 1e-4 s"
+        return {
+            "sinabs": "has no CubaLIF import: the graph does not load",
+            "snntorch": snntorch,
+            "norse": "integrates CubaLIF with forward Euler at its dt (r and w_in as rates), one spike, zero reset",
+        }
+
+    def from_nir(self, params: nir.Params, source: str, dt: float) -> tuple[NeuronSpec, float]:
+        if source != "snntorch":
+            raise nir.NirNeuronError(
+                f"CubaLIF nodes import from flexsnn or snntorch only, not {source} "
+                "(the two-state discretisation of other sources is not mapped)"
+            )
+        nir.no_leak_potential(params)
+        # in float32 as snnTorch computes it; the threshold absorbs w_in * dt / tau_syn
+        f32 = np.float32
+        tau_syn, tau_mem = f32(nir.one(params, "tau_syn")), f32(nir.one(params, "tau_mem"))
+        alpha, beta = f32(1.0) - f32(nir.SNNTORCH_DT) / tau_syn, f32(1.0) - f32(nir.SNNTORCH_DT) / tau_mem
+        w_scale = nir.one(params, "w_in") * nir.SNNTORCH_DT / float(tau_syn)
+        v_th = nir.one(params, "v_threshold") / (1.0 if np.isclose(w_scale, 1.0) else w_scale)
+        fields = {"v_th": v_th, "reset": "zero", "spike": "single", "dt": nir.SNNTORCH_DT * 1e6}
+        return nir.make("CubaLIF", decay=float(beta), decay_syn=float(alpha), **fields), 1.0
+
     def event_form(self, spec: NeuronSpec) -> EventForm:
         raise EventFormError(
             "CubaLIF neurons keep charging from their synaptic current between input events, "
             "so they spike at times no input marks; the event engine has no crossing-time "
             "solver for them (run this model clock-driven)"
         )
+
+
+def _euler(spec: CubaLIFSpec) -> bool:
+    """The variant snnTorch's Synaptic runs, exported in its Euler convention."""
+    return nir.euler(spec) and spec.decay_syn < 1.0
 
 
 CUBA_LIF_KIND = register(CubaLIF())

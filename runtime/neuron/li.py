@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 from onnx import NodeProto, helper
 
-from . import rules
+from . import nir, rules
 from .base import EventForm, NeuronKind, NeuronSpec, leak_issue, leaky_event_form, register
 
 
@@ -41,6 +41,22 @@ class LI(NeuronKind):
     def speck_issue(self, spec: NeuronSpec) -> tuple[str, object, str] | None:
         # the chip's readout layer is IF neurons read as spike counts: only a leak is a problem
         return leak_issue(spec, "readout leak (decay per step)", "1.0 (Speck neurons do not leak)")
+
+    nir_params = ("tau", "r", "v_leak")
+
+    def to_nir(self, spec: NeuronSpec, shape: tuple[int, ...]) -> tuple[str, nir.Params]:
+        return "LI", nir.leak_params(spec, shape)
+
+    def nir_peers(self, spec: NeuronSpec) -> dict[str, str | None]:
+        return {
+            "sinabs": None,
+            "snntorch": "has no LI import: the graph does not load",
+            "norse": "has no LI import: it drops the LI node and outputs the LI's input",
+        }
+
+    def from_nir(self, params: nir.Params, source: str, dt: float) -> tuple[NeuronSpec, float]:
+        decay, gain, _, spec_dt = nir.leak_from_nir(params, source, dt)
+        return nir.make("LI", decay=decay, v_th=1.0, reset="subtract", spike="single", dt=spec_dt), gain
 
 
 LI_KIND = register(LI())

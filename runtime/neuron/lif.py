@@ -12,10 +12,12 @@ input times is exact.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from onnx import NodeProto
 
-from . import rules
+from . import nir, rules
 from .base import EventForm, NeuronKind, NeuronSpec, SpecError, leak_issue, leaky_event_form, register
 
 
@@ -48,6 +50,28 @@ class LIF(NeuronKind):
     def speck_issue(self, spec: NeuronSpec) -> tuple[str, object, str] | None:
         return leak_issue(spec, "neuron leak (decay per step)", "1.0 (IF: Speck neurons do not leak)")
 
+    nir_params: tuple[str, ...] = ("tau", "r", "v_leak", "v_threshold")
+
+    def to_nir(self, spec: NeuronSpec, shape: tuple[int, ...]) -> tuple[str, nir.Params]:
+        return "LIF", {**nir.leak_params(spec, shape), "v_threshold": nir.full(shape, spec.v_th)}
+
+    def nir_peers(self, spec: NeuronSpec) -> dict[str, str | None]:
+        sinabs = nir.rules_phrase(spec, "multi", "subtract", "no clamp", -math.inf)
+        snntorch = nir.rules_phrase(spec, "single", "zero", "no clamp", -math.inf)
+        return {
+            "sinabs": sinabs and f"runs LIF with {sinabs}" + (", and reads tau in steps" if nir.euler(spec) else ""),
+            "snntorch": snntorch
+            and f"runs LIF with {snntorch}" + ("" if nir.euler(spec) else ", and reads tau with dt = 1e-4 s"),
+            "norse": "integrates LIF with forward Euler and ignores r (input scaled by dt/tau), one spike, zero reset",
+        }
+
+    def from_nir(self, params: nir.Params, source: str, dt: float) -> tuple[NeuronSpec, float]:
+        decay, gain, th_scale, spec_dt = nir.leak_from_nir(params, source, dt)
+        v_th = nir.one(params, "v_threshold") * th_scale
+        if source == "sinabs":
+            return nir.make("LIF", decay=decay, v_th=v_th, reset="subtract", spike="multi", dt=spec_dt), gain
+        return nir.make("LIF", decay=decay, v_th=v_th, reset="zero", spike="single", dt=spec_dt), gain
+
 
 class IF(LIF):
     name = "IF"
@@ -57,6 +81,32 @@ class IF(LIF):
     def validate(self, spec: NeuronSpec) -> None:
         if spec.decay != 1.0:
             raise SpecError(f"an IF neuron has decay 1.0, got {spec.decay}; use kind 'LIF'")
+
+    nir_params = ("r", "v_threshold")
+
+    def to_nir(self, spec: NeuronSpec, shape: tuple[int, ...]) -> tuple[str, nir.Params]:
+        return "IF", {"r": nir.full(shape, 1.0), "v_threshold": nir.full(shape, spec.v_th)}
+
+    def nir_peers(self, spec: NeuronSpec) -> dict[str, str | None]:
+        sinabs = nir.rules_phrase(spec, "multi", "subtract", "a membrane clamp at -v_th", -spec.v_th)
+        norse = nir.rules_phrase(spec, "single", "zero", "no clamp", -math.inf)
+        return {
+            "sinabs": sinabs and f"runs IF with {sinabs}",
+            "snntorch": "builds IF as Leaky(beta=0.9) returning a tuple: the graph does not run",
+            "norse": norse and f"runs IF with {norse}",
+        }
+
+    def from_nir(self, params: nir.Params, source: str, dt: float) -> tuple[NeuronSpec, float]:
+        v_th, r = nir.one(params, "v_threshold"), nir.one(params, "r")
+        if source == "sinabs":
+            return nir.make("IF", decay=1.0, v_th=v_th, reset="subtract", spike="multi", v_min=-v_th, dt=1.0), 1.0
+        if source == "snntorch":
+            raise nir.NirNeuronError(
+                "snnTorch 1.0.0 neither writes IF nodes nor runs them (its import builds "
+                "Leaky(beta=0.9)); import this graph with --source nir or norse"
+            )
+        one_spike = {"decay": 1.0, "v_th": v_th, "reset": "zero", "spike": "single", "dt": dt * 1e6}
+        return nir.make("IF", **one_spike), 1.0 if source == "norse" else r * dt  # nir: r * dt
 
 
 LIF_KIND = register(LIF())

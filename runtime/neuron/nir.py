@@ -1,0 +1,183 @@
+"""What every kind's NIR mapping shares (torch-free, numpy only; the nir package is not
+imported here): the peers, the source conventions an import assumes, and the parameter
+helpers. Each kind's own mapping (``to_nir``, ``from_nir``, ``nir_peers``) lives in its
+module (DESIGN.md §1); docs/nir_mapping.md is the table.
+
+Export: NIR has no field for the reset, the spike rule, a lower clamp or dt, so the full
+spec goes into the node's metadata; the parameters are chosen so that the peer that can
+express the variant reads it correctly:
+
+* one spike per step and reset to zero (what snnTorch's ``Leaky`` and ``Synaptic`` run):
+  forward Euler of NIR's ODE at one step = ``SNNTORCH_DT`` seconds,
+  ``tau = dt / (1 - decay)``, ``r = 1 / (1 - decay)``, so that
+  ``v + dt / tau * (-v + r * I) = decay * v + I``: snnTorch's own export convention;
+* every other leaky node: ``tau`` in steps, ``decay = exp(-1 / tau)``, ``r = 1`` (an input
+  adds to the membrane): how sinabs reads NIR (and sinabs requires ``r = 1`` on ``LI``).
+
+Parameters are written per channel, shape ``[C, 1, 1]`` for a ``[C, H, W]`` layer (the
+value is the same for every neuron of a layer): sinabs 3.1.3 fails on full 3-D arrays
+(``any(node.v_leak)`` on a 3-D array) and every peer broadcasts ``[C, 1, 1]``.
+
+Import: a NIR node alone does not fix a discrete-time neuron; each source framework
+discretises it its own way (``CONVENTIONS``), and a kind's ``from_nir`` returns
+``(spec, gain)``, ``gain`` being the factor the input is scaled by before the membrane
+(folded into the weight layer before the neuron by the importer).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from .base import NeuronSpec, NirNeuronError, kind_of, make_spec
+
+SNNTORCH_DT = 1e-4  # seconds per step, hard-coded in snnTorch 1.0.0's NIR import and export
+NORSE_DT = 1e-3  # norse 1.1.0's default dt of from_nir / to_nir
+
+Params = dict[str, np.ndarray]
+
+PEERS = {"sinabs": "sinabs 3.1.3", "snntorch": "snnTorch 1.0.0", "norse": "norse 1.1.0"}
+
+# source -> what it assumes when it runs a NIR neuron node (stated by the importer)
+CONVENTIONS: dict[str, str] = {
+    "flexsnn": "every neuron field from the node's flexsnn metadata",
+    "sinabs": (
+        "sinabs 3.1.3: tau in steps, decay = exp(-1/tau), input added (r ignored); IF and LIF fire "
+        "floor(v/v_th) spikes per step and subtract; IF clamps the membrane at -v_th"
+    ),
+    "snntorch": (
+        f"snnTorch 1.0.0: dt = {SNNTORCH_DT} s fixed, LIF beta = 1 - dt/tau, threshold / (r*dt/tau), "
+        "CubaLIF alpha = 1 - dt/tau_syn, threshold / (w_in*dt/tau_syn), input added, one spike, reset to zero"
+    ),
+    "norse": (
+        "norse 1.1.0: its to_nir writes tau = dt/tau_mem_inv, i.e. tau*dt: read back as tau = tau_file/dt; "
+        "forward Euler v += dt/tau*(v_leak - v + I) (r ignored), one spike, reset to zero; IF adds the input"
+    ),
+    "nir": (
+        "NIR ODE integrated exactly over dt with the input held: decay = exp(-dt/tau), input * r*(1-decay) "
+        "(IF: r*dt); one spike, reset to zero"
+    ),
+}
+SOURCES = tuple(CONVENTIONS)
+# where the source's convention takes a step duration (seconds), its default (None: required)
+DT_DEFAULTS: dict[str, float | None] = {"norse": NORSE_DT, "nir": None}
+FIRES_ABOVE = ("snntorch", "norse")  # these fire on v > v_th; flexsnn fires on v >= v_th
+
+
+def param_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
+    return (shape[0],) + (1,) * (len(shape) - 1) if len(shape) > 1 else shape
+
+
+def full(shape: tuple[int, ...], value: float) -> np.ndarray:
+    """One value per channel (``[C, 1, 1]``) for a layer of ``shape``."""
+    return np.full(param_shape(shape), value, np.float32)
+
+
+def euler(spec: NeuronSpec) -> bool:
+    """The variant exported in snnTorch's Euler convention: one spike, reset to zero, leaky."""
+    return spec.spike == "single" and spec.reset == "zero" and spec.decay < 1.0
+
+
+def steps_tau(decay: float) -> float:
+    """``tau`` in steps with ``decay = exp(-1 / tau)``; inf for no leak."""
+    return math.inf if decay == 1.0 else -1.0 / math.log(decay)
+
+
+def euler_tau(decay: float) -> float:
+    """``tau`` in seconds whose forward Euler step at ``SNNTORCH_DT`` is ``decay``."""
+    return SNNTORCH_DT / (1.0 - decay)
+
+
+def leak_params(spec: NeuronSpec, shape: tuple[int, ...]) -> Params:
+    """``tau``, ``r``, ``v_leak`` of a one-state leaky node (LIF, LI): snnTorch's Euler
+    convention for the variant it runs, ``tau`` in steps with ``r = 1`` otherwise."""
+    zero = full(shape, 0.0)
+    if spec.spiking and euler(spec):
+        tau = euler_tau(spec.decay)
+        return {"tau": full(shape, tau), "r": full(shape, tau / SNNTORCH_DT), "v_leak": zero}
+    return {"tau": full(shape, steps_tau(spec.decay)), "r": full(shape, 1.0), "v_leak": zero}
+
+
+def time_convention(spec: NeuronSpec) -> str:
+    """How the node's ``tau`` / ``r`` are to be read (written to the node's metadata)."""
+    if spec.kind == "IF":
+        return "none"
+    return f"euler dt={SNNTORCH_DT}s" if spec.spiking and euler(spec) else "exp steps"
+
+
+def rules_phrase(spec: NeuronSpec, spike: str, reset: str, clamp: str, v_min: float) -> str | None:
+    """None when ``spec`` has these rules; else the peer's rules as a phrase."""
+    if (spec.spike, spec.reset, spec.v_min) == (spike, reset, v_min):
+        return None
+    fires = "floor(v/v_th) spikes per step" if spike == "multi" else "one spike per step"
+    return f"{fires}, {'subtract' if reset == 'subtract' else 'zero'} reset, {clamp}"
+
+
+def one(params: Params, name: str) -> float:
+    """The single value of a per-neuron parameter (flexsnn has one value per layer)."""
+    v = np.asarray(params[name], dtype=np.float32)
+    if v.size == 0 or not np.all(v == v.flat[0]):
+        raise NirNeuronError(f"parameter {name!r} differs between neurons; flexsnn has one value per layer")
+    return float(v.flat[0])
+
+
+def no_leak_potential(params: Params) -> None:
+    if "v_leak" in params and one(params, "v_leak") != 0.0:
+        raise NirNeuronError("v_leak is not 0; flexsnn neurons leak towards 0")
+
+
+def make(kind: str, **fields: Any) -> NeuronSpec:
+    """A spec built from a NIR node; an invalid one is a :class:`NirNeuronError`."""
+    try:
+        return make_spec(kind, **fields)
+    except ValueError as e:
+        raise NirNeuronError(str(e)) from None
+
+
+def leak_from_nir(params: Params, source: str, dt: float, tau_name: str = "tau") -> tuple[float, float, float, float]:
+    """``(decay, input gain, threshold scale, spec dt in µs)`` of a leaky node."""
+    no_leak_potential(params)
+    tau, r = np.float32(one(params, tau_name)), one(params, "r")
+    if source == "sinabs":
+        return float(np.exp(np.float32(-1.0) / tau)), 1.0, 1.0, 1.0
+    if source == "snntorch":  # in float32 as snnTorch computes it; the threshold absorbs r*dt/tau
+        beta = np.float32(1.0) - np.float32(SNNTORCH_DT) / tau
+        w_scale = r * SNNTORCH_DT / float(tau)
+        return float(beta), 1.0, 1.0 if np.isclose(w_scale, 1.0) else 1.0 / w_scale, SNNTORCH_DT * 1e6
+    if source == "norse":  # norse's module computes dt * tau_mem_inv with tau_mem_inv = dt / tau_file
+        a = float(np.float32(dt) * (np.float32(dt) / tau))
+        return 1.0 - a, a, 1.0, dt * 1e6
+    decay = math.exp(-dt / float(tau))  # nir
+    return decay, r * (1.0 - decay), 1.0, dt * 1e6
+
+
+def spec_from_metadata(meta: dict[str, Any]) -> NeuronSpec | None:
+    """The full spec a flexsnn export stored in a node's metadata (None: not there)."""
+    fields = {k.removeprefix("flexsnn."): v for k, v in meta.items() if k.startswith("flexsnn.")}
+    fields.pop("nir_time", None)
+    if not fields:
+        return None
+    try:
+        return NeuronSpec.from_dict({k: (v.item() if hasattr(v, "item") else v) for k, v in fields.items()})
+    except ValueError as e:
+        raise NirNeuronError(f"flexsnn metadata: {e}") from None
+
+
+def node_kinds() -> tuple[str, ...]:
+    """The kinds that have a NIR node; each kind's node carries the kind's own name
+    (NIR's ``IF``, ``LIF``, ``LI``, ``CubaLIF``), which is how an import finds the kind."""
+    from .base import kinds
+
+    return tuple(k for k in kinds() if kind_of(k).nir_params)
+
+
+def peer_notes(specs: list[NeuronSpec]) -> dict[str, str | None]:
+    """Per peer: what it runs differently for these layers, as one phrase (None: nothing)."""
+    notes: dict[str, list[str]] = {peer: [] for peer in PEERS}
+    for spec in specs:
+        for peer, note in kind_of(spec.kind).nir_peers(spec).items():
+            if note and note not in notes[peer]:
+                notes[peer].append(note)
+    return {peer: "; ".join(n) or None for peer, n in notes.items()}
