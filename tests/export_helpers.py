@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -103,3 +104,12 @@ def variants_net(seed: int = 0) -> tuple[Config, SpikingNet]:
 def inputs(cfg: Config, T: int = 5, batch: int = 3, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     return rng.poisson(1.0, (T, batch, *cfg.model.in_shape)).astype(np.float32)
+
+
+def static_checkpoint(path: Path) -> Path:
+    """A tiny static-input checkpoint (1C1FCW4 on 8x8 digits) written to ``path``."""
+    from trainer.checkpoint import save_checkpoint
+
+    cfg = config(name="1C1FCW4", in_shape=(1, 8, 8), data="digits:static")
+    save_checkpoint(path, cfg, model(cfg), {"test_accuracy": 0.0})
+    return path

@@ -3,9 +3,11 @@ atomic output, and refusal of checkpoints that would need code unpickled."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import pickle
+from pathlib import Path
 
 import pytest
 import torch
@@ -13,24 +15,16 @@ import torch
 from export import cli
 from export.protocol import read_protocol
 from runtime.fileio import OutputPathError, write_atomic
-from tests.conftest import run_cli
-from tests.export_helpers import config, model
-from trainer.checkpoint import save_checkpoint
+from tests.conftest import run_cli, run_main
+from tests.export_helpers import static_checkpoint
 
 
 @pytest.fixture(scope="module")
-def ckpt(tmp_path_factory):
-    cfg = config(name="1C1FCW4", in_shape=(1, 8, 8), data="digits:static")
-    path = tmp_path_factory.mktemp("ckpt") / "model.pt"
-    save_checkpoint(path, cfg, model(cfg), {"test_accuracy": 0.0})
-    return path
+def ckpt(tmp_path_factory) -> Path:
+    return static_checkpoint(tmp_path_factory.mktemp("ckpt") / "model.pt")
 
 
-def _run(capsys, *argv: str) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as e:
-        cli.main(list(argv))
-    out, err = capsys.readouterr()
-    return e.value.code, out, err
+_run = functools.partial(run_main, cli.main)
 
 
 def test_export_with_check_json(ckpt, capsys):

@@ -4,6 +4,7 @@ model sizes and never write NaN weights. Each case: one ``error:`` line, exit 2.
 
 from __future__ import annotations
 
+import functools
 import zipfile
 from pathlib import Path
 
@@ -12,24 +13,17 @@ import torch
 
 from export import cli as export_cli
 from runtime.limits import ResourceError
-from tests.conftest import run_trainer
-from tests.export_helpers import config, model
+from tests.conftest import run_main, run_trainer
+from tests.export_helpers import config, model, static_checkpoint
 from trainer.checkpoint import DIGEST_KEY, CheckpointError, digest, load_checkpoint, save_checkpoint
 
 
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory) -> Path:
-    cfg = config(name="1C1FCW4", in_shape=(1, 8, 8), data="digits:static")
-    path = tmp_path_factory.mktemp("hard") / "m.pt"
-    save_checkpoint(path, cfg, model(cfg), {"test_accuracy": 0.0})
-    return path
+    return static_checkpoint(tmp_path_factory.mktemp("hard") / "m.pt")
 
 
-def _export(capsys, *argv: str) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as e:
-        export_cli.main(list(argv))
-    out, err = capsys.readouterr()
-    return e.value.code, out, err
+_export = functools.partial(run_main, export_cli.main)
 
 
 def _one_error(code: int, err: str, *needles: str) -> None:
@@ -193,31 +187,9 @@ def test_checkpoint_without_digest_loads_with_a_note(ckpt, tmp_path, capsys):
 # ---- 6. NaN/inf weights are never written ------------------------------------------------
 def test_diverged_training_writes_no_checkpoint(tmp_path, capsys):
     out = tmp_path / "m.pt"
-    code, _, err = run_trainer(
-        capsys,
-        "fit",
-        "--data",
-        "digits",
-        "--epochs",
-        "1",
-        "--limit-train",
-        "64",
-        "--limit",
-        "32",
-        "--width",
-        "4",
-        "--batch-size",
-        "32",
-        "--tmax",
-        "2",
-        "--calib-batches",
-        "1",
-        "--lr",
-        "1e30",
-        "--quiet",
-        "--out",
-        str(out),
-    )
+    fit = "fit --data digits --epochs 1 --limit-train 64 --limit 32 --width 4 --batch-size 32 --tmax 2"
+    args = f"{fit} --calib-batches 1 --lr 1e30 --quiet".split()
+    code, _, err = run_trainer(capsys, *args, "--out", str(out))
     _one_error(code, err, "diverged")
     assert not out.exists() and list(tmp_path.iterdir()) == []
 

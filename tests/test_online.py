@@ -322,25 +322,9 @@ def test_config_rejects_invalid_online_settings(change, message):
 
 # ---------------------------------------------------------------- CLI
 
-TINY = [
-    "--data",
-    "digits",
-    "--epochs",
-    "1",
-    "--limit-train",
-    "64",
-    "--limit",
-    "32",
-    "--calib-batches",
-    "1",
-    "--width",
-    "4",
-    "--batch-size",
-    "32",
-    "--T",
-    "3",
-    "--quiet",
-]
+TINY = (
+    "--data digits --epochs 1 --limit-train 64 --limit 32 --calib-batches 1 --width 4 --batch-size 32 --T 3 --quiet"
+).split()
 
 
 @pytest.mark.parametrize("method, norm", [("sltt-k", "bn-step"), ("ndot-o", "sws")])
