@@ -1,6 +1,6 @@
 """The two-state kinds (CubaLIF, ALIF) end to end on the embedded default: train, export
-ONNX (function bodies, --check), run clock-driven; the event engine and Speck refuse
-them with the kind's own reason; the CLI takes their fields and refuses foreign ones."""
+ONNX (function bodies, --check), run clock-driven; ALIF runs event-driven (CubaLIF is
+refused there with its reason) and Speck refuses both; the CLI takes their fields and refuses foreign ones."""
 
 from __future__ import annotations
 
@@ -64,13 +64,20 @@ def test_clock_runtime_equals_trainer_eval(trained, digits):
     assert float((r.predictions == test.labels).mean()) == pytest.approx(acc, abs=1 / len(test))
 
 
-def test_event_engine_and_speck_refuse_with_the_kinds_reason(trained):
+def test_event_engine_runs_alif_and_refuses_cuba_lif_with_its_reason(trained, digits):
     cfg, _, path = trained
-    with pytest.raises(ModelError, match=f"{cfg.neuron.spec.kind} .*between input events"):
-        load_event(path)
     model, proto = read_model(path)
-    with pytest.raises(ModelError, match="Speck runs event-driven networks only"):
-        convert(model, proto)
+    if cfg.neuron.spec.kind == "CubaLIF":
+        with pytest.raises(ModelError, match="CubaLIF .*between input events"):
+            load_event(path)
+        with pytest.raises(ModelError, match="Speck runs event-driven networks only"):
+            convert(model, proto)
+        return
+    test = digits[1]
+    res = load_event(path).run_batch(list(test.events))
+    assert float((res.predictions == test.labels).mean()) > 0.2  # chance is 0.1
+    found = [(v.limit, v.value) for v in convert(model, proto).violations]
+    assert ("neuron kind", "ALIF") in found  # Speck has IF neurons only: listed, never run as IF
 
 
 @pytest.mark.parametrize(

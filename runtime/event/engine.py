@@ -132,6 +132,7 @@ class EventEngine:
                 i,
                 n,
                 state.v,
+                state.a,
                 state.t_last,
                 state.counts,
                 self.record_layer,
@@ -192,10 +193,14 @@ class EventEngine:
         x, y, p, t = (np.concatenate([q[k] for q in parts]) for k in range(4))
         offsets = np.concatenate([[0], np.cumsum([len(q[3]) for q in parts])]).astype(np.int64)
         B = len(parts)
-        V, TL = np.zeros((B, self.net.n_neurons)), np.zeros((B, self.net.n_groups))
+        V, A, TL = (
+            np.zeros((B, self.net.n_neurons)),
+            np.zeros((B, self.net.n_neurons)),
+            np.zeros((B, self.net.n_groups)),
+        )
         CNT, SYN = np.zeros((B, self.net.n_neurons), np.int64), np.zeros(B, np.int64)
         start = time.perf_counter()
-        run_streams(self.net.P, self.net.F, self.net.W, x, y, p, t, offsets, V, TL, CNT, SYN)
+        run_streams(self.net.P, self.net.F, self.net.W, x, y, p, t, offsets, V, A, TL, CNT, SYN)
         seconds = time.perf_counter() - start
         out, counts = self._outputs(V, CNT)
         return EventResult(out, out.argmax(-1), counts, np.diff(offsets), SYN, seconds)

@@ -10,6 +10,8 @@ simultaneous and form one *wave*. A wave enters layer 0; every layer in turn
 2. applies the spike and reset rules once to every neuron it touched:
    ``s = 1[v >= v_th]`` ("single") or ``floor(v / v_th)`` ("multi") when ``v >= v_th``;
    ``v <- v - v_th * s`` ("subtract") or ``0`` ("zero"); ``v <- max(v, v_min)``;
+   an adaptive threshold (ALIF, ``beta > 0``) is ``v_th + a`` in these rules, where ``a``
+   decays like ``v`` with its own ``tau_adapt`` and rises by ``beta * s`` after a spike;
 3. sends the spikes on, with the wave's timestamp (zero synaptic delay).
 
 A neuron that no spike reaches is not updated (it would not change, except by the decay
@@ -36,12 +38,14 @@ import numpy as np
 from numba import njit, prange
 
 from .network import (
+    BETA,
     CI,
     CO,
     GOFF,
     HI,
     HO,
     INV_TAU,
+    INV_TAU_A,
     KH,
     KIND,
     KIND_SPIKING,
@@ -74,17 +78,23 @@ def _max_wave(et: np.ndarray, start: int, end: int) -> int:
 
 
 @njit(cache=True, inline="always")
-def _touch(g: int, vb: int, co: int, t: float, inv_tau: float, v, tl, flag, touch, ntouch: int) -> int:
-    """Mark group ``g`` touched in this wave; decay its membranes to time t on first touch."""
+def _touch(g: int, vb: int, co: int, t: float, dec, v, ath, tl, flag, touch, ntouch: int) -> int:
+    """Mark group ``g`` touched in this wave; decay its membranes (and adaptive thresholds)
+    to time t on first touch. ``dec`` = (1/tau, 1/tau_adapt) of the layer."""
     if flag[g]:
         return ntouch
     flag[g] = 1
     touch[ntouch] = g
-    if inv_tau > 0.0:  # IF and plain readouts (decay 1) skip the exp and the multiply
-        d = math.exp(-(t - tl[g]) * inv_tau)  # exact decay over the time since the last update
+    if dec[0] > 0.0:  # IF and plain readouts (decay 1) skip the exp and the multiply
+        d = math.exp(-(t - tl[g]) * dec[0])  # exact decay over the time since the last update
         vg = v[vb : vb + co]
         for o in range(co):
             vg[o] *= d
+    if dec[1] > 0.0:  # ALIF: the threshold increment decays on its own time constant
+        d = math.exp(-(t - tl[g]) * dec[1])
+        ag = ath[vb : vb + co]
+        for o in range(co):
+            ag[o] *= d
     tl[g] = t
     return ntouch + 1
 
@@ -137,7 +147,7 @@ def _add_rows(v, vb: int, co: int, W, wb: int, stride: int, in_c, in_cnt, s: int
 
 @njit(cache=True, inline="always")
 def _fan_out_conv(
-    p, inv_tau: float, W, in_c, in_y, in_x, in_cnt, nin: int, v, tl, flag, touch, rows, cols, t: float
+    p, dec, W, in_c, in_y, in_x, in_cnt, nin: int, v, ath, tl, flag, touch, rows, cols, t: float
 ) -> tuple:
     """Conv fan-out: a spike at (c, yi, xi) reaches (Y, X) with Y * sh + ky - pt = yi.
     Returns (groups touched, synaptic ops)."""
@@ -159,7 +169,7 @@ def _fan_out_conv(
                     X, kx = cols[2 * b], cols[2 * b + 1]
                     g = Y * wo + X
                     vb = voff + g * co
-                    ntouch = _touch(goff + g, vb, co, t, inv_tau, v, tl, flag, touch, ntouch)
+                    ntouch = _touch(goff + g, vb, co, t, dec, v, ath, tl, flag, touch, ntouch)
                     _add_rows(v, vb, co, W, woff + (ky * kw + kx) * co, cstride, in_c, in_cnt, s, e)
             syn += (e - s) * nr * nc * co
         s = e
@@ -167,7 +177,7 @@ def _fan_out_conv(
 
 
 @njit(cache=True, inline="always")
-def _fan_out_dense(p, inv_tau: float, W, in_c, in_y, in_x, in_cnt, nin: int, v, tl, flag, touch, t: float) -> tuple:
+def _fan_out_dense(p, dec, W, in_c, in_y, in_x, in_cnt, nin: int, v, ath, tl, flag, touch, t: float) -> tuple:
     """Dense fan-out: every spike adds one contiguous weight row to the single group."""
     k = p[POOL]
     ci, hi, wi, co = p[CI], p[HI], p[WI], p[CO]
@@ -177,7 +187,7 @@ def _fan_out_dense(p, inv_tau: float, W, in_c, in_y, in_x, in_cnt, nin: int, v, 
         yi, xi = in_y[s] // k, in_x[s] // k
         if yi >= hi or xi >= wi:
             continue  # beyond the last full pooling window: AveragePool drops it
-        ntouch = _touch(goff, voff, co, t, inv_tau, v, tl, flag, touch, ntouch)
+        ntouch = _touch(goff, voff, co, t, dec, v, ath, tl, flag, touch, ntouch)
         _add_rows(v, voff, co, W, woff + ((yi * wi + xi) * ci) * co, co, in_c, in_cnt, s, s + 1)
         syn += co
     return ntouch, syn
@@ -195,13 +205,13 @@ def _any_at(vg, v_th: float) -> bool:
 
 
 @njit(cache=True, inline="always")
-def _fire(p, f, v, flag, touch, ntouch: int, cnt, out_c, out_y, out_x, out_n) -> int:
+def _fire(p, f, v, ath, flag, touch, ntouch: int, cnt, out_c, out_y, out_x, out_n) -> int:
     """Spike and reset rules on the touched groups; returns the number of spiking neurons,
     written as (channel, row, column, count)."""
     co, wo, voff, goff = p[CO], p[WO], p[VOFF], p[GOFF]
     spiking = p[KIND] == KIND_SPIKING
     multi, zero = p[SPIKE] == 1, p[RESET] == 1
-    v_th, v_min = f[VTH], f[VMIN]
+    v_th, v_min, beta = f[VTH], f[VMIN], f[BETA]
     clamp = v_min > -math.inf
     nout = 0
     for k in range(ntouch):
@@ -211,30 +221,33 @@ def _fire(p, f, v, flag, touch, ntouch: int, cnt, out_c, out_y, out_x, out_n) ->
             continue
         local = g - goff
         vb = voff + local * co
-        vg, cg = v[vb : vb + co], cnt[vb : vb + co]
+        vg, cg, ag = v[vb : vb + co], cnt[vb : vb + co], ath[vb : vb + co]
         if clamp:
             for o in range(co):
                 vg[o] = max(vg[o], v_min)
-        if not _any_at(vg, v_th):
+        if beta == 0.0 and not _any_at(vg, v_th):
             continue  # most touched groups have no neuron at threshold
         Y, X = local // wo, local % wo
         for o in range(co):
             u = vg[o]
-            if u >= v_th:
-                s = math.floor(u / v_th) if multi else 1.0
-                u = 0.0 if zero else u - v_th * s
+            th = v_th + ag[o] if beta > 0.0 else v_th
+            if u >= th:
+                s = math.floor(u / th) if multi else 1.0
+                u = 0.0 if zero else u - th * s
                 out_c[nout], out_y[nout], out_x[nout], out_n[nout] = o, Y, X, s
                 nout += 1
                 cg[o] += np.int64(s)
                 vg[o] = max(u, v_min)
+                if beta > 0.0:
+                    ag[o] += beta * s
     return nout
 
 
 @njit(cache=True)
 def run_events(
-    P, F, W, ex, ey, ep, et, start: int, end: int, v, tl, cnt, rec_layer: int, rec_t, rec_i, rec_c, tally
+    P, F, W, ex, ey, ep, et, start: int, end: int, v, ath, tl, cnt, rec_layer: int, rec_t, rec_i, rec_c, tally
 ) -> int:
-    """Run events ``[start, end)`` of one stream (its state ``v, tl, cnt``) wave by wave.
+    """Run events ``[start, end)`` of one stream (its state ``v, ath, tl, cnt``; ``ath``: adaptive-threshold increments) wave by wave.
 
     Spikes of layer ``rec_layer`` (-1: none) are recorded as (t, neuron in C, H, W
     order, count) from ``tally[0]`` on; the kernel stops before a wave that might not
@@ -279,15 +292,15 @@ def run_events(
         for L in range(nl):
             if nin == 0:
                 break
-            p, inv_tau = P[L], F[L, INV_TAU]
+            p, dec = P[L], (F[L, INV_TAU], F[L, INV_TAU_A])
             if p[OP] == 0:
                 ntouch, syn = _fan_out_conv(
-                    p, inv_tau, W, ic, iy, ix, inn, nin, v, tl, flag, touch, rows, cols, float(t)
+                    p, dec, W, ic, iy, ix, inn, nin, v, ath, tl, flag, touch, rows, cols, float(t)
                 )
             else:
-                ntouch, syn = _fan_out_dense(p, inv_tau, W, ic, iy, ix, inn, nin, v, tl, flag, touch, float(t))
+                ntouch, syn = _fan_out_dense(p, dec, W, ic, iy, ix, inn, nin, v, ath, tl, flag, touch, float(t))
             tally[1] += syn
-            nin = _fire(P[L], F[L], v, flag, touch, ntouch, cnt, oc, oy, ox, on)
+            nin = _fire(P[L], F[L], v, ath, flag, touch, ntouch, cnt, oc, oy, ox, on)
             if L == rec_layer:
                 ho, wo = P[L, HO], P[L, WO]
                 for k in range(nin):
@@ -299,12 +312,12 @@ def run_events(
 
 
 @njit(cache=True, parallel=True)
-def run_streams(P, F, W, ex, ey, ep, et, offsets, V, TL, CNT, SYN) -> None:
+def run_streams(P, F, W, ex, ey, ep, et, offsets, V, A, TL, CNT, SYN) -> None:
     """Whole streams in parallel: stream b is ``[offsets[b], offsets[b + 1])``, state row b."""
     for b in prange(offsets.size - 1):
         tally = np.zeros(2, np.int64)
         none = np.empty(0, np.int64)
         run_events(
-            P, F, W, ex, ey, ep, et, offsets[b], offsets[b + 1], V[b], TL[b], CNT[b], -1, none, none, none, tally
+            P, F, W, ex, ey, ep, et, offsets[b], offsets[b + 1], V[b], A[b], TL[b], CNT[b], -1, none, none, none, tally
         )
         SYN[b] = tally[1]

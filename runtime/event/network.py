@@ -23,7 +23,8 @@ from .graph import Layer
 # columns of the integer parameter table, one row per layer
 (OP, CS, HS, WS, POOL, CI, HI, WI, CO, HO, WO, KH, KW, SH, SW, PT, PL, WOFF, VOFF, GOFF, KIND, RESET, SPIKE) = range(23)
 N_INT = 23
-INV_TAU, VTH, VMIN = range(3)  # columns of the float table
+INV_TAU, VTH, VMIN, INV_TAU_A, BETA = range(5)  # columns of the float table (A: adaptive threshold)
+N_FLOAT = 5
 KIND_ACCUMULATE, KIND_SPIKING, KIND_LI = 0, 1, 2
 
 
@@ -32,7 +33,7 @@ class Net:
     """Everything the kernels read about the network (immutable once built)."""
 
     P: np.ndarray  # [layers, N_INT] int64
-    F: np.ndarray  # [layers, 3] float64
+    F: np.ndarray  # [layers, N_FLOAT] float64
     W: np.ndarray  # all weights, internal layouts, float32
     n_neurons: int  # membranes in all layers
     n_groups: int  # positions in all layers
@@ -52,7 +53,7 @@ def internal_weight(layer: Layer) -> np.ndarray:
 
 def pack(layers: Sequence[Layer]) -> Net:
     P = np.zeros((len(layers), N_INT), np.int64)
-    F = np.zeros((len(layers), 3), np.float64)
+    F = np.zeros((len(layers), N_FLOAT), np.float64)
     weights, w_off, v_off, g_off = [], 0, 0, 0
     for i, L in enumerate(layers):
         r = P[i]
@@ -76,9 +77,9 @@ def pack(layers: Sequence[Layer]) -> Net:
         if n is not None:
             r[RESET] = 0 if n.reset == "subtract" else 1
             r[SPIKE] = 0 if n.spike == "single" else 1
-            F[i] = (n.inv_tau, n.v_th, n.v_min)
+            F[i] = (n.inv_tau, n.v_th, n.v_min, n.inv_tau_adapt, n.beta)
         else:
-            F[i] = (0.0, np.inf, -np.inf)
+            F[i] = (0.0, np.inf, -np.inf, 0.0, 0.0)
     return Net(P, F, np.concatenate(weights).astype(np.float32), v_off, g_off)
 
 
@@ -87,14 +88,16 @@ class EventState:
     """What a stream carries between chunks (size fixed by the network, not the stream).
 
     The caller holds it; :meth:`EventEngine.feed` advances it in place and returns it.
-    ``v`` membranes (float64, internal order), ``t_last`` last update time of each group
-    (µs), ``counts`` spikes per neuron so far, ``t_now`` time of the last processed
+    ``v`` membranes (float64, internal order), ``a`` adaptive-threshold increments (0
+    but in ALIF layers), ``t_last`` last update time of each group (µs), ``counts``
+    spikes per neuron so far, ``t_now`` time of the last processed
     input event (-1 before any), ``pending`` the input events at the latest timestamp,
     held back because the next chunk may hold more events at that same time (events
     with one timestamp are simultaneous: one wave), ``events`` and ``synops`` totals.
     """
 
     v: np.ndarray
+    a: np.ndarray
     t_last: np.ndarray
     counts: np.ndarray
     t_now: int = -1
@@ -104,7 +107,8 @@ class EventState:
 
 
 def initial_state(net: Net) -> EventState:
-    return EventState(np.zeros(net.n_neurons), np.zeros(net.n_groups), np.zeros(net.n_neurons, np.int64))
+    n = net.n_neurons
+    return EventState(np.zeros(n), np.zeros(n), np.zeros(net.n_groups), np.zeros(n, np.int64))
 
 
 def layer_view(net: Net, layers: Sequence[Layer], flat: np.ndarray, i: int) -> np.ndarray:

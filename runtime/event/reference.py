@@ -45,6 +45,7 @@ def _targets(L: Layer, c: int, yi: int, xi: int) -> list[tuple[int, float]]:
 def run_reference(layers: Sequence[Layer], stream: np.ndarray) -> ReferenceResult:
     """Run one whole (valid, sorted) stream through ``layers``."""
     v = [[0.0] * L.size for L in layers]
+    a = [[0.0] * L.size for L in layers]  # adaptive-threshold increments (ALIF)
     t_last = [[0.0] * L.size for L in layers]
     counts = [[0] * L.size for L in layers]
     trains: list[list] = [[] for _ in layers]
@@ -62,6 +63,7 @@ def run_reference(layers: Sequence[Layer], stream: np.ndarray) -> ReferenceResul
         for li, L in enumerate(layers):
             _, hs, ws = L.src_shape
             inv_tau = 0.0 if L.form is None else L.form.inv_tau
+            inv_tau_a = 0.0 if L.form is None else L.form.inv_tau_adapt
             touched: dict[int, None] = {}
             for src, n in spikes:
                 c, rem = divmod(src, hs * ws)
@@ -73,6 +75,8 @@ def run_reference(layers: Sequence[Layer], stream: np.ndarray) -> ReferenceResul
                         touched[j] = None
                         if inv_tau > 0.0:  # v(t) = v(t_last) * exp(-(t - t_last) / tau)
                             v[li][j] *= math.exp(-(t - t_last[li][j]) * inv_tau)
+                        if inv_tau_a > 0.0:  # a(t) = a(t_last) * exp(-(t - t_last) / tau_adapt)
+                            a[li][j] *= math.exp(-(t - t_last[li][j]) * inv_tau_a)
                         t_last[li][j] = t
                     v[li][j] += n * w
                     synops += 1
@@ -82,12 +86,14 @@ def run_reference(layers: Sequence[Layer], stream: np.ndarray) -> ReferenceResul
             spec = L.form
             for j in touched:
                 u = v[li][j]
-                if u >= spec.v_th:
-                    s = math.floor(u / spec.v_th) if spec.spike == "multi" else 1
-                    u = 0.0 if spec.reset == "zero" else u - spec.v_th * s
+                th = spec.v_th + a[li][j] if spec.beta > 0.0 else spec.v_th
+                if u >= th:
+                    s = math.floor(u / th) if spec.spike == "multi" else 1
+                    u = 0.0 if spec.reset == "zero" else u - th * s
                     spikes.append((j, float(s)))
                     counts[li][j] += s
                     trains[li].append((t, j, s))
+                    a[li][j] += spec.beta * s
                 v[li][j] = max(u, spec.v_min)
     last = layers[-1]
     spiking_out = last.form is not None and last.form.spiking

@@ -10,12 +10,17 @@ step with input current ``I``::
     s, u = spike, reset and clamp rules on (v, theta)       (rules.py; subtract removes theta)
     a  = a' + beta * s              each spike raises the threshold
 
-No event-driven form here: the threshold falls between input events while the membrane
-decays at another rate, so a neuron can cross its threshold at a time no input marks.
+Event-driven form (when ``decay_adapt >= decay``, i.e. ``tau_adapt >= tau``): between
+inputs ``u`` and ``a`` decay by ``exp(-dt/tau)`` and ``exp(-dt/tau_adapt)``; the threshold
+is checked at input times only, which is exact: with ``u0 < v_th + a0`` after an input,
+``u0 e^{-t/tau} - a0 e^{-t/tau_adapt} <= (u0 - a0) e^{-t/tau_adapt} < v_th`` for every
+``t > 0``, so no crossing happens between inputs. A threshold that falls faster than the
+membrane (``decay_adapt < decay``) can be crossed with no input: refused, clock-driven only.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 
@@ -23,7 +28,17 @@ import numpy as np
 from onnx import NodeProto, helper
 
 from . import rules
-from .base import EventForm, EventFormError, NeuronKind, NeuronSpec, SpecError, check_decay, register
+from .base import (
+    EventForm,
+    EventFormError,
+    NeuronKind,
+    NeuronSpec,
+    SpecError,
+    check_decay,
+    leaky_event_form,
+    register,
+    tau_of,
+)
 
 
 @dataclass(frozen=True)
@@ -80,11 +95,16 @@ class ALIF(NeuronKind):
         )
 
     def event_form(self, spec: NeuronSpec) -> EventForm:
-        raise EventFormError(
-            "ALIF thresholds decay between input events at another rate than the membrane, "
-            "so a neuron can cross its threshold at a time no input marks; the event engine "
-            "has no crossing-time solver for them (run this model clock-driven)"
-        )
+        assert isinstance(spec, ALIFSpec)
+        if spec.decay_adapt < spec.decay and spec.beta > 0.0:
+            raise EventFormError(
+                f"ALIF thresholds that decay faster than the membrane (decay_adapt {spec.decay_adapt} < "
+                f"decay {spec.decay}) can be crossed between input events, at times no input marks; "
+                "the event engine runs ALIF with decay_adapt >= decay only (run this model clock-driven)"
+            )
+        form = leaky_event_form(spec, spiking=True)
+        inv_tau_adapt = 0.0 if spec.decay_adapt == 1.0 else 1.0 / tau_of(spec.decay_adapt, spec.dt)
+        return dataclasses.replace(form, inv_tau_adapt=inv_tau_adapt, beta=spec.beta)
 
 
 ALIF_KIND = register(ALIF())

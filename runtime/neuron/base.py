@@ -132,7 +132,8 @@ def decay_of(tau: float, dt: float) -> float:
 @dataclass(frozen=True)
 class EventForm:
     """What the event-driven kernels need of a neuron (DESIGN.md §1, event-driven form):
-    between inputs the membrane decays by ``exp(-dt_event * inv_tau)``; an input adds its
+    between inputs the membrane decays by ``exp(-dt_event * inv_tau)`` (and an adaptive
+    threshold's increment by ``exp(-dt_event * inv_tau_adapt)``); an input adds its
     weight; the spike, reset and clamp rules apply at once. ``spiking`` False: a leaky
     integrator (readout) that only accumulates."""
 
@@ -142,6 +143,10 @@ class EventForm:
     v_min: float
     reset: str
     spike: str
+    # an adaptive threshold (ALIF): v_th + a, where a decays with inv_tau_adapt (1/µs)
+    # between inputs and rises by beta per spike; beta 0: a fixed threshold
+    inv_tau_adapt: float = 0.0
+    beta: float = 0.0
 
 
 def leaky_event_form(spec: NeuronSpec, spiking: bool) -> EventForm:
