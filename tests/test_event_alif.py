@@ -29,9 +29,7 @@ def alif_onnx(path, dt: float, tau: float = 400.0, tau_adapt: float = 800.0, bet
     """A bias-free 2C1FC ALIF net whose weights do not depend on dt (seeded), the neuron
     discretised at step ``dt`` µs: decay = exp(-dt/tau), decay_adapt = exp(-dt/tau_adapt)."""
     cfg = config(width=4, bn=False, bias=False, kind="ALIF", extra={"beta": beta}, **rules)
-    spec = dataclasses.replace(
-        cfg.neuron.spec, decay=math.exp(-dt / tau), decay_adapt=math.exp(-dt / tau_adapt), dt=dt
-    )
+    spec = dataclasses.replace(cfg.neuron.spec, decay=math.exp(-dt / tau), decay_adapt=math.exp(-dt / tau_adapt), dt=dt)
     cfg.neuron = NeuronConfig(spec)
     return export_onnx(cfg, model(cfg, seed=1), path)
 

@@ -247,7 +247,8 @@ def _fire(p, f, v, ath, flag, touch, ntouch: int, cnt, out_c, out_y, out_x, out_
 def run_events(
     P, F, W, ex, ey, ep, et, start: int, end: int, v, ath, tl, cnt, rec_layer: int, rec_t, rec_i, rec_c, tally
 ) -> int:
-    """Run events ``[start, end)`` of one stream (its state ``v, ath, tl, cnt``; ``ath``: adaptive-threshold increments) wave by wave.
+    """Run events ``[start, end)`` of one stream (its state ``v, ath, tl, cnt``; ``ath``:
+    adaptive-threshold increments) wave by wave.
 
     Spikes of layer ``rec_layer`` (-1: none) are recorded as (t, neuron in C, H, W
     order, count) from ``tally[0]`` on; the kernel stops before a wave that might not
