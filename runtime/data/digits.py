@@ -22,7 +22,7 @@ from .events import EVENT_DTYPE
 TEST_EVERY = 5  # index % 5 == 0 -> test
 N_DIGITS = 1797  # scikit-learn's bundled digits (its load_digits() is fixed)
 DURATION_US = 300_000
-VERSION = "v2-margin2-steps60-thr0.25-seed0"  # bump when the simulation changes
+VERSION = "v3-margin2-steps60-thr0.25-seed0-log16fx20"  # bump when the simulation changes
 BATCH = 128
 CACHE_ENV = "FLEXSNN_CACHE"
 
