@@ -20,7 +20,7 @@ from runtime.stream import Stats, run_clock, run_event, slices
 
 from .conftest import run_cli, run_main
 from .event_fixtures import chain_model, spec
-from .runtime_fixtures import tiny_model
+from .runtime_fixtures import save, tiny_model
 from .test_eventfile import eventcam  # noqa: F401 - fixture
 
 SENSOR = (2, 24, 32)
@@ -29,18 +29,9 @@ SENSOR = (2, 24, 32)
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
     path = tmp_path_factory.mktemp("stream") / "m.onnx"
-    onnx.save(
-        chain_model(
-            spec("LIF", spike="single", decay=0.8, dt=5_000.0),
-            sensor=SENSOR,
-            channels=(4,),
-            classes=4,
-            T=6,
-            duration_us=30_000.0,
-        ),
-        path,
-    )
-    return path
+    neuron = spec("LIF", spike="single", decay=0.8, dt=5_000.0)
+    # written as the exporter writes (with its weight digest): no "note:" line on stderr
+    return save(chain_model(neuron, sensor=SENSOR, channels=(4,), classes=4, T=6, duration_us=30_000.0), path)
 
 
 def _cli(capsys, *argv: str) -> tuple[int, str, str]:
