@@ -101,7 +101,8 @@ def cmd_stream(a: argparse.Namespace) -> None:
         proto = session.protocol
     if proto.input_kind in DENSE_KINDS:
         raise InputError(
-            f"{a.model} takes {proto.input_kind!r} inputs (images or sequences); stream needs a model trained on events"
+            f"{a.model} takes {proto.input_kind!r} inputs (static images or recorded sequences); "
+            "stream needs a model trained on events"
         )
     _warm_up(engine if a.mode == "event" else session, a.mode)
     sensor = parse_sensor(a.sensor) if a.sensor else None
