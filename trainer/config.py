@@ -48,7 +48,7 @@ class ModelConfig:
     bn: bool = True
     readout: str = "mean"  # "mean": mean of the classifier output over steps; "li": LI neuron, last step
     num_classes: int = 10
-    in_shape: tuple[int, int, int] = (2, 34, 34)
+    in_shape: tuple[int, ...] = (2, 34, 34)  # (C, H, W), or (features,) for sequences
     bn_stats: str = "sequence"  # BatchNorm statistics over all T·B frames (tdBN) or per time step ("step")
     weight_std: bool = False  # scaled weight standardisation on the convs (replaces BatchNorm)
 
@@ -82,8 +82,8 @@ class NeuronConfig:
 @dataclass
 class DataConfig:
     spec: str = "digits"
-    kind: str = "events"  # "static" (repeat-encoded images) or "events"
-    shape: tuple[int, int, int] = (2, 20, 20)
+    kind: str = "events"  # "static" (repeat-encoded images), "events" or "sequence" (recorded sequences)
+    shape: tuple[int, ...] = (2, 20, 20)
     classes: list[str] = field(default_factory=lambda: [str(i) for i in range(10)])
     binning: str = "equal"
     duration_us: float = 0.0
