@@ -26,7 +26,8 @@ from trainer.config import FIXED_T_METHODS, Config
 from .errors import ExportError
 
 KEY = METADATA_KEY
-INPUT_KINDS = {"static": "repeat", "events": "event-frames"}  # DataConfig.kind -> protocol input kind
+# DataConfig.kind -> protocol input kind
+INPUT_KINDS = {"static": "repeat", "events": "event-frames", "sequence": "sequence-frames"}
 
 
 def readout_name(readout_rule: str) -> str:

@@ -24,7 +24,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from .protocol import SNN_DOMAIN, STATIC_KINDS, Protocol
+from .protocol import DENSE_KINDS, SNN_DOMAIN, Protocol
 
 E_MAC_PJ = 4.6
 E_AC_PJ = 0.9
@@ -148,8 +148,8 @@ def synapse_layers(model: onnx.ModelProto, proto: Protocol, shapes: Mapping[str,
             node, {**weights, node.input[1]: w} if w is not None else weights, shapes[src]
         )
         source = trace_source(src, producers, spiking)
-        if source == INPUT and proto.input_kind in STATIC_KINDS:
-            source = None  # a static image is a dense, non-spiking input
+        if source == INPUT and proto.input_kind in DENSE_KINDS:
+            source = None  # a static image or a sequence is a dense, non-spiking input
         layers.append(SynapseLayer(node.name or node.output[0], node.op_type, macs, source))
     return layers + once_layers(model, shapes)
 

@@ -33,8 +33,11 @@ from .policies import PolicyError, parse_policy
 FORMAT = "flexsnn-onnx/2"
 READ_FORMATS = ("flexsnn-onnx/1", FORMAT)
 METADATA_KEY = "flexsnn.protocol"
-INPUT_KINDS = ("repeat", "event-frames", "encode-once")
+INPUT_KINDS = ("repeat", "event-frames", "encode-once", "sequence-frames")
 STATIC_KINDS = ("repeat", "encode-once")  # a static image: fed at every step, no time base
+# real-valued inputs with no event time base (no binning, dt): static images, and recorded
+# sequences grouped into T steps (runtime.data.sequences)
+DENSE_KINDS = (*STATIC_KINDS, "sequence-frames")
 READOUTS = ("mean", "last", "count")
 
 
@@ -217,8 +220,8 @@ def _parse_protocol(meta: dict[str, Any]) -> Protocol:
         raise ModelError(f"{where}: 'T_trained' must be a positive integer, got {T_trained!r}")
     kind = _choice(_field(inp, "kind", f"{where} 'input'"), INPUT_KINDS, "input kind")
     timing = [_field(inp, k, f"{where} 'input'") for k in ("binning", "duration_us", "dt_us")]
-    if kind in STATIC_KINDS and timing == [None, None, None]:
-        binning, duration_us, dt_us = None, None, None  # a static image has no time base
+    if kind in DENSE_KINDS and timing == [None, None, None]:
+        binning, duration_us, dt_us = None, None, None  # a static image or a sequence has no time base
     else:
         binning = _choice(timing[0], BINNINGS, "binning")
         try:

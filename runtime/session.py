@@ -207,6 +207,8 @@ class Session:
         s = ", ".join(map(str, self.protocol.input_shape))
         if self.protocol.input_kind in STATIC_KINDS:
             return f"static images [B, {s}] or frames [T, B, {s}]"
+        if self.protocol.input_kind == "sequence-frames":
+            return f"sequence steps [T, B, {s}]"
         return f"event frames [T, B, {s}] or a list of event streams"
 
     def frames(

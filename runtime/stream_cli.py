@@ -12,7 +12,7 @@ from .data.eventfile import CHUNK_BYTES, FORMATS, open_events, parse_sensor
 from .data.transforms import TRANSFORM_FORMS, Pipeline, Transform, from_dicts, parse_transform
 from .errors import InputError
 from .policies import POLICY_FORMS, parse_policy
-from .protocol import STATIC_KINDS
+from .protocol import DENSE_KINDS
 from .report import table
 from .session import load
 from .stream import TICK_MS, Stats, Window, fit_check, run_clock, run_event, slices
@@ -99,8 +99,11 @@ def cmd_stream(a: argparse.Namespace) -> None:
     else:
         session = load(a.model, a.threads)
         proto = session.protocol
-    if proto.input_kind in STATIC_KINDS:
-        raise InputError(f"{a.model} takes static images ({proto.input_kind}); stream needs a model trained on events")
+    if proto.input_kind in DENSE_KINDS:
+        raise InputError(
+            f"{a.model} takes {proto.input_kind!r} inputs (static images or recorded sequences); "
+            "stream needs a model trained on events"
+        )
     _warm_up(engine if a.mode == "event" else session, a.mode)
     sensor = parse_sensor(a.sensor) if a.sensor else None
     reader = open_events(a.source, a.format, sensor, a.chunk_bytes)

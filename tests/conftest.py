@@ -12,6 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("FLEXSNN_SHARED_DATA", ROOT.parent / "shared" / "data"))
 NMNIST = SHARED_DATA / "nmnist"
 MNIST = SHARED_DATA / "mnist"
+BRAILLE = SHARED_DATA / "braille"
 
 
 def _need(path: Path) -> Path:
@@ -28,6 +29,11 @@ def nmnist_path() -> Path:
 @pytest.fixture
 def mnist_path() -> Path:
     return _need(MNIST)
+
+
+@pytest.fixture
+def braille_path() -> Path:
+    return _need(BRAILLE)
 
 
 def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None):

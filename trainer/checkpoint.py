@@ -161,8 +161,10 @@ def build_checked(cfg: Config, what: str) -> SpikingNet:
     if not 0 <= m.width <= MAX_WIDTH:
         raise ConfigError(f"{what}: width {m.width} is out of range; expected 0..{MAX_WIDTH}")
     shape = list(m.in_shape)
-    if len(shape) != 3 or not all(isinstance(v, int) and 1 <= v <= MAX_SIDE for v in shape):
-        raise ConfigError(f"{what}: input shape {shape} must be 3 integers in 1..{MAX_SIDE} (C, H, W)")
+    if len(shape) not in (1, 3) or not all(isinstance(v, int) and 1 <= v <= MAX_SIDE for v in shape):
+        raise ConfigError(
+            f"{what}: input shape {shape} must be 3 integers (C, H, W) or 1 (sequence features) in 1..{MAX_SIDE}"
+        )
     try:
         with torch.device("meta"), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # e.g. zero-element tensors of a model too deep: refused below

@@ -95,6 +95,12 @@ def _add_fit(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--stages", type=cliargs.positive_int, default=2, help="MTT stages (default 2)")
     p.add_argument("--samples", type=cliargs.positive_int, default=2, help="nmt/mtt configurations per iteration")
+    p.add_argument(
+        "--mtt-order",
+        default="any",
+        help="mtt: stage configurations in any order, or nonincreasing (T_1 >= T_2 >= ...: MTT as a time "
+        "encoder on sequences, paper A.12; default any)",
+    )
     p.add_argument("--epochs", type=cliargs.positive_int, default=10, help="passes over the training split")
     p.add_argument("--batch-size", type=cliargs.batch, default=64, help="samples per training batch")
     p.add_argument("--lr", type=cliargs.positive_float, default=3e-3, help="Adam learning rate (cosine schedule)")
@@ -209,7 +215,7 @@ def neuron_spec_from_args(a: argparse.Namespace, kind: str, duration_us: float) 
         fields[name] = value
     train_T = a.T if a.T is not None and a.method in FIXED_T_METHODS else a.tmax
     # dt ties the per-step decay to the event-driven time constant: one step is one bin
-    fields["dt"] = duration_us / train_T if kind == "events" and train_T > 0 else 1.0
+    fields["dt"] = duration_us / train_T if kind == "events" and train_T > 0 else 1.0  # sequences: no time base
     try:
         return make_spec(nkind, **fields)
     except SpecError as e:
@@ -217,7 +223,7 @@ def neuron_spec_from_args(a: argparse.Namespace, kind: str, duration_us: float) 
 
 
 def config_from_args(
-    a: argparse.Namespace, train_shape: tuple[int, int, int], kind: str, duration_us: float, ds: Dataset | None = None
+    a: argparse.Namespace, train_shape: tuple[int, ...], kind: str, duration_us: float, ds: Dataset | None = None
 ) -> Config:
     spec = neuron_spec_from_args(a, kind, duration_us)
     if a.norm not in NORMS:
@@ -274,6 +280,7 @@ def config_from_args(
             a.calib_batches,
             K=a.K,
             mse_weight=mse_weight,
+            order=a.mtt_order,
         ),
     ).validate()
 

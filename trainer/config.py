@@ -17,6 +17,7 @@ from .surrogate import SURROGATES
 STAGE_METHODS = ("sdt", "nmt", "mtt")  # stage-T forward/backward over the whole sequence
 ONLINE_METHODS = ("sltt", "sltt-k", "ottt-a", "ottt-o", "ndot-a", "ndot-o")  # step by step (trainer.online)
 METHODS = STAGE_METHODS + ONLINE_METHODS
+MTT_ORDERS = ("any", "nonincreasing")  # mtt stage configurations: free, or T_1 >= T_2 >= ... (MTT A.12)
 FIXED_T_METHODS = ("sdt",) + ONLINE_METHODS  # methods that train at the one T of MethodConfig.T
 READOUTS = ("mean", "li", "spikes")  # spikes: the classifier ends in the model's spiking neuron (as on Speck)
 PROTOCOL_READOUT = {
@@ -47,7 +48,7 @@ class ModelConfig:
     bn: bool = True
     readout: str = "mean"  # "mean": mean of the classifier output over steps; "li": LI neuron, last step
     num_classes: int = 10
-    in_shape: tuple[int, int, int] = (2, 34, 34)
+    in_shape: tuple[int, ...] = (2, 34, 34)  # (C, H, W), or (features,) for sequences
     bn_stats: str = "sequence"  # BatchNorm statistics over all T·B frames (tdBN) or per time step ("step")
     weight_std: bool = False  # scaled weight standardisation on the convs (replaces BatchNorm)
 
@@ -81,8 +82,8 @@ class NeuronConfig:
 @dataclass
 class DataConfig:
     spec: str = "digits"
-    kind: str = "events"  # "static" (repeat-encoded images) or "events"
-    shape: tuple[int, int, int] = (2, 20, 20)
+    kind: str = "events"  # "static" (repeat-encoded images), "events" or "sequence" (recorded sequences)
+    shape: tuple[int, ...] = (2, 20, 20)
     classes: list[str] = field(default_factory=lambda: [str(i) for i in range(10)])
     binning: str = "equal"
     duration_us: float = 0.0
@@ -106,6 +107,7 @@ class MethodConfig:
     calib_batches: int = 10  # BN calibration at T = tmax; 0: off
     K: int = 0  # sltt-k: time steps with a backward per batch, in [1, T]; 0 for other methods
     mse_weight: float = 0.05  # online methods: per-step loss (1 - w) CE + w MSE(o_t, one-hot)
+    order: str = "any"  # mtt: stage configurations in any order, or non-increasing (MTT_ORDERS)
 
 
 @dataclass
@@ -125,6 +127,10 @@ class Config:
         for k in ("T", "tmin", "tmax", "samples", "epochs", "batch_size"):
             if getattr(m, k) <= 0:
                 raise ConfigError(f"--{k.replace('_', '-')} must be a positive integer, got {getattr(m, k)}")
+        if m.order not in MTT_ORDERS:
+            raise ConfigError(f"--mtt-order {m.order!r} is unknown; expected one of {list(MTT_ORDERS)}")
+        if m.order != "any" and m.name != "mtt":
+            raise ConfigError(f"--mtt-order {m.order} applies to method mtt only, not to {m.name!r}")
         if m.tmin > m.tmax:
             raise ConfigError(f"--tmin ({m.tmin}) must not exceed --tmax ({m.tmax})")
         if not m.lr > 0:

@@ -7,7 +7,11 @@ their gradients are summed, and the optimizer steps once.
 * ``sdt``: standard direct training, one forward at the fixed T.
 * ``nmt``: naive mixture training, s forwards, each at one random T in [tmin, tmax].
 * ``mtt``: mixed time-step training (MTT), s forwards, each stage at its own random T in
-  [tmin, tmax], joined by the temporal transformation module.
+  [tmin, tmax], joined by the temporal transformation module. With ``order
+  "nonincreasing"`` each configuration is sorted so that ``T_1 >= T_2 >= ...``: MTT as a
+  time encoder on sequence data (MTT paper, appendix A.12), where later stages only ever
+  merge steps (TTM down-sampling) and never repeat them. Sorting the s independent draws
+  keeps every T in [tmin, tmax] and every non-increasing configuration reachable.
 """
 
 from __future__ import annotations
@@ -30,7 +34,8 @@ def _nmt(m: MethodConfig, n_stages: int, rng: np.random.Generator) -> list[Stage
 
 
 def _mtt(m: MethodConfig, n_stages: int, rng: np.random.Generator) -> list[StageTs]:
-    return [[int(t) for t in rng.integers(m.tmin, m.tmax + 1, size=n_stages)] for _ in range(m.samples)]
+    configs = [[int(t) for t in rng.integers(m.tmin, m.tmax + 1, size=n_stages)] for _ in range(m.samples)]
+    return [sorted(c, reverse=True) for c in configs] if m.order == "nonincreasing" else configs
 
 
 METHODS: dict[str, Callable[[MethodConfig, int, np.random.Generator], list[StageTs]]] = {

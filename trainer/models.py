@@ -5,6 +5,9 @@
   layers (y - 1 hidden, 256 wide, each followed by a neuron; the last is the classifier).
   ``Wz`` sets the conv width (default 32). ``bias`` and ``bn`` can be switched off
   (event-driven hardware wants neither).
+* ``fc-H1-H2-...`` (``fc-seq`` = ``fc-128-128``): fully connected nets for sequences
+  ``[T, B, features]`` (or any input, flattened): one block per hidden layer, linear ->
+  neuron, then the classifier; the FC LIF nets of MTT's sequence experiments (appendix A.12).
 * ``resnet10`` / ``resnet18`` / ``resnet19``: spiking ResNets (BatchNorm by default) for
   static images (basic blocks conv-BN-neuron-conv-BN + shortcut -> neuron; ResNet-19 is the
   three-stage variant of the tdBN paper). Width is the first stage's channels.
@@ -21,6 +24,7 @@ stages for MTT, each run on its own number of time steps.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
 
@@ -152,7 +156,22 @@ def build_resnet(cfg: Config, blocks_per_stage: tuple[int, ...], width: int) -> 
     return SpikingNet(_split(blocks, m.stages), m.readout)
 
 
+def build_fc(cfg: Config, hidden: tuple[int, ...]) -> SpikingNet:
+    m, spec = cfg.model, cfg.neuron.spec
+    features = math.prod(m.in_shape)
+    blocks: list[nn.Module] = []
+    head: list[nn.Module] = [Stateless(nn.Flatten())]
+    for h in hidden:
+        head += [Stateless(nn.Linear(features, h, bias=m.bias)), NeuronLayer(spec, cfg.neuron.surrogate)]
+        blocks.append(Sequence(head))
+        head, features = [], h
+    blocks.append(Sequence(head + _classifier(cfg, features)))
+    return SpikingNet(_split(blocks, m.stages), m.readout)
+
+
 _VGG = re.compile(r"^([1-9]\d*)C([1-9]\d*)FC(?:W([1-9]\d*))?$")
+_FC = re.compile(r"^fc((?:-[1-9]\d*)+)$")
+FC_ALIASES = {"fc-seq": "fc-128-128"}
 _RESNETS = {"resnet10": ((1, 1, 1, 1), 16), "resnet18": ((2, 2, 2, 2), 16), "resnet19": ((3, 3, 2), 32)}
 Builder = Callable[[Config], SpikingNet]
 
@@ -165,6 +184,14 @@ def _parse_vgg(name: str) -> Builder | None:
     return lambda cfg: build_vgg(cfg, convs, fcs, cfg.model.width or width)
 
 
+def _parse_fc(name: str) -> Builder | None:
+    m = _FC.match(FC_ALIASES.get(name, name))
+    if not m:
+        return None
+    hidden = tuple(int(h) for h in m[1][1:].split("-"))
+    return lambda cfg: build_fc(cfg, hidden)
+
+
 def _parse_resnet(name: str) -> Builder | None:
     if name not in _RESNETS:
         return None
@@ -175,6 +202,7 @@ def _parse_resnet(name: str) -> Builder | None:
 # Registry: the name form shown to users -> parser returning a builder (None: not this family).
 MODEL_FAMILIES: dict[str, Callable[[str], Builder | None]] = {
     "xCyFC[Wz] (e.g. 2C1FC, 3C1FC, 2C2FCW16)": _parse_vgg,
+    "fc-H1[-H2...] (fc-seq = fc-128-128; sequences)": _parse_fc,
     **{name: _parse_resnet for name in _RESNETS},
     TREV_NAME_FORM: parse_trev,
 }

@@ -1,8 +1,7 @@
 """The temporal transformation module of MTT: regroup a sequence of l frames into k.
 
-Group boundaries follow the paper's rule ``b_i = round((i - 1) * n / m - eps) + 1`` for
-``i = 1 .. m + 1`` (1-based, so group i holds items ``b_i .. b_{i+1} - 1`` of n), with
-``eps`` breaking ties downward. Down-sampling (l > k: n = l, m = k) sums the frames of
+Group boundaries follow the paper's rule (:func:`runtime.grouping.group_bounds`, shared
+with the runtime's sequence input). Down-sampling (l > k: n = l, m = k) sums the frames of
 each group; up-sampling (l < k: n = k, m = l) replicates input frame i into every output
 frame of group i. Down-sampling preserves the total input; l == k is the identity.
 """
@@ -13,22 +12,15 @@ import functools
 
 import torch
 
-EPS = 1e-6
+from runtime.grouping import group_bounds, group_sizes
 
-
-@functools.lru_cache(maxsize=1024)
-def group_bounds(n: int, m: int) -> tuple[int, ...]:
-    """0-based start indices of the m groups over n items, plus n at the end."""
-    if not 1 <= m <= n:
-        raise ValueError(f"cannot split {n} items into {m} non-empty groups")
-    return tuple(int(round(i * n / m - EPS)) for i in range(m)) + (n,)
+__all__ = ["group_bounds", "group_index", "transform"]
 
 
 @functools.lru_cache(maxsize=1024)
 def group_index(n: int, m: int) -> torch.Tensor:
     """For each of the n items, the group (0 .. m-1) it belongs to."""
-    b = group_bounds(n, m)
-    return torch.repeat_interleave(torch.arange(m), torch.tensor([b[i + 1] - b[i] for i in range(m)]))
+    return torch.repeat_interleave(torch.arange(m), torch.tensor(group_sizes(n, m)))
 
 
 def transform(x: torch.Tensor, k: int) -> torch.Tensor:

@@ -6,23 +6,28 @@ Every data set has one home: an entry of :mod:`.registry` whose loader returns a
 classes is ``len(ds.classes)``. Specs: ``digits`` (scikit-learn's 8x8 digits as event
 streams from the simulated event camera), ``digits:static`` (the same digits as
 images), ``nmnist:PATH``, ``mnist:PATH``, ``tonic:NAME:ROOT`` (any tonic data set; see
-:mod:`.tonic_sets`). Static images are repeat-encoded: the same frame at every step.
-Event streams are binned into T frames at run time.
+:mod:`.tonic_sets`), ``braille[:PATH]`` (tactile sequences, :mod:`.braille`). Static images
+are repeat-encoded: the same frame at every step. Event streams are binned into T frames
+at run time; recorded sequences are grouped into T steps (:mod:`.sequences`).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
+from .braille import read_braille
 from .events import BINNINGS, bin_events
 from .mnist import read_mnist
 from .nmnist import SENSOR as NMNIST_SENSOR
 from .nmnist import list_nmnist, read_nmnist_bin
 from .registry import DataError, Source, register, source, spec_forms
+from .sequences import sequence_frames
 from .transforms import Pipeline, Transform, TransformError, output_shape
 
 # "val" is a fixed part of the training recordings (index % 10 == 1; the index of a digit,
@@ -62,7 +67,9 @@ class LazyEvents(Sequence):
 
 @dataclass
 class Dataset:
-    """One split of a data set. ``kind`` is "static" (images) or "events" (streams).
+    """One split of a data set. ``kind`` is "static" (images), "events" (streams) or
+    "sequence" (recorded sequences ``[L, features]`` in ``sequences``; ``shape`` is
+    ``(features,)``).
 
     ``duration_us`` is the data set's nominal recording length (one step lasts
     ``duration_us / T``). ``durations`` says how "equal" binning finds a recording's
@@ -74,7 +81,7 @@ class Dataset:
     spec: str
     split: str
     kind: str
-    shape: tuple[int, int, int]
+    shape: tuple[int, ...]
     labels: np.ndarray
     classes: list[str]
     images: np.ndarray | None = None
@@ -85,6 +92,7 @@ class Dataset:
     durations: str = "dataset"
     recording_us: np.ndarray | None = None
     transforms: list[Transform] = field(default_factory=list)
+    sequences: list[np.ndarray] | None = None
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -113,6 +121,7 @@ class Dataset:
             self.durations,
             None if self.recording_us is None else self.recording_us[idx],
             self.transforms,
+            None if self.sequences is None else [self.sequences[i] for i in idx],
         )
 
     def frames(
@@ -123,9 +132,10 @@ class Dataset:
         dt_us: float | None = None,
         durations: str | None = None,
     ) -> np.ndarray:
-        """Inputs for samples ``idx`` as ``[T, B, C, H, W]`` float32.
+        """Inputs for samples ``idx`` as ``[T, B, *shape]`` float32.
 
-        Static images are repeated T times. Event streams are binned: ``"equal"`` splits
+        Static images are repeated T times. Sequences are grouped into T steps
+        (:func:`.sequences.sequence_frames`; no other binning applies). Event streams are binned: ``"equal"`` splits
         each recording's span (see ``durations``; default the data set's) into T bins;
         ``"fixed"`` uses bins of ``dt_us`` (default ``duration_us / T``) from t = 0.
         """
@@ -136,6 +146,14 @@ class Dataset:
             assert self.images is not None  # a static data set holds images
             img = self.images[idx]
             return np.broadcast_to(img[None], (T, *img.shape)).copy()
+        if self.kind == "sequence":
+            assert self.sequences is not None  # a sequence data set holds sequences
+            if binning not in (None, "equal"):
+                raise DataError(
+                    f"binning {binning!r} is for event data; {self.spec!r} sequences are grouped into T steps"
+                )
+            return sequence_frames([self.sequences[i] for i in idx], T)
+        shape = cast("tuple[int, int, int]", self.shape)  # an event data set's (C, H, W)
         binning = binning or self.binning
         if binning not in BINNINGS:
             raise DataError(f"binning {binning!r} is unknown; expected one of {list(BINNINGS)}")
@@ -145,14 +163,14 @@ class Dataset:
         assert self.events is not None  # an event data set holds streams
         streams = [self.events[i] for i in idx]
         if binning == "fixed":
-            return bin_events(streams, T, self.shape, "fixed", dt_us or self.duration_us / T)
+            return bin_events(streams, T, shape, "fixed", dt_us or self.duration_us / T)
         if durations == "dataset":
             spans = [self.duration_us] * len(streams)
         elif self.recording_us is not None:
             spans = self.recording_us[idx]
         else:
             spans = None  # last timestamp + 1 of each
-        return bin_events(streams, T, self.shape, "equal", durations_us=spans)
+        return bin_events(streams, T, shape, "equal", durations_us=spans)
 
 
 def parse_spec(spec: str) -> tuple[str, str | None]:
@@ -218,6 +236,22 @@ def _mnist(arg: str, split: str, spec: str) -> Dataset:
     )
 
 
+def _braille(arg: str, split: str, spec: str) -> Dataset:
+    from .braille import CLASSES, TAXELS
+
+    seqs, labels, reps = read_braille(arg, split)
+    return Dataset(spec, split, "sequence", (TAXELS,), labels, list(CLASSES), meta={"index": reps}, sequences=seqs)
+
+
+def _braille_arg(arg: str, spec: str) -> str:
+    """PATH, or without one the shared data folder (``$FLEXSNN_SHARED_DATA/braille``, else
+    ``../shared/data/braille`` from the working directory: where the project keeps real data)."""
+    if arg:
+        return arg
+    shared = os.environ.get("FLEXSNN_SHARED_DATA") or os.path.join("..", "shared", "data")
+    return os.path.join(shared, "braille")
+
+
 def _tonic(arg: str, split: str, spec: str) -> Dataset:
     from .tonic_sets import load_tonic
 
@@ -263,6 +297,15 @@ register(
         _needs("tonic:NAME:ROOT", "a data set and a folder"),
     )
 )
+register(
+    Source(
+        "braille",
+        ("braille", "braille:PATH"),
+        "tactile Braille letters, 27 classes, 12-taxel sequences (default PATH: ../shared/data/braille)",
+        _braille,
+        _braille_arg,
+    )
+)
 SPEC_FORMS = tuple(spec_forms())
 
 
@@ -271,9 +314,11 @@ def with_transforms(ds: Dataset, transforms: Sequence[Transform]) -> Dataset:
     if not transforms:
         return ds
     if ds.kind != "events":
-        raise DataError(f"transforms apply to event data; {ds.spec!r} holds static images")
+        what = "static images" if ds.kind == "static" else "recorded sequences"
+        raise DataError(f"transforms apply to event data; {ds.spec!r} holds {what}")
+    sensor = cast("tuple[int, int, int]", ds.shape)  # an event data set's (C, H, W)
     try:
-        shape = output_shape(transforms, ds.shape)
+        shape = output_shape(transforms, sensor)
     except TransformError as e:
         raise DataError(f"data {ds.spec!r}: {e}") from None
     ev = ds.events
@@ -281,7 +326,7 @@ def with_transforms(ds: Dataset, transforms: Sequence[Transform]) -> Dataset:
     base = ev if isinstance(ev, LazyEvents) else LazyEvents(ev.__getitem__, len(ev))
     if base.pipeline is not None:
         raise DataError(f"data {ds.spec!r} is already transformed")
-    lazy = LazyEvents(base._get, base._n, Pipeline(transforms, ds.shape), base._index)
+    lazy = LazyEvents(base._get, base._n, Pipeline(transforms, sensor), base._index)
     return Dataset(
         ds.spec,
         ds.split,

@@ -130,7 +130,7 @@ def lower(model: onnx.ModelProto, proto: Protocol) -> list[Layer]:
     """The layer list of ``model``, or :class:`ModelError` saying why it cannot run per event."""
     if proto.input_kind != "event-frames":
         raise ModelError(
-            f"this model takes {proto.input_kind!r} inputs (static images); the event engine "
+            f"this model takes {proto.input_kind!r} inputs (static images or recorded sequences); the event engine "
             "runs models trained on event streams (input kind 'event-frames')"
         )
     if proto.uses_t:
