@@ -101,6 +101,13 @@ def _add_fit(sub: argparse._SubParsersAction) -> None:
         help="mtt: stage configurations in any order, or nonincreasing (T_1 >= T_2 >= ...: MTT as a time "
         "encoder on sequences, paper A.12; default any)",
     )
+    p.add_argument(
+        "--anchor",
+        choices=("tmin", "none"),
+        default=None,
+        help="nmt/mtt: one of the --samples configurations per iteration is uniform Tmin, which keeps small T "
+        "accurate (default tmin for nmt/mtt with --samples >= 2, else none; none: the MTT paper's rule)",
+    )
     p.add_argument("--epochs", type=cliargs.positive_int, default=10, help="passes over the training split")
     p.add_argument("--batch-size", type=cliargs.batch, default=64, help="samples per training batch")
     p.add_argument("--lr", type=cliargs.positive_float, default=3e-3, help="Adam learning rate (cosine schedule)")
@@ -281,6 +288,7 @@ def config_from_args(
             K=a.K,
             mse_weight=mse_weight,
             order=a.mtt_order,
+            anchor=a.anchor or ("tmin" if a.method in ("nmt", "mtt") and a.samples >= 2 else "none"),
         ),
     ).validate()
 

@@ -14,6 +14,7 @@ from runtime.neuron import NeuronSpec, SpecError
 
 from .surrogate import SURROGATES
 
+ANCHORS = ("tmin", "none")
 STAGE_METHODS = ("sdt", "nmt", "mtt")  # stage-T forward/backward over the whole sequence
 ONLINE_METHODS = ("sltt", "sltt-k", "ottt-a", "ottt-o", "ndot-a", "ndot-o")  # step by step (trainer.online)
 METHODS = STAGE_METHODS + ONLINE_METHODS
@@ -108,6 +109,9 @@ class MethodConfig:
     K: int = 0  # sltt-k: time steps with a backward per batch, in [1, T]; 0 for other methods
     mse_weight: float = 0.05  # online methods: per-step loss (1 - w) CE + w MSE(o_t, one-hot)
     order: str = "any"  # mtt: stage configurations in any order, or non-increasing (MTT_ORDERS)
+    # nmt/mtt: "tmin": the first of the s configurations of every iteration is uniform Tmin
+    # (trainer.methods); "none" in checkpoints written before it existed
+    anchor: str = "none"
 
 
 @dataclass
@@ -131,6 +135,13 @@ class Config:
             raise ConfigError(f"--mtt-order {m.order!r} is unknown; expected one of {list(MTT_ORDERS)}")
         if m.order != "any" and m.name != "mtt":
             raise ConfigError(f"--mtt-order {m.order} applies to method mtt only, not to {m.name!r}")
+        if m.anchor not in ANCHORS:
+            raise ConfigError(f"--anchor {m.anchor!r} is unknown; expected one of {list(ANCHORS)}")
+        if m.anchor != "none" and (m.name not in ("nmt", "mtt") or m.samples < 2):
+            raise ConfigError(
+                f"--anchor {m.anchor} replaces one of several nmt/mtt configurations: it needs method nmt or "
+                f"mtt with --samples >= 2, got {m.name!r} with --samples {m.samples}"
+            )
         if m.tmin > m.tmax:
             raise ConfigError(f"--tmin ({m.tmin}) must not exceed --tmax ({m.tmax})")
         if not m.lr > 0:
