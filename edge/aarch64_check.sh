@@ -95,7 +95,7 @@ bind "$WORK" "$ARMROOT/work"
 bind "$CACHE/pip" "$ARMROOT/root/.cache/pip"
 rm -rf "$ARMROOT/src" && mkdir "$ARMROOT/src"
 (cd "$REPO" && git ls-files -z --cached --others --exclude-standard | tar --null -T - -cf -) | tar -xf - -C "$ARMROOT/src"
-[ "$(chroot "$ARMROOT" /usr/bin/uname -m)" = aarch64 ] || { echo "aarch64 check FAILED: the chroot does not run aarch64"; exit 1; }
+[ "$(chroot "$ARMROOT" /usr/bin/env PATH=/usr/bin:/bin uname -m)" = aarch64 ] || { echo "aarch64 check FAILED: the chroot does not run aarch64"; exit 1; }
 
 echo "== arm64: runtime-only install from the registry, torch-free tests, parity run"
 chroot "$ARMROOT" /usr/bin/env -i HOME=/root PATH=/usr/bin:/bin OMP_NUM_THREADS=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
