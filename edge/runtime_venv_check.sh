@@ -26,6 +26,7 @@ echo "runtime-only install: $(du -sh "$SITE" | cut -f1) in $SITE (pip and setupt
 cd "$ROOT"
 shopt -s nullglob
 TESTS=(tests/test_runtime.py tests/test_edge_*.py tests/test_event*.py)
-"$VENV/bin/python" -m pytest -q -p no:cacheprovider "${TESTS[@]}"
+# -q comes from addopts; a second -q would hide the pass/fail summary line
+"$VENV/bin/python" -m pytest -p no:cacheprovider "${TESTS[@]}"
 "$VENV/bin/python" -c 'import importlib.util, sys; sys.exit("torch appeared" if importlib.util.find_spec("torch") else 0)'
 echo "runtime-only check PASSED: no torch installed, torch-free tests green"

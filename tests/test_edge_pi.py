@@ -90,3 +90,14 @@ def test_pi_bench_needs_no_torch_and_no_numba(tmp_path):
         [sys.executable, "-c", BLOCK, "speck", path], cwd=ROOT, capture_output=True, text=True, timeout=300, check=False
     )
     assert r.returncode == 2 and "needs numba" in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
+def test_clock_driven_commands_do_not_import_numba_or_scikit_learn():
+    """numba (the event engine) and scikit-learn (the digits, first load only) add about 60 and
+    50 MiB of peak memory; a clock-driven `runtime run` or `pi-bench` on a 1 GB Pi needs neither."""
+    code = (
+        "import sys, runtime.cli, edge.cli, runtime.event, runtime.data\n"
+        "print(sorted(m for m in ('numba', 'llvmlite', 'sklearn', 'torch') if m in sys.modules))"
+    )
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert r.stdout.strip() == "[]"

@@ -10,9 +10,9 @@ from ..data.transforms import from_dicts
 from ..errors import InputError
 from ..report import emit_json, table
 from ..session import load
-from .bench import event_bench
-from .engine import load_event
-from .evaluate import compare_clock, run_event_dataset, summarize_event
+
+# .bench, .engine and .evaluate import numba: only inside the commands that run it (the
+# parser of every `python -m runtime` command imports this module)
 
 
 def cmd_run_event(a: argparse.Namespace) -> None:
@@ -20,6 +20,9 @@ def cmd_run_event(a: argparse.Namespace) -> None:
     against the clock-driven run at the model's T."""
     if a.policy is not None:
         raise InputError("--policy is an exit rule of the clock-driven mode; --mode event runs whole streams")
+    from .engine import load_event
+    from .evaluate import compare_clock, run_event_dataset, summarize_event
+
     engine = load_event(a.model)
     ds = load_dataset(cliargs.data_spec(a, engine.protocol), "test", a.limit, from_dicts(engine.protocol.transforms))
     r = run_event_dataset(engine, ds, a.batch_size)
@@ -54,6 +57,9 @@ def add_event_bench(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_event_bench(a: argparse.Namespace) -> None:
+    from .bench import event_bench
+    from .engine import load_event
+
     engine = load_event(a.model)
     ds = load_dataset(cliargs.data_spec(a, engine.protocol), "test", a.limit, from_dicts(engine.protocol.transforms))
     r = event_bench(engine, load(a.model, 1), ds, a.T, a.reference_limit)

@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# The Raspberry Pi target under emulation: the runtime-only install on Debian bookworm arm64
+# (Raspberry Pi OS 64-bit's base: Python 3.11, glibc 2.36), run by qemu-user through
+# binfmt_misc, must give bit-identical results to this x86-64 host.
+#
+#   edge/aarch64_check.sh        (as root; CI calls it after runtime_venv_check.sh)
+#
+# 1. host: a small model (trainer fit, 3 epochs, seed 0; export) and the digits test streams
+#    (edge.pi.parity inputs), and the host's per-sample results (edge.pi.parity run);
+# 2. arm64 root: mmdebstrap --variant=extract (python3, venv; the host's CA bundle copied
+#    in), cached under $FLEXSNN_CI_CACHE (default ~/.cache/flexsnn-ci) with pip's cache;
+# 3. inside it: pip install the runtime-only package from the registry (no torch), the
+#    torch-free tests (the digits digest among them), then the same parity run;
+# 4. edge.pi.parity compare: predictions, steps, readouts and spike counts of fixed T, a
+#    confidence exit and the numba event engine must be bit-identical.
+# An ARM /proc/cpuinfo (Pi 4 text) is bind-mounted: onnxruntime reads the host's x86 one
+# under qemu-user and segfaults in its CPU detection (a real Pi has an ARM cpuinfo).
+# Prints "aarch64 check SKIPPED: why" (exit 0) where emulation is not available (not root,
+# no binfmt_misc, no network, no apt to install the tools), else PASSED or FAILED.
+set -euo pipefail
+REPO="$(cd "$(dirname "$0")/.." && pwd)"
+CACHE="${FLEXSNN_CI_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/flexsnn-ci}"
+ARMROOT="$CACHE/bookworm-arm64"
+PY="${PYTHON:-python3}"
+START=$(date +%s)
+
+skip() { echo "aarch64 check SKIPPED: $*"; exit 0; }
+[ "$(uname -m)" = x86_64 ] || skip "the host is $(uname -m); this check compares aarch64 against x86-64"
+[ "$(id -u)" = 0 ] || skip "needs root (binfmt_misc registration, chroot, bind mounts)"
+"$PY" - <<'PY' || skip "no network to deb.debian.org or pypi.org"
+import urllib.request
+for url in ("https://deb.debian.org/debian/dists/bookworm/Release", "https://pypi.org/simple/numpy/"):
+    urllib.request.urlopen(url, timeout=15).close()
+PY
+if ! command -v mmdebstrap >/dev/null || [ ! -x /usr/bin/qemu-aarch64-static ]; then
+    command -v apt-get >/dev/null || skip "mmdebstrap or qemu-user-static missing and no apt-get to install them"
+    echo "== installing qemu-user-static binfmt-support mmdebstrap (Debian)"
+    { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+        qemu-user-static binfmt-support mmdebstrap; } >/dev/null || skip "apt-get could not install the emulation tools"
+fi
+BINFMT=/proc/sys/fs/binfmt_misc
+[ -e "$BINFMT/register" ] || mount -t binfmt_misc binfmt_misc "$BINFMT" 2>/dev/null || skip "binfmt_misc cannot be mounted"
+if [ ! -e "$BINFMT/qemu-aarch64" ]; then
+    # Debian's entry, F flag: the interpreter is opened now, so it works inside the chroot
+    printf '%s' ':qemu-aarch64:M::\x7f\x45\x4c\x46\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\xb7\x00:\xff\xff\xff\xff\xff\xff\xff\x00\xff\xff\xff\xff\xff\xff\xff\xff\xfe\xff\xff\xff:/usr/bin/qemu-aarch64-static:OPF' \
+        >"$BINFMT/register" 2>/dev/null || skip "cannot register qemu-aarch64 with binfmt_misc"
+fi
+grep -q enabled "$BINFMT/qemu-aarch64" || skip "binfmt_misc has qemu-aarch64 disabled"
+grep -q '^flags:.*F' "$BINFMT/qemu-aarch64" || skip "qemu-aarch64 is registered without the F flag (no interpreter inside a chroot)"
+
+WORK="$(mktemp -d)"
+MOUNTS=()
+cleanup() {
+    for ((i = ${#MOUNTS[@]} - 1; i >= 0; i--)); do umount "${MOUNTS[i]}" 2>/dev/null || umount -l "${MOUNTS[i]}"; done
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+echo "== host (x86-64): model, inputs, results"
+export OMP_NUM_THREADS=1 FLEXSNN_CACHE="$CACHE/digits"
+(cd "$REPO" && "$PY" -m trainer fit --epochs 3 --seed 0 --threads 1 --quiet --out "$WORK/model.pt" \
+    && "$PY" -m export "$WORK/model.pt" -o "$WORK/model.onnx" \
+    && "$PY" -m edge.pi.parity inputs "$WORK/inputs.npz" --limit 120 \
+    && "$PY" -m edge.pi.parity run "$WORK/model.onnx" "$WORK/inputs.npz" -o "$WORK/x86.npz")
+
+if [ ! -x "$ARMROOT/usr/bin/python3" ]; then
+    echo "== building the bookworm arm64 root (cached in $ARMROOT)"
+    rm -rf "$ARMROOT.tmp" && mkdir -p "$CACHE"
+    mmdebstrap --quiet --variant=extract --architectures=arm64 \
+        --include=bash,coreutils,python3,python3-venv,ca-certificates,libgomp1 \
+        bookworm "$ARMROOT.tmp" http://deb.debian.org/debian
+    mv "$ARMROOT.tmp" "$ARMROOT"
+fi
+mkdir -p "$ARMROOT"/{proc,dev,tmp,src,work,root/.cache/pip,etc/ssl/certs} "$CACHE/pip"
+cp /etc/ssl/certs/ca-certificates.crt "$ARMROOT/etc/ssl/certs/"
+cp /etc/resolv.conf "$ARMROOT/etc/resolv.conf"
+cat >"$WORK/cpuinfo" <<'EOF'
+processor	: 0
+BogoMIPS	: 108.00
+Features	: fp asimd evtstrm crc32 cpuid
+CPU implementer	: 0x41
+CPU architecture: 8
+CPU variant	: 0x0
+CPU part	: 0xd08
+CPU revision	: 3
+
+Hardware	: BCM2835
+Model		: Raspberry Pi 4 Model B Rev 1.4
+EOF
+bind() { mount --bind "$1" "$2" && MOUNTS+=("$2"); }
+mount -t proc proc "$ARMROOT/proc" && MOUNTS+=("$ARMROOT/proc")
+bind /dev "$ARMROOT/dev"
+bind "$WORK/cpuinfo" "$ARMROOT/proc/cpuinfo"
+bind "$WORK" "$ARMROOT/work"
+bind "$CACHE/pip" "$ARMROOT/root/.cache/pip"
+rm -rf "$ARMROOT/src" && mkdir "$ARMROOT/src"
+(cd "$REPO" && git ls-files -z --cached --others --exclude-standard | tar --null -T - -cf -) | tar -xf - -C "$ARMROOT/src"
+[ "$(chroot "$ARMROOT" /usr/bin/env PATH=/usr/bin:/bin uname -m)" = aarch64 ] || { echo "aarch64 check FAILED: the chroot does not run aarch64"; exit 1; }
+
+echo "== arm64: runtime-only install from the registry, torch-free tests, parity run"
+chroot "$ARMROOT" /usr/bin/env -i HOME=/root PATH=/usr/bin:/bin OMP_NUM_THREADS=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    /bin/bash -euo pipefail -c '
+    [ -x /venv/bin/python ] || python3 -m venv /venv
+    /venv/bin/pip install -q -e /src
+    /venv/bin/python -c "import importlib.util, sys; sys.exit(\"torch was installed\" if importlib.util.find_spec(\"torch\") else 0)"
+    /venv/bin/pip install -q -e "/src[data,plot]" pytest pytest-xdist
+    cd /src
+    shopt -s nullglob
+    /venv/bin/python -m pytest -p no:cacheprovider tests/test_runtime.py tests/test_edge_*.py tests/test_event*.py \
+        tests/test_digits_cache.py tests/test_aarch64_parity.py
+    /venv/bin/python -m edge.pi.parity run /work/model.onnx /work/inputs.npz -o /work/arm64.npz
+' || { echo "aarch64 check FAILED: install, tests or run on arm64 ($(($(date +%s) - START)) s)"; exit 1; }
+
+echo "== compare x86-64 vs arm64"
+if (cd "$REPO" && "$PY" -m edge.pi.parity compare "$WORK/x86.npz" "$WORK/arm64.npz"); then
+    echo "aarch64 check PASSED: bit-identical to x86-64 ($(($(date +%s) - START)) s)"
+else
+    echo "aarch64 check FAILED: results differ from x86-64 ($(($(date +%s) - START)) s)"
+    exit 1
+fi

@@ -1,0 +1,119 @@
+"""Bit-identical parity of the runtime across machines (used by ``edge/aarch64_check.sh``).
+
+The host writes the inputs once; each machine runs the same model on them with the
+runtime (the code ``python -m runtime run`` calls: ``run_dataset`` and, per event,
+``run_event_dataset``) and writes what it got per sample; ``compare`` fails unless every
+array is bit-identical::
+
+    python -m edge.pi.parity inputs INPUTS.npz [--limit N]            # host: digits test streams
+    python -m edge.pi.parity run MODEL INPUTS.npz -o RESULT.npz       # on each machine
+    python -m edge.pi.parity compare HOST.npz OTHER.npz               # exit 1 naming each difference
+
+Runs: fixed T at the trained T, a confidence exit (steps differ per sample), and the numba
+event engine; per sample the predictions, steps, readout values and spike counts of every
+spiking layer (per neuron for the event engine).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import numpy as np
+
+from runtime import cliargs
+from runtime.data import Dataset
+from runtime.data.digits import DURATION_US, digits_events
+from runtime.evaluate import run_dataset
+from runtime.fileio import write_atomic
+from runtime.policies import FixedT, parse_policy
+from runtime.session import load
+
+CONFIDENCE = "confidence:0.5"
+BATCH = 64
+
+
+def write_inputs(path: str, limit: int | None) -> None:
+    streams, labels = digits_events("test")
+    streams, labels = streams[:limit], labels[:limit]
+    offsets = np.concatenate([[0], np.cumsum([len(s) for s in streams])])
+    write_atomic(path, lambda tmp: np.savez(tmp, events=np.concatenate(streams), offsets=offsets, labels=labels))
+
+
+def read_inputs(path: str) -> Dataset:
+    with np.load(path) as z:
+        ev, offsets, labels = z["events"], z["offsets"], z["labels"]
+    streams = [ev[offsets[i] : offsets[i + 1]] for i in range(len(labels))]
+    classes = [str(c) for c in range(10)]
+    return Dataset(path, "test", "events", (2, 20, 20), labels, classes, events=streams, duration_us=DURATION_US)
+
+
+def run_all(model: str, ds: Dataset) -> dict[str, np.ndarray]:
+    """Every per-sample array of the three runs, keyed ``run/field``."""
+    session = load(model, threads=1)
+    out: dict[str, np.ndarray] = {}
+    for name, policy in (("fixed", FixedT(session.protocol.T_trained)), ("confidence", parse_policy(CONFIDENCE))):
+        r = run_dataset(session, ds, policy, BATCH)
+        out.update({f"{name}/predictions": r.predictions, f"{name}/steps": r.steps, f"{name}/outputs": r.outputs})
+        out.update({f"{name}/spikes/{k}": v for k, v in (r.spike_counts or {}).items()})
+    from runtime.event import load_event  # numba: only here
+    from runtime.event.evaluate import run_event_dataset
+
+    e = run_event_dataset(load_event(model), ds, BATCH)
+    out.update({"event/predictions": e.predictions, "event/outputs": e.outputs, "event/synops": e.synops})
+    out.update({f"event/spikes/{k}": v for k, v in e.neuron_counts.items()})
+    return out
+
+
+def compare(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> list[str]:
+    """One line per difference: a key only one side has, or an array whose dtype, shape or
+    bytes differ (bytes, so -0.0 vs 0.0 and NaN payloads count too)."""
+    diffs = [f"{k}: only in the first" for k in sorted(a.keys() - b.keys())]
+    diffs += [f"{k}: only in the second" for k in sorted(b.keys() - a.keys())]
+    for k in sorted(a.keys() & b.keys()):
+        x, y = np.asarray(a[k]), np.asarray(b[k])
+        if x.dtype != y.dtype or x.shape != y.shape:
+            diffs.append(f"{k}: {x.dtype}{list(x.shape)} vs {y.dtype}{list(y.shape)}")
+            continue
+        bad = (x.view(np.uint8).reshape(len(x), -1) != y.view(np.uint8).reshape(len(y), -1)).any(1) if x.ndim else []
+        if x.ndim == 0 and x.tobytes() != y.tobytes() or np.any(bad):
+            where = np.flatnonzero(bad)
+            diffs.append(f"{k}: {len(where)} of {len(x)} samples differ (first: sample {where[0]})")
+    return diffs
+
+
+def _load(path: str) -> dict[str, np.ndarray]:
+    with np.load(path) as z:
+        return {k: z[k] for k in z.files}
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m edge.pi.parity", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+    q = sub.add_parser("inputs", help="write the digits test streams (host)")
+    q.add_argument("output")
+    q.add_argument("--limit", type=cliargs.positive_int, default=None, help="first N test samples")
+    q = sub.add_parser("run", help="run the three runs, write per-sample results")
+    q.add_argument("model")
+    q.add_argument("inputs")
+    q.add_argument("-o", "--output", required=True)
+    q = sub.add_parser("compare", help="exit 1 unless the two results are bit-identical")
+    q.add_argument("first")
+    q.add_argument("second")
+    a = p.parse_args(argv)
+    if a.cmd == "inputs":
+        write_inputs(a.output, a.limit)
+    elif a.cmd == "run":
+        res = run_all(a.model, read_inputs(a.inputs))
+        write_atomic(a.output, lambda tmp: np.savez(tmp, **res))  # type: ignore[arg-type]
+    else:
+        diffs = compare(_load(a.first), _load(a.second))
+        for d in diffs:
+            print(f"differs: {d}")
+        n = len(_load(a.first))
+        print(f"parity {'FAILED' if diffs else 'ok'}: {len(diffs)} of {n} arrays differ")
+        sys.exit(1 if diffs else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,57 @@
+"""edge/aarch64_check.sh's comparator: bit-identical or a named failure."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edge.pi import parity
+
+
+def _result() -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(0)
+    return {
+        "fixed/predictions": rng.integers(0, 10, 50),
+        "confidence/steps": rng.integers(1, 7, 50),
+        "fixed/outputs": rng.random((50, 10)).astype(np.float32),
+        "event/spikes/IF_0": rng.integers(0, 5, (50, 4, 3, 3)),
+    }
+
+
+def test_identical_results_pass():
+    assert parity.compare(_result(), _result()) == []
+
+
+def test_an_altered_prediction_fails_naming_array_and_sample():
+    b = _result()
+    b["fixed/predictions"][17] = (b["fixed/predictions"][17] + 1) % 10
+    assert parity.compare(_result(), b) == ["fixed/predictions: 1 of 50 samples differ (first: sample 17)"]
+
+
+def test_one_ulp_negative_zero_dtype_and_missing_keys_fail():
+    a, b = _result(), _result()
+    b["fixed/outputs"][3, 2] = np.nextafter(b["fixed/outputs"][3, 2], np.float32(2))  # one ULP
+    b["event/spikes/IF_0"] = b["event/spikes/IF_0"].astype(np.int32)
+    del b["confidence/steps"]
+    a["zero"], b["zero"] = np.zeros(4), -np.zeros(4)  # equal as numbers, not as bits
+    assert parity.compare(a, b) == [
+        "confidence/steps: only in the first",
+        "event/spikes/IF_0: int64[50, 4, 3, 3] vs int32[50, 4, 3, 3]",
+        "fixed/outputs: 1 of 50 samples differ (first: sample 3)",
+        "zero: 4 of 4 samples differ (first: sample 0)",
+    ]
+
+
+def test_compare_cli_exits_1_and_says_failed(tmp_path, capsys):
+    a, b = _result(), _result()
+    b["confidence/steps"][0] += 1
+    np.savez(tmp_path / "a.npz", **a)
+    np.savez(tmp_path / "b.npz", **b)
+    try:
+        parity.main(["compare", str(tmp_path / "a.npz"), str(tmp_path / "b.npz")])
+    except SystemExit as e:
+        assert e.code == 1
+    else:
+        raise AssertionError("no exit status")
+    out = capsys.readouterr().out
+    assert "differs: confidence/steps: 1 of 50 samples differ (first: sample 0)" in out
+    assert "parity FAILED: 1 of 4 arrays differ" in out
