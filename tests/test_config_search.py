@@ -96,6 +96,7 @@ def test_random_configs_are_distinct_in_range_and_exclude():
     assert len(both) == 118 and first.min() >= 1 and rest.max() <= 6
     small = random_configs(2, 1, 3, 50, rng, exclude=first[:0])
     assert len(small) == 9 and len({tuple(c) for c in small}) == 9  # the whole space, once
+    assert random_configs(3, 1, 6, 0, rng).shape == (0, 3) and random_configs(2, 1, 2, 5, rng, small).shape == (0, 2)
 
 
 def test_validation_stats():
@@ -201,6 +202,10 @@ def test_search_reports_and_plots(ckpts, capsys, tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     code, out, _ = run(capsys, *argv)
     assert code == 0 and "difference chosen - uniform" in out and "Pearson r" in out
+    code, out, err = run(capsys, *argv[:-4], "--validate", "0", "--json")  # r undefined: null, still JSON
+    assert code == 0, err
+    r = json.loads(out)
+    assert r["validation"]["n"] == 0 and r["validation"]["pearson_r"] is None
 
 
 @pytest.mark.parametrize(
@@ -222,3 +227,29 @@ def test_search_refuses_budget_below_cheapest(tmp_path, capsys):
     capsys.readouterr()
     code, out, err = run(capsys, "search", str(path), "--budget-T", "1")
     assert code == 2 and "below the cheapest configuration" in err and out == ""
+
+
+@pytest.mark.slow  # exports and runs the model: about 15 s
+def test_uniform_config_costs_what_the_runtime_counts(ckpts, capsys, tmp_path):
+    """One cost definition: at a uniform configuration, the trainer's per-stage counts sum
+    to the runtime's operation count and energy of the exported model (digits 20x20: the
+    poolings drop no edge, where the runtime's pass-through rate and the rate a layer
+    receives would differ)."""
+    from export.cli import main as export_main
+    from runtime.cli import main as runtime_main
+    from tests.conftest import run_main
+
+    onnx_path = tmp_path / "m.onnx"
+    code, _, err = run_main(export_main, capsys, str(ckpts[0]), "-o", str(onnx_path))
+    assert code == 0, err
+    code, out, err = run_main(
+        runtime_main, capsys, "run", str(onnx_path), "--policy", "fixed:3", "--limit", "40", "--json"
+    )
+    assert code == 0, err
+    rt = json.loads(out)
+    code, out, err = run(capsys, "eval", str(ckpts[0]), "--config", "3,3,3", "--limit", "40", "--json")
+    assert code == 0, err
+    tr = json.loads(out)["results"][0]
+    assert tr["accuracy"] == rt["accuracy"]
+    assert tr["macs"] == rt["macs"] and tr["acs"] == pytest.approx(rt["acs"], rel=1e-9)
+    assert tr["energy_pj"] == pytest.approx(1e6 * rt["energy_uj"], rel=1e-9)

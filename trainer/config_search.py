@@ -93,7 +93,7 @@ def random_configs(
         if c not in taken:
             taken.add(c)
             out.append(c)
-    return np.array(out, dtype=np.int64)
+    return np.array(out, dtype=np.int64).reshape(-1, n_stages)
 
 
 def frontier(gain: np.ndarray, R: np.ndarray, ts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -164,5 +164,7 @@ def search(model: AccuracyModel, R: np.ndarray, budget: float, tmin: int, tmax: 
 def validation_stats(predicted: np.ndarray, measured: np.ndarray) -> dict[str, float]:
     """Pearson r and mean absolute error of predicted vs measured accuracy."""
     p, m = np.asarray(predicted, np.float64), np.asarray(measured, np.float64)
+    if len(p) != len(m):
+        raise SearchError(f"need as many predictions as measurements, got {len(p)} and {len(m)}")
     r = float(np.corrcoef(p, m)[0, 1]) if len(p) > 1 and p.std() > 0 and m.std() > 0 else float("nan")
     return {"n": len(p), "pearson_r": r, "mae": float(np.abs(p - m).mean()) if len(p) else float("nan")}

@@ -84,9 +84,11 @@ class Evaluator:
         counts.samples, counts.stage_T = len(ds), list(config)
         return acc, counts
 
-    def accuracies(self, configs: np.ndarray, desc: str) -> np.ndarray:
+    def measure(self, configs: np.ndarray, desc: str) -> tuple[np.ndarray, np.ndarray]:
+        """Accuracy and energy (pJ/sample) of each configuration."""
         show = sys.stderr.isatty()
-        return np.array([self.run([int(t) for t in c])[0] for c in tqdm(configs, desc=desc, disable=not show)])
+        runs = [self.run([int(t) for t in c]) for c in tqdm(configs, desc=desc, disable=not show)]
+        return np.array([a for a, _ in runs]), np.array([c.per_sample()["energy_pj"] for _, c in runs])
 
 
 def load(path: str, data: str | None, split: str, limit: int | None) -> tuple[Config, SpikingNet, Dataset]:
@@ -236,7 +238,7 @@ def cmd_search(a: argparse.Namespace) -> None:
 
     # 1. the accuracy model, fitted on random configurations measured on the validation split
     fit_cfgs = random_configs(n, tmin, tmax, a.samples, rng)
-    fit_acc = ev.accuracies(fit_cfgs, "fit configurations")
+    fit_acc, fit_energy = ev.measure(fit_cfgs, "fit configurations")
     acc_model = fit_accuracy(fit_cfgs, fit_acc)
     # 2. the energy model: each stage's cost per step in a uniform run at Tmax (the paper: T=6)
     _, uniform_counts = ev.run([tmax] * n)
@@ -249,8 +251,11 @@ def cmd_search(a: argparse.Namespace) -> None:
         raise ConfigError(str(e)) from None
     # 4. held-back configurations: how well the accuracy model predicts
     val_cfgs = random_configs(n, tmin, tmax, a.validate, rng, exclude=fit_cfgs)
-    val_acc = ev.accuracies(val_cfgs, "validation configurations")
-    stats = validation_stats(acc_model.predict(val_cfgs), val_acc) if len(val_cfgs) else validation_stats([], [])
+    val_acc, val_energy = ev.measure(val_cfgs, "validation configurations")
+    stats = validation_stats(acc_model.predict(val_cfgs), val_acc)
+    # how well EC(t) = sum_i t_i R_i orders the measured energy of every configuration run
+    all_cfgs, all_energy = np.vstack([fit_cfgs, val_cfgs]), np.concatenate([fit_energy, val_energy])
+    energy_r = validation_stats(energy(all_cfgs, R), all_energy)["pearson_r"]
     # 5. the chosen configuration and uniform Tg on the test split
     chosen = [int(t) for t in found.config]
     uniform = [a.budget_T] * n
@@ -267,8 +272,14 @@ def cmd_search(a: argparse.Namespace) -> None:
         "c": acc_model.c,
         "R": R.tolist(),
         "budget": budget,
-        "fit": {"configs": fit_cfgs.tolist(), "val_accuracy": fit_acc.tolist()},
-        "validation": {**stats, "configs": val_cfgs.tolist(), "val_accuracy": val_acc.tolist()},
+        "energy_model_pearson_r": energy_r,
+        "fit": {"configs": fit_cfgs.tolist(), "val_accuracy": fit_acc.tolist(), "val_energy_pj": fit_energy.tolist()},
+        "validation": {
+            **stats,
+            "configs": val_cfgs.tolist(),
+            "val_accuracy": val_acc.tolist(),
+            "val_energy_pj": val_energy.tolist(),
+        },
         "chosen": _measured(ev, chosen, test, acc_model, R),
         "uniform": _measured(ev, uniform, test, acc_model, R),
     }
@@ -276,9 +287,17 @@ def cmd_search(a: argparse.Namespace) -> None:
     if a.plot:
         plot_search(report, found.frontier_energy, found.frontier_predicted, a.plot)
     if a.json:
-        emit_json(report)
+        emit_json(_no_nan(report))  # JSON has no NaN: an undefined r (too few configurations) is null
         return
     print_search(report)
+
+
+def _no_nan(obj: Any) -> Any:
+    if isinstance(obj, float) and obj != obj:
+        return None
+    if isinstance(obj, dict):
+        return {k: _no_nan(v) for k, v in obj.items()}
+    return [_no_nan(v) for v in obj] if isinstance(obj, list) else obj
 
 
 def _measured(ev: Evaluator, config: list[int], test: Dataset, acc_model: AccuracyModel, R: np.ndarray) -> dict:
@@ -299,11 +318,18 @@ def print_search(r: dict[str, Any]) -> None:
         f"ACC(t) = sum_i K_i sqrt(log2 t_i) + c, K = [{', '.join(f'{k:.4f}' for k in r['K'])}], c = {r['c']:.4f}"
     )
     v = r["validation"]
-    print(
-        f"validated on {v['n']} further configurations (validation split): Pearson r {v['pearson_r']:.3f}, "
-        f"mean absolute error {100 * v['mae']:.2f} points"
-    )
+    if not v["n"]:
+        print("no held-back configurations (--validate 0, or none left): the accuracy model is not validated")
+    else:
+        print(
+            f"validated on {v['n']} further configurations (validation split): Pearson r {v['pearson_r']:.3f}, "
+            f"mean absolute error {100 * v['mae']:.2f} points"
+        )
     print(f"R_i ({r['cost_model']} per step, uniform T={r['T_range'][1]}): {[round(x, 4) for x in r['R']]}")
+    print(
+        f"EC(t) = sum_i t_i R_i vs measured energy over the {len(r['fit']['configs']) + v['n']} configurations "
+        f"run (validation split): Pearson r {r['energy_model_pearson_r']:.3f}"
+    )
     print(f"budget: {r['budget']:.4g} {unit} (uniform T={r['uniform']['config'][0]})")
     rows = []
     for name in ("chosen", "uniform"):
