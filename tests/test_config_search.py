@@ -199,6 +199,16 @@ def test_search_reports_and_plots(ckpts, capsys, tmp_path):
     assert r["chosen"]["predicted_val_accuracy"] >= r["uniform"]["predicted_val_accuracy"] - 1e-12
     assert r["validation"]["n"] == 6 and r["n_test"] == 40 and r["n_val"] == 180
     assert not {tuple(c) for c in r["fit"]["configs"]} & {tuple(c) for c in r["validation"]["configs"]}
+    # checked: within the estimate and, measured on the validation split, within uniform's energy
+    tries = r["checked_tries"]
+    assert r["checked"]["estimated_cost"] <= r["budget"] * (1 + 1e-9) and tries
+    assert tries[0]["config"] == r["chosen"]["config"]  # the search's choice is tried first
+    last = tries[-1]
+    assert all(t["val_energy_pj"] > t["uniform_val_energy_pj"] for t in tries[:-1])
+    if last["val_energy_pj"] <= last["uniform_val_energy_pj"]:
+        assert r["checked"]["config"] == last["config"]
+    else:
+        assert r["checked"]["config"] == r["uniform"]["config"]
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     code, out, _ = run(capsys, *argv)
     assert code == 0 and "difference chosen - uniform" in out and "Pearson r" in out
