@@ -116,6 +116,22 @@ positive_threads = int_range(1, max(64, 4 * (os.cpu_count() or 1)), "threads")
 seed = int_range(0, 2**32 - 1, "a numpy/torch seed")
 
 
+def stage_steps(text: str) -> list[int]:
+    """A per-stage configuration ``4,2,2,3``: one number of time steps per stage, each in
+    ``[1, MAX_T]`` (the model's stage count and Tmax are checked once it is loaded)."""
+    parts = [p.strip() for p in text.split(",")]
+    out = []
+    for p in parts:
+        try:
+            out.append(steps(p))
+        except argparse.ArgumentTypeError:
+            raise argparse.ArgumentTypeError(
+                f"must be comma-separated time steps, one per stage, each an integer in [1, {MAX_T}] "
+                f"(e.g. 4,2,2,3), got {_shown(text)}"
+            ) from None
+    return out
+
+
 def float_range(lo: float, hi: float, lo_open: bool = False, what: str = "") -> Callable[[str], float]:
     """A finite float in ``[lo, hi]`` (``(lo, hi]`` with ``lo_open``); NaN and inf refused."""
 

@@ -1,4 +1,5 @@
-"""``python -m trainer fit | eval | calibrate | memory``: train, evaluate at any T, recalibrate BN,
+"""``python -m trainer fit | eval | calibrate | search | memory``: train, evaluate at any T or
+per-stage configuration, recalibrate BN, search the best T per stage under an energy budget,
 measure training memory (BPTT vs online methods)."""
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from .models import model_builder, model_names
 from .online import online_method
 from .repro import DEFAULT_THREADS
 from .repro import setup as setup_threads
+from .search_cli import DEFAULT_CALIB_BATCHES, add_search_parser, cmd_search, eval_configs
 from .surrogate import SURROGATES
 from .train import calibrate_bn, evaluate, fit, has_bn
 from .trev_memory import add_trev_memory_parser, cmd_trev_memory
@@ -173,6 +175,20 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("checkpoints", nargs="+", help="one or more model.pt files")
     p.add_argument("--data", default=None, help=_data_help() + " (default: the checkpoint's)")
     p.add_argument("--T", type=cliargs.steps, nargs="+", default=None, help="time steps (default 1..Tmax)")
+    p.add_argument(
+        "--config",
+        type=cliargs.stage_steps,
+        action="append",
+        default=None,
+        help="one T per stage, e.g. 4,2,2,3 (repeatable): accuracy, operations and energy of that "
+        "configuration (BatchNorm models: statistics re-estimated for it first); instead of --T",
+    )
+    p.add_argument(
+        "--calib-batches",
+        type=cliargs.nonneg_int,
+        default=DEFAULT_CALIB_BATCHES,
+        help="--config on BatchNorm models: training batches to re-estimate the statistics (0: off)",
+    )
     p.add_argument("--binning", default=None, help="events: equal or fixed (default: as trained)")
     p.add_argument(
         "--limit", type=cliargs.positive_int, default=None, help="evenly spread subset of the test split (default: all)"
@@ -319,6 +335,8 @@ def cmd_fit(a: argparse.Namespace) -> None:
 
 
 def cmd_eval(a: argparse.Namespace) -> None:
+    if a.config:
+        return eval_configs(a)
     if a.plot:
         check_output(a.plot, *a.checkpoints, what="plot")
     results, warnings = {}, []
@@ -415,6 +433,7 @@ def parser() -> argparse.ArgumentParser:
     _add_fit(sub)
     _add_eval(sub)
     _add_calibrate(sub)
+    _add_threads(add_search_parser(sub))
     add_memory_parser(sub)
     add_trev_memory_parser(sub)
     return p
@@ -422,12 +441,13 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     a = parser().parse_args(argv)
-    if hasattr(a, "deterministic"):  # fit, eval, calibrate (memory commands set their own threads)
+    if hasattr(a, "deterministic"):  # fit, eval, calibrate, search (memory commands set their own threads)
         guarded(USER_ERRORS, lambda: setup_threads(a.threads, a.deterministic))
     commands = {
         "fit": cmd_fit,
         "eval": cmd_eval,
         "calibrate": cmd_calibrate,
+        "search": cmd_search,
         "memory": cmd_memory,
         "trev-memory": cmd_trev_memory,
     }

@@ -37,14 +37,28 @@ def evaluate(
     progress: bool = False,
 ) -> list[float]:
     """Accuracy at each T in ``Ts`` (every stage at T; events binned into T frames)."""
+    return evaluate_configs(model, ds, [[T] * len(model.stages) for T in Ts], batch_size, binning, progress)
+
+
+@torch.no_grad()
+def evaluate_configs(
+    model: SpikingNet,
+    ds: Dataset,
+    configs: list[list[int]],
+    batch_size: int = 256,
+    binning: str | None = None,
+    progress: bool = False,
+) -> list[float]:
+    """Accuracy at each per-stage configuration (stage i at ``config[i]`` steps; events
+    binned into ``config[0]`` frames, the temporal transformation module between stages)."""
     was_training = model.training
     model.eval()
     accs = []
-    for T in tqdm(Ts, desc="eval", disable=not progress, leave=False):
+    for stage_T in tqdm(configs, desc="eval", disable=not progress, leave=False):
         correct = 0
         for start in range(0, len(ds), batch_size):
             idx = np.arange(start, min(start + batch_size, len(ds)))
-            logits = model.readout(model(frames(ds, idx, T, binning), [T] * len(model.stages)))
+            logits = model.readout(model(frames(ds, idx, stage_T[0], binning), list(stage_T)))
             correct += int((logits.argmax(1) == torch.from_numpy(ds.labels[idx])).sum())
         accs.append(correct / len(ds))
     model.train(was_training)
@@ -56,8 +70,11 @@ def has_bn(model: nn.Module) -> bool:
 
 
 @torch.no_grad()
-def calibrate_bn(model: SpikingNet, ds: Dataset, T: int, batches: int, batch_size: int, seed: int = 0) -> int:
-    """Re-estimate BatchNorm statistics at ``T`` (MTT §BN calibration): reset the running
+def calibrate_bn(
+    model: SpikingNet, ds: Dataset, T: int | list[int], batches: int, batch_size: int, seed: int = 0
+) -> int:
+    """Re-estimate BatchNorm statistics at ``T`` (MTT §BN calibration; a list: one T per
+    stage, the per-configuration calibration of MTT appendix A.8): reset the running
     statistics and take their cumulative average (momentum None) over ``batches``
     training batches. Returns the number of BatchNorm layers calibrated."""
     bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
@@ -70,10 +87,11 @@ def calibrate_bn(model: SpikingNet, ds: Dataset, T: int, batches: int, batch_siz
         bn.reset_running_stats()
         bn.momentum = None
         bn.train()
+    stage_T = list(T) if isinstance(T, list) else [T] * len(model.stages)
     order = np.random.default_rng(seed).permutation(len(ds))
     for b in range(min(batches, -(-len(ds) // batch_size))):
         idx = order[b * batch_size : (b + 1) * batch_size]
-        model(frames(ds, idx, T), [T] * len(model.stages))
+        model(frames(ds, idx, stage_T[0]), stage_T)
     for bn, m in zip(bns, momenta):
         bn.momentum = m
     model.train(was_training)
