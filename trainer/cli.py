@@ -23,9 +23,13 @@ from runtime.report import emit_json, guarded, pct, table
 from .checkpoint import CheckpointError, build_checked, load_checkpoint, save_checkpoint
 from .config import (
     FIXED_T_METHODS,
+    K_SCALES,
     METHODS,
+    NDOT_RATIOS,
     NORMS,
     ONLINE_METHODS,
+    OPTIMIZERS,
+    TARGETS,
     Config,
     ConfigError,
     DataConfig,
@@ -35,7 +39,7 @@ from .config import (
 )
 from .memory import add_memory_parser, cmd_memory
 from .models import model_builder, model_names
-from .online import online_method
+from .online import PAPER_K_SCALE, PAPER_NDOT_RATIO, online_method
 from .repro import DEFAULT_THREADS
 from .repro import setup as setup_threads
 from .surrogate import SURROGATES
@@ -89,6 +93,7 @@ def _add_fit(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="online methods: weight w of MSE in the per-step loss (default: 0.05 sltt/ottt, 0.1 ndot)",
     )
+    _add_paper_options(p)
     p.add_argument("--tmin", type=cliargs.steps, default=1, help="nmt/mtt: smallest T sampled in training")
     p.add_argument(
         "--tmax", type=cliargs.steps, default=6, help="nmt/mtt: largest T sampled in training (the trained T)"
@@ -97,8 +102,10 @@ def _add_fit(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--samples", type=cliargs.positive_int, default=2, help="nmt/mtt configurations per iteration")
     p.add_argument("--epochs", type=cliargs.positive_int, default=10, help="passes over the training split")
     p.add_argument("--batch-size", type=cliargs.batch, default=64, help="samples per training batch")
-    p.add_argument("--lr", type=cliargs.positive_float, default=3e-3, help="Adam learning rate (cosine schedule)")
-    p.add_argument("--weight-decay", type=cliargs.nonneg_float, default=0.0, help="Adam weight decay")
+    p.add_argument("--lr", type=cliargs.positive_float, default=3e-3, help="learning rate (cosine schedule)")
+    p.add_argument(
+        "--weight-decay", type=cliargs.nonneg_float, default=0.0, help="weight decay (L2, of the --optimizer)"
+    )
     p.add_argument("--seed", type=cliargs.seed, default=0, help="seed of weights, batches and sampled T")
     p.add_argument("--width", type=cliargs.width, default=0, help="channel width (0: the model's default)")
     p.add_argument(
@@ -153,6 +160,36 @@ def _add_fit(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=cliargs.output_path, default="model.pt", help="checkpoint to write")
     p.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
     _add_threads(p)
+
+
+def _add_paper_options(p: argparse.ArgumentParser) -> None:
+    """Paper-exact choices (docs/online_training.md, "Paper details")."""
+    p.add_argument(
+        "--target",
+        choices=TARGETS,
+        default=None,
+        help="online methods: MSE target, vth (V_th-scaled one-hot, SLTT eq. S13) or onehot (S14, OTTT, "
+        "NDOT) (default: the method's paper: vth for sltt/sltt-k, onehot otherwise)",
+    )
+    p.add_argument(
+        "--k-scale",
+        choices=K_SCALES,
+        default=PAPER_K_SCALE,
+        help="sltt-k: divide the loss of the K steps by T (SLTT Alg. 1) or by K (default: %(default)s)",
+    )
+    p.add_argument(
+        "--ndot-ratio",
+        choices=NDOT_RATIOS,
+        default=PAPER_NDOT_RATIO,
+        help="ndot: paper (e_1 = u_1, lambda only where u_{t-1} = 0) or clamped (e_1 = lambda, ratio in "
+        "[-lambda, lambda]) (default: %(default)s)",
+    )
+    p.add_argument(
+        "--optimizer",
+        choices=OPTIMIZERS,
+        default="adam",
+        help="adam, or sgd with momentum 0.9 as the SLTT/OTTT/NDOT papers (default: %(default)s)",
+    )
 
 
 def _add_eval(sub: argparse._SubParsersAction) -> None:
@@ -228,6 +265,7 @@ def config_from_args(
     mse_weight = a.mse_weight
     if mse_weight is None:
         mse_weight = online_method(a.method).mse_weight if a.method in ONLINE_METHODS else MethodConfig.mse_weight
+    target = a.target or (online_method(a.method).target if a.method in ONLINE_METHODS else "onehot")
     T = a.T if a.T is not None else a.tmax
     return Config(
         ModelConfig(
@@ -274,6 +312,10 @@ def config_from_args(
             a.calib_batches,
             K=a.K,
             mse_weight=mse_weight,
+            target=target,
+            k_scale=a.k_scale,
+            ndot_ratio=a.ndot_ratio,
+            optimizer=a.optimizer,
         ),
     ).validate()
 

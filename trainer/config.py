@@ -14,6 +14,10 @@ from runtime.neuron import NeuronSpec, SpecError
 
 from .surrogate import SURROGATES
 
+OPTIMIZERS = ("adam", "sgd")
+TARGETS = ("onehot", "vth")
+K_SCALES = ("T", "K")
+NDOT_RATIOS = ("paper", "clamped")
 STAGE_METHODS = ("sdt", "nmt", "mtt")  # stage-T forward/backward over the whole sequence
 ONLINE_METHODS = ("sltt", "sltt-k", "ottt-a", "ottt-o", "ndot-a", "ndot-o")  # step by step (trainer.online)
 METHODS = STAGE_METHODS + ONLINE_METHODS
@@ -105,7 +109,13 @@ class MethodConfig:
     seed: int = 0
     calib_batches: int = 10  # BN calibration at T = tmax; 0: off
     K: int = 0  # sltt-k: time steps with a backward per batch, in [1, T]; 0 for other methods
-    mse_weight: float = 0.05  # online methods: per-step loss (1 - w) CE + w MSE(o_t, one-hot)
+    mse_weight: float = 0.05  # online methods: per-step loss (1 - w) CE + w MSE(o_t, target)
+    # paper-exact choices (docs/online_training.md, "Paper details"); defaults as in older
+    # checkpoints, which lack these keys. The CLI's defaults follow trainer.online.ONLINE.
+    target: str = "onehot"  # online MSE target: "onehot" (SLTT S14, OTTT) or "vth" (V_th-scaled, SLTT S13)
+    k_scale: str = "K"  # sltt-k: divide the summed loss by "T" (SLTT Alg. 1) or by "K"
+    ndot_ratio: str = "clamped"  # ndot: "paper" (e_1 = u_1, clamp only at u_{t-1} = 0) or "clamped"
+    optimizer: str = "adam"  # "adam" or "sgd" (momentum 0.9, as the SLTT/OTTT/NDOT papers)
 
 
 @dataclass
@@ -151,6 +161,16 @@ class Config:
                 raise ConfigError(f"sltt-k needs --K in [1, T={m.T}], got {m.K}")
         elif m.K != 0:
             raise ConfigError(f"--K applies to sltt-k only, not to method {m.name!r}")
+        for key, valid in (
+            ("target", TARGETS),
+            ("k_scale", K_SCALES),
+            ("ndot_ratio", NDOT_RATIOS),
+            ("optimizer", OPTIMIZERS),
+        ):
+            if getattr(m, key) not in valid:
+                raise ConfigError(
+                    f"--{key.replace('_', '-')} {getattr(m, key)!r} is unknown; expected one of {list(valid)}"
+                )
         if not 0.0 <= m.mse_weight <= 1.0:
             raise ConfigError(f"--mse-weight must be in [0, 1], got {m.mse_weight}")
         if m.name in ONLINE_METHODS and self.neuron.spec.n_states != 1:

@@ -17,7 +17,7 @@ from tqdm import tqdm
 from runtime.data import Dataset
 
 from . import distributed, repro
-from .config import ONLINE_METHODS, Config, ConfigError, MethodConfig
+from .config import ONLINE_METHODS, OPTIMIZERS, Config, ConfigError, MethodConfig
 from .methods import expected_cost_ratio, sample_configs
 from .models import SpikingNet, build_model
 from .online import online_iteration
@@ -113,6 +113,15 @@ def stage_iteration(
     return loss_sum
 
 
+def make_optimizer(params, m: MethodConfig) -> torch.optim.Optimizer:
+    """``m.optimizer``: Adam, or SGD with momentum 0.9 (the SLTT, OTTT and NDOT papers)."""
+    if m.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=m.lr, momentum=0.9, weight_decay=m.weight_decay)
+    if m.optimizer == "adam":
+        return torch.optim.Adam(params, lr=m.lr, weight_decay=m.weight_decay)
+    raise ConfigError(f"optimizer {m.optimizer!r} is unknown; expected one of {list(OPTIMIZERS)}")
+
+
 def fit(
     cfg: Config, train_ds: Dataset, test_ds: Dataset, progress: bool = True, verbose: bool = False
 ) -> tuple[SpikingNet, dict[str, Any]]:
@@ -129,7 +138,7 @@ def fit(
     torch.manual_seed(m.seed)
     model = build_model(cfg)
     net = distributed.wrap(model, world)
-    opt = torch.optim.Adam(model.parameters(), lr=m.lr, weight_decay=m.weight_decay)
+    opt = make_optimizer(model.parameters(), m)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=m.epochs)
     rng = np.random.default_rng(m.seed * 1000 + rank)  # stage-T draws differ per rank
     history: list[dict[str, float]] = []
@@ -150,7 +159,7 @@ def fit(
         for n_done, idx in enumerate(bar, 1):
             y = torch.from_numpy(train_ds.labels[idx])
             if online:
-                loss_sum += online_iteration(model, opt, frames(train_ds, idx, m.T), y, m, rng)
+                loss_sum += online_iteration(model, opt, frames(train_ds, idx, m.T), y, m, rng, cfg.neuron.spec.v_th)
             else:
                 loss_sum += stage_iteration(net, len(model.stages), opt, partial(frames, train_ds, idx), y, m, rng)
             if not math.isfinite(loss_sum):  # the weights are NaN from here on: stop, write nothing
