@@ -44,6 +44,8 @@ from .repro import DEFAULT_THREADS
 from .repro import setup as setup_threads
 from .surrogate import SURROGATES
 from .train import calibrate_bn, evaluate, fit, has_bn
+from .trev import DEFAULT_LR as TREV_LR
+from .trev import parse_options as parse_trev_options
 from .trev_memory import add_trev_memory_parser, cmd_trev_memory
 
 USER_ERRORS = (ConfigError, DataError, CheckpointError, SpecError, OutputPathError)
@@ -94,6 +96,7 @@ def _add_fit(sub: argparse._SubParsersAction) -> None:
         help="online methods: weight w of MSE in the per-step loss (default: 0.05 sltt/ottt, 0.1 ndot)",
     )
     _add_paper_options(p)
+    _add_trev(p)
     p.add_argument("--tmin", type=cliargs.steps, default=1, help="nmt/mtt: smallest T sampled in training")
     p.add_argument(
         "--tmax", type=cliargs.steps, default=6, help="nmt/mtt: largest T sampled in training (the trained T)"
@@ -102,7 +105,12 @@ def _add_fit(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--samples", type=cliargs.positive_int, default=2, help="nmt/mtt configurations per iteration")
     p.add_argument("--epochs", type=cliargs.positive_int, default=10, help="passes over the training split")
     p.add_argument("--batch-size", type=cliargs.batch, default=64, help="samples per training batch")
-    p.add_argument("--lr", type=cliargs.positive_float, default=3e-3, help="learning rate (cosine schedule)")
+    p.add_argument(
+        "--lr",
+        type=cliargs.positive_float,
+        default=None,
+        help=f"learning rate (cosine schedule; default 3e-3, trev models {TREV_LR:g})",
+    )
     p.add_argument(
         "--weight-decay", type=cliargs.nonneg_float, default=0.0, help="weight decay (L2, of the --optimizer)"
     )
@@ -192,6 +200,17 @@ def _add_paper_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_trev(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--trev",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="trev models, repeatable: widths=1,2,4,6 layer_scale=0 loss=mean|last|steps shared=false|true "
+        "down=sws|plain head_init=zero|default (defaults shown; docs/trev.md, 'Paper details')",
+    )
+
+
 def _add_eval(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="accuracy of one or more checkpoints at each T")
     p.add_argument("checkpoints", nargs="+", help="one or more model.pt files")
@@ -265,6 +284,10 @@ def config_from_args(
     mse_weight = a.mse_weight
     if mse_weight is None:
         mse_weight = online_method(a.method).mse_weight if a.method in ONLINE_METHODS else MethodConfig.mse_weight
+    if a.trev and not a.model.startswith("trev-"):
+        raise ConfigError(f"--trev applies to trev models only, not to --model {a.model}")
+    trev = parse_trev_options(a.trev).to_dict() if a.model.startswith("trev-") else {}
+    lr = a.lr if a.lr is not None else TREV_LR if a.model.startswith("trev-") else 3e-3
     target = a.target or (online_method(a.method).target if a.method in ONLINE_METHODS else "onehot")
     T = a.T if a.T is not None else a.tmax
     return Config(
@@ -279,6 +302,7 @@ def config_from_args(
             train_shape,
             bn_stats=bn_stats,
             weight_std=weight_std,
+            trev=trev,
         ),
         NeuronConfig(spec, a.surrogate),
         DataConfig(
@@ -306,7 +330,7 @@ def config_from_args(
             a.samples,
             a.epochs,
             a.batch_size,
-            a.lr,
+            lr,
             a.weight_decay,
             a.seed,
             a.calib_batches,

@@ -54,6 +54,9 @@ class ModelConfig:
     in_shape: tuple[int, int, int] = (2, 34, 34)
     bn_stats: str = "sequence"  # BatchNorm statistics over all T·B frames (tdBN) or per time step ("step")
     weight_std: bool = False  # scaled weight standardisation on the convs (replaces BatchNorm)
+    # T-RevSNN options (trainer.trev.TRevOptions, stored as plain types); empty in configs
+    # written before issue 18: the rules of then (the CLI stores the current defaults)
+    trev: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
