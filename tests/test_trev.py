@@ -300,10 +300,10 @@ def test_sws_down_convs_and_zero_heads_keep_spikes_alive():
     for down in ("plain", "sws"):
         net = with_opts("events", 4, 8, down=down, layer_scale=0.0, head_init="zero")
         seen: list[float] = []
-        net.subnets[3].stages[3].down.sn.register_forward_hook(lambda m, i, o: seen.append(float(o[0].mean())))
+        net.subnets[3].stages[3].down.sn.register_forward_hook(lambda m, i, o, seen=seen: seen.append(o[0].mean()))
         with torch.no_grad():
             out = net(x)
-        rates[down] = seen[-1]
+        rates[down] = float(seen[-1])
         assert all(not h.fc.weight.any() for h in net.heads)  # zero heads: y_t is the bias alone
         torch.testing.assert_close(out[0, 0], net.heads[0].fc.bias)
     assert rates["sws"] > 0 and rates["sws"] > 10 * rates["plain"]
