@@ -28,6 +28,11 @@ the norm of a T-step one). NDOT's ratio rule: :mod:`trainer.traces`.
 BatchNorm in these models must be time-step-wise (statistics of each step's batch,
 ``ModelConfig.bn_stats = "step"``) or replaced by weight standardisation;
 ``Config.validate`` rejects BatchNorm over all T steps.
+
+Under ``torchrun`` (several processes) the gradients are averaged over the ranks before
+every optimizer step (:func:`trainer.distributed.average_gradients`): per batch for SLTT
+and the ``-a`` variants, per time step for ``-o``. With equal shares of a batch and no
+BatchNorm this equals one process on the whole batch (``tests/test_distributed.py``).
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from . import distributed
 from .config import ConfigError, MethodConfig
 from .layers import States
 from .models import SpikingNet
@@ -136,10 +142,12 @@ def online_iteration(
         if t in learn:
             (loss / divide).backward()
             if method.update == "step":
+                distributed.average_gradients(model)
                 opt.step()
                 opt.zero_grad(set_to_none=True)
         states = detach(states)  # SLTT: no gradient through time
         total += loss.item()
     if method.update == "batch":
+        distributed.average_gradients(model)
         opt.step()
     return total / T

@@ -133,14 +133,14 @@ def fit(
     rank, world = distributed.setup()
     m = cfg.method
     online = m.name in ONLINE_METHODS
-    if online and world > 1:
-        raise ConfigError(f"online method {m.name!r} runs in one process (no DistributedDataParallel)")
     torch.manual_seed(m.seed)
     model = build_model(cfg)
-    net = distributed.wrap(model, world)
+    net = model if online else distributed.wrap(model, world)  # online: gradients averaged by hand
     opt = make_optimizer(model.parameters(), m)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=m.epochs)
-    rng = np.random.default_rng(m.seed * 1000 + rank)  # stage-T draws differ per rank
+    # stage-T draws differ per rank; SLTT-K's steps are the same on every rank, so the
+    # averaged gradient is that of the whole (global) batch
+    rng = np.random.default_rng(m.seed * 1000 + (0 if online else rank))
     history: list[dict[str, float]] = []
     # with BatchNorm the epoch figure uses the running statistics of training, which mix
     # every stage-T configuration drawn and fit no single T: say so, it can be near chance
