@@ -20,7 +20,14 @@ from runtime.neuron import all_fields as neuron_fields
 from runtime.neuron import presets as neuron_presets
 from runtime.report import emit_json, guarded, pct, table
 
-from .checkpoint import CheckpointError, build_checked, load_checkpoint, save_checkpoint
+from .checkpoint import (
+    TRAIN_STATE_KEY,
+    CheckpointError,
+    build_checked,
+    load_checkpoint,
+    read_checkpoint,
+    save_checkpoint,
+)
 from .config import (
     FIXED_T_METHODS,
     K_SCALES,
@@ -37,13 +44,14 @@ from .config import (
     ModelConfig,
     NeuronConfig,
 )
+from .fold import fold_and_drop
 from .memory import add_memory_parser, cmd_memory
-from .models import model_builder, model_names
+from .models import SpikingNet, build_model, model_builder, model_names
 from .online import PAPER_K_SCALE, PAPER_NDOT_RATIO, online_method
 from .repro import DEFAULT_THREADS
 from .repro import setup as setup_threads
 from .surrogate import SURROGATES
-from .train import calibrate_bn, evaluate, fit, has_bn
+from .train import Start, calibrate_bn, evaluate, fit, has_bn
 from .trev import DEFAULT_LR as TREV_LR
 from .trev import parse_options as parse_trev_options
 from .trev_memory import add_trev_memory_parser, cmd_trev_memory
@@ -97,6 +105,7 @@ def _add_fit(sub: argparse._SubParsersAction) -> None:
     )
     _add_paper_options(p)
     _add_trev(p)
+    _add_start(p)
     p.add_argument("--tmin", type=cliargs.steps, default=1, help="nmt/mtt: smallest T sampled in training")
     p.add_argument(
         "--tmax", type=cliargs.steps, default=6, help="nmt/mtt: largest T sampled in training (the trained T)"
@@ -197,6 +206,23 @@ def _add_paper_options(p: argparse.ArgumentParser) -> None:
         choices=OPTIMIZERS,
         default="adam",
         help="adam, or sgd with momentum 0.9 as the SLTT/OTTT/NDOT papers (default: %(default)s)",
+    )
+
+
+def _add_start(p: argparse.ArgumentParser) -> None:
+    g = p.add_mutually_exclusive_group()
+    g.add_argument(
+        "--init-from",
+        default=None,
+        help="fine-tune: start from this checkpoint's weights (the model flags must build the same "
+        "network; with --no-bias and --norm none a BatchNorm/bias model is folded and its biases dropped "
+        "first, MTT appendix A.3)",
+    )
+    g.add_argument(
+        "--resume",
+        default=None,
+        help="continue this checkpoint's run (its config, optimizer, scheduler, epoch); the data comes "
+        "from its config, --limit-train/--limit must be given as in the first run",
     )
 
 
@@ -344,24 +370,72 @@ def config_from_args(
     ).validate()
 
 
+def fit_start(a: argparse.Namespace, cfg: Config) -> Start | None:
+    """The weights (``--init-from``, folded when the new model drops BatchNorm/biases) or
+    the run (``--resume``) that ``fit`` starts from."""
+    if a.resume:
+        ckpt = read_checkpoint(a.resume)
+        if TRAIN_STATE_KEY not in ckpt:
+            raise CheckpointError(f"{a.resume} holds no training state (written before issue 18 or by calibrate)")
+        return Start(ckpt["state_dict"], ckpt[TRAIN_STATE_KEY], ckpt["metrics"].get("history", []))
+    if not a.init_from:
+        return None
+    src_cfg, src, _ = load_checkpoint(a.init_from)
+    fold_bn_layers = src_cfg.model.bn and not cfg.model.bn
+    if fold_bn_layers or (src_cfg.model.bias and not cfg.model.bias):
+        src = fold_and_drop(src, drop_bias=not cfg.model.bias)
+    try:
+        build_model(cfg).load_state_dict(src.state_dict())
+    except RuntimeError as e:
+        raise CheckpointError(
+            f"--init-from {a.init_from}: its weights do not fit the model of these flags ({str(e).splitlines()[0]})"
+        ) from None
+    return Start(src.state_dict())
+
+
 def cmd_fit(a: argparse.Namespace) -> None:
-    out = check_output(a.out)
-    # check everything that needs no data before loading it
-    config_from_args(a, (1, 1, 1), "static", 0.0)
-    model_builder(a.model)
-    transforms = [parse_transform(t) for t in a.transform]
-    train_ds = load_dataset(a.data, a.train_split, a.limit_train, transforms)
-    test_ds = load_dataset(a.data, "test", a.limit, transforms)
+    out = check_output(a.out, a.resume, a.init_from)
+    resumed = read_checkpoint(a.resume) if a.resume else None
+    if resumed is None:
+        # check everything that needs no data before loading it
+        config_from_args(a, (1, 1, 1), "static", 0.0)
+        model_builder(a.model)
+        transforms = [parse_transform(t) for t in a.transform]
+        spec, split = a.data, a.train_split
+    else:
+        rcfg = Config.from_dict(resumed["config"])
+        transforms, spec, split = from_dicts(rcfg.data.transforms), rcfg.data.spec, rcfg.data.train_split
+        print(f"resuming {a.resume}: its config and data {spec!r}; model, data and method flags are not used")
+    train_ds = load_dataset(spec, split, a.limit_train, transforms)
+    test_ds = load_dataset(spec, "test", a.limit, transforms)
     if test_ds.classes != train_ds.classes:
         raise DataError(
             f"data {a.data!r}: the test split has classes {test_ds.classes}, the training split "
             f"{train_ds.classes}; expected the same"
         )
-    cfg = config_from_args(a, train_ds.shape, train_ds.kind, train_ds.duration_us, train_ds)
+    if resumed is None:
+        cfg = config_from_args(a, train_ds.shape, train_ds.kind, train_ds.duration_us, train_ds)
+    else:
+        cfg = Config.from_dict(resumed["config"])
     build_checked(cfg, "the model")  # e.g. more stages than the model has blocks, or too wide
-    model, metrics = fit(cfg, train_ds, test_ds, progress=not a.quiet and sys.stderr.isatty(), verbose=not a.quiet)
+    start = fit_start(a, cfg)
+
+    def write_epoch(model: SpikingNet, history: list[dict[str, float]], state: dict) -> None:
+        # after every epoch: an interrupted run resumes from here (--resume)
+        save_checkpoint(out, cfg, model, {"history": history, "finished": False}, state)
+
+    model, metrics = fit(
+        cfg,
+        train_ds,
+        test_ds,
+        progress=not a.quiet and sys.stderr.isatty(),
+        verbose=not a.quiet,
+        start=start,
+        on_epoch=write_epoch,
+    )
+    state = metrics.pop("train_state")
     if int(os.environ.get("RANK", "0")) == 0:
-        save_checkpoint(out, cfg, model, metrics)
+        save_checkpoint(out, cfg, model, metrics, state)
         how = f", after BatchNorm calibration at T={cfg.train_T}" if metrics.get("bn_calibrated_layers") else ""
         print(
             f"wrote {out}: test accuracy {metrics['test_accuracy']:.4f} at T={cfg.train_T}{how} "
