@@ -56,6 +56,7 @@ from .trev import DEFAULT_LR as TREV_LR
 from .trev import parse_options as parse_trev_options
 from .trev_memory import add_trev_memory_parser, cmd_trev_memory
 
+DEFAULT_LR = 0.003  # --lr of every model family but trev (trainer.trev.DEFAULT_LR)
 USER_ERRORS = (ConfigError, DataError, CheckpointError, SpecError, OutputPathError)
 
 
@@ -118,7 +119,7 @@ def _add_fit(sub: argparse._SubParsersAction) -> None:
         "--lr",
         type=cliargs.positive_float,
         default=None,
-        help=f"learning rate (cosine schedule; default 3e-3, trev models {TREV_LR:g})",
+        help=f"learning rate, cosine schedule (trev models: {TREV_LR:g}) (default: {DEFAULT_LR:g})",
     )
     p.add_argument(
         "--weight-decay", type=cliargs.nonneg_float, default=0.0, help="weight decay (L2, of the --optimizer)"
@@ -313,7 +314,7 @@ def config_from_args(
     if a.trev and not a.model.startswith("trev-"):
         raise ConfigError(f"--trev applies to trev models only, not to --model {a.model}")
     trev = parse_trev_options(a.trev).to_dict() if a.model.startswith("trev-") else {}
-    lr = a.lr if a.lr is not None else TREV_LR if a.model.startswith("trev-") else 3e-3
+    lr = a.lr if a.lr is not None else TREV_LR if a.model.startswith("trev-") else DEFAULT_LR
     target = a.target or (online_method(a.method).target if a.method in ONLINE_METHODS else "onehot")
     T = a.T if a.T is not None else a.tmax
     return Config(
