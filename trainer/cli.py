@@ -29,6 +29,7 @@ from .checkpoint import (
     save_checkpoint,
 )
 from .config import (
+    FIRST_STAGES,
     FIXED_T_METHODS,
     K_SCALES,
     METHODS,
@@ -203,6 +204,13 @@ def _add_paper_options(p: argparse.ArgumentParser) -> None:
         "[-lambda, lambda]) (default: %(default)s)",
     )
     p.add_argument(
+        "--first-stage",
+        choices=FIRST_STAGES,
+        default="rebin",
+        help="nmt/mtt on event data, the input at a sampled T: rebin (the recording in T frames) or first "
+        "(the first T of Tmax frames, MTT appendix A.2) (default: %(default)s)",
+    )
+    p.add_argument(
         "--optimizer",
         choices=OPTIMIZERS,
         default="adam",
@@ -367,6 +375,7 @@ def config_from_args(
             k_scale=a.k_scale,
             ndot_ratio=a.ndot_ratio,
             optimizer=a.optimizer,
+            first_stage=a.first_stage,
         ),
     ).validate()
 

@@ -18,6 +18,7 @@ OPTIMIZERS = ("adam", "sgd")
 TARGETS = ("onehot", "vth")
 K_SCALES = ("T", "K")
 NDOT_RATIOS = ("paper", "clamped")
+FIRST_STAGES = ("rebin", "first")
 STAGE_METHODS = ("sdt", "nmt", "mtt")  # stage-T forward/backward over the whole sequence
 ONLINE_METHODS = ("sltt", "sltt-k", "ottt-a", "ottt-o", "ndot-a", "ndot-o")  # step by step (trainer.online)
 METHODS = STAGE_METHODS + ONLINE_METHODS
@@ -119,6 +120,7 @@ class MethodConfig:
     k_scale: str = "K"  # sltt-k: divide the summed loss by "T" (SLTT Alg. 1) or by "K"
     ndot_ratio: str = "clamped"  # ndot: "paper" (e_1 = u_1, clamp only at u_{t-1} = 0) or "clamped"
     optimizer: str = "adam"  # "adam" or "sgd" (momentum 0.9, as the SLTT/OTTT/NDOT papers)
+    first_stage: str = "rebin"  # nmt/mtt events at T: "rebin" into T frames, or the "first" T of Tmax (A.2)
 
 
 @dataclass
@@ -174,6 +176,8 @@ class Config:
                 raise ConfigError(
                     f"--{key.replace('_', '-')} {getattr(m, key)!r} is unknown; expected one of {list(valid)}"
                 )
+        if m.first_stage not in FIRST_STAGES:
+            raise ConfigError(f"--first-stage {m.first_stage!r} is unknown; expected one of {list(FIRST_STAGES)}")
         if not 0.0 <= m.mse_weight <= 1.0:
             raise ConfigError(f"--mse-weight must be in [0, 1], got {m.mse_weight}")
         if m.name in ONLINE_METHODS and self.neuron.spec.n_states != 1:

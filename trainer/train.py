@@ -28,6 +28,20 @@ def frames(ds: Dataset, idx, T: int, binning: str | None = None) -> torch.Tensor
     return torch.from_numpy(ds.frames(np.asarray(idx), T, binning))
 
 
+def first_frames(ds: Dataset, idx, tmax: int, T: int) -> torch.Tensor:
+    """MTT appendix A.2 for DVS data: the recording in ``tmax`` frames, the first ``T``
+    of them (``MethodConfig.first_stage == "first"``); static data: the same as :func:`frames`."""
+    return frames(ds, idx, tmax)[:T] if ds.kind == "events" else frames(ds, idx, T)
+
+
+def batch_at(ds: Dataset, idx, m: MethodConfig) -> Callable[[int], torch.Tensor]:
+    """``T -> the batch at T`` for a stage-T method: the recording re-binned into T frames
+    (``rebin``, the default) or the first T of Tmax frames (``first``, A.2)."""
+    if m.first_stage == "first":
+        return partial(first_frames, ds, idx, m.tmax)
+    return partial(frames, ds, idx)
+
+
 @torch.no_grad()
 def evaluate(
     model: SpikingNet,
@@ -209,7 +223,7 @@ def fit(
             if online:
                 loss_sum += online_iteration(model, opt, frames(train_ds, idx, m.T), y, m, rng, cfg.neuron.spec.v_th)
             else:
-                loss_sum += stage_iteration(net, len(model.stages), opt, partial(frames, train_ds, idx), y, m, rng)
+                loss_sum += stage_iteration(net, len(model.stages), opt, batch_at(train_ds, idx, m), y, m, rng)
             if not math.isfinite(loss_sum):  # the weights are NaN from here on: stop, write nothing
                 raise ConfigError(
                     f"training diverged: the loss became {loss_sum} in epoch {epoch + 1}, batch "
