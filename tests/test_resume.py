@@ -122,3 +122,8 @@ def test_cli_init_from_folds_bn_and_resume_continues(capsys, tmp_path):
     assert code == 2 and "do not fit the model" in err and not again.exists()
     code, _, err = run(capsys, "fit", *TINY, "--resume", str(fine), "--out", str(fine))
     assert code == 2 and "destroy the input" in err
+    # a checkpoint without training state (older files, calibrate's) cannot be resumed
+    plain = tmp_path / "plain.pt"
+    save_checkpoint(plain, cfg, model, metrics)
+    code, _, err = run(capsys, "fit", *TINY, "--resume", str(plain), "--out", str(again))
+    assert code == 2 and "holds no training state" in err and not again.exists()

@@ -380,11 +380,10 @@ def config_from_args(
     ).validate()
 
 
-def fit_start(a: argparse.Namespace, cfg: Config) -> Start | None:
+def fit_start(a: argparse.Namespace, cfg: Config, ckpt: dict | None) -> Start | None:
     """The weights (``--init-from``, folded when the new model drops BatchNorm/biases) or
-    the run (``--resume``) that ``fit`` starts from."""
-    if a.resume:
-        ckpt = read_checkpoint(a.resume)
+    the run (``--resume``, its checkpoint ``ckpt`` already read) that ``fit`` starts from."""
+    if ckpt is not None:
         if TRAIN_STATE_KEY not in ckpt:
             raise CheckpointError(f"{a.resume} holds no training state (written before issue 18 or by calibrate)")
         return Start(ckpt["state_dict"], ckpt[TRAIN_STATE_KEY], ckpt["metrics"].get("history", []))
@@ -428,7 +427,7 @@ def cmd_fit(a: argparse.Namespace) -> None:
     else:
         cfg = Config.from_dict(resumed["config"])
     build_checked(cfg, "the model")  # e.g. more stages than the model has blocks, or too wide
-    start = fit_start(a, cfg)
+    start = fit_start(a, cfg, resumed)
 
     def write_epoch(model: SpikingNet, history: list[dict[str, float]], state: dict) -> None:
         # after every epoch: an interrupted run resumes from here (--resume)
