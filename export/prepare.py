@@ -21,6 +21,7 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
+from trainer.fold import fold_bn
 from trainer.layers import NeuronLayer, Residual, Sequence, Stateless
 from trainer.models import SpikingNet
 from trainer.neurons import Neuron
@@ -43,25 +44,6 @@ def unsupported(where: str, module: nn.Module) -> ExportError:
     return ExportError(
         f"layer {where} ({type(module).__name__}) cannot be exported; supported layers: {', '.join(SUPPORTED)}"
     )
-
-
-def fold_bn(
-    weight: torch.Tensor,
-    bias: torch.Tensor | None,
-    mean: torch.Tensor,
-    var: torch.Tensor,
-    gamma: torch.Tensor | None,
-    beta: torch.Tensor | None,
-    eps: float,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Weights of ``bn(layer(x))`` as one layer: ``w * s``, ``(b - mean) * s + beta`` with
-    ``s = gamma / sqrt(var + eps)`` per output channel (dim 0 of ``weight``)."""
-    scale = torch.rsqrt(var + eps)
-    if gamma is not None:
-        scale = scale * gamma
-    b = torch.zeros_like(mean) if bias is None else bias
-    shift = (b - mean) * scale + (0.0 if beta is None else beta)
-    return weight * scale.reshape(-1, *([1] * (weight.dim() - 1))), shift
 
 
 def _with_bn(layer: nn.Module, bn: nn.Module) -> nn.Module:

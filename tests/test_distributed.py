@@ -53,3 +53,101 @@ def test_fit_with_two_processes(tmp_path):
     assert ckpt["metrics"]["world_size"] == 2
     # each rank trained on its own half of the 128 samples
     assert ckpt["metrics"]["history"][0]["samples_this_rank"] == 64
+
+
+# ---------------------------------------------------------------- online methods (issue 18)
+
+ONLINE_DDP = ["sltt", "sltt-k", "ndot-a", "ndot-o"]
+
+
+def _online_case(method: str):
+    """A float64 model without BatchNorm (per-rank statistics would differ), a batch of 8."""
+    from tests.test_online import spikes, tiny_cfg
+    from trainer.models import build_model
+
+    cfg = tiny_cfg(method, T=4, norm="none", K=2 if method == "sltt-k" else 0)
+    torch.manual_seed(0)
+    model = build_model(cfg).double().train()
+    x = spikes(4, 8, (2, 8, 8), seed=5).double()
+    y = torch.arange(8) % 10
+    return cfg, model, x, y
+
+
+def _online_rank(rank: int, method: str, store: str, out: str) -> None:
+    import numpy as np
+    import torch.distributed as dist
+
+    from trainer.online import online_iteration
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
+    cfg, model, x, y = _online_case(method)
+    opt = torch.optim.SGD(model.parameters(), lr=0.5, momentum=0.9)
+    for _ in range(2):  # two batches: the momentum carries rank-averaged gradients
+        online_iteration(model, opt, x[:, rank::2], y[rank::2], cfg.method, np.random.default_rng(3))
+    if rank == 0:
+        torch.save(model.state_dict(), out)
+    dist.destroy_process_group()
+
+
+@pytest.mark.slow  # two processes: run alone like the DDP test above
+@pytest.mark.parametrize("method", ONLINE_DDP)
+def test_online_methods_in_two_processes_equal_one_process(method, tmp_path):
+    """Each rank trains on half of every batch; the gradients averaged before every
+    optimizer step (per batch for sltt/-a, per time step for -o) give the weights of one
+    process on the whole batch (float64, no BatchNorm, SLTT-K's steps drawn alike)."""
+    import numpy as np
+    import torch.multiprocessing as mp
+
+    from trainer.online import online_iteration
+
+    out = tmp_path / "rank0.pt"
+    mp.spawn(_online_rank, args=(method, str(tmp_path / "store"), str(out)), nprocs=2, join=True)
+    cfg, model, x, y = _online_case(method)
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    opt = torch.optim.SGD(model.parameters(), lr=0.5, momentum=0.9)
+    for _ in range(2):
+        online_iteration(model, opt, x, y, cfg.method, np.random.default_rng(3))
+    ddp = torch.load(out, weights_only=True)
+    assert any(not torch.equal(start[k], v) for k, v in model.state_dict().items())  # it trained
+    for k, v in model.state_dict().items():
+        torch.testing.assert_close(ddp[k], v, rtol=1e-10, atol=1e-12, msg=k)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["sltt", "ndot-a"])
+def test_fit_online_with_two_processes(method, tmp_path):
+    """``torchrun`` fit with an online method: no refusal any more, each rank its half."""
+    out = tmp_path / "ddp.pt"
+    torchrun = shutil.which("torchrun")
+    cmd = ([torchrun] if torchrun else [sys.executable, "-m", "torch.distributed.run"]) + [
+        "--nproc_per_node=2",
+        f"--master_port={_free_port()}",
+        "-m",
+        "trainer",
+        "fit",
+        "--method",
+        method,
+        "--T",
+        "3",
+        "--epochs",
+        "1",
+        "--limit-train",
+        "64",
+        "--limit",
+        "20",
+        "--width",
+        "4",
+        "--batch-size",
+        "16",
+        "--threads",
+        "1",
+        "--out",
+        str(out),
+        "--quiet",
+    ]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    ckpt = torch.load(out, weights_only=True)
+    assert ckpt["metrics"]["world_size"] == 2 and ckpt["config"]["method"]["name"] == method
+    assert ckpt["metrics"]["history"][0]["samples_this_rank"] == 32

@@ -61,6 +61,53 @@ def test_step_loss_mixes_ce_and_mse():
     ce = -(math.log(math.exp(2) / (math.exp(2) + 1)) + math.log(1 / (1 + math.e))) / 2
     mse = ((2 - 1) ** 2 + 0 + (0 - 1) ** 2 + 1) / 4
     assert step_loss(out, y, 0.1).item() == pytest.approx(0.9 * ce + 0.1 * mse, rel=1e-6)
+    # SLTT S13: the MSE target is V_th * one-hot (here V_th = 0.5)
+    mse_vth = ((2 - 0.5) ** 2 + 0 + (0 - 0.5) ** 2 + 1) / 4
+    assert step_loss(out, y, 0.1, 0.5).item() == pytest.approx(0.9 * ce + 0.1 * mse_vth, rel=1e-6)
+
+
+def test_paper_defaults_of_the_cli():
+    """The fit CLI's defaults are the papers': SLTT's V_th target, SLTT-K over T, NDOT's
+    ratio; OTTT/NDOT keep the one-hot target."""
+    from trainer.cli import config_from_args, parser
+
+    def method(*argv: str) -> MethodConfig:
+        a = parser().parse_args(["fit", "--norm", "bn-step", *argv])
+        return config_from_args(a, (2, 8, 8), "static", 0.0).method
+
+    m = method("--method", "sltt-k", "--T", "4", "--K", "2")
+    assert (m.target, m.k_scale, m.optimizer) == ("vth", "T", "adam")
+    assert method("--method", "ndot-a", "--T", "4").target == "onehot"
+    assert method("--method", "ndot-a", "--T", "4").ndot_ratio == "paper"
+    m = method("--method", "sltt", "--T", "4", "--target", "onehot", "--optimizer", "sgd")
+    assert (m.target, m.optimizer) == ("onehot", "sgd")
+
+
+def test_sgd_optimizer_has_momentum_09():
+    from trainer.train import make_optimizer
+
+    w = nn.Parameter(torch.ones(2))
+    opt = make_optimizer([w], MethodConfig("sltt", lr=0.1, optimizer="sgd"))
+    assert isinstance(opt, torch.optim.SGD) and opt.defaults["momentum"] == 0.9
+    assert isinstance(make_optimizer([w], MethodConfig("sltt", lr=0.1)), torch.optim.Adam)
+
+
+def test_sltt_k_divides_by_T_as_the_paper():
+    """SLTT Alg. 1: the K sampled steps' loss over T, so the gradient is K/T of the
+    rule that divides by K (same draw of steps)."""
+    grads = {}
+    for scale in ("T", "K"):
+        cfg = tiny_cfg("sltt-k", T=5, K=2)
+        cfg.method.k_scale = scale
+        torch.manual_seed(0)
+        model = build_model(cfg).train()
+        opt = Recorder(model.parameters(), lr=1.0)
+        x, y = spikes(5, 6, (2, 8, 8), seed=3), torch.tensor([0, 1, 2, 3, 4, 5])
+        online_iteration(model, opt, x, y, cfg.method, np.random.default_rng(7))
+        grads[scale] = opt.grads
+    assert any(g.abs().sum() > 0 for g in grads["K"])
+    for g_t, g_k in zip(grads["T"], grads["K"]):
+        torch.testing.assert_close(g_t, g_k * 2 / 5, rtol=1e-5, atol=1e-8)
 
 
 def test_sltt_k_draws_k_distinct_steps():
@@ -82,14 +129,22 @@ def test_trace_recurrences_by_hand():
     u_prev = torch.tensor([1.0, 0.0, 1.0, 1.0, -1.0, 1e-30, 1.0])
     u = torch.tensor([0.3, 3.0, 5.0, -5.0, 0.2, 3e38, float("nan")])
     # plain ratio, zero denominator, clamp above, clamp below, negative ratio, overflow, NaN
-    assert ndot_ratio(u, u_prev, 0.5).tolist() == pytest.approx([0.3, 0.5, 0.5, -0.5, -0.2, 0.5, 0.5])
+    clamped = ndot_ratio(u, u_prev, 0.5, clamp=True)
+    assert clamped.tolist() == pytest.approx([0.3, 0.5, 0.5, -0.5, -0.2, 0.5, 0.5])
+    # the paper's rule: λ only where the denominator is zero (or the ratio not finite)
+    paper = ndot_ratio(u, u_prev, 0.5, clamp=False)
+    assert paper.tolist() == pytest.approx([0.3, 0.5, 5.0, -5.0, -0.2, 0.5, 0.5])
+    # first step: e_1 = u_1 (the paper's footnote, this code's u after reset), or λ clamped
+    u1 = torch.tensor([0.7, -0.2, 0.0])
+    assert ndot_ratio(u1, None, 0.5, clamp=False).tolist() == pytest.approx([0.7, -0.2, 0.0])
+    assert ndot_ratio(u1, None, 0.5, clamp=True).tolist() == [0.5, 0.5, 0.5]
     assert ndot_trace(torch.tensor([1.0, 2.0]), torch.tensor([0.5, -0.25]), torch.tensor([0.0, 1.0])).tolist() == [
         0.5,
         0.5,
     ]
 
 
-@pytest.mark.parametrize("rule", ["ottt", "ndot"])
+@pytest.mark.parametrize("rule", ["ottt", "ndot", "ndot-clamped"])
 def test_traced_step_keeps_the_forward_and_follows_the_recurrence(rule):
     torch.manual_seed(0)
     model = build_model(tiny_cfg(norm="none")).train()
@@ -107,11 +162,10 @@ def test_traced_step_keeps_the_forward_and_follows_the_recurrence(rule):
         steps = record[n][::2]  # every step ran traced, then plain
         a = torch.zeros_like(steps[0][0])
         e = torch.full_like(a, DECAY)
-        u_prev = torch.zeros_like(a)
+        u_prev = None
         for s, u in steps:
             a = DECAY * a + s if rule == "ottt" else e * a + s
-            r = u / u_prev
-            e = torch.where((u_prev != 0) & r.isfinite(), r.clamp(-DECAY, DECAY), torch.full_like(r, DECAY))
+            e = hand_ratio(u, u_prev, clamp=rule == "ndot-clamped")
             u_prev = u
         assert steps[-1][0].sum() > 0  # the layer spikes: the check is not vacuous
         torch.testing.assert_close(traces[i].a, a.detach())
@@ -141,14 +195,25 @@ def mlp() -> SpikingNet:
     return net.double()
 
 
-def hand_step(p: dict[str, torch.Tensor], x, y, u_prev, a_prev, e_prev, rule, n_learn, w):
+def hand_ratio(u: torch.Tensor, u_prev: torch.Tensor | None, clamp: bool) -> torch.Tensor:
+    """NDOT's e_t written out: the paper's (e_1 = u_1, λ only at u_{t-1} = 0) or clamped."""
+    if u_prev is None:
+        return torch.full_like(u, DECAY) if clamp else u
+    r = u / u_prev
+    r = r.clamp(-DECAY, DECAY) if clamp else r
+    return torch.where((u_prev != 0) & (u / u_prev).isfinite(), r, torch.full_like(r, DECAY))
+
+
+def hand_step(
+    p: dict[str, torch.Tensor], x, y, u_prev, a_prev, e_prev, rule, n_learn, w, clamp=True, scale=1.0, first=False
+):
     """One step's gradients of ``loss_t / n_learn`` by hand. Returns (grads, u, a, e)."""
     v = DECAY * u_prev + x @ p["W1"].T + p["b1"]
     s = (v >= V_TH).double()
     o = s @ p["W2"].T + p["b2"]
     B, C = o.shape
     Y = F.one_hot(y, C).double()
-    g_o = ((1 - w) * (torch.softmax(o, 1) - Y) / B + w * 2 * (o - Y) / (B * C)) / n_learn
+    g_o = ((1 - w) * (torch.softmax(o, 1) - Y) / B + w * 2 * (o - scale * Y) / (B * C)) / n_learn
     u = v - V_TH * s
     if rule == "ottt":
         a = DECAY * a_prev + s
@@ -156,15 +221,19 @@ def hand_step(p: dict[str, torch.Tensor], x, y, u_prev, a_prev, e_prev, rule, n_
         a = e_prev * a_prev + s
     else:
         a = s  # SLTT: the weight gradient sees this step's spikes
-    r = u / u_prev
-    e = torch.where((u_prev != 0) & r.isfinite(), r.clamp(-DECAY, DECAY), torch.full_like(r, DECAY))
+    e = hand_ratio(u, None if first else u_prev, clamp)
     g_v = (g_o @ p["W2"]) * torch.clamp(1 - (v - V_TH).abs(), min=0)  # triangle surrogate, h = 1
     grads = {"W2": g_o.T @ a, "b2": g_o.sum(0), "W1": g_v.T @ x, "b1": g_v.sum(0)}
     return grads, u, a, e
 
 
-@pytest.mark.parametrize("method", ["sltt", "ottt-a", "ottt-o", "ndot-a", "ndot-o"])
-def test_gradient_matches_hand_derivation(method):
+@pytest.mark.parametrize(
+    "method, paper",
+    [(m, False) for m in ("sltt", "ottt-a", "ottt-o", "ndot-a", "ndot-o")] + [("sltt", True), ("ndot-a", True)],
+)
+def test_gradient_matches_hand_derivation(method, paper):
+    """``paper``: NDOT's paper ratio rule and SLTT's V_th-scaled target (the target scale
+    passed is 0.5, unlike this net's V_th = 1, so a target left at one-hot fails)."""
     T, lr = 4, 0.1
     net = mlp()
     names = {
@@ -176,15 +245,22 @@ def test_gradient_matches_hand_derivation(method):
     p = {k: net.state_dict()[v].clone() for k, v in names.items()}
     x = spikes(T, 7, (6,), seed=2).double()
     y = torch.tensor([0, 1, 2, 0, 1, 2, 0])
-    m = MethodConfig(method, T=T, mse_weight=online_method(method).mse_weight)
     info = online_method(method)
-    online_iteration(net, torch.optim.SGD(net.parameters(), lr=lr), x, y, m, np.random.default_rng(0))
+    m = MethodConfig(method, T=T, mse_weight=online_method(method).mse_weight)
+    if paper:
+        m.ndot_ratio, m.target = "paper", info.target
+    scale = 0.5 if m.target == "vth" else 1.0
+    online_iteration(net, torch.optim.SGD(net.parameters(), lr=lr), x, y, m, np.random.default_rng(0), v_th=0.5)
 
     u = a = torch.zeros(7, 5, dtype=torch.float64)
     e = torch.full_like(u, DECAY)
+    u_prev: torch.Tensor | None = None
     total = {k: torch.zeros_like(v) for k, v in p.items()}
     for t in range(T):
-        g, u, a, e = hand_step(p, x[t], y, u, a, e, info.trace, T, m.mse_weight)
+        g, u, a, e = hand_step(
+            p, x[t], y, u, a, e, info.trace, T, m.mse_weight, clamp=not paper, scale=scale, first=u_prev is None
+        )
+        u_prev = u
         for k, g_k in g.items():
             if info.update == "step":
                 p[k] = p[k] - lr * g_k

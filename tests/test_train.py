@@ -90,3 +90,19 @@ def test_sdt_and_nmt_train(digits):
     for method in ("sdt", "nmt"):
         model, metrics = fit(small_config(method, epochs=1), *digits, progress=False)
         assert metrics["test_accuracy"] > 0.15, (method, metrics)
+
+
+def test_first_stage_takes_the_first_T_of_Tmax_frames():
+    """MTT appendix A.2 (``--first-stage first``): at T the batch is the first T of the
+    Tmax frames, not the recording re-binned into T frames (the default)."""
+    from trainer.train import batch_at
+
+    ds = load_dataset("digits", "test", limit=4)
+    idx = [0, 1, 2]
+    m = small_config("mtt", tmax=6).method
+    ten = torch.from_numpy(ds.frames(np.asarray(idx), 6))
+    rebinned = torch.from_numpy(ds.frames(np.asarray(idx), 2))
+    torch.testing.assert_close(batch_at(ds, idx, m)(2), rebinned)
+    m.first_stage = "first"
+    torch.testing.assert_close(batch_at(ds, idx, m)(2), ten[:2])
+    assert not torch.equal(ten[:2], rebinned)

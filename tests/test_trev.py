@@ -11,7 +11,7 @@ from tests.conftest import run_trainer as run
 from trainer.checkpoint import load_checkpoint
 from trainer.config import ConfigError
 from trainer.models import build_model, model_builder
-from trainer.trev import ALPHA_MIN, TRevNet, clamp_abs_
+from trainer.trev import ALPHA_MIN, TRevNet, TRevOptions, clamp_abs_, parse_options
 from trainer.trev_memory import measure_T, trev_config
 
 EVENTS = (2, 12, 12)
@@ -238,3 +238,84 @@ def test_cli_trev_memory_table(capsys):
     assert "bptt_over_reversible" in out and "saved at T=4 / T=2" in out
     code, out, err = run(capsys, "trev-memory", "--model", "2C1FC", "--T", "2")
     assert code == 2 and "trev-" in err
+
+
+# ---------------------------------------------------------------- paper details (issue 18)
+
+
+def with_opts(kind: str = "events", T: int = 4, width: int = 8, **opts) -> TRevNet:
+    cfg = trev_config("trev-tiny", kind, EVENTS if kind == "events" else STATIC, T, width)
+    cfg.model.trev = TRevOptions(**opts).to_dict()
+    torch.manual_seed(0)
+    net = build_model(cfg.validate())
+    assert isinstance(net, TRevNet)
+    return net
+
+
+def test_paper_widths_and_layer_scale():
+    """Stage widths W·(1, 2, 4, 6)/T (the paper's), each block's gamma at 0: blocks start
+    as the identity (ConvNeXt layer scale)."""
+    net = with_opts("static", 4, 8, widths=(1, 2, 4, 6), layer_scale=0.0)
+    assert net.widths == [2, 4, 8, 12]
+    gammas = [b.gamma for sub in net.subnets for st in sub.stages for b in st.blocks]
+    assert gammas and all(torch.equal(g, torch.zeros_like(g)) for g in gammas)
+    block = net.subnets[0].stages[1].blocks[0]
+    z = torch.randn(2, 4, 3, 3)
+    torch.testing.assert_close(block(z), z, rtol=0, atol=0)
+    assert tiny("static", 4).widths == [2, 4, 6, 8]  # configs before issue 18: (1, 2, 3, 4)
+
+
+def test_loss_rules_by_hand():
+    """mean: CE(mean of y); last: CE(y_n) (the paper's text); steps: sum (t+1)/n CE(y_t)
+    (the public code's intermediate supervision)."""
+    ce = torch.nn.functional.cross_entropy
+    y, labels = torch.randn(3, 2, 10), torch.tensor([1, 2])
+    assert torch.allclose(with_opts(loss="mean").loss(y, labels), ce(y.mean(0), labels))
+    assert torch.allclose(with_opts(loss="last").loss(y, labels), ce(y[2], labels))
+    want = ce(y[0], labels) / 3 + 2 * ce(y[1], labels) / 3 + ce(y[2], labels)
+    torch.testing.assert_close(with_opts(loss="steps").loss(y, labels), want)
+
+
+def test_shared_weights_one_set_and_reversible_gradients_equal_bptt():
+    """shared: one sub-network's weights at every step (the paper's Fig. 1); the
+    reversible backward sums its gradients over steps exactly once, as plain BPTT does."""
+    net = with_opts("events", 4, 8, shared=True, layer_scale=0.5, down="sws").double()
+    assert all(sub is net.subnets[0] for sub in net.subnets)
+    separate = with_opts("events", 4, 8)
+    n_sub = sum(p.numel() for p in separate.subnets[0].parameters())
+    assert sum(p.numel() for p in net.parameters()) < sum(p.numel() for p in separate.parameters()) - 2 * n_sub
+    x, y = batch(net, 4)
+    x = x.double()
+    rev, bptt = grads(net, x, y, True), grads(net, x, y, False)
+    assert rev.keys() == bptt.keys() and any(g.abs().sum() > 0 for g in rev.values())
+    for k in bptt:
+        torch.testing.assert_close(rev[k], bptt[k], rtol=1e-9, atol=1e-12, msg=k)
+
+
+def test_sws_down_convs_and_zero_heads_keep_spikes_alive():
+    """The product's choices: with plain D_i convs the spikes die after stage 0 (the loss
+    stayed at ln 10); with sWS they reach stage 3, and zero heads start at ln C."""
+    x, y = batch(with_opts(), 4)
+    rates = {}
+    for down in ("plain", "sws"):
+        net = with_opts("events", 4, 8, down=down, layer_scale=0.0, head_init="zero")
+        seen: list[float] = []
+        net.subnets[3].stages[3].down.sn.register_forward_hook(lambda m, i, o, seen=seen: seen.append(o[0].mean()))
+        with torch.no_grad():
+            out = net(x)
+        rates[down] = float(seen[-1])
+        assert all(not h.fc.weight.any() for h in net.heads)  # zero heads: y_t is the bias alone
+        torch.testing.assert_close(out[0, 0], net.heads[0].fc.bias)
+    assert rates["sws"] > 0 and rates["sws"] > 10 * rates["plain"]
+
+
+def test_trev_option_errors_list_the_valid_choices():
+    with pytest.raises(ConfigError, match="expected one of .*'last'"):
+        parse_options(["loss=avg"])
+    with pytest.raises(ConfigError, match="unknown key 'fusion'"):
+        parse_options(["fusion=all"])
+    with pytest.raises(ConfigError, match="widths must be 4"):
+        parse_options(["widths=1,2,4"])
+    assert parse_options(["shared=true", "loss=steps"]) == TRevOptions(
+        widths=(1, 2, 4, 6), layer_scale=0.0, loss="steps", shared=True, down="sws", head_init="zero"
+    )

@@ -9,6 +9,10 @@ Version 2 stores the neuron as ``{"spec": NeuronSpec.to_dict(), "surrogate": ...
 registered kind); version 1 files (the LIF/IF/LI fields flat beside the surrogate) are
 read and upgraded on load.
 
+Optional ``"train_state"`` (issue 18; ``fit`` writes it): optimizer, scheduler, epoch and
+random states, so ``fit --resume`` continues the run exactly. No format bump: readers
+ignore the key, and files without it still load (they cannot be resumed).
+
 Integrity: the zip container's CRCs are checked on load (``torch.load`` does not), and
 ``sha256`` is a digest of everything else in the dict (format, config, metrics, every
 tensor's name, dtype, shape and bytes), verified on load. A checkpoint written before
@@ -39,20 +43,29 @@ FORMAT = "flexsnn-checkpoint/2"
 FORMAT_NAME = FORMAT.split("/")[0]
 READ_FORMATS = (f"{FORMAT_NAME}/1", FORMAT)
 DIGEST_KEY = "sha256"
+TRAIN_STATE_KEY = "train_state"
 
 
 class CheckpointError(ValueError):
     """A file that is not a usable checkpoint; the message says why."""
 
 
-def save_checkpoint(path: str | Path, cfg: Config, model: SpikingNet, metrics: dict[str, Any]) -> None:
+def save_checkpoint(
+    path: str | Path,
+    cfg: Config,
+    model: SpikingNet,
+    metrics: dict[str, Any],
+    train_state: dict[str, Any] | None = None,
+) -> None:
     """Write atomically: a crash never leaves a half-written checkpoint at ``path``."""
-    payload = {
+    payload: dict[str, Any] = {
         "format": FORMAT,
         "config": cfg.to_dict(),
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "metrics": metrics,
     }
+    if train_state is not None:
+        payload[TRAIN_STATE_KEY] = train_state
     bad = [k for k, v in payload["state_dict"].items() if v.is_floating_point() and not torch.isfinite(v).all()]
     if bad:  # a diverged run (or calibration): NaN/inf weights are never written
         raise CheckpointError(
@@ -67,16 +80,28 @@ def digest(ckpt: dict[str, Any]) -> str:
     """SHA-256 of a checkpoint dict without its digest entry: the plain entries as
     canonical JSON, then every tensor (sorted by name) as name, dtype, shape and bytes."""
     h = hashlib.sha256()
-    plain = {k: v for k, v in ckpt.items() if k not in ("state_dict", DIGEST_KEY)}
+    plain = {k: v for k, v in ckpt.items() if k not in ("state_dict", DIGEST_KEY, TRAIN_STATE_KEY)}
     h.update(json.dumps(plain, sort_keys=True, default=repr).encode())
     for name in sorted(ckpt["state_dict"]):
-        t = ckpt["state_dict"][name]
-        if not isinstance(t, torch.Tensor):
-            h.update(f"{name}:{t!r};".encode())
-            continue
-        h.update(f"{name}:{t.dtype}:{list(t.shape)};".encode())
-        h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+        _hash_value(h, name, ckpt["state_dict"][name])
+    if TRAIN_STATE_KEY in ckpt:  # absent in older files: their digest is unchanged
+        _hash_value(h, TRAIN_STATE_KEY, ckpt[TRAIN_STATE_KEY])
     return h.hexdigest()
+
+
+def _hash_value(h: Any, name: str, value: Any) -> None:
+    """Tensors by dtype, shape and bytes; dicts and lists item by item; the rest by repr."""
+    if isinstance(value, torch.Tensor):
+        h.update(f"{name}:{value.dtype}:{list(value.shape)};".encode())
+        h.update(value.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    elif isinstance(value, dict):
+        for k in sorted(value, key=repr):
+            _hash_value(h, f"{name}.{k!r}", value[k])
+    elif isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            _hash_value(h, f"{name}[{i}]", v)
+    else:
+        h.update(f"{name}:{value!r};".encode())
 
 
 def _check_zip(path: Path) -> None:

@@ -21,12 +21,24 @@ from runtime.neuron import all_fields as neuron_fields
 from runtime.neuron import presets as neuron_presets
 from runtime.report import emit_json, guarded, pct, table
 
-from .checkpoint import CheckpointError, build_checked, load_checkpoint, save_checkpoint
+from .checkpoint import (
+    TRAIN_STATE_KEY,
+    CheckpointError,
+    build_checked,
+    load_checkpoint,
+    read_checkpoint,
+    save_checkpoint,
+)
 from .config import (
+    FIRST_STAGES,
     FIXED_T_METHODS,
+    K_SCALES,
     METHODS,
+    NDOT_RATIOS,
     NORMS,
     ONLINE_METHODS,
+    OPTIMIZERS,
+    TARGETS,
     Config,
     ConfigError,
     DataConfig,
@@ -34,16 +46,20 @@ from .config import (
     ModelConfig,
     NeuronConfig,
 )
+from .fold import fold_and_drop
 from .memory import add_memory_parser, cmd_memory
-from .models import model_builder, model_names
-from .online import online_method
+from .models import SpikingNet, build_model, model_builder, model_names
+from .online import PAPER_K_SCALE, PAPER_NDOT_RATIO, online_method
 from .repro import DEFAULT_THREADS
 from .repro import setup as setup_threads
 from .search_cli import DEFAULT_CALIB_BATCHES, add_search_parser, cmd_search, eval_configs
 from .surrogate import SURROGATES
-from .train import calibrate_bn, evaluate, fit, has_bn
+from .train import Start, calibrate_bn, evaluate, fit, has_bn
+from .trev import DEFAULT_LR as TREV_LR
+from .trev import parse_options as parse_trev_options
 from .trev_memory import add_trev_memory_parser, cmd_trev_memory
 
+DEFAULT_LR = 0.003  # --lr of every model family but trev (trainer.trev.DEFAULT_LR)
 USER_ERRORS = (ConfigError, DataError, CheckpointError, SpecError, OutputPathError)
 
 
@@ -91,6 +107,9 @@ def _add_fit(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="online methods: weight w of MSE in the per-step loss (default: 0.05 sltt/ottt, 0.1 ndot)",
     )
+    _add_paper_options(p)
+    _add_trev(p)
+    _add_start(p)
     p.add_argument("--tmin", type=cliargs.steps, default=1, help="nmt/mtt: smallest T sampled in training")
     p.add_argument(
         "--tmax", type=cliargs.steps, default=6, help="nmt/mtt: largest T sampled in training (the trained T)"
@@ -112,8 +131,15 @@ def _add_fit(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--epochs", type=cliargs.positive_int, default=10, help="passes over the training split")
     p.add_argument("--batch-size", type=cliargs.batch, default=64, help="samples per training batch")
-    p.add_argument("--lr", type=cliargs.positive_float, default=3e-3, help="Adam learning rate (cosine schedule)")
-    p.add_argument("--weight-decay", type=cliargs.nonneg_float, default=0.0, help="Adam weight decay")
+    p.add_argument(
+        "--lr",
+        type=cliargs.positive_float,
+        default=None,
+        help=f"learning rate, cosine schedule (trev models: {TREV_LR:g}) (default: {DEFAULT_LR:g})",
+    )
+    p.add_argument(
+        "--weight-decay", type=cliargs.nonneg_float, default=0.0, help="weight decay (L2, of the --optimizer)"
+    )
     p.add_argument("--seed", type=cliargs.seed, default=0, help="seed of weights, batches and sampled T")
     p.add_argument("--width", type=cliargs.width, default=0, help="channel width (0: the model's default)")
     p.add_argument(
@@ -168,6 +194,71 @@ def _add_fit(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=cliargs.output_path, default="model.pt", help="checkpoint to write")
     p.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
     _add_threads(p)
+
+
+def _add_paper_options(p: argparse.ArgumentParser) -> None:
+    """Paper-exact choices (docs/online_training.md, "Paper details")."""
+    p.add_argument(
+        "--target",
+        choices=TARGETS,
+        default=None,
+        help="online methods: MSE target, vth (V_th-scaled one-hot, SLTT eq. S13) or onehot (S14, OTTT, "
+        "NDOT) (default: the method's paper: vth for sltt/sltt-k, onehot otherwise)",
+    )
+    p.add_argument(
+        "--k-scale",
+        choices=K_SCALES,
+        default=PAPER_K_SCALE,
+        help="sltt-k: divide the loss of the K steps by T (SLTT Alg. 1) or by K (default: %(default)s)",
+    )
+    p.add_argument(
+        "--ndot-ratio",
+        choices=NDOT_RATIOS,
+        default=PAPER_NDOT_RATIO,
+        help="ndot: paper (e_1 = u_1, lambda only where u_{t-1} = 0) or clamped (e_1 = lambda, ratio in "
+        "[-lambda, lambda]) (default: %(default)s)",
+    )
+    p.add_argument(
+        "--first-stage",
+        choices=FIRST_STAGES,
+        default="rebin",
+        help="nmt/mtt on event data, the input at a sampled T: rebin (the recording in T frames) or first "
+        "(the first T of Tmax frames, MTT appendix A.2) (default: %(default)s)",
+    )
+    p.add_argument(
+        "--optimizer",
+        choices=OPTIMIZERS,
+        default="adam",
+        help="adam, or sgd with momentum 0.9 as the SLTT/OTTT/NDOT papers (default: %(default)s)",
+    )
+
+
+def _add_start(p: argparse.ArgumentParser) -> None:
+    g = p.add_mutually_exclusive_group()
+    g.add_argument(
+        "--init-from",
+        default=None,
+        help="fine-tune: start from this checkpoint's weights (the model flags must build the same "
+        "network; with --no-bias and --norm none a BatchNorm/bias model is folded and its biases dropped "
+        "first, MTT appendix A.3)",
+    )
+    g.add_argument(
+        "--resume",
+        default=None,
+        help="continue this checkpoint's run (its config, optimizer, scheduler, epoch); the data comes "
+        "from its config, --limit-train/--limit must be given as in the first run",
+    )
+
+
+def _add_trev(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--trev",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="trev models, repeatable: widths=1,2,4,6 layer_scale=0 loss=mean|last|steps shared=false|true "
+        "down=sws|plain head_init=zero|default (defaults shown; docs/trev.md, 'Paper details')",
+    )
 
 
 def _add_eval(sub: argparse._SubParsersAction) -> None:
@@ -257,6 +348,11 @@ def config_from_args(
     mse_weight = a.mse_weight
     if mse_weight is None:
         mse_weight = online_method(a.method).mse_weight if a.method in ONLINE_METHODS else MethodConfig.mse_weight
+    if a.trev and not a.model.startswith("trev-"):
+        raise ConfigError(f"--trev applies to trev models only, not to --model {a.model}")
+    trev = parse_trev_options(a.trev).to_dict() if a.model.startswith("trev-") else {}
+    lr = a.lr if a.lr is not None else TREV_LR if a.model.startswith("trev-") else DEFAULT_LR
+    target = a.target or (online_method(a.method).target if a.method in ONLINE_METHODS else "onehot")
     T = a.T if a.T is not None else a.tmax
     return Config(
         ModelConfig(
@@ -270,6 +366,7 @@ def config_from_args(
             train_shape,
             bn_stats=bn_stats,
             weight_std=weight_std,
+            trev=trev,
         ),
         NeuronConfig(spec, a.surrogate),
         DataConfig(
@@ -297,7 +394,7 @@ def config_from_args(
             a.samples,
             a.epochs,
             a.batch_size,
-            a.lr,
+            lr,
             a.weight_decay,
             a.seed,
             a.calib_batches,
@@ -305,28 +402,80 @@ def config_from_args(
             mse_weight=mse_weight,
             order=a.mtt_order,
             anchor=a.anchor or ("tmin" if a.method in ("nmt", "mtt") and a.samples >= 2 else "none"),
+            target=target,
+            k_scale=a.k_scale,
+            ndot_ratio=a.ndot_ratio,
+            optimizer=a.optimizer,
+            first_stage=a.first_stage,
         ),
     ).validate()
 
 
+def fit_start(a: argparse.Namespace, cfg: Config, ckpt: dict | None) -> Start | None:
+    """The weights (``--init-from``, folded when the new model drops BatchNorm/biases) or
+    the run (``--resume``, its checkpoint ``ckpt`` already read) that ``fit`` starts from."""
+    if ckpt is not None:
+        if TRAIN_STATE_KEY not in ckpt:
+            raise CheckpointError(f"{a.resume} holds no training state (written before issue 18 or by calibrate)")
+        return Start(ckpt["state_dict"], ckpt[TRAIN_STATE_KEY], ckpt["metrics"].get("history", []))
+    if not a.init_from:
+        return None
+    src_cfg, src, _ = load_checkpoint(a.init_from)
+    fold_bn_layers = src_cfg.model.bn and not cfg.model.bn
+    if fold_bn_layers or (src_cfg.model.bias and not cfg.model.bias):
+        src = fold_and_drop(src, drop_bias=not cfg.model.bias)
+    try:
+        build_model(cfg).load_state_dict(src.state_dict())
+    except RuntimeError as e:
+        raise CheckpointError(
+            f"--init-from {a.init_from}: its weights do not fit the model of these flags ({str(e).splitlines()[0]})"
+        ) from None
+    return Start(src.state_dict())
+
+
 def cmd_fit(a: argparse.Namespace) -> None:
-    out = check_output(a.out)
-    # check everything that needs no data before loading it
-    config_from_args(a, (1, 1, 1), "static", 0.0)
-    model_builder(a.model)
-    transforms = [parse_transform(t) for t in a.transform]
-    train_ds = load_dataset(a.data, a.train_split, a.limit_train, transforms)
-    test_ds = load_dataset(a.data, "test", a.limit, transforms)
+    out = check_output(a.out, a.resume, a.init_from)
+    resumed = read_checkpoint(a.resume) if a.resume else None
+    if resumed is None:
+        # check everything that needs no data before loading it
+        config_from_args(a, (1, 1, 1), "static", 0.0)
+        model_builder(a.model)
+        transforms = [parse_transform(t) for t in a.transform]
+        spec, split = a.data, a.train_split
+    else:
+        rcfg = Config.from_dict(resumed["config"])
+        transforms, spec, split = from_dicts(rcfg.data.transforms), rcfg.data.spec, rcfg.data.train_split
+        print(f"resuming {a.resume}: its config and data {spec!r}; model, data and method flags are not used")
+    train_ds = load_dataset(spec, split, a.limit_train, transforms)
+    test_ds = load_dataset(spec, "test", a.limit, transforms)
     if test_ds.classes != train_ds.classes:
         raise DataError(
             f"data {a.data!r}: the test split has classes {test_ds.classes}, the training split "
             f"{train_ds.classes}; expected the same"
         )
-    cfg = config_from_args(a, train_ds.shape, train_ds.kind, train_ds.duration_us, train_ds)
+    if resumed is None:
+        cfg = config_from_args(a, train_ds.shape, train_ds.kind, train_ds.duration_us, train_ds)
+    else:
+        cfg = Config.from_dict(resumed["config"])
     build_checked(cfg, "the model")  # e.g. more stages than the model has blocks, or too wide
-    model, metrics = fit(cfg, train_ds, test_ds, progress=not a.quiet and sys.stderr.isatty(), verbose=not a.quiet)
+    start = fit_start(a, cfg, resumed)
+
+    def write_epoch(model: SpikingNet, history: list[dict[str, float]], state: dict) -> None:
+        # after every epoch: an interrupted run resumes from here (--resume)
+        save_checkpoint(out, cfg, model, {"history": history, "finished": False}, state)
+
+    model, metrics = fit(
+        cfg,
+        train_ds,
+        test_ds,
+        progress=not a.quiet and sys.stderr.isatty(),
+        verbose=not a.quiet,
+        start=start,
+        on_epoch=write_epoch,
+    )
+    state = metrics.pop("train_state")
     if int(os.environ.get("RANK", "0")) == 0:
-        save_checkpoint(out, cfg, model, metrics)
+        save_checkpoint(out, cfg, model, metrics, state)
         how = f", after BatchNorm calibration at T={cfg.train_T}" if metrics.get("bn_calibrated_layers") else ""
         print(
             f"wrote {out}: test accuracy {metrics['test_accuracy']:.4f} at T={cfg.train_T}{how} "

@@ -15,6 +15,11 @@ from runtime.neuron import NeuronSpec, SpecError
 from .surrogate import SURROGATES
 
 ANCHORS = ("tmin", "none")
+OPTIMIZERS = ("adam", "sgd")
+TARGETS = ("onehot", "vth")
+K_SCALES = ("T", "K")
+NDOT_RATIOS = ("paper", "clamped")
+FIRST_STAGES = ("rebin", "first")
 STAGE_METHODS = ("sdt", "nmt", "mtt")  # stage-T forward/backward over the whole sequence
 ONLINE_METHODS = ("sltt", "sltt-k", "ottt-a", "ottt-o", "ndot-a", "ndot-o")  # step by step (trainer.online)
 METHODS = STAGE_METHODS + ONLINE_METHODS
@@ -52,6 +57,9 @@ class ModelConfig:
     in_shape: tuple[int, ...] = (2, 34, 34)  # (C, H, W), or (features,) for sequences
     bn_stats: str = "sequence"  # BatchNorm statistics over all T·B frames (tdBN) or per time step ("step")
     weight_std: bool = False  # scaled weight standardisation on the convs (replaces BatchNorm)
+    # T-RevSNN options (trainer.trev.TRevOptions, stored as plain types); empty in configs
+    # written before issue 18: the rules of then (the CLI stores the current defaults)
+    trev: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -107,11 +115,18 @@ class MethodConfig:
     seed: int = 0
     calib_batches: int = 10  # BN calibration at T = tmax; 0: off
     K: int = 0  # sltt-k: time steps with a backward per batch, in [1, T]; 0 for other methods
-    mse_weight: float = 0.05  # online methods: per-step loss (1 - w) CE + w MSE(o_t, one-hot)
+    mse_weight: float = 0.05  # online methods: per-step loss (1 - w) CE + w MSE(o_t, target)
     order: str = "any"  # mtt: stage configurations in any order, or non-increasing (MTT_ORDERS)
     # nmt/mtt: "tmin": the first of the s configurations of every iteration is uniform Tmin
     # (trainer.methods); "none" in checkpoints written before it existed
     anchor: str = "none"
+    # paper-exact choices (docs/online_training.md, "Paper details"); defaults as in older
+    # checkpoints, which lack these keys. The CLI's defaults follow trainer.online.ONLINE.
+    target: str = "onehot"  # online MSE target: "onehot" (SLTT S14, OTTT) or "vth" (V_th-scaled, SLTT S13)
+    k_scale: str = "K"  # sltt-k: divide the summed loss by "T" (SLTT Alg. 1) or by "K"
+    ndot_ratio: str = "clamped"  # ndot: "paper" (e_1 = u_1, clamp only at u_{t-1} = 0) or "clamped"
+    optimizer: str = "adam"  # "adam" or "sgd" (momentum 0.9, as the SLTT/OTTT/NDOT papers)
+    first_stage: str = "rebin"  # nmt/mtt events at T: "rebin" into T frames, or the "first" T of Tmax (A.2)
 
 
 @dataclass
@@ -168,6 +183,18 @@ class Config:
                 raise ConfigError(f"sltt-k needs --K in [1, T={m.T}], got {m.K}")
         elif m.K != 0:
             raise ConfigError(f"--K applies to sltt-k only, not to method {m.name!r}")
+        for key, valid in (
+            ("target", TARGETS),
+            ("k_scale", K_SCALES),
+            ("ndot_ratio", NDOT_RATIOS),
+            ("optimizer", OPTIMIZERS),
+        ):
+            if getattr(m, key) not in valid:
+                raise ConfigError(
+                    f"--{key.replace('_', '-')} {getattr(m, key)!r} is unknown; expected one of {list(valid)}"
+                )
+        if m.first_stage not in FIRST_STAGES:
+            raise ConfigError(f"--first-stage {m.first_stage!r} is unknown; expected one of {list(FIRST_STAGES)}")
         if not 0.0 <= m.mse_weight <= 1.0:
             raise ConfigError(f"--mse-weight must be in [0, 1], got {m.mse_weight}")
         if m.name in ONLINE_METHODS and self.neuron.spec.n_states != 1:

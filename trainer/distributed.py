@@ -33,6 +33,21 @@ def no_sync(model: nn.Module, sync: bool) -> contextlib.AbstractContextManager:
     return contextlib.nullcontext()
 
 
+def average_gradients(model: nn.Module) -> None:
+    """Mean of every gradient over the ranks, in place (no-op in one process): what DDP's
+    all-reduce does for the stage methods, called by the online methods before each
+    optimizer step (once per batch for ``-a``/SLTT, at every time step for ``-o``),
+    because they run ``model.step`` and never DDP's forward. Every rank runs the same
+    number of optimizer steps and has gradients for the same parameters."""
+    if not dist.is_initialized() or dist.get_world_size() == 1:
+        return
+    world = dist.get_world_size()
+    for p in model.parameters():
+        if p.grad is not None:
+            dist.all_reduce(p.grad)
+            p.grad.div_(world)
+
+
 def shard(indices: list[int], rank: int, world: int, batch_size: int) -> list[int]:
     """This rank's share of an epoch's shuffled indices. Under DDP every rank gets the
     same number of samples, a whole number of batches where possible, because every rank

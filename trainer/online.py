@@ -17,13 +17,22 @@ same names as ``trainer.config.ONLINE_METHODS``):
 * ``ndot-a`` / ``ndot-o`` NDOT (ICML 2024): the same with the trace decaying by the
   neuron's own dynamics, ``â_t = e_{t-1} ⊙ â_{t-1} + s_t``.
 
-Per-step loss (SLTT, OTTT; NDOT calls w α): ``(1 - w) CE(o_t, y) + w MSE(o_t, onehot(y))``
-with ``w = MethodConfig.mse_weight`` (defaults: 0.05 SLTT/OTTT, 0.1 NDOT), divided by
-the number of steps that run backward (T; K for SLTT-K), as SLTT divides by T.
+Per-step loss (SLTT, OTTT; NDOT calls w α): ``(1 - w) CE(o_t, y) + w MSE(o_t, c·onehot(y))``
+with ``w = MethodConfig.mse_weight`` (defaults: 0.05 SLTT/OTTT, 0.1 NDOT) and the target
+scale ``c`` = V_th for ``MethodConfig.target == "vth"`` (SLTT's default, supplementary
+eq. S13) or 1 for ``"onehot"`` (S14; OTTT, NDOT). The sum over the steps that run
+backward is divided by T (SLTT Alg. 1, also for SLTT-K: ``k_scale == "T"``) or, for
+SLTT-K with ``k_scale == "K"``, by K (the rule before issue 18: a K-step gradient then has
+the norm of a T-step one). NDOT's ratio rule: :mod:`trainer.traces`.
 
 BatchNorm in these models must be time-step-wise (statistics of each step's batch,
 ``ModelConfig.bn_stats = "step"``) or replaced by weight standardisation;
 ``Config.validate`` rejects BatchNorm over all T steps.
+
+Under ``torchrun`` (several processes) the gradients are averaged over the ranks before
+every optimizer step (:func:`trainer.distributed.average_gradients`): per batch for SLTT
+and the ``-a`` variants, per time step for ``-o``. With equal shares of a batch and no
+BatchNorm this equals one process on the whole batch (``tests/test_distributed.py``).
 """
 
 from __future__ import annotations
@@ -35,6 +44,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from . import distributed
 from .config import ConfigError, MethodConfig
 from .layers import States
 from .models import SpikingNet
@@ -47,16 +57,20 @@ class OnlineMethod:
     update: str  # "batch": gradients summed over T, one optimizer step; "step": one per step
     sample_k: bool  # SLTT-K: backward at K random steps only
     mse_weight: float  # the paper's default weight of the MSE term
+    target: str  # the paper's default MSE target ("vth": V_th-scaled one-hot; "onehot")
 
 
 ONLINE: dict[str, OnlineMethod] = {
-    "sltt": OnlineMethod(None, "batch", False, 0.05),
-    "sltt-k": OnlineMethod(None, "batch", True, 0.05),
-    "ottt-a": OnlineMethod("ottt", "batch", False, 0.05),
-    "ottt-o": OnlineMethod("ottt", "step", False, 0.05),
-    "ndot-a": OnlineMethod("ndot", "batch", False, 0.1),
-    "ndot-o": OnlineMethod("ndot", "step", False, 0.1),
+    "sltt": OnlineMethod(None, "batch", False, 0.05, "vth"),
+    "sltt-k": OnlineMethod(None, "batch", True, 0.05, "vth"),
+    "ottt-a": OnlineMethod("ottt", "batch", False, 0.05, "onehot"),
+    "ottt-o": OnlineMethod("ottt", "step", False, 0.05, "onehot"),
+    "ndot-a": OnlineMethod("ndot", "batch", False, 0.1, "onehot"),
+    "ndot-o": OnlineMethod("ndot", "step", False, 0.1, "onehot"),
 }
+# the papers' rules, the CLI's defaults (MethodConfig keeps the older ones for old checkpoints)
+PAPER_K_SCALE = "T"  # SLTT Alg. 1: the loss of the K sampled steps divided by T
+PAPER_NDOT_RATIO = "paper"
 
 
 def online_method(name: str) -> OnlineMethod:
@@ -66,11 +80,18 @@ def online_method(name: str) -> OnlineMethod:
         raise ConfigError(f"online method {name!r} is unknown; expected one of {list(ONLINE)}") from None
 
 
-def step_loss(out: torch.Tensor, y: torch.Tensor, mse_weight: float) -> torch.Tensor:
-    """``(1 - w) CE(o_t, y) + w MSE(o_t, onehot(y))``, both means over the batch (MSE also
-    over classes), as in the SLTT / OTTT code."""
-    onehot = F.one_hot(y, out.shape[1]).to(out.dtype)
-    return (1 - mse_weight) * F.cross_entropy(out, y) + mse_weight * F.mse_loss(out, onehot)
+def step_loss(out: torch.Tensor, y: torch.Tensor, mse_weight: float, scale: float = 1.0) -> torch.Tensor:
+    """``(1 - w) CE(o_t, y) + w MSE(o_t, scale·onehot(y))``, both means over the batch (MSE
+    also over classes), as in the SLTT / OTTT code; ``scale`` = V_th for SLTT's S13."""
+    target = scale * F.one_hot(y, out.shape[1]).to(out.dtype)
+    return (1 - mse_weight) * F.cross_entropy(out, y) + mse_weight * F.mse_loss(out, target)
+
+
+def trace_rule(method: OnlineMethod, m: MethodConfig) -> str | None:
+    """The trace rule of :mod:`trainer.traces` for the method and its NDOT ratio choice."""
+    if method.trace == "ndot" and m.ndot_ratio == "clamped":
+        return "ndot-clamped"
+    return method.trace
 
 
 def backward_steps(T: int, K: int, rng: np.random.Generator) -> list[int]:
@@ -99,27 +120,34 @@ def online_iteration(
     y: torch.Tensor,
     m: MethodConfig,
     rng: np.random.Generator,
+    v_th: float = 1.0,
 ) -> float:
     """Train on one batch ``x`` ``[T, B, ...]`` with the online method ``m.name``; returns
-    the mean per-step loss over the T steps."""
+    the mean per-step loss over the T steps. ``v_th``: the hidden neurons' threshold (the
+    scale of the ``vth`` MSE target)."""
     method = online_method(m.name)
     T = x.shape[0]
     learn: Collection[int] = backward_steps(T, m.K, rng) if method.sample_k else range(T)
+    divide = len(learn) if method.sample_k and m.k_scale == "K" else T
+    scale = v_th if m.target == "vth" else 1.0
+    rule = trace_rule(method, m)
     states: States = [None] * model.n_states
     traces: list[Trace | None] = [None] * model.n_states
     opt.zero_grad(set_to_none=True)
     total = 0.0
     for t in range(T):
         with torch.set_grad_enabled(t in learn):
-            out, states, traces = forward_step(model, x[t], t, states, traces, method.trace)
-            loss = step_loss(out, y, m.mse_weight)
+            out, states, traces = forward_step(model, x[t], t, states, traces, rule)
+            loss = step_loss(out, y, m.mse_weight, scale)
         if t in learn:
-            (loss / len(learn)).backward()
+            (loss / divide).backward()
             if method.update == "step":
+                distributed.average_gradients(model)
                 opt.step()
                 opt.zero_grad(set_to_none=True)
         states = detach(states)  # SLTT: no gradient through time
         total += loss.item()
     if method.update == "batch":
+        distributed.average_gradients(model)
         opt.step()
     return total / T

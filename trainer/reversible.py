@@ -97,8 +97,14 @@ class ReversibleSteps(torch.autograd.Function):
                         g_params[id(p)] = g_params[id(p)] + gp if id(p) in g_params else gp
             if t > 0:
                 c, g = [p.detach() for p in prev], g_prev  # type: ignore[union-attr]
-        all_params = [p for sub in subnets for p in sub.parameters()]
-        return (None, g_xs, *(g_params.get(id(p)) for p in all_params))
+        # a shared sub-network appears at several steps: its summed gradient goes to its
+        # first appearance only (autograd would add the copies again)
+        seen: set[int] = set()
+        out: list[torch.Tensor | None] = []
+        for p in (p for sub in subnets for p in sub.parameters()):
+            out.append(None if id(p) in seen else g_params.get(id(p)))
+            seen.add(id(p))
+        return (None, g_xs, *out)
 
 
 def reversible_c3(subnets: list[SubNet], xs: torch.Tensor) -> torch.Tensor:

@@ -14,10 +14,15 @@ after reset (the neuron state, DESIGN.md §1), which is NDOT's ``u_t - v_th s_t`
 
     OTTT:  â_t = λ â_{t-1} + s_t                       λ: the neuron's decay
     NDOT:  â_t = e_{t-1} ⊙ â_{t-1} + s_t,   e_t = u_t / u_{t-1}
-           made safe: where u_{t-1} = 0 or the ratio is not finite, e_t = λ;
-           otherwise e_t is clamped to [-λ, λ].
 
-with ``â_0 = 0`` and ``u_0 = 0`` (so ``e_1 = λ``).
+with ``â_0 = 0``. Two rules for the ratio (``--ndot-ratio``):
+
+* ``ndot`` (the paper's, default): ``e_1 = u_1`` (the paper's footnote: e_1 = u_1 - V_th s_1,
+  this code's u_1), and ``e_t = λ`` only where ``u_{t-1} = 0`` or the ratio is not
+  finite; elsewhere the ratio as it is (it may exceed λ: the trace may decay slower
+  than OTTT's).
+* ``ndot-clamped`` (the rule before issue 18): ``e_1 = λ``, and the ratio clamped to
+  ``[-λ, λ]`` at every step.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ from .layers import NeuronLayer, Residual, Sequence, Stateless, States
 from .models import SpikingNet
 from .weight_std import WeightStandardized
 
-TRACE_RULES = ("ottt", "ndot")
+TRACE_RULES = ("ottt", "ndot", "ndot-clamped")
 WEIGHT_LAYERS = (nn.Conv2d, nn.Linear, WeightStandardized)
 # stateless linear maps that commute with the trace (applied to spikes and trace alike)
 TRACE_TRANSPARENT = (nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.Flatten)
@@ -43,11 +48,15 @@ def ottt_trace(a_prev: torch.Tensor, s: torch.Tensor, decay: float) -> torch.Ten
     return decay * a_prev + s
 
 
-def ndot_ratio(u: torch.Tensor, u_prev: torch.Tensor, decay: float) -> torch.Tensor:
-    """NDOT's numerically safe membrane ratio ``e_t = u_t / u_{t-1}`` (see module doc)."""
+def ndot_ratio(u: torch.Tensor, u_prev: torch.Tensor | None, decay: float, clamp: bool) -> torch.Tensor:
+    """NDOT's membrane ratio ``e_t = u_t / u_{t-1}``; ``u_prev`` None at the first step
+    (see module doc: ``e_1 = u_1``, or λ with ``clamp``). Where ``u_{t-1} = 0`` (or the
+    ratio is not finite) ``e_t = λ``; ``clamp`` also bounds it to ``[-λ, λ]``."""
+    if u_prev is None:
+        return torch.full_like(u, decay) if clamp else u.clone()
     ratio = u / u_prev
     safe = (u_prev != 0) & torch.isfinite(ratio)
-    return torch.where(safe, ratio.clamp(-decay, decay), torch.full_like(ratio, decay))
+    return torch.where(safe, ratio.clamp(-decay, decay) if clamp else ratio, torch.full_like(ratio, decay))
 
 
 def ndot_trace(a_prev: torch.Tensor, e_prev: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
@@ -71,9 +80,11 @@ def update_trace(
     zeros = torch.zeros_like(s)
     if rule == "ottt":
         return Trace(ottt_trace(zeros if prev is None else prev.a, s, decay), None)
-    if rule == "ndot":
+    if rule in ("ndot", "ndot-clamped"):
         a = s if prev is None else ndot_trace(prev.a, prev.e, s)
-        return Trace(a, ndot_ratio(u, zeros if u_prev is None else u_prev.detach(), decay))
+        # prev is None at the first step (u_prev None, or a state given without a trace)
+        first = None if prev is None or u_prev is None else u_prev.detach()
+        return Trace(a, ndot_ratio(u, first, decay, clamp=rule == "ndot-clamped"))
     raise ValueError(f"trace rule {rule!r} is unknown; expected one of {list(TRACE_RULES)}")
 
 

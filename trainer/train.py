@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
@@ -17,7 +18,7 @@ from tqdm import tqdm
 from runtime.data import Dataset
 
 from . import distributed, repro
-from .config import ONLINE_METHODS, Config, ConfigError, MethodConfig
+from .config import ONLINE_METHODS, OPTIMIZERS, Config, ConfigError, MethodConfig
 from .methods import expected_cost_ratio, sample_configs
 from .models import SpikingNet, build_model
 from .online import online_iteration
@@ -25,6 +26,20 @@ from .online import online_iteration
 
 def frames(ds: Dataset, idx, T: int, binning: str | None = None) -> torch.Tensor:
     return torch.from_numpy(ds.frames(np.asarray(idx), T, binning))
+
+
+def first_frames(ds: Dataset, idx, tmax: int, T: int) -> torch.Tensor:
+    """MTT appendix A.2 for DVS data: the recording in ``tmax`` frames, the first ``T``
+    of them (``MethodConfig.first_stage == "first"``); static data: the same as :func:`frames`."""
+    return frames(ds, idx, tmax)[:T] if ds.kind == "events" else frames(ds, idx, T)
+
+
+def batch_at(ds: Dataset, idx, m: MethodConfig) -> Callable[[int], torch.Tensor]:
+    """``T -> the batch at T`` for a stage-T method: the recording re-binned into T frames
+    (``rebin``, the default) or the first T of Tmax frames (``first``, A.2)."""
+    if m.first_stage == "first":
+        return partial(first_frames, ds, idx, m.tmax)
+    return partial(frames, ds, idx)
 
 
 @torch.no_grad()
@@ -131,26 +146,82 @@ def stage_iteration(
     return loss_sum
 
 
+def make_optimizer(params, m: MethodConfig) -> torch.optim.Optimizer:
+    """``m.optimizer``: Adam, or SGD with momentum 0.9 (the SLTT, OTTT and NDOT papers)."""
+    if m.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=m.lr, momentum=0.9, weight_decay=m.weight_decay)
+    if m.optimizer == "adam":
+        return torch.optim.Adam(params, lr=m.lr, weight_decay=m.weight_decay)
+    raise ConfigError(f"optimizer {m.optimizer!r} is unknown; expected one of {list(OPTIMIZERS)}")
+
+
+@dataclass
+class Start:
+    """Where :func:`fit` starts instead of fresh weights: ``state_dict`` (fine-tune,
+    ``--init-from``), or also ``train_state`` and ``history`` of an earlier run of the same
+    config (``--resume``: optimizer, scheduler, epoch and random states, see
+    :func:`train_state`)."""
+
+    state_dict: dict[str, torch.Tensor] | None = None
+    train_state: dict[str, Any] | None = None
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def train_state(epoch: int, opt: torch.optim.Optimizer, sched: Any, rng: np.random.Generator) -> dict[str, Any]:
+    """Everything besides the weights that the next epoch depends on (plain types and
+    tensors: loadable with ``weights_only=True``). Batch order depends on the epoch only."""
+    return {
+        "epoch": epoch,
+        "optimizer": opt.state_dict(),
+        "scheduler": sched.state_dict(),
+        "rng": rng.bit_generator.state,
+        "torch_rng": torch.get_rng_state(),
+    }
+
+
 def fit(
-    cfg: Config, train_ds: Dataset, test_ds: Dataset, progress: bool = True, verbose: bool = False
+    cfg: Config,
+    train_ds: Dataset,
+    test_ds: Dataset,
+    progress: bool = True,
+    verbose: bool = False,
+    start: Start | None = None,
+    on_epoch: Callable[[SpikingNet, list[dict[str, float]], dict[str, Any]], None] | None = None,
 ) -> tuple[SpikingNet, dict[str, Any]]:
     """Train ``cfg``'s model with its method; returns the (rank-0) model and metrics.
 
     One iteration per batch: :func:`stage_iteration` for the stage-T methods (sdt, nmt,
     mtt), or :func:`trainer.online.online_iteration`, step by step, for online methods.
+    ``start``: weights (and training state) to start from; ``on_epoch(model, history,
+    train_state)`` runs on rank 0 after every epoch (the CLI writes a resumable checkpoint).
+    The final ``metrics["train_state"]`` is the state after the last epoch.
     """
     rank, world = distributed.setup()
     m = cfg.method
     online = m.name in ONLINE_METHODS
-    if online and world > 1:
-        raise ConfigError(f"online method {m.name!r} runs in one process (no DistributedDataParallel)")
     torch.manual_seed(m.seed)
     model = build_model(cfg)
-    net = distributed.wrap(model, world)
-    opt = torch.optim.Adam(model.parameters(), lr=m.lr, weight_decay=m.weight_decay)
+    net = model if online else distributed.wrap(model, world)  # online: gradients averaged by hand
+    opt = make_optimizer(model.parameters(), m)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=m.epochs)
-    rng = np.random.default_rng(m.seed * 1000 + rank)  # stage-T draws differ per rank
+    # stage-T draws differ per rank; SLTT-K's steps are the same on every rank, so the
+    # averaged gradient is that of the whole (global) batch
+    rng = np.random.default_rng(m.seed * 1000 + (0 if online else rank))
     history: list[dict[str, float]] = []
+    first_epoch = 0
+    if start is not None:
+        if start.state_dict is not None:
+            model.load_state_dict(start.state_dict)
+        if start.train_state is not None:
+            ts = start.train_state
+            opt.load_state_dict(ts["optimizer"])
+            sched.load_state_dict(ts["scheduler"])
+            if rank == 0:
+                rng.bit_generator.state = ts["rng"]  # other ranks restart their own stream
+            torch.set_rng_state(ts["torch_rng"])
+            first_epoch, history = int(ts["epoch"]), list(start.history)
+            if first_epoch >= m.epochs:
+                raise ConfigError(f"nothing to train: the run already finished its {m.epochs} epochs")
     # with BatchNorm the epoch figure uses the running statistics of training, which mix
     # every stage-T configuration drawn and fit no single T: say so, it can be near chance
     bn_note = ""
@@ -158,7 +229,7 @@ def fit(
         bn_note = " (BatchNorm running statistics of training" + (
             ", before calibration)" if m.calib_batches > 0 else "; calibration off)"
         )
-    for epoch in range(m.epochs):
+    for epoch in range(first_epoch, m.epochs):
         model.train()
         order = np.random.default_rng(m.seed + epoch).permutation(len(train_ds))
         mine = distributed.shard(order, rank, world, m.batch_size)
@@ -168,13 +239,13 @@ def fit(
         for n_done, idx in enumerate(bar, 1):
             y = torch.from_numpy(train_ds.labels[idx])
             if online:
-                loss_sum += online_iteration(model, opt, frames(train_ds, idx, m.T), y, m, rng)
+                loss_sum += online_iteration(model, opt, frames(train_ds, idx, m.T), y, m, rng, cfg.neuron.spec.v_th)
             else:
-                loss_sum += stage_iteration(net, len(model.stages), opt, partial(frames, train_ds, idx), y, m, rng)
+                loss_sum += stage_iteration(net, len(model.stages), opt, batch_at(train_ds, idx, m), y, m, rng)
             if not math.isfinite(loss_sum):  # the weights are NaN from here on: stop, write nothing
                 raise ConfigError(
                     f"training diverged: the loss became {loss_sum} in epoch {epoch + 1}, batch "
-                    f"{n_done} (--lr {m.lr}); no checkpoint written; try a smaller --lr"
+                    f"{n_done} (--lr {m.lr}); no checkpoint of this epoch written; try a smaller --lr"
                 )
             bar.set_postfix(loss=f"{loss_sum / n_done:.3f}")
         sched.step()
@@ -182,7 +253,7 @@ def fit(
         if bad:  # e.g. a BatchNorm variance overflowing while the loss still looks finite
             raise ConfigError(
                 f"training diverged: {bad[0]} is not finite after epoch {epoch + 1} (--lr {m.lr}); "
-                "no checkpoint written; try a smaller --lr"
+                "no checkpoint of this epoch written; try a smaller --lr"
             )
         seconds = time.perf_counter() - t0
         entry = {
@@ -199,11 +270,14 @@ def fit(
                     f"T={cfg.train_T} {entry['test_accuracy']:.4f}{bn_note} ({seconds:.1f} s)"
                 )
         history.append(entry)
+        if rank == 0 and on_epoch is not None:
+            on_epoch(model, history, train_state(epoch + 1, opt, sched, rng))
     metrics: dict[str, Any] = {
         "history": history,
         "world_size": world,
         "environment": repro.environment(m.seed),
         "seconds_per_epoch": float(np.mean([h["seconds"] for h in history])),
+        "train_state": train_state(m.epochs, opt, sched, rng),
     }
     if not online:
         metrics["expected_cost_ratio_vs_sdt"] = expected_cost_ratio(m)

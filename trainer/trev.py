@@ -44,7 +44,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -60,12 +61,98 @@ from .weight_std import WeightStandardized
 ALPHA_INIT = 0.5
 ALPHA_MIN = 1e-3
 EXPANSION = 4
-STAGE_MULT = (1, 2, 3, 4)  # stage widths relative to the base width W
+DEFAULT_LR = 1e-3  # the CLI's --lr default for trev models: 3e-3 (the others') diverges on digits
+TREV_LOSSES = ("mean", "last", "steps")
+DOWNS = ("plain", "sws")
+HEAD_INITS = ("default", "zero")
+
+
+@dataclass(frozen=True)
+class TRevOptions:
+    """Choices of a T-RevSNN, each the paper's or the product's (docs/trev.md, "Paper
+    details"). The field defaults are the rules of configs written before issue 18
+    (``ModelConfig.trev`` empty); :data:`PRODUCT` holds what ``fit`` uses now.
+
+    * ``widths``: stage widths relative to W; the paper's (1, 2, 4, 6) (§5 / Table 8).
+    * ``layer_scale``: init of each block's gamma; the paper's 0 (ConvNeXt layer scale),
+      so each block starts as the identity.
+    * ``loss``: ``mean`` CE of the readout after n steps; ``last`` CE of the last step's
+      output (the paper's text); ``steps`` sum_t (t+1)/n CE(y_t) (the public code's
+      intermediate supervision).
+    * ``shared``: all sub-networks share one set of weights (the paper's Fig. 1).
+    * ``down``: the D_i (and U_i) convs plain, or with scaled weight standardisation
+      (``sws``, the product's choice: with plain init the spikes die out after stage 0
+      and the loss stays at ln 10).
+    * ``head_init``: ``zero``: heads start at zero (logits 0, loss ln C, no early
+      blow-up of the unnormalised stage-3 state).
+    """
+
+    widths: tuple[int, ...] = (1, 2, 3, 4)
+    layer_scale: float = 1.0
+    loss: str = "mean"
+    shared: bool = False
+    down: str = "plain"
+    head_init: str = "default"
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["widths"] = list(self.widths)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TRevOptions:
+        known = [f.name for f in fields(cls)]
+        unknown = sorted(set(d) - set(known))
+        if unknown:
+            raise ConfigError(f"T-RevSNN option(s) {unknown} unknown; expected some of {known}")
+        d = dict(d)
+        if "widths" in d:
+            d["widths"] = tuple(int(w) for w in d["widths"])
+        return cls(**d).validate()
+
+    def validate(self) -> TRevOptions:
+        if len(self.widths) != 4 or any(w <= 0 for w in self.widths):
+            raise ConfigError(f"T-RevSNN widths must be 4 positive integers, got {list(self.widths)}")
+        for name, value, valid in (
+            ("loss", self.loss, TREV_LOSSES),
+            ("down", self.down, DOWNS),
+            ("head_init", self.head_init, HEAD_INITS),
+        ):
+            if value not in valid:
+                raise ConfigError(f"T-RevSNN {name} {value!r} is unknown; expected one of {list(valid)}")
+        return self
+
+
+PRODUCT = TRevOptions(widths=(1, 2, 4, 6), layer_scale=0.0, down="sws", head_init="zero")
+
+
+def parse_options(items: list[str]) -> TRevOptions:
+    """``KEY=VALUE`` items (CLI ``--trev``) over :data:`PRODUCT`."""
+    d: dict[str, Any] = PRODUCT.to_dict()
+    for item in items:
+        key, eq, value = item.partition("=")
+        if not eq:
+            raise ConfigError(f"--trev {item!r}: expected KEY=VALUE, keys {list(d)}")
+        key = key.replace("-", "_")
+        if key not in d:
+            raise ConfigError(f"--trev {item!r}: unknown key {key!r}; expected one of {list(d)}")
+        try:
+            if key == "widths":
+                d[key] = [int(w) for w in value.split(",")]
+            elif key == "layer_scale":
+                d[key] = float(value)
+            elif key == "shared":
+                d[key] = {"true": True, "false": False}[value.lower()]
+            else:
+                d[key] = value
+        except (ValueError, KeyError):
+            raise ConfigError(f"--trev {item!r}: bad value for {key} (e.g. {key}={d[key]})") from None
+    return TRevOptions.from_dict(d)
 
 
 @dataclass(frozen=True)
 class TRevSize:
-    width: int  # base width W (stem channels; stage i has W * STAGE_MULT[i] in all)
+    width: int  # base width W (stem channels; stage i has W * widths[i] (TRevOptions) in all)
     depths: tuple[int, int, int, int]  # blocks per stage
     kernel: int  # depthwise kernel (5 in the paper)
 
@@ -96,10 +183,13 @@ def _sws(c_in: int, c_out: int, k: int = 1, stride: int = 1) -> WeightStandardiz
 class SpikeConv(nn.Module):
     """``conv(SN(x))``: a stateless spike, then a conv (D_i; U_i's conv without upsampling)."""
 
-    def __init__(self, neuron: Neuron, c_in: int, c_out: int, k: int, stride: int, bias: bool = True):
+    def __init__(
+        self, neuron: Neuron, c_in: int, c_out: int, k: int, stride: int, bias: bool = True, sws: bool = False
+    ):
         super().__init__()
         self.sn = neuron
-        self.conv = nn.Conv2d(c_in, c_out, k, stride, padding=k // 2, bias=bias)
+        conv = nn.Conv2d(c_in, c_out, k, stride, padding=k // 2, bias=bias)
+        self.conv: nn.Module = WeightStandardized(conv) if sws else conv
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv(self.sn(x, None)[0])
@@ -108,14 +198,14 @@ class SpikeConv(nn.Module):
 class Block(nn.Module):
     """``y = x + gamma * DW2(PW2(SN(PW1(DW1(SN(x))))))`` (ConvNeXt-style, no BatchNorm)."""
 
-    def __init__(self, neuron: Neuron, c: int, k: int):
+    def __init__(self, neuron: Neuron, c: int, k: int, layer_scale: float = 1.0):
         super().__init__()
         self.sn1, self.sn2 = neuron, Neuron(neuron.spec, neuron.surrogate)
         self.dw1 = nn.Conv2d(c, c, k, padding=k // 2, groups=c)
         self.pw1 = _sws(c, EXPANSION * c)
         self.pw2 = _sws(EXPANSION * c, c)
         self.dw2 = nn.Conv2d(c, c, k, padding=k // 2, groups=c)
-        self.gamma = nn.Parameter(torch.ones(c))
+        self.gamma = nn.Parameter(torch.full((c,), layer_scale))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.pw1(self.dw1(self.sn1(x, None)[0]))
@@ -137,12 +227,14 @@ class Stage(nn.Module):
         k_down: int,
         depth: int,
         k: int,
+        opts: TRevOptions,
     ):
         super().__init__()
         self.size = size
-        self.down = SpikeConv(make(), c_in, c, k_down, stride)
-        self.up = SpikeConv(make(), c_up, c, 1, 1, bias=False) if c_up is not None else None
-        self.blocks = nn.Sequential(*(Block(make(), c, k) for _ in range(depth)))
+        sws = opts.down == "sws"
+        self.down = SpikeConv(make(), c_in, c, k_down, stride, sws=sws)
+        self.up = SpikeConv(make(), c_up, c, 1, 1, bias=False, sws=sws) if c_up is not None else None
+        self.blocks = nn.Sequential(*(Block(make(), c, k, opts.layer_scale) for _ in range(depth)))
 
     def forward(self, a: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
         z = self.down(a)
@@ -168,13 +260,15 @@ class SubNet(nn.Module):
         sizes: list[tuple[int, int]],
         depths: tuple[int, ...],
         k: int,
+        opts: TRevOptions,
     ):
         super().__init__()
         strides, k_downs = (1, 2, 2, 1), (3, 3, 3, 1)
         ins = [c_in, *widths[:3]]
         ups = [*widths[1:], None]
         self.stages = nn.ModuleList(
-            Stage(make, ins[i], widths[i], ups[i], sizes[i], strides[i], k_downs[i], depths[i], k) for i in range(4)
+            Stage(make, ins[i], widths[i], ups[i], sizes[i], strides[i], k_downs[i], depths[i], k, opts)
+            for i in range(4)
         )
         self.alpha = nn.ParameterList(nn.Parameter(torch.full((w,), ALPHA_INIT)) for w in widths)
 
@@ -194,9 +288,11 @@ class SubNet(nn.Module):
 class Head(nn.Module):
     """``y_t = Linear(mean over H, W of c_3^t)``."""
 
-    def __init__(self, c: int, classes: int, bias: bool):
+    def __init__(self, c: int, classes: int, bias: bool, zero: bool = False):
         super().__init__()
         self.fc = nn.Linear(c, classes, bias=bias)
+        if zero:
+            nn.init.zeros_(self.fc.weight)
 
     def forward(self, c3: torch.Tensor) -> torch.Tensor:
         return self.fc(c3.mean(dim=(-2, -1)))
@@ -217,6 +313,7 @@ class TRevNet(nn.Module):
         W = m.width or size.width
         _check_grouping(W, T, m.name)
         self.T, self.static, self.head_weight = T, cfg.data.kind == "static", head_weight
+        self.opts = opts = TRevOptions.from_dict(m.trev)
         self.readout_rule = PROTOCOL_READOUT[m.readout]
         self.reversible = True
         spec, sg = cfg.neuron.spec, cfg.neuron.surrogate
@@ -224,7 +321,7 @@ class TRevNet(nn.Module):
         def make() -> Neuron:
             return Neuron(spec, sg)
 
-        widths = [W * k // T for k in STAGE_MULT]
+        widths = [W * k // T for k in opts.widths]
         s0 = (_conv_out(h, 3, 2), _conv_out(w, 3, 2))
         s1 = (_conv_out(s0[0], 3, 2), _conv_out(s0[1], 3, 2))
         s2 = (_conv_out(s1[0], 3, 2), _conv_out(s1[1], 3, 2))
@@ -234,10 +331,10 @@ class TRevNet(nn.Module):
         self.stems = nn.ModuleList(
             [_sws(c_in, W, 3, 2)] if self.static else [_sws(c_in, self.group, 3, 2) for _ in range(T)]
         )
-        self.subnets = nn.ModuleList(
-            SubNet(make, self.group, widths, sizes, size.depths, size.kernel) for _ in range(T)
-        )
-        self.heads = nn.ModuleList(Head(widths[3], m.num_classes, m.bias) for _ in range(T))
+        subnets = [SubNet(make, self.group, widths, sizes, size.depths, size.kernel, opts) for _ in range(T)]
+        # shared: the same module at every step (one set of weights, Fig. 1 of the paper)
+        self.subnets = nn.ModuleList([subnets[0]] * T if opts.shared else subnets)
+        self.heads = nn.ModuleList(Head(widths[3], m.num_classes, m.bias, opts.head_init == "zero") for _ in range(T))
 
     @property
     def stages(self) -> tuple[nn.Module]:
@@ -294,8 +391,9 @@ class TRevNet(nn.Module):
         return protocol_readout(y, self.readout_rule)
 
     def loss(self, y: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """``CE(readout after n steps) + head_weight * sum_{t<n} CE(readout after t steps)``."""
-        loss = F.cross_entropy(self.readout(y), labels)
+        """The options' base term (``mean``: CE(readout after n steps); ``last``: CE(y_n);
+        ``steps``: sum_t (t+1)/n CE(y_t)) ``+ head_weight * sum_{t<n} CE(readout after t steps)``."""
+        loss = trev_loss(self.opts.loss, self.readout, y, labels)
         if self.head_weight > 0:
             for t in range(1, len(y)):
                 loss = loss + self.head_weight * F.cross_entropy(self.readout(y[:t]), labels)
@@ -318,6 +416,20 @@ class TRevNet(nn.Module):
             return self.heads[t](c[3]), [enc, *c]
         c = self.subnets[t](self.stems[t](x_t), states)
         return self.heads[t](c[3]), c
+
+
+def trev_loss(
+    rule: str, readout: Callable[[torch.Tensor], torch.Tensor], y: torch.Tensor, labels: torch.Tensor
+) -> torch.Tensor:
+    """The base loss over the per-step outputs ``y [n, B, C]`` (see :class:`TRevOptions`)."""
+    if rule == "mean":
+        return F.cross_entropy(readout(y), labels)
+    if rule == "last":
+        return F.cross_entropy(y[-1], labels)
+    if rule == "steps":
+        n = len(y)
+        return sum((t + 1) / n * F.cross_entropy(y[t], labels) for t in range(n))  # type: ignore[return-value]
+    raise ConfigError(f"T-RevSNN loss {rule!r} is unknown; expected one of {list(TREV_LOSSES)}")
 
 
 def _check_grouping(W: int, T: int, name: str) -> None:

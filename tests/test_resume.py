@@ -1,0 +1,129 @@
+"""Resume (``fit --resume``) and fine-tune (``fit --init-from``, with BatchNorm folded and
+biases dropped: MTT appendix A.3), issue 18."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from runtime.data import load_dataset
+from tests.conftest import run_trainer as run
+from trainer.checkpoint import TRAIN_STATE_KEY, load_checkpoint, read_checkpoint, save_checkpoint
+from trainer.config import Config
+from trainer.fold import fold_and_drop
+from trainer.models import build_model
+from trainer.train import Start, fit
+
+
+def config(method: str) -> Config:
+    cfg = Config()
+    cfg.model.name, cfg.model.width, cfg.model.in_shape = "2C1FC", 4, (2, 20, 20)
+    cfg.model.bn, cfg.model.bn_stats = True, "step"
+    cfg.data.shape = (2, 20, 20)
+    m = cfg.method
+    m.name, m.epochs, m.batch_size, m.lr, m.T, m.tmax, m.calib_batches = method, 2, 16, 3e-3, 4, 4, 2
+    if method == "sltt-k":
+        m.K = 2
+    return cfg.validate()
+
+
+class Interrupted(Exception):
+    pass
+
+
+@pytest.mark.parametrize("method", ["mtt", "sltt-k"])
+def test_resume_after_epoch_1_of_2_is_bit_identical(method, tmp_path):
+    """One thread, deterministic: a run interrupted after epoch 1 and resumed from the
+    checkpoint written then ends with the weights of the uninterrupted 2-epoch run
+    (mtt and sltt-k draw from the random generator whose state is resumed too)."""
+    torch.set_num_threads(1)
+    train, test = load_dataset("digits", "train", limit=48), load_dataset("digits", "test", limit=10)
+    cfg = config(method)
+    whole, _ = fit(cfg, train, test, progress=False)
+    path = tmp_path / "epoch1.pt"
+
+    def stop(model, history, state):
+        save_checkpoint(path, cfg, model, {"history": history}, state)
+        raise Interrupted
+
+    with pytest.raises(Interrupted):
+        fit(cfg, train, test, progress=False, on_epoch=stop)
+    ckpt = torch.load(path, weights_only=True)  # the training state loads without pickled code
+    assert ckpt[TRAIN_STATE_KEY]["epoch"] == 1 and read_checkpoint(path)[TRAIN_STATE_KEY]["epoch"] == 1
+    resumed, metrics = fit(
+        cfg,
+        train,
+        test,
+        progress=False,
+        start=Start(ckpt["state_dict"], ckpt[TRAIN_STATE_KEY], ckpt["metrics"]["history"]),
+    )
+    assert [h["epoch"] for h in metrics["history"]] == [1, 2]
+    for k, v in whole.state_dict().items():
+        assert torch.equal(resumed.state_dict()[k], v), k
+    # the optimizer and scheduler state matter: weights alone do not give the same run
+    weights_only, _ = fit(cfg, train, test, progress=False, start=Start(ckpt["state_dict"]))
+    assert any(not torch.equal(weights_only.state_dict()[k], v) for k, v in whole.state_dict().items())
+
+
+def test_fold_and_drop_keeps_the_output_without_biases():
+    """BatchNorm folded into the conv before it gives the same outputs; dropping biases
+    leaves a model with no bias and no BatchNorm whose weights load into the bias-free
+    config's model."""
+    cfg = config("sdt")
+    cfg.model.bias = True
+    torch.manual_seed(0)
+    model = build_model(cfg).eval()
+    for bn in (m for m in model.modules() if isinstance(m, nn.BatchNorm2d)):
+        bn.running_mean.uniform_(-0.5, 0.5)
+        bn.running_var.uniform_(0.5, 2.0)
+        bn.weight.data.uniform_(0.5, 1.5)
+        bn.bias.data.uniform_(-0.2, 0.2)
+    x = (torch.rand(4, 3, 2, 20, 20) < 0.3).float()
+    folded = fold_and_drop(model, drop_bias=False).eval()
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
+    torch.testing.assert_close(folded(x, [4, 4]), model(x, [4, 4]), rtol=1e-5, atol=1e-5)
+    bare = fold_and_drop(model, drop_bias=True)
+    target = copy.deepcopy(cfg)
+    target.model.bn, target.model.bias = False, False
+    net = build_model(target)
+    net.load_state_dict(bare.state_dict())  # strict: the same layers, no biases
+    assert all(getattr(m, "bias", None) is None for m in net.modules() if isinstance(m, (nn.Conv2d, nn.Linear)))
+
+
+TINY = ["--data", "digits", "--limit-train", "48", "--limit", "10", "--width", "4", "--T", "3", "--tmax", "3"]
+TINY += ["--batch-size", "16", "--threads", "1", "--quiet"]
+
+
+def test_cli_init_from_folds_bn_and_resume_continues(capsys, tmp_path):
+    bn = tmp_path / "bn.pt"
+    code, _, err = run(
+        capsys, "fit", *TINY, "--method", "sdt", "--epochs", "1", "--norm", "bn", "--bias", "--out", str(bn)
+    )
+    assert code == 0, err
+    fine = tmp_path / "fine.pt"
+    code, out, err = run(
+        capsys, "fit", *TINY, "--method", "sdt", "--epochs", "2", "--init-from", str(bn), "--out", str(fine)
+    )
+    assert code == 0, err
+    cfg, model, metrics = load_checkpoint(fine)
+    assert not cfg.model.bn and not cfg.model.bias and len(metrics["history"]) == 2
+    assert read_checkpoint(fine)[TRAIN_STATE_KEY]["epoch"] == 2
+    # resuming a finished run has nothing to do: a clear error, nothing written
+    again = tmp_path / "again.pt"
+    code, _, err = run(capsys, "fit", *TINY, "--resume", str(fine), "--out", str(again))
+    assert code == 2 and "already finished its 2 epochs" in err and not again.exists()
+    # bad input: a model the weights do not fit; resume onto its own input
+    code, _, err = run(
+        capsys, "fit", *TINY, "--method", "sdt", "--width", "8", "--init-from", str(bn), "--out", str(again)
+    )
+    assert code == 2 and "do not fit the model" in err and not again.exists()
+    code, _, err = run(capsys, "fit", *TINY, "--resume", str(fine), "--out", str(fine))
+    assert code == 2 and "destroy the input" in err
+    # a checkpoint without training state (older files, calibrate's) cannot be resumed
+    plain = tmp_path / "plain.pt"
+    save_checkpoint(plain, cfg, model, metrics)
+    code, _, err = run(capsys, "fit", *TINY, "--resume", str(plain), "--out", str(again))
+    assert code == 2 and "holds no training state" in err and not again.exists()

@@ -1,0 +1,81 @@
+"""BatchNorm folding and bias removal on a trainer model (MTT appendix A.3: train with
+BatchNorm, fold it into the convs, drop the biases, fine-tune the bias-free network for
+event-driven hardware). :func:`fold_bn` is the one formula; ``export.prepare`` uses it too.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+from .config import ConfigError
+from .layers import NeuronLayer, Residual, Sequence, Stateless
+from .models import SpikingNet
+
+WEIGHT_LAYERS = (nn.Conv2d, nn.Linear)
+BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d)
+
+
+def fold_bn(
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    mean: torch.Tensor,
+    var: torch.Tensor,
+    gamma: torch.Tensor | None,
+    beta: torch.Tensor | None,
+    eps: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Weights of ``bn(layer(x))`` as one layer: ``w * s``, ``(b - mean) * s + beta`` with
+    ``s = gamma / sqrt(var + eps)`` per output channel (dim 0 of ``weight``)."""
+    scale = torch.rsqrt(var + eps)
+    if gamma is not None:
+        scale = scale * gamma
+    b = torch.zeros_like(mean) if bias is None else bias
+    shift = (b - mean) * scale + (0.0 if beta is None else beta)
+    return weight * scale.reshape(-1, *([1] * (weight.dim() - 1))), shift
+
+
+def _fold_sequence(seq: Sequence, drop_bias: bool) -> None:
+    kept: list[nn.Module] = []
+    for layer in seq.layers:
+        if isinstance(layer, Stateless) and isinstance(layer.module, BATCHNORMS):
+            bn = layer.module
+            prev = kept[-1] if kept else None
+            if not (isinstance(prev, Stateless) and isinstance(prev.module, WEIGHT_LAYERS)):
+                raise ConfigError("a BatchNorm that does not follow a conv/linear layer cannot be folded")
+            w, b = fold_bn(
+                prev.module.weight, prev.module.bias, bn.running_mean, bn.running_var, bn.weight, bn.bias, bn.eps
+            )
+            prev.module.weight = nn.Parameter(w.detach().clone())
+            # the folded bias (b - mean) s + beta is what A.3 drops and fine-tuning recovers
+            prev.module.bias = None if drop_bias else nn.Parameter(b.detach().clone())
+            continue
+        _fold(layer, drop_bias)
+        kept.append(layer)
+    seq.layers = nn.ModuleList(kept)
+
+
+def _fold(layer: nn.Module, drop_bias: bool) -> None:
+    if isinstance(layer, Sequence):
+        _fold_sequence(layer, drop_bias)
+    elif isinstance(layer, Residual):
+        _fold_sequence(layer.body, drop_bias)
+        _fold_sequence(layer.shortcut, drop_bias)
+    elif isinstance(layer, Stateless) and isinstance(layer.module, WEIGHT_LAYERS) and drop_bias:
+        layer.module.bias = None
+    elif not isinstance(layer, (Stateless, NeuronLayer)):
+        raise ConfigError(f"cannot fold BatchNorm in a {type(layer).__name__}")
+
+
+@torch.no_grad()
+def fold_and_drop(model: nn.Module, drop_bias: bool) -> SpikingNet:
+    """A copy of ``model`` with every BatchNorm folded into the conv/linear before it
+    (running statistics), and with ``drop_bias`` every conv/linear bias removed."""
+    if not isinstance(model, SpikingNet):
+        raise ConfigError(f"BatchNorm folding applies to layer-sequence models, not {type(model).__name__}")
+    out = copy.deepcopy(model)
+    for stage in out.stages:
+        _fold(stage, drop_bias)
+    return out
