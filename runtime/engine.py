@@ -119,6 +119,11 @@ class Stepper:
             raise ModelError(f"onnxruntime failed to run a step: {str(e).splitlines()[0][:300]}") from None
         self._p ^= 1
 
+    def reset(self) -> None:
+        """Back to the zero state (t = 0): the buffers and bindings are kept for the next run."""
+        for s in self.states:
+            s.fill(0.0)
+
     def keep(self, mask: np.ndarray, session: ort.InferenceSession) -> None:
         """Only the samples where ``mask`` is true go on (possibly on another session)."""
         kept = [s[mask] for s in self.states]

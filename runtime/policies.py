@@ -38,6 +38,14 @@ class ExitPolicy(Protocol):
         """Bool ``[B]``: which samples stop after step ``t`` (1-based) given their readout."""
 
 
+def first_exit(policy: ExitPolicy) -> int:
+    """The first step (1-based) after which ``policy`` may stop a sample: the session asks
+    it nothing before (no readout, no call: per-step Python work that a fixed T or a
+    ``tmin`` makes useless). A policy without ``first_exit`` is asked from step 1."""
+    first = getattr(policy, "first_exit", None)
+    return int(first()) if callable(first) else 1
+
+
 def softmax(logits: np.ndarray) -> np.ndarray:
     z = logits - logits.max(axis=1, keepdims=True)  # shift: no overflow in exp
     e = np.exp(z)
@@ -64,6 +72,9 @@ class FixedT:
     def horizon(self, default_T: int) -> int:
         return self.T
 
+    def first_exit(self) -> int:
+        return self.T
+
     def should_exit(self, t: int, logits: np.ndarray) -> np.ndarray:
         return np.full(len(logits), t >= self.T)
 
@@ -84,6 +95,9 @@ class _Bounded:
 
     def horizon(self, default_T: int) -> int:
         return max(self.tmin, default_T) if self.tmax is None else self.tmax
+
+    def first_exit(self) -> int:
+        return self.tmin
 
     def confident(self, logits: np.ndarray) -> np.ndarray:
         raise NotImplementedError
