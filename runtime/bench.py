@@ -178,9 +178,12 @@ def bench(
     load_before = os.getloadavg()
     for b in batches:
         n = threads or (1 if b <= 1 and threads is None else cores())
-        s = Session(session.model, session.protocol, session.path, n)
+        s = Session(session.model, session.protocol, session.path, n, session.backend)
         x = bench_input(s, b, steps)
         loops = {"runtime stepper": stepper_loop(s, x, steps), "runtime SDK": sdk_loop(s, x, steps)}
+        if s.backend != "ort":  # the stock-onnxruntime path beside it
+            bodies = Session(session.model, session.protocol, session.path, n, "ort")
+            loops["runtime stepper, ort bodies"] = stepper_loop(bodies, x, steps)
         unavailable: dict[str, str] = {}
         with contextlib.ExitStack() as stack:
             if checkpoint and torch_available():
@@ -216,4 +219,11 @@ def bench(
                 "unavailable": unavailable,
             }
         )
-    return {"steps": steps, "repeats": repeats, "load_average": [load_before, os.getloadavg()], "rows": rows}
+    return {
+        "backend": session.backend,
+        "backend_note": session.backend_note,
+        "steps": steps,
+        "repeats": repeats,
+        "load_average": [load_before, os.getloadavg()],
+        "rows": rows,
+    }

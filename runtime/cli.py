@@ -22,7 +22,7 @@ from .neuron import SpecError
 from .policies import POLICY_FORMS, PolicyError, parse_policy
 from .protocol import STATIC_KINDS, ModelError
 from .report import ENERGY_NOTE, emit_json, guarded, pct, sci, table
-from .session import Session, load
+from .session import BACKENDS, Session, load
 
 USER_ERRORS = (ModelError, InputError, PolicyError, DataError, SpecError, OutputPathError)
 
@@ -34,6 +34,13 @@ def _common(p: argparse.ArgumentParser) -> None:
         type=cliargs.threads,
         default=None,
         help="onnxruntime intra-op threads (default: 1 at batch 1, all cores above)",
+    )
+    p.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default="auto",
+        help="numba: neuron layers in one-pass numba kernels, the rest on onnxruntime (bit-identical, "
+        "faster); ort: the function bodies on stock onnxruntime; auto (default): numba where the model allows",
     )
     p.add_argument("--json", action="store_true", help="one JSON object")
 
@@ -58,7 +65,7 @@ def _warn(notes: list[str | None]) -> list[str]:
 
 
 def _open(a: argparse.Namespace) -> Session:
-    return load(a.model, a.threads)
+    return load(a.model, a.threads, a.backend)
 
 
 def cmd_run(a: argparse.Namespace) -> None:
@@ -132,6 +139,7 @@ def cmd_bench(a: argparse.Namespace) -> None:
         emit_json({"model": a.model, **result})
         return
     before, after = result["load_average"]
+    print(f"backend {result['backend']}: {result['backend_note']}")
     print(
         f"{a.model}: {a.steps} steps per round, {a.repeats} interleaved rounds; load average "
         f"{before[0]:.2f} before, {after[0]:.2f} after (1 min)"

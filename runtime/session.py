@@ -28,6 +28,12 @@ from .eventinput import checked_streams
 from .limits import check_memory, check_steps, run_bytes
 from .policies import ExitPolicy, FixedT, as_policy, first_exit, model_default
 from .protocol import STATIC_KINDS, ModelError, Protocol, read_model
+from .split import NotSplittable, Plan, SplitStepper, plan
+
+# "numba": onnxruntime for the synaptic segments, one-pass numba kernels for the neurons
+# (runtime/split.py; bit-identical, faster); "ort": the whole graph with the function
+# bodies on stock onnxruntime; "auto": numba where the model allows it, else ort.
+BACKENDS = ("auto", "numba", "ort")
 
 
 @dataclass
@@ -142,7 +148,7 @@ class ClockState:
     :meth:`Session.feed` returns the running readout. One state is fed by one thread at a
     time (it owns onnxruntime buffers); make one per stream."""
 
-    stepper: Stepper
+    stepper: Stepper | SplitStepper
     acc: np.ndarray
     t: int = 0
 
@@ -158,9 +164,18 @@ class ClockState:
 class Session:
     """A loaded model: run batches with an exit policy, or stream one step at a time."""
 
-    def __init__(self, model: onnx.ModelProto, protocol: Protocol, path: str = "", threads: int | None = None):
+    def __init__(
+        self,
+        model: onnx.ModelProto,
+        protocol: Protocol,
+        path: str = "",
+        threads: int | None = None,
+        backend: str = "auto",
+    ):
         self.model, self.protocol, self.path = model, protocol, path
         self.threads = threads
+        self.backend, self.backend_note, self._plan = _backend(model, protocol, backend)
+        self._segments: dict[int, list[ort.InferenceSession]] = {}
         # neuron outputs, for spike counts: spiking nodes only (an LI outputs a membrane)
         nodes = {n.name: n for n in model.graph.node}
         state_of = {s.node: s for s in protocol.states}
@@ -176,7 +191,7 @@ class Session:
         self._layers: list[cost.SynapseLayer] | None = None
         # the last run's stepper, reused by the next run of the same batch and outputs: binding
         # buffers costs about 0.4 ms, 15% of a 20-step run at batch 1. One at most (memory)
-        self._spare: tuple[tuple[int, bool], Stepper] | None = None
+        self._spare: tuple[tuple[int, bool], Stepper | SplitStepper] | None = None
         self._stream: ClockState | None = None  # the stream of step(); feed() takes the caller's
         self._owner = 0  # the thread that started it (threading.get_ident)
         self._stream_lock = threading.Lock()
@@ -190,8 +205,20 @@ class Session:
             self._sessions[key] = make_session(m, threads)
         return self._sessions[key]
 
-    def _stepper(self, batch: int, counts: bool) -> Stepper:
-        sess = self._ort(threads_for(batch, self.threads), counts)
+    def _runner(self, threads: int, counts: bool) -> ort.InferenceSession | list[ort.InferenceSession]:
+        """What a stepper runs on: the whole graph, or the split executor's segments."""
+        if self._plan is None:
+            return self._ort(threads, counts)
+        if threads not in self._segments:
+            self._segments[threads] = [make_session(m, threads) for m in self._plan.segments]
+        return self._segments[threads]
+
+    def _stepper(self, batch: int, counts: bool) -> Stepper | SplitStepper:
+        threads = threads_for(batch, self.threads)
+        if self._plan is not None:
+            runner = cast("list[ort.InferenceSession]", self._runner(threads, counts))
+            return SplitStepper(self._plan, self.protocol, batch, runner, self._spike_outputs if counts else ())
+        sess = self._ort(threads, counts)
         if counts:
             return Stepper(sess, self.protocol, batch, self._spike_outputs, self._spike_shapes)
         return Stepper(sess, self.protocol, batch)
@@ -350,7 +377,7 @@ class Session:
                 run_spikes = {k: v[go] for k, v in run_spikes.items()}
                 if static:
                     cur = cur[go]
-                stepper.keep(go, self._ort(threads_for(len(active), self.threads), counts))
+                stepper.keep(go, self._runner(threads_for(len(active), self.threads), counts))
         seconds = time.perf_counter() - start
         if stepper.batch == B:  # not compacted: the next run of this batch can reuse it
             self._spare = ((B, counts), stepper)
@@ -457,10 +484,25 @@ class Session:
         return 0 if self._stream is None else self._stream.t
 
 
-def load(path: str | Path, threads: int | None = None) -> Session:
+def _backend(model: onnx.ModelProto, proto: Protocol, asked: str) -> tuple[str, str, Plan | None]:
+    """(backend used, why, split plan or None) for the backend ``asked`` (BACKENDS)."""
+    if asked not in BACKENDS:
+        raise InputError(f"backend {asked!r} is unknown; expected one of {list(BACKENDS)}")
+    if asked == "ort":
+        return "ort", "asked for", None
+    try:
+        return "numba", "neuron layers in one-pass numba kernels, the rest on onnxruntime", plan(model, proto)
+    except NotSplittable as e:
+        if asked == "numba":
+            raise InputError(f"backend 'numba' cannot run this model: {e}; expected backend 'ort' or 'auto'") from None
+        return "ort", f"function bodies on onnxruntime ({e})", None
+
+
+def load(path: str | Path, threads: int | None = None, backend: str = "auto") -> Session:
     """Open an exported model; :class:`ModelError` says what was expected if it is not one.
 
     ``threads``: onnxruntime intra-op threads (default: 1 at batch 1, all cores above).
+    ``backend``: one of :data:`BACKENDS` (``Session.backend`` says which one runs).
     """
     model, proto = read_model(path)
-    return Session(model, proto, str(path), threads)
+    return Session(model, proto, str(path), threads, backend)

@@ -326,7 +326,7 @@ def test_tradeoff_and_bench_commands(model_path, tmp_path):
     rows = json.loads(p.stdout)["rows"]
     assert [(r["batch"], r["threads"]) for r in rows] == [(1, 1), (4, 2)]  # 2: this test's cores, see conftest
     for r in rows:  # both runtime systems, min <= median, and the limit is below the time it bounds
-        assert [s["system"] for s in r["systems"]] == ["runtime stepper", "runtime SDK"]
+        assert [s["system"] for s in r["systems"]] == ["runtime stepper", "runtime SDK", "runtime stepper, ort bodies"]
         for s in r["systems"]:
             assert 0 < s["wall_ms_min"] <= s["wall_ms_median"] and 0 < s["cpu_ms_min"] <= s["cpu_ms_median"]
             assert 0 < s["pct_of_gemm_limit_cpu"] < 100

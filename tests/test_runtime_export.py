@@ -133,7 +133,13 @@ def test_bench_interleaves_the_runtime_and_torch(trained, capsys):
     )
     row = json.loads(capsys.readouterr().out)["rows"][0]
     names = [s["system"] for s in row["systems"]]
-    assert names == ["runtime stepper", "runtime SDK", "torch model.step", "torch plain step"]
+    assert names == [
+        "runtime stepper",
+        "runtime SDK",
+        "runtime stepper, ort bodies",
+        "torch model.step",
+        "torch plain step",
+    ]
     assert row["threads"] == 1 and row["unavailable"] == {"torch.compile": "not asked (--no-compile)"}
     assert all(s["cpu_ms_min"] <= s["cpu_ms_median"] for s in row["systems"])
 
