@@ -109,7 +109,13 @@ class SplitStepper:
     ):
         self.plan, self.proto, self.names = p, proto, list(extra)
         shapes = {s.name: s.shape for s in proto.states}
-        self._bind(batch, sessions, [np.zeros((batch, *shapes[n.state]), np.float32) for n in p.neurons])
+        # whole-batch buffers, allocated once; a shrunk batch runs on their first rows
+        self._full_u = [np.zeros((batch, *shapes[n.state]), np.float32) for n in p.neurons]
+        self._full_cur = [np.zeros_like(u) for u in self._full_u]
+        self._full_spikes = [np.zeros_like(u) for u in self._full_u]
+        self._full_x = np.zeros((batch, *proto.input_shape), np.float32)
+        self._full_y = np.zeros((batch, proto.num_classes), np.float32)
+        self._bind(batch, sessions)
 
     @property
     def batch(self) -> int:
@@ -120,13 +126,13 @@ class SplitStepper:
         by_name = {n.state: u for n, u in zip(self.plan.neurons, self._u)}
         return [by_name[s.name] for s in self.proto.states]
 
-    def _bind(self, batch: int, sessions: Sequence[ort.InferenceSession], u: list[np.ndarray]) -> None:
+    def _bind(self, batch: int, sessions: Sequence[ort.InferenceSession]) -> None:
         p = self.plan
-        self._sessions, self._u = list(sessions), u
-        self.x = np.zeros((batch, *self.proto.input_shape), np.float32)
-        self.y = np.zeros((batch, self.proto.num_classes), np.float32)
-        self._cur = [np.zeros_like(a) for a in u]
-        self._spikes = [np.zeros_like(a) for a in u]
+        self._sessions = list(sessions)
+        self._u = [a[:batch] for a in self._full_u]
+        self.x, self.y = self._full_x[:batch], self._full_y[:batch]
+        self._cur = [a[:batch] for a in self._full_cur]
+        self._spikes = [a[:batch] for a in self._full_spikes]
         by_out = {n.out: s for n, s in zip(p.neurons, self._spikes)}
         self.extra = [by_out[name] for name in self.names]
         ov = ort.OrtValue.ortvalue_from_numpy
@@ -153,4 +159,7 @@ class SplitStepper:
             u.fill(0.0)
 
     def keep(self, mask: np.ndarray, sessions: Sequence[ort.InferenceSession]) -> None:
-        self._bind(int(mask.sum()), sessions, [u[mask] for u in self._u])
+        n = int(mask.sum())
+        for full, u in zip(self._full_u, self._u):
+            full[:n] = u[mask]  # u[mask] copies before the write
+        self._bind(n, sessions)
