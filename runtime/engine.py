@@ -128,6 +128,10 @@ class Stepper:
         for s in self.states:
             s.fill(0.0)
 
+    def regrow(self, session: ort.InferenceSession) -> None:
+        """Back to the whole batch it was made for (after :meth:`keep`), on ``session``."""
+        self._bind(session, len(self._full_x))
+
     def keep(self, mask: np.ndarray, session: ort.InferenceSession) -> None:
         """Only the samples where ``mask`` is true go on (possibly on another session): their
         states move to the first rows (``s[mask]`` copies before the write)."""

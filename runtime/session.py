@@ -190,7 +190,8 @@ class Session:
         self._sessions: dict[tuple[int, bool], ort.InferenceSession] = {}
         self._layers: list[cost.SynapseLayer] | None = None
         # the last run's stepper, reused by the next run of the same batch and outputs: binding
-        # buffers costs about 0.4 ms, 15% of a 20-step run at batch 1. One at most (memory)
+        # costs about 0.4 ms (15% of a 20-step run at batch 1), allocating batch-64 buffers
+        # about 10 ms (more than early exit saves). One at most (memory)
         self._spare: tuple[tuple[int, bool], Stepper | SplitStepper] | None = None
         self._stream: ClockState | None = None  # the stream of step(); feed() takes the caller's
         self._owner = 0  # the thread that started it (threading.get_ident)
@@ -343,6 +344,8 @@ class Session:
         spare, self._spare = self._spare, None  # taken: a run in another thread makes its own
         if spare is not None and spare[0] == (B, counts):
             stepper = spare[1]
+            if stepper.batch != B:  # compacted by the last run's early exits
+                stepper.regrow(self._runner(threads_for(B, self.threads), counts))
             stepper.reset()
         else:
             stepper = self._stepper(B, counts)
@@ -379,8 +382,7 @@ class Session:
                     cur = cur[go]
                 stepper.keep(go, self._runner(threads_for(len(active), self.threads), counts))
         seconds = time.perf_counter() - start
-        if stepper.batch == B:  # not compacted: the next run of this batch can reuse it
-            self._spare = ((B, counts), stepper)
+        self._spare = ((B, counts), stepper)  # the next run of this batch reuses it
         result = RunResult(out.argmax(1), out, steps, seconds, profile)
         if counts:
             result.spike_counts = {k: spikes[k] for k in self.spiking}

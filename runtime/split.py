@@ -158,6 +158,9 @@ class SplitStepper:
         for u in self._u:
             u.fill(0.0)
 
+    def regrow(self, sessions: Sequence[ort.InferenceSession]) -> None:
+        self._bind(len(self._full_x), sessions)
+
     def keep(self, mask: np.ndarray, sessions: Sequence[ort.InferenceSession]) -> None:
         n = int(mask.sum())
         for full, u in zip(self._full_u, self._u):
