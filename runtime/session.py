@@ -35,6 +35,13 @@ from .split import NotSplittable, Plan, SplitStepper, plan
 # bodies on stock onnxruntime; "auto": numba where the model allows it, else ort.
 BACKENDS = ("auto", "numba", "ort")
 
+# Early exit: a finished sample's row leaves the batch when at least 1/COMPACT_AT of the
+# rows are finished. Compaction copies the states of the samples that go on (a pass over
+# the state, like a neuron layer's), so compacting at every exit cost more than it saved
+# at batch 64 (N-MNIST 2C1FC: a policy at 9.2 mean steps of 10 was 6-11% slower than
+# fixed 10); a finished row computes on until then, its results already taken.
+COMPACT_AT = 8
+
 
 @dataclass
 class Cost:
@@ -352,9 +359,10 @@ class Session:
         profile = []
         ask_from = min(first_exit(policy), T)
         start = time.perf_counter()
+        live = np.ones(B, bool)  # rows of the batch whose sample still runs (see COMPACT_AT)
         for t in range(T):
             stepper.step(cur if static else xs[t] if len(active) == B else xs[t, active], t)
-            profile.append(len(active))
+            profile.append(int(live.sum()))
             acc += stepper.y
             if counts:
                 for name, buf in zip(self.spiking, stepper.extra):
@@ -365,18 +373,23 @@ class Session:
             if t + 1 < ask_from:  # no sample may stop yet: neither readout nor policy call
                 continue
             logits = readout(acc, stepper.y, t + 1, rule)
-            done = np.asarray(policy.should_exit(t + 1, logits), bool) | (t + 1 >= T)
+            all_live = profile[-1] == len(active)
+            asked = np.asarray(policy.should_exit(t + 1, logits if all_live else logits[live]), bool) | (t + 1 >= T)
+            done = asked if all_live else np.zeros(len(active), bool)
+            if not all_live:
+                done[live] = asked  # the policy sees only the samples still running
             if done.any():
                 idx = active[done]
                 out[idx] = logits[done]
                 steps[idx] = t + 1
                 for k in spikes:
                     spikes[k][idx] = run_spikes[k][done]
-            if done.all():
+                live &= ~done
+            if not live.any():
                 break
-            if done.any():
-                go = ~done
-                active, acc = active[go], acc[go]
+            if (len(active) - int(live.sum())) * COMPACT_AT >= len(active):
+                go = live
+                active, acc, live = active[go], acc[go], live[go]
                 run_spikes = {k: v[go] for k, v in run_spikes.items()}
                 if static:
                     cur = cur[go]

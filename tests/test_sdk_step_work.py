@@ -73,3 +73,30 @@ def test_a_policy_is_asked_only_from_its_first_exit(tmp_path):
     r_tmin = s.run(x, tmin)
     assert tmin.asked[0] == 3
     _same(r_plain, r_tmin)  # skipping the calls before tmin changes nothing
+
+
+def test_finished_rows_left_in_the_batch_change_no_result(tmp_path, monkeypatch):
+    """At batch 64 a finished sample's row stays until 1/8 of the rows are finished: every
+    sample's outputs, steps and spike counts still equal its own batch-1 run, and the
+    policy sees only the samples still running."""
+    from runtime.split import SplitStepper
+
+    path = save(tiny_model(), tmp_path / "m.onnx")
+    s = runtime.load(path)
+    x = np.random.default_rng(4).random((64, 1, 8, 8), dtype=np.float32) * 2
+    compactions: list[int] = []
+    keep = SplitStepper.keep
+    monkeypatch.setattr(SplitStepper, "keep", lambda self, mask, ss: (compactions.append(1), keep(self, mask, ss))[1])
+    seen: list[int] = []
+    inner = Confidence(0.985, tmin=1, tmax=8)
+    policy = Recording(inner)
+    policy.should_exit = lambda t, logits: (seen.append(len(logits)), inner.should_exit(t, logits))[1]  # type: ignore[method-assign]
+    r = s.run(x, policy, neuron_counts=True)
+    assert s.backend == "numba" and seen == r.batch_per_step  # only the running samples are shown
+    exit_steps = set(r.steps.tolist()) - {8}
+    assert 0 < len(compactions) < len(exit_steps)  # some finished rows stayed in the batch
+    for i in range(64):
+        one = s.run(x[i : i + 1], inner, neuron_counts=True)
+        assert np.array_equal(one.outputs[0], r.outputs[i]) and one.steps[0] == r.steps[i]
+        for k in one.neuron_counts:
+            assert np.array_equal(one.neuron_counts[k][0], r.neuron_counts[k][i])
