@@ -52,6 +52,15 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
+def max_softmax(logits: np.ndarray) -> np.ndarray:
+    """``softmax(logits).max(axis=1)`` in float64, bit for bit, with two numpy calls fewer
+    (the policy runs after every step; at batch 1 a step is 0.13 ms): the largest shifted
+    logit is 0, its exp exactly 1, and a correctly rounded division is monotone, so the
+    maximum of ``e / S`` is ``1 / S``."""
+    z = logits.astype(np.float64)
+    return 1.0 / np.exp(z - z.max(axis=1, keepdims=True)).sum(axis=1)
+
+
 def normalized_entropy(logits: np.ndarray) -> np.ndarray:
     """Entropy of the softmax divided by log(classes): 0 = certain, 1 = uniform."""
     p = softmax(logits.astype(np.float64))
@@ -119,7 +128,7 @@ class Confidence(_Bounded):
             raise PolicyError(f"confidence threshold must be in [0, 1], got {self.threshold}")
 
     def confident(self, logits: np.ndarray) -> np.ndarray:
-        return softmax(logits.astype(np.float64)).max(axis=1) > self.threshold
+        return max_softmax(logits) > self.threshold
 
 
 @dataclass(frozen=True)

@@ -100,3 +100,15 @@ def test_finished_rows_left_in_the_batch_change_no_result(tmp_path, monkeypatch)
         assert np.array_equal(one.outputs[0], r.outputs[i]) and one.steps[0] == r.steps[i]
         for k in one.neuron_counts:
             assert np.array_equal(one.neuron_counts[k][0], r.neuron_counts[k][i])
+
+
+def test_max_softmax_is_the_softmax_maximum_bit_for_bit():
+    from runtime.policies import max_softmax, softmax
+
+    rng = np.random.default_rng(0)
+    cases = [rng.normal(0, s, (500, c)).astype(np.float32) for s in (0.01, 1.0, 30.0, 300.0) for c in (1, 2, 3, 10, 35)]
+    cases.append(np.array([[1.0, 1.0, 1.0], [0.0, -np.inf, 0.0], [1e30, -1e30, 1e30]], np.float32))
+    for z in cases:
+        want = softmax(z.astype(np.float64)).max(axis=1)
+        assert np.array_equal(max_softmax(z), want)
+        assert np.array_equal(max_softmax(z.astype(np.float64)), want)
