@@ -1,17 +1,40 @@
-"""Per-step latency of this runtime and, when torch is installed, of the same model in torch
-eager (rebuilt from its checkpoint), measured in one process on the same input."""
+"""Per-step time of this runtime beside torch, measured honestly on one machine.
+
+Every system runs the same input for the same number of steps from the zero state, and
+the systems are **interleaved round by round** (the order rotates each round), so a
+change in load hits them all alike; each is reported as min and median over the rounds,
+wall and CPU time (``time.process_time``: every thread of the process) per step. The
+**GEMM limit** is the time numpy's BLAS takes for the matrix products of the model's
+synaptic layers at the same batch and thread count (``M x K @ K x N`` with the layer's
+weights and MACs): the step cannot be faster than its dense arithmetic, so each system's
+"% of limit" says how close it is. torch is optional: it is imported only inside
+:mod:`trainer.eager`, when a checkpoint is given and torch is installed.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
+import onnx
 
 from .policies import FixedT
 from .protocol import STATIC_KINDS
 from .session import Session
+
+
+@dataclass
+class Loop:
+    """One system's timed unit: ``prepare()`` (untimed: zero the states) then ``run()``,
+    which runs all the steps of one round."""
+
+    prepare: Callable[[], None]
+    run: Callable[[], None]
 
 
 def bench_input(session: Session, batch: int, steps: int, seed: int = 0) -> np.ndarray:
@@ -30,16 +53,113 @@ def runtime_step_ms(session: Session, x: np.ndarray, steps: int, repeats: int) -
     return 1e3 * float(np.median([session.run(x, FixedT(steps), counts=False).seconds / steps for _ in range(repeats)]))
 
 
+def stepper_loop(session: Session, x: np.ndarray, steps: int) -> Loop:
+    """The bare onnxruntime stepper (IOBinding, no SDK bookkeeping): the runtime's floor."""
+    static = session.protocol.input_kind in STATIC_KINDS
+    state = session.initial_state(x.shape[0] if static else x.shape[1])
+    stepper = state.stepper
+
+    def prepare() -> None:
+        for s in stepper.states:
+            s.fill(0.0)
+
+    def run() -> None:
+        for t in range(steps):
+            stepper.step(x if static else x[t], t)
+
+    return Loop(prepare, run)
+
+
+def sdk_loop(session: Session, x: np.ndarray, steps: int) -> Loop:
+    """``Session.run`` at fixed T without counts: what an application calls."""
+    policy = FixedT(steps)
+
+    def run() -> None:
+        session.run(x, policy, counts=False)
+
+    return Loop(lambda: None, run)
+
+
+def interleaved(loops: dict[str, Loop], steps: int, repeats: int) -> dict[str, dict[str, float]]:
+    """Per system: min and median wall and CPU ms per step over ``repeats`` rounds, each
+    round running every system once (the order rotated by one each round)."""
+    names = list(loops)
+    for loop in loops.values():  # warm up: sessions, allocations, compilation
+        loop.prepare()
+        loop.run()
+    wall: dict[str, list[float]] = {n: [] for n in names}
+    cpu: dict[str, list[float]] = {n: [] for n in names}
+    for r in range(repeats):
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            loops[name].prepare()
+            w0, c0 = time.perf_counter(), time.process_time()
+            loops[name].run()
+            wall[name].append((time.perf_counter() - w0) / steps)
+            cpu[name].append((time.process_time() - c0) / steps)
+    return {
+        n: {
+            "wall_ms_min": 1e3 * min(wall[n]),
+            "wall_ms_median": 1e3 * float(np.median(wall[n])),
+            "cpu_ms_min": 1e3 * min(cpu[n]),
+            "cpu_ms_median": 1e3 * float(np.median(cpu[n])),
+        }
+        for n in names
+    }
+
+
+def gemm_shapes(model: onnx.ModelProto, session: Session, batch: int) -> list[tuple[int, int, int]]:
+    """``(M, K, N)`` per synaptic layer run at every step: N output channels (or
+    features), K inputs per output, and M = batch x MACs / (K x N) output positions."""
+    weights = {i.name: tuple(i.dims) for i in model.graph.initializer}
+    nodes = {n.name: n for n in model.graph.node}
+    shapes = []
+    for layer in session.synapse_layers():
+        node = nodes.get(layer.node)
+        if not layer.per_step or node is None or len(node.input) < 2 or node.input[1] not in weights:
+            continue
+        w = weights[node.input[1]]
+        size = int(np.prod(w))
+        n = int(w[0]) if node.op_type == "Conv" else int(w[-1] if node.op_type == "MatMul" else w[0])
+        shapes.append((max(1, round(batch * layer.macs / size)), size // n, n))
+    return shapes
+
+
+def _blas_threads(threads: int) -> contextlib.AbstractContextManager:
+    """Limit numpy's BLAS to ``threads`` when threadpoolctl is installed (else the
+    environment's OMP_NUM_THREADS decides)."""
+    if importlib.util.find_spec("threadpoolctl") is None:
+        return contextlib.nullcontext()
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(threads, user_api="blas")
+
+
+def gemm_limit_ms(shapes: Sequence[tuple[int, int, int]], threads: int, repeats: int = 7) -> tuple[float, float]:
+    """The fastest wall and CPU times (ms) of numpy's fp32 matmuls at ``shapes``, each
+    summed over the shapes: one step's dense arithmetic at the BLAS's speed on this
+    machine now. On a loaded machine the CPU time is the steadier of the two."""
+    rng = np.random.default_rng(0)
+    wall = cpu = 0.0
+    with _blas_threads(threads):
+        for m, k, n in shapes:
+            a, b = rng.random((m, k), dtype=np.float32), rng.random((k, n), dtype=np.float32)
+            out = np.empty((m, n), np.float32)
+            best_wall = best_cpu = np.inf
+            for _ in range(repeats):
+                w0, c0 = time.perf_counter(), time.process_time()
+                np.matmul(a, b, out=out)
+                best_wall = min(best_wall, time.perf_counter() - w0)
+                best_cpu = min(best_cpu, time.process_time() - c0)
+            wall, cpu = wall + best_wall, cpu + best_cpu
+    return 1e3 * wall, 1e3 * cpu
+
+
 def torch_available() -> bool:
     return importlib.util.find_spec("torch") is not None
 
 
-def torch_step_ms(checkpoint: str, x: np.ndarray, frames: bool, steps: int, repeats: int, threads: int) -> float:
-    """Torch eager's time per step, measured by the trainer (the torch side of the product):
-    imported only here, when a checkpoint is given and torch is installed."""
-    from trainer.eager import step_ms
-
-    return step_ms(checkpoint, x, frames, steps, repeats, threads)
+def cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def bench(
@@ -48,24 +168,62 @@ def bench(
     steps: int = 20,
     repeats: int = 5,
     checkpoint: str | None = None,
-    threads: int = 0,
-) -> list[dict]:
-    """One row per batch size. Torch runs with the thread count the runtime uses at that
-    batch (1 at batch 1, ``threads`` or all cores above) so the ratio compares like with like."""
-    all_cores = threads or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    threads: int | None = None,
+    compile_torch: bool = True,
+) -> dict:
+    """One row per batch size: every system interleaved (see the module doc), at one
+    thread count for all of them (``threads``, else the runtime's choice: 1 at batch 1,
+    all cores above)."""
     rows = []
+    load_before = os.getloadavg()
     for b in batches:
-        x = bench_input(session, b, steps)
-        row: dict = {"batch": b, "runtime_ms_per_step": runtime_step_ms(session, x, steps, repeats)}
-        if checkpoint and torch_available():
-            t = torch_step_ms(
-                checkpoint,
-                x,
-                session.protocol.input_kind not in STATIC_KINDS,
-                steps,
-                repeats,
-                1 if b == 1 else all_cores,
-            )
-            row.update(torch_ms_per_step=t, speedup=t / row["runtime_ms_per_step"])
-        rows.append(row)
-    return rows
+        n = threads or (1 if b <= 1 and threads is None else cores())
+        s = Session(session.model, session.protocol, session.path, n, session.backend)
+        x = bench_input(s, b, steps)
+        loops = {"runtime stepper": stepper_loop(s, x, steps), "runtime SDK": sdk_loop(s, x, steps)}
+        if s.backend != "ort":  # the stock-onnxruntime path beside it
+            bodies = Session(session.model, session.protocol, session.path, n, "ort")
+            loops["runtime stepper, ort bodies"] = stepper_loop(bodies, x, steps)
+        unavailable: dict[str, str] = {}
+        with contextlib.ExitStack() as stack:
+            if checkpoint and torch_available():
+                from trainer.eager import kept_threads, torch_loops  # torch only here
+
+                stack.enter_context(kept_threads())
+                frames = s.protocol.input_kind not in STATIC_KINDS
+                got, unavailable = torch_loops(checkpoint, x, frames, steps, n, compile_torch)
+                loops.update(got)
+            elif checkpoint:
+                unavailable["torch"] = "torch is not installed"
+            shapes = gemm_shapes(s.model, s, b)
+            limit = gemm_limit_ms(shapes, n)
+            timed = interleaved(loops, steps, repeats)
+        systems = [
+            {
+                "system": k,
+                **v,
+                "pct_of_gemm_limit_wall": 100.0 * limit[0] / v["wall_ms_min"] if shapes else None,
+                "pct_of_gemm_limit_cpu": 100.0 * limit[1] / v["cpu_ms_min"] if shapes else None,
+            }
+            for k, v in timed.items()
+        ]
+        macs = sum(m * k * n_ for m, k, n_ in shapes)
+        rows.append(
+            {
+                "batch": b,
+                "threads": n,
+                "gemm_limit_ms_wall": limit[0],
+                "gemm_limit_ms_cpu": limit[1],
+                "gemm_gflops_wall": 2e-6 * macs / limit[0] if shapes else None,
+                "systems": systems,
+                "unavailable": unavailable,
+            }
+        )
+    return {
+        "backend": session.backend,
+        "backend_note": session.backend_note,
+        "steps": steps,
+        "repeats": repeats,
+        "load_average": [load_before, os.getloadavg()],
+        "rows": rows,
+    }

@@ -22,7 +22,7 @@ from .neuron import SpecError
 from .policies import POLICY_FORMS, PolicyError, parse_policy
 from .protocol import STATIC_KINDS, ModelError
 from .report import ENERGY_NOTE, emit_json, guarded, pct, sci, table
-from .session import Session, load
+from .session import BACKENDS, Session, load
 
 USER_ERRORS = (ModelError, InputError, PolicyError, DataError, SpecError, OutputPathError)
 
@@ -34,6 +34,13 @@ def _common(p: argparse.ArgumentParser) -> None:
         type=cliargs.threads,
         default=None,
         help="onnxruntime intra-op threads (default: 1 at batch 1, all cores above)",
+    )
+    p.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default="auto",
+        help="numba: neuron layers in one-pass numba kernels, the rest on onnxruntime (bit-identical, "
+        "faster); ort: the function bodies on stock onnxruntime; auto (default): numba where the model allows",
     )
     p.add_argument("--json", action="store_true", help="one JSON object")
 
@@ -58,7 +65,7 @@ def _warn(notes: list[str | None]) -> list[str]:
 
 
 def _open(a: argparse.Namespace) -> Session:
-    return load(a.model, a.threads)
+    return load(a.model, a.threads, a.backend)
 
 
 def cmd_run(a: argparse.Namespace) -> None:
@@ -127,15 +134,37 @@ def cmd_bench(a: argparse.Namespace) -> None:
     frames = 1 if session.protocol.input_kind in STATIC_KINDS else a.steps
     for b in a.batch_size:
         check_memory(run_bytes(session.protocol, b, frames), f"--batch-size {b} for {a.steps} steps")
-    rows = bench(session, a.batch_size, a.steps, a.repeats, a.checkpoint, a.threads or 0)
+    result = bench(session, a.batch_size, a.steps, a.repeats, a.checkpoint, a.threads, not a.no_compile)
     if a.json:
-        emit_json({"model": a.model, "steps": a.steps, "rows": rows})
+        emit_json({"model": a.model, **result})
         return
-    headers = ["batch", "runtime ms/step"] + (["torch ms/step", "speedup"] if a.checkpoint else [])
-    keys = ["batch", "runtime_ms_per_step", "torch_ms_per_step", "speedup"][: len(headers)]
-    print(table(headers, [[r[k] for k in keys] for r in rows]))
+    before, after = result["load_average"]
+    print(f"backend {result['backend']}: {result['backend_note']}")
+    print(
+        f"{a.model}: {a.steps} steps per round, {a.repeats} interleaved rounds; load average "
+        f"{before[0]:.2f} before, {after[0]:.2f} after (1 min)"
+    )
+    for r in result["rows"]:
+        limit = r["gemm_limit_ms_wall"]
+        print(
+            f"\nbatch {r['batch']}, {r['threads']} thread(s); GEMM limit {limit:.3f} ms/step wall, "
+            f"{r['gemm_limit_ms_cpu']:.3f} CPU (numpy fp32 matmul at the model's shapes, "
+            f"{r['gemm_gflops_wall']:.1f} GFLOP/s)"
+            if r["gemm_gflops_wall"]
+            else f"\nbatch {r['batch']}, {r['threads']} thread(s); GEMM limit not measured (no weight shapes)"
+        )
+        cols = ["wall_ms_min", "wall_ms_median", "cpu_ms_min", "cpu_ms_median"]
+        cols += ["pct_of_gemm_limit_wall", "pct_of_gemm_limit_cpu"]
+        print(
+            table(
+                ["system", "wall ms/step min", "median", "CPU ms/step min", "median", "% of limit wall", "CPU"],
+                [[s["system"], *(s[c] if s[c] is not None else "-" for c in cols)] for s in r["systems"]],
+            )
+        )
+        for name, why in r["unavailable"].items():
+            print(f"({name}: {why})")
     if not a.checkpoint:
-        print("(torch eager not timed: pass --checkpoint model.pt to compare)")
+        print("(torch not timed: pass --checkpoint model.pt to compare)")
 
 
 def cmd_tradeoff(a: argparse.Namespace) -> None:
@@ -298,12 +327,17 @@ def parser() -> argparse.ArgumentParser:
         default="clock",
         help="clock-driven steps (default) or event-driven per input event (--json adds sd)",
     )
-    p = sub.add_parser("bench", help="per-step latency, and torch eager with --checkpoint")
+    p = sub.add_parser(
+        "bench", help="per-step time, interleaved with torch (eager, plain, compiled) given --checkpoint"
+    )
     _common(p)
     p.add_argument("--batch-size", type=cliargs.batch, nargs="+", default=[1, 64], help="batch sizes to time")
     p.add_argument("--steps", type=cliargs.steps, default=20, help="time steps per timed run")
-    p.add_argument("--repeats", type=cliargs.positive_int, default=5, help="timed runs per batch size (median)")
+    p.add_argument(
+        "--repeats", type=cliargs.positive_int, default=5, help="interleaved rounds per batch size (min and median)"
+    )
     p.add_argument("--checkpoint", default=None, help="the model.pt the ONNX file was exported from")
+    p.add_argument("--no-compile", action="store_true", help="skip torch.compile (it takes a minute to compile)")
     p = sub.add_parser(
         "tradeoff",
         help="sweep confidence thresholds on the test split: accuracy vs steps and "

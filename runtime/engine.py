@@ -73,9 +73,14 @@ class Stepper:
     ):
         self.proto = proto
         self.names = list(extra)
-        self.extra_shapes = list(extra_shapes)
-        zeros = [np.zeros((batch, *s.shape), np.float32) for s in proto.states]
-        self._bind(session, batch, zeros)
+        # buffers for the whole batch, allocated once: a shrunk batch runs on their first rows
+        # (C-order prefixes are contiguous), so compaction allocates nothing
+        self._full_x = np.zeros((batch, *proto.input_shape), np.float32)
+        self._full_y = np.zeros((batch, proto.num_classes), np.float32)
+        self._full_extra = [np.zeros((batch, *s), np.float32) for s in extra_shapes]
+        self._full_sets = [[np.zeros((batch, *s.shape), np.float32) for s in proto.states] for _ in range(2)]
+        self._p = 0
+        self._bind(session, batch)
 
     @property
     def batch(self) -> int:
@@ -85,15 +90,14 @@ class Stepper:
     def states(self) -> list[np.ndarray]:
         return self._sets[self._p]
 
-    def _bind(self, session: ort.InferenceSession, batch: int, states: list[np.ndarray]) -> None:
+    def _bind(self, session: ort.InferenceSession, batch: int) -> None:
         p = self.proto
         self.session = session
-        self.x = np.zeros((batch, *p.input_shape), np.float32)
+        self.x = self._full_x[:batch]
         self.t = np.zeros((), np.int64)
-        self.y = np.zeros((batch, p.num_classes), np.float32)
-        self.extra = [np.zeros((batch, *s), np.float32) for s in self.extra_shapes]
-        self._sets = [states, [np.empty_like(s) for s in states]]
-        self._p = 0
+        self.y = self._full_y[:batch]
+        self.extra = [a[:batch] for a in self._full_extra]
+        self._sets = [[a[:batch] for a in full] for full in self._full_sets]
         self._io = []
         ov = ort.OrtValue.ortvalue_from_numpy
         for src, dst in ((0, 1), (1, 0)):
@@ -119,7 +123,19 @@ class Stepper:
             raise ModelError(f"onnxruntime failed to run a step: {str(e).splitlines()[0][:300]}") from None
         self._p ^= 1
 
+    def reset(self) -> None:
+        """Back to the zero state (t = 0): the buffers and bindings are kept for the next run."""
+        for s in self.states:
+            s.fill(0.0)
+
+    def regrow(self, session: ort.InferenceSession) -> None:
+        """Back to the whole batch it was made for (after :meth:`keep`), on ``session``."""
+        self._bind(session, len(self._full_x))
+
     def keep(self, mask: np.ndarray, session: ort.InferenceSession) -> None:
-        """Only the samples where ``mask`` is true go on (possibly on another session)."""
-        kept = [s[mask] for s in self.states]
-        self._bind(session, int(mask.sum()), kept)
+        """Only the samples where ``mask`` is true go on (possibly on another session): their
+        states move to the first rows (``s[mask]`` copies before the write)."""
+        n = int(mask.sum())
+        for full, s in zip(self._full_sets[self._p], self.states):
+            full[:n] = s[mask]
+        self._bind(session, n)

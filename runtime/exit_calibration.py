@@ -28,12 +28,12 @@ import numpy as np
 
 from .data import Dataset
 from .evaluate import run_dataset
-from .policies import PolicyError, normalized_entropy, softmax, top2_margin
+from .policies import PolicyError, max_softmax, normalized_entropy, top2_margin
 from .session import Session
 
 # rule -> (score of a readout, True when a higher score means more certain)
 RULES = {
-    "confidence": (lambda z: softmax(z.astype(np.float64)).max(axis=1), True),
+    "confidence": (max_softmax, True),
     "margin": (top2_margin, True),
     "entropy": (normalized_entropy, False),
 }

@@ -38,10 +38,27 @@ class ExitPolicy(Protocol):
         """Bool ``[B]``: which samples stop after step ``t`` (1-based) given their readout."""
 
 
+def first_exit(policy: ExitPolicy) -> int:
+    """The first step (1-based) after which ``policy`` may stop a sample: the session asks
+    it nothing before (no readout, no call: per-step Python work that a fixed T or a
+    ``tmin`` makes useless). A policy without ``first_exit`` is asked from step 1."""
+    first = getattr(policy, "first_exit", None)
+    return int(first()) if callable(first) else 1
+
+
 def softmax(logits: np.ndarray) -> np.ndarray:
     z = logits - logits.max(axis=1, keepdims=True)  # shift: no overflow in exp
     e = np.exp(z)
     return e / e.sum(axis=1, keepdims=True)
+
+
+def max_softmax(logits: np.ndarray) -> np.ndarray:
+    """``softmax(logits).max(axis=1)`` in float64, bit for bit, with two numpy calls fewer
+    (the policy runs after every step; at batch 1 a step is 0.13 ms): the largest shifted
+    logit is 0, its exp exactly 1, and a correctly rounded division is monotone, so the
+    maximum of ``e / S`` is ``1 / S``."""
+    z = logits.astype(np.float64)
+    return 1.0 / np.exp(z - z.max(axis=1, keepdims=True)).sum(axis=1)
 
 
 def normalized_entropy(logits: np.ndarray) -> np.ndarray:
@@ -62,6 +79,9 @@ class FixedT:
             raise PolicyError(f"fixed T must be a positive integer, got {self.T!r}")
 
     def horizon(self, default_T: int) -> int:
+        return self.T
+
+    def first_exit(self) -> int:
         return self.T
 
     def should_exit(self, t: int, logits: np.ndarray) -> np.ndarray:
@@ -85,6 +105,9 @@ class _Bounded:
     def horizon(self, default_T: int) -> int:
         return max(self.tmin, default_T) if self.tmax is None else self.tmax
 
+    def first_exit(self) -> int:
+        return self.tmin
+
     def confident(self, logits: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
@@ -105,7 +128,7 @@ class Confidence(_Bounded):
             raise PolicyError(f"confidence threshold must be in [0, 1], got {self.threshold}")
 
     def confident(self, logits: np.ndarray) -> np.ndarray:
-        return softmax(logits.astype(np.float64)).max(axis=1) > self.threshold
+        return max_softmax(logits) > self.threshold
 
 
 @dataclass(frozen=True)

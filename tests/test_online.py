@@ -441,6 +441,7 @@ def test_bad_online_arguments_exit_2_with_one_line(argv, message, capsys):
 def test_memory_command_json(capsys):
     import json
 
+    before = torch.get_num_threads()
     code, out, err = run(
         capsys,
         "memory",
@@ -463,10 +464,14 @@ def test_memory_command_json(capsys):
         "--reps",
         "1",
         "--no-rss",
+        "--threads",
+        "2",
         "--json",
     )
     assert code == 0, err
     obj = json.loads(out)
+    assert obj["threads"] == 2  # the count the times were measured with
+    assert torch.get_num_threads() == before  # and the caller's count is restored
     assert [(r["method"], r["T"]) for r in obj["rows"]] == [("sdt", 2), ("sdt", 4), ("sltt", 2), ("sltt", 4)]
     assert obj["ratios"]["sltt"]["saved_T4_over_T2"] == 1.0
     assert obj["ratios"]["sdt"]["saved_T4_over_T2"] > 1.5

@@ -323,7 +323,13 @@ def test_tradeoff_and_bench_commands(model_path, tmp_path):
     assert png.stat().st_size > 1000
     p = _cli("bench", model_path, "--batch-size", "1", "4", "--steps", "3", "--repeats", "1", "--json")
     assert p.returncode == 0, p.stderr
-    assert [r["batch"] for r in json.loads(p.stdout)["rows"]] == [1, 4]
+    rows = json.loads(p.stdout)["rows"]
+    assert [(r["batch"], r["threads"]) for r in rows] == [(1, 1), (4, 2)]  # 2: this test's cores, see conftest
+    for r in rows:  # both runtime systems, min <= median, and the limit is below the time it bounds
+        assert [s["system"] for s in r["systems"]] == ["runtime stepper", "runtime SDK", "runtime stepper, ort bodies"]
+        for s in r["systems"]:
+            assert 0 < s["wall_ms_min"] <= s["wall_ms_median"] and 0 < s["cpu_ms_min"] <= s["cpu_ms_median"]
+            assert 0 < s["pct_of_gemm_limit_cpu"] < 100
 
 
 # ---- torch-free ----------------------------------------------------------------------------
@@ -370,7 +376,7 @@ assert not any(m == "torch" or m.startswith("torch.") for m in sys.modules)
         text=True,
     )
     assert p.returncode == 0, p.stderr
-    assert "runtime ms/step" in p.stdout
+    assert "runtime stepper" in p.stdout and "runtime SDK" in p.stdout and "torch model.step" not in p.stdout
 
 
 def test_feed_with_explicit_states_equals_step_and_run(model_path):

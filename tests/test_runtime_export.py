@@ -109,7 +109,7 @@ def test_fixed_T_accuracy_equals_trainer_eval(trained, capsys):
         assert (got["n"], got["accuracy"], got["mean_steps"]) == (want["n"], acc, T)
 
 
-def test_bench_times_torch_beside_the_runtime(trained, capsys):
+def test_bench_interleaves_the_runtime_and_torch(trained, capsys):
     from runtime.cli import main as runtime_main
 
     ckpt, onnx_path = trained
@@ -124,9 +124,42 @@ def test_bench_times_torch_beside_the_runtime(trained, capsys):
             "--steps",
             "3",
             "--repeats",
+            "2",
+            "--threads",
             "1",
+            "--no-compile",
             "--json",
         ]
     )
     row = json.loads(capsys.readouterr().out)["rows"][0]
-    assert row["batch"] == 1 and row["speedup"] == pytest.approx(row["torch_ms_per_step"] / row["runtime_ms_per_step"])
+    names = [s["system"] for s in row["systems"]]
+    assert names == [
+        "runtime stepper",
+        "runtime SDK",
+        "runtime stepper, ort bodies",
+        "torch model.step",
+        "torch plain step",
+    ]
+    assert row["threads"] == 1 and row["unavailable"] == {"torch.compile": "not asked (--no-compile)"}
+    assert all(s["cpu_ms_min"] <= s["cpu_ms_median"] for s in row["systems"])
+
+
+def test_plain_torch_step_computes_what_model_step_does(trained):
+    """The bench's plain torch baseline is the same network (BatchNorm folded), not a cheaper one."""
+    import torch
+
+    from trainer.checkpoint import load_checkpoint
+    from trainer.eager import plain_ops, plain_step
+
+    cfg, model, _ = load_checkpoint(str(trained[0]))
+    with torch.no_grad():
+        step = plain_step(model)
+        assert not any(isinstance(op, torch.nn.BatchNorm2d) for op in plain_ops(model))
+    x = torch.rand(5, 4, *cfg.model.in_shape)
+    with torch.inference_mode():
+        sa: list = [None] * model.n_states
+        sb: list = [None] * model.n_states
+        for x_t in x:
+            ya, sa = model.step(x_t, 0, sa)
+            yb, sb = step(x_t, sb)
+            assert torch.allclose(ya, yb, atol=1e-4)

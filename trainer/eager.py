@@ -1,34 +1,130 @@
-"""Torch eager's per-step latency of a checkpoint's model, the reference that
-``python -m runtime bench --checkpoint`` compares the ONNX runtime against."""
+"""The torch side of ``python -m runtime bench --checkpoint``: a checkpoint's model stepped
+three ways, each a :class:`runtime.bench.Loop` over the same inputs as the runtime.
+
+* ``torch model.step``: the project's module (``SpikingNet.step``), no autograd;
+* ``torch plain step``: what a careful torch user writes for inference: BatchNorm folded
+  into the conv before it (``torch.nn.utils.fusion.fuse_conv_bn_eval``), the modules
+  called in a flat loop and the neurons by their exact rule (:func:`neuron_step` without
+  the surrogate's autograd function), so the baseline is not slowed by training scaffolding;
+* ``torch.compile``: the plain step compiled (inductor), when it compiles here.
+"""
 
 from __future__ import annotations
 
-import time
+import contextlib
+from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
 import torch
+from torch import nn
+
+from runtime.bench import Loop
+from runtime.neuron import NeuronSpec
 
 from .checkpoint import load_checkpoint
+from .layers import NeuronLayer, Sequence, Stateless, States
+from .models import SpikingNet
+from .neurons import neuron_step, zero_state
+
+Step = Callable[[torch.Tensor, States], tuple[torch.Tensor, States]]
 
 
-def step_ms(checkpoint: str, x: np.ndarray, frames: bool, steps: int, repeats: int, threads: int) -> float:
-    """The same loop in torch eager: ``model.step`` on the same inputs (``x[t]`` if
-    ``frames``, else ``x`` at every step), no autograd."""
-    _, model, _ = load_checkpoint(checkpoint)
-    old = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    xt = torch.from_numpy(x)
-    try:
+class NotPlain(ValueError):
+    """A model family the plain step does not cover (residual blocks, T-RevNet)."""
+
+
+def _flat(layers: Iterable[nn.Module]) -> Iterator[nn.Module]:
+    for layer in layers:
+        if isinstance(layer, Sequence):
+            yield from _flat(layer.layers)
+        else:
+            yield layer
+
+
+def plain_ops(model: SpikingNet) -> list[nn.Module | NeuronSpec]:
+    """The model as a flat list of stateless modules and neuron specs, BatchNorm folded."""
+    ops: list[nn.Module | NeuronSpec] = []
+    for layer in _flat(model.stages):
+        if isinstance(layer, NeuronLayer):
+            ops.append(layer.spec)
+        elif not isinstance(layer, Stateless):
+            raise NotPlain(f"a layer is a {type(layer).__name__}")
+        elif isinstance(layer.module, nn.BatchNorm2d) and ops and isinstance(ops[-1], nn.Conv2d):
+            ops[-1] = nn.utils.fusion.fuse_conv_bn_eval(ops[-1], layer.module)
+        else:
+            ops.append(layer.module)
+    return ops
+
+
+def plain_step(model: SpikingNet) -> Step:
+    """One step of the plain form; ``states`` None entries start at zero."""
+    ops = plain_ops(model)
+
+    def step(x: torch.Tensor, states: States) -> tuple[torch.Tensor, States]:
+        new: States = []
+        for op in ops:
+            if isinstance(op, NeuronSpec):
+                k = op.n_states
+                given = states[len(new) : len(new) + k]
+                prev = zero_state(op, x) if given[0] is None else tuple(s for s in given if s is not None)
+                x, s = neuron_step(op, prev, x)
+                new += list(s)
+            else:
+                x = op(x)
+        return x, new
+
+    return step
+
+
+def _loop(step: Step, n_states: int, x: torch.Tensor, frames: bool, steps: int, threads: int) -> Loop:
+    def prepare() -> None:
+        torch.set_num_threads(threads)
+
+    def run() -> None:
+        states: States = [None] * n_states
         with torch.inference_mode():
+            for t in range(steps):
+                _, states = step(x[t] if frames else x, states)
 
-            def loop() -> float:
-                states = [None] * model.n_states
-                start = time.perf_counter()
-                for t in range(steps):
-                    _, states = model.step(xt[t] if frames else xt, t, states)
-                return (time.perf_counter() - start) / steps
+    return Loop(prepare, run)
 
-            loop()
-            return 1e3 * float(np.median([loop() for _ in range(repeats)]))
+
+def torch_loops(
+    checkpoint: str, x: np.ndarray, frames: bool, steps: int, threads: int, compile_step: bool = True
+) -> tuple[dict[str, Loop], dict[str, str]]:
+    """The torch systems that run here, and why the others do not."""
+    _, model, _ = load_checkpoint(checkpoint)
+    model.eval()
+    xt = torch.from_numpy(x)
+    loops = {
+        "torch model.step": _loop(lambda x_t, s: model.step(x_t, 0, s), model.n_states, xt, frames, steps, threads)
+    }
+    missing: dict[str, str] = {}
+    try:
+        with torch.no_grad():
+            plain = plain_step(model)
+    except NotPlain as e:
+        missing["torch plain step"] = missing["torch.compile"] = f"no plain step for this model: {e}"
+        return loops, missing
+    loops["torch plain step"] = _loop(plain, model.n_states, xt, frames, steps, threads)
+    if not compile_step:
+        missing["torch.compile"] = "not asked (--no-compile)"
+        return loops, missing
+    compiled = torch.compile(plain, dynamic=False)
+    try:  # compile now (two graphs: the zero state, then the carried one) so a failure is reported
+        _loop(compiled, model.n_states, xt, frames, min(steps, 3), threads).run()
+    except Exception as e:  # inductor raises many types (no compiler, unsupported op)
+        missing["torch.compile"] = f"does not compile here: {str(e).splitlines()[0][:200]}"
+        return loops, missing
+    loops["torch.compile"] = _loop(compiled, model.n_states, xt, frames, steps, threads)
+    return loops, missing
+
+
+@contextlib.contextmanager
+def kept_threads() -> Iterator[None]:
+    """Restore torch's thread count after the loops have set theirs."""
+    old = torch.get_num_threads()
+    try:
+        yield
     finally:
         torch.set_num_threads(old)

@@ -155,22 +155,34 @@ def _status_bytes(field: str) -> int:
     raise OSError(f"/proc/self/status has no {field}")
 
 
-def _rss_child(cfg_dict: dict[str, Any]) -> tuple[int, int]:
-    torch.set_num_threads(1)
+def _rss_child(cfg_dict: dict[str, Any], threads: int) -> tuple[int, int]:
+    torch.set_num_threads(threads)
     step = make_iteration(Config.from_dict(cfg_dict))
     before = _status_bytes("VmRSS")
     step()
     return before, _status_bytes("VmHWM")
 
 
-def peak_rss(cfg: Config) -> tuple[int, int]:
+def peak_rss(cfg: Config, threads: int = 1) -> tuple[int, int]:
     """(RSS before the iteration, peak RSS) of one iteration in a fresh process."""
     with multiprocessing.get_context("spawn").Pool(1) as pool:
-        return pool.apply(_rss_child, (cfg.to_dict(),))
+        return pool.apply(_rss_child, (cfg.to_dict(), threads))
 
 
 def measure(
-    base: Config, methods: list[str], Ts: list[int], batch_size: int, reps: int, rss: bool
+    base: Config, methods: list[str], Ts: list[int], batch_size: int, reps: int, rss: bool, threads: int = 1
+) -> list[dict[str, Any]]:
+    """Every case timed with ``threads`` torch threads (set here, restored after)."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        return _measure(base, methods, Ts, batch_size, reps, rss, threads)
+    finally:
+        torch.set_num_threads(old)
+
+
+def _measure(
+    base: Config, methods: list[str], Ts: list[int], batch_size: int, reps: int, rss: bool, threads: int
 ) -> list[dict[str, Any]]:
     rows = []
     for spec in methods:
@@ -187,7 +199,7 @@ def measure(
                 "ms_per_iter": 1e3 * seconds_per_iteration(cfg, reps),
             }
             if rss:
-                before, peak = peak_rss(cfg)
+                before, peak = peak_rss(cfg, threads)
                 row["peak_rss_MiB"], row["rss_increase_MiB"] = peak / MiB, (peak - before) / MiB
             rows.append(row)
     return rows
@@ -220,6 +232,13 @@ def add_memory_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=cliargs.batch, default=32, help="samples per training batch")
     p.add_argument("--reps", type=cliargs.positive_int, default=3, help="timed iterations per case (median)")
     p.add_argument("--no-rss", action="store_true", help="skip the peak-RSS processes")
+    p.add_argument(
+        "--threads",
+        type=cliargs.positive_threads,
+        default=1,
+        help="torch CPU threads for the timing and the RSS process (default 1: the time column "
+        "then does not depend on how many cores other work leaves free)",
+    )
     p.add_argument("--json", action="store_true", help="one JSON object")
 
 
@@ -242,7 +261,7 @@ def cmd_memory(a: argparse.Namespace) -> None:
     m.stages = 1
     base.validate()
     build_checked(base, "the model")  # unknown model names, or too wide, fail here
-    rows = measure(base, a.methods, sorted(a.T), a.batch_size, a.reps, not a.no_rss)
+    rows = measure(base, a.methods, sorted(a.T), a.batch_size, a.reps, not a.no_rss, a.threads)
     summary = ratios(rows)
     if a.json:
         emit_json(
@@ -252,6 +271,7 @@ def cmd_memory(a: argparse.Namespace) -> None:
                 "norm": a.norm,
                 "in_shape": a.in_shape,
                 "batch_size": a.batch_size,
+                "threads": a.threads,
                 "rows": rows,
                 "ratios": summary,
             }
@@ -259,7 +279,7 @@ def cmd_memory(a: argparse.Namespace) -> None:
         return
     print(
         f"training memory per iteration: {a.model} width {a.width or 'default'}, norm {a.norm}, "
-        f"input {a.in_shape}, batch {a.batch_size}"
+        f"input {a.in_shape}, batch {a.batch_size}, {a.threads} torch thread(s)"
     )
     cols = ["method", "T", "saved_MiB", *(["peak_rss_MiB", "rss_increase_MiB"] if not a.no_rss else []), "ms_per_iter"]
     print(table(cols, [[r[c] for c in cols] for r in rows]))

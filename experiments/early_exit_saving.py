@@ -1,0 +1,70 @@
+"""Does early exit keep its saving? CPU time per sample of ``Session.run`` under each exit
+policy against fixed Tmax, on the same frames, interleaved round by round (min over the
+rounds): the actual saving ``1 - cpu(policy) / cpu(fixed)`` over the ideal ``1 - mean
+steps / Tmax``. Rerun:
+
+    OMP_NUM_THREADS=1 python experiments/early_exit_saving.py MODEL.onnx \
+        --data nmnist:../shared/data/nmnist --tmax 10 --limit 128 --batch-size 1 64 --rounds 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+
+import numpy as np
+
+import runtime
+from runtime.data import load_dataset
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("model")
+    p.add_argument("--data", required=True)
+    p.add_argument("--tmax", type=int, default=10)
+    p.add_argument("--limit", type=int, default=128)
+    p.add_argument("--batch-size", type=int, nargs="+", default=[1, 64])
+    p.add_argument("--thresholds", type=float, nargs="+", default=[0.3, 0.5, 0.7])
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--threads", type=int, default=1)
+    a = p.parse_args()
+    s = runtime.load(a.model, threads=a.threads)
+    ds = load_dataset(a.data, "test", a.limit)
+    x = ds.frames(np.arange(len(ds)), a.tmax)
+    policies = [f"fixed:{a.tmax}", *(f"confidence:{t},tmin=1,tmax={a.tmax}" for t in a.thresholds)]
+    out = {"model": a.model, "backend": s.backend, "threads": a.threads, "load_before": os.getloadavg(), "rows": []}
+    for b in a.batch_size:
+        cpu: dict[str, list[float]] = {q: [] for q in policies}
+        steps: dict[str, float] = {}
+        for r in range(a.rounds + 1):  # round 0 warms up
+            for q in policies[r % len(policies) :] + policies[: r % len(policies)]:
+                c0, total = time.process_time(), []
+                for i in range(0, x.shape[1], b):
+                    total.append(s.run(x[:, i : i + b], q, counts=False).steps)
+                if r:
+                    cpu[q].append((time.process_time() - c0) / x.shape[1])
+                steps[q] = float(np.concatenate(total).mean())
+        fixed = min(cpu[policies[0]])
+        for q in policies:
+            ideal, actual = 1 - steps[q] / a.tmax, 1 - min(cpu[q]) / fixed
+            out["rows"].append(
+                {
+                    "batch": b,
+                    "policy": q,
+                    "mean_steps": steps[q],
+                    "cpu_ms_per_sample_min": 1e3 * min(cpu[q]),
+                    "cpu_ms_per_sample_median": 1e3 * float(np.median(cpu[q])),
+                    "ideal_saving": ideal,
+                    "actual_saving": actual,
+                    "fraction_of_ideal": actual / ideal if ideal > 0 else None,
+                }
+            )
+    out["load_after"] = os.getloadavg()
+    print(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,168 @@
+"""The split executor (backend ``numba``): onnxruntime runs the synaptic segments of the
+graph between neuron layers, a one-pass numba kernel runs each neuron layer.
+
+Why: in onnxruntime's batch-64 profile of N-MNIST 2C1FC the inlined neuron function
+bodies took about 56% of the step (one full pass over the state per op) and the convs
+21%; the kernel (runtime/neuron/kernels.py) does the neuron in one pass with the same
+float32 arithmetic, so spikes, states and outputs are bit-identical to the function-body
+path (tests/test_split.py). onnxruntime keeps its blocked (NCHWc) layout inside each
+segment as before; the reorders at the segment ends are the ones it made around the
+bodies anyway.
+
+Covered: a chain x -> segment -> neuron -> segment -> ... -> y, every neuron a kind with
+a kernel and with state, no ``t`` input. :func:`plan` says why another model is not
+covered; the session then runs the function bodies (backend ``ort``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx.utils import Extractor
+
+from .neuron import kernels
+from .neuron.functions import DOMAIN
+from .protocol import Protocol
+
+
+class NotSplittable(ValueError):
+    """A model the split executor does not cover (the message says why)."""
+
+
+@dataclass(frozen=True)
+class Neuron:
+    current: str  # the tensor the layer reads
+    out: str  # its spikes
+    state: str  # its membrane state's name (input; output is f"{state}_out")
+    kernel: kernels.Kernel
+
+
+@dataclass(frozen=True)
+class Plan:
+    segments: tuple[onnx.ModelProto, ...]  # len(neurons) + 1: x -> current 0, out 0 -> current 1, ..., -> y
+    neurons: tuple[Neuron, ...]
+
+
+def plan(model: onnx.ModelProto, proto: Protocol) -> Plan:
+    """Cut ``model`` at its neuron nodes; :class:`NotSplittable` says why it cannot be."""
+    if proto.uses_t:
+        raise NotSplittable("the step depends on t")
+    try:
+        import numba  # noqa: F401
+    except ImportError:
+        raise NotSplittable("numba is not installed") from None
+    info = {n.node: n for n in proto.neurons}
+    neurons = []
+    for node in model.graph.node:
+        if node.domain != DOMAIN:
+            continue
+        n = info.get(node.name)
+        if n is None or not kernels.supported(n.spec) or len(n.states) != 1:
+            kind = n.spec.kind if n else node.op_type
+            raise NotSplittable(f"neuron {node.name!r} ({kind}) has no one-state kernel ({list(kernels.KINDS)})")
+        if list(node.input[1:]) != [n.states[0]] or list(node.output[1:]) != [f"{n.states[0]}_out"]:
+            raise NotSplittable(f"neuron {node.name!r} does not read and write its state directly")
+        neurons.append(Neuron(node.input[0], node.output[0], n.states[0], kernels.kernel(n.spec)))
+    if not neurons:
+        raise NotSplittable("the model has no neuron layer")
+    ex = Extractor(_with_value_info(model, [n.current for n in neurons] + [n.out for n in neurons]))
+    cuts = ["x", *(n.out for n in neurons)], [*(n.current for n in neurons), "y"]
+    segments = []
+    for src, dst in zip(*cuts):
+        seg = ex.extract_model([src], [dst])
+        made = {o for node in seg.graph.node for o in node.output} | {i.name for i in seg.graph.initializer} | {src}
+        needs = {i for node in seg.graph.node for i in node.input if i}
+        if any(node.domain == DOMAIN for node in seg.graph.node) or not needs <= made:
+            raise NotSplittable(f"the graph from {src!r} to {dst!r} is not a plain segment (a skip or a loop)")
+        segments.append(seg)
+    return Plan(tuple(segments), tuple(neurons))
+
+
+def _with_value_info(model: onnx.ModelProto, names: Sequence[str]) -> onnx.ModelProto:
+    """A copy that declares ``names`` (float32; the shape left open) where the file does
+    not: the extractor makes them segment inputs and outputs and needs their types."""
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    have = {v.name for v in [*m.graph.value_info, *m.graph.input, *m.graph.output]}
+    for name in names:
+        if name not in have:
+            m.graph.value_info.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
+    return m
+
+
+class SplitStepper:
+    """The :class:`runtime.engine.Stepper` interface over a :class:`Plan`: ``x``, ``y``,
+    ``states`` (in the protocol's order), ``extra`` (spikes of the named neuron outputs),
+    ``step``, ``reset``, ``keep``. The membranes are updated in place (one set)."""
+
+    def __init__(
+        self,
+        p: Plan,
+        proto: Protocol,
+        batch: int,
+        sessions: Sequence[ort.InferenceSession],
+        extra: Sequence[str] = (),
+    ):
+        self.plan, self.proto, self.names = p, proto, list(extra)
+        shapes = {s.name: s.shape for s in proto.states}
+        # whole-batch buffers, allocated once; a shrunk batch runs on their first rows
+        self._full_u = [np.zeros((batch, *shapes[n.state]), np.float32) for n in p.neurons]
+        self._full_cur = [np.zeros_like(u) for u in self._full_u]
+        self._full_spikes = [np.zeros_like(u) for u in self._full_u]
+        self._full_x = np.zeros((batch, *proto.input_shape), np.float32)
+        self._full_y = np.zeros((batch, proto.num_classes), np.float32)
+        self._bind(batch, sessions)
+
+    @property
+    def batch(self) -> int:
+        return self.x.shape[0]
+
+    @property
+    def states(self) -> list[np.ndarray]:
+        by_name = {n.state: u for n, u in zip(self.plan.neurons, self._u)}
+        return [by_name[s.name] for s in self.proto.states]
+
+    def _bind(self, batch: int, sessions: Sequence[ort.InferenceSession]) -> None:
+        p = self.plan
+        self._sessions = list(sessions)
+        self._u = [a[:batch] for a in self._full_u]
+        self.x, self.y = self._full_x[:batch], self._full_y[:batch]
+        self._cur = [a[:batch] for a in self._full_cur]
+        self._spikes = [a[:batch] for a in self._full_spikes]
+        by_out = {n.out: s for n, s in zip(p.neurons, self._spikes)}
+        self.extra = [by_out[name] for name in self.names]
+        ov = ort.OrtValue.ortvalue_from_numpy
+        ins, outs = [self.x, *self._spikes], [*self._cur, self.y]
+        srcs, dsts = ["x", *(n.out for n in p.neurons)], [*(n.current for n in p.neurons), "y"]
+        self._io = []
+        for sess, a, b, src, dst in zip(self._sessions, ins, outs, srcs, dsts):
+            io = sess.io_binding()
+            io.bind_ortvalue_input(src, ov(a))
+            io.bind_ortvalue_output(dst, ov(b))
+            self._io.append(io)
+
+    def step(self, x: np.ndarray, t: int) -> None:
+        np.copyto(self.x, x)
+        for sess, io, n, cur, u, s in zip(
+            self._sessions, self._io, self.plan.neurons, self._cur, self._u, self._spikes
+        ):
+            sess.run_with_iobinding(io)
+            n.kernel(cur, u, s)
+        self._sessions[-1].run_with_iobinding(self._io[-1])
+
+    def reset(self) -> None:
+        for u in self._u:
+            u.fill(0.0)
+
+    def regrow(self, sessions: Sequence[ort.InferenceSession]) -> None:
+        self._bind(len(self._full_x), sessions)
+
+    def keep(self, mask: np.ndarray, sessions: Sequence[ort.InferenceSession]) -> None:
+        n = int(mask.sum())
+        for full, u in zip(self._full_u, self._u):
+            full[:n] = u[mask]  # u[mask] copies before the write
+        self._bind(n, sessions)

@@ -1,0 +1,114 @@
+"""The SDK's per-step Python work is trimmed (the stepper reused across runs, no readout or
+policy call before a policy may stop anything) without changing any result."""
+
+from __future__ import annotations
+
+import numpy as np
+
+import runtime
+from runtime.policies import Confidence, FixedT, first_exit
+from tests.runtime_fixtures import save, tiny_model
+
+
+class Recording:
+    """A user policy without ``first_exit``: asked at every step, like before."""
+
+    def __init__(self, inner):
+        self.inner, self.asked = inner, []
+
+    def horizon(self, default_T: int) -> int:
+        return self.inner.horizon(default_T)
+
+    def should_exit(self, t: int, logits: np.ndarray) -> np.ndarray:
+        self.asked.append(t)
+        return self.inner.should_exit(t, logits)
+
+
+def _images(n: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).random((n, 1, 8, 8), dtype=np.float32) * 2
+
+
+def _same(a, b) -> None:
+    assert np.array_equal(a.outputs, b.outputs) and np.array_equal(a.steps, b.steps)
+    assert np.array_equal(a.predictions, b.predictions) and a.batch_per_step == b.batch_per_step
+    for k in a.spike_counts or {}:
+        assert np.array_equal(a.spike_counts[k], b.spike_counts[k])
+
+
+def test_first_exit_of_the_built_in_policies():
+    assert first_exit(FixedT(7)) == 7
+    assert first_exit(Confidence(0.9, tmin=3, tmax=9)) == 3
+    assert first_exit(Recording(FixedT(7))) == 1  # unknown: asked from step 1
+
+
+def test_reused_stepper_starts_from_zero_and_results_are_unchanged(tmp_path):
+    """A session reuses its last stepper; every run must equal a fresh session's run, after
+    runs of other batches, early exits (compacted stepper) and counts on or off."""
+    path = save(tiny_model(), tmp_path / "m.onnx")
+    warm = runtime.load(path)
+    x, other = _images(6, 1), _images(3, 2)
+    for policy in ("fixed:5", "confidence:0.6,tmin=2,tmax=6", "fixed:3"):
+        for counts in (False, True):
+            fresh = runtime.load(path).run(x, policy, counts=counts)
+            warm.run(other, policy, counts=counts)  # another batch: another stepper
+            first = warm.run(x, policy, counts=counts)
+            again = warm.run(x, policy, counts=counts)  # the reused one
+            _same(fresh, first)
+            _same(fresh, again)
+
+
+def test_a_policy_is_asked_only_from_its_first_exit(tmp_path):
+    path = save(tiny_model(), tmp_path / "m.onnx")
+    s = runtime.load(path)
+    x = _images(4, 3)
+    plain = Recording(Confidence(0.6, tmin=3, tmax=6))
+    r_plain = s.run(x, plain)
+    assert plain.asked[0] == 1  # no first_exit: asked at every step, as before
+
+    class Tmin(Recording):
+        def first_exit(self) -> int:
+            return 3
+
+    tmin = Tmin(Confidence(0.6, tmin=3, tmax=6))
+    r_tmin = s.run(x, tmin)
+    assert tmin.asked[0] == 3
+    _same(r_plain, r_tmin)  # skipping the calls before tmin changes nothing
+
+
+def test_finished_rows_left_in_the_batch_change_no_result(tmp_path, monkeypatch):
+    """At batch 64 a finished sample's row stays until 1/8 of the rows are finished: every
+    sample's outputs, steps and spike counts still equal its own batch-1 run, and the
+    policy sees only the samples still running."""
+    from runtime.split import SplitStepper
+
+    path = save(tiny_model(), tmp_path / "m.onnx")
+    s = runtime.load(path)
+    x = np.random.default_rng(4).random((64, 1, 8, 8), dtype=np.float32) * 2
+    compactions: list[int] = []
+    keep = SplitStepper.keep
+    monkeypatch.setattr(SplitStepper, "keep", lambda self, mask, ss: (compactions.append(1), keep(self, mask, ss))[1])
+    seen: list[int] = []
+    inner = Confidence(0.985, tmin=1, tmax=8)
+    policy = Recording(inner)
+    policy.should_exit = lambda t, logits: (seen.append(len(logits)), inner.should_exit(t, logits))[1]  # type: ignore[method-assign]
+    r = s.run(x, policy, neuron_counts=True)
+    assert s.backend == "numba" and seen == r.batch_per_step  # only the running samples are shown
+    exit_steps = set(r.steps.tolist()) - {8}
+    assert 0 < len(compactions) < len(exit_steps)  # some finished rows stayed in the batch
+    for i in range(64):
+        one = s.run(x[i : i + 1], inner, neuron_counts=True)
+        assert np.array_equal(one.outputs[0], r.outputs[i]) and one.steps[0] == r.steps[i]
+        for k in one.neuron_counts:
+            assert np.array_equal(one.neuron_counts[k][0], r.neuron_counts[k][i])
+
+
+def test_max_softmax_is_the_softmax_maximum_bit_for_bit():
+    from runtime.policies import max_softmax, softmax
+
+    rng = np.random.default_rng(0)
+    cases = [rng.normal(0, s, (500, c)).astype(np.float32) for s in (0.01, 1.0, 30.0, 300.0) for c in (1, 2, 3, 10, 35)]
+    cases.append(np.array([[1.0, 1.0, 1.0], [0.0, -np.inf, 0.0], [1e30, -1e30, 1e30]], np.float32))
+    for z in cases:
+        want = softmax(z.astype(np.float64)).max(axis=1)
+        assert np.array_equal(max_softmax(z), want)
+        assert np.array_equal(max_softmax(z.astype(np.float64)), want)
