@@ -263,3 +263,18 @@ def test_uniform_config_costs_what_the_runtime_counts(ckpts, capsys, tmp_path):
     assert tr["accuracy"] == rt["accuracy"]
     assert tr["macs"] == rt["macs"] and tr["acs"] == pytest.approx(rt["acs"], rel=1e-9)
     assert tr["energy_pj"] == pytest.approx(1e6 * rt["energy_uj"], rel=1e-9)
+
+
+@pytest.mark.slow  # trains two tiny models: about 30 s on a busy 2-core machine
+def test_models_search_cannot_use_are_refused(tmp_path, capsys):
+    trev, full = tmp_path / "trev.pt", tmp_path / "full.pt"
+    main(["fit", "--data", "digits", "--model", "trev-tiny", "--method", "sdt", "--T", "2", "--out", str(trev), *TINY])
+    main(["fit", "--data", "digits", "--model", "2C1FC", "--train-split", "train", "--out", str(full), *TINY])
+    capsys.readouterr()
+    for argv, msg in [
+        (["eval", str(trev), "--config", "1,1"], "per-stage T applies to the xCyFC and resnet families"),
+        (["search", str(trev), "--budget-T", "1"], "per-stage T applies to the xCyFC and resnet families"),
+        (["search", str(full), "--budget-T", "2"], "the validation split the search fits on was trained on"),
+    ]:
+        code, out, err = run(capsys, *argv)
+        assert code == 2 and out == "" and msg in err, err

@@ -45,6 +45,13 @@ def t_range(cfg: Config) -> tuple[int, int]:
     return cfg.method.tmin, cfg.method.tmax
 
 
+def check_stages(path: str, model: object) -> SpikingNet:
+    """A model whose stages can run at their own T (not T-RevSNN: its steps are sub-networks)."""
+    if not isinstance(model, SpikingNet):
+        raise ConfigError(f"{path} is a {type(model).__name__}: per-stage T applies to the xCyFC and resnet families")
+    return model
+
+
 def check_config(path: str, cfg: Config, n_stages: int, config: list[int]) -> None:
     """One T per stage, each in [1, Tmax] of the model."""
     tmax = t_range(cfg)[1]
@@ -119,6 +126,7 @@ def eval_configs(a: argparse.Namespace) -> None:
     loaded = []
     for path in a.checkpoints:  # check every configuration against every model before evaluating
         cfg, model, _ = load_checkpoint(path)
+        model = check_stages(path, model)
         for c in a.config:
             check_config(path, cfg, len(model.stages), c)
         loaded.append((path, cfg, model))
@@ -220,6 +228,7 @@ def cmd_search(a: argparse.Namespace) -> None:
     if a.cost not in COST_MODELS:
         raise ConfigError(f"--cost {a.cost!r} is unknown; expected one of {list(COST_MODELS)}")
     cfg, model, _ = load_checkpoint(a.checkpoint)
+    model = check_stages(a.checkpoint, model)
     n = len(model.stages)
     tmin, tmax = t_range(cfg)
     if n < 2 or tmin == tmax:
