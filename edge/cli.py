@@ -169,11 +169,11 @@ def _speck(a: argparse.Namespace) -> None:
     from .speck.quantize import quantize
 
     spec = chip(a.chip)
-    if a.emulate and not a.data:
-        raise InputError("--emulate needs --data DATA (" + ", ".join(SPEC_FORMS) + ")")
     if a.describe or a.deploy:  # refused before any work: never write over the model
         check_output(a.describe or Path(a.model).with_suffix(".speck.json"), a.model, what="--describe")
     model, proto = read_model(a.model)
+    if a.emulate:  # the data the model was trained on, unless --data says otherwise
+        a.data = cliargs.data_spec(a, proto)
     net = convert(model, proto, a.readout_threshold)
     p = plan(net, spec)
     out: dict = {
@@ -295,7 +295,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--chip", default=DEFAULT_CHIP, help=f"one of {sorted(CHIPS)} (default {DEFAULT_CHIP})")
     p.add_argument("--check", action="store_true", help="constraints, mapping, quantisation (the default)")
     p.add_argument("--emulate", action="store_true", help="run the quantised net event-driven on --data")
-    p.add_argument("--data", default=None, help="data spec: " + ", ".join(SPEC_FORMS))
+    p.add_argument(
+        "--data",
+        default=None,
+        help="--emulate data (default: the data the model was trained on): " + ", ".join(SPEC_FORMS),
+    )
     p.add_argument("--limit", type=cliargs.positive_int, default=None, help="evenly spread subset of the test split")
     p.add_argument(
         "--describe", type=cliargs.output_path, default=None, help="write the mapped, quantised network as JSON here"
