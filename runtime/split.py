@@ -69,6 +69,8 @@ def plan(model: onnx.ModelProto, proto: Protocol) -> Plan:
         neurons.append(Neuron(node.input[0], node.output[0], n.states[0], kernels.kernel(n.spec)))
     if not neurons:
         raise NotSplittable("the model has no neuron layer")
+    if neurons[-1].out == "y":  # no readout segment after it to fill the output buffer
+        raise NotSplittable("the output is the last neuron layer's spikes (a spiking readout)")
     ex = Extractor(_with_value_info(model, [n.current for n in neurons] + [n.out for n in neurons]))
     cuts = ["x", *(n.out for n in neurons)], [*(n.current for n in neurons), "y"]
     segments = []

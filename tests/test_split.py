@@ -65,3 +65,19 @@ def test_models_the_split_executor_does_not_cover_run_on_the_bodies(tmp_path, va
 def test_unknown_backend_is_refused(tmp_path):
     with pytest.raises(InputError, match=r"backend 'gpu' is unknown; expected one of \['auto', 'numba', 'ort'\]"):
         runtime.load(save(tiny_model(), tmp_path / "m.onnx"), backend="gpu")
+
+
+def test_a_spiking_readout_runs_on_the_function_bodies(tmp_path):
+    """The network's output is the last neuron layer's spikes (as in an imported snnTorch
+    net): no segment follows it, so the split executor leaves it to the function bodies
+    (it once returned zeros for it)."""
+    from tests.event_fixtures import chain_model
+    from tests.event_fixtures import spec as neuron
+
+    path = save(chain_model(neuron("IF", "multi"), readout="spike", scale=0.9), tmp_path / "m.onnx")
+    s = runtime.load(path)
+    assert s.backend == "ort" and "spiking readout" in s.backend_note
+    x = np.random.default_rng(0).poisson(1.0, (2, 2, 12, 12)).astype(np.float32)
+    assert s.step(x).sum() > 0  # the readout really spikes: zeros would show
+    with pytest.raises(InputError, match="backend 'numba' cannot run this model"):
+        runtime.load(path, backend="numba")
