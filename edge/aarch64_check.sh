@@ -8,11 +8,12 @@
 # 1. host: a small model (trainer fit, 3 epochs, seed 0; export) and the digits test streams
 #    (edge.pi.parity inputs), and the host's per-sample results (edge.pi.parity run);
 # 2. arm64 root: mmdebstrap --variant=extract (python3, venv; the host's CA bundle copied
-#    in), cached under $FLEXSNN_CI_CACHE (default ~/.cache/flexsnn-ci) with pip's cache;
+#    in), cached under $FLEXSNN_CI_CACHE (default ~/.cache/flexsnn-ci) with its venv;
 # 3. inside it: pip install the runtime-only package from the registry (no torch), the
 #    torch-free tests (the digits digest among them), then the same parity run;
 # 4. edge.pi.parity compare: predictions, steps, readouts and spike counts of fixed T, a
-#    confidence exit and the numba event engine must be bit-identical.
+#    confidence exit and the numba event engine must be bit-identical; and the --json of
+#    `runtime run` on the digits (simulated on each side) must agree in every result field.
 # An ARM /proc/cpuinfo (Pi 4 text) is bind-mounted: onnxruntime reads the host's x86 one
 # under qemu-user and segfaults in its CPU detection (a real Pi has an ARM cpuinfo).
 # Prints "aarch64 check SKIPPED: why" (exit 0) where emulation is not available (not root,
@@ -61,17 +62,21 @@ export OMP_NUM_THREADS=1 FLEXSNN_CACHE="$CACHE/digits"
 (cd "$REPO" && "$PY" -m trainer fit --epochs 3 --seed 0 --threads 1 --quiet --out "$WORK/model.pt" \
     && "$PY" -m export "$WORK/model.pt" -o "$WORK/model.onnx" \
     && "$PY" -m edge.pi.parity inputs "$WORK/inputs.npz" --limit 120 \
-    && "$PY" -m edge.pi.parity run "$WORK/model.onnx" "$WORK/inputs.npz" -o "$WORK/x86.npz")
+    && "$PY" -m edge.pi.parity run "$WORK/model.onnx" "$WORK/inputs.npz" -o "$WORK/x86.npz" \
+    && "$PY" -m runtime run "$WORK/model.onnx" --threads 1 --policy confidence:0.5 --json >"$WORK/x86.json")
 
-if [ ! -x "$ARMROOT/usr/bin/python3" ]; then
+# what the root holds (libstdc++ and libgcc: the manylinux wheels need them, as Raspberry Pi
+# OS has them); a change of this line rebuilds it. The venv lives beside it, cached too.
+PACKAGES=bash,coreutils,python3,python3-venv,ca-certificates,libstdc++6,libgcc-s1,libgomp1,zlib1g
+if [ "$(cat "$ARMROOT/.flexsnn-packages" 2>/dev/null)" != "$PACKAGES" ]; then
     echo "== building the bookworm arm64 root (cached in $ARMROOT)"
-    rm -rf "$ARMROOT.tmp" && mkdir -p "$CACHE"
-    mmdebstrap --quiet --variant=extract --architectures=arm64 \
-        --include=bash,coreutils,python3,python3-venv,ca-certificates,libgomp1 \
+    rm -rf "$ARMROOT" "$ARMROOT.tmp" && mkdir -p "$CACHE"
+    mmdebstrap --quiet --variant=extract --architectures=arm64 --include="$PACKAGES" \
         bookworm "$ARMROOT.tmp" http://deb.debian.org/debian
+    echo "$PACKAGES" >"$ARMROOT.tmp/.flexsnn-packages"
     mv "$ARMROOT.tmp" "$ARMROOT"
 fi
-mkdir -p "$ARMROOT"/{proc,dev,tmp,src,work,root/.cache/pip,etc/ssl/certs} "$CACHE/pip"
+mkdir -p "$ARMROOT"/{proc,dev,sys,tmp,src,work,venv,etc/ssl/certs} "$CACHE/venv-arm64"
 cp /etc/ssl/certs/ca-certificates.crt "$ARMROOT/etc/ssl/certs/"
 cp /etc/resolv.conf "$ARMROOT/etc/resolv.conf"
 cat >"$WORK/cpuinfo" <<'EOF'
@@ -90,9 +95,10 @@ EOF
 bind() { mount --bind "$1" "$2" && MOUNTS+=("$2"); }
 mount -t proc proc "$ARMROOT/proc" && MOUNTS+=("$ARMROOT/proc")
 bind /dev "$ARMROOT/dev"
+bind /sys "$ARMROOT/sys"  # onnxruntime's cpuinfo reads /sys/devices/system/cpu/possible
 bind "$WORK/cpuinfo" "$ARMROOT/proc/cpuinfo"
 bind "$WORK" "$ARMROOT/work"
-bind "$CACHE/pip" "$ARMROOT/root/.cache/pip"
+bind "$CACHE/venv-arm64" "$ARMROOT/venv"
 rm -rf "$ARMROOT/src" && mkdir "$ARMROOT/src"
 (cd "$REPO" && git ls-files -z --cached --others --exclude-standard | tar --null -T - -cf -) | tar -xf - -C "$ARMROOT/src"
 [ "$(chroot "$ARMROOT" /usr/bin/env PATH=/usr/bin:/bin uname -m)" = aarch64 ] || { echo "aarch64 check FAILED: the chroot does not run aarch64"; exit 1; }
@@ -109,10 +115,14 @@ chroot "$ARMROOT" /usr/bin/env -i HOME=/root PATH=/usr/bin:/bin OMP_NUM_THREADS=
     /venv/bin/python -m pytest -p no:cacheprovider tests/test_runtime.py tests/test_edge_*.py tests/test_event*.py \
         tests/test_digits_cache.py tests/test_aarch64_parity.py
     /venv/bin/python -m edge.pi.parity run /work/model.onnx /work/inputs.npz -o /work/arm64.npz
+    # the CLI on the default data, simulated here under emulation (an empty digits cache)
+    rm -rf /tmp/digits && FLEXSNN_CACHE=/tmp/digits /venv/bin/python -m runtime run /work/model.onnx --threads 1 \
+        --policy confidence:0.5 --json >/work/arm64.json
 ' || { echo "aarch64 check FAILED: install, tests or run on arm64 ($(($(date +%s) - START)) s)"; exit 1; }
 
 echo "== compare x86-64 vs arm64"
-if (cd "$REPO" && "$PY" -m edge.pi.parity compare "$WORK/x86.npz" "$WORK/arm64.npz"); then
+if (cd "$REPO" && "$PY" -m edge.pi.parity compare "$WORK/x86.npz" "$WORK/arm64.npz" \
+    && "$PY" -m edge.pi.parity compare "$WORK/x86.json" "$WORK/arm64.json"); then
     echo "aarch64 check PASSED: bit-identical to x86-64 ($(($(date +%s) - START)) s)"
 else
     echo "aarch64 check FAILED: results differ from x86-64 ($(($(date +%s) - START)) s)"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 
 from edge.pi import parity
@@ -55,3 +57,15 @@ def test_compare_cli_exits_1_and_says_failed(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "differs: confidence/steps: 1 of 50 samples differ (first: sample 0)" in out
     assert "parity FAILED: 1 of 4 arrays differ" in out
+
+
+def test_cli_json_compares_results_not_wall_times(tmp_path):
+    a = {"n": 3, "accuracy": 0.5, "mean_steps": 4.25, "seconds": 1.0, "ms_per_sample": 3.0, "model": "/a/m.onnx"}
+    (tmp_path / "a.json").write_text(json.dumps(a))
+    (tmp_path / "b.json").write_text(json.dumps(dict(a, seconds=9.0, ms_per_sample=7.0, model="/work/m.onnx")))
+    (tmp_path / "c.json").write_text(json.dumps(dict(a, mean_steps=4.5)))
+    load = parity._load
+    assert parity.compare(load(str(tmp_path / "a.json")), load(str(tmp_path / "b.json"))) == []
+    assert parity.compare(load(str(tmp_path / "a.json")), load(str(tmp_path / "c.json"))) == [
+        "cli/mean_steps: 4.25 vs 4.5"
+    ]

@@ -8,6 +8,7 @@ array is bit-identical::
     python -m edge.pi.parity inputs INPUTS.npz [--limit N]            # host: digits test streams
     python -m edge.pi.parity run MODEL INPUTS.npz -o RESULT.npz       # on each machine
     python -m edge.pi.parity compare HOST.npz OTHER.npz               # exit 1 naming each difference
+    python -m edge.pi.parity compare HOST.json OTHER.json             # `runtime run --json` outputs
 
 Runs: fixed T at the trained T, a confidence exit (steps differ per sample), and the numba
 event engine; per sample the predictions, steps, readout values and spike counts of every
@@ -17,6 +18,7 @@ spiking layer (per neuron for the event engine).
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
 import numpy as np
@@ -30,6 +32,7 @@ from runtime.policies import FixedT, parse_policy
 from runtime.session import load
 
 CONFIDENCE = "confidence:0.5"
+CLI_TIMES = {"seconds", "ms_per_sample", "model", "data"}  # wall time, and the paths given
 BATCH = 64
 
 
@@ -74,15 +77,23 @@ def compare(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> list[str]:
         x, y = np.asarray(a[k]), np.asarray(b[k])
         if x.dtype != y.dtype or x.shape != y.shape:
             diffs.append(f"{k}: {x.dtype}{list(x.shape)} vs {y.dtype}{list(y.shape)}")
-            continue
-        bad = (x.view(np.uint8).reshape(len(x), -1) != y.view(np.uint8).reshape(len(y), -1)).any(1) if x.ndim else []
-        if x.ndim == 0 and x.tobytes() != y.tobytes() or np.any(bad):
-            where = np.flatnonzero(bad)
-            diffs.append(f"{k}: {len(where)} of {len(x)} samples differ (first: sample {where[0]})")
+        elif x.ndim == 0:
+            if x.tobytes() != y.tobytes():
+                diffs.append(f"{k}: {x} vs {y}")
+        else:
+            bad = np.flatnonzero((x.view(np.uint8).reshape(len(x), -1) != y.view(np.uint8).reshape(len(y), -1)).any(1))
+            if len(bad):
+                diffs.append(f"{k}: {len(bad)} of {len(x)} samples differ (first: sample {bad[0]})")
     return diffs
 
 
 def _load(path: str) -> dict[str, np.ndarray]:
+    """A result of ``run``, or the ``--json`` object of ``python -m runtime run`` (its wall
+    times left out: they are not results)."""
+    if path.endswith(".json"):
+        with open(path) as f:
+            s = json.load(f)
+        return {f"cli/{k}": np.asarray(v) for k, v in s.items() if k not in CLI_TIMES}
     with np.load(path) as z:
         return {k: z[k] for k in z.files}
 
