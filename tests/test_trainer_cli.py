@@ -39,6 +39,24 @@ def test_eval_table_and_plot(checkpoint, capsys, tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_eval_on_the_validation_split(checkpoint, capsys, tmp_path):
+    """--split val: the held-out training recordings (digits: index % 10 == 1, 180 of them),
+    where choices between models are made; refused for a model that trained on them."""
+    code, out, err = run(capsys, "eval", str(checkpoint), "--split", "val", "--T", "2", "--json")
+    assert code == 0, err
+    obj = json.loads(out)
+    assert obj["split"] == "val" and obj["n"] == 180
+    code, out, _ = run(capsys, "eval", str(checkpoint), "--split", "val", "--T", "2")
+    assert out.startswith("val accuracy (%) on digits:static (180 samples)")
+    cfg, model, metrics = load_checkpoint(checkpoint)
+    cfg.data.train_split = "train"
+    from trainer.checkpoint import save_checkpoint
+
+    save_checkpoint(tmp_path / "all.pt", cfg, model, metrics)
+    code, _, err = run(capsys, "eval", str(tmp_path / "all.pt"), "--split", "val", "--T", "2")
+    assert code == 2 and err.count("\n") == 1 and "--train-split train-minus-val" in err
+
+
 def _bad_checkpoints(tmp_path):
     corrupt = tmp_path / "corrupt.pt"
     corrupt.write_bytes(b"\x00garbage" * 50)

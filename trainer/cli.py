@@ -282,7 +282,14 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--binning", default=None, help="events: equal or fixed (default: as trained)")
     p.add_argument(
-        "--limit", type=cliargs.positive_int, default=None, help="evenly spread subset of the test split (default: all)"
+        "--split",
+        choices=("test", "val"),
+        default="test",
+        help="test, or val: the validation recordings held out of training (--train-split "
+        "train-minus-val), where choices between models are made",
+    )
+    p.add_argument(
+        "--limit", type=cliargs.positive_int, default=None, help="evenly spread subset of the split (default: all)"
     )
     p.add_argument("--batch-size", type=cliargs.batch, default=256, help="samples per evaluation batch")
     p.add_argument("--plot", type=cliargs.png_path, default=None, help="write accuracy vs T as a PNG")
@@ -485,13 +492,20 @@ def cmd_fit(a: argparse.Namespace) -> None:
 
 def cmd_eval(a: argparse.Namespace) -> None:
     if a.config:
+        if a.split != "test":
+            raise ConfigError("--split val applies to --T; configurations are fitted on val by `trainer search`")
         return eval_configs(a)
     if a.plot:
         check_output(a.plot, *a.checkpoints, what="plot")
     results, warnings = {}, []
     for path in a.checkpoints:
         cfg, model, _ = load_checkpoint(path)
-        ds = load_dataset(a.data or cfg.data.spec, "test", a.limit, from_dicts(cfg.data.transforms))
+        if a.split == "val" and cfg.data.train_split != "train-minus-val":
+            raise ConfigError(
+                f"{path} was trained on every training recording (--train-split {cfg.data.train_split}), "
+                "the validation split among them; expected a model trained with --train-split train-minus-val"
+            )
+        ds = load_dataset(a.data or cfg.data.spec, a.split, a.limit, from_dicts(cfg.data.transforms))
         if ds.shape != tuple(cfg.model.in_shape):
             raise DataError(
                 f"data {ds.spec!r} gives inputs of shape {list(ds.shape)}, "
@@ -512,9 +526,9 @@ def cmd_eval(a: argparse.Namespace) -> None:
         plot_accuracy(Ts, results, a.plot)
     if a.json:
         acc = next(iter(results.values())) if len(results) == 1 else results
-        emit_json({"T": Ts, "accuracy": acc, "n": len(ds), "data": ds.spec, "warnings": warnings})
+        emit_json({"T": Ts, "accuracy": acc, "n": len(ds), "data": ds.spec, "split": a.split, "warnings": warnings})
         return
-    print(f"test accuracy (%) on {ds.spec} ({len(ds)} samples)")
+    print(f"{a.split} accuracy (%) on {ds.spec} ({len(ds)} samples)")
     names = [Path(p).name for p in results]
     print(table(["T", *names], [[T, *(pct(r[i]) for r in results.values())] for i, T in enumerate(Ts)]))
 
