@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 
 import torch.distributed as dist
 from torch import nn
@@ -18,7 +19,16 @@ def setup() -> tuple[int, int]:
 
 
 def teardown() -> None:
+    """Leave the process group; the DDP wrapper must be gone first.
+
+    gloo's worker thread destroys finished work objects, and that takes the GIL. A group
+    destroyed while the main thread holds the GIL (a Python dealloc) and joins that thread
+    deadlocks; it did in about 1 of 4 two-process runs, when the last DDP reference died
+    after ``destroy_process_group``. So: every rank past a barrier, then a short sleep
+    that releases the GIL so the worker finishes, then the group goes."""
     if dist.is_initialized():
+        dist.barrier()
+        time.sleep(0.2)
         dist.destroy_process_group()
 
 

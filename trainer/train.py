@@ -297,5 +297,6 @@ def fit(
                     f"training batches): test accuracy at T={cfg.train_T} {last:.4f} -> "
                     f"{metrics['test_accuracy']:.4f}"
                 )
+    del net  # the DDP wrapper (its reducer holds the process group) goes before the group
     distributed.teardown()
     return model.eval(), metrics
