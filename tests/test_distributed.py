@@ -19,37 +19,20 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _fit_two_processes(out, *args: str) -> dict:
+    """``torchrun --nproc_per_node=2 -m trainer fit ARGS --out OUT``; the checkpoint it wrote."""
+    torchrun = shutil.which("torchrun")
+    cmd = [*([torchrun] if torchrun else [sys.executable, "-m", "torch.distributed.run"])]
+    cmd += ["--nproc_per_node=2", f"--master_port={_free_port()}", "-m", "trainer", "fit", *args]
+    proc = subprocess.run([*cmd, "--out", str(out), "--quiet"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return torch.load(out, weights_only=True)
+
+
 @pytest.mark.slow  # two training processes: run alone (CI's slow group runs without pytest workers)
 def test_fit_with_two_processes(tmp_path):
-    out = tmp_path / "ddp.pt"
-    torchrun = shutil.which("torchrun")
-    cmd = ([torchrun] if torchrun else [sys.executable, "-m", "torch.distributed.run"]) + [
-        "--nproc_per_node=2",
-        f"--master_port={_free_port()}",
-        "-m",
-        "trainer",
-        "fit",
-        "--epochs",
-        "1",
-        "--limit-train",
-        "128",
-        "--limit",
-        "40",
-        "--width",
-        "4",
-        "--batch-size",
-        "16",
-        "--method",
-        "mtt",
-        "--samples",
-        "2",
-        "--out",
-        str(out),
-        "--quiet",
-    ]
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    ckpt = torch.load(out, weights_only=True)
+    args = "--epochs 1 --limit-train 128 --limit 40 --width 4 --batch-size 16 --method mtt --samples 2".split()
+    ckpt = _fit_two_processes(tmp_path / "ddp.pt", *args)
     assert ckpt["metrics"]["world_size"] == 2
     # each rank trained on its own half of the 128 samples
     assert ckpt["metrics"]["history"][0]["samples_this_rank"] == 64
@@ -118,36 +101,7 @@ def test_online_methods_in_two_processes_equal_one_process(method, tmp_path):
 @pytest.mark.parametrize("method", ["sltt", "ndot-a"])
 def test_fit_online_with_two_processes(method, tmp_path):
     """``torchrun`` fit with an online method: no refusal any more, each rank its half."""
-    out = tmp_path / "ddp.pt"
-    torchrun = shutil.which("torchrun")
-    cmd = ([torchrun] if torchrun else [sys.executable, "-m", "torch.distributed.run"]) + [
-        "--nproc_per_node=2",
-        f"--master_port={_free_port()}",
-        "-m",
-        "trainer",
-        "fit",
-        "--method",
-        method,
-        "--T",
-        "3",
-        "--epochs",
-        "1",
-        "--limit-train",
-        "64",
-        "--limit",
-        "20",
-        "--width",
-        "4",
-        "--batch-size",
-        "16",
-        "--threads",
-        "1",
-        "--out",
-        str(out),
-        "--quiet",
-    ]
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    ckpt = torch.load(out, weights_only=True)
+    args = "--T 3 --epochs 1 --limit-train 64 --limit 20 --width 4 --batch-size 16 --threads 1".split()
+    ckpt = _fit_two_processes(tmp_path / "ddp.pt", "--method", method, *args)
     assert ckpt["metrics"]["world_size"] == 2 and ckpt["config"]["method"]["name"] == method
     assert ckpt["metrics"]["history"][0]["samples_this_rank"] == 32
