@@ -100,6 +100,12 @@ def leak_params(spec: NeuronSpec, shape: tuple[int, ...]) -> Params:
     return {"tau": full(shape, steps_tau(spec.decay)), "r": full(shape, 1.0), "v_leak": zero}
 
 
+def snntorch_decay(tau: np.float32) -> np.float32:
+    """The decay snnTorch builds from a NIR time constant: ``1 - dt / tau`` in float32, as it
+    computes it (the inverse of :func:`euler_tau`)."""
+    return np.float32(1.0) - np.float32(SNNTORCH_DT) / tau
+
+
 def time_convention(spec: NeuronSpec) -> str:
     """How the node's ``tau`` / ``r`` are to be read (written to the node's metadata)."""
     if spec.kind == "IF":
@@ -136,14 +142,14 @@ def make(kind: str, **fields: Any) -> NeuronSpec:
         raise NirNeuronError(str(e)) from None
 
 
-def leak_from_nir(params: Params, source: str, dt: float, tau_name: str = "tau") -> tuple[float, float, float, float]:
+def leak_from_nir(params: Params, source: str, dt: float) -> tuple[float, float, float, float]:
     """``(decay, input gain, threshold scale, spec dt in µs)`` of a leaky node."""
     no_leak_potential(params)
-    tau, r = np.float32(one(params, tau_name)), one(params, "r")
+    tau, r = np.float32(one(params, "tau")), one(params, "r")
     if source == "sinabs":
         return float(np.exp(np.float32(-1.0) / tau)), 1.0, 1.0, 1.0
     if source == "snntorch":  # in float32 as snnTorch computes it; the threshold absorbs r*dt/tau
-        beta = np.float32(1.0) - np.float32(SNNTORCH_DT) / tau
+        beta = snntorch_decay(tau)
         w_scale = r * SNNTORCH_DT / float(tau)
         return float(beta), 1.0, 1.0 if np.isclose(w_scale, 1.0) else 1.0 / w_scale, SNNTORCH_DT * 1e6
     if source == "norse":  # norse's module computes dt * tau_mem_inv with tau_mem_inv = dt / tau_file
