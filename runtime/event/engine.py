@@ -73,6 +73,7 @@ class EventEngine:
         self.spiking = spiking
         # the recorded train: the readout's spikes if it spikes, else those that feed the readout
         self.record_layer = spiking[-1]
+        self.record_size = self.layers[self.record_layer].size
 
     @property
     def sensor(self) -> tuple[int, int, int]:
@@ -116,7 +117,9 @@ class EventEngine:
 
     def _run(self, state: EventState, ev: np.ndarray) -> SpikeTrain:
         n = ev.shape[1]
-        cap = max(1024, 4 * n)
+        # the kernel stops before a wave that might not fit (a whole layer may fire at once):
+        # room for that from the start, or every call would begin by growing the buffer
+        cap = self.record_size + max(1024, 4 * n)
         rec = [np.empty(cap, np.int64) for _ in range(3)]
         tally = np.zeros(2, np.int64)
         i = 0
@@ -166,15 +169,13 @@ class EventEngine:
 
     def run(self, stream: np.ndarray) -> tuple[EventResult, SpikeTrain]:
         """One whole stream: result and the recorded spike train."""
-        check_stream(stream, self.sensor)
-        if len(stream) == 0:
+        x, y, p, t = check_stream(stream, self.sensor)
+        if len(t) == 0:
             raise EventInputError("the event stream is empty: no events, nothing to run")
         state = self.initial_state()
-        state, a = self.feed(state, stream)
-        state, b = self.flush(state)
-        train = SpikeTrain(
-            a.layer, *(np.concatenate([u, w]) for u, w in ((a.t, b.t), (a.neuron, b.neuron), (a.count, b.count)))
-        )
+        # feed + flush of the whole stream in one kernel call: nothing is held back at the end
+        train = self._run(state, np.stack([x, y, p, t]))
+        state.t_now = int(t[-1])
         return self.result(state), train
 
     # ---- many whole streams in parallel ---------------------------------------------
@@ -195,7 +196,7 @@ class EventEngine:
         B = len(parts)
         V, A, TL = (
             np.zeros((B, self.net.n_neurons)),
-            np.zeros((B, self.net.n_neurons)),
+            np.zeros((B, self.net.n_adaptive())),
             np.zeros((B, self.net.n_groups)),
         )
         CNT, SYN = np.zeros((B, self.net.n_neurons), np.int64), np.zeros(B, np.int64)

@@ -42,6 +42,16 @@ class Net:
     def n_layers(self) -> int:
         return len(self.P)
 
+    @property
+    def adaptive(self) -> bool:
+        """Whether some layer has an adaptive threshold (ALIF): only then does a stream's
+        state carry the threshold increments (the kernels index them only in such layers)."""
+        return bool((self.F[:, BETA] > 0).any() or (self.F[:, INV_TAU_A] > 0).any())
+
+    def n_adaptive(self) -> int:
+        """Size of the per-stream threshold-increment array: every neuron, or none."""
+        return self.n_neurons if self.adaptive else 0
+
 
 def internal_weight(layer: Layer) -> np.ndarray:
     if layer.op == "conv":
@@ -88,8 +98,8 @@ class EventState:
     """What a stream carries between chunks (size fixed by the network, not the stream).
 
     The caller holds it; :meth:`EventEngine.feed` advances it in place and returns it.
-    ``v`` membranes (float64, internal order), ``a`` adaptive-threshold increments (0
-    but in ALIF layers), ``t_last`` last update time of each group (µs), ``counts``
+    ``v`` membranes (float64, internal order), ``a`` adaptive-threshold increments (one
+    per neuron, 0 but in ALIF layers; empty when no layer adapts), ``t_last`` last update time of each group (µs), ``counts``
     spikes per neuron so far, ``t_now`` time of the last processed
     input event (-1 before any), ``pending`` the input events at the latest timestamp,
     held back because the next chunk may hold more events at that same time (events
@@ -108,7 +118,7 @@ class EventState:
 
 def initial_state(net: Net) -> EventState:
     n = net.n_neurons
-    return EventState(np.zeros(n), np.zeros(n), np.zeros(net.n_groups), np.zeros(n, np.int64))
+    return EventState(np.zeros(n), np.zeros(net.n_adaptive()), np.zeros(net.n_groups), np.zeros(n, np.int64))
 
 
 def layer_view(net: Net, layers: Sequence[Layer], flat: np.ndarray, i: int) -> np.ndarray:
@@ -117,4 +127,5 @@ def layer_view(net: Net, layers: Sequence[Layer], flat: np.ndarray, i: int) -> n
     c, h, w = L.out_shape
     start = int(net.P[i, VOFF])
     part = flat[..., start : start + L.size].reshape(*flat.shape[:-1], h, w, c)
-    return np.moveaxis(part, -1, -3)
+    lead = list(range(part.ndim - 3))
+    return part.transpose(*lead, part.ndim - 1, part.ndim - 3, part.ndim - 2)  # (h, w, c) -> (c, h, w)
