@@ -99,9 +99,9 @@ class EventState:
 
     The caller holds it; :meth:`EventEngine.feed` advances it in place and returns it.
     ``v`` membranes (float64, internal order), ``a`` adaptive-threshold increments (one
-    per neuron, 0 but in ALIF layers; empty when no layer adapts), ``t_last`` last update time of each group (µs), ``counts``
-    spikes per neuron so far, ``t_now`` time of the last processed
-    input event (-1 before any), ``pending`` the input events at the latest timestamp,
+    per neuron, 0 but in ALIF layers; empty when no layer adapts), ``t_last`` last
+    update time of each group (µs), ``counts`` spikes per neuron so far, ``t_now`` time
+    of the last processed input event (-1 before any), ``pending`` the input events at the latest timestamp,
     held back because the next chunk may hold more events at that same time (events
     with one timestamp are simultaneous: one wave), ``events`` and ``synops`` totals.
     """
