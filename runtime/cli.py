@@ -76,7 +76,8 @@ def cmd_run(a: argparse.Namespace) -> None:
     policy = parse_policy(a.policy) if a.policy is not None else None  # bad policy: fail before loading data
     session = _open(a)
     ds = load_dataset(cliargs.data_spec(a, session.protocol), "test", a.limit, from_dicts(session.protocol.transforms))
-    result = run_dataset(session, ds, policy, a.batch_size, a.binning)  # refuses a T it cannot run, first
+    # refuses a T it cannot run, first
+    result = run_dataset(session, ds, policy, a.batch_size, a.binning, progress=sys.stderr.isatty())
     warnings = _warn([t_range_warning(session.protocol, policy)])
     s: dict[str, Any] = summarize(result, ds.labels)
     s.update(

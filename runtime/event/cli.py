@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from .. import cliargs
 from ..data import load_dataset
@@ -20,13 +21,14 @@ def cmd_run_event(a: argparse.Namespace) -> None:
     against the clock-driven run at the model's T."""
     if a.policy is not None:
         raise InputError("--policy is an exit rule of the clock-driven mode; --mode event runs whole streams")
+    from ..evaluate import summarize
     from .engine import load_event
-    from .evaluate import compare_clock, run_event_dataset, summarize_event
+    from .evaluate import compare_clock, run_event_dataset
 
     engine = load_event(a.model)
     ds = load_dataset(cliargs.data_spec(a, engine.protocol), "test", a.limit, from_dicts(engine.protocol.transforms))
-    r = run_event_dataset(engine, ds, a.batch_size)
-    s = summarize_event(r, ds.labels)
+    r = run_event_dataset(engine, ds, a.batch_size, progress=sys.stderr.isatty())
+    s = summarize(r, ds.labels)
     s.update(mode="event", data=ds.spec, model=a.model)
     if a.json:
         s.update(compare_clock(engine, load(a.model, a.threads), ds, r, a.batch_size, a.binning))
