@@ -200,6 +200,19 @@ def add_in_shape(p: argparse.ArgumentParser, default: list[int]) -> None:
     )
 
 
+def add_transforms(p: argparse.ArgumentParser, what: str) -> None:
+    """``--transform FORM``, repeatable, applied in order (:mod:`runtime.data.transforms`);
+    ``what`` says which transforms these are to this command."""
+    from .data.transforms import TRANSFORM_FORMS
+
+    p.add_argument(
+        "--transform",
+        action="append",
+        default=[],
+        help=f"{what}, repeatable, applied in order: " + ", ".join(TRANSFORM_FORMS),
+    )
+
+
 def data_spec(a: argparse.Namespace, protocol: Protocol) -> str:
     """``--data``, or the data the model says it was trained on."""
     from .data.datasets import SPEC_FORMS
