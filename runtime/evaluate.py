@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import typing
 from collections.abc import Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 from tqdm import tqdm
@@ -16,7 +16,9 @@ from .limits import check_memory, check_steps, run_bytes
 from .policies import Confidence, ExitPolicy, FixedT, as_policy, model_default
 from .protocol import STATIC_KINDS, Protocol
 from .result import Result, RunResult
-from .session import Session
+
+if TYPE_CHECKING:  # the event engine's data-set runs load no onnxruntime
+    from .session import Session
 
 _R = TypeVar("_R", bound=Result)
 _Rc = TypeVar("_Rc", bound=Result, covariant=True)

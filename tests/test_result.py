@@ -3,12 +3,17 @@ fields the event result derives, and one summary for both (runtime/result.py).""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
 from runtime.cost import E_AC_PJ, Cost
 from runtime.evaluate import run_batches, summarize
 from runtime.result import EventResult, RunResult
+
+from .conftest import ROOT
 
 COMMON = {"n", "accuracy", "seconds", "ms_per_sample", "macs", "acs", "energy_uj", "spikes_per_sample"}
 
@@ -90,3 +95,17 @@ def test_one_loop_batches_in_input_order():
     r = run_batches(mode, FiveSamples(), batch_size=2)  # type: ignore[arg-type]
     assert mode.checked == [2] and mode.asked == [[0, 1], [2, 3], [4]]
     assert r.predictions.tolist() == [0, 1, 2, 3, 4]
+
+
+def test_event_dataset_runs_load_no_onnxruntime():
+    """The event engine and its data-set runner are numba and numpy: a Pi running only
+    event-driven models does not pay for onnxruntime."""
+    code = (
+        "import sys\n"
+        "from runtime.evaluate import summarize\n"
+        "from runtime.event.evaluate import run_event_dataset\n"
+        "from runtime.event.engine import load_event\n"
+        "assert 'onnxruntime' not in sys.modules, 'onnxruntime loaded'\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr

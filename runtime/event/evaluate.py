@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from ..data import DataError, Dataset
 from ..evaluate import ClockMode, run_batches
 from ..policies import FixedT
 from ..result import EventResult
-from ..session import Session
 from .engine import EventEngine
 from .metrics import spike_difference, stack_counts
+
+if TYPE_CHECKING:
+    from ..session import Session
 
 
 def check_dataset(engine: EventEngine, ds: Dataset) -> None:
