@@ -78,6 +78,16 @@ def run_trainer(capsys, *argv: str) -> tuple[int, str, str]:
     return run_main(main, capsys, *argv)
 
 
+def fit_checkpoint(capsys, out: Path, *argv: str):
+    """``python -m trainer fit ARGV --out OUT`` in-process, which must succeed; returns
+    what the checkpoint it wrote loads as: ``(config, model, metrics)``."""
+    from trainer.checkpoint import load_checkpoint
+
+    code, _, err = run_trainer(capsys, "fit", *argv, "--out", str(out))
+    assert code == 0, err
+    return load_checkpoint(out)
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _digits_cache(tmp_path_factory):
     """The digits event cache of this test session lives in a tmp folder, not the user's."""
