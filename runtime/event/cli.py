@@ -9,7 +9,7 @@ from .. import cliargs
 from ..data import load_dataset
 from ..data.transforms import from_dicts
 from ..errors import InputError
-from ..report import emit_json, table
+from ..report import ENERGY_NOTE, emit_json, pct, sci, table
 from ..session import load
 
 # .bench, .engine and .evaluate import numba: only inside the commands that run it (the
@@ -37,10 +37,19 @@ def cmd_run_event(a: argparse.Namespace) -> None:
     print(f"{a.model} on {ds.spec} ({s['n']} samples), event-driven")
     print(
         table(
-            ["accuracy", "events/sample", "synops/sample", "ms/sample"],
-            [[s["accuracy"], s["events_per_sample"], s["synops_per_sample"], s["ms_per_sample"]]],
+            ["accuracy %", "events/sample", "synops (ACs)", "energy µJ*", "ms/sample"],
+            [
+                [
+                    pct(s["accuracy"]),
+                    f"{s['events_per_sample']:.0f}",
+                    sci(s["synops_per_sample"]),
+                    f"{s['energy_uj']:.3g}",
+                    f"{s['ms_per_sample']:.2f}",
+                ]
+            ],
         )
     )
+    print(f"* {ENERGY_NOTE}")
     print("(--json adds the spike difference sd against the clock-driven run)")
 
 
