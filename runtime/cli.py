@@ -29,12 +29,7 @@ USER_ERRORS = (ModelError, InputError, PolicyError, DataError, SpecError, Output
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="exported model (.onnx)")
-    p.add_argument(
-        "--threads",
-        type=cliargs.threads,
-        default=None,
-        help="onnxruntime intra-op threads (default: 1 at batch 1, all cores above)",
-    )
+    cliargs.add_ort_threads(p)
     p.add_argument(
         "--backend",
         choices=BACKENDS,

@@ -60,7 +60,7 @@ def add_stream(sub: argparse._SubParsersAction) -> None:
         help=f"--realtime: events are released every TICK ms of wall time (default {TICK_MS:g})",
     )
     p.add_argument("--chunk-bytes", type=int, default=CHUNK_BYTES, help=f"read size (default {CHUNK_BYTES})")
-    p.add_argument("--threads", type=int, default=None, help="onnxruntime intra-op threads (clock mode)")
+    cliargs.add_ort_threads(p, " (--mode clock)")
     p.add_argument("--quiet", action="store_true", help="only the summary")
     p.add_argument("--json", action="store_true", help="one JSON object per window (a line each), then the summary")
 
