@@ -59,7 +59,8 @@ class Result:
 
     @property
     def n(self) -> int:
-        return len(self.predictions)
+        """Samples: the batch, or 1 for one stream's result (no sample axis)."""
+        return int(np.size(self.predictions))
 
     @classmethod
     def concat(cls: type[_R], parts: Sequence[_R]) -> _R:

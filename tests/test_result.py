@@ -57,6 +57,7 @@ def test_event_result_has_the_clock_fields():
     assert np.allclose(r.cost.energy_pj, E_AC_PJ * np.array([10, 20, 5]))
     one = EventResult(np.array(1), np.eye(3)[1], {"lif1": np.ones((2, 3))}, np.array(4), np.array(9))
     assert one.spike_counts["lif1"].shape == () and float(one.spike_counts["lif1"]) == 6  # one stream: no sample axis
+    assert one.n == 1 and summarize(one, np.array(1))["accuracy"] == 1.0
 
 
 def test_one_summary_for_both_modes():
