@@ -29,12 +29,7 @@ USER_ERRORS = (ModelError, InputError, PolicyError, DataError, SpecError, Output
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="exported model (.onnx)")
-    p.add_argument(
-        "--threads",
-        type=cliargs.threads,
-        default=None,
-        help="onnxruntime intra-op threads (default: 1 at batch 1, all cores above)",
-    )
+    cliargs.add_ort_threads(p)
     p.add_argument(
         "--backend",
         choices=BACKENDS,
@@ -76,7 +71,8 @@ def cmd_run(a: argparse.Namespace) -> None:
     policy = parse_policy(a.policy) if a.policy is not None else None  # bad policy: fail before loading data
     session = _open(a)
     ds = load_dataset(cliargs.data_spec(a, session.protocol), "test", a.limit, from_dicts(session.protocol.transforms))
-    result = run_dataset(session, ds, policy, a.batch_size, a.binning)  # refuses a T it cannot run, first
+    # refuses a T it cannot run, first
+    result = run_dataset(session, ds, policy, a.batch_size, a.binning, progress=sys.stderr.isatty())
     warnings = _warn([t_range_warning(session.protocol, policy)])
     s: dict[str, Any] = summarize(result, ds.labels)
     s.update(

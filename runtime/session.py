@@ -14,7 +14,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeGuard, TypeVar, cast
+from typing import TypeGuard, cast
 
 import numpy as np
 import onnx
@@ -28,6 +28,7 @@ from .eventinput import checked_streams
 from .limits import check_memory, check_steps, run_bytes
 from .policies import ExitPolicy, FixedT, as_policy, first_exit, model_default
 from .protocol import STATIC_KINDS, ModelError, Protocol, read_model
+from .result import Cost, RunResult
 from .split import NotSplittable, Plan, SplitStepper, plan
 
 # "numba": onnxruntime for the synaptic segments, one-pass numba kernels for the neurons
@@ -41,96 +42,6 @@ BACKENDS = ("auto", "numba", "ort")
 # at batch 64 (N-MNIST 2C1FC: a policy at 9.2 mean steps of 10 was 6-11% slower than
 # fixed 10); a finished row computes on until then, its results already taken.
 COMPACT_AT = 8
-
-
-@dataclass
-class Cost:
-    """Per-sample synaptic operations and energy estimate (pJ); see :mod:`runtime.cost`."""
-
-    macs: np.ndarray
-    acs: np.ndarray
-    energy_pj: np.ndarray
-
-    def mean(self) -> dict[str, float]:
-        return {
-            "macs": float(self.macs.mean()),
-            "acs": float(self.acs.mean()),
-            "energy_uj": float(self.energy_pj.mean()) * 1e-6,
-        }
-
-
-@dataclass
-class RunResult:
-    """What :meth:`Session.run` returns; arrays are per sample, in input order.
-
-    ``outputs`` is the readout (logits) each sample's prediction came from, ``steps`` how
-    many steps it ran, ``spike_counts[node]`` its total spikes in each neuron layer,
-    ``batch_per_step`` how many samples were still running at each step, ``seconds``
-    the wall time of the step loop.
-    """
-
-    predictions: np.ndarray
-    outputs: np.ndarray
-    steps: np.ndarray
-    seconds: float
-    batch_per_step: list[int]
-    spike_counts: dict[str, np.ndarray] | None = None
-    cost: Cost | None = None
-    neuron_counts: dict[str, np.ndarray] | None = None  # per neuron [B, *shape] (run(neuron_counts=True))
-
-    @property
-    def n(self) -> int:
-        return len(self.predictions)
-
-    @property
-    def mean_steps(self) -> float:
-        return float(self.steps.mean())
-
-    @staticmethod
-    def concat(parts: Sequence[RunResult]) -> RunResult:
-        """Join the results of consecutive batches (the step profile is summed by step)."""
-        cat = np.concatenate
-        prof = np.zeros(max(len(p.batch_per_step) for p in parts), np.int64)
-        for p in parts:
-            prof[: len(p.batch_per_step)] += p.batch_per_step
-        counts = (
-            None
-            if parts[0].spike_counts is None
-            else {k: cat([_given(p.spike_counts)[k] for p in parts]) for k in parts[0].spike_counts}
-        )
-        c = (
-            None
-            if parts[0].cost is None
-            else Cost(
-                cat([_given(p.cost).macs for p in parts]),
-                cat([_given(p.cost).acs for p in parts]),
-                cat([_given(p.cost).energy_pj for p in parts]),
-            )
-        )
-        per_neuron = (
-            None
-            if parts[0].neuron_counts is None
-            else {k: cat([_given(p.neuron_counts)[k] for p in parts]) for k in parts[0].neuron_counts}
-        )
-        return RunResult(
-            cat([p.predictions for p in parts]),
-            cat([p.outputs for p in parts]),
-            cat([p.steps for p in parts]),
-            sum(p.seconds for p in parts),
-            prof.tolist(),
-            counts,
-            c,
-            per_neuron,
-        )
-
-
-_T = TypeVar("_T")
-
-
-def _given(value: _T | None) -> _T:
-    """A field every joined part has: the parts of one result come from runs with the same flags."""
-    assert value is not None
-    return value
 
 
 def readout(acc: np.ndarray, y: np.ndarray, t: int, rule: str) -> np.ndarray:

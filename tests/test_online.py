@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from runtime.neuron import NeuronSpec
+from tests.conftest import fit_checkpoint
 from tests.conftest import run_trainer as run
 from trainer.checkpoint import load_checkpoint
 from trainer.config import ONLINE_METHODS, Config, ConfigError, MethodConfig
@@ -407,9 +408,7 @@ TINY = (
 def test_fit_online_writes_a_checkpoint_that_rebuilds(method, norm, capsys, tmp_path):
     out = tmp_path / "m.pt"
     extra = ["--K", "1"] if method == "sltt-k" else []
-    code, _, err = run(capsys, "fit", *TINY, "--method", method, "--norm", norm, *extra, "--out", str(out))
-    assert code == 0, err
-    cfg, _, metrics = load_checkpoint(out)
+    cfg, _, metrics = fit_checkpoint(capsys, out, *TINY, "--method", method, "--norm", norm, *extra)
     assert cfg.method.name == method and cfg.train_T == 3 and len(metrics["history"]) == 1
     assert cfg.method.mse_weight == online_method(method).mse_weight
     assert (cfg.model.bn_stats == "step") == (norm == "bn-step") and cfg.model.weight_std == (norm == "sws")

@@ -7,8 +7,8 @@ import re
 import pytest
 import torch
 
+from tests.conftest import fit_checkpoint
 from tests.conftest import run_trainer as run
-from trainer.checkpoint import load_checkpoint
 from trainer.config import ConfigError
 from trainer.models import build_model, model_builder
 from trainer.trev import ALPHA_MIN, TRevNet, TRevOptions, clamp_abs_, parse_options
@@ -187,23 +187,9 @@ def test_cli_fit_then_eval_and_bad_T(capsys, tmp_path):
     """fit --model trev-... writes the usual checkpoint; its config alone rebuilds the
     model; eval at a T beyond the sub-networks is a clear error (exit 2)."""
     path = tmp_path / "m.pt"
-    code, out, err = run(
-        capsys,
-        "fit",
-        "--data",
-        "digits",
-        "--model",
-        "trev-tiny-h0.5",
-        "--T",
-        "2",
-        "--width",
-        "8",
-        *TINY,
-        "--out",
-        str(path),
+    cfg, model, metrics = fit_checkpoint(
+        capsys, path, "--data", "digits", "--model", "trev-tiny-h0.5", "--T", "2", "--width", "8", *TINY
     )
-    assert code == 0, err
-    cfg, model, metrics = load_checkpoint(path)
     assert (
         cfg.model.name == "trev-tiny-h0.5"
         and isinstance(model, TRevNet)

@@ -13,7 +13,7 @@ from pathlib import Path
 from runtime import cliargs
 from runtime.data import DataError, Dataset, load_dataset
 from runtime.data.datasets import SPEC_FORMS
-from runtime.data.transforms import TRANSFORM_FORMS, from_dicts, parse_transform
+from runtime.data.transforms import from_dicts, parse_transform
 from runtime.fileio import OutputPathError, check_output, write_atomic
 from runtime.limits import check_memory
 from runtime.neuron import NeuronSpec, SpecError, field_names, make_spec
@@ -85,12 +85,7 @@ def _add_threads(p: argparse.ArgumentParser) -> None:
 def _add_fit(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("fit", help="train a model and write a checkpoint")
     p.add_argument("--data", default="digits", help=_data_help() + " (default: digits)")
-    p.add_argument(
-        "--transform",
-        action="append",
-        default=[],
-        help="event transform, repeatable, applied in order: " + ", ".join(TRANSFORM_FORMS),
-    )
+    cliargs.add_transforms(p, "event transform")
     p.add_argument(
         "--model",
         default="2C1FCW16",

@@ -23,6 +23,7 @@ import numpy as np
 import onnx
 
 from ..protocol import Protocol, read_model
+from ..result import EventResult
 from .graph import Layer, lower
 from .kernel import run_events, run_streams
 from .network import KIND, KIND_SPIKING, EventState, initial_state, layer_view, pack
@@ -43,23 +44,6 @@ class SpikeTrain:
 
     def __len__(self) -> int:
         return len(self.t)
-
-
-@dataclass
-class EventResult:
-    """Named as the clock-driven :class:`runtime.session.RunResult`. ``outputs`` per class:
-    spike counts (spiking readout), the final membrane (LI readout, at the last event
-    that reached it) or the summed readout current (a readout without neuron: what the
-    clock-driven ``mean``/``count`` readouts accumulate); ``predictions`` its argmax.
-    ``neuron_counts[node]``: spikes per neuron ``[..., C, H, W]`` of every spiking layer.
-    Batched results have a leading sample axis everywhere."""
-
-    outputs: np.ndarray
-    predictions: np.ndarray
-    neuron_counts: dict[str, np.ndarray]
-    events: np.ndarray
-    synops: np.ndarray
-    seconds: float = 0.0
 
 
 class EventEngine:
@@ -156,7 +140,7 @@ class EventEngine:
     def result(self, state: EventState) -> EventResult:
         """Outputs after what has been run (held-back events not included: flush first)."""
         out, counts = self._outputs(state.v, state.counts)
-        return EventResult(out, out.argmax(-1), counts, np.array(state.events), np.array(state.synops))
+        return EventResult(out.argmax(-1), out, counts, np.array(state.events), np.array(state.synops))
 
     def _outputs(self, v: np.ndarray, cnt: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         last = len(self.layers) - 1
@@ -204,7 +188,7 @@ class EventEngine:
         run_streams(self.net.P, self.net.F, self.net.W, x, y, p, t, offsets, V, A, TL, CNT, SYN)
         seconds = time.perf_counter() - start
         out, counts = self._outputs(V, CNT)
-        return EventResult(out, out.argmax(-1), counts, np.diff(offsets), SYN, seconds)
+        return EventResult(out.argmax(-1), out, counts, np.diff(offsets), SYN, seconds)
 
 
 def load_event(path: str | Path) -> EventEngine:
