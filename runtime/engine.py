@@ -76,7 +76,7 @@ class Stepper:
         # buffers for the whole batch, allocated once: a shrunk batch runs on their first rows
         # (C-order prefixes are contiguous), so compaction allocates nothing
         self._full_x = np.zeros((batch, *proto.input_shape), np.float32)
-        self._full_y = np.zeros((batch, proto.num_classes), np.float32)
+        self._full_y = np.zeros((batch, *proto.y_shape), np.float32)
         self._full_extra = [np.zeros((batch, *s), np.float32) for s in extra_shapes]
         self._full_sets = [[np.zeros((batch, *s.shape), np.float32) for s in proto.states] for _ in range(2)]
         self._p = 0

@@ -33,12 +33,13 @@ def run_dataset(
         )
     if batch_size <= 0:
         raise DataError(f"batch size must be a positive integer, got {batch_size}")
-    policy = as_policy(policy) or model_default(p.exit_policy, p.T_trained)
-    T = policy.horizon(p.T_trained)
+    policy = as_policy(policy) or model_default(p.exit_policy, p.default_T)
+    T = policy.horizon(p.default_T)
     check_steps(T)
+    frames = p.stages[0].T if p.stages else T  # a multi-rate file: its first stage's T input steps
     check_memory(
-        run_bytes(p, min(batch_size, len(ds)), 1 if ds.kind == "static" else T),
-        f"a batch of {min(batch_size, len(ds))} samples for {T} steps",
+        run_bytes(p, min(batch_size, len(ds)), 1 if ds.kind == "static" else frames),
+        f"a batch of {min(batch_size, len(ds))} samples for {frames} steps",
     )
     binning = binning or p.binning
     parts = []
@@ -48,7 +49,7 @@ def run_dataset(
             assert ds.images is not None  # a static data set holds images
             x = ds.images[idx]  # repeated by the session: no T copies of the image
         else:
-            x = ds.frames(idx, T, binning, p.dt_us if binning == "fixed" else None, p.durations)
+            x = ds.frames(idx, frames, binning, p.dt_us if binning == "fixed" else None, p.durations)
         parts.append(session.run(x, policy, counts=counts))
     return RunResult.concat(parts)
 
@@ -56,8 +57,8 @@ def run_dataset(
 def t_range_warning(protocol: Protocol, policy: ExitPolicy | str | int | None) -> str | None:
     """A note when ``policy`` may stop at a T outside the range the model was trained on
     (its accuracy there was never part of training); None when it stays inside."""
-    policy = as_policy(policy) or model_default(protocol.exit_policy, protocol.T_trained)
-    hi = policy.horizon(protocol.T_trained)
+    policy = as_policy(policy) or model_default(protocol.exit_policy, protocol.default_T)
+    hi = policy.horizon(protocol.default_T)
     lo = policy.T if isinstance(policy, FixedT) else getattr(policy, "tmin", 1)
     t_lo, t_hi = protocol.T_range
     if t_lo <= lo and hi <= t_hi:
@@ -95,7 +96,7 @@ def tradeoff(
 ) -> list[dict]:
     """Confidence exit at each threshold, plus fixed T = tmax (and every fixed T from 1 to
     tmax if ``fixed_curve``): one summary row each, with its ``policy``."""
-    tmax = tmax or session.protocol.T_trained
+    tmax = tmax or session.protocol.default_T
     policies: list[tuple[str, ExitPolicy]] = [
         (f"confidence:{th},tmin={tmin},tmax={tmax}", Confidence(float(th), tmin, tmax)) for th in thresholds
     ]
