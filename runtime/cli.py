@@ -20,7 +20,7 @@ from .fileio import OutputPathError, check_output
 from .limits import check_memory, run_bytes
 from .neuron import SpecError
 from .policies import POLICY_FORMS, PolicyError, parse_policy
-from .protocol import STATIC_KINDS, ModelError
+from .protocol import STATIC_KINDS, ModelError, one_rate
 from .report import ENERGY_NOTE, emit_json, guarded, pct, sci, table
 from .session import BACKENDS, Session, load
 
@@ -138,6 +138,7 @@ def cmd_bench(a: argparse.Namespace) -> None:
         except CheckpointError as e:
             raise InputError(str(e)) from None
     session = _open(a)
+    one_rate(session.protocol, "bench (it times steps of the whole graph at one T)")
     frames = 1 if session.protocol.input_kind in STATIC_KINDS else a.steps
     for b in a.batch_size:
         check_memory(run_bytes(session.protocol, b, frames), f"--batch-size {b} for {a.steps} steps")
