@@ -67,9 +67,11 @@ def test_schedule_runs_every_step_once_after_its_inputs_and_no_later(seed):
 # ---- export and runtime on tiny models ------------------------------------------------
 @pytest.fixture(scope="module")
 def ckpts(tmp_path_factory):
+    """3 stages (the first ends at a pooling, the second at a neuron layer's spikes) and 2
+    with BatchNorm."""
     d = tmp_path_factory.mktemp("multirate")
     plain, bn = d / "plain.pt", d / "bn.pt"
-    main(["fit", "--data", "digits", "--model", "2C1FC", "--stages", "3", "--out", str(plain), *TINY])
+    main(["fit", "--data", "digits", "--model", "1C2FC", "--stages", "3", "--out", str(plain), *TINY])
     main(["fit", "--data", "digits", "--model", "2C1FC", "--stages", "2", "--norm", "bn", "--out", str(bn), *TINY])
     return plain, bn
 
