@@ -65,8 +65,9 @@ class ClockMode:
     ):
         p = session.protocol
         self.session, self.counts, self.neuron_counts = session, counts, neuron_counts
-        self.policy = as_policy(policy) or model_default(p.exit_policy, p.T_trained)
-        self.T = self.policy.horizon(p.T_trained)
+        self.policy = as_policy(policy) or model_default(p.exit_policy, p.default_T)
+        self.T = self.policy.horizon(p.default_T)
+        self.frames = p.stages[0].T if p.stages else self.T  # a multi-rate file: its first stage's T input steps
         self.binning = binning or p.binning
 
     def check(self, ds: Dataset, batch: int) -> None:
@@ -77,7 +78,8 @@ class ClockMode:
             )
         check_steps(self.T)
         check_memory(
-            run_bytes(p, batch, 1 if ds.kind == "static" else self.T), f"a batch of {batch} samples for {self.T} steps"
+            run_bytes(p, batch, 1 if ds.kind == "static" else self.frames),
+            f"a batch of {batch} samples for {self.frames} steps",
         )
 
     def run(self, ds: Dataset, idx: np.ndarray) -> RunResult:
@@ -87,7 +89,7 @@ class ClockMode:
             x = ds.images[idx]  # repeated by the session: no T copies of the image
         else:
             dt_us = p.dt_us if self.binning == "fixed" else None
-            x = ds.frames(idx, self.T, self.binning, dt_us, p.durations)
+            x = ds.frames(idx, self.frames, self.binning, dt_us, p.durations)
         return self.session.run(x, self.policy, counts=self.counts, neuron_counts=self.neuron_counts)
 
 
@@ -107,8 +109,8 @@ def run_dataset(
 def t_range_warning(protocol: Protocol, policy: ExitPolicy | str | int | None) -> str | None:
     """A note when ``policy`` may stop at a T outside the range the model was trained on
     (its accuracy there was never part of training); None when it stays inside."""
-    policy = as_policy(policy) or model_default(protocol.exit_policy, protocol.T_trained)
-    hi = policy.horizon(protocol.T_trained)
+    policy = as_policy(policy) or model_default(protocol.exit_policy, protocol.default_T)
+    hi = policy.horizon(protocol.default_T)
     lo = policy.T if isinstance(policy, FixedT) else getattr(policy, "tmin", 1)
     t_lo, t_hi = protocol.T_range
     if t_lo <= lo and hi <= t_hi:
@@ -146,7 +148,7 @@ def tradeoff(
 ) -> list[dict]:
     """Confidence exit at each threshold, plus fixed T = tmax (and every fixed T from 1 to
     tmax if ``fixed_curve``): one summary row each, with its ``policy``."""
-    tmax = tmax or session.protocol.T_trained
+    tmax = tmax or session.protocol.default_T
     policies: list[tuple[str, ExitPolicy]] = [
         (f"confidence:{th},tmin={tmin},tmax={tmax}", Confidence(float(th), tmin, tmax)) for th in thresholds
     ]

@@ -30,6 +30,7 @@ from .policies import ExitPolicy, FixedT, as_policy, first_exit, model_default
 from .protocol import STATIC_KINDS, ModelError, Protocol, read_model
 from .result import Cost, RunResult
 from .split import NotSplittable, Plan, SplitStepper, plan
+from .stages import stage_models, stream
 
 # "numba": onnxruntime for the synaptic segments, one-pass numba kernels for the neurons
 # (runtime/split.py; bit-identical, faster); "ort": the whole graph with the function
@@ -115,6 +116,21 @@ class Session:
         self._owner = 0  # the thread that started it (threading.get_ident)
         self._stream_lock = threading.Lock()
         self._ort(threads_for(1, threads), False)  # fail at load time if onnxruntime cannot run it
+        # a multi-rate file: one session per stage, each on the backend it allows (runtime.stages)
+        self._stages: list[Session] = []
+        if protocol.stages:
+            self._stages = [
+                Session(m, p, path, threads, "auto" if backend == "numba" else backend)
+                for m, p in stage_models(model, protocol)
+            ]
+            used = [s.backend for s in self._stages]
+            if backend == "numba" and "numba" not in used:
+                raise InputError(
+                    f"backend 'numba' cannot run any stage of this multi-rate model "
+                    f"({self._stages[0].backend_note}); expected backend 'ort' or 'auto'"
+                )
+            self.backend = "+".join(dict.fromkeys(used))
+            self.backend_note = "; ".join(f"stage {i}: {s.backend}" for i, s in enumerate(self._stages))
 
     # ---- onnxruntime sessions -------------------------------------------------------
     def _ort(self, threads: int, counts: bool) -> ort.InferenceSession:
@@ -183,12 +199,13 @@ class Session:
         if is_event_streams(x):
             if p.input_kind != "event-frames" or len(x) == 0:
                 raise InputError(f"got {len(x)} event streams; this model takes {self._forms()}")
-            policy = policy or model_default(p.exit_policy, p.T_trained)
-            T = policy.horizon(p.T_trained)
+            policy = policy or model_default(p.exit_policy, p.default_T)
+            T = policy.horizon(p.default_T)
             check_steps(T)
             self._check_steps(T)
-            check_memory(run_bytes(p, len(x), T), f"{len(x)} event streams binned into {T} steps")
-            xs = self.frames(checked_streams(x, cast("tuple[int, int, int]", p.input_shape)), T, binning, dt_us)
+            frames = p.stages[0].T if p.stages else T  # a multi-rate file's first stage sets the bins
+            check_memory(run_bytes(p, len(x), frames), f"{len(x)} event streams binned into {frames} steps")
+            xs = self.frames(checked_streams(x, cast("tuple[int, int, int]", p.input_shape)), frames, binning, dt_us)
             return xs, False, policy, T
         if not isinstance(x, np.ndarray):
             raise InputError(f"input is a {type(x).__name__}; expected a numpy array ({self._forms()})")
@@ -199,12 +216,20 @@ class Session:
                     f"input has shape {list(x.shape)} (static images) but this model takes {self._forms()}"
                 )
             self._check_array(x, "input")
-            policy = policy or model_default(p.exit_policy, p.T_trained)
-            return x, True, policy, policy.horizon(p.T_trained)
+            policy = policy or model_default(p.exit_policy, p.default_T)
+            return x, True, policy, policy.horizon(p.default_T)
         if x.ndim == nd + 2:
             self._check_array(x, "input")
             if x.shape[0] == 0:
                 raise InputError("input has 0 frames; expected frames [T >= 1, B, ...]")
+            if p.stages:  # the first stage's T frames feed the schedule; the policy acts on the last's steps
+                if x.shape[0] != p.stages[0].T:
+                    raise InputError(
+                        f"input has {x.shape[0]} frames; this multi-rate model's first stage runs "
+                        f"T={p.stages[0].T} (configuration {_config(p)}): expected [{p.stages[0].T}, B, ...]"
+                    )
+                policy = policy or model_default(p.exit_policy, p.default_T)
+                return x, False, policy, policy.horizon(p.default_T)
             policy = policy or FixedT(x.shape[0])
             T = policy.horizon(x.shape[0])
             if T > x.shape[0]:
@@ -216,7 +241,15 @@ class Session:
         raise InputError(f"input has shape {list(x.shape)}; expected {self._forms()}")
 
     def _check_steps(self, T: int) -> None:
-        """A model with ``max_steps`` (one sub-network per step) has no step beyond it."""
+        """A model with ``max_steps`` (one sub-network per step) has no step beyond it; the
+        readout of a multi-rate file has the last stage's steps."""
+        p = self.protocol
+        if p.stages and T > p.default_T:
+            raise InputError(
+                f"this multi-rate model runs its last stage at T={p.default_T} (configuration {_config(p)}), "
+                f"its readout and exit policy act on those steps; {T} steps asked: expected a policy "
+                f"within 1..{p.default_T} (fixed:{p.default_T}, or confidence with tmax <= {p.default_T})"
+            )
         n = self.protocol.max_steps
         if n is not None and T > n:
             raise InputError(
@@ -247,6 +280,8 @@ class Session:
             raise InputError(f"the policy asks for {T} steps; expected at least 1")
         check_steps(T)  # the run loop's arrays are small, but a T of 1e9 never ends
         self._check_steps(T)
+        if self._stages:
+            return self._run_stages(xs, static, policy, T, counts, neuron_counts)
         B = xs.shape[0] if static else xs.shape[1]
         C = self.protocol.num_classes
         rule = self.protocol.readout
@@ -317,6 +352,73 @@ class Session:
                 result.neuron_counts = {k: spikes[f"{k}/neurons"] for k in self.spiking}
         return result
 
+    def _run_stages(
+        self, xs: np.ndarray, static: bool, policy: ExitPolicy, T: int, counts: bool, neuron_counts: bool
+    ) -> RunResult:
+        """The streaming schedule of a multi-rate file (:func:`runtime.stages.stream`): the
+        readout and ``policy`` follow the last stage's steps (at most ``T``). A sample that
+        stops keeps its row and computes on (no compaction) but counts no further step,
+        spike or operation: each stage's steps and spikes are those it had run when the
+        sample stopped."""
+        stages, rule = self._stages, self.protocol.readout
+        B = xs.shape[0] if static else xs.shape[1]
+        steppers = [s._stepper(B, counts) for s in stages]
+        for st in steppers:
+            st.reset()
+        out = np.zeros((B, self.protocol.num_classes), np.float32)
+        steps = np.zeros(B, np.int64)
+        stage_steps = np.zeros((len(stages), B), np.int64)
+        keys = [[*s.spiking, cost.INPUT] for s in stages]
+        spikes = [{k: np.zeros(B) for k in ks} for ks in keys] if counts else []
+        if neuron_counts:
+            for s, sp in zip(stages, spikes):
+                sp.update({f"{k}/neurons": np.zeros((B, *sh)) for k, sh in zip(s.spiking, s._spike_shapes)})
+        acc = np.zeros((B, self.protocol.num_classes), np.float64)
+        live = np.ones(B, bool)
+        profile: list[int] = []
+        ask_from = min(first_exit(policy), T)
+        last = len(stages) - 1
+
+        def step(i: int, j: int, x: np.ndarray) -> np.ndarray:
+            steppers[i].step(x, j)
+            return steppers[i].y
+
+        start = time.perf_counter()
+        for i, j, x in stream(self.protocol.config or (), lambda j: xs if static else xs[j], step):
+            stage_steps[i, live] += 1
+            if counts:
+                sp = spikes[i]
+                for name, buf in zip(stages[i].spiking, steppers[i].extra):
+                    sp[name][live] += buf.reshape(B, -1).sum(1, dtype=np.float64)[live]
+                    if neuron_counts:
+                        sp[f"{name}/neurons"][live] += buf[live]
+                sp[cost.INPUT][live] += x.reshape(B, -1).sum(1, dtype=np.float64)[live]
+            if i != last:
+                continue
+            profile.append(int(live.sum()))
+            acc += steppers[i].y
+            if j + 1 < ask_from:
+                continue
+            logits = readout(acc, steppers[i].y, j + 1, rule)
+            done = np.zeros(B, bool)
+            done[live] = np.asarray(policy.should_exit(j + 1, logits[live]), bool) | (j + 1 >= T)
+            out[done], steps[done] = logits[done], j + 1
+            live &= ~done
+            if not live.any():
+                break
+        result = RunResult(out.argmax(1), out, steps, time.perf_counter() - start, profile)
+        if counts:
+            result.spike_counts = {k: sp[k] for s, sp in zip(stages, spikes) for k in s.spiking}
+            parts = [
+                s._cost(n, {k: v for k, v in sp.items() if "/" not in k})
+                for s, n, sp in zip(stages, stage_steps, spikes)
+            ]
+            macs, acs = np.sum([c.macs for c in parts], 0), np.sum([c.acs for c in parts], 0)
+            result.cost = Cost(macs, acs, cost.energy_pj(macs, acs))
+            if neuron_counts:
+                result.neuron_counts = {k: sp[f"{k}/neurons"] for s, sp in zip(stages, spikes) for k in s.spiking}
+        return result
+
     # ---- cost -----------------------------------------------------------------------
     def synapse_layers(self) -> list[cost.SynapseLayer]:
         """The synaptic layers with their dense MACs, measured once by a batch-1 probe step."""
@@ -353,6 +455,11 @@ class Session:
         """A new stream of ``batch`` samples at t = 0 (states zero), for :meth:`feed`."""
         if not (isinstance(batch, int) and batch > 0):
             raise InputError(f"batch must be a positive integer, got {batch!r}")
+        if self.protocol.stages:
+            raise InputError(
+                f"this model runs each stage at its own T (configuration {_config(self.protocol)}); "
+                "streaming one step at a time runs one T for all stages: expected Session.run on whole inputs"
+            )
         return ClockState(self._stepper(batch, False), np.zeros((batch, self.protocol.num_classes)))
 
     def feed(self, state: ClockState, x_t: np.ndarray) -> tuple[ClockState, np.ndarray]:
@@ -410,6 +517,10 @@ class Session:
     @property
     def steps_done(self) -> int:
         return 0 if self._stream is None else self._stream.t
+
+
+def _config(p: Protocol) -> str:
+    return ",".join(map(str, p.config or ()))
 
 
 def _backend(model: onnx.ModelProto, proto: Protocol, asked: str) -> tuple[str, str, Plan | None]:

@@ -116,7 +116,7 @@ class SplitStepper:
         self._full_cur = [np.zeros_like(u) for u in self._full_u]
         self._full_spikes = [np.zeros_like(u) for u in self._full_u]
         self._full_x = np.zeros((batch, *proto.input_shape), np.float32)
-        self._full_y = np.zeros((batch, proto.num_classes), np.float32)
+        self._full_y = np.zeros((batch, *proto.y_shape), np.float32)
         self._bind(batch, sessions)
 
     @property

@@ -36,6 +36,9 @@ from .stage_cost import RunCounts, counting
 from .train import calibrate_bn, evaluate_configs, has_bn
 
 DEFAULT_CALIB_BATCHES = 10
+# samples per BatchNorm calibration batch: fixed, not the evaluation's batch size, so that
+# `export --config` deploys exactly the statistics `eval --config` measured
+CALIB_BATCH_SIZE = 64
 
 
 def t_range(cfg: Config) -> tuple[int, int]:
@@ -83,10 +86,7 @@ class Evaluator:
 
     def run(self, config: list[int], ds: Dataset | None = None) -> tuple[float, RunCounts]:
         ds = ds or self.ds
-        model = self.model
-        if self.calib_ds is not None and self.calib_batches > 0:
-            model = copy.deepcopy(self.model)
-            calibrate_bn(model, self.calib_ds, list(config), self.calib_batches, min(64, self.batch_size), self.seed)
+        model = for_config(self.model, self.calib_ds, config, self.calib_batches, self.seed)
         with counting(model, ds.kind == "static") as counts:
             acc = evaluate_configs(model, ds, [list(config)], self.batch_size, self.binning)[0]
         counts.samples, counts.stage_T = len(ds), list(config)
@@ -97,6 +97,19 @@ class Evaluator:
         show = sys.stderr.isatty()
         runs = [self.run([int(t) for t in c]) for c in tqdm(configs, desc=desc, disable=not show)]
         return np.array([a for a, _ in runs]), np.array([c.per_sample()["energy_pj"] for _, c in runs])
+
+
+def for_config(
+    model: SpikingNet, calib_ds: Dataset | None, config: list[int], batches: int, seed: int = 0
+) -> SpikingNet:
+    """The model a configuration runs as (evaluated by ``eval --config``, deployed by
+    ``export --config``): with BatchNorm (``calib_ds`` given), a copy whose statistics are
+    re-estimated for ``config`` on ``batches`` seeded training batches; else ``model``."""
+    if calib_ds is None or batches <= 0:
+        return model
+    model = copy.deepcopy(model)
+    calibrate_bn(model, calib_ds, list(config), batches, CALIB_BATCH_SIZE, seed)
+    return model
 
 
 def load(path: str, data: str | None, split: str, limit: int | None) -> tuple[Config, SpikingNet, Dataset]:

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from ..protocol import Protocol, read_model
+from ..protocol import Protocol, one_rate, read_model
 from ..result import EventResult
 from .graph import Layer, lower
 from .kernel import run_events, run_streams
@@ -195,4 +195,4 @@ def load_event(path: str | Path) -> EventEngine:
     """Open an exported model for event-driven execution (:class:`ModelError` if it
     cannot run per event, saying why)."""
     model, proto = read_model(path)
-    return EventEngine(model, proto, str(path))
+    return EventEngine(model, one_rate(proto, "the event-driven engine"), str(path))
