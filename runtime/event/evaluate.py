@@ -22,14 +22,15 @@ def check_dataset(engine: EventEngine, ds: Dataset) -> None:
 
 
 def run_event_dataset(engine: EventEngine, ds: Dataset, batch_size: int = 256) -> EventResult:
-    """Every stream of ``ds``, ``batch_size`` streams at a time in parallel."""
+    """Every stream of ``ds``, ``batch_size`` streams at a time in parallel, each up to the
+    data set's recording length (where CubaLIF membranes still cross their threshold)."""
     check_dataset(engine, ds)
     if batch_size <= 0:
         raise DataError(f"batch size must be a positive integer, got {batch_size}")
     assert ds.events is not None  # check_dataset: an event data set, which holds streams
     # indexed one by one: transformed and tonic recordings are read lazily and take no slices
     parts = [
-        engine.run_batch([ds.events[j] for j in range(i, min(i + batch_size, len(ds)))])
+        engine.run_batch([ds.events[j] for j in range(i, min(i + batch_size, len(ds)))], until=ds.duration_us)
         for i in range(0, len(ds), batch_size)
     ]
     cat = np.concatenate
