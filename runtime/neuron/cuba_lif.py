@@ -67,7 +67,10 @@ class CubaLIFSpec(NeuronSpec):
     # files written before this field existed mean 1.0 (``absent``: base.NeuronSpec.from_dict)
     syn_gain: float = field(
         default=1.0,
-        metadata={"help": "CubaLIF: membrane charge per unit synaptic current per step (1 as trained)", "absent": 1.0},
+        metadata={
+            "help": "CubaLIF: membrane charge per unit synaptic current per step (dt/dt0 re-timed from bin dt0)",
+            "absent": 1.0,
+        },
     )
 
     def __post_init__(self) -> None:
