@@ -25,7 +25,7 @@ VARIANTS += [NeuronSpec("IF", 1.0, 0.75, "subtract", "multi", -math.inf, 1.0)]
 # the two-state kinds, with different spike/reset/clamp rules
 VARIANTS += [
     make_spec("CubaLIF", decay=0.8, decay_syn=0.6, v_th=1.0),
-    make_spec("CubaLIF", decay=0.9, decay_syn=0.5, v_th=0.8, reset="zero", spike="multi", v_min=-0.5),
+    make_spec("CubaLIF", decay=0.9, decay_syn=0.5, syn_gain=0.4, v_th=0.8, reset="zero", spike="multi", v_min=-0.5),
     make_spec("ALIF", decay=0.8, decay_adapt=0.7, beta=0.4, v_th=1.0),
     make_spec("ALIF", decay=1.0, decay_adapt=0.9, beta=0.2, v_th=0.7, spike="multi", v_min=-0.5),
 ]

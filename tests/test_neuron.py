@@ -17,7 +17,13 @@ from trainer.surrogate import SURROGATES, SpikeFn, get_surrogate
 VARIANTS = [
     make_spec(kind, decay=1.0 if kind == "IF" else 0.6, v_th=0.8, reset=reset, spike=spike, v_min=v_min, **extra)
     for (kind, extra), reset, spike, v_min in itertools.product(
-        (("LIF", {}), ("IF", {}), ("CubaLIF", {"decay_syn": 0.7}), ("ALIF", {"decay_adapt": 0.8, "beta": 0.3})),
+        (
+            ("LIF", {}),
+            ("IF", {}),
+            ("CubaLIF", {"decay_syn": 0.7}),
+            ("CubaLIF", {"decay_syn": 0.7, "syn_gain": 0.3}),
+            ("ALIF", {"decay_adapt": 0.8, "beta": 0.3}),
+        ),
         ("subtract", "zero"),
         ("single", "multi"),
         (-math.inf, -0.5),

@@ -80,7 +80,7 @@ def cuba_lif_step(
     assert isinstance(spec, CubaLIFSpec)
     u_prev, i_prev = state
     i = spec.decay_syn * i_prev + current
-    v = spec.decay * u_prev + i
+    v = spec.decay * u_prev + spec.syn_gain * i
     s = spike(v, spec.v_th)
     return s, (reset_clamp(spec, v, s, spec.v_th), i)
 

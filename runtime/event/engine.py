@@ -7,6 +7,7 @@ One stream, in chunks (the caller holds the state)::
     for chunk in chunks:                       # split anywhere: same result as whole
         state, spikes = engine.feed(state, chunk)
     state, spikes = engine.flush(state)        # the events held back at the last timestamp
+                                               # (until=: run CubaLIF crossings up to then)
     result = engine.result(state)              # outputs, predictions, spikes per neuron
 
 Many whole streams in parallel (numba threads): ``engine.run_batch(streams)``.
@@ -14,6 +15,7 @@ Many whole streams in parallel (numba threads): ``engine.run_batch(streams)``.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from ..protocol import Protocol, one_rate, read_model
+from ..protocol import ModelError, Protocol, one_rate, read_model
 from ..result import EventResult
 from .graph import Layer, lower
 from .kernel import run_events, run_streams
@@ -34,8 +36,9 @@ MAX_PENDING = 2**22  # events held back at one timestamp (4 int64 each: 128 MiB)
 
 @dataclass
 class SpikeTrain:
-    """Spikes of one layer: at time ``t`` (µs, the input event's), neuron ``neuron`` (flat
-    index in the layer's (C, H, W) order) fired ``count`` spikes."""
+    """Spikes of one layer: at time ``t`` (µs, float64: the input event's, or the time a
+    CubaLIF membrane crossed its threshold between inputs), neuron ``neuron`` (flat index
+    in the layer's (C, H, W) order) fired ``count`` spikes."""
 
     layer: str
     t: np.ndarray
@@ -78,7 +81,7 @@ class EventEngine:
         chunk may hold more of that instant); :meth:`flush` runs them at the end."""
         x, y, p, t = check_stream(chunk, self.sensor, state.t_now, "chunk")
         if len(t) == 0:
-            return state, self._train(*(np.empty(0, np.int64),) * 3)
+            return state, self._empty()
         ev = np.stack([x, y, p, t])
         if state.pending is not None:
             ev = np.concatenate([state.pending, ev], axis=1)
@@ -90,24 +93,29 @@ class EventEngine:
                 "call flush() to run them, or check the recording's timestamps"
             )
         state.pending, state.t_now = ev[:, cut:], int(ev[3, -1])
-        return state, self._run(state, ev[:, :cut])
+        # crossings up to the held-back instant: no later chunk can hold an earlier input
+        return state, self._run(state, ev[:, :cut], float(state.t_now))
 
-    def flush(self, state: EventState) -> tuple[EventState, SpikeTrain]:
-        """Run the held-back events; call at the end of a stream (more chunks may follow)."""
+    def flush(self, state: EventState, until: float | None = None) -> tuple[EventState, SpikeTrain]:
+        """Run the held-back events; call at the end of a stream (more chunks may follow,
+        from ``ceil(until)`` µs on). CubaLIF membranes keep crossing their threshold after
+        the last input: those crossings are run up to ``until`` µs (e.g. the end of the
+        recording; None or earlier than the last event: up to the last event)."""
+        end = _end(until, state.t_now)
         ev, state.pending = state.pending, None
-        if ev is None:
-            return state, self._train(*(np.empty(0, np.int64),) * 3)
-        return state, self._run(state, ev)
+        state.t_now = max(state.t_now, math.ceil(end))
+        return state, self._run(state, np.empty((4, 0), np.int64) if ev is None else ev, end)
 
-    def _run(self, state: EventState, ev: np.ndarray) -> SpikeTrain:
+    def _run(self, state: EventState, ev: np.ndarray, until: float) -> SpikeTrain:
         n = ev.shape[1]
         # the kernel stops before a wave that might not fit (a whole layer may fire at once):
         # room for that from the start, or every call would begin by growing the buffer
         cap = self.record_size + max(1024, 4 * n)
-        rec = [np.empty(cap, np.int64) for _ in range(3)]
-        tally = np.zeros(2, np.int64)
+        rec_t, rec = np.empty(cap), [np.empty(cap, np.int64) for _ in range(2)]
+        tally = np.zeros(3, np.int64)
         i = 0
-        while i < n:
+        while True:
+            tally[2] = 0
             i = run_events(
                 self.net.P,
                 self.net.F,
@@ -118,24 +126,32 @@ class EventEngine:
                 ev[3],
                 i,
                 n,
+                until,
                 state.v,
                 state.a,
                 state.t_last,
+                state.t_neuron,
+                state.crossing,
                 state.counts,
                 self.record_layer,
+                rec_t,
                 rec[0],
                 rec[1],
-                rec[2],
                 tally,
             )
-            if i < n:  # the record buffer might overflow in the next wave: grow and go on
-                rec = [np.concatenate([r, np.empty(len(r), np.int64)]) for r in rec]
+            if tally[2] == 0:
+                break
+            if tally[2] == 2:
+                raise _unresolvable()
+            # the record buffer might overflow in the next wave: grow and go on
+            rec_t, rec = np.concatenate([rec_t, rec_t]), [np.concatenate([r, r]) for r in rec]
         state.events += n
         state.synops += int(tally[1])
-        return self._train(*(r[: tally[0]] for r in rec))
+        k = tally[0]
+        return SpikeTrain(self.layer_name(self.record_layer), rec_t[:k], rec[0][:k], rec[1][:k])
 
-    def _train(self, t: np.ndarray, neuron: np.ndarray, count: np.ndarray) -> SpikeTrain:
-        return SpikeTrain(self.layer_name(self.record_layer), t, neuron, count)
+    def _empty(self) -> SpikeTrain:
+        return SpikeTrain(self.layer_name(self.record_layer), np.empty(0), *(np.empty(0, np.int64),) * 2)
 
     def result(self, state: EventState) -> EventResult:
         """Outputs after what has been run (held-back events not included: flush first)."""
@@ -151,20 +167,22 @@ class EventEngine:
         }
         return out, counts
 
-    def run(self, stream: np.ndarray) -> tuple[EventResult, SpikeTrain]:
-        """One whole stream: result and the recorded spike train."""
+    def run(self, stream: np.ndarray, until: float | None = None) -> tuple[EventResult, SpikeTrain]:
+        """One whole stream: result and the recorded spike train (``until``: see :meth:`flush`)."""
         x, y, p, t = check_stream(stream, self.sensor)
         if len(t) == 0:
             raise EventInputError("the event stream is empty: no events, nothing to run")
         state = self.initial_state()
         # feed + flush of the whole stream in one kernel call: nothing is held back at the end
-        train = self._run(state, np.stack([x, y, p, t]))
-        state.t_now = int(t[-1])
+        end = _end(until, int(t[-1]))
+        train = self._run(state, np.stack([x, y, p, t]), end)
+        state.t_now = math.ceil(end)
         return self.result(state), train
 
     # ---- many whole streams in parallel ---------------------------------------------
-    def run_batch(self, streams: Sequence[np.ndarray]) -> EventResult:
-        """Whole streams, one numba thread per stream (no spike trains)."""
+    def run_batch(self, streams: Sequence[np.ndarray], until: float | None = None) -> EventResult:
+        """Whole streams, one numba thread per stream (no spike trains); CubaLIF crossings
+        run up to ``until`` µs or each stream's last event, whichever is later."""
         if not isinstance(streams, (list, tuple)) or len(streams) == 0:
             raise EventInputError(
                 f"expected a non-empty list of event streams, got {type(streams).__name__}"
@@ -177,18 +195,34 @@ class EventEngine:
                 raise EventInputError(f"event stream {b} is empty: no events, nothing to run")
         x, y, p, t = (np.concatenate([q[k] for q in parts]) for k in range(4))
         offsets = np.concatenate([[0], np.cumsum([len(q[3]) for q in parts])]).astype(np.int64)
-        B = len(parts)
-        V, A, TL = (
-            np.zeros((B, self.net.n_neurons)),
-            np.zeros((B, self.net.n_adaptive())),
-            np.zeros((B, self.net.n_groups)),
-        )
-        CNT, SYN = np.zeros((B, self.net.n_neurons), np.int64), np.zeros(B, np.int64)
+        ends = np.array([_end(until, q[3][-1]) for q in parts])
+        B, n = len(parts), self.net.n_neurons
+        V, A, TL, TN = np.zeros((B, n)), np.zeros((B, n)), np.zeros((B, self.net.n_groups)), np.zeros((B, n))
+        PRED, CNT, SYN = np.full((B, n), np.inf), np.zeros((B, n), np.int64), np.zeros(B, np.int64)
         start = time.perf_counter()
-        run_streams(self.net.P, self.net.F, self.net.W, x, y, p, t, offsets, V, A, TL, CNT, SYN)
+        run_streams(self.net.P, self.net.F, self.net.W, x, y, p, t, offsets, ends, V, A, TL, TN, PRED, CNT, SYN)
         seconds = time.perf_counter() - start
+        if np.any(SYN < 0):
+            raise _unresolvable()
         out, counts = self._outputs(V, CNT)
         return EventResult(out.argmax(-1), out, counts, np.diff(offsets), SYN, seconds)
+
+
+def _end(until: float | None, last: float) -> float:
+    """Where a stream's crossings stop: ``until`` µs, or its last event if that is later."""
+    if until is None:
+        return float(last)
+    if not math.isfinite(until):
+        raise EventInputError(f"until must be a finite time in µs, got {until}")
+    return max(float(last), float(until))
+
+
+def _unresolvable() -> ModelError:
+    return ModelError(
+        "a CubaLIF neuron's synaptic current is so large that its membrane crosses the threshold "
+        "again within one float64 time step (µs); the event engine cannot resolve its spikes in "
+        "time: check the model's weights, or run it clock-driven"
+    )
 
 
 def load_event(path: str | Path) -> EventEngine:

@@ -40,7 +40,8 @@ class EventMode:
     def run(self, ds: Dataset, idx: np.ndarray) -> EventResult:
         assert ds.events is not None  # check_dataset: an event data set, which holds streams
         # indexed one by one: transformed and tonic recordings are read lazily and take no slices
-        return self.engine.run_batch([ds.events[j] for j in idx])
+        # each up to the recording's length, where CubaLIF membranes still cross their threshold
+        return self.engine.run_batch([ds.events[j] for j in idx], until=ds.duration_us)
 
 
 def run_event_dataset(engine: EventEngine, ds: Dataset, batch_size: int = 256, progress: bool = False) -> EventResult:

@@ -14,6 +14,17 @@ simultaneous and form one *wave*. A wave enters layer 0; every layer in turn
    decays like ``v`` with its own ``tau_adapt`` and rises by ``beta * s`` after a spike;
 3. sends the spikes on, with the wave's timestamp (zero synaptic delay).
 
+A layer with a synaptic current (CubaLIF, ``charge > 0``) differs in three ways
+(:mod:`.crossing`): bringing a neuron to time t solves its two ODEs exactly, an arriving
+spike adds ``n * w`` to the current, not the membrane, and after every update the time
+of the neuron's next threshold crossing is solved for (``crossing``). The crossings form
+waves of their own, in time order with the input waves (a crossing at the same time as
+an input wave goes first; crossings of one layer at one time are one wave): the neuron
+is brought to the crossing time (it is at ``v_th`` there), fires one spike, resets, and
+its layer's spikes travel on from the next layer with that (float) time. Its neurons
+keep one last-update time each (``tn``), since a crossing updates one neuron alone.
+Crossings are run up to ``until`` after the last input event.
+
 A neuron that no spike reaches is not updated (it would not change, except by the decay
 that is applied lazily when it is next reached). Everything is float64 except the
 weights (float32, as exported).
@@ -37,8 +48,10 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from .crossing import flow, next_crossing
 from .network import (
     BETA,
+    CHARGE,
     CI,
     CO,
     GOFF,
@@ -46,6 +59,7 @@ from .network import (
     HO,
     INV_TAU,
     INV_TAU_A,
+    INV_TAU_S,
     KH,
     KIND,
     KIND_SPIKING,
@@ -78,13 +92,34 @@ def _max_wave(et: np.ndarray, start: int, end: int) -> int:
 
 
 @njit(cache=True, inline="always")
-def _touch(g: int, vb: int, co: int, t: float, dec, v, ath, tl, flag, touch, ntouch: int) -> int:
+def _advance(vb: int, co: int, t: float, dec, v, cur, tn) -> None:
+    """Bring the neurons ``vb..vb+co`` of a CubaLIF layer to time t: the exact solution of
+    their ODEs (:func:`.crossing.flow`) over each one's own time since its last update
+    (neurons of one group share it unless one crossed alone: the factors are reused)."""
+    vg, ig, tg = v[vb : vb + co], cur[vb : vb + co], tn[vb : vb + co]
+    last, em, es, k = -1.0, 1.0, 1.0, 0.0
+    for o in range(co):
+        if tg[o] != t:
+            if tg[o] != last:
+                last = tg[o]
+                em, es, k = flow(t - last, dec[0], dec[2], dec[3])
+            vg[o] = em * vg[o] + k * ig[o]
+            ig[o] = es * ig[o]
+            tg[o] = t
+
+
+@njit(cache=True, inline="always")
+def _touch(g: int, vb: int, co: int, t: float, dec, v, ath, tl, tn, flag, touch, ntouch: int) -> int:
     """Mark group ``g`` touched in this wave; decay its membranes (and adaptive thresholds)
-    to time t on first touch. ``dec`` = (1/tau, 1/tau_adapt) of the layer."""
+    to time t on first touch. ``dec`` = (1/tau, 1/tau_adapt, 1/tau_syn, charge) of the layer."""
     if flag[g]:
         return ntouch
     flag[g] = 1
     touch[ntouch] = g
+    if dec[3] > 0.0:  # CubaLIF: membrane and current, per neuron
+        _advance(vb, co, t, dec, v, ath, tn)
+        tl[g] = t
+        return ntouch + 1
     if dec[0] > 0.0:  # IF and plain readouts (decay 1) skip the exp and the multiply
         d = math.exp(-(t - tl[g]) * dec[0])  # exact decay over the time since the last update
         vg = v[vb : vb + co]
@@ -147,10 +182,11 @@ def _add_rows(v, vb: int, co: int, W, wb: int, stride: int, in_c, in_cnt, s: int
 
 @njit(cache=True, inline="always")
 def _fan_out_conv(
-    p, dec, W, in_c, in_y, in_x, in_cnt, nin: int, v, ath, tl, flag, touch, rows, cols, t: float
+    p, dec, W, in_c, in_y, in_x, in_cnt, nin: int, v, ath, tl, tn, flag, touch, rows, cols, t: float
 ) -> tuple:
     """Conv fan-out: a spike at (c, yi, xi) reaches (Y, X) with Y * sh + ky - pt = yi.
     Returns (groups touched, synaptic ops)."""
+    tgt = ath if dec[3] > 0.0 else v  # CubaLIF: a spike adds to the synaptic current
     k = p[POOL]
     hi, wi, co, ho, wo = p[HI], p[WI], p[CO], p[HO], p[WO]
     voff, goff, woff = p[VOFF], p[GOFF], p[WOFF]
@@ -169,16 +205,17 @@ def _fan_out_conv(
                     X, kx = cols[2 * b], cols[2 * b + 1]
                     g = Y * wo + X
                     vb = voff + g * co
-                    ntouch = _touch(goff + g, vb, co, t, dec, v, ath, tl, flag, touch, ntouch)
-                    _add_rows(v, vb, co, W, woff + (ky * kw + kx) * co, cstride, in_c, in_cnt, s, e)
+                    ntouch = _touch(goff + g, vb, co, t, dec, v, ath, tl, tn, flag, touch, ntouch)
+                    _add_rows(tgt, vb, co, W, woff + (ky * kw + kx) * co, cstride, in_c, in_cnt, s, e)
             syn += (e - s) * nr * nc * co
         s = e
     return ntouch, syn
 
 
 @njit(cache=True, inline="always")
-def _fan_out_dense(p, dec, W, in_c, in_y, in_x, in_cnt, nin: int, v, ath, tl, flag, touch, t: float) -> tuple:
+def _fan_out_dense(p, dec, W, in_c, in_y, in_x, in_cnt, nin: int, v, ath, tl, tn, flag, touch, t: float) -> tuple:
     """Dense fan-out: every spike adds one contiguous weight row to the single group."""
+    tgt = ath if dec[3] > 0.0 else v  # CubaLIF: a spike adds to the synaptic current
     k = p[POOL]
     ci, hi, wi, co = p[CI], p[HI], p[WI], p[CO]
     voff, goff, woff = p[VOFF], p[GOFF], p[WOFF]
@@ -187,8 +224,8 @@ def _fan_out_dense(p, dec, W, in_c, in_y, in_x, in_cnt, nin: int, v, ath, tl, fl
         yi, xi = in_y[s] // k, in_x[s] // k
         if yi >= hi or xi >= wi:
             continue  # beyond the last full pooling window: AveragePool drops it
-        ntouch = _touch(goff, voff, co, t, dec, v, ath, tl, flag, touch, ntouch)
-        _add_rows(v, voff, co, W, woff + ((yi * wi + xi) * ci) * co, co, in_c, in_cnt, s, s + 1)
+        ntouch = _touch(goff, voff, co, t, dec, v, ath, tl, tn, flag, touch, ntouch)
+        _add_rows(tgt, voff, co, W, woff + ((yi * wi + xi) * ci) * co, co, in_c, in_cnt, s, s + 1)
         syn += co
     return ntouch, syn
 
@@ -243,17 +280,106 @@ def _fire(p, f, v, ath, flag, touch, ntouch: int, cnt, out_c, out_y, out_x, out_
     return nout
 
 
+@njit(cache=True, inline="always")
+def _before(pred, a: int, b: int) -> bool:
+    """Heap order: earlier crossing first, then lower neuron index (layers in order)."""
+    return pred[a] < pred[b] or (pred[a] == pred[b] and a < b)
+
+
+@njit(cache=True)
+def _sift(heap, hpos, pred, k: int, n: int) -> None:
+    """Restore the heap order around position ``k`` (up, then down)."""
+    j = heap[k]
+    while k > 0:
+        q = heap[(k - 1) // 2]
+        if not _before(pred, j, q):
+            break
+        heap[k], hpos[q] = q, k
+        k = (k - 1) // 2
+    while True:
+        c = 2 * k + 1
+        if c >= n:
+            break
+        if c + 1 < n and _before(pred, heap[c + 1], heap[c]):
+            c += 1
+        if not _before(pred, heap[c], j):
+            break
+        heap[k], hpos[heap[c]] = heap[c], k
+        k = c
+    heap[k], hpos[j] = j, k
+
+
+@njit(cache=True)
+def _reschedule(heap, hpos, n: int, pred, j: int) -> int:
+    """Neuron ``j``'s crossing time ``pred[j]`` changed: move, add or drop (inf) its heap
+    entry; returns the heap's new size. One entry per neuron at most."""
+    k = hpos[j]
+    if pred[j] == math.inf:
+        if k < 0:
+            return n
+        hpos[j] = -1
+        n -= 1
+        if k < n:
+            heap[k] = heap[n]
+            hpos[heap[k]] = k
+            _sift(heap, hpos, pred, k, n)
+        return n
+    if k < 0:
+        heap[n], hpos[j] = j, n
+        _sift(heap, hpos, pred, n, n + 1)
+        return n + 1
+    _sift(heap, hpos, pred, k, n)
+    return n
+
+
+@njit(cache=True, inline="always")
+def _repredict(p, f, v, cur, tn, pred, touch, ntouch: int, heap, hpos, n: int) -> int:
+    """Solve for the next crossing of every neuron of the touched groups of a CubaLIF layer."""
+    co, voff, goff = p[CO], p[VOFF], p[GOFF]
+    v_th, lm, ls, c = f[VTH], f[INV_TAU], f[INV_TAU_S], f[CHARGE]
+    for k in range(ntouch):
+        vb = voff + (touch[k] - goff) * co
+        for j in range(vb, vb + co):
+            pred[j] = next_crossing(tn[j], v[j], cur[j], v_th, lm, ls, c)
+            n = _reschedule(heap, hpos, n, pred, j)
+    return n
+
+
 @njit(cache=True)
 def run_events(
-    P, F, W, ex, ey, ep, et, start: int, end: int, v, ath, tl, cnt, rec_layer: int, rec_t, rec_i, rec_c, tally
+    P,
+    F,
+    W,
+    ex,
+    ey,
+    ep,
+    et,
+    start: int,
+    end: int,
+    until: float,
+    v,
+    ath,
+    tl,
+    tn,
+    pred,
+    cnt,
+    rec_layer: int,
+    rec_t,
+    rec_i,
+    rec_c,
+    tally,
 ) -> int:
-    """Run events ``[start, end)`` of one stream (its state ``v, ath, tl, cnt``; ``ath``:
-    adaptive-threshold increments) wave by wave.
+    """Run events ``[start, end)`` of one stream (its state ``v, ath, tl, tn, pred, cnt``;
+    ``ath``: the second state, ALIF's threshold increments or CubaLIF's currents; ``tn``,
+    ``pred``: CubaLIF neurons' last-update and next-crossing times) wave by wave, then the
+    threshold crossings up to time ``until``.
 
     Spikes of layer ``rec_layer`` (-1: none) are recorded as (t, neuron in C, H, W
-    order, count) from ``tally[0]`` on; the kernel stops before a wave that might not
-    fit and returns the index of the first event not run (``end`` when all ran).
-    ``tally[1]`` counts the synaptic operations (weight additions).
+    order, count) from ``tally[0]`` on; ``tally[1]`` counts the synaptic operations
+    (weight additions). Returns the index of the first event not run, with ``tally[2]``
+    0: all done; 1: stopped before a wave whose spikes might not fit the record (call
+    again from there); 2: a CubaLIF neuron crossed its threshold again at the same float64
+    time (a current too large to resolve in time: the run cannot go on).
     """
     nl = P.shape[0]
     maxn, maxg, maxk = 0, 0, 0
@@ -279,29 +405,71 @@ def run_events(
     rows, cols = np.empty(2 * maxk, np.int64), np.empty(2 * maxk, np.int64)
     flag = np.zeros(tl.size, np.uint8)  # per group: 1 touched in this wave
     rec_size = P[rec_layer, HO] * P[rec_layer, WO] * P[rec_layer, CO] if rec_layer >= 0 else 0
+    # the pending crossings, earliest first (rebuilt from ``pred``, which the state carries)
+    heap, hpos = np.empty(v.size, np.int64), np.full(v.size, -1, np.int64)
+    nh = 0
+    for L in range(nl):
+        if F[L, CHARGE] > 0.0:
+            for j in range(P[L, VOFF], P[L, VOFF] + P[L, HO] * P[L, WO] * P[L, CO]):
+                nh = _reschedule(heap, hpos, nh, pred, j)
     i = start
-    while i < end:
+    while True:
         if rec_layer >= 0 and tally[0] + rec_size > rec_t.size:
+            tally[2] = 1
             return i
-        t = et[i]
+        limit = float(et[i]) if i < end else until
         nin = 0
-        while i < end and et[i] == t:  # the wave: every input event at time t
-            a_c[nin], a_y[nin], a_x[nin], a_n[nin] = ep[i], ey[i], ex[i], 1.0
-            nin += 1
-            i += 1
+        if nh > 0 and pred[heap[0]] <= limit:  # a crossing wave: one layer's crossings at one time
+            t = pred[heap[0]]
+            first = 0
+            while first + 1 < nl and heap[0] >= P[first + 1, VOFF]:
+                first += 1
+            p, f = P[first], F[first]
+            co, ho, wo, voff = p[CO], p[HO], p[WO], p[VOFF]
+            v_min = f[VMIN]
+            while nh > 0 and pred[heap[0]] == t and voff <= heap[0] < voff + ho * wo * co:
+                j = heap[0]
+                if tn[j] != t:  # the current decays to t; the membrane is at v_th there
+                    ath[j] *= flow(t - tn[j], f[INV_TAU], f[INV_TAU_S], f[CHARGE])[1]
+                    tn[j] = t
+                v[j] = max(0.0, v_min)  # at v = v_th: one spike, and either reset leaves 0
+                cnt[j] += 1
+                g, o = (j - voff) // co, (j - voff) % co
+                a_c[nin], a_y[nin], a_x[nin], a_n[nin] = o, g // wo, g % wo, 1.0
+                nin += 1
+                if first == rec_layer:
+                    r = tally[0]
+                    rec_t[r], rec_i[r], rec_c[r] = t, (o * ho + g // wo) * wo + g % wo, 1
+                    tally[0] = r + 1
+                pred[j] = next_crossing(t, v[j], ath[j], f[VTH], f[INV_TAU], f[INV_TAU_S], f[CHARGE])
+                if pred[j] <= t:
+                    tally[2] = 2
+                    return i
+                nh = _reschedule(heap, hpos, nh, pred, j)
+            first += 1
+        elif i < end:
+            ti = et[i]
+            t = float(ti)
+            first = 0
+            while i < end and et[i] == ti:  # the wave: every input event at time t
+                a_c[nin], a_y[nin], a_x[nin], a_n[nin] = ep[i], ey[i], ex[i], 1.0
+                nin += 1
+                i += 1
+        else:
+            break
         ic, iy, ix, inn, oc, oy, ox, on = a_c, a_y, a_x, a_n, b_c, b_y, b_x, b_n
-        for L in range(nl):
+        for L in range(first, nl):
             if nin == 0:
                 break
-            p, dec = P[L], (F[L, INV_TAU], F[L, INV_TAU_A])
+            p, dec = P[L], (F[L, INV_TAU], F[L, INV_TAU_A], F[L, INV_TAU_S], F[L, CHARGE])
             if p[OP] == 0:
-                ntouch, syn = _fan_out_conv(
-                    p, dec, W, ic, iy, ix, inn, nin, v, ath, tl, flag, touch, rows, cols, float(t)
-                )
+                ntouch, syn = _fan_out_conv(p, dec, W, ic, iy, ix, inn, nin, v, ath, tl, tn, flag, touch, rows, cols, t)
             else:
-                ntouch, syn = _fan_out_dense(p, dec, W, ic, iy, ix, inn, nin, v, ath, tl, flag, touch, float(t))
+                ntouch, syn = _fan_out_dense(p, dec, W, ic, iy, ix, inn, nin, v, ath, tl, tn, flag, touch, t)
             tally[1] += syn
             nin = _fire(P[L], F[L], v, ath, flag, touch, ntouch, cnt, oc, oy, ox, on)
+            if dec[3] > 0.0:
+                nh = _repredict(P[L], F[L], v, ath, tn, pred, touch, ntouch, heap, hpos, nh)
             if L == rec_layer:
                 ho, wo = P[L, HO], P[L, WO]
                 for k in range(nin):
@@ -313,12 +481,34 @@ def run_events(
 
 
 @njit(cache=True, parallel=True)
-def run_streams(P, F, W, ex, ey, ep, et, offsets, V, A, TL, CNT, SYN) -> None:
-    """Whole streams in parallel: stream b is ``[offsets[b], offsets[b + 1])``, state row b."""
+def run_streams(P, F, W, ex, ey, ep, et, offsets, until, V, A, TL, TN, PRED, CNT, SYN) -> None:
+    """Whole streams in parallel: stream b is ``[offsets[b], offsets[b + 1])``, its
+    crossings run up to ``until[b]``, state row b. ``SYN[b]`` -1: the stream stopped as
+    :func:`run_events` does with ``tally[2] = 2``."""
     for b in prange(offsets.size - 1):
-        tally = np.zeros(2, np.int64)
-        none = np.empty(0, np.int64)
+        tally = np.zeros(3, np.int64)
+        none_i, none_t = np.empty(0, np.int64), np.empty(0, np.float64)
         run_events(
-            P, F, W, ex, ey, ep, et, offsets[b], offsets[b + 1], V[b], A[b], TL[b], CNT[b], -1, none, none, none, tally
+            P,
+            F,
+            W,
+            ex,
+            ey,
+            ep,
+            et,
+            offsets[b],
+            offsets[b + 1],
+            until[b],
+            V[b],
+            A[b],
+            TL[b],
+            TN[b],
+            PRED[b],
+            CNT[b],
+            -1,
+            none_t,
+            none_i,
+            none_i,
+            tally,
         )
-        SYN[b] = tally[1]
+        SYN[b] = -1 if tally[2] == 2 else tally[1]

@@ -23,8 +23,9 @@ from .graph import Layer
 # columns of the integer parameter table, one row per layer
 (OP, CS, HS, WS, POOL, CI, HI, WI, CO, HO, WO, KH, KW, SH, SW, PT, PL, WOFF, VOFF, GOFF, KIND, RESET, SPIKE) = range(23)
 N_INT = 23
-INV_TAU, VTH, VMIN, INV_TAU_A, BETA = range(5)  # columns of the float table (A: adaptive threshold)
-N_FLOAT = 5
+# columns of the float table (A: adaptive threshold; S: synaptic current, CHARGE its rate)
+INV_TAU, VTH, VMIN, INV_TAU_A, BETA, INV_TAU_S, CHARGE = range(7)
+N_FLOAT = 7
 KIND_ACCUMULATE, KIND_SPIKING, KIND_LI = 0, 1, 2
 
 
@@ -41,16 +42,6 @@ class Net:
     @property
     def n_layers(self) -> int:
         return len(self.P)
-
-    @property
-    def adaptive(self) -> bool:
-        """Whether some layer has an adaptive threshold (ALIF): only then does a stream's
-        state carry the threshold increments (the kernels index them only in such layers)."""
-        return bool((self.F[:, BETA] > 0).any() or (self.F[:, INV_TAU_A] > 0).any())
-
-    def n_adaptive(self) -> int:
-        """Size of the per-stream threshold-increment array: every neuron, or none."""
-        return self.n_neurons if self.adaptive else 0
 
 
 def internal_weight(layer: Layer) -> np.ndarray:
@@ -87,9 +78,9 @@ def pack(layers: Sequence[Layer]) -> Net:
         if n is not None:
             r[RESET] = 0 if n.reset == "subtract" else 1
             r[SPIKE] = 0 if n.spike == "single" else 1
-            F[i] = (n.inv_tau, n.v_th, n.v_min, n.inv_tau_adapt, n.beta)
+            F[i] = (n.inv_tau, n.v_th, n.v_min, n.inv_tau_adapt, n.beta, n.inv_tau_syn, n.charge)
         else:
-            F[i] = (0.0, np.inf, -np.inf, 0.0, 0.0)
+            F[i] = (0.0, np.inf, -np.inf, 0.0, 0.0, 0.0, 0.0)
     return Net(P, F, np.concatenate(weights).astype(np.float32), v_off, g_off)
 
 
@@ -98,10 +89,14 @@ class EventState:
     """What a stream carries between chunks (size fixed by the network, not the stream).
 
     The caller holds it; :meth:`EventEngine.feed` advances it in place and returns it.
-    ``v`` membranes (float64, internal order), ``a`` adaptive-threshold increments (one
-    per neuron, 0 but in ALIF layers; empty when no layer adapts), ``t_last`` last
-    update time of each group (µs), ``counts`` spikes per neuron so far, ``t_now`` time
-    of the last processed input event (-1 before any), ``pending`` the input events at the latest timestamp,
+    ``v`` membranes (float64, internal order), ``a`` the second state of two-state kinds
+    (ALIF: threshold increments; CubaLIF: synaptic currents; 0 elsewhere), ``t_last``
+    last update time of each group (µs), ``t_neuron`` of each neuron of a CubaLIF layer
+    (a neuron that crosses its threshold between inputs is updated alone), ``crossing``
+    the time each CubaLIF neuron will next cross its threshold if no input reaches it
+    first (inf: never), ``counts`` spikes per neuron so far, ``t_now`` time of the last
+    processed input event (-1 before any; or the end of the last :meth:`flush`), ``pending``
+    the input events at the latest timestamp,
     held back because the next chunk may hold more events at that same time (events
     with one timestamp are simultaneous: one wave), ``events`` and ``synops`` totals.
     """
@@ -109,6 +104,8 @@ class EventState:
     v: np.ndarray
     a: np.ndarray
     t_last: np.ndarray
+    t_neuron: np.ndarray
+    crossing: np.ndarray
     counts: np.ndarray
     t_now: int = -1
     pending: np.ndarray | None = None
@@ -118,7 +115,9 @@ class EventState:
 
 def initial_state(net: Net) -> EventState:
     n = net.n_neurons
-    return EventState(np.zeros(n), np.zeros(net.n_adaptive()), np.zeros(net.n_groups), np.zeros(n, np.int64))
+    return EventState(
+        np.zeros(n), np.zeros(n), np.zeros(net.n_groups), np.zeros(n), np.full(n, np.inf), np.zeros(n, np.int64)
+    )
 
 
 def layer_view(net: Net, layers: Sequence[Layer], flat: np.ndarray, i: int) -> np.ndarray:

@@ -94,6 +94,9 @@ class NeuronSpec:
             raise SpecError(f"neuron description must be an object, got {type(d).__name__}")
         spec_cls = kind_of(d.get("kind")).spec_cls
         names = {f.name for f in fields(spec_cls)}
+        # a field added after files were written: absent means the value those files meant
+        absent = {f.name: f.metadata["absent"] for f in fields(spec_cls) if "absent" in f.metadata}
+        d = {**{k: v for k, v in absent.items() if k not in d}, **d}
         missing, extra = names - set(d), set(d) - names
         if missing or extra:
             raise SpecError(
@@ -147,6 +150,12 @@ class EventForm:
     # between inputs and rises by beta per spike; beta 0: a fixed threshold
     inv_tau_adapt: float = 0.0
     beta: float = 0.0
+    # a synaptic current (CubaLIF): an input adds its weight to i, which decays with
+    # inv_tau_syn (1/µs) and charges the membrane, dv/dt = -v * inv_tau + charge * i
+    # (charge in 1/µs); the membrane then crosses the threshold between inputs, at times
+    # the engine solves for. charge 0: inputs add to the membrane
+    inv_tau_syn: float = 0.0
+    charge: float = 0.0
 
 
 def leaky_event_form(spec: NeuronSpec, spiking: bool) -> EventForm:

@@ -5,8 +5,21 @@ membrane (as NIR's ``CubaLIF``: ``tau_syn di/dt = -i + w x``, ``tau_mem dv/dt = 
 discretised one step at a time). One clock step with input current ``I``::
 
     i = decay_syn * i_prev + I      synaptic current
-    v = decay * u_prev + i          membrane
-    s, u = spike, reset and clamp rules on (v, v_th)        (rules.py)
+    v = decay * u_prev + syn_gain * i   membrane
+    s, u = spike, reset and clamp rules on (v, v_th)   (rules.py)
+
+``syn_gain`` is 1 as trained (snnTorch's ``Synaptic``: the membrane adds the current every
+step; multiplying by exactly 1.0 changes no bit). It is what makes the step a
+discretisation of one continuous-time neuron (the event-driven form below): a model
+trained at bin width ``dt0`` is the neuron
+
+    tau_syn di/dt = -i  (+ w per input spike)        tau_syn = -dt0 / ln(decay_syn)
+    dv/dt = -v / tau_mem + syn_gain * i / dt         tau_mem = -dt0 / ln(decay)
+
+(``syn_gain / dt = 1 / dt0``), and the same neuron run at a finer bin ``dt``
+(:meth:`CubaLIFSpec.retimed`) has ``decay = exp(-dt / tau_mem)``, ``decay_syn =
+exp(-dt / tau_syn)`` and ``syn_gain = dt / dt0``: the membrane gets the current's
+charge per unit time, not per step, so clock runs converge as ``dt -> 0``.
 
 NIR: ``CubaLIF``; the one-spike, reset-to-zero variant in snnTorch's Euler convention
 (``tau_syn = dt / (1 - decay_syn)``, ``w_in = tau_syn / dt``, ``tau_mem = dt / (1 - decay)``,
@@ -14,21 +27,34 @@ NIR: ``CubaLIF``; the one-spike, reset-to-zero variant in snnTorch's Euler conve
 above, and snnTorch builds ``Synaptic(alpha=decay_syn, beta=decay)``), every other
 variant with the time constants in steps and ``r = w_in = 1``.
 
-No event-driven form here: the current keeps charging the membrane between input events,
-so the membrane can cross the threshold at times no input marks; an exact event engine
-must solve for those crossing times, which this runtime's engine does not do.
+Event-driven form: the ODEs above solved exactly between input events
+(``runtime/event/crossing.py``). An input spike adds its weight to ``i``; between inputs
+the current keeps charging the membrane, so it can cross the threshold at a time no input
+marks: the engine solves for that time (closed-form peak, then bisection to float64
+resolution), fires there, resets, and sends the spike on at that time.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 
 import numpy as np
-from onnx import NodeProto
+from onnx import NodeProto, helper
 
 from . import nir, rules
-from .base import EventForm, EventFormError, NeuronKind, NeuronSpec, check_decay, register, tau_of
+from .base import (
+    EventForm,
+    NeuronKind,
+    NeuronSpec,
+    SpecError,
+    check_decay,
+    decay_of,
+    leaky_event_form,
+    register,
+    tau_of,
+)
 
 
 @dataclass(frozen=True)
@@ -38,14 +64,36 @@ class CubaLIFSpec(NeuronSpec):
 
     kind: str = "CubaLIF"
     decay_syn: float = field(default=0.5, metadata={"help": "CubaLIF: synaptic current decay per step"})
+    # files written before this field existed mean 1.0 (``absent``: base.NeuronSpec.from_dict)
+    syn_gain: float = field(
+        default=1.0,
+        metadata={
+            "help": "CubaLIF: membrane charge per unit synaptic current per step (dt/dt0 re-timed from bin dt0)",
+            "absent": 1.0,
+        },
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
         check_decay("decay_syn", self.decay_syn)
+        if not (self.syn_gain > 0.0 and math.isfinite(self.syn_gain)):
+            raise SpecError(f"syn_gain must be a finite number > 0, got {self.syn_gain}")
 
     @property
     def tau_syn(self) -> float:
         return tau_of(self.decay_syn, self.dt)
+
+    def retimed(self, dt: float) -> CubaLIFSpec:
+        """The same continuous-time neuron stepped at bin width ``dt`` (µs): the decays
+        for the same time constants, and the membrane's charge per step scaled by
+        ``dt / self.dt``."""
+        return dataclasses.replace(
+            self,
+            decay=decay_of(self.tau, dt),
+            decay_syn=decay_of(self.tau_syn, dt),
+            syn_gain=self.syn_gain * dt / self.dt,
+            dt=dt,
+        )
 
 
 class CubaLIF(NeuronKind):
@@ -61,7 +109,7 @@ class CubaLIF(NeuronKind):
         assert isinstance(spec, CubaLIFSpec)
         u_prev, i_prev = state
         i = rules.leak(spec.decay_syn, i_prev, current)
-        v = rules.leak(spec.decay, u_prev, i)
+        v = rules.leak(spec.decay, u_prev, (i.dtype.type(spec.syn_gain) * i).astype(i.dtype, copy=False))
         s, u = rules.spike_reset(spec, v, v.dtype.type(spec.v_th))
         return s, (u, i)
 
@@ -71,7 +119,8 @@ class CubaLIF(NeuronKind):
     def onnx_body(self, spec: NeuronSpec) -> list[NodeProto]:
         return (
             rules.charge("decay_syn", "i_prev", "current", "i")
-            + rules.charge("decay", "u_prev", "i", "v")
+            + [rules.attr_const("syn_gain", "syn_gain"), helper.make_node("Mul", ["syn_gain", "i"], ["i_in"])]
+            + rules.charge("decay", "u_prev", "i_in", "v")
             + [rules.attr_const("v_th", "v_th")]
             + rules.spike_reset_nodes(spec, "v", "v_th", "u")
         )
@@ -83,9 +132,9 @@ class CubaLIF(NeuronKind):
         f = nir.full
         if _euler(spec):
             tau_syn, tau_mem = nir.euler_tau(spec.decay_syn), nir.euler_tau(spec.decay)
-            r, w_in = tau_mem / nir.SNNTORCH_DT, tau_syn / nir.SNNTORCH_DT
+            r, w_in = spec.syn_gain * tau_mem / nir.SNNTORCH_DT, tau_syn / nir.SNNTORCH_DT
         else:
-            tau_syn, tau_mem, r, w_in = nir.steps_tau(spec.decay_syn), nir.steps_tau(spec.decay), 1.0, 1.0
+            tau_syn, tau_mem, r, w_in = nir.steps_tau(spec.decay_syn), nir.steps_tau(spec.decay), spec.syn_gain, 1.0
         return "CubaLIF", {
             "tau_syn": f(shape, tau_syn),
             "tau_mem": f(shape, tau_mem),
@@ -101,6 +150,8 @@ class CubaLIF(NeuronKind):
         snntorch = None if same else "runs CubaLIF as Synaptic with one spike per step, zero reset, no clamp"
         if snntorch and not _euler(spec):
             snntorch += ", and reads the time constants with dt = 1e-4 s"
+        if spec.syn_gain != 1.0:
+            snntorch = (snntorch or "runs CubaLIF as Synaptic") + ", and ignores r (syn_gain 1)"
         return {
             "sinabs": "has no CubaLIF import: the graph does not load",
             "snntorch": snntorch,
@@ -124,11 +175,10 @@ class CubaLIF(NeuronKind):
         return nir.make("CubaLIF", decay=float(beta), decay_syn=float(alpha), **fields), 1.0
 
     def event_form(self, spec: NeuronSpec) -> EventForm:
-        raise EventFormError(
-            "CubaLIF neurons keep charging from their synaptic current between input events, "
-            "so they spike at times no input marks; the event engine has no crossing-time "
-            "solver for them (run this model clock-driven)"
-        )
+        assert isinstance(spec, CubaLIFSpec)
+        form = leaky_event_form(spec, spiking=True)
+        inv_tau_syn = 0.0 if spec.decay_syn == 1.0 else 1.0 / spec.tau_syn
+        return dataclasses.replace(form, inv_tau_syn=inv_tau_syn, charge=spec.syn_gain / spec.dt)
 
 
 def _euler(spec: CubaLIFSpec) -> bool:
