@@ -50,34 +50,45 @@ def _kernels() -> dict[str, Callable]:
     jit = njit(cache=True, nogil=True, boundscheck=False)
 
     @jit
-    def conv2d(x, w, bias, sh, sw, pt, pl, dh, dw, out):
+    def conv2d(x, wt, bias, sh, sw, pt, pl, dh, dw, out):
+        """out[b, o] = round_f32(sum over (c, ky, kx) ascending of x * w, then + bias[o]);
+        ``wt`` is the weight as float64 [C, KH, KW, O]. Scattered from each non-zero input
+        (a zero adds +-0, which changes no sum: it starts at +0 and never becomes -0), in
+        (c, iy, ix) order, which is (c, ky, kx) order for every output it reaches."""
         B, C, H, W = x.shape
-        O, _, KH, KW = w.shape
+        _, KH, KW, O = wt.shape
         Ho, Wo = out.shape[2], out.shape[3]
-        acc = np.empty((Ho, Wo), np.float64)
+        acc = np.empty((Ho, Wo, O), np.float64)
         for b in range(B):
-            for o in range(O):
-                acc[:] = 0.0
-                for c in range(C):
-                    for ky in range(KH):
-                        for kx in range(KW):
-                            wv = np.float64(w[o, c, ky, kx])
-                            off = kx * dw - pl  # input column of output column ox: ox * sw + off
-                            lo = max(0, -(off // sw))  # first ox with a column >= 0
-                            hi = min(Wo, (W - 1 - off) // sw + 1)  # past the last with a column < W
-                            for oy in range(Ho):
-                                iy = oy * sh - pt + ky * dh
-                                if iy < 0 or iy >= H:
+            acc[:] = 0.0
+            for c in range(C):
+                for iy in range(H):
+                    for ix in range(W):
+                        xv = np.float64(x[b, c, iy, ix])
+                        if xv == 0.0:
+                            continue
+                        for ky in range(KH):
+                            ty = iy + pt - ky * dh  # = oy * sh
+                            if ty < 0 or ty % sh != 0 or ty // sh >= Ho:
+                                continue
+                            oy = ty // sh
+                            for kx in range(KW):
+                                tx = ix + pl - kx * dw
+                                if tx < 0 or tx % sw != 0 or tx // sw >= Wo:
                                     continue
-                                for ox in range(lo, hi):
-                                    acc[oy, ox] += wv * np.float64(x[b, c, iy, ox * sw + off])
+                                a = acc[oy, tx // sw]
+                                w = wt[c, ky, kx]
+                                for o in range(O):
+                                    a[o] += xv * w[o]
+            for o in range(O):
                 for oy in range(Ho):
                     for ox in range(Wo):
-                        out[b, o, oy, ox] = np.float32(acc[oy, ox] + bias[o])
+                        out[b, o, oy, ox] = np.float32(acc[oy, ox, o] + bias[o])
 
     @jit
     def gemm(a, wt, bias, alpha, out):
-        """out[b, j] = round_f32(alpha * sum_k a[b, k] * wt[k, j] + bias[j]) (bias float64)."""
+        """out[b, j] = round_f32(alpha * sum_k a[b, k] * wt[k, j] + bias[j]), k ascending
+        (``wt`` and ``bias`` float64)."""
         B, K = a.shape
         N = wt.shape[1]
         acc = np.empty(N, np.float64)
@@ -85,8 +96,10 @@ def _kernels() -> dict[str, Callable]:
             acc[:] = 0.0
             for k in range(K):
                 av = np.float64(a[b, k])
+                if av == 0.0:  # +-0 changes no sum (see conv2d)
+                    continue
                 for j in range(N):
-                    acc[j] += av * np.float64(wt[k, j])
+                    acc[j] += av * wt[k, j]
             for j in range(N):
                 out[b, j] = np.float32(alpha * acc[j] + bias[j])
 
@@ -124,7 +137,7 @@ def _conv(node: onnx.NodeProto, consts: dict[str, np.ndarray]) -> tuple[Op, list
     a = _attrs(node)
     if node.input[1] not in consts or (len(node.input) > 2 and node.input[2] and node.input[2] not in consts):
         raise _refuse(node, "has weights that are not initializers")
-    w = np.ascontiguousarray(consts[node.input[1]], np.float32)
+    w = np.asarray(consts[node.input[1]], np.float32)
     if w.ndim != 4 or a.get("group", 1) != 1 or a.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
         raise _refuse(node, "is not a 2-D convolution with group 1 and explicit pads")
     bias = consts[node.input[2]] if len(node.input) > 2 and node.input[2] else np.zeros(w.shape[0])
@@ -132,14 +145,17 @@ def _conv(node: onnx.NodeProto, consts: dict[str, np.ndarray]) -> tuple[Op, list
     sh, sw = a.get("strides", [1, 1])
     dh, dw = a.get("dilations", [1, 1])
     pt, pl, pb, pr = a.get("pads", [0, 0, 0, 0])
+    if not np.isfinite(w).all():
+        raise _refuse(node, "has weights that are not finite")  # inf * 0 is NaN: zeros are skipped
     kh, kw = w.shape[2:]
+    wt = np.ascontiguousarray(w.astype(np.float64).transpose(1, 2, 3, 0))  # [C, KH, KW, O]
     k = _kernels()["conv2d"]
 
     def run(x: np.ndarray) -> np.ndarray:
         H, W = x.shape[2:]
         Ho, Wo = (H + pt + pb - dh * (kh - 1) - 1) // sh + 1, (W + pl + pr - dw * (kw - 1) - 1) // sw + 1
         out = np.empty((x.shape[0], w.shape[0], Ho, Wo), np.float32)
-        k(np.ascontiguousarray(x), w, b64, sh, sw, pt, pl, dh, dw, out)
+        k(np.ascontiguousarray(x), wt, b64, sh, sw, pt, pl, dh, dw, out)
         return out
 
     return run, [node.input[0]]
@@ -152,7 +168,9 @@ def _gemm(node: onnx.NodeProto, consts: dict[str, np.ndarray]) -> tuple[Op, list
     w = np.asarray(consts[node.input[1]], np.float32)
     if a.get("transA", 0) or w.ndim != 2:
         raise _refuse(node, "is not [B, K] x [K, N] (transA = 0, a 2-D weight)")
-    wt = np.ascontiguousarray(w.T if a.get("transB", 0) else w)  # [K, N]: the inner loop runs over N
+    if not np.isfinite(w).all():
+        raise _refuse(node, "has weights that are not finite")  # inf * 0 is NaN: zeros are skipped
+    wt = np.ascontiguousarray((w.T if a.get("transB", 0) else w).astype(np.float64))  # [K, N]: inner loop over N
     c = consts[node.input[2]] if len(node.input) > 2 and node.input[2] else np.zeros(wt.shape[1], np.float32)
     # beta * C once, in float64 (an IEEE product; broadcast to [N])
     bias = np.broadcast_to(

@@ -93,8 +93,8 @@ def test_no_fma_in_the_generated_code():
     f32 = np.float32
     x, out = np.zeros((1, 2, 6, 6), f32), np.zeros((1, 3, 6, 6), f32)
     calls = {
-        "conv2d": (x, np.zeros((3, 2, 3, 3), f32), np.zeros(3), 1, 1, 1, 1, 1, 1, out),
-        "gemm": (np.zeros((2, 4), f32), np.zeros((4, 3), f32), np.zeros(3), np.float64(0.5), np.zeros((2, 3), f32)),
+        "conv2d": (x, np.zeros((2, 3, 3, 3)), np.zeros(3), 1, 1, 1, 1, 1, 1, out),
+        "gemm": (np.zeros((2, 4), f32), np.zeros((4, 3)), np.zeros(3), np.float64(0.5), np.zeros((2, 3), f32)),
         "avgpool2d": (x, 2, 2, 2, 2, 0, 0, True, np.zeros((1, 2, 3, 3), f32)),
     }
     fns = {k: (_kernels()[k].py_func, a) for k, a in calls.items()}
