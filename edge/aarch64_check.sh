@@ -38,7 +38,7 @@ skip() { echo "aarch64 check SKIPPED: $* ($(took))"; exit 0; }
 fail() { echo "aarch64 check FAILED: $* ($(took))"; exit 1; }
 [ "$(uname -m)" = x86_64 ] || skip "the host is $(uname -m); this check compares aarch64 against x86-64"
 [ "$(id -u)" = 0 ] || skip "needs root (binfmt_misc registration, chroot, bind mounts)"
-"$PY" - <<'PY' || skip "no network to deb.debian.org or pypi.org"
+"$PY" - 2>/dev/null <<'PY' || skip "no network to deb.debian.org or pypi.org"
 import urllib.request
 for url in ("https://deb.debian.org/debian/dists/bookworm/Release", "https://pypi.org/simple/numpy/"):
     urllib.request.urlopen(url, timeout=15).close()
@@ -59,6 +59,10 @@ fi
 grep -q enabled "$BINFMT/qemu-aarch64" || skip "binfmt_misc has qemu-aarch64 disabled"
 grep -q '^flags:.*F' "$BINFMT/qemu-aarch64" || skip "qemu-aarch64 is registered without the F flag (no interpreter inside a chroot)"
 
+mkdir -p "$CACHE"
+exec 9>"$CACHE.lock"  # one check at a time per cache: they share the root and its mounts
+flock -w "$LIMIT" 9 || skip "another aarch64 check held $CACHE for ${LIMIT} s"
+
 WORK="$(mktemp -d)"
 MOUNTS=()
 cleanup() {
@@ -67,21 +71,11 @@ cleanup() {
 }
 trap cleanup EXIT
 
-echo "== host (x86-64): model, inputs, results"
-export OMP_NUM_THREADS=1 FLEXSNN_CACHE="$CACHE/digits"
-(cd "$REPO" && "$PY" -m trainer fit --epochs 3 --seed 0 --threads 1 --quiet --out "$WORK/model.pt" \
-    && "$PY" -m export "$WORK/model.pt" -o "$WORK/model.onnx" \
-    && "$PY" -m edge.pi.parity inputs "$WORK/inputs.npz" --limit 120 \
-    && "$PY" -m edge.pi.parity run "$WORK/model.onnx" "$WORK/inputs.npz" -o "$WORK/x86.npz" \
-    && "$PY" -m edge.pi.parity run "$WORK/model.onnx" "$WORK/inputs.npz" --backend auto -o "$WORK/x86-auto.npz" \
-    && "$PY" -m runtime run "$WORK/model.onnx" --threads 1 --backend exact --policy confidence:0.5 --json \
-        >"$WORK/x86.json") || fail "the host part (model, inputs, x86-64 results)"
-
 # what the root holds (libstdc++ and libgcc: the manylinux wheels need them, as Raspberry Pi
 # OS has them); a change of this line rebuilds it. The venv lives beside it, cached too.
 PACKAGES=bash,coreutils,python3,python3-venv,ca-certificates,libstdc++6,libgcc-s1,libgomp1,zlib1g
 if [ "$(cat "$ARMROOT/.flexsnn-packages" 2>/dev/null)" != "$PACKAGES" ]; then
-    echo "== building the bookworm arm64 root (cached in $ARMROOT)"
+    echo "== building the bookworm arm64 root (cached in $ARMROOT) ($(took))"
     rm -rf "$ARMROOT" "$ARMROOT.tmp" "$CACHE/venv-arm64" && mkdir -p "$CACHE"
     mmdebstrap --quiet --variant=extract --architectures=arm64 --include="$PACKAGES" \
         bookworm "$ARMROOT.tmp" http://deb.debian.org/debian || skip "mmdebstrap could not build the arm64 root"
@@ -116,6 +110,17 @@ rm -rf "$ARMROOT/src" && mkdir "$ARMROOT/src"
 (cd "$REPO" && git ls-files -z --cached --others --exclude-standard | tar --null -T - -cf -) | tar -xf - -C "$ARMROOT/src"
 [ "$(chroot "$ARMROOT" /usr/bin/env PATH=/usr/bin:/bin uname -m 2>/dev/null)" = aarch64 ] \
     || skip "the arm64 root does not run (qemu-user through binfmt_misc)"
+
+echo "== host (x86-64): model, inputs, results ($(took))"
+export OMP_NUM_THREADS=1 FLEXSNN_CACHE="$CACHE/digits"
+(cd "$REPO" && "$PY" -m trainer fit --epochs 3 --seed 0 --threads 1 --quiet --out "$WORK/model.pt" \
+    && "$PY" -m export "$WORK/model.pt" -o "$WORK/model.onnx" \
+    && "$PY" -m edge.pi.parity inputs "$WORK/inputs.npz" --limit 120 \
+    && "$PY" -m edge.pi.parity run "$WORK/model.onnx" "$WORK/inputs.npz" -o "$WORK/x86.npz" \
+    && "$PY" -m edge.pi.parity run "$WORK/model.onnx" "$WORK/inputs.npz" --backend auto -o "$WORK/x86-auto.npz" \
+    && "$PY" -m runtime run "$WORK/model.onnx" --threads 1 --backend exact --policy confidence:0.5 --json \
+        >"$WORK/x86.json") || fail "the host part (model, inputs, x86-64 results)"
+
 arm() {  # run a bash script in the root, emulated, within what is left of $LIMIT seconds
     local left=$((LIMIT - ($(date +%s) - START)))
     [ "$left" -gt 0 ] || return 124
@@ -123,15 +128,24 @@ arm() {  # run a bash script in the root, emulated, within what is left of $LIMI
         PIP_DISABLE_PIP_VERSION_CHECK=1 /bin/bash -euo pipefail -c "$1"
 }
 
-echo "== arm64: runtime-only install from the registry"
+echo "== arm64: runtime-only install from the registry ($(took))"
 arm '
+    # the editable install maps /src, copied afresh each run: it is redone only when what it
+    # depends on changes (pyproject.toml, the top-level folders); minutes under emulation
+    key="$(cat /src/pyproject.toml; ls /src)" && key="$(echo "$key" | sha256sum)"
     [ -x /venv/bin/python ] || python3 -m venv /venv
-    /venv/bin/pip install -q -e /src
-    /venv/bin/python -c "import importlib.util, sys; sys.exit(\"torch was installed\" if importlib.util.find_spec(\"torch\") else 0)"
-    /venv/bin/pip install -q -e "/src[data,plot]" pytest pytest-xdist
+    if [ "$(cat /venv/.flexsnn-installed 2>/dev/null)" != "$key" ]; then
+        rm -f /venv/.flexsnn-installed
+        # the build backend once in the venv: no isolated build environment per install
+        /venv/bin/pip install -q "setuptools>=68"
+        /venv/bin/pip install -q --no-build-isolation -e /src
+        /venv/bin/python -c "import importlib.util, sys; sys.exit(\"torch was installed\" if importlib.util.find_spec(\"torch\") else 0)"
+        /venv/bin/pip install -q --no-build-isolation -e "/src[data,plot]" pytest pytest-xdist
+        echo "$key" >/venv/.flexsnn-installed
+    fi
 ' || { rc=$?; [ $rc = 124 ] && skip "the emulated install ran past ${LIMIT} s"; skip "the install from the registry failed on arm64 (exit $rc)"; }
 
-echo "== arm64: torch-free tests, parity runs"
+echo "== arm64: torch-free tests, parity runs ($(took))"
 arm '
     cd /src
     shopt -s nullglob
@@ -144,7 +158,7 @@ arm '
         --backend exact --policy confidence:0.5 --json >/work/arm64.json
 ' || { rc=$?; [ $rc = 124 ] && skip "the emulated tests and runs ran past ${LIMIT} s"; fail "tests or runs on arm64 (exit $rc)"; }
 
-echo "== compare x86-64 vs arm64"
+echo "== compare x86-64 vs arm64 ($(took))"
 (cd "$REPO" && "$PY" -m edge.pi.parity compare --informational "$WORK/x86-auto.npz" "$WORK/arm64-auto.npz") \
     | sed 's/^/default backend (informational): /'
 if (cd "$REPO" && "$PY" -m edge.pi.parity compare "$WORK/x86.npz" "$WORK/arm64.npz" \
