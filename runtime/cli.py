@@ -35,7 +35,9 @@ def _common(p: argparse.ArgumentParser) -> None:
         choices=BACKENDS,
         default="auto",
         help="numba: neuron layers in one-pass numba kernels, the rest on onnxruntime (bit-identical, "
-        "faster); ort: the function bodies on stock onnxruntime; auto (default): numba where the model allows",
+        "faster); ort: the function bodies on stock onnxruntime; auto (default): numba where the model allows; "
+        "exact: every layer in numba with fixed-order float64 sums, one thread: use it when results must be "
+        "bit-identical across machines (x86-64 and aarch64 / Raspberry Pi; slower, docs/edge.md)",
     )
     p.add_argument("--json", action="store_true", help="one JSON object")
 
@@ -86,11 +88,11 @@ def cmd_run(a: argparse.Namespace) -> None:
     if a.json:
         emit_json(s)
         return
-    print(f"{a.model} on {ds.spec} ({s['n']} samples), policy {s['policy']}")
+    print(f"{a.model} on {ds.spec} ({s['n']} samples), policy {s['policy']}, backend {s['backend']}")
     if s["config"]:
         print(
             f"configuration {','.join(map(str, s['config']))} (T per stage; policy on the last stage's steps), "
-            f"backend {session.backend_note}"
+            f"backends {session.backend_note}"
         )
     print(
         table(

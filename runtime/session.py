@@ -29,13 +29,15 @@ from .limits import check_memory, check_steps, run_bytes
 from .policies import ExitPolicy, FixedT, as_policy, first_exit, model_default
 from .protocol import STATIC_KINDS, ModelError, Protocol, read_model
 from .result import Cost, RunResult
-from .split import NotSplittable, Plan, SplitStepper, plan
+from .split import NotSplittable, Plan, Segment, SplitStepper, plan
 from .stages import stage_models, stream
 
 # "numba": onnxruntime for the synaptic segments, one-pass numba kernels for the neurons
 # (runtime/split.py; bit-identical, faster); "ort": the whole graph with the function
-# bodies on stock onnxruntime; "auto": numba where the model allows it, else ort.
-BACKENDS = ("auto", "numba", "ort")
+# bodies on stock onnxruntime; "auto": numba where the model allows it, else ort;
+# "exact": the numba split with the segments in fixed-order numba ops too (runtime/exact.py:
+# bit-identical across machines and instruction sets; never picked by auto).
+BACKENDS = ("auto", "numba", "ort", "exact")
 
 # Early exit: a finished sample's row leaves the batch when at least 1/COMPACT_AT of the
 # rows are finished. Compaction copies the states of the samples that go on (a pass over
@@ -93,7 +95,7 @@ class Session:
     ):
         self.model, self.protocol, self.path = model, protocol, path
         self.threads = threads
-        self.backend, self.backend_note, self._plan = _backend(model, protocol, backend)
+        self.backend, self.backend_note, self._plan, self._exact = _backend(model, protocol, backend)
         self._segments: dict[int, list[ort.InferenceSession]] = {}
         # neuron outputs, for spike counts: spiking nodes only (an LI outputs a membrane)
         nodes = {n.name: n for n in model.graph.node}
@@ -140,10 +142,12 @@ class Session:
             self._sessions[key] = make_session(m, threads)
         return self._sessions[key]
 
-    def _runner(self, threads: int, counts: bool) -> ort.InferenceSession | list[ort.InferenceSession]:
+    def _runner(self, threads: int, counts: bool) -> ort.InferenceSession | list[Segment]:
         """What a stepper runs on: the whole graph, or the split executor's segments."""
         if self._plan is None:
             return self._ort(threads, counts)
+        if self._exact is not None:
+            return list(self._exact)
         if threads not in self._segments:
             self._segments[threads] = [make_session(m, threads) for m in self._plan.segments]
         return self._segments[threads]
@@ -151,7 +155,7 @@ class Session:
     def _stepper(self, batch: int, counts: bool) -> Stepper | SplitStepper:
         threads = threads_for(batch, self.threads)
         if self._plan is not None:
-            runner = cast("list[ort.InferenceSession]", self._runner(threads, counts))
+            runner = cast("list[Segment]", self._runner(threads, counts))
             return SplitStepper(self._plan, self.protocol, batch, runner, self._spike_outputs if counts else ())
         sess = self._ort(threads, counts)
         if counts:
@@ -523,18 +527,32 @@ def _config(p: Protocol) -> str:
     return ",".join(map(str, p.config or ()))
 
 
-def _backend(model: onnx.ModelProto, proto: Protocol, asked: str) -> tuple[str, str, Plan | None]:
-    """(backend used, why, split plan or None) for the backend ``asked`` (BACKENDS)."""
+def _backend(model: onnx.ModelProto, proto: Protocol, asked: str) -> tuple[str, str, Plan | None, list[Segment] | None]:
+    """(backend used, why, split plan or None, the exact backend's segments or None) for the
+    backend ``asked`` (BACKENDS)."""
     if asked not in BACKENDS:
         raise InputError(f"backend {asked!r} is unknown; expected one of {list(BACKENDS)}")
     if asked == "ort":
-        return "ort", "asked for", None
+        return "ort", "asked for", None, None
     try:
-        return "numba", "neuron layers in one-pass numba kernels, the rest on onnxruntime", plan(model, proto)
+        p = plan(model, proto)
+        if asked == "exact":
+            note = "fixed-order float64 sums in numba (bit-identical across machines), neurons in numba kernels"
+            return "exact", note, p, _exact_segments(p)
+        return "numba", "neuron layers in one-pass numba kernels, the rest on onnxruntime", p, None
     except NotSplittable as e:
-        if asked == "numba":
-            raise InputError(f"backend 'numba' cannot run this model: {e}; expected backend 'ort' or 'auto'") from None
-        return "ort", f"function bodies on onnxruntime ({e})", None
+        if asked in ("numba", "exact"):
+            raise InputError(
+                f"backend {asked!r} cannot run this model: {e}; expected backend 'ort' or 'auto'"
+            ) from None
+        return "ort", f"function bodies on onnxruntime ({e})", None, None
+
+
+def _exact_segments(p: Plan) -> list[Segment]:
+    from .exact import compile_segment  # numba: only for backend exact
+
+    srcs, dsts = ["x", *(n.out for n in p.neurons)], [*(n.current for n in p.neurons), "y"]
+    return [compile_segment(m, a, b) for m, a, b in zip(p.segments, srcs, dsts)]
 
 
 def load(path: str | Path, threads: int | None = None, backend: str = "auto") -> Session:
