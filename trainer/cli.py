@@ -281,6 +281,13 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
         default=DEFAULT_CALIB_BATCHES,
         help="--config on BatchNorm models: training batches to re-estimate the statistics (0: off)",
     )
+    p.add_argument(
+        "--calib-runs",
+        type=cliargs.positive_int,
+        default=1,
+        help="--config on BatchNorm models: calibrations with different sample draws, their statistics "
+        "averaged (MTT A.6/A.9: 3)",
+    )
     p.add_argument("--binning", default=None, help="events: equal or fixed (default: as trained)")
     p.add_argument(
         "--split",

@@ -33,7 +33,7 @@ from .config_search import (
 )
 from .models import SpikingNet
 from .stage_cost import RunCounts, counting
-from .train import calibrate_bn, evaluate_configs, has_bn
+from .train import calibrate_bn_runs, evaluate_configs, has_bn
 
 DEFAULT_CALIB_BATCHES = 10
 
@@ -80,13 +80,22 @@ class Evaluator:
     batch_size: int
     seed: int = 0
     binning: str | None = None
+    calib_runs: int = 1  # calibrations with draws seed, seed + 1, ...: their statistics averaged (MTT A.6/A.9)
 
     def run(self, config: list[int], ds: Dataset | None = None) -> tuple[float, RunCounts]:
         ds = ds or self.ds
         model = self.model
         if self.calib_ds is not None and self.calib_batches > 0:
             model = copy.deepcopy(self.model)
-            calibrate_bn(model, self.calib_ds, list(config), self.calib_batches, min(64, self.batch_size), self.seed)
+            calibrate_bn_runs(
+                model,
+                self.calib_ds,
+                list(config),
+                self.calib_batches,
+                min(64, self.batch_size),
+                self.calib_runs,
+                self.seed,
+            )
         with counting(model, ds.kind == "static") as counts:
             acc = evaluate_configs(model, ds, [list(config)], self.batch_size, self.binning)[0]
         counts.samples, counts.stage_T = len(ds), list(config)
@@ -133,7 +142,13 @@ def eval_configs(a: argparse.Namespace) -> None:
     for path, cfg, model in loaded:
         _, _, ds = load(path, a.data, "test", a.limit)
         ev = Evaluator(
-            model, ds, calibration_data(cfg, model, a.data), a.calib_batches, a.batch_size, binning=a.binning
+            model,
+            ds,
+            calibration_data(cfg, model, a.data),
+            a.calib_batches,
+            a.batch_size,
+            binning=a.binning,
+            calib_runs=a.calib_runs,
         )
         out[path] = [config_row(c, *ev.run(c)) for c in a.config]
     if a.json:
