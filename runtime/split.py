@@ -80,7 +80,7 @@ def plan(model: onnx.ModelProto, proto: Protocol) -> Plan:
         raise NotSplittable("the model has no neuron layer")
     if neurons[-1].out == "y":  # no readout segment after it to fill the output buffer
         raise NotSplittable("the output is the last neuron layer's spikes (a spiking readout)")
-    ex = Extractor(_with_value_info(model, [n.current for n in neurons] + [n.out for n in neurons]))
+    ex = Extractor(with_value_info(model, [n.current for n in neurons] + [n.out for n in neurons]))
     cuts = ["x", *(n.out for n in neurons)], [*(n.current for n in neurons), "y"]
     segments = []
     for src, dst in zip(*cuts):
@@ -93,7 +93,7 @@ def plan(model: onnx.ModelProto, proto: Protocol) -> Plan:
     return Plan(tuple(segments), tuple(neurons))
 
 
-def _with_value_info(model: onnx.ModelProto, names: Sequence[str]) -> onnx.ModelProto:
+def with_value_info(model: onnx.ModelProto, names: Sequence[str]) -> onnx.ModelProto:
     """A copy that declares ``names`` (float32; the shape left open) where the file does
     not: the extractor makes them segment inputs and outputs and needs their types."""
     m = onnx.ModelProto()

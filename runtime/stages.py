@@ -25,6 +25,7 @@ from onnx.utils import Extractor
 
 from .grouping import group_bounds
 from .protocol import ModelError, Protocol
+from .split import with_value_info
 
 # A step of the schedule: (stage, step, the previous stage's steps whose outputs it sums).
 Step = tuple[int, int, range]
@@ -70,15 +71,7 @@ def stage_models(model: onnx.ModelProto, proto: Protocol) -> list[tuple[onnx.Mod
     """One step model ``(x, its states) -> (y, its states)`` per stage, with its protocol
     (its input, states and neurons; ``output_shape`` its boundary tensor's shape)."""
     stages = proto.stages
-    m = onnx.ModelProto()
-    m.CopyFrom(model)
-    declared = {v.name for v in [*m.graph.value_info, *m.graph.input, *m.graph.output]}
-    m.graph.value_info.extend(  # the extractor types the cut tensors from value_info
-        onnx.helper.make_tensor_value_info(st.input, onnx.TensorProto.FLOAT, None)
-        for st in stages
-        if st.input not in declared
-    )
-    ex = Extractor(m)
+    ex = Extractor(with_value_info(model, [st.input for st in stages]))
     out = []
     for i, st in enumerate(stages):
         last = i + 1 == len(stages)
