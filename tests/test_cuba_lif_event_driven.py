@@ -134,6 +134,7 @@ def test_kernel_matches_plain_python_and_spikes_fall_between_inputs(tmp_path, ru
         eng.run(stream, until=math.inf)
 
 
+@pytest.mark.slow  # four exports and 2,455 clock steps: about 10 to 20 s
 def test_finer_bins_converge_to_event_driven(tmp_path):
     """At each bin width dt the neuron is the same continuous-time one (``retimed``: decays
     exp(-dt/tau), exp(-dt/tau_syn), syn_gain dt/DT0); the spike difference of the
