@@ -20,7 +20,7 @@ from runtime.errors import InputError
 from runtime.fileio import OutputPathError, check_output
 from runtime.neuron import SpecError
 from runtime.policies import POLICY_FORMS, PolicyError, parse_policy
-from runtime.protocol import ModelError, read_model
+from runtime.protocol import ModelError, one_rate, read_model
 from runtime.report import emit_json, fail, guarded, table
 
 from .speck.chip import CHIPS, ChipError
@@ -172,6 +172,7 @@ def _speck(a: argparse.Namespace) -> None:
     if a.describe or a.deploy:  # refused before any work: never write over the model
         check_output(a.describe or Path(a.model).with_suffix(".speck.json"), a.model, what="--describe")
     model, proto = read_model(a.model)
+    one_rate(proto, "a Speck chip (one clock for all layers)")
     if a.emulate:  # the data the model was trained on, unless --data says otherwise
         a.data = cliargs.data_spec(a, proto)
     net = convert(model, proto, a.readout_threshold)

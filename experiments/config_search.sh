@@ -6,23 +6,15 @@
 #         B = 3C2FCW16 with BatchNorm split into 4 stages (per-configuration BN calibration).
 # Usage: experiments/config_search.sh [SEED] [DATA_DIR]   (about 2 min training + 10 min searching per seed on a busy 2-core machine)
 set -euo pipefail
-SEED=${1:-0}
-DATA=${2:-../shared/data/nmnist}
-OUT=runs/config_search_s$SEED
-mkdir -p "$OUT" docs
-export OMP_NUM_THREADS=1
+NAME=config_search
+DEFAULT_DATA=../shared/data/nmnist
+. "$(dirname "$0")/config_search_common.sh"
 COMMON=(--data "nmnist:$DATA" --method mtt --tmin 1 --tmax 6 --samples 2 --epochs 8 --seed "$SEED" --threads 1 --quiet)
 [ -f "$OUT/A.pt" ] || python -m trainer fit "${COMMON[@]}" --model 2C1FCW16 --stages 2 --out "$OUT/A.pt"
 [ -f "$OUT/B.pt" ] || python -m trainer fit "${COMMON[@]}" --model 3C2FCW16 --stages 4 --norm bn --out "$OUT/B.pt"
 # A: budgets Tg = 2 and 3, every held-back configuration (36 in all for 2 stages over 1..6).
 # B: Tg = 3, 40 held-back configurations, BN statistics re-estimated over 3 training batches per
 #    configuration (fewer than the default 10: the shared 2-core machine; the paper averages 3 calibrations).
-search() {  # MODEL TG EXTRA...
-  local M=$1 TG=$2; shift 2
-  [ -f "$OUT/search_${M}_T$TG.json" ] || python -m trainer search "$OUT/$M.pt" --budget-T "$TG" --samples 18 \
-      --seed "$SEED" --threads 1 --plot "docs/config_search_${M}_T${TG}_s$SEED.png" --json "$@" \
-      > "$OUT/search_${M}_T$TG.json.tmp" && mv "$OUT/search_${M}_T$TG.json.tmp" "$OUT/search_${M}_T$TG.json"
-}
 search A 2 --validate 100
 search A 3 --validate 100
 search B 3 --validate 40 --calib-batches 3

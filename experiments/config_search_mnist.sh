@@ -5,14 +5,10 @@
 # 1,000 of the first 8,000 test images (evenly spread). 2 epochs only (shared 2-core machine).
 # Usage: experiments/config_search_mnist.sh [SEED] [DATA_DIR]   (about 15-25 min on a busy 2-core machine)
 set -euo pipefail
-SEED=${1:-0}
-DATA=${2:-../shared/data/mnist}
-OUT=runs/config_search_mnist_s$SEED
-mkdir -p "$OUT" docs
-export OMP_NUM_THREADS=1
+NAME=config_search_mnist
+DEFAULT_DATA=../shared/data/mnist
+. "$(dirname "$0")/config_search_common.sh"
 [ -f "$OUT/R.pt" ] || python -m trainer fit --data "mnist:$DATA" --model resnet10 --width 8 --stages 4 --epochs 2 \
     --batch-size 32 --lr 5e-3 --seed "$SEED" --tmin 1 --tmax 6 --samples 2 --limit-train 1000 --limit 1000 \
     --neuron lif --norm bn --method mtt --threads 1 --quiet --out "$OUT/R.pt"
-[ -f "$OUT/search_R_T3.json" ] || python -m trainer search "$OUT/R.pt" --budget-T 3 --samples 18 --validate 30 \
-    --calib-batches 3 --limit 1000 --seed "$SEED" --threads 1 --plot "docs/config_search_mnist_R_T3_s$SEED.png" \
-    --json > "$OUT/search_R_T3.json.tmp" && mv "$OUT/search_R_T3.json.tmp" "$OUT/search_R_T3.json"
+search R 3 --validate 30 --calib-batches 3 --limit 1000

@@ -226,53 +226,50 @@ def output_paths(m: dict[str, Path], work: Path) -> None:
         expect_error(g, "trainer", ["fit", "--epochs", "1", "--limit-train", "16", "--out", out], ins)
 
 
-def corruption(m: dict[str, Path], work: Path, flips: int, rng: random.Random) -> None:
-    from runtime.protocol import read_model
-    from trainer.checkpoint import load_checkpoint
-
-    ck = m["st_pt"]
-    data = ck.read_bytes()
-    _, ref_model, _ = load_checkpoint(ck)
-    ref = {k: v.clone() for k, v in ref_model.state_dict().items()}
-    bad = work / "flip.pt"
+def damaged(
+    group: str, data: bytes, bad: Path, flips: int, rng: random.Random, cli: tuple[str, list[str]], unchanged
+) -> None:
+    """``flips`` single-bit flips of ``data``, each written to ``bad`` and run by ``cli``
+    (module, argv): a clear error, or a run whose content is ``unchanged()``; then 20
+    truncations of ``data``, each a clear error."""
+    module, argv = cli
     for _ in range(flips):
         b = bytearray(data)
         pos = rng.randrange(len(b))
         b[pos] ^= 1 << rng.randrange(8)
         bad.write_bytes(bytes(b))
-        code, err = call_cli("export", [str(bad), "-o", str(work / "flip.onnx")])
-        case = f"checkpoint bit flip at byte {pos}"
+        code, err = call_cli(module, argv)
+        case = f"{group[:-1]} at byte {pos}"
         if is_clear(code, err):
-            record("checkpoint bit flips", "clear error", case)
+            record(group, "clear error", case)
         elif code == 0:
-            _, got, _ = load_checkpoint(bad)
-            same = all(torch.equal(got.state_dict()[k], v) for k, v in ref.items())
-            record("checkpoint bit flips", "correct" if same else "silently wrong", case)
+            record(group, "correct" if unchanged() else "silently wrong", case)
         else:
-            record("checkpoint bit flips", "traceback", f"{case}: {err.strip()[-160:]}")
+            record(group, "traceback", f"{case}: {err.strip()[-160:]}")
     for n in sorted(rng.sample(range(len(data)), 20)):
         bad.write_bytes(data[:n])
-        expect_error("checkpoint bit flips", "export", [str(bad), "-o", str(work / "flip.onnx")], [])
-    onnx_data = m["st_onnx"].read_bytes()
-    ref_model = read_model(m["st_onnx"])[0]
+        expect_error(group, module, argv, [])
+
+
+def corruption(m: dict[str, Path], work: Path, flips: int, rng: random.Random) -> None:
+    from runtime.protocol import read_model
+    from trainer.checkpoint import load_checkpoint
+
+    bad = work / "flip.pt"
+    _, ref_model, _ = load_checkpoint(m["st_pt"])
+    ref = {k: v.clone() for k, v in ref_model.state_dict().items()}
+
+    def same_weights() -> bool:
+        _, got, _ = load_checkpoint(bad)
+        return all(torch.equal(got.state_dict()[k], v) for k, v in ref.items())
+
+    export = ("export", [str(bad), "-o", str(work / "flip.onnx")])
+    damaged("checkpoint bit flips", m["st_pt"].read_bytes(), bad, flips, rng, export, same_weights)
     bad_onnx = work / "flip.onnx"
-    for _ in range(flips):
-        b = bytearray(onnx_data)
-        pos = rng.randrange(len(b))
-        b[pos] ^= 1 << rng.randrange(8)
-        bad_onnx.write_bytes(bytes(b))
-        code, err = call_cli("runtime", ["run", str(bad_onnx), "--data", "digits:static", "--limit", "16"])
-        case = f"ONNX bit flip at byte {pos}"
-        if is_clear(code, err):
-            record("ONNX bit flips", "clear error", case)
-        elif code == 0:
-            same = read_model(bad_onnx)[0].graph == ref_model.graph
-            record("ONNX bit flips", "correct" if same else "silently wrong", case)
-        else:
-            record("ONNX bit flips", "traceback", f"{case}: {err.strip()[-160:]}")
-    for n in sorted(rng.sample(range(len(onnx_data)), 20)):
-        bad_onnx.write_bytes(onnx_data[:n])
-        expect_error("ONNX bit flips", "runtime", ["run", str(bad_onnx), "--data", "digits:static", "--limit", "8"], [])
+    ref_graph = read_model(m["st_onnx"])[0].graph
+    run = ("runtime", ["run", str(bad_onnx), "--data", "digits:static", "--limit", "16"])
+    same_graph = lambda: read_model(bad_onnx)[0].graph == ref_graph
+    damaged("ONNX bit flips", m["st_onnx"].read_bytes(), bad_onnx, flips, rng, run, same_graph)
 
 
 def metadata(m: dict[str, Path], work: Path, n: int, rng: random.Random) -> None:
@@ -281,32 +278,18 @@ def metadata(m: dict[str, Path], work: Path, n: int, rng: random.Random) -> None
     import onnx
 
     from runtime.integrity import stamp_onnx
+    from tests.json_edits import edit, json_paths
 
     base = onnx.load(str(m["ev_onnx"]))
     meta = json.loads(next(p.value for p in base.metadata_props if p.key == "flexsnn.protocol"))
     values = [None, True, 0, -1, 1, 10**9, 1e308, float("nan"), "abc", "", [], {}, [0], [1, 2], {"a": 1}, 2**40]
 
-    def paths(o, pre=()):
-        yield pre
-        if isinstance(o, dict):
-            for k, v in o.items():
-                yield from paths(v, (*pre, k))
-        elif isinstance(o, list):
-            for i, v in enumerate(o):
-                yield from paths(v, (*pre, i))
-
-    every = [p for p in paths(meta) if p]
+    every = [p for p in json_paths(meta) if p]
     path = work / "meta.onnx"
     for _ in range(n):
         mm = json.loads(json.dumps(meta))
         where = rng.choice(every)
-        parent = mm
-        for k in where[:-1]:
-            parent = parent[k]
-        if rng.random() < 0.2:
-            del parent[where[-1]]
-        else:
-            parent[where[-1]] = rng.choice(values)
+        edit(mm, where, rng.choice(values), rng.random() < 0.2)
         model = onnx.ModelProto()
         model.CopyFrom(base)
         onnx.helper.set_model_props(model, {"flexsnn.protocol": json.dumps(mm)})

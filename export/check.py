@@ -9,6 +9,12 @@ and torch may sum a layer's products in a different order).
 
 The torch side is the deployable network (BatchNorm folded), i.e. exactly what was
 exported; folding changes float rounding, so the original network is not the reference.
+
+A multi-rate file (``--config``): torch runs each stage at its T with
+:func:`trainer.temporal.transform` between stages (as ``trainer eval --config``); the ONNX
+side runs the stages the runtime cuts out of the file (:func:`runtime.stages.stage_models`)
+in its streaming schedule (:func:`runtime.stages.stream`). Each neuron's spikes and states
+are compared over its own stage's steps.
 """
 
 from __future__ import annotations
@@ -27,8 +33,11 @@ from runtime.data.transforms import from_dicts
 from runtime.neuron.functions import DOMAIN
 from runtime.protocol import Protocol
 from runtime.protocol import readout as readout_logits
+from runtime.stages import stage_models, stream
 from trainer.config import Config
+from trainer.layers import step_chain
 from trainer.models import SpikingNet
+from trainer.temporal import transform
 
 from .prepare import deployable, neuron_layers
 from .protocol import read_protocol
@@ -67,26 +76,35 @@ def sample_input(cfg: Config, T: int, batch: int, seed: int = 0) -> tuple[np.nda
 
 
 @torch.no_grad()
-def run_torch(net: SpikingNet, x: np.ndarray) -> Trace:
+def run_torch(net: SpikingNet, x: np.ndarray, config: list[int] | None = None) -> Trace:
+    """Step ``net`` over ``x`` from zero states; with ``config``, stage by stage, each at its
+    T with the temporal transformation module before it (``x`` has ``config[0]`` frames)."""
     neurons = [layer.neuron for layer in neuron_layers(net)]
     outs: list[list[np.ndarray]] = [[] for _ in neurons]
     hooks = [
         m.register_forward_hook(lambda _m, _a, res, i=i: outs[i].append(res[0].numpy().copy()))
         for i, m in enumerate(neurons)
     ]
+    st: list[list[np.ndarray]] = [[] for _ in range(net.n_states)]
+    # one T for all: the whole net in one chain; else each stage its own chain at its T
+    chains = [list(net.stages)] if config is None else [[s] for s in net.stages]
+    seq, first = torch.from_numpy(x), 0
     try:
-        states: list[torch.Tensor | None] = [None] * net.n_states
-        ys: list[np.ndarray] = []
-        st: list[list[np.ndarray]] = [[] for _ in range(net.n_states)]
-        for t, x_t in enumerate(torch.from_numpy(x)):
-            y, states = net.step(x_t, t, states)
-            ys.append(y.numpy().copy())
-            for i, s in enumerate(states):
-                st[i].append(s.numpy().copy())
+        for k, chain in enumerate(chains):
+            if config is not None:
+                seq = transform(seq, config[k])
+            states: list[torch.Tensor | None] = [None] * sum(s.n_states for s in chain)
+            ys = []
+            for x_t in seq:
+                y, states = step_chain(chain, x_t, states)
+                ys.append(y)
+                for i, s in enumerate(states):
+                    st[first + i].append(s.numpy().copy())
+            seq, first = torch.stack(ys), first + len(states)
     finally:
         for h in hooks:
             h.remove()
-    return Trace(np.stack(ys), [np.stack(o) for o in outs], [np.stack(s) for s in st])
+    return Trace(seq.numpy().copy(), [np.stack(o) for o in outs], [np.stack(s) for s in st])
 
 
 def with_neuron_outputs(model: onnx.ModelProto, neurons: list[str]) -> tuple[onnx.ModelProto, list[str]]:
@@ -94,7 +112,10 @@ def with_neuron_outputs(model: onnx.ModelProto, neurons: list[str]) -> tuple[onn
     model = onnx.ModelProto.FromString(model.SerializeToString())
     by_name = {n.name: n for n in model.graph.node if n.domain == DOMAIN}
     names = [by_name[n].output[0] for n in neurons]
-    model.graph.output.extend(onnx.helper.make_tensor_value_info(o, onnx.TensorProto.FLOAT, None) for o in names)
+    have = {o.name for o in model.graph.output}  # a stage's output may be a neuron's spikes
+    model.graph.output.extend(
+        onnx.helper.make_tensor_value_info(o, onnx.TensorProto.FLOAT, None) for o in names if o not in have
+    )
     return model, names
 
 
@@ -193,4 +214,53 @@ def check_onnx(
     x, source = sample_input(cfg, T, batch)
     result = compare(run_torch(deployable(model), x), run_onnx(onnx_path, x), read_protocol(onnx_path))
     result.summary.update({"T": T, "batch": int(x.shape[1]), "input": source})
+    return result
+
+
+def run_onnx_stages(path: str | Path, x: np.ndarray) -> Trace:
+    """The multi-rate file at ``path`` as the runtime runs it: cut into its stages, stepped
+    in the streaming schedule with the TTM between stages; ``x`` has the first stage's T frames."""
+    model = onnx.load(path)
+    meta = read_protocol(model)
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    runs, stage_neurons = [], []
+    order = {n.node: i for i, n in enumerate(meta.neurons)}
+    for sub, p in stage_models(model, meta):
+        stage_neurons.append([order[n.node] for n in p.neurons])
+        probe, names = with_neuron_outputs(sub, [n.node for n in p.neurons])
+        sess = ort.InferenceSession(probe.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+        zeros = [np.zeros((x.shape[1], *s.shape), np.float32) for s in p.states]
+        runs.append((sess, [s.name for s in p.states], zeros, names))
+    index = {s.name: i for i, s in enumerate(meta.states)}
+    st: list[list[np.ndarray]] = [[] for _ in meta.states]
+    outs: list[list[np.ndarray]] = [[] for _ in meta.neurons]
+    ys: list[np.ndarray] = []
+
+    def step(i: int, j: int, x_t: np.ndarray) -> np.ndarray:
+        sess, names, states, neuron_outs = runs[i]
+        res = sess.run(["y", *(f"{n}_out" for n in names), *neuron_outs], {"x": x_t, **dict(zip(names, states))})
+        states[:] = res[1 : 1 + len(names)]
+        for n, s in zip(names, states):
+            st[index[n]].append(s)
+        for k, o in zip(stage_neurons[i], res[1 + len(names) :]):
+            outs[k].append(o)
+        if i + 1 == len(runs):
+            ys.append(res[0])
+        return res[0]
+
+    for _ in stream(meta.config or (), lambda j: x[j], step):
+        pass
+    return Trace(np.stack(ys), [np.stack(o) for o in outs], [np.stack(s) for s in st])
+
+
+def check_stages_onnx(
+    cfg: Config, model: SpikingNet, onnx_path: str | Path, config: list[int], batch: int = 4
+) -> CheckResult:
+    """Run the multi-rate ``onnx_path`` as the runtime does and the deployable ``model`` at
+    ``config`` on a sample input (``config[0]`` frames) and compare every stage."""
+    x, source = sample_input(cfg, config[0], batch)
+    meta = read_protocol(onnx_path)
+    result = compare(run_torch(deployable(model), x, config), run_onnx_stages(onnx_path, x), meta)
+    result.summary.update({"config": list(config), "batch": int(x.shape[1]), "input": source})
     return result

@@ -1,4 +1,4 @@
-"""``python -m export model.pt [-o OUT] [--format F] [--check] [--json]``."""
+"""``python -m export model.pt [-o OUT] [--format F] [--config 4,2,2,3] [--check] [--json]``."""
 
 from __future__ import annotations
 
@@ -14,11 +14,14 @@ from runtime.fileio import OutputPathError, check_output
 from runtime.neuron import SpecError
 from runtime.report import emit_json, guarded, table
 from trainer.checkpoint import CheckpointError, load_checkpoint
+from trainer.config import Config, ConfigError
+from trainer.models import SpikingNet
+from trainer.search_cli import DEFAULT_CALIB_BATCHES
 
 from .errors import ExportError
 from .formats import FORMATS, default_output, get_format
 
-USER_ERRORS = (ExportError, CheckpointError, DataError, SpecError, OutputPathError)
+USER_ERRORS = (ExportError, CheckpointError, DataError, SpecError, OutputPathError, ConfigError)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -44,6 +47,25 @@ def parser() -> argparse.ArgumentParser:
         help="onnx: run the file in onnxruntime next to torch for T steps; fail if they differ",
     )
     p.add_argument("--T", type=cliargs.steps, default=None, help="--check: time steps (default: the trained T)")
+    p.add_argument(
+        "--config",
+        type=cliargs.stage_steps,
+        default=None,
+        help="onnx: one T per stage, e.g. 4,2,2,3: a multi-rate file whose stages the runtime runs each at "
+        "its own T (docs/onnx_protocol.md); BatchNorm models: calibrated for it as trainer eval --config does",
+    )
+    p.add_argument(
+        "--data",
+        default=None,
+        help="--config on BatchNorm models: the data whose training split calibrates (default: the checkpoint's)",
+    )
+    p.add_argument(
+        "--calib-batches",
+        type=cliargs.nonneg_int,
+        default=None,
+        help=f"--config on BatchNorm models: training batches to re-estimate the statistics "
+        f"(default {DEFAULT_CALIB_BATCHES}, as trainer eval --config; 0: off)",
+    )
     p.add_argument("--batch-size", type=cliargs.batch, default=4, help="--check: samples (default 4)")
     p.add_argument("--json", action="store_true", help="one JSON object instead of a table")
     p.add_argument(
@@ -78,12 +100,26 @@ def run(a: argparse.Namespace) -> int:
     _, write = get_format(a.format)  # an unknown format fails before any work
     if a.check and a.format != "onnx":
         raise ExportError(f"--check runs the ONNX graph in onnxruntime; it needs --format onnx, not {a.format!r}")
+    if a.config is None and (a.data is not None or a.calib_batches is not None):
+        raise ExportError("--data and --calib-batches calibrate BatchNorm for a --config; give --config too")
+    if a.config is not None and (a.format != "onnx" or a.T is not None):
+        raise ExportError(
+            "--config writes a multi-rate ONNX file (--format onnx) checked at its own T per stage, not --T"
+        )
     out = check_output(a.out if a.out is not None else default_output(a.checkpoint, a.format), a.checkpoint)
     cfg, model, _ = load_checkpoint(a.checkpoint)
+    calibration = None
+    if a.config is not None:
+        model, calibration = configured(a, cfg, model)
     t0 = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:  # e.g. what a NIR peer runs differently
         warnings.simplefilter("always", UserWarning)
-        write(cfg, model, out)
+        if a.config is not None:
+            from .onnx_export import export_onnx
+
+            export_onnx(cfg, model, out, a.config)
+        else:
+            write(cfg, model, out)
     seconds = time.perf_counter() - t0
     for w in caught:
         print(f"warning: {w.message}", file=sys.stderr)
@@ -94,23 +130,34 @@ def run(a: argparse.Namespace) -> int:
         "seconds": round(seconds, 3),
         "bytes": out.stat().st_size,
     }
+    if a.config is not None:
+        report.update(config=a.config, bn_calibration=calibration)
     result = None
     if a.check:
         from trainer.trev import TRevNet
 
-        from .check import HEADERS, check_onnx
+        from .check import HEADERS, check_onnx, check_stages_onnx
         from .trev_onnx import check_trev_onnx
 
-        check = check_trev_onnx if isinstance(model, TRevNet) else check_onnx
-        result = check(cfg, model, out, a.T, a.batch_size)
+        if a.config is not None:
+            result = check_stages_onnx(cfg, model, out, a.config, a.batch_size)
+        else:
+            check = check_trev_onnx if isinstance(model, TRevNet) else check_onnx
+            result = check(cfg, model, out, a.T, a.batch_size)
         report["check"] = result.summary
     if a.json:
         emit_json(report)
     else:
         print(f"wrote {out} ({a.format}, {report['bytes']} bytes) in {seconds:.2f} s")
+        if a.config is not None:
+            how = "none (no BatchNorm, or --calib-batches 0)"
+            if calibration:
+                how = f"{calibration['batches']} batches of {calibration['batch_size']} from {calibration['data']}"
+            print(f"configuration {','.join(map(str, a.config))} (T per stage); BatchNorm calibration: {how}")
         if result is not None:
             s = result.summary
-            print(f"check: onnxruntime vs torch, T={s['T']}, batch {s['batch']}, input: {s['input']}")
+            steps = f"T per stage {s['config']}" if "config" in s else f"T={s['T']}"
+            print(f"check: onnxruntime vs torch, {steps}, batch {s['batch']}, input: {s['input']}")
             print(table(HEADERS, [[f"{v:.1e}" if isinstance(v, float) else v for v in r] for r in result.rows]))
             print(
                 "check "
@@ -118,6 +165,22 @@ def run(a: argparse.Namespace) -> int:
                 + f" ({s.get('compared', 'spikes identical, states')} within {s['tolerance']} abs + rel)"
             )
     return 0 if result is None or result.ok else 1
+
+
+def configured(a: argparse.Namespace, cfg: Config, model: object) -> tuple[SpikingNet, dict | None]:
+    """The model ``--config`` deploys: checked as ``trainer eval --config`` checks it and,
+    with BatchNorm, calibrated for the configuration exactly as it calibrates (same data,
+    batches and seed); returns it and how it was calibrated (None: not)."""
+    from trainer.search_cli import CALIB_BATCH_SIZE, calibration_data, check_config, check_stages, for_config
+
+    net = check_stages(a.checkpoint, model)
+    check_config(a.checkpoint, cfg, len(net.stages), a.config)
+    batches = DEFAULT_CALIB_BATCHES if a.calib_batches is None else a.calib_batches
+    calib = calibration_data(cfg, net, a.data) if batches > 0 else None
+    if calib is None:
+        return net, None
+    how = {"data": calib.spec, "split": cfg.data.train_split, "batches": batches, "batch_size": CALIB_BATCH_SIZE}
+    return for_config(net, calib, a.config, batches), {**how, "seed": 0}
 
 
 def main(argv: list[str] | None = None) -> None:

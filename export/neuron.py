@@ -38,5 +38,10 @@ class DeployNeuron(nn.Module):
         )
         return out, tuple(new)
 
+    def fire(self, x: torch.Tensor) -> torch.Tensor:
+        """A stateless neuron's output (:meth:`trainer.neurons.Neuron.fire`): the exported
+        graph keeps its neuron node, with a zero state input."""
+        return self(x, None)[0]
+
     def extra_repr(self) -> str:
         return ", ".join(f"{k}={v}" for k, v in self.spec.to_dict().items())

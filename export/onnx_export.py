@@ -23,7 +23,7 @@ from runtime.fileio import write_atomic
 from runtime.integrity import stamp_onnx
 from runtime.neuron import NeuronSpec
 from runtime.neuron import functions as fn
-from runtime.protocol import NeuronInfo, StateInfo
+from runtime.protocol import NeuronInfo, StageInfo, StateInfo
 from trainer.config import Config
 from trainer.models import SpikingNet
 
@@ -36,10 +36,18 @@ IR_VERSION = 10
 OPSET = 20
 
 
-def trace(net: SpikingNet, in_shape: tuple[int, ...]) -> onnx.ModelProto:
-    """The raw dynamo export of one step of the deployable ``net``, batch dynamic."""
+def stage_input(i: int) -> str:
+    """The graph tensor stage ``i`` reads: ``x``, or what stage ``i - 1`` outputs."""
+    return "x" if i == 0 else f"stage_{i}_in"
+
+
+def trace(net: SpikingNet, in_shape: tuple[int, ...], boundaries: bool = False) -> onnx.ModelProto:
+    """The raw dynamo export of one step of the deployable ``net``, batch dynamic;
+    ``boundaries``: the tensor each stage after the first reads is named ``stage_{i}_in``
+    (exported as an extra output, which names it, then no longer an output)."""
     shapes = state_shapes(net, in_shape)
     n = len(shapes)
+    cuts = [stage_input(i) for i in range(1, len(net.stages))] if boundaries else []
     batch = torch.export.Dim("batch", min=1)
     args = (torch.zeros(2, *in_shape), zero_states(shapes, 2))
     # the exporter's own chatter (deprecations, axis renames, optional torchvision ops)
@@ -47,16 +55,18 @@ def trace(net: SpikingNet, in_shape: tuple[int, ...]) -> onnx.ModelProto:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         program = torch.onnx.export(
-            StepModule(net),
+            StepModule(net, boundaries),
             args,
             dynamo=True,
             opset_version=OPSET,
             verbose=False,
             input_names=["x", *(f"state_{i}" for i in range(n))],
-            output_names=["y", *(f"state_{i}_out" for i in range(n))],
+            output_names=["y", *(f"state_{i}_out" for i in range(n)), *cuts],
             dynamic_shapes=({0: batch}, tuple({0: batch} for _ in range(n))),
         )
-    return program.model_proto
+    proto = program.model_proto
+    del proto.graph.output[1 + n :]  # the stage boundaries stay named tensors inside one step graph
+    return proto
 
 
 def attach_functions(model: onnx.ModelProto, specs: list[NeuronSpec]) -> None:
@@ -100,22 +110,38 @@ def annotate(model: onnx.ModelProto, specs: list[NeuronSpec]) -> list[NeuronInfo
     return [f for f in found if f is not None]
 
 
-def build_onnx(cfg: Config, model: SpikingNet) -> onnx.ModelProto:
-    """The finished ONNX model for a trained network (not yet written)."""
+def stage_infos(net: SpikingNet, in_shape: tuple[int, ...], config: list[int]) -> list[StageInfo]:
+    """Each stage's T, input tensor and shape (found by one step) and states, in order."""
+    if len(config) != len(net.stages):
+        raise ExportError(f"need one T per stage ({len(net.stages)}), got {config}")
+    x, first, out = torch.zeros(1, *in_shape), 0, []
+    with torch.no_grad():
+        for i, (stage, T) in enumerate(zip(net.stages, config)):
+            states = tuple(f"state_{k}" for k in range(first, first + stage.n_states))
+            out.append(StageInfo(int(T), stage_input(i), tuple(x.shape[1:]), states))
+            x, _ = stage.step(x, [None] * stage.n_states)
+            first += stage.n_states
+    return out
+
+
+def build_onnx(cfg: Config, model: SpikingNet, config: list[int] | None = None) -> onnx.ModelProto:
+    """The finished ONNX model for a trained network (not yet written); ``config``: one T
+    per stage, a multi-rate file (its stages cut at named tensors, runtime.stages)."""
     net = deployable(model)
     in_shape = tuple(cfg.model.in_shape)
     shapes = state_shapes(net, in_shape)
     specs = [layer.spec for layer in neuron_layers(net)]
-    proto = trace(net, in_shape)
+    proto = trace(net, in_shape, boundaries=config is not None)
     neurons = annotate(proto, specs)
     node_of = {s: n.node for n in neurons for s in n.states}
     states = [StateInfo(f"state_{i}", s, node_of[f"state_{i}"]) for i, s in enumerate(shapes)]
-    set_protocol(proto, protocol(cfg, net.readout_rule, states, neurons))
+    stages = tuple(stage_infos(net, in_shape, config)) if config is not None else ()
+    set_protocol(proto, protocol(cfg, net.readout_rule, states, neurons, stages=stages))
     return proto
 
 
-def export_onnx(cfg: Config, model: SpikingNet, path: str | Path) -> Path:
-    """Write ``model`` as a ``flexsnn-onnx/2`` file at ``path`` (atomically); returns it."""
-    proto = build_onnx(cfg, model)
+def export_onnx(cfg: Config, model: SpikingNet, path: str | Path, config: list[int] | None = None) -> Path:
+    """Write ``model`` as a ``flexsnn-onnx/3`` file at ``path`` (atomically); returns it."""
+    proto = build_onnx(cfg, model, config)
     onnx.checker.check_model(proto, full_check=True)
     return write_atomic(path, lambda tmp: onnx.save(stamp_onnx(proto), tmp))

@@ -21,16 +21,14 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
-from trainer.fold import fold_bn
-from trainer.layers import NeuronLayer, Residual, Sequence, Stateless
+from trainer.fold import BATCHNORMS, WEIGHT_LAYERS, fold_bn, weight_layer_before
+from trainer.layers import NeuronLayer, Residual, Sequence, Stateless, rewrite
 from trainer.models import SpikingNet
 from trainer.neurons import Neuron
 
 from .errors import ExportError
 from .neuron import DeployNeuron
 
-WEIGHT_LAYERS = (nn.Conv2d, nn.Linear)
-BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d)
 DROPOUTS = (nn.Dropout, nn.Dropout1d, nn.Dropout2d)
 # Stateless torch modules every format can express (after folding / removal).
 STATELESS_SUPPORTED = (*WEIGHT_LAYERS, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.Flatten)
@@ -57,48 +55,39 @@ def _with_bn(layer: nn.Module, bn: nn.Module) -> nn.Module:
     return out
 
 
-def _prepare_sequence(seq: Sequence, where: str) -> None:
-    kept: list[nn.Module] = []
-    for i, layer in enumerate(seq.layers):
-        name = f"{where}.layers.{i}"
-        if isinstance(layer, Stateless):
-            mod = layer.module
-            if isinstance(mod, DROPOUTS):
-                continue
-            if callable(getattr(mod, "folded", None)):
-                # a reparametrised layer (weight standardisation) knows its plain form
-                mod = mod.folded()
-                layer = Stateless(mod)
-            if isinstance(mod, BATCHNORMS):
-                prev = kept[-1] if kept else None
-                if not (isinstance(prev, Stateless) and isinstance(prev.module, WEIGHT_LAYERS)):
-                    raise ExportError(
-                        f"BatchNorm {name} does not follow a Conv2d/Linear layer and "
-                        "cannot be folded; supported: BatchNorm right after Conv2d or Linear"
-                    )
-                kept[-1] = Stateless(_with_bn(prev.module, mod))
-                continue
-            if type(mod) not in STATELESS_SUPPORTED:  # exact: a subclass may change forward
-                raise unsupported(name, mod)
-        else:
-            _prepare(layer, name)
-        kept.append(layer)
-    seq.layers = nn.ModuleList(kept)
+def _keep(kept: list[nn.Module], layer: nn.Module, name: str) -> nn.Module | None:
+    """A layer of a Sequence, after the layers ``kept`` before it: dropout dropped,
+    BatchNorm folded into the layer before it, the rest checked (see :func:`rewrite`)."""
+    if not isinstance(layer, Stateless):
+        _neuron(layer, name)
+        return layer
+    mod = layer.module
+    if isinstance(mod, DROPOUTS):
+        return None
+    if callable(getattr(mod, "folded", None)):
+        # a reparametrised layer (weight standardisation) knows its plain form
+        mod = mod.folded()
+        layer = Stateless(mod)
+    if isinstance(mod, BATCHNORMS):
+        prev = weight_layer_before(kept)
+        if prev is None:
+            raise ExportError(
+                f"BatchNorm {name} does not follow a Conv2d/Linear layer and "
+                "cannot be folded; supported: BatchNorm right after Conv2d or Linear"
+            )
+        kept[-1] = Stateless(_with_bn(prev, mod))
+        return None
+    if type(mod) not in STATELESS_SUPPORTED:  # exact: a subclass may change forward
+        raise unsupported(name, mod)
+    return layer
 
 
-def _prepare(layer: nn.Module, where: str) -> None:
-    if isinstance(layer, Sequence):
-        _prepare_sequence(layer, where)
-    elif isinstance(layer, Residual):
-        _prepare_sequence(layer.body, f"{where}.body")
-        _prepare_sequence(layer.shortcut, f"{where}.shortcut")
-        _prepare(layer.neuron, f"{where}.neuron")
-    elif isinstance(layer, NeuronLayer):
-        if type(layer.neuron) is not Neuron:
-            raise unsupported(f"{where}.neuron", layer.neuron)
-        layer.neuron = DeployNeuron(layer.spec)
-    else:
+def _neuron(layer: nn.Module, where: str) -> None:
+    if not isinstance(layer, NeuronLayer):
         raise unsupported(where, layer)
+    if type(layer.neuron) is not Neuron:
+        raise unsupported(f"{where}.neuron", layer.neuron)
+    layer.neuron = DeployNeuron(layer.spec)
 
 
 def deployable(model: SpikingNet) -> SpikingNet:
@@ -107,7 +96,7 @@ def deployable(model: SpikingNet) -> SpikingNet:
         raise unsupported("model", model)
     net = copy.deepcopy(model).eval()
     for i, stage in enumerate(net.stages):
-        _prepare(stage, f"stages.{i}")
+        rewrite(stage, f"stages.{i}", _keep, _neuron)
     return net.requires_grad_(False)
 
 

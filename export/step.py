@@ -15,13 +15,22 @@ from trainer.models import SpikingNet
 class StepModule(nn.Module):
     """One step of a :class:`SpikingNet` with every state an explicit tensor."""
 
-    def __init__(self, net: SpikingNet):
+    def __init__(self, net: SpikingNet, boundaries: bool = False):
         super().__init__()
         self.net = net
+        self.boundaries = boundaries  # also return what each stage but the last outputs
 
     def forward(self, x: torch.Tensor, states: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
-        y, new = self.net.step(x, 0, list(states))  # a SpikingNet's step does not depend on t
-        return (y, *new)
+        if not self.boundaries:
+            y, new = self.net.step(x, 0, list(states))  # a SpikingNet's step does not depend on t
+            return (y, *new)
+        new: list[torch.Tensor] = []
+        cuts = []
+        for stage in self.net.stages:  # step_chain over the stages, keeping each stage's output
+            x, s = stage.step(x, list(states[len(new) : len(new) + stage.n_states]))
+            new += s
+            cuts.append(x)
+        return (x, *new, *cuts[:-1])
 
 
 @torch.no_grad()

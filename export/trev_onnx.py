@@ -185,7 +185,7 @@ def build_trev_onnx(cfg: Config, model: TRevNet) -> onnx.ModelProto:
 
 
 def export_trev_onnx(cfg: Config, model: TRevNet, path: str | Path) -> Path:
-    """Write ``model`` as a ``flexsnn-onnx/2`` file at ``path`` (atomically); returns it."""
+    """Write ``model`` as a ``flexsnn-onnx/3`` file at ``path`` (atomically); returns it."""
     proto = build_trev_onnx(cfg, model)
     onnx.checker.check_model(proto, full_check=True)
     return write_atomic(path, lambda tmp: onnx.save(stamp_onnx(proto), tmp))

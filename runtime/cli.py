@@ -20,7 +20,7 @@ from .fileio import OutputPathError, check_output
 from .limits import check_memory, run_bytes
 from .neuron import SpecError
 from .policies import POLICY_FORMS, PolicyError, parse_policy
-from .protocol import STATIC_KINDS, ModelError
+from .protocol import STATIC_KINDS, ModelError, one_rate
 from .report import ENERGY_NOTE, emit_json, guarded, pct, sci, table
 from .session import BACKENDS, Session, load
 
@@ -29,18 +29,15 @@ USER_ERRORS = (ModelError, InputError, PolicyError, DataError, SpecError, Output
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="exported model (.onnx)")
-    p.add_argument(
-        "--threads",
-        type=cliargs.threads,
-        default=None,
-        help="onnxruntime intra-op threads (default: 1 at batch 1, all cores above)",
-    )
+    cliargs.add_ort_threads(p)
     p.add_argument(
         "--backend",
         choices=BACKENDS,
         default="auto",
         help="numba: neuron layers in one-pass numba kernels, the rest on onnxruntime (bit-identical, "
-        "faster); ort: the function bodies on stock onnxruntime; auto (default): numba where the model allows",
+        "faster); ort: the function bodies on stock onnxruntime; auto (default): numba where the model allows; "
+        "exact: every layer in numba with fixed-order float64 sums, one thread: use it when results must be "
+        "bit-identical across machines (x86-64 and aarch64 / Raspberry Pi; slower, docs/edge.md)",
     )
     p.add_argument("--json", action="store_true", help="one JSON object")
 
@@ -76,19 +73,27 @@ def cmd_run(a: argparse.Namespace) -> None:
     policy = parse_policy(a.policy) if a.policy is not None else None  # bad policy: fail before loading data
     session = _open(a)
     ds = load_dataset(cliargs.data_spec(a, session.protocol), "test", a.limit, from_dicts(session.protocol.transforms))
-    result = run_dataset(session, ds, policy, a.batch_size, a.binning)  # refuses a T it cannot run, first
+    # refuses a T it cannot run, first
+    result = run_dataset(session, ds, policy, a.batch_size, a.binning, progress=sys.stderr.isatty())
     warnings = _warn([t_range_warning(session.protocol, policy)])
     s: dict[str, Any] = summarize(result, ds.labels)
     s.update(
-        policy=a.policy or session.protocol.exit_policy or f"fixed:{session.protocol.T_trained}",
+        policy=a.policy or session.protocol.exit_policy or f"fixed:{session.protocol.default_T}",
         data=ds.spec,
         model=a.model,
+        config=list(session.protocol.config) if session.protocol.config else None,
+        backend=session.backend,
         warnings=warnings,
     )
     if a.json:
         emit_json(s)
         return
-    print(f"{a.model} on {ds.spec} ({s['n']} samples), policy {s['policy']}")
+    print(f"{a.model} on {ds.spec} ({s['n']} samples), policy {s['policy']}, backend {s['backend']}")
+    if s["config"]:
+        print(
+            f"configuration {','.join(map(str, s['config']))} (T per stage; policy on the last stage's steps), "
+            f"backends {session.backend_note}"
+        )
     print(
         table(
             [
@@ -131,6 +136,7 @@ def cmd_bench(a: argparse.Namespace) -> None:
         except CheckpointError as e:
             raise InputError(str(e)) from None
     session = _open(a)
+    one_rate(session.protocol, "bench (it times steps of the whole graph at one T)")
     frames = 1 if session.protocol.input_kind in STATIC_KINDS else a.steps
     for b in a.batch_size:
         check_memory(run_bytes(session.protocol, b, frames), f"--batch-size {b} for {a.steps} steps")
@@ -178,7 +184,7 @@ def cmd_tradeoff(a: argparse.Namespace) -> None:
     if a.json:
         emit_json({"model": a.model, "data": ds.spec, "n": len(ds), "rows": rows, "plot": a.plot})
         return
-    tmax = a.tmax or session.protocol.T_trained
+    tmax = a.tmax or session.protocol.default_T
     fixed = next(r for r in rows if r["policy"] == f"fixed:{tmax}")
     print(f"{a.model} on {ds.spec} ({len(ds)} samples); saved and points are against {fixed['policy']}")
     print(
@@ -234,7 +240,7 @@ def cmd_calibrate_exit(a: argparse.Namespace) -> None:
         raise PolicyError(f"exit rule(s) {bad} unknown; expected some of {list(RULES)}")
     session = _open(a)
     p = session.protocol
-    tmax = a.tmax or p.T_trained
+    tmax = a.tmax or p.default_T
     if not 1 <= a.tmin <= tmax:
         raise PolicyError(f"--tmin must be in [1, tmax={tmax}], got {a.tmin}")
     model = onnx.load(a.model)

@@ -200,6 +200,30 @@ def add_in_shape(p: argparse.ArgumentParser, default: list[int]) -> None:
     )
 
 
+def add_ort_threads(p: argparse.ArgumentParser, when: str = "") -> None:
+    """``--threads`` of the commands that run a model on onnxruntime (``when``: in which
+    of the command's modes it applies)."""
+    p.add_argument(
+        "--threads",
+        type=threads,
+        default=None,
+        help=f"onnxruntime intra-op threads{when} (0: all cores; default: 1 at batch 1, all cores above)",
+    )
+
+
+def add_transforms(p: argparse.ArgumentParser, what: str) -> None:
+    """``--transform FORM``, repeatable, applied in order (:mod:`runtime.data.transforms`);
+    ``what`` says which transforms these are to this command."""
+    from .data.transforms import TRANSFORM_FORMS
+
+    p.add_argument(
+        "--transform",
+        action="append",
+        default=[],
+        help=f"{what}, repeatable, applied in order: " + ", ".join(TRANSFORM_FORMS),
+    )
+
+
 def data_spec(a: argparse.Namespace, protocol: Protocol) -> str:
     """``--data``, or the data the model says it was trained on."""
     from .data.datasets import SPEC_FORMS

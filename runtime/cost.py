@@ -175,5 +175,21 @@ def count_ops(
     return macs, acs
 
 
+@dataclass
+class Cost:
+    """Per-sample synaptic operations and their energy estimate (pJ, :func:`energy_pj`)."""
+
+    macs: np.ndarray
+    acs: np.ndarray
+    energy_pj: np.ndarray
+
+    def mean(self) -> dict[str, float]:
+        return {
+            "macs": float(self.macs.mean()),
+            "acs": float(self.acs.mean()),
+            "energy_uj": float(self.energy_pj.mean()) * 1e-6,
+        }
+
+
 def energy_pj(macs: np.ndarray, acs: np.ndarray) -> np.ndarray:
     return E_MAC_PJ * np.asarray(macs, np.float64) + E_AC_PJ * np.asarray(acs, np.float64)

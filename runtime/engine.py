@@ -76,7 +76,7 @@ class Stepper:
         # buffers for the whole batch, allocated once: a shrunk batch runs on their first rows
         # (C-order prefixes are contiguous), so compaction allocates nothing
         self._full_x = np.zeros((batch, *proto.input_shape), np.float32)
-        self._full_y = np.zeros((batch, proto.num_classes), np.float32)
+        self._full_y = np.zeros((batch, *proto.y_shape), np.float32)
         self._full_extra = [np.zeros((batch, *s), np.float32) for s in extra_shapes]
         self._full_sets = [[np.zeros((batch, *s.shape), np.float32) for s in proto.states] for _ in range(2)]
         self._p = 0
@@ -96,7 +96,9 @@ class Stepper:
         self.x = self._full_x[:batch]
         self.t = np.zeros((), np.int64)
         self.y = self._full_y[:batch]
-        self.extra = [a[:batch] for a in self._full_extra]
+        # a neuron whose output is the graph's y (a stage of a multi-rate file that ends in a
+        # neuron layer) shares y's buffer: one tensor is bound once
+        self.extra = [self.y if name == "y" else a[:batch] for name, a in zip(self.names, self._full_extra)]
         self._sets = [[a[:batch] for a in full] for full in self._full_sets]
         self._io = []
         ov = ort.OrtValue.ortvalue_from_numpy
@@ -110,7 +112,8 @@ class Stepper:
                 io.bind_ortvalue_output(f"{s.name}_out", ov(b))
             io.bind_ortvalue_output("y", ov(self.y))
             for name, buf in zip(self.names, self.extra):
-                io.bind_ortvalue_output(name, ov(buf))
+                if name != "y":
+                    io.bind_ortvalue_output(name, ov(buf))
             self._io.append(io)
 
     def step(self, x: np.ndarray, t: int) -> None:

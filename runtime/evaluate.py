@@ -1,19 +1,96 @@
-"""Running a session over a data set, summarising a run, and the threshold trade-off."""
+"""Running a data set in batches (one loop for the clock-driven and the event-driven
+runtime), summarising a run, and the threshold trade-off."""
 
 from __future__ import annotations
 
+import typing
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
+from tqdm import tqdm
 
 from .data import DataError, Dataset
 from .fileio import write_atomic
 from .limits import check_memory, check_steps, run_bytes
 from .policies import Confidence, ExitPolicy, FixedT, as_policy, model_default
 from .protocol import STATIC_KINDS, Protocol
-from .session import RunResult, Session
+from .result import Result, RunResult
 
-PERCENTILES = (50, 90, 99)
+if TYPE_CHECKING:  # the event engine's data-set runs load no onnxruntime
+    from .session import Session
+
+_R = TypeVar("_R", bound=Result)
+_Rc = TypeVar("_Rc", bound=Result, covariant=True)
+
+
+class Mode(typing.Protocol[_Rc]):
+    """How one runtime runs the samples of a data set: :class:`ClockMode` (a session
+    under an exit policy) or :class:`runtime.event.evaluate.EventMode` (the event engine)."""
+
+    def check(self, ds: Dataset, batch: int) -> None:
+        """Refuse, before any work, a data set this runtime cannot take or a batch that
+        would not fit."""
+
+    def run(self, ds: Dataset, idx: np.ndarray) -> _Rc:
+        """Samples ``idx`` of ``ds`` as one batch."""
+        ...
+
+
+def run_batches(mode: Mode[_R], ds: Dataset, batch_size: int = 256, progress: bool = False) -> _R:
+    """Every sample of ``ds``, ``batch_size`` at a time, joined into one result in input
+    order (``progress``: a bar on stderr)."""
+    if batch_size <= 0:
+        raise DataError(f"batch size must be a positive integer, got {batch_size}")
+    mode.check(ds, min(batch_size, len(ds)))
+    starts = range(0, len(ds), batch_size)
+    parts = [
+        mode.run(ds, np.arange(i, min(i + batch_size, len(ds))))
+        for i in tqdm(starts, desc="batches", unit="batch", disable=not progress, leave=False)
+    ]
+    return type(parts[0]).concat(parts)
+
+
+class ClockMode:
+    """A session over a data set under ``policy``: events binned as the model was trained
+    (or per ``binning``), into as many frames as the policy may use."""
+
+    def __init__(
+        self,
+        session: Session,
+        policy: ExitPolicy | str | int | None = None,
+        binning: str | None = None,
+        counts: bool = True,
+        neuron_counts: bool = False,
+    ):
+        p = session.protocol
+        self.session, self.counts, self.neuron_counts = session, counts, neuron_counts
+        self.policy = as_policy(policy) or model_default(p.exit_policy, p.default_T)
+        self.T = self.policy.horizon(p.default_T)
+        self.frames = p.stages[0].T if p.stages else self.T  # a multi-rate file: its first stage's T input steps
+        self.binning = binning or p.binning
+
+    def check(self, ds: Dataset, batch: int) -> None:
+        p = self.session.protocol
+        if tuple(ds.shape) != p.input_shape:
+            raise DataError(
+                f"data {ds.spec!r} gives inputs of shape {list(ds.shape)}, but the model expects {list(p.input_shape)}"
+            )
+        check_steps(self.T)
+        check_memory(
+            run_bytes(p, batch, 1 if ds.kind == "static" else self.frames),
+            f"a batch of {batch} samples for {self.frames} steps",
+        )
+
+    def run(self, ds: Dataset, idx: np.ndarray) -> RunResult:
+        p = self.session.protocol
+        if ds.kind == "static" and p.input_kind in STATIC_KINDS:
+            assert ds.images is not None  # a static data set holds images
+            x = ds.images[idx]  # repeated by the session: no T copies of the image
+        else:
+            dt_us = p.dt_us if self.binning == "fixed" else None
+            x = ds.frames(idx, self.frames, self.binning, dt_us, p.durations)
+        return self.session.run(x, self.policy, counts=self.counts, neuron_counts=self.neuron_counts)
 
 
 def run_dataset(
@@ -23,41 +100,17 @@ def run_dataset(
     batch_size: int = 256,
     binning: str | None = None,
     counts: bool = True,
+    progress: bool = False,
 ) -> RunResult:
-    """Run every sample of ``ds`` in batches; events are binned as the model was trained
-    (or per ``binning``), into as many frames as the policy may use."""
-    p = session.protocol
-    if tuple(ds.shape) != p.input_shape:
-        raise DataError(
-            f"data {ds.spec!r} gives inputs of shape {list(ds.shape)}, but the model expects {list(p.input_shape)}"
-        )
-    if batch_size <= 0:
-        raise DataError(f"batch size must be a positive integer, got {batch_size}")
-    policy = as_policy(policy) or model_default(p.exit_policy, p.T_trained)
-    T = policy.horizon(p.T_trained)
-    check_steps(T)
-    check_memory(
-        run_bytes(p, min(batch_size, len(ds)), 1 if ds.kind == "static" else T),
-        f"a batch of {min(batch_size, len(ds))} samples for {T} steps",
-    )
-    binning = binning or p.binning
-    parts = []
-    for start in range(0, len(ds), batch_size):
-        idx = np.arange(start, min(start + batch_size, len(ds)))
-        if ds.kind == "static" and p.input_kind in STATIC_KINDS:
-            assert ds.images is not None  # a static data set holds images
-            x = ds.images[idx]  # repeated by the session: no T copies of the image
-        else:
-            x = ds.frames(idx, T, binning, p.dt_us if binning == "fixed" else None, p.durations)
-        parts.append(session.run(x, policy, counts=counts))
-    return RunResult.concat(parts)
+    """Run every sample of ``ds`` through ``session`` in batches (see :class:`ClockMode`)."""
+    return run_batches(ClockMode(session, policy, binning, counts), ds, batch_size, progress)
 
 
 def t_range_warning(protocol: Protocol, policy: ExitPolicy | str | int | None) -> str | None:
     """A note when ``policy`` may stop at a T outside the range the model was trained on
     (its accuracy there was never part of training); None when it stays inside."""
-    policy = as_policy(policy) or model_default(protocol.exit_policy, protocol.T_trained)
-    hi = policy.horizon(protocol.T_trained)
+    policy = as_policy(policy) or model_default(protocol.exit_policy, protocol.default_T)
+    hi = policy.horizon(protocol.default_T)
     lo = policy.T if isinstance(policy, FixedT) else getattr(policy, "tmin", 1)
     t_lo, t_hi = protocol.T_range
     if t_lo <= lo and hi <= t_hi:
@@ -66,20 +119,20 @@ def t_range_warning(protocol: Protocol, policy: ExitPolicy | str | int | None) -
     return f"this run uses {steps}, outside the trained range T in [{t_lo}, {t_hi}]"
 
 
-def summarize(result: RunResult, labels: np.ndarray) -> dict[str, float | int | list[int]]:
-    """The numbers a person or a program reads about a run."""
-    s: dict[str, float | int | list[int]] = {
-        "n": result.n,
+def summarize(result: Result, labels: np.ndarray) -> dict[str, Any]:
+    """The numbers a person or a program reads about a run, clock- or event-driven."""
+    n = result.n
+    s: dict[str, Any] = {
+        "n": n,
         "accuracy": float((result.predictions == labels).mean()),
-        "mean_steps": result.mean_steps,
-        **{f"p{q}_steps": float(np.percentile(result.steps, q)) for q in PERCENTILES},
-        "max_steps": int(result.steps.max()),
+        **result.stats(),
         "seconds": result.seconds,
-        "ms_per_sample": 1e3 * result.seconds / result.n,
-        "batch_per_step": result.batch_per_step,
+        "ms_per_sample": 1e3 * result.seconds / n,
     }
     if result.cost is not None:
         s.update(result.cost.mean())
+    if result.spike_counts is not None:
+        s["spikes_per_sample"] = {k: float(v.mean()) for k, v in result.spike_counts.items()}
     return s
 
 
@@ -95,7 +148,7 @@ def tradeoff(
 ) -> list[dict]:
     """Confidence exit at each threshold, plus fixed T = tmax (and every fixed T from 1 to
     tmax if ``fixed_curve``): one summary row each, with its ``policy``."""
-    tmax = tmax or session.protocol.T_trained
+    tmax = tmax or session.protocol.default_T
     policies: list[tuple[str, ExitPolicy]] = [
         (f"confidence:{th},tmin={tmin},tmax={tmax}", Confidence(float(th), tmin, tmax)) for th in thresholds
     ]

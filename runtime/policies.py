@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 import numpy as np
 
@@ -90,8 +90,10 @@ class FixedT:
 
 @dataclass(frozen=True)
 class _Bounded:
-    """Shared [tmin, tmax] window; ``tmax=None`` means the model's trained T."""
+    """Shared [tmin, tmax] window; ``tmax=None`` means the model's trained T. The
+    threshold bounds a ``measure`` of the readout in [0, 1]."""
 
+    measure: ClassVar[str]
     threshold: float
     tmin: int = 1
     tmax: int | None = None
@@ -101,6 +103,8 @@ class _Bounded:
             raise PolicyError(f"tmin must be a positive integer, got {self.tmin!r}")
         if self.tmax is not None and not (isinstance(self.tmax, int) and self.tmax >= self.tmin):
             raise PolicyError(f"tmax must be an integer >= tmin ({self.tmin}), got {self.tmax!r}")
+        if not 0.0 <= self.threshold <= 1.0:
+            raise PolicyError(f"{self.measure} threshold must be in [0, 1], got {self.threshold}")
 
     def horizon(self, default_T: int) -> int:
         return max(self.tmin, default_T) if self.tmax is None else self.tmax
@@ -122,10 +126,7 @@ class _Bounded:
 class Confidence(_Bounded):
     """SEENN-I: stop at the first step where max softmax of the readout > threshold."""
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if not 0.0 <= self.threshold <= 1.0:
-            raise PolicyError(f"confidence threshold must be in [0, 1], got {self.threshold}")
+    measure = "confidence"
 
     def confident(self, logits: np.ndarray) -> np.ndarray:
         return max_softmax(logits) > self.threshold
@@ -135,10 +136,7 @@ class Confidence(_Bounded):
 class Entropy(_Bounded):
     """Stop at the first step where the normalized entropy of the softmax < threshold."""
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if not 0.0 <= self.threshold <= 1.0:
-            raise PolicyError(f"entropy threshold must be in [0, 1] (normalized), got {self.threshold}")
+    measure = "normalized entropy"
 
     def confident(self, logits: np.ndarray) -> np.ndarray:
         return normalized_entropy(logits) < self.threshold
@@ -154,10 +152,7 @@ def top2_margin(logits: np.ndarray) -> np.ndarray:
 class Margin(_Bounded):
     """Stop at the first step where the top-1 minus top-2 softmax probability > threshold."""
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if not 0.0 <= self.threshold <= 1.0:
-            raise PolicyError(f"margin threshold must be in [0, 1], got {self.threshold}")
+    measure = "margin"
 
     def confident(self, logits: np.ndarray) -> np.ndarray:
         return top2_margin(logits) > self.threshold

@@ -10,9 +10,11 @@ protocol are defined here only.
 that is not this product's (no ``flexsnn.protocol`` metadata), another protocol version,
 or metadata that disagrees with the graph. Nothing is assumed that the file does not say.
 
-Versions: ``flexsnn-onnx/2`` lists each neuron's state names (a kind may have several
-state variables); ``flexsnn-onnx/1`` files (one state per neuron, linked by the state's
-``node``) are still read.
+Versions: ``flexsnn-onnx/3`` may carry ``stages``: a per-stage configuration (MTT), each
+stage's T and the graph tensors at its boundaries, run at their own rates by the
+clock-driven runtime (:mod:`runtime.stages`); ``flexsnn-onnx/2`` lists each neuron's state
+names (a kind may have several state variables); ``flexsnn-onnx/1`` files (one state per
+neuron, linked by the state's ``node``) are still read.
 """
 
 from __future__ import annotations
@@ -30,8 +32,8 @@ from .neuron import NeuronSpec, SpecError, kinds
 from .neuron.functions import DOMAIN as SNN_DOMAIN
 from .policies import PolicyError, parse_policy
 
-FORMAT = "flexsnn-onnx/2"
-READ_FORMATS = ("flexsnn-onnx/1", FORMAT)
+FORMAT = "flexsnn-onnx/3"
+READ_FORMATS = ("flexsnn-onnx/1", "flexsnn-onnx/2", FORMAT)
 METADATA_KEY = "flexsnn.protocol"
 INPUT_KINDS = ("repeat", "event-frames", "encode-once", "sequence-frames")
 STATIC_KINDS = ("repeat", "encode-once")  # a static image: fed at every step, no time base
@@ -87,6 +89,20 @@ class NeuronInfo:
 
 
 @dataclass(frozen=True)
+class StageInfo:
+    """One stage of a multi-rate file: its steps per input, the graph tensor it reads
+    (``x`` for the first) with its per-sample shape, and the states it owns."""
+
+    T: int
+    input: str
+    shape: tuple[int, ...]
+    states: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"T": self.T, "input": self.input, "shape": list(self.shape), "states": list(self.states)}
+
+
+@dataclass(frozen=True)
 class Protocol:
     """The metadata of one exported model (everything a runtime needs)."""
 
@@ -110,10 +126,30 @@ class Protocol:
     data: str | None = None  # the data spec it was trained on (the runtime's default --data)
     exit_policy: str | None = None  # default exit policy chosen on validation data (runtime calibrate-exit)
     train_split: str | None = None  # "train-minus-val": a validation split was held out of training
+    stages: tuple[StageInfo, ...] = ()  # a per-stage configuration (multi-rate); empty: one T for all
+    # in memory only, never written: a stage of a multi-rate file, cut out as a step model of
+    # its own (runtime.stages), outputs its boundary tensor of this shape, not the classes
+    output_shape: tuple[int, ...] | None = None
 
     @property
     def num_classes(self) -> int:
         return len(self.classes)
+
+    @property
+    def y_shape(self) -> tuple[int, ...]:
+        """Per-sample shape of the graph's ``y``."""
+        return self.output_shape or (self.num_classes,)
+
+    @property
+    def config(self) -> tuple[int, ...] | None:
+        """The T of each stage of a multi-rate file, None for one T for all stages."""
+        return tuple(s.T for s in self.stages) or None
+
+    @property
+    def default_T(self) -> int:
+        """The steps a run takes by default: the trained T, or the last stage's T of a
+        multi-rate file (its readout and any early exit act on the last stage's steps)."""
+        return self.stages[-1].T if self.stages else self.T_trained
 
     def to_dict(self) -> dict[str, Any]:
         """The ``flexsnn.protocol`` metadata object (current :data:`FORMAT`)."""
@@ -146,6 +182,8 @@ class Protocol:
             d["exit"] = {"policy": self.exit_policy}
         if self.train_split is not None:
             d["train_split"] = self.train_split
+        if self.stages:
+            d["stages"] = [st.to_dict() for st in self.stages]
         return d
 
 
@@ -252,6 +290,7 @@ def _parse_protocol(meta: dict[str, Any]) -> Protocol:
         data=_optional_text(meta, "data", where),
         exit_policy=_exit_policy(meta.get("exit"), where),
         train_split=_optional_text(meta, "train_split", where),
+        stages=_stages(meta.get("stages"), states, where),
     )
 
 
@@ -310,6 +349,31 @@ def _exit_policy(value: Any, where: str) -> str | None:
     return policy
 
 
+def _stages(value: Any, states: tuple[StateInfo, ...], where: str) -> tuple[StageInfo, ...]:
+    """The optional ``stages`` list (flexsnn-onnx/3): at least two stages, the first reading
+    ``x``, each T >= 1, their states together the protocol's, in order."""
+    if value is None:
+        return ()
+    if not (isinstance(value, list) and len(value) >= 2 and all(isinstance(v, dict) for v in value)):
+        raise ModelError(f"{where}: 'stages' must be a list of at least 2 stage objects or absent, got {value!r}")
+    out = []
+    for i, v in enumerate(value):
+        T = v.get("T")
+        if not (_is_int(T) and T >= 1):
+            raise ModelError(f"{where}: stage {i} 'T' must be a positive integer, got {T!r}")
+        name = v.get("input")
+        if not (isinstance(name, str) and name) or (i == 0) != (name == "x"):
+            raise ModelError(f"{where}: stage {i} 'input' must be {'x' if i == 0 else 'a tensor other than x'}")
+        own = v.get("states")
+        if not (isinstance(own, list) and all(isinstance(n, str) for n in own)):
+            raise ModelError(f"{where}: stage {i} 'states' must be a list of state names, got {own!r}")
+        out.append(StageInfo(T, name, _shape(v.get("shape"), f"stage {i} input shape"), tuple(own)))
+    listed = [n for st in out for n in st.states]
+    if listed != [s.name for s in states]:
+        raise ModelError(f"{where}: the stages' states {listed} are not the model's states in order")
+    return tuple(out)
+
+
 def _max_steps(value: Any, where: str) -> int | None:
     if value is not None and not (_is_int(value) and value > 0):
         raise ModelError(f"{where}: 'max_steps' must be a positive integer or absent, got {value!r}")
@@ -341,6 +405,10 @@ def check_graph(model: onnx.ModelProto, proto: Protocol) -> None:
         wired = list(nodes[n.node].input[1:])
         if n.states and wired != list(n.states):
             raise ModelError(f"neuron node {n.node!r} reads states {wired}; the metadata says {list(n.states)}")
+    made = {o for node in g.node for o in node.output} & {i for node in g.node for i in node.input}
+    cut = [st.input for st in proto.stages[1:] if st.input not in made]
+    if cut:
+        raise ModelError(f"metadata 'stages' names boundary tensors {cut} that no two nodes of the graph pass on")
     bodies = {(f.domain, f.name, f.overload) for f in model.functions}
     for node in nodes.values():
         if (node.domain, node.op_type, node.overload) not in bodies:
@@ -349,6 +417,19 @@ def check_graph(model: onnx.ModelProto, proto: Protocol) -> None:
                 f"{node.overload!r}) has no function body in the file; stock "
                 "onnxruntime cannot run it"
             )
+
+
+def one_rate(proto: Protocol, what: str) -> Protocol:
+    """``proto``, refused with :class:`ModelError` when it is a multi-rate file: ``what``
+    runs every stage at one T, which would silently ignore the configuration."""
+    if proto.stages:
+        config = ",".join(str(st.T) for st in proto.stages)
+        raise ModelError(
+            f"this is a multi-rate model (configuration {config}, one T per stage); {what} runs one T "
+            "for all stages: expected the clock-driven runtime (python -m runtime run), or a file "
+            "exported without --config"
+        )
+    return proto
 
 
 def read_model(path: str | Path) -> tuple[onnx.ModelProto, Protocol]:

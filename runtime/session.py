@@ -14,7 +14,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeGuard, TypeVar, cast
+from typing import TypeGuard, cast
 
 import numpy as np
 import onnx
@@ -28,12 +28,16 @@ from .eventinput import checked_streams
 from .limits import check_memory, check_steps, run_bytes
 from .policies import ExitPolicy, FixedT, as_policy, first_exit, model_default
 from .protocol import STATIC_KINDS, ModelError, Protocol, read_model
-from .split import NotSplittable, Plan, SplitStepper, plan
+from .result import Cost, RunResult
+from .split import NotSplittable, Plan, Segment, SplitStepper, plan
+from .stages import stage_models, stream
 
 # "numba": onnxruntime for the synaptic segments, one-pass numba kernels for the neurons
 # (runtime/split.py; bit-identical, faster); "ort": the whole graph with the function
-# bodies on stock onnxruntime; "auto": numba where the model allows it, else ort.
-BACKENDS = ("auto", "numba", "ort")
+# bodies on stock onnxruntime; "auto": numba where the model allows it, else ort;
+# "exact": the numba split with the segments in fixed-order numba ops too (runtime/exact.py:
+# bit-identical across machines and instruction sets; never picked by auto).
+BACKENDS = ("auto", "numba", "ort", "exact")
 
 # Early exit: a finished sample's row leaves the batch when at least 1/COMPACT_AT of the
 # rows are finished. Compaction copies the states of the samples that go on (a pass over
@@ -41,96 +45,6 @@ BACKENDS = ("auto", "numba", "ort")
 # at batch 64 (N-MNIST 2C1FC: a policy at 9.2 mean steps of 10 was 6-11% slower than
 # fixed 10); a finished row computes on until then, its results already taken.
 COMPACT_AT = 8
-
-
-@dataclass
-class Cost:
-    """Per-sample synaptic operations and energy estimate (pJ); see :mod:`runtime.cost`."""
-
-    macs: np.ndarray
-    acs: np.ndarray
-    energy_pj: np.ndarray
-
-    def mean(self) -> dict[str, float]:
-        return {
-            "macs": float(self.macs.mean()),
-            "acs": float(self.acs.mean()),
-            "energy_uj": float(self.energy_pj.mean()) * 1e-6,
-        }
-
-
-@dataclass
-class RunResult:
-    """What :meth:`Session.run` returns; arrays are per sample, in input order.
-
-    ``outputs`` is the readout (logits) each sample's prediction came from, ``steps`` how
-    many steps it ran, ``spike_counts[node]`` its total spikes in each neuron layer,
-    ``batch_per_step`` how many samples were still running at each step, ``seconds``
-    the wall time of the step loop.
-    """
-
-    predictions: np.ndarray
-    outputs: np.ndarray
-    steps: np.ndarray
-    seconds: float
-    batch_per_step: list[int]
-    spike_counts: dict[str, np.ndarray] | None = None
-    cost: Cost | None = None
-    neuron_counts: dict[str, np.ndarray] | None = None  # per neuron [B, *shape] (run(neuron_counts=True))
-
-    @property
-    def n(self) -> int:
-        return len(self.predictions)
-
-    @property
-    def mean_steps(self) -> float:
-        return float(self.steps.mean())
-
-    @staticmethod
-    def concat(parts: Sequence[RunResult]) -> RunResult:
-        """Join the results of consecutive batches (the step profile is summed by step)."""
-        cat = np.concatenate
-        prof = np.zeros(max(len(p.batch_per_step) for p in parts), np.int64)
-        for p in parts:
-            prof[: len(p.batch_per_step)] += p.batch_per_step
-        counts = (
-            None
-            if parts[0].spike_counts is None
-            else {k: cat([_given(p.spike_counts)[k] for p in parts]) for k in parts[0].spike_counts}
-        )
-        c = (
-            None
-            if parts[0].cost is None
-            else Cost(
-                cat([_given(p.cost).macs for p in parts]),
-                cat([_given(p.cost).acs for p in parts]),
-                cat([_given(p.cost).energy_pj for p in parts]),
-            )
-        )
-        per_neuron = (
-            None
-            if parts[0].neuron_counts is None
-            else {k: cat([_given(p.neuron_counts)[k] for p in parts]) for k in parts[0].neuron_counts}
-        )
-        return RunResult(
-            cat([p.predictions for p in parts]),
-            cat([p.outputs for p in parts]),
-            cat([p.steps for p in parts]),
-            sum(p.seconds for p in parts),
-            prof.tolist(),
-            counts,
-            c,
-            per_neuron,
-        )
-
-
-_T = TypeVar("_T")
-
-
-def _given(value: _T | None) -> _T:
-    """A field every joined part has: the parts of one result come from runs with the same flags."""
-    assert value is not None
-    return value
 
 
 def readout(acc: np.ndarray, y: np.ndarray, t: int, rule: str) -> np.ndarray:
@@ -181,7 +95,7 @@ class Session:
     ):
         self.model, self.protocol, self.path = model, protocol, path
         self.threads = threads
-        self.backend, self.backend_note, self._plan = _backend(model, protocol, backend)
+        self.backend, self.backend_note, self._plan, self._exact = _backend(model, protocol, backend)
         self._segments: dict[int, list[ort.InferenceSession]] = {}
         # neuron outputs, for spike counts: spiking nodes only (an LI outputs a membrane)
         nodes = {n.name: n for n in model.graph.node}
@@ -204,6 +118,21 @@ class Session:
         self._owner = 0  # the thread that started it (threading.get_ident)
         self._stream_lock = threading.Lock()
         self._ort(threads_for(1, threads), False)  # fail at load time if onnxruntime cannot run it
+        # a multi-rate file: one session per stage, each on the backend it allows (runtime.stages)
+        self._stages: list[Session] = []
+        if protocol.stages:
+            self._stages = [
+                Session(m, p, path, threads, "auto" if backend == "numba" else backend)
+                for m, p in stage_models(model, protocol)
+            ]
+            used = [s.backend for s in self._stages]
+            if backend == "numba" and "numba" not in used:
+                raise InputError(
+                    f"backend 'numba' cannot run any stage of this multi-rate model "
+                    f"({self._stages[0].backend_note}); expected backend 'ort' or 'auto'"
+                )
+            self.backend = "+".join(dict.fromkeys(used))
+            self.backend_note = "; ".join(f"stage {i}: {s.backend}" for i, s in enumerate(self._stages))
 
     # ---- onnxruntime sessions -------------------------------------------------------
     def _ort(self, threads: int, counts: bool) -> ort.InferenceSession:
@@ -213,10 +142,12 @@ class Session:
             self._sessions[key] = make_session(m, threads)
         return self._sessions[key]
 
-    def _runner(self, threads: int, counts: bool) -> ort.InferenceSession | list[ort.InferenceSession]:
+    def _runner(self, threads: int, counts: bool) -> ort.InferenceSession | list[Segment]:
         """What a stepper runs on: the whole graph, or the split executor's segments."""
         if self._plan is None:
             return self._ort(threads, counts)
+        if self._exact is not None:
+            return list(self._exact)
         if threads not in self._segments:
             self._segments[threads] = [make_session(m, threads) for m in self._plan.segments]
         return self._segments[threads]
@@ -224,7 +155,7 @@ class Session:
     def _stepper(self, batch: int, counts: bool) -> Stepper | SplitStepper:
         threads = threads_for(batch, self.threads)
         if self._plan is not None:
-            runner = cast("list[ort.InferenceSession]", self._runner(threads, counts))
+            runner = cast("list[Segment]", self._runner(threads, counts))
             return SplitStepper(self._plan, self.protocol, batch, runner, self._spike_outputs if counts else ())
         sess = self._ort(threads, counts)
         if counts:
@@ -272,12 +203,13 @@ class Session:
         if is_event_streams(x):
             if p.input_kind != "event-frames" or len(x) == 0:
                 raise InputError(f"got {len(x)} event streams; this model takes {self._forms()}")
-            policy = policy or model_default(p.exit_policy, p.T_trained)
-            T = policy.horizon(p.T_trained)
+            policy = policy or model_default(p.exit_policy, p.default_T)
+            T = policy.horizon(p.default_T)
             check_steps(T)
             self._check_steps(T)
-            check_memory(run_bytes(p, len(x), T), f"{len(x)} event streams binned into {T} steps")
-            xs = self.frames(checked_streams(x, cast("tuple[int, int, int]", p.input_shape)), T, binning, dt_us)
+            frames = p.stages[0].T if p.stages else T  # a multi-rate file's first stage sets the bins
+            check_memory(run_bytes(p, len(x), frames), f"{len(x)} event streams binned into {frames} steps")
+            xs = self.frames(checked_streams(x, cast("tuple[int, int, int]", p.input_shape)), frames, binning, dt_us)
             return xs, False, policy, T
         if not isinstance(x, np.ndarray):
             raise InputError(f"input is a {type(x).__name__}; expected a numpy array ({self._forms()})")
@@ -288,12 +220,20 @@ class Session:
                     f"input has shape {list(x.shape)} (static images) but this model takes {self._forms()}"
                 )
             self._check_array(x, "input")
-            policy = policy or model_default(p.exit_policy, p.T_trained)
-            return x, True, policy, policy.horizon(p.T_trained)
+            policy = policy or model_default(p.exit_policy, p.default_T)
+            return x, True, policy, policy.horizon(p.default_T)
         if x.ndim == nd + 2:
             self._check_array(x, "input")
             if x.shape[0] == 0:
                 raise InputError("input has 0 frames; expected frames [T >= 1, B, ...]")
+            if p.stages:  # the first stage's T frames feed the schedule; the policy acts on the last's steps
+                if x.shape[0] != p.stages[0].T:
+                    raise InputError(
+                        f"input has {x.shape[0]} frames; this multi-rate model's first stage runs "
+                        f"T={p.stages[0].T} (configuration {_config(p)}): expected [{p.stages[0].T}, B, ...]"
+                    )
+                policy = policy or model_default(p.exit_policy, p.default_T)
+                return x, False, policy, policy.horizon(p.default_T)
             policy = policy or FixedT(x.shape[0])
             T = policy.horizon(x.shape[0])
             if T > x.shape[0]:
@@ -305,7 +245,15 @@ class Session:
         raise InputError(f"input has shape {list(x.shape)}; expected {self._forms()}")
 
     def _check_steps(self, T: int) -> None:
-        """A model with ``max_steps`` (one sub-network per step) has no step beyond it."""
+        """A model with ``max_steps`` (one sub-network per step) has no step beyond it; the
+        readout of a multi-rate file has the last stage's steps."""
+        p = self.protocol
+        if p.stages and T > p.default_T:
+            raise InputError(
+                f"this multi-rate model runs its last stage at T={p.default_T} (configuration {_config(p)}), "
+                f"its readout and exit policy act on those steps; {T} steps asked: expected a policy "
+                f"within 1..{p.default_T} (fixed:{p.default_T}, or confidence with tmax <= {p.default_T})"
+            )
         n = self.protocol.max_steps
         if n is not None and T > n:
             raise InputError(
@@ -336,6 +284,8 @@ class Session:
             raise InputError(f"the policy asks for {T} steps; expected at least 1")
         check_steps(T)  # the run loop's arrays are small, but a T of 1e9 never ends
         self._check_steps(T)
+        if self._stages:
+            return self._run_stages(xs, static, policy, T, counts, neuron_counts)
         B = xs.shape[0] if static else xs.shape[1]
         C = self.protocol.num_classes
         rule = self.protocol.readout
@@ -406,6 +356,73 @@ class Session:
                 result.neuron_counts = {k: spikes[f"{k}/neurons"] for k in self.spiking}
         return result
 
+    def _run_stages(
+        self, xs: np.ndarray, static: bool, policy: ExitPolicy, T: int, counts: bool, neuron_counts: bool
+    ) -> RunResult:
+        """The streaming schedule of a multi-rate file (:func:`runtime.stages.stream`): the
+        readout and ``policy`` follow the last stage's steps (at most ``T``). A sample that
+        stops keeps its row and computes on (no compaction) but counts no further step,
+        spike or operation: each stage's steps and spikes are those it had run when the
+        sample stopped."""
+        stages, rule = self._stages, self.protocol.readout
+        B = xs.shape[0] if static else xs.shape[1]
+        steppers = [s._stepper(B, counts) for s in stages]
+        for st in steppers:
+            st.reset()
+        out = np.zeros((B, self.protocol.num_classes), np.float32)
+        steps = np.zeros(B, np.int64)
+        stage_steps = np.zeros((len(stages), B), np.int64)
+        keys = [[*s.spiking, cost.INPUT] for s in stages]
+        spikes = [{k: np.zeros(B) for k in ks} for ks in keys] if counts else []
+        if neuron_counts:
+            for s, sp in zip(stages, spikes):
+                sp.update({f"{k}/neurons": np.zeros((B, *sh)) for k, sh in zip(s.spiking, s._spike_shapes)})
+        acc = np.zeros((B, self.protocol.num_classes), np.float64)
+        live = np.ones(B, bool)
+        profile: list[int] = []
+        ask_from = min(first_exit(policy), T)
+        last = len(stages) - 1
+
+        def step(i: int, j: int, x: np.ndarray) -> np.ndarray:
+            steppers[i].step(x, j)
+            return steppers[i].y
+
+        start = time.perf_counter()
+        for i, j, x in stream(self.protocol.config or (), lambda j: xs if static else xs[j], step):
+            stage_steps[i, live] += 1
+            if counts:
+                sp = spikes[i]
+                for name, buf in zip(stages[i].spiking, steppers[i].extra):
+                    sp[name][live] += buf.reshape(B, -1).sum(1, dtype=np.float64)[live]
+                    if neuron_counts:
+                        sp[f"{name}/neurons"][live] += buf[live]
+                sp[cost.INPUT][live] += x.reshape(B, -1).sum(1, dtype=np.float64)[live]
+            if i != last:
+                continue
+            profile.append(int(live.sum()))
+            acc += steppers[i].y
+            if j + 1 < ask_from:
+                continue
+            logits = readout(acc, steppers[i].y, j + 1, rule)
+            done = np.zeros(B, bool)
+            done[live] = np.asarray(policy.should_exit(j + 1, logits[live]), bool) | (j + 1 >= T)
+            out[done], steps[done] = logits[done], j + 1
+            live &= ~done
+            if not live.any():
+                break
+        result = RunResult(out.argmax(1), out, steps, time.perf_counter() - start, profile)
+        if counts:
+            result.spike_counts = {k: sp[k] for s, sp in zip(stages, spikes) for k in s.spiking}
+            parts = [
+                s._cost(n, {k: v for k, v in sp.items() if "/" not in k})
+                for s, n, sp in zip(stages, stage_steps, spikes)
+            ]
+            macs, acs = np.sum([c.macs for c in parts], 0), np.sum([c.acs for c in parts], 0)
+            result.cost = Cost(macs, acs, cost.energy_pj(macs, acs))
+            if neuron_counts:
+                result.neuron_counts = {k: sp[f"{k}/neurons"] for s, sp in zip(stages, spikes) for k in s.spiking}
+        return result
+
     # ---- cost -----------------------------------------------------------------------
     def synapse_layers(self) -> list[cost.SynapseLayer]:
         """The synaptic layers with their dense MACs, measured once by a batch-1 probe step."""
@@ -442,6 +459,11 @@ class Session:
         """A new stream of ``batch`` samples at t = 0 (states zero), for :meth:`feed`."""
         if not (isinstance(batch, int) and batch > 0):
             raise InputError(f"batch must be a positive integer, got {batch!r}")
+        if self.protocol.stages:
+            raise InputError(
+                f"this model runs each stage at its own T (configuration {_config(self.protocol)}); "
+                "streaming one step at a time runs one T for all stages: expected Session.run on whole inputs"
+            )
         return ClockState(self._stepper(batch, False), np.zeros((batch, self.protocol.num_classes)))
 
     def feed(self, state: ClockState, x_t: np.ndarray) -> tuple[ClockState, np.ndarray]:
@@ -501,18 +523,36 @@ class Session:
         return 0 if self._stream is None else self._stream.t
 
 
-def _backend(model: onnx.ModelProto, proto: Protocol, asked: str) -> tuple[str, str, Plan | None]:
-    """(backend used, why, split plan or None) for the backend ``asked`` (BACKENDS)."""
+def _config(p: Protocol) -> str:
+    return ",".join(map(str, p.config or ()))
+
+
+def _backend(model: onnx.ModelProto, proto: Protocol, asked: str) -> tuple[str, str, Plan | None, list[Segment] | None]:
+    """(backend used, why, split plan or None, the exact backend's segments or None) for the
+    backend ``asked`` (BACKENDS)."""
     if asked not in BACKENDS:
         raise InputError(f"backend {asked!r} is unknown; expected one of {list(BACKENDS)}")
     if asked == "ort":
-        return "ort", "asked for", None
+        return "ort", "asked for", None, None
     try:
-        return "numba", "neuron layers in one-pass numba kernels, the rest on onnxruntime", plan(model, proto)
+        p = plan(model, proto)
+        if asked == "exact":
+            note = "fixed-order float64 sums in numba (bit-identical across machines), neurons in numba kernels"
+            return "exact", note, p, _exact_segments(p)
+        return "numba", "neuron layers in one-pass numba kernels, the rest on onnxruntime", p, None
     except NotSplittable as e:
-        if asked == "numba":
-            raise InputError(f"backend 'numba' cannot run this model: {e}; expected backend 'ort' or 'auto'") from None
-        return "ort", f"function bodies on onnxruntime ({e})", None
+        if asked in ("numba", "exact"):
+            raise InputError(
+                f"backend {asked!r} cannot run this model: {e}; expected backend 'ort' or 'auto'"
+            ) from None
+        return "ort", f"function bodies on onnxruntime ({e})", None, None
+
+
+def _exact_segments(p: Plan) -> list[Segment]:
+    from .exact import compile_segment  # numba: only for backend exact
+
+    srcs, dsts = ["x", *(n.out for n in p.neurons)], [*(n.current for n in p.neurons), "y"]
+    return [compile_segment(m, a, b) for m, a, b in zip(p.segments, srcs, dsts)]
 
 
 def load(path: str | Path, threads: int | None = None, backend: str = "auto") -> Session:

@@ -11,13 +11,16 @@ bodies anyway.
 
 Covered: a chain x -> segment -> neuron -> segment -> ... -> y, every neuron a kind with
 a kernel and with state, no ``t`` input. :func:`plan` says why another model is not
-covered; the session then runs the function bodies (backend ``ort``).
+covered; the session then runs the function bodies (backend ``ort``). Backend ``exact``
+runs the same plan with the segments in fixed-order numba ops (runtime/exact.py).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
+from typing import TYPE_CHECKING, TypeAlias
 
 import numpy as np
 import onnx
@@ -27,6 +30,12 @@ from onnx.utils import Extractor
 from .neuron import kernels
 from .neuron.functions import DOMAIN
 from .protocol import Protocol
+
+if TYPE_CHECKING:
+    from .exact import ExactSegment
+
+# what runs a segment: an onnxruntime session (backend numba) or fixed-order ops (backend exact)
+Segment: TypeAlias = "ort.InferenceSession | ExactSegment"
 
 
 class NotSplittable(ValueError):
@@ -106,7 +115,7 @@ class SplitStepper:
         p: Plan,
         proto: Protocol,
         batch: int,
-        sessions: Sequence[ort.InferenceSession],
+        sessions: Sequence[Segment],
         extra: Sequence[str] = (),
     ):
         self.plan, self.proto, self.names = p, proto, list(extra)
@@ -116,7 +125,7 @@ class SplitStepper:
         self._full_cur = [np.zeros_like(u) for u in self._full_u]
         self._full_spikes = [np.zeros_like(u) for u in self._full_u]
         self._full_x = np.zeros((batch, *proto.input_shape), np.float32)
-        self._full_y = np.zeros((batch, proto.num_classes), np.float32)
+        self._full_y = np.zeros((batch, *proto.y_shape), np.float32)
         self._bind(batch, sessions)
 
     @property
@@ -128,43 +137,44 @@ class SplitStepper:
         by_name = {n.state: u for n, u in zip(self.plan.neurons, self._u)}
         return [by_name[s.name] for s in self.proto.states]
 
-    def _bind(self, batch: int, sessions: Sequence[ort.InferenceSession]) -> None:
+    def _bind(self, batch: int, sessions: Sequence[Segment]) -> None:
         p = self.plan
-        self._sessions = list(sessions)
         self._u = [a[:batch] for a in self._full_u]
         self.x, self.y = self._full_x[:batch], self._full_y[:batch]
         self._cur = [a[:batch] for a in self._full_cur]
         self._spikes = [a[:batch] for a in self._full_spikes]
         by_out = {n.out: s for n, s in zip(p.neurons, self._spikes)}
         self.extra = [by_out[name] for name in self.names]
-        ov = ort.OrtValue.ortvalue_from_numpy
         ins, outs = [self.x, *self._spikes], [*self._cur, self.y]
         srcs, dsts = ["x", *(n.out for n in p.neurons)], [*(n.current for n in p.neurons), "y"]
-        self._io = []
-        for sess, a, b, src, dst in zip(self._sessions, ins, outs, srcs, dsts):
-            io = sess.io_binding()
-            io.bind_ortvalue_input(src, ov(a))
-            io.bind_ortvalue_output(dst, ov(b))
-            self._io.append(io)
+        self._runs = [_bound(*a) for a in zip(sessions, ins, outs, srcs, dsts)]
 
     def step(self, x: np.ndarray, t: int) -> None:
         np.copyto(self.x, x)
-        for sess, io, n, cur, u, s in zip(
-            self._sessions, self._io, self.plan.neurons, self._cur, self._u, self._spikes
-        ):
-            sess.run_with_iobinding(io)
+        for run, n, cur, u, s in zip(self._runs, self.plan.neurons, self._cur, self._u, self._spikes):
+            run()
             n.kernel(cur, u, s)
-        self._sessions[-1].run_with_iobinding(self._io[-1])
+        self._runs[-1]()
 
     def reset(self) -> None:
         for u in self._u:
             u.fill(0.0)
 
-    def regrow(self, sessions: Sequence[ort.InferenceSession]) -> None:
+    def regrow(self, sessions: Sequence[Segment]) -> None:
         self._bind(len(self._full_x), sessions)
 
-    def keep(self, mask: np.ndarray, sessions: Sequence[ort.InferenceSession]) -> None:
+    def keep(self, mask: np.ndarray, sessions: Sequence[Segment]) -> None:
         n = int(mask.sum())
         for full, u in zip(self._full_u, self._u):
             full[:n] = u[mask]  # u[mask] copies before the write
         self._bind(n, sessions)
+
+
+def _bound(seg: Segment, a: np.ndarray, b: np.ndarray, src: str, dst: str) -> Callable[[], None]:
+    """A call that computes ``b`` (tensor ``dst``) from ``a`` (``src``) with ``seg``."""
+    if not isinstance(seg, ort.InferenceSession):
+        return seg.bind(a, b)
+    io = seg.io_binding()
+    io.bind_ortvalue_input(src, ort.OrtValue.ortvalue_from_numpy(a))
+    io.bind_ortvalue_output(dst, ort.OrtValue.ortvalue_from_numpy(b))
+    return partial(seg.run_with_iobinding, io)

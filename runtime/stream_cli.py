@@ -8,8 +8,9 @@ import json
 import sys
 import time
 
+from . import cliargs
 from .data.eventfile import CHUNK_BYTES, FORMATS, open_events, parse_sensor
-from .data.transforms import TRANSFORM_FORMS, Pipeline, Transform, from_dicts, parse_transform
+from .data.transforms import Pipeline, Transform, from_dicts, parse_transform
 from .errors import InputError
 from .policies import POLICY_FORMS, parse_policy
 from .protocol import DENSE_KINDS
@@ -42,12 +43,7 @@ def add_stream(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--dt-us", type=float, default=None, help="clock mode: bin duration (default: the model's dt)")
     p.add_argument("--window-us", type=float, default=None, help="event mode: window (default: trained T x dt)")
-    p.add_argument(
-        "--transform",
-        action="append",
-        default=[],
-        help="extra transform before the model's own, repeatable: " + ", ".join(TRANSFORM_FORMS),
-    )
+    cliargs.add_transforms(p, "extra transform before the model's own")
     p.add_argument(
         "--fit-sensor", action="store_true", help="then sum-pool to the model's sensor size if it still differs"
     )
@@ -64,7 +60,7 @@ def add_stream(sub: argparse._SubParsersAction) -> None:
         help=f"--realtime: events are released every TICK ms of wall time (default {TICK_MS:g})",
     )
     p.add_argument("--chunk-bytes", type=int, default=CHUNK_BYTES, help=f"read size (default {CHUNK_BYTES})")
-    p.add_argument("--threads", type=int, default=None, help="onnxruntime intra-op threads (clock mode)")
+    cliargs.add_ort_threads(p, " (--mode clock)")
     p.add_argument("--quiet", action="store_true", help="only the summary")
     p.add_argument("--json", action="store_true", help="one JSON object per window (a line each), then the summary")
 

@@ -61,11 +61,31 @@ def run_main(main, capsys, *argv: str) -> tuple[int, str, str]:
     return code, out, err
 
 
+def one_error(code: int, err: str, *needles: str) -> None:
+    """A CLI refused its input as promised: exit 2 and one ``error:`` line (notes aside)
+    that names each of ``needles``, no traceback."""
+    lines = [ln for ln in err.splitlines() if not ln.startswith("note: ")]
+    assert code == 2, err
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in err, err
+    for n in needles:
+        assert n in lines[0], (n, err)
+
+
 def run_trainer(capsys, *argv: str) -> tuple[int, str, str]:
     """``python -m trainer ARGV`` in-process: ``(exit code, stdout, stderr)``."""
     from trainer.cli import main  # lazily: the torch-free runtime tests share this file
 
     return run_main(main, capsys, *argv)
+
+
+def fit_checkpoint(capsys, out: Path, *argv: str):
+    """``python -m trainer fit ARGV --out OUT`` in-process, which must succeed; returns
+    what the checkpoint it wrote loads as: ``(config, model, metrics)``."""
+    from trainer.checkpoint import load_checkpoint
+
+    code, _, err = run_trainer(capsys, "fit", *argv, "--out", str(out))
+    assert code == 0, err
+    return load_checkpoint(out)
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -3,17 +3,16 @@ with any layer shapes, so the Speck tests can hit every chip limit on purpose.""
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper, numpy_helper
+from onnx import helper, numpy_helper
 
 from runtime.neuron import NeuronSpec
-from tests.runtime_fixtures import OPSETS, neuron_function, neuron_node
+from tests.runtime_fixtures import neuron_function, neuron_node, protocol_model
 
 IF = NeuronSpec("IF", 1.0, 1.0, "subtract", "single", -math.inf, 10000.0)
 
@@ -82,39 +81,18 @@ def chain_model(
         helper.make_node("Flatten", [cur], ["flat"], name="flatten", axis=1),
         helper.make_node("Gemm", ["flat", "wfc"], ["y"], name="fc", transB=1),
     ]
-    B = "batch"
-    f32 = TensorProto.FLOAT
-    graph = helper.make_graph(
-        nodes,
+    return protocol_model(
         "chain",
-        [helper.make_tensor_value_info("x", f32, [B, *in_shape])]
-        + [helper.make_tensor_value_info(s["name"], f32, [B, *s["shape"]]) for s in states],
-        [helper.make_tensor_value_info("y", f32, [B, classes])]
-        + [helper.make_tensor_value_info(s["name"] + "_out", f32, [B, *s["shape"]]) for s in states],
+        nodes,
         inits,
+        [neuron_function(spec)],
+        states,
+        neurons,
+        in_shape=list(in_shape),
+        classes=classes,
+        T=4,
+        duration_us=40000.0,
     )
-    model = helper.make_model(graph, opset_imports=OPSETS, functions=[neuron_function(spec)], ir_version=10)
-    meta = {
-        "format": "flexsnn-onnx/1",
-        "model": "chain",
-        "method": "mtt",
-        "input": {
-            "kind": "event-frames",
-            "shape": list(in_shape),
-            "binning": "equal",
-            "duration_us": 40000.0,
-            "dt_us": 10000.0,
-        },
-        "uses_t": False,
-        "readout": "mean",
-        "T_trained": 4,
-        "T_range": [1, 4],
-        "classes": [str(i) for i in range(classes)],
-        "states": states,
-        "neurons": neurons,
-    }
-    helper.set_model_props(model, {"flexsnn.protocol": json.dumps(meta)})
-    return model
 
 
 def random_streams(

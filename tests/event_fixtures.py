@@ -3,14 +3,13 @@
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper, numpy_helper
+from onnx import helper, numpy_helper
 
 import runtime
 from runtime.data.events import bin_events, make_events
@@ -18,7 +17,7 @@ from runtime.event import load_event, spike_difference
 from runtime.event.metrics import stack_counts
 from runtime.neuron import NeuronSpec
 
-from .runtime_fixtures import OPSETS, neuron_function, neuron_node
+from .runtime_fixtures import neuron_function, neuron_node, protocol_model
 
 
 def spec(
@@ -99,34 +98,20 @@ def chain_model(
         add_neuron(spec("LI", decay=0.8, dt=neuron.dt), [classes], "y")
     elif readout == "spike":
         add_neuron(neuron, [classes], "y")
-    B = "batch"
-    inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, [B, *sensor])]
-    inputs += [helper.make_tensor_value_info(s["name"], TensorProto.FLOAT, [B, *s["shape"]]) for s in states]
-    outputs = [helper.make_tensor_value_info("y", TensorProto.FLOAT, [B, classes])]
-    outputs += [helper.make_tensor_value_info(s["name"] + "_out", TensorProto.FLOAT, [B, *s["shape"]]) for s in states]
-    graph = helper.make_graph(nodes, "chain", inputs, outputs, inits)
-    model = helper.make_model(graph, opset_imports=OPSETS, functions=list(functions.values()), ir_version=10)
-    meta = {
-        "format": "flexsnn-onnx/1",
-        "model": "chain",
-        "method": "sdt",
-        "input": {
-            "kind": "event-frames",
-            "shape": list(sensor),
-            "binning": "equal",
-            "duration_us": duration_us,
-            "dt_us": duration_us / T,
-        },
-        "uses_t": False,
-        "readout": {"none": "mean", "li": "last", "spike": "count"}[readout],
-        "T_trained": T,
-        "T_range": [1, T],
-        "classes": [str(i) for i in range(classes)],
-        "states": states,
-        "neurons": neurons,
-    }
-    helper.set_model_props(model, {"flexsnn.protocol": json.dumps(meta)})
-    return model
+    return protocol_model(
+        "chain",
+        nodes,
+        inits,
+        list(functions.values()),
+        states,
+        neurons,
+        in_shape=list(sensor),
+        classes=classes,
+        T=T,
+        duration_us=duration_us,
+        method="sdt",
+        readout={"none": "mean", "li": "last", "spike": "count"}[readout],
+    )
 
 
 def random_stream(

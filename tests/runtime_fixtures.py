@@ -94,6 +94,57 @@ def neuron_node(name: str, spec: NeuronSpec, current: str, u_prev: str, out: str
     return node
 
 
+def protocol_model(
+    name: str,
+    nodes: list[onnx.NodeProto],
+    inits: list[onnx.TensorProto],
+    functions: list[onnx.FunctionProto],
+    states: list[dict],
+    neurons: list[dict],
+    *,
+    in_shape: list[int],
+    classes: int,
+    T: int,
+    duration_us: float,
+    kind: str = "event-frames",
+    method: str = "mtt",
+    readout: str = "mean",
+    uses_t: bool = False,
+) -> onnx.ModelProto:
+    """The model of a graph ``x [, t], states -> y, states_out`` (batch dimension "batch"),
+    with the flexsnn metadata of docs/onnx_protocol.md (equal binning, dt = duration / T)."""
+    B, f32 = "batch", TensorProto.FLOAT
+    inputs = [helper.make_tensor_value_info("x", f32, [B, *in_shape])]
+    if uses_t:
+        inputs.append(helper.make_tensor_value_info("t", TensorProto.INT64, []))
+    inputs += [helper.make_tensor_value_info(s["name"], f32, [B, *s["shape"]]) for s in states]
+    outputs = [helper.make_tensor_value_info("y", f32, [B, classes])]
+    outputs += [helper.make_tensor_value_info(s["name"] + "_out", f32, [B, *s["shape"]]) for s in states]
+    graph = helper.make_graph(nodes, name, inputs, outputs, inits)
+    model = helper.make_model(graph, opset_imports=OPSETS, functions=functions, ir_version=10)
+    meta = {
+        "format": "flexsnn-onnx/1",
+        "model": name,
+        "method": method,
+        "input": {
+            "kind": kind,
+            "shape": list(in_shape),
+            "binning": "equal",
+            "duration_us": duration_us,
+            "dt_us": duration_us / T,
+        },
+        "uses_t": uses_t,
+        "readout": readout,
+        "T_trained": T,
+        "T_range": [1, T],
+        "classes": [str(i) for i in range(classes)],
+        "states": states,
+        "neurons": neurons,
+    }
+    helper.set_model_props(model, {"flexsnn.protocol": json.dumps(meta)})
+    return model
+
+
 def tiny_model(
     kind: str = "repeat",
     spec: NeuronSpec | None = None,
@@ -141,36 +192,21 @@ def tiny_model(
         states.append({"name": "state_1", "shape": [classes], "node": "LI_1"})
         neurons.append({"node": "LI_1", "op": "LI", "spec": li_spec.to_dict()})
         functions.append(neuron_function(li_spec))
-    B = "batch"
-    inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, [B, c_in, size, size])]
-    if uses_t:
-        inputs.append(helper.make_tensor_value_info("t", TensorProto.INT64, []))
-    inputs += [helper.make_tensor_value_info(s["name"], TensorProto.FLOAT, [B, *s["shape"]]) for s in states]
-    outputs = [helper.make_tensor_value_info("y", TensorProto.FLOAT, [B, classes])]
-    outputs += [helper.make_tensor_value_info(s["name"] + "_out", TensorProto.FLOAT, [B, *s["shape"]]) for s in states]
-    graph = helper.make_graph(nodes, "tiny", inputs, outputs, inits)
-    model = helper.make_model(graph, opset_imports=OPSETS, functions=functions, ir_version=10)
-    meta = {
-        "format": "flexsnn-onnx/1",
-        "model": "tiny",
-        "method": "mtt",
-        "input": {
-            "kind": kind,
-            "shape": [c_in, size, size],
-            "binning": "equal",
-            "duration_us": 300000.0,
-            "dt_us": 300000.0 / T,
-        },
-        "uses_t": uses_t,
-        "readout": "last" if li else readout,
-        "T_trained": T,
-        "T_range": [1, T],
-        "classes": [str(i) for i in range(classes)],
-        "states": states,
-        "neurons": neurons,
-    }
-    helper.set_model_props(model, {"flexsnn.protocol": json.dumps(meta)})
-    return model
+    return protocol_model(
+        "tiny",
+        nodes,
+        inits,
+        functions,
+        states,
+        neurons,
+        in_shape=[c_in, size, size],
+        classes=classes,
+        T=T,
+        duration_us=300000.0,
+        kind=kind,
+        readout="last" if li else readout,
+        uses_t=uses_t,
+    )
 
 
 def save(model: onnx.ModelProto, path: Path) -> str:

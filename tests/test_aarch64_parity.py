@@ -69,3 +69,19 @@ def test_cli_json_compares_results_not_wall_times(tmp_path):
     assert parity.compare(load(str(tmp_path / "a.json")), load(str(tmp_path / "c.json"))) == [
         "cli/mean_steps: 4.25 vs 4.5"
     ]
+
+
+def test_informational_compare_prints_differences_and_exits_0(tmp_path, capsys):
+    a, b = _result(), _result()
+    b["fixed/outputs"][5, 1] = np.nextafter(b["fixed/outputs"][5, 1], np.float32(2))
+    np.savez(tmp_path / "a.npz", **a)
+    np.savez(tmp_path / "b.npz", **b)
+    try:
+        parity.main(["compare", "--informational", str(tmp_path / "a.npz"), str(tmp_path / "b.npz")])
+    except SystemExit as e:
+        assert e.code == 0
+    else:
+        raise AssertionError("no exit status")
+    out = capsys.readouterr().out
+    assert "differs: fixed/outputs: 1 of 50 samples differ (first: sample 5)" in out
+    assert "parity differs (informational): 1 of 4 arrays differ" in out

@@ -173,6 +173,28 @@ def test_eval_config_calibrates_bn_for_that_config_on_a_copy(ckpts, capsys):
     assert ckpts[1].read_bytes() == before
 
 
+def test_eval_config_calib_runs_averages_three_calibrations(ckpts, capsys):
+    """``--calib-runs 3`` (MTT A.6/A.9): the configuration is evaluated with the statistics
+    averaged over three calibrations with different draws (seeds 0, 1, 2)."""
+    from runtime.data import load_dataset
+    from trainer.checkpoint import load_checkpoint
+    from trainer.train import calibrate_bn_runs, evaluate_configs
+
+    bn = str(ckpts[1])
+    code, out, err = run(capsys, "eval", bn, "--config", "1,4", "--json", "--limit", "40", "--calib-runs", "3")
+    assert code == 0, err
+    got = json.loads(out)["results"][0]["accuracy"]
+    cfg, model, _ = load_checkpoint(bn)
+    test = load_dataset("digits", "test", 40)
+    calibrate_bn_runs(model, load_dataset("digits", cfg.data.train_split), [1, 4], 10, 64, runs=3)
+    assert got == evaluate_configs(model, test, [[1, 4]])[0]
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    once = load_checkpoint(bn)[1]
+    calibrate_bn_runs(once, load_dataset("digits", cfg.data.train_split), [1, 4], 10, 64, runs=1)
+    once_bns = [m for m in once.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    assert not torch.equal(bns[0].running_mean, once_bns[0].running_mean)  # three draws differ from one
+
+
 @pytest.mark.parametrize(
     "args,msg",
     [

@@ -179,7 +179,7 @@ def test_every_model_family_round_trips(tmp_path, family):
     assert [s.name for s in meta.states] == [i.name for i in proto.graph.input[1:]]
     assert [o.name for o in proto.graph.output] == ["y", *(f"state_{i}_out" for i in range(net.n_states))]
     assert meta.input_shape == tuple(cfg.model.in_shape) and meta.T_trained == cfg.train_T
-    assert json.loads(proto.metadata_props[0].value)["format"] == "flexsnn-onnx/2"
+    assert json.loads(proto.metadata_props[0].value)["format"] == "flexsnn-onnx/3"
 
 
 def test_folding_keeps_the_trained_function():

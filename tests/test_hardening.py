@@ -13,7 +13,7 @@ import torch
 
 from export import cli as export_cli
 from runtime.limits import ResourceError
-from tests.conftest import run_main, run_trainer
+from tests.conftest import one_error, run_main, run_trainer
 from tests.export_helpers import config, model, static_checkpoint
 from trainer.checkpoint import DIGEST_KEY, CheckpointError, digest, load_checkpoint, save_checkpoint
 
@@ -26,20 +26,12 @@ def ckpt(tmp_path_factory) -> Path:
 _export = functools.partial(run_main, export_cli.main)
 
 
-def _one_error(code: int, err: str, *needles: str) -> None:
-    lines = [ln for ln in err.splitlines() if not ln.startswith("note: ")]
-    assert code == 2, err
-    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in err, err
-    for n in needles:
-        assert n in lines[0], (n, err)
-
-
 # ---- 1. never destroy an input -----------------------------------------------------------
 @pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
 def test_export_over_the_checkpoint_is_refused(ckpt, capsys, fmt):
     before = ckpt.read_bytes()
     code, _, err = _export(capsys, str(ckpt), "--format", fmt, "-o", str(ckpt))
-    _one_error(code, err, "is the input")
+    one_error(code, err, "is the input")
     assert ckpt.read_bytes() == before
 
 
@@ -48,7 +40,7 @@ def test_export_over_a_symlink_to_the_checkpoint_is_refused(ckpt, tmp_path, caps
     link.symlink_to(ckpt)
     before = ckpt.read_bytes()
     code, _, err = _export(capsys, str(ckpt), "-o", str(link))
-    _one_error(code, err, "is the input")
+    one_error(code, err, "is the input")
     assert ckpt.read_bytes() == before
 
 
@@ -56,14 +48,14 @@ def test_export_empty_output_is_refused(ckpt, capsys):
     default = ckpt.with_suffix(".onnx")
     default.unlink(missing_ok=True)
     code, _, err = _export(capsys, str(ckpt), "-o", "")
-    _one_error(code, err, "empty path")
+    one_error(code, err, "empty path")
     assert not default.exists()
 
 
 def test_calibrate_over_its_input_is_refused(ckpt, capsys):
     before = ckpt.read_bytes()
     code, _, err = run_trainer(capsys, "calibrate", str(ckpt), "--out", str(ckpt))
-    _one_error(code, err, "is the input")
+    one_error(code, err, "is the input")
     assert ckpt.read_bytes() == before
 
 
@@ -88,17 +80,17 @@ def test_calibrate_over_its_input_is_refused(ckpt, capsys):
 )
 def test_trainer_numbers_are_one_error_line(ckpt, capsys, argv, needle):
     code, _, err = run_trainer(capsys, *[a.format(c=ckpt) for a in argv])
-    _one_error(code, err, needle)
+    one_error(code, err, needle)
 
 
 def test_export_check_T_is_bounded(ckpt, capsys):
     code, _, err = _export(capsys, str(ckpt), "--check", "--T", "1e8")
-    _one_error(code, err, "--T must be a positive integer")
+    one_error(code, err, "--T must be a positive integer")
 
 
-def test_model_too_deep_for_its_input_is_one_error(capsys, tmp_path):
+def test_model_too_deep_for_its_input_isone_error(capsys, tmp_path):
     code, _, err = run_trainer(capsys, "fit", "--model", "9C1FC", "--out", str(tmp_path / "m.pt"))
-    _one_error(code, err, "cannot take inputs of shape")
+    one_error(code, err, "cannot take inputs of shape")
     assert not (tmp_path / "m.pt").exists()
 
 
@@ -118,13 +110,13 @@ def test_checkpoint_asking_for_a_huge_model_is_refused(tmp_path, capsys):
     with pytest.raises(ResourceError, match="needs about"):
         load_checkpoint(wide)
     code, _, err = _export(capsys, str(wide), "-o", str(tmp_path / "w.onnx"))
-    _one_error(code, err, "needs about")
+    one_error(code, err, "needs about")
     big = _rewrite(ckpt, tmp_path / "big.pt", lambda ck: ck["config"]["model"].__setitem__("in_shape", [1, 10**6, 8]))
     with pytest.raises(CheckpointError, match="input shape"):
         load_checkpoint(big)
 
 
-def test_runtime_bench_with_a_bad_checkpoint_is_one_error(tmp_path, capsys):
+def test_runtime_bench_with_a_bad_checkpoint_isone_error(tmp_path, capsys):
     from runtime import cli as runtime_cli
 
     from .runtime_fixtures import save, tiny_model
@@ -134,7 +126,7 @@ def test_runtime_bench_with_a_bad_checkpoint_is_one_error(tmp_path, capsys):
     bad.write_bytes(b"not a checkpoint")
     with pytest.raises(SystemExit) as e:
         runtime_cli.main(["bench", onnx_path, "--checkpoint", str(bad), "--batch-size", "1", "--steps", "2"])
-    _one_error(e.value.code, capsys.readouterr().err, "bad.pt")
+    one_error(e.value.code, capsys.readouterr().err, "bad.pt")
 
 
 # ---- 3. checkpoint integrity -------------------------------------------------------------
@@ -190,7 +182,7 @@ def test_diverged_training_writes_no_checkpoint(tmp_path, capsys):
     fit = "fit --data digits --epochs 1 --limit-train 64 --limit 32 --width 4 --batch-size 32 --tmax 2"
     args = f"{fit} --calib-batches 1 --lr 1e30 --quiet".split()
     code, _, err = run_trainer(capsys, *args, "--out", str(out))
-    _one_error(code, err, "diverged")
+    one_error(code, err, "diverged")
     assert not out.exists() and list(tmp_path.iterdir()) == []
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import contextlib
 import copy
 import gzip
 import json
@@ -29,6 +30,7 @@ from runtime.eventinput import EventInputError, check_stream
 from runtime.policies import PolicyError, parse_policy
 from runtime.protocol import ModelError, Protocol, parse_protocol
 
+from .json_edits import edit, json_paths
 from .runtime_fixtures import tiny_model
 
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -103,17 +105,7 @@ JSON = st.recursive(
 )
 
 
-def _paths(obj, prefix=()):
-    yield prefix
-    if isinstance(obj, dict):
-        for k, v in obj.items():
-            yield from _paths(v, (*prefix, k))
-    elif isinstance(obj, list):
-        for i, v in enumerate(obj):
-            yield from _paths(v, (*prefix, i))
-
-
-PATHS = [p for p in _paths(BASE) if p]
+PATHS = [p for p in json_paths(BASE) if p]
 
 
 @settings(max_examples=300, deadline=None)
@@ -121,16 +113,8 @@ PATHS = [p for p in _paths(BASE) if p]
 def test_protocol_metadata_parses_or_is_a_model_error(changes):
     meta = copy.deepcopy(BASE)
     for path, value, delete in changes:
-        parent = meta
-        try:
-            for k in path[:-1]:
-                parent = parent[k]
-            if delete:
-                del parent[path[-1]]
-            else:
-                parent[path[-1]] = value
-        except (KeyError, IndexError, TypeError):
-            continue
+        with contextlib.suppress(KeyError, IndexError, TypeError):  # an earlier change removed the parent
+            edit(meta, path, value, delete)
     try:
         p = parse_protocol(meta)
     except ModelError:

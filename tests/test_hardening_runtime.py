@@ -30,7 +30,7 @@ from runtime.integrity import KEY as DIGEST_KEY
 from runtime.protocol import ModelError, read_model
 from runtime.session import InputError
 
-from .conftest import ROOT, run_main
+from .conftest import ROOT, one_error, run_main
 from .event_fixtures import chain_model
 from .runtime_fixtures import save, tiny_model
 
@@ -39,14 +39,6 @@ def _cli(capsys, module: str, *argv: str) -> tuple[int, str, str]:
     """``python -m MODULE ARGV`` in-process: (exit code, stdout, stderr)."""
     main = {"runtime": "runtime.cli", "edge": "edge.cli"}[module]
     return run_main(__import__(main, fromlist=["main"]).main, capsys, *argv)
-
-
-def _one_error(code: int, err: str, *needles: str) -> None:
-    lines = [ln for ln in err.splitlines() if not ln.startswith("note: ")]
-    assert code == 2, err
-    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in err, err
-    for n in needles:
-        assert n in lines[0], (n, err)
 
 
 @pytest.fixture
@@ -82,7 +74,7 @@ def test_empty_output_path_is_refused():
 def test_speck_describe_over_the_model_is_refused(static_onnx, capsys):
     before = static_onnx.read_bytes()
     code, _, err = _cli(capsys, "edge", "speck", str(static_onnx), "--describe", str(static_onnx))
-    _one_error(code, err, "is the input")
+    one_error(code, err, "is the input")
     assert static_onnx.read_bytes() == before
 
 
@@ -127,7 +119,7 @@ def test_file_size_limit_is_an_error_not_a_kill(tmp_path):
 def test_bench_batch_beyond_memory_is_refused_before_allocating(static_onnx, capsys, monkeypatch):
     monkeypatch.setenv("FLEXSNN_MAX_MEMORY", "1M")
     code, _, err = _cli(capsys, "runtime", "bench", str(static_onnx), "--batch-size", "100000", "--steps", "2")
-    _one_error(code, err, "needs about", "1.0 MiB is available")
+    one_error(code, err, "needs about", "1.0 MiB is available")
 
 
 @pytest.mark.parametrize(
@@ -150,7 +142,7 @@ def test_bench_batch_beyond_memory_is_refused_before_allocating(static_onnx, cap
 def test_runtime_cli_numbers_are_one_error_line(static_onnx, capsys, argv, needle):
     argv = [a.format(m=static_onnx, d=static_onnx.parent) for a in argv]
     code, _, err = _cli(capsys, "runtime", *argv)
-    _one_error(code, err, needle)
+    one_error(code, err, needle)
 
 
 def test_trained_T_of_a_billion_is_refused(tmp_path, capsys):
@@ -160,12 +152,12 @@ def test_trained_T_of_a_billion_is_refused(tmp_path, capsys):
     m.metadata_props[0].value = json.dumps(meta)
     path = save(m, tmp_path / "t.onnx")
     code, _, err = _cli(capsys, "runtime", "run", path, "--data", "digits:static", "--limit", "4")
-    _one_error(code, err, "1000000000 time steps", "at most 100000")
+    one_error(code, err, "1000000000 time steps", "at most 100000")
 
 
 def test_pi_bench_threads_are_bounded(static_onnx, capsys):
     code, _, err = _cli(capsys, "edge", "pi-bench", str(static_onnx), "--max-threads", "100000")
-    _one_error(code, err, "--max-threads must be a positive integer")
+    one_error(code, err, "--max-threads must be a positive integer")
 
 
 # ---- 3. ONNX integrity -------------------------------------------------------------------

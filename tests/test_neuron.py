@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from runtime.neuron import NeuronSpec, SpecError, kinds, make_spec, step
-from trainer.neurons import TORCH_STEPS, neuron_step
+from trainer.neurons import TORCH_STEPS, fire_from_rest, neuron_step, surrogate_rule, zero_state
 from trainer.surrogate import SURROGATES, SpikeFn, get_surrogate
 
 # every spiking kind x reset x spike rule x clamp, plus the LI readout
@@ -188,3 +188,24 @@ def test_surrogate_gradient_matches_formula(name):
 def test_unknown_surrogate_lists_valid_names():
     with pytest.raises(ValueError, match="triangle"):
         get_surrogate("arctan")
+
+
+@pytest.mark.parametrize("spec", VARIANTS, ids=variant_id)
+def test_fire_from_rest_is_the_step_from_zero_state_bit_for_bit(spec):
+    """The stateless shortcut (T-RevSNN's turn-off neurons) = one step from the zero
+    state: same output and same input gradient, for every kind, reset and spike rule."""
+    rule = surrogate_rule(spec, "triangle")
+    current = torch.from_numpy(np.random.default_rng(1).normal(0.4, 1.2, size=(256,)).astype(np.float32))
+    outs, grads = [], []
+    for f in (
+        lambda x: neuron_step(spec, zero_state(spec, x), x, rule)[0],
+        lambda x: fire_from_rest(spec, x, rule),
+    ):
+        x = current.clone().requires_grad_(True)
+        out = f(x)
+        (out * torch.linspace(-1, 1, 256)).sum().backward()
+        outs.append(out.detach())
+        grads.append(x.grad)
+    assert torch.equal(outs[0], outs[1]) and torch.equal(grads[0], grads[1])
+    if spec.spiking:
+        assert 0 < float(outs[0].mean()) < 1.5 and grads[0].abs().sum() > 0

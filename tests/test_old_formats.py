@@ -26,7 +26,7 @@ def test_v1_checkpoint_loads_with_its_neuron_as_a_spec(tmp_path):
     assert cfg.neuron.spec == NeuronSpec("IF", 1.0, 1.0, "subtract", "single", float("-inf"), 50000.0)
     assert cfg.neuron.surrogate == "triangle" and "ef9f5c5" in metrics["note"]
     path = export_onnx(cfg, model, tmp_path / "m.onnx")
-    assert json.loads(onnx.load(path).metadata_props[0].value)["format"] == "flexsnn-onnx/2"
+    assert json.loads(onnx.load(path).metadata_props[0].value)["format"] == "flexsnn-onnx/3"
     assert check_onnx(cfg, model, path).ok
 
 

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from runtime.neuron import NeuronSpec
+from tests.conftest import fit_checkpoint
 from tests.conftest import run_trainer as run
 from trainer.checkpoint import load_checkpoint
 from trainer.config import ONLINE_METHODS, Config, ConfigError, MethodConfig
@@ -407,9 +408,7 @@ TINY = (
 def test_fit_online_writes_a_checkpoint_that_rebuilds(method, norm, capsys, tmp_path):
     out = tmp_path / "m.pt"
     extra = ["--K", "1"] if method == "sltt-k" else []
-    code, _, err = run(capsys, "fit", *TINY, "--method", method, "--norm", norm, *extra, "--out", str(out))
-    assert code == 0, err
-    cfg, _, metrics = load_checkpoint(out)
+    cfg, _, metrics = fit_checkpoint(capsys, out, *TINY, "--method", method, "--norm", norm, *extra)
     assert cfg.method.name == method and cfg.train_T == 3 and len(metrics["history"]) == 1
     assert cfg.method.mse_weight == online_method(method).mse_weight
     assert (cfg.model.bn_stats == "step") == (norm == "bn-step") and cfg.model.weight_std == (norm == "sws")
@@ -475,3 +474,50 @@ def test_memory_command_json(capsys):
     assert [(r["method"], r["T"]) for r in obj["rows"]] == [("sdt", 2), ("sdt", 4), ("sltt", 2), ("sltt", 4)]
     assert obj["ratios"]["sltt"]["saved_T4_over_T2"] == 1.0
     assert obj["ratios"]["sdt"]["saved_T4_over_T2"] > 1.5
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+def test_optimizer_foreach_update_equals_the_per_tensor_loop(optimizer):
+    """make_optimizer's foreach kernels (speed, many parameter tensors) give the loop's
+    update bit for bit."""
+    from trainer.train import make_optimizer
+
+    m = MethodConfig("sltt", lr=0.1, optimizer=optimizer, weight_decay=1e-3)
+    ref_cls = torch.optim.SGD if optimizer == "sgd" else torch.optim.Adam
+    extra = {"momentum": 0.9} if optimizer == "sgd" else {}
+    results = []
+    for make in (
+        lambda ps: make_optimizer(ps, m),
+        lambda ps: ref_cls(ps, lr=0.1, weight_decay=1e-3, foreach=False, **extra),
+    ):
+        torch.manual_seed(0)
+        ps = [nn.Parameter(torch.randn(3, 4)), nn.Parameter(torch.randn(5))]
+        opt = make(ps)
+        assert opt.defaults["foreach"] is not None
+        for k in range(3):
+            opt.zero_grad()
+            sum(((p - k) ** 2).sum() * (i + 1) for i, p in enumerate(ps)).backward()
+            opt.step()
+        results.append([p.detach().clone() for p in ps])
+    assert all(torch.equal(a, b) for a, b in zip(*results))
+    torch.manual_seed(0)
+    assert not torch.equal(results[0][0], torch.randn(3, 4))  # the steps moved the weights
+
+
+def test_stage_counting_sees_weight_standardised_layers_once():
+    """An sWS layer's synaptic operations are counted at the WeightStandardized wrapper
+    (its inner conv runs without a call, so no hook of its own), once: the first conv of
+    a static input gives dense MACs = outputs x fan-in."""
+    from trainer.stage_cost import counting
+
+    torch.manual_seed(0)
+    model = build_model(tiny_cfg("sltt", norm="sws"))
+    x = spikes(3, 2, (2, 8, 8), scale=1.5)
+    first = next(m for m in model.modules() if isinstance(m, WeightStandardized))
+    out: list[torch.Tensor] = []
+    h = first.register_forward_hook(lambda _m, _i, o: out.append(o))
+    with counting(model, static_input=True) as counts:
+        model(x, [3])
+    h.remove()
+    dense = sum(float(o.numel()) for o in out) * float(first.module.weight[0].numel())
+    assert dense > 0 and counts.stages[0].macs == dense

@@ -10,8 +10,9 @@ import torch
 from torch import nn
 
 from runtime.data import load_dataset
+from tests.conftest import fit_checkpoint
 from tests.conftest import run_trainer as run
-from trainer.checkpoint import TRAIN_STATE_KEY, load_checkpoint, read_checkpoint, save_checkpoint
+from trainer.checkpoint import TRAIN_STATE_KEY, read_checkpoint, save_checkpoint
 from trainer.config import Config
 from trainer.fold import fold_and_drop
 from trainer.models import build_model
@@ -104,11 +105,9 @@ def test_cli_init_from_folds_bn_and_resume_continues(capsys, tmp_path):
     )
     assert code == 0, err
     fine = tmp_path / "fine.pt"
-    code, out, err = run(
-        capsys, "fit", *TINY, "--method", "sdt", "--epochs", "2", "--init-from", str(bn), "--out", str(fine)
+    cfg, model, metrics = fit_checkpoint(
+        capsys, fine, *TINY, "--method", "sdt", "--epochs", "2", "--init-from", str(bn)
     )
-    assert code == 0, err
-    cfg, model, metrics = load_checkpoint(fine)
     assert not cfg.model.bn and not cfg.model.bias and len(metrics["history"]) == 2
     assert read_checkpoint(fine)[TRAIN_STATE_KEY]["epoch"] == 2
     # resuming a finished run has nothing to do: a clear error, nothing written

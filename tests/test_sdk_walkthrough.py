@@ -19,7 +19,7 @@ def test_every_python_block_of_the_sdk_page_runs(tmp_path, monkeypatch):
     export_onnx(cfg, model(cfg), tmp_path / "model.onnx")
     monkeypatch.chdir(tmp_path)
     blocks = re.findall(r"```python\n(.*?)```", DOC.read_text(), re.S)
-    assert len(blocks) == 5
+    assert len(blocks) == 6
     ns: dict = {}
     for i, code in enumerate(blocks):
         try:

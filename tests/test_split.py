@@ -63,7 +63,9 @@ def test_models_the_split_executor_does_not_cover_run_on_the_bodies(tmp_path, va
 
 
 def test_unknown_backend_is_refused(tmp_path):
-    with pytest.raises(InputError, match=r"backend 'gpu' is unknown; expected one of \['auto', 'numba', 'ort'\]"):
+    with pytest.raises(
+        InputError, match=r"backend 'gpu' is unknown; expected one of \['auto', 'numba', 'ort', 'exact'\]"
+    ):
         runtime.load(save(tiny_model(), tmp_path / "m.onnx"), backend="gpu")
 
 

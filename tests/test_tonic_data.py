@@ -12,7 +12,7 @@ import pytest
 from runtime.data import DataError, load_dataset
 from runtime.data.nmnist import list_nmnist
 
-from .conftest import run_trainer
+from .conftest import fit_checkpoint, run_trainer
 
 SYNTH = "tonic:tests.tonic_fixtures.Synthetic11"
 
@@ -76,14 +76,13 @@ def test_eleven_classes_train_eval_export_run(tmp_path, capsys):
     torch = pytest.importorskip("torch")
     from export import cli as export_cli
     from runtime.cli import main as runtime_main
-    from trainer.checkpoint import load_checkpoint
 
     torch.set_num_threads(1)
     spec = f"{SYNTH}:{tmp_path}"
     ckpt = tmp_path / "m.pt"
-    code, out, err = run_trainer(
+    cfg, _, metrics = fit_checkpoint(
         capsys,
-        "fit",
+        ckpt,
         "--data",
         spec,
         "--transform",
@@ -101,11 +100,7 @@ def test_eleven_classes_train_eval_export_run(tmp_path, capsys):
         "--lr",
         "0.01",
         "--quiet",
-        "--out",
-        str(ckpt),
     )
-    assert code == 0, err
-    cfg, _, metrics = load_checkpoint(ckpt)
     assert cfg.model.num_classes == 11 and cfg.data.classes[10] == "bar 10"
     assert cfg.data.durations == "recording" and cfg.data.transforms == [{"kind": "crop", "args": [2, 0, 16, 16]}]
     assert tuple(cfg.model.in_shape) == (2, 16, 16)

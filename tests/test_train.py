@@ -86,6 +86,39 @@ def test_bn_calibration_uses_cumulative_average_at_T(digits):
     assert bns[0].momentum == 0.1 and not model.training  # restored
 
 
+def test_bn_calibration_over_runs_averages_the_statistics_of_each_draw(digits):
+    """MTT A.6/A.9 (``calibrate --calib-runs 3``): three calibrations with the draws of
+    seeds 0, 1, 2; the model keeps the mean of their statistics (the calibration over all
+    their batches), and each run is seen before the next starts."""
+    from trainer.train import calibrate_bn_runs
+
+    cfg = small_config("sdt", epochs=1, T=2)
+    model, _ = fit(cfg, *digits, progress=False)
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    runs = []
+    for seed in range(3):
+        calibrate_bn(model, digits[0], T=3, batches=1, batch_size=40, seed=seed)
+        runs.append([(bn.running_mean.clone(), bn.running_var.clone()) for bn in bns])
+    seen: list[torch.Tensor] = []
+    n = calibrate_bn_runs(
+        model, digits[0], 3, 1, 40, runs=3, seed=0, after_run=lambda k: seen.append(bns[0].running_mean.clone())
+    )
+    assert n == len(bns) and len(seen) == 3
+    for k in range(3):  # the hook saw run k's own statistics (different draws differ)
+        torch.testing.assert_close(seen[k], runs[k][0][0], rtol=0, atol=0)
+    assert not torch.equal(runs[0][0][0], runs[1][0][0])
+    for i, bn in enumerate(bns):
+        torch.testing.assert_close(bn.running_mean, sum(r[i][0] for r in runs) / 3, rtol=1e-6, atol=1e-7)
+        torch.testing.assert_close(bn.running_var, sum(r[i][1] for r in runs) / 3, rtol=1e-6, atol=1e-7)
+    # with equal batches per run the average is the calibration over all three draws' batches
+    order = np.concatenate([np.random.default_rng(s).permutation(len(digits[0]))[:40] for s in range(3)])
+    x = torch.from_numpy(digits[0].frames(order, 3)).flatten(0, 1)
+    conv = model.stages[0].layers[0].layers[0].module
+    with torch.no_grad():
+        mean = conv(x).mean(dim=(0, 2, 3))
+    torch.testing.assert_close(bns[0].running_mean, mean, rtol=1e-4, atol=1e-5)
+
+
 def test_sdt_and_nmt_train(digits):
     for method in ("sdt", "nmt"):
         model, metrics = fit(small_config(method, epochs=1), *digits, progress=False)

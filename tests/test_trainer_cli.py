@@ -189,6 +189,18 @@ def test_epoch_and_calibration_lines_say_what_they_measure(tmp_path, capsys):
     assert code == 0, err
     assert "calibrated 2 BatchNorm layers at T=1 (1 training batches): test accuracy at T=1 " in stdout
     assert "->" in stdout and "(30 samples)" in stdout
+    three = tmp_path / "c3.pt"
+    code, stdout, err = run(
+        capsys, "calibrate", str(out), "--batches", "1", "--limit", "30", "--calib-runs", "3", "--out", str(three)
+    )
+    assert code == 0, err
+    assert "over 3 calibration runs" in stdout and "the written statistics are their average" in stdout
+    m = torch.load(three, weights_only=True)["metrics"]
+    per_run = m["test_accuracy_per_calibration_run"]
+    assert m["calib_runs"] == 3 and len(per_run) == 3
+    assert m["test_accuracy_mean_over_calibration_runs"] == pytest.approx(sum(per_run) / 3)
+    code, _, err = run(capsys, "calibrate", str(out), "--calib-runs", "0", "--out", str(tmp_path / "c0.pt"))
+    assert code == 2 and "--calib-runs" in err
     code, _, err = run(capsys, "calibrate", str(out), "--out", str(out))
     assert code == 2 and "writing it would destroy the input" in err
 

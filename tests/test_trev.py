@@ -7,8 +7,8 @@ import re
 import pytest
 import torch
 
+from tests.conftest import fit_checkpoint
 from tests.conftest import run_trainer as run
-from trainer.checkpoint import load_checkpoint
 from trainer.config import ConfigError
 from trainer.models import build_model, model_builder
 from trainer.trev import ALPHA_MIN, TRevNet, TRevOptions, clamp_abs_, parse_options
@@ -187,23 +187,9 @@ def test_cli_fit_then_eval_and_bad_T(capsys, tmp_path):
     """fit --model trev-... writes the usual checkpoint; its config alone rebuilds the
     model; eval at a T beyond the sub-networks is a clear error (exit 2)."""
     path = tmp_path / "m.pt"
-    code, out, err = run(
-        capsys,
-        "fit",
-        "--data",
-        "digits",
-        "--model",
-        "trev-tiny-h0.5",
-        "--T",
-        "2",
-        "--width",
-        "8",
-        *TINY,
-        "--out",
-        str(path),
+    cfg, model, metrics = fit_checkpoint(
+        capsys, path, "--data", "digits", "--model", "trev-tiny-h0.5", "--T", "2", "--width", "8", *TINY
     )
-    assert code == 0, err
-    cfg, model, metrics = load_checkpoint(path)
     assert (
         cfg.model.name == "trev-tiny-h0.5"
         and isinstance(model, TRevNet)
@@ -319,3 +305,19 @@ def test_trev_option_errors_list_the_valid_choices():
     assert parse_options(["shared=true", "loss=steps"]) == TRevOptions(
         widths=(1, 2, 4, 6), layer_scale=0.0, loss="steps", shared=True, down="sws", head_init="zero"
     )
+
+
+def test_fusion_reads_the_next_level_of_the_previous_step_only():
+    """The public code's rule (docs/trev.md, Fusion): stage i's input from step t-1 is
+    U_i(c_{i+1}^{t-1}) alone, so a change of c_3^{t-1} reaches stage 2 (directly) and the
+    stages above it through the same step, but never stages 0 and 1."""
+    net = with_opts("events", 4, 8)
+    sub = net.subnets[1]
+    x = net.encode(batch(net, 4)[0], 4)[1]
+    torch.manual_seed(1)
+    prev = [torch.randn(3, w, *s) for w, s in zip(net.widths, net.sizes)]
+    changed = [*prev[:3], prev[3] + 5.0]
+    with torch.no_grad():
+        a, b = sub(x, prev), sub(x, changed)
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    assert not torch.equal(a[2], b[2])

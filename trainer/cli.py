@@ -7,13 +7,14 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import statistics
 import sys
 from pathlib import Path
 
 from runtime import cliargs
 from runtime.data import DataError, Dataset, load_dataset
 from runtime.data.datasets import SPEC_FORMS
-from runtime.data.transforms import TRANSFORM_FORMS, from_dicts, parse_transform
+from runtime.data.transforms import from_dicts, parse_transform
 from runtime.fileio import OutputPathError, check_output, write_atomic
 from runtime.limits import check_memory
 from runtime.neuron import NeuronSpec, SpecError, field_names, make_spec
@@ -54,7 +55,7 @@ from .repro import DEFAULT_THREADS
 from .repro import setup as setup_threads
 from .search_cli import DEFAULT_CALIB_BATCHES, add_search_parser, cmd_search, eval_configs
 from .surrogate import SURROGATES
-from .train import Start, calibrate_bn, evaluate, fit, has_bn
+from .train import Start, calibrate_bn_runs, evaluate, fit, has_bn
 from .trev import DEFAULT_LR as TREV_LR
 from .trev import parse_options as parse_trev_options
 from .trev_memory import add_trev_memory_parser, cmd_trev_memory
@@ -85,12 +86,7 @@ def _add_threads(p: argparse.ArgumentParser) -> None:
 def _add_fit(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("fit", help="train a model and write a checkpoint")
     p.add_argument("--data", default="digits", help=_data_help() + " (default: digits)")
-    p.add_argument(
-        "--transform",
-        action="append",
-        default=[],
-        help="event transform, repeatable, applied in order: " + ", ".join(TRANSFORM_FORMS),
-    )
+    cliargs.add_transforms(p, "event transform")
     p.add_argument(
         "--model",
         default="2C1FCW16",
@@ -280,6 +276,13 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
         default=DEFAULT_CALIB_BATCHES,
         help="--config on BatchNorm models: training batches to re-estimate the statistics (0: off)",
     )
+    p.add_argument(
+        "--calib-runs",
+        type=cliargs.positive_int,
+        default=1,
+        help="--config on BatchNorm models: calibrations with different sample draws, their statistics "
+        "averaged (MTT A.6/A.9: 3)",
+    )
     p.add_argument("--binning", default=None, help="events: equal or fixed (default: as trained)")
     p.add_argument(
         "--split",
@@ -305,6 +308,13 @@ def _add_calibrate(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--batches", type=cliargs.positive_int, default=10, help="training batches to average over")
     p.add_argument("--batch-size", type=cliargs.batch, default=64, help="samples per batch")
+    p.add_argument(
+        "--calib-runs",
+        type=cliargs.positive_int,
+        default=1,
+        help="calibrations with different sample draws (MTT A.6/A.9: 3): the accuracy of each and their "
+        "mean are reported; the checkpoint gets the statistics averaged over the runs",
+    )
     p.add_argument("--data", default=None, help=_data_help() + " (default: the checkpoint's)")
     p.add_argument(
         "--limit",
@@ -570,8 +580,24 @@ def cmd_calibrate(a: argparse.Namespace) -> None:
     ds = load_dataset(spec, "train", transforms=from_dicts(cfg.data.transforms))
     test = load_dataset(spec, "test", a.limit, from_dicts(cfg.data.transforms))
     before = evaluate(model, test, [T], a.batch_size)[0]
-    n = calibrate_bn(model, ds, T, a.batches, a.batch_size)
-    after = evaluate(model, test, [T], a.batch_size)[0]
+    per_run: list[float] = []
+    n = calibrate_bn_runs(
+        model,
+        ds,
+        T,
+        a.batches,
+        a.batch_size,
+        a.calib_runs,
+        after_run=lambda _k: per_run.append(evaluate(model, test, [T], a.batch_size)[0]),
+    )
+    after = evaluate(model, test, [T], a.batch_size)[0] if a.calib_runs > 1 else per_run[0]
+    runs_metrics = {}
+    if a.calib_runs > 1:
+        runs_metrics = {
+            "calib_runs": a.calib_runs,
+            "test_accuracy_per_calibration_run": per_run,
+            "test_accuracy_mean_over_calibration_runs": statistics.mean(per_run),
+        }
     save_checkpoint(
         a.out,
         cfg,
@@ -582,11 +608,19 @@ def cmd_calibrate(a: argparse.Namespace) -> None:
             "bn_calibration_T": T,
             "test_accuracy_before_calibration": before,
             "test_accuracy": after,
+            **runs_metrics,
         },
     )
+    runs = ""
+    if a.calib_runs > 1:
+        runs = (
+            f"; over {a.calib_runs} calibration runs {', '.join(f'{x:.4f}' for x in per_run)}: mean "
+            f"{statistics.mean(per_run):.4f} (sd {statistics.pstdev(per_run):.4f}); "
+            "the written statistics are their average"
+        )
     print(
         f"calibrated {n} BatchNorm layers at T={T} ({a.batches} training batches): test accuracy at T={T} "
-        f"{before:.4f} -> {after:.4f} ({len(test)} samples); wrote {a.out}"
+        f"{before:.4f} -> {after:.4f} ({len(test)} samples){runs}; wrote {a.out}"
     )
 
 

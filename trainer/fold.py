@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from .config import ConfigError
-from .layers import NeuronLayer, Residual, Sequence, Stateless
+from .layers import NeuronLayer, Stateless, rewrite
 from .models import SpikingNet
 
 WEIGHT_LAYERS = (nn.Conv2d, nn.Linear)
@@ -37,36 +37,11 @@ def fold_bn(
     return weight * scale.reshape(-1, *([1] * (weight.dim() - 1))), shift
 
 
-def _fold_sequence(seq: Sequence, drop_bias: bool) -> None:
-    kept: list[nn.Module] = []
-    for layer in seq.layers:
-        if isinstance(layer, Stateless) and isinstance(layer.module, BATCHNORMS):
-            bn = layer.module
-            prev = kept[-1] if kept else None
-            if not (isinstance(prev, Stateless) and isinstance(prev.module, WEIGHT_LAYERS)):
-                raise ConfigError("a BatchNorm that does not follow a conv/linear layer cannot be folded")
-            w, b = fold_bn(
-                prev.module.weight, prev.module.bias, bn.running_mean, bn.running_var, bn.weight, bn.bias, bn.eps
-            )
-            prev.module.weight = nn.Parameter(w.detach().clone())
-            # the folded bias (b - mean) s + beta is what A.3 drops and fine-tuning recovers
-            prev.module.bias = None if drop_bias else nn.Parameter(b.detach().clone())
-            continue
-        _fold(layer, drop_bias)
-        kept.append(layer)
-    seq.layers = nn.ModuleList(kept)
-
-
-def _fold(layer: nn.Module, drop_bias: bool) -> None:
-    if isinstance(layer, Sequence):
-        _fold_sequence(layer, drop_bias)
-    elif isinstance(layer, Residual):
-        _fold_sequence(layer.body, drop_bias)
-        _fold_sequence(layer.shortcut, drop_bias)
-    elif isinstance(layer, Stateless) and isinstance(layer.module, WEIGHT_LAYERS) and drop_bias:
-        layer.module.bias = None
-    elif not isinstance(layer, (Stateless, NeuronLayer)):
-        raise ConfigError(f"cannot fold BatchNorm in a {type(layer).__name__}")
+def weight_layer_before(kept: list[nn.Module]) -> nn.Module | None:
+    """The conv/linear layer a BatchNorm after the layers ``kept`` folds into; None when
+    it follows anything else."""
+    prev = kept[-1] if kept else None
+    return prev.module if isinstance(prev, Stateless) and isinstance(prev.module, WEIGHT_LAYERS) else None
 
 
 @torch.no_grad()
@@ -75,7 +50,27 @@ def fold_and_drop(model: nn.Module, drop_bias: bool) -> SpikingNet:
     (running statistics), and with ``drop_bias`` every conv/linear bias removed."""
     if not isinstance(model, SpikingNet):
         raise ConfigError(f"BatchNorm folding applies to layer-sequence models, not {type(model).__name__}")
+
+    def keep(kept: list[nn.Module], layer: nn.Module, where: str) -> nn.Module | None:
+        if not (isinstance(layer, Stateless) and isinstance(layer.module, BATCHNORMS)):
+            check(layer, where)
+            return layer
+        bn, prev = layer.module, weight_layer_before(kept)
+        if prev is None:
+            raise ConfigError("a BatchNorm that does not follow a conv/linear layer cannot be folded")
+        w, b = fold_bn(prev.weight, prev.bias, bn.running_mean, bn.running_var, bn.weight, bn.bias, bn.eps)
+        prev.weight = nn.Parameter(w.detach().clone())
+        # the folded bias (b - mean) s + beta is what A.3 drops and fine-tuning recovers
+        prev.bias = None if drop_bias else nn.Parameter(b.detach().clone())
+        return None
+
+    def check(layer: nn.Module, where: str) -> None:
+        if isinstance(layer, Stateless) and isinstance(layer.module, WEIGHT_LAYERS) and drop_bias:
+            layer.module.bias = None
+        elif not isinstance(layer, (Stateless, NeuronLayer)):
+            raise ConfigError(f"cannot fold BatchNorm in a {type(layer).__name__}")
+
     out = copy.deepcopy(model)
-    for stage in out.stages:
-        _fold(stage, drop_bias)
+    for i, stage in enumerate(out.stages):
+        rewrite(stage, f"stages.{i}", keep, check)
     return out

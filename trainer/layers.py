@@ -13,7 +13,7 @@ Every layer has ``n_states`` (how many state tensors it owns) and two forms:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import torch
 from torch import nn
@@ -122,3 +122,31 @@ class Residual(nn.Module):
 
     def seq(self, x: torch.Tensor) -> torch.Tensor:
         return self.neuron.seq(self.body.seq(x) + self.shortcut.seq(x))
+
+
+Keep = Callable[[list[nn.Module], nn.Module, str], "nn.Module | None"]
+
+
+def rewrite(layer: nn.Module, where: str, keep: Keep, leaf: Callable[[nn.Module, str], None]) -> None:
+    """Rewrite a layer tree in place, depth first in execution order (BatchNorm folding,
+    export preparation). In each :class:`Sequence`, every layer that is not itself a
+    Sequence or :class:`Residual` goes to ``keep(kept, layer, path)`` with the layers kept
+    before it: it returns the layer to keep (itself or a replacement) or None (dropped, or
+    merged into ``kept``). A Residual's neuron, and a ``layer`` that is no container, go
+    to ``leaf(layer, path)``. Paths are as in ``named_modules`` below ``where``."""
+    if isinstance(layer, Sequence):
+        kept: list[nn.Module] = []
+        for i, sub in enumerate(layer.layers):
+            path = f"{where}.layers.{i}"
+            if isinstance(sub, (Sequence, Residual)):
+                rewrite(sub, path, keep, leaf)
+                kept.append(sub)
+            elif (new := keep(kept, sub, path)) is not None:
+                kept.append(new)
+        layer.layers = nn.ModuleList(kept)
+    elif isinstance(layer, Residual):
+        rewrite(layer.body, f"{where}.body", keep, leaf)
+        rewrite(layer.shortcut, f"{where}.shortcut", keep, leaf)
+        leaf(layer.neuron, f"{where}.neuron")
+    else:
+        leaf(layer, where)

@@ -135,8 +135,8 @@ def saved_bytes(cfg: Config) -> int:
     return meter.peak
 
 
-def seconds_per_iteration(cfg: Config, reps: int) -> float:
-    step = make_iteration(cfg)
+def median_seconds(step: Callable[[], object], reps: int) -> float:
+    """Median wall time of ``reps`` calls of ``step``, after one warm-up call."""
     step()
     times = []
     for _ in range(reps):
@@ -144,6 +144,10 @@ def seconds_per_iteration(cfg: Config, reps: int) -> float:
         step()
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
+
+
+def seconds_per_iteration(cfg: Config, reps: int) -> float:
+    return median_seconds(make_iteration(cfg), reps)
 
 
 def _status_bytes(field: str) -> int:
@@ -221,25 +225,32 @@ def ratios(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
     return out
 
 
-def add_memory_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("memory", help="training memory (saved tensors, peak RSS) and time: BPTT vs online")
-    p.add_argument("--model", default="2C1FC", help="model name (trainer fit --model)")
-    p.add_argument("--width", type=cliargs.width, default=0, help="channel width (0: the model's default)")
-    p.add_argument("--norm", default="bn-step", help="bn-step, sws or none (default bn-step)")
+def add_measurement_options(
+    p: argparse.ArgumentParser, model: str, width_help: str, T: list[int], batch_size: int, reps: int
+) -> None:
+    """The options of both training-memory measurements (``memory`` and ``trev-memory``)."""
+    p.add_argument("--model", default=model, help="model name (trainer fit --model)")
+    p.add_argument("--width", type=cliargs.width, default=0, help=width_help)
     cliargs.add_in_shape(p, [2, 34, 34])
-    p.add_argument("--T", type=cliargs.steps, nargs="+", default=[2, 4, 8, 16], help="time steps to measure")
-    p.add_argument("--methods", nargs="+", default=DEFAULT_METHODS, help="sdt, online methods; sltt-k as sltt-k:K")
-    p.add_argument("--batch-size", type=cliargs.batch, default=32, help="samples per training batch")
-    p.add_argument("--reps", type=cliargs.positive_int, default=3, help="timed iterations per case (median)")
-    p.add_argument("--no-rss", action="store_true", help="skip the peak-RSS processes")
+    p.add_argument("--T", type=cliargs.steps, nargs="+", default=T, help="time steps to measure")
+    p.add_argument("--batch-size", type=cliargs.batch, default=batch_size, help="samples per training batch")
+    p.add_argument("--reps", type=cliargs.positive_int, default=reps, help="timed iterations per case (median)")
     p.add_argument(
         "--threads",
         type=cliargs.positive_threads,
         default=1,
-        help="torch CPU threads for the timing and the RSS process (default 1: the time column "
+        help="torch CPU threads for the timings (and memory's RSS process; default 1: the time column "
         "then does not depend on how many cores other work leaves free)",
     )
     p.add_argument("--json", action="store_true", help="one JSON object")
+
+
+def add_memory_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("memory", help="training memory (saved tensors, peak RSS) and time: BPTT vs online")
+    add_measurement_options(p, "2C1FC", "channel width (0: the model's default)", [2, 4, 8, 16], 32, 3)
+    p.add_argument("--norm", default="bn-step", help="bn-step, sws or none (default bn-step)")
+    p.add_argument("--methods", nargs="+", default=DEFAULT_METHODS, help="sdt, online methods; sltt-k as sltt-k:K")
+    p.add_argument("--no-rss", action="store_true", help="skip the peak-RSS processes")
 
 
 def cmd_memory(a: argparse.Namespace) -> None:

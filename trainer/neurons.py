@@ -112,6 +112,18 @@ def neuron_step(
     return TORCH_STEPS[spec.kind](spec, state, current, spike or exact_rule(spec))
 
 
+def fire_from_rest(spec: NeuronSpec, current: torch.Tensor, spike: SpikeRule) -> torch.Tensor:
+    """The output of one step from the zero state, the new state not computed: a
+    stateless ("turn-off") neuron, whose membrane is zero at every step (T-RevSNN).
+
+    From the zero state every kind's membrane is its input (``v = decay * 0 + current``;
+    CubaLIF's ``i = decay_syn * 0 + current``) and ALIF's threshold is ``v_th`` (``a = 0``), so
+    this equals ``neuron_step(spec, zero_state, current, spike)[0]`` (tests/test_neuron.py,
+    bit for bit with gradients) without the zeros, the decay products and the reset that
+    the caller would throw away."""
+    return current if spec.kind == "LI" else spike(current, spec.v_th)
+
+
 def zero_state(spec: NeuronSpec, like: torch.Tensor) -> State:
     return tuple(torch.zeros_like(like) for _ in kind_of(spec.kind).states)
 
@@ -124,8 +136,16 @@ class Neuron(nn.Module):
         self.rule = surrogate_rule(spec, surrogate, param)  # fails at build time on a bad name
         self.spec, self.surrogate, self.param = spec, surrogate, param
 
-    def forward(self, x: torch.Tensor, state: State | None) -> tuple[torch.Tensor, State]:
+    def forward(self, x: torch.Tensor, state: State | None, stateless: bool = False) -> tuple[torch.Tensor, State]:
+        """``stateless``: the output of one step from the zero state and no state (``()``,
+        :func:`fire_from_rest`); through ``__call__`` so forward hooks see it too."""
+        if stateless:
+            return fire_from_rest(self.spec, x, self.rule), ()
         return neuron_step(self.spec, zero_state(self.spec, x) if state is None else state, x, self.rule)
+
+    def fire(self, x: torch.Tensor) -> torch.Tensor:
+        """``forward(x, None)[0]`` for a stateless neuron, without the state update."""
+        return self(x, None, stateless=True)[0]
 
     def extra_repr(self) -> str:
         return ", ".join(f"{k}={v}" for k, v in self.spec.to_dict().items()) + f", surrogate={self.surrogate}"

@@ -33,9 +33,12 @@ from .config_search import (
 )
 from .models import SpikingNet
 from .stage_cost import RunCounts, counting
-from .train import calibrate_bn, evaluate_configs, has_bn
+from .train import calibrate_bn_runs, evaluate_configs, has_bn
 
 DEFAULT_CALIB_BATCHES = 10
+# samples per BatchNorm calibration batch: fixed, not the evaluation's batch size, so that
+# `export --config` deploys exactly the statistics `eval --config` measured
+CALIB_BATCH_SIZE = 64
 
 
 def t_range(cfg: Config) -> tuple[int, int]:
@@ -80,13 +83,11 @@ class Evaluator:
     batch_size: int
     seed: int = 0
     binning: str | None = None
+    calib_runs: int = 1  # calibrations with draws seed, seed + 1, ...: their statistics averaged (MTT A.6/A.9)
 
     def run(self, config: list[int], ds: Dataset | None = None) -> tuple[float, RunCounts]:
         ds = ds or self.ds
-        model = self.model
-        if self.calib_ds is not None and self.calib_batches > 0:
-            model = copy.deepcopy(self.model)
-            calibrate_bn(model, self.calib_ds, list(config), self.calib_batches, min(64, self.batch_size), self.seed)
+        model = for_config(self.model, self.calib_ds, config, self.calib_batches, self.seed, self.calib_runs)
         with counting(model, ds.kind == "static") as counts:
             acc = evaluate_configs(model, ds, [list(config)], self.batch_size, self.binning)[0]
         counts.samples, counts.stage_T = len(ds), list(config)
@@ -97,6 +98,20 @@ class Evaluator:
         show = sys.stderr.isatty()
         runs = [self.run([int(t) for t in c]) for c in tqdm(configs, desc=desc, disable=not show)]
         return np.array([a for a, _ in runs]), np.array([c.per_sample()["energy_pj"] for _, c in runs])
+
+
+def for_config(
+    model: SpikingNet, calib_ds: Dataset | None, config: list[int], batches: int, seed: int = 0, runs: int = 1
+) -> SpikingNet:
+    """The model a configuration runs as (evaluated by ``eval --config``, deployed by
+    ``export --config``): with BatchNorm (``calib_ds`` given), a copy whose statistics are
+    re-estimated for ``config`` on ``batches`` seeded training batches (averaged over
+    ``runs`` draws, MTT A.6/A.9); else ``model``."""
+    if calib_ds is None or batches <= 0:
+        return model
+    model = copy.deepcopy(model)
+    calibrate_bn_runs(model, calib_ds, list(config), batches, CALIB_BATCH_SIZE, runs, seed)
+    return model
 
 
 def load(path: str, data: str | None, split: str, limit: int | None) -> tuple[Config, SpikingNet, Dataset]:
@@ -133,7 +148,13 @@ def eval_configs(a: argparse.Namespace) -> None:
     for path, cfg, model in loaded:
         _, _, ds = load(path, a.data, "test", a.limit)
         ev = Evaluator(
-            model, ds, calibration_data(cfg, model, a.data), a.calib_batches, a.batch_size, binning=a.binning
+            model,
+            ds,
+            calibration_data(cfg, model, a.data),
+            a.calib_batches,
+            a.batch_size,
+            binning=a.binning,
+            calib_runs=a.calib_runs,
         )
         out[path] = [config_row(c, *ev.run(c)) for c in a.config]
     if a.json:

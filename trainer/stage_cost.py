@@ -23,8 +23,11 @@ from runtime.cost import energy_pj
 
 from .models import SpikingNet
 from .neurons import Neuron
+from .weight_std import WeightStandardized
 
-SYNAPTIC = (nn.Conv2d, nn.Linear)
+# a WeightStandardized layer runs its inner conv/linear without calling it (no hooks
+# there): it is counted as the synaptic layer itself
+SYNAPTIC = (nn.Conv2d, nn.Linear, WeightStandardized)
 
 
 @dataclass
@@ -68,7 +71,10 @@ def counting(model: SpikingNet, static_input: bool) -> Iterator[RunCounts]:
     handles = []
     first = True
     for stage, c in zip(model.stages, counts.stages):
+        wrapped = {id(m.module) for m in stage.modules() if isinstance(m, WeightStandardized)}
         for mod in stage.modules():
+            if id(mod) in wrapped:
+                continue
             if isinstance(mod, SYNAPTIC):
                 handles.append(mod.register_forward_hook(_synapse_hook(c, dense=static_input and first)))
                 first = False
@@ -83,7 +89,7 @@ def counting(model: SpikingNet, static_input: bool) -> Iterator[RunCounts]:
 
 def _synapse_hook(c: StageCounts, dense: bool):
     def hook(mod: nn.Module, inputs: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
-        w = mod.weight
+        w = mod.module.weight if isinstance(mod, WeightStandardized) else mod.weight
         macs = float(out.numel()) * float(w[0].numel())  # output elements x fan-in
         if dense:
             c.macs += macs

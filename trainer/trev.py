@@ -192,7 +192,7 @@ class SpikeConv(nn.Module):
         self.conv: nn.Module = WeightStandardized(conv) if sws else conv
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(self.sn(x, None)[0])
+        return self.conv(self.sn.fire(x))
 
 
 class Block(nn.Module):
@@ -208,8 +208,8 @@ class Block(nn.Module):
         self.gamma = nn.Parameter(torch.full((c,), layer_scale))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.pw1(self.dw1(self.sn1(x, None)[0]))
-        h = self.dw2(self.pw2(self.sn2(h, None)[0]))
+        h = self.pw1(self.dw1(self.sn1.fire(x)))
+        h = self.dw2(self.pw2(self.sn2.fire(h)))
         return x + self.gamma.view(1, -1, 1, 1) * h
 
 

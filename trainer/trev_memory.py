@@ -12,17 +12,14 @@ on ``--threads`` torch threads (default 1: repeatable on a shared machine).
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 from typing import Any
 
 import torch
 
-from runtime import cliargs
 from runtime.report import emit_json, table
 
 from .config import Config, ConfigError, MethodConfig
-from .memory import MiB, SavedTensorMeter
+from .memory import MiB, SavedTensorMeter, add_measurement_options, median_seconds
 from .models import build_model
 from .trev import TRevNet
 
@@ -63,30 +60,15 @@ def measure_T(cfg: Config, batch_size: int, reps: int, seed: int = 0) -> dict[st
         row[f"{mode}_saved_MiB"] = meter.peak / MiB
         if reps == 0:
             continue
-        one_iteration(net, x, y)
-        times = []
-        for _ in range(reps):
-            t0 = time.perf_counter()
-            one_iteration(net, x, y)
-            times.append(time.perf_counter() - t0)
-        row[f"{mode}_ms_per_iter"] = 1e3 * statistics.median(times)
+        row[f"{mode}_ms_per_iter"] = 1e3 * median_seconds(lambda: one_iteration(net, x, y), reps)
     row["bptt_over_reversible"] = row["bptt_saved_MiB"] / row["reversible_saved_MiB"]
     return row
 
 
 def add_trev_memory_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("trev-memory", help="T-RevSNN activation memory: reversible backward vs plain BPTT")
-    p.add_argument("--model", default="trev-tiny", help="model name (trainer fit --model)")
-    p.add_argument("--width", type=cliargs.width, default=0, help="base width (0: the size's default)")
+    add_measurement_options(p, "trev-tiny", "base width (0: the size's default)", [2, 4, 8], 16, 2)
     p.add_argument("--kind", default="events", help="events (one stem per step) or static (encode once)")
-    cliargs.add_in_shape(p, [2, 34, 34])
-    p.add_argument("--T", type=cliargs.steps, nargs="+", default=[2, 4, 8], help="time steps to measure")
-    p.add_argument("--batch-size", type=cliargs.batch, default=16, help="samples per training batch")
-    p.add_argument("--reps", type=cliargs.positive_int, default=2, help="timed iterations per case (median)")
-    p.add_argument(
-        "--threads", type=cliargs.positive_threads, default=1, help="torch threads for the timings (default 1)"
-    )
-    p.add_argument("--json", action="store_true", help="one JSON object")
 
 
 def cmd_trev_memory(a: argparse.Namespace) -> None:

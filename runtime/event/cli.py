@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from .. import cliargs
 from ..data import load_dataset
 from ..data.transforms import from_dicts
 from ..errors import InputError
-from ..report import emit_json, table
+from ..report import ENERGY_NOTE, emit_json, pct, sci, table
 from ..session import load
 
 # .bench, .engine and .evaluate import numba: only inside the commands that run it (the
@@ -20,13 +21,14 @@ def cmd_run_event(a: argparse.Namespace) -> None:
     against the clock-driven run at the model's T."""
     if a.policy is not None:
         raise InputError("--policy is an exit rule of the clock-driven mode; --mode event runs whole streams")
+    from ..evaluate import summarize
     from .engine import load_event
-    from .evaluate import compare_clock, run_event_dataset, summarize_event
+    from .evaluate import compare_clock, run_event_dataset
 
     engine = load_event(a.model)
     ds = load_dataset(cliargs.data_spec(a, engine.protocol), "test", a.limit, from_dicts(engine.protocol.transforms))
-    r = run_event_dataset(engine, ds, a.batch_size)
-    s = summarize_event(r, ds.labels)
+    r = run_event_dataset(engine, ds, a.batch_size, progress=sys.stderr.isatty())
+    s = summarize(r, ds.labels)
     s.update(mode="event", data=ds.spec, model=a.model)
     if a.json:
         s.update(compare_clock(engine, load(a.model, a.threads), ds, r, a.batch_size, a.binning))
@@ -35,10 +37,19 @@ def cmd_run_event(a: argparse.Namespace) -> None:
     print(f"{a.model} on {ds.spec} ({s['n']} samples), event-driven")
     print(
         table(
-            ["accuracy", "events/sample", "synops/sample", "ms/sample"],
-            [[s["accuracy"], s["events_per_sample"], s["synops_per_sample"], s["ms_per_sample"]]],
+            ["accuracy %", "events/sample", "synops (ACs)", "energy µJ*", "ms/sample"],
+            [
+                [
+                    pct(s["accuracy"]),
+                    f"{s['events_per_sample']:.0f}",
+                    sci(s["synops_per_sample"]),
+                    f"{s['energy_uj']:.3g}",
+                    f"{s['ms_per_sample']:.2f}",
+                ]
+            ],
         )
     )
+    print(f"* {ENERGY_NOTE}")
     print("(--json adds the spike difference sd against the clock-driven run)")
 
 

@@ -24,7 +24,8 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from ..protocol import ModelError, Protocol, read_model
+from ..protocol import ModelError, Protocol, one_rate, read_model
+from ..result import EventResult
 from .graph import Layer, lower
 from .kernel import run_events, run_streams
 from .network import KIND, KIND_SPIKING, EventState, initial_state, layer_view, pack
@@ -48,23 +49,6 @@ class SpikeTrain:
         return len(self.t)
 
 
-@dataclass
-class EventResult:
-    """Named as the clock-driven :class:`runtime.session.RunResult`. ``outputs`` per class:
-    spike counts (spiking readout), the final membrane (LI readout, at the last event
-    that reached it) or the summed readout current (a readout without neuron: what the
-    clock-driven ``mean``/``count`` readouts accumulate); ``predictions`` its argmax.
-    ``neuron_counts[node]``: spikes per neuron ``[..., C, H, W]`` of every spiking layer.
-    Batched results have a leading sample axis everywhere."""
-
-    outputs: np.ndarray
-    predictions: np.ndarray
-    neuron_counts: dict[str, np.ndarray]
-    events: np.ndarray
-    synops: np.ndarray
-    seconds: float = 0.0
-
-
 class EventEngine:
     """An exported model lowered for event-driven execution (see :mod:`.graph`)."""
 
@@ -76,6 +60,7 @@ class EventEngine:
         self.spiking = spiking
         # the recorded train: the readout's spikes if it spikes, else those that feed the readout
         self.record_layer = spiking[-1]
+        self.record_size = self.layers[self.record_layer].size
 
     @property
     def sensor(self) -> tuple[int, int, int]:
@@ -123,7 +108,9 @@ class EventEngine:
 
     def _run(self, state: EventState, ev: np.ndarray, until: float) -> SpikeTrain:
         n = ev.shape[1]
-        cap = max(1024, 4 * n)
+        # the kernel stops before a wave that might not fit (a whole layer may fire at once):
+        # room for that from the start, or every call would begin by growing the buffer
+        cap = self.record_size + max(1024, 4 * n)
         rec_t, rec = np.empty(cap), [np.empty(cap, np.int64) for _ in range(2)]
         tally = np.zeros(3, np.int64)
         i = 0
@@ -169,7 +156,7 @@ class EventEngine:
     def result(self, state: EventState) -> EventResult:
         """Outputs after what has been run (held-back events not included: flush first)."""
         out, counts = self._outputs(state.v, state.counts)
-        return EventResult(out, out.argmax(-1), counts, np.array(state.events), np.array(state.synops))
+        return EventResult(out.argmax(-1), out, counts, np.array(state.events), np.array(state.synops))
 
     def _outputs(self, v: np.ndarray, cnt: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         last = len(self.layers) - 1
@@ -182,15 +169,14 @@ class EventEngine:
 
     def run(self, stream: np.ndarray, until: float | None = None) -> tuple[EventResult, SpikeTrain]:
         """One whole stream: result and the recorded spike train (``until``: see :meth:`flush`)."""
-        check_stream(stream, self.sensor)
-        if len(stream) == 0:
+        x, y, p, t = check_stream(stream, self.sensor)
+        if len(t) == 0:
             raise EventInputError("the event stream is empty: no events, nothing to run")
         state = self.initial_state()
-        state, a = self.feed(state, stream)
-        state, b = self.flush(state, until)
-        train = SpikeTrain(
-            a.layer, *(np.concatenate([u, w]) for u, w in ((a.t, b.t), (a.neuron, b.neuron), (a.count, b.count)))
-        )
+        # feed + flush of the whole stream in one kernel call: nothing is held back at the end
+        end = _end(until, int(t[-1]))
+        train = self._run(state, np.stack([x, y, p, t]), end)
+        state.t_now = math.ceil(end)
         return self.result(state), train
 
     # ---- many whole streams in parallel ---------------------------------------------
@@ -219,7 +205,7 @@ class EventEngine:
         if np.any(SYN < 0):
             raise _unresolvable()
         out, counts = self._outputs(V, CNT)
-        return EventResult(out, out.argmax(-1), counts, np.diff(offsets), SYN, seconds)
+        return EventResult(out.argmax(-1), out, counts, np.diff(offsets), SYN, seconds)
 
 
 def _end(until: float | None, last: float) -> float:
@@ -243,4 +229,4 @@ def load_event(path: str | Path) -> EventEngine:
     """Open an exported model for event-driven execution (:class:`ModelError` if it
     cannot run per event, saying why)."""
     model, proto = read_model(path)
-    return EventEngine(model, proto, str(path))
+    return EventEngine(model, one_rate(proto, "the event-driven engine"), str(path))

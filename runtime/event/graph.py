@@ -188,17 +188,7 @@ def lower(model: onnx.ModelProto, proto: Protocol) -> list[Layer]:
                 if len(node.input) > 2 and node.input[2]:
                     _check_bias(node, inits[node.input[2]])
                 out_shape, stride, pads = _conv(node, w, in_shape)
-                pending = dict(
-                    op="conv",
-                    name=node.name,
-                    src_shape=shape,
-                    pool=pool,
-                    in_shape=in_shape,
-                    out_shape=out_shape,
-                    weight=_fold(w, pool),
-                    stride=stride,
-                    pads=pads,
-                )
+                kind, geometry = "conv", dict(stride=stride, pads=pads)
             else:
                 a = _attrs(node)
                 if op == "Gemm":
@@ -212,16 +202,18 @@ def lower(model: onnx.ModelProto, proto: Protocol) -> list[Layer]:
                 n_in = int(np.prod(in_shape))
                 if w.ndim != 2 or w.shape[1] != n_in:
                     raise _refuse(node, f"weight shape {list(w.shape)} does not fit {n_in} inputs")
-                pending = dict(
-                    op="dense",
-                    name=node.name,
-                    src_shape=shape,
-                    pool=pool,
-                    in_shape=in_shape,
-                    out_shape=(w.shape[0], 1, 1),
-                    weight=_fold(w, pool),
-                )
-            shape, pool, flat = pending["out_shape"], 1, False
+                kind, out_shape, geometry = "dense", (w.shape[0], 1, 1), {}
+            pending = dict(
+                op=kind,
+                name=node.name,
+                src_shape=shape,
+                pool=pool,
+                in_shape=in_shape,
+                out_shape=out_shape,
+                weight=_fold(w, pool),
+                **geometry,
+            )
+            shape, pool, flat = out_shape, 1, False
         elif op == "Add":
             b = [inits[i] for i in node.input if i in inits]
             if pending is None or len(b) != 1:

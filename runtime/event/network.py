@@ -126,4 +126,5 @@ def layer_view(net: Net, layers: Sequence[Layer], flat: np.ndarray, i: int) -> n
     c, h, w = L.out_shape
     start = int(net.P[i, VOFF])
     part = flat[..., start : start + L.size].reshape(*flat.shape[:-1], h, w, c)
-    return np.moveaxis(part, -1, -3)
+    lead = list(range(part.ndim - 3))
+    return part.transpose(*lead, part.ndim - 1, part.ndim - 3, part.ndim - 2)  # (h, w, c) -> (c, h, w)
