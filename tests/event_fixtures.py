@@ -4,12 +4,17 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from runtime.data.events import make_events
+import runtime
+from runtime.data.events import bin_events, make_events
+from runtime.event import load_event, spike_difference
+from runtime.event.metrics import stack_counts
 from runtime.neuron import NeuronSpec
 
 from .runtime_fixtures import neuron_function, neuron_node, protocol_model
@@ -122,3 +127,29 @@ def random_stream(
     c, h, w = sensor
     t = rng.choice(duration_us, n, replace=False) if unique_t else rng.integers(0, duration_us // 8, n) * 8
     return make_events(rng.integers(0, w, n), rng.integers(0, h, n), rng.integers(0, c, n), t)
+
+
+def finer_bin_sds(
+    model_at: Callable[[float], Path],
+    stream: np.ndarray,
+    duration: int,
+    dts: Sequence[float],
+    until: float | None = None,
+) -> list[float]:
+    """Spike difference, per bin width in ``dts``, of the clock-driven run of ``model_at(dt)``
+    (the same neuron stepped at ``dt`` µs; fixed bins over ``[0, duration)``) to the
+    event-driven run (of the first model: the event form does not depend on the bin width;
+    ``until`` as in ``EventEngine.run``)."""
+    sds, event_counts = [], None
+    for dt in dts:
+        path = model_at(dt)
+        if event_counts is None:
+            event_counts = load_event(path).run(stream, until=until)[0].neuron_counts
+            assert sum(int(c.sum()) for c in event_counts.values()) > 10, "too few spikes for a real check"
+        sess = runtime.load(path, threads=1)
+        T = math.ceil(duration / dt)
+        frames = bin_events([stream], T, sess.protocol.input_shape, "fixed", dt)
+        clock = {k: v[0] for k, v in sess.run(frames, T, neuron_counts=True).neuron_counts.items()}
+        nodes = list(event_counts)
+        sds.append(float(spike_difference(stack_counts(clock, nodes, 0), stack_counts(event_counts, nodes, 0))))
+    return sds

@@ -11,14 +11,11 @@ import math
 import numpy as np
 import pytest
 
-import runtime
 from export.onnx_export import export_onnx
-from runtime.data.events import bin_events
-from runtime.event import load_event, spike_difference
-from runtime.event.metrics import stack_counts
+from runtime.event import load_event
 from runtime.event.reference import run_reference
 from runtime.protocol import ModelError
-from tests.event_fixtures import random_stream
+from tests.event_fixtures import finer_bin_sds, random_stream
 from tests.export_helpers import config, model
 from trainer.config import NeuronConfig
 
@@ -61,25 +58,11 @@ def test_kernel_matches_plain_python_and_adaptation_matters(tmp_path, rules):
     np.testing.assert_array_equal(eng.result(state).outputs, res.outputs)
 
 
-def test_finer_bins_converge_to_event_driven():
+def test_finer_bins_converge_to_event_driven(tmp_path):
     """At each bin width dt the net's decays are exp(-dt/tau) and exp(-dt/tau_adapt) for
     fixed taus; the spike difference to the event-driven run falls towards 0."""
-    import tempfile
-    from pathlib import Path
-
     stream = random_stream(150, SENSOR, DURATION, seed=4, unique_t=True)
-    sds, event_counts = [], None
-    with tempfile.TemporaryDirectory() as d:
-        for dt in (500.0, 50.0, 5.0, 1.0):
-            path = alif_onnx(Path(d) / f"m{dt}.onnx", dt)
-            if event_counts is None:
-                event_counts = load_event(path).run(stream)[0].neuron_counts
-            sess = runtime.load(path, threads=1)
-            T = math.ceil(DURATION / dt)
-            frames = bin_events([stream], T, sess.protocol.input_shape, "fixed", dt)
-            clock = {k: v[0] for k, v in sess.run(frames, T, neuron_counts=True).neuron_counts.items()}
-            nodes = list(event_counts)
-            sds.append(float(spike_difference(stack_counts(clock, nodes, 0), stack_counts(event_counts, nodes, 0))))
+    sds = finer_bin_sds(lambda dt: alif_onnx(tmp_path / f"m{dt}.onnx", dt), stream, DURATION, (500.0, 50.0, 5.0, 1.0))
     assert sds[0] > 0.05 and sds[-1] < 0.02 and sds[-1] < sds[1] < sds[0], sds
 
 

@@ -2,8 +2,8 @@
 as possible (ONNX layouts, one membrane and one last-update time per neuron, dicts and
 loops, a ``heapq`` of CubaLIF threshold crossings), as the exactness reference in tests
 and the slow baseline in the benchmark. The continuous-time maths of CubaLIF is the
-kernel's own (:mod:`.crossing`, shared so that both round alike); the event order, the
-layouts and the state are written independently."""
+kernel's own (:func:`.kernel.flow`, :func:`.kernel.next_crossing`, shared so that both
+round alike); the event order, the layouts and the state are written independently."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .crossing import flow, next_crossing
 from .graph import Layer
+from .kernel import flow, next_crossing
 
 
 @dataclass
@@ -83,7 +83,7 @@ def run_reference(layers: Sequence[Layer], stream: np.ndarray, until: float | No
                 for j, w in _targets(L, c, yi, xi):
                     if j not in touched:
                         touched[j] = None
-                        if cuba and t_last[li][j] != t:  # both ODEs solved exactly (crossing.py)
+                        if cuba and t_last[li][j] != t:  # both ODEs solved exactly (kernel.flow)
                             em, es, k = flow(t - t_last[li][j], inv_tau, ls, charge)
                             v[li][j] = em * v[li][j] + k * a[li][j]
                             a[li][j] = es * a[li][j]

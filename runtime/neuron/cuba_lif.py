@@ -23,14 +23,14 @@ charge per unit time, not per step, so clock runs converge as ``dt -> 0``.
 
 NIR: ``CubaLIF``; the one-spike, reset-to-zero variant in snnTorch's Euler convention
 (``tau_syn = dt / (1 - decay_syn)``, ``w_in = tau_syn / dt``, ``tau_mem = dt / (1 - decay)``,
-``r = tau_mem / dt`` at ``dt = 1e-4 s``: forward Euler of the ODEs is then exactly the step
-above, and snnTorch builds ``Synaptic(alpha=decay_syn, beta=decay)``), every other
-variant with the time constants in steps and ``r = w_in = 1``.
+``r = syn_gain * tau_mem / dt`` at ``dt = 1e-4 s``: forward Euler of the ODEs is then
+exactly the step above, and snnTorch builds ``Synaptic(alpha=decay_syn, beta=decay)``),
+every other variant with the time constants in steps, ``r = syn_gain`` and ``w_in = 1``.
 
-Event-driven form: the ODEs above solved exactly between input events
-(``runtime/event/crossing.py``). An input spike adds its weight to ``i``; between inputs
-the current keeps charging the membrane, so it can cross the threshold at a time no input
-marks: the engine solves for that time (closed-form peak, then bisection to float64
+Event-driven form: the ODEs above solved exactly between input events (``flow`` and
+``next_crossing`` in ``runtime/event/kernel.py``). An input spike adds its weight to
+``i``; between inputs the current keeps charging the membrane, so it can cross the
+threshold at a time no input marks: the engine solves for that time (closed-form peak, then bisection to float64
 resolution), fires there, resets, and sends the spike on at that time.
 """
 
