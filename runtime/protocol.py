@@ -27,6 +27,7 @@ from typing import Any
 
 import onnx
 
+from .errors import ModelError
 from .integrity import IntegrityError, external_data, verify_onnx
 from .neuron import NeuronSpec, SpecError, kinds
 from .neuron.functions import DOMAIN as SNN_DOMAIN
@@ -57,10 +58,6 @@ def readout(ys: Any, rule: str) -> Any:
 
 
 BINNINGS = ("equal", "fixed")
-
-
-class ModelError(ValueError):
-    """A file that is not a usable flexsnn model; the message says what was expected."""
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
 from edge.pi import parity
 
@@ -43,17 +44,19 @@ def test_one_ulp_negative_zero_dtype_and_missing_keys_fail():
     ]
 
 
+def _exit_code(argv: list[str]) -> int | str | None:
+    """The exit status of the parity CLI (it always ends in SystemExit)."""
+    with pytest.raises(SystemExit) as e:
+        parity.main(argv)
+    return e.value.code
+
+
 def test_compare_cli_exits_1_and_says_failed(tmp_path, capsys):
     a, b = _result(), _result()
     b["confidence/steps"][0] += 1
     np.savez(tmp_path / "a.npz", **a)
     np.savez(tmp_path / "b.npz", **b)
-    try:
-        parity.main(["compare", str(tmp_path / "a.npz"), str(tmp_path / "b.npz")])
-    except SystemExit as e:
-        assert e.code == 1
-    else:
-        raise AssertionError("no exit status")
+    assert _exit_code(["compare", str(tmp_path / "a.npz"), str(tmp_path / "b.npz")]) == 1
     out = capsys.readouterr().out
     assert "differs: confidence/steps: 1 of 50 samples differ (first: sample 0)" in out
     assert "parity FAILED: 1 of 4 arrays differ" in out
@@ -76,12 +79,7 @@ def test_informational_compare_prints_differences_and_exits_0(tmp_path, capsys):
     b["fixed/outputs"][5, 1] = np.nextafter(b["fixed/outputs"][5, 1], np.float32(2))
     np.savez(tmp_path / "a.npz", **a)
     np.savez(tmp_path / "b.npz", **b)
-    try:
-        parity.main(["compare", "--informational", str(tmp_path / "a.npz"), str(tmp_path / "b.npz")])
-    except SystemExit as e:
-        assert e.code == 0
-    else:
-        raise AssertionError("no exit status")
+    assert _exit_code(["compare", "--informational", str(tmp_path / "a.npz"), str(tmp_path / "b.npz")]) == 0
     out = capsys.readouterr().out
     assert "differs: fixed/outputs: 1 of 50 samples differ (first: sample 5)" in out
     assert "parity differs (informational): 1 of 4 arrays differ" in out

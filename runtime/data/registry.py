@@ -10,9 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-
-class DataError(ValueError):
-    """A data spec or data folder that cannot be used; the message says what was expected."""
+from ..errors import DataError
 
 
 @dataclass(frozen=True)
