@@ -1,0 +1,58 @@
+"""trev-tiny next to VGGs: CPU and wall seconds per epoch of ``fit`` (the CLI's function,
+data loaded once), the models alternating in one process round by round, and the test
+accuracy of each at T = 1..T (docs/trev.md, "Training time next to a VGG"). Rerun:
+
+    PYTHONPATH=$PWD OMP_NUM_THREADS=1 python experiments/trev_speed.py --models trev-tiny 3C1FCW96 2C1FC --rounds 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from runtime.data import load_dataset
+from trainer.cli import config_from_args, parser
+from trainer.train import evaluate, fit
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--models", nargs="+", default=["trev-tiny", "3C1FCW96", "2C1FC"])
+    p.add_argument("--data", default="digits:static")
+    p.add_argument("--T", type=int, default=4)
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--rounds", type=int, default=2)
+    a = p.parse_args()
+    torch.set_num_threads(1)
+    # the fit CLI's default training split (validation recordings held out)
+    train, test = load_dataset(a.data, "train-minus-val"), load_dataset(a.data, "test")
+    cfgs = {}
+    for name in a.models:
+        args = parser().parse_args(
+            ["fit", "--data", a.data, "--model", name, "--method", "sdt", "--T", str(a.T), "--epochs", str(a.epochs)]
+        )
+        cfgs[name] = config_from_args(args, train.shape, train.kind, train.duration_us, train)
+    cpu: dict[str, list[float]] = {n: [] for n in cfgs}
+    wall: dict[str, list[float]] = {n: [] for n in cfgs}
+    rows = {}
+    for _ in range(a.rounds):
+        for name, cfg in cfgs.items():
+            c0, w0 = time.process_time(), time.perf_counter()
+            model, _ = fit(cfg, train, test, progress=False)
+            cpu[name].append((time.process_time() - c0) / a.epochs)
+            wall[name].append((time.perf_counter() - w0) / a.epochs)
+            accs = evaluate(model, test, list(range(1, a.T + 1)))
+            rows[name] = (sum(p.numel() for p in model.parameters()), " / ".join(f"{100 * x:.1f}" for x in accs))
+    print("| model | parameters | test accuracy at T = 1..T (%) | CPU s/epoch | wall s/epoch |")
+    print("|---|---|---|---|---|")
+    for name in cfgs:
+        params, accs = rows[name]
+        c = ", ".join(f"{x:.2f}" for x in cpu[name])
+        w = ", ".join(f"{x:.1f}" for x in wall[name])
+        print(f"| `{name}` | {params / 1000:.1f}k | {accs} | {c} | {w} |")
+
+
+if __name__ == "__main__":
+    main()
