@@ -116,12 +116,14 @@ def fire_from_rest(spec: NeuronSpec, current: torch.Tensor, spike: SpikeRule) ->
     """The output of one step from the zero state, the new state not computed: a
     stateless ("turn-off") neuron, whose membrane is zero at every step (T-RevSNN).
 
-    From the zero state every kind's membrane is its input (``v = decay * 0 + current``;
-    CubaLIF's ``i = decay_syn * 0 + current``) and ALIF's threshold is ``v_th`` (``a = 0``), so
-    this equals ``neuron_step(spec, zero_state, current, spike)[0]`` (tests/test_neuron.py,
-    bit for bit with gradients) without the zeros, the decay products and the reset that
-    the caller would throw away."""
-    return current if spec.kind == "LI" else spike(current, spec.v_th)
+    From the zero state every kind's membrane is its input times ``spec.rest_gain``
+    (``v = decay * 0 + current``; CubaLIF's ``i = decay_syn * 0 + current``,
+    ``v = decay * 0 + syn_gain * i``) and ALIF's threshold is ``v_th`` (``a = 0``), so this
+    equals ``neuron_step(spec, zero_state, current, spike)[0]`` (tests/test_neuron.py, bit
+    for bit with gradients) without the zeros, the decay products and the reset that the
+    caller would throw away."""
+    v = current if spec.rest_gain == 1.0 else spec.rest_gain * current
+    return v if spec.kind == "LI" else spike(v, spec.v_th)
 
 
 def zero_state(spec: NeuronSpec, like: torch.Tensor) -> State:

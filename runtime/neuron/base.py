@@ -77,6 +77,12 @@ class NeuronSpec:
         return len(kind_of(self.kind).states)
 
     @property
+    def rest_gain(self) -> float:
+        """The membrane one step after rest per unit input (``v = rest_gain * current`` from
+        the zero state): 1, but for kinds whose input reaches the membrane scaled (CubaLIF)."""
+        return 1.0
+
+    @property
     def tau(self) -> float:
         """Membrane time constant in the units of ``dt`` (inf for IF / decay 1)."""
         return tau_of(self.decay, self.dt)

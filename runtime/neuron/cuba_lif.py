@@ -83,6 +83,10 @@ class CubaLIFSpec(NeuronSpec):
     def tau_syn(self) -> float:
         return tau_of(self.decay_syn, self.dt)
 
+    @property
+    def rest_gain(self) -> float:
+        return self.syn_gain  # from rest i = current, v = syn_gain * i
+
     def retimed(self, dt: float) -> CubaLIFSpec:
         """The same continuous-time neuron stepped at bin width ``dt`` (µs): the decays
         for the same time constants, and the membrane's charge per step scaled by
