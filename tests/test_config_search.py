@@ -195,6 +195,29 @@ def test_eval_config_calib_runs_averages_three_calibrations(ckpts, capsys):
     assert not torch.equal(bns[0].running_mean, once_bns[0].running_mean)  # three draws differ from one
 
 
+def test_eval_config_passes_calib_runs_to_the_calibration(ckpts, capsys, monkeypatch):
+    """The accuracy comparison above can coincide on 40 samples; this one cannot: the CLI
+    must hand ``--calib-runs`` to the calibration, for every configuration it evaluates."""
+    import trainer.search_cli as search_cli
+
+    seen: list[int] = []
+    real = search_cli.calibrate_bn_runs
+
+    def spy(model, ds, config, batches, batch_size, runs, seed=0):
+        seen.append(runs)
+        return real(model, ds, config, batches, batch_size, runs, seed)
+
+    monkeypatch.setattr(search_cli, "calibrate_bn_runs", spy)
+    args = ["eval", str(ckpts[1]), "--config", "1,4", "--config", "4,1", "--json", "--limit", "8"]
+    code, _, err = run(capsys, *args, "--calib-runs", "3")
+    assert code == 0, err
+    assert seen == [3, 3]
+    seen.clear()
+    code, _, err = run(capsys, *args)
+    assert code == 0, err
+    assert seen == [1, 1]
+
+
 @pytest.mark.parametrize(
     "args,msg",
     [
