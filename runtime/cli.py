@@ -227,7 +227,7 @@ def cmd_calibrate_exit(a: argparse.Namespace) -> None:
 
     import onnx
 
-    from .exit_calibration import RULES, choose, policy_string, step_readouts
+    from .exit_calibration import CHOICES, choose, horizon_readouts, no_saving_note
     from .fileio import write_atomic
     from .integrity import stamp_onnx
     from .protocol import METADATA_KEY
@@ -235,9 +235,9 @@ def cmd_calibrate_exit(a: argparse.Namespace) -> None:
     if a.budget < 0:
         raise PolicyError(f"--budget must be a percentage >= 0, got {a.budget}")
     check_output(a.out, a.model)
-    bad = [r for r in a.rules if r not in RULES]
+    bad = [r for r in a.rules if r not in CHOICES]
     if bad:
-        raise PolicyError(f"exit rule(s) {bad} unknown; expected some of {list(RULES)}")
+        raise PolicyError(f"exit rule(s) {bad} unknown; expected some of {list(CHOICES)}")
     session = _open(a)
     p = session.protocol
     tmax = a.tmax or p.default_T
@@ -249,9 +249,11 @@ def cmd_calibrate_exit(a: argparse.Namespace) -> None:
     spec, transforms = cliargs.data_spec(a, p), from_dicts(p.transforms)
     val = load_dataset(spec, "val", a.limit, transforms)
     test = load_dataset(spec, "test", a.limit, transforms)
-    readouts = step_readouts(session, val, tmax, a.batch_size, a.binning)
-    c = choose(readouts, val.labels, a.budget, a.tmin, a.rules)
-    policy = policy_string(c["best"], a.tmin, tmax)
+    # horizons (fixed T, and the tmax of the rules): the trained range up to the reference tmax
+    lo = max(a.tmin, min(p.T_range[0], tmax))
+    by_horizon = horizon_readouts(session, val, range(lo, tmax + 1), a.batch_size, a.binning)
+    c = choose(by_horizon, val.labels, a.budget, a.tmin, a.rules, a.criterion)
+    policy = c["best"]["policy"]
     trained_on_val = meta.get("train_split", "train") != "train-minus-val"
     warnings = _warn(
         [
@@ -260,6 +262,7 @@ def cmd_calibrate_exit(a: argparse.Namespace) -> None:
             "confidence there is optimistic; train with `fit --train-split train-minus-val`"
             if trained_on_val
             else None,
+            None if c["saving"] else no_saving_note(len(val), a.budget, tmax, a.criterion),
         ]
     )
     fixed = summarize(run_dataset(session, test, f"fixed:{tmax}", a.batch_size, a.binning), test.labels)
@@ -268,11 +271,15 @@ def cmd_calibrate_exit(a: argparse.Namespace) -> None:
         "policy": policy,
         "chosen_on": f"{val.spec} split val ({len(val)} samples)",
         "budget_points": a.budget,
+        "criterion": a.criterion,
         "rules": list(a.rules),
+        "horizons": [lo, tmax],
+        "saving": c["saving"],
         "validation": {
             "fixed_accuracy": c["fixed_accuracy"],
             "accuracy": c["best"]["accuracy"],
             "mean_steps": c["best"]["mean_steps"],
+            "losses": c["best"]["losses"],
             "disagreement": c["best"]["disagreement"],
             "per_rule": c["per_rule"],
         },
@@ -284,29 +291,38 @@ def cmd_calibrate_exit(a: argparse.Namespace) -> None:
             "fixed_T": tmax,
         },
     }
-    meta["exit"] = {k: result[k] for k in ("policy", "chosen_on", "budget_points", "validation", "test")}
+    meta["exit"] = {k: result[k] for k in ("policy", "chosen_on", "budget_points", "criterion", "validation", "test")}
     onnx.helper.set_model_props(model, {**props, METADATA_KEY: json.dumps(meta)})
     write_atomic(a.out, lambda tmp: onnx.save(stamp_onnx(model), str(tmp)))
     if a.json:
         emit_json({"model": a.model, "out": a.out, **result, "warnings": warnings})
         return
     v, t = result["validation"], result["test"]
+    counted = "lost against" if a.criterion == "losses" else "differing from"
     print(
-        f"{a.model}: exit policy chosen on {result['chosen_on']}, budget: predictions differ from "
-        f"fixed:{tmax} on at most {a.budget}% of them"
+        f"{a.model}: exit policy chosen on {result['chosen_on']} among fixed T and rules with tmax in "
+        f"[{lo}, {tmax}], budget: at most {a.budget}% of them {counted} fixed:{tmax} ({a.criterion})"
     )
     print(
         table(
-            ["rule", "threshold", "val accuracy", "val mean steps", "differs from fixed"],
+            ["rule", "best policy", "val accuracy", "val mean steps", "lost vs fixed", "differs from fixed"],
             [
-                [r, *(["-"] * 4 if b is None else [b["threshold"], b["accuracy"], b["mean_steps"], b["disagreement"]])]
+                [
+                    r,
+                    *(
+                        ["-"] * 5
+                        if b is None
+                        else [b["policy"], b["accuracy"], b["mean_steps"], b["losses"], b["disagreement"]]
+                    ),
+                ]
                 for r, b in c["per_rule"].items()
             ],
         )
     )
     print(
         f"chosen: {policy} (val: {v['accuracy']:.4f} vs fixed {v['fixed_accuracy']:.4f}, "
-        f"{v['mean_steps']:.2f} mean steps, predictions differ from fixed on {100 * v['disagreement']:.1f}%)"
+        f"{v['mean_steps']:.2f} mean steps, lost {100 * v['losses']:.1f}% / differs on {100 * v['disagreement']:.1f}% "
+        "against fixed)"
     )
     print(
         f"test ({t['n']} samples, reported only): {t['accuracy']:.4f} at {t['mean_steps']:.2f} mean steps "
@@ -379,17 +395,30 @@ def parser() -> argparse.ArgumentParser:
         "--budget",
         type=cliargs.nonneg_float,
         default=0.5,
-        help="percent of validation samples whose prediction may differ from fixed tmax (so at most "
-        "that many accuracy points lost there; default 0.5)",
+        help="percent of validation samples that may count against fixed tmax (see --criterion; so at "
+        "most that many accuracy points lost there; default 0.5)",
+    )
+    p.add_argument(
+        "--criterion",
+        choices=["disagreement", "losses"],
+        default="disagreement",
+        help="what counts against the budget: any prediction other than fixed tmax's (disagreement, "
+        "default) or only those where fixed tmax is right (losses: less strict, and with a small "
+        "validation split it overfits, see docs/runtime.md)",
     )
     p.add_argument(
         "--rules",
         nargs="+",
-        default=["confidence", "margin", "entropy"],
-        help="exit rules to consider (default: confidence margin entropy)",
+        default=["fixed", "confidence", "margin", "entropy"],
+        help="candidates to consider: fixed T and exit rules (default: fixed confidence margin entropy)",
     )
     p.add_argument("--tmin", type=cliargs.steps, default=1, help="no exit before this step")
-    p.add_argument("--tmax", type=cliargs.steps, default=None, help="default: the trained T")
+    p.add_argument(
+        "--tmax",
+        type=cliargs.steps,
+        default=None,
+        help="the reference fixed T and the longest horizon considered (default: the trained T)",
+    )
     from .event.cli import add_event_bench
     from .stream_cli import add_stream
 

@@ -14,7 +14,7 @@ import pytest
 
 import runtime
 from runtime.data import load_dataset
-from runtime.exit_calibration import RULES, choose, replay, step_readouts
+from runtime.exit_calibration import RULES, candidates, choose, no_saving_note, replay, step_readouts
 from runtime.policies import Margin, PolicyError, parse_policy
 from runtime.protocol import ModelError, read_model
 from tests.runtime_fixtures import save, tiny_model
@@ -68,17 +68,119 @@ def test_choose_keeps_the_budget_and_minimises_steps():
     readouts = np.cumsum(rng.normal(0, 1, (6, 200, 4)), axis=0)
     labels = readouts[-1].argmax(1)
     labels[:20] = (labels[:20] + 1) % 4  # fixed T = 6 is 90% right
-    c = choose(readouts, labels, budget_points=2.0, tmin=1)
+    c = choose({6: readouts}, labels, budget_points=2.0, tmin=1)
     assert c["fixed_accuracy"] == pytest.approx(0.9)
     ref_pred = readouts[-1].argmax(1)
-    for rule, best in c["per_rule"].items():
-        pred, steps = replay(readouts, rule, best["threshold"], 1)
+    for rule in RULES:
+        best = c["per_rule"][rule]
+        pred, steps = replay(readouts, rule, best["threshold"], best["tmin"])
         assert (pred != ref_pred).mean() <= 0.02 + 1e-12 and steps.mean() == pytest.approx(best["mean_steps"])
         assert (pred == labels).mean() >= 0.88 - 1e-12  # disagreement bounds the accuracy lost
         assert best["disagreement"] == pytest.approx((pred != ref_pred).mean())
     assert c["best"]["mean_steps"] == min(b["mean_steps"] for b in c["per_rule"].values())
-    strict = choose(readouts, labels, budget_points=0.0, tmin=1)
+    strict = choose({6: readouts}, labels, budget_points=0.0, tmin=1)
     assert strict["best"]["mean_steps"] >= c["best"]["mean_steps"]
+
+
+def _brute_force(by_horizon, labels, budget_points):
+    """Every candidate replayed one by one: (mean steps, -accuracy) of the best within budget."""
+    T = max(by_horizon)
+    ref = by_horizon[T][-1].argmax(1)
+    found = []
+    for H, r in by_horizon.items():
+        found.append((H, r[-1].argmax(1)))
+        for rule in RULES:
+            for th in candidates(r, rule):
+                for tmin in range(1, H):
+                    pred, steps = replay(r, rule, float(th), tmin)
+                    found.append((steps.mean(), pred))
+    ok = [(s, -(p == labels).mean()) for s, p in found if (p != ref).mean() <= budget_points / 100 + 1e-12]
+    return min(ok)
+
+
+def test_choose_finds_the_cheapest_candidate_over_horizons_and_tmin():
+    rng = np.random.default_rng(3)
+    by_horizon = {H: np.cumsum(rng.normal(0, 1, (H, 30, 3)), axis=0) for H in range(1, 5)}
+    labels = by_horizon[4][-1].argmax(1)
+    labels[:4] = (labels[:4] + 1) % 3
+    for budget in (0.0, 10.0, 20.0):
+        c = choose(by_horizon, labels, budget)
+        best = c["best"]
+        assert (best["mean_steps"], -best["accuracy"]) == pytest.approx(_brute_force(by_horizon, labels, budget))
+        # the stored policy string replays to the reported figures on its own horizon
+        r = by_horizon[best["tmax"]]
+        if best["rule"] == "fixed":
+            pred, steps = r[-1].argmax(1), np.full(30, best["tmax"])
+        else:
+            pred, steps = replay(r, best["rule"], best["threshold"], best["tmin"])
+        assert parse_policy(best["policy"]).horizon(4) == best["tmax"]
+        assert steps.mean() == pytest.approx(best["mean_steps"])
+        assert (pred != by_horizon[4][-1].argmax(1)).mean() == pytest.approx(best["disagreement"])
+        assert best["disagreement"] <= budget / 100 + 1e-12
+
+
+def test_choose_picks_a_smaller_fixed_T_when_it_keeps_the_budget_more_cheaply():
+    """Horizon 2 predicts what horizon 6 does; step 1 of any horizon is confidently wrong on
+    a tenth of the samples (so no rule may exit there at budget 0): fixed:2 is the cheapest."""
+    N, C = 50, 4
+    labels = np.arange(N) % C
+    wrong = np.arange(N) % 10 == 0
+    by_horizon = {}
+    for H in range(1, 7):
+        r = np.zeros((H, N, C))
+        r[:, np.arange(N), labels] = 1.0  # a mild lead for the right class
+        r[0, wrong] = 0.0
+        r[0, wrong, (labels[wrong] + 1) % C] = 5.0  # confidently wrong at step 1
+        by_horizon[H] = r
+    c = choose(by_horizon, labels, budget_points=0.5)
+    assert c["best"]["policy"] == "fixed:2" and c["saving"]
+    assert c["best"]["accuracy"] == 1.0 and c["best"]["disagreement"] == 0.0
+    assert c["per_rule"]["fixed"]["policy"] == "fixed:2"
+    # without fixed T, a rule must wait for step 2 as well: no cheaper, not chosen over fixed:2
+    assert min(c["per_rule"][r]["mean_steps"] for r in RULES) >= 2.0
+    # at a budget that lets the wrong tenth go, exiting at step 1 wins (fixed:1 or a rule)
+    assert choose(by_horizon, labels, budget_points=10.0)["best"]["mean_steps"] == 1.0
+
+
+def test_losses_count_only_what_the_reference_got_right():
+    """fixed:2 differs from fixed:4 on 4 of 40 samples, all of which fixed:4 gets wrong:
+    no loss (chosen under ``losses``), but 10% disagreement (refused under ``disagreement``)."""
+    N, C = 40, 4
+    labels = np.arange(N) % C
+    by_horizon = {}
+    for H in range(2, 5):
+        r = np.zeros((H, N, C))
+        r[:, np.arange(N), labels] = 1.0
+        r[-1, :4] = 0.0
+        r[-1, np.arange(4), (labels[:4] + (1 if H == 4 else 2)) % C] = 1.0  # wrong at 4, otherwise wrong at 2, 3
+        by_horizon[H] = r
+    loose = choose(by_horizon, labels, 1.0, rules=["fixed"], criterion="losses")
+    assert loose["best"]["policy"] == "fixed:2" and loose["best"]["losses"] == 0.0
+    assert loose["best"]["disagreement"] == pytest.approx(0.1)
+    assert choose(by_horizon, labels, 1.0, rules=["fixed"])["best"]["policy"] == "fixed:4"
+    with pytest.raises(PolicyError, match="criterion 'accuracy' is unknown"):
+        choose(by_horizon, labels, 1.0, criterion="accuracy")
+
+
+def test_choose_says_when_nothing_cheaper_keeps_the_budget():
+    N, C = 30, 3
+    labels = np.arange(N) % C
+    by_horizon = {}
+    for H in range(1, 7):
+        r = np.zeros((H, N, C))
+        r[:, np.arange(N), (labels + 1) % C] = 2.0  # every step before the last says otherwise
+        r[-1] = 0.0
+        r[-1, np.arange(N), labels] = 2.0 if H == 6 else 0.0
+        r[-1, np.arange(N), (labels + 2) % C] = 0.0 if H == 6 else 2.0
+        by_horizon[H] = r
+    c = choose(by_horizon, labels, budget_points=3.0)
+    assert not c["saving"] and c["best"]["policy"] == "fixed:6" and c["best"]["mean_steps"] == 6.0
+    note = no_saving_note(N, 3.0, 6, "disagreement")
+    assert "no policy cheaper than fixed:6" in note and "(at most 0 allowed)" in note and "30 samples" in note
+    # the reference is right everywhere, so every disagreement is a loss: the same verdict
+    assert not choose(by_horizon, labels, budget_points=3.0, criterion="losses")["saving"]
+    with pytest.raises(PolicyError, match="expected one of"):
+        choose(by_horizon, labels, 1.0, rules=["fixed", "sometimes"])
 
 
 def test_calibrate_exit_cli_stores_the_policy_as_the_default(model_path, tmp_path):
@@ -103,12 +205,15 @@ def test_calibrate_exit_cli_stores_the_policy_as_the_default(model_path, tmp_pat
     assert r["validation"]["accuracy"] >= r["validation"]["fixed_accuracy"] - 0.01 - 1e-12
     _, proto = read_model(out)
     assert proto.exit_policy == r["policy"]
-    assert proto.exit_policy != "fixed:6" and r["test"]["mean_steps"] < 6
+    assert proto.exit_policy != "fixed:6" and r["test"]["mean_steps"] < 6 and r["saving"]
+    assert r["horizons"] == [1, 6] and set(r["validation"]["per_rule"]) == {"fixed", *RULES}
     run = json.loads(_cli("run", str(out), "--data", "digits:static", "--limit", "60", "--json").stdout)
     assert run["policy"] == r["policy"] and run["mean_steps"] == pytest.approx(r["test"]["mean_steps"])
     assert onnx.load(model_path).metadata_props[0].value.find('"exit"') == -1  # input untouched
     same = _cli("calibrate-exit", model_path, "--data", "digits:static", "--out", model_path)
     assert same.returncode == 2 and "writing it would destroy the input" in same.stderr
+    bad = _cli("calibrate-exit", model_path, "--data", "digits:static", "--rules", "fixed", "often", "--out", str(out))
+    assert bad.returncode == 2 and "error: exit rule(s) ['often'] unknown" in bad.stderr
 
 
 def test_a_bad_stored_policy_is_refused(tmp_path):
