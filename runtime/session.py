@@ -551,8 +551,7 @@ def _backend(model: onnx.ModelProto, proto: Protocol, asked: str) -> tuple[str, 
 def _exact_segments(p: Plan) -> list[Segment]:
     from .exact import compile_segment  # numba: only for backend exact
 
-    srcs, dsts = ["x", *(n.out for n in p.neurons)], [*(n.current for n in p.neurons), "y"]
-    return [compile_segment(m, a, b) for m, a, b in zip(p.segments, srcs, dsts)]
+    return [compile_segment(m, src, dst) for m, (src, dst) in zip(p.segments, p.ends)]
 
 
 def load(path: str | Path, threads: int | None = None, backend: str = "auto") -> Session:

@@ -55,6 +55,15 @@ class Plan:
     segments: tuple[onnx.ModelProto, ...]  # len(neurons) + 1: x -> current 0, out 0 -> current 1, ..., -> y
     neurons: tuple[Neuron, ...]
 
+    @property
+    def ends(self) -> list[tuple[str, str]]:
+        """(input, output) tensor of each segment: x -> current 0, out 0 -> current 1, ..., -> y."""
+        return _ends(self.neurons)
+
+
+def _ends(neurons: Sequence[Neuron]) -> list[tuple[str, str]]:
+    return list(zip(["x", *(n.out for n in neurons)], [*(n.current for n in neurons), "y"]))
+
 
 def plan(model: onnx.ModelProto, proto: Protocol) -> Plan:
     """Cut ``model`` at its neuron nodes; :class:`NotSplittable` says why it cannot be."""
@@ -81,9 +90,8 @@ def plan(model: onnx.ModelProto, proto: Protocol) -> Plan:
     if neurons[-1].out == "y":  # no readout segment after it to fill the output buffer
         raise NotSplittable("the output is the last neuron layer's spikes (a spiking readout)")
     ex = Extractor(with_value_info(model, [n.current for n in neurons] + [n.out for n in neurons]))
-    cuts = ["x", *(n.out for n in neurons)], [*(n.current for n in neurons), "y"]
     segments = []
-    for src, dst in zip(*cuts):
+    for src, dst in _ends(neurons):
         seg = ex.extract_model([src], [dst])
         made = {o for node in seg.graph.node for o in node.output} | {i.name for i in seg.graph.initializer} | {src}
         needs = {i for node in seg.graph.node for i in node.input if i}
@@ -146,8 +154,7 @@ class SplitStepper:
         by_out = {n.out: s for n, s in zip(p.neurons, self._spikes)}
         self.extra = [by_out[name] for name in self.names]
         ins, outs = [self.x, *self._spikes], [*self._cur, self.y]
-        srcs, dsts = ["x", *(n.out for n in p.neurons)], [*(n.current for n in p.neurons), "y"]
-        self._runs = [_bound(*a) for a in zip(sessions, ins, outs, srcs, dsts)]
+        self._runs = [_bound(seg, a, b, *ends) for seg, a, b, ends in zip(sessions, ins, outs, p.ends)]
 
     def step(self, x: np.ndarray, t: int) -> None:
         np.copyto(self.x, x)

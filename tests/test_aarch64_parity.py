@@ -64,6 +64,7 @@ def test_compare_cli_exits_1_and_says_failed(tmp_path, capsys):
 
 def test_cli_json_compares_results_not_wall_times(tmp_path):
     a = {"n": 3, "accuracy": 0.5, "mean_steps": 4.25, "seconds": 1.0, "ms_per_sample": 3.0, "model": "/a/m.onnx"}
+    a |= {"backend": "exact", "warnings": []}  # a string and an empty list compare too
     (tmp_path / "a.json").write_text(json.dumps(a))
     (tmp_path / "b.json").write_text(json.dumps(dict(a, seconds=9.0, ms_per_sample=7.0, model="/work/m.onnx")))
     (tmp_path / "c.json").write_text(json.dumps(dict(a, mean_steps=4.5)))

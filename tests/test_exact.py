@@ -158,3 +158,17 @@ def test_a_model_with_an_uncovered_op_is_refused_naming_it(tmp_path):
         runtime.load(path, backend="exact")
     with pytest.raises(InputError, match=r"backend 'exact' cannot run this model: .*depends on t"):
         runtime.load(save(tiny_model(uses_t=True), tmp_path / "t.onnx"), backend="exact")
+
+
+def test_cli_run_says_which_backend_runs(tmp_path, capsys):
+    import json
+
+    from runtime.cli import main
+
+    path = save(tiny_model(), tmp_path / "m.onnx")
+    args = ["run", path, "--data", "digits:static", "--limit", "12", "--threads", "1"]
+    main([*args, "--backend", "exact", "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert out["backend"] == "exact" and out["n"] == 12
+    main(args)  # auto: numba for this model
+    assert "backend numba" in capsys.readouterr().out.splitlines()[0]

@@ -81,7 +81,7 @@ def compare(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> list[str]:
         x, y = np.asarray(a[k]), np.asarray(b[k])
         if x.dtype != y.dtype or x.shape != y.shape:
             diffs.append(f"{k}: {x.dtype}{list(x.shape)} vs {y.dtype}{list(y.shape)}")
-        elif x.ndim == 0:
+        elif x.ndim == 0 or x.size == 0:  # a scalar, or an empty list (the CLI's "warnings")
             if x.tobytes() != y.tobytes():
                 diffs.append(f"{k}: {x} vs {y}")
         else:
