@@ -123,7 +123,7 @@ def fire_from_rest(spec: NeuronSpec, current: torch.Tensor, spike: SpikeRule) ->
     for bit with gradients) without the zeros, the decay products and the reset that the
     caller would throw away."""
     v = current if spec.rest_gain == 1.0 else spec.rest_gain * current
-    return v if spec.kind == "LI" else spike(v, spec.v_th)
+    return spike(v, spec.v_th) if spec.spiking else v  # a non-spiking kind (LI) outputs its membrane
 
 
 def zero_state(spec: NeuronSpec, like: torch.Tensor) -> State:
