@@ -75,6 +75,20 @@ def test_cli_json_compares_results_not_wall_times(tmp_path):
     ]
 
 
+def test_cli_json_objects_compare_field_by_field(tmp_path):
+    """`spikes_per_sample` is an object: equal objects pass, one changed value is named."""
+    a = {"accuracy": 0.5, "spikes_per_sample": {"IF_0": 10209.66111111111, "IF_1": 3476.1583333333333}}
+    b = json.loads(json.dumps(a))
+    c = {"accuracy": 0.5, "spikes_per_sample": {"IF_0": 10209.66111111111, "IF_1": 3476.158333333334}}
+    for name, obj in (("a", a), ("b", b), ("c", c)):
+        (tmp_path / f"{name}.json").write_text(json.dumps(obj))
+    load = parity._load
+    assert parity.compare(load(str(tmp_path / "a.json")), load(str(tmp_path / "b.json"))) == []
+    assert parity.compare(load(str(tmp_path / "a.json")), load(str(tmp_path / "c.json"))) == [
+        "cli/spikes_per_sample/IF_1: 3476.1583333333333 vs 3476.158333333334"
+    ]
+
+
 def test_informational_compare_prints_differences_and_exits_0(tmp_path, capsys):
     a, b = _result(), _result()
     b["fixed/outputs"][5, 1] = np.nextafter(b["fixed/outputs"][5, 1], np.float32(2))

@@ -91,13 +91,21 @@ def compare(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> list[str]:
     return diffs
 
 
+def _flatten(prefix: str, value: object) -> dict[str, np.ndarray]:
+    """A JSON value as arrays keyed by path: an object becomes one key per field (an object
+    as one numpy array would hold pointers, and its bytes would never compare equal)."""
+    if isinstance(value, dict):
+        return {k: v for name, field in value.items() for k, v in _flatten(f"{prefix}/{name}", field).items()}
+    return {prefix: np.asarray(value)}
+
+
 def _load(path: str) -> dict[str, np.ndarray]:
     """A result of ``run``, or the ``--json`` object of ``python -m runtime run`` (its wall
     times left out: they are not results)."""
     if path.endswith(".json"):
         with open(path) as f:
             s = json.load(f)
-        return {f"cli/{k}": np.asarray(v) for k, v in s.items() if k not in CLI_TIMES}
+        return _flatten("cli", {k: v for k, v in s.items() if k not in CLI_TIMES})
     with np.load(path) as z:
         return {k: z[k] for k in z.files}
 
