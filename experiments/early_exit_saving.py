@@ -1,7 +1,10 @@
 """Does early exit keep its saving? CPU time per sample of ``Session.run`` under each exit
 policy against fixed Tmax, on the same frames, interleaved round by round (min over the
 rounds): the actual saving ``1 - cpu(policy) / cpu(fixed)`` over the ideal ``1 - mean
-steps / Tmax``. Rerun:
+steps / Tmax``. A multi-rate file (``export --config``) gets the first stage's T frames and
+``--tmax`` is its last stage's T. ``--compact-at`` adds each policy once per value of
+``runtime.session.COMPACT_AT`` (a huge value: finished samples never leave the batch), in
+the same interleaved rounds. Rerun:
 
     OMP_NUM_THREADS=1 python experiments/early_exit_saving.py MODEL.onnx \
         --data nmnist:../shared/data/nmnist --tmax 10 --limit 128 --batch-size 1 64 --rounds 5
@@ -17,6 +20,7 @@ import time
 import numpy as np
 
 import runtime
+import runtime.session as session_module
 from runtime.data import load_dataset
 
 
@@ -30,20 +34,24 @@ def main() -> None:
     p.add_argument("--thresholds", type=float, nargs="+", default=[0.3, 0.5, 0.7])
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--compact-at", type=int, nargs="+", default=[session_module.COMPACT_AT])
     a = p.parse_args()
     s = runtime.load(a.model, threads=a.threads)
     ds = load_dataset(a.data, "test", a.limit)
-    x = ds.frames(np.arange(len(ds)), a.tmax)
-    policies = [f"fixed:{a.tmax}", *(f"confidence:{t},tmin=1,tmax={a.tmax}" for t in a.thresholds)]
+    x = ds.frames(np.arange(len(ds)), s.protocol.stages[0].T if s.protocol.stages else a.tmax)
+    rules = [f"confidence:{t},tmin=1,tmax={a.tmax}" for t in a.thresholds]
+    variants = [(f"fixed:{a.tmax}", session_module.COMPACT_AT), *((q, c) for q in rules for c in a.compact_at)]
+    policies = [f"{q} compact_at={c}" for q, c in variants]
     out = {"model": a.model, "backend": s.backend, "threads": a.threads, "load_before": os.getloadavg(), "rows": []}
     for b in a.batch_size:
         cpu: dict[str, list[float]] = {q: [] for q in policies}
         steps: dict[str, float] = {}
         for r in range(a.rounds + 1):  # round 0 warms up
-            for q in policies[r % len(policies) :] + policies[: r % len(policies)]:
+            for k in [*range(r % len(policies), len(policies)), *range(r % len(policies))]:
+                q, (rule, session_module.COMPACT_AT) = policies[k], variants[k]
                 c0, total = time.process_time(), []
                 for i in range(0, x.shape[1], b):
-                    total.append(s.run(x[:, i : i + b], q, counts=False).steps)
+                    total.append(s.run(x[:, i : i + b], rule, counts=False).steps)
                 if r:
                     cpu[q].append((time.process_time() - c0) / x.shape[1])
                 steps[q] = float(np.concatenate(total).mean())
@@ -53,7 +61,8 @@ def main() -> None:
             out["rows"].append(
                 {
                     "batch": b,
-                    "policy": q,
+                    "policy": q.split()[0],
+                    "compact_at": int(q.split("=")[-1]),
                     "mean_steps": steps[q],
                     "cpu_ms_per_sample_min": 1e3 * min(cpu[q]),
                     "cpu_ms_per_sample_median": 1e3 * float(np.median(cpu[q])),

@@ -13,7 +13,7 @@ exported; folding changes float rounding, so the original network is not the ref
 A multi-rate file (``--config``): torch runs each stage at its T with
 :func:`trainer.temporal.transform` between stages (as ``trainer eval --config``); the ONNX
 side runs the stages the runtime cuts out of the file (:func:`runtime.stages.stage_models`)
-in its streaming schedule (:func:`runtime.stages.stream`). Each neuron's spikes and states
+in its streaming schedule (:class:`runtime.stages.Stream`). Each neuron's spikes and states
 are compared over its own stage's steps.
 """
 
@@ -33,7 +33,7 @@ from runtime.data.transforms import from_dicts
 from runtime.neuron.functions import DOMAIN
 from runtime.protocol import Protocol
 from runtime.protocol import readout as readout_logits
-from runtime.stages import stage_models, stream
+from runtime.stages import Stream, stage_models
 from trainer.config import Config
 from trainer.layers import step_chain
 from trainer.models import SpikingNet
@@ -249,7 +249,7 @@ def run_onnx_stages(path: str | Path, x: np.ndarray) -> Trace:
             ys.append(res[0])
         return res[0]
 
-    for _ in stream(meta.config or (), lambda j: x[j], step):
+    for _ in Stream(meta.config or (), lambda j: x[j], step):
         pass
     return Trace(np.stack(ys), [np.stack(o) for o in outs], [np.stack(s) for s in st])
 

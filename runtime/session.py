@@ -30,7 +30,7 @@ from .policies import ExitPolicy, FixedT, as_policy, first_exit, model_default
 from .protocol import STATIC_KINDS, ModelError, Protocol, read_model
 from .result import Cost, RunResult
 from .split import NotSplittable, Plan, Segment, SplitStepper, plan
-from .stages import stage_models, stream
+from .stages import Stream, stage_models
 
 # "numba": onnxruntime for the synaptic segments, one-pass numba kernels for the neurons
 # (runtime/split.py; bit-identical, faster); "ort": the whole graph with the function
@@ -359,11 +359,11 @@ class Session:
     def _run_stages(
         self, xs: np.ndarray, static: bool, policy: ExitPolicy, T: int, counts: bool, neuron_counts: bool
     ) -> RunResult:
-        """The streaming schedule of a multi-rate file (:func:`runtime.stages.stream`): the
+        """The streaming schedule of a multi-rate file (:class:`runtime.stages.Stream`): the
         readout and ``policy`` follow the last stage's steps (at most ``T``). A sample that
-        stops keeps its row and computes on (no compaction) but counts no further step,
-        spike or operation: each stage's steps and spikes are those it had run when the
-        sample stopped."""
+        stops counts no further step, spike or operation (each stage's steps and spikes are
+        those it had run when the sample stopped), and its row leaves every stage's batch
+        and the outputs waiting between stages as in :meth:`run` (``COMPACT_AT``)."""
         stages, rule = self._stages, self.protocol.readout
         B = xs.shape[0] if static else xs.shape[1]
         steppers = [s._stepper(B, counts) for s in stages]
@@ -377,8 +377,9 @@ class Session:
         if neuron_counts:
             for s, sp in zip(stages, spikes):
                 sp.update({f"{k}/neurons": np.zeros((B, *sh)) for k, sh in zip(s.spiking, s._spike_shapes)})
+        active = np.arange(B)  # the samples in the batch's rows, in order
         acc = np.zeros((B, self.protocol.num_classes), np.float64)
-        live = np.ones(B, bool)
+        live = np.ones(B, bool)  # rows whose sample still runs
         profile: list[int] = []
         ask_from = min(first_exit(policy), T)
         last = len(stages) - 1
@@ -387,29 +388,41 @@ class Session:
             steppers[i].step(x, j)
             return steppers[i].y
 
+        def first(j: int) -> np.ndarray:
+            x = xs if static else xs[j]
+            return x if len(active) == B else x[active]
+
         start = time.perf_counter()
-        for i, j, x in stream(self.protocol.config or (), lambda j: xs if static else xs[j], step):
-            stage_steps[i, live] += 1
+        schedule = Stream(self.protocol.config or (), first, step)
+        for i, j, x in schedule:
+            n, running = len(active), active[live]
+            stage_steps[i, running] += 1
             if counts:
                 sp = spikes[i]
                 for name, buf in zip(stages[i].spiking, steppers[i].extra):
-                    sp[name][live] += buf.reshape(B, -1).sum(1, dtype=np.float64)[live]
+                    sp[name][running] += buf.reshape(n, -1).sum(1, dtype=np.float64)[live]
                     if neuron_counts:
-                        sp[f"{name}/neurons"][live] += buf[live]
-                sp[cost.INPUT][live] += x.reshape(B, -1).sum(1, dtype=np.float64)[live]
+                        sp[f"{name}/neurons"][running] += buf[live]
+                sp[cost.INPUT][running] += x.reshape(n, -1).sum(1, dtype=np.float64)[live]
             if i != last:
                 continue
-            profile.append(int(live.sum()))
+            profile.append(len(running))
             acc += steppers[i].y
             if j + 1 < ask_from:
                 continue
             logits = readout(acc, steppers[i].y, j + 1, rule)
-            done = np.zeros(B, bool)
+            done = np.zeros(n, bool)
             done[live] = np.asarray(policy.should_exit(j + 1, logits[live]), bool) | (j + 1 >= T)
-            out[done], steps[done] = logits[done], j + 1
+            out[active[done]], steps[active[done]] = logits[done], j + 1
             live &= ~done
             if not live.any():
                 break
+            if (n - int(live.sum())) * COMPACT_AT >= n:
+                go = live
+                active, acc, live = active[go], acc[go], live[go]
+                for s, st in zip(stages, steppers):
+                    st.keep(go, s._runner(threads_for(len(active), s.threads), counts))
+                schedule.keep(go)
         result = RunResult(out.argmax(1), out, steps, time.perf_counter() - start, profile)
         if counts:
             result.spike_counts = {k: sp[k] for s, sp in zip(stages, spikes) for k in s.spiking}

@@ -101,28 +101,43 @@ def stage_models(model: onnx.ModelProto, proto: Protocol) -> list[tuple[onnx.Mod
     return out
 
 
-def stream(
-    Ts: tuple[int, ...] | list[int],
-    first: Callable[[int], np.ndarray],
-    step: Callable[[int, int, np.ndarray], np.ndarray],
-) -> Iterator[tuple[int, int, np.ndarray]]:
+class Stream:
     """Run :func:`schedule`: stage 0's step j reads ``first(j)``, a later stage's step the
     sum (in step order, as :func:`trainer.temporal.transform` adds) of the outputs that
     :func:`sources` names; ``step(i, j, x)`` runs one step and returns its output (a
-    buffer it may overwrite later: copied while still needed). Yields ``(i, j, x)`` after
-    each step; a caller that stops iterating (every sample exited) stops the schedule."""
-    outs: list[dict[int, np.ndarray]] = [{} for _ in Ts]
-    for i, j, src in schedule(Ts):
-        if i == 0:
-            x = first(j)
-        else:
-            prev = outs[i - 1]
-            x = prev[src.start].copy()
-            for k in src[1:]:
-                x += prev[k]
-            for k in [k for k in prev if k < src.start]:  # no later step reads them
-                del prev[k]
-        y = step(i, j, x)
-        if i + 1 < len(Ts):
-            outs[i][j] = y.copy()
-        yield i, j, x
+    buffer it may overwrite later: copied while still needed). Iterating yields
+    ``(i, j, x)`` after each step; a caller that stops iterating (every sample exited)
+    stops the schedule, and one that drops finished samples from the batch calls
+    :meth:`keep` (the outputs waiting for a later stage hold a row per sample too)."""
+
+    def __init__(
+        self,
+        Ts: tuple[int, ...] | list[int],
+        first: Callable[[int], np.ndarray],
+        step: Callable[[int, int, np.ndarray], np.ndarray],
+    ):
+        self.Ts, self.first, self.step = Ts, first, step
+        self._outs: list[dict[int, np.ndarray]] = [{} for _ in Ts]
+
+    def keep(self, rows: np.ndarray) -> None:
+        """Only the samples where the mask ``rows`` is true go on, in the first rows."""
+        for outs in self._outs:
+            for k in outs:
+                outs[k] = outs[k][rows]
+
+    def __iter__(self) -> Iterator[tuple[int, int, np.ndarray]]:
+        outs = self._outs
+        for i, j, src in schedule(self.Ts):
+            if i == 0:
+                x = self.first(j)
+            else:
+                prev = outs[i - 1]
+                x = prev[src.start].copy()
+                for k in src[1:]:
+                    x += prev[k]
+                for k in [k for k in prev if k < src.start]:  # no later step reads them
+                    del prev[k]
+            y = self.step(i, j, x)
+            if i + 1 < len(self.Ts):
+                outs[i][j] = y.copy()
+            yield i, j, x

@@ -175,6 +175,35 @@ def test_early_exit_acts_on_the_last_stages_steps(ckpts, capsys, tmp_path):
     np.testing.assert_allclose(conf.outputs, want, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("backend", ["ort", "numba"])
+def test_finished_samples_leave_the_batch_with_the_same_results(ckpts, capsys, tmp_path, monkeypatch, backend):
+    """Compacting at every exit (rows of every stage and the outputs waiting between stages)
+    gives bit-for-bit what keeping every row gives: outputs, steps, spikes, operations."""
+    import runtime.session as rs
+    from runtime.stages import Stream
+
+    path = tmp_path / "m.onnx"
+    _export(capsys, ckpts[0], path, "2,4,3")
+    ds = load_dataset("digits", "test", 48)
+    x = ds.frames(np.arange(len(ds)), 2)
+    compactions = []
+    keep = Stream.keep
+    monkeypatch.setattr(Stream, "keep", lambda self, rows: compactions.append(int(rows.sum())) or keep(self, rows))
+    results = []
+    for every in (10**9, 1):  # never, then at every exit
+        monkeypatch.setattr(rs, "COMPACT_AT", every)
+        session = runtime.load(path, backend=backend, threads=1)
+        results.append(session.run(x, "confidence:0.2,tmin=1,tmax=3", neuron_counts=True))
+    whole, compacted = results
+    assert 1 < len(set(whole.steps.tolist())) and compactions and compactions[-1] < len(ds)
+    assert np.array_equal(whole.outputs, compacted.outputs) and np.array_equal(whole.steps, compacted.steps)
+    assert whole.batch_per_step == compacted.batch_per_step
+    for name in whole.spike_counts:
+        assert np.array_equal(whole.spike_counts[name], compacted.spike_counts[name]), name
+        assert np.array_equal(whole.neuron_counts[name], compacted.neuron_counts[name]), name
+    assert np.array_equal(whole.cost.acs, compacted.cost.acs) and np.array_equal(whole.cost.macs, compacted.cost.macs)
+
+
 @pytest.mark.parametrize(
     "args,msg",
     [
