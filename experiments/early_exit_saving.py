@@ -3,8 +3,8 @@ policy against fixed Tmax, on the same frames, interleaved round by round (min o
 rounds): the actual saving ``1 - cpu(policy) / cpu(fixed)`` over the ideal ``1 - mean
 steps / Tmax``. A multi-rate file (``export --config``) gets the first stage's T frames and
 ``--tmax`` is its last stage's T. ``--compact-at`` adds each policy once per value of
-``runtime.session.COMPACT_AT`` (a huge value: finished samples never leave the batch), in
-the same interleaved rounds. Rerun:
+``runtime.session.COMPACT_AT`` (1: finished samples never leave the batch; a value above
+the batch size: they leave at every exit), in the same interleaved rounds. Rerun:
 
     OMP_NUM_THREADS=1 python experiments/early_exit_saving.py MODEL.onnx \
         --data nmnist:../shared/data/nmnist --tmax 10 --limit 128 --batch-size 1 64 --rounds 5
