@@ -147,6 +147,27 @@ def test_runtime_run_equals_trainer_eval_config(ckpts, capsys, tmp_path, which, 
     assert got["energy_uj"] * 1e6 == pytest.approx(want["energy_pj"], rel=1e-6)
 
 
+def test_static_images_through_a_resnet_at_three_rates(capsys, tmp_path):
+    """Static input (the same image every step of stage 0) and residual blocks, BatchNorm
+    calibrated for the configuration: every spike as torch, and the runtime equals eval."""
+    ckpt, path = tmp_path / "r.pt", tmp_path / "r.onnx"
+    fit = ["--model", "resnet10", "--norm", "bn", "--stages", "3", "--width", "8", "--limit-train", "600"]
+    fit += ["--epochs", "2", "--quiet", "--tmax", "4", "--threads", "1", "--out", str(ckpt)]
+    main(["fit", "--data", "digits:static", *fit])
+    capsys.readouterr()
+    rep = _export(capsys, ckpt, path, "1,4,2", "--check")
+    assert rep["check"]["ok"] and len(rep["check"]["neurons"]) == 9
+    assert all(n["mismatched_spikes"] == 0 for n in rep["check"]["neurons"])
+    code, out, err = run_main(runtime_main, capsys, "run", str(path), "--limit", "60", "--json", "--threads", "1")
+    assert code == 0, err
+    got = json.loads(out)
+    code, out, err = run(capsys, "eval", str(ckpt), "--config", "1,4,2", "--limit", "60", "--json")
+    assert code == 0, err
+    want = json.loads(out)["results"][0]
+    assert got["accuracy"] == want["accuracy"] > 0.3  # 10 classes: above chance
+    assert got["acs"] == pytest.approx(want["acs"], rel=1e-6) and got["acs"] > 0
+
+
 def test_bn_export_deploys_the_calibration_deterministically(ckpts, capsys, tmp_path):
     a, b, off = tmp_path / "a.onnx", tmp_path / "b.onnx", tmp_path / "off.onnx"
     _export(capsys, ckpts[1], a, "1,4")
