@@ -16,7 +16,8 @@ export OMP_NUM_THREADS=1
 # the trainer defaults before issue 14 (LIF, biases, BatchNorm, every training recording)
 # and the T-RevSNN options before issue 18 (docs/trev.md, "Paper details")
 OLD_DEFAULTS=(--neuron lif --bias --norm bn --train-split train
-              --trev widths=1,2,3,4 --trev layer_scale=1 --trev down=plain --trev head_init=default)
+              --trev widths=1,2,3,4 --trev layer_scale=1 --trev down=plain --trev head_init=default
+              --trev backward=reversible)
 if [ "$DATASET" = nmnist ]; then
   DATA=nmnist:../shared/data/nmnist
   COMMON=(--data "$DATA" --epochs 40 --batch-size 32 --lr 2e-3 --seed "$SEED" --method sdt)

@@ -1,8 +1,10 @@
 """trev-tiny next to VGGs: CPU and wall seconds per epoch of ``fit`` (the CLI's function,
 data loaded once), the models alternating in one process round by round, and the test
-accuracy of each at T = 1..T (docs/trev.md, "Training time next to a VGG"). Rerun:
+accuracy of each at T = 1..T (docs/trev.md, "Training time next to a VGG"). A model
+``NAME,KEY=VALUE`` is NAME with ``--trev KEY=VALUE``. Rerun:
 
-    PYTHONPATH=$PWD OMP_NUM_THREADS=1 python experiments/trev_speed.py --models trev-tiny 3C1FCW96 2C1FC --rounds 2
+    PYTHONPATH=$PWD OMP_NUM_THREADS=1 python experiments/trev_speed.py \
+        --models trev-tiny trev-tiny,backward=reversible 3C1FCW96 2C1FC --rounds 2
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from trainer.train import evaluate, fit
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--models", nargs="+", default=["trev-tiny", "3C1FCW96", "2C1FC"])
+    p.add_argument("--models", nargs="+", default=["trev-tiny", "trev-tiny,backward=reversible", "3C1FCW96", "2C1FC"])
     p.add_argument("--data", default="digits:static")
     p.add_argument("--T", type=int, default=4)
     p.add_argument("--epochs", type=int, default=3)
@@ -30,8 +32,11 @@ def main() -> None:
     train, test = load_dataset(a.data, "train-minus-val"), load_dataset(a.data, "test")
     cfgs = {}
     for name in a.models:
+        model, *opts = name.split(",")
+        trev = [arg for kv in opts for arg in ("--trev", kv)]
         args = parser().parse_args(
-            ["fit", "--data", a.data, "--model", name, "--method", "sdt", "--T", str(a.T), "--epochs", str(a.epochs)]
+            ["fit", "--data", a.data, "--model", model, "--method", "sdt", "--T", str(a.T), "--epochs", str(a.epochs)]
+            + trev
         )
         cfgs[name] = config_from_args(args, train.shape, train.kind, train.duration_us, train)
     cpu: dict[str, list[float]] = {n: [] for n in cfgs}

@@ -302,9 +302,33 @@ def test_trev_option_errors_list_the_valid_choices():
         parse_options(["fusion=all"])
     with pytest.raises(ConfigError, match="widths must be 4"):
         parse_options(["widths=1,2,4"])
+    with pytest.raises(ConfigError, match="backward 'rev' is unknown; expected one of .*'bptt'"):
+        parse_options(["backward=rev"])
     assert parse_options(["shared=true", "loss=steps"]) == TRevOptions(
-        widths=(1, 2, 4, 6), layer_scale=0.0, loss="steps", shared=True, down="sws", head_init="zero"
+        widths=(1, 2, 4, 6), layer_scale=0.0, loss="steps", shared=True, down="sws", head_init="zero", backward="bptt"
     )
+
+
+def test_backward_option_picks_reversible_or_bptt(monkeypatch):
+    """``backward``: the product trains by plain BPTT, ``backward=reversible`` by the
+    O(L)-memory recomputation, and a config written before the option (no ``backward``)
+    rebuilds with the reversible backward it was trained with. Only training uses it."""
+    import trainer.trev as trev
+
+    calls = []
+    real = trev.reversible_c3
+    monkeypatch.setattr(trev, "reversible_c3", lambda subnets, xs: calls.append(len(subnets)) or real(subnets, xs))
+    for opts, want in (({"backward": "bptt"}, False), ({"backward": "reversible"}, True), ({}, True)):
+        net = with_opts(**opts)
+        assert net.reversible is want
+        x, y = batch(net, 4)
+        net.loss(net(x), y).backward()
+        assert calls == ([4] if want else []), opts
+        with torch.no_grad():
+            net(x)  # evaluation never recomputes
+        assert calls == ([4] if want else []), opts
+        calls.clear()
+    assert trev.PRODUCT.backward == "bptt" and parse_options([]).backward == "bptt"
 
 
 def test_fusion_reads_the_next_level_of_the_previous_step_only():
