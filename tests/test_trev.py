@@ -11,7 +11,7 @@ from tests.conftest import fit_checkpoint
 from tests.conftest import run_trainer as run
 from trainer.config import ConfigError
 from trainer.models import build_model, model_builder
-from trainer.trev import ALPHA_MIN, TRevNet, TRevOptions, clamp_abs_, parse_options
+from trainer.trev import ALPHA_MIN, DepthwiseConv, TRevNet, TRevOptions, clamp_abs_, depthwise, parse_options
 from trainer.trev_memory import measure_T, trev_config
 
 EVENTS = (2, 12, 12)
@@ -183,6 +183,18 @@ def test_cli_bad_input_exits_2(capsys, tmp_path, argv, match):
     assert code == 2 and re.search(match, err), err
 
 
+def test_cli_fit_with_defaults_trains_by_sdt_at_its_own_T(capsys, tmp_path):
+    """``fit --model trev-tiny`` and nothing else about the method: sdt at T = 4 (tmax's 6
+    does not divide the width 32), the product's options; other models keep mtt."""
+    cfg, model, _ = fit_checkpoint(
+        capsys, tmp_path / "m.pt", "--data", "digits:static", "--model", "trev-tiny", *TINY[2:]
+    )
+    assert cfg.method.name == "sdt" and cfg.train_T == 4 and isinstance(model, TRevNet) and model.T == 4
+    assert cfg.model.trev == parse_options([]).to_dict() and cfg.model.trev["backward"] == "bptt"
+    other, _, _ = fit_checkpoint(capsys, tmp_path / "v.pt", "--data", "digits", "--model", "1C1FC", *TINY[2:])
+    assert other.method.name == "mtt"
+
+
 def test_cli_fit_then_eval_and_bad_T(capsys, tmp_path):
     """fit --model trev-... writes the usual checkpoint; its config alone rebuilds the
     model; eval at a T beyond the sub-networks is a clear error (exit 2)."""
@@ -345,3 +357,37 @@ def test_fusion_reads_the_next_level_of_the_previous_step_only():
         a, b = sub(x, prev), sub(x, changed)
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
     assert not torch.equal(a[2], b[2])
+
+
+@pytest.mark.parametrize("k", [3, 5])
+def test_depthwise_conv_on_a_1x1_map_is_the_conv(k):
+    """The 1x1-map shortcut (centre tap times the input, plus the bias) gives the conv's
+    output (up to one rounding: the conv may fuse the multiply and the bias add) and its
+    gradients (the weight's only through the centre tap); larger maps take the conv itself."""
+    torch.manual_seed(k)
+    dw = depthwise(6, k)
+    ref = torch.nn.Conv2d(6, 6, k, padding=k // 2, groups=6)
+    ref.load_state_dict(dw.state_dict())
+    assert isinstance(dw, DepthwiseConv)
+    for hw in (1, 2, 4):
+        x = torch.randn(5, 6, hw, hw, dtype=torch.float32, requires_grad=True)
+        x2 = x.detach().clone().requires_grad_(True)
+        a, b = dw(x), ref(x2)
+        if hw == 1:
+            torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+        else:
+            assert torch.equal(a, b), hw
+        g = torch.randn_like(a)
+        a.backward(g)
+        b.backward(g)
+        assert torch.equal(x.grad, x2.grad), hw
+        torch.testing.assert_close(dw.weight.grad, ref.weight.grad, rtol=1e-6, atol=1e-6)
+        torch.testing.assert_close(dw.bias.grad, ref.bias.grad, rtol=1e-6, atol=1e-6)
+        if hw == 1:  # only the centre tap meets data
+            off = dw.weight.grad.clone()
+            off[:, 0, k // 2, k // 2] = 0
+            assert not off.any() and dw.weight.grad.abs().sum() > 0
+        dw.zero_grad()
+        ref.zero_grad()
+    with pytest.raises(ValueError, match="odd size"):
+        depthwise(4, 2)

@@ -57,6 +57,7 @@ from .search_cli import DEFAULT_CALIB_BATCHES, add_search_parser, cmd_search, ev
 from .surrogate import SURROGATES
 from .train import Start, calibrate_bn_runs, evaluate, fit, has_bn
 from .trev import DEFAULT_LR as TREV_LR
+from .trev import DEFAULT_T as TREV_T
 from .trev import parse_options as parse_trev_options
 from .trev_memory import add_trev_memory_parser, cmd_trev_memory
 
@@ -92,9 +93,16 @@ def _add_fit(sub: argparse._SubParsersAction) -> None:
         default="2C1FCW16",
         help="model name: " + ", ".join(model_names()) + " (default 2C1FCW16: fits Speck)",
     )
-    p.add_argument("--method", default="mtt", help=f"one of {', '.join(METHODS)} (default: mtt)")
     p.add_argument(
-        "--T", type=cliargs.steps, default=None, help="training T for sdt and online methods (default: --tmax)"
+        "--method",
+        default=None,
+        help=f"one of {', '.join(METHODS)} (default: mtt; trev models: sdt, the only one they train by)",
+    )
+    p.add_argument(
+        "--T",
+        type=cliargs.steps,
+        default=None,
+        help=f"training T for sdt and online methods (default: --tmax; trev models: {TREV_T})",
     )
     p.add_argument("--K", type=cliargs.nonneg_int, default=0, help="sltt-k: time steps with a backward per batch, 1..T")
     p.add_argument(
@@ -354,9 +362,19 @@ def neuron_spec_from_args(a: argparse.Namespace, kind: str, duration_us: float) 
         raise ConfigError(f"--neuron {a.neuron}: {e}") from None
 
 
+def _model_defaults(a: argparse.Namespace) -> argparse.Namespace:
+    """``a`` with the defaults that depend on the model filled in: a trev model trains by
+    sdt (one sub-network per step) at its own T; every other model by mtt."""
+    trev = a.model.startswith("trev-")
+    method = a.method if a.method is not None else "sdt" if trev else "mtt"
+    T = a.T if a.T is not None or not trev else TREV_T
+    return argparse.Namespace(**{**vars(a), "method": method, "T": T})
+
+
 def config_from_args(
     a: argparse.Namespace, train_shape: tuple[int, ...], kind: str, duration_us: float, ds: Dataset | None = None
 ) -> Config:
+    a = _model_defaults(a)
     spec = neuron_spec_from_args(a, kind, duration_us)
     if a.norm not in NORMS:
         raise ConfigError(f"norm {a.norm!r} is unknown; expected one of {list(NORMS)}")
