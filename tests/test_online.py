@@ -93,6 +93,38 @@ def test_sgd_optimizer_has_momentum_09():
     assert isinstance(make_optimizer([w], MethodConfig("sltt", lr=0.1)), torch.optim.Adam)
 
 
+def test_lamb_moves_each_tensor_by_lr_times_its_clipped_norm():
+    """LAMB (--optimizer lamb, T-RevSNN): per tensor ||dw|| = lr / (1 - beta1^t) * min(||w||, 10)
+    whatever the gradient's scale (Adam's update times the trust ratio), so a small tensor
+    and a large one move by the same fraction until the norm clip; Adam would not."""
+    from trainer.train import make_optimizer
+
+    torch.manual_seed(0)
+    small, large = nn.Parameter(torch.randn(7, 5) * 0.01), nn.Parameter(torch.randn(50) * 3)
+    opt = make_optimizer([small, large], MethodConfig("sdt", lr=1e-2, optimizer="lamb"))
+    assert type(opt).__name__ == "Lamb"
+    scale = torch.arange(35.0).view(7, 5)
+    for t in range(1, 4):
+        before = [small.detach().clone(), large.detach().clone()]
+        opt.zero_grad()
+        ((small * scale).sum() + (large**3).sum()).backward()
+        opt.step()
+        step = 1e-2 / (1 - 0.9**t)
+        moved = [float((w.detach() - b).norm()) for w, b in zip((small, large), before)]
+        assert moved[0] == pytest.approx(step * float(before[0].norm()), rel=1e-4), t
+        assert float(before[1].norm()) > 10 and moved[1] == pytest.approx(step * 10.0, rel=1e-4), t
+
+
+def test_lamb_without_its_package_is_one_config_error(monkeypatch):
+    import sys
+
+    from trainer.train import make_optimizer
+
+    monkeypatch.setitem(sys.modules, "pytorch_optimizer", None)  # import fails as if not installed
+    with pytest.raises(ConfigError, match="--optimizer lamb needs the pytorch_optimizer package"):
+        make_optimizer([nn.Parameter(torch.ones(2))], MethodConfig("sdt", optimizer="lamb"))
+
+
 def test_sltt_k_divides_by_T_as_the_paper():
     """SLTT Alg. 1: the K sampled steps' loss over T, so the gradient is K/T of the
     rule that divides by K (same draw of steps)."""

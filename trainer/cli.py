@@ -233,7 +233,8 @@ def _add_paper_options(p: argparse.ArgumentParser) -> None:
         "--optimizer",
         choices=OPTIMIZERS,
         default="adam",
-        help="adam, or sgd with momentum 0.9 as the SLTT/OTTT/NDOT papers (default: %(default)s)",
+        help="adam; sgd with momentum 0.9 as the SLTT/OTTT/NDOT papers; lamb as the T-RevSNN paper "
+        "(the pytorch_optimizer package) (default: %(default)s)",
     )
 
 

@@ -15,7 +15,7 @@ from runtime.neuron import NeuronSpec, SpecError
 from .surrogate import SURROGATES
 
 ANCHORS = ("tmin", "none")
-OPTIMIZERS = ("adam", "sgd")
+OPTIMIZERS = ("adam", "sgd", "lamb")
 TARGETS = ("onehot", "vth")
 K_SCALES = ("T", "K")
 NDOT_RATIOS = ("paper", "clamped")

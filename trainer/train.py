@@ -179,7 +179,11 @@ def stage_iteration(
 
 
 def make_optimizer(params, m: MethodConfig) -> torch.optim.Optimizer:
-    """``m.optimizer``: Adam, or SGD with momentum 0.9 (the SLTT, OTTT and NDOT papers).
+    """``m.optimizer``: Adam, SGD with momentum 0.9 (the SLTT, OTTT and NDOT papers), or
+    LAMB (the T-RevSNN paper; You et al. 2020: Adam's update scaled per tensor by the trust
+    ratio ``min(||w||, 10) / ||update||``, so each tensor moves by about lr times its own
+    norm), from the pytorch_optimizer package with its defaults (decoupled weight decay,
+    the first moment's bias correction in the step size).
 
     ``foreach``: one kernel per operation over all parameters instead of a Python loop over
     them (the same update, bit for bit; a T-RevSNN has ~270 parameter tensors, which made
@@ -188,6 +192,15 @@ def make_optimizer(params, m: MethodConfig) -> torch.optim.Optimizer:
         return torch.optim.SGD(params, lr=m.lr, momentum=0.9, weight_decay=m.weight_decay, foreach=True)
     if m.optimizer == "adam":
         return torch.optim.Adam(params, lr=m.lr, weight_decay=m.weight_decay, foreach=True)
+    if m.optimizer == "lamb":
+        try:
+            from pytorch_optimizer import Lamb
+        except ImportError:
+            raise ConfigError(
+                "--optimizer lamb needs the pytorch_optimizer package: pip install pytorch_optimizer "
+                "(or pip install -e '.[train]')"
+            ) from None
+        return Lamb(params, lr=m.lr, weight_decay=m.weight_decay, foreach=True)
     raise ConfigError(f"optimizer {m.optimizer!r} is unknown; expected one of {list(OPTIMIZERS)}")
 
 
