@@ -17,7 +17,7 @@ export OMP_NUM_THREADS=1
 # and the T-RevSNN options before issue 18 (docs/trev.md, "Paper details")
 OLD_DEFAULTS=(--neuron lif --bias --norm bn --train-split train
               --trev widths=1,2,3,4 --trev layer_scale=1 --trev down=plain --trev head_init=default
-              --trev backward=reversible)
+              --trev dw_scale=false --trev backward=reversible)
 if [ "$DATASET" = nmnist ]; then
   DATA=nmnist:../shared/data/nmnist
   COMMON=(--data "$DATA" --epochs 40 --batch-size 32 --lr 2e-3 --seed "$SEED" --method sdt)

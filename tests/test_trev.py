@@ -317,7 +317,14 @@ def test_trev_option_errors_list_the_valid_choices():
     with pytest.raises(ConfigError, match="backward 'rev' is unknown; expected one of .*'bptt'"):
         parse_options(["backward=rev"])
     assert parse_options(["shared=true", "loss=steps"]) == TRevOptions(
-        widths=(1, 2, 4, 6), layer_scale=0.0, loss="steps", shared=True, down="sws", head_init="zero", backward="bptt"
+        widths=(1, 2, 4, 6),
+        layer_scale=0.0,
+        loss="steps",
+        shared=True,
+        down="sws",
+        head_init="zero",
+        dw_scale=True,
+        backward="bptt",
     )
 
 
@@ -391,3 +398,12 @@ def test_depthwise_conv_on_a_1x1_map_is_the_conv(k):
         ref.zero_grad()
     with pytest.raises(ValueError, match="odd size"):
         depthwise(4, 2)
+
+
+def test_dw_scale_is_the_products_and_old_configs_keep_the_conv():
+    """``dw_scale``: the product's blocks take the 1x1 shortcut; a config written before the
+    option (field default) rebuilds plain convs, so it trains bit for bit as it did."""
+    kinds = lambda net: {type(m) for m in net.modules() if isinstance(m, torch.nn.Conv2d) and m.groups > 1}
+    assert kinds(with_opts(dw_scale=True)) == {DepthwiseConv}
+    assert kinds(with_opts()) == {torch.nn.Conv2d} and parse_options(["dw_scale=false"]).dw_scale is False
+    assert parse_options([]).dw_scale is True

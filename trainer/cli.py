@@ -262,7 +262,8 @@ def _add_trev(p: argparse.ArgumentParser) -> None:
         default=[],
         metavar="KEY=VALUE",
         help="trev models, repeatable: widths=1,2,4,6 layer_scale=0 loss=mean|last|steps shared=false|true "
-        "down=sws|plain head_init=zero|default backward=bptt|reversible (the paper's O(L)-memory backward) "
+        "down=sws|plain head_init=zero|default dw_scale=true|false backward=bptt|reversible (the paper's "
+        "O(L)-memory backward) "
         "(defaults shown; docs/trev.md, 'Paper details')",
     )
 

@@ -90,6 +90,9 @@ class TRevOptions:
       and the loss stays at ln 10).
     * ``head_init``: ``zero``: heads start at zero (logits 0, loss ln C, no early
       blow-up of the unnormalised stage-3 state).
+    * ``dw_scale``: a depthwise conv on a 1x1 map computed as the per-channel scale it is
+      (:class:`DepthwiseConv`: faster, the same value up to one rounding); false: always the
+      conv (what configs written before the option trained with, bit for bit).
     * ``backward``: ``reversible``, the paper's O(L)-memory backward (:mod:`trainer.reversible`:
       activations recomputed from the stage outputs), or ``bptt``, plain autograd through the
       same forward (the same gradients up to float32 rounding; it stores the activations and
@@ -103,6 +106,7 @@ class TRevOptions:
     shared: bool = False
     down: str = "plain"
     head_init: str = "default"
+    dw_scale: bool = False
     backward: str = "reversible"
 
     def to_dict(self) -> dict[str, Any]:
@@ -135,7 +139,9 @@ class TRevOptions:
         return self
 
 
-PRODUCT = TRevOptions(widths=(1, 2, 4, 6), layer_scale=0.0, down="sws", head_init="zero", backward="bptt")
+PRODUCT = TRevOptions(
+    widths=(1, 2, 4, 6), layer_scale=0.0, down="sws", head_init="zero", dw_scale=True, backward="bptt"
+)
 
 
 def parse_options(items: list[str]) -> TRevOptions:
@@ -153,7 +159,7 @@ def parse_options(items: list[str]) -> TRevOptions:
                 d[key] = [int(w) for w in value.split(",")]
             elif key == "layer_scale":
                 d[key] = float(value)
-            elif key == "shared":
+            elif key in ("shared", "dw_scale"):
                 d[key] = {"true": True, "false": False}[value.lower()]
             else:
                 d[key] = value
@@ -224,22 +230,24 @@ class DepthwiseConv(nn.Conv2d):
         return y if self.bias is None else y + self.bias.view(1, -1, 1, 1)
 
 
-def depthwise(c: int, k: int) -> DepthwiseConv:
+def depthwise(c: int, k: int, scale_1x1: bool = True) -> nn.Conv2d:
+    """A depthwise conv; ``scale_1x1``: computed as a scale on 1x1 maps (:class:`DepthwiseConv`),
+    else always as the conv (configs written before ``TRevOptions.dw_scale``)."""
     if k % 2 == 0:
         raise ValueError(f"depthwise kernel {k}: expected an odd size (same padding)")
-    return DepthwiseConv(c, c, k, padding=k // 2, groups=c)
+    return (DepthwiseConv if scale_1x1 else nn.Conv2d)(c, c, k, padding=k // 2, groups=c)
 
 
 class Block(nn.Module):
     """``y = x + gamma * DW2(PW2(SN(PW1(DW1(SN(x))))))`` (ConvNeXt-style, no BatchNorm)."""
 
-    def __init__(self, neuron: Neuron, c: int, k: int, layer_scale: float = 1.0):
+    def __init__(self, neuron: Neuron, c: int, k: int, layer_scale: float = 1.0, dw_scale: bool = True):
         super().__init__()
         self.sn1, self.sn2 = neuron, Neuron(neuron.spec, neuron.surrogate)
-        self.dw1 = depthwise(c, k)
+        self.dw1 = depthwise(c, k, dw_scale)
         self.pw1 = _sws(c, EXPANSION * c)
         self.pw2 = _sws(EXPANSION * c, c)
-        self.dw2 = depthwise(c, k)
+        self.dw2 = depthwise(c, k, dw_scale)
         self.gamma = nn.Parameter(torch.full((c,), layer_scale))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -269,7 +277,7 @@ class Stage(nn.Module):
         sws = opts.down == "sws"
         self.down = SpikeConv(make(), c_in, c, k_down, stride, sws=sws)
         self.up = SpikeConv(make(), c_up, c, 1, 1, bias=False, sws=sws) if c_up is not None else None
-        self.blocks = nn.Sequential(*(Block(make(), c, k, opts.layer_scale) for _ in range(depth)))
+        self.blocks = nn.Sequential(*(Block(make(), c, k, opts.layer_scale, opts.dw_scale) for _ in range(depth)))
 
     def forward(self, a: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
         z = self.down(a)
