@@ -38,7 +38,7 @@ def main() -> None:
     a = p.parse_args()
     s = runtime.load(a.model, threads=a.threads)
     ds = load_dataset(a.data, "test", a.limit)
-    x = ds.frames(np.arange(len(ds)), s.protocol.stages[0].T if s.protocol.stages else a.tmax)
+    x = ds.frames(np.arange(len(ds)), s.protocol.input_steps(a.tmax))
     rules = [f"confidence:{t},tmin=1,tmax={a.tmax}" for t in a.thresholds]
     variants = [(f"fixed:{a.tmax}", session_module.COMPACT_AT), *((q, c) for q in rules for c in a.compact_at)]
     policies = [f"{q} compact_at={c}" for q, c in variants]

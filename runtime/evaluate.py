@@ -67,7 +67,7 @@ class ClockMode:
         self.session, self.counts, self.neuron_counts = session, counts, neuron_counts
         self.policy = as_policy(policy) or model_default(p.exit_policy, p.default_T)
         self.T = self.policy.horizon(p.default_T)
-        self.frames = p.stages[0].T if p.stages else self.T  # a multi-rate file: its first stage's T input steps
+        self.frames = p.input_steps(self.T)
         self.binning = binning or p.binning
 
     def check(self, ds: Dataset, batch: int) -> None:

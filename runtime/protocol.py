@@ -148,6 +148,11 @@ class Protocol:
         multi-rate file (its readout and any early exit act on the last stage's steps)."""
         return self.stages[-1].T if self.stages else self.T_trained
 
+    def input_steps(self, T: int) -> int:
+        """Input frames a run of ``T`` (readout) steps reads: ``T``, or the first stage's T
+        of a multi-rate file (its stages run at their own T; the readout follows the last)."""
+        return self.stages[0].T if self.stages else T
+
     def to_dict(self) -> dict[str, Any]:
         """The ``flexsnn.protocol`` metadata object (current :data:`FORMAT`)."""
         d: dict[str, Any] = {

@@ -47,6 +47,11 @@ BACKENDS = ("auto", "numba", "ort", "exact")
 COMPACT_AT = 8
 
 
+def _compact_now(live: np.ndarray) -> bool:
+    """Whether the finished rows of a batch (``~live``) are at least 1/COMPACT_AT of it."""
+    return (len(live) - int(live.sum())) * COMPACT_AT >= len(live)
+
+
 def readout(acc: np.ndarray, y: np.ndarray, t: int, rule: str) -> np.ndarray:
     """Logits after ``t`` steps: mean of y, y of the last step, or the sum (counts)."""
     if rule == "mean":
@@ -207,7 +212,7 @@ class Session:
             T = policy.horizon(p.default_T)
             check_steps(T)
             self._check_steps(T)
-            frames = p.stages[0].T if p.stages else T  # a multi-rate file's first stage sets the bins
+            frames = p.input_steps(T)
             check_memory(run_bytes(p, len(x), frames), f"{len(x)} event streams binned into {frames} steps")
             xs = self.frames(checked_streams(x, cast("tuple[int, int, int]", p.input_shape)), frames, binning, dt_us)
             return xs, False, policy, T
@@ -339,7 +344,7 @@ class Session:
                 live &= ~done
             if not live.any():
                 break
-            if (len(active) - int(live.sum())) * COMPACT_AT >= len(active):
+            if _compact_now(live):
                 go = live
                 active, acc, live = active[go], acc[go], live[go]
                 run_spikes = {k: v[go] for k, v in run_spikes.items()}
@@ -417,7 +422,7 @@ class Session:
             live &= ~done
             if not live.any():
                 break
-            if (n - int(live.sum())) * COMPACT_AT >= n:
+            if _compact_now(live):
                 go = live
                 active, acc, live = active[go], acc[go], live[go]
                 for s, st in zip(stages, steppers):
