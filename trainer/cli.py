@@ -366,11 +366,12 @@ def neuron_spec_from_args(a: argparse.Namespace, kind: str, duration_us: float) 
 
 def _model_defaults(a: argparse.Namespace) -> argparse.Namespace:
     """``a`` with the defaults that depend on the model filled in: a trev model trains by
-    sdt (one sub-network per step) at its own T; every other model by mtt."""
+    sdt (one sub-network per step) at its own T and learning rate; every other model by mtt."""
     trev = a.model.startswith("trev-")
     method = a.method if a.method is not None else "sdt" if trev else "mtt"
     T = a.T if a.T is not None or not trev else TREV_T
-    return argparse.Namespace(**{**vars(a), "method": method, "T": T})
+    lr = a.lr if a.lr is not None else TREV_LR if trev else DEFAULT_LR
+    return argparse.Namespace(**{**vars(a), "method": method, "T": T, "lr": lr})
 
 
 def config_from_args(
@@ -389,7 +390,6 @@ def config_from_args(
     if a.trev and not a.model.startswith("trev-"):
         raise ConfigError(f"--trev applies to trev models only, not to --model {a.model}")
     trev = parse_trev_options(a.trev).to_dict() if a.model.startswith("trev-") else {}
-    lr = a.lr if a.lr is not None else TREV_LR if a.model.startswith("trev-") else DEFAULT_LR
     target = a.target or (online_method(a.method).target if a.method in ONLINE_METHODS else "onehot")
     T = a.T if a.T is not None else a.tmax
     return Config(
@@ -432,7 +432,7 @@ def config_from_args(
             a.samples,
             a.epochs,
             a.batch_size,
-            lr,
+            a.lr,
             a.weight_decay,
             a.seed,
             a.calib_batches,
