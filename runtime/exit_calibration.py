@@ -145,6 +145,12 @@ def _figures(pred: np.ndarray, ref: np.ndarray, labels: np.ndarray) -> dict[str,
     }
 
 
+def _fixed(H: int, figures: Mapping[str, np.ndarray]) -> dict[str, Any]:
+    """The candidate fixed:H with its validation figures."""
+    c: dict[str, Any] = {"rule": FIXED, "threshold": None, "tmin": H, "tmax": H, "mean_steps": float(H)}
+    return c | {k: float(v) for k, v in figures.items()}
+
+
 def _rule_best(
     readouts: np.ndarray,
     labels: np.ndarray,
@@ -202,9 +208,8 @@ def choose(
     T = max(by_horizon)
     ref_pred = by_horizon[T][-1].argmax(axis=1)
     allowed = budget_points / 100 + 1e-12
-    fixed = {H: _figures(r[-1].argmax(axis=1), ref_pred, labels) for H, r in by_horizon.items()}
-    reference = {"rule": FIXED, "threshold": None, "tmin": T, "tmax": T, "mean_steps": float(T)}
-    reference |= {k: float(v) for k, v in fixed[T].items()}
+    fixed = {H: _fixed(H, _figures(r[-1].argmax(axis=1), ref_pred, labels)) for H, r in by_horizon.items()}
+    reference = fixed[T]
     per_rule: dict[str, dict[str, Any] | None] = {}
     for rule in rules:
         top: dict[str, Any] | None = None
@@ -213,9 +218,7 @@ def choose(
                 continue
             c: dict[str, Any] | None
             if rule == FIXED:
-                c = {"rule": FIXED, "threshold": None, "tmin": H, "tmax": H, "mean_steps": float(H)}
-                c |= {k: float(v) for k, v in fixed[H].items()}
-                c = c if c[criterion] <= allowed else None
+                c = dict(fixed[H]) if fixed[H][criterion] <= allowed else None
             else:
                 c = _rule_best(by_horizon[H], labels, ref_pred, rule, range(tmin, H), allowed, criterion)
             if c is not None and _better(c, top):
