@@ -38,8 +38,6 @@ from onnx import numpy_helper
 
 from .split import NotSplittable
 
-SUPPORTED_OPS = ("Conv", "Gemm", "MatMul", "AveragePool", "Add", "Reshape", "Flatten", "Identity", "Constant")
-
 Op = Callable[..., np.ndarray]
 
 
@@ -250,6 +248,7 @@ BUILDERS: dict[str, Callable[[onnx.NodeProto, dict[str, np.ndarray]], tuple[Op, 
     "Flatten": _reshape,
     "Identity": _reshape,
 }
+SUPPORTED_OPS = (*BUILDERS, "Constant")  # Constant nodes are folded into the weights
 
 
 class ExactSegment:
