@@ -60,6 +60,7 @@ def _online_rank(rank: int, method: str, store: str, out: str) -> None:
     import numpy as np
     import torch.distributed as dist
 
+    from trainer.distributed import teardown
     from trainer.online import online_iteration
 
     torch.set_num_threads(1)
@@ -70,7 +71,7 @@ def _online_rank(rank: int, method: str, store: str, out: str) -> None:
         online_iteration(model, opt, x[:, rank::2], y[rank::2], cfg.method, np.random.default_rng(3))
     if rank == 0:
         torch.save(model.state_dict(), out)
-    dist.destroy_process_group()
+    teardown()  # the product's teardown: a bare destroy_process_group aborted 1 run in CI
 
 
 @pytest.mark.slow  # two processes: run alone like the DDP test above
