@@ -47,9 +47,42 @@ BACKENDS = ("auto", "numba", "ort", "exact")
 COMPACT_AT = 8
 
 
-def _compact_now(live: np.ndarray) -> bool:
-    """Whether the finished rows of a batch (``~live``) are at least 1/COMPACT_AT of it."""
-    return (len(live) - int(live.sum())) * COMPACT_AT >= len(live)
+class _Rows:
+    """The rows of a running batch and what the exit policy has decided for their samples,
+    shared by the uniform and the multi-rate run loop.
+
+    ``active[r]`` is the sample in row ``r``; ``live[r]`` whether it still runs; ``acc`` the
+    rows' readout sums; ``out`` and ``steps`` are per sample (logits and steps at exit)."""
+
+    def __init__(self, B: int, classes: int) -> None:
+        self.out = np.zeros((B, classes), np.float32)
+        self.steps = np.zeros(B, np.int64)
+        self.active = np.arange(B)
+        self.acc = np.zeros((B, classes), np.float64)
+        self.live = np.ones(B, bool)
+
+    def exit(self, policy: ExitPolicy, t: int, logits: np.ndarray, T: int) -> np.ndarray:
+        """Ask ``policy`` about the live rows after ``t`` steps (every row stops at ``T``);
+        records the stopping samples' logits and steps; returns the rows that stopped."""
+        live = self.live
+        all_live = bool(live.all())
+        asked = np.asarray(policy.should_exit(t, logits if all_live else logits[live]), bool) | (t >= T)
+        done = asked if all_live else np.zeros(len(live), bool)
+        if not all_live:
+            done[live] = asked  # the policy sees only the samples still running
+        idx = self.active[done]
+        self.out[idx], self.steps[idx] = logits[done], t
+        self.live = live & ~done
+        return done
+
+    def compact(self) -> np.ndarray | None:
+        """The rows that stay when at least 1/COMPACT_AT of the rows are finished (the
+        caller drops the others from its own per-row arrays), else None."""
+        live = self.live
+        if (len(live) - int(live.sum())) * COMPACT_AT < len(live):
+            return None
+        self.active, self.acc, self.live = self.active[live], self.acc[live], live[live]
+        return live
 
 
 def readout(acc: np.ndarray, y: np.ndarray, t: int, rule: str) -> np.ndarray:
@@ -291,14 +324,9 @@ class Session:
         self._check_steps(T)
         if self._stages:
             return self._run_stages(xs, static, policy, T, counts, neuron_counts)
-        B = xs.shape[0] if static else xs.shape[1]
-        C = self.protocol.num_classes
-        rule = self.protocol.readout
-        out = np.zeros((B, C), np.float32)
-        steps = np.zeros(B, np.int64)
+        B, rule = (xs.shape[0] if static else xs.shape[1]), self.protocol.readout
+        rows = _Rows(B, self.protocol.num_classes)
         spikes = {k: np.zeros(B) for k in [*self.spiking, cost.INPUT]} if counts else {}
-        active = np.arange(B)
-        acc = np.zeros((B, C), np.float64)
         run_spikes = {k: np.zeros(B) for k in spikes}
         if neuron_counts:  # per neuron, under keys "<node>/neurons", compacted like the totals
             shapes = dict(zip(self.spiking, self._spike_shapes))
@@ -316,47 +344,36 @@ class Session:
         profile = []
         ask_from = min(first_exit(policy), T)
         start = time.perf_counter()
-        live = np.ones(B, bool)  # rows of the batch whose sample still runs (see COMPACT_AT)
         for t in range(T):
-            stepper.step(cur if static else xs[t] if len(active) == B else xs[t, active], t)
-            profile.append(int(live.sum()))
-            acc += stepper.y
+            n = len(rows.active)
+            stepper.step(cur if static else xs[t] if n == B else xs[t, rows.active], t)
+            profile.append(int(rows.live.sum()))
+            rows.acc += stepper.y
             if counts:
                 for name, buf in zip(self.spiking, stepper.extra):
-                    run_spikes[name] += buf.reshape(len(active), -1).sum(1, dtype=np.float64)
+                    run_spikes[name] += buf.reshape(n, -1).sum(1, dtype=np.float64)
                     if neuron_counts:
                         run_spikes[f"{name}/neurons"] += buf
-                run_spikes[cost.INPUT] += stepper.x.reshape(len(active), -1).sum(1, dtype=np.float64)
+                run_spikes[cost.INPUT] += stepper.x.reshape(n, -1).sum(1, dtype=np.float64)
             if t + 1 < ask_from:  # no sample may stop yet: neither readout nor policy call
                 continue
-            logits = readout(acc, stepper.y, t + 1, rule)
-            all_live = profile[-1] == len(active)
-            asked = np.asarray(policy.should_exit(t + 1, logits if all_live else logits[live]), bool) | (t + 1 >= T)
-            done = asked if all_live else np.zeros(len(active), bool)
-            if not all_live:
-                done[live] = asked  # the policy sees only the samples still running
+            done = rows.exit(policy, t + 1, readout(rows.acc, stepper.y, t + 1, rule), T)
             if done.any():
-                idx = active[done]
-                out[idx] = logits[done]
-                steps[idx] = t + 1
                 for k in spikes:
-                    spikes[k][idx] = run_spikes[k][done]
-                live &= ~done
-            if not live.any():
+                    spikes[k][rows.active[done]] = run_spikes[k][done]
+            if not rows.live.any():
                 break
-            if _compact_now(live):
-                go = live
-                active, acc, live = active[go], acc[go], live[go]
+            if (go := rows.compact()) is not None:
                 run_spikes = {k: v[go] for k, v in run_spikes.items()}
                 if static:
                     cur = cur[go]
-                stepper.keep(go, self._runner(threads_for(len(active), self.threads), counts))
+                stepper.keep(go, self._runner(threads_for(len(rows.active), self.threads), counts))
         seconds = time.perf_counter() - start
         self._spare = ((B, counts), stepper)  # the next run of this batch reuses it
-        result = RunResult(out.argmax(1), out, steps, seconds, profile)
+        result = RunResult(rows.out.argmax(1), rows.out, rows.steps, seconds, profile)
         if counts:
             result.spike_counts = {k: spikes[k] for k in self.spiking}
-            result.cost = self._cost(steps, {k: v for k, v in spikes.items() if "/" not in k})
+            result.cost = self._cost(rows.steps, {k: v for k, v in spikes.items() if "/" not in k})
             if neuron_counts:
                 result.neuron_counts = {k: spikes[f"{k}/neurons"] for k in self.spiking}
         return result
@@ -374,17 +391,13 @@ class Session:
         steppers = [s._stepper(B, counts) for s in stages]
         for st in steppers:
             st.reset()
-        out = np.zeros((B, self.protocol.num_classes), np.float32)
-        steps = np.zeros(B, np.int64)
+        rows = _Rows(B, self.protocol.num_classes)
         stage_steps = np.zeros((len(stages), B), np.int64)
         keys = [[*s.spiking, cost.INPUT] for s in stages]
         spikes = [{k: np.zeros(B) for k in ks} for ks in keys] if counts else []
         if neuron_counts:
             for s, sp in zip(stages, spikes):
                 sp.update({f"{k}/neurons": np.zeros((B, *sh)) for k, sh in zip(s.spiking, s._spike_shapes)})
-        active = np.arange(B)  # the samples in the batch's rows, in order
-        acc = np.zeros((B, self.protocol.num_classes), np.float64)
-        live = np.ones(B, bool)  # rows whose sample still runs
         profile: list[int] = []
         ask_from = min(first_exit(policy), T)
         last = len(stages) - 1
@@ -395,12 +408,13 @@ class Session:
 
         def first(j: int) -> np.ndarray:
             x = xs if static else xs[j]
-            return x if len(active) == B else x[active]
+            return x if len(rows.active) == B else x[rows.active]
 
         start = time.perf_counter()
         schedule = Stream(self.protocol.config or (), first, step)
         for i, j, x in schedule:
-            n, running = len(active), active[live]
+            live = rows.live
+            n, running = len(live), rows.active[live]
             stage_steps[i, running] += 1
             if counts:
                 sp = spikes[i]
@@ -412,23 +426,17 @@ class Session:
             if i != last:
                 continue
             profile.append(len(running))
-            acc += steppers[i].y
+            rows.acc += steppers[i].y
             if j + 1 < ask_from:
                 continue
-            logits = readout(acc, steppers[i].y, j + 1, rule)
-            done = np.zeros(n, bool)
-            done[live] = np.asarray(policy.should_exit(j + 1, logits[live]), bool) | (j + 1 >= T)
-            out[active[done]], steps[active[done]] = logits[done], j + 1
-            live &= ~done
-            if not live.any():
+            rows.exit(policy, j + 1, readout(rows.acc, steppers[i].y, j + 1, rule), T)
+            if not rows.live.any():
                 break
-            if _compact_now(live):
-                go = live
-                active, acc, live = active[go], acc[go], live[go]
+            if (go := rows.compact()) is not None:
                 for s, st in zip(stages, steppers):
-                    st.keep(go, s._runner(threads_for(len(active), s.threads), counts))
+                    st.keep(go, s._runner(threads_for(len(rows.active), s.threads), counts))
                 schedule.keep(go)
-        result = RunResult(out.argmax(1), out, steps, time.perf_counter() - start, profile)
+        result = RunResult(rows.out.argmax(1), rows.out, rows.steps, time.perf_counter() - start, profile)
         if counts:
             result.spike_counts = {k: sp[k] for s, sp in zip(stages, spikes) for k in s.spiking}
             parts = [
