@@ -55,7 +55,41 @@ def threads_for(batch: int, requested: int | None) -> int:
     return 1 if batch <= 1 else 0
 
 
-class Stepper:
+class RowBuffers:
+    """Whole-batch buffers allocated once, shared by the steppers: a shrunk batch runs on
+    their first rows (C-order prefixes are contiguous), so compaction allocates nothing.
+
+    A stepper binds views of the first ``batch`` rows to a runner in ``_bind`` and names
+    its state buffers in ``_state_rows``; ``keep`` and ``regrow`` are the same for all."""
+
+    _full_x: np.ndarray
+    x: np.ndarray
+
+    @property
+    def batch(self) -> int:
+        return self.x.shape[0]
+
+    def _bind(self, runner: object, batch: int) -> None:
+        raise NotImplementedError
+
+    def _state_rows(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(whole-batch buffer, view of the rows in use) of every state."""
+        raise NotImplementedError
+
+    def regrow(self, runner: object) -> None:
+        """Back to the whole batch it was made for (after :meth:`keep`), on ``runner``."""
+        self._bind(runner, len(self._full_x))
+
+    def keep(self, mask: np.ndarray, runner: object) -> None:
+        """Only the samples where ``mask`` is true go on (possibly on another runner): their
+        states move to the first rows (``s[mask]`` copies before the write)."""
+        n = int(mask.sum())
+        for full, s in self._state_rows():
+            full[:n] = s[mask]
+        self._bind(runner, n)
+
+
+class Stepper(RowBuffers):
     """Steps one onnxruntime session over a batch, keeping the states between steps.
 
     ``extra`` names the additional outputs (neuron outputs) and ``extra_shapes`` their
@@ -73,8 +107,6 @@ class Stepper:
     ):
         self.proto = proto
         self.names = list(extra)
-        # buffers for the whole batch, allocated once: a shrunk batch runs on their first rows
-        # (C-order prefixes are contiguous), so compaction allocates nothing
         self._full_x = np.zeros((batch, *proto.input_shape), np.float32)
         self._full_y = np.zeros((batch, *proto.y_shape), np.float32)
         self._full_extra = [np.zeros((batch, *s), np.float32) for s in extra_shapes]
@@ -83,16 +115,16 @@ class Stepper:
         self._bind(session, batch)
 
     @property
-    def batch(self) -> int:
-        return self.x.shape[0]
-
-    @property
     def states(self) -> list[np.ndarray]:
         return self._sets[self._p]
 
-    def _bind(self, session: ort.InferenceSession, batch: int) -> None:
+    def _state_rows(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        return list(zip(self._full_sets[self._p], self.states))
+
+    def _bind(self, runner: object, batch: int) -> None:
         p = self.proto
-        self.session = session
+        assert isinstance(runner, ort.InferenceSession)
+        self.session = session = runner
         self.x = self._full_x[:batch]
         self.t = np.zeros((), np.int64)
         self.y = self._full_y[:batch]
@@ -130,15 +162,3 @@ class Stepper:
         """Back to the zero state (t = 0): the buffers and bindings are kept for the next run."""
         for s in self.states:
             s.fill(0.0)
-
-    def regrow(self, session: ort.InferenceSession) -> None:
-        """Back to the whole batch it was made for (after :meth:`keep`), on ``session``."""
-        self._bind(session, len(self._full_x))
-
-    def keep(self, mask: np.ndarray, session: ort.InferenceSession) -> None:
-        """Only the samples where ``mask`` is true go on (possibly on another session): their
-        states move to the first rows (``s[mask]`` copies before the write)."""
-        n = int(mask.sum())
-        for full, s in zip(self._full_sets[self._p], self.states):
-            full[:n] = s[mask]
-        self._bind(session, n)

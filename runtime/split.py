@@ -27,6 +27,7 @@ import onnx
 import onnxruntime as ort
 from onnx.utils import Extractor
 
+from .engine import RowBuffers
 from .neuron import kernels
 from .neuron.functions import DOMAIN
 from .protocol import Protocol
@@ -113,7 +114,7 @@ def with_value_info(model: onnx.ModelProto, names: Sequence[str]) -> onnx.ModelP
     return m
 
 
-class SplitStepper:
+class SplitStepper(RowBuffers):
     """The :class:`runtime.engine.Stepper` interface over a :class:`Plan`: ``x``, ``y``,
     ``states`` (in the protocol's order), ``extra`` (spikes of the named neuron outputs),
     ``step``, ``reset``, ``keep``. The membranes are updated in place (one set)."""
@@ -128,25 +129,24 @@ class SplitStepper:
     ):
         self.plan, self.proto, self.names = p, proto, list(extra)
         shapes = {s.name: s.shape for s in proto.states}
-        # whole-batch buffers, allocated once; a shrunk batch runs on their first rows
         self._full_u = [np.zeros((batch, *shapes[n.state]), np.float32) for n in p.neurons]
         self._full_cur = [np.zeros_like(u) for u in self._full_u]
         self._full_spikes = [np.zeros_like(u) for u in self._full_u]
         self._full_x = np.zeros((batch, *proto.input_shape), np.float32)
         self._full_y = np.zeros((batch, *proto.y_shape), np.float32)
-        self._bind(batch, sessions)
-
-    @property
-    def batch(self) -> int:
-        return self.x.shape[0]
+        self._bind(sessions, batch)
 
     @property
     def states(self) -> list[np.ndarray]:
         by_name = {n.state: u for n, u in zip(self.plan.neurons, self._u)}
         return [by_name[s.name] for s in self.proto.states]
 
-    def _bind(self, batch: int, sessions: Sequence[Segment]) -> None:
-        p = self.plan
+    def _state_rows(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        return list(zip(self._full_u, self._u))
+
+    def _bind(self, runner: object, batch: int) -> None:
+        p, sessions = self.plan, runner
+        assert isinstance(sessions, Sequence)
         self._u = [a[:batch] for a in self._full_u]
         self.x, self.y = self._full_x[:batch], self._full_y[:batch]
         self._cur = [a[:batch] for a in self._full_cur]
@@ -166,15 +166,6 @@ class SplitStepper:
     def reset(self) -> None:
         for u in self._u:
             u.fill(0.0)
-
-    def regrow(self, sessions: Sequence[Segment]) -> None:
-        self._bind(len(self._full_x), sessions)
-
-    def keep(self, mask: np.ndarray, sessions: Sequence[Segment]) -> None:
-        n = int(mask.sum())
-        for full, u in zip(self._full_u, self._u):
-            full[:n] = u[mask]  # u[mask] copies before the write
-        self._bind(n, sessions)
 
 
 def _bound(seg: Segment, a: np.ndarray, b: np.ndarray, src: str, dst: str) -> Callable[[], None]:
