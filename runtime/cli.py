@@ -53,6 +53,12 @@ def _data(p: argparse.ArgumentParser) -> None:
     p.add_argument("--binning", default=None, help="events: equal or fixed (default: as trained)")
 
 
+def _horizon(p: argparse.ArgumentParser, tmax_help: str) -> None:
+    """--tmin and --tmax of the commands that compare exit policies (tradeoff, calibrate-exit)."""
+    p.add_argument("--tmin", type=cliargs.steps, default=1, help="no exit before this step")
+    p.add_argument("--tmax", type=cliargs.steps, default=None, help=f"{tmax_help} (default: the trained T)")
+
+
 def _warn(notes: list[str | None]) -> list[str]:
     """Print each note on stderr (``warning: ...``) and return them for ``--json``."""
     kept = list(dict.fromkeys(n for n in notes if n))
@@ -374,8 +380,7 @@ def parser() -> argparse.ArgumentParser:
         default=[0.5, 0.7, 0.8, 0.9, 0.95, 0.99],
         help="confidence thresholds to sweep",
     )
-    p.add_argument("--tmin", type=cliargs.steps, default=1, help="no exit before this step")
-    p.add_argument("--tmax", type=cliargs.steps, default=None, help="default: the trained T")
+    _horizon(p, "the longest run")
     p.add_argument("--fixed-curve", action="store_true", help="also run fixed T = 1 .. tmax")
     p.add_argument("--plot", type=cliargs.png_path, default=None, help="write the curves as a PNG")
     p = sub.add_parser(
@@ -412,13 +417,7 @@ def parser() -> argparse.ArgumentParser:
         default=["fixed", "confidence", "margin", "entropy"],
         help="candidates to consider: fixed T and exit rules (default: fixed confidence margin entropy)",
     )
-    p.add_argument("--tmin", type=cliargs.steps, default=1, help="no exit before this step")
-    p.add_argument(
-        "--tmax",
-        type=cliargs.steps,
-        default=None,
-        help="the reference fixed T and the longest horizon considered (default: the trained T)",
-    )
+    _horizon(p, "the reference fixed T and the longest horizon considered")
     from .event.cli import add_event_bench
     from .stream_cli import add_stream
 
