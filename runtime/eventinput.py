@@ -11,6 +11,8 @@ hide a broken recording.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from .errors import InputError
@@ -36,6 +38,25 @@ def check_stream(
     ``t_after``: the stream continues one whose last timestamp was this (its first
     timestamp may not be earlier).
     """
+    return tuple(check_events(ev, shape, t_after, what))
+
+
+@functools.lru_cache(maxsize=64)
+def _dtype_problem(dtype: np.dtype) -> str | None:
+    """What is wrong with a structured dtype's x, y, p, t fields (None: nothing); per dtype,
+    once: the event engine validates every stream it runs, and a stream can be one event."""
+    for f in ("x", "y", "p"):
+        if not np.issubdtype(dtype[f], np.integer):
+            return f"field {f!r} has dtype {dtype[f]}; expected integers"
+    if not (np.issubdtype(dtype["t"], np.integer) or np.issubdtype(dtype["t"], np.floating)):
+        return f"field 't' has dtype {dtype['t']}; expected integer µs"
+    return None
+
+
+def check_events(ev: object, shape: tuple[int, int, int], t_after: int = -1, what: str = "event stream") -> np.ndarray:
+    """:func:`check_stream` as one C-contiguous int64 array ``[4, n]`` (rows x, y, p, t):
+    the form the event kernels take. The ranges are tested on the converted rows with one
+    min and one max over all four; the messages are built only when a test fails."""
     names = getattr(getattr(ev, "dtype", None), "names", None)
     if not isinstance(ev, np.ndarray) or names is None or not set(FIELDS) <= set(names):
         raise EventInputError(
@@ -44,41 +65,40 @@ def check_stream(
         )
     if ev.ndim != 1:
         raise EventInputError(f"{what} has shape {list(ev.shape)}; expected a 1-D array of events")
-    for f in ("x", "y", "p"):
-        if not np.issubdtype(ev.dtype[f], np.integer):
-            raise EventInputError(f"{what}: field {f!r} has dtype {ev.dtype[f]}; expected integers")
-    if not (np.issubdtype(ev.dtype["t"], np.integer) or np.issubdtype(ev.dtype["t"], np.floating)):
-        raise EventInputError(f"{what}: field 't' has dtype {ev.dtype['t']}; expected integer µs")
+    problem = _dtype_problem(ev.dtype)
+    if problem is not None:
+        raise EventInputError(f"{what}: {problem}")
     t = ev["t"]
     if np.issubdtype(t.dtype, np.floating):
         if not np.isfinite(t).all():
             raise EventInputError(f"{what}: {int((~np.isfinite(t)).sum())} timestamps are NaN or infinite")
         if np.any(t != np.floor(t)):
             raise EventInputError(f"{what}: timestamps must be whole µs; got fractions (e.g. {t[t != np.floor(t)][0]})")
-    if len(t) and t.min() < 0:
-        raise EventInputError(f"{what}: negative timestamps (min {t.min()}); expected µs >= 0")
-    if len(t) and t.max() > MAX_T_US:
-        raise EventInputError(
-            f"{what}: timestamp {t.max()} µs is beyond {MAX_T_US} µs (about 101 days); "
-            "expected µs since the start of the recording"
-        )
+        _check_t_range(t, what)  # before the cast: a float beyond int64 has no int64 value
+    out = np.empty((4, len(ev)), np.int64)
+    for row, f in zip(out, FIELDS):
+        row[...] = ev[f]  # an unsigned value beyond int64 wraps negative: refused below
+    if len(ev) == 0:
+        return out
+    lo, hi = out.min(axis=1), out.max(axis=1)
+    if lo[3] < 0 or hi[3] > MAX_T_US:
+        _check_t_range(t, what)
     C, H, W = shape
-    for f, size, name in (("x", W, "width"), ("y", H, "height")):
-        a = ev[f]
-        if len(a) and (a.min() < 0 or a.max() >= size):
+    for k, size, name in ((0, W, "width"), (1, H, "height")):
+        if lo[k] < 0 or hi[k] >= size:
+            a, f = ev[FIELDS[k]], FIELDS[k]
             bad = int(((a < 0) | (a >= size)).sum())
             raise EventInputError(
                 f"{what}: {bad} events have {f} outside the sensor (range {a.min()}..{a.max()}; "
                 f"the model's sensor {name} is {size}: 0..{size - 1})"
             )
-    p = ev["p"]
-    if len(p) and (p.min() < 0 or p.max() >= C):
+    if lo[2] < 0 or hi[2] >= C:
         raise EventInputError(
-            f"{what}: polarity values {sorted(set(np.unique(p).tolist()))[:5]} found; this "
+            f"{what}: polarity values {sorted(set(np.unique(ev['p']).tolist()))[:5]} found; this "
             f"model expects p in 0..{C - 1} (ON = 1, OFF = 0; map a -1/+1 encoding with "
             "p = (p > 0))"
         )
-    t64 = t.astype(np.int64)
+    t64 = out[3]
     if len(t64) > 1:
         down = np.flatnonzero(np.diff(t64) < 0)
         if down.size:
@@ -88,13 +108,22 @@ def check_stream(
                 f"{t64[i]}); the engine refuses unsorted streams rather than guess. Sort "
                 "with ev = ev[np.argsort(ev['t'], kind='stable')]"
             )
-    if len(t64) and t64[0] < t_after:
+    if t64[0] < t_after:
         raise EventInputError(
             f"{what} starts at t = {t64[0]} µs, before the end of the previous chunk "
             f"(t = {t_after} µs); chunks must continue in time"
         )
-    as64 = lambda a: np.ascontiguousarray(a, dtype=np.int64)
-    return as64(ev["x"]), as64(ev["y"]), as64(p), t64
+    return out
+
+
+def _check_t_range(t: np.ndarray, what: str) -> None:
+    if len(t) and t.min() < 0:
+        raise EventInputError(f"{what}: negative timestamps (min {t.min()}); expected µs >= 0")
+    if len(t) and t.max() > MAX_T_US:
+        raise EventInputError(
+            f"{what}: timestamp {t.max()} µs is beyond {MAX_T_US} µs (about 101 days); "
+            "expected µs since the start of the recording"
+        )
 
 
 def sort_stream(ev: np.ndarray) -> np.ndarray:

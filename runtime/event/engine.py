@@ -28,8 +28,8 @@ from ..protocol import ModelError, Protocol, one_rate, read_model
 from ..result import EventResult
 from .graph import Layer, lower
 from .kernel import run_events, run_streams
-from .network import KIND, KIND_SPIKING, EventState, initial_state, layer_view, pack
-from .validate import EventInputError, check_stream
+from .network import KIND, KIND_SPIKING, EventState, initial_state, layer_index, pack
+from .validate import EventInputError, check_events
 
 MAX_PENDING = 2**22  # events held back at one timestamp (4 int64 each: 128 MiB)
 
@@ -61,6 +61,13 @@ class EventEngine:
         # the recorded train: the readout's spikes if it spikes, else those that feed the readout
         self.record_layer = spiking[-1]
         self.record_size = self.layers[self.record_layer].size
+        # gathers, built once, from the engine's neuron order to the outputs' (ONNX) order
+        last = len(self.layers) - 1
+        self._out_index = layer_index(self.net, self.layers, last)
+        self._out_spiking = bool(self.net.P[last, KIND] == KIND_SPIKING)
+        self._count_index = {
+            self.layer_name(i): (layer_index(self.net, self.layers, i), self.layers[i].out_shape) for i in spiking
+        }
 
     @property
     def sensor(self) -> tuple[int, int, int]:
@@ -79,10 +86,9 @@ class EventEngine:
 
         Events at the chunk's last timestamp are held back in ``state.pending`` (the next
         chunk may hold more of that instant); :meth:`flush` runs them at the end."""
-        x, y, p, t = check_stream(chunk, self.sensor, state.t_now, "chunk")
-        if len(t) == 0:
+        ev = check_events(chunk, self.sensor, state.t_now, "chunk")
+        if ev.shape[1] == 0:
             return state, self._empty()
-        ev = np.stack([x, y, p, t])
         if state.pending is not None:
             ev = np.concatenate([state.pending, ev], axis=1)
         cut = int(np.searchsorted(ev[3], ev[3, -1], side="left"))
@@ -159,23 +165,20 @@ class EventEngine:
         return EventResult(out.argmax(-1), out, counts, np.array(state.events), np.array(state.synops))
 
     def _outputs(self, v: np.ndarray, cnt: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        last = len(self.layers) - 1
-        src = cnt if self.net.P[last, KIND] == KIND_SPIKING else v
-        out = layer_view(self.net, self.layers, src, last).reshape(*v.shape[:-1], -1).astype(np.float64)
-        counts = {
-            self.layer_name(i): np.ascontiguousarray(layer_view(self.net, self.layers, cnt, i)) for i in self.spiking
-        }
+        lead = v.shape[:-1]
+        out = (cnt if self._out_spiking else v)[..., self._out_index].astype(np.float64)
+        counts = {name: cnt[..., idx].reshape(*lead, *shape) for name, (idx, shape) in self._count_index.items()}
         return out, counts
 
     def run(self, stream: np.ndarray, until: float | None = None) -> tuple[EventResult, SpikeTrain]:
         """One whole stream: result and the recorded spike train (``until``: see :meth:`flush`)."""
-        x, y, p, t = check_stream(stream, self.sensor)
-        if len(t) == 0:
+        ev = check_events(stream, self.sensor)
+        if ev.shape[1] == 0:
             raise EventInputError("the event stream is empty: no events, nothing to run")
         state = self.initial_state()
         # feed + flush of the whole stream in one kernel call: nothing is held back at the end
-        end = _end(until, int(t[-1]))
-        train = self._run(state, np.stack([x, y, p, t]), end)
+        end = _end(until, int(ev[3, -1]))
+        train = self._run(state, ev, end)
         state.t_now = math.ceil(end)
         return self.result(state), train
 
@@ -190,12 +193,12 @@ class EventEngine:
             )
         parts = []
         for b, s in enumerate(streams):
-            parts.append(check_stream(s, self.sensor, what=f"event stream {b}"))
-            if len(parts[-1][3]) == 0:
+            parts.append(check_events(s, self.sensor, what=f"event stream {b}"))
+            if parts[-1].shape[1] == 0:
                 raise EventInputError(f"event stream {b} is empty: no events, nothing to run")
-        x, y, p, t = (np.concatenate([q[k] for q in parts]) for k in range(4))
-        offsets = np.concatenate([[0], np.cumsum([len(q[3]) for q in parts])]).astype(np.int64)
-        ends = np.array([_end(until, q[3][-1]) for q in parts])
+        x, y, p, t = np.concatenate(parts, axis=1)
+        offsets = np.concatenate([[0], np.cumsum([q.shape[1] for q in parts])]).astype(np.int64)
+        ends = np.array([_end(until, q[3, -1]) for q in parts])
         B, n = len(parts), self.net.n_neurons
         V, A, TL, TN = np.zeros((B, n)), np.zeros((B, n)), np.zeros((B, self.net.n_groups)), np.zeros((B, n))
         PRED, CNT, SYN = np.full((B, n), np.inf), np.zeros((B, n), np.int64), np.zeros(B, np.int64)
