@@ -62,6 +62,21 @@ def _nan_t() -> np.ndarray:
 CASES["NaN t"] = (_nan_t, "NaN")
 
 
+def _typed(dtype: str, field: str, value) -> np.ndarray:
+    """Three events with ``field`` of ``dtype`` (the others int64); event 1's set to ``value``."""
+    ev = np.zeros(3, [(f, dtype if f == field else "i8") for f in ("x", "y", "p", "t")])
+    ev["t"] = [1, 2, 3]
+    ev[field][1] = value
+    return ev
+
+
+# the check converts to int64 before its range tests: values with no int64 form are refused
+CASES["uint64 t beyond int64"] = (lambda: _typed("u8", "t", 2**63 + 5), "beyond")
+CASES["uint64 x beyond int64"] = (lambda: _typed("u8", "x", 2**64 - 1), "x outside the sensor")
+CASES["float t beyond int64"] = (lambda: _typed("f8", "t", 1e30), "beyond")
+CASES["fractional t"] = (lambda: _typed("f8", "t", 1.5), "whole µs")
+
+
 @pytest.mark.parametrize("case", list(CASES))
 def test_bad_stream_is_refused_before_the_kernel(eng, case):
     make, message = CASES[case]
