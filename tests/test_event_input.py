@@ -129,5 +129,7 @@ def test_cli_event_mode_json_has_sd(tmp_path):
     assert r.returncode == 2 and "static images" in r.stderr
     r = run_cli("runtime", "event-bench", model, "--data", "digits", "--limit", "2", "--json")
     assert r.returncode == 0, r.stderr
-    rows = json.loads(r.stdout)["rows"]
+    bench = json.loads(r.stdout)
+    rows, fixed = bench["rows"], bench["fixed_cost"]
     assert len(rows) == 5 and all(row["events_per_s"] > 0 for row in rows)
+    assert 0 < fixed["run_us_min"] <= fixed["run_us_median"] and 0 < fixed["batch_us_min"] <= fixed["batch_us_median"]

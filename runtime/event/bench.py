@@ -15,7 +15,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+import numpy as np
+
 from ..data import Dataset
+from ..data.events import make_events
 from ..session import Session, load
 from .engine import EventEngine
 from .evaluate import check_dataset
@@ -39,6 +42,28 @@ def _row(name: str, wall: float, cpu: float, n: int, events: int, synops: int | 
     if synops is not None:
         row.update(msynops_per_s=synops / wall / 1e6, msynops_per_cpu_s=synops / cpu / 1e6)
     return row
+
+
+def fixed_cost(engine: EventEngine, reps: int = 200, batch: int = 64) -> dict[str, float]:
+    """What a stream costs besides its synaptic operations: µs of wall time for a stream of
+    one event, min and median over ``reps`` calls, one at a time (``run``: validation,
+    state, kernel call, outputs) and per stream in ``run_batch`` of ``batch`` such streams."""
+    one = make_events([0], [0], [0], [1])
+
+    def stats(fn: Callable[[], object], per: int, n: int) -> tuple[float, float]:
+        ts = [timed(fn)[0] * 1e6 / per for _ in range(n)]
+        return float(np.min(ts)), float(np.median(ts))
+
+    engine.run(one)
+    engine.run_batch([one] * batch)
+    run_min, run_median = stats(lambda: engine.run(one), 1, reps)
+    batch_min, batch_median = stats(lambda: engine.run_batch([one] * batch), batch, max(1, reps // 10))
+    return {
+        "run_us_min": run_min,
+        "run_us_median": run_median,
+        "batch_us_min": batch_min,
+        "batch_us_median": batch_median,
+    }
 
 
 def event_bench(
@@ -83,6 +108,7 @@ def event_bench(
         "synops_per_sample": synops / n,
         "dense_macs_per_sample": dense,
         "rows": rows,
+        "fixed_cost": fixed_cost(engine),
         "crossover": {
             "activity": synops / n / dense,
             "activity_at_crossover": cross / dense,

@@ -99,6 +99,11 @@ def cmd_event_bench(a: argparse.Namespace) -> None:
             ],
         )
     )
+    f = r["fixed_cost"]
+    print(
+        f"fixed cost of a one-event stream: run {f['run_us_min']:.0f} µs min / {f['run_us_median']:.0f} "
+        f"median; run_batch {f['batch_us_min']:.0f} / {f['batch_us_median']:.0f} µs per stream (64 streams)"
+    )
     c = r["crossover"]
     print(
         f"activity of this data: synaptic ops = {100 * c['activity']:.2f}% of the dense MACs over T steps; "
