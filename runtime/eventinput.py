@@ -69,7 +69,7 @@ def check_events(ev: object, shape: tuple[int, int, int], t_after: int = -1, wha
     if problem is not None:
         raise EventInputError(f"{what}: {problem}")
     t = ev["t"]
-    if np.issubdtype(t.dtype, np.floating):
+    if t.dtype.kind == "f":
         if not np.isfinite(t).all():
             raise EventInputError(f"{what}: {int((~np.isfinite(t)).sum())} timestamps are NaN or infinite")
         if np.any(t != np.floor(t)):

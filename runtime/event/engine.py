@@ -28,7 +28,7 @@ from ..protocol import ModelError, Protocol, one_rate, read_model
 from ..result import EventResult
 from .graph import Layer, lower
 from .kernel import run_events, run_streams
-from .network import KIND, KIND_SPIKING, EventState, initial_state, layer_index, pack
+from .network import KIND, KIND_SPIKING, EventState, initial_state, layer_view, pack
 from .validate import EventInputError, check_events
 
 MAX_PENDING = 2**22  # events held back at one timestamp (4 int64 each: 128 MiB)
@@ -61,13 +61,8 @@ class EventEngine:
         # the recorded train: the readout's spikes if it spikes, else those that feed the readout
         self.record_layer = spiking[-1]
         self.record_size = self.layers[self.record_layer].size
-        # gathers, built once, from the engine's neuron order to the outputs' (ONNX) order
-        last = len(self.layers) - 1
-        self._out_index = layer_index(self.net, self.layers, last)
-        self._out_spiking = bool(self.net.P[last, KIND] == KIND_SPIKING)
-        self._count_index = {
-            self.layer_name(i): (layer_index(self.net, self.layers, i), self.layers[i].out_shape) for i in spiking
-        }
+        self._names = {i: self.layer_name(i) for i in spiking}
+        self._out_spiking = bool(self.net.P[len(self.layers) - 1, KIND] == KIND_SPIKING)
 
     @property
     def sensor(self) -> tuple[int, int, int]:
@@ -165,10 +160,12 @@ class EventEngine:
         return EventResult(out.argmax(-1), out, counts, np.array(state.events), np.array(state.synops))
 
     def _outputs(self, v: np.ndarray, cnt: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        lead = v.shape[:-1]
-        out = (cnt if self._out_spiking else v)[..., self._out_index].astype(np.float64)
-        counts = {name: cnt[..., idx].reshape(*lead, *shape) for name, (idx, shape) in self._count_index.items()}
-        return out, counts
+        """The readout (float64) and each spiking layer's counts, in ONNX order (C, H, W):
+        strided copies of the layers' (H, W, C) views (faster than gathers by index)."""
+        net, layers, last = self.net, self.layers, len(self.layers) - 1
+        out = layer_view(net, layers, cnt if self._out_spiking else v, last).reshape(*v.shape[:-1], -1)
+        counts = {name: np.ascontiguousarray(layer_view(net, layers, cnt, i)) for i, name in self._names.items()}
+        return out.astype(np.float64), counts
 
     def run(self, stream: np.ndarray, until: float | None = None) -> tuple[EventResult, SpikeTrain]:
         """One whole stream: result and the recorded spike train (``until``: see :meth:`flush`)."""
@@ -200,10 +197,9 @@ class EventEngine:
         offsets = np.concatenate([[0], np.cumsum([q.shape[1] for q in parts])]).astype(np.int64)
         ends = np.array([_end(until, q[3, -1]) for q in parts])
         B, n = len(parts), self.net.n_neurons
-        V, A, TL, TN = np.zeros((B, n)), np.zeros((B, n)), np.zeros((B, self.net.n_groups)), np.zeros((B, n))
-        PRED, CNT, SYN = np.full((B, n), np.inf), np.zeros((B, n), np.int64), np.zeros(B, np.int64)
+        V, CNT, SYN = np.zeros((B, n)), np.zeros((B, n), np.int64), np.zeros(B, np.int64)
         start = time.perf_counter()
-        run_streams(self.net.P, self.net.F, self.net.W, x, y, p, t, offsets, ends, V, A, TL, TN, PRED, CNT, SYN)
+        run_streams(self.net.P, self.net.F, self.net.W, x, y, p, t, offsets, ends, self.net.n_groups, V, CNT, SYN)
         seconds = time.perf_counter() - start
         if np.any(SYN < 0):
             raise _unresolvable()

@@ -601,10 +601,14 @@ def run_events(
 
 
 @njit(cache=True, parallel=True)
-def run_streams(P, F, W, ex, ey, ep, et, offsets, until, V, A, TL, TN, PRED, CNT, SYN) -> None:
+def run_streams(P, F, W, ex, ey, ep, et, offsets, until, n_groups: int, V, CNT, SYN) -> None:
     """Whole streams in parallel: stream b is ``[offsets[b], offsets[b + 1])``, its
-    crossings run up to ``until[b]``, state row b. ``SYN[b]`` -1: the stream stopped as
-    :func:`run_events` does with ``tally[2] = 2``."""
+    crossings run up to ``until[b]``; its membranes and spike counts end in ``V[b]`` and
+    ``CNT[b]``. The other state (second state, update and crossing times) is each
+    stream's own scratch, made here: no ``[streams, neurons]`` arrays of it to allocate
+    and zero (they were most of a short stream's cost). ``SYN[b]`` -1: the stream
+    stopped as :func:`run_events` does with ``tally[2] = 2``."""
+    n = V.shape[1]
     for b in prange(offsets.size - 1):
         tally = np.zeros(3, np.int64)
         none_i, none_t = np.empty(0, np.int64), np.empty(0, np.float64)
@@ -620,10 +624,10 @@ def run_streams(P, F, W, ex, ey, ep, et, offsets, until, V, A, TL, TN, PRED, CNT
             offsets[b + 1],
             until[b],
             V[b],
-            A[b],
-            TL[b],
-            TN[b],
-            PRED[b],
+            np.zeros(n),
+            np.zeros(n_groups),
+            np.zeros(n),
+            np.full(n, np.inf),
             CNT[b],
             -1,
             none_t,

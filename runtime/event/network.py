@@ -120,9 +120,11 @@ def initial_state(net: Net) -> EventState:
     )
 
 
-def layer_index(net: Net, layers: Sequence[Layer], i: int) -> np.ndarray:
-    """Where layer ``i``'s neurons are in per-neuron arrays ``[..., n_neurons]``, in ONNX order
-    (C, H, W): ``flat[..., layer_index(...)]`` is the layer (the engine keeps (H, W, C))."""
+def layer_view(net: Net, layers: Sequence[Layer], flat: np.ndarray, i: int) -> np.ndarray:
+    """Layer ``i``'s slice of per-neuron arrays ``[..., n_neurons]``, in ONNX order ``[..., C, H, W]``."""
     L = layers[i]
     c, h, w = L.out_shape
-    return int(net.P[i, VOFF]) + np.arange(L.size).reshape(h, w, c).transpose(2, 0, 1).ravel()
+    start = int(net.P[i, VOFF])
+    part = flat[..., start : start + L.size].reshape(*flat.shape[:-1], h, w, c)
+    lead = list(range(part.ndim - 3))
+    return part.transpose(*lead, part.ndim - 1, part.ndim - 3, part.ndim - 2)  # (h, w, c) -> (c, h, w)
