@@ -47,7 +47,7 @@ class NotSplittable(ValueError):
 class Neuron:
     current: str  # the tensor the layer reads
     out: str  # its spikes
-    state: str  # its membrane state's name (input; output is f"{state}_out")
+    states: tuple[str, ...]  # its states' names, the kind's order (inputs; outputs f"{state}_out")
     kernel: kernels.Kernel
 
 
@@ -80,12 +80,14 @@ def plan(model: onnx.ModelProto, proto: Protocol) -> Plan:
         if node.domain != DOMAIN:
             continue
         n = info.get(node.name)
-        if n is None or not kernels.supported(n.spec) or len(n.states) != 1:
+        if n is None or not kernels.supported(n.spec):
             kind = n.spec.kind if n else node.op_type
-            raise NotSplittable(f"neuron {node.name!r} ({kind}) has no one-state kernel ({list(kernels.KINDS)})")
-        if list(node.input[1:]) != [n.states[0]] or list(node.output[1:]) != [f"{n.states[0]}_out"]:
-            raise NotSplittable(f"neuron {node.name!r} does not read and write its state directly")
-        neurons.append(Neuron(node.input[0], node.output[0], n.states[0], kernels.kernel(n.spec)))
+            raise NotSplittable(
+                f"neuron {node.name!r} ({kind}) has no kernel (kinds with one: {kernels.with_kernels()})"
+            )
+        if list(node.input[1:]) != list(n.states) or list(node.output[1:]) != [f"{s}_out" for s in n.states]:
+            raise NotSplittable(f"neuron {node.name!r} does not read and write its states directly")
+        neurons.append(Neuron(node.input[0], node.output[0], tuple(n.states), kernels.kernel(n.spec)))
     if not neurons:
         raise NotSplittable("the model has no neuron layer")
     if neurons[-1].out == "y":  # no readout segment after it to fill the output buffer
@@ -129,25 +131,26 @@ class SplitStepper(RowBuffers):
     ):
         self.plan, self.proto, self.names = p, proto, list(extra)
         shapes = {s.name: s.shape for s in proto.states}
-        self._full_u = [np.zeros((batch, *shapes[n.state]), np.float32) for n in p.neurons]
-        self._full_cur = [np.zeros_like(u) for u in self._full_u]
-        self._full_spikes = [np.zeros_like(u) for u in self._full_u]
+        # per neuron layer, its states (the kind's order); the current and spikes have their shape
+        self._full_u = [[np.zeros((batch, *shapes[s]), np.float32) for s in n.states] for n in p.neurons]
+        self._full_cur = [np.zeros_like(u[0]) for u in self._full_u]
+        self._full_spikes = [np.zeros_like(u[0]) for u in self._full_u]
         self._full_x = np.zeros((batch, *proto.input_shape), np.float32)
         self._full_y = np.zeros((batch, *proto.y_shape), np.float32)
         self._bind(sessions, batch)
 
     @property
     def states(self) -> list[np.ndarray]:
-        by_name = {n.state: u for n, u in zip(self.plan.neurons, self._u)}
+        by_name = {s: a for n, u in zip(self.plan.neurons, self._u) for s, a in zip(n.states, u)}
         return [by_name[s.name] for s in self.proto.states]
 
     def _state_rows(self) -> list[tuple[np.ndarray, np.ndarray]]:
-        return list(zip(self._full_u, self._u))
+        return [(full, a) for fulls, u in zip(self._full_u, self._u) for full, a in zip(fulls, u)]
 
     def _bind(self, runner: object, batch: int) -> None:
         p, sessions = self.plan, runner
         assert isinstance(sessions, Sequence)
-        self._u = [a[:batch] for a in self._full_u]
+        self._u = [[a[:batch] for a in full] for full in self._full_u]
         self.x, self.y = self._full_x[:batch], self._full_y[:batch]
         self._cur = [a[:batch] for a in self._full_cur]
         self._spikes = [a[:batch] for a in self._full_spikes]
@@ -165,7 +168,8 @@ class SplitStepper(RowBuffers):
 
     def reset(self) -> None:
         for u in self._u:
-            u.fill(0.0)
+            for a in u:
+                a.fill(0.0)
 
 
 def _bound(seg: Segment, a: np.ndarray, b: np.ndarray, src: str, dst: str) -> Callable[[], None]:

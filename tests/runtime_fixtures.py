@@ -12,7 +12,9 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from runtime.integrity import stamp_onnx
-from runtime.neuron import NeuronSpec
+from runtime.neuron import NeuronSpec, kind_of
+from runtime.neuron.functions import attributes
+from runtime.neuron.functions import function as product_function
 
 OPSETS = [helper.make_opsetid("", 18), helper.make_opsetid("snn", 1)]
 ATTRS = ["decay", "v_th", "reset", "spike", "v_min", "dt"]
@@ -177,16 +179,26 @@ def tiny_model(
             helper.make_node("Add", ["tf", "one"], ["t1"]),
             helper.make_node("Div", ["c1", "t1"], ["c1t"]),
         ]
+    current = "c1t" if uses_t else "c1"
+    if len(kind_of(spec.kind).states) == 1:  # this file's own body and node: a second writer
+        layer = neuron_node("LIF_0", spec, current, "state_0", "s1", "state_0_out")
+        names, function = ["state_0"], neuron_function(spec)
+    else:  # a kind with more states: the product's body and attributes (runtime.neuron.functions)
+        names = [f"state_0_{s}" for s in kind_of(spec.kind).states]
+        outs = ["s1", *(f"{n}_out" for n in names)]
+        layer = helper.make_node(spec.kind, [current, *names], outs, name="LIF_0", domain="snn", **attributes(spec))
+        layer.overload = overload(spec)
+        function = product_function(spec, 18)
     nodes += [
-        neuron_node("LIF_0", spec, "c1t" if uses_t else "c1", "state_0", "s1", "state_0_out"),
+        layer,
         helper.make_node("AveragePool", ["s1"], ["p1"], name="pool1", kernel_shape=[2, 2], strides=[2, 2]),
         helper.make_node("Flatten", ["p1"], ["f1"], name="flat", axis=1),
         helper.make_node("Gemm", ["f1", "w2", "b2"], ["g" if li else "y"], name="fc", transB=1),
     ]
-    states = [{"name": "state_0", "shape": [channels, size, size], "node": "LIF_0"}]
+    states = [{"name": n, "shape": [channels, size, size], "node": "LIF_0"} for n in names]
     li_spec = NeuronSpec("LI", 0.8, 1.0, "subtract", "single", -math.inf, spec.dt)
     neurons = [{"node": "LIF_0", "op": spec.kind, "spec": spec.to_dict()}]
-    functions = [neuron_function(spec)]
+    functions = [function]
     if li:
         nodes.append(neuron_node("LI_1", li_spec, "g", "state_1", "y", "state_1_out"))
         states.append({"name": "state_1", "shape": [classes], "node": "LI_1"})

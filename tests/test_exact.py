@@ -98,11 +98,11 @@ def test_no_fma_in_the_generated_code():
         "avgpool2d": (x, 2, 2, 2, 2, 0, 0, True, np.zeros((1, 2, 3, 3), f32)),
     }
     fns = {k: (_kernels()[k].py_func, a) for k, a in calls.items()}
-    u = np.zeros(8, f32)
-    fns["lif_step"] = (
-        kernels._compiled().py_func,
-        (u, u.copy(), u.copy(), f32(0.5), f32(1), True, False, True, f32(-1)),
-    )
+    u, rules = np.zeros(8, f32), (f32(0.5), f32(1), True, False, True, f32(-1))
+    steps = kernels.compiled()
+    fns["lif_step"] = (steps[""].py_func, (u, u.copy(), u.copy(), *rules))
+    for second in ("syn", "adapt"):  # CubaLIF's current, ALIF's threshold: two products each
+        fns[f"{second}_step"] = (steps[second].py_func, (u, u.copy(), u.copy(), u.copy(), *rules, f32(0.8), f32(0.3)))
     fma = re.compile(r"\b(v?fn?m(add|sub)\w*|fml[as]\w*)\b", re.I)  # x86 vfmadd*/vfnmadd*, arm fmadd/fmla
     mul = re.compile(r"\b(v?mul[sp][sd]|fmul)\b")
     for name, (py, args) in fns.items():

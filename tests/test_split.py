@@ -20,11 +20,15 @@ def _variants() -> list:
     """Every preset of a kind with a kernel, under every spike, reset and clamp rule."""
     out = []
     for name, (kind, fixed) in sorted(presets().items()):
-        if kind not in kernels.KINDS:
+        if kind not in kernels.with_kernels():
             continue
         for spike, reset, v_min in itertools.product(("single", "multi"), ("subtract", "zero"), (-math.inf, -0.5)):
             fields = {**fixed, "spike": spike, "reset": reset, "v_min": v_min, "v_th": 0.7}
             out.append(pytest.param(make_spec(kind, **fields), id=f"{name}-{spike}-{reset}-{v_min}"))
+    # the second states' own constants away from the presets' (a syn_gain of 1 multiplies exactly)
+    retimed = {"decay_syn": 0.6, "syn_gain": 0.7, "spike": "multi", "v_th": 0.7}
+    out.append(pytest.param(make_spec("CubaLIF", **retimed), id="cuba-lif-syn_gain-0.7"))
+    out.append(pytest.param(make_spec("ALIF", decay_adapt=0.8, beta=0.45, v_th=0.7), id="alif-beta-0.45"))
     return out
 
 

@@ -29,6 +29,7 @@ from onnx import NodeProto, helper
 
 from . import rules
 from .base import (
+    ClockForm,
     EventForm,
     EventFormError,
     NeuronKind,
@@ -37,6 +38,7 @@ from .base import (
     check_decay,
     leaky_event_form,
     register,
+    rules_clock_form,
     tau_of,
 )
 
@@ -93,6 +95,10 @@ class ALIF(NeuronKind):
                 n("Add", ["a_d", "a_inc"], ["a"]),
             ]
         )
+
+    def clock_form(self, spec: NeuronSpec) -> ClockForm:
+        assert isinstance(spec, ALIFSpec)
+        return rules_clock_form(spec, "adapt", spec.decay_adapt, spec.beta)
 
     def event_form(self, spec: NeuronSpec) -> EventForm:
         assert isinstance(spec, ALIFSpec)

@@ -164,6 +164,30 @@ class EventForm:
     charge: float = 0.0
 
 
+@dataclass(frozen=True)
+class ClockForm:
+    """What the one-pass numba clock step (:mod:`runtime.neuron.kernels`) needs of a
+    neuron: the constants of its ONNX body, used in the body's order. ``second`` names
+    how a second state enters the step (a key of ``kernels.STEPS``): "" none; "syn" a
+    synaptic current ``i = decay2 * i_prev + I`` that charges the membrane with
+    ``gain2 * i`` (CubaLIF); "adapt" a threshold increment ``a' = decay2 * a_prev``, the
+    threshold ``v_th + a'``, then ``a = a' + gain2 * s`` (ALIF)."""
+
+    decay: float
+    v_th: float
+    spike: str
+    reset: str
+    v_min: float
+    second: str = ""
+    decay2: float = 1.0
+    gain2: float = 0.0
+
+
+def rules_clock_form(spec: NeuronSpec, second: str = "", decay2: float = 1.0, gain2: float = 0.0) -> ClockForm:
+    """The clock form of a kind whose step is charge, then the shared rules (rules.py)."""
+    return ClockForm(spec.decay, spec.v_th, spec.spike, spec.reset, spec.v_min, second, decay2, gain2)
+
+
 def leaky_event_form(spec: NeuronSpec, spiking: bool) -> EventForm:
     """The event form of a one-state leaky membrane (LIF, IF, LI): it only decays between
     inputs, so checking the threshold at input times is exact."""
@@ -218,6 +242,11 @@ class NeuronKind:
         """Standard ONNX nodes from ``current`` and ``<state>_prev`` inputs to ``out`` and
         the new ``<state>`` outputs, reading the spec's fields as node attributes."""
         raise NotImplementedError
+
+    def clock_form(self, spec: NeuronSpec) -> ClockForm | None:
+        """The form the one-pass numba clock step runs, bit-identical to :meth:`onnx_body`
+        (tests/test_split.py); None: the function body runs on onnxruntime."""
+        return None
 
     def event_form(self, spec: NeuronSpec) -> EventForm:
         """The form the event kernels run; :class:`EventFormError` if there is none."""

@@ -45,6 +45,7 @@ from onnx import NodeProto, helper
 
 from . import nir, rules
 from .base import (
+    ClockForm,
     EventForm,
     NeuronKind,
     NeuronSpec,
@@ -53,6 +54,7 @@ from .base import (
     decay_of,
     leaky_event_form,
     register,
+    rules_clock_form,
     tau_of,
 )
 
@@ -128,6 +130,10 @@ class CubaLIF(NeuronKind):
             + [rules.attr_const("v_th", "v_th")]
             + rules.spike_reset_nodes(spec, "v", "v_th", "u")
         )
+
+    def clock_form(self, spec: NeuronSpec) -> ClockForm:
+        assert isinstance(spec, CubaLIFSpec)
+        return rules_clock_form(spec, "syn", spec.decay_syn, spec.syn_gain)
 
     nir_params = ("tau_syn", "tau_mem", "r", "v_leak", "v_threshold", "w_in")
 

@@ -1,76 +1,119 @@
-"""One-pass numba clock steps of the LIF/IF kinds, for the split executor (runtime/split.py).
+"""One-pass numba clock steps for the split executor (runtime/split.py).
 
 The ONNX function body of a LIF layer (rules.py) makes five to nine full passes over the
-state (Mul, Add, GreaterOrEqual, Cast, Mul, Sub, ...); this kernel reads the current and
-the membrane once and writes spikes and membrane once, doing the SAME float32 operations
-in the same order (``decay * u + I``; ``v >= theta``; ``floor(v / theta)``; ``v - theta *
-s`` or ``v * keep``; ``max(u, v_min)``), so spikes and states are bit-identical to the
-bodies (tests/test_split.py checks every variant). Without fast-math LLVM contracts
-nothing into FMAs, which would change the rounding.
+state (Mul, Add, GreaterOrEqual, Cast, Mul, Sub, ...); these kernels read the current and
+the states once and write spikes and states once, doing the SAME float32 operations in
+the same order as the bodies (``decay * u + I``; ``v >= theta``; ``floor(v / theta)``;
+``v - theta * s`` or ``v * keep``; ``max(u, v_min)``; CubaLIF's current and ALIF's
+threshold increment as in their modules), so spikes and states are bit-identical to the
+bodies (tests/test_split.py checks every variant of every kind that has a kernel).
+Without fast-math LLVM contracts nothing into FMAs, which would change the rounding.
 
-numba is imported only by :func:`kernel` (the Raspberry Pi profile runs without it).
+A kind has a kernel when its :meth:`~runtime.neuron.base.NeuronKind.clock_form` is not
+None; the form's ``second`` picks the step (:data:`STEPS`). numba is imported only by
+:func:`kernel` (the Raspberry Pi profile runs without it).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import cache
 
 import numpy as np
 
-from .base import NeuronSpec
+from .base import ClockForm, NeuronKind, NeuronSpec, kind_of, kinds
 
-KINDS = ("LIF", "IF")  # kinds with a kernel; the others run on the function bodies
-
-Kernel = Callable[[np.ndarray, np.ndarray, np.ndarray], None]
+# k(current, states, spikes): one step, the states updated in place
+Kernel = Callable[[np.ndarray, Sequence[np.ndarray], np.ndarray], None]
 
 
 @cache
-def _compiled() -> Callable:
+def compiled() -> dict[str, Callable]:
+    """The numba steps by ``ClockForm.second``, compiled (or loaded from numba's cache)."""
     from numba import njit
+
+    @njit(cache=True, inline="always")
+    def rules(v, theta, multi, zero_reset, clamp, v_min):
+        """(spikes, membrane) from the charged ``v``: rules.py's spike, reset and clamp."""
+        fire = v >= theta
+        if multi:
+            out = np.float32(np.floor(v / theta)) if fire else np.float32(0.0)
+        else:
+            out = np.float32(1.0) if fire else np.float32(0.0)
+        if zero_reset:
+            r = v * (np.float32(0.0) if fire else np.float32(1.0))
+        else:
+            r = v - theta * out
+        if clamp:
+            r = max(r, v_min)
+        return out, r
 
     @njit(cache=True, nogil=True, boundscheck=False)
     def lif_step(cur, u, s, decay, theta, multi, zero_reset, clamp, v_min):
         c, uu, ss = cur.ravel(), u.ravel(), s.reshape(-1)
-        zero = np.float32(0.0)
-        one = np.float32(1.0)
         for i in range(c.size):
-            v = decay * uu[i] + c[i]
-            fire = v >= theta
-            if multi:
-                out = np.float32(np.floor(v / theta)) if fire else zero
-            else:
-                out = one if fire else zero
-            if zero_reset:
-                r = v * (zero if fire else one)
-            else:
-                r = v - theta * out
-            if clamp:
-                r = max(r, v_min)
-            ss[i] = out
-            uu[i] = r
+            ss[i], uu[i] = rules(decay * uu[i] + c[i], theta, multi, zero_reset, clamp, v_min)
 
-    return lif_step
+    @njit(cache=True, nogil=True, boundscheck=False)
+    def syn_step(cur, u, w, s, decay, theta, multi, zero_reset, clamp, v_min, decay_syn, syn_gain):
+        """CubaLIF: ``i = decay_syn * i_prev + I``, ``v = decay * u_prev + syn_gain * i``."""
+        c, uu, ii, ss = cur.ravel(), u.ravel(), w.ravel(), s.reshape(-1)
+        for k in range(c.size):
+            i = decay_syn * ii[k] + c[k]
+            ii[k] = i
+            ss[k], uu[k] = rules(decay * uu[k] + syn_gain * i, theta, multi, zero_reset, clamp, v_min)
+
+    @njit(cache=True, nogil=True, boundscheck=False)
+    def adapt_step(cur, u, w, s, decay, v_th, multi, zero_reset, clamp, v_min, decay_adapt, beta):
+        """ALIF: ``a' = decay_adapt * a_prev``, threshold ``v_th + a'``, ``a = a' + beta * s``."""
+        c, uu, aa, ss = cur.ravel(), u.ravel(), w.ravel(), s.reshape(-1)
+        for k in range(c.size):
+            a = decay_adapt * aa[k]
+            out, uu[k] = rules(decay * uu[k] + c[k], v_th + a, multi, zero_reset, clamp, v_min)
+            ss[k] = out
+            aa[k] = a + beta * out
+
+    return {"": lif_step, "syn": syn_step, "adapt": adapt_step}
+
+
+STEPS = ("", "syn", "adapt")  # the values of ClockForm.second that a step exists for
 
 
 def supported(spec: NeuronSpec) -> bool:
-    return spec.kind in KINDS
+    return kind_of(spec.kind).clock_form(spec) is not None
+
+
+def with_kernels() -> list[str]:
+    """The registered kinds that declare a clock form (so have a kernel)."""
+    return [k for k in kinds() if type(kind_of(k)).clock_form is not NeuronKind.clock_form]
 
 
 def kernel(spec: NeuronSpec) -> Kernel:
-    """``k(current, u, spikes)``: one step, the membrane ``u`` updated in place (C-contiguous
-    float32 arrays of one shape)."""
-    if not supported(spec):
-        raise ValueError(f"no numba kernel for kind {spec.kind!r}; kernels exist for {list(KINDS)}")
-    step = _compiled()
+    """``k(current, states, spikes)``: one step, the states (the kind's, in order;
+    C-contiguous float32 arrays of one shape) updated in place."""
+    form = kind_of(spec.kind).clock_form(spec)
+    if form is None:
+        raise ValueError(f"no numba kernel for kind {spec.kind!r}; kernels exist for {with_kernels()}")
+    if form.second not in STEPS:
+        raise ValueError(f"clock form of {spec.kind!r} has second state {form.second!r}; expected one of {STEPS}")
+    step, args = compiled()[form.second], _args(form)
+    if form.second == "":
+        return lambda cur, states, s: step(cur, states[0], s, *args)
     f32 = np.float32
-    args = (
-        f32(spec.decay),
-        f32(spec.v_th),
-        spec.spike == "multi",
-        spec.reset == "zero",
-        spec.v_min != -math.inf,
-        f32(spec.v_min if spec.v_min != -math.inf else 0.0),
+    extra = (f32(form.decay2), f32(form.gain2))
+    return lambda cur, states, s: step(cur, states[0], states[1], s, *args, *extra)
+
+
+def _args(form: ClockForm) -> tuple:
+    """The rules' constants as the bodies hold them (float32 attributes)."""
+    f32 = np.float32
+    clamp = form.v_min != -math.inf
+    return (
+        f32(form.decay),
+        f32(form.v_th),
+        form.spike == "multi",
+        form.reset == "zero",
+        clamp,
+        f32(form.v_min if clamp else 0.0),
     )
-    return lambda cur, u, s: step(cur, u, s, *args)

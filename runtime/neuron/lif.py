@@ -18,7 +18,17 @@ import numpy as np
 from onnx import NodeProto
 
 from . import nir, rules
-from .base import EventForm, NeuronKind, NeuronSpec, SpecError, leak_issue, leaky_event_form, register
+from .base import (
+    ClockForm,
+    EventForm,
+    NeuronKind,
+    NeuronSpec,
+    SpecError,
+    leak_issue,
+    leaky_event_form,
+    register,
+    rules_clock_form,
+)
 
 
 class LIF(NeuronKind):
@@ -43,6 +53,9 @@ class LIF(NeuronKind):
             + [rules.attr_const("v_th", "v_th")]
             + rules.spike_reset_nodes(spec, "v", "v_th", "u")
         )
+
+    def clock_form(self, spec: NeuronSpec) -> ClockForm:
+        return rules_clock_form(spec)
 
     def event_form(self, spec: NeuronSpec) -> EventForm:
         return leaky_event_form(spec, spiking=True)
