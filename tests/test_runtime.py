@@ -325,11 +325,15 @@ def test_tradeoff_and_bench_commands(model_path, tmp_path):
     assert p.returncode == 0, p.stderr
     rows = json.loads(p.stdout)["rows"]
     assert [(r["batch"], r["threads"]) for r in rows] == [(1, 1), (4, 2)]  # 2: this test's cores, see conftest
-    for r in rows:  # both runtime systems, min <= median, and the limit is below the time it bounds
+    for r in rows:  # both runtime systems, min <= median, each as a percentage of the measured limit
         assert [s["system"] for s in r["systems"]] == ["runtime stepper", "runtime SDK", "runtime stepper, ort bodies"]
+        assert r["gemm_limit_ms_cpu"] > 0 and r["gemm_limit_ms_wall"] > 0
         for s in r["systems"]:
             assert 0 < s["wall_ms_min"] <= s["wall_ms_median"] and 0 < s["cpu_ms_min"] <= s["cpu_ms_median"]
-            assert 0 < s["pct_of_gemm_limit_cpu"] < 100
+            # of the fastest run; no bound on it: a system can beat numpy's matmul (it did,
+            # 100.0%, under qemu in the aarch64 check), which is a finding, not a fault
+            assert s["pct_of_gemm_limit_cpu"] == pytest.approx(100 * r["gemm_limit_ms_cpu"] / s["cpu_ms_min"])
+            assert s["pct_of_gemm_limit_wall"] == pytest.approx(100 * r["gemm_limit_ms_wall"] / s["wall_ms_min"])
 
 
 # ---- torch-free ----------------------------------------------------------------------------
