@@ -51,8 +51,10 @@ class _Rows:
     """The rows of a running batch and what the exit policy has decided for their samples,
     shared by the uniform and the multi-rate run loop.
 
-    ``active[r]`` is the sample in row ``r``; ``live[r]`` whether it still runs; ``acc`` the
-    rows' readout sums; ``out`` and ``steps`` are per sample (logits and steps at exit)."""
+    ``active[r]`` is the sample in row ``r``; ``live[r]`` whether it still runs (``n_live``
+    of them: a count, so the per-step test at batch 1 is an int compare, not a numpy
+    call); ``acc`` the rows' readout sums; ``out`` and ``steps`` are per sample (logits
+    and steps at exit)."""
 
     def __init__(self, B: int, classes: int) -> None:
         self.out = np.zeros((B, classes), np.float32)
@@ -60,26 +62,29 @@ class _Rows:
         self.active = np.arange(B)
         self.acc = np.zeros((B, classes), np.float64)
         self.live = np.ones(B, bool)
+        self.n_live = B
 
     def exit(self, policy: ExitPolicy, t: int, logits: np.ndarray, T: int) -> np.ndarray:
         """Ask ``policy`` about the live rows after ``t`` steps (every row stops at ``T``);
         records the stopping samples' logits and steps; returns the rows that stopped."""
         live = self.live
-        all_live = bool(live.all())
+        all_live = self.n_live == len(live)
         asked = np.asarray(policy.should_exit(t, logits if all_live else logits[live]), bool) | (t >= T)
         done = asked if all_live else np.zeros(len(live), bool)
         if not all_live:
             done[live] = asked  # the policy sees only the samples still running
-        idx = self.active[done]
-        self.out[idx], self.steps[idx] = logits[done], t
-        self.live = live & ~done
+        stopped = int(np.count_nonzero(done))
+        if stopped:
+            idx = self.active[done]
+            self.out[idx], self.steps[idx] = logits[done], t
+            self.live, self.n_live = live & ~done, self.n_live - stopped
         return done
 
     def compact(self) -> np.ndarray | None:
         """The rows that stay when at least 1/COMPACT_AT of the rows are finished (the
         caller drops the others from its own per-row arrays), else None."""
         live = self.live
-        if (len(live) - int(live.sum())) * COMPACT_AT < len(live):
+        if (len(live) - self.n_live) * COMPACT_AT < len(live):
             return None
         self.active, self.acc, self.live = self.active[live], self.acc[live], live[live]
         return live
@@ -347,7 +352,7 @@ class Session:
         for t in range(T):
             n = len(rows.active)
             stepper.step(cur if static else xs[t] if n == B else xs[t, rows.active], t)
-            profile.append(int(rows.live.sum()))
+            profile.append(rows.n_live)
             rows.acc += stepper.y
             if counts:
                 for name, buf in zip(self.spiking, stepper.extra):
@@ -358,10 +363,10 @@ class Session:
             if t + 1 < ask_from:  # no sample may stop yet: neither readout nor policy call
                 continue
             done = rows.exit(policy, t + 1, readout(rows.acc, stepper.y, t + 1, rule), T)
-            if done.any():
+            if spikes and done.any():
                 for k in spikes:
                     spikes[k][rows.active[done]] = run_spikes[k][done]
-            if not rows.live.any():
+            if rows.n_live == 0:
                 break
             if (go := rows.compact()) is not None:
                 run_spikes = {k: v[go] for k, v in run_spikes.items()}
@@ -430,7 +435,7 @@ class Session:
             if j + 1 < ask_from:
                 continue
             rows.exit(policy, j + 1, readout(rows.acc, steppers[i].y, j + 1, rule), T)
-            if not rows.live.any():
+            if rows.n_live == 0:
                 break
             if (go := rows.compact()) is not None:
                 for s, st in zip(stages, steppers):
