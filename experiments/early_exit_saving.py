@@ -48,7 +48,8 @@ def main() -> None:
         steps: dict[str, float] = {}
         for r in range(a.rounds + 1):  # round 0 warms up
             for k in [*range(r % len(policies), len(policies)), *range(r % len(policies))]:
-                q, (rule, session_module.COMPACT_AT) = policies[k], variants[k]
+                q, (rule, compact_at) = policies[k], variants[k]
+                session_module.COMPACT_AT = compact_at  # Session.run reads it at every exit
                 c0, total = time.process_time(), []
                 for i in range(0, x.shape[1], b):
                     total.append(s.run(x[:, i : i + b], rule, counts=False).steps)
