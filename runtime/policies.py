@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
 from typing import ClassVar, Protocol
 
 import numpy as np
@@ -46,26 +47,76 @@ def first_exit(policy: ExitPolicy) -> int:
     return int(first()) if callable(first) else 1
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits - logits.max(axis=1, keepdims=True)  # shift: no overflow in exp
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
+# The exit scores, one compiled loop per row of the readout. Every decision (the session's
+# after each step, calibrate-exit's replay of thousands of thresholds) goes through these,
+# so both agree bit for bit; compiled because at batch 1 the five or six numpy calls of the
+# array form took 7-30 µs per step (more when the model's own step has emptied the caches),
+# up to a fifth of a 0.13 ms N-MNIST step (issue 19 item 5). Each row: the logits shifted by
+# their maximum (no overflow), e_i = exp(z_i) in float64 with the scalar libm exp, and the
+# sum S of the e_i left to right: the definition tests/test_sdk_step_work.py checks.
+SCORES = ("confidence", "entropy", "margin")
+
+
+@cache
+def compiled_scores() -> Callable[[np.ndarray, int, np.ndarray], None]:
+    """``scores(z, which, out)``: score ``which`` (an index of :data:`SCORES`) of every row
+    of the float64 logits ``z`` into ``out``; compiled on first use (or loaded from numba's
+    cache), so importing the policies imports no numba."""
+    from numba import njit
+
+    @njit(cache=True, nogil=True)
+    def scores(z: np.ndarray, which: int, out: np.ndarray) -> None:
+        B, C = z.shape
+        for b in range(B):
+            m = z[b, 0]
+            for c in range(1, C):
+                m = max(m, z[b, c])
+            total = 0.0
+            for c in range(C):
+                total += np.exp(z[b, c] - m)
+            if which == 0:  # max softmax: the top shifted logit is 0, exp(0) = 1, so 1 / S
+                out[b] = 1.0 / total
+            elif which == 1:  # entropy of p_i = e_i / S over log(C): 0 certain, 1 uniform
+                h = 0.0
+                for c in range(C):
+                    p = np.exp(z[b, c] - m) / total
+                    h -= p * np.log(max(p, 1e-300))
+                out[b] = h / np.log(C) if C > 1 else 0.0
+            else:  # top-1 minus top-2 probability
+                first, second = -1.0, -1.0
+                for c in range(C):
+                    p = np.exp(z[b, c] - m) / total
+                    if p > first:
+                        first, second = p, first
+                    elif p > second:
+                        second = p
+                out[b] = first - second if C > 1 else 1.0
+
+    return scores
+
+
+def _score(logits: np.ndarray, which: str) -> np.ndarray:
+    z = np.ascontiguousarray(logits, np.float64)
+    if z.ndim != 2:
+        raise ValueError(f"exit scores take logits [batch, classes], got shape {z.shape}")
+    out = np.empty(len(z))  # filled in place: returning a new array from numba costs a µs more
+    compiled_scores()(z, SCORES.index(which), out)
+    return out
 
 
 def max_softmax(logits: np.ndarray) -> np.ndarray:
-    """``softmax(logits).max(axis=1)`` in float64, bit for bit, with two numpy calls fewer
-    (the policy runs after every step; at batch 1 a step is 0.13 ms): the largest shifted
-    logit is 0, its exp exactly 1, and a correctly rounded division is monotone, so the
-    maximum of ``e / S`` is ``1 / S``."""
-    z = logits.astype(np.float64)
-    return 1.0 / np.exp(z - z.max(axis=1, keepdims=True)).sum(axis=1)
+    """Largest softmax probability of each row of ``logits [B, C]``, float64 ``[B]``."""
+    return _score(logits, "confidence")
 
 
 def normalized_entropy(logits: np.ndarray) -> np.ndarray:
-    """Entropy of the softmax divided by log(classes): 0 = certain, 1 = uniform."""
-    p = softmax(logits.astype(np.float64))
-    h = -(p * np.log(np.clip(p, 1e-300, None))).sum(axis=1)
-    return h / np.log(p.shape[1]) if p.shape[1] > 1 else np.zeros(len(p))
+    """Entropy of each row's softmax divided by log(classes): 0 = certain, 1 = uniform."""
+    return _score(logits, "entropy")
+
+
+def top2_margin(logits: np.ndarray) -> np.ndarray:
+    """Softmax probability of the top class minus that of the runner-up, in [0, 1]."""
+    return _score(logits, "margin")
 
 
 @dataclass(frozen=True)
@@ -140,12 +191,6 @@ class Entropy(_Bounded):
 
     def confident(self, logits: np.ndarray) -> np.ndarray:
         return normalized_entropy(logits) < self.threshold
-
-
-def top2_margin(logits: np.ndarray) -> np.ndarray:
-    """Softmax probability of the top class minus that of the runner-up, in [0, 1]."""
-    p = np.sort(softmax(logits.astype(np.float64)), axis=1)
-    return p[:, -1] - p[:, -2] if p.shape[1] > 1 else np.ones(len(p))
 
 
 @dataclass(frozen=True)

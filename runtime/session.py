@@ -69,7 +69,9 @@ class _Rows:
         records the stopping samples' logits and steps; returns the rows that stopped."""
         live = self.live
         all_live = self.n_live == len(live)
-        asked = np.asarray(policy.should_exit(t, logits if all_live else logits[live]), bool) | (t >= T)
+        asked = np.asarray(policy.should_exit(t, logits if all_live else logits[live]), bool)
+        if t >= T:  # the horizon: every row stops (the policy was still asked: it may record)
+            asked = np.ones(len(asked), bool)
         done = asked if all_live else np.zeros(len(live), bool)
         if not all_live:
             done[live] = asked  # the policy sees only the samples still running

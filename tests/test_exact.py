@@ -103,6 +103,10 @@ def test_no_fma_in_the_generated_code():
     fns["lif_step"] = (steps[""].py_func, (u, u.copy(), u.copy(), *rules))
     for second in ("syn", "adapt"):  # CubaLIF's current, ALIF's threshold: two products each
         fns[f"{second}_step"] = (steps[second].py_func, (u, u.copy(), u.copy(), u.copy(), *rules, f32(0.8), f32(0.3)))
+    from runtime.policies import compiled_scores
+
+    scores_args = (np.zeros((2, 10)), 1, np.zeros(2))  # 1: the entropy, whose sum has p * log(p) terms
+    fns["exit_scores"] = (compiled_scores().py_func, scores_args)
     fma = re.compile(r"\b(v?fn?m(add|sub)\w*|fml[as]\w*)\b", re.I)  # x86 vfmadd*/vfnmadd*, arm fmadd/fmla
     mul = re.compile(r"\b(v?mul[sp][sd]|fmul)\b")
     for name, (py, args) in fns.items():

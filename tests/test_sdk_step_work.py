@@ -3,6 +3,8 @@ policy call before a policy may stop anything) without changing any result."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 import runtime
@@ -102,13 +104,37 @@ def test_finished_rows_left_in_the_batch_change_no_result(tmp_path, monkeypatch)
             assert np.array_equal(one.neuron_counts[k][0], r.neuron_counts[k][i])
 
 
-def test_max_softmax_is_the_softmax_maximum_bit_for_bit():
-    from runtime.policies import max_softmax, softmax
+def _scores_by_definition(row: list[float]) -> tuple[float, float, float]:
+    """The exit scores as runtime/policies.py defines them, in plain Python: shift by the
+    maximum, libm exp, the sum left to right."""
+    m = max(row)
+    e = [math.exp(v - m) for v in row]
+    total = 0.0
+    for v in e:
+        total += v
+    p = [v / total for v in e]
+    h = 0.0
+    for q in p:
+        h -= q * math.log(max(q, 1e-300))
+    top = sorted(p)
+    return 1.0 / total, (h / math.log(len(row)) if len(row) > 1 else 0.0), (top[-1] - top[-2] if len(row) > 1 else 1.0)
+
+
+def test_exit_scores_follow_their_definition_bit_for_bit():
+    """The session's exits and calibrate-exit's replay share these compiled scores; they
+    must be the definition's, bit for bit, for float32 and float64 readouts, and the
+    confidence score is the largest probability."""
+    from runtime.policies import max_softmax, normalized_entropy, top2_margin
 
     rng = np.random.default_rng(0)
-    cases = [rng.normal(0, s, (500, c)).astype(np.float32) for s in (0.01, 1.0, 30.0, 300.0) for c in (1, 2, 3, 10, 35)]
+    cases = [rng.normal(0, s, (200, c)).astype(np.float32) for s in (0.01, 1.0, 30.0, 300.0) for c in (1, 2, 3, 10, 35)]
     cases.append(np.array([[1.0, 1.0, 1.0], [0.0, -np.inf, 0.0], [1e30, -1e30, 1e30]], np.float32))
     for z in cases:
-        want = softmax(z.astype(np.float64)).max(axis=1)
-        assert np.array_equal(max_softmax(z), want)
-        assert np.array_equal(max_softmax(z.astype(np.float64)), want)
+        want = np.array([_scores_by_definition([float(v) for v in row]) for row in z]).reshape(len(z), 3)
+        for logits in (z, z.astype(np.float64), z.astype(np.float64)[:, ::-1][:, ::-1]):
+            assert np.array_equal(max_softmax(logits), want[:, 0])
+            assert np.array_equal(normalized_entropy(logits), want[:, 1])
+            assert np.array_equal(top2_margin(logits), want[:, 2])
+        e = np.exp(z.astype(np.float64) - z.max(axis=1, keepdims=True))
+        assert np.allclose(max_softmax(z), (e / e.sum(axis=1, keepdims=True)).max(axis=1), rtol=1e-12, atol=0)
+    assert max_softmax(np.zeros((0, 10))).shape == (0,)
