@@ -121,7 +121,8 @@ class EventResult(Result):
 
     def __post_init__(self) -> None:
         lead = self.synops.shape  # (B,) batched, () one stream
-        self.spike_counts = {k: v.reshape(*lead, -1).sum(-1, dtype=np.float64) for k, v in self.neuron_counts.items()}
+        # integer counts: summed as integers (exact, and twice as fast as a float64 sum)
+        self.spike_counts = {k: v.reshape(*lead, -1).sum(-1).astype(np.float64) for k, v in self.neuron_counts.items()}
         # every synaptic operation of the event engine adds one weight for one arriving
         # event or spike: an accumulate (no multiplications; the models are bias-free)
         acs = self.synops.astype(np.float64)

@@ -72,6 +72,23 @@ def test_strided_conv_and_batch_match():
         np.testing.assert_allclose(batch.outputs[b], ref.outputs, atol=1e-12)
 
 
+def test_batches_reuse_no_state_and_share_no_arrays():
+    """run_batch keeps its membranes and counts between calls: a later batch (smaller, in
+    the same arrays) starts from zero, and no result is overwritten by a later call (one
+    stream: the readout layer's [1, 3, 1, 1] counts view is contiguous, so only a forced
+    copy keeps it apart)."""
+    eng = engine_of(chain_model(spec("IF", "multi"), readout="spike", scale=1.0))
+    batches = [[random_stream(150, seed=s) for s in range(5)], [random_stream(120, seed=7)], [random_stream(90, seed=8)]]
+    results = [eng.run_batch(b) for b in batches]
+    for streams, got in zip(batches, results):
+        for b, stream in enumerate(streams):
+            one, _ = eng.run(stream)  # from the initial state, in arrays of its own
+            np.testing.assert_array_equal(got.outputs[b], one.outputs)
+            for node in one.neuron_counts:
+                np.testing.assert_array_equal(got.neuron_counts[node][b], one.neuron_counts[node])
+        assert got.outputs.any()
+
+
 @pytest.mark.parametrize("neuron", [NEURONS[0], NEURONS[2]], ids=["IF", "LIF"])
 def test_chunks_split_anywhere_equal_whole_stream(neuron):
     eng = engine_of(chain_model(neuron, readout="spike", scale=0.8))

@@ -85,8 +85,21 @@ def test_bad_stream_is_refused_before_the_kernel(eng, case):
     if case != "empty":
         with pytest.raises(EventInputError, match=message):
             eng.feed(eng.initial_state(), make())
-        with pytest.raises(EventInputError, match=message):
+        with pytest.raises(EventInputError, match=message) as batch_error:
             eng.run_batch([random_stream(5), make()])
+        assert "event stream 1" in str(batch_error.value)  # the message names the stream
+
+
+def test_batch_streams_restart_in_time_but_each_is_sorted(eng):
+    """run_batch validates its streams as one concatenation: time may go back where a
+    stream begins, nowhere else (here between a stream's first two events)."""
+    late, early = random_stream(8), random_stream(8)
+    late["t"] += 1000
+    early["t"][0] = early["t"][1] + 1
+    with pytest.raises(EventInputError, match=r"event stream 1: timestamps are not sorted \(t\[0\]"):
+        eng.run_batch([late, early])
+    with pytest.raises(EventInputError, match=r"event stream 1: timestamps are not sorted \(t\[0\]"):
+        eng.run_batch([late, early.astype([("x", "i8"), ("y", "i8"), ("p", "i8"), ("t", "i8")])])  # other dtype
 
 
 def test_unsorted_message_says_where_and_how(eng):

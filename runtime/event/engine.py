@@ -16,6 +16,7 @@ Many whole streams in parallel (numba threads): ``engine.run_batch(streams)``.
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -29,9 +30,12 @@ from ..result import EventResult
 from .graph import Layer, lower
 from .kernel import run_events, run_streams
 from .network import KIND, KIND_SPIKING, EventState, initial_state, layer_view, pack
-from .validate import EventInputError, check_events
+from .validate import EventInputError, check_batch, check_events
 
 MAX_PENDING = 2**22  # events held back at one timestamp (4 int64 each: 128 MiB)
+# run_batch keeps its [streams, neurons] membranes and counts between calls up to this many
+# bytes per thread (a fresh allocation per call: see EventEngine._batch_buffers)
+KEEP_BATCH_BYTES = 64 * 2**20
 
 
 @dataclass
@@ -63,6 +67,7 @@ class EventEngine:
         self.record_size = self.layers[self.record_layer].size
         self._names = {i: self.layer_name(i) for i in spiking}
         self._out_spiking = bool(self.net.P[len(self.layers) - 1, KIND] == KIND_SPIKING)
+        self._scratch = threading.local()  # run_batch's buffers, one set per calling thread
 
     @property
     def sensor(self) -> tuple[int, int, int]:
@@ -164,7 +169,9 @@ class EventEngine:
         strided copies of the layers' (H, W, C) views (faster than gathers by index)."""
         net, layers, last = self.net, self.layers, len(self.layers) - 1
         out = layer_view(net, layers, cnt if self._out_spiking else v, last).reshape(*v.shape[:-1], -1)
-        counts = {name: np.ascontiguousarray(layer_view(net, layers, cnt, i)) for i, name in self._names.items()}
+        # copies, always (np.array, not ascontiguousarray: a layer view can already be
+        # contiguous): run_batch reuses the arrays these views read
+        counts = {name: np.array(layer_view(net, layers, cnt, i), order="C") for i, name in self._names.items()}
         return out.astype(np.float64), counts
 
     def run(self, stream: np.ndarray, until: float | None = None) -> tuple[EventResult, SpikeTrain]:
@@ -183,21 +190,11 @@ class EventEngine:
     def run_batch(self, streams: Sequence[np.ndarray], until: float | None = None) -> EventResult:
         """Whole streams, one numba thread per stream (no spike trains); CubaLIF crossings
         run up to ``until`` µs or each stream's last event, whichever is later."""
-        if not isinstance(streams, (list, tuple)) or len(streams) == 0:
-            raise EventInputError(
-                f"expected a non-empty list of event streams, got {type(streams).__name__}"
-                + (" of length 0" if isinstance(streams, (list, tuple)) else "")
-            )
-        parts = []
-        for b, s in enumerate(streams):
-            parts.append(check_events(s, self.sensor, what=f"event stream {b}"))
-            if parts[-1].shape[1] == 0:
-                raise EventInputError(f"event stream {b} is empty: no events, nothing to run")
-        x, y, p, t = np.concatenate(parts, axis=1)
-        offsets = np.concatenate([[0], np.cumsum([q.shape[1] for q in parts])]).astype(np.int64)
-        ends = np.array([_end(until, q[3, -1]) for q in parts])
-        B, n = len(parts), self.net.n_neurons
-        V, CNT, SYN = np.zeros((B, n)), np.zeros((B, n), np.int64), np.zeros(B, np.int64)
+        ev, offsets = check_batch(streams, self.sensor)
+        x, y, p, t = ev
+        ends = np.array([_end(until, last) for last in t[offsets[1:] - 1].tolist()])
+        B, n = len(offsets) - 1, self.net.n_neurons
+        (V, CNT), SYN = self._batch_buffers(B, n), np.zeros(B, np.int64)
         start = time.perf_counter()
         run_streams(self.net.P, self.net.F, self.net.W, x, y, p, t, offsets, ends, self.net.n_groups, V, CNT, SYN)
         seconds = time.perf_counter() - start
@@ -205,6 +202,23 @@ class EventEngine:
             raise _unresolvable()
         out, counts = self._outputs(V, CNT)
         return EventResult(out.argmax(-1), out, counts, np.diff(offsets), SYN, seconds)
+
+    def _batch_buffers(self, B: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """Zeroed membranes and spike counts ``[B, n]`` for :meth:`run_batch`, kept for the
+        calling thread's next call (up to :data:`KEEP_BATCH_BYTES`). Allocated afresh per call,
+        these megabytes came either as touched memory the allocator kept (about 28 µs per
+        one-event stream) or as new pages faulted in by the kernel threads (about 80 µs), by
+        the process's allocation history: the same command gave either (issue 19)."""
+        kept = getattr(self._scratch, "buffers", None)
+        if kept is None or kept[0].shape[0] < B or kept[0].shape[1] != n:
+            kept = (np.zeros((B, n)), np.zeros((B, n), np.int64))
+            if kept[0].nbytes + kept[1].nbytes <= KEEP_BATCH_BYTES:
+                self._scratch.buffers = kept
+            return kept
+        V, CNT = kept[0][:B], kept[1][:B]
+        V.fill(0.0)
+        CNT.fill(0)
+        return V, CNT
 
 
 def _end(until: float | None, last: float) -> float:

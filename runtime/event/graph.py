@@ -19,6 +19,7 @@ that is not all zeros is refused. Anything else is refused with the list of what
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -73,7 +74,7 @@ class Layer:
 
     @property
     def size(self) -> int:
-        return int(np.prod(self.out_shape))
+        return math.prod(self.out_shape)  # not np.prod: read per result, 0.2 µs against 5
 
 
 def _attrs(node: onnx.NodeProto) -> dict:
