@@ -78,7 +78,11 @@ def test_batches_reuse_no_state_and_share_no_arrays():
     stream: the readout layer's [1, 3, 1, 1] counts view is contiguous, so only a forced
     copy keeps it apart)."""
     eng = engine_of(chain_model(spec("IF", "multi"), readout="spike", scale=1.0))
-    batches = [[random_stream(150, seed=s) for s in range(5)], [random_stream(120, seed=7)], [random_stream(90, seed=8)]]
+    batches = [
+        [random_stream(150, seed=s) for s in range(5)],
+        [random_stream(120, seed=7)],
+        [random_stream(90, seed=8)],
+    ]
     results = [eng.run_batch(b) for b in batches]
     for streams, got in zip(batches, results):
         for b, stream in enumerate(streams):
