@@ -97,8 +97,8 @@ def compiled_scores() -> Callable[[np.ndarray, int, np.ndarray], None]:
 
 def _score(logits: np.ndarray, which: str) -> np.ndarray:
     z = np.ascontiguousarray(logits, np.float64)
-    if z.ndim != 2:
-        raise ValueError(f"exit scores take logits [batch, classes], got shape {z.shape}")
+    if z.ndim != 2 or z.shape[1] == 0:
+        raise ValueError(f"exit scores take logits [batch, classes >= 1], got shape {z.shape}")
     out = np.empty(len(z))  # filled in place: returning a new array from numba costs a µs more
     compiled_scores()(z, SCORES.index(which), out)
     return out

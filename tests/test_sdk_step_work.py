@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 
 import runtime
 from runtime.policies import Confidence, FixedT, first_exit
@@ -138,3 +139,6 @@ def test_exit_scores_follow_their_definition_bit_for_bit():
         e = np.exp(z.astype(np.float64) - z.max(axis=1, keepdims=True))
         assert np.allclose(max_softmax(z), (e / e.sum(axis=1, keepdims=True)).max(axis=1), rtol=1e-12, atol=0)
     assert max_softmax(np.zeros((0, 10))).shape == (0,)
+    for bad in (np.zeros((2, 0)), np.zeros(10)):  # no class, no batch axis: refused, not read past
+        with pytest.raises(ValueError, match="logits"):
+            max_softmax(bad)
