@@ -5,6 +5,7 @@ event-driven result, and sinabs IAF parity for IF networks."""
 from __future__ import annotations
 
 import math
+import pickle
 
 import numpy as np
 import pytest
@@ -91,6 +92,16 @@ def test_batches_reuse_no_state_and_share_no_arrays():
             for node in one.neuron_counts:
                 np.testing.assert_array_equal(got.neuron_counts[node][b], one.neuron_counts[node])
         assert got.outputs.any()
+
+
+def test_engine_pickles_for_worker_processes():
+    """An engine (with its per-thread run_batch buffers) pickles, and the copy runs alike."""
+    eng = engine_of(chain_model(spec("IF", "multi"), readout="spike", scale=1.0))
+    streams = [random_stream(100, seed=s) for s in range(3)]
+    want = eng.run_batch(streams)
+    copy = pickle.loads(pickle.dumps(eng))
+    np.testing.assert_array_equal(copy.run_batch(streams).outputs, want.outputs)
+    np.testing.assert_array_equal(copy.run_batch(streams[:1]).outputs, want.outputs[:1])
 
 
 @pytest.mark.parametrize("neuron", [NEURONS[0], NEURONS[2]], ids=["IF", "LIF"])

@@ -69,6 +69,14 @@ class EventEngine:
         self._out_spiking = bool(self.net.P[len(self.layers) - 1, KIND] == KIND_SPIKING)
         self._scratch = threading.local()  # run_batch's buffers, one set per calling thread
 
+    def __getstate__(self) -> dict:
+        """Picklable (e.g. for worker processes): without the per-thread buffers."""
+        return {k: v for k, v in self.__dict__.items() if k != "_scratch"}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._scratch = threading.local()
+
     @property
     def sensor(self) -> tuple[int, int, int]:
         C, H, W = self.protocol.input_shape  # three dimensions: checked when the graph was built
