@@ -138,22 +138,20 @@ def check_batch(streams: object, shape: tuple[int, int, int]) -> tuple[np.ndarra
             f"expected a non-empty list of event streams, got {type(streams).__name__}"
             + (" of length 0" if isinstance(streams, (list, tuple)) else "")
         )
+    offsets = lambda lengths: np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
     one_form = all(isinstance(s, np.ndarray) and s.ndim == 1 and s.dtype == streams[0].dtype for s in streams)
-    if one_form:
-        lengths = np.array([len(s) for s in streams], np.int64)
-        offsets = np.concatenate([[0], np.cumsum(lengths)])
-        if lengths.all():
-            try:
-                return check_events(np.concatenate(streams), shape, starts=offsets[:-1]), offsets
-            except EventInputError:
-                pass  # named below, stream by stream
+    if one_form and all(len(s) for s in streams):
+        starts = offsets([len(s) for s in streams])
+        try:
+            return check_events(np.concatenate(streams), shape, starts=starts[:-1]), starts
+        except EventInputError:
+            pass  # named below, stream by stream
     parts = []
     for b, s in enumerate(streams):
         parts.append(check_events(s, shape, what=f"event stream {b}"))
         if parts[-1].shape[1] == 0:
             raise EventInputError(f"event stream {b} is empty: no events, nothing to run")
-    offsets = np.concatenate([[0], np.cumsum([q.shape[1] for q in parts])]).astype(np.int64)
-    return np.concatenate(parts, axis=1), offsets
+    return np.concatenate(parts, axis=1), offsets([q.shape[1] for q in parts])
 
 
 def _check_t_range(t: np.ndarray, what: str) -> None:
@@ -173,16 +171,15 @@ def sort_stream(ev: np.ndarray) -> np.ndarray:
 
 def checked_streams(streams: list | tuple, shape: tuple[int, int, int]) -> list[np.ndarray]:
     """Validate a batch of whole streams (none may be empty) for a sensor ``shape``; returns
-    them in ``runtime.data.EVENT_DTYPE`` (the layout binning reads), converted if needed."""
+    them in ``runtime.data.EVENT_DTYPE`` (the layout binning reads), converted if needed.
+    Validated as the event engine's batches are (:func:`check_batch`): the same messages."""
     from .data.events import EVENT_DTYPE  # runtime.data's readers import this module
 
+    checked, offsets = check_batch(streams, shape)
     out = []
-    for i, ev in enumerate(streams):
-        x, y, p, t = check_stream(ev, shape, what=f"event stream {i}")
-        if len(t) == 0:
-            raise EventInputError(f"event stream {i} is empty: no events, nothing to run")
+    for ev, a, b in zip(streams, offsets[:-1], offsets[1:]):
         if ev.dtype != EVENT_DTYPE:
-            ev = np.empty(len(t), EVENT_DTYPE)
-            ev["x"], ev["y"], ev["p"], ev["t"] = x, y, p, t
+            ev = np.empty(b - a, EVENT_DTYPE)
+            ev["x"], ev["y"], ev["p"], ev["t"] = checked[:, a:b]
         out.append(ev)
     return out

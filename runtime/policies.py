@@ -67,25 +67,27 @@ def compiled_scores() -> Callable[[np.ndarray, int, np.ndarray], None]:
     @njit(cache=True, nogil=True)
     def scores(z: np.ndarray, which: int, out: np.ndarray) -> None:
         B, C = z.shape
+        e = np.empty(C)  # the row's exps, each computed once (entropy and margin read them again)
         for b in range(B):
             m = z[b, 0]
             for c in range(1, C):
                 m = max(m, z[b, c])
             total = 0.0
             for c in range(C):
-                total += np.exp(z[b, c] - m)
+                e[c] = np.exp(z[b, c] - m)
+                total += e[c]
             if which == 0:  # max softmax: the top shifted logit is 0, exp(0) = 1, so 1 / S
                 out[b] = 1.0 / total
             elif which == 1:  # entropy of p_i = e_i / S over log(C): 0 certain, 1 uniform
                 h = 0.0
                 for c in range(C):
-                    p = np.exp(z[b, c] - m) / total
+                    p = e[c] / total
                     h -= p * np.log(max(p, 1e-300))
                 out[b] = h / np.log(C) if C > 1 else 0.0
             else:  # top-1 minus top-2 probability
                 first, second = -1.0, -1.0
                 for c in range(C):
-                    p = np.exp(z[b, c] - m) / total
+                    p = e[c] / total
                     if p > first:
                         first, second = p, first
                     elif p > second:
