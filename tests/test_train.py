@@ -139,3 +139,47 @@ def test_first_stage_takes_the_first_T_of_Tmax_frames():
     m.first_stage = "first"
     torch.testing.assert_close(batch_at(ds, idx, m)(2), ten[:2])
     assert not torch.equal(ten[:2], rebinned)
+
+
+def test_prefix_loss_is_the_mean_cross_entropy_of_every_prefix_readout():
+    """``--loss prefix``: ``1/T sum_t CE(readout(out[:t]), y)`` (the readouts an early exit
+    stops on); at T = 1 the same as the plain readout loss. Written out for the mean
+    readout, so a loss over the steps' own outputs (TET's) or over all T only fails it."""
+    from trainer.models import build_model
+    from trainer.train import sequence_loss
+
+    model = build_model(small_config())
+    g = torch.Generator().manual_seed(0)
+    out = torch.randn(5, 4, 10, generator=g, dtype=torch.float64)
+    y = torch.tensor([0, 3, 9, 3])
+    by_hand = sum(torch.nn.functional.cross_entropy(out[:t].mean(0), y) for t in range(1, 6)) / 5
+    torch.testing.assert_close(sequence_loss(model, out, y, "prefix"), by_hand, rtol=1e-12, atol=0)
+    torch.testing.assert_close(
+        sequence_loss(model, out[:1], y, "prefix"), sequence_loss(model, out[:1], y), rtol=0, atol=0
+    )
+    assert not torch.allclose(sequence_loss(model, out, y, "prefix"), sequence_loss(model, out, y))
+
+
+def test_prefix_loss_trains_and_is_stored(digits, tmp_path):
+    cfg = small_config("mtt", epochs=1, loss="prefix")
+    model, metrics = fit(cfg, *digits, progress=False)
+    assert metrics["test_accuracy"] > 0.15, metrics
+    save_checkpoint(tmp_path / "m.pt", cfg, model, metrics)
+    assert load_checkpoint(tmp_path / "m.pt")[0].method.loss == "prefix"
+
+
+@pytest.mark.parametrize(
+    "method, model, loss, match",
+    [
+        ("mtt", "2C1FC", "tet", "--loss 'tet' is unknown; expected one of"),
+        ("sltt", "2C1FC", "prefix", "applies to sdt, nmt and mtt on non-trev models"),
+        ("sdt", "trev-tiny", "prefix", "trev models --trev loss="),
+    ],
+)
+def test_prefix_loss_refuses_what_it_does_not_apply_to(method, model, loss, match):
+    from trainer.config import ConfigError
+
+    cfg = Config()
+    cfg.model.name, cfg.method.name, cfg.method.loss = model, method, loss
+    with pytest.raises(ConfigError, match=match):
+        cfg.validate()

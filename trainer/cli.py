@@ -34,6 +34,7 @@ from .config import (
     FIRST_STAGES,
     FIXED_T_METHODS,
     K_SCALES,
+    LOSSES,
     METHODS,
     NDOT_RATIOS,
     NORMS,
@@ -132,6 +133,13 @@ def _add_fit(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="nmt/mtt: one of the --samples configurations per iteration is uniform Tmin, which keeps small T "
         "accurate (default tmin for nmt/mtt with --samples >= 2, else none; none: the MTT paper's rule)",
+    )
+    p.add_argument(
+        "--loss",
+        choices=LOSSES,
+        default="readout",
+        help="sdt/nmt/mtt: cross-entropy of the readout of all T steps (readout), or its mean over the "
+        "readouts of steps 1..t for every t (prefix: the readouts early exit stops on)",
     )
     p.add_argument("--epochs", type=cliargs.positive_int, default=10, help="passes over the training split")
     p.add_argument("--batch-size", type=cliargs.batch, default=64, help="samples per training batch")
@@ -445,6 +453,7 @@ def config_from_args(
             ndot_ratio=a.ndot_ratio,
             optimizer=a.optimizer,
             first_stage=a.first_stage,
+            loss=a.loss,
         ),
     ).validate()
 

@@ -20,6 +20,9 @@ TARGETS = ("onehot", "vth")
 K_SCALES = ("T", "K")
 NDOT_RATIOS = ("paper", "clamped")
 FIRST_STAGES = ("rebin", "first")
+# sdt/nmt/mtt loss: cross-entropy of the readout of all T steps, or its mean over every
+# prefix 1..t (the readouts early exit decides on; per-step losses as TET, Deng et al. 2022)
+LOSSES = ("readout", "prefix")
 STAGE_METHODS = ("sdt", "nmt", "mtt")  # stage-T forward/backward over the whole sequence
 ONLINE_METHODS = ("sltt", "sltt-k", "ottt-a", "ottt-o", "ndot-a", "ndot-o")  # step by step (trainer.online)
 METHODS = STAGE_METHODS + ONLINE_METHODS
@@ -127,6 +130,7 @@ class MethodConfig:
     ndot_ratio: str = "clamped"  # ndot: "paper" (e_1 = u_1, clamp only at u_{t-1} = 0) or "clamped"
     optimizer: str = "adam"  # "adam" or "sgd" (momentum 0.9, as the SLTT/OTTT/NDOT papers)
     first_stage: str = "rebin"  # nmt/mtt events at T: "rebin" into T frames, or the "first" T of Tmax (A.2)
+    loss: str = "readout"  # sdt/nmt/mtt: LOSSES ("readout" in checkpoints written before it existed)
 
 
 @dataclass
@@ -193,6 +197,13 @@ class Config:
                 raise ConfigError(
                     f"--{key.replace('_', '-')} {getattr(m, key)!r} is unknown; expected one of {list(valid)}"
                 )
+        if m.loss not in LOSSES:
+            raise ConfigError(f"--loss {m.loss!r} is unknown; expected one of {list(LOSSES)}")
+        if m.loss != "readout" and (m.name not in STAGE_METHODS or self.model.name.startswith("trev-")):
+            raise ConfigError(
+                f"--loss {m.loss} applies to sdt, nmt and mtt on non-trev models (online methods have a "
+                f"per-step loss of their own, trev models --trev loss=...), not to {m.name!r} on {self.model.name!r}"
+            )
         if m.first_stage not in FIRST_STAGES:
             raise ConfigError(f"--first-stage {m.first_stage!r} is unknown; expected one of {list(FIRST_STAGES)}")
         if not 0.0 <= m.mse_weight <= 1.0:

@@ -145,12 +145,20 @@ def calibrate_bn_runs(
     return n
 
 
-def sequence_loss(model: nn.Module, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy of the readout of the output sequence ``out``, or the model's own
-    loss over it when it defines one (T-RevSNN: heads on earlier steps,
-    :meth:`trainer.trev.TRevNet.loss`)."""
+def sequence_loss(model: nn.Module, out: torch.Tensor, y: torch.Tensor, loss: str = "readout") -> torch.Tensor:
+    """The training loss of the output sequence ``out`` ``[T, B, classes]``: the model's own
+    when it defines one (T-RevSNN: heads on earlier steps, :meth:`trainer.trev.TRevNet.loss`);
+    else ``loss`` (:data:`trainer.config.LOSSES`) "readout", the cross-entropy of the
+    readout of all T steps, or "prefix", ``1/T sum_t CE(readout(out[:t]), y)``: every
+    readout an early exit may stop on is trained (per-step losses as TET, Deng et al. 2022;
+    SEENN's exits decide on the same prefixes)."""
     own = getattr(model, "loss", None)
-    return own(out, y) if own is not None else F.cross_entropy(model.readout(out), y)
+    if own is not None:
+        return own(out, y)
+    if loss == "readout":
+        return F.cross_entropy(model.readout(out), y)
+    T = out.shape[0]
+    return sum((F.cross_entropy(model.readout(out[:t]), y) for t in range(1, T + 1)), out.new_zeros(())) / T
 
 
 def stage_iteration(
@@ -171,7 +179,7 @@ def stage_iteration(
     loss_sum = 0.0
     for i, stage_T in enumerate(configs):
         with distributed.no_sync(net, sync=i == len(configs) - 1):
-            loss = sequence_loss(model, net(x_at(stage_T[0]), stage_T), y)
+            loss = sequence_loss(model, net(x_at(stage_T[0]), stage_T), y, m.loss)
             loss.backward()
         loss_sum += loss.item() / len(configs)
     opt.step()
