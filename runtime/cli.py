@@ -233,7 +233,7 @@ def cmd_calibrate_exit(a: argparse.Namespace) -> None:
 
     import onnx
 
-    from .exit_calibration import CHOICES, choose, horizon_readouts, no_saving_note
+    from .exit_calibration import CASCADE, CHOICES, choose, horizon_readouts, no_saving_note
     from .fileio import write_atomic
     from .integrity import stamp_onnx
     from .protocol import METADATA_KEY
@@ -241,11 +241,16 @@ def cmd_calibrate_exit(a: argparse.Namespace) -> None:
     if a.budget < 0:
         raise PolicyError(f"--budget must be a percentage >= 0, got {a.budget}")
     check_output(a.out, a.model)
-    bad = [r for r in a.rules if r not in CHOICES]
+    bad = [r for r in a.rules or () if r not in CHOICES]
     if bad:
         raise PolicyError(f"exit rule(s) {bad} unknown; expected some of {list(CHOICES)}")
     session = _open(a)
     p = session.protocol
+    if p.stages and CASCADE in (a.rules or ()):
+        raise PolicyError("--rules cascade: a multi-rate file runs its configuration only, not at other T")
+    rules = a.rules or [
+        r for r in ("fixed", "confidence", "margin", "entropy", CASCADE) if r != CASCADE or not p.stages
+    ]
     tmax = a.tmax or p.default_T
     if not 1 <= a.tmin <= tmax:
         raise PolicyError(f"--tmin must be in [1, tmax={tmax}], got {a.tmin}")
@@ -258,7 +263,7 @@ def cmd_calibrate_exit(a: argparse.Namespace) -> None:
     # horizons (fixed T, and the tmax of the rules): the trained range up to the reference tmax
     lo = max(a.tmin, min(p.T_range[0], tmax))
     by_horizon = horizon_readouts(session, val, range(lo, tmax + 1), a.batch_size, a.binning)
-    c = choose(by_horizon, val.labels, a.budget, a.tmin, a.rules, a.criterion)
+    c = choose(by_horizon, val.labels, a.budget, a.tmin, rules, a.criterion)
     policy = c["best"]["policy"]
     trained_on_val = meta.get("train_split", "train") != "train-minus-val"
     warnings = _warn(
@@ -278,7 +283,7 @@ def cmd_calibrate_exit(a: argparse.Namespace) -> None:
         "chosen_on": f"{val.spec} split val ({len(val)} samples)",
         "budget_points": a.budget,
         "criterion": a.criterion,
-        "rules": list(a.rules),
+        "rules": rules,
         "horizons": [lo, tmax],
         "saving": c["saving"],
         "validation": {
@@ -295,6 +300,9 @@ def cmd_calibrate_exit(a: argparse.Namespace) -> None:
             "accuracy": chosen["accuracy"],
             "mean_steps": chosen["mean_steps"],
             "fixed_T": tmax,
+            # what steps do not show: a cascade saves steps, not synaptic operations
+            "acs": chosen["acs"],
+            "fixed_acs": fixed["acs"],
         },
     }
     meta["exit"] = {k: result[k] for k in ("policy", "chosen_on", "budget_points", "criterion", "validation", "test")}
@@ -306,7 +314,7 @@ def cmd_calibrate_exit(a: argparse.Namespace) -> None:
     v, t = result["validation"], result["test"]
     counted = "lost against" if a.criterion == "losses" else "differing from"
     print(
-        f"{a.model}: exit policy chosen on {result['chosen_on']} among fixed T and rules with tmax in "
+        f"{a.model}: exit policy chosen on {result['chosen_on']} among {', '.join(rules)} with T in "
         f"[{lo}, {tmax}], budget: at most {a.budget}% of them {counted} fixed:{tmax} ({a.criterion})"
     )
     print(
@@ -333,7 +341,8 @@ def cmd_calibrate_exit(a: argparse.Namespace) -> None:
     print(
         f"test ({t['n']} samples, reported only): {t['accuracy']:.4f} at {t['mean_steps']:.2f} mean steps "
         f"vs fixed:{tmax} {t['fixed_accuracy']:.4f} ({100 * (t['accuracy'] - t['fixed_accuracy']):+.2f} points, "
-        f"{100 * t['mean_steps'] / tmax:.1f}% of the steps)"
+        f"{100 * t['mean_steps'] / tmax:.1f}% of the steps; synaptic operations {t['acs']:.3g} vs {t['fixed_acs']:.3g} "
+        "per sample)"
     )
     print(f"wrote {a.out} (its default policy is now {policy})")
 
@@ -414,8 +423,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--rules",
         nargs="+",
-        default=["fixed", "confidence", "margin", "entropy"],
-        help="candidates to consider: fixed T and exit rules (default: fixed confidence margin entropy)",
+        default=None,
+        help="candidates to consider: fixed T, the per-step exit rules, and cascades (cascade: runs again "
+        "at a larger T, re-binned; saves steps, not latency on a live stream) (default: fixed confidence "
+        "margin entropy cascade; no cascade on a multi-rate file)",
     )
     _horizon(p, "the reference fixed T and the longest horizon considered")
     from .event.cli import add_event_bench

@@ -13,7 +13,7 @@ from tqdm import tqdm
 from .data import DataError, Dataset
 from .fileio import write_atomic
 from .limits import check_memory, check_steps, run_bytes
-from .policies import Confidence, ExitPolicy, FixedT, as_policy, model_default
+from .policies import Cascade, Confidence, ExitPolicy, FixedT, as_policy, model_default
 from .protocol import STATIC_KINDS, Protocol
 from .result import Result, RunResult
 
@@ -58,7 +58,7 @@ class ClockMode:
     def __init__(
         self,
         session: Session,
-        policy: ExitPolicy | str | int | None = None,
+        policy: ExitPolicy | Cascade | str | int | None = None,
         binning: str | None = None,
         counts: bool = True,
         neuron_counts: bool = False,
@@ -82,21 +82,32 @@ class ClockMode:
             f"a batch of {batch} samples for {self.frames} steps",
         )
 
-    def run(self, ds: Dataset, idx: np.ndarray) -> RunResult:
+    def inputs(self, ds: Dataset, idx: np.ndarray, T: int) -> np.ndarray:
+        """The inputs of samples ``idx`` for a run of ``T`` steps."""
         p = self.session.protocol
         if ds.kind == "static" and p.input_kind in STATIC_KINDS:
             assert ds.images is not None  # a static data set holds images
-            x = ds.images[idx]  # repeated by the session: no T copies of the image
-        else:
-            dt_us = p.dt_us if self.binning == "fixed" else None
-            x = ds.frames(idx, self.frames, self.binning, dt_us, p.durations)
+            return ds.images[idx]  # repeated by the session: no T copies of the image
+        dt_us = p.dt_us if self.binning == "fixed" else None
+        return ds.frames(idx, p.input_steps(T), self.binning, dt_us, p.durations)
+
+    def run(self, ds: Dataset, idx: np.ndarray) -> RunResult:
+        if isinstance(self.policy, Cascade):  # each run of the cascade bins the recordings anew
+            return self.session.run_cascade(
+                self.policy,
+                len(idx),
+                lambda T, rows: self.inputs(ds, idx[rows], T),
+                counts=self.counts,
+                neuron_counts=self.neuron_counts,
+            )
+        x = self.inputs(ds, idx, self.T)
         return self.session.run(x, self.policy, counts=self.counts, neuron_counts=self.neuron_counts)
 
 
 def run_dataset(
     session: Session,
     ds: Dataset,
-    policy: ExitPolicy | str | int | None = None,
+    policy: ExitPolicy | Cascade | str | int | None = None,
     batch_size: int = 256,
     binning: str | None = None,
     counts: bool = True,
@@ -106,12 +117,18 @@ def run_dataset(
     return run_batches(ClockMode(session, policy, binning, counts), ds, batch_size, progress)
 
 
-def t_range_warning(protocol: Protocol, policy: ExitPolicy | str | int | None) -> str | None:
+def t_range_warning(protocol: Protocol, policy: ExitPolicy | Cascade | str | int | None) -> str | None:
     """A note when ``policy`` may stop at a T outside the range the model was trained on
     (its accuracy there was never part of training); None when it stays inside."""
     policy = as_policy(policy) or model_default(protocol.exit_policy, protocol.default_T)
     hi = policy.horizon(protocol.default_T)
-    lo = policy.T if isinstance(policy, FixedT) else getattr(policy, "tmin", 1)
+    lo = (
+        policy.T
+        if isinstance(policy, FixedT)
+        else policy.T[0]
+        if isinstance(policy, Cascade)
+        else getattr(policy, "tmin", 1)
+    )
     t_lo, t_hi = protocol.T_range
     if t_lo <= lo and hi <= t_hi:
         return None

@@ -1,8 +1,11 @@
 """Choosing an exit policy honestly: on the validation split, for a stated accuracy budget.
 
-Candidates: every fixed T in the allowed range, and every exit rule (max softmax,
+Candidates: every fixed T in the allowed range; every exit rule (max softmax,
 normalised entropy, top-1 minus top-2 margin) at every threshold that changes a decision,
-every ``tmin`` and every horizon ``tmax`` up to the reference T. The model runs once per
+every ``tmin`` and every horizon ``tmax`` up to the reference T; and every two-run cascade
+(:class:`runtime.policies.Cascade`: all samples at T0, those that do not pass the rule's
+threshold on that run's final readout again at T1 > T0, each T in the same range, the
+steps of both runs counted). The model runs once per
 horizon H on the validation split while a recording policy keeps every step's readout;
 each rule is then replayed on those readouts. This is exact, not an approximation: an
 early-exit run with ``tmax=H`` sees the same frames as fixed H (the horizon sets the
@@ -45,7 +48,8 @@ RULES = {
     "entropy": (normalized_entropy, False),
 }
 FIXED = "fixed"  # the candidates fixed:H, beside the rules
-CHOICES = (FIXED, *RULES)
+CASCADE = "cascade"  # two-run cascades T0 -> T1 under each rule
+CHOICES = (FIXED, *RULES, CASCADE)
 # criterion -> the samples a candidate's predictions count against the budget, as a bool
 # array (..., N), given the reference's predictions and the labels
 CRITERIA = {
@@ -128,7 +132,54 @@ def candidates(readouts: np.ndarray, rule: str) -> np.ndarray:
 def policy_string(c: Mapping[str, Any]) -> str:
     if c["rule"] == FIXED:
         return f"{FIXED}:{c['tmax']}"
+    if c["rule"] == CASCADE:
+        return f"{CASCADE}:{c['score']}:{c['threshold']},T={c['tmin']}+{c['tmax']}"
     return f"{c['rule']}:{c['threshold']},tmin={c['tmin']},tmax={c['tmax']}"
+
+
+def replay_cascade(
+    by_horizon: Mapping[int, np.ndarray], rule: str, threshold: float, T0: int, T1: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(predictions, steps) of the cascade T0 -> T1 under ``rule`` at ``threshold``: the
+    final readout of the run to T0 decides; the others take T1's prediction after T0 + T1 steps."""
+    stop = _passes(by_horizon[T0][-1], rule, np.array([threshold]))[0]
+    pred = np.where(stop, by_horizon[T0][-1].argmax(axis=1), by_horizon[T1][-1].argmax(axis=1))
+    return pred, np.where(stop, T0, T0 + T1)
+
+
+def _passes(final: np.ndarray, rule: str, thresholds: np.ndarray) -> np.ndarray:
+    """Bool ``[K, N]``: which samples a readout ``[N, classes]`` stops at each threshold."""
+    score_fn, higher = RULES[rule]
+    scores = score_fn(final)
+    return scores[None] > thresholds[:, None] if higher else scores[None] < thresholds[:, None]
+
+
+def _cascade_best(
+    by_horizon: Mapping[int, np.ndarray],
+    labels: np.ndarray,
+    ref_pred: np.ndarray,
+    tmin: int,
+    allowed: float,
+    criterion: str,
+) -> dict[str, Any] | None:
+    """The best two-run cascade (rule, threshold, T0 < T1) within the budget, or None."""
+    top: dict[str, Any] | None = None
+    Ts = sorted(H for H in by_horizon if H >= tmin)
+    for rule in RULES:
+        for T0 in Ts:
+            final = by_horizon[T0][-1]
+            ths = candidates(final[None], rule)
+            stop = _passes(final, rule, ths)  # [K, N]
+            for T1 in (T for T in Ts if T > T0):
+                pred = np.where(stop, final.argmax(axis=1), by_horizon[T1][-1].argmax(axis=1))
+                f = _figures(pred, ref_pred, labels)
+                steps = T0 + (~stop).mean(axis=1) * T1
+                for k in np.flatnonzero(f[criterion] <= allowed):
+                    c = {"rule": CASCADE, "score": rule, "threshold": float(ths[k]), "tmin": T0, "tmax": T1}
+                    c |= {"mean_steps": float(steps[k])} | {key: float(v[k]) for key, v in f.items()}
+                    if _better(c, top):
+                        top = c
+    return top
 
 
 def _better(a: Mapping[str, Any], b: Mapping[str, Any] | None) -> bool:
@@ -196,8 +247,10 @@ def choose(
     reference's. ``criterion`` says what counts against the budget: ``disagreement`` (any
     other prediction) or ``losses`` (only samples the reference gets right and the
     candidate wrong). ``by_horizon[H]``: the readouts ``[H, N, classes]`` of a run to horizon H;
-    candidates are fixed H for every H given, and each rule with ``tmax`` = every H given
-    and ``tmin`` from ``tmin`` to H - 1 (``tmin`` = H is fixed H). The reference itself
+    candidates are fixed H for every H given, each rule with ``tmax`` = every H given
+    and ``tmin`` from ``tmin`` to H - 1 (``tmin`` = H is fixed H), and the cascades
+    T0 -> T1 for every two H >= ``tmin`` given (``tmin``/``tmax`` T0 and T1, ``score`` the
+    rule). The reference itself
     always keeps the budget, so there is always a choice; ``saving`` is False when it is
     the reference."""
     for r in rules:
@@ -212,6 +265,9 @@ def choose(
     reference = fixed[T]
     per_rule: dict[str, dict[str, Any] | None] = {}
     for rule in rules:
+        if rule == CASCADE:  # over every pair of horizons
+            per_rule[rule] = _cascade_best(by_horizon, labels, ref_pred, tmin, allowed, criterion)
+            continue
         top: dict[str, Any] | None = None
         for H in sorted(by_horizon):
             if H < tmin:

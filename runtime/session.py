@@ -4,15 +4,17 @@
 step), event frames ``[T, B, *shape]`` or a list of event streams (binned here, as the
 metadata says unless the caller overrides), runs the clock-driven loop, and asks the
 policy after every step which samples may stop. Samples that stop leave the batch: the
-states are compacted and the following steps run on fewer samples.
+states are compacted and the following steps run on fewer samples. A
+:class:`runtime.policies.Cascade` runs the samples that do not stop again at a larger T
+(:meth:`Session.run_cascade`).
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeGuard, cast
 
@@ -26,7 +28,7 @@ from .engine import Stepper, make_session, threads_for, with_outputs
 from .errors import InputError
 from .eventinput import checked_streams
 from .limits import check_memory, check_steps, run_bytes
-from .policies import ExitPolicy, FixedT, as_policy, first_exit, model_default
+from .policies import Cascade, ExitPolicy, FixedT, as_policy, first_exit, model_default
 from .protocol import STATIC_KINDS, ModelError, Protocol, read_model
 from .result import Cost, RunResult
 from .split import NotSplittable, Plan, Segment, SplitStepper, plan
@@ -90,6 +92,25 @@ class _Rows:
             return None
         self.active, self.acc, self.live = self.active[live], self.acc[live], live[live]
         return live
+
+
+@dataclass
+class FinalReadout:
+    """Fixed T that keeps the final readout (float64, as every policy sees it): what a
+    cascade tests and what ``runtime calibrate-exit`` replays, so both decide alike."""
+
+    T: int
+    logits: np.ndarray = field(default_factory=lambda: np.empty((0, 0)))
+
+    def horizon(self, default_T: int) -> int:
+        return self.T
+
+    def first_exit(self) -> int:
+        return self.T
+
+    def should_exit(self, t: int, logits: np.ndarray) -> np.ndarray:
+        self.logits = np.array(logits, np.float64)
+        return np.ones(len(logits), bool)
 
 
 def readout(acc: np.ndarray, y: np.ndarray, t: int, rule: str) -> np.ndarray:
@@ -248,7 +269,7 @@ class Session:
         if is_event_streams(x):
             if p.input_kind != "event-frames" or len(x) == 0:
                 raise InputError(f"got {len(x)} event streams; this model takes {self._forms()}")
-            policy = policy or model_default(p.exit_policy, p.default_T)
+            policy = policy or self._step_default()
             T = policy.horizon(p.default_T)
             check_steps(T)
             self._check_steps(T)
@@ -265,7 +286,7 @@ class Session:
                     f"input has shape {list(x.shape)} (static images) but this model takes {self._forms()}"
                 )
             self._check_array(x, "input")
-            policy = policy or model_default(p.exit_policy, p.default_T)
+            policy = policy or self._step_default()
             return x, True, policy, policy.horizon(p.default_T)
         if x.ndim == nd + 2:
             self._check_array(x, "input")
@@ -277,7 +298,7 @@ class Session:
                         f"input has {x.shape[0]} frames; this multi-rate model's first stage runs "
                         f"T={p.stages[0].T} (configuration {_config(p)}): expected [{p.stages[0].T}, B, ...]"
                     )
-                policy = policy or model_default(p.exit_policy, p.default_T)
+                policy = policy or self._step_default()
                 return x, False, policy, policy.horizon(p.default_T)
             policy = policy or FixedT(x.shape[0])
             T = policy.horizon(x.shape[0])
@@ -310,7 +331,7 @@ class Session:
     def run(
         self,
         x: object,
-        policy: ExitPolicy | str | int | None = None,
+        policy: ExitPolicy | Cascade | str | int | None = None,
         *,
         counts: bool = True,
         binning: str | None = None,
@@ -324,7 +345,13 @@ class Session:
         difference against the event-driven runtime).
         """
         counts = counts or neuron_counts
-        xs, static, policy, T = self._prepare(x, as_policy(policy), binning, dt_us)
+        asked = as_policy(policy)
+        cascade = self._cascade(x, asked)
+        if cascade is not None:
+            n, inputs_at = self._cascade_inputs(x, cascade, binning, dt_us)
+            return self.run_cascade(cascade, n, inputs_at, counts=counts, neuron_counts=neuron_counts)
+        assert not isinstance(asked, Cascade)
+        xs, static, policy, T = self._prepare(x, asked, binning, dt_us)
         if T <= 0:
             raise InputError(f"the policy asks for {T} steps; expected at least 1")
         check_steps(T)  # the run loop's arrays are small, but a T of 1e9 never ends
@@ -383,6 +410,99 @@ class Session:
             result.cost = self._cost(rows.steps, {k: v for k, v in spikes.items() if "/" not in k})
             if neuron_counts:
                 result.neuron_counts = {k: spikes[f"{k}/neurons"] for k in self.spiking}
+        return result
+
+    def _step_default(self) -> ExitPolicy:
+        """The model's stored per-step policy (:meth:`run` hands a stored cascade to
+        :meth:`run_cascade` first, where the input allows one)."""
+        d = model_default(self.protocol.exit_policy, self.protocol.default_T)
+        if isinstance(d, Cascade):
+            raise InputError(
+                f"this model's default policy {d} runs samples again at a larger T, which needs whole "
+                "samples (event streams or images): pass a per-step policy for this input"
+            )
+        return d
+
+    # ---- cascade ------------------------------------------------------------------------
+    def _cascade(self, x: object, asked: ExitPolicy | Cascade | None) -> Cascade | None:
+        """The cascade this run follows: the one asked, or the model's stored default when
+        none is asked and ``x`` is whole samples (frames ``[T, B, ...]`` run fixed T)."""
+        if isinstance(asked, Cascade):
+            return asked
+        if asked is not None or (isinstance(x, np.ndarray) and x.ndim == len(self.protocol.input_shape) + 2):
+            return None
+        default = model_default(self.protocol.exit_policy, self.protocol.default_T)
+        return default if isinstance(default, Cascade) else None
+
+    def _cascade_inputs(
+        self, x: object, c: Cascade, binning: str | None, dt_us: float | None
+    ) -> tuple[int, Callable[[int, np.ndarray], np.ndarray]]:
+        """(samples, inputs at T of the given rows) for :meth:`run_cascade`: event streams
+        are binned into T frames for each run; static images are repeated as always."""
+        p = self.protocol
+        if is_event_streams(x) and p.input_kind == "event-frames" and len(x):
+            check_memory(run_bytes(p, len(x), c.T[-1]), f"{len(x)} event streams binned into {c.T[-1]} steps")
+            streams = checked_streams(x, cast("tuple[int, int, int]", p.input_shape))
+            return len(streams), lambda T, rows: self.frames([streams[i] for i in rows], T, binning, dt_us)
+        if isinstance(x, np.ndarray) and x.ndim == len(p.input_shape) + 1 and p.input_kind in STATIC_KINDS:
+            self._check_array(x, "input")
+            return len(x), lambda T, rows: x[rows]
+        if isinstance(x, np.ndarray) and x.ndim == len(p.input_shape) + 2:
+            raise InputError(
+                f"policy {c} runs samples again at T={'+'.join(map(str, c.T[1:]))} from their whole "
+                "recording; frames [T, B, ...] hold one T only: give event streams (or static images)"
+            )
+        self._prepare(x, FixedT(c.T[0]), binning, dt_us)  # says what is wrong with x
+        raise InputError(f"input is not what this model takes: expected {self._forms()}")
+
+    def run_cascade(
+        self,
+        c: Cascade,
+        n: int,
+        inputs_at: Callable[[int, np.ndarray], np.ndarray],
+        *,
+        counts: bool = True,
+        neuron_counts: bool = False,
+    ) -> RunResult:
+        """Run ``n`` samples under cascade ``c``: all at ``c.T[0]``, then those whose final
+        readout does not pass ``c``'s rule again from the zero state at the next T, and so
+        on. ``inputs_at(T, rows)``: the inputs of samples ``rows`` for a run of T steps.
+        A sample's steps, spikes and operations are the sums over the runs it took part in;
+        ``batch_per_step`` follows the runs one after the other."""
+        if self._stages:
+            raise InputError(
+                f"policy {c} runs samples at other T; this multi-rate model runs its configuration "
+                f"{_config(self.protocol)} only: use fixed or a per-step rule"
+            )
+        for T in c.T:
+            check_steps(T)
+            self._check_steps(T)
+        out = np.zeros((n, self.protocol.num_classes), np.float32)
+        steps, live = np.zeros(n, np.int64), np.arange(n)
+        seconds, parts = 0.0, []
+        profile: list[int] = []
+        for k, T in enumerate(c.T):
+            final = FinalReadout(T)
+            r = self.run(inputs_at(T, live), final, counts=counts, neuron_counts=neuron_counts)
+            stop = np.ones(len(live), bool) if k == len(c.T) - 1 else np.asarray(c.passes(final.logits), bool)
+            out[live[stop]] = r.outputs[stop]
+            steps[live] += T
+            seconds, profile = seconds + r.seconds, profile + r.batch_per_step
+            parts.append((live, r))
+            live = live[~stop]
+            if not live.size:
+                break
+        result = RunResult(out.argmax(1), out, steps, seconds, profile)
+        if counts:
+            result.spike_counts = _summed(n, [(rows, r.spike_counts) for rows, r in parts])
+            cost_parts = [
+                (rows, {"macs": r.cost.macs, "acs": r.cost.acs, "energy_pj": r.cost.energy_pj})
+                for rows, r in parts
+                if r.cost
+            ]
+            result.cost = Cost(**_summed(n, cost_parts))
+            if neuron_counts:
+                result.neuron_counts = _summed(n, [(rows, r.neuron_counts) for rows, r in parts])
         return result
 
     def _run_stages(
@@ -554,6 +674,18 @@ class Session:
     @property
     def steps_done(self) -> int:
         return 0 if self._stream is None else self._stream.t
+
+
+def _summed(n: int, parts: Sequence[tuple[np.ndarray, dict[str, np.ndarray] | None]]) -> dict[str, np.ndarray]:
+    """Per-sample arrays of several runs, each over rows ``rows`` of the ``n`` samples, summed."""
+    total: dict[str, np.ndarray] = {}
+    for rows, values in parts:
+        assert values is not None  # every run of a cascade has the same flags
+        for k, v in values.items():
+            if k not in total:
+                total[k] = np.zeros((n, *v.shape[1:]), v.dtype)
+            total[k][rows] += v
+    return total
 
 
 def _config(p: Protocol) -> str:

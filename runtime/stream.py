@@ -33,7 +33,7 @@ import numpy as np
 from .data.eventfile import EventReader
 from .data.transforms import Pipeline
 from .errors import InputError
-from .policies import ExitPolicy, FixedT
+from .policies import Cascade, ExitPolicy, FixedT
 from .session import Session
 
 TICK_MS = 1.0  # realtime: by default the recording is released in slices of 1 ms of wall time
@@ -261,9 +261,14 @@ def run_clock(
     emit: Callable[[Window], None],
     stats: Stats,
     dt_us: float | None = None,
-    policy: ExitPolicy | None = None,
+    policy: ExitPolicy | Cascade | None = None,
 ) -> None:
     """Clock-driven streaming (see the module doc)."""
+    if isinstance(policy, Cascade):
+        raise InputError(
+            f"policy {policy} runs whole recordings again at a larger T; a stream is binned as it "
+            "arrives: use fixed or a per-step rule (confidence, entropy, margin)"
+        )
     p = session.protocol
     dt = dt_us or p.dt_us
     if not dt or dt <= 0:

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from tests.conftest import ROOT, run_cli
@@ -50,6 +51,27 @@ def test_pi_bench_early_exit_saving(tmp_path):
     e = json.loads(r.stdout)["early_exit"]
     assert e["n"] == 4 and e["fixed_steps"] == 4 and e["exit_steps"] == 1
     assert abs(e["step_saving"] - 0.75) < 1e-9
+
+
+def test_pi_bench_bins_each_policy_as_it_runs(tmp_path):
+    """Each policy's sample is binned as a run of it would be: into its own horizon (a
+    policy to 2 of a T = 4 model sees the recording in 2 frames, not the first 2 of 4) or,
+    for a cascade, into each of its T; the answers are those of `runtime run`'s."""
+    from edge.pi.bench import _run_of, early_exit
+    from runtime.data import load_dataset
+    from runtime.evaluate import run_dataset
+    from runtime.policies import parse_policy
+    from runtime.session import load
+
+    path = save(chain_model([Conv(4, pool=2)], in_shape=(2, 20, 20), classes=10), tmp_path / "m.onnx")
+    ds = load_dataset("digits", "test", 6)
+    s = load(path, threads=1)
+    for text in ("confidence:1.0,tmax=2", "cascade:confidence:0.5,T=1+3"):
+        e = early_exit(path, ds, parse_policy(text), repeats=1)
+        r = run_dataset(s, ds, text)
+        assert e["exit_steps"] == r.steps.mean() and e["exit_accuracy"] == (r.predictions == ds.labels).mean()
+        for i in range(len(ds)):
+            np.testing.assert_array_equal(_run_of(s, ds, i, parse_policy(text))().outputs[0], r.outputs[i])
 
 
 def test_pi_bench_bad_input(tmp_path):

@@ -14,7 +14,15 @@ import pytest
 
 import runtime
 from runtime.data import load_dataset
-from runtime.exit_calibration import RULES, candidates, choose, no_saving_note, replay, step_readouts
+from runtime.exit_calibration import (
+    RULES,
+    candidates,
+    choose,
+    no_saving_note,
+    replay,
+    replay_cascade,
+    step_readouts,
+)
 from runtime.policies import Margin, PolicyError, parse_policy
 from runtime.protocol import ModelError, read_model
 from tests.runtime_fixtures import save, tiny_model
@@ -77,7 +85,8 @@ def test_choose_keeps_the_budget_and_minimises_steps():
         assert (pred != ref_pred).mean() <= 0.02 + 1e-12 and steps.mean() == pytest.approx(best["mean_steps"])
         assert (pred == labels).mean() >= 0.88 - 1e-12  # disagreement bounds the accuracy lost
         assert best["disagreement"] == pytest.approx((pred != ref_pred).mean())
-    assert c["best"]["mean_steps"] == min(b["mean_steps"] for b in c["per_rule"].values())
+    assert c["per_rule"]["cascade"] is None  # one horizon: no second run to cascade to
+    assert c["best"]["mean_steps"] == min(b["mean_steps"] for b in c["per_rule"].values() if b)
     strict = choose({6: readouts}, labels, budget_points=0.0, tmin=1)
     assert strict["best"]["mean_steps"] >= c["best"]["mean_steps"]
 
@@ -93,6 +102,10 @@ def _brute_force(by_horizon, labels, budget_points):
             for th in candidates(r, rule):
                 for tmin in range(1, H):
                     pred, steps = replay(r, rule, float(th), tmin)
+                    found.append((steps.mean(), pred))
+            for T1 in (H1 for H1 in by_horizon if H1 > H):
+                for th in candidates(r[-1:], rule):
+                    pred, steps = replay_cascade(by_horizon, rule, float(th), H, T1)
                     found.append((steps.mean(), pred))
     ok = [(s, -(p == labels).mean()) for s, p in found if (p != ref).mean() <= budget_points / 100 + 1e-12]
     return min(ok)
@@ -111,6 +124,8 @@ def test_choose_finds_the_cheapest_candidate_over_horizons_and_tmin():
         r = by_horizon[best["tmax"]]
         if best["rule"] == "fixed":
             pred, steps = r[-1].argmax(1), np.full(30, best["tmax"])
+        elif best["rule"] == "cascade":
+            pred, steps = replay_cascade(by_horizon, best["score"], best["threshold"], best["tmin"], best["tmax"])
         else:
             pred, steps = replay(r, best["rule"], best["threshold"], best["tmin"])
         assert parse_policy(best["policy"]).horizon(4) == best["tmax"]
@@ -206,7 +221,7 @@ def test_calibrate_exit_cli_stores_the_policy_as_the_default(model_path, tmp_pat
     _, proto = read_model(out)
     assert proto.exit_policy == r["policy"]
     assert proto.exit_policy != "fixed:6" and r["test"]["mean_steps"] < 6 and r["saving"]
-    assert r["horizons"] == [1, 6] and set(r["validation"]["per_rule"]) == {"fixed", *RULES}
+    assert r["horizons"] == [1, 6] and set(r["validation"]["per_rule"]) == {"fixed", *RULES, "cascade"}
     run = json.loads(_cli("run", str(out), "--data", "digits:static", "--limit", "60", "--json").stdout)
     assert run["policy"] == r["policy"] and run["mean_steps"] == pytest.approx(r["test"]["mean_steps"])
     assert onnx.load(model_path).metadata_props[0].value.find('"exit"') == -1  # input untouched
@@ -236,3 +251,30 @@ def test_runs_outside_the_trained_T_range_warn(model_path):
     assert "T in [1, 10], outside the trained range" in json.loads(p.stdout)["warnings"][0]
     p = _cli("run", model_path, "--data", "digits:static", "--limit", "10", "--json")
     assert json.loads(p.stdout)["warnings"] == [] and p.stderr == ""
+
+
+def test_choose_picks_a_cascade_when_a_small_T_run_sees_enough():
+    """Every run's last readout is what counts: at T = 1..3 it is confidently right on 80%
+    of the samples and mildly wrong on the rest, at T = 4 confidently right; the steps before
+    a run's last are uninformative, so no per-step rule can stop before step 4. The cascade
+    1 -> 4 costs 1 + 0.2 * 4 = 1.8 steps and changes no prediction of fixed:4."""
+    N, C = 50, 4
+    labels = np.arange(N) % C
+    hard = np.arange(N) % 5 == 0
+    by_horizon = {}
+    for H in range(1, 5):
+        r = np.zeros((H, N, C))
+        r[-1, np.arange(N), labels] = 3.0
+        if H < 4:
+            r[-1, hard] = 0.0
+            r[-1, np.flatnonzero(hard), (labels[hard] + 1) % C] = 0.5
+        by_horizon[H] = r
+    c = choose(by_horizon, labels, budget_points=0.0)
+    best = c["best"]
+    assert best["policy"].startswith("cascade:") and best["policy"].endswith(",T=1+4")
+    assert best["mean_steps"] == pytest.approx(1.8) and best["disagreement"] == 0.0
+    assert min(c["per_rule"][r]["mean_steps"] for r in RULES) == 4.0
+    pred, steps = replay_cascade(by_horizon, best["score"], best["threshold"], 1, 4)
+    assert steps.mean() == pytest.approx(1.8) and (pred == labels).all()
+    assert parse_policy(best["policy"]) == parse_policy(f"cascade:{best['score']}:{best['threshold']},T=1+4")
+    assert "cascade" not in choose(by_horizon, labels, 0.0, rules=["fixed", *RULES])["best"]["policy"]

@@ -256,6 +256,14 @@ def test_runtime_refuses_what_a_multirate_file_cannot_do(ckpts, capsys, tmp_path
         session.run(x)
     with pytest.raises(InputError, match="each stage at its own T"):
         session.step(x[0])
+    code, out, err = run_main(
+        runtime_main, capsys, "run", str(path), "--policy", "cascade:confidence:0.5,T=1+3", "--limit", "5"
+    )
+    one_error(code, err, "runs its configuration 4,1,3 only")
+    code, out, err = run_main(
+        runtime_main, capsys, "calibrate-exit", str(path), "--rules", "cascade", "--out", str(tmp_path / "e.onnx")
+    )
+    one_error(code, err, "--rules cascade: a multi-rate file runs its configuration only")
     from runtime.event.engine import load_event
 
     with pytest.raises(ModelError, match="multi-rate model"):

@@ -14,13 +14,15 @@ from __future__ import annotations
 import resource
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 from runtime.bench import bench_input, runtime_step_ms
 from runtime.data import Dataset
-from runtime.policies import ExitPolicy, FixedT
+from runtime.policies import Cascade, ExitPolicy, FixedT
+from runtime.result import RunResult
 from runtime.session import Session, load
 
 
@@ -56,7 +58,17 @@ def _sample(session: Session, ds: Dataset, i: int, T: int) -> np.ndarray:
     return ds.frames(idx, T, p.binning, p.dt_us if p.binning == "fixed" else None)
 
 
-def early_exit(path: str, ds: Dataset, policy: ExitPolicy, repeats: int = 3) -> dict:
+def _run_of(session: Session, ds: Dataset, i: int, policy: ExitPolicy | Cascade) -> Callable[[], RunResult]:
+    """Sample ``i`` under ``policy`` as a call, its inputs binned beforehand: into the
+    policy's horizon (the binning a run to that horizon has), or into each T of a cascade."""
+    if isinstance(policy, Cascade):
+        xs = {T: _sample(session, ds, i, T) for T in policy.T}
+        return lambda: session.run_cascade(policy, 1, lambda T, rows: xs[T], counts=False)
+    x = _sample(session, ds, i, policy.horizon(session.protocol.T_trained))
+    return lambda: session.run(x, policy, counts=False)
+
+
+def early_exit(path: str, ds: Dataset, policy: ExitPolicy | Cascade, repeats: int = 3) -> dict:
     """Fixed T (trained) vs ``policy`` at batch 1, one thread, one sample at a time (as a
     sensor delivers them): accuracy, mean steps, mean ms per sample. Each sample runs
     under both policies alternately ``repeats`` times and keeps its fastest time, so load
@@ -64,15 +76,14 @@ def early_exit(path: str, ds: Dataset, policy: ExitPolicy, repeats: int = 3) -> 
     session = load(path, threads=1)
     p = session.protocol
     policies = (FixedT(p.T_trained), policy)
-    T = max(q.horizon(p.T_trained) for q in policies)
     correct, steps, seconds = np.zeros(2), np.zeros(2), np.zeros(2)
     for i in range(len(ds)):
-        x = _sample(session, ds, i, T)
-        for k, q in enumerate(policies):
+        runs = [_run_of(session, ds, i, q) for q in policies]
+        for k, run in enumerate(runs):
             best = np.inf
             for _ in range(repeats):
                 start = time.perf_counter()
-                r = session.run(x, q, counts=False)
+                r = run()
                 best = min(best, time.perf_counter() - start)
             correct[k] += r.predictions[0] == ds.labels[i]
             steps[k] += r.steps[0]

@@ -1,0 +1,116 @@
+"""Cascades over T (``cascade:RULE:THRESHOLD,T=T0+T1``): every sample runs at T0, those
+whose final readout does not pass the rule run again from the start at T1, re-binned
+(hand-built models: no torch, no exporter)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+
+import runtime
+from runtime.data import load_dataset
+from runtime.errors import InputError
+from runtime.evaluate import run_dataset
+from runtime.exit_calibration import RULES, horizon_readouts, replay_cascade
+from runtime.policies import Cascade, Confidence, Entropy, PolicyError, parse_policy
+from runtime.protocol import read_model
+from runtime.session import FinalReadout
+from runtime.stream import Stats, run_clock
+from tests.runtime_fixtures import save, tiny_model
+
+
+@pytest.fixture(scope="module")
+def events_model(tmp_path_factory):
+    return save(tiny_model("event-frames", classes=10, T=6), tmp_path_factory.mktemp("cascade") / "m.onnx")
+
+
+@pytest.fixture(scope="module")
+def val():
+    return load_dataset("digits", "val", 48)
+
+
+def _streams(ds):
+    return [ds.events[i] for i in range(len(ds))]
+
+
+def test_cascade_strings():
+    c = parse_policy("cascade:entropy:0.25,T=1+3+6")
+    assert c == Cascade(Entropy(0.25), (1, 3, 6)) and c.horizon(6) == 6
+    assert str(c) == "cascade:entropy:0.25,T=1+3+6" and parse_policy(str(c)) == c
+
+
+@pytest.mark.parametrize(
+    "text, match",
+    [
+        ("cascade:confidence:0.5,T=6+1", "T must increase"),
+        ("cascade:confidence:0.5,T=2+2", "T must increase"),
+        ("cascade:confidence:0.5,T=4", "two or more positive integer T"),
+        ("cascade:confidence:0.5,T=0+4", "two or more positive integer T"),
+        ("cascade:confidence:0.5,T=1+x", "T must be an integer"),
+        ("cascade:confidence:0.5", r"RULE:THRESHOLD,T=N\+N"),
+        ("cascade:fixed:3,T=1+6", "rule is one of"),
+        ("cascade:confidence:0.5,tmin=2,T=1+6", "takes no tmin/tmax"),
+        ("cascade:margin:1.5,T=1+6", "margin threshold must be in"),
+    ],
+)
+def test_bad_cascades_are_refused(text, match):
+    with pytest.raises(PolicyError, match=match):
+        parse_policy(text)
+
+
+def test_each_sample_stops_at_T0_or_runs_again_at_T1(events_model, val):
+    s = runtime.load(events_model)
+    streams = _streams(val)
+    r1, r4 = s.run(streams, 1), s.run(streams, 4)
+    final = FinalReadout(1)
+    s.run(streams, final, counts=False)
+    th = float(np.median(RULES["confidence"][0](final.logits)))
+    c = Cascade(Confidence(th), (1, 4))
+    r = s.run(streams, c)
+    stop = c.passes(final.logits)
+    assert 0 < stop.sum() < len(stop)  # the threshold splits the batch
+    assert r.steps.tolist() == np.where(stop, 1, 5).tolist()
+    assert np.array_equal(r.outputs, np.where(stop[:, None], r1.outputs, r4.outputs))
+    assert np.array_equal(r.predictions, r.outputs.argmax(1))
+    assert r.spike_counts is not None and r1.spike_counts is not None and r4.spike_counts is not None
+    for k, v in r.spike_counts.items():
+        assert np.array_equal(v, r1.spike_counts[k] + np.where(stop, 0, r4.spike_counts[k]))
+    assert r.cost is not None and r1.cost is not None and r4.cost is not None
+    np.testing.assert_allclose(r.cost.acs, r1.cost.acs + np.where(stop, 0, r4.cost.acs), rtol=1e-12)
+    assert len(r.batch_per_step) == 1 + 4 and r.batch_per_step[1:] == [int((~stop).sum())] * 4
+
+
+def test_replay_cascade_is_what_the_session_does(events_model, val):
+    """calibrate-exit's replay on recorded readouts gives the runtime's own predictions and
+    steps, over a data set in batches (ClockMode) and over a list of streams alike."""
+    s = runtime.load(events_model)
+    by_horizon = horizon_readouts(s, val, [2, 5], batch_size=16)
+    for rule, (score, _) in RULES.items():
+        th = float(np.median(score(by_horizon[2][-1])))
+        pred, steps = replay_cascade(by_horizon, rule, th, 2, 5)
+        policy = f"cascade:{rule}:{th},T=2+5"
+        for r in (run_dataset(s, val, policy, batch_size=16), s.run(_streams(val), policy)):
+            assert r.steps.tolist() == steps.tolist() and r.predictions.tolist() == pred.tolist()
+        assert 2 < steps.mean() < 7
+
+
+def test_a_cascade_needs_whole_samples(events_model, val, tmp_path):
+    s = runtime.load(events_model)
+    frames = s.frames(_streams(val)[:4], 6)
+    with pytest.raises(InputError, match="frames .* hold one T only: give event streams"):
+        s.run(frames, "cascade:confidence:0.5,T=1+6")
+    with pytest.raises(InputError, match="runs whole recordings again at a larger T"):
+        run_clock(s, iter(()), lambda w: None, Stats(), 1000.0, parse_policy("cascade:confidence:0.5,T=1+6"))
+    # a model that stores a cascade as its default runs it on streams, and fixed T on frames
+    m = onnx.load(events_model)
+    meta = json.loads(m.metadata_props[0].value)
+    meta["exit"] = {"policy": "cascade:confidence:0.5,T=1+6"}
+    onnx.helper.set_model_props(m, {"flexsnn.protocol": json.dumps(meta)})
+    path = save(m, tmp_path / "default.onnx")
+    assert read_model(path)[1].exit_policy == "cascade:confidence:0.5,T=1+6"
+    d = runtime.load(path)
+    assert np.array_equal(d.run(_streams(val)).steps, s.run(_streams(val), "cascade:confidence:0.5,T=1+6").steps)
+    assert np.array_equal(d.run(frames).outputs, s.run(frames, 6).outputs)
