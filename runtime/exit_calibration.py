@@ -38,15 +38,12 @@ import numpy as np
 
 from .data import Dataset
 from .evaluate import run_dataset
-from .policies import PolicyError, max_softmax, normalized_entropy, top2_margin
+from .policies import RULES as RULE_CLASSES
+from .policies import PolicyError
 from .session import Session
 
 # rule -> (score of a readout, True when a higher score means more certain)
-RULES = {
-    "confidence": (max_softmax, True),
-    "margin": (top2_margin, True),
-    "entropy": (normalized_entropy, False),
-}
+RULES = {name: (cls.score, cls.higher) for name, cls in RULE_CLASSES.items()}
 FIXED = "fixed"  # the candidates fixed:H, beside the rules
 CASCADE = "cascade"  # two-run cascades T0 -> T1 under each rule
 CHOICES = (FIXED, *RULES, CASCADE)

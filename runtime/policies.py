@@ -150,9 +150,12 @@ class FixedT:
 @dataclass(frozen=True)
 class _Bounded:
     """Shared [tmin, tmax] window; ``tmax=None`` means the model's trained T. The
-    threshold bounds a ``measure`` of the readout in [0, 1]."""
+    threshold bounds score ``name`` (one of :data:`SCORES`) of the readout, in [0, 1]:
+    a sample stops where it is above (``higher``) or below the threshold."""
 
+    name: ClassVar[str]
     measure: ClassVar[str]
+    higher: ClassVar[bool]
     threshold: float
     tmin: int = 1
     tmax: int | None = None
@@ -165,6 +168,10 @@ class _Bounded:
         if not 0.0 <= self.threshold <= 1.0:
             raise PolicyError(f"{self.measure} threshold must be in [0, 1], got {self.threshold}")
 
+    @classmethod
+    def score(cls, logits: np.ndarray) -> np.ndarray:
+        return _score(logits, cls.name)
+
     def horizon(self, default_T: int) -> int:
         return max(self.tmin, default_T) if self.tmax is None else self.tmax
 
@@ -172,7 +179,8 @@ class _Bounded:
         return self.tmin
 
     def confident(self, logits: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
+        s = self.score(logits)
+        return s > self.threshold if self.higher else s < self.threshold
 
     def should_exit(self, t: int, logits: np.ndarray) -> np.ndarray:
         if t < self.tmin:
@@ -185,30 +193,26 @@ class _Bounded:
 class Confidence(_Bounded):
     """SEENN-I: stop at the first step where max softmax of the readout > threshold."""
 
-    measure = "confidence"
-
-    def confident(self, logits: np.ndarray) -> np.ndarray:
-        return max_softmax(logits) > self.threshold
+    name, measure, higher = "confidence", "confidence", True
 
 
 @dataclass(frozen=True)
 class Entropy(_Bounded):
     """Stop at the first step where the normalized entropy of the softmax < threshold."""
 
-    measure = "normalized entropy"
-
-    def confident(self, logits: np.ndarray) -> np.ndarray:
-        return normalized_entropy(logits) < self.threshold
+    name, measure, higher = "entropy", "normalized entropy", False
 
 
 @dataclass(frozen=True)
 class Margin(_Bounded):
     """Stop at the first step where the top-1 minus top-2 softmax probability > threshold."""
 
-    measure = "margin"
+    name, measure, higher = "margin", "margin", True
 
-    def confident(self, logits: np.ndarray) -> np.ndarray:
-        return top2_margin(logits) > self.threshold
+
+# the rules that test a readout against a threshold, by name (this order breaks ties in
+# runtime.exit_calibration)
+RULES: dict[str, type[_Bounded]] = {cls.name: cls for cls in (Confidence, Margin, Entropy)}
 
 
 @dataclass(frozen=True)
@@ -244,8 +248,7 @@ class Cascade:
         return self.rule.confident(logits)
 
     def __str__(self) -> str:
-        name = next(n for n, cls in RULES.items() if type(self.rule) is cls)
-        return f"cascade:{name}:{self.rule.threshold},T={'+'.join(map(str, self.T))}"
+        return f"cascade:{self.rule.name}:{self.rule.threshold},T={'+'.join(map(str, self.T))}"
 
 
 def _int(value: str, what: str) -> int:
@@ -275,10 +278,6 @@ def _bounded(cls: type[_Bounded]) -> Callable[[str], ExitPolicy]:
         return cls(threshold, **kw)
 
     return parse
-
-
-# the rules that test a readout against a threshold, by name
-RULES: dict[str, type[_Bounded]] = {"confidence": Confidence, "entropy": Entropy, "margin": Margin}
 
 
 def _parse_cascade(arg: str) -> Cascade:

@@ -338,7 +338,9 @@ class Session:
         dt_us: float | None = None,
         neuron_counts: bool = False,
     ) -> RunResult:
-        """Run a batch to completion under ``policy`` (default: fixed T of the model or frames).
+        """Run a batch to completion under ``policy`` (default: the model's stored policy, else
+        fixed T of the model or of the frames); a :class:`runtime.policies.Cascade` goes to
+        :meth:`run_cascade` (event streams and images only).
 
         ``counts=False`` skips spike counts and cost (the fastest path, for benchmarks);
         ``neuron_counts=True`` also keeps every neuron's spike count (for the spike
@@ -495,12 +497,7 @@ class Session:
         result = RunResult(out.argmax(1), out, steps, seconds, profile)
         if counts:
             result.spike_counts = _summed(n, [(rows, r.spike_counts) for rows, r in parts])
-            cost_parts = [
-                (rows, {"macs": r.cost.macs, "acs": r.cost.acs, "energy_pj": r.cost.energy_pj})
-                for rows, r in parts
-                if r.cost
-            ]
-            result.cost = Cost(**_summed(n, cost_parts))
+            result.cost = Cost(**_summed(n, [(rows, vars(r.cost)) for rows, r in parts if r.cost is not None]))
             if neuron_counts:
                 result.neuron_counts = _summed(n, [(rows, r.neuron_counts) for rows, r in parts])
         return result

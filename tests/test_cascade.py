@@ -42,23 +42,21 @@ def test_cascade_strings():
     assert str(c) == "cascade:entropy:0.25,T=1+3+6" and parse_policy(str(c)) == c
 
 
-@pytest.mark.parametrize(
-    "text, match",
-    [
-        ("cascade:confidence:0.5,T=6+1", "T must increase"),
-        ("cascade:confidence:0.5,T=2+2", "T must increase"),
-        ("cascade:confidence:0.5,T=4", "two or more positive integer T"),
-        ("cascade:confidence:0.5,T=0+4", "two or more positive integer T"),
-        ("cascade:confidence:0.5,T=1+x", "T must be an integer"),
-        ("cascade:confidence:0.5", r"RULE:THRESHOLD,T=N\+N"),
-        ("cascade:fixed:3,T=1+6", "rule is one of"),
-        ("cascade:confidence:0.5,tmin=2,T=1+6", "takes no tmin/tmax"),
-        ("cascade:margin:1.5,T=1+6", "margin threshold must be in"),
-    ],
-)
-def test_bad_cascades_are_refused(text, match):
-    with pytest.raises(PolicyError, match=match):
-        parse_policy(text)
+def test_bad_cascades_are_refused():
+    refusals = {
+        "cascade:confidence:0.5,T=6+1": "T must increase",
+        "cascade:confidence:0.5,T=2+2": "T must increase",
+        "cascade:confidence:0.5,T=4": "two or more positive integer T",
+        "cascade:confidence:0.5,T=0+4": "two or more positive integer T",
+        "cascade:confidence:0.5,T=1+x": "T must be an integer",
+        "cascade:confidence:0.5": r"RULE:THRESHOLD,T=N\+N",
+        "cascade:fixed:3,T=1+6": "rule is one of",
+        "cascade:confidence:0.5,tmin=2,T=1+6": "takes no tmin/tmax",
+        "cascade:margin:1.5,T=1+6": "margin threshold must be in",
+    }
+    for text, match in refusals.items():
+        with pytest.raises(PolicyError, match=match):
+            parse_policy(text)
 
 
 def test_each_sample_stops_at_T0_or_runs_again_at_T1(events_model, val):
@@ -114,3 +112,16 @@ def test_a_cascade_needs_whole_samples(events_model, val, tmp_path):
     d = runtime.load(path)
     assert np.array_equal(d.run(_streams(val)).steps, s.run(_streams(val), "cascade:confidence:0.5,T=1+6").steps)
     assert np.array_equal(d.run(frames).outputs, s.run(frames, 6).outputs)
+
+
+def test_a_cascade_over_static_images_repeats_each_image(tmp_path):
+    """Images: each run repeats the image T times; the cascade's outputs are those of fixed
+    T0 for the samples that stop and of fixed T1 for the others, over a data set too."""
+    s = runtime.load(save(tiny_model(classes=10, T=6), tmp_path / "static.onnx"))
+    ds = load_dataset("digits:static", "val", 40)
+    r2, r5 = s.run(ds.images, 2), s.run(ds.images, 5)
+    th = float(np.median(RULES["margin"][0](r2.outputs.astype(np.float64))))
+    for r in (s.run(ds.images, f"cascade:margin:{th},T=2+5"), run_dataset(s, ds, f"cascade:margin:{th},T=2+5", 16)):
+        stop = r.steps == 2
+        assert 0 < stop.sum() < len(stop) and set(r.steps.tolist()) == {2, 7}
+        assert np.array_equal(r.outputs, np.where(stop[:, None], r2.outputs, r5.outputs))

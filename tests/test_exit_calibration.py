@@ -134,19 +134,21 @@ def test_choose_finds_the_cheapest_candidate_over_horizons_and_tmin():
         assert best["disagreement"] <= budget / 100 + 1e-12
 
 
+def _blank(horizons: range, N: int, C: int) -> tuple[np.ndarray, dict[int, np.ndarray]]:
+    """Labels 0, 1, .., C - 1, 0, ... and all-zero readouts ``[H, N, C]`` per horizon H."""
+    return np.arange(N) % C, {H: np.zeros((H, N, C)) for H in horizons}
+
+
 def test_choose_picks_a_smaller_fixed_T_when_it_keeps_the_budget_more_cheaply():
     """Horizon 2 predicts what horizon 6 does; step 1 of any horizon is confidently wrong on
     a tenth of the samples (so no rule may exit there at budget 0): fixed:2 is the cheapest."""
     N, C = 50, 4
-    labels = np.arange(N) % C
+    labels, by_horizon = _blank(range(1, 7), N, C)
     wrong = np.arange(N) % 10 == 0
-    by_horizon = {}
-    for H in range(1, 7):
-        r = np.zeros((H, N, C))
+    for r in by_horizon.values():
         r[:, np.arange(N), labels] = 1.0  # a mild lead for the right class
         r[0, wrong] = 0.0
         r[0, wrong, (labels[wrong] + 1) % C] = 5.0  # confidently wrong at step 1
-        by_horizon[H] = r
     c = choose(by_horizon, labels, budget_points=0.5)
     assert c["best"]["policy"] == "fixed:2" and c["saving"]
     assert c["best"]["accuracy"] == 1.0 and c["best"]["disagreement"] == 0.0
@@ -161,14 +163,11 @@ def test_losses_count_only_what_the_reference_got_right():
     """fixed:2 differs from fixed:4 on 4 of 40 samples, all of which fixed:4 gets wrong:
     no loss (chosen under ``losses``), but 10% disagreement (refused under ``disagreement``)."""
     N, C = 40, 4
-    labels = np.arange(N) % C
-    by_horizon = {}
-    for H in range(2, 5):
-        r = np.zeros((H, N, C))
+    labels, by_horizon = _blank(range(2, 5), N, C)
+    for H, r in by_horizon.items():
         r[:, np.arange(N), labels] = 1.0
         r[-1, :4] = 0.0
         r[-1, np.arange(4), (labels[:4] + (1 if H == 4 else 2)) % C] = 1.0  # wrong at 4, otherwise wrong at 2, 3
-        by_horizon[H] = r
     loose = choose(by_horizon, labels, 1.0, rules=["fixed"], criterion="losses")
     assert loose["best"]["policy"] == "fixed:2" and loose["best"]["losses"] == 0.0
     assert loose["best"]["disagreement"] == pytest.approx(0.1)
@@ -179,15 +178,12 @@ def test_losses_count_only_what_the_reference_got_right():
 
 def test_choose_says_when_nothing_cheaper_keeps_the_budget():
     N, C = 30, 3
-    labels = np.arange(N) % C
-    by_horizon = {}
-    for H in range(1, 7):
-        r = np.zeros((H, N, C))
+    labels, by_horizon = _blank(range(1, 7), N, C)
+    for H, r in by_horizon.items():
         r[:, np.arange(N), (labels + 1) % C] = 2.0  # every step before the last says otherwise
         r[-1] = 0.0
         r[-1, np.arange(N), labels] = 2.0 if H == 6 else 0.0
         r[-1, np.arange(N), (labels + 2) % C] = 0.0 if H == 6 else 2.0
-        by_horizon[H] = r
     c = choose(by_horizon, labels, budget_points=3.0)
     assert not c["saving"] and c["best"]["policy"] == "fixed:6" and c["best"]["mean_steps"] == 6.0
     note = no_saving_note(N, 3.0, 6, "disagreement")
@@ -259,16 +255,13 @@ def test_choose_picks_a_cascade_when_a_small_T_run_sees_enough():
     a run's last are uninformative, so no per-step rule can stop before step 4. The cascade
     1 -> 4 costs 1 + 0.2 * 4 = 1.8 steps and changes no prediction of fixed:4."""
     N, C = 50, 4
-    labels = np.arange(N) % C
+    labels, by_horizon = _blank(range(1, 5), N, C)
     hard = np.arange(N) % 5 == 0
-    by_horizon = {}
-    for H in range(1, 5):
-        r = np.zeros((H, N, C))
+    for H, r in by_horizon.items():
         r[-1, np.arange(N), labels] = 3.0
         if H < 4:
             r[-1, hard] = 0.0
             r[-1, np.flatnonzero(hard), (labels[hard] + 1) % C] = 0.5
-        by_horizon[H] = r
     c = choose(by_horizon, labels, budget_points=0.0)
     best = c["best"]
     assert best["policy"].startswith("cascade:") and best["policy"].endswith(",T=1+4")
