@@ -129,6 +129,9 @@ def cmd_run(a: argparse.Namespace) -> None:
         )
     )
     print(f"* {ENERGY_NOTE}")
+    # one cold run: the first steps at each batch size also compile and allocate (the first
+    # run of fixed:6 on the digits default takes about 6 ms per sample, later ones about 0.6)
+    print("ms/sample: this run's step loops, first-call costs included; warm timings: runtime bench, edge pi-bench")
 
 
 def cmd_bench(a: argparse.Namespace) -> None:
