@@ -70,8 +70,8 @@ def test_pi_bench_bins_each_policy_as_it_runs(tmp_path):
         e = early_exit(path, ds, parse_policy(text), repeats=1)
         r = run_dataset(s, ds, text)
         assert e["exit_steps"] == r.steps.mean() and e["exit_accuracy"] == (r.predictions == ds.labels).mean()
-        for i in range(len(ds)):
-            np.testing.assert_array_equal(_run_of(s, ds, i, parse_policy(text))().outputs[0], r.outputs[i])
+        for i in range(len(ds)):  # batch 1 against batch 6: onnxruntime may round differently (arm64)
+            np.testing.assert_allclose(_run_of(s, ds, i, parse_policy(text))().outputs[0], r.outputs[i], rtol=1e-5)
 
 
 def test_pi_bench_bad_input(tmp_path):
