@@ -21,7 +21,7 @@ from .limits import check_memory, run_bytes
 from .neuron import SpecError
 from .policies import POLICY_FORMS, PolicyError, parse_policy
 from .protocol import STATIC_KINDS, ModelError, one_rate
-from .report import ENERGY_NOTE, emit_json, guarded, pct, sci, table
+from .report import ENERGY_NOTE, emit_json, guarded, pct, print_run, sci, table
 from .session import BACKENDS, Session, load
 
 USER_ERRORS = (ModelError, InputError, PolicyError, DataError, SpecError, OutputPathError)
@@ -94,44 +94,28 @@ def cmd_run(a: argparse.Namespace) -> None:
     if a.json:
         emit_json(s)
         return
-    print(f"{a.model} on {ds.spec} ({s['n']} samples), policy {s['policy']}, backend {s['backend']}")
+    title = f"{a.model} on {ds.spec} ({s['n']} samples), policy {s['policy']}, backend {s['backend']}"
     if s["config"]:
-        print(
-            f"configuration {','.join(map(str, s['config']))} (T per stage; policy on the last stage's steps), "
+        title += (
+            f"\nconfiguration {','.join(map(str, s['config']))} (T per stage; policy on the last stage's steps), "
             f"backends {session.backend_note}"
         )
-    print(
-        table(
-            [
-                "accuracy %",
-                "mean steps",
-                "p50 steps",
-                "p90 steps",
-                "p99 steps",
-                "MACs",
-                "ACs",
-                "energy µJ*",
-                "ms/sample",
-            ],
-            [
-                [
-                    pct(s["accuracy"]),
-                    f"{s['mean_steps']:.2f}",
-                    f"{s['p50_steps']:.1f}",
-                    f"{s['p90_steps']:.1f}",
-                    f"{s['p99_steps']:.1f}",
-                    sci(s["macs"]),
-                    sci(s["acs"]),
-                    f"{s['energy_uj']:.3g}",
-                    f"{s['ms_per_sample']:.2f}",
-                ]
-            ],
-        )
-    )
-    print(f"* {ENERGY_NOTE}")
+    figures = {
+        "accuracy %": pct(s["accuracy"]),
+        "mean steps": f"{s['mean_steps']:.2f}",
+        **{f"p{q} steps": f"{s[f'p{q}_steps']:.1f}" for q in (50, 90, 99)},
+        "MACs": sci(s["macs"]),
+        "ACs": sci(s["acs"]),
+        "energy µJ*": f"{s['energy_uj']:.3g}",
+        "ms/sample": f"{s['ms_per_sample']:.2f}",
+    }
     # one cold run: the first steps at each batch size also compile and allocate (the first
     # run of fixed:6 on the digits default takes about 6 ms per sample, later ones about 0.6)
-    print("ms/sample: this run's step loops, first-call costs included; warm timings: runtime bench, edge pi-bench")
+    print_run(
+        title,
+        figures,
+        ["ms/sample: this run's step loops, first-call costs included; warm timings: runtime bench, edge pi-bench"],
+    )
 
 
 def cmd_bench(a: argparse.Namespace) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NoReturn
 
 
@@ -51,6 +51,15 @@ def sci(x: float) -> str:
 
 
 ENERGY_NOTE = "energy: an estimate from 45 nm MAC/AC energies (4.6 / 0.9 pJ), not a measurement"
+
+
+def print_run(title: str, figures: Mapping[str, str], notes: Sequence[str] = ()) -> None:
+    """One run's summary for a person: the title, one row of figures under their names
+    (units in the names), the energy footnote and any further notes."""
+    print(title)
+    print(table(list(figures), [list(figures.values())]))
+    for note in (f"* {ENERGY_NOTE}", *notes):
+        print(note)
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:

@@ -9,7 +9,7 @@ from .. import cliargs
 from ..data import load_dataset
 from ..data.transforms import from_dicts
 from ..errors import InputError
-from ..report import ENERGY_NOTE, emit_json, pct, sci, table
+from ..report import emit_json, pct, print_run, sci, table
 from ..session import load
 
 # .bench, .engine and .evaluate import numba: only inside the commands that run it (the
@@ -34,23 +34,18 @@ def cmd_run_event(a: argparse.Namespace) -> None:
         s.update(compare_clock(engine, load(a.model, a.threads), ds, r, a.batch_size, a.binning))
         emit_json(s)
         return
-    print(f"{a.model} on {ds.spec} ({s['n']} samples), event-driven")
-    print(
-        table(
-            ["accuracy %", "events/sample", "synops (ACs)", "energy µJ*", "ms/sample"],
-            [
-                [
-                    pct(s["accuracy"]),
-                    f"{s['events_per_sample']:.0f}",
-                    sci(s["synops_per_sample"]),
-                    f"{s['energy_uj']:.3g}",
-                    f"{s['ms_per_sample']:.2f}",
-                ]
-            ],
-        )
+    figures = {
+        "accuracy %": pct(s["accuracy"]),
+        "events/sample": f"{s['events_per_sample']:.0f}",
+        "synops (ACs)": sci(s["synops_per_sample"]),
+        "energy µJ*": f"{s['energy_uj']:.3g}",
+        "ms/sample": f"{s['ms_per_sample']:.2f}",
+    }
+    print_run(
+        f"{a.model} on {ds.spec} ({s['n']} samples), event-driven",
+        figures,
+        ["(--json adds the spike difference sd against the clock-driven run)"],
     )
-    print(f"* {ENERGY_NOTE}")
-    print("(--json adds the spike difference sd against the clock-driven run)")
 
 
 def add_event_bench(sub: argparse._SubParsersAction) -> None:
