@@ -125,3 +125,17 @@ def test_a_cascade_over_static_images_repeats_each_image(tmp_path):
         stop = r.steps == 2
         assert 0 < stop.sum() < len(stop) and set(r.steps.tolist()) == {2, 7}
         assert np.array_equal(r.outputs, np.where(stop[:, None], r2.outputs, r5.outputs))
+
+
+def test_a_three_run_cascade_takes_each_run_in_turn(tmp_path):
+    s = runtime.load(save(tiny_model(classes=10, T=6), tmp_path / "static.onnx"))
+    x = load_dataset("digits:static", "val", 40).images
+    r1, r3, r6 = (s.run(x, T) for T in (1, 3, 6))
+    s1 = RULES["margin"][0](r1.outputs.astype(np.float64))
+    th = float(np.quantile(s1, 0.7))  # about 30% stop after the first run
+    r = s.run(x, f"cascade:margin:{th},T=1+3+6")
+    assert set(r.steps.tolist()) <= {1, 4, 10} and len(set(r.steps.tolist())) >= 2
+    by_steps = {1: r1.outputs, 4: r3.outputs, 10: r6.outputs}
+    for i, n in enumerate(r.steps.tolist()):
+        assert np.array_equal(r.outputs[i], by_steps[n][i])
+    assert (r.steps == 1).sum() == (s1 > th).sum()
