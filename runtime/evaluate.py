@@ -13,7 +13,7 @@ from tqdm import tqdm
 from .data import DataError, Dataset
 from .fileio import write_atomic
 from .limits import check_memory, check_steps, run_bytes
-from .policies import Cascade, Confidence, ExitPolicy, FixedT, as_policy, model_default
+from .policies import Cascade, Confidence, ExitPolicy, FixedT, as_policy, first_exit, model_default
 from .protocol import STATIC_KINDS, Protocol
 from .result import Result, RunResult
 
@@ -122,13 +122,7 @@ def t_range_warning(protocol: Protocol, policy: ExitPolicy | Cascade | str | int
     (its accuracy there was never part of training); None when it stays inside."""
     policy = as_policy(policy) or model_default(protocol.exit_policy, protocol.default_T)
     hi = policy.horizon(protocol.default_T)
-    lo = (
-        policy.T
-        if isinstance(policy, FixedT)
-        else policy.T[0]
-        if isinstance(policy, Cascade)
-        else getattr(policy, "tmin", 1)
-    )
+    lo = first_exit(policy)  # the fewest steps a sample may run
     t_lo, t_hi = protocol.T_range
     if t_lo <= lo and hi <= t_hi:
         return None

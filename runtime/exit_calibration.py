@@ -100,10 +100,17 @@ def horizon_readouts(
     return {H: step_readouts(session, ds, H, batch_size, binning) for H in horizons}
 
 
+def _passing(scores: np.ndarray, higher: bool, thresholds: np.ndarray) -> np.ndarray:
+    """Bool ``[K, *scores.shape]``: where each score passes each of the K thresholds (above
+    it, or below it when a lower score means more certain)."""
+    th = thresholds.reshape(-1, *(1,) * scores.ndim)
+    return scores[None] > th if higher else scores[None] < th
+
+
 def _stops(scores: np.ndarray, higher: bool, thresholds: np.ndarray, tmin: int) -> np.ndarray:
     """0-based stop step ``[K, N]`` for each threshold: the first step t >= tmin whose score
     passes, else the last step."""
-    passed = scores[None] > thresholds[:, None, None] if higher else scores[None] < thresholds[:, None, None]
+    passed = _passing(scores, higher, thresholds)
     passed[:, : tmin - 1] = False
     passed[:, -1] = True
     return passed.argmax(axis=1)
@@ -147,8 +154,7 @@ def replay_cascade(
 def _passes(final: np.ndarray, rule: str, thresholds: np.ndarray) -> np.ndarray:
     """Bool ``[K, N]``: which samples a readout ``[N, classes]`` stops at each threshold."""
     score_fn, higher = RULES[rule]
-    scores = score_fn(final)
-    return scores[None] > thresholds[:, None] if higher else scores[None] < thresholds[:, None]
+    return _passing(score_fn(final), higher, thresholds)
 
 
 def _cascade_best(
@@ -171,12 +177,32 @@ def _cascade_best(
                 pred = np.where(stop, final.argmax(axis=1), by_horizon[T1][-1].argmax(axis=1))
                 f = _figures(pred, ref_pred, labels)
                 steps = T0 + (~stop).mean(axis=1) * T1
-                for k in np.flatnonzero(f[criterion] <= allowed):
-                    c = {"rule": CASCADE, "score": rule, "threshold": float(ths[k]), "tmin": T0, "tmax": T1}
-                    c |= {"mean_steps": float(steps[k])} | {key: float(v[k]) for key, v in f.items()}
-                    if _better(c, top):
-                        top = c
+                head = {"rule": CASCADE, "score": rule}
+                top = _best_of(top, head, ths, T0, T1, steps, f, allowed, criterion)
     return top
+
+
+def _best_of(
+    top: dict[str, Any] | None,
+    head: Mapping[str, Any],
+    thresholds: np.ndarray,
+    tmin: int,
+    tmax: int,
+    steps: np.ndarray,
+    figures: Mapping[str, np.ndarray],
+    allowed: float,
+    criterion: str,
+) -> dict[str, Any] | None:
+    """``top``, or the best of K thresholds (``steps`` and ``figures`` per threshold) that
+    keep the budget when it is :func:`_better`: fewest mean steps, then the higher accuracy,
+    then the first threshold (a stable sort keeps their order)."""
+    ok = np.flatnonzero(figures[criterion] <= allowed)
+    if not ok.size:
+        return top
+    k = ok[np.lexsort((-figures["accuracy"][ok], steps[ok]))[0]]
+    c = {**head, "threshold": float(thresholds[k]), "tmin": tmin, "tmax": tmax, "mean_steps": float(steps[k])}
+    c |= {key: float(v[k]) for key, v in figures.items()}
+    return c if _better(c, top) else top
 
 
 def _better(a: Mapping[str, Any], b: Mapping[str, Any] | None) -> bool:
@@ -222,11 +248,7 @@ def _rule_best(
             stop = _stops(scores, higher, th, tmin)  # [K, N]
             f = _figures(preds[stop, np.arange(N)], ref_pred, labels)
             steps = (stop + 1).mean(axis=1)
-            for k in np.flatnonzero(f[criterion] <= allowed):
-                c = {"rule": rule, "threshold": float(th[k]), "tmin": tmin, "tmax": H, "mean_steps": float(steps[k])}
-                c |= {key: float(v[k]) for key, v in f.items()}
-                if _better(c, top):
-                    top = c
+            top = _best_of(top, {"rule": rule}, th, tmin, H, steps, f, allowed, criterion)
     return top
 
 

@@ -45,7 +45,7 @@ class ExitPolicy(Protocol):
         """Bool ``[B]``: which samples stop after step ``t`` (1-based) given their readout."""
 
 
-def first_exit(policy: ExitPolicy) -> int:
+def first_exit(policy: ExitPolicy | Cascade) -> int:
     """The first step (1-based) after which ``policy`` may stop a sample: the session asks
     it nothing before (no readout, no call: per-step Python work that a fixed T or a
     ``tmin`` makes useless). A policy without ``first_exit`` is asked from step 1."""
@@ -242,6 +242,9 @@ class Cascade:
 
     def horizon(self, default_T: int) -> int:
         return self.T[-1]
+
+    def first_exit(self) -> int:
+        return self.T[0]
 
     def passes(self, logits: np.ndarray) -> np.ndarray:
         """Bool ``[B]``: which samples stop with this readout (a run's last)."""

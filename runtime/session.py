@@ -162,6 +162,8 @@ class Session:
         self.model, self.protocol, self.path = model, protocol, path
         self.threads = threads
         self.backend, self.backend_note, self._plan, self._exact = _backend(model, protocol, backend)
+        # what a run follows when it names no policy (parsed once: runs ask for it every call)
+        self._default = model_default(protocol.exit_policy, protocol.default_T)
         self._segments: dict[int, list[ort.InferenceSession]] = {}
         # neuron outputs, for spike counts: spiking nodes only (an LI outputs a membrane)
         nodes = {n.name: n for n in model.graph.node}
@@ -417,7 +419,7 @@ class Session:
     def _step_default(self) -> ExitPolicy:
         """The model's stored per-step policy (:meth:`run` hands a stored cascade to
         :meth:`run_cascade` first, where the input allows one)."""
-        d = model_default(self.protocol.exit_policy, self.protocol.default_T)
+        d = self._default
         if isinstance(d, Cascade):
             raise InputError(
                 f"this model's default policy {d} runs samples again at a larger T, which needs whole "
@@ -433,8 +435,7 @@ class Session:
             return asked
         if asked is not None or (isinstance(x, np.ndarray) and x.ndim == len(self.protocol.input_shape) + 2):
             return None
-        default = model_default(self.protocol.exit_policy, self.protocol.default_T)
-        return default if isinstance(default, Cascade) else None
+        return self._default if isinstance(self._default, Cascade) else None
 
     def _cascade_inputs(
         self, x: object, c: Cascade, binning: str | None, dt_us: float | None

@@ -21,6 +21,7 @@ import numpy as np
 
 from runtime.bench import bench_input, runtime_step_ms
 from runtime.data import Dataset
+from runtime.evaluate import ClockMode
 from runtime.policies import Cascade, ExitPolicy, FixedT
 from runtime.result import RunResult
 from runtime.session import Session, load
@@ -49,22 +50,15 @@ def thread_rows(path: str, max_threads: int, steps: int, repeats: int) -> list[d
     return rows
 
 
-def _sample(session: Session, ds: Dataset, i: int, T: int) -> np.ndarray:
-    """Sample ``i`` as the model takes it: the image, or its events binned into T frames."""
-    p = session.protocol
-    idx = np.array([i])
-    if ds.kind == "static":
-        return ds.images[idx]
-    return ds.frames(idx, T, p.binning, p.dt_us if p.binning == "fixed" else None)
-
-
 def _run_of(session: Session, ds: Dataset, i: int, policy: ExitPolicy | Cascade) -> Callable[[], RunResult]:
-    """Sample ``i`` under ``policy`` as a call, its inputs binned beforehand: into the
-    policy's horizon (the binning a run to that horizon has), or into each T of a cascade."""
+    """Sample ``i`` under ``policy`` as a call, its inputs made beforehand as ``runtime run``
+    makes them (:meth:`runtime.evaluate.ClockMode.inputs`): binned into the policy's horizon
+    (the binning a run to that horizon has), or into each T of a cascade."""
+    mode, idx = ClockMode(session, policy), np.array([i])
     if isinstance(policy, Cascade):
-        xs = {T: _sample(session, ds, i, T) for T in policy.T}
+        xs = {T: mode.inputs(ds, idx, T) for T in policy.T}
         return lambda: session.run_cascade(policy, 1, lambda T, rows: xs[T], counts=False)
-    x = _sample(session, ds, i, policy.horizon(session.protocol.T_trained))
+    x = mode.inputs(ds, idx, mode.T)
     return lambda: session.run(x, policy, counts=False)
 
 
