@@ -7,7 +7,7 @@
 #
 #   edge/aarch64_check.sh        (as root; .ci/run calls it after runtime_venv_check.sh)
 #
-# 1. host: a small model (trainer fit, 3 epochs, seed 0; export) and the digits test streams
+# 1. host: a small model (trainer fit --model 2C1FCW16, 3 epochs, seed 0; export) and the digits test streams
 #    (edge.pi.parity inputs), and the host's per-sample results (edge.pi.parity run, backend
 #    exact, and again on the default backend);
 # 2. arm64 root: mmdebstrap --variant=extract (python3, venv; the host's CA bundle copied
@@ -113,7 +113,7 @@ rm -rf "$ARMROOT/src" && mkdir "$ARMROOT/src"
 
 echo "== host (x86-64): model, inputs, results ($(took))"
 export OMP_NUM_THREADS=1 FLEXSNN_CACHE="$CACHE/digits"
-(cd "$REPO" && "$PY" -m trainer fit --epochs 3 --seed 0 --threads 1 --quiet --out "$WORK/model.pt" \
+(cd "$REPO" && "$PY" -m trainer fit --model 2C1FCW16 --epochs 3 --seed 0 --threads 1 --quiet --out "$WORK/model.pt" \
     && "$PY" -m export "$WORK/model.pt" -o "$WORK/model.onnx" \
     && "$PY" -m edge.pi.parity inputs "$WORK/inputs.npz" --limit 120 \
     && "$PY" -m edge.pi.parity run "$WORK/model.onnx" "$WORK/inputs.npz" -o "$WORK/x86.npz" \

@@ -23,14 +23,13 @@ from runtime.policies import POLICY_FORMS, PolicyError, parse_policy
 from runtime.protocol import ModelError, one_rate, read_model
 from runtime.report import emit_json, fail, guarded, table
 
-from .speck.chip import CHIPS, ChipError
+from .speck.chip import CHIPS, DEFAULT_CHIP, ChipError
 
 if TYPE_CHECKING:
     from .speck.backend import Plan
     from .speck.quantize import QuantNet
 
 USER_ERRORS = (ModelError, InputError, DataError, SpecError, PolicyError, ChipError, OutputPathError)
-DEFAULT_CHIP = "speck2fdevkit"
 
 
 # ---- speck --------------------------------------------------------------------------

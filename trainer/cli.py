@@ -48,6 +48,7 @@ from .config import (
     ModelConfig,
     NeuronConfig,
 )
+from .default_model import DEFAULT_MODELS, default_model
 from .fold import fold_and_drop
 from .memory import add_memory_parser, cmd_memory
 from .models import SpikingNet, build_model, model_builder, model_names
@@ -91,8 +92,9 @@ def _add_fit(sub: argparse._SubParsersAction) -> None:
     cliargs.add_transforms(p, "event transform")
     p.add_argument(
         "--model",
-        default="2C1FCW16",
-        help="model name: " + ", ".join(model_names()) + " (default 2C1FCW16: fits Speck)",
+        default=None,
+        help="model name: " + ", ".join(model_names()) + " (default: 2C1FCW32 where Speck holds it for "
+        "the data's input, as the embedded default's 2x20x20; else 2C1FCW16, as N-MNIST's 2x34x34)",
     )
     p.add_argument(
         "--method",
@@ -375,7 +377,7 @@ def neuron_spec_from_args(a: argparse.Namespace, kind: str, duration_us: float) 
 def _model_defaults(a: argparse.Namespace) -> argparse.Namespace:
     """``a`` with the defaults that depend on the model filled in: a trev model trains by
     sdt (one sub-network per step) at its own T and learning rate; every other model by mtt."""
-    trev = a.model.startswith("trev-")
+    trev = a.model is not None and a.model.startswith("trev-")
     method = a.method if a.method is not None else "sdt" if trev else "mtt"
     T = a.T if a.T is not None or not trev else TREV_T
     lr = a.lr if a.lr is not None else TREV_LR if trev else DEFAULT_LR
@@ -385,6 +387,13 @@ def _model_defaults(a: argparse.Namespace) -> argparse.Namespace:
 def config_from_args(
     a: argparse.Namespace, train_shape: tuple[int, ...], kind: str, duration_us: float, ds: Dataset | None = None
 ) -> Config:
+    if a.model is None:  # the default for these events: the widest that Speck holds (--width: the last)
+        events = kind == "events" and len(train_shape) == 3 and not a.width
+
+        def default_flags(model: str) -> Config:  # the question is the input's, not the other flags'
+            return config_from_args(parser().parse_args(["fit", "--model", model]), train_shape, kind, duration_us, ds)
+
+        a = _with_model(a, default_model(default_flags, events))
     a = _model_defaults(a)
     spec = neuron_spec_from_args(a, kind, duration_us)
     if a.norm not in NORMS:
@@ -480,13 +489,23 @@ def fit_start(a: argparse.Namespace, cfg: Config, ckpt: dict | None) -> Start | 
     return Start(src.state_dict())
 
 
+def _with_model(a: argparse.Namespace, model: str) -> argparse.Namespace:
+    return argparse.Namespace(**{**vars(a), "model": model})
+
+
+def _say_default_model(cfg: Config) -> None:
+    shape = "x".join(map(str, cfg.model.in_shape))
+    why = "it fits Speck" if cfg.model.name == DEFAULT_MODELS[0] else f"{DEFAULT_MODELS[0]} would not fit Speck"
+    print(f"model {cfg.model.name} (the default for {shape} input: {why})")
+
+
 def cmd_fit(a: argparse.Namespace) -> None:
     out = check_output(a.out, a.resume, a.init_from)
     resumed = read_checkpoint(a.resume) if a.resume else None
     if resumed is None:
         # check everything that needs no data before loading it
-        config_from_args(a, (1, 1, 1), "static", 0.0)
-        model_builder(a.model)
+        config_from_args(_with_model(a, a.model or DEFAULT_MODELS[-1]), (1, 1, 1), "static", 0.0)
+        model_builder(a.model or DEFAULT_MODELS[-1])
         transforms = [parse_transform(t) for t in a.transform]
         spec, split = a.data, a.train_split
     else:
@@ -502,6 +521,8 @@ def cmd_fit(a: argparse.Namespace) -> None:
         )
     if resumed is None:
         cfg = config_from_args(a, train_ds.shape, train_ds.kind, train_ds.duration_us, train_ds)
+        if a.model is None and not a.width and not a.quiet:
+            _say_default_model(cfg)
     else:
         cfg = Config.from_dict(resumed["config"])
     build_checked(cfg, "the model")  # e.g. more stages than the model has blocks, or too wide

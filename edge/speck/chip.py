@@ -58,6 +58,7 @@ CHIPS: dict[str, ChipSpec] = {
     "speck2fmodule": ChipSpec("speck2fmodule", "Speck2fModuleDevKit", SPECK_CORES),
     "speck2fdevkit": ChipSpec("speck2fdevkit", "Speck2fDevKit", SPECK_CORES),
 }
+DEFAULT_CHIP = "speck2fdevkit"
 
 
 class ChipError(ValueError):

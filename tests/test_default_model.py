@@ -1,0 +1,76 @@
+"""``fit`` without ``--model`` trains the widest default that Speck holds for the data's
+input (trainer/default_model.py): 2C1FCW32 on the embedded default's 2x20x20, 2C1FCW16 on
+N-MNIST's 2x34x34, where 32 first-layer maps need 128 Ki neurons and a core holds 64 Ki."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import fit_checkpoint, run_main
+
+
+def _config(argv: list[str], shape: tuple[int, ...], kind: str = "events"):
+    from trainer.cli import config_from_args, parser
+
+    return config_from_args(parser().parse_args(["fit", *argv]), shape, kind, 1e5)
+
+
+@pytest.mark.parametrize("shape, model", [((2, 20, 20), "2C1FCW32"), ((2, 34, 34), "2C1FCW16")])
+def test_default_model_is_the_widest_speck_holds(shape, model):
+    assert _config([], shape).model.name == model
+
+
+def test_default_model_agrees_with_the_speck_checker():
+    """The choice asks the checker: the 2x34x34 W32 model it turns down is one that
+    `edge speck --check` reports as not fitting, and the W32 it keeps is one that fits."""
+    from edge.speck.backend import plan
+    from edge.speck.chip import DEFAULT_CHIP, chip
+    from edge.speck.convert import convert
+    from export.onnx_export import export_onnx
+    from runtime.protocol import read_model
+    from trainer.cli import config_from_args, parser
+    from trainer.default_model import speck_holds
+    from trainer.models import build_model
+
+    a = parser().parse_args(["fit", "--model", "2C1FCW32"])
+    for shape, fits in (((2, 20, 20), True), ((2, 34, 34), False)):
+        cfg = config_from_args(a, shape, "events", 1e5)
+        assert speck_holds(cfg) is fits
+
+    cfg = config_from_args(a, (2, 34, 34), "events", 1e5)
+    with tempfile.TemporaryDirectory() as d:
+        model, proto = read_model(export_onnx(cfg, build_model(cfg), Path(d) / "m.onnx"))
+    assert not plan(convert(model, proto), chip(DEFAULT_CHIP)).fits
+
+
+def test_default_model_not_asked_without_an_image_or_with_a_width(monkeypatch):
+    """Static images and sequences (Speck runs event streams only) and an explicit --width
+    keep the last default, without the Speck query."""
+    import trainer.default_model as dm
+
+    def refuse(cfg):
+        raise AssertionError("the Speck checker was asked")
+
+    monkeypatch.setattr(dm, "speck_holds", refuse)
+    cfg = _config(["--width", "8"], (2, 20, 20))
+    assert (cfg.model.name, cfg.model.width) == ("2C1FCW16", 8)
+    assert _config([], (12,), "sequence").model.name == "2C1FCW16"
+    assert _config([], (1, 28, 28), "static").model.name == "2C1FCW16"
+    assert _config(["--model", "2C1FCW32"], (2, 34, 34)).model.name == "2C1FCW32"  # asked for: kept
+
+
+def test_fit_defaults_write_a_model_that_fits_speck(capsys, tmp_path):
+    """The quick start's chain: `fit` with the default model says which it chose, and
+    `edge speck --check` passes on the exported file."""
+    from edge.cli import main as edge_main
+    from export.cli import main as export_main
+
+    cfg, _, _ = fit_checkpoint(capsys, tmp_path / "m.pt", "--epochs", "1", "--limit-train", "150", "--threads", "1")
+    assert cfg.model.name == "2C1FCW32"
+    code, out, err = run_main(export_main, capsys, str(tmp_path / "m.pt"))
+    assert code == 0, err
+    code, out, err = run_main(edge_main, capsys, "speck", str(tmp_path / "m.onnx"), "--check")
+    assert code == 0 and "fits" in out and "NOT" not in out, out + err

@@ -1,0 +1,52 @@
+"""The model ``fit`` trains when ``--model`` is not given: the widest default that SynSense
+Speck (the product's edge target) holds for the data's input, asked of the Speck checker
+itself (``edge speck --check``), so that the chip's limits have one home.
+
+Why widest first: on the embedded default (digits, 2x20x20 input) width 32 was flatter over
+T = 1..12 and more accurate than width 16 on the validation split (README, "Choosing the
+default"); on N-MNIST's 2x34x34 input the first convolution's 32 maps need 128 Ki neurons
+and Speck's largest core holds 64 Ki, so N-MNIST keeps width 16.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from .config import Config
+
+DEFAULT_MODELS = ("2C1FCW32", "2C1FCW16")  # widest first; the last one when none fits
+
+
+def speck_holds(cfg: Config) -> bool:
+    """Whether Speck's cores hold ``cfg``'s layer shapes and input: the checker's plan of an
+    untrained copy (shapes only: neuron kinds, biases and thresholds are not asked)."""
+    from edge.speck.backend import plan_shapes
+    from edge.speck.chip import DEFAULT_CHIP, chip
+    from edge.speck.convert import convert
+    from export.onnx_export import export_onnx
+    from runtime.protocol import read_model
+
+    from .models import build_model
+
+    speck = chip(DEFAULT_CHIP)
+    with tempfile.TemporaryDirectory() as d:
+        path = export_onnx(cfg, build_model(cfg), Path(d) / "candidate.onnx")
+        model, proto = read_model(path)
+    net = convert(model, proto)
+    c, h, w = net.input_shape
+    sensor_ok = max(h, w) <= speck.max_input and c <= speck.max_channels
+    return sensor_ok and plan_shapes([L.shape for L in net.layers], speck).fits
+
+
+def default_model(config_for: Callable[[str], Config], event_input: bool) -> str:
+    """The first of :data:`DEFAULT_MODELS` that Speck holds (``config_for(name)``: the
+    default flags' config with that model and the run's input, so that the choice does
+    not change with the neuron or normalisation flags); the last when none does or the
+    input is not an event camera's (Speck runs event streams only)."""
+    if event_input:
+        for name in DEFAULT_MODELS[:-1]:
+            if speck_holds(config_for(name)):
+                return name
+    return DEFAULT_MODELS[-1]
