@@ -126,3 +126,13 @@ def test_cli_init_from_folds_bn_and_resume_continues(capsys, tmp_path):
     save_checkpoint(plain, cfg, model, metrics)
     code, _, err = run(capsys, "fit", *TINY, "--resume", str(plain), "--out", str(again))
     assert code == 2 and "holds no training state" in err and not again.exists()
+
+
+def test_cli_init_from_without_model_flags_keeps_the_source_network(capsys, tmp_path):
+    """`fit --init-from X.pt` without --model/--width fine-tunes X's network, not the default
+    model for the data (2C1FCW32 on the digits), which X's weights would not fit."""
+    small = ["--data", "digits", "--limit-train", "48", "--limit", "10", "--epochs", "1", "--threads", "1", "--quiet"]
+    src = tmp_path / "w16.pt"
+    cfg, _, _ = fit_checkpoint(capsys, src, *small, "--model", "2C1FCW16")
+    fine, _, _ = fit_checkpoint(capsys, tmp_path / "fine.pt", *small, "--init-from", str(src))
+    assert (fine.model.name, fine.model.width) == (cfg.model.name, cfg.model.width) == ("2C1FCW16", 0)

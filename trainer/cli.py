@@ -254,8 +254,8 @@ def _add_start(p: argparse.ArgumentParser) -> None:
         "--init-from",
         default=None,
         help="fine-tune: start from this checkpoint's weights (the model flags must build the same "
-        "network; with --no-bias and --norm none a BatchNorm/bias model is folded and its biases dropped "
-        "first, MTT appendix A.3)",
+        "network; without --model and --width, its model; with --no-bias and --norm none a BatchNorm/bias "
+        "model is folded and its biases dropped first, MTT appendix A.3)",
     )
     g.add_argument(
         "--resume",
@@ -520,6 +520,9 @@ def cmd_fit(a: argparse.Namespace) -> None:
             f"{train_ds.classes}; expected the same"
         )
     if resumed is None:
+        if a.init_from and a.model is None and not a.width:  # fine-tuning keeps the network it starts from
+            src = Config.from_dict(read_checkpoint(a.init_from)["config"]).model
+            a = argparse.Namespace(**{**vars(a), "model": src.name, "width": src.width})
         cfg = config_from_args(a, train_ds.shape, train_ds.kind, train_ds.duration_us, train_ds)
         if a.model is None and not a.width and not a.quiet:
             _say_default_model(cfg)
