@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import fit_checkpoint, run_main
+from tests.conftest import run_main, run_trainer
+from trainer.checkpoint import load_checkpoint
 
 
 def _config(argv: list[str], shape: tuple[int, ...], kind: str = "events"):
@@ -21,6 +22,24 @@ def _config(argv: list[str], shape: tuple[int, ...], kind: str = "events"):
 @pytest.mark.parametrize("shape, model", [((2, 20, 20), "2C1FCW32"), ((2, 34, 34), "2C1FCW16")])
 def test_default_model_is_the_widest_speck_holds(shape, model):
     assert _config([], shape).model.name == model
+
+
+@pytest.mark.parametrize(
+    "shape, kind, model, why",
+    [
+        ((2, 20, 20), "events", "2C1FCW32", "it fits Speck"),
+        ((2, 34, 34), "events", "2C1FCW16", "2C1FCW32 would not fit Speck"),
+        ((2, 128, 128), "events", "2C1FCW16", "no default width fits Speck"),  # 16 x 128 x 128: 256 Ki neurons
+        ((1, 28, 28), "static", "2C1FCW16", "Speck runs event streams only"),
+    ],
+)
+def test_default_model_says_why(shape, kind, model, why):
+    """The reason fit prints is the checker's verdict: the last default is not claimed to
+    fit where it does not (a DVS128-sized input), nor static images to be a Speck question."""
+    from trainer.cli import _default_model, parser
+
+    choice = _default_model(parser().parse_args(["fit"]), shape, kind, 1e5, None)
+    assert choice.name == model and choice.why.startswith(why), choice
 
 
 def test_default_model_agrees_with_the_speck_checker():
@@ -68,8 +87,12 @@ def test_fit_defaults_write_a_model_that_fits_speck(capsys, tmp_path):
     from edge.cli import main as edge_main
     from export.cli import main as export_main
 
-    cfg, _, _ = fit_checkpoint(capsys, tmp_path / "m.pt", "--epochs", "1", "--limit-train", "150", "--threads", "1")
-    assert cfg.model.name == "2C1FCW32"
+    code, out, err = run_trainer(
+        capsys, "fit", "--epochs", "1", "--limit-train", "150", "--threads", "1", "--out", str(tmp_path / "m.pt")
+    )
+    assert code == 0, err
+    assert "model 2C1FCW32 (the default for 2x20x20 input: it fits Speck)" in out
+    assert load_checkpoint(tmp_path / "m.pt")[0].model.name == "2C1FCW32"
     code, out, err = run_main(export_main, capsys, str(tmp_path / "m.pt"))
     assert code == 0, err
     code, out, err = run_main(edge_main, capsys, "speck", str(tmp_path / "m.onnx"), "--check")

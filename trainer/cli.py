@@ -48,7 +48,7 @@ from .config import (
     ModelConfig,
     NeuronConfig,
 )
-from .default_model import DEFAULT_MODELS, default_model
+from .default_model import DEFAULT_MODELS, DefaultModel, default_model
 from .fold import fold_and_drop
 from .memory import add_memory_parser, cmd_memory
 from .models import SpikingNet, build_model, model_builder, model_names
@@ -387,13 +387,8 @@ def _model_defaults(a: argparse.Namespace) -> argparse.Namespace:
 def config_from_args(
     a: argparse.Namespace, train_shape: tuple[int, ...], kind: str, duration_us: float, ds: Dataset | None = None
 ) -> Config:
-    if a.model is None:  # the default for these events: the widest that Speck holds (--width: the last)
-        events = kind == "events" and len(train_shape) == 3 and not a.width
-
-        def default_flags(model: str) -> Config:  # the question is the input's, not the other flags'
-            return config_from_args(parser().parse_args(["fit", "--model", model]), train_shape, kind, duration_us, ds)
-
-        a = _with_model(a, default_model(default_flags, events))
+    if a.model is None:
+        a = _with_model(a, _default_model(a, train_shape, kind, duration_us, ds).name)
     a = _model_defaults(a)
     spec = neuron_spec_from_args(a, kind, duration_us)
     if a.norm not in NORMS:
@@ -493,10 +488,17 @@ def _with_model(a: argparse.Namespace, model: str) -> argparse.Namespace:
     return argparse.Namespace(**{**vars(a), "model": model})
 
 
-def _say_default_model(cfg: Config) -> None:
-    shape = "x".join(map(str, cfg.model.in_shape))
-    why = "it fits Speck" if cfg.model.name == DEFAULT_MODELS[0] else f"{DEFAULT_MODELS[0]} would not fit Speck"
-    print(f"model {cfg.model.name} (the default for {shape} input: {why})")
+def _default_model(
+    a: argparse.Namespace, train_shape: tuple[int, ...], kind: str, duration_us: float, ds: Dataset | None
+) -> DefaultModel:
+    """The model for no ``--model``: the widest default that Speck holds for these events
+    (``--width`` given: the last default, whose width it overrides)."""
+    events = kind == "events" and len(train_shape) == 3 and not a.width
+
+    def default_flags(model: str) -> Config:  # the question is the input's, not the other flags'
+        return config_from_args(parser().parse_args(["fit", "--model", model]), train_shape, kind, duration_us, ds)
+
+    return default_model(default_flags, events)
 
 
 def cmd_fit(a: argparse.Namespace) -> None:
@@ -523,9 +525,12 @@ def cmd_fit(a: argparse.Namespace) -> None:
         if a.init_from and a.model is None and not a.width:  # fine-tuning keeps the network it starts from
             src = Config.from_dict(read_checkpoint(a.init_from)["config"]).model
             a = argparse.Namespace(**{**vars(a), "model": src.name, "width": src.width})
+        if a.model is None and not a.width:
+            choice = _default_model(a, train_ds.shape, train_ds.kind, train_ds.duration_us, train_ds)
+            a = _with_model(a, choice.name)
+            if not a.quiet:
+                print(f"model {choice.name} (the default for {'x'.join(map(str, train_ds.shape))} input: {choice.why})")
         cfg = config_from_args(a, train_ds.shape, train_ds.kind, train_ds.duration_us, train_ds)
-        if a.model is None and not a.width and not a.quiet:
-            _say_default_model(cfg)
     else:
         cfg = Config.from_dict(resumed["config"])
     build_checked(cfg, "the model")  # e.g. more stages than the model has blocks, or too wide

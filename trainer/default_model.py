@@ -13,6 +13,7 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 from .config import Config
 
@@ -40,13 +41,22 @@ def speck_holds(cfg: Config) -> bool:
     return sensor_ok and plan_shapes([L.shape for L in net.layers], speck).fits
 
 
-def default_model(config_for: Callable[[str], Config], event_input: bool) -> str:
+class DefaultModel(NamedTuple):
+    name: str
+    why: str  # for the line fit prints
+
+
+def default_model(config_for: Callable[[str], Config], event_input: bool) -> DefaultModel:
     """The first of :data:`DEFAULT_MODELS` that Speck holds (``config_for(name)``: the
     default flags' config with that model and the run's input, so that the choice does
     not change with the neuron or normalisation flags); the last when none does or the
     input is not an event camera's (Speck runs event streams only)."""
-    if event_input:
-        for name in DEFAULT_MODELS[:-1]:
-            if speck_holds(config_for(name)):
-                return name
-    return DEFAULT_MODELS[-1]
+    widest, last = DEFAULT_MODELS[0], DEFAULT_MODELS[-1]
+    if not event_input:
+        return DefaultModel(last, "Speck runs event streams only")
+    for name in DEFAULT_MODELS[:-1]:
+        if speck_holds(config_for(name)):
+            return DefaultModel(name, "it fits Speck")
+    if speck_holds(config_for(last)):
+        return DefaultModel(last, f"{widest} would not fit Speck")
+    return DefaultModel(last, "no default width fits Speck at this input size; edge speck --check lists the limits")
