@@ -4,6 +4,7 @@ the single-line error with exit status 2 for bad input."""
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NoReturn
@@ -23,7 +24,14 @@ def guarded(errors: tuple[type[BaseException], ...], main: Callable[[], Any]) ->
 
     handled: tuple[type[BaseException], ...] = (*errors, OutputPathError, ResourceError)
     try:
-        return main()
+        result = main()
+        sys.stdout.flush()  # a reader that went away (`| head`) shows here, not at exit
+        return result
+    except BrokenPipeError:
+        # stop quietly, as Unix tools do; stdout to devnull so the interpreter's own flush
+        # at exit does not raise again (the recipe of Python's signal module docs)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise SystemExit(1) from None
     except handled as e:
         fail(str(e))
     except MemoryError:

@@ -400,3 +400,14 @@ def test_pending_events_are_bounded(monkeypatch):
         eng.feed(state, same_t)
     assert state.pending.shape[1] == 60  # the state is left as it was: flush still works
     eng.flush(state)
+
+
+def test_a_reader_that_goes_away_ends_a_command_quietly():
+    """`python -m runtime run ... | head -1`: once the reader has closed the pipe, the CLI
+    stops with exit 1 and no traceback (every CLI's main runs inside report.guarded)."""
+    r, w = os.pipe()
+    os.close(r)  # the reader is gone before the first write: EPIPE on every write, no race
+    code = "from runtime.report import guarded; guarded((), lambda: print('row\\n' * 50000))"
+    p = subprocess.run([sys.executable, "-c", code], stdout=w, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    os.close(w)
+    assert p.returncode == 1 and p.stderr == "", p.stderr
