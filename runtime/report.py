@@ -18,7 +18,8 @@ def fail(message: str) -> NoReturn:
 
 def guarded(errors: tuple[type[BaseException], ...], main: Callable[[], Any]) -> Any:
     """Run ``main``; turn the listed user-facing errors, refused output paths and resource
-    limits into :func:`fail`. A MemoryError the estimates did not foresee is one line too."""
+    limits into :func:`fail`. A MemoryError the estimates did not foresee is one line too;
+    Ctrl-C and a reader that closed the pipe end the command without a traceback."""
     from .fileio import OutputPathError
     from .limits import ResourceError
 
@@ -32,6 +33,12 @@ def guarded(errors: tuple[type[BaseException], ...], main: Callable[[], Any]) ->
         # at exit does not raise again (the recipe of Python's signal module docs)
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         raise SystemExit(1) from None
+    except KeyboardInterrupt:
+        # Ctrl-C: one line and the shell's status for SIGINT (128 + 2), no traceback; outputs
+        # are written atomically, so none is left half-written (fit keeps the checkpoint of
+        # its last finished epoch, for --resume)
+        print("interrupted", file=sys.stderr)
+        raise SystemExit(130) from None
     except handled as e:
         fail(str(e))
     except MemoryError:

@@ -411,3 +411,18 @@ def test_a_reader_that_goes_away_ends_a_command_quietly():
     p = subprocess.run([sys.executable, "-c", code], stdout=w, stderr=subprocess.PIPE, text=True, cwd=ROOT)
     os.close(w)
     assert p.returncode == 1 and p.stderr == "", p.stderr
+
+
+def test_ctrl_c_ends_a_command_with_one_line():
+    """Ctrl-C during a command: `interrupted` on stderr, exit status 130, no traceback."""
+    code = (
+        "import time\nfrom runtime.report import guarded\n"
+        "guarded((), lambda: (print('ready', flush=True), time.sleep(60)))"
+    )
+    p = subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT
+    )
+    assert p.stdout is not None and p.stdout.readline() == "ready\n"
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=30)
+    assert p.returncode == 130 and err == "interrupted\n", err
