@@ -36,9 +36,9 @@ def test_default_model_is_the_widest_speck_holds(shape, model):
 def test_default_model_says_why(shape, kind, model, why):
     """The reason fit prints is the checker's verdict: the last default is not claimed to
     fit where it does not (a DVS128-sized input), nor static images to be a Speck question."""
-    from trainer.cli import _default_model, parser
+    from trainer.cli import _default_model
 
-    choice = _default_model(parser().parse_args(["fit"]), shape, kind, 1e5, None)
+    choice = _default_model(shape, kind, 1e5, None)
     assert choice.name == model and choice.why.startswith(why), choice
 
 

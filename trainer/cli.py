@@ -387,8 +387,8 @@ def _model_defaults(a: argparse.Namespace) -> argparse.Namespace:
 def config_from_args(
     a: argparse.Namespace, train_shape: tuple[int, ...], kind: str, duration_us: float, ds: Dataset | None = None
 ) -> Config:
-    if a.model is None:
-        a = _with_model(a, _default_model(a, train_shape, kind, duration_us, ds).name)
+    if a.model is None:  # --width given: the last default, whose width it overrides
+        a = _with_model(a, DEFAULT_MODELS[-1] if a.width else _default_model(train_shape, kind, duration_us, ds).name)
     a = _model_defaults(a)
     spec = neuron_spec_from_args(a, kind, duration_us)
     if a.norm not in NORMS:
@@ -488,17 +488,14 @@ def _with_model(a: argparse.Namespace, model: str) -> argparse.Namespace:
     return argparse.Namespace(**{**vars(a), "model": model})
 
 
-def _default_model(
-    a: argparse.Namespace, train_shape: tuple[int, ...], kind: str, duration_us: float, ds: Dataset | None
-) -> DefaultModel:
-    """The model for no ``--model``: the widest default that Speck holds for these events
-    (``--width`` given: the last default, whose width it overrides)."""
-    events = kind == "events" and len(train_shape) == 3 and not a.width
+def _default_model(train_shape: tuple[int, ...], kind: str, duration_us: float, ds: Dataset | None) -> DefaultModel:
+    """The model for no ``--model`` and no ``--width``: the widest default that Speck holds
+    for these events."""
 
     def default_flags(model: str) -> Config:  # the question is the input's, not the other flags'
         return config_from_args(parser().parse_args(["fit", "--model", model]), train_shape, kind, duration_us, ds)
 
-    return default_model(default_flags, events)
+    return default_model(default_flags, kind == "events" and len(train_shape) == 3)
 
 
 def cmd_fit(a: argparse.Namespace) -> None:
@@ -524,9 +521,9 @@ def cmd_fit(a: argparse.Namespace) -> None:
     if resumed is None:
         if a.init_from and a.model is None and not a.width:  # fine-tuning keeps the network it starts from
             src = Config.from_dict(read_checkpoint(a.init_from)["config"]).model
-            a = argparse.Namespace(**{**vars(a), "model": src.name, "width": src.width})
+            a = argparse.Namespace(**{**vars(_with_model(a, src.name)), "width": src.width})
         if a.model is None and not a.width:
-            choice = _default_model(a, train_ds.shape, train_ds.kind, train_ds.duration_us, train_ds)
+            choice = _default_model(train_ds.shape, train_ds.kind, train_ds.duration_us, train_ds)
             a = _with_model(a, choice.name)
             if not a.quiet:
                 print(f"model {choice.name} (the default for {'x'.join(map(str, train_ds.shape))} input: {choice.why})")
