@@ -130,6 +130,11 @@ def test_kernel_matches_plain_python_and_spikes_fall_between_inputs(tmp_path, ru
         np.testing.assert_array_equal(eng.result(state).neuron_counts[node], res.neuron_counts[node])
     batch = eng.run_batch([stream, stream[:100]], until=DURATION)
     np.testing.assert_array_equal(batch.outputs[0], res.outputs)
+    # the kernel's arrays are kept between runs (make_scratch): a run after those others,
+    # in the same thread, rebuilds the crossing heap from its own state alone
+    again, again_train = eng.run(stream, until=DURATION)
+    np.testing.assert_array_equal(again.outputs, res.outputs)
+    np.testing.assert_array_equal(again_train.t, train.t)
     with pytest.raises(EventInputError, match="until must be a finite time"):
         eng.run(stream, until=math.inf)
 

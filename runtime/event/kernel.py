@@ -466,6 +466,36 @@ def _repredict(p, f, v, cur, tn, pred, touch, ntouch: int, heap, hpos, n: int) -
 
 
 @njit(cache=True)
+def make_scratch(P, n_neurons: int, n_groups: int) -> tuple:
+    """The working arrays of :func:`run_events`, sized for the network (a caller keeps
+    them across runs: allocated per run, their megabytes were most of a short stream's
+    cost on a large network). Two spike buffers (channel, row, column, count), swapped
+    from layer to layer; touched groups; a spike's target rows and columns; per-group
+    touch flags; the heap of pending CubaLIF crossings and each neuron's place in it."""
+    maxn, maxg, maxk = 1, 1, 1
+    for L in range(P.shape[0]):
+        maxn = max(maxn, P[L, HO] * P[L, WO] * P[L, CO])
+        maxg = max(maxg, P[L, HO] * P[L, WO])
+        maxk = max(maxk, P[L, KH], P[L, KW])
+    return (
+        np.empty(maxn, np.int64),
+        np.empty(maxn, np.int64),
+        np.empty(maxn, np.int64),
+        np.empty(maxn, np.float64),
+        np.empty(maxn, np.int64),
+        np.empty(maxn, np.int64),
+        np.empty(maxn, np.int64),
+        np.empty(maxn, np.float64),
+        np.empty(maxg, np.int64),
+        np.empty(2 * maxk, np.int64),
+        np.empty(2 * maxk, np.int64),
+        np.zeros(n_groups, np.uint8),
+        np.empty(n_neurons, np.int64),
+        np.empty(n_neurons, np.int64),
+    )
+
+
+@njit(cache=True)
 def run_events(
     P,
     F,
@@ -488,6 +518,7 @@ def run_events(
     rec_i,
     rec_c,
     tally,
+    scratch,
 ) -> int:
     """Run events ``[start, end)`` of one stream (its state ``v, ath, tl, tn, pred, cnt``;
     ``ath``: the second state, ALIF's threshold increments or CubaLIF's currents; ``tn``,
@@ -496,38 +527,35 @@ def run_events(
 
     Spikes of layer ``rec_layer`` (-1: none) are recorded as (t, neuron in C, H, W
     order, count) from ``tally[0]`` on; ``tally[1]`` counts the synaptic operations
-    (weight additions). Returns the index of the first event not run, with ``tally[2]``
+    (weight additions). ``scratch``: :func:`make_scratch`'s arrays (their contents are not
+    read: every run starts them afresh). Returns the index of the first event not run, with ``tally[2]``
     0: all done; 1: stopped before a wave whose spikes might not fit the record (call
     again from there); 2: a CubaLIF neuron crossed its threshold again at the same float64
     time (a current too large to resolve in time: the run cannot go on).
     """
     nl = P.shape[0]
-    maxn, maxg, maxk = 0, 0, 0
-    for L in range(nl):
-        maxn = max(maxn, P[L, HO] * P[L, WO] * P[L, CO])
-        maxg = max(maxg, P[L, HO] * P[L, WO])
-        maxk = max(maxk, P[L, KH], P[L, KW])
-    nbuf = max(maxn, _max_wave(et, start, end))
-    # two spike buffers (channel, row, column, count), swapped from layer to layer
-    a_c, a_y, a_x, a_n = (
-        np.empty(nbuf, np.int64),
-        np.empty(nbuf, np.int64),
-        np.empty(nbuf, np.int64),
-        np.empty(nbuf, np.float64),
-    )
-    b_c, b_y, b_x, b_n = (
-        np.empty(nbuf, np.int64),
-        np.empty(nbuf, np.int64),
-        np.empty(nbuf, np.int64),
-        np.empty(nbuf, np.float64),
-    )
-    touch = np.empty(maxg, np.int64)
-    rows, cols = np.empty(2 * maxk, np.int64), np.empty(2 * maxk, np.int64)
-    flag = np.zeros(tl.size, np.uint8)  # per group: 1 touched in this wave
+    a_c, a_y, a_x, a_n, b_c, b_y, b_x, b_n, touch, rows, cols, flag, heap, hpos = scratch
+    wave = _max_wave(et, start, end)
+    if wave > a_c.size:  # an input wave wider than every layer: spike buffers for it
+        a_c, a_y, a_x, a_n = (
+            np.empty(wave, np.int64),
+            np.empty(wave, np.int64),
+            np.empty(wave, np.int64),
+            np.empty(wave),
+        )
+        b_c, b_y, b_x, b_n = (
+            np.empty(wave, np.int64),
+            np.empty(wave, np.int64),
+            np.empty(wave, np.int64),
+            np.empty(wave),
+        )
+    flag[:] = 0  # per group: 1 touched in this wave (a run stopped mid-wave can leave ones)
     rec_size = P[rec_layer, HO] * P[rec_layer, WO] * P[rec_layer, CO] if rec_layer >= 0 else 0
     # the pending crossings, earliest first (rebuilt from ``pred``, which the state carries)
-    heap, hpos = np.empty(v.size, np.int64), np.full(v.size, -1, np.int64)
     nh = 0
+    for L in range(nl):  # only CubaLIF neurons enter the heap: only theirs need places
+        if F[L, CHARGE] > 0.0:
+            hpos[P[L, VOFF] : P[L, VOFF] + P[L, HO] * P[L, WO] * P[L, CO]] = -1
     for L in range(nl):
         if F[L, CHARGE] > 0.0:
             for j in range(P[L, VOFF], P[L, VOFF] + P[L, HO] * P[L, WO] * P[L, CO]):
@@ -611,6 +639,7 @@ def run_streams(P, F, W, ex, ey, ep, et, offsets, until, n_groups: int, V, CNT, 
     n = V.shape[1]
     for b in prange(offsets.size - 1):
         tally = np.zeros(3, np.int64)
+        scratch = make_scratch(P, n, n_groups)
         none_i, none_t = np.empty(0, np.int64), np.empty(0, np.float64)
         run_events(
             P,
@@ -634,5 +663,6 @@ def run_streams(P, F, W, ex, ey, ep, et, offsets, until, n_groups: int, V, CNT, 
             none_i,
             none_i,
             tally,
+            scratch,
         )
         SYN[b] = -1 if tally[2] == 2 else tally[1]
