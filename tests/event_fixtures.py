@@ -13,8 +13,9 @@ from onnx import helper, numpy_helper
 
 import runtime
 from runtime.data.events import bin_events, make_events
-from runtime.event import load_event, spike_difference
+from runtime.event import EventEngine, load_event, spike_difference
 from runtime.event.metrics import stack_counts
+from runtime.event.reference import run_reference
 from runtime.neuron import NeuronSpec
 
 from .runtime_fixtures import neuron_function, neuron_node, protocol_model
@@ -112,6 +113,19 @@ def chain_model(
         method="sdt",
         readout={"none": "mean", "li": "last", "spike": "count"}[readout],
     )
+
+
+def run_matching_reference(eng: EventEngine, stream: np.ndarray, active: int = 50) -> tuple:
+    """``eng.run(stream)`` checked against the plain-Python loop: the same spike counts in
+    every layer and the same outputs; the net must fire more than ``active`` spikes (else
+    the check says little). Returns ``(result, train, reference)``."""
+    res, train = eng.run(stream)
+    ref = run_reference(eng.layers, stream)
+    assert sum(int(c.sum()) for c in res.neuron_counts.values()) > active
+    for node in ref.neuron_counts:
+        np.testing.assert_array_equal(res.neuron_counts[node], ref.neuron_counts[node])
+    np.testing.assert_allclose(res.outputs, ref.outputs, rtol=0, atol=1e-12)
+    return res, train, ref
 
 
 def random_stream(

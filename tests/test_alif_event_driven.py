@@ -13,9 +13,8 @@ import pytest
 
 from export.onnx_export import export_onnx
 from runtime.event import load_event
-from runtime.event.reference import run_reference
 from runtime.protocol import ModelError
-from tests.event_fixtures import finer_bin_sds, random_stream
+from tests.event_fixtures import finer_bin_sds, random_stream, run_matching_reference
 from tests.export_helpers import config, model
 from trainer.config import NeuronConfig
 
@@ -35,12 +34,7 @@ def alif_onnx(path, dt: float, tau: float = 400.0, tau_adapt: float = 800.0, bet
 def test_kernel_matches_plain_python_and_adaptation_matters(tmp_path, rules):
     stream = random_stream(300, SENSOR, DURATION, seed=3)
     eng = load_event(alif_onnx(tmp_path / "a.onnx", 10.0, **rules))
-    res, train = eng.run(stream)
-    ref = run_reference(eng.layers, stream)
-    assert sum(int(c.sum()) for c in res.neuron_counts.values()) > 50  # active: a real check
-    for node in res.neuron_counts:
-        np.testing.assert_array_equal(res.neuron_counts[node], ref.neuron_counts[node])
-    np.testing.assert_allclose(res.outputs, ref.outputs, rtol=0, atol=1e-12)
+    res, train, ref = run_matching_reference(eng, stream)
     got = np.stack([train.t, train.neuron, train.count], 1)
     want = np.array(ref.trains[train.layer]).reshape(-1, 3)
     by_time = lambda a: a[np.lexsort((a[:, 1], a[:, 0]))]

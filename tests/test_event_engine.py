@@ -17,7 +17,7 @@ from runtime.event.reference import run_reference
 from runtime.protocol import parse_protocol
 from runtime.session import Session
 
-from .event_fixtures import chain_model, random_stream, spec
+from .event_fixtures import chain_model, random_stream, run_matching_reference, spec
 
 
 def engine_of(model) -> EventEngine:
@@ -47,12 +47,7 @@ NEURONS = [
 def test_kernel_matches_plain_python(neuron, readout):
     eng = engine_of(chain_model(neuron, readout=readout, scale=0.8))
     stream = random_stream(300, seed=3)
-    res, train = eng.run(stream)
-    ref = run_reference(eng.layers, stream)
-    assert sum(int(c.sum()) for c in res.neuron_counts.values()) > 50  # the net is active: a real check
-    for node in res.neuron_counts:
-        np.testing.assert_array_equal(res.neuron_counts[node], ref.neuron_counts[node])
-    np.testing.assert_allclose(res.outputs, ref.outputs, rtol=0, atol=1e-12)
+    res, train, ref = run_matching_reference(eng, stream)
     ref_train = np.array(ref.trains[train.layer]).reshape(-1, 3)
     got = np.stack([train.t, train.neuron, train.count], 1)
     by_time = lambda a: a[np.lexsort((a[:, 1], a[:, 0]))]
@@ -259,9 +254,4 @@ def test_kept_kernel_arrays_start_afresh_every_run():
     wide = wide[np.argsort(wide["t"], kind="stable")]
     plain = random_stream(300, seed=3)
     for stream in (plain, wide, plain, wide):
-        res, _ = eng.run(stream)
-        ref = run_reference(eng.layers, stream)
-        assert sum(int(c.sum()) for c in res.neuron_counts.values()) > 50  # active: a real check
-        for node in ref.neuron_counts:
-            np.testing.assert_array_equal(res.neuron_counts[node], ref.neuron_counts[node])
-        np.testing.assert_allclose(res.outputs, ref.outputs, rtol=0, atol=1e-12)
+        run_matching_reference(eng, stream)
