@@ -21,9 +21,9 @@ DEFAULT_MODELS = ("2C1FCW32", "2C1FCW16")  # widest first; the last one when non
 
 
 def speck_holds(cfg: Config) -> bool:
-    """Whether Speck's cores hold ``cfg``'s layer shapes and input: the checker's plan of an
-    untrained copy (shapes only: neuron kinds, biases and thresholds are not asked)."""
-    from edge.speck.backend import plan_shapes
+    """Whether ``edge speck --check`` passes on an untrained copy of ``cfg``'s model (its
+    plan: input, neurons, layer memories and cores; the weights do not enter it)."""
+    from edge.speck.backend import plan
     from edge.speck.chip import DEFAULT_CHIP, chip
     from edge.speck.convert import convert
     from export.onnx_export import export_onnx
@@ -31,14 +31,9 @@ def speck_holds(cfg: Config) -> bool:
 
     from .models import build_model
 
-    speck = chip(DEFAULT_CHIP)
     with tempfile.TemporaryDirectory() as d:
-        path = export_onnx(cfg, build_model(cfg), Path(d) / "candidate.onnx")
-        model, proto = read_model(path)
-    net = convert(model, proto)
-    c, h, w = net.input_shape
-    sensor_ok = max(h, w) <= speck.max_input and c <= speck.max_channels
-    return sensor_ok and plan_shapes([L.shape for L in net.layers], speck).fits
+        model, proto = read_model(export_onnx(cfg, build_model(cfg), Path(d) / "candidate.onnx"))
+    return plan(convert(model, proto), chip(DEFAULT_CHIP)).fits
 
 
 class DefaultModel(NamedTuple):
