@@ -28,7 +28,7 @@ import onnx
 from ..protocol import ModelError, Protocol, one_rate, read_model
 from ..result import EventResult
 from .graph import Layer, lower
-from .kernel import make_scratch, run_events, run_streams
+from .kernel import make_scratch, max_wave, run_events, run_streams
 from .network import KIND, KIND_SPIKING, EventState, initial_state, layer_view, pack
 from .validate import EventInputError, check_batch, check_events
 
@@ -159,6 +159,9 @@ class EventEngine:
                 break
             if tally[2] == 2:
                 raise _unresolvable()
+            if tally[2] == 3:  # an input wave wider than every layer: buffers for this call only
+                scratch = make_scratch(self.net.P, self.net.n_neurons, self.net.n_groups, max_wave(ev[3], i, n))
+                continue
             # the record buffer might overflow in the next wave: grow and go on
             rec_t, rec = np.concatenate([rec_t, rec_t]), [np.concatenate([r, r]) for r in rec]
         state.events += n

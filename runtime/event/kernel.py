@@ -29,12 +29,20 @@ A neuron that no spike reaches is not updated (it would not change, except by th
 that is applied lazily when it is next reached). Everything is float64 except the
 weights (float32, as exported).
 
-Speed (what made the hot path about 2.5x faster, see docs/event_driven.md):
+Speed (docs/event_driven.md, docs/runtime.md):
 
+* no reference counting: every function the kernel runs is compiled without numba's
+  runtime (``NO_NRT``). With it, each array handed to an inlined helper cost an atomic
+  increment and decrement per call, which numba's pruning pass leaves in branching code
+  (numba issues #2345, #2350): perf showed ``NRT_incref``/``NRT_decref`` as most of the
+  kernel's time on N-MNIST, and dropping them made it about 4x faster. Such functions
+  may not allocate: the spike buffers come sized from :func:`make_scratch`;
 * the per-group helpers are ``inline="always"``: a plain njit-to-njit call passes each
   array as ~7 scalars and LLVM did not inline it, so the call cost more than the adds;
-* channel loops index slices ``v[vb:vb + co]`` from 0: ``v[vb + o]`` may be negative for
-  all numba knows, and its wraparound handling kept LLVM from vectorising the row adds;
+* no array views in the per-wave loop: rows are indexed from their offset, as unsigned
+  integers (:func:`_u`; a signed ``v[vb + o]`` may be negative for all numba knows, and
+  its wraparound handling kept LLVM from vectorising the row adds), and the two spike
+  buffers are the rows of one array per field, not arrays swapped per layer;
 * no fastmath: adds are neither reassociated nor fused (bit-identical to the reference);
   the threshold test is an integer count, which vectorises without it;
 * spikes of one input position (one run in the previous layer's output) share one set
@@ -79,6 +87,10 @@ from .network import (
     WOFF,
 )
 
+# what the kernel's functions compile with: no numba runtime (NRT), hence no reference
+# counts (see the module docstring); numba's own workaround for its unpruned counts
+NO_NRT = {"_nrt": False}
+
 # ---- CubaLIF: the exact continuous-time maths ----------------------------------------
 # The exact continuous-time maths of a neuron with a synaptic current (CubaLIF's
 # event-driven form, runtime/neuron/cuba_lif.py), as plain functions of floats.
@@ -110,7 +122,7 @@ from .network import (
 # invalidated by changes to the kernel's own file only.
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", **NO_NRT)
 def flow(tau: float, lm: float, ls: float, c: float) -> tuple[float, float, float]:
     """``(em, es, k)`` with ``v(tau) = em * v0 + k * i0`` and ``i(tau) = es * i0``."""
     em = math.exp(-tau * lm)
@@ -125,13 +137,13 @@ def flow(tau: float, lm: float, ls: float, c: float) -> tuple[float, float, floa
     return em, es, k
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", **NO_NRT)
 def _v_at(tau: float, v0: float, i0: float, lm: float, ls: float, c: float) -> float:
     em, _, k = flow(tau, lm, ls, c)
     return em * v0 + k * i0
 
 
-@njit(cache=True)
+@njit(cache=True, **NO_NRT)
 def _peak(v0: float, ci: float, lm: float, ls: float) -> float:
     """Time of the membrane's maximum after ``(v0, i0)`` with ``ci = c * i0 > ci - lm * v0 > 0``
     (rising at 0); ``inf`` when it rises for ever (towards its limit).
@@ -151,7 +163,7 @@ def _peak(v0: float, ci: float, lm: float, ls: float) -> float:
     return peak if peak > 0.0 else 0.0
 
 
-@njit(cache=True)
+@njit(cache=True, **NO_NRT)
 def _limit(v0: float, ci: float, lm: float, ls: float) -> float:
     """``v(inf)``: 0 with both decays, the steady state ``ci / lm`` with a constant current,
     ``v0 + ci / ls`` without a leak, ``inf`` with neither."""
@@ -164,7 +176,7 @@ def _limit(v0: float, ci: float, lm: float, ls: float) -> float:
     return math.inf
 
 
-@njit(cache=True)
+@njit(cache=True, **NO_NRT)
 def next_crossing(t0: float, v0: float, i0: float, th: float, lm: float, ls: float, c: float) -> float:
     """The first time ``t > t0`` (µs, float64) at which the membrane, from ``(v0, i0)`` at
     ``t0`` with no further input, reaches ``th``; ``t0`` if it is already there; ``inf``
@@ -201,8 +213,8 @@ def next_crossing(t0: float, v0: float, i0: float, th: float, lm: float, ls: flo
             lo_t = mid
 
 
-@njit(cache=True)
-def _max_wave(et: np.ndarray, start: int, end: int) -> int:
+@njit(cache=True, **NO_NRT)
+def max_wave(et: np.ndarray, start: int, end: int) -> int:
     """Most events sharing one timestamp in ``et[start:end]`` (sorted)."""
     best, run = 0, 0
     for i in range(start, end):
@@ -211,24 +223,33 @@ def _max_wave(et: np.ndarray, start: int, end: int) -> int:
     return best
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", **NO_NRT)
+def _u(i: int) -> np.uint64:
+    """An index as unsigned: numba then skips the negative-index wraparound test, which
+    otherwise keeps LLVM from vectorising a row loop (``v[vb + o]`` may be negative for
+    all it knows)."""
+    return np.uint64(i)
+
+
+@njit(cache=True, inline="always", **NO_NRT)
 def _advance(vb: int, co: int, t: float, dec, v, cur, tn) -> None:
     """Bring the neurons ``vb..vb+co`` of a CubaLIF layer to time t: the exact solution of
     their ODEs (:func:`flow`) over each one's own time since its last update
     (neurons of one group share it unless one crossed alone: the factors are reused)."""
-    vg, ig, tg = v[vb : vb + co], cur[vb : vb + co], tn[vb : vb + co]
     last, em, es, k = -1.0, 1.0, 1.0, 0.0
-    for o in range(co):
-        if tg[o] != t:
-            if tg[o] != last:
-                last = tg[o]
+    b = _u(vb)
+    for o in range(_u(co)):
+        j = b + o
+        if tn[j] != t:
+            if tn[j] != last:
+                last = tn[j]
                 em, es, k = flow(t - last, dec[0], dec[2], dec[3])
-            vg[o] = em * vg[o] + k * ig[o]
-            ig[o] = es * ig[o]
-            tg[o] = t
+            v[j] = em * v[j] + k * cur[j]
+            cur[j] = es * cur[j]
+            tn[j] = t
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", **NO_NRT)
 def _touch(g: int, vb: int, co: int, t: float, dec, v, ath, tl, tn, flag, touch, ntouch: int) -> int:
     """Mark group ``g`` touched in this wave; decay its membranes (and adaptive thresholds)
     to time t on first touch. ``dec`` = (1/tau, 1/tau_adapt, 1/tau_syn, charge) of the layer."""
@@ -240,21 +261,20 @@ def _touch(g: int, vb: int, co: int, t: float, dec, v, ath, tl, tn, flag, touch,
         _advance(vb, co, t, dec, v, ath, tn)
         tl[g] = t
         return ntouch + 1
+    b = _u(vb)
     if dec[0] > 0.0:  # IF and plain readouts (decay 1) skip the exp and the multiply
         d = math.exp(-(t - tl[g]) * dec[0])  # exact decay over the time since the last update
-        vg = v[vb : vb + co]
-        for o in range(co):
-            vg[o] *= d
+        for o in range(_u(co)):
+            v[b + o] *= d
     if dec[1] > 0.0:  # ALIF: the threshold increment decays on its own time constant
         d = math.exp(-(t - tl[g]) * dec[1])
-        ag = ath[vb : vb + co]
-        for o in range(co):
-            ag[o] *= d
+        for o in range(_u(co)):
+            ath[b + o] *= d
     tl[g] = t
     return ntouch + 1
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", **NO_NRT)
 def _taps(i: int, pad: int, k: int, s: int, n_out: int, first: np.ndarray) -> int:
     """Output rows Y (or columns) that input row ``i`` reaches: ``Y * s + ky - pad = i``.
     Writes (Y, ky) pairs into ``first`` and returns how many."""
@@ -273,49 +293,48 @@ def _taps(i: int, pad: int, k: int, s: int, n_out: int, first: np.ndarray) -> in
     return m
 
 
-@njit(cache=True, inline="always")
-def _run_end(in_y, in_x, s: int, nin: int, k: int) -> int:
-    """End of the run of spikes from ``s`` on that share one (pooled) input position.
+@njit(cache=True, inline="always", **NO_NRT)
+def _run_end(sy, sx, r: int, s: int, nin: int, k: int) -> int:
+    """End of the run of spikes from ``s`` (of buffer row ``r``) on that share one
+    (pooled) input position.
 
     The previous layer emits all spiking channels of a position together, so such runs
     are common; each is fanned out with one set of target groups (fewer touches and
     index computations per synaptic operation)."""
-    yi, xi = in_y[s] // k, in_x[s] // k
+    yi, xi = sy[r, s] // k, sx[r, s] // k
     e = s + 1
-    while e < nin and in_y[e] // k == yi and in_x[e] // k == xi:
+    while e < nin and sy[r, e] // k == yi and sx[r, e] // k == xi:
         e += 1
     return e
 
 
-@njit(cache=True, inline="always")
-def _add_rows(v, vb: int, co: int, W, wb: int, stride: int, in_c, in_cnt, s: int, e: int) -> None:
-    """``v[vb:vb+co] += n * W[row]`` for the spikes ``s..e-1`` in order (channel c's row
-    starts at ``wb + c * stride``). One spike at a time, so every membrane gets its
-    additions in the same order, with the same roundings, as in the reference."""
-    vg = v[vb : vb + co]
+@njit(cache=True, inline="always", **NO_NRT)
+def _add_rows(v, vb: int, co: int, W, wb: int, stride: int, sc, sn, r: int, s: int, e: int) -> None:
+    """``v[vb:vb+co] += n * W[row]`` for the spikes ``s..e-1`` of buffer row ``r`` in order
+    (channel c's row starts at ``wb + c * stride``). One spike at a time, so every membrane
+    gets its additions in the same order, with the same roundings, as in the reference."""
+    b = _u(vb)
     for j in range(s, e):
-        n, w0 = in_cnt[j], wb + in_c[j] * stride
-        w = W[w0 : w0 + co]
-        for o in range(co):
-            vg[o] += n * w[o]
+        n, w0 = sn[r, j], _u(wb + sc[r, j] * stride)
+        for o in range(_u(co)):
+            v[b + o] += n * W[w0 + o]
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", **NO_NRT)
 def _fan_out_conv(
-    p, dec, W, in_c, in_y, in_x, in_cnt, nin: int, v, ath, tl, tn, flag, touch, rows, cols, t: float
+    P, L: int, dec, W, sc, sy, sx, sn, r: int, nin: int, v, ath, tl, tn, flag, touch, rows, cols, t: float
 ) -> tuple:
-    """Conv fan-out: a spike at (c, yi, xi) reaches (Y, X) with Y * sh + ky - pt = yi.
-    Returns (groups touched, synaptic ops)."""
-    tgt = ath if dec[3] > 0.0 else v  # CubaLIF: a spike adds to the synaptic current
-    k = p[POOL]
-    hi, wi, co, ho, wo = p[HI], p[WI], p[CO], p[HO], p[WO]
-    voff, goff, woff = p[VOFF], p[GOFF], p[WOFF]
-    kh, kw, sh, sw, pt, pl = p[KH], p[KW], p[SH], p[SW], p[PT], p[PL]
+    """Conv fan-out of layer ``L``'s input spikes (buffer row ``r``): a spike at (c, yi, xi)
+    reaches (Y, X) with Y * sh + ky - pt = yi. Returns (groups touched, synaptic ops)."""
+    k = P[L, POOL]
+    hi, wi, co, ho, wo = P[L, HI], P[L, WI], P[L, CO], P[L, HO], P[L, WO]
+    voff, goff, woff = P[L, VOFF], P[L, GOFF], P[L, WOFF]
+    kh, kw, sh, sw, pt, pl = P[L, KH], P[L, KW], P[L, SH], P[L, SW], P[L, PT], P[L, PL]
     cstride = kh * kw * co  # from one input channel's weights to the next
     ntouch, syn, s = 0, 0, 0
     while s < nin:
-        e = _run_end(in_y, in_x, s, nin, k)  # sum pooling: k x k sources share one input position
-        yi, xi = in_y[s] // k, in_x[s] // k
+        e = _run_end(sy, sx, r, s, nin, k)  # sum pooling: k x k sources share one input position
+        yi, xi = sy[r, s] // k, sx[r, s] // k
         if yi < hi and xi < wi:  # else beyond the last full pooling window: AveragePool drops it
             nr = _taps(yi, pt, kh, sh, ho, rows)
             nc = _taps(xi, pl, kw, sw, wo, cols)
@@ -326,49 +345,56 @@ def _fan_out_conv(
                     g = Y * wo + X
                     vb = voff + g * co
                     ntouch = _touch(goff + g, vb, co, t, dec, v, ath, tl, tn, flag, touch, ntouch)
-                    _add_rows(tgt, vb, co, W, woff + (ky * kw + kx) * co, cstride, in_c, in_cnt, s, e)
+                    wb = woff + (ky * kw + kx) * co
+                    if dec[3] > 0.0:  # CubaLIF: a spike adds to the synaptic current
+                        _add_rows(ath, vb, co, W, wb, cstride, sc, sn, r, s, e)
+                    else:
+                        _add_rows(v, vb, co, W, wb, cstride, sc, sn, r, s, e)
             syn += (e - s) * nr * nc * co
         s = e
     return ntouch, syn
 
 
-@njit(cache=True, inline="always")
-def _fan_out_dense(p, dec, W, in_c, in_y, in_x, in_cnt, nin: int, v, ath, tl, tn, flag, touch, t: float) -> tuple:
+@njit(cache=True, inline="always", **NO_NRT)
+def _fan_out_dense(P, L: int, dec, W, sc, sy, sx, sn, r: int, nin: int, v, ath, tl, tn, flag, touch, t: float) -> tuple:
     """Dense fan-out: every spike adds one contiguous weight row to the single group."""
-    tgt = ath if dec[3] > 0.0 else v  # CubaLIF: a spike adds to the synaptic current
-    k = p[POOL]
-    ci, hi, wi, co = p[CI], p[HI], p[WI], p[CO]
-    voff, goff, woff = p[VOFF], p[GOFF], p[WOFF]
+    k = P[L, POOL]
+    ci, hi, wi, co = P[L, CI], P[L, HI], P[L, WI], P[L, CO]
+    voff, goff, woff = P[L, VOFF], P[L, GOFF], P[L, WOFF]
     ntouch, syn = 0, 0
     for s in range(nin):
-        yi, xi = in_y[s] // k, in_x[s] // k
+        yi, xi = sy[r, s] // k, sx[r, s] // k
         if yi >= hi or xi >= wi:
             continue  # beyond the last full pooling window: AveragePool drops it
         ntouch = _touch(goff, voff, co, t, dec, v, ath, tl, tn, flag, touch, ntouch)
-        _add_rows(tgt, voff, co, W, woff + ((yi * wi + xi) * ci) * co, co, in_c, in_cnt, s, s + 1)
+        wb = woff + ((yi * wi + xi) * ci) * co
+        if dec[3] > 0.0:  # CubaLIF: a spike adds to the synaptic current
+            _add_rows(ath, voff, co, W, wb, co, sc, sn, r, s, s + 1)
+        else:
+            _add_rows(v, voff, co, W, wb, co, sc, sn, r, s, s + 1)
         syn += co
     return ntouch, syn
 
 
-@njit(cache=True, inline="always")
-def _any_at(vg, v_th: float) -> bool:
+@njit(cache=True, inline="always", **NO_NRT)
+def _any_at(v, vb: int, co: int, v_th: float) -> bool:
     """Whether some membrane of a group is at threshold: an integer count, which LLVM
     vectorises without fastmath (a cheap test before the per-neuron pass)."""
-    co = vg.size
+    b = _u(vb)
     hot = 0
-    for o in range(co):
-        hot += vg[o] >= v_th
+    for o in range(_u(co)):
+        hot += v[b + o] >= v_th
     return hot > 0
 
 
-@njit(cache=True, inline="always")
-def _fire(p, f, v, ath, flag, touch, ntouch: int, cnt, out_c, out_y, out_x, out_n) -> int:
-    """Spike and reset rules on the touched groups; returns the number of spiking neurons,
-    written as (channel, row, column, count)."""
-    co, wo, voff, goff = p[CO], p[WO], p[VOFF], p[GOFF]
-    spiking = p[KIND] == KIND_SPIKING
-    multi, zero = p[SPIKE] == 1, p[RESET] == 1
-    v_th, v_min, beta = f[VTH], f[VMIN], f[BETA]
+@njit(cache=True, inline="always", **NO_NRT)
+def _fire(P, F, L: int, v, ath, flag, touch, ntouch: int, cnt, sc, sy, sx, sn, r: int) -> int:
+    """Spike and reset rules on layer ``L``'s touched groups; returns the number of
+    spiking neurons, written as (channel, row, column, count) into buffer row ``r``."""
+    co, wo, voff, goff = P[L, CO], P[L, WO], P[L, VOFF], P[L, GOFF]
+    spiking = P[L, KIND] == KIND_SPIKING
+    multi, zero = P[L, SPIKE] == 1, P[L, RESET] == 1
+    v_th, v_min, beta = F[L, VTH], F[L, VMIN], F[L, BETA]
     clamp = v_min > -math.inf
     nout = 0
     for k in range(ntouch):
@@ -378,35 +404,36 @@ def _fire(p, f, v, ath, flag, touch, ntouch: int, cnt, out_c, out_y, out_x, out_
             continue
         local = g - goff
         vb = voff + local * co
-        vg, cg, ag = v[vb : vb + co], cnt[vb : vb + co], ath[vb : vb + co]
+        b = _u(vb)
         if clamp:
-            for o in range(co):
-                vg[o] = max(vg[o], v_min)
-        if beta == 0.0 and not _any_at(vg, v_th):
+            for o in range(_u(co)):
+                v[b + o] = max(v[b + o], v_min)
+        if beta == 0.0 and not _any_at(v, vb, co, v_th):
             continue  # most touched groups have no neuron at threshold
         Y, X = local // wo, local % wo
         for o in range(co):
-            u = vg[o]
-            th = v_th + ag[o] if beta > 0.0 else v_th
+            j = b + _u(o)
+            u = v[j]
+            th = v_th + ath[j] if beta > 0.0 else v_th
             if u >= th:
                 s = math.floor(u / th) if multi else 1.0
                 u = 0.0 if zero else u - th * s
-                out_c[nout], out_y[nout], out_x[nout], out_n[nout] = o, Y, X, s
+                sc[r, nout], sy[r, nout], sx[r, nout], sn[r, nout] = o, Y, X, s
                 nout += 1
-                cg[o] += np.int64(s)
-                vg[o] = max(u, v_min)
+                cnt[j] += np.int64(s)
+                v[j] = max(u, v_min)
                 if beta > 0.0:
-                    ag[o] += beta * s
+                    ath[j] += beta * s
     return nout
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", **NO_NRT)
 def _before(pred, a: int, b: int) -> bool:
     """Heap order: earlier crossing first, then lower neuron index (layers in order)."""
     return pred[a] < pred[b] or (pred[a] == pred[b] and a < b)
 
 
-@njit(cache=True)
+@njit(cache=True, **NO_NRT)
 def _sift(heap, hpos, pred, k: int, n: int) -> None:
     """Restore the heap order around position ``k`` (up, then down)."""
     j = heap[k]
@@ -429,7 +456,7 @@ def _sift(heap, hpos, pred, k: int, n: int) -> None:
     heap[k], hpos[j] = j, k
 
 
-@njit(cache=True)
+@njit(cache=True, **NO_NRT)
 def _reschedule(heap, hpos, n: int, pred, j: int) -> int:
     """Neuron ``j``'s crossing time ``pred[j]`` changed: move, add or drop (inf) its heap
     entry; returns the heap's new size. One entry per neuron at most."""
@@ -452,11 +479,11 @@ def _reschedule(heap, hpos, n: int, pred, j: int) -> int:
     return n
 
 
-@njit(cache=True, inline="always")
-def _repredict(p, f, v, cur, tn, pred, touch, ntouch: int, heap, hpos, n: int) -> int:
-    """Solve for the next crossing of every neuron of the touched groups of a CubaLIF layer."""
-    co, voff, goff = p[CO], p[VOFF], p[GOFF]
-    v_th, lm, ls, c = f[VTH], f[INV_TAU], f[INV_TAU_S], f[CHARGE]
+@njit(cache=True, inline="always", **NO_NRT)
+def _repredict(P, F, L: int, v, cur, tn, pred, touch, ntouch: int, heap, hpos, n: int) -> int:
+    """Solve for the next crossing of every neuron of the touched groups of CubaLIF layer ``L``."""
+    co, voff, goff = P[L, CO], P[L, VOFF], P[L, GOFF]
+    v_th, lm, ls, c = F[L, VTH], F[L, INV_TAU], F[L, INV_TAU_S], F[L, CHARGE]
     for k in range(ntouch):
         vb = voff + (touch[k] - goff) * co
         for j in range(vb, vb + co):
@@ -466,26 +493,34 @@ def _repredict(p, f, v, cur, tn, pred, touch, ntouch: int, heap, hpos, n: int) -
 
 
 @njit(cache=True)
-def make_scratch(P, n_neurons: int, n_groups: int) -> tuple:
+def _spike_buffers(n: int) -> tuple:
+    """Two spike buffers, rows 0 and 1, used in turn from layer to layer: channel, row,
+    column (int64) and count (float64) of each spike. One array per field with the two
+    buffers as rows, not eight arrays swapped per layer: an array variable reassigned
+    in the per-wave loop costs numba an atomic reference count each time (measured: the
+    per-wave overhead was most of the kernel's time on N-MNIST, docs/runtime.md)."""
+    return np.empty((2, n), np.int64), np.empty((2, n), np.int64), np.empty((2, n), np.int64), np.empty((2, n))
+
+
+@njit(cache=True)
+def make_scratch(P, n_neurons: int, n_groups: int, wave: int = 0) -> tuple:
     """The working arrays of :func:`run_events`, sized for the network (a caller keeps
     them across runs: allocated per run, their megabytes were most of a short stream's
-    cost on a large network). Two spike buffers (channel, row, column, count), swapped
-    from layer to layer; touched groups; a spike's target rows and columns; per-group
-    touch flags; the heap of pending CubaLIF crossings and each neuron's place in it."""
-    maxn, maxg, maxk = 1, 1, 1
+    cost on a large network). The spike buffers (:func:`_spike_buffers`), sized for the
+    largest layer or an input wave of ``wave`` events, whichever is larger; touched
+    groups; a spike's target rows and columns; per-group touch flags; the heap of
+    pending CubaLIF crossings and each neuron's place in it."""
+    maxn, maxg, maxk = max(1, wave), 1, 1
     for L in range(P.shape[0]):
         maxn = max(maxn, P[L, HO] * P[L, WO] * P[L, CO])
         maxg = max(maxg, P[L, HO] * P[L, WO])
         maxk = max(maxk, P[L, KH], P[L, KW])
+    sc, sy, sx, sn = _spike_buffers(maxn)
     return (
-        np.empty(maxn, np.int64),
-        np.empty(maxn, np.int64),
-        np.empty(maxn, np.int64),
-        np.empty(maxn, np.float64),
-        np.empty(maxn, np.int64),
-        np.empty(maxn, np.int64),
-        np.empty(maxn, np.int64),
-        np.empty(maxn, np.float64),
+        sc,
+        sy,
+        sx,
+        sn,
         np.empty(maxg, np.int64),
         np.empty(2 * maxk, np.int64),
         np.empty(2 * maxk, np.int64),
@@ -495,7 +530,7 @@ def make_scratch(P, n_neurons: int, n_groups: int) -> tuple:
     )
 
 
-@njit(cache=True)
+@njit(cache=True, **NO_NRT)
 def run_events(
     P,
     F,
@@ -531,24 +566,15 @@ def run_events(
     read: every run starts them afresh). Returns the index of the first event not run, with ``tally[2]``
     0: all done; 1: stopped before a wave whose spikes might not fit the record (call
     again from there); 2: a CubaLIF neuron crossed its threshold again at the same float64
-    time (a current too large to resolve in time: the run cannot go on).
+    time (a current too large to resolve in time: the run cannot go on); 3: nothing run,
+    an input wave has more events than the spike buffers hold (call again with
+    ``make_scratch(..., wave=max_wave(et, start, end))``).
     """
     nl = P.shape[0]
-    a_c, a_y, a_x, a_n, b_c, b_y, b_x, b_n, touch, rows, cols, flag, heap, hpos = scratch
-    wave = _max_wave(et, start, end)
-    if wave > a_c.size:  # an input wave wider than every layer: spike buffers for it
-        a_c, a_y, a_x, a_n = (
-            np.empty(wave, np.int64),
-            np.empty(wave, np.int64),
-            np.empty(wave, np.int64),
-            np.empty(wave),
-        )
-        b_c, b_y, b_x, b_n = (
-            np.empty(wave, np.int64),
-            np.empty(wave, np.int64),
-            np.empty(wave, np.int64),
-            np.empty(wave),
-        )
+    sc, sy, sx, sn, touch, rows, cols, flag, heap, hpos = scratch
+    if max_wave(et, start, end) > sc.shape[1]:  # an input wave wider than every layer
+        tally[2] = 3
+        return start
     flag[:] = 0  # per group: 1 touched in this wave (a run stopped mid-wave can leave ones)
     rec_size = P[rec_layer, HO] * P[rec_layer, WO] * P[rec_layer, CO] if rec_layer >= 0 else 0
     # the pending crossings, earliest first (rebuilt from ``pred``, which the state carries)
@@ -572,24 +598,24 @@ def run_events(
             first = 0
             while first + 1 < nl and heap[0] >= P[first + 1, VOFF]:
                 first += 1
-            p, f = P[first], F[first]
-            co, ho, wo, voff = p[CO], p[HO], p[WO], p[VOFF]
-            v_min = f[VMIN]
+            co, ho, wo, voff = P[first, CO], P[first, HO], P[first, WO], P[first, VOFF]
+            lm, ls, c = F[first, INV_TAU], F[first, INV_TAU_S], F[first, CHARGE]
+            v_th, v_min = F[first, VTH], F[first, VMIN]
             while nh > 0 and pred[heap[0]] == t and voff <= heap[0] < voff + ho * wo * co:
                 j = heap[0]
                 if tn[j] != t:  # the current decays to t; the membrane is at v_th there
-                    ath[j] *= flow(t - tn[j], f[INV_TAU], f[INV_TAU_S], f[CHARGE])[1]
+                    ath[j] *= flow(t - tn[j], lm, ls, c)[1]
                     tn[j] = t
                 v[j] = max(0.0, v_min)  # at v = v_th: one spike, and either reset leaves 0
                 cnt[j] += 1
                 g, o = (j - voff) // co, (j - voff) % co
-                a_c[nin], a_y[nin], a_x[nin], a_n[nin] = o, g // wo, g % wo, 1.0
+                sc[0, nin], sy[0, nin], sx[0, nin], sn[0, nin] = o, g // wo, g % wo, 1.0
                 nin += 1
                 if first == rec_layer:
                     r = tally[0]
                     rec_t[r], rec_i[r], rec_c[r] = t, (o * ho + g // wo) * wo + g % wo, 1
                     tally[0] = r + 1
-                pred[j] = next_crossing(t, v[j], ath[j], f[VTH], f[INV_TAU], f[INV_TAU_S], f[CHARGE])
+                pred[j] = next_crossing(t, v[j], ath[j], v_th, lm, ls, c)
                 if pred[j] <= t:
                     tally[2] = 2
                     return i
@@ -600,31 +626,33 @@ def run_events(
             t = float(ti)
             first = 0
             while i < end and et[i] == ti:  # the wave: every input event at time t
-                a_c[nin], a_y[nin], a_x[nin], a_n[nin] = ep[i], ey[i], ex[i], 1.0
+                sc[0, nin], sy[0, nin], sx[0, nin], sn[0, nin] = ep[i], ey[i], ex[i], 1.0
                 nin += 1
                 i += 1
         else:
             break
-        ic, iy, ix, inn, oc, oy, ox, on = a_c, a_y, a_x, a_n, b_c, b_y, b_x, b_n
+        r = 0  # the buffer row holding the current layer's input spikes
         for L in range(first, nl):
             if nin == 0:
                 break
-            p, dec = P[L], (F[L, INV_TAU], F[L, INV_TAU_A], F[L, INV_TAU_S], F[L, CHARGE])
-            if p[OP] == 0:
-                ntouch, syn = _fan_out_conv(p, dec, W, ic, iy, ix, inn, nin, v, ath, tl, tn, flag, touch, rows, cols, t)
+            dec = (F[L, INV_TAU], F[L, INV_TAU_A], F[L, INV_TAU_S], F[L, CHARGE])
+            if P[L, OP] == 0:
+                ntouch, syn = _fan_out_conv(
+                    P, L, dec, W, sc, sy, sx, sn, r, nin, v, ath, tl, tn, flag, touch, rows, cols, t
+                )
             else:
-                ntouch, syn = _fan_out_dense(p, dec, W, ic, iy, ix, inn, nin, v, ath, tl, tn, flag, touch, t)
+                ntouch, syn = _fan_out_dense(P, L, dec, W, sc, sy, sx, sn, r, nin, v, ath, tl, tn, flag, touch, t)
             tally[1] += syn
-            nin = _fire(P[L], F[L], v, ath, flag, touch, ntouch, cnt, oc, oy, ox, on)
+            r = 1 - r  # this layer's spikes go to the other row
+            nin = _fire(P, F, L, v, ath, flag, touch, ntouch, cnt, sc, sy, sx, sn, r)
             if dec[3] > 0.0:
-                nh = _repredict(P[L], F[L], v, ath, tn, pred, touch, ntouch, heap, hpos, nh)
+                nh = _repredict(P, F, L, v, ath, tn, pred, touch, ntouch, heap, hpos, nh)
             if L == rec_layer:
                 ho, wo = P[L, HO], P[L, WO]
                 for k in range(nin):
-                    r = tally[0]
-                    rec_t[r], rec_i[r], rec_c[r] = t, (oc[k] * ho + oy[k]) * wo + ox[k], np.int64(on[k])
-                    tally[0] = r + 1
-            ic, iy, ix, inn, oc, oy, ox, on = oc, oy, ox, on, ic, iy, ix, inn
+                    q = tally[0]
+                    rec_t[q], rec_i[q], rec_c[q] = t, (sc[r, k] * ho + sy[r, k]) * wo + sx[r, k], np.int64(sn[r, k])
+                    tally[0] = q + 1
     return end
 
 
@@ -639,7 +667,7 @@ def run_streams(P, F, W, ex, ey, ep, et, offsets, until, n_groups: int, V, CNT, 
     n = V.shape[1]
     for b in prange(offsets.size - 1):
         tally = np.zeros(3, np.int64)
-        scratch = make_scratch(P, n, n_groups)
+        scratch = make_scratch(P, n, n_groups, max_wave(et, offsets[b], offsets[b + 1]))
         none_i, none_t = np.empty(0, np.int64), np.empty(0, np.float64)
         run_events(
             P,
