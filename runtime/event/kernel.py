@@ -377,14 +377,15 @@ def _fan_out_dense(P, L: int, dec, W, sc, sy, sx, sn, r: int, nin: int, v, ath, 
 
 
 @njit(cache=True, inline="always", **NO_NRT)
-def _any_at(v, vb: int, co: int, v_th: float) -> bool:
-    """Whether some membrane of a group is at threshold: an integer count, which LLVM
-    vectorises without fastmath (a cheap test before the per-neuron pass)."""
+def _count_at(v, vb: int, co: int, v_th: float) -> int:
+    """How many membranes of a group are at threshold: an integer count, which LLVM
+    vectorises without fastmath (a cheap test before the per-neuron pass, which stops
+    after that many spikes)."""
     b = _u(vb)
     hot = 0
     for o in range(_u(co)):
         hot += v[b + o] >= v_th
-    return hot > 0
+    return hot
 
 
 @njit(cache=True, inline="always", **NO_NRT)
@@ -408,7 +409,9 @@ def _fire(P, F, L: int, v, ath, flag, touch, ntouch: int, cnt, sc, sy, sx, sn, r
         if clamp:
             for o in range(_u(co)):
                 v[b + o] = max(v[b + o], v_min)
-        if beta == 0.0 and not _any_at(v, vb, co, v_th):
+        # neurons at threshold (beta > 0: not known before the pass, each has its own)
+        hot = co if beta > 0.0 else _count_at(v, vb, co, v_th)
+        if hot == 0:
             continue  # most touched groups have no neuron at threshold
         Y, X = local // wo, local % wo
         for o in range(co):
@@ -424,6 +427,9 @@ def _fire(P, F, L: int, v, ath, flag, touch, ntouch: int, cnt, sc, sy, sx, sn, r
                 v[j] = max(u, v_min)
                 if beta > 0.0:
                     ath[j] += beta * s
+                hot -= 1
+                if hot == 0:
+                    break  # the rest of the group is below threshold
     return nout
 
 
