@@ -44,8 +44,9 @@ def test_kernel_matches_plain_python_and_adaptation_matters(tmp_path, rules):
     assert sum(int(c.sum()) for c in plain.neuron_counts.values()) > sum(
         int(c.sum()) for c in res.neuron_counts.values()
     )
-    # chunked equals whole: the increments travel in the state
+    # chunked equals whole: the increments travel in the state (one per neuron; no crossings)
     state = eng.initial_state()
+    assert (state.a.size, state.t_neuron.size, state.crossing.size) == (eng.net.n_neurons, 0, 0)
     for part in np.array_split(stream, 7):
         state, _ = eng.feed(state, part)
     state, _ = eng.flush(state)

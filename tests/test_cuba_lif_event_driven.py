@@ -122,6 +122,7 @@ def test_kernel_matches_plain_python_and_spikes_fall_between_inputs(tmp_path, ru
     assert train.t.max() <= DURATION
     # chunked equals whole: currents, per-neuron times and pending crossings travel in the state
     state = eng.initial_state()
+    assert state.a.size == state.t_neuron.size == state.crossing.size == eng.net.n_neurons
     for part in np.array_split(stream, 7):
         state, _ = eng.feed(state, part)
     state, _ = eng.flush(state, until=DURATION)

@@ -69,10 +69,9 @@ def test_strided_conv_and_batch_match():
 
 
 def test_batches_reuse_no_state_and_share_no_arrays():
-    """run_batch keeps its membranes and counts between calls: a later batch (smaller, in
-    the same arrays) starts from zero, and no result is overwritten by a later call (one
-    stream: the readout layer's [1, 3, 1, 1] counts view is contiguous, so only a forced
-    copy keeps it apart)."""
+    """run_batch's workers run stream after stream in the same arrays: every stream starts
+    from zero (5 streams on at most 2 workers), and no result is overwritten by a later
+    call (its counts are views into arrays of that call's own)."""
     eng = engine_of(chain_model(spec("IF", "multi"), readout="spike", scale=1.0))
     batches = [
         [random_stream(150, seed=s) for s in range(5)],
@@ -90,7 +89,7 @@ def test_batches_reuse_no_state_and_share_no_arrays():
 
 
 def test_engine_pickles_for_worker_processes():
-    """An engine (with its per-thread run_batch buffers) pickles, and the copy runs alike."""
+    """An engine (with its per-thread kernel arrays) pickles, and the copy runs alike."""
     eng = engine_of(chain_model(spec("IF", "multi"), readout="spike", scale=1.0))
     streams = [random_stream(100, seed=s) for s in range(3)]
     want = eng.run_batch(streams)
@@ -253,5 +252,22 @@ def test_kept_kernel_arrays_start_afresh_every_run():
     wide = np.concatenate([wide, random_stream(200, seed=6)])
     wide = wide[np.argsort(wide["t"], kind="stable")]
     plain = random_stream(300, seed=3)
-    for stream in (plain, wide, plain, wide):
-        run_matching_reference(eng, stream)
+    results = [run_matching_reference(eng, stream)[0] for stream in (plain, wide, plain, wide)]
+    # run_batch: each worker makes its arrays for the widest wave of its streams, and
+    # starts every stream from zero in them
+    batch = eng.run_batch([plain, wide, plain, wide])
+    for b, one in enumerate(results):
+        np.testing.assert_array_equal(batch.outputs[b], one.outputs)
+        for node in one.neuron_counts:
+            np.testing.assert_array_equal(batch.neuron_counts[node][b], one.neuron_counts[node])
+
+
+def test_state_holds_only_what_the_network_uses():
+    """IF and LIF layers have no second state and never cross a threshold between inputs:
+    their streams carry (and allocate, and zero) no arrays for those; the kinds that do
+    carry them in full (tests/test_alif_event_driven.py, tests/test_cuba_lif_event_driven.py)."""
+    for neuron in (NEURONS[0], NEURONS[2]):
+        eng = engine_of(chain_model(neuron, scale=0.8))
+        state = eng.initial_state()
+        assert (state.v.size, state.counts.size) == (eng.net.n_neurons, eng.net.n_neurons)
+        assert state.a.size == state.t_neuron.size == state.crossing.size == 0

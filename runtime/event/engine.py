@@ -24,18 +24,16 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+from numba import get_num_threads
 
 from ..protocol import ModelError, Protocol, one_rate, read_model
 from ..result import EventResult
 from .graph import Layer, lower
-from .kernel import make_scratch, max_wave, run_events, run_streams
-from .network import KIND, KIND_SPIKING, EventState, initial_state, layer_view, pack
+from .kernel import make_scratch, max_wave, onnx_order, run_events, run_streams
+from .network import KIND, KIND_SPIKING, VOFF, EventState, initial_state, pack
 from .validate import EventInputError, check_batch, check_events
 
 MAX_PENDING = 2**22  # events held back at one timestamp (4 int64 each: 128 MiB)
-# run_batch keeps its [streams, neurons] membranes and counts between calls up to this many
-# bytes per thread (a fresh allocation per call: see EventEngine._batch_buffers)
-KEEP_BATCH_BYTES = 64 * 2**20
 
 
 @dataclass
@@ -67,6 +65,7 @@ class EventEngine:
         self.record_size = self.layers[self.record_layer].size
         self._names = {i: self.layer_name(i) for i in spiking}
         self._out_spiking = bool(self.net.P[len(self.layers) - 1, KIND] == KIND_SPIKING)
+        self._readout = np.array([len(self.layers) - 1], np.int64)  # the layer onnx_order copies out
         self._scratch = threading.local()  # run_batch's buffers and the kernel's arrays, per calling thread
 
     def __getstate__(self) -> dict:
@@ -183,18 +182,31 @@ class EventEngine:
 
     def result(self, state: EventState) -> EventResult:
         """Outputs after what has been run (held-back events not included: flush first)."""
-        out, counts = self._outputs(state.v, state.counts)
-        return EventResult(out.argmax(-1), out, counts, np.array(state.events), np.array(state.synops))
+        return self._result(state, state.counts.copy())  # the stream may go on: a copy
 
-    def _outputs(self, v: np.ndarray, cnt: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """The readout (float64) and each spiking layer's counts, in ONNX order (C, H, W):
-        strided copies of the layers' (H, W, C) views (faster than gathers by index)."""
-        net, layers, last = self.net, self.layers, len(self.layers) - 1
-        out = layer_view(net, layers, cnt if self._out_spiking else v, last).reshape(*v.shape[:-1], -1)
-        # copies, always (np.array, not ascontiguousarray: a layer view can already be
-        # contiguous): run_batch reuses the arrays these views read
-        counts = {name: np.array(layer_view(net, layers, cnt, i), order="C") for i, name in self._names.items()}
-        return out.astype(np.float64), counts
+    def _result(self, state: EventState, counts: np.ndarray) -> EventResult:
+        """The result of ``state`` with its spike counts ``counts`` (the kernel's layout)."""
+        layer_counts = self._layer_counts(counts)
+        if self._out_spiking:
+            out = self._spike_readout(layer_counts)
+        else:
+            out = np.empty(self.layers[-1].size)
+            onnx_order(self.net.P, self._readout, state.v, out)
+        return EventResult(out.argmax(-1), out, layer_counts, np.array(state.events), np.array(state.synops))
+
+    def _spike_readout(self, layer_counts: dict[str, np.ndarray]) -> np.ndarray:
+        """A spiking readout's outputs: its spike counts, float64 ``[..., classes]``."""
+        c = layer_counts[self.layer_name(len(self.layers) - 1)]
+        return c.reshape(*c.shape[:-3], -1).astype(np.float64)
+
+    def _layer_counts(self, counts: np.ndarray) -> dict[str, np.ndarray]:
+        """The spiking layers' counts in ``counts`` (``[..., n_neurons]``, the kernel's
+        layout: each layer in ONNX order from its offset) as views ``[..., C, H, W]``."""
+        lead, P = counts.shape[:-1], self.net.P
+        return {
+            name: counts[..., P[i, VOFF] : P[i, VOFF] + self.layers[i].size].reshape(*lead, *self.layers[i].out_shape)
+            for i, name in self._names.items()
+        }
 
     def run(self, stream: np.ndarray, until: float | None = None) -> tuple[EventResult, SpikeTrain]:
         """One whole stream: result and the recorded spike train (``until``: see :meth:`flush`)."""
@@ -206,7 +218,7 @@ class EventEngine:
         end = _end(until, int(ev[3, -1]))
         train = self._run(state, ev, end)
         state.t_now = math.ceil(end)
-        return self.result(state), train
+        return self._result(state, state.counts), train  # the state ends here: no copy
 
     # ---- many whole streams in parallel ---------------------------------------------
     def run_batch(self, streams: Sequence[np.ndarray], until: float | None = None) -> EventResult:
@@ -215,32 +227,22 @@ class EventEngine:
         ev, offsets = check_batch(streams, self.sensor)
         x, y, p, t = ev
         ends = np.array([_end(until, last) for last in t[offsets[1:] - 1].tolist()])
-        B, n = len(offsets) - 1, self.net.n_neurons
-        (V, CNT), SYN = self._batch_buffers(B, n), np.zeros(B, np.int64)
+        B, net = len(offsets) - 1, self.net
+        # counts zeroed by calloc: only the pages a stream's spikes touch are ever written
+        V, CNT, SYN = np.empty((B, self.layers[-1].size)), np.zeros((B, net.n_neurons), np.int64), np.empty(B, np.int64)
+        sizes = (net.n_groups, net.second_states, net.crossing_states)
         start = time.perf_counter()
-        run_streams(self.net.P, self.net.F, self.net.W, x, y, p, t, offsets, ends, self.net.n_groups, V, CNT, SYN)
+        run_streams(
+            net.P, net.F, net.W, x, y, p, t, offsets, ends, *sizes, self._readout, get_num_threads(), V, CNT, SYN
+        )
         seconds = time.perf_counter() - start
         if np.any(SYN < 0):
             raise _unresolvable()
-        out, counts = self._outputs(V, CNT)
+        counts = self._layer_counts(CNT)
+        out = (
+            counts[self.layer_name(len(self.layers) - 1)].reshape(B, -1).astype(np.float64) if self._out_spiking else V
+        )
         return EventResult(out.argmax(-1), out, counts, np.diff(offsets), SYN, seconds)
-
-    def _batch_buffers(self, B: int, n: int) -> tuple[np.ndarray, np.ndarray]:
-        """Zeroed membranes and spike counts ``[B, n]`` for :meth:`run_batch`, kept for the
-        calling thread's next call (up to :data:`KEEP_BATCH_BYTES`). Allocated afresh per call,
-        these megabytes came either as touched memory the allocator kept (about 28 µs per
-        one-event stream) or as new pages faulted in by the kernel threads (about 80 µs), by
-        the process's allocation history: the same command gave either (issue 19)."""
-        kept = getattr(self._scratch, "buffers", None)
-        if kept is None or kept[0].shape[0] < B or kept[0].shape[1] != n:
-            kept = (np.zeros((B, n)), np.zeros((B, n), np.int64))
-            if kept[0].nbytes + kept[1].nbytes <= KEEP_BATCH_BYTES:
-                self._scratch.buffers = kept
-            return kept
-        V, CNT = kept[0][:B], kept[1][:B]
-        V.fill(0.0)
-        CNT.fill(0)
-        return V, CNT
 
 
 def _end(until: float | None, last: float) -> float:

@@ -52,6 +52,7 @@ Speed (docs/event_driven.md, docs/runtime.md):
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 from numba import njit, prange
@@ -89,7 +90,7 @@ from .network import (
 
 # what the kernel's functions compile with: no numba runtime (NRT), hence no reference
 # counts (see the module docstring); numba's own workaround for its unpruned counts
-NO_NRT = {"_nrt": False}
+NO_NRT: dict[str, Any] = {"_nrt": False}
 
 # ---- CubaLIF: the exact continuous-time maths ----------------------------------------
 # The exact continuous-time maths of a neuron with a synaptic current (CubaLIF's
@@ -392,7 +393,7 @@ def _count_at(v, vb: int, co: int, v_th: float) -> int:
 def _fire(P, F, L: int, v, ath, flag, touch, ntouch: int, cnt, sc, sy, sx, sn, r: int) -> int:
     """Spike and reset rules on layer ``L``'s touched groups; returns the number of
     spiking neurons, written as (channel, row, column, count) into buffer row ``r``."""
-    co, wo, voff, goff = P[L, CO], P[L, WO], P[L, VOFF], P[L, GOFF]
+    co, ho, wo, voff, goff = P[L, CO], P[L, HO], P[L, WO], P[L, VOFF], P[L, GOFF]
     spiking = P[L, KIND] == KIND_SPIKING
     multi, zero = P[L, SPIKE] == 1, P[L, RESET] == 1
     v_th, v_min, beta = F[L, VTH], F[L, VMIN], F[L, BETA]
@@ -423,7 +424,7 @@ def _fire(P, F, L: int, v, ath, flag, touch, ntouch: int, cnt, sc, sy, sx, sn, r
                 u = 0.0 if zero else u - th * s
                 sc[r, nout], sy[r, nout], sx[r, nout], sn[r, nout] = o, Y, X, s
                 nout += 1
-                cnt[j] += np.int64(s)
+                cnt[voff + (o * ho + Y) * wo + X] += np.int64(s)  # ONNX order (C, H, W)
                 v[j] = max(u, v_min)
                 if beta > 0.0:
                     ath[j] += beta * s
@@ -566,7 +567,8 @@ def run_events(
     ``pred``: CubaLIF neurons' last-update and next-crossing times) wave by wave, then the
     threshold crossings up to time ``until``.
 
-    Spikes of layer ``rec_layer`` (-1: none) are recorded as (t, neuron in C, H, W
+    ``cnt`` counts each neuron's spikes in ONNX order (each layer's (C, H, W) from its
+    offset: results use it as it is). Spikes of layer ``rec_layer`` (-1: none) are recorded as (t, neuron in C, H, W
     order, count) from ``tally[0]`` on; ``tally[1]`` counts the synaptic operations
     (weight additions). ``scratch``: :func:`make_scratch`'s arrays (their contents are not
     read: every run starts them afresh). Returns the index of the first event not run, with ``tally[2]``
@@ -613,13 +615,14 @@ def run_events(
                     ath[j] *= flow(t - tn[j], lm, ls, c)[1]
                     tn[j] = t
                 v[j] = max(0.0, v_min)  # at v = v_th: one spike, and either reset leaves 0
-                cnt[j] += 1
                 g, o = (j - voff) // co, (j - voff) % co
+                chw = (o * ho + g // wo) * wo + g % wo  # the neuron in ONNX order
+                cnt[voff + chw] += 1
                 sc[0, nin], sy[0, nin], sx[0, nin], sn[0, nin] = o, g // wo, g % wo, 1.0
                 nin += 1
                 if first == rec_layer:
                     r = tally[0]
-                    rec_t[r], rec_i[r], rec_c[r] = t, (o * ho + g // wo) * wo + g % wo, 1
+                    rec_t[r], rec_i[r], rec_c[r] = t, chw, 1
                     tally[0] = r + 1
                 pred[j] = next_crossing(t, v[j], ath[j], v_th, lm, ls, c)
                 if pred[j] <= t:
@@ -662,41 +665,76 @@ def run_events(
     return end
 
 
+@njit(cache=True, **NO_NRT)
+def onnx_order(P, layers, src, dst) -> None:
+    """Per-neuron values ``src`` (internal order, :mod:`.network`) of ``layers`` into
+    ``dst``, layer after layer, each in ONNX order (C, H, W) (a cast where ``dst`` has
+    another dtype). Reads are strided by the channel count; ``src`` is in cache after a
+    run, and every write is sequential."""
+    o = 0
+    for L in layers:
+        co, n_pos, voff = P[L, CO], P[L, HO] * P[L, WO], P[L, VOFF]
+        for c in range(co):
+            for g in range(n_pos):
+                dst[o] = src[voff + g * co + c]
+                o += 1
+
+
 @njit(cache=True, parallel=True)
-def run_streams(P, F, W, ex, ey, ep, et, offsets, until, n_groups: int, V, CNT, SYN) -> None:
+def run_streams(
+    P, F, W, ex, ey, ep, et, offsets, until, n_groups: int, n2: int, nc: int, readout, workers: int, V, CNT, SYN
+) -> None:
     """Whole streams in parallel: stream b is ``[offsets[b], offsets[b + 1])``, its
-    crossings run up to ``until[b]``; its membranes and spike counts end in ``V[b]`` and
-    ``CNT[b]``. The other state (second state, update and crossing times) is each
-    stream's own scratch, made here: no ``[streams, neurons]`` arrays of it to allocate
-    and zero (they were most of a short stream's cost). ``SYN[b]`` -1: the stream
-    stopped as :func:`run_events` does with ``tally[2] = 2``."""
-    n = V.shape[1]
-    for b in prange(offsets.size - 1):
+    crossings run up to ``until[b]``; its spike counts end in ``CNT[b]`` (zeroed by the
+    caller; layer after layer, each in ONNX order) and the membranes of layer
+    ``readout[0]`` in ``V[b]`` (:func:`onnx_order`). The rest of the state (membranes,
+    ``n2`` second states, ``nc`` update and crossing times: 0 where no layer has them,
+    :class:`.network.Net`, the group update times) and the kernel's working arrays are made
+    once per worker, which runs every ``workers``-th stream, and reset per stream while in
+    cache: no per-stream allocation, and no ``[streams, neurons]`` membranes (their
+    megabytes were most of a short stream's cost). ``workers``: numba's thread count
+    (given, not asked: a compiled function that asks cannot be cached). ``SYN[b]`` -1:
+    the stream stopped as :func:`run_events` does with ``tally[2] = 2``."""
+    B, n = offsets.size - 1, CNT.shape[1]
+    workers = min(B, workers)
+    for w in prange(workers):
+        wave = 0
+        for b in range(w, B, workers):
+            wave = max(wave, max_wave(et, offsets[b], offsets[b + 1]))
+        scratch = make_scratch(P, n, n_groups, wave)
         tally = np.zeros(3, np.int64)
-        scratch = make_scratch(P, n, n_groups, max_wave(et, offsets[b], offsets[b + 1]))
+        v, ath, tl, tn, pred = np.empty(n), np.empty(n2), np.empty(n_groups), np.empty(nc), np.empty(nc)
         none_i, none_t = np.empty(0, np.int64), np.empty(0, np.float64)
-        run_events(
-            P,
-            F,
-            W,
-            ex,
-            ey,
-            ep,
-            et,
-            offsets[b],
-            offsets[b + 1],
-            until[b],
-            V[b],
-            np.zeros(n),
-            np.zeros(n_groups),
-            np.zeros(n),
-            np.full(n, np.inf),
-            CNT[b],
-            -1,
-            none_t,
-            none_i,
-            none_i,
-            tally,
-            scratch,
-        )
-        SYN[b] = -1 if tally[2] == 2 else tally[1]
+        for b in range(w, B, workers):
+            v[:] = 0.0
+            ath[:] = 0.0
+            tl[:] = 0.0
+            tn[:] = 0.0
+            pred[:] = np.inf
+            tally[:] = 0
+            run_events(
+                P,
+                F,
+                W,
+                ex,
+                ey,
+                ep,
+                et,
+                offsets[b],
+                offsets[b + 1],
+                until[b],
+                v,
+                ath,
+                tl,
+                tn,
+                pred,
+                CNT[b],
+                -1,
+                none_t,
+                none_i,
+                none_i,
+                tally,
+                scratch,
+            )
+            SYN[b] = -1 if tally[2] == 2 else tally[1]
+            onnx_order(P, readout, v, V[b])

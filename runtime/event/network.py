@@ -13,6 +13,7 @@ output channels, contiguous in both the weights and the membranes (SIMD-friendly
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -42,6 +43,19 @@ class Net:
     @property
     def n_layers(self) -> int:
         return len(self.P)
+
+    @functools.cached_property
+    def second_states(self) -> int:
+        """Entries of the per-neuron second state (an adaptive threshold or a synaptic
+        current): one per neuron if some layer has one, else none (the kernel reads it only
+        in such layers, and a stream need not allocate and zero it)."""
+        return self.n_neurons if bool(np.any(self.F[:, [INV_TAU_A, BETA, CHARGE]] > 0.0)) else 0
+
+    @functools.cached_property
+    def crossing_states(self) -> int:
+        """Entries of the per-neuron update and crossing times: one per neuron if some
+        layer is CubaLIF (its neurons cross their threshold between inputs), else none."""
+        return self.n_neurons if bool(np.any(self.F[:, CHARGE] > 0.0)) else 0
 
 
 def internal_weight(layer: Layer) -> np.ndarray:
@@ -90,11 +104,13 @@ class EventState:
 
     The caller holds it; :meth:`EventEngine.feed` advances it in place and returns it.
     ``v`` membranes (float64, internal order), ``a`` the second state of two-state kinds
-    (ALIF: threshold increments; CubaLIF: synaptic currents; 0 elsewhere), ``t_last``
-    last update time of each group (µs), ``t_neuron`` of each neuron of a CubaLIF layer
-    (a neuron that crosses its threshold between inputs is updated alone), ``crossing``
-    the time each CubaLIF neuron will next cross its threshold if no input reaches it
-    first (inf: never), ``counts`` spikes per neuron so far, ``t_now`` time of the last
+    (ALIF: threshold increments; CubaLIF: synaptic currents; 0 elsewhere; empty in a
+    network without such layers), ``t_last`` last update time of each group (µs),
+    ``t_neuron`` of each neuron of a CubaLIF layer (a neuron that crosses its threshold
+    between inputs is updated alone), ``crossing`` the time each CubaLIF neuron will next
+    cross its threshold if no input reaches it first (inf: never; both empty in a network
+    without CubaLIF layers), ``counts`` spikes per neuron so far (each layer in ONNX order
+    (C, H, W) from its offset: unlike the other states, not channel-last), ``t_now`` time of the last
     processed input event (-1 before any; or the end of the last :meth:`flush`), ``pending``
     the input events at the latest timestamp,
     held back because the next chunk may hold more events at that same time (events
@@ -114,17 +130,7 @@ class EventState:
 
 
 def initial_state(net: Net) -> EventState:
-    n = net.n_neurons
+    n, n2, nc = net.n_neurons, net.second_states, net.crossing_states
     return EventState(
-        np.zeros(n), np.zeros(n), np.zeros(net.n_groups), np.zeros(n), np.full(n, np.inf), np.zeros(n, np.int64)
+        np.zeros(n), np.zeros(n2), np.zeros(net.n_groups), np.zeros(nc), np.full(nc, np.inf), np.zeros(n, np.int64)
     )
-
-
-def layer_view(net: Net, layers: Sequence[Layer], flat: np.ndarray, i: int) -> np.ndarray:
-    """Layer ``i``'s slice of per-neuron arrays ``[..., n_neurons]``, in ONNX order ``[..., C, H, W]``."""
-    L = layers[i]
-    c, h, w = L.out_shape
-    start = int(net.P[i, VOFF])
-    part = flat[..., start : start + L.size].reshape(*flat.shape[:-1], h, w, c)
-    lead = list(range(part.ndim - 3))
-    return part.transpose(*lead, part.ndim - 1, part.ndim - 3, part.ndim - 2)  # (h, w, c) -> (c, h, w)
