@@ -380,8 +380,7 @@ def _fan_out_dense(P, L: int, dec, W, sc, sy, sx, sn, r: int, nin: int, v, ath, 
 @njit(cache=True, inline="always", **NO_NRT)
 def _count_at(v, vb: int, co: int, v_th: float) -> int:
     """How many membranes of a group are at threshold: an integer count, which LLVM
-    vectorises without fastmath (a cheap test before the per-neuron pass, which stops
-    after that many spikes)."""
+    vectorises without fastmath (a cheap test before the per-neuron pass)."""
     b = _u(vb)
     hot = 0
     for o in range(_u(co)):
@@ -390,7 +389,7 @@ def _count_at(v, vb: int, co: int, v_th: float) -> int:
 
 
 @njit(cache=True, inline="always", **NO_NRT)
-def _fire(P, F, L: int, v, ath, flag, touch, ntouch: int, cnt, sc, sy, sx, sn, r: int) -> int:
+def _fire(P, F, L: int, v, ath, flag, touch, ntouch: int, cnt, sc, sy, sx, sn, r: int, hits) -> int:
     """Spike and reset rules on layer ``L``'s touched groups; returns the number of
     spiking neurons, written as (channel, row, column, count) into buffer row ``r``."""
     co, ho, wo, voff, goff = P[L, CO], P[L, HO], P[L, WO], P[L, VOFF], P[L, GOFF]
@@ -410,12 +409,22 @@ def _fire(P, F, L: int, v, ath, flag, touch, ntouch: int, cnt, sc, sy, sx, sn, r
         if clamp:
             for o in range(_u(co)):
                 v[b + o] = max(v[b + o], v_min)
-        # neurons at threshold (beta > 0: not known before the pass, each has its own)
-        hot = co if beta > 0.0 else _count_at(v, vb, co, v_th)
-        if hot == 0:
-            continue  # most touched groups have no neuron at threshold
+        if beta == 0.0 and _count_at(v, vb, co, v_th) == 0:
+            continue  # most touched groups have no neuron at threshold (beta > 0: each has its own)
         Y, X = local // wo, local % wo
-        for o in range(co):
+        # the channels to look at, gathered without a branch per neuron (a mispredicted
+        # branch at each spike cost more than the gathering); with beta > 0, all of them
+        nhit = 0
+        if beta > 0.0:
+            for o in range(co):
+                hits[nhit] = o
+                nhit += 1
+        else:
+            for o in range(co):
+                hits[nhit] = o
+                nhit += v[b + _u(o)] >= v_th
+        for q in range(nhit):
+            o = hits[q]
             j = b + _u(o)
             u = v[j]
             th = v_th + ath[j] if beta > 0.0 else v_th
@@ -428,9 +437,6 @@ def _fire(P, F, L: int, v, ath, flag, touch, ntouch: int, cnt, sc, sy, sx, sn, r
                 v[j] = max(u, v_min)
                 if beta > 0.0:
                     ath[j] += beta * s
-                hot -= 1
-                if hot == 0:
-                    break  # the rest of the group is below threshold
     return nout
 
 
@@ -516,12 +522,14 @@ def make_scratch(P, n_neurons: int, n_groups: int, wave: int = 0) -> tuple:
     cost on a large network). The spike buffers (:func:`_spike_buffers`), sized for the
     largest layer or an input wave of ``wave`` events, whichever is larger; touched
     groups; a spike's target rows and columns; per-group touch flags; the heap of
-    pending CubaLIF crossings and each neuron's place in it."""
-    maxn, maxg, maxk = max(1, wave), 1, 1
+    pending CubaLIF crossings and each neuron's place in it; the channels of a group at
+    threshold."""
+    maxn, maxg, maxk, maxc = max(1, wave), 1, 1, 1
     for L in range(P.shape[0]):
         maxn = max(maxn, P[L, HO] * P[L, WO] * P[L, CO])
         maxg = max(maxg, P[L, HO] * P[L, WO])
         maxk = max(maxk, P[L, KH], P[L, KW])
+        maxc = max(maxc, P[L, CO])
     sc, sy, sx, sn = _spike_buffers(maxn)
     return (
         sc,
@@ -534,6 +542,7 @@ def make_scratch(P, n_neurons: int, n_groups: int, wave: int = 0) -> tuple:
         np.zeros(n_groups, np.uint8),
         np.empty(n_neurons, np.int64),
         np.empty(n_neurons, np.int64),
+        np.empty(maxc, np.int64),
     )
 
 
@@ -579,7 +588,7 @@ def run_events(
     ``make_scratch(..., wave=max_wave(et, start, end))``).
     """
     nl = P.shape[0]
-    sc, sy, sx, sn, touch, rows, cols, flag, heap, hpos = scratch
+    sc, sy, sx, sn, touch, rows, cols, flag, heap, hpos, hits = scratch
     if max_wave(et, start, end) > sc.shape[1]:  # an input wave wider than every layer
         tally[2] = 3
         return start
@@ -653,7 +662,7 @@ def run_events(
                 ntouch, syn = _fan_out_dense(P, L, dec, W, sc, sy, sx, sn, r, nin, v, ath, tl, tn, flag, touch, t)
             tally[1] += syn
             r = 1 - r  # this layer's spikes go to the other row
-            nin = _fire(P, F, L, v, ath, flag, touch, ntouch, cnt, sc, sy, sx, sn, r)
+            nin = _fire(P, F, L, v, ath, flag, touch, ntouch, cnt, sc, sy, sx, sn, r, hits)
             if dec[3] > 0.0:
                 nh = _repredict(P, F, L, v, ath, tn, pred, touch, ntouch, heap, hpos, nh)
             if L == rec_layer:
