@@ -33,8 +33,8 @@ class Loop:
     """One system's timed unit: ``prepare()`` (untimed: zero the states) then ``run()``,
     which runs all the steps of one round."""
 
-    prepare: Callable[[], None]
-    run: Callable[[], None]
+    prepare: Callable[[], object]
+    run: Callable[[], object]  # what it returns is not used
 
 
 def bench_input(session: Session, batch: int, steps: int, seed: int = 0) -> np.ndarray:

@@ -140,9 +140,13 @@ def test_cli_event_mode_json_has_sd(tmp_path):
     assert set(out["sd_per_layer"]) == {"IF_0", "IF_1"}
     r = run_cli("runtime", "run", model, "--mode", "event", "--data", "digits:static", "--limit", "2")
     assert r.returncode == 2 and "static images" in r.stderr
-    r = run_cli("runtime", "event-bench", model, "--data", "digits", "--limit", "2", "--json")
+    r = run_cli("runtime", "event-bench", model, "--data", "digits", "--limit", "2", "--repeats", "3", "--json")
     assert r.returncode == 0, r.stderr
     bench = json.loads(r.stdout)
     rows, fixed = bench["rows"], bench["fixed_cost"]
     assert len(rows) == 5 and all(row["events_per_s"] > 0 for row in rows)
+    # interleaved rounds: min and median per engine, the load and thread count stated
+    assert bench["repeats"] == 3 and len(bench["load_average"]) == 2 and bench["numba_threads"] >= 1
+    assert all(row["cpu_ms_per_stream"] <= row["cpu_ms_per_stream_median"] for row in rows)
+    assert all(row["msynops_per_cpu_s"] >= row["msynops_per_cpu_s_median"] for row in rows[:2])
     assert 0 < fixed["run_us_min"] <= fixed["run_us_median"] and 0 < fixed["batch_us_min"] <= fixed["batch_us_median"]

@@ -1,8 +1,11 @@
 """Speed of the event engine against the clock-driven runtime and the plain-Python loop,
 on the same streams (a command, not a test: timings depend on the machine and its load).
 
-Both wall and process CPU time are measured; on a shared machine the CPU time of the
-single-threaded runs is the steadier figure. The crossover: the clock-driven cost of a
+The four engines are interleaved round by round (:func:`runtime.bench.interleaved`, the
+order rotating each round), so a change in load hits them alike, and each is reported as
+min and median over the rounds, wall and process CPU time; on a shared machine the CPU
+time of the single-threaded runs is the steadier figure. The plain-Python loop runs once
+(it is about a thousand times slower). The crossover (from the minima): the clock-driven cost of a
 stream is dense (``T`` steps whatever the activity); the event-driven cost grows with the
 synaptic operations. With the measured time per synaptic op (event, one core) and per
 stream (clock, batch 1, one thread), the event engine is faster while
@@ -12,17 +15,22 @@ dense MACs over T steps (``activity``).
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 
 import numpy as np
+from numba import get_num_threads
 
+from ..bench import Loop, interleaved
 from ..data import Dataset
 from ..data.events import make_events
 from ..session import Session, load
 from .engine import EventEngine
 from .evaluate import check_dataset
 from .reference import run_reference
+
+SETTLE_S = 0.05  # idle time before each timed run (see event_bench)
 
 
 def timed(fn: Callable[[], object]) -> tuple[float, float]:
@@ -32,15 +40,22 @@ def timed(fn: Callable[[], object]) -> tuple[float, float]:
     return time.perf_counter() - w, time.process_time() - c
 
 
-def _row(name: str, wall: float, cpu: float, n: int, events: int, synops: int | None) -> dict:
+def _row(name: str, t: dict[str, float], n: int, events: int, synops: int | None) -> dict:
+    """One engine's figures from its per-stream ms (:func:`runtime.bench.interleaved`)."""
     row = {
         "runtime": name,
-        "events_per_s": events / wall,
-        "ms_per_stream": 1e3 * wall / n,
-        "cpu_ms_per_stream": 1e3 * cpu / n,
+        "events_per_s": events / n / (t["wall_ms_min"] / 1e3),
+        "ms_per_stream": t["wall_ms_median"],
+        "cpu_ms_per_stream": t["cpu_ms_min"],
+        "cpu_ms_per_stream_median": t["cpu_ms_median"],
     }
     if synops is not None:
-        row.update(msynops_per_s=synops / wall / 1e6, msynops_per_cpu_s=synops / cpu / 1e6)
+        per_stream = synops / n
+        row.update(
+            msynops_per_s=per_stream / t["wall_ms_min"] / 1e3,
+            msynops_per_cpu_s=per_stream / t["cpu_ms_min"] / 1e3,
+            msynops_per_cpu_s_median=per_stream / t["cpu_ms_median"] / 1e3,
+        )
     return row
 
 
@@ -67,28 +82,39 @@ def fixed_cost(engine: EventEngine, reps: int = 200, batch: int = 64) -> dict[st
 
 
 def event_bench(
-    engine: EventEngine, session: Session, ds: Dataset, T: int | None = None, reference_limit: int = 1
+    engine: EventEngine,
+    session: Session,
+    ds: Dataset,
+    T: int | None = None,
+    reference_limit: int = 1,
+    repeats: int = 5,
 ) -> dict:
-    """One row per runtime; ``session`` should be single-threaded (batch-1 comparison)."""
+    """One row per engine, ``repeats`` interleaved rounds; ``session`` should be
+    single-threaded (batch-1 comparison)."""
     check_dataset(engine, ds)
     streams = ds.events
     assert streams is not None  # check_dataset: an event data set, which holds streams
     n, T = len(streams), T or session.protocol.T_trained
     events = int(sum(len(s) for s in streams))
-    engine.run(streams[0])  # compile (or load the cache) before timing
-    engine.run_batch(streams[:2])
+    load_before = os.getloadavg()
     synops = int(engine.run_batch(streams).synops.sum())
-    rows = [
-        _row("event, 1 stream at a time (1 core)", *timed(lambda: [engine.run(s) for s in streams]), n, events, synops)
-    ]
-    rows.append(_row("event, all streams in parallel", *timed(lambda: engine.run_batch(streams)), n, events, synops))
-    clock = lambda sess: [sess.run(sess.frames([s], T), T, counts=False) for s in streams]
-    clock(session)
-    rows.append(_row(f"clock T={T}, batch 1 (1 thread)", *timed(lambda: clock(session)), n, events, None))
     full = load(session.path)
-    frames = lambda: full.run(full.frames(streams, T), T, counts=False)
-    frames()
-    rows.append(_row(f"clock T={T}, batch {n} (all threads)", *timed(frames), n, events, None))
+    # before each timed run: the parallel engines' idle threads (OpenMP under numba,
+    # onnxruntime's pool) spin for some ms after their work, which slowed a one-core run
+    # started at once by about 5% on a 2-vCPU machine
+    settle = lambda: time.sleep(SETTLE_S)
+    loops = {
+        "event, 1 stream at a time (1 core)": Loop(settle, lambda: [engine.run(s) for s in streams]),
+        "event, all streams in parallel": Loop(settle, lambda: engine.run_batch(streams)),
+        f"clock T={T}, batch 1 (1 thread)": Loop(
+            settle, lambda: [session.run(session.frames([s], T), T, counts=False) for s in streams]
+        ),
+        f"clock T={T}, batch {n} (all threads)": Loop(
+            settle, lambda: full.run(full.frames(streams, T), T, counts=False)
+        ),
+    }
+    times = interleaved(loops, n, repeats)  # per stream
+    rows = [_row(name, t, n, events, synops if name.startswith("event") else None) for name, t in times.items()]
     k = min(reference_limit, n)
     ref_ops = 0
 
@@ -96,14 +122,17 @@ def event_bench(
         nonlocal ref_ops
         ref_ops = sum(run_reference(engine.layers, s).synops for s in streams[:k])
 
-    wall, cpu = timed(reference)
-    rows.append(_row("plain-Python event loop", wall, cpu, k, sum(len(s) for s in streams[:k]), ref_ops))
+    wall, cpu = timed(reference)  # once: min and median are that run
+    once = {f"{c}_ms_{m}": 1e3 * v / k for c, v in (("wall", wall), ("cpu", cpu)) for m in ("min", "median")}
+    rows.append(_row("plain-Python event loop", once, k, sum(len(s) for s in streams[:k]), ref_ops))
     dense = sum(layer.macs for layer in session.synapse_layers()) * T
     per_synop = rows[0]["cpu_ms_per_stream"] / (synops / n)
     cross = rows[2]["cpu_ms_per_stream"] / per_synop
     return {
         "n": n,
         "T": T,
+        "repeats": repeats,
+        "numba_threads": get_num_threads(),
         "events_per_sample": events / n,
         "synops_per_sample": synops / n,
         "dense_macs_per_sample": dense,
@@ -114,4 +143,5 @@ def event_bench(
             "activity_at_crossover": cross / dense,
             "synops_at_crossover": cross,
         },
+        "load_average": [load_before, os.getloadavg()],
     }

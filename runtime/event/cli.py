@@ -59,6 +59,9 @@ def add_event_bench(sub: argparse._SubParsersAction) -> None:
         "--reference-limit", type=cliargs.positive_int, default=1, help="streams run by the plain-Python loop"
     )
     p.add_argument("--T", type=cliargs.steps, default=None, help="clock-driven steps (default: the trained T)")
+    p.add_argument(
+        "--repeats", type=cliargs.positive_int, default=5, help="interleaved rounds (min and median; default 5)"
+    )
     p.add_argument("--json", action="store_true", help="one JSON object")
 
 
@@ -68,7 +71,7 @@ def cmd_event_bench(a: argparse.Namespace) -> None:
 
     engine = load_event(a.model)
     ds = load_dataset(cliargs.data_spec(a, engine.protocol), "test", a.limit, from_dicts(engine.protocol.transforms))
-    r = event_bench(engine, load(a.model, 1), ds, a.T, a.reference_limit)
+    r = event_bench(engine, load(a.model, 1), ds, a.T, a.reference_limit, a.repeats)
     r.update(model=a.model, data=ds.spec)
     if a.json:
         emit_json(r)
@@ -80,19 +83,25 @@ def cmd_event_bench(a: argparse.Namespace) -> None:
     )
     print(
         table(
-            ["runtime", "events/s", "M synops/s", "M synops/CPU s", "ms/stream", "CPU ms/stream"],
+            ["runtime", "events/s", "M synops/CPU s", "(median)", "CPU ms/stream", "(median)", "wall ms/stream"],
             [
                 [
                     row["runtime"],
                     row["events_per_s"],
-                    row.get("msynops_per_s", ""),
                     row.get("msynops_per_cpu_s", ""),
-                    row["ms_per_stream"],
+                    row.get("msynops_per_cpu_s_median", ""),
                     row["cpu_ms_per_stream"],
+                    row["cpu_ms_per_stream_median"],
+                    row["ms_per_stream"],
                 ]
                 for row in r["rows"]
             ],
         )
+    )
+    (l1, l2) = (f"{x[0]:.2f}" for x in r["load_average"])
+    print(
+        f"min and median of {r['repeats']} interleaved rounds (the plain-Python loop: one run); events/s at "
+        f"the wall minimum; numba threads {r['numba_threads']}; load average {l1} before, {l2} after"
     )
     f = r["fixed_cost"]
     print(
