@@ -80,12 +80,17 @@ class RowBuffers:
         """Back to the whole batch it was made for (after :meth:`keep`), on ``runner``."""
         self._bind(runner, len(self._full_x))
 
-    def keep(self, mask: np.ndarray, runner: object) -> None:
-        """Only the samples where ``mask`` is true go on (possibly on another runner): their
-        states move to the first rows (``s[mask]`` copies before the write)."""
-        n = int(mask.sum())
-        for full, s in self._state_rows():
-            full[:n] = s[mask]
+    def keep(self, order: np.ndarray, runner: object) -> None:
+        """Only the rows ``order`` go on, row ``order[i]`` as row ``i`` (possibly on another
+        runner; ``order[i] == i`` except where a row from beyond the new batch fills a
+        finished row's place, session ``_Rows.compact``): only the states of the rows that
+        move are copied (from rows past the new batch into rows before it: no overlap)."""
+        n = len(order)
+        moved = np.flatnonzero(order != np.arange(n))
+        if moved.size:
+            src = order[moved]
+            for full, s in self._state_rows():
+                full[moved] = s[src]
         self._bind(runner, n)
 
 

@@ -41,11 +41,12 @@ from .stages import Stream, stage_models
 # bit-identical across machines and instruction sets; never picked by auto).
 BACKENDS = ("auto", "numba", "ort", "exact")
 
-# Early exit: a finished sample's row leaves the batch when at least 1/COMPACT_AT of the
-# rows are finished. Compaction copies the states of the samples that go on (a pass over
-# the state, like a neuron layer's), so compacting at every exit cost more than it saved
-# at batch 64 (N-MNIST 2C1FC: a policy at 9.2 mean steps of 10 was 6-11% slower than
-# fixed 10); a finished row computes on until then, its results already taken.
+# Early exit: finished samples' rows leave the batch when at least 1/COMPACT_AT of the rows
+# are finished. A compaction moves the last rows that go on into the finished rows' places
+# (RowBuffers.keep: a copy of the moved rows' states only, not of the whole batch's), and
+# until then a finished row computes on, its results already taken. When compaction copied
+# every row that went on, it cost about 2 ms a time at batch 64 (N-MNIST 2C1FC, about a
+# quarter of a step) and compacting at every exit cost more than it saved.
 COMPACT_AT = 8
 
 
@@ -53,10 +54,10 @@ class _Rows:
     """The rows of a running batch and what the exit policy has decided for their samples,
     shared by the uniform and the multi-rate run loop.
 
-    ``active[r]`` is the sample in row ``r``; ``live[r]`` whether it still runs (``n_live``
-    of them: a count, so the per-step test at batch 1 is an int compare, not a numpy
-    call); ``acc`` the rows' readout sums; ``out`` and ``steps`` are per sample (logits
-    and steps at exit)."""
+    ``active[r]`` is the sample in row ``r`` (rows are in sample order until a compaction
+    moves some: ``in_order``); ``live[r]`` whether it still runs (``n_live`` of them: a
+    count, so the per-step test at batch 1 is an int compare, not a numpy call); ``acc``
+    the rows' readout sums; ``out`` and ``steps`` are per sample (logits and steps at exit)."""
 
     def __init__(self, B: int, classes: int) -> None:
         self.out = np.zeros((B, classes), np.float32)
@@ -65,18 +66,28 @@ class _Rows:
         self.acc = np.zeros((B, classes), np.float64)
         self.live = np.ones(B, bool)
         self.n_live = B
+        self.in_order = True
 
     def exit(self, policy: ExitPolicy, t: int, logits: np.ndarray, T: int) -> np.ndarray:
         """Ask ``policy`` about the live rows after ``t`` steps (every row stops at ``T``);
-        records the stopping samples' logits and steps; returns the rows that stopped."""
+        records the stopping samples' logits and steps; returns the rows that stopped.
+
+        The policy sees the samples still running in sample order, whatever rows they are
+        in (a policy may keep a history per sample: it knows which of them it stopped)."""
         live = self.live
-        all_live = self.n_live == len(live)
-        asked = np.asarray(policy.should_exit(t, logits if all_live else logits[live]), bool)
+        asked_rows = None  # None: every row, in order
+        if self.n_live < len(live) or not self.in_order:
+            asked_rows = np.flatnonzero(live)
+            if not self.in_order:
+                asked_rows = asked_rows[np.argsort(self.active[asked_rows])]
+        asked = np.asarray(policy.should_exit(t, logits if asked_rows is None else logits[asked_rows]), bool)
         if t >= T:  # the horizon: every row stops (the policy was still asked: it may record)
             asked = np.ones(len(asked), bool)
-        done = asked if all_live else np.zeros(len(live), bool)
-        if not all_live:
-            done[live] = asked  # the policy sees only the samples still running
+        if asked_rows is None:
+            done = asked
+        else:
+            done = np.zeros(len(live), bool)
+            done[asked_rows] = asked  # the policy sees only the samples still running
         stopped = int(np.count_nonzero(done))
         if stopped:
             idx = self.active[done]
@@ -85,13 +96,20 @@ class _Rows:
         return done
 
     def compact(self) -> np.ndarray | None:
-        """The rows that stay when at least 1/COMPACT_AT of the rows are finished (the
-        caller drops the others from its own per-row arrays), else None."""
-        live = self.live
-        if (len(live) - self.n_live) * COMPACT_AT < len(live):
+        """When at least 1/COMPACT_AT of the rows are finished: the rows that go on, in
+        their new order (the caller takes them from its own per-row arrays): every row that
+        goes on stays where it is, except those beyond the new batch, which move into the
+        finished rows' places. Else None."""
+        live, n = self.live, self.n_live
+        if (len(live) - n) * COMPACT_AT < len(live):
             return None
-        self.active, self.acc, self.live = self.active[live], self.acc[live], live[live]
-        return live
+        order = np.arange(n)
+        holes = np.flatnonzero(~live[:n])
+        if holes.size:
+            order[holes] = np.flatnonzero(live[n:]) + n
+            self.in_order = False
+        self.active, self.acc, self.live = self.active[order], self.acc[order], np.ones(n, bool)
+        return order
 
 
 @dataclass

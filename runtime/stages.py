@@ -120,7 +120,7 @@ class Stream:
         self._outs: list[dict[int, np.ndarray]] = [{} for _ in Ts]
 
     def keep(self, rows: np.ndarray) -> None:
-        """Only the samples where the mask ``rows`` is true go on, in the first rows."""
+        """Only the rows ``rows`` go on, in that order (session ``_Rows.compact``)."""
         for outs in self._outs:
             for k in outs:
                 outs[k] = outs[k][rows]

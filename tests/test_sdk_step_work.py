@@ -142,3 +142,49 @@ def test_exit_scores_follow_their_definition_bit_for_bit():
     for bad in (np.zeros((2, 0)), np.zeros(10)):  # no class, no batch axis: refused, not read past
         with pytest.raises(ValueError, match="logits"):
             max_softmax(bad)
+
+
+class ByHistory:
+    """A user policy that keeps a list of the samples still running: it is shown them in
+    sample order, so it stops sample i after (i * 7) % 5 + 1 steps by position alone."""
+
+    def __init__(self, B: int):
+        self.running = list(range(B))
+
+    def horizon(self, default_T: int) -> int:
+        return 6
+
+    def should_exit(self, t: int, logits: np.ndarray) -> np.ndarray:
+        assert len(logits) == len(self.running)
+        done = np.array([(i * 7) % 5 + 1 <= t for i in self.running])
+        self.running = [i for i, d in zip(self.running, done) if not d]
+        return done
+
+
+@pytest.mark.parametrize("backend", ["numba", "ort"])
+def test_compaction_moves_few_rows_and_policies_see_samples_in_order(tmp_path, monkeypatch, backend):
+    """Compacting at every exit moves the last running rows into finished rows' places (only
+    those rows' states are copied); a policy still sees the running samples in sample
+    order, and every sample's outputs and steps equal its own batch-1 run."""
+    import runtime.engine as engine_module
+    import runtime.session as session_module
+
+    monkeypatch.setattr(session_module, "COMPACT_AT", 10**9)
+    moved: list[int] = []
+    keep = engine_module.RowBuffers.keep
+
+    def counting_keep(self, order, runner):
+        moved.append(int(np.count_nonzero(order != np.arange(len(order)))))
+        keep(self, order, runner)
+
+    monkeypatch.setattr(engine_module.RowBuffers, "keep", counting_keep)
+    s = runtime.load(save(tiny_model(), tmp_path / "m.onnx"), backend=backend)
+    x = _images(20, 9)
+    r = s.run(x, ByHistory(20), neuron_counts=True)
+    assert r.steps.tolist() == [(i * 7) % 5 + 1 for i in range(20)]
+    assert len(moved) >= 3 and 0 < sum(moved) < sum(r.batch_per_step[1:])  # some rows moved, not all
+    for i in range(20):
+        one = s.run(x[i : i + 1], FixedT(int(r.steps[i])), neuron_counts=True)
+        assert np.array_equal(one.outputs[0], r.outputs[i])
+        for k in one.neuron_counts:
+            assert np.array_equal(one.neuron_counts[k][0], r.neuron_counts[k][i])
