@@ -66,7 +66,7 @@ class EventEngine:
         self._names = {i: self.layer_name(i) for i in spiking}
         self._out_spiking = bool(self.net.P[len(self.layers) - 1, KIND] == KIND_SPIKING)
         self._readout = np.array([len(self.layers) - 1], np.int64)  # the layer onnx_order copies out
-        self._scratch = threading.local()  # run_batch's buffers and the kernel's arrays, per calling thread
+        self._scratch = threading.local()  # the kernel's working arrays, per calling thread
 
     def __getstate__(self) -> dict:
         """Picklable (e.g. for worker processes): without the per-thread buffers."""
@@ -239,9 +239,7 @@ class EventEngine:
         if np.any(SYN < 0):
             raise _unresolvable()
         counts = self._layer_counts(CNT)
-        out = (
-            counts[self.layer_name(len(self.layers) - 1)].reshape(B, -1).astype(np.float64) if self._out_spiking else V
-        )
+        out = self._spike_readout(counts) if self._out_spiking else V
         return EventResult(out.argmax(-1), out, counts, np.diff(offsets), SYN, seconds)
 
 

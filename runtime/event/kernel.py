@@ -56,6 +56,7 @@ from typing import Any
 
 import numpy as np
 from numba import njit, prange
+from numba.core.cpu import CPUTargetOptions
 
 from .network import (
     BETA,
@@ -89,8 +90,9 @@ from .network import (
 )
 
 # what the kernel's functions compile with: no numba runtime (NRT), hence no reference
-# counts (see the module docstring); numba's own workaround for its unpruned counts
-NO_NRT: dict[str, Any] = {"_nrt": False}
+# counts (see the module docstring); numba's own workaround for its unpruned counts. The
+# option is private: a numba without it compiles the same kernel with the counts (slower)
+NO_NRT: dict[str, Any] = {"_nrt": False} if hasattr(CPUTargetOptions, "_nrt") else {}
 
 # ---- CubaLIF: the exact continuous-time maths ----------------------------------------
 # The exact continuous-time maths of a neuron with a synaptic current (CubaLIF's
