@@ -137,6 +137,7 @@ def cli_numbers(m: dict[str, Path], work: Path) -> None:
         ("runtime", ["tradeoff", st, "--data", "digits:static", "--limit", "8"], "--thresholds", BAD_UNIT),
         ("runtime", ["event-bench", ev, "--data", "digits", "--limit", "2"], "--T", BAD_INT + HUGE_T),
         ("runtime", ["event-bench", ev, "--data", "digits", "--limit", "2"], "--reference-limit", BAD_INT),
+        ("runtime", ["event-bench", ev, "--data", "digits", "--limit", "2"], "--repeats", BAD_INT),
         ("trainer", ["eval", evp, "--limit", "8"], "--T", BAD_INT + HUGE_T),
         ("trainer", ["eval", evp, "--limit", "8"], "--batch-size", BAD_INT + HUGE_BATCH),
         ("trainer", ["calibrate", evp, "--batches", "1", "--out", str(work / "cal.pt")], "--T", BAD_INT + HUGE_T),

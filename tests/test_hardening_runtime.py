@@ -132,6 +132,7 @@ def test_bench_batch_beyond_memory_is_refused_before_allocating(static_onnx, cap
         (["event-bench", "{m}", "--data", "digits", "--T", "1e8"], "--T must be a positive integer"),
         (["event-bench", "{m}", "--data", "digits", "--T", "0"], "--T must be a positive integer"),
         (["event-bench", "{m}", "--data", "digits", "--T", "-5"], "--T must be a positive integer"),
+        (["event-bench", "{m}", "--data", "digits", "--repeats", "0"], "--repeats must be a positive integer"),
         (["run", "{m}", "--data", "digits:static", "--batch-size", "0"], "--batch-size must be a positive integer"),
         (["tradeoff", "{m}", "--data", "digits:static", "--plot", "{d}/no/such/dir/p.png"], "does not exist"),
         (["tradeoff", "{m}", "--data", "digits:static", "--plot", "{d}/curves"], "ending in .png"),
