@@ -55,6 +55,15 @@ def test_kernel_matches_plain_python(neuron, readout):
     assert int(res.synops) == ref.synops
 
 
+@pytest.mark.parametrize("neuron", NEURONS[:2], ids=lambda s: f"{s.kind}-{s.spike}-{s.reset}")
+def test_layers_of_64_and_more_channels_match_plain_python(neuron):
+    """The spike pass finds a group's channels at threshold as the bits of one 64-bit word
+    up to 64 channels (bit 63 used by the first layer here) and by a count and a gather
+    beyond (the second): both fire the same neurons, in the same order, as the reference."""
+    eng = engine_of(chain_model(neuron, sensor=(2, 6, 6), channels=(64, 70), scale=0.8))
+    run_matching_reference(eng, random_stream(200, (2, 6, 6), seed=5), active=200)
+
+
 def test_strided_conv_and_batch_match():
     eng = engine_of(chain_model(spec("IF", "multi"), sensor=(2, 13, 11), stride=2, channels=(5,), scale=1.0))
     streams = [random_stream(150, (2, 13, 11), seed=s) for s in range(4)]

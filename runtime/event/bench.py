@@ -30,7 +30,7 @@ from .engine import EventEngine
 from .evaluate import check_dataset
 from .reference import run_reference
 
-SETTLE_S = 0.05  # idle time before each timed run (see event_bench)
+SETTLE_S = 0.25  # idle time before each timed run (see event_bench)
 
 
 def timed(fn: Callable[[], object]) -> tuple[float, float]:
@@ -99,9 +99,10 @@ def event_bench(
     load_before = os.getloadavg()
     synops = int(engine.run_batch(streams).synops.sum())
     full = load(session.path)
-    # before each timed run: the parallel engines' idle threads (OpenMP under numba,
-    # onnxruntime's pool) spin for some ms after their work, which slowed a one-core run
-    # started at once by about 5% on a 2-vCPU machine
+    # before each timed run: the parallel engines' idle threads spin after their work
+    # (measured after the all-threads clock run: 50-100 ms), and their CPU time counts in
+    # the process's. A one-core run started 50 ms after it read about 12% slower than one
+    # started 100 ms or more after (2 vCPUs; CPU time above wall time shows the spinning)
     settle = lambda: time.sleep(SETTLE_S)
     loops = {
         "event, 1 stream at a time (1 core)": Loop(settle, lambda: [engine.run(s) for s in streams]),

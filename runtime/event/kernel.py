@@ -46,7 +46,11 @@ Speed (docs/event_driven.md, docs/runtime.md):
 * no fastmath: adds are neither reassociated nor fused (bit-identical to the reference);
   the threshold test is an integer count, which vectorises without it;
 * spikes of one input position (one run in the previous layer's output) share one set
-  of target groups, so touches and index arithmetic are paid once per run.
+  of target groups, so touches and index arithmetic are paid once per run;
+* the spike pass finds a group's channels at threshold as the set bits of one 64-bit
+  word built in a vectorised pass (:func:`_mask_at`), takes each group's row and column
+  from a table, not a division, and a row of one spike is added without the multiply
+  by its count (``1.0 * w == w``: the same bits).
 """
 
 from __future__ import annotations
@@ -319,8 +323,12 @@ def _add_rows(v, vb: int, co: int, W, wb: int, stride: int, sc, sn, r: int, s: i
     b = _u(vb)
     for j in range(s, e):
         n, w0 = sn[r, j], _u(wb + sc[r, j] * stride)
-        for o in range(_u(co)):
-            v[b + o] += n * W[w0 + o]
+        if n == 1.0:  # one spike (always, with "single" spikes): n * w == w, the multiply is skipped
+            for o in range(_u(co)):
+                v[b + o] += W[w0 + o]
+        else:
+            for o in range(_u(co)):
+                v[b + o] += n * W[w0 + o]
 
 
 @njit(cache=True, inline="always", **NO_NRT)
@@ -379,6 +387,25 @@ def _fan_out_dense(P, L: int, dec, W, sc, sy, sx, sn, r: int, nin: int, v, ath, 
     return ntouch, syn
 
 
+# the index of a 64-bit word's single set bit: (bit * DE_BRUIJN) >> 58 is distinct for
+# each of the 64 bits (a de Bruijn sequence), so a table maps it back
+DE_BRUIJN = np.uint64(0x03F79D71B4CB0A89)
+LOWEST_BIT = np.zeros(64, np.int64)
+for _i in range(64):
+    LOWEST_BIT[((1 << _i) * int(DE_BRUIJN) % 2**64) >> 58] = _i
+
+
+@njit(cache=True, inline="always", **NO_NRT)
+def _mask_at(v, vb: int, co: int, v_th: float) -> np.uint64:
+    """Bit o set where membrane o of the group (``co <= 64``) is at threshold: one
+    vectorised pass (compare, shift, or) in place of a count and then a gather."""
+    b = _u(vb)
+    m = np.uint64(0)
+    for o in range(_u(co)):
+        m |= np.uint64(v[b + o] >= v_th) << np.uint64(o)
+    return m
+
+
 @njit(cache=True, inline="always", **NO_NRT)
 def _count_at(v, vb: int, co: int, v_th: float) -> int:
     """How many membranes of a group are at threshold: an integer count, which LLVM
@@ -391,7 +418,7 @@ def _count_at(v, vb: int, co: int, v_th: float) -> int:
 
 
 @njit(cache=True, inline="always", **NO_NRT)
-def _fire(P, F, L: int, v, ath, flag, touch, ntouch: int, cnt, sc, sy, sx, sn, r: int, hits) -> int:
+def _fire(P, F, L: int, v, ath, flag, touch, ntouch: int, cnt, sc, sy, sx, sn, r: int, hits, place) -> int:
     """Spike and reset rules on layer ``L``'s touched groups; returns the number of
     spiking neurons, written as (channel, row, column, count) into buffer row ``r``."""
     co, ho, wo, voff, goff = P[L, CO], P[L, HO], P[L, WO], P[L, VOFF], P[L, GOFF]
@@ -411,20 +438,30 @@ def _fire(P, F, L: int, v, ath, flag, touch, ntouch: int, cnt, sc, sy, sx, sn, r
         if clamp:
             for o in range(_u(co)):
                 v[b + o] = max(v[b + o], v_min)
-        if beta == 0.0 and _count_at(v, vb, co, v_th) == 0:
-            continue  # most touched groups have no neuron at threshold (beta > 0: each has its own)
-        Y, X = local // wo, local % wo
-        # the channels to look at, gathered without a branch per neuron (a mispredicted
-        # branch at each spike cost more than the gathering); with beta > 0, all of them
+        # the channels to look at: those at threshold (with beta > 0, all: each has its own)
         nhit = 0
         if beta > 0.0:
             for o in range(co):
                 hits[nhit] = o
                 nhit += 1
+        elif co <= 64:
+            m = _mask_at(v, vb, co, v_th)
+            while m:  # most touched groups have none
+                low = m & (~m + np.uint64(1))
+                hits[nhit] = LOWEST_BIT[(low * DE_BRUIJN) >> np.uint64(58)]
+                nhit += 1
+                m ^= low
         else:
+            if _count_at(v, vb, co, v_th) == 0:
+                continue  # most touched groups have no neuron at threshold
+            # gathered without a branch per neuron (a mispredicted branch at each spike
+            # cost more than the gathering)
             for o in range(co):
                 hits[nhit] = o
                 nhit += v[b + _u(o)] >= v_th
+        if nhit == 0:
+            continue
+        Y, X = place[0, g], place[1, g]  # a table, not a division per group
         for q in range(nhit):
             o = hits[q]
             j = b + _u(o)
@@ -525,7 +562,7 @@ def make_scratch(P, n_neurons: int, n_groups: int, wave: int = 0) -> tuple:
     largest layer or an input wave of ``wave`` events, whichever is larger; touched
     groups; a spike's target rows and columns; per-group touch flags; the heap of
     pending CubaLIF crossings and each neuron's place in it; the channels of a group at
-    threshold."""
+    threshold; each group's row and column in its layer (a table the kernel reads)."""
     maxn, maxg, maxk, maxc = max(1, wave), 1, 1, 1
     for L in range(P.shape[0]):
         maxn = max(maxn, P[L, HO] * P[L, WO] * P[L, CO])
@@ -533,6 +570,10 @@ def make_scratch(P, n_neurons: int, n_groups: int, wave: int = 0) -> tuple:
         maxk = max(maxk, P[L, KH], P[L, KW])
         maxc = max(maxc, P[L, CO])
     sc, sy, sx, sn = _spike_buffers(maxn)
+    place = np.empty((2, max(1, n_groups)), np.int64)  # each group's (row, column) in its layer
+    for L in range(P.shape[0]):
+        for g in range(P[L, HO] * P[L, WO]):
+            place[0, P[L, GOFF] + g], place[1, P[L, GOFF] + g] = g // P[L, WO], g % P[L, WO]
     return (
         sc,
         sy,
@@ -545,6 +586,7 @@ def make_scratch(P, n_neurons: int, n_groups: int, wave: int = 0) -> tuple:
         np.empty(n_neurons, np.int64),
         np.empty(n_neurons, np.int64),
         np.empty(maxc, np.int64),
+        place,
     )
 
 
@@ -579,10 +621,11 @@ def run_events(
     threshold crossings up to time ``until``.
 
     ``cnt`` counts each neuron's spikes in ONNX order (each layer's (C, H, W) from its
-    offset: results use it as it is). Spikes of layer ``rec_layer`` (-1: none) are recorded as (t, neuron in C, H, W
-    order, count) from ``tally[0]`` on; ``tally[1]`` counts the synaptic operations
-    (weight additions). ``scratch``: :func:`make_scratch`'s arrays (their contents are not
-    read: every run starts them afresh). Returns the index of the first event not run, with ``tally[2]``
+    offset: results use it as it is). Spikes of layer ``rec_layer`` (-1: none) are
+    recorded as (t, neuron in C, H, W order, count) from ``tally[0]`` on; ``tally[1]``
+    counts the synaptic operations (weight additions). ``scratch``: :func:`make_scratch`'s
+    arrays (the working arrays' contents are not read: every run starts them afresh; the
+    group table is read). Returns the index of the first event not run, with ``tally[2]``
     0: all done; 1: stopped before a wave whose spikes might not fit the record (call
     again from there); 2: a CubaLIF neuron crossed its threshold again at the same float64
     time (a current too large to resolve in time: the run cannot go on); 3: nothing run,
@@ -590,7 +633,7 @@ def run_events(
     ``make_scratch(..., wave=max_wave(et, start, end))``).
     """
     nl = P.shape[0]
-    sc, sy, sx, sn, touch, rows, cols, flag, heap, hpos, hits = scratch
+    sc, sy, sx, sn, touch, rows, cols, flag, heap, hpos, hits, place = scratch
     if max_wave(et, start, end) > sc.shape[1]:  # an input wave wider than every layer
         tally[2] = 3
         return start
@@ -664,7 +707,7 @@ def run_events(
                 ntouch, syn = _fan_out_dense(P, L, dec, W, sc, sy, sx, sn, r, nin, v, ath, tl, tn, flag, touch, t)
             tally[1] += syn
             r = 1 - r  # this layer's spikes go to the other row
-            nin = _fire(P, F, L, v, ath, flag, touch, ntouch, cnt, sc, sy, sx, sn, r, hits)
+            nin = _fire(P, F, L, v, ath, flag, touch, ntouch, cnt, sc, sy, sx, sn, r, hits, place)
             if dec[3] > 0.0:
                 nh = _repredict(P, F, L, v, ath, tn, pred, touch, ntouch, heap, hpos, nh)
             if L == rec_layer:
