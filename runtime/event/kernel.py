@@ -391,8 +391,7 @@ def _fan_out_dense(P, L: int, dec, W, sc, sy, sx, sn, r: int, nin: int, v, ath, 
 # each of the 64 bits (a de Bruijn sequence), so a table maps it back
 DE_BRUIJN = np.uint64(0x03F79D71B4CB0A89)
 LOWEST_BIT = np.zeros(64, np.int64)
-for _i in range(64):
-    LOWEST_BIT[((1 << _i) * int(DE_BRUIJN) % 2**64) >> 58] = _i
+LOWEST_BIT[(np.uint64(1) << np.arange(64, dtype=np.uint64)) * DE_BRUIJN >> np.uint64(58)] = np.arange(64)
 
 
 @njit(cache=True, inline="always", **NO_NRT)
@@ -670,9 +669,10 @@ def run_events(
                     tn[j] = t
                 v[j] = max(0.0, v_min)  # at v = v_th: one spike, and either reset leaves 0
                 g, o = (j - voff) // co, (j - voff) % co
-                chw = (o * ho + g // wo) * wo + g % wo  # the neuron in ONNX order
+                Y, X = g // wo, g % wo
+                chw = (o * ho + Y) * wo + X  # the neuron in ONNX order
                 cnt[voff + chw] += 1
-                sc[0, nin], sy[0, nin], sx[0, nin], sn[0, nin] = o, g // wo, g % wo, 1.0
+                sc[0, nin], sy[0, nin], sx[0, nin], sn[0, nin] = o, Y, X, 1.0
                 nin += 1
                 if first == rec_layer:
                     r = tally[0]
