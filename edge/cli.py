@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING
 
 from runtime import cliargs
 from runtime.data import DataError, load_dataset
-from runtime.data.datasets import SPEC_FORMS
 from runtime.errors import InputError
 from runtime.fileio import OutputPathError, check_output
 from runtime.neuron import SpecError
@@ -295,12 +294,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--chip", default=DEFAULT_CHIP, help=f"one of {sorted(CHIPS)} (default {DEFAULT_CHIP})")
     p.add_argument("--check", action="store_true", help="constraints, mapping, quantisation (the default)")
     p.add_argument("--emulate", action="store_true", help="run the quantised net event-driven on --data")
-    p.add_argument(
-        "--data",
-        default=None,
-        help="--emulate data (default: the data the model was trained on): " + ", ".join(SPEC_FORMS),
-    )
-    p.add_argument("--limit", type=cliargs.positive_int, default=None, help="evenly spread subset of the test split")
+    cliargs.add_data(p, what="--emulate data")
+    cliargs.add_limit(p)
     p.add_argument(
         "--describe", type=cliargs.output_path, default=None, help="write the mapped, quantised network as JSON here"
     )
@@ -316,23 +311,18 @@ def parser() -> argparse.ArgumentParser:
         help="threshold of the IF neuron pairs given to a readout without neurons (model units; default "
         "0.01: finer tracks the float readout more closely but sends more output spikes)",
     )
-    p.add_argument("--json", action="store_true", help="one JSON object")
+    cliargs.add_json(p)
     p = sub.add_parser("pi-bench", help="batch-1 latency per thread count, peak memory, early-exit saving")
     p.add_argument("model", help="exported model (.onnx)")
     p.add_argument(
         "--max-threads", type=cliargs.positive_threads, default=4, help="measure 1..N threads (default 4, as a Pi 4/5)"
     )
     p.add_argument("--steps", type=cliargs.steps, default=20, help="time steps per timed run")
-    p.add_argument("--repeats", type=cliargs.positive_int, default=5, help="timed runs per thread count (fastest kept)")
-    p.add_argument("--data", default=None, help="data for the early-exit saving: " + ", ".join(SPEC_FORMS))
-    p.add_argument(
-        "--limit",
-        type=cliargs.positive_int,
-        default=200,
-        help="evenly spread subset of the test split for the early-exit saving",
-    )
+    cliargs.add_repeats(p, "timed runs per thread count (fastest kept)")
+    cliargs.add_data(p, fallback="none: no early-exit saving", what="data for the early-exit saving")
+    cliargs.add_limit(p, 200, "the test split for the early-exit saving")
     p.add_argument("--policy", default="confidence:0.9", help=f"exit policy, one of {', '.join(POLICY_FORMS)}")
-    p.add_argument("--json", action="store_true", help="one JSON object")
+    cliargs.add_json(p)
     return parser
 
 

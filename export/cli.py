@@ -37,9 +37,7 @@ def parser() -> argparse.ArgumentParser:
         help="a model.pt written by python -m trainer fit, or a NIR graph (.nir) to "
         "import as ONNX (docs/nir_mapping.md)",
     )
-    p.add_argument(
-        "-o", "--out", type=cliargs.output_path, default=None, help="output file (default: beside the checkpoint)"
-    )
+    cliargs.add_out(p, "output file (default: beside the checkpoint)", short=True)
     p.add_argument("--format", default="onnx", help=f"one of {', '.join(FORMATS)} (default onnx)")
     p.add_argument(
         "--check",
@@ -54,20 +52,12 @@ def parser() -> argparse.ArgumentParser:
         help="onnx: one T per stage, e.g. 4,2,2,3: a multi-rate file whose stages the runtime runs each at "
         "its own T (docs/onnx_protocol.md); BatchNorm models: calibrated for it as trainer eval --config does",
     )
-    p.add_argument(
-        "--data",
-        default=None,
-        help="--config on BatchNorm models: the data whose training split calibrates (default: the checkpoint's)",
+    cliargs.add_data(
+        p, fallback="the checkpoint's", what="--config on BatchNorm models: the data whose training split calibrates"
     )
-    p.add_argument(
-        "--calib-batches",
-        type=cliargs.nonneg_int,
-        default=None,
-        help=f"--config on BatchNorm models: training batches to re-estimate the statistics "
-        f"(default {DEFAULT_CALIB_BATCHES}, as trainer eval --config; 0: off)",
-    )
-    p.add_argument("--batch-size", type=cliargs.batch, default=4, help="--check: samples (default 4)")
-    p.add_argument("--json", action="store_true", help="one JSON object instead of a table")
+    cliargs.add_calib_batches(p, None, f"for --config (default {DEFAULT_CALIB_BATCHES}, as trainer eval --config)")
+    cliargs.add_batch_size(p, 4, "--check: samples")
+    cliargs.add_json(p, "one JSON object instead of a table")
     p.add_argument(
         "--source",
         default=None,

@@ -12,7 +12,6 @@ from typing import Any
 from . import cliargs
 from .bench import bench, torch_available
 from .data import DataError, load_dataset
-from .data.datasets import SPEC_FORMS
 from .data.transforms import from_dicts
 from .errors import InputError
 from .evaluate import plot_tradeoff, run_dataset, summarize, t_range_warning, tradeoff
@@ -39,17 +38,13 @@ def _common(p: argparse.ArgumentParser) -> None:
         "exact: every layer in numba with fixed-order float64 sums, one thread: use it when results must be "
         "bit-identical across machines (x86-64 and aarch64 / Raspberry Pi; slower, docs/edge.md)",
     )
-    p.add_argument("--json", action="store_true", help="one JSON object")
+    cliargs.add_json(p)
 
 
 def _data(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--data",
-        default=None,
-        help="data spec: " + ", ".join(SPEC_FORMS) + " (default: the data the model was trained on, as its file says)",
-    )
-    p.add_argument("--limit", type=cliargs.positive_int, default=None, help="evenly spread subset of the test split")
-    p.add_argument("--batch-size", type=cliargs.batch, default=256, help="samples per run batch")
+    cliargs.add_data(p)
+    cliargs.add_limit(p)
+    cliargs.add_batch_size(p, 256, "samples per run batch")
     p.add_argument("--binning", default=None, help="events: equal or fixed (default: as trained)")
 
 
@@ -355,11 +350,9 @@ def parser() -> argparse.ArgumentParser:
         "bench", help="per-step time, interleaved with torch (eager, plain, compiled) given --checkpoint"
     )
     _common(p)
-    p.add_argument("--batch-size", type=cliargs.batch, nargs="+", default=[1, 64], help="batch sizes to time")
+    cliargs.add_batch_size(p, [1, 64], "batch sizes to time")
     p.add_argument("--steps", type=cliargs.steps, default=20, help="time steps per timed run")
-    p.add_argument(
-        "--repeats", type=cliargs.positive_int, default=5, help="interleaved rounds per batch size (min and median)"
-    )
+    cliargs.add_repeats(p, "interleaved rounds per batch size (min and median)")
     p.add_argument("--checkpoint", default=None, help="the model.pt the ONNX file was exported from")
     p.add_argument("--no-compile", action="store_true", help="skip torch.compile (it takes a minute to compile)")
     p = sub.add_parser(
@@ -378,7 +371,7 @@ def parser() -> argparse.ArgumentParser:
     )
     _horizon(p, "the longest run")
     p.add_argument("--fixed-curve", action="store_true", help="also run fixed T = 1 .. tmax")
-    p.add_argument("--plot", type=cliargs.png_path, default=None, help="write the curves as a PNG")
+    cliargs.add_plot(p, "the curves")
     p = sub.add_parser(
         "calibrate-exit",
         help="choose an exit policy on the validation split for an accuracy "
@@ -386,12 +379,7 @@ def parser() -> argparse.ArgumentParser:
     )
     _common(p)
     _data(p)
-    p.add_argument(
-        "--out",
-        type=cliargs.output_path,
-        required=True,
-        help="the model with the chosen policy in its metadata (.onnx)",
-    )
+    cliargs.add_out(p, "the model with the chosen policy in its metadata (.onnx)", required=True)
     p.add_argument(
         "--budget",
         type=cliargs.nonneg_float,

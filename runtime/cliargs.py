@@ -188,6 +188,85 @@ def png_path(text: str) -> str:
     return text
 
 
+# The flags that several commands share, each defined once here so that one concept has
+# one name, one type and one wording in every CLI (DEVELOPERS.md: "one flag name per
+# concept across CLIs"); a command only says what differs (its default, what the flag
+# applies to).
+
+
+def add_json(p: argparse.ArgumentParser, what: str = "one JSON object") -> None:
+    """``--json``: machine-readable output instead of the table."""
+    p.add_argument("--json", action="store_true", help=what)
+
+
+def add_data(
+    p: argparse.ArgumentParser,
+    default: str | None = None,
+    fallback: str = "the data the model was trained on, as its file says",
+    what: str = "data spec",
+) -> None:
+    """``--data SPEC``: a data-set spec of :mod:`runtime.data.datasets` (``what``: what the
+    command uses it for); without one, the command uses ``fallback``."""
+    from .data.datasets import SPEC_FORMS
+
+    p.add_argument(
+        "--data",
+        default=default,
+        help=f"{what}: " + ", ".join(SPEC_FORMS) + f" (default: {default or fallback})",
+    )
+
+
+def add_limit(p: argparse.ArgumentParser, default: int | None = None, of: str = "the test split") -> None:
+    """``--limit N``: an evenly spread subset (the ``limit`` of :func:`runtime.data.datasets.load_dataset`)."""
+    p.add_argument(
+        "--limit",
+        type=positive_int,
+        default=default,
+        help=f"evenly spread subset of {of}" + ("" if default else " (default: all)"),
+    )
+
+
+def add_batch_size(p: argparse.ArgumentParser, default: int | list[int], what: str = "samples per batch") -> None:
+    """``--batch-size``; a list default takes several sizes (a benchmark's sweep)."""
+    many = isinstance(default, list)
+    p.add_argument("--batch-size", type=batch, nargs="+" if many else None, default=default, help=what)
+
+
+def add_plot(p: argparse.ArgumentParser, what: str) -> None:
+    """``--plot FILE.png``: ``what`` drawn as a PNG."""
+    p.add_argument("--plot", type=png_path, default=None, help=f"write {what} as a PNG")
+
+
+def add_repeats(p: argparse.ArgumentParser, what: str, default: int = 5) -> None:
+    """``--repeats N`` of the benchmarks (interleaved rounds or timed runs)."""
+    p.add_argument("--repeats", type=positive_int, default=default, help=what)
+
+
+def add_seed(p: argparse.ArgumentParser, what: str) -> None:
+    """``--seed``: what the seed draws, stated by each command."""
+    p.add_argument("--seed", type=seed, default=0, help=f"seed of {what}")
+
+
+def add_out(
+    p: argparse.ArgumentParser, what: str, default: str | None = None, required: bool = False, short: bool = False
+) -> None:
+    """``--out FILE`` (``-o`` too with ``short``): the file the command writes, checked
+    writable while parsing (the command itself refuses one that is also its input)."""
+    flags = ("-o", "--out") if short else ("--out",)
+    p.add_argument(*flags, type=output_path, default=default, required=required, help=what)
+
+
+def add_calib_batches(p: argparse.ArgumentParser, default: int | None, when: str) -> None:
+    """``--calib-batches N``: training batches that re-estimate BatchNorm statistics
+    (``when``: for which configurations; 0 turns it off)."""
+    p.add_argument(
+        "--calib-batches",
+        type=nonneg_int,
+        default=default,
+        help=f"BatchNorm models: training batches to re-estimate the statistics {when} (0: off)",
+    )
+
+
 def add_in_shape(p: argparse.ArgumentParser, default: list[int]) -> None:
     """``--in-shape C H W``: the input shape of a model built from its name."""
     p.add_argument(

@@ -53,6 +53,19 @@ def test_shared_concepts_have_one_name():
             assert "1..N" not in (a.help or ""), prog
 
 
+def test_a_shared_flag_parses_the_same_everywhere():
+    """A flag that several commands have is defined once (runtime.cliargs.add_*): the same
+    type and action in each, so "--limit 0" or "--plot x.jpg" is refused alike everywhere."""
+    forms: dict[str, set[tuple[object, type]]] = {}
+    for _, a in ACTIONS:
+        for opt in a.option_strings:
+            forms.setdefault(opt, set()).add((a.type, type(a)))  # the parse function itself, not its name
+    for opt in ("--json", "--data", "--limit", "--batch-size", "--plot", "--seed", "--out", "--repeats"):
+        assert len(forms[opt]) == 1, (opt, forms[opt])
+    calib = {prog for prog, a in ACTIONS if "--calib-batches" in a.option_strings}
+    assert len(calib) >= 3 and len(forms["--calib-batches"]) == 1, forms["--calib-batches"]
+
+
 def test_help_shows_defaults():
     fmt = trainer.cli.parser()._subparsers._group_actions[0].choices["fit"].format_help()
     assert "(default: 64)" in fmt and "(default: 0.003)" in fmt  # --batch-size, --lr

@@ -13,7 +13,6 @@ from pathlib import Path
 
 from runtime import cliargs
 from runtime.data import DataError, Dataset, load_dataset
-from runtime.data.datasets import SPEC_FORMS
 from runtime.data.transforms import from_dicts, parse_transform
 from runtime.fileio import OutputPathError, check_output, write_atomic
 from runtime.limits import check_memory
@@ -67,10 +66,6 @@ DEFAULT_LR = 0.003  # --lr of every model family but trev (trainer.trev.DEFAULT_
 USER_ERRORS = (ConfigError, DataError, CheckpointError, SpecError, OutputPathError)
 
 
-def _data_help() -> str:
-    return "data spec: " + ", ".join(SPEC_FORMS)
-
-
 def _add_threads(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--threads",
@@ -88,7 +83,7 @@ def _add_threads(p: argparse.ArgumentParser) -> None:
 
 def _add_fit(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("fit", help="train a model and write a checkpoint")
-    p.add_argument("--data", default="digits", help=_data_help() + " (default: digits)")
+    cliargs.add_data(p, "digits")
     cliargs.add_transforms(p, "event transform")
     p.add_argument(
         "--model",
@@ -144,7 +139,7 @@ def _add_fit(sub: argparse._SubParsersAction) -> None:
         "readouts of steps 1..t for every t (prefix: the readouts early exit stops on)",
     )
     p.add_argument("--epochs", type=cliargs.positive_int, default=10, help="passes over the training split")
-    p.add_argument("--batch-size", type=cliargs.batch, default=64, help="samples per training batch")
+    cliargs.add_batch_size(p, 64, "samples per training batch")
     p.add_argument(
         "--lr",
         type=cliargs.positive_float,
@@ -154,7 +149,7 @@ def _add_fit(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--weight-decay", type=cliargs.nonneg_float, default=0.0, help="weight decay (L2, of the --optimizer)"
     )
-    p.add_argument("--seed", type=cliargs.seed, default=0, help="seed of weights, batches and sampled T")
+    cliargs.add_seed(p, "weights, batches and sampled T")
     p.add_argument("--width", type=cliargs.width, default=0, help="channel width (0: the model's default)")
     p.add_argument(
         "--neuron",
@@ -191,9 +186,7 @@ def _add_fit(sub: argparse._SubParsersAction) -> None:
         "biases, which event-driven hardware refuses)",
     )
     p.add_argument("--no-bn", action="store_true", help="no BatchNorm (same as --norm none)")
-    p.add_argument(
-        "--calib-batches", type=cliargs.nonneg_int, default=10, help="BN calibration batches at Tmax (0: off)"
-    )
+    cliargs.add_calib_batches(p, 10, "at Tmax after training")
     p.add_argument(
         "--train-split",
         default="train-minus-val",
@@ -202,10 +195,8 @@ def _add_fit(sub: argparse._SubParsersAction) -> None:
         "index %% 10 == 1) for choosing exit thresholds; train: every training recording",
     )
     p.add_argument("--limit-train", type=cliargs.positive_int, default=None, help="use an evenly spread subset")
-    p.add_argument(
-        "--limit", type=cliargs.positive_int, default=None, help="evenly spread subset of the test split (default: all)"
-    )
-    p.add_argument("--out", type=cliargs.output_path, default="model.pt", help="checkpoint to write")
+    cliargs.add_limit(p)
+    cliargs.add_out(p, "checkpoint to write", "model.pt")
     p.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
     _add_threads(p)
 
@@ -281,7 +272,7 @@ def _add_trev(p: argparse.ArgumentParser) -> None:
 def _add_eval(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="accuracy of one or more checkpoints at each T")
     p.add_argument("checkpoints", nargs="+", help="one or more model.pt files")
-    p.add_argument("--data", default=None, help=_data_help() + " (default: the checkpoint's)")
+    cliargs.add_data(p, fallback="the checkpoint's")
     p.add_argument("--T", type=cliargs.steps, nargs="+", default=None, help="time steps (default 1..Tmax)")
     p.add_argument(
         "--config",
@@ -291,12 +282,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
         help="one T per stage, e.g. 4,2,2,3 (repeatable): accuracy, operations and energy of that "
         "configuration (BatchNorm models: statistics re-estimated for it first); instead of --T",
     )
-    p.add_argument(
-        "--calib-batches",
-        type=cliargs.nonneg_int,
-        default=DEFAULT_CALIB_BATCHES,
-        help="--config on BatchNorm models: training batches to re-estimate the statistics (0: off)",
-    )
+    cliargs.add_calib_batches(p, DEFAULT_CALIB_BATCHES, "for each --config")
     p.add_argument(
         "--calib-runs",
         type=cliargs.positive_int,
@@ -312,12 +298,10 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
         help="test, or val: the validation recordings held out of training (--train-split "
         "train-minus-val), where choices between models are made",
     )
-    p.add_argument(
-        "--limit", type=cliargs.positive_int, default=None, help="evenly spread subset of the split (default: all)"
-    )
-    p.add_argument("--batch-size", type=cliargs.batch, default=256, help="samples per evaluation batch")
-    p.add_argument("--plot", type=cliargs.png_path, default=None, help="write accuracy vs T as a PNG")
-    p.add_argument("--json", action="store_true", help="one JSON object")
+    cliargs.add_limit(p, of="the split")
+    cliargs.add_batch_size(p, 256, "samples per evaluation batch")
+    cliargs.add_plot(p, "accuracy vs T")
+    cliargs.add_json(p)
     _add_threads(p)
 
 
@@ -328,7 +312,7 @@ def _add_calibrate(sub: argparse._SubParsersAction) -> None:
         "--T", type=cliargs.steps, default=None, help="time steps to calibrate at (default: the trained Tmax)"
     )
     p.add_argument("--batches", type=cliargs.positive_int, default=10, help="training batches to average over")
-    p.add_argument("--batch-size", type=cliargs.batch, default=64, help="samples per batch")
+    cliargs.add_batch_size(p, 64)
     p.add_argument(
         "--calib-runs",
         type=cliargs.positive_int,
@@ -336,14 +320,9 @@ def _add_calibrate(sub: argparse._SubParsersAction) -> None:
         help="calibrations with different sample draws (MTT A.6/A.9: 3): the accuracy of each and their "
         "mean are reported; the checkpoint gets the statistics averaged over the runs",
     )
-    p.add_argument("--data", default=None, help=_data_help() + " (default: the checkpoint's)")
-    p.add_argument(
-        "--limit",
-        type=cliargs.positive_int,
-        default=None,
-        help="evenly spread subset of the test split for the before/after accuracy (default: all)",
-    )
-    p.add_argument("--out", type=cliargs.output_path, required=True, help="calibrated checkpoint to write")
+    cliargs.add_data(p, fallback="the checkpoint's")
+    cliargs.add_limit(p, of="the test split for the before/after accuracy")
+    cliargs.add_out(p, "calibrated checkpoint to write", required=True)
     _add_threads(p)
 
 

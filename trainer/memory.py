@@ -233,7 +233,7 @@ def add_measurement_options(
     p.add_argument("--width", type=cliargs.width, default=0, help=width_help)
     cliargs.add_in_shape(p, [2, 34, 34])
     p.add_argument("--T", type=cliargs.steps, nargs="+", default=T, help="time steps to measure")
-    p.add_argument("--batch-size", type=cliargs.batch, default=batch_size, help="samples per training batch")
+    cliargs.add_batch_size(p, batch_size, "samples per training batch")
     p.add_argument("--reps", type=cliargs.positive_int, default=reps, help="timed iterations per case (median)")
     p.add_argument(
         "--threads",
@@ -242,7 +242,7 @@ def add_measurement_options(
         help="torch CPU threads for the timings (and memory's RSS process; default 1: the time column "
         "then does not depend on how many cores other work leaves free)",
     )
-    p.add_argument("--json", action="store_true", help="one JSON object")
+    cliargs.add_json(p)
 
 
 def add_memory_parser(sub: argparse._SubParsersAction) -> None:

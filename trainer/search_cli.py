@@ -198,7 +198,7 @@ def add_search_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParse
         description=__doc__,
     )
     p.add_argument("checkpoint", help="a model.pt with more than one stage (trained with mtt)")
-    p.add_argument("--data", default=None, help="data spec (default: the checkpoint's)")
+    cliargs.add_data(p, fallback="the checkpoint's")
     p.add_argument(
         "--budget-T",
         type=cliargs.steps,
@@ -227,19 +227,12 @@ def add_search_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParse
         help="also report 'checked': the best configuration within the estimated budget whose energy measured on "
         "the validation split is at most uniform Tg's there",
     )
-    p.add_argument("--seed", type=cliargs.seed, default=0, help="seed of the sampled configurations and calibration")
-    p.add_argument(
-        "--calib-batches",
-        type=cliargs.nonneg_int,
-        default=DEFAULT_CALIB_BATCHES,
-        help="BatchNorm models: training batches to re-estimate the statistics at each configuration (0: off)",
-    )
-    p.add_argument("--batch-size", type=cliargs.batch, default=256, help="samples per evaluation batch")
-    p.add_argument(
-        "--limit", type=cliargs.positive_int, default=None, help="evenly spread subset of the test split (default: all)"
-    )
-    p.add_argument("--plot", type=cliargs.png_path, default=None, help="write predicted vs measured accuracy as a PNG")
-    p.add_argument("--json", action="store_true", help="one JSON object")
+    cliargs.add_seed(p, "the sampled configurations and calibration")
+    cliargs.add_calib_batches(p, DEFAULT_CALIB_BATCHES, "at each configuration")
+    cliargs.add_batch_size(p, 256, "samples per evaluation batch")
+    cliargs.add_limit(p)
+    cliargs.add_plot(p, "predicted vs measured accuracy")
+    cliargs.add_json(p)
     return p
 
 

@@ -51,18 +51,14 @@ def cmd_run_event(a: argparse.Namespace) -> None:
 def add_event_bench(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("event-bench", help="event-driven speed vs clock-driven and a plain-Python loop")
     p.add_argument("model", help="exported model (.onnx)")
-    p.add_argument(
-        "--data", default=None, help="event data spec (digits, nmnist:PATH; default: the data the model was trained on)"
-    )
-    p.add_argument("--limit", type=cliargs.positive_int, default=32, help="streams timed (default 32)")
+    cliargs.add_data(p)
+    cliargs.add_limit(p, 32, "the test split: the streams timed")
     p.add_argument(
         "--reference-limit", type=cliargs.positive_int, default=1, help="streams run by the plain-Python loop"
     )
     p.add_argument("--T", type=cliargs.steps, default=None, help="clock-driven steps (default: the trained T)")
-    p.add_argument(
-        "--repeats", type=cliargs.positive_int, default=5, help="interleaved rounds (min and median; default 5)"
-    )
-    p.add_argument("--json", action="store_true", help="one JSON object")
+    cliargs.add_repeats(p, "interleaved rounds (min and median)")
+    cliargs.add_json(p)
 
 
 def cmd_event_bench(a: argparse.Namespace) -> None:
