@@ -7,7 +7,8 @@ body, the event-driven form, the NIR mapping (shared conventions: ``nir``) and w
 Speck can do with it. The trainer registers one torch step per kind
 (``trainer.neurons``). Every other part asks :func:`kind_of`.
 
-Adding a kind: a new module here with its spec class and :class:`NeuronKind` subclass,
+Adding a kind: a new module here with its spec class and :class:`NeuronKind` subclass
+(typed by that spec class: ``NeuronKind[ALIFSpec]``),
 its import below, and its torch step in ``trainer.neurons``.
 """
 

@@ -59,7 +59,7 @@ class ALIFSpec(NeuronSpec):
             raise SpecError(f"beta must be a finite number >= 0, got {self.beta}")
 
 
-class ALIF(NeuronKind):
+class ALIF(NeuronKind[ALIFSpec]):
     name = "ALIF"
     spec_cls = ALIFSpec
     states = ("u", "a")
@@ -67,9 +67,8 @@ class ALIF(NeuronKind):
     presets = {"alif": {}}
 
     def step(
-        self, spec: NeuronSpec, state: tuple[np.ndarray, ...], current: np.ndarray
+        self, spec: ALIFSpec, state: tuple[np.ndarray, ...], current: np.ndarray
     ) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
-        assert isinstance(spec, ALIFSpec)
         u_prev, a_prev = state
         dtype = np.result_type(u_prev, current)
         a = (dtype.type(spec.decay_adapt) * a_prev).astype(dtype, copy=False)  # no add: as torch and ONNX
@@ -79,10 +78,10 @@ class ALIF(NeuronKind):
         a = (a + dtype.type(spec.beta) * s).astype(dtype, copy=False)
         return s, (u, a)
 
-    def overload(self, spec: NeuronSpec) -> str:
+    def overload(self, spec: ALIFSpec) -> str:
         return rules.variant(spec)
 
-    def onnx_body(self, spec: NeuronSpec) -> list[NodeProto]:
+    def onnx_body(self, spec: ALIFSpec) -> list[NodeProto]:
         n = helper.make_node
         return (
             [rules.attr_const("decay_adapt", "decay_adapt"), n("Mul", ["decay_adapt", "a_prev"], ["a_d"])]
@@ -96,12 +95,10 @@ class ALIF(NeuronKind):
             ]
         )
 
-    def clock_form(self, spec: NeuronSpec) -> ClockForm:
-        assert isinstance(spec, ALIFSpec)
+    def clock_form(self, spec: ALIFSpec) -> ClockForm:
         return rules_clock_form(spec, "adapt", spec.decay_adapt, spec.beta)
 
-    def event_form(self, spec: NeuronSpec) -> EventForm:
-        assert isinstance(spec, ALIFSpec)
+    def event_form(self, spec: ALIFSpec) -> EventForm:
         if spec.decay_adapt < spec.decay and spec.beta > 0.0:
             raise EventFormError(
                 f"ALIF thresholds that decay faster than the membrane (decay_adapt {spec.decay_adapt} < "

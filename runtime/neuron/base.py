@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 import numpy as np
 from onnx import NodeProto
@@ -210,11 +210,17 @@ class NirNeuronError(SpecError):
     names the problem."""
 
 
-class NeuronKind:
+SpecT = TypeVar("SpecT", bound=NeuronSpec)
+
+
+class NeuronKind(Generic[SpecT]):
     """The interface of one neuron kind; one subclass per module, registered by name.
 
     ``states`` names the state variables in the order they are stored, passed to the
     ONNX node after the input current and returned after the output (DESIGN.md §4).
+    A kind with its own spec class names it twice, as ``spec_cls`` (what ``make_spec``
+    builds) and as the type parameter (``NeuronKind[ALIFSpec]``: its methods see that
+    class, which ``NeuronSpec.__post_init__`` guarantees at run time).
     """
 
     name: ClassVar[str]
@@ -225,42 +231,42 @@ class NeuronKind:
     # names users pick this kind by (trainer --neuron), each with the fields it sets
     presets: ClassVar[dict[str, dict[str, Any]]] = {}
 
-    def validate(self, spec: NeuronSpec) -> None:
+    def validate(self, spec: SpecT) -> None:
         """Kind-specific checks beyond the common fields (raise :class:`SpecError`)."""
 
     def step(
-        self, spec: NeuronSpec, state: tuple[np.ndarray, ...], current: np.ndarray
+        self, spec: SpecT, state: tuple[np.ndarray, ...], current: np.ndarray
     ) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
         """The numpy reference step: ``(output, new state)``; output is spikes (or u)."""
         raise NotImplementedError
 
-    def overload(self, spec: NeuronSpec) -> str:
+    def overload(self, spec: SpecT) -> str:
         """The ONNX function variant this spec runs (one body per variant)."""
         raise NotImplementedError
 
-    def onnx_body(self, spec: NeuronSpec) -> list[NodeProto]:
+    def onnx_body(self, spec: SpecT) -> list[NodeProto]:
         """Standard ONNX nodes from ``current`` and ``<state>_prev`` inputs to ``out`` and
         the new ``<state>`` outputs, reading the spec's fields as node attributes."""
         raise NotImplementedError
 
-    def clock_form(self, spec: NeuronSpec) -> ClockForm | None:
+    def clock_form(self, spec: SpecT) -> ClockForm | None:
         """The form the one-pass numba clock step runs, bit-identical to :meth:`onnx_body`
         (tests/test_split.py); None: the function body runs on onnxruntime."""
         return None
 
-    def event_form(self, spec: NeuronSpec) -> EventForm:
+    def event_form(self, spec: SpecT) -> EventForm:
         """The form the event kernels run; :class:`EventFormError` if there is none."""
         raise EventFormError(f"{self.name} neurons have no event-driven form in this runtime")
 
     # the parameters of the NIR node this kind maps to, read by from_nir (empty: no node)
     nir_params: tuple[str, ...] = ()
 
-    def to_nir(self, spec: NeuronSpec, shape: tuple[int, ...]) -> tuple[str, dict[str, np.ndarray]]:
+    def to_nir(self, spec: SpecT, shape: tuple[int, ...]) -> tuple[str, dict[str, np.ndarray]]:
         """``(NIR node class name, parameters)`` for a layer of ``shape`` (conventions:
         :mod:`runtime.neuron.nir`); the full spec goes into the node's metadata beside it."""
         raise NirNeuronError(f"{self.name} neurons have no NIR node (NIR 1.0 has IF, LIF, LI and CubaLIF)")
 
-    def nir_peers(self, spec: NeuronSpec) -> dict[str, str | None]:
+    def nir_peers(self, spec: SpecT) -> dict[str, str | None]:
         """Per NIR peer (``runtime.neuron.nir.PEERS``): what it runs differently for the
         exported node, as a phrase, or None for the same spikes."""
         return {}
@@ -270,16 +276,17 @@ class NeuronKind:
         ``runtime.neuron.nir.CONVENTIONS`` other than flexsnn) with step ``dt`` seconds."""
         raise NirNeuronError(f"{self.name} nodes cannot be imported from {source}")
 
-    def speck_issue(self, spec: NeuronSpec) -> tuple[str, object, str] | None:
+    def speck_issue(self, spec: SpecT) -> tuple[str, object, str] | None:
         """What keeps Speck from running this neuron, as (limit, value found, what the chip
         allows); None: the chip runs it (as IF with subtract reset and multi-spike)."""
         return "neuron kind", self.name, "IF (Speck has integrate-and-fire neurons only)"
 
 
-_REGISTRY: dict[str, NeuronKind] = {}
+_REGISTRY: dict[str, NeuronKind[Any]] = {}
+KindT = TypeVar("KindT", bound=NeuronKind[Any])
 
 
-def register(kind: NeuronKind) -> NeuronKind:
+def register(kind: KindT) -> KindT:
     if kind.name in _REGISTRY:
         raise ValueError(f"neuron kind {kind.name!r} is registered twice")
     _REGISTRY[kind.name] = kind
@@ -291,7 +298,7 @@ def kinds() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def kind_of(name: object) -> NeuronKind:
+def kind_of(name: object) -> NeuronKind[Any]:
     """The registered kind called ``name``; unknown names list the valid ones."""
     try:
         return _REGISTRY[name]  # type: ignore[index]

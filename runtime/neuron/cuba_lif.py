@@ -102,7 +102,7 @@ class CubaLIFSpec(NeuronSpec):
         )
 
 
-class CubaLIF(NeuronKind):
+class CubaLIF(NeuronKind[CubaLIFSpec]):
     name = "CubaLIF"
     spec_cls = CubaLIFSpec
     states = ("u", "i")
@@ -110,19 +110,18 @@ class CubaLIF(NeuronKind):
     presets = {"cuba-lif": {}}
 
     def step(
-        self, spec: NeuronSpec, state: tuple[np.ndarray, ...], current: np.ndarray
+        self, spec: CubaLIFSpec, state: tuple[np.ndarray, ...], current: np.ndarray
     ) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
-        assert isinstance(spec, CubaLIFSpec)
         u_prev, i_prev = state
         i = rules.leak(spec.decay_syn, i_prev, current)
         v = rules.leak(spec.decay, u_prev, (i.dtype.type(spec.syn_gain) * i).astype(i.dtype, copy=False))
         s, u = rules.spike_reset(spec, v, v.dtype.type(spec.v_th))
         return s, (u, i)
 
-    def overload(self, spec: NeuronSpec) -> str:
+    def overload(self, spec: CubaLIFSpec) -> str:
         return rules.variant(spec)
 
-    def onnx_body(self, spec: NeuronSpec) -> list[NodeProto]:
+    def onnx_body(self, spec: CubaLIFSpec) -> list[NodeProto]:
         return (
             rules.charge("decay_syn", "i_prev", "current", "i")
             + [rules.attr_const("syn_gain", "syn_gain"), helper.make_node("Mul", ["syn_gain", "i"], ["i_in"])]
@@ -131,14 +130,12 @@ class CubaLIF(NeuronKind):
             + rules.spike_reset_nodes(spec, "v", "v_th", "u")
         )
 
-    def clock_form(self, spec: NeuronSpec) -> ClockForm:
-        assert isinstance(spec, CubaLIFSpec)
+    def clock_form(self, spec: CubaLIFSpec) -> ClockForm:
         return rules_clock_form(spec, "syn", spec.decay_syn, spec.syn_gain)
 
     nir_params = ("tau_syn", "tau_mem", "r", "v_leak", "v_threshold", "w_in")
 
-    def to_nir(self, spec: NeuronSpec, shape: tuple[int, ...]) -> tuple[str, nir.Params]:
-        assert isinstance(spec, CubaLIFSpec)
+    def to_nir(self, spec: CubaLIFSpec, shape: tuple[int, ...]) -> tuple[str, nir.Params]:
         f = nir.full
         if _euler(spec):
             tau_syn, tau_mem = nir.euler_tau(spec.decay_syn), nir.euler_tau(spec.decay)
@@ -154,8 +151,7 @@ class CubaLIF(NeuronKind):
             "w_in": f(shape, w_in),
         }
 
-    def nir_peers(self, spec: NeuronSpec) -> dict[str, str | None]:
-        assert isinstance(spec, CubaLIFSpec)
+    def nir_peers(self, spec: CubaLIFSpec) -> dict[str, str | None]:
         same = _euler(spec) and nir.rules_phrase(spec, "single", "zero", "no clamp", -math.inf) is None
         snntorch = None if same else "runs CubaLIF as Synaptic with one spike per step, zero reset, no clamp"
         if snntorch and not _euler(spec):
@@ -184,8 +180,7 @@ class CubaLIF(NeuronKind):
         fields = {"v_th": v_th, "reset": "zero", "spike": "single", "dt": nir.SNNTORCH_DT * 1e6}
         return nir.make("CubaLIF", decay=float(beta), decay_syn=float(alpha), **fields), 1.0
 
-    def event_form(self, spec: NeuronSpec) -> EventForm:
-        assert isinstance(spec, CubaLIFSpec)
+    def event_form(self, spec: CubaLIFSpec) -> EventForm:
         form = leaky_event_form(spec, spiking=True)
         inv_tau_syn = 0.0 if spec.decay_syn == 1.0 else 1.0 / spec.tau_syn
         return dataclasses.replace(form, inv_tau_syn=inv_tau_syn, charge=spec.syn_gain / spec.dt)

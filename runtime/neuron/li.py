@@ -13,7 +13,7 @@ from . import nir, rules
 from .base import EventForm, NeuronKind, NeuronSpec, leak_issue, leaky_event_form, register
 
 
-class LI(NeuronKind):
+class LI(NeuronKind[NeuronSpec]):
     name = "LI"
     spiking = False
     doc = "leaky integrator (readout), one state u, outputs u"

@@ -31,7 +31,7 @@ from .base import (
 )
 
 
-class LIF(NeuronKind):
+class LIF(NeuronKind[NeuronSpec]):
     name = "LIF"
     doc = "leaky integrate-and-fire, one membrane state u"
     presets = {"lif": {}}
