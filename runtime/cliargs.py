@@ -1,6 +1,7 @@
-"""Argument types shared by every CLI parser: a bad number or output path is refused while
-the command line is parsed (argparse prints one ``error:`` line and exits 2), before any
-data is loaded or any file is touched.
+"""Argument types and flags shared by every CLI parser: a bad number or output path is
+refused while the command line is parsed (argparse prints one ``error:`` line and exits 2),
+before any data is loaded or any file is touched; a flag that several commands take is
+defined once (``add_*``), so it has one name, type and wording everywhere.
 
 The upper bounds are sanity limits, far above any real use, that keep a typo (an extra
 zero or an exponent) from becoming a MemoryError or a run that never ends.
@@ -189,9 +190,8 @@ def png_path(text: str) -> str:
 
 
 # The flags that several commands share, each defined once here so that one concept has
-# one name, one type and one wording in every CLI (DEVELOPERS.md: "one flag name per
-# concept across CLIs"); a command only says what differs (its default, what the flag
-# applies to).
+# one name, one type and one wording in every CLI (tests/test_cli_vocabulary.py); a
+# command only says what differs (its default, what the flag applies to).
 
 
 def add_json(p: argparse.ArgumentParser, what: str = "one JSON object") -> None:
