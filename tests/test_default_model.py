@@ -66,8 +66,9 @@ def test_default_model_agrees_with_the_speck_checker():
 
 
 def test_default_model_not_asked_without_an_image_or_with_a_width(monkeypatch):
-    """Static images and sequences (Speck runs event streams only) and an explicit --width
-    keep the last default, without the Speck query."""
+    """Static images (Speck runs event streams only) and an explicit --width keep the last
+    default, sequences get the fc net (a conv net cannot take them), all without the Speck
+    query."""
     import trainer.default_model as dm
 
     def refuse(cfg):
@@ -76,7 +77,7 @@ def test_default_model_not_asked_without_an_image_or_with_a_width(monkeypatch):
     monkeypatch.setattr(dm, "speck_holds", refuse)
     cfg = _config(["--width", "8"], (2, 20, 20))
     assert (cfg.model.name, cfg.model.width) == ("2C1FCW16", 8)
-    assert _config([], (12,), "sequence").model.name == "2C1FCW16"
+    assert _config([], (12,), "sequence").model.name == "fc-seq"
     assert _config([], (1, 28, 28), "static").model.name == "2C1FCW16"
     assert _config(["--model", "2C1FCW32"], (2, 34, 34)).model.name == "2C1FCW32"  # asked for: kept
 
@@ -97,3 +98,16 @@ def test_fit_defaults_write_a_model_that_fits_speck(capsys, tmp_path):
     assert code == 0, err
     code, out, err = run_main(edge_main, capsys, "speck", str(tmp_path / "m.onnx"), "--check")
     assert code == 0 and "fits" in out and "NOT" not in out, out + err
+
+
+@pytest.mark.parametrize("model", ["2C1FC", "resnet10", "trev-tiny"])
+def test_conv_model_on_sequence_input_is_a_config_error(model):
+    """Braille's 12 taxels given to a conv family: one clear error naming the fc models
+    (was a ValueError from unpacking the shape, a traceback)."""
+    from trainer.config import ConfigError
+
+    from trainer.models import build_model
+
+    cfg = _config(["--model", model], (12,), "sequence")
+    with pytest.raises(ConfigError, match=r"image-shaped input.*shape \(12,\).*fc-seq"):
+        build_model(cfg)

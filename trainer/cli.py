@@ -474,7 +474,7 @@ def _default_model(train_shape: tuple[int, ...], kind: str, duration_us: float, 
     def default_flags(model: str) -> Config:  # the question is the input's, not the other flags'
         return config_from_args(parser().parse_args(["fit", "--model", model]), train_shape, kind, duration_us, ds)
 
-    return default_model(default_flags, kind == "events" and len(train_shape) == 3)
+    return default_model(default_flags, train_shape, kind == "events")
 
 
 def cmd_fit(a: argparse.Namespace) -> None:

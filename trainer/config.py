@@ -64,6 +64,17 @@ class ModelConfig:
     # written before issue 18: the rules of then (the CLI stores the current defaults)
     trev: dict[str, Any] = field(default_factory=dict)
 
+    def image_shape(self) -> tuple[int, int, int]:
+        """``in_shape`` as (C, H, W), for the conv families; sequences (one feature axis) are
+        a clear error naming the family that takes them."""
+        if len(self.in_shape) != 3:
+            raise ConfigError(
+                f"model {self.name} takes image-shaped input (channels, height, width); this data gives "
+                f"shape {tuple(self.in_shape)}: use an fc model for it (e.g. --model fc-seq)"
+            )
+        c, h, w = self.in_shape
+        return c, h, w
+
 
 @dataclass
 class NeuronConfig:

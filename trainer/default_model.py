@@ -18,6 +18,7 @@ from typing import NamedTuple
 from .config import Config
 
 DEFAULT_MODELS = ("2C1FCW32", "2C1FCW16")  # widest first; the last one when none fits
+SEQUENCE_MODEL = "fc-seq"  # input with one feature axis (Braille): the conv nets need images
 
 
 def speck_holds(cfg: Config) -> bool:
@@ -41,12 +42,15 @@ class DefaultModel(NamedTuple):
     why: str  # for the line fit prints
 
 
-def default_model(config_for: Callable[[str], Config], event_input: bool) -> DefaultModel:
+def default_model(config_for: Callable[[str], Config], in_shape: tuple[int, ...], event_input: bool) -> DefaultModel:
     """The first of :data:`DEFAULT_MODELS` that Speck holds (``config_for(name)``: the
     default flags' config with that model and the run's input, so that the choice does
     not change with the neuron or normalisation flags); the last when none does or the
-    input is not an event camera's (Speck runs event streams only)."""
+    input is not an event camera's (Speck runs event streams only); :data:`SEQUENCE_MODEL`
+    when the input is not an image."""
     widest, last = DEFAULT_MODELS[0], DEFAULT_MODELS[-1]
+    if len(in_shape) != 3:
+        return DefaultModel(SEQUENCE_MODEL, "the conv nets need image input")
     if not event_input:
         return DefaultModel(last, "Speck runs event streams only")
     for name in DEFAULT_MODELS[:-1]:

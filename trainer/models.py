@@ -118,7 +118,7 @@ def _conv_norm(cfg: Config, c_in: int, c_out: int, k: int, stride: int = 1, bias
 
 def build_vgg(cfg: Config, convs: int, fcs: int, width: int) -> SpikingNet:
     m, spec = cfg.model, cfg.neuron.spec
-    c, h, w = m.in_shape
+    c, h, w = m.image_shape()
     blocks: list[nn.Module] = []
     for _ in range(convs):
         layers = _conv_norm(cfg, c, width, 3, bias=m.bias)
@@ -137,7 +137,7 @@ def build_vgg(cfg: Config, convs: int, fcs: int, width: int) -> SpikingNet:
 
 def build_resnet(cfg: Config, blocks_per_stage: tuple[int, ...], width: int) -> SpikingNet:
     m, spec, sg = cfg.model, cfg.neuron.spec, cfg.neuron.surrogate
-    c = m.in_shape[0]
+    c = m.image_shape()[0]
     blocks: list[nn.Module] = [Sequence(_conv_norm(cfg, c, width, 3, 1, bias=m.bias) + [NeuronLayer(spec, sg)])]
     c = width
     for i, n in enumerate(blocks_per_stage):

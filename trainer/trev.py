@@ -353,7 +353,7 @@ class TRevNet(nn.Module):
     def __init__(self, cfg: Config, size: TRevSize, head_weight: float, T: int):
         super().__init__()
         m = cfg.model
-        c_in, h, w = m.in_shape
+        c_in, h, w = m.image_shape()
         W = m.width or size.width
         _check_grouping(W, T, m.name)
         self.T, self.static, self.head_weight = T, cfg.data.kind == "static", head_weight
