@@ -40,6 +40,30 @@ def test_eval_table_and_plot(checkpoint, capsys, tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_eval_of_checkpoints_trained_at_different_T(checkpoint, capsys, tmp_path):
+    """Without --T each checkpoint runs its own trained range: the table has the union of
+    the T, '-' where one was not run (was an IndexError, or rows dropped silently)."""
+    from trainer.checkpoint import save_checkpoint
+
+    cfg, model, metrics = load_checkpoint(checkpoint)
+    cfg.method.tmax = 5
+    save_checkpoint(tmp_path / "t5.pt", cfg, model, metrics)
+    for order in ([checkpoint, tmp_path / "t5.pt"], [tmp_path / "t5.pt", checkpoint]):
+        code, out, err = run(capsys, "eval", *map(str, order), "--limit", "30")
+        assert code == 0, err
+        rows = [line.split() for line in out.strip().splitlines()[3:]]
+        assert [r[0] for r in rows] == ["1", "2", "3", "4", "5"]
+        short = 1 + order.index(checkpoint)  # its column: trained for T = 1..3
+        assert [r[short] for r in rows[3:]] == ["-", "-"] and "-" not in rows[2]
+        code, out, err = run(capsys, "eval", *map(str, order), "--limit", "30", "--json")
+        obj = json.loads(out)
+        assert obj["T"] == [1, 2, 3, 4, 5] and obj["accuracy"][str(checkpoint)][3:] == [None, None]
+        assert obj["n"] == {str(p): 30 for p in order}
+    png = tmp_path / "acc.png"
+    code, _, err = run(capsys, "eval", str(checkpoint), str(tmp_path / "t5.pt"), "--limit", "30", "--plot", str(png))
+    assert code == 0 and png.stat().st_size > 0, err
+
+
 def test_eval_on_the_validation_split(checkpoint, capsys, tmp_path):
     """--split val: the held-out training recordings (digits: index % 10 == 1, 180 of them),
     where choices between models are made; refused for a model that trained on them."""

@@ -10,6 +10,7 @@ import os
 import statistics
 import sys
 from pathlib import Path
+from typing import Any, NamedTuple
 
 from runtime import cliargs
 from runtime.data import DataError, Dataset, load_dataset
@@ -535,6 +536,29 @@ def cmd_fit(a: argparse.Namespace) -> None:
         )
 
 
+class EvalRun(NamedTuple):
+    """One checkpoint's ``trainer eval``: its data, sample count and accuracy per T."""
+
+    data: str
+    n: int
+    accuracy: dict[int, float]
+
+
+def eval_json(runs: dict[str, EvalRun], all_T: list[int]) -> dict[str, Any]:
+    """One checkpoint: ``T``, ``accuracy`` (a list), ``n``, ``data``; several: the union of
+    their T, and ``accuracy`` / ``n`` / ``data`` per checkpoint path (null where a checkpoint
+    was not evaluated at that T: without ``--T`` each runs its own trained range)."""
+    if len(runs) == 1:
+        r = next(iter(runs.values()))
+        return {"T": all_T, "accuracy": [r.accuracy[T] for T in all_T], "n": r.n, "data": r.data}
+    return {
+        "T": all_T,
+        "accuracy": {p: [r.accuracy.get(T) for T in all_T] for p, r in runs.items()},
+        "n": {p: r.n for p, r in runs.items()},
+        "data": {p: r.data for p, r in runs.items()},
+    }
+
+
 def cmd_eval(a: argparse.Namespace) -> None:
     if a.config:
         if a.split != "test":
@@ -542,7 +566,8 @@ def cmd_eval(a: argparse.Namespace) -> None:
         return eval_configs(a)
     if a.plot:
         check_output(a.plot, *a.checkpoints, what="plot")
-    results, warnings = {}, []
+    runs: dict[str, EvalRun] = {}
+    warnings = []
     for path in a.checkpoints:
         cfg, model, _ = load_checkpoint(path)
         if a.split == "val" and cfg.data.train_split != "train-minus-val":
@@ -556,7 +581,7 @@ def cmd_eval(a: argparse.Namespace) -> None:
                 f"data {ds.spec!r} gives inputs of shape {list(ds.shape)}, "
                 f"but {path} expects {list(cfg.model.in_shape)}"
             )
-        Ts = a.T or list(range(1, cfg.train_T + 1))
+        Ts = a.T or list(range(1, cfg.train_T + 1))  # each checkpoint its own trained range
         # frames [T, B, C, H, W] as binning builds them (int64 counts, float32), before any allocation
         check_memory(
             16 * min(a.batch_size, len(ds)) * max(Ts) * math.prod(ds.shape),
@@ -566,16 +591,25 @@ def cmd_eval(a: argparse.Namespace) -> None:
         if warning:
             warnings.append(warning)
             print(f"warning: {warning}", file=sys.stderr)
-        results[path] = evaluate(model, ds, Ts, a.batch_size, a.binning, progress=sys.stderr.isatty())
+        acc = evaluate(model, ds, Ts, a.batch_size, a.binning, progress=sys.stderr.isatty())
+        runs[path] = EvalRun(ds.spec, len(ds), dict(zip(Ts, acc)))
     if a.plot:
-        plot_accuracy(Ts, results, a.plot)
+        plot_accuracy({p: r.accuracy for p, r in runs.items()}, a.plot)
+    all_T = sorted({T for r in runs.values() for T in r.accuracy})
     if a.json:
-        acc = next(iter(results.values())) if len(results) == 1 else results
-        emit_json({"T": Ts, "accuracy": acc, "n": len(ds), "data": ds.spec, "split": a.split, "warnings": warnings})
+        emit_json({**eval_json(runs, all_T), "split": a.split, "warnings": warnings})
         return
-    print(f"{a.split} accuracy (%) on {ds.spec} ({len(ds)} samples)")
-    names = [Path(p).name for p in results]
-    print(table(["T", *names], [[T, *(pct(r[i]) for r in results.values())] for i, T in enumerate(Ts)]))
+    data = {(r.data, r.n) for r in runs.values()}
+    if len(data) == 1:
+        spec, n = data.pop()
+        print(f"{a.split} accuracy (%) on {spec} ({n} samples)")
+    else:  # checkpoints trained on different data, each evaluated on its own
+        print(f"{a.split} accuracy (%), each checkpoint on its own data:")
+        for path, r in runs.items():
+            print(f"  {Path(path).name}: {r.data} ({r.n} samples)")
+    names = [Path(p).name for p in runs]
+    cells = [[T, *(pct(r.accuracy[T]) if T in r.accuracy else "-" for r in runs.values())] for T in all_T]
+    print(table(["T", *names], cells))
 
 
 def t_range_warning(path: str, cfg: Config, Ts: list[int]) -> str | None:
@@ -587,7 +621,7 @@ def t_range_warning(path: str, cfg: Config, Ts: list[int]) -> str | None:
     return f"{path} was trained for T in [{lo}, {hi}]; T={outside} lie outside that range"
 
 
-def plot_accuracy(Ts: list[int], results: dict[str, list[float]], path: str) -> None:
+def plot_accuracy(results: dict[str, dict[int, float]], path: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -595,7 +629,7 @@ def plot_accuracy(Ts: list[int], results: dict[str, list[float]], path: str) -> 
 
     fig, ax = plt.subplots(figsize=(5, 3.5))
     for name, acc in results.items():
-        ax.plot(Ts, [100 * x for x in acc], marker="o", label=Path(name).stem)
+        ax.plot(list(acc), [100 * x for x in acc.values()], marker="o", label=Path(name).stem)
     ax.set_xlabel("inference time steps T")
     ax.set_ylabel("test accuracy (%)")
     ax.grid(alpha=0.3)
