@@ -105,7 +105,6 @@ def test_conv_model_on_sequence_input_is_a_config_error(model):
     """Braille's 12 taxels given to a conv family: one clear error naming the fc models
     (was a ValueError from unpacking the shape, a traceback)."""
     from trainer.config import ConfigError
-
     from trainer.models import build_model
 
     cfg = _config(["--model", model], (12,), "sequence")
