@@ -146,6 +146,14 @@ def test_bad_checkpoints(kind, tmp_path, capsys):
         (["--out", "/no/such/folder/m.pt"], "does not exist"),
         (["--data", "digits:static", "--stages", "9"], "stages"),
         (["--threads", "0"], "--threads must be a positive integer (at most"),
+        # a flag the method does not read is refused, not ignored
+        (["--method", "mtt", "--T", "3"], "--T applies to sdt and the online methods"),
+        (["--method", "sdt", "--samples", "3"], "--samples applies to nmt and mtt, not to method 'sdt'"),
+        (["--method", "sdt", "--first-stage", "first"], "--first-stage applies to nmt and mtt"),
+        (["--method", "sltt", "--T", "3", "--tmax", "8"], "--T 3 and --tmax 8"),
+        (["--method", "nmt", "--mse-weight", "0.2"], "--mse-weight applies to the online methods"),
+        (["--method", "sltt", "--k-scale", "K"], "--k-scale applies to sltt-k"),
+        (["--method", "ottt-a", "--ndot-ratio", "clamped"], "--ndot-ratio applies to ndot-a and ndot-o"),
     ],
 )
 def test_bad_fit_arguments(argv, message, capsys):

@@ -5,6 +5,7 @@ measure training memory (BPTT vs online methods)."""
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import os
 import statistics
@@ -364,12 +365,47 @@ def _model_defaults(a: argparse.Namespace) -> argparse.Namespace:
     return argparse.Namespace(**{**vars(a), "method": method, "T": T, "lr": lr})
 
 
+# fit flags that only some methods read, with whom they apply to: given to another method
+# they would be ignored without a word, so they are refused (a value equal to the default
+# changes nothing either way and passes)
+METHOD_ONLY_FLAGS: dict[str, tuple[tuple[str, ...], str]] = {
+    "T": (FIXED_T_METHODS, "sdt and the online methods (nmt and mtt train over --tmin..--tmax)"),
+    "tmin": (("nmt", "mtt"), "nmt and mtt"),
+    "samples": (("nmt", "mtt"), "nmt and mtt"),
+    "first_stage": (("nmt", "mtt"), "nmt and mtt"),
+    "target": (ONLINE_METHODS, "the online methods"),
+    "mse_weight": (ONLINE_METHODS, "the online methods"),
+    "k_scale": (("sltt-k",), "sltt-k"),
+    "ndot_ratio": (("ndot-a", "ndot-o"), "ndot-a and ndot-o"),
+}
+
+
+@functools.cache
+def _fit_defaults() -> dict[str, Any]:
+    return vars(parser().parse_args(["fit"]))
+
+
+def _refuse_flags_the_method_ignores(a: argparse.Namespace, method: str) -> None:
+    defaults = _fit_defaults()
+    for dest, (methods, who) in METHOD_ONLY_FLAGS.items():
+        if method not in methods and getattr(a, dest) != defaults[dest]:
+            flag = "--" + dest.replace("_", "-")
+            raise ConfigError(f"{flag} applies to {who}, not to method {method!r}; leave it out")
+    if method in FIXED_T_METHODS and a.T is not None and a.tmax not in (a.T, defaults["tmax"]):
+        raise ConfigError(
+            f"method {method!r} trains at one T: --T {a.T} and --tmax {a.tmax} (the T when --T is not given) "
+            "disagree; give one of them"
+        )
+
+
 def config_from_args(
     a: argparse.Namespace, train_shape: tuple[int, ...], kind: str, duration_us: float, ds: Dataset | None = None
 ) -> Config:
     if a.model is None:  # --width given: the last default, whose width it overrides
         a = _with_model(a, DEFAULT_MODELS[-1] if a.width else _default_model(train_shape, kind, duration_us, ds).name)
-    a = _model_defaults(a)
+    resolved = _model_defaults(a)
+    _refuse_flags_the_method_ignores(a, resolved.method)
+    a = resolved
     spec = neuron_spec_from_args(a, kind, duration_us)
     if a.norm not in NORMS:
         raise ConfigError(f"norm {a.norm!r} is unknown; expected one of {list(NORMS)}")
