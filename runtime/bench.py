@@ -191,7 +191,9 @@ def bench(
 
                 stack.enter_context(kept_threads())
                 frames = s.protocol.input_kind not in STATIC_KINDS
-                got, unavailable = torch_loops(checkpoint, x, frames, steps, n, compile_torch)
+                got, unavailable = torch_loops(
+                    checkpoint, x, frames, steps, n, compile_torch, num_classes=s.protocol.num_classes
+                )
                 loops.update(got)
             elif checkpoint:
                 unavailable["torch"] = "torch is not installed"

@@ -12,6 +12,7 @@ hide a broken recording.
 from __future__ import annotations
 
 import functools
+import math
 
 import numpy as np
 
@@ -23,6 +24,14 @@ MAX_T_US = 2**43  # about 101 days: binning multiplies t by T (<= 100000) and st
 
 class EventInputError(InputError):
     """An event stream the engine cannot take; the message says what was expected."""
+
+
+def span_us(value: float, what: str) -> float:
+    """A duration in µs that events are binned or windowed by: a finite number > 0 (NaN
+    would fail only after the whole stream was read, infinity put every event in one bin)."""
+    if not (math.isfinite(value) and value > 0):
+        raise InputError(f"{what} must be a finite number of µs > 0, got {value}")
+    return float(value)
 
 
 def _describe(ev: object) -> str:

@@ -26,7 +26,7 @@ from . import cost
 from .data.events import BINNINGS, bin_events
 from .engine import Stepper, make_session, threads_for, with_outputs
 from .errors import InputError
-from .eventinput import checked_streams
+from .eventinput import checked_streams, span_us
 from .limits import check_memory, check_steps, run_bytes
 from .policies import Cascade, ExitPolicy, FixedT, as_policy, first_exit, model_default
 from .protocol import STATIC_KINDS, ModelError, Protocol, read_model
@@ -277,7 +277,8 @@ class Session:
         # an event model's input is (C, H, W) with a duration (read_model types them for any input)
         shape, duration = cast("tuple[int, int, int]", p.input_shape), cast(float, p.duration_us)
         if binning == "fixed":
-            return bin_events(streams, T, shape, "fixed", dt_us or p.dt_us)
+            dt = span_us(p.dt_us if dt_us is None else dt_us, "dt_us (the bin duration)")  # 0 is refused, not ignored
+            return bin_events(streams, T, shape, "fixed", dt)
         spans = None if p.durations == "recording" else [duration] * len(streams)  # None: each its own
         return bin_events(streams, T, shape, binning, durations_us=spans)
 

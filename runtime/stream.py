@@ -33,6 +33,7 @@ import numpy as np
 from .data.eventfile import EventReader
 from .data.transforms import Pipeline
 from .errors import InputError
+from .eventinput import span_us
 from .policies import Cascade, ExitPolicy, FixedT
 from .session import Session
 
@@ -270,9 +271,9 @@ def run_clock(
             "arrives: use fixed or a per-step rule (confidence, entropy, margin)"
         )
     p = session.protocol
-    dt = dt_us or p.dt_us
-    if not dt or dt <= 0:
-        raise InputError(f"the bin duration must be > 0 µs, got {dt}")
+    if dt_us is None and not p.dt_us:
+        raise InputError("the model states no bin duration; give dt_us (the bin duration, µs)")
+    dt = span_us(p.dt_us if dt_us is None else dt_us, "the bin duration")
     bins = _Bins(session, dt, policy or FixedT(p.T_trained), emit, stats)
     for sl in source:
         bins.feed(sl)
@@ -284,9 +285,9 @@ def run_event(
 ) -> None:
     """Event-driven streaming (see the module doc); ``engine``: an :class:`EventEngine`."""
     p = engine.protocol
-    span = window_us or p.T_trained * p.dt_us
-    if not span or span <= 0:
-        raise InputError(f"the window must be > 0 µs, got {span}")
+    if window_us is None and not p.dt_us:
+        raise InputError("the model states no bin duration to make a window of; give window_us (µs)")
+    span = span_us(p.T_trained * p.dt_us if window_us is None else window_us, "the window")
     state = engine.initial_state()
     start: float | None = None
     n = 0

@@ -41,8 +41,18 @@ def add_stream(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--policy", default=None, help=f"clock mode: {', '.join(POLICY_FORMS)} (default: fixed at the trained T)"
     )
-    p.add_argument("--dt-us", type=float, default=None, help="clock mode: bin duration (default: the model's dt)")
-    p.add_argument("--window-us", type=float, default=None, help="event mode: window (default: trained T x dt)")
+    p.add_argument(
+        "--dt-us",
+        type=cliargs.positive_float,
+        default=None,
+        help="clock mode: bin duration, µs (default: the model's dt)",
+    )
+    p.add_argument(
+        "--window-us",
+        type=cliargs.positive_float,
+        default=None,
+        help="event mode: window, µs (default: trained T x dt)",
+    )
     cliargs.add_transforms(p, "extra transform before the model's own")
     p.add_argument(
         "--fit-sensor", action="store_true", help="then sum-pool to the model's sensor size if it still differs"
@@ -52,11 +62,13 @@ def add_stream(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="pace the recording by its timestamps; report whether the runtime keeps up",
     )
-    p.add_argument("--speed", type=float, default=1.0, help="--realtime: playback speed factor (default 1)")
+    p.add_argument(
+        "--speed", type=cliargs.positive_float, default=None, help="--realtime: playback speed factor (default 1)"
+    )
     p.add_argument(
         "--tick-ms",
-        type=float,
-        default=TICK_MS,
+        type=cliargs.positive_float,
+        default=None,
         help=f"--realtime: events are released every TICK ms of wall time (default {TICK_MS:g})",
     )
     p.add_argument("--chunk-bytes", type=int, default=CHUNK_BYTES, help=f"read size (default {CHUNK_BYTES})")
@@ -81,12 +93,25 @@ def _pipeline(
     return pipe
 
 
+# flags that only one way of running reads: given to the other, they are refused (not ignored)
+MODE_ONLY = {"clock": ("policy", "threads", "dt_us"), "event": ("window_us",)}
+
+
+def _refuse_unread_flags(a: argparse.Namespace) -> None:
+    for mode, dests in MODE_ONLY.items():
+        given = [f"--{d.replace('_', '-')}" for d in dests if getattr(a, d) is not None]
+        if a.mode != mode and given:
+            verb = "belongs" if len(given) == 1 else "belong"
+            raise InputError(f"{' and '.join(given)} {verb} to --mode {mode}; this run is --mode {a.mode}")
+    if not a.realtime and (a.speed is not None or a.tick_ms is not None):
+        raise InputError("--speed and --tick-ms pace a --realtime run; add --realtime or leave them out")
+
+
 def cmd_stream(a: argparse.Namespace) -> None:
-    if a.speed <= 0 or a.tick_ms <= 0:
-        raise InputError(f"--speed and --tick-ms must be > 0, got {a.speed} and {a.tick_ms}")
+    _refuse_unread_flags(a)
+    speed = 1.0 if a.speed is None else a.speed
+    tick_ms = TICK_MS if a.tick_ms is None else a.tick_ms
     policy = parse_policy(a.policy) if a.policy else None
-    if a.mode == "event" and (policy or a.threads is not None):
-        raise InputError("--policy and --threads belong to --mode clock; --mode event decides per window")
     if a.mode == "event":
         from .event.engine import load_event
 
@@ -109,7 +134,7 @@ def cmd_stream(a: argparse.Namespace) -> None:
         stats = Stats()
         emit = _printer(a, proto.classes)
         start = time.perf_counter()
-        src = slices(reader, pipe, stats, a.realtime, a.speed, a.tick_ms)
+        src = slices(reader, pipe, stats, a.realtime, speed, tick_ms)
         if a.mode == "event":
             run_event(engine, src, emit, stats, a.window_us)
         else:
@@ -117,7 +142,7 @@ def cmd_stream(a: argparse.Namespace) -> None:
         stats.wall_s = time.perf_counter() - start
     finally:
         reader.close()
-    s = stats.summary(a.realtime, a.speed)
+    s = stats.summary(a.realtime, speed)
     s.update(
         model=a.model,
         source=reader.name,
@@ -125,7 +150,7 @@ def cmd_stream(a: argparse.Namespace) -> None:
         sensor=list(reader.sensor),
         mode=a.mode,
         realtime=a.realtime,
-        speed=a.speed if a.realtime else None,
+        speed=speed if a.realtime else None,
         transforms=[t.text for t in pipe.transforms],
     )
     if a.json:

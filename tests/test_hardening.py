@@ -129,6 +129,19 @@ def test_runtime_bench_with_a_bad_checkpoint_isone_error(tmp_path, capsys):
     one_error(e.value.code, capsys.readouterr().err, "bad.pt")
 
 
+def test_runtime_bench_with_another_models_checkpoint_isone_error(ckpt, tmp_path, capsys):
+    """A checkpoint of other shapes than the ONNX model: one error naming both (was a torch
+    matmul traceback from inside the timed loop)."""
+    from runtime import cli as runtime_cli
+
+    from .runtime_fixtures import save, tiny_model
+
+    onnx_path = save(tiny_model(), tmp_path / "m.onnx")
+    with pytest.raises(SystemExit) as e:
+        runtime_cli.main(["bench", onnx_path, "--checkpoint", str(ckpt), "--batch-size", "1", "--steps", "2"])
+    one_error(e.value.code, capsys.readouterr().err, "is a model of input", "give the checkpoint it was exported from")
+
+
 # ---- 3. checkpoint integrity -------------------------------------------------------------
 def _payload_offsets(path: Path) -> list[int]:
     """One byte inside each stored member's data (tensors and the pickle)."""

@@ -213,9 +213,35 @@ def test_bad_input_is_one_error_and_exit_2(eventcam, model, tmp_path, capsys):  
         (["--source", str(tmp_path / "none.raw")], "does not exist"),
         (["--source", str(raw), "--transform", "crop:0,0,9999,10"], "reaches outside"),
         (["--source", str(raw), "--mode", "event", "--policy", "fixed:3"], "--mode clock"),
+        # NaN / inf / 0 durations and paces: refused while parsing (NaN failed after the whole stream)
+        (["--source", str(raw), "--fit-sensor", "--dt-us", "nan"], "--dt-us must be a finite number"),
+        (["--source", str(raw), "--fit-sensor", "--dt-us", "0"], "--dt-us must be a number in (0.0"),
+        (["--source", str(raw), "--fit-sensor", "--mode", "event", "--window-us", "inf"], "finite"),
+        (["--source", str(raw), "--fit-sensor", "--realtime", "--speed", "nan"], "--speed must be a finite"),
+        (["--source", str(raw), "--fit-sensor", "--realtime", "--tick-ms", "inf"], "--tick-ms must be a finite"),
+        # a flag the run does not read is refused, not ignored
+        (["--source", str(raw), "--fit-sensor", "--window-us", "5000"], "--window-us belongs to --mode event"),
+        (["--source", str(raw), "--fit-sensor", "--mode", "event", "--dt-us", "100"], "belongs to --mode clock"),
+        (["--source", str(raw), "--fit-sensor", "--speed", "2"], "pace a --realtime run"),
     ]
     for extra, match in cases:
         code, out, err = _cli(capsys, "stream", str(model), *extra)
         assert code == 2 and err.startswith("error: ") and match in err and err.count("\n") == 1, (extra, err)
     code, out, err = _cli(capsys, "stream", str(static), "--source", str(raw), "--fit-sensor")
     assert code == 2 and "static images" in err
+
+
+@pytest.mark.parametrize("bad", [0.0, -1.0, float("nan"), float("inf")])
+def test_library_refuses_a_bad_bin_or_window(model, bad):
+    """The SDK and the streaming functions: a zero duration is refused (was silently the
+    model's default), as are negative, NaN and infinite ones (InputError, as docs/sdk.md says)."""
+    from runtime.errors import InputError
+
+    s = load(str(model))
+    ev = make_events([1, 2], [1, 2], [0, 1], [10, 20])
+    with pytest.raises(InputError, match="dt_us .*finite number of µs > 0"):
+        s.run([ev], binning="fixed", dt_us=bad)
+    with pytest.raises(InputError, match="bin duration must be a finite number"):
+        run_clock(s, [], lambda w: None, Stats(), dt_us=bad)
+    with pytest.raises(InputError, match="window must be a finite number"):
+        run_event(load_event(str(model)), [], lambda w: None, Stats(), window_us=bad)

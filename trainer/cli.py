@@ -403,9 +403,7 @@ def config_from_args(
 ) -> Config:
     if a.model is None:  # --width given: the last default, whose width it overrides
         a = _with_model(a, DEFAULT_MODELS[-1] if a.width else _default_model(train_shape, kind, duration_us, ds).name)
-    resolved = _model_defaults(a)
-    _refuse_flags_the_method_ignores(a, resolved.method)
-    a = resolved
+    given, a = a, _model_defaults(a)
     spec = neuron_spec_from_args(a, kind, duration_us)
     if a.norm not in NORMS:
         raise ConfigError(f"norm {a.norm!r} is unknown; expected one of {list(NORMS)}")
@@ -420,7 +418,7 @@ def config_from_args(
     trev = parse_trev_options(a.trev).to_dict() if a.model.startswith("trev-") else {}
     target = a.target or (online_method(a.method).target if a.method in ONLINE_METHODS else "onehot")
     T = a.T if a.T is not None else a.tmax
-    return Config(
+    cfg = Config(
         ModelConfig(
             a.model,
             a.stages,
@@ -476,6 +474,11 @@ def config_from_args(
             loss=a.loss,
         ),
     ).validate()
+    # after the values are checked (an unknown method or norm is the error to report first);
+    # a trev model's builder refuses any method but sdt with its own message
+    if not (a.model.startswith("trev-") and a.method != "sdt"):
+        _refuse_flags_the_method_ignores(given, a.method)
+    return cfg
 
 
 def fit_start(a: argparse.Namespace, cfg: Config, ckpt: dict | None) -> Start | None:

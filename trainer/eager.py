@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from runtime.bench import Loop
+from runtime.errors import InputError
 from runtime.neuron import NeuronSpec
 
 from .checkpoint import load_checkpoint
@@ -90,10 +91,23 @@ def _loop(step: Step, n_states: int, x: torch.Tensor, frames: bool, steps: int, 
 
 
 def torch_loops(
-    checkpoint: str, x: np.ndarray, frames: bool, steps: int, threads: int, compile_step: bool = True
+    checkpoint: str,
+    x: np.ndarray,
+    frames: bool,
+    steps: int,
+    threads: int,
+    compile_step: bool = True,
+    num_classes: int | None = None,
 ) -> tuple[dict[str, Loop], dict[str, str]]:
-    """The torch systems that run here, and why the others do not."""
-    _, model, _ = load_checkpoint(checkpoint)
+    """The torch systems that run here, and why the others do not; a checkpoint whose
+    input or class count is not the runtime model's (``x``, ``num_classes``) is refused."""
+    cfg, model, _ = load_checkpoint(checkpoint)
+    shape, want = tuple(cfg.model.in_shape), tuple(x.shape[-len(cfg.model.in_shape) :])
+    if shape != want or (num_classes is not None and cfg.model.num_classes != num_classes):
+        raise InputError(
+            f"--checkpoint {checkpoint} is a model of input {list(shape)} and {cfg.model.num_classes} classes; "
+            f"the ONNX model takes {list(want)} and gives {num_classes}: give the checkpoint it was exported from"
+        )
     model.eval()
     xt = torch.from_numpy(x)
     loops = {

@@ -163,7 +163,7 @@ class Dataset:
         assert self.events is not None  # an event data set holds streams
         streams = [self.events[i] for i in idx]
         if binning == "fixed":
-            return bin_events(streams, T, shape, "fixed", dt_us or self.duration_us / T)
+            return bin_events(streams, T, shape, "fixed", self.duration_us / T if dt_us is None else dt_us)
         if durations == "dataset":
             spans = [self.duration_us] * len(streams)
         elif self.recording_us is not None:

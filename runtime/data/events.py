@@ -16,6 +16,7 @@ A frame holds the number of events per (polarity, y, x) in its bin.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -48,8 +49,8 @@ def bin_events(
         raise ValueError(f"T must be a positive number of time steps, got {T}")
     if binning not in BINNINGS:
         raise ValueError(f"binning {binning!r} is unknown; expected one of {list(BINNINGS)}")
-    if binning == "fixed" and not (dt_us and dt_us > 0):
-        raise ValueError(f"fixed binning needs a bin duration dt_us > 0, got {dt_us}")
+    if binning == "fixed" and not (dt_us is not None and math.isfinite(dt_us) and dt_us > 0):
+        raise ValueError(f"fixed binning needs a finite bin duration dt_us > 0, got {dt_us}")
     C, H, W = shape
     B = len(streams)
     counts = np.fromiter((len(s) for s in streams), dtype=np.int64, count=B)
