@@ -26,9 +26,12 @@ class EventInputError(InputError):
     """An event stream the engine cannot take; the message says what was expected."""
 
 
-def span_us(value: float, what: str) -> float:
+def span_us(value: float | None, what: str) -> float:
     """A duration in µs that events are binned or windowed by: a finite number > 0 (NaN
-    would fail only after the whole stream was read, infinity put every event in one bin)."""
+    would fail only after the whole stream was read, infinity put every event in one bin);
+    None: neither the caller nor the model gave one."""
+    if value is None:
+        raise InputError(f"{what} is not given and the model states none; give it in µs")
     if not (math.isfinite(value) and value > 0):
         raise InputError(f"{what} must be a finite number of µs > 0, got {value}")
     return float(value)

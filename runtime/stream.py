@@ -271,8 +271,6 @@ def run_clock(
             "arrives: use fixed or a per-step rule (confidence, entropy, margin)"
         )
     p = session.protocol
-    if dt_us is None and not p.dt_us:
-        raise InputError("the model states no bin duration; give dt_us (the bin duration, µs)")
     dt = span_us(p.dt_us if dt_us is None else dt_us, "the bin duration")
     bins = _Bins(session, dt, policy or FixedT(p.T_trained), emit, stats)
     for sl in source:
@@ -285,9 +283,8 @@ def run_event(
 ) -> None:
     """Event-driven streaming (see the module doc); ``engine``: an :class:`EventEngine`."""
     p = engine.protocol
-    if window_us is None and not p.dt_us:
-        raise InputError("the model states no bin duration to make a window of; give window_us (µs)")
-    span = span_us(p.T_trained * p.dt_us if window_us is None else window_us, "the window")
+    default = None if p.dt_us is None else p.T_trained * p.dt_us
+    span = span_us(default if window_us is None else window_us, "the window")
     state = engine.initial_state()
     start: float | None = None
     n = 0
