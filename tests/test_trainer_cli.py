@@ -89,7 +89,13 @@ def _bad_checkpoints(tmp_path):
     torch.save({"state_dict": {"w": torch.zeros(1)}}, foreign)
     future = tmp_path / "future.pt"
     torch.save({"format": "flexsnn-checkpoint/9", "config": {}, "state_dict": {}, "metrics": {}}, future)
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(future.read_bytes()[:300])  # an interrupted copy: the zip's end is missing
+    empty = tmp_path / "empty.pt"
+    empty.write_bytes(b"")
     return {
+        "truncated": (truncated, "is truncated or corrupted: it starts as a torch checkpoint"),
+        "empty": (empty, "is empty (0 bytes)"),
         "corrupt": (corrupt, "not a torch checkpoint"),
         "foreign": (foreign, "not a flexsnn checkpoint"),
         "future": (future, "format version"),
@@ -120,7 +126,7 @@ def test_code_pickle_is_refused_not_run(tmp_path, capsys):
     assert code == 2 and not os.path.exists(marker)
 
 
-@pytest.mark.parametrize("kind", ["corrupt", "foreign", "future", "missing"])
+@pytest.mark.parametrize("kind", ["truncated", "empty", "corrupt", "foreign", "future", "missing"])
 def test_bad_checkpoints(kind, tmp_path, capsys):
     path, message = _bad_checkpoints(tmp_path)[kind]
     code, _, err = run(capsys, "eval", str(path))

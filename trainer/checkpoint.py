@@ -106,14 +106,25 @@ def _hash_value(h: Any, name: str, value: Any) -> None:
 
 def _check_zip(path: Path) -> None:
     """Every member's CRC-32 (torch.load reads the bytes without checking them)."""
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if not head:
+        raise CheckpointError(f"{path} is empty (0 bytes); expected a checkpoint written by trainer fit")
     try:
         # is_zipfile itself raises BadZipFile on some damaged end records (e.g. a flipped disk count)
-        if not zipfile.is_zipfile(path):
-            return  # legacy (non-zip) torch files: the unpickler and the digest judge them
-        with zipfile.ZipFile(path) as z:
-            bad = z.testzip()
+        is_zip = zipfile.is_zipfile(path)
+        if is_zip:
+            with zipfile.ZipFile(path) as z:
+                bad = z.testzip()
     except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as e:
         raise CheckpointError(f"{path} is corrupted: its zip container is damaged ({e})") from None
+    if not is_zip:
+        if head == b"PK\x03\x04":  # a zip's first record without its end: the tail is missing
+            raise CheckpointError(
+                f"{path} is truncated or corrupted: it starts as a torch checkpoint (a zip archive) but "
+                f"its end record is missing ({path.stat().st_size} bytes; an interrupted copy?)"
+            )
+        return  # legacy (non-zip) torch files: the unpickler and the digest judge them
     if bad is not None:
         raise CheckpointError(f"{path} is corrupted: the CRC of {bad!r} does not match its bytes")
 
