@@ -96,8 +96,13 @@ def run(a: argparse.Namespace) -> int:
         raise ExportError(
             "--config writes a multi-rate ONNX file (--format onnx) checked at its own T per stage, not --T"
         )
+    if Path(a.checkpoint).suffix.lower() == ".onnx":
+        raise ExportError(
+            f"{a.checkpoint} is an ONNX file, the exporter's output; export reads a checkpoint (model.pt "
+            "from trainer fit) or a .nir graph"
+        )
+    cfg, model, _ = load_checkpoint(a.checkpoint)  # what the input is, before where its output goes
     out = check_output(a.out if a.out is not None else default_output(a.checkpoint, a.format), a.checkpoint)
-    cfg, model, _ = load_checkpoint(a.checkpoint)
     calibration = None
     if a.config is not None:
         model, calibration = configured(a, cfg, model)

@@ -15,7 +15,7 @@ import torch
 from export import cli
 from export.protocol import read_protocol
 from runtime.fileio import OutputPathError, write_atomic
-from tests.conftest import run_cli, run_main
+from tests.conftest import one_error, run_cli, run_main
 from tests.export_helpers import static_checkpoint
 
 
@@ -65,6 +65,11 @@ def test_bad_input_is_one_error_line_and_exit_2(ckpt, tmp_path, capsys):
         assert err.startswith("error: ") and err.count("\n") == 1, (case, err)
     assert "version" in _run(capsys, *_bad(tmp_path, ckpt)["unknown format version"])[2]
     assert "['onnx', 'torchscript', 'pt2', 'nir']" in _run(capsys, str(ckpt), "--format", "x")[2]
+    onnx_file = tmp_path / "m.onnx"  # the exporter's own output given as its input
+    onnx_file.write_bytes(b"an onnx file")
+    code, _, err = _run(capsys, str(onnx_file))
+    one_error(code, err, "m.onnx is an ONNX file, the exporter's output; export reads a checkpoint")
+    assert onnx_file.read_bytes() == b"an onnx file"
 
 
 def test_real_entry_point_exit_status(tmp_path):

@@ -460,6 +460,7 @@ def test_fit_online_writes_a_checkpoint_that_rebuilds(method, norm, capsys, tmp_
         (["memory", "--norm", "bn"], "online methods can use"),
         (["memory", "--methods", "mtt"], "memory compares sdt"),
         (["memory", "--methods", "sltt-k"], "sltt-k:K"),
+        (["memory", "--model", "trev-tiny"], "measured by `python -m trainer trev-memory`"),
     ],
 )
 def test_bad_online_arguments_exit_2_with_one_line(argv, message, capsys):

@@ -496,9 +496,11 @@ def fit_start(a: argparse.Namespace, cfg: Config, ckpt: dict | None) -> Start | 
         src = fold_and_drop(src, drop_bias=not cfg.model.bias)
     try:
         build_model(cfg).load_state_dict(src.state_dict())
-    except RuntimeError as e:
+    except RuntimeError as e:  # torch: a title line, then one tab-indented line per mismatch
+        found = [line.strip() for line in str(e).splitlines()[1:] if line.strip()]
+        shown = "; ".join(found[:2]) + (f"; and {len(found) - 2} more" if len(found) > 2 else "")
         raise CheckpointError(
-            f"--init-from {a.init_from}: its weights do not fit the model of these flags ({str(e).splitlines()[0]})"
+            f"--init-from {a.init_from}: its weights do not fit the model of these flags ({shown or e})"
         ) from None
     return Start(src.state_dict())
 

@@ -254,6 +254,11 @@ def add_memory_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_memory(a: argparse.Namespace) -> None:
+    if a.model.startswith("trev-"):
+        raise ConfigError(
+            f"{a.model}: memory compares BPTT with the online methods on layer-sequence models; "
+            "T-RevSNN's memory is measured by `python -m trainer trev-memory`"
+        )
     if a.norm not in NORMS or a.norm == "bn":
         raise ConfigError(
             f"--norm {a.norm!r}: expected one that online methods can use, one of {[n for n in NORMS if n != 'bn']}"
