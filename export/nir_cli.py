@@ -48,7 +48,8 @@ def run_import(a: argparse.Namespace) -> int:
             [i, s["kind"], s["decay"], s["v_th"], s["reset"], s["spike"], s["v_min"], s["dt"]]
             for i, s in enumerate(info["neurons"])
         ]
-        print(table(["layer", "kind", "decay", "v_th", "reset", "spike", "v_min", "dt"], rows))
+        dt_head = "dt µs" if imported.cfg.data.kind == "events" else "dt (1: one step)"  # NeuronSpec.dt's unit
+        print(table(["layer", "kind", "decay", "v_th", "reset", "spike", "v_min", dt_head], rows))
         print(f"T_trained (the runtime's default T) = {imported.cfg.train_T}; readout {imported.model.readout_rule}")
         if result is not None:
             print(table(HEADERS, [[f"{v:.1e}" if isinstance(v, float) else v for v in r] for r in result.rows]))

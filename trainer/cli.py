@@ -523,7 +523,10 @@ def cmd_fit(a: argparse.Namespace) -> None:
     out = check_output(a.out, a.resume, a.init_from)
     resumed = read_checkpoint(a.resume) if a.resume else None
     if resumed is None:
-        # check everything that needs no data before loading it
+        # check everything that needs no data before loading it (the default model is chosen
+        # once the data's input is known: a stand-in here)
+        if a.model is None and a.trev:
+            raise ConfigError("--trev applies to trev models only; give --model trev-SIZE")
         config_from_args(_with_model(a, a.model or DEFAULT_MODELS[-1]), (1, 1, 1), "static", 0.0)
         model_builder(a.model or DEFAULT_MODELS[-1])
         transforms = [parse_transform(t) for t in a.transform]
