@@ -136,3 +136,29 @@ def test_cli_init_from_without_model_flags_keeps_the_source_network(capsys, tmp_
     cfg, _, _ = fit_checkpoint(capsys, src, *small, "--model", "2C1FCW16")
     fine, _, _ = fit_checkpoint(capsys, tmp_path / "fine.pt", *small, "--init-from", str(src))
     assert (fine.model.name, fine.model.width) == (cfg.model.name, cfg.model.width) == ("2C1FCW16", 0)
+
+
+def test_resume_sees_the_first_runs_data_subsets(capsys, tmp_path, monkeypatch):
+    """--limit-train / --limit are stored with the run's state: a resume without them uses
+    the same subsets (it trained on all the data before), one that gives others is refused."""
+    import trainer.cli
+
+    first = tmp_path / "first.pt"
+    cfg, model, metrics = fit_checkpoint(capsys, first, *TINY, "--method", "sdt", "--epochs", "2")
+    ckpt = read_checkpoint(first)
+    assert ckpt[TRAIN_STATE_KEY]["limits"] == {"limit_train": 48, "limit": 10}
+    halfway = tmp_path / "halfway.pt"  # as if interrupted after epoch 1 of 2
+    save_checkpoint(halfway, cfg, model, {"history": metrics["history"][:1]}, {**ckpt[TRAIN_STATE_KEY], "epoch": 1})
+    seen = []
+    real = trainer.cli.load_dataset
+    monkeypatch.setattr(
+        trainer.cli, "load_dataset", lambda spec, split, limit, *r: seen.append(limit) or real(spec, split, limit, *r)
+    )
+    code, _, err = run(
+        capsys, "fit", "--resume", str(halfway), "--threads", "1", "--quiet", "--out", str(tmp_path / "r.pt")
+    )
+    assert code == 0, err
+    assert seen == [48, 10]
+    code, _, err = run(capsys, "fit", "--resume", str(halfway), "--limit", "20", "--out", str(tmp_path / "r2.pt"))
+    assert code == 2 and "--limit 20: the run in" in err and "used --limit 10" in err
+    assert not (tmp_path / "r2.pt").exists()

@@ -253,8 +253,8 @@ def _add_start(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--resume",
         default=None,
-        help="continue this checkpoint's run (its config, optimizer, scheduler, epoch); the data comes "
-        "from its config, --limit-train/--limit must be given as in the first run",
+        help="continue this checkpoint's run (its config, optimizer, scheduler, epoch, --limit-train and "
+        "--limit); the data comes from its config",
     )
 
 
@@ -519,6 +519,26 @@ def _default_model(train_shape: tuple[int, ...], kind: str, duration_us: float, 
     return default_model(default_flags, train_shape, kind == "events")
 
 
+LIMITS_KEY = "limits"  # in a checkpoint's train state: the run's --limit-train and --limit
+
+
+def resumed_limits(a: argparse.Namespace, resumed: dict[str, Any]) -> dict[str, int | None]:
+    """The data subsets of the run being resumed: as stored in its checkpoint (a flag given
+    again must agree), or the flags for a checkpoint written before they were stored."""
+    stored = resumed.get(TRAIN_STATE_KEY, {}).get(LIMITS_KEY)
+    given = {"limit_train": a.limit_train, "limit": a.limit}
+    if stored is None:
+        return given
+    for key, value in given.items():
+        if value is not None and value != stored[key]:
+            flag = "--" + key.replace("_", "-")
+            raise ConfigError(
+                f"{flag} {value}: the run in {a.resume} used {flag} {stored[key]}; a resumed run sees the same "
+                "data (leave the flag out)"
+            )
+    return dict(stored)
+
+
 def cmd_fit(a: argparse.Namespace) -> None:
     out = check_output(a.out, a.resume, a.init_from)
     resumed = read_checkpoint(a.resume) if a.resume else None
@@ -535,8 +555,9 @@ def cmd_fit(a: argparse.Namespace) -> None:
         rcfg = Config.from_dict(resumed["config"])
         transforms, spec, split = from_dicts(rcfg.data.transforms), rcfg.data.spec, rcfg.data.train_split
         print(f"resuming {a.resume}: its config and data {spec!r}; model, data and method flags are not used")
-    train_ds = load_dataset(spec, split, a.limit_train, transforms)
-    test_ds = load_dataset(spec, "test", a.limit, transforms)
+    limits = resumed_limits(a, resumed) if resumed is not None else {"limit_train": a.limit_train, "limit": a.limit}
+    train_ds = load_dataset(spec, split, limits["limit_train"], transforms)
+    test_ds = load_dataset(spec, "test", limits["limit"], transforms)
     if test_ds.classes != train_ds.classes:
         raise DataError(
             f"data {a.data!r}: the test split has classes {test_ds.classes}, the training split "
@@ -559,7 +580,7 @@ def cmd_fit(a: argparse.Namespace) -> None:
 
     def write_epoch(model: SpikingNet, history: list[dict[str, float]], state: dict) -> None:
         # after every epoch: an interrupted run resumes from here (--resume)
-        save_checkpoint(out, cfg, model, {"history": history, "finished": False}, state)
+        save_checkpoint(out, cfg, model, {"history": history, "finished": False}, {**state, LIMITS_KEY: limits})
 
     model, metrics = fit(
         cfg,
@@ -570,7 +591,7 @@ def cmd_fit(a: argparse.Namespace) -> None:
         start=start,
         on_epoch=write_epoch,
     )
-    state = metrics.pop("train_state")
+    state = {**metrics.pop("train_state"), LIMITS_KEY: limits}
     if int(os.environ.get("RANK", "0")) == 0:
         save_checkpoint(out, cfg, model, metrics, state)
         how = f", after BatchNorm calibration at T={cfg.train_T}" if metrics.get("bn_calibrated_layers") else ""
