@@ -167,6 +167,9 @@ def _speck(a: argparse.Namespace) -> None:
     from .speck.quantize import quantize
 
     spec = chip(a.chip)
+    given = [f for f, v in (("--data", a.data), ("--limit", a.limit)) if v is not None]
+    if given and not a.emulate:
+        raise InputError(f"only --emulate reads {' and '.join(given)}; add --emulate or leave them out")
     if a.describe or a.deploy:  # refused before any work: never write over the model
         check_output(a.describe or Path(a.model).with_suffix(".speck.json"), a.model, what="--describe")
     model, proto = read_model(a.model)

@@ -101,8 +101,7 @@ def _refuse_unread_flags(a: argparse.Namespace) -> None:
     for mode, dests in MODE_ONLY.items():
         given = [f"--{d.replace('_', '-')}" for d in dests if getattr(a, d) is not None]
         if a.mode != mode and given:
-            verb = "belongs" if len(given) == 1 else "belong"
-            raise InputError(f"{' and '.join(given)} {verb} to --mode {mode}; this run is --mode {a.mode}")
+            raise InputError(f"only --mode {mode} reads {' and '.join(given)}; this run is --mode {a.mode}")
     if not a.realtime and (a.speed is not None or a.tick_ms is not None):
         raise InputError("--speed and --tick-ms pace a --realtime run; add --realtime or leave them out")
 

@@ -259,6 +259,8 @@ def test_bad_cli_input(tmp_path):
     assert r.returncode == 2 and "speck2fdevkit" in r.stderr
     r = run_cli("edge", "speck", path, "--emulate")
     assert r.returncode == 2 and "--data" in r.stderr
+    r = run_cli("edge", "speck", path, "--data", "digits", "--limit", "5")  # no --emulate: nothing reads them
+    assert r.returncode == 2 and "only --emulate reads --data and --limit" in r.stderr
 
 
 # ---- samna is never imported by accident ---------------------------------------------------

@@ -138,6 +138,9 @@ def test_bench_batch_beyond_memory_is_refused_before_allocating(static_onnx, cap
         (["tradeoff", "{m}", "--data", "digits:static", "--plot", "{d}/curves"], "ending in .png"),
         (["tradeoff", "{m}", "--data", "digits:static", "--plot", "{d}"], "it is a folder"),
         (["tradeoff", "{m}", "--data", "digits:static", "--thresholds", "nan"], "finite"),
+        # flags a run does not read are refused, not ignored
+        (["run", "{m}", "--mode", "event", "--backend", "exact"], "only that run reads --backend; add --json"),
+        (["run", "{m}", "--mode", "event", "--threads", "2", "--binning", "fixed"], "reads --threads and --binning"),
     ],
 )
 def test_runtime_cli_numbers_are_one_error_line(static_onnx, capsys, argv, needle):

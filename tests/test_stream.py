@@ -220,8 +220,11 @@ def test_bad_input_is_one_error_and_exit_2(eventcam, model, tmp_path, capsys):  
         (["--source", str(raw), "--fit-sensor", "--realtime", "--speed", "nan"], "--speed must be a finite"),
         (["--source", str(raw), "--fit-sensor", "--realtime", "--tick-ms", "inf"], "--tick-ms must be a finite"),
         # a flag the run does not read is refused, not ignored
-        (["--source", str(raw), "--fit-sensor", "--window-us", "5000"], "--window-us belongs to --mode event"),
-        (["--source", str(raw), "--fit-sensor", "--mode", "event", "--dt-us", "100"], "belongs to --mode clock"),
+        (["--source", str(raw), "--fit-sensor", "--window-us", "5000"], "only --mode event reads --window-us"),
+        (
+            ["--source", str(raw), "--fit-sensor", "--mode", "event", "--dt-us", "100"],
+            "only --mode clock reads --dt-us",
+        ),
         (["--source", str(raw), "--fit-sensor", "--speed", "2"], "pace a --realtime run"),
     ]
     for extra, match in cases:

@@ -21,6 +21,14 @@ def cmd_run_event(a: argparse.Namespace) -> None:
     against the clock-driven run at the model's T."""
     if a.policy is not None:
         raise InputError("--policy is an exit rule of the clock-driven mode; --mode event runs whole streams")
+    # these set up a clock-driven run: here only the one --json compares against
+    clock_flags = [f for f, v, d in (("--backend", a.backend, "auto"), ("--threads", a.threads, None)) if v != d]
+    clock_flags += ["--binning"] if a.binning is not None else []
+    if clock_flags and not a.json:
+        raise InputError(
+            "--mode event makes a clock-driven run only for --json (its spike difference sd), and only that "
+            f"run reads {' and '.join(clock_flags)}; add --json or leave them out"
+        )
     from ..evaluate import summarize
     from .engine import load_event
     from .evaluate import compare_clock, run_event_dataset
@@ -31,7 +39,7 @@ def cmd_run_event(a: argparse.Namespace) -> None:
     s = summarize(r, ds.labels)
     s.update(mode="event", data=ds.spec, model=a.model)
     if a.json:
-        s.update(compare_clock(engine, load(a.model, a.threads), ds, r, a.batch_size, a.binning))
+        s.update(compare_clock(engine, load(a.model, a.threads, a.backend), ds, r, a.batch_size, a.binning))
         emit_json(s)
         return
     figures = {
