@@ -394,6 +394,11 @@ def check_graph(model: onnx.ModelProto, proto: Protocol) -> None:
     want_out = ["y"] + [f"{s.name}_out" for s in proto.states]
     if outputs != want_out:
         raise ModelError(f"graph outputs are {outputs}; the protocol metadata expects {want_out}")
+    y = g.output[0].type.tensor_type.shape.dim
+    if y and y[-1].HasField("dim_value") and y[-1].dim_value != proto.num_classes:
+        raise ModelError(
+            f"the readout y has {y[-1].dim_value} outputs per sample but the metadata names {proto.num_classes} classes"
+        )
     nodes = {n.name: n for n in g.node if n.domain == SNN_DOMAIN}
     unlisted = sorted(set(nodes) - {n.node for n in proto.neurons})
     if unlisted:

@@ -149,6 +149,19 @@ def test_runtime_cli_numbers_are_one_error_line(static_onnx, capsys, argv, needl
     one_error(code, err, needle)
 
 
+def test_class_names_that_do_not_match_the_readout_are_refused_on_load(tmp_path, capsys):
+    """Metadata naming fewer classes than the graph's readout gives: refused when the file
+    is read, for every backend (was an onnxruntime shape traceback in the numba backend)."""
+    m = tiny_model()
+    meta = json.loads(m.metadata_props[0].value)
+    meta["classes"] = meta["classes"][:2]  # the readout gives 3
+    m.metadata_props[0].value = json.dumps(meta)
+    path = save(m, tmp_path / "c.onnx")
+    for backend in ("numba", "ort"):
+        code, _, err = _cli(capsys, "runtime", "run", path, "--data", "digits:static", "--backend", backend)
+        one_error(code, err, "the readout y has 3 outputs per sample but the metadata names 2 classes")
+
+
 def test_trained_T_of_a_billion_is_refused(tmp_path, capsys):
     m = tiny_model()
     meta = json.loads(m.metadata_props[0].value)
