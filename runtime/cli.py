@@ -14,7 +14,7 @@ from .bench import bench, torch_available
 from .data import DataError, load_dataset
 from .data.transforms import from_dicts
 from .errors import InputError
-from .evaluate import plot_tradeoff, run_dataset, summarize, t_range_warning, tradeoff
+from .evaluate import plot_tradeoff, run_dataset, summarize, t_range_note, t_range_warning, tradeoff
 from .fileio import OutputPathError, check_output
 from .limits import check_memory, run_bytes
 from .neuron import SpecError
@@ -167,12 +167,14 @@ def cmd_tradeoff(a: argparse.Namespace) -> None:
     session = _open(a)
     ds = load_dataset(cliargs.data_spec(a, session.protocol), "test", a.limit, from_dicts(session.protocol.transforms))
     rows = tradeoff(session, ds, a.thresholds, a.tmin, a.tmax, a.batch_size, a.binning, a.fixed_curve)
+    tmax = a.tmax or session.protocol.default_T
+    # the sweep's runs: the rules from --tmin (the fixed curve from 1) to tmax
+    warnings = _warn([t_range_note(session.protocol, 1 if a.fixed_curve else a.tmin, tmax)])
     if a.plot:
         plot_tradeoff(rows, a.plot, f"{session.protocol.model} on {ds.spec}")
     if a.json:
-        emit_json({"model": a.model, "data": ds.spec, "n": len(ds), "rows": rows, "plot": a.plot})
+        emit_json({"model": a.model, "data": ds.spec, "n": len(ds), "rows": rows, "plot": a.plot, "warnings": warnings})
         return
-    tmax = a.tmax or session.protocol.default_T
     fixed = next(r for r in rows if r["policy"] == f"fixed:{tmax}")
     print(f"{a.model} on {ds.spec} ({len(ds)} samples); saved and points are against {fixed['policy']}")
     print(

@@ -121,8 +121,12 @@ def t_range_warning(protocol: Protocol, policy: ExitPolicy | Cascade | str | int
     """A note when ``policy`` may stop at a T outside the range the model was trained on
     (its accuracy there was never part of training); None when it stays inside."""
     policy = as_policy(policy) or model_default(protocol.exit_policy, protocol.default_T)
-    hi = policy.horizon(protocol.default_T)
-    lo = first_exit(policy)  # the fewest steps a sample may run
+    # the fewest steps a sample may run, and the most
+    return t_range_note(protocol, first_exit(policy), policy.horizon(protocol.default_T))
+
+
+def t_range_note(protocol: Protocol, lo: int, hi: int) -> str | None:
+    """A note when runs of ``lo`` to ``hi`` steps leave the trained range; None inside it."""
     t_lo, t_hi = protocol.T_range
     if t_lo <= lo and hi <= t_hi:
         return None

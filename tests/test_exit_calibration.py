@@ -247,6 +247,12 @@ def test_runs_outside_the_trained_T_range_warn(model_path):
     assert "T in [1, 10], outside the trained range" in json.loads(p.stdout)["warnings"][0]
     p = _cli("run", model_path, "--data", "digits:static", "--limit", "10", "--json")
     assert json.loads(p.stdout)["warnings"] == [] and p.stderr == ""
+    # a threshold sweep up to a tmax beyond the trained range warns too (it did not)
+    sweep = ["tradeoff", model_path, "--data", "digits:static", "--limit", "10", "--thresholds", "0.9", "--json"]
+    p = _cli(*sweep, "--tmax", "10")
+    assert json.loads(p.stdout)["warnings"] == ["this run uses T in [1, 10], outside the trained range T in [1, 6]"]
+    p = _cli(*sweep)
+    assert json.loads(p.stdout)["warnings"] == [] and p.stderr == ""
 
 
 def test_choose_picks_a_cascade_when_a_small_T_run_sees_enough():
