@@ -249,12 +249,14 @@ class Session:
         return Stepper(sess, self.protocol, batch)
 
     # ---- inputs ---------------------------------------------------------------------
-    def _check_array(self, x: np.ndarray, what: str) -> None:
+    def _check_array(self, x: np.ndarray, what: str, forms: str | None = None) -> None:
+        """dtype, shape (``forms``: what to name as expected; default every form a run takes)
+        and finite values of an input array."""
         shape = self.protocol.input_shape
         if x.dtype != np.float32:
             raise InputError(f"{what} has dtype {x.dtype}; expected float32 (x.astype(np.float32))")
         if tuple(x.shape[-len(shape) :]) != shape or x.shape[-len(shape) - 1] == 0:
-            raise InputError(f"{what} has shape {list(x.shape)}; expected {self._forms()}")
+            raise InputError(f"{what} has shape {list(x.shape)}; expected {forms or self._forms()}")
         if not np.isfinite(x).all():
             raise InputError(f"{what} contains NaN or infinite values; expected finite numbers")
 
@@ -645,12 +647,11 @@ class Session:
         return self._advance(state, x_t)
 
     def _check_step_input(self, x_t: object) -> None:
+        one_step = f"one step [B, {', '.join(map(str, self.protocol.input_shape))}]"
         if not isinstance(x_t, np.ndarray) or x_t.ndim != len(self.protocol.input_shape) + 1:
             shape = getattr(x_t, "shape", type(x_t).__name__)
-            raise InputError(
-                f"step input has shape {shape}; expected one step [B, {', '.join(map(str, self.protocol.input_shape))}]"
-            )
-        self._check_array(x_t, "step input")
+            raise InputError(f"step input has shape {shape}; expected {one_step}")
+        self._check_array(x_t, "step input", one_step)
 
     def _advance(self, state: ClockState, x_t: np.ndarray) -> tuple[ClockState, np.ndarray]:
         self._check_steps(state.t + 1)

@@ -192,6 +192,8 @@ def test_bad_inputs_name_what_was_expected(model_path):
         s.run([[1.0]])
     with pytest.raises(PolicyError, match="expected one of"):
         s.run(images(2), "fast")
+    with pytest.raises(InputError, match=r"step input has shape \[2, 1, 9, 9\]; expected one step \[B, 1, 8, 8\]$"):
+        s.step(np.zeros((2, 1, 9, 9), np.float32))  # one step's form, not a whole run's
     s.step(images(2))
     with pytest.raises(InputError, match="batch 3"):
         s.step(images(3))
