@@ -101,6 +101,11 @@ class Dataset:
     def num_classes(self) -> int:
         return len(self.classes)
 
+    @property
+    def holds(self) -> str:
+        """What its samples are, in words (for messages)."""
+        return {"static": "static images", "events": "event streams", "sequence": "recorded sequences"}[self.kind]
+
     def subset(self, idx: np.ndarray) -> Dataset:
         idx = np.asarray(idx)
         ev = self.events
@@ -314,8 +319,7 @@ def with_transforms(ds: Dataset, transforms: Sequence[Transform]) -> Dataset:
     if not transforms:
         return ds
     if ds.kind != "events":
-        what = "static images" if ds.kind == "static" else "recorded sequences"
-        raise DataError(f"transforms apply to event data; {ds.spec!r} holds {what}")
+        raise DataError(f"transforms apply to event data; {ds.spec!r} holds {ds.holds}")
     sensor = cast("tuple[int, int, int]", ds.shape)  # an event data set's (C, H, W)
     try:
         shape = output_shape(transforms, sensor)

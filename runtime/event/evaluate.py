@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 def check_dataset(engine: EventEngine, ds: Dataset) -> None:
     if ds.kind != "events":
         raise DataError(
-            f"data {ds.spec!r} holds static images; the event engine needs event streams (e.g. digits or nmnist:PATH)"
+            f"data {ds.spec!r} holds {ds.holds}; the event engine needs event streams (e.g. digits or nmnist:PATH)"
         )
     if tuple(ds.shape) != engine.sensor:
         raise DataError(
