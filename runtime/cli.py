@@ -303,14 +303,20 @@ def cmd_calibrate_exit(a: argparse.Namespace) -> None:
     )
     print(
         table(
-            ["rule", "best policy", "val accuracy", "val mean steps", "lost vs fixed", "differs from fixed"],
+            ["rule", "best policy", "val accuracy %", "val mean steps", "lost vs fixed %", "differs from fixed %"],
             [
                 [
                     r,
                     *(
                         ["-"] * 5
                         if b is None
-                        else [b["policy"], b["accuracy"], b["mean_steps"], b["losses"], b["disagreement"]]
+                        else [
+                            b["policy"],
+                            pct(b["accuracy"]),
+                            f"{b['mean_steps']:.2f}",
+                            pct(b["losses"]),
+                            pct(b["disagreement"]),
+                        ]
                     ),
                 ]
                 for r, b in c["per_rule"].items()

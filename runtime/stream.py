@@ -56,7 +56,7 @@ class Window:
     t_start: int
     t_end: int
     events: int
-    steps: int
+    steps: int | None  # clock mode: the steps run; event mode: None (no steps, a decision per window)
     prediction: int
     score: float
     latency_ms: float | None  # None: the window had no events
@@ -301,7 +301,7 @@ def run_event(
             int(start),
             int(start + span),
             n,
-            0,
+            None,
             int(r.predictions),
             float(np.max(r.outputs)),
             lat,

@@ -215,7 +215,8 @@ def _printer(a: argparse.Namespace, classes: tuple[str, ...]):
 
     def emit_row(w: Window) -> None:
         lat = "" if w.latency_ms is None else f"{w.latency_ms:.3f}"
-        cells = [w.index, w.t_start, w.t_end, w.events, w.steps, classes[w.prediction], f"{w.score:.4g}", lat]
+        steps = "-" if w.steps is None else w.steps
+        cells = [w.index, w.t_start, w.t_end, w.events, steps, classes[w.prediction], f"{w.score:.4g}", lat]
         print(
             "  ".join(str(c).rjust(n) for c, n in zip(cells, widths)) + ("  (partial)" if w.partial else ""),
             file=sys.stdout,

@@ -70,6 +70,8 @@ def test_stream_both_recordings_both_modes(eventcam, model, capsys, name, shape,
     assert s["transforms"] == [f"downsample:{SENSOR[2]}x{SENSOR[1]}"]
     assert s["events_per_s_processed"] > 0 and s["events_per_s_arriving"] > 0
     assert all(w["class"] in "0123" and w["latency_ms"] >= 0 for w in windows)
+    # clock windows count their steps; event windows have none (null, not a misleading 0)
+    assert all((w["steps"] is None) == (mode == "event") for w in windows)
     # windows tile the stream: contiguous, from its first event
     ev = read_events(eventcam / name)
     assert windows[0]["t_start"] == ev["t"][0]
