@@ -100,7 +100,7 @@ def annotate(model: onnx.ModelProto, specs: list[NeuronSpec]) -> list[NeuronInfo
         j = js.pop() if len(js) == 1 else None
         if j is None or found[j] is not None or len(node.input) - 1 != specs[j].n_states:
             raise ExportError(f"neuron node {node.name} does not read exactly its own layer's states")
-        node.name = f"{node.op_type}_{node.input[1].removeprefix('state_')}"
+        node.name = f"{node.op_type}_{j}"  # the layer's ordinal (two-state kinds skipped one by state index)
         node.overload = fn.overload(specs[j])
         found[j] = NeuronInfo(node.name, specs[j], tuple(node.input[1:]))
     missing = [j for j, f in enumerate(found) if f is None]

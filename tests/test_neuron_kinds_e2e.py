@@ -51,6 +51,8 @@ def test_onnx_has_two_states_per_neuron_and_matches_torch(trained):
     _, proto = read_model(path)
     hidden = [n for n in proto.neurons if n.spec.spiking]
     assert hidden and all(len(n.states) == 2 and n.op == cfg.neuron.spec.kind for n in hidden)
+    # nodes are named by layer ordinal (by first state index they read ALIF_0, ALIF_2)
+    assert [n.node for n in hidden] == [f"{n.op}_{i}" for i, n in enumerate(hidden)]
     result = check_onnx(cfg, model, path)
     assert result.ok, result.rows
     assert all(row[2] > 0 for row in result.rows[:-1] if row[2] != "-")  # spikes were compared
