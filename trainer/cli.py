@@ -91,7 +91,8 @@ def _add_fit(sub: argparse._SubParsersAction) -> None:
         "--model",
         default=None,
         help="model name: " + ", ".join(model_names()) + " (default: 2C1FCW32 where Speck holds it for "
-        "the data's input, as the embedded default's 2x20x20; else 2C1FCW16, as N-MNIST's 2x34x34)",
+        "the data's input, as the embedded default's 2x20x20; else 2C1FCW16, as N-MNIST's 2x34x34; "
+        "fc-seq on sequences)",
     )
     p.add_argument(
         "--method",
