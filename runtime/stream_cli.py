@@ -7,6 +7,7 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
 
 from . import cliargs
 from .data.eventfile import CHUNK_BYTES, FORMATS, open_events, parse_sensor
@@ -17,6 +18,20 @@ from .protocol import DENSE_KINDS
 from .report import table
 from .session import load
 from .stream import TICK_MS, Stats, Window, fit_check, run_clock, run_event, slices
+
+# the flags that one way of running reads, with what reads them: given to a run that does
+# not, they are refused (not ignored); flag -> (what reads it, its parse function, help)
+CONDITIONAL_FLAGS: dict[str, tuple[str, Callable[[str], object], str]] = {
+    "--policy": ("--mode clock", str, f"{', '.join(POLICY_FORMS)} (default: fixed at the trained T)"),
+    "--dt-us": ("--mode clock", cliargs.positive_float, "bin duration, µs (default: the model's dt)"),
+    "--window-us": ("--mode event", cliargs.positive_float, "window, µs (default: trained T x dt)"),
+    "--speed": ("--realtime", cliargs.positive_float, "playback speed factor (default 1)"),
+    "--tick-ms": (
+        "--realtime",
+        cliargs.positive_float,
+        f"events are released every TICK ms of wall time (default {TICK_MS:g})",
+    ),
+}
 
 WINDOW_HEADERS = ["window", "t start µs", "t end µs", "events", "steps", "class", "score", "latency ms"]
 
@@ -38,21 +53,8 @@ def add_stream(sub: argparse._SubParsersAction) -> None:
         default="clock",
         help="clock: bins of dt and the exit policy; event: per event, a decision per window",
     )
-    p.add_argument(
-        "--policy", default=None, help=f"clock mode: {', '.join(POLICY_FORMS)} (default: fixed at the trained T)"
-    )
-    p.add_argument(
-        "--dt-us",
-        type=cliargs.positive_float,
-        default=None,
-        help="clock mode: bin duration, µs (default: the model's dt)",
-    )
-    p.add_argument(
-        "--window-us",
-        type=cliargs.positive_float,
-        default=None,
-        help="event mode: window, µs (default: trained T x dt)",
-    )
+    for flag, (needs, parse, what) in CONDITIONAL_FLAGS.items():
+        p.add_argument(flag, type=parse, default=None, help=f"{needs}: {what}")
     cliargs.add_transforms(p, "extra transform before the model's own")
     p.add_argument(
         "--fit-sensor", action="store_true", help="then sum-pool to the model's sensor size if it still differs"
@@ -61,15 +63,6 @@ def add_stream(sub: argparse._SubParsersAction) -> None:
         "--realtime",
         action="store_true",
         help="pace the recording by its timestamps; report whether the runtime keeps up",
-    )
-    p.add_argument(
-        "--speed", type=cliargs.positive_float, default=None, help="--realtime: playback speed factor (default 1)"
-    )
-    p.add_argument(
-        "--tick-ms",
-        type=cliargs.positive_float,
-        default=None,
-        help=f"--realtime: events are released every TICK ms of wall time (default {TICK_MS:g})",
     )
     p.add_argument("--chunk-bytes", type=int, default=CHUNK_BYTES, help=f"read size (default {CHUNK_BYTES})")
     cliargs.add_ort_threads(p, " (--mode clock)")
@@ -93,17 +86,16 @@ def _pipeline(
     return pipe
 
 
-# flags that only one way of running reads: given to the other, they are refused (not ignored)
-MODE_ONLY = {"clock": ("policy", "threads", "dt_us"), "event": ("window_us",)}
-
-
 def _refuse_unread_flags(a: argparse.Namespace) -> None:
-    for mode, dests in MODE_ONLY.items():
-        given = [f"--{d.replace('_', '-')}" for d in dests if getattr(a, d) is not None]
-        if a.mode != mode and given:
-            raise InputError(f"only --mode {mode} reads {' and '.join(given)}; this run is --mode {a.mode}")
-    if not a.realtime and (a.speed is not None or a.tick_ms is not None):
-        raise InputError("--speed and --tick-ms pace a --realtime run; add --realtime or leave them out")
+    """A flag that this run's mode (or the lack of --realtime) does not read is an error."""
+    runs = {f"--mode {a.mode}"} | ({"--realtime"} if a.realtime else set())
+    needs = {**{flag: needs for flag, (needs, _, _) in CONDITIONAL_FLAGS.items()}, "--threads": "--mode clock"}
+    unread = [
+        flag for flag, need in needs.items() if getattr(a, flag[2:].replace("-", "_")) is not None and need not in runs
+    ]
+    if unread:
+        need = needs[unread[0]]
+        raise InputError(f"only {need} reads {unread[0]}; this run is " + " with ".join(sorted(runs)))
 
 
 def cmd_stream(a: argparse.Namespace) -> None:
