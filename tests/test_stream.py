@@ -227,7 +227,10 @@ def test_bad_input_is_one_error_and_exit_2(eventcam, model, tmp_path, capsys):  
             ["--source", str(raw), "--fit-sensor", "--mode", "event", "--dt-us", "100"],
             "only --mode clock reads --dt-us",
         ),
-        (["--source", str(raw), "--fit-sensor", "--speed", "2"], "only --realtime reads --speed; this run is --mode clock"),
+        (
+            ["--source", str(raw), "--fit-sensor", "--speed", "2"],
+            "only --realtime reads --speed; this run is --mode clock",
+        ),
     ]
     for extra, match in cases:
         code, out, err = _cli(capsys, "stream", str(model), *extra)
