@@ -13,7 +13,7 @@ from tqdm import tqdm
 from .data import DataError, Dataset
 from .fileio import write_atomic
 from .limits import check_memory, check_steps, run_bytes
-from .policies import Cascade, Confidence, ExitPolicy, FixedT, as_policy, first_exit, model_default
+from .policies import Cascade, Confidence, ExitPolicy, FixedT, as_policy, first_exit, horizon_of, model_default
 from .protocol import STATIC_KINDS, Protocol
 from .result import Result, RunResult
 
@@ -66,7 +66,7 @@ class ClockMode:
         p = session.protocol
         self.session, self.counts, self.neuron_counts = session, counts, neuron_counts
         self.policy = as_policy(policy) or model_default(p.exit_policy, p.default_T)
-        self.T = self.policy.horizon(p.default_T)
+        self.T = horizon_of(self.policy, p.default_T)
         self.frames = p.input_steps(self.T)
         self.binning = binning or p.binning
 
@@ -122,7 +122,7 @@ def t_range_warning(protocol: Protocol, policy: ExitPolicy | Cascade | str | int
     (its accuracy there was never part of training); None when it stays inside."""
     policy = as_policy(policy) or model_default(protocol.exit_policy, protocol.default_T)
     # the fewest steps a sample may run, and the most
-    return t_range_note(protocol, first_exit(policy), policy.horizon(protocol.default_T))
+    return t_range_note(protocol, first_exit(policy), horizon_of(policy, protocol.default_T))
 
 
 def t_range_note(protocol: Protocol, lo: int, hi: int) -> str | None:

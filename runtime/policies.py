@@ -45,6 +45,15 @@ class ExitPolicy(Protocol):
         """Bool ``[B]``: which samples stop after step ``t`` (1-based) given their readout."""
 
 
+def horizon_of(policy: ExitPolicy | Cascade, default_T: int) -> int:
+    """``policy.horizon(default_T)``, checked: a user's policy that gives no positive whole
+    number of steps is a :class:`PolicyError`, not a numpy error further on."""
+    T = policy.horizon(default_T)
+    if isinstance(T, bool) or not isinstance(T, (int, np.integer)) or T < 1:
+        raise PolicyError(f"{type(policy).__name__}.horizon returned {T!r}; expected a whole number of steps >= 1")
+    return int(T)
+
+
 def first_exit(policy: ExitPolicy | Cascade) -> int:
     """The first step (1-based) after which ``policy`` may stop a sample: the session asks
     it nothing before (no readout, no call: per-step Python work that a fixed T or a

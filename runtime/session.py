@@ -28,7 +28,7 @@ from .engine import Stepper, make_session, threads_for, with_outputs
 from .errors import InputError
 from .eventinput import checked_streams, span_us
 from .limits import check_memory, check_steps, run_bytes
-from .policies import Cascade, ExitPolicy, FixedT, as_policy, first_exit, model_default
+from .policies import Cascade, ExitPolicy, FixedT, PolicyError, as_policy, first_exit, horizon_of, model_default
 from .protocol import STATIC_KINDS, ModelError, Protocol, read_model
 from .result import Cost, RunResult
 from .split import NotSplittable, Plan, Segment, SplitStepper, plan
@@ -81,6 +81,12 @@ class _Rows:
             if not self.in_order:
                 asked_rows = asked_rows[np.argsort(self.active[asked_rows])]
         asked = np.asarray(policy.should_exit(t, logits if asked_rows is None else logits[asked_rows]), bool)
+        n_asked = len(live) if asked_rows is None else len(asked_rows)
+        if asked.shape != (n_asked,):  # a user's policy: one decision per sample asked
+            raise PolicyError(
+                f"{type(policy).__name__}.should_exit returned shape {list(asked.shape)}; expected one bool per "
+                f"sample still running, [{n_asked}]"
+            )
         if t >= T:  # the horizon: every row stops (the policy was still asked: it may record)
             asked = np.ones(len(asked), bool)
         if asked_rows is None:
@@ -281,8 +287,22 @@ class Session:
         if binning == "fixed":
             dt = span_us(p.dt_us if dt_us is None else dt_us, "dt_us (the bin duration)")  # 0 is refused, not ignored
             return bin_events(streams, T, shape, "fixed", dt)
-        spans = None if p.durations == "recording" else [duration] * len(streams)  # None: each its own
-        return bin_events(streams, T, shape, binning, durations_us=spans)
+        if dt_us is not None:
+            raise InputError(f"dt_us sets fixed bins; pass binning='fixed' with it (this run bins {binning!r})")
+        if p.durations == "recording":  # each recording its own span
+            return bin_events(streams, T, shape, binning)
+        # every recording spans the model's [0, duration): an event after it would fall in no bin
+        late = [
+            (i, int((s["t"] >= duration).sum())) for i, s in enumerate(streams) if len(s) and s["t"][-1] >= duration
+        ]
+        if late:
+            i, n = late[0]
+            raise InputError(
+                f"event stream {i} has {n} of {len(streams[i])} events at t >= {duration:g} µs, the recording length "
+                f"this model bins into T steps (equal binning, as trained); {len(late)} stream(s) in all. Cut the "
+                "streams to it, shift them to start at 0, or pass binning='fixed' (bins of the model's dt)"
+            )
+        return bin_events(streams, T, shape, binning, durations_us=[duration] * len(streams))
 
     def _prepare(
         self, x: object, policy: ExitPolicy | None, binning: str | None, dt_us: float | None
@@ -293,7 +313,7 @@ class Session:
             if p.input_kind != "event-frames" or len(x) == 0:
                 raise InputError(f"got {len(x)} event streams; this model takes {self._forms()}")
             policy = policy or self._step_default()
-            T = policy.horizon(p.default_T)
+            T = horizon_of(policy, p.default_T)
             check_steps(T)
             self._check_steps(T)
             frames = p.input_steps(T)
@@ -310,7 +330,7 @@ class Session:
                 )
             self._check_array(x, "input")
             policy = policy or self._step_default()
-            return x, True, policy, policy.horizon(p.default_T)
+            return x, True, policy, horizon_of(policy, p.default_T)
         if x.ndim == nd + 2:
             self._check_array(x, "input")
             if x.shape[0] == 0:
@@ -322,9 +342,9 @@ class Session:
                         f"T={p.stages[0].T} (configuration {_config(p)}): expected [{p.stages[0].T}, B, ...]"
                     )
                 policy = policy or self._step_default()
-                return x, False, policy, policy.horizon(p.default_T)
+                return x, False, policy, horizon_of(policy, p.default_T)
             policy = policy or FixedT(x.shape[0])
-            T = policy.horizon(x.shape[0])
+            T = horizon_of(policy, x.shape[0])
             if T > x.shape[0]:
                 raise InputError(
                     f"the policy runs up to {T} steps but the input has only "

@@ -34,7 +34,7 @@ from .data.eventfile import EventReader
 from .data.transforms import Pipeline
 from .errors import InputError
 from .eventinput import span_us
-from .policies import Cascade, ExitPolicy, FixedT
+from .policies import Cascade, ExitPolicy, FixedT, horizon_of
 from .session import Session
 
 TICK_MS = 1.0  # realtime: by default the recording is released in slices of 1 ms of wall time
@@ -185,7 +185,7 @@ class _Bins:
         self, session: Session, dt_us: float, policy: ExitPolicy, emit: Callable[[Window], None], stats: Stats
     ):
         self.s, self.dt, self.policy, self.emit, self.stats = session, dt_us, policy, emit, stats
-        self.T = policy.horizon(session.protocol.T_trained)
+        self.T = horizon_of(policy, session.protocol.T_trained)
         self.shape = session.protocol.input_shape
         self.frame = np.zeros((1, *self.shape), np.float32)
         self.win_start: float | None = None

@@ -401,3 +401,45 @@ def test_feed_with_explicit_states_equals_step_and_run(model_path):
     np.testing.assert_allclose(logits_b, s.run(frames[::-1].copy(), 4).outputs, rtol=1e-6)
     with pytest.raises(InputError, match="batch"):
         s.feed(a, frames[0][:1])
+
+
+def test_streams_past_the_models_span_and_dt_without_fixed_bins_are_refused(tmp_path):
+    """Equal binning spans the model's [0, duration): a stream after it fell in no bin and
+    the run answered from zeros (the event engine ran it); dt_us was ignored unless
+    binning='fixed'. Both are InputErrors now; a stream inside the span still runs."""
+    s = runtime.load(save(tiny_model(kind="event-frames"), tmp_path / "e.onnx"))
+    inside = make_events([1, 2, 3], [1, 2, 3], [0, 1, 0], [10, 150_000, 299_999])
+    s.run([inside])
+    late = make_events([1, 2], [1, 2], [0, 1], [10, 300_000])
+    with pytest.raises(InputError, match=r"event stream 1 has 1 of 2 events at t >= 300000 µs"):
+        s.run([inside, late])
+    with pytest.raises(InputError, match="dt_us sets fixed bins; pass binning='fixed'"):
+        s.run([inside], dt_us=1000.0)
+    s.run([late], binning="fixed", dt_us=1000.0)  # fixed bins from 0: what it asks for
+
+
+def test_a_users_exit_policy_that_answers_wrongly_is_a_policy_error(model_path):
+    """docs/sdk.md: bad input raises a named error; a policy's answers were used unchecked
+    (an IndexError or a TypeError from numpy)."""
+
+    class Policy:
+        def __init__(self, horizon, answer):
+            self.horizon_value, self.answer = horizon, answer
+
+        def horizon(self, default_T):
+            return self.horizon_value
+
+        def should_exit(self, t, logits):
+            return self.answer(logits)
+
+    s = runtime.load(model_path)
+    x = images(3)
+    with pytest.raises(PolicyError, match=r"should_exit returned shape \[1\]; expected one bool per sample"):
+        s.run(x, Policy(3, lambda z: np.ones(1, bool)))
+    with pytest.raises(PolicyError, match=r"should_exit returned shape \[\]"):
+        s.run(x, Policy(3, lambda z: True))
+    for bad in (3.5, 0, True):
+        with pytest.raises(PolicyError, match="horizon returned"):
+            s.run(x, Policy(bad, lambda z: np.ones(len(z), bool)))
+    r = s.run(x, Policy(2, lambda z: np.zeros(len(z), bool)))  # a good one runs to its horizon
+    assert list(r.steps) == [2, 2, 2]
