@@ -7,18 +7,19 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from typing import Any
 
 from . import cliargs
 from .bench import bench, torch_available
 from .data import DataError, load_dataset
 from .data.transforms import from_dicts
-from .errors import InputError
-from .evaluate import plot_tradeoff, run_dataset, summarize, t_range_note, t_range_warning, tradeoff
+from .errors import InputError, TrainedRangeWarning
+from .evaluate import plot_tradeoff, run_dataset, summarize, tradeoff
 from .fileio import OutputPathError, check_output
 from .limits import check_memory, run_bytes
 from .neuron import SpecError
-from .policies import POLICY_FORMS, PolicyError, parse_policy
+from .policies import POLICY_FORMS, PolicyError, parse_policy, t_range_note, t_range_warning
 from .protocol import STATIC_KINDS, ModelError, one_rate
 from .report import ENERGY_NOTE, emit_json, guarded, pct, print_run, sci, table
 from .session import BACKENDS, Session, load
@@ -425,6 +426,8 @@ def main(argv: list[str] | None = None) -> None:
     from .stream_cli import cmd_stream
 
     a = parser().parse_args(argv)
+    # the commands report a run outside the trained T range themselves (warning: ..., --json)
+    warnings.simplefilter("ignore", TrainedRangeWarning)
     commands = {
         "run": cmd_run,
         "bench": cmd_bench,

@@ -13,8 +13,8 @@ from tqdm import tqdm
 from .data import DataError, Dataset
 from .fileio import write_atomic
 from .limits import check_memory, check_steps, run_bytes
-from .policies import Cascade, Confidence, ExitPolicy, FixedT, as_policy, first_exit, horizon_of, model_default
-from .protocol import STATIC_KINDS, Protocol
+from .policies import Cascade, Confidence, ExitPolicy, FixedT, as_policy, horizon_of, model_default
+from .protocol import STATIC_KINDS
 from .result import Result, RunResult
 
 if TYPE_CHECKING:  # the event engine's data-set runs load no onnxruntime
@@ -115,23 +115,6 @@ def run_dataset(
 ) -> RunResult:
     """Run every sample of ``ds`` through ``session`` in batches (see :class:`ClockMode`)."""
     return run_batches(ClockMode(session, policy, binning, counts), ds, batch_size, progress)
-
-
-def t_range_warning(protocol: Protocol, policy: ExitPolicy | Cascade | str | int | None) -> str | None:
-    """A note when ``policy`` may stop at a T outside the range the model was trained on
-    (its accuracy there was never part of training); None when it stays inside."""
-    policy = as_policy(policy) or model_default(protocol.exit_policy, protocol.default_T)
-    # the fewest steps a sample may run, and the most
-    return t_range_note(protocol, first_exit(policy), horizon_of(policy, protocol.default_T))
-
-
-def t_range_note(protocol: Protocol, lo: int, hi: int) -> str | None:
-    """A note when runs of ``lo`` to ``hi`` steps leave the trained range; None inside it."""
-    t_lo, t_hi = protocol.T_range
-    if t_lo <= lo and hi <= t_hi:
-        return None
-    steps = f"T={hi}" if lo == hi else f"T in [{lo}, {hi}]"
-    return f"this run uses {steps}, outside the trained range T in [{t_lo}, {t_hi}]"
 
 
 def summarize(result: Result, labels: np.ndarray) -> dict[str, Any]:

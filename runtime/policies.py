@@ -20,9 +20,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
-from typing import ClassVar, Protocol
+from typing import TYPE_CHECKING, ClassVar, Protocol
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from .protocol import Protocol as ModelProtocol
 
 POLICY_FORMS = (
     "fixed:T",
@@ -346,3 +349,20 @@ def as_policy(policy: ExitPolicy | Cascade | str | int | None) -> ExitPolicy | C
             f"{list(POLICY_FORMS)}, an int T, or an object with horizon() and should_exit()"
         )
     return policy
+
+
+def t_range_warning(protocol: ModelProtocol, policy: ExitPolicy | Cascade | str | int | None) -> str | None:
+    """A note when ``policy`` may stop at a T outside the range the model was trained on
+    (its accuracy there was never part of training); None when it stays inside."""
+    policy = as_policy(policy) or model_default(protocol.exit_policy, protocol.default_T)
+    # the fewest steps a sample may run, and the most
+    return t_range_note(protocol, first_exit(policy), horizon_of(policy, protocol.default_T))
+
+
+def t_range_note(protocol: ModelProtocol, lo: int, hi: int) -> str | None:
+    """A note when runs of ``lo`` to ``hi`` steps leave the trained range; None inside it."""
+    t_lo, t_hi = protocol.T_range
+    if t_lo <= lo and hi <= t_hi:
+        return None
+    steps = f"T={hi}" if lo == hi else f"T in [{lo}, {hi}]"
+    return f"this run uses {steps}, outside the trained range T in [{t_lo}, {t_hi}]"

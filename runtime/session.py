@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import threading
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,10 +26,20 @@ import onnxruntime as ort
 from . import cost
 from .data.events import BINNINGS, bin_events
 from .engine import Stepper, make_session, threads_for, with_outputs
-from .errors import InputError
+from .errors import InputError, TrainedRangeWarning
 from .eventinput import checked_streams, span_us
 from .limits import check_memory, check_steps, run_bytes
-from .policies import Cascade, ExitPolicy, FixedT, PolicyError, as_policy, first_exit, horizon_of, model_default
+from .policies import (
+    Cascade,
+    ExitPolicy,
+    FixedT,
+    PolicyError,
+    as_policy,
+    first_exit,
+    horizon_of,
+    model_default,
+    t_range_note,
+)
 from .protocol import STATIC_KINDS, ModelError, Protocol, read_model
 from .result import Cost, RunResult
 from .split import NotSplittable, Plan, Segment, SplitStepper, plan
@@ -254,6 +265,12 @@ class Session:
             return Stepper(sess, self.protocol, batch, self._spike_outputs, self._spike_shapes)
         return Stepper(sess, self.protocol, batch)
 
+    def _warn_range(self, lo: int, hi: int) -> None:
+        """A Python warning when a run of ``lo`` to ``hi`` steps leaves the trained range."""
+        note = t_range_note(self.protocol, lo, hi)
+        if note is not None:
+            warnings.warn(note, TrainedRangeWarning, stacklevel=3)
+
     # ---- inputs ---------------------------------------------------------------------
     def _check_array(self, x: np.ndarray, what: str, forms: str | None = None) -> None:
         """dtype, shape (``forms``: what to name as expected; default every form a run takes)
@@ -393,12 +410,12 @@ class Session:
         asked = as_policy(policy)
         cascade = self._cascade(x, asked)
         if cascade is not None:
+            self._warn_range(first_exit(cascade), horizon_of(cascade, self.protocol.default_T))
             n, inputs_at = self._cascade_inputs(x, cascade, binning, dt_us)
             return self.run_cascade(cascade, n, inputs_at, counts=counts, neuron_counts=neuron_counts)
         assert not isinstance(asked, Cascade)
         xs, static, policy, T = self._prepare(x, asked, binning, dt_us)
-        if T <= 0:
-            raise InputError(f"the policy asks for {T} steps; expected at least 1")
+        self._warn_range(first_exit(policy), T)
         check_steps(T)  # the run loop's arrays are small, but a T of 1e9 never ends
         self._check_steps(T)
         if self._stages:

@@ -443,3 +443,18 @@ def test_a_users_exit_policy_that_answers_wrongly_is_a_policy_error(model_path):
             s.run(x, Policy(bad, lambda z: np.ones(len(z), bool)))
     r = s.run(x, Policy(2, lambda z: np.zeros(len(z), bool)))  # a good one runs to its horizon
     assert list(r.steps) == [2, 2, 2]
+
+
+def test_sdk_warns_when_a_run_leaves_the_trained_range(model_path):
+    """docs/runtime.md: a run that may stop outside T_range goes ahead with a warning; in
+    the SDK a TrainedRangeWarning (the CLIs print their own line instead)."""
+    import warnings
+
+    from runtime.errors import TrainedRangeWarning
+
+    s = runtime.load(model_path)
+    with pytest.warns(TrainedRangeWarning, match="T=20, outside the trained range"):
+        s.run(images(2), "fixed:20")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        s.run(images(2))  # the model's own T: no warning
