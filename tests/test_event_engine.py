@@ -280,3 +280,17 @@ def test_state_holds_only_what_the_network_uses():
         state = eng.initial_state()
         assert (state.v.size, state.counts.size) == (eng.net.n_neurons, eng.net.n_neurons)
         assert state.a.size == state.t_neuron.size == state.crossing.size == 0
+
+
+def test_event_results_time_their_run():
+    """docs/sdk.md: the event result has the clock result's ``seconds``; run() and a
+    streamed state's result() reported 0.0 (only run_batch timed itself)."""
+    e = engine_of(chain_model(spec("IF", "multi", "subtract")))
+    ev = random_stream(2000, seed=1)
+    r, _ = e.run(ev)
+    assert r.seconds > 0
+    state, _ = e.feed(e.initial_state(), ev[:1000])
+    first = e.result(state).seconds
+    state, _ = e.feed(state, ev[1000:])
+    assert 0 < first < e.result(state).seconds  # the time of every call so far
+    assert e.result(e.initial_state()).seconds == 0.0

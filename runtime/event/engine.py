@@ -127,6 +127,7 @@ class EventEngine:
         rec_t, rec = np.empty(cap), [np.empty(cap, np.int64) for _ in range(2)]
         tally = np.zeros(3, np.int64)
         scratch = self._kernel_scratch()
+        start = time.perf_counter()
         i = 0
         while True:
             tally[2] = 0
@@ -165,6 +166,7 @@ class EventEngine:
             rec_t, rec = np.concatenate([rec_t, rec_t]), [np.concatenate([r, r]) for r in rec]
         state.events += n
         state.synops += int(tally[1])
+        state.seconds += time.perf_counter() - start
         k = tally[0]
         return SpikeTrain(self.layer_name(self.record_layer), rec_t[:k], rec[0][:k], rec[1][:k])
 
@@ -192,7 +194,9 @@ class EventEngine:
         else:
             out = np.empty(self.layers[-1].size)
             onnx_order(self.net.P, self._readout, state.v, out)
-        return EventResult(out.argmax(-1), out, layer_counts, np.array(state.events), np.array(state.synops))
+        return EventResult(
+            out.argmax(-1), out, layer_counts, np.array(state.events), np.array(state.synops), state.seconds
+        )
 
     def _spike_readout(self, layer_counts: dict[str, np.ndarray]) -> np.ndarray:
         """A spiking readout's outputs: its spike counts, float64 ``[..., classes]``."""

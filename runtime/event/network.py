@@ -114,7 +114,8 @@ class EventState:
     processed input event (-1 before any; or the end of the last :meth:`flush`), ``pending``
     the input events at the latest timestamp,
     held back because the next chunk may hold more events at that same time (events
-    with one timestamp are simultaneous: one wave), ``events`` and ``synops`` totals.
+    with one timestamp are simultaneous: one wave), ``events`` and ``synops`` totals, and
+    ``seconds`` of wall time spent running them (the result's ``seconds``, as a clock run's).
     """
 
     v: np.ndarray
@@ -127,6 +128,7 @@ class EventState:
     pending: np.ndarray | None = None
     events: int = 0
     synops: int = 0
+    seconds: float = 0.0
 
 
 def initial_state(net: Net) -> EventState:
