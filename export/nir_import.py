@@ -338,13 +338,16 @@ def _config(
         if T is not None:
             method = MethodConfig(name="sdt", T=T)
         events = i["kind"] == "event-frames"
-        data = DataConfig(
-            spec=name,
+        data = DataConfig(  # the data it was trained on, so that runs find it as with the original file
+            spec=meta.get("data") or name,
             kind="events" if events else "static",
             shape=in_shape,  # type: ignore[arg-type]
             classes=list(meta["classes"]),
             binning=i["binning"] or "equal",
             duration_us=float(i["duration_us"] or 0.0),
+            durations=i.get("durations") or "dataset",
+            transforms=list(i.get("transforms") or []),
+            train_split=meta.get("train_split") or "train",
         )
         name, classes = meta["model"], meta["classes"]
         if len(classes) != n_out:

@@ -20,6 +20,7 @@ from export.cli import main
 from export.nir_export import export_nir
 from export.nir_import import build, import_nir, read_graph
 from export.prepare import deployable, neuron_layers
+from runtime.protocol import read_model
 from tests.export_helpers import config, inputs, model
 from tests.nir_peers import BUILDERS
 
@@ -116,6 +117,11 @@ def test_round_trip_runs_event_driven_and_passes_the_speck_check(tmp_path, capsy
     assert checks[0]["fits"] and checks[1]["fits"] and checks[0]["violations"] == checks[1]["violations"] == []
     unnamed = lambda d: [{k: v for k, v in layer.items() if k != "name"} for layer in d["layers"]]
     assert unnamed(checks[0]) == unnamed(checks[1])  # ONNX node names differ, the chip mapping does not
+    # the protocol comes back whole: a run without --data finds the data it was trained on
+    # (the import wrote "nir:m.nir", an unknown data spec, and train split "train")
+    protocols = [read_model(m)[1] for m in (direct, out)]
+    for field in ("data", "train_split", "binning", "durations", "duration_us", "transforms", "T_range"):
+        assert getattr(protocols[0], field) == getattr(protocols[1], field), field
 
 
 def _peer_file(peer: str, tmp_path):
