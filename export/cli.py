@@ -23,6 +23,8 @@ from .formats import FORMATS, default_output, get_format
 
 USER_ERRORS = (ExportError, CheckpointError, DataError, SpecError, OutputPathError, ConfigError)
 
+CHECK_BATCH = 4  # --check's samples
+
 
 def parser() -> argparse.ArgumentParser:
     p = cliargs.Parser(
@@ -56,7 +58,7 @@ def parser() -> argparse.ArgumentParser:
         p, fallback="the checkpoint's", what="--config on BatchNorm models: the data whose training split calibrates"
     )
     cliargs.add_calib_batches(p, None, f"for --config (default {DEFAULT_CALIB_BATCHES}, as trainer eval --config)")
-    cliargs.add_batch_size(p, 4, "--check: samples")
+    cliargs.add_batch_size(p, CHECK_BATCH, "--check: samples")
     cliargs.add_json(p, "one JSON object instead of a table")
     p.add_argument(
         "--source",
@@ -92,10 +94,13 @@ def run(a: argparse.Namespace) -> int:
         raise ExportError(f"--check runs the ONNX graph in onnxruntime; it needs --format onnx, not {a.format!r}")
     if a.config is None and (a.data is not None or a.calib_batches is not None):
         raise ExportError("--data and --calib-batches calibrate BatchNorm for a --config; give --config too")
-    if a.config is not None and (a.format != "onnx" or a.T is not None):
-        raise ExportError(
-            "--config writes a multi-rate ONNX file (--format onnx) checked at its own T per stage, not --T"
-        )
+    if a.config is not None and a.format != "onnx":
+        raise ExportError(f"--config writes a multi-rate ONNX file: it needs --format onnx, not {a.format!r}")
+    if a.config is not None and a.T is not None:
+        raise ExportError("--config's file is checked at its own T per stage; leave out --T")
+    unread = [f for f, given in (("--T", a.T is not None), ("--batch-size", a.batch_size != CHECK_BATCH)) if given]
+    if unread and not a.check:
+        raise ExportError(f"only --check reads {' and '.join(unread)}; add --check or leave them out")
     if Path(a.checkpoint).suffix.lower() == ".onnx":
         raise ExportError(
             f"{a.checkpoint} is an ONNX file, the exporter's output; export reads a checkpoint (model.pt "

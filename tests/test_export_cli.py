@@ -70,6 +70,11 @@ def test_bad_input_is_one_error_line_and_exit_2(ckpt, tmp_path, capsys):
     code, _, err = _run(capsys, str(onnx_file))
     one_error(code, err, "m.onnx is an ONNX file, the exporter's output; export reads a checkpoint")
     assert onnx_file.read_bytes() == b"an onnx file"
+    # flags only --check reads, given without it: refused (they were ignored)
+    for flag, value in (("--T", "3"), ("--batch-size", "3")):
+        code, _, err = _run(capsys, str(ckpt), "-o", str(tmp_path / "x.onnx"), flag, value)
+        one_error(code, err, f"only --check reads {flag}; add --check")
+    assert not (tmp_path / "x.onnx").exists()
 
 
 def test_real_entry_point_exit_status(tmp_path):

@@ -234,7 +234,7 @@ def test_finished_samples_leave_the_batch_with_the_same_results(ckpts, capsys, t
         (["--config", "2,5,2"], "T=[5] outside [1, 4]"),
         (["--config", "2,0,2"], "comma-separated time steps"),
         (["--config", "2,2,2", "--format", "nir"], "--config writes a multi-rate ONNX file"),
-        (["--config", "2,2,2", "--check", "--T", "3"], "not --T"),
+        (["--config", "2,2,2", "--check", "--T", "3"], "checked at its own T per stage; leave out --T"),
         (["--calib-batches", "3"], "give --config too"),
     ],
 )
