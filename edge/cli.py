@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from .speck.backend import Plan
     from .speck.quantize import QuantNet
 
+EXIT_POLICY, EXIT_LIMIT = "confidence:0.9", 200  # pi-bench's early-exit saving on --data
 USER_ERRORS = (ModelError, InputError, DataError, SpecError, PolicyError, ChipError, OutputPathError)
 
 
@@ -248,6 +249,11 @@ def cmd_pi_bench(a: argparse.Namespace) -> None:
     from .pi.bench import early_exit, peak_rss_mib, thread_rows
 
     policy = parse_policy(a.policy)
+    unread = [f for f, given in (("--policy", a.policy != EXIT_POLICY), ("--limit", a.limit != EXIT_LIMIT)) if given]
+    if unread and not a.data:
+        raise InputError(
+            f"only the early-exit saving on --data reads {' and '.join(unread)}; add --data or leave them out"
+        )
     read_model(a.model)  # fail early and clearly on a bad file
     base = peak_rss_mib()
     out: dict = {
@@ -323,8 +329,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=cliargs.steps, default=20, help="time steps per timed run")
     cliargs.add_repeats(p, "timed runs per thread count (fastest kept)")
     cliargs.add_data(p, fallback="none: no early-exit saving", what="data for the early-exit saving")
-    cliargs.add_limit(p, 200, "the test split for the early-exit saving")
-    p.add_argument("--policy", default="confidence:0.9", help=f"exit policy, one of {', '.join(POLICY_FORMS)}")
+    cliargs.add_limit(p, EXIT_LIMIT, "the test split for the early-exit saving")
+    p.add_argument("--policy", default=EXIT_POLICY, help=f"--data's early exit: one of {', '.join(POLICY_FORMS)}")
     cliargs.add_json(p)
     return parser
 

@@ -83,6 +83,8 @@ def test_pi_bench_bad_input(tmp_path):
     assert r.returncode == 2 and "--max-threads" in r.stderr
     r = run_cli("edge", "pi-bench", path, "--policy", "sometimes")
     assert r.returncode == 2 and "confidence:" in r.stderr
+    r = run_cli("edge", "pi-bench", path, "--policy", "confidence:0.5", "--limit", "5")  # no --data: unread
+    assert r.returncode == 2 and "reads --policy and --limit; add --data" in r.stderr
 
 
 BLOCK = """
