@@ -289,6 +289,8 @@ def _bounded(cls: type[_Bounded]) -> Callable[[str], ExitPolicy]:
             key, eq, value = opt.partition("=")
             if key.strip() not in ("tmin", "tmax") or not eq:
                 raise PolicyError(f"option {opt!r} is unknown; expected tmin=N or tmax=N")
+            if key.strip() in kw:
+                raise PolicyError(f"{key.strip()} is given twice in {arg!r}; give it once")
             kw[key.strip()] = _int(value.strip(), key.strip())
         return cls(threshold, **kw)
 

@@ -195,7 +195,11 @@ class Session:
         backend: str = "auto",
     ):
         self.model, self.protocol, self.path = model, protocol, path
-        self.threads = threads
+        if threads is not None and (
+            isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 0
+        ):
+            raise InputError(f"threads must be None (the default), 0 (all cores) or a count >= 1, got {threads!r}")
+        self.threads = None if threads is None else int(threads)
         self.backend, self.backend_note, self._plan, self._exact = _backend(model, protocol, backend)
         # what a run follows when it names no policy (parsed once: runs ask for it every call)
         self._default = model_default(protocol.exit_policy, protocol.default_T)

@@ -148,6 +148,7 @@ def test_policy_strings():
         "confidence:1.5",
         "confidence:0.9,tmin=5,tmax=2",
         "confidence:0.9,foo=1",
+        "confidence:0.9,tmin=2,tmin=3",  # the last one won
         "entropy:high",
     ):
         with pytest.raises(PolicyError, match="fixed:T"):
@@ -176,6 +177,9 @@ def test_cost_accounting(tmp_path):
 
 # ---- bad input ---------------------------------------------------------------------------
 def test_bad_inputs_name_what_was_expected(model_path):
+    for threads in (-1, 1.5, "2"):  # was accepted, and handed to onnxruntime
+        with pytest.raises(InputError, match="threads must be None"):
+            runtime.load(model_path, threads=threads)
     s = runtime.load(model_path)
     with pytest.raises(InputError, match=r"expected static images \[B, 1, 8, 8\]"):
         s.run(np.zeros((2, 1, 9, 9), np.float32))
