@@ -315,7 +315,8 @@ def test_uniform_config_costs_what_the_runtime_counts(ckpts, capsys, tmp_path):
 @pytest.mark.slow  # trains two tiny models: about 30 s on a busy 2-core machine
 def test_models_search_cannot_use_are_refused(tmp_path, capsys):
     trev, full = tmp_path / "trev.pt", tmp_path / "full.pt"
-    main(["fit", "--data", "digits", "--model", "trev-tiny", "--method", "sdt", "--T", "2", "--out", str(trev), *TINY])
+    one_T = ["--method", "sdt", "--T", "2", "--tmax", "2"]  # after TINY: sdt's T and tmax agree
+    main(["fit", "--data", "digits", "--model", "trev-tiny", "--out", str(trev), *TINY, *one_T])
     main(["fit", "--data", "digits", "--model", "2C1FC", "--train-split", "train", "--out", str(full), *TINY])
     capsys.readouterr()
     for argv, msg in [
