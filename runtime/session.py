@@ -312,7 +312,17 @@ class Session:
             raise InputError(f"dt_us sets fixed bins; pass binning='fixed' with it (this run bins {binning!r})")
         if p.durations == "recording":  # each recording its own span
             return bin_events(streams, T, shape, binning)
-        # every recording spans the model's [0, duration): an event after it would fall in no bin
+        # every recording spans the model's [0, duration): an event after it falls in no bin, as
+        # when the model was trained (the data readers bin so); run() refuses such streams
+        return bin_events(streams, T, shape, binning, durations_us=[duration] * len(streams))
+
+    def _check_span(self, streams: Sequence[np.ndarray], binning: str | None) -> None:
+        """Streams a run bins into the model's [0, duration): none may have events after it
+        (they would be dropped without a word: a stream that starts late runs on zeros)."""
+        p = self.protocol
+        if (binning or p.binning) == "fixed" or p.durations == "recording" or p.duration_us is None:
+            return
+        duration = p.duration_us
         late = [
             (i, int((s["t"] >= duration).sum())) for i, s in enumerate(streams) if len(s) and s["t"][-1] >= duration
         ]
@@ -323,7 +333,6 @@ class Session:
                 f"this model bins into T steps (equal binning, as trained); {len(late)} stream(s) in all. Cut the "
                 "streams to it, shift them to start at 0, or pass binning='fixed' (bins of the model's dt)"
             )
-        return bin_events(streams, T, shape, binning, durations_us=[duration] * len(streams))
 
     def _prepare(
         self, x: object, policy: ExitPolicy | None, binning: str | None, dt_us: float | None
@@ -339,8 +348,9 @@ class Session:
             self._check_steps(T)
             frames = p.input_steps(T)
             check_memory(run_bytes(p, len(x), frames), f"{len(x)} event streams binned into {frames} steps")
-            xs = self.frames(checked_streams(x, cast("tuple[int, int, int]", p.input_shape)), frames, binning, dt_us)
-            return xs, False, policy, T
+            streams = checked_streams(x, cast("tuple[int, int, int]", p.input_shape))
+            self._check_span(streams, binning)
+            return self.frames(streams, frames, binning, dt_us), False, policy, T
         if not isinstance(x, np.ndarray):
             raise InputError(f"input is a {type(x).__name__}; expected a numpy array ({self._forms()})")
         nd = len(p.input_shape)
@@ -508,6 +518,7 @@ class Session:
         if is_event_streams(x) and p.input_kind == "event-frames" and len(x):
             check_memory(run_bytes(p, len(x), c.T[-1]), f"{len(x)} event streams binned into {c.T[-1]} steps")
             streams = checked_streams(x, cast("tuple[int, int, int]", p.input_shape))
+            self._check_span(streams, binning)
             return len(streams), lambda T, rows: self.frames([streams[i] for i in rows], T, binning, dt_us)
         if isinstance(x, np.ndarray) and x.ndim == len(p.input_shape) + 1 and p.input_kind in STATIC_KINDS:
             self._check_array(x, "input")
