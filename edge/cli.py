@@ -168,9 +168,7 @@ def _speck(a: argparse.Namespace) -> None:
     from .speck.quantize import quantize
 
     spec = chip(a.chip)
-    given = [f for f, v in (("--data", a.data), ("--limit", a.limit)) if v is not None]
-    if given and not a.emulate:
-        raise InputError(f"only --emulate reads {' and '.join(given)}; add --emulate or leave them out")
+    cliargs.refuse_unread("--emulate", a.emulate, {"--data": a.data is not None, "--limit": a.limit is not None})
     if a.describe or a.deploy:  # refused before any work: never write over the model
         check_output(a.describe or Path(a.model).with_suffix(".speck.json"), a.model, what="--describe")
     model, proto = read_model(a.model)
@@ -249,11 +247,10 @@ def cmd_pi_bench(a: argparse.Namespace) -> None:
     from .pi.bench import early_exit, peak_rss_mib, thread_rows
 
     policy = parse_policy(a.policy)
-    unread = [f for f, given in (("--policy", a.policy != EXIT_POLICY), ("--limit", a.limit != EXIT_LIMIT)) if given]
-    if unread and not a.data:
-        raise InputError(
-            f"only the early-exit saving on --data reads {' and '.join(unread)}; add --data or leave them out"
-        )
+    # only the early-exit saving on --data reads these
+    cliargs.refuse_unread(
+        "--data", a.data is not None, {"--policy": a.policy != EXIT_POLICY, "--limit": a.limit != EXIT_LIMIT}
+    )
     read_model(a.model)  # fail early and clearly on a bad file
     base = peak_rss_mib()
     out: dict = {

@@ -98,9 +98,9 @@ def run(a: argparse.Namespace) -> int:
         raise ExportError(f"--config writes a multi-rate ONNX file: it needs --format onnx, not {a.format!r}")
     if a.config is not None and a.T is not None:
         raise ExportError("--config's file is checked at its own T per stage; leave out --T")
-    unread = [f for f, given in (("--T", a.T is not None), ("--batch-size", a.batch_size != CHECK_BATCH)) if given]
-    if unread and not a.check:
-        raise ExportError(f"only --check reads {' and '.join(unread)}; add --check or leave them out")
+    cliargs.refuse_unread(
+        "--check", a.check, {"--T": a.T is not None, "--batch-size": a.batch_size != CHECK_BATCH}, ExportError
+    )
     if Path(a.checkpoint).suffix.lower() == ".onnx":
         raise ExportError(
             f"{a.checkpoint} is an ONNX file, the exporter's output; export reads a checkpoint (model.pt "

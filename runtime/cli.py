@@ -426,8 +426,6 @@ def main(argv: list[str] | None = None) -> None:
     from .stream_cli import cmd_stream
 
     a = parser().parse_args(argv)
-    # the commands report a run outside the trained T range themselves (warning: ..., --json)
-    warnings.simplefilter("ignore", TrainedRangeWarning)
     commands = {
         "run": cmd_run,
         "bench": cmd_bench,
@@ -436,4 +434,6 @@ def main(argv: list[str] | None = None) -> None:
         "stream": cmd_stream,
         "calibrate-exit": cmd_calibrate_exit,
     }
-    guarded(USER_ERRORS, lambda: commands[a.cmd](a))
+    with warnings.catch_warnings():  # the commands report a run outside the trained T range themselves
+        warnings.simplefilter("ignore", TrainedRangeWarning)
+        guarded(USER_ERRORS, lambda: commands[a.cmd](a))

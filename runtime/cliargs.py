@@ -267,6 +267,14 @@ def add_calib_batches(p: argparse.ArgumentParser, default: int | None, when: str
     )
 
 
+def refuse_unread(reader: str, read: bool, given: dict[str, bool], error: type[Exception] = InputError) -> None:
+    """Flags that only ``reader`` reads (``given[flag]``: whether the command line set it),
+    given to a run without it (``read`` false): one error, where they would be ignored."""
+    flags = [flag for flag, set_ in given.items() if set_]
+    if flags and not read:
+        raise error(f"only {reader} reads {' and '.join(flags)}; add {reader} or leave them out")
+
+
 def add_in_shape(p: argparse.ArgumentParser, default: list[int]) -> None:
     """``--in-shape C H W``: the input shape of a model built from its name."""
     p.add_argument(

@@ -523,11 +523,11 @@ def _default_model(train_shape: tuple[int, ...], kind: str, duration_us: float, 
 LIMITS_KEY = "limits"  # in a checkpoint's train state: the run's --limit-train and --limit
 
 
-def resumed_limits(a: argparse.Namespace, resumed: dict[str, Any]) -> dict[str, int | None]:
-    """The data subsets of the run being resumed: as stored in its checkpoint (a flag given
-    again must agree), or the flags for a checkpoint written before they were stored."""
-    stored = resumed.get(TRAIN_STATE_KEY, {}).get(LIMITS_KEY)
+def run_limits(a: argparse.Namespace, resumed: dict[str, Any] | None) -> dict[str, int | None]:
+    """The run's data subsets: the flags; for a resumed run, as stored in its checkpoint (a
+    flag given again must agree), or the flags for a checkpoint written before they were."""
     given = {"limit_train": a.limit_train, "limit": a.limit}
+    stored = None if resumed is None else resumed.get(TRAIN_STATE_KEY, {}).get(LIMITS_KEY)
     if stored is None:
         return given
     for key, value in given.items():
@@ -556,7 +556,7 @@ def cmd_fit(a: argparse.Namespace) -> None:
         rcfg = Config.from_dict(resumed["config"])
         transforms, spec, split = from_dicts(rcfg.data.transforms), rcfg.data.spec, rcfg.data.train_split
         print(f"resuming {a.resume}: its config and data {spec!r}; model, data and method flags are not used")
-    limits = resumed_limits(a, resumed) if resumed is not None else {"limit_train": a.limit_train, "limit": a.limit}
+    limits = run_limits(a, resumed)
     train_ds = load_dataset(spec, split, limits["limit_train"], transforms)
     test_ds = load_dataset(spec, "test", limits["limit"], transforms)
     if test_ds.classes != train_ds.classes:
