@@ -394,6 +394,20 @@ def check_graph(model: onnx.ModelProto, proto: Protocol) -> None:
     want_out = ["y"] + [f"{s.name}_out" for s in proto.states]
     if outputs != want_out:
         raise ModelError(f"graph outputs are {outputs}; the protocol metadata expects {want_out}")
+    # a shape the metadata states but the graph contradicts would fail inside onnxruntime,
+    # mid-run, as a shape traceback: compare every per-sample dimension the graph fixes
+    declared = {i.name: i for i in g.input}
+    for name, what, shape in [("x", "the input", proto.input_shape)] + [
+        (s.name, f"state {s.name!r}", s.shape) for s in proto.states
+    ]:
+        dims = declared[name].type.tensor_type.shape.dim[1:]
+        fixed = [d.dim_value if d.HasField("dim_value") else None for d in dims]
+        if dims and (len(fixed) != len(shape) or any(f is not None and f != n for f, n in zip(fixed, shape))):
+            graph = "x".join("?" if f is None else str(f) for f in fixed)
+            raise ModelError(
+                f"metadata gives {what} the per-sample shape {'x'.join(map(str, shape))}, "
+                f"but the graph's input {name!r} is {graph}"
+            )
     y = g.output[0].type.tensor_type.shape.dim
     if y and y[-1].HasField("dim_value") and y[-1].dim_value != proto.num_classes:
         raise ModelError(

@@ -189,6 +189,21 @@ def test_checkpoint_without_digest_loads_with_a_note(ckpt, tmp_path, capsys):
     assert err.count("\n") == 1 and "carries no weight digest" in err
 
 
+@pytest.mark.parametrize("offset, bit", [(10, 8), (8, 1)], ids=["deflated", "encrypted"])
+def test_a_flipped_central_directory_flag_is_one_clear_error(ckpt, tmp_path, offset, bit):
+    """Found by experiments/fuzz_cli.py (seeds 7 and 1): a bit flip in a central directory
+    entry's compression method (0, stored -> 8, deflate) or its flags (bit 0: encrypted) made
+    the CRC check raise zlib.error or RuntimeError, which escaped as a traceback."""
+    data = bytearray(Path(ckpt).read_bytes())
+    i = bytes(data).find(b"PK\x01\x02")  # the first central directory entry
+    assert i > 0 and not data[i + offset] & bit  # torch stores its members uncompressed, unencrypted
+    data[i + offset] |= bit
+    bad = tmp_path / "deflate.pt"
+    bad.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="zip container is damaged"):
+        load_checkpoint(bad)
+
+
 # ---- 6. NaN/inf weights are never written ------------------------------------------------
 def test_diverged_training_writes_no_checkpoint(tmp_path, capsys):
     out = tmp_path / "m.pt"

@@ -8,6 +8,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -160,6 +161,35 @@ def test_class_names_that_do_not_match_the_readout_are_refused_on_load(tmp_path,
     for backend in ("numba", "ort"):
         code, _, err = _cli(capsys, "runtime", "run", path, "--data", "digits:static", "--backend", backend)
         one_error(code, err, "the readout y has 3 outputs per sample but the metadata names 2 classes")
+
+
+@pytest.mark.parametrize(
+    "field, value, needle",
+    [
+        (
+            ("states", 0, "shape"),
+            [4, 8, 1],
+            "state 'state_0' the per-sample shape 4x8x1, but the graph's input 'state_0' is 4x8x8",
+        ),
+        (("states", 0, "shape"), [4, 8], "state 'state_0' the per-sample shape 4x8"),
+        (("input", "shape"), [1, 8, 9], "the input the per-sample shape 1x8x9, but the graph's input 'x' is 1x8x8"),
+    ],
+)
+def test_metadata_shapes_the_graph_contradicts_are_refused_on_load(tmp_path, field, value, needle):
+    """Found by experiments/fuzz_cli.py (seed 7): a state shape edited in the metadata was an
+    onnxruntime shape traceback mid-run (clock), and ran on regardless in the event engine."""
+    m = tiny_model()
+    meta = json.loads(m.metadata_props[0].value)
+    *where, key = field
+    target = meta
+    for k in where:
+        target = target[k]
+    target[key] = value
+    m.metadata_props[0].value = json.dumps(meta)
+    path = save(m, tmp_path / "s.onnx")
+    for load in (runtime.load, load_event):
+        with pytest.raises(ModelError, match=re.escape(needle)):
+            load(path)
 
 
 def test_trained_T_of_a_billion_is_refused(tmp_path, capsys):

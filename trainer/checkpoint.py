@@ -27,6 +27,7 @@ import pickle
 import sys
 import warnings
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -116,7 +117,9 @@ def _check_zip(path: Path) -> None:
         if is_zip:
             with zipfile.ZipFile(path) as z:
                 bad = z.testzip()
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as e:
+    # zlib.error: a flipped bit in a member's compression method makes testzip inflate
+    # stored (uncompressed) bytes; RuntimeError: one in its flags marks it encrypted
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError, RuntimeError, zlib.error) as e:
         raise CheckpointError(f"{path} is corrupted: its zip container is damaged ({e})") from None
     if not is_zip:
         if head == b"PK\x03\x04":  # a zip's first record without its end: the tail is missing
