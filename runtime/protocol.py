@@ -453,11 +453,27 @@ def one_rate(proto: Protocol, what: str) -> Protocol:
     return proto
 
 
+# files users hand the runtime by mistake, told apart by their first bytes (protobuf has no
+# magic number): torch.save writes a zip archive, NIR is HDF5
+FOREIGN_HEADS = {
+    b"PK\x03\x04": "a zip archive (a torch checkpoint, trainer fit's output?)",
+    b"\x89HDF\r\n\x1a\n": "an HDF5 file (a NIR graph?)",
+}
+
+
 def read_model(path: str | Path) -> tuple[onnx.ModelProto, Protocol]:
     """Load and validate ``path``; :class:`ModelError` if it is not a flexsnn model."""
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"model {path} does not exist or is not a file (expected a .onnx file)")
+    with open(path, "rb") as f:
+        head = f.read(8)
+    for magic, what in FOREIGN_HEADS.items():
+        if head.startswith(magic):
+            raise ModelError(
+                f"{path} is {what}, not an ONNX file; the runtime and edge tools read the exporter's "
+                f"output: python -m export {path}"
+            )
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as e:  # protobuf raises DecodeError, and others, on damaged bytes

@@ -180,7 +180,9 @@ class ClockState:
 
     @property
     def y(self) -> np.ndarray:
-        return self.stepper.y
+        """A copy: the stepper's output buffer is rewritten by the next step, and a caller
+        collecting ``state.y`` per step must not get one array holding the last step."""
+        return self.stepper.y.copy()
 
 
 class Session:
@@ -714,8 +716,9 @@ class Session:
             )
         state.stepper.step(x_t, state.t)
         state.t += 1
-        state.acc += state.y
-        return state, readout(state.acc, state.y, state.t, self.protocol.readout).astype(np.float32)
+        y = state.stepper.y
+        state.acc += y
+        return state, readout(state.acc, y, state.t, self.protocol.readout).astype(np.float32)
 
     def reset(self) -> None:
         """Forget the stream of :meth:`step`: the next step starts from t = 0."""

@@ -192,6 +192,22 @@ def test_metadata_shapes_the_graph_contradicts_are_refused_on_load(tmp_path, fie
             load(path)
 
 
+@pytest.mark.parametrize(
+    "head, what",
+    [(b"PK\x03\x04", "is a zip archive (a torch checkpoint"), (b"\x89HDF\r\n\x1a\n", "is an HDF5 file (a NIR graph?)")],
+)
+@pytest.mark.parametrize("argv", [("edge", "speck", "--check"), ("runtime", "run"), ("runtime", "bench")])
+def test_a_checkpoint_or_nir_file_given_for_a_model_names_the_export_step(tmp_path, capsys, head, what, argv):
+    """Found by a stranger's tour: `edge speck model.pt` said "not a readable ONNX file
+    (DecodeError); it may be corrupted", of a valid checkpoint."""
+    path = tmp_path / "m.pt"
+    path.write_bytes(head + b"\0" * 64)
+    module, command, *rest = argv
+    code, _, err = _cli(capsys, module, command, str(path), *rest)
+    one_error(code, err, what, f"python -m export {path}")
+    assert path.read_bytes() == head + b"\0" * 64
+
+
 def test_trained_T_of_a_billion_is_refused(tmp_path, capsys):
     m = tiny_model()
     meta = json.loads(m.metadata_props[0].value)

@@ -396,11 +396,15 @@ def test_feed_with_explicit_states_equals_step_and_run(model_path):
     x = images(2)
     frames = np.stack([x * (t + 1) / 4 for t in range(4)]).astype(np.float32)
     a, b = s.initial_state(2), s.initial_state(2)
+    own = []  # each step's own output, collected as docs/sdk.md shows (a.y was one buffer)
     for t in range(4):
         a, logits_a = s.feed(a, frames[t])
         b, logits_b = s.feed(b, frames[3 - t])
+        own.append(a.y)
         assert a.t == b.t == t + 1 and a.y.shape == (2, s.protocol.num_classes)
         np.testing.assert_array_equal(s.step(frames[t]), logits_a)
+    assert s.protocol.readout == "mean"
+    np.testing.assert_allclose(np.mean(own, axis=0), logits_a, rtol=1e-6)
     np.testing.assert_allclose(logits_a, s.run(frames, 4).outputs, rtol=1e-6)
     np.testing.assert_allclose(logits_b, s.run(frames[::-1].copy(), 4).outputs, rtol=1e-6)
     with pytest.raises(InputError, match="batch"):
