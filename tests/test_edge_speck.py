@@ -249,6 +249,8 @@ def test_leaky_neuron_is_a_named_violation(tmp_path):
     assert r.returncode == 2
     out = json.loads(r.stdout)
     assert out["fits"] is False and any("neuron leak" in v and "conv0" in v for v in out["violations"])
+    # the chip's multi-spike note is about IF neurons it runs; it called a refused LIF "IF"
+    assert not any("single-spike" in n for n in out["notes"]), out["notes"]
 
 
 def test_bad_cli_input(tmp_path):

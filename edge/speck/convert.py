@@ -80,8 +80,8 @@ def _neuron(L: Layer, readout: bool, readout_threshold: float, net: SpeckNet) ->
         return NeuronSpec("IF", 1.0, readout_threshold, "subtract", "multi", 0.0, n.dt if n else 1.0)
     if n.reset != "subtract":
         net.violations.append(Violation(L.name, "reset", n.reset, "'subtract' (the chip subtracts the threshold)"))
-    if n.spike == "single":
-        net.notes.append(f"{L.node or L.name!r}: single-spike IF run as multi-spike (as the chip fires)")
+    if n.spike == "single" and issue is None:  # a kind the chip refuses gets its violation, not this note
+        net.notes.append(f"{L.node or L.name!r}: single-spike {n.kind} run as multi-spike (as the chip fires)")
     return n if issue is not None else NeuronSpec("IF", 1.0, n.v_th, "subtract", "multi", n.v_min, n.dt)
 
 
