@@ -129,6 +129,7 @@ def run(a: argparse.Namespace) -> int:
         "model": cfg.model.name,
         "seconds": round(seconds, 3),
         "bytes": out.stat().st_size,
+        "warnings": [str(w.message) for w in caught],  # also on stderr: a program reading --json sees them
     }
     if a.config is not None:
         report.update(config=a.config, bn_calibration=calibration)

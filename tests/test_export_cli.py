@@ -37,6 +37,14 @@ def test_export_with_check_json(ckpt, capsys):
     assert read_protocol(ckpt.with_suffix(".onnx")).input_kind == "repeat"
 
 
+def test_json_carries_the_peer_warnings_stderr_prints(ckpt, tmp_path, capsys):
+    """A program reading --json saw no warning of what a NIR peer runs differently."""
+    code, out, err = _run(capsys, str(ckpt), "--format", "nir", "-o", str(tmp_path / "m.nir"), "--json")
+    assert code == 0, err
+    printed = [ln.removeprefix("warning: ") for ln in err.splitlines() if ln.startswith("warning: ")]
+    assert printed and json.loads(out)["warnings"] == printed
+
+
 def test_check_table(ckpt, tmp_path, capsys):
     code, out, _ = _run(capsys, str(ckpt), "-o", str(tmp_path / "x.onnx"), "--check", "--T", "3", "--batch-size", "2")
     assert code == 0 and "check passed" in out and "LIF_0" in out and "T=3, batch 2" in out
