@@ -58,6 +58,24 @@ def test_per_recording_equal_binning_uses_each_length(tmp_path):
     assert max(int(ds.events[i]["t"][-1]) + 1 for i in range(6)) <= ds.duration_us < 60_000
 
 
+def test_one_polarity_sets_bin_every_event_into_their_one_channel(tmp_path):
+    """tonic's SHD declares one polarity and marks every event p = 1: binned as channel 1 of
+    a 1-channel frame, each event fell into the next sample's slot (a reshape traceback)."""
+    ds = load_dataset(f"tonic:tests.tonic_fixtures.OnePolarity:{tmp_path}", "train", limit=4)
+    assert ds.shape == (1, 16, 20)
+    f = ds.frames(np.arange(4), 3)
+    assert f.shape == (3, 4, 1, 16, 20)
+    assert [int(f[:, b].sum()) for b in range(4)] == [len(ds.events[b]) for b in range(4)]
+
+
+def test_events_outside_the_declared_sensor_are_refused(tmp_path):
+    """An event at x = 25 on a 20-wide sensor landed silently on pixel (5, y + 1)."""
+    ds = load_dataset(f"tonic:tests.tonic_fixtures.OffSensor:{tmp_path}", "train")
+    ds.events[2]  # the others read
+    with pytest.raises(DataError, match=r"OffSensor\[3\]: x ranges \d+..25, outside the data set's sensor_size"):
+        ds.events[3]
+
+
 def test_bad_tonic_specs(tmp_path):
     for spec, match in (
         (f"tonic:NoSuchSet:{tmp_path}", "no data set"),

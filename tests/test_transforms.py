@@ -82,6 +82,10 @@ def test_downsample_is_sum_pooling_of_frames():
         ("window:5,5", "END must be after"),
         ("refractory:-3", "malformed"),
         ("downsample:axb", "malformed"),
+        # one-argument forms: a failed int() once left one placeholder that passed the count check
+        ("refractory:1e3", "malformed"),
+        ("denoise:1.5", "malformed"),
+        ("refractory:abc", "malformed"),
     ],
 )
 def test_bad_transforms(text, match):

@@ -37,3 +37,24 @@ class Synthetic11:
         ev["p"] = rng.integers(0, 2, n + noise)
         ev["t"] = rng.integers(0, duration, n + noise)
         return ev[np.argsort(ev["t"], kind="stable")], k
+
+
+class OnePolarity(Synthetic11):
+    """tonic's SHD convention: sensor_size (W, H, 1), every event p = 1."""
+
+    sensor_size = (20, 16, 1)
+
+    def __getitem__(self, i: int) -> tuple[np.ndarray, int]:
+        ev, k = super().__getitem__(i)
+        ev["p"] = 1
+        return ev, k
+
+
+class OffSensor(Synthetic11):
+    """Recording 3 has an event at x = 25 on the 20-wide sensor."""
+
+    def __getitem__(self, i: int) -> tuple[np.ndarray, int]:
+        ev, k = super().__getitem__(i)
+        if i == 3:
+            ev["x"][0] = 25
+        return ev, k

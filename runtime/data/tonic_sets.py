@@ -46,17 +46,27 @@ def tonic_class(name: str) -> type:
     return getattr(tonic.datasets, name)
 
 
-def to_events(ev: Any, what: str) -> np.ndarray:
-    """A tonic recording (structured array) in :data:`EVENT_DTYPE`; missing y or p are 0."""
+def to_events(ev: Any, what: str, shape: tuple[int, int, int]) -> np.ndarray:
+    """A tonic recording (structured array) in :data:`EVENT_DTYPE`; missing y or p are 0.
+    ``shape``: the data set's (P, H, W); an event outside it is a :class:`DataError` (a flat
+    index ``y * W + x`` would put it silently on another pixel)."""
     names = getattr(getattr(ev, "dtype", None), "names", None) or ()
     if "t" not in names or "x" not in names:
         raise DataError(f"{what} has fields {list(names)}; expected a structured array with x, t (and y, p)")
+    P, H, W = shape
+    for f, size in (("x", W), ("y", H)):
+        if f in names and len(ev) and not (0 <= np.min(ev[f]) and np.max(ev[f]) < size):
+            raise DataError(
+                f"{what}: {f} ranges {np.min(ev[f])}..{np.max(ev[f])}, outside the data set's sensor_size "
+                f"({W}, {H}, {P}): expected 0..{size - 1}"
+            )
     out = np.zeros(len(ev), EVENT_DTYPE)
     out["x"] = ev["x"]
     if "y" in names:
         out["y"] = ev["y"]
-    if "p" in names:
+    if "p" in names and P > 1:
         out["p"] = np.asarray(ev["p"]) > 0  # tonic uses 0/1 or -1/+1 or bool: ON = 1
+    # P == 1: one channel whatever p says (tonic's SHD marks every event p = 1, "artificial polarity")
     out["t"] = np.round(ev["t"]).astype(np.int64)
     if len(out) > 1 and np.any(np.diff(out["t"]) < 0):
         out = out[np.argsort(out["t"], kind="stable")]
@@ -93,14 +103,17 @@ def from_tonic(obj: Any, spec: str | None = None, split: str = "train", by_index
             f"tonic data set {name} has targets {labels.min()}..{labels.max()} but "
             f"{len(classes)} classes; expected targets 0..{len(classes) - 1}"
         )
-    events = LazyEvents(lambda i: to_events(obj[int(rows[i])][0], f"{name}[{int(rows[i])}]"), len(rows))
+    shape = (int(P), int(H), int(W))
+    if P > 2:
+        raise DataError(f"tonic data set {name} has {P} polarities (sensor_size {tuple(sensor)}); expected 1 or 2")
+    events = LazyEvents(lambda i: to_events(obj[int(rows[i])][0], f"{name}[{int(rows[i])}]", shape), len(rows))
     probe = np.unique(np.linspace(0, len(rows) - 1, min(len(rows), DURATION_PROBES)).round().astype(int))
     ends = [int(e["t"][-1]) + 1 for e in (events[i] for i in probe) if len(e)]
     return Dataset(
         spec,
         split,
         "events",
-        (int(P), int(H), int(W)),
+        shape,
         labels,
         classes,
         events=events,

@@ -72,16 +72,13 @@ def parse_transform(text: str) -> Transform:
     kind, _, arg = text.strip().partition(":")
     if kind not in _ARITY:
         raise TransformError(f"transform {text!r} is unknown; expected one of {list(TRANSFORM_FORMS)}")
-    parts = [p for p in re.split(r"[,x]", arg) if p.strip()] if arg else []
-    try:
-        args = tuple(int(p) for p in parts)
-    except ValueError:
-        args = ()
-        parts = [None]
+    parts = [p.strip() for p in re.split(r"[,x]", arg) if p.strip()] if arg else []
     form = TRANSFORM_FORMS[list(_ARITY).index(kind)]
-    if len(parts) != _ARITY[kind] or any(a < 0 for a in args):
+    # digits only: int() would also take '+3', '1_000' and (via a failed parse that emptied
+    # the list) let 'refractory:1e3' through the count check as one argument
+    if len(parts) != _ARITY[kind] or not all(p.isascii() and p.isdigit() for p in parts):
         raise TransformError(f"transform {text!r} is malformed; expected {form} with whole numbers >= 0")
-    return _checked(Transform(kind, args), form)
+    return _checked(Transform(kind, tuple(int(p) for p in parts)), form)
 
 
 def _checked(t: Transform, form: str) -> Transform:
