@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from runtime import cliargs
-from runtime.data import DataError, load_dataset
+from runtime.data import DataError
 from runtime.errors import InputError
 from runtime.fileio import OutputPathError, check_output
 from runtime.neuron import SpecError
@@ -115,13 +115,7 @@ def _emulate(a: argparse.Namespace, q: QuantNet, out: dict) -> None:
 
     from .speck.emulate import emulate
 
-    ds = load_dataset(a.data, "test", a.limit)
-    if ds.kind != "events":
-        raise DataError(f"data {a.data!r} is not event streams; Speck emulation needs event data")
-    if tuple(ds.shape) != q.net.input_shape:
-        raise DataError(
-            f"data {a.data!r} gives inputs of shape {list(ds.shape)}; the model takes {list(q.net.input_shape)}"
-        )
+    ds = cliargs.model_data(a, q.net.protocol, needs="Speck emulation")  # with the model's transforms
     session = load(a.model)
     clock = summarize(run_dataset(session, ds, counts=False), ds.labels)
     e = emulate(q, a.model, ds.events)
@@ -251,22 +245,25 @@ def cmd_pi_bench(a: argparse.Namespace) -> None:
     cliargs.refuse_unread(
         "--data", a.data is not None, {"--policy": a.policy != EXIT_POLICY, "--limit": a.limit != EXIT_LIMIT}
     )
-    read_model(a.model)  # fail early and clearly on a bad file
+    _, proto = read_model(a.model)  # fail early and clearly on a bad file
     base = peak_rss_mib()
     out: dict = {
         "model": a.model,
+        "backend": a.backend,
         "cpus": os.cpu_count(),
         "rss_before_model_mib": base,
-        "threads": thread_rows(a.model, a.max_threads, a.steps, a.repeats),
+        "threads": thread_rows(a.model, a.max_threads, a.steps, a.repeats, a.backend),
     }
     out["peak_rss_mib"] = peak_rss_mib()  # before any data set is loaded: what the board needs to run
     if a.data:
-        out["early_exit"] = dict(early_exit(a.model, load_dataset(a.data, "test", a.limit), policy), policy=a.policy)
+        ee = early_exit(a.model, cliargs.model_data(a, proto), policy, backend=a.backend)
+        out["early_exit"] = dict(ee, policy=a.policy)
         out["peak_rss_with_data_mib"] = peak_rss_mib()
     if a.json:
         emit_json(out)
         return
-    print(f"{a.model}: batch 1, {a.steps} steps x {a.repeats} repeats, {out['cpus']} CPUs")
+    used = out["threads"][0]["backend"]
+    print(f"{a.model}: batch 1, backend {used} (--backend {a.backend}), {a.steps} steps x {a.repeats} repeats")
     print(table(["threads", "ms/step"], [[r["threads"], r["ms_per_step"]] for r in out["threads"]]))
     print(
         f"peak RSS {out['peak_rss_mib']:.1f} MiB: runtime and model, no data set "
@@ -324,6 +321,7 @@ def parser() -> argparse.ArgumentParser:
         "--max-threads", type=cliargs.positive_threads, default=4, help="measure 1..N threads (default 4, as a Pi 4/5)"
     )
     p.add_argument("--steps", type=cliargs.steps, default=20, help="time steps per timed run")
+    cliargs.add_backend(p)
     cliargs.add_repeats(p, "timed runs per thread count (fastest kept)")
     cliargs.add_data(p, fallback="none: no early-exit saving", what="data for the early-exit saving")
     cliargs.add_limit(p, EXIT_LIMIT, "the test split for the early-exit saving")

@@ -12,8 +12,7 @@ from typing import Any
 
 from . import cliargs
 from .bench import bench, torch_available
-from .data import DataError, load_dataset
-from .data.transforms import from_dicts
+from .data import DataError
 from .errors import InputError, TrainedRangeWarning
 from .evaluate import plot_tradeoff, run_dataset, summarize, tradeoff
 from .fileio import OutputPathError, check_output
@@ -22,7 +21,7 @@ from .neuron import SpecError
 from .policies import POLICY_FORMS, PolicyError, parse_policy, t_range_note, t_range_warning
 from .protocol import STATIC_KINDS, ModelError, one_rate
 from .report import ENERGY_NOTE, emit_json, guarded, pct, print_run, sci, table
-from .session import BACKENDS, Session, load
+from .session import Session, load
 
 USER_ERRORS = (ModelError, InputError, PolicyError, DataError, SpecError, OutputPathError)
 
@@ -30,15 +29,7 @@ USER_ERRORS = (ModelError, InputError, PolicyError, DataError, SpecError, Output
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="exported model (.onnx)")
     cliargs.add_ort_threads(p)
-    p.add_argument(
-        "--backend",
-        choices=BACKENDS,
-        default="auto",
-        help="numba: neuron layers in one-pass numba kernels, the rest on onnxruntime (bit-identical, "
-        "faster); ort: the function bodies on stock onnxruntime; auto (default): numba where the model allows; "
-        "exact: every layer in numba with fixed-order float64 sums, one thread: use it when results must be "
-        "bit-identical across machines (x86-64 and aarch64 / Raspberry Pi; slower, docs/edge.md)",
-    )
+    cliargs.add_backend(p)
     cliargs.add_json(p)
 
 
@@ -74,7 +65,7 @@ def cmd_run(a: argparse.Namespace) -> None:
         return cmd_run_event(a)
     policy = parse_policy(a.policy) if a.policy is not None else None  # bad policy: fail before loading data
     session = _open(a)
-    ds = load_dataset(cliargs.data_spec(a, session.protocol), "test", a.limit, from_dicts(session.protocol.transforms))
+    ds = cliargs.model_data(a, session.protocol)
     # refuses a T it cannot run, first
     result = run_dataset(session, ds, policy, a.batch_size, a.binning, progress=sys.stderr.isatty())
     warnings = _warn([t_range_warning(session.protocol, policy)])
@@ -166,7 +157,7 @@ def cmd_tradeoff(a: argparse.Namespace) -> None:
     if a.plot:
         check_output(a.plot, a.model, what="plot")
     session = _open(a)
-    ds = load_dataset(cliargs.data_spec(a, session.protocol), "test", a.limit, from_dicts(session.protocol.transforms))
+    ds = cliargs.model_data(a, session.protocol)
     rows = tradeoff(session, ds, a.thresholds, a.tmin, a.tmax, a.batch_size, a.binning, a.fixed_curve)
     tmax = a.tmax or session.protocol.default_T
     # the sweep's runs: the rules from --tmin (the fixed curve from 1) to tmax
@@ -242,9 +233,7 @@ def cmd_calibrate_exit(a: argparse.Namespace) -> None:
     model = onnx.load(a.model)
     props = {q.key: q.value for q in model.metadata_props}
     meta = json.loads(props[METADATA_KEY])
-    spec, transforms = cliargs.data_spec(a, p), from_dicts(p.transforms)
-    val = load_dataset(spec, "val", a.limit, transforms)
-    test = load_dataset(spec, "test", a.limit, transforms)
+    val, test = cliargs.model_data(a, p, "val"), cliargs.model_data(a, p, "test")
     # horizons (fixed T, and the tmax of the rules): the trained range up to the reference tmax
     lo = max(a.tmin, min(p.T_range[0], tmax))
     by_horizon = horizon_readouts(session, val, range(lo, tmax + 1), a.batch_size, a.binning)

@@ -22,6 +22,7 @@ from .limits import MAX_T
 from .report import fail
 
 if TYPE_CHECKING:
+    from .data.datasets import Dataset
     from .protocol import Protocol
 
 MAX_BATCH = 1_000_000  # samples per batch (the memory estimate refuses smaller ones when they do not fit)
@@ -298,6 +299,23 @@ def add_ort_threads(p: argparse.ArgumentParser, when: str = "") -> None:
     )
 
 
+def add_backend(p: argparse.ArgumentParser, when: str = "") -> None:
+    """``--backend`` of the commands that run a model clock-driven (``when``: in which of
+    the command's modes it applies)."""
+    from .session import BACKENDS  # onnxruntime: only for the parsers of commands that run one
+
+    p.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default="auto",
+        help=f"clock-driven backend{when}: numba: neuron layers in one-pass numba kernels, the rest on "
+        "onnxruntime (bit-identical, faster); ort: the function bodies on stock onnxruntime (no numba: less "
+        "memory); auto (default): numba where the model allows; exact: every layer in numba with fixed-order "
+        "float64 sums, one thread: use it when results must be bit-identical across machines (x86-64 and "
+        "aarch64 / Raspberry Pi; slower, docs/edge.md)",
+    )
+
+
 def add_transforms(p: argparse.ArgumentParser, what: str) -> None:
     """``--transform FORM``, repeatable, applied in order (:mod:`runtime.data.transforms`);
     ``what`` says which transforms these are to this command."""
@@ -321,3 +339,14 @@ def data_spec(a: argparse.Namespace, protocol: Protocol) -> str:
             f"{a.model} does not say which data it was trained on; pass --data (one of {', '.join(SPEC_FORMS)})"
         )
     return spec
+
+
+def model_data(a: argparse.Namespace, protocol: Protocol, split: str = "test", needs: str | None = None) -> Dataset:
+    """``split`` of :func:`data_spec`'s data, with the model's transforms, checked to fit
+    the model (``a.model``; ``needs``: who reads event streams only): what every command
+    that runs a file on a data set reads."""
+    from .data.datasets import check_fits, load_dataset
+    from .data.transforms import from_dicts
+
+    ds = load_dataset(data_spec(a, protocol), split, a.limit, from_dicts(protocol.transforms))
+    return check_fits(ds, protocol.input_shape, protocol.num_classes, a.model, needs)

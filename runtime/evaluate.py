@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import numpy as np
 from tqdm import tqdm
 
-from .data import DataError, Dataset
+from .data import DataError, Dataset, check_fits
 from .fileio import write_atomic
 from .limits import check_memory, check_steps, run_bytes
 from .policies import Cascade, Confidence, ExitPolicy, FixedT, as_policy, horizon_of, model_default
@@ -72,10 +72,7 @@ class ClockMode:
 
     def check(self, ds: Dataset, batch: int) -> None:
         p = self.session.protocol
-        if tuple(ds.shape) != p.input_shape:
-            raise DataError(
-                f"data {ds.spec!r} gives inputs of shape {list(ds.shape)}, but the model expects {list(p.input_shape)}"
-            )
+        check_fits(ds, p.input_shape, p.num_classes, "the model")
         check_steps(self.T)
         check_memory(
             run_bytes(p, batch, 1 if ds.kind == "static" else self.frames),

@@ -17,6 +17,7 @@ or a live stream.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
@@ -75,44 +76,50 @@ def first_exit(policy: ExitPolicy | Cascade) -> int:
 SCORES = ("confidence", "entropy", "margin")
 
 
+def _scores(z: np.ndarray, which: int, out: np.ndarray) -> None:
+    """``out[b]``: score ``which`` (an index of :data:`SCORES`) of row ``b`` of the float64
+    logits ``z``. Plain Python that numba compiles as it stands (:func:`compiled_scores`);
+    scalar ``math.exp``/``math.log`` are libm's in both, so both give the same bits."""
+    B, C = z.shape
+    e = np.empty(C)  # the row's exps, each computed once (entropy and margin read them again)
+    for b in range(B):
+        m = z[b, 0]
+        for c in range(1, C):
+            m = max(m, z[b, c])
+        total = 0.0
+        for c in range(C):
+            e[c] = math.exp(z[b, c] - m)
+            total += e[c]
+        if which == 0:  # max softmax: the top shifted logit is 0, exp(0) = 1, so 1 / S
+            out[b] = 1.0 / total
+        elif which == 1:  # entropy of p_i = e_i / S over log(C): 0 certain, 1 uniform
+            h = 0.0
+            for c in range(C):
+                p = e[c] / total
+                h -= p * math.log(max(p, 1e-300))
+            out[b] = h / math.log(C) if C > 1 else 0.0
+        else:  # top-1 minus top-2 probability
+            first, second = -1.0, -1.0
+            for c in range(C):
+                p = e[c] / total
+                if p > first:
+                    first, second = p, first
+                elif p > second:
+                    second = p
+            out[b] = first - second if C > 1 else 1.0
+
+
 @cache
 def compiled_scores() -> Callable[[np.ndarray, int, np.ndarray], None]:
-    """``scores(z, which, out)``: score ``which`` (an index of :data:`SCORES`) of every row
-    of the float64 logits ``z`` into ``out``; compiled on first use (or loaded from numba's
-    cache), so importing the policies imports no numba."""
-    from numba import njit
-
-    @njit(cache=True, nogil=True)
-    def scores(z: np.ndarray, which: int, out: np.ndarray) -> None:
-        B, C = z.shape
-        e = np.empty(C)  # the row's exps, each computed once (entropy and margin read them again)
-        for b in range(B):
-            m = z[b, 0]
-            for c in range(1, C):
-                m = max(m, z[b, c])
-            total = 0.0
-            for c in range(C):
-                e[c] = np.exp(z[b, c] - m)
-                total += e[c]
-            if which == 0:  # max softmax: the top shifted logit is 0, exp(0) = 1, so 1 / S
-                out[b] = 1.0 / total
-            elif which == 1:  # entropy of p_i = e_i / S over log(C): 0 certain, 1 uniform
-                h = 0.0
-                for c in range(C):
-                    p = e[c] / total
-                    h -= p * np.log(max(p, 1e-300))
-                out[b] = h / np.log(C) if C > 1 else 0.0
-            else:  # top-1 minus top-2 probability
-                first, second = -1.0, -1.0
-                for c in range(C):
-                    p = e[c] / total
-                    if p > first:
-                        first, second = p, first
-                    elif p > second:
-                        second = p
-                out[b] = first - second if C > 1 else 1.0
-
-    return scores
+    """:func:`_scores` compiled on first use (or loaded from numba's cache), so importing
+    the policies imports no numba. Without numba (a Pi install may leave it out:
+    docs/edge.md) the same loop runs as Python: the same bits, slower (about 10 µs a row of
+    10 classes against well under one)."""
+    try:
+        from numba import njit
+    except ImportError:
+        return _scores
+    return njit(cache=True, nogil=True)(_scores)
 
 
 def _score(logits: np.ndarray, which: str) -> np.ndarray:

@@ -172,6 +172,7 @@ class ClockState:
 
     stepper: Stepper | SplitStepper
     acc: np.ndarray
+    session: Session = field(repr=False)  # the one that made it: its buffers are that model's
     t: int = 0
 
     @property
@@ -690,13 +691,23 @@ class Session:
                 f"this model runs each stage at its own T (configuration {_config(self.protocol)}); "
                 "streaming one step at a time runs one T for all stages: expected Session.run on whole inputs"
             )
-        return ClockState(self._stepper(batch, False), np.zeros((batch, self.protocol.num_classes)))
+        return ClockState(self._stepper(batch, False), np.zeros((batch, self.protocol.num_classes)), self)
 
     def feed(self, state: ClockState, x_t: np.ndarray) -> tuple[ClockState, np.ndarray]:
         """Feed one step ``[B, *shape]`` to the stream ``state`` (advanced in place and
         returned); also returns the readout (logits) after this step, by the model's
         readout rule (``mean``: mean of the outputs so far; ``last``: this step's output).
         This step's own output is ``state.y``."""
+        if not isinstance(state, ClockState):
+            raise InputError(
+                f"state is a {type(state).__name__}; expected a ClockState from this session's initial_state()"
+            )
+        if state.session is not self:
+            # its buffers hold another model's states: it would run that model, or fail in numpy
+            raise InputError(
+                f"this state was made by another session ({state.session.path or state.session.protocol.model}); "
+                "feed a state to the session whose initial_state() made it"
+            )
         self._check_step_input(x_t)
         return self._advance(state, x_t)
 

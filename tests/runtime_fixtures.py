@@ -152,7 +152,7 @@ def tiny_model(
     spec: NeuronSpec | None = None,
     readout: str = "mean",
     li: bool = False,
-    classes: int = 3,
+    classes: int = 10,  # as digits and digits:static
     channels: int = 4,
     size: int | None = None,
     seed: int = 0,

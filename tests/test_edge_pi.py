@@ -100,10 +100,13 @@ main()
 
 
 def test_pi_bench_needs_no_torch_and_no_numba(tmp_path):
-    """A Pi install may leave numba out (the clock-driven runtime does not use it)."""
-    path = save(chain_model([Conv(4)]), tmp_path / "m.onnx")
+    """A Pi install may leave numba out (the clock-driven runtime does not use it), early
+    exit included (its scores were numba-only: ImportError)."""
+    path = save(chain_model([Conv(4)], classes=10), tmp_path / "m.onnx")
+    bench = ["pi-bench", path, "--max-threads", "1", "--steps", "2", "--repeats", "1"]
+    exit_on_data = ["--data", "digits", "--limit", "8", "--policy", "confidence:0.5"]
     r = subprocess.run(
-        [sys.executable, "-c", BLOCK, "pi-bench", path, "--max-threads", "1", "--steps", "2", "--repeats", "1"],
+        [sys.executable, "-c", BLOCK, *bench, *exit_on_data],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -111,7 +114,7 @@ def test_pi_bench_needs_no_torch_and_no_numba(tmp_path):
         check=False,
     )
     assert r.returncode == 0, r.stderr
-    assert "ms/step" in r.stdout
+    assert "ms/step" in r.stdout and "backend ort (--backend auto)" in r.stdout and "confidence:0.5" in r.stdout
     # the Speck path does need numba (the event engine): one clear line, not a traceback
     r = subprocess.run(
         [sys.executable, "-c", BLOCK, "speck", path], cwd=ROOT, capture_output=True, text=True, timeout=300, check=False

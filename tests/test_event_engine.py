@@ -294,3 +294,19 @@ def test_event_results_time_their_run():
     state, _ = e.feed(state, ev[1000:])
     assert 0 < first < e.result(state).seconds  # the time of every call so far
     assert e.result(e.initial_state()).seconds == 0.0
+
+
+def test_a_state_of_another_network_is_refused():
+    """The kernel indexes a state's arrays by its own network's layout: another network's
+    state was read out of bounds or mixed in silently."""
+    from runtime.event import EventInputError
+
+    e = engine_of(chain_model(spec("IF", "multi", "subtract")))
+    wider = engine_of(chain_model(spec("IF", "multi", "subtract"), channels=(5, 6)))
+    ev = random_stream(200, seed=1)
+    for call in (lambda st: e.feed(st, ev), lambda st: e.flush(st)):
+        with pytest.raises(EventInputError, match="made by the engine of another network"):
+            call(wider.initial_state())
+        with pytest.raises(EventInputError, match="state is a NoneType; expected an EventState"):
+            call(None)
+    e.feed(e.initial_state(), ev)  # its own: runs

@@ -136,7 +136,7 @@ def test_runtime_bench_with_another_models_checkpoint_isone_error(ckpt, tmp_path
 
     from .runtime_fixtures import save, tiny_model
 
-    onnx_path = save(tiny_model(), tmp_path / "m.onnx")
+    onnx_path = save(tiny_model(classes=3), tmp_path / "m.onnx")
     with pytest.raises(SystemExit) as e:
         runtime_cli.main(["bench", onnx_path, "--checkpoint", str(ckpt), "--batch-size", "1", "--steps", "2"])
     one_error(e.value.code, capsys.readouterr().err, "is a model of input", "give the checkpoint it was exported from")

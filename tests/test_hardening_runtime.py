@@ -155,12 +155,12 @@ def test_class_names_that_do_not_match_the_readout_are_refused_on_load(tmp_path,
     is read, for every backend (was an onnxruntime shape traceback in the numba backend)."""
     m = tiny_model()
     meta = json.loads(m.metadata_props[0].value)
-    meta["classes"] = meta["classes"][:2]  # the readout gives 3
+    meta["classes"] = meta["classes"][:2]  # the readout gives 10
     m.metadata_props[0].value = json.dumps(meta)
     path = save(m, tmp_path / "c.onnx")
     for backend in ("numba", "ort"):
         code, _, err = _cli(capsys, "runtime", "run", path, "--data", "digits:static", "--backend", backend)
-        one_error(code, err, "the readout y has 3 outputs per sample but the metadata names 2 classes")
+        one_error(code, err, "the readout y has 10 outputs per sample but the metadata names 2 classes")
 
 
 @pytest.mark.parametrize(
@@ -206,6 +206,24 @@ def test_a_checkpoint_or_nir_file_given_for_a_model_names_the_export_step(tmp_pa
     code, _, err = _cli(capsys, module, command, str(path), *rest)
     one_error(code, err, what, f"python -m export {path}")
     assert path.read_bytes() == head + b"\0" * 64
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ("runtime", "run"),
+        ("runtime", "run", "--mode", "event"),
+        ("runtime", "tradeoff"),
+        ("edge", "speck", "--emulate"),
+    ],
+)
+def test_data_with_more_classes_than_the_readout_is_refused(tmp_path, capsys, argv):
+    """Found by a stranger's tour: a model run on a data set of its input shape with more
+    classes (10 on 11) printed an accuracy, though a label past its readout is never predicted."""
+    path = save(chain_model(sensor=(2, 20, 20), classes=3), tmp_path / "m3.onnx")
+    module, command, *rest = argv
+    code, _, err = _cli(capsys, module, command, path, "--data", "digits", "--limit", "8", *rest)
+    one_error(code, err, f"has 10 classes, but {path} reads out 3")
 
 
 def test_trained_T_of_a_billion_is_refused(tmp_path, capsys):

@@ -157,7 +157,7 @@ def test_policy_strings():
 
 # ---- cost -------------------------------------------------------------------------------
 def test_cost_accounting(tmp_path):
-    s = runtime.load(save(tiny_model(), tmp_path / "m.onnx"))
+    s = runtime.load(save(tiny_model(classes=3), tmp_path / "m.onnx"))
     conv, fc = s.synapse_layers()
     assert (conv.source, conv.macs) == (None, 4 * 8 * 8 * 9)  # dense: image input
     assert (fc.source, fc.macs) == ("LIF_0", 3 * 4 * 4 * 4)  # accumulates, by spike rate
@@ -165,7 +165,7 @@ def test_cost_accounting(tmp_path):
     np.testing.assert_allclose(r.cost.macs, conv.macs * 3)
     np.testing.assert_allclose(r.cost.acs, fc.macs / (4 * 8 * 8) * r.spike_counts["LIF_0"])
     np.testing.assert_allclose(r.cost.energy_pj, 4.6 * r.cost.macs + 0.9 * r.cost.acs)
-    e = runtime.load(save(tiny_model(kind="event-frames"), tmp_path / "e.onnx"))
+    e = runtime.load(save(tiny_model(kind="event-frames", classes=3), tmp_path / "e.onnx"))
     assert e.synapse_layers()[0].source == cost.INPUT  # event input: accumulates per event
     x = frames_for(e, 2, 3)
     r = e.run(x)
@@ -285,14 +285,14 @@ def test_cli_run_json_matches_sdk(model_path):
     [
         (["--policy", "sometimes"], "policy 'sometimes' is unknown; expected one of"),
         (["--data", "cifar"], "unknown data spec 'cifar'"),
-        (["--data", "digits"], "gives inputs of shape [2, 20, 20], but the model expects [1, 8, 8]"),
+        (["--data", "digits"], "gives inputs of shape [2, 20, 20], but {m} expects [1, 8, 8]"),
     ],
 )
 def test_cli_errors_are_one_line(model_path, args, message):
     base = ["run", model_path, "--data", "digits:static", "--limit", "5"]
     p = _cli(*base, *args)
     assert p.returncode == 2 and "Traceback" not in p.stderr
-    assert p.stderr.startswith("error: ") and message in p.stderr and p.stderr.count("\n") == 1
+    assert p.stderr.startswith("error: ") and message.format(m=model_path) in p.stderr and p.stderr.count("\n") == 1
 
 
 def test_cli_refuses_foreign_and_corrupted_files(tmp_path):
@@ -409,6 +409,12 @@ def test_feed_with_explicit_states_equals_step_and_run(model_path):
     np.testing.assert_allclose(logits_b, s.run(frames[::-1].copy(), 4).outputs, rtol=1e-6)
     with pytest.raises(InputError, match="batch"):
         s.feed(a, frames[0][:1])
+    # a state is its session's: another session's ran that session's model (or failed in numpy)
+    other = runtime.load(model_path)
+    with pytest.raises(InputError, match="made by another session"):
+        other.feed(a, frames[0])
+    with pytest.raises(InputError, match="state is a NoneType; expected a ClockState"):
+        s.feed(None, frames[0])
 
 
 def test_streams_past_the_models_span_and_dt_without_fixed_bins_are_refused(tmp_path):

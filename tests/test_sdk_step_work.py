@@ -84,7 +84,7 @@ def test_finished_rows_left_in_the_batch_change_no_result(tmp_path, monkeypatch)
     policy sees only the samples still running."""
     from runtime.split import SplitStepper
 
-    path = save(tiny_model(), tmp_path / "m.onnx")
+    path = save(tiny_model(classes=3), tmp_path / "m.onnx")
     s = runtime.load(path)
     x = np.random.default_rng(4).random((64, 1, 8, 8), dtype=np.float32) * 2
     compactions: list[int] = []
@@ -121,11 +121,17 @@ def _scores_by_definition(row: list[float]) -> tuple[float, float, float]:
     return 1.0 / total, (h / math.log(len(row)) if len(row) > 1 else 0.0), (top[-1] - top[-2] if len(row) > 1 else 1.0)
 
 
-def test_exit_scores_follow_their_definition_bit_for_bit():
+@pytest.mark.parametrize("compiled", [True, False], ids=["numba", "python (no numba installed)"])
+def test_exit_scores_follow_their_definition_bit_for_bit(compiled, monkeypatch):
     """The session's exits and calibrate-exit's replay share these compiled scores; they
     must be the definition's, bit for bit, for float32 and float64 readouts, and the
-    confidence score is the largest probability."""
+    confidence score is the largest probability. Without numba the same loop runs as
+    Python (a Pi install may leave numba out; the policies needed it)."""
+    from runtime import policies
     from runtime.policies import max_softmax, normalized_entropy, top2_margin
+
+    if not compiled:
+        monkeypatch.setattr(policies, "compiled_scores", lambda: policies._scores)
 
     rng = np.random.default_rng(0)
     cases = [rng.normal(0, s, (200, c)).astype(np.float32) for s in (0.01, 1.0, 30.0, 300.0) for c in (1, 2, 3, 10, 35)]

@@ -28,3 +28,19 @@ def test_every_python_block_of_the_sdk_page_runs(tmp_path, monkeypatch):
             pytest.fail(f"docs/sdk.md block {i + 1} raised {type(e).__name__}: {e}")
     assert ns["r4"].steps.tolist() == [4] * 8 and ns["a"].t == 4
     assert 0 <= int(ns["res"].predictions) < 10  # one stream: one prediction
+
+
+def test_every_name_the_sdk_page_cites_exists():
+    """A name in the prose (`runtime.data.read_events`) was not importable from where the
+    page says: every dotted ``runtime.`` name it quotes must resolve."""
+    import importlib
+
+    names = sorted(set(re.findall(r"`(runtime(?:\.[A-Za-z_]\w*)+)", DOC.read_text())))
+    assert "runtime.data.read_events" in names
+    for name in names:
+        module, _, attr = name.rpartition(".")
+        try:
+            found = hasattr(importlib.import_module(module), attr)
+        except ImportError:  # the name is a module itself
+            found = importlib.util.find_spec(name) is not None
+        assert found, f"docs/sdk.md cites {name}, which does not exist"

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from runtime import cliargs
-from runtime.data import DataError, Dataset, load_dataset
+from runtime.data import DataError, Dataset, check_fits, load_dataset
 from runtime.data.transforms import from_dicts, parse_transform
 from runtime.fileio import OutputPathError, check_output, write_atomic
 from runtime.limits import check_memory
@@ -642,11 +642,7 @@ def cmd_eval(a: argparse.Namespace) -> None:
                 "the validation split among them; expected a model trained with --train-split train-minus-val"
             )
         ds = load_dataset(a.data or cfg.data.spec, a.split, a.limit, from_dicts(cfg.data.transforms))
-        if ds.shape != tuple(cfg.model.in_shape):
-            raise DataError(
-                f"data {ds.spec!r} gives inputs of shape {list(ds.shape)}, "
-                f"but {path} expects {list(cfg.model.in_shape)}"
-            )
+        check_fits(ds, cfg.model.in_shape, cfg.model.num_classes, path)
         Ts = a.T or list(range(1, cfg.train_T + 1))  # each checkpoint its own trained range
         # frames [T, B, C, H, W] as binning builds them (int64 counts, float32), before any allocation
         check_memory(
@@ -712,8 +708,9 @@ def cmd_calibrate(a: argparse.Namespace) -> None:
     if not has_bn(model):
         raise ConfigError(f"{a.checkpoint} has no BatchNorm layers: there is nothing to calibrate")
     spec = a.data or cfg.data.spec
-    ds = load_dataset(spec, "train", transforms=from_dicts(cfg.data.transforms))
-    test = load_dataset(spec, "test", a.limit, from_dicts(cfg.data.transforms))
+    fits = lambda ds: check_fits(ds, cfg.model.in_shape, cfg.model.num_classes, a.checkpoint)
+    ds = fits(load_dataset(spec, "train", transforms=from_dicts(cfg.data.transforms)))
+    test = fits(load_dataset(spec, "test", a.limit, from_dicts(cfg.data.transforms)))
     before = evaluate(model, test, [T], a.batch_size)[0]
     per_run: list[float] = []
     n = calibrate_bn_runs(

@@ -14,7 +14,7 @@ import numpy as np
 from tqdm import tqdm
 
 from runtime import cliargs
-from runtime.data import DataError, Dataset, load_dataset
+from runtime.data import Dataset, check_fits, load_dataset
 from runtime.data.transforms import from_dicts
 from runtime.fileio import check_output, write_atomic
 from runtime.report import ENERGY_NOTE, emit_json, pct, sci, table
@@ -117,11 +117,7 @@ def for_config(
 def load(path: str, data: str | None, split: str, limit: int | None) -> tuple[Config, SpikingNet, Dataset]:
     cfg, model, _ = load_checkpoint(path)
     ds = load_dataset(data or cfg.data.spec, split, limit, from_dicts(cfg.data.transforms))
-    if ds.shape != tuple(cfg.model.in_shape):
-        raise DataError(
-            f"data {ds.spec!r} gives inputs of shape {list(ds.shape)}, but {path} expects {list(cfg.model.in_shape)}"
-        )
-    return cfg, model, ds
+    return cfg, model, check_fits(ds, cfg.model.in_shape, cfg.model.num_classes, path)
 
 
 def calibration_data(cfg: Config, model: SpikingNet, data: str | None) -> Dataset | None:

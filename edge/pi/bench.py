@@ -40,13 +40,14 @@ def peak_rss_mib() -> float:
     return peak / (2**20 if sys.platform == "darwin" else 2**10)
 
 
-def thread_rows(path: str, max_threads: int, steps: int, repeats: int) -> list[dict]:
+def thread_rows(path: str, max_threads: int, steps: int, repeats: int, backend: str = "auto") -> list[dict]:
     """Batch-1 per-step latency (median of ``repeats`` loops of ``steps`` steps) per thread count."""
     rows = []
     for threads in range(1, max_threads + 1):
-        session = load(path, threads=threads)
+        session = load(path, threads=threads, backend=backend)
         x = bench_input(session, 1, steps)
-        rows.append({"threads": threads, "ms_per_step": runtime_step_ms(session, x, steps, repeats)})
+        ms = runtime_step_ms(session, x, steps, repeats)
+        rows.append({"threads": threads, "backend": session.backend, "ms_per_step": ms})
     return rows
 
 
@@ -62,12 +63,12 @@ def _run_of(session: Session, ds: Dataset, i: int, policy: ExitPolicy | Cascade)
     return lambda: session.run(x, policy, counts=False)
 
 
-def early_exit(path: str, ds: Dataset, policy: ExitPolicy | Cascade, repeats: int = 3) -> dict:
+def early_exit(path: str, ds: Dataset, policy: ExitPolicy | Cascade, repeats: int = 3, backend: str = "auto") -> dict:
     """Fixed T (trained) vs ``policy`` at batch 1, one thread, one sample at a time (as a
     sensor delivers them): accuracy, mean steps, mean ms per sample. Each sample runs
     under both policies alternately ``repeats`` times and keeps its fastest time, so load
     from other processes does not land on one policy only."""
-    session = load(path, threads=1)
+    session = load(path, threads=1, backend=backend)
     p = session.protocol
     policies = (FixedT(p.T_trained), policy)
     correct, steps, seconds = np.zeros(2), np.zeros(2), np.zeros(2)

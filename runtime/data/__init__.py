@@ -1,7 +1,8 @@
 """Data readers, the data-set registry, event files and transforms (numpy only): see
 :mod:`runtime.data.datasets`, :mod:`runtime.data.eventfile`, :mod:`runtime.data.transforms`."""
 
-from .datasets import DURATIONS, SPEC_FORMS, Dataset, load_dataset, parse_spec, with_transforms
+from .datasets import DURATIONS, SPEC_FORMS, Dataset, check_fits, load_dataset, parse_spec, with_transforms
+from .eventfile import read_events
 from .events import BINNINGS, EVENT_DTYPE, bin_events, make_events
 from .registry import DataError
 
@@ -13,8 +14,10 @@ __all__ = [
     "DataError",
     "Dataset",
     "bin_events",
+    "check_fits",
     "load_dataset",
     "make_events",
     "parse_spec",
+    "read_events",
     "with_transforms",
 ]

@@ -375,3 +375,21 @@ def load_dataset(spec: str, split: str, limit: int | None = None, transforms: Se
             raise DataError(f"limit must be a positive number of samples, got {limit}")
         ds = ds.subset(np.linspace(0, len(ds) - 1, limit).round().astype(np.int64))
     return with_transforms(ds, transforms)
+
+
+def check_fits(ds: Dataset, shape: Sequence[int], num_classes: int, model: str, needs: str | None = None) -> Dataset:
+    """``ds`` if the model named ``model`` can run it: inputs of its ``shape``, and no more
+    classes than its readout gives (a label it can never predict makes the accuracy
+    meaningless; fewer classes, a subset, is fine); ``needs``: who reads only event streams
+    (the event engine, Speck). Every command that runs a model on a data set asks this, so
+    all refuse alike."""
+    if needs is not None and ds.kind != "events":
+        raise DataError(f"data {ds.spec!r} holds {ds.holds}; {needs} needs event streams (e.g. digits or nmnist:PATH)")
+    if tuple(ds.shape) != tuple(shape):
+        raise DataError(f"data {ds.spec!r} gives inputs of shape {list(ds.shape)}, but {model} expects {list(shape)}")
+    if ds.num_classes > num_classes:
+        raise DataError(
+            f"data {ds.spec!r} has {ds.num_classes} classes, but {model} reads out {num_classes}: "
+            f"labels {num_classes}..{ds.num_classes - 1} could never be predicted; expected data of its classes"
+        )
+    return ds

@@ -6,8 +6,6 @@ import argparse
 import sys
 
 from .. import cliargs
-from ..data import load_dataset
-from ..data.transforms import from_dicts
 from ..errors import InputError
 from ..report import emit_json, pct, print_run, sci, table
 from ..session import load
@@ -34,7 +32,7 @@ def cmd_run_event(a: argparse.Namespace) -> None:
     from .evaluate import compare_clock, run_event_dataset
 
     engine = load_event(a.model)
-    ds = load_dataset(cliargs.data_spec(a, engine.protocol), "test", a.limit, from_dicts(engine.protocol.transforms))
+    ds = cliargs.model_data(a, engine.protocol, needs="the event engine")
     r = run_event_dataset(engine, ds, a.batch_size, progress=sys.stderr.isatty())
     s = summarize(r, ds.labels)
     s.update(mode="event", data=ds.spec, model=a.model)
@@ -74,7 +72,7 @@ def cmd_event_bench(a: argparse.Namespace) -> None:
     from .engine import load_event
 
     engine = load_event(a.model)
-    ds = load_dataset(cliargs.data_spec(a, engine.protocol), "test", a.limit, from_dicts(engine.protocol.transforms))
+    ds = cliargs.model_data(a, engine.protocol, needs="the event engine")
     r = event_bench(engine, load(a.model, 1), ds, a.T, a.reference_limit, a.repeats)
     r.update(model=a.model, data=ds.spec)
     if a.json:

@@ -88,11 +88,27 @@ class EventEngine:
     def initial_state(self) -> EventState:
         return initial_state(self.net)
 
+    def _check_state(self, state: object) -> EventState:
+        """``state`` if it is one of this network's (the kernel indexes its arrays by this
+        network's layout: another's would be read out of bounds, or silently mixed)."""
+        if not isinstance(state, EventState):
+            raise EventInputError(
+                f"state is a {type(state).__name__}; expected an EventState from this engine's initial_state()"
+            )
+        mine = initial_state(self.net)
+        if any(getattr(state, f).shape != getattr(mine, f).shape for f in ("v", "a", "t_neuron", "counts")):
+            raise EventInputError(
+                "this state was made by the engine of another network; feed a state to the engine whose "
+                "initial_state() made it"
+            )
+        return state
+
     def feed(self, state: EventState, chunk: np.ndarray) -> tuple[EventState, SpikeTrain]:
         """Run the events of ``chunk`` (sorted; continuing the stream in time).
 
         Events at the chunk's last timestamp are held back in ``state.pending`` (the next
         chunk may hold more of that instant); :meth:`flush` runs them at the end."""
+        state = self._check_state(state)
         ev = check_events(chunk, self.sensor, state.t_now, "chunk")
         if ev.shape[1] == 0:
             return state, self._empty()
@@ -114,6 +130,7 @@ class EventEngine:
         from ``ceil(until)`` µs on). CubaLIF membranes keep crossing their threshold after
         the last input: those crossings are run up to ``until`` µs (e.g. the end of the
         recording; None or earlier than the last event: up to the last event)."""
+        state = self._check_state(state)
         end = _end(until, state.t_now)
         ev, state.pending = state.pending, None
         state.t_now = max(state.t_now, math.ceil(end))

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..data import DataError, Dataset
+from ..data import Dataset, check_fits
 from ..evaluate import ClockMode, run_batches
 from ..policies import FixedT
 from ..result import EventResult
@@ -18,14 +18,8 @@ if TYPE_CHECKING:
 
 
 def check_dataset(engine: EventEngine, ds: Dataset) -> None:
-    if ds.kind != "events":
-        raise DataError(
-            f"data {ds.spec!r} holds {ds.holds}; the event engine needs event streams (e.g. digits or nmnist:PATH)"
-        )
-    if tuple(ds.shape) != engine.sensor:
-        raise DataError(
-            f"data {ds.spec!r} comes from a {list(ds.shape)} sensor, but the model expects {list(engine.sensor)}"
-        )
+    p = engine.protocol
+    check_fits(ds, engine.sensor, p.num_classes, "the model", needs="the event engine")
 
 
 class EventMode:
