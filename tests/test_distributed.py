@@ -7,10 +7,11 @@ import socket
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, run_trainer
 
 
 def _free_port() -> int:
@@ -98,11 +99,36 @@ def test_online_methods_in_two_processes_equal_one_process(method, tmp_path):
         torch.testing.assert_close(ddp[k], v, rtol=1e-10, atol=1e-12, msg=k)
 
 
+def test_ranks_split_each_batch_of_one_process():
+    """--batch-size is the whole batch under torchrun too: each rank its share of every
+    batch one process would run (it was per process: two processes trained on batches
+    twice as large, and up to a batch per rank of samples went unused, unsaid)."""
+    from trainer.distributed import rank_batches
+
+    order = list(np.random.default_rng(0).permutation(29))
+    one = rank_batches(order, 0, 1, 8)
+    assert one == [order[i : i + 8] for i in range(0, 29, 8)]
+    for world in (2, 4):
+        shares = [rank_batches(order, r, world, 8) for r in range(world)]
+        kept = 29 - 29 % world  # at most world - 1 samples left out
+        assert all(len(s) == len(shares[0]) for s in shares)  # the same number of backward passes
+        for k, batch in enumerate(rank_batches(order[:kept], 0, 1, 8)):
+            got = [s[k] for s in shares]
+            assert {len(g) for g in got} == {len(batch) // world}  # equal shares: equal weights
+            assert sorted(sum(got, [])) == sorted(batch)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("method", ["sltt", "ndot-a"])
-def test_fit_online_with_two_processes(method, tmp_path):
-    """``torchrun`` fit with an online method: no refusal any more, each rank its half."""
+def test_fit_online_with_two_processes(method, tmp_path, capsys):
+    """``torchrun`` fit with an online method: no refusal any more, each rank half of every
+    batch; the weights are one process's on the same command (no BatchNorm, float32)."""
     args = "--T 3 --epochs 1 --limit-train 64 --limit 20 --width 4 --batch-size 16 --threads 1".split()
     ckpt = _fit_two_processes(tmp_path / "ddp.pt", "--method", method, *args)
     assert ckpt["metrics"]["world_size"] == 2 and ckpt["config"]["method"]["name"] == method
     assert ckpt["metrics"]["history"][0]["samples_this_rank"] == 32
+    code, _, err = run_trainer(capsys, "fit", "--method", method, *args, "--out", str(tmp_path / "one.pt"), "--quiet")
+    assert code == 0, err
+    one = torch.load(tmp_path / "one.pt", weights_only=True)["state_dict"]
+    for k, v in one.items():
+        torch.testing.assert_close(ckpt["state_dict"][k], v, rtol=1e-4, atol=1e-5, msg=k)

@@ -176,6 +176,9 @@ TINY = ["--method", "sdt", "--epochs", "1", "--limit-train", "60", "--limit", "3
         (["--model", "trev-huge", "--T", "2"], "trev-SIZE"),
         (["--model", "trev-tiny", "--T", "3", "--width", "8"], "cannot be split into T=3"),
         (["--model", "trev-tiny", "--T", "2", "--method", "mtt"], "use --method sdt"),
+        # --tmax names sdt's one T when --T is not given: it trained at T = 4 and stored tmax 3
+        (["--model", "trev-tiny", "--tmax", "3", "--width", "8"], "cannot be split into T=3"),
+        (["--model", "trev-tiny", "--T", "2", "--stages", "3"], "--stages applies to the MTT models"),
     ],
 )
 def test_cli_bad_input_exits_2(capsys, tmp_path, argv, match):

@@ -361,7 +361,9 @@ def _model_defaults(a: argparse.Namespace) -> argparse.Namespace:
     sdt (one sub-network per step) at its own T and learning rate; every other model by mtt."""
     trev = a.model is not None and a.model.startswith("trev-")
     method = a.method if a.method is not None else "sdt" if trev else "mtt"
-    T = a.T if a.T is not None or not trev else TREV_T
+    T = a.T
+    if T is None and trev:  # sdt trains at one T: --tmax names it when --T does not (as for any sdt run)
+        T = a.tmax if a.tmax != _fit_defaults()["tmax"] else TREV_T
     lr = a.lr if a.lr is not None else TREV_LR if trev else DEFAULT_LR
     return argparse.Namespace(**{**vars(a), "method": method, "T": T, "lr": lr})
 
@@ -416,6 +418,11 @@ def config_from_args(
         mse_weight = online_method(a.method).mse_weight if a.method in ONLINE_METHODS else MethodConfig.mse_weight
     if a.trev and not a.model.startswith("trev-"):
         raise ConfigError(f"--trev applies to trev models only, not to --model {a.model}")
+    if a.model.startswith("trev-") and a.stages != _fit_defaults()["stages"]:
+        raise ConfigError(
+            f"--stages applies to the MTT models, not to --model {a.model}: a trev model has one sub-network "
+            "per group of time steps (--T, --trev groups=G; docs/trev.md)"
+        )
     trev = parse_trev_options(a.trev).to_dict() if a.model.startswith("trev-") else {}
     target = a.target or (online_method(a.method).target if a.method in ONLINE_METHODS else "onehot")
     T = a.T if a.T is not None else a.tmax
@@ -571,7 +578,7 @@ def cmd_fit(a: argparse.Namespace) -> None:
         if a.model is None and not a.width:
             choice = _default_model(train_ds.shape, train_ds.kind, train_ds.duration_us, train_ds)
             a = _with_model(a, choice.name)
-            if not a.quiet:
+            if not a.quiet and int(os.environ.get("RANK", "0")) == 0:  # once under torchrun
                 print(f"model {choice.name} (the default for {'x'.join(map(str, train_ds.shape))} input: {choice.why})")
         cfg = config_from_args(a, train_ds.shape, train_ds.kind, train_ds.duration_us, train_ds)
     else:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+from collections.abc import Sequence
 
 import torch.distributed as dist
 from torch import nn
@@ -58,12 +59,14 @@ def average_gradients(model: nn.Module) -> None:
             p.grad.div_(world)
 
 
-def shard(indices: list[int], rank: int, world: int, batch_size: int) -> list[int]:
-    """This rank's share of an epoch's shuffled indices. Under DDP every rank gets the
-    same number of samples, a whole number of batches where possible, because every rank
-    must run the same number of backward passes."""
-    if world == 1:
-        return list(indices)
-    per_rank = len(indices) // world
-    per_rank = per_rank - per_rank % batch_size or per_rank
-    return list(indices[rank::world][:per_rank])
+def rank_batches(order: Sequence[int], rank: int, world: int, batch_size: int) -> list[list[int]]:
+    """This rank's share of each of an epoch's batches. The batches are one process's
+    (``batch_size`` of ``order`` at a time, so ``--batch-size`` means the same under
+    torchrun) and rank r takes every world-th sample of each: N processes train on the same
+    batches as one. Every share of a batch has one size, because DDP averages the ranks'
+    gradients with equal weights and every rank must run the same number of backward
+    passes: the caller checks that ``batch_size`` is a multiple of ``world``, and the epoch
+    is cut to a multiple of ``world`` (at most world - 1 samples left out, other ones each
+    epoch as the order is reshuffled)."""
+    n = len(order) - len(order) % world
+    return [list(order[i : min(i + batch_size, n)][rank::world]) for i in range(0, n, batch_size)]

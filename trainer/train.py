@@ -255,6 +255,11 @@ def fit(
     """
     rank, world = distributed.setup()
     m = cfg.method
+    if m.batch_size % world:
+        raise ConfigError(
+            f"--batch-size {m.batch_size} does not split evenly over {world} processes: expected a multiple "
+            f"of {world} (--batch-size is the whole batch; each process trains on 1/{world} of it)"
+        )
     online = m.name in ONLINE_METHODS
     torch.manual_seed(m.seed)
     model = build_model(cfg)
@@ -264,6 +269,12 @@ def fit(
     # stage-T draws differ per rank; SLTT-K's steps are the same on every rank, so the
     # averaged gradient is that of the whole (global) batch
     rng = np.random.default_rng(m.seed * 1000 + (0 if online else rank))
+    left_out = len(train_ds) % world
+    if left_out and rank == 0 and verbose:
+        print(
+            f"note: {world} processes: each epoch trains on {len(train_ds) - left_out} of the {len(train_ds)} "
+            f"training samples (a multiple of {world}, so every batch splits evenly; other ones each epoch)"
+        )
     history: list[dict[str, float]] = []
     first_epoch = 0
     if start is not None:
@@ -289,8 +300,7 @@ def fit(
     for epoch in range(first_epoch, m.epochs):
         model.train()
         order = np.random.default_rng(m.seed + epoch).permutation(len(train_ds))
-        mine = distributed.shard(order, rank, world, m.batch_size)
-        batches = [mine[i : i + m.batch_size] for i in range(0, len(mine), m.batch_size)]
+        batches = distributed.rank_batches(order, rank, world, m.batch_size)
         t0, loss_sum = time.perf_counter(), 0.0
         bar = tqdm(batches, desc=f"epoch {epoch + 1}/{m.epochs}", disable=not progress or rank != 0)
         for n_done, idx in enumerate(bar, 1):
@@ -317,7 +327,8 @@ def fit(
             "epoch": epoch + 1,
             "loss": loss_sum / max(len(batches), 1),
             "seconds": seconds,
-            "samples_this_rank": len(mine),
+            "samples_this_rank": sum(map(len, batches)),
+            "samples": sum(map(len, batches)) * world,  # of len(train_ds): at most world - 1 left out
         }
         if rank == 0:
             entry["test_accuracy"] = evaluate(model, test_ds, [cfg.train_T])[0]
