@@ -140,8 +140,8 @@ def cli_numbers(m: dict[str, Path], work: Path) -> None:
         ("runtime", ["event-bench", ev, "--data", "digits", "--limit", "2"], "--repeats", BAD_INT),
         ("trainer", ["eval", evp, "--limit", "8"], "--T", BAD_INT + HUGE_T),
         ("trainer", ["eval", evp, "--limit", "8"], "--batch-size", BAD_INT + HUGE_BATCH),
-        ("trainer", ["calibrate", evp, "--batches", "1", "--out", str(work / "cal.pt")], "--T", BAD_INT + HUGE_T),
-        ("trainer", ["calibrate", evp, "--out", str(work / "cal.pt")], "--batches", BAD_INT),
+        ("trainer", ["calibrate", evp, "--calib-batches", "1", "--out", str(work / "cal.pt")], "--T", BAD_INT + HUGE_T),
+        ("trainer", ["calibrate", evp, "--out", str(work / "cal.pt")], "--calib-batches", BAD_INT),
         ("trainer", ["memory", "--no-rss", "--reps", "1", "--T", "2"], "--width", BAD_INT0 + ["70000"]),
         ("trainer", ["memory", "--no-rss", "--reps", "1", "--T", "2"], "--batch-size", BAD_INT + HUGE_BATCH),
         ("export", [evp, "-o", str(work / "x.onnx"), "--check"], "--T", BAD_INT + HUGE_T),
@@ -215,7 +215,7 @@ def output_paths(m: dict[str, Path], work: Path) -> None:
         for out in bad_for_pt:
             expect_error(g, "export", [str(ev_pt), "--format", fmt, "-o", out], ins + [hard])
     for out in [str(ev_pt), str(hard), str(soft), "", str(work / "missing" / "c.pt"), str(work / "adir")]:
-        expect_error(g, "trainer", ["calibrate", str(ev_pt), "--batches", "1", "--out", out], ins + [hard])
+        expect_error(g, "trainer", ["calibrate", str(ev_pt), "--calib-batches", "1", "--out", out], ins + [hard])
     for out in [str(ev_onnx), str(work / "missing" / "d.json"), str(work / "adir"), ""]:
         expect_error(g, "edge", ["speck", str(ev_onnx), "--describe", out], ins)
     for out in [str(work / "missing" / "p.png"), str(work / "adir"), str(work / "curves"), "", str(st_onnx)]:

@@ -13,7 +13,7 @@ COMMON=(--data "mnist:$DATA" --model resnet10 --width 8 --stages 3 --epochs 3 --
         --seed "$SEED" --tmax 6 --limit-train 2000 --limit 2000
         --neuron lif --bias --norm bn --train-split train --threads 1)
 python -m trainer fit "${COMMON[@]}" --method mtt --tmin 1 --samples 2 --anchor none --calib-batches 0 --out "$OUT/mtt_nocal.pt"
-python -m trainer calibrate "$OUT/mtt_nocal.pt" --T 6 --batches 10 --threads 1 --out "$OUT/mtt.pt"
+python -m trainer calibrate "$OUT/mtt_nocal.pt" --T 6 --calib-batches 10 --threads 1 --out "$OUT/mtt.pt"
 python -m trainer fit "${COMMON[@]}" --method sdt --T 6 --calib-batches 0 --out "$OUT/sdt.pt"
 python -m trainer eval --threads 1 "$OUT/mtt.pt" "$OUT/sdt.pt" "$OUT/mtt_nocal.pt" --T 1 2 3 4 5 6 --limit 2000 \
     --plot "docs/mnist_accuracy_vs_T_s$SEED.png" | tee "$OUT/eval.txt"

@@ -22,6 +22,7 @@ ONE_NAME = {
     "--num-steps": "--T",
     "--dataset": "--data",
     "--as-json": "--json",
+    "--batches": "--calib-batches",  # trainer calibrate said --batches
 }
 
 

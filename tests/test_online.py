@@ -460,6 +460,7 @@ def test_fit_online_writes_a_checkpoint_that_rebuilds(method, norm, capsys, tmp_
         (["memory", "--norm", "bn"], "online methods can use"),
         (["memory", "--methods", "mtt"], "memory compares sdt"),
         (["memory", "--methods", "sltt-k"], "sltt-k:K"),
+        (["memory", "--methods", "sltt-k:9"], "--methods sltt-k:9: K must be in [1, T] for every --T 2"),
         (["memory", "--model", "trev-tiny"], "measured by `python -m trainer trev-memory`"),
     ],
 )

@@ -222,14 +222,24 @@ def test_epoch_and_calibration_lines_say_what_they_measure(tmp_path, capsys):
     assert "BatchNorm calibration at T=3 (2 layers, 2 training batches): test accuracy at T=3 " in stdout
     assert "after BatchNorm calibration at T=3" in stdout
     code, stdout, err = run(
-        capsys, "calibrate", str(out), "--T", "1", "--batches", "1", "--limit", "30", "--out", str(tmp_path / "c1.pt")
+        capsys,
+        "calibrate",
+        str(out),
+        "--T",
+        "1",
+        "--calib-batches",
+        "1",
+        "--limit",
+        "30",
+        "--out",
+        str(tmp_path / "c1.pt"),
     )
     assert code == 0, err
     assert "calibrated 2 BatchNorm layers at T=1 (1 training batches): test accuracy at T=1 " in stdout
     assert "->" in stdout and "(30 samples)" in stdout
     three = tmp_path / "c3.pt"
     code, stdout, err = run(
-        capsys, "calibrate", str(out), "--batches", "1", "--limit", "30", "--calib-runs", "3", "--out", str(three)
+        capsys, "calibrate", str(out), "--calib-batches", "1", "--limit", "30", "--calib-runs", "3", "--out", str(three)
     )
     assert code == 0, err
     assert "over 3 calibration runs" in stdout and "the written statistics are their average" in stdout

@@ -314,7 +314,8 @@ def _add_calibrate(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--T", type=cliargs.steps, default=None, help="time steps to calibrate at (default: the trained Tmax)"
     )
-    p.add_argument("--batches", type=cliargs.positive_int, default=10, help="training batches to average over")
+    # the name fit, eval, search and export give the same number (it was --batches here)
+    cliargs.add_calib_batches(p, 10, "at --T")
     cliargs.add_batch_size(p, 64)
     p.add_argument(
         "--calib-runs",
@@ -709,6 +710,8 @@ def plot_accuracy(results: dict[str, dict[int, float]], path: str) -> None:
 
 
 def cmd_calibrate(a: argparse.Namespace) -> None:
+    if a.calib_batches == 0:  # "0: off" elsewhere; here the command is the calibration
+        raise ConfigError("--calib-batches 0 calibrates nothing; expected a positive number of training batches")
     check_output(a.out, a.checkpoint)
     cfg, model, metrics = load_checkpoint(a.checkpoint)
     T = a.T or cfg.method.tmax
@@ -724,7 +727,7 @@ def cmd_calibrate(a: argparse.Namespace) -> None:
         model,
         ds,
         T,
-        a.batches,
+        a.calib_batches,
         a.batch_size,
         a.calib_runs,
         after_run=lambda _k: per_run.append(evaluate(model, test, [T], a.batch_size)[0]),
@@ -758,7 +761,7 @@ def cmd_calibrate(a: argparse.Namespace) -> None:
             "the written statistics are their average"
         )
     print(
-        f"calibrated {n} BatchNorm layers at T={T} ({a.batches} training batches): test accuracy at T={T} "
+        f"calibrated {n} BatchNorm layers at T={T} ({a.calib_batches} training batches): test accuracy at T={T} "
         f"{before:.4f} -> {after:.4f} ({len(test)} samples){runs}; wrote {a.out}"
     )
 

@@ -193,6 +193,8 @@ def _measure(
         name, K = parse_method(spec)
         if name != "sdt" and name not in ONLINE_METHODS:
             raise ConfigError(f"memory compares sdt (BPTT) and the online methods {list(ONLINE_METHODS)}; got {name!r}")
+        if name == "sltt-k" and not all(1 <= K <= T for T in Ts):  # fit's message names its --K
+            raise ConfigError(f"--methods {spec}: K must be in [1, T] for every --T {' '.join(map(str, Ts))}")
         for T in Ts:
             case = Case(name, K, T)
             cfg = case_config(base, case, batch_size)
