@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,13 @@ NIR_VERSION = "1.0.4"
 
 class NirPeerWarning(UserWarning):
     """A peer simulator (sinabs, snnTorch, norse) will run the exported graph differently."""
+
+
+# what sinabs 3.1.3 and norse 1.1.0 (nirtorch's executor) make of a node that feeds two (a
+# residual block's body and shortcut), seen on resnet10: no error, and an output of the
+# shape of a block's feature map (tests/test_nir_peers.py::test_residual_graph_in_the_peers)
+BRANCH_PEERS = ("sinabs", "norse")
+BRANCH_NOTE = "does not follow the residual branches (a node feeding two): its output is an inner feature map"
 
 
 def pool_window(module: nn.Module, shape: tuple[int, ...]) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]]:
@@ -177,6 +185,9 @@ def build_nir(cfg: Config, model: SpikingNet):
         neurons.append(NeuronInfo(name, spec, tuple(own)))
     meta = protocol(cfg, net.readout_rule, states, neurons).to_dict()
     notes = peer_notes(specs)
+    if any(n > 1 for n in Counter(src for src, _ in b.edges).values()):
+        for peer in BRANCH_PEERS:
+            notes[peer] = "; ".join(filter(None, [notes[peer], BRANCH_NOTE]))
     meta["nir"] = {
         "version": NIR_VERSION,
         "mapping": "docs/nir_mapping.md",

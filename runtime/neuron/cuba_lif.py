@@ -152,14 +152,20 @@ class CubaLIF(NeuronKind[CubaLIFSpec]):
         }
 
     def nir_peers(self, spec: CubaLIFSpec) -> dict[str, str | None]:
-        same = _euler(spec) and nir.rules_phrase(spec, "single", "zero", "no clamp", -math.inf) is None
-        snntorch = None if same else "runs CubaLIF as Synaptic with one spike per step, zero reset, no clamp"
-        if snntorch and not _euler(spec):
-            snntorch += ", and reads the time constants with dt = 1e-4 s"
-        if spec.syn_gain != 1.0:
-            snntorch = (snntorch or "runs CubaLIF as Synaptic") + ", and ignores r (syn_gain 1)"
+        if not _euler(spec):  # time constants in steps: snnTorch's import asserts r == tau_mem / dt
+            snntorch: str | None = (
+                "does not load the graph: its CubaLIF import asserts r = tau_mem / dt, which only the "
+                "single-spike, zero-reset form (written in its convention) meets"
+            )
+        else:
+            rules = nir.rules_phrase(spec, "single", "zero", "no clamp", -math.inf)
+            snntorch = rules and f"runs CubaLIF as Synaptic with {rules}"
+            if spec.syn_gain != 1.0:
+                snntorch = (snntorch or "runs CubaLIF as Synaptic") + ", and ignores r (syn_gain 1)"
         return {
-            "sinabs": "has no CubaLIF import: the graph does not load",
+            # nirtorch leaves the node out: depending on the graph it then fails in a shape
+            # check, or returns a tensor that is not the readout
+            "sinabs": "has no CubaLIF import: it drops the CubaLIF nodes, then fails or returns another tensor",
             "snntorch": snntorch,
             "norse": "integrates CubaLIF with forward Euler at its dt (r and w_in as rates), one spike, zero reset",
         }

@@ -74,7 +74,7 @@ class LIF(NeuronKind[NeuronSpec]):
         return {
             "sinabs": sinabs and f"runs LIF with {sinabs}" + (", and reads tau in steps" if nir.euler(spec) else ""),
             "snntorch": snntorch
-            and f"runs LIF with {snntorch}" + ("" if nir.euler(spec) else ", and reads tau with dt = 1e-4 s"),
+            and f"runs LIF with {snntorch}" + ("" if nir.euler(spec) else nir.snntorch_silent(spec)),
             "norse": "integrates LIF with forward Euler and ignores r (input scaled by dt/tau), one spike, zero reset",
         }
 

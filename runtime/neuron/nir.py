@@ -106,6 +106,18 @@ def snntorch_decay(tau: np.float32) -> np.float32:
     return np.float32(1.0) - np.float32(SNNTORCH_DT) / tau
 
 
+def snntorch_silent(spec: NeuronSpec) -> str:
+    """What snnTorch makes of a leaky node written in steps (the non-Euler variants, for
+    sinabs): it reads ``tau`` as seconds at :data:`SNNTORCH_DT` and divides the threshold by
+    ``r * dt / tau``; a phrase with the numbers, for the peer note."""
+    tau = steps_tau(spec.decay)
+    return (
+        f", and reads tau = {tau:.3g} (steps, written for sinabs) as seconds at dt = {SNNTORCH_DT} s: its "
+        f"threshold {tau / SNNTORCH_DT:.3g} times ours, decay {float(snntorch_decay(np.float32(tau))):.5f}, "
+        "so no spike in practice"
+    )
+
+
 def time_convention(spec: NeuronSpec) -> str:
     """How the node's ``tau`` / ``r`` are to be read (written to the node's metadata)."""
     if spec.kind == "IF":
