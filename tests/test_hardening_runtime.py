@@ -226,6 +226,16 @@ def test_data_with_more_classes_than_the_readout_is_refused(tmp_path, capsys, ar
     one_error(code, err, f"has 10 classes, but {path} reads out 3")
 
 
+def test_event_bench_runs_lazily_read_recordings(tmp_path, capsys):
+    """Found by a stranger's tour: event-bench on a tonic data set (or any model trained with
+    --transform) said "expected a non-empty list of event streams, got LazyEvents"."""
+    path = save(chain_model(sensor=(2, 16, 20), classes=11), tmp_path / "m.onnx")
+    data = f"tonic:tests.tonic_fixtures.Synthetic11:{tmp_path}"
+    code, out, err = _cli(capsys, "runtime", "event-bench", path, "--data", data, "--limit", "3", "--repeats", "1")
+    assert code == 0, err
+    assert "events/s" in out
+
+
 def test_trained_T_of_a_billion_is_refused(tmp_path, capsys):
     m = tiny_model()
     meta = json.loads(m.metadata_props[0].value)

@@ -92,8 +92,8 @@ def event_bench(
     """One row per engine, ``repeats`` interleaved rounds; ``session`` should be
     single-threaded (batch-1 comparison)."""
     check_dataset(engine, ds)
-    streams = ds.events
-    assert streams is not None  # check_dataset: an event data set, which holds streams
+    assert ds.events is not None  # check_dataset: an event data set, which holds streams
+    streams = list(ds.events)  # read now: a tonic set, or transforms, give lazily read recordings
     n, T = len(streams), T or session.protocol.T_trained
     events = int(sum(len(s) for s in streams))
     load_before = os.getloadavg()
