@@ -396,6 +396,17 @@ def test_nmnist_reader_stays_inside_the_folder(tmp_path):
         load_dataset(f"nmnist:{root}", "test")
 
 
+@pytest.mark.parametrize("extra", ["10", "zero"])
+def test_nmnist_folders_other_than_the_ten_digits_are_refused(tmp_path, extra):
+    """Found by a stranger's tour: a train/10 folder of 20 recordings was left out without a
+    word (10 classes, 20 samples fewer); 'zero' said only 'no N-MNIST .bin files'."""
+    root = _nmnist_folder(tmp_path, [1, 2, 3])
+    (root / "train" / extra).mkdir()
+    (root / "train" / extra / "7.bin").write_bytes((root / "train" / "0" / "1.bin").read_bytes())
+    with pytest.raises(DataError, match=rf"holds folders \['{extra}'\] besides the label folders.*named 0 to 9"):
+        load_dataset(f"nmnist:{root}", "test")
+
+
 def test_nmnist_fifo_is_refused_not_opened(tmp_path):
     root = _nmnist_folder(tmp_path, [1, 2, 3])
     os.mkfifo(root / "train" / "0" / "10.bin")

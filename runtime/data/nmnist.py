@@ -74,6 +74,13 @@ def list_nmnist(root: str | Path, split: str) -> list[tuple[Path, int]]:
     if not root.is_dir():
         raise FileNotFoundError(f"N-MNIST path {root} is not a directory")
     folder, by_index = _split_dir(root, split)
+    labels = {str(k) for k in range(10)}
+    other = sorted(d.name for d in folder.iterdir() if d.is_dir() and d.name not in labels)
+    if other:  # read past, a folder "10" or "zero" would be a class that silently is not there
+        raise ValueError(
+            f"{folder} holds folders {other[:5]} besides the label folders; N-MNIST keeps its recordings in "
+            "folders named 0 to 9 (one per digit)"
+        )
     inside = root.resolve()
     items = []
     for label in range(10):
