@@ -345,8 +345,13 @@ def model_data(a: argparse.Namespace, protocol: Protocol, split: str = "test", n
     """``split`` of :func:`data_spec`'s data, with the model's transforms, checked to fit
     the model (``a.model``; ``needs``: who reads event streams only): what every command
     that runs a file on a data set reads."""
-    from .data.datasets import check_fits, load_dataset
+    from .data.datasets import check_fits, load_dataset, stored_data_error
+    from .data.registry import DataError
     from .data.transforms import from_dicts
 
-    ds = load_dataset(data_spec(a, protocol), split, a.limit, from_dicts(protocol.transforms))
+    spec = data_spec(a, protocol)
+    try:
+        ds = load_dataset(spec, split, a.limit, from_dicts(protocol.transforms))
+    except DataError as e:
+        raise (e if a.data else stored_data_error(e, spec, a.model)) from None
     return check_fits(ds, protocol.input_shape, protocol.num_classes, a.model, needs)

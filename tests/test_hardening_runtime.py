@@ -236,6 +236,21 @@ def test_event_bench_runs_lazily_read_recordings(tmp_path, capsys):
     assert "events/s" in out
 
 
+def test_a_stored_data_spec_that_does_not_load_says_where_it_came_from(tmp_path, capsys):
+    """A relative path stored at training broke from any other folder, and the message read
+    as if the user had typed it (no word of the model, nor of --data)."""
+    m = tiny_model()
+    meta = json.loads(m.metadata_props[0].value)
+    meta["data"] = "nmnist:../shared/data/nmnist-moved"
+    m.metadata_props[0].value = json.dumps(meta)
+    path = save(m, tmp_path / "m.onnx")
+    code, _, err = _cli(capsys, "runtime", "run", path)
+    one_error(code, err, "is not a directory", f"as stored in {path} when it was trained; pass --data")
+    code, _, err = _cli(capsys, "runtime", "run", path, "--data", "nmnist:../shared/data/nmnist-moved")
+    one_error(code, err, "is not a directory")  # typed by the user: said as is
+    assert "as stored in" not in err
+
+
 def test_trained_T_of_a_billion_is_refused(tmp_path, capsys):
     m = tiny_model()
     meta = json.loads(m.metadata_props[0].value)

@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 
 from runtime import cliargs
 from runtime.data import DataError, Dataset, check_fits, load_dataset
+from runtime.data.datasets import stored_data_error
 from runtime.data.transforms import from_dicts, parse_transform
 from runtime.fileio import OutputPathError, check_output, write_atomic
 from runtime.limits import check_memory
@@ -649,7 +650,10 @@ def cmd_eval(a: argparse.Namespace) -> None:
                 f"{path} was trained on every training recording (--train-split {cfg.data.train_split}), "
                 "the validation split among them; expected a model trained with --train-split train-minus-val"
             )
-        ds = load_dataset(a.data or cfg.data.spec, a.split, a.limit, from_dicts(cfg.data.transforms))
+        try:
+            ds = load_dataset(a.data or cfg.data.spec, a.split, a.limit, from_dicts(cfg.data.transforms))
+        except DataError as e:
+            raise (e if a.data else stored_data_error(e, cfg.data.spec, path)) from None
         check_fits(ds, cfg.model.in_shape, cfg.model.num_classes, path)
         Ts = a.T or list(range(1, cfg.train_T + 1))  # each checkpoint its own trained range
         # frames [T, B, C, H, W] as binning builds them (int64 counts, float32), before any allocation

@@ -393,3 +393,10 @@ def check_fits(ds: Dataset, shape: Sequence[int], num_classes: int, model: str, 
             f"labels {num_classes}..{ds.num_classes - 1} could never be predicted; expected data of its classes"
         )
     return ds
+
+
+def stored_data_error(e: DataError, spec: str, model: str) -> DataError:
+    """``e``, said of the data spec a model file stores (a relative path is relative to
+    where it was trained): the user did not type it, so name where it came from and the
+    flag that chooses other data."""
+    return DataError(f"{e} (data {spec!r} as stored in {model} when it was trained; pass --data to give the data)")
