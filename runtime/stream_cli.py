@@ -13,7 +13,7 @@ from . import cliargs
 from .data.eventfile import CHUNK_BYTES, FORMATS, open_events, parse_sensor
 from .data.transforms import Pipeline, Transform, from_dicts, parse_transform
 from .errors import InputError
-from .policies import POLICY_FORMS, parse_policy
+from .policies import POLICY_FORMS, parse_policy, t_range_warning
 from .protocol import DENSE_KINDS
 from .report import table
 from .session import load
@@ -95,6 +95,8 @@ def _refuse_unread_flags(a: argparse.Namespace) -> None:
     ]
     if unread:
         need = needs[unread[0]]
+        if need == "--realtime":  # the mode is not what is missing
+            raise InputError(f"only --realtime reads {unread[0]}; add --realtime or leave {unread[0]} out")
         raise InputError(f"only {need} reads {unread[0]}; this run is " + " with ".join(sorted(runs)))
 
 
@@ -116,6 +118,10 @@ def cmd_stream(a: argparse.Namespace) -> None:
             f"{a.model} takes {proto.input_kind!r} inputs (static images or recorded sequences); "
             "stream needs a model trained on events"
         )
+    # a run stopping outside the trained T range warns, as runtime run does
+    notes = [t_range_warning(proto, policy)] if a.mode == "clock" else []
+    for n in filter(None, notes):
+        print(f"warning: {n}", file=sys.stderr)
     _warm_up(engine if a.mode == "event" else session, a.mode)
     sensor = parse_sensor(a.sensor) if a.sensor else None
     reader = open_events(a.source, a.format, sensor, a.chunk_bytes)
@@ -134,6 +140,9 @@ def cmd_stream(a: argparse.Namespace) -> None:
     finally:
         reader.close()
     s = stats.summary(a.realtime, speed)
+    if stats.raw_events and not stats.events:  # every event cut by the transforms: no window at all
+        notes.append(f"no event of {stats.raw_events} is left after the transforms {[t.text for t in pipe.transforms]}")
+        print(f"warning: {notes[-1]}", file=sys.stderr)
     s.update(
         model=a.model,
         source=reader.name,
@@ -143,6 +152,7 @@ def cmd_stream(a: argparse.Namespace) -> None:
         realtime=a.realtime,
         speed=speed if a.realtime else None,
         transforms=[t.text for t in pipe.transforms],
+        warnings=[n for n in notes if n],
     )
     if a.json:
         print(json.dumps({"summary": s}))

@@ -229,7 +229,7 @@ def test_bad_input_is_one_error_and_exit_2(eventcam, model, tmp_path, capsys):  
         ),
         (
             ["--source", str(raw), "--fit-sensor", "--speed", "2"],
-            "only --realtime reads --speed; this run is --mode clock",
+            "only --realtime reads --speed; add --realtime or leave --speed out",
         ),
     ]
     for extra, match in cases:
@@ -253,3 +253,17 @@ def test_library_refuses_a_bad_bin_or_window(model, bad):
         run_clock(s, [], lambda w: None, Stats(), dt_us=bad)
     with pytest.raises(InputError, match="window must be a finite number"):
         run_event(load_event(str(model)), [], lambda w: None, Stats(), window_us=bad)
+
+
+def test_stream_warns_as_run_does(eventcam, model, capsys):  # noqa: F811
+    """A policy past the trained T range warns (runtime run did, stream did not), and a
+    stream whose every event the transforms cut says so (it showed 0 windows, no word)."""
+    src = ["--source", str(eventcam / "evt2_sample.raw")]
+    code, out, err = _cli(capsys, "stream", str(model), *src, "--fit-sensor", "--policy", "fixed:99", "--json")
+    assert code == 0, err
+    assert "warning: this run uses T=99, outside the trained range" in err
+    assert json.loads(out.splitlines()[-1])["summary"]["warnings"] == [err.splitlines()[0].removeprefix("warning: ")]
+    code, out, err = _cli(capsys, "stream", str(model), *src, "--transform", "crop:0,0,32,24", "--json")
+    assert code == 0, err
+    s = json.loads(out.splitlines()[-1])["summary"]
+    assert s["events_in"] == 0 and s["windows"] == 0 and "no event of 539481 is left after the transforms" in err
