@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from runtime.data import load_dataset
-from tests.conftest import fit_checkpoint
+from tests.conftest import fit_checkpoint, one_error
 from tests.conftest import run_trainer as run
 from trainer.checkpoint import TRAIN_STATE_KEY, read_checkpoint, save_checkpoint
 from trainer.config import Config
@@ -96,6 +96,7 @@ def test_fold_and_drop_keeps_the_output_without_biases():
 
 TINY = ["--data", "digits", "--limit-train", "48", "--limit", "10", "--width", "4", "--T", "3", "--tmax", "3"]
 TINY += ["--batch-size", "16", "--threads", "1", "--quiet"]
+RESUMING = ["--limit-train", "48", "--limit", "10", "--threads", "1", "--quiet"]  # what a resume reads
 
 
 def test_cli_init_from_folds_bn_and_resume_continues(capsys, tmp_path):
@@ -112,20 +113,26 @@ def test_cli_init_from_folds_bn_and_resume_continues(capsys, tmp_path):
     assert read_checkpoint(fine)[TRAIN_STATE_KEY]["epoch"] == 2
     # resuming a finished run has nothing to do: a clear error, nothing written
     again = tmp_path / "again.pt"
-    code, _, err = run(capsys, "fit", *TINY, "--resume", str(fine), "--out", str(again))
+    code, _, err = run(capsys, "fit", *RESUMING, "--resume", str(fine), "--out", str(again))
     assert code == 2 and "already finished its 2 epochs" in err and not again.exists()
     # bad input: a model the weights do not fit; resume onto its own input
     code, _, err = run(
         capsys, "fit", *TINY, "--method", "sdt", "--width", "8", "--init-from", str(bn), "--out", str(again)
     )
     assert code == 2 and "do not fit the model" in err and "size mismatch for stages." in err and not again.exists()
-    code, _, err = run(capsys, "fit", *TINY, "--resume", str(fine), "--out", str(fine))
+    code, _, err = run(capsys, "fit", *RESUMING, "--resume", str(fine), "--out", str(fine))
     assert code == 2 and "destroy the input" in err
     # a checkpoint without training state (older files, calibrate's) cannot be resumed
     plain = tmp_path / "plain.pt"
     save_checkpoint(plain, cfg, model, metrics)
-    code, _, err = run(capsys, "fit", *TINY, "--resume", str(plain), "--out", str(again))
+    code, _, err = run(capsys, "fit", *RESUMING, "--resume", str(plain), "--out", str(again))
     assert code == 2 and "holds no training state" in err and not again.exists()
+    # a flag the resumed run would not read (its config decides) is refused, not dropped
+    code, _, err = run(
+        capsys, "fit", *RESUMING, "--resume", str(fine), "--lr", "0.5", "--seed", "7", "--out", str(again)
+    )
+    one_error(code, err, f"continues the run in {fine} as it was configured; it does not read --lr, --seed")
+    assert not again.exists()
 
 
 def test_cli_init_from_without_model_flags_keeps_the_source_network(capsys, tmp_path):

@@ -549,6 +549,24 @@ def run_limits(a: argparse.Namespace, resumed: dict[str, Any] | None) -> dict[st
     return dict(stored)
 
 
+# what a resumed run reads besides the checkpoint: where it writes, how it runs, and its
+# data subsets (checked against the stored ones by run_limits)
+RESUME_READS = {"cmd", "resume", "out", "threads", "deterministic", "quiet", "limit", "limit_train"}
+
+
+def _refuse_flags_a_resume_ignores(a: argparse.Namespace) -> None:
+    """A resumed run is its checkpoint's config: a model, data or method flag given with
+    --resume (an epoch count, a learning rate, a seed) was dropped without a word."""
+    defaults = _fit_defaults()
+    given = [k for k, v in vars(a).items() if k not in RESUME_READS and k in defaults and v != defaults[k]]
+    if given:
+        flags = ", ".join("--" + k.replace("_", "-") for k in given)
+        raise ConfigError(
+            f"--resume continues the run in {a.resume} as it was configured; it does not read {flags}: leave "
+            f"them out (a run with other settings starts anew: --init-from {a.resume} takes its weights)"
+        )
+
+
 def cmd_fit(a: argparse.Namespace) -> None:
     out = check_output(a.out, a.resume, a.init_from)
     resumed = read_checkpoint(a.resume) if a.resume else None
@@ -562,9 +580,10 @@ def cmd_fit(a: argparse.Namespace) -> None:
         transforms = [parse_transform(t) for t in a.transform]
         spec, split = a.data, a.train_split
     else:
+        _refuse_flags_a_resume_ignores(a)
         rcfg = Config.from_dict(resumed["config"])
         transforms, spec, split = from_dicts(rcfg.data.transforms), rcfg.data.spec, rcfg.data.train_split
-        print(f"resuming {a.resume}: its config and data {spec!r}; model, data and method flags are not used")
+        print(f"resuming {a.resume}: its config and data {spec!r}")
     limits = run_limits(a, resumed)
     train_ds = load_dataset(spec, split, limits["limit_train"], transforms)
     test_ds = load_dataset(spec, "test", limits["limit"], transforms)
