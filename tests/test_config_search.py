@@ -271,6 +271,8 @@ def test_search_reports_and_plots(ckpts, capsys, tmp_path):
         (["--budget-T", "9"], "outside [1, 4]"),
         (["--budget-T", "0"], "--budget-T must be"),
         (["--budget-T", "2", "--cost", "watts"], "--cost 'watts' is unknown"),
+        # fewer configurations than the accuracy model's parameters: fitted to nothing, unsaid
+        (["--budget-T", "2", "--samples", "1"], "--samples 1: the accuracy model has"),
     ],
 )
 def test_search_bad_input(ckpts, capsys, args, msg):

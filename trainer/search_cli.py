@@ -246,6 +246,11 @@ def cmd_search(a: argparse.Namespace) -> None:
             f"{a.checkpoint} has {n} stage(s) trained for T in [{tmin}, {tmax}]; a search needs a model with "
             "several stages trained over a range of T (--method mtt --stages N)"
         )
+    if a.samples < n + 1:  # fewer: lstsq's minimum-norm answer, an accuracy model fitted to nothing
+        raise ConfigError(
+            f"--samples {a.samples}: the accuracy model has {n + 1} parameters (K per stage and c, MTT A.8); "
+            f"expected at least {n + 1} configurations (the paper: 18)"
+        )
     if a.budget_T < tmin:
         raise ConfigError(
             f"--budget-T {a.budget_T} is below the cheapest configuration (every stage at T={tmin}, the "
