@@ -280,6 +280,18 @@ def test_search_bad_input(ckpts, capsys, args, msg):
     assert code == 2 and out == "" and err.startswith("error: ") and msg in err
 
 
+def test_eval_config_outside_the_trained_range_warns(tmp_path, capsys):
+    """eval --T warned of a T outside the trained range; eval --config did not (a model
+    trained only at T=4 run at 2,2 without a word), and its --json had no warnings."""
+    path = tmp_path / "sdt.pt"
+    main(["fit", "--data", "digits", "--model", "2C1FC", "--method", "sdt", "--out", str(path), *TINY])
+    capsys.readouterr()
+    code, out, err = run(capsys, "eval", str(path), "--config", "2,4", "--limit", "20", "--json")
+    assert code == 0, err
+    want = f"{path} was trained for T in [4, 4]; T=[2] lie outside that range"
+    assert f"warning: {want}" in err and json.loads(out)["warnings"] == [want]
+
+
 def test_search_refuses_budget_below_cheapest(tmp_path, capsys):
     path = tmp_path / "m.pt"
     main(["fit", "--data", "digits", "--model", "2C1FC", "--tmin", "2", "--out", str(path), *TINY])

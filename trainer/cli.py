@@ -680,7 +680,7 @@ def cmd_eval(a: argparse.Namespace) -> None:
             16 * min(a.batch_size, len(ds)) * max(Ts) * math.prod(ds.shape),
             f"evaluating batches of {min(a.batch_size, len(ds))} at T={max(Ts)}",
         )
-        warning = t_range_warning(path, cfg, Ts)
+        warning = cfg.t_range_warning(path, Ts)
         if warning:
             warnings.append(warning)
             print(f"warning: {warning}", file=sys.stderr)
@@ -703,15 +703,6 @@ def cmd_eval(a: argparse.Namespace) -> None:
     names = [Path(p).name for p in runs]
     cells = [[T, *(pct(r.accuracy[T]) if T in r.accuracy else "-" for r in runs.values())] for T in all_T]
     print(table(["T", *names], cells))
-
-
-def t_range_warning(path: str, cfg: Config, Ts: list[int]) -> str | None:
-    """A note when some T lies outside the range the model was trained on."""
-    lo, hi = (cfg.train_T, cfg.train_T) if cfg.method.name in FIXED_T_METHODS else (cfg.method.tmin, cfg.method.tmax)
-    outside = [T for T in Ts if not lo <= T <= hi]
-    if not outside:
-        return None
-    return f"{path} was trained for T in [{lo}, {hi}]; T={outside} lie outside that range"
 
 
 def plot_accuracy(results: dict[str, dict[int, float]], path: str) -> None:

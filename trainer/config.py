@@ -235,6 +235,19 @@ class Config:
         """The T the model was trained for (sdt and online methods: T; nmt/mtt: the largest T)."""
         return self.method.T if self.method.name in FIXED_T_METHODS else self.method.tmax
 
+    @property
+    def T_range(self) -> tuple[int, int]:
+        """The steps (per stage) the model was trained over: [T, T] for the one-T methods."""
+        if self.method.name in FIXED_T_METHODS:
+            return self.train_T, self.train_T
+        return self.method.tmin, self.method.tmax
+
+    def t_range_warning(self, path: str, Ts: list[int]) -> str | None:
+        """A note when some T lies outside :attr:`T_range` (None: all inside)."""
+        lo, hi = self.T_range
+        outside = sorted({T for T in Ts if not lo <= T <= hi})
+        return f"{path} was trained for T in [{lo}, {hi}]; T={outside} lie outside that range" if outside else None
+
     def to_dict(self) -> dict[str, Any]:
         d = {
             f.name: self.neuron.to_dict() if f.name == "neuron" else asdict(getattr(self, f.name)) for f in fields(self)

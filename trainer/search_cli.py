@@ -20,7 +20,7 @@ from runtime.fileio import check_output, write_atomic
 from runtime.report import ENERGY_NOTE, emit_json, pct, sci, table
 
 from .checkpoint import load_checkpoint
-from .config import FIXED_T_METHODS, Config, ConfigError
+from .config import Config, ConfigError
 from .config_search import (
     AccuracyModel,
     SearchError,
@@ -41,13 +41,6 @@ DEFAULT_CALIB_BATCHES = 10
 CALIB_BATCH_SIZE = 64
 
 
-def t_range(cfg: Config) -> tuple[int, int]:
-    """The steps per stage a model was trained for."""
-    if cfg.method.name in FIXED_T_METHODS:
-        return cfg.train_T, cfg.train_T
-    return cfg.method.tmin, cfg.method.tmax
-
-
 def check_stages(path: str, model: object) -> SpikingNet:
     """A model whose stages can run at their own T (not T-RevSNN: its steps are sub-networks)."""
     if not isinstance(model, SpikingNet):
@@ -57,7 +50,7 @@ def check_stages(path: str, model: object) -> SpikingNet:
 
 def check_config(path: str, cfg: Config, n_stages: int, config: list[int]) -> None:
     """One T per stage, each in [1, Tmax] of the model."""
-    tmax = t_range(cfg)[1]
+    tmax = cfg.T_range[1]
     if len(config) != n_stages:
         raise ConfigError(
             f"--config {','.join(map(str, config))} gives {len(config)} T values, but {path} has "
@@ -141,6 +134,10 @@ def eval_configs(a: argparse.Namespace) -> None:
         for c in a.config:
             check_config(path, cfg, len(model.stages), c)
         loaded.append((path, cfg, model))
+    # as eval --T warns: a stage at a T the model was not trained at
+    warnings = [w for path, cfg, _ in loaded if (w := cfg.t_range_warning(path, [t for c in a.config for t in c]))]
+    for w in warnings:
+        print(f"warning: {w}", file=sys.stderr)
     for path, cfg, model in loaded:
         _, _, ds = load(path, a.data, "test", a.limit)
         ev = Evaluator(
@@ -154,7 +151,8 @@ def eval_configs(a: argparse.Namespace) -> None:
         )
         out[path] = [config_row(c, *ev.run(c)) for c in a.config]
     if a.json:
-        emit_json({"data": ds.spec, "n": len(ds), "results": out if len(out) > 1 else next(iter(out.values()))})
+        results = out if len(out) > 1 else next(iter(out.values()))
+        emit_json({"data": ds.spec, "n": len(ds), "results": results, "warnings": warnings})
         return
     print(f"test split of {ds.spec} ({len(ds)} samples)")
     rows = [
@@ -240,7 +238,7 @@ def cmd_search(a: argparse.Namespace) -> None:
     cfg, model, _ = load_checkpoint(a.checkpoint)
     model = check_stages(a.checkpoint, model)
     n = len(model.stages)
-    tmin, tmax = t_range(cfg)
+    tmin, tmax = cfg.T_range
     if n < 2 or tmin == tmax:
         raise ConfigError(
             f"{a.checkpoint} has {n} stage(s) trained for T in [{tmin}, {tmax}]; a search needs a model with "
