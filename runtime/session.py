@@ -727,6 +727,8 @@ class Session:
             )
         state.stepper.step(x_t, state.t)
         state.t += 1
+        if state.t == self.protocol.T_range[1] + 1:  # once per stream, at the first step past the range
+            self._warn_range(state.t, state.t)
         y = state.stepper.y
         state.acc += y
         return state, readout(state.acc, y, state.t, self.protocol.readout).astype(np.float32)

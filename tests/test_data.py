@@ -117,3 +117,13 @@ def test_empty_folder_is_a_clear_error(tmp_path):
         load_dataset(f"nmnist:{tmp_path}", "train")
     with pytest.raises(DataError, match="no MNIST"):
         load_dataset(f"mnist:{tmp_path}", "train")
+
+
+@pytest.mark.parametrize("idx", [np.array([100]), np.array([-1]), np.array([1.5]), np.array([[1]])])
+def test_frames_of_a_sample_that_is_not_there_is_a_data_error(idx):
+    """ds.frames(np.array([100]), 3) on 20 samples was a bare IndexError (and -1 silently
+    the last sample)."""
+    ds = load_dataset("digits", "test", 20)
+    with pytest.raises(DataError, match=r"sample indices must be a 1-D array of whole numbers in 0..19"):
+        ds.frames(idx, 3)
+    assert ds.frames(np.array([], np.int64), 3).shape == (3, 0, 2, 20, 20)

@@ -389,6 +389,23 @@ assert not any(m == "torch" or m.startswith("torch.") for m in sys.modules)
     assert "runtime stepper" in p.stdout and "runtime SDK" in p.stdout and "torch model.step" not in p.stdout
 
 
+def test_streaming_past_the_trained_range_warns_once(model_path):
+    """run() warned of a T outside the trained range; a stream fed step by step did not."""
+    import warnings
+
+    from runtime.errors import TrainedRangeWarning
+
+    s = runtime.load(model_path)
+    hi = s.protocol.T_range[1]
+    state, x = s.initial_state(1), images(1)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        for _ in range(hi + 3):
+            state, _ = s.feed(state, x)
+    ranged = [w for w in seen if issubclass(w.category, TrainedRangeWarning)]
+    assert [str(w.message) for w in ranged] == [f"this run uses T={hi + 1}, outside the trained range T in [1, {hi}]"]
+
+
 def test_feed_with_explicit_states_equals_step_and_run(model_path):
     """Two streams fed alternately through explicit states give what run() gives for
     each, and step() (the session's own stream) gives the same readout."""

@@ -147,6 +147,17 @@ class Dataset:
         if T <= 0:
             raise DataError(f"T must be a positive number of time steps, got {T}")
         idx = np.asarray(idx)
+        if idx.size == 0:  # e.g. np.array([]), float64
+            idx = np.zeros(0, np.int64)
+        if (
+            idx.ndim != 1
+            or idx.dtype.kind not in "iu"
+            or not (idx.min(initial=0) >= 0 and idx.max(initial=0) < len(self))
+        ):
+            raise DataError(
+                f"sample indices must be a 1-D array of whole numbers in 0..{len(self) - 1} (this split of "
+                f"{self.spec!r} has {len(self)} samples); got {idx.tolist()[:5] if idx.ndim else idx.item()!r}"
+            )
         if self.kind == "static":
             assert self.images is not None  # a static data set holds images
             img = self.images[idx]
