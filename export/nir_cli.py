@@ -4,6 +4,7 @@ import a NIR graph as the product's one-step ONNX file (export/nir_import.py).""
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from runtime.report import emit_json, table
@@ -42,6 +43,8 @@ def run_import(a: argparse.Namespace) -> int:
         print(f"imported {src} (source {imported.source}{dt}) -> {out} ({report['bytes']} bytes)")
         print(f"source from: {imported.how}")
         print(f"convention: {imported.convention}")
+        for w in info["warnings"]:
+            print(f"warning: {w}", file=sys.stderr)
         for note in imported.notes:
             print(f"note: {note}")
         rows = [

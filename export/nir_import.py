@@ -33,6 +33,7 @@ from runtime.neuron.nir import (
     SNNTORCH_DT,
     SOURCES,
     NirNeuronError,
+    import_warning,
     node_kinds,
     spec_from_metadata,
 )
@@ -490,5 +491,6 @@ def describe(imported: Imported) -> dict[str, Any]:
         "dt_s": imported.dt,
         "convention": imported.convention,
         "notes": imported.notes,
+        "warnings": [w for w in [import_warning(imported.source)] if w],
         "neurons": [layer.spec.to_dict() for layer in imported.model.modules() if isinstance(layer, NeuronLayer)],
     }

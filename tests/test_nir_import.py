@@ -138,8 +138,13 @@ def test_peer_model_runs_with_the_peers_spikes(peer, tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         main([str(path), "-o", str(out), "--T", "6"])  # the source is detected from the writer's marks
     assert e.value.code in (0, None)
-    printed = capsys.readouterr().out
+    printed, err = capsys.readouterr()
     assert f"source {peer}" in printed and "source from: detected" in printed and "convention:" in printed
+    # NIR carries no reset/spike rule/clamp: said as a warning, with the default that differs
+    warned = [ln for ln in err.splitlines() if ln.startswith("warning: NIR holds no reset")]
+    assert len(warned) == 1 and (
+        peer == "norse" or f"e.g. a {'sinabs IAF' if peer == 'sinabs' else 'snnTorch Leaky'}" in warned[0]
+    )
     x = np.random.default_rng(1).poisson(1.0, (6, 3, 1, 8, 8)).astype(np.float32)
     peer_spikes, peer_y = run(x)  # the peer's own simulation of the network it built
     imported = build(nir.read(path), peer)

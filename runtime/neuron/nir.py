@@ -61,6 +61,27 @@ CONVENTIONS: dict[str, str] = {
     ),
 }
 SOURCES = tuple(CONVENTIONS)
+# NIR stores no reset, spike rule or clamp: a peer's graph is read as that peer's own NIR
+# import builds it, which a network made with the peer's defaults need not be (seen: 17 of
+# 240 outputs differed for each of the two examples named)
+PEER_DEFAULTS_DIFFER = {
+    "sinabs": "a sinabs IAF without min_v_mem (its default) does not clamp",
+    "snntorch": "a snnTorch Leaky with its default subtract reset does not reset to zero",
+}
+
+
+def import_warning(source: str) -> str | None:
+    """The line an import from ``source`` warns with (None: flexsnn's own files)."""
+    if source == "flexsnn":
+        return None
+    example = PEER_DEFAULTS_DIFFER.get(source)
+    return (
+        f"NIR holds no reset, spike rule or clamp: this graph runs as {source}'s NIR convention says (above), "
+        "not necessarily as the network that wrote it"
+        + (f"; e.g. {example}, and gives other spikes here" if example else "")
+    )
+
+
 # where the source's convention takes a step duration (seconds), its default (None: required)
 DT_DEFAULTS: dict[str, float | None] = {"norse": NORSE_DT, "nir": None}
 FIRES_ABOVE = ("snntorch", "norse")  # these fire on v > v_th; flexsnn fires on v >= v_th
