@@ -31,14 +31,13 @@ from torch import nn
 from runtime.fileio import write_atomic
 from runtime.neuron import kind_of
 from runtime.neuron.nir import PEERS, NirNeuronError, peer_notes, time_convention
-from runtime.protocol import NeuronInfo, StateInfo
 from trainer.config import Config
 from trainer.layers import NeuronLayer, Residual, Sequence, Stateless
 from trainer.models import SpikingNet
 
 from .errors import ExportError
 from .prepare import deployable, neuron_layers
-from .protocol import KEY, protocol
+from .protocol import KEY, layer_infos, protocol
 from .step import state_shapes
 
 NIR_VERSION = "1.0.4"
@@ -177,12 +176,7 @@ def build_nir(cfg: Config, model: SpikingNet):
     b.add("output", nir.Output(output_type={"output": np.array(x.shape[1:])}), sources)
     specs = [layer.spec for layer in neuron_layers(net)]
     # the NIR nodes stand for the neuron layers; states are named as in the ONNX file
-    states, neurons = [], []
-    shapes = iter(state_shapes(net, in_shape))
-    for name, spec in zip(b.neuron_names, specs):
-        own = [f"state_{len(states) + k}" for k in range(spec.n_states)]
-        states += [StateInfo(s, next(shapes), name) for s in own]
-        neurons.append(NeuronInfo(name, spec, tuple(own)))
+    states, neurons = layer_infos(specs, state_shapes(net, in_shape), b.neuron_names)
     meta = protocol(cfg, net.readout_rule, states, neurons).to_dict()
     notes = peer_notes(specs)
     if any(n > 1 for n in Counter(src for src, _ in b.edges).values()):

@@ -30,6 +30,23 @@ KEY = METADATA_KEY
 INPUT_KINDS = {"static": "repeat", "events": "event-frames", "sequence": "sequence-frames"}
 
 
+def layer_infos(
+    specs: list, shapes: list[tuple[int, ...]], names: list[str] | None = None
+) -> tuple[list[StateInfo], list[NeuronInfo]]:
+    """The states (``state_0`` ... in the step's order, of ``shapes``) and neurons of the
+    neuron layers ``specs``, layer j named ``names[j]`` (default ``{kind}_{j}``, the ONNX
+    node's name): what a file with no graph of its own to name them (NIR, TorchScript,
+    pt2) states."""
+    states: list[StateInfo] = []
+    neurons: list[NeuronInfo] = []
+    for j, spec in enumerate(specs):
+        name = names[j] if names is not None else f"{spec.kind}_{j}"
+        own = [f"state_{len(states) + k}" for k in range(spec.n_states)]
+        states += [StateInfo(s, shapes[len(states) + k], name) for k, s in enumerate(own)]
+        neurons.append(NeuronInfo(name, spec, tuple(own)))
+    return states, neurons
+
+
 def readout_name(readout_rule: str) -> str:
     """The protocol's readout for a :class:`SpikingNet` readout rule (the same names)."""
     if readout_rule not in READOUTS:

@@ -47,3 +47,26 @@ def test_torch_formats_equal_torch(tmp_path, fmt, family):
             ref.net.readout(ref.net(x, [4] * len(ref.net.stages))),
             atol=1e-4,
         )
+
+
+@pytest.mark.parametrize("fmt", ["torchscript", "pt2"])
+def test_torch_formats_carry_the_onnx_files_protocol(tmp_path, fmt):
+    """A user of the TorchScript or pt2 file had no state shapes, readout rule, binning or T
+    (only the ONNX file said them): both carry the ONNX file's protocol as an extra file."""
+    import json
+
+    from export.onnx_export import export_onnx
+    from export.protocol import KEY, read_protocol
+
+    cfg = config(name="2C1FC", readout="li")
+    net = model(cfg)
+    path = LOADERS[fmt][0](cfg, net, tmp_path / f"m.{fmt}")
+    extra = {KEY: ""}
+    if fmt == "torchscript":
+        torch.jit.load(str(path), _extra_files=extra)
+    else:
+        torch.export.load(str(path), extra_files=extra)
+    got = json.loads(extra[KEY])
+    want = read_protocol(export_onnx(cfg, net, tmp_path / "m.onnx")).to_dict()
+    assert got == json.loads(json.dumps(want))
+    assert [s["shape"] for s in got["states"]] == [list(s) for s in state_shapes(deployable(net), cfg.model.in_shape)]
