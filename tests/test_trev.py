@@ -194,8 +194,10 @@ def test_cli_fit_with_defaults_trains_by_sdt_at_its_own_T(capsys, tmp_path):
     )
     assert cfg.method.name == "sdt" and cfg.train_T == 4 and isinstance(model, TRevNet) and model.T == 4
     assert cfg.model.trev == parse_options([]).to_dict() and cfg.model.trev["backward"] == "bptt"
+    # the paper's LIF, one spike a step: multi-spike IF made the cost grow with the exit step
+    assert (cfg.neuron.spec.kind, cfg.neuron.spec.spike) == ("LIF", "single")
     other, _, _ = fit_checkpoint(capsys, tmp_path / "v.pt", "--data", "digits", "--model", "1C1FC", *TINY[2:])
-    assert other.method.name == "mtt"
+    assert other.method.name == "mtt" and (other.neuron.spec.kind, other.neuron.spec.spike) == ("IF", "multi")
 
 
 def test_cli_fit_then_eval_and_bad_T(capsys, tmp_path):

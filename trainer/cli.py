@@ -61,11 +61,13 @@ from .search_cli import DEFAULT_CALIB_BATCHES, add_search_parser, cmd_search, ev
 from .surrogate import SURROGATES
 from .train import Start, calibrate_bn_runs, evaluate, fit, has_bn
 from .trev import DEFAULT_LR as TREV_LR
+from .trev import DEFAULT_NEURON as TREV_NEURON
 from .trev import DEFAULT_T as TREV_T
 from .trev import parse_options as parse_trev_options
 from .trev_memory import add_trev_memory_parser, cmd_trev_memory
 
 DEFAULT_LR = 0.003  # --lr of every model family but trev (trainer.trev.DEFAULT_LR)
+DEFAULT_NEURON = "multi-if"  # --neuron of every model family but trev (trainer.trev.DEFAULT_NEURON)
 USER_ERRORS = (ConfigError, DataError, CheckpointError, SpecError, OutputPathError)
 
 
@@ -157,9 +159,10 @@ def _add_fit(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--width", type=cliargs.width, default=0, help="channel width (0: the model's default)")
     p.add_argument(
         "--neuron",
-        default="multi-if",
-        help=f"one of {', '.join(neuron_presets())} (default multi-if: "
-        "as event-driven hardware fires, and flexible in T; README, 'Choosing the default')",
+        default=None,
+        help=f"one of {', '.join(neuron_presets())} (default multi-if: as event-driven hardware fires, and "
+        f"flexible in T; README, 'Choosing the default'; trev models: {TREV_NEURON}, the paper's, whose sparse "
+        "spikes keep the inference cost O(1), docs/trev.md)",
     )
     for name, f in neuron_fields().items():
         if name != "dt":  # dt is one time bin of the data, set from the data and T
@@ -367,7 +370,8 @@ def _model_defaults(a: argparse.Namespace) -> argparse.Namespace:
     if T is None and trev:  # sdt trains at one T: --tmax names it when --T does not (as for any sdt run)
         T = a.tmax if a.tmax != _fit_defaults()["tmax"] else TREV_T
     lr = a.lr if a.lr is not None else TREV_LR if trev else DEFAULT_LR
-    return argparse.Namespace(**{**vars(a), "method": method, "T": T, "lr": lr})
+    neuron = a.neuron if a.neuron is not None else TREV_NEURON if trev else DEFAULT_NEURON
+    return argparse.Namespace(**{**vars(a), "method": method, "T": T, "lr": lr, "neuron": neuron})
 
 
 # fit flags that only some methods read, with whom they apply to: given to another method

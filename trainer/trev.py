@@ -66,6 +66,11 @@ DEFAULT_LR = 1e-3  # the CLI's --lr default for trev models: 3e-3 (the others') 
 # fit's --T default for trev models (sub-networks, one per step): --tmax's 6 divides no
 # size's stem width (32, 64), and 4 is the T of the paper's CIFAR models
 DEFAULT_T = 4
+# the CLI's --neuron for trev models: the paper's LIF (one spike per step). With the product's
+# multi-spike IF the later sub-networks fire about 2M spikes a sample on the digits and the
+# cost grows with the exit step (3.1 / 13.9 / 47.3 / 170 µJ at t = 1..4, measured
+# 2026-12-05), so the O(1) inference cost of docs/trev.md does not hold; LIF: 1.0 / 2.0 / 2.9 / 3.9
+DEFAULT_NEURON = "lif"
 TREV_LOSSES = ("mean", "last", "steps")
 DOWNS = ("plain", "sws")
 HEAD_INITS = ("default", "zero")
