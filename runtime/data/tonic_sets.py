@@ -134,9 +134,10 @@ def load_tonic(arg: str, split: str, spec: str) -> Dataset:
         obj = cls(save_to=root, train=split == "train") if takes_train else cls(save_to=root)
     except Exception as e:  # tonic downloads a missing data set: offline that fails in many ways
         raise DataError(
-            f"tonic data set {name} is not under {root} and could not be downloaded "
-            f"({type(e).__name__}: {e}); place its files as tonic lays them out "
-            f"({root}/{getattr(cls, '__name__', name)}/...)"
+            f"tonic data set {name} is not under {root} as tonic expects it, and could not be downloaded "
+            f"({type(e).__name__}: {e}); tonic wants the files its own download leaves "
+            f"({root}/{getattr(cls, '__name__', name)}/...): some classes (NMNIST) also check for the downloaded "
+            "archives and a file count, so a folder laid out by hand can fail that check"
         ) from None
     if len(obj) == 0:
         raise DataError(f"tonic data set {name} under {root} has no recordings")
