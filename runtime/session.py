@@ -354,6 +354,15 @@ class Session:
             streams = checked_streams(x, cast("tuple[int, int, int]", p.input_shape))
             self._check_span(streams, binning)
             return self.frames(streams, frames, binning, dt_us), False, policy, T
+        if isinstance(x, (list, tuple)) and p.input_kind == "event-frames":
+            # a list, but not of event streams: say which item is not one (was "input is a list;
+            # expected a numpy array (... or a list of event streams)")
+            bad = next(i for i, s in enumerate(x) if not is_event_streams([s]))
+            got = getattr(x[bad], "dtype", type(x[bad]).__name__)
+            raise InputError(
+                f"input item {bad} of the list is not an event stream (got {got}); expected structured arrays "
+                "with fields x, y, p, t (runtime.data.EVENT_DTYPE)"
+            )
         if not isinstance(x, np.ndarray):
             raise InputError(f"input is a {type(x).__name__}; expected a numpy array ({self._forms()})")
         nd = len(p.input_shape)

@@ -434,6 +434,15 @@ def test_feed_with_explicit_states_equals_step_and_run(model_path):
         s.feed(None, frames[0])
 
 
+def test_a_list_that_is_not_of_event_streams_names_the_item(tmp_path):
+    """s.run([np.arange(10)]) said "input is a list; expected a numpy array (... or a list of
+    event streams)": it was a list."""
+    s = runtime.load(save(tiny_model(kind="event-frames"), tmp_path / "e.onnx"))
+    good = make_events([1], [1], [0], [5])
+    with pytest.raises(InputError, match=r"input item 1 of the list is not an event stream \(got int64\)"):
+        s.run([good, np.arange(10)])
+
+
 def test_streams_past_the_models_span_and_dt_without_fixed_bins_are_refused(tmp_path):
     """Equal binning spans the model's [0, duration): a stream after it fell in no bin and
     the run answered from zeros (the event engine ran it); dt_us was ignored unless
