@@ -7,7 +7,7 @@ import re
 import pytest
 import torch
 
-from tests.conftest import fit_checkpoint
+from tests.conftest import fit_checkpoint, one_error
 from tests.conftest import run_trainer as run
 from trainer.config import ConfigError
 from trainer.models import build_model, model_builder
@@ -216,7 +216,7 @@ def test_cli_fit_then_eval_and_bad_T(capsys, tmp_path):
     code, out, err = run(capsys, "eval", str(path), "--T", "1", "2", "--limit", "30")
     assert code == 0 and "m.pt" in out, err
     code, out, err = run(capsys, "eval", str(path), "--T", "3", "--limit", "30")
-    assert code == 2 and "has 2 sub-networks" in err
+    one_error(code, err, "has 2 sub-networks")  # the error alone (a range warning came first)
 
 
 def test_cli_trev_memory_table(capsys):

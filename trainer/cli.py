@@ -63,6 +63,7 @@ from .train import Start, calibrate_bn_runs, evaluate, fit, has_bn
 from .trev import DEFAULT_LR as TREV_LR
 from .trev import DEFAULT_NEURON as TREV_NEURON
 from .trev import DEFAULT_T as TREV_T
+from .trev import TRevNet
 from .trev import parse_options as parse_trev_options
 from .trev_memory import add_trev_memory_parser, cmd_trev_memory
 
@@ -679,6 +680,8 @@ def cmd_eval(a: argparse.Namespace) -> None:
             raise (e if a.data else stored_data_error(e, cfg.data.spec, path)) from None
         check_fits(ds, cfg.model.in_shape, cfg.model.num_classes, path)
         Ts = a.T or list(range(1, cfg.train_T + 1))  # each checkpoint its own trained range
+        if isinstance(model, TRevNet) and max(Ts) > model.T:  # refused before any warning is printed
+            raise ConfigError(f"T={max(Ts)} is not available: {path} has {model.T} sub-networks (T in 1..{model.T})")
         # frames [T, B, C, H, W] as binning builds them (int64 counts, float32), before any allocation
         check_memory(
             16 * min(a.batch_size, len(ds)) * max(Ts) * math.prod(ds.shape),
