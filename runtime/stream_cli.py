@@ -13,7 +13,7 @@ from . import cliargs
 from .data.eventfile import CHUNK_BYTES, FORMATS, open_events, parse_sensor
 from .data.transforms import Pipeline, Transform, from_dicts, parse_transform
 from .errors import InputError
-from .policies import POLICY_FORMS, parse_policy, t_range_warning
+from .policies import POLICY_FORMS, Cascade, FixedT, model_default, parse_policy, t_range_warning
 from .protocol import DENSE_KINDS
 from .report import table
 from .session import load
@@ -118,8 +118,20 @@ def cmd_stream(a: argparse.Namespace) -> None:
             f"{a.model} takes {proto.input_kind!r} inputs (static images or recorded sequences); "
             "stream needs a model trained on events"
         )
+    notes: list[str | None] = []
+    policy_text = a.policy
+    if a.mode == "clock" and policy is None:  # the model's stored default, as runtime run uses it
+        policy = model_default(proto.exit_policy, proto.default_T)
+        policy_text = proto.exit_policy or f"fixed:{proto.default_T}"
+        if isinstance(policy, Cascade):  # chosen by calibrate-exit for whole recordings
+            notes.append(
+                f"the model's stored policy {proto.exit_policy} is a cascade, which a stream cannot run "
+                f"(it reruns whole recordings): fixed:{proto.T_trained} runs; pass --policy to choose"
+            )
+            policy, policy_text = FixedT(proto.T_trained), f"fixed:{proto.T_trained}"
     # a run stopping outside the trained T range warns, as runtime run does
-    notes = [t_range_warning(proto, policy)] if a.mode == "clock" else []
+    if a.mode == "clock":
+        notes.append(t_range_warning(proto, policy))
     for n in filter(None, notes):
         print(f"warning: {n}", file=sys.stderr)
     _warm_up(engine if a.mode == "event" else session, a.mode)
@@ -153,6 +165,7 @@ def cmd_stream(a: argparse.Namespace) -> None:
         speed=speed if a.realtime else None,
         transforms=[t.text for t in pipe.transforms],
         warnings=[n for n in notes if n],
+        policy=policy_text,  # the policy that ran (None in event mode: a decision per window)
     )
     if a.json:
         print(json.dumps({"summary": s}))

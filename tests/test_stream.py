@@ -267,3 +267,32 @@ def test_stream_warns_as_run_does(eventcam, model, capsys):  # noqa: F811
     assert code == 0, err
     s = json.loads(out.splitlines()[-1])["summary"]
     assert s["events_in"] == 0 and s["windows"] == 0 and "no event of 539481 is left after the transforms" in err
+
+
+def test_stream_runs_the_models_stored_policy(eventcam, model, tmp_path, capsys):  # noqa: F811
+    """runtime run uses the policy calibrate-exit stored; stream ran fixed T (warning of the
+    stored policy's range all the same), and a stored cascade silently became fixed T."""
+    src = ["--source", str(eventcam / "evt2_sample.raw"), "--fit-sensor", "--json"]
+
+    def with_stored(policy: str):
+        m = onnx.load(str(model))
+        meta = json.loads(m.metadata_props[0].value)
+        meta["exit"] = {"policy": policy}
+        m.metadata_props[0].value = json.dumps(meta)
+        return save(m, tmp_path / "stored.onnx")
+
+    def stream(*argv: str) -> tuple[list[dict], dict, str]:
+        code, out, err = _cli(capsys, "stream", *argv, *src)
+        assert code == 0, err
+        lines = [json.loads(line) for line in out.splitlines()]
+        windows = [{k: v for k, v in w.items() if k != "latency_ms"} for w in lines[:-1]]
+        return windows, lines[-1]["summary"], err
+
+    rule = "margin:0.05,tmin=1,tmax=6"
+    asked, _, _ = stream(str(model), "--policy", rule)
+    stored, summary, _ = stream(with_stored(rule))
+    assert stored == asked and summary["policy"] == rule
+    assert stream(str(model))[0] != asked  # fixed T (what ran before) gives other windows
+    _, summary, err = stream(with_stored("cascade:confidence:0.9,T=1+6"))
+    assert "is a cascade, which a stream cannot run (it reruns whole recordings): fixed:6" in err
+    assert summary["policy"] == "fixed:6"
