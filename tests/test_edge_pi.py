@@ -77,6 +77,25 @@ def test_pi_bench_bins_each_policy_as_it_runs(tmp_path):
         assert e["exit_accuracy"] == np.mean([r.predictions[0] == y for r, y in zip(rs, ds.labels)])
 
 
+def test_pi_bench_uses_the_stored_policy_and_prints_no_raw_warning(tmp_path, capsys):
+    """pi-bench measured confidence:0.9 on a model calibrate-exit had given another policy,
+    printed the SDK's range warning raw (twice, with its source line) for its 20 timed steps,
+    and gave a frame-count error for a multi-rate file (tests/test_multirate.py)."""
+    from edge.cli import main
+    from tests.conftest import run_main
+
+    m = chain_model([Conv(4, pool=2)], in_shape=(2, 20, 20), classes=10)
+    meta = json.loads(m.metadata_props[0].value)
+    meta["exit"] = {"policy": "cascade:confidence:0.5,T=1+3"}
+    m.metadata_props[0].value = json.dumps(meta)
+    path = save(m, tmp_path / "m.onnx")
+    argv = ["pi-bench", path, "--max-threads", "1", "--repeats", "1", "--data", "digits", "--limit", "4", "--json"]
+    code, out, err = run_main(main, capsys, *argv)
+    assert code == 0, err
+    assert json.loads(out)["early_exit"]["policy"] == "cascade:confidence:0.5,T=1+3"
+    assert "Warning" not in err and err.strip() == ""
+
+
 def test_pi_bench_bad_input(tmp_path):
     path = save(chain_model([Conv(4)]), tmp_path / "m.onnx")
     r = run_cli("edge", "pi-bench", path, "--max-threads", "0")

@@ -268,6 +268,11 @@ def test_runtime_refuses_what_a_multirate_file_cannot_do(ckpts, capsys, tmp_path
 
     with pytest.raises(ModelError, match="multi-rate model"):
         load_event(path)
+    # pi-bench's timed steps run one T for all stages (its error named frames the user never gave)
+    from edge.cli import main as edge_main
+
+    code, out, err = run_main(edge_main, capsys, "pi-bench", str(path), "--max-threads", "1")
+    one_error(code, err, "multi-rate model", "pi-bench runs one T for all stages")
 
 
 def test_flexsnn_onnx_2_files_still_load(ckpts, tmp_path):
