@@ -227,6 +227,9 @@ def test_eval_config_passes_calib_runs_to_the_calibration(ckpts, capsys, monkeyp
         (["--config", "2,0,2"], "comma-separated time steps"),
         (["--config", "2,x,2"], "comma-separated time steps"),
         (["--config", "2,2,2", "--T", "3"], "--T and --config"),
+        # BatchNorm is recalibrated per configuration only: with --T these were ignored, unsaid
+        (["--T", "3", "--calib-runs", "3"], "only --config reads --calib-runs"),
+        (["--T", "3", "--calib-batches", "50"], "only --config reads --calib-batches"),
     ],
 )
 def test_eval_config_bad_input(ckpts, capsys, args, msg):

@@ -139,6 +139,9 @@ def test_bench_batch_beyond_memory_is_refused_before_allocating(static_onnx, cap
         (["tradeoff", "{m}", "--data", "digits:static", "--plot", "{d}/curves"], "ending in .png"),
         (["tradeoff", "{m}", "--data", "digits:static", "--plot", "{d}"], "it is a folder"),
         (["tradeoff", "{m}", "--data", "digits:static", "--thresholds", "nan"], "finite"),
+        (["tradeoff", "{m}", "--data", "digits:static", "--tmin", "7"], "--tmin must be in [1, tmax=4], got 7"),
+        # the stored default bins as trained: a policy chosen on other bins misstated its figures
+        (["calibrate-exit", "{m}", "--binning", "fixed", "--out", "{d}/c.onnx"], "its runs bin as it was trained"),
         # flags a run does not read are refused, not ignored
         (["run", "{m}", "--mode", "event", "--backend", "exact"], "only that run reads --backend; add --json"),
         (["run", "{m}", "--mode", "event", "--threads", "2", "--binning", "fixed"], "reads --threads and --binning"),

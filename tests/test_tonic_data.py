@@ -87,6 +87,8 @@ def test_bad_tonic_specs(tmp_path):
             pytest.importorskip("tonic")
         with pytest.raises(DataError, match=match):
             load_dataset(spec, "test")
+    # the failed download left nothing in the data folder (tonic had made ROOT/NMNIST/)
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.slow

@@ -659,6 +659,18 @@ def eval_json(runs: dict[str, EvalRun], all_T: list[int]) -> dict[str, Any]:
 
 
 def cmd_eval(a: argparse.Namespace) -> None:
+    # BatchNorm is recalibrated per configuration only; a uniform --T evaluates the stored
+    # statistics (trainer calibrate recalibrates at a T): ignored before, unsaid
+    defaults = vars(parser().parse_args(["eval", "x.pt"]))
+    cliargs.refuse_unread(
+        "--config",
+        bool(a.config),
+        {
+            f: getattr(a, f[2:].replace("-", "_")) != defaults[f[2:].replace("-", "_")]
+            for f in ("--calib-batches", "--calib-runs")
+        },
+        ConfigError,
+    )
     if a.config:
         if a.split != "test":
             raise ConfigError("--split val applies to --T; configurations are fitted on val by `trainer search`")

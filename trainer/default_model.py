@@ -55,7 +55,7 @@ def default_model(config_for: Callable[[str], Config], in_shape: tuple[int, ...]
         return DefaultModel(last, "Speck runs event streams only")
     for name in DEFAULT_MODELS[:-1]:
         if speck_holds(config_for(name)):
-            return DefaultModel(name, "it fits Speck")
+            return DefaultModel(name, "the widest that fits Speck with the default neuron and no bias or BatchNorm")
     if speck_holds(config_for(last)):
         return DefaultModel(last, f"{widest} would not fit Speck")
     return DefaultModel(last, "no default width fits Speck at this input size; edge speck --check lists the limits")

@@ -13,8 +13,10 @@ without a test folder: index % 5 == 0 is the test split.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import inspect
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -123,6 +125,19 @@ def from_tonic(obj: Any, spec: str | None = None, split: str = "train", by_index
     )
 
 
+def _folders(root: str) -> set[Path]:
+    r = Path(root)
+    return {r, *(p for p in r.rglob("*") if p.is_dir())} if r.is_dir() else set()
+
+
+def _remove_empty(made: set[Path]) -> None:
+    """Remove the folders in ``made`` that are empty, deepest first (a failed tonic
+    download leaves ROOT/NAME/ behind in the user's data folder)."""
+    for d in sorted(made, key=lambda p: len(p.parts), reverse=True):
+        with contextlib.suppress(OSError):  # not empty: leave it
+            d.rmdir()
+
+
 def load_tonic(arg: str, split: str, spec: str) -> Dataset:
     """``NAME:ROOT`` of the spec ``tonic:NAME:ROOT``."""
     name, _, root = arg.partition(":")
@@ -130,9 +145,11 @@ def load_tonic(arg: str, split: str, spec: str) -> Dataset:
         raise DataError(f"data spec {spec!r} needs a data set and a folder: tonic:NAME:ROOT")
     cls = tonic_class(name)
     takes_train = "train" in inspect.signature(cls).parameters
+    before = _folders(root)
     try:
         obj = cls(save_to=root, train=split == "train") if takes_train else cls(save_to=root)
     except Exception as e:  # tonic downloads a missing data set: offline that fails in many ways
+        _remove_empty(_folders(root) - before)  # tonic made them for its download: nothing half-way
         raise DataError(
             f"tonic data set {name} is not under {root} as tonic expects it, and could not be downloaded "
             f"({type(e).__name__}: {e}); tonic wants the files its own download leaves "
