@@ -67,6 +67,9 @@ class EventEngine:
         self._out_spiking = bool(self.net.P[len(self.layers) - 1, KIND] == KIND_SPIKING)
         self._readout = np.array([len(self.layers) - 1], np.int64)  # the layer onnx_order copies out
         self._scratch = threading.local()  # the kernel's working arrays, per calling thread
+        # the array shapes of this network's states (_check_state: once, not an allocation per chunk)
+        fresh = initial_state(self.net)
+        self._state_shapes = {f: getattr(fresh, f).shape for f in ("v", "a", "t_last", "t_neuron", "counts")}
 
     def __getstate__(self) -> dict:
         """Picklable (e.g. for worker processes): without the per-thread buffers."""
@@ -95,8 +98,7 @@ class EventEngine:
             raise EventInputError(
                 f"state is a {type(state).__name__}; expected an EventState from this engine's initial_state()"
             )
-        mine = initial_state(self.net)
-        if any(getattr(state, f).shape != getattr(mine, f).shape for f in ("v", "a", "t_neuron", "counts")):
+        if any(getattr(state, f).shape != shape for f, shape in self._state_shapes.items()):
             raise EventInputError(
                 "this state was made by the engine of another network; feed a state to the engine whose "
                 "initial_state() made it"
