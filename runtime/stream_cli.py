@@ -22,7 +22,12 @@ from .stream import TICK_MS, Stats, Window, fit_check, run_clock, run_event, sli
 # the flags that one way of running reads, with what reads them: given to a run that does
 # not, they are refused (not ignored); flag -> (what reads it, its parse function, help)
 CONDITIONAL_FLAGS: dict[str, tuple[str, Callable[[str], object], str]] = {
-    "--policy": ("--mode clock", str, f"{', '.join(POLICY_FORMS)} (default: fixed at the trained T)"),
+    "--policy": (
+        "--mode clock",
+        str,
+        f"{', '.join(POLICY_FORMS)} (default: the model's stored policy, as runtime run uses it, else fixed at "
+        "the trained T; a stored cascade runs fixed T)",
+    ),
     "--dt-us": ("--mode clock", cliargs.positive_float, "bin duration, µs (default: the model's dt)"),
     "--window-us": ("--mode event", cliargs.positive_float, "window, µs (default: trained T x dt)"),
     "--speed": ("--realtime", cliargs.positive_float, "playback speed factor (default 1)"),
@@ -126,9 +131,9 @@ def cmd_stream(a: argparse.Namespace) -> None:
         if isinstance(policy, Cascade):  # chosen by calibrate-exit for whole recordings
             notes.append(
                 f"the model's stored policy {proto.exit_policy} is a cascade, which a stream cannot run "
-                f"(it reruns whole recordings): fixed:{proto.T_trained} runs; pass --policy to choose"
+                f"(it reruns whole recordings): fixed:{proto.default_T} runs; pass --policy to choose"
             )
-            policy, policy_text = FixedT(proto.T_trained), f"fixed:{proto.T_trained}"
+            policy, policy_text = FixedT(proto.default_T), f"fixed:{proto.default_T}"
     # a run stopping outside the trained T range warns, as runtime run does
     if a.mode == "clock":
         notes.append(t_range_warning(proto, policy))
