@@ -14,8 +14,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from runtime import cliargs
-from runtime.data import DataError, Dataset, check_fits, load_dataset
-from runtime.data.datasets import stored_data_error
+from runtime.data import DataError, Dataset, load_dataset
 from runtime.data.transforms import from_dicts, parse_transform
 from runtime.fileio import OutputPathError, check_output, write_atomic
 from runtime.limits import check_memory
@@ -57,7 +56,14 @@ from .models import SpikingNet, build_model, model_builder, model_names
 from .online import PAPER_K_SCALE, PAPER_NDOT_RATIO, online_method
 from .repro import DEFAULT_THREADS
 from .repro import setup as setup_threads
-from .search_cli import DEFAULT_CALIB_BATCHES, add_search_parser, cmd_search, eval_configs
+from .search_cli import (
+    DEFAULT_CALIB_BATCHES,
+    DEFAULT_CALIB_RUNS,
+    add_search_parser,
+    cmd_search,
+    eval_configs,
+    model_data,
+)
 from .surrogate import SURROGATES
 from .train import Start, calibrate_bn_runs, evaluate, fit, has_bn
 from .trev import DEFAULT_LR as TREV_LR
@@ -294,7 +300,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--calib-runs",
         type=cliargs.positive_int,
-        default=1,
+        default=DEFAULT_CALIB_RUNS,
         help="--config on BatchNorm models: calibrations with different sample draws, their statistics "
         "averaged (MTT A.6/A.9: 3)",
     )
@@ -325,7 +331,7 @@ def _add_calibrate(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--calib-runs",
         type=cliargs.positive_int,
-        default=1,
+        default=DEFAULT_CALIB_RUNS,
         help="calibrations with different sample draws (MTT A.6/A.9: 3): the accuracy of each and their "
         "mean are reported; the checkpoint gets the statistics averaged over the runs",
     )
@@ -661,16 +667,11 @@ def eval_json(runs: dict[str, EvalRun], all_T: list[int]) -> dict[str, Any]:
 def cmd_eval(a: argparse.Namespace) -> None:
     # BatchNorm is recalibrated per configuration only; a uniform --T evaluates the stored
     # statistics (trainer calibrate recalibrates at a T): ignored before, unsaid
-    defaults = vars(parser().parse_args(["eval", "x.pt"]))
-    cliargs.refuse_unread(
-        "--config",
-        bool(a.config),
-        {
-            f: getattr(a, f[2:].replace("-", "_")) != defaults[f[2:].replace("-", "_")]
-            for f in ("--calib-batches", "--calib-runs")
-        },
-        ConfigError,
-    )
+    changed = {
+        "--calib-batches": a.calib_batches != DEFAULT_CALIB_BATCHES,
+        "--calib-runs": a.calib_runs != DEFAULT_CALIB_RUNS,
+    }
+    cliargs.refuse_unread("--config", bool(a.config), changed, ConfigError)
     if a.config:
         if a.split != "test":
             raise ConfigError("--split val applies to --T; configurations are fitted on val by `trainer search`")
@@ -686,11 +687,7 @@ def cmd_eval(a: argparse.Namespace) -> None:
                 f"{path} was trained on every training recording (--train-split {cfg.data.train_split}), "
                 "the validation split among them; expected a model trained with --train-split train-minus-val"
             )
-        try:
-            ds = load_dataset(a.data or cfg.data.spec, a.split, a.limit, from_dicts(cfg.data.transforms))
-        except DataError as e:
-            raise (e if a.data else stored_data_error(e, cfg.data.spec, path)) from None
-        check_fits(ds, cfg.model.in_shape, cfg.model.num_classes, path)
+        ds = model_data(path, cfg, a.data, a.split, a.limit)
         Ts = a.T or list(range(1, cfg.train_T + 1))  # each checkpoint its own trained range
         if isinstance(model, TRevNet) and max(Ts) > model.T:  # refused before any warning is printed
             raise ConfigError(f"T={max(Ts)} is not available: {path} has {model.T} sub-networks (T in 1..{model.T})")
@@ -750,10 +747,8 @@ def cmd_calibrate(a: argparse.Namespace) -> None:
     T = a.T or cfg.method.tmax
     if not has_bn(model):
         raise ConfigError(f"{a.checkpoint} has no BatchNorm layers: there is nothing to calibrate")
-    spec = a.data or cfg.data.spec
-    fits = lambda ds: check_fits(ds, cfg.model.in_shape, cfg.model.num_classes, a.checkpoint)
-    ds = fits(load_dataset(spec, "train", transforms=from_dicts(cfg.data.transforms)))
-    test = fits(load_dataset(spec, "test", a.limit, from_dicts(cfg.data.transforms)))
+    ds = model_data(a.checkpoint, cfg, a.data, "train", None)
+    test = model_data(a.checkpoint, cfg, a.data, "test", a.limit)
     before = evaluate(model, test, [T], a.batch_size)[0]
     per_run: list[float] = []
     n = calibrate_bn_runs(

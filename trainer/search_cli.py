@@ -14,7 +14,8 @@ import numpy as np
 from tqdm import tqdm
 
 from runtime import cliargs
-from runtime.data import Dataset, check_fits, load_dataset
+from runtime.data import DataError, Dataset, check_fits, load_dataset
+from runtime.data.datasets import stored_data_error
 from runtime.data.transforms import from_dicts
 from runtime.fileio import check_output, write_atomic
 from runtime.report import ENERGY_NOTE, emit_json, pct, sci, table
@@ -36,6 +37,7 @@ from .stage_cost import RunCounts, counting
 from .train import calibrate_bn_runs, evaluate_configs, has_bn
 
 DEFAULT_CALIB_BATCHES = 10
+DEFAULT_CALIB_RUNS = 1  # --calib-runs of eval and calibrate (MTT A.6/A.9 use 3)
 # samples per BatchNorm calibration batch: fixed, not the evaluation's batch size, so that
 # `export --config` deploys exactly the statistics `eval --config` measured
 CALIB_BATCH_SIZE = 64
@@ -107,10 +109,20 @@ def for_config(
     return model
 
 
+def model_data(path: str, cfg: Config, data: str | None, split: str, limit: int | None) -> Dataset:
+    """``split`` of ``--data``, or of the data the checkpoint at ``path`` was trained on,
+    with its transforms, checked to fit the model: every trainer command that runs a
+    checkpoint on a data set reads it so (runtime.cliargs.model_data is the ONNX side)."""
+    try:
+        ds = load_dataset(data or cfg.data.spec, split, limit, from_dicts(cfg.data.transforms))
+    except DataError as e:
+        raise (e if data else stored_data_error(e, cfg.data.spec, path)) from None
+    return check_fits(ds, cfg.model.in_shape, cfg.model.num_classes, path)
+
+
 def load(path: str, data: str | None, split: str, limit: int | None) -> tuple[Config, SpikingNet, Dataset]:
     cfg, model, _ = load_checkpoint(path)
-    ds = load_dataset(data or cfg.data.spec, split, limit, from_dicts(cfg.data.transforms))
-    return cfg, model, check_fits(ds, cfg.model.in_shape, cfg.model.num_classes, path)
+    return cfg, model, model_data(path, cfg, data, split, limit)
 
 
 def calibration_data(cfg: Config, model: SpikingNet, data: str | None) -> Dataset | None:
