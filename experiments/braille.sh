@@ -17,7 +17,7 @@ if [ "${1:-}" = table ]; then
   python - "$@" <<'PY'
 import json, sys
 seeds = sys.argv[1:]
-res = {s: json.load(open(f"runs/braille_s{s}/eval.json"))["accuracy"] for s in seeds}
+res = {s: {r["checkpoint"]: r["accuracy"] for r in json.load(open(f"runs/braille_s{s}/eval.json"))["runs"]} for s in seeds}
 Ts = json.load(open(f"runs/braille_s{seeds[0]}/eval.json"))["T"]
 def acc(s, name, T):
     return 100 * res[s][f"runs/braille_s{s}/{name}.pt"][Ts.index(T)]

@@ -19,5 +19,11 @@ class TrainedRangeWarning(RuntimeWarning):
     (``warning:`` and ``--json``'s ``warnings``) and silence this one."""
 
 
+class UnusedFramesWarning(RuntimeWarning):
+    """Frames given past the most steps the policy runs: the run never sees them (frames
+    binned from a recording into more steps than the policy runs leave the recording's end
+    unseen). The run goes ahead on the first frames."""
+
+
 class DataError(ValueError):
     """A data spec or data folder that cannot be used; the message says what was expected."""

@@ -142,13 +142,18 @@ def tradeoff(
     fixed_curve: bool = False,
 ) -> list[dict]:
     """Confidence exit at each threshold, plus fixed T = tmax (and every fixed T from 1 to
-    tmax if ``fixed_curve``): one summary row each, with its ``policy``."""
+    tmax if ``fixed_curve``): one summary row each, with its ``policy``.
+
+    One untimed batch runs first, so that the first row's ``ms_per_sample`` is as warm as
+    the others' (the first run at a batch size also compiles and allocates: it carried
+    about 10x the per-sample time of the later rows)."""
     tmax = tmax or session.protocol.default_T
     policies: list[tuple[str, ExitPolicy]] = [
         (f"confidence:{th},tmin={tmin},tmax={tmax}", Confidence(float(th), tmin, tmax)) for th in thresholds
     ]
     fixed = range(1, tmax + 1) if fixed_curve else [tmax]
     policies += [(f"fixed:{T}", FixedT(T)) for T in fixed]
+    run_dataset(session, ds.subset(np.arange(min(batch_size, len(ds)))), policies[0][1], batch_size, binning)
     rows = []
     for name, policy in policies:
         r = run_dataset(session, ds, policy, batch_size, binning)

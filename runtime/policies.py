@@ -58,6 +58,24 @@ def horizon_of(policy: ExitPolicy | Cascade, default_T: int) -> int:
     return int(T)
 
 
+def exit_decisions(policy: ExitPolicy, t: int, logits: np.ndarray) -> np.ndarray:
+    """``policy.should_exit(t, logits)``, checked: one bool per row of ``logits``. A user's
+    policy that returns scores (floats) or counts is a :class:`PolicyError`: read as truth
+    values, every nonzero score would stop its sample."""
+    got = np.asarray(policy.should_exit(t, logits))
+    name = type(policy).__name__
+    if got.dtype != np.bool_:
+        raise PolicyError(
+            f"{name}.should_exit returned dtype {got.dtype}; expected bool (e.g. scores > threshold), one per sample"
+        )
+    if got.shape != (len(logits),):
+        raise PolicyError(
+            f"{name}.should_exit returned shape {list(got.shape)}; expected one bool per sample still running, "
+            f"[{len(logits)}]"
+        )
+    return got
+
+
 def first_exit(policy: ExitPolicy | Cascade) -> int:
     """The first step (1-based) after which ``policy`` may stop a sample: the session asks
     it nothing before (no readout, no call: per-step Python work that a fixed T or a

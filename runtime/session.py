@@ -26,15 +26,15 @@ import onnxruntime as ort
 from . import cost
 from .data.events import BINNINGS, bin_events
 from .engine import Stepper, make_session, threads_for, with_outputs
-from .errors import InputError, TrainedRangeWarning
+from .errors import InputError, TrainedRangeWarning, UnusedFramesWarning
 from .eventinput import checked_streams, span_us
 from .limits import check_memory, check_steps, run_bytes
 from .policies import (
     Cascade,
     ExitPolicy,
     FixedT,
-    PolicyError,
     as_policy,
+    exit_decisions,
     first_exit,
     horizon_of,
     model_default,
@@ -91,13 +91,7 @@ class _Rows:
             asked_rows = np.flatnonzero(live)
             if not self.in_order:
                 asked_rows = asked_rows[np.argsort(self.active[asked_rows])]
-        asked = np.asarray(policy.should_exit(t, logits if asked_rows is None else logits[asked_rows]), bool)
-        n_asked = len(live) if asked_rows is None else len(asked_rows)
-        if asked.shape != (n_asked,):  # a user's policy: one decision per sample asked
-            raise PolicyError(
-                f"{type(policy).__name__}.should_exit returned shape {list(asked.shape)}; expected one bool per "
-                f"sample still running, [{n_asked}]"
-            )
+        asked = exit_decisions(policy, t, logits if asked_rows is None else logits[asked_rows])
         if t >= T:  # the horizon: every row stops (the policy was still asked: it may record)
             asked = np.ones(len(asked), bool)
         if asked_rows is None:
@@ -392,6 +386,13 @@ class Session:
                 raise InputError(
                     f"the policy runs up to {T} steps but the input has only "
                     f"{x.shape[0]} frames; expected [T >= {T}, B, ...]"
+                )
+            if T < x.shape[0]:  # was silent: frames binned for another T lose their end
+                warnings.warn(
+                    f"the input has {x.shape[0]} frames but the policy runs at most {T} steps: frames "
+                    f"{T + 1}..{x.shape[0]} are never seen (bin the input into {T} frames to see all of it)",
+                    UnusedFramesWarning,
+                    stacklevel=3,
                 )
             return x, False, policy, T
         raise InputError(f"input has shape {list(x.shape)}; expected {self._forms()}")

@@ -34,7 +34,7 @@ from .data.eventfile import EventReader
 from .data.transforms import Pipeline
 from .errors import InputError
 from .eventinput import span_us
-from .policies import Cascade, ExitPolicy, FixedT, horizon_of
+from .policies import Cascade, ExitPolicy, FixedT, exit_decisions, horizon_of
 from .session import Session
 
 TICK_MS = 1.0  # realtime: by default the recording is released in slices of 1 ms of wall time
@@ -224,7 +224,7 @@ class _Bins:
         logits = self.s.step(self.frame)[0]
         self.frame[:] = 0
         self.steps += 1
-        done = bool(np.asarray(self.policy.should_exit(self.steps, logits[None]))[0]) or self.steps >= self.T
+        done = bool(exit_decisions(self.policy, self.steps, logits[None])[0]) or self.steps >= self.T
         if done or partial:
             self._emit(logits, partial and not done)
 

@@ -149,7 +149,7 @@ def test_eval_config_table_json_and_uniform_equals_T(ckpts, capsys):
     assert [r["config"] for r in res] == [[2, 2, 2], [4, 1, 3]]
     assert all(r["energy_pj"] > 0 and len(r["stage_energy_pj"]) == 3 for r in res)
     code, out, _ = run(capsys, "eval", plain, "--T", "2", "--json", "--limit", "40")
-    assert json.loads(out)["accuracy"][0] == res[0]["accuracy"]  # uniform config = uniform T
+    assert json.loads(out)["runs"][0]["accuracy"][0] == res[0]["accuracy"]  # uniform config = uniform T
     code, out, _ = run(capsys, "eval", plain, "--config", "4,1,3", "--limit", "40")
     assert code == 0 and "energy (pJ/sample)" in out and "4,1,3" in out
 

@@ -493,7 +493,7 @@ def test_memory_command_json(capsys):
         "sltt",
         "--batch-size",
         "2",
-        "--reps",
+        "--repeats",
         "1",
         "--no-rss",
         "--threads",

@@ -481,8 +481,32 @@ def test_a_users_exit_policy_that_answers_wrongly_is_a_policy_error(model_path):
     for bad in (3.5, 0, True):
         with pytest.raises(PolicyError, match="horizon returned"):
             s.run(x, Policy(bad, lambda z: np.ones(len(z), bool)))
+    # scores, not decisions: read as truth values every nonzero score stopped its sample at t=1
+    for scores in (lambda z: z.max(1), lambda z: (z.max(1) > 0).astype(int)):
+        with pytest.raises(PolicyError, match=r"should_exit returned dtype (float64|int64); expected bool"):
+            s.run(x, Policy(3, scores))
     r = s.run(x, Policy(2, lambda z: np.zeros(len(z), bool)))  # a good one runs to its horizon
     assert list(r.steps) == [2, 2, 2]
+    r = s.run(x, Policy(2, lambda z: [False] * len(z)))  # a list of bools is one bool per sample
+    assert list(r.steps) == [2, 2, 2]
+
+
+def test_frames_past_the_policys_horizon_warn_that_they_are_never_seen(model_path):
+    """Frames [F, B, ...] under a policy of at most T < F steps ran the first T frames, unsaid
+    (a recording binned into F frames lost its end)."""
+    import warnings
+
+    from runtime.errors import UnusedFramesWarning
+
+    s = runtime.load(model_path)
+    frames = np.stack([images(2)] * 4)  # the model's trained T is 4
+    with pytest.warns(UnusedFramesWarning, match=r"4 frames but the policy runs at most 3 steps: frames 4\.\.4"):
+        r = s.run(frames, "fixed:3")
+    assert list(r.steps) == [3, 3]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        s.run(frames)  # every frame: no warning
+        s.run(frames, "confidence:0.5,tmax=4")  # may exit early, but may see every frame
 
 
 def test_sdk_warns_when_a_run_leaves_the_trained_range(model_path):

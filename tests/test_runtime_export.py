@@ -89,7 +89,8 @@ def test_fixed_T_accuracy_equals_trainer_eval(trained, capsys):
     capsys.readouterr()
     trainer_main(["eval", str(ckpt), "--T", "1", "2", "5", "--limit", "120", "--json"])
     want = json.loads(capsys.readouterr().out)
-    for T, acc in zip(want["T"], want["accuracy"]):
+    (run,) = want["runs"]
+    for T, acc in zip(want["T"], run["accuracy"]):
         runtime_main(
             [
                 "run",
@@ -106,7 +107,7 @@ def test_fixed_T_accuracy_equals_trainer_eval(trained, capsys):
             ]
         )
         got = json.loads(capsys.readouterr().out)
-        assert (got["n"], got["accuracy"], got["mean_steps"]) == (want["n"], acc, T)
+        assert (got["n"], got["accuracy"], got["mean_steps"]) == (run["n"], acc, T)
 
 
 def test_bench_interleaves_the_runtime_and_torch(trained, capsys):

@@ -191,7 +191,7 @@ def test_braille_model_runs_in_the_runtime(tmp_path, capsys, braille_path, monke
     code, out, err = run_trainer(capsys, "eval", str(ckpt), "--T", "8", "--json", "--threads", "1")
     import json
 
-    acc = json.loads(out)["accuracy"][0]
+    acc = json.loads(out)["runs"][0]["accuracy"][0]
     code, out, err = run_main(runtime_main, capsys, "run", str(tmp_path / "m.onnx"), "--json", "--threads", "1")
     assert code == 0, err
     res = json.loads(out)

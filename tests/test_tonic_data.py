@@ -127,7 +127,7 @@ def test_eleven_classes_train_eval_export_run(tmp_path, capsys):
     assert metrics["test_accuracy"] > 0.5  # chance: 1/11
     code, out, err = run_trainer(capsys, "eval", str(ckpt), "--T", "3", "--json")
     assert code == 0, err
-    acc = json.loads(out)["accuracy"][0]
+    acc = json.loads(out)["runs"][0]["accuracy"][0]
     onnx_path = tmp_path / "m.onnx"
     with pytest.raises(SystemExit) as e:
         export_cli.main([str(ckpt), "-o", str(onnx_path)])

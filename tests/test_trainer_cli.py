@@ -27,8 +27,10 @@ def test_fit_then_eval_json(checkpoint, capsys):
     code, out, err = run(capsys, "eval", str(checkpoint), "--T", "1", "2", "5", "--json", "--limit", "60")
     assert code == 0, err
     obj = json.loads(out)
-    assert obj["T"] == [1, 2, 5] and len(obj["accuracy"]) == 3 and obj["n"] == 60
-    assert all(0.0 <= a <= 1.0 for a in obj["accuracy"])
+    (r,) = obj["runs"]  # one checkpoint: the same shape as several
+    assert obj["T"] == [1, 2, 5] and len(r["accuracy"]) == 3 and r["n"] == 60
+    assert r["checkpoint"] == str(checkpoint) and r["data"] == "digits:static"
+    assert all(0.0 <= a <= 1.0 for a in r["accuracy"])
 
 
 def test_eval_table_and_plot(checkpoint, capsys, tmp_path):
@@ -57,8 +59,10 @@ def test_eval_of_checkpoints_trained_at_different_T(checkpoint, capsys, tmp_path
         assert [r[short] for r in rows[3:]] == ["-", "-"] and "-" not in rows[2]
         code, out, err = run(capsys, "eval", *map(str, order), "--limit", "30", "--json")
         obj = json.loads(out)
-        assert obj["T"] == [1, 2, 3, 4, 5] and obj["accuracy"][str(checkpoint)][3:] == [None, None]
-        assert obj["n"] == {str(p): 30 for p in order}
+        runs = {r["checkpoint"]: r for r in obj["runs"]}
+        assert obj["T"] == [1, 2, 3, 4, 5] and runs[str(checkpoint)]["accuracy"][3:] == [None, None]
+        assert [r["checkpoint"] for r in obj["runs"]] == [str(p) for p in order]
+        assert all(r["n"] == 30 for r in obj["runs"])
     png = tmp_path / "acc.png"
     code, _, err = run(capsys, "eval", str(checkpoint), str(tmp_path / "t5.pt"), "--limit", "30", "--plot", str(png))
     assert code == 0 and png.stat().st_size > 0, err
@@ -70,7 +74,7 @@ def test_eval_on_the_validation_split(checkpoint, capsys, tmp_path):
     code, out, err = run(capsys, "eval", str(checkpoint), "--split", "val", "--T", "2", "--json")
     assert code == 0, err
     obj = json.loads(out)
-    assert obj["split"] == "val" and obj["n"] == 180
+    assert obj["split"] == "val" and obj["runs"][0]["n"] == 180
     code, out, _ = run(capsys, "eval", str(checkpoint), "--split", "val", "--T", "2")
     assert out.startswith("val accuracy (%) on digits:static (180 samples)")
     cfg, model, metrics = load_checkpoint(checkpoint)

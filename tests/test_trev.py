@@ -234,7 +234,7 @@ def test_cli_trev_memory_table(capsys):
         "4",
         "--batch-size",
         "2",
-        "--reps",
+        "--repeats",
         "1",
     )
     assert code == 0, err

@@ -650,17 +650,16 @@ class EvalRun(NamedTuple):
 
 
 def eval_json(runs: dict[str, EvalRun], all_T: list[int]) -> dict[str, Any]:
-    """One checkpoint: ``T``, ``accuracy`` (a list), ``n``, ``data``; several: the union of
-    their T, and ``accuracy`` / ``n`` / ``data`` per checkpoint path (null where a checkpoint
-    was not evaluated at that T: without ``--T`` each runs its own trained range)."""
-    if len(runs) == 1:
-        r = next(iter(runs.values()))
-        return {"T": all_T, "accuracy": [r.accuracy[T] for T in all_T], "n": r.n, "data": r.data}
+    """The same shape for one checkpoint as for several: ``T`` (the union of their T) and
+    one ``runs`` entry per checkpoint with its ``checkpoint`` path, ``data``, ``n`` and
+    ``accuracy`` per T (null where it was not evaluated at that T: without ``--T`` each runs
+    its own trained range)."""
     return {
         "T": all_T,
-        "accuracy": {p: [r.accuracy.get(T) for T in all_T] for p, r in runs.items()},
-        "n": {p: r.n for p, r in runs.items()},
-        "data": {p: r.data for p, r in runs.items()},
+        "runs": [
+            {"checkpoint": p, "data": r.data, "n": r.n, "accuracy": [r.accuracy.get(T) for T in all_T]}
+            for p, r in runs.items()
+        ],
     }
 
 

@@ -236,7 +236,7 @@ def add_measurement_options(
     cliargs.add_in_shape(p, [2, 34, 34])
     p.add_argument("--T", type=cliargs.steps, nargs="+", default=T, help="time steps to measure")
     cliargs.add_batch_size(p, batch_size, "samples per training batch")
-    p.add_argument("--reps", type=cliargs.positive_int, default=reps, help="timed iterations per case (median)")
+    cliargs.add_repeats(p, "timed iterations per case (median)", reps)
     p.add_argument(
         "--threads",
         type=cliargs.positive_threads,
@@ -279,7 +279,7 @@ def cmd_memory(a: argparse.Namespace) -> None:
     m.stages = 1
     base.validate()
     build_checked(base, "the model")  # unknown model names, or too wide, fail here
-    rows = measure(base, a.methods, sorted(a.T), a.batch_size, a.reps, not a.no_rss, a.threads)
+    rows = measure(base, a.methods, sorted(a.T), a.batch_size, a.repeats, not a.no_rss, a.threads)
     summary = ratios(rows)
     if a.json:
         emit_json(

@@ -78,7 +78,7 @@ def cmd_trev_memory(a: argparse.Namespace) -> None:
     cfgs = [trev_config(a.model, a.kind, tuple(a.in_shape), T, a.width) for T in sorted(a.T)]
     for cfg in cfgs:
         build(cfg)  # every bad T or name fails before any measurement
-    rows = [measure_T(cfg, a.batch_size, a.reps) for cfg in cfgs]
+    rows = [measure_T(cfg, a.batch_size, a.repeats) for cfg in cfgs]
     lo, hi = rows[0], rows[-1]
     growth = {m: hi[f"{m}_saved_MiB"] / lo[f"{m}_saved_MiB"] for m in ("reversible", "bptt")}
     if a.json:
