@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from runtime import cliargs
 from runtime.data import DataError
@@ -19,6 +22,9 @@ from trainer.models import SpikingNet
 from trainer.search_cli import DEFAULT_CALIB_BATCHES
 
 from .errors import ExportError
+
+if TYPE_CHECKING:
+    from .check import CheckResult
 from .formats import FORMATS, default_output, get_format
 
 USER_ERRORS = (ExportError, CheckpointError, DataError, SpecError, OutputPathError, ConfigError)
@@ -111,61 +117,89 @@ def run(a: argparse.Namespace) -> int:
     calibration = None
     if a.config is not None:
         model, calibration = configured(a, cfg, model)
+    # with --check the file is written beside its place and moved there only once it
+    # passed: a failed check left a file that ran without a word (and said "spikes identical")
+    target = out.with_name(f".{out.name}.unchecked{out.suffix}") if a.check else out
+    try:
+        report, result = write_and_check(a, cfg, model, target, calibration, write)
+        if result is not None and result.ok:
+            os.replace(target, out)
+    finally:
+        if target != out:
+            target.unlink(missing_ok=True)
+    written = result is None or result.ok
+    report["output"] = str(out) if written else None
+    if a.json:
+        emit_json(report)
+        return 0 if written else 1
+    seconds = report["seconds"]
+    if written:
+        print(f"wrote {out} ({a.format}, {report['bytes']} bytes) in {seconds:.2f} s")
+    if a.config is not None:
+        how = "none (no BatchNorm, or --calib-batches 0)"
+        if calibration:
+            how = f"{calibration['batches']} batches of {calibration['batch_size']} from {calibration['data']}"
+        print(f"configuration {','.join(map(str, a.config))} (T per stage); BatchNorm calibration: {how}")
+    if result is not None:
+        from .check import HEADERS
+
+        s = result.summary
+        steps = f"T per stage {s['config']}" if "config" in s else f"T={s['T']}"
+        print(f"check: onnxruntime vs torch, {steps}, batch {s['batch']}, input: {s['input']}")
+        print(table(HEADERS, [[f"{v:.1e}" if isinstance(v, float) else v for v in r] for r in result.rows]))
+        expected = f"{s.get('compared', 'spikes identical, states')} within {s['tolerance']} abs + rel"
+        if written:
+            print(f"check passed: {expected}")
+        else:
+            failed = [str(r[0]) for r in result.rows if r[-1] == "FAIL"]
+            print(
+                f"check FAILED at {', '.join(failed)} (expected {expected}); {out} was not written "
+                "(export without --check to write it anyway)"
+            )
+    return 0 if written else 1
+
+
+def write_and_check(
+    a: argparse.Namespace, cfg: Config, model: Any, path: Path, calibration: dict | None, write: Callable
+) -> tuple[dict, CheckResult | None]:
+    """Write ``model`` to ``path`` (``--config``: its multi-rate file) and, with ``--check``,
+    compare it with torch; the report of both, and the check's result (None: not asked)."""
     t0 = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:  # e.g. what a NIR peer runs differently
         warnings.simplefilter("always", UserWarning)
         if a.config is not None:
             from .onnx_export import export_onnx
 
-            export_onnx(cfg, model, out, a.config)
+            export_onnx(cfg, model, path, a.config)
         else:
-            write(cfg, model, out)
+            write(cfg, model, path)
     seconds = time.perf_counter() - t0
     for w in caught:
         print(f"warning: {w.message}", file=sys.stderr)
     report = {
-        "output": str(out),
+        "output": str(path),
         "format": a.format,
         "model": cfg.model.name,
         "seconds": round(seconds, 3),
-        "bytes": out.stat().st_size,
+        "bytes": path.stat().st_size,
         "warnings": [str(w.message) for w in caught],  # also on stderr: a program reading --json sees them
     }
     if a.config is not None:
         report.update(config=a.config, bn_calibration=calibration)
-    result = None
-    if a.check:
-        from trainer.trev import TRevNet
+    if not a.check:
+        return report, None
+    from trainer.trev import TRevNet
 
-        from .check import HEADERS, check_onnx, check_stages_onnx
-        from .trev_onnx import check_trev_onnx
+    from .check import check_onnx, check_stages_onnx
+    from .trev_onnx import check_trev_onnx
 
-        if a.config is not None:
-            result = check_stages_onnx(cfg, model, out, a.config, a.batch_size)
-        else:
-            check = check_trev_onnx if isinstance(model, TRevNet) else check_onnx
-            result = check(cfg, model, out, a.T, a.batch_size)
-        report["check"] = result.summary
-    if a.json:
-        emit_json(report)
+    if a.config is not None:
+        result = check_stages_onnx(cfg, model, path, a.config, a.batch_size)
     else:
-        print(f"wrote {out} ({a.format}, {report['bytes']} bytes) in {seconds:.2f} s")
-        if a.config is not None:
-            how = "none (no BatchNorm, or --calib-batches 0)"
-            if calibration:
-                how = f"{calibration['batches']} batches of {calibration['batch_size']} from {calibration['data']}"
-            print(f"configuration {','.join(map(str, a.config))} (T per stage); BatchNorm calibration: {how}")
-        if result is not None:
-            s = result.summary
-            steps = f"T per stage {s['config']}" if "config" in s else f"T={s['T']}"
-            print(f"check: onnxruntime vs torch, {steps}, batch {s['batch']}, input: {s['input']}")
-            print(table(HEADERS, [[f"{v:.1e}" if isinstance(v, float) else v for v in r] for r in result.rows]))
-            print(
-                "check "
-                + ("passed" if result.ok else "FAILED")
-                + f" ({s.get('compared', 'spikes identical, states')} within {s['tolerance']} abs + rel)"
-            )
-    return 0 if result is None or result.ok else 1
+        check = check_trev_onnx if isinstance(model, TRevNet) else check_onnx
+        result = check(cfg, model, path, a.T, a.batch_size)
+    report["check"] = result.summary
+    return report, result
 
 
 def configured(a: argparse.Namespace, cfg: Config, model: object) -> tuple[SpikingNet, dict | None]:

@@ -29,7 +29,6 @@ VARIANTS += [
     make_spec("ALIF", decay=0.8, decay_adapt=0.7, beta=0.4, v_th=1.0),
     make_spec("ALIF", decay=1.0, decay_adapt=0.9, beta=0.2, v_th=0.7, spike="multi", v_min=-0.5),
 ]
-N_VARIANTS = 14  # distinct (kind, overload): 8 LIF, IF multi_subtract, 2 CubaLIF, 2 ALIF, LI li
 
 
 def config(

@@ -34,6 +34,9 @@ def overload(spec: NeuronSpec) -> str:
     return f"{spec.spike}_{spec.reset}" + ("_clamp" if spec.v_min != -math.inf else "")
 
 
+SECOND_WRITER_KINDS = ("LIF", "IF", "LI")  # the kinds neuron_function writes
+
+
 def neuron_function(spec: NeuronSpec) -> onnx.FunctionProto:
     """Body of ``snn::{kind}`` for the variant of ``spec``, in standard ONNX ops."""
     n = [
@@ -180,7 +183,9 @@ def tiny_model(
             helper.make_node("Div", ["c1", "t1"], ["c1t"]),
         ]
     current = "c1t" if uses_t else "c1"
-    if len(kind_of(spec.kind).states) == 1:  # this file's own body and node: a second writer
+    # this file's own LIF-family body and node: a second writer of those kinds; any other
+    # kind (a one-state kind added later too) runs the product's body, never this LIF one
+    if spec.kind in SECOND_WRITER_KINDS:
         layer = neuron_node("LIF_0", spec, current, "state_0", "s1", "state_0_out")
         names, function = ["state_0"], neuron_function(spec)
     else:  # a kind with more states: the product's body and attributes (runtime.neuron.functions)

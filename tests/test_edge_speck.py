@@ -328,3 +328,23 @@ def test_missing_reports_each_case(tmp_path):
     assert "samna is not installed" in missing(lambda n: None if n == "samna" else ModuleSpec(n, None))
     assert "stub" in missing(present(str(stub)))
     assert missing(present(str(real))) is None
+
+
+def test_a_neuron_without_event_form_is_refused_as_the_chips_limit(tmp_path):
+    """A kind (or variant) with no event-driven form stopped the check at the event runtime's
+    refusal ("run this model clock-driven", of a chip check); the chip's limit is its kind."""
+    from onnx import numpy_helper
+
+    from runtime.neuron import make_spec
+    from tests.runtime_fixtures import tiny_model
+
+    spec = make_spec("ALIF", decay=0.9, decay_adapt=0.5, beta=0.3, dt=1000.0)
+    model = tiny_model("event-frames", spec)
+    b1 = next(t for t in model.graph.initializer if t.name == "b1")
+    b1.CopyFrom(numpy_helper.from_array(np.zeros(numpy_helper.to_array(b1).shape, np.float32), "b1"))
+    r = run_cli("edge", "speck", save(model, tmp_path / "alif.onnx"))
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.splitlines()[-1] == (
+        "error: Speck cannot run this model: layer 'LIF_0': neuron kind is ALIF, Speck allows IF "
+        "(Speck has integrate-and-fire neurons only)"
+    )

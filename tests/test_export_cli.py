@@ -50,6 +50,26 @@ def test_check_table(ckpt, tmp_path, capsys):
     assert code == 0 and "check passed" in out and "LIF_0" in out and "T=3, batch 2" in out
 
 
+def test_a_failed_check_writes_no_file(ckpt, tmp_path, capsys, monkeypatch):
+    """A file that failed --check stayed where the runtime reads it, without a word at run
+    time, and the last line read "check FAILED (spikes identical, ...)"."""
+    import export.check
+
+    monkeypatch.setattr(export.check, "close_enough", lambda ref, got: False)  # every state differs
+    out = tmp_path / "x.onnx"
+    code, text, _ = _run(capsys, str(ckpt), "-o", str(out), "--check")
+    assert code == 1 and not out.exists() and os.listdir(tmp_path) == []  # nor its unchecked copy
+    last = text.strip().splitlines()[-1]
+    assert last.startswith("check FAILED at LIF_0") and f"{out} was not written" in last
+    assert "wrote" not in text
+    code, text, _ = _run(capsys, str(ckpt), "-o", str(out), "--check", "--json")
+    report = json.loads(text)
+    assert code == 1 and report["output"] is None and report["check"]["ok"] is False and not out.exists()
+    out.write_bytes(b"an earlier export")  # a failed check leaves an existing file as it was
+    code, _, _ = _run(capsys, str(ckpt), "-o", str(out), "--check")
+    assert code == 1 and out.read_bytes() == b"an earlier export"
+
+
 def _bad(tmp_path, ckpt) -> dict[str, list[str]]:
     (tmp_path / "text.pt").write_text("not a checkpoint\n")
     (tmp_path / "random.pt").write_bytes(os.urandom(4096))

@@ -19,9 +19,9 @@ from export.errors import ExportError
 from export.onnx_export import export_onnx
 from export.prepare import deployable, fold_bn, neuron_layers
 from export.protocol import read_protocol
-from runtime.neuron import NeuronSpec, step
+from runtime.neuron import NeuronSpec, kinds, step
 from runtime.neuron.functions import function, overload
-from tests.export_helpers import N_VARIANTS, VARIANTS, config, inputs, model, variants_net
+from tests.export_helpers import VARIANTS, config, inputs, model, variants_net
 from trainer.layers import Stateless
 from trainer.neurons import neuron_step
 
@@ -121,7 +121,10 @@ def test_every_neuron_variant_round_trips(variants):
     specs = [layer.spec for layer in neuron_layers(net)]
     snn = [n for n in proto.graph.node if n.domain == "snn"]
     assert [(n.op_type, n.overload) for n in snn] == [(s.kind, overload(s)) for s in specs]
-    assert len({(s.kind, overload(s)) for s in specs}) == N_VARIANTS
+    # each entry of VARIANTS is a variant of its own (plus the LI readout), and every
+    # registered kind is among them: a kind added without its entries fails here
+    assert len({(s.kind, overload(s)) for s in specs}) == len(VARIANTS) + 1
+    assert {s.kind for s in specs} == set(kinds()), "add the new kind's variants to tests/export_helpers.py"
     assert sorted((f.name, f.overload) for f in proto.functions) == sorted({(s.kind, overload(s)) for s in specs})
     for n, s in zip(snn, specs):
         attrs = {a.name: onnx.helper.get_attribute_value(a) for a in n.attribute}

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from runtime.neuron import NeuronSpec, SpecError
+from runtime.neuron import NeuronKind, NeuronSpec, SpecError, kind_of, kinds
 
 from .surrogate import SURROGATES
 
@@ -219,10 +219,12 @@ class Config:
             raise ConfigError(f"--first-stage {m.first_stage!r} is unknown; expected one of {list(FIRST_STAGES)}")
         if not 0.0 <= m.mse_weight <= 1.0:
             raise ConfigError(f"--mse-weight must be in [0, 1], got {m.mse_weight}")
-        if m.name in ONLINE_METHODS and self.neuron.spec.n_states != 1:
+        if m.name in ONLINE_METHODS and kind_of(self.neuron.spec.kind).trace_decay(self.neuron.spec) is None:
+            able = [k for k in kinds() if type(kind_of(k)).trace_decay is not NeuronKind.trace_decay]
             raise ConfigError(
-                f"method {m.name!r} keeps eligibility traces of a single membrane state; "
-                f"{self.neuron.spec.kind} neurons have {self.neuron.spec.n_states} states (use sdt, nmt or mtt)"
+                f"method {m.name!r} keeps eligibility traces of a single membrane u = decay * u_prev + I; "
+                f"{self.neuron.spec.kind} neurons are not one (states {list(kind_of(self.neuron.spec.kind).states)}); "
+                f"expected one of {able}, or use sdt, nmt or mtt"
             )
         if m.name in ONLINE_METHODS and self.model.bn and self.model.bn_stats == "sequence":
             raise ConfigError(

@@ -18,7 +18,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from runtime.neuron import ALIFSpec, CubaLIFSpec, NeuronSpec, kind_of
+from runtime.neuron import ALIFSpec, CubaLIFSpec, NeuronSpec, SpecError, kind_of
 
 from .surrogate import SpikeFn, get_surrogate
 
@@ -135,6 +135,11 @@ class Neuron(nn.Module):
 
     def __init__(self, spec: NeuronSpec, surrogate: str = "triangle", param: float | None = None):
         super().__init__()
+        if spec.kind not in TORCH_STEPS:  # a registered kind the trainer has no step for (was a KeyError mid-run)
+            raise SpecError(
+                f"neuron kind {spec.kind!r} has no torch step (trainer/neurons.py TORCH_STEPS); the trainer "
+                f"runs {sorted(TORCH_STEPS)}"
+            )
         self.rule = surrogate_rule(spec, surrogate, param)  # fails at build time on a bad name
         self.spec, self.surrogate, self.param = spec, surrogate, param
 

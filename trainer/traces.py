@@ -33,6 +33,8 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
+from runtime.neuron import kind_of
+
 from .layers import NeuronLayer, Residual, Sequence, Stateless, States
 from .models import SpikingNet
 from .weight_std import WeightStandardized
@@ -172,6 +174,8 @@ class _Walk:
         if not layer.spec.spiking:
             self.new_traces.append(None)
             return y, None
-        trace = update_trace(self.rule, prev, y, u, u_prev, layer.spec.decay)
+        decay = kind_of(layer.spec.kind).trace_decay(layer.spec)
+        assert decay is not None  # Config refuses online methods for the other kinds
+        trace = update_trace(self.rule, prev, y, u, u_prev, decay)
         self.new_traces.append(trace)
         return y, trace.a

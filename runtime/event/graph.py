@@ -46,6 +46,10 @@ class BiasError(ModelError):
     """A layer with a non-zero bias: no event-driven meaning without a clock."""
 
 
+class NeuronFormError(ModelError):
+    """A neuron node whose kind or variant has no event-driven form."""
+
+
 @dataclass(frozen=True)
 class Layer:
     """One synaptic layer and the neurons it feeds (shapes are (C, H, W); vectors (N, 1, 1)).
@@ -156,7 +160,7 @@ def lower(model: onnx.ModelProto, proto: Protocol) -> list[Layer]:
             try:
                 form = kind_of(neuron.kind).event_form(neuron)
             except EventFormError as e:
-                raise ModelError(f"neuron node {node!r}: {e}") from None
+                raise NeuronFormError(f"neuron node {node!r}: {e}") from None
         assert pending is not None  # every caller checks first
         layers.append(Layer(**pending, neuron=neuron, node=node, form=form))
         pending = None

@@ -168,7 +168,7 @@ class EventForm:
 class ClockForm:
     """What the one-pass numba clock step (:mod:`runtime.neuron.kernels`) needs of a
     neuron: the constants of its ONNX body, used in the body's order. ``second`` names
-    how a second state enters the step (a key of ``kernels.STEPS``): "" none; "syn" a
+    how a second state enters the step (one of :data:`CLOCK_SECONDS`): "" none; "syn" a
     synaptic current ``i = decay2 * i_prev + I`` that charges the membrane with
     ``gain2 * i`` (CubaLIF); "adapt" a threshold increment ``a' = decay2 * a_prev``, the
     threshold ``v_th + a'``, then ``a = a' + gain2 * s`` (ALIF)."""
@@ -181,6 +181,17 @@ class ClockForm:
     second: str = ""
     decay2: float = 1.0
     gain2: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.second not in CLOCK_SECONDS:  # a new kind's form: no kernel runs it
+            raise SpecError(
+                f"a clock form with second state {self.second!r} has no numba step; the steps are "
+                f"{list(CLOCK_SECONDS)} (runtime/neuron/kernels.py): return None from clock_form to run "
+                "this kind on onnxruntime, or add a step there"
+            )
+
+
+CLOCK_SECONDS = ("", "syn", "adapt")  # the values of ClockForm.second that a numba step exists for
 
 
 def rules_clock_form(spec: NeuronSpec, second: str = "", decay2: float = 1.0, gain2: float = 0.0) -> ClockForm:
@@ -223,6 +234,22 @@ class NeuronKind(Generic[SpecT]):
     class, which ``NeuronSpec.__post_init__`` guarantees at run time).
     """
 
+    # what the rest of the product derives from a kind's dynamics (the numba kernel, the
+    # event kernels, NIR, Speck); a subclass that redefines the dynamics (DYNAMICS) but not
+    # one of these gets the base's "not available" for it, not its parent's (a QIF(LIF)
+    # with its own step ran LIF's kernel, event form and NIR node, and passed the Speck check)
+    DYNAMICS: ClassVar[tuple[str, ...]] = ("step", "overload", "onnx_body")
+    DERIVED: ClassVar[tuple[str, ...]] = (
+        "clock_form",
+        "event_form",
+        "nir_params",
+        "to_nir",
+        "nir_peers",
+        "from_nir",
+        "speck_issue",
+        "trace_decay",
+    )
+
     name: ClassVar[str]
     spec_cls: ClassVar[type[NeuronSpec]] = NeuronSpec
     states: ClassVar[tuple[str, ...]] = ("u",)
@@ -231,6 +258,19 @@ class NeuronKind(Generic[SpecT]):
     # names users pick this kind by (trainer --neuron), each with the fields it sets
     presets: ClassVar[dict[str, dict[str, Any]]] = {}
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if any(m in cls.__dict__ for m in cls.DYNAMICS):
+            for m in cls.DERIVED:
+                if m not in cls.__dict__:
+                    setattr(cls, m, NeuronKind.__dict__[m])
+
+    def _missing(self, method: str) -> NotImplementedError:
+        return NotImplementedError(
+            f"neuron kind {self.name!r} does not define {method}(); every kind defines step, overload and "
+            "onnx_body (docs/neurons.md, Adding a kind)"
+        )
+
     def validate(self, spec: SpecT) -> None:
         """Kind-specific checks beyond the common fields (raise :class:`SpecError`)."""
 
@@ -238,16 +278,16 @@ class NeuronKind(Generic[SpecT]):
         self, spec: SpecT, state: tuple[np.ndarray, ...], current: np.ndarray
     ) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
         """The numpy reference step: ``(output, new state)``; output is spikes (or u)."""
-        raise NotImplementedError
+        raise self._missing("step")
 
     def overload(self, spec: SpecT) -> str:
         """The ONNX function variant this spec runs (one body per variant)."""
-        raise NotImplementedError
+        raise self._missing("overload")
 
     def onnx_body(self, spec: SpecT) -> list[NodeProto]:
         """Standard ONNX nodes from ``current`` and ``<state>_prev`` inputs to ``out`` and
         the new ``<state>`` outputs, reading the spec's fields as node attributes."""
-        raise NotImplementedError
+        raise self._missing("onnx_body")
 
     def clock_form(self, spec: SpecT) -> ClockForm | None:
         """The form the one-pass numba clock step runs, bit-identical to :meth:`onnx_body`
@@ -275,6 +315,12 @@ class NeuronKind(Generic[SpecT]):
         """``(spec, input gain)`` of a NIR node written by ``source`` (a key of
         ``runtime.neuron.nir.CONVENTIONS`` other than flexsnn) with step ``dt`` seconds."""
         raise NirNeuronError(f"{self.name} nodes cannot be imported from {source}")
+
+    def trace_decay(self, spec: SpecT) -> float | None:
+        """The decay ``lambda`` of a one-state membrane ``u = lambda * u_prev + I``, which the
+        online methods' eligibility traces assume (OTTT, SLTT, NDOT); None: they cannot train
+        this kind."""
+        return None
 
     def speck_issue(self, spec: SpecT) -> tuple[str, object, str] | None:
         """What keeps Speck from running this neuron, as (limit, value found, what the chip

@@ -10,7 +10,7 @@ bodies (tests/test_split.py checks every variant of every kind that has a kernel
 Without fast-math LLVM contracts nothing into FMAs, which would change the rounding.
 
 A kind has a kernel when its :meth:`~runtime.neuron.base.NeuronKind.clock_form` is not
-None; the form's ``second`` picks the step (:data:`STEPS`). numba is imported only by
+None; the form's ``second`` picks the step (one per ``base.CLOCK_SECONDS``). numba is imported only by
 :func:`kernel` (the Raspberry Pi profile runs without it).
 """
 
@@ -22,7 +22,7 @@ from functools import cache
 
 import numpy as np
 
-from .base import ClockForm, NeuronKind, NeuronSpec, kind_of, kinds
+from .base import CLOCK_SECONDS, ClockForm, NeuronKind, NeuronSpec, kind_of, kinds
 
 # k(current, states, spikes): one step, the states updated in place
 Kernel = Callable[[np.ndarray, Sequence[np.ndarray], np.ndarray], None]
@@ -74,10 +74,9 @@ def compiled() -> dict[str, Callable]:
             ss[k] = out
             aa[k] = a + beta * out
 
-    return {"": lif_step, "syn": syn_step, "adapt": adapt_step}
-
-
-STEPS = ("", "syn", "adapt")  # the values of ClockForm.second that a step exists for
+    steps: dict[str, Callable] = {"": lif_step, "syn": syn_step, "adapt": adapt_step}
+    assert tuple(steps) == CLOCK_SECONDS  # the forms a ClockForm accepts are the ones run here
+    return steps
 
 
 def supported(spec: NeuronSpec) -> bool:
@@ -95,8 +94,6 @@ def kernel(spec: NeuronSpec) -> Kernel:
     form = kind_of(spec.kind).clock_form(spec)
     if form is None:
         raise ValueError(f"no numba kernel for kind {spec.kind!r}; kernels exist for {with_kernels()}")
-    if form.second not in STEPS:
-        raise ValueError(f"clock form of {spec.kind!r} has second state {form.second!r}; expected one of {STEPS}")
     step, args = compiled()[form.second], _args(form)
     if form.second == "":
         return lambda cur, states, s: step(cur, states[0], s, *args)

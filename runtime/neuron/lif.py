@@ -60,6 +60,9 @@ class LIF(NeuronKind[NeuronSpec]):
     def event_form(self, spec: NeuronSpec) -> EventForm:
         return leaky_event_form(spec, spiking=True)
 
+    def trace_decay(self, spec: NeuronSpec) -> float | None:
+        return spec.decay
+
     def speck_issue(self, spec: NeuronSpec) -> tuple[str, object, str] | None:
         return leak_issue(spec, "neuron leak (decay per step)", "1.0 (IF: Speck neurons do not leak)")
 

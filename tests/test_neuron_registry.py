@@ -1,0 +1,85 @@
+"""What the registry does for a kind someone adds (docs/neurons.md, Adding a kind): a kind
+that redefines its parent's dynamics inherits none of the forms derived from them, and
+what it lacks is refused by name, never run as another kind."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from runtime.neuron import NeuronKind, NeuronSpec, SpecError, kind_of
+from runtime.neuron import base as registry
+from runtime.neuron.base import ClockForm, EventFormError, NirNeuronError
+from runtime.neuron.lif import LIF
+
+
+class QIF(LIF):
+    """LIF's class with a step of its own: v = decay * u + 0.5 * u * u + I."""
+
+    name = "QIF"
+
+    def step(self, spec, state, current):
+        (u_prev,) = state
+        v = spec.decay * u_prev + 0.5 * u_prev * u_prev + current
+        s = (v >= spec.v_th).astype(v.dtype)
+        return s, (v - spec.v_th * s,)
+
+
+@pytest.fixture
+def qif(monkeypatch):
+    monkeypatch.setitem(registry._REGISTRY, "QIF", QIF())  # for this test only
+    return NeuronSpec("QIF", 0.9, 1.0, "subtract", "single")
+
+
+def test_new_dynamics_inherit_no_derived_form(qif):
+    """QIF(LIF) with its own step ran LIF's numba kernel (32% against ort's 31%), LIF's event
+    form, wrote LIF NIR nodes and passed the Speck check as IF."""
+    k = kind_of("QIF")
+    assert k.clock_form(qif) is None  # onnxruntime runs its body; no LIF kernel
+    with pytest.raises(EventFormError, match="QIF neurons have no event-driven form"):
+        k.event_form(qif)
+    with pytest.raises(NirNeuronError, match="QIF neurons have no NIR node"):
+        k.to_nir(qif, (4,))
+    assert k.nir_params == () and k.nir_peers(qif) == {}
+    assert k.speck_issue(qif) == ("neuron kind", "QIF", "IF (Speck has integrate-and-fire neurons only)")
+    assert k.trace_decay(qif) is None  # online methods' traces assume LIF's membrane
+    # what it did not redefine is still LIF's: its ONNX body and variants
+    assert type(k).onnx_body is LIF.onnx_body and type(k).overload is LIF.overload
+    # a subclass that keeps the dynamics keeps the forms (IF is LIF with decay 1)
+    if_kind = kind_of("IF")
+    assert type(if_kind).clock_form is LIF.clock_form and type(if_kind).event_form is LIF.event_form
+
+
+def test_what_a_kind_lacks_is_refused_by_name(qif):
+    from runtime.neuron.kernels import kernel
+    from trainer.config import Config, ConfigError, MethodConfig, ModelConfig, NeuronConfig
+    from trainer.neurons import Neuron
+
+    with pytest.raises(ValueError, match=r"no numba kernel for kind 'QIF'"):
+        kernel(qif)
+    with pytest.raises(SpecError, match=r"neuron kind 'QIF' has no torch step .* the trainer runs \['ALIF'"):
+        Neuron(qif)  # was a KeyError at the first step of fit, eval and export
+
+    def online(spec: NeuronSpec) -> Config:
+        return Config(ModelConfig(bn=False), NeuronConfig(spec), method=MethodConfig(name="sltt"))
+
+    online(NeuronSpec("LIF", 0.9)).validate()  # the same config trains LIF
+    with pytest.raises(ConfigError, match=r"QIF neurons are not one .*expected one of \['IF', 'LIF'\]"):
+        online(qif).validate()
+
+
+def test_a_kind_without_its_methods_names_them():
+    class Bare(NeuronKind[NeuronSpec]):
+        name = "Bare"
+
+    for method in ("step", "overload", "onnx_body"):
+        with pytest.raises(NotImplementedError, match=f"neuron kind 'Bare' does not define {method}"):
+            call = getattr(Bare(), method)
+            call(None, (np.zeros(1),), np.zeros(1)) if method == "step" else call(None)
+
+
+def test_a_clock_form_no_kernel_runs_is_refused_when_built():
+    """A clock form with a second state the kernels do not know crashed `runtime run` (backend
+    auto) with a ValueError traceback when the kernel was built."""
+    with pytest.raises(SpecError, match=r"second state 'refractory' has no numba step; the steps are"):
+        ClockForm(0.5, 1.0, "single", "subtract", -np.inf, "refractory")
