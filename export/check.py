@@ -19,6 +19,7 @@ are compared over its own stage's steps.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ import torch
 
 from runtime.data import DataError, load_dataset
 from runtime.data.transforms import from_dicts
+from runtime.limits import check_memory
 from runtime.neuron.functions import DOMAIN
 from runtime.protocol import Protocol
 from runtime.protocol import readout as readout_logits
@@ -60,6 +62,17 @@ class CheckResult:
     ok: bool
     rows: list[list[Any]] = field(default_factory=list)
     summary: dict[str, Any] = field(default_factory=dict)
+
+
+def check_memory_for(onnx_path: str | Path, T: int, batch: int) -> None:
+    """Refuse a check whose traces do not fit (it was killed by the OS at --T 1000
+    --batch-size 1000): every step's input (binned as int64 counts, then float32) and, for
+    torch and for onnxruntime each, every state and neuron output of every step."""
+    meta = read_protocol(onnx_path)
+    states = sum(math.prod(s.shape) for s in meta.states)
+    states += sum(math.prod(n.shape) for n in meta.neurons if n.shape is not None)  # stateless: outputs only
+    need = T * batch * (12 * math.prod(meta.input_shape) + 2 * 2 * 4 * states)
+    check_memory(need, f"--check at T={T} with batch {batch}")
 
 
 def sample_input(cfg: Config, T: int, batch: int, seed: int = 0) -> tuple[np.ndarray, str]:
@@ -211,6 +224,7 @@ def check_onnx(
     """Run ``onnx_path`` and the deployable ``model`` for ``T`` steps (default: the trained
     T) on a sample input and compare them."""
     T = T or cfg.train_T
+    check_memory_for(onnx_path, T, batch)
     x, source = sample_input(cfg, T, batch)
     result = compare(run_torch(deployable(model), x), run_onnx(onnx_path, x), read_protocol(onnx_path))
     result.summary.update({"T": T, "batch": int(x.shape[1]), "input": source})
@@ -259,6 +273,7 @@ def check_stages_onnx(
 ) -> CheckResult:
     """Run the multi-rate ``onnx_path`` as the runtime does and the deployable ``model`` at
     ``config`` on a sample input (``config[0]`` frames) and compare every stage."""
+    check_memory_for(onnx_path, max(config), batch)
     x, source = sample_input(cfg, config[0], batch)
     meta = read_protocol(onnx_path)
     result = compare(run_torch(deployable(model), x, config), run_onnx_stages(onnx_path, x), meta)

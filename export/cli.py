@@ -113,7 +113,7 @@ def run(a: argparse.Namespace) -> int:
             "from trainer fit) or a .nir graph"
         )
     cfg, model, _ = load_checkpoint(a.checkpoint)  # what the input is, before where its output goes
-    out = check_output(a.out if a.out is not None else default_output(a.checkpoint, a.format), a.checkpoint)
+    out = check_output(a.out if a.out is not None else default_output(a.checkpoint, a.format, a.config), a.checkpoint)
     calibration = None
     if a.config is not None:
         model, calibration = configured(a, cfg, model)
@@ -207,11 +207,17 @@ def configured(a: argparse.Namespace, cfg: Config, model: object) -> tuple[Spiki
     with BatchNorm, calibrated for the configuration exactly as it calibrates (same data,
     batches and seed); returns it and how it was calibrated (None: not)."""
     from trainer.search_cli import CALIB_BATCH_SIZE, calibration_data, check_config, check_stages, for_config
+    from trainer.train import has_bn
 
     net = check_stages(a.checkpoint, model)
     check_config(a.checkpoint, cfg, len(net.stages), a.config)
     batches = DEFAULT_CALIB_BATCHES if a.calib_batches is None else a.calib_batches
-    calib = calibration_data(cfg, net, a.data) if batches > 0 else None
+    if not has_bn(net) and (a.data is not None or a.calib_batches is not None):  # was accepted, unread
+        raise ExportError(
+            f"--data and --calib-batches calibrate BatchNorm for the configuration; {a.checkpoint} has no "
+            "BatchNorm layers: leave them out"
+        )
+    calib = calibration_data(a.checkpoint, cfg, net, a.data) if batches > 0 else None
     if calib is None:
         return net, None
     how = {"data": calib.spec, "split": cfg.data.train_split, "batches": batches, "batch_size": CALIB_BATCH_SIZE}

@@ -59,8 +59,10 @@ def get_format(name: str) -> tuple[str, Writer]:
         raise ExportError(f"format {name!r} is unknown; expected one of {list(FORMATS)}") from None
 
 
-def default_output(checkpoint: str | Path, fmt: str) -> Path:
-    """``model.pt`` -> ``model.onnx`` (etc.) beside the checkpoint."""
+def default_output(checkpoint: str | Path, fmt: str, config: list[int] | None = None) -> Path:
+    """``model.pt`` -> ``model.onnx`` (etc.) beside the checkpoint; a multi-rate ``config``
+    -> ``model_4,2.onnx`` (it replaced the uniform ``model.onnx`` without a word)."""
     suffix, _ = get_format(fmt)
     checkpoint = Path(checkpoint)
-    return checkpoint.with_name(checkpoint.stem + suffix)
+    tag = "" if config is None else "_" + ",".join(map(str, config))
+    return checkpoint.with_name(checkpoint.stem + tag + suffix)

@@ -39,7 +39,7 @@ from trainer.config import Config
 from trainer.neurons import Neuron
 from trainer.trev import TRevNet
 
-from .check import TOL, CheckResult, sample_input
+from .check import TOL, CheckResult, check_memory_for, sample_input
 from .errors import ExportError
 from .neuron import DeployNeuron
 from .onnx_export import OPSET, attach_functions
@@ -202,6 +202,7 @@ def check_trev_onnx(
     T = T or model.T
     if T > model.T:
         raise ExportError(f"--T {T}: this T-RevSNN has {model.T} sub-networks (T <= {model.T})")
+    check_memory_for(onnx_path, T, batch)
     x, source = sample_input(cfg, T, batch)
     step = TRevStep(model)
     meta = read_protocol(onnx_path)

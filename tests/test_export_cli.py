@@ -70,6 +70,16 @@ def test_a_failed_check_writes_no_file(ckpt, tmp_path, capsys, monkeypatch):
     assert code == 1 and out.read_bytes() == b"an earlier export"
 
 
+def test_a_check_that_does_not_fit_is_refused_and_writes_nothing(ckpt, tmp_path, capsys, monkeypatch):
+    """--check --T 1000 --batch-size 1000 was killed by the OS (its traces: about 250 GiB),
+    and an error after the file was written left the file."""
+    monkeypatch.setenv("FLEXSNN_MAX_MEMORY", "1M")
+    out = tmp_path / "x.onnx"
+    code, _, err = _run(capsys, str(ckpt), "-o", str(out), "--check", "--T", "1000", "--batch-size", "1000")
+    one_error(code, err, "--check at T=1000 with batch 1000 needs about")
+    assert os.listdir(tmp_path) == []
+
+
 def _bad(tmp_path, ckpt) -> dict[str, list[str]]:
     (tmp_path / "text.pt").write_text("not a checkpoint\n")
     (tmp_path / "random.pt").write_bytes(os.urandom(4096))

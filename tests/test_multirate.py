@@ -90,7 +90,7 @@ def _torch_logits(ckpt, config: list[int], n: int, calib: bool) -> tuple[np.ndar
 
     cfg, model, _ = load_checkpoint(ckpt)
     if calib:
-        model = for_config(model, calibration_data(cfg, model, None), config, 10)
+        model = for_config(model, calibration_data(str(ckpt), cfg, model, None), config, 10)
     ds = load_dataset("digits", "test", n)
     with torch.no_grad():
         ys = model.eval()(frames(ds, np.arange(len(ds)), config[0]), config)
@@ -243,6 +243,36 @@ def test_export_config_bad_input(ckpts, capsys, tmp_path, args, msg):
     code, stdout, err = run_main(export_main, capsys, str(ckpts[0]), "-o", str(out), *args)
     one_error(code, err, msg)
     assert stdout == "" and not out.exists()
+
+
+@pytest.mark.parametrize(
+    "which, args, msg",
+    [
+        # ckpts[0] has no BatchNorm: --data was accepted, never read (an unknown spec too)
+        (0, ["--data", "nosuch"], "has no BatchNorm layers: leave them out"),
+        (0, ["--calib-batches", "3"], "has no BatchNorm layers: leave them out"),
+        # calibration data of another shape: a RuntimeError traceback from the first conv
+        (1, ["--data", "digits:static"], "gives inputs of shape [1, 8, 8], but"),
+    ],
+)
+def test_export_config_calibration_data_is_checked(ckpts, capsys, tmp_path, which, args, msg):
+    out = tmp_path / "m.onnx"
+    config = ["2,2,2", "2,2"][which]  # ckpts[0] has 3 stages, ckpts[1] 2
+    code, stdout, err = run_main(export_main, capsys, str(ckpts[which]), "-o", str(out), "--config", config, *args)
+    one_error(code, err, msg)
+    assert stdout == "" and not out.exists()
+
+
+def test_export_config_writes_beside_the_uniform_file(ckpts, capsys, tmp_path):
+    """Without -o, --config wrote model.onnx, replacing the uniform export unsaid."""
+    ckpt = tmp_path / "bn.pt"
+    ckpt.write_bytes(ckpts[1].read_bytes())
+    code, _, err = run_main(export_main, capsys, str(ckpt))
+    assert code == 0, err
+    uniform = (tmp_path / "bn.onnx").read_bytes()
+    code, out, err = run_main(export_main, capsys, str(ckpt), "--config", "3,1")
+    assert code == 0, err
+    assert f"wrote {tmp_path / 'bn_3,1.onnx'}" in out and (tmp_path / "bn.onnx").read_bytes() == uniform
 
 
 def test_runtime_refuses_what_a_multirate_file_cannot_do(ckpts, capsys, tmp_path):

@@ -125,11 +125,12 @@ def load(path: str, data: str | None, split: str, limit: int | None) -> tuple[Co
     return cfg, model, model_data(path, cfg, data, split, limit)
 
 
-def calibration_data(cfg: Config, model: SpikingNet, data: str | None) -> Dataset | None:
-    """The split the model was trained on, for BN calibration (None: no BatchNorm)."""
+def calibration_data(path: str, cfg: Config, model: SpikingNet, data: str | None) -> Dataset | None:
+    """The split the model at ``path`` was trained on (of ``data`` if given), checked to fit
+    it, for BN calibration (None: no BatchNorm)."""
     if not has_bn(model):
         return None
-    return load_dataset(data or cfg.data.spec, cfg.data.train_split, None, from_dicts(cfg.data.transforms))
+    return model_data(path, cfg, data, cfg.data.train_split, None)
 
 
 def eval_configs(a: argparse.Namespace) -> None:
@@ -155,7 +156,7 @@ def eval_configs(a: argparse.Namespace) -> None:
         ev = Evaluator(
             model,
             ds,
-            calibration_data(cfg, model, a.data),
+            calibration_data(path, cfg, model, a.data),
             a.calib_batches,
             a.batch_size,
             binning=a.binning,
@@ -275,7 +276,8 @@ def cmd_search(a: argparse.Namespace) -> None:
         )
     _, _, val = load(a.checkpoint, a.data, "val", None)
     _, _, test = load(a.checkpoint, a.data, "test", a.limit)
-    ev = Evaluator(model, val, calibration_data(cfg, model, a.data), a.calib_batches, a.batch_size, a.seed)
+    calib = calibration_data(a.checkpoint, cfg, model, a.data)
+    ev = Evaluator(model, val, calib, a.calib_batches, a.batch_size, a.seed)
     rng = np.random.default_rng(a.seed)
 
     # 1. the accuracy model, fitted on random configurations measured on the validation split
