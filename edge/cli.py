@@ -327,7 +327,7 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--steps", type=cliargs.steps, default=20, help="time steps per timed run")
     cliargs.add_backend(p)
-    cliargs.add_repeats(p, "timed runs per thread count (fastest kept)")
+    cliargs.add_repeats(p, "timed runs per thread count (their median is reported)")
     cliargs.add_data(p, fallback="none: no early-exit saving", what="data for the early-exit saving")
     cliargs.add_limit(p, EXIT_LIMIT, "the test split for the early-exit saving")
     p.add_argument(

@@ -21,6 +21,7 @@ import numpy as np
 
 import runtime
 import runtime.session as session_module
+from runtime import cliargs
 from runtime.data import load_dataset
 
 
@@ -28,22 +29,25 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("model")
     p.add_argument("--data", required=True)
-    p.add_argument("--tmax", type=int, default=10)
-    p.add_argument("--limit", type=int, default=128)
-    p.add_argument("--batch-size", type=int, nargs="+", default=[1, 64])
+    p.add_argument("--tmax", type=cliargs.steps, default=10)
+    p.add_argument("--limit", type=cliargs.positive_int, default=128)
+    p.add_argument("--batch-size", type=cliargs.positive_int, nargs="+", default=[1, 64])
     p.add_argument("--thresholds", type=float, nargs="+", default=[0.3, 0.5, 0.7])
-    p.add_argument("--rounds", type=int, default=5)
-    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--rounds", type=cliargs.positive_int, default=5)
+    p.add_argument("--threads", type=cliargs.positive_int, default=1)
     p.add_argument("--compact-at", type=int, nargs="+", default=[session_module.COMPACT_AT])
     a = p.parse_args()
     s = runtime.load(a.model, threads=a.threads)
     ds = load_dataset(a.data, "test", a.limit)
     x = ds.frames(np.arange(len(ds)), s.protocol.input_steps(a.tmax))
+    # a batch above the sample count runs them all in one batch: label it so (a "batch 1000"
+    # row ran 32 samples, the figures of the batch-32 row)
+    batches = list(dict.fromkeys(min(b, x.shape[1]) for b in a.batch_size))
     rules = [f"confidence:{t},tmin=1,tmax={a.tmax}" for t in a.thresholds]
     variants = [(f"fixed:{a.tmax}", session_module.COMPACT_AT), *((q, c) for q in rules for c in a.compact_at)]
     policies = [f"{q} compact_at={c}" for q, c in variants]
     out = {"model": a.model, "backend": s.backend, "threads": a.threads, "load_before": os.getloadavg(), "rows": []}
-    for b in a.batch_size:
+    for b in batches:
         cpu: dict[str, list[float]] = {q: [] for q in policies}
         steps: dict[str, float] = {}
         for r in range(a.rounds + 1):  # round 0 warms up

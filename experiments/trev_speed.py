@@ -1,7 +1,10 @@
 """trev-tiny next to VGGs: CPU and wall seconds per epoch of ``fit`` (the CLI's function,
 data loaded once), the models alternating in one process round by round, and the test
 accuracy of each at T = 1..T (docs/trev.md, "Training time next to a VGG"). A model
-``NAME,KEY=VALUE`` is NAME with ``--trev KEY=VALUE``. Rerun:
+``NAME,KEY=VALUE`` is NAME with ``--trev KEY=VALUE``; ``--neuron`` pins the hidden
+neuron of every model (default: each model's own default). One untimed round of one epoch
+on 64 samples warms every model up first (the first timed round ran 20-69% slower).
+Rerun:
 
     PYTHONPATH=$PWD OMP_NUM_THREADS=1 python experiments/trev_speed.py \
         --models trev-tiny trev-tiny,backward=reversible 3C1FCW96 2C1FC --rounds 2
@@ -10,8 +13,10 @@ accuracy of each at T = 1..T (docs/trev.md, "Training time next to a VGG"). A mo
 from __future__ import annotations
 
 import argparse
+import copy
 import time
 
+import numpy as np
 import torch
 
 from runtime.data import load_dataset
@@ -26,6 +31,7 @@ def main() -> None:
     p.add_argument("--T", type=int, default=4)
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--neuron", default=None, help="trainer fit --neuron for every model (default: its own)")
     a = p.parse_args()
     torch.set_num_threads(1)
     # the fit CLI's default training split (validation recordings held out)
@@ -34,14 +40,21 @@ def main() -> None:
     for name in a.models:
         model, *opts = name.split(",")
         trev = [arg for kv in opts for arg in ("--trev", kv)]
+        neuron = ["--neuron", a.neuron] if a.neuron else []
         args = parser().parse_args(
             ["fit", "--data", a.data, "--model", model, "--method", "sdt", "--T", str(a.T), "--epochs", str(a.epochs)]
             + trev
+            + neuron
         )
         cfgs[name] = config_from_args(args, train.shape, train.kind, train.duration_us, train)
     cpu: dict[str, list[float]] = {n: [] for n in cfgs}
     wall: dict[str, list[float]] = {n: [] for n in cfgs}
     rows = {}
+    few = train.subset(np.arange(min(64, len(train))))
+    for cfg in cfgs.values():  # untimed warm-up
+        short = copy.deepcopy(cfg)
+        short.method.epochs = 1
+        fit(short, few, test.subset(np.arange(min(16, len(test)))), progress=False)
     for _ in range(a.rounds):
         for name, cfg in cfgs.items():
             c0, w0 = time.process_time(), time.perf_counter()

@@ -192,7 +192,14 @@ def bench(
                 stack.enter_context(kept_threads())
                 frames = s.protocol.input_kind not in STATIC_KINDS
                 got, unavailable = torch_loops(
-                    checkpoint, x, frames, steps, n, compile_torch, num_classes=s.protocol.num_classes
+                    checkpoint,
+                    x,
+                    frames,
+                    steps,
+                    n,
+                    compile_torch,
+                    num_classes=s.protocol.num_classes,
+                    neurons=[nr.spec for nr in s.protocol.neurons],
                 )
                 loops.update(got)
             elif checkpoint:
@@ -210,6 +217,14 @@ def bench(
             for k, v in timed.items()
         ]
         macs = sum(m * k * n_ for m, k, n_ in shapes)
+        notes = []
+        if shapes and any(limit[0] > v["wall_ms_min"] for v in timed.values()):
+            # a limit slower than what it bounds: its BLAS threads waited for busy cores
+            notes.append(
+                f"a system ran faster than the wall GEMM limit: the limit's {n} BLAS thread(s) did not get "
+                f"{n} free cores (load average {os.getloadavg()[0]:.2f}); the wall limit is no bound here: "
+                "read the CPU column, or rerun with --threads 1"
+            )
         rows.append(
             {
                 "batch": b,
@@ -219,6 +234,7 @@ def bench(
                 "gemm_gflops_wall": 2e-6 * macs / limit[0] if shapes else None,
                 "systems": systems,
                 "unavailable": unavailable,
+                "notes": notes,
             }
         )
     return {

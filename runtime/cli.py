@@ -26,9 +26,9 @@ from .session import Session, load
 USER_ERRORS = (ModelError, InputError, PolicyError, DataError, SpecError, OutputPathError)
 
 
-def _common(p: argparse.ArgumentParser) -> None:
+def _common(p: argparse.ArgumentParser, threads_when: str = "") -> None:
     p.add_argument("model", help="exported model (.onnx)")
-    cliargs.add_ort_threads(p)
+    cliargs.add_ort_threads(p, threads_when)
     cliargs.add_backend(p)
     cliargs.add_json(p)
 
@@ -117,6 +117,12 @@ def cmd_bench(a: argparse.Namespace) -> None:
             raise InputError(str(e)) from None
     session = _open(a)
     one_rate(session.protocol, "bench (it times steps of the whole graph at one T)")
+    n = session.protocol.max_steps
+    if n is not None and a.steps > n:  # was onnxruntime's Gather error, colour codes and all
+        raise InputError(
+            f"--steps {a.steps}: this model has steps t = 0..{n - 1} only (one sub-network per step); "
+            f"expected --steps <= {n}"
+        )
     frames = 1 if session.protocol.input_kind in STATIC_KINDS else a.steps
     for b in a.batch_size:
         check_memory(run_bytes(session.protocol, b, frames), f"--batch-size {b} for {a.steps} steps")
@@ -149,6 +155,8 @@ def cmd_bench(a: argparse.Namespace) -> None:
         )
         for name, why in r["unavailable"].items():
             print(f"({name}: {why})")
+        for note in r["notes"]:
+            print(f"note: {note}")
     if not a.checkpoint:
         print("(torch not timed: pass --checkpoint model.pt to compare)")
 
@@ -356,7 +364,7 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "bench", help="per-step time, interleaved with torch (eager, plain, compiled) given --checkpoint"
     )
-    _common(p)
+    _common(p, ", and as many torch and BLAS (GEMM limit) threads")
     cliargs.add_batch_size(p, [1, 64], "batch sizes to time")
     p.add_argument("--steps", type=cliargs.steps, default=20, help="time steps per timed run")
     cliargs.add_repeats(p, "interleaved rounds per batch size (min and median)")

@@ -309,10 +309,10 @@ def add_backend(p: argparse.ArgumentParser, when: str = "") -> None:
         choices=BACKENDS,
         default="auto",
         help=f"clock-driven backend{when}: numba: neuron layers in one-pass numba kernels, the rest on "
-        "onnxruntime (bit-identical, faster); ort: the function bodies on stock onnxruntime (no numba: less "
-        "memory); auto (default): numba where the model allows; exact: every layer in numba with fixed-order "
-        "float64 sums, one thread: use it when results must be bit-identical across machines (x86-64 and "
-        "aarch64 / Raspberry Pi; slower, docs/edge.md)",
+        "onnxruntime (bit-identical; faster above batch 1, about even at batch 1); ort: the function bodies "
+        "on stock onnxruntime (no numba: less memory); auto (default): numba where the model allows; exact: "
+        "every layer in numba with fixed-order float64 sums, one thread: use it when results must be "
+        "bit-identical across machines (x86-64 and aarch64 / Raspberry Pi; slower, docs/edge.md)",
     )
 
 

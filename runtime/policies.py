@@ -18,6 +18,7 @@ or a live stream.
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
@@ -140,12 +141,19 @@ def compiled_scores() -> Callable[[np.ndarray, int, np.ndarray], None]:
     return njit(cache=True, nogil=True)(_scores)
 
 
+def score_loop() -> Callable[[np.ndarray, int, np.ndarray], None]:
+    """:func:`compiled_scores` where numba is loaded already (the numba backend loads it),
+    else the Python loop (the same bits): importing numba for the scores alone took about
+    120 MiB more, the memory ``--backend ort`` is chosen to save (docs/edge.md)."""
+    return compiled_scores() if "numba" in sys.modules else _scores
+
+
 def _score(logits: np.ndarray, which: str) -> np.ndarray:
     z = np.ascontiguousarray(logits, np.float64)
     if z.ndim != 2 or z.shape[1] == 0:
         raise ValueError(f"exit scores take logits [batch, classes >= 1], got shape {z.shape}")
     out = np.empty(len(z))  # filled in place: returning a new array from numba costs a µs more
-    compiled_scores()(z, SCORES.index(which), out)
+    score_loop()(z, SCORES.index(which), out)
     return out
 
 

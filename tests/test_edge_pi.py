@@ -150,3 +150,19 @@ def test_clock_driven_commands_do_not_import_numba_or_scikit_learn():
     )
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert r.stdout.strip() == "[]"
+
+
+def test_an_ort_run_with_early_exit_loads_no_numba(tmp_path):
+    """--backend ort is the no-numba, low-memory choice (docs/edge.md: 87 against 223 MiB),
+    but the first confidence exit imported numba for its scores: about 120 MiB more."""
+    path = save(chain_model([Conv(4)], classes=10), tmp_path / "m.onnx")
+    code = (
+        "import sys, numpy as np, runtime\n"
+        f"s = runtime.load({str(path)!r}, threads=1, backend='ort')\n"
+        "x = np.random.default_rng(0).poisson(0.3, (4, 3, *s.protocol.input_shape)).astype(np.float32)\n"
+        "r = s.run(x, 'confidence:0.5,tmax=4')\n"
+        "print(r.mean_steps > 0, 'numba' in sys.modules)"
+    )
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=False)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["True", "False"]

@@ -142,6 +142,21 @@ def test_runtime_bench_with_another_models_checkpoint_isone_error(ckpt, tmp_path
     one_error(e.value.code, capsys.readouterr().err, "is a model of input", "give the checkpoint it was exported from")
 
 
+def test_runtime_bench_with_a_checkpoint_of_other_neurons_isone_error(ckpt, tmp_path, capsys):
+    """Same input and classes, other neurons (an IF checkpoint beside a LIF file): it timed
+    both without a word."""
+    from runtime import cli as runtime_cli
+    from runtime.neuron import NeuronSpec
+
+    from .runtime_fixtures import save, tiny_model
+
+    other = NeuronSpec("IF", 1.0, 0.5, "subtract", "multi")  # the checkpoint is 1C1FCW4 on 8x8 digits, 10 classes
+    onnx_path = save(tiny_model(spec=other), tmp_path / "m.onnx")
+    with pytest.raises(SystemExit) as e:
+        runtime_cli.main(["bench", onnx_path, "--checkpoint", str(ckpt), "--batch-size", "1", "--steps", "2"])
+    one_error(e.value.code, capsys.readouterr().err, "has other neurons than the ONNX model", "of IF")
+
+
 # ---- 3. checkpoint integrity -------------------------------------------------------------
 def _payload_offsets(path: Path) -> list[int]:
     """One byte inside each stored member's data (tensors and the pickle)."""

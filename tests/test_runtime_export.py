@@ -145,6 +145,22 @@ def test_bench_interleaves_the_runtime_and_torch(trained, capsys):
     assert all(s["cpu_ms_min"] <= s["cpu_ms_median"] for s in row["systems"])
 
 
+def test_bench_says_when_the_gemm_limit_bounds_nothing(trained, capsys, monkeypatch):
+    """With more threads than free cores the limit ran slower than the runtime: "% of limit"
+    of 8288 without a word."""
+    import runtime.bench
+    from runtime.cli import main as runtime_main
+
+    monkeypatch.setattr(runtime.bench, "gemm_limit_ms", lambda shapes, threads: (1e3, 1e3))  # a starved limit
+    argv = ["bench", str(trained[1]), "--batch-size", "1", "--steps", "2", "--repeats", "1", "--threads", "1"]
+    runtime_main(argv)
+    out = capsys.readouterr().out
+    assert "note: a system ran faster than the wall GEMM limit" in out
+    runtime_main([*argv, "--json"])
+    (row,) = json.loads(capsys.readouterr().out)["rows"]
+    assert row["notes"] and row["notes"][0].startswith("a system ran faster than the wall GEMM limit")
+
+
 def test_plain_torch_step_computes_what_model_step_does(trained):
     """The bench's plain torch baseline is the same network (BatchNorm folded), not a cheaper one."""
     import torch

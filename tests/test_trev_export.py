@@ -105,3 +105,34 @@ def test_export_cli_check_passes(tmp_path):
     with pytest.raises(SystemExit) as e:
         export_main([str(ckpt), "--check", "--json"])
     assert e.value.code == 0
+
+
+def test_bench_refuses_steps_past_the_sub_networks(exported, capsys):
+    """Its default --steps 20 was onnxruntime's Gather error, colour codes and all."""
+    from runtime.cli import main as runtime_main
+    from tests.conftest import one_error, run_main
+
+    _, _, s = exported
+    code, _, err = run_main(runtime_main, capsys, "bench", str(s.path), "--batch-size", "1", "--repeats", "1")
+    one_error(code, err, "--steps 20: this model has steps t = 0..3 only", "expected --steps <= 4")
+
+
+def test_bench_times_model_step_at_each_step_index(exported, tmp_path, monkeypatch):
+    """bench's `torch model.step` ran every step as t = 0 (a T-RevSNN's sub-network 0, and
+    the static stem re-encoded each step): other work than the runtime's."""
+    from trainer.checkpoint import save_checkpoint
+    from trainer.eager import torch_loops
+    from trainer.trev import TRevNet
+
+    kind, net, s = exported
+    cfg = trev_config("trev-tiny-h0.5", kind, SHAPES[kind], 4, 8)
+    ckpt = tmp_path / "trev.pt"
+    save_checkpoint(ckpt, cfg, net, {"test_accuracy": 0.0})
+    seen: list[int] = []
+    step = TRevNet.step
+    monkeypatch.setattr(TRevNet, "step", lambda self, x, t, states: (seen.append(t), step(self, x, t, states))[1])
+    x = frames(kind, 4, 1)
+    loops, _ = torch_loops(str(ckpt), x[0] if kind == "static" else x, kind != "static", 4, 1, compile_step=False)
+    seen.clear()  # loading probes one step (trainer.checkpoint)
+    loops["torch model.step"].run()
+    assert seen == [0, 1, 2, 3]

@@ -12,6 +12,7 @@ three ways, each a :class:`runtime.bench.Loop` over the same inputs as the runti
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
@@ -77,7 +78,10 @@ def plain_step(model: SpikingNet) -> Step:
     return step
 
 
-def _loop(step: Step, n_states: int, x: torch.Tensor, frames: bool, steps: int, threads: int) -> Loop:
+TimedStep = Callable[[torch.Tensor, int, States], tuple[torch.Tensor, States]]
+
+
+def _loop(step: TimedStep, n_states: int, x: torch.Tensor, frames: bool, steps: int, threads: int) -> Loop:
     def prepare() -> None:
         torch.set_num_threads(threads)
 
@@ -85,9 +89,13 @@ def _loop(step: Step, n_states: int, x: torch.Tensor, frames: bool, steps: int, 
         states: States = [None] * n_states
         with torch.inference_mode():
             for t in range(steps):
-                _, states = step(x[t] if frames else x, states)
+                _, states = step(x[t] if frames else x, t, states)
 
     return Loop(prepare, run)
+
+
+def _spec_keys(specs: Iterable[NeuronSpec]) -> list[str]:
+    return sorted(json.dumps(s.to_dict(), sort_keys=True) for s in specs)
 
 
 def torch_loops(
@@ -98,9 +106,11 @@ def torch_loops(
     threads: int,
     compile_step: bool = True,
     num_classes: int | None = None,
+    neurons: Iterable[NeuronSpec] | None = None,
 ) -> tuple[dict[str, Loop], dict[str, str]]:
     """The torch systems that run here, and why the others do not; a checkpoint whose
-    input or class count is not the runtime model's (``x``, ``num_classes``) is refused."""
+    input, class count or neurons are not the runtime model's (``x``, ``num_classes``,
+    ``neurons``) is refused."""
     cfg, model, _ = load_checkpoint(checkpoint)
     shape, want = tuple(cfg.model.in_shape), tuple(x.shape[-len(cfg.model.in_shape) :])
     if shape != want or (num_classes is not None and cfg.model.num_classes != num_classes):
@@ -108,11 +118,18 @@ def torch_loops(
             f"--checkpoint {checkpoint} is a model of input {list(shape)} and {cfg.model.num_classes} classes; "
             f"the ONNX model takes {list(want)} and gives {num_classes}: give the checkpoint it was exported from"
         )
+    mine = [m.spec for m in model.modules() if isinstance(m, NeuronLayer)]
+    if neurons is not None and _spec_keys(mine) != _spec_keys(neurons):  # e.g. an IF model beside a LIF file
+        kinds = lambda specs: ", ".join(sorted({s.kind for s in specs}))
+        raise InputError(
+            f"--checkpoint {checkpoint} has other neurons than the ONNX model ({len(mine)} layers of "
+            f"{kinds(mine)} against {len(list(neurons))} of {kinds(neurons)}, or other fields): give the "
+            "checkpoint it was exported from"
+        )
     model.eval()
     xt = torch.from_numpy(x)
-    loops = {
-        "torch model.step": _loop(lambda x_t, s: model.step(x_t, 0, s), model.n_states, xt, frames, steps, threads)
-    }
+    # the model's own step, told the step index (a T-RevSNN runs sub-network t at step t)
+    loops = {"torch model.step": _loop(model.step, model.n_states, xt, frames, steps, threads)}
     missing: dict[str, str] = {}
     try:
         with torch.no_grad():
@@ -120,17 +137,22 @@ def torch_loops(
     except NotPlain as e:
         missing["torch plain step"] = missing["torch.compile"] = f"no plain step for this model: {e}"
         return loops, missing
-    loops["torch plain step"] = _loop(plain, model.n_states, xt, frames, steps, threads)
+    loops["torch plain step"] = _loop(lambda x_t, t, s: plain(x_t, s), model.n_states, xt, frames, steps, threads)
     if not compile_step:
         missing["torch.compile"] = "not asked (--no-compile)"
         return loops, missing
+    # a fresh compile per batch size: dynamo keys its graphs by the step's code, and past
+    # its recompile limit (8: the 5th batch size) it ran the step eagerly, still labelled
+    # torch.compile; the batch sizes before are timed and done
+    torch._dynamo.reset()
     compiled = torch.compile(plain, dynamic=False)
+    timed = _loop(lambda x_t, t, s: compiled(x_t, s), model.n_states, xt, frames, steps, threads)
     try:  # compile now (two graphs: the zero state, then the carried one) so a failure is reported
-        _loop(compiled, model.n_states, xt, frames, min(steps, 3), threads).run()
+        _loop(lambda x_t, t, s: compiled(x_t, s), model.n_states, xt, frames, min(steps, 3), threads).run()
     except Exception as e:  # inductor raises many types (no compiler, unsupported op)
         missing["torch.compile"] = f"does not compile here: {str(e).splitlines()[0][:200]}"
         return loops, missing
-    loops["torch.compile"] = _loop(compiled, model.n_states, xt, frames, steps, threads)
+    loops["torch.compile"] = timed
     return loops, missing
 
 
