@@ -14,7 +14,8 @@ SDK and the data readers, and classifies each outcome:
 
     OMP_NUM_THREADS=1 python experiments/fuzz_cli.py [--seed 0] [--flips 300] [--json out.json]
 
-Deterministic for a seed; about 3 minutes on one core. Needs torch (it trains a tiny
+Deterministic for a seed here (another clone's reruns moved one case between "clear
+error" and "correct": docs/hardening.md); about 3 minutes on one core. Needs torch (it trains a tiny
 model first) and scikit-learn (the digits data).
 """
 

@@ -21,6 +21,7 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
+from runtime.neuron import kinds
 from trainer.fold import BATCHNORMS, WEIGHT_LAYERS, fold_bn, weight_layer_before
 from trainer.layers import NeuronLayer, Residual, Sequence, Stateless, rewrite
 from trainer.models import SpikingNet
@@ -34,7 +35,7 @@ DROPOUTS = (nn.Dropout, nn.Dropout1d, nn.Dropout2d)
 STATELESS_SUPPORTED = (*WEIGHT_LAYERS, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.Flatten)
 SUPPORTED = sorted(
     {c.__name__ for c in (*STATELESS_SUPPORTED, *BATCHNORMS, *DROPOUTS)}
-    | {"NeuronLayer (LIF/IF/LI)", "Sequence", "Residual"}
+    | {f"NeuronLayer ({'/'.join(kinds())})", "Sequence", "Residual"}
 )
 
 
@@ -92,6 +93,13 @@ def _neuron(layer: nn.Module, where: str) -> None:
 
 def deployable(model: SpikingNet) -> SpikingNet:
     """A copy of ``model`` in eval mode: BatchNorm folded, dropout removed, deploy neurons."""
+    from trainer.trev import TRevNet
+
+    if isinstance(model, TRevNet):  # its ONNX writer is its own; "cannot be exported" misled
+        raise ExportError(
+            "a T-RevSNN model (trev-...) exports to ONNX only (--format onnx, its own writer: one "
+            "sub-network per step); TorchScript, torch.export and NIR are not implemented for it"
+        )
     if not isinstance(model, SpikingNet):
         raise unsupported("model", model)
     net = copy.deepcopy(model).eval()

@@ -27,6 +27,7 @@ from typing import Any
 
 import onnx
 
+from .archives import torch_program
 from .errors import ModelError
 from .integrity import IntegrityError, external_data, verify_onnx
 from .neuron import NeuronSpec, SpecError, kinds
@@ -468,6 +469,12 @@ def read_model(path: str | Path) -> tuple[onnx.ModelProto, Protocol]:
         raise ModelError(f"model {path} does not exist or is not a file (expected a .onnx file)")
     with open(path, "rb") as f:
         head = f.read(8)
+    program = torch_program(path) if head.startswith(b"PK\x03\x04") else None
+    if program is not None:  # its hint was "python -m export" of it, a second error
+        raise ModelError(
+            f"{path} is {program[0]}, which {program[1]} reads; the runtime and edge tools read the "
+            "exporter's ONNX file: python -m export MODEL.pt (the checkpoint it came from)"
+        )
     for magic, what in FOREIGN_HEADS.items():
         if head.startswith(magic):
             raise ModelError(

@@ -70,3 +70,23 @@ def test_torch_formats_carry_the_onnx_files_protocol(tmp_path, fmt):
     want = read_protocol(export_onnx(cfg, net, tmp_path / "m.onnx")).to_dict()
     assert got == json.loads(json.dumps(want))
     assert [s["shape"] for s in got["states"]] == [list(s) for s in state_shapes(deployable(net), cfg.model.in_shape)]
+
+
+@pytest.mark.parametrize(
+    "fmt, kind, loader",
+    [("torchscript", "a TorchScript file", "torch.jit.load"), ("pt2", "a torch.export file", "torch.export.load")],
+)
+def test_a_torch_program_given_where_a_model_is_read_names_what_it_is(tmp_path, capsys, fmt, kind, loader):
+    """The runtime called it "a zip archive (a torch checkpoint?)" and suggested `python -m
+    export` of it, which then said "not a torch checkpoint (RuntimeError)"."""
+    from export.cli import main as export_main
+    from runtime.cli import main as runtime_main
+    from tests.conftest import one_error, run_main
+
+    cfg = config(name="2C1FC")
+    path = LOADERS[fmt][0](cfg, model(cfg), tmp_path / f"m.{fmt}")
+    code, _, err = run_main(runtime_main, capsys, "run", str(path))
+    one_error(code, err, f"is {kind}", f"which {loader} reads", "python -m export MODEL.pt")
+    code, _, err = run_main(export_main, capsys, str(path), "-o", str(tmp_path / "x.onnx"))
+    one_error(code, err, f"is {kind}", "expected a checkpoint written by trainer fit")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"m.{fmt}"]

@@ -136,3 +136,17 @@ def test_bench_times_model_step_at_each_step_index(exported, tmp_path, monkeypat
     seen.clear()  # loading probes one step (trainer.checkpoint)
     loops["torch model.step"].run()
     assert seen == [0, 1, 2, 3]
+
+
+@pytest.mark.parametrize("fmt", ["torchscript", "pt2", "nir"])
+def test_other_formats_say_a_trev_model_exports_to_onnx_only(tmp_path, capsys, fmt):
+    """It said "layer model (TRevNet) cannot be exported", of a model whose ONNX export works."""
+    from export.cli import main as export_main
+    from tests.conftest import one_error, run_main
+    from trainer.checkpoint import save_checkpoint
+
+    cfg = trev_config("trev-tiny-h0.5", "static", SHAPES["static"], 4, 8)
+    ckpt = tmp_path / "trev.pt"
+    save_checkpoint(ckpt, cfg, build_model(cfg), {"test_accuracy": 0.0})
+    code, _, err = run_main(export_main, capsys, str(ckpt), "--format", fmt)
+    one_error(code, err, "a T-RevSNN model (trev-...) exports to ONNX only", "not implemented for it")

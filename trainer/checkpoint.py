@@ -33,6 +33,7 @@ from typing import Any
 
 import torch
 
+from runtime.archives import torch_program
 from runtime.cliargs import MAX_SIDE, MAX_WIDTH
 from runtime.fileio import write_atomic
 from runtime.limits import ResourceError, check_memory
@@ -130,6 +131,12 @@ def _check_zip(path: Path) -> None:
         return  # legacy (non-zip) torch files: the unpickler and the digest judge them
     if bad is not None:
         raise CheckpointError(f"{path} is corrupted: the CRC of {bad!r} does not match its bytes")
+    program = torch_program(path)
+    if program is not None:  # was "not a torch checkpoint (RuntimeError)"
+        raise CheckpointError(
+            f"{path} is {program[0]}, an export's output that {program[1]} reads; expected a checkpoint "
+            "written by trainer fit (model.pt)"
+        )
 
 
 def _verify_digest(path: Path, ckpt: dict[str, Any]) -> None:
