@@ -21,7 +21,7 @@ from runtime.fileio import OutputPathError, check_output
 from runtime.neuron import SpecError
 from runtime.policies import POLICY_FORMS, PolicyError, parse_policy
 from runtime.protocol import ModelError, one_rate, read_model
-from runtime.report import emit_json, fail, guarded, table
+from runtime.report import emit_json, fail, guarded, table, versions
 
 from .speck.chip import CHIPS, DEFAULT_CHIP, ChipError
 
@@ -252,10 +252,14 @@ def cmd_pi_bench(a: argparse.Namespace) -> None:
     policy_text = a.policy or proto.exit_policy or EXIT_POLICY
     policy = policy or parse_policy(policy_text)
     base = peak_rss_mib()
+    load_before = os.getloadavg()
     out: dict = {
         "model": a.model,
         "backend": a.backend,
+        "steps": a.steps,
+        "repeats": a.repeats,
         "cpus": os.cpu_count(),
+        "versions": versions("numpy", "onnx", "onnxruntime", "numba"),  # what a Pi's figures are compared by
         "rss_before_model_mib": base,
         "threads": thread_rows(a.model, a.max_threads, a.steps, a.repeats, a.backend),
     }
@@ -264,11 +268,17 @@ def cmd_pi_bench(a: argparse.Namespace) -> None:
         ee = early_exit(a.model, cliargs.model_data(a, proto), policy, backend=a.backend)
         out["early_exit"] = dict(ee, policy=policy_text)
         out["peak_rss_with_data_mib"] = peak_rss_mib()
+    out["load_average"] = [load_before, os.getloadavg()]
     if a.json:
         emit_json(out)
         return
     used = out["threads"][0]["backend"]
     print(f"{a.model}: batch 1, backend {used} (--backend {a.backend}), {a.steps} steps x {a.repeats} repeats")
+    v = out["versions"]
+    print(
+        f"load average {load_before[0]:.2f} before, {out['load_average'][1][0]:.2f} after (1 min); "
+        + ", ".join(f"{k} {v[k]}" for k in ("python", "machine", "numpy", "onnxruntime", "numba") if v[k])
+    )
     print(table(["threads", "ms/step"], [[r["threads"], r["ms_per_step"]] for r in out["threads"]]))
     print(
         f"peak RSS {out['peak_rss_mib']:.1f} MiB: runtime and model, no data set "

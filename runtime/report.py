@@ -16,6 +16,21 @@ def fail(message: str) -> NoReturn:
     raise SystemExit(2)
 
 
+def versions(*packages: str) -> dict[str, str | None]:
+    """Installed versions (None: not installed), read from package metadata, so that a
+    benchmark reports numba's without importing it; and Python's and the machine's."""
+    import platform
+    from importlib import metadata
+
+    out: dict[str, str | None] = {"python": platform.python_version(), "machine": platform.machine()}
+    for name in packages:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
 def guarded(errors: tuple[type[BaseException], ...], main: Callable[[], Any]) -> Any:
     """Run ``main``; turn the listed user-facing errors, refused output paths and resource
     limits into :func:`fail`. A MemoryError the estimates did not foresee is one line too;

@@ -23,6 +23,15 @@ def test_pi_bench_json(tmp_path):
     assert all(row["ms_per_step"] > 0 for row in out["threads"])
     assert out["peak_rss_mib"] >= out["rss_before_model_mib"] > 0
     assert "early_exit" not in out
+    # what a figure from a Pi is compared by (the text header said steps and repeats; JSON did not)
+    assert (out["steps"], out["repeats"]) == (3, 1) and len(out["load_average"]) == 2
+    assert out["versions"]["onnxruntime"] and out["versions"]["machine"]
+    # the exact backend runs one thread: a second row timed it again as "2 threads"
+    r = run_cli(
+        "edge", "pi-bench", path, "--max-threads", "2", "--steps", "3", "--repeats", "1", "--json", "--backend", "exact"
+    )
+    assert r.returncode == 0, r.stderr
+    assert [row["threads"] for row in json.loads(r.stdout)["threads"]] == [1]
 
 
 @pytest.mark.slow
