@@ -215,12 +215,15 @@ def _speck(a: argparse.Namespace) -> None:
         print(f"\nemulation on {e['data']} ({e['n']} samples), event-driven, one input event at a time:")
         print(
             table(
-                ["run", "accuracy"],
+                ["run", "accuracy (%)"],
                 [
-                    [f"float, clock-driven (T={e['float_clock_T']})", e["float_clock_accuracy"]],
-                    ["float, event-driven", e["float_event_accuracy"]],
-                    ["Speck's form in float (IF readout, weights not rounded)", e["speck_form_float_accuracy"]],
-                    ["Speck (quantised, chip semantics)", e["speck_accuracy"]],
+                    [name, f"{100 * e[key]:.2f}"]
+                    for name, key in (
+                        (f"float, clock-driven (T={e['float_clock_T']})", "float_clock_accuracy"),
+                        ("float, event-driven", "float_event_accuracy"),
+                        ("Speck's form in float (IF readout, weights not rounded)", "speck_form_float_accuracy"),
+                        ("Speck (quantised, chip semantics)", "speck_accuracy"),
+                    )
                 ],
             )
         )
@@ -289,10 +292,10 @@ def cmd_pi_bench(a: argparse.Namespace) -> None:
         print(f"early exit, {e['n']} samples one at a time:")
         print(
             table(
-                ["policy", "accuracy", "mean steps", "ms/sample"],
+                ["policy", "accuracy (%)", "mean steps", "ms/sample"],
                 [
-                    ["fixed (trained T)", e["fixed_accuracy"], e["fixed_steps"], e["fixed_ms_per_sample"]],
-                    [e["policy"], e["exit_accuracy"], e["exit_steps"], e["exit_ms_per_sample"]],
+                    [name, f"{100 * e[f'{k}_accuracy']:.2f}", e[f"{k}_steps"], e[f"{k}_ms_per_sample"]]
+                    for name, k in (("fixed (trained T)", "fixed"), (e["policy"], "exit"))
                 ],
             )
         )

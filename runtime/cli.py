@@ -331,13 +331,13 @@ def cmd_calibrate_exit(a: argparse.Namespace) -> None:
         )
     )
     print(
-        f"chosen: {policy} (val: {v['accuracy']:.4f} vs fixed {v['fixed_accuracy']:.4f}, "
+        f"chosen: {policy} (val: {100 * v['accuracy']:.2f}% vs fixed {100 * v['fixed_accuracy']:.2f}%, "
         f"{v['mean_steps']:.2f} mean steps, lost {100 * v['losses']:.1f}% / differs on {100 * v['disagreement']:.1f}% "
         "against fixed)"
     )
     print(
-        f"test ({t['n']} samples, reported only): {t['accuracy']:.4f} at {t['mean_steps']:.2f} mean steps "
-        f"vs fixed:{tmax} {t['fixed_accuracy']:.4f} ({100 * (t['accuracy'] - t['fixed_accuracy']):+.2f} points, "
+        f"test ({t['n']} samples, reported only): {100 * t['accuracy']:.2f}% at {t['mean_steps']:.2f} mean steps "
+        f"vs fixed:{tmax} {100 * t['fixed_accuracy']:.2f}% ({100 * (t['accuracy'] - t['fixed_accuracy']):+.2f} points, "
         f"{100 * t['mean_steps'] / tmax:.1f}% of the steps; synaptic operations {t['acs']:.3g} vs {t['fixed_acs']:.3g} "
         "per sample)"
     )

@@ -636,7 +636,7 @@ def cmd_fit(a: argparse.Namespace) -> None:
         save_checkpoint(out, cfg, model, metrics, state)
         how = f", after BatchNorm calibration at T={cfg.train_T}" if metrics.get("bn_calibrated_layers") else ""
         print(
-            f"wrote {out}: test accuracy {metrics['test_accuracy']:.4f} at T={cfg.train_T}{how} "
+            f"wrote {out}: test accuracy {100 * metrics['test_accuracy']:.2f}% at T={cfg.train_T}{how} "
             f"({metrics['seconds_per_epoch']:.1f} s/epoch, {metrics['environment']['threads']} threads)"
         )
 

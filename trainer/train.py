@@ -335,7 +335,7 @@ def fit(
             if progress or verbose:
                 tqdm.write(
                     f"epoch {epoch + 1}/{m.epochs}: train loss {entry['loss']:.4f}, test accuracy at "
-                    f"T={cfg.train_T} {entry['test_accuracy']:.4f}{bn_note} ({seconds:.1f} s)"
+                    f"T={cfg.train_T} {100 * entry['test_accuracy']:.2f}%{bn_note} ({seconds:.1f} s)"
                 )
         history.append(entry)
         if rank == 0 and on_epoch is not None:
@@ -362,8 +362,8 @@ def fit(
             if progress or verbose:
                 tqdm.write(
                     f"BatchNorm calibration at T={cfg.train_T} ({calibrated} layers, {m.calib_batches} "
-                    f"training batches): test accuracy at T={cfg.train_T} {last:.4f} -> "
-                    f"{metrics['test_accuracy']:.4f}"
+                    f"training batches): test accuracy at T={cfg.train_T} {100 * last:.2f}% -> "
+                    f"{100 * metrics['test_accuracy']:.2f}%"
                 )
     del net  # the DDP wrapper (its reducer holds the process group) goes before the group
     distributed.teardown()
