@@ -24,6 +24,7 @@ from runtime.integrity import stamp_onnx
 from runtime.neuron import NeuronSpec
 from runtime.neuron import functions as fn
 from runtime.protocol import NeuronInfo, StageInfo, StateInfo
+from runtime.report import versions
 from trainer.config import Config
 from trainer.models import SpikingNet
 
@@ -80,11 +81,13 @@ def attach_functions(model: onnx.ModelProto, specs: list[NeuronSpec]) -> None:
         model.opset_import.append(onnx.helper.make_opsetid(fn.DOMAIN, fn.DOMAIN_VERSION))
     model.ir_version = IR_VERSION
     model.producer_name = "flexsnn"
+    model.producer_version = versions("flexsnn")["flexsnn"] or ""  # was torch's version
 
 
 def annotate(model: onnx.ModelProto, specs: list[NeuronSpec]) -> list[NeuronInfo]:
-    """Name the ``snn`` nodes after their first state (``LIF_3`` reads ``state_3``), set
-    their overload and attach the function bodies; returns the neurons in state order.
+    """Name the ``snn`` nodes by their layer's ordinal (``CubaLIF_1``, the second neuron
+    layer, may read ``state_2`` and ``state_3``), set their overload and attach the function
+    bodies; returns the neurons in state order.
     ``specs`` are the neuron layers' specs in state order; layer j owns the next
     ``specs[j].n_states`` states."""
     owner: dict[str, int] = {}

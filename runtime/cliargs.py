@@ -13,7 +13,7 @@ import argparse
 import math
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
@@ -59,12 +59,9 @@ class Parser(argparse.ArgumentParser):
 
     def add_version(self) -> Parser:
         """``--version`` on a top-level parser: the installed flexsnn version."""
-        from importlib.metadata import PackageNotFoundError, version
+        from .report import versions
 
-        try:
-            v = version("flexsnn")
-        except PackageNotFoundError:  # run from a checkout that was never installed
-            v = "unknown (not installed)"
+        v = versions("flexsnn")["flexsnn"] or "unknown (not installed)"  # a checkout never installed
         self.add_argument("--version", action="version", version=f"flexsnn {v}")
         return self
 
@@ -193,6 +190,24 @@ def png_path(text: str) -> str:
 # The flags that several commands share, each defined once here so that one concept has
 # one name, one type and one wording in every CLI (tests/test_cli_vocabulary.py); a
 # command only says what differs (its default, what the flag applies to).
+
+
+def given_dests(make_parser: Callable[[], argparse.ArgumentParser], argv: Sequence[str]) -> set[str]:
+    """The destinations ``argv`` sets explicitly, a value equal to the default included
+    (comparing with the defaults cannot tell ``--seed 0`` from no ``--seed``)."""
+    p, unset = make_parser(), object()
+
+    def mark(q: argparse.ArgumentParser) -> None:
+        for act in q._actions:
+            if isinstance(act, argparse._SubParsersAction):
+                for sub in act.choices.values():
+                    mark(sub)
+            elif act.default is not argparse.SUPPRESS:
+                act.default = unset
+        q._defaults = dict.fromkeys(q._defaults, unset)
+
+    mark(p)
+    return {k for k, v in vars(p.parse_args(list(argv))).items() if v is not unset}
 
 
 def add_json(p: argparse.ArgumentParser, what: str = "one JSON object") -> None:

@@ -169,3 +169,63 @@ def test_resume_sees_the_first_runs_data_subsets(capsys, tmp_path, monkeypatch):
     code, _, err = run(capsys, "fit", "--resume", str(halfway), "--limit", "20", "--out", str(tmp_path / "r2.pt"))
     assert code == 2 and "--limit 20: the run in" in err and "used --limit 10" in err
     assert not (tmp_path / "r2.pt").exists()
+
+
+def test_resume_refuses_flags_given_at_their_default_values(capsys, tmp_path):
+    """`--seed 0 --epochs 10` on a run of seed 3 and 3 epochs was accepted and dropped: the
+    refusal compared the flags with the parser's defaults, not with what was given."""
+    run3 = tmp_path / "s3.pt"
+    fit_checkpoint(capsys, run3, *TINY, "--method", "sdt", "--epochs", "1", "--seed", "3")
+    again = tmp_path / "again.pt"
+    for flags, named in (
+        (["--seed", "0"], "--seed"),
+        (["--epochs", "10"], "--epochs"),
+        (["--data", "digits"], "--data"),
+    ):
+        code, _, err = run(capsys, "fit", *RESUMING, "--resume", str(run3), *flags, "--out", str(again))
+        one_error(code, err, f"it does not read {named}: leave")
+        assert not again.exists()
+
+
+def test_a_run_stopped_after_its_last_epoch_resumes_to_its_end(capsys, tmp_path, monkeypatch):
+    """Interrupted after the last epoch's checkpoint, before BatchNorm calibration and the
+    final write: --resume said "nothing to train", eval and export used the uncalibrated
+    file without a word. It now finishes: the weights and calibration of the whole run."""
+    import trainer.train
+
+    whole = tmp_path / "whole.pt"
+    flags = [*TINY, "--method", "sdt", "--epochs", "1", "--norm", "bn", "--bias", "--calib-batches", "2"]
+    fit_checkpoint(capsys, whole, *flags)
+    stopped = tmp_path / "stopped.pt"
+    real = trainer.train.calibrate_bn
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(trainer.train, "calibrate_bn", interrupt)
+    code, _, err = run(capsys, "fit", *flags, "--out", str(stopped))
+    assert code == 130 and read_checkpoint(stopped)["metrics"]["finished"] is False
+    monkeypatch.setattr(trainer.train, "calibrate_bn", real)
+    code, _, err = run(capsys, "eval", str(stopped), "--T", "2", "--limit", "10")
+    assert code == 0 and f"warning: {stopped} is an unfinished run (after epoch 1 of 1" in err
+    done = tmp_path / "done.pt"
+    code, _, err = run(capsys, "fit", "--resume", str(stopped), "--threads", "1", "--quiet", "--out", str(done))
+    assert code == 0, err
+    a, b = read_checkpoint(whole), read_checkpoint(done)
+    for k, v in a["state_dict"].items():
+        assert torch.equal(b["state_dict"][k], v), k
+    assert b["metrics"]["bn_calibrated_layers"] == a["metrics"]["bn_calibrated_layers"] > 0
+    # the part before the stop is on record, and a finished file loads without the warning
+    assert [p["after_epoch"] for p in b["metrics"]["resumed_from"]] == [1]
+    code, _, err = run(capsys, "eval", str(done), "--T", "2", "--limit", "10")
+    assert code == 0 and "unfinished" not in err
+
+
+def test_a_fine_tuned_checkpoint_names_its_source(capsys, tmp_path):
+    src = tmp_path / "src.pt"
+    fit_checkpoint(capsys, src, *TINY, "--method", "sdt", "--epochs", "1")
+    _, _, metrics = fit_checkpoint(
+        capsys, tmp_path / "fine.pt", *TINY, "--method", "sdt", "--epochs", "1", "--init-from", str(src)
+    )
+    assert metrics["init_from"] == {"checkpoint": str(src), "sha256": read_checkpoint(src)["sha256"]}
+    assert metrics["environment"]["flexsnn"]  # the code's version: a change to it moves figures

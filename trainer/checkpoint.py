@@ -243,4 +243,13 @@ def load_checkpoint(path: str | Path) -> tuple[Config, SpikingNet, dict[str, Any
         model.load_state_dict(ckpt["state_dict"])
     except RuntimeError as e:
         raise CheckpointError(f"{path}: weights do not match the config's model ({str(e).splitlines()[0]})") from None
-    return cfg, model.eval(), ckpt["metrics"]
+    metrics = ckpt["metrics"]
+    if metrics.get("finished") is False:  # the per-epoch file of a run that stopped: was used silently
+        done = len(metrics.get("history", []))
+        print(
+            f"warning: {path} is an unfinished run (after epoch {done} of {cfg.method.epochs}"
+            + (", BatchNorm not calibrated yet" if cfg.model.bn and cfg.method.calib_batches > 0 else "")
+            + f"): finish it with python -m trainer fit --resume {path} --out FINAL.pt",
+            file=sys.stderr,
+        )
+    return cfg, model.eval(), metrics

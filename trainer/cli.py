@@ -24,6 +24,7 @@ from runtime.neuron import presets as neuron_presets
 from runtime.report import emit_json, guarded, pct, table
 
 from .checkpoint import (
+    DIGEST_KEY,
     TRAIN_STATE_KEY,
     CheckpointError,
     build_checked,
@@ -54,7 +55,7 @@ from .fold import fold_and_drop
 from .memory import add_memory_parser, cmd_memory
 from .models import SpikingNet, build_model, model_builder, model_names
 from .online import PAPER_K_SCALE, PAPER_NDOT_RATIO, online_method
-from .repro import DEFAULT_THREADS
+from .repro import DEFAULT_THREADS, environment
 from .repro import setup as setup_threads
 from .search_cli import (
     DEFAULT_CALIB_BATCHES,
@@ -502,13 +503,33 @@ def config_from_args(
     return cfg
 
 
+def run_lineage(a: argparse.Namespace, resumed: dict | None) -> dict[str, Any]:
+    """What a checkpoint's weights came from besides its config, for its metrics:
+    ``init_from`` (the checkpoint fine-tuned, by path and digest: the config alone looked
+    like a run from scratch) and ``resumed_from`` (each earlier part of a resumed run: after
+    which epoch it stopped and its environment, which a resume may change: threads)."""
+    if resumed is not None:
+        before = resumed["metrics"]
+        parts = [
+            *before.get("resumed_from", []),
+            {"after_epoch": len(before.get("history", [])), "environment": before.get("environment")},
+        ]
+        return {k: v for k, v in (("init_from", before.get("init_from")), ("resumed_from", parts)) if v}
+    if a.init_from:
+        return {"init_from": {"checkpoint": a.init_from, "sha256": read_checkpoint(a.init_from).get(DIGEST_KEY)}}
+    return {}
+
+
 def fit_start(a: argparse.Namespace, cfg: Config, ckpt: dict | None) -> Start | None:
     """The weights (``--init-from``, folded when the new model drops BatchNorm/biases) or
     the run (``--resume``, its checkpoint ``ckpt`` already read) that ``fit`` starts from."""
     if ckpt is not None:
         if TRAIN_STATE_KEY not in ckpt:
             raise CheckpointError(f"{a.resume} holds no training state (written before issue 18 or by calibrate)")
-        return Start(ckpt["state_dict"], ckpt[TRAIN_STATE_KEY], ckpt["metrics"].get("history", []))
+        metrics = ckpt["metrics"]
+        return Start(
+            ckpt["state_dict"], ckpt[TRAIN_STATE_KEY], metrics.get("history", []), metrics.get("finished", True)
+        )
     if not a.init_from:
         return None
     src_cfg, src, _ = load_checkpoint(a.init_from)
@@ -567,9 +588,9 @@ RESUME_READS = {"cmd", "resume", "out", "threads", "deterministic", "quiet", "li
 
 def _refuse_flags_a_resume_ignores(a: argparse.Namespace) -> None:
     """A resumed run is its checkpoint's config: a model, data or method flag given with
-    --resume (an epoch count, a learning rate, a seed) was dropped without a word."""
-    defaults = _fit_defaults()
-    given = [k for k, v in vars(a).items() if k not in RESUME_READS and k in defaults and v != defaults[k]]
+    --resume (an epoch count, a learning rate, a seed) was dropped without a word, also one
+    whose value is the parser's default (``--seed 0`` on a run of seed 3)."""
+    given = sorted(set(getattr(a, GIVEN, ())) - RESUME_READS)
     if given:
         flags = ", ".join("--" + k.replace("_", "-") for k in given)
         raise ConfigError(
@@ -617,10 +638,12 @@ def cmd_fit(a: argparse.Namespace) -> None:
         cfg = Config.from_dict(resumed["config"])
     build_checked(cfg, "the model")  # e.g. more stages than the model has blocks, or too wide
     start = fit_start(a, cfg, resumed)
+    lineage = run_lineage(a, resumed)
 
     def write_epoch(model: SpikingNet, history: list[dict[str, float]], state: dict) -> None:
         # after every epoch: an interrupted run resumes from here (--resume)
-        save_checkpoint(out, cfg, model, {"history": history, "finished": False}, {**state, LIMITS_KEY: limits})
+        progress = {"history": history, "finished": False, "environment": environment(cfg.method.seed), **lineage}
+        save_checkpoint(out, cfg, model, progress, {**state, LIMITS_KEY: limits})
 
     model, metrics = fit(
         cfg,
@@ -632,11 +655,13 @@ def cmd_fit(a: argparse.Namespace) -> None:
         on_epoch=write_epoch,
     )
     state = {**metrics.pop("train_state"), LIMITS_KEY: limits}
+    metrics.update(lineage)
     if int(os.environ.get("RANK", "0")) == 0:
         save_checkpoint(out, cfg, model, metrics, state)
         how = f", after BatchNorm calibration at T={cfg.train_T}" if metrics.get("bn_calibrated_layers") else ""
         print(
-            f"wrote {out}: test accuracy {100 * metrics['test_accuracy']:.2f}% at T={cfg.train_T}{how} "
+            f"wrote {out}: test accuracy {100 * metrics['test_accuracy']:.2f}% on {len(test_ds)} samples at "
+            f"T={cfg.train_T}{how} "
             f"({metrics['seconds_per_epoch']:.1f} s/epoch, {metrics['environment']['threads']} threads)"
         )
 
@@ -805,8 +830,13 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+GIVEN = "_given"  # in the parsed namespace: the flags the command line set explicitly
+
+
 def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
     a = parser().parse_args(argv)
+    setattr(a, GIVEN, cliargs.given_dests(parser, argv))
     if hasattr(a, "deterministic"):  # fit, eval, calibrate, search (memory commands set their own threads)
         guarded(USER_ERRORS, lambda: setup_threads(a.threads, a.deterministic))
     commands = {

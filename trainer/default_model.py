@@ -55,7 +55,14 @@ def default_model(config_for: Callable[[str], Config], in_shape: tuple[int, ...]
         return DefaultModel(last, "Speck runs event streams only")
     for name in DEFAULT_MODELS[:-1]:
         if speck_holds(config_for(name)):
-            return DefaultModel(name, "the widest that fits Speck with the default neuron and no bias or BatchNorm")
+            # chosen with the default flags, whatever this run's: it read as if the run had them
+            return DefaultModel(
+                name,
+                "the widest that fits Speck with the default flags (neuron, no bias or BatchNorm), chosen by "
+                "input and classes alone",
+            )
     if speck_holds(config_for(last)):
         return DefaultModel(last, f"{widest} would not fit Speck")
-    return DefaultModel(last, "no default width fits Speck at this input size; edge speck --check lists the limits")
+    return DefaultModel(
+        last, "no default width fits Speck with this input size and class count; edge speck --check lists the limits"
+    )

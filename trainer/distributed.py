@@ -7,6 +7,7 @@ import os
 import time
 from collections.abc import Sequence
 
+import torch
 import torch.distributed as dist
 from torch import nn
 
@@ -57,6 +58,17 @@ def average_gradients(model: nn.Module) -> None:
         if p.grad is not None:
             dist.all_reduce(p.grad)
             p.grad.div_(world)
+
+
+def mean_over_ranks(x: float) -> float:
+    """The mean of ``x`` over the ranks (every rank calls it; ``x`` itself in one process):
+    an epoch's loss, which each rank computed on its share of every batch (rank 0's half
+    alone was reported)."""
+    if not dist.is_initialized() or dist.get_world_size() == 1:
+        return x
+    t = torch.tensor([x], dtype=torch.float64)
+    dist.all_reduce(t)
+    return float(t.item()) / dist.get_world_size()
 
 
 def rank_batches(order: Sequence[int], rank: int, world: int, batch_size: int) -> list[list[int]]:

@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from runtime.report import versions
+
 from .config import ConfigError
 
 # One thread by default: on the small, shared machines this project targets one thread was
@@ -40,6 +42,7 @@ def environment(seed: int) -> dict[str, Any]:
         "seed": seed,
         "threads": torch.get_num_threads(),
         "deterministic": torch.are_deterministic_algorithms_enabled(),
+        "flexsnn": versions("flexsnn")["flexsnn"],  # the code: a change to it can move every figure
         "torch": str(torch.__version__),
         "numpy": str(np.__version__),
         "python": platform.python_version(),

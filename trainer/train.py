@@ -222,6 +222,7 @@ class Start:
     state_dict: dict[str, torch.Tensor] | None = None
     train_state: dict[str, Any] | None = None
     history: list[dict[str, float]] = field(default_factory=list)
+    finished: bool = True  # False: a run stopped after its last epoch, before calibration and the final write
 
 
 def train_state(epoch: int, opt: torch.optim.Optimizer, sched: Any, rng: np.random.Generator) -> dict[str, Any]:
@@ -288,8 +289,9 @@ def fit(
                 rng.bit_generator.state = ts["rng"]  # other ranks restart their own stream
             torch.set_rng_state(ts["torch_rng"])
             first_epoch, history = int(ts["epoch"]), list(start.history)
-            if first_epoch >= m.epochs:
+            if first_epoch >= m.epochs and start.finished:
                 raise ConfigError(f"nothing to train: the run already finished its {m.epochs} epochs")
+            # first_epoch == epochs, unfinished: no epoch left, calibration and the final write follow
     # with BatchNorm the epoch figure uses the running statistics of training, which mix
     # every stage-T configuration drawn and fit no single T: say so, it can be near chance
     bn_note = ""
@@ -325,7 +327,7 @@ def fit(
         seconds = time.perf_counter() - t0
         entry = {
             "epoch": epoch + 1,
-            "loss": loss_sum / max(len(batches), 1),
+            "loss": distributed.mean_over_ranks(loss_sum / max(len(batches), 1)),  # every rank's share
             "seconds": seconds,
             "samples_this_rank": sum(map(len, batches)),
             "samples": sum(map(len, batches)) * world,  # of len(train_ds): at most world - 1 left out
