@@ -196,18 +196,23 @@ def given_dests(make_parser: Callable[[], argparse.ArgumentParser], argv: Sequen
     """The destinations ``argv`` sets explicitly, a value equal to the default included
     (comparing with the defaults cannot tell ``--seed 0`` from no ``--seed``)."""
     p, unset = make_parser(), object()
+    accumulating: set[str] = set()  # append/count actions add to their default: None marks them unset
 
     def mark(q: argparse.ArgumentParser) -> None:
         for act in q._actions:
             if isinstance(act, argparse._SubParsersAction):
                 for sub in act.choices.values():
                     mark(sub)
+            elif isinstance(act, (argparse._AppendAction, argparse._AppendConstAction, argparse._CountAction)):
+                act.default = None
+                accumulating.add(act.dest)
             elif act.default is not argparse.SUPPRESS:
                 act.default = unset
         q._defaults = dict.fromkeys(q._defaults, unset)
 
     mark(p)
-    return {k for k, v in vars(p.parse_args(list(argv))).items() if v is not unset}
+    parsed = vars(p.parse_args(list(argv)))
+    return {k for k, v in parsed.items() if v is not unset and not (k in accumulating and v is None)}
 
 
 def add_json(p: argparse.ArgumentParser, what: str = "one JSON object") -> None:
@@ -369,4 +374,4 @@ def model_data(a: argparse.Namespace, protocol: Protocol, split: str = "test", n
         ds = load_dataset(spec, split, a.limit, from_dicts(protocol.transforms))
     except DataError as e:
         raise (e if a.data else stored_data_error(e, spec, a.model)) from None
-    return check_fits(ds, protocol.input_shape, protocol.num_classes, a.model, needs)
+    return check_fits(ds, protocol.input_shape, protocol.classes, a.model, needs)

@@ -72,7 +72,7 @@ class ClockMode:
 
     def check(self, ds: Dataset, batch: int) -> None:
         p = self.session.protocol
-        check_fits(ds, p.input_shape, p.num_classes, "the model")
+        check_fits(ds, p.input_shape, p.classes, "the model")
         check_steps(self.T)
         check_memory(
             run_bytes(p, batch, 1 if ds.kind == "static" else self.frames),

@@ -27,7 +27,7 @@ def test_default_model_is_the_widest_speck_holds(shape, model):
 @pytest.mark.parametrize(
     "shape, kind, model, why",
     [
-        ((2, 20, 20), "events", "2C1FCW32", "the widest that fits Speck with the default neuron"),
+        ((2, 20, 20), "events", "2C1FCW32", "the widest that fits Speck with the default flags"),
         ((2, 34, 34), "events", "2C1FCW16", "2C1FCW32 would not fit Speck"),
         ((2, 128, 128), "events", "2C1FCW16", "no default width fits Speck"),  # 16 x 128 x 128: 256 Ki neurons
         ((1, 28, 28), "static", "2C1FCW16", "Speck runs event streams only"),
@@ -92,7 +92,7 @@ def test_fit_defaults_write_a_model_that_fits_speck(capsys, tmp_path):
         capsys, "fit", "--epochs", "1", "--limit-train", "150", "--threads", "1", "--out", str(tmp_path / "m.pt")
     )
     assert code == 0, err
-    assert "model 2C1FCW32 (the default for 2x20x20 input: the widest that fits Speck with the default neuron" in out
+    assert "model 2C1FCW32 (the default for 2x20x20 input: the widest that fits Speck with the default flags" in out
     assert load_checkpoint(tmp_path / "m.pt")[0].model.name == "2C1FCW32"
     code, out, err = run_main(export_main, capsys, str(tmp_path / "m.pt"))
     assert code == 0, err

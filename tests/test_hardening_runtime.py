@@ -232,7 +232,11 @@ def test_data_with_more_classes_than_the_readout_is_refused(tmp_path, capsys, ar
 def test_event_bench_runs_lazily_read_recordings(tmp_path, capsys):
     """Found by a stranger's tour: event-bench on a tonic data set (or any model trained with
     --transform) said "expected a non-empty list of event streams, got LazyEvents"."""
-    path = save(chain_model(sensor=(2, 16, 20), classes=11), tmp_path / "m.onnx")
+    m = chain_model(sensor=(2, 16, 20), classes=11)
+    meta = json.loads(m.metadata_props[0].value)
+    meta["classes"] = [f"bar {k}" for k in range(11)]  # the data's classes (a model of other ones is refused)
+    m.metadata_props[0].value = json.dumps(meta)
+    path = save(m, tmp_path / "m.onnx")
     data = f"tonic:tests.tonic_fixtures.Synthetic11:{tmp_path}"
     code, out, err = _cli(capsys, "runtime", "event-bench", path, "--data", data, "--limit", "3", "--repeats", "1")
     assert code == 0, err
@@ -423,6 +427,24 @@ def test_nmnist_folders_other_than_the_ten_digits_are_refused(tmp_path, extra):
     (root / "train" / extra / "7.bin").write_bytes((root / "train" / "0" / "1.bin").read_bytes())
     with pytest.raises(DataError, match=rf"holds folders \['{extra}'\] besides the label folders.*named 0 to 9"):
         load_dataset(f"nmnist:{root}", "test")
+
+
+def test_nmnist_recordings_past_the_formats_length_are_refused(tmp_path):
+    """Binning spans N-MNIST's 316 ms: a folder of 0.5-1 s recordings lost 58% of its events
+    without a word (the SDK refused the same streams)."""
+    root = _nmnist_folder(tmp_path, [1, 2, 3])
+    t = 400_000  # 0.4 s
+    (root / "train" / "3" / "16.bin").write_bytes(bytes([1, 3, (1 << 7) | (t >> 16), (t >> 8) & 255, t & 255]))
+    with pytest.raises(DataError, match=r"16.bin: events up to t = 400000 µs, past N-MNIST's 316 ms recordings"):
+        load_dataset(f"nmnist:{root}", "train")
+
+
+def test_mnist_images_of_another_size_keep_it(tmp_path):
+    """IDX images of 17x23 were read as 1x28x28 data (a traceback in training's first step)."""
+    root = tmp_path / "m"
+    _mnist(root, images=_idx([4, 17, 23], bytes(4 * 17 * 23)))
+    ds = load_dataset(f"mnist:{root}", "test")
+    assert ds.shape == (1, 17, 23) and ds.images.shape == (4, 1, 17, 23)
 
 
 def test_nmnist_fifo_is_refused_not_opened(tmp_path):

@@ -267,3 +267,13 @@ def test_eval_warns_outside_the_trained_range(checkpoint, capsys):
     assert code == 0
     assert json.loads(out)["warnings"] == [f"{checkpoint} was trained for T in [1, 3]; T=[5] lie outside that range"]
     assert err.startswith("warning: ")
+
+
+def test_an_input_too_small_for_the_models_poolings_is_one_error(capsys, tmp_path):
+    """A 3x3 sensor (or --transform downsample:3x3) pooled to nothing: the meta-device check
+    passed, the default-model search and training's first step ended in a traceback."""
+    out = tmp_path / "m.pt"
+    args = ["fit", "--data", "digits", "--transform", "downsample:3x3", "--epochs", "1", "--limit-train", "20"]
+    code, _, err = run(capsys, *args, "--limit", "10", "--threads", "1", "--out", str(out))
+    one_error(code, err, "cannot take inputs of shape [2, 3, 3]", "too small for its poolings", "--model fc-64")
+    assert not out.exists()

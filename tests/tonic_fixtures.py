@@ -58,3 +58,27 @@ class OffSensor(Synthetic11):
         if i == 3:
             ev["x"][0] = 25
         return ev, k
+
+
+class NegativeTime(Synthetic11):
+    """Recording 2 starts 5 ms before zero."""
+
+    def __getitem__(self, i: int) -> tuple[np.ndarray, int]:
+        ev, k = super().__getitem__(i)
+        if i == 2:
+            ev["t"] -= 5000
+        return ev, k
+
+
+class DictClasses(Synthetic11):
+    """Classes as tonic's {name: index}, the keys not in index order."""
+
+    classes = {f"bar {k}": k for k in reversed(range(11))}
+
+
+class NameTargets(Synthetic11):
+    """Targets that are class names, not indices."""
+
+    def __init__(self, save_to: str, train: bool = True):
+        super().__init__(save_to, train)
+        self.targets = [f"bar {k}" for k in self.targets]

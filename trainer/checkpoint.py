@@ -218,6 +218,13 @@ def build_checked(cfg: Config, what: str) -> SpikingNet:
     except NotImplementedError:  # a builder that computes on its weights: count them for real
         meta = None
     if meta is not None:
+        empty = next((name for name, t in meta.named_parameters() if t.numel() == 0), None)
+        if empty is not None:  # pooled to nothing: the meta step does not see it, training's first step did
+            raise ConfigError(
+                f"{what} cannot take inputs of shape {shape}: its layer {empty} gets no inputs (the input is too "
+                "small for its poolings); expected a larger input, or a model with fewer poolings (e.g. --model "
+                "fc-64)"
+            )
         n = sum(t.numel() * t.element_size() for t in (*meta.parameters(), *meta.buffers()))
         check_memory(3 * n, f"{what} ({n / 4:.3g} parameters)")  # weights, a copy, the load
         try:  # one step on the meta device: a model too deep for its input fails here, not in training

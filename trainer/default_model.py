@@ -30,10 +30,15 @@ def speck_holds(cfg: Config) -> bool:
     from export.onnx_export import export_onnx
     from runtime.protocol import read_model
 
-    from .models import build_model
+    from .checkpoint import build_checked
+    from .config import ConfigError
 
+    try:
+        net = build_checked(cfg, "the candidate")
+    except ConfigError:  # this input is too small for it: it cannot be the one that fits
+        return False
     with tempfile.TemporaryDirectory() as d:
-        model, proto = read_model(export_onnx(cfg, build_model(cfg), Path(d) / "candidate.onnx"))
+        model, proto = read_model(export_onnx(cfg, net, Path(d) / "candidate.onnx"))
     return plan(convert(model, proto), chip(DEFAULT_CHIP)).fits
 
 

@@ -117,7 +117,8 @@ def model_data(path: str, cfg: Config, data: str | None, split: str, limit: int 
         ds = load_dataset(data or cfg.data.spec, split, limit, from_dicts(cfg.data.transforms))
     except DataError as e:
         raise (e if data else stored_data_error(e, cfg.data.spec, path)) from None
-    return check_fits(ds, cfg.model.in_shape, cfg.model.num_classes, path)
+    n = cfg.model.num_classes  # a config whose class names do not match its count (older files): by count
+    return check_fits(ds, cfg.model.in_shape, cfg.data.classes if len(cfg.data.classes) == n else n, path)
 
 
 def load(path: str, data: str | None, split: str, limit: int | None) -> tuple[Config, SpikingNet, Dataset]:

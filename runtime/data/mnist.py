@@ -78,7 +78,8 @@ def _find(root: Path, split: str, kind: str) -> Path:
 
 
 def read_mnist(root: str | Path, split: str) -> tuple[np.ndarray, np.ndarray]:
-    """Images ``[N, 1, 28, 28]`` float32 in [0, 1] and labels ``[N]`` int64."""
+    """Images ``[N, 1, H, W]`` float32 in [0, 1] (H x W as the IDX header gives: 28 x 28 for
+    MNIST, Fashion-MNIST, KMNIST) and labels ``[N]`` int64 in 0..9."""
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"MNIST path {root} is not a directory")

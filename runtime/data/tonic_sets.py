@@ -70,6 +70,10 @@ def to_events(ev: Any, what: str, shape: tuple[int, int, int]) -> np.ndarray:
         out["p"] = np.asarray(ev["p"]) > 0  # tonic uses 0/1 or -1/+1 or bool: ON = 1
     # P == 1: one channel whatever p says (tonic's SHD marks every event p = 1, "artificial polarity")
     out["t"] = np.round(ev["t"]).astype(np.int64)
+    if len(out) and out["t"].min() < 0:  # binning dropped them, the event engine refused them: one rule
+        raise DataError(
+            f"{what}: negative timestamps (min {out['t'].min()} µs); expected t >= 0 from the recording's start"
+        )
     if len(out) > 1 and np.any(np.diff(out["t"]) < 0):
         out = out[np.argsort(out["t"], kind="stable")]
     return out
@@ -93,13 +97,26 @@ def from_tonic(obj: Any, spec: str | None = None, split: str = "train", by_index
     classes = getattr(obj, "classes", None)
     if classes is None or len(classes) < 2:
         raise DataError(f"tonic data set {name} declares classes {classes!r}; expected a list of 2 or more")
-    classes = [str(c) for c in (classes.keys() if isinstance(classes, dict) else classes)]
+    if isinstance(classes, dict):  # {name: index}: the names in index order (the key order was taken)
+        if sorted(classes.values()) != list(range(len(classes))):
+            raise DataError(
+                f"tonic data set {name} declares classes {classes!r}; expected a list, or a dict of names to "
+                f"the indices 0..{len(classes) - 1}"
+            )
+        classes = sorted(classes, key=classes.__getitem__)
+    classes = [str(c) for c in classes]
     rows = _split_rows(obj, split, by_index)
     targets = getattr(obj, "targets", None)
-    if targets is not None and len(targets) == len(obj):
-        labels = np.asarray(targets, np.int64)[rows]
-    else:
-        labels = np.array([int(obj[int(i)][1]) for i in rows], np.int64)
+    try:
+        if targets is not None and len(targets) == len(obj):
+            labels = np.asarray(targets, np.int64)[rows]
+        else:
+            labels = np.array([int(obj[int(i)][1]) for i in rows], np.int64)
+    except (TypeError, ValueError) as e:  # e.g. class names as targets: int() said only "invalid literal"
+        raise DataError(
+            f"tonic data set {name} has a target that is not a class index ({e}); expected integer targets "
+            f"0..{len(classes) - 1}, target i meaning class {classes[0]!r}, {classes[1]!r}, ... in that order"
+        ) from None
     if len(labels) and (labels.min() < 0 or labels.max() >= len(classes)):
         raise DataError(
             f"tonic data set {name} has targets {labels.min()}..{labels.max()} but "

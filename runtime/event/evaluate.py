@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 def check_dataset(engine: EventEngine, ds: Dataset) -> None:
     p = engine.protocol
-    check_fits(ds, engine.sensor, p.num_classes, "the model", needs="the event engine")
+    check_fits(ds, engine.sensor, p.classes, "the model", needs="the event engine")
 
 
 class EventMode:
