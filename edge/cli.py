@@ -247,7 +247,7 @@ def cmd_pi_bench(a: argparse.Namespace) -> None:
     policy = parse_policy(a.policy) if a.policy is not None else None
     # only the early-exit saving on --data reads these
     cliargs.refuse_unread(
-        "--data", a.data is not None, {"--policy": a.policy is not None, "--limit": a.limit != EXIT_LIMIT}
+        "--data", a.data is not None, {"--policy": a.policy is not None, "--limit": cliargs.given(a, "limit")}
     )
     _, proto = read_model(a.model)  # fail early and clearly on a bad file
     one_rate(proto, "pi-bench")  # its timed steps run one T for all stages
@@ -354,7 +354,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
-    a = parser().parse_args(argv)
+    a = cliargs.parse(parser, argv)
     commands = {"speck": cmd_speck, "pi-bench": cmd_pi_bench}
     # pi-bench times --steps steps whatever the trained range (a speed figure, not accuracy):
     # the SDK's range warning printed twice there as a raw Python warning with its source line

@@ -28,7 +28,9 @@ for f in sorted(glob.glob(f"{sys.argv[1]}/config_search*_s*/search_*.json")):
     name = f.split("/")[-2].replace("config_search", "nmnist").replace("nmnist_mnist", "mnist").rsplit("_s", 1)[0]
     model = f"{name} {f.split('search_')[-1].split('_')[0]} ({r['stages']} stages)"
     acc = f"{100 * c['test_accuracy']:.1f} / {100 * k['test_accuracy']:.1f} / {100 * u['test_accuracy']:.1f}"
-    en = f"{c['energy_pj'] / 1e6:.2f} / {k['energy_pj'] / 1e6:.2f} / {u['energy_pj'] / 1e6:.2f}"
+    # reports before 2026-12-05 gave pJ (energy_pj), later ones µJ (energy_uj)
+    uj = lambda m: m["energy_uj"] if "energy_uj" in m else m["energy_pj"] / 1e6
+    en = f"{uj(c):.2f} / {uj(k):.2f} / {uj(u):.2f}"
     print(
         f"| {r['seed']} | {model} | {u['config'][0]} | {num(v['pearson_r'])} / {100 * v['mae']:.2f}, {v['n']} "
         f"| {num(r['energy_model_pearson_r'])} | {cfg(c)} | {cfg(k)} | {acc} "

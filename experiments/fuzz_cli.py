@@ -99,7 +99,7 @@ def expect_error(group: str, module: str, argv: list[str], inputs: list[Path]) -
 
 # ---- the artifacts -------------------------------------------------------------------------
 def make_models(work: Path) -> dict[str, Path]:
-    tiny = "--epochs 1 --limit-train 64 --limit 32 --width 4 --batch-size 32 --calib-batches 1 --tmax 3 --quiet".split()
+    tiny = "--epochs 1 --limit-train 64 --limit 32 --width 4 --batch-size 32 --tmax 3 --quiet".split()
     paths = {"ev_pt": work / "ev.pt", "st_pt": work / "st.pt", "ev_onnx": work / "ev.onnx", "st_onnx": work / "st.onnx"}
     for data, key, extra in (("digits", "ev", ["--no-bias", "--norm", "none"]), ("digits:static", "st", [])):
         # the event model: no biases, no BatchNorm, so the event-driven engine runs it too
@@ -123,7 +123,7 @@ def cli_numbers(m: dict[str, Path], work: Path) -> None:
     ev, st, evp = str(m["ev_onnx"]), str(m["st_onnx"]), str(m["ev_pt"])
     ins = [m["ev_onnx"], m["st_onnx"], m["ev_pt"], m["st_pt"]]
     tiny_fit = [
-        *"fit --epochs 1 --limit-train 64 --limit 32 --width 4 --quiet --calib-batches 1 --tmax 3 --out".split(),
+        *"fit --epochs 1 --limit-train 64 --limit 32 --width 4 --quiet --tmax 3 --out".split(),
         str(work / "fz.pt"),
     ]
     specs: list[tuple[str, list[str], str, list[str]]] = [

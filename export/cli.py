@@ -105,7 +105,7 @@ def run(a: argparse.Namespace) -> int:
     if a.config is not None and a.T is not None:
         raise ExportError("--config's file is checked at its own T per stage; leave out --T")
     cliargs.refuse_unread(
-        "--check", a.check, {"--T": a.T is not None, "--batch-size": a.batch_size != CHECK_BATCH}, ExportError
+        "--check", a.check, {"--T": a.T is not None, "--batch-size": cliargs.given(a, "batch_size")}, ExportError
     )
     if Path(a.checkpoint).suffix.lower() == ".onnx":
         raise ExportError(
@@ -225,5 +225,5 @@ def configured(a: argparse.Namespace, cfg: Config, model: object) -> tuple[Spiki
 
 
 def main(argv: list[str] | None = None) -> None:
-    a = parser().parse_args(argv)
+    a = cliargs.parse(parser, argv)
     raise SystemExit(guarded(USER_ERRORS, lambda: run(a)))

@@ -353,7 +353,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--policy",
         default=None,
-        help=f"exit policy, one of {', '.join(POLICY_FORMS)} (default: fixed at the trained T)",
+        help=f"exit policy, one of {', '.join(POLICY_FORMS)} (default: the policy calibrate-exit stored in the "
+        "model, else fixed at the trained T)",
     )
     p.add_argument(
         "--mode",
@@ -431,7 +432,7 @@ def main(argv: list[str] | None = None) -> None:
     from .event.cli import cmd_event_bench
     from .stream_cli import cmd_stream
 
-    a = parser().parse_args(argv)
+    a = cliargs.parse(parser, argv)
     commands = {
         "run": cmd_run,
         "bench": cmd_bench,

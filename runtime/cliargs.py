@@ -13,6 +13,7 @@ import argparse
 import math
 import os
 import re
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
@@ -213,6 +214,23 @@ def given_dests(make_parser: Callable[[], argparse.ArgumentParser], argv: Sequen
     mark(p)
     parsed = vars(p.parse_args(list(argv)))
     return {k for k, v in parsed.items() if v is not unset and not (k in accumulating and v is None)}
+
+
+GIVEN = "_given"  # in a parsed namespace: the destinations the command line set explicitly
+
+
+def parse(make_parser: Callable[[], argparse.ArgumentParser], argv: Sequence[str] | None) -> argparse.Namespace:
+    """``make_parser().parse_args(argv)``, with the destinations argv set explicitly kept
+    (:func:`given`): a flag given at its default value is still given."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    a = make_parser().parse_args(argv)
+    setattr(a, GIVEN, given_dests(make_parser, argv))
+    return a
+
+
+def given(a: argparse.Namespace, dest: str) -> bool:
+    """Whether the command line set ``dest`` (a namespace not from :func:`parse`: never)."""
+    return dest in getattr(a, GIVEN, ())
 
 
 def add_json(p: argparse.ArgumentParser, what: str = "one JSON object") -> None:

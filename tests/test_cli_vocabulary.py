@@ -77,3 +77,43 @@ def test_version(name, capsys):
     with pytest.raises(SystemExit) as e:
         CLIS[name].parser().parse_args(["--version"])
     assert e.value.code == 0 and capsys.readouterr().out.startswith("flexsnn ")
+
+
+def test_flags_only_another_mode_reads_are_refused_at_their_default_values_too(tmp_path, capsys):
+    """The "only X reads Y" checks compared values with the defaults: `export --batch-size 4`
+    without --check, `pi-bench --limit 200` without --data, `run --mode event --backend auto`
+    and `eval --T 2 --calib-batches 10` were accepted and ignored; any other value refused."""
+    from edge.cli import main as edge_main
+    from export.cli import main as export_main
+    from runtime.cli import main as runtime_main
+    from tests.conftest import one_error, run_main
+    from tests.export_helpers import config, model, static_checkpoint
+    from tests.runtime_fixtures import save, tiny_model
+    from trainer.checkpoint import save_checkpoint
+    from trainer.cli import main as trainer_main
+
+    ckpt = static_checkpoint(tmp_path / "m.pt")
+    plain_cfg = config(name="1C1FCW4", in_shape=(1, 8, 8), data="digits:static", bn=False)
+    plain = tmp_path / "plain.pt"
+    save_checkpoint(plain, plain_cfg, model(plain_cfg), {"test_accuracy": 0.0})
+    onnx_path = save(tiny_model(kind="event-frames"), tmp_path / "e.onnx")
+    for main, argv, words in (
+        (
+            export_main,
+            [str(ckpt), "-o", str(tmp_path / "x.onnx"), "--batch-size", "4"],
+            "only --check reads --batch-size",
+        ),
+        (edge_main, ["pi-bench", onnx_path, "--limit", "200"], "only --data reads --limit"),
+        (runtime_main, ["run", onnx_path, "--mode", "event", "--backend", "auto"], "only that run reads --backend"),
+        (trainer_main, ["eval", str(ckpt), "--T", "2", "--calib-batches", "10"], "only --config reads --calib-batches"),
+        # no BatchNorm: nothing reads them (export refused them; eval --config, search and fit ignored them)
+        (trainer_main, ["eval", str(plain), "--config", "2,2", "--calib-batches", "3"], "has no BatchNorm layers"),
+        (
+            trainer_main,
+            ["fit", "--calib-batches", "5", "--epochs", "1", "--limit-train", "20", "--out", str(tmp_path / "f.pt")],
+            "--calib-batches calibrates BatchNorm; this model has none",
+        ),
+    ):
+        code, _, err = run_main(main, capsys, *argv)
+        one_error(code, err, words)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["e.onnx", "m.pt", "plain.pt"]

@@ -145,13 +145,16 @@ def test_eval_config_table_json_and_uniform_equals_T(ckpts, capsys):
     plain = str(ckpts[0])
     code, out, err = run(capsys, "eval", plain, "--config", "2,2,2", "--config", "4,1,3", "--json", "--limit", "40")
     assert code == 0, err
-    res = json.loads(out)["results"]
+    obj = json.loads(out)
+    (run_,) = obj["runs"]  # one checkpoint: the same shape as several (eval --T's)
+    res = run_["results"]
+    assert obj["configs"] == [[2, 2, 2], [4, 1, 3]] and run_["checkpoint"] == plain and run_["n"] == 40
     assert [r["config"] for r in res] == [[2, 2, 2], [4, 1, 3]]
-    assert all(r["energy_pj"] > 0 and len(r["stage_energy_pj"]) == 3 for r in res)
+    assert all(r["energy_uj"] > 0 and len(r["stage_energy_uj"]) == 3 for r in res)
     code, out, _ = run(capsys, "eval", plain, "--T", "2", "--json", "--limit", "40")
     assert json.loads(out)["runs"][0]["accuracy"][0] == res[0]["accuracy"]  # uniform config = uniform T
     code, out, _ = run(capsys, "eval", plain, "--config", "4,1,3", "--limit", "40")
-    assert code == 0 and "energy (pJ/sample)" in out and "4,1,3" in out
+    assert code == 0 and "energy µJ/sample*" in out and "4,1,3" in out
 
 
 def test_eval_config_calibrates_bn_for_that_config_on_a_copy(ckpts, capsys):
@@ -163,14 +166,14 @@ def test_eval_config_calibrates_bn_for_that_config_on_a_copy(ckpts, capsys):
     before = ckpts[1].read_bytes()
     code, out, err = run(capsys, "eval", bn, "--config", "1,4", "--json", "--limit", "40")
     assert code == 0, err
-    got = json.loads(out)["results"][0]["accuracy"]
+    got = json.loads(out)["runs"][0]["results"][0]["accuracy"]
     cfg, model, _ = load_checkpoint(bn)
     test = load_dataset("digits", "test", 40)
     uncalibrated = evaluate_configs(model, test, [[1, 4]])[0]
     calibrate_bn(model, load_dataset("digits", cfg.data.train_split), [1, 4], 10, 64)
     assert got == evaluate_configs(model, test, [[1, 4]])[0]
     code, out, _ = run(capsys, "eval", bn, "--config", "1,4", "--json", "--limit", "40", "--calib-batches", "0")
-    assert json.loads(out)["results"][0]["accuracy"] == uncalibrated
+    assert json.loads(out)["runs"][0]["results"][0]["accuracy"] == uncalibrated
     assert ckpts[1].read_bytes() == before
 
 
@@ -184,7 +187,7 @@ def test_eval_config_calib_runs_averages_three_calibrations(ckpts, capsys):
     bn = str(ckpts[1])
     code, out, err = run(capsys, "eval", bn, "--config", "1,4", "--json", "--limit", "40", "--calib-runs", "3")
     assert code == 0, err
-    got = json.loads(out)["results"][0]["accuracy"]
+    got = json.loads(out)["runs"][0]["results"][0]["accuracy"]
     cfg, model, _ = load_checkpoint(bn)
     test = load_dataset("digits", "test", 40)
     calibrate_bn_runs(model, load_dataset("digits", cfg.data.train_split), [1, 4], 10, 64, runs=3)
@@ -254,8 +257,8 @@ def test_search_reports_and_plots(ckpts, capsys, tmp_path):
     assert r["checked"]["estimated_cost"] <= r["budget"] * (1 + 1e-9) and tries
     assert tries[0]["config"] == r["chosen"]["config"]  # the search's choice is tried first
     last = tries[-1]
-    assert all(t["val_energy_pj"] > t["uniform_val_energy_pj"] for t in tries[:-1])
-    if last["val_energy_pj"] <= last["uniform_val_energy_pj"]:
+    assert all(t["val_energy_uj"] > t["uniform_val_energy_uj"] for t in tries[:-1])
+    if last["val_energy_uj"] <= last["uniform_val_energy_uj"]:
         assert r["checked"]["config"] == last["config"]
     else:
         assert r["checked"]["config"] == r["uniform"]["config"]
@@ -323,10 +326,10 @@ def test_uniform_config_costs_what_the_runtime_counts(ckpts, capsys, tmp_path):
     rt = json.loads(out)
     code, out, err = run(capsys, "eval", str(ckpts[0]), "--config", "3,3,3", "--limit", "40", "--json")
     assert code == 0, err
-    tr = json.loads(out)["results"][0]
+    tr = json.loads(out)["runs"][0]["results"][0]
     assert tr["accuracy"] == rt["accuracy"]
     assert tr["macs"] == rt["macs"] and tr["acs"] == pytest.approx(rt["acs"], rel=1e-9)
-    assert tr["energy_pj"] == pytest.approx(1e6 * rt["energy_uj"], rel=1e-9)
+    assert tr["energy_uj"] == pytest.approx(rt["energy_uj"], rel=1e-9)  # one unit for one quantity
 
 
 @pytest.mark.slow  # trains two tiny models: about 30 s on a busy 2-core machine

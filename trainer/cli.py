@@ -590,7 +590,7 @@ def _refuse_flags_a_resume_ignores(a: argparse.Namespace) -> None:
     """A resumed run is its checkpoint's config: a model, data or method flag given with
     --resume (an epoch count, a learning rate, a seed) was dropped without a word, also one
     whose value is the parser's default (``--seed 0`` on a run of seed 3)."""
-    given = sorted(set(getattr(a, GIVEN, ())) - RESUME_READS)
+    given = sorted(set(getattr(a, cliargs.GIVEN, ())) - RESUME_READS)
     if given:
         flags = ", ".join("--" + k.replace("_", "-") for k in given)
         raise ConfigError(
@@ -634,6 +634,8 @@ def cmd_fit(a: argparse.Namespace) -> None:
             if not a.quiet and int(os.environ.get("RANK", "0")) == 0:  # once under torchrun
                 print(f"model {choice.name} (the default for {'x'.join(map(str, train_ds.shape))} input: {choice.why})")
         cfg = config_from_args(a, train_ds.shape, train_ds.kind, train_ds.duration_us, train_ds)
+        if cliargs.given(a, "calib_batches") and not cfg.model.bn:  # was accepted and ignored
+            raise ConfigError("--calib-batches calibrates BatchNorm; this model has none (--norm none): leave it out")
     else:
         cfg = Config.from_dict(resumed["config"])
     build_checked(cfg, "the model")  # e.g. more stages than the model has blocks, or too wide
@@ -692,8 +694,8 @@ def cmd_eval(a: argparse.Namespace) -> None:
     # BatchNorm is recalibrated per configuration only; a uniform --T evaluates the stored
     # statistics (trainer calibrate recalibrates at a T): ignored before, unsaid
     changed = {
-        "--calib-batches": a.calib_batches != DEFAULT_CALIB_BATCHES,
-        "--calib-runs": a.calib_runs != DEFAULT_CALIB_RUNS,
+        "--calib-batches": a.calib_batches != DEFAULT_CALIB_BATCHES or cliargs.given(a, "calib_batches"),
+        "--calib-runs": a.calib_runs != DEFAULT_CALIB_RUNS or cliargs.given(a, "calib_runs"),
     }
     cliargs.refuse_unread("--config", bool(a.config), changed, ConfigError)
     if a.config:
@@ -808,13 +810,13 @@ def cmd_calibrate(a: argparse.Namespace) -> None:
     runs = ""
     if a.calib_runs > 1:
         runs = (
-            f"; over {a.calib_runs} calibration runs {', '.join(f'{x:.4f}' for x in per_run)}: mean "
-            f"{statistics.mean(per_run):.4f} (sd {statistics.pstdev(per_run):.4f}); "
+            f"; over {a.calib_runs} calibration runs {', '.join(f'{100 * x:.2f}%' for x in per_run)}: mean "
+            f"{100 * statistics.mean(per_run):.2f}% (sd {100 * statistics.pstdev(per_run):.2f} points); "
             "the written statistics are their average"
         )
     print(
         f"calibrated {n} BatchNorm layers at T={T} ({a.calib_batches} training batches): test accuracy at T={T} "
-        f"{before:.4f} -> {after:.4f} ({len(test)} samples){runs}; wrote {a.out}"
+        f"{100 * before:.2f}% -> {100 * after:.2f}% ({len(test)} samples){runs}; wrote {a.out}"
     )
 
 
@@ -830,13 +832,8 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-GIVEN = "_given"  # in the parsed namespace: the flags the command line set explicitly
-
-
 def main(argv: list[str] | None = None) -> None:
-    argv = sys.argv[1:] if argv is None else argv
-    a = parser().parse_args(argv)
-    setattr(a, GIVEN, cliargs.given_dests(parser, argv))
+    a = cliargs.parse(parser, argv)
     if hasattr(a, "deterministic"):  # fit, eval, calibrate, search (memory commands set their own threads)
         guarded(USER_ERRORS, lambda: setup_threads(a.threads, a.deterministic))
     commands = {

@@ -89,10 +89,10 @@ class Evaluator:
         return acc, counts
 
     def measure(self, configs: np.ndarray, desc: str) -> tuple[np.ndarray, np.ndarray]:
-        """Accuracy and energy (pJ/sample) of each configuration."""
+        """Accuracy and energy (µJ/sample) of each configuration."""
         show = sys.stderr.isatty()
         runs = [self.run([int(t) for t in c]) for c in tqdm(configs, desc=desc, disable=not show)]
-        return np.array([a for a, _ in runs]), np.array([c.per_sample()["energy_pj"] for _, c in runs])
+        return np.array([a for a, _ in runs]), np.array([c.per_sample()["energy_pj"] * 1e-6 for _, c in runs])
 
 
 def for_config(
@@ -126,6 +126,14 @@ def load(path: str, data: str | None, split: str, limit: int | None) -> tuple[Co
     return cfg, model, model_data(path, cfg, data, split, limit)
 
 
+def refuse_calibration_flags_without_bn(a: argparse.Namespace, path: str, model: SpikingNet) -> None:
+    """--calib-batches/--calib-runs on a model without BatchNorm: nothing reads them (they
+    were accepted and ignored; export refused them)."""
+    flags = [f"--{d.replace('_', '-')}" for d in ("calib_batches", "calib_runs") if cliargs.given(a, d)]
+    if flags and not has_bn(model):
+        raise ConfigError(f"{' and '.join(flags)} calibrate BatchNorm; {path} has no BatchNorm layers: leave them out")
+
+
 def calibration_data(path: str, cfg: Config, model: SpikingNet, data: str | None) -> Dataset | None:
     """The split the model at ``path`` was trained on (of ``data`` if given), checked to fit
     it, for BN calibration (None: no BatchNorm)."""
@@ -152,8 +160,12 @@ def eval_configs(a: argparse.Namespace) -> None:
     warnings = [w for path, cfg, _ in loaded if (w := cfg.t_range_warning(path, [t for c in a.config for t in c]))]
     for w in warnings:
         print(f"warning: {w}", file=sys.stderr)
+    for path, _, model in loaded:
+        refuse_calibration_flags_without_bn(a, path, model)
+    data: dict[str, tuple[str, int]] = {}
     for path, cfg, model in loaded:
         _, _, ds = load(path, a.data, "test", a.limit)
+        data[path] = (ds.spec, len(ds))
         ev = Evaluator(
             model,
             ds,
@@ -164,27 +176,38 @@ def eval_configs(a: argparse.Namespace) -> None:
             calib_runs=a.calib_runs,
         )
         out[path] = [config_row(c, *ev.run(c)) for c in a.config]
-    if a.json:
-        results = out if len(out) > 1 else next(iter(out.values()))
-        emit_json({"data": ds.spec, "n": len(ds), "results": results, "warnings": warnings})
+    if a.json:  # eval --T's shape: one entry per checkpoint, for one or several (it was a list or a dict)
+        runs = [{"checkpoint": p, "data": data[p][0], "n": data[p][1], "results": rs} for p, rs in out.items()]
+        emit_json({"configs": [list(map(int, c)) for c in a.config], "runs": runs, "warnings": warnings})
         return
     print(f"test split of {ds.spec} ({len(ds)} samples)")
     rows = [
-        [path, ",".join(map(str, r["config"])), pct(r["accuracy"]), sci(r["macs"]), sci(r["acs"]), sci(r["energy_pj"])]
+        [
+            path,
+            ",".join(map(str, r["config"])),
+            pct(r["accuracy"]),
+            sci(r["macs"]),
+            sci(r["acs"]),
+            f"{r['energy_uj']:.3g}",
+        ]
         for path, rs in out.items()
         for r in rs
     ]
-    headers = ["model", "config (T per stage)", "accuracy (%)", "MACs/sample", "ACs/sample", "energy (pJ/sample)"]
+    headers = ["model", "config (T per stage)", "accuracy (%)", "MACs/sample", "ACs/sample", "energy µJ/sample*"]
     print(table(headers, rows))
     print(ENERGY_NOTE)
 
 
 def config_row(config: list[int], acc: float, counts: RunCounts) -> dict[str, Any]:
+    """One configuration's figures; energy in µJ per sample, as runtime run gives it."""
+    cost = counts.per_sample()
     return {
         "config": [int(t) for t in config],
         "accuracy": acc,
-        **counts.per_sample(),
-        "stage_energy_pj": counts.stage_energy_pj().tolist(),
+        "macs": cost["macs"],
+        "acs": cost["acs"],
+        "energy_uj": cost["energy_pj"] * 1e-6,
+        "stage_energy_uj": (counts.stage_energy_pj() * 1e-6).tolist(),
         "stage_firing_rate": counts.stage_rates().tolist(),
     }
 
@@ -193,7 +216,7 @@ def config_row(config: list[int], acc: float, counts: RunCounts) -> dict[str, An
 COST_MODELS = {
     # the synaptic-operation energy of the stage per step and sample: stages of different
     # size and fan-out cost what they cost (the default)
-    "energy": lambda counts: counts.stage_energy_pj() / np.array(counts.stage_T, np.float64),
+    "energy": lambda counts: 1e-6 * counts.stage_energy_pj() / np.array(counts.stage_T, np.float64),  # µJ
     # the paper's (A.9): the stage's mean firing rate, blind to how many neurons and synapses it has
     "rate": lambda counts: counts.stage_rates(),
 }
@@ -225,7 +248,7 @@ def add_search_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument(
         "--cost",
         default="energy",
-        help="R_i, stage i's cost per step: energy (pJ of its synaptic operations, default) or rate "
+        help="R_i, stage i's cost per step: energy (µJ of its synaptic operations, default) or rate "
         "(its firing rate, as the paper)",
     )
     p.add_argument(
@@ -277,6 +300,7 @@ def cmd_search(a: argparse.Namespace) -> None:
         )
     _, _, val = load(a.checkpoint, a.data, "val", None)
     _, _, test = load(a.checkpoint, a.data, "test", a.limit)
+    refuse_calibration_flags_without_bn(a, a.checkpoint, model)
     calib = calibration_data(a.checkpoint, cfg, model, a.data)
     ev = Evaluator(model, val, calib, a.calib_batches, a.batch_size, a.seed)
     rng = np.random.default_rng(a.seed)
@@ -319,12 +343,12 @@ def cmd_search(a: argparse.Namespace) -> None:
         "R": R.tolist(),
         "budget": budget,
         "energy_model_pearson_r": energy_r,
-        "fit": {"configs": fit_cfgs.tolist(), "val_accuracy": fit_acc.tolist(), "val_energy_pj": fit_energy.tolist()},
+        "fit": {"configs": fit_cfgs.tolist(), "val_accuracy": fit_acc.tolist(), "val_energy_uj": fit_energy.tolist()},
         "validation": {
             **stats,
             "configs": val_cfgs.tolist(),
             "val_accuracy": val_acc.tolist(),
-            "val_energy_pj": val_energy.tolist(),
+            "val_energy_uj": val_energy.tolist(),
         },
         "chosen": _measured(ev, chosen, test, acc_model, R),
         "uniform": _measured(ev, uniform, test, acc_model, R),
@@ -361,12 +385,12 @@ def check_energy(
     depend on the configuration, which fails when it does (event frames binned into fewer
     steps carry more events each; up-sampling replicates spikes): this keeps the comparison
     with uniform Tg at equal or lower energy as measured, still without the test split."""
-    limit = ev.run(uniform)[1].per_sample()["energy_pj"]
+    limit = ev.run(uniform)[1].per_sample()["energy_pj"] * 1e-6
     tries = []
     for k in np.flatnonzero(found.frontier_energy <= budget * (1 + 1e-9))[::-1]:
         config = [int(t) for t in found.frontier_configs[k]]
-        e = ev.run(config)[1].per_sample()["energy_pj"]
-        tries.append({"config": config, "val_energy_pj": e, "uniform_val_energy_pj": limit})
+        e = ev.run(config)[1].per_sample()["energy_pj"] * 1e-6
+        tries.append({"config": config, "val_energy_uj": e, "uniform_val_energy_uj": limit})
         if e <= limit * (1 + 1e-9):
             return config, tries
     return list(uniform), tries
@@ -384,7 +408,7 @@ def _measured(ev: Evaluator, config: list[int], test: Dataset, acc_model: Accura
 
 
 def print_search(r: dict[str, Any]) -> None:
-    unit = "pJ/sample" if r["cost_model"] == "energy" else "spike rate x steps"
+    unit = "µJ/sample" if r["cost_model"] == "energy" else "spike rate x steps"
     print(
         f"accuracy model on {r['n_val']} validation samples, {len(r['fit']['configs'])} random configurations: "
         f"ACC(t) = sum_i K_i sqrt(log2 t_i) + c, K = [{', '.join(f'{k:.4f}' for k in r['K'])}], c = {r['c']:.4f}"
@@ -415,7 +439,7 @@ def print_search(r: dict[str, Any]) -> None:
                 pct(m["predicted_val_accuracy"]),
                 pct(m["test_accuracy"]),
                 sci(m["estimated_cost"]),
-                sci(m["energy_pj"]),
+                f"{m['energy_uj']:.3g}",
                 sci(m["acs"]),
             ]
         )
@@ -428,7 +452,7 @@ def print_search(r: dict[str, Any]) -> None:
                 "predicted (%, val)",
                 "test accuracy (%)",
                 f"estimated cost ({unit})",
-                "measured energy (pJ/sample)",
+                "measured energy (µJ/sample)",
                 "ACs/sample",
             ],
             rows,
@@ -469,7 +493,7 @@ def plot_search(r: dict[str, Any], front_e: np.ndarray, front_acc: np.ndarray, p
         x = r[name]
         ax2.scatter([x["estimated_cost"]], [100 * x["predicted_val_accuracy"]], marker=m, s=80, label=name)
     ax2.axvline(r["budget"], color="grey", ls="--", lw=0.8, label="budget")
-    ax2.set_xlabel("estimated cost " + ("(pJ/sample)" if r["cost_model"] == "energy" else "(rate x steps)"))
+    ax2.set_xlabel("estimated cost " + ("(µJ/sample)" if r["cost_model"] == "energy" else "(rate x steps)"))
     ax2.set_ylabel("predicted accuracy (%)")
     ax2.legend()
     fig.tight_layout()

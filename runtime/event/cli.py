@@ -20,7 +20,7 @@ def cmd_run_event(a: argparse.Namespace) -> None:
     if a.policy is not None:
         raise InputError("--policy is an exit rule of the clock-driven mode; --mode event runs whole streams")
     # these set up a clock-driven run: here only the one --json compares against
-    clock_flags = [f for f, v, d in (("--backend", a.backend, "auto"), ("--threads", a.threads, None)) if v != d]
+    clock_flags = [f for f, dest in (("--backend", "backend"), ("--threads", "threads")) if cliargs.given(a, dest)]
     clock_flags += ["--binning"] if a.binning is not None else []
     if clock_flags and not a.json:
         raise InputError(
