@@ -23,6 +23,8 @@ from .protocol import STATIC_KINDS, ModelError, one_rate
 from .report import ENERGY_NOTE, emit_json, guarded, pct, print_run, sci, table
 from .session import Session, load
 
+BENCH_STEPS = 20  # bench's steps per timed run, unless the model has fewer
+
 USER_ERRORS = (ModelError, InputError, PolicyError, DataError, SpecError, OutputPathError)
 
 
@@ -118,6 +120,8 @@ def cmd_bench(a: argparse.Namespace) -> None:
     session = _open(a)
     one_rate(session.protocol, "bench (it times steps of the whole graph at one T)")
     n = session.protocol.max_steps
+    if a.steps is None:
+        a.steps = min(BENCH_STEPS, n or BENCH_STEPS)
     if n is not None and a.steps > n:  # was onnxruntime's Gather error, colour codes and all
         raise InputError(
             f"--steps {a.steps}: this model has steps t = 0..{n - 1} only (one sub-network per step); "
@@ -367,7 +371,12 @@ def parser() -> argparse.ArgumentParser:
     )
     _common(p, ", and as many torch and BLAS (GEMM limit) threads")
     cliargs.add_batch_size(p, [1, 64], "batch sizes to time")
-    p.add_argument("--steps", type=cliargs.steps, default=20, help="time steps per timed run")
+    p.add_argument(
+        "--steps",
+        type=cliargs.steps,
+        default=None,
+        help="time steps per timed run (default 20, or all of a T-RevSNN's sub-networks when it has fewer)",
+    )
     cliargs.add_repeats(p, "interleaved rounds per batch size (min and median)")
     p.add_argument("--checkpoint", default=None, help="the model.pt the ONNX file was exported from")
     p.add_argument("--no-compile", action="store_true", help="skip torch.compile (it takes a minute to compile)")

@@ -154,7 +154,7 @@ def test_runtime_bench_with_a_checkpoint_of_other_neurons_isone_error(ckpt, tmp_
     onnx_path = save(tiny_model(spec=other), tmp_path / "m.onnx")
     with pytest.raises(SystemExit) as e:
         runtime_cli.main(["bench", onnx_path, "--checkpoint", str(ckpt), "--batch-size", "1", "--steps", "2"])
-    one_error(e.value.code, capsys.readouterr().err, "has other neurons than the ONNX model", "of IF")
+    one_error(e.value.code, capsys.readouterr().err, "has other neurons than the ONNX model", "(LIF against IF")
 
 
 # ---- 3. checkpoint integrity -------------------------------------------------------------
@@ -223,7 +223,7 @@ def test_a_flipped_central_directory_flag_is_one_clear_error(ckpt, tmp_path, off
 def test_diverged_training_writes_no_checkpoint(tmp_path, capsys):
     out = tmp_path / "m.pt"
     fit = "fit --data digits --epochs 1 --limit-train 64 --limit 32 --width 4 --batch-size 32 --tmax 2"
-    args = f"{fit} --calib-batches 1 --lr 1e30 --quiet".split()
+    args = f"{fit} --lr 1e30 --quiet".split()
     code, _, err = run_trainer(capsys, *args, "--out", str(out))
     one_error(code, err, "diverged")
     assert not out.exists() and list(tmp_path.iterdir()) == []

@@ -50,6 +50,30 @@ def test_new_dynamics_inherit_no_derived_form(qif):
     assert type(if_kind).clock_form is LIF.clock_form and type(if_kind).event_form is LIF.event_form
 
 
+def test_dynamics_from_a_mixin_also_drop_the_parents_forms():
+    """A step given by a mixin above LIF (class QIF2(QuadMixin, LIF)) kept LIF's kernel,
+    event form, NIR node, trace decay and Speck pass."""
+
+    class QuadMixin:
+        def step(self, spec, state, current):
+            return QIF.step(self, spec, state, current)
+
+    class QIF2(QuadMixin, LIF):
+        name = "QIF2"
+
+    class Display(LIF):  # only its presets differ: the dynamics and their forms are LIF's
+        name = "Display"
+        presets = {"display": {}}
+
+    spec = NeuronSpec("LIF", 0.9)
+    k = QIF2()
+    assert k.clock_form(spec) is None and k.trace_decay(spec) is None and k.nir_params == ()
+    assert k.speck_issue(NeuronSpec("IF", 1.0))[0] == "neuron kind"
+    with pytest.raises(EventFormError):
+        k.event_form(spec)
+    assert Display().clock_form(spec) == LIF().clock_form(spec) and Display().trace_decay(spec) == 0.9
+
+
 def test_what_a_kind_lacks_is_refused_by_name(qif):
     from runtime.neuron.kernels import kernel
     from trainer.config import Config, ConfigError, MethodConfig, ModelConfig, NeuronConfig

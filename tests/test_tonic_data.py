@@ -120,6 +120,21 @@ def test_a_model_is_refused_on_data_whose_labels_name_other_classes():
     assert check_fits(data(["x", "y"]), (1, 2, 2), 3, "old.onnx")  # a file naming no classes: by count
 
 
+def test_two_namings_of_the_same_classes_run_with_a_warning(capsys):
+    """tonic's NMNIST names its classes '0 - zero', ...; nmnist:PATH '0', ...: the same
+    recordings and labels, refused as "labelled otherwise" (no name in common: not a
+    reordering)."""
+    from runtime.data import Dataset, check_fits
+
+    names = ["0 - zero", "1 - one"]
+    ds = Dataset(
+        "tonic", "test", "static", (1, 2, 2), np.zeros(2, np.int64), names, images=np.zeros((2, 1, 2, 2), np.float32)
+    )
+    assert check_fits(ds, (1, 2, 2), ["0", "1"], "m.onnx") is ds
+    err = capsys.readouterr().err
+    assert err.startswith("warning: data 'tonic' names its classes otherwise than m.onnx ('0 - zero', ... against '0'")
+
+
 def test_bad_tonic_specs(tmp_path):
     for spec, match in (
         (f"tonic:NoSuchSet:{tmp_path}", "no data set"),

@@ -113,8 +113,11 @@ def test_bench_refuses_steps_past_the_sub_networks(exported, capsys):
     from tests.conftest import one_error, run_main
 
     _, _, s = exported
-    code, _, err = run_main(runtime_main, capsys, "bench", str(s.path), "--batch-size", "1", "--repeats", "1")
+    argv = ["bench", str(s.path), "--batch-size", "1", "--repeats", "1"]
+    code, _, err = run_main(runtime_main, capsys, *argv, "--steps", "20")
     one_error(code, err, "--steps 20: this model has steps t = 0..3 only", "expected --steps <= 4")
+    code, out, err = run_main(runtime_main, capsys, *argv)  # the default: all of its sub-networks
+    assert code == 0 and "4 steps per round" in out, err
 
 
 def test_bench_times_model_step_at_each_step_index(exported, tmp_path, monkeypatch):
@@ -132,7 +135,9 @@ def test_bench_times_model_step_at_each_step_index(exported, tmp_path, monkeypat
     step = TRevNet.step
     monkeypatch.setattr(TRevNet, "step", lambda self, x, t, states: (seen.append(t), step(self, x, t, states))[1])
     x = frames(kind, 4, 1)
-    loops, _ = torch_loops(str(ckpt), x[0] if kind == "static" else x, kind != "static", 4, 1, compile_step=False)
+    neurons = [n.spec for n in s.protocol.neurons]  # the file's: its own checkpoint was refused as "other neurons"
+    inputs = x[0] if kind == "static" else x
+    loops, _ = torch_loops(str(ckpt), inputs, kind != "static", 4, 1, compile_step=False, neurons=neurons)
     seen.clear()  # loading probes one step (trainer.checkpoint)
     loops["torch model.step"].run()
     assert seen == [0, 1, 2, 3]

@@ -26,7 +26,7 @@ from runtime.neuron import NeuronSpec
 from .checkpoint import load_checkpoint
 from .layers import NeuronLayer, Sequence, Stateless, States
 from .models import SpikingNet
-from .neurons import neuron_step, zero_state
+from .neurons import Neuron, neuron_step, zero_state
 
 Step = Callable[[torch.Tensor, States], tuple[torch.Tensor, States]]
 
@@ -94,8 +94,9 @@ def _loop(step: TimedStep, n_states: int, x: torch.Tensor, frames: bool, steps: 
     return Loop(prepare, run)
 
 
-def _spec_keys(specs: Iterable[NeuronSpec]) -> list[str]:
-    return sorted(json.dumps(s.to_dict(), sort_keys=True) for s in specs)
+def _spec_keys(specs: Iterable[NeuronSpec]) -> set[str]:
+    """The distinct neurons (a T-RevSNN's sub-networks repeat the file's layers)."""
+    return {json.dumps(s.to_dict(), sort_keys=True) for s in specs}
 
 
 def torch_loops(
@@ -118,13 +119,12 @@ def torch_loops(
             f"--checkpoint {checkpoint} is a model of input {list(shape)} and {cfg.model.num_classes} classes; "
             f"the ONNX model takes {list(want)} and gives {num_classes}: give the checkpoint it was exported from"
         )
-    mine = [m.spec for m in model.modules() if isinstance(m, NeuronLayer)]
+    mine = [m.spec for m in model.modules() if isinstance(m, Neuron)]  # every family (a T-RevSNN has no NeuronLayer)
     if neurons is not None and _spec_keys(mine) != _spec_keys(neurons):  # e.g. an IF model beside a LIF file
         kinds = lambda specs: ", ".join(sorted({s.kind for s in specs}))
         raise InputError(
-            f"--checkpoint {checkpoint} has other neurons than the ONNX model ({len(mine)} layers of "
-            f"{kinds(mine)} against {len(list(neurons))} of {kinds(neurons)}, or other fields): give the "
-            "checkpoint it was exported from"
+            f"--checkpoint {checkpoint} has other neurons than the ONNX model ({kinds(mine)} against "
+            f"{kinds(neurons)}, or other fields): give the checkpoint it was exported from"
         )
     model.eval()
     xt = torch.from_numpy(x)

@@ -14,6 +14,7 @@ at run time; recorded sequences are grouped into T steps (:mod:`.sequences`).
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -420,7 +421,15 @@ def check_fits(
             f"labels {len(classes)}..{ds.num_classes - 1} could never be predicted; expected data of its classes"
         )
     differ = [i for i, (mine, theirs) in enumerate(zip(ds.classes, classes)) if str(mine) != str(theirs)]
-    if differ:
+    if differ and not {str(c) for c in ds.classes} & {str(c) for c in classes}:
+        # no name in common: two namings of the same classes (tonic's NMNIST '0 - zero' for
+        # nmnist:PATH's '0'), not a reordering: the labels are taken as the model's, said
+        print(
+            f"warning: data {ds.spec!r} names its classes otherwise than {model} ({ds.classes[0]!r}, ... against "
+            f"{classes[0]!r}, ...): label i is taken as the model's class i",
+            file=sys.stderr,
+        )
+    elif differ:
         i = differ[0]
         raise DataError(
             f"data {ds.spec!r} labels {len(differ)} of its {ds.num_classes} classes otherwise than {model}: label "

@@ -260,10 +260,13 @@ class NeuronKind(Generic[SpecT]):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        if any(m in cls.__dict__ for m in cls.DYNAMICS):
-            for m in cls.DERIVED:
-                if m not in cls.__dict__:
-                    setattr(cls, m, NeuronKind.__dict__[m])
+        # a derived form holds only if it was written at or below every class that gives the
+        # dynamics (in the MRO: a mixin's step above LIF's forms kept LIF's kernel too)
+        dynamics = [_owner(cls, d) for d in cls.DYNAMICS]
+        for m in cls.DERIVED:
+            owner = _owner(cls, m)
+            if owner is not NeuronKind and not all(issubclass(owner, d) for d in dynamics):
+                setattr(cls, m, NeuronKind.__dict__[m])
 
     def _missing(self, method: str) -> NotImplementedError:
         return NotImplementedError(
@@ -326,6 +329,11 @@ class NeuronKind(Generic[SpecT]):
         """What keeps Speck from running this neuron, as (limit, value found, what the chip
         allows); None: the chip runs it (as IF with subtract reset and multi-spike)."""
         return "neuron kind", self.name, "IF (Speck has integrate-and-fire neurons only)"
+
+
+def _owner(cls: type, name: str) -> type:
+    """The class of ``cls``'s MRO that defines ``name``."""
+    return next(c for c in cls.__mro__ if name in c.__dict__)
 
 
 _REGISTRY: dict[str, NeuronKind[Any]] = {}
