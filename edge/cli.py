@@ -228,11 +228,11 @@ def _speck(a: argparse.Namespace) -> None:
             )
         )
         print(
-            f"prediction agreement Speck vs float event-driven: {e['agreement']:.4f}; spike difference "
+            f"prediction agreement Speck vs float event-driven: {100 * e['agreement']:.2f}%; spike difference "
             "(hidden layers): " + ", ".join(f"{k} {v:.4f}" for k, v in e["spike_difference"].items())
         )
         print(
-            f"prediction agreement Speck vs its form in float: {e['agreement_vs_speck_form_float']:.4f}; "
+            f"prediction agreement Speck vs its form in float: {100 * e['agreement_vs_speck_form_float']:.2f}%; "
             "spike difference (every layer, readout included): "
             + ", ".join(f"{k} {v:.4f}" for k, v in e["spike_difference_vs_speck_form_float"].items())
         )

@@ -16,7 +16,7 @@ from runtime.data import DataError
 from runtime.fileio import OutputPathError, check_output
 from runtime.neuron import SpecError
 from runtime.report import emit_json, guarded, table
-from trainer.checkpoint import CheckpointError, load_checkpoint
+from trainer.checkpoint import CheckpointError, load_checkpoint, unfinished_note
 from trainer.config import Config, ConfigError
 from trainer.models import SpikingNet
 from trainer.search_cli import DEFAULT_CALIB_BATCHES
@@ -112,7 +112,7 @@ def run(a: argparse.Namespace) -> int:
             f"{a.checkpoint} is an ONNX file, the exporter's output; export reads a checkpoint (model.pt "
             "from trainer fit) or a .nir graph"
         )
-    cfg, model, _ = load_checkpoint(a.checkpoint)  # what the input is, before where its output goes
+    cfg, model, metrics = load_checkpoint(a.checkpoint)  # what the input is, before where its output goes
     out = check_output(a.out if a.out is not None else default_output(a.checkpoint, a.format, a.config), a.checkpoint)
     calibration = None
     if a.config is not None:
@@ -122,6 +122,8 @@ def run(a: argparse.Namespace) -> int:
     target = out.with_name(f".{out.name}.unchecked{out.suffix}") if a.check else out
     try:
         report, result = write_and_check(a, cfg, model, target, calibration, write)
+        if note := unfinished_note(a.checkpoint, cfg, metrics):  # printed by the load; --json's too
+            report["warnings"].insert(0, note)
         if result is not None and result.ok:
             os.replace(target, out)
     finally:

@@ -4,6 +4,7 @@ biases dropped: MTT appendix A.3), issue 18."""
 from __future__ import annotations
 
 import copy
+import json
 
 import pytest
 import torch
@@ -208,6 +209,13 @@ def test_a_run_stopped_after_its_last_epoch_resumes_to_its_end(capsys, tmp_path,
     monkeypatch.setattr(trainer.train, "calibrate_bn", real)
     code, _, err = run(capsys, "eval", str(stopped), "--T", "2", "--limit", "10")
     assert code == 0 and f"warning: {stopped} is an unfinished run (after epoch 1 of 1" in err
+    code, out, _ = run(capsys, "eval", str(stopped), "--T", "2", "--limit", "10", "--json")
+    assert json.loads(out)["warnings"][0].startswith(f"{stopped} is an unfinished run")  # a program sees it too
+    from export.cli import main as export_main
+    from tests.conftest import run_main
+
+    code, out, _ = run_main(export_main, capsys, str(stopped), "-o", str(tmp_path / "s.onnx"), "--json")
+    assert json.loads(out)["warnings"][0].startswith(f"{stopped} is an unfinished run")
     done = tmp_path / "done.pt"
     code, _, err = run(capsys, "fit", "--resume", str(stopped), "--threads", "1", "--quiet", "--out", str(done))
     assert code == 0, err

@@ -251,12 +251,20 @@ def load_checkpoint(path: str | Path) -> tuple[Config, SpikingNet, dict[str, Any
     except RuntimeError as e:
         raise CheckpointError(f"{path}: weights do not match the config's model ({str(e).splitlines()[0]})") from None
     metrics = ckpt["metrics"]
-    if metrics.get("finished") is False:  # the per-epoch file of a run that stopped: was used silently
-        done = len(metrics.get("history", []))
-        print(
-            f"warning: {path} is an unfinished run (after epoch {done} of {cfg.method.epochs}"
-            + (", BatchNorm not calibrated yet" if cfg.model.bn and cfg.method.calib_batches > 0 else "")
-            + f"): finish it with python -m trainer fit --resume {path} --out FINAL.pt",
-            file=sys.stderr,
-        )
+    note = unfinished_note(path, cfg, metrics)
+    if note is not None:  # the per-epoch file of a run that stopped: was used silently
+        print(f"warning: {note}", file=sys.stderr)
     return cfg, model.eval(), metrics
+
+
+def unfinished_note(path: str | Path, cfg: Config, metrics: dict[str, Any]) -> str | None:
+    """What to say of a run's per-epoch checkpoint (None: a finished run's file); load_checkpoint
+    prints it, commands with ``--json`` also put it in their ``warnings``."""
+    if metrics.get("finished") is not False:
+        return None
+    done = len(metrics.get("history", []))
+    return (
+        f"{path} is an unfinished run (after epoch {done} of {cfg.method.epochs}"
+        + (", BatchNorm not calibrated yet" if cfg.model.bn and cfg.method.calib_batches > 0 else "")
+        + f"): finish it with python -m trainer fit --resume {path} --out FINAL.pt"
+    )

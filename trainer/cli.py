@@ -31,6 +31,7 @@ from .checkpoint import (
     load_checkpoint,
     read_checkpoint,
     save_checkpoint,
+    unfinished_note,
 )
 from .config import (
     FIRST_STAGES,
@@ -707,7 +708,9 @@ def cmd_eval(a: argparse.Namespace) -> None:
     runs: dict[str, EvalRun] = {}
     warnings = []
     for path in a.checkpoints:
-        cfg, model, _ = load_checkpoint(path)
+        cfg, model, metrics = load_checkpoint(path)
+        if note := unfinished_note(path, cfg, metrics):  # printed by the load; --json's too
+            warnings.append(note)
         if a.split == "val" and cfg.data.train_split != "train-minus-val":
             raise ConfigError(
                 f"{path} was trained on every training recording (--train-split {cfg.data.train_split}), "
