@@ -29,7 +29,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("model")
     p.add_argument("--data", required=True)
-    p.add_argument("--tmax", type=cliargs.steps, default=10)
+    p.add_argument("--tmax", type=cliargs.steps, default=None, help="default: the model's trained T")
     p.add_argument("--limit", type=cliargs.positive_int, default=128)
     p.add_argument("--batch-size", type=cliargs.positive_int, nargs="+", default=[1, 64])
     p.add_argument("--thresholds", type=float, nargs="+", default=[0.3, 0.5, 0.7])
@@ -38,6 +38,7 @@ def main() -> None:
     p.add_argument("--compact-at", type=int, nargs="+", default=[session_module.COMPACT_AT])
     a = p.parse_args()
     s = runtime.load(a.model, threads=a.threads)
+    a.tmax = a.tmax or s.protocol.default_T  # it was 10 whatever the model: fixed:10 on a model of T = 6
     ds = load_dataset(a.data, "test", a.limit)
     x = ds.frames(np.arange(len(ds)), s.protocol.input_steps(a.tmax))
     # a batch above the sample count runs them all in one batch: label it so (a "batch 1000"
