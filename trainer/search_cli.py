@@ -182,14 +182,7 @@ def eval_configs(a: argparse.Namespace) -> None:
         return
     print(f"test split of {ds.spec} ({len(ds)} samples)")
     rows = [
-        [
-            path,
-            ",".join(map(str, r["config"])),
-            pct(r["accuracy"]),
-            sci(r["macs"]),
-            sci(r["acs"]),
-            f"{r['energy_uj']:.3g}",
-        ]
+        [path, ",".join(map(str, r["config"])), pct(r["accuracy"]), sci(r["macs"]), sci(r["acs"]), sci(r["energy_uj"])]
         for path, rs in out.items()
         for r in rs
     ]
@@ -439,7 +432,7 @@ def print_search(r: dict[str, Any]) -> None:
                 pct(m["predicted_val_accuracy"]),
                 pct(m["test_accuracy"]),
                 sci(m["estimated_cost"]),
-                f"{m['energy_uj']:.3g}",
+                sci(m["energy_uj"]),
                 sci(m["acs"]),
             ]
         )
