@@ -22,10 +22,10 @@ from trainer.models import SpikingNet
 from trainer.search_cli import DEFAULT_CALIB_BATCHES
 
 from .errors import ExportError
+from .formats import FORMATS, default_output, get_format
 
 if TYPE_CHECKING:
     from .check import CheckResult
-from .formats import FORMATS, default_output, get_format
 
 USER_ERRORS = (ExportError, CheckpointError, DataError, SpecError, OutputPathError, ConfigError)
 

@@ -694,11 +694,8 @@ def eval_json(runs: dict[str, EvalRun], all_T: list[int]) -> dict[str, Any]:
 def cmd_eval(a: argparse.Namespace) -> None:
     # BatchNorm is recalibrated per configuration only; a uniform --T evaluates the stored
     # statistics (trainer calibrate recalibrates at a T): ignored before, unsaid
-    changed = {
-        "--calib-batches": a.calib_batches != DEFAULT_CALIB_BATCHES or cliargs.given(a, "calib_batches"),
-        "--calib-runs": a.calib_runs != DEFAULT_CALIB_RUNS or cliargs.given(a, "calib_runs"),
-    }
-    cliargs.refuse_unread("--config", bool(a.config), changed, ConfigError)
+    given = {"--calib-batches": cliargs.given(a, "calib_batches"), "--calib-runs": cliargs.given(a, "calib_runs")}
+    cliargs.refuse_unread("--config", bool(a.config), given, ConfigError)
     if a.config:
         if a.split != "test":
             raise ConfigError("--split val applies to --T; configurations are fitted on val by `trainer search`")

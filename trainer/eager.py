@@ -146,13 +146,13 @@ def torch_loops(
     # torch.compile; the batch sizes before are timed and done
     torch._dynamo.reset()
     compiled = torch.compile(plain, dynamic=False)
-    timed = _loop(lambda x_t, t, s: compiled(x_t, s), model.n_states, xt, frames, steps, threads)
+    compiled_step: TimedStep = lambda x_t, t, s: compiled(x_t, s)
     try:  # compile now (two graphs: the zero state, then the carried one) so a failure is reported
-        _loop(lambda x_t, t, s: compiled(x_t, s), model.n_states, xt, frames, min(steps, 3), threads).run()
+        _loop(compiled_step, model.n_states, xt, frames, min(steps, 3), threads).run()
     except Exception as e:  # inductor raises many types (no compiler, unsupported op)
         missing["torch.compile"] = f"does not compile here: {str(e).splitlines()[0][:200]}"
         return loops, missing
-    loops["torch.compile"] = timed
+    loops["torch.compile"] = _loop(compiled_step, model.n_states, xt, frames, steps, threads)
     return loops, missing
 
 

@@ -92,7 +92,7 @@ class Evaluator:
         """Accuracy and energy (µJ/sample) of each configuration."""
         show = sys.stderr.isatty()
         runs = [self.run([int(t) for t in c]) for c in tqdm(configs, desc=desc, disable=not show)]
-        return np.array([a for a, _ in runs]), np.array([c.per_sample()["energy_pj"] * 1e-6 for _, c in runs])
+        return np.array([a for a, _ in runs]), np.array([c.per_sample()["energy_uj"] for _, c in runs])
 
 
 def for_config(
@@ -193,14 +193,11 @@ def eval_configs(a: argparse.Namespace) -> None:
 
 def config_row(config: list[int], acc: float, counts: RunCounts) -> dict[str, Any]:
     """One configuration's figures; energy in µJ per sample, as runtime run gives it."""
-    cost = counts.per_sample()
     return {
         "config": [int(t) for t in config],
         "accuracy": acc,
-        "macs": cost["macs"],
-        "acs": cost["acs"],
-        "energy_uj": cost["energy_pj"] * 1e-6,
-        "stage_energy_uj": (counts.stage_energy_pj() * 1e-6).tolist(),
+        **counts.per_sample(),
+        "stage_energy_uj": counts.stage_energy_uj().tolist(),
         "stage_firing_rate": counts.stage_rates().tolist(),
     }
 
@@ -209,7 +206,7 @@ def config_row(config: list[int], acc: float, counts: RunCounts) -> dict[str, An
 COST_MODELS = {
     # the synaptic-operation energy of the stage per step and sample: stages of different
     # size and fan-out cost what they cost (the default)
-    "energy": lambda counts: 1e-6 * counts.stage_energy_pj() / np.array(counts.stage_T, np.float64),  # µJ
+    "energy": lambda counts: counts.stage_energy_uj() / np.array(counts.stage_T, np.float64),
     # the paper's (A.9): the stage's mean firing rate, blind to how many neurons and synapses it has
     "rate": lambda counts: counts.stage_rates(),
 }
@@ -378,11 +375,11 @@ def check_energy(
     depend on the configuration, which fails when it does (event frames binned into fewer
     steps carry more events each; up-sampling replicates spikes): this keeps the comparison
     with uniform Tg at equal or lower energy as measured, still without the test split."""
-    limit = ev.run(uniform)[1].per_sample()["energy_pj"] * 1e-6
+    limit = ev.run(uniform)[1].per_sample()["energy_uj"]
     tries = []
     for k in np.flatnonzero(found.frontier_energy <= budget * (1 + 1e-9))[::-1]:
         config = [int(t) for t in found.frontier_configs[k]]
-        e = ev.run(config)[1].per_sample()["energy_pj"] * 1e-6
+        e = ev.run(config)[1].per_sample()["energy_uj"]
         tries.append({"config": config, "val_energy_uj": e, "uniform_val_energy_uj": limit})
         if e <= limit * (1 + 1e-9):
             return config, tries

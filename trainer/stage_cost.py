@@ -6,7 +6,7 @@ reported like a uniform T: every Conv/Linear has a dense cost of ``output elemen
 fan-in`` multiply-accumulates per step; fed by spikes (or event frames, or the summed
 spike groups of the temporal transformation module) it costs accumulates ``dense x mean
 input value`` (the spike rate, counts included); fed by a static image (the first layer of
-a repeat-encoded model) it costs dense MACs. Energy: ``runtime.cost.energy_pj``.
+a repeat-encoded model) it costs dense MACs. Energy: ``runtime.cost.energy_pj``, reported in µJ.
 """
 
 from __future__ import annotations
@@ -51,14 +51,15 @@ class RunCounts:
     stage_T: list[int] = field(default_factory=list)
 
     def per_sample(self) -> dict[str, float]:
+        """MACs, ACs and energy (µJ, as ``runtime run`` reports it) per sample."""
         macs = sum(s.macs for s in self.stages) / max(self.samples, 1)
         acs = sum(s.acs for s in self.stages) / max(self.samples, 1)
-        return {"macs": macs, "acs": acs, "energy_pj": float(energy_pj(np.float64(macs), np.float64(acs)))}
+        return {"macs": macs, "acs": acs, "energy_uj": float(energy_pj(np.float64(macs), np.float64(acs))) * 1e-6}
 
-    def stage_energy_pj(self) -> np.ndarray:
-        """Energy of each stage per sample."""
+    def stage_energy_uj(self) -> np.ndarray:
+        """Energy of each stage per sample, µJ."""
         n = max(self.samples, 1)
-        return np.array([float(energy_pj(np.float64(s.macs / n), np.float64(s.acs / n))) for s in self.stages])
+        return np.array([float(energy_pj(np.float64(s.macs / n), np.float64(s.acs / n))) for s in self.stages]) * 1e-6
 
     def stage_rates(self) -> np.ndarray:
         return np.array([s.rate for s in self.stages])

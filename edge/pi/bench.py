@@ -43,10 +43,9 @@ def peak_rss_mib() -> float:
 def thread_rows(path: str, max_threads: int, steps: int, repeats: int, backend: str = "auto") -> list[dict]:
     """Batch-1 per-step latency (median of ``repeats`` loops of ``steps`` steps) per thread count."""
     rows = []
-    for threads in range(1, max_threads + 1):
+    most = 1 if backend == "exact" else max_threads  # exact runs one thread by design: more rows time it again
+    for threads in range(1, most + 1):
         session = load(path, threads=threads, backend=backend)
-        if session.backend == "exact" and threads > 1:  # one thread by design: a second row would time it again
-            break
         x = bench_input(session, 1, steps)
         ms = runtime_step_ms(session, x, steps, repeats)
         rows.append({"threads": threads, "backend": session.backend, "ms_per_step": ms})

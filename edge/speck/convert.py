@@ -93,10 +93,11 @@ def convert(model: onnx.ModelProto, protocol: Protocol, readout_threshold: float
     except ModelError as e:  # keep the type (BiasError stays a BiasError), say who asks
         # a neuron the chip cannot run is named as the chip's limit, not as the event
         # runtime's (which said "run this model clock-driven" of a chip check)
-        issues = [(n.node, kind_of(n.op).speck_issue(n.spec)) for n in protocol.neurons]
-        chip = [str(Violation(node, *issue)) for node, issue in issues if issue is not None]
-        if chip and isinstance(e, NeuronFormError):
-            raise type(e)(f"Speck cannot run this model: {'; '.join(chip)}") from None
+        if isinstance(e, NeuronFormError):
+            issues = [(n.node, kind_of(n.op).speck_issue(n.spec)) for n in protocol.neurons]
+            chip = [str(Violation(node, *issue)) for node, issue in issues if issue is not None]
+            if chip:
+                raise type(e)(f"Speck cannot run this model: {'; '.join(chip)}") from None
         raise type(e)(f"Speck runs event-driven networks only: {e}") from None
     net = SpeckNet(tuple(protocol.input_shape), lowered[0].pool, [], protocol)  # type: ignore[arg-type]
     for i, L in enumerate(lowered):

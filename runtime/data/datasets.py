@@ -13,6 +13,7 @@ at run time; recorded sequences are grouped into T steps (:mod:`.sequences`).
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -409,26 +410,23 @@ def check_fits(
     makes the accuracy meaningless. ``needs``: who reads only event streams (the event
     engine, Speck). Every command that runs a model on a data set asks this, so all refuse
     alike. ``classes`` a count: a file that names none (checked by count only)."""
-    if isinstance(classes, int):
-        classes = [str(c) for c in ds.classes[:classes]] + [str(i) for i in range(len(ds.classes), classes)]
     if needs is not None and ds.kind != "events":
         raise DataError(f"data {ds.spec!r} holds {ds.holds}; {needs} needs event streams (e.g. digits or nmnist:PATH)")
     if tuple(ds.shape) != tuple(shape):
         raise DataError(f"data {ds.spec!r} gives inputs of shape {list(ds.shape)}, but {model} expects {list(shape)}")
-    if ds.num_classes > len(classes):
+    count = classes if isinstance(classes, int) else len(classes)
+    if ds.num_classes > count:
         raise DataError(
-            f"data {ds.spec!r} has {ds.num_classes} classes, but {model} reads out {len(classes)}: "
-            f"labels {len(classes)}..{ds.num_classes - 1} could never be predicted; expected data of its classes"
+            f"data {ds.spec!r} has {ds.num_classes} classes, but {model} reads out {count}: "
+            f"labels {count}..{ds.num_classes - 1} could never be predicted; expected data of its classes"
         )
+    if isinstance(classes, int):
+        return ds
     differ = [i for i, (mine, theirs) in enumerate(zip(ds.classes, classes)) if str(mine) != str(theirs)]
     if differ and not {str(c) for c in ds.classes} & {str(c) for c in classes}:
         # no name in common: two namings of the same classes (tonic's NMNIST '0 - zero' for
         # nmnist:PATH's '0'), not a reordering: the labels are taken as the model's, said
-        print(
-            f"warning: data {ds.spec!r} names its classes otherwise than {model} ({ds.classes[0]!r}, ... against "
-            f"{classes[0]!r}, ...): label i is taken as the model's class i",
-            file=sys.stderr,
-        )
+        _two_namings(ds.spec, str(ds.classes[0]), str(classes[0]))
     elif differ:
         i = differ[0]
         raise DataError(
@@ -437,6 +435,15 @@ def check_fits(
             f"the model's, in its order ({list(classes)[:12]}{' ...' if len(classes) > 12 else ''})"
         )
     return ds
+
+
+@functools.cache  # once: a command checks its data where it loads it and again where it runs it
+def _two_namings(spec: str, data_first: str, model_first: str) -> None:
+    print(
+        f"warning: data {spec!r} names its classes otherwise than the model ({data_first!r}, ... against "
+        f"{model_first!r}, ...): label i is taken as the model's class i",
+        file=sys.stderr,
+    )
 
 
 def stored_data_error(e: DataError, spec: str, model: str) -> DataError:
