@@ -164,6 +164,14 @@ def test_bad_checkpoints(kind, tmp_path, capsys):
         (["--method", "nmt", "--mse-weight", "0.2"], "--mse-weight applies to the online methods"),
         (["--method", "sltt", "--k-scale", "K"], "--k-scale applies to sltt-k"),
         (["--method", "ottt-a", "--ndot-ratio", "clamped"], "--ndot-ratio applies to ndot-a and ndot-o"),
+        # ... at its default value too: the command line reads as if it chose something
+        (["--method", "sdt", "--anchor", "none"], "--anchor applies to nmt and mtt, not to method 'sdt'"),
+        (["--method", "sdt", "--tmin", "1"], "--tmin applies to nmt and mtt"),
+        (["--method", "nmt", "--mtt-order", "any"], "--mtt-order applies to mtt, not to method 'nmt'"),
+        (["--method", "sltt", "--T", "2", "--loss", "readout"], "--loss applies to sdt, nmt and mtt"),
+        (["--method", "mtt", "--K", "0"], "--K applies to sltt-k, not to method 'mtt'"),
+        (["--method", "sltt", "--T", "2", "--tmax", "6"], "--T 2 and --tmax 6"),
+        (["--model", "trev-tiny", "--stages", "2"], "--stages applies to the MTT models"),
     ],
 )
 def test_bad_fit_arguments(argv, message, capsys):

@@ -178,6 +178,8 @@ TINY = ["--method", "sdt", "--epochs", "1", "--limit-train", "60", "--limit", "3
         (["--model", "trev-tiny", "--T", "2", "--method", "mtt"], "use --method sdt"),
         # --tmax names sdt's one T when --T is not given: it trained at T = 4 and stored tmax 3
         (["--model", "trev-tiny", "--tmax", "3", "--width", "8"], "cannot be split into T=3"),
+        # ... at its default value too (it trained at the trev default T = 4 instead)
+        (["--model", "trev-tiny", "--tmax", "6", "--width", "8"], "cannot be split into T=6"),
         (["--model", "trev-tiny", "--T", "2", "--stages", "3"], "--stages applies to the MTT models"),
     ],
 )

@@ -5,7 +5,6 @@ measure training memory (BPTT vs online methods)."""
 from __future__ import annotations
 
 import argparse
-import functools
 import math
 import os
 import statistics
@@ -43,6 +42,7 @@ from .config import (
     NORMS,
     ONLINE_METHODS,
     OPTIMIZERS,
+    STAGE_METHODS,
     TARGETS,
     Config,
     ConfigError,
@@ -377,39 +377,37 @@ def _model_defaults(a: argparse.Namespace) -> argparse.Namespace:
     method = a.method if a.method is not None else "sdt" if trev else "mtt"
     T = a.T
     if T is None and trev:  # sdt trains at one T: --tmax names it when --T does not (as for any sdt run)
-        T = a.tmax if a.tmax != _fit_defaults()["tmax"] else TREV_T
+        T = a.tmax if cliargs.given(a, "tmax") else TREV_T
     lr = a.lr if a.lr is not None else TREV_LR if trev else DEFAULT_LR
     neuron = a.neuron if a.neuron is not None else TREV_NEURON if trev else DEFAULT_NEURON
     return argparse.Namespace(**{**vars(a), "method": method, "T": T, "lr": lr, "neuron": neuron})
 
 
 # fit flags that only some methods read, with whom they apply to: given to another method
-# they would be ignored without a word, so they are refused (a value equal to the default
-# changes nothing either way and passes)
+# they would be ignored without a word, so they are refused when the command line gives them
+# (at the default value too: `--anchor none` with sdt reads as if it did something)
 METHOD_ONLY_FLAGS: dict[str, tuple[tuple[str, ...], str]] = {
     "T": (FIXED_T_METHODS, "sdt and the online methods (nmt and mtt train over --tmin..--tmax)"),
     "tmin": (("nmt", "mtt"), "nmt and mtt"),
     "samples": (("nmt", "mtt"), "nmt and mtt"),
+    "anchor": (("nmt", "mtt"), "nmt and mtt"),
     "first_stage": (("nmt", "mtt"), "nmt and mtt"),
+    "mtt_order": (("mtt",), "mtt"),
+    "loss": (STAGE_METHODS, "sdt, nmt and mtt"),
     "target": (ONLINE_METHODS, "the online methods"),
     "mse_weight": (ONLINE_METHODS, "the online methods"),
+    "K": (("sltt-k",), "sltt-k"),
     "k_scale": (("sltt-k",), "sltt-k"),
     "ndot_ratio": (("ndot-a", "ndot-o"), "ndot-a and ndot-o"),
 }
 
 
-@functools.cache
-def _fit_defaults() -> dict[str, Any]:
-    return vars(parser().parse_args(["fit"]))
-
-
 def _refuse_flags_the_method_ignores(a: argparse.Namespace, method: str) -> None:
-    defaults = _fit_defaults()
     for dest, (methods, who) in METHOD_ONLY_FLAGS.items():
-        if method not in methods and getattr(a, dest) != defaults[dest]:
+        if method not in methods and cliargs.given(a, dest):
             flag = "--" + dest.replace("_", "-")
             raise ConfigError(f"{flag} applies to {who}, not to method {method!r}; leave it out")
-    if method in FIXED_T_METHODS and a.T is not None and a.tmax not in (a.T, defaults["tmax"]):
+    if method in FIXED_T_METHODS and a.T is not None and cliargs.given(a, "tmax") and a.tmax != a.T:
         raise ConfigError(
             f"method {method!r} trains at one T: --T {a.T} and --tmax {a.tmax} (the T when --T is not given) "
             "disagree; give one of them"
@@ -433,7 +431,7 @@ def config_from_args(
         mse_weight = online_method(a.method).mse_weight if a.method in ONLINE_METHODS else MethodConfig.mse_weight
     if a.trev and not a.model.startswith("trev-"):
         raise ConfigError(f"--trev applies to trev models only, not to --model {a.model}")
-    if a.model.startswith("trev-") and a.stages != _fit_defaults()["stages"]:
+    if a.model.startswith("trev-") and cliargs.given(given, "stages"):
         raise ConfigError(
             f"--stages applies to the MTT models, not to --model {a.model}: a trev model has one sub-network "
             "per group of time steps (--T, --trev groups=G; docs/trev.md)"
