@@ -158,11 +158,7 @@ def check_batch(streams: object, shape: tuple[int, int, int]) -> tuple[np.ndarra
             return check_events(np.concatenate(streams), shape, starts=starts[:-1]), starts
         except EventInputError:
             pass  # named below, stream by stream
-    parts = []
-    for b, s in enumerate(streams):
-        parts.append(check_events(s, shape, what=f"event stream {b}"))
-        if parts[-1].shape[1] == 0:
-            raise EventInputError(f"event stream {b} is empty: no events, nothing to run")
+    parts = [check_events(s, shape, what=f"event stream {b}") for b, s in enumerate(streams)]
     return np.concatenate(parts, axis=1), offsets([q.shape[1] for q in parts])
 
 

@@ -310,3 +310,21 @@ def test_a_state_of_another_network_is_refused():
         with pytest.raises(EventInputError, match="state is a NoneType; expected an EventState"):
             call(None)
     e.feed(e.initial_state(), ev)  # its own: runs
+
+
+@pytest.mark.parametrize("neuron", [NEURONS[0], NEURONS[2]], ids=["IF", "LIF"])
+def test_an_empty_stream_runs_as_no_input(neuron):
+    """A recording in which the sensor saw nothing (or a crop emptied) is run, not refused
+    (one such recording stopped a whole data set in event mode while clock mode ran it):
+    no spikes, the outputs at rest as clock mode gives them, and the streams beside it in a
+    batch unchanged. The two-state kinds: tests/test_neuron_kinds_e2e.py."""
+    model = chain_model(neuron, readout="li", scale=0.8)
+    eng, ses = engine_of(model), session_of(model)
+    empty, stream = random_stream(0, seed=1), random_stream(300, seed=2)
+    alone, train = eng.run(empty, until=50_000)
+    assert train.t.size == 0 and all(c.sum() == 0 for c in alone.neuron_counts.values())
+    np.testing.assert_array_equal(alone.outputs, ses.run([empty]).outputs[0])
+    batch = eng.run_batch([stream, empty, stream])
+    np.testing.assert_array_equal(batch.outputs[1], alone.outputs)
+    np.testing.assert_array_equal(batch.outputs[[0, 2]], eng.run_batch([stream, stream]).outputs)
+    assert batch.events.tolist() == [300, 0, 300]

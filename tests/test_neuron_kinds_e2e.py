@@ -4,6 +4,7 @@ threshold crossings between inputs), and Speck refuses both; the CLI takes their
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 import runtime
@@ -73,6 +74,13 @@ def test_event_engine_runs_both_kinds_and_speck_refuses_them(trained, digits):
     res = load_event(path).run_batch(list(test.events), until=cfg.data.duration_us)
     acc = float((res.predictions == test.labels).mean())
     assert acc > 0.2, (cfg.neuron.spec.kind, acc)  # chance is 0.1
+    # an empty recording runs as no input, as clock mode runs it (CubaLIF's crossings up to
+    # `until` included); the recordings beside it are unchanged
+    empty = test.events[0][:0]
+    both = load_event(path).run_batch([test.events[0], empty], until=cfg.data.duration_us)
+    np.testing.assert_array_equal(both.outputs[0], res.outputs[0])
+    np.testing.assert_array_equal(both.outputs[1], runtime.load(path).run([empty]).outputs[0])
+    assert int(both.events[1]) == 0 and all(c[1].sum() == 0 for c in both.neuron_counts.values())
     found = [(v.limit, v.value) for v in convert(model, proto).violations]
     assert ("neuron kind", cfg.neuron.spec.kind) in found  # Speck has IF neurons only: listed, never run as IF
 

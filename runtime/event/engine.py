@@ -234,11 +234,9 @@ class EventEngine:
     def run(self, stream: np.ndarray, until: float | None = None) -> tuple[EventResult, SpikeTrain]:
         """One whole stream: result and the recorded spike train (``until``: see :meth:`flush`)."""
         ev = check_events(stream, self.sensor)
-        if ev.shape[1] == 0:
-            raise EventInputError("the event stream is empty: no events, nothing to run")
         state = self.initial_state()
         # feed + flush of the whole stream in one kernel call: nothing is held back at the end
-        end = _end(until, int(ev[3, -1]))
+        end = _end(until, int(ev[3, -1]) if ev.shape[1] else 0)
         train = self._run(state, ev, end)
         state.t_now = math.ceil(end)
         return self._result(state, state.counts), train  # the state ends here: no copy
@@ -249,7 +247,9 @@ class EventEngine:
         run up to ``until`` µs or each stream's last event, whichever is later."""
         ev, offsets = check_batch(streams, self.sensor)
         x, y, p, t = ev
-        ends = np.array([_end(until, last) for last in t[offsets[1:] - 1].tolist()])
+        # an empty stream (a recording in which the sensor saw nothing) ends at 0 µs
+        lasts = np.where(offsets[1:] > offsets[:-1], t[np.maximum(offsets[1:] - 1, 0)] if t.size else 0, 0)
+        ends = np.array([_end(until, last) for last in lasts.tolist()])
         B, net = len(offsets) - 1, self.net
         # counts zeroed by calloc: only the pages a stream's spikes touch are ever written
         V, CNT, SYN = np.empty((B, self.layers[-1].size)), np.zeros((B, net.n_neurons), np.int64), np.empty(B, np.int64)
