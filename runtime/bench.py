@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import onnx
 
+from .limits import available_cores
 from .policies import FixedT
 from .protocol import STATIC_KINDS
 from .session import Session
@@ -158,10 +159,6 @@ def torch_available() -> bool:
     return importlib.util.find_spec("torch") is not None
 
 
-def cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
 def bench(
     session: Session,
     batches: Sequence[int],
@@ -177,7 +174,7 @@ def bench(
     rows = []
     load_before = os.getloadavg()
     for b in batches:
-        n = threads or (1 if b <= 1 and threads is None else cores())
+        n = threads or (1 if b <= 1 and threads is None else available_cores())
         s = Session(session.model, session.protocol, session.path, n, session.backend)
         x = bench_input(s, b, steps)
         loops = {"runtime stepper": stepper_loop(s, x, steps), "runtime SDK": sdk_loop(s, x, steps)}

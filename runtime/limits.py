@@ -22,6 +22,12 @@ class ResourceError(ValueError):
     """A request that needs more memory (or steps) than allowed; the message says how much."""
 
 
+def available_cores() -> int:
+    """The cores this process may run on (its affinity mask: a container or `taskset`
+    limit, not the machine's count); what `--threads 0` means in every CLI."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def parse_bytes(text: str) -> int:
     m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)i?B?\s*", text, re.IGNORECASE)
     if not m:

@@ -8,6 +8,7 @@ import pickle
 import pytest
 import torch
 
+from runtime.limits import available_cores
 from tests.conftest import one_error
 from tests.conftest import run_trainer as run
 from trainer.checkpoint import load_checkpoint
@@ -155,7 +156,7 @@ def test_bad_checkpoints(kind, tmp_path, capsys):
         (["--surrogate", "atan"], "expected one of"),
         (["--out", "/no/such/folder/m.pt"], "does not exist"),
         (["--data", "digits:static", "--stages", "9"], "stages"),
-        (["--threads", "0"], "--threads must be a positive integer (at most"),
+        (["--threads", "-1"], "--threads must be a non-negative integer (at most 1024; 0: all cores)"),
         # a flag the method does not read is refused, not ignored
         (["--method", "mtt", "--T", "3"], "--T applies to sdt and the online methods"),
         (["--method", "sdt", "--samples", "3"], "--samples applies to nmt and mtt, not to method 'sdt'"),
@@ -188,6 +189,17 @@ def test_empty_data_folder(tmp_path, capsys):
 def test_eval_rejects_nonpositive_T(checkpoint, capsys):
     code, _, err = run(capsys, "eval", str(checkpoint), "--T", "0", "3")
     assert code == 2 and "positive" in err
+
+
+def test_threads_0_is_every_core_as_in_the_runtime(checkpoint, capsys):
+    """``--threads 0`` means every core the process may use in every CLI (the trainer
+    refused it while the runtime took it as all cores)."""
+    try:
+        code, _, err = run(capsys, "eval", str(checkpoint), "--T", "2", "--limit", "20", "--threads", "0")
+        assert code == 0, err
+        assert torch.get_num_threads() == available_cores()
+    finally:
+        torch.set_num_threads(1)
 
 
 def test_checkpoint_records_what_a_rerun_must_match(checkpoint):

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from runtime import cliargs
+from runtime.limits import available_cores
 from runtime.report import emit_json, table
 
 from .checkpoint import build_checked
@@ -239,9 +240,9 @@ def add_measurement_options(
     cliargs.add_repeats(p, "timed iterations per case (median)", reps)
     p.add_argument(
         "--threads",
-        type=cliargs.positive_threads,
+        type=cliargs.threads,
         default=1,
-        help="torch CPU threads for the timings (and memory's RSS process; default 1: the time column "
+        help="torch CPU threads for the timings and memory's RSS process (0: all cores; default 1: the time column "
         "then does not depend on how many cores other work leaves free)",
     )
     cliargs.add_json(p)
@@ -279,6 +280,7 @@ def cmd_memory(a: argparse.Namespace) -> None:
     m.stages = 1
     base.validate()
     build_checked(base, "the model")  # unknown model names, or too wide, fail here
+    a.threads = a.threads or available_cores()  # the count used is the one reported
     rows = measure(base, a.methods, sorted(a.T), a.batch_size, a.repeats, not a.no_rss, a.threads)
     summary = ratios(rows)
     if a.json:

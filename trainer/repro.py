@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from runtime.limits import available_cores
 from runtime.report import versions
 
 from .config import ConfigError
@@ -24,11 +25,13 @@ DEFAULT_THREADS = 1
 
 
 def setup(threads: int, deterministic: bool = False) -> None:
-    """Use ``threads`` intra-op threads (and one inter-op thread); optionally only
-    deterministic algorithms (an op without one raises instead of running)."""
-    if threads <= 0:
-        raise ConfigError(f"--threads must be a positive integer, got {threads}")
-    torch.set_num_threads(threads)
+    """Use ``threads`` intra-op threads (0: every core this process may use, as the
+    runtime's ``--threads 0``) and one inter-op thread; optionally only deterministic
+    algorithms (an op without one raises instead of running). The count set is what
+    ``environment`` records."""
+    if threads < 0:
+        raise ConfigError(f"--threads must be a non-negative integer (0: all cores), got {threads}")
+    torch.set_num_threads(threads or available_cores())
     try:
         torch.set_num_interop_threads(1)
     except RuntimeError:  # already set in this process (tests run several commands)

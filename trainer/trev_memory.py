@@ -21,6 +21,7 @@ from runtime.report import emit_json, table
 from .config import Config, ConfigError, MethodConfig
 from .memory import MiB, SavedTensorMeter, add_measurement_options, median_seconds
 from .models import build_model
+from .repro import setup as setup_threads
 from .trev import TRevNet
 
 
@@ -74,7 +75,7 @@ def add_trev_memory_parser(sub: argparse._SubParsersAction) -> None:
 def cmd_trev_memory(a: argparse.Namespace) -> None:
     if a.kind not in ("events", "static"):
         raise ConfigError(f"--kind {a.kind!r} is unknown; expected one of ['events', 'static']")
-    torch.set_num_threads(a.threads)
+    setup_threads(a.threads)
     cfgs = [trev_config(a.model, a.kind, tuple(a.in_shape), T, a.width) for T in sorted(a.T)]
     for cfg in cfgs:
         build(cfg)  # every bad T or name fails before any measurement
