@@ -28,9 +28,9 @@ BENCH_STEPS = 20  # bench's steps per timed run, unless the model has fewer
 USER_ERRORS = (ModelError, InputError, PolicyError, DataError, SpecError, OutputPathError)
 
 
-def _common(p: argparse.ArgumentParser, threads_when: str = "") -> None:
+def _common(p: argparse.ArgumentParser, threads_when: str = "", threads_help: str | None = None) -> None:
     p.add_argument("model", help="exported model (.onnx)")
-    cliargs.add_ort_threads(p, threads_when)
+    cliargs.add_ort_threads(p, threads_when, threads_help)
     cliargs.add_backend(p)
     cliargs.add_json(p)
 
@@ -352,7 +352,7 @@ def parser() -> argparse.ArgumentParser:
     parser = cliargs.Parser(prog="python -m runtime", description=__doc__).add_version()
     sub = parser.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("run", help="accuracy, steps, operations, energy and latency on a data set")
-    _common(p)
+    _common(p, threads_help="--mode event: numba threads, one stream each (default: all cores)")
     _data(p)
     p.add_argument(
         "--policy",

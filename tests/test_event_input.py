@@ -136,6 +136,15 @@ def test_cli_event_mode_json_has_sd(tmp_path):
     out = json.loads(r.stdout)
     assert out["mode"] == "event" and out["n"] == 6 and 0.0 <= out["sd"] and out["clock_T"] == 6
     assert set(out["sd_per_layer"]) == {"IF_0", "IF_1"}
+    # --threads sets the event engine's threads too (one stream each): the same figures
+    r = run_cli(
+        "runtime", "run", model, "--mode", "event", "--data", "digits", "--limit", "6", "--json", "--threads", "1"
+    )
+    one = json.loads(r.stdout)
+    assert r.returncode == 0 and one["threads"] == 1 and out["threads"] >= 1, r.stderr
+    assert {k: one[k] for k in ("accuracy", "synops_per_sample", "sd")} == {
+        k: out[k] for k in ("accuracy", "synops_per_sample", "sd")
+    }
     r = run_cli("runtime", "run", model, "--mode", "event", "--data", "digits:static", "--limit", "2")
     assert r.returncode == 2 and "static images" in r.stderr
     r = run_cli("runtime", "event-bench", model, "--data", "digits", "--limit", "2", "--repeats", "3", "--json")

@@ -144,7 +144,8 @@ def test_bench_batch_beyond_memory_is_refused_before_allocating(static_onnx, cap
         (["calibrate-exit", "{m}", "--binning", "fixed", "--out", "{d}/c.onnx"], "its runs bin as it was trained"),
         # flags a run does not read are refused, not ignored
         (["run", "{m}", "--mode", "event", "--backend", "exact"], "only that run reads --backend; add --json"),
-        (["run", "{m}", "--mode", "event", "--threads", "2", "--binning", "fixed"], "reads --threads and --binning"),
+        (["run", "{m}", "--mode", "event", "--threads", "2", "--binning", "fixed"], "only that run reads --binning"),
+        (["run", "{m}", "--mode", "event", "--threads", "4096"], "--threads must be a non-negative integer"),
     ],
 )
 def test_runtime_cli_numbers_are_one_error_line(static_onnx, capsys, argv, needle):

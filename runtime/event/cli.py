@@ -19,8 +19,9 @@ def cmd_run_event(a: argparse.Namespace) -> None:
     against the clock-driven run at the model's T."""
     if a.policy is not None:
         raise InputError("--policy is an exit rule of the clock-driven mode; --mode event runs whole streams")
-    # these set up a clock-driven run: here only the one --json compares against
-    clock_flags = [f for f, dest in (("--backend", "backend"), ("--threads", "threads")) if cliargs.given(a, dest)]
+    # these set up a clock-driven run: here only the one --json compares against (--threads
+    # is the event engine's too: one stream per thread)
+    clock_flags = ["--backend"] if cliargs.given(a, "backend") else []
     clock_flags += ["--binning"] if a.binning is not None else []
     if clock_flags and not a.json:
         raise InputError(
@@ -28,14 +29,15 @@ def cmd_run_event(a: argparse.Namespace) -> None:
             f"run reads {' and '.join(clock_flags)}; add --json or leave them out"
         )
     from ..evaluate import summarize
-    from .engine import load_event
+    from .engine import load_event, use_threads
     from .evaluate import compare_clock, run_event_dataset
 
+    threads = use_threads(a.threads if a.threads is not None else 0)
     engine = load_event(a.model)
     ds = cliargs.model_data(a, engine.protocol, needs="the event engine")
     r = run_event_dataset(engine, ds, a.batch_size, progress=sys.stderr.isatty())
     s = summarize(r, ds.labels)
-    s.update(mode="event", data=ds.spec, model=a.model)
+    s.update(mode="event", data=ds.spec, model=a.model, threads=threads)
     if a.json:
         s.update(compare_clock(engine, load(a.model, a.threads, a.backend), ds, r, a.batch_size, a.binning))
         emit_json(s)
@@ -48,7 +50,7 @@ def cmd_run_event(a: argparse.Namespace) -> None:
         "ms/sample": f"{s['ms_per_sample']:.2f}",
     }
     print_run(
-        f"{a.model} on {ds.spec} ({s['n']} samples), event-driven",
+        f"{a.model} on {ds.spec} ({s['n']} samples), event-driven, {threads} thread(s)",
         figures,
         ["(--json adds the spike difference sd against the clock-driven run)"],
     )

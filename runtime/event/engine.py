@@ -26,6 +26,7 @@ import numpy as np
 import onnx
 from numba import get_num_threads
 
+from ..errors import InputError
 from ..protocol import ModelError, Protocol, one_rate, read_model
 from ..result import EventResult
 from .graph import Layer, lower
@@ -264,6 +265,22 @@ class EventEngine:
         counts = self._layer_counts(CNT)
         out = self._spike_readout(counts) if self._out_spiking else V
         return EventResult(out.argmax(-1), out, counts, np.diff(offsets), SYN, seconds)
+
+
+def use_threads(n: int) -> int:
+    """Run :meth:`EventEngine.run_batch` on ``n`` numba threads, one stream per thread
+    (0: every thread numba started, ``NUMBA_NUM_THREADS``: the cores by default); returns
+    the count set."""
+    from numba import config, set_num_threads
+
+    most = int(config.NUMBA_NUM_THREADS)
+    if n > most:
+        raise InputError(
+            f"--threads {n}: the event engine runs at most {most} threads here (numba's NUMBA_NUM_THREADS, "
+            "the cores it found at start); give at most that, or 0 for all"
+        )
+    set_num_threads(n or most)
+    return n or most
 
 
 def _end(until: float | None, last: float) -> float:
