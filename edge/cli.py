@@ -259,12 +259,12 @@ def cmd_pi_bench(a: argparse.Namespace) -> None:
     out: dict = {
         "model": a.model,
         "backend": a.backend,
-        "steps": a.steps,
+        "steps": a.T,
         "repeats": a.repeats,
         "cpus": os.cpu_count(),
         "versions": versions("numpy", "onnx", "onnxruntime", "numba"),  # what a Pi's figures are compared by
         "rss_before_model_mib": base,
-        "threads": thread_rows(a.model, a.max_threads, a.steps, a.repeats, a.backend),
+        "threads": thread_rows(a.model, a.max_threads, a.T, a.repeats, a.backend),
     }
     out["peak_rss_mib"] = peak_rss_mib()  # before any data set is loaded: what the board needs to run
     if a.data:
@@ -276,7 +276,7 @@ def cmd_pi_bench(a: argparse.Namespace) -> None:
         emit_json(out)
         return
     used = out["threads"][0]["backend"]
-    print(f"{a.model}: batch 1, backend {used} (--backend {a.backend}), {a.steps} steps x {a.repeats} repeats")
+    print(f"{a.model}: batch 1, backend {used} (--backend {a.backend}), {a.T} steps x {a.repeats} repeats")
     v = out["versions"]
     print(
         f"load average {load_before[0]:.2f} before, {out['load_average'][1][0]:.2f} after (1 min); "
@@ -338,7 +338,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--max-threads", type=cliargs.positive_threads, default=4, help="measure 1..N threads (default 4, as a Pi 4/5)"
     )
-    p.add_argument("--steps", type=cliargs.steps, default=20, help="time steps per timed run")
+    p.add_argument("--T", type=cliargs.steps, default=20, help="time steps per timed run")
     cliargs.add_backend(p)
     cliargs.add_repeats(p, "timed runs per thread count (their median is reported)")
     cliargs.add_data(p, fallback="none: no early-exit saving", what="data for the early-exit saving")
@@ -356,7 +356,7 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     a = cliargs.parse(parser, argv)
     commands = {"speck": cmd_speck, "pi-bench": cmd_pi_bench}
-    # pi-bench times --steps steps whatever the trained range (a speed figure, not accuracy):
+    # pi-bench times --T steps whatever the trained range (a speed figure, not accuracy):
     # the SDK's range warning printed twice there as a raw Python warning with its source line
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", TrainedRangeWarning)

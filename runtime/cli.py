@@ -120,24 +120,23 @@ def cmd_bench(a: argparse.Namespace) -> None:
     session = _open(a)
     one_rate(session.protocol, "bench (it times steps of the whole graph at one T)")
     n = session.protocol.max_steps
-    if a.steps is None:
-        a.steps = min(BENCH_STEPS, n or BENCH_STEPS)
-    if n is not None and a.steps > n:  # was onnxruntime's Gather error, colour codes and all
+    if a.T is None:
+        a.T = min(BENCH_STEPS, n or BENCH_STEPS)
+    if n is not None and a.T > n:  # was onnxruntime's Gather error, colour codes and all
         raise InputError(
-            f"--steps {a.steps}: this model has steps t = 0..{n - 1} only (one sub-network per step); "
-            f"expected --steps <= {n}"
+            f"--T {a.T}: this model has steps t = 0..{n - 1} only (one sub-network per step); expected --T <= {n}"
         )
-    frames = 1 if session.protocol.input_kind in STATIC_KINDS else a.steps
+    frames = 1 if session.protocol.input_kind in STATIC_KINDS else a.T
     for b in a.batch_size:
-        check_memory(run_bytes(session.protocol, b, frames), f"--batch-size {b} for {a.steps} steps")
-    result = bench(session, a.batch_size, a.steps, a.repeats, a.checkpoint, a.threads, not a.no_compile)
+        check_memory(run_bytes(session.protocol, b, frames), f"--batch-size {b} for {a.T} steps")
+    result = bench(session, a.batch_size, a.T, a.repeats, a.checkpoint, a.threads, not a.no_compile)
     if a.json:
         emit_json({"model": a.model, **result})
         return
     before, after = result["load_average"]
     print(f"backend {result['backend']}: {result['backend_note']}")
     print(
-        f"{a.model}: {a.steps} steps per round, {a.repeats} interleaved rounds; load average "
+        f"{a.model}: {a.T} steps per round, {a.repeats} interleaved rounds; load average "
         f"{before[0]:.2f} before, {after[0]:.2f} after (1 min)"
     )
     for r in result["rows"]:
@@ -372,7 +371,7 @@ def parser() -> argparse.ArgumentParser:
     _common(p, ", and as many torch and BLAS (GEMM limit) threads")
     cliargs.add_batch_size(p, [1, 64], "batch sizes to time")
     p.add_argument(
-        "--steps",
+        "--T",
         type=cliargs.steps,
         default=None,
         help="time steps per timed run (default 20, or all of a T-RevSNN's sub-networks when it has fewer)",

@@ -50,6 +50,10 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
         return text + " (default: %(default)s)"
 
 
+# flags renamed to the one name of their concept, for the message an old command line gets
+RENAMED = {"--steps": "--T", "--reps": "--repeats", "--batches": "--calib-batches"}
+
+
 class Parser(argparse.ArgumentParser):
     """An ArgumentParser whose errors are the product's one ``error:`` line (exit 2), not
     argparse's usage block; ``-h`` still shows the usage, every default and ``--version``."""
@@ -68,7 +72,11 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         # "argument --T: must be ..." (our types' wording) reads as "--T must be ..."
-        fail(re.sub(r"^argument ([^:]+): must ", r"\1 must ", message) + f" (see {self.prog} -h)")
+        message = re.sub(r"^argument ([^:]+): must ", r"\1 must ", message)
+        if message.startswith("unrecognized arguments:"):
+            renamed = [f"{old} is now {new}" for old, new in RENAMED.items() if old in message.split()]
+            message += f" ({'; '.join(renamed)})" if renamed else ""
+        fail(message + f" (see {self.prog} -h)")
 
 
 def _shown(text: str) -> str:

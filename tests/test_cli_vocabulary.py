@@ -23,7 +23,16 @@ ONE_NAME = {
     "--dataset": "--data",
     "--as-json": "--json",
     "--batches": "--calib-batches",  # trainer calibrate said --batches
+    "--steps": "--T",  # runtime bench and edge pi-bench said --steps
+    "--reps": "--repeats",
 }
+
+
+def test_an_old_flag_name_says_its_new_one(capsys):
+    with pytest.raises(SystemExit) as e:
+        runtime.cli.main(["bench", "m.onnx", "--steps", "5"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "unrecognized arguments: --steps 5 (--steps is now --T)" in err, err
 
 
 def walk(p: argparse.ArgumentParser):

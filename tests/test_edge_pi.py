@@ -16,7 +16,7 @@ from tests.runtime_fixtures import save
 
 def test_pi_bench_json(tmp_path):
     path = save(chain_model([Conv(4, pool=2)], in_shape=(2, 20, 20), classes=10), tmp_path / "m.onnx")
-    r = run_cli("edge", "pi-bench", path, "--max-threads", "2", "--steps", "3", "--repeats", "1", "--json")
+    r = run_cli("edge", "pi-bench", path, "--max-threads", "2", "--T", "3", "--repeats", "1", "--json")
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     assert [row["threads"] for row in out["threads"]] == [1, 2]
@@ -28,7 +28,7 @@ def test_pi_bench_json(tmp_path):
     assert out["versions"]["onnxruntime"] and out["versions"]["machine"]
     # the exact backend runs one thread: a second row timed it again as "2 threads"
     r = run_cli(
-        "edge", "pi-bench", path, "--max-threads", "2", "--steps", "3", "--repeats", "1", "--json", "--backend", "exact"
+        "edge", "pi-bench", path, "--max-threads", "2", "--T", "3", "--repeats", "1", "--json", "--backend", "exact"
     )
     assert r.returncode == 0, r.stderr
     assert [row["threads"] for row in json.loads(r.stdout)["threads"]] == [1]
@@ -44,7 +44,7 @@ def test_pi_bench_early_exit_saving(tmp_path):
         path,
         "--max-threads",
         "1",
-        "--steps",
+        "--T",
         "2",
         "--repeats",
         "1",
@@ -131,7 +131,7 @@ def test_pi_bench_needs_no_torch_and_no_numba(tmp_path):
     """A Pi install may leave numba out (the clock-driven runtime does not use it), early
     exit included (its scores were numba-only: ImportError)."""
     path = save(chain_model([Conv(4)], classes=10), tmp_path / "m.onnx")
-    bench = ["pi-bench", path, "--max-threads", "1", "--steps", "2", "--repeats", "1"]
+    bench = ["pi-bench", path, "--max-threads", "1", "--T", "2", "--repeats", "1"]
     exit_on_data = ["--data", "digits", "--limit", "8", "--policy", "confidence:0.5"]
     r = subprocess.run(
         [sys.executable, "-c", BLOCK, *bench, *exit_on_data],

@@ -125,7 +125,7 @@ def test_runtime_bench_with_a_bad_checkpoint_isone_error(tmp_path, capsys):
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a checkpoint")
     with pytest.raises(SystemExit) as e:
-        runtime_cli.main(["bench", onnx_path, "--checkpoint", str(bad), "--batch-size", "1", "--steps", "2"])
+        runtime_cli.main(["bench", onnx_path, "--checkpoint", str(bad), "--batch-size", "1", "--T", "2"])
     one_error(e.value.code, capsys.readouterr().err, "bad.pt")
 
 
@@ -138,7 +138,7 @@ def test_runtime_bench_with_another_models_checkpoint_isone_error(ckpt, tmp_path
 
     onnx_path = save(tiny_model(classes=3), tmp_path / "m.onnx")
     with pytest.raises(SystemExit) as e:
-        runtime_cli.main(["bench", onnx_path, "--checkpoint", str(ckpt), "--batch-size", "1", "--steps", "2"])
+        runtime_cli.main(["bench", onnx_path, "--checkpoint", str(ckpt), "--batch-size", "1", "--T", "2"])
     one_error(e.value.code, capsys.readouterr().err, "is a model of input", "give the checkpoint it was exported from")
 
 
@@ -153,7 +153,7 @@ def test_runtime_bench_with_a_checkpoint_of_other_neurons_isone_error(ckpt, tmp_
     other = NeuronSpec("IF", 1.0, 0.5, "subtract", "multi")  # the checkpoint is 1C1FCW4 on 8x8 digits, 10 classes
     onnx_path = save(tiny_model(spec=other), tmp_path / "m.onnx")
     with pytest.raises(SystemExit) as e:
-        runtime_cli.main(["bench", onnx_path, "--checkpoint", str(ckpt), "--batch-size", "1", "--steps", "2"])
+        runtime_cli.main(["bench", onnx_path, "--checkpoint", str(ckpt), "--batch-size", "1", "--T", "2"])
     one_error(e.value.code, capsys.readouterr().err, "has other neurons than the ONNX model", "(LIF against IF")
 
 

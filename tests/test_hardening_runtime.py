@@ -119,7 +119,7 @@ def test_file_size_limit_is_an_error_not_a_kill(tmp_path):
 # ---- 2. bounded resources ----------------------------------------------------------------
 def test_bench_batch_beyond_memory_is_refused_before_allocating(static_onnx, capsys, monkeypatch):
     monkeypatch.setenv("FLEXSNN_MAX_MEMORY", "1M")
-    code, _, err = _cli(capsys, "runtime", "bench", str(static_onnx), "--batch-size", "100000", "--steps", "2")
+    code, _, err = _cli(capsys, "runtime", "bench", str(static_onnx), "--batch-size", "100000", "--T", "2")
     one_error(code, err, "needs about", "1.0 MiB is available")
 
 

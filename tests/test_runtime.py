@@ -327,7 +327,7 @@ def test_tradeoff_and_bench_commands(model_path, tmp_path):
     assert [r["policy"] for r in rows] == ["confidence:0.5,tmin=1,tmax=4", "confidence:0.9,tmin=1,tmax=4", "fixed:4"]
     assert rows[0]["mean_steps"] <= rows[1]["mean_steps"] <= rows[2]["mean_steps"] == 4
     assert png.stat().st_size > 1000
-    p = _cli("bench", model_path, "--batch-size", "1", "4", "--steps", "3", "--repeats", "1", "--json")
+    p = _cli("bench", model_path, "--batch-size", "1", "4", "--T", "3", "--repeats", "1", "--json")
     assert p.returncode == 0, p.stderr
     rows = json.loads(p.stdout)["rows"]
     assert [(r["batch"], r["threads"]) for r in rows] == [(1, 1), (4, 2)]  # 2: this test's cores, see conftest
@@ -376,7 +376,7 @@ assert not any(m == "torch" or m.startswith("torch.") for m in sys.modules)
             model_path,
             "--batch-size",
             "1",
-            "--steps",
+            "--T",
             "2",
             "--repeats",
             "1",

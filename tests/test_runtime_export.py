@@ -122,7 +122,7 @@ def test_bench_interleaves_the_runtime_and_torch(trained, capsys):
             str(ckpt),
             "--batch-size",
             "1",
-            "--steps",
+            "--T",
             "3",
             "--repeats",
             "2",
@@ -152,7 +152,7 @@ def test_bench_says_when_the_gemm_limit_bounds_nothing(trained, capsys, monkeypa
     from runtime.cli import main as runtime_main
 
     monkeypatch.setattr(runtime.bench, "gemm_limit_ms", lambda shapes, threads: (1e3, 1e3))  # a starved limit
-    argv = ["bench", str(trained[1]), "--batch-size", "1", "--steps", "2", "--repeats", "1", "--threads", "1"]
+    argv = ["bench", str(trained[1]), "--batch-size", "1", "--T", "2", "--repeats", "1", "--threads", "1"]
     runtime_main(argv)
     out = capsys.readouterr().out
     assert "note: a system ran faster than the wall GEMM limit" in out

@@ -108,14 +108,14 @@ def test_export_cli_check_passes(tmp_path):
 
 
 def test_bench_refuses_steps_past_the_sub_networks(exported, capsys):
-    """Its default --steps 20 was onnxruntime's Gather error, colour codes and all."""
+    """Its default --T 20 (then --steps) was onnxruntime's Gather error, colour codes and all."""
     from runtime.cli import main as runtime_main
     from tests.conftest import one_error, run_main
 
     _, _, s = exported
     argv = ["bench", str(s.path), "--batch-size", "1", "--repeats", "1"]
-    code, _, err = run_main(runtime_main, capsys, *argv, "--steps", "20")
-    one_error(code, err, "--steps 20: this model has steps t = 0..3 only", "expected --steps <= 4")
+    code, _, err = run_main(runtime_main, capsys, *argv, "--T", "20")
+    one_error(code, err, "--T 20: this model has steps t = 0..3 only", "expected --T <= 4")
     code, out, err = run_main(runtime_main, capsys, *argv)  # the default: all of its sub-networks
     assert code == 0 and "4 steps per round" in out, err
 

@@ -273,7 +273,7 @@ def use_threads(n: int) -> int:
     the count set."""
     from numba import config, set_num_threads
 
-    most = int(config.NUMBA_NUM_THREADS)
+    most = int(config.NUMBA_NUM_THREADS)  # type: ignore[attr-defined]  # set at import from the environment
     if n > most:
         raise InputError(
             f"--threads {n}: the event engine runs at most {most} threads here (numba's NUMBA_NUM_THREADS, "
