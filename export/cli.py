@@ -67,7 +67,8 @@ def parser() -> argparse.ArgumentParser:
     cliargs.add_batch_size(p, CHECK_BATCH, "--check: samples")
     cliargs.add_json(p, "one JSON object instead of a table")
     p.add_argument(
-        "--source",
+        "--from",
+        dest="source",
         default=None,
         help=".nir import: the framework that wrote the graph: sinabs, "
         "snntorch, norse or nir (default: flexsnn when the graph's metadata says so)",
@@ -94,7 +95,7 @@ def run(a: argparse.Namespace) -> int:
 
         return run_import(a)
     if a.source is not None or a.dt is not None or a.events_us is not None:
-        raise ExportError("--source, --dt and --events-us apply to a .nir input only")
+        raise ExportError("--from, --dt and --events-us apply to a .nir input only")
     _, write = get_format(a.format)  # an unknown format fails before any work
     if a.check and a.format != "onnx":
         raise ExportError(f"--check runs the ONNX graph in onnxruntime; it needs --format onnx, not {a.format!r}")

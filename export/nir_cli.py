@@ -1,4 +1,4 @@
-"""``python -m export model.nir [-o model.onnx] [--source S] [--dt SECONDS] [--T N] [--events-us D] [--check]``:
+"""``python -m export model.nir [-o model.onnx] [--from S] [--dt SECONDS] [--T N] [--events-us D] [--check]``:
 import a NIR graph as the product's one-step ONNX file (export/nir_import.py)."""
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def run_import(a: argparse.Namespace) -> int:
     else:
         dt = "" if imported.dt is None else f", dt = {imported.dt:g} s"
         print(f"imported {src} (source {imported.source}{dt}) -> {out} ({report['bytes']} bytes)")
-        print(f"source from: {imported.how}")
+        print(f"written by {imported.source}, known from: {imported.how}")
         print(f"convention: {imported.convention}")
         for w in info["warnings"]:
             print(f"warning: {w}", file=sys.stderr)

@@ -56,7 +56,7 @@ class Imported:
     cfg: Config
     model: SpikingNet
     source: str
-    how: str  # how the source was known: --source, or what detected it
+    how: str  # how the source was known: --from, or what detected it
     dt: float | None
     convention: str
     notes: list[str]
@@ -381,19 +381,19 @@ def build(
     import nir
 
     found = detect_source(graph)
-    how = "--source"
+    how = "--from"
     if source is None:
         if found is None:
             raise ExportError(
-                "the NIR graph does not show which framework wrote it; pass --source, one of "
+                "the NIR graph does not show which framework wrote it; pass --from, one of "
                 f"{', '.join(s for s in SOURCES if s != 'flexsnn')} (each discretises NIR neurons "
                 "its own way)"
             )
-        source, how = found[0], f"detected: {found[1]}; --source overrides"
+        source, how = found[0], f"detected: {found[1]}; --from overrides"
     if source not in SOURCES:
         raise ExportError(f"source {source!r} is unknown; expected one of {list(SOURCES)}")
     if source == "flexsnn" and (found is None or found[0] != "flexsnn"):
-        raise ExportError("--source flexsnn needs a graph written by flexsnn export (its metadata is missing)")
+        raise ExportError("--from flexsnn needs a graph written by flexsnn export (its metadata is missing)")
     if dt is not None and source not in DT_DEFAULTS:
         fixed = {
             "sinabs": "sinabs reads tau in steps",

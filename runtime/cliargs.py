@@ -51,7 +51,7 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
 
 
 # flags renamed to the one name of their concept, for the message an old command line gets
-RENAMED = {"--steps": "--T", "--reps": "--repeats", "--batches": "--calib-batches"}
+RENAMED = {"--steps": "--T", "--reps": "--repeats", "--batches": "--calib-batches", "--source": "--from"}
 
 
 class Parser(argparse.ArgumentParser):

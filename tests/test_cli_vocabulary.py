@@ -57,6 +57,9 @@ def test_shared_concepts_have_one_name():
     used = {opt: prog for prog, a in ACTIONS for opt in a.option_strings}
     wrong = {opt: (prog, ONE_NAME[opt]) for opt, prog in used.items() if opt in ONE_NAME}
     assert not wrong, wrong
+    # one name, one concept: --source is the event file `runtime stream` reads (export named
+    # the framework that wrote a NIR graph so too: that is --from)
+    assert {prog for prog, a in ACTIONS if "--source" in a.option_strings} == {"python -m runtime stream"}
     # --threads always means "use N threads"; a sweep is --max-threads
     for prog, a in ACTIONS:
         if "--threads" in a.option_strings:

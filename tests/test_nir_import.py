@@ -139,7 +139,8 @@ def test_peer_model_runs_with_the_peers_spikes(peer, tmp_path, capsys):
         main([str(path), "-o", str(out), "--T", "6"])  # the source is detected from the writer's marks
     assert e.value.code in (0, None)
     printed, err = capsys.readouterr()
-    assert f"source {peer}" in printed and "source from: detected" in printed and "convention:" in printed
+    assert f"source {peer}" in printed and "convention:" in printed
+    assert f"written by {peer}, known from: detected" in printed
     # NIR carries no reset/spike rule/clamp: said as a warning, with the default that differs
     warned = [ln for ln in err.splitlines() if ln.startswith("warning: NIR holds no reset")]
     assert len(warned) == 1 and (
@@ -233,7 +234,7 @@ def test_unsupported_node_names_it_and_the_supported_set(tmp_path, capsys):
     nodes, edges = _dense()
     nodes["lif"] = nir.Threshold(threshold=np.ones(3))
     path = _graph_file(tmp_path, nodes, edges)
-    _fails(capsys, [path, "--source", "nir", "--dt", "1e-3"], "'lif' (Threshold)", "supported nodes: Input, Conv2d")
+    _fails(capsys, [path, "--from", "nir", "--dt", "1e-3"], "'lif' (Threshold)", "supported nodes: Input, Conv2d")
 
 
 def test_cuba_lif_from_a_source_whose_discretisation_is_not_mapped_is_one_error(tmp_path, capsys):
@@ -242,23 +243,23 @@ def test_cuba_lif_from_a_source_whose_discretisation_is_not_mapped_is_one_error(
         tau_syn=np.ones(3), tau_mem=np.ones(3), r=np.ones(3), v_leak=np.zeros(3), v_threshold=np.ones(3)
     )
     path = _graph_file(tmp_path, nodes, edges)
-    _fails(capsys, [path, "--source", "nir", "--dt", "1e-3"], "CubaLIF nodes import from flexsnn or snntorch only")
+    _fails(capsys, [path, "--from", "nir", "--dt", "1e-3"], "CubaLIF nodes import from flexsnn or snntorch only")
 
 
 def test_inconsistent_shapes(tmp_path, capsys):
     nodes, edges = _dense()
     nodes["input"] = nir.Input({"input": np.array([5])})  # the Affine takes 4
     path = _graph_file(tmp_path, nodes, edges)
-    _fails(capsys, [path, "--source", "norse"], "node 'fc' does not fit its input of shape [5]")
+    _fails(capsys, [path, "--from", "norse"], "node 'fc' does not fit its input of shape [5]")
 
 
 def test_missing_source_and_missing_dt(tmp_path, capsys):
     nodes, edges = _dense()
     path = _graph_file(tmp_path, nodes, edges)
-    _fails(capsys, [path], "does not show which framework", "--source", "sinabs, snntorch, norse, nir")
-    _fails(capsys, [path, "--source", "nir"], "needs --dt")
-    _fails(capsys, [path, "--source", "sinabs", "--dt", "0.001"], "--dt does not apply")
-    _fails(capsys, [path, "--source", "nir", "--dt", "-1"], "--dt must be")
+    _fails(capsys, [path], "does not show which framework", "--from", "sinabs, snntorch, norse, nir")
+    _fails(capsys, [path, "--from", "nir"], "needs --dt")
+    _fails(capsys, [path, "--from", "sinabs", "--dt", "0.001"], "--dt does not apply")
+    _fails(capsys, [path, "--from", "nir", "--dt", "-1"], "--dt must be")
 
 
 def test_per_neuron_parameters_that_differ_are_refused(tmp_path, capsys):
@@ -269,7 +270,7 @@ def test_per_neuron_parameters_that_differ_are_refused(tmp_path, capsys):
         v_threshold=np.ones(3, np.float32),
     )
     path = _graph_file(tmp_path, *_dense(neuron=lif))
-    _fails(capsys, [path, "--source", "sinabs"], "'tau' differs between neurons")
+    _fails(capsys, [path, "--from", "sinabs"], "'tau' differs between neurons")
 
 
 def test_nir_source_integrates_the_ode_exactly_over_dt(tmp_path, capsys):

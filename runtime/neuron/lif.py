@@ -119,7 +119,7 @@ class IF(LIF):
         if source == "snntorch":
             raise nir.NirNeuronError(
                 "snnTorch 1.0.0 neither writes IF nodes nor runs them (its import builds "
-                "Leaky(beta=0.9)); import this graph with --source nir or norse"
+                "Leaky(beta=0.9)); import this graph with --from nir or norse"
             )
         one_spike = {"decay": 1.0, "v_th": v_th, "reset": "zero", "spike": "single", "dt": dt * 1e6}
         return nir.make("IF", **one_spike), 1.0 if source == "norse" else r * dt  # nir: r * dt
