@@ -76,6 +76,8 @@ class Parser(argparse.ArgumentParser):
         if message.startswith("unrecognized arguments:"):
             renamed = [f"{old} is now {new}" for old, new in RENAMED.items() if old in message.split()]
             message += f" ({'; '.join(renamed)})" if renamed else ""
+        if os.environ.get("RANK", "0") != "0":  # torchrun: every rank parses the same argv; rank 0 says it
+            raise SystemExit(2)
         fail(message + f" (see {self.prog} -h)")
 
 
