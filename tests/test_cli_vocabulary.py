@@ -129,3 +129,14 @@ def test_flags_only_another_mode_reads_are_refused_at_their_default_values_too(t
         code, _, err = run_main(main, capsys, *argv)
         one_error(code, err, words)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["e.onnx", "m.pt", "plain.pt"]
+
+
+@pytest.mark.parametrize("rank, printed", [("0", True), ("1", False)])
+def test_under_torchrun_a_bad_flag_is_said_once(capsys, monkeypatch, rank, printed):
+    """Every torchrun rank parses the same command line: rank 0 says what is wrong, the
+    others only exit 2 (two ranks printed the line twice)."""
+    monkeypatch.setenv("RANK", rank)
+    with pytest.raises(SystemExit) as e:
+        trainer.cli.main(["fit", "--epochs", "x"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and ("error: --epochs must be an integer" in err) == printed, err
