@@ -1,11 +1,21 @@
 """``--check``: the exported ONNX graph in onnxruntime, step by step, next to torch.
 
 Both sides run T steps of the same input from zero states. Every neuron node's output
-(spikes, or the membrane of an LI readout) is compared, not only ``y``: the graph's hidden
-spikes are exposed as extra outputs of a check-only copy of the model. Spikes must be
-identical; states and ``y`` equal within ``TOL`` (absolute, plus ``TOL`` relative to the
-value: float32 membranes of magnitude 100 are only resolved to ~1e-5, and onnxruntime
-and torch may sum a layer's products in a different order).
+(spikes, or the membrane of an LI readout), its input current and its states are compared,
+not only ``y``: they are exposed as extra outputs of a check-only copy of the model.
+
+onnxruntime and torch sum a layer's products in different orders, so a neuron's input
+current differs in its last bits, and where a membrane lies within that rounding of a
+threshold (a multi-spike neuron has one at every multiple of ``v_th``) one spike count
+differs by one; downstream, that spike changes the next layer's current by a whole weight.
+So torch *follows* onnxruntime: at every neuron and step it computes the neuron twice from
+onnxruntime's previous state, on onnxruntime's current (which must give onnxruntime's
+spikes exactly, and its states within ``TOL``: the neuron's definition) and on its own
+current (which must be within ``TOL`` of onnxruntime's: the synapses), and passes
+onnxruntime's spikes and states on. A spike that differs only on torch's own current is a
+*rounding tie*: counted and reported, not a failure. ``y`` is compared within ``TOL``. The
+free-running comparison (torch on its own spikes throughout) is reported beside it: how
+many spikes, and how many predictions, a rounding tie changed.
 
 The torch side is the deployable network (BatchNorm folded), i.e. exactly what was
 exported; folding changes float rounding, so the original network is not the reference.
@@ -28,6 +38,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import torch
+from torch import nn
 
 from runtime.data import DataError, load_dataset
 from runtime.data.transforms import from_dicts
@@ -50,11 +61,17 @@ TOL = 1e-5
 @dataclass
 class Trace:
     """What one run produced, per step ``[T, B, ...]``: ``y``, each neuron layer's output
-    (in the protocol's neuron order) and each state (in its state order)."""
+    (in the protocol's neuron order) and each state (in its state order); each neuron's
+    input current where the run records it. A torch run that followed onnxruntime
+    (:func:`run_torch` ``follow``) holds in ``outs``/``states`` the neuron on
+    onnxruntime's current and in ``own`` its output on torch's own current."""
 
     y: np.ndarray
     outs: list[np.ndarray]
     states: list[np.ndarray]
+    currents: list[np.ndarray] = field(default_factory=list)
+    own: list[np.ndarray] = field(default_factory=list)
+    state_of: list[list[int]] = field(default_factory=list)  # each neuron's indices into ``states``
 
 
 @dataclass
@@ -62,6 +79,7 @@ class CheckResult:
     ok: bool
     rows: list[list[Any]] = field(default_factory=list)
     summary: dict[str, Any] = field(default_factory=dict)
+    headers: list[str] = field(default_factory=list)  # the rows' columns
 
 
 def check_memory_for(onnx_path: str | Path, T: int, batch: int) -> None:
@@ -89,13 +107,42 @@ def sample_input(cfg: Config, T: int, batch: int, seed: int = 0) -> tuple[np.nda
 
 
 @torch.no_grad()
-def run_torch(net: SpikingNet, x: np.ndarray, config: list[int] | None = None) -> Trace:
+def run_torch(net: SpikingNet, x: np.ndarray, config: list[int] | None = None, follow: Trace | None = None) -> Trace:
     """Step ``net`` over ``x`` from zero states; with ``config``, stage by stage, each at its
-    T with the temporal transformation module before it (``x`` has ``config[0]`` frames)."""
+    T with the temporal transformation module before it (``x`` has ``config[0]`` frames).
+    ``follow``: onnxruntime's trace of the same input (with currents), which every neuron
+    follows (see the module docstring); else torch runs free."""
     neurons = [layer.neuron for layer in neuron_layers(net)]
     outs: list[list[np.ndarray]] = [[] for _ in neurons]
+    own: list[list[np.ndarray]] = [[] for _ in neurons]
+    cur: list[list[np.ndarray]] = [[] for _ in neurons]
+    followed: list[list[list[np.ndarray]]] = [[] for _ in neurons]  # per neuron, per state: its steps
+    inner = [False]  # the hook calls its neuron again: that call is not recorded
+
+    def hook(i: int, m: nn.Module, args: tuple, kwargs: dict, res: tuple) -> tuple | None:
+        if inner[0]:
+            return None
+        cur[i].append(args[0].numpy().copy())
+        own[i].append(res[0].numpy().copy())
+        if follow is None:
+            outs[i].append(own[i][-1])
+            return None
+        k = len(cur[i]) - 1
+        inner[0] = True
+        try:
+            y, new = m(torch.from_numpy(follow.currents[i][k]), *args[1:], **kwargs)
+        finally:
+            inner[0] = False
+        outs[i].append(y.numpy().copy())
+        followed[i] = followed[i] or [[] for _ in new]
+        for lst, v in zip(followed[i], new):
+            lst.append(v.numpy().copy())
+        # onnxruntime's spikes and states go on downstream and to the next step
+        passed = tuple(torch.from_numpy(follow.states[s][k]) for s in follow.state_of[i])
+        return torch.from_numpy(follow.outs[i][k]), (passed if len(new) else new)
+
     hooks = [
-        m.register_forward_hook(lambda _m, _a, res, i=i: outs[i].append(res[0].numpy().copy()))
+        m.register_forward_hook(lambda m, a, kw, res, i=i: hook(i, m, a, kw, res), with_kwargs=True)
         for i, m in enumerate(neurons)
     ]
     st: list[list[np.ndarray]] = [[] for _ in range(net.n_states)]
@@ -117,17 +164,26 @@ def run_torch(net: SpikingNet, x: np.ndarray, config: list[int] | None = None) -
     finally:
         for h in hooks:
             h.remove()
-    return Trace(seq.numpy().copy(), [np.stack(o) for o in outs], [np.stack(s) for s in st])
+    if follow is not None:  # the states torch computed from onnxruntime's currents, in state order
+        st = [lst for per_neuron in followed for lst in per_neuron]
+    stack = lambda lists: [np.stack(v) for v in lists]
+    return Trace(seq.numpy().copy(), stack(outs), stack(st), stack(cur), stack(own) if follow is not None else [])
 
 
-def with_neuron_outputs(model: onnx.ModelProto, neurons: list[str]) -> tuple[onnx.ModelProto, list[str]]:
-    """A copy whose graph also outputs the first output of each named ``snn`` node, in that order."""
+def with_neuron_outputs(
+    model: onnx.ModelProto, neurons: list[str], currents: bool = False
+) -> tuple[onnx.ModelProto, list[str]]:
+    """A copy whose graph also outputs the first output of each named ``snn`` node, in that
+    order (``currents``: then the input current of each, in that order)."""
     model = onnx.ModelProto.FromString(model.SerializeToString())
     by_name = {n.name: n for n in model.graph.node if n.domain == DOMAIN}
-    names = [by_name[n].output[0] for n in neurons]
-    have = {o.name for o in model.graph.output}  # a stage's output may be a neuron's spikes
+    names = [by_name[n].output[0] for n in neurons] + ([by_name[n].input[0] for n in neurons] if currents else [])
+    # a stage's output may be a neuron's spikes; a graph input is fed, not fetched
+    have = {o.name for o in model.graph.output} | {i.name for i in model.graph.input}
     model.graph.output.extend(
-        onnx.helper.make_tensor_value_info(o, onnx.TensorProto.FLOAT, None) for o in names if o not in have
+        onnx.helper.make_tensor_value_info(o, onnx.TensorProto.FLOAT, None)
+        for o in dict.fromkeys(names)
+        if o not in have
     )
     return model, names
 
@@ -135,29 +191,45 @@ def with_neuron_outputs(model: onnx.ModelProto, neurons: list[str]) -> tuple[onn
 def run_onnx(path: str | Path, x: np.ndarray) -> Trace:
     model = onnx.load(path)
     meta = read_protocol(model)
-    probe, out_names = with_neuron_outputs(model, [n.node for n in meta.neurons])
+    probe, names = with_neuron_outputs(model, [n.node for n in meta.neurons], currents=True)
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 1  # a check, not a benchmark: stay off the shared cores
     sess = ort.InferenceSession(probe.SerializeToString(), opts, providers=["CPUExecutionProvider"])
     state_names = [s.name for s in meta.states]
     states = [np.zeros((x.shape[1], *s.shape), np.float32) for s in meta.states]
-    fetch = ["y", *(f"{n}_out" for n in state_names), *out_names]
+    fetch = ["y", *(f"{n}_out" for n in state_names), *dict.fromkeys(n for n in names if n != "x")]
     ys: list[np.ndarray] = []
     st: list[list[np.ndarray]] = [[] for _ in states]
-    outs: list[list[np.ndarray]] = [[] for _ in out_names]
+    got: list[list[np.ndarray]] = [[] for _ in names]  # neuron outputs, then currents
     for x_t in x:
         res = sess.run(fetch, {"x": x_t, **dict(zip(state_names, states))})
         ys.append(res[0])
         states = res[1 : 1 + len(states)]
         for i, s in enumerate(states):
             st[i].append(s)
-        for i, o in enumerate(res[1 + len(states) :]):
-            outs[i].append(o)
-    return Trace(np.stack(ys), [np.stack(o) for o in outs], [np.stack(s) for s in st])
+        fetched = dict(zip(fetch[1 + len(states) :], res[1 + len(states) :]), x=x_t)
+        for i, n in enumerate(names):
+            got[i].append(fetched[n])
+    n = len(meta.neurons)
+    stack = lambda lists: [np.stack(v) for v in lists]
+    return Trace(np.stack(ys), stack(got[:n]), stack(st), stack(got[n:]), state_of=state_index(meta))
+
+
+def state_index(meta: Protocol) -> list[list[int]]:
+    """Each neuron's state indices into ``meta.states``, in the protocol's neuron order."""
+    index = {s.name: i for i, s in enumerate(meta.states)}
+    return [[index[s] for s in n.states] for n in meta.neurons]
 
 
 def close_enough(ref: np.ndarray, got: np.ndarray) -> bool:
     return bool(np.allclose(got, ref, rtol=TOL, atol=TOL))
+
+
+def same_sum(ref: np.ndarray, got: np.ndarray) -> bool:
+    """Two float32 sums of the same products in other orders: the rounding of each grows
+    with the magnitude of the terms, not of the (possibly cancelled) result, so the bound
+    is relative to the layer's largest current."""
+    return bool(np.abs(got - ref).max(initial=0.0) <= TOL * (1.0 + np.abs(ref).max(initial=0.0)))
 
 
 def predict(y: np.ndarray, readout: str) -> np.ndarray:
@@ -165,57 +237,66 @@ def predict(y: np.ndarray, readout: str) -> np.ndarray:
     return readout_logits(y, readout).argmax(-1)
 
 
-def compare(ref: Trace, got: Trace, meta: Protocol) -> CheckResult:
-    """Per neuron node: spikes (exact) and every state variable (within TOL); then ``y``
-    (within TOL). ``ref.outs``/``got.outs`` are per neuron, ``states`` per state, in the
-    protocol's orders."""
-    rows, ok = [], True
-    index = {s.name: i for i, s in enumerate(meta.states)}
-    for j, n in enumerate(meta.neurons):
-        own = [index[s] for s in n.states]
-        d_state = max(float(np.abs(ref.states[i] - got.states[i]).max()) for i in own)
-        close = all(close_enough(ref.states[i], got.states[i]) for i in own)
+def compare(ref: Trace, got: Trace, meta: Protocol, free: Trace | None = None) -> CheckResult:
+    """Per neuron node: spikes and every state variable; then ``y`` (within TOL).
+    ``ref.outs``/``got.outs`` are per neuron, ``states`` per state, in the protocol's
+    orders. ``ref`` a run that followed ``got`` (:func:`run_torch` ``follow``): spikes
+    exact on onnxruntime's current, currents within TOL, rounding ties counted; ``free``
+    (torch on its own, optional) adds how many spikes and predictions differed in a free
+    run. ``ref`` a free run: spikes exact."""
+    rows, ok, ties, free_diff = [], True, 0, 0
+    followed, spike_cols = bool(ref.own), 4 + (free is not None)
+    for j, (n, own) in enumerate(zip(meta.neurons, state_index(meta))):
+        d_state = max((float(np.abs(ref.states[i] - got.states[i]).max()) for i in own), default=0.0)
+        same = all(close_enough(ref.states[i], got.states[i]) for i in own)
+        d_current: float | str = "-"
+        if followed:
+            d_current = float(np.abs(ref.currents[j] - got.currents[j]).max())
+            same &= same_sum(got.currents[j], ref.currents[j])
+        spikes: list[Any] = ["-"] * spike_cols
+        tied = 0
         if not n.spec.spiking:  # its output is the membrane: compared like a state
-            same = close
-            rows.append([n.node, n.op, "-", "-", "-", d_state, "ok" if same else "FAIL"])
+            same &= close_enough(ref.outs[j], got.outs[j])
         else:
             mismatched = int((ref.outs[j] != got.outs[j]).sum())
-            same = mismatched == 0 and close
-            rows.append(
-                [
-                    n.node,
-                    n.op,
-                    int(ref.outs[j].sum()),
-                    int(got.outs[j].sum()),
-                    mismatched,
-                    d_state,
-                    "ok" if same else "FAIL",
-                ]
-            )
+            tied = int((ref.own[j] != got.outs[j]).sum()) if followed else 0
+            spikes = [int(ref.outs[j].sum()), int(got.outs[j].sum()), mismatched, tied]
+            if free is not None:
+                spikes.append(int((free.outs[j] != got.outs[j]).sum()))
+                free_diff += spikes[-1]
+            same &= mismatched == 0
+            ties += tied
+        rows.append([n.node, n.op, *spikes, d_current, d_state, "FAIL" if not same else "ok"])
         ok &= same
     d_y = float(np.abs(ref.y - got.y).max())
-    rows.append(["y", "-", "-", "-", "-", d_y, "ok" if close_enough(ref.y, got.y) else "FAIL"])
-    ok &= close_enough(ref.y, got.y)
-    pred_ref, pred_got = predict(ref.y, meta.readout), predict(got.y, meta.readout)
-    summary = {
+    y_ok = close_enough(ref.y, got.y)
+    rows.append(["y", "-", *["-"] * spike_cols, "-", d_y, "ok" if y_ok else "FAIL"])
+    ok &= y_ok
+    pred_got = predict(got.y, meta.readout)
+    keys = ["node", "op", "spikes_torch", "spikes_onnx", "mismatched_spikes", "rounding_ties"]
+    keys += ["spikes_differ_free_run"] if free is not None else []
+    keys += ["max_abs_diff_current", "max_abs_diff_state", "status"]
+    summary: dict[str, Any] = {
         "ok": bool(ok),
         "tolerance": TOL,
         "max_abs_diff_y": d_y,
-        "predictions_agree": float((pred_ref == pred_got).mean()),
-        "neurons": [
-            dict(
-                zip(
-                    ("node", "op", "spikes_torch", "spikes_onnx", "mismatched_spikes", "max_abs_diff_state", "status"),
-                    r,
-                )
-            )
-            for r in rows[:-1]
-        ],
+        "rounding_ties": ties,
+        "predictions_agree": float((predict(ref.y, meta.readout) == pred_got).mean()),
+        "neurons": [dict(zip(keys, r)) for r in rows[:-1]],
     }
-    return CheckResult(bool(ok), rows, summary)
+    if free is not None:
+        summary["free_run"] = {
+            "spikes_differ": free_diff,
+            "predictions_agree": float((predict(free.y, meta.readout) == pred_got).mean()),
+            "max_abs_diff_y": float(np.abs(free.y - got.y).max()),
+        }
+    return CheckResult(bool(ok), rows, summary, headers(free is not None))
 
 
-HEADERS = ["node", "op", "spikes torch", "spikes onnx", "mismatched", "max |Δ state|", "status"]
+def headers(free: bool) -> list[str]:
+    """The table's columns (``free``: with the free run's column)."""
+    cols = ["node", "op", "spikes torch", "spikes onnx", "mismatched", "rounding ties"]
+    return cols + (["differ free run"] if free else []) + ["max |Δ current|", "max |Δ state|", "status"]
 
 
 def check_onnx(
@@ -226,7 +307,8 @@ def check_onnx(
     T = T or cfg.train_T
     check_memory_for(onnx_path, T, batch)
     x, source = sample_input(cfg, T, batch)
-    result = compare(run_torch(deployable(model), x), run_onnx(onnx_path, x), read_protocol(onnx_path))
+    net, got = deployable(model), run_onnx(onnx_path, x)
+    result = compare(run_torch(net, x, follow=got), got, read_protocol(onnx_path), free=run_torch(net, x))
     result.summary.update({"T": T, "batch": int(x.shape[1]), "input": source})
     return result
 
@@ -242,30 +324,37 @@ def run_onnx_stages(path: str | Path, x: np.ndarray) -> Trace:
     order = {n.node: i for i, n in enumerate(meta.neurons)}
     for sub, p in stage_models(model, meta):
         stage_neurons.append([order[n.node] for n in p.neurons])
-        probe, names = with_neuron_outputs(sub, [n.node for n in p.neurons])
+        probe, names = with_neuron_outputs(sub, [n.node for n in p.neurons], currents=True)
         sess = ort.InferenceSession(probe.SerializeToString(), opts, providers=["CPUExecutionProvider"])
         zeros = [np.zeros((x.shape[1], *s.shape), np.float32) for s in p.states]
-        runs.append((sess, [s.name for s in p.states], zeros, names))
+        runs.append((sess, [s.name for s in p.states], zeros, names, {i.name for i in sub.graph.input}))
     index = {s.name: i for i, s in enumerate(meta.states)}
     st: list[list[np.ndarray]] = [[] for _ in meta.states]
     outs: list[list[np.ndarray]] = [[] for _ in meta.neurons]
+    currents: list[list[np.ndarray]] = [[] for _ in meta.neurons]
     ys: list[np.ndarray] = []
 
     def step(i: int, j: int, x_t: np.ndarray) -> np.ndarray:
-        sess, names, states, neuron_outs = runs[i]
-        res = sess.run(["y", *(f"{n}_out" for n in names), *neuron_outs], {"x": x_t, **dict(zip(names, states))})
+        sess, names, states, probes, inputs = runs[i]
+        feed = {"x": x_t, **dict(zip(names, states))}
+        fetch = ["y", *(f"{n}_out" for n in names), *dict.fromkeys(n for n in probes if n not in inputs)]
+        res = sess.run(fetch, feed)
         states[:] = res[1 : 1 + len(names)]
         for n, s in zip(names, states):
             st[index[n]].append(s)
-        for k, o in zip(stage_neurons[i], res[1 + len(names) :]):
-            outs[k].append(o)
+        fetched = {**feed, **dict(zip(fetch, res))}
+        neurons = stage_neurons[i]
+        for k, o, c in zip(neurons, probes[: len(neurons)], probes[len(neurons) :]):
+            outs[k].append(fetched[o])
+            currents[k].append(fetched[c])
         if i + 1 == len(runs):
             ys.append(res[0])
         return res[0]
 
     for _ in Stream(meta.config or (), lambda j: x[j], step):
         pass
-    return Trace(np.stack(ys), [np.stack(o) for o in outs], [np.stack(s) for s in st])
+    stack = lambda lists: [np.stack(v) for v in lists]
+    return Trace(np.stack(ys), stack(outs), stack(st), stack(currents), state_of=state_index(meta))
 
 
 def check_stages_onnx(
@@ -275,7 +364,35 @@ def check_stages_onnx(
     ``config`` on a sample input (``config[0]`` frames) and compare every stage."""
     check_memory_for(onnx_path, max(config), batch)
     x, source = sample_input(cfg, config[0], batch)
-    meta = read_protocol(onnx_path)
-    result = compare(run_torch(deployable(model), x, config), run_onnx_stages(onnx_path, x), meta)
+    net, got = deployable(model), run_onnx_stages(onnx_path, x)
+    free = run_torch(net, x, config)
+    result = compare(run_torch(net, x, config, follow=got), got, read_protocol(onnx_path), free)
     result.summary.update({"config": list(config), "batch": int(x.shape[1]), "input": source})
     return result
+
+
+def criterion(summary: dict[str, Any]) -> str:
+    """What a check that passed held, in words."""
+    if "compared" in summary:  # a T-RevSNN's check
+        return f"{summary['compared']} within {summary['tolerance']} abs + rel"
+    return (
+        f"spikes identical on onnxruntime's input currents; currents, states and y within {summary['tolerance']} "
+        "abs + rel"
+    )
+
+
+def tie_note(summary: dict[str, Any]) -> str | None:
+    """The line that says what rounding ties changed (None: nothing did)."""
+    ties, free = summary.get("rounding_ties", 0), summary.get("free_run")
+    if not ties and not (free and free["spikes_differ"]):
+        return None
+    line = (
+        f"{ties} rounding tie{'s' * (ties != 1)}: a membrane within float32 rounding of a threshold (torch and onnxruntime sum a "
+        "layer's input current in another order), where one spike count differs by one"
+    )
+    if free:
+        line += (
+            f"; run free (torch on its own spikes), {free['spikes_differ']} spikes differ downstream of them and "
+            f"{free['predictions_agree']:.1%} of predictions agree"
+        )
+    return line

@@ -144,13 +144,15 @@ def run(a: argparse.Namespace) -> int:
             how = f"{calibration['batches']} batches of {calibration['batch_size']} from {calibration['data']}"
         print(f"configuration {','.join(map(str, a.config))} (T per stage); BatchNorm calibration: {how}")
     if result is not None:
-        from .check import HEADERS
+        from .check import criterion, tie_note
 
         s = result.summary
         steps = f"T per stage {s['config']}" if "config" in s else f"T={s['T']}"
         print(f"check: onnxruntime vs torch, {steps}, batch {s['batch']}, input: {s['input']}")
-        print(table(HEADERS, [[f"{v:.1e}" if isinstance(v, float) else v for v in r] for r in result.rows]))
-        expected = f"{s.get('compared', 'spikes identical, states')} within {s['tolerance']} abs + rel"
+        print(table(result.headers, [[f"{v:.1e}" if isinstance(v, float) else v for v in r] for r in result.rows]))
+        expected = criterion(s)
+        if (note := tie_note(s)) is not None:
+            print(f"note: {note}")
         if written:
             print(f"check passed: {expected}")
         else:

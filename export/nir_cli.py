@@ -32,7 +32,7 @@ def run_import(a: argparse.Namespace) -> int:
     }
     result = None
     if a.check:
-        from .check import HEADERS, check_onnx
+        from .check import check_onnx, criterion, tie_note
 
         result = check_onnx(imported.cfg, imported.model, out, a.T, a.batch_size)
         report["check"] = result.summary
@@ -55,6 +55,8 @@ def run_import(a: argparse.Namespace) -> int:
         print(table(["layer", "kind", "decay", "v_th", "reset", "spike", "v_min", dt_head], rows))
         print(f"T_trained (the runtime's default T) = {imported.cfg.train_T}; readout {imported.model.readout_rule}")
         if result is not None:
-            print(table(HEADERS, [[f"{v:.1e}" if isinstance(v, float) else v for v in r] for r in result.rows]))
-            print("check " + ("passed" if result.ok else "FAILED"))
+            print(table(result.headers, [[f"{v:.1e}" if isinstance(v, float) else v for v in r] for r in result.rows]))
+            if (note := tie_note(result.summary)) is not None:
+                print(f"note: {note}")
+            print("check " + ("passed: " + criterion(result.summary) if result.ok else "FAILED"))
     return 0 if result is None or result.ok else 1

@@ -99,10 +99,11 @@ def test_fold_bn_equals_conv_then_batchnorm():
 
 
 def _export_and_compare(tmp_path, cfg, net, T=5, batch=3):
+    """Export ``net`` and check it as ``--check`` does; ``ref``: torch run free."""
     path = export_onnx(cfg, net, tmp_path / "m.onnx")
     x = inputs(cfg, T, batch)
-    ref = run_torch(deployable(net), x)
-    result = compare(ref, run_onnx(path, x), read_protocol(path))
+    got, ref = run_onnx(path, x), run_torch(deployable(net), x)
+    result = compare(run_torch(deployable(net), x, follow=got), got, read_protocol(path), ref)
     return path, ref, result
 
 
@@ -141,6 +142,12 @@ def test_every_neuron_variant_round_trips(variants):
     assert ref.outs[-1].min() < 0 < ref.outs[-1].max()  # LI output is a membrane, not spikes
 
 
+def _followed(cfg, net, path):
+    x = inputs(cfg)
+    got = run_onnx(path, x)
+    return run_torch(deployable(net), x, follow=got), got, read_protocol(path)
+
+
 def test_check_detects_a_wrong_graph(tmp_path, variants):
     cfg, net, path, _, _ = variants
     proto = onnx.load(path)
@@ -150,6 +157,39 @@ def test_check_detects_a_wrong_graph(tmp_path, variants):
     x = inputs(cfg)
     result = compare(run_torch(deployable(net), x), run_onnx(tmp_path / "bad.onnx", x), read_protocol(path))
     assert not result.ok and result.rows[0][4] > 0
+    # followed (what --check runs): torch's neuron on onnxruntime's current disagrees
+    result = compare(*_followed(cfg, net, tmp_path / "bad.onnx"))
+    assert not result.ok and result.rows[0][-1] == "FAIL" and result.rows[0][4] > 0
+
+
+def test_check_detects_a_wrong_weight_in_a_followed_run(tmp_path, variants):
+    """A synapse off by 1% changes no neuron's definition: the currents catch it."""
+    cfg, net, path, _, _ = variants
+    proto = onnx.load(path)
+    w = next(t for t in proto.graph.initializer if len(t.dims) == 2)  # the first Gemm's weights
+    w.CopyFrom(onnx.numpy_helper.from_array(onnx.numpy_helper.to_array(w) * np.float32(1.01), w.name))
+    onnx.save(proto, tmp_path / "bad.onnx")
+    result = compare(*_followed(cfg, net, tmp_path / "bad.onnx"))
+    d_current = result.rows[0][result.headers.index("max |Δ current|")]
+    assert not result.ok and result.rows[0][-1] == "FAIL" and d_current > 1e-3
+
+
+def test_a_rounding_tie_is_counted_not_failed(variants):
+    """Torch's own current (another summation order) flips one spike that onnxruntime's
+    current does not: a rounding tie, reported; the neuron on onnxruntime's current must
+    still give onnxruntime's spikes exactly, and the currents agree within the tolerance."""
+    cfg, net, path, _, _ = variants
+    ref, got, meta = _followed(cfg, net, path)
+    assert compare(ref, got, meta).ok and compare(ref, got, meta).summary["rounding_ties"] == 0
+    ref.own[0] = ref.own[0].copy()
+    ref.own[0].flat[7] += 1.0  # one spike count off by one on torch's own current
+    result = compare(ref, got, meta)
+    assert result.ok and result.summary["rounding_ties"] == 1 and result.rows[0][5] == 1
+    ref.currents[0] = ref.currents[0] + 1e-3 * (1 + np.abs(ref.currents[0]).max())  # not a rounding
+    assert not compare(ref, got, meta).ok
+    ref.currents[0], ref.outs[0] = got.currents[0], ref.outs[0].copy()
+    ref.outs[0].flat[7] += 1.0  # the neuron itself differs on the same current
+    assert not compare(ref, got, meta).ok
 
 
 FAMILIES = {
