@@ -387,8 +387,8 @@ def tie_note(summary: dict[str, Any]) -> str | None:
     if not ties and not (free and free["spikes_differ"]):
         return None
     line = (
-        f"{ties} rounding tie{'s' * (ties != 1)}: a membrane within float32 rounding of a threshold (torch and onnxruntime sum a "
-        "layer's input current in another order), where one spike count differs by one"
+        f"{ties} rounding tie{'s' * (ties != 1)}: a membrane within float32 rounding of a threshold (torch and "
+        "onnxruntime sum a layer's input current in another order), where one spike count differs by one"
     )
     if free:
         line += (

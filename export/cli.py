@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from runtime import cliargs
-from runtime.data import DataError
+from runtime.data import DataError, spec_paths
 from runtime.fileio import OutputPathError, check_output
 from runtime.neuron import SpecError
 from runtime.report import emit_json, guarded, table
@@ -114,7 +114,11 @@ def run(a: argparse.Namespace) -> int:
             "from trainer fit) or a .nir graph"
         )
     cfg, model, metrics = load_checkpoint(a.checkpoint)  # what the input is, before where its output goes
-    out = check_output(a.out if a.out is not None else default_output(a.checkpoint, a.format, a.config), a.checkpoint)
+    out = check_output(
+        a.out if a.out is not None else default_output(a.checkpoint, a.format, a.config),
+        a.checkpoint,
+        *spec_paths(a.data),
+    )
     calibration = None
     if a.config is not None:
         model, calibration = configured(a, cfg, model)

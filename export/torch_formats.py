@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from runtime.fileio import write_atomic
+from runtime.fileio import write_serialized
 from trainer.config import Config
 from trainer.models import SpikingNet
 
@@ -55,7 +55,7 @@ def export_torchscript(cfg: Config, model: SpikingNet, path: str | Path) -> Path
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         extra = protocol_file(cfg, model)
-        return write_atomic(path, lambda tmp: torch.jit.save(traced, str(tmp), _extra_files=extra))
+        return write_serialized(path, lambda f: torch.jit.save(traced, f, _extra_files=extra))
 
 
 @torch.no_grad()
@@ -72,4 +72,4 @@ def export_pt2(cfg: Config, model: SpikingNet, path: str | Path) -> Path:
     """A ``torch.export`` program with a dynamic batch, loadable with ``torch.export.load``."""
     program = build_pt2(cfg, model)
     extra = protocol_file(cfg, model)
-    return write_atomic(path, lambda tmp: torch.export.save(program, tmp, extra_files=extra))
+    return write_serialized(path, lambda f: torch.export.save(program, f, extra_files=extra))

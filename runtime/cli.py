@@ -12,7 +12,7 @@ from typing import Any
 
 from . import cliargs
 from .bench import bench, torch_available
-from .data import DataError
+from .data import DataError, spec_paths
 from .errors import InputError, TrainedRangeWarning
 from .evaluate import plot_tradeoff, run_dataset, summarize, tradeoff
 from .fileio import OutputPathError, check_output
@@ -166,7 +166,7 @@ def cmd_bench(a: argparse.Namespace) -> None:
 
 def cmd_tradeoff(a: argparse.Namespace) -> None:
     if a.plot:
-        check_output(a.plot, a.model, what="plot")
+        check_output(a.plot, a.model, *spec_paths(a.data), what="plot")
     session = _open(a)
     tmax = a.tmax or session.protocol.default_T
     if not 1 <= a.tmin <= tmax:  # as calibrate-exit says it (the rule's own message named --tmax, not given)
@@ -229,7 +229,7 @@ def cmd_calibrate_exit(a: argparse.Namespace) -> None:
 
     if a.budget < 0:
         raise PolicyError(f"--budget must be a percentage >= 0, got {a.budget}")
-    check_output(a.out, a.model)
+    check_output(a.out, a.model, *spec_paths(a.data))
     bad = [r for r in a.rules or () if r not in CHOICES]
     if bad:
         raise PolicyError(f"exit rule(s) {bad} unknown; expected some of {list(CHOICES)}")

@@ -8,12 +8,14 @@ and :func:`check_output` refuses an output path that would overwrite an input.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import signal
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import IO
 
 
 class OutputPathError(ValueError):
@@ -28,20 +30,39 @@ def _same_file(a: Path, b: Path) -> bool:
 
 
 def check_output(path: str | Path | None, *inputs: str | Path | None, what: str = "output") -> Path:
-    """Refuse an empty output path, a missing folder, a folder as target, and a path that
-    resolves to any of ``inputs`` (same file, hard link or symlink); returns the path."""
+    """Refuse, before any work: an empty output path, one ending in a separator (a folder
+    name), a missing or unwritable folder, a folder, device, FIFO or socket as target (the
+    rename would replace it: as root, ``-o /dev/null`` replaced /dev/null), and a path that
+    resolves to any of ``inputs`` (same file, hard link or symlink) or to an existing file
+    inside an input that is a folder (a data set's); returns the path."""
     if path is None or not str(path).strip():
         raise OutputPathError(f"{what} path is empty; expected a file name")
+    if str(path).endswith(("/", os.sep)):
+        raise OutputPathError(f"cannot write {path}: it names a folder (ends in {os.sep}); expected a file name")
     out = Path(path)
     parent = out.parent if str(out.parent) else Path(".")
     if not parent.is_dir():
         raise OutputPathError(f"cannot write {out}: folder {parent} does not exist")
     if out.is_dir():
         raise OutputPathError(f"cannot write {out}: it is a folder; expected a file name")
+    if out.exists() and not out.is_file():
+        raise OutputPathError(
+            f"cannot write {out}: it is not a regular file (a device, FIFO or socket), which writing would "
+            "replace; expected a file path"
+        )
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputPathError(f"cannot write {out}: folder {parent} is not writable")
     for src in inputs:
-        if src is not None and str(src) and _same_file(out, Path(src)):
+        if src is None or not str(src):
+            continue
+        if _same_file(out, Path(src)):
             raise OutputPathError(
                 f"{what} {out} is the input {src}; writing it would destroy the input (choose another output path)"
+            )
+        if out.exists() and Path(src).is_dir() and out.resolve().is_relative_to(Path(src).resolve()):
+            raise OutputPathError(
+                f"{what} {out} is a file of the input folder {src}; writing it would destroy it (choose "
+                "another output path)"
             )
     return out
 
@@ -69,7 +90,17 @@ def _cleanup_on_signals(tmp: Path) -> Iterator[None]:
             signal.signal(signal.SIGXFSZ, old_xfsz)
 
 
-def write_atomic(path: str | Path, write: Callable[[Path], None]) -> Path:
+def write_serialized(path: str | Path, dump: Callable[[IO[bytes]], None]) -> Path:
+    """:func:`write_atomic` of what ``dump`` writes to a file object, serialised in memory
+    first: torch's C++ writers (torch.save, torch.jit.save, torch.export.save) abort the
+    process or raise an unnamed error on a full disk or a size limit, and np.savez appends
+    ``.npz`` to a file name; Python's own write reports either as :class:`OutputPathError`."""
+    buf = io.BytesIO()
+    dump(buf)
+    return write_atomic(path, lambda tmp: tmp.write_bytes(buf.getbuffer()))
+
+
+def write_atomic(path: str | Path, write: Callable[[Path], object]) -> Path:
     """Call ``write(tmp_path)``, fsync, then rename ``tmp_path`` to ``path``; returns ``path``.
 
     A write that fails for lack of space or a size limit is an :class:`OutputPathError`

@@ -98,3 +98,26 @@ def test_informational_compare_prints_differences_and_exits_0(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "differs: fixed/outputs: 1 of 50 samples differ (first: sample 5)" in out
     assert "parity differs (informational): 1 of 4 arrays differ" in out
+
+
+def test_parity_files_never_destroy_an_input_and_bad_files_are_one_line(tmp_path, capsys):
+    """np.savez appended .npz to the temporary name: an output without that suffix was
+    renamed into place empty (0 bytes) and the data left hidden beside it; `run -o INPUTS`
+    overwrote the inputs; a folder or a foreign file was a traceback."""
+    plain = tmp_path / "inputs"  # no .npz suffix
+    assert _exit_code(["inputs", str(plain), "--limit", "3"]) in (0, None)
+    assert plain.stat().st_size > 1000 and sorted(p.name for p in tmp_path.iterdir()) == ["inputs"]
+    assert len(parity.read_inputs(str(plain)).labels) == 3
+    before = plain.read_bytes()
+    for argv, needle in [
+        (["run", "m.onnx", str(plain), "-o", str(plain)], "is the input"),
+        (["compare", str(tmp_path), str(plain)], "is a folder"),
+        (["run", "m.onnx", str(tmp_path / "none.npz"), "-o", str(tmp_path / "r.npz")], "does not exist"),
+    ]:
+        assert _exit_code(argv) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and needle in err and err.count("\n") == 1, err
+    (tmp_path / "foreign.npz").write_bytes(b"not a zip")
+    assert _exit_code(["compare", str(tmp_path / "foreign.npz"), str(plain)]) == 2
+    assert "not an .npz (zip) file" in capsys.readouterr().err
+    assert plain.read_bytes() == before

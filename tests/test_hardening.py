@@ -239,3 +239,13 @@ def test_a_zip64_locator_claiming_several_disks_is_one_clear_error(ckpt, tmp_pat
     bad.write_bytes(bytes(data))
     with pytest.raises(CheckpointError, match="zip container is damaged"):
         load_checkpoint(bad)
+
+
+def test_fit_over_a_file_of_its_data_is_refused_before_any_work(tmp_path, capsys):
+    data = tmp_path / "nm"
+    (data / "Test").mkdir(parents=True)
+    victim = data / "Test" / "notes.bin"
+    victim.write_bytes(b"a recording")
+    code, _, err = run_trainer(capsys, "fit", "--data", f"nmnist:{data}", "--out", str(victim))
+    one_error(code, err, "is a file of the input folder")
+    assert victim.read_bytes() == b"a recording"

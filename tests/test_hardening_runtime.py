@@ -72,6 +72,48 @@ def test_empty_output_path_is_refused():
         check_output("", "in.pt")
 
 
+def test_outputs_that_would_replace_something_else_are_refused(tmp_path):
+    """A trailing separator wrote a file named like the missing folder; a FIFO or device
+    was replaced by a regular file (as root, `-o /dev/null` replaced /dev/null); a file of
+    a data set's folder given as the output was overwritten (a model over the MNIST images)."""
+    with pytest.raises(OutputPathError, match="names a folder"):
+        check_output(f"{tmp_path}/newdir/")
+    os.mkfifo(tmp_path / "fifo.onnx")
+    with pytest.raises(OutputPathError, match="not a regular file"):
+        check_output(tmp_path / "fifo.onnx")
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "train-images.gz").write_bytes(b"images")
+    with pytest.raises(OutputPathError, match="is a file of the input folder"):
+        check_output(data / "train-images.gz", "m.pt", data)
+    assert check_output(data / "new.pt", "m.pt", data) == data / "new.pt"  # a new file there is no loss
+
+
+@pytest.mark.parametrize("writer", ["torch.save", "torch.jit.save", "np.savez"])
+def test_a_size_limit_in_the_native_writers_is_one_error(tmp_path, writer):
+    """torch's C++ writers aborted the process (torchscript, pt2: exit 134, a C++ stack) or
+    raised an unnamed RuntimeError (a checkpoint) on a full disk or `ulimit -f`, leaving the
+    temporary file; np.savez appended .npz to the temporary name. Serialised in memory
+    first, Python's own write reports it."""
+    dump = {
+        "torch.save": "torch.save({'w': torch.zeros(10000)}, f)",
+        "torch.jit.save": "torch.jit.save(torch.jit.script(torch.nn.Linear(100, 100)), f)",
+        "np.savez": "np.savez(f, a=np.zeros(10000))",
+    }[writer]
+    code = (
+        "import resource, sys, torch, numpy as np\n"
+        "from runtime.fileio import write_serialized, OutputPathError\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (4000, 4000))\n"
+        f"try:\n write_serialized(sys.argv[1], lambda f: {dump})\n"
+        "except OutputPathError as e:\n print('refused:', e)"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "out")], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert r.returncode == 0 and "refused: cannot write" in r.stdout and "File too large" in r.stdout, r.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_speck_describe_over_the_model_is_refused(static_onnx, capsys):
     before = static_onnx.read_bytes()
     code, _, err = _cli(capsys, "edge", "speck", str(static_onnx), "--describe", str(static_onnx))

@@ -35,7 +35,7 @@ import torch
 
 from runtime.archives import torch_program
 from runtime.cliargs import MAX_SIDE, MAX_WIDTH
-from runtime.fileio import write_atomic
+from runtime.fileio import write_serialized
 from runtime.limits import ResourceError, check_memory
 
 from .config import Config, ConfigError
@@ -75,7 +75,7 @@ def save_checkpoint(
             "calibration diverged; try a smaller --lr)"
         )
     payload[DIGEST_KEY] = digest(payload)
-    write_atomic(path, lambda tmp: torch.save(payload, tmp))
+    write_serialized(path, lambda f: torch.save(payload, f))
 
 
 def digest(ckpt: dict[str, Any]) -> str:

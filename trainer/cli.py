@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from runtime import cliargs
-from runtime.data import DataError, Dataset, load_dataset
+from runtime.data import DataError, Dataset, load_dataset, spec_paths
 from runtime.data.transforms import from_dicts, parse_transform
 from runtime.fileio import OutputPathError, check_output, write_atomic
 from runtime.limits import check_memory
@@ -599,7 +599,7 @@ def _refuse_flags_a_resume_ignores(a: argparse.Namespace) -> None:
 
 
 def cmd_fit(a: argparse.Namespace) -> None:
-    out = check_output(a.out, a.resume, a.init_from)
+    out = check_output(a.out, a.resume, a.init_from, *spec_paths(a.data))
     resumed = read_checkpoint(a.resume) if a.resume else None
     if resumed is None:
         # check everything that needs no data before loading it (the default model is chosen
@@ -699,7 +699,7 @@ def cmd_eval(a: argparse.Namespace) -> None:
             raise ConfigError("--split val applies to --T; configurations are fitted on val by `trainer search`")
         return eval_configs(a)
     if a.plot:
-        check_output(a.plot, *a.checkpoints, what="plot")
+        check_output(a.plot, *a.checkpoints, *spec_paths(a.data), what="plot")
     runs: dict[str, EvalRun] = {}
     warnings = []
     for path in a.checkpoints:
@@ -766,7 +766,7 @@ def plot_accuracy(results: dict[str, dict[int, float]], path: str) -> None:
 def cmd_calibrate(a: argparse.Namespace) -> None:
     if a.calib_batches == 0:  # "0: off" elsewhere; here the command is the calibration
         raise ConfigError("--calib-batches 0 calibrates nothing; expected a positive number of training batches")
-    check_output(a.out, a.checkpoint)
+    check_output(a.out, a.checkpoint, *spec_paths(a.data))
     cfg, model, metrics = load_checkpoint(a.checkpoint)
     T = a.T or cfg.method.tmax
     if not has_bn(model):

@@ -14,7 +14,7 @@ import numpy as np
 from tqdm import tqdm
 
 from runtime import cliargs
-from runtime.data import DataError, Dataset, check_fits, load_dataset
+from runtime.data import DataError, Dataset, check_fits, load_dataset, spec_paths
 from runtime.data.datasets import stored_data_error
 from runtime.data.transforms import from_dicts
 from runtime.fileio import check_output, write_atomic
@@ -259,7 +259,7 @@ def add_search_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 def cmd_search(a: argparse.Namespace) -> None:
     if a.plot:
-        check_output(a.plot, a.checkpoint, what="plot")
+        check_output(a.plot, a.checkpoint, *spec_paths(a.data), what="plot")
     if a.cost not in COST_MODELS:
         raise ConfigError(f"--cost {a.cost!r} is unknown; expected one of {list(COST_MODELS)}")
     cfg, model, _ = load_checkpoint(a.checkpoint)

@@ -24,15 +24,18 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 import numpy as np
 
 from runtime import cliargs
 from runtime.data import Dataset
 from runtime.data.digits import DURATION_US, digits_events
+from runtime.errors import InputError, ModelError
 from runtime.evaluate import run_dataset
-from runtime.fileio import write_atomic
+from runtime.fileio import check_output, write_serialized
 from runtime.policies import FixedT, parse_policy
+from runtime.report import guarded
 from runtime.session import BACKENDS, load
 
 CONFIDENCE = "confidence:0.5"
@@ -44,12 +47,30 @@ def write_inputs(path: str, limit: int | None) -> None:
     streams, labels = digits_events("test")
     streams, labels = streams[:limit], labels[:limit]
     offsets = np.concatenate([[0], np.cumsum([len(s) for s in streams])])
-    write_atomic(path, lambda tmp: np.savez(tmp, events=np.concatenate(streams), offsets=offsets, labels=labels))
+    write_serialized(path, lambda f: np.savez(f, events=np.concatenate(streams), offsets=offsets, labels=labels))
+
+
+def _npz(path: str, keys: tuple[str, ...], what: str) -> dict[str, np.ndarray]:
+    """The arrays ``keys`` of the .npz file ``path`` (``what`` it should be, for the message)."""
+    import zipfile
+
+    if not Path(path).is_file():
+        raise InputError(f"{what} {path} " + ("is a folder" if Path(path).is_dir() else "does not exist"))
+    if not zipfile.is_zipfile(path):
+        raise InputError(f"{path} is not {what}: not an .npz (zip) file")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            missing = [k for k in keys if k not in z.files]
+            if missing:
+                raise InputError(f"{path} is not {what} (it lacks {', '.join(missing)})")
+            return {k: z[k] for k in (keys or z.files)}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
+        raise InputError(f"{path} is not {what} (an .npz file): {str(e).splitlines()[0][:120]}") from None
 
 
 def read_inputs(path: str) -> Dataset:
-    with np.load(path) as z:
-        ev, offsets, labels = z["events"], z["offsets"], z["labels"]
+    z = _npz(path, ("events", "offsets", "labels"), "a parity inputs file (python -m edge.pi.parity inputs)")
+    ev, offsets, labels = z["events"], z["offsets"], z["labels"]
     streams = [ev[offsets[i] : offsets[i + 1]] for i in range(len(labels))]
     classes = [str(c) for c in range(10)]
     return Dataset(path, "test", "events", (2, 20, 20), labels, classes, events=streams, duration_us=DURATION_US)
@@ -103,15 +124,17 @@ def _load(path: str) -> dict[str, np.ndarray]:
     """A result of ``run``, or the ``--json`` object of ``python -m runtime run`` (its wall
     times left out: they are not results)."""
     if path.endswith(".json"):
-        with open(path) as f:
-            s = json.load(f)
+        try:
+            with open(path) as f:
+                s = json.load(f)
+        except (OSError, ValueError) as e:
+            raise InputError(f"cannot read {path} as runtime run --json output: {e}") from None
         return _flatten("cli", {k: v for k, v in s.items() if k not in CLI_TIMES})
-    with np.load(path) as z:
-        return {k: z[k] for k in z.files}
+    return _npz(path, (), "a parity result (python -m edge.pi.parity run, or runtime run --json)")
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m edge.pi.parity", description=__doc__.splitlines()[0])
+    p = cliargs.Parser(prog="python -m edge.pi.parity", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="cmd", required=True)
     q = sub.add_parser("inputs", help="write the digits test streams (host)")
     q.add_argument("output")
@@ -126,11 +149,16 @@ def main(argv: list[str] | None = None) -> None:
     q.add_argument("second")
     q.add_argument("--informational", action="store_true", help="print the differences, exit 0")
     a = p.parse_args(argv)
+    sys.exit(guarded((InputError, ModelError), lambda: _run(a)))
+
+
+def _run(a: argparse.Namespace) -> int:
     if a.cmd == "inputs":
         write_inputs(a.output, a.limit)
     elif a.cmd == "run":
+        check_output(a.output, a.model, a.inputs)  # before the runs: never over an input
         res = run_all(a.model, read_inputs(a.inputs), a.backend)
-        write_atomic(a.output, lambda tmp: np.savez(tmp, **res))  # type: ignore[arg-type]
+        write_serialized(a.output, lambda f: np.savez(f, **res))  # type: ignore[arg-type]
     else:
         diffs = compare(_load(a.first), _load(a.second))
         for d in diffs:
@@ -138,7 +166,8 @@ def main(argv: list[str] | None = None) -> None:
         n = len(_load(a.first))
         verdict = "ok" if not diffs else "differs (informational)" if a.informational else "FAILED"
         print(f"parity {verdict}: {len(diffs)} of {n} arrays differ")
-        sys.exit(1 if diffs and not a.informational else 0)
+        return 1 if diffs and not a.informational else 0
+    return 0
 
 
 if __name__ == "__main__":

@@ -1,7 +1,16 @@
 """Data readers, the data-set registry, event files and transforms (numpy only): see
 :mod:`runtime.data.datasets`, :mod:`runtime.data.eventfile`, :mod:`runtime.data.transforms`."""
 
-from .datasets import DURATIONS, SPEC_FORMS, Dataset, check_fits, load_dataset, parse_spec, with_transforms
+from .datasets import (
+    DURATIONS,
+    SPEC_FORMS,
+    Dataset,
+    check_fits,
+    load_dataset,
+    parse_spec,
+    spec_paths,
+    with_transforms,
+)
 from .eventfile import read_events
 from .events import BINNINGS, EVENT_DTYPE, bin_events, make_events
 from .registry import DataError
@@ -19,5 +28,6 @@ __all__ = [
     "make_events",
     "parse_spec",
     "read_events",
+    "spec_paths",
     "with_transforms",
 ]

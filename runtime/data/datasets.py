@@ -371,6 +371,12 @@ def with_transforms(ds: Dataset, transforms: Sequence[Transform]) -> Dataset:
     )
 
 
+def spec_paths(spec: str | None) -> list[Path]:
+    """The files and folders a data spec reads (``nmnist:DIR``, ``mnist:DIR``, a tonic
+    set's root): outputs must never land on them (:func:`runtime.fileio.check_output`)."""
+    return [Path(p) for p in (spec or "").split(":")[1:] if p and Path(p).exists()]
+
+
 def load_dataset(spec: str, split: str, limit: int | None = None, transforms: Sequence[Transform] = ()) -> Dataset:
     """Load ``split`` of the data named by ``spec``; ``limit`` keeps an evenly spread subset;
     ``transforms`` (:mod:`.transforms`) apply to every event recording."""

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..fileio import OutputPathError, write_atomic
+from ..fileio import OutputPathError, write_serialized
 from .eventcam import saccade_events
 from .events import EVENT_DTYPE
 
@@ -83,7 +83,7 @@ def _write_cache(path: Path, streams: list[np.ndarray], labels: np.ndarray) -> N
     offsets = np.concatenate([[0], np.cumsum([len(s) for s in streams])])
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(path, lambda tmp: np.savez(tmp, events=np.concatenate(streams), offsets=offsets, labels=labels))
+        write_serialized(path, lambda f: np.savez(f, events=np.concatenate(streams), offsets=offsets, labels=labels))
     except (OSError, OutputPathError) as e:  # a read-only home: run on, uncached
         print(f"note: digits event cache not written ({e})", file=sys.stderr)
 
