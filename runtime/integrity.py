@@ -2,8 +2,10 @@
 
 The digest covers everything that decides what the model computes: the graph (nodes,
 their attributes, the initializers, i.e. the weights) and the model-local functions,
-serialised deterministically, plus the protocol metadata. It is stored in the metadata
-entry :data:`KEY`, beside the protocol, so the protocol JSON itself is unchanged.
+serialised deterministically, plus the product's metadata (keys ``flexsnn.*``: the
+protocol). It is stored in the metadata entry :data:`KEY`, beside the protocol, so the
+protocol JSON itself is unchanged. Other metadata keys a user or tool adds (an owner, a
+note) change nothing the model computes and are not covered: such a file still loads.
 
 A file written before the digest existed still loads, with a one-line note on stderr;
 one whose digest does not match is refused, naming the file.
@@ -30,7 +32,7 @@ def onnx_digest(model: onnx.ModelProto) -> str:
     h.update(model.graph.SerializeToString(deterministic=True))
     for f in model.functions:
         h.update(f.SerializeToString(deterministic=True))
-    for p in sorted((p.key, p.value) for p in model.metadata_props if p.key != KEY):
+    for p in sorted((p.key, p.value) for p in model.metadata_props if p.key.startswith("flexsnn.") and p.key != KEY):
         h.update(f"{p[0]}={p[1]};".encode())
     return h.hexdigest()
 
@@ -57,7 +59,7 @@ def verify_onnx(model: onnx.ModelProto, path: str | Path) -> None:
         return
     if stored != onnx_digest(model):
         raise IntegrityError(
-            f"{path} is corrupted: its graph or weights do not match the SHA-256 digest "
+            f"{path} is corrupted: its graph, weights or protocol metadata do not match the SHA-256 digest "
             "stored in it (re-export it from the checkpoint)"
         )
 

@@ -335,6 +335,20 @@ def test_onnx_bit_flips_in_weights_are_caught(static_onnx):
     assert flips >= 8
 
 
+def test_a_users_own_metadata_key_is_no_corruption_the_protocols_is(static_onnx):
+    """An `owner` key added to an exported file made it "corrupted: its graph or weights do
+    not match": the digest covers the graph, weights and the product's own keys only."""
+    m = onnx.load(str(static_onnx))
+    m.metadata_props.add(key="owner", value="team-a")
+    onnx.save(m, str(static_onnx))
+    read_model(static_onnx)
+    protocol = next(p for p in m.metadata_props if p.key == "flexsnn.protocol")
+    protocol.value = protocol.value.replace('"readout"', '"readout" ', 1)  # same JSON, other bytes
+    onnx.save(m, str(static_onnx))
+    with pytest.raises(ModelError, match="graph, weights or protocol metadata"):
+        read_model(static_onnx)
+
+
 def test_onnx_without_digest_loads_with_a_note(tmp_path, capsys):
     m = tiny_model()
     path = tmp_path / "old.onnx"
