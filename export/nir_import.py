@@ -81,7 +81,7 @@ def read_graph(path: str | Path):
 
     path = Path(path)
     if not path.is_file():
-        raise ExportError(f"NIR file {path} does not exist")
+        raise ExportError(f"NIR file {path} " + ("is a folder" if path.is_dir() else "does not exist"))
     try:
         return nir.read(path)
     except Exception as e:  # h5py/nir raise many types for a file that is not NIR

@@ -249,3 +249,13 @@ def test_fit_over_a_file_of_its_data_is_refused_before_any_work(tmp_path, capsys
     code, _, err = run_trainer(capsys, "fit", "--data", f"nmnist:{data}", "--out", str(victim))
     one_error(code, err, "is a file of the input folder")
     assert victim.read_bytes() == b"a recording"
+
+
+@pytest.mark.parametrize("suffix, needle", [(".onnx", "is an ONNX file"), (".nir", "is a NIR graph")])
+def test_a_product_file_handed_to_a_checkpoint_reader_is_named(tmp_path, capsys, suffix, needle):
+    """It said "is not a torch checkpoint (unreadable pickle data)"."""
+    path = tmp_path / f"m{suffix}"
+    path.write_bytes(b"\x08\x08\x12\x07pytorch")
+    for argv in (["eval", str(path)], ["fit", "--init-from", str(path), "--epochs", "1"]):
+        code, _, err = run_trainer(capsys, *argv)
+        one_error(code, err, needle, "expected a checkpoint (model.pt from trainer fit)")

@@ -154,11 +154,20 @@ def _verify_digest(path: Path, ckpt: dict[str, Any]) -> None:
         )
 
 
+# the product's other files, by suffix: what a user handing one to a checkpoint reader holds
+OTHER_FILES = {
+    ".onnx": "an ONNX file (python -m export's output, which the runtime commands read)",
+    ".nir": "a NIR graph (python -m export model.nir imports it as ONNX)",
+}
+
+
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """The raw checkpoint dict, validated for format and integrity; never unpickles code."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist or is not a file")
+    if (other := OTHER_FILES.get(path.suffix.lower())) is not None:  # it read as "unreadable pickle data"
+        raise CheckpointError(f"{path} is {other}; expected a checkpoint (model.pt from trainer fit)")
     _check_zip(path)
     try:
         with warnings.catch_warnings():  # torch's pickle-protocol notices would break the one error line
