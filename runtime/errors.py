@@ -25,5 +25,10 @@ class UnusedFramesWarning(RuntimeWarning):
     unseen). The run goes ahead on the first frames."""
 
 
+class UnseenEventsWarning(RuntimeWarning):
+    """Events of a stream after the last fixed bin (``T x dt``): the run never sees them
+    (fixed bins cover the first ``T x dt`` µs of a recording). The run goes ahead."""
+
+
 class DataError(ValueError):
     """A data spec or data folder that cannot be used; the message says what was expected."""

@@ -26,7 +26,7 @@ import onnxruntime as ort
 from . import cost
 from .data.events import BINNINGS, bin_events
 from .engine import Stepper, make_session, threads_for, with_outputs
-from .errors import InputError, TrainedRangeWarning, UnusedFramesWarning
+from .errors import InputError, TrainedRangeWarning, UnseenEventsWarning, UnusedFramesWarning
 from .eventinput import checked_streams, span_us
 from .limits import check_memory, check_steps, run_bytes
 from .policies import (
@@ -328,7 +328,28 @@ class Session:
             raise InputError(
                 f"event stream {i} has {n} of {len(streams[i])} events at t >= {duration:g} µs, the recording length "
                 f"this model bins into T steps (equal binning, as trained); {len(late)} stream(s) in all. Cut the "
-                "streams to it, shift them to start at 0, or pass binning='fixed' (bins of the model's dt)"
+                "streams to it, shift them to start at 0, or pass binning='fixed' (bins of the model's dt: the run "
+                "then sees the first T x dt µs)"
+            )
+
+    def _warn_unseen(
+        self, streams: Sequence[np.ndarray], frames: int, binning: str | None, dt_us: float | None
+    ) -> None:
+        """Fixed bins see the first ``frames x dt`` µs of each stream; say how much lies after
+        (a stream starting late, or a small ``dt_us``, ran on a fraction of its events unwarned)."""
+        dt = self.protocol.dt_us if dt_us is None else dt_us
+        if (binning or self.protocol.binning) != "fixed" or dt is None:
+            return
+        end = frames * dt
+        late = [int((s["t"] >= end).sum()) for s in streams]
+        if any(late):
+            n, total = sum(late), sum(len(s) for s in streams)
+            warnings.warn(
+                f"{n} of {total} events ({n / total:.0%}) in {sum(map(bool, late))} of {len(streams)} stream(s) lie "
+                f"at t >= {end:g} µs, after the last of {frames} fixed bins of {end / frames:g} µs: the run does not "
+                "see them (run more steps, larger bins, or binning='equal' to spread each recording over the steps)",
+                UnseenEventsWarning,
+                stacklevel=4,
             )
 
     def _prepare(
@@ -347,6 +368,7 @@ class Session:
             check_memory(run_bytes(p, len(x), frames), f"{len(x)} event streams binned into {frames} steps")
             streams = checked_streams(x, cast("tuple[int, int, int]", p.input_shape))
             self._check_span(streams, binning)
+            self._warn_unseen(streams, frames, binning, dt_us)
             return self.frames(streams, frames, binning, dt_us), False, policy, T
         if isinstance(x, (list, tuple)) and p.input_kind == "event-frames":
             # a list, but not of event streams: say which item is not one (was "input is a list;

@@ -15,7 +15,7 @@ import pytest
 import runtime
 from runtime import cost
 from runtime.data import bin_events, load_dataset, make_events
-from runtime.errors import InputError
+from runtime.errors import InputError, UnseenEventsWarning
 from runtime.neuron import NeuronSpec
 from runtime.policies import Confidence, Entropy, FixedT, PolicyError, parse_policy
 from runtime.protocol import ModelError
@@ -455,7 +455,8 @@ def test_streams_past_the_models_span_and_dt_without_fixed_bins_are_refused(tmp_
         s.run([inside, late])
     with pytest.raises(InputError, match="dt_us sets fixed bins; pass binning='fixed'"):
         s.run([inside], dt_us=1000.0)
-    s.run([late], binning="fixed", dt_us=1000.0)  # fixed bins from 0: what it asks for
+    with pytest.warns(UnseenEventsWarning, match="1 of 2 events"):  # fixed bins from 0: what it asks for,
+        s.run([late], binning="fixed", dt_us=1000.0)  # its event at 300 ms after the last of 4 bins said
 
 
 def test_a_users_exit_policy_that_answers_wrongly_is_a_policy_error(model_path):
@@ -507,6 +508,30 @@ def test_frames_past_the_policys_horizon_warn_that_they_are_never_seen(model_pat
         warnings.simplefilter("error")
         s.run(frames)  # every frame: no warning
         s.run(frames, "confidence:0.5,tmax=4")  # may exit early, but may see every frame
+
+
+def test_events_after_the_last_fixed_bin_warn_that_they_are_never_seen(tmp_path):
+    """binning='fixed' sees the first T x dt µs: a stream starting 200 ms late ran on a third
+    of its events, and the equal-binning error suggested exactly that, unwarned."""
+    import warnings
+
+    from runtime.data import load_dataset
+
+    s = runtime.load(save(tiny_model(kind="event-frames"), tmp_path / "e.onnx"))
+    ev = load_dataset("digits", "test", limit=2).events[0]
+    end = s.protocol.duration_us
+    dt = end / s.protocol.T_trained  # bins that cover the recording length
+    late = ev.copy()
+    late["t"] += int(end // 2)
+    n = int((late["t"] >= end).sum())
+    assert 0 < n < len(ev)
+    with pytest.warns(UnseenEventsWarning, match=rf"^{n} of {len(ev)} events .* lie at t >= {end:g} µs"):
+        s.run([late], binning="fixed", dt_us=dt)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        s.run([ev], binning="fixed", dt_us=dt)  # every event inside the bins: no warning
+    with pytest.raises(InputError, match="sees the first T x dt"):  # equal binning refuses, never cuts
+        s.run([late])
 
 
 def test_sdk_warns_when_a_run_leaves_the_trained_range(model_path):
