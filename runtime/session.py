@@ -335,19 +335,24 @@ class Session:
     def _warn_unseen(
         self, streams: Sequence[np.ndarray], frames: int, binning: str | None, dt_us: float | None
     ) -> None:
-        """Fixed bins see the first ``frames x dt`` µs of each stream; say how much lies after
-        (a stream starting late, or a small ``dt_us``, ran on a fraction of its events unwarned)."""
-        dt = self.protocol.dt_us if dt_us is None else dt_us
-        if (binning or self.protocol.binning) != "fixed" or dt is None:
+        """Fixed bins see the first ``steps x dt`` µs of each stream; say how much lies after
+        the bins of the trained T (or the run's, if longer): a stream starting late, or a small
+        ``dt_us``, ran on a fraction of its events unwarned. A run of fewer steps than trained
+        sees less of the recording by choice (flexible T): not warned."""
+        p = self.protocol
+        dt = p.dt_us if dt_us is None else dt_us
+        if (binning or p.binning) != "fixed" or dt is None:
             return
-        end = frames * dt
+        steps = max(frames, p.input_steps(p.T_trained))
+        end = steps * dt
         late = [int((s["t"] >= end).sum()) for s in streams]
         if any(late):
             n, total = sum(late), sum(len(s) for s in streams)
             warnings.warn(
                 f"{n} of {total} events ({n / total:.0%}) in {sum(map(bool, late))} of {len(streams)} stream(s) lie "
-                f"at t >= {end:g} µs, after the last of {frames} fixed bins of {end / frames:g} µs: the run does not "
-                "see them (run more steps, larger bins, or binning='equal' to spread each recording over the steps)",
+                f"at t >= {end:g} µs, after {steps} fixed bins of {dt:g} µs (the trained T, or the run's if longer): "
+                "no run of that many steps sees them (shift the streams to start at 0, larger bins, or "
+                "binning='equal' to spread each recording over the steps)",
                 UnseenEventsWarning,
                 stacklevel=4,
             )
@@ -368,8 +373,9 @@ class Session:
             check_memory(run_bytes(p, len(x), frames), f"{len(x)} event streams binned into {frames} steps")
             streams = checked_streams(x, cast("tuple[int, int, int]", p.input_shape))
             self._check_span(streams, binning)
+            inputs = self.frames(streams, frames, binning, dt_us)  # checks binning and dt_us first
             self._warn_unseen(streams, frames, binning, dt_us)
-            return self.frames(streams, frames, binning, dt_us), False, policy, T
+            return inputs, False, policy, T
         if isinstance(x, (list, tuple)) and p.input_kind == "event-frames":
             # a list, but not of event streams: say which item is not one (was "input is a list;
             # expected a numpy array (... or a list of event streams)")
