@@ -165,8 +165,8 @@ def _speck(a: argparse.Namespace) -> None:
     spec = chip(a.chip)
     cliargs.refuse_unread("--emulate", a.emulate, {"--data": a.data is not None, "--limit": a.limit is not None})
     if a.describe or a.deploy:  # refused before any work: never write over the model
-        describe = a.describe or Path(a.model).with_suffix(".speck.json")
-        check_output(describe, a.model, *spec_paths(a.data), what="--describe")
+        description = a.describe or Path(a.model).with_suffix(".speck.json")
+        check_output(description, a.model, *spec_paths(a.data), what="--describe")
     model, proto = read_model(a.model)
     one_rate(proto, "a Speck chip (one clock for all layers)")
     if a.emulate:  # the data the model was trained on, unless --data says otherwise
