@@ -234,6 +234,7 @@ def cmd_calibrate_exit(a: argparse.Namespace) -> None:
     if bad:
         raise PolicyError(f"exit rule(s) {bad} unknown; expected some of {list(CHOICES)}")
     session = _open(a)
+    check_output(a.out, *spec_paths(a.data or session.protocol.data))  # without --data: the model's
     p = session.protocol
     if a.binning not in (None, p.binning):
         # the file's default runs bin as trained: a policy chosen on other bins would not give

@@ -22,6 +22,17 @@ class OutputPathError(ValueError):
     """An output path that cannot be written; the message says why."""
 
 
+# the data folders and files this process has read (runtime.data.load_dataset registers
+# them): every write checks against them, so a data set named inside a model file (a
+# resumed run's, an ONNX file's own) is as safe as one given with --data
+_read: set[Path] = set()
+
+
+def reading(*paths: Path) -> None:
+    """Note inputs this process reads; no output may land on them (:func:`write_atomic`)."""
+    _read.update(p.resolve() for p in paths)
+
+
 def _same_file(a: Path, b: Path) -> bool:
     try:
         return os.path.samefile(a, b)  # same inode: the same file, a hard link or a symlink to it
@@ -106,7 +117,7 @@ def write_atomic(path: str | Path, write: Callable[[Path], object]) -> Path:
     A write that fails for lack of space or a size limit is an :class:`OutputPathError`
     naming the path; nothing is left behind.
     """
-    path = check_output(path)
+    path = check_output(path, *sorted(_read))
     parent = path.parent if str(path.parent) else Path(".")
     try:
         # keep the suffix: some writers (torch.export.save, matplotlib) look at it

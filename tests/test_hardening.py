@@ -259,3 +259,22 @@ def test_a_product_file_handed_to_a_checkpoint_reader_is_named(tmp_path, capsys,
     for argv in (["eval", str(path)], ["fit", "--init-from", str(path), "--epochs", "1"]):
         code, _, err = run_trainer(capsys, *argv)
         one_error(code, err, needle, "expected a checkpoint (model.pt from trainer fit)")
+
+
+def test_no_write_lands_on_a_data_set_this_process_read(mnist_path, tmp_path):
+    """A data set named inside a model file (fit --resume's, calibrate-exit's, calibrate's)
+    was no input to the output check: its label files were replaced by a checkpoint."""
+    import shutil
+
+    from runtime.data import load_dataset
+    from runtime.fileio import OutputPathError, write_atomic
+
+    data = tmp_path / "mnist"
+    shutil.copytree(mnist_path, data)
+    victim = next(p for p in sorted(data.iterdir()) if "labels" in p.name)
+    before = victim.read_bytes()
+    load_dataset(f"mnist:{data}", "test", limit=4)
+    with pytest.raises(OutputPathError, match="is a file of the input folder"):
+        write_atomic(victim, lambda tmp: tmp.write_bytes(b"a checkpoint"))
+    assert victim.read_bytes() == before
+    write_atomic(data / "new.pt", lambda tmp: tmp.write_bytes(b"ok"))  # a new file beside it is no loss

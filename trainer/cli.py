@@ -615,6 +615,7 @@ def cmd_fit(a: argparse.Namespace) -> None:
         rcfg = Config.from_dict(resumed["config"])
         transforms, spec, split = from_dicts(rcfg.data.transforms), rcfg.data.spec, rcfg.data.train_split
         print(f"resuming {a.resume}: its config and data {spec!r}")
+    check_output(out, *spec_paths(spec))  # a resumed run's data is named in its checkpoint
     limits = run_limits(a, resumed)
     train_ds = load_dataset(spec, split, limits["limit_train"], transforms)
     test_ds = load_dataset(spec, "test", limits["limit"], transforms)
@@ -768,6 +769,7 @@ def cmd_calibrate(a: argparse.Namespace) -> None:
         raise ConfigError("--calib-batches 0 calibrates nothing; expected a positive number of training batches")
     check_output(a.out, a.checkpoint, *spec_paths(a.data))
     cfg, model, metrics = load_checkpoint(a.checkpoint)
+    check_output(a.out, *spec_paths(a.data or cfg.data.spec))  # without --data: the checkpoint's
     T = a.T or cfg.method.tmax
     if not has_bn(model):
         raise ConfigError(f"{a.checkpoint} has no BatchNorm layers: there is nothing to calibrate")

@@ -23,6 +23,7 @@ from typing import cast
 
 import numpy as np
 
+from ..fileio import reading
 from .braille import read_braille
 from .events import BINNINGS, bin_events
 from .mnist import read_mnist
@@ -384,6 +385,7 @@ def load_dataset(spec: str, split: str, limit: int | None = None, transforms: Se
         raise DataError(f"split {split!r} is unknown; expected one of {list(SPLITS)}")
     src = source(spec)
     arg = src.parse(spec.partition(":")[2], spec)
+    reading(*spec_paths(spec))
     whole = "train" if split in ("val", "train-minus-val") else split
     try:
         ds = src.load(arg, whole, spec)
