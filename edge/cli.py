@@ -18,6 +18,7 @@ from runtime import cliargs
 from runtime.data import DataError, spec_paths
 from runtime.errors import InputError, TrainedRangeWarning
 from runtime.fileio import OutputPathError, check_output
+from runtime.limits import available_cores
 from runtime.neuron import SpecError
 from runtime.policies import POLICY_FORMS, PolicyError, parse_policy
 from runtime.protocol import ModelError, one_rate, read_model
@@ -262,7 +263,7 @@ def cmd_pi_bench(a: argparse.Namespace) -> None:
         "backend": a.backend,
         "steps": a.T,
         "repeats": a.repeats,
-        "cpus": os.cpu_count(),
+        "cpus": available_cores(),
         "versions": versions("numpy", "onnx", "onnxruntime", "numba"),  # what a Pi's figures are compared by
         "rss_before_model_mib": base,
         "threads": thread_rows(a.model, a.max_threads, a.T, a.repeats, a.backend),

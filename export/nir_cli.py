@@ -7,6 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from runtime.fileio import check_output
 from runtime.report import emit_json, table
 
 from .errors import ExportError
@@ -19,7 +20,7 @@ def run_import(a: argparse.Namespace) -> int:
     if a.T is not None and a.T <= 0 or a.batch_size <= 0:
         raise ExportError(f"--T and --batch-size must be positive integers, got {a.T} and {a.batch_size}")
     src = Path(a.checkpoint)
-    out = Path(a.out) if a.out else src.with_suffix(".onnx")
+    out = check_output(a.out if a.out else src.with_suffix(".onnx"), src)  # before any work, as export
     imported, out = import_nir(src, out, a.source, a.dt, a.T, a.events_us)
     info = describe(imported)
     report = {

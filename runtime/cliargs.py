@@ -73,11 +73,8 @@ class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         # "argument --T: must be ..." (our types' wording) reads as "--T must be ..."
         message = re.sub(r"^argument ([^:]+): must ", r"\1 must ", message)
-        if message.startswith("unrecognized arguments:"):
-            renamed = [f"{old} is now {new}" for old, new in RENAMED.items() if old in message.split()]
-            message += f" ({'; '.join(renamed)})" if renamed else ""
-        if os.environ.get("RANK", "0") != "0":  # torchrun: every rank parses the same argv; rank 0 says it
-            raise SystemExit(2)
+        if os.environ.get("TORCHELASTIC_RUN_ID") and os.environ.get("RANK", "0") != "0":
+            raise SystemExit(2)  # under torchrun every rank parses the same argv; rank 0 says what is wrong
         fail(message + f" (see {self.prog} -h)")
 
 
@@ -233,7 +230,17 @@ def parse(make_parser: Callable[[], argparse.ArgumentParser], argv: Sequence[str
     """``make_parser().parse_args(argv)``, with the destinations argv set explicitly kept
     (:func:`given`): a flag given at its default value is still given."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    a = make_parser().parse_args(argv)
+    p = make_parser()
+    a, extra = p.parse_known_args(argv)
+    if extra:  # said by the sub-command that was given: its -h, and a flag's new name where it has one
+        sub = next(
+            (act.choices[getattr(a, act.dest)] for act in p._actions if isinstance(act, argparse._SubParsersAction)),
+            p,
+        )
+        renamed = [
+            f"{old} is now {new}" for old, new in RENAMED.items() if old in extra and new in sub._option_string_actions
+        ]
+        sub.error(f"unrecognized arguments: {' '.join(extra)}" + (f" ({'; '.join(renamed)})" if renamed else ""))
     setattr(a, GIVEN, given_dests(make_parser, argv))
     return a
 

@@ -33,6 +33,11 @@ def test_an_old_flag_name_says_its_new_one(capsys):
         runtime.cli.main(["bench", "m.onnx", "--steps", "5"])
     err = capsys.readouterr().err
     assert e.value.code == 2 and "unrecognized arguments: --steps 5 (--steps is now --T)" in err, err
+    assert "(see python -m runtime bench -h)" in err  # the sub-command's help, not the top level's
+    with pytest.raises(SystemExit):  # stream has its own --source; run has no --from to point to
+        runtime.cli.main(["run", "m.onnx", "--source", "x.raw"])
+    err = capsys.readouterr().err
+    assert "unrecognized arguments: --source x.raw (see python -m runtime run -h)" in err, err
 
 
 def walk(p: argparse.ArgumentParser):
@@ -136,6 +141,7 @@ def test_under_torchrun_a_bad_flag_is_said_once(capsys, monkeypatch, rank, print
     """Every torchrun rank parses the same command line: rank 0 says what is wrong, the
     others only exit 2 (two ranks printed the line twice)."""
     monkeypatch.setenv("RANK", rank)
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "1")  # torchrun's; a RANK alone (another job's) silences nothing
     with pytest.raises(SystemExit) as e:
         trainer.cli.main(["fit", "--epochs", "x"])
     err = capsys.readouterr().err
