@@ -251,14 +251,23 @@ def test_fit_over_a_file_of_its_data_is_refused_before_any_work(tmp_path, capsys
     assert victim.read_bytes() == b"a recording"
 
 
-@pytest.mark.parametrize("suffix, needle", [(".onnx", "is an ONNX file"), (".nir", "is a NIR graph")])
-def test_a_product_file_handed_to_a_checkpoint_reader_is_named(tmp_path, capsys, suffix, needle):
-    """It said "is not a torch checkpoint (unreadable pickle data)"."""
-    path = tmp_path / f"m{suffix}"
-    path.write_bytes(b"\x08\x08\x12\x07pytorch")
-    for argv in (["eval", str(path)], ["fit", "--init-from", str(path), "--epochs", "1"]):
-        code, _, err = run_trainer(capsys, *argv)
-        one_error(code, err, needle, "expected a checkpoint (model.pt from trainer fit)")
+def test_a_product_file_handed_to_a_checkpoint_reader_is_named(ckpt, tmp_path, capsys):
+    """It said "is not a torch checkpoint (unreadable pickle data)"; judged by content, as a
+    name can lie both ways (a checkpoint named .onnx is still read)."""
+    from export.onnx_export import export_onnx
+    from trainer.checkpoint import load_checkpoint
+
+    cfg, model, _ = load_checkpoint(ckpt)
+    onnx_as_pt = export_onnx(cfg, model, tmp_path / "m.onnx").rename(tmp_path / "real.pt")
+    nir_file = tmp_path / "g.pt"
+    nir_file.write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(64))
+    for path, needle in ((onnx_as_pt, "is an ONNX file"), (nir_file, "is a NIR graph")):
+        for argv in (["eval", str(path)], ["fit", "--init-from", str(path), "--epochs", "1"]):
+            code, _, err = run_trainer(capsys, *argv)
+            one_error(code, err, needle, "expected a checkpoint (model.pt from trainer fit)")
+    ckpt_as_onnx = tmp_path / "ck.onnx"
+    ckpt_as_onnx.write_bytes(ckpt.read_bytes())
+    load_checkpoint(ckpt_as_onnx)
 
 
 def test_no_write_lands_on_a_data_set_this_process_read(mnist_path, tmp_path):

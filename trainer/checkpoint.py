@@ -154,11 +154,24 @@ def _verify_digest(path: Path, ckpt: dict[str, Any]) -> None:
         )
 
 
-# the product's other files, by suffix: what a user handing one to a checkpoint reader holds
-OTHER_FILES = {
-    ".onnx": "an ONNX file (python -m export's output, which the runtime commands read)",
-    ".nir": "a NIR graph (python -m export model.nir imports it as ONNX)",
-}
+def product_file(path: Path) -> str | None:
+    """What the product's other files are, by their content (a name can lie both ways): a
+    NIR graph (HDF5) or an ONNX model; None for anything else, a checkpoint included."""
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if head == b"\x89HDF\r\n\x1a\n":
+        return "a NIR graph (python -m export model.nir imports it as ONNX)"
+    if head.startswith(b"PK") or head[:1] == b"\x80":  # a zip (torch.save) or a pickle: not ONNX
+        return None
+    import onnx
+
+    try:
+        model = onnx.load_model(str(path), load_external_data=False)
+    except Exception:  # protobuf raises its own DecodeError types for bytes that are no model
+        return None
+    if model.graph.node and model.opset_import:
+        return "an ONNX file (python -m export's output, which the runtime commands read)"
+    return None
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -166,7 +179,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist or is not a file")
-    if (other := OTHER_FILES.get(path.suffix.lower())) is not None:  # it read as "unreadable pickle data"
+    if (other := product_file(path)) is not None:  # it read as "unreadable pickle data"
         raise CheckpointError(f"{path} is {other}; expected a checkpoint (model.pt from trainer fit)")
     _check_zip(path)
     try:
