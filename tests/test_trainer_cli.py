@@ -167,6 +167,7 @@ def test_bad_checkpoints(kind, tmp_path, capsys):
         (["--method", "ottt-a", "--ndot-ratio", "clamped"], "--ndot-ratio applies to ndot-a and ndot-o"),
         # ... at its default value too: the command line reads as if it chose something
         (["--method", "sdt", "--anchor", "none"], "--anchor applies to nmt and mtt, not to method 'sdt'"),
+        (["--method", "sdt", "--anchor", "tmin"], "--anchor applies to nmt and mtt, not to method 'sdt'"),
         (["--method", "sdt", "--tmin", "1"], "--tmin applies to nmt and mtt"),
         (["--method", "nmt", "--mtt-order", "any"], "--mtt-order applies to mtt, not to method 'nmt'"),
         (["--method", "sltt", "--T", "2", "--loss", "readout"], "--loss applies to sdt, nmt and mtt"),

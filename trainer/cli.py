@@ -494,12 +494,13 @@ def config_from_args(
             first_stage=a.first_stage,
             loss=a.loss,
         ),
-    ).validate()
-    # after the values are checked (an unknown method or norm is the error to report first);
-    # a trev model's builder refuses any method but sdt with its own message
-    if not (a.model.startswith("trev-") and a.method != "sdt"):
+    )
+    # a flag the method does not read is the error to report before the values' (sdt with
+    # --anchor tmin was told it needs "--samples >= 2", which sdt does not read); an unknown
+    # method is validate's to report, and a trev model's builder refuses any method but sdt
+    if a.method in METHODS and not (a.model.startswith("trev-") and a.method != "sdt"):
         _refuse_flags_the_method_ignores(given, a.method)
-    return cfg
+    return cfg.validate()
 
 
 def run_lineage(a: argparse.Namespace, resumed: dict | None) -> dict[str, Any]:
