@@ -197,7 +197,7 @@ class Config:
             if not 1 <= m.K <= m.T:
                 raise ConfigError(f"sltt-k needs --K in [1, T={m.T}], got {m.K}")
         elif m.K != 0:
-            raise ConfigError(f"--K applies to sltt-k only, not to method {m.name!r}")
+            raise ConfigError(f"--K applies to sltt-k, not to method {m.name!r}")
         for key, valid in (
             ("target", TARGETS),
             ("k_scale", K_SCALES),
