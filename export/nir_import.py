@@ -83,11 +83,22 @@ def read_graph(path: str | Path):
     if not path.is_file():
         raise ExportError(f"NIR file {path} " + ("is a folder" if path.is_dir() else "does not exist"))
     try:
-        return nir.read(path)
+        graph = nir.read(path)
     except Exception as e:  # h5py/nir raise many types for a file that is not NIR
         raise ExportError(
             f"{path} is not a NIR file (nir.read: {type(e).__name__}: {e}); expected an HDF5 file written by nir.write"
         ) from None
+    # NIR carries no digest: a NaN or infinite parameter (a damaged file, a diverged
+    # training) is the one corruption that can be told from the numbers alone
+    for name, node in graph.nodes.items():
+        for key, value in vars(node).items():
+            if isinstance(value, np.ndarray) and value.dtype.kind == "f" and not np.isfinite(value).all():
+                bad = int((~np.isfinite(value)).sum())
+                raise ExportError(
+                    f"{path}: node {name!r} parameter {key!r} has {bad} NaN or infinite values; expected finite "
+                    "numbers (a damaged file, or a model that diverged in training)"
+                )
+    return graph
 
 
 def detect_source(graph) -> tuple[str, str] | None:

@@ -230,6 +230,15 @@ def _dense(n_in=4, n_out=3, neuron=None):
     return nodes, [("input", "fc"), ("fc", "lif"), ("lif", "output")]
 
 
+def test_a_nan_weight_is_refused_naming_node_and_parameter(tmp_path, capsys):
+    """NIR carries no digest: a NaN weight imported with exit 0 and ran."""
+    nodes, edges = _dense()
+    nodes["fc"].weight[1, 2] = np.nan
+    path = _graph_file(tmp_path, nodes, edges)
+    _fails(capsys, [path, "--from", "nir", "--dt", "1e-3"], "node 'fc' parameter 'weight' has 1 NaN or infinite")
+    assert not (tmp_path / "g.onnx").exists() and not list(tmp_path.glob("*.onnx"))
+
+
 def test_unsupported_node_names_it_and_the_supported_set(tmp_path, capsys):
     nodes, edges = _dense()
     nodes["lif"] = nir.Threshold(threshold=np.ones(3))
