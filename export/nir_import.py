@@ -89,11 +89,15 @@ def read_graph(path: str | Path):
             f"{path} is not a NIR file (nir.read: {type(e).__name__}: {e}); expected an HDF5 file written by nir.write"
         ) from None
     # NIR carries no digest: a NaN or infinite parameter (a damaged file, a diverged
-    # training) is the one corruption that can be told from the numbers alone
+    # training) is the one corruption that can be told from the numbers alone; an infinite
+    # time constant is no leak (an IF written as LIF), not damage
     for name, node in graph.nodes.items():
         for key, value in vars(node).items():
-            if isinstance(value, np.ndarray) and value.dtype.kind == "f" and not np.isfinite(value).all():
-                bad = int((~np.isfinite(value)).sum())
+            if not (isinstance(value, np.ndarray) and value.dtype.kind == "f"):
+                continue
+            wrong = np.isnan(value) if key.startswith("tau") else ~np.isfinite(value)
+            if wrong.any():
+                bad = int(wrong.sum())
                 raise ExportError(
                     f"{path}: node {name!r} parameter {key!r} has {bad} NaN or infinite values; expected finite "
                     "numbers (a damaged file, or a model that diverged in training)"
