@@ -34,6 +34,8 @@ def span_us(value: float | None, what: str) -> float:
         raise InputError(f"{what} is not given and the model states none; give it in µs")
     if not (math.isfinite(value) and value > 0):
         raise InputError(f"{what} must be a finite number of µs > 0, got {value}")
+    if value < 1:  # events are stamped in whole µs: 1e-12 never moved the window on (it hung)
+        raise InputError(f"{what} must be at least 1 µs (events are stamped in whole µs), got {value:g}")
     return float(value)
 
 

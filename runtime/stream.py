@@ -99,8 +99,9 @@ class Stats:
             else 0.0
         )
         lat = np.array(self.latencies) if self.latencies else np.array([np.nan])
-        processed = self.raw_events / self.busy_s if self.busy_s > 0 else float("nan")
-        arriving = self.raw_events / span_s * (speed if realtime else 1.0) if span_s > 0 else float("nan")
+        # None (JSON null) where there is nothing to rate: NaN is no JSON
+        processed = self.raw_events / self.busy_s if self.busy_s > 0 and self.raw_events else None
+        arriving = self.raw_events / span_s * (speed if realtime else 1.0) if span_s > 0 else None
         s = {
             "events_read": self.raw_events,
             "events_in": self.events,
@@ -110,7 +111,7 @@ class Stats:
             "busy_s": self.busy_s,
             "events_per_s_processed": processed,
             "events_per_s_arriving": arriving,
-            "keeps_up": bool(processed >= arriving),
+            "keeps_up": None if processed is None or arriving is None else bool(processed >= arriving),
             "latency_ms_p50": float(np.nanpercentile(lat, 50)) if self.latencies else None,
             "latency_ms_p99": float(np.nanpercentile(lat, 99)) if self.latencies else None,
             "latency_ms_max": float(np.nanmax(lat)) if self.latencies else None,

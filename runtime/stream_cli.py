@@ -199,7 +199,7 @@ def cmd_stream(a: argparse.Namespace) -> None:
                     s["recording_s"],
                     s["events_per_s_arriving"],
                     s["events_per_s_processed"],
-                    "yes" if s["keeps_up"] else "no",
+                    {True: "yes", False: "no", None: "-"}[s["keeps_up"]],
                     s["latency_ms_p50"],
                     s["latency_ms_p99"],
                 ]

@@ -3,10 +3,12 @@ chunked = whole, DAT and AEDAT4 written by real writers, and bad files."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
-from runtime.data.eventfile import EventFileError, open_events, read_events
+from runtime.data.eventfile import EventFileError, open_events, read_events, read_header
 from runtime.data.prophesee import Evt3Decoder
 
 from .conftest import SHARED_DATA
@@ -196,6 +198,41 @@ def test_bad_files_are_one_clear_error(tmp_path, content, match):
         read_events(f)
 
 
-def test_sensor_given_must_agree_with_header(eventcam):
+def _declaring(src: Path, dst: Path, geometry: str) -> Path:
+    """``src`` with a header line that states its sensor size (the samples only name a plugin)."""
+    data = src.read_bytes()
+    with open(src, "rb") as f:
+        size = read_header(f, src.name).size
+    dst.write_bytes(b"% evt 3.0\n% geometry " + geometry.encode() + b"\n% end\n" + data[size:])
+    return dst
+
+
+def test_sensor_given_must_agree_with_a_stated_one_and_overrides_a_guess(eventcam, tmp_path):
+    """A header's geometry is a statement; a size guessed from the plugin name is not (a
+    writer such as expelliarmus names a camera's plugin whatever the events' size, and a
+    DAVIS346 recording could not be given --sensor 346x260)."""
+    stated = _declaring(eventcam / "evt3_sample.raw", tmp_path / "stated.raw", "1280x720")
     with pytest.raises(EventFileError, match="declares a 1280x720 sensor, but 640x480"):
-        open_events(eventcam / "evt3_sample.raw", sensor=(640, 480))
+        open_events(stated, sensor=(640, 480))
+    with open_events(eventcam / "evt3_sample.raw") as r:
+        assert r.sensor == (1280, 720)  # the gen41 plugin's, when nothing is given
+    with open_events(eventcam / "evt3_sample.raw", sensor=(1300, 800)) as r:
+        assert r.sensor == (1300, 800) and sum(len(c) for c in r) == 219_596  # every event fits it
+
+
+def test_a_binary_word_starting_with_a_percent_byte_is_no_header_line(tmp_path):
+    """Without a closing '% end', a first word whose low byte is 0x25 ('%') was read as a
+    header line: the word was eaten and the rest decoded misaligned (3 of 4 events lost, y
+    wrong), with no error."""
+    words = np.array([0x8025, 0x0A64, 0x6005, 0x2064, 0x2065, 0x2066, 0x8026, 0x6001, 0x2067], "<u2").tobytes()
+    head = b"% evt 3.0\n% geometry 1280x720\n"
+    (tmp_path / "a.raw").write_bytes(head + words)
+    (tmp_path / "b.raw").write_bytes(head + b"% end\n" + words)
+    a, b = read_events(tmp_path / "a.raw"), read_events(tmp_path / "b.raw")
+    assert len(a) == 4 and np.array_equal(a, b) and set(a["y"].tolist()) == {612}
+
+
+def test_evt21_is_named_not_called_damaged(tmp_path):
+    (tmp_path / "e.raw").write_bytes(b"% evt 2.1\n% end\n" + bytes(16))
+    with pytest.raises(EventFileError, match="e.raw: the header says EVT 2.1"):
+        read_events(tmp_path / "e.raw")

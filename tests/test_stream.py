@@ -11,7 +11,7 @@ import onnx
 import pytest
 
 from runtime.cli import main
-from runtime.data.eventfile import open_events, read_events
+from runtime.data.eventfile import open_events, read_events, read_header
 from runtime.data.events import make_events
 from runtime.data.transforms import Pipeline, Transform
 from runtime.event.engine import load_event
@@ -205,13 +205,17 @@ def test_bad_input_is_one_error_and_exit_2(eventcam, model, tmp_path, capsys):  
     junk.write_bytes(b"\x00\x01 not an event file")
     cut = tmp_path / "cut.raw"
     cut.write_bytes(raw.read_bytes()[:100_003])
+    with open(raw, "rb") as f:  # the sample names only its plugin: a copy that states its size
+        body = raw.read_bytes()[read_header(f, raw.name).size :]
+    stated = tmp_path / "stated.raw"
+    stated.write_bytes(b"% evt 2.0\n% geometry 640x480\n% end\n" + body)
     static = tmp_path / "static.onnx"
     onnx.save(tiny_model(), static)
     cases = [
         (["--source", str(junk)], "unknown event file format"),
         (["--source", str(cut), "--fit-sensor"], "truncated"),
         (["--source", str(raw)], "takes 2x24x32; add --fit-sensor"),
-        (["--source", str(raw), "--sensor", "1280x720"], "declares a 640x480 sensor"),
+        (["--source", str(stated), "--sensor", "1280x720"], "declares a 640x480 sensor"),
         (["--source", str(tmp_path / "none.raw")], "does not exist"),
         (["--source", str(raw), "--transform", "crop:0,0,9999,10"], "reaches outside"),
         (["--source", str(raw), "--mode", "event", "--policy", "fixed:3"], "--mode clock"),
@@ -239,19 +243,22 @@ def test_bad_input_is_one_error_and_exit_2(eventcam, model, tmp_path, capsys):  
     assert code == 2 and "static images" in err
 
 
-@pytest.mark.parametrize("bad", [0.0, -1.0, float("nan"), float("inf")])
+@pytest.mark.parametrize("bad", [0.0, -1.0, float("nan"), float("inf"), 1e-12, 0.5])
 def test_library_refuses_a_bad_bin_or_window(model, bad):
     """The SDK and the streaming functions: a zero duration is refused (was silently the
-    model's default), as are negative, NaN and infinite ones (InputError, as docs/sdk.md says)."""
+    model's default), as are negative, NaN and infinite ones (InputError, as docs/sdk.md says),
+    and one under the 1 µs that events are stamped in (1e-12 never moved the window on: the
+    stream printed empty windows forever)."""
     from runtime.errors import InputError
 
+    want = "at least 1 µs" if bad > 0 and bad < 1 else "finite number of µs > 0"
     s = load(str(model))
     ev = make_events([1, 2], [1, 2], [0, 1], [10, 20])
-    with pytest.raises(InputError, match="dt_us .*finite number of µs > 0"):
+    with pytest.raises(InputError, match=f"dt_us .*{want}"):
         s.run([ev], binning="fixed", dt_us=bad)
-    with pytest.raises(InputError, match="bin duration must be a finite number"):
+    with pytest.raises(InputError, match=f"bin duration must be .*{want}"):
         run_clock(s, [], lambda w: None, Stats(), dt_us=bad)
-    with pytest.raises(InputError, match="window must be a finite number"):
+    with pytest.raises(InputError, match=f"window must be .*{want}"):
         run_event(load_event(str(model)), [], lambda w: None, Stats(), window_us=bad)
 
 

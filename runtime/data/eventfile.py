@@ -54,12 +54,27 @@ class Header:
     sensor: tuple[int, int] | None  # (width, height); None: the file does not say
     fields: dict[str, str] = field(default_factory=dict)
     size: int = 0  # bytes of header
+    guessed: tuple[int, int] | None = None  # from the plugin name, when the header states no size
+
+
+MAX_HEADER_LINE = 4096  # bytes a '%' header line may take
+
+
+def _header_line_next(f: io.BufferedReader) -> bool:
+    """Whether ``f`` is at a ``%`` header line: text up to its newline. A file without a
+    closing ``% end`` goes straight on to binary words, and 1 in 256 of those starts with
+    the byte 0x25 ('%'): read as header, a word was eaten and the rest decoded misaligned."""
+    head = f.peek(MAX_HEADER_LINE)[:MAX_HEADER_LINE]
+    if head[:1] != b"%":
+        return False
+    nl = head.find(b"\n")
+    return all(b in (9, 13) or 32 <= b < 127 for b in head[1 : nl if nl >= 0 else len(head)])
 
 
 def _text_header(f: io.BufferedReader) -> tuple[dict[str, str], int]:
     """The ``% key value`` lines at the top of a Prophesee file; leaves ``f`` after them."""
     fields, size = {}, 0
-    while f.peek(1)[:1] == b"%":
+    while _header_line_next(f):
         line = f.readline()
         size += len(line)
         if not line.endswith(b"\n"):
@@ -74,6 +89,11 @@ def _text_header(f: io.BufferedReader) -> tuple[dict[str, str], int]:
 def _raw_format(fields: dict[str, str]) -> str | None:
     evt = fields.get("evt", "")
     fmt = fields.get("format", "").split(";")[0].upper()
+    if evt.startswith("2.1") or fmt == "EVT21":  # 64-bit words: read as EVT 2.0 it was "damaged"
+        raise EventFileError(
+            "the header says EVT 2.1 (64-bit vectorised words), which this reader does not decode; expected EVT "
+            "2.0 or 3.0 (Metavision's tools convert between them)"
+        )
     if evt.startswith("3") or fmt == "EVT3":
         return "evt3"
     if evt.startswith("2") or fmt == "EVT2":
@@ -82,6 +102,7 @@ def _raw_format(fields: dict[str, str]) -> str | None:
 
 
 def _sensor(fields: dict[str, str]) -> tuple[int, int] | None:
+    """The sensor size the header states (not a guess from its plugin name: :func:`_guessed_sensor`)."""
     if m := re.fullmatch(r"(\d+)x(\d+)", fields.get("geometry", "")):
         return int(m[1]), int(m[2])
     opts = dict(kv.partition("=")[::2] for kv in fields.get("format", "").split(";")[1:])
@@ -89,6 +110,13 @@ def _sensor(fields: dict[str, str]) -> tuple[int, int] | None:
         return int(opts["width"]), int(opts["height"])
     if "Width" in fields and "Height" in fields:  # DAT
         return int(fields["Width"]), int(fields["Height"])
+    return None
+
+
+def _guessed_sensor(fields: dict[str, str]) -> tuple[int, int] | None:
+    """The sensor of the camera the header's plugin name suggests (a writer such as
+    expelliarmus names a camera's plugin whatever the events' size): a default that
+    ``--sensor`` overrides, never a statement."""
     plugin = fields.get("plugin_name", "")
     hit = [s for k, s in PLUGIN_SENSORS.items() if k in plugin]
     return hit[0] if hit else None
@@ -97,9 +125,14 @@ def _sensor(fields: dict[str, str]) -> tuple[int, int] | None:
 def read_header(f: io.BufferedReader, name: str, fmt: str | None = None) -> Header:
     """Parse the header of ``f`` (a buffered binary stream), leaving ``f`` at the first event."""
     if f.peek(len(AEDAT4_MAGIC))[: len(AEDAT4_MAGIC)] == AEDAT4_MAGIC:
+        if fmt is not None and fmt != "aedat4":  # was ignored
+            raise EventFileError(f"{name}: the file is AEDAT4, but format {fmt} was asked")
         return Header("aedat4", None)
-    fields, size = _text_header(f)
-    found = _raw_format(fields)
+    try:
+        fields, size = _text_header(f)
+        found = _raw_format(fields)
+    except EventFileError as e:
+        raise EventFileError(f"{name}: {e}") from None
     if found is None and (name.lower().endswith(".dat") or "Version" in fields or fmt == "dat"):
         found = "dat"
     if fmt is not None and found is not None and fmt != found:
@@ -119,7 +152,7 @@ def read_header(f: io.BufferedReader, name: str, fmt: str | None = None) -> Head
         if head[1] != 8:
             raise EventFileError(f"{name}: DAT event size is {head[1]} bytes; expected 8 (CD events)")
         size += 2
-    return Header(found, _sensor(fields), fields, size)
+    return Header(found, _sensor(fields), fields, size, _guessed_sensor(fields))
 
 
 def parse_sensor(text: str) -> tuple[int, int]:
@@ -175,7 +208,7 @@ class EventReader:
                 f"{self.name}: the file declares a {declared[0]}x{declared[1]} sensor, "
                 f"but {sensor[0]}x{sensor[1]} was given"
             )
-        chosen = tuple(sensor) if sensor is not None else declared
+        chosen = tuple(sensor) if sensor is not None else declared or self.header.guessed
         if chosen is None:
             raise EventFileError(f"{self.name}: the header states no sensor size; give it (--sensor WIDTHxHEIGHT)")
         self.sensor: tuple[int, ...] = chosen
