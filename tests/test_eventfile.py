@@ -236,3 +236,20 @@ def test_evt21_is_named_not_called_damaged(tmp_path):
     (tmp_path / "e.raw").write_bytes(b"% evt 2.1\n% end\n" + bytes(16))
     with pytest.raises(EventFileError, match="e.raw: the header says EVT 2.1"):
         read_events(tmp_path / "e.raw")
+
+
+def test_expelliarmus_decoder_says_truncated_and_empty_as_the_numpy_one(eventcam, tmp_path):
+    """It decoded up to the cut of a truncated file without a word (539,480 events, exit 0),
+    and raised TypeError for a file with a header only."""
+    pytest.importorskip("expelliarmus")
+    raw = eventcam / "evt2_sample.raw"
+    cut = tmp_path / "cut.raw"
+    cut.write_bytes(raw.read_bytes()[:-1])
+    for decoder in ("numpy", "expelliarmus"):
+        with pytest.raises(EventFileError, match="truncated"):
+            read_events(cut, decoder=decoder)
+    with open(raw, "rb") as f:
+        size = read_header(f, raw.name).size
+    empty = tmp_path / "empty.raw"
+    empty.write_bytes(raw.read_bytes()[:size])
+    assert len(read_events(empty, decoder="expelliarmus")) == len(read_events(empty)) == 0

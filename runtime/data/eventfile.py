@@ -346,7 +346,22 @@ def read_events(
             raise EventFileError(
                 "decoder 'expelliarmus' needs the expelliarmus package: pip install 'flexsnn[eventcam]'"
             ) from None
-        arr = Wizard(encoding=r.format, fpath=str(path)).read()
+        word = {"evt2": 4, "evt3": 2, "dat": 8}[r.format]
+        body = Path(path).stat().st_size - r.header.size
+        if body % word:  # expelliarmus decodes up to the cut without a word
+            raise EventFileError(
+                f"{path}: the file ends inside a {r.format} word ({body % word} of {word} bytes): it is truncated"
+            )
+        if body == 0:
+            return np.empty(0, EVENT_DTYPE)
+        try:
+            arr = Wizard(encoding=r.format, fpath=str(path)).read()
+            len(arr)  # it returns None for a file whose header it could not skip
+        except Exception as e:
+            raise EventFileError(
+                f"{path}: expelliarmus could not decode it ({type(e).__name__}); the numpy decoder (the default) "
+                "says what is wrong with a file"
+            ) from None
         out = np.empty(len(arr), EVENT_DTYPE)
         for k in "xypt":
             out[k] = arr[k]
