@@ -294,7 +294,10 @@ def run_event(
     def close(partial: bool) -> None:
         nonlocal state, start, n, last_arrival
         assert start is not None  # a window closes only after its first event
-        state, _ = engine.flush(state)
+        # a CubaLIF membrane keeps crossing its threshold after the last input: up to the
+        # window's end, as `run --mode event` runs a recording to its end (a window the
+        # stream cut: up to its last event, no time beyond the stream is invented)
+        state, _ = engine.flush(state, None if partial else start + span)
         r = engine.result(state)
         lat = None if last_arrival is None else (time.perf_counter() - last_arrival) * 1e3
         w = Window(

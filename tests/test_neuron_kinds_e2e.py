@@ -98,3 +98,24 @@ def test_fit_neuron_flags_are_checked(capsys, tmp_path, argv, message):
     code, _, err = run_trainer(capsys, "fit", *argv, "--epochs", "1", "--out", str(tmp_path / "m.pt"))
     assert code == 2 and message in err and err.startswith("error:"), err
     assert not (tmp_path / "m.pt").exists()
+
+
+def test_streamed_windows_equal_whole_recordings_run_to_their_end(trained, digits):
+    """`runtime stream --mode event` flushed each window at its last event: a CubaLIF
+    membrane's crossings after it (up to the window's end) were lost, so a window differed
+    from the same recording run to its end (`run --mode event`)."""
+    from runtime.stream import Slice, Stats, run_event
+
+    cfg, _, path = trained
+    engine, span = load_event(path), cfg.data.duration_us
+    recs = [r.copy() for r in digits[1].events[:3]]
+    for r in recs:  # each from 0, so that window k is recording k
+        r["t"] -= r["t"][0]
+    joined = np.concatenate(recs)
+    joined["t"] = np.concatenate([r["t"] + k * int(span) for k, r in enumerate(recs)])
+    got: list = []
+    # the stream is known to reach the third window's end: every window closes whole
+    run_event(engine, [Slice(joined, 3 * int(span), lambda t: 0.0)], got.append, Stats(), window_us=span)
+    want = engine.run_batch(recs, until=span)
+    assert [w.prediction for w in got] == want.predictions.tolist() and not any(w.partial for w in got)
+    assert [w.score for w in got] == [float(np.max(o)) for o in want.outputs]
