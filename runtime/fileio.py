@@ -26,6 +26,7 @@ class OutputPathError(ValueError):
 # them): every write checks against them, so a data set named inside a model file (a
 # resumed run's, an ONNX file's own) is as safe as one given with --data
 _read: set[Path] = set()
+_written: set[Path] = set()  # what this process wrote (fit rewrites its checkpoint every epoch)
 
 
 def reading(*paths: Path) -> None:
@@ -117,7 +118,7 @@ def write_atomic(path: str | Path, write: Callable[[Path], object]) -> Path:
     A write that fails for lack of space or a size limit is an :class:`OutputPathError`
     naming the path; nothing is left behind.
     """
-    path = check_output(path, *sorted(_read))
+    path = check_output(path, *(() if Path(path).resolve() in _written else sorted(_read)))
     parent = path.parent if str(path.parent) else Path(".")
     try:
         # keep the suffix: some writers (torch.export.save, matplotlib) look at it
@@ -151,4 +152,5 @@ def write_atomic(path: str | Path, write: Callable[[Path], object]) -> Path:
             os.fsync(dfd)
         finally:
             os.close(dfd)
+    _written.add(path.resolve())
     return path

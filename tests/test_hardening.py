@@ -284,3 +284,4 @@ def test_no_write_lands_on_a_data_set_this_process_read(mnist_path, tmp_path):
         write_atomic(victim, lambda tmp: tmp.write_bytes(b"a checkpoint"))
     assert victim.read_bytes() == before
     write_atomic(data / "new.pt", lambda tmp: tmp.write_bytes(b"ok"))  # a new file beside it is no loss
+    write_atomic(data / "new.pt", lambda tmp: tmp.write_bytes(b"ok"))  # and this process may write it again
