@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from runtime import cliargs
 from runtime.data import DataError, spec_paths
-from runtime.fileio import OutputPathError, check_output
+from runtime.fileio import OutputPathError, check_output, check_suffix
 from runtime.neuron import SpecError
 from runtime.report import emit_json, guarded, table
 from trainer.checkpoint import CheckpointError, load_checkpoint, unfinished_note
@@ -119,6 +119,7 @@ def run(a: argparse.Namespace) -> int:
         a.checkpoint,
         *spec_paths(a.data),
     )
+    check_suffix(out, "." + get_format(a.format)[0].rsplit(".", 1)[-1], f"the {a.format} file")  # .torchscript.pt: .pt
     calibration = None
     if a.config is not None:
         model, calibration = configured(a, cfg, model)

@@ -7,7 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from runtime.fileio import check_output
+from runtime.fileio import check_output, check_suffix
 from runtime.report import emit_json, table
 
 from .errors import ExportError
@@ -21,6 +21,7 @@ def run_import(a: argparse.Namespace) -> int:
         raise ExportError(f"--T and --batch-size must be positive integers, got {a.T} and {a.batch_size}")
     src = Path(a.checkpoint)
     out = check_output(a.out if a.out else src.with_suffix(".onnx"), src)  # before any work, as export
+    check_suffix(out, ".onnx", "an ONNX file")
     imported, out = import_nir(src, out, a.source, a.dt, a.T, a.events_us)
     info = describe(imported)
     report = {

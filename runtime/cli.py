@@ -15,7 +15,7 @@ from .bench import bench, torch_available
 from .data import DataError, spec_paths
 from .errors import InputError, TrainedRangeWarning
 from .evaluate import plot_tradeoff, run_dataset, summarize, tradeoff
-from .fileio import OutputPathError, check_output
+from .fileio import OutputPathError, check_output, check_suffix
 from .limits import check_memory, run_bytes
 from .neuron import SpecError
 from .policies import POLICY_FORMS, PolicyError, parse_policy, t_range_note, t_range_warning
@@ -230,6 +230,7 @@ def cmd_calibrate_exit(a: argparse.Namespace) -> None:
     if a.budget < 0:
         raise PolicyError(f"--budget must be a percentage >= 0, got {a.budget}")
     check_output(a.out, a.model, *spec_paths(a.data))
+    check_suffix(a.out, ".onnx", "an ONNX file")
     bad = [r for r in a.rules or () if r not in CHOICES]
     if bad:
         raise PolicyError(f"exit rule(s) {bad} unknown; expected some of {list(CHOICES)}")

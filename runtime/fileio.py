@@ -79,6 +79,26 @@ def check_output(path: str | Path | None, *inputs: str | Path | None, what: str 
     return out
 
 
+# what each of the product's suffixes names, for an output whose suffix says another kind
+PRODUCT_SUFFIXES = {
+    ".pt": "a checkpoint (or a TorchScript file)",
+    ".onnx": "an ONNX file",
+    ".nir": "a NIR graph",
+    ".pt2": "a torch.export file",
+}
+
+
+def check_suffix(path: str | Path, expected: str, what: str) -> None:
+    """Refuse writing ``what`` to a path whose suffix names another of the product's kinds
+    (calibrate-exit --out m.pt replaced a checkpoint with an ONNX file that every reader then
+    took for one); any other suffix is the user's choice."""
+    suffix = Path(path).suffix.lower()
+    if suffix in PRODUCT_SUFFIXES and not str(path).lower().endswith(expected):
+        raise OutputPathError(
+            f"cannot write {what} to {path}: {suffix} names {PRODUCT_SUFFIXES[suffix]}; expected a {expected} path"
+        )
+
+
 @contextlib.contextmanager
 def _cleanup_on_signals(tmp: Path) -> Iterator[None]:
     """Turn SIGTERM into an exception (so the temporary file is removed like on SIGINT) and

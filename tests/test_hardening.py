@@ -285,3 +285,21 @@ def test_no_write_lands_on_a_data_set_this_process_read(mnist_path, tmp_path):
     assert victim.read_bytes() == before
     write_atomic(data / "new.pt", lambda tmp: tmp.write_bytes(b"ok"))  # a new file beside it is no loss
     write_atomic(data / "new.pt", lambda tmp: tmp.write_bytes(b"ok"))  # and this process may write it again
+
+
+def test_an_output_whose_suffix_names_another_kind_is_refused(ckpt, tmp_path, capsys):
+    """calibrate-exit --out m.pt replaced a checkpoint with an ONNX file; export
+    --format torchscript -o x.onnx wrote TorchScript that every ONNX reader then refused."""
+    from export.cli import main as export_main
+
+    for argv, needle in [
+        (["--format", "torchscript", "-o", str(tmp_path / "x.onnx")], "cannot write the torchscript file to"),
+        (["-o", str(tmp_path / "x.pt")], "cannot write the onnx file to"),
+    ]:
+        code, _, err = run_main(export_main, capsys, str(ckpt), *argv)
+        one_error(code, err, needle, "expected a")
+    code, _, err = run_trainer(capsys, "calibrate", str(ckpt), "--out", str(tmp_path / "c.onnx"))
+    one_error(code, err, "cannot write a checkpoint to", ".onnx names an ONNX file; expected a .pt path")
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+    code, _, err = run_main(export_main, capsys, str(ckpt), "-o", str(tmp_path / "m.model"))  # any other: the user's
+    assert code == 0, err

@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 from runtime import cliargs
 from runtime.data import DataError, Dataset, load_dataset, spec_paths
 from runtime.data.transforms import from_dicts, parse_transform
-from runtime.fileio import OutputPathError, check_output, write_atomic
+from runtime.fileio import OutputPathError, check_output, check_suffix, write_atomic
 from runtime.limits import check_memory
 from runtime.neuron import NeuronSpec, SpecError, field_names, make_spec
 from runtime.neuron import all_fields as neuron_fields
@@ -601,6 +601,7 @@ def _refuse_flags_a_resume_ignores(a: argparse.Namespace) -> None:
 
 def cmd_fit(a: argparse.Namespace) -> None:
     out = check_output(a.out, a.resume, a.init_from, *spec_paths(a.data))
+    check_suffix(out, ".pt", "a checkpoint")
     resumed = read_checkpoint(a.resume) if a.resume else None
     if resumed is None:
         # check everything that needs no data before loading it (the default model is chosen
@@ -769,6 +770,7 @@ def cmd_calibrate(a: argparse.Namespace) -> None:
     if a.calib_batches == 0:  # "0: off" elsewhere; here the command is the calibration
         raise ConfigError("--calib-batches 0 calibrates nothing; expected a positive number of training batches")
     check_output(a.out, a.checkpoint, *spec_paths(a.data))
+    check_suffix(a.out, ".pt", "a checkpoint")
     cfg, model, metrics = load_checkpoint(a.checkpoint)
     check_output(a.out, *spec_paths(a.data or cfg.data.spec))  # without --data: the checkpoint's
     T = a.T or cfg.method.tmax
