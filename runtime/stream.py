@@ -147,7 +147,11 @@ def slices(
     it = iter(reader)
     while True:
         t_read = time.perf_counter()
+        waited = getattr(reader, "waiting_s", 0.0)
         chunk = next(it, None)
+        # waiting for a live pipe's next bytes is not processing ("keeps up" compared the
+        # rate with the arrival time included)
+        t_read += getattr(reader, "waiting_s", 0.0) - waited
         if chunk is None:
             return
         stats.raw_events += len(chunk)

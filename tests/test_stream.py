@@ -303,3 +303,36 @@ def test_stream_runs_the_models_stored_policy(eventcam, model, tmp_path, capsys)
     _, summary, err = stream(with_stored("cascade:confidence:0.9,T=1+6"))
     assert "is a cascade, which a stream cannot run (it reruns whole recordings): fixed:6" in err
     assert summary["policy"] == "fixed:6"
+
+
+def test_waiting_for_a_pipe_is_not_processing_time(eventcam):  # noqa: F811
+    """A live pipe that paused 4 s read `keeps up: no` at 1.3e5 events/s: the wait for its
+    next bytes was counted as processing."""
+    import io
+    import time
+
+    raw = (eventcam / "evt2_sample.raw").read_bytes()
+
+    class SlowPipe(io.RawIOBase):
+        def __init__(self) -> None:
+            self.data, self.pos, self.paused = raw, 0, False
+
+        def readable(self) -> bool:
+            return True
+
+        def readinto(self, b) -> int:
+            if self.pos > len(self.data) // 2 and not self.paused:
+                self.paused = True
+                time.sleep(0.5)  # the camera had nothing to send
+            n = min(len(b), 65536, len(self.data) - self.pos)
+            b[:n] = self.data[self.pos : self.pos + n]
+            self.pos += n
+            return n
+
+    stats = Stats()
+    with open_events(io.BufferedReader(SlowPipe(), 65536)) as reader:
+        start = time.perf_counter()
+        for _ in slices(reader, Pipeline([], reader.shape), stats):
+            pass
+        wall = time.perf_counter() - start
+    assert stats.raw_events == 539_481 and reader.waiting_s >= 0.5 and stats.busy_s <= wall - 0.45

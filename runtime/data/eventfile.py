@@ -17,6 +17,7 @@ from __future__ import annotations
 import io
 import re
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -209,6 +210,9 @@ class EventReader:
                 f"but {sensor[0]}x{sensor[1]} was given"
             )
         chosen = tuple(sensor) if sensor is not None else declared or self.header.guessed
+        # seconds spent waiting for a pipe's next bytes (a live camera's): not the reader's work
+        self.waiting_s = 0.0
+        self._pipe = self.path is None
         if chosen is None:
             raise EventFileError(f"{self.name}: the header states no sensor size; give it (--sensor WIDTHxHEIGHT)")
         self.sensor: tuple[int, ...] = chosen
@@ -245,7 +249,10 @@ class EventReader:
         rest = b""
         read = getattr(self._f, "read1", self._f.read)
         while True:
+            t0 = time.perf_counter()
             data = read(self.chunk_bytes)
+            if self._pipe:
+                self.waiting_s += time.perf_counter() - t0
             if not data:
                 break
             data = rest + data
