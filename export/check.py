@@ -82,6 +82,11 @@ class CheckResult:
     headers: list[str] = field(default_factory=list)  # the rows' columns
 
 
+def stacked(lists: list[list[np.ndarray]]) -> list[np.ndarray]:
+    """Each list of per-step arrays as one array ``[T, ...]``; none recorded: ``[]``."""
+    return [np.stack(v) for v in lists] if any(lists) else []
+
+
 def check_memory_for(onnx_path: str | Path, T: int, batch: int) -> None:
     """Refuse a check whose traces do not fit (it was killed by the OS at --T 1000
     --batch-size 1000): every step's input (binned as int64 counts, then float32) and every
@@ -170,8 +175,7 @@ def run_torch(net: SpikingNet, x: np.ndarray, config: list[int] | None = None, f
             h.remove()
     if follow is not None:  # the states torch computed from onnxruntime's currents, in state order
         st = [lst for per_neuron in followed for lst in per_neuron]
-    stack = lambda lists: [np.stack(v) for v in lists] if any(lists) else []
-    return Trace(seq.numpy().copy(), stack(outs), stack(st), stack(cur), stack(own))
+    return Trace(seq.numpy().copy(), stacked(outs), stacked(st), stacked(cur), stacked(own))
 
 
 def with_neuron_outputs(
@@ -201,22 +205,23 @@ def run_onnx(path: str | Path, x: np.ndarray) -> Trace:
     sess = ort.InferenceSession(probe.SerializeToString(), opts, providers=["CPUExecutionProvider"])
     state_names = [s.name for s in meta.states]
     states = [np.zeros((x.shape[1], *s.shape), np.float32) for s in meta.states]
-    fetch = ["y", *(f"{n}_out" for n in state_names), *dict.fromkeys(n for n in names if n != "x")]
+    inputs = {i.name for i in model.graph.input}  # fed, not fetched
+    fetch = ["y", *(f"{n}_out" for n in state_names), *dict.fromkeys(n for n in names if n not in inputs)]
     ys: list[np.ndarray] = []
     st: list[list[np.ndarray]] = [[] for _ in states]
     got: list[list[np.ndarray]] = [[] for _ in names]  # neuron outputs, then currents
     for x_t in x:
-        res = sess.run(fetch, {"x": x_t, **dict(zip(state_names, states))})
+        feed = {"x": x_t, **dict(zip(state_names, states))}
+        res = sess.run(fetch, feed)
         ys.append(res[0])
         states = res[1 : 1 + len(states)]
         for i, s in enumerate(states):
             st[i].append(s)
-        fetched = dict(zip(fetch[1 + len(states) :], res[1 + len(states) :]), x=x_t)
+        fetched = {**feed, **dict(zip(fetch, res))}
         for i, n in enumerate(names):
             got[i].append(fetched[n])
     n = len(meta.neurons)
-    stack = lambda lists: [np.stack(v) for v in lists]
-    return Trace(np.stack(ys), stack(got[:n]), stack(st), stack(got[n:]), state_of=state_index(meta))
+    return Trace(np.stack(ys), stacked(got[:n]), stacked(st), stacked(got[n:]), state_of=state_index(meta))
 
 
 def state_index(meta: Protocol) -> list[list[int]]:
@@ -243,7 +248,8 @@ def compare(ref: Trace, got: Trace, meta: Protocol, free: Trace | None = None) -
     (torch on its own, optional) gives the spike counts and predictions a user sees. ``ref``
     a free run: spikes exact."""
     rows, ok, ties, free_diff = [], True, 0, 0
-    followed = bool(ref.own)
+    followed, cols = bool(ref.own), headers(free is not None)
+    shown = free if free is not None else ref  # torch as a user runs it, when given
     for j, (n, own) in enumerate(zip(meta.neurons, state_index(meta))):
         d_state = max((float(np.abs(ref.states[i] - got.states[i]).max()) for i in own), default=0.0)
         same = all(close_enough(ref.states[i], got.states[i]) for i in own)
@@ -251,13 +257,12 @@ def compare(ref: Trace, got: Trace, meta: Protocol, free: Trace | None = None) -
         if followed:
             d_current = float(np.abs(ref.currents[j] - got.currents[j]).max())
             same &= close_enough(got.currents[j], ref.currents[j])
-        spikes: list[Any] = ["-"] * (5 if free is not None else 4)
+        spikes: list[Any] = ["-"] * (len(cols) - 5)  # the spike columns
         if not n.spec.spiking:  # its output is the membrane: compared like a state
             same &= close_enough(ref.outs[j], got.outs[j])
         else:
             mismatched = int((ref.outs[j] != got.outs[j]).sum())
             tied = int((ref.own[j] != got.outs[j]).sum()) if followed else 0
-            shown = free if free is not None else ref
             spikes = [int(shown.outs[j].sum()), int(got.outs[j].sum())]
             if free is not None:
                 spikes.append(int((free.outs[j] != got.outs[j]).sum()))
@@ -269,9 +274,8 @@ def compare(ref: Trace, got: Trace, meta: Protocol, free: Trace | None = None) -
         ok &= same
     d_y = float(np.abs(ref.y - got.y).max())
     y_ok = close_enough(ref.y, got.y)
-    rows.append(["y", "-", *["-"] * (len(rows[0]) - 5 if rows else 4), "-", d_y, "ok" if y_ok else "FAIL"])
+    rows.append(["y", *["-"] * (len(cols) - 3), d_y, "ok" if y_ok else "FAIL"])
     ok &= y_ok
-    shown = free if free is not None else ref
     keys = ["node", "op", "spikes_torch", "spikes_onnx"]
     keys += ["spikes_differ_free_run"] if free is not None else []
     keys += ["mismatched_spikes", "rounding_ties", "max_abs_diff_current", "max_abs_diff_state", "status"]
@@ -286,7 +290,7 @@ def compare(ref: Trace, got: Trace, meta: Protocol, free: Trace | None = None) -
     }
     if free is not None:
         summary["spikes_differ_free_run"] = free_diff
-    return CheckResult(bool(ok), rows, summary, headers(free is not None))
+    return CheckResult(bool(ok), rows, summary, cols)
 
 
 def headers(free: bool) -> list[str]:
@@ -349,8 +353,7 @@ def run_onnx_stages(path: str | Path, x: np.ndarray) -> Trace:
 
     for _ in Stream(meta.config or (), lambda j: x[j], step):
         pass
-    stack = lambda lists: [np.stack(v) for v in lists]
-    return Trace(np.stack(ys), stack(outs), stack(st), stack(currents), state_of=state_index(meta))
+    return Trace(np.stack(ys), stacked(outs), stacked(st), stacked(currents), state_of=state_index(meta))
 
 
 def check_stages_onnx(
