@@ -1,6 +1,7 @@
-"""What a torch zip archive is, from its member names alone (nothing is unpickled): the
-three kinds users hand the wrong command, which then named only "a zip archive" or "not a
-torch checkpoint (RuntimeError)"."""
+"""What a file users hand the wrong command is, from its content alone (nothing is
+unpickled): a TorchScript or torch.export archive by its member names (the command named
+only "a zip archive" or "not a torch checkpoint (RuntimeError)"), an ONNX model or a NIR
+graph by its bytes (a checkpoint reader said "unreadable pickle data")."""
 
 from __future__ import annotations
 
@@ -25,4 +26,24 @@ def torch_program(path: str | Path) -> tuple[str, str] | None:
         return TORCHSCRIPT
     if "archive_format" in tails or any(t.startswith("models/") for t in tails):
         return PT2
+    return None
+
+
+def product_file(path: str | Path) -> str | None:
+    """What the product's other files are, by their content (a name can lie both ways): a
+    NIR graph (HDF5) or an ONNX model; None for anything else, a checkpoint included."""
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if head == b"\x89HDF\r\n\x1a\n":
+        return "a NIR graph (python -m export model.nir imports it as ONNX)"
+    if head.startswith(b"PK") or head[:1] == b"\x80":  # a zip (torch.save) or a pickle: not ONNX
+        return None
+    import onnx
+
+    try:
+        model = onnx.load_model(str(path), load_external_data=False)
+    except Exception:  # protobuf raises its own DecodeError types for bytes that are no model
+        return None
+    if model.graph.node and model.opset_import:
+        return "an ONNX file (python -m export's output, which the runtime commands read)"
     return None

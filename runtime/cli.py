@@ -229,13 +229,13 @@ def cmd_calibrate_exit(a: argparse.Namespace) -> None:
 
     if a.budget < 0:
         raise PolicyError(f"--budget must be a percentage >= 0, got {a.budget}")
-    check_output(a.out, a.model, *spec_paths(a.data))
+    check_output(a.out, a.model)
     check_suffix(a.out, ".onnx", "an ONNX file")
     bad = [r for r in a.rules or () if r not in CHOICES]
     if bad:
         raise PolicyError(f"exit rule(s) {bad} unknown; expected some of {list(CHOICES)}")
     session = _open(a)
-    check_output(a.out, *spec_paths(a.data or session.protocol.data))  # without --data: the model's
+    check_output(a.out, *spec_paths(a.data or session.protocol.data))  # the data it runs: --data, else the model's
     p = session.protocol
     if a.binning not in (None, p.binning):
         # the file's default runs bin as trained: a policy chosen on other bins would not give

@@ -33,7 +33,7 @@ from typing import Any
 
 import torch
 
-from runtime.archives import torch_program
+from runtime.archives import product_file, torch_program
 from runtime.cliargs import MAX_SIDE, MAX_WIDTH
 from runtime.fileio import write_serialized
 from runtime.limits import ResourceError, check_memory
@@ -152,26 +152,6 @@ def _verify_digest(path: Path, ckpt: dict[str, Any]) -> None:
         raise CheckpointError(
             f"{path} is corrupted: its weights or config do not match the SHA-256 digest stored in it"
         )
-
-
-def product_file(path: Path) -> str | None:
-    """What the product's other files are, by their content (a name can lie both ways): a
-    NIR graph (HDF5) or an ONNX model; None for anything else, a checkpoint included."""
-    with open(path, "rb") as f:
-        head = f.read(8)
-    if head == b"\x89HDF\r\n\x1a\n":
-        return "a NIR graph (python -m export model.nir imports it as ONNX)"
-    if head.startswith(b"PK") or head[:1] == b"\x80":  # a zip (torch.save) or a pickle: not ONNX
-        return None
-    import onnx
-
-    try:
-        model = onnx.load_model(str(path), load_external_data=False)
-    except Exception:  # protobuf raises its own DecodeError types for bytes that are no model
-        return None
-    if model.graph.node and model.opset_import:
-        return "an ONNX file (python -m export's output, which the runtime commands read)"
-    return None
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:

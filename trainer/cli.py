@@ -600,7 +600,7 @@ def _refuse_flags_a_resume_ignores(a: argparse.Namespace) -> None:
 
 
 def cmd_fit(a: argparse.Namespace) -> None:
-    out = check_output(a.out, a.resume, a.init_from, *spec_paths(a.data))
+    out = check_output(a.out, a.resume, a.init_from)  # the data: once the spec is known (a resume's is stored)
     check_suffix(out, ".pt", "a checkpoint")
     resumed = read_checkpoint(a.resume) if a.resume else None
     if resumed is None:
@@ -617,7 +617,7 @@ def cmd_fit(a: argparse.Namespace) -> None:
         rcfg = Config.from_dict(resumed["config"])
         transforms, spec, split = from_dicts(rcfg.data.transforms), rcfg.data.spec, rcfg.data.train_split
         print(f"resuming {a.resume}: its config and data {spec!r}")
-    check_output(out, *spec_paths(spec))  # a resumed run's data is named in its checkpoint
+    check_output(out, *spec_paths(spec))  # --data, or a resumed run's, named in its checkpoint
     limits = run_limits(a, resumed)
     train_ds = load_dataset(spec, split, limits["limit_train"], transforms)
     test_ds = load_dataset(spec, "test", limits["limit"], transforms)
@@ -769,10 +769,10 @@ def plot_accuracy(results: dict[str, dict[int, float]], path: str) -> None:
 def cmd_calibrate(a: argparse.Namespace) -> None:
     if a.calib_batches == 0:  # "0: off" elsewhere; here the command is the calibration
         raise ConfigError("--calib-batches 0 calibrates nothing; expected a positive number of training batches")
-    check_output(a.out, a.checkpoint, *spec_paths(a.data))
+    check_output(a.out, a.checkpoint)
     check_suffix(a.out, ".pt", "a checkpoint")
     cfg, model, metrics = load_checkpoint(a.checkpoint)
-    check_output(a.out, *spec_paths(a.data or cfg.data.spec))  # without --data: the checkpoint's
+    check_output(a.out, *spec_paths(a.data or cfg.data.spec))  # the data it runs: --data, else the checkpoint's
     T = a.T or cfg.method.tmax
     if not has_bn(model):
         raise ConfigError(f"{a.checkpoint} has no BatchNorm layers: there is nothing to calibrate")

@@ -248,9 +248,9 @@ class EventEngine:
         run up to ``until`` µs or each stream's last event, whichever is later."""
         ev, offsets = check_batch(streams, self.sensor)
         x, y, p, t = ev
-        # an empty stream (a recording in which the sensor saw nothing) ends at 0 µs
-        lasts = np.where(offsets[1:] > offsets[:-1], t[np.maximum(offsets[1:] - 1, 0)] if t.size else 0, 0)
-        ends = np.array([_end(until, last) for last in lasts.tolist()])
+        # each stream's last event; an empty one (the sensor saw nothing) ends at 0 µs
+        bounds = zip(offsets[:-1].tolist(), offsets[1:].tolist())
+        ends = np.array([_end(until, int(t[stop - 1]) if stop > start else 0) for start, stop in bounds])
         B, net = len(offsets) - 1, self.net
         # counts zeroed by calloc: only the pages a stream's spikes touch are ever written
         V, CNT, SYN = np.empty((B, self.layers[-1].size)), np.zeros((B, net.n_neurons), np.int64), np.empty(B, np.int64)
