@@ -261,7 +261,7 @@ def cmd_pi_bench(a: argparse.Namespace) -> None:
     out: dict = {
         "model": a.model,
         "backend": a.backend,
-        "steps": a.T,
+        "T": a.T,
         "repeats": a.repeats,
         "cpus": available_cores(),
         "versions": versions("numpy", "onnx", "onnxruntime", "numba"),  # what a Pi's figures are compared by

@@ -237,7 +237,7 @@ def bench(
     return {
         "backend": session.backend,
         "backend_note": session.backend_note,
-        "steps": steps,
+        "T": steps,
         "repeats": repeats,
         "load_average": [load_before, os.getloadavg()],
         "rows": rows,

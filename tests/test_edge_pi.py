@@ -24,7 +24,7 @@ def test_pi_bench_json(tmp_path):
     assert out["peak_rss_mib"] >= out["rss_before_model_mib"] > 0
     assert "early_exit" not in out
     # what a figure from a Pi is compared by (the text header said steps and repeats; JSON did not)
-    assert (out["steps"], out["repeats"]) == (3, 1) and len(out["load_average"]) == 2
+    assert (out["T"], out["repeats"]) == (3, 1) and len(out["load_average"]) == 2
     assert out["versions"]["onnxruntime"] and out["versions"]["machine"]
     # the exact backend runs one thread: a second row timed it again as "2 threads"
     r = run_cli(
