@@ -53,8 +53,8 @@ class Slice:
 @dataclass
 class Window:
     index: int
-    t_start: int
-    t_end: int
+    t_start: float  # µs; fractional where the bin or window duration is (--dt-us 0.5)
+    t_end: float
     events: int
     steps: int | None  # clock mode: the steps run; event mode: None (no steps, a decision per window)
     prediction: int
@@ -169,7 +169,8 @@ def slices(
             due = _clock(time.perf_counter(), int(chunk["t"][0]), speed)
         # tick edges after the first event up to the first one past the last: every event is
         # in the slice of the edge above it; an empty slice still tells the clock moved on
-        first, last = (int(chunk["t"][0]) // tick + 1) * tick, (int(chunk["t"][-1]) // tick + 1) * tick
+        last_t = int(chunk["t"][-1])
+        first, last = (int(chunk["t"][0]) // tick + 1) * tick, (last_t // tick + 1) * tick
         edges = np.arange(first, last + 1, tick)
         cuts = np.searchsorted(chunk["t"], edges[:-1], side="left")
         for part, end in zip(np.split(chunk, cuts), edges):
@@ -179,7 +180,11 @@ def slices(
             else:
                 stats.max_lag_ms = max(stats.max_lag_ms, -wait * 1e3)
             b = time.perf_counter()
-            yield Slice(pipeline(part), int(end), due, len(part))
+            # the last edge lies past the chunk's last event: the next chunk may still hold
+            # events before it (and the recording may end at its last event), so only the
+            # last event's time is known to have passed, as unpaced (windows closed early
+            # were stepped without their events, and steps were run past the recording's end)
+            yield Slice(pipeline(part), min(int(end), last_t), due, len(part))
             stats.busy_s += time.perf_counter() - b
 
 
@@ -239,8 +244,8 @@ class _Bins:
         lat = None if self.last_arrival is None else (time.perf_counter() - self.last_arrival) * 1e3
         w = Window(
             self.stats.windows,
-            int(self.win_start),
-            int(end),
+            self.win_start,
+            end,
             self.win_events,
             self.steps,
             int(np.argmax(logits)),
@@ -306,8 +311,8 @@ def run_event(
         lat = None if last_arrival is None else (time.perf_counter() - last_arrival) * 1e3
         w = Window(
             stats.windows,
-            int(start),
-            int(start + span),
+            start,
+            start + span,
             n,
             None,
             int(r.predictions),

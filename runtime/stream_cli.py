@@ -38,6 +38,13 @@ CONDITIONAL_FLAGS: dict[str, tuple[str, Callable[[str], object], str]] = {
     ),
 }
 
+
+def _us(t: float) -> str:
+    """A window bound in µs: whole where it is, else to the ns (a bound truncated to whole µs
+    named a span whose event count was not the printed one)."""
+    return f"{t:.3f}".rstrip("0").rstrip(".")
+
+
 WINDOW_HEADERS = ["window", "t start µs", "t end µs", "events", "steps", "class", "score", "latency ms"]
 
 
@@ -236,7 +243,7 @@ def _printer(a: argparse.Namespace, classes: tuple[str, ...]):
     def emit_row(w: Window) -> None:
         lat = "" if w.latency_ms is None else f"{w.latency_ms:.3f}"
         steps = "-" if w.steps is None else w.steps
-        cells = [w.index, w.t_start, w.t_end, w.events, steps, classes[w.prediction], f"{w.score:.4g}", lat]
+        cells = [w.index, _us(w.t_start), _us(w.t_end), w.events, steps, classes[w.prediction], f"{w.score:.4g}", lat]
         print(
             "  ".join(str(c).rjust(n) for c, n in zip(cells, widths)) + ("  (partial)" if w.partial else ""),
             file=sys.stdout,

@@ -38,16 +38,18 @@ def _cli(capsys, *argv: str) -> tuple[int, str, str]:
     return run_main(main, capsys, *argv)
 
 
-def _windows(model, path, mode: str, chunk_bytes: int, shape: tuple[int, int, int]) -> list[dict]:
+def _windows(
+    model, path, mode: str, chunk_bytes: int, shape: tuple[int, int, int], span: float | None = None, **pace
+) -> list[dict]:
     out: list[dict] = []
     stats = Stats()
     pipe = Pipeline([Transform("downsample", (SENSOR[2], SENSOR[1]))], shape)
     with open_events(path, chunk_bytes=chunk_bytes) as r:
-        src = slices(r, pipe, stats)
+        src = slices(r, pipe, stats, **pace)
         if mode == "clock":
-            run_clock(load(model, 1), src, lambda w: out.append(w.as_dict()), stats)
+            run_clock(load(model, 1), src, lambda w: out.append(w.as_dict()), stats, dt_us=span)
         else:
-            run_event(load_event(model), src, lambda w: out.append(w.as_dict()), stats)
+            run_event(load_event(model), src, lambda w: out.append(w.as_dict()), stats, window_us=span)
     for w in out:
         w.pop("latency_ms")
     return out
@@ -92,10 +94,43 @@ def test_clock_windows_equal_session_run_on_binned_frames(eventcam, model):  # n
     w = wins[0]
     assert not w["partial"] and w["steps"] == p.T_trained
     part = small[(small["t"] >= w["t_start"]) & (small["t"] < w["t_end"])].copy()
-    part["t"] -= w["t_start"]
+    part["t"] -= int(w["t_start"])  # whole µs here: the first event and dt are
     r = session.run([part], binning="fixed", dt_us=p.dt_us)
     assert int(r.predictions[0]) == w["prediction"]
     assert float(r.outputs[0].max()) == pytest.approx(w["score"], rel=1e-6)
+
+
+@pytest.mark.parametrize("mode, flag, span", [("clock", "--dt-us", 333.3), ("event", "--window-us", 1234.5)])
+def test_fractional_windows_print_the_bounds_their_events_fall_in(eventcam, model, capsys, mode, flag, span):  # noqa: F811
+    """Bounds truncated to whole µs named spans whose event counts were not the printed ones."""
+    f = eventcam / "evt3_sample.raw"
+    argv = ["stream", str(model), "--source", str(f), "--mode", mode, "--fit-sensor", flag, str(span)]
+    code, out, err = _cli(capsys, *argv, "--json")
+    assert code == 0, err
+    windows = [json.loads(x) for x in out.strip().splitlines()[:-1]]
+    t = read_events(f)["t"]
+    assert any(w["t_start"] != int(w["t_start"]) for w in windows)  # the case this is about
+    for w in windows[:-1]:  # the last may be cut by the stream's end
+        assert w["events"] == np.count_nonzero((t >= w["t_start"]) & (t < w["t_end"]))
+    code, table, err = _cli(capsys, *argv)
+    assert code == 0, err
+    row = next(line.split() for line in table.splitlines() if line.split()[:1] == [str(windows[1]["index"])])
+    assert [float(row[1]), float(row[2]), int(row[3])] == pytest.approx(
+        [windows[1]["t_start"], windows[1]["t_end"], windows[1]["events"]], abs=1e-3
+    )
+
+
+@pytest.mark.parametrize("chunk_bytes", [1 << 26, 4_099])
+@pytest.mark.parametrize("mode, span", [("clock", None), ("clock", 700.0), ("event", 4_200.0)])
+def test_paced_windows_equal_unpaced(eventcam, model, mode, span, chunk_bytes):  # noqa: F811
+    """Pacing changes when windows are decided, not what they hold: a paced slice once said
+    stream time had passed to the tick edge after its chunk's last event, so windows closed
+    before the next chunk's events came (a window of 0 events where 46 thousand belong) and
+    steps ran past the recording's end (15 windows, not 12)."""
+    f = eventcam / "evt2_sample.raw"
+    unpaced = _windows(model, f, mode, chunk_bytes, (2, 480, 640), span)
+    paced = _windows(model, f, mode, chunk_bytes, (2, 480, 640), span, realtime=True, speed=20.0)
+    assert len(unpaced) > 1 and paced == unpaced
 
 
 def test_stdin_equals_file(eventcam, model):  # noqa: F811
