@@ -1,3 +1,5 @@
-from .cli import main
+"""``python -m edge``: see :mod:`edge.cli`."""
 
-main()
+from runtime.report import start
+
+start("edge.cli")

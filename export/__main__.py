@@ -1,3 +1,5 @@
-from .cli import main
+"""``python -m export``: see :mod:`export.cli`."""
 
-main()
+from runtime.report import start
+
+start("export.cli")

@@ -1,5 +1,5 @@
 """``python -m runtime``: see :mod:`runtime.cli`."""
 
-from .cli import main
+from runtime.report import start
 
-main()
+start("runtime.cli")

@@ -11,6 +11,7 @@ import contextlib
 import io
 import os
 import signal
+import sys
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
@@ -27,6 +28,48 @@ class OutputPathError(ValueError):
 # resumed run's, an ONNX file's own) is as safe as one given with --data
 _read: set[Path] = set()
 _written: set[Path] = set()  # what this process wrote (fit rewrites its checkpoint every epoch)
+
+
+_interrupted = threading.Event()
+
+
+@contextlib.contextmanager
+def interrupts_remembered() -> Iterator[None]:
+    """Ctrl-C raises KeyboardInterrupt as ever, and is remembered: raised inside a finaliser
+    or weakref callback, Python prints it as "Exception ignored" and goes on (2 of 8 Ctrl-C
+    during `export --format nir` were lost so, the export finished with exit 0). Once one
+    came, :func:`write_atomic` publishes nothing and :func:`raise_if_interrupted` raises it
+    again. Main thread only, and only over Python's own handler (a caller's stays)."""
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+    ):
+        yield
+        return
+
+    def on_int(signum: int, frame: object) -> None:
+        _interrupted.set()
+        raise KeyboardInterrupt
+
+    def unraisable(u: sys.UnraisableHookArgs) -> None:
+        if u.exc_type is not None and issubclass(u.exc_type, KeyboardInterrupt):
+            return  # remembered: said once, as "interrupted", not as a traceback
+        old_hook(u)
+
+    _interrupted.clear()
+    old, old_hook = signal.signal(signal.SIGINT, on_int), sys.unraisablehook
+    sys.unraisablehook = unraisable
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+        sys.unraisablehook = old_hook
+
+
+def raise_if_interrupted() -> None:
+    """Raise the remembered Ctrl-C (see :func:`interrupts_remembered`) that something swallowed."""
+    if _interrupted.is_set():
+        raise KeyboardInterrupt
 
 
 def reading(*paths: Path) -> None:
@@ -162,6 +205,7 @@ def write_atomic(path: str | Path, write: Callable[[Path], object]) -> Path:
                 if "write" not in str(e).lower() and "file" not in str(e).lower():
                     raise
                 raise OutputPathError(f"cannot write {path}: {str(e).splitlines()[0]}") from None
+            raise_if_interrupted()  # a Ctrl-C swallowed on the way: the output is not published
             os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

@@ -31,16 +31,38 @@ def versions(*packages: str) -> dict[str, str | None]:
     return out
 
 
+def interrupted() -> NoReturn:
+    """Ctrl-C: one line and the shell's status for SIGINT (128 + 2), no traceback; outputs
+    are written atomically, so none is left half-written (fit keeps the checkpoint of its
+    last finished epoch, for --resume)."""
+    print("interrupted", file=sys.stderr)
+    raise SystemExit(130) from None
+
+
+def start(cli_module: str) -> None:
+    """``python -m PACKAGE``: import ``cli_module`` and run its ``main``. Its imports (torch,
+    onnx: seconds) and argument parsing come before :func:`guarded`: a Ctrl-C there ends as
+    one in the command does, not in a traceback of whatever module was loading."""
+    import importlib
+
+    try:
+        importlib.import_module(cli_module).main()
+    except KeyboardInterrupt:
+        interrupted()
+
+
 def guarded(errors: tuple[type[BaseException], ...], main: Callable[[], Any]) -> Any:
     """Run ``main``; turn the listed user-facing errors, refused output paths and resource
     limits into :func:`fail`. A MemoryError the estimates did not foresee is one line too;
     Ctrl-C and a reader that closed the pipe end the command without a traceback."""
-    from .fileio import OutputPathError
+    from .fileio import OutputPathError, interrupts_remembered, raise_if_interrupted
     from .limits import ResourceError
 
     handled: tuple[type[BaseException], ...] = (*errors, OutputPathError, ResourceError)
     try:
-        result = main()
+        with interrupts_remembered():
+            result = main()
+            raise_if_interrupted()  # one swallowed on the way (a finaliser's): still exit 130
         sys.stdout.flush()  # a reader that went away (`| head`) shows here, not at exit
         return result
     except BrokenPipeError:
@@ -49,11 +71,7 @@ def guarded(errors: tuple[type[BaseException], ...], main: Callable[[], Any]) ->
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         raise SystemExit(1) from None
     except KeyboardInterrupt:
-        # Ctrl-C: one line and the shell's status for SIGINT (128 + 2), no traceback; outputs
-        # are written atomically, so none is left half-written (fit keeps the checkpoint of
-        # its last finished epoch, for --resume)
-        print("interrupted", file=sys.stderr)
-        raise SystemExit(130) from None
+        interrupted()
     except handled as e:
         fail(str(e))
     except MemoryError:

@@ -611,6 +611,48 @@ def test_a_reader_that_goes_away_ends_a_command_quietly():
     assert p.returncode == 1 and p.stderr == "", p.stderr
 
 
+def test_a_ctrl_c_swallowed_by_a_finaliser_still_ends_the_command_unpublished(tmp_path):
+    """A KeyboardInterrupt raised inside a weakref callback is printed by Python as
+    "Exception ignored" and lost (Ctrl-C during `export --format nir`, 2 of 8 times): the
+    command went on, wrote its output and exited 0. Now nothing is published, exit 130,
+    and the one line is `interrupted`."""
+    out = tmp_path / "out.bin"
+    code = (
+        "import os, signal, time, weakref\n"
+        "from runtime.fileio import write_atomic\n"
+        "from runtime.report import guarded\n"
+        "class Node: pass\n"
+        "def work():\n"
+        "    n = Node()\n"
+        # the signal arrives while the finaliser runs: its KeyboardInterrupt is unraisable
+        "    weakref.finalize(n, lambda: (os.kill(os.getpid(), signal.SIGINT), time.sleep(0.2)))\n"
+        "    del n\n"
+        "    print('went on', flush=True)\n"
+        f"    write_atomic({str(out)!r}, lambda tmp: tmp.write_bytes(b'done'))\n"
+        "guarded((), work)\n"
+    )
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert p.stdout == "went on\n"  # the case this is about: the signal did not stop the work
+    assert p.returncode == 130 and p.stderr == "interrupted\n", p.stderr  # no "Exception ignored" trace
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("package", ["runtime", "export", "trainer", "edge"])
+def test_a_ctrl_c_while_a_cli_loads_is_one_line(tmp_path, package):
+    """`python -m PACKAGE` imports torch / onnx for seconds before its command runs: a Ctrl-C
+    then printed a traceback of whichever module was loading. The CLI module is replaced by
+    one whose import is interrupted; its package's `__main__` must end with one line."""
+    fake = tmp_path / package
+    fake.mkdir()
+    (fake / "__init__.py").write_text("")
+    (fake / "cli.py").write_text("raise KeyboardInterrupt  # Ctrl-C while the imports load\n")
+    main = (ROOT / package / "__main__.py").read_text()
+    (fake / "__main__.py").write_text(main)
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}"}
+    p = subprocess.run([sys.executable, "-m", package], capture_output=True, text=True, cwd=tmp_path, env=env)
+    assert p.returncode == 130 and p.stderr == "interrupted\n", p.stderr
+
+
 def test_ctrl_c_ends_a_command_with_one_line():
     """Ctrl-C during a command: `interrupted` on stderr, exit status 130, no traceback."""
     code = (

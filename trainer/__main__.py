@@ -1,3 +1,5 @@
-from .cli import main
+"""``python -m trainer``: see :mod:`trainer.cli`."""
 
-main()
+from runtime.report import start
+
+start("trainer.cli")
