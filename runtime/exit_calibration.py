@@ -144,10 +144,20 @@ def policy_string(c: Mapping[str, Any]) -> str:
 def replay_cascade(
     by_horizon: Mapping[int, np.ndarray], rule: str, threshold: float, T0: int, T1: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(predictions, steps) of the cascade T0 -> T1 under ``rule`` at ``threshold``: the
-    final readout of the run to T0 decides; the others take T1's prediction after T0 + T1 steps."""
-    stop = _passes(by_horizon[T0][-1], rule, np.array([threshold]))[0]
-    pred = np.where(stop, by_horizon[T0][-1].argmax(axis=1), by_horizon[T1][-1].argmax(axis=1))
+    """(predictions, steps) of the cascade T0 -> T1 under ``rule`` at ``threshold``, what
+    ``cascade:RULE:TH,T=T0+T1`` runs: the final readout of the run to T0 decides; the samples
+    it does not stop take T1's prediction after T0 + T1 steps."""
+    pred, steps = _cascades(by_horizon, rule, np.array([threshold]), T0, T1)
+    return pred[0], steps[0]
+
+
+def _cascades(
+    by_horizon: Mapping[int, np.ndarray], rule: str, thresholds: np.ndarray, T0: int, T1: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`replay_cascade` at each of K ``thresholds``: predictions and steps ``[K, N]``."""
+    final = by_horizon[T0][-1]
+    stop = _passes(final, rule, thresholds)
+    pred = np.where(stop, final.argmax(axis=1), by_horizon[T1][-1].argmax(axis=1))
     return pred, np.where(stop, T0, T0 + T1)
 
 
@@ -170,15 +180,12 @@ def _cascade_best(
     Ts = sorted(H for H in by_horizon if H >= tmin)
     for rule in RULES:
         for T0 in Ts:
-            final = by_horizon[T0][-1]
-            ths = candidates(final[None], rule)
-            stop = _passes(final, rule, ths)  # [K, N]
+            ths = candidates(by_horizon[T0][-1][None], rule)
             for T1 in (T for T in Ts if T > T0):
-                pred = np.where(stop, final.argmax(axis=1), by_horizon[T1][-1].argmax(axis=1))
+                pred, steps = _cascades(by_horizon, rule, ths, T0, T1)
                 f = _figures(pred, ref_pred, labels)
-                steps = T0 + (~stop).mean(axis=1) * T1
                 head = {"rule": CASCADE, "score": rule}
-                top = _best_of(top, head, ths, T0, T1, steps, f, allowed, criterion)
+                top = _best_of(top, head, ths, T0, T1, steps.mean(axis=1), f, allowed, criterion)
     return top
 
 

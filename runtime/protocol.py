@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import onnx
 
 from .archives import torch_program
@@ -55,6 +56,18 @@ def readout(ys: Any, rule: str) -> Any:
         return ys[-1]
     if rule == "count":
         return ys.sum(0)
+    raise ModelError(f"readout {rule!r} is unknown; expected one of {list(READOUTS)}")
+
+
+def readout_so_far(total: Any, last: Any, t: int, rule: str) -> Any:
+    """:func:`readout` of the first ``t`` steps from what a run keeps instead of every step:
+    the running sum ``total`` and the last step's outputs ``last`` (float64 numpy arrays)."""
+    if rule == "mean":
+        return total / t
+    if rule == "last":
+        return last.astype(np.float64)
+    if rule == "count":
+        return total
     raise ModelError(f"readout {rule!r} is unknown; expected one of {list(READOUTS)}")
 
 

@@ -40,7 +40,7 @@ from .policies import (
     model_default,
     t_range_note,
 )
-from .protocol import STATIC_KINDS, ModelError, Protocol, read_model
+from .protocol import STATIC_KINDS, ModelError, Protocol, read_model, readout_so_far
 from .result import Cost, RunResult
 from .split import NotSplittable, Plan, Segment, SplitStepper, plan
 from .stages import Stream, stage_models
@@ -140,13 +140,6 @@ class FinalReadout:
     def should_exit(self, t: int, logits: np.ndarray) -> np.ndarray:
         self.logits = np.array(logits, np.float64)
         return np.ones(len(logits), bool)
-
-
-def readout(acc: np.ndarray, y: np.ndarray, t: int, rule: str) -> np.ndarray:
-    """Logits after ``t`` steps: mean of y, y of the last step, or the sum (counts)."""
-    if rule == "mean":
-        return acc / t
-    return y.astype(np.float64) if rule == "last" else acc
 
 
 def is_event_streams(x: object) -> TypeGuard[list | tuple]:
@@ -508,7 +501,7 @@ class Session:
                 run_spikes[cost.INPUT] += stepper.x.reshape(n, -1).sum(1, dtype=np.float64)
             if t + 1 < ask_from:  # no sample may stop yet: neither readout nor policy call
                 continue
-            done = rows.exit(policy, t + 1, readout(rows.acc, stepper.y, t + 1, rule), T)
+            done = rows.exit(policy, t + 1, readout_so_far(rows.acc, stepper.y, t + 1, rule), T)
             if spikes and done.any():
                 for k in spikes:
                     spikes[k][rows.active[done]] = run_spikes[k][done]
@@ -668,7 +661,7 @@ class Session:
             rows.acc += steppers[i].y
             if j + 1 < ask_from:
                 continue
-            rows.exit(policy, j + 1, readout(rows.acc, steppers[i].y, j + 1, rule), T)
+            rows.exit(policy, j + 1, readout_so_far(rows.acc, steppers[i].y, j + 1, rule), T)
             if rows.n_live == 0:
                 break
             if (go := rows.compact()) is not None:
@@ -769,7 +762,7 @@ class Session:
             self._warn_range(state.t, state.t)
         y = state.stepper.y
         state.acc += y
-        return state, readout(state.acc, y, state.t, self.protocol.readout).astype(np.float32)
+        return state, readout_so_far(state.acc, y, state.t, self.protocol.readout).astype(np.float32)
 
     def reset(self) -> None:
         """Forget the stream of :meth:`step`: the next step starts from t = 0."""

@@ -112,3 +112,15 @@ def static_checkpoint(path: Path) -> Path:
     cfg = config(name="1C1FCW4", in_shape=(1, 8, 8), data="digits:static")
     save_checkpoint(path, cfg, model(cfg), {"test_accuracy": 0.0})
     return path
+
+
+@torch.no_grad()
+def run_steps(model: SpikingNet, x: torch.Tensor) -> torch.Tensor:
+    """``model.step`` over a whole sequence ``[T, B, ...]`` from the zero state: the output of
+    every step ``[T, B, classes]`` (what export traces; equals ``forward`` at one T for every stage)."""
+    states: list = [None] * model.n_states
+    ys = []
+    for t, x_t in enumerate(x):
+        y, states = model.step(x_t, t, states)
+        ys.append(y)
+    return torch.stack(ys)

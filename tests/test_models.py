@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from tests.export_helpers import run_steps
 from trainer.config import Config, ConfigError
 from trainer.models import build_model
 
@@ -34,7 +35,7 @@ def test_step_by_step_equals_sequence(cfg):
     x = torch.rand(5, 3, *cfg.model.in_shape) * 2
     with torch.no_grad():
         seq = model(x)
-        steps = model.run_steps(x)
+        steps = run_steps(model, x)
     assert len(model.stages) == cfg.model.stages and model.n_states > 0
     torch.testing.assert_close(steps, seq, rtol=1e-5, atol=1e-5)
 

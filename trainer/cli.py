@@ -1,6 +1,6 @@
-"""``python -m trainer fit | eval | calibrate | search | memory``: train, evaluate at any T or
-per-stage configuration, recalibrate BN, search the best T per stage under an energy budget,
-measure training memory (BPTT vs online methods)."""
+"""``python -m trainer fit | eval | calibrate | search | memory | trev-memory``: train, evaluate
+at any T or per-stage configuration, recalibrate BN, search the best T per stage under an energy
+budget, measure training memory (BPTT vs online methods; T-RevSNN's activations)."""
 
 from __future__ import annotations
 

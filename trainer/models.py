@@ -75,17 +75,6 @@ class SpikingNet(nn.Module):
         model family shares (``TRevNet.step`` too); this family's step does not depend on t."""
         return step_chain(self.stages, x, states)
 
-    @torch.no_grad()
-    def run_steps(self, x: torch.Tensor) -> torch.Tensor:
-        """The step form over a whole sequence ``[T, B, ...]`` from the zero state: the
-        output of every step ``[T, B, classes]`` (equals ``forward`` at one T for every stage)."""
-        states: States = [None] * self.n_states
-        ys = []
-        for t, x_t in enumerate(x):
-            y, states = self.step(x_t, t, states)
-            ys.append(y)
-        return torch.stack(ys)
-
 
 def _split(blocks: list[nn.Module], n: int) -> list[Sequence]:
     if n > len(blocks):

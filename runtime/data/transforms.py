@@ -11,7 +11,7 @@ text                   object                               effect
                                                             x' = floor(x·W/W_in), y' likewise
 ``merge-polarity``                                          one channel: p' = 0
 ``refractory:US``                                           drop an event if its pixel had an event
-                                                            (kept or not) less than or US µs before
+                                                            (kept or not) US µs before or less
 ``denoise:US``                                              keep an event only if one of its 4
                                                             neighbours had an event less than US µs before
 ``window:START,END``                                        keep START <= t - t0 < END µs, t0 the

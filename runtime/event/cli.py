@@ -39,7 +39,7 @@ def cmd_run_event(a: argparse.Namespace) -> None:
     s = summarize(r, ds.labels)
     s.update(mode="event", data=ds.spec, model=a.model, threads=threads)
     if a.json:
-        s.update(compare_clock(engine, load(a.model, a.threads, a.backend), ds, r, a.batch_size, a.binning))
+        s.update(compare_clock(load(a.model, a.threads, a.backend), ds, r, a.batch_size, a.binning))
         emit_json(s)
         return
     figures = {

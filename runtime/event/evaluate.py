@@ -44,7 +44,6 @@ def run_event_dataset(engine: EventEngine, ds: Dataset, batch_size: int = 256, p
 
 
 def compare_clock(
-    engine: EventEngine,
     session: Session,
     ds: Dataset,
     result: EventResult,

@@ -40,10 +40,6 @@ class Net:
     n_neurons: int  # membranes in all layers
     n_groups: int  # positions in all layers
 
-    @property
-    def n_layers(self) -> int:
-        return len(self.P)
-
     @functools.cached_property
     def second_states(self) -> int:
         """Entries of the per-neuron second state (an adaptive threshold or a synaptic

@@ -8,8 +8,10 @@ Speck can do with it. The trainer registers one torch step per kind
 (``trainer.neurons``). Every other part asks :func:`kind_of`.
 
 Adding a kind: a new module here with its spec class and :class:`NeuronKind` subclass
-(typed by that spec class: ``NeuronKind[ALIFSpec]``),
-its import below, and its torch step in ``trainer.neurons``.
+(typed by that spec class: ``NeuronKind[ALIFSpec]``), its import below, its torch step in
+``trainer.neurons``, its variants in the two test lists and its state order in the docs:
+docs/neurons.md, "Adding a kind" (dynamics beyond :class:`base.EventForm`'s fields need the
+event kernels extended, as CubaLIF's did).
 """
 
 from __future__ import annotations

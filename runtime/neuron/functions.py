@@ -66,5 +66,6 @@ def function(spec: NeuronSpec, onnx_opset: int) -> FunctionProto:
         attributes=list(attributes(spec)),
     )
     f.overload = kind.overload(spec)
-    f.doc_string = f"flexsnn {spec.kind} neuron ({kind.doc}), variant {f.overload} (DESIGN.md §1)"
+    # a reader of the file has the repository's docs, not the design notes beside it
+    f.doc_string = f"flexsnn {spec.kind} neuron ({kind.doc}), variant {f.overload} (semantics: flexsnn docs/neurons.md)"
     return f
