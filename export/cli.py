@@ -17,9 +17,8 @@ from runtime.fileio import OutputPathError, check_output, check_suffix
 from runtime.neuron import SpecError
 from runtime.report import emit_json, guarded, table
 from trainer.checkpoint import CheckpointError, load_checkpoint, unfinished_note
-from trainer.config import Config, ConfigError
+from trainer.config import CALIB_BATCHES, Config, ConfigError
 from trainer.models import SpikingNet
-from trainer.search_cli import DEFAULT_CALIB_BATCHES
 
 from .errors import ExportError
 from .formats import FORMATS, default_output, get_format
@@ -63,7 +62,7 @@ def parser() -> argparse.ArgumentParser:
     cliargs.add_data(
         p, fallback="the checkpoint's", what="--config on BatchNorm models: the data whose training split calibrates"
     )
-    cliargs.add_calib_batches(p, None, f"for --config (default {DEFAULT_CALIB_BATCHES}, as trainer eval --config)")
+    cliargs.add_calib_batches(p, None, f"for --config (default {CALIB_BATCHES}, as trainer eval --config)")
     cliargs.add_batch_size(p, CHECK_BATCH, "--check: samples")
     cliargs.add_json(p, "one JSON object instead of a table")
     p.add_argument(
@@ -221,7 +220,7 @@ def configured(a: argparse.Namespace, cfg: Config, model: object) -> tuple[Spiki
 
     net = check_stages(a.checkpoint, model)
     check_config(a.checkpoint, cfg, len(net.stages), a.config)
-    batches = DEFAULT_CALIB_BATCHES if a.calib_batches is None else a.calib_batches
+    batches = CALIB_BATCHES if a.calib_batches is None else a.calib_batches
     if not has_bn(net) and (a.data is not None or a.calib_batches is not None):  # was accepted, unread
         raise ExportError(
             f"--data and --calib-batches calibrate BatchNorm for the configuration; {a.checkpoint} has no "

@@ -51,7 +51,13 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
 
 
 # flags renamed to the one name of their concept, for the message an old command line gets
-RENAMED = {"--steps": "--T", "--reps": "--repeats", "--batches": "--calib-batches", "--source": "--from"}
+RENAMED = {
+    "--steps": "--T",
+    "--reps": "--repeats",
+    "--batches": "--calib-batches",
+    "--source": "--from",
+    "--output": "--out",
+}
 
 
 class Parser(argparse.ArgumentParser):

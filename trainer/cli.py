@@ -33,6 +33,7 @@ from .checkpoint import (
     unfinished_note,
 )
 from .config import (
+    CALIB_BATCHES,
     FIRST_STAGES,
     FIXED_T_METHODS,
     K_SCALES,
@@ -59,14 +60,13 @@ from .online import PAPER_K_SCALE, PAPER_NDOT_RATIO, online_method
 from .repro import DEFAULT_THREADS, environment
 from .repro import setup as setup_threads
 from .search_cli import (
-    DEFAULT_CALIB_BATCHES,
     DEFAULT_CALIB_RUNS,
     add_search_parser,
     cmd_search,
     eval_configs,
     model_data,
 )
-from .surrogate import SURROGATES
+from .surrogate import DEFAULT_SURROGATE, SURROGATES
 from .train import Start, calibrate_bn_runs, evaluate, fit, has_bn
 from .trev import DEFAULT_LR as TREV_LR
 from .trev import DEFAULT_NEURON as TREV_NEURON
@@ -75,7 +75,6 @@ from .trev import TRevNet
 from .trev import parse_options as parse_trev_options
 from .trev_memory import add_trev_memory_parser, cmd_trev_memory
 
-DEFAULT_LR = 0.003  # --lr of every model family but trev (trainer.trev.DEFAULT_LR)
 DEFAULT_NEURON = "multi-if"  # --neuron of every model family but trev (trainer.trev.DEFAULT_NEURON)
 USER_ERRORS = (ConfigError, DataError, CheckpointError, SpecError, OutputPathError)
 
@@ -153,13 +152,15 @@ def _add_fit(sub: argparse._SubParsersAction) -> None:
         help="sdt/nmt/mtt: cross-entropy of the readout of all T steps (readout), or its mean over the "
         "readouts of steps 1..t for every t (prefix: the readouts early exit stops on)",
     )
-    p.add_argument("--epochs", type=cliargs.positive_int, default=10, help="passes over the training split")
-    cliargs.add_batch_size(p, 64, "samples per training batch")
+    p.add_argument(
+        "--epochs", type=cliargs.positive_int, default=MethodConfig.epochs, help="passes over the training split"
+    )
+    cliargs.add_batch_size(p, MethodConfig.batch_size, "samples per training batch")
     p.add_argument(
         "--lr",
         type=cliargs.positive_float,
         default=None,
-        help=f"learning rate, cosine schedule (trev models: {TREV_LR:g}) (default: {DEFAULT_LR:g})",
+        help=f"learning rate, cosine schedule (trev models: {TREV_LR:g}) (default: {MethodConfig.lr:g})",
     )
     p.add_argument(
         "--weight-decay", type=cliargs.nonneg_float, default=0.0, help="weight decay (L2, of the --optimizer)"
@@ -181,7 +182,7 @@ def _add_fit(sub: argparse._SubParsersAction) -> None:
                 default=None,
                 help=f"{f.metadata['help']} (default: {f.default}, or the preset's)",
             )
-    p.add_argument("--surrogate", default="triangle", help=f"one of {', '.join(SURROGATES)}")
+    p.add_argument("--surrogate", default=DEFAULT_SURROGATE, help=f"one of {', '.join(SURROGATES)}")
     p.add_argument(
         "--readout",
         default="mean",
@@ -202,7 +203,7 @@ def _add_fit(sub: argparse._SubParsersAction) -> None:
         "biases, which event-driven hardware refuses)",
     )
     p.add_argument("--no-bn", action="store_true", help="no BatchNorm (same as --norm none)")
-    cliargs.add_calib_batches(p, 10, "at Tmax after training")
+    cliargs.add_calib_batches(p, CALIB_BATCHES, "at Tmax after training")
     p.add_argument(
         "--train-split",
         default="train-minus-val",
@@ -298,7 +299,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
         help="one T per stage, e.g. 4,2,2,3 (repeatable): accuracy, operations and energy of that "
         "configuration (BatchNorm models: statistics re-estimated for it first); instead of --T",
     )
-    cliargs.add_calib_batches(p, DEFAULT_CALIB_BATCHES, "for each --config")
+    cliargs.add_calib_batches(p, CALIB_BATCHES, "for each --config")
     p.add_argument(
         "--calib-runs",
         type=cliargs.positive_int,
@@ -328,7 +329,7 @@ def _add_calibrate(sub: argparse._SubParsersAction) -> None:
         "--T", type=cliargs.steps, default=None, help="time steps to calibrate at (default: the trained Tmax)"
     )
     # the name fit, eval, search and export give the same number (it was --batches here)
-    cliargs.add_calib_batches(p, 10, "at --T")
+    cliargs.add_calib_batches(p, CALIB_BATCHES, "at --T")
     cliargs.add_batch_size(p, 64)
     p.add_argument(
         "--calib-runs",
@@ -378,7 +379,7 @@ def _model_defaults(a: argparse.Namespace) -> argparse.Namespace:
     T = a.T
     if T is None and trev:  # sdt trains at one T: --tmax names it when --T does not (as for any sdt run)
         T = a.tmax if cliargs.given(a, "tmax") else TREV_T
-    lr = a.lr if a.lr is not None else TREV_LR if trev else DEFAULT_LR
+    lr = a.lr if a.lr is not None else TREV_LR if trev else MethodConfig.lr
     neuron = a.neuron if a.neuron is not None else TREV_NEURON if trev else DEFAULT_NEURON
     return argparse.Namespace(**{**vars(a), "method": method, "T": T, "lr": lr, "neuron": neuron})
 

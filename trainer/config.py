@@ -12,8 +12,9 @@ from typing import Any
 
 from runtime.neuron import NeuronKind, NeuronSpec, SpecError, kind_of, kinds
 
-from .surrogate import SURROGATES
+from .surrogate import DEFAULT_SURROGATE, SURROGATES
 
+CALIB_BATCHES = 10  # BatchNorm re-estimation batches, after training and per configuration
 ANCHORS = ("tmin", "none")
 OPTIMIZERS = ("adam", "sgd", "lamb")
 TARGETS = ("onehot", "vth")
@@ -82,7 +83,7 @@ class NeuronConfig:
     surrogate gradient that trains it."""
 
     spec: NeuronSpec = field(default_factory=NeuronSpec)
-    surrogate: str = "triangle"
+    surrogate: str = DEFAULT_SURROGATE
 
     def readout_spec(self) -> NeuronSpec:
         """The LI readout ("membrane voting") that goes with it: same decay and step."""
@@ -122,12 +123,12 @@ class MethodConfig:
     tmin: int = 1
     tmax: int = 6
     samples: int = 2  # nmt/mtt: sampled configurations per iteration
-    epochs: int = 5
+    epochs: int = 10  # the CLI's defaults (`trainer fit -h`), read from here
     batch_size: int = 64
-    lr: float = 1e-3
+    lr: float = 3e-3  # every model family but trev (trainer.trev.DEFAULT_LR)
     weight_decay: float = 0.0
     seed: int = 0
-    calib_batches: int = 10  # BN calibration at T = tmax; 0: off
+    calib_batches: int = CALIB_BATCHES  # BN calibration at T = tmax; 0: off
     K: int = 0  # sltt-k: time steps with a backward per batch, in [1, T]; 0 for other methods
     mse_weight: float = 0.05  # online methods: per-step loss (1 - w) CE + w MSE(o_t, target)
     order: str = "any"  # mtt: stage configurations in any order, or non-increasing (MTT_ORDERS)

@@ -21,6 +21,7 @@ from torch import nn
 from runtime.neuron import NeuronSpec
 
 from .neurons import Neuron
+from .surrogate import DEFAULT_SURROGATE
 
 States = list[torch.Tensor | None]
 
@@ -49,7 +50,7 @@ class NeuronLayer(nn.Module):
     """A spiking (or leaky-integrator) layer: one state tensor per state variable of its
     kind (``spec.n_states``: the membrane first)."""
 
-    def __init__(self, spec: NeuronSpec, surrogate: str = "triangle"):
+    def __init__(self, spec: NeuronSpec, surrogate: str = DEFAULT_SURROGATE):
         super().__init__()
         self.neuron = Neuron(spec, surrogate)
 

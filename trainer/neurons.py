@@ -20,7 +20,7 @@ from torch import nn
 
 from runtime.neuron import ALIFSpec, CubaLIFSpec, NeuronSpec, SpecError, kind_of
 
-from .surrogate import SpikeFn, get_surrogate
+from .surrogate import DEFAULT_SURROGATE, SpikeFn, get_surrogate
 
 State = tuple[torch.Tensor, ...]
 Threshold = torch.Tensor | float
@@ -133,7 +133,7 @@ def zero_state(spec: NeuronSpec, like: torch.Tensor) -> State:
 class Neuron(nn.Module):
     """A neuron layer for training: ``forward(x, state) -> (out, state)``."""
 
-    def __init__(self, spec: NeuronSpec, surrogate: str = "triangle", param: float | None = None):
+    def __init__(self, spec: NeuronSpec, surrogate: str = DEFAULT_SURROGATE, param: float | None = None):
         super().__init__()
         if spec.kind not in TORCH_STEPS:  # a registered kind the trainer has no step for (was a KeyError mid-run)
             raise SpecError(

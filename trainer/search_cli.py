@@ -21,7 +21,7 @@ from runtime.fileio import check_output, write_atomic
 from runtime.report import ENERGY_NOTE, emit_json, pct, sci, table
 
 from .checkpoint import load_checkpoint
-from .config import Config, ConfigError
+from .config import CALIB_BATCHES, Config, ConfigError
 from .config_search import (
     AccuracyModel,
     SearchError,
@@ -36,7 +36,6 @@ from .models import SpikingNet
 from .stage_cost import RunCounts, counting
 from .train import calibrate_bn_runs, evaluate_configs, has_bn
 
-DEFAULT_CALIB_BATCHES = 10
 DEFAULT_CALIB_RUNS = 1  # --calib-runs of eval and calibrate (MTT A.6/A.9 use 3)
 # samples per BatchNorm calibration batch: fixed, not the evaluation's batch size, so that
 # `export --config` deploys exactly the statistics `eval --config` measured
@@ -249,7 +248,7 @@ def add_search_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParse
         "the validation split is at most uniform Tg's there",
     )
     cliargs.add_seed(p, "the sampled configurations and calibration")
-    cliargs.add_calib_batches(p, DEFAULT_CALIB_BATCHES, "at each configuration")
+    cliargs.add_calib_batches(p, CALIB_BATCHES, "at each configuration")
     cliargs.add_batch_size(p, 256, "samples per evaluation batch")
     cliargs.add_limit(p)
     cliargs.add_plot(p, "predicted vs measured accuracy")

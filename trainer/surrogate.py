@@ -36,6 +36,7 @@ def _exp(x: torch.Tensor, a: float) -> torch.Tensor:
     return torch.exp(-x.abs() / a) / a
 
 
+DEFAULT_SURROGATE = "triangle"  # what a checkpoint without the field was trained with
 SURROGATES: dict[str, tuple[SurrogateFn, float]] = {
     "triangle": (_triangle, 1.0),
     "rectangle": (_rectangle, 1.0),

@@ -31,6 +31,7 @@ import numpy as np
 from runtime import cliargs
 from runtime.data import Dataset
 from runtime.data.digits import DURATION_US, digits_events
+from runtime.data.splits import spread
 from runtime.errors import InputError, ModelError
 from runtime.evaluate import run_dataset
 from runtime.fileio import check_output, write_serialized
@@ -45,7 +46,9 @@ BATCH = 64
 
 def write_inputs(path: str, limit: int | None) -> None:
     streams, labels = digits_events("test")
-    streams, labels = streams[:limit], labels[:limit]
+    if limit is not None and limit < len(labels):  # as every --limit: evenly spread
+        keep = spread(len(labels), limit)
+        streams, labels = [streams[i] for i in keep], labels[keep]
     offsets = np.concatenate([[0], np.cumsum([len(s) for s in streams])])
     write_serialized(path, lambda f: np.savez(f, events=np.concatenate(streams), offsets=offsets, labels=labels))
 
@@ -133,22 +136,26 @@ def _load(path: str) -> dict[str, np.ndarray]:
     return _npz(path, (), "a parity result (python -m edge.pi.parity run, or runtime run --json)")
 
 
-def main(argv: list[str] | None = None) -> None:
+def _parser() -> cliargs.Parser:
     p = cliargs.Parser(prog="python -m edge.pi.parity", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="cmd", required=True)
     q = sub.add_parser("inputs", help="write the digits test streams (host)")
-    q.add_argument("output")
-    q.add_argument("--limit", type=cliargs.positive_int, default=None, help="first N test samples")
+    q.add_argument("output", help="the .npz file of streams and labels")
+    cliargs.add_limit(q, of="the digits test streams")
     q = sub.add_parser("run", help="run the three runs, write per-sample results")
     q.add_argument("model")
-    q.add_argument("inputs")
-    q.add_argument("-o", "--output", required=True)
+    q.add_argument("inputs", help="a file of `inputs`")
+    cliargs.add_out(q, "the per-sample results (.npz)", required=True, short=True)
     q.add_argument("--backend", choices=BACKENDS, default="exact", help="clock-driven backend (default: exact)")
     q = sub.add_parser("compare", help="exit 1 unless the two results are bit-identical")
     q.add_argument("first")
     q.add_argument("second")
     q.add_argument("--informational", action="store_true", help="print the differences, exit 0")
-    a = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    a = cliargs.parse(_parser, argv)
     sys.exit(guarded((InputError, ModelError), lambda: _run(a)))
 
 
@@ -156,9 +163,9 @@ def _run(a: argparse.Namespace) -> int:
     if a.cmd == "inputs":
         write_inputs(a.output, a.limit)
     elif a.cmd == "run":
-        check_output(a.output, a.model, a.inputs)  # before the runs: never over an input
+        check_output(a.out, a.model, a.inputs)  # before the runs: never over an input
         res = run_all(a.model, read_inputs(a.inputs), a.backend)
-        write_serialized(a.output, lambda f: np.savez(f, **res))  # type: ignore[arg-type]
+        write_serialized(a.out, lambda f: np.savez(f, **res))  # type: ignore[arg-type]
     else:
         diffs = compare(_load(a.first), _load(a.second))
         for d in diffs:

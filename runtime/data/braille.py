@@ -30,11 +30,12 @@ from pathlib import Path
 
 import numpy as np
 
+from .splits import in_test
+
 FILE_NAME = "tutorial5_braille_spiking_data.pkl.gz"
 CLASSES = ("Space", *string.ascii_uppercase)
 TAXELS = 12
 SCALE = 16.0
-TEST_EVERY = 5
 MAX_BYTES = 256 * 2**20  # the file is about 10 MB unpacked; far larger is not this data set
 # the only globals the file may name: what numpy needs to rebuild an array
 ALLOWED = frozenset(
@@ -106,7 +107,7 @@ def read_braille(root: str | Path, split: str) -> tuple[list[np.ndarray], np.nda
     seqs, labels, reps = [], [], []
     for i, rec in enumerate(_records(path)):
         x, label, rep = _check(rec, i, path)
-        if (rep % TEST_EVERY == 0) != (split == "test"):
+        if in_test(rep) != (split == "test"):
             continue
         seqs.append(((x - x[0]) / SCALE).astype(np.float32))
         labels.append(label)

@@ -31,15 +31,9 @@ from .nmnist import SENSOR as NMNIST_SENSOR
 from .nmnist import list_nmnist, read_nmnist_bin
 from .registry import DataError, Source, register, source, spec_forms
 from .sequences import sequence_frames
+from .splits import SPLITS, held_for_val, spread
 from .transforms import Pipeline, Transform, TransformError, output_shape
 
-# "val" is a fixed part of the training recordings (index % 10 == 1; the index of a digit,
-# of an N-MNIST file, of an MNIST training image, of a tonic sample), held out so that a
-# hyper-parameter such as an exit threshold is chosen on data that is neither the test split
-# nor trained on; "train-minus-val" is the rest of the training recordings (what
-# `trainer fit` trains on by default).
-SPLITS = ("train", "test", "val", "train-minus-val")
-VAL_EVERY, VAL_REMAINDER = 10, 1
 DURATIONS = ("dataset", "recording")
 NMNIST_DURATION_US = 316_000  # covers every recording (3 saccades, longest 315.1 ms)
 
@@ -395,7 +389,7 @@ def load_dataset(spec: str, split: str, limit: int | None = None, transforms: Se
         raise DataError(str(e)) from e
     if whole != split:  # the validation split, or the training split without it
         index = ds.meta.get("index", np.arange(len(ds)))
-        held = index % VAL_EVERY == VAL_REMAINDER
+        held = held_for_val(index)
         ds = ds.subset(np.flatnonzero(held if split == "val" else ~held))
         ds.split = split
     if len(ds) == 0:
@@ -403,7 +397,7 @@ def load_dataset(spec: str, split: str, limit: int | None = None, transforms: Se
     if limit is not None and limit < len(ds):
         if limit <= 0:
             raise DataError(f"limit must be a positive number of samples, got {limit}")
-        ds = ds.subset(np.linspace(0, len(ds) - 1, limit).round().astype(np.int64))
+        ds = ds.subset(spread(len(ds), limit))
     return with_transforms(ds, transforms)
 
 

@@ -18,8 +18,8 @@ import numpy as np
 from ..fileio import OutputPathError, write_serialized
 from .eventcam import saccade_events
 from .events import EVENT_DTYPE
+from .splits import split_index
 
-TEST_EVERY = 5  # index % 5 == 0 -> test
 N_DIGITS = 1797  # scikit-learn's bundled digits (its load_digits() is fixed)
 DURATION_US = 300_000
 VERSION = "v3-margin2-steps60-thr0.25-seed0-log16fx20"  # bump when the simulation changes
@@ -46,10 +46,6 @@ def _load_digits() -> tuple[np.ndarray, np.ndarray]:
         raise DigitsError("the 'digits' data needs scikit-learn: pip install scikit-learn") from e
     d = load_digits()
     return (d.images / 16.0).astype(np.float32), d.target.astype(np.int64)
-
-
-def split_index(n: int, split: str) -> np.ndarray:
-    return np.flatnonzero((np.arange(n) % TEST_EVERY == 0) == (split == "test"))
 
 
 def digits_static(split: str) -> tuple[np.ndarray, np.ndarray]:

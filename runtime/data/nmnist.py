@@ -23,11 +23,11 @@ import numpy as np
 
 from ..eventinput import check_stream
 from .events import make_events
+from .splits import in_test
 
 SENSOR = (2, 34, 34)
 OVERFLOW_Y = 240
 OVERFLOW_US = 2**13
-TEST_EVERY = 5  # index-based split when there is no test folder: index % 5 == 0 -> test
 MAX_FILE_BYTES = 64 * 2**20  # a recording is about 20-50 kB; far larger is not N-MNIST
 
 
@@ -92,8 +92,7 @@ def list_nmnist(root: str | Path, split: str) -> list[tuple[Path, int]]:
             if not f.stem.isdigit():
                 raise ValueError(f"{f}: expected a file named <index>.bin (the MNIST index)")
             if by_index:
-                is_test = int(f.stem) % TEST_EVERY == 0
-                if is_test != (split == "test"):
+                if in_test(int(f.stem)) != (split == "test"):  # no test folder: by index
                     continue
             items.append((f, label))
     if not items:

@@ -24,8 +24,8 @@ import numpy as np
 from .datasets import Dataset, LazyEvents
 from .events import EVENT_DTYPE
 from .registry import DataError
+from .splits import split_index
 
-TEST_EVERY = 5
 DURATION_PROBES = 64  # recordings read for the nominal duration (the longest of them)
 
 
@@ -83,7 +83,7 @@ def _split_rows(obj: Any, split: str, by_index: bool) -> np.ndarray:
     n = len(obj)
     if not by_index:
         return np.arange(n)
-    return np.flatnonzero((np.arange(n) % TEST_EVERY == 0) == (split == "test"))
+    return split_index(n, split)
 
 
 def from_tonic(obj: Any, spec: str | None = None, split: str = "train", by_index: bool = False) -> Dataset:
