@@ -253,7 +253,8 @@ def cmd_pi_bench(a: argparse.Namespace) -> None:
     )
     _, proto = read_model(a.model)  # fail early and clearly on a bad file
     one_rate(proto, "pi-bench")  # its timed steps run one T for all stages
-    # the policy runtime run would use: the one calibrate-exit stored, else the product's rule
+    # --policy, else the one calibrate-exit stored (as runtime run), else confidence:0.9: runtime
+    # run's own fallback, fixed at the trained T, would measure no saving
     policy_text = a.policy or proto.exit_policy or EXIT_POLICY
     policy = policy or parse_policy(policy_text)
     base = peak_rss_mib()

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from runtime import cliargs
 from runtime.data import DataError, spec_paths
-from runtime.fileio import OutputPathError, check_output, check_suffix
+from runtime.fileio import OutputPathError, check_output
 from runtime.neuron import SpecError
 from runtime.report import emit_json, guarded, table
 from trainer.checkpoint import CheckpointError, load_checkpoint, unfinished_note
@@ -73,10 +73,11 @@ def parser() -> argparse.ArgumentParser:
         "snntorch, norse or nir (default: flexsnn when the graph's metadata says so)",
     )
     p.add_argument(
-        "--dt",
-        type=float,
+        "--dt-us",
+        type=cliargs.positive_float,
         default=None,
-        help=".nir import: seconds per step, for sources whose convention takes one (norse, nir)",
+        help=".nir import: µs per step (a NIR graph's time constants are in seconds), for sources whose "
+        "convention takes one (norse, nir)",
     )
     p.add_argument(
         "--events-us",
@@ -93,8 +94,8 @@ def run(a: argparse.Namespace) -> int:
         from .nir_cli import run_import
 
         return run_import(a)
-    if a.source is not None or a.dt is not None or a.events_us is not None:
-        raise ExportError("--from, --dt and --events-us apply to a .nir input only")
+    if a.source is not None or a.dt_us is not None or a.events_us is not None:
+        raise ExportError("--from, --dt-us and --events-us apply to a .nir input only")
     _, write = get_format(a.format)  # an unknown format fails before any work
     if a.check and a.format != "onnx":
         raise ExportError(f"--check runs the ONNX graph in onnxruntime; it needs --format onnx, not {a.format!r}")
@@ -113,12 +114,13 @@ def run(a: argparse.Namespace) -> int:
             "from trainer fit) or a .nir graph"
         )
     cfg, model, metrics = load_checkpoint(a.checkpoint)  # what the input is, before where its output goes
+    suffix = "." + get_format(a.format)[0].rsplit(".", 1)[-1]  # .torchscript.pt: .pt
     out = check_output(
         a.out if a.out is not None else default_output(a.checkpoint, a.format, a.config),
         a.checkpoint,
         *spec_paths(a.data),
+        kind=(suffix, f"the {a.format} file"),
     )
-    check_suffix(out, "." + get_format(a.format)[0].rsplit(".", 1)[-1], f"the {a.format} file")  # .torchscript.pt: .pt
     calibration = None
     if a.config is not None:
         model, calibration = configured(a, cfg, model)

@@ -1,4 +1,4 @@
-"""``python -m export model.nir [-o model.onnx] [--from S] [--dt SECONDS] [--T N] [--events-us D] [--check]``:
+"""``python -m export model.nir [-o model.onnx] [--from S] [--dt-us US] [--T N] [--events-us D] [--check]``:
 import a NIR graph as the product's one-step ONNX file (export/nir_import.py)."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from runtime.fileio import check_output, check_suffix
+from runtime.fileio import check_output
 from runtime.report import emit_json, table
 
 from .errors import ExportError
@@ -20,9 +20,10 @@ def run_import(a: argparse.Namespace) -> int:
     if a.T is not None and a.T <= 0 or a.batch_size <= 0:
         raise ExportError(f"--T and --batch-size must be positive integers, got {a.T} and {a.batch_size}")
     src = Path(a.checkpoint)
-    out = check_output(a.out if a.out else src.with_suffix(".onnx"), src)  # before any work, as export
-    check_suffix(out, ".onnx", "an ONNX file")
-    imported, out = import_nir(src, out, a.source, a.dt, a.T, a.events_us)
+    # before any work, as export
+    out = check_output(a.out if a.out else src.with_suffix(".onnx"), src, kind=(".onnx", "an ONNX file"))
+    dt_s = None if a.dt_us is None else a.dt_us * 1e-6  # NIR's unit
+    imported, out = import_nir(src, out, a.source, dt_s, a.T, a.events_us)
     info = describe(imported)
     report = {
         "output": str(out),

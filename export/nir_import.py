@@ -321,7 +321,7 @@ def _flatten(node) -> nn.Module:
     return nn.Flatten(start + 1 if start >= 0 else start, end + 1 if end >= 0 else end)
 
 
-def _neuron(name: str, node, source: str, dt: float) -> tuple[NeuronLayer, float]:
+def _neuron(name: str, node, source: str, dt_s: float) -> tuple[NeuronLayer, float]:
     kind = type(node).__name__
     try:
         if source == "flexsnn":
@@ -330,7 +330,7 @@ def _neuron(name: str, node, source: str, dt: float) -> tuple[NeuronLayer, float
                 raise NirNeuronError("has no flexsnn metadata although the graph does")
             return NeuronLayer(spec), 1.0
         neuron = kind_of(kind)
-        spec, gain = neuron.from_nir({p: _array(getattr(node, p)) for p in neuron.nir_params}, source, dt)
+        spec, gain = neuron.from_nir({p: _array(getattr(node, p)) for p in neuron.nir_params}, source, dt_s)
     except NirNeuronError as e:
         raise ExportError(f"{kind} node {name!r}: {e}") from None
     return NeuronLayer(spec), gain
@@ -415,13 +415,13 @@ def build(
             "snntorch": f"snnTorch fixes dt = {SNNTORCH_DT} s",
             "flexsnn": "the graph's metadata has every neuron's dt",
         }[source]
-        raise ExportError(f"--dt does not apply to source {source!r}: {fixed}")
+        raise ExportError(f"--dt-us does not apply to source {source!r}: {fixed}")
     if source in DT_DEFAULTS:
         dt = DT_DEFAULTS[source] if dt is None else dt
         if dt is None:
-            raise ExportError(f"source {source!r} needs --dt (seconds per step): a NIR ODE has no step of its own")
+            raise ExportError(f"source {source!r} needs --dt-us (µs per step): a NIR ODE has no step of its own")
         if not (dt > 0 and math.isfinite(dt)):
-            raise ExportError(f"--dt must be a finite number of seconds > 0, got {dt}")
+            raise ExportError(f"dt must be a finite number of seconds > 0, got {dt}")
     if T is not None and T <= 0:
         raise ExportError(f"--T must be a positive integer, got {T}")
     if events_us is not None and (source == "flexsnn" or not (events_us > 0 and math.isfinite(events_us))):

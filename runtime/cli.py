@@ -15,7 +15,7 @@ from .bench import bench, torch_available
 from .data import DataError, spec_paths
 from .errors import InputError, TrainedRangeWarning
 from .evaluate import plot_tradeoff, run_dataset, summarize, tradeoff
-from .fileio import OutputPathError, check_output, check_suffix
+from .fileio import OutputPathError, check_output
 from .limits import check_memory, run_bytes
 from .neuron import SpecError
 from .policies import POLICY_FORMS, PolicyError, parse_policy, t_range_note, t_range_warning
@@ -39,7 +39,7 @@ def _data(p: argparse.ArgumentParser, limit_of: str = "the test split") -> None:
     cliargs.add_data(p)
     cliargs.add_limit(p, of=limit_of)
     cliargs.add_batch_size(p, 256, "samples per run batch")
-    p.add_argument("--binning", default=None, help="events: equal or fixed (default: as trained)")
+    cliargs.add_binning(p)
 
 
 def _horizon(p: argparse.ArgumentParser, tmax_help: str) -> None:
@@ -218,6 +218,7 @@ def cmd_tradeoff(a: argparse.Namespace) -> None:
 
 
 def cmd_calibrate_exit(a: argparse.Namespace) -> None:
+    import dataclasses
     import json
 
     import onnx
@@ -229,8 +230,7 @@ def cmd_calibrate_exit(a: argparse.Namespace) -> None:
 
     if a.budget < 0:
         raise PolicyError(f"--budget must be a percentage >= 0, got {a.budget}")
-    check_output(a.out, a.model)
-    check_suffix(a.out, ".onnx", "an ONNX file")
+    check_output(a.out, a.model, kind=(".onnx", "an ONNX file"))
     bad = [r for r in a.rules or () if r not in CHOICES]
     if bad:
         raise PolicyError(f"exit rule(s) {bad} unknown; expected some of {list(CHOICES)}")
@@ -246,22 +246,17 @@ def cmd_calibrate_exit(a: argparse.Namespace) -> None:
         )
     if p.stages and CASCADE in (a.rules or ()):
         raise PolicyError("--rules cascade: a multi-rate file runs its configuration only, not at other T")
-    rules = a.rules or [
-        r for r in ("fixed", "confidence", "margin", "entropy", CASCADE) if r != CASCADE or not p.stages
-    ]
+    rules = a.rules or [r for r in CHOICES if r != CASCADE or not p.stages]
     tmax = a.tmax or p.default_T
     if not 1 <= a.tmin <= tmax:
         raise PolicyError(f"--tmin must be in [1, tmax={tmax}], got {a.tmin}")
-    model = onnx.load(a.model)
-    props = {q.key: q.value for q in model.metadata_props}
-    meta = json.loads(props[METADATA_KEY])
     val, test = cliargs.model_data(a, p, "val"), cliargs.model_data(a, p, "test")
     # horizons (fixed T, and the tmax of the rules): the trained range up to the reference tmax
     lo = max(a.tmin, min(p.T_range[0], tmax))
     by_horizon = horizon_readouts(session, val, range(lo, tmax + 1), a.batch_size, a.binning)
     c = choose(by_horizon, val.labels, a.budget, a.tmin, rules, a.criterion)
     policy = c["best"]["policy"]
-    trained_on_val = meta.get("train_split", "train") != "train-minus-val"
+    trained_on_val = p.train_split != "train-minus-val"
     warnings = _warn(
         [
             t_range_warning(p, parse_policy(policy)),
@@ -301,8 +296,11 @@ def cmd_calibrate_exit(a: argparse.Namespace) -> None:
             "fixed_acs": fixed["acs"],
         },
     }
-    meta["exit"] = {k: result[k] for k in ("policy", "chosen_on", "budget_points", "criterion", "validation", "test")}
-    onnx.helper.set_model_props(model, {**props, METADATA_KEY: json.dumps(meta)})
+    record = {k: result[k] for k in ("chosen_on", "budget_points", "criterion", "validation", "test")}
+    chosen_p = dataclasses.replace(p, exit_policy=policy, exit_record=record)
+    model = onnx.load(a.model)
+    props = {q.key: q.value for q in model.metadata_props}  # the user's own keys kept
+    onnx.helper.set_model_props(model, {**props, METADATA_KEY: json.dumps(chosen_p.to_dict())})
     write_atomic(a.out, lambda tmp: onnx.save(stamp_onnx(model), str(tmp)))
     if a.json:
         emit_json({"model": a.model, "out": a.out, **result, "warnings": warnings})

@@ -57,15 +57,20 @@ RENAMED = {
     "--batches": "--calib-batches",
     "--source": "--from",
     "--output": "--out",
+    "--dt": "--dt-us",  # export's NIR import took seconds
 }
 
 
 class Parser(argparse.ArgumentParser):
     """An ArgumentParser whose errors are the product's one ``error:`` line (exit 2), not
-    argparse's usage block; ``-h`` still shows the usage, every default and ``--version``."""
+    argparse's usage block; ``-h`` still shows the usage, every default and ``--version``.
+    A flag is taken by its whole name only: argparse's prefixes made ``--dt`` mean
+    ``--dt-us`` (seconds read as µs), hid a renamed flag's hint, and a flag added later
+    would turn a script's prefix ambiguous (sub-commands are built by this class too)."""
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         kwargs.setdefault("formatter_class", HelpFormatter)
+        kwargs.setdefault("allow_abbrev", False)
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
 
     def add_version(self) -> Parser:
@@ -316,6 +321,11 @@ def add_out(
     writable while parsing (the command itself refuses one that is also its input)."""
     flags = ("-o", "--out") if short else ("--out",)
     p.add_argument(*flags, type=output_path, default=default, required=required, help=what)
+
+
+def add_binning(p: argparse.ArgumentParser) -> None:
+    """``--binning``: how event streams become frames, when not as the model was trained."""
+    p.add_argument("--binning", default=None, help="events: equal or fixed (default: as trained)")
 
 
 def add_calib_batches(p: argparse.ArgumentParser, default: int | None, when: str) -> None:

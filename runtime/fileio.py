@@ -84,12 +84,19 @@ def _same_file(a: Path, b: Path) -> bool:
         return a.resolve() == b.resolve()  # one of them does not exist yet
 
 
-def check_output(path: str | Path | None, *inputs: str | Path | None, what: str = "output") -> Path:
+def check_output(
+    path: str | Path | None,
+    *inputs: str | Path | None,
+    what: str = "output",
+    kind: tuple[str, str] | None = None,
+) -> Path:
     """Refuse, before any work: an empty output path, one ending in a separator (a folder
     name), a missing or unwritable folder, a folder, device, FIFO or socket as target (the
-    rename would replace it: as root, ``-o /dev/null`` replaced /dev/null), and a path that
+    rename would replace it: as root, ``-o /dev/null`` replaced /dev/null), a path that
     resolves to any of ``inputs`` (same file, hard link or symlink) or to an existing file
-    inside an input that is a folder (a data set's); returns the path."""
+    inside an input that is a folder (a data set's), and with ``kind`` (``(".onnx", "an
+    ONNX file")``: the suffix and name of what is written) a suffix naming another of the
+    product's kinds (:func:`_check_suffix`); returns the path."""
     if path is None or not str(path).strip():
         raise OutputPathError(f"{what} path is empty; expected a file name")
     if str(path).endswith(("/", os.sep)):
@@ -119,6 +126,8 @@ def check_output(path: str | Path | None, *inputs: str | Path | None, what: str 
                 f"{what} {out} is a file of the input folder {src}; writing it would destroy it (choose "
                 "another output path)"
             )
+    if kind is not None:
+        _check_suffix(out, *kind)
     return out
 
 
@@ -131,7 +140,7 @@ PRODUCT_SUFFIXES = {
 }
 
 
-def check_suffix(path: str | Path, expected: str, what: str) -> None:
+def _check_suffix(path: str | Path, expected: str, what: str) -> None:
     """Refuse writing ``what`` to a path whose suffix names another of the product's kinds
     (calibrate-exit --out m.pt replaced a checkpoint with an ONNX file that every reader then
     took for one); any other suffix is the user's choice."""

@@ -136,6 +136,9 @@ class Protocol:
     transforms: tuple[dict, ...] = ()  # runtime.data.transforms the model was trained with
     data: str | None = None  # the data spec it was trained on (the runtime's default --data)
     exit_policy: str | None = None  # default exit policy chosen on validation data (runtime calibrate-exit)
+    # how calibrate-exit chose it (chosen_on, budget_points, criterion, validation and test
+    # figures): kept with the policy in the file's `exit` object, read by no runtime
+    exit_record: dict[str, Any] | None = None
     train_split: str | None = None  # "train-minus-val": a validation split was held out of training
     stages: tuple[StageInfo, ...] = ()  # a per-stage configuration (multi-rate); empty: one T for all
     # in memory only, never written: a stage of a multi-rate file, cut out as a step model of
@@ -195,7 +198,7 @@ class Protocol:
         if self.data is not None:
             d["data"] = self.data
         if self.exit_policy is not None:
-            d["exit"] = {"policy": self.exit_policy}
+            d["exit"] = {"policy": self.exit_policy, **(self.exit_record or {})}
         if self.train_split is not None:
             d["train_split"] = self.train_split
         if self.stages:
@@ -305,6 +308,7 @@ def _parse_protocol(meta: dict[str, Any]) -> Protocol:
         **_data_fields(inp, where),
         data=_optional_text(meta, "data", where),
         exit_policy=_exit_policy(meta.get("exit"), where),
+        exit_record=_exit_record(meta.get("exit")),
         train_split=_optional_text(meta, "train_split", where),
         stages=_stages(meta.get("stages"), states, where),
     )
@@ -363,6 +367,12 @@ def _exit_policy(value: Any, where: str) -> str | None:
     except PolicyError as e:
         raise ModelError(f"{where}: 'exit' must be an object with a valid 'policy' ({e})") from None
     return policy
+
+
+def _exit_record(value: Any) -> dict[str, Any] | None:
+    """What the ``exit`` object says beside its policy (:func:`_exit_policy` checked it)."""
+    record = {k: v for k, v in value.items() if k != "policy"} if isinstance(value, dict) else {}
+    return record or None
 
 
 def _stages(value: Any, states: tuple[StateInfo, ...], where: str) -> tuple[StageInfo, ...]:

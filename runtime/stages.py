@@ -95,6 +95,7 @@ def stage_models(model: onnx.ModelProto, proto: Protocol) -> list[tuple[onnx.Mod
             neurons=tuple(n for n in proto.neurons if n.node in nodes),
             stages=(),
             exit_policy=None,
+            exit_record=None,
             output_shape=None if last else stages[i + 1].shape,
         )
         out.append((sub, p))

@@ -3,6 +3,7 @@ trained T range (hand-built models: no torch, no exporter)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -216,6 +217,12 @@ def test_calibrate_exit_cli_stores_the_policy_as_the_default(model_path, tmp_pat
     assert r["validation"]["accuracy"] >= r["validation"]["fixed_accuracy"] - 0.01 - 1e-12
     _, proto = read_model(out)
     assert proto.exit_policy == r["policy"]
+    # the file's protocol is the input's plus the exit object (built through Protocol, not by hand)
+    _, before = read_model(model_path)
+    assert dataclasses.replace(proto, exit_policy=None, exit_record=None) == before
+    assert proto.exit_record == {k: r[k] for k in ("chosen_on", "budget_points", "criterion", "validation", "test")}
+    meta = json.loads(dict((q.key, q.value) for q in onnx.load(out).metadata_props)["flexsnn.protocol"])
+    assert meta["exit"] == {"policy": r["policy"], **proto.exit_record}
     assert proto.exit_policy != "fixed:6" and r["test"]["mean_steps"] < 6 and r["saving"]
     assert r["horizons"] == [1, 6] and set(r["validation"]["per_rule"]) == {"fixed", *RULES, "cascade"}
     run = json.loads(_cli("run", str(out), "--data", "digits:static", "--limit", "60", "--json").stdout)

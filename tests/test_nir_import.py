@@ -6,6 +6,7 @@ bad input is one ``error:`` line and exit 2."""
 from __future__ import annotations
 
 import itertools
+import json
 import math
 import subprocess
 import sys
@@ -21,6 +22,7 @@ from export.nir_export import export_nir
 from export.nir_import import build, import_nir, read_graph
 from export.prepare import deployable, neuron_layers
 from runtime.protocol import read_model
+from tests.conftest import run_main
 from tests.export_helpers import config, inputs, model
 from tests.nir_peers import BUILDERS
 
@@ -235,7 +237,7 @@ def test_a_nan_weight_is_refused_naming_node_and_parameter(tmp_path, capsys):
     nodes, edges = _dense()
     nodes["fc"].weight[1, 2] = np.nan
     path = _graph_file(tmp_path, nodes, edges)
-    _fails(capsys, [path, "--from", "nir", "--dt", "1e-3"], "node 'fc' parameter 'weight' has 1 NaN or infinite")
+    _fails(capsys, [path, "--from", "nir", "--dt-us", "1000"], "node 'fc' parameter 'weight' has 1 NaN or infinite")
     assert not (tmp_path / "g.onnx").exists() and not list(tmp_path.glob("*.onnx"))
 
 
@@ -243,7 +245,7 @@ def test_unsupported_node_names_it_and_the_supported_set(tmp_path, capsys):
     nodes, edges = _dense()
     nodes["lif"] = nir.Threshold(threshold=np.ones(3))
     path = _graph_file(tmp_path, nodes, edges)
-    _fails(capsys, [path, "--from", "nir", "--dt", "1e-3"], "'lif' (Threshold)", "supported nodes: Input, Conv2d")
+    _fails(capsys, [path, "--from", "nir", "--dt-us", "1000"], "'lif' (Threshold)", "supported nodes: Input, Conv2d")
 
 
 def test_cuba_lif_from_a_source_whose_discretisation_is_not_mapped_is_one_error(tmp_path, capsys):
@@ -252,7 +254,7 @@ def test_cuba_lif_from_a_source_whose_discretisation_is_not_mapped_is_one_error(
         tau_syn=np.ones(3), tau_mem=np.ones(3), r=np.ones(3), v_leak=np.zeros(3), v_threshold=np.ones(3)
     )
     path = _graph_file(tmp_path, nodes, edges)
-    _fails(capsys, [path, "--from", "nir", "--dt", "1e-3"], "CubaLIF nodes import from flexsnn or snntorch only")
+    _fails(capsys, [path, "--from", "nir", "--dt-us", "1000"], "CubaLIF nodes import from flexsnn or snntorch only")
 
 
 def test_inconsistent_shapes(tmp_path, capsys):
@@ -266,9 +268,22 @@ def test_missing_source_and_missing_dt(tmp_path, capsys):
     nodes, edges = _dense()
     path = _graph_file(tmp_path, nodes, edges)
     _fails(capsys, [path], "does not show which framework", "--from", "sinabs, snntorch, norse, nir")
-    _fails(capsys, [path, "--from", "nir"], "needs --dt")
-    _fails(capsys, [path, "--from", "sinabs", "--dt", "0.001"], "--dt does not apply")
-    _fails(capsys, [path, "--from", "nir", "--dt", "-1"], "--dt must be")
+    _fails(capsys, [path, "--from", "nir"], "needs --dt-us (µs per step)")
+    _fails(capsys, [path, "--from", "sinabs", "--dt-us", "1000"], "--dt-us does not apply")
+    _fails(capsys, [path, "--from", "nir", "--dt-us", "-1"], "--dt-us must be")
+    # the old flag took seconds: it is refused with its new name, never read as a prefix of --dt-us
+    _fails(capsys, [path, "--from", "nir", "--dt", "0.001"], "--dt is now --dt-us")
+
+
+def test_dt_us_is_read_in_microseconds(tmp_path, capsys):
+    """--dt-us 500 on a `nir` graph is a step of 0.5 ms (the JSON's dt_s), decay exp(-dt/tau)."""
+    nodes, edges = _dense()
+    path = _graph_file(tmp_path, nodes, edges)
+    code, out, err = run_main(main, capsys, str(path), "--from", "nir", "--dt-us", "500", "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["dt_s"] == pytest.approx(5e-4, rel=1e-12)
+    assert report["neurons"][0]["decay"] == pytest.approx(math.exp(-5e-4 / 0.01), rel=1e-6)  # tau 10 ms
 
 
 def test_per_neuron_parameters_that_differ_are_refused(tmp_path, capsys):

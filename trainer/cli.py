@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 from runtime import cliargs
 from runtime.data import DataError, Dataset, load_dataset, spec_paths
 from runtime.data.transforms import from_dicts, parse_transform
-from runtime.fileio import OutputPathError, check_output, check_suffix, write_atomic
+from runtime.fileio import OutputPathError, check_output, write_atomic
 from runtime.limits import check_memory
 from runtime.neuron import NeuronSpec, SpecError, field_names, make_spec
 from runtime.neuron import all_fields as neuron_fields
@@ -307,7 +307,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
         help="--config on BatchNorm models: calibrations with different sample draws, their statistics "
         "averaged (MTT A.6/A.9: 3)",
     )
-    p.add_argument("--binning", default=None, help="events: equal or fixed (default: as trained)")
+    cliargs.add_binning(p)
     p.add_argument(
         "--split",
         choices=("test", "val"),
@@ -601,8 +601,8 @@ def _refuse_flags_a_resume_ignores(a: argparse.Namespace) -> None:
 
 
 def cmd_fit(a: argparse.Namespace) -> None:
-    out = check_output(a.out, a.resume, a.init_from)  # the data: once the spec is known (a resume's is stored)
-    check_suffix(out, ".pt", "a checkpoint")
+    # the data: once the spec is known (a resume's is stored)
+    out = check_output(a.out, a.resume, a.init_from, kind=(".pt", "a checkpoint"))
     resumed = read_checkpoint(a.resume) if a.resume else None
     if resumed is None:
         # check everything that needs no data before loading it (the default model is chosen
@@ -770,8 +770,7 @@ def plot_accuracy(results: dict[str, dict[int, float]], path: str) -> None:
 def cmd_calibrate(a: argparse.Namespace) -> None:
     if a.calib_batches == 0:  # "0: off" elsewhere; here the command is the calibration
         raise ConfigError("--calib-batches 0 calibrates nothing; expected a positive number of training batches")
-    check_output(a.out, a.checkpoint)
-    check_suffix(a.out, ".pt", "a checkpoint")
+    check_output(a.out, a.checkpoint, kind=(".pt", "a checkpoint"))
     cfg, model, metrics = load_checkpoint(a.checkpoint)
     check_output(a.out, *spec_paths(a.data or cfg.data.spec))  # the data it runs: --data, else the checkpoint's
     T = a.T or cfg.method.tmax

@@ -37,15 +37,16 @@ from .events import EVENT_DTYPE
 from .registry import DataError
 
 NO_EVENT = np.iinfo(np.int64).min // 2
-TRANSFORM_FORMS = (
-    "crop:X,Y,W,H",
-    "downsample:WxH",
-    "merge-polarity",
-    "refractory:US",
-    "denoise:US",
-    "window:START,END",
-)
-_ARITY = {"crop": 4, "downsample": 2, "merge-polarity": 0, "refractory": 1, "denoise": 1, "window": 2}
+# kind -> (its written form, its number of whole-number arguments)
+_FORMS = {
+    "crop": ("crop:X,Y,W,H", 4),
+    "downsample": ("downsample:WxH", 2),
+    "merge-polarity": ("merge-polarity", 0),
+    "refractory": ("refractory:US", 1),
+    "denoise": ("denoise:US", 1),
+    "window": ("window:START,END", 2),
+}
+TRANSFORM_FORMS = tuple(form for form, _ in _FORMS.values())
 
 
 class TransformError(DataError):
@@ -70,13 +71,13 @@ class Transform:
 def parse_transform(text: str) -> Transform:
     """``"crop:0,0,640,480"`` and the other forms of :data:`TRANSFORM_FORMS`."""
     kind, _, arg = text.strip().partition(":")
-    if kind not in _ARITY:
+    if kind not in _FORMS:
         raise TransformError(f"transform {text!r} is unknown; expected one of {list(TRANSFORM_FORMS)}")
     parts = [p.strip() for p in re.split(r"[,x]", arg) if p.strip()] if arg else []
-    form = TRANSFORM_FORMS[list(_ARITY).index(kind)]
+    form, arity = _FORMS[kind]
     # digits only: int() would also take '+3', '1_000' and (via a failed parse that emptied
     # the list) let 'refractory:1e3' through the count check as one argument
-    if len(parts) != _ARITY[kind] or not all(p.isascii() and p.isdigit() for p in parts):
+    if len(parts) != arity or not all(p.isascii() and p.isdigit() for p in parts):
         raise TransformError(f"transform {text!r} is malformed; expected {form} with whole numbers >= 0")
     return _checked(Transform(kind, tuple(int(p) for p in parts)), form)
 
@@ -93,9 +94,9 @@ def from_dicts(objs: Sequence[dict]) -> list[Transform]:
     """The stored form (checkpoint, ONNX metadata) back to transforms."""
     out = []
     for o in objs:
-        if not (isinstance(o, dict) and o.get("kind") in _ARITY and isinstance(o.get("args"), list)):
+        if not (isinstance(o, dict) and o.get("kind") in _FORMS and isinstance(o.get("args"), list)):
             raise TransformError(
-                f"transform entry {o!r} is not of the form {{'kind': one of {list(_ARITY)}, 'args': [...]}}"
+                f"transform entry {o!r} is not of the form {{'kind': one of {list(_FORMS)}, 'args': [...]}}"
             )
         out.append(parse_transform(Transform(o["kind"], tuple(o["args"])).text))
     return out

@@ -314,9 +314,10 @@ class NeuronKind(Generic[SpecT]):
         exported node, as a phrase, or None for the same spikes."""
         return {}
 
-    def from_nir(self, params: dict[str, np.ndarray], source: str, dt: float) -> tuple[NeuronSpec, float]:
+    def from_nir(self, params: dict[str, np.ndarray], source: str, dt_s: float) -> tuple[NeuronSpec, float]:
         """``(spec, input gain)`` of a NIR node written by ``source`` (a key of
-        ``runtime.neuron.nir.CONVENTIONS`` other than flexsnn) with step ``dt`` seconds."""
+        ``runtime.neuron.nir.CONVENTIONS`` other than flexsnn) with step ``dt_s`` seconds
+        (NIR's unit; a spec's ``dt`` is in µs)."""
         raise NirNeuronError(f"{self.name} nodes cannot be imported from {source}")
 
     def trace_decay(self, spec: SpecT) -> float | None:

@@ -170,7 +170,7 @@ class CubaLIF(NeuronKind[CubaLIFSpec]):
             "norse": "integrates CubaLIF with forward Euler at its dt (r and w_in as rates), one spike, zero reset",
         }
 
-    def from_nir(self, params: nir.Params, source: str, dt: float) -> tuple[NeuronSpec, float]:
+    def from_nir(self, params: nir.Params, source: str, dt_s: float) -> tuple[NeuronSpec, float]:
         if source != "snntorch":
             raise nir.NirNeuronError(
                 f"CubaLIF nodes import from flexsnn or snntorch only, not {source} "

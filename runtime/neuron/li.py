@@ -54,8 +54,8 @@ class LI(NeuronKind[NeuronSpec]):
             "norse": "has no LI import: it drops the LI node and outputs the LI's input",
         }
 
-    def from_nir(self, params: nir.Params, source: str, dt: float) -> tuple[NeuronSpec, float]:
-        decay, gain, _, spec_dt = nir.leak_from_nir(params, source, dt)
+    def from_nir(self, params: nir.Params, source: str, dt_s: float) -> tuple[NeuronSpec, float]:
+        decay, gain, _, spec_dt = nir.leak_from_nir(params, source, dt_s)
         return nir.make("LI", decay=decay, v_th=1.0, reset="subtract", spike="single", dt=spec_dt), gain
 
 

@@ -81,8 +81,8 @@ class LIF(NeuronKind[NeuronSpec]):
             "norse": "integrates LIF with forward Euler and ignores r (input scaled by dt/tau), one spike, zero reset",
         }
 
-    def from_nir(self, params: nir.Params, source: str, dt: float) -> tuple[NeuronSpec, float]:
-        decay, gain, th_scale, spec_dt = nir.leak_from_nir(params, source, dt)
+    def from_nir(self, params: nir.Params, source: str, dt_s: float) -> tuple[NeuronSpec, float]:
+        decay, gain, th_scale, spec_dt = nir.leak_from_nir(params, source, dt_s)
         v_th = nir.one(params, "v_threshold") * th_scale
         if source == "sinabs":
             return nir.make("LIF", decay=decay, v_th=v_th, reset="subtract", spike="multi", dt=spec_dt), gain
@@ -112,7 +112,7 @@ class IF(LIF):
             "norse": norse and f"runs IF with {norse}",
         }
 
-    def from_nir(self, params: nir.Params, source: str, dt: float) -> tuple[NeuronSpec, float]:
+    def from_nir(self, params: nir.Params, source: str, dt_s: float) -> tuple[NeuronSpec, float]:
         v_th, r = nir.one(params, "v_threshold"), nir.one(params, "r")
         if source == "sinabs":
             return nir.make("IF", decay=1.0, v_th=v_th, reset="subtract", spike="multi", v_min=-v_th, dt=1.0), 1.0
@@ -121,8 +121,8 @@ class IF(LIF):
                 "snnTorch 1.0.0 neither writes IF nodes nor runs them (its import builds "
                 "Leaky(beta=0.9)); import this graph with --from nir or norse"
             )
-        one_spike = {"decay": 1.0, "v_th": v_th, "reset": "zero", "spike": "single", "dt": dt * 1e6}
-        return nir.make("IF", **one_spike), 1.0 if source == "norse" else r * dt  # nir: r * dt
+        one_spike = {"decay": 1.0, "v_th": v_th, "reset": "zero", "spike": "single", "dt": dt_s * 1e6}
+        return nir.make("IF", **one_spike), 1.0 if source == "norse" else r * dt_s  # nir: r * dt
 
 
 LIF_KIND = register(LIF())

@@ -175,7 +175,7 @@ def make(kind: str, **fields: Any) -> NeuronSpec:
         raise NirNeuronError(str(e)) from None
 
 
-def leak_from_nir(params: Params, source: str, dt: float) -> tuple[float, float, float, float]:
+def leak_from_nir(params: Params, source: str, dt_s: float) -> tuple[float, float, float, float]:
     """``(decay, input gain, threshold scale, spec dt in µs)`` of a leaky node."""
     no_leak_potential(params)
     tau, r = np.float32(one(params, "tau")), one(params, "r")
@@ -186,10 +186,10 @@ def leak_from_nir(params: Params, source: str, dt: float) -> tuple[float, float,
         w_scale = r * SNNTORCH_DT / float(tau)
         return float(beta), 1.0, 1.0 if np.isclose(w_scale, 1.0) else 1.0 / w_scale, SNNTORCH_DT * 1e6
     if source == "norse":  # norse's module computes dt * tau_mem_inv with tau_mem_inv = dt / tau_file
-        a = float(np.float32(dt) * (np.float32(dt) / tau))
-        return 1.0 - a, a, 1.0, dt * 1e6
-    decay = math.exp(-dt / float(tau))  # nir
-    return decay, r * (1.0 - decay), 1.0, dt * 1e6
+        a = float(np.float32(dt_s) * (np.float32(dt_s) / tau))
+        return 1.0 - a, a, 1.0, dt_s * 1e6
+    decay = math.exp(-dt_s / float(tau))  # nir
+    return decay, r * (1.0 - decay), 1.0, dt_s * 1e6
 
 
 def spec_from_metadata(meta: dict[str, Any]) -> NeuronSpec | None:
