@@ -52,6 +52,24 @@ def walk(p: argparse.ArgumentParser):
 ACTIONS = [(prog, a) for mod in CLIS.values() for prog, a in walk(mod.parser())]
 
 
+@pytest.mark.parametrize(
+    "cli, argv, prefix",
+    [
+        ("trainer", ["fit", "--epoch", "1", "--data", "nosuch"], "--epoch"),  # no work if taken
+        ("runtime", ["run", "m.onnx", "--mod", "event"], "--mod"),
+        ("export", ["m.pt", "--form", "nir"], "--form"),
+        ("edge", ["pi-bench", "m.onnx", "--repeat", "2"], "--repeat"),
+    ],
+)
+def test_a_flag_is_taken_by_its_whole_name_only(cli, argv, prefix, capsys):
+    """argparse's prefixes are off: `--dt` would have been read as `--dt-us` (seconds as µs),
+    and a flag added later makes a script's prefix ambiguous."""
+    with pytest.raises(SystemExit) as e:
+        CLIS[cli].main(argv)
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and f"unrecognized arguments: {prefix}" in err, err
+
+
 def test_every_flag_and_argument_has_help():
     missing = [f"{prog} {a.option_strings or a.dest}" for prog, a in ACTIONS if not (a.help or "").strip()]
     assert not missing, missing
