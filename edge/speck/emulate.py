@@ -94,6 +94,7 @@ def quantized_model(qnet: QuantNet) -> tuple[onnx.ModelProto, Protocol]:
         neurons=tuple(neurons),
         max_steps=None,
         exit_policy=None,
+        exit_record=None,
     )
     f32 = TensorProto.FLOAT
     graph = helper.make_graph(
