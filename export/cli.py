@@ -190,7 +190,8 @@ def write_and_check(
     report = {
         "output": str(path),
         "format": a.format,
-        "model": cfg.model.name,
+        "input": a.checkpoint,  # as a .nir import's report
+        "model": cfg.model.name,  # the architecture, as the protocol's "model"
         "seconds": round(seconds, 3),
         "bytes": path.stat().st_size,
         "warnings": [str(w.message) for w in caught],  # also on stderr: a program reading --json sees them
