@@ -8,6 +8,7 @@ and :func:`check_output` refuses an output path that would overwrite an input.
 from __future__ import annotations
 
 import contextlib
+import glob
 import io
 import os
 import signal
@@ -174,6 +175,24 @@ def _cleanup_on_signals(tmp: Path) -> Iterator[None]:
             signal.signal(signal.SIGXFSZ, old_xfsz)
 
 
+def _remove_stale_temporaries(parent: Path, name: str) -> None:
+    """Remove the temporary files of ``name`` left by a writer that no longer runs: SIGKILL
+    (the kernel's OOM killer's signal) runs no cleanup, and each left a hidden copy as large
+    as the artifact. A file whose writer still runs (another process writing the same name)
+    stays."""
+    for tmp in parent.glob(f".{glob.escape(name)}.tmp.*"):
+        pid = tmp.name[len(name) + 6 :].partition(".")[0]  # ".{name}.tmp.{pid}.{random}{suffix}"
+        if not pid.isdigit() or int(pid) <= 0:
+            continue  # not of this form (older versions named no pid): not ours to judge
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+        except OSError:
+            pass  # it runs (as another user): keep
+
+
 def write_serialized(path: str | Path, dump: Callable[[IO[bytes]], None]) -> Path:
     """:func:`write_atomic` of what ``dump`` writes to a file object, serialised in memory
     first: torch's C++ writers (torch.save, torch.jit.save, torch.export.save) abort the
@@ -192,9 +211,12 @@ def write_atomic(path: str | Path, write: Callable[[Path], object]) -> Path:
     """
     path = check_output(path, *(() if Path(path).resolve() in _written else sorted(_read)))
     parent = path.parent if str(path.parent) else Path(".")
+    _remove_stale_temporaries(parent, path.name)
     try:
-        # keep the suffix: some writers (torch.export.save, matplotlib) look at it
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.tmp.", suffix=path.suffix, dir=parent)
+        # keep the suffix: some writers (torch.export.save, matplotlib) look at it; the
+        # writer's pid in the name tells a later run whether the file is still being written
+        prefix = f".{path.name}.tmp.{os.getpid()}."
+        fd, tmp_name = tempfile.mkstemp(prefix=prefix, suffix=path.suffix, dir=parent)
     except OSError as e:
         raise OutputPathError(f"cannot write {path}: {e.strerror or e}") from None
     os.close(fd)

@@ -135,6 +135,31 @@ def test_sigterm_mid_write_leaves_nothing(tmp_path):
     assert signal.getsignal(signal.SIGTERM) == before  # the caller's handler is back
 
 
+def test_a_killed_writers_temporary_file_is_removed_by_the_next_write(tmp_path):
+    """SIGKILL (the OOM killer's) runs no cleanup: a writer killed mid-write left a hidden
+    copy as large as the artifact. The next write of that name removes it; one whose writer
+    still runs stays."""
+    target = tmp_path / "model.pt"
+    code = (
+        "import os, signal, sys\n"
+        "from runtime.fileio import write_atomic\n"
+        "def write(tmp):\n"
+        "    tmp.write_bytes(b'x' * 100_000)\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+        "write_atomic(sys.argv[1], write)\n"
+    )
+    p = subprocess.run([sys.executable, "-c", code, str(target)], cwd=ROOT, capture_output=True, timeout=120)
+    assert p.returncode == -signal.SIGKILL
+    (left,) = tmp_path.iterdir()  # the case this is about: a hidden 100 kB file
+    assert left.name.startswith(".model.pt.tmp.") and left.stat().st_size == 100_000
+    running = tmp_path / f".model.pt.tmp.{os.getppid()}.abc.pt"  # a writer that still runs
+    running.write_bytes(b"in progress")
+    foreign = tmp_path / ".model.pt.tmp.abc.pt"  # no pid in its name: not judged
+    foreign.write_bytes(b"?")
+    write_atomic(target, lambda tmp: tmp.write_bytes(b"new"))
+    assert sorted(tmp_path.iterdir()) == sorted([target, running, foreign]) and target.read_bytes() == b"new"
+
+
 def test_disk_full_is_one_error_and_leaves_nothing(tmp_path):
     def write(tmp: Path) -> None:
         raise OSError(28, "No space left on device")
