@@ -12,7 +12,6 @@ the batch size: they leave at every exit), in the same interleaved rounds. Rerun
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import time
@@ -26,16 +25,22 @@ from runtime.data import load_dataset
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("model")
-    p.add_argument("--data", required=True)
+    p = cliargs.Parser(description=__doc__.splitlines()[0])  # the product's one-line errors, whole flag names
+    p.add_argument("model", help="an ONNX file")
+    p.add_argument("--data", required=True, help="the data spec whose test split is run")
     p.add_argument("--tmax", type=cliargs.steps, default=None, help="default: the model's trained T")
-    p.add_argument("--limit", type=cliargs.positive_int, default=128)
-    p.add_argument("--batch-size", type=cliargs.positive_int, nargs="+", default=[1, 64])
-    p.add_argument("--thresholds", type=float, nargs="+", default=[0.3, 0.5, 0.7])
-    p.add_argument("--rounds", type=cliargs.positive_int, default=5)
-    p.add_argument("--threads", type=cliargs.positive_int, default=1)
-    p.add_argument("--compact-at", type=int, nargs="+", default=[session_module.COMPACT_AT])
+    cliargs.add_limit(p, 128)
+    cliargs.add_batch_size(p, [1, 64], "batch sizes compared")
+    p.add_argument("--thresholds", type=cliargs.unit_float, nargs="+", default=[0.3, 0.5, 0.7], help="confidence")
+    p.add_argument("--rounds", type=cliargs.positive_int, default=5, help="interleaved timing rounds")
+    p.add_argument("--threads", type=cliargs.positive_threads, default=1, help="onnxruntime threads")
+    p.add_argument(
+        "--compact-at",
+        type=cliargs.positive_int,
+        nargs="+",
+        default=[session_module.COMPACT_AT],
+        help="finished rows a batch collects before it is compacted, each value compared",
+    )
     a = p.parse_args()
     s = runtime.load(a.model, threads=a.threads)
     a.tmax = a.tmax or s.protocol.default_T  # it was 10 whatever the model: fixed:10 on a model of T = 6

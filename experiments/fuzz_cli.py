@@ -21,7 +21,6 @@ model first) and scikit-learn (the digits data).
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import gzip
 import io
@@ -41,6 +40,8 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+
+from runtime import cliargs  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -487,11 +488,11 @@ def data_readers(work: Path) -> None:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--flips", type=int, default=300, help="bit-flipped copies per artifact kind")
-    p.add_argument("--meta", type=int, default=300, help="metadata edits")
-    p.add_argument("--streams", type=int, default=400, help="bad event streams")
+    p = cliargs.Parser(description=__doc__)  # the product's one-line errors, whole flag names
+    cliargs.add_seed(p, "the fuzzing")
+    p.add_argument("--flips", type=cliargs.nonneg_int, default=300, help="bit-flipped copies per artifact kind")
+    p.add_argument("--meta", type=cliargs.nonneg_int, default=300, help="metadata edits")
+    p.add_argument("--streams", type=cliargs.nonneg_int, default=400, help="bad event streams")
     p.add_argument("--json", default=None, help="also write the counts here")
     a = p.parse_args()
     rng = random.Random(a.seed)

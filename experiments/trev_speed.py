@@ -12,25 +12,30 @@ Rerun:
 
 from __future__ import annotations
 
-import argparse
 import copy
 import time
 
 import numpy as np
 import torch
 
+from runtime import cliargs
 from runtime.data import load_dataset
 from trainer.cli import config_from_args, parser
 from trainer.train import evaluate, fit
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--models", nargs="+", default=["trev-tiny", "trev-tiny,backward=reversible", "3C1FCW96", "2C1FC"])
-    p.add_argument("--data", default="digits:static")
-    p.add_argument("--T", type=int, default=4)
-    p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--rounds", type=int, default=2)
+    p = cliargs.Parser(description=__doc__.splitlines()[0])  # the product's one-line errors, whole flag names
+    p.add_argument(
+        "--models",
+        nargs="+",
+        default=["trev-tiny", "trev-tiny,backward=reversible", "3C1FCW96", "2C1FC"],
+        help="trainer fit --model of each row",
+    )
+    p.add_argument("--data", default="digits:static", help="trainer fit --data")
+    p.add_argument("--T", type=cliargs.steps, default=4, help="training T")
+    p.add_argument("--epochs", type=cliargs.positive_int, default=3, help="epochs per model")
+    p.add_argument("--rounds", type=cliargs.positive_int, default=2, help="interleaved rounds")
     p.add_argument("--neuron", default=None, help="trainer fit --neuron for every model (default: its own)")
     a = p.parse_args()
     torch.set_num_threads(1)
