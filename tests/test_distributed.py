@@ -134,3 +134,56 @@ def test_fit_online_with_two_processes(method, tmp_path, capsys):
         torch.testing.assert_close(ckpt["state_dict"][k], v, rtol=1e-4, atol=1e-5, msg=k)
     # the epoch's loss is every rank's, as one process computes it (it was rank 0's half)
     assert ckpt["metrics"]["history"][0]["loss"] == pytest.approx(one["metrics"]["history"][0]["loss"], rel=1e-4)
+
+
+# ---------------------------------------------------------------- resume under torchrun
+
+
+def _resume_rank(rank: int, store: str, folder: str, resume: bool) -> None:
+    """One rank of a 2-process mtt run of 2 epochs: from scratch (writing the epoch-1
+    checkpoint, what a run stopped then leaves), or resumed from that checkpoint."""
+    import os
+
+    import torch.distributed as dist
+
+    from runtime.data import load_dataset
+    from tests.test_resume import config
+    from trainer.checkpoint import TRAIN_STATE_KEY, save_checkpoint
+    from trainer.distributed import teardown
+    from trainer.train import Start, fit
+
+    torch.set_num_threads(1)
+    os.environ["WORLD_SIZE"] = "2"
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
+    cfg = config("mtt")
+    train, test = load_dataset("digits", "train", limit=48), load_dataset("digits", "test", limit=10)
+    epoch1 = f"{folder}/epoch1.pt"
+
+    def keep_epoch_1(model, history, state):
+        if len(history) == 1:
+            save_checkpoint(epoch1, cfg, model, {"history": history}, state)
+
+    start = None
+    if resume:
+        ckpt = torch.load(epoch1, weights_only=True)
+        start = Start(ckpt["state_dict"], ckpt[TRAIN_STATE_KEY], ckpt["metrics"]["history"])
+    model, _ = fit(cfg, train, test, progress=False, start=start, on_epoch=None if resume else keep_epoch_1)
+    if rank == 0:
+        torch.save(model.state_dict(), f"{folder}/{'resumed' if resume else 'whole'}.pt")
+    teardown()
+
+
+@pytest.mark.slow  # two processes, twice: run alone like the DDP tests above
+def test_a_resumed_two_process_mtt_run_is_bit_identical(tmp_path):
+    """Each rank draws its own stage-T configurations: only rank 0's generator was saved,
+    so rank 1 restarted its stream on resume and the weights differed from the
+    uninterrupted run's. Every rank's state is saved now."""
+    import torch.multiprocessing as mp
+
+    for resume, store in ((False, "store1"), (True, "store2")):
+        mp.spawn(_resume_rank, args=(str(tmp_path / store), str(tmp_path), resume), nprocs=2, join=True)
+    state = torch.load(tmp_path / "epoch1.pt", weights_only=True)["train_state"]
+    assert len(state["rng_ranks"]) == 2 and state["rng_ranks"][0] != state["rng_ranks"][1]
+    whole, resumed = (torch.load(tmp_path / f"{n}.pt", weights_only=True) for n in ("whole", "resumed"))
+    for k, v in whole.items():
+        assert torch.equal(resumed[k], v), k

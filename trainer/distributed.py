@@ -6,6 +6,7 @@ import contextlib
 import os
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -69,6 +70,16 @@ def mean_over_ranks(x: float) -> float:
     t = torch.tensor([x], dtype=torch.float64)
     dist.all_reduce(t)
     return float(t.item()) / dist.get_world_size()
+
+
+def gather(obj: Any) -> list[Any]:
+    """``obj`` of every rank, in rank order, on every rank (every rank calls it; ``[obj]``
+    in one process)."""
+    if not dist.is_initialized() or dist.get_world_size() == 1:
+        return [obj]
+    out: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(out, obj)
+    return out
 
 
 def rank_batches(order: Sequence[int], rank: int, world: int, batch_size: int) -> list[list[int]]:

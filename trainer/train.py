@@ -225,14 +225,17 @@ class Start:
     finished: bool = True  # False: a run stopped after its last epoch, before calibration and the final write
 
 
-def train_state(epoch: int, opt: torch.optim.Optimizer, sched: Any, rng: np.random.Generator) -> dict[str, Any]:
+def train_state(epoch: int, opt: torch.optim.Optimizer, sched: Any, rngs: list[dict[str, Any]]) -> dict[str, Any]:
     """Everything besides the weights that the next epoch depends on (plain types and
-    tensors: loadable with ``weights_only=True``). Batch order depends on the epoch only."""
+    tensors: loadable with ``weights_only=True``). Batch order depends on the epoch only;
+    ``rngs``: every rank's generator state (:func:`distributed.gather`), each rank draws its
+    own stage-T configurations."""
     return {
         "epoch": epoch,
         "optimizer": opt.state_dict(),
         "scheduler": sched.state_dict(),
-        "rng": rng.bit_generator.state,
+        "rng": rngs[0],
+        "rng_ranks": rngs,
         "torch_rng": torch.get_rng_state(),
     }
 
@@ -285,8 +288,11 @@ def fit(
             ts = start.train_state
             opt.load_state_dict(ts["optimizer"])
             sched.load_state_dict(ts["scheduler"])
-            if rank == 0:
-                rng.bit_generator.state = ts["rng"]  # other ranks restart their own stream
+            ranks = ts.get("rng_ranks")  # absent in files from before it: rank 0's stream only
+            if ranks is not None and len(ranks) == world:
+                rng.bit_generator.state = ranks[rank]
+            elif rank == 0:  # another process count: the other ranks start their own streams
+                rng.bit_generator.state = ts["rng"]
             torch.set_rng_state(ts["torch_rng"])
             first_epoch, history = int(ts["epoch"]), list(start.history)
             if first_epoch >= m.epochs and start.finished:
@@ -340,14 +346,15 @@ def fit(
                     f"T={cfg.train_T} {100 * entry['test_accuracy']:.2f}%{bn_note} ({seconds:.1f} s)"
                 )
         history.append(entry)
+        rngs = distributed.gather(rng.bit_generator.state)  # every rank calls it
         if rank == 0 and on_epoch is not None:
-            on_epoch(model, history, train_state(epoch + 1, opt, sched, rng))
+            on_epoch(model, history, train_state(epoch + 1, opt, sched, rngs))
     metrics: dict[str, Any] = {
         "history": history,
         "world_size": world,
         "environment": repro.environment(m.seed),
         "seconds_per_epoch": float(np.mean([h["seconds"] for h in history])),
-        "train_state": train_state(m.epochs, opt, sched, rng),
+        "train_state": train_state(m.epochs, opt, sched, distributed.gather(rng.bit_generator.state)),
     }
     if not online:
         metrics["expected_cost_ratio_vs_sdt"] = expected_cost_ratio(m)
