@@ -71,9 +71,6 @@ def readout_so_far(total: Any, last: Any, t: int, rule: str) -> Any:
     raise ModelError(f"readout {rule!r} is unknown; expected one of {list(READOUTS)}")
 
 
-BINNINGS = ("equal", "fixed")
-
-
 @dataclass(frozen=True)
 class StateInfo:
     name: str
@@ -280,6 +277,8 @@ def _parse_protocol(meta: dict[str, Any]) -> Protocol:
     if kind in DENSE_KINDS and timing == [None, None, None]:
         binning, duration_us, dt_us = None, None, None  # a static image or a sequence has no time base
     else:
+        from .data.events import BINNINGS  # the data layer's, loaded only for event models
+
         binning = _choice(timing[0], BINNINGS, "binning")
         try:
             duration_us, dt_us = float(timing[1]), float(timing[2])
