@@ -25,6 +25,7 @@ import logging
 import warnings
 from pathlib import Path
 
+import numpy as np
 import onnx
 import torch
 from torch import nn
@@ -34,12 +35,12 @@ from runtime.fileio import write_atomic
 from runtime.integrity import stamp_onnx
 from runtime.neuron import NeuronSpec
 from runtime.neuron import functions as fn
-from runtime.protocol import NeuronInfo, StateInfo
+from runtime.protocol import NeuronInfo, Protocol, StateInfo
 from trainer.config import Config
 from trainer.neurons import Neuron
 from trainer.trev import TRevNet
 
-from .check import TOL, CheckResult, check_memory_for, sample_input
+from .check import CheckResult, Trace, check_memory_for, compare, run_onnx, sample_input, stacked
 from .errors import ExportError
 from .neuron import DeployNeuron
 from .onnx_export import OPSET, attach_functions
@@ -191,47 +192,74 @@ def export_trev_onnx(cfg: Config, model: TRevNet, path: str | Path) -> Path:
     return write_atomic(path, lambda tmp: onnx.save(stamp_onnx(proto), tmp))
 
 
+@torch.no_grad()
+def run_trev_torch(step: TRevStep, x: np.ndarray, meta: Protocol, follow: Trace | None = None) -> Trace:
+    """``step`` over ``x`` (``[T, B, ...]``) from zero states, each neuron call of a step
+    recorded as the ``snn`` node of that place in the graph (``{op}_z{j}``: the graph keeps
+    the step's call order; a wrong pairing fails the currents, it cannot pass). ``follow``:
+    onnxruntime's trace (with currents): every neuron is computed on onnxruntime's current
+    too and passes onnxruntime's spikes on, and each step starts from onnxruntime's states
+    (:mod:`export.check`); else torch runs free."""
+    n_neurons = len(meta.neurons)
+    outs: list[list[np.ndarray]] = [[] for _ in range(n_neurons)]
+    own: list[list[np.ndarray]] = [[] for _ in range(n_neurons)]
+    cur: list[list[np.ndarray]] = [[] for _ in range(n_neurons)]
+    call, t_now, inner = [0], [0], [False]
+
+    def hook(m: nn.Module, args: tuple, kwargs: dict, res: tuple) -> tuple | None:
+        if inner[0]:
+            return None
+        j, t = call[0], t_now[0]
+        call[0] += 1
+        if j >= n_neurons:
+            raise ExportError(f"the torch step calls more neurons than the graph's {n_neurons} snn nodes")
+        if follow is None:
+            outs[j].append(res[0].numpy().copy())
+            return None
+        cur[j].append(args[0].numpy().copy())
+        own[j].append(res[0].numpy().copy())
+        inner[0] = True
+        try:
+            outs[j].append(m(torch.from_numpy(follow.currents[j][t]), *args[1:], **kwargs)[0].numpy().copy())
+        finally:
+            inner[0] = False
+        return torch.from_numpy(follow.outs[j][t]), res[1]
+
+    neurons = [m for m in step.modules() if isinstance(m, DeployNeuron)]  # _deploy_ put them in
+    hooks = [m.register_forward_hook(hook, with_kwargs=True) for m in neurons]
+    states = tuple(torch.zeros(x.shape[1], *s.shape) for s in meta.states)
+    ys, st = [], []
+    try:
+        for t, x_t in enumerate(x):
+            call[0], t_now[0] = 0, t
+            y, *new = step(torch.from_numpy(x_t), torch.tensor(t), states)
+            if call[0] != n_neurons:
+                raise ExportError(f"the torch step called {call[0]} neurons, the graph has {n_neurons} snn nodes")
+            ys.append(y.numpy().copy())
+            st.append([s.numpy().copy() for s in new])
+            # following: the next step starts from onnxruntime's states, as its spikes go on
+            states = tuple(new) if follow is None else tuple(torch.from_numpy(s[t]) for s in follow.states)
+    finally:
+        for h in hooks:
+            h.remove()
+    return Trace(np.stack(ys), stacked(outs), [np.stack(v) for v in zip(*st)], stacked(cur), stacked(own))
+
+
 def check_trev_onnx(
     cfg: Config, model: TRevNet, onnx_path: str | Path, T: int | None = None, batch: int = 4
 ) -> CheckResult:
-    """``--check`` for a T-RevSNN: onnxruntime step by step (fed ``t``) next to the
-    deployable torch step, on the same input; ``y`` and every state within ``TOL``."""
-    import numpy as np
-    import onnxruntime as ort
-
+    """``--check`` for a T-RevSNN, as :func:`export.check.check_onnx` checks other models:
+    onnxruntime step by step (fed ``t``) next to the deployable torch step, which follows it
+    (every neuron's spikes exact on onnxruntime's current, its own current within ``TOL``,
+    rounding ties counted; each stage-output state and ``y`` within ``TOL``), and the free
+    torch run beside it."""
     T = T or model.T
     if T > model.T:
         raise ExportError(f"--T {T}: this T-RevSNN has {model.T} sub-networks (T <= {model.T})")
     check_memory_for(onnx_path, T, batch)
     x, source = sample_input(cfg, T, batch)
-    step = TRevStep(model)
-    meta = read_protocol(onnx_path)
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 1
-    sess = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
-    names = [s.name for s in meta.states]
-    ref = [torch.zeros(x.shape[1], *s.shape) for s in meta.states]
-    got = [r.numpy() for r in ref]
-    diffs = np.zeros(1 + len(names))
-    with torch.no_grad():
-        for t in range(T):
-            y_ref, *ref = step(torch.from_numpy(x[t]), torch.tensor(t), tuple(ref))
-            y_got, *got = sess.run(None, {"x": x[t], "t": np.array(t, np.int64), **dict(zip(names, got))})
-            for i, (a, b) in enumerate(zip([y_ref, *ref], [y_got, *got])):
-                diffs[i] = max(diffs[i], float(np.abs(a.numpy() - b).max() / (1 + np.abs(a.numpy()).max())))
-    rows = [[n, float(d), "ok" if d <= TOL else "FAIL"] for n, d in zip(["y", *names], diffs)]
-    ok = bool((diffs <= TOL).all())
-    return CheckResult(
-        ok,
-        rows,
-        {
-            "ok": ok,
-            "tolerance": TOL,
-            "max_abs_diff_y": float(diffs[0]),
-            "T": T,
-            "batch": int(x.shape[1]),
-            "input": source,
-            "compared": "y and states",
-        },
-        ["output", "max |Δ| / (1 + max |value|)", "status"],
-    )
+    step, meta = TRevStep(model), read_protocol(onnx_path)
+    got = run_onnx(onnx_path, x)
+    result = compare(run_trev_torch(step, x, meta, follow=got), got, meta, free=run_trev_torch(step, x, meta))
+    result.summary.update({"T": T, "batch": int(x.shape[1]), "input": source})
+    return result

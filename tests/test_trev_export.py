@@ -107,6 +107,65 @@ def test_export_cli_check_passes(tmp_path):
     assert e.value.code == 0
 
 
+def _trev_followed(exported, path=None):
+    from export.check import run_onnx
+    from export.trev_onnx import TRevStep, run_trev_torch
+
+    kind, net, s = exported
+    x = frames(kind, B=6)
+    got = run_onnx(path or s.path, x)
+    return run_trev_torch(TRevStep(net), x, s.protocol, follow=got), got, s.protocol
+
+
+def test_trev_check_follows_onnxruntime_and_counts_rounding_ties(exported):
+    """--check on a T-RevSNN compared the free runs' states within 1e-5: one rounding tie
+    (a spike flipped by float32 summation order; 1 at --T 4 --batch-size 360 on a 2-epoch
+    trev-tiny) made the stage state it feeds differ by 1.8e-4 and the check FAIL. Now every
+    neuron's spikes must be onnxruntime's on onnxruntime's current, its own current within
+    1e-5, the stage states (from onnxruntime's previous ones) and y within 1e-5; a spike
+    that differs only on torch's own current is a tie, counted."""
+    from export.check import compare
+
+    ref, got, meta = _trev_followed(exported)
+    result = compare(ref, got, meta)
+    assert result.ok and result.summary["rounding_ties"] == 0, result.rows
+    assert [r["state"] for r in result.summary["states"]] == [s.name for s in meta.states]
+    assert sum(int(o.sum()) for o in got.outs) > 0  # neurons spiked: their spikes were compared
+    j = next(i for i, o in enumerate(got.outs) if o.sum() > 0)
+    ref.own[j] = ref.own[j].copy()
+    ref.own[j].flat[3] = 1.0 - ref.own[j].flat[3]  # one spike flipped on torch's own current
+    result = compare(ref, got, meta)
+    assert result.ok and result.summary["rounding_ties"] == 1
+    ref.outs[j] = ref.outs[j].copy()
+    ref.outs[j].flat[3] = 1.0 - ref.outs[j].flat[3]  # the neuron itself differs on the same current
+    assert not compare(ref, got, meta).ok
+    ref, got, meta = _trev_followed(exported)
+    ref.states[-1] = ref.states[-1] + 1e-3 * (1 + np.abs(ref.states[-1]).max())  # a stage state off
+    result = compare(ref, got, meta)
+    assert not result.ok and result.summary["states"][-1]["status"] == "FAIL"
+
+
+def test_trev_check_detects_a_wrong_threshold_and_a_wrong_weight(exported, tmp_path):
+    import onnx
+
+    from export.check import compare
+
+    _, _, s = exported
+    for edit in ("v_th", "weight"):
+        proto = onnx.load(s.path)
+        if edit == "v_th":
+            node = next(n for n in proto.graph.node if n.domain == "snn")
+            next(a for a in node.attribute if a.name == "v_th").f *= 1.5
+        else:  # one median weight of the largest conv stack off by 1%
+            w = max((t for t in proto.graph.initializer if len(t.dims) >= 4), key=lambda t: np.prod(t.dims))
+            a = onnx.numpy_helper.to_array(w).copy()
+            k = np.argsort(np.abs(a), axis=None)[a.size // 2]
+            a.flat[k] *= np.float32(1.01)
+            w.CopyFrom(onnx.numpy_helper.from_array(a, w.name))
+        onnx.save(proto, tmp_path / f"{edit}.onnx")
+        assert not compare(*_trev_followed(exported, tmp_path / f"{edit}.onnx")).ok, edit
+
+
 def test_bench_refuses_steps_past_the_sub_networks(exported, capsys):
     """Its default --T 20 (then --steps) was onnxruntime's Gather error, colour codes and all."""
     from runtime.cli import main as runtime_main
