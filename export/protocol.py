@@ -68,7 +68,7 @@ def protocol(
         # event data only: a static image has no recording to bin
         binning=d.binning if events else None,
         duration_us=float(d.duration_us) if events else None,
-        dt_us=float(d.duration_us / cfg.train_T) if events else None,
+        dt_us=cfg.dt_us,
         durations=d.durations if events else "dataset",
         transforms=tuple(d.transforms),
         uses_t=False,

@@ -110,6 +110,26 @@ def test_fixed_T_accuracy_equals_trainer_eval(trained, capsys):
         assert (got["n"], got["accuracy"], got["mean_steps"]) == (run["n"], acc, T)
 
 
+def test_fixed_binning_is_the_same_in_trainer_eval_and_the_runtime(trained, capsys):
+    """`--binning fixed`: bins of the trained width (the recording in the trained T bins) at
+    any T, in both CLIs. trainer eval split the recording into T fixed bins, which is equal
+    binning again: the flag did nothing there, and the two printed other accuracies."""
+    from runtime.cli import main as runtime_main
+    from trainer.cli import main as trainer_main
+
+    ckpt, onnx_path = trained
+    argv = ["--limit", "120", "--json"]
+    capsys.readouterr()
+    accuracy = {}
+    for binning in ("fixed", "equal"):
+        trainer_main(["eval", str(ckpt), "--T", "1", "2", "5", "--binning", binning, *argv])
+        accuracy[binning] = json.loads(capsys.readouterr().out)["runs"][0]["accuracy"]
+    assert accuracy["fixed"] != accuracy["equal"]  # T != the trained 3: other bins, other inputs
+    for T, acc in zip((1, 2, 5), accuracy["fixed"]):
+        runtime_main(["run", str(onnx_path), "--data", "digits", "--binning", "fixed", "--policy", f"fixed:{T}", *argv])
+        assert json.loads(capsys.readouterr().out)["accuracy"] == acc, T
+
+
 def test_bench_interleaves_the_runtime_and_torch(trained, capsys):
     from runtime.cli import main as runtime_main
 

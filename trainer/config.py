@@ -239,6 +239,12 @@ class Config:
         return self.method.T if self.method.name in FIXED_T_METHODS else self.method.tmax
 
     @property
+    def dt_us(self) -> float | None:
+        """The trained bin width of event data (µs): the recording in ``train_T`` bins; what
+        fixed binning steps by at any T (the protocol's ``dt_us``); None for other data."""
+        return float(self.data.duration_us / self.train_T) if self.data.kind == "events" else None
+
+    @property
     def T_range(self) -> tuple[int, int]:
         """The steps (per stage) the model was trained over: [T, T] for the one-T methods."""
         if self.method.name in FIXED_T_METHODS:

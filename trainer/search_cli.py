@@ -77,13 +77,14 @@ class Evaluator:
     batch_size: int
     seed: int = 0
     binning: str | None = None
+    dt_us: float | None = None  # fixed binning's bin width: the model's trained one (Config.dt_us)
     calib_runs: int = 1  # calibrations with draws seed, seed + 1, ...: their statistics averaged (MTT A.6/A.9)
 
     def run(self, config: list[int], ds: Dataset | None = None) -> tuple[float, RunCounts]:
         ds = ds or self.ds
         model = for_config(self.model, self.calib_ds, config, self.calib_batches, self.seed, self.calib_runs)
         with counting(model, ds.kind == "static") as counts:
-            acc = evaluate_configs(model, ds, [list(config)], self.batch_size, self.binning)[0]
+            acc = evaluate_configs(model, ds, [list(config)], self.batch_size, self.binning, dt_us=self.dt_us)[0]
         counts.samples, counts.stage_T = len(ds), list(config)
         return acc, counts
 
@@ -172,6 +173,7 @@ def eval_configs(a: argparse.Namespace) -> None:
             a.calib_batches,
             a.batch_size,
             binning=a.binning,
+            dt_us=cfg.dt_us,
             calib_runs=a.calib_runs,
         )
         out[path] = [config_row(c, *ev.run(c)) for c in a.config]

@@ -24,8 +24,11 @@ from .models import SpikingNet, build_model
 from .online import online_iteration
 
 
-def frames(ds: Dataset, idx, T: int, binning: str | None = None) -> torch.Tensor:
-    return torch.from_numpy(ds.frames(np.asarray(idx), T, binning))
+def frames(ds: Dataset, idx, T: int, binning: str | None = None, dt_us: float | None = None) -> torch.Tensor:
+    """``[T, B, ...]`` inputs of samples ``idx``; ``dt_us``: the bin width of fixed binning
+    (the model's trained one, :attr:`Config.dt_us`; without it fixed bins split the
+    recording into T, which is equal binning again)."""
+    return torch.from_numpy(ds.frames(np.asarray(idx), T, binning, dt_us))
 
 
 def first_frames(ds: Dataset, idx, tmax: int, T: int) -> torch.Tensor:
@@ -50,9 +53,11 @@ def evaluate(
     batch_size: int = 256,
     binning: str | None = None,
     progress: bool = False,
+    dt_us: float | None = None,
 ) -> list[float]:
-    """Accuracy at each T in ``Ts`` (every stage at T; events binned into T frames)."""
-    return evaluate_configs(model, ds, [[T] * len(model.stages) for T in Ts], batch_size, binning, progress)
+    """Accuracy at each T in ``Ts`` (every stage at T; events binned into T frames, fixed
+    binning in bins of ``dt_us``)."""
+    return evaluate_configs(model, ds, [[T] * len(model.stages) for T in Ts], batch_size, binning, progress, dt_us)
 
 
 @torch.no_grad()
@@ -63,6 +68,7 @@ def evaluate_configs(
     batch_size: int = 256,
     binning: str | None = None,
     progress: bool = False,
+    dt_us: float | None = None,
 ) -> list[float]:
     """Accuracy at each per-stage configuration (stage i at ``config[i]`` steps; events
     binned into ``config[0]`` frames, the temporal transformation module between stages)."""
@@ -73,7 +79,7 @@ def evaluate_configs(
         correct = 0
         for start in range(0, len(ds), batch_size):
             idx = np.arange(start, min(start + batch_size, len(ds)))
-            logits = model.readout(model(frames(ds, idx, stage_T[0], binning), list(stage_T)))
+            logits = model.readout(model(frames(ds, idx, stage_T[0], binning, dt_us), list(stage_T)))
             correct += int((logits.argmax(1) == torch.from_numpy(ds.labels[idx])).sum())
         accs.append(correct / len(ds))
     model.train(was_training)
