@@ -401,7 +401,7 @@ class Session:
                     )
                 policy = policy or self._step_default()
                 return x, False, policy, horizon_of(policy, p.default_T)
-            policy = policy or FixedT(x.shape[0])
+            policy = policy or self._frames_default(x.shape[0])
             T = horizon_of(policy, x.shape[0])
             if T > x.shape[0]:
                 raise InputError(
@@ -521,6 +521,15 @@ class Session:
             if neuron_counts:
                 result.neuron_counts = {k: spikes[f"{k}/neurons"] for k in self.spiking}
         return result
+
+    def _frames_default(self, n_frames: int) -> ExitPolicy:
+        """What frames ``[T, B, ...]`` run when the call names no policy: the model's stored
+        per-step policy where the frames are its horizon (what event streams would run,
+        binned alike; frames for another T dropped it silently), else all of the frames."""
+        d = self._default
+        if not isinstance(d, Cascade) and horizon_of(d, self.protocol.default_T) == n_frames:
+            return d
+        return FixedT(n_frames)
 
     def _step_default(self) -> ExitPolicy:
         """The model's stored per-step policy (:meth:`run` hands a stored cascade to

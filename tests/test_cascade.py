@@ -114,6 +114,27 @@ def test_a_cascade_needs_whole_samples(events_model, val, tmp_path):
     assert np.array_equal(d.run(frames).outputs, s.run(frames, 6).outputs)
 
 
+def test_frames_of_the_stored_policys_horizon_run_the_stored_policy(events_model, val, tmp_path):
+    """A stored per-step policy was dropped for frames: the same samples ran 3.7 mean steps
+    as streams and 6 as frames, without a word. Frames of its horizon (binned as streams
+    would be) now run it; frames for another T run all of their frames, as before."""
+    m = onnx.load(events_model)
+    meta = json.loads(m.metadata_props[0].value)
+    s = runtime.load(events_model)
+    streams = _streams(val)
+    th = float(np.median(RULES["confidence"][0](s.run(streams, 2).outputs.astype(np.float64))))
+    stored = f"confidence:{th},tmin=1,tmax=6"
+    meta["exit"] = {"policy": stored}
+    onnx.helper.set_model_props(m, {"flexsnn.protocol": json.dumps(meta)})
+    d = runtime.load(save(m, tmp_path / "default.onnx"))
+    want = s.run(streams, stored)
+    assert 1 < want.mean_steps < 6  # the case this is about: the policy stops early
+    for got in (d.run(streams), d.run(d.frames(streams, 6))):
+        assert np.array_equal(got.steps, want.steps) and np.array_equal(got.outputs, want.outputs)
+    four = d.frames(streams, 4)
+    assert np.array_equal(d.run(four).outputs, s.run(four, 4).outputs) and d.run(four).mean_steps == 4
+
+
 def test_a_cascade_over_static_images_repeats_each_image(tmp_path):
     """Images: each run repeats the image T times; the cascade's outputs are those of fixed
     T0 for the samples that stop and of fixed T1 for the others, over a data set too."""
