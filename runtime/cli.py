@@ -13,10 +13,11 @@ from typing import Any
 from . import cliargs
 from .bench import bench, torch_available
 from .data import DataError, spec_paths
+from .engine import threads_for
 from .errors import InputError, TrainedRangeWarning
 from .evaluate import plot_tradeoff, run_dataset, summarize, tradeoff
 from .fileio import OutputPathError, check_output
-from .limits import check_memory, run_bytes
+from .limits import available_cores, check_memory, run_bytes
 from .neuron import SpecError
 from .policies import POLICY_FORMS, PolicyError, parse_policy, t_range_note, t_range_warning
 from .protocol import STATIC_KINDS, ModelError, one_rate
@@ -57,6 +58,10 @@ def _warn(notes: list[str | None]) -> list[str]:
 
 
 def _open(a: argparse.Namespace) -> Session:
+    if a.backend == "exact" and a.threads not in (None, 1):  # was accepted and ignored
+        raise InputError(
+            f"--threads {a.threads}: backend exact runs one thread (fixed-order sums); leave --threads out"
+        )
     return load(a.model, a.threads, a.backend)
 
 
@@ -78,6 +83,10 @@ def cmd_run(a: argparse.Namespace) -> None:
         model=a.model,
         config=list(session.protocol.config) if session.protocol.config else None,
         backend=session.backend,
+        # what a figure is rerun with (the event mode's JSON said it; this did not)
+        threads=1
+        if session.backend == "exact"
+        else threads_for(min(a.batch_size, len(ds)), a.threads) or available_cores(),
         warnings=warnings,
     )
     if a.json:

@@ -213,6 +213,8 @@ def test_bench_batch_beyond_memory_is_refused_before_allocating(static_onnx, cap
         (["run", "{m}", "--mode", "event", "--backend", "exact"], "only that run reads --backend; add --json"),
         (["run", "{m}", "--mode", "event", "--threads", "2", "--binning", "fixed"], "only that run reads --binning"),
         (["run", "{m}", "--mode", "event", "--threads", "4096"], "--threads must be a non-negative integer"),
+        (["run", "{m}", "--backend", "exact", "--threads", "2"], "backend exact runs one thread"),  # was ignored
+        (["tradeoff", "{m}", "--data", "digits:static", "--backend", "exact", "--threads", "0"], "runs one thread"),
     ],
 )
 def test_runtime_cli_numbers_are_one_error_line(static_onnx, capsys, argv, needle):

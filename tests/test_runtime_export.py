@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from runtime.limits import available_cores
+
 torch = pytest.importorskip("torch")
 pytest.importorskip("export.onnx_export")
 
@@ -108,6 +110,7 @@ def test_fixed_T_accuracy_equals_trainer_eval(trained, capsys):
         )
         got = json.loads(capsys.readouterr().out)
         assert (got["n"], got["accuracy"], got["mean_steps"]) == (run["n"], acc, T)
+        assert got["threads"] == available_cores()  # batch 50, no --threads: all cores, said
 
 
 def test_fixed_binning_is_the_same_in_trainer_eval_and_the_runtime(trained, capsys):
