@@ -109,7 +109,9 @@ def _refuse_unread_flags(a: argparse.Namespace) -> None:
         need = needs[unread[0]]
         if need == "--realtime":  # the mode is not what is missing
             raise InputError(f"only --realtime reads {unread[0]}; add --realtime or leave {unread[0]} out")
-        raise InputError(f"only {need} reads {unread[0]}; this run is " + " with ".join(sorted(runs)))
+        # `run --mode event --threads` runs several recordings at once; a stream is one
+        why = " (the event engine runs one stream on one thread)" if unread[0] == "--threads" else ""
+        raise InputError(f"only {need} reads {unread[0]}{why}; this run is " + " with ".join(sorted(runs)))
 
 
 def cmd_stream(a: argparse.Namespace) -> None:

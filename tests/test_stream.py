@@ -270,6 +270,10 @@ def test_bad_input_is_one_error_and_exit_2(eventcam, model, tmp_path, capsys):  
             ["--source", str(raw), "--fit-sensor", "--speed", "2"],
             "only --realtime reads --speed; add --realtime or leave --speed out",
         ),
+        (  # `run --mode event --threads` runs recordings side by side; a stream is one
+            ["--source", str(raw), "--fit-sensor", "--mode", "event", "--threads", "2"],
+            "only --mode clock reads --threads (the event engine runs one stream on one thread)",
+        ),
     ]
     for extra, match in cases:
         code, out, err = _cli(capsys, "stream", str(model), *extra)
