@@ -59,6 +59,25 @@ def readout(ys: Any, rule: str) -> Any:
     raise ModelError(f"readout {rule!r} is unknown; expected one of {list(READOUTS)}")
 
 
+def rewritten(old: dict[str, Any], p: Protocol) -> dict[str, Any]:
+    """``p.to_dict()`` for a file whose protocol object was ``old``, keeping what this version
+    does not know (a key a newer writer or another tool added, at the top or inside an
+    object this version writes too): rewriting a file must not drop it without a word."""
+
+    def keep(o: dict[str, Any], n: dict[str, Any]) -> dict[str, Any]:
+        out = dict(n)
+        for k, v in o.items():
+            if k not in n:
+                out[k] = v
+            elif isinstance(v, dict) and isinstance(n[k], dict):
+                out[k] = keep(v, n[k])
+        return out
+
+    new = p.to_dict()
+    # the exit object describes one calibration: a new one replaces it whole (and none drops it)
+    return keep({k: v for k, v in old.items() if k != "exit"}, new)
+
+
 def readout_so_far(total: Any, last: Any, t: int, rule: str) -> Any:
     """:func:`readout` of the first ``t`` steps from what a run keeps instead of every step:
     the running sum ``total`` and the last step's outputs ``last`` (float64 numpy arrays)."""

@@ -234,6 +234,28 @@ def test_calibrate_exit_cli_stores_the_policy_as_the_default(model_path, tmp_pat
     assert bad.returncode == 2 and "error: exit rule(s) ['often'] unknown" in bad.stderr
 
 
+def test_calibrate_exit_keeps_protocol_keys_it_does_not_know(model_path, tmp_path):
+    """Written anew through the protocol object, the file lost what this version does not
+    know (a newer writer's or another tool's keys, at the top and inside `input`)."""
+    from runtime.integrity import stamp_onnx
+
+    m = onnx.load(model_path)
+    props = {q.key: q.value for q in m.metadata_props}
+    meta = json.loads(props["flexsnn.protocol"])
+    meta["provenance"] = {"author": "me"}
+    meta["input"]["sensor_note"] = "DVS128"
+    meta["exit"] = {"policy": "fixed:6", "stale": "from an earlier calibration"}
+    onnx.helper.set_model_props(m, {**props, "flexsnn.protocol": json.dumps(meta)})
+    extra = tmp_path / "extra.onnx"
+    onnx.save(stamp_onnx(m), extra)
+    out = tmp_path / "exit.onnx"
+    p = _cli("calibrate-exit", str(extra), "--data", "digits:static", "--limit", "60", "--out", str(out))
+    assert p.returncode == 0, p.stderr
+    got = json.loads(dict((q.key, q.value) for q in onnx.load(out).metadata_props)["flexsnn.protocol"])
+    assert got["provenance"] == {"author": "me"} and got["input"]["sensor_note"] == "DVS128"
+    assert "stale" not in got["exit"]  # one calibration's record, replaced whole
+
+
 def test_a_bad_stored_policy_is_refused(tmp_path):
     m = tiny_model()
     meta = json.loads(m.metadata_props[0].value)
