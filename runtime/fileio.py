@@ -11,10 +11,12 @@ import contextlib
 import glob
 import io
 import os
+import re
 import signal
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
@@ -175,22 +177,31 @@ def _cleanup_on_signals(tmp: Path) -> Iterator[None]:
             signal.signal(signal.SIGXFSZ, old_xfsz)
 
 
-def _remove_stale_temporaries(parent: Path, name: str) -> None:
+STALE_S = 600  # a temporary file untouched this long has no writer: every write takes seconds
+
+
+def _remove_stale_temporaries(parent: Path, name: str, suffix: str) -> None:
     """Remove the temporary files of ``name`` left by a writer that no longer runs: SIGKILL
     (the kernel's OOM killer's signal) runs no cleanup, and each left a hidden copy as large
-    as the artifact. A file whose writer still runs (another process writing the same name)
-    stays."""
+    as the artifact. Only files of the exact form this module writes
+    (``.{name}.tmp.{pid}.{8 characters}{suffix}``), untouched for :data:`STALE_S` and whose
+    pid runs nowhere here: a writer in another PID namespace, container or host sharing the
+    folder has a pid this process cannot see, but it touches its file while it writes."""
+    form = re.compile(rf"\.{re.escape(name)}\.tmp\.(\d+)\.[a-z0-9_]{{8}}{re.escape(suffix)}")
+    now = time.time()
     for tmp in parent.glob(f".{glob.escape(name)}.tmp.*"):
-        pid = tmp.name[len(name) + 6 :].partition(".")[0]  # ".{name}.tmp.{pid}.{random}{suffix}"
-        if not pid.isdigit() or int(pid) <= 0:
-            continue  # not of this form (older versions named no pid): not ours to judge
+        m = form.fullmatch(tmp.name)
+        if m is None or int(m.group(1)) <= 0:
+            continue  # not of this module's form (a user's file): not ours to judge
         try:
-            os.kill(int(pid), 0)
+            if now - tmp.stat().st_mtime < STALE_S:
+                continue
+            os.kill(int(m.group(1)), 0)
         except ProcessLookupError:
             with contextlib.suppress(OSError):
                 tmp.unlink()
         except OSError:
-            pass  # it runs (as another user): keep
+            pass  # it runs (as another user), or it went already: keep
 
 
 def write_serialized(path: str | Path, dump: Callable[[IO[bytes]], None]) -> Path:
@@ -211,7 +222,7 @@ def write_atomic(path: str | Path, write: Callable[[Path], object]) -> Path:
     """
     path = check_output(path, *(() if Path(path).resolve() in _written else sorted(_read)))
     parent = path.parent if str(path.parent) else Path(".")
-    _remove_stale_temporaries(parent, path.name)
+    _remove_stale_temporaries(parent, path.name, path.suffix)
     try:
         # keep the suffix: some writers (torch.export.save, matplotlib) look at it; the
         # writer's pid in the name tells a later run whether the file is still being written

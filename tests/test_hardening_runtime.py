@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +27,7 @@ from runtime.data.events import make_events
 from runtime.event import EventInputError
 from runtime.event import engine as engine_module
 from runtime.event.engine import load_event
-from runtime.fileio import OutputPathError, check_output, write_atomic
+from runtime.fileio import STALE_S, OutputPathError, check_output, write_atomic
 from runtime.integrity import KEY as DIGEST_KEY
 from runtime.protocol import ModelError, read_model
 from runtime.session import InputError
@@ -152,12 +153,21 @@ def test_a_killed_writers_temporary_file_is_removed_by_the_next_write(tmp_path):
     assert p.returncode == -signal.SIGKILL
     (left,) = tmp_path.iterdir()  # the case this is about: a hidden 100 kB file
     assert left.name.startswith(".model.pt.tmp.") and left.stat().st_size == 100_000
-    running = tmp_path / f".model.pt.tmp.{os.getppid()}.abc.pt"  # a writer that still runs
-    running.write_bytes(b"in progress")
-    foreign = tmp_path / ".model.pt.tmp.abc.pt"  # no pid in its name: not judged
-    foreign.write_bytes(b"?")
     write_atomic(target, lambda tmp: tmp.write_bytes(b"new"))
-    assert sorted(tmp_path.iterdir()) == sorted([target, running, foreign]) and target.read_bytes() == b"new"
+    assert left.exists()  # just written: its writer may run where this process cannot see it
+    old = time.time() - STALE_S - 1
+    os.utime(left, (old, old))
+    dead_pid = int(left.name.split(".")[4])
+    kept = [
+        tmp_path / f".model.pt.tmp.{os.getppid()}.abcdefgh.pt",  # a writer that still runs
+        tmp_path / f".model.pt.tmp.{dead_pid}.mybackup",  # a user's file: not of the form
+        tmp_path / ".model.pt.tmp.abcdefgh.pt",  # no pid in its name
+    ]
+    for f in kept:
+        f.write_bytes(b"?")
+        os.utime(f, (old, old))
+    write_atomic(target, lambda tmp: tmp.write_bytes(b"newer"))
+    assert sorted(tmp_path.iterdir()) == sorted([target, *kept]) and target.read_bytes() == b"newer"
 
 
 def test_disk_full_is_one_error_and_leaves_nothing(tmp_path):
