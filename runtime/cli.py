@@ -62,7 +62,10 @@ def _open(a: argparse.Namespace) -> Session:
         raise InputError(
             f"--threads {a.threads}: backend exact runs one thread (fixed-order sums); leave --threads out"
         )
-    return load(a.model, a.threads, a.backend)
+    session = load(a.model, a.threads, a.backend)
+    if getattr(a, "binning", None) is not None and session.protocol.input_kind != "event-frames":  # was ignored
+        raise InputError(f"--binning {a.binning}: {a.model} takes static input, which has no time to bin; leave it out")
+    return session
 
 
 def cmd_run(a: argparse.Namespace) -> None:

@@ -69,6 +69,12 @@ def test_eval_of_checkpoints_trained_at_different_T(checkpoint, capsys, tmp_path
     assert code == 0 and png.stat().st_size > 0, err
 
 
+def test_eval_refuses_binning_for_static_data(checkpoint, capsys):
+    """--binning on images was accepted and ignored (the runtime's too): refused, named."""
+    code, _, err = run(capsys, "eval", str(checkpoint), "--T", "2", "--binning", "fixed", "--limit", "10")
+    one_error(code, err, "--binning fixed: digits:static is static data, which has no time to bin")
+
+
 def test_eval_on_the_validation_split(checkpoint, capsys, tmp_path):
     """--split val: the held-out training recordings (digits: index % 10 == 1, 180 of them),
     where choices between models are made; refused for a model that trained on them."""

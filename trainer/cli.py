@@ -716,6 +716,10 @@ def cmd_eval(a: argparse.Namespace) -> None:
                 "the validation split among them; expected a model trained with --train-split train-minus-val"
             )
         ds = model_data(path, cfg, a.data, a.split, a.limit)
+        if a.binning is not None and ds.kind != "events":  # was accepted and ignored
+            raise ConfigError(
+                f"--binning {a.binning}: {ds.spec} is {ds.kind} data, which has no time to bin; leave it out"
+            )
         Ts = a.T or list(range(1, cfg.train_T + 1))  # each checkpoint its own trained range
         if isinstance(model, TRevNet) and max(Ts) > model.T:  # refused before any warning is printed
             raise ConfigError(f"T={max(Ts)} is not available: {path} has {model.T} sub-networks (T in 1..{model.T})")
