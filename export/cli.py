@@ -191,7 +191,8 @@ def write_and_check(
         "output": str(path),
         "format": a.format,
         "input": a.checkpoint,  # as a .nir import's report
-        "model": cfg.model.name,  # the architecture, as the protocol's "model"
+        # the architecture (`trainer fit --model`); "model" is a model file in the runtime's JSON
+        "architecture": cfg.model.name,
         "seconds": round(seconds, 3),
         "bytes": path.stat().st_size,
         "warnings": [str(w.message) for w in caught],  # also on stderr: a program reading --json sees them

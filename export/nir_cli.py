@@ -42,7 +42,7 @@ def run_import(a: argparse.Namespace) -> int:
     if a.json:
         emit_json(report)
     else:
-        dt = "" if imported.dt is None else f", dt = {imported.dt:g} s"
+        dt = "" if imported.dt is None else f", dt = {imported.dt * 1e6:g} µs"  # as --dt-us
         print(f"imported {src} (source {imported.source}{dt}) -> {out} ({report['bytes']} bytes)")
         print(f"written by {imported.source}, known from: {imported.how}")
         print(f"convention: {imported.convention}")

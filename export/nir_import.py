@@ -503,7 +503,7 @@ def describe(imported: Imported) -> dict[str, Any]:
     return {
         "source": imported.source,
         "source_from": imported.how,
-        "dt_s": imported.dt,
+        "dt_us": None if imported.dt is None else imported.dt * 1e6,  # as --dt-us gives it
         "convention": imported.convention,
         "notes": imported.notes,
         "warnings": [w for w in [import_warning(imported.source)] if w],

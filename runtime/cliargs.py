@@ -248,8 +248,9 @@ def parse(make_parser: Callable[[], argparse.ArgumentParser], argv: Sequence[str
             (act.choices[getattr(a, act.dest)] for act in p._actions if isinstance(act, argparse._SubParsersAction)),
             p,
         )
+        flags = {e.split("=", 1)[0] for e in extra}  # --dt=0.001 names --dt too
         renamed = [
-            f"{old} is now {new}" for old, new in RENAMED.items() if old in extra and new in sub._option_string_actions
+            f"{old} is now {new}" for old, new in RENAMED.items() if old in flags and new in sub._option_string_actions
         ]
         sub.error(f"unrecognized arguments: {' '.join(extra)}" + (f" ({'; '.join(renamed)})" if renamed else ""))
     setattr(a, GIVEN, given_dests(make_parser, argv))

@@ -32,7 +32,8 @@ def test_export_with_check_json(ckpt, capsys):
     assert code == 0, err
     report = json.loads(out)
     assert report["output"] == str(ckpt.with_suffix(".onnx")) and report["check"]["ok"] is True
-    assert report["input"] == str(ckpt)  # the path; "model" is the architecture (the protocol's name)
+    assert report["input"] == str(ckpt) and "model" not in report  # the runtime's "model" is a file path
+    assert report["architecture"] == "1C1FCW4"  # the fixture's
     assert report["check"]["input"] == "digits:static test data"
     assert all(n["mismatched_spikes"] == 0 and n["spikes_torch"] > 0 for n in report["check"]["neurons"])
     assert read_protocol(ckpt.with_suffix(".onnx")).input_kind == "repeat"

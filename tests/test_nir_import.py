@@ -273,6 +273,7 @@ def test_missing_source_and_missing_dt(tmp_path, capsys):
     _fails(capsys, [path, "--from", "nir", "--dt-us", "-1"], "--dt-us must be")
     # the old flag took seconds: it is refused with its new name, never read as a prefix of --dt-us
     _fails(capsys, [path, "--from", "nir", "--dt", "0.001"], "--dt is now --dt-us")
+    _fails(capsys, [path, "--from", "nir", "--dt=0.001"], "--dt is now --dt-us")
 
 
 def test_dt_us_is_read_in_microseconds(tmp_path, capsys):
@@ -282,7 +283,7 @@ def test_dt_us_is_read_in_microseconds(tmp_path, capsys):
     code, out, err = run_main(main, capsys, str(path), "--from", "nir", "--dt-us", "500", "--json")
     assert code == 0, err
     report = json.loads(out)
-    assert report["dt_s"] == pytest.approx(5e-4, rel=1e-12)
+    assert report["dt_us"] == pytest.approx(500, rel=1e-12)
     assert report["neurons"][0]["decay"] == pytest.approx(math.exp(-5e-4 / 0.01), rel=1e-6)  # tau 10 ms
 
 
