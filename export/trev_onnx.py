@@ -40,7 +40,7 @@ from trainer.config import Config
 from trainer.neurons import Neuron
 from trainer.trev import TRevNet
 
-from .check import CheckResult, Trace, check_memory_for, compare, run_onnx, sample_input, stacked
+from .check import CheckResult, Trace, check_memory_for, compare, exact_run, run_onnx, sample_input, stacked
 from .errors import ExportError
 from .neuron import DeployNeuron
 from .onnx_export import OPSET, attach_functions
@@ -218,16 +218,19 @@ def run_trev_torch(step: TRevStep, x: np.ndarray, meta: Protocol, follow: Trace 
             return None
         cur[j].append(args[0].numpy().copy())
         own[j].append(res[0].numpy().copy())
+        dtype = args[0].dtype  # float64 in the exact run
         inner[0] = True
         try:
-            outs[j].append(m(torch.from_numpy(follow.currents[j][t]), *args[1:], **kwargs)[0].numpy().copy())
+            current = torch.from_numpy(follow.currents[j][t]).to(dtype)
+            outs[j].append(m(current, *args[1:], **kwargs)[0].numpy().copy())
         finally:
             inner[0] = False
-        return torch.from_numpy(follow.outs[j][t]), res[1]
+        return torch.from_numpy(follow.outs[j][t]).to(dtype), res[1]
 
     neurons = [m for m in step.modules() if isinstance(m, DeployNeuron)]  # _deploy_ put them in
     hooks = [m.register_forward_hook(hook, with_kwargs=True) for m in neurons]
-    states = tuple(torch.zeros(x.shape[1], *s.shape) for s in meta.states)
+    dtype = torch.from_numpy(x[:0]).dtype  # float64 in the exact run
+    states = tuple(torch.zeros(x.shape[1], *s.shape, dtype=dtype) for s in meta.states)
     ys, st = [], []
     try:
         for t, x_t in enumerate(x):
@@ -238,7 +241,7 @@ def run_trev_torch(step: TRevStep, x: np.ndarray, meta: Protocol, follow: Trace 
             ys.append(y.numpy().copy())
             st.append([s.numpy().copy() for s in new])
             # following: the next step starts from onnxruntime's states, as its spikes go on
-            states = tuple(new) if follow is None else tuple(torch.from_numpy(s[t]) for s in follow.states)
+            states = tuple(new) if follow is None else tuple(torch.from_numpy(s[t]).to(dtype) for s in follow.states)
     finally:
         for h in hooks:
             h.remove()
@@ -260,6 +263,7 @@ def check_trev_onnx(
     x, source = sample_input(cfg, T, batch)
     step, meta = TRevStep(model), read_protocol(onnx_path)
     got = run_onnx(onnx_path, x)
-    result = compare(run_trev_torch(step, x, meta, follow=got), got, meta, free=run_trev_torch(step, x, meta))
+    exact = exact_run(run_trev_torch, step, x, meta, follow=got)
+    result = compare(run_trev_torch(step, x, meta, follow=got), got, meta, run_trev_torch(step, x, meta), exact)
     result.summary.update({"T": T, "batch": int(x.shape[1]), "input": source})
     return result

@@ -197,6 +197,26 @@ def test_a_rounding_tie_is_counted_not_failed(variants):
     assert not compare(ref, got, meta).ok
 
 
+def test_sums_are_judged_against_float64_and_torchs_own_rounding():
+    """A sum rounded in another order: onnxruntime's within 1e-5 abs + rel of torch's
+    float64 sum, or within 4x torch's own largest float32 error in the array; a bound at
+    the array's largest value let a 1%-off weight through in layers whose values reach
+    thousands."""
+    from export.check import ROUNDING, within_rounding
+
+    rng = np.random.default_rng(0)
+    exact = np.concatenate([rng.normal(0, 1, 1000), [8351.0]])  # small values beside a huge one
+    noise = 7.4e-4  # a float32 rounding error where the sum is large
+    ref = exact.copy()
+    ref[-1] += noise  # torch: rounded where the sum is large
+    got = exact.copy()
+    got[5] += ROUNDING * noise * 0.9  # onnxruntime: as rounded, elsewhere
+    assert within_rounding(got, ref, exact)
+    got[5] = exact[5] + ROUNDING * noise * 1.5 + 1e-5 * (1 + abs(exact[5]))  # beyond what rounding did
+    assert not within_rounding(got, ref, exact)
+    assert within_rounding(exact * (1 + 9e-6), exact, exact)  # the plain 1e-5 bound, no rounding at all
+
+
 FAMILIES = {
     "vgg-bn-bias": dict(name="2C1FC"),
     "vgg-plain": dict(name="2C2FCW4", bn=False, bias=False, kind="IF", spike="multi", reset="zero", v_min=-1.0),

@@ -170,9 +170,9 @@ def test_trev_check_detects_a_wrong_threshold_and_a_wrong_weight(exported, tmp_p
 
 def test_trev_check_passes_a_multi_spike_model_whose_currents_are_large(tmp_path, capsys):
     """A trained multi-spike IF trev-tiny has currents up to thousands: an element of -1.19
-    off by 7.4e-4 (float32 summation order, 0.6 units at the layer's largest) failed the
-    element-wise bound, and a correct file was refused. Rounding is now allowed at the
-    array's largest magnitude too (a weight 1% off still fails: the tests above)."""
+    off by 7.4e-4 (float32 summation order) failed the element-wise bound, and a correct
+    file was refused. Sums are now judged against torch's float64 sums and its own float32
+    rounding (a wrong threshold or weight still fails: the tests above)."""
     from export.cli import main as export_main
     from tests.conftest import fit_checkpoint, run_main
 
