@@ -22,7 +22,8 @@ def run_import(a: argparse.Namespace) -> int:
     src = Path(a.checkpoint)
     # before any work, as export
     out = check_output(a.out if a.out else src.with_suffix(".onnx"), src, kind=(".onnx", "an ONNX file"))
-    dt_s = None if a.dt_us is None else a.dt_us * 1e-6  # NIR's unit
+    # NIR's unit; / 1e6 then * 1e6 gives the µs back exactly (* 1e-6 did not: 99.99999999999999)
+    dt_s = None if a.dt_us is None else a.dt_us / 1e6
     imported, out = import_nir(src, out, a.source, dt_s, a.T, a.events_us)
     info = describe(imported)
     report = {

@@ -412,7 +412,7 @@ def build(
     if dt is not None and source not in DT_DEFAULTS:
         fixed = {
             "sinabs": "sinabs reads tau in steps",
-            "snntorch": f"snnTorch fixes dt = {SNNTORCH_DT} s",
+            "snntorch": f"snnTorch fixes dt = {SNNTORCH_DT * 1e6:g} µs",
             "flexsnn": "the graph's metadata has every neuron's dt",
         }[source]
         raise ExportError(f"--dt-us does not apply to source {source!r}: {fixed}")

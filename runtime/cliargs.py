@@ -57,7 +57,7 @@ RENAMED = {
     "--batches": "--calib-batches",
     "--source": "--from",
     "--output": "--out",
-    "--dt": "--dt-us",  # export's NIR import took seconds
+    "--dt": "--dt-us (in µs, not seconds)",  # export's NIR import took seconds
 }
 
 
@@ -250,7 +250,9 @@ def parse(make_parser: Callable[[], argparse.ArgumentParser], argv: Sequence[str
         )
         flags = {e.split("=", 1)[0] for e in extra}  # --dt=0.001 names --dt too
         renamed = [
-            f"{old} is now {new}" for old, new in RENAMED.items() if old in flags and new in sub._option_string_actions
+            f"{old} is now {new}"
+            for old, new in RENAMED.items()
+            if old in flags and new.split()[0] in sub._option_string_actions
         ]
         sub.error(f"unrecognized arguments: {' '.join(extra)}" + (f" ({'; '.join(renamed)})" if renamed else ""))
     setattr(a, GIVEN, given_dests(make_parser, argv))

@@ -71,6 +71,9 @@ def rewritten(old: dict[str, Any], p: Protocol) -> dict[str, Any]:
                 out[k] = v
             elif isinstance(v, dict) and isinstance(n[k], dict):
                 out[k] = keep(v, n[k])
+            elif isinstance(v, list) and isinstance(n[k], list) and len(v) == len(n[k]):
+                # neurons, states, stages: written in the order they were read
+                out[k] = [keep(a, b) if isinstance(a, dict) and isinstance(b, dict) else b for a, b in zip(v, n[k])]
         return out
 
     new = p.to_dict()

@@ -244,6 +244,8 @@ def test_calibrate_exit_keeps_protocol_keys_it_does_not_know(model_path, tmp_pat
     meta = json.loads(props["flexsnn.protocol"])
     meta["provenance"] = {"author": "me"}
     meta["input"]["sensor_note"] = "DVS128"
+    meta["neurons"][0]["hw_note"] = "core 3"  # inside list entries too
+    meta["states"][0]["dtype"] = "float32"
     meta["exit"] = {"policy": "fixed:6", "stale": "from an earlier calibration"}
     onnx.helper.set_model_props(m, {**props, "flexsnn.protocol": json.dumps(meta)})
     extra = tmp_path / "extra.onnx"
@@ -253,6 +255,7 @@ def test_calibrate_exit_keeps_protocol_keys_it_does_not_know(model_path, tmp_pat
     assert p.returncode == 0, p.stderr
     got = json.loads(dict((q.key, q.value) for q in onnx.load(out).metadata_props)["flexsnn.protocol"])
     assert got["provenance"] == {"author": "me"} and got["input"]["sensor_note"] == "DVS128"
+    assert got["neurons"][0]["hw_note"] == "core 3" and got["states"][0]["dtype"] == "float32"
     assert "stale" not in got["exit"]  # one calibration's record, replaced whole
 
 

@@ -272,8 +272,8 @@ def test_missing_source_and_missing_dt(tmp_path, capsys):
     _fails(capsys, [path, "--from", "sinabs", "--dt-us", "1000"], "--dt-us does not apply")
     _fails(capsys, [path, "--from", "nir", "--dt-us", "-1"], "--dt-us must be")
     # the old flag took seconds: it is refused with its new name, never read as a prefix of --dt-us
-    _fails(capsys, [path, "--from", "nir", "--dt", "0.001"], "--dt is now --dt-us")
-    _fails(capsys, [path, "--from", "nir", "--dt=0.001"], "--dt is now --dt-us")
+    _fails(capsys, [path, "--from", "nir", "--dt", "0.001"], "--dt is now --dt-us (in µs, not seconds)")
+    _fails(capsys, [path, "--from", "nir", "--dt=0.001"], "--dt is now --dt-us (in µs, not seconds)")
 
 
 def test_dt_us_is_read_in_microseconds(tmp_path, capsys):
@@ -283,7 +283,10 @@ def test_dt_us_is_read_in_microseconds(tmp_path, capsys):
     code, out, err = run_main(main, capsys, str(path), "--from", "nir", "--dt-us", "500", "--json")
     assert code == 0, err
     report = json.loads(out)
-    assert report["dt_us"] == pytest.approx(500, rel=1e-12)
+    assert report["dt_us"] == 500  # exactly: a program compares it with what it gave
+    argv = [str(path), "--from", "nir", "--dt-us", "100", "--json", "-o", str(tmp_path / "b.onnx")]
+    code, out, err = run_main(main, capsys, *argv)
+    assert code == 0 and json.loads(out)["dt_us"] == 100, err  # was 99.99999999999999
     assert report["neurons"][0]["decay"] == pytest.approx(math.exp(-5e-4 / 0.01), rel=1e-6)  # tau 10 ms
 
 
