@@ -237,3 +237,17 @@ def test_a_fine_tuned_checkpoint_names_its_source(capsys, tmp_path):
     )
     assert metrics["init_from"] == {"checkpoint": str(src), "sha256": read_checkpoint(src)["sha256"]}
     assert metrics["environment"]["flexsnn"]  # the code's version: a change to it moves figures
+
+
+def test_a_resumed_runs_relative_data_path_says_where_it_is_relative_to(capsys, tmp_path):
+    """The data spec is stored as typed: a run started with a relative folder could not be
+    resumed from another folder, and --resume refuses --data: the error now says why and
+    where to resume from."""
+    first = tmp_path / "first.pt"
+    cfg, model, metrics = fit_checkpoint(capsys, first, *TINY, "--method", "sdt", "--epochs", "2")
+    ckpt = read_checkpoint(first)
+    cfg.data.spec = "nmnist:data/nmnist"  # as `fit --data nmnist:data/nmnist` stores it
+    moved = tmp_path / "moved.pt"
+    save_checkpoint(moved, cfg, model, {"history": metrics["history"][:1]}, {**ckpt[TRAIN_STATE_KEY], "epoch": 1})
+    code, _, err = run(capsys, "fit", *RESUMING, "--resume", str(moved), "--out", str(tmp_path / "r.pt"))
+    one_error(code, err, f"as stored in {moved}; a relative path is relative to the folder the run started in")

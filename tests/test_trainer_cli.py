@@ -75,6 +75,16 @@ def test_eval_refuses_binning_for_static_data(checkpoint, capsys):
     one_error(code, err, "--binning fixed: digits:static is static data, which has no time to bin")
 
 
+def test_calibrate_warns_outside_the_trained_range(capsys, tmp_path):
+    """eval and runtime run warn at a T outside the trained range; calibrate wrote silently."""
+    bn = tmp_path / "bn.pt"
+    main(["fit", "--data", "digits:static", "--model", "2C1FC", "--tmax", "3", "--norm", "bn", "--out", str(bn), *TINY])
+    capsys.readouterr()
+    argv = ["calibrate", str(bn), "--T", "20", "--limit", "10", "--calib-batches", "1", "--out", str(tmp_path / "c.pt")]
+    code, _, err = run(capsys, *argv)
+    assert code == 0 and f"warning: {bn} was trained for T in [1, 3]; T=[20] lie outside" in err, err
+
+
 def test_eval_on_the_validation_split(checkpoint, capsys, tmp_path):
     """--split val: the held-out training recordings (digits: index % 10 == 1, 180 of them),
     where choices between models are made; refused for a model that trained on them."""

@@ -620,7 +620,16 @@ def cmd_fit(a: argparse.Namespace) -> None:
         print(f"resuming {a.resume}: its config and data {spec!r}")
     check_output(out, *spec_paths(spec))  # --data, or a resumed run's, named in its checkpoint
     limits = run_limits(a, resumed)
-    train_ds = load_dataset(spec, split, limits["limit_train"], transforms)
+    try:
+        train_ds = load_dataset(spec, split, limits["limit_train"], transforms)
+    except DataError as e:
+        if resumed is None:
+            raise
+        # the spec is stored as it was typed: a relative folder is relative to where fit ran
+        raise DataError(
+            f"{e} (the data {spec!r} as stored in {a.resume}; a relative path is relative to the folder "
+            "the run started in: resume from there)"
+        ) from None
     test_ds = load_dataset(spec, "test", limits["limit"], transforms)
     if test_ds.classes != train_ds.classes:
         raise DataError(
@@ -780,6 +789,8 @@ def cmd_calibrate(a: argparse.Namespace) -> None:
     T = a.T or cfg.method.tmax
     if not has_bn(model):
         raise ConfigError(f"{a.checkpoint} has no BatchNorm layers: there is nothing to calibrate")
+    if warning := cfg.t_range_warning(a.checkpoint, [T]):  # as eval says it (calibrate was silent)
+        print(f"warning: {warning}", file=sys.stderr)
     ds = model_data(a.checkpoint, cfg, a.data, "train", None)
     test = model_data(a.checkpoint, cfg, a.data, "test", a.limit)
     before = evaluate(model, test, [T], a.batch_size)[0]
