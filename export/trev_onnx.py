@@ -231,7 +231,8 @@ def run_trev_torch(step: TRevStep, x: np.ndarray, meta: Protocol, follow: Trace 
     hooks = [m.register_forward_hook(hook, with_kwargs=True) for m in neurons]
     dtype = torch.from_numpy(x[:0]).dtype  # float64 in the exact run
     states = tuple(torch.zeros(x.shape[1], *s.shape, dtype=dtype) for s in meta.states)
-    ys, st = [], []
+    ys: list[np.ndarray] = []
+    st: list[list[np.ndarray]] = [[] for _ in meta.states]  # per state: its steps
     try:
         for t, x_t in enumerate(x):
             call[0], t_now[0] = 0, t
@@ -239,13 +240,14 @@ def run_trev_torch(step: TRevStep, x: np.ndarray, meta: Protocol, follow: Trace 
             if call[0] != n_neurons:
                 raise ExportError(f"the torch step called {call[0]} neurons, the graph has {n_neurons} snn nodes")
             ys.append(y.numpy().copy())
-            st.append([s.numpy().copy() for s in new])
+            for lst, s in zip(st, new):
+                lst.append(s.numpy().copy())
             # following: the next step starts from onnxruntime's states, as its spikes go on
             states = tuple(new) if follow is None else tuple(torch.from_numpy(s[t]).to(dtype) for s in follow.states)
     finally:
         for h in hooks:
             h.remove()
-    return Trace(np.stack(ys), stacked(outs), [np.stack(v) for v in zip(*st)], stacked(cur), stacked(own))
+    return Trace(np.stack(ys), stacked(outs), stacked(st), stacked(cur), stacked(own))
 
 
 def check_trev_onnx(
@@ -253,9 +255,9 @@ def check_trev_onnx(
 ) -> CheckResult:
     """``--check`` for a T-RevSNN, as :func:`export.check.check_onnx` checks other models:
     onnxruntime step by step (fed ``t``) next to the deployable torch step, which follows it
-    (every neuron's spikes exact on onnxruntime's current, its own current within ``TOL``,
-    rounding ties counted; each stage-output state and ``y`` within ``TOL``), and the free
-    torch run beside it."""
+    (every neuron's spikes exact on onnxruntime's current, rounding ties counted; its own
+    current, each stage-output state and ``y`` judged as sums against the same run in
+    float64, :func:`export.check.within_rounding`), and the free torch run beside it."""
     T = T or model.T
     if T > model.T:
         raise ExportError(f"--T {T}: this T-RevSNN has {model.T} sub-networks (T <= {model.T})")
