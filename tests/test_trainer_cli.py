@@ -252,7 +252,7 @@ def test_epoch_and_calibration_lines_say_what_they_measure(tmp_path, capsys):
         "--norm",
         "bn",
         "--calib-batches",
-        "2",
+        "5",  # more than the 120 training samples fill: the line says the 2 batches that ran
         "--out",
         str(out),
         *argv,
@@ -260,7 +260,8 @@ def test_epoch_and_calibration_lines_say_what_they_measure(tmp_path, capsys):
     assert code == 0, err
     assert "epoch 1/1: train loss" in stdout
     assert "(BatchNorm running statistics of training, before calibration)" in stdout
-    assert "BatchNorm calibration at T=3 (2 layers, 2 training batches): test accuracy at T=3 " in stdout
+    ran = "2 training batches of 64, all 120 samples"
+    assert f"BatchNorm calibration at T=3 (2 layers, {ran}): test accuracy at T=3 " in stdout
     assert "after BatchNorm calibration at T=3" in stdout
     code, stdout, err = run(
         capsys,
@@ -276,7 +277,7 @@ def test_epoch_and_calibration_lines_say_what_they_measure(tmp_path, capsys):
         str(tmp_path / "c1.pt"),
     )
     assert code == 0, err
-    assert "calibrated 2 BatchNorm layers at T=1 (1 training batches): test accuracy at T=1 " in stdout
+    assert "calibrated 2 BatchNorm layers at T=1 (1 training batch of 64): test accuracy at T=1 " in stdout
     assert "->" in stdout and "(30 samples)" in stdout
     three = tmp_path / "c3.pt"
     code, stdout, err = run(

@@ -67,7 +67,7 @@ from .search_cli import (
     model_data,
 )
 from .surrogate import DEFAULT_SURROGATE, SURROGATES
-from .train import Start, calibrate_bn_runs, evaluate, fit, has_bn
+from .train import Start, calibrate_bn_runs, calibration_text, evaluate, fit, has_bn
 from .trev import DEFAULT_LR as TREV_LR
 from .trev import DEFAULT_NEURON as TREV_NEURON
 from .trev import DEFAULT_T as TREV_T
@@ -833,7 +833,8 @@ def cmd_calibrate(a: argparse.Namespace) -> None:
             "the written statistics are their average"
         )
     print(
-        f"calibrated {n} BatchNorm layers at T={T} ({a.calib_batches} training batches): test accuracy at T={T} "
+        f"calibrated {n} BatchNorm layers at T={T} ({calibration_text(a.calib_batches, len(ds), a.batch_size)}"
+        f"{' per run' if a.calib_runs > 1 else ''}): test accuracy at T={T} "
         f"{100 * before:.2f}% -> {100 * after:.2f}% ({len(test)} samples){runs}; wrote {a.out}"
     )
 

@@ -90,6 +90,20 @@ def has_bn(model: nn.Module) -> bool:
     return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
 
 
+def calibration_batches(batches: int, samples: int, batch_size: int) -> int:
+    """The batches a calibration of ``batches`` runs on ``samples`` training samples: no
+    more than the data holds (each sample is drawn once)."""
+    return min(batches, -(-samples // batch_size))
+
+
+def calibration_text(batches: int, samples: int, batch_size: int) -> str:
+    """What a calibration ran, for people: the batches run, not the number asked for."""
+    n = calibration_batches(batches, samples, batch_size)
+    return f"{n} training batch{'' if n == 1 else 'es'} of {batch_size}" + (
+        f", all {samples} samples" if n < batches else ""
+    )
+
+
 @torch.no_grad()
 def calibrate_bn(
     model: SpikingNet, ds: Dataset, T: int | list[int], batches: int, batch_size: int, seed: int = 0
@@ -110,7 +124,7 @@ def calibrate_bn(
         bn.train()
     stage_T = list(T) if isinstance(T, list) else [T] * len(model.stages)
     order = np.random.default_rng(seed).permutation(len(ds))
-    for b in range(min(batches, -(-len(ds) // batch_size))):
+    for b in range(calibration_batches(batches, len(ds), batch_size)):
         idx = order[b * batch_size : (b + 1) * batch_size]
         model(frames(ds, idx, stage_T[0]), stage_T)
     for bn, m in zip(bns, momenta):
@@ -376,8 +390,9 @@ def fit(
             metrics["bn_calibration_T"] = cfg.train_T
             if progress or verbose:
                 tqdm.write(
-                    f"BatchNorm calibration at T={cfg.train_T} ({calibrated} layers, {m.calib_batches} "
-                    f"training batches): test accuracy at T={cfg.train_T} {100 * last:.2f}% -> "
+                    f"BatchNorm calibration at T={cfg.train_T} ({calibrated} layers, "
+                    f"{calibration_text(m.calib_batches, len(train_ds), m.batch_size)}): "
+                    f"test accuracy at T={cfg.train_T} {100 * last:.2f}% -> "
                     f"{100 * metrics['test_accuracy']:.2f}%"
                 )
     del net  # the DDP wrapper (its reducer holds the process group) goes before the group
