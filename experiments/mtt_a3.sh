@@ -24,7 +24,7 @@ from trainer.checkpoint import load_checkpoint, save_checkpoint
 from trainer.fold import fold_and_drop
 out = sys.argv[1]
 cfg, model, metrics = load_checkpoint(f"{out}/bn.pt")
-bare = fold_and_drop(model, drop_bias=True)
+bare = fold_and_drop(model, fold=True, drop_bias=True).model
 new = copy.deepcopy(cfg)
 new.model.bn, new.model.bias = False, False
 save_checkpoint(f"{out}/folded.pt", new, bare, {"folded_from": f"{out}/bn.pt"})

@@ -84,15 +84,35 @@ def test_fold_and_drop_keeps_the_output_without_biases():
         bn.weight.data.uniform_(0.5, 1.5)
         bn.bias.data.uniform_(-0.2, 0.2)
     x = (torch.rand(4, 3, 2, 20, 20) < 0.3).float()
-    folded = fold_and_drop(model, drop_bias=False).eval()
+    folded = fold_and_drop(model, fold=True, drop_bias=False).model.eval()
     assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
     torch.testing.assert_close(folded(x, [4, 4]), model(x, [4, 4]), rtol=1e-5, atol=1e-5)
-    bare = fold_and_drop(model, drop_bias=True)
+    bare, n_folded, n_dropped = fold_and_drop(model, fold=True, drop_bias=True)
+    assert n_folded == 2 and n_dropped == 3  # two convs' BatchNorms; the folded biases and the head's
     target = copy.deepcopy(cfg)
     target.model.bn, target.model.bias = False, False
     net = build_model(target)
     net.load_state_dict(bare.state_dict())  # strict: the same layers, no biases
     assert all(getattr(m, "bias", None) is None for m in net.modules() if isinstance(m, (nn.Conv2d, nn.Linear)))
+
+
+def test_dropping_biases_keeps_a_batchnorm_the_new_model_keeps():
+    """``--bias`` off with BatchNorm kept: only the biases go (the head's; a conv before a
+    BatchNorm has none), the BatchNorm layers stay as they were, and the weights load into
+    the BatchNorm-keeping, bias-free config's model (it was folded, then refused)."""
+    cfg = config("sdt")
+    cfg.model.bias = True
+    torch.manual_seed(0)
+    model = build_model(cfg).eval()
+    bare, n_folded, n_dropped = fold_and_drop(model, fold=False, drop_bias=True)
+    assert (n_folded, n_dropped) == (0, 1)
+    headless = copy.deepcopy(model)
+    [m for m in headless.modules() if isinstance(m, nn.Linear)][-1].bias.data.zero_()
+    x = (torch.rand(4, 3, 2, 20, 20) < 0.3).float()
+    torch.testing.assert_close(bare.eval()(x, [4, 4]), headless(x, [4, 4]), rtol=0, atol=0)
+    target = copy.deepcopy(cfg)
+    target.model.bias = False
+    build_model(target).load_state_dict(bare.state_dict())  # strict: BatchNorm kept, no biases
 
 
 TINY = ["--data", "digits", "--limit-train", "48", "--limit", "10", "--width", "4", "--T", "3", "--tmax", "3"]
@@ -111,6 +131,26 @@ def test_cli_init_from_folds_bn_and_resume_continues(capsys, tmp_path):
         capsys, fine, *TINY, "--method", "sdt", "--epochs", "2", "--init-from", str(bn)
     )
     assert not cfg.model.bn and not cfg.model.bias and len(metrics["history"]) == 2
+    # said, not silent: the fold and the dropped biases move the accuracy until fine-tuned
+    loud = [a for a in TINY if a != "--quiet"]
+    code, out, err = run(
+        capsys, "fit", *loud, "--method", "sdt", "--init-from", str(bn), "--out", str(tmp_path / "loud.pt")
+    )
+    assert code == 0, err
+    assert f"--init-from {bn}: folded 2 BatchNorm layers into the layer before each; dropped 3 biases" in out
+    # BatchNorm kept, biases dropped (the fold used to run anyway: torch's missing keys)
+    kept = tmp_path / "kept.pt"
+    cfg_kept, _, _ = fit_checkpoint(capsys, kept, *TINY, "--method", "sdt", "--norm", "bn", "--init-from", str(bn))
+    assert cfg_kept.model.bn and not cfg_kept.model.bias
+    # a normalisation the weights cannot start is named, not torch's key lists
+    code, _, err = run(
+        capsys, "fit", *TINY, "--method", "sdt", "--norm", "sws", "--init-from", str(bn), "--out", str(kept)
+    )
+    one_error(code, err, "it was trained with --norm bn, these flags ask for --norm sws; expected --norm bn (or none")
+    code, _, err = run(
+        capsys, "fit", *TINY, "--method", "sdt", "--norm", "bn", "--init-from", str(fine), "--out", str(kept)
+    )
+    one_error(code, err, "it was trained with --norm none, these flags ask for --norm bn; expected --norm none")
     assert read_checkpoint(fine)[TRAIN_STATE_KEY]["epoch"] == 2
     # resuming a finished run has nothing to do: a clear error, nothing written
     again = tmp_path / "again.pt"

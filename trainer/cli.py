@@ -33,6 +33,7 @@ from .checkpoint import (
     unfinished_note,
 )
 from .config import (
+    BN_NORMS,
     CALIB_BATCHES,
     FIRST_STAGES,
     FIXED_T_METHODS,
@@ -262,8 +263,8 @@ def _add_start(p: argparse.ArgumentParser) -> None:
         "--init-from",
         default=None,
         help="fine-tune: start from this checkpoint's weights (the model flags must build the same "
-        "network; without --model and --width, its model; with --no-bias and --norm none a BatchNorm/bias "
-        "model is folded and its biases dropped first, MTT appendix A.3)",
+        "network; without --model and --width, its model; --norm none folds a BatchNorm model's BatchNorm "
+        "into its convs and --no-bias drops its biases first, MTT appendix A.3; --norm must otherwise be its own)",
     )
     g.add_argument(
         "--resume",
@@ -534,9 +535,22 @@ def fit_start(a: argparse.Namespace, cfg: Config, ckpt: dict | None) -> Start | 
     if not a.init_from:
         return None
     src_cfg, src, _ = load_checkpoint(a.init_from)
-    fold_bn_layers = src_cfg.model.bn and not cfg.model.bn
-    if fold_bn_layers or (src_cfg.model.bias and not cfg.model.bias):
-        src = fold_and_drop(src, drop_bias=not cfg.model.bias)
+    was, wants = src_cfg.model.norm, cfg.model.norm
+    if was != wants and not (src_cfg.model.bn and wants in ("none", *BN_NORMS)):
+        # BatchNorm folds away, and its statistics mode is the training's choice; nothing
+        # else turns into another normalisation
+        raise CheckpointError(
+            f"--init-from {a.init_from}: it was trained with --norm {was}, these flags ask for --norm {wants}; "
+            f"expected --norm {was}" + (" (or none, to fold its BatchNorm)" if src_cfg.model.bn else "")
+        )
+    fold = src_cfg.model.bn and not cfg.model.bn
+    if fold or (src_cfg.model.bias and not cfg.model.bias):
+        src, folded, dropped = fold_and_drop(src, fold, drop_bias=not cfg.model.bias)
+        if not a.quiet and int(os.environ.get("RANK", "0")) == 0:
+            done = [f"folded {folded} BatchNorm layers into the layer before each"] if folded else []
+            if dropped:
+                done.append(f"dropped {dropped} biases (MTT A.3: fine-tuning recovers what they carried)")
+            print(f"--init-from {a.init_from}: " + "; ".join(done or ["nothing to fold or drop"]))
     try:
         build_model(cfg).load_state_dict(src.state_dict())
     except RuntimeError as e:  # torch: a title line, then one tab-indented line per mismatch

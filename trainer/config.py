@@ -45,6 +45,9 @@ NORMS = {
 }
 
 
+BN_NORMS = tuple(name for name, (bn, _, _) in NORMS.items() if bn)
+
+
 class ConfigError(ValueError):
     """A configuration value that is not valid; the message names it and the valid choices."""
 
@@ -64,6 +67,12 @@ class ModelConfig:
     # T-RevSNN options (trainer.trev.TRevOptions, stored as plain types); empty in configs
     # written before issue 18: the rules of then (the CLI stores the current defaults)
     trev: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def norm(self) -> str:
+        """The ``--norm`` name of this model's normalisation (the inverse of :data:`NORMS`)."""
+        key = (self.bn, self.bn_stats if self.bn else "sequence", self.weight_std)
+        return next(name for name, v in NORMS.items() if v == key)
 
     def image_shape(self) -> tuple[int, int, int]:
         """``in_shape`` as (C, H, W), for the conv families; sequences (one feature axis) are

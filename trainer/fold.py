@@ -6,6 +6,7 @@ event-driven hardware). :func:`fold_bn` is the one formula; ``export.prepare`` u
 from __future__ import annotations
 
 import copy
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -44,15 +45,26 @@ def weight_layer_before(kept: list[nn.Module]) -> nn.Module | None:
     return prev.module if isinstance(prev, Stateless) and isinstance(prev.module, WEIGHT_LAYERS) else None
 
 
+class Folded(NamedTuple):
+    """A model :func:`fold_and_drop` rewrote, and what it did, for the user to be told."""
+
+    model: SpikingNet
+    folded: int  # BatchNorm layers folded into the conv/linear before them
+    dropped: int  # biases removed: what fine-tuning has to recover (MTT A.3)
+
+
 @torch.no_grad()
-def fold_and_drop(model: nn.Module, drop_bias: bool) -> SpikingNet:
-    """A copy of ``model`` with every BatchNorm folded into the conv/linear before it
-    (running statistics), and with ``drop_bias`` every conv/linear bias removed."""
+def fold_and_drop(model: nn.Module, fold: bool, drop_bias: bool) -> Folded:
+    """A copy of ``model`` with, when ``fold``, every BatchNorm folded into the conv/linear
+    before it (running statistics), and with ``drop_bias`` every conv/linear bias removed
+    (a kept BatchNorm's layer has none to drop: the models give a conv no bias before one)."""
     if not isinstance(model, SpikingNet):
         raise ConfigError(f"BatchNorm folding applies to layer-sequence models, not {type(model).__name__}")
+    folded = 0
 
     def keep(kept: list[nn.Module], layer: nn.Module, where: str) -> nn.Module | None:
-        if not (isinstance(layer, Stateless) and isinstance(layer.module, BATCHNORMS)):
+        nonlocal folded
+        if not (fold and isinstance(layer, Stateless) and isinstance(layer.module, BATCHNORMS)):
             check(layer, where)
             return layer
         bn, prev = layer.module, weight_layer_before(kept)
@@ -60,17 +72,21 @@ def fold_and_drop(model: nn.Module, drop_bias: bool) -> SpikingNet:
             raise ConfigError("a BatchNorm that does not follow a conv/linear layer cannot be folded")
         w, b = fold_bn(prev.weight, prev.bias, bn.running_mean, bn.running_var, bn.weight, bn.bias, bn.eps)
         prev.weight = nn.Parameter(w.detach().clone())
-        # the folded bias (b - mean) s + beta is what A.3 drops and fine-tuning recovers
-        prev.bias = None if drop_bias else nn.Parameter(b.detach().clone())
+        # the folded bias (b - mean) s + beta: dropped below with the others when asked (A.3)
+        prev.bias = nn.Parameter(b.detach().clone())
+        folded += 1
         return None
 
     def check(layer: nn.Module, where: str) -> None:
-        if isinstance(layer, Stateless) and isinstance(layer.module, WEIGHT_LAYERS) and drop_bias:
-            layer.module.bias = None
-        elif not isinstance(layer, (Stateless, NeuronLayer)):
+        if not isinstance(layer, (Stateless, NeuronLayer)):
             raise ConfigError(f"cannot fold BatchNorm in a {type(layer).__name__}")
 
     out = copy.deepcopy(model)
     for i, stage in enumerate(out.stages):
         rewrite(stage, f"stages.{i}", keep, check)
-    return out
+    dropped = 0
+    for layer in out.modules():
+        if drop_bias and isinstance(layer, WEIGHT_LAYERS) and layer.bias is not None:
+            layer.bias = None
+            dropped += 1
+    return Folded(out, folded, dropped)
