@@ -173,6 +173,11 @@ def _speck(a: argparse.Namespace) -> None:
     if a.emulate:  # the data the model was trained on, unless --data says otherwise
         a.data = cliargs.data_spec(a, proto)
     net = convert(model, proto, a.readout_threshold)
+    if cliargs.given(a, "readout_threshold") and not net.readout_pairs:  # it was accepted and ignored
+        raise InputError(
+            f"--readout-threshold sets the IF neuron pairs given to a readout without neurons; {a.model}'s "
+            "readout is spiking neurons with their own threshold (read as spike counts): leave it out"
+        )
     p = plan(net, spec)
     out: dict = {
         "model": a.model,
@@ -333,7 +338,8 @@ def parser() -> argparse.ArgumentParser:
         type=cliargs.positive_float,
         default=0.01,
         help="threshold of the IF neuron pairs given to a readout without neurons (model units; default "
-        "0.01: finer tracks the float readout more closely but sends more output spikes)",
+        "0.01: finer tracks the float readout more closely but sends more output spikes; refused for a "
+        "readout of spiking neurons, which keep their own)",
     )
     cliargs.add_json(p)
     p = sub.add_parser("pi-bench", help="batch-1 latency per thread count, peak memory, early-exit saving")

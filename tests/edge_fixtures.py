@@ -35,8 +35,10 @@ def chain_model(
     spec: NeuronSpec = IF,
     seed: int = 0,
     w_std: float = 0.5,
+    spiking_readout: bool = False,
 ) -> onnx.ModelProto:
-    """x -> [Conv -> IF -> AvgPool]* -> Flatten -> Gemm -> y (readout without neuron, mean).
+    """x -> [Conv -> IF -> AvgPool]* -> Flatten -> Gemm -> y (readout without neuron, mean;
+    ``spiking_readout``: Gemm -> IF -> y, read as spike counts).
     ``extra``: an op type inserted after the first neuron (an unsupported layer)."""
     rng = np.random.default_rng(seed)
     nodes, inits, states, neurons = [], [], [], []
@@ -79,8 +81,12 @@ def chain_model(
     inits.append(numpy_helper.from_array(rng.normal(0, w_std, (classes, feat)).astype(np.float32), "wfc"))
     nodes += [
         helper.make_node("Flatten", [cur], ["flat"], name="flatten", axis=1),
-        helper.make_node("Gemm", ["flat", "wfc"], ["y"], name="fc", transB=1),
+        helper.make_node("Gemm", ["flat", "wfc"], ["g" if spiking_readout else "y"], name="fc", transB=1),
     ]
+    if spiking_readout:
+        nodes.append(neuron_node("IF_fc", spec, "g", "state_fc", "y", "state_fc_out"))
+        states.append({"name": "state_fc", "shape": [classes], "node": "IF_fc"})
+        neurons.append({"node": "IF_fc", "op": spec.kind, "spec": spec.to_dict()})
     return protocol_model(
         "chain",
         nodes,

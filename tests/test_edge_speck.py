@@ -263,6 +263,13 @@ def test_bad_cli_input(tmp_path):
     assert r.returncode == 2 and "--data" in r.stderr
     r = run_cli("edge", "speck", path, "--data", "digits", "--limit", "5")  # no --emulate: nothing reads them
     assert r.returncode == 2 and "only --emulate reads --data and --limit" in r.stderr
+    # a readout that is spiking neurons keeps its own threshold: the flag was ignored
+    spiking = save(chain_model([Conv(4, pool=2)], spiking_readout=True), tmp_path / "spiking.onnx")
+    assert run_cli("edge", "speck", spiking, "--check").returncode == 0
+    r = run_cli("edge", "speck", spiking, "--check", "--readout-threshold", "0.5")
+    assert r.returncode == 2 and "readout is spiking neurons with their own threshold" in r.stderr
+    fits = save(chain_model([Conv(4, pool=2)]), tmp_path / "fits.onnx")
+    assert run_cli("edge", "speck", fits, "--check", "--readout-threshold", "0.5").returncode == 0
 
 
 # ---- samna is never imported by accident ---------------------------------------------------
