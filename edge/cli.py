@@ -256,6 +256,10 @@ def cmd_pi_bench(a: argparse.Namespace) -> None:
     cliargs.refuse_unread(
         "--data", a.data is not None, {"--policy": a.policy is not None, "--limit": cliargs.given(a, "limit")}
     )
+    if a.backend == "exact" and cliargs.given(a, "max_threads") and a.max_threads != 1:  # timed one thread
+        raise InputError(
+            f"--max-threads {a.max_threads}: backend exact runs one thread (fixed-order sums); leave --max-threads out"
+        )
     _, proto = read_model(a.model)  # fail early and clearly on a bad file
     one_rate(proto, "pi-bench")  # its timed steps run one T for all stages
     # --policy, else the one calibrate-exit stored (as runtime run), else confidence:0.9: runtime
@@ -345,7 +349,10 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("pi-bench", help="batch-1 latency per thread count, peak memory, early-exit saving")
     p.add_argument("model", help="exported model (.onnx)")
     p.add_argument(
-        "--max-threads", type=cliargs.positive_threads, default=4, help="measure 1..N threads (default 4, as a Pi 4/5)"
+        "--max-threads",
+        type=cliargs.positive_threads,
+        default=4,
+        help="measure 1..N threads (default 4, as a Pi 4/5; backend exact: 1)",
     )
     p.add_argument("--T", type=cliargs.steps, default=20, help="time steps per timed run")
     cliargs.add_backend(p)

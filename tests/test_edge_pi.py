@@ -26,12 +26,13 @@ def test_pi_bench_json(tmp_path):
     # what a figure from a Pi is compared by (the text header said steps and repeats; JSON did not)
     assert (out["T"], out["repeats"]) == (3, 1) and len(out["load_average"]) == 2
     assert out["versions"]["onnxruntime"] and out["versions"]["machine"]
-    # the exact backend runs one thread: a second row timed it again as "2 threads"
-    r = run_cli(
-        "edge", "pi-bench", path, "--max-threads", "2", "--T", "3", "--repeats", "1", "--json", "--backend", "exact"
-    )
+    # the exact backend runs one thread: a second row timed it again as "2 threads"; asked
+    # for two, it timed one unsaid
+    r = run_cli("edge", "pi-bench", path, "--T", "3", "--repeats", "1", "--json", "--backend", "exact")
     assert r.returncode == 0, r.stderr
     assert [row["threads"] for row in json.loads(r.stdout)["threads"]] == [1]
+    r = run_cli("edge", "pi-bench", path, "--max-threads", "2", "--backend", "exact")
+    assert r.returncode == 2 and "backend exact runs one thread (fixed-order sums); leave --max-threads out" in r.stderr
 
 
 @pytest.mark.slow
