@@ -170,8 +170,8 @@ def _speck(a: argparse.Namespace) -> None:
         check_output(description, a.model, *spec_paths(a.data), what="--describe")
     model, proto = read_model(a.model)
     one_rate(proto, "a Speck chip (one clock for all layers)")
-    if a.emulate:  # the data the model was trained on, unless --data says otherwise
-        a.data = cliargs.data_spec(a, proto)
+    if a.emulate:  # the data the model was trained on, unless --data says otherwise: known before any work
+        cliargs.data_spec(a, proto)
     net = convert(model, proto, a.readout_threshold)
     if cliargs.given(a, "readout_threshold") and not net.readout_pairs:  # it was accepted and ignored
         raise InputError(

@@ -263,6 +263,14 @@ def test_bad_cli_input(tmp_path):
     assert r.returncode == 2 and "--data" in r.stderr
     r = run_cli("edge", "speck", path, "--data", "digits", "--limit", "5")  # no --emulate: nothing reads them
     assert r.returncode == 2 and "only --emulate reads --data and --limit" in r.stderr
+    # the data the model stores, not found: said as stored (it read as typed by the user)
+    stored = chain_model([Conv(4, pool=2)])
+    meta = json.loads(stored.metadata_props[0].value)
+    meta["data"] = "nmnist:../shared/data/nmnist-moved"
+    stored.metadata_props[0].value = json.dumps(meta)
+    stored_path = save(stored, tmp_path / "stored.onnx")
+    r = run_cli("edge", "speck", stored_path, "--emulate")
+    assert r.returncode == 2 and f"as stored in {stored_path} when it was trained; pass --data" in r.stderr
     # a readout that is spiking neurons keeps its own threshold: the flag was ignored
     spiking = save(chain_model([Conv(4, pool=2)], spiking_readout=True), tmp_path / "spiking.onnx")
     assert run_cli("edge", "speck", spiking, "--check").returncode == 0
