@@ -120,40 +120,68 @@ def sample_input(cfg: Config, T: int, batch: int, seed: int = 0) -> tuple[np.nda
 
 
 @torch.no_grad()
+class Follower:
+    """One torch run's record of its neuron calls, kept by a forward hook on each neuron:
+    free (``follow`` None), each call's output; following onnxruntime's trace ``follow``
+    (with currents), each call's own current and output, and the neuron called again on
+    onnxruntime's current of that call (the module docstring's "follows"). Call ``k`` of
+    neuron ``j`` is matched with onnxruntime's step ``k`` of that neuron: each neuron runs
+    once per step."""
+
+    def __init__(self, n_neurons: int, follow: Trace | None):
+        self.follow = follow
+        self.outs: list[list[np.ndarray]] = [[] for _ in range(n_neurons)]
+        self.own: list[list[np.ndarray]] = [[] for _ in range(n_neurons)]
+        self.cur: list[list[np.ndarray]] = [[] for _ in range(n_neurons)]
+        self.inner = False  # inside the call again: that call is not recorded
+
+    def record(
+        self, j: int, m: nn.Module, args: tuple, kwargs: dict, res: tuple
+    ) -> tuple[torch.Tensor, tuple, int] | None:
+        """Record neuron ``j``'s call ``m(*args, **kwargs) -> res``; following, returns
+        onnxruntime's output of that step (what goes on downstream), the states the neuron
+        computed from onnxruntime's current and the step ``k``; else None (res stands)."""
+        if self.inner:
+            return None
+        k = len(self.outs[j])
+        if self.follow is None:
+            self.outs[j].append(res[0].numpy().copy())
+            return None
+        self.cur[j].append(args[0].numpy().copy())
+        self.own[j].append(res[0].numpy().copy())
+        dtype = args[0].dtype  # float64 in the exact run (:func:`exact_run`)
+        self.inner = True
+        try:
+            y, new = m(torch.from_numpy(self.follow.currents[j][k]).to(dtype), *args[1:], **kwargs)
+        finally:
+            self.inner = False
+        self.outs[j].append(y.numpy().copy())
+        return torch.from_numpy(self.follow.outs[j][k]).to(dtype), new, k
+
+    def trace(self, y: np.ndarray, states: list[list[np.ndarray]]) -> Trace:
+        """The run's :class:`Trace`: ``y`` ``[T, B, C]`` and ``states``, each a list of steps."""
+        return Trace(y, stacked(self.outs), stacked(states), stacked(self.cur), stacked(self.own))
+
+
 def run_torch(net: SpikingNet, x: np.ndarray, config: list[int] | None = None, follow: Trace | None = None) -> Trace:
     """Step ``net`` over ``x`` from zero states; with ``config``, stage by stage, each at its
     T with the temporal transformation module before it (``x`` has ``config[0]`` frames).
     ``follow``: onnxruntime's trace of the same input (with currents), which every neuron
     follows (see the module docstring); else torch runs free."""
     neurons = [layer.neuron for layer in neuron_layers(net)]
-    outs: list[list[np.ndarray]] = [[] for _ in neurons]
-    own: list[list[np.ndarray]] = [[] for _ in neurons]
-    cur: list[list[np.ndarray]] = [[] for _ in neurons]
+    rec = Follower(len(neurons), follow)
     followed: list[list[list[np.ndarray]]] = [[] for _ in neurons]  # per neuron, per state: its steps
-    inner = [False]  # the hook calls its neuron again: that call is not recorded
 
     def hook(i: int, m: nn.Module, args: tuple, kwargs: dict, res: tuple) -> tuple | None:
-        if inner[0]:
+        if (got := rec.record(i, m, args, kwargs, res)) is None or follow is None:
             return None
-        if follow is None:
-            outs[i].append(res[0].numpy().copy())
-            return None
-        cur[i].append(args[0].numpy().copy())
-        own[i].append(res[0].numpy().copy())
-        k = len(cur[i]) - 1
-        dtype = args[0].dtype  # float64 in the exact run (:func:`exact_run`)
-        inner[0] = True
-        try:
-            y, new = m(torch.from_numpy(follow.currents[i][k]).to(dtype), *args[1:], **kwargs)
-        finally:
-            inner[0] = False
-        outs[i].append(y.numpy().copy())
+        y, new, k = got
         followed[i] = followed[i] or [[] for _ in new]
         for lst, v in zip(followed[i], new):
             lst.append(v.numpy().copy())
         # onnxruntime's spikes and states go on downstream and to the next step
-        passed = tuple(torch.from_numpy(follow.states[s][k]).to(dtype) for s in follow.state_of[i])
-        return torch.from_numpy(follow.outs[i][k]).to(dtype), (passed if len(new) else new)
+        passed = tuple(torch.from_numpy(follow.states[s][k]).to(y.dtype) for s in follow.state_of[i])
+        return y, (passed if len(new) else new)
 
     hooks = [
         m.register_forward_hook(lambda m, a, kw, res, i=i: hook(i, m, a, kw, res), with_kwargs=True)
@@ -180,7 +208,7 @@ def run_torch(net: SpikingNet, x: np.ndarray, config: list[int] | None = None, f
             h.remove()
     if follow is not None:  # the states torch computed from onnxruntime's currents, in state order
         st = [lst for per_neuron in followed for lst in per_neuron]
-    return Trace(seq.numpy().copy(), stacked(outs), stacked(st), stacked(cur), stacked(own))
+    return rec.trace(seq.numpy().copy(), st)
 
 
 def with_neuron_outputs(

@@ -40,7 +40,7 @@ from trainer.config import Config
 from trainer.neurons import Neuron
 from trainer.trev import TRevNet
 
-from .check import CheckResult, Trace, check_memory_for, compare, exact_run, run_onnx, sample_input, stacked
+from .check import CheckResult, Follower, Trace, check_memory_for, compare, exact_run, run_onnx, sample_input
 from .errors import ExportError
 from .neuron import DeployNeuron
 from .onnx_export import OPSET, attach_functions
@@ -201,31 +201,18 @@ def run_trev_torch(step: TRevStep, x: np.ndarray, meta: Protocol, follow: Trace 
     too and passes onnxruntime's spikes on, and each step starts from onnxruntime's states
     (:mod:`export.check`); else torch runs free."""
     n_neurons = len(meta.neurons)
-    outs: list[list[np.ndarray]] = [[] for _ in range(n_neurons)]
-    own: list[list[np.ndarray]] = [[] for _ in range(n_neurons)]
-    cur: list[list[np.ndarray]] = [[] for _ in range(n_neurons)]
-    call, t_now, inner = [0], [0], [False]
+    rec = Follower(n_neurons, follow)
+    call = [0]
 
     def hook(m: nn.Module, args: tuple, kwargs: dict, res: tuple) -> tuple | None:
-        if inner[0]:
+        if rec.inner:  # the follower calling the neuron again: not one of the step's calls
             return None
-        j, t = call[0], t_now[0]
+        j = call[0]
         call[0] += 1
         if j >= n_neurons:
             raise ExportError(f"the torch step calls more neurons than the graph's {n_neurons} snn nodes")
-        if follow is None:
-            outs[j].append(res[0].numpy().copy())
-            return None
-        cur[j].append(args[0].numpy().copy())
-        own[j].append(res[0].numpy().copy())
-        dtype = args[0].dtype  # float64 in the exact run
-        inner[0] = True
-        try:
-            current = torch.from_numpy(follow.currents[j][t]).to(dtype)
-            outs[j].append(m(current, *args[1:], **kwargs)[0].numpy().copy())
-        finally:
-            inner[0] = False
-        return torch.from_numpy(follow.outs[j][t]).to(dtype), res[1]
+        got = rec.record(j, m, args, kwargs, res)
+        return None if got is None else (got[0], res[1])  # the step carries its states itself
 
     neurons = [m for m in step.modules() if isinstance(m, DeployNeuron)]  # _deploy_ put them in
     hooks = [m.register_forward_hook(hook, with_kwargs=True) for m in neurons]
@@ -235,7 +222,7 @@ def run_trev_torch(step: TRevStep, x: np.ndarray, meta: Protocol, follow: Trace 
     st: list[list[np.ndarray]] = [[] for _ in meta.states]  # per state: its steps
     try:
         for t, x_t in enumerate(x):
-            call[0], t_now[0] = 0, t
+            call[0] = 0
             y, *new = step(torch.from_numpy(x_t), torch.tensor(t), states)
             if call[0] != n_neurons:
                 raise ExportError(f"the torch step called {call[0]} neurons, the graph has {n_neurons} snn nodes")
@@ -247,7 +234,7 @@ def run_trev_torch(step: TRevStep, x: np.ndarray, meta: Protocol, follow: Trace 
     finally:
         for h in hooks:
             h.remove()
-    return Trace(np.stack(ys), stacked(outs), stacked(st), stacked(cur), stacked(own))
+    return rec.trace(np.stack(ys), st)
 
 
 def check_trev_onnx(
