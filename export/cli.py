@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 import warnings
@@ -21,7 +20,7 @@ from trainer.config import CALIB_BATCHES, Config, ConfigError
 from trainer.models import SpikingNet
 
 from .errors import ExportError
-from .formats import FORMATS, default_output, get_format
+from .formats import FORMATS, CheckedOutput, default_output, get_format
 
 if TYPE_CHECKING:
     from .check import CheckResult
@@ -51,7 +50,13 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="onnx: run the file in onnxruntime next to torch for T steps; fail if they differ",
     )
-    p.add_argument("--T", type=cliargs.steps, default=None, help="--check: time steps (default: the trained T)")
+    p.add_argument(
+        "--T",
+        type=cliargs.steps,
+        default=None,
+        help="--check: time steps (default: the trained T); .nir import: the file's trained T too (default: the "
+        "graph's own, 10 for a foreign graph)",
+    )
     p.add_argument(
         "--config",
         type=cliargs.stage_steps,
@@ -124,18 +129,12 @@ def run(a: argparse.Namespace) -> int:
     calibration = None
     if a.config is not None:
         model, calibration = configured(a, cfg, model)
-    # with --check the file is written beside its place and moved there only once it
-    # passed: a failed check left a file that ran without a word (and said "spikes identical")
-    target = out.with_name(f".{out.name}.unchecked{out.suffix}") if a.check else out
-    try:
-        report, result = write_and_check(a, cfg, model, target, calibration, write)
+    with CheckedOutput(out, a.check) as target:
+        report, result = write_and_check(a, cfg, model, target.path, calibration, write)
         if note := unfinished_note(a.checkpoint, cfg, metrics):  # printed by the load; --json's too
             report["warnings"].insert(0, note)
         if result is not None and result.ok:
-            os.replace(target, out)
-    finally:
-        if target != out:
-            target.unlink(missing_ok=True)
+            target.publish()
     written = result is None or result.ok
     report["output"] = str(out) if written else None
     if a.json:

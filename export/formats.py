@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
+from types import TracebackType
 
 from trainer.config import Config
 from trainer.models import SpikingNet
@@ -66,3 +68,24 @@ def default_output(checkpoint: str | Path, fmt: str, config: list[int] | None = 
     checkpoint = Path(checkpoint)
     tag = "" if config is None else "_" + ",".join(map(str, config))
     return checkpoint.with_name(checkpoint.stem + tag + suffix)
+
+
+class CheckedOutput:
+    """Where a file that ``--check`` judges is written: with ``check``, beside ``out`` under
+    a hidden name, moved to ``out`` by :meth:`publish` once it passed and removed otherwise
+    (a failed check left a file that ran without a word); without, ``out`` itself."""
+
+    def __init__(self, out: Path, check: bool):
+        self.out = out
+        self.path = out.with_name(f".{out.name}.unchecked{out.suffix}") if check else out
+
+    def publish(self) -> None:
+        if self.path != self.out:
+            os.replace(self.path, self.out)
+
+    def __enter__(self) -> CheckedOutput:
+        return self
+
+    def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
+        if self.path != self.out:
+            self.path.unlink(missing_ok=True)

@@ -7,10 +7,12 @@ import argparse
 import sys
 from pathlib import Path
 
+from runtime import cliargs
 from runtime.fileio import check_output
 from runtime.report import emit_json, table
 
 from .errors import ExportError
+from .formats import CheckedOutput
 from .nir_import import describe, import_nir
 
 
@@ -19,27 +21,42 @@ def run_import(a: argparse.Namespace) -> int:
         raise ExportError(f"a .nir input is imported as ONNX; --format {a.format!r} does not apply")
     if a.T is not None and a.T <= 0 or a.batch_size <= 0:
         raise ExportError(f"--T and --batch-size must be positive integers, got {a.T} and {a.batch_size}")
+    given = {
+        "--config": a.config is not None,
+        "--data": a.data is not None,
+        "--calib-batches": a.calib_batches is not None,
+    }
+    if flags := [flag for flag, set_ in given.items() if set_]:  # they were accepted and ignored
+        raise ExportError(
+            f"{' and '.join(flags)} apply to a checkpoint (model.pt), not to a .nir import; leave them out"
+        )
+    cliargs.refuse_unread("--check", a.check, {"--batch-size": cliargs.given(a, "batch_size")}, ExportError)
     src = Path(a.checkpoint)
     # before any work, as export
     out = check_output(a.out if a.out else src.with_suffix(".onnx"), src, kind=(".onnx", "an ONNX file"))
     # NIR's unit; / 1e6 then * 1e6 gives the µs back exactly (* 1e-6 did not: 99.99999999999999)
     dt_s = None if a.dt_us is None else a.dt_us / 1e6
-    imported, out = import_nir(src, out, a.source, dt_s, a.T, a.events_us)
-    info = describe(imported)
-    report = {
-        "output": str(out),
-        "format": "onnx",
-        "input": str(src),
-        "bytes": out.stat().st_size,
-        "T_trained": imported.cfg.train_T,
-        **info,
-    }
-    result = None
-    if a.check:
-        from .check import check_onnx, criterion, tie_note
+    with CheckedOutput(out, a.check) as target:
+        imported, _ = import_nir(src, target.path, a.source, dt_s, a.T, a.events_us)
+        info = describe(imported)
+        report = {
+            "output": str(out),
+            "format": "onnx",
+            "input": str(src),
+            "bytes": target.path.stat().st_size,
+            "T_trained": imported.cfg.train_T,
+            **info,
+        }
+        result = None
+        if a.check:
+            from .check import check_onnx, criterion, tie_note
 
-        result = check_onnx(imported.cfg, imported.model, out, a.T, a.batch_size)
-        report["check"] = result.summary
+            result = check_onnx(imported.cfg, imported.model, target.path, a.T, a.batch_size)
+            report["check"] = result.summary
+            if result.ok:
+                target.publish()
+            else:
+                report["output"] = None  # nothing written: as export of a checkpoint says it
     if a.json:
         emit_json(report)
     else:
@@ -62,5 +79,7 @@ def run_import(a: argparse.Namespace) -> int:
             print(table(result.headers, [[f"{v:.1e}" if isinstance(v, float) else v for v in r] for r in result.rows]))
             if (note := tie_note(result.summary)) is not None:
                 print(f"note: {note}")
-            print("check " + ("passed: " + criterion(result.summary) if result.ok else "FAILED"))
+            print(
+                "check " + ("passed: " + criterion(result.summary) if result.ok else f"FAILED; {out} was not written")
+            )
     return 0 if result is None or result.ok else 1

@@ -15,6 +15,7 @@ LIF, LI, Output. Anything else is refused with one line naming the node and this
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from dataclasses import dataclass
@@ -321,7 +322,9 @@ def _flatten(node) -> nn.Module:
     return nn.Flatten(start + 1 if start >= 0 else start, end + 1 if end >= 0 else end)
 
 
-def _neuron(name: str, node, source: str, dt_s: float) -> tuple[NeuronLayer, float]:
+def _neuron(name: str, node, source: str, dt_s: float, step_us: float | None) -> tuple[NeuronLayer, float]:
+    """The neuron layer of a NIR neuron node and the gain its input takes; ``step_us``: the
+    µs of one input frame, which becomes the neuron's ``dt`` (event input)."""
     kind = type(node).__name__
     try:
         if source == "flexsnn":
@@ -333,7 +336,7 @@ def _neuron(name: str, node, source: str, dt_s: float) -> tuple[NeuronLayer, flo
         spec, gain = neuron.from_nir({p: _array(getattr(node, p)) for p in neuron.nir_params}, source, dt_s)
     except NirNeuronError as e:
         raise ExportError(f"{kind} node {name!r}: {e}") from None
-    return NeuronLayer(spec), gain
+    return NeuronLayer(spec if step_us is None else dataclasses.replace(spec, dt=step_us)), gain
 
 
 def _config(
@@ -429,6 +432,9 @@ def build(
             "--events-us takes the recording duration in µs (> 0) of a foreign graph's event "
             f"input; got {events_us} for source {source!r} (flexsnn graphs keep their own input)"
         )
+    # event input: a step is one frame of the recording, and the event-driven engine leaks
+    # each neuron by its decay per that many µs (a foreign spec's dt is the source's step)
+    step_us = None if events_us is None else events_us / (10 if T is None else T)
     order = chain(graph)
     if len(order) < 3:
         raise ExportError("the graph has no node between Input and Output")
@@ -458,7 +464,7 @@ def build(
         elif isinstance(node, nir.Flatten):
             net.add(key, Stateless(_flatten(node)))
         else:
-            layer, gain = _neuron(key, node, source, dt or 0.0)
+            layer, gain = _neuron(key, node, source, dt or 0.0, step_us)
             if gain != 1.0:
                 net.scale_input(key, gain)
             net.add(key, layer)
@@ -472,6 +478,12 @@ def build(
     n_out = int(net.x.shape[1])
     meta = json.loads(graph.metadata[KEY]) if source == "flexsnn" else None
     cfg = _config(meta, name, in_shape, n_out, readout, T, events_us)
+    source_us = SNNTORCH_DT * 1e6 if source == "snntorch" else None if dt is None else dt * 1e6
+    if step_us is not None and source_us is not None and not math.isclose(source_us, step_us):
+        notes.append(
+            f"{source} discretised the neurons at {source_us:g} µs per step; a step here is one input frame "
+            f"of {step_us:g} µs (--events-us / T), the time the event-driven engine's leak follows"
+        )
     if source in FIRES_ABOVE:
         notes.append(
             f"{source} fires on v > v_th, flexsnn on v >= v_th: spikes differ only where the membrane "

@@ -8,6 +8,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import os
 import subprocess
 import sys
 import warnings
@@ -209,6 +210,26 @@ def test_not_a_nir_file(tmp_path, capsys):
     assert not (tmp_path / "m.onnx").exists()
 
 
+def test_checkpoint_only_flags_are_refused_and_a_failed_check_writes_nothing(tmp_path, capsys, monkeypatch):
+    """--config, --data and --calib-batches were accepted and ignored on a .nir input (the
+    file byte-identical to a plain import), --batch-size without --check too; a failed
+    --check left the imported file where the runtime reads it."""
+    import export.check
+
+    path, out = _graph_file(tmp_path, *_dense()), tmp_path / "m.onnx"
+    base = [path, "-o", out, "--from", "sinabs"]
+    _fails(capsys, [*base, "--config", "2,2"], "--config apply to a checkpoint (model.pt), not to a .nir import")
+    _fails(capsys, [*base, "--data", "digits", "--calib-batches", "3"], "--data and --calib-batches apply to")
+    _fails(capsys, [*base, "--batch-size", "7"], "only --check reads --batch-size")
+    assert not out.exists()
+    monkeypatch.setattr(export.check, "close_enough", lambda ref, got: False)  # every state differs
+    with pytest.raises(SystemExit) as e:
+        main([str(a) for a in base] + ["--check"])
+    assert e.value.code == 1
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last == f"check FAILED; {out} was not written" and sorted(os.listdir(tmp_path)) == ["g.nir"]
+
+
 def _graph_file(tmp_path, nodes, edges, name="g.nir"):
     path = tmp_path / name
     nir.write(path, nir.NIRGraph(nodes=nodes, edges=edges))
@@ -319,5 +340,13 @@ def test_events_us_makes_a_foreign_model_take_event_frames(tmp_path):
     meta = read_protocol(out)
     assert meta.input_kind == "event-frames" and meta.duration_us == 40000.0
     assert meta.dt_us == 10000.0 and meta.T_trained == 4
+    # a step is one 10 ms frame, in the neurons too: the event-driven engine leaks them by
+    # decay per dt µs, and the source's 1 ms step (or sinabs' dt of one step, read as 1 µs)
+    # made it leak them 10 (10^4) times too fast, silent: no spikes per event
+    assert [n.spec.dt for n in meta.neurons] == [10000.0]
+    imported = build(read_graph(path), "nir", 1e-3, T=4, events_us=40000.0)
+    assert any("discretised the neurons at 1000 µs per step" in n and "10000 µs" in n for n in imported.notes)
+    sinabs = build(read_graph(path), "sinabs", T=4, events_us=40000.0)
+    assert neuron_layers(sinabs.model)[0].spec.dt == 10000.0 and not any("discretised" in n for n in sinabs.notes)
     _, out = import_nir(path, tmp_path / "s.onnx", "nir", 1e-3)
     assert read_protocol(out).input_kind == "repeat" and read_protocol(out).T_trained == 10
