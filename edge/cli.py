@@ -249,6 +249,8 @@ def _speck(a: argparse.Namespace) -> None:
 
 # ---- pi-bench -----------------------------------------------------------------------
 def cmd_pi_bench(a: argparse.Namespace) -> None:
+    from runtime.bench import timed_steps
+
     from .pi.bench import early_exit, peak_rss_mib, thread_rows
 
     policy = parse_policy(a.policy) if a.policy is not None else None
@@ -262,6 +264,7 @@ def cmd_pi_bench(a: argparse.Namespace) -> None:
         )
     _, proto = read_model(a.model)  # fail early and clearly on a bad file
     one_rate(proto, "pi-bench")  # its timed steps run one T for all stages
+    a.T = timed_steps(proto, a.T)
     # --policy, else the one calibrate-exit stored (as runtime run), else confidence:0.9: runtime
     # run's own fallback, fixed at the trained T, would measure no saving
     policy_text = a.policy or proto.exit_policy or EXIT_POLICY
@@ -354,7 +357,7 @@ def parser() -> argparse.ArgumentParser:
         default=4,
         help="measure 1..N threads (default 4, as a Pi 4/5; backend exact: 1)",
     )
-    p.add_argument("--T", type=cliargs.steps, default=20, help="time steps per timed run")
+    cliargs.add_timed_steps(p)
     cliargs.add_backend(p)
     cliargs.add_repeats(p, "timed runs per thread count (their median is reported)")
     cliargs.add_data(p, fallback="none: no early-exit saving", what="data for the early-exit saving")

@@ -23,9 +23,11 @@ from dataclasses import dataclass
 import numpy as np
 import onnx
 
+from .cliargs import BENCH_STEPS
+from .errors import InputError
 from .limits import available_cores
 from .policies import FixedT
-from .protocol import STATIC_KINDS
+from .protocol import STATIC_KINDS, Protocol
 from .session import Session
 
 
@@ -36,6 +38,19 @@ class Loop:
 
     prepare: Callable[[], object]
     run: Callable[[], object]  # what it returns is not used
+
+
+def timed_steps(protocol: Protocol, T: int | None) -> int:
+    """The steps a timed run takes: ``T``, or :data:`BENCH_STEPS` capped by a model with
+    fewer (a T-RevSNN has one sub-network per step); more than it has is one clear error."""
+    n = protocol.max_steps
+    if T is None:
+        return min(BENCH_STEPS, n or BENCH_STEPS)
+    if n is not None and T > n:  # was onnxruntime's Gather error, colour codes and all
+        raise InputError(
+            f"--T {T}: this model has steps t = 0..{n - 1} only (one sub-network per step); expected --T <= {n}"
+        )
+    return T
 
 
 def bench_input(session: Session, batch: int, steps: int, seed: int = 0) -> np.ndarray:

@@ -11,7 +11,7 @@ import warnings
 from typing import Any
 
 from . import cliargs
-from .bench import bench, torch_available
+from .bench import bench, timed_steps, torch_available
 from .data import DataError, spec_paths
 from .engine import threads_for
 from .errors import InputError, TrainedRangeWarning
@@ -23,8 +23,6 @@ from .policies import POLICY_FORMS, PolicyError, parse_policy, t_range_note, t_r
 from .protocol import STATIC_KINDS, ModelError, one_rate
 from .report import ENERGY_NOTE, emit_json, guarded, pct, print_run, sci, table
 from .session import Session, load
-
-BENCH_STEPS = 20  # bench's steps per timed run, unless the model has fewer
 
 USER_ERRORS = (ModelError, InputError, PolicyError, DataError, SpecError, OutputPathError)
 
@@ -120,6 +118,7 @@ def cmd_run(a: argparse.Namespace) -> None:
 
 
 def cmd_bench(a: argparse.Namespace) -> None:
+    cliargs.refuse_unread("--checkpoint", a.checkpoint is not None, {"--no-compile": a.no_compile})  # torch's
     if a.checkpoint and not torch_available():
         raise InputError("--checkpoint needs torch to time torch eager; it is not installed")
     if a.checkpoint:  # a bad checkpoint: one line before any timing (torch only here)
@@ -131,13 +130,7 @@ def cmd_bench(a: argparse.Namespace) -> None:
             raise InputError(str(e)) from None
     session = _open(a)
     one_rate(session.protocol, "bench (it times steps of the whole graph at one T)")
-    n = session.protocol.max_steps
-    if a.T is None:
-        a.T = min(BENCH_STEPS, n or BENCH_STEPS)
-    if n is not None and a.T > n:  # was onnxruntime's Gather error, colour codes and all
-        raise InputError(
-            f"--T {a.T}: this model has steps t = 0..{n - 1} only (one sub-network per step); expected --T <= {n}"
-        )
+    a.T = timed_steps(session.protocol, a.T)
     frames = 1 if session.protocol.input_kind in STATIC_KINDS else a.T
     for b in a.batch_size:
         check_memory(run_bytes(session.protocol, b, frames), f"--batch-size {b} for {a.T} steps")
@@ -383,12 +376,7 @@ def parser() -> argparse.ArgumentParser:
     )
     _common(p, ", and as many torch and BLAS (GEMM limit) threads")
     cliargs.add_batch_size(p, [1, 64], "batch sizes to time")
-    p.add_argument(
-        "--T",
-        type=cliargs.steps,
-        default=None,
-        help="time steps per timed run (default 20, or all of a T-RevSNN's sub-networks when it has fewer)",
-    )
+    cliargs.add_timed_steps(p)
     cliargs.add_repeats(p, "interleaved rounds per batch size (min and median)")
     p.add_argument("--checkpoint", default=None, help="the model.pt the ONNX file was exported from")
     p.add_argument("--no-compile", action="store_true", help="skip torch.compile (it takes a minute to compile)")

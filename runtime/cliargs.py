@@ -312,6 +312,19 @@ def add_repeats(p: argparse.ArgumentParser, what: str, default: int = 5) -> None
     p.add_argument("--repeats", type=positive_int, default=default, help=what)
 
 
+BENCH_STEPS = 20  # the benchmarks' steps per timed run, unless the model has fewer
+
+
+def add_timed_steps(p: argparse.ArgumentParser) -> None:
+    """``--T``: the steps per timed run of a benchmark (:func:`runtime.bench.timed_steps`)."""
+    p.add_argument(
+        "--T",
+        type=steps,
+        default=None,
+        help=f"time steps per timed run (default {BENCH_STEPS}, or all of a T-RevSNN's sub-networks when it has fewer)",
+    )
+
+
 def add_seed(p: argparse.ArgumentParser, what: str) -> None:
     """``--seed``: what the seed draws, stated by each command."""
     p.add_argument("--seed", type=seed, default=0, help=f"seed of {what}")
@@ -331,14 +344,14 @@ def add_binning(p: argparse.ArgumentParser) -> None:
     p.add_argument("--binning", default=None, help="events: equal or fixed (default: as trained)")
 
 
-def add_calib_batches(p: argparse.ArgumentParser, default: int | None, when: str) -> None:
+def add_calib_batches(p: argparse.ArgumentParser, default: int | None, when: str, off: bool = True) -> None:
     """``--calib-batches N``: training batches that re-estimate BatchNorm statistics
-    (``when``: for which configurations; 0 turns it off)."""
+    (``when``: for which configurations; ``off``: 0 turns it off, else it is refused)."""
     p.add_argument(
         "--calib-batches",
         type=nonneg_int,
         default=default,
-        help=f"BatchNorm models: training batches to re-estimate the statistics {when} (0: off)",
+        help=f"BatchNorm models: training batches to re-estimate the statistics {when}" + (" (0: off)" if off else ""),
     )
 
 

@@ -413,7 +413,7 @@ def test_sws_model_round_trips_through_config(tmp_path):
     "change, message",
     [
         ({"name": "sltt", "norm": "bn"}, "cannot use BatchNorm over all T steps"),
-        ({"name": "sltt-k", "K": 0}, "needs --K in [1, T=4], got 0"),
+        ({"name": "sltt-k", "K": 0}, "needs --K in [1, T=4] (time steps"),
         ({"name": "sltt-k", "K": 5}, "needs --K in [1, T=4], got 5"),
         ({"name": "ottt-a", "K": 2}, "--K applies to sltt-k, not to method"),
         ({"name": "ndot-o", "mse_weight": 1.5}, "--mse-weight must be in [0, 1]"),
@@ -451,7 +451,7 @@ def test_fit_online_writes_a_checkpoint_that_rebuilds(method, norm, capsys, tmp_
     [
         (["fit", "--method", "bptt"], "or an online method ['sltt', 'sltt-k', 'ottt-a', 'ottt-o', 'ndot-a', 'ndot-o']"),
         (["fit", "--method", "sltt", "--norm", "bn"], "cannot use BatchNorm over all T steps (--norm bn)"),
-        (["fit", "--method", "sltt-k", "--norm", "bn-step"], "sltt-k needs --K in [1, T=3], got 0"),
+        (["fit", "--method", "sltt-k", "--norm", "bn-step"], "sltt-k needs --K in [1, T=3] (time steps with a"),
         (["fit", "--method", "sltt-k", "--norm", "bn-step", "--K", "4"], "got 4"),
         (["fit", "--method", "sltt-k", "--norm", "bn-step", "--K", "-1"], "got -1"),
         (["fit", "--method", "sltt", "--norm", "sws", "--K", "2"], "--K applies to sltt-k, not to method"),

@@ -340,6 +340,8 @@ def test_tradeoff_and_bench_commands(model_path, tmp_path):
             # 100.0%, under qemu in the aarch64 check), which is a finding, not a fault
             assert s["pct_of_gemm_limit_cpu"] == pytest.approx(100 * r["gemm_limit_ms_cpu"] / s["cpu_ms_min"])
             assert s["pct_of_gemm_limit_wall"] == pytest.approx(100 * r["gemm_limit_ms_wall"] / s["wall_ms_min"])
+    p = _cli("bench", model_path, "--no-compile")  # compiles nothing without --checkpoint: was accepted
+    assert p.returncode == 2 and "only --checkpoint reads --no-compile" in p.stderr
 
 
 # ---- torch-free ----------------------------------------------------------------------------

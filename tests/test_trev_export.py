@@ -210,6 +210,14 @@ def test_bench_refuses_steps_past_the_sub_networks(exported, capsys):
     one_error(code, err, "--T 20: this model has steps t = 0..3 only", "expected --T <= 4")
     code, out, err = run_main(runtime_main, capsys, *argv)  # the default: all of its sub-networks
     assert code == 0 and "4 steps per round" in out, err
+    # edge pi-bench's --T is the same flag: its default 20 was refused on a T-RevSNN
+    from edge.cli import main as edge_main
+
+    argv = ["pi-bench", str(s.path), "--max-threads", "1", "--repeats", "1"]
+    code, _, err = run_main(edge_main, capsys, *argv, "--T", "20")
+    one_error(code, err, "--T 20: this model has steps t = 0..3 only", "expected --T <= 4")
+    code, out, err = run_main(edge_main, capsys, *argv, "--json")
+    assert code == 0 and json.loads(out)["T"] == 4, err
 
 
 def test_bench_times_model_step_at_each_step_index(exported, tmp_path, monkeypatch):

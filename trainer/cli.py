@@ -117,7 +117,12 @@ def _add_fit(sub: argparse._SubParsersAction) -> None:
         default=None,
         help=f"training T for sdt and online methods (default: --tmax; trev models: {TREV_T})",
     )
-    p.add_argument("--K", type=cliargs.nonneg_int, default=0, help="sltt-k: time steps with a backward per batch, 1..T")
+    p.add_argument(
+        "--K",
+        type=cliargs.nonneg_int,
+        default=None,
+        help="sltt-k (required there): time steps with a backward per batch, 1..T",
+    )
     p.add_argument(
         "--mse-weight",
         type=cliargs.unit_float,
@@ -330,7 +335,7 @@ def _add_calibrate(sub: argparse._SubParsersAction) -> None:
         "--T", type=cliargs.steps, default=None, help="time steps to calibrate at (default: the trained Tmax)"
     )
     # the name fit, eval, search and export give the same number (it was --batches here)
-    cliargs.add_calib_batches(p, CALIB_BATCHES, "at --T")
+    cliargs.add_calib_batches(p, CALIB_BATCHES, "at --T", off=False)
     cliargs.add_batch_size(p, 64)
     p.add_argument(
         "--calib-runs",
@@ -485,7 +490,7 @@ def config_from_args(
             a.weight_decay,
             a.seed,
             a.calib_batches,
-            K=a.K,
+            K=0 if a.K is None else a.K,  # 0: not given
             mse_weight=mse_weight,
             order=a.mtt_order,
             anchor=a.anchor or ("tmin" if a.method in ("nmt", "mtt") and a.samples >= 2 else "none"),

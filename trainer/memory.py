@@ -242,8 +242,8 @@ def add_measurement_options(
         "--threads",
         type=cliargs.threads,
         default=1,
-        help="torch CPU threads for the timings and memory's RSS process (0: all cores; default 1: the time column "
-        "then does not depend on how many cores other work leaves free)",
+        help="torch CPU threads for the timings (and memory's peak-RSS processes; 0: all cores; default 1: the "
+        "time column then does not depend on how many cores other work leaves free)",
     )
     cliargs.add_json(p)
 
