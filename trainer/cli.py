@@ -56,7 +56,7 @@ from .config import (
 from .default_model import DEFAULT_MODELS, DefaultModel, default_model
 from .fold import fold_and_drop
 from .memory import add_memory_parser, cmd_memory
-from .models import SpikingNet, build_model, model_builder, model_names
+from .models import SpikingNet, build_model, model_builder, model_names, named_width
 from .online import PAPER_K_SCALE, PAPER_NDOT_RATIO, online_method
 from .repro import DEFAULT_THREADS, environment
 from .repro import setup as setup_threads
@@ -446,11 +446,13 @@ def config_from_args(
     trev = parse_trev_options(a.trev).to_dict() if a.model.startswith("trev-") else {}
     target = a.target or (online_method(a.method).target if a.method in ONLINE_METHODS else "onehot")
     T = a.T if a.T is not None else a.tmax
+    # --width overrides the width of a name the user did not type (a default, --init-from's)
+    name, width = named_width(a.model, a.width, overrides=not cliargs.given(given, "model"))
     cfg = Config(
         ModelConfig(
-            a.model,
+            name,
             a.stages,
-            a.width,
+            width,
             a.bias,
             bn,
             a.readout,
