@@ -119,7 +119,6 @@ def sample_input(cfg: Config, T: int, batch: int, seed: int = 0) -> tuple[np.nda
     return rng.poisson(0.5, (T, batch, *cfg.model.in_shape)).astype(np.float32), "random (data not available)"
 
 
-@torch.no_grad()
 class Follower:
     """One torch run's record of its neuron calls, kept by a forward hook on each neuron:
     free (``follow`` None), each call's output; following onnxruntime's trace ``follow``
@@ -163,6 +162,7 @@ class Follower:
         return Trace(y, stacked(self.outs), stacked(states), stacked(self.cur), stacked(self.own))
 
 
+@torch.no_grad()
 def run_torch(net: SpikingNet, x: np.ndarray, config: list[int] | None = None, follow: Trace | None = None) -> Trace:
     """Step ``net`` over ``x`` from zero states; with ``config``, stage by stage, each at its
     T with the temporal transformation module before it (``x`` has ``config[0]`` frames).

@@ -27,6 +27,13 @@ def ckpt(tmp_path_factory) -> Path:
 _run = functools.partial(run_main, cli.main)
 
 
+def test_a_plain_export_prints_no_warning(ckpt, tmp_path):
+    """A fresh process: a class decorated with torch.no_grad() at import (by mistake) printed
+    torch's "Decorating classes is deprecated" as a warning line on every export."""
+    r = run_cli("export", str(ckpt), "-o", str(tmp_path / "m.onnx"), "--check")
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+
+
 def test_export_with_check_json(ckpt, capsys):
     code, out, err = _run(capsys, str(ckpt), "--check", "--json")
     assert code == 0, err
