@@ -117,12 +117,7 @@ def _add_fit(sub: argparse._SubParsersAction) -> None:
         default=None,
         help=f"training T for sdt and online methods (default: --tmax; trev models: {TREV_T})",
     )
-    p.add_argument(
-        "--K",
-        type=cliargs.nonneg_int,
-        default=None,
-        help="sltt-k (required there): time steps with a backward per batch, 1..T",
-    )
+    p.add_argument("--K", type=cliargs.nonneg_int, help="sltt-k (required there): steps with backward per batch, 1..T")
     p.add_argument(
         "--mse-weight",
         type=cliargs.unit_float,
