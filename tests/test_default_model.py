@@ -77,6 +77,8 @@ def test_default_model_not_asked_without_an_image_or_with_a_width(monkeypatch):
     monkeypatch.setattr(dm, "speck_holds", refuse)
     cfg = _config(["--width", "8"], (2, 20, 20))
     assert (cfg.model.name, cfg.model.width) == ("2C1FCW8", 0)  # the name says the net built (it said W16)
+    # over a typed name's width too (the README's `--model 2C1FCW16 --width 32`): said as built
+    assert (_config(["--model", "2C1FCW16", "--width", "32"], (2, 34, 34)).model.name) == "2C1FCW32"
     assert _config([], (12,), "sequence").model.name == "fc-seq"
     assert _config([], (1, 28, 28), "static").model.name == "2C1FCW16"
     assert _config(["--model", "2C1FCW32"], (2, 34, 34)).model.name == "2C1FCW32"  # asked for: kept

@@ -158,7 +158,6 @@ def test_bad_checkpoints(kind, tmp_path, capsys):
     "argv, message",
     [
         (["--model", "vgg99"], "expected one of"),
-        (["--model", "2C1FCW32", "--width", "4"], "--model 2C1FCW32 has width 32; --width 4 contradicts it"),
         (["--method", "bptt"], "expected one of ['sdt', 'nmt', 'mtt']"),
         (["--data", "cifar10"], "unknown data spec"),
         (["--data", "nmnist:/no/such/folder"], "not a directory"),

@@ -167,7 +167,9 @@ def _add_fit(sub: argparse._SubParsersAction) -> None:
         "--weight-decay", type=cliargs.nonneg_float, default=0.0, help="weight decay (L2, of the --optimizer)"
     )
     cliargs.add_seed(p, "weights, batches and sampled T")
-    p.add_argument("--width", type=cliargs.width, default=0, help="channel width (0: the model's default)")
+    p.add_argument(
+        "--width", type=cliargs.width, default=0, help="channel width, over the model name's (0: the name's)"
+    )
     p.add_argument(
         "--neuron",
         default=None,
@@ -441,8 +443,7 @@ def config_from_args(
     trev = parse_trev_options(a.trev).to_dict() if a.model.startswith("trev-") else {}
     target = a.target or (online_method(a.method).target if a.method in ONLINE_METHODS else "onehot")
     T = a.T if a.T is not None else a.tmax
-    # --width overrides the width of a name the user did not type (a default, --init-from's)
-    name, width = named_width(a.model, a.width, overrides=not cliargs.given(given, "model"))
+    name, width = named_width(a.model, a.width)
     cfg = Config(
         ModelConfig(
             name,

@@ -173,17 +173,14 @@ def _parse_vgg(name: str) -> Builder | None:
     return lambda cfg: build_vgg(cfg, convs, fcs, cfg.model.width or width)
 
 
-def named_width(name: str, width: int, overrides: bool = False) -> tuple[str, int]:
+def named_width(name: str, width: int) -> tuple[str, int]:
     """``(name, width)`` as a model config stores them: an xCyFC net's width in its name
-    (``2C1FC`` with width 8: ``2C1FCW8``, width 0), so that the name every file and report
-    shows is the network built. A name that states another width is a ConfigError, unless
-    ``width`` ``overrides`` it (the name was not typed: a default, or the checkpoint that
-    ``--init-from`` starts from). Other families keep their width beside the name."""
+    (``2C1FC`` or ``2C1FCW16`` with width 8: ``2C1FCW8``, width 0), so that the name every
+    file and report shows is the network built. Other families keep their width beside
+    the name."""
     m = _VGG.match(name)
     if m is None or not width:
         return name, width
-    if m[3] is not None and int(m[3]) != width and not overrides:
-        raise ConfigError(f"--model {name} has width {m[3]}; --width {width} contradicts it: give one of them")
     return f"{m[1]}C{m[2]}FCW{width}", 0
 
 
