@@ -17,7 +17,7 @@ from runtime.neuron import SpecError
 from runtime.report import emit_json, guarded, table
 from trainer.checkpoint import CheckpointError, load_checkpoint, unfinished_note
 from trainer.config import CALIB_BATCHES, Config, ConfigError
-from trainer.models import SpikingNet
+from trainer.models import SpikingNet, architecture
 
 from .errors import ExportError
 from .formats import FORMATS, CheckedOutput, default_output, get_format
@@ -191,7 +191,7 @@ def write_and_check(
         "format": a.format,
         "input": a.checkpoint,  # as a .nir import's report
         # the architecture (`trainer fit --model`); "model" is a model file in the runtime's JSON
-        "architecture": cfg.model.name,
+        "architecture": architecture(cfg.model),
         "seconds": round(seconds, 3),
         "bytes": path.stat().st_size,
         "warnings": [str(w.message) for w in caught],  # also on stderr: a program reading --json sees them
@@ -219,7 +219,7 @@ def configured(a: argparse.Namespace, cfg: Config, model: object) -> tuple[Spiki
     with BatchNorm, calibrated for the configuration exactly as it calibrates (same data,
     batches and seed); returns it and how it was calibrated (None: not)."""
     from trainer.search_cli import CALIB_BATCH_SIZE, calibration_data, check_config, check_stages, for_config
-    from trainer.train import has_bn
+    from trainer.train import calibration_batches, has_bn
 
     net = check_stages(a.checkpoint, model)
     check_config(a.checkpoint, cfg, len(net.stages), a.config)
@@ -232,7 +232,8 @@ def configured(a: argparse.Namespace, cfg: Config, model: object) -> tuple[Spiki
     calib = calibration_data(a.checkpoint, cfg, net, a.data) if batches > 0 else None
     if calib is None:
         return net, None
-    how = {"data": calib.spec, "split": cfg.data.train_split, "batches": batches, "batch_size": CALIB_BATCH_SIZE}
+    ran = calibration_batches(batches, len(calib), CALIB_BATCH_SIZE)  # the split may hold fewer
+    how = {"data": calib.spec, "split": cfg.data.train_split, "batches": ran, "batch_size": CALIB_BATCH_SIZE}
     return for_config(net, calib, a.config, batches), {**how, "seed": 0}
 
 

@@ -61,7 +61,8 @@ def run_import(a: argparse.Namespace) -> int:
         emit_json(report)
     else:
         dt = "" if imported.dt is None else f", dt = {imported.dt * 1e6:g} µs"  # as --dt-us
-        print(f"imported {src} (source {imported.source}{dt}) -> {out} ({report['bytes']} bytes)")
+        where = f"{out} ({report['bytes']} bytes)" if report["output"] else f"{out}: not written, the check failed"
+        print(f"imported {src} (source {imported.source}{dt}) -> {where}")
         print(f"written by {imported.source}, known from: {imported.how}")
         print(f"convention: {imported.convention}")
         for w in info["warnings"]:

@@ -22,6 +22,7 @@ from runtime.protocol import (
     parse_protocol,
 )
 from trainer.config import FIXED_T_METHODS, Config
+from trainer.models import architecture
 
 from .errors import ExportError
 
@@ -61,7 +62,7 @@ def protocol(
     m, d = cfg.method, cfg.data
     events = d.kind == "events"
     base = dict(
-        model=cfg.model.name,
+        model=architecture(cfg.model),
         method=m.name,
         input_kind=INPUT_KINDS[d.kind],
         input_shape=tuple(cfg.model.in_shape),

@@ -84,6 +84,27 @@ def test_default_model_not_asked_without_an_image_or_with_a_width(monkeypatch):
     assert _config(["--model", "2C1FCW32"], (2, 34, 34)).model.name == "2C1FCW32"  # asked for: kept
 
 
+def test_a_file_of_a_name_and_another_width_reads_as_the_net_it_holds(tmp_path, capsys):
+    """Files fit wrote before the width went into the name store 2C1FCW16 with width 8: they
+    load as they are (a round trip keeps the config), and export names the net they hold,
+    2C1FCW8, as the architecture and in the ONNX protocol (both said W16)."""
+    import json
+
+    from export.cli import main as export_main
+    from export.protocol import read_protocol
+    from tests.export_helpers import config
+    from trainer.checkpoint import save_checkpoint
+    from trainer.models import build_model
+
+    cfg = config(name="2C1FCW16", width=8, bn=False, bias=False, in_shape=(1, 8, 8), data="digits:static")
+    model = build_model(cfg)
+    save_checkpoint(tmp_path / "old.pt", cfg, model, {"test_accuracy": 0.0})
+    assert load_checkpoint(tmp_path / "old.pt")[0] == cfg
+    code, out, err = run_main(export_main, capsys, str(tmp_path / "old.pt"), "--json")
+    assert code == 0 and json.loads(out)["architecture"] == "2C1FCW8", err
+    assert read_protocol(tmp_path / "old.onnx").model == "2C1FCW8"
+
+
 def test_fit_defaults_write_a_model_that_fits_speck(capsys, tmp_path):
     """The quick start's chain: `fit` with the default model says which it chose, and
     `edge speck --check` passes on the exported file."""

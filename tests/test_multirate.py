@@ -118,6 +118,17 @@ def test_runtime_runs_the_configuration_as_torch_does(ckpts, capsys, tmp_path, w
     assert not np.allclose(uniform.run(ds.frames(np.arange(len(ds)), config[-1])).outputs, r.outputs)
 
 
+def test_export_says_the_calibration_batches_that_ran(ckpts, capsys, tmp_path):
+    """--calib-batches 500 on a split of about 1300 samples runs about 21 batches of 64; the
+    report said 500."""
+    from trainer.search_cli import CALIB_BATCH_SIZE, calibration_data
+
+    cfg, model, _ = load_checkpoint(ckpts[1])
+    n = len(calibration_data(str(ckpts[1]), cfg, model, None))
+    rep = _export(capsys, ckpts[1], tmp_path / "m.onnx", "1,4", "--calib-batches", "500")
+    assert rep["bn_calibration"]["batches"] == -(-n // CALIB_BATCH_SIZE) < 500
+
+
 def _with_meta(src, dst, change) -> str:
     """A copy of ``src`` whose protocol metadata ``change`` edits (re-stamped)."""
     m = onnx.load(src)

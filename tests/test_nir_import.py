@@ -226,8 +226,9 @@ def test_checkpoint_only_flags_are_refused_and_a_failed_check_writes_nothing(tmp
     with pytest.raises(SystemExit) as e:
         main([str(a) for a in base] + ["--check"])
     assert e.value.code == 1
-    last = capsys.readouterr().out.strip().splitlines()[-1]
-    assert last == f"check FAILED; {out} was not written" and sorted(os.listdir(tmp_path)) == ["g.nir"]
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].endswith(f"-> {out}: not written, the check failed")
+    assert lines[-1] == f"check FAILED; {out} was not written" and sorted(os.listdir(tmp_path)) == ["g.nir"]
 
 
 def _graph_file(tmp_path, nodes, edges, name="g.nir"):

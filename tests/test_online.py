@@ -413,8 +413,8 @@ def test_sws_model_round_trips_through_config(tmp_path):
     "change, message",
     [
         ({"name": "sltt", "norm": "bn"}, "cannot use BatchNorm over all T steps"),
-        ({"name": "sltt-k", "K": 0}, "needs --K in [1, T=4] (time steps"),
-        ({"name": "sltt-k", "K": 5}, "needs --K in [1, T=4], got 5"),
+        ({"name": "sltt-k", "K": 0}, "in [1, T=4], got 0"),
+        ({"name": "sltt-k", "K": 5}, "in [1, T=4], got 5"),
         ({"name": "ottt-a", "K": 2}, "--K applies to sltt-k, not to method"),
         ({"name": "ndot-o", "mse_weight": 1.5}, "--mse-weight must be in [0, 1]"),
     ],
@@ -451,7 +451,7 @@ def test_fit_online_writes_a_checkpoint_that_rebuilds(method, norm, capsys, tmp_
     [
         (["fit", "--method", "bptt"], "or an online method ['sltt', 'sltt-k', 'ottt-a', 'ottt-o', 'ndot-a', 'ndot-o']"),
         (["fit", "--method", "sltt", "--norm", "bn"], "cannot use BatchNorm over all T steps (--norm bn)"),
-        (["fit", "--method", "sltt-k", "--norm", "bn-step"], "sltt-k needs --K in [1, T=3] (time steps with a"),
+        (["fit", "--method", "sltt-k", "--norm", "bn-step"], "in [1, T=3]; it has no default"),
         (["fit", "--method", "sltt-k", "--norm", "bn-step", "--K", "4"], "got 4"),
         (["fit", "--method", "sltt-k", "--norm", "bn-step", "--K", "-1"], "got -1"),
         (["fit", "--method", "sltt", "--norm", "sws", "--K", "2"], "--K applies to sltt-k, not to method"),
@@ -502,6 +502,7 @@ def test_memory_command_json(capsys):
     )
     assert code == 0, err
     obj = json.loads(out)
+    assert (obj["model"], obj["width"]) == ("1C1FCW2", 0)  # the net measured, named as fit names it
     assert obj["threads"] == 2  # the count the times were measured with
     assert torch.get_num_threads() == before  # and the caller's count is restored
     assert [(r["method"], r["T"]) for r in obj["rows"]] == [("sdt", 2), ("sdt", 4), ("sltt", 2), ("sltt", 4)]

@@ -146,7 +146,11 @@ def test_cli_init_from_folds_bn_and_resume_continues(capsys, tmp_path):
     code, _, err = run(
         capsys, "fit", *TINY, "--method", "sdt", "--norm", "sws", "--init-from", str(bn), "--out", str(kept)
     )
-    one_error(code, err, "it was trained with --norm bn, these flags ask for --norm sws; expected --norm bn (or none")
+    one_error(
+        code,
+        err,
+        "it was trained with --norm bn, these flags ask for --norm sws; expected --norm bn or bn-step (or none",
+    )
     code, _, err = run(
         capsys, "fit", *TINY, "--method", "sdt", "--norm", "bn", "--init-from", str(fine), "--out", str(kept)
     )

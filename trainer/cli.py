@@ -444,6 +444,8 @@ def config_from_args(
     target = a.target or (online_method(a.method).target if a.method in ONLINE_METHODS else "onehot")
     T = a.T if a.T is not None else a.tmax
     name, width = named_width(a.model, a.width)
+    if a.method == "sltt-k" and a.K is None:  # MethodConfig's 0 would read "got 0"
+        raise ConfigError(f"sltt-k needs --K (time steps with a backward per batch) in [1, T={T}]; it has no default")
     cfg = Config(
         ModelConfig(
             name,
@@ -544,7 +546,8 @@ def fit_start(a: argparse.Namespace, cfg: Config, ckpt: dict | None) -> Start | 
         # else turns into another normalisation
         raise CheckpointError(
             f"--init-from {a.init_from}: it was trained with --norm {was}, these flags ask for --norm {wants}; "
-            f"expected --norm {was}" + (" (or none, to fold its BatchNorm)" if src_cfg.model.bn else "")
+            f"expected --norm {' or '.join(BN_NORMS) if src_cfg.model.bn else was}"
+            + (" (or none, to fold its BatchNorm)" if src_cfg.model.bn else "")
         )
     fold = src_cfg.model.bn and not cfg.model.bn
     if fold or (src_cfg.model.bias and not cfg.model.bias):

@@ -205,8 +205,7 @@ class Config:
         m = self.method
         if m.name == "sltt-k":
             if not 1 <= m.K <= m.T:
-                got = f", got {m.K}" if m.K else " (time steps with a backward per batch)"
-                raise ConfigError(f"sltt-k needs --K in [1, T={m.T}]{got}")
+                raise ConfigError(f"sltt-k needs --K (time steps with a backward per batch) in [1, T={m.T}], got {m.K}")
         elif m.K != 0:
             raise ConfigError(f"--K applies to sltt-k, not to method {m.name!r}")
         for key, valid in (

@@ -33,7 +33,7 @@ from runtime.report import emit_json, table
 
 from .checkpoint import build_checked
 from .config import NORMS, ONLINE_METHODS, Config, ConfigError, MethodConfig
-from .models import build_model
+from .models import build_model, named_width
 from .online import online_iteration, online_method
 from .train import stage_iteration
 
@@ -269,9 +269,8 @@ def cmd_memory(a: argparse.Namespace) -> None:
     base = Config()
     bn, bn_stats, weight_std = NORMS[a.norm]
     m = base.model
-    m.name, m.width, m.in_shape, m.bn, m.bn_stats, m.weight_std = (
-        a.model,
-        a.width,
+    m.name, m.width = named_width(a.model, a.width)  # as fit names it: the net measured
+    m.in_shape, m.bn, m.bn_stats, m.weight_std = (
         tuple(a.in_shape),
         bn,
         bn_stats,
@@ -286,8 +285,8 @@ def cmd_memory(a: argparse.Namespace) -> None:
     if a.json:
         emit_json(
             {
-                "model": a.model,
-                "width": a.width,
+                "model": m.name,
+                "width": m.width,
                 "norm": a.norm,
                 "in_shape": a.in_shape,
                 "batch_size": a.batch_size,
@@ -298,7 +297,7 @@ def cmd_memory(a: argparse.Namespace) -> None:
         )
         return
     print(
-        f"training memory per iteration: {a.model} width {a.width or 'default'}, norm {a.norm}, "
+        f"training memory per iteration: {m.name}{f' width {m.width}' if m.width else ''}, norm {a.norm}, "
         f"input {a.in_shape}, batch {a.batch_size}, {a.threads} torch thread(s)"
     )
     cols = ["method", "T", "saved_MiB", *(["peak_rss_MiB", "rss_increase_MiB"] if not a.no_rss else []), "ms_per_iter"]

@@ -34,7 +34,7 @@ from torch import nn
 from runtime.protocol import readout as protocol_readout
 
 from . import temporal
-from .config import PROTOCOL_READOUT, Config, ConfigError
+from .config import PROTOCOL_READOUT, Config, ConfigError, ModelConfig
 from .layers import NeuronLayer, Residual, Sequence, Stateless, States, step_chain
 from .trev import NAME_FORM as TREV_NAME_FORM
 from .trev import parse_trev
@@ -182,6 +182,13 @@ def named_width(name: str, width: int) -> tuple[str, int]:
     if m is None or not width:
         return name, width
     return f"{m[1]}C{m[2]}FCW{width}", 0
+
+
+def architecture(m: ModelConfig) -> str:
+    """The name of the network ``m`` builds, as files and reports show it: an xCyFC net's
+    width in the name (:func:`named_width`; a config stored as 2C1FCW16 with width 8 by an
+    earlier fit, or built in Python so, is 2C1FCW8)."""
+    return named_width(m.name, m.width)[0]
 
 
 def _parse_fc(name: str) -> Builder | None:
