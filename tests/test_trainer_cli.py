@@ -172,6 +172,7 @@ def test_bad_checkpoints(kind, tmp_path, capsys):
         (["--surrogate", "atan"], "expected one of"),
         (["--out", "/no/such/folder/m.pt"], "does not exist"),
         (["--data", "digits:static", "--stages", "9"], "stages"),
+        (["--data", "digits:static", "--first-stage", "first"], "'digits:static' is static data, which both"),
         (["--threads", "-1"], "--threads must be a non-negative integer (at most 1024; 0: all cores)"),
         # a flag the method does not read is refused, not ignored
         (["--method", "mtt", "--T", "3"], "--T applies to sdt and the online methods"),

@@ -668,6 +668,11 @@ def cmd_fit(a: argparse.Namespace) -> None:
         cfg = config_from_args(a, train_ds.shape, train_ds.kind, train_ds.duration_us, train_ds)
         if cliargs.given(a, "calib_batches") and not cfg.model.bn:  # was accepted and ignored
             raise ConfigError("--calib-batches calibrates BatchNorm; this model has none (--norm none): leave it out")
+        if cliargs.given(a, "first_stage") and train_ds.kind != "events":  # was accepted and ignored
+            raise ConfigError(
+                f"--first-stage chooses how an event recording is binned at a sampled T; {spec!r} is "
+                f"{train_ds.kind} data, which both choices feed alike: leave it out"
+            )
     else:
         cfg = Config.from_dict(resumed["config"])
     build_checked(cfg, "the model")  # e.g. more stages than the model has blocks, or too wide
