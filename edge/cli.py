@@ -258,10 +258,8 @@ def cmd_pi_bench(a: argparse.Namespace) -> None:
     cliargs.refuse_unread(
         "--data", a.data is not None, {"--policy": a.policy is not None, "--limit": cliargs.given(a, "limit")}
     )
-    if a.backend == "exact" and cliargs.given(a, "max_threads") and a.max_threads != 1:  # timed one thread
-        raise InputError(
-            f"--max-threads {a.max_threads}: backend exact runs one thread (fixed-order sums); leave --max-threads out"
-        )
+    asked = a.max_threads if cliargs.given(a, "max_threads") else None  # the default 4: one row for exact
+    cliargs.refuse_threads_for_exact(a.backend, "--max-threads", asked)  # it timed one thread, unsaid
     _, proto = read_model(a.model)  # fail early and clearly on a bad file
     one_rate(proto, "pi-bench")  # its timed steps run one T for all stages
     a.T = timed_steps(proto, a.T)

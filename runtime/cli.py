@@ -56,10 +56,7 @@ def _warn(notes: list[str | None]) -> list[str]:
 
 
 def _open(a: argparse.Namespace) -> Session:
-    if a.backend == "exact" and a.threads not in (None, 1):  # was accepted and ignored
-        raise InputError(
-            f"--threads {a.threads}: backend exact runs one thread (fixed-order sums); leave --threads out"
-        )
+    cliargs.refuse_threads_for_exact(a.backend, "--threads", a.threads)  # was accepted and ignored
     session = load(a.model, a.threads, a.backend)
     if getattr(a, "binning", None) is not None and session.protocol.input_kind != "event-frames":  # was ignored
         raise InputError(f"--binning {a.binning}: {a.model} takes static input, which has no time to bin; leave it out")

@@ -363,6 +363,13 @@ def refuse_unread(reader: str, read: bool, given: dict[str, bool], error: type[E
         raise error(f"only {reader} reads {' and '.join(flags)}; add {reader} or leave them out")
 
 
+def refuse_threads_for_exact(backend: str | None, flag: str, threads: int | None) -> None:
+    """Backend exact runs one thread (fixed-order sums): ``threads`` other than 1 given to it
+    under ``flag`` (None: not given) is one error, where it would be ignored."""
+    if backend == "exact" and threads not in (None, 1):
+        raise InputError(f"{flag} {threads}: backend exact runs one thread (fixed-order sums); leave {flag} out")
+
+
 def add_in_shape(p: argparse.ArgumentParser, default: list[int]) -> None:
     """``--in-shape C H W``: the input shape of a model built from its name."""
     p.add_argument(
