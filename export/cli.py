@@ -20,7 +20,7 @@ from trainer.config import CALIB_BATCHES, Config, ConfigError
 from trainer.models import SpikingNet, architecture
 
 from .errors import ExportError
-from .formats import FORMATS, CheckedOutput, default_output, get_format
+from .formats import FORMATS, NIR_HAS_NO_STAGES, CheckedOutput, default_output, get_format
 
 if TYPE_CHECKING:
     from .check import CheckResult
@@ -61,8 +61,9 @@ def parser() -> argparse.ArgumentParser:
         "--config",
         type=cliargs.stage_steps,
         default=None,
-        help="onnx: one T per stage, e.g. 4,2,2,3: a multi-rate file whose stages the runtime runs each at "
-        "its own T (docs/onnx_protocol.md); BatchNorm models: calibrated for it as trainer eval --config does",
+        help="one T per stage, e.g. 4,2,2,3: onnx, a multi-rate file whose stages the runtime runs each at its "
+        "own T (docs/onnx_protocol.md); torchscript/pt2, the whole sequence frames[T0,B,...] -> y[T_last,B,classes]; "
+        "BatchNorm models: calibrated for it as trainer eval --config does",
     )
     cliargs.add_data(
         p, fallback="the checkpoint's", what="--config on BatchNorm models: the data whose training split calibrates"
@@ -106,8 +107,8 @@ def run(a: argparse.Namespace) -> int:
         raise ExportError(f"--check runs the ONNX graph in onnxruntime; it needs --format onnx, not {a.format!r}")
     if a.config is None and (a.data is not None or a.calib_batches is not None):
         raise ExportError("--data and --calib-batches calibrate BatchNorm for a --config; give --config too")
-    if a.config is not None and a.format != "onnx":
-        raise ExportError(f"--config writes a multi-rate ONNX file: it needs --format onnx, not {a.format!r}")
+    if a.config is not None and a.format == "nir":
+        raise ExportError(NIR_HAS_NO_STAGES)
     if a.config is not None and a.T is not None:
         raise ExportError("--config's file is checked at its own T per stage; leave out --T")
     cliargs.refuse_unread(
@@ -177,12 +178,7 @@ def write_and_check(
     t0 = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:  # e.g. what a NIR peer runs differently
         warnings.simplefilter("always", UserWarning)
-        if a.config is not None:
-            from .onnx_export import export_onnx
-
-            export_onnx(cfg, model, path, a.config)
-        else:
-            write(cfg, model, path)
+        write(cfg, model, path, a.config)
     seconds = time.perf_counter() - t0
     for w in caught:
         print(f"warning: {w.message}", file=sys.stderr)

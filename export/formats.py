@@ -12,10 +12,11 @@ from trainer.models import SpikingNet
 
 from .errors import ExportError
 
-Writer = Callable[[Config, SpikingNet, Path], Path]
+# (checkpoint's config, model, path, per-stage T or None: one T for all stages) -> path
+Writer = Callable[[Config, SpikingNet, Path, "list[int] | None"], Path]
 
 
-def _onnx(cfg: Config, model: SpikingNet, path: Path) -> Path:
+def _onnx(cfg: Config, model: SpikingNet, path: Path, config: list[int] | None) -> Path:
     from trainer.trev import TRevNet
 
     if isinstance(model, TRevNet):  # one sub-network per step: weights chosen by t
@@ -24,25 +25,34 @@ def _onnx(cfg: Config, model: SpikingNet, path: Path) -> Path:
         return export_trev_onnx(cfg, model, path)
     from .onnx_export import export_onnx
 
-    return export_onnx(cfg, model, path)
+    return export_onnx(cfg, model, path, config)
 
 
-def _torchscript(cfg: Config, model: SpikingNet, path: Path) -> Path:
+def _torchscript(cfg: Config, model: SpikingNet, path: Path, config: list[int] | None) -> Path:
     from .torch_formats import export_torchscript
 
-    return export_torchscript(cfg, model, path)
+    return export_torchscript(cfg, model, path, config)
 
 
-def _pt2(cfg: Config, model: SpikingNet, path: Path) -> Path:
+def _pt2(cfg: Config, model: SpikingNet, path: Path, config: list[int] | None) -> Path:
     from .torch_formats import export_pt2
 
-    return export_pt2(cfg, model, path)
+    return export_pt2(cfg, model, path, config)
 
 
-def _nir(cfg: Config, model: SpikingNet, path: Path) -> Path:
+def _nir(cfg: Config, model: SpikingNet, path: Path, config: list[int] | None) -> Path:
     from .nir_export import export_nir
 
+    if config is not None:  # the CLI refuses it first; a caller of the registry too
+        raise ExportError(NIR_HAS_NO_STAGES)
     return export_nir(cfg, model, path)
+
+
+# NIR's graph has no notion of a step count, let alone one per stage
+NIR_HAS_NO_STAGES = (
+    "--config runs each stage at its own T, which a NIR graph cannot say (its neurons step at one dt); "
+    "expected --format onnx, torchscript or pt2"
+)
 
 
 # Writers import their libraries lazily: exporting ONNX does not need nir, and so on.

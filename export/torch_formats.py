@@ -5,6 +5,11 @@ explicit states (zeros at t = 0), on the deployable network (BatchNorm folded), 
 same protocol JSON as the ONNX file's metadata (state shapes, readout rule, binning, T)
 as an extra file named ``flexsnn.protocol``: ``torch.jit.load(path, _extra_files=d)`` /
 ``torch.export.load(path, extra_files=d)`` with ``d = {"flexsnn.protocol": ""}`` fill it in.
+
+A per-stage configuration (``--config 4,2,2,3``, MTT) cannot be one step of the whole
+network: its stages step at different rates. Its file holds the whole sequence instead,
+``frames [T_0, B, ...] -> y [T_last, B, classes]`` (:class:`SequenceModule`), and the
+protocol of the multi-rate ONNX file (its ``stages``).
 """
 
 from __future__ import annotations
@@ -14,10 +19,14 @@ import warnings
 from pathlib import Path
 
 import torch
+from torch import nn
+from torch.export import Dim
 
 from runtime.fileio import write_serialized
+from runtime.protocol import StageInfo
 from trainer.config import Config
 from trainer.models import SpikingNet
+from trainer.temporal import transform
 
 from .prepare import deployable, neuron_layers
 from .protocol import KEY, layer_infos, protocol
@@ -26,50 +35,89 @@ from .step import StepModule, state_shapes, zero_states
 EXAMPLE_BATCH = 2
 
 
-def protocol_file(cfg: Config, model: SpikingNet) -> dict[str, str]:
+class SequenceModule(nn.Module):
+    """A per-stage configuration run whole: ``frames [T_0, B, ...] -> y [T_last, B, classes]``,
+    stage i stepped ``config[i]`` times from zero states, the temporal transformation module
+    before it (MTT, :func:`trainer.temporal.transform`), as the multi-rate ONNX file runs."""
+
+    def __init__(self, net: SpikingNet, config: list[int], in_shape: tuple[int, ...]):
+        super().__init__()
+        self.net, self.config, self.in_shape = net, list(config), in_shape
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        # a trace unrolls T_0 steps: this reshape fails on any other frame count (the
+        # batch is read from the input), where indexing would have dropped frames unsaid
+        x = frames.reshape(self.config[0], frames.shape[1], *self.in_shape)
+        for stage, T in zip(self.net.stages, self.config):
+            # step by step (the ONNX step graph's arithmetic), not the stage's sequence
+            # form: torch.export refuses a batch-flattened sequence after up-sampling
+            x, states, ys = transform(x, T), [None] * stage.n_states, []
+            for x_t in x:
+                y, states = stage.step(x_t, states)
+                ys.append(y)
+            x = torch.stack(ys)
+        return x
+
+
+def protocol_file(cfg: Config, model: SpikingNet, config: list[int] | None = None) -> dict[str, str]:
     """The extra file both formats carry: the protocol a user needs to build the states
-    and read the outputs (the ONNX file holds it as metadata; these formats had none)."""
+    and read the outputs (the ONNX file holds it as metadata; these formats had none);
+    with ``config``, the multi-rate ONNX file's, its ``stages`` included."""
     net = deployable(model)
-    specs = [layer.spec for layer in neuron_layers(net)]
-    states, neurons = layer_infos(specs, state_shapes(net, tuple(cfg.model.in_shape)))
-    return {KEY: json.dumps(protocol(cfg, net.readout_rule, states, neurons).to_dict())}
-
-
-def _example(net: SpikingNet, cfg: Config) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
     in_shape = tuple(cfg.model.in_shape)
-    return torch.zeros(EXAMPLE_BATCH, *in_shape), zero_states(state_shapes(net, in_shape), EXAMPLE_BATCH)
+    specs = [layer.spec for layer in neuron_layers(net)]
+    states, neurons = layer_infos(specs, state_shapes(net, in_shape))
+    stages: tuple[StageInfo, ...] = ()
+    if config is not None:  # the tensors the multi-rate ONNX file is cut at, named as there
+        from .onnx_export import stage_infos
+
+        stages = tuple(stage_infos(net, in_shape, config))
+    return {KEY: json.dumps(protocol(cfg, net.readout_rule, states, neurons, stages=stages).to_dict())}
+
+
+def _traced(
+    net: SpikingNet, cfg: Config, config: list[int] | None
+) -> tuple[nn.Module, tuple[torch.Tensor, ...], tuple[dict[int, Dim], ...]]:
+    """The module a format holds, an example input and the input dimensions that are the
+    batch: one step ``(x, states)``, or with ``config`` the whole sequence ``(frames,)``."""
+    in_shape = tuple(cfg.model.in_shape)
+    batch = Dim("batch", min=1)
+    if config is not None:
+        frames = torch.zeros(config[0], EXAMPLE_BATCH, *in_shape)
+        return SequenceModule(net, config, in_shape), (frames,), ({1: batch},)
+    states = zero_states(state_shapes(net, in_shape), EXAMPLE_BATCH)
+    x = torch.zeros(EXAMPLE_BATCH, *in_shape)
+    return StepModule(net), (x, states), ({0: batch}, tuple({0: batch} for _ in states))
 
 
 @torch.no_grad()
-def build_torchscript(cfg: Config, model: SpikingNet) -> torch.jit.ScriptModule:
-    net = deployable(model)
+def build_torchscript(cfg: Config, model: SpikingNet, config: list[int] | None = None) -> torch.jit.ScriptModule:
+    module, example, _ = _traced(deployable(model), cfg, config)
     with warnings.catch_warnings():  # python-scalar trace warnings and jit deprecation notices
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         warnings.simplefilter("ignore", DeprecationWarning)
-        return torch.jit.trace(StepModule(net), _example(net, cfg), check_trace=False)
+        return torch.jit.trace(module, example, check_trace=False)
 
 
-def export_torchscript(cfg: Config, model: SpikingNet, path: str | Path) -> Path:
-    """A traced one-step module, loadable with ``torch.jit.load`` (no flexsnn needed)."""
-    traced = build_torchscript(cfg, model)
+def export_torchscript(cfg: Config, model: SpikingNet, path: str | Path, config: list[int] | None = None) -> Path:
+    """A traced module, loadable with ``torch.jit.load`` (no flexsnn needed): one step, or
+    with ``config`` the whole sequence of that per-stage configuration."""
+    traced = build_torchscript(cfg, model, config)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        extra = protocol_file(cfg, model)
+        extra = protocol_file(cfg, model, config)
         return write_serialized(path, lambda f: torch.jit.save(traced, f, _extra_files=extra))
 
 
 @torch.no_grad()
-def build_pt2(cfg: Config, model: SpikingNet) -> torch.export.ExportedProgram:
-    net = deployable(model)
-    x, states = _example(net, cfg)
-    batch = torch.export.Dim("batch", min=1)
-    return torch.export.export(
-        StepModule(net), (x, states), dynamic_shapes=({0: batch}, tuple({0: batch} for _ in states))
-    )
+def build_pt2(cfg: Config, model: SpikingNet, config: list[int] | None = None) -> torch.export.ExportedProgram:
+    module, example, batch_dims = _traced(deployable(model), cfg, config)
+    return torch.export.export(module, example, dynamic_shapes=batch_dims)
 
 
-def export_pt2(cfg: Config, model: SpikingNet, path: str | Path) -> Path:
-    """A ``torch.export`` program with a dynamic batch, loadable with ``torch.export.load``."""
-    program = build_pt2(cfg, model)
-    extra = protocol_file(cfg, model)
+def export_pt2(cfg: Config, model: SpikingNet, path: str | Path, config: list[int] | None = None) -> Path:
+    """A ``torch.export`` program with a dynamic batch, loadable with ``torch.export.load``:
+    one step, or with ``config`` the whole sequence of that per-stage configuration."""
+    program = build_pt2(cfg, model, config)
+    extra = protocol_file(cfg, model, config)
     return write_serialized(path, lambda f: torch.export.save(program, f, extra_files=extra))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -49,10 +50,43 @@ def test_torch_formats_equal_torch(tmp_path, fmt, family):
         )
 
 
+@pytest.mark.parametrize(
+    ("fmt", "family", "stage_T"),
+    [
+        ("torchscript", dict(name="2C1FC"), [2, 5]),  # up-sampling between the stages
+        ("pt2", dict(name="2C1FC"), [2, 5]),  # (torch.export refused a batch-flattened one)
+        ("pt2", dict(name="2C1FC", readout="li"), [4, 1]),  # down-sampling
+        ("pt2", dict(name="resnet10", in_shape=(1, 8, 8)), [1, 3]),
+    ],
+    ids=["torchscript-up", "pt2-up", "pt2-down-li", "pt2-resnet10"],
+)
+def test_torch_formats_run_a_per_stage_configuration(tmp_path, fmt, family, stage_T):
+    """Both formats ran every stage at one T: an MTT configuration (``--config``) was ONNX
+    only. With one, the file is the whole sequence, each stage stepped at its T."""
+    from export.check import run_torch
+
+    cfg = config(**family)
+    net = model(cfg)
+    write, load = LOADERS[fmt]
+    loaded = load(write(cfg, net, tmp_path / f"m.{fmt}", stage_T))
+    x = inputs(cfg, T=stage_T[0], batch=3)  # batch 3: not the traced example batch
+    got = loaded(torch.from_numpy(x))
+    want = run_torch(deployable(net), x, stage_T).y  # what export --check compares ONNX with
+    assert got.shape == (stage_T[-1], 3, 10) and np.array_equal(got.numpy(), want)
+    assert np.abs(want).sum() > 0
+    uniform = run_torch(deployable(net), inputs(cfg, T=stage_T[-1], batch=3)).y
+    assert not np.allclose(uniform, want)  # the configuration is not one T for all
+    for frames in (stage_T[0] + 1, stage_T[0] - 1 or 2):  # a trace unrolls T_0 steps
+        with pytest.raises(Exception):  # noqa: B017 (torch raises its own kinds per format)
+            loaded(torch.from_numpy(inputs(cfg, T=frames, batch=3)))
+
+
 @pytest.mark.parametrize("fmt", ["torchscript", "pt2"])
-def test_torch_formats_carry_the_onnx_files_protocol(tmp_path, fmt):
+@pytest.mark.parametrize("stage_T", [None, [3, 1]])
+def test_torch_formats_carry_the_onnx_files_protocol(tmp_path, fmt, stage_T):
     """A user of the TorchScript or pt2 file had no state shapes, readout rule, binning or T
-    (only the ONNX file said them): both carry the ONNX file's protocol as an extra file."""
+    (only the ONNX file said them): both carry the ONNX file's protocol as an extra file,
+    with a configuration the multi-rate file's (its stages' T)."""
     import json
 
     from export.onnx_export import export_onnx
@@ -60,15 +94,16 @@ def test_torch_formats_carry_the_onnx_files_protocol(tmp_path, fmt):
 
     cfg = config(name="2C1FC", readout="li")
     net = model(cfg)
-    path = LOADERS[fmt][0](cfg, net, tmp_path / f"m.{fmt}")
+    path = LOADERS[fmt][0](cfg, net, tmp_path / f"m.{fmt}", stage_T)
     extra = {KEY: ""}
     if fmt == "torchscript":
         torch.jit.load(str(path), _extra_files=extra)
     else:
         torch.export.load(str(path), extra_files=extra)
     got = json.loads(extra[KEY])
-    want = read_protocol(export_onnx(cfg, net, tmp_path / "m.onnx")).to_dict()
+    want = read_protocol(export_onnx(cfg, net, tmp_path / "m.onnx", stage_T)).to_dict()
     assert got == json.loads(json.dumps(want))
+    assert [s["T"] for s in got.get("stages", [])] == (stage_T or [])
     assert [s["shape"] for s in got["states"]] == [list(s) for s in state_shapes(deployable(net), cfg.model.in_shape)]
 
 

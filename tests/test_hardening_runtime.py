@@ -690,7 +690,9 @@ def test_a_ctrl_c_while_a_cli_loads_is_one_line(tmp_path, package):
     one whose import is interrupted; its package's `__main__` must end with one line."""
     fake = tmp_path / package
     fake.mkdir()
-    (fake / "__init__.py").write_text("")
+    # the real package's other modules (runtime.report) are found behind the fake cli.py
+    # whatever the install (an editable one's finder did it; a plain one did not)
+    (fake / "__init__.py").write_text(f"__path__.append({str(ROOT / package)!r})\n")
     (fake / "cli.py").write_text("raise KeyboardInterrupt  # Ctrl-C while the imports load\n")
     main = (ROOT / package / "__main__.py").read_text()
     (fake / "__main__.py").write_text(main)

@@ -15,6 +15,7 @@ import torch
 
 import runtime
 from export.cli import main as export_main
+from export.formats import FORMATS
 from runtime.cli import main as runtime_main
 from runtime.data import load_dataset
 from runtime.errors import InputError
@@ -244,7 +245,7 @@ def test_finished_samples_leave_the_batch_with_the_same_results(ckpts, capsys, t
         (["--config", "2,2"], "gives 2 T values, but"),
         (["--config", "2,5,2"], "T=[5] outside [1, 4]"),
         (["--config", "2,0,2"], "comma-separated time steps"),
-        (["--config", "2,2,2", "--format", "nir"], "--config writes a multi-rate ONNX file"),
+        (["--config", "2,2,2", "--format", "nir"], "which a NIR graph cannot say"),
         (["--config", "2,2,2", "--check", "--T", "3"], "checked at its own T per stage; leave out --T"),
         (["--calib-batches", "3"], "give --config too"),
     ],
@@ -272,6 +273,25 @@ def test_export_config_calibration_data_is_checked(ckpts, capsys, tmp_path, whic
     code, stdout, err = run_main(export_main, capsys, str(ckpts[which]), "-o", str(out), "--config", config, *args)
     one_error(code, err, msg)
     assert stdout == "" and not out.exists()
+
+
+@pytest.mark.parametrize("fmt", ["torchscript", "pt2"])
+def test_torch_formats_run_the_configuration_as_torch_does(ckpts, capsys, tmp_path, fmt):
+    """`export --config` was refused for TorchScript and pt2 (they ran one T for all
+    stages); now each writes the configuration's whole sequence, BatchNorm calibrated for it
+    as eval --config calibrates, beside the uniform file."""
+    ckpt = tmp_path / "bn.pt"
+    ckpt.write_bytes(ckpts[1].read_bytes())
+    code, out, err = run_main(export_main, capsys, str(ckpt), "--config", "1,4", "--format", fmt)
+    assert code == 0, err
+    path = tmp_path / ("bn_1,4" + FORMATS[fmt][0])
+    assert f"wrote {path}" in out and "BatchNorm calibration: 10 batches" in out
+    loaded = torch.jit.load(str(path)) if fmt == "torchscript" else torch.export.load(str(path)).module()
+    ys, _ = _torch_logits(ckpt, [1, 4], 24, True)  # 1 -> 4: up-sampling between the stages
+    ds = load_dataset("digits", "test", 24)
+    got = loaded(torch.from_numpy(ds.frames(np.arange(len(ds)), 1))).numpy()
+    np.testing.assert_allclose(got, ys, rtol=1e-5, atol=1e-5)  # BatchNorm folded in the file
+    assert np.array_equal(got.mean(0).argmax(1), ys.mean(0).argmax(1))
 
 
 def test_export_config_writes_beside_the_uniform_file(ckpts, capsys, tmp_path):

@@ -27,7 +27,7 @@ def exported(request, tmp_path_factory):
     torch.manual_seed(0)
     net = build_model(cfg).eval()
     path = tmp_path_factory.mktemp("trev") / f"{kind}.onnx"
-    get_format("onnx")[1](cfg, net, path)
+    get_format("onnx")[1](cfg, net, path, None)
     return kind, net, runtime.load(path, threads=1)
 
 

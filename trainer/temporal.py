@@ -18,17 +18,19 @@ __all__ = ["group_bounds", "group_index", "transform"]
 
 
 @functools.lru_cache(maxsize=1024)
-def group_index(n: int, m: int) -> torch.Tensor:
-    """For each of the n items, the group (0 .. m-1) it belongs to."""
-    return torch.repeat_interleave(torch.arange(m), torch.tensor(group_sizes(n, m)))
+def group_index(n: int, m: int) -> tuple[int, ...]:
+    """For each of the n items, the group (0 .. m-1) it belongs to. Plain ints, not a
+    cached tensor: one made while torch.export traces is a fake tensor, and a cache would
+    hand it to every later call."""
+    return tuple(g for g, size in enumerate(group_sizes(n, m)) for _ in range(size))
 
 
 def transform(x: torch.Tensor, k: int) -> torch.Tensor:
     """Regroup ``x`` of shape ``[l, B, ...]`` into ``[k, B, ...]``."""
-    l = x.shape[0]
+    l = len(x)  # an int under torch.jit.trace too (shape[0] is a tensor there): a traced file fixes l
     if k == l:
         return x
     if k < l:
         out = x.new_zeros((k, *x.shape[1:]))
-        return out.index_add(0, group_index(l, k).to(x.device), x)
-    return x.index_select(0, group_index(k, l).to(x.device))
+        return out.index_add(0, torch.tensor(group_index(l, k), device=x.device), x)
+    return x.index_select(0, torch.tensor(group_index(k, l), device=x.device))
