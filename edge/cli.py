@@ -25,6 +25,7 @@ from runtime.protocol import ModelError, one_rate, read_model
 from runtime.report import emit_json, fail, guarded, table, versions
 
 from .speck.chip import CHIPS, DEFAULT_CHIP, ChipError
+from .speck.convert import READOUT_THRESHOLD
 
 if TYPE_CHECKING:
     from .speck.backend import Plan
@@ -126,7 +127,7 @@ def _emulate(a: argparse.Namespace, q: QuantNet, out: dict) -> None:
         "data": ds.spec,
         "n": len(ds),
         "float_clock_accuracy": clock["accuracy"],
-        "float_clock_T": session.protocol.T_trained,
+        "float_clock_T": session.protocol.default_T,
         "float_event_accuracy": acc(e.float_),
         "speck_accuracy": acc(e.chip),
         "agreement": float((e.chip.predictions == e.float_.predictions).mean()),
@@ -341,10 +342,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--readout-threshold",
         type=cliargs.positive_float,
-        default=0.01,
+        default=READOUT_THRESHOLD,
         help="threshold of the IF neuron pairs given to a readout without neurons (model units; default "
-        "0.01: finer tracks the float readout more closely but sends more output spikes; refused for a "
-        "readout of spiking neurons, which keep their own)",
+        f"{READOUT_THRESHOLD:g}: finer tracks the float readout more closely but sends more output spikes; "
+        "refused for a readout of spiking neurons, which keep their own)",
     )
     cliargs.add_json(p)
     p = sub.add_parser("pi-bench", help="batch-1 latency per thread count, peak memory, early-exit saving")

@@ -38,6 +38,7 @@ from runtime.neuron.nir import (
     node_kinds,
     spec_from_metadata,
 )
+from runtime.protocol import data_kind
 from trainer.config import Config, DataConfig, MethodConfig, ModelConfig
 from trainer.layers import NeuronLayer, Sequence, Stateless
 from trainer.models import SpikingNet
@@ -356,10 +357,9 @@ def _config(
         method = MethodConfig(name="sdt", T=tmax) if tmin == tmax else MethodConfig(name="mtt", tmin=tmin, tmax=tmax)
         if T is not None:
             method = MethodConfig(name="sdt", T=T)
-        events = i["kind"] == "event-frames"
         data = DataConfig(  # the data it was trained on, so that runs find it as with the original file
             spec=meta.get("data") or name,
-            kind="events" if events else "static",
+            kind=data_kind(i["kind"]),  # a sequence model stays one (it read as static)
             shape=in_shape,  # type: ignore[arg-type]
             classes=list(meta["classes"]),
             binning=i["binning"] or "equal",

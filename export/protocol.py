@@ -13,6 +13,7 @@ from pathlib import Path
 import onnx
 
 from runtime.protocol import (
+    DATA_INPUT_KINDS,
     METADATA_KEY,
     READOUTS,
     ModelError,
@@ -27,8 +28,6 @@ from trainer.models import architecture
 from .errors import ExportError
 
 KEY = METADATA_KEY
-# DataConfig.kind -> protocol input kind
-INPUT_KINDS = {"static": "repeat", "events": "event-frames", "sequence": "sequence-frames"}
 
 
 def layer_infos(
@@ -64,7 +63,7 @@ def protocol(
     base = dict(
         model=architecture(cfg.model),
         method=m.name,
-        input_kind=INPUT_KINDS[d.kind],
+        input_kind=DATA_INPUT_KINDS[d.kind],
         input_shape=tuple(cfg.model.in_shape),
         # event data only: a static image has no recording to bin
         binning=d.binning if events else None,

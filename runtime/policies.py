@@ -362,10 +362,11 @@ def parse_policy(text: str) -> ExitPolicy | Cascade:
         raise PolicyError(f"policy {text!r}: {e} (forms: {list(POLICY_FORMS)})") from None
 
 
-def model_default(exit_policy: str | None, T_trained: int) -> ExitPolicy | Cascade:
+def model_default(exit_policy: str | None, default_T: int) -> ExitPolicy | Cascade:
     """The policy a model runs when the caller names none: the one stored in its metadata
-    by ``runtime calibrate-exit``, else every sample at the trained T."""
-    return parse_policy(exit_policy) if exit_policy else FixedT(T_trained)
+    by ``runtime calibrate-exit``, else every sample at ``default_T``
+    (:attr:`runtime.protocol.Protocol.default_T`: a multi-rate file's last stage's T)."""
+    return parse_policy(exit_policy) if exit_policy else FixedT(default_T)
 
 
 def as_policy(policy: ExitPolicy | Cascade | str | int | None) -> ExitPolicy | Cascade | None:

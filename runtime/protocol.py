@@ -43,6 +43,19 @@ STATIC_KINDS = ("repeat", "encode-once")  # a static image: fed at every step, n
 # real-valued inputs with no event time base (no binning, dt): static images, and recorded
 # sequences grouped into T steps (runtime.data.sequences)
 DENSE_KINDS = (*STATIC_KINDS, "sequence-frames")
+# a data set's kind (runtime.data, the trainer's DataConfig.kind) -> the input kind a model
+# trained on it takes (a T-RevSNN's static input is encode-once: export.trev_onnx)
+DATA_INPUT_KINDS = {"static": "repeat", "events": "event-frames", "sequence": "sequence-frames"}
+
+
+def data_kind(input_kind: str) -> str:
+    """The kind of data set a model of ``input_kind`` reads: :data:`DATA_INPUT_KINDS`
+    inverted (both static kinds read static images)."""
+    if input_kind in STATIC_KINDS:
+        return "static"
+    return next(k for k, v in DATA_INPUT_KINDS.items() if v == input_kind)
+
+
 READOUTS = ("mean", "last", "count")
 
 

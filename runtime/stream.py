@@ -195,7 +195,7 @@ class _Bins:
         self, session: Session, dt_us: float, policy: ExitPolicy, emit: Callable[[Window], None], stats: Stats
     ):
         self.s, self.dt, self.policy, self.emit, self.stats = session, dt_us, policy, emit, stats
-        self.T = horizon_of(policy, session.protocol.T_trained)
+        self.T = horizon_of(policy, session.protocol.default_T)
         self.shape = session.protocol.input_shape
         self.frame = np.zeros((1, *self.shape), np.float32)
         self.win_start: float | None = None
@@ -282,7 +282,7 @@ def run_clock(
         )
     p = session.protocol
     dt = span_us(p.dt_us if dt_us is None else dt_us, "the bin duration")
-    bins = _Bins(session, dt, policy or FixedT(p.T_trained), emit, stats)
+    bins = _Bins(session, dt, policy or FixedT(p.default_T), emit, stats)
     for sl in source:
         bins.feed(sl)
     bins.close()

@@ -128,7 +128,7 @@ def test_stage_counts_match_a_hand_count(ckpts):
     cfg, model, _ = load_checkpoint(ckpts[0])
     ds = load_dataset("digits", "test", 8)
     x = torch.from_numpy(ds.frames(np.arange(8), 3))
-    with counting(model, static_input=False) as counts:
+    with counting(model, dense_input=False) as counts:
         model(x, [3, 2, 4])
     conv1 = model.stages[0].layers[0].layers[0].module
     # the first conv sees the event frames: ACs = dense MACs x mean input (3 steps, 8 samples)
@@ -136,7 +136,7 @@ def test_stage_counts_match_a_hand_count(ckpts):
     assert counts.stages[0].acs == pytest.approx(dense * float(x.double().mean()))
     assert counts.stages[0].macs == 0
     assert all(s.neuron_steps > 0 for s in counts.stages[:2])
-    with counting(model, static_input=True) as dense_counts:
+    with counting(model, dense_input=True) as dense_counts:
         model(x, [3, 2, 4])
     assert dense_counts.stages[0].macs == pytest.approx(dense)  # a static image: dense MACs
 

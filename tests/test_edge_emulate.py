@@ -33,7 +33,9 @@ def test_serial_gives_every_event_its_own_wave():
 
 
 def test_quantised_emulation_stays_close_to_float(model_path):
-    q = quantize(convert(*read_model(model_path)))
+    # coarse readout pairs (the library's default was this 1.0 while edge speck's was 0.01):
+    # what this bounds is the hidden layers' drift; the fine readout is checked below
+    q = quantize(convert(*read_model(model_path), readout_threshold=1.0))
     e = emulate(q, model_path, random_streams(6, SHAPE, events=400))
     sd = e.sd()
     assert set(sd) == {"IF_0", "IF_1", "all"}

@@ -550,7 +550,7 @@ def test_stage_counting_sees_weight_standardised_layers_once():
     first = next(m for m in model.modules() if isinstance(m, WeightStandardized))
     out: list[torch.Tensor] = []
     h = first.register_forward_hook(lambda _m, _i, o: out.append(o))
-    with counting(model, static_input=True) as counts:
+    with counting(model, dense_input=True) as counts:
         model(x, [3])
     h.remove()
     dense = sum(float(o.numel()) for o in out) * float(first.module.weight[0].numel())

@@ -196,3 +196,20 @@ def test_braille_model_runs_in_the_runtime(tmp_path, capsys, braille_path, monke
     assert code == 0, err
     res = json.loads(out)
     assert res["n"] == 270 and abs(res["accuracy"] - acc) < 1e-9
+    # one cost model: eval --config counted the first layer's real-valued (and negative)
+    # inputs as accumulates weighted by their values (negative ACs and energy); the
+    # runtime counts them dense, as for static images
+    code, out, err = run_trainer(capsys, "eval", str(ckpt), "--config", "8,8", "--json", "--threads", "1")
+    assert code == 0, err
+    tr = json.loads(out)["runs"][0]["results"][0]
+    assert tr["accuracy"] == res["accuracy"] and tr["macs"] == res["macs"] > 0
+    assert tr["acs"] == pytest.approx(res["acs"], rel=1e-9) and tr["energy_uj"] == pytest.approx(res["energy_uj"])
+    # a NIR round trip keeps the sequence input (it came back as a static image repeated per step)
+    code, _, err = run_main(export_main, capsys, str(ckpt), "--format", "nir")
+    assert code == 0, err
+    back = tmp_path / "back.onnx"
+    code, _, err = run_main(export_main, capsys, str(tmp_path / "m.nir"), "-o", str(back))
+    assert code == 0, err
+    import runtime
+
+    assert runtime.load(back).protocol.input_kind == "sequence-frames"

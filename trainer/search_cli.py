@@ -18,6 +18,7 @@ from runtime.data import DataError, Dataset, check_fits, load_dataset, spec_path
 from runtime.data.datasets import stored_data_error
 from runtime.data.transforms import from_dicts
 from runtime.fileio import check_output, write_atomic
+from runtime.protocol import DATA_INPUT_KINDS, DENSE_KINDS
 from runtime.report import ENERGY_NOTE, emit_json, pct, sci, table
 
 from .checkpoint import load_checkpoint
@@ -83,7 +84,9 @@ class Evaluator:
     def run(self, config: list[int], ds: Dataset | None = None) -> tuple[float, RunCounts]:
         ds = ds or self.ds
         model = for_config(self.model, self.calib_ds, config, self.calib_batches, self.seed, self.calib_runs)
-        with counting(model, ds.kind == "static") as counts:
+        # the runtime's cost model: the first layer's inputs are dense (MACs) for static
+        # images and recorded sequences (real values, maybe negative), spikes (ACs) for events
+        with counting(model, DATA_INPUT_KINDS[ds.kind] in DENSE_KINDS) as counts:
             acc = evaluate_configs(model, ds, [list(config)], self.batch_size, self.binning, dt_us=self.dt_us)[0]
         counts.samples, counts.stage_T = len(ds), list(config)
         return acc, counts

@@ -66,8 +66,9 @@ class RunCounts:
 
 
 @contextmanager
-def counting(model: SpikingNet, static_input: bool) -> Iterator[RunCounts]:
-    """Count every forward of ``model`` inside the block (per stage)."""
+def counting(model: SpikingNet, dense_input: bool) -> Iterator[RunCounts]:
+    """Count every forward of ``model`` inside the block (per stage); ``dense_input``: the
+    first layer's inputs are real values (MACs), else spikes (runtime.protocol.DENSE_KINDS)."""
     counts = RunCounts([StageCounts() for _ in model.stages])
     handles = []
     first = True
@@ -77,7 +78,7 @@ def counting(model: SpikingNet, static_input: bool) -> Iterator[RunCounts]:
             if id(mod) in wrapped:
                 continue
             if isinstance(mod, SYNAPTIC):
-                handles.append(mod.register_forward_hook(_synapse_hook(c, dense=static_input and first)))
+                handles.append(mod.register_forward_hook(_synapse_hook(c, dense=dense_input and first)))
                 first = False
             elif isinstance(mod, Neuron) and mod.spec.spiking:
                 handles.append(mod.register_forward_hook(_neuron_hook(c)))

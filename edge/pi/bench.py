@@ -71,7 +71,7 @@ def early_exit(path: str, ds: Dataset, policy: ExitPolicy | Cascade, repeats: in
     from other processes does not land on one policy only."""
     session = load(path, threads=1, backend=backend)
     p = session.protocol
-    policies = (FixedT(p.T_trained), policy)
+    policies = (FixedT(p.default_T), policy)
     correct, steps, seconds = np.zeros(2), np.zeros(2), np.zeros(2)
     for i in range(len(ds)):
         runs = [_run_of(session, ds, i, q) for q in policies]

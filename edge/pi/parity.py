@@ -83,7 +83,7 @@ def run_all(model: str, ds: Dataset, backend: str = "exact") -> dict[str, np.nda
     """Every per-sample array of the three runs, keyed ``run/field``."""
     session = load(model, threads=1, backend=backend)
     out: dict[str, np.ndarray] = {}
-    for name, policy in (("fixed", FixedT(session.protocol.T_trained)), ("confidence", parse_policy(CONFIDENCE))):
+    for name, policy in (("fixed", FixedT(session.protocol.default_T)), ("confidence", parse_policy(CONFIDENCE))):
         r = run_dataset(session, ds, policy, BATCH)
         out.update({f"{name}/predictions": r.predictions, f"{name}/steps": r.steps, f"{name}/outputs": r.outputs})
         out.update({f"{name}/spikes/{k}": v for k, v in (r.spike_counts or {}).items()})

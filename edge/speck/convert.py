@@ -67,6 +67,11 @@ class SpeckNet:
     violations: list[Violation] = field(default_factory=list)
 
 
+# the readout pairs' threshold (model units) where the caller names none (edge speck's
+# default too): finer tracks the float readout more closely but sends more output spikes
+READOUT_THRESHOLD = 0.01
+
+
 def _neuron(L: Layer, readout: bool, readout_threshold: float, net: SpeckNet) -> NeuronSpec:
     n = L.neuron
     issue = None if n is None else kind_of(n.kind).speck_issue(n)
@@ -85,7 +90,7 @@ def _neuron(L: Layer, readout: bool, readout_threshold: float, net: SpeckNet) ->
     return n if issue is not None else NeuronSpec("IF", 1.0, n.v_th, "subtract", "multi", n.v_min, n.dt)
 
 
-def convert(model: onnx.ModelProto, protocol: Protocol, readout_threshold: float = 1.0) -> SpeckNet:
+def convert(model: onnx.ModelProto, protocol: Protocol, readout_threshold: float = READOUT_THRESHOLD) -> SpeckNet:
     """Speck's form of ``model`` (:class:`runtime.protocol.ModelError` if it cannot run per
     event at all: the message names the node)."""
     try:

@@ -94,7 +94,7 @@ def event_bench(
     check_dataset(engine, ds)
     assert ds.events is not None  # check_dataset: an event data set, which holds streams
     streams = list(ds.events)  # read now: a tonic set, or transforms, give lazily read recordings
-    n, T = len(streams), T or session.protocol.T_trained
+    n, T = len(streams), T or session.protocol.default_T
     events = int(sum(len(s) for s in streams))
     load_before = os.getloadavg()
     synops = int(engine.run_batch(streams).synops.sum())

@@ -53,7 +53,7 @@ def compare_clock(
     """Spike difference of ``result`` against the clock-driven run at the model's T (binned
     as trained, or per ``binning``): SD per sample over the neurons of all spiking layers
     (MTT Eq. 16), its mean over samples, the same per layer, and the clock-driven accuracy."""
-    mode = ClockMode(session, FixedT(session.protocol.T_trained), binning, neuron_counts=True)
+    mode = ClockMode(session, FixedT(session.protocol.default_T), binning, neuron_counts=True)
     clock = run_batches(mode, ds, batch_size)
     assert clock.neuron_counts is not None  # neuron_counts=True fills them
     nodes = list(result.neuron_counts)
