@@ -18,6 +18,7 @@ from runtime.report import emit_json, guarded, table
 from trainer.checkpoint import CheckpointError, load_checkpoint, unfinished_note
 from trainer.config import CALIB_BATCHES, Config, ConfigError
 from trainer.models import SpikingNet, architecture
+from trainer.search_cli import CALIB_RUNS_AVERAGED, DEFAULT_CALIB_RUNS
 
 from .errors import ExportError
 from .formats import FORMATS, NIR_HAS_NO_STAGES, CheckedOutput, default_output, get_format
@@ -69,6 +70,7 @@ def parser() -> argparse.ArgumentParser:
         p, fallback="the checkpoint's", what="--config on BatchNorm models: the data whose training split calibrates"
     )
     cliargs.add_calib_batches(p, None, f"for --config (default {CALIB_BATCHES}, as trainer eval --config)")
+    cliargs.add_calib_runs(p, DEFAULT_CALIB_RUNS, f"--config: {CALIB_RUNS_AVERAGED}, as trainer eval --config")
     cliargs.add_batch_size(p, CHECK_BATCH, "--check: samples")
     cliargs.add_json(p, "one JSON object instead of a table")
     p.add_argument(
@@ -105,8 +107,14 @@ def run(a: argparse.Namespace) -> int:
     _, write = get_format(a.format)  # an unknown format fails before any work
     if a.check and a.format != "onnx":
         raise ExportError(f"--check runs the ONNX graph in onnxruntime; it needs --format onnx, not {a.format!r}")
-    if a.config is None and (a.data is not None or a.calib_batches is not None):
-        raise ExportError("--data and --calib-batches calibrate BatchNorm for a --config; give --config too")
+    calibration_flags = {
+        "--data": a.data is not None,
+        "--calib-batches": a.calib_batches is not None,
+        "--calib-runs": cliargs.given(a, "calib_runs"),
+    }
+    if a.config is None and any(calibration_flags.values()):
+        given = " and ".join(f for f, set_ in calibration_flags.items() if set_)
+        raise ExportError(f"{given} calibrate BatchNorm for a --config; give --config too")
     if a.config is not None and a.format == "nir":
         raise ExportError(NIR_HAS_NO_STAGES)
     if a.config is not None and a.T is not None:
@@ -214,23 +222,31 @@ def configured(a: argparse.Namespace, cfg: Config, model: object) -> tuple[Spiki
     """The model ``--config`` deploys: checked as ``trainer eval --config`` checks it and,
     with BatchNorm, calibrated for the configuration exactly as it calibrates (same data,
     batches and seed); returns it and how it was calibrated (None: not)."""
-    from trainer.search_cli import CALIB_BATCH_SIZE, calibration_data, check_config, check_stages, for_config
+    from trainer.search_cli import (
+        CALIB_BATCH_SIZE,
+        CALIB_SEED,
+        calibration_data,
+        check_config,
+        check_stages,
+        for_config,
+    )
     from trainer.train import calibration_batches, has_bn
 
     net = check_stages(a.checkpoint, model)
     check_config(a.checkpoint, cfg, len(net.stages), a.config)
     batches = CALIB_BATCHES if a.calib_batches is None else a.calib_batches
-    if not has_bn(net) and (a.data is not None or a.calib_batches is not None):  # was accepted, unread
-        raise ExportError(
-            f"--data and --calib-batches calibrate BatchNorm for the configuration; {a.checkpoint} has no "
-            "BatchNorm layers: leave them out"
+    if not has_bn(net) and (a.data is not None or a.calib_batches is not None or cliargs.given(a, "calib_runs")):
+        raise ExportError(  # they were accepted, unread
+            f"--data, --calib-batches and --calib-runs calibrate BatchNorm for the configuration; {a.checkpoint} "
+            "has no BatchNorm layers: leave them out"
         )
     calib = calibration_data(a.checkpoint, cfg, net, a.data) if batches > 0 else None
     if calib is None:
         return net, None
     ran = calibration_batches(batches, len(calib), CALIB_BATCH_SIZE)  # the split may hold fewer
     how = {"data": calib.spec, "split": cfg.data.train_split, "batches": ran, "batch_size": CALIB_BATCH_SIZE}
-    return for_config(net, calib, a.config, batches), {**how, "seed": 0}
+    how.update(runs=a.calib_runs, seed=CALIB_SEED)
+    return for_config(net, calib, a.config, batches, a.calib_runs), how
 
 
 def main(argv: list[str] | None = None) -> None:

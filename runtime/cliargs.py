@@ -355,6 +355,12 @@ def add_calib_batches(p: argparse.ArgumentParser, default: int | None, when: str
     )
 
 
+def add_calib_runs(p: argparse.ArgumentParser, default: int, what: str) -> None:
+    """``--calib-runs N``: BatchNorm calibrations with different sample draws (MTT A.6/A.9
+    use 3); ``what``: what is done with them."""
+    p.add_argument("--calib-runs", type=positive_int, default=default, help=f"BatchNorm models: {what}")
+
+
 def refuse_unread(reader: str, read: bool, given: dict[str, bool], error: type[Exception] = InputError) -> None:
     """Flags that only ``reader`` reads (``given[flag]``: whether the command line set it),
     given to a run without it (``read`` false): one error, where they would be ignored."""

@@ -271,6 +271,24 @@ def test_search_reports_and_plots(ckpts, capsys, tmp_path):
     assert r["validation"]["n"] == 0 and r["validation"]["pearson_r"] is None
 
 
+def test_search_measures_what_eval_and_export_deploy(ckpts, capsys, tmp_path):
+    """search --seed N calibrated BatchNorm with draws from N, eval --config and export
+    --config from 0: the configuration found was deployed with other statistics than its
+    reported accuracy was measured with. --seed draws the configurations only now."""
+    argv = ["search", str(ckpts[1]), "--budget-T", "2", "--samples", "4", "--validate", "0", "--limit", "60"]
+    code, out, err = run(capsys, *argv, "--seed", "3", "--calib-runs", "2", "--no-check-energy", "--json")
+    assert code == 0, err
+    chosen = json.loads(out)["chosen"]
+    config = ",".join(map(str, chosen["config"]))
+    code, out, err = run(
+        capsys, "eval", str(ckpts[1]), "--config", config, "--calib-runs", "2", "--limit", "60", "--json"
+    )
+    assert code == 0, err
+    want = json.loads(out)["runs"][0]["results"][0]
+    # the spikes (the accuracy of so small a model does not tell draws apart)
+    assert want["acs"] == chosen["acs"] and want["accuracy"] == chosen["test_accuracy"]
+
+
 @pytest.mark.parametrize(
     "args,msg",
     [

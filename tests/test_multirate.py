@@ -142,15 +142,20 @@ def _with_meta(src, dst, change) -> str:
     return str(dst)
 
 
-@pytest.mark.parametrize("which,config", [(0, "2,4,1"), (1, "1,4")])
-def test_runtime_run_equals_trainer_eval_config(ckpts, capsys, tmp_path, which, config):
+@pytest.mark.parametrize(
+    "which, config, calib",
+    [(0, "2,4,1", []), (1, "1,4", []), (1, "3,2", ["--calib-runs", "3"])],  # export had no --calib-runs
+)
+def test_runtime_run_equals_trainer_eval_config(ckpts, capsys, tmp_path, which, config, calib):
     path = tmp_path / "m.onnx"
-    _export(capsys, ckpts[which], path, config)
+    rep = _export(capsys, ckpts[which], path, config, *calib)
+    if which == 1:
+        assert rep["bn_calibration"]["runs"] == (3 if calib else 1) and rep["bn_calibration"]["seed"] == 0
     code, out, err = run_main(runtime_main, capsys, "run", str(path), "--limit", "60", "--json", "--threads", "1")
     assert code == 0, err
     got = json.loads(out)
     assert got["config"] == [int(t) for t in config.split(",")]
-    code, out, err = run(capsys, "eval", str(ckpts[which]), "--config", config, "--limit", "60", "--json")
+    code, out, err = run(capsys, "eval", str(ckpts[which]), "--config", config, "--limit", "60", "--json", *calib)
     assert code == 0, err
     want = json.loads(out)["runs"][0]["results"][0]
     assert got["accuracy"] == want["accuracy"]
@@ -248,6 +253,7 @@ def test_finished_samples_leave_the_batch_with_the_same_results(ckpts, capsys, t
         (["--config", "2,2,2", "--format", "nir"], "which a NIR graph cannot say"),
         (["--config", "2,2,2", "--check", "--T", "3"], "checked at its own T per stage; leave out --T"),
         (["--calib-batches", "3"], "give --config too"),
+        (["--calib-runs", "3"], "--calib-runs calibrate BatchNorm for a --config; give --config too"),
     ],
 )
 def test_export_config_bad_input(ckpts, capsys, tmp_path, args, msg):
@@ -263,6 +269,7 @@ def test_export_config_bad_input(ckpts, capsys, tmp_path, args, msg):
         # ckpts[0] has no BatchNorm: --data was accepted, never read (an unknown spec too)
         (0, ["--data", "nosuch"], "has no BatchNorm layers: leave them out"),
         (0, ["--calib-batches", "3"], "has no BatchNorm layers: leave them out"),
+        (0, ["--calib-runs", "2"], "has no BatchNorm layers: leave them out"),
         # calibration data of another shape: a RuntimeError traceback from the first conv
         (1, ["--data", "digits:static"], "gives inputs of shape [1, 8, 8], but"),
     ],

@@ -61,6 +61,7 @@ from .online import PAPER_K_SCALE, PAPER_NDOT_RATIO, online_method
 from .repro import DEFAULT_THREADS, environment
 from .repro import setup as setup_threads
 from .search_cli import (
+    CALIB_RUNS_AVERAGED,
     DEFAULT_CALIB_RUNS,
     add_search_parser,
     cmd_search,
@@ -303,13 +304,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
         "configuration (BatchNorm models: statistics re-estimated for it first); instead of --T",
     )
     cliargs.add_calib_batches(p, CALIB_BATCHES, "for each --config")
-    p.add_argument(
-        "--calib-runs",
-        type=cliargs.positive_int,
-        default=DEFAULT_CALIB_RUNS,
-        help="--config on BatchNorm models: calibrations with different sample draws, their statistics "
-        "averaged (MTT A.6/A.9: 3)",
-    )
+    cliargs.add_calib_runs(p, DEFAULT_CALIB_RUNS, CALIB_RUNS_AVERAGED)
     cliargs.add_binning(p)
     p.add_argument(
         "--split",
@@ -334,12 +329,11 @@ def _add_calibrate(sub: argparse._SubParsersAction) -> None:
     # the name fit, eval, search and export give the same number (it was --batches here)
     cliargs.add_calib_batches(p, CALIB_BATCHES, "at --T", off=False)
     cliargs.add_batch_size(p, 64)
-    p.add_argument(
-        "--calib-runs",
-        type=cliargs.positive_int,
-        default=DEFAULT_CALIB_RUNS,
-        help="calibrations with different sample draws (MTT A.6/A.9: 3): the accuracy of each and their "
-        "mean are reported; the checkpoint gets the statistics averaged over the runs",
+    cliargs.add_calib_runs(
+        p,
+        DEFAULT_CALIB_RUNS,
+        "calibrations with different sample draws (MTT A.6/A.9: 3): the accuracy of each and their mean are "
+        "reported; the checkpoint gets the statistics averaged over the runs",
     )
     cliargs.add_data(p, fallback="the checkpoint's")
     cliargs.add_limit(p, of="the test split for the before/after accuracy")

@@ -37,7 +37,13 @@ from .models import SpikingNet
 from .stage_cost import RunCounts, counting
 from .train import calibrate_bn_runs, evaluate_configs, has_bn
 
-DEFAULT_CALIB_RUNS = 1  # --calib-runs of eval and calibrate (MTT A.6/A.9 use 3)
+DEFAULT_CALIB_RUNS = 1  # --calib-runs of eval, search, export and calibrate (MTT A.6/A.9 use 3)
+CALIB_RUNS_AVERAGED = (
+    "calibrations of each configuration with different sample draws, their statistics averaged (MTT A.6/A.9: 3)"
+)
+# the first draw of every calibration for a configuration (run k draws CALIB_SEED + k): one
+# for eval, search and export, so that export deploys the statistics the others measured
+CALIB_SEED = 0
 # samples per BatchNorm calibration batch: fixed, not the evaluation's batch size, so that
 # `export --config` deploys exactly the statistics `eval --config` measured
 CALIB_BATCH_SIZE = 64
@@ -76,14 +82,13 @@ class Evaluator:
     calib_ds: Dataset | None
     calib_batches: int
     batch_size: int
-    seed: int = 0
     binning: str | None = None
     dt_us: float | None = None  # fixed binning's bin width: the model's trained one (Config.dt_us)
-    calib_runs: int = 1  # calibrations with draws seed, seed + 1, ...: their statistics averaged (MTT A.6/A.9)
+    calib_runs: int = 1  # calibrations, their statistics averaged (MTT A.6/A.9)
 
     def run(self, config: list[int], ds: Dataset | None = None) -> tuple[float, RunCounts]:
         ds = ds or self.ds
-        model = for_config(self.model, self.calib_ds, config, self.calib_batches, self.seed, self.calib_runs)
+        model = for_config(self.model, self.calib_ds, config, self.calib_batches, self.calib_runs)
         # the runtime's cost model: the first layer's inputs are dense (MACs) for static
         # images and recorded sequences (real values, maybe negative), spikes (ACs) for events
         with counting(model, DATA_INPUT_KINDS[ds.kind] in DENSE_KINDS) as counts:
@@ -99,16 +104,16 @@ class Evaluator:
 
 
 def for_config(
-    model: SpikingNet, calib_ds: Dataset | None, config: list[int], batches: int, seed: int = 0, runs: int = 1
+    model: SpikingNet, calib_ds: Dataset | None, config: list[int], batches: int, runs: int = 1
 ) -> SpikingNet:
-    """The model a configuration runs as (evaluated by ``eval --config``, deployed by
-    ``export --config``): with BatchNorm (``calib_ds`` given), a copy whose statistics are
-    re-estimated for ``config`` on ``batches`` seeded training batches (averaged over
-    ``runs`` draws, MTT A.6/A.9); else ``model``."""
+    """The model a configuration runs as (evaluated by ``eval --config`` and ``search``,
+    deployed by ``export --config``): with BatchNorm (``calib_ds`` given), a copy whose
+    statistics are re-estimated for ``config`` on ``batches`` training batches drawn from
+    :data:`CALIB_SEED` (averaged over ``runs`` draws, MTT A.6/A.9); else ``model``."""
     if calib_ds is None or batches <= 0:
         return model
     model = copy.deepcopy(model)
-    calibrate_bn_runs(model, calib_ds, list(config), batches, CALIB_BATCH_SIZE, runs, seed)
+    calibrate_bn_runs(model, calib_ds, list(config), batches, CALIB_BATCH_SIZE, runs, CALIB_SEED)
     return model
 
 
@@ -252,8 +257,11 @@ def add_search_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParse
         help="also report 'checked': the best configuration within the estimated budget whose energy measured on "
         "the validation split is at most uniform Tg's there",
     )
-    cliargs.add_seed(p, "the sampled configurations and calibration")
+    # not the calibration's draws: those are eval's and export's (CALIB_SEED), so that the
+    # configuration found is deployed with the statistics it was measured with
+    cliargs.add_seed(p, "the sampled configurations")
     cliargs.add_calib_batches(p, CALIB_BATCHES, "at each configuration")
+    cliargs.add_calib_runs(p, DEFAULT_CALIB_RUNS, CALIB_RUNS_AVERAGED)
     cliargs.add_batch_size(p, 256, "samples per evaluation batch")
     cliargs.add_limit(p)
     cliargs.add_plot(p, "predicted vs measured accuracy")
@@ -296,7 +304,7 @@ def cmd_search(a: argparse.Namespace) -> None:
     _, _, test = load(a.checkpoint, a.data, "test", a.limit)
     refuse_calibration_flags_without_bn(a, a.checkpoint, model)
     calib = calibration_data(a.checkpoint, cfg, model, a.data)
-    ev = Evaluator(model, val, calib, a.calib_batches, a.batch_size, a.seed)
+    ev = Evaluator(model, val, calib, a.calib_batches, a.batch_size, calib_runs=a.calib_runs)
     rng = np.random.default_rng(a.seed)
 
     # 1. the accuracy model, fitted on random configurations measured on the validation split
