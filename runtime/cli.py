@@ -21,7 +21,7 @@ from .limits import available_cores, check_memory, run_bytes
 from .neuron import SpecError
 from .policies import POLICY_FORMS, PolicyError, parse_policy, t_range_note, t_range_warning
 from .protocol import STATIC_KINDS, ModelError, one_rate
-from .report import ENERGY_NOTE, emit_json, guarded, pct, print_run, sci, table
+from .report import emit_json, energy_note, guarded, pct, print_run, sci, table
 from .session import Session, load
 
 USER_ERRORS = (ModelError, InputError, PolicyError, DataError, SpecError, OutputPathError)
@@ -212,7 +212,7 @@ def cmd_tradeoff(a: argparse.Namespace) -> None:
         )
     )
     print(
-        f"* {ENERGY_NOTE}; thresholds here are swept on the test split: a report, not a choice "
+        f"* {energy_note()}; thresholds here are swept on the test split: a report, not a choice "
         "(choose one on validation data with calibrate-exit)"
     )
     if a.plot:

@@ -98,7 +98,12 @@ def sci(x: float) -> str:
     return f"{x:.3g}"
 
 
-ENERGY_NOTE = "energy: an estimate from 45 nm MAC/AC energies (4.6 / 0.9 pJ), not a measurement"
+def energy_note() -> str:
+    """What every energy figure is, with the energies :mod:`runtime.cost` uses (imported
+    here, not at the top: this module loads before a CLI's imports, onnx among them)."""
+    from .cost import E_AC_PJ, E_MAC_PJ
+
+    return f"energy: an estimate from 45 nm MAC/AC energies ({E_MAC_PJ:g} / {E_AC_PJ:g} pJ), not a measurement"
 
 
 def print_run(title: str, figures: Mapping[str, str], notes: Sequence[str] = ()) -> None:
@@ -106,7 +111,7 @@ def print_run(title: str, figures: Mapping[str, str], notes: Sequence[str] = ())
     (units in the names), the energy footnote and any further notes."""
     print(title)
     print(table(list(figures), [list(figures.values())]))
-    for note in (f"* {ENERGY_NOTE}", *notes):
+    for note in (f"* {energy_note()}", *notes):
         print(note)
 
 

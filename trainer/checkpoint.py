@@ -40,6 +40,7 @@ from runtime.limits import ResourceError, check_memory
 
 from .config import Config, ConfigError
 from .models import SpikingNet, build_model
+from .surrogate import LEGACY_SURROGATE
 
 FORMAT = "flexsnn-checkpoint/2"
 FORMAT_NAME = FORMAT.split("/")[0]
@@ -198,7 +199,7 @@ def upgrade_v1_config(config: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(neuron, dict):
         return config  # Config.from_dict names the missing section
     spec = {k: v for k, v in neuron.items() if k != "surrogate"}
-    return {**config, "neuron": {"spec": spec, "surrogate": neuron.get("surrogate", "triangle")}}
+    return {**config, "neuron": {"spec": spec, "surrogate": neuron.get("surrogate", LEGACY_SURROGATE)}}
 
 
 def build_checked(cfg: Config, what: str) -> SpikingNet:

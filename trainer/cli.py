@@ -40,6 +40,7 @@ from .config import (
     K_SCALES,
     LOSSES,
     METHODS,
+    MIXED_T_METHODS,
     NDOT_RATIOS,
     NORMS,
     ONLINE_METHODS,
@@ -52,6 +53,7 @@ from .config import (
     MethodConfig,
     ModelConfig,
     NeuronConfig,
+    is_trev,
 )
 from .default_model import DEFAULT_MODELS, DefaultModel, default_model
 from .fold import fold_and_drop
@@ -371,7 +373,7 @@ def neuron_spec_from_args(a: argparse.Namespace, kind: str, duration_us: float) 
 def _model_defaults(a: argparse.Namespace) -> argparse.Namespace:
     """``a`` with the defaults that depend on the model filled in: a trev model trains by
     sdt (one sub-network per step) at its own T and learning rate; every other model by mtt."""
-    trev = a.model is not None and a.model.startswith("trev-")
+    trev = a.model is not None and is_trev(a.model)
     method = a.method if a.method is not None else "sdt" if trev else "mtt"
     T = a.T
     if T is None and trev:  # sdt trains at one T: --tmax names it when --T does not (as for any sdt run)
@@ -386,10 +388,10 @@ def _model_defaults(a: argparse.Namespace) -> argparse.Namespace:
 # (at the default value too: `--anchor none` with sdt reads as if it did something)
 METHOD_ONLY_FLAGS: dict[str, tuple[tuple[str, ...], str]] = {
     "T": (FIXED_T_METHODS, "sdt and the online methods (nmt and mtt train over --tmin..--tmax)"),
-    "tmin": (("nmt", "mtt"), "nmt and mtt"),
-    "samples": (("nmt", "mtt"), "nmt and mtt"),
-    "anchor": (("nmt", "mtt"), "nmt and mtt"),
-    "first_stage": (("nmt", "mtt"), "nmt and mtt"),
+    "tmin": (MIXED_T_METHODS, "nmt and mtt"),
+    "samples": (MIXED_T_METHODS, "nmt and mtt"),
+    "anchor": (MIXED_T_METHODS, "nmt and mtt"),
+    "first_stage": (MIXED_T_METHODS, "nmt and mtt"),
     "mtt_order": (("mtt",), "mtt"),
     "loss": (STAGE_METHODS, "sdt, nmt and mtt"),
     "target": (ONLINE_METHODS, "the online methods"),
@@ -427,14 +429,14 @@ def config_from_args(
     mse_weight = a.mse_weight
     if mse_weight is None:
         mse_weight = online_method(a.method).mse_weight if a.method in ONLINE_METHODS else MethodConfig.mse_weight
-    if a.trev and not a.model.startswith("trev-"):
+    if a.trev and not is_trev(a.model):
         raise ConfigError(f"--trev applies to trev models only, not to --model {a.model}")
-    if a.model.startswith("trev-") and cliargs.given(given, "stages"):
+    if is_trev(a.model) and cliargs.given(given, "stages"):
         raise ConfigError(
             f"--stages applies to the MTT models, not to --model {a.model}: a trev model has one sub-network "
             "per group of time steps (--T, --trev groups=G; docs/trev.md)"
         )
-    trev = parse_trev_options(a.trev).to_dict() if a.model.startswith("trev-") else {}
+    trev = parse_trev_options(a.trev).to_dict() if is_trev(a.model) else {}
     target = a.target or (online_method(a.method).target if a.method in ONLINE_METHODS else "onehot")
     T = a.T if a.T is not None else a.tmax
     name, width = named_width(a.model, a.width)
@@ -487,7 +489,7 @@ def config_from_args(
             K=0 if a.K is None else a.K,  # 0: not given
             mse_weight=mse_weight,
             order=a.mtt_order,
-            anchor=a.anchor or ("tmin" if a.method in ("nmt", "mtt") and a.samples >= 2 else "none"),
+            anchor=a.anchor or ("tmin" if a.method in MIXED_T_METHODS and a.samples >= 2 else "none"),
             target=target,
             k_scale=a.k_scale,
             ndot_ratio=a.ndot_ratio,
@@ -499,7 +501,7 @@ def config_from_args(
     # a flag the method does not read is the error to report before the values' (sdt with
     # --anchor tmin was told it needs "--samples >= 2", which sdt does not read); an unknown
     # method is validate's to report, and a trev model's builder refuses any method but sdt
-    if a.method in METHODS and not (a.model.startswith("trev-") and a.method != "sdt"):
+    if a.method in METHODS and not (is_trev(a.model) and a.method != "sdt"):
         _refuse_flags_the_method_ignores(given, a.method)
     return cfg.validate()
 

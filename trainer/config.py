@@ -29,6 +29,15 @@ ONLINE_METHODS = ("sltt", "sltt-k", "ottt-a", "ottt-o", "ndot-a", "ndot-o")  # s
 METHODS = STAGE_METHODS + ONLINE_METHODS
 MTT_ORDERS = ("any", "nonincreasing")  # mtt stage configurations: free, or T_1 >= T_2 >= ... (MTT A.12)
 FIXED_T_METHODS = ("sdt",) + ONLINE_METHODS  # methods that train at the one T of MethodConfig.T
+MIXED_T_METHODS = ("nmt", "mtt")  # a T drawn per batch from [tmin, tmax] (MTT; NMT: every stage alike)
+TREV_PREFIX = "trev-"  # the T-RevSNN family's model names (trainer.trev)
+
+
+def is_trev(model_name: str) -> bool:
+    """Whether ``model_name`` names a T-RevSNN (one sub-network per step; trained by sdt)."""
+    return model_name.startswith(TREV_PREFIX)
+
+
 READOUTS = ("mean", "li", "spikes")  # spikes: the classifier ends in the model's spiking neuron (as on Speck)
 PROTOCOL_READOUT = {
     "mean": "mean",
@@ -177,7 +186,7 @@ class Config:
             raise ConfigError(f"--mtt-order {m.order} applies to method mtt only, not to {m.name!r}")
         if m.anchor not in ANCHORS:
             raise ConfigError(f"--anchor {m.anchor!r} is unknown; expected one of {list(ANCHORS)}")
-        if m.anchor != "none" and (m.name not in ("nmt", "mtt") or m.samples < 2):
+        if m.anchor != "none" and (m.name not in MIXED_T_METHODS or m.samples < 2):
             raise ConfigError(
                 f"--anchor {m.anchor} replaces one of several nmt/mtt configurations: it needs method nmt or "
                 f"mtt with --samples >= 2, got {m.name!r} with --samples {m.samples}"
@@ -220,7 +229,7 @@ class Config:
                 )
         if m.loss not in LOSSES:
             raise ConfigError(f"--loss {m.loss!r} is unknown; expected one of {list(LOSSES)}")
-        if m.loss != "readout" and (m.name not in STAGE_METHODS or self.model.name.startswith("trev-")):
+        if m.loss != "readout" and (m.name not in STAGE_METHODS or is_trev(self.model.name)):
             raise ConfigError(
                 f"--loss {m.loss} applies to sdt, nmt and mtt on non-trev models (online methods have a "
                 f"per-step loss of their own, trev models --trev loss=...), not to {m.name!r} on {self.model.name!r}"

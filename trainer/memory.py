@@ -32,7 +32,7 @@ from runtime.limits import available_cores
 from runtime.report import emit_json, table
 
 from .checkpoint import build_checked
-from .config import NORMS, ONLINE_METHODS, Config, ConfigError, MethodConfig
+from .config import NORMS, ONLINE_METHODS, Config, ConfigError, MethodConfig, is_trev
 from .models import build_model, named_width
 from .online import online_iteration, online_method
 from .train import stage_iteration
@@ -257,7 +257,7 @@ def add_memory_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_memory(a: argparse.Namespace) -> None:
-    if a.model.startswith("trev-"):
+    if is_trev(a.model):
         raise ConfigError(
             f"{a.model}: memory compares BPTT with the online methods on layer-sequence models; "
             "T-RevSNN's memory is measured by `python -m trainer trev-memory`"

@@ -19,7 +19,7 @@ from runtime.data.datasets import stored_data_error
 from runtime.data.transforms import from_dicts
 from runtime.fileio import check_output, write_atomic
 from runtime.protocol import DATA_INPUT_KINDS, DENSE_KINDS
-from runtime.report import ENERGY_NOTE, emit_json, pct, sci, table
+from runtime.report import emit_json, energy_note, pct, sci, table
 
 from .checkpoint import load_checkpoint
 from .config import CALIB_BATCHES, Config, ConfigError
@@ -197,7 +197,7 @@ def eval_configs(a: argparse.Namespace) -> None:
     ]
     headers = ["model", "config (T per stage)", "accuracy (%)", "MACs/sample", "ACs/sample", "energy µJ/sample*"]
     print(table(headers, rows))
-    print(ENERGY_NOTE)
+    print(energy_note())
 
 
 def config_row(config: list[int], acc: float, counts: RunCounts) -> dict[str, Any]:
@@ -467,7 +467,7 @@ def print_search(r: dict[str, Any]) -> None:
             f"uniform's ({len(r['checked_tries'])} tried); difference checked - uniform: "
             f"{100 * r['checked_test_accuracy_difference']:+.2f} points on the test split"
         )
-    print(ENERGY_NOTE)
+    print(energy_note())
 
 
 def plot_search(r: dict[str, Any], front_e: np.ndarray, front_acc: np.ndarray, path: str) -> None:

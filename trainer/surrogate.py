@@ -36,7 +36,10 @@ def _exp(x: torch.Tensor, a: float) -> torch.Tensor:
     return torch.exp(-x.abs() / a) / a
 
 
-DEFAULT_SURROGATE = "triangle"  # what a checkpoint without the field was trained with
+DEFAULT_SURROGATE = "triangle"  # --surrogate's default
+# what a format-1 checkpoint (no surrogate field) was trained with: not DEFAULT_SURROGATE,
+# whose change must not reinterpret old files
+LEGACY_SURROGATE = "triangle"
 SURROGATES: dict[str, tuple[SurrogateFn, float]] = {
     "triangle": (_triangle, 1.0),
     "rectangle": (_rectangle, 1.0),

@@ -54,7 +54,7 @@ from torch import nn
 
 from runtime.protocol import readout as protocol_readout
 
-from .config import PROTOCOL_READOUT, Config, ConfigError
+from .config import PROTOCOL_READOUT, Config, ConfigError, is_trev
 from .neurons import Neuron
 from .reversible import reversible_c3
 from .weight_std import WeightStandardized
@@ -504,7 +504,7 @@ def build_trev(cfg: Config, size: TRevSize, head_weight: float) -> TRevNet:
 def parse_trev(name: str) -> Callable[[Config], TRevNet] | None:
     """Registry parser: ``trev-SIZE[-hW]``; a ``trev-`` name with an unknown size fails
     here, listing the valid sizes."""
-    if not name.startswith("trev-"):
+    if not is_trev(name):
         return None
     m = _NAME.match(name)
     if not m or m[1] not in SIZES:
