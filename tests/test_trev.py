@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -12,7 +13,7 @@ from tests.conftest import run_trainer as run
 from trainer.config import ConfigError
 from trainer.models import build_model, model_builder
 from trainer.trev import ALPHA_MIN, DepthwiseConv, TRevNet, TRevOptions, clamp_abs_, depthwise, parse_options
-from trainer.trev_memory import measure_T, trev_config
+from trainer.trev_memory import build, measure_T, trev_config
 
 EVENTS = (2, 12, 12)
 STATIC = (1, 12, 12)
@@ -243,6 +244,29 @@ def test_cli_trev_memory_table(capsys):
     assert "bptt_over_reversible" in out and "saved at T=4 / T=2" in out
     code, out, err = run(capsys, "trev-memory", "--model", "2C1FC", "--T", "2")
     assert code == 2 and "trev-" in err
+
+
+def test_trev_memory_measures_the_network_fit_trains(tmp_path, capsys):
+    """trev-memory built the options of before issue 18 (widths 1,2,3,4, plain down,
+    layer scale 1) while fit trains trainer.trev.PRODUCT: its table was of another net."""
+    from trainer.checkpoint import load_checkpoint
+
+    path = tmp_path / "t.pt"
+    fit = ["fit", "--data", "digits", "--model", "trev-tiny", "--width", "8", "--method", "sdt", "--T", "2"]
+    code, _, err = run(
+        capsys, *fit, "--epochs", "1", "--limit-train", "40", "--limit", "20", "--quiet", "--out", str(path)
+    )
+    assert code == 0, err
+    cfg, fitted, _ = load_checkpoint(path)
+    argv = ["trev-memory", "--in-shape", *map(str, cfg.model.in_shape), "--width", "8", "--T", "2", "--repeats", "1"]
+    code, out, err = run(capsys, *argv, "--batch-size", "2", "--json")
+    assert code == 0, err
+    assert json.loads(out)["trev"] == {**cfg.model.trev, "backward": "bptt"}
+    measured = build(trev_config("trev-tiny", "events", tuple(cfg.model.in_shape), 2, 8, parse_options([])))
+    shapes = {k: tuple(v.shape) for k, v in measured.state_dict().items()}
+    assert shapes == {k: tuple(v.shape) for k, v in fitted.state_dict().items()}
+    code, _, err = run(capsys, *argv, "--trev", "backward=reversible")
+    one_error(code, err, "measures both backwards")
 
 
 # ---------------------------------------------------------------- paper details (issue 18)

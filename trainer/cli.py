@@ -35,6 +35,7 @@ from .checkpoint import (
 from .config import (
     BN_NORMS,
     CALIB_BATCHES,
+    DEFAULT_BIAS,
     FIRST_STAGES,
     FIXED_T_METHODS,
     K_SCALES,
@@ -76,6 +77,7 @@ from .trev import DEFAULT_LR as TREV_LR
 from .trev import DEFAULT_NEURON as TREV_NEURON
 from .trev import DEFAULT_T as TREV_T
 from .trev import TRevNet
+from .trev import add_options_flag as add_trev_options_flag
 from .trev import parse_options as parse_trev_options
 from .trev_memory import add_trev_memory_parser, cmd_trev_memory
 
@@ -198,7 +200,7 @@ def _add_fit(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--bias",
         action=argparse.BooleanOptionalAction,
-        default=False,
+        default=DEFAULT_BIAS,
         help="biases in conv/linear layers (default --no-bias: event-driven runtimes and Speck refuse them)",
     )
     p.add_argument(
@@ -280,16 +282,7 @@ def _add_start(p: argparse.ArgumentParser) -> None:
 
 
 def _add_trev(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--trev",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="trev models, repeatable: widths=1,2,4,6 layer_scale=0 loss=mean|last|steps shared=false|true "
-        "down=sws|plain head_init=zero|default dw_scale=true|false backward=bptt|reversible (the paper's "
-        "O(L)-memory backward) "
-        "(defaults shown; docs/trev.md, 'Paper details')",
-    )
+    add_trev_options_flag(p)
 
 
 def _add_eval(sub: argparse._SubParsersAction) -> None:

@@ -43,6 +43,7 @@ Spiking neurons are :class:`trainer.neurons.Neuron` on the config's
 
 from __future__ import annotations
 
+import argparse
 import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
@@ -147,6 +148,19 @@ class TRevOptions:
 PRODUCT = TRevOptions(
     widths=(1, 2, 4, 6), layer_scale=0.0, down="sws", head_init="zero", dw_scale=True, backward="bptt"
 )
+
+
+def add_options_flag(p: argparse.ArgumentParser) -> None:
+    """``--trev KEY=VALUE`` (repeatable), over :data:`PRODUCT`: fit's and trev-memory's."""
+    p.add_argument(
+        "--trev",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="trev models, repeatable: widths=1,2,4,6 layer_scale=0 loss=mean|last|steps shared=false|true "
+        "down=sws|plain head_init=zero|default dw_scale=true|false backward=bptt|reversible (the paper's "
+        "O(L)-memory backward) (defaults shown; docs/trev.md, 'Paper details')",
+    )
 
 
 def parse_options(items: list[str]) -> TRevOptions:

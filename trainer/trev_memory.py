@@ -18,16 +18,23 @@ import torch
 
 from runtime.report import emit_json, table
 
-from .config import Config, ConfigError, MethodConfig
+from .config import DEFAULT_BIAS, Config, ConfigError, MethodConfig
 from .memory import MiB, SavedTensorMeter, add_measurement_options, median_seconds
 from .models import build_model
 from .repro import setup as setup_threads
-from .trev import TRevNet
+from .trev import PRODUCT, TRevNet, TRevOptions, add_options_flag, parse_options
 
 
-def trev_config(model: str, kind: str, in_shape: tuple[int, int, int], T: int, width: int = 0) -> Config:
+def trev_config(
+    model: str, kind: str, in_shape: tuple[int, int, int], T: int, width: int = 0, options: TRevOptions | None = None
+) -> Config:
+    """A T-RevSNN config; ``options`` None: a checkpoint's without any (the options before
+    issue 18, with biases), else fit's network: those options (:data:`trainer.trev.PRODUCT`
+    with its ``--trev`` items) and fit's default bias."""
     cfg = Config()
     cfg.model.name, cfg.model.in_shape, cfg.model.width = model, in_shape, width
+    if options is not None:
+        cfg.model.trev, cfg.model.bias = options.to_dict(), DEFAULT_BIAS
     cfg.data.kind, cfg.data.shape = kind, in_shape
     cfg.method = MethodConfig("sdt", T=T, tmax=T)
     return cfg.validate()
@@ -69,6 +76,7 @@ def measure_T(cfg: Config, batch_size: int, reps: int, seed: int = 0) -> dict[st
 def add_trev_memory_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("trev-memory", help="T-RevSNN activation memory: reversible backward vs plain BPTT")
     add_measurement_options(p, "trev-tiny", "base width (0: the size's default)", [2, 4, 8], 16, 2)
+    add_options_flag(p)  # the network fit trains (it measured the options of before issue 18)
     p.add_argument("--kind", default="events", help="events (one stem per step) or static (encode once)")
 
 
@@ -76,7 +84,10 @@ def cmd_trev_memory(a: argparse.Namespace) -> None:
     if a.kind not in ("events", "static"):
         raise ConfigError(f"--kind {a.kind!r} is unknown; expected one of ['events', 'static']")
     setup_threads(a.threads)
-    cfgs = [trev_config(a.model, a.kind, tuple(a.in_shape), T, a.width) for T in sorted(a.T)]
+    options = parse_options(a.trev)
+    if options.backward != PRODUCT.backward:  # both backwards are measured, row by row
+        raise ConfigError("--trev backward: trev-memory measures both backwards; leave it out")
+    cfgs = [trev_config(a.model, a.kind, tuple(a.in_shape), T, a.width, options) for T in sorted(a.T)]
     for cfg in cfgs:
         build(cfg)  # every bad T or name fails before any measurement
     rows = [measure_T(cfg, a.batch_size, a.repeats) for cfg in cfgs]
@@ -89,12 +100,14 @@ def cmd_trev_memory(a: argparse.Namespace) -> None:
                 "kind": a.kind,
                 "in_shape": a.in_shape,
                 "batch_size": a.batch_size,
+                "trev": options.to_dict(),  # the network measured (fit's by default)
                 "rows": rows,
                 f"saved_T{hi['T']}_over_T{lo['T']}": growth,
             }
         )
         return
     print(f"activation memory per training iteration: {a.model}, {a.kind} input {a.in_shape}, batch {a.batch_size}")
+    print("options: " + " ".join(f"{k}={v}" for k, v in options.to_dict().items() if k != "backward"))
     cols = [
         "T",
         "reversible_saved_MiB",
