@@ -211,6 +211,9 @@ def test_describe_json(tmp_path):
     w = np.array(d["layers"][0]["weights"])
     assert w.shape == (8, 2, 3, 3) and w.min() >= -128 and w.max() <= 127 and np.abs(w).max() == 127
     assert d["layers"][0]["destinations"] == [1] and d["layers"][0]["sum_pool"] == 2
+    neuron = d["layers"][0]["neuron"]  # the chip's one neuron, in the quantised integer units
+    assert {k: neuron[k] for k in ("kind", "reset", "spike")} == {"kind": "IF", "reset": "subtract", "spike": "multi"}
+    assert isinstance(neuron["threshold"], int) and neuron["threshold"] > 0
 
 
 @pytest.mark.parametrize(

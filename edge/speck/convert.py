@@ -25,6 +25,7 @@ becomes one Speck layer:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -72,6 +73,18 @@ class SpeckNet:
 READOUT_THRESHOLD = 0.01
 
 
+def chip_neuron(v_th: float, v_min: float, dt: float) -> NeuronSpec:
+    """The one neuron Speck's cores run: integrate and fire without leak, the threshold
+    subtracted once per spike, as many spikes per step as the membrane holds thresholds."""
+    return NeuronSpec("IF", 1.0, v_th, "subtract", "multi", v_min, dt)
+
+
+def pair_classes(classes: Sequence[str]) -> list[str]:
+    """The output channels of a signed-pair readout: every class's +W neuron, then every
+    class's -W neuron (the order :func:`convert` stacks the weights in, :func:`predict` reads)."""
+    return [f"{c}+" for c in classes] + [f"{c}-" for c in classes]
+
+
 def _neuron(L: Layer, readout: bool, readout_threshold: float, net: SpeckNet) -> NeuronSpec:
     n = L.neuron
     issue = None if n is None else kind_of(n.kind).speck_issue(n)
@@ -82,12 +95,12 @@ def _neuron(L: Layer, readout: bool, readout_threshold: float, net: SpeckNet) ->
             f"readout {L.name!r}: two IF neurons per class (+W and -W, threshold "
             f"{readout_threshold:g}, lower clamp 0), prediction = most spikes(+) - spikes(-)"
         )
-        return NeuronSpec("IF", 1.0, readout_threshold, "subtract", "multi", 0.0, n.dt if n else 1.0)
+        return chip_neuron(readout_threshold, 0.0, n.dt if n else 1.0)
     if n.reset != "subtract":
         net.violations.append(Violation(L.name, "reset", n.reset, "'subtract' (the chip subtracts the threshold)"))
     if n.spike == "single" and issue is None:  # a kind the chip refuses gets its violation, not this note
         net.notes.append(f"{L.node or L.name!r}: single-spike {n.kind} run as multi-spike (as the chip fires)")
-    return n if issue is not None else NeuronSpec("IF", 1.0, n.v_th, "subtract", "multi", n.v_min, n.dt)
+    return n if issue is not None else chip_neuron(n.v_th, n.v_min, n.dt)
 
 
 def convert(model: onnx.ModelProto, protocol: Protocol, readout_threshold: float = READOUT_THRESHOLD) -> SpeckNet:
@@ -148,7 +161,7 @@ def convert(model: onnx.ModelProto, protocol: Protocol, readout_threshold: float
         neuron = _neuron(L, last, readout_threshold, net)
         if last and (L.neuron is None or not L.neuron.spiking):  # the readout _neuron gave IF neurons
             net.readout_pairs = weight.shape[0]
-            weight = np.concatenate([weight, -weight])
+            weight = np.concatenate([weight, -weight])  # pair_classes' order
             shape = replace(shape, c_out=2 * shape.c_out)
         net.layers.append(SpeckLayer(shape, weight, neuron, source, L.node))
     return net

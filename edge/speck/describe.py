@@ -17,6 +17,7 @@ from runtime.fileio import write_atomic
 
 from .backend import Plan
 from .constraints import LayerShape
+from .convert import chip_neuron
 from .quantize import QuantNet
 
 FORMAT = "flexsnn-speck/1"
@@ -50,13 +51,7 @@ def describe(qnet: QuantNet, plan: Plan, source: str = "") -> dict[str, Any]:
                 "destinations": [] if i == len(net.layers) - 1 else [i + 1],
                 "kernel_memory": p.kernel_memory,
                 "neuron_memory": p.neuron_memory,
-                "neuron": {
-                    "kind": "IF",
-                    "reset": "subtract",
-                    "spike": "multi",
-                    "threshold": q.threshold,
-                    "v_min": q.v_min,
-                },
+                "neuron": _neuron_fields(q.threshold, q.v_min),
                 "scale": q.scale,
                 "scale_bound": q.bound,
                 "weights_zeroed": q.zeroed,
@@ -86,3 +81,10 @@ def describe(qnet: QuantNet, plan: Plan, source: str = "") -> dict[str, Any]:
 def write_description(path: str | Path, desc: dict[str, Any]) -> Path:
     """Write atomically (a reader never sees half a file)."""
     return write_atomic(path, lambda tmp: tmp.write_text(json.dumps(desc)))
+
+
+def _neuron_fields(threshold: int, v_min: int) -> dict[str, Any]:
+    """A layer's neuron as the description names it: the chip's, with its quantised
+    (integer) threshold and lower clamp."""
+    n = chip_neuron(threshold, v_min, 1.0)
+    return {"kind": n.kind, "reset": n.reset, "spike": n.spike, "threshold": threshold, "v_min": v_min}

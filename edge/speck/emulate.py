@@ -26,11 +26,10 @@ from onnx import TensorProto, helper, numpy_helper
 
 from runtime.event import EventEngine, EventResult, load_event
 from runtime.event.metrics import spike_difference, stack_counts
-from runtime.neuron import NeuronSpec
 from runtime.neuron import functions as fn
 from runtime.protocol import METADATA_KEY, NeuronInfo, Protocol, StateInfo
 
-from .convert import predict
+from .convert import chip_neuron, pair_classes, predict
 from .quantize import QuantNet, float_twin
 
 OPSET = 18
@@ -66,7 +65,7 @@ def quantized_model(qnet: QuantNet) -> tuple[onnx.ModelProto, Protocol]:
             )
         )
         node = q.node or f"{L.name}_IF"
-        spec = NeuronSpec("IF", 1.0, float(q.threshold), "subtract", "multi", float(q.v_min), L.neuron.dt)
+        spec = chip_neuron(float(q.threshold), float(q.v_min), L.neuron.dt)
         n = helper.make_node(
             "IF",
             [f"cur{i}", f"state_{i}"],
@@ -83,7 +82,7 @@ def quantized_model(qnet: QuantNet) -> tuple[onnx.ModelProto, Protocol]:
     nodes.append(helper.make_node("Flatten", [cur], ["y"], axis=1, name="readout_flatten"))
     p = net.protocol
     # a signed-pair readout has two output channels per class (convert.predict reads them)
-    classes = ([f"{c}+" for c in p.classes] + [f"{c}-" for c in p.classes]) if net.readout_pairs else list(p.classes)
+    classes = pair_classes(p.classes) if net.readout_pairs else list(p.classes)
     proto = replace(
         p,
         model=f"{p.model} (Speck, quantised)",
