@@ -121,3 +121,28 @@ def test_parity_files_never_destroy_an_input_and_bad_files_are_one_line(tmp_path
     assert _exit_code(["compare", str(tmp_path / "foreign.npz"), str(plain)]) == 2
     assert "not an .npz (zip) file" in capsys.readouterr().err
     assert plain.read_bytes() == before
+
+
+def test_parity_inputs_are_the_digits_data_set(tmp_path):
+    """read_inputs built its Dataset by hand (sensor, classes, duration typed again) and cut
+    streams at whatever offsets the file held: it is the registry's digits, and a file whose
+    offsets do not cut its events into one stream per label is refused."""
+    from runtime.data import load_dataset
+    from runtime.errors import InputError
+
+    path = tmp_path / "in.npz"
+    assert _exit_code(["inputs", str(path), "--limit", "4"]) in (0, None)
+    got, want = parity.read_inputs(str(path)), load_dataset("digits", "test", 4)
+    assert (got.kind, got.shape, got.classes, got.duration_us) == (
+        want.kind,
+        want.shape,
+        want.classes,
+        want.duration_us,
+    )
+    assert all(np.array_equal(a, b) for a, b in zip(got.events, want.events))
+    with np.load(path) as z:
+        arrays = dict(z)
+    arrays["offsets"] = arrays["offsets"][::-1]  # descending: slices of nothing and of the wrong streams
+    np.savez(tmp_path / "bad.npz", **arrays)
+    with pytest.raises(InputError, match="do not form one stream per label"):
+        parity.read_inputs(str(tmp_path / "bad.npz"))

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from runtime.data.digits import CLASSES as DIGITS_CLASSES
+from runtime.data.digits import SENSOR as DIGITS_SENSOR
 from runtime.neuron import NeuronKind, NeuronSpec, SpecError, kind_of, kinds
 
 from .surrogate import DEFAULT_SURROGATE, SURROGATES
@@ -128,8 +130,8 @@ class NeuronConfig:
 class DataConfig:
     spec: str = "digits"
     kind: str = "events"  # "static" (repeat-encoded images), "events" or "sequence" (recorded sequences)
-    shape: tuple[int, ...] = (2, 20, 20)
-    classes: list[str] = field(default_factory=lambda: [str(i) for i in range(10)])
+    shape: tuple[int, ...] = DIGITS_SENSOR  # the default data set's (spec "digits")
+    classes: list[str] = field(default_factory=lambda: list(DIGITS_CLASSES))
     binning: str = "equal"
     duration_us: float = 0.0
     durations: str = "dataset"  # equal binning over the data set's duration, or each recording's

@@ -30,7 +30,8 @@ import numpy as np
 
 from runtime import cliargs
 from runtime.data import Dataset
-from runtime.data.digits import DURATION_US, digits_events
+from runtime.data.datasets import digits_event_set
+from runtime.data.digits import digits_events, save_packed, unpacked
 from runtime.data.splits import spread
 from runtime.errors import InputError, ModelError
 from runtime.evaluate import run_dataset
@@ -49,8 +50,7 @@ def write_inputs(path: str, limit: int | None) -> None:
     if limit is not None and limit < len(labels):  # as every --limit: evenly spread
         keep = spread(len(labels), limit)
         streams, labels = [streams[i] for i in keep], labels[keep]
-    offsets = np.concatenate([[0], np.cumsum([len(s) for s in streams])])
-    write_serialized(path, lambda f: np.savez(f, events=np.concatenate(streams), offsets=offsets, labels=labels))
+    write_serialized(path, lambda f: save_packed(f, streams, labels))
 
 
 def _npz(path: str, keys: tuple[str, ...], what: str) -> dict[str, np.ndarray]:
@@ -72,11 +72,11 @@ def _npz(path: str, keys: tuple[str, ...], what: str) -> dict[str, np.ndarray]:
 
 
 def read_inputs(path: str) -> Dataset:
-    z = _npz(path, ("events", "offsets", "labels"), "a parity inputs file (python -m edge.pi.parity inputs)")
-    ev, offsets, labels = z["events"], z["offsets"], z["labels"]
-    streams = [ev[offsets[i] : offsets[i + 1]] for i in range(len(labels))]
-    classes = [str(c) for c in range(10)]
-    return Dataset(path, "test", "events", (2, 20, 20), labels, classes, events=streams, duration_us=DURATION_US)
+    what = "a parity inputs file (python -m edge.pi.parity inputs)"
+    got = unpacked(_npz(path, ("events", "offsets", "labels"), what))
+    if got is None:
+        raise InputError(f"{path} is not {what}: its events, offsets and labels do not form one stream per label")
+    return digits_event_set(path, "test", *got)
 
 
 def run_all(model: str, ds: Dataset, backend: str = "exact") -> dict[str, np.ndarray]:

@@ -194,27 +194,28 @@ def parse_spec(spec: str) -> tuple[str, str | None]:
 
 # ---- the built-in data sets ---------------------------------------------------------
 def _digits(arg: str, split: str, spec: str) -> Dataset:
-    from .digits import DURATION_US, N_DIGITS, DigitsError, digits_events, digits_static, split_index
+    from .digits import CLASSES, N_DIGITS, DigitsError, digits_events, digits_static, split_index
 
-    classes = [str(i) for i in range(10)]
     index = split_index(N_DIGITS, split)  # each sample's index among all the digits
     try:
         if arg == "static":
             images, labels = digits_static(split)
-            return Dataset(spec, split, "static", (1, 8, 8), labels, classes, images=images, meta={"index": index})
+            return Dataset(spec, split, "static", (1, 8, 8), labels, CLASSES, images=images, meta={"index": index})
         events, labels = digits_events(split)
     except DigitsError as e:
         raise DataError(str(e)) from None
+    return digits_event_set(spec, split, events, labels, meta={"index": index})
+
+
+def digits_event_set(
+    spec: str, split: str, events: Sequence[np.ndarray], labels: np.ndarray, meta: dict | None = None
+) -> Dataset:
+    """The digits' event streams (these or a subset, as edge.pi.parity stores them) as the
+    data set ``digits`` is: its sensor, classes, recording length and binning."""
+    from .digits import CLASSES, DURATION_US, SENSOR
+
     return Dataset(
-        spec,
-        split,
-        "events",
-        (2, 20, 20),
-        labels,
-        classes,
-        events=events,
-        duration_us=DURATION_US,
-        meta={"index": index},
+        spec, split, "events", SENSOR, labels, CLASSES, events=events, duration_us=DURATION_US, meta=meta or {}
     )
 
 

@@ -11,7 +11,9 @@ from __future__ import annotations
 import os
 import sys
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 
@@ -22,6 +24,8 @@ from .splits import split_index
 
 N_DIGITS = 1797  # scikit-learn's bundled digits (its load_digits() is fixed)
 DURATION_US = 300_000
+SENSOR = (2, 20, 20)  # polarity x the 16x16 up-sampled digit with eventcam's 2-pixel margin
+CLASSES = [str(i) for i in range(10)]
 VERSION = "v3-margin2-steps60-thr0.25-seed0-log16fx20"  # bump when the simulation changes
 BATCH = 128
 CACHE_ENV = "FLEXSNN_CACHE"
@@ -64,22 +68,36 @@ def _simulate(images: np.ndarray, idx: np.ndarray) -> list[np.ndarray]:
     return out
 
 
-def _read_cache(path: Path) -> tuple[list[np.ndarray], np.ndarray] | None:
-    try:
-        with np.load(path) as z:
-            ev, offsets, labels = z["events"], z["offsets"], z["labels"]
-        if ev.dtype != EVENT_DTYPE or len(offsets) != len(labels) + 1 or offsets[-1] != len(ev):
-            return None
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+def save_packed(f: IO[bytes], streams: list[np.ndarray], labels: np.ndarray) -> None:
+    """Event streams as one .npz file (the cache's and edge.pi.parity's layout): every
+    event in order, where each stream starts, and the labels (read by :func:`unpacked`)."""
+    offsets = np.concatenate([[0], np.cumsum([len(s) for s in streams])]).astype(np.int64)
+    np.savez(f, events=np.concatenate(streams), offsets=offsets, labels=labels)
+
+
+def unpacked(z: Mapping[str, np.ndarray]) -> tuple[list[np.ndarray], np.ndarray] | None:
+    """The streams and labels of :func:`packed`'s arrays; None when they are not that
+    layout (another event dtype, offsets that do not cut the events into one per label)."""
+    ev, offsets, labels = z["events"], z["offsets"], z["labels"]
+    if ev.dtype != EVENT_DTYPE or len(offsets) != len(labels) + 1 or offsets[0] != 0 or offsets[-1] != len(ev):
+        return None
+    if np.any(np.diff(offsets) < 0):
         return None
     return [ev[offsets[i] : offsets[i + 1]] for i in range(len(labels))], labels
 
 
+def _read_cache(path: Path) -> tuple[list[np.ndarray], np.ndarray] | None:
+    try:
+        with np.load(path) as z:
+            return unpacked(z)
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+        return None
+
+
 def _write_cache(path: Path, streams: list[np.ndarray], labels: np.ndarray) -> None:
-    offsets = np.concatenate([[0], np.cumsum([len(s) for s in streams])])
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_serialized(path, lambda f: np.savez(f, events=np.concatenate(streams), offsets=offsets, labels=labels))
+        write_serialized(path, lambda f: save_packed(f, streams, labels))
     except (OSError, OutputPathError) as e:  # a read-only home: run on, uncached
         print(f"note: digits event cache not written ({e})", file=sys.stderr)
 
