@@ -33,6 +33,7 @@ from .checkpoint import (
     unfinished_note,
 )
 from .config import (
+    ANCHORS,
     BN_NORMS,
     CALIB_BATCHES,
     DEFAULT_BIAS,
@@ -146,7 +147,7 @@ def _add_fit(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--anchor",
-        choices=("tmin", "none"),
+        choices=ANCHORS,
         default=None,
         help="nmt/mtt: one of the --samples configurations per iteration is uniform Tmin, which keeps small T "
         "accurate (default tmin for nmt/mtt with --samples >= 2, else none; none: the MTT paper's rule)",
