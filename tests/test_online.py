@@ -7,6 +7,7 @@ against brute-force autograd over the whole sequence.
 from __future__ import annotations
 
 import copy
+import json
 import math
 
 import numpy as np
@@ -508,6 +509,28 @@ def test_memory_command_json(capsys):
     assert [(r["method"], r["T"]) for r in obj["rows"]] == [("sdt", 2), ("sdt", 4), ("sltt", 2), ("sltt", 4)]
     assert obj["ratios"]["sltt"]["saved_T4_over_T2"] == 1.0
     assert obj["ratios"]["sdt"]["saved_T4_over_T2"] > 1.5
+
+
+def test_memory_measures_the_network_fit_trains(tmp_path, capsys, monkeypatch):
+    """memory built Config()'s network (LIF decay 0.5 with biases: what old checkpoints
+    hold) while fit trains multi-spike IF without biases by default: it now builds fit's."""
+    import trainer.memory as memory
+    from trainer.checkpoint import load_checkpoint
+
+    path = tmp_path / "m.pt"
+    fit = ["fit", "--data", "digits", "--model", "1C1FC", "--width", "2", "--stages", "1", "--epochs", "1"]
+    code, _, err = run(capsys, *fit, "--limit-train", "40", "--limit", "20", "--quiet", "--out", str(path))
+    assert code == 0, err
+    fitted, _, _ = load_checkpoint(path)
+    built = []
+    monkeypatch.setattr(memory, "measure", lambda base, *args: built.append(base) or [])
+    monkeypatch.setattr(memory, "ratios", lambda rows: {})
+    argv = ["memory", "--model", "1C1FC", "--width", "2", "--in-shape", "2", "20", "20", "--T", "2", "--no-rss"]
+    code, out, err = run(capsys, *argv, "--json")
+    assert code == 0, err
+    (base,) = built
+    assert base.neuron.spec.to_dict() == {**fitted.neuron.spec.to_dict(), "dt": 1.0}  # dt: one step, no recording
+    assert base.model.bias is fitted.model.bias is False and json.loads(out)["neuron"] == "multi-if"
 
 
 @pytest.mark.parametrize("optimizer", ["adam", "sgd"])

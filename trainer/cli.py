@@ -37,6 +37,7 @@ from .config import (
     BN_NORMS,
     CALIB_BATCHES,
     DEFAULT_BIAS,
+    DEFAULT_NEURON,
     FIRST_STAGES,
     FIXED_T_METHODS,
     K_SCALES,
@@ -82,7 +83,6 @@ from .trev import add_options_flag as add_trev_options_flag
 from .trev import parse_options as parse_trev_options
 from .trev_memory import add_trev_memory_parser, cmd_trev_memory
 
-DEFAULT_NEURON = "multi-if"  # --neuron of every model family but trev (trainer.trev.DEFAULT_NEURON)
 USER_ERRORS = (ConfigError, DataError, CheckpointError, SpecError, OutputPathError)
 
 

@@ -31,6 +31,7 @@ ONLINE_METHODS = ("sltt", "sltt-k", "ottt-a", "ottt-o", "ndot-a", "ndot-o")  # s
 METHODS = STAGE_METHODS + ONLINE_METHODS
 MTT_ORDERS = ("any", "nonincreasing")  # mtt stage configurations: free, or T_1 >= T_2 >= ... (MTT A.12)
 FIXED_T_METHODS = ("sdt",) + ONLINE_METHODS  # methods that train at the one T of MethodConfig.T
+DEFAULT_NEURON = "multi-if"  # fit's --neuron of every model family but trev (trainer.trev.DEFAULT_NEURON)
 # fit's --bias default: event-driven runtimes and Speck refuse biases (ModelConfig's True is
 # what a checkpoint without the field was trained with)
 DEFAULT_BIAS = False

@@ -29,10 +29,22 @@ import torch
 
 from runtime import cliargs
 from runtime.limits import available_cores
+from runtime.neuron import make_spec
+from runtime.neuron import presets as neuron_presets
 from runtime.report import emit_json, table
 
 from .checkpoint import build_checked
-from .config import NORMS, ONLINE_METHODS, Config, ConfigError, MethodConfig, is_trev
+from .config import (
+    DEFAULT_BIAS,
+    DEFAULT_NEURON,
+    NORMS,
+    ONLINE_METHODS,
+    Config,
+    ConfigError,
+    MethodConfig,
+    NeuronConfig,
+    is_trev,
+)
 from .models import build_model, named_width
 from .online import online_iteration, online_method
 from .train import stage_iteration
@@ -108,8 +120,13 @@ def parse_method(spec: str) -> tuple[str, int]:
 
 
 def case_config(base: Config, case: Case, batch_size: int) -> Config:
-    w = online_method(case.method).mse_weight if case.method in ONLINE_METHODS else MethodConfig.mse_weight
-    method = MethodConfig(case.method, T=case.T, tmax=case.T, batch_size=batch_size, K=case.K, mse_weight=w)
+    # each online method's loss weight and target, as fit sets them (trainer.online)
+    online = online_method(case.method) if case.method in ONLINE_METHODS else None
+    w = online.mse_weight if online else MethodConfig.mse_weight
+    target = online.target if online else MethodConfig.target
+    method = MethodConfig(
+        case.method, T=case.T, tmax=case.T, batch_size=batch_size, K=case.K, mse_weight=w, target=target
+    )
     return Config(base.model, base.neuron, base.data, method).validate()
 
 
@@ -266,7 +283,9 @@ def cmd_memory(a: argparse.Namespace) -> None:
         raise ConfigError(
             f"--norm {a.norm!r}: expected one that online methods can use, one of {[n for n in NORMS if n != 'bn']}"
         )
-    base = Config()
+    base = Config()  # the network fit trains by default: its neuron, no biases (Config's are old files')
+    kind, fields = neuron_presets()[DEFAULT_NEURON]
+    base.neuron, base.model.bias = NeuronConfig(make_spec(kind, **fields)), DEFAULT_BIAS
     bn, bn_stats, weight_std = NORMS[a.norm]
     m = base.model
     m.name, m.width = named_width(a.model, a.width)  # as fit names it: the net measured
@@ -288,6 +307,8 @@ def cmd_memory(a: argparse.Namespace) -> None:
                 "model": m.name,
                 "width": m.width,
                 "norm": a.norm,
+                "neuron": DEFAULT_NEURON,  # fit's default network: its neuron, no biases
+                "bias": m.bias,
                 "in_shape": a.in_shape,
                 "batch_size": a.batch_size,
                 "threads": a.threads,
@@ -298,7 +319,8 @@ def cmd_memory(a: argparse.Namespace) -> None:
         return
     print(
         f"training memory per iteration: {m.name}{f' width {m.width}' if m.width else ''}, norm {a.norm}, "
-        f"input {a.in_shape}, batch {a.batch_size}, {a.threads} torch thread(s)"
+        f"neuron {DEFAULT_NEURON}, {'' if m.bias else 'no '}biases (as fit trains), input {a.in_shape}, "
+        f"batch {a.batch_size}, {a.threads} torch thread(s)"
     )
     cols = ["method", "T", "saved_MiB", *(["peak_rss_MiB", "rss_increase_MiB"] if not a.no_rss else []), "ms_per_iter"]
     print(table(cols, [[r[c] for c in cols] for r in rows]))
