@@ -39,7 +39,7 @@ import numpy as np
 from .data import Dataset
 from .evaluate import run_dataset
 from .policies import RULES as RULE_CLASSES
-from .policies import PolicyError
+from .policies import Cascade, FixedT, PolicyError, passes
 from .session import Session
 
 # rule -> (score of a readout, True when a higher score means more certain)
@@ -103,8 +103,7 @@ def horizon_readouts(
 def _passing(scores: np.ndarray, higher: bool, thresholds: np.ndarray) -> np.ndarray:
     """Bool ``[K, *scores.shape]``: where each score passes each of the K thresholds (above
     it, or below it when a lower score means more certain)."""
-    th = thresholds.reshape(-1, *(1,) * scores.ndim)
-    return scores[None] > th if higher else scores[None] < th
+    return passes(scores[None], thresholds.reshape(-1, *(1,) * scores.ndim), higher)
 
 
 def _stops(scores: np.ndarray, higher: bool, thresholds: np.ndarray, tmin: int) -> np.ndarray:
@@ -134,11 +133,12 @@ def candidates(readouts: np.ndarray, rule: str) -> np.ndarray:
 
 
 def policy_string(c: Mapping[str, Any]) -> str:
+    """The chosen candidate ``c`` as the policy text runs parse (the policies' own str)."""
     if c["rule"] == FIXED:
-        return f"{FIXED}:{c['tmax']}"
+        return str(FixedT(c["tmax"]))
     if c["rule"] == CASCADE:
-        return f"{CASCADE}:{c['score']}:{c['threshold']},T={c['tmin']}+{c['tmax']}"
-    return f"{c['rule']}:{c['threshold']},tmin={c['tmin']},tmax={c['tmax']}"
+        return str(Cascade(RULE_CLASSES[c["score"]](c["threshold"]), (c["tmin"], c["tmax"])))
+    return str(RULE_CLASSES[c["rule"]](c["threshold"], c["tmin"], c["tmax"]))
 
 
 def replay_cascade(

@@ -182,6 +182,9 @@ class FixedT:
         if not (isinstance(self.T, int) and self.T > 0):
             raise PolicyError(f"fixed T must be a positive integer, got {self.T!r}")
 
+    def __str__(self) -> str:  # the text parse_policy reads back (as every policy's)
+        return f"fixed:{self.T}"
+
     def horizon(self, default_T: int) -> int:
         return self.T
 
@@ -224,14 +227,23 @@ class _Bounded:
         return self.tmin
 
     def confident(self, logits: np.ndarray) -> np.ndarray:
-        s = self.score(logits)
-        return s > self.threshold if self.higher else s < self.threshold
+        return passes(self.score(logits), self.threshold, self.higher)
+
+    def __str__(self) -> str:
+        return f"{self.name}:{self.threshold},tmin={self.tmin}" + ("" if self.tmax is None else f",tmax={self.tmax}")
 
     def should_exit(self, t: int, logits: np.ndarray) -> np.ndarray:
         if t < self.tmin:
             return np.zeros(len(logits), bool)
         # the horizon is enforced by the session; here only the confidence test
         return self.confident(logits)
+
+
+def passes(scores: np.ndarray, threshold: float | np.ndarray, higher: bool) -> np.ndarray:
+    """Where a rule's scores clear its threshold (broadcast): strictly above it, or strictly
+    below it for a rule whose lower score means more certain; equal never exits. The one
+    test a run exits by and ``runtime calibrate-exit`` replays thresholds with."""
+    return scores > threshold if higher else scores < threshold
 
 
 @dataclass(frozen=True)
