@@ -4,7 +4,7 @@
 # held out of training (--train-split train-minus-val, 560 recordings). Fit and search on val; report test.
 # Models: A = the default 2C1FCW16 (multi-spike IF, no BN, 2 stages);
 #         B = 3C2FCW16 with BatchNorm split into 4 stages (per-configuration BN calibration).
-# Usage: experiments/config_search.sh [SEED] [DATA_DIR]   (about 2 min training + 10 min searching per seed on a busy 2-core machine)
+# Usage: experiments/config_search.sh [SEED] [DATA_DIR]   (about 3-4 min per seed on a busy 2-core machine: 155 and 224 s measured)
 set -euo pipefail
 NAME=config_search
 DEFAULT_DATA=../shared/data/nmnist
