@@ -28,7 +28,7 @@ def main() -> None:
     p = cliargs.Parser(description=__doc__.splitlines()[0])  # the product's one-line errors, whole flag names
     p.add_argument("model", help="an ONNX file")
     p.add_argument("--data", required=True, help="the data spec whose test split is run")
-    p.add_argument("--tmax", type=cliargs.steps, default=None, help="default: the model's trained T")
+    cliargs.add_steps(p, "default: the model's trained T", flag="--tmax")
     cliargs.add_limit(p, 128)
     cliargs.add_batch_size(p, [1, 64], "batch sizes compared")
     p.add_argument("--thresholds", type=cliargs.unit_float, nargs="+", default=[0.3, 0.5, 0.7], help="confidence")

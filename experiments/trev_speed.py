@@ -33,7 +33,7 @@ def main() -> None:
         help="trainer fit --model of each row",
     )
     p.add_argument("--data", default="digits:static", help="trainer fit --data")
-    p.add_argument("--T", type=cliargs.steps, default=4, help="training T")
+    cliargs.add_steps(p, "training T", 4)
     p.add_argument("--epochs", type=cliargs.positive_int, default=3, help="epochs per model")
     p.add_argument("--rounds", type=cliargs.positive_int, default=2, help="interleaved rounds")
     p.add_argument("--neuron", default=None, help="trainer fit --neuron for every model (default: its own)")

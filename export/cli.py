@@ -51,12 +51,10 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="onnx: run the file in onnxruntime next to torch for T steps; fail if they differ",
     )
-    p.add_argument(
-        "--T",
-        type=cliargs.steps,
-        default=None,
-        help="--check: time steps (default: the trained T); .nir import: the file's trained T too (default: the "
-        "graph's own, 10 for a foreign graph)",
+    cliargs.add_steps(
+        p,
+        "--check: time steps (default: the trained T); .nir import: the file's trained T too (default: the graph's "
+        "own, 10 for a foreign graph)",
     )
     p.add_argument(
         "--config",

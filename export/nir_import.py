@@ -31,6 +31,7 @@ from runtime.neuron.nir import (
     CONVENTIONS,
     DT_DEFAULTS,
     FIRES_ABOVE,
+    FIRES_ABOVE_NOTE,
     SNNTORCH_DT,
     SOURCES,
     NirNeuronError,
@@ -485,10 +486,7 @@ def build(
             f"of {step_us:g} µs (--events-us / T), the time the event-driven engine's leak follows"
         )
     if source in FIRES_ABOVE:
-        notes.append(
-            f"{source} fires on v > v_th, flexsnn on v >= v_th: spikes differ only where the membrane "
-            "equals the threshold exactly"
-        )
+        notes.append(f"{source} {FIRES_ABOVE_NOTE}")
     return Imported(cfg, model, source, how, dt, CONVENTIONS[source], notes)
 
 

@@ -43,8 +43,8 @@ def _data(p: argparse.ArgumentParser, limit_of: str = "the test split") -> None:
 
 def _horizon(p: argparse.ArgumentParser, tmax_help: str) -> None:
     """--tmin and --tmax of the commands that compare exit policies (tradeoff, calibrate-exit)."""
-    p.add_argument("--tmin", type=cliargs.steps, default=1, help="no exit before this step")
-    p.add_argument("--tmax", type=cliargs.steps, default=None, help=f"{tmax_help} (default: the trained T)")
+    cliargs.add_steps(p, "no exit before this step", 1, flag="--tmin")
+    cliargs.add_steps(p, f"{tmax_help} (default: the trained T)", flag="--tmax")
 
 
 def _warn(notes: list[str | None]) -> list[str]:

@@ -315,13 +315,26 @@ def add_repeats(p: argparse.ArgumentParser, what: str, default: int = 5) -> None
 BENCH_STEPS = 20  # the benchmarks' steps per timed run, unless the model has fewer
 
 
+def add_steps(
+    p: argparse.ArgumentParser,
+    what: str,
+    default: int | list[int] | None = None,
+    *,
+    flag: str = "--T",
+    several: bool = False,
+    required: bool = False,
+) -> None:
+    """A flag of time steps (``--T``, ``--tmax``, ``--budget-T``, ...: a positive integer
+    each, :func:`steps`; ``several``: one or more), ``what`` they are for with the default
+    said there: one definition for every command's."""
+    nargs = "+" if several else None
+    p.add_argument(flag, type=steps, nargs=nargs, default=default, required=required, help=what)
+
+
 def add_timed_steps(p: argparse.ArgumentParser) -> None:
     """``--T``: the steps per timed run of a benchmark (:func:`runtime.bench.timed_steps`)."""
-    p.add_argument(
-        "--T",
-        type=steps,
-        default=None,
-        help=f"time steps per timed run (default {BENCH_STEPS}, or all of a T-RevSNN's sub-networks when it has fewer)",
+    add_steps(
+        p, f"time steps per timed run (default {BENCH_STEPS}, or all of a T-RevSNN's sub-networks when it has fewer)"
     )
 
 

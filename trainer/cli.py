@@ -117,12 +117,7 @@ def _add_fit(sub: argparse._SubParsersAction) -> None:
         default=None,
         help=f"one of {', '.join(METHODS)} (default: mtt; trev models: sdt, the only one they train by)",
     )
-    p.add_argument(
-        "--T",
-        type=cliargs.steps,
-        default=None,
-        help=f"training T for sdt and online methods (default: --tmax; trev models: {TREV_T})",
-    )
+    cliargs.add_steps(p, f"training T for sdt and online methods (default: --tmax; trev models: {TREV_T})")
     p.add_argument("--K", type=cliargs.nonneg_int, help="sltt-k (required there): steps with backward per batch, 1..T")
     p.add_argument(
         "--mse-weight",
@@ -133,10 +128,8 @@ def _add_fit(sub: argparse._SubParsersAction) -> None:
     _add_paper_options(p)
     _add_trev(p)
     _add_start(p)
-    p.add_argument("--tmin", type=cliargs.steps, default=1, help="nmt/mtt: smallest T sampled in training")
-    p.add_argument(
-        "--tmax", type=cliargs.steps, default=6, help="nmt/mtt: largest T sampled in training (the trained T)"
-    )
+    cliargs.add_steps(p, "nmt/mtt: smallest T sampled in training", 1, flag="--tmin")
+    cliargs.add_steps(p, "nmt/mtt: largest T sampled in training (the trained T)", 6, flag="--tmax")
     p.add_argument("--stages", type=cliargs.positive_int, default=2, help="MTT stages (default 2)")
     p.add_argument("--samples", type=cliargs.positive_int, default=2, help="nmt/mtt configurations per iteration")
     p.add_argument(
@@ -290,7 +283,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="accuracy of one or more checkpoints at each T")
     p.add_argument("checkpoints", nargs="+", help="one or more model.pt files")
     cliargs.add_data(p, fallback="the checkpoint's")
-    p.add_argument("--T", type=cliargs.steps, nargs="+", default=None, help="time steps (default 1..Tmax)")
+    cliargs.add_steps(p, "time steps (default 1..Tmax)", several=True)
     p.add_argument(
         "--config",
         type=cliargs.stage_steps,
@@ -319,9 +312,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
 def _add_calibrate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("calibrate", help="re-estimate BatchNorm statistics at a given T")
     p.add_argument("checkpoint", help="the model.pt to calibrate (never overwritten)")
-    p.add_argument(
-        "--T", type=cliargs.steps, default=None, help="time steps to calibrate at (default: the trained Tmax)"
-    )
+    cliargs.add_steps(p, "time steps to calibrate at (default: the trained Tmax)")
     # the name fit, eval, search and export give the same number (it was --batches here)
     cliargs.add_calib_batches(p, CALIB_BATCHES, "at --T", off=False)
     cliargs.add_batch_size(p, 64)

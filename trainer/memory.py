@@ -252,7 +252,7 @@ def add_measurement_options(
     p.add_argument("--model", default=model, help="model name (trainer fit --model)")
     p.add_argument("--width", type=cliargs.width, default=0, help=width_help)
     cliargs.add_in_shape(p, [2, 34, 34])
-    p.add_argument("--T", type=cliargs.steps, nargs="+", default=T, help="time steps to measure")
+    cliargs.add_steps(p, "time steps to measure", T, several=True)
     cliargs.add_batch_size(p, batch_size, "samples per training batch")
     cliargs.add_repeats(p, "timed iterations per case (median)", reps)
     p.add_argument(

@@ -229,11 +229,8 @@ def add_search_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParse
     )
     p.add_argument("checkpoint", help="a model.pt with more than one stage (trained with mtt)")
     cliargs.add_data(p, fallback="the checkpoint's")
-    p.add_argument(
-        "--budget-T",
-        type=cliargs.steps,
-        required=True,
-        help="the budget is the estimated energy of every stage at this uniform T (Tg)",
+    cliargs.add_steps(
+        p, "the budget is the estimated energy of every stage at this uniform T (Tg)", flag="--budget-T", required=True
     )
     p.add_argument(
         "--samples", type=cliargs.positive_int, default=18, help="random configurations the accuracy model is fitted on"

@@ -64,7 +64,7 @@ def add_event_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--reference-limit", type=cliargs.positive_int, default=1, help="streams run by the plain-Python loop"
     )
-    p.add_argument("--T", type=cliargs.steps, default=None, help="clock-driven steps (default: the trained T)")
+    cliargs.add_steps(p, "clock-driven steps (default: the trained T)")
     cliargs.add_repeats(p, "interleaved rounds (min and median)")
     cliargs.add_json(p)
 
