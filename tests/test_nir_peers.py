@@ -120,6 +120,24 @@ def test_an_identical_cell_differs_at_threshold_ties_as_its_line_says(tmp_path):
     assert not _same(run_torch(deployable(net), x).outs, _peer_run("norse", path, x))
 
 
+@pytest.mark.parametrize("kind", ["LIF", "CubaLIF"])
+def test_norse_line_says_the_dt_a_leaky_layer_needs(kind, tmp_path):
+    """The norse line spoke of forward Euler "at its dt" without saying which: norse's own
+    default (from_nir(graph), dt = 1e-3 s) gives other spikes than one step (dt = 1.0, as
+    the matrix runs it; a stranger's trained LIF models: none at all)."""
+    if "norse" not in PEERS:
+        pytest.skip("norse is not installed")
+    from runtime.neuron.nir import NORSE_DT, NORSE_EULER_DT
+    from tests.nir_peers import run_norse
+
+    cfg, net, path, notes = _export(tmp_path, kind=kind, spike="single", reset="zero")
+    (line,) = [n for n in notes if n.startswith(f"NIR: {PEER_NAMES['norse']} ")]
+    assert line.endswith(NORSE_EULER_DT)
+    x = inputs(cfg, T=T, batch=BATCH)
+    at_default, at_one_step = (run_norse(nir.read(path), x, dt=dt)[0] for dt in (NORSE_DT, 1.0))
+    assert not all(np.array_equal(a, b) for a, b in zip(at_default, at_one_step))
+
+
 @pytest.mark.parametrize("peer", PEERS)
 def test_matrix_li_readout(peer, tmp_path):
     """LI readout (membrane voting) after a multi-spike subtract LIF layer."""

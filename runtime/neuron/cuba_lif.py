@@ -167,7 +167,8 @@ class CubaLIF(NeuronKind[CubaLIFSpec]):
             # check, or returns a tensor that is not the readout
             "sinabs": "has no CubaLIF import: it drops the CubaLIF nodes, then fails or returns another tensor",
             "snntorch": snntorch,
-            "norse": "integrates CubaLIF with forward Euler at its dt (r and w_in as rates), one spike, zero reset",
+            "norse": "integrates CubaLIF with forward Euler (r and w_in as rates), one spike, zero reset, "
+            + nir.NORSE_EULER_DT,
         }
 
     def from_nir(self, params: nir.Params, source: str, dt_s: float) -> tuple[NeuronSpec, float]:

@@ -78,7 +78,8 @@ class LIF(NeuronKind[NeuronSpec]):
             "sinabs": sinabs and f"runs LIF with {sinabs}" + (", and reads tau in steps" if nir.euler(spec) else ""),
             "snntorch": snntorch
             and f"runs LIF with {snntorch}" + ("" if nir.euler(spec) else nir.snntorch_silent(spec)),
-            "norse": "integrates LIF with forward Euler and ignores r (input scaled by dt/tau), one spike, zero reset",
+            "norse": "integrates LIF with forward Euler and ignores r (input scaled by dt/tau), one spike, zero reset, "
+            + nir.NORSE_EULER_DT,
         }
 
     def from_nir(self, params: nir.Params, source: str, dt_s: float) -> tuple[NeuronSpec, float]:

@@ -35,6 +35,12 @@ from .base import NeuronSpec, NirNeuronError, kind_of, make_spec
 
 SNNTORCH_DT = 1e-4  # seconds per step, hard-coded in snnTorch 1.0.0's NIR import and export
 NORSE_DT = 1e-3  # norse 1.1.0's default dt of from_nir / to_nir
+# norse's Euler step is dt/tau with tau written in steps: the dt its loader is given decides
+# how a leaky layer fires (a stranger's from_nir(graph) of trained LIF models: every layer silent)
+NORSE_EULER_DT = (
+    f"with the dt given to from_nir as one step (docs/nir_mapping.md runs dt=1.0; norse's default dt = "
+    f"{NORSE_DT:g} s gives other spikes, none at all in a trained LIF digits model)"
+)
 
 Params = dict[str, np.ndarray]
 
@@ -151,11 +157,18 @@ def time_convention(spec: NeuronSpec) -> str:
 
 
 def rules_phrase(spec: NeuronSpec, spike: str, reset: str, clamp: str, v_min: float) -> str | None:
-    """None when ``spec`` has these rules; else the peer's rules as a phrase."""
+    """None when ``spec`` has these rules; else the peer's rules as a phrase, and which of
+    them this model does not have (a reader saw the peer's rules, not what differed)."""
     if (spec.spike, spec.reset, spec.v_min) == (spike, reset, v_min):
         return None
-    fires = "floor(v/v_th) spikes per step" if spike == "multi" else "one spike per step"
-    return f"{fires}, {'subtract' if reset == 'subtract' else 'zero'} reset, {clamp}"
+    own = [_FIRES[spec.spike]] if spec.spike != spike else []
+    own += [f"{spec.reset} reset"] if spec.reset != reset else []
+    if spec.v_min != v_min:
+        own.append("no clamp" if spec.v_min == -math.inf else f"a membrane clamp at {spec.v_min:g}")
+    return f"{_FIRES[spike]}, {reset} reset, {clamp}, where this model has {' and '.join(own)}"
+
+
+_FIRES = {"multi": "floor(v/v_th) spikes per step", "single": "one spike per step"}
 
 
 def one(params: Params, name: str) -> float:
