@@ -154,6 +154,8 @@ def run(a: argparse.Namespace) -> int:
         how = "none (no BatchNorm, or --calib-batches 0)"
         if calibration:
             how = f"{calibration['batches']} batches of {calibration['batch_size']} from {calibration['data']}"
+            if calibration["runs"] > 1:
+                how += f", statistics averaged over {calibration['runs']} runs"
         print(f"configuration {','.join(map(str, a.config))} (T per stage); BatchNorm calibration: {how}")
     if result is not None:
         from .check import criterion, tie_note
@@ -227,11 +229,13 @@ def configured(a: argparse.Namespace, cfg: Config, model: object) -> tuple[Spiki
         check_config,
         check_stages,
         for_config,
+        refuse_runs_without_batches,
     )
     from trainer.train import calibration_batches, has_bn
 
     net = check_stages(a.checkpoint, model)
     check_config(a.checkpoint, cfg, len(net.stages), a.config)
+    refuse_runs_without_batches(a, ExportError)
     batches = CALIB_BATCHES if a.calib_batches is None else a.calib_batches
     if not has_bn(net) and (a.data is not None or a.calib_batches is not None or cliargs.given(a, "calib_runs")):
         raise ExportError(  # they were accepted, unread

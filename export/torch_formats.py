@@ -45,9 +45,10 @@ class SequenceModule(nn.Module):
         self.net, self.config, self.in_shape = net, list(config), in_shape
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
-        # a trace unrolls T_0 steps: this reshape fails on any other frame count (the
-        # batch is read from the input), where indexing would have dropped frames unsaid
-        x = frames.reshape(self.config[0], frames.shape[1], *self.in_shape)
+        # [T_0, B, *in_shape] to the dimension, checked by cat (every dimension but the
+        # batch must match): a trace unrolls T_0 steps, so other frame counts would be cut
+        # unsaid, and a reshape took any layout of as many numbers (channels-last: 5%)
+        x = torch.cat([frames, frames.new_zeros(self.config[0], 0, *self.in_shape)], dim=1)
         for stage, T in zip(self.net.stages, self.config):
             # step by step (the ONNX step graph's arithmetic), not the stage's sequence
             # form: torch.export refuses a batch-flattened sequence after up-sampling

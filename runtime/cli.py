@@ -360,7 +360,7 @@ def parser() -> argparse.ArgumentParser:
         "--policy",
         default=None,
         help=f"exit policy, one of {', '.join(POLICY_FORMS)} (default: the policy calibrate-exit stored in the "
-        "model, else fixed at the trained T)",
+        "model, else fixed at the trained T: a multi-rate file's last stage's)",
     )
     p.add_argument(
         "--mode",

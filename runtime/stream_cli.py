@@ -26,7 +26,7 @@ CONDITIONAL_FLAGS: dict[str, tuple[str, Callable[[str], object], str]] = {
         "--mode clock",
         str,
         f"{', '.join(POLICY_FORMS)} (default: the model's stored policy, as runtime run uses it, else fixed at "
-        "the trained T; a stored cascade runs fixed T)",
+        "the trained T; a stored cascade runs fixed T; multi-rate files are refused)",
     ),
     "--dt-us": ("--mode clock", cliargs.positive_float, "bin duration, µs (default: the model's dt)"),
     "--window-us": ("--mode event", cliargs.positive_float, "window, µs (default: trained T x dt)"),

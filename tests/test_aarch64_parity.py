@@ -142,7 +142,12 @@ def test_parity_inputs_are_the_digits_data_set(tmp_path):
     assert all(np.array_equal(a, b) for a, b in zip(got.events, want.events))
     with np.load(path) as z:
         arrays = dict(z)
-    arrays["offsets"] = arrays["offsets"][::-1]  # descending: slices of nothing and of the wrong streams
-    np.savez(tmp_path / "bad.npz", **arrays)
-    with pytest.raises(InputError, match="do not form one stream per label"):
-        parity.read_inputs(str(tmp_path / "bad.npz"))
+    for key, bad, message in [
+        ("offsets", arrays["offsets"][::-1], "do not cut its events into one stream per label"),  # descending
+        ("offsets", arrays["offsets"].astype(float), "expected integers"),  # a TypeError traceback
+        ("labels", arrays["labels"] + 10, "not digits 0..9"),  # accepted
+        ("events", arrays["events"]["t"], "expected the event records"),
+    ]:
+        np.savez(tmp_path / "bad.npz", **{**arrays, key: bad})
+        with pytest.raises(InputError, match=message):
+            parity.read_inputs(str(tmp_path / "bad.npz"))

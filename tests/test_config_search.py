@@ -241,6 +241,15 @@ def test_eval_config_bad_input(ckpts, capsys, args, msg):
     assert out == ""
 
 
+def test_calibration_runs_of_no_batches_are_refused(ckpts, capsys):
+    """--calib-runs with --calib-batches 0 (calibration off) was accepted and ignored."""
+    off = ["--calib-batches", "0", "--calib-runs", "3"]
+    for argv in (["eval", str(ckpts[1]), "--config", "1,4"], ["search", str(ckpts[1]), "--budget-T", "2"]):
+        code, out, err = run(capsys, *argv, *off)
+        one_error(code, err, "--calib-runs 3 with --calib-batches 0: calibration is off")
+        assert out == ""
+
+
 def test_search_reports_and_plots(ckpts, capsys, tmp_path):
     png = tmp_path / "fit.png"
     argv = ["search", str(ckpts[0]), "--budget-T", "2", "--samples", "8", "--validate", "6", "--limit", "40"]
@@ -278,7 +287,9 @@ def test_search_measures_what_eval_and_export_deploy(ckpts, capsys, tmp_path):
     argv = ["search", str(ckpts[1]), "--budget-T", "2", "--samples", "4", "--validate", "0", "--limit", "60"]
     code, out, err = run(capsys, *argv, "--seed", "3", "--calib-runs", "2", "--no-check-energy", "--json")
     assert code == 0, err
-    chosen = json.loads(out)["chosen"]
+    report = json.loads(out)
+    chosen = report["chosen"]  # and the report says what its statistics came from
+    assert report["bn_calibration"] == {"batches": 10, "batch_size": 64, "runs": 2, "seed": 0}
     config = ",".join(map(str, chosen["config"]))
     code, out, err = run(
         capsys, "eval", str(ckpts[1]), "--config", config, "--calib-runs", "2", "--limit", "60", "--json"

@@ -79,6 +79,8 @@ def test_torch_formats_run_a_per_stage_configuration(tmp_path, fmt, family, stag
     for frames in (stage_T[0] + 1, stage_T[0] - 1 or 2):  # a trace unrolls T_0 steps
         with pytest.raises(Exception):  # noqa: B017 (torch raises its own kinds per format)
             loaded(torch.from_numpy(inputs(cfg, T=frames, batch=3)))
+    with pytest.raises(Exception):  # noqa: B017 channels-last, as many numbers: TorchScript ran it
+        loaded(torch.from_numpy(x).permute(0, 1, 3, 4, 2).contiguous())
 
 
 @pytest.mark.parametrize("fmt", ["torchscript", "pt2"])

@@ -270,6 +270,7 @@ def test_export_config_bad_input(ckpts, capsys, tmp_path, args, msg):
         (0, ["--data", "nosuch"], "has no BatchNorm layers: leave them out"),
         (0, ["--calib-batches", "3"], "has no BatchNorm layers: leave them out"),
         (0, ["--calib-runs", "2"], "has no BatchNorm layers: leave them out"),
+        (1, ["--calib-batches", "0", "--calib-runs", "3"], "calibration is off"),  # runs of nothing, unsaid
         # calibration data of another shape: a RuntimeError traceback from the first conv
         (1, ["--data", "digits:static"], "gives inputs of shape [1, 8, 8], but"),
     ],

@@ -261,7 +261,13 @@ def test_trev_memory_measures_the_network_fit_trains(tmp_path, capsys):
     argv = ["trev-memory", "--in-shape", *map(str, cfg.model.in_shape), "--width", "8", "--T", "2", "--repeats", "1"]
     code, out, err = run(capsys, *argv, "--batch-size", "2", "--json")
     assert code == 0, err
-    assert json.loads(out)["trev"] == {**cfg.model.trev, "backward": "bptt"}
+    got = json.loads(out)
+    assert got["trev"] == {k: v for k, v in cfg.model.trev.items() if k != "backward"} and got["bias"] is False
+    code, out, err = run(capsys, *argv, "--batch-size", "2", "--trev", "widths=1,2,3,4")
+    assert code == 0, err
+    line = next(x for x in out.splitlines() if x.startswith("network: --trev "))
+    items = line.removeprefix("network: --trev ").split(", ")[0].split()  # pasted back: the same options
+    assert parse_options(items) == parse_options(["widths=1,2,3,4"]) and line.endswith(", no biases")
     measured = build(trev_config("trev-tiny", "events", tuple(cfg.model.in_shape), 2, 8, parse_options([])))
     shapes = {k: tuple(v.shape) for k, v in measured.state_dict().items()}
     assert shapes == {k: tuple(v.shape) for k, v in fitted.state_dict().items()}

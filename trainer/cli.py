@@ -419,7 +419,7 @@ def config_from_args(
     if is_trev(a.model) and cliargs.given(given, "stages"):
         raise ConfigError(
             f"--stages applies to the MTT models, not to --model {a.model}: a trev model has one sub-network "
-            "per group of time steps (--T, --trev groups=G; docs/trev.md)"
+            "per time step (--T; docs/trev.md)"
         )
     trev = parse_trev_options(a.trev).to_dict() if is_trev(a.model) else {}
     target = a.target or (online_method(a.method).target if a.method in ONLINE_METHODS else "onehot")

@@ -319,7 +319,7 @@ def cmd_memory(a: argparse.Namespace) -> None:
         return
     print(
         f"training memory per iteration: {m.name}{f' width {m.width}' if m.width else ''}, norm {a.norm}, "
-        f"neuron {DEFAULT_NEURON}, {'' if m.bias else 'no '}biases (as fit trains), input {a.in_shape}, "
+        f"neuron {DEFAULT_NEURON}, {'' if m.bias else 'no '}biases (fit's defaults), input {a.in_shape}, "
         f"batch {a.batch_size}, {a.threads} torch thread(s)"
     )
     cols = ["method", "T", "saved_MiB", *(["peak_rss_MiB", "rss_increase_MiB"] if not a.no_rss else []), "ms_per_iter"]

@@ -35,7 +35,7 @@ from .config_search import (
 )
 from .models import SpikingNet
 from .stage_cost import RunCounts, counting
-from .train import calibrate_bn_runs, evaluate_configs, has_bn
+from .train import calibrate_bn_runs, calibration_batches, evaluate_configs, has_bn
 
 DEFAULT_CALIB_RUNS = 1  # --calib-runs of eval, search, export and calibrate (MTT A.6/A.9 use 3)
 CALIB_RUNS_AVERAGED = (
@@ -140,6 +140,14 @@ def refuse_calibration_flags_without_bn(a: argparse.Namespace, path: str, model:
     flags = [f"--{d.replace('_', '-')}" for d in ("calib_batches", "calib_runs") if cliargs.given(a, d)]
     if flags and not has_bn(model):
         raise ConfigError(f"{' and '.join(flags)} calibrate BatchNorm; {path} has no BatchNorm layers: leave them out")
+    refuse_runs_without_batches(a, ConfigError)
+
+
+def refuse_runs_without_batches(a: argparse.Namespace, error: type[Exception]) -> None:
+    """--calib-runs with --calib-batches 0: calibration is off, nothing would run (eval,
+    search and export accepted it and ignored it)."""
+    if cliargs.given(a, "calib_runs") and a.calib_batches == 0:
+        raise error(f"--calib-runs {a.calib_runs} with --calib-batches 0: calibration is off; leave one of them out")
 
 
 def calibration_data(path: str, cfg: Config, model: SpikingNet, data: str | None) -> Dataset | None:
@@ -302,6 +310,10 @@ def cmd_search(a: argparse.Namespace) -> None:
     refuse_calibration_flags_without_bn(a, a.checkpoint, model)
     calib = calibration_data(a.checkpoint, cfg, model, a.data)
     ev = Evaluator(model, val, calib, a.calib_batches, a.batch_size, calib_runs=a.calib_runs)
+    bn_calibration = None  # what every configuration's statistics came from (export --config's too)
+    if calib is not None and a.calib_batches > 0:
+        ran = calibration_batches(a.calib_batches, len(calib), CALIB_BATCH_SIZE)
+        bn_calibration = {"batches": ran, "batch_size": CALIB_BATCH_SIZE, "runs": a.calib_runs, "seed": CALIB_SEED}
     rng = np.random.default_rng(a.seed)
 
     # 1. the accuracy model, fitted on random configurations measured on the validation split
@@ -333,7 +345,8 @@ def cmd_search(a: argparse.Namespace) -> None:
         "data": test.spec,
         "n_val": len(val),
         "n_test": len(test),
-        "seed": a.seed,
+        "seed": a.seed,  # of the sampled configurations; calibration draws start at CALIB_SEED
+        "bn_calibration": bn_calibration,
         "stages": n,
         "T_range": [tmin, tmax],
         "cost_model": a.cost,

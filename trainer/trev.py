@@ -120,6 +120,12 @@ class TRevOptions:
         d["widths"] = list(self.widths)
         return d
 
+    def items(self, leave_out: tuple[str, ...] = ()) -> list[str]:
+        """The options as the ``--trev KEY=VALUE`` items that give them back."""
+        d = {k: v for k, v in self.to_dict().items() if k not in leave_out}
+        text = {list: lambda v: ",".join(map(str, v)), bool: lambda v: str(v).lower()}
+        return [f"{k}={text.get(type(v), str)(v)}" for k, v in d.items()]
+
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TRevOptions:
         known = [f.name for f in fields(cls)]

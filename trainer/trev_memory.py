@@ -100,14 +100,16 @@ def cmd_trev_memory(a: argparse.Namespace) -> None:
                 "kind": a.kind,
                 "in_shape": a.in_shape,
                 "batch_size": a.batch_size,
-                "trev": options.to_dict(),  # the network measured (fit's by default)
+                # the network measured (fit's by default); both backwards are rows
+                "trev": {k: v for k, v in options.to_dict().items() if k != "backward"},
+                "bias": DEFAULT_BIAS,
                 "rows": rows,
                 f"saved_T{hi['T']}_over_T{lo['T']}": growth,
             }
         )
         return
     print(f"activation memory per training iteration: {a.model}, {a.kind} input {a.in_shape}, batch {a.batch_size}")
-    print("options: " + " ".join(f"{k}={v}" for k, v in options.to_dict().items() if k != "backward"))
+    print(f"network: --trev {' '.join(options.items(leave_out=('backward',)))}, {'' if DEFAULT_BIAS else 'no '}biases")
     cols = [
         "T",
         "reversible_saved_MiB",

@@ -73,10 +73,11 @@ def _npz(path: str, keys: tuple[str, ...], what: str) -> dict[str, np.ndarray]:
 
 def read_inputs(path: str) -> Dataset:
     what = "a parity inputs file (python -m edge.pi.parity inputs)"
-    got = unpacked(_npz(path, ("events", "offsets", "labels"), what))
-    if got is None:
-        raise InputError(f"{path} is not {what}: its events, offsets and labels do not form one stream per label")
-    return digits_event_set(path, "test", *got)
+    try:
+        streams, labels = unpacked(_npz(path, ("events", "offsets", "labels"), what))
+    except ValueError as e:
+        raise InputError(f"{path} is not {what}: {e}") from None
+    return digits_event_set(path, "test", streams, labels)
 
 
 def run_all(model: str, ds: Dataset, backend: str = "exact") -> dict[str, np.ndarray]:

@@ -75,14 +75,20 @@ def save_packed(f: IO[bytes], streams: list[np.ndarray], labels: np.ndarray) -> 
     np.savez(f, events=np.concatenate(streams), offsets=offsets, labels=labels)
 
 
-def unpacked(z: Mapping[str, np.ndarray]) -> tuple[list[np.ndarray], np.ndarray] | None:
-    """The streams and labels of :func:`packed`'s arrays; None when they are not that
-    layout (another event dtype, offsets that do not cut the events into one per label)."""
+def unpacked(z: Mapping[str, np.ndarray]) -> tuple[list[np.ndarray], np.ndarray]:
+    """The streams and labels of :func:`save_packed`'s arrays; a ValueError naming what is
+    not that layout (event dtype, integer offsets cutting the events into one stream per
+    label, labels of the ten digits)."""
     ev, offsets, labels = z["events"], z["offsets"], z["labels"]
-    if ev.dtype != EVENT_DTYPE or len(offsets) != len(labels) + 1 or offsets[0] != 0 or offsets[-1] != len(ev):
-        return None
-    if np.any(np.diff(offsets) < 0):
-        return None
+    if ev.dtype != EVENT_DTYPE:
+        raise ValueError(f"its events are {ev.dtype}, expected the event records {EVENT_DTYPE}")
+    if offsets.dtype.kind not in "iu" or labels.dtype.kind not in "iu":
+        raise ValueError(f"its offsets and labels are {offsets.dtype} and {labels.dtype}, expected integers")
+    cuts = len(offsets) == len(labels) + 1 and offsets[0] == 0 and offsets[-1] == len(ev)
+    if not cuts or np.any(np.diff(offsets) < 0):
+        raise ValueError("its offsets do not cut its events into one stream per label")
+    if len(labels) and not (labels.min() >= 0 and labels.max() < len(CLASSES)):
+        raise ValueError(f"its labels are not digits 0..{len(CLASSES) - 1}")
     return [ev[offsets[i] : offsets[i + 1]] for i in range(len(labels))], labels
 
 
@@ -90,7 +96,7 @@ def _read_cache(path: Path) -> tuple[list[np.ndarray], np.ndarray] | None:
     try:
         with np.load(path) as z:
             return unpacked(z)
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile):  # rebuilt
         return None
 
 
