@@ -138,6 +138,25 @@ def test_norse_line_says_the_dt_a_leaky_layer_needs(kind, tmp_path):
     assert not all(np.array_equal(a, b) for a, b in zip(at_default, at_one_step))
 
 
+def test_sinabs_line_says_the_decay_it_builds_from_a_tau_in_seconds(tmp_path):
+    """The line for a zero-reset LIF (written in snnTorch's Euler convention, tau in
+    seconds) said only that sinabs "reads tau in steps": it builds decay exp(-1/tau), 0 here
+    (ours 0.7), and the line now says the decay sinabs runs."""
+    if "sinabs" not in PEERS:
+        pytest.skip("sinabs is not installed")
+    import sinabs
+    import sinabs.layers as sl
+
+    cfg, net, path, notes = _export(tmp_path, kind="LIF", spike="single", reset="zero")
+    (line,) = [n for n in notes if n.startswith(f"NIR: {PEER_NAMES['sinabs']} ")]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        (lif,) = [m for m in sinabs.from_nir(nir.read(path), batch_size=1).modules() if isinstance(m, sl.LIFSqueeze)]
+    built = float(torch.exp(-1.0 / lif.tau_mem).flatten()[0])
+    assert f"as steps: decay {built:.3g} where ours is {cfg.neuron.spec.decay:g}" in line
+    assert built != pytest.approx(cfg.neuron.spec.decay, abs=0.1)
+
+
 @pytest.mark.parametrize("peer", PEERS)
 def test_matrix_li_readout(peer, tmp_path):
     """LI readout (membrane voting) after a multi-spike subtract LIF layer."""

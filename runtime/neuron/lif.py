@@ -75,7 +75,7 @@ class LIF(NeuronKind[NeuronSpec]):
         sinabs = nir.rules_phrase(spec, "multi", "subtract", "no clamp", -math.inf)
         snntorch = nir.rules_phrase(spec, "single", "zero", "no clamp", -math.inf)
         return {
-            "sinabs": sinabs and f"runs LIF with {sinabs}" + (", and reads tau in steps" if nir.euler(spec) else ""),
+            "sinabs": sinabs and f"runs LIF with {sinabs}" + (nir.sinabs_steps(spec) if nir.euler(spec) else ""),
             "snntorch": snntorch
             and f"runs LIF with {snntorch}" + ("" if nir.euler(spec) else nir.snntorch_silent(spec)),
             "norse": "integrates LIF with forward Euler and ignores r (input scaled by dt/tau), one spike, zero reset, "

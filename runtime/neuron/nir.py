@@ -149,6 +149,16 @@ def snntorch_silent(spec: NeuronSpec) -> str:
     )
 
 
+def sinabs_steps(spec: NeuronSpec) -> str:
+    """What sinabs makes of a leaky node written in snnTorch's Euler convention: it reads
+    ``tau`` (seconds) as steps, ``exp(-1/tau)``; a phrase with the numbers, for the peer note."""
+    tau = euler_tau(spec.decay)
+    return (
+        f", and reads tau = {tau:.3g} (seconds, written for snnTorch's Euler step) as steps: decay "
+        f"{math.exp(-1.0 / tau):.3g} where ours is {spec.decay:g}"
+    )
+
+
 def time_convention(spec: NeuronSpec) -> str:
     """How the node's ``tau`` / ``r`` are to be read (written to the node's metadata)."""
     if spec.kind == "IF":
