@@ -167,3 +167,41 @@ def test_atomic_write_leaves_nothing_on_failure(tmp_path):
     assert list(tmp_path.iterdir()) == []
     with pytest.raises(OutputPathError, match="does not exist"):
         write_atomic(tmp_path / "missing" / "m.onnx", lambda tmp: None)
+
+
+def test_every_file_written_steps_its_neurons_at_the_protocols_frame_dt(tmp_path, capsys):
+    """µs per step is stored twice in an event model's file: the protocol's ``dt_us`` (what
+    fixed bins and stream windows step by) and each neuron's ``dt`` (what the event engine
+    leaks by); no reader checks them against each other, so every writer must agree: an
+    export, a NIR round trip, and a foreign NIR import with ``--events-us``."""
+    from tests.conftest import fit_checkpoint
+
+    ckpt = tmp_path / "m.pt"
+    fit_checkpoint(capsys, ckpt, "--data", "digits", "--model", "1C1FC", "--width", "4", "--epochs", "1",
+                   "--limit-train", "60", "--limit", "20", "--quiet", "--threads", "1")  # fmt: skip
+    outs = {"onnx": tmp_path / "m.onnx", "round trip": tmp_path / "back.onnx", "foreign": tmp_path / "f.onnx"}
+    for argv in (
+        [str(ckpt), "-o", str(outs["onnx"])],
+        [str(ckpt), "--format", "nir", "-o", str(tmp_path / "m.nir")],
+        [str(tmp_path / "m.nir"), "-o", str(outs["round trip"])],
+        [
+            str(tmp_path / "m.nir"),
+            "--from",
+            "nir",
+            "--dt-us",
+            "1000",
+            "--events-us",
+            "300000",
+            "--T",
+            "5",
+            "-o",
+            str(outs["foreign"]),
+        ],
+    ):
+        code, _, err = _run(capsys, *argv)
+        assert code == 0, err
+    for what, path in outs.items():
+        p = read_protocol(path)
+        assert p.input_kind == "event-frames" and p.dt_us is not None, what
+        assert {n.spec.dt for n in p.neurons} == {p.dt_us}, (what, p.dt_us, [n.spec.dt for n in p.neurons])
+    assert read_protocol(outs["foreign"]).dt_us == 300000 / 5
