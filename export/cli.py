@@ -105,14 +105,8 @@ def run(a: argparse.Namespace) -> int:
     _, write = get_format(a.format)  # an unknown format fails before any work
     if a.check and a.format != "onnx":
         raise ExportError(f"--check runs the ONNX graph in onnxruntime; it needs --format onnx, not {a.format!r}")
-    calibration_flags = {
-        "--data": a.data is not None,
-        "--calib-batches": a.calib_batches is not None,
-        "--calib-runs": cliargs.given(a, "calib_runs"),
-    }
-    if a.config is None and any(calibration_flags.values()):
-        given = " and ".join(f for f, set_ in calibration_flags.items() if set_)
-        raise ExportError(f"{given} calibrate BatchNorm for a --config; give --config too")
+    if a.config is None and (given := calibration_flags(a)):
+        raise ExportError(f"{' and '.join(given)} calibrate BatchNorm for a --config; give --config too")
     if a.config is not None and a.format == "nir":
         raise ExportError(NIR_HAS_NO_STAGES)
     if a.config is not None and a.T is not None:
@@ -223,21 +217,20 @@ def configured(a: argparse.Namespace, cfg: Config, model: object) -> tuple[Spiki
     with BatchNorm, calibrated for the configuration exactly as it calibrates (same data,
     batches and seed); returns it and how it was calibrated (None: not)."""
     from trainer.search_cli import (
-        CALIB_BATCH_SIZE,
-        CALIB_SEED,
         calibration_data,
+        calibration_record,
         check_config,
         check_stages,
         for_config,
         refuse_runs_without_batches,
     )
-    from trainer.train import calibration_batches, has_bn
+    from trainer.train import has_bn
 
     net = check_stages(a.checkpoint, model)
     check_config(a.checkpoint, cfg, len(net.stages), a.config)
     refuse_runs_without_batches(a, ExportError)
     batches = CALIB_BATCHES if a.calib_batches is None else a.calib_batches
-    if not has_bn(net) and (a.data is not None or a.calib_batches is not None or cliargs.given(a, "calib_runs")):
+    if not has_bn(net) and calibration_flags(a):
         raise ExportError(  # they were accepted, unread
             f"--data, --calib-batches and --calib-runs calibrate BatchNorm for the configuration; {a.checkpoint} "
             "has no BatchNorm layers: leave them out"
@@ -245,10 +238,19 @@ def configured(a: argparse.Namespace, cfg: Config, model: object) -> tuple[Spiki
     calib = calibration_data(a.checkpoint, cfg, net, a.data) if batches > 0 else None
     if calib is None:
         return net, None
-    ran = calibration_batches(batches, len(calib), CALIB_BATCH_SIZE)  # the split may hold fewer
-    how = {"data": calib.spec, "split": cfg.data.train_split, "batches": ran, "batch_size": CALIB_BATCH_SIZE}
-    how.update(runs=a.calib_runs, seed=CALIB_SEED)
+    how = {"data": calib.spec, "split": cfg.data.train_split, **calibration_record(batches, len(calib), a.calib_runs)}
     return for_config(net, calib, a.config, batches, a.calib_runs), how
+
+
+def calibration_flags(a: argparse.Namespace) -> list[str]:
+    """The flags given that calibrate BatchNorm for a ``--config`` (refused without one, and
+    on a model without BatchNorm: they were accepted and ignored)."""
+    given = {
+        "--data": a.data is not None,
+        "--calib-batches": a.calib_batches is not None,
+        "--calib-runs": cliargs.given(a, "calib_runs"),
+    }
+    return [flag for flag, set_ in given.items() if set_]
 
 
 def main(argv: list[str] | None = None) -> None:

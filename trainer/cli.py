@@ -126,7 +126,7 @@ def _add_fit(sub: argparse._SubParsersAction) -> None:
         help="online methods: weight w of MSE in the per-step loss (default: 0.05 sltt/ottt, 0.1 ndot)",
     )
     _add_paper_options(p)
-    _add_trev(p)
+    add_trev_options_flag(p)
     _add_start(p)
     cliargs.add_steps(p, "nmt/mtt: smallest T sampled in training", 1, flag="--tmin")
     cliargs.add_steps(p, "nmt/mtt: largest T sampled in training (the trained T)", 6, flag="--tmax")
@@ -273,10 +273,6 @@ def _add_start(p: argparse.ArgumentParser) -> None:
         help="continue this checkpoint's run (its config, optimizer, scheduler, epoch, --limit-train and "
         "--limit); the data comes from its config",
     )
-
-
-def _add_trev(p: argparse.ArgumentParser) -> None:
-    add_trev_options_flag(p)
 
 
 def _add_eval(sub: argparse._SubParsersAction) -> None:

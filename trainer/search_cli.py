@@ -143,6 +143,13 @@ def refuse_calibration_flags_without_bn(a: argparse.Namespace, path: str, model:
     refuse_runs_without_batches(a, ConfigError)
 
 
+def calibration_record(batches: int, n_samples: int, runs: int) -> dict[str, int]:
+    """How :func:`for_config` calibrates, for a report: the batches that run (a split of
+    ``n_samples`` may hold fewer than ``batches``), their size, the runs and the first seed."""
+    ran = calibration_batches(batches, n_samples, CALIB_BATCH_SIZE)
+    return {"batches": ran, "batch_size": CALIB_BATCH_SIZE, "runs": runs, "seed": CALIB_SEED}
+
+
 def refuse_runs_without_batches(a: argparse.Namespace, error: type[Exception]) -> None:
     """--calib-runs with --calib-batches 0: calibration is off, nothing would run (eval,
     search and export accepted it and ignored it)."""
@@ -312,8 +319,7 @@ def cmd_search(a: argparse.Namespace) -> None:
     ev = Evaluator(model, val, calib, a.calib_batches, a.batch_size, calib_runs=a.calib_runs)
     bn_calibration = None  # what every configuration's statistics came from (export --config's too)
     if calib is not None and a.calib_batches > 0:
-        ran = calibration_batches(a.calib_batches, len(calib), CALIB_BATCH_SIZE)
-        bn_calibration = {"batches": ran, "batch_size": CALIB_BATCH_SIZE, "runs": a.calib_runs, "seed": CALIB_SEED}
+        bn_calibration = calibration_record(a.calib_batches, len(calib), a.calib_runs)
     rng = np.random.default_rng(a.seed)
 
     # 1. the accuracy model, fitted on random configurations measured on the validation split

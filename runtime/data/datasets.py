@@ -200,7 +200,9 @@ def _digits(arg: str, split: str, spec: str) -> Dataset:
     try:
         if arg == "static":
             images, labels = digits_static(split)
-            return Dataset(spec, split, "static", (1, 8, 8), labels, CLASSES, images=images, meta={"index": index})
+            return Dataset(
+                spec, split, "static", (1, 8, 8), labels, list(CLASSES), images=images, meta={"index": index}
+            )
         events, labels = digits_events(split)
     except DigitsError as e:
         raise DataError(str(e)) from None
@@ -215,7 +217,7 @@ def digits_event_set(
     from .digits import CLASSES, DURATION_US, SENSOR
 
     return Dataset(
-        spec, split, "events", SENSOR, labels, CLASSES, events=events, duration_us=DURATION_US, meta=meta or {}
+        spec, split, "events", SENSOR, labels, list(CLASSES), events=events, duration_us=DURATION_US, meta=meta or {}
     )
 
 
