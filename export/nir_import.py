@@ -333,7 +333,7 @@ def _neuron(name: str, node, source: str, dt_s: float, step_us: float | None) ->
             spec = spec_from_metadata(node.metadata or {})
             if spec is None:
                 raise NirNeuronError("has no flexsnn metadata although the graph does")
-            return NeuronLayer(spec), 1.0
+            return NeuronLayer(spec if step_us is None else dataclasses.replace(spec, dt=step_us)), 1.0
         neuron = kind_of(kind)
         spec, gain = neuron.from_nir({p: _array(getattr(node, p)) for p in neuron.nir_params}, source, dt_s)
     except NirNeuronError as e:
@@ -381,11 +381,15 @@ def _config(
             classes=[str(c) for c in range(n_out)],  # type: ignore[arg-type]
             duration_us=float(events_us or 0.0),
         )
-    return Config(
-        ModelConfig(name=name, stages=1, bn=False, readout=readout, num_classes=n_out, in_shape=in_shape),
-        data=data,
-        method=method,
-    ).validate()  # type: ignore[arg-type]
+    return (
+        Config(
+            ModelConfig(name=name, stages=1, bn=False, readout=readout, num_classes=n_out, in_shape=in_shape),
+            data=data,
+            method=method,
+        )
+        .with_step_dt()
+        .validate()
+    )  # type: ignore[arg-type]
 
 
 def build(
@@ -434,8 +438,13 @@ def build(
             f"input; got {events_us} for source {source!r} (flexsnn graphs keep their own input)"
         )
     # event input: a step is one frame of the recording, and the event-driven engine leaks
-    # each neuron by its decay per that many µs (a foreign spec's dt is the source's step)
+    # each neuron by its decay per that many µs (a foreign spec's dt is the source's step;
+    # our own graph at another T: its recording in T bins, each neuron's decay per step kept)
+    meta = json.loads(graph.metadata[KEY]) if source == "flexsnn" else None
     step_us = None if events_us is None else events_us / (10 if T is None else T)
+    retimed = meta is not None and T is not None and T != meta["T_trained"] and bool(meta["input"]["dt_us"])
+    if retimed:
+        step_us = float(meta["input"]["duration_us"]) / T
     order = chain(graph)
     if len(order) < 3:
         raise ExportError("the graph has no node between Input and Output")
@@ -477,7 +486,12 @@ def build(
     readout = "li" if isinstance(last, NeuronLayer) and not last.spec.spiking else "mean"
     model = SpikingNet([Sequence(net.layers)], readout).eval()
     n_out = int(net.x.shape[1])
-    meta = json.loads(graph.metadata[KEY]) if source == "flexsnn" else None
+    if retimed:
+        notes.append(
+            f"--T {T}: a step is one bin of {step_us:g} µs of the recording (trained: {meta['input']['dt_us']:g} "
+            "µs); each neuron keeps its decay per step, so its time constants in µs (the event engine's) scale "
+            f"by {step_us / meta['input']['dt_us']:g}"
+        )
     cfg = _config(meta, name, in_shape, n_out, readout, T, events_us)
     source_us = SNNTORCH_DT * 1e6 if source == "snntorch" else None if dt is None else dt * 1e6
     if step_us is not None and source_us is not None and not math.isclose(source_us, step_us):

@@ -83,7 +83,10 @@ def protocol(
         train_split=d.train_split,
     )
     base.update(fields)
-    return Protocol(**base)  # type: ignore[arg-type]
+    try:
+        return Protocol(**base)  # type: ignore[arg-type]
+    except ModelError as e:  # e.g. a neuron's dt that is not the data's step
+        raise ExportError(f"{cfg.model.name}: {e}") from None
 
 
 def read_protocol(model: str | Path | onnx.ModelProto) -> Protocol:

@@ -177,6 +177,22 @@ class Protocol:
     # its own (runtime.stages), outputs its boundary tensor of this shape, not the classes
     output_shape: tuple[int, ...] | None = None
 
+    def __post_init__(self) -> None:
+        # µs per step is stored twice in an event model's file: the input's dt_us (what fixed
+        # bins and stream windows step by) and each neuron's dt (the unit of its time
+        # constants, what the event engine leaks by); a file where they differ would be one
+        # model for the clock runtime and another for the event engine, unsaid
+        dt_us = self.dt_us
+        if dt_us is None or self.input_kind in DENSE_KINDS:  # no time base (files of flexsnn-onnx/1 wrote one
+            return  # for static images too): a neuron's dt is one step
+        for n in self.neurons:
+            if not math.isclose(n.spec.dt, dt_us, rel_tol=1e-9):
+                raise ModelError(
+                    f"neuron {n.node!r} has dt = {n.spec.dt:g} µs but the input steps by dt_us = {dt_us:g} "
+                    "µs; they must be one value (the event engine leaks by the neuron's, the clock runtime bins "
+                    "by the input's)"
+                )
+
     @property
     def num_classes(self) -> int:
         return len(self.classes)
@@ -323,29 +339,32 @@ def _parse_protocol(meta: dict[str, Any]) -> Protocol:
             raise ModelError(
                 f"{where}: input dt_us and duration_us must be numbers > 0, got {timing[2]!r}, {timing[1]!r}"
             )
-    return Protocol(
-        model=str(meta.get("model", "")),
-        method=str(meta.get("method", "")),
-        input_kind=kind,
-        input_shape=_shape(_field(inp, "shape", f"{where} 'input'"), "input shape"),
-        binning=binning,
-        duration_us=duration_us,
-        dt_us=dt_us,
-        uses_t=bool(_field(meta, "uses_t", where)),
-        readout=_choice(_field(meta, "readout", where), READOUTS, "readout"),
-        T_trained=T_trained,
-        T_range=(T_range[0], T_range[1]),
-        classes=tuple(str(c) for c in _field(meta, "classes", where)),
-        states=states,
-        neurons=neurons,
-        max_steps=_max_steps(meta.get("max_steps"), where),
-        **_data_fields(inp, where),
-        data=_optional_text(meta, "data", where),
-        exit_policy=_exit_policy(meta.get("exit"), where),
-        exit_record=_exit_record(meta.get("exit")),
-        train_split=_optional_text(meta, "train_split", where),
-        stages=_stages(meta.get("stages"), states, where),
-    )
+    try:
+        return Protocol(
+            model=str(meta.get("model", "")),
+            method=str(meta.get("method", "")),
+            input_kind=kind,
+            input_shape=_shape(_field(inp, "shape", f"{where} 'input'"), "input shape"),
+            binning=binning,
+            duration_us=duration_us,
+            dt_us=dt_us,
+            uses_t=bool(_field(meta, "uses_t", where)),
+            readout=_choice(_field(meta, "readout", where), READOUTS, "readout"),
+            T_trained=T_trained,
+            T_range=(T_range[0], T_range[1]),
+            classes=tuple(str(c) for c in _field(meta, "classes", where)),
+            states=states,
+            neurons=neurons,
+            max_steps=_max_steps(meta.get("max_steps"), where),
+            **_data_fields(inp, where),
+            data=_optional_text(meta, "data", where),
+            exit_policy=_exit_policy(meta.get("exit"), where),
+            exit_record=_exit_record(meta.get("exit")),
+            train_split=_optional_text(meta, "train_split", where),
+            stages=_stages(meta.get("stages"), states, where),
+        )
+    except ModelError as e:  # its own checks (Protocol.__post_init__)
+        raise ModelError(f"{where}: {e}") from None
 
 
 def _optional_text(meta: dict[str, Any], key: str, where: str) -> str | None:

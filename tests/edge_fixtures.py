@@ -97,7 +97,7 @@ def chain_model(
         in_shape=list(in_shape),
         classes=classes,
         T=4,
-        duration_us=40000.0,
+        duration_us=4 * spec.dt,  # one step is one bin: the neuron's dt
     )
 
 

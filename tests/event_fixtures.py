@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -49,7 +50,7 @@ def chain_model(
     seed: int = 0,
     scale: float = 0.6,
     dyadic: bool = True,
-    T: int = 10,
+    T: int | None = None,
     duration_us: float = 100_000.0,
     conv_bias: float = 0.0,
     stride: int = 1,
@@ -57,8 +58,14 @@ def chain_model(
 ) -> onnx.ModelProto:
     """sensor -> [Conv3x3 (pad 1, ``stride``) -> neuron -> AvgPool2] per entry of ``channels``
     -> Flatten -> Gemm (weights ``fc`` if given) -> readout: "none" (y = the Gemm), "li"
-    (an LI neuron) or "spike" (the hidden neuron type)."""
+    (an LI neuron) or "spike" (the hidden neuron type). One step is one bin of the recording, as
+    the protocol requires: ``T`` None steps by the neuron's ``dt`` (T = duration / dt); a given
+    ``T`` sets the neuron's ``dt`` to duration / T."""
     neuron = neuron or spec()
+    if T is None:
+        T = round(duration_us / neuron.dt)
+        assert T >= 1 and math.isclose(T * neuron.dt, duration_us), (duration_us, neuron.dt)
+    neuron = dataclasses.replace(neuron, dt=duration_us / T)
     rng = np.random.default_rng(seed)
     c, h, w = sensor
     nodes, inits, states, neurons, functions = [], [], [], [], {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -45,7 +46,7 @@ def config(
     data: str = "digits",
     extra: dict | None = None,
 ) -> Config:
-    return Config(
+    cfg = Config(
         ModelConfig(
             name=name, stages=2, width=width, bias=bias, bn=bn, readout=readout, num_classes=10, in_shape=in_shape
         ),
@@ -63,7 +64,8 @@ def config(
         ),
         DataConfig(spec=data, kind="events" if ":" not in data else "static", shape=in_shape, duration_us=1000.0),
         MethodConfig(),
-    ).validate()
+    )
+    return cfg.with_step_dt().validate()
 
 
 def randomize(model: nn.Module, seed: int = 0, gain: float = 1.5) -> nn.Module:
@@ -90,14 +92,15 @@ def model(cfg: Config, seed: int = 0) -> SpikingNet:
 
 def variants_net(seed: int = 0) -> tuple[Config, SpikingNet]:
     """One net with a layer of every variant in a chain, ending in an LI readout."""
-    width = 24
+    width, cfg = 24, config(readout="li")
+    step = cfg.neuron.spec.dt  # every neuron steps by the one bin of the data
     layers: list[nn.Module] = [Stateless(nn.Flatten()), Stateless(nn.Linear(2 * 8 * 8, width))]
     for spec in VARIANTS:
-        layers += [NeuronLayer(spec), Stateless(nn.Linear(width, width))]
+        layers += [NeuronLayer(dataclasses.replace(spec, dt=step)), Stateless(nn.Linear(width, width))]
     layers[-1] = Stateless(nn.Linear(width, 10))
-    layers.append(NeuronLayer(NeuronSpec("LI", 0.9, 1.0, "subtract", "single", -math.inf, 1.0)))
+    layers.append(NeuronLayer(NeuronSpec("LI", 0.9, 1.0, "subtract", "single", -math.inf, step)))
     net = randomize(SpikingNet([Sequence(layers)], readout="li"), seed, gain=2.0)
-    return config(readout="li"), net
+    return cfg, net
 
 
 def inputs(cfg: Config, T: int = 5, batch: int = 3, seed: int = 0) -> np.ndarray:

@@ -3,6 +3,7 @@ runtime tests do not depend on the exporter or torch."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -34,6 +35,7 @@ def overload(spec: NeuronSpec) -> str:
     return f"{spec.spike}_{spec.reset}" + ("_clamp" if spec.v_min != -math.inf else "")
 
 
+DURATION_US = 300000.0  # the recording span of the event-frame fixtures (digits)
 SECOND_WRITER_KINDS = ("LIF", "IF", "LI")  # the kinds neuron_function writes
 
 
@@ -165,6 +167,8 @@ def tiny_model(
     """x [B, C, size, size] (default: 1x8x8 images, or 2x20x20 events) -> Conv3x3 -> LIF ->
     AvgPool2 -> Flatten -> Gemm [-> LI] -> y."""
     spec = spec or NeuronSpec("LIF", 0.5, 1.0, "subtract", "single", -math.inf, 1.0)
+    if kind != "repeat":  # one step is one bin of the recording: the neuron's dt is the protocol's dt_us
+        spec = dataclasses.replace(spec, dt=DURATION_US / T)
     rng = np.random.default_rng(seed)
     c_in = 1 if kind == "repeat" else 2
     size = size or (8 if kind == "repeat" else 20)  # the shapes of digits:static and digits
@@ -219,7 +223,7 @@ def tiny_model(
         in_shape=[c_in, size, size],
         classes=classes,
         T=T,
-        duration_us=300000.0,
+        duration_us=DURATION_US,
         kind=kind,
         readout="last" if li else readout,
         uses_t=uses_t,

@@ -27,6 +27,7 @@ def alif_onnx(path, dt: float, tau: float = 400.0, tau_adapt: float = 800.0, bet
     cfg = config(width=4, bn=False, bias=False, kind="ALIF", extra={"beta": beta}, **rules)
     spec = dataclasses.replace(cfg.neuron.spec, decay=math.exp(-dt / tau), decay_adapt=math.exp(-dt / tau_adapt), dt=dt)
     cfg.neuron = NeuronConfig(spec)
+    cfg.data.duration_us = dt * cfg.train_T  # one step is one bin of dt µs
     return export_onnx(cfg, model(cfg, seed=1), path)
 
 

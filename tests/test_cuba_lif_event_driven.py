@@ -33,6 +33,7 @@ def cuba_onnx(path: Path, dt: float, tau: float = 400.0, tau_syn: float = 200.0,
     spec = dataclasses.replace(cfg.neuron.spec, decay=math.exp(-DT0 / tau), decay_syn=math.exp(-DT0 / tau_syn), dt=DT0)
     assert isinstance(spec, CubaLIFSpec)
     cfg.neuron = NeuronConfig(spec.retimed(dt))
+    cfg.data.duration_us = dt * cfg.train_T  # one step is one bin of dt µs
     return export_onnx(cfg, model(cfg, seed=1), path)
 
 

@@ -176,7 +176,7 @@ def clock_counts(model, stream, dt_us: float, duration: float) -> dict[str, np.n
 def test_finer_bins_converge_to_event_driven_if():
     """IF, multi-spike: with bins finer than the gap between events the clock-driven run
     IS the event-driven one (SD exactly 0); coarser bins merge events and differ."""
-    model = chain_model(spec("IF", "multi"), sensor=(2, 8, 8), channels=(4, 4), scale=0.9, duration_us=2000)
+    model = chain_model(spec("IF", "multi"), sensor=(2, 8, 8), channels=(4, 4), scale=0.9, duration_us=2000, T=10)
     stream = random_stream(120, (2, 8, 8), 2000, seed=2, unique_t=True)
     eng = engine_of(model)
     res, _ = eng.run(stream)

@@ -179,11 +179,17 @@ def test_every_file_written_steps_its_neurons_at_the_protocols_frame_dt(tmp_path
     ckpt = tmp_path / "m.pt"
     fit_checkpoint(capsys, ckpt, "--data", "digits", "--model", "1C1FC", "--width", "4", "--epochs", "1",
                    "--limit-train", "60", "--limit", "20", "--quiet", "--threads", "1")  # fmt: skip
-    outs = {"onnx": tmp_path / "m.onnx", "round trip": tmp_path / "back.onnx", "foreign": tmp_path / "f.onnx"}
+    outs = {
+        "onnx": tmp_path / "m.onnx",
+        "round trip": tmp_path / "back.onnx",
+        "round trip at T=4": tmp_path / "back4.onnx",  # it kept the neurons' dt of T=6: 50 ms vs 75 ms bins
+        "foreign": tmp_path / "f.onnx",
+    }
     for argv in (
         [str(ckpt), "-o", str(outs["onnx"])],
         [str(ckpt), "--format", "nir", "-o", str(tmp_path / "m.nir")],
         [str(tmp_path / "m.nir"), "-o", str(outs["round trip"])],
+        [str(tmp_path / "m.nir"), "--T", "4", "-o", str(outs["round trip at T=4"])],
         [
             str(tmp_path / "m.nir"),
             "--from",
@@ -205,3 +211,4 @@ def test_every_file_written_steps_its_neurons_at_the_protocols_frame_dt(tmp_path
         assert p.input_kind == "event-frames" and p.dt_us is not None, what
         assert {n.spec.dt for n in p.neurons} == {p.dt_us}, (what, p.dt_us, [n.spec.dt for n in p.neurons])
     assert read_protocol(outs["foreign"]).dt_us == 300000 / 5
+    assert read_protocol(outs["round trip at T=4"]).dt_us == read_protocol(outs["onnx"]).duration_us / 4

@@ -49,7 +49,7 @@ def test_lif_and_li_parameters(tmp_path):
     assert np.allclose(np.exp(-1.0 / lif.tau), cfg.neuron.spec.decay) and np.all(lif.r == 1) and np.all(lif.v_leak == 0)
     assert lif.metadata["flexsnn.nir_time"] == "exp steps"
     meta = json.loads(graph.metadata[KEY])
-    assert meta["readout"] == "last" and meta["neurons"][0]["spec"]["dt"] == 1.0
+    assert meta["readout"] == "last" and meta["neurons"][0]["spec"]["dt"] == cfg.dt_us
 
 
 def test_residual_net_merges_branches(tmp_path):

@@ -435,6 +435,23 @@ def test_bad_protocol_metadata_is_a_model_error(tmp_path, change, needle):
         read_model(save(m, tmp_path / "m.onnx"))
 
 
+def test_a_neuron_whose_dt_is_not_the_inputs_step_is_refused_on_load(tmp_path):
+    """µs per step is stored twice in an event model's file: the input's dt_us (what bins and
+    stream windows step by) and each neuron's dt (what the event engine leaks by); a file where
+    they differ was one model for the clock runtime and another for the event engine, unsaid."""
+    m = tiny_model("event-frames")
+    meta = json.loads(m.metadata_props[0].value)
+    assert meta["neurons"][0]["spec"]["dt"] == meta["input"]["dt_us"] == 75_000.0
+    meta["neurons"][0]["spec"]["dt"] = 1.0
+    m.metadata_props[0].value = json.dumps(meta)
+    with pytest.raises(ModelError, match=r"neuron 'LIF_0' has dt = 1 µs but the input steps by dt_us = 75000 µs"):
+        read_model(save(m, tmp_path / "m.onnx"))
+    # static images have no time base (flexsnn-onnx/1 files wrote a dt_us for them too): they load
+    static = json.loads(tiny_model().metadata_props[0].value)
+    assert static["input"]["dt_us"] == 75_000.0 and static["neurons"][0]["spec"]["dt"] == 1.0
+    read_model(save(tiny_model(), tmp_path / "s.onnx"))
+
+
 def test_conv_stride_zero_is_refused_in_event_mode(tmp_path):
     m = chain_model()
     for n in m.graph.node:

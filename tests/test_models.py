@@ -68,3 +68,18 @@ def test_width_and_bias_options_apply():
     assert [c.out_channels for c in convs] == [7, 7]
     assert all(m.bias is None for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)))
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+
+
+def test_a_neuron_dt_other_than_the_datas_step_is_refused_and_with_step_dt_sets_it():
+    """The neuron's dt (its time constants' unit, the event engine's leak) and the event
+    data's step (recording / trained T) are written into one file: a config where they
+    differ exported a file that the clock runtime and the event engine read as two models."""
+    cfg = Config()
+    cfg.data.duration_us = 300_000.0  # the recording in the trained T = 6 bins: 50 ms each
+    with pytest.raises(ConfigError, match=r"neuron's dt is 1 µs but one step of this event data is 50000 µs"):
+        cfg.validate()
+    shared = cfg.neuron
+    assert cfg.with_step_dt().validate().neuron.spec.dt == 50_000.0
+    assert shared.spec.dt == 1.0  # a new NeuronConfig: configs built from one base do not change each other
+    cfg.data.kind = "static"  # no time base: one step
+    assert cfg.with_step_dt().validate().neuron.spec.dt == 1.0

@@ -16,6 +16,7 @@ DOC = Path(__file__).resolve().parents[1] / "docs" / "sdk.md"
 def test_every_python_block_of_the_sdk_page_runs(tmp_path, monkeypatch):
     cfg = config(name="2C1FCW8", bn=False, bias=False, kind="IF", spike="multi", in_shape=(2, 20, 20))
     cfg.data.duration_us = 300_000.0
+    cfg.with_step_dt()  # one step is one bin of the new duration
     export_onnx(cfg, model(cfg), tmp_path / "model.onnx")
     monkeypatch.chdir(tmp_path)
     blocks = re.findall(r"```python\n(.*?)```", DOC.read_text(), re.S)

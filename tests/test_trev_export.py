@@ -19,11 +19,16 @@ from trainer.trev_memory import trev_config
 SHAPES = {"events": (2, 12, 12), "static": (1, 12, 12)}
 
 
+def config_of(kind: str):
+    cfg = trev_config("trev-tiny-h0.5", kind, SHAPES[kind], 4, 8)
+    cfg.data.duration_us = 300_000.0 if kind == "events" else 0.0
+    return cfg.with_step_dt()  # a step is one bin of the new duration
+
+
 @pytest.fixture(scope="module", params=["events", "static"])
 def exported(request, tmp_path_factory):
     kind = request.param
-    cfg = trev_config("trev-tiny-h0.5", kind, SHAPES[kind], 4, 8)
-    cfg.data.duration_us = 300_000.0 if kind == "events" else 0.0
+    cfg = config_of(kind)
     torch.manual_seed(0)
     net = build_model(cfg).eval()
     path = tmp_path_factory.mktemp("trev") / f"{kind}.onnx"
@@ -228,7 +233,7 @@ def test_bench_times_model_step_at_each_step_index(exported, tmp_path, monkeypat
     from trainer.trev import TRevNet
 
     kind, net, s = exported
-    cfg = trev_config("trev-tiny-h0.5", kind, SHAPES[kind], 4, 8)
+    cfg = config_of(kind)
     ckpt = tmp_path / "trev.pt"
     save_checkpoint(ckpt, cfg, net, {"test_accuracy": 0.0})
     seen: list[int] = []

@@ -324,9 +324,10 @@ def _add_calibrate(sub: argparse._SubParsersAction) -> None:
     _add_threads(p)
 
 
-def neuron_spec_from_args(a: argparse.Namespace, kind: str, duration_us: float) -> NeuronSpec:
+def neuron_spec_from_args(a: argparse.Namespace) -> NeuronSpec:
     """The preset's kind and fields, then every neuron flag given; a flag the kind does not
-    have is an error (never silently ignored)."""
+    have is an error (never silently ignored). Its ``dt`` is the config's to set
+    (:meth:`Config.with_step_dt`)."""
     presets = neuron_presets()
     if a.neuron not in presets:
         raise ConfigError(f"neuron {a.neuron!r} is unknown; expected one of {list(presets)}")
@@ -342,9 +343,6 @@ def neuron_spec_from_args(a: argparse.Namespace, kind: str, duration_us: float) 
                 f"have {sorted(own - {'dt'})})"
             )
         fields[name] = value
-    train_T = a.T if a.T is not None and a.method in FIXED_T_METHODS else a.tmax
-    # dt ties the per-step decay to the event-driven time constant: one step is one bin
-    fields["dt"] = duration_us / train_T if kind == "events" and train_T > 0 else 1.0  # sequences: no time base
     try:
         return make_spec(nkind, **fields)
     except SpecError as e:
@@ -401,7 +399,7 @@ def config_from_args(
     if a.model is None:  # --width given: the last default, whose width it overrides
         a = _with_model(a, DEFAULT_MODELS[-1] if a.width else _default_model(train_shape, kind, duration_us, ds).name)
     given, a = a, _model_defaults(a)
-    spec = neuron_spec_from_args(a, kind, duration_us)
+    spec = neuron_spec_from_args(a)
     if a.norm not in NORMS:
         raise ConfigError(f"norm {a.norm!r} is unknown; expected one of {list(NORMS)}")
     if a.no_bn and a.norm != "none":
@@ -484,7 +482,7 @@ def config_from_args(
     # method is validate's to report, and a trev model's builder refuses any method but sdt
     if a.method in METHODS and not (is_trev(a.model) and a.method != "sdt"):
         _refuse_flags_the_method_ignores(given, a.method)
-    return cfg.validate()
+    return cfg.with_step_dt().validate()
 
 
 def run_lineage(a: argparse.Namespace, resumed: dict | None) -> dict[str, Any]:

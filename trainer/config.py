@@ -7,6 +7,8 @@ rebuilds the model through the model registry.
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -202,6 +204,16 @@ class Config:
         if not m.lr > 0:
             raise ConfigError(f"--lr must be > 0, got {m.lr}")
         self._validate_online()
+        dt_us = self.dt_us
+        if dt_us and not math.isclose(self.neuron.spec.dt, dt_us, rel_tol=1e-9):
+            # an exported file stores both: the clock runtime bins by one, the event engine
+            # leaks by the other (runtime.protocol refuses a file where they differ); dt_us 0:
+            # event data of unknown duration, no time base
+            raise ConfigError(
+                f"the neuron's dt is {self.neuron.spec.dt:g} µs but one step of this event data is {dt_us:g} µs "
+                f"(the recording's {self.data.duration_us:g} µs in T={self.train_T} bins); they must be one value "
+                "(Config.with_step_dt sets it)"
+            )
         if self.model.bn_stats not in BN_STATS:
             raise ConfigError(f"bn_stats {self.model.bn_stats!r} is unknown; expected one of {list(BN_STATS)}")
         if self.model.bn and self.model.weight_std:
@@ -267,6 +279,15 @@ class Config:
         """The trained bin width of event data (µs): the recording in ``train_T`` bins; what
         fixed binning steps by at any T (the protocol's ``dt_us``); None for other data."""
         return float(self.data.duration_us / self.train_T) if self.data.kind == "events" else None
+
+    def with_step_dt(self) -> Config:
+        """This config with its neuron's ``dt`` one step: :attr:`dt_us` for event data (the
+        per-step decay is then the event-driven time constant in µs), else 1 (no time base).
+        Set after the method (its ``train_T``) and the data are; :meth:`validate` holds a
+        config to it (event data of unknown duration, ``duration_us`` 0, gets 1)."""
+        # a new NeuronConfig: configs built from one base share its object
+        self.neuron = dataclasses.replace(self.neuron, spec=dataclasses.replace(self.neuron.spec, dt=self.dt_us or 1.0))
+        return self
 
     @property
     def T_range(self) -> tuple[int, int]:

@@ -127,7 +127,7 @@ def case_config(base: Config, case: Case, batch_size: int) -> Config:
     method = MethodConfig(
         case.method, T=case.T, tmax=case.T, batch_size=batch_size, K=case.K, mse_weight=w, target=target
     )
-    return Config(base.model, base.neuron, base.data, method).validate()
+    return Config(base.model, base.neuron, base.data, method).with_step_dt().validate()
 
 
 def make_iteration(cfg: Config, seed: int = 0) -> Callable[[], float]:
@@ -296,7 +296,7 @@ def cmd_memory(a: argparse.Namespace) -> None:
         weight_std,
     )
     m.stages = 1
-    base.validate()
+    base.with_step_dt().validate()
     build_checked(base, "the model")  # unknown model names, or too wide, fail here
     a.threads = a.threads or available_cores()  # the count used is the one reported
     rows = measure(base, a.methods, sorted(a.T), a.batch_size, a.repeats, not a.no_rss, a.threads)

@@ -37,7 +37,7 @@ def trev_config(
         cfg.model.trev, cfg.model.bias = options.to_dict(), DEFAULT_BIAS
     cfg.data.kind, cfg.data.shape = kind, in_shape
     cfg.method = MethodConfig("sdt", T=T, tmax=T)
-    return cfg.validate()
+    return cfg.with_step_dt().validate()
 
 
 def build(cfg: Config) -> TRevNet:

@@ -95,7 +95,8 @@ def _neuron(L: Layer, readout: bool, readout_threshold: float, net: SpeckNet) ->
             f"readout {L.name!r}: two IF neurons per class (+W and -W, threshold "
             f"{readout_threshold:g}, lower clamp 0), prediction = most spikes(+) - spikes(-)"
         )
-        return chip_neuron(readout_threshold, 0.0, n.dt if n else 1.0)
+        # a readout with no neuron steps as the model does (one bin: the protocol's dt_us)
+        return chip_neuron(readout_threshold, 0.0, n.dt if n else net.protocol.dt_us or 1.0)
     if n.reset != "subtract":
         net.violations.append(Violation(L.name, "reset", n.reset, "'subtract' (the chip subtracts the threshold)"))
     if n.spike == "single" and issue is None:  # a kind the chip refuses gets its violation, not this note
