@@ -51,10 +51,15 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
 
 
 # flags renamed to the one name of their concept, for the message an old command line gets
+# an old flag name -> its new one, said where the sub-command has the new one (every name
+# the one-vocabulary change and later ones retired: an old script gets the new name)
 RENAMED = {
     "--steps": "--T",
     "--reps": "--repeats",
     "--batches": "--calib-batches",
+    "--batch": "--batch-size",  # export --check, runtime bench
+    "--limit-test": "--limit",  # trainer fit
+    "--threads": "--max-threads (1..N threads measured)",  # edge pi-bench; elsewhere --threads is N used
     "--source": "--from",
     "--output": "--out",
     "--dt": "--dt-us (in µs, not seconds)",  # export's NIR import took seconds

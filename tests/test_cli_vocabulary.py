@@ -34,6 +34,17 @@ def test_an_old_flag_name_says_its_new_one(capsys):
     err = capsys.readouterr().err
     assert e.value.code == 2 and "unrecognized arguments: --steps 5 (--steps is now --T)" in err, err
     assert "(see python -m runtime bench -h)" in err  # the sub-command's help, not the top level's
+    # the other names the one-vocabulary change retired (a bare "unrecognized arguments")
+    for main, argv, hint in (
+        (runtime.cli.main, ["bench", "m.onnx", "--batch", "1"], "--batch is now --batch-size"),
+        (export.cli.main, ["m.pt", "--check", "--batch", "4"], "--batch is now --batch-size"),
+        (trainer.cli.main, ["fit", "--limit-test", "5"], "--limit-test is now --limit"),
+        (edge.cli.main, ["pi-bench", "m.onnx", "--threads", "2"], "--threads is now --max-threads"),
+    ):
+        with pytest.raises(SystemExit) as e:
+            main(argv)
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and hint in err, (argv, err)
     with pytest.raises(SystemExit):  # stream has its own --source; run has no --from to point to
         runtime.cli.main(["run", "m.onnx", "--source", "x.raw"])
     err = capsys.readouterr().err
