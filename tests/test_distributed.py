@@ -175,15 +175,78 @@ def _resume_rank(rank: int, store: str, folder: str, resume: bool) -> None:
 
 @pytest.mark.slow  # two processes, twice: run alone like the DDP tests above
 def test_a_resumed_two_process_mtt_run_is_bit_identical(tmp_path):
-    """Each rank draws its own stage-T configurations: only rank 0's generator was saved,
-    so rank 1 restarted its stream on resume and the weights differed from the
-    uninterrupted run's. Every rank's state is saved now."""
+    """Only rank 0's generator was saved once, and ranks drew apart: rank 1 restarted its
+    stream on resume and the weights differed from the uninterrupted run's. Every rank's
+    state is saved, and every rank draws the one stream (so any process count resumes it)."""
     import torch.multiprocessing as mp
 
     for resume, store in ((False, "store1"), (True, "store2")):
         mp.spawn(_resume_rank, args=(str(tmp_path / store), str(tmp_path), resume), nprocs=2, join=True)
     state = torch.load(tmp_path / "epoch1.pt", weights_only=True)["train_state"]
-    assert len(state["rng_ranks"]) == 2 and state["rng_ranks"][0] != state["rng_ranks"][1]
+    assert len(state["rng_ranks"]) == 2 and state["rng_ranks"][0] == state["rng_ranks"][1] == state["rng"]
     whole, resumed = (torch.load(tmp_path / f"{n}.pt", weights_only=True) for n in ("whole", "resumed"))
     for k, v in whole.items():
         assert torch.equal(resumed[k], v), k
+
+
+def _mtt_rank(rank: int, world: int, store: str, out: str) -> None:
+    """One rank of an mtt run without BatchNorm (its per-rank statistics would differ)."""
+    import os
+
+    import torch.distributed as dist
+
+    from runtime.data import load_dataset
+    from tests.test_resume import config
+    from trainer.distributed import teardown
+    from trainer.train import fit
+
+    torch.set_num_threads(1)
+    os.environ["WORLD_SIZE"] = str(world)
+    if world > 1:
+        dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
+    cfg = config("mtt")
+    cfg.model.bn, cfg.method.epochs = False, 1
+    train, test = load_dataset("digits", "train", limit=64), load_dataset("digits", "test", limit=10)
+    model, _ = fit(cfg, train, test, progress=False)
+    if rank == 0:
+        torch.save(model.state_dict(), out)
+    teardown()
+
+
+@pytest.mark.slow  # two processes: run alone like the DDP tests above
+def test_two_processes_train_the_one_process_mtt_model(tmp_path, monkeypatch):
+    """Each rank drew its own stage-T configurations: every step averaged gradients of
+    different T settings, each on half the batch (weights 1.2e-2 apart after 2 iterations,
+    largest weight 6.5e-2), another training rule than one process's, unsaid. Every rank
+    draws the same now: the model is one process's up to float summation order."""
+    import torch.multiprocessing as mp
+
+    mp.spawn(_mtt_rank, args=(2, str(tmp_path / "store"), str(tmp_path / "two.pt")), nprocs=2, join=True)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    _mtt_rank(0, 1, "", str(tmp_path / "one.pt"))
+    one, two = (torch.load(tmp_path / f"{n}.pt", weights_only=True) for n in ("one", "two"))
+    worst = max(float((one[k] - two[k]).abs().max()) for k in one)
+    assert worst < 1e-4, worst
+
+
+@pytest.mark.slow  # two processes
+def test_more_processes_than_training_samples_is_refused(tmp_path):
+    """Each rank's epoch was cut to 0 samples: nothing trained, exit 0, a finished-looking file."""
+    torchrun = shutil.which("torchrun")
+    cmd = [*([torchrun] if torchrun else [sys.executable, "-m", "torch.distributed.run"])]
+    cmd += ["--nproc_per_node=2", f"--master_port={_free_port()}", "-m", "trainer", "fit", "--limit-train", "1"]
+    cmd += ["--limit", "10", "--epochs", "1", "--quiet", "--out", str(tmp_path / "m.pt")]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0 and "2 processes need at least 2 training samples" in proc.stderr, proc.stderr[-2000:]
+    assert not (tmp_path / "m.pt").exists()
+
+
+def test_world_size_without_torchrun_is_one_error(tmp_path, capsys, monkeypatch):
+    """WORLD_SIZE=2 left in the environment, no torchrun: torch's ValueError traceback."""
+    for k in ("RANK", "MASTER_ADDR", "MASTER_PORT", "TORCHELASTIC_RUN_ID"):
+        monkeypatch.delenv(k, raising=False)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    code, _, err = run_trainer(capsys, "fit", "--epochs", "1", "--limit-train", "20", "--limit", "10", "--quiet",
+                               "--out", str(tmp_path / "m.pt"))  # fmt: skip
+    assert code == 2 and err.startswith("error: WORLD_SIZE=2 is set but RANK") and err.count("\n") == 1, err
+    assert not (tmp_path / "m.pt").exists()

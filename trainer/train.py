@@ -248,8 +248,8 @@ class Start:
 def train_state(epoch: int, opt: torch.optim.Optimizer, sched: Any, rngs: list[dict[str, Any]]) -> dict[str, Any]:
     """Everything besides the weights that the next epoch depends on (plain types and
     tensors: loadable with ``weights_only=True``). Batch order depends on the epoch only;
-    ``rngs``: every rank's generator state (:func:`distributed.gather`), each rank draws its
-    own stage-T configurations."""
+    ``rngs``: every rank's generator state (:func:`distributed.gather`): one stream, the
+    same on every rank, kept per rank so files of runs whose ranks drew apart still resume."""
     return {
         "epoch": epoch,
         "optimizer": opt.state_dict(),
@@ -290,9 +290,16 @@ def fit(
     net = model if online else distributed.wrap(model, world)  # online: gradients averaged by hand
     opt = make_optimizer(model.parameters(), m)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=m.epochs)
-    # stage-T draws differ per rank; SLTT-K's steps are the same on every rank, so the
-    # averaged gradient is that of the whole (global) batch
-    rng = np.random.default_rng(m.seed * 1000 + (0 if online else rank))
+    # every rank draws the same stage-T configurations (and SLTT-K steps): each runs them on
+    # its share of every batch, so the averaged gradient is one process's on the whole
+    # batch, and N processes train one process's model (up to float summation order and
+    # per-rank BatchNorm statistics); per-rank draws made another training rule, unsaid
+    rng = np.random.default_rng(m.seed * 1000)
+    if len(train_ds) < world:  # rank_batches would give every rank an empty epoch: nothing trained
+        raise ConfigError(
+            f"{world} processes need at least {world} training samples (one per process); the training "
+            f"data has {len(train_ds)}"
+        )
     left_out = len(train_ds) % world
     if left_out and rank == 0 and verbose:
         print(
@@ -308,11 +315,10 @@ def fit(
             ts = start.train_state
             opt.load_state_dict(ts["optimizer"])
             sched.load_state_dict(ts["scheduler"])
-            ranks = ts.get("rng_ranks")  # absent in files from before it: rank 0's stream only
-            if ranks is not None and len(ranks) == world:
-                rng.bit_generator.state = ranks[rank]
-            elif rank == 0:  # another process count: the other ranks start their own streams
-                rng.bit_generator.state = ts["rng"]
+            # every rank's stream (files of runs whose ranks drew apart resume exactly at their
+            # process count); at another count every rank continues rank 0's, the one stream
+            ranks = ts.get("rng_ranks")
+            rng.bit_generator.state = ranks[rank] if ranks is not None and len(ranks) == world else ts["rng"]
             torch.set_rng_state(ts["torch_rng"])
             first_epoch, history = int(ts["epoch"]), list(start.history)
             if first_epoch >= m.epochs and start.finished:
