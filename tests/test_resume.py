@@ -295,3 +295,21 @@ def test_a_resumed_runs_relative_data_path_says_where_it_is_relative_to(capsys, 
     save_checkpoint(moved, cfg, model, {"history": metrics["history"][:1]}, {**ckpt[TRAIN_STATE_KEY], "epoch": 1})
     code, _, err = run(capsys, "fit", *RESUMING, "--resume", str(moved), "--out", str(tmp_path / "r.pt"))
     one_error(code, err, f"as stored in {moved}; a relative path is relative to the folder the run started in")
+
+
+def test_a_multi_process_runs_resume_hint_names_torchrun(monkeypatch):
+    """The hint named a one-process command for a run of 2 processes, and no record said how
+    many processes a run (or an earlier part of a resumed one) had: the environment does."""
+    from trainer.checkpoint import unfinished_note
+    from trainer.repro import environment
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    env = environment(0)
+    assert env["processes"] == 2
+    note = unfinished_note("p.pt", config("mtt"), {"finished": False, "history": [{}], "environment": env})
+    assert note is not None and "finish it with torchrun --nproc_per_node=2 -m trainer fit --resume p.pt" in note
+    monkeypatch.delenv("WORLD_SIZE")
+    one = unfinished_note("p.pt", config("mtt"), {"finished": False, "history": [{}], "environment": environment(0)})
+    assert one is not None and "finish it with python -m trainer fit --resume p.pt --out FINAL.pt" in one
+    old = unfinished_note("p.pt", config("mtt"), {"finished": False, "history": [{}]})  # files before it
+    assert old is not None and "python -m trainer fit --resume" in old

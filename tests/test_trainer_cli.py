@@ -223,7 +223,7 @@ def test_threads_0_is_every_core_as_in_the_runtime(checkpoint, capsys):
 def test_checkpoint_records_what_a_rerun_must_match(checkpoint):
     cfg, _, metrics = load_checkpoint(checkpoint)
     env = metrics["environment"]
-    assert env["threads"] == 1 and env["seed"] == 0 and env["deterministic"] is False
+    assert env["threads"] == 1 and env["seed"] == 0 and env["deterministic"] is False and env["processes"] == 1
     assert env["torch"] == str(torch.__version__) and {"numpy", "python"} <= set(env)
     assert cfg.data.train_split == "train-minus-val"  # the validation split was held out
 

@@ -266,8 +266,12 @@ def unfinished_note(path: str | Path, cfg: Config, metrics: dict[str, Any]) -> s
     if metrics.get("finished") is not False:
         return None
     done = len(metrics.get("history", []))
+    processes = int((metrics.get("environment") or {}).get("processes", 1))  # older files: not recorded
+    launch = f"torchrun --nproc_per_node={processes} -m trainer" if processes > 1 else "python -m trainer"
+    why = " (the count it ran with: another changes summation order and BatchNorm statistics)"
     return (
         f"{path} is an unfinished run (after epoch {done} of {cfg.method.epochs}"
         + (", BatchNorm not calibrated yet" if cfg.model.bn and cfg.method.calib_batches > 0 else "")
-        + f"): finish it with python -m trainer fit --resume {path} --out FINAL.pt"
+        + f"): finish it with {launch} fit --resume {path} --out FINAL.pt"
+        + (why if processes > 1 else "")
     )

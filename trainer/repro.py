@@ -8,6 +8,7 @@ versions); :func:`environment` is that record, stored in the checkpoint's metric
 
 from __future__ import annotations
 
+import os
 import platform
 from typing import Any
 
@@ -44,6 +45,8 @@ def environment(seed: int) -> dict[str, Any]:
     return {
         "seed": seed,
         "threads": torch.get_num_threads(),
+        # torchrun's process count: BatchNorm statistics and summation order depend on it
+        "processes": int(os.environ.get("WORLD_SIZE", "1")),
         "deterministic": torch.are_deterministic_algorithms_enabled(),
         "flexsnn": versions("flexsnn")["flexsnn"],  # the code: a change to it can move every figure
         "torch": str(torch.__version__),
