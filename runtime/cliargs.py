@@ -50,9 +50,9 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
         return text + " (default: %(default)s)"
 
 
-# flags renamed to the one name of their concept, for the message an old command line gets
-# an old flag name -> its new one, said where the sub-command has the new one (every name
-# the one-vocabulary change and later ones retired: an old script gets the new name)
+# flags renamed to the one name of their concept: old name -> new one, said in the message an
+# old command line gets where its sub-command has the new one (every name the one-vocabulary
+# change and later ones retired)
 RENAMED = {
     "--steps": "--T",
     "--reps": "--repeats",
