@@ -128,15 +128,22 @@ def _add_fit(sub: argparse._SubParsersAction) -> None:
     _add_paper_options(p)
     add_trev_options_flag(p)
     _add_start(p)
-    cliargs.add_steps(p, "nmt/mtt: smallest T sampled in training", 1, flag="--tmin")
-    cliargs.add_steps(p, "nmt/mtt: largest T sampled in training (the trained T)", 6, flag="--tmax")
-    p.add_argument("--stages", type=cliargs.positive_int, default=2, help="MTT stages (default 2)")
-    p.add_argument("--samples", type=cliargs.positive_int, default=2, help="nmt/mtt configurations per iteration")
+    cliargs.add_steps(p, "nmt/mtt: smallest T sampled in training", MethodConfig.tmin, flag="--tmin")
+    cliargs.add_steps(p, "nmt/mtt: largest T sampled in training (the trained T)", MethodConfig.tmax, flag="--tmax")
+    p.add_argument(
+        "--stages", type=cliargs.positive_int, default=ModelConfig.stages, help="MTT stages (default %(default)s)"
+    )
+    p.add_argument(
+        "--samples",
+        type=cliargs.positive_int,
+        default=MethodConfig.samples,
+        help="nmt/mtt configurations per iteration (default %(default)s)",
+    )
     p.add_argument(
         "--mtt-order",
-        default="any",
+        default=MethodConfig.order,
         help="mtt: stage configurations in any order, or nonincreasing (T_1 >= T_2 >= ...: MTT as a time "
-        "encoder on sequences, paper A.12; default any)",
+        "encoder on sequences, paper A.12; default %(default)s)",
     )
     p.add_argument(
         "--anchor",
@@ -148,7 +155,7 @@ def _add_fit(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--loss",
         choices=LOSSES,
-        default="readout",
+        default=MethodConfig.loss,
         help="sdt/nmt/mtt: cross-entropy of the readout of all T steps (readout), or its mean over the "
         "readouts of steps 1..t for every t (prefix: the readouts early exit stops on)",
     )
@@ -163,11 +170,17 @@ def _add_fit(sub: argparse._SubParsersAction) -> None:
         help=f"learning rate, cosine schedule (trev models: {TREV_LR:g}) (default: {MethodConfig.lr:g})",
     )
     p.add_argument(
-        "--weight-decay", type=cliargs.nonneg_float, default=0.0, help="weight decay (L2, of the --optimizer)"
+        "--weight-decay",
+        type=cliargs.nonneg_float,
+        default=MethodConfig.weight_decay,
+        help="weight decay (L2, of the --optimizer)",
     )
     cliargs.add_seed(p, "weights, batches and sampled T")
     p.add_argument(
-        "--width", type=cliargs.width, default=0, help="channel width, over the model name's (0: the name's)"
+        "--width",
+        type=cliargs.width,
+        default=ModelConfig.width,
+        help="channel width, over the model name's (0: the name's)",
     )
     p.add_argument(
         "--neuron",
@@ -187,7 +200,7 @@ def _add_fit(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--surrogate", default=DEFAULT_SURROGATE, help=f"one of {', '.join(SURROGATES)}")
     p.add_argument(
         "--readout",
-        default="mean",
+        default=ModelConfig.readout,
         help="mean (of outputs over steps), li, or spikes (the classifier "
         "ends in spiking neurons, read as mean spike counts: what Speck outputs)",
     )
@@ -245,14 +258,14 @@ def _add_paper_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--first-stage",
         choices=FIRST_STAGES,
-        default="rebin",
+        default=MethodConfig.first_stage,
         help="nmt/mtt on event data, the input at a sampled T: rebin (the recording in T frames) or first "
         "(the first T of Tmax frames, MTT appendix A.2) (default: %(default)s)",
     )
     p.add_argument(
         "--optimizer",
         choices=OPTIMIZERS,
-        default="adam",
+        default=MethodConfig.optimizer,
         help="adam; sgd with momentum 0.9 as the SLTT/OTTT/NDOT papers; lamb as the T-RevSNN paper "
         "(the pytorch_optimizer package) (default: %(default)s)",
     )
