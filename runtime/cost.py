@@ -21,6 +21,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 import onnx
 from onnx import numpy_helper
 
@@ -191,5 +192,5 @@ class Cost:
         }
 
 
-def energy_pj(macs: np.ndarray, acs: np.ndarray) -> np.ndarray:
+def energy_pj(macs: npt.ArrayLike, acs: npt.ArrayLike) -> np.ndarray:
     return E_MAC_PJ * np.asarray(macs, np.float64) + E_AC_PJ * np.asarray(acs, np.float64)

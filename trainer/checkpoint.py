@@ -39,7 +39,7 @@ from runtime.fileio import write_serialized
 from runtime.limits import ResourceError, check_memory
 
 from .config import Config, ConfigError
-from .models import SpikingNet, build_model
+from .models import Net, build_model
 from .surrogate import LEGACY_SURROGATE
 
 FORMAT = "flexsnn-checkpoint/2"
@@ -56,7 +56,7 @@ class CheckpointError(ValueError):
 def save_checkpoint(
     path: str | Path,
     cfg: Config,
-    model: SpikingNet,
+    model: Net,
     metrics: dict[str, Any],
     train_state: dict[str, Any] | None = None,
 ) -> None:
@@ -202,7 +202,7 @@ def upgrade_v1_config(config: dict[str, Any]) -> dict[str, Any]:
     return {**config, "neuron": {"spec": spec, "surrogate": neuron.get("surrogate", LEGACY_SURROGATE)}}
 
 
-def build_checked(cfg: Config, what: str) -> SpikingNet:
+def build_checked(cfg: Config, what: str) -> Net:
     """Build the model of ``cfg`` after checking that its width, input shape and weights
     fit: the shapes are bounded and the parameter bytes are counted on the meta device
     (nothing allocated) before the real model is built."""
@@ -239,7 +239,7 @@ def build_checked(cfg: Config, what: str) -> SpikingNet:
     return build_model(cfg)
 
 
-def load_checkpoint(path: str | Path) -> tuple[Config, SpikingNet, dict[str, Any]]:
+def load_checkpoint(path: str | Path) -> tuple[Config, Net, dict[str, Any]]:
     """Rebuild ``(config, model in eval mode, metrics)`` from a checkpoint file."""
     ckpt = read_checkpoint(path)
     try:

@@ -61,7 +61,7 @@ from .config import (
 from .default_model import DEFAULT_MODELS, DefaultModel, default_model
 from .fold import fold_and_drop
 from .memory import add_memory_parser, cmd_memory
-from .models import SpikingNet, build_model, model_builder, model_names, named_width
+from .models import Net, build_model, model_builder, model_names, named_width
 from .online import PAPER_K_SCALE, PAPER_NDOT_RATIO, online_method
 from .repro import DEFAULT_THREADS, environment
 from .repro import setup as setup_threads
@@ -434,6 +434,12 @@ def config_from_args(
     name, width = named_width(a.model, a.width)
     if a.method == "sltt-k" and a.K is None:  # MethodConfig's 0 would read "got 0"
         raise ConfigError(f"sltt-k needs --K (time steps with a backward per batch) in [1, T={T}]; it has no default")
+    # the data set's own (DataConfig's defaults otherwise); mixed value types: keyword arguments
+    from_ds: dict[str, Any] = (
+        {"classes": list(ds.classes), "durations": ds.durations, "transforms": [t.to_dict() for t in ds.transforms]}
+        if ds
+        else {}
+    )
     cfg = Config(
         ModelConfig(
             name,
@@ -455,15 +461,7 @@ def config_from_args(
             train_shape,
             binning="equal",
             duration_us=duration_us,
-            **(
-                {
-                    "classes": list(ds.classes),
-                    "durations": ds.durations,
-                    "transforms": [t.to_dict() for t in ds.transforms],
-                }
-                if ds
-                else {}
-            ),
+            **from_ds,
             train_split=a.train_split,
         ),
         MethodConfig(
@@ -667,7 +665,7 @@ def cmd_fit(a: argparse.Namespace) -> None:
     start = fit_start(a, cfg, resumed)
     lineage = run_lineage(a, resumed)
 
-    def write_epoch(model: SpikingNet, history: list[dict[str, float]], state: dict) -> None:
+    def write_epoch(model: Net, history: list[dict[str, float]], state: dict) -> None:
         # after every epoch: an interrupted run resumes from here (--resume)
         progress = {"history": history, "finished": False, "environment": environment(cfg.method.seed), **lineage}
         save_checkpoint(out, cfg, model, progress, {**state, LIMITS_KEY: limits})

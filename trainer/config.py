@@ -313,7 +313,7 @@ class Config:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Config:
-        parts = {}
+        parts: dict[str, Any] = {}  # section name -> its config (keyword arguments of Config)
         for f in fields(cls):
             sub = d.get(f.name)
             if f.name == "neuron" and isinstance(sub, dict):

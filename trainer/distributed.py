@@ -8,6 +8,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
@@ -90,7 +91,7 @@ def gather(obj: Any) -> list[Any]:
     return out
 
 
-def rank_batches(order: Sequence[int], rank: int, world: int, batch_size: int) -> list[list[int]]:
+def rank_batches(order: Sequence[int] | np.ndarray, rank: int, world: int, batch_size: int) -> list[list[int]]:
     """This rank's share of each of an epoch's batches. The batches are one process's
     (``batch_size`` of ``order`` at a time, so ``--batch-size`` means the same under
     torchrun) and rank r takes every world-th sample of each: N processes train on the same

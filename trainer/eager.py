@@ -25,7 +25,7 @@ from runtime.neuron import NeuronSpec
 
 from .checkpoint import load_checkpoint
 from .layers import NeuronLayer, Sequence, Stateless, States
-from .models import SpikingNet
+from .models import Net
 from .neurons import Neuron, neuron_step, zero_state
 
 Step = Callable[[torch.Tensor, States], tuple[torch.Tensor, States]]
@@ -43,7 +43,7 @@ def _flat(layers: Iterable[nn.Module]) -> Iterator[nn.Module]:
             yield layer
 
 
-def plain_ops(model: SpikingNet) -> list[nn.Module | NeuronSpec]:
+def plain_ops(model: Net) -> list[nn.Module | NeuronSpec]:
     """The model as a flat list of stateless modules and neuron specs, BatchNorm folded."""
     ops: list[nn.Module | NeuronSpec] = []
     for layer in _flat(model.stages):
@@ -58,7 +58,7 @@ def plain_ops(model: SpikingNet) -> list[nn.Module | NeuronSpec]:
     return ops
 
 
-def plain_step(model: SpikingNet) -> Step:
+def plain_step(model: Net) -> Step:
     """One step of the plain form; ``states`` None entries start at zero."""
     ops = plain_ops(model)
 

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from .config import ConfigError
-from .layers import NeuronLayer, Stateless, rewrite
+from .layers import Layer, NeuronLayer, Stateless, rewrite
 from .models import SpikingNet
 
 WEIGHT_LAYERS = (nn.Conv2d, nn.Linear)
@@ -38,7 +38,7 @@ def fold_bn(
     return weight * scale.reshape(-1, *([1] * (weight.dim() - 1))), shift
 
 
-def weight_layer_before(kept: list[nn.Module]) -> nn.Module | None:
+def weight_layer_before(kept: list[Layer]) -> nn.Conv2d | nn.Linear | None:
     """The conv/linear layer a BatchNorm after the layers ``kept`` folds into; None when
     it follows anything else."""
     prev = kept[-1] if kept else None
@@ -62,14 +62,17 @@ def fold_and_drop(model: nn.Module, fold: bool, drop_bias: bool) -> Folded:
         raise ConfigError(f"BatchNorm folding applies to layer-sequence models, not {type(model).__name__}")
     folded = 0
 
-    def keep(kept: list[nn.Module], layer: nn.Module, where: str) -> nn.Module | None:
+    def keep(kept: list[Layer], layer: Layer, where: str) -> Layer | None:
         nonlocal folded
-        if not (fold and isinstance(layer, Stateless) and isinstance(layer.module, BATCHNORMS)):
+        bn = layer.module if isinstance(layer, Stateless) else None
+        if not (fold and isinstance(bn, BATCHNORMS)):
             check(layer, where)
             return layer
-        bn, prev = layer.module, weight_layer_before(kept)
+        prev = weight_layer_before(kept)
         if prev is None:
             raise ConfigError("a BatchNorm that does not follow a conv/linear layer cannot be folded")
+        if bn.running_mean is None or bn.running_var is None:  # track_running_stats off: nothing to fold
+            raise ConfigError(f"BatchNorm {where} has no running statistics and cannot be folded")
         w, b = fold_bn(prev.weight, prev.bias, bn.running_mean, bn.running_var, bn.weight, bn.bias, bn.eps)
         prev.weight = nn.Parameter(w.detach().clone())
         # the folded bias (b - mean) s + beta: dropped below with the others when asked (A.3)
@@ -77,7 +80,7 @@ def fold_and_drop(model: nn.Module, fold: bool, drop_bias: bool) -> Folded:
         folded += 1
         return None
 
-    def check(layer: nn.Module, where: str) -> None:
+    def check(layer: Layer, where: str) -> None:
         if not isinstance(layer, (Stateless, NeuronLayer)):
             raise ConfigError(f"cannot fold BatchNorm in a {type(layer).__name__}")
 

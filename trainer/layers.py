@@ -14,14 +14,19 @@ Every layer has ``n_states`` (how many state tensors it owns) and two forms:
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from runtime.neuron import NeuronSpec
 
+from .module_list import ModuleListOf
 from .neurons import Neuron
 from .surrogate import DEFAULT_SURROGATE
+
+if TYPE_CHECKING:
+    from export.neuron import DeployNeuron
 
 States = list[torch.Tensor | None]
 
@@ -52,7 +57,8 @@ class NeuronLayer(nn.Module):
 
     def __init__(self, spec: NeuronSpec, surrogate: str = DEFAULT_SURROGATE):
         super().__init__()
-        self.neuron = Neuron(spec, surrogate)
+        # export swaps in its DeployNeuron (same call and spec, no surrogate): export.prepare
+        self.neuron: Neuron | DeployNeuron = Neuron(spec, surrogate)
 
     @property
     def spec(self) -> NeuronSpec:
@@ -74,7 +80,15 @@ class NeuronLayer(nn.Module):
         return torch.stack(out)
 
 
-def step_chain(modules: Iterable[nn.Module], x: torch.Tensor, states: States) -> tuple[torch.Tensor, States]:
+def returned(states: States) -> list[torch.Tensor]:
+    """The states a step returned, typed as what they are: tensors (None, the zero state,
+    is only ever an input)."""
+    if any(s is None for s in states):
+        raise ValueError("a step returned a None state")
+    return [s for s in states if s is not None]
+
+
+def step_chain(modules: Iterable[Layer], x: torch.Tensor, states: States) -> tuple[torch.Tensor, States]:
     """One step through ``modules`` in order; each takes the next ``n_states`` states."""
     new: States = []
     for m in modules:
@@ -86,9 +100,9 @@ def step_chain(modules: Iterable[nn.Module], x: torch.Tensor, states: States) ->
 class Sequence(nn.Module):
     """Layers applied in order; their states are concatenated in the same order."""
 
-    def __init__(self, layers: list[nn.Module]):
+    def __init__(self, layers: list[Layer]):
         super().__init__()
-        self.layers = nn.ModuleList(layers)
+        self.layers: ModuleListOf[Layer] = ModuleListOf(layers)
 
     @property
     def n_states(self) -> int:
@@ -125,10 +139,13 @@ class Residual(nn.Module):
         return self.neuron.seq(self.body.seq(x) + self.shortcut.seq(x))
 
 
-Keep = Callable[[list[nn.Module], nn.Module, str], "nn.Module | None"]
+# Every layer kind: what a Sequence holds (each has n_states, step and seq).
+Layer = Stateless | NeuronLayer | Sequence | Residual
+
+Keep = Callable[[list[Layer], Layer, str], "Layer | None"]
 
 
-def rewrite(layer: nn.Module, where: str, keep: Keep, leaf: Callable[[nn.Module, str], None]) -> None:
+def rewrite(layer: Layer, where: str, keep: Keep, leaf: Callable[[Layer, str], None]) -> None:
     """Rewrite a layer tree in place, depth first in execution order (BatchNorm folding,
     export preparation). In each :class:`Sequence`, every layer that is not itself a
     Sequence or :class:`Residual` goes to ``keep(kept, layer, path)`` with the layers kept
@@ -136,7 +153,7 @@ def rewrite(layer: nn.Module, where: str, keep: Keep, leaf: Callable[[nn.Module,
     merged into ``kept``). A Residual's neuron, and a ``layer`` that is no container, go
     to ``leaf(layer, path)``. Paths are as in ``named_modules`` below ``where``."""
     if isinstance(layer, Sequence):
-        kept: list[nn.Module] = []
+        kept: list[Layer] = []
         for i, sub in enumerate(layer.layers):
             path = f"{where}.layers.{i}"
             if isinstance(sub, (Sequence, Residual)):
@@ -144,7 +161,7 @@ def rewrite(layer: nn.Module, where: str, keep: Keep, leaf: Callable[[nn.Module,
                 kept.append(sub)
             elif (new := keep(kept, sub, path)) is not None:
                 kept.append(new)
-        layer.layers = nn.ModuleList(kept)
+        layer.layers = ModuleListOf(kept)
     elif isinstance(layer, Residual):
         rewrite(layer.body, f"{where}.body", keep, leaf)
         rewrite(layer.shortcut, f"{where}.shortcut", keep, leaf)

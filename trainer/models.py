@@ -35,9 +35,10 @@ from runtime.protocol import readout as protocol_readout
 
 from . import temporal
 from .config import PROTOCOL_READOUT, Config, ConfigError, ModelConfig
-from .layers import NeuronLayer, Residual, Sequence, Stateless, States, step_chain
+from .layers import Layer, NeuronLayer, Residual, Sequence, Stateless, States, step_chain
+from .module_list import ModuleListOf
 from .trev import NAME_FORM as TREV_NAME_FORM
-from .trev import parse_trev
+from .trev import TRevNet, parse_trev
 from .weight_std import WeightStandardized
 
 
@@ -46,7 +47,7 @@ class SpikingNet(nn.Module):
 
     def __init__(self, stages: list[Sequence], readout: str):
         super().__init__()
-        self.stages = nn.ModuleList(stages)
+        self.stages: ModuleListOf[Sequence] = ModuleListOf(stages)
         self.readout_rule = PROTOCOL_READOUT[readout]
 
     @property
@@ -76,15 +77,15 @@ class SpikingNet(nn.Module):
         return step_chain(self.stages, x, states)
 
 
-def _split(blocks: list[nn.Module], n: int) -> list[Sequence]:
+def _split(blocks: list[Layer], n: int) -> list[Sequence]:
     if n > len(blocks):
         raise ConfigError(f"--stages {n} is more than this model's {len(blocks)} blocks")
     bounds = temporal.group_bounds(len(blocks), n)
     return [Sequence(blocks[bounds[i] : bounds[i + 1]]) for i in range(n)]
 
 
-def _classifier(cfg: Config, in_features: int) -> list[nn.Module]:
-    layers: list[nn.Module] = [Stateless(nn.Linear(in_features, cfg.model.num_classes, bias=cfg.model.bias))]
+def _classifier(cfg: Config, in_features: int) -> list[Layer]:
+    layers: list[Layer] = [Stateless(nn.Linear(in_features, cfg.model.num_classes, bias=cfg.model.bias))]
     if cfg.model.readout == "li":
         layers.append(NeuronLayer(cfg.neuron.readout_spec(), cfg.neuron.surrogate))
     elif cfg.model.readout == "spikes":  # read as mean spike counts: what a chip that only outputs spikes gives
@@ -92,14 +93,12 @@ def _classifier(cfg: Config, in_features: int) -> list[nn.Module]:
     return layers
 
 
-def _conv_norm(cfg: Config, c_in: int, c_out: int, k: int, stride: int = 1, bias: bool = True) -> list[nn.Module]:
+def _conv_norm(cfg: Config, c_in: int, c_out: int, k: int, stride: int = 1, bias: bool = True) -> list[Layer]:
     """A k x k conv and its normalisation (see the module docstring); the conv has a bias
     only when ``bias`` is asked for and no BatchNorm follows."""
     m = cfg.model
-    conv: nn.Module = nn.Conv2d(c_in, c_out, k, stride, padding=k // 2, bias=bias and not m.bn)
-    if m.weight_std:
-        conv = WeightStandardized(conv)
-    layers = [Stateless(conv)]
+    conv = nn.Conv2d(c_in, c_out, k, stride, padding=k // 2, bias=bias and not m.bn)
+    layers: list[Layer] = [Stateless(WeightStandardized(conv) if m.weight_std else conv)]
     if m.bn:
         layers.append(Stateless(nn.BatchNorm2d(c_out), per_step=m.bn_stats == "step"))
     return layers
@@ -108,14 +107,14 @@ def _conv_norm(cfg: Config, c_in: int, c_out: int, k: int, stride: int = 1, bias
 def build_vgg(cfg: Config, convs: int, fcs: int, width: int) -> SpikingNet:
     m, spec = cfg.model, cfg.neuron.spec
     c, h, w = m.image_shape()
-    blocks: list[nn.Module] = []
+    blocks: list[Layer] = []
     for _ in range(convs):
         layers = _conv_norm(cfg, c, width, 3, bias=m.bias)
         layers += [NeuronLayer(spec, cfg.neuron.surrogate), Stateless(nn.AvgPool2d(2))]
         blocks.append(Sequence(layers))
         c, h, w = width, h // 2, w // 2
     features = c * h * w
-    head: list[nn.Module] = [Stateless(nn.Flatten())]
+    head: list[Layer] = [Stateless(nn.Flatten())]
     for _ in range(fcs - 1):
         head += [Stateless(nn.Linear(features, 256, bias=m.bias)), NeuronLayer(spec, cfg.neuron.surrogate)]
         blocks.append(Sequence(head))
@@ -127,7 +126,7 @@ def build_vgg(cfg: Config, convs: int, fcs: int, width: int) -> SpikingNet:
 def build_resnet(cfg: Config, blocks_per_stage: tuple[int, ...], width: int) -> SpikingNet:
     m, spec, sg = cfg.model, cfg.neuron.spec, cfg.neuron.surrogate
     c = m.image_shape()[0]
-    blocks: list[nn.Module] = [Sequence(_conv_norm(cfg, c, width, 3, 1, bias=m.bias) + [NeuronLayer(spec, sg)])]
+    blocks: list[Layer] = [Sequence(_conv_norm(cfg, c, width, 3, 1, bias=m.bias) + [NeuronLayer(spec, sg)])]
     c = width
     for i, n in enumerate(blocks_per_stage):
         c_out = width * 2**i
@@ -148,8 +147,8 @@ def build_resnet(cfg: Config, blocks_per_stage: tuple[int, ...], width: int) -> 
 def build_fc(cfg: Config, hidden: tuple[int, ...]) -> SpikingNet:
     m, spec = cfg.model, cfg.neuron.spec
     features = math.prod(m.in_shape)
-    blocks: list[nn.Module] = []
-    head: list[nn.Module] = [Stateless(nn.Flatten())]
+    blocks: list[Layer] = []
+    head: list[Layer] = [Stateless(nn.Flatten())]
     for h in hidden:
         head += [Stateless(nn.Linear(features, h, bias=m.bias)), NeuronLayer(spec, cfg.neuron.surrogate)]
         blocks.append(Sequence(head))
@@ -162,7 +161,10 @@ _VGG = re.compile(r"^([1-9]\d*)C([1-9]\d*)FC(?:W([1-9]\d*))?$")
 _FC = re.compile(r"^fc((?:-[1-9]\d*)+)$")
 FC_ALIASES = {"fc-seq": "fc-128-128"}
 _RESNETS = {"resnet10": ((1, 1, 1, 1), 16), "resnet18": ((2, 2, 2, 2), 16), "resnet19": ((3, 3, 2), 32)}
-Builder = Callable[[Config], SpikingNet]
+# A network build_model builds: both families have stages, n_states, step(x, t, states),
+# forward(x, stage_T) and readout.
+Net = SpikingNet | TRevNet
+Builder = Callable[[Config], Net]
 
 
 def _parse_vgg(name: str) -> Builder | None:
@@ -228,6 +230,6 @@ def model_builder(name: str) -> Builder:
     raise ConfigError(f"model {name!r} is unknown; expected one of {model_names()}")
 
 
-def build_model(cfg: Config) -> SpikingNet:
+def build_model(cfg: Config) -> Net:
     """Build the network a config describes."""
     return model_builder(cfg.model.name)(cfg)

@@ -47,7 +47,7 @@ import torch.nn.functional as F
 from . import distributed
 from .config import ConfigError, MethodConfig
 from .layers import States
-from .models import SpikingNet
+from .models import Net, SpikingNet
 from .traces import Trace, traced_step
 
 
@@ -114,7 +114,7 @@ def detach(states: States) -> States:
 
 
 def online_iteration(
-    model: SpikingNet,
+    model: Net,
     opt: torch.optim.Optimizer,
     x: torch.Tensor,
     y: torch.Tensor,
@@ -125,6 +125,8 @@ def online_iteration(
     """Train on one batch ``x`` ``[T, B, ...]`` with the online method ``m.name``; returns
     the mean per-step loss over the T steps. ``v_th``: the hidden neurons' threshold (the
     scale of the ``vth`` MSE target)."""
+    if not isinstance(model, SpikingNet):  # build_trev refuses every method but sdt
+        raise ConfigError(f"online method {m.name!r} trains layer-sequence models, not {type(model).__name__}")
     method = online_method(m.name)
     T = x.shape[0]
     learn: Collection[int] = backward_steps(T, m.K, rng) if method.sample_k else range(T)

@@ -28,6 +28,7 @@ Gradients equal those of the plain computation up to float rounding (tests).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -44,19 +45,20 @@ class ReversibleSteps(torch.autograd.Function):
     """``(subnets, xs, *params) -> c_3 of every step [n, B, ...]`` with the reversible backward."""
 
     @staticmethod
-    def forward(ctx: Any, subnets: list[SubNet], xs: torch.Tensor, *params: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        c: list[torch.Tensor | None] = [None] * 4
+    def forward(ctx: Any, subnets: list[SubNet], xs: torch.Tensor, *params: torch.Tensor) -> torch.Tensor:
+        c: Sequence[torch.Tensor | None] = [None] * 4
         out = []
         with torch.no_grad():
             for t, sub in enumerate(subnets):
-                c = sub(xs[t], c)
-                out.append(c[3])
+                new: list[torch.Tensor] = sub(xs[t], c)
+                out.append(new[3])
+                c = new
         ctx.subnets = subnets
         ctx.save_for_backward(xs, *c)
         return torch.stack(out)
 
     @staticmethod
-    def backward(ctx: Any, grad_c3: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
+    def backward(ctx: Any, grad_c3: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         xs, *c = ctx.saved_tensors
         subnets: list[SubNet] = ctx.subnets
         c = [ci.detach() for ci in c]
@@ -67,7 +69,7 @@ class ReversibleSteps(torch.autograd.Function):
             sub = subnets[t]
             G = list(g)
             G[3] = G[3] + grad_c3[t]
-            prev: list[torch.Tensor | None] = [None] * 4  # c^{t-1}, reconstructed
+            prev: dict[int, torch.Tensor] = {}  # c_i^{t-1} by i, reconstructed (i = 3 first)
             g_prev = [torch.zeros_like(ci) for ci in c]
             for i in range(3, -1, -1):
                 a = _leaf(xs[t] if i == 0 else c[i - 1])
@@ -77,12 +79,12 @@ class ReversibleSteps(torch.autograd.Function):
                     if t > 0:
                         prev[i] = (c[i] - f.detach()) / sub.alpha[i].detach().view(1, -1, 1, 1)
                         cp = _leaf(prev[i])
-                        out = f + sub.alpha[i].view(1, -1, 1, 1) * cp
+                        y = f + sub.alpha[i].view(1, -1, 1, 1) * cp
                     else:
-                        cp, out = None, f
+                        cp, y = None, f
                     params = sub.stage_params(i)
                     inputs = [a, *(x for x in (b, cp) if x is not None), *params]
-                    grads = torch.autograd.grad(out, inputs, G[i], allow_unused=True)
+                    grads = torch.autograd.grad(y, inputs, G[i], allow_unused=True)
                 ga, rest = grads[0], list(grads[1:])
                 if i == 0:
                     g_xs[t] = ga
@@ -96,7 +98,7 @@ class ReversibleSteps(torch.autograd.Function):
                     if gp is not None:
                         g_params[id(p)] = g_params[id(p)] + gp if id(p) in g_params else gp
             if t > 0:
-                c, g = [p.detach() for p in prev], g_prev  # type: ignore[union-attr]
+                c, g = [prev[i].detach() for i in range(4)], g_prev
         # a shared sub-network appears at several steps: its summed gradient goes to its
         # first appearance only (autograd would add the copies again)
         seen: set[int] = set()

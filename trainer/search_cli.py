@@ -33,7 +33,7 @@ from .config_search import (
     search,
     validation_stats,
 )
-from .models import SpikingNet
+from .models import Net, SpikingNet
 from .stage_cost import RunCounts, counting
 from .train import calibrate_bn_runs, calibration_batches, evaluate_configs, has_bn
 
@@ -129,7 +129,7 @@ def model_data(path: str, cfg: Config, data: str | None, split: str, limit: int 
     return check_fits(ds, cfg.model.in_shape, cfg.data.classes if len(cfg.data.classes) == n else n, path)
 
 
-def load(path: str, data: str | None, split: str, limit: int | None) -> tuple[Config, SpikingNet, Dataset]:
+def load(path: str, data: str | None, split: str, limit: int | None) -> tuple[Config, Net, Dataset]:
     cfg, model, _ = load_checkpoint(path)
     return cfg, model, model_data(path, cfg, data, split, limit)
 

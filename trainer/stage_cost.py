@@ -90,7 +90,9 @@ def counting(model: SpikingNet, dense_input: bool) -> Iterator[RunCounts]:
 
 
 def _synapse_hook(c: StageCounts, dense: bool):
-    def hook(mod: nn.Module, inputs: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
+    def hook(
+        mod: nn.Conv2d | nn.Linear | WeightStandardized, inputs: tuple[torch.Tensor, ...], out: torch.Tensor
+    ) -> None:
         w = mod.module.weight if isinstance(mod, WeightStandardized) else mod.weight
         macs = float(out.numel()) * float(w[0].numel())  # output elements x fan-in
         if dense:

@@ -64,12 +64,12 @@ class SpikeFn(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, v, count, v_th: float, fn: SurrogateFn, param: float):  # type: ignore[override]
+    def forward(ctx, v, count, v_th: float, fn: SurrogateFn, param: float):
         ctx.save_for_backward(v)
         ctx.v_th, ctx.fn, ctx.param = v_th, fn, param
         return count
 
     @staticmethod
-    def backward(ctx, grad):  # type: ignore[override]
+    def backward(ctx, grad):
         (v,) = ctx.saved_tensors
         return grad * ctx.fn(v - ctx.v_th, ctx.param), None, None, None, None

@@ -83,7 +83,12 @@ def update_trace(
     if rule == "ottt":
         return Trace(ottt_trace(zeros if prev is None else prev.a, s, decay), None)
     if rule in ("ndot", "ndot-clamped"):
-        a = s if prev is None else ndot_trace(prev.a, prev.e, s)
+        if prev is None:
+            a = s
+        elif prev.e is None:  # a trace of another rule: not one this rule made
+            raise ValueError(f"trace rule {rule!r} needs the step before's e; the trace given has none")
+        else:
+            a = ndot_trace(prev.a, prev.e, s)
         # prev is None at the first step (u_prev None, or a state given without a trace)
         first = None if prev is None or u_prev is None else u_prev.detach()
         return Trace(a, ndot_ratio(u, first, decay, clamp=rule == "ndot-clamped"))
@@ -95,11 +100,11 @@ class _Replace(torch.autograd.Function):
     public OTTT code)."""
 
     @staticmethod
-    def forward(ctx, grad_path: torch.Tensor, value: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+    def forward(ctx, grad_path: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
         return value.clone()
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:  # type: ignore[override]
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
         return grad, None
 
 

@@ -20,8 +20,9 @@ from runtime.data import Dataset
 from . import distributed, repro
 from .config import ONLINE_METHODS, OPTIMIZERS, Config, ConfigError, MethodConfig
 from .methods import expected_cost_ratio, sample_configs
-from .models import SpikingNet, build_model
+from .models import Net, SpikingNet, build_model
 from .online import online_iteration
+from .trev import TRevNet
 
 
 def frames(ds: Dataset, idx, T: int, binning: str | None = None, dt_us: float | None = None) -> torch.Tensor:
@@ -47,7 +48,7 @@ def batch_at(ds: Dataset, idx, m: MethodConfig) -> Callable[[int], torch.Tensor]
 
 @torch.no_grad()
 def evaluate(
-    model: SpikingNet,
+    model: Net,
     ds: Dataset,
     Ts: list[int],
     batch_size: int = 256,
@@ -62,7 +63,7 @@ def evaluate(
 
 @torch.no_grad()
 def evaluate_configs(
-    model: SpikingNet,
+    model: Net,
     ds: Dataset,
     configs: list[list[int]],
     batch_size: int = 256,
@@ -105,9 +106,7 @@ def calibration_text(batches: int, samples: int, batch_size: int) -> str:
 
 
 @torch.no_grad()
-def calibrate_bn(
-    model: SpikingNet, ds: Dataset, T: int | list[int], batches: int, batch_size: int, seed: int = 0
-) -> int:
+def calibrate_bn(model: Net, ds: Dataset, T: int | list[int], batches: int, batch_size: int, seed: int = 0) -> int:
     """Re-estimate BatchNorm statistics at ``T`` (MTT §BN calibration; a list: one T per
     stage, the per-configuration calibration of MTT appendix A.8): reset the running
     statistics and take their cumulative average (momentum None) over ``batches``
@@ -135,7 +134,7 @@ def calibrate_bn(
 
 @torch.no_grad()
 def calibrate_bn_runs(
-    model: SpikingNet,
+    model: Net,
     ds: Dataset,
     T: int | list[int],
     batches: int,
@@ -157,15 +156,23 @@ def calibrate_bn_runs(
         n = calibrate_bn(model, ds, T, batches, batch_size, seed + k)
         if after_run is not None:
             after_run(k)
-        stats = [(bn.running_mean.clone(), bn.running_var.clone()) for bn in bns if bn.running_mean is not None]
+        stats = [(mean.clone(), var.clone()) for mean, var in running_stats(bns)]
         sums = stats if not sums else [(a + m, b + v) for (a, b), (m, v) in zip(sums, stats)]
-    for bn, (m, v) in zip((bn for bn in bns if bn.running_mean is not None), sums):
-        bn.running_mean.copy_(m / runs)
-        bn.running_var.copy_(v / runs)  # type: ignore[union-attr]
+    for (mean, var), (m, v) in zip(running_stats(bns), sums):
+        mean.copy_(m / runs)
+        var.copy_(v / runs)
     return n
 
 
-def sequence_loss(model: nn.Module, out: torch.Tensor, y: torch.Tensor, loss: str = "readout") -> torch.Tensor:
+def running_stats(bns: list[nn.modules.batchnorm._BatchNorm]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The running mean and variance of each BatchNorm that keeps them (in place: the
+    tensors themselves)."""
+    return [
+        (bn.running_mean, bn.running_var) for bn in bns if bn.running_mean is not None and bn.running_var is not None
+    ]
+
+
+def sequence_loss(model: Net, out: torch.Tensor, y: torch.Tensor, loss: str = "readout") -> torch.Tensor:
     """The training loss of the output sequence ``out`` ``[T, B, classes]``: the model's own
     when it defines one (T-RevSNN: heads on earlier steps, :meth:`trainer.trev.TRevNet.loss`);
     else ``loss`` (:data:`trainer.config.LOSSES`) "readout", the cross-entropy of the
@@ -194,6 +201,8 @@ def stage_iteration(
     configurations; each is one forward over the sequence (``x_at(T)``: the batch at T)
     and one backward (gradients summed); then one optimizer step. Returns the mean loss."""
     model = net.module if isinstance(net, nn.parallel.DistributedDataParallel) else net
+    if not isinstance(model, (SpikingNet, TRevNet)):
+        raise TypeError(f"stage-T training runs a model of trainer.models, not {type(model).__name__}")
     configs = sample_configs(m, n_stages, rng)
     opt.zero_grad(set_to_none=True)
     loss_sum = 0.0
@@ -267,8 +276,8 @@ def fit(
     progress: bool = True,
     verbose: bool = False,
     start: Start | None = None,
-    on_epoch: Callable[[SpikingNet, list[dict[str, float]], dict[str, Any]], None] | None = None,
-) -> tuple[SpikingNet, dict[str, Any]]:
+    on_epoch: Callable[[Net, list[dict[str, float]], dict[str, Any]], None] | None = None,
+) -> tuple[Net, dict[str, Any]]:
     """Train ``cfg``'s model with its method; returns the (rank-0) model and metrics.
 
     One iteration per batch: :func:`stage_iteration` for the stage-T methods (sdt, nmt,

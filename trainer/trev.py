@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import argparse
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -56,6 +56,7 @@ from torch import nn
 from runtime.protocol import readout as protocol_readout
 
 from .config import PROTOCOL_READOUT, Config, ConfigError, is_trev
+from .module_list import ModuleListOf
 from .neurons import Neuron
 from .reversible import reversible_c3
 from .weight_std import WeightStandardized
@@ -334,7 +335,7 @@ class SubNet(nn.Module):
         strides, k_downs = (1, 2, 2, 1), (3, 3, 3, 1)
         ins = [c_in, *widths[:3]]
         ups = [*widths[1:], None]
-        self.stages = nn.ModuleList(
+        self.stages: ModuleListOf[Stage] = ModuleListOf(
             Stage(make, ins[i], widths[i], ups[i], sizes[i], strides[i], k_downs[i], depths[i], k, opts)
             for i in range(4)
         )
@@ -343,7 +344,7 @@ class SubNet(nn.Module):
     def stage_params(self, i: int) -> list[nn.Parameter]:
         return [*self.stages[i].parameters(), self.alpha[i]]
 
-    def forward(self, x: torch.Tensor, c_prev: States) -> list[torch.Tensor]:
+    def forward(self, x: torch.Tensor, c_prev: Sequence[torch.Tensor | None]) -> list[torch.Tensor]:
         """One step: ``c^t`` from the stem group ``x`` and ``c^{t-1}`` (None entries: zero)."""
         c: list[torch.Tensor] = []
         for i, stage in enumerate(self.stages):
@@ -397,13 +398,15 @@ class TRevNet(nn.Module):
         sizes = [s0, s1, s2, s2]
         self.widths, self.sizes, self.group = widths, sizes, W // T
         # static: one stem for all steps (encode once); events: one stem per step
-        self.stems = nn.ModuleList(
+        self.stems: ModuleListOf[WeightStandardized] = ModuleListOf(
             [_sws(c_in, W, 3, 2)] if self.static else [_sws(c_in, self.group, 3, 2) for _ in range(T)]
         )
         subnets = [SubNet(make, self.group, widths, sizes, size.depths, size.kernel, opts) for _ in range(T)]
         # shared: the same module at every step (one set of weights, Fig. 1 of the paper)
-        self.subnets = nn.ModuleList([subnets[0]] * T if opts.shared else subnets)
-        self.heads = nn.ModuleList(Head(widths[3], m.num_classes, m.bias, opts.head_init == "zero") for _ in range(T))
+        self.subnets: ModuleListOf[SubNet] = ModuleListOf([subnets[0]] * T if opts.shared else subnets)
+        self.heads: ModuleListOf[Head] = ModuleListOf(
+            Head(widths[3], m.num_classes, m.bias, opts.head_init == "zero") for _ in range(T)
+        )
 
     @property
     def stages(self) -> tuple[nn.Module]:
@@ -448,11 +451,12 @@ class TRevNet(nn.Module):
         return torch.stack([self.heads[t](c3[t]) for t in range(n)])
 
     def _c3_bptt(self, xs: torch.Tensor) -> list[torch.Tensor]:
-        c: States = [None] * 4
+        c: Sequence[torch.Tensor | None] = [None] * 4
         out = []
         for t in range(len(xs)):
-            c = self.subnets[t](xs[t], c)
-            out.append(c[3])
+            new: list[torch.Tensor] = self.subnets[t](xs[t], c)
+            out.append(new[3])
+            c = new
         return out
 
     def readout(self, y: torch.Tensor) -> torch.Tensor:
@@ -480,6 +484,8 @@ class TRevNet(nn.Module):
             raise ConfigError(f"step t={t} is not available: this T-RevSNN has {self.T} sub-networks")
         if self.static:
             enc = self.stems[0](x_t) if t == 0 else states[0]
+            if enc is None:
+                raise ValueError(f"step t={t} needs states[0], the stem encoding step 0 returned")
             group = enc.unflatten(1, (self.T, self.group))[:, t]
             c = self.subnets[t](group, states[1:])
             return self.heads[t](c[3]), [enc, *c]

@@ -51,6 +51,8 @@ class WeightStandardized(nn.Module):
     :meth:`effective_weight` or :meth:`folded`.
     """
 
+    gamma: torch.Tensor  # a buffer (register_buffer below)
+
     def __init__(self, module: nn.Conv2d | nn.Linear, eps: float = EPS):
         super().__init__()
         if not isinstance(module, (nn.Conv2d, nn.Linear)):
