@@ -121,6 +121,7 @@ def _emulate(a: argparse.Namespace, q: QuantNet, out: dict) -> None:
     ds = cliargs.model_data(a, q.net.protocol, needs="Speck emulation")  # with the model's transforms
     session = load(a.model)
     clock = summarize(run_dataset(session, ds, counts=False), ds.labels)
+    assert ds.events is not None  # model_data(needs=...): an event data set, which holds streams
     e = emulate(q, a.model, ds.events)
     acc = lambda r: float((r.predictions == ds.labels).mean())
     out["emulation"] = {
@@ -219,15 +220,15 @@ def _speck(a: argparse.Namespace) -> None:
             f"wrote {out['description']} (mapped, quantised network; {Path(out['description']).stat().st_size} bytes)"
         )
     if "emulation" in out:
-        e = out["emulation"]
-        print(f"\nemulation on {e['data']} ({e['n']} samples), event-driven, one input event at a time:")
+        emu = out["emulation"]
+        print(f"\nemulation on {emu['data']} ({emu['n']} samples), event-driven, one input event at a time:")
         print(
             table(
                 ["run", "accuracy (%)"],
                 [
-                    [name, f"{100 * e[key]:.2f}"]
+                    [name, f"{100 * emu[key]:.2f}"]
                     for name, key in (
-                        (f"float, clock-driven (T={e['float_clock_T']})", "float_clock_accuracy"),
+                        (f"float, clock-driven (T={emu['float_clock_T']})", "float_clock_accuracy"),
                         ("float, event-driven", "float_event_accuracy"),
                         ("Speck's form in float (IF readout, weights not rounded)", "speck_form_float_accuracy"),
                         ("Speck (quantised, chip semantics)", "speck_accuracy"),
@@ -236,13 +237,13 @@ def _speck(a: argparse.Namespace) -> None:
             )
         )
         print(
-            f"prediction agreement Speck vs float event-driven: {100 * e['agreement']:.2f}%; spike difference "
-            "(hidden layers): " + ", ".join(f"{k} {v:.4f}" for k, v in e["spike_difference"].items())
+            f"prediction agreement Speck vs float event-driven: {100 * emu['agreement']:.2f}%; spike difference "
+            "(hidden layers): " + ", ".join(f"{k} {v:.4f}" for k, v in emu["spike_difference"].items())
         )
         print(
-            f"prediction agreement Speck vs its form in float: {100 * e['agreement_vs_speck_form_float']:.2f}%; "
+            f"prediction agreement Speck vs its form in float: {100 * emu['agreement_vs_speck_form_float']:.2f}%; "
             "spike difference (every layer, readout included): "
-            + ", ".join(f"{k} {v:.4f}" for k, v in e["spike_difference_vs_speck_form_float"].items())
+            + ", ".join(f"{k} {v:.4f}" for k, v in emu["spike_difference_vs_speck_form_float"].items())
         )
     if "device" in out:
         print(f"deployed to {out['device']}")

@@ -50,7 +50,7 @@ from runtime.protocol import Protocol
 from runtime.protocol import readout as readout_logits
 from runtime.stages import Stream, stage_models
 from trainer.config import Config
-from trainer.layers import step_chain
+from trainer.layers import returned, step_chain
 from trainer.models import SpikingNet
 from trainer.temporal import transform
 
@@ -200,7 +200,7 @@ def run_torch(net: SpikingNet, x: np.ndarray, config: list[int] | None = None, f
             for x_t in seq:
                 y, states = step_chain(chain, x_t, states)
                 ys.append(y)
-                for i, s in enumerate(states):
+                for i, s in enumerate(returned(states)):
                     st[first + i].append(s.numpy().copy())
             seq, first = torch.stack(ys), first + len(states)
     finally:
@@ -253,8 +253,8 @@ def run_onnx(path: str | Path, x: np.ndarray) -> Trace:
         for i, s in enumerate(states):
             st[i].append(s)
         fetched = {**feed, **dict(zip(fetch, res))}
-        for i, n in enumerate(names):
-            got[i].append(fetched[n])
+        for i, name in enumerate(names):
+            got[i].append(fetched[name])
     n = len(meta.neurons)
     return Trace(np.stack(ys), stacked(got[:n]), stacked(st), stacked(got[n:]), state_of=state_index(meta))
 

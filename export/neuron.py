@@ -31,7 +31,7 @@ class DeployNeuron(nn.Module):
         out, *new = torch.onnx.ops.symbolic_multi_out(
             f"{DOMAIN}::{self.spec.kind}",
             (x, *state),
-            attributes(self.spec),
+            dict(attributes(self.spec)),  # a copy typed by the parameter (dict is invariant)
             dtypes=(x.dtype,) * n,
             shapes=(x.shape,) * n,
             version=DOMAIN_VERSION,

@@ -78,8 +78,8 @@ def run_import(a: argparse.Namespace) -> int:
         print(f"T_trained (the runtime's default T) = {imported.cfg.train_T}; readout {imported.model.readout_rule}")
         if result is not None:
             print(table(result.headers, [[f"{v:.1e}" if isinstance(v, float) else v for v in r] for r in result.rows]))
-            if (note := tie_note(result.summary)) is not None:
-                print(f"note: {note}")
+            if (tie := tie_note(result.summary)) is not None:
+                print(f"note: {tie}")
             print(
                 "check " + ("passed: " + criterion(result.summary) if result.ok else f"FAILED; {out} was not written")
             )

@@ -41,7 +41,7 @@ from runtime.neuron.nir import (
 )
 from runtime.protocol import data_kind
 from trainer.config import Config, DataConfig, MethodConfig, ModelConfig
-from trainer.layers import NeuronLayer, Sequence, Stateless
+from trainer.layers import Layer, NeuronLayer, Sequence, Stateless
 from trainer.models import SpikingNet
 
 from .errors import ExportError
@@ -212,10 +212,10 @@ class _Layers:
     """Builds the layer list while a sample flows through it (to check every shape)."""
 
     def __init__(self, shape: tuple[int, ...]):
-        self.layers: list[nn.Module] = []
+        self.layers: list[Layer] = []
         self.x = torch.zeros(1, *shape)
 
-    def add(self, name: str, layer: nn.Module) -> None:
+    def add(self, name: str, layer: Stateless | NeuronLayer) -> None:
         try:
             with torch.no_grad():
                 y = layer.neuron(self.x, None)[0] if isinstance(layer, NeuronLayer) else layer.module(self.x)
@@ -240,7 +240,7 @@ class _Layers:
                 prev.module.bias.mul_(gain)
 
 
-def _weight(name: str, node) -> nn.Module:
+def _weight(name: str, node) -> nn.Conv2d | nn.Linear:
     import nir
 
     w = torch.from_numpy(_array(node.weight).astype(np.float32))
@@ -250,10 +250,10 @@ def _weight(name: str, node) -> nn.Module:
         if isinstance(node.padding, str):
             raise ExportError(f"Conv2d node {name!r} has padding {node.padding!r}; expected integers")
         groups = int(node.groups)
-        m = nn.Conv2d(
+        m: nn.Conv2d | nn.Linear = nn.Conv2d(
             w.shape[1] * groups,
             w.shape[0],
-            tuple(w.shape[2:]),
+            (w.shape[2], w.shape[3]),
             _pair(node.stride),
             _pair(node.padding),
             _pair(node.dilation),
@@ -361,7 +361,7 @@ def _config(
         data = DataConfig(  # the data it was trained on, so that runs find it as with the original file
             spec=meta.get("data") or name,
             kind=data_kind(i["kind"]),  # a sequence model stays one (it read as static)
-            shape=in_shape,  # type: ignore[arg-type]
+            shape=in_shape,
             classes=list(meta["classes"]),
             binning=i["binning"] or "equal",
             duration_us=float(i["duration_us"] or 0.0),
@@ -378,7 +378,7 @@ def _config(
             spec=name,
             kind="static" if events_us is None else "events",
             shape=in_shape,
-            classes=[str(c) for c in range(n_out)],  # type: ignore[arg-type]
+            classes=[str(c) for c in range(n_out)],
             duration_us=float(events_us or 0.0),
         )
     return (
@@ -389,7 +389,15 @@ def _config(
         )
         .with_step_dt()
         .validate()
-    )  # type: ignore[arg-type]
+    )
+
+
+def _retimed(meta: dict[str, Any] | None, T: int | None) -> tuple[float, Any] | None:
+    """Our own graph run at another ``T`` than it was trained at, on event input: its step
+    now (the recording in T bins) and the step it was trained with, both µs; else None."""
+    if meta is None or T is None or T == meta["T_trained"] or not meta["input"]["dt_us"]:
+        return None
+    return float(meta["input"]["duration_us"]) / T, meta["input"]["dt_us"]
 
 
 def build(
@@ -442,9 +450,9 @@ def build(
     # our own graph at another T: its recording in T bins, each neuron's decay per step kept)
     meta = json.loads(graph.metadata[KEY]) if source == "flexsnn" else None
     step_us = None if events_us is None else events_us / (10 if T is None else T)
-    retimed = meta is not None and T is not None and T != meta["T_trained"] and bool(meta["input"]["dt_us"])
-    if retimed:
-        step_us = float(meta["input"]["duration_us"]) / T
+    retimed = _retimed(meta, T)
+    if retimed is not None:
+        step_us = retimed[0]
     order = chain(graph)
     if len(order) < 3:
         raise ExportError("the graph has no node between Input and Output")
@@ -455,11 +463,11 @@ def build(
         if isinstance(node, nir.Conv2d) and (pool := _pool_conv(node)) is not None:
             net.add(key, Stateless(pool))
         elif isinstance(node, (nir.Conv2d, nir.Affine, nir.Linear)):
-            layer = _weight(key, node)
+            synapse = _weight(key, node)
             with torch.no_grad():
-                layer.weight.mul_(owed)
+                synapse.weight.mul_(owed)
             owed = 1.0
-            net.add(key, Stateless(layer))
+            net.add(key, Stateless(synapse))
         elif isinstance(node, nir.SumPool2d):
             if net.x.dim() != 4:
                 raise ExportError(f"SumPool2d node {key!r} needs a [C, H, W] input, got {list(net.x.shape[1:])}")
@@ -486,11 +494,12 @@ def build(
     readout = "li" if isinstance(last, NeuronLayer) and not last.spec.spiking else "mean"
     model = SpikingNet([Sequence(net.layers)], readout).eval()
     n_out = int(net.x.shape[1])
-    if retimed:
+    if retimed is not None:
+        step_us, trained_us = retimed
         notes.append(
-            f"--T {T}: a step is one bin of {step_us:g} µs of the recording (trained: {meta['input']['dt_us']:g} "
+            f"--T {T}: a step is one bin of {step_us:g} µs of the recording (trained: {trained_us:g} "
             "µs); each neuron keeps its decay per step, so its time constants in µs (the event engine's) scale "
-            f"by {step_us / meta['input']['dt_us']:g}"
+            f"by {step_us / trained_us:g}"
         )
     cfg = _config(meta, name, in_shape, n_out, readout, T, events_us)
     source_us = SNNTORCH_DT * 1e6 if source == "snntorch" else None if dt is None else dt * 1e6

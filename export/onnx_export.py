@@ -26,7 +26,7 @@ from runtime.neuron import functions as fn
 from runtime.protocol import NeuronInfo, StageInfo, StateInfo
 from runtime.report import versions
 from trainer.config import Config
-from trainer.models import SpikingNet
+from trainer.models import Net, SpikingNet
 
 from .errors import ExportError
 from .prepare import deployable, neuron_layers
@@ -35,6 +35,14 @@ from .step import StepModule, state_shapes, zero_states
 
 IR_VERSION = 10
 OPSET = 20
+
+
+def model_proto(program: torch.onnx.ONNXProgram | None) -> onnx.ModelProto:
+    """The model of a dynamo export (torch types the result optional: its legacy exporter
+    returned None)."""
+    if program is None:
+        raise ExportError("torch.onnx.export returned no program")
+    return program.model_proto
 
 
 def stage_input(i: int) -> str:
@@ -65,7 +73,7 @@ def trace(net: SpikingNet, in_shape: tuple[int, ...], boundaries: bool = False) 
             output_names=["y", *(f"state_{i}_out" for i in range(n)), *cuts],
             dynamic_shapes=({0: batch}, tuple({0: batch} for _ in range(n))),
         )
-    proto = program.model_proto
+    proto = model_proto(program)
     del proto.graph.output[1 + n :]  # the stage boundaries stay named tensors inside one step graph
     return proto
 
@@ -92,8 +100,8 @@ def annotate(model: onnx.ModelProto, specs: list[NeuronSpec]) -> list[NeuronInfo
     ``specs[j].n_states`` states."""
     owner: dict[str, int] = {}
     first = 0
-    for j, spec in enumerate(specs):
-        owner.update({f"state_{first + k}": j for k in range(spec.n_states)})
+    for layer, spec in enumerate(specs):
+        owner.update({f"state_{first + k}": layer for k in range(spec.n_states)})
         first += spec.n_states
     found: list[NeuronInfo | None] = [None] * len(specs)
     for node in model.graph.node:
@@ -127,7 +135,7 @@ def stage_infos(net: SpikingNet, in_shape: tuple[int, ...], config: list[int]) -
     return out
 
 
-def build_onnx(cfg: Config, model: SpikingNet, config: list[int] | None = None) -> onnx.ModelProto:
+def build_onnx(cfg: Config, model: Net, config: list[int] | None = None) -> onnx.ModelProto:
     """The finished ONNX model for a trained network (not yet written); ``config``: one T
     per stage, a multi-rate file (its stages cut at named tensors, runtime.stages)."""
     net = deployable(model)
@@ -143,7 +151,7 @@ def build_onnx(cfg: Config, model: SpikingNet, config: list[int] | None = None) 
     return proto
 
 
-def export_onnx(cfg: Config, model: SpikingNet, path: str | Path, config: list[int] | None = None) -> Path:
+def export_onnx(cfg: Config, model: Net, path: str | Path, config: list[int] | None = None) -> Path:
     """Write ``model`` as a ``flexsnn-onnx/3`` file at ``path`` (atomically); returns it."""
     proto = build_onnx(cfg, model, config)
     onnx.checker.check_model(proto, full_check=True)

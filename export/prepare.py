@@ -23,8 +23,8 @@ from torch import nn
 
 from runtime.neuron import kinds
 from trainer.fold import BATCHNORMS, WEIGHT_LAYERS, fold_bn, weight_layer_before
-from trainer.layers import NeuronLayer, Residual, Sequence, Stateless, rewrite
-from trainer.models import SpikingNet
+from trainer.layers import Layer, NeuronLayer, Residual, Sequence, Stateless, rewrite
+from trainer.models import Net, SpikingNet
 from trainer.neurons import Neuron
 
 from .errors import ExportError
@@ -45,7 +45,7 @@ def unsupported(where: str, module: nn.Module) -> ExportError:
     )
 
 
-def _with_bn(layer: nn.Module, bn: nn.Module) -> nn.Module:
+def _with_bn(layer: nn.Conv2d | nn.Linear, bn: nn.BatchNorm1d | nn.BatchNorm2d) -> nn.Conv2d | nn.Linear:
     if bn.running_mean is None or bn.running_var is None:
         raise ExportError(f"{type(bn).__name__} without running statistics cannot be folded")
     with torch.no_grad():
@@ -56,7 +56,7 @@ def _with_bn(layer: nn.Module, bn: nn.Module) -> nn.Module:
     return out
 
 
-def _keep(kept: list[nn.Module], layer: nn.Module, name: str) -> nn.Module | None:
+def _keep(kept: list[Layer], layer: Layer, name: str) -> Layer | None:
     """A layer of a Sequence, after the layers ``kept`` before it: dropout dropped,
     BatchNorm folded into the layer before it, the rest checked (see :func:`rewrite`)."""
     if not isinstance(layer, Stateless):
@@ -65,9 +65,10 @@ def _keep(kept: list[nn.Module], layer: nn.Module, name: str) -> nn.Module | Non
     mod = layer.module
     if isinstance(mod, DROPOUTS):
         return None
-    if callable(getattr(mod, "folded", None)):
+    folded = getattr(mod, "folded", None)
+    if callable(folded):
         # a reparametrised layer (weight standardisation) knows its plain form
-        mod = mod.folded()
+        mod = folded()
         layer = Stateless(mod)
     if isinstance(mod, BATCHNORMS):
         prev = weight_layer_before(kept)
@@ -83,7 +84,7 @@ def _keep(kept: list[nn.Module], layer: nn.Module, name: str) -> nn.Module | Non
     return layer
 
 
-def _neuron(layer: nn.Module, where: str) -> None:
+def _neuron(layer: Layer, where: str) -> None:
     if not isinstance(layer, NeuronLayer):
         raise unsupported(where, layer)
     if type(layer.neuron) is not Neuron:
@@ -91,7 +92,7 @@ def _neuron(layer: nn.Module, where: str) -> None:
     layer.neuron = DeployNeuron(layer.spec)
 
 
-def deployable(model: SpikingNet) -> SpikingNet:
+def deployable(model: Net) -> SpikingNet:
     """A copy of ``model`` in eval mode: BatchNorm folded, dropout removed, deploy neurons."""
     from trainer.trev import TRevNet
 
@@ -108,11 +109,11 @@ def deployable(model: SpikingNet) -> SpikingNet:
     return net.requires_grad_(False)
 
 
-def layers(net: SpikingNet) -> Iterator[nn.Module]:
+def layers(net: SpikingNet) -> Iterator[Layer]:
     """Every leaf layer (Stateless or NeuronLayer) in execution order, which is also the
     order of the states in ``SpikingNet.step`` (depth first: body, shortcut, neuron)."""
 
-    def walk(layer: nn.Module) -> Iterator[nn.Module]:
+    def walk(layer: Layer) -> Iterator[Layer]:
         if isinstance(layer, Sequence):
             for sub in layer.layers:
                 yield from walk(sub)

@@ -60,7 +60,7 @@ def protocol(
     """The protocol of a model trained with ``cfg``; ``fields`` override (e.g. ``uses_t``)."""
     m, d = cfg.method, cfg.data
     events = d.kind == "events"
-    base = dict(
+    base: dict[str, object] = dict(
         model=architecture(cfg.model),
         method=m.name,
         input_kind=DATA_INPUT_KINDS[d.kind],
@@ -84,6 +84,7 @@ def protocol(
     )
     base.update(fields)
     try:
+        # ``fields`` override any Protocol field by keyword: not typed per field (object)
         return Protocol(**base)  # type: ignore[arg-type]
     except ModelError as e:  # e.g. a neuron's dt that is not the data's step
         raise ExportError(f"{cfg.model.name}: {e}") from None

@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from trainer.layers import returned
 from trainer.models import SpikingNet
 
 
@@ -22,13 +23,13 @@ class StepModule(nn.Module):
 
     def forward(self, x: torch.Tensor, states: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
         if not self.boundaries:
-            y, new = self.net.step(x, 0, list(states))  # a SpikingNet's step does not depend on t
-            return (y, *new)
+            y, out = self.net.step(x, 0, list(states))  # a SpikingNet's step does not depend on t
+            return (y, *returned(out))
         new: list[torch.Tensor] = []
         cuts = []
         for stage in self.net.stages:  # step_chain over the stages, keeping each stage's output
             x, s = stage.step(x, list(states[len(new) : len(new) + stage.n_states]))
-            new += s
+            new += returned(s)
             cuts.append(x)
         return (x, *new, *cuts[:-1])
 
@@ -37,7 +38,7 @@ class StepModule(nn.Module):
 def state_shapes(net: SpikingNet, in_shape: tuple[int, ...]) -> list[tuple[int, ...]]:
     """Per-sample shape of every state, found by one step on a zero input."""
     _, states = net.step(torch.zeros(1, *in_shape), 0, [None] * net.n_states)
-    return [tuple(s.shape[1:]) for s in states]
+    return [tuple(s.shape[1:]) for s in returned(states)]
 
 
 def zero_states(shapes: list[tuple[int, ...]], batch: int) -> tuple[torch.Tensor, ...]:

@@ -25,6 +25,7 @@ from torch.export import Dim
 from runtime.fileio import write_serialized
 from runtime.protocol import StageInfo
 from trainer.config import Config
+from trainer.layers import States
 from trainer.models import SpikingNet
 from trainer.temporal import transform
 
@@ -33,6 +34,9 @@ from .protocol import KEY, layer_infos, protocol
 from .step import StepModule, state_shapes, zero_states
 
 EXAMPLE_BATCH = 2
+# A traced module's positional inputs (a tensor, or the tuple of states) and their batch dims.
+Example = tuple[torch.Tensor | tuple[torch.Tensor, ...], ...]
+BatchDims = tuple[dict[int, Dim] | tuple[dict[int, Dim], ...], ...]
 
 
 class SequenceModule(nn.Module):
@@ -52,7 +56,8 @@ class SequenceModule(nn.Module):
         for stage, T in zip(self.net.stages, self.config):
             # step by step (the ONNX step graph's arithmetic), not the stage's sequence
             # form: torch.export refuses a batch-flattened sequence after up-sampling
-            x, states, ys = transform(x, T), [None] * stage.n_states, []
+            states: States = [None] * stage.n_states
+            x, ys = transform(x, T), []
             for x_t in x:
                 y, states = stage.step(x_t, states)
                 ys.append(y)
@@ -76,9 +81,7 @@ def protocol_file(cfg: Config, model: SpikingNet, config: list[int] | None = Non
     return {KEY: json.dumps(protocol(cfg, net.readout_rule, states, neurons, stages=stages).to_dict())}
 
 
-def _traced(
-    net: SpikingNet, cfg: Config, config: list[int] | None
-) -> tuple[nn.Module, tuple[torch.Tensor, ...], tuple[dict[int, Dim], ...]]:
+def _traced(net: SpikingNet, cfg: Config, config: list[int] | None) -> tuple[nn.Module, Example, BatchDims]:
     """The module a format holds, an example input and the input dimensions that are the
     batch: one step ``(x, states)``, or with ``config`` the whole sequence ``(frames,)``."""
     in_shape = tuple(cfg.model.in_shape)

@@ -24,6 +24,7 @@ import copy
 import logging
 import warnings
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import onnx
@@ -43,15 +44,18 @@ from trainer.trev import TRevNet
 from .check import CheckResult, Follower, Trace, check_memory_for, compare, exact_run, run_onnx, sample_input
 from .errors import ExportError
 from .neuron import DeployNeuron
-from .onnx_export import OPSET, attach_functions
+from .onnx_export import OPSET, attach_functions, model_proto
 from .protocol import protocol, read_protocol, readout_name, set_protocol
 
+M = TypeVar("M", bound=nn.Module)
 
-def _deploy_(module: nn.Module) -> nn.Module:
+
+def _deploy_(module: M) -> M:
     """In place: folded weight standardisation, exact deploy neurons."""
     for name, child in list(module.named_children()):
-        if callable(getattr(child, "folded", None)):
-            setattr(module, name, child.folded())
+        folded = getattr(child, "folded", None)
+        if callable(folded):
+            setattr(module, name, folded())
         elif isinstance(child, Neuron):
             setattr(module, name, DeployNeuron(child.spec))
         else:
@@ -105,7 +109,7 @@ def _buffers(stacked: dict[str, torch.Tensor]) -> nn.ParameterDict:
 
 def state_shapes(net: TRevNet) -> list[tuple[int, ...]]:
     """Per-sample shapes of [encoding (static), c_0 .. c_3]."""
-    c = [(w, *s) for w, s in zip(net.widths, net.sizes)]
+    c: list[tuple[int, ...]] = [(w, *s) for w, s in zip(net.widths, net.sizes)]
     return ([(net.group * net.T, *net.sizes[0])] if net.static else []) + c
 
 
@@ -126,13 +130,13 @@ def trace(step: TRevStep, in_shape: tuple[int, ...], shapes: list[tuple[int, ...
             output_names=["y", *(f"state_{i}_out" for i in range(n))],
             dynamic_shapes=({0: batch}, None, tuple({0: batch} for _ in range(n))),
         )
-    return program.model_proto
+    return model_proto(program)
 
 
 def annotate_stateless(model: onnx.ModelProto, spec: NeuronSpec) -> list[str]:
     """Name the ``snn`` nodes ``{op}_z{j}`` (graph order), set their overload, attach the
     function body, the ``snn`` opset and IR version; returns the names."""
-    names = []
+    names: list[str] = []
     for node in model.graph.node:
         if node.domain == fn.DOMAIN:
             node.name = f"{node.op_type}_z{len(names)}"

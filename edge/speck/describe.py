@@ -83,7 +83,7 @@ def write_description(path: str | Path, desc: dict[str, Any]) -> Path:
     return write_atomic(path, lambda tmp: tmp.write_text(json.dumps(desc)))
 
 
-def _neuron_fields(threshold: int, v_min: int) -> dict[str, Any]:
+def _neuron_fields(threshold: float, v_min: int) -> dict[str, Any]:
     """A layer's neuron as the description names it: the chip's, with its quantised
     (integer) threshold and lower clamp."""
     n = chip_neuron(threshold, v_min, 1.0)

@@ -72,7 +72,9 @@ def quantized_model(qnet: QuantNet) -> tuple[onnx.ModelProto, Protocol]:
             [f"spk{i}", f"state_{i}_out"],
             name=node,
             domain=fn.DOMAIN,
-            **fn.attributes(spec),
+            # mypy checks the spread against make_node's doc_string/overload too; the spec's
+            # fields are none of those (they go to **kwargs, the node's attributes)
+            **fn.attributes(spec),  # type: ignore[arg-type]
         )
         n.overload = fn.overload(spec)
         nodes.append(n)

@@ -36,7 +36,7 @@ class QuantLayer:
     name: str
     node: str
     weight: np.ndarray
-    threshold: int
+    threshold: float  # chip units: an integer, except in float_twin's layers
     v_min: int
     scale: float
     bound: str  # which limit set the scale: "weights", "threshold" or "v_min"
