@@ -4,6 +4,7 @@ event-driven result, and sinabs IAF parity for IF networks."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 import pickle
 
@@ -14,6 +15,7 @@ from runtime.data.events import bin_events, make_events
 from runtime.event import EventEngine, spike_difference
 from runtime.event.metrics import stack_counts
 from runtime.event.reference import run_reference
+from runtime.neuron import EventFormError, SpecError, kind_of, kinds, make_spec, presets
 from runtime.protocol import parse_protocol
 from runtime.session import Session
 
@@ -328,3 +330,34 @@ def test_an_empty_stream_runs_as_no_input(neuron):
     np.testing.assert_array_equal(batch.outputs[1], alone.outputs)
     np.testing.assert_array_equal(batch.outputs[[0, 2]], eng.run_batch([stream, stream]).outputs)
     assert batch.events.tolist() == [300, 0, 300]
+
+
+# where each kind's event-driven form is checked against finer and finer clock-driven bins
+# (the event engine's exactness claim, docs/event_driven.md); LI is the readout of them all
+CONVERGENCE_TESTS = {
+    "IF": ("tests.test_event_engine", "test_finer_bins_converge_to_event_driven_if"),
+    "LIF": ("tests.test_event_engine", "test_finer_bins_converge_to_event_driven_lif"),
+    "LI": ("tests.test_event_engine", "test_finer_bins_converge_to_event_driven_lif"),
+    "CubaLIF": ("tests.test_cuba_lif_event_driven", "test_finer_bins_converge_to_event_driven"),
+    "ALIF": ("tests.test_alif_event_driven", "test_finer_bins_converge_to_event_driven"),
+}
+
+
+def test_every_kind_with_an_event_form_has_a_convergence_test():
+    """A kind that declares an event form gets a finer-bins test: an event form that ran
+    another neuron (a refractory LIF declaring LIF's leaky form) passed every generic test."""
+    import importlib
+
+    for kind in kinds():
+        candidates = [make_spec(kind, **fixed) for k, fixed in presets().values() if k == kind]
+        with contextlib.suppress(SpecError):
+            candidates.append(make_spec(kind))
+        has_form = False
+        for s in candidates:
+            with contextlib.suppress(EventFormError):
+                kind_of(kind).event_form(s)
+                has_form = True
+        if has_form:
+            assert kind in CONVERGENCE_TESTS, f"{kind} has an event form but no finer-bins convergence test"
+    for module, name in CONVERGENCE_TESTS.values():
+        assert callable(getattr(importlib.import_module(module), name)), (module, name)

@@ -63,6 +63,12 @@ def test_every_registered_kind_has_a_torch_step():
     assert sorted(TORCH_STEPS) == kinds()
 
 
+def test_every_registered_kind_is_among_the_variants():
+    """The parity tests above run VARIANTS: a kind added without entries here passed them
+    all unchecked (docs/neurons.md, Adding a kind, step 4)."""
+    assert sorted({s.kind for s in VARIANTS}) == kinds()
+
+
 def test_reference_semantics_by_hand():
     lif = NeuronSpec("LIF", 0.5, 1.0, "subtract", "single")
     s, (u,) = step(lif, (np.float32([0.8, 0.8]),), np.float32([0.7, 0.5]))  # v = 1.1, 0.9

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from runtime.limits import available_cores
+from runtime.neuron import presets as neuron_presets
 from tests.conftest import one_error
 from tests.conftest import run_trainer as run
 from trainer.checkpoint import load_checkpoint
@@ -167,7 +168,7 @@ def test_bad_checkpoints(kind, tmp_path, capsys):
         (["--tmin", "5", "--tmax", "3"], "must not exceed"),
         (
             ["--neuron", "izhikevich"],
-            "neuron 'izhikevich' is unknown; expected one of ['alif', 'cuba-lif', 'if', 'lif', 'multi-if']",
+            f"neuron 'izhikevich' is unknown; expected one of {list(neuron_presets())}",
         ),
         (["--surrogate", "atan"], "expected one of"),
         (["--out", "/no/such/folder/m.pt"], "does not exist"),

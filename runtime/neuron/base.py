@@ -30,7 +30,7 @@ class SpecError(ValueError):
 class NeuronSpec:
     """Pure description of one neuron layer; kinds with more fields subclass it.
 
-    kind:   a registered kind (``kinds()``): "LIF", "IF", "LI", "CubaLIF", "ALIF".
+    kind:   a registered kind (``kinds()``), whose spec class this is.
     decay:  membrane factor per step, ``decay = exp(-dt / tau)``.
     v_th:   firing threshold (> 0).
     reset:  "subtract" (soft) or "zero" (hard).
@@ -191,7 +191,9 @@ class ClockForm:
             )
 
 
-CLOCK_SECONDS = ("", "syn", "adapt")  # the values of ClockForm.second that a numba step exists for
+# the values of ClockForm.second that a numba step exists for -> the state variables it updates
+CLOCK_STATES = {"": 1, "syn": 2, "adapt": 2}
+CLOCK_SECONDS = tuple(CLOCK_STATES)
 
 
 def rules_clock_form(spec: NeuronSpec, second: str = "", decay2: float = 1.0, gain2: float = 0.0) -> ClockForm:
@@ -307,7 +309,8 @@ class NeuronKind(Generic[SpecT]):
     def to_nir(self, spec: SpecT, shape: tuple[int, ...]) -> tuple[str, dict[str, np.ndarray]]:
         """``(NIR node class name, parameters)`` for a layer of ``shape`` (conventions:
         :mod:`runtime.neuron.nir`); the full spec goes into the node's metadata beside it."""
-        raise NirNeuronError(f"{self.name} neurons have no NIR node (NIR 1.0 has IF, LIF, LI and CubaLIF)")
+        able = [k for k in kinds() if type(kind_of(k)).to_nir is not NeuronKind.to_nir]
+        raise NirNeuronError(f"{self.name} neurons have no NIR node; the kinds with one are {able}")
 
     def nir_peers(self, spec: SpecT) -> dict[str, str | None]:
         """Per NIR peer (``runtime.neuron.nir.PEERS``): what it runs differently for the
@@ -341,9 +344,22 @@ _REGISTRY: dict[str, NeuronKind[Any]] = {}
 KindT = TypeVar("KindT", bound=NeuronKind[Any])
 
 
+# the types a spec field may have: what checkpoints (JSON), ONNX attributes (float, string:
+# the function bodies read float constants), NIR metadata and the generated CLI flags carry
+FIELD_TYPES = {"float": float, "str": str}
+
+
 def register(kind: KindT) -> KindT:
     if kind.name in _REGISTRY:
         raise ValueError(f"neuron kind {kind.name!r} is registered twice")
+    for f in fields(kind.spec_cls):
+        if f.type not in FIELD_TYPES and f.type not in FIELD_TYPES.values():
+            # an int field trained, then no reader took the checkpoint back (and its ONNX
+            # attribute failed shape inference): refused where the kind is written
+            raise TypeError(
+                f"neuron kind {kind.name!r}: spec field {f.name!r} is typed {f.type!r}; spec fields are "
+                f"{list(FIELD_TYPES)} (a count of steps is a float, checked whole in validate)"
+            )
     _REGISTRY[kind.name] = kind
     return kind
 

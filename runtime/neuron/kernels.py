@@ -22,7 +22,7 @@ from functools import cache
 
 import numpy as np
 
-from .base import CLOCK_SECONDS, ClockForm, NeuronKind, NeuronSpec, kind_of, kinds
+from .base import CLOCK_SECONDS, CLOCK_STATES, ClockForm, NeuronKind, NeuronSpec, SpecError, kind_of, kinds
 
 # k(current, states, spikes): one step, the states updated in place
 Kernel = Callable[[np.ndarray, Sequence[np.ndarray], np.ndarray], None]
@@ -79,8 +79,23 @@ def compiled() -> dict[str, Callable]:
     return steps
 
 
+def clock_form(spec: NeuronSpec) -> ClockForm | None:
+    """The kind's clock form of ``spec``, held to its states: a form that updates fewer
+    state variables than the kind has would run another neuron (a two-state kind declaring
+    a one-state form ran plain LIF, and backend auto chose it)."""
+    kind = kind_of(spec.kind)
+    form = kind.clock_form(spec)
+    if form is not None and CLOCK_STATES[form.second] != len(kind.states):
+        raise SpecError(
+            f"{spec.kind}'s clock form (second state {form.second!r}) updates {CLOCK_STATES[form.second]} state "
+            f"variable(s), but a {spec.kind} neuron has {len(kind.states)} {list(kind.states)}: fix its clock_form, "
+            "or return None to run it on onnxruntime"
+        )
+    return form
+
+
 def supported(spec: NeuronSpec) -> bool:
-    return kind_of(spec.kind).clock_form(spec) is not None
+    return clock_form(spec) is not None
 
 
 def with_kernels() -> list[str]:
@@ -91,7 +106,7 @@ def with_kernels() -> list[str]:
 def kernel(spec: NeuronSpec) -> Kernel:
     """``k(current, states, spikes)``: one step, the states (the kind's, in order;
     C-contiguous float32 arrays of one shape) updated in place."""
-    form = kind_of(spec.kind).clock_form(spec)
+    form = clock_form(spec)
     if form is None:
         raise ValueError(f"no numba kernel for kind {spec.kind!r}; kernels exist for {with_kernels()}")
     step, args = compiled()[form.second], _args(form)
