@@ -8,7 +8,7 @@ import torch
 
 from runtime.data import load_dataset
 from trainer.checkpoint import load_checkpoint, save_checkpoint
-from trainer.config import Config
+from trainer.config import Config, ConfigError
 from trainer.methods import sample_configs
 from trainer.train import calibrate_bn, evaluate, fit
 
@@ -183,3 +183,16 @@ def test_prefix_loss_refuses_what_it_does_not_apply_to(method, model, loss, matc
     cfg.model.name, cfg.method.name, cfg.method.loss = model, method, loss
     with pytest.raises(ConfigError, match=match):
         cfg.validate()
+
+
+def test_a_config_its_checkpoint_could_not_store_is_refused_before_training(digits, tmp_path):
+    """An SDK config with an event recording's duration but the neuron's dt left at 1 µs
+    trained, then every reader of its checkpoint refused it (Config.validate: one µs per
+    step); fit now says so before the first epoch."""
+    cfg = small_config("sdt", epochs=1)
+    cfg.data.duration_us = 300_000.0  # 50 ms per step at T = 6; the neuron still steps by 1 µs
+    with pytest.raises(ConfigError, match=r"the neuron's dt is 1 µs but one step of this event data is 50000 µs"):
+        fit(cfg, *digits, progress=False)
+    model, metrics = fit(cfg.with_step_dt(), *digits, progress=False)  # the one rule, then it trains
+    save_checkpoint(tmp_path / "m.pt", cfg, model, metrics)
+    assert load_checkpoint(tmp_path / "m.pt")[0].neuron.spec.dt == 50_000.0

@@ -286,6 +286,11 @@ def fit(
     train_state)`` runs on rank 0 after every epoch (the CLI writes a resumable checkpoint).
     The final ``metrics["train_state"]`` is the state after the last epoch.
     """
+    # the checkpoint stores cfg.to_dict(), which every reader validates (Config.from_dict): a
+    # config it refuses trained for nothing, one that reads back otherwise rebuilds another model
+    stored = cfg.to_dict()
+    if Config.from_dict(stored).to_dict() != stored:
+        raise ConfigError("this config does not read back as itself from its stored form (Config.to_dict)")
     rank, world = distributed.setup()
     m = cfg.method
     if m.batch_size % world:
