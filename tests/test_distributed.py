@@ -32,11 +32,74 @@ def _fit_two_processes(out, *args: str) -> dict:
 
 @pytest.mark.slow  # two training processes: run alone (CI's slow group runs without pytest workers)
 def test_fit_with_two_processes(tmp_path):
-    args = "--epochs 1 --limit-train 128 --limit 40 --width 4 --batch-size 16 --method mtt --samples 2".split()
-    ckpt = _fit_two_processes(tmp_path / "ddp.pt", *args)
-    assert ckpt["metrics"]["world_size"] == 2
+    args = "--epochs 1 --limit-train 128 --limit 600 --width 4 --batch-size 16 --method mtt --samples 2 --norm bn"
+    out = tmp_path / "ddp.pt"
+    ckpt = _fit_two_processes(out, *args.split())
+    metrics = ckpt["metrics"]
+    assert metrics["world_size"] == 2
     # each rank trained on its own half of the 128 samples
-    assert ckpt["metrics"]["history"][0]["samples_this_rank"] == 64
+    assert metrics["history"][0]["samples_this_rank"] == 64
+    # the ranks evaluated together (3 batches of 256 between them), of rank 0's model, with
+    # its BatchNorm statistics (calibrated): the checkpoint's accuracy is one process's
+    from runtime.data import load_dataset
+    from trainer.checkpoint import load_checkpoint
+    from trainer.train import evaluate
+
+    cfg, model, _ = load_checkpoint(out)
+    test = load_dataset("digits", "test", limit=600)
+    assert metrics["bn_calibrated_layers"] > 0
+    assert metrics["test_accuracy"] == evaluate(model, test, [cfg.train_T])[0]
+
+
+def _eval_case():
+    """A BatchNorm model (rank 0's weights) and 70 test samples: 5 batches of 16."""
+    from runtime.data import load_dataset
+    from tests.test_train import small_config
+    from trainer.models import build_model
+
+    cfg = small_config("sdt")
+    cfg.model.width = 4
+    torch.manual_seed(0)
+    return cfg, build_model(cfg).eval(), load_dataset("digits", "test", limit=70)
+
+
+def _eval_rank(rank: int, store: str, out: str) -> None:
+    import torch.distributed as dist
+
+    from trainer.distributed import teardown
+    from trainer.train import count_correct, eval_mode, evaluate_on_ranks
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
+    cfg, model, test = _eval_case()
+    if rank == 1:  # statistics of its own last batch share: not the checkpoint's
+        for m in model.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                m.running_mean.add_(3.0)
+    with torch.no_grad(), eval_mode(model):  # this rank's batches: 0, 2, 4 of 16 (rank 0)
+        mine = count_correct(model, test, [6, 6], range(16 * rank, 70, 32), 16, None, None)
+    acc = evaluate_on_ranks(model, test, 6, batch_size=16)
+    torch.save({"acc": acc, "mine": mine, "buffers": dict(model.named_buffers())}, f"{out}.{rank}")
+    teardown()
+
+
+@pytest.mark.slow  # two processes
+def test_ranks_evaluate_rank_zeros_model_together(tmp_path):
+    """Each rank evaluates its share of the batches, with rank 0's BatchNorm statistics
+    (broadcast first), and the counts are summed: one process's accuracy, to the sample."""
+    import torch.multiprocessing as mp
+
+    from trainer.train import evaluate
+
+    out = str(tmp_path / "acc")
+    mp.spawn(_eval_rank, args=(str(tmp_path / "store"), out), nprocs=2, join=True)
+    got = [torch.load(f"{out}.{r}", weights_only=True) for r in (0, 1)]
+    cfg, model, test = _eval_case()
+    want = evaluate(model, test, [6], batch_size=16)[0]
+    assert got[0]["acc"] == got[1]["acc"] == want
+    assert 0 < got[0]["mine"] < round(want * 70)  # each rank counted a real share of the batches
+    for name, b in model.named_buffers():  # rank 1 evaluated with rank 0's statistics
+        torch.testing.assert_close(got[1]["buffers"][name], b, rtol=0, atol=0)
 
 
 # ---------------------------------------------------------------- online methods (issue 18)

@@ -70,6 +70,30 @@ def average_gradients(model: nn.Module) -> None:
             p.grad.div_(world)
 
 
+def rank_and_world() -> tuple[int, int]:
+    """``(rank, world size)`` of the joined group; ``(0, 1)`` in one process."""
+    return (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+
+
+def broadcast_buffers(model: nn.Module) -> None:
+    """Rank 0's buffers (BatchNorm statistics) on every rank, in place (every rank calls it;
+    no-op in one process): DDP broadcasts them before each forward, so after an epoch's
+    last batch each rank holds its own share's, and rank 0's model is the one kept."""
+    if not dist.is_initialized() or dist.get_world_size() == 1:
+        return
+    for b in model.buffers():
+        dist.broadcast(b, 0)
+
+
+def sum_over_ranks(n: int) -> int:
+    """The sum of ``n`` over the ranks (every rank calls it; ``n`` itself in one process)."""
+    if not dist.is_initialized() or dist.get_world_size() == 1:
+        return n
+    t = torch.tensor([n], dtype=torch.int64)
+    dist.all_reduce(t)
+    return int(t.item())
+
+
 def mean_over_ranks(x: float) -> float:
     """The mean of ``x`` over the ranks (every rank calls it; ``x`` itself in one process):
     an epoch's loss, which each rank computed on its share of every batch (rank 0's half

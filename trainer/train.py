@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -15,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from runtime.data import Dataset
+from runtime.data import Dataset, check_fits
 
 from . import distributed, repro
 from .config import ONLINE_METHODS, OPTIMIZERS, Config, ConfigError, MethodConfig
@@ -73,18 +74,55 @@ def evaluate_configs(
 ) -> list[float]:
     """Accuracy at each per-stage configuration (stage i at ``config[i]`` steps; events
     binned into ``config[0]`` frames, the temporal transformation module between stages)."""
+    starts = range(0, len(ds), batch_size)
+    with eval_mode(model):
+        bar = tqdm(configs, desc="eval", disable=not progress, leave=False)
+        return [count_correct(model, ds, T_s, starts, batch_size, binning, dt_us) / len(ds) for T_s in bar]
+
+
+@contextlib.contextmanager
+def eval_mode(model: nn.Module) -> Iterator[None]:
+    """``model`` in eval mode inside, then back in the mode it was in."""
     was_training = model.training
     model.eval()
-    accs = []
-    for stage_T in tqdm(configs, desc="eval", disable=not progress, leave=False):
-        correct = 0
-        for start in range(0, len(ds), batch_size):
-            idx = np.arange(start, min(start + batch_size, len(ds)))
-            logits = model.readout(model(frames(ds, idx, stage_T[0], binning, dt_us), list(stage_T)))
-            correct += int((logits.argmax(1) == torch.from_numpy(ds.labels[idx])).sum())
-        accs.append(correct / len(ds))
-    model.train(was_training)
-    return accs
+    try:
+        yield
+    finally:
+        model.train(was_training)
+
+
+def count_correct(
+    model: Net,
+    ds: Dataset,
+    stage_T: list[int],
+    starts: Iterable[int],
+    batch_size: int,
+    binning: str | None,
+    dt_us: float | None,
+) -> int:
+    """Correctly classified samples at one per-stage configuration, over the batches of
+    ``batch_size`` consecutive samples that begin at ``starts``."""
+    correct = 0
+    for start in starts:
+        idx = np.arange(start, min(start + batch_size, len(ds)))
+        logits = model.readout(model(frames(ds, idx, stage_T[0], binning, dt_us), list(stage_T)))
+        correct += int((logits.argmax(1) == torch.from_numpy(ds.labels[idx])).sum())
+    return correct
+
+
+@torch.no_grad()
+def evaluate_on_ranks(model: Net, ds: Dataset, T: int, batch_size: int = 256) -> float:
+    """:func:`evaluate` at ``T`` by every rank together (every rank calls it), of rank 0's
+    model: the checkpoint's. Rank r takes batch k when ``k % world == r``: whole batches as
+    one process forms them (CPU kernels may round by batch shape), so the accuracy is one
+    process's to the sample, and no rank waits in a collective while one evaluates alone
+    (gloo's timeout is 30 minutes)."""
+    distributed.broadcast_buffers(model)  # BatchNorm statistics: each rank's own last batch moved them
+    rank, world = distributed.rank_and_world()
+    with eval_mode(model):
+        starts = range(rank * batch_size, len(ds), world * batch_size)
+        correct = count_correct(model, ds, [T] * len(model.stages), starts, batch_size, None, None)
+    return distributed.sum_over_ranks(correct) / len(ds)
 
 
 def has_bn(model: nn.Module) -> bool:
@@ -291,6 +329,14 @@ def fit(
     stored = cfg.to_dict()
     if Config.from_dict(stored).to_dict() != stored:
         raise ConfigError("this config does not read back as itself from its stored form (Config.to_dict)")
+    for split, ds in (("training", train_ds), ("test", test_ds)):  # not a torch shape error 13 frames deep
+        if ds.kind != cfg.data.kind:
+            raise ConfigError(
+                f"the config is for {cfg.data.kind} data (DataConfig.kind), the {split} data holds {ds.kind}"
+            )
+        check_fits(
+            ds, cfg.model.in_shape, cfg.model.num_classes, "the config's model (ModelConfig.in_shape, num_classes)"
+        )
     rank, world = distributed.setup()
     m = cfg.method
     if m.batch_size % world:
@@ -378,8 +424,8 @@ def fit(
             "samples_this_rank": sum(map(len, batches)),
             "samples": sum(map(len, batches)) * world,  # of len(train_ds): at most world - 1 left out
         }
+        entry["test_accuracy"] = evaluate_on_ranks(model, test_ds, cfg.train_T)
         if rank == 0:
-            entry["test_accuracy"] = evaluate(model, test_ds, [cfg.train_T])[0]
             if progress or verbose:
                 tqdm.write(
                     f"epoch {epoch + 1}/{m.epochs}: train loss {entry['loss']:.4f}, test accuracy at "
@@ -398,14 +444,14 @@ def fit(
     }
     if not online:
         metrics["expected_cost_ratio_vs_sdt"] = expected_cost_ratio(m)
+    # the last epoch evaluated this very model at train_T; evaluate again only if calibration
+    # changed it (every rank calibrates, the same draws: rank 0's result is the one kept)
+    last = history[-1]["test_accuracy"]
+    calibrated = calibrate_bn(model, train_ds, cfg.train_T, m.calib_batches, m.batch_size, m.seed)
+    metrics["test_accuracy_uncalibrated"] = last
+    metrics["bn_calibrated_layers"] = calibrated
+    metrics["test_accuracy"] = evaluate_on_ranks(model, test_ds, cfg.train_T) if calibrated else last
     if rank == 0:
-        # the last epoch evaluated this very model at train_T; evaluate again only if
-        # calibration changed it
-        last = history[-1]["test_accuracy"]
-        calibrated = calibrate_bn(model, train_ds, cfg.train_T, m.calib_batches, m.batch_size, m.seed)
-        metrics["test_accuracy_uncalibrated"] = last
-        metrics["bn_calibrated_layers"] = calibrated
-        metrics["test_accuracy"] = evaluate(model, test_ds, [cfg.train_T])[0] if calibrated else last
         if calibrated:
             metrics["bn_calibration_T"] = cfg.train_T
             if progress or verbose:
