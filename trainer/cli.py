@@ -177,10 +177,7 @@ def _add_fit(sub: argparse._SubParsersAction) -> None:
     )
     cliargs.add_seed(p, "weights, batches and sampled T")
     p.add_argument(
-        "--width",
-        type=cliargs.width,
-        default=ModelConfig.width,
-        help="channel width, over the model name's (0: the name's)",
+        "--width", type=cliargs.width, default=ModelConfig.width, help="conv width, over the model name's (0: its own)"
     )
     p.add_argument(
         "--neuron",
