@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from runtime.data import load_dataset
+from runtime.data import DataError, load_dataset
 from trainer.checkpoint import load_checkpoint, save_checkpoint
 from trainer.config import Config, ConfigError
 from trainer.methods import sample_configs
@@ -196,3 +196,21 @@ def test_a_config_its_checkpoint_could_not_store_is_refused_before_training(digi
     model, metrics = fit(cfg.with_step_dt(), *digits, progress=False)  # the one rule, then it trains
     save_checkpoint(tmp_path / "m.pt", cfg, model, metrics)
     assert load_checkpoint(tmp_path / "m.pt")[0].neuron.spec.dt == 50_000.0
+
+
+@pytest.mark.parametrize(
+    "change, data, match",
+    [
+        # Config()'s model input is N-MNIST's 2x34x34: a torch "mat1 and mat2" error, 13 frames deep
+        (lambda c: setattr(c.model, "in_shape", (2, 34, 34)), "digits", r"gives inputs of shape \[2, 20, 20\], but"),
+        (lambda c: None, "digits:static", "the config is for events data .* the training data holds static"),
+        # an IndexError in the loss ("Target 5 is out of bounds")
+        (lambda c: setattr(c.model, "num_classes", 5), "digits", "has 10 classes, but the config's .* reads out 5"),
+    ],
+)
+def test_data_that_does_not_fit_the_config_is_refused_before_training(change, data, match):
+    cfg = small_config("sdt", epochs=1)
+    change(cfg)
+    train, test = load_dataset(data, "train", limit=40), load_dataset(data, "test", limit=20)
+    with pytest.raises((ConfigError, DataError), match=match):
+        fit(cfg, train, test, progress=False)
