@@ -5,6 +5,8 @@ budget, measure training memory (BPTT vs online methods; T-RevSNN's activations)
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import math
 import os
 import statistics
@@ -99,6 +101,9 @@ def _add_threads(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="only deterministic algorithms (torch.use_deterministic_algorithms)",
     )
+
+
+TRAIN_SPLITS = ("train-minus-val", "train")  # what fit trains on; the first holds out the validation split
 
 
 def _add_fit(sub: argparse._SubParsersAction) -> None:
@@ -218,8 +223,8 @@ def _add_fit(sub: argparse._SubParsersAction) -> None:
     cliargs.add_calib_batches(p, CALIB_BATCHES, "at Tmax after training")
     p.add_argument(
         "--train-split",
-        default="train-minus-val",
-        choices=["train-minus-val", "train"],
+        default=TRAIN_SPLITS[0],
+        choices=TRAIN_SPLITS,
         help="train-minus-val (default): hold out the validation split (training recordings with "
         "index %% 10 == 1) for choosing exit thresholds; train: every training recording",
     )
@@ -603,6 +608,48 @@ def _refuse_flags_a_resume_ignores(a: argparse.Namespace) -> None:
         )
 
 
+def config_for_data(a: argparse.Namespace, train_ds: Dataset) -> tuple[Config, DefaultModel | None]:
+    """The config ``fit``'s flags ``a`` train on ``train_ds``, and the default model chosen
+    for its input when ``a`` names none (None otherwise)."""
+    choice = None
+    if a.model is None and not a.width:
+        choice = _default_model(train_ds.shape, train_ds.kind, train_ds.duration_us, train_ds)
+        a = _with_model(a, choice.name)
+    cfg = config_from_args(a, train_ds.shape, train_ds.kind, train_ds.duration_us, train_ds)
+    if cliargs.given(a, "calib_batches") and not cfg.model.bn:  # was accepted and ignored
+        raise ConfigError("--calib-batches calibrates BatchNorm; this model has none (--norm none): leave it out")
+    if cliargs.given(a, "first_stage") and train_ds.kind != "events":  # was accepted and ignored
+        raise ConfigError(
+            f"--first-stage chooses how an event recording is binned at a sampled T; {train_ds.spec!r} is "
+            f"{train_ds.kind} data, which both choices feed alike: leave it out"
+        )
+    build_checked(cfg, "the model")  # e.g. more stages than the model has blocks, or too wide
+    return cfg, choice
+
+
+def fit_config(train_ds: Dataset, *flags: str) -> Config:
+    """The config that ``python -m trainer fit --data SPEC FLAGS`` trains on ``train_ds``
+    (loaded from SPEC), for :func:`trainer.train.fit` from Python: the command's defaults
+    (the default model for the data's input, multi-spike IF, no bias, the Tmin anchor; the
+    dataclasses' own defaults are what old checkpoints without a field meant) and its checks,
+    e.g. ``fit_config(ds, "--epochs", "2", "--tmax", "4")``. ``--data``, ``--out`` and the
+    run's flags (``--resume``, ``--threads``, limits) belong to the command, not the config."""
+    splits = TRAIN_SPLITS
+    if train_ds.split not in splits:
+        raise ConfigError(f"training data is the {train_ds.split!r} split; expected one of {list(splits)}")
+    # the split the data was loaded as is the one the config records (calibrate-exit then
+    # knows whether the validation recordings were held out)
+    said = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(said):  # the command's one error: line, raised here
+            a = parser().parse_args(["fit", "--data", train_ds.spec, "--train-split", train_ds.split, *flags])
+    except SystemExit:
+        raise ConfigError(said.getvalue().strip().removeprefix("error: ")) from None
+    if a.train_split != train_ds.split:
+        raise ConfigError(f"--train-split {a.train_split}: this data was loaded as the {train_ds.split!r} split")
+    return config_for_data(a, train_ds)[0]
+
+
 def cmd_fit(a: argparse.Namespace) -> None:
     # the data: once the spec is known (a resume's is stored)
     out = check_output(a.out, a.resume, a.init_from, kind=(".pt", "a checkpoint"))
@@ -643,22 +690,12 @@ def cmd_fit(a: argparse.Namespace) -> None:
         if a.init_from and a.model is None and not a.width:  # fine-tuning keeps the network it starts from
             src = Config.from_dict(read_checkpoint(a.init_from)["config"]).model
             a = argparse.Namespace(**{**vars(_with_model(a, src.name)), "width": src.width})
-        if a.model is None and not a.width:
-            choice = _default_model(train_ds.shape, train_ds.kind, train_ds.duration_us, train_ds)
-            a = _with_model(a, choice.name)
-            if not a.quiet and int(os.environ.get("RANK", "0")) == 0:  # once under torchrun
-                print(f"model {choice.name} (the default for {'x'.join(map(str, train_ds.shape))} input: {choice.why})")
-        cfg = config_from_args(a, train_ds.shape, train_ds.kind, train_ds.duration_us, train_ds)
-        if cliargs.given(a, "calib_batches") and not cfg.model.bn:  # was accepted and ignored
-            raise ConfigError("--calib-batches calibrates BatchNorm; this model has none (--norm none): leave it out")
-        if cliargs.given(a, "first_stage") and train_ds.kind != "events":  # was accepted and ignored
-            raise ConfigError(
-                f"--first-stage chooses how an event recording is binned at a sampled T; {spec!r} is "
-                f"{train_ds.kind} data, which both choices feed alike: leave it out"
-            )
+        cfg, choice = config_for_data(a, train_ds)
+        if choice is not None and not a.quiet and int(os.environ.get("RANK", "0")) == 0:  # once under torchrun
+            print(f"model {choice.name} (the default for {'x'.join(map(str, train_ds.shape))} input: {choice.why})")
     else:
         cfg = Config.from_dict(resumed["config"])
-    build_checked(cfg, "the model")  # e.g. more stages than the model has blocks, or too wide
+        build_checked(cfg, "the model")
     start = fit_start(a, cfg, resumed)
     lineage = run_lineage(a, resumed)
 

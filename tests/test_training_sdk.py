@@ -1,0 +1,67 @@
+"""docs/training_sdk.md runs as written, and ``fit_config`` is the fit command's config."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from runtime.data import load_dataset
+from trainer.cli import fit_config, parser
+from trainer.config import ConfigError
+
+DOC = Path(__file__).resolve().parents[1] / "docs" / "training_sdk.md"
+
+
+def test_the_training_page_runs_as_written(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (block,) = re.findall(r"```python\n(.*?)```", DOC.read_text(), re.S)
+    ns: dict = {}
+    exec(compile(block, DOC.name, "exec"), ns)
+    assert (tmp_path / "sdk.pt").is_file() and (tmp_path / "sdk.onnx").is_file()
+    # the exported file gives the trainer's predictions: one model from the page's two halves
+    assert np.isclose(
+        (ns["r"].predictions == ns["test"].labels).mean(), ns["evaluate"](ns["model"], ns["test"], [4])[0]
+    )
+
+
+@pytest.fixture(scope="module")
+def train():
+    return load_dataset("digits", "train-minus-val", limit=60)
+
+
+def test_fit_config_is_the_commands_config(train):
+    """The dataclasses' defaults (LIF, biases, BatchNorm, no anchor) are what old checkpoints
+    meant; from Python the command's are one call away."""
+    cfg = fit_config(train, "--epochs", "3")
+    spec = cfg.neuron.spec
+    assert (spec.kind, spec.spike, cfg.model.bias, cfg.model.bn, cfg.method.anchor) == (
+        "IF",
+        "multi",
+        False,
+        False,
+        "tmin",
+    )
+    assert cfg.model.name == "2C1FCW32" and cfg.model.in_shape == train.shape  # the default for 2x20x20
+    assert cfg.method.epochs == 3 and cfg.data.train_split == "train-minus-val"
+    assert spec.dt == train.duration_us / cfg.train_T  # one step is one bin
+    a = parser().parse_args(["fit", "--epochs", "3"])
+    assert cfg.method.tmax == a.tmax and cfg.method.samples == a.samples
+
+
+@pytest.mark.parametrize(
+    "flags, split, match",
+    [
+        (["--bogus"], "train-minus-val", "unrecognized arguments: --bogus"),
+        (["--epochs", "0"], "train-minus-val", "--epochs must be a positive integer"),
+        (["--train-split", "train"], "train-minus-val", "this data was loaded as the 'train-minus-val' split"),
+        ([], "test", "training data is the 'test' split; expected one of"),
+    ],
+)
+def test_fit_config_raises_the_commands_errors(flags, split, match, capsys):
+    ds = load_dataset("digits", split, limit=20)
+    with pytest.raises(ConfigError, match=match):
+        fit_config(ds, *flags)
+    assert capsys.readouterr().err == ""  # raised, not printed
