@@ -119,11 +119,21 @@ def test_empty_folder_is_a_clear_error(tmp_path):
         load_dataset(f"mnist:{tmp_path}", "train")
 
 
-@pytest.mark.parametrize("idx", [np.array([100]), np.array([-1]), np.array([1.5]), np.array([[1]])])
-def test_frames_of_a_sample_that_is_not_there_is_a_data_error(idx):
+@pytest.mark.parametrize(
+    "idx, said",
+    [
+        (np.array([100]), r"1 out of range, e\.g\. \[100\]"),
+        (np.array([-1]), r"1 out of range, e\.g\. \[-1\]"),
+        (np.array([1.5]), r"float64 values \[1\.5\]"),
+        (np.array([[1]]), r"an array of shape \[1, 1\]"),
+        # the first five of all were shown: [0, 1, 2, 3, 4], all of them valid
+        (np.arange(25), r"5 out of range, e\.g\. \[20, 21, 22, 23, 24\]"),
+    ],
+)
+def test_frames_of_a_sample_that_is_not_there_is_a_data_error(idx, said):
     """ds.frames(np.array([100]), 3) on 20 samples was a bare IndexError (and -1 silently
-    the last sample)."""
+    the last sample); the message names the indices that are wrong."""
     ds = load_dataset("digits", "test", 20)
-    with pytest.raises(DataError, match=r"sample indices must be a 1-D array of whole numbers in 0..19"):
+    with pytest.raises(DataError, match=r"sample indices must be a 1-D array of whole numbers in 0..19.*; got " + said):
         ds.frames(idx, 3)
     assert ds.frames(np.array([], np.int64), 3).shape == (3, 0, 2, 20, 20)

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import cast
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from ..fileio import reading
 from .braille import read_braille
@@ -128,7 +129,7 @@ class Dataset:
 
     def frames(
         self,
-        idx: np.ndarray,
+        idx: ArrayLike,
         T: int,
         binning: str | None = None,
         dt_us: float | None = None,
@@ -153,7 +154,7 @@ class Dataset:
         ):
             raise DataError(
                 f"sample indices must be a 1-D array of whole numbers in 0..{len(self) - 1} (this split of "
-                f"{self.spec!r} has {len(self)} samples); got {idx.tolist()[:5] if idx.ndim else idx.item()!r}"
+                f"{self.spec!r} has {len(self)} samples); got {_offending(idx, len(self))}"
             )
         if self.kind == "static":
             assert self.images is not None  # a static data set holds images
@@ -193,6 +194,17 @@ def parse_spec(spec: str) -> tuple[str, str | None]:
 
 
 # ---- the built-in data sets ---------------------------------------------------------
+def _offending(idx: np.ndarray, n: int) -> str:
+    """What is wrong with sample indices ``idx`` of a split of ``n``: their shape or type,
+    else the first few out of range (the first five of all hid the bad ones)."""
+    if idx.ndim != 1:
+        return f"an array of shape {list(idx.shape)}" if idx.ndim else repr(idx.item())
+    if idx.dtype.kind not in "iu":
+        return f"{idx.dtype} values {idx.tolist()[:5]}"
+    bad = idx[(idx < 0) | (idx >= n)]
+    return f"{bad.size} out of range, e.g. {bad.tolist()[:5]}"
+
+
 def _digits(arg: str, split: str, spec: str) -> Dataset:
     from .digits import CLASSES, N_DIGITS, DigitsError, digits_events, digits_static, split_index
 
