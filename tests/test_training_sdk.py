@@ -56,8 +56,13 @@ def test_fit_config_is_the_commands_config(train):
     [
         (["--bogus"], "train-minus-val", "unrecognized arguments: --bogus"),
         (["--epochs", "0"], "train-minus-val", "--epochs must be a positive integer"),
-        (["--train-split", "train"], "train-minus-val", "this data was loaded as the 'train-minus-val' split"),
+        # the command's own flags were parsed and ignored: the data set is loaded already
+        (["--train-split", "train"], "train-minus-val", "--train-split: the command's, not the config's"),
+        (["--transform", "downsample:2x2", "--limit", "5"], "train-minus-val", "--transform, --limit: the command's"),
         ([], "test", "training data is the 'test' split; expected one of"),
+        # the command's checks of what was given (they saw no flag as given before)
+        (["--calib-batches", "5"], "train-minus-val", "--calib-batches calibrates BatchNorm; this model has none"),
+        (["--model", "trev-tiny", "--stages", "2"], "train-minus-val", "--stages applies to the MTT models"),
     ],
 )
 def test_fit_config_raises_the_commands_errors(flags, split, match, capsys):

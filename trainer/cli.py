@@ -104,6 +104,8 @@ def _add_threads(p: argparse.ArgumentParser) -> None:
 
 
 TRAIN_SPLITS = ("train-minus-val", "train")  # what fit trains on; the first holds out the validation split
+# fit's flags that say how the command runs or loads its data, not what it trains
+COMMAND_ONLY = ("data", "transform", "train_split", "limit", "limit_train", "out", "resume", "init_from", "threads")
 
 
 def _add_fit(sub: argparse._SubParsersAction) -> None:
@@ -632,22 +634,24 @@ def fit_config(train_ds: Dataset, *flags: str) -> Config:
     (loaded from SPEC), for :func:`trainer.train.fit` from Python: the command's defaults
     (the default model for the data's input, multi-spike IF, no bias, the Tmin anchor; the
     dataclasses' own defaults are what old checkpoints without a field meant) and its checks,
-    e.g. ``fit_config(ds, "--epochs", "2", "--tmax", "4")``. ``--data``, ``--out`` and the
-    run's flags (``--resume``, ``--threads``, limits) belong to the command, not the config."""
-    splits = TRAIN_SPLITS
-    if train_ds.split not in splits:
-        raise ConfigError(f"training data is the {train_ds.split!r} split; expected one of {list(splits)}")
-    # the split the data was loaded as is the one the config records (calibrate-exit then
-    # knows whether the validation recordings were held out)
+    raised as :class:`ConfigError`, e.g. ``fit_config(ds, "--epochs", "2", "--tmax", "4")``.
+    The flags of how the command runs or loads its data (:data:`COMMAND_ONLY`) are refused:
+    the data set is loaded already, and the split it was loaded as is the one the config
+    records (calibrate-exit then knows whether the validation recordings were held out)."""
+    if train_ds.split not in TRAIN_SPLITS:
+        raise ConfigError(f"training data is the {train_ds.split!r} split; expected one of {list(TRAIN_SPLITS)}")
     said = io.StringIO()
     try:
         with contextlib.redirect_stderr(said):  # the command's one error: line, raised here
-            a = parser().parse_args(["fit", "--data", train_ds.spec, "--train-split", train_ds.split, *flags])
+            a = cliargs.parse(parser, ["fit", *flags])  # which flags were given: the command's checks
     except SystemExit:
         raise ConfigError(said.getvalue().strip().removeprefix("error: ")) from None
-    if a.train_split != train_ds.split:
-        raise ConfigError(f"--train-split {a.train_split}: this data was loaded as the {train_ds.split!r} split")
-    return config_for_data(a, train_ds)[0]
+    run_flags = [f"--{d.replace('_', '-')}" for d in COMMAND_ONLY if cliargs.given(a, d)]
+    if run_flags:  # they would be taken and ignored: the data set is loaded already
+        raise ConfigError(f"{', '.join(run_flags)}: the command's, not the config's (load the data with them)")
+    return config_for_data(
+        argparse.Namespace(**{**vars(a), "data": train_ds.spec, "train_split": train_ds.split}), train_ds
+    )[0]
 
 
 def cmd_fit(a: argparse.Namespace) -> None:
