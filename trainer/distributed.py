@@ -85,24 +85,21 @@ def broadcast_buffers(model: nn.Module) -> None:
         dist.broadcast(b, 0)
 
 
-def sum_over_ranks(n: int) -> int:
-    """The sum of ``n`` over the ranks (every rank calls it; ``n`` itself in one process)."""
+def sum_over_ranks(x: int | float) -> float:
+    """The sum of ``x`` over the ranks (every rank calls it; ``x`` itself in one process),
+    exact for counts: an int is summed as int64, a float as float64."""
     if not dist.is_initialized() or dist.get_world_size() == 1:
-        return n
-    t = torch.tensor([n], dtype=torch.int64)
+        return x
+    t = torch.tensor([x], dtype=torch.int64 if isinstance(x, int) else torch.float64)
     dist.all_reduce(t)
-    return int(t.item())
+    return t.item()
 
 
 def mean_over_ranks(x: float) -> float:
     """The mean of ``x`` over the ranks (every rank calls it; ``x`` itself in one process):
     an epoch's loss, which each rank computed on its share of every batch (rank 0's half
     alone was reported)."""
-    if not dist.is_initialized() or dist.get_world_size() == 1:
-        return x
-    t = torch.tensor([x], dtype=torch.float64)
-    dist.all_reduce(t)
-    return float(t.item()) / dist.get_world_size()
+    return sum_over_ranks(float(x)) / rank_and_world()[1]
 
 
 def gather(obj: Any) -> list[Any]:
