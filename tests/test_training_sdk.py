@@ -59,6 +59,7 @@ def test_fit_config_is_the_commands_config(train):
         # the command's own flags were parsed and ignored: the data set is loaded already
         (["--train-split", "train"], "train-minus-val", "--train-split: the command's, not the config's"),
         (["--transform", "downsample:2x2", "--limit", "5"], "train-minus-val", "--transform, --limit: the command's"),
+        (["--quiet", "--deterministic"], "train-minus-val", "--deterministic, --quiet: the command's"),
         ([], "test", "training data is the 'test' split; expected one of"),
         # the command's checks of what was given (they saw no flag as given before)
         (["--calib-batches", "5"], "train-minus-val", "--calib-batches calibrates BatchNorm; this model has none"),

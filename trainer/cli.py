@@ -105,7 +105,19 @@ def _add_threads(p: argparse.ArgumentParser) -> None:
 
 TRAIN_SPLITS = ("train-minus-val", "train")  # what fit trains on; the first holds out the validation split
 # fit's flags that say how the command runs or loads its data, not what it trains
-COMMAND_ONLY = ("data", "transform", "train_split", "limit", "limit_train", "out", "resume", "init_from", "threads")
+COMMAND_ONLY = (
+    "data",
+    "transform",
+    "train_split",
+    "limit",
+    "limit_train",
+    "out",
+    "resume",
+    "init_from",
+    "threads",
+    "deterministic",
+    "quiet",
+)
 
 
 def _add_fit(sub: argparse._SubParsersAction) -> None:
