@@ -22,6 +22,7 @@ from runtime.limits import check_memory
 from runtime.neuron import NeuronSpec, SpecError, field_names, make_spec
 from runtime.neuron import all_fields as neuron_fields
 from runtime.neuron import presets as neuron_presets
+from runtime.neuron.base import field_type
 from runtime.report import emit_json, guarded, pct, table
 
 from .checkpoint import (
@@ -209,7 +210,7 @@ def _add_fit(sub: argparse._SubParsersAction) -> None:
         if name != "dt":  # dt is one time bin of the data, set from the data and T
             p.add_argument(
                 f"--{name.replace('_', '-')}",
-                type=float if f.type in ("float", float) else str,
+                type=field_type(f),
                 default=None,
                 help=f"{f.metadata['help']} (default: {f.default}, or the preset's)",
             )

@@ -12,7 +12,7 @@ the registry (:func:`kind_of`); none branches on the kind by itself.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import Field, asdict, dataclass, field, fields
 from typing import Any, ClassVar, Generic, TypeVar
 
 import numpy as np
@@ -112,7 +112,7 @@ class NeuronSpec:
         kw: dict[str, Any] = {}
         for f in fields(spec_cls):
             v = d[f.name]
-            if f.type in ("float", float):
+            if field_type(f) is float:
                 try:
                     v = float(v)  # float("-inf") parses the JSON-safe form
                 except (TypeError, ValueError):
@@ -349,11 +349,17 @@ KindT = TypeVar("KindT", bound=NeuronKind[Any])
 FIELD_TYPES = {"float": float, "str": str}
 
 
+def field_type(f: Field[Any]) -> type | None:
+    """The type of spec field ``f`` (its annotation may be a string): float or str, None
+    for any other (refused by :func:`register`)."""
+    return FIELD_TYPES.get(f.type) if isinstance(f.type, str) else f.type if f.type in (float, str) else None
+
+
 def register(kind: KindT) -> KindT:
     if kind.name in _REGISTRY:
         raise ValueError(f"neuron kind {kind.name!r} is registered twice")
     for f in fields(kind.spec_cls):
-        if f.type not in FIELD_TYPES and f.type not in FIELD_TYPES.values():
+        if field_type(f) is None:
             # an int field trained, then no reader took the checkpoint back (and its ONNX
             # attribute failed shape inference): refused where the kind is written
             raise TypeError(
