@@ -495,7 +495,7 @@ def build(
     model = SpikingNet([Sequence(net.layers)], readout).eval()
     n_out = int(net.x.shape[1])
     if retimed is not None:
-        step_us, trained_us = retimed
+        trained_us = retimed[1]
         notes.append(
             f"--T {T}: a step is one bin of {step_us:g} µs of the recording (trained: {trained_us:g} "
             "µs); each neuron keeps its decay per step, so its time constants in µs (the event engine's) scale "
