@@ -32,6 +32,7 @@ from .archives import torch_program
 from .errors import ModelError
 from .integrity import IntegrityError, external_data, verify_onnx
 from .neuron import NeuronSpec, SpecError, kinds
+from .neuron.base import same_step
 from .neuron.functions import DOMAIN as SNN_DOMAIN
 from .policies import PolicyError, parse_policy
 
@@ -186,7 +187,7 @@ class Protocol:
         if dt_us is None or self.input_kind in DENSE_KINDS:  # no time base (files of flexsnn-onnx/1 wrote one
             return  # for static images too): a neuron's dt is one step
         for n in self.neurons:
-            if not math.isclose(n.spec.dt, dt_us, rel_tol=1e-9):
+            if not same_step(n.spec.dt, dt_us):
                 raise ModelError(
                     f"neuron {n.node!r} has dt = {n.spec.dt:g} µs but the input steps by dt_us = {dt_us:g} "
                     "µs; they must be one value (the event engine leaks by the neuron's, the clock runtime bins "

@@ -8,13 +8,13 @@ rebuilds the model through the model registry.
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from runtime.data.digits import CLASSES as DIGITS_CLASSES
 from runtime.data.digits import SENSOR as DIGITS_SENSOR
 from runtime.neuron import NeuronKind, NeuronSpec, SpecError, kind_of, kinds
+from runtime.neuron.base import same_step
 
 from .surrogate import DEFAULT_SURROGATE, SURROGATES
 
@@ -205,7 +205,7 @@ class Config:
             raise ConfigError(f"--lr must be > 0, got {m.lr}")
         self._validate_online()
         dt_us = self.dt_us
-        if dt_us and not math.isclose(self.neuron.spec.dt, dt_us, rel_tol=1e-9):
+        if dt_us and not same_step(self.neuron.spec.dt, dt_us):
             # an exported file stores both: the clock runtime bins by one, the event engine
             # leaks by the other (runtime.protocol refuses a file where they differ); dt_us 0:
             # event data of unknown duration, no time base

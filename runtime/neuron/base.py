@@ -123,6 +123,12 @@ class NeuronSpec:
         return spec_cls(**kw)
 
 
+def same_step(dt_a: float, dt_b: float) -> bool:
+    """Whether two step durations (µs) are one: a neuron's ``dt`` and the data's step, each
+    computed as a recording's duration over T, agree to float rounding."""
+    return math.isclose(dt_a, dt_b, rel_tol=1e-9)
+
+
 def check_decay(name: str, decay: float) -> None:
     if not 0.0 < decay <= 1.0:
         raise SpecError(f"{name} must be in (0, 1], got {decay}")
