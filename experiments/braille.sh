@@ -41,7 +41,7 @@ COMMON=(--data "braille:$DATA" --model fc-128-128 --neuron lif --bias --readout 
 for T in 4 8 16 38; do
   python -m trainer fit "${COMMON[@]}" --method sdt --T "$T" --out "$OUT/sdt_T$T.pt"
 done
-MTT=(--method mtt --tmin 1 --tmax 38 --stages 3 --samples 3 --anchor none)
+MTT=(--method mtt --tmin 1 --tmax 38 --stages 3 --configs-per-batch 3 --anchor none)
 python -m trainer fit "${COMMON[@]}" "${MTT[@]}" --mtt-order nonincreasing --out "$OUT/mtt_noninc.pt"
 python -m trainer fit "${COMMON[@]}" "${MTT[@]}" --mtt-order any --out "$OUT/mtt_free.pt"
 python -m trainer eval --threads 1 "$OUT"/sdt_T{4,8,16,38}.pt "$OUT/mtt_noninc.pt" "$OUT/mtt_free.pt" --T "${TS[@]}" \

@@ -11,13 +11,13 @@ DEFAULT_DATA=../shared/data/nmnist
 . "$(dirname "$0")/config_search_common.sh"
 # --anchor none: the published figures were trained before the Tmin anchor became the
 # default (issue 14); without it today's default trains other models (a stranger's rerun)
-COMMON=(--data "nmnist:$DATA" --method mtt --tmin 1 --tmax 6 --samples 2 --anchor none --epochs 8 --seed "$SEED"
+COMMON=(--data "nmnist:$DATA" --method mtt --tmin 1 --tmax 6 --configs-per-batch 2 --anchor none --epochs 8 --seed "$SEED"
         --threads 1 --quiet)
 [ -f "$OUT/A.pt" ] || python -m trainer fit "${COMMON[@]}" --model 2C1FCW16 --stages 2 --out "$OUT/A.pt"
 [ -f "$OUT/B.pt" ] || python -m trainer fit "${COMMON[@]}" --model 3C2FCW16 --stages 4 --norm bn --out "$OUT/B.pt"
 # A: budgets Tg = 2 and 3, every held-back configuration (36 in all for 2 stages over 1..6).
 # B: Tg = 3, 40 held-back configurations, BN statistics re-estimated over 3 training batches per
 #    configuration (fewer than the default 10: the shared 2-core machine; the paper averages 3 calibrations).
-search A 2 --validate 100
-search A 3 --validate 100
-search B 3 --validate 40 --calib-batches 3
+search A 2 --validate-configs 100
+search A 3 --validate-configs 100
+search B 3 --validate-configs 40 --calib-batches 3

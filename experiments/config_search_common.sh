@@ -10,7 +10,7 @@ mkdir -p "$OUT" docs
 export OMP_NUM_THREADS=1
 search() {  # MODEL TG EXTRA...
   local M=$1 TG=$2; shift 2
-  [ -f "$OUT/search_${M}_T$TG.json" ] || python -m trainer search "$OUT/$M.pt" --budget-T "$TG" --samples 18 \
+  [ -f "$OUT/search_${M}_T$TG.json" ] || python -m trainer search "$OUT/$M.pt" --budget-T "$TG" --fit-configs 18 \
       --seed "$SEED" --threads 1 --plot "docs/${NAME}_${M}_T${TG}_s$SEED.png" --json "$@" \
       > "$OUT/search_${M}_T$TG.json.tmp" && mv "$OUT/search_${M}_T$TG.json.tmp" "$OUT/search_${M}_T$TG.json"
 }

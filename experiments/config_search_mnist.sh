@@ -9,6 +9,6 @@ NAME=config_search_mnist
 DEFAULT_DATA=../shared/data/mnist
 . "$(dirname "$0")/config_search_common.sh"
 [ -f "$OUT/R.pt" ] || python -m trainer fit --data "mnist:$DATA" --model resnet10 --width 8 --stages 4 --epochs 2 \
-    --batch-size 32 --lr 5e-3 --seed "$SEED" --tmin 1 --tmax 6 --samples 2 --limit-train 1000 --limit 1000 \
+    --batch-size 32 --lr 5e-3 --seed "$SEED" --tmin 1 --tmax 6 --configs-per-batch 2 --limit-train 1000 --limit 1000 \
     --neuron lif --norm bn --method mtt --anchor none --threads 1 --quiet --out "$OUT/R.pt"  # as published (see config_search.sh)
-search R 3 --validate 30 --calib-batches 3 --limit 1000
+search R 3 --validate-configs 30 --calib-batches 3 --limit 1000

@@ -158,7 +158,7 @@ def cli_numbers(m: dict[str, Path], work: Path) -> None:
         ("--tmin", BAD_INT + HUGE_T),
         ("--tmax", BAD_INT + HUGE_T),
         ("--stages", BAD_INT),
-        ("--samples", BAD_INT),
+        ("--configs-per-batch", BAD_INT),
         ("--epochs", BAD_INT),
         ("--K", BAD_INT0),
         ("--batch-size", BAD_INT + HUGE_BATCH),

@@ -12,7 +12,7 @@ mkdir -p "$OUT" docs
 COMMON=(--data "mnist:$DATA" --model resnet10 --width 8 --stages 3 --epochs 3 --batch-size 32 --lr 5e-3
         --seed "$SEED" --tmax 6 --limit-train 2000 --limit 2000
         --neuron lif --bias --norm bn --train-split train --threads 1)
-python -m trainer fit "${COMMON[@]}" --method mtt --tmin 1 --samples 2 --anchor none --calib-batches 0 --out "$OUT/mtt_nocal.pt"
+python -m trainer fit "${COMMON[@]}" --method mtt --tmin 1 --configs-per-batch 2 --anchor none --calib-batches 0 --out "$OUT/mtt_nocal.pt"
 python -m trainer calibrate "$OUT/mtt_nocal.pt" --T 6 --calib-batches 10 --threads 1 --out "$OUT/mtt.pt"
 python -m trainer fit "${COMMON[@]}" --method sdt --T 6 --calib-batches 0 --out "$OUT/sdt.pt"
 python -m trainer eval --threads 1 "$OUT/mtt.pt" "$OUT/sdt.pt" "$OUT/mtt_nocal.pt" --T 1 2 3 4 5 6 --limit 2000 \

@@ -14,7 +14,7 @@ mkdir -p "$OUT"
 export OMP_NUM_THREADS=1
 # --anchor none: the published figures were trained before the Tmin anchor became the default
 COMMON=(--data "nmnist:$DATA" --model 2C1FCW16 --batch-size 32 --lr 2e-3 --seed "$SEED" --method mtt
-        --tmin 1 --tmax 10 --stages 2 --samples 2 --anchor none --train-split train --threads 1 --quiet)
+        --tmin 1 --tmax 10 --stages 2 --configs-per-batch 2 --anchor none --train-split train --threads 1 --quiet)
 # 1. the BatchNorm model with biases (BN calibrated at Tmax after training)
 python -m trainer fit "${COMMON[@]}" --epochs "$EPOCHS" --norm bn --bias --out "$OUT/bn.pt" | tee "$OUT/bn.log"
 # 2. folded and bias-free, not fine-tuned ("before")

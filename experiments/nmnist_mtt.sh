@@ -9,7 +9,7 @@ OUT=runs/nmnist_s$SEED
 mkdir -p "$OUT" docs
 COMMON=(--data "nmnist:$DATA" --model 2C1FC --epochs 15 --batch-size 32 --lr 2e-3 --seed "$SEED" --tmax 10
         --neuron lif --bias --norm bn --train-split train --threads 1)
-python -m trainer fit "${COMMON[@]}" --method mtt --tmin 1 --stages 2 --samples 2 --anchor none --calib-batches 0 --out "$OUT/mtt_nocal.pt"
+python -m trainer fit "${COMMON[@]}" --method mtt --tmin 1 --stages 2 --configs-per-batch 2 --anchor none --calib-batches 0 --out "$OUT/mtt_nocal.pt"
 python -m trainer calibrate "$OUT/mtt_nocal.pt" --T 10 --calib-batches 10 --threads 1 --out "$OUT/mtt.pt"
 python -m trainer fit "${COMMON[@]}" --method sdt --T 10 --calib-batches 0 --out "$OUT/sdt.pt"
 python -m trainer eval --threads 1 "$OUT/mtt.pt" "$OUT/sdt.pt" "$OUT/mtt_nocal.pt" --T 1 2 3 4 5 6 7 8 9 10 \

@@ -86,11 +86,11 @@ def parser() -> argparse.ArgumentParser:
         "convention takes one (norse, nir)",
     )
     p.add_argument(
-        "--events-us",
-        type=float,
+        "--window-us",
+        type=cliargs.positive_float,
         default=None,
-        help=".nir import of a foreign graph: the model "
-        "takes event frames, each recording of this many µs split into T bins (default: static input)",
+        help=".nir import of a foreign graph: the model takes event frames, each window of this many µs "
+        "(one sample, as runtime stream's --window-us) split into T bins (default: static input)",
     )
     return p
 
@@ -100,8 +100,8 @@ def run(a: argparse.Namespace) -> int:
         from .nir_cli import run_import
 
         return run_import(a)
-    if a.source is not None or a.dt_us is not None or a.events_us is not None:
-        raise ExportError("--from, --dt-us and --events-us apply to a .nir input only")
+    if a.source is not None or a.dt_us is not None or a.window_us is not None:
+        raise ExportError("--from, --dt-us and --window-us apply to a .nir input only")
     _, write = get_format(a.format)  # an unknown format fails before any work
     if a.check and a.format != "onnx":
         raise ExportError(f"--check runs the ONNX graph in onnxruntime; it needs --format onnx, not {a.format!r}")

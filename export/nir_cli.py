@@ -1,4 +1,4 @@
-"""``python -m export model.nir [-o model.onnx] [--from S] [--dt-us US] [--T N] [--events-us D] [--check]``:
+"""``python -m export model.nir [-o model.onnx] [--from S] [--dt-us US] [--T N] [--window-us D] [--check]``:
 import a NIR graph as the product's one-step ONNX file (export/nir_import.py)."""
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def run_import(a: argparse.Namespace) -> int:
     # NIR's unit; / 1e6 then * 1e6 gives the µs back exactly (* 1e-6 did not: 99.99999999999999)
     dt_s = None if a.dt_us is None else a.dt_us / 1e6
     with CheckedOutput(out, a.check) as target:
-        imported, _ = import_nir(src, target.path, a.source, dt_s, a.T, a.events_us)
+        imported, _ = import_nir(src, target.path, a.source, dt_s, a.T, a.window_us)
         info = describe(imported)
         report = {
             "output": str(out),

@@ -348,11 +348,11 @@ def _config(
     n_out: int,
     readout: str,
     T: int | None,
-    events_us: float | None,
+    window_us: float | None,
 ) -> Config:
     """The config the ONNX protocol is written from: our own graph's protocol as it was
     exported (input kind, binning, T range, classes); for a foreign graph static input
-    repeated per step, or event frames of ``events_us`` recordings, T = ``T`` (10)."""
+    repeated per step, or event frames of ``window_us`` recordings, T = ``T`` (10)."""
     if meta is not None:
         i, (tmin, tmax) = meta["input"], meta["T_range"]
         method = MethodConfig(name="sdt", T=tmax) if tmin == tmax else MethodConfig(name="mtt", tmin=tmin, tmax=tmax)
@@ -376,10 +376,10 @@ def _config(
         method = MethodConfig(name="sdt", T=10 if T is None else T)
         data = DataConfig(
             spec=name,
-            kind="static" if events_us is None else "events",
+            kind="static" if window_us is None else "events",
             shape=in_shape,
             classes=[str(c) for c in range(n_out)],
-            duration_us=float(events_us or 0.0),
+            duration_us=float(window_us or 0.0),
         )
     return (
         Config(
@@ -406,7 +406,7 @@ def build(
     dt: float | None = None,
     T: int | None = None,
     name: str = "nir",
-    events_us: float | None = None,
+    window_us: float | None = None,
 ) -> Imported:
     """The product's network for ``graph`` (see the module docstring)."""
     import nir
@@ -440,16 +440,16 @@ def build(
             raise ExportError(f"dt must be a finite number of seconds > 0, got {dt}")
     if T is not None and T <= 0:
         raise ExportError(f"--T must be a positive integer, got {T}")
-    if events_us is not None and (source == "flexsnn" or not (events_us > 0 and math.isfinite(events_us))):
+    if window_us is not None and (source == "flexsnn" or not (window_us > 0 and math.isfinite(window_us))):
         raise ExportError(
-            "--events-us takes the recording duration in µs (> 0) of a foreign graph's event "
-            f"input; got {events_us} for source {source!r} (flexsnn graphs keep their own input)"
+            "--window-us takes the recording duration in µs (> 0) of a foreign graph's event "
+            f"input; got {window_us} for source {source!r} (flexsnn graphs keep their own input)"
         )
     # event input: a step is one frame of the recording, and the event-driven engine leaks
     # each neuron by its decay per that many µs (a foreign spec's dt is the source's step;
     # our own graph at another T: its recording in T bins, each neuron's decay per step kept)
     meta = json.loads(graph.metadata[KEY]) if source == "flexsnn" else None
-    step_us = None if events_us is None else events_us / (10 if T is None else T)
+    step_us = None if window_us is None else window_us / (10 if T is None else T)
     retimed = _retimed(meta, T)
     if retimed is not None:
         step_us = retimed[0]
@@ -501,12 +501,12 @@ def build(
             "µs); each neuron keeps its decay per step, so its time constants in µs (the event engine's) scale "
             f"by {step_us / trained_us:g}"
         )
-    cfg = _config(meta, name, in_shape, n_out, readout, T, events_us)
+    cfg = _config(meta, name, in_shape, n_out, readout, T, window_us)
     source_us = SNNTORCH_DT * 1e6 if source == "snntorch" else None if dt is None else dt * 1e6
     if step_us is not None and source_us is not None and not math.isclose(source_us, step_us):
         notes.append(
             f"{source} discretised the neurons at {source_us:g} µs per step; a step here is one input frame "
-            f"of {step_us:g} µs (--events-us / T), the time the event-driven engine's leak follows"
+            f"of {step_us:g} µs (--window-us / T), the time the event-driven engine's leak follows"
         )
     if source in FIRES_ABOVE:
         notes.append(f"{source} {FIRES_ABOVE_NOTE}")
@@ -519,7 +519,7 @@ def import_nir(
     source: str | None = None,
     dt: float | None = None,
     T: int | None = None,
-    events_us: float | None = None,
+    window_us: float | None = None,
 ) -> tuple[Imported, Path]:
     """Read the NIR file ``path`` and write its one-step ONNX file ``out``."""
     from .onnx_export import export_onnx
@@ -527,7 +527,7 @@ def import_nir(
     path, out = Path(path), Path(out)
     if out.resolve() == path.resolve():
         raise ExportError(f"output {out} is the input file; choose another -o")
-    imported = build(read_graph(path), source, dt, T, name=f"nir:{path.name}", events_us=events_us)
+    imported = build(read_graph(path), source, dt, T, name=f"nir:{path.name}", window_us=window_us)
     return imported, export_onnx(imported.cfg, imported.model, out)
 
 

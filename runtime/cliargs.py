@@ -50,19 +50,29 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
         return text + " (default: %(default)s)"
 
 
-# flags renamed to the one name of their concept: old name -> new one, said in the message an
-# old command line gets where its sub-command has the new one (every name the one-vocabulary
-# change and later ones retired)
-RENAMED = {
-    "--steps": "--T",
-    "--reps": "--repeats",
-    "--batches": "--calib-batches",
-    "--batch": "--batch-size",  # export --check, runtime bench
-    "--limit-test": "--limit",  # trainer fit
-    "--threads": "--max-threads (1..N threads measured)",  # edge pi-bench; elsewhere --threads is N used
-    "--source": "--from",
-    "--output": "--out",
-    "--dt": "--dt-us (in µs, not seconds)",  # export's NIR import took seconds
+# flags renamed to the one name of their concept: old name -> new name(s), said in the message
+# an old command line gets where its sub-command has a new one (every name the one-vocabulary
+# changes retired); an old name two concepts shared has a new name for each
+RENAMED: dict[str, tuple[str, ...]] = {
+    "--steps": ("--T",),
+    "--reps": ("--repeats",),
+    "--batches": ("--calib-batches",),
+    "--batch": ("--batch-size",),  # export --check, runtime bench
+    "--limit-test": ("--limit",),  # trainer fit
+    "--threads": ("--max-threads (1..N threads measured)",),  # edge pi-bench; elsewhere --threads is N used
+    "--source": ("--from",),
+    "--output": ("--out",),
+    "--dt": ("--dt-us (in µs, not seconds)",),  # export's NIR import took seconds
+    # "samples" are data samples everywhere else (--batch-size, --limit)
+    "--samples": (
+        "--configs-per-batch (T configurations trained per batch)",  # trainer fit
+        "--fit-configs (configurations the accuracy model is fitted on)",  # trainer search
+    ),
+    "--validate": ("--validate-configs",),  # trainer search
+    "--no-bn": ("--norm none",),  # trainer fit: one flag for the normalisation
+    "--events-us": ("--window-us (µs of events one decision reads)",),  # export's NIR import
+    "--format": ("--event-format (evt2, evt3, dat or aedat4)",),  # runtime stream; export's --format stays
+    "--kind": ("--data-kind",),  # trainer trev-memory
 }
 
 
@@ -256,7 +266,8 @@ def parse(make_parser: Callable[[], argparse.ArgumentParser], argv: Sequence[str
         flags = {e.split("=", 1)[0] for e in extra}  # --dt=0.001 names --dt too
         renamed = [
             f"{old} is now {new}"
-            for old, new in RENAMED.items()
+            for old, news in RENAMED.items()
+            for new in news
             if old in flags and new.split()[0] in sub._option_string_actions
         ]
         sub.error(f"unrecognized arguments: {' '.join(extra)}" + (f" ({'; '.join(renamed)})" if renamed else ""))

@@ -57,7 +57,11 @@ def add_stream(sub: argparse._SubParsersAction) -> None:
         help="event file (Prophesee .raw EVT 2.0/3.0, .dat, AEDAT4) or - "
         "for a RAW/DAT stream on stdin (with its header)",
     )
-    p.add_argument("--format", default=None, help=f"one of {', '.join(FORMATS)} (default: from the header)")
+    p.add_argument(
+        "--event-format",
+        default=None,
+        help=f"the --source file's: one of {', '.join(FORMATS)} (default: from the header)",
+    )
     p.add_argument("--sensor", default=None, help="WIDTHxHEIGHT, when the header states none")
     p.add_argument(
         "--mode",
@@ -150,7 +154,7 @@ def cmd_stream(a: argparse.Namespace) -> None:
         print(f"warning: {n}", file=sys.stderr)
     _warm_up(engine if a.mode == "event" else session, a.mode)
     sensor = parse_sensor(a.sensor) if a.sensor else None
-    reader = open_events(a.source, a.format, sensor, a.chunk_bytes)
+    reader = open_events(a.source, a.event_format, sensor, a.chunk_bytes)
     try:
         pipe = _pipeline(a, reader.shape, from_dicts(proto.transforms), proto.input_shape)
         fit_check(reader, pipe, proto.input_shape)

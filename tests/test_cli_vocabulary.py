@@ -11,6 +11,7 @@ import edge.cli
 import export.cli
 import runtime.cli
 import trainer.cli
+from runtime import cliargs
 
 CLIS = {"trainer": trainer.cli, "export": export.cli, "runtime": runtime.cli, "edge": edge.cli}
 # the name of each shared concept, and names it must not go by
@@ -45,6 +46,25 @@ def test_an_old_flag_name_says_its_new_one(capsys):
             main(argv)
         err = capsys.readouterr().err
         assert e.value.code == 2 and hint in err, (argv, err)
+    # names two concepts shared, retired for one name each (a command line of before says which)
+    for main, argv, hint in (
+        (trainer.cli.main, ["fit", "--samples", "3"], "--samples is now --configs-per-batch"),
+        (trainer.cli.main, ["search", "m.pt", "--budget-T", "2", "--samples", "3"], "--samples is now --fit-configs"),
+        (
+            trainer.cli.main,
+            ["search", "m.pt", "--budget-T", "2", "--validate", "3"],
+            "--validate is now --validate-configs",
+        ),
+        (trainer.cli.main, ["fit", "--no-bn"], "--no-bn is now --norm none"),
+        (trainer.cli.main, ["trev-memory", "--kind", "static"], "--kind is now --data-kind"),
+        (export.cli.main, ["m.nir", "--events-us", "4e4"], "--events-us is now --window-us"),
+        (runtime.cli.main, ["stream", "m.onnx", "--source", "-", "--format", "evt3"], "--format is now --event-format"),
+    ):
+        with pytest.raises(SystemExit) as e:
+            main(argv)
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and hint in err, (argv, err)
+        assert "--configs-per-batch" not in err or "--fit-configs" not in err, err  # only the sub-command's
     with pytest.raises(SystemExit):  # stream has its own --source; run has no --from to point to
         runtime.cli.main(["run", "m.onnx", "--source", "x.raw"])
     err = capsys.readouterr().err
@@ -100,6 +120,62 @@ def test_shared_concepts_have_one_name():
             assert "1..N" not in (a.help or ""), prog
 
 
+# every flag that more than one command takes, with the one concept it names in all of them: a
+# flag another command starts to take, or a name one command gives a second meaning, must be
+# decided here (a second concept gets a name of its own; a retired name goes to RENAMED)
+SHARED_CONCEPTS = {
+    "--T": "time steps",
+    "--backend": "the clock-driven runtime backend",
+    "--batch-size": "samples per batch",
+    "--binning": "how events are binned into frames",
+    "--calib-batches": "BatchNorm re-estimation: training batches",
+    "--calib-runs": "BatchNorm re-estimation: draws averaged",
+    "--check": "verify the written model for its target",
+    "--config": "one T per stage",
+    "--data": "a data-set spec",
+    "--deterministic": "torch's deterministic algorithms",
+    "--dt-us": "µs per time step",
+    "--in-shape": "an input shape C H W",
+    "--json": "machine-readable output",
+    "--limit": "an evenly spread subset of the evaluation split",
+    "--mode": "clock-driven or event-driven",
+    "--model": "a model name",
+    "--norm": "conv normalisation",
+    "--out": "the file to write",
+    "--plot": "a PNG to write",
+    "--policy": "an exit policy",
+    "--quiet": "less output",
+    "--repeats": "timed rounds",
+    "--seed": "a random seed",
+    "--threads": "threads used",
+    "--tmax": "the largest T",
+    "--tmin": "the smallest T",
+    "--transform": "an event transform",
+    "--trev": "T-RevSNN options",
+    "--width": "a channel width",
+    "--window-us": "µs of events one decision reads",
+}
+
+
+def test_every_shared_flag_names_one_declared_concept():
+    """`--samples` meant T configurations per batch in fit and the accuracy model's fitted
+    configurations in search (and "samples" are data samples in every help text); `--format`
+    was export's output and stream's input format: each now has a name of its own."""
+    takers: dict[str, set[str]] = {}
+    for prog, a in ACTIONS:
+        for opt in a.option_strings:
+            if opt.startswith("--"):
+                takers.setdefault(opt, set()).add(prog)
+    shared = {opt for opt, progs in takers.items() if len(progs) > 1}
+    declared = set(SHARED_CONCEPTS)
+    assert shared == declared, f"undeclared: {sorted(shared - declared)}; one command's: {sorted(declared - shared)}"
+    retired = {old for old in cliargs.RENAMED} & set(takers)
+    # an old name still taken by some command is only one whose other commands kept it
+    assert retired <= {"--threads", "--format", "--source"}, retired
+    for old in retired - {"--threads"}:
+        assert len(takers[old]) == 1, (old, takers[old])
+
+
 def test_a_shared_flag_parses_the_same_everywhere():
     """A flag that several commands have is defined once (runtime.cliargs.add_*): the same
     type and action in each, so "--limit 0" or "--plot x.jpg" is refused alike everywhere."""
@@ -107,7 +183,7 @@ def test_a_shared_flag_parses_the_same_everywhere():
     for _, a in ACTIONS:
         for opt in a.option_strings:
             forms.setdefault(opt, set()).add((a.type, type(a)))  # the parse function itself, not its name
-    for opt in ("--json", "--data", "--limit", "--batch-size", "--plot", "--seed", "--out", "--repeats"):
+    for opt in ("--json", "--data", "--limit", "--batch-size", "--plot", "--seed", "--out", "--repeats", "--window-us"):
         assert len(forms[opt]) == 1, (opt, forms[opt])
     calib = {prog for prog, a in ACTIONS if "--calib-batches" in a.option_strings}
     assert len(calib) >= 3 and len(forms["--calib-batches"]) == 1, forms["--calib-batches"]

@@ -252,7 +252,18 @@ def test_calibration_runs_of_no_batches_are_refused(ckpts, capsys):
 
 def test_search_reports_and_plots(ckpts, capsys, tmp_path):
     png = tmp_path / "fit.png"
-    argv = ["search", str(ckpts[0]), "--budget-T", "2", "--samples", "8", "--validate", "6", "--limit", "40"]
+    argv = [
+        "search",
+        str(ckpts[0]),
+        "--budget-T",
+        "2",
+        "--fit-configs",
+        "8",
+        "--validate-configs",
+        "6",
+        "--limit",
+        "40",
+    ]
     code, out, err = run(capsys, *argv, "--json", "--plot", str(png))
     assert code == 0, err
     r = json.loads(out)
@@ -274,7 +285,7 @@ def test_search_reports_and_plots(ckpts, capsys, tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     code, out, _ = run(capsys, *argv)
     assert code == 0 and "difference chosen - uniform" in out and "Pearson r" in out
-    code, out, err = run(capsys, *argv[:-4], "--validate", "0", "--json")  # r undefined: null, still JSON
+    code, out, err = run(capsys, *argv[:-4], "--validate-configs", "0", "--json")  # r undefined: null, still JSON
     assert code == 0, err
     r = json.loads(out)
     assert r["validation"]["n"] == 0 and r["validation"]["pearson_r"] is None
@@ -284,7 +295,18 @@ def test_search_measures_what_eval_and_export_deploy(ckpts, capsys, tmp_path):
     """search --seed N calibrated BatchNorm with draws from N, eval --config and export
     --config from 0: the configuration found was deployed with other statistics than its
     reported accuracy was measured with. --seed draws the configurations only now."""
-    argv = ["search", str(ckpts[1]), "--budget-T", "2", "--samples", "4", "--validate", "0", "--limit", "60"]
+    argv = [
+        "search",
+        str(ckpts[1]),
+        "--budget-T",
+        "2",
+        "--fit-configs",
+        "4",
+        "--validate-configs",
+        "0",
+        "--limit",
+        "60",
+    ]
     code, out, err = run(capsys, *argv, "--seed", "3", "--calib-runs", "2", "--no-check-energy", "--json")
     assert code == 0, err
     report = json.loads(out)
@@ -307,7 +329,7 @@ def test_search_measures_what_eval_and_export_deploy(ckpts, capsys, tmp_path):
         (["--budget-T", "0"], "--budget-T must be"),
         (["--budget-T", "2", "--cost", "watts"], "--cost 'watts' is unknown"),
         # fewer configurations than the accuracy model's parameters: fitted to nothing, unsaid
-        (["--budget-T", "2", "--samples", "1"], "--samples 1: the accuracy model has"),
+        (["--budget-T", "2", "--fit-configs", "1"], "--fit-configs 1: the accuracy model has"),
     ],
 )
 def test_search_bad_input(ckpts, capsys, args, msg):

@@ -32,7 +32,8 @@ def _fit_two_processes(out, *args: str) -> dict:
 
 @pytest.mark.slow  # two training processes: run alone (CI's slow group runs without pytest workers)
 def test_fit_with_two_processes(tmp_path):
-    args = "--epochs 1 --limit-train 128 --limit 600 --width 4 --batch-size 16 --method mtt --samples 2 --norm bn"
+    args = "--epochs 1 --limit-train 128 --limit 600 --width 4 --batch-size 16 --method mtt --configs-per-batch 2"
+    args += " --norm bn"
     out = tmp_path / "ddp.pt"
     ckpt = _fit_two_processes(out, *args.split())
     metrics = ckpt["metrics"]

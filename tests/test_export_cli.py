@@ -173,7 +173,7 @@ def test_every_file_written_steps_its_neurons_at_the_protocols_frame_dt(tmp_path
     """µs per step is stored twice in an event model's file: the protocol's ``dt_us`` (what
     fixed bins and stream windows step by) and each neuron's ``dt`` (what the event engine
     leaks by); no reader checks them against each other, so every writer must agree: an
-    export, a NIR round trip, and a foreign NIR import with ``--events-us``."""
+    export, a NIR round trip, and a foreign NIR import with ``--window-us``."""
     from tests.conftest import fit_checkpoint
 
     ckpt = tmp_path / "m.pt"
@@ -196,7 +196,7 @@ def test_every_file_written_steps_its_neurons_at_the_protocols_frame_dt(tmp_path
             "nir",
             "--dt-us",
             "1000",
-            "--events-us",
+            "--window-us",
             "300000",
             "--T",
             "5",

@@ -333,11 +333,11 @@ def test_nir_source_integrates_the_ode_exactly_over_dt(tmp_path, capsys):
     assert torch.allclose(fc.weight, torch.full((3, 4), 1 - decay), rtol=1e-5)
 
 
-def test_events_us_makes_a_foreign_model_take_event_frames(tmp_path):
+def test_window_us_makes_a_foreign_model_take_event_frames(tmp_path):
     from export.protocol import read_protocol
 
     path = _graph_file(tmp_path, *_dense())
-    _, out = import_nir(path, tmp_path / "m.onnx", "nir", 1e-3, T=4, events_us=40000.0)
+    _, out = import_nir(path, tmp_path / "m.onnx", "nir", 1e-3, T=4, window_us=40000.0)
     meta = read_protocol(out)
     assert meta.input_kind == "event-frames" and meta.duration_us == 40000.0
     assert meta.dt_us == 10000.0 and meta.T_trained == 4
@@ -345,9 +345,9 @@ def test_events_us_makes_a_foreign_model_take_event_frames(tmp_path):
     # decay per dt µs, and the source's 1 ms step (or sinabs' dt of one step, read as 1 µs)
     # made it leak them 10 (10^4) times too fast, silent: no spikes per event
     assert [n.spec.dt for n in meta.neurons] == [10000.0]
-    imported = build(read_graph(path), "nir", 1e-3, T=4, events_us=40000.0)
+    imported = build(read_graph(path), "nir", 1e-3, T=4, window_us=40000.0)
     assert any("discretised the neurons at 1000 µs per step" in n and "10000 µs" in n for n in imported.notes)
-    sinabs = build(read_graph(path), "sinabs", T=4, events_us=40000.0)
+    sinabs = build(read_graph(path), "sinabs", T=4, window_us=40000.0)
     assert neuron_layers(sinabs.model)[0].spec.dt == 10000.0 and not any("discretised" in n for n in sinabs.notes)
     _, out = import_nir(path, tmp_path / "s.onnx", "nir", 1e-3)
     assert read_protocol(out).input_kind == "repeat" and read_protocol(out).T_trained == 10

@@ -457,7 +457,7 @@ def test_fit_online_writes_a_checkpoint_that_rebuilds(method, norm, capsys, tmp_
         (["fit", "--method", "sltt-k", "--norm", "bn-step", "--K", "-1"], "got -1"),
         (["fit", "--method", "sltt", "--norm", "sws", "--K", "2"], "--K applies to sltt-k, not to method"),
         (["fit", "--norm", "layernorm"], "expected one of ['bn', 'bn-step', 'sws', 'none']"),
-        (["fit", "--no-bn", "--norm", "sws"], "contradicts"),
+        (["fit", "--method", "sltt", "--mse-weight", "2"], "--mse-weight must be a number in [0.0, 1.0], got 2"),
         (["memory", "--norm", "bn"], "online methods can use"),
         (["memory", "--methods", "mtt"], "memory compares sdt"),
         (["memory", "--methods", "sltt-k"], "sltt-k:K"),

@@ -72,7 +72,12 @@ def test_tmin_anchor_cost_and_where_it_applies():
 
 @pytest.mark.parametrize(
     "argv, anchor",
-    [([], "tmin"), (["--method", "sdt"], "none"), (["--samples", "1"], "none"), (["--anchor", "none"], "none")],
+    [
+        ([], "tmin"),
+        (["--method", "sdt"], "none"),
+        (["--configs-per-batch", "1"], "none"),
+        (["--anchor", "none"], "none"),
+    ],
 )
 def test_fit_cli_anchors_mtt_by_default(argv, anchor):
     from trainer.cli import config_from_args, parser

@@ -177,7 +177,10 @@ def test_bad_checkpoints(kind, tmp_path, capsys):
         (["--threads", "-1"], "--threads must be a non-negative integer (at most 1024; 0: all cores)"),
         # a flag the method does not read is refused, not ignored
         (["--method", "mtt", "--T", "3"], "--T applies to sdt and the online methods"),
-        (["--method", "sdt", "--samples", "3"], "--samples applies to nmt and mtt, not to method 'sdt'"),
+        (
+            ["--method", "sdt", "--configs-per-batch", "3"],
+            "--configs-per-batch applies to nmt and mtt, not to method 'sdt'",
+        ),
         (["--method", "sdt", "--first-stage", "first"], "--first-stage applies to nmt and mtt"),
         (["--method", "sltt", "--T", "3", "--tmax", "8"], "--T 3 and --tmax 8"),
         (["--method", "nmt", "--mse-weight", "0.2"], "--mse-weight applies to the online methods"),

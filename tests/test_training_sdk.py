@@ -48,7 +48,7 @@ def test_fit_config_is_the_commands_config(train):
     assert cfg.method.epochs == 3 and cfg.data.train_split == "train-minus-val"
     assert spec.dt == train.duration_us / cfg.train_T  # one step is one bin
     a = parser().parse_args(["fit", "--epochs", "3"])
-    assert cfg.method.tmax == a.tmax and cfg.method.samples == a.samples
+    assert cfg.method.tmax == a.tmax and cfg.method.samples == a.configs_per_batch
 
 
 @pytest.mark.parametrize(

@@ -154,10 +154,10 @@ def _add_fit(sub: argparse._SubParsersAction) -> None:
         "--stages", type=cliargs.positive_int, default=ModelConfig.stages, help="MTT stages (default %(default)s)"
     )
     p.add_argument(
-        "--samples",
+        "--configs-per-batch",
         type=cliargs.positive_int,
         default=MethodConfig.samples,
-        help="nmt/mtt configurations per iteration (default %(default)s)",
+        help="nmt/mtt: T configurations each batch trains at (MTT's s; default %(default)s)",
     )
     p.add_argument(
         "--mtt-order",
@@ -169,8 +169,8 @@ def _add_fit(sub: argparse._SubParsersAction) -> None:
         "--anchor",
         choices=ANCHORS,
         default=None,
-        help="nmt/mtt: one of the --samples configurations per iteration is uniform Tmin, which keeps small T "
-        "accurate (default tmin for nmt/mtt with --samples >= 2, else none; none: the MTT paper's rule)",
+        help="nmt/mtt: one of the --configs-per-batch configurations is uniform Tmin, which keeps small T "
+        "accurate (default tmin for nmt/mtt with --configs-per-batch >= 2, else none; none: the MTT paper's rule)",
     )
     p.add_argument(
         "--loss",
@@ -234,7 +234,6 @@ def _add_fit(sub: argparse._SubParsersAction) -> None:
         "(per-step statistics), sws (scaled weight standardisation) or none (default none: BatchNorm folds into "
         "biases, which event-driven hardware refuses)",
     )
-    p.add_argument("--no-bn", action="store_true", help="no BatchNorm (same as --norm none)")
     cliargs.add_calib_batches(p, CALIB_BATCHES, "at Tmax after training")
     p.add_argument(
         "--train-split",
@@ -398,7 +397,7 @@ def _model_defaults(a: argparse.Namespace) -> argparse.Namespace:
 METHOD_ONLY_FLAGS: dict[str, tuple[tuple[str, ...], str]] = {
     "T": (FIXED_T_METHODS, "sdt and the online methods (nmt and mtt train over --tmin..--tmax)"),
     "tmin": (MIXED_T_METHODS, "nmt and mtt"),
-    "samples": (MIXED_T_METHODS, "nmt and mtt"),
+    "configs_per_batch": (MIXED_T_METHODS, "nmt and mtt"),
     "anchor": (MIXED_T_METHODS, "nmt and mtt"),
     "first_stage": (MIXED_T_METHODS, "nmt and mtt"),
     "mtt_order": (("mtt",), "mtt"),
@@ -432,9 +431,7 @@ def config_from_args(
     spec = neuron_spec_from_args(a)
     if a.norm not in NORMS:
         raise ConfigError(f"norm {a.norm!r} is unknown; expected one of {list(NORMS)}")
-    if a.no_bn and a.norm != "none":
-        raise ConfigError(f"--no-bn contradicts --norm {a.norm}; use --norm alone")
-    bn, bn_stats, weight_std = NORMS["none" if a.no_bn else a.norm]
+    bn, bn_stats, weight_std = NORMS[a.norm]
     mse_weight = a.mse_weight
     if mse_weight is None:
         mse_weight = online_method(a.method).mse_weight if a.method in ONLINE_METHODS else MethodConfig.mse_weight
@@ -486,7 +483,7 @@ def config_from_args(
             T,
             a.tmin,
             a.tmax,
-            a.samples,
+            a.configs_per_batch,
             a.epochs,
             a.batch_size,
             a.lr,
@@ -496,7 +493,7 @@ def config_from_args(
             K=0 if a.K is None else a.K,  # 0: not given
             mse_weight=mse_weight,
             order=a.mtt_order,
-            anchor=a.anchor or ("tmin" if a.method in MIXED_T_METHODS and a.samples >= 2 else "none"),
+            anchor=a.anchor or ("tmin" if a.method in MIXED_T_METHODS and a.configs_per_batch >= 2 else "none"),
             target=target,
             k_scale=a.k_scale,
             ndot_ratio=a.ndot_ratio,
@@ -506,7 +503,7 @@ def config_from_args(
         ),
     )
     # a flag the method does not read is the error to report before the values' (sdt with
-    # --anchor tmin was told it needs "--samples >= 2", which sdt does not read); an unknown
+    # --anchor tmin was told it needs "--configs-per-batch >= 2", which sdt does not read); an unknown
     # method is validate's to report, and a trev model's builder refuses any method but sdt
     if a.method in METHODS and not (is_trev(a.model) and a.method != "sdt"):
         _refuse_flags_the_method_ignores(given, a.method)

@@ -148,7 +148,7 @@ class MethodConfig:
     T: int = 6  # sdt: training T; mtt/nmt: evaluation T in logs
     tmin: int = 1
     tmax: int = 6
-    samples: int = 2  # nmt/mtt: sampled configurations per iteration
+    samples: int = 2  # nmt/mtt: T configurations each batch trains at (MTT's s; --configs-per-batch)
     epochs: int = 10  # the CLI's defaults (`trainer fit -h`), read from here
     batch_size: int = 64
     lr: float = 3e-3  # every model family but trev (trainer.trev.DEFAULT_LR)
@@ -197,7 +197,7 @@ class Config:
         if m.anchor != "none" and (m.name not in MIXED_T_METHODS or m.samples < 2):
             raise ConfigError(
                 f"--anchor {m.anchor} replaces one of several nmt/mtt configurations: it needs method nmt or "
-                f"mtt with --samples >= 2, got {m.name!r} with --samples {m.samples}"
+                f"mtt with --configs-per-batch >= 2, got {m.name!r} with --configs-per-batch {m.samples}"
             )
         if m.tmin > m.tmax:
             raise ConfigError(f"--tmin ({m.tmin}) must not exceed --tmax ({m.tmax})")

@@ -248,10 +248,13 @@ def add_search_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParse
         p, "the budget is the estimated energy of every stage at this uniform T (Tg)", flag="--budget-T", required=True
     )
     p.add_argument(
-        "--samples", type=cliargs.positive_int, default=18, help="random configurations the accuracy model is fitted on"
+        "--fit-configs",
+        type=cliargs.positive_int,
+        default=18,
+        help="random configurations the accuracy model is fitted on",
     )
     p.add_argument(
-        "--validate",
+        "--validate-configs",
         type=cliargs.nonneg_int,
         default=100,
         help="further random configurations to validate the accuracy model on (fewer if the space has fewer left)",
@@ -295,9 +298,9 @@ def cmd_search(a: argparse.Namespace) -> None:
             f"{a.checkpoint} has {n} stage(s) trained for T in [{tmin}, {tmax}]; a search needs a model with "
             "several stages trained over a range of T (--method mtt --stages N)"
         )
-    if a.samples < n + 1:  # fewer: lstsq's minimum-norm answer, an accuracy model fitted to nothing
+    if a.fit_configs < n + 1:  # fewer: lstsq's minimum-norm answer, an accuracy model fitted to nothing
         raise ConfigError(
-            f"--samples {a.samples}: the accuracy model has {n + 1} parameters (K per stage and c, MTT A.8); "
+            f"--fit-configs {a.fit_configs}: the accuracy model has {n + 1} parameters (K per stage and c, MTT A.8); "
             f"expected at least {n + 1} configurations (the paper: 18)"
         )
     if a.budget_T < tmin:
@@ -323,7 +326,7 @@ def cmd_search(a: argparse.Namespace) -> None:
     rng = np.random.default_rng(a.seed)
 
     # 1. the accuracy model, fitted on random configurations measured on the validation split
-    fit_cfgs = random_configs(n, tmin, tmax, a.samples, rng)
+    fit_cfgs = random_configs(n, tmin, tmax, a.fit_configs, rng)
     fit_acc, fit_energy = ev.measure(fit_cfgs, "fit configurations")
     acc_model = fit_accuracy(fit_cfgs, fit_acc)
     # 2. the energy model: each stage's cost per step in a uniform run at Tmax (the paper: T=6)
@@ -336,7 +339,7 @@ def cmd_search(a: argparse.Namespace) -> None:
     except SearchError as e:
         raise ConfigError(str(e)) from None
     # 4. held-back configurations: how well the accuracy model predicts
-    val_cfgs = random_configs(n, tmin, tmax, a.validate, rng, exclude=fit_cfgs)
+    val_cfgs = random_configs(n, tmin, tmax, a.validate_configs, rng, exclude=fit_cfgs)
     val_acc, val_energy = ev.measure(val_cfgs, "validation configurations")
     stats = validation_stats(acc_model.predict(val_cfgs), val_acc)
     # how well EC(t) = sum_i t_i R_i orders the measured energy of every configuration run
@@ -433,7 +436,7 @@ def print_search(r: dict[str, Any]) -> None:
     )
     v = r["validation"]
     if not v["n"]:
-        print("no held-back configurations (--validate 0, or none left): the accuracy model is not validated")
+        print("no held-back configurations (--validate-configs 0, or none left): the accuracy model is not validated")
     else:
         print(
             f"validated on {v['n']} further configurations (validation split): Pearson r {v['pearson_r']:.3f}, "

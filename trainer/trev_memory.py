@@ -24,6 +24,8 @@ from .models import build_model
 from .repro import setup as setup_threads
 from .trev import PRODUCT, TRevNet, TRevOptions, add_options_flag, parse_options
 
+DATA_KINDS = ("events", "static")  # the inputs whose stems differ: one per step, or encoded once
+
 
 def trev_config(
     model: str, kind: str, in_shape: tuple[int, int, int], T: int, width: int = 0, options: TRevOptions | None = None
@@ -77,17 +79,20 @@ def add_trev_memory_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("trev-memory", help="T-RevSNN activation memory: reversible backward vs plain BPTT")
     add_measurement_options(p, "trev-tiny", "base width (0: the size's default)", [2, 4, 8], 16, 2)
     add_options_flag(p)  # the network fit trains (it measured the options of before issue 18)
-    p.add_argument("--kind", default="events", help="events (one stem per step) or static (encode once)")
+    p.add_argument(
+        "--data-kind",
+        choices=DATA_KINDS,
+        default="events",
+        help="the input: events (one stem per step) or static (encoded once)",
+    )
 
 
 def cmd_trev_memory(a: argparse.Namespace) -> None:
-    if a.kind not in ("events", "static"):
-        raise ConfigError(f"--kind {a.kind!r} is unknown; expected one of ['events', 'static']")
     setup_threads(a.threads)
     options = parse_options(a.trev)
     if options.backward != PRODUCT.backward:  # both backwards are measured, row by row
         raise ConfigError("--trev backward: trev-memory measures both backwards; leave it out")
-    cfgs = [trev_config(a.model, a.kind, tuple(a.in_shape), T, a.width, options) for T in sorted(a.T)]
+    cfgs = [trev_config(a.model, a.data_kind, tuple(a.in_shape), T, a.width, options) for T in sorted(a.T)]
     for cfg in cfgs:
         build(cfg)  # every bad T or name fails before any measurement
     rows = [measure_T(cfg, a.batch_size, a.repeats) for cfg in cfgs]
@@ -97,7 +102,7 @@ def cmd_trev_memory(a: argparse.Namespace) -> None:
         emit_json(
             {
                 "model": a.model,
-                "kind": a.kind,
+                "kind": a.data_kind,
                 "in_shape": a.in_shape,
                 "batch_size": a.batch_size,
                 # the network measured (fit's by default); both backwards are rows
@@ -108,7 +113,9 @@ def cmd_trev_memory(a: argparse.Namespace) -> None:
             }
         )
         return
-    print(f"activation memory per training iteration: {a.model}, {a.kind} input {a.in_shape}, batch {a.batch_size}")
+    print(
+        f"activation memory per training iteration: {a.model}, {a.data_kind} input {a.in_shape}, batch {a.batch_size}"
+    )
     print(f"network: --trev {' '.join(options.items(leave_out=('backward',)))}, {'' if DEFAULT_BIAS else 'no '}biases")
     cols = [
         "T",

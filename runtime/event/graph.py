@@ -102,7 +102,7 @@ def _check_bias(node: onnx.NodeProto, bias: np.ndarray) -> None:
             f"node {node.name or node.op_type!r} ({node.op_type}) has a non-zero bias (max |b| = "
             f"{float(np.abs(bias).max()):.4g}); an event-driven network has no clock to inject a constant "
             "current per step, so the event engine refuses it. Train without biases (trainer: --no-bias "
-            "--no-bn) for event-driven deployment"
+            "--norm none) for event-driven deployment"
         )
 
 
