@@ -18,6 +18,7 @@ or a live stream.
 from __future__ import annotations
 
 import math
+import numbers
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -172,6 +173,16 @@ def top2_margin(logits: np.ndarray) -> np.ndarray:
     return _score(logits, "margin")
 
 
+def _is_int(v: object) -> bool:
+    """A whole number of steps: int or numpy integer; not a bool, not a float (even 4.0)."""
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+
+def _shown(v: object) -> str:
+    """A bad value as given, with its type where its text hides it (``'0.9'`` is a str)."""
+    return repr(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else f"{v!r} ({type(v).__name__})"
+
+
 @dataclass(frozen=True)
 class FixedT:
     """Every sample runs exactly ``T`` steps (any T, not only the trained one)."""
@@ -179,8 +190,9 @@ class FixedT:
     T: int
 
     def __post_init__(self) -> None:
-        if not (isinstance(self.T, int) and self.T > 0):
-            raise PolicyError(f"fixed T must be a positive integer, got {self.T!r}")
+        if not (_is_int(self.T) and self.T > 0):
+            raise PolicyError(f"fixed T must be a positive integer, got {_shown(self.T)}")
+        object.__setattr__(self, "T", int(self.T))  # np.int64 from an argmax: a plain int, as parsed
 
     def __str__(self) -> str:  # the text parse_policy reads back (as every policy's)
         return f"fixed:{self.T}"
@@ -209,12 +221,17 @@ class _Bounded:
     tmax: int | None = None
 
     def __post_init__(self) -> None:
-        if not (isinstance(self.tmin, int) and self.tmin >= 1):
-            raise PolicyError(f"tmin must be a positive integer, got {self.tmin!r}")
-        if self.tmax is not None and not (isinstance(self.tmax, int) and self.tmax >= self.tmin):
-            raise PolicyError(f"tmax must be an integer >= tmin ({self.tmin}), got {self.tmax!r}")
-        if not 0.0 <= self.threshold <= 1.0:
-            raise PolicyError(f"{self.measure} threshold must be in [0, 1], got {self.threshold}")
+        if not (_is_int(self.tmin) and self.tmin >= 1):
+            raise PolicyError(f"tmin must be a positive integer, got {_shown(self.tmin)}")
+        if self.tmax is not None and not (_is_int(self.tmax) and self.tmax >= self.tmin):
+            raise PolicyError(f"tmax must be an integer >= tmin ({self.tmin}), got {_shown(self.tmax)}")
+        # a str ("0.9" from a config file) compared as a TypeError; a bool passed as 0 or 1
+        real = isinstance(self.threshold, numbers.Real) and not isinstance(self.threshold, bool)
+        if not (real and 0.0 <= self.threshold <= 1.0):
+            raise PolicyError(f"{self.measure} threshold must be in [0, 1], got {_shown(self.threshold)}")
+        object.__setattr__(self, "tmin", int(self.tmin))
+        object.__setattr__(self, "tmax", None if self.tmax is None else int(self.tmax))
+        object.__setattr__(self, "threshold", float(self.threshold))
 
     @classmethod
     def score(cls, logits: np.ndarray) -> np.ndarray:
@@ -290,10 +307,15 @@ class Cascade:
     T: tuple[int, ...]
 
     def __post_init__(self) -> None:
+        if not isinstance(self.rule, _Bounded):
+            raise PolicyError(
+                f"a cascade's rule is one of {list(RULES)} (e.g. Confidence(0.9)), got {_shown(self.rule)}"
+            )
         if self.rule.tmin != 1 or self.rule.tmax is not None:
             raise PolicyError("a cascade's rule takes no tmin/tmax: it tests the final readout of each run")
-        if len(self.T) < 2 or any(not (isinstance(t, int) and t >= 1) for t in self.T):
+        if len(self.T) < 2 or any(not (_is_int(t) and t >= 1) for t in self.T):
             raise PolicyError(f"a cascade needs two or more positive integer T, got {'+'.join(map(str, self.T))}")
+        object.__setattr__(self, "T", tuple(int(t) for t in self.T))  # a list: hashable, as parsed
         if any(b <= a for a, b in zip(self.T, self.T[1:])):
             raise PolicyError(f"a cascade's T must increase, got {'+'.join(map(str, self.T))}")
 

@@ -17,7 +17,7 @@ from runtime import cost
 from runtime.data import bin_events, load_dataset, make_events
 from runtime.errors import InputError, UnseenEventsWarning
 from runtime.neuron import NeuronSpec
-from runtime.policies import Confidence, Entropy, FixedT, PolicyError, parse_policy
+from runtime.policies import Cascade, Confidence, Entropy, FixedT, PolicyError, parse_policy
 from runtime.protocol import ModelError
 from runtime.reference import Reference
 from tests.runtime_fixtures import save, tiny_model
@@ -153,6 +153,32 @@ def test_policy_strings():
     ):
         with pytest.raises(PolicyError, match="fixed:T"):
             parse_policy(bad)
+
+
+@pytest.mark.parametrize(
+    "make, match",
+    [
+        # a threshold read from a config file as text: was TypeError "'<=' not supported"
+        (lambda: Confidence("0.9"), r"confidence threshold must be in \[0, 1\], got '0.9' \(str\)"),
+        (lambda: Entropy(True), r"got True \(bool\)"),
+        (lambda: FixedT(True), r"fixed T must be a positive integer, got True \(bool\)"),  # was accepted: T=True
+        (lambda: FixedT(4.0), "fixed T must be a positive integer, got 4.0"),
+        (lambda: Confidence(0.9, tmin=2.0), "tmin must be a positive integer, got 2.0"),
+        (lambda: Cascade("confidence:0.9", (2, 4)), r"a cascade's rule is one of .* got 'confidence:0.9' \(str\)"),
+    ],
+)
+def test_policy_objects_refuse_values_of_the_wrong_type(make, match):
+    with pytest.raises(PolicyError, match=match):
+        make()
+
+
+def test_policy_objects_take_numpy_numbers_as_plain_ones():
+    """An argmax's np.int64 was "not a positive integer" (FixedT(np.int64(3)) refused)."""
+    assert FixedT(np.int64(3)) == FixedT(3) and type(FixedT(np.int64(3)).T) is int
+    c = Confidence(np.float64(0.5), np.int64(2), np.int32(6))
+    assert c == Confidence(0.5, 2, 6) and str(c) == "confidence:0.5,tmin=2,tmax=6"
+    assert Cascade(Confidence(0.9), [2, 4]).T == (2, 4)  # a list: hashable as parsed
+    assert hash(Cascade(Confidence(0.9), [2, 4])) == hash(parse_policy("cascade:confidence:0.9,T=2+4"))
 
 
 # ---- cost -------------------------------------------------------------------------------
