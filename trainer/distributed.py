@@ -61,9 +61,9 @@ def average_gradients(model: nn.Module) -> None:
     optimizer step (once per batch for ``-a``/SLTT, at every time step for ``-o``),
     because they run ``model.step`` and never DDP's forward. Every rank runs the same
     number of optimizer steps and has gradients for the same parameters."""
-    if not dist.is_initialized() or dist.get_world_size() == 1:
+    world = rank_and_world()[1]
+    if world == 1:
         return
-    world = dist.get_world_size()
     for p in model.parameters():
         if p.grad is not None:
             dist.all_reduce(p.grad)
@@ -79,7 +79,7 @@ def broadcast_buffers(model: nn.Module) -> None:
     """Rank 0's buffers (BatchNorm statistics) on every rank, in place (every rank calls it;
     no-op in one process): DDP broadcasts them before each forward, so after an epoch's
     last batch each rank holds its own share's, and rank 0's model is the one kept."""
-    if not dist.is_initialized() or dist.get_world_size() == 1:
+    if rank_and_world()[1] == 1:
         return
     for b in model.buffers():
         dist.broadcast(b, 0)
@@ -88,7 +88,7 @@ def broadcast_buffers(model: nn.Module) -> None:
 def sum_over_ranks(x: int | float) -> float:
     """The sum of ``x`` over the ranks (every rank calls it; ``x`` itself in one process),
     exact for counts: an int is summed as int64, a float as float64."""
-    if not dist.is_initialized() or dist.get_world_size() == 1:
+    if rank_and_world()[1] == 1:
         return x
     t = torch.tensor([x], dtype=torch.int64 if isinstance(x, int) else torch.float64)
     dist.all_reduce(t)
@@ -105,9 +105,10 @@ def mean_over_ranks(x: float) -> float:
 def gather(obj: Any) -> list[Any]:
     """``obj`` of every rank, in rank order, on every rank (every rank calls it; ``[obj]``
     in one process)."""
-    if not dist.is_initialized() or dist.get_world_size() == 1:
+    world = rank_and_world()[1]
+    if world == 1:
         return [obj]
-    out: list[Any] = [None] * dist.get_world_size()
+    out: list[Any] = [None] * world
     dist.all_gather_object(out, obj)
     return out
 
