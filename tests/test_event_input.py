@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from runtime.data.events import EVENT_DTYPE, make_events
-from runtime.event import BiasError, EventInputError
+from runtime.event import BiasError, EventInputError, parallel
 from runtime.event import engine as engine_module
 from runtime.protocol import ModelError
 
@@ -27,7 +27,8 @@ def eng(monkeypatch):
         raise AssertionError("a numba kernel ran on bad input")
 
     monkeypatch.setattr(engine_module, "run_events", never)
-    monkeypatch.setattr(engine_module, "run_streams", never)
+    monkeypatch.setattr(parallel, "run_streams", never)  # run_batch's kernels, either of them
+    monkeypatch.setattr(parallel, "run_streams_serial", never)
     return engine_of(chain_model())
 
 

@@ -24,14 +24,14 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from numba import get_num_threads
 
 from ..errors import InputError
 from ..protocol import ModelError, Protocol, one_rate, read_model
 from ..result import EventResult
 from .graph import Layer, lower
-from .kernel import make_scratch, max_wave, onnx_order, run_events, run_streams
+from .kernel import make_scratch, max_wave, onnx_order, run_events
 from .network import KIND, KIND_SPIKING, VOFF, EventState, initial_state, pack
+from .parallel import run_whole_streams
 from .validate import EventInputError, check_batch, check_events
 
 MAX_PENDING = 2**22  # events held back at one timestamp (4 int64 each: 128 MiB)
@@ -245,7 +245,9 @@ class EventEngine:
     # ---- many whole streams in parallel ---------------------------------------------
     def run_batch(self, streams: Sequence[np.ndarray], until: float | None = None) -> EventResult:
         """Whole streams, one numba thread per stream (no spike trains); CubaLIF crossings
-        run up to ``until`` µs or each stream's last event, whichever is later."""
+        run up to ``until`` µs or each stream's last event, whichever is later. Safe from
+        any thread (one call runs at a time) and in forked workers (on one thread there:
+        :mod:`.parallel`)."""
         ev, offsets = check_batch(streams, self.sensor)
         x, y, p, t = ev
         # each stream's last event; an empty one (the sensor saw nothing) ends at 0 µs
@@ -254,11 +256,8 @@ class EventEngine:
         B, net = len(offsets) - 1, self.net
         # counts zeroed by calloc: only the pages a stream's spikes touch are ever written
         V, CNT, SYN = np.empty((B, self.layers[-1].size)), np.zeros((B, net.n_neurons), np.int64), np.empty(B, np.int64)
-        sizes = (net.n_groups, net.second_states, net.crossing_states)
         start = time.perf_counter()
-        run_streams(
-            net.P, net.F, net.W, x, y, p, t, offsets, ends, *sizes, self._readout, get_num_threads(), V, CNT, SYN
-        )
+        run_whole_streams(net, x, y, p, t, offsets, ends, self._readout, V, CNT, SYN)
         seconds = time.perf_counter() - start
         if np.any(SYN < 0):
             raise _unresolvable()

@@ -734,6 +734,58 @@ def onnx_order(P, layers, src, dst) -> None:
                 o += 1
 
 
+@njit(cache=True)
+def run_worker(
+    P, F, W, ex, ey, ep, et, offsets, until, n_groups: int, n2: int, nc: int, readout, w: int, workers: int, V, CNT, SYN
+) -> None:
+    """Streams ``w, w + workers, ...`` of :func:`run_streams`, one after another: the state
+    (membranes, ``n2`` second states, ``nc`` update and crossing times: 0 where no layer has
+    them, :class:`.network.Net`, the group update times) and the kernel's working arrays
+    are made once and reset per stream while in cache: no per-stream allocation, and no
+    ``[streams, neurons]`` membranes (their megabytes were most of a short stream's cost)."""
+    B, n = offsets.size - 1, CNT.shape[1]
+    wave = 0
+    for b in range(w, B, workers):
+        wave = max(wave, max_wave(et, offsets[b], offsets[b + 1]))
+    scratch = make_scratch(P, n, n_groups, wave)
+    tally = np.zeros(3, np.int64)
+    v, ath, tl, tn, pred = np.empty(n), np.empty(n2), np.empty(n_groups), np.empty(nc), np.empty(nc)
+    none_i, none_t = np.empty(0, np.int64), np.empty(0, np.float64)
+    for b in range(w, B, workers):
+        v[:] = 0.0
+        ath[:] = 0.0
+        tl[:] = 0.0
+        tn[:] = 0.0
+        pred[:] = np.inf
+        tally[:] = 0
+        run_events(
+            P,
+            F,
+            W,
+            ex,
+            ey,
+            ep,
+            et,
+            offsets[b],
+            offsets[b + 1],
+            until[b],
+            v,
+            ath,
+            tl,
+            tn,
+            pred,
+            CNT[b],
+            -1,
+            none_t,
+            none_i,
+            none_i,
+            tally,
+            scratch,
+        )
+        SYN[b] = -1 if tally[2] == 2 else tally[1]
+        onnx_order(P, readout, v, V[b])
+
+
 @njit(cache=True, parallel=True)
 def run_streams(
     P, F, W, ex, ey, ep, et, offsets, until, n_groups: int, n2: int, nc: int, readout, workers: int, V, CNT, SYN
@@ -741,54 +793,20 @@ def run_streams(
     """Whole streams in parallel: stream b is ``[offsets[b], offsets[b + 1])``, its
     crossings run up to ``until[b]``; its spike counts end in ``CNT[b]`` (zeroed by the
     caller; layer after layer, each in ONNX order) and the membranes of layer
-    ``readout[0]`` in ``V[b]`` (:func:`onnx_order`). The rest of the state (membranes,
-    ``n2`` second states, ``nc`` update and crossing times: 0 where no layer has them,
-    :class:`.network.Net`, the group update times) and the kernel's working arrays are made
-    once per worker, which runs every ``workers``-th stream, and reset per stream while in
-    cache: no per-stream allocation, and no ``[streams, neurons]`` membranes (their
-    megabytes were most of a short stream's cost). ``workers``: numba's thread count
-    (given, not asked: a compiled function that asks cannot be cached). ``SYN[b]`` -1:
-    the stream stopped as :func:`run_events` does with ``tally[2] = 2``."""
-    B, n = offsets.size - 1, CNT.shape[1]
-    workers = min(B, workers)
+    ``readout[0]`` in ``V[b]`` (:func:`onnx_order`). Each of ``workers`` threads (numba's
+    thread count: given, not asked, since a compiled function that asks cannot be cached)
+    runs every ``workers``-th stream (:func:`run_worker`). ``SYN[b]`` -1: the stream
+    stopped as :func:`run_events` does with ``tally[2] = 2``."""
+    workers = min(offsets.size - 1, workers)
     for w in prange(workers):
-        wave = 0
-        for b in range(w, B, workers):
-            wave = max(wave, max_wave(et, offsets[b], offsets[b + 1]))
-        scratch = make_scratch(P, n, n_groups, wave)
-        tally = np.zeros(3, np.int64)
-        v, ath, tl, tn, pred = np.empty(n), np.empty(n2), np.empty(n_groups), np.empty(nc), np.empty(nc)
-        none_i, none_t = np.empty(0, np.int64), np.empty(0, np.float64)
-        for b in range(w, B, workers):
-            v[:] = 0.0
-            ath[:] = 0.0
-            tl[:] = 0.0
-            tn[:] = 0.0
-            pred[:] = np.inf
-            tally[:] = 0
-            run_events(
-                P,
-                F,
-                W,
-                ex,
-                ey,
-                ep,
-                et,
-                offsets[b],
-                offsets[b + 1],
-                until[b],
-                v,
-                ath,
-                tl,
-                tn,
-                pred,
-                CNT[b],
-                -1,
-                none_t,
-                none_i,
-                none_i,
-                tally,
-                scratch,
-            )
-            SYN[b] = -1 if tally[2] == 2 else tally[1]
-            onnx_order(P, readout, v, V[b])
+        run_worker(P, F, W, ex, ey, ep, et, offsets, until, n_groups, n2, nc, readout, w, workers, V, CNT, SYN)
+
+
+@njit(cache=True)
+def run_streams_serial(
+    P, F, W, ex, ey, ep, et, offsets, until, n_groups: int, n2: int, nc: int, readout, V, CNT, SYN
+) -> None:
+    """:func:`run_streams` on the calling thread alone, outside numba's threading layer
+    (the same numbers: each stream runs as it does there): for a process forked after its
+    parent ran the parallel kernel, where GNU OpenMP's thread pool aborts the child."""
+    run_worker(P, F, W, ex, ey, ep, et, offsets, until, n_groups, n2, nc, readout, 0, 1, V, CNT, SYN)

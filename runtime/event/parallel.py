@@ -1,0 +1,73 @@
+"""Whole streams on numba's threads (:meth:`EventEngine.run_batch`), safe to call from any
+thread and in a forked process.
+
+numba runs a ``parallel=True`` kernel on its threading layer (numba docs, "The Threading
+Layers"), and two of the layers a pip install may get break a service:
+
+* ``workqueue`` (numba's own, present everywhere) is not thread-safe: two threads that
+  enter a parallel kernel at once abort the process ("Concurrent access has been
+  detected"), with no Python exception;
+* ``omp`` with GNU OpenMP (Linux) is not fork-safe: a child forked after its parent ran a
+  parallel kernel aborts at its first one ("fork() called from a process already using
+  GNU OpenMP"), and a ``multiprocessing`` pool waits for it forever.
+
+So a process runs one parallel call at a time (each already uses every numba thread; a
+second would only compete for them), and a process forked after its parent started the
+threading layer runs its streams on its own thread (:func:`.kernel.run_streams_serial`:
+the same numbers). A pre-forking server with a worker per core wants that anyway.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+
+import numpy as np
+from numba import get_num_threads
+
+from .kernel import run_streams, run_streams_serial
+from .network import Net
+
+
+class _Gate:
+    """This process's use of the threading layer: the lock of its one parallel call, and
+    whether it must keep off the layer (forked after the layer started)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.started = False  # a parallel kernel ran here: the layer's threads exist
+        self.forked = False  # forked from a process whose layer had started (or from its child)
+
+    def after_fork_in_child(self) -> None:
+        self.lock = threading.Lock()  # a parent's thread may have held it at the fork
+        self.forked = self.forked or self.started
+
+
+GATE = _Gate()
+os.register_at_fork(after_in_child=GATE.after_fork_in_child)
+
+
+def run_whole_streams(
+    net: Net,
+    x: np.ndarray,
+    y: np.ndarray,
+    p: np.ndarray,
+    t: np.ndarray,
+    offsets: np.ndarray,
+    ends: np.ndarray,
+    readout: np.ndarray,
+    V: np.ndarray,
+    CNT: np.ndarray,
+    SYN: np.ndarray,
+) -> int:
+    """Run the streams into ``V``, ``CNT``, ``SYN`` (:func:`.kernel.run_streams`); returns
+    the threads they ran on (1 in a forked process)."""
+    sizes = (net.n_groups, net.second_states, net.crossing_states)
+    if GATE.forked:
+        run_streams_serial(net.P, net.F, net.W, x, y, p, t, offsets, ends, *sizes, readout, V, CNT, SYN)
+        return 1
+    threads = get_num_threads()  # the calling thread's setting (use_threads)
+    with GATE.lock:
+        GATE.started = True
+        run_streams(net.P, net.F, net.W, x, y, p, t, offsets, ends, *sizes, readout, threads, V, CNT, SYN)
+    return threads
