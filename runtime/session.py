@@ -17,7 +17,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeGuard, cast
+from typing import NoReturn, TypeGuard, cast
 
 import numpy as np
 import onnx
@@ -155,7 +155,9 @@ class ClockState:
     is for the event engine): the model's states (in the stepper's buffers), the sum of
     the outputs so far, and how many steps were fed. ``y`` is the last step's own output;
     :meth:`Session.feed` returns the running readout. One state is fed by one thread at a
-    time (it owns onnxruntime buffers); make one per stream."""
+    time (it owns onnxruntime buffers); make one per stream. ``copy.copy`` and
+    ``copy.deepcopy`` give an independent copy (:meth:`Session.copy_state`): a branch of the
+    stream; it does not pickle (its buffers are bound to this process's onnxruntime session)."""
 
     stepper: Stepper | SplitStepper
     acc: np.ndarray
@@ -171,6 +173,20 @@ class ClockState:
         """A copy: the stepper's output buffer is rewritten by the next step, and a caller
         collecting ``state.y`` per step must not get one array holding the last step."""
         return self.stepper.y.copy()
+
+    # a field-by-field copy shared the stepper's buffers: feeding one copy moved the other
+    # (silently wrong), and deepcopy failed on the onnxruntime session
+    def __copy__(self) -> ClockState:
+        return self.session.copy_state(self)
+
+    def __deepcopy__(self, memo: dict[int, object]) -> ClockState:
+        return self.session.copy_state(self)
+
+    def __reduce__(self) -> NoReturn:
+        raise TypeError(
+            "a ClockState does not pickle: its states live in buffers bound to this process's "
+            "onnxruntime session; send the inputs to the process that holds it, or copy.copy() it here"
+        )
 
 
 class Session:
@@ -232,6 +248,12 @@ class Session:
             self.backend_note = "; ".join(f"stage {i}: {s.backend}" for i, s in enumerate(self._stages))
 
     # ---- onnxruntime sessions -------------------------------------------------------
+    def __reduce__(self) -> tuple[type[Session], tuple[onnx.ModelProto, Protocol, str, int | None, str]]:
+        """Pickles as the model and how it was loaded (for worker processes: spawn pools,
+        a Pool's arguments): the copy builds its own onnxruntime sessions and kernels, and
+        holds no stream of :meth:`step` (a stream's buffers do not cross processes)."""
+        return (Session, (self.model, self.protocol, self.path, self.threads, self.backend))
+
     def _ort(self, threads: int, counts: bool) -> ort.InferenceSession:
         key = (threads, counts)
         if key not in self._sessions:
@@ -733,11 +755,28 @@ class Session:
             )
         return ClockState(self._stepper(batch, False), np.zeros((batch, self.protocol.num_classes)), self)
 
+    def copy_state(self, state: ClockState) -> ClockState:
+        """An independent copy of the stream ``state`` (its states, readout so far and t):
+        feed each its own inputs and they run apart (a branch: what-if inputs, a snapshot to
+        return to). ``copy.copy(state)`` and ``copy.deepcopy(state)`` call this."""
+        self._own(state)
+        new = ClockState(self._stepper(state.batch, False), state.acc.copy(), self, state.t)
+        for dst, src in zip(new.stepper.states, state.stepper.states):
+            np.copyto(dst, src)
+        np.copyto(new.stepper.y, state.stepper.y)
+        return new
+
     def feed(self, state: ClockState, x_t: np.ndarray) -> tuple[ClockState, np.ndarray]:
         """Feed one step ``[B, *shape]`` to the stream ``state`` (advanced in place and
         returned); also returns the readout (logits) after this step, by the model's
         readout rule (``mean``: mean of the outputs so far; ``last``: this step's output).
         This step's own output is ``state.y``."""
+        self._own(state)
+        self._check_step_input(x_t)
+        return self._advance(state, x_t)
+
+    def _own(self, state: object) -> None:
+        """``state`` is a stream of this session's (its buffers hold this model's states)."""
         if not isinstance(state, ClockState):
             raise InputError(
                 f"state is a {type(state).__name__}; expected a ClockState from this session's initial_state()"
@@ -748,8 +787,6 @@ class Session:
                 f"this state was made by another session ({state.session.path or state.session.protocol.model}); "
                 "feed a state to the session whose initial_state() made it"
             )
-        self._check_step_input(x_t)
-        return self._advance(state, x_t)
 
     def _check_step_input(self, x_t: object) -> None:
         one_step = f"one step [B, {', '.join(map(str, self.protocol.input_shape))}]"

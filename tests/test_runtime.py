@@ -462,6 +462,47 @@ def test_feed_with_explicit_states_equals_step_and_run(model_path):
         s.feed(None, frames[0])
 
 
+@pytest.mark.parametrize("backend", ["ort", "numba"])
+@pytest.mark.parametrize("how", ["copy_state", "copy", "deepcopy"])
+def test_a_copied_stream_runs_apart_from_its_original(model_path, backend, how):
+    """A branch of a stream (what-if inputs, a snapshot): copy.copy shared the stepper's
+    buffers, so feeding the copy moved the original (silently wrong), and deepcopy failed
+    on the onnxruntime session."""
+    import copy
+
+    s = runtime.load(model_path, threads=1, backend=backend)
+    x = frames_for(s, 6, 4)
+    st = s.initial_state(2)
+    for t in range(3):
+        st, _ = s.feed(st, x[t, :2])
+    branch = {"copy_state": s.copy_state, "copy": copy.copy, "deepcopy": copy.deepcopy}[how](st)
+    assert branch.t == 3 and branch.session is s
+    np.testing.assert_array_equal(branch.y, st.y)
+    for t in range(3, 6):  # the original goes on with its own inputs, the branch with others
+        st, mine = s.feed(st, x[t, :2])
+        branch, theirs = s.feed(branch, x[t, 2:])
+    np.testing.assert_allclose(mine, s.run(x[:, :2].copy(), 6).outputs, rtol=1e-6)
+    other = np.concatenate([x[:3, :2], x[3:, 2:]])
+    np.testing.assert_allclose(theirs, s.run(other, 6).outputs, rtol=1e-6)
+    assert not np.allclose(mine, theirs)  # the two inputs differ enough to tell them apart
+    with pytest.raises(InputError, match="made by another session"):
+        runtime.load(model_path).copy_state(st)
+
+
+def test_a_session_pickles_for_worker_processes_and_a_stream_says_why_it_does_not(model_path):
+    """A Session sent to a spawn pool failed with "Can't pickle local object
+    'kernel.<locals>.<lambda>'"; a stream's buffers belong to its process."""
+    import pickle
+
+    s = runtime.load(model_path, threads=1, backend="numba")
+    x = frames_for(s, 4, 3)
+    twin = pickle.loads(pickle.dumps(s))
+    assert (twin.backend, twin.path, twin.threads) == ("numba", s.path, 1)
+    np.testing.assert_array_equal(twin.run(x).outputs, s.run(x).outputs)
+    with pytest.raises(TypeError, match="a ClockState does not pickle"):
+        pickle.dumps(s.initial_state(1))
+
+
 def test_a_list_that_is_not_of_event_streams_names_the_item(tmp_path):
     """s.run([np.arange(10)]) said "input is a list; expected a numpy array (... or a list of
     event streams)": it was a list."""
