@@ -214,3 +214,17 @@ def test_data_that_does_not_fit_the_config_is_refused_before_training(change, da
     train, test = load_dataset(data, "train", limit=40), load_dataset(data, "test", limit=20)
     with pytest.raises((ConfigError, DataError), match=match):
         fit(cfg, train, test, progress=False)
+
+
+def test_an_fc_model_refuses_conv_options_before_training(digits):
+    """An fc net has no conv: ModelConfig's default bn=True (and a width) built the plain
+    fc net and were stored as on; a run of before still resumes as it began."""
+    cfg = small_config("sdt", epochs=1)
+    cfg.model.name, cfg.model.bn, cfg.model.width = "fc-16", True, 0
+    with pytest.raises(ConfigError, match=r"model fc-16 has no conv layers: --norm bn \(ModelConfig.bn"):
+        fit(cfg, *digits, progress=False)
+    cfg.model.bn, cfg.model.width = False, 4
+    with pytest.raises(ConfigError, match=r"--width 4 \(ModelConfig.width\) would be ignored; leave it out"):
+        fit(cfg, *digits, progress=False)
+    cfg.model.width = 0
+    fit(cfg, *digits, progress=False)

@@ -195,6 +195,9 @@ def test_bad_checkpoints(kind, tmp_path, capsys):
         (["--method", "mtt", "--K", "0"], "--K applies to sltt-k, not to method 'mtt'"),
         (["--method", "sltt", "--T", "2", "--tmax", "6"], "--T 2 and --tmax 6"),
         (["--model", "trev-tiny", "--stages", "2"], "--stages applies to the MTT models"),
+        # an fc net has no conv: these trained the plain fc net and were recorded as on
+        (["--model", "fc-32", "--norm", "bn"], "model fc-32 has no conv layers: --norm bn (ModelConfig.bn"),
+        (["--model", "fc-32-16", "--width", "8"], "--width 8 (ModelConfig.width) would be ignored"),
     ],
 )
 def test_bad_fit_arguments(argv, message, capsys):

@@ -64,7 +64,7 @@ from .config import (
 from .default_model import DEFAULT_MODELS, DefaultModel, default_model
 from .fold import fold_and_drop
 from .memory import add_memory_parser, cmd_memory
-from .models import Net, build_model, model_builder, model_names, named_width
+from .models import Net, build_model, model_builder, model_names, named_width, refuse_unread_options
 from .online import PAPER_K_SCALE, PAPER_NDOT_RATIO, online_method
 from .repro import DEFAULT_THREADS, environment
 from .repro import setup as setup_threads
@@ -507,6 +507,7 @@ def config_from_args(
     # method is validate's to report, and a trev model's builder refuses any method but sdt
     if a.method in METHODS and not (is_trev(a.model) and a.method != "sdt"):
         _refuse_flags_the_method_ignores(given, a.method)
+    refuse_unread_options(cfg.model)
     return cfg.with_step_dt().validate()
 
 

@@ -201,6 +201,33 @@ def _parse_fc(name: str) -> Builder | None:
     return lambda cfg: build_fc(cfg, hidden)
 
 
+def refuse_unread_options(m: ModelConfig) -> None:
+    """Refuse model options ``m``'s family would ignore, before training: an fc net has no
+    conv, so no conv normalisation and no conv width (its widths are in its name). It was
+    built as if they were off, and the checkpoint recorded them as on. (A file written so
+    still loads: its network is the plain fc net it trained.)"""
+    if _FC.match(FC_ALIASES.get(m.name, m.name)) is None:
+        return
+    unread = [
+        flag
+        for flag, on in (
+            (
+                f"--norm {'sws' if m.weight_std else 'bn-step' if m.bn_stats == 'step' else 'bn'} (ModelConfig.bn, "
+                "weight_std)",
+                m.bn or m.weight_std,
+            ),
+            (f"--width {m.width} (ModelConfig.width)", m.width != 0),
+        )
+        if on
+    ]
+    if unread:
+        raise ConfigError(
+            f"model {m.name} has no conv layers: {' and '.join(unread)} would be ignored; leave "
+            f"{'them' if len(unread) > 1 else 'it'} out (an fc net has no normalisation, and its layer widths "
+            "are in its name: fc-H1-H2...)"
+        )
+
+
 def _parse_resnet(name: str) -> Builder | None:
     if name not in _RESNETS:
         return None

@@ -21,7 +21,7 @@ from runtime.data import Dataset, check_fits
 from . import distributed, repro
 from .config import ONLINE_METHODS, OPTIMIZERS, Config, ConfigError, MethodConfig
 from .methods import expected_cost_ratio, sample_configs
-from .models import Net, SpikingNet, build_model
+from .models import Net, SpikingNet, build_model, refuse_unread_options
 from .online import online_iteration
 from .trev import TRevNet
 
@@ -329,6 +329,8 @@ def fit(
     stored = cfg.to_dict()
     if Config.from_dict(stored).to_dict() != stored:
         raise ConfigError("this config does not read back as itself from its stored form (Config.to_dict)")
+    if start is None or start.train_state is None:  # a run of before resumes as it began
+        refuse_unread_options(cfg.model)
     for split, ds in (("training", train_ds), ("test", test_ds)):  # not a torch shape error 13 frames deep
         if ds.kind != cfg.data.kind:
             raise ConfigError(
