@@ -4,6 +4,7 @@ the single-line error with exit status 2 for bad input."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -122,5 +123,22 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return "\n".join([line(cells[0]), "  ".join("-" * w for w in widths)] + [line(r) for r in cells[1:]])
 
 
+def json_text(obj: dict[str, Any]) -> str:
+    """``obj`` as strict JSON: a figure with no finite value (a spike difference whose
+    reference layer never fired: x / 0) is ``null``. json.dumps wrote ``Infinity`` and
+    ``NaN``, which JavaScript's JSON.parse and other strict readers refuse."""
+
+    def finite(v: Any) -> Any:
+        if isinstance(v, dict):
+            return {k: finite(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [finite(x) for x in v]
+        if isinstance(v, float) and not math.isfinite(v):  # numpy's float64 is a float too
+            return None
+        return v
+
+    return json.dumps(finite(obj), allow_nan=False)
+
+
 def emit_json(obj: dict[str, Any]) -> None:
-    print(json.dumps(obj))
+    print(json_text(obj))

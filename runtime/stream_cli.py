@@ -4,7 +4,6 @@ over an event-camera recording or a live stream on stdin (see :mod:`runtime.stre
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from collections.abc import Callable
@@ -15,7 +14,7 @@ from .data.transforms import Pipeline, Transform, from_dicts, parse_transform
 from .errors import InputError
 from .policies import POLICY_FORMS, Cascade, FixedT, model_default, parse_policy, t_range_warning
 from .protocol import DENSE_KINDS
-from .report import table
+from .report import json_text, table
 from .session import load
 from .stream import TICK_MS, Stats, Window, fit_check, run_clock, run_event, slices
 
@@ -186,7 +185,7 @@ def cmd_stream(a: argparse.Namespace) -> None:
         policy=policy_text,  # the policy that ran (None in event mode: a decision per window)
     )
     if a.json:
-        print(json.dumps({"summary": s}))
+        print(json_text({"summary": s}))
         return
     print(
         f"{reader.name} ({reader.format}, {reader.sensor[0]}x{reader.sensor[1]}) -> {a.model}, {a.mode}-driven"
@@ -240,7 +239,7 @@ def _printer(a: argparse.Namespace, classes: tuple[str, ...]):
     if a.json:
 
         def emit_json(w: Window) -> None:
-            print(json.dumps({**w.as_dict(), "class": classes[w.prediction]}), flush=True)
+            print(json_text({**w.as_dict(), "class": classes[w.prediction]}), flush=True)
 
         return emit_json
     widths = [8, 12, 12, 8, 6, 8, 10, 11]

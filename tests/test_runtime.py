@@ -616,3 +616,19 @@ def test_sdk_warns_when_a_run_leaves_the_trained_range(model_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         s.run(images(2))  # the model's own T: no warning
+
+
+def test_json_output_is_strict_json():
+    """`runtime run --mode event --json` printed `"sd_per_layer": {"IF_1": Infinity}` (a
+    layer silent in the clock run: x / 0), which JSON.parse and other strict readers refuse."""
+    import json
+
+    from runtime.report import json_text
+
+    text = json_text({"sd": {"IF_0": 0.1, "IF_1": np.float64(np.inf)}, "runs": [float("nan"), -np.inf, 2], "n": 3})
+
+    def refuse(name: str) -> None:
+        raise ValueError(f"non-standard JSON constant {name}")
+
+    want = {"sd": {"IF_0": 0.1, "IF_1": None}, "runs": [None, None, 2], "n": 3}
+    assert json.loads(text, parse_constant=refuse) == want

@@ -14,7 +14,8 @@ import numpy as np
 
 
 def spike_difference(s0: np.ndarray, s: np.ndarray) -> np.ndarray:
-    """SD over the last axis; 0 where both are silent, inf where only ``s0`` is."""
+    """SD over the last axis; 0 where both are silent, inf where the reference ``s0`` is
+    silent and ``s`` is not (``--json`` writes it as null: JSON has no inf)."""
     s0, s = np.asarray(s0, np.float64), np.asarray(s, np.float64)
     if s0.shape != s.shape:
         raise ValueError(f"spike counts have shapes {list(s0.shape)} and {list(s.shape)}; expected equal")
