@@ -25,6 +25,13 @@ class UnusedFramesWarning(RuntimeWarning):
     unseen). The run goes ahead on the first frames."""
 
 
+class AxisOrderWarning(RuntimeWarning):
+    """Frames whose second axis, not their first, has the model's trained T, run with no
+    policy given (the run length is then the first axis): the batch axis may come first
+    (``[B, T, ...]``, torch's and tonic's batched layout). The run goes ahead as
+    ``[T, B, ...]``: shapes alone cannot tell."""
+
+
 class UnseenEventsWarning(RuntimeWarning):
     """Events of a stream after the last fixed bin (``T x dt``): the run never sees them
     (fixed bins cover the first ``T x dt`` µs of a recording). The run goes ahead."""

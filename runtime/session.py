@@ -26,7 +26,7 @@ import onnxruntime as ort
 from . import cost
 from .data.events import BINNINGS, bin_events
 from .engine import Stepper, make_session, threads_for, with_outputs
-from .errors import InputError, TrainedRangeWarning, UnseenEventsWarning, UnusedFramesWarning
+from .errors import AxisOrderWarning, InputError, TrainedRangeWarning, UnseenEventsWarning, UnusedFramesWarning
 from .eventinput import checked_streams, span_us
 from .limits import check_memory, check_steps, run_bytes
 from .policies import (
@@ -423,6 +423,15 @@ class Session:
                     )
                 policy = policy or self._step_default()
                 return x, False, policy, horizon_of(policy, p.default_T)
+            if policy is None and x.shape[1] == p.T_trained != x.shape[0]:
+                # [B, T, ...] (torch's and tonic's batched layout) ran as T=B steps, silently
+                warnings.warn(
+                    f"the input {list(x.shape[:2])} is read as frames [T, B, ...]: {x.shape[0]} steps of "
+                    f"{x.shape[1]} samples, but its second axis has the trained T={p.T_trained}; if the first "
+                    "is the batch, pass x.swapaxes(0, 1)",
+                    AxisOrderWarning,
+                    stacklevel=3,
+                )
             policy = policy or self._frames_default(x.shape[0])
             T = horizon_of(policy, x.shape[0])
             if T > x.shape[0]:

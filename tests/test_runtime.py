@@ -6,6 +6,7 @@ import json
 import math
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -632,3 +633,20 @@ def test_json_output_is_strict_json():
 
     want = {"sd": {"IF_0": 0.1, "IF_1": None}, "runs": [None, None, 2], "n": 3}
     assert json.loads(text, parse_constant=refuse) == want
+
+
+def test_frames_with_the_batch_axis_first_warn(model_path):
+    """[B, T, ...] (torch's and tonic's batched layout) ran as B steps of T samples, with no
+    word; the warning names the axis when the second one has the trained T."""
+    from runtime.errors import AxisOrderWarning
+
+    s = runtime.load(model_path)
+    T = s.protocol.T_trained
+    x = frames_for(s, T, 2)  # [T, B]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", AxisOrderWarning)
+        s.run(x)  # the right layout: silent
+        s.run(x[:, :1].copy())
+        s.run(x.swapaxes(0, 1).copy(), FixedT(2))  # a policy given: the caller chose the run length
+    with pytest.warns(AxisOrderWarning, match=rf"read as frames \[T, B, ...\]: 2 steps of {T} samples"):
+        s.run(x.swapaxes(0, 1).copy())
