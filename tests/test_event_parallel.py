@@ -59,7 +59,6 @@ from runtime.event.engine import load_event
 eng = load_event(sys.argv[1])
 with np.load(sys.argv[2]) as z:
     streams = [z[k] for k in z.files]
-want = eng.run_batch(streams).outputs  # the parent's layer starts here
 def one(i):
     return eng.run_batch([streams[i]]).outputs[0]
 """
@@ -80,13 +79,23 @@ def _run(code: str, files: tuple[Path, Path], **env: str) -> str:
     return done.stdout
 
 
-def test_workers_forked_after_a_parallel_run_run_their_streams(files):
-    """A pre-forking server (a fork Pool after a warm-up batch): each child died with
-    "fork() called from a process already using GNU OpenMP" and the pool waited forever."""
+@pytest.mark.parametrize(
+    "warm_up",
+    [
+        "want = eng.run_batch(streams).outputs",  # a warm-up batch starts the parent's threads
+        "use_threads(1)",  # so does setting their count (the CLIs' --threads), with no batch run
+    ],
+)
+def test_workers_forked_after_the_parent_started_numbas_threads_run_their_streams(files, warm_up):
+    """A pre-forking server (a fork Pool after a warm-up): each child died with "fork()
+    called from a process already using GNU OpenMP" and the pool waited forever."""
     out = _run(
-        """
+        f"""
+        from runtime.event.engine import use_threads
+        {warm_up}
         with mp.get_context("fork").Pool(2) as pool:
             got = pool.map_async(one, range(len(streams))).get(timeout=120)
+        want = eng.run_batch(streams).outputs
         assert all(np.array_equal(g, w) for g, w in zip(got, want)), "a forked worker's numbers differ"
         print("forked ok")
         """,
@@ -107,6 +116,7 @@ def test_threads_may_call_run_batch_at_once_on_the_workqueue_layer(files):
         threads = [threading.Thread(target=work, args=(k,)) for k in range(16)]
         for th in threads: th.start()
         for th in threads: th.join()
+        want = eng.run_batch(streams).outputs
         assert all(np.array_equal(g, want[k % len(streams)]) for k, g in enumerate(got))
         print("layer", numba.threading_layer())
         """,

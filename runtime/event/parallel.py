@@ -13,8 +13,9 @@ Layers"), and two of the layers a pip install may get break a service:
 
 So a process runs one parallel call at a time (each already uses every numba thread; a
 second would only compete for them), and a process forked after its parent started the
-threading layer runs its streams on its own thread (:func:`.kernel.run_streams_serial`:
-the same numbers). A pre-forking server with a worker per core wants that anyway.
+threading layer (by any means: a parallel kernel, ``numba.set_num_threads``) runs its
+streams on its own thread (:func:`.kernel.run_streams_serial`: the same numbers). A
+pre-forking server with a worker per core wants that anyway.
 """
 
 from __future__ import annotations
@@ -23,10 +24,21 @@ import os
 import threading
 
 import numpy as np
-from numba import get_num_threads
+from numba import get_num_threads, threading_layer
 
 from .kernel import run_streams, run_streams_serial
 from .network import Net
+
+
+def layer_started() -> bool:
+    """Whether numba's threading layer has started in this process: by a parallel kernel of
+    ours, ``use_threads`` / ``numba.set_num_threads`` or any other numba parallel code (it
+    reads numba's own record, which ``numba.threading_layer()`` raises on while unset)."""
+    try:
+        threading_layer()
+    except ValueError:
+        return False
+    return True
 
 
 class _Gate:
@@ -35,12 +47,11 @@ class _Gate:
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.started = False  # a parallel kernel ran here: the layer's threads exist
         self.forked = False  # forked from a process whose layer had started (or from its child)
 
     def after_fork_in_child(self) -> None:
         self.lock = threading.Lock()  # a parent's thread may have held it at the fork
-        self.forked = self.forked or self.started
+        self.forked = self.forked or layer_started()  # as the parent left it: read, not started
 
 
 GATE = _Gate()
@@ -68,6 +79,5 @@ def run_whole_streams(
         return 1
     threads = get_num_threads()  # the calling thread's setting (use_threads)
     with GATE.lock:
-        GATE.started = True
         run_streams(net.P, net.F, net.W, x, y, p, t, offsets, ends, *sizes, readout, threads, V, CNT, SYN)
     return threads
