@@ -206,6 +206,7 @@ class Session:
         ):
             raise InputError(f"threads must be None (the default), 0 (all cores) or a count >= 1, got {threads!r}")
         self.threads = None if threads is None else int(threads)
+        self._backend_asked = backend  # what a pickled copy asks for (self.backend: what runs, per stage)
         self.backend, self.backend_note, self._plan, self._exact = _backend(model, protocol, backend)
         # what a run follows when it names no policy (parsed once: runs ask for it every call)
         self._default = model_default(protocol.exit_policy, protocol.default_T)
@@ -252,7 +253,7 @@ class Session:
         """Pickles as the model and how it was loaded (for worker processes: spawn pools,
         a Pool's arguments): the copy builds its own onnxruntime sessions and kernels, and
         holds no stream of :meth:`step` (a stream's buffers do not cross processes)."""
-        return (Session, (self.model, self.protocol, self.path, self.threads, self.backend))
+        return (Session, (self.model, self.protocol, self.path, self.threads, self._backend_asked))
 
     def _ort(self, threads: int, counts: bool) -> ort.InferenceSession:
         key = (threads, counts)

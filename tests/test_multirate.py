@@ -244,6 +244,22 @@ def test_finished_samples_leave_the_batch_with_the_same_results(ckpts, capsys, t
     assert np.array_equal(whole.cost.acs, compacted.cost.acs) and np.array_equal(whole.cost.macs, compacted.cost.macs)
 
 
+@pytest.mark.parametrize("backend", ["auto", "numba"])
+def test_a_multirate_session_pickles_for_worker_processes(ckpts, capsys, tmp_path, backend):
+    """It pickled its per-stage backends ("numba+ort"), which no load takes: the copy failed
+    in the worker ("backend 'numba+ort' is unknown")."""
+    import pickle
+
+    path = tmp_path / "m.onnx"
+    _export(capsys, ckpts[0], path, "2,4,3")
+    session = runtime.load(path, backend=backend, threads=1)
+    assert "+" in session.backend  # one per stage
+    twin = pickle.loads(pickle.dumps(session))
+    assert twin.backend == session.backend
+    x = load_dataset("digits", "test", 8).frames(np.arange(8), 2)
+    assert np.array_equal(twin.run(x).outputs, session.run(x).outputs)
+
+
 @pytest.mark.parametrize(
     "args,msg",
     [
