@@ -166,6 +166,8 @@ def test_policy_strings():
         (lambda: FixedT(4.0), "fixed T must be a positive integer, got 4.0"),
         (lambda: Confidence(0.9, tmin=2.0), "tmin must be a positive integer, got 2.0"),
         (lambda: Cascade("confidence:0.9", (2, 4)), r"a cascade's rule is one of .* got 'confidence:0.9' \(str\)"),
+        (lambda: Cascade(Confidence(0.9), 4), r"a cascade's T is a tuple .* got 4$"),  # was a TypeError
+        (lambda: Cascade(Confidence(0.9), "2+4"), r"got '2\+4' \(str\)"),  # was "got 2+++4"
     ],
 )
 def test_policy_objects_refuse_values_of_the_wrong_type(make, match):
