@@ -463,6 +463,8 @@ def test_fit_online_writes_a_checkpoint_that_rebuilds(method, norm, capsys, tmp_
         (["memory", "--methods", "sltt-k"], "sltt-k:K"),
         (["memory", "--methods", "sltt-k:9"], "--methods sltt-k:9: K must be in [1, T] for every --T 2"),
         (["memory", "--model", "trev-tiny"], "measured by `python -m trainer trev-memory`"),
+        # an fc net has no conv (--width 2 is the memory commands' extra here): both were ignored
+        (["memory", "--model", "fc-16", "--norm", "sws"], "model fc-16 has no conv layers: --norm sws"),
     ],
 )
 def test_bad_online_arguments_exit_2_with_one_line(argv, message, capsys):
@@ -509,6 +511,13 @@ def test_memory_command_json(capsys):
     assert [(r["method"], r["T"]) for r in obj["rows"]] == [("sdt", 2), ("sdt", 4), ("sltt", 2), ("sltt", 4)]
     assert obj["ratios"]["sltt"]["saved_T4_over_T2"] == 1.0
     assert obj["ratios"]["sdt"]["saved_T4_over_T2"] > 1.5
+    # an fc net measures without normalisation by default (bn-step would be ignored: refused)
+    code, out, err = run(
+        capsys, "memory", "--model", "fc-16", "--in-shape", "1", "1", "12", "--T", "2", "--methods", "sdt",
+        "--batch-size", "2", "--repeats", "1", "--no-rss", "--threads", "1", "--json",
+    )  # fmt: skip
+    assert code == 0, err
+    assert json.loads(out)["norm"] == "none"
 
 
 def test_memory_measures_the_network_fit_trains(tmp_path, capsys, monkeypatch):

@@ -45,7 +45,7 @@ from .config import (
     NeuronConfig,
     is_trev,
 )
-from .models import build_model, named_width
+from .models import build_model, is_fc, named_width, refuse_unread_options
 from .online import online_iteration, online_method
 from .train import stage_iteration
 
@@ -268,7 +268,7 @@ def add_measurement_options(
 def add_memory_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("memory", help="training memory (saved tensors, peak RSS) and time: BPTT vs online")
     add_measurement_options(p, "2C1FC", "channel width (0: the model's default)", [2, 4, 8, 16], 32, 3)
-    p.add_argument("--norm", default="bn-step", help="bn-step, sws or none (default bn-step)")
+    p.add_argument("--norm", default=None, help="bn-step, sws or none (default: bn-step; an fc model's: none)")
     p.add_argument("--methods", nargs="+", default=DEFAULT_METHODS, help="sdt, online methods; sltt-k as sltt-k:K")
     p.add_argument("--no-rss", action="store_true", help="skip the peak-RSS processes")
 
@@ -279,14 +279,15 @@ def cmd_memory(a: argparse.Namespace) -> None:
             f"{a.model}: memory compares BPTT with the online methods on layer-sequence models; "
             "T-RevSNN's memory is measured by `python -m trainer trev-memory`"
         )
-    if a.norm not in NORMS or a.norm == "bn":
+    norm = a.norm or ("none" if is_fc(a.model) else "bn-step")
+    if norm not in NORMS or norm == "bn":
         raise ConfigError(
-            f"--norm {a.norm!r}: expected one that online methods can use, one of {[n for n in NORMS if n != 'bn']}"
+            f"--norm {norm!r}: expected one that online methods can use, one of {[n for n in NORMS if n != 'bn']}"
         )
     base = Config()  # the network fit trains by default: its neuron, no biases (Config's are old files')
     kind, fields = neuron_presets()[DEFAULT_NEURON]
     base.neuron, base.model.bias = NeuronConfig(make_spec(kind, **fields)), DEFAULT_BIAS
-    bn, bn_stats, weight_std = NORMS[a.norm]
+    bn, bn_stats, weight_std = NORMS[norm]
     m = base.model
     m.name, m.width = named_width(a.model, a.width)  # as fit names it: the net measured
     m.in_shape, m.bn, m.bn_stats, m.weight_std = (
@@ -296,6 +297,7 @@ def cmd_memory(a: argparse.Namespace) -> None:
         weight_std,
     )
     m.stages = 1
+    refuse_unread_options(m)  # an fc model has no conv: --norm and --width would be ignored
     base.with_step_dt().validate()
     build_checked(base, "the model")  # unknown model names, or too wide, fail here
     a.threads = a.threads or available_cores()  # the count used is the one reported
@@ -306,7 +308,7 @@ def cmd_memory(a: argparse.Namespace) -> None:
             {
                 "model": m.name,
                 "width": m.width,
-                "norm": a.norm,
+                "norm": norm,
                 "neuron": DEFAULT_NEURON,  # fit's default network: its neuron, no biases
                 "bias": m.bias,
                 "in_shape": a.in_shape,
@@ -318,7 +320,7 @@ def cmd_memory(a: argparse.Namespace) -> None:
         )
         return
     print(
-        f"training memory per iteration: {m.name}{f' width {m.width}' if m.width else ''}, norm {a.norm}, "
+        f"training memory per iteration: {m.name}{f' width {m.width}' if m.width else ''}, norm {norm}, "
         f"neuron {DEFAULT_NEURON}, {'' if m.bias else 'no '}biases (fit's defaults), input {a.in_shape}, "
         f"batch {a.batch_size}, {a.threads} torch thread(s)"
     )

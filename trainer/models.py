@@ -201,12 +201,17 @@ def _parse_fc(name: str) -> Builder | None:
     return lambda cfg: build_fc(cfg, hidden)
 
 
+def is_fc(name: str) -> bool:
+    """Whether ``name`` is a fully connected net (``fc-H1-H2...``): no conv layers."""
+    return _FC.match(FC_ALIASES.get(name, name)) is not None
+
+
 def refuse_unread_options(m: ModelConfig) -> None:
     """Refuse model options ``m``'s family would ignore, before training: an fc net has no
     conv, so no conv normalisation and no conv width (its widths are in its name). It was
     built as if they were off, and the checkpoint recorded them as on. (A file written so
     still loads: its network is the plain fc net it trained.)"""
-    if _FC.match(FC_ALIASES.get(m.name, m.name)) is None:
+    if not is_fc(m.name):
         return
     unread = [
         flag
