@@ -185,6 +185,17 @@ def test_prefix_loss_refuses_what_it_does_not_apply_to(method, model, loss, matc
         cfg.validate()
 
 
+@pytest.mark.parametrize("field, flag", [("samples", "--configs-per-batch"), ("batch_size", "--batch-size")])
+def test_validate_names_a_bad_count_by_fits_flag_and_the_field(field, flag):
+    """An SDK config with samples = 0 was told "--samples must be ...", a flag fit no longer has."""
+    from trainer.config import ConfigError
+
+    cfg = Config()
+    setattr(cfg.method, field, 0)
+    with pytest.raises(ConfigError, match=rf"^{flag} \(MethodConfig.{field}\) must be a positive integer, got 0$"):
+        cfg.validate()
+
+
 def test_a_config_its_checkpoint_could_not_store_is_refused_before_training(digits, tmp_path):
     """An SDK config with an event recording's duration but the neuron's dt left at 1 µs
     trained, then every reader of its checkpoint refused it (Config.validate: one µs per

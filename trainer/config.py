@@ -187,7 +187,8 @@ class Config:
             )
         for k in ("T", "tmin", "tmax", "samples", "epochs", "batch_size"):
             if getattr(m, k) <= 0:
-                raise ConfigError(f"--{k.replace('_', '-')} must be a positive integer, got {getattr(m, k)}")
+                flag = "--configs-per-batch" if k == "samples" else f"--{k.replace('_', '-')}"  # fit's name of it
+                raise ConfigError(f"{flag} (MethodConfig.{k}) must be a positive integer, got {getattr(m, k)}")
         if m.order not in MTT_ORDERS:
             raise ConfigError(f"--mtt-order {m.order!r} is unknown; expected one of {list(MTT_ORDERS)}")
         if m.order != "any" and m.name != "mtt":
