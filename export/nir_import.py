@@ -440,11 +440,13 @@ def build(
             raise ExportError(f"dt must be a finite number of seconds > 0, got {dt}")
     if T is not None and T <= 0:
         raise ExportError(f"--T must be a positive integer, got {T}")
-    if window_us is not None and (source == "flexsnn" or not (window_us > 0 and math.isfinite(window_us))):
+    if window_us is not None and source == "flexsnn":
         raise ExportError(
-            "--window-us takes the recording duration in µs (> 0) of a foreign graph's event "
-            f"input; got {window_us} for source {source!r} (flexsnn graphs keep their own input)"
+            "--window-us applies to a foreign graph: this one was written by flexsnn export and keeps the "
+            "input stored in its metadata; leave it out"
         )
+    if window_us is not None and not (window_us > 0 and math.isfinite(window_us)):
+        raise ExportError(f"--window-us takes a foreign graph's window (one sample) in µs, > 0; got {window_us}")
     # event input: a step is one frame of the recording, and the event-driven engine leaks
     # each neuron by its decay per that many µs (a foreign spec's dt is the source's step;
     # our own graph at another T: its recording in T bins, each neuron's decay per step kept)

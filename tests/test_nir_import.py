@@ -19,6 +19,7 @@ import torch
 
 from export.check import check_onnx, run_torch
 from export.cli import main
+from export.errors import ExportError
 from export.nir_export import export_nir
 from export.nir_import import build, import_nir, read_graph
 from export.prepare import deployable, neuron_layers
@@ -351,3 +352,12 @@ def test_window_us_makes_a_foreign_model_take_event_frames(tmp_path):
     assert neuron_layers(sinabs.model)[0].spec.dt == 10000.0 and not any("discretised" in n for n in sinabs.notes)
     _, out = import_nir(path, tmp_path / "s.onnx", "nir", 1e-3)
     assert read_protocol(out).input_kind == "repeat" and read_protocol(out).T_trained == 10
+
+
+def test_window_us_is_refused_for_this_products_own_graph_with_the_reason(tmp_path):
+    """It read like a range error ("takes the recording duration in µs (> 0) ...; got 6000.0")."""
+    _, _, path = _export(tmp_path)
+    with pytest.raises(ExportError, match="^--window-us applies to a foreign graph: this one was written by flexsnn"):
+        build(read_graph(path), window_us=6000.0)
+    with pytest.raises(ExportError, match=r"^--window-us takes a foreign graph's window .* > 0; got -1.0$"):
+        build(read_graph(_graph_file(tmp_path, *_dense())), "nir", 1e-3, T=4, window_us=-1.0)
