@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from . import forks as _forks  # noqa: F401  # a forked worker knows its parent's numba threads started
+
 if TYPE_CHECKING:
     from .session import Session, load
 

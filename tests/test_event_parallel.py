@@ -14,7 +14,7 @@ import numpy as np
 import onnx
 import pytest
 
-from runtime.event import parallel
+from runtime import forks
 from runtime.event.engine import load_event
 
 from .event_fixtures import chain_model, random_stream, spec
@@ -43,7 +43,7 @@ def test_the_one_thread_kernel_gives_the_parallel_ones_numbers(files, name, monk
     d, streams_npz = files
     eng, streams = load_event(d / name), _streams(streams_npz)
     want = eng.run_batch(streams)
-    monkeypatch.setattr(parallel.GATE, "forked", True)  # as in a forked child
+    monkeypatch.setattr(forks.FORKS, "after_layer", True)  # as in a forked child
     got = eng.run_batch(streams)
     np.testing.assert_array_equal(got.outputs, want.outputs)
     np.testing.assert_array_equal(got.synops, want.synops)
@@ -55,12 +55,17 @@ def test_the_one_thread_kernel_gives_the_parallel_ones_numbers(files, name, monk
 SCRIPT = """
 import sys, threading, multiprocessing as mp
 import numpy as np
-from runtime.event.engine import load_event
-eng = load_event(sys.argv[1])
+import runtime  # what every SDK user has imported; the event engine itself only where warm_up says
+MODEL = sys.argv[1]
 with np.load(sys.argv[2]) as z:
     streams = [z[k] for k in z.files]
-def one(i):
-    return eng.run_batch([streams[i]]).outputs[0]
+def one(i):  # a worker's task: the engine loaded there, if the parent has none
+    from runtime.event.engine import load_event
+    from runtime.forks import FORKS
+    return load_event(MODEL).run_batch([streams[i]]).outputs[0], FORKS.after_layer
+def whole():
+    from runtime.event.engine import load_event
+    return load_event(MODEL).run_batch(streams).outputs
 """
 
 
@@ -82,21 +87,22 @@ def _run(code: str, files: tuple[Path, Path], **env: str) -> str:
 @pytest.mark.parametrize(
     "warm_up",
     [
-        "want = eng.run_batch(streams).outputs",  # a warm-up batch starts the parent's threads
-        "use_threads(1)",  # so does setting their count (the CLIs' --threads), with no batch run
+        "whole()",  # a warm-up batch starts the parent's numba threads
+        "from runtime.event.engine import use_threads; use_threads(1)",  # so does their count (--threads)
+        "import numba; numba.get_num_threads()",  # or the app's own numba: the engine not imported yet
     ],
 )
 def test_workers_forked_after_the_parent_started_numbas_threads_run_their_streams(files, warm_up):
     """A pre-forking server (a fork Pool after a warm-up): each child died with "fork()
-    called from a process already using GNU OpenMP" and the pool waited forever."""
+    called from a process already using GNU OpenMP" and the pool waited forever. Each
+    child must know (on any threading layer, not only where the old code died)."""
     out = _run(
         f"""
-        from runtime.event.engine import use_threads
         {warm_up}
         with mp.get_context("fork").Pool(2) as pool:
             got = pool.map_async(one, range(len(streams))).get(timeout=120)
-        want = eng.run_batch(streams).outputs
-        assert all(np.array_equal(g, w) for g, w in zip(got, want)), "a forked worker's numbers differ"
+        assert all(knew for _, knew in got), "a worker did not know its parent's numba threads had started"
+        assert all(np.array_equal(g, w) for (g, _), w in zip(got, whole())), "a forked worker's numbers differ"
         print("forked ok")
         """,
         files,
@@ -111,12 +117,14 @@ def test_threads_may_call_run_batch_at_once_on_the_workqueue_layer(files):
         """
         import numba
         got = [None] * 16
+        from runtime.event.engine import load_event
+        eng = load_event(MODEL)
         def work(k):
-            got[k] = one(k % len(streams))
+            got[k] = eng.run_batch([streams[k % len(streams)]]).outputs[0]
         threads = [threading.Thread(target=work, args=(k,)) for k in range(16)]
         for th in threads: th.start()
         for th in threads: th.join()
-        want = eng.run_batch(streams).outputs
+        want = whole()
         assert all(np.array_equal(g, want[k % len(streams)]) for k, g in enumerate(got))
         print("layer", numba.threading_layer())
         """,

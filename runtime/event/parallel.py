@@ -13,8 +13,8 @@ Layers"), and two of the layers a pip install may get break a service:
 
 So a process runs one parallel call at a time (each already uses every numba thread; a
 second would only compete for them), and a process forked after its parent started the
-threading layer (by any means: a parallel kernel, ``numba.set_num_threads``) runs its
-streams on its own thread (:func:`.kernel.run_streams_serial`: the same numbers). A
+threading layer (by any means: a parallel kernel, ``numba.set_num_threads``; told by
+:mod:`runtime.forks`) runs its streams on its own thread (:func:`.kernel.run_streams_serial`: the same numbers). A
 pre-forking server with a worker per core wants that anyway.
 """
 
@@ -24,34 +24,22 @@ import os
 import threading
 
 import numpy as np
-from numba import get_num_threads, threading_layer
+from numba import get_num_threads
 
+from ..forks import FORKS
 from .kernel import run_streams, run_streams_serial
 from .network import Net
 
 
-def layer_started() -> bool:
-    """Whether numba's threading layer has started in this process: by a parallel kernel of
-    ours, ``use_threads`` / ``numba.set_num_threads`` or any other numba parallel code (it
-    reads numba's own record, which ``numba.threading_layer()`` raises on while unset)."""
-    try:
-        threading_layer()
-    except ValueError:
-        return False
-    return True
-
-
 class _Gate:
-    """This process's use of the threading layer: the lock of its one parallel call, and
-    whether it must keep off the layer (forked after the layer started)."""
+    """This process's one parallel call at a time (the lock, made anew in a forked child:
+    a parent's thread may have held it at the fork)."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.forked = False  # forked from a process whose layer had started (or from its child)
 
     def after_fork_in_child(self) -> None:
-        self.lock = threading.Lock()  # a parent's thread may have held it at the fork
-        self.forked = self.forked or layer_started()  # as the parent left it: read, not started
+        self.lock = threading.Lock()
 
 
 GATE = _Gate()
@@ -74,7 +62,7 @@ def run_whole_streams(
     """Run the streams into ``V``, ``CNT``, ``SYN`` (:func:`.kernel.run_streams`); returns
     the threads they ran on (1 in a forked process)."""
     sizes = (net.n_groups, net.second_states, net.crossing_states)
-    if GATE.forked:
+    if FORKS.after_layer:
         run_streams_serial(net.P, net.F, net.W, x, y, p, t, offsets, ends, *sizes, readout, V, CNT, SYN)
         return 1
     threads = get_num_threads()  # the calling thread's setting (use_threads)
