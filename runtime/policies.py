@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 import numbers
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING, ClassVar, Protocol
@@ -313,8 +313,9 @@ class Cascade:
             )
         if self.rule.tmin != 1 or self.rule.tmax is not None:
             raise PolicyError("a cascade's rule takes no tmin/tmax: it tests the final readout of each run")
-        if not isinstance(self.T, (tuple, list)):  # "2+4" read as T = 2, "+", "+", "+", 4
+        if isinstance(self.T, (str, bytes)) or not isinstance(self.T, Iterable):  # "2+4" was 2, +, +, +, 4
             raise PolicyError(f"a cascade's T is a tuple of two or more positive integers, got {_shown(self.T)}")
+        object.__setattr__(self, "T", tuple(self.T))  # an array or a range: read once, as a tuple
         if len(self.T) < 2 or any(not (_is_int(t) and t >= 1) for t in self.T):
             raise PolicyError(f"a cascade needs two or more positive integer T, got {'+'.join(map(str, self.T))}")
         object.__setattr__(self, "T", tuple(int(t) for t in self.T))  # a list: hashable, as parsed

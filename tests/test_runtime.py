@@ -181,6 +181,7 @@ def test_policy_objects_take_numpy_numbers_as_plain_ones():
     c = Confidence(np.float64(0.5), np.int64(2), np.int32(6))
     assert c == Confidence(0.5, 2, 6) and str(c) == "confidence:0.5,tmin=2,tmax=6"
     assert Cascade(Confidence(0.9), [2, 4]).T == (2, 4)  # a list: hashable as parsed
+    assert Cascade(Confidence(0.9), np.array([2, 4])).T == Cascade(Confidence(0.9), range(2, 5, 2)).T == (2, 4)
     assert hash(Cascade(Confidence(0.9), [2, 4])) == hash(parse_policy("cascade:confidence:0.9,T=2+4"))
 
 
