@@ -216,11 +216,7 @@ def refuse_unread_options(m: ModelConfig) -> None:
     unread = [
         flag
         for flag, on in (
-            (
-                f"--norm {'sws' if m.weight_std else 'bn-step' if m.bn_stats == 'step' else 'bn'} (ModelConfig.bn, "
-                "weight_std)",
-                m.bn or m.weight_std,
-            ),
+            (f"--norm {m.norm} (ModelConfig.bn, weight_std)", m.norm != "none"),
             (f"--width {m.width} (ModelConfig.width)", m.width != 0),
         )
         if on
