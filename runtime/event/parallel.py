@@ -14,13 +14,12 @@ Layers"), and two of the layers a pip install may get break a service:
 So a process runs one parallel call at a time (each already uses every numba thread; a
 second would only compete for them), and a process forked after its parent started the
 threading layer (by any means: a parallel kernel, ``numba.set_num_threads``; told by
-:mod:`runtime.forks`) runs its streams on its own thread (:func:`.kernel.run_streams_serial`: the same numbers). A
-pre-forking server with a worker per core wants that anyway.
+:mod:`runtime.forks`) runs its streams on its own thread (:func:`.kernel.run_streams_serial`:
+the same numbers). A pre-forking server with a worker per core wants that anyway.
 """
 
 from __future__ import annotations
 
-import os
 import threading
 
 import numpy as np
@@ -30,20 +29,10 @@ from ..forks import FORKS
 from .kernel import run_streams, run_streams_serial
 from .network import Net
 
-
-class _Gate:
-    """This process's one parallel call at a time (the lock, made anew in a forked child:
-    a parent's thread may have held it at the fork)."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-
-    def after_fork_in_child(self) -> None:
-        self.lock = threading.Lock()
-
-
-GATE = _Gate()
-os.register_at_fork(after_in_child=GATE.after_fork_in_child)
+# one parallel call at a time in this process. A forked child never finds it held: a thread
+# takes it after get_num_threads() has started numba's layer, so a child forked meanwhile
+# has FORKS.after_layer set and runs serially, without it
+ONE_CALL = threading.Lock()
 
 
 def run_whole_streams(
@@ -58,14 +47,13 @@ def run_whole_streams(
     V: np.ndarray,
     CNT: np.ndarray,
     SYN: np.ndarray,
-) -> int:
-    """Run the streams into ``V``, ``CNT``, ``SYN`` (:func:`.kernel.run_streams`); returns
-    the threads they ran on (1 in a forked process)."""
+) -> None:
+    """Run the streams into ``V``, ``CNT``, ``SYN`` (:func:`.kernel.run_streams`), on
+    numba's threads or, in a forked process, on the calling one."""
     sizes = (net.n_groups, net.second_states, net.crossing_states)
     if FORKS.after_layer:
         run_streams_serial(net.P, net.F, net.W, x, y, p, t, offsets, ends, *sizes, readout, V, CNT, SYN)
-        return 1
+        return
     threads = get_num_threads()  # the calling thread's setting (use_threads)
-    with GATE.lock:
+    with ONE_CALL:
         run_streams(net.P, net.F, net.W, x, y, p, t, offsets, ends, *sizes, readout, threads, V, CNT, SYN)
-    return threads
