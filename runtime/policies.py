@@ -315,10 +315,10 @@ class Cascade:
             raise PolicyError("a cascade's rule takes no tmin/tmax: it tests the final readout of each run")
         if isinstance(self.T, (str, bytes)) or not isinstance(self.T, Iterable):  # "2+4" was 2, +, +, +, 4
             raise PolicyError(f"a cascade's T is a tuple of two or more positive integers, got {_shown(self.T)}")
-        object.__setattr__(self, "T", tuple(self.T))  # an array or a range: read once, as a tuple
-        if len(self.T) < 2 or any(not (_is_int(t) and t >= 1) for t in self.T):
-            raise PolicyError(f"a cascade needs two or more positive integer T, got {'+'.join(map(str, self.T))}")
-        object.__setattr__(self, "T", tuple(int(t) for t in self.T))  # a list: hashable, as parsed
+        Ts = tuple(self.T)  # a list, an array or a range: read once
+        if len(Ts) < 2 or any(not (_is_int(t) and t >= 1) for t in Ts):
+            raise PolicyError(f"a cascade needs two or more positive integer T, got {'+'.join(map(str, Ts))}")
+        object.__setattr__(self, "T", tuple(int(t) for t in Ts))  # plain ints, hashable: as parsed
         if any(b <= a for a, b in zip(self.T, self.T[1:])):
             raise PolicyError(f"a cascade's T must increase, got {'+'.join(map(str, self.T))}")
 
