@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import json
 
 import numpy as np
 import pytest
@@ -137,3 +138,109 @@ def test_frames_of_a_sample_that_is_not_there_is_a_data_error(idx, said):
     with pytest.raises(DataError, match=r"sample indices must be a 1-D array of whole numbers in 0..19.*; got " + said):
         ds.frames(idx, 3)
     assert ds.frames(np.array([], np.int64), 3).shape == (3, 0, 2, 20, 20)
+
+
+def test_a_data_set_built_by_hand_is_checked_when_built():
+    """docs/training_sdk.md: "fit checks the data against the config", but a Dataset built by
+    hand was not checked at all: labels out of range or float met torch's "Target 11 is out
+    of bounds" or a dtype error, uint8 or float64 images a dtype error, images of another
+    size than declared trained, a NaN pixel read as "training diverged, try a smaller --lr"."""
+    from runtime.data import Dataset
+
+    def static(labels=None, images=None, shape=(1, 2, 2), classes=3) -> Dataset:
+        labels = np.zeros(4, np.int64) if labels is None else labels
+        images = np.zeros((4, 1, 2, 2), np.float32) if images is None else images
+        return Dataset("mine", "train", "static", shape, labels, [f"c{k}" for k in range(classes)], images=images)
+
+    assert len(static()) == 4
+    bad_images = np.zeros((4, 1, 2, 2), np.float32)
+    bad_images[1, 0, 1, 1] = np.nan
+    with pytest.raises(DataError, match=r"^data 'mine' \(train\): labels range 0\.\.3; expected 0\.\.2 \(one per name"):
+        static(labels=np.arange(4))
+    with pytest.raises(DataError, match=r"labels are a float64 array of shape \[4\]; expected a 1-D integer array"):
+        static(labels=np.zeros(4))
+    with pytest.raises(DataError, match=r"images are a uint8 array .*expected float32 \(uint8 pixels: np\.float32"):
+        static(images=np.zeros((4, 1, 2, 2), np.uint8))
+    with pytest.raises(DataError, match=r"images of shape \[1, 3, 3\], but the declared shape is \[1, 2, 2\]"):
+        static(images=np.zeros((4, 1, 3, 3), np.float32))
+    with pytest.raises(DataError, match="1 pixel values are NaN or infinite; expected finite values"):
+        static(images=bad_images)
+    with pytest.raises(DataError, match="4 labels but 3 images; expected one of each per sample"):
+        static(images=np.zeros((3, 1, 2, 2), np.float32))
+    with pytest.raises(DataError, match=r"classes \['c0'\]; expected 2 or more class names"):
+        static(classes=1)
+    with pytest.raises(DataError, match=r"kind 'video' is unknown; expected one of \['static', 'events', 'sequence'\]"):
+        Dataset("mine", "train", "video", (1, 2, 2), np.zeros(2, np.int64), ["a", "b"])
+
+
+def test_events_are_never_cast_or_binned_onto_another_pixel():
+    """make_events cast x = 65541 to 5 and 3.9 to 3; bin_events put x = 25 of a 20-wide
+    sensor on the next row (a reader that skipped its check ran "normally" on wrong frames)."""
+    with pytest.raises(DataError, match="event field x value 65541 does not fit int16 as a whole number"):
+        make_events([65541, 3], [0, 0], [0, 0], [0, 1])
+    with pytest.raises(DataError, match="event field y value 3.9 does not fit int16"):
+        make_events([1, 3], [3.9, 0], [0, 0], [0, 1])
+    with pytest.raises(DataError, match="event field t value nan does not fit int64"):
+        make_events([1, 3], [0, 0], [0, 0], [np.nan, 1])
+    ok = make_events(np.array([1.0, 2.0]), [0, 1], [True, False], [5, 3])  # whole values in any dtype
+    assert ok["x"].tolist() == [2, 1] and ok["p"].tolist() == [0, 1]
+    off = make_events([25, 3], [0, 0], [0, 1], [0, 1])
+    with pytest.raises(DataError, match=r"events have x from 3 to 25, outside the sensor's width of 20 \(0\.\.19\)"):
+        bin_events([off], 2, (2, 4, 20))
+    with pytest.raises(DataError, match=r"events have p from 1 to 1, outside the sensor's polarities of 1 \(0\.\.0\)"):
+        bin_events([make_events([1], [0], [1], [0])], 2, (1, 4, 20))
+    assert bin_events([off], 2, (2, 4, 26)).sum() == 2
+
+
+def _bars_npz(path, n=330, classes=11, **extra):
+    """Class k: a bright row k of an 11x6 image (1 channel), float32."""
+    rng = np.random.default_rng(0)
+    labels = np.arange(n) % classes
+    images = rng.uniform(0, 0.2, (n, 1, classes, 6)).astype(np.float32)
+    images[np.arange(n), 0, labels, :] = 1.0
+    np.savez(path, images=images, labels=labels, **extra)
+    return images, labels
+
+
+def test_npz_file_of_your_own_images_trains_exports_and_runs(tmp_path, capsys):
+    """Static data of one's own had no CLI route (tonic sets are events, MNIST files 0-9)."""
+    pytest.importorskip("torch")
+    from tests.conftest import run_trainer
+
+    path = tmp_path / "bars.npz"
+    images, labels = _bars_npz(path, unused=np.zeros(1))  # an array it does not read: ignored
+    train, test, val = (load_dataset(f"npz:{path}", s) for s in ("train", "test", "val"))
+    assert train.shape == (1, 11, 6) and train.classes == [str(k) for k in range(11)]
+    assert len(train) + len(test) == 330 and np.array_equal(test.labels, labels[::5])
+    assert set(val.meta["index"]) < set(train.meta["index"])
+    out = tmp_path / "m.pt"
+    code, _, err = run_trainer(
+        capsys, "fit", "--data", f"npz:{path}", "--epochs", "10", "--tmax", "2", "--batch-size", "16", "--lr", "5e-3",
+        "--quiet", "--out", str(out),
+    )  # fmt: skip
+    assert code == 0, err
+    code, text, err = run_trainer(capsys, "eval", str(out), "--T", "2", "--json")
+    assert code == 0, err
+    (run,) = json.loads(text)["runs"]
+    assert run["n"] == 66 and run["accuracy"][0] > 0.5  # chance is 1/11 (90.9% when written)
+
+
+def test_npz_files_that_are_not_images_and_labels_are_refused(tmp_path):
+    path = tmp_path / "d.npz"
+    np.savez(path, images=np.zeros((2, 1, 2, 2), np.float32))
+    with pytest.raises(DataError, match=r"has arrays \['images'\], lacking \['labels'\]; expected images"):
+        load_dataset(f"npz:{path}", "train")
+    np.savez(path, images=np.zeros((2, 1, 2, 2), np.float32), labels=np.array([{"x": 1}, {}], dtype=object))
+    with pytest.raises(DataError, match="allow_pickle=False"):  # no code runs from the file
+        load_dataset(f"npz:{path}", "train")
+    path.write_bytes(b"PK\x03\x04 not a zip")
+    with pytest.raises(DataError, match="is not a readable .npz file"):
+        load_dataset(f"npz:{path}", "train")
+    with pytest.raises(DataError, match="not a file; expected a .npz file"):
+        load_dataset(f"npz:{tmp_path}", "train")
+    _bars_npz(path, n=10, split=np.array(["train"] * 9 + ["dev"]))
+    with pytest.raises(DataError, match="split must hold 'train' or 'test' for each of the 10 samples"):
+        load_dataset(f"npz:{path}", "train")
+    np.savez(path, images=np.zeros((4, 1, 2, 2), np.uint8), labels=np.arange(4) % 2)
+    with pytest.raises(DataError, match=r"images are a uint8 array .*expected float32"):  # Dataset's own check
+        load_dataset(f"npz:{path}", "train")

@@ -203,3 +203,62 @@ def test_eleven_classes_train_eval_export_run(tmp_path, capsys):
     runtime_main(["run", str(onnx_path), "--data", spec, "--json"])
     out = capsys.readouterr().out
     assert json.loads(out)["accuracy"] == pytest.approx(acc, abs=1e-6)
+
+
+def test_from_tonic_takes_the_split_it_is_given():
+    """``from_tonic(obj, split="val")`` returned every recording of ``obj`` and recorded the
+    split as "val": a model then "trained without" its validation recordings trained on them,
+    and exit thresholds were chosen on data it had seen, unsaid."""
+    from runtime.data.tonic_sets import from_tonic
+    from tests.tonic_fixtures import Synthetic11
+
+    obj = Synthetic11("unused")
+    for split in ("val", "train-minus-val"):
+        ds, loaded = from_tonic(obj, split=split), load_dataset(f"{SYNTH}:unused", split)
+        assert ds.split == split and 0 < len(ds) < len(obj)
+        assert np.array_equal(ds.labels, loaded.labels)
+        assert np.array_equal(ds.events[0], loaded.events[0])
+    assert len(from_tonic(obj, split="val")) + len(from_tonic(obj, split="train-minus-val")) == len(obj)
+    assert len(from_tonic(obj, split="test")) == len(obj)  # obj is that split
+    with pytest.raises(DataError, match=r"split 'dev' is unknown; expected one of \['train', 'test', 'val'"):
+        from_tonic(obj, split="dev")
+    obj.targets = []  # no recordings: the CLI refused it, the SDK gave a 10-class config
+    with pytest.raises(DataError, match="tonic data set Synthetic11 has no recordings"):
+        from_tonic(obj)
+
+
+def test_fractions_and_nan_are_refused_not_truncated(tmp_path):
+    """A target 3.9 trained as class 3, an x of 4.5 landed on pixel 4: the event engine
+    refuses such streams, the reader truncated them. Whole values in float arrays read."""
+    with pytest.raises(DataError, match=r"FractionalTargets has a target that is not a whole class index \(3.9\)"):
+        load_dataset(f"tonic:tests.tonic_fixtures.FractionalTargets:{tmp_path}", "train")
+    floats = load_dataset(f"tonic:tests.tonic_fixtures.FloatFields:{tmp_path}", "train")
+    assert np.array_equal(floats.events[4], load_dataset(f"{SYNTH}:{tmp_path}", "train").events[4])
+    with pytest.raises(DataError, match=r"FloatFields\[5\]: x has fractions \(e\.g\. 4\.5\); expected pixel indices"):
+        floats.events[5]
+    with pytest.raises(DataError, match=r"FloatFields\[1\]: t has NaN or infinite values"):
+        floats.events[1]
+
+
+def test_a_set_without_events_is_refused(tmp_path):
+    """Every recording empty: it trained to chance, unwarned, with a time step of 0.17 µs
+    (the nominal length fell back to 1 µs)."""
+    with pytest.raises(DataError, match=r"AllEmpty: the 64 recordings read \(spread over all 132\) have no events"):
+        load_dataset(f"tonic:tests.tonic_fixtures.AllEmpty:{tmp_path}", "train")
+
+
+def test_the_users_own_class_failing_is_reported_as_its_error(tmp_path, capsys):
+    """A class of the user's whose constructor failed was reported as a failed tonic download;
+    one whose ``__getitem__`` failed ended `trainer fit` in a traceback, exit 1."""
+    with pytest.raises(DataError) as e:
+        load_dataset(f"tonic:tests.tonic_fixtures.BrokenInit:{tmp_path}", "train")
+    assert str(e.value) == (
+        f"tonic data set class tests.tonic_fixtures.BrokenInit(save_to='{tmp_path}') failed: "
+        f"FileNotFoundError: {tmp_path}/index.csv"
+    )
+    code, _, err = run_trainer(
+        capsys, "fit", "--data", f"tonic:tests.tonic_fixtures.BrokenItem:{tmp_path}", "--epochs", "1", "--quiet",
+        "--out", str(tmp_path / "m.pt"),
+    )  # fmt: skip
+    assert (code, err) == (2, "error: BrokenItem[7] could not be read (OSError: corrupt file rec7.bin)\n")
+    assert not (tmp_path / "m.pt").exists()

@@ -82,3 +82,67 @@ class NameTargets(Synthetic11):
     def __init__(self, save_to: str, train: bool = True):
         super().__init__(save_to, train)
         self.targets = [f"bar {k}" for k in self.targets]
+
+
+class FractionalTargets(Synthetic11):
+    """Targets 3.9 and the like: truncated, they trained as the class below."""
+
+    def __init__(self, save_to: str, train: bool = True):
+        super().__init__(save_to, train)
+        self.targets = [k + 0.9 if k == 3 else float(k) for k in self.targets]
+
+
+FLOAT_XY = np.dtype([("x", float), ("y", float), ("t", float), ("p", int)])
+
+
+class FloatFields(Synthetic11):
+    """x, y and t as floats (tonic's SHD stores float µs): whole values read as they are;
+    recording 5 has x = 4.5 (no pixel), recording 1 a NaN timestamp."""
+
+    def __getitem__(self, i: int) -> tuple[np.ndarray, int]:
+        ev, k = super().__getitem__(i)
+        out = ev.astype(FLOAT_XY)
+        out["x"][0] = 4.5 if i == 5 else out["x"][0]
+        out["t"][-1] = np.nan if i == 1 else out["t"][-1]
+        return out, k
+
+
+class AllEmpty(Synthetic11):
+    """No recording has an event: nothing to take the time step from."""
+
+    def __getitem__(self, i: int) -> tuple[np.ndarray, int]:
+        ev, k = super().__getitem__(i)
+        return ev[:0], k
+
+
+class BrokenInit(Synthetic11):
+    """The user's own class fails to build (its index file is missing)."""
+
+    def __init__(self, save_to: str, train: bool = True):
+        raise FileNotFoundError(f"{save_to}/index.csv")
+
+
+class BrokenItem(Synthetic11):
+    """Recording 7 cannot be read (a corrupt file, in the user's own code)."""
+
+    def __getitem__(self, i: int) -> tuple[np.ndarray, int]:
+        if i == 7:
+            raise OSError("corrupt file rec7.bin")
+        return super().__getitem__(i)
+
+
+class LongRecordings(Synthetic11):
+    """10 classes on a 20x20 sensor (the event-frame fixtures' shape), recordings of 200 to
+    600 ms: longer than those fixtures' 300 ms span."""
+
+    sensor_size = (20, 20, 2)
+    classes = [str(k) for k in range(10)]
+
+    def __init__(self, save_to: str, train: bool = True):
+        super().__init__(save_to, train)
+        self.targets = [k for k in range(10) for _ in range(2)]
+
+    def __getitem__(self, i: int) -> tuple[np.ndarray, int]:
+        ev, k = super().__getitem__(i)
+        ev["t"] = ev["t"] * 10  # 200 to 600 ms
+        return ev, k

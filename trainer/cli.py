@@ -451,7 +451,7 @@ def config_from_args(
     # the data set's own (DataConfig's defaults otherwise); mixed value types: keyword arguments
     from_ds: dict[str, Any] = (
         {"classes": list(ds.classes), "durations": ds.durations, "transforms": [t.to_dict() for t in ds.transforms]}
-        if ds
+        if ds is not None
         else {}
     )
     cfg = Config(
@@ -462,7 +462,7 @@ def config_from_args(
             a.bias,
             bn,
             a.readout,
-            ds.num_classes if ds else 10,
+            ds.num_classes if ds is not None else 10,
             train_shape,
             bn_stats=bn_stats,
             weight_std=weight_std,

@@ -5,9 +5,10 @@ Every data set has one home: an entry of :mod:`.registry` whose loader returns a
 (trainer, export check, runtime, edge) asks :func:`load_dataset`, and the number of
 classes is ``len(ds.classes)``. Specs: ``digits`` (scikit-learn's 8x8 digits as event
 streams from the simulated event camera), ``digits:static`` (the same digits as
-images), ``nmnist:PATH``, ``mnist:PATH``, ``tonic:NAME:ROOT`` (any tonic data set; see
-:mod:`.tonic_sets`), ``braille[:PATH]`` (tactile sequences, :mod:`.braille`). Static images
-are repeat-encoded: the same frame at every step. Event streams are binned into T frames
+images), ``nmnist:PATH``, ``mnist:PATH``, ``npz:FILE`` (your own images: :mod:`.arrays`),
+``tonic:NAME:ROOT`` (any tonic data set; see :mod:`.tonic_sets`), ``braille[:PATH]``
+(tactile sequences, :mod:`.braille`). Static images are repeat-encoded: the same frame at
+every step. Event streams are binned into T frames
 at run time; recorded sequences are grouped into T steps (:mod:`.sequences`).
 """
 
@@ -25,6 +26,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from ..fileio import reading
+from .arrays import read_npz
 from .braille import read_braille
 from .events import BINNINGS, bin_events
 from .mnist import read_mnist
@@ -36,6 +38,7 @@ from .splits import SPLITS, held_for_val, spread
 from .transforms import Pipeline, Transform, TransformError, output_shape
 
 DURATIONS = ("dataset", "recording")
+KINDS = ("static", "events", "sequence")
 NMNIST_DURATION_US = 316_000  # covers every recording (3 saccades, longest 315.1 ms)
 
 
@@ -91,6 +94,42 @@ class Dataset:
     recording_us: np.ndarray | None = None
     transforms: list[Transform] = field(default_factory=list)
     sequences: list[np.ndarray] | None = None
+
+    def __post_init__(self) -> None:
+        problem = self._problem()
+        if problem is not None:  # the trainer and the runtime read these arrays as they are
+            raise DataError(f"data {self.spec!r} ({self.split}): {problem}")
+
+    def _problem(self) -> str | None:
+        """What is wrong with the declared kind, shape, labels and samples (None: nothing);
+        a data set built by hand met torch's dtype errors, or trained on NaN as "diverged"."""
+        if self.kind not in KINDS:
+            return f"kind {self.kind!r} is unknown; expected one of {list(KINDS)}"
+        if not (self.shape and all(isinstance(d, (int, np.integer)) and d > 0 for d in self.shape)):
+            return f"shape {self.shape!r}; expected positive whole sizes"
+        y, K = self.labels, len(self.classes)
+        if not (isinstance(y, np.ndarray) and y.ndim == 1 and y.dtype.kind in "iu"):
+            return f"labels are {_described(y)}; expected a 1-D integer array of class indices"
+        if K < 2:
+            return f"classes {self.classes!r}; expected 2 or more class names"
+        if len(y) and (y.min() < 0 or y.max() >= K):
+            return f"labels range {y.min()}..{y.max()}; expected 0..{K - 1} (one per name in classes)"
+        if self.durations not in DURATIONS:
+            return f"durations {self.durations!r} is unknown; expected one of {list(DURATIONS)}"
+        samples = {"static": self.images, "events": self.events, "sequence": self.sequences}[self.kind]
+        field_name = {"static": "images", "events": "events", "sequence": "sequences"}[self.kind]
+        if samples is None or len(samples) != len(y):
+            n = "none" if samples is None else len(samples)
+            return f"{len(y)} labels but {n} {field_name}; expected one of each per sample ({self.kind} data)"
+        if self.kind == "static":
+            img = self.images
+            if not (isinstance(img, np.ndarray) and img.dtype == np.float32):
+                return f"images are {_described(img)}; expected float32 (uint8 pixels: np.float32(images) / 255)"
+            if img.shape[1:] != tuple(self.shape):
+                return f"images of shape {list(img.shape[1:])}, but the declared shape is {list(self.shape)}"
+            if not np.isfinite(img).all():
+                return f"{int((~np.isfinite(img)).sum())} pixel values are NaN or infinite; expected finite values"
+        return None
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -187,6 +226,13 @@ class Dataset:
         return bin_events(streams, T, shape, "equal", durations_us=spans)
 
 
+def _described(a: object) -> str:
+    """An array's type, dtype and shape in words (for messages)."""
+    if isinstance(a, np.ndarray):
+        return f"a {a.dtype} array of shape {list(a.shape)}"
+    return f"a {type(a).__name__}"
+
+
 def parse_spec(spec: str) -> tuple[str, str | None]:
     """Split ``name[:arg]``; raise :class:`DataError` naming the valid forms."""
     name, _, arg = spec.partition(":")
@@ -273,6 +319,12 @@ def _mnist(arg: str, split: str, spec: str) -> Dataset:
     )
 
 
+def _npz(arg: str, split: str, spec: str) -> Dataset:
+    images, labels, classes, index = read_npz(arg, split)
+    shape = tuple(images.shape[1:])
+    return Dataset(spec, split, "static", shape, labels, classes, images=images, meta={"index": index})
+
+
 def _braille(arg: str, split: str, spec: str) -> Dataset:
     from .braille import CLASSES, TAXELS
 
@@ -325,6 +377,7 @@ register(
     )
 )
 register(Source("mnist", ("mnist:PATH",), "MNIST IDX files", _mnist, _needs("mnist:PATH")))
+register(Source("npz", ("npz:FILE",), "your own static images (.npz)", _npz, _needs("npz:FILE", "a file")))
 register(
     Source(
         "tonic",
@@ -387,26 +440,37 @@ def spec_paths(spec: str | None) -> list[Path]:
     return [Path(p) for p in (spec or "").split(":")[1:] if p and Path(p).exists()]
 
 
+def whole_split(split: str) -> str:
+    """The split a reader loads for ``split``: "val" and "train-minus-val" are parts of "train"."""
+    if split not in SPLITS:
+        raise DataError(f"split {split!r} is unknown; expected one of {list(SPLITS)}")
+    return "train" if split in ("val", "train-minus-val") else split
+
+
+def select_split(ds: Dataset, split: str) -> Dataset:
+    """``ds``, loaded as :func:`whole_split` of ``split``, cut down to ``split`` (the validation
+    recordings, or the training recordings without them: :func:`.splits.held_for_val`)."""
+    if whole_split(split) == split:
+        return ds
+    held = held_for_val(ds.meta.get("index", np.arange(len(ds))))
+    ds = ds.subset(np.flatnonzero(held if split == "val" else ~held))
+    ds.split = split
+    return ds
+
+
 def load_dataset(spec: str, split: str, limit: int | None = None, transforms: Sequence[Transform] = ()) -> Dataset:
     """Load ``split`` of the data named by ``spec``; ``limit`` keeps an evenly spread subset;
     ``transforms`` (:mod:`.transforms`) apply to every event recording."""
-    if split not in SPLITS:
-        raise DataError(f"split {split!r} is unknown; expected one of {list(SPLITS)}")
+    whole_split(split)  # an unknown split: refused before any reading
     src = source(spec)
     arg = src.parse(spec.partition(":")[2], spec)
     reading(*spec_paths(spec))
-    whole = "train" if split in ("val", "train-minus-val") else split
     try:
-        ds = src.load(arg, whole, spec)
+        ds = select_split(src.load(arg, whole_split(split), spec), split)
     except (FileNotFoundError, ValueError) as e:
         if isinstance(e, DataError):
             raise
         raise DataError(str(e)) from e
-    if whole != split:  # the validation split, or the training split without it
-        index = ds.meta.get("index", np.arange(len(ds)))
-        held = held_for_val(index)
-        ds = ds.subset(np.flatnonzero(held if split == "val" else ~held))
-        ds.split = split
     if len(ds) == 0:
         raise DataError(f"data {spec!r} has no samples in split {split!r}")
     if limit is not None and limit < len(ds):

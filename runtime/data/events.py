@@ -21,14 +21,24 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ..errors import DataError
+
 EVENT_DTYPE = np.dtype([("x", "<i2"), ("y", "<i2"), ("p", "<i1"), ("t", "<i8")])
 BINNINGS = ("equal", "fixed")
 
 
 def make_events(x, y, p, t) -> np.ndarray:
-    """Build a stream in :data:`EVENT_DTYPE`, sorted by time (stable)."""
+    """Build a stream in :data:`EVENT_DTYPE`, sorted by time (stable). Values that the
+    fields cannot hold as they are (fractions, NaN, beyond int16 pixels) are a
+    :class:`DataError`: the cast wrapped x = 65541 to 5 and truncated 3.9 to 3, silently."""
     ev = np.empty(len(t), dtype=EVENT_DTYPE)
-    ev["x"], ev["y"], ev["p"], ev["t"] = x, y, p, t
+    for f, v in zip("xypt", (x, y, p, t)):
+        a = np.asarray(v)
+        with np.errstate(invalid="ignore"):  # NaN has no int value: found by the comparison below
+            ev[f] = a
+        if a.size and not np.array_equal(ev[f], a):  # compared as values: 3.9 != 3, 65541 != 5
+            bad = a[np.asarray(ev[f] != a)].flat[0]
+            raise DataError(f"event field {f} value {bad} does not fit {EVENT_DTYPE[f]} as a whole number")
     return ev[np.argsort(ev["t"], kind="stable")]
 
 
@@ -67,7 +77,40 @@ def bin_events(
     else:
         assert dt_us is not None  # checked above: fixed binning has dt_us > 0
         b = np.floor(t / float(dt_us)).astype(np.int64)
+    _check_on_sensor(ev, shape)
     keep = (b >= 0) & (b < T)
     flat = (((b * B + sample) * C + ev["p"]) * H + ev["y"]) * W + ev["x"]
     frames = np.bincount(flat[keep], minlength=T * B * C * H * W)
     return frames.reshape(T, B, C, H, W).astype(np.float32)
+
+
+def _check_on_sensor(ev: np.ndarray, shape: tuple[int, int, int]) -> None:
+    """Every event on a pixel and polarity of ``shape``: the flat index of one off the sensor
+    is another pixel's (a reader that skipped its check, x = 25 on a 20-wide sensor, binned
+    it onto the next row; a negative one failed inside bincount)."""
+    if not len(ev):
+        return
+    for f, size, name in (("x", shape[2], "width"), ("y", shape[1], "height"), ("p", shape[0], "polarities")):
+        lo, hi = int(ev[f].min()), int(ev[f].max())
+        if lo < 0 or hi >= size:
+            raise DataError(
+                f"events have {f} from {lo} to {hi}, outside the sensor's {name} of {size} (0..{size - 1}); "
+                "binning would put them on other pixels"
+            )
+
+
+def count_unseen(streams: Sequence[np.ndarray], end_us: float) -> tuple[int, int, int]:
+    """Fixed bins up to ``end_us`` miss the events at or after it: ``(missed events, all events,
+    streams missing some)``."""
+    late = [int((s["t"] >= end_us).sum()) for s in streams]
+    return sum(late), sum(len(s) for s in streams), sum(map(bool, late))
+
+
+def unseen_note(missed: int, total: int, streams_missed: int, streams: int, steps: int, dt_us: float) -> str:
+    """What a run with fixed bins did not see (the text of ``UnseenEventsWarning``)."""
+    return (
+        f"{missed} of {total} events ({missed / total:.0%}) in {streams_missed} of {streams} stream(s) lie at "
+        f"t >= {steps * dt_us:g} µs, after {steps} fixed bins of {dt_us:g} µs (the trained T, or the run's if "
+        "longer): no run of that many steps sees them (shift the streams to start at 0, larger bins, or "
+        "equal binning to spread each recording over the steps)"
+    )

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from .datasets import Dataset, LazyEvents
+from .datasets import Dataset, LazyEvents, select_split, whole_split
 from .events import EVENT_DTYPE
 from .registry import DataError
 from .splits import split_index
@@ -56,6 +56,13 @@ def to_events(ev: Any, what: str, shape: tuple[int, int, int]) -> np.ndarray:
     if "t" not in names or "x" not in names:
         raise DataError(f"{what} has fields {list(names)}; expected a structured array with x, t (and y, p)")
     P, H, W = shape
+    for f in ("x", "y", "t"):
+        if f in names and ev[f].dtype.kind == "f" and not np.isfinite(ev[f]).all():
+            raise DataError(f"{what}: {f} has NaN or infinite values; expected whole numbers")
+    for f in ("x", "y"):  # a pixel index: 3.7 is no pixel (truncated, it moved events silently)
+        frac = ev[f] != np.floor(ev[f]) if f in names and ev[f].dtype.kind == "f" else None
+        if frac is not None and frac.any():
+            raise DataError(f"{what}: {f} has fractions (e.g. {ev[f][frac][0]}); expected pixel indices")
     for f, size in (("x", W), ("y", H)):
         if f in names and len(ev) and not (0 <= np.min(ev[f]) and np.max(ev[f]) < size):
             raise DataError(
@@ -69,6 +76,8 @@ def to_events(ev: Any, what: str, shape: tuple[int, int, int]) -> np.ndarray:
     if "p" in names and P > 1:
         out["p"] = np.asarray(ev["p"]) > 0  # tonic uses 0/1 or -1/+1 or bool: ON = 1
     # P == 1: one channel whatever p says (tonic's SHD marks every event p = 1, "artificial polarity")
+    # µs; float times are rounded to the µs (tonic's SHD stores float µs): times in ms or s must
+    # be scaled first (docs/event_data.md), nothing here can tell the unit
     out["t"] = np.round(ev["t"]).astype(np.int64)
     if len(out) and out["t"].min() < 0:  # binning dropped them, the event engine refused them: one rule
         raise DataError(
@@ -87,9 +96,16 @@ def _split_rows(obj: Any, split: str, by_index: bool) -> np.ndarray:
 
 
 def from_tonic(obj: Any, spec: str | None = None, split: str = "train", by_index: bool = False) -> Dataset:
-    """A tonic data set object as a :class:`Dataset` (recordings read lazily)."""
+    """A tonic data set object as a :class:`Dataset` (recordings read lazily).
+
+    ``split``: what is wanted of ``obj``. "train" or "test": ``obj`` is that split (or, with
+    ``by_index``, holds both: every fifth recording is "test"); "val" and "train-minus-val":
+    ``obj`` is the training set, and the validation recordings are held out of it as
+    :func:`load_dataset` holds them out (by position: index % 10 == 1).
+    """
     name = type(obj).__name__
     spec = spec or f"tonic-object:{name}"
+    whole = whole_split(split)
     sensor = getattr(obj, "sensor_size", None)
     if not (isinstance(sensor, (tuple, list)) and len(sensor) in (2, 3)):
         raise DataError(f"tonic data set {name} has sensor_size {sensor!r}; expected (W, H, P)")
@@ -105,41 +121,76 @@ def from_tonic(obj: Any, spec: str | None = None, split: str = "train", by_index
             )
         classes = sorted(classes, key=classes.__getitem__)
     classes = [str(c) for c in classes]
-    rows = _split_rows(obj, split, by_index)
-    targets = getattr(obj, "targets", None)
-    try:
-        if targets is not None and len(targets) == len(obj):
-            labels = np.asarray(targets, np.int64)[rows]
-        else:
-            labels = np.array([int(obj[int(i)][1]) for i in rows], np.int64)
-    except (TypeError, ValueError) as e:  # e.g. class names as targets: int() said only "invalid literal"
-        raise DataError(
-            f"tonic data set {name} has a target that is not a class index ({e}); expected integer targets "
-            f"0..{len(classes) - 1}, target i meaning class {classes[0]!r}, {classes[1]!r}, ... in that order"
-        ) from None
-    if len(labels) and (labels.min() < 0 or labels.max() >= len(classes)):
-        raise DataError(
-            f"tonic data set {name} has targets {labels.min()}..{labels.max()} but "
-            f"{len(classes)} classes; expected targets 0..{len(classes) - 1}"
-        )
+    if len(obj) == 0:
+        raise DataError(f"tonic data set {name} has no recordings")
+    rows = _split_rows(obj, whole, by_index)
+    labels = _labels(obj, rows, name, classes)
     shape = (int(P), int(H), int(W))
     if P > 2:
         raise DataError(f"tonic data set {name} has {P} polarities (sensor_size {tuple(sensor)}); expected 1 or 2")
-    events = LazyEvents(lambda i: to_events(obj[int(rows[i])][0], f"{name}[{int(rows[i])}]", shape), len(rows))
+
+    def recording(i: int) -> np.ndarray:
+        r = int(rows[i])
+        return to_events(_item(obj, r, name)[0], f"{name}[{r}]", shape)
+
+    events = LazyEvents(recording, len(rows))
     probe = np.unique(np.linspace(0, len(rows) - 1, min(len(rows), DURATION_PROBES)).round().astype(int))
     ends = [int(e["t"][-1]) + 1 for e in (events[i] for i in probe) if len(e)]
-    return Dataset(
+    if not ends:  # the nominal step (the neurons' dt) comes from these lengths: none to take it from
+        raise DataError(
+            f"tonic data set {name}: the {len(probe)} recordings read (spread over all {len(rows)}) have no "
+            "events; expected recordings with events (their lengths set the model's time step)"
+        )
+    ds = Dataset(
         spec,
-        split,
+        whole,
         "events",
         shape,
         labels,
         classes,
         events=events,
-        duration_us=float(max(ends, default=1)),
+        duration_us=float(max(ends)),
         durations="recording",
         meta={"tonic": name},
     )
+    return select_split(ds, split)
+
+
+def _item(obj: Any, i: int, name: str) -> Any:
+    """``obj[i]``, its failure a :class:`DataError` naming the recording (the class is the
+    user's code: a corrupt file, a missing index)."""
+    try:
+        return obj[i]
+    except Exception as e:
+        raise DataError(f"{name}[{i}] could not be read ({type(e).__name__}: {e})") from e
+
+
+def _labels(obj: Any, rows: np.ndarray, name: str, classes: list[str]) -> np.ndarray:
+    """The class index of each recording in ``rows``: whole numbers 0..K-1 (a fractional
+    target is refused, not truncated to the class below)."""
+    targets = getattr(obj, "targets", None)
+    raw = (
+        np.asarray(targets)[rows]
+        if targets is not None and len(targets) == len(obj)
+        else np.asarray([_item(obj, int(i), name)[1] for i in rows])
+    )
+    expected = (
+        f"expected integer targets 0..{len(classes) - 1}, target i meaning class {classes[0]!r}, "
+        f"{classes[1]!r}, ... in that order"
+    )
+    if raw.dtype.kind == "f" and len(raw) and not np.all(np.isfinite(raw) & (raw == np.round(raw))):
+        bad = raw[~(np.isfinite(raw) & (raw == np.round(raw)))][0]
+        raise DataError(f"tonic data set {name} has a target that is not a whole class index ({bad}); {expected}")
+    try:
+        labels = raw.astype(np.int64)
+    except (TypeError, ValueError) as e:  # e.g. class names as targets: int() said only "invalid literal"
+        raise DataError(f"tonic data set {name} has a target that is not a class index ({e}); {expected}") from None
+    if len(labels) and (labels.min() < 0 or labels.max() >= len(classes)):
+        raise DataError(
+            f"tonic data set {name} has targets {labels.min()}..{labels.max()} but "
+            f"{len(classes)} classes; expected targets 0..{len(classes) - 1}"
+        )
+    return labels
 
 
 def _folders(root: str) -> set[Path]:
@@ -167,12 +218,12 @@ def load_tonic(arg: str, split: str, spec: str) -> Dataset:
         obj = cls(save_to=root, train=split == "train") if takes_train else cls(save_to=root)
     except Exception as e:  # tonic downloads a missing data set: offline that fails in many ways
         _remove_empty(_folders(root) - before)  # tonic made them for its download: nothing half-way
+        if "." in name:  # the user's own class: its error is the cause, not a download
+            raise DataError(f"tonic data set class {name}(save_to={root!r}) failed: {type(e).__name__}: {e}") from e
         raise DataError(
             f"tonic data set {name} is not under {root} as tonic expects it, and could not be downloaded "
             f"({type(e).__name__}: {e}); tonic wants the files its own download leaves "
             f"({root}/{getattr(cls, '__name__', name)}/...): some classes (NMNIST) also check for the downloaded "
             "archives and a file count, so a folder laid out by hand can fail that check"
         ) from None
-    if len(obj) == 0:
-        raise DataError(f"tonic data set {name} under {root} has no recordings")
     return from_tonic(obj, spec, split, by_index=not takes_train)

@@ -27,7 +27,6 @@ per-pixel memory between chunks, so a stream cut anywhere gives the events of th
 from __future__ import annotations
 
 import functools
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -73,8 +72,11 @@ def parse_transform(text: str) -> Transform:
     kind, _, arg = text.strip().partition(":")
     if kind not in _FORMS:
         raise TransformError(f"transform {text!r} is unknown; expected one of {list(TRANSFORM_FORMS)}")
-    parts = [p.strip() for p in re.split(r"[,x]", arg) if p.strip()] if arg else []
     form, arity = _FORMS[kind]
+    # the form's own separator ("x" in downsample's WxH only) and no empty part: splitting on
+    # either and dropping empty parts read 'refractory:x5x' as 5 and 'merge-polarity:x,x' as
+    # no argument
+    parts = [p.strip() for p in arg.split("x" if kind == "downsample" else ",")] if arg else []
     # digits only: int() would also take '+3', '1_000' and (via a failed parse that emptied
     # the list) let 'refractory:1e3' through the count check as one argument
     if len(parts) != arity or not all(p.isascii() and p.isdigit() for p in parts):
@@ -193,7 +195,7 @@ class Pipeline:
             elif t.kind == "window":
                 rel = ev["t"] - self._t0
                 ev = ev[(rel >= a[0]) & (rel < a[1])]
-            else:
+            elif t.kind in ("refractory", "denoise"):
                 assert mem is not None  # reset() gives every refractory/denoise transform a memory
                 xs, ys, ts = (np.ascontiguousarray(ev[k], np.int64) for k in "xyt")
                 refractory, denoise = _kernels()
@@ -203,6 +205,8 @@ class Pipeline:
                     else denoise(xs, ys, ts, mem, mem.shape[0], mem.shape[1], a[0])
                 )
                 ev = ev[keep]
+            else:  # a kind added to _FORMS without its effect here
+                raise TransformError(f"transform {t.text!r} has no effect in Pipeline; add its branch")
             C, H, W = output_shape([t], (C, H, W))
         return ev
 

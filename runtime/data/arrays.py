@@ -1,0 +1,65 @@
+"""Your own static images as a data set: ``npz:FILE``, a NumPy ``.npz`` file (``np.savez``).
+
+It holds ``images``, float32 ``[N, C, H, W]`` (repeat-encoded: the same frame every step),
+and ``labels``, integers ``[N]`` in 0..K-1; optionally ``classes``, K names in label order
+(default ``"0"`` .. ``"K-1"``, K one more than the largest label), and ``split``, one of
+"train" / "test" per sample (default: index % 5 == 0 is test, the rule of every set
+without a test split of its own; "val" is drawn from "train" by index, as for all).
+Read with ``allow_pickle=False``: no code runs from the file, and an object array is
+refused; an array's size is checked against free memory before it is read (from the
+zip entry, so a compressed bomb stops there).
+"""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from ..limits import check_memory
+from .registry import DataError
+from .splits import split_index
+
+REQUIRED = ("images", "labels")
+OPTIONAL = ("classes", "split")
+
+
+def read_npz(path: str, split: str) -> tuple[np.ndarray, np.ndarray, list[str], np.ndarray]:
+    """``(images, labels, classes, index)`` of ``split`` ("train" or "test") of the file."""
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"npz:{path}: not a file; expected a .npz file of images and labels (np.savez)")
+    try:
+        with np.load(p, allow_pickle=False) as z:
+            missing = [k for k in REQUIRED if k not in z.files]
+            if missing:
+                raise DataError(
+                    f"npz:{path} has arrays {z.files}, lacking {missing}; expected images [N, C, H, W] float32 "
+                    f"and labels [N] (optional: {list(OPTIONAL)})"
+                )
+            for key in z.files:  # before reading: the entry's size as stored uncompressed
+                check_memory(z.zip.getinfo(f"{key}.npy").file_size, f"reading {key} of npz:{path}")
+            arrays = {k: z[k] for k in (*REQUIRED, *OPTIONAL) if k in z.files}
+    except (zipfile.BadZipFile, OSError, EOFError) as e:
+        raise DataError(f"npz:{path} is not a readable .npz file ({e})") from None
+    except ValueError as e:  # an object array (pickled: refused), a damaged entry
+        raise DataError(f"npz:{path}: {e}") from None
+    images, labels = arrays["images"], arrays["labels"]
+    if images.ndim != 4 or len(images) != len(labels):
+        raise DataError(
+            f"npz:{path}: images of shape {list(images.shape)} for {len(labels)} labels; expected [N, C, H, W] "
+            "with N the number of labels"
+        )
+    if labels.ndim != 1 or labels.dtype.kind not in "iu":
+        raise DataError(f"npz:{path}: labels of dtype {labels.dtype}, shape {list(labels.shape)}; expected int [N]")
+    K = int(labels.max(initial=-1)) + 1
+    classes = [str(c) for c in arrays["classes"]] if "classes" in arrays else [str(k) for k in range(K)]
+    if "split" in arrays:
+        given = arrays["split"]
+        if given.shape != labels.shape or not set(given.tolist()) <= {"train", "test"}:
+            raise DataError(f"npz:{path}: split must hold 'train' or 'test' for each of the {len(labels)} samples")
+        index = np.flatnonzero(given == split)
+    else:
+        index = split_index(len(labels), split)
+    return images[index], labels[index], classes, index
