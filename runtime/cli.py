@@ -6,22 +6,24 @@ predict over an event-camera stream."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import warnings
+from collections.abc import Iterator
 from typing import Any
 
 from . import cliargs
 from .bench import bench, timed_steps, torch_available
 from .data import DataError, spec_paths
 from .engine import threads_for
-from .errors import InputError, TrainedRangeWarning
+from .errors import InputError, TrainedRangeWarning, UnseenEventsWarning
 from .evaluate import plot_tradeoff, run_dataset, summarize, tradeoff
 from .fileio import OutputPathError, check_output
 from .limits import available_cores, check_memory, run_bytes
 from .neuron import SpecError
-from .policies import POLICY_FORMS, PolicyError, parse_policy, t_range_note, t_range_warning
+from .policies import POLICY_FORMS, RULES, PolicyError, parse_policy, t_range_note, t_range_warning
 from .protocol import STATIC_KINDS, ModelError, one_rate
-from .report import emit_json, energy_note, guarded, pct, print_run, sci, table
+from .report import emit_json, energy_note, guarded, pct, print_run, print_warnings, sci, table
 from .session import Session, load
 
 USER_ERRORS = (ModelError, InputError, PolicyError, DataError, SpecError, OutputPathError)
@@ -47,12 +49,18 @@ def _horizon(p: argparse.ArgumentParser, tmax_help: str) -> None:
     cliargs.add_steps(p, f"{tmax_help} (default: the trained T)", flag="--tmax")
 
 
-def _warn(notes: list[str | None]) -> list[str]:
-    """Print each note on stderr (``warning: ...``) and return them for ``--json``."""
-    kept = list(dict.fromkeys(n for n in notes if n))
-    for n in kept:
-        print(f"warning: {n}", file=sys.stderr)
-    return kept
+@contextlib.contextmanager
+def _noting(notes: list[str], *categories: type[Warning]) -> Iterator[None]:
+    """Warnings of ``categories`` raised inside, as notes for :func:`print_warnings` (``warning:``
+    lines and the ``--json`` list, not Python's file:line form); others pass on as raised."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    for w in caught:
+        if issubclass(w.category, categories):
+            notes.append(str(w.message))
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
 
 
 def _open(a: argparse.Namespace) -> Session:
@@ -72,8 +80,10 @@ def cmd_run(a: argparse.Namespace) -> None:
     session = _open(a)
     ds = cliargs.model_data(a, session.protocol)
     # refuses a T it cannot run, first
-    result = run_dataset(session, ds, policy, a.batch_size, a.binning, progress=sys.stderr.isatty())
-    warnings = _warn([t_range_warning(session.protocol, policy)])
+    notes: list[str] = []
+    with _noting(notes, UnseenEventsWarning):
+        result = run_dataset(session, ds, policy, a.batch_size, a.binning, progress=sys.stderr.isatty())
+    warnings = print_warnings([t_range_warning(session.protocol, policy), *notes])
     s: dict[str, Any] = summarize(result, ds.labels)
     s.update(
         policy=a.policy or session.protocol.exit_policy or f"fixed:{session.protocol.default_T}",
@@ -174,15 +184,25 @@ def cmd_tradeoff(a: argparse.Namespace) -> None:
     if not 1 <= a.tmin <= tmax:  # as calibrate-exit says it (the rule's own message named --tmax, not given)
         raise PolicyError(f"--tmin must be in [1, tmax={tmax}], got {a.tmin}")
     ds = cliargs.model_data(a, session.protocol)
-    rows = tradeoff(session, ds, a.thresholds, a.tmin, a.tmax, a.batch_size, a.binning, a.fixed_curve)
+    notes: list[str] = []
+    with _noting(notes, UnseenEventsWarning):
+        rows = tradeoff(session, ds, a.thresholds, a.tmin, a.tmax, a.batch_size, a.binning, a.fixed_curve, a.rules)
+    fixed = next(r for r in rows if r["policy"] == f"fixed:{tmax}")
+    for rule in a.rules:
+        if all(r["mean_steps"] == fixed["mean_steps"] for r in rows if r["policy"].startswith(f"{rule}:")):
+            notes.append(
+                f"no {rule} threshold of {sorted(a.thresholds)} ended a run before step {tmax}: the model's "
+                f"readouts do not pass them on this data ({session.protocol.num_classes} classes: a uniform "
+                f"top class probability is {1 / session.protocol.num_classes:.2f}); pass other --thresholds, "
+                "or let calibrate-exit choose one"
+            )
     # the sweep's runs: the rules from --tmin (the fixed curve from 1) to tmax
-    warnings = _warn([t_range_note(session.protocol, 1 if a.fixed_curve else a.tmin, tmax)])
+    warnings = print_warnings([t_range_note(session.protocol, 1 if a.fixed_curve else a.tmin, tmax), *notes])
     if a.plot:
         plot_tradeoff(rows, a.plot, f"{session.protocol.model} on {ds.spec}")
     if a.json:
         emit_json({"model": a.model, "data": ds.spec, "n": len(ds), "rows": rows, "plot": a.plot, "warnings": warnings})
         return
-    fixed = next(r for r in rows if r["policy"] == f"fixed:{tmax}")
     print(f"{a.model} on {ds.spec} ({len(ds)} samples); saved and points are against {fixed['policy']}")
     print(
         table(
@@ -259,7 +279,7 @@ def cmd_calibrate_exit(a: argparse.Namespace) -> None:
     c = choose(by_horizon, val.labels, a.budget, a.tmin, rules, a.criterion)
     policy = c["best"]["policy"]
     trained_on_val = p.train_split != "train-minus-val"
-    warnings = _warn(
+    warnings = print_warnings(
         [
             t_range_warning(p, parse_policy(policy)),
             "the model was trained on the validation recordings too (or does not say): its "
@@ -379,7 +399,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--no-compile", action="store_true", help="skip torch.compile (it takes a minute to compile)")
     p = sub.add_parser(
         "tradeoff",
-        help="sweep confidence thresholds on the test split: accuracy vs steps and "
+        help="sweep exit-rule thresholds on the test split: accuracy vs steps and "
         "energy (a report; choose a threshold with calibrate-exit)",
     )
     _common(p)
@@ -389,7 +409,14 @@ def parser() -> argparse.ArgumentParser:
         type=cliargs.unit_float,
         nargs="+",
         default=[0.5, 0.7, 0.8, 0.9, 0.95, 0.99],
-        help="confidence thresholds to sweep",
+        help="thresholds to sweep, for each rule (entropy exits below its threshold, the others above)",
+    )
+    p.add_argument(
+        "--rules",
+        nargs="+",
+        choices=list(RULES),
+        default=["confidence"],
+        help="the per-step exit rules to sweep (default: confidence)",
     )
     _horizon(p, "the longest run")
     p.add_argument("--fixed-curve", action="store_true", help="also run fixed T = 1 .. tmax")

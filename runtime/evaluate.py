@@ -4,6 +4,7 @@ runtime), summarising a run, and the threshold trade-off."""
 from __future__ import annotations
 
 import typing
+import warnings
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -11,9 +12,11 @@ import numpy as np
 from tqdm import tqdm
 
 from .data import DataError, Dataset, check_fits
+from .data.events import count_unseen, unseen_note
+from .errors import UnseenEventsWarning
 from .fileio import write_atomic
 from .limits import check_memory, check_steps, run_bytes
-from .policies import Cascade, Confidence, ExitPolicy, FixedT, as_policy, horizon_of, model_default
+from .policies import RULES, Cascade, ExitPolicy, FixedT, PolicyError, as_policy, horizon_of, model_default
 from .protocol import STATIC_KINDS
 from .result import Result, RunResult
 
@@ -69,6 +72,10 @@ class ClockMode:
         self.T = horizon_of(self.policy, p.default_T)
         self.frames = p.input_steps(self.T)
         self.binning = binning or p.binning
+        # fixed bins: (missed events, all events, streams missing some) so far; the steps are
+        # the run's or the trained T's, whichever is longer (Session warns by the same rule)
+        self.unseen = np.zeros(3, np.int64)
+        self.steps_seen = max(self.frames, p.input_steps(p.T_trained))
 
     def check(self, ds: Dataset, batch: int) -> None:
         p = self.session.protocol
@@ -89,6 +96,10 @@ class ClockMode:
         return ds.frames(idx, p.input_steps(T), self.binning, dt_us, p.durations)
 
     def run(self, ds: Dataset, idx: np.ndarray) -> RunResult:
+        dt = self.session.protocol.dt_us
+        if self.binning == "fixed" and ds.kind == "events" and dt is not None:
+            assert ds.events is not None  # an event data set holds streams
+            self.unseen += count_unseen([ds.events[i] for i in idx], self.steps_seen * dt)
         if isinstance(self.policy, Cascade):  # each run of the cascade bins the recordings anew
             return self.session.run_cascade(
                 self.policy,
@@ -110,8 +121,17 @@ def run_dataset(
     counts: bool = True,
     progress: bool = False,
 ) -> RunResult:
-    """Run every sample of ``ds`` through ``session`` in batches (see :class:`ClockMode`)."""
-    return run_batches(ClockMode(session, policy, binning, counts), ds, batch_size, progress)
+    """Run every sample of ``ds`` through ``session`` in batches (see :class:`ClockMode`); an
+    :class:`UnseenEventsWarning` where fixed bins missed events, as :meth:`Session.run` warns."""
+    mode = ClockMode(session, policy, binning, counts)
+    result = run_batches(mode, ds, batch_size, progress)
+    missed, total, streams_missed = (int(v) for v in mode.unseen)
+    if missed:
+        dt = session.protocol.dt_us
+        assert dt is not None  # counted only with a dt
+        note = unseen_note(missed, total, streams_missed, len(ds), mode.steps_seen, dt)
+        warnings.warn(note, UnseenEventsWarning, stacklevel=2)
+    return result
 
 
 def summarize(result: Result, labels: np.ndarray) -> dict[str, Any]:
@@ -140,16 +160,21 @@ def tradeoff(
     batch_size: int = 256,
     binning: str | None = None,
     fixed_curve: bool = False,
+    rules: Sequence[str] = ("confidence",),
 ) -> list[dict]:
-    """Confidence exit at each threshold, plus fixed T = tmax (and every fixed T from 1 to
-    tmax if ``fixed_curve``): one summary row each, with its ``policy``.
+    """Each exit rule of ``rules`` (names of :data:`.policies.RULES`) at each threshold,
+    plus fixed T = tmax (and every fixed T from 1 to tmax if ``fixed_curve``): one summary
+    row each, with its ``policy``.
 
     One untimed batch runs first, so that the first row's ``ms_per_sample`` is as warm as
     the others' (the first run at a batch size also compiles and allocates: on the digits
     default three equal rows read 2.56, 0.14 and 0.13 ms per sample; now 0.13 each)."""
     tmax = tmax or session.protocol.default_T
     fixed = range(1, tmax + 1) if fixed_curve else [tmax]
-    policies: list[ExitPolicy] = [Confidence(float(th), tmin, tmax) for th in thresholds]
+    unknown = [r for r in rules if r not in RULES]
+    if unknown or not rules:
+        raise PolicyError(f"exit rules {list(rules)}: expected one or more of {list(RULES)}")
+    policies: list[ExitPolicy] = [RULES[r](float(th), tmin, tmax) for r in rules for th in thresholds]
     policies += [FixedT(T) for T in fixed]
     run_dataset(session, ds.subset(np.arange(min(batch_size, len(ds)))), policies[0], batch_size, binning)
     rows = []
@@ -162,14 +187,14 @@ def tradeoff(
 
 
 def plot_tradeoff(rows: Sequence[dict], path: str, title: str = "") -> None:
-    """Accuracy vs mean steps and vs energy; confidence exit and fixed T as two series."""
+    """Accuracy vs mean steps and vs energy; each exit rule and fixed T a series."""
     import matplotlib  # lazily: only a plot needs it
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
-    for prefix, style in (("confidence", "o-"), ("fixed", "s--")):
+    for prefix, style in (*((r, m + "-") for r, m in zip(RULES, "o^v")), ("fixed", "s--")):
         sel = sorted((r for r in rows if r["policy"].startswith(prefix)), key=lambda r: r["mean_steps"])
         if not sel:
             continue

@@ -30,14 +30,6 @@ import numpy as np
 if TYPE_CHECKING:
     from .protocol import Protocol as ModelProtocol
 
-POLICY_FORMS = (
-    "fixed:T",
-    "confidence:THRESHOLD[,tmin=N,tmax=N]",
-    "entropy:THRESHOLD[,tmin=N,tmax=N]",
-    "margin:THRESHOLD[,tmin=N,tmax=N]",
-    "cascade:RULE:THRESHOLD,T=N+N[+N...]",
-)
-
 
 class PolicyError(ValueError):
     """A policy that cannot be used; the message names the valid forms."""
@@ -118,7 +110,7 @@ def _scores(z: np.ndarray, which: int, out: np.ndarray) -> None:
                 p = e[c] / total
                 h -= p * math.log(max(p, 1e-300))
             out[b] = h / math.log(C) if C > 1 else 0.0
-        else:  # top-1 minus top-2 probability
+        elif which == 2:  # top-1 minus top-2 probability
             first, second = -1.0, -1.0
             for c in range(C):
                 p = e[c] / total
@@ -127,6 +119,8 @@ def _scores(z: np.ndarray, which: int, out: np.ndarray) -> None:
                 elif p > second:
                     second = p
             out[b] = first - second if C > 1 else 1.0
+        else:  # a name added to SCORES without its branch here ran another score's, silently
+            raise ValueError("exit score index has no branch in runtime.policies._scores")
 
 
 @cache
@@ -287,6 +281,12 @@ class Margin(_Bounded):
 # the rules that test a readout against a threshold, by name (this order breaks ties in
 # runtime.exit_calibration)
 RULES: dict[str, type[_Bounded]] = {cls.name: cls for cls in (Confidence, Margin, Entropy)}
+# what --policy takes, for help and messages: read from the rules (a rule is listed once)
+POLICY_FORMS = (
+    "fixed:T",
+    *(f"{name}:THRESHOLD[,tmin=N,tmax=N]" for name in RULES),
+    "cascade:RULE:THRESHOLD,T=N+N[+N...]",
+)
 
 
 @dataclass(frozen=True)

@@ -107,6 +107,14 @@ def energy_note() -> str:
     return f"energy: an estimate from 45 nm MAC/AC energies ({E_MAC_PJ:g} / {E_AC_PJ:g} pJ), not a measurement"
 
 
+def print_warnings(notes: Sequence[str | None]) -> list[str]:
+    """Print each note on stderr (``warning: ...``), once, and return them for ``--json``."""
+    kept = list(dict.fromkeys(n for n in notes if n))
+    for n in kept:
+        print(f"warning: {n}", file=sys.stderr)
+    return kept
+
+
 def print_run(title: str, figures: Mapping[str, str], notes: Sequence[str] = ()) -> None:
     """One run's summary for a person: the title, one row of figures under their names
     (units in the names), the energy footnote and any further notes."""

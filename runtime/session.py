@@ -24,7 +24,7 @@ import onnx
 import onnxruntime as ort
 
 from . import cost
-from .data.events import BINNINGS, bin_events
+from .data.events import BINNINGS, bin_events, count_unseen, unseen_note
 from .engine import Stepper, make_session, threads_for, with_outputs
 from .errors import AxisOrderWarning, InputError, TrainedRangeWarning, UnseenEventsWarning, UnusedFramesWarning
 from .eventinput import checked_streams, span_us
@@ -360,15 +360,10 @@ class Session:
         if (binning or p.binning) != "fixed" or dt is None:
             return
         steps = max(frames, p.input_steps(p.T_trained))
-        end = steps * dt
-        late = [int((s["t"] >= end).sum()) for s in streams]
-        if any(late):
-            n, total = sum(late), sum(len(s) for s in streams)
+        missed, total, streams_missed = count_unseen(streams, steps * dt)
+        if missed:
             warnings.warn(
-                f"{n} of {total} events ({n / total:.0%}) in {sum(map(bool, late))} of {len(streams)} stream(s) lie "
-                f"at t >= {end:g} µs, after {steps} fixed bins of {dt:g} µs (the trained T, or the run's if longer): "
-                "no run of that many steps sees them (shift the streams to start at 0, larger bins, or "
-                "binning='equal' to spread each recording over the steps)",
+                unseen_note(missed, total, streams_missed, len(streams), steps, dt),
                 UnseenEventsWarning,
                 stacklevel=4,
             )

@@ -34,7 +34,7 @@ from .data.eventfile import EventReader
 from .data.transforms import Pipeline
 from .errors import InputError
 from .eventinput import span_us
-from .policies import Cascade, ExitPolicy, FixedT, exit_decisions, horizon_of
+from .policies import RULES, Cascade, ExitPolicy, FixedT, exit_decisions, horizon_of
 from .session import Session
 
 TICK_MS = 1.0  # realtime: by default the recording is released in slices of 1 ms of wall time
@@ -278,7 +278,7 @@ def run_clock(
     if isinstance(policy, Cascade):
         raise InputError(
             f"policy {policy} runs whole recordings again at a larger T; a stream is binned as it "
-            "arrives: use fixed or a per-step rule (confidence, entropy, margin)"
+            f"arrives: use fixed or a per-step rule ({', '.join(RULES)})"
         )
     p = session.protocol
     dt = span_us(p.dt_us if dt_us is None else dt_us, "the bin duration")

@@ -24,7 +24,9 @@ CONDITIONAL_FLAGS: dict[str, tuple[str, Callable[[str], object], str]] = {
     "--policy": (
         "--mode clock",
         str,
-        f"{', '.join(POLICY_FORMS)} (default: the model's stored policy, as runtime run uses it, else fixed at "
+        # a cascade runs whole recordings again: a stream has none (refused when given)
+        f"{', '.join(f for f in POLICY_FORMS if not f.startswith('cascade:'))} (default: the model's stored "
+        "policy, as runtime run uses it, else fixed at "
         "the trained T; a stored cascade runs fixed T; multi-rate files are refused)",
     ),
     "--dt-us": ("--mode clock", cliargs.positive_float, "bin duration, µs (default: the model's dt)"),

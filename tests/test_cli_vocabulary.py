@@ -144,6 +144,7 @@ SHARED_CONCEPTS = {
     "--out": "the file to write",
     "--plot": "a PNG to write",
     "--policy": "an exit policy",
+    "--rules": "exit rules by name (calibrate-exit: its candidates; tradeoff: the rules swept)",
     "--quiet": "less output",
     "--repeats": "timed rounds",
     "--seed": "a random seed",

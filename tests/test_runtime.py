@@ -607,6 +607,81 @@ def test_events_after_the_last_fixed_bin_warn_that_they_are_never_seen(tmp_path)
         s.run([late])
 
 
+def test_a_data_set_run_with_fixed_bins_says_what_it_did_not_see(tmp_path):
+    """`runtime run --binning fixed` dropped the events after the last bin without a word
+    (a stranger's recordings: 12 events in 3), where Session.run warns: the data-set runs
+    warn by the same rule, the CLI as a `warning:` line and in --json."""
+    from runtime.data.datasets import load_dataset as load
+    from runtime.evaluate import run_dataset
+
+    model = save(tiny_model(kind="event-frames"), tmp_path / "e.onnx")  # 4 bins of 75 ms
+    spec = f"tonic:tests.tonic_fixtures.LongRecordings:{tmp_path}"  # 200 to 600 ms long
+    ds = load(spec, "test")
+    end = 300_000
+    n, total = sum(int((e["t"] >= end).sum()) for e in ds.events), sum(len(e) for e in ds.events)
+    assert 0 < n < total
+    with pytest.warns(UnseenEventsWarning, match=rf"^{n} of {total} events .* lie at t >= {end} µs, after 4 fixed"):
+        run_dataset(runtime.load(model), ds, binning="fixed")
+    p = _cli("run", model, "--data", spec, "--binning", "fixed", "--json")
+    assert p.returncode == 0, p.stderr
+    assert p.stderr.startswith(f"warning: {n} of {total} events") and "Warning:" not in p.stderr
+    assert json.loads(p.stdout)["warnings"][0].startswith(f"{n} of {total} events")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        run_dataset(runtime.load(model), ds)  # equal bins see every event: no warning
+
+
+def test_tradeoff_sweeps_each_rule_and_says_when_none_ended_a_run(model_path):
+    """tradeoff swept confidence only (the plot too); and with 11 classes a model's top
+    probability stayed about 0.1, below every default threshold: every row was fixed T,
+    unexplained."""
+    p = _cli(
+        "tradeoff", model_path, "--data", "digits:static", "--limit", "8", "--thresholds", "1.0", "0.0",
+        "--rules", "margin", "entropy", "--json",
+    )  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    out = json.loads(p.stdout)
+    policies = [r["policy"] for r in out["rows"]]
+    assert policies == [
+        "margin:1.0,tmin=1,tmax=4", "margin:0.0,tmin=1,tmax=4", "entropy:1.0,tmin=1,tmax=4",
+        "entropy:0.0,tmin=1,tmax=4", "fixed:4",
+    ]  # fmt: skip
+    steps = {r["policy"].split(",")[0]: r["mean_steps"] for r in out["rows"]}
+    # margin 1.0 and entropy 0.0 are never passed (margin <= 1, entropy >= 0 with finite
+    # logits); margin 0.0 and entropy 1.0 pass at the first step
+    assert steps["margin:1.0"] == steps["entropy:0.0"] == steps["fixed:4"] == 4
+    assert steps["margin:0.0"] == steps["entropy:1.0"] == 1
+    assert out["warnings"] == []  # each rule ended runs at some threshold
+    p = _cli("tradeoff", model_path, "--data", "digits:static", "--limit", "8", "--thresholds", "1.0", "--json")
+    assert json.loads(p.stdout)["warnings"] == [
+        "no confidence threshold of [1.0] ended a run before step 4: the model's readouts do not pass them on "
+        "this data (10 classes: a uniform top class probability is 0.10); pass other --thresholds, or let "
+        "calibrate-exit choose one"
+    ]
+
+
+def test_the_event_mode_says_where_its_time_base_differs_from_training(tmp_path):
+    """A leaky model trained on each recording's own span runs every recording in real µs in
+    the event engine: a stranger's LIF model differed most on its shortest recordings
+    (spike difference 0.53 under 30 ms, 0.16 at 80-200 ms), and nothing said why."""
+    import dataclasses
+
+    from runtime.event.evaluate import time_base_note
+
+    lif = runtime.load(save(tiny_model(kind="event-frames"), tmp_path / "lif.onnx")).protocol
+    if_ = runtime.load(
+        save(tiny_model(kind="event-frames", spec=NeuronSpec("IF", 1.0, spike="multi")), tmp_path / "if.onnx")
+    ).protocol
+    per_recording = dataclasses.replace(lif, durations="recording")
+    assert time_base_note(per_recording) == (
+        "this model's LIF neurons leak, and it was trained on each recording's own span (T equal bins each), but "
+        "the event engine runs recordings in real µs, with the nominal step of 75000 µs: a recording much shorter "
+        "or longer than 300000 µs decays otherwise than in the clock run (docs/event_driven.md, Time base)"
+    )
+    assert time_base_note(lif) is None  # every recording spans the data set's length, as trained
+    assert time_base_note(dataclasses.replace(if_, durations="recording")) is None  # IF sees no time
+
+
 def test_sdk_warns_when_a_run_leaves_the_trained_range(model_path):
     """docs/runtime.md: a run that may stop outside T_range goes ahead with a warning; in
     the SDK a TrainedRangeWarning (the CLIs print their own line instead)."""

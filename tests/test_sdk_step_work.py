@@ -105,9 +105,9 @@ def test_finished_rows_left_in_the_batch_change_no_result(tmp_path, monkeypatch)
             assert np.array_equal(one.neuron_counts[k][0], r.neuron_counts[k][i])
 
 
-def _scores_by_definition(row: list[float]) -> tuple[float, float, float]:
-    """The exit scores as runtime/policies.py defines them, in plain Python: shift by the
-    maximum, libm exp, the sum left to right."""
+def _scores_by_definition(row: list[float]) -> dict[str, float]:
+    """The exit scores as runtime/policies.py defines them, in plain Python, by name: shift
+    by the maximum, libm exp, the sum left to right."""
     m = max(row)
     e = [math.exp(v - m) for v in row]
     total = 0.0
@@ -118,7 +118,11 @@ def _scores_by_definition(row: list[float]) -> tuple[float, float, float]:
     for q in p:
         h -= q * math.log(max(q, 1e-300))
     top = sorted(p)
-    return 1.0 / total, (h / math.log(len(row)) if len(row) > 1 else 0.0), (top[-1] - top[-2] if len(row) > 1 else 1.0)
+    return {
+        "confidence": 1.0 / total,
+        "entropy": h / math.log(len(row)) if len(row) > 1 else 0.0,
+        "margin": top[-1] - top[-2] if len(row) > 1 else 1.0,
+    }
 
 
 @pytest.mark.parametrize("compiled", [True, False], ids=["numba", "python (no numba installed)"])
@@ -126,26 +130,34 @@ def test_exit_scores_follow_their_definition_bit_for_bit(compiled, monkeypatch):
     """The session's exits and calibrate-exit's replay share these compiled scores; they
     must be the definition's, bit for bit, for float32 and float64 readouts, and the
     confidence score is the largest probability. Without numba the same loop runs as
-    Python (a Pi install may leave numba out; the policies needed it)."""
+    Python (a Pi install may leave numba out; the policies needed it). Every name in
+    SCORES needs its definition here: a score added without one fails, and one added
+    without its branch in the loop raises (it ran the margin's, silently)."""
     from runtime import policies
-    from runtime.policies import max_softmax, normalized_entropy, top2_margin
+    from runtime.policies import SCORES, max_softmax, normalized_entropy, top2_margin
 
     if compiled:
         import numba  # noqa: F401  (loaded, as the numba backend loads it: the scores run compiled)
     else:
         monkeypatch.setattr(policies, "compiled_scores", lambda: policies._scores)
 
+    assert list(_scores_by_definition([0.0, 1.0])) == list(SCORES)
     rng = np.random.default_rng(0)
     cases = [rng.normal(0, s, (200, c)).astype(np.float32) for s in (0.01, 1.0, 30.0, 300.0) for c in (1, 2, 3, 10, 35)]
     cases.append(np.array([[1.0, 1.0, 1.0], [0.0, -np.inf, 0.0], [1e30, -1e30, 1e30]], np.float32))
     for z in cases:
-        want = np.array([_scores_by_definition([float(v) for v in row]) for row in z]).reshape(len(z), 3)
+        rows = [_scores_by_definition([float(v) for v in row]) for row in z]
         for logits in (z, z.astype(np.float64), z.astype(np.float64)[:, ::-1][:, ::-1]):
-            assert np.array_equal(max_softmax(logits), want[:, 0])
-            assert np.array_equal(normalized_entropy(logits), want[:, 1])
-            assert np.array_equal(top2_margin(logits), want[:, 2])
+            for name in SCORES:
+                assert np.array_equal(policies._score(logits, name), [r[name] for r in rows]), name
         e = np.exp(z.astype(np.float64) - z.max(axis=1, keepdims=True))
         assert np.allclose(max_softmax(z), (e / e.sum(axis=1, keepdims=True)).max(axis=1), rtol=1e-12, atol=0)
+    # the named functions are those scores
+    z = cases[3].astype(np.float64)
+    for name, f in (("confidence", max_softmax), ("entropy", normalized_entropy), ("margin", top2_margin)):
+        assert np.array_equal(f(z), policies._score(z, name))
+    with pytest.raises(ValueError, match="exit score index has no branch"):
+        policies.score_loop()(z, len(SCORES), np.empty(len(z)))
     assert max_softmax(np.zeros((0, 10))).shape == (0,)
     for bad in (np.zeros((2, 0)), np.zeros(10)):  # no class, no batch axis: refused, not read past
         with pytest.raises(ValueError, match="logits"):

@@ -7,7 +7,7 @@ import sys
 
 from .. import cliargs
 from ..errors import InputError
-from ..report import emit_json, pct, print_run, sci, table
+from ..report import emit_json, pct, print_run, print_warnings, sci, table
 from ..session import load
 
 # .bench, .engine and .evaluate import numba: only inside the commands that run it (the
@@ -30,14 +30,15 @@ def cmd_run_event(a: argparse.Namespace) -> None:
         )
     from ..evaluate import summarize
     from .engine import load_event, use_threads
-    from .evaluate import compare_clock, run_event_dataset
+    from .evaluate import compare_clock, run_event_dataset, time_base_note
 
     threads = use_threads(a.threads if a.threads is not None else 0)
     engine = load_event(a.model)
     ds = cliargs.model_data(a, engine.protocol, needs="the event engine")
     r = run_event_dataset(engine, ds, a.batch_size, progress=sys.stderr.isatty())
     s = summarize(r, ds.labels)
-    s.update(mode="event", data=ds.spec, model=a.model, threads=threads)
+    warnings = print_warnings([time_base_note(engine.protocol)])
+    s.update(mode="event", data=ds.spec, model=a.model, threads=threads, warnings=warnings)
     if a.json:
         s.update(compare_clock(load(a.model, a.threads, a.backend), ds, r, a.batch_size, a.binning))
         emit_json(s)

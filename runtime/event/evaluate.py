@@ -8,18 +8,41 @@ import numpy as np
 
 from ..data import Dataset, check_fits
 from ..evaluate import ClockMode, run_batches
+from ..neuron import kind_of
 from ..policies import FixedT
 from ..result import EventResult
 from .engine import EventEngine
 from .metrics import spike_difference, stack_counts
 
 if TYPE_CHECKING:
+    from ..protocol import Protocol
     from ..session import Session
 
 
 def check_dataset(engine: EventEngine, ds: Dataset) -> None:
     p = engine.protocol
     check_fits(ds, engine.sensor, p.classes, "the model", needs="the event engine")
+
+
+def time_base_note(p: Protocol) -> str | None:
+    """Where the event engine's real µs and the clock run's bins differ in kind, not by
+    bin width: a model trained on each recording's own span (``durations = "recording"``,
+    T equal bins each) runs every recording in real µs here, with the nominal step. With a
+    neuron that leaks, a recording far shorter or longer than T steps then decays otherwise
+    than in the clock run (a stranger's LIF model: spike difference 0.16 on recordings of
+    80-200 ms, 0.53 under 30 ms, for a nominal 146 ms); IF neurons see no time (None)."""
+    if p.durations != "recording" or p.dt_us is None:
+        return None
+    leaky = sorted({n.spec.kind for n in p.neurons if kind_of(n.spec.kind).event_form(n.spec).leaks})
+    if not leaky:
+        return None
+    span = p.input_steps(p.T_trained) * p.dt_us
+    return (
+        f"this model's {'/'.join(leaky)} neurons leak, and it was trained on each recording's own span "
+        f"(T equal bins each), but the event engine runs recordings in real µs, with the nominal step of "
+        f"{p.dt_us:g} µs: a recording much shorter or longer than {span:g} µs decays otherwise than in the "
+        "clock run (docs/event_driven.md, Time base)"
+    )
 
 
 class EventMode:

@@ -169,6 +169,12 @@ class EventForm:
     inv_tau_syn: float = 0.0
     charge: float = 0.0
 
+    @property
+    def leaks(self) -> bool:
+        """Whether a state decays with time: then how long a step lasts in µs changes what
+        the neuron does (an IF neuron sees only the order and sum of its inputs)."""
+        return self.inv_tau > 0 or self.inv_tau_adapt > 0 or self.inv_tau_syn > 0
+
 
 @dataclass(frozen=True)
 class ClockForm:
