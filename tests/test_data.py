@@ -105,6 +105,7 @@ def test_idx_rejects_foreign_file(tmp_path):
         ("nmnist", "needs a folder"),
         ("nmnist:/no/such/dir", "not a directory"),
         ("mnist:/no/such/dir", "not a directory"),
+        ("npz", "needs a file: npz:FILE"),
     ],
 )
 def test_bad_specs(spec, match):
