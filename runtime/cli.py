@@ -6,10 +6,8 @@ predict over an event-camera stream."""
 from __future__ import annotations
 
 import argparse
-import contextlib
 import sys
 import warnings
-from collections.abc import Iterator
 from typing import Any
 
 from . import cliargs
@@ -23,7 +21,7 @@ from .limits import available_cores, check_memory, run_bytes
 from .neuron import SpecError
 from .policies import POLICY_FORMS, RULES, PolicyError, parse_policy, t_range_note, t_range_warning
 from .protocol import STATIC_KINDS, ModelError, one_rate
-from .report import emit_json, energy_note, guarded, pct, print_run, print_warnings, sci, table
+from .report import emit_json, energy_note, guarded, noting, pct, print_run, print_warnings, sci, table
 from .session import Session, load
 
 USER_ERRORS = (ModelError, InputError, PolicyError, DataError, SpecError, OutputPathError)
@@ -49,20 +47,6 @@ def _horizon(p: argparse.ArgumentParser, tmax_help: str) -> None:
     cliargs.add_steps(p, f"{tmax_help} (default: the trained T)", flag="--tmax")
 
 
-@contextlib.contextmanager
-def _noting(notes: list[str], *categories: type[Warning]) -> Iterator[None]:
-    """Warnings of ``categories`` raised inside, as notes for :func:`print_warnings` (``warning:``
-    lines and the ``--json`` list, not Python's file:line form); others pass on as raised."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        yield
-    for w in caught:
-        if issubclass(w.category, categories):
-            notes.append(str(w.message))
-        else:
-            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-
-
 def _open(a: argparse.Namespace) -> Session:
     cliargs.refuse_threads_for_exact(a.backend, "--threads", a.threads)  # was accepted and ignored
     session = load(a.model, a.threads, a.backend)
@@ -81,7 +65,7 @@ def cmd_run(a: argparse.Namespace) -> None:
     ds = cliargs.model_data(a, session.protocol)
     # refuses a T it cannot run, first
     notes: list[str] = []
-    with _noting(notes, UnseenEventsWarning):
+    with noting(notes, UnseenEventsWarning):
         result = run_dataset(session, ds, policy, a.batch_size, a.binning, progress=sys.stderr.isatty())
     warnings = print_warnings([t_range_warning(session.protocol, policy), *notes])
     s: dict[str, Any] = summarize(result, ds.labels)
@@ -185,16 +169,17 @@ def cmd_tradeoff(a: argparse.Namespace) -> None:
         raise PolicyError(f"--tmin must be in [1, tmax={tmax}], got {a.tmin}")
     ds = cliargs.model_data(a, session.protocol)
     notes: list[str] = []
-    with _noting(notes, UnseenEventsWarning):
+    with noting(notes, UnseenEventsWarning):
         rows = tradeoff(session, ds, a.thresholds, a.tmin, a.tmax, a.batch_size, a.binning, a.fixed_curve, a.rules)
     fixed = next(r for r in rows if r["policy"] == f"fixed:{tmax}")
-    for rule in a.rules:
+    K = session.protocol.num_classes
+    for rule in a.rules if a.tmin < tmax else ():  # tmin = tmax: no rule may end a run early
         if all(r["mean_steps"] == fixed["mean_steps"] for r in rows if r["policy"].startswith(f"{rule}:")):
+            uniform = f" (over {K} classes a uniform top probability is {1 / K:.2f})" if rule == "confidence" else ""
             notes.append(
                 f"no {rule} threshold of {sorted(a.thresholds)} ended a run before step {tmax}: the model's "
-                f"readouts do not pass them on this data ({session.protocol.num_classes} classes: a uniform "
-                f"top class probability is {1 / session.protocol.num_classes:.2f}); pass other --thresholds, "
-                "or let calibrate-exit choose one"
+                f"readouts do not pass them on this data{uniform}; pass other --thresholds, or let "
+                "calibrate-exit choose one"
             )
     # the sweep's runs: the rules from --tmin (the fixed curve from 1) to tmax
     warnings = print_warnings([t_range_note(session.protocol, 1 if a.fixed_curve else a.tmin, tmax), *notes])
@@ -275,9 +260,14 @@ def cmd_calibrate_exit(a: argparse.Namespace) -> None:
     val, test = cliargs.model_data(a, p, "val"), cliargs.model_data(a, p, "test")
     # horizons (fixed T, and the tmax of the rules): the trained range up to the reference tmax
     lo = max(a.tmin, min(p.T_range[0], tmax))
-    by_horizon = horizon_readouts(session, val, range(lo, tmax + 1), a.batch_size, a.binning)
+    unseen: list[str] = []  # a model trained on fixed bins that miss events (said per split and horizon)
+    with noting(unseen, UnseenEventsWarning):
+        by_horizon = horizon_readouts(session, val, range(lo, tmax + 1), a.batch_size, a.binning)
     c = choose(by_horizon, val.labels, a.budget, a.tmin, rules, a.criterion)
     policy = c["best"]["policy"]
+    with noting(unseen, UnseenEventsWarning):
+        fixed = summarize(run_dataset(session, test, f"fixed:{tmax}", a.batch_size, a.binning), test.labels)
+        chosen = summarize(run_dataset(session, test, policy, a.batch_size, a.binning), test.labels)
     trained_on_val = p.train_split != "train-minus-val"
     warnings = print_warnings(
         [
@@ -287,10 +277,9 @@ def cmd_calibrate_exit(a: argparse.Namespace) -> None:
             if trained_on_val
             else None,
             None if c["saving"] else no_saving_note(len(val), a.budget, tmax, a.criterion),
+            *unseen,
         ]
     )
-    fixed = summarize(run_dataset(session, test, f"fixed:{tmax}", a.batch_size, a.binning), test.labels)
-    chosen = summarize(run_dataset(session, test, policy, a.batch_size, a.binning), test.labels)
     result = {
         "policy": policy,
         "chosen_on": f"{val.spec} split val ({len(val)} samples)",

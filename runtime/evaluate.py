@@ -3,6 +3,7 @@ runtime), summarising a run, and the threshold trade-off."""
 
 from __future__ import annotations
 
+import dataclasses
 import typing
 import warnings
 from collections.abc import Sequence
@@ -98,8 +99,12 @@ class ClockMode:
     def run(self, ds: Dataset, idx: np.ndarray) -> RunResult:
         dt = self.session.protocol.dt_us
         if self.binning == "fixed" and ds.kind == "events" and dt is not None:
+            # the batch's streams read once (a tonic recording or a transformed one is read
+            # anew at each access): counted here, binned from the same arrays below
             assert ds.events is not None  # an event data set holds streams
-            self.unseen += count_unseen([ds.events[i] for i in idx], self.steps_seen * dt)
+            streams = [ds.events[i] for i in idx]
+            self.unseen += count_unseen(streams, self.steps_seen * dt)
+            ds, idx = dataclasses.replace(ds.subset(idx), events=streams), np.arange(len(idx))
         if isinstance(self.policy, Cascade):  # each run of the cascade bins the recordings anew
             return self.session.run_cascade(
                 self.policy,
@@ -125,13 +130,19 @@ def run_dataset(
     :class:`UnseenEventsWarning` where fixed bins missed events, as :meth:`Session.run` warns."""
     mode = ClockMode(session, policy, binning, counts)
     result = run_batches(mode, ds, batch_size, progress)
+    warn_unseen(mode, len(ds))
+    return result
+
+
+def warn_unseen(mode: ClockMode, streams: int) -> None:
+    """One :class:`UnseenEventsWarning` for what ``mode``'s fixed bins missed over a run of
+    ``streams`` recordings (a whole split, not each batch)."""
     missed, total, streams_missed = (int(v) for v in mode.unseen)
     if missed:
-        dt = session.protocol.dt_us
+        dt = mode.session.protocol.dt_us
         assert dt is not None  # counted only with a dt
-        note = unseen_note(missed, total, streams_missed, len(ds), mode.steps_seen, dt)
-        warnings.warn(note, UnseenEventsWarning, stacklevel=2)
-    return result
+        note = unseen_note(missed, total, streams_missed, streams, mode.steps_seen, dt)
+        warnings.warn(note, UnseenEventsWarning, stacklevel=3)
 
 
 def summarize(result: Result, labels: np.ndarray) -> dict[str, Any]:
@@ -176,10 +187,16 @@ def tradeoff(
         raise PolicyError(f"exit rules {list(rules)}: expected one or more of {list(RULES)}")
     policies: list[ExitPolicy] = [RULES[r](float(th), tmin, tmax) for r in rules for th in thresholds]
     policies += [FixedT(T) for T in fixed]
-    run_dataset(session, ds.subset(np.arange(min(batch_size, len(ds)))), policies[0], batch_size, binning)
+    reference = FixedT(tmax)
+    with warnings.catch_warnings():  # the warm-up batch's missed events: said by the run of all
+        warnings.simplefilter("ignore", UnseenEventsWarning)
+        run_dataset(session, ds.subset(np.arange(min(batch_size, len(ds)))), policies[0], batch_size, binning)
     rows = []
     for policy in policies:
-        r = run_dataset(session, ds, policy, batch_size, binning)
+        with warnings.catch_warnings():  # missed events: said once, by the reference run (fixed tmax)
+            if policy != reference:
+                warnings.simplefilter("ignore", UnseenEventsWarning)
+            r = run_dataset(session, ds, policy, batch_size, binning)
         s = summarize(r, ds.labels)
         del s["batch_per_step"]
         rows.append({"policy": str(policy), **s})

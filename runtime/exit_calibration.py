@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from .data import Dataset
-from .evaluate import run_dataset
+from .evaluate import ClockMode, run_batches, warn_unseen
 from .policies import RULES as RULE_CLASSES
 from .policies import Cascade, FixedT, PolicyError, passes
 from .session import Session
@@ -77,19 +77,15 @@ class _Recorder:
 def step_readouts(
     session: Session, ds: Dataset, T: int, batch_size: int = 256, binning: str | None = None
 ) -> np.ndarray:
-    """The readout after every step 1..T of every sample, run to horizon T: ``[T, N, classes]``."""
+    """The readout after every step 1..T of every sample, run to horizon T: ``[T, N, classes]``
+    (fixed bins that miss events: one warning for the split, :func:`.evaluate.warn_unseen`)."""
     parts = []
+    mode = ClockMode(session, _Recorder(T), binning, counts=False)
     for start in range(0, len(ds), batch_size):
-        rec = _Recorder(T)
-        run_dataset(
-            session,
-            ds.subset(np.arange(start, min(start + batch_size, len(ds)))),
-            rec,
-            batch_size,
-            binning,
-            counts=False,
-        )
+        mode.policy = rec = _Recorder(T)  # one recorder a batch, one count of missed events for all
+        run_batches(mode, ds.subset(np.arange(start, min(start + batch_size, len(ds)))), batch_size)
         parts.append(np.stack(rec.logits))
+    warn_unseen(mode, len(ds))
     return np.concatenate(parts, axis=1)
 
 

@@ -3,11 +3,13 @@ the single-line error with exit status 2 for bad input."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import sys
-from collections.abc import Callable, Mapping, Sequence
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, NoReturn
 
 
@@ -113,6 +115,22 @@ def print_warnings(notes: Sequence[str | None]) -> list[str]:
     for n in kept:
         print(f"warning: {n}", file=sys.stderr)
     return kept
+
+
+@contextlib.contextmanager
+def noting(notes: list[str], *categories: type[Warning]) -> Iterator[None]:
+    """Warnings of ``categories`` raised inside, as notes for :func:`print_warnings`
+    (``warning:`` lines and the ``--json`` list, not Python's file:line form); others pass
+    on as raised, each shown once as Python's default filter would."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    registry: dict[Any, Any] = {}
+    for w in caught:
+        if issubclass(w.category, categories):
+            notes.append(str(w.message))
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, registry=registry)
 
 
 def print_run(title: str, figures: Mapping[str, str], notes: Sequence[str] = ()) -> None:

@@ -245,3 +245,28 @@ def test_npz_files_that_are_not_images_and_labels_are_refused(tmp_path):
     np.savez(path, images=np.zeros((4, 1, 2, 2), np.uint8), labels=np.arange(4) % 2)
     with pytest.raises(DataError, match=r"images are a uint8 array .*expected float32"):  # Dataset's own check
         load_dataset(f"npz:{path}", "train")
+
+
+def test_npz_labels_of_any_integer_type_and_files_that_are_no_npz(tmp_path):
+    """uint16 labels crashed the reader (labels.max(initial=-1)); int32 ones passed it and
+    failed in torch ("expected target dtype to be Long"); a .npy, an extra member and an
+    empty file were tracebacks."""
+    path = tmp_path / "d.npz"
+    for dtype in (np.uint8, np.uint16, np.int32):
+        _bars_npz(path, n=20)
+        z = dict(np.load(path))
+        np.savez(path, images=z["images"], labels=z["labels"].astype(dtype))
+        ds = load_dataset(f"npz:{path}", "train")
+        assert ds.labels.dtype == np.int64 and ds.classes == [str(k) for k in range(11)]
+    np.save(tmp_path / "one.npy", np.zeros(3))
+    with pytest.raises(DataError, match=r"holds one array \(a \.npy\); expected a \.npz of images and labels"):
+        load_dataset(f"npz:{tmp_path / 'one.npy'}", "train")
+    import zipfile
+
+    with zipfile.ZipFile(path, "a") as z:
+        z.writestr("README.txt", "my data")
+    assert len(load_dataset(f"npz:{path}", "test")) == 4  # a member it does not read: left alone
+    np.savez(path, images=np.zeros((0, 1, 2, 2), np.float32), labels=np.zeros(0, np.int64))
+    with pytest.raises(DataError, match="holds no samples; expected images and labels of one or more"):
+        load_dataset(f"npz:{path}", "train")
+    assert make_events(np.arange(3), np.zeros(3), 1, np.arange(3))["p"].tolist() == [1, 1, 1]  # a scalar field

@@ -629,6 +629,24 @@ def test_a_data_set_run_with_fixed_bins_says_what_it_did_not_see(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         run_dataset(runtime.load(model), ds)  # equal bins see every event: no warning
+    # batches smaller than the split, a warm-up batch, several policies and horizons: one line,
+    # for the whole split (a tradeoff printed the warm-up batch's figures beside the split's,
+    # calibrate-exit one raw warning per batch)
+    p = _cli(
+        "tradeoff", model, "--data", spec, "--binning", "fixed", "--batch-size", "4", "--thresholds", "0.9", "--json"
+    )
+    assert p.returncode == 0, p.stderr
+    assert [w for w in json.loads(p.stdout)["warnings"] if "fixed bins" in w] == [
+        f"{n} of {total} events ({n / total:.0%}) in 17 of 20 stream(s) lie at t >= {end} µs, after 4 fixed bins of "
+        "75000 µs (the trained T, or the run's if longer): no run of that many steps sees them (shift the streams to "
+        "start at 0, larger bins, or equal binning to spread each recording over the steps)"
+    ]
+    from runtime.exit_calibration import step_readouts
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        step_readouts(runtime.load(model), ds, 4, batch_size=4, binning="fixed")
+    assert len(caught) == 1 and str(caught[0].message).startswith(f"{n} of {total} events (22%) in 17 of 20")
 
 
 def test_tradeoff_sweeps_each_rule_and_says_when_none_ended_a_run(model_path):
@@ -655,9 +673,11 @@ def test_tradeoff_sweeps_each_rule_and_says_when_none_ended_a_run(model_path):
     p = _cli("tradeoff", model_path, "--data", "digits:static", "--limit", "8", "--thresholds", "1.0", "--json")
     assert json.loads(p.stdout)["warnings"] == [
         "no confidence threshold of [1.0] ended a run before step 4: the model's readouts do not pass them on "
-        "this data (10 classes: a uniform top class probability is 0.10); pass other --thresholds, or let "
+        "this data (over 10 classes a uniform top probability is 0.10); pass other --thresholds, or let "
         "calibrate-exit choose one"
     ]
+    p = _cli("tradeoff", model_path, "--data", "digits:static", "--limit", "8", "--thresholds", "1.0", "--tmin", "4")
+    assert p.returncode == 0 and "warning: no confidence" not in p.stderr  # tmin = tmax: no rule ends a run early
 
 
 def test_the_event_mode_says_where_its_time_base_differs_from_training(tmp_path):

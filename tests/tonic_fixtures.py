@@ -146,3 +146,11 @@ class LongRecordings(Synthetic11):
         ev, k = super().__getitem__(i)
         ev["t"] = ev["t"] * 10  # 200 to 600 ms
         return ev, k
+
+
+class OneRecording(Synthetic11):
+    """One recording, no train/test of its own: split by index, it is all "test"."""
+
+    def __init__(self, save_to: str):
+        super().__init__(save_to, True)
+        self.targets = [0]

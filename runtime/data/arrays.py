@@ -31,16 +31,22 @@ def read_npz(path: str, split: str) -> tuple[np.ndarray, np.ndarray, list[str], 
     if not p.is_file():
         raise DataError(f"npz:{path}: not a file; expected a .npz file of images and labels (np.savez)")
     try:
-        with np.load(p, allow_pickle=False) as z:
+        z = np.load(p, allow_pickle=False)
+        if not isinstance(z, np.lib.npyio.NpzFile):  # a .npy: one array, no labels beside it
+            raise DataError(f"npz:{path} holds one array (a .npy); expected a .npz of images and labels (np.savez)")
+        with z:
             missing = [k for k in REQUIRED if k not in z.files]
             if missing:
                 raise DataError(
                     f"npz:{path} has arrays {z.files}, lacking {missing}; expected images [N, C, H, W] float32 "
                     f"and labels [N] (optional: {list(OPTIONAL)})"
                 )
-            for key in z.files:  # before reading: the entry's size as stored uncompressed
-                check_memory(z.zip.getinfo(f"{key}.npy").file_size, f"reading {key} of npz:{path}")
-            arrays = {k: z[k] for k in (*REQUIRED, *OPTIONAL) if k in z.files}
+            read = [k for k in (*REQUIRED, *OPTIONAL) if k in z.files]
+            assert z.zip is not None  # open inside the with
+            for info in z.zip.infolist():  # before reading: each entry's size as stored uncompressed
+                if info.filename.removesuffix(".npy") in read:
+                    check_memory(info.file_size, f"reading {info.filename} of npz:{path}")
+            arrays = {k: z[k] for k in read}
     except (zipfile.BadZipFile, OSError, EOFError) as e:
         raise DataError(f"npz:{path} is not a readable .npz file ({e})") from None
     except ValueError as e:  # an object array (pickled: refused), a damaged entry
@@ -53,7 +59,9 @@ def read_npz(path: str, split: str) -> tuple[np.ndarray, np.ndarray, list[str], 
         )
     if labels.ndim != 1 or labels.dtype.kind not in "iu":
         raise DataError(f"npz:{path}: labels of dtype {labels.dtype}, shape {list(labels.shape)}; expected int [N]")
-    K = int(labels.max(initial=-1)) + 1
+    if not len(labels):
+        raise DataError(f"npz:{path} holds no samples; expected images and labels of one or more")
+    K = int(labels.max()) + 1
     classes = [str(c) for c in arrays["classes"]] if "classes" in arrays else [str(k) for k in range(K)]
     if "split" in arrays:
         given = arrays["split"]

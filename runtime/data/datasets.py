@@ -99,6 +99,7 @@ class Dataset:
         problem = self._problem()
         if problem is not None:  # the trainer and the runtime read these arrays as they are
             raise DataError(f"data {self.spec!r} ({self.split}): {problem}")
+        self.labels = self.labels.astype(np.int64, copy=False)  # torch's loss takes int64 (int32: a dtype error)
 
     def _problem(self) -> str | None:
         """What is wrong with the declared kind, shape, labels and samples (None: nothing);

@@ -36,8 +36,9 @@ def make_events(x, y, p, t) -> np.ndarray:
         a = np.asarray(v)
         with np.errstate(invalid="ignore"):  # NaN has no int value: found by the comparison below
             ev[f] = a
-        if a.size and not np.array_equal(ev[f], a):  # compared as values: 3.9 != 3, 65541 != 5
-            bad = a[np.asarray(ev[f] != a)].flat[0]
+        want = np.broadcast_to(a, ev[f].shape)  # a scalar field (p = 1) stands for every event
+        if want.size and not np.array_equal(ev[f], want):  # compared as values: 3.9 != 3, 65541 != 5
+            bad = want[ev[f] != want].flat[0]
             raise DataError(f"event field {f} value {bad} does not fit {EVENT_DTYPE[f]} as a whole number")
     return ev[np.argsort(ev["t"], kind="stable")]
 

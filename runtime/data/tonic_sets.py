@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from .datasets import Dataset, LazyEvents, select_split, whole_split
-from .events import EVENT_DTYPE
+from .events import make_events
 from .registry import DataError
 from .splits import split_index
 
@@ -51,40 +51,33 @@ def tonic_class(name: str) -> type:
 def to_events(ev: Any, what: str, shape: tuple[int, int, int]) -> np.ndarray:
     """A tonic recording (structured array) in :data:`EVENT_DTYPE`; missing y or p are 0.
     ``shape``: the data set's (P, H, W); an event outside it is a :class:`DataError` (a flat
-    index ``y * W + x`` would put it silently on another pixel)."""
+    index ``y * W + x`` would put it silently on another pixel). Values pass
+    :func:`.events.make_events`'s one rule (whole numbers its fields hold), after float
+    times are rounded to the µs: tonic's SHD stores float µs; times in ms or s must be scaled
+    first (docs/event_data.md), nothing here can tell the unit."""
     names = getattr(getattr(ev, "dtype", None), "names", None) or ()
     if "t" not in names or "x" not in names:
         raise DataError(f"{what} has fields {list(names)}; expected a structured array with x, t (and y, p)")
     P, H, W = shape
-    for f in ("x", "y", "t"):
-        if f in names and ev[f].dtype.kind == "f" and not np.isfinite(ev[f]).all():
-            raise DataError(f"{what}: {f} has NaN or infinite values; expected whole numbers")
-    for f in ("x", "y"):  # a pixel index: 3.7 is no pixel (truncated, it moved events silently)
-        frac = ev[f] != np.floor(ev[f]) if f in names and ev[f].dtype.kind == "f" else None
-        if frac is not None and frac.any():
-            raise DataError(f"{what}: {f} has fractions (e.g. {ev[f][frac][0]}); expected pixel indices")
     for f, size in (("x", W), ("y", H)):
         if f in names and len(ev) and not (0 <= np.min(ev[f]) and np.max(ev[f]) < size):
             raise DataError(
                 f"{what}: {f} ranges {np.min(ev[f])}..{np.max(ev[f])}, outside the data set's sensor_size "
                 f"({W}, {H}, {P}): expected 0..{size - 1}"
             )
-    out = np.zeros(len(ev), EVENT_DTYPE)
-    out["x"] = ev["x"]
-    if "y" in names:
-        out["y"] = ev["y"]
-    if "p" in names and P > 1:
-        out["p"] = np.asarray(ev["p"]) > 0  # tonic uses 0/1 or -1/+1 or bool: ON = 1
-    # P == 1: one channel whatever p says (tonic's SHD marks every event p = 1, "artificial polarity")
-    # µs; float times are rounded to the µs (tonic's SHD stores float µs): times in ms or s must
-    # be scaled first (docs/event_data.md), nothing here can tell the unit
-    out["t"] = np.round(ev["t"]).astype(np.int64)
-    if len(out) and out["t"].min() < 0:  # binning dropped them, the event engine refused them: one rule
+    y = ev["y"] if "y" in names else 0
+    # tonic uses 0/1 or -1/+1 or bool: ON = 1; P == 1: one channel whatever p says (tonic's SHD
+    # marks every event p = 1, "artificial polarity")
+    p = np.asarray(ev["p"]) > 0 if "p" in names and P > 1 else 0
+    t = np.round(ev["t"]) if ev["t"].dtype.kind == "f" else ev["t"]
+    try:
+        out = make_events(ev["x"], y, p, t)
+    except DataError as e:  # the value, with the recording that holds it
+        raise DataError(f"{what}: {e}") from None
+    if len(out) and out["t"][0] < 0:  # binning dropped them, the event engine refused them: one rule
         raise DataError(
-            f"{what}: negative timestamps (min {out['t'].min()} µs); expected t >= 0 from the recording's start"
+            f"{what}: negative timestamps (min {out['t'][0]} µs); expected t >= 0 from the recording's start"
         )
-    if len(out) > 1 and np.any(np.diff(out["t"]) < 0):
-        out = out[np.argsort(out["t"], kind="stable")]
     return out
 
 
@@ -124,6 +117,8 @@ def from_tonic(obj: Any, spec: str | None = None, split: str = "train", by_index
     if len(obj) == 0:
         raise DataError(f"tonic data set {name} has no recordings")
     rows = _split_rows(obj, whole, by_index)
+    if not len(rows):
+        raise DataError(f"tonic data set {name} has no recordings in split {whole!r}")
     labels = _labels(obj, rows, name, classes)
     shape = (int(P), int(H), int(W))
     if P > 2:
@@ -153,7 +148,10 @@ def from_tonic(obj: Any, spec: str | None = None, split: str = "train", by_index
         durations="recording",
         meta={"tonic": name},
     )
-    return select_split(ds, split)
+    ds = select_split(ds, split)
+    if not len(ds):
+        raise DataError(f"tonic data set {name} has no recordings in split {split!r}")
+    return ds
 
 
 def _item(obj: Any, i: int, name: str) -> Any:
