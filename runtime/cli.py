@@ -260,14 +260,19 @@ def cmd_calibrate_exit(a: argparse.Namespace) -> None:
     val, test = cliargs.model_data(a, p, "val"), cliargs.model_data(a, p, "test")
     # horizons (fixed T, and the tmax of the rules): the trained range up to the reference tmax
     lo = max(a.tmin, min(p.T_range[0], tmax))
-    unseen: list[str] = []  # a model trained on fixed bins that miss events (said per split and horizon)
-    with noting(unseen, UnseenEventsWarning):
+    # a model trained on fixed bins that miss events: said once per split, for its longest run
+    # (each horizon above the trained T sees more; the last note is the longest that missed any)
+    val_unseen: list[str] = []
+    with noting(val_unseen, UnseenEventsWarning):
         by_horizon = horizon_readouts(session, val, range(lo, tmax + 1), a.batch_size, a.binning)
     c = choose(by_horizon, val.labels, a.budget, a.tmin, rules, a.criterion)
     policy = c["best"]["policy"]
-    with noting(unseen, UnseenEventsWarning):
+    test_unseen: list[str] = []
+    with noting(test_unseen, UnseenEventsWarning):
         fixed = summarize(run_dataset(session, test, f"fixed:{tmax}", a.batch_size, a.binning), test.labels)
+    with noting([], UnseenEventsWarning):  # a run no longer than fixed tmax: said by it
         chosen = summarize(run_dataset(session, test, policy, a.batch_size, a.binning), test.labels)
+    unseen = [f"{name} split: {n}" for name, ns in (("validation", val_unseen), ("test", test_unseen)) for n in ns[-1:]]
     trained_on_val = p.train_split != "train-minus-val"
     warnings = print_warnings(
         [

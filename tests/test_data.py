@@ -261,6 +261,7 @@ def test_npz_labels_of_any_integer_type_and_files_that_are_no_npz(tmp_path):
     np.save(tmp_path / "one.npy", np.zeros(3))
     with pytest.raises(DataError, match=r"holds one array \(a \.npy\); expected a \.npz of images and labels"):
         load_dataset(f"npz:{tmp_path / 'one.npy'}", "train")
+    import io
     import zipfile
 
     with zipfile.ZipFile(path, "a") as z:
@@ -270,3 +271,17 @@ def test_npz_labels_of_any_integer_type_and_files_that_are_no_npz(tmp_path):
     with pytest.raises(DataError, match="holds no samples; expected images and labels of one or more"):
         load_dataset(f"npz:{path}", "train")
     assert make_events(np.arange(3), np.zeros(3), 1, np.arange(3))["p"].tolist() == [1, 1, 1]  # a scalar field
+    images, labels = np.zeros((4, 1, 2, 2), np.float32), np.arange(4) % 2
+    np.savez(path, images=images, labels=labels, classes=np.array("cat"))  # a 0-d array: a traceback
+    with pytest.raises(DataError, match=r"classes of dtype <U3, shape \[\]; expected a 1-D array of str"):
+        load_dataset(f"npz:{path}", "train")
+    np.savez(path, images=images, labels=labels, classes=np.array([b"cat", b"dog"]))  # names "b'cat'" were stored
+    with pytest.raises(DataError, match=r"classes of dtype \|S3, shape \[2\]; expected a 1-D array of str"):
+        load_dataset(f"npz:{path}", "train")
+    with zipfile.ZipFile(path, "w") as z:  # a member without the .npy header: numpy hands back bytes
+        z.writestr("images.npy", b"not an npy at all")
+        buf = io.BytesIO()
+        np.save(buf, labels)
+        z.writestr("labels.npy", buf.getvalue())
+    with pytest.raises(DataError, match=r"images is not a NumPy array \(no \.npy header\)"):
+        load_dataset(f"npz:{path}", "train")

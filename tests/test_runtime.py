@@ -649,6 +649,26 @@ def test_a_data_set_run_with_fixed_bins_says_what_it_did_not_see(tmp_path):
     assert len(caught) == 1 and str(caught[0].message).startswith(f"{n} of {total} events (22%) in 17 of 20")
 
 
+def test_calibrate_exit_says_missed_events_once_per_split(tmp_path):
+    """Each horizon above the trained T missed fewer events, and each said so: with --tmax 8
+    four lines for the validation split alone (about 60 with --tmax 64). Bins to 450 ms here:
+    both splits have recordings beyond."""
+    from runtime.protocol import METADATA_KEY
+
+    model = tiny_model(kind="event-frames")  # trained T 4, bins of 75 ms
+    props = {p.key: p.value for p in model.metadata_props}
+    meta = json.loads(props[METADATA_KEY])
+    meta["input"]["binning"] = "fixed"  # as a model trained with --binning fixed stores it
+    onnx.helper.set_model_props(model, {**props, METADATA_KEY: json.dumps(meta)})
+    path = save(model, tmp_path / "f.onnx")
+    spec = f"tonic:tests.tonic_fixtures.LongRecordings:{tmp_path}"  # 200 to 600 ms long
+    p = _cli("calibrate-exit", path, "--data", spec, "--out", str(tmp_path / "x.onnx"), "--tmax", "6", "--json")
+    assert p.returncode == 0, p.stderr
+    said = [w for w in json.loads(p.stdout)["warnings"] if "fixed bins" in w]
+    assert [w.split(":")[0] for w in said] == ["validation split", "test split"], said
+    assert all("after 6 fixed bins" in w for w in said), said  # the longest run's
+
+
 def test_tradeoff_sweeps_each_rule_and_says_when_none_ended_a_run(model_path):
     """tradeoff swept confidence only (the plot too); and with 11 classes a model's top
     probability stayed about 0.1, below every default threshold: every row was fixed T,

@@ -51,6 +51,9 @@ def read_npz(path: str, split: str) -> tuple[np.ndarray, np.ndarray, list[str], 
         raise DataError(f"npz:{path} is not a readable .npz file ({e})") from None
     except ValueError as e:  # an object array (pickled: refused), a damaged entry
         raise DataError(f"npz:{path}: {e}") from None
+    for k, a in arrays.items():  # numpy hands a member without the .npy header back as raw bytes
+        if not isinstance(a, np.ndarray):
+            raise DataError(f"npz:{path}: {k} is not a NumPy array (no .npy header); expected np.savez's members")
     images, labels = arrays["images"], arrays["labels"]
     if images.ndim != 4 or len(images) != len(labels):
         raise DataError(
@@ -62,6 +65,10 @@ def read_npz(path: str, split: str) -> tuple[np.ndarray, np.ndarray, list[str], 
     if not len(labels):
         raise DataError(f"npz:{path} holds no samples; expected images and labels of one or more")
     K = int(labels.max()) + 1
+    for k in OPTIONAL:  # names: str, one per class or sample (bytes became "b'cat'" in the model)
+        if k in arrays and (arrays[k].ndim != 1 or arrays[k].dtype.kind != "U"):
+            a = arrays[k]
+            raise DataError(f"npz:{path}: {k} of dtype {a.dtype}, shape {list(a.shape)}; expected a 1-D array of str")
     classes = [str(c) for c in arrays["classes"]] if "classes" in arrays else [str(k) for k in range(K)]
     if "split" in arrays:
         given = arrays["split"]
