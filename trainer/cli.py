@@ -268,8 +268,9 @@ def _add_paper_options(p: argparse.ArgumentParser) -> None:
         "--ndot-ratio",
         choices=NDOT_RATIOS,
         default=PAPER_NDOT_RATIO,
-        help="ndot: paper (e_1 = u_1, lambda only where u_{t-1} = 0) or clamped (e_1 = lambda, ratio in "
-        "[-lambda, lambda]) (default: %(default)s)",
+        help="ndot: paper (e_1 = u_1, lambda only where u_{t-1} = 0; its gradients do not point along BPTT's: "
+        "docs/online_training.md) or clamped (e_1 = lambda, ratio in [-lambda, lambda]: what trains) "
+        "(default: %(default)s)",
     )
     p.add_argument(
         "--first-stage",
