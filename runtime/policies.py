@@ -282,11 +282,8 @@ class Margin(_Bounded):
 # runtime.exit_calibration)
 RULES: dict[str, type[_Bounded]] = {cls.name: cls for cls in (Confidence, Margin, Entropy)}
 # what --policy takes, for help and messages: read from the rules (a rule is listed once)
-POLICY_FORMS = (
-    "fixed:T",
-    *(f"{name}:THRESHOLD[,tmin=N,tmax=N]" for name in RULES),
-    "cascade:RULE:THRESHOLD,T=N+N[+N...]",
-)
+STEP_POLICY_FORMS = ("fixed:T", *(f"{name}:THRESHOLD[,tmin=N,tmax=N]" for name in RULES))  # decided per step
+POLICY_FORMS = (*STEP_POLICY_FORMS, "cascade:RULE:THRESHOLD,T=N+N[+N...]")
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from . import cliargs
 from .data.eventfile import CHUNK_BYTES, FORMATS, open_events, parse_sensor
 from .data.transforms import Pipeline, Transform, from_dicts, parse_transform
 from .errors import InputError
-from .policies import POLICY_FORMS, Cascade, FixedT, model_default, parse_policy, t_range_warning
+from .policies import STEP_POLICY_FORMS, Cascade, FixedT, model_default, parse_policy, t_range_warning
 from .protocol import DENSE_KINDS
 from .report import json_text, table
 from .session import load
@@ -25,7 +25,7 @@ CONDITIONAL_FLAGS: dict[str, tuple[str, Callable[[str], object], str]] = {
         "--mode clock",
         str,
         # a cascade runs whole recordings again: a stream has none (refused when given)
-        f"{', '.join(f for f in POLICY_FORMS if not f.startswith('cascade:'))} (default: the model's stored "
+        f"{', '.join(STEP_POLICY_FORMS)} (default: the model's stored "
         "policy, as runtime run uses it, else fixed at "
         "the trained T; a stored cascade runs fixed T; multi-rate files are refused)",
     ),

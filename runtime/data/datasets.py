@@ -117,8 +117,11 @@ class Dataset:
             return f"labels range {y.min()}..{y.max()}; expected 0..{K - 1} (one per name in classes)"
         if self.durations not in DURATIONS:
             return f"durations {self.durations!r} is unknown; expected one of {list(DURATIONS)}"
-        samples = {"static": self.images, "events": self.events, "sequence": self.sequences}[self.kind]
-        field_name = {"static": "images", "events": "events", "sequence": "sequences"}[self.kind]
+        field_name, samples = {
+            "static": ("images", self.images),
+            "events": ("events", self.events),
+            "sequence": ("sequences", self.sequences),
+        }[self.kind]
         if samples is None or len(samples) != len(y):
             n = "none" if samples is None else len(samples)
             return f"{len(y)} labels but {n} {field_name}; expected one of each per sample ({self.kind} data)"
@@ -462,12 +465,12 @@ def select_split(ds: Dataset, split: str) -> Dataset:
 def load_dataset(spec: str, split: str, limit: int | None = None, transforms: Sequence[Transform] = ()) -> Dataset:
     """Load ``split`` of the data named by ``spec``; ``limit`` keeps an evenly spread subset;
     ``transforms`` (:mod:`.transforms`) apply to every event recording."""
-    whole_split(split)  # an unknown split: refused before any reading
+    whole = whole_split(split)  # an unknown split: refused before any reading
     src = source(spec)
     arg = src.parse(spec.partition(":")[2], spec)
     reading(*spec_paths(spec))
     try:
-        ds = select_split(src.load(arg, whole_split(split), spec), split)
+        ds = select_split(src.load(arg, whole, spec), split)
     except (FileNotFoundError, ValueError) as e:
         if isinstance(e, DataError):
             raise

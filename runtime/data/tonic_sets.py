@@ -176,8 +176,9 @@ def _labels(obj: Any, rows: np.ndarray, name: str, classes: list[str]) -> np.nda
         f"expected integer targets 0..{len(classes) - 1}, target i meaning class {classes[0]!r}, "
         f"{classes[1]!r}, ... in that order"
     )
-    if raw.dtype.kind == "f" and len(raw) and not np.all(np.isfinite(raw) & (raw == np.round(raw))):
-        bad = raw[~(np.isfinite(raw) & (raw == np.round(raw)))][0]
+    fractional = ~(np.isfinite(raw) & (raw == np.round(raw))) if raw.dtype.kind == "f" else None
+    if fractional is not None and fractional.any():
+        bad = raw[fractional][0]
         raise DataError(f"tonic data set {name} has a target that is not a whole class index ({bad}); {expected}")
     try:
         labels = raw.astype(np.int64)
