@@ -14,7 +14,7 @@ from edge.speck.quantize import quantize
 from runtime.data import bin_events
 from runtime.protocol import read_model
 from tests.conftest import run_cli
-from tests.edge_fixtures import Conv, chain_model, random_streams
+from tests.edge_fixtures import Conv, chain_model, random_streams, with_fixed_bins
 from tests.runtime_fixtures import save
 
 SHAPE = (2, 12, 12)
@@ -94,3 +94,16 @@ def test_emulate_cli(tmp_path, model_path):
     assert r.returncode == 0, r.stderr
     e = json.loads(r.stdout)["emulation"]
     assert e["n"] == 10 and 0 <= e["speck_accuracy"] <= 1 and "all" in e["spike_difference"]
+
+
+def test_emulate_says_missed_events_as_a_warning_line(tmp_path):
+    """The float clock comparison of a fixed-bin model misses the digits' events after its
+    bins: `--emulate` said it in Python's file:line form; now one `warning:` line and the
+    --json `warnings`, as `runtime run` (dc5c375 had no test: it needs a model Speck accepts)."""
+    m = save(with_fixed_bins(chain_model([Conv(4, pool=2)], classes=10)), tmp_path / "f.onnx")
+    r = run_cli("edge", "speck", m, "--emulate", "--data", "digits", "--limit", "4", "--json")
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.startswith("warning: ") and "events" in r.stderr.splitlines()[0], r.stderr
+    assert "Warning:" not in r.stderr
+    warnings = json.loads(r.stdout)["emulation"]["warnings"]
+    assert len(warnings) == 1 and warnings[0] == r.stderr.splitlines()[0].removeprefix("warning: ")
