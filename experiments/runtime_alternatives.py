@@ -39,7 +39,7 @@ from runtime.data.nmnist import SENSOR
 from runtime.engine import Stepper, make_session
 from runtime.neuron import make_spec
 from runtime.neuron.kernels import kernel
-from runtime.report import table
+from runtime.report import table, versions
 from trainer.config import Config, DataConfig, MethodConfig, ModelConfig, NeuronConfig
 from trainer.models import build_model
 
@@ -136,8 +136,8 @@ def main() -> None:
         t0 = time.perf_counter()
         graph = graph_settings(path, a.repeats)
         neuron = kernel_against_add(path, 4 * a.repeats)
-    versions = {m.__name__: m.__version__ for m in (np, ort, __import__("numba"), __import__("torch"))}
-    meta = {"load_before": load_before, "load_after": os.getloadavg()[0], "threads": 1, "versions": versions}
+    found = versions("numpy", "onnxruntime", "numba", "torch")
+    meta = {"load_before": load_before, "load_after": os.getloadavg()[0], "threads": 1, "versions": found}
     if a.json:
         print(json.dumps({"graph_settings": graph, "neuron_pass": neuron, **meta}, indent=1))
         return
@@ -155,7 +155,7 @@ def main() -> None:
     print(table(["one pass over the first layer's state", "CPU ms min", "CPU ms median", "GB/s (min)"], rows))
     took = time.perf_counter() - t0
     print(f"load average {meta['load_before']:.2f} before, {meta['load_after']:.2f} after ({took:.0f} s)")
-    print("versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()))
+    print("versions: " + ", ".join(f"{k} {v}" for k, v in found.items()))
 
 
 if __name__ == "__main__":
