@@ -13,6 +13,7 @@ from typing import Any
 from . import cliargs
 from .bench import bench, timed_steps, torch_available
 from .data import DataError, spec_paths
+from .data.events import TIME_BASES
 from .engine import threads_for
 from .errors import InputError, TrainedRangeWarning, UnseenEventsWarning
 from .evaluate import plot_tradeoff, run_dataset, summarize, tradeoff
@@ -60,6 +61,8 @@ def cmd_run(a: argparse.Namespace) -> None:
         from .event.cli import cmd_run_event
 
         return cmd_run_event(a)
+    if a.time_base is not None:
+        raise InputError(f"--time-base {a.time_base}: only --mode event reads it (the clock run bins as trained)")
     policy = parse_policy(a.policy) if a.policy is not None else None  # bad policy: fail before loading data
     session = _open(a)
     ds = cliargs.model_data(a, session.protocol)
@@ -381,6 +384,13 @@ def parser() -> argparse.ArgumentParser:
         choices=["clock", "event"],
         default="clock",
         help="clock-driven steps (default) or event-driven per input event (--json adds sd)",
+    )
+    p.add_argument(
+        "--time-base",
+        choices=TIME_BASES,
+        default=None,
+        help="--mode event: each recording in real µs (default: as an event-driven chip gets it) or stretched "
+        "onto the span it had in training (a model trained on each recording's own span; docs/event_driven.md)",
     )
     p = sub.add_parser(
         "bench", help="per-step time, interleaved with torch (eager, plain, compiled) given --checkpoint"

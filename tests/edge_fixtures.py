@@ -3,7 +3,6 @@ with any layer shapes, so the Speck tests can hit every chip limit on purpose.""
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -118,13 +117,3 @@ def random_streams(
         )
         for _ in range(n)
     ]
-
-
-def with_fixed_bins(model: onnx.ModelProto) -> onnx.ModelProto:
-    """``model`` as if trained on fixed bins from t = 0 (it sees the first T x dt µs of a
-    recording: 40 ms of the digits' 300 ms, so a run on them misses events)."""
-    props = {p.key: p.value for p in model.metadata_props}
-    meta = json.loads(props["flexsnn.protocol"])
-    meta["input"]["binning"] = "fixed"
-    helper.set_model_props(model, {**props, "flexsnn.protocol": json.dumps(meta)})
-    return model

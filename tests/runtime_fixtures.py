@@ -234,3 +234,14 @@ def save(model: onnx.ModelProto, path: Path) -> str:
     """Written as the exporter writes: with the weight digest (runtime.integrity)."""
     onnx.save(stamp_onnx(model), str(path))
     return str(path)
+
+
+def with_input(model: onnx.ModelProto, **fields: object) -> onnx.ModelProto:
+    """``model`` with fields of its metadata's ``input`` changed, as if trained so: e.g.
+    ``binning="fixed"`` (it sees the first T x dt µs of a recording) or
+    ``durations="recording"`` (trained on each recording's own span)."""
+    props = {p.key: p.value for p in model.metadata_props}
+    meta = json.loads(props["flexsnn.protocol"])
+    meta["input"].update(fields)
+    helper.set_model_props(model, {**props, "flexsnn.protocol": json.dumps(meta)})
+    return model

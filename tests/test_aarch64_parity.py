@@ -157,10 +157,10 @@ def test_parity_run_says_missed_events_as_a_warning_line(tmp_path, capsys):
     """A fixed-bin model misses the digits' events after its bins: `run` said so in Python's
     file:line form (a UserWarning with its source line), where `runtime run` prints one
     `warning:` line; now as runtime run does, once for the three runs."""
-    from tests.edge_fixtures import Conv, chain_model, with_fixed_bins
-    from tests.runtime_fixtures import save
+    from tests.edge_fixtures import Conv, chain_model
+    from tests.runtime_fixtures import save, with_input
 
-    model = save(with_fixed_bins(chain_model([Conv(4, pool=2)], classes=10)), tmp_path / "m.onnx")
+    model = save(with_input(chain_model([Conv(4, pool=2)], classes=10), binning="fixed"), tmp_path / "m.onnx")
     inputs = tmp_path / "in.npz"
     assert _exit_code(["inputs", str(inputs), "--limit", "3"]) in (0, None)
     assert _exit_code(["run", model, str(inputs), "-o", str(tmp_path / "r.npz")]) in (0, None)

@@ -14,8 +14,8 @@ from edge.speck.quantize import quantize
 from runtime.data import bin_events
 from runtime.protocol import read_model
 from tests.conftest import run_cli
-from tests.edge_fixtures import Conv, chain_model, random_streams, with_fixed_bins
-from tests.runtime_fixtures import save
+from tests.edge_fixtures import Conv, chain_model, random_streams
+from tests.runtime_fixtures import save, with_input
 
 SHAPE = (2, 12, 12)
 
@@ -100,7 +100,7 @@ def test_emulate_says_missed_events_as_a_warning_line(tmp_path):
     """The float clock comparison of a fixed-bin model misses the digits' events after its
     bins: `--emulate` said it in Python's file:line form; now one `warning:` line and the
     --json `warnings`, as `runtime run` (dc5c375 had no test: it needs a model Speck accepts)."""
-    m = save(with_fixed_bins(chain_model([Conv(4, pool=2)], classes=10)), tmp_path / "f.onnx")
+    m = save(with_input(chain_model([Conv(4, pool=2)], classes=10), binning="fixed"), tmp_path / "f.onnx")
     r = run_cli("edge", "speck", m, "--emulate", "--data", "digits", "--limit", "4", "--json")
     assert r.returncode == 0, r.stderr
     assert r.stderr.startswith("warning: ") and "events" in r.stderr.splitlines()[0], r.stderr

@@ -716,7 +716,8 @@ def test_the_event_mode_says_where_its_time_base_differs_from_training(tmp_path)
     assert time_base_note(per_recording) == (
         "this model's LIF neurons leak, and it was trained on each recording's own span (T equal bins each), but "
         "the event engine runs recordings in real µs, with the nominal step of 75000 µs: a recording much shorter "
-        "or longer than 300000 µs decays otherwise than in the clock run (docs/event_driven.md, Time base)"
+        "or longer than 300000 µs decays otherwise than in the clock run (--time-base trained stretches each to it; "
+        "docs/event_driven.md, Time base)"
     )
     assert time_base_note(lif) is None  # every recording spans the data set's length, as trained
     assert time_base_note(dataclasses.replace(if_, durations="recording")) is None  # IF sees no time

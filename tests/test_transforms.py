@@ -3,8 +3,6 @@ in training data and in the ONNX metadata (old files without them still load).""
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import onnx
 import pytest
@@ -14,7 +12,7 @@ from runtime.data.events import make_events
 from runtime.data.transforms import Pipeline, TransformError, from_dicts, output_shape, parse_transform
 from runtime.protocol import ModelError, read_model
 
-from .runtime_fixtures import tiny_model
+from .runtime_fixtures import tiny_model, with_input
 
 TONIC_DTYPE = np.dtype([("x", int), ("y", int), ("t", int), ("p", int)])
 
@@ -144,15 +142,6 @@ def test_dataset_transforms_apply_per_recording():
     np.testing.assert_array_equal(f.sum(axis=(2, 3, 4)), raw.frames(np.arange(5), 3).sum(axis=(2, 3, 4)))
 
 
-def _with_input(model: onnx.ModelProto, **fields) -> onnx.ModelProto:
-    meta = {p.key: p.value for p in model.metadata_props}
-    obj = json.loads(meta["flexsnn.protocol"])
-    obj["input"].update(fields)
-    del model.metadata_props[:]
-    onnx.helper.set_model_props(model, {"flexsnn.protocol": json.dumps(obj)})
-    return model
-
-
 def test_protocol_transforms_and_durations(tmp_path):
     old = tmp_path / "old.onnx"
     onnx.save(tiny_model("event-frames"), old)  # written before these fields existed
@@ -160,7 +149,7 @@ def test_protocol_transforms_and_durations(tmp_path):
     assert p.durations == "dataset" and p.transforms == ()
     new = tmp_path / "new.onnx"
     onnx.save(
-        _with_input(
+        with_input(
             tiny_model("event-frames"), durations="recording", transforms=[{"kind": "downsample", "args": [20, 20]}]
         ),
         new,
@@ -168,10 +157,10 @@ def test_protocol_transforms_and_durations(tmp_path):
     _, p = read_model(new)
     assert p.durations == "recording" and [t.text for t in from_dicts(p.transforms)] == ["downsample:20x20"]
     bad = tmp_path / "bad.onnx"
-    onnx.save(_with_input(tiny_model("event-frames"), transforms=[{"kind": "blur", "args": []}]), bad)
+    onnx.save(with_input(tiny_model("event-frames"), transforms=[{"kind": "blur", "args": []}]), bad)
     with pytest.raises(ModelError, match="input transforms"):
         read_model(bad)
-    onnx.save(_with_input(tiny_model("event-frames"), durations="sometimes"), bad)
+    onnx.save(with_input(tiny_model("event-frames"), durations="sometimes"), bad)
     with pytest.raises(ModelError, match="durations"):
         read_model(bad)
 
@@ -180,7 +169,7 @@ def test_session_bins_each_recording_by_its_own_span_when_the_model_says_so(tmp_
     from runtime import load
 
     path = tmp_path / "rec.onnx"
-    onnx.save(_with_input(tiny_model("event-frames"), durations="recording"), path)
+    onnx.save(with_input(tiny_model("event-frames"), durations="recording"), path)
     s = load(path)
     short = make_events([1], [1], [1], [999])  # its own span: [0, 1000) -> last of 4 bins
     f = s.frames([short], 4)

@@ -28,7 +28,7 @@ from numpy.typing import ArrayLike
 from ..fileio import reading
 from .arrays import read_npz
 from .braille import read_braille
-from .events import BINNINGS, bin_events
+from .events import BINNINGS, bin_events, stream_ends
 from .mnist import read_mnist
 from .nmnist import SENSOR as NMNIST_SENSOR
 from .nmnist import list_nmnist, read_nmnist_bin
@@ -221,13 +221,16 @@ class Dataset:
         streams = [self.events[i] for i in idx]
         if binning == "fixed":
             return bin_events(streams, T, shape, "fixed", self.duration_us / T if dt_us is None else dt_us)
+        return bin_events(streams, T, shape, "equal", durations_us=self.spans(idx, streams, durations))
+
+    def spans(self, idx: np.ndarray, streams: Sequence[np.ndarray], durations: str) -> np.ndarray:
+        """The span ``[0, end)`` that "equal" binning splits, for the recordings ``idx``
+        (``streams``: theirs, read once by the caller), by the rule ``durations``."""
         if durations == "dataset":
-            spans = [self.duration_us] * len(streams)
-        elif self.recording_us is not None:
-            spans = self.recording_us[idx]
-        else:
-            spans = None  # last timestamp + 1 of each
-        return bin_events(streams, T, shape, "equal", durations_us=spans)
+            return np.full(len(idx), self.duration_us)
+        if self.recording_us is not None:
+            return np.asarray(self.recording_us[idx], np.float64)
+        return stream_ends(streams)
 
 
 def _described(a: object) -> str:

@@ -25,6 +25,8 @@ from ..errors import DataError
 
 EVENT_DTYPE = np.dtype([("x", "<i2"), ("y", "<i2"), ("p", "<i1"), ("t", "<i8")])
 BINNINGS = ("equal", "fixed")
+# the event engine's clock: each recording in real µs, or stretched as training's bins stretched it (retimed)
+TIME_BASES = ("real", "trained")
 
 
 def make_events(x, y, p, t) -> np.ndarray:
@@ -49,7 +51,7 @@ def bin_events(
     shape: tuple[int, int, int],
     binning: str = "equal",
     dt_us: float | None = None,
-    durations_us: Sequence[float] | None = None,
+    durations_us: Sequence[float] | np.ndarray | None = None,
 ) -> np.ndarray:
     """Bin a batch of streams into count frames of shape ``[T, B, C, H, W]`` (float32).
 
@@ -69,10 +71,7 @@ def bin_events(
     sample = np.repeat(np.arange(B, dtype=np.int64), counts)
     t = ev["t"].astype(np.int64)
     if binning == "equal":
-        if durations_us is None:
-            ends = np.array([s["t"][-1] + 1 if len(s) else 1 for s in streams], dtype=np.float64)
-        else:
-            ends = np.asarray(durations_us, dtype=np.float64)
+        ends = np.asarray(stream_ends(streams) if durations_us is None else durations_us, dtype=np.float64)
         # integer arithmetic where possible so the bin of an event does not depend on rounding
         b = np.floor(t * T / ends[sample]).astype(np.int64)
     else:
@@ -83,6 +82,22 @@ def bin_events(
     flat = (((b * B + sample) * C + ev["p"]) * H + ev["y"]) * W + ev["x"]
     frames = np.bincount(flat[keep], minlength=T * B * C * H * W)
     return frames.reshape(T, B, C, H, W).astype(np.float32)
+
+
+def stream_ends(streams: Sequence[np.ndarray]) -> np.ndarray:
+    """Each recording's span when nothing declares it: its last timestamp + 1 µs (1 if empty)."""
+    return np.array([s["t"][-1] + 1 if len(s) else 1 for s in streams], dtype=np.float64)
+
+
+def retimed(stream: np.ndarray, span_us: float, to_us: float) -> np.ndarray:
+    """``stream`` with its span ``[0, span_us)`` mapped linearly onto ``[0, to_us)``:
+    ``t' = floor(t * to_us / span_us)``. What "equal" binning over the recording's own span
+    does to time: bin ``k`` of T covers ``[k, k + 1) * span / T``, which lands on ``[k, k + 1)
+    * to / T``; fixed bins of ``to_us / T`` then bin the result as equal binning binned the
+    original (exactly where ``to_us / T`` is a whole number of µs)."""
+    out = stream.copy()
+    out["t"] = np.floor(stream["t"] * (to_us / span_us)).astype(np.int64)
+    return out
 
 
 def _check_on_sensor(ev: np.ndarray, shape: tuple[int, int, int]) -> None:

@@ -35,10 +35,11 @@ def cmd_run_event(a: argparse.Namespace) -> None:
     threads = use_threads(a.threads if a.threads is not None else 0)
     engine = load_event(a.model)
     ds = cliargs.model_data(a, engine.protocol, needs="the event engine")
-    r = run_event_dataset(engine, ds, a.batch_size, progress=sys.stderr.isatty())
+    time_base = a.time_base or "real"
+    r = run_event_dataset(engine, ds, a.batch_size, progress=sys.stderr.isatty(), time_base=time_base)
     s = summarize(r, ds.labels)
-    warnings = print_warnings([time_base_note(engine.protocol)])
-    s.update(mode="event", data=ds.spec, model=a.model, threads=threads, warnings=warnings)
+    warnings = print_warnings([time_base_note(engine.protocol, time_base)])
+    s.update(mode="event", time_base=time_base, data=ds.spec, model=a.model, threads=threads, warnings=warnings)
     if a.json:
         s.update(compare_clock(load(a.model, a.threads, a.backend), ds, r, a.batch_size, a.binning))
         emit_json(s)

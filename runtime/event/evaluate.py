@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..data import Dataset, check_fits
+from ..data.events import TIME_BASES, retimed
+from ..errors import InputError
 from ..evaluate import ClockMode, run_batches
 from ..neuron import kind_of
 from ..policies import FixedT
@@ -24,32 +26,46 @@ def check_dataset(engine: EventEngine, ds: Dataset) -> None:
     check_fits(ds, engine.sensor, p.classes, "the model", needs="the event engine")
 
 
-def time_base_note(p: Protocol) -> str | None:
+def stretched_span(p: Protocol) -> float | None:
+    """The span training stretched every recording onto, where its time base is not real
+    time: T equal bins over each recording's own span (``durations = "recording"``), each
+    lasting one nominal step ``dt_us`` (else None)."""
+    if p.binning != "equal" or p.durations != "recording" or p.dt_us is None:
+        return None
+    return p.input_steps(p.T_trained) * p.dt_us
+
+
+def time_base_note(p: Protocol, time_base: str = "real") -> str | None:
     """Where the event engine's real µs and the clock run's bins differ in kind, not by
     bin width: a model trained on each recording's own span (``durations = "recording"``,
     T equal bins each) runs every recording in real µs here, with the nominal step. With a
     neuron that leaks, a recording far shorter or longer than T steps then decays otherwise
     than in the clock run (a stranger's LIF model: spike difference 0.16 on recordings of
-    80-200 ms, 0.53 under 30 ms, for a nominal 146 ms); IF neurons see no time (None)."""
-    if p.durations != "recording" or p.dt_us is None:
+    80-200 ms, 0.53 under 30 ms, for a nominal 146 ms); IF neurons see no time (None), nor
+    does a run on the trained time base (``time_base = "trained"``)."""
+    span = stretched_span(p)
+    if time_base == "trained" or span is None:
         return None
     leaky = sorted({n.spec.kind for n in p.neurons if kind_of(n.spec.kind).event_form(n.spec).leaks})
     if not leaky:
         return None
-    span = p.input_steps(p.T_trained) * p.dt_us
     return (
         f"this model's {'/'.join(leaky)} neurons leak, and it was trained on each recording's own span "
         f"(T equal bins each), but the event engine runs recordings in real µs, with the nominal step of "
         f"{p.dt_us:g} µs: a recording much shorter or longer than {span:g} µs decays otherwise than in the "
-        "clock run (docs/event_driven.md, Time base)"
+        "clock run (--time-base trained stretches each to it; docs/event_driven.md, Time base)"
     )
 
 
 class EventMode:
-    """The event engine over a data set: whole streams, a batch of them in parallel."""
+    """The event engine over a data set: whole streams, a batch of them in parallel, in real
+    µs or (``time_base = "trained"``) each stretched onto the span training gave it."""
 
-    def __init__(self, engine: EventEngine):
+    def __init__(self, engine: EventEngine, time_base: str = "real"):
+        if time_base not in TIME_BASES:
+            raise InputError(f"time base {time_base!r} is unknown; expected one of {list(TIME_BASES)}")
         self.engine = engine
+        self.span = stretched_span(engine.protocol) if time_base == "trained" else None
 
     def check(self, ds: Dataset, batch: int) -> None:
         check_dataset(self.engine, ds)
@@ -57,13 +73,22 @@ class EventMode:
     def run(self, ds: Dataset, idx: np.ndarray) -> EventResult:
         assert ds.events is not None  # check_dataset: an event data set, which holds streams
         # indexed one by one: transformed and tonic recordings are read lazily and take no slices
+        streams = [ds.events[j] for j in idx]
         # each up to the recording's length, where CubaLIF membranes still cross their threshold
-        return self.engine.run_batch([ds.events[j] for j in idx], until=ds.duration_us)
+        if self.span is None:
+            return self.engine.run_batch(streams, until=ds.duration_us)
+        ends = ds.spans(idx, streams, self.engine.protocol.durations)
+        return self.engine.run_batch([retimed(s, e, self.span) for s, e in zip(streams, ends)], until=self.span)
 
 
-def run_event_dataset(engine: EventEngine, ds: Dataset, batch_size: int = 256, progress: bool = False) -> EventResult:
-    """Every stream of ``ds``, ``batch_size`` streams at a time in parallel."""
-    return run_batches(EventMode(engine), ds, batch_size, progress)
+def run_event_dataset(
+    engine: EventEngine, ds: Dataset, batch_size: int = 256, progress: bool = False, time_base: str = "real"
+) -> EventResult:
+    """Every stream of ``ds``, ``batch_size`` streams at a time in parallel; ``time_base``:
+    "real" (each recording as it comes, what an event-driven chip does) or "trained" (each
+    stretched onto the span its T training bins had; the same as "real" unless the model was
+    trained on each recording's own span: docs/event_driven.md, Time base)."""
+    return run_batches(EventMode(engine, time_base), ds, batch_size, progress)
 
 
 def compare_clock(
