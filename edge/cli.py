@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from runtime import cliargs
 from runtime.data import DataError, spec_paths
-from runtime.errors import InputError, TrainedRangeWarning
+from runtime.errors import InputError, TrainedRangeWarning, missing_package
 from runtime.fileio import OutputPathError, check_output
 from runtime.limits import available_cores
 from runtime.neuron import SpecError
@@ -152,10 +152,7 @@ def cmd_speck(a: argparse.Namespace) -> None:
     try:
         import numba  # noqa: F401  (imported by runtime.event anyway; here it can fail with a clear line)
     except ImportError:
-        fail(
-            "python -m edge speck needs numba (it converts and emulates through the event-driven engine, "
-            "runtime.event); install it: pip install 'numba>=0.59'"
-        )
+        fail(str(missing_package("numba", "python -m edge speck (it converts and emulates through runtime.event)")))
     from .speck.deploy import DeployError
     from .speck.quantize import QuantError
 

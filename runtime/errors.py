@@ -37,5 +37,20 @@ class UnseenEventsWarning(RuntimeWarning):
     (fixed bins cover the first ``T x dt`` µs of a recording). The run goes ahead."""
 
 
+class MissingPackageError(ImportError):
+    """An optional package a command needs is not installed (numba, which a runtime-only
+    Raspberry Pi install leaves out); the message names it, what needs it and how to
+    install it. An ImportError, so code that probes for the package still catches it."""
+
+
+PIP_NAMES = {"numba": "numba>=0.59"}  # as pyproject.toml pins it
+
+
+def missing_package(package: str, what: str) -> MissingPackageError:
+    return MissingPackageError(
+        f"{what} needs {package}, which is not installed; install it: pip install '{PIP_NAMES.get(package, package)}'"
+    )
+
+
 class DataError(ValueError):
     """A data spec or data folder that cannot be used; the message says what was expected."""

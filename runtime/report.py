@@ -55,13 +55,15 @@ def start(cli_module: str) -> None:
 
 
 def guarded(errors: tuple[type[BaseException], ...], main: Callable[[], Any]) -> Any:
-    """Run ``main``; turn the listed user-facing errors, refused output paths and resource
-    limits into :func:`fail`. A MemoryError the estimates did not foresee is one line too;
-    Ctrl-C and a reader that closed the pipe end the command without a traceback."""
+    """Run ``main``; turn the listed user-facing errors, refused output paths, resource
+    limits and a missing optional package into :func:`fail`. A MemoryError the estimates
+    did not foresee is one line too; Ctrl-C and a reader that closed the pipe end the
+    command without a traceback."""
+    from .errors import MissingPackageError
     from .fileio import OutputPathError, interrupts_remembered, raise_if_interrupted
     from .limits import ResourceError
 
-    handled: tuple[type[BaseException], ...] = (*errors, OutputPathError, ResourceError)
+    handled: tuple[type[BaseException], ...] = (*errors, OutputPathError, ResourceError, MissingPackageError)
     try:
         with interrupts_remembered():
             result = main()

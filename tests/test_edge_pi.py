@@ -151,6 +151,41 @@ def test_pi_bench_needs_no_torch_and_no_numba(tmp_path):
     assert r.returncode == 2 and "needs numba" in r.stderr and "Traceback" not in r.stderr, r.stderr
 
 
+WITHOUT_NUMBA = """
+import runpy, sys
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("numba", "llvmlite"):
+            raise ImportError(name + " is blocked in this test")
+sys.meta_path.insert(0, Block())
+sys.argv = sys.argv[1:]
+runpy.run_module(sys.argv[0], run_name="__main__", alter_sys=True)
+"""
+
+
+def test_what_needs_numba_says_so_in_one_line_on_an_install_without_it(tmp_path):
+    """docs/edge.md's runtime-only Pi install leaves numba out: `runtime run --mode event`,
+    `event-bench` and `edge.pi.parity run` ended in a ModuleNotFoundError traceback, and a
+    model with a refractory transform would have too."""
+    from tests.runtime_fixtures import tiny_model, with_input
+
+    path = save(chain_model([Conv(4, pool=2)], classes=10), tmp_path / "m.onnx")
+    refractory = with_input(tiny_model(kind="event-frames"), transforms=[{"kind": "refractory", "args": [100]}])
+    inputs = tmp_path / "in.npz"
+    assert run_cli("edge.pi.parity", "inputs", str(inputs), "--limit", "2").returncode == 0
+    engine = "the event-driven engine (runtime.event) needs numba, which is not installed; install it: pip install"
+    for argv, needle in [
+        (["runtime", "run", path, "--data", "digits", "--limit", "2", "--mode", "event"], engine),
+        (["runtime", "event-bench", path, "--data", "digits", "--limit", "2"], engine),
+        (["edge.pi.parity", "run", path, str(inputs), "--backend", "ort", "-o", str(tmp_path / "r.npz")], engine),
+        (["runtime", "run", save(refractory, tmp_path / "t.onnx"), "--data", "digits", "--limit", "2"], "a refractory"),
+    ]:
+        r = subprocess.run([sys.executable, "-c", WITHOUT_NUMBA, *argv], cwd=ROOT, capture_output=True, text=True)
+        assert r.returncode == 2 and r.stderr.startswith(f"error: {needle}"), (argv, r.stderr)
+        assert r.stderr.count("\n") == 1 and "'numba>=0.59'" in r.stderr, r.stderr
+    assert not (tmp_path / "r.npz").exists()
+
+
 def test_clock_driven_commands_do_not_import_numba_or_scikit_learn():
     """numba (the event engine) and scikit-learn (the digits, first load only) add about 60 and
     50 MiB of peak memory; a clock-driven `runtime run` or `pi-bench` on a 1 GB Pi needs neither."""

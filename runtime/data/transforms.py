@@ -32,6 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..errors import missing_package
 from .events import EVENT_DTYPE
 from .registry import DataError
 
@@ -127,7 +128,10 @@ def output_shape(transforms: Sequence[Transform], shape: tuple[int, int, int]) -
 @functools.cache
 def _kernels() -> tuple[Callable, Callable]:
     """The per-event filters, compiled on first use (numba is heavy to import)."""
-    import numba
+    try:
+        import numba
+    except ImportError as e:  # a runtime-only install: one line, not a traceback
+        raise missing_package("numba", "a refractory or denoise transform") from e
 
     @numba.njit(cache=True)
     def refractory(x, y, t, last, W, us):  # pragma: no cover - compiled

@@ -20,7 +20,13 @@ import time
 from collections.abc import Callable
 
 import numpy as np
-from numba import get_num_threads
+
+from ..errors import missing_package
+
+try:
+    from numba import get_num_threads
+except ImportError as e:  # a runtime-only install: one line, not a traceback
+    raise missing_package("numba", "the event-driven engine (runtime.event)") from e
 
 from ..bench import Loop, interleaved
 from ..data import Dataset

@@ -59,8 +59,14 @@ import math
 from typing import Any
 
 import numpy as np
-from numba import njit, prange
-from numba.core.cpu import CPUTargetOptions
+
+from ..errors import missing_package
+
+try:
+    from numba import njit, prange
+    from numba.core.cpu import CPUTargetOptions
+except ImportError as e:  # a runtime-only install: one line, not a traceback
+    raise missing_package("numba", "the event-driven engine (runtime.event)") from e
 
 from .network import (
     BETA,

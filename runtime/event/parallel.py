@@ -23,7 +23,13 @@ from __future__ import annotations
 import threading
 
 import numpy as np
-from numba import get_num_threads
+
+from ..errors import missing_package
+
+try:
+    from numba import get_num_threads
+except ImportError as e:  # a runtime-only install: one line, not a traceback
+    raise missing_package("numba", "the event-driven engine (runtime.event)") from e
 
 from ..forks import FORKS
 from .kernel import run_streams, run_streams_serial
