@@ -169,3 +169,65 @@ def test_parity_run_says_missed_events_as_a_warning_line(tmp_path, capsys):
     assert len(lines) == 1 and lines[0].startswith("warning: ") and "events" in lines[0], err
     assert "Warning:" not in err
     assert "fixed/predictions" in parity._load(str(tmp_path / "r.npz"))
+
+
+def test_compare_refuses_nothing_and_counts_the_arrays_of_both(tmp_path, capsys):
+    """A stranger's tour: two empty JSON objects "agreed" (0 of 0 arrays, exit 0); an inputs
+    file compared as a result read "18 of 3 arrays differ"; a JSON list of objects (two
+    `edge speck --json` outputs) was a TypeError from numpy."""
+    empty = tmp_path / "empty.json"
+    empty.write_text("{}")
+    assert _exit_code(["compare", str(empty), str(empty)]) == 2
+    assert "holds no results" in capsys.readouterr().err
+    inputs = tmp_path / "in.npz"
+    assert _exit_code(["inputs", str(inputs), "--limit", "2"]) in (0, None)
+    np.savez(tmp_path / "r.npz", **_result())
+    assert _exit_code(["compare", str(inputs), str(tmp_path / "r.npz")]) == 2
+    assert "is a parity inputs file, not a parity result" in capsys.readouterr().err
+    a, b = _result(), _result()
+    del b["fixed/outputs"]
+    b["extra"] = np.zeros(3)
+    np.savez(tmp_path / "a.npz", **a)
+    np.savez(tmp_path / "b.npz", **b)
+    assert _exit_code(["compare", str(tmp_path / "a.npz"), str(tmp_path / "b.npz")]) == 1
+    assert "parity FAILED: 2 of 5 arrays differ" in capsys.readouterr().out  # 5 names in all, 2 on one side
+    layers = {"layers": [{"name": "conv 0", "core": 0, "mem": [1.5, 2]}, {"name": "fc", "core": 3, "mem": [4, 5]}]}
+    (tmp_path / "x.json").write_text(json.dumps(layers))
+    layers["layers"][1]["core"] = 7
+    (tmp_path / "y.json").write_text(json.dumps(layers))
+    assert _exit_code(["compare", str(tmp_path / "x.json"), str(tmp_path / "x.json")]) in (0, None)
+    assert _exit_code(["compare", str(tmp_path / "x.json"), str(tmp_path / "y.json")]) == 1
+    assert "differs: cli/layers/1/core" in capsys.readouterr().out
+
+
+def test_parity_run_covers_clock_driven_models_and_names_other_sensors(tmp_path, capsys):
+    """A model with biases runs clock-driven (`--backend exact` included) but not per event:
+    `run` refused it with the event engine's "train without biases" message; a model of
+    another sensor was a DataError traceback."""
+    from tests.runtime_fixtures import save, tiny_model
+
+    inputs = tmp_path / "in.npz"
+    assert _exit_code(["inputs", str(inputs), "--limit", "3"]) in (0, None)
+    biased = save(tiny_model(kind="event-frames"), tmp_path / "b.onnx")  # 2x20x20, with biases
+    assert _exit_code(["run", biased, str(inputs), "-o", str(tmp_path / "r.npz")]) in (0, None)
+    err = capsys.readouterr().err
+    assert err.startswith("warning: the event engine cannot run") and "clock-driven runs only" in err, err
+    got = parity._load(str(tmp_path / "r.npz"))
+    assert "fixed/predictions" in got and not any(k.startswith("event/") for k in got)
+    other = save(tiny_model(kind="event-frames", size=16), tmp_path / "o.onnx")
+    assert _exit_code(["run", other, str(inputs), "-o", str(tmp_path / "o.npz")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "parity inputs are the digits test streams, [2, 20, 20]" in err, err
+
+
+def test_inputs_never_replace_a_file_of_another_kind(tmp_path, capsys):
+    model = tmp_path / "m.onnx"
+    model.write_bytes(b"an ONNX file")
+    assert _exit_code(["inputs", str(model), "--limit", "2"]) == 2  # `run` takes the model first: easily swapped
+    assert ".onnx names an ONNX file" in capsys.readouterr().err
+    assert model.read_bytes() == b"an ONNX file"
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"not a zip")
+    assert _exit_code(["run", str(model), str(bad), "-o", str(tmp_path / "r.npz")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("is not a parity inputs file") == 1, err  # said once, not wrapped in itself

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from runtime import cliargs
-from runtime.data import Dataset
+from runtime.data import DataError, Dataset
 from runtime.data.datasets import digits_event_set
 from runtime.data.digits import digits_events, save_packed, unpacked
 from runtime.data.splits import spread
@@ -42,10 +42,12 @@ from runtime.session import BACKENDS, load
 
 CONFIDENCE = "confidence:0.5"
 CLI_TIMES = {"seconds", "ms_per_sample", "model", "data"}  # wall time, and the paths given
+INPUT_KEYS = {"events", "offsets", "labels"}  # what `inputs` writes
 BATCH = 64
 
 
 def write_inputs(path: str, limit: int | None) -> None:
+    check_output(path, kind=(".npz", "parity inputs (.npz)"))  # `inputs m.onnx` replaced the model
     streams, labels = digits_events("test")
     if limit is not None and limit < len(labels):  # as every --limit: evenly spread
         keep = spread(len(labels), limit)
@@ -73,16 +75,24 @@ def _npz(path: str, keys: tuple[str, ...], what: str) -> dict[str, np.ndarray]:
 
 def read_inputs(path: str) -> Dataset:
     what = "a parity inputs file (python -m edge.pi.parity inputs)"
+    arrays = _npz(path, tuple(sorted(INPUT_KEYS)), what)  # its errors name the path and `what` already
     try:
-        streams, labels = unpacked(_npz(path, ("events", "offsets", "labels"), what))
+        streams, labels = unpacked(arrays)
     except ValueError as e:
         raise InputError(f"{path} is not {what}: {e}") from None
     return digits_event_set(path, "test", streams, labels)
 
 
-def run_all(model: str, ds: Dataset, backend: str = "exact") -> dict[str, np.ndarray]:
-    """Every per-sample array of the three runs, keyed ``run/field``."""
+def run_all(model: str, ds: Dataset, backend: str = "exact", notes: list[str] | None = None) -> dict[str, np.ndarray]:
+    """Every per-sample array of the three runs, keyed ``run/field``; the event engine's only
+    where it can run the model (a bias, BatchNorm: the clock-driven runs alone, said in
+    ``notes``), so that a clock-driven deployment is checked too."""
     session = load(model, threads=1, backend=backend)
+    if tuple(session.protocol.input_shape) != tuple(ds.shape):
+        raise InputError(
+            f"{model} takes input of shape {list(session.protocol.input_shape)}; parity inputs are the digits "
+            f"test streams, {list(ds.shape)} (only models of the digits' sensor can be compared this way)"
+        )
     out: dict[str, np.ndarray] = {}
     for name, policy in (("fixed", FixedT(session.protocol.default_T)), ("confidence", parse_policy(CONFIDENCE))):
         r = run_dataset(session, ds, policy, BATCH)
@@ -91,7 +101,13 @@ def run_all(model: str, ds: Dataset, backend: str = "exact") -> dict[str, np.nda
     from runtime.event import load_event  # numba: only here
     from runtime.event.evaluate import run_event_dataset
 
-    e = run_event_dataset(load_event(model), ds, BATCH)
+    try:
+        engine = load_event(model)
+    except ModelError as refused:  # the same on every machine: both results lack the event arrays
+        if notes is not None:
+            notes.append(f"the event engine cannot run {model} ({str(refused).split(';')[0]}): clock-driven runs only")
+        return out
+    e = run_event_dataset(engine, ds, BATCH)
     out.update({"event/predictions": e.predictions, "event/outputs": e.outputs, "event/synops": e.synops})
     out.update({f"event/spikes/{k}": v for k, v in e.neuron_counts.items()})
     return out
@@ -121,20 +137,42 @@ def _flatten(prefix: str, value: object) -> dict[str, np.ndarray]:
     as one numpy array would hold pointers, and its bytes would never compare equal)."""
     if isinstance(value, dict):
         return {k: v for name, field in value.items() for k, v in _flatten(f"{prefix}/{name}", field).items()}
-    return {prefix: np.asarray(value)}
+    array = np.asarray(value) if not isinstance(value, list) or _uniform(value) else None
+    if array is None or array.dtype == object:  # a list of objects or of ragged lists: item by item
+        assert isinstance(value, list)
+        return {k: v for i, item in enumerate(value) for k, v in _flatten(f"{prefix}/{i}", item).items()}
+    return {prefix: array}
+
+
+def _uniform(items: list) -> bool:
+    """Whether numpy can hold the list as one array of numbers or strings (no objects)."""
+    try:
+        return np.asarray(items).dtype != object
+    except ValueError:  # ragged nesting
+        return False
 
 
 def _load(path: str) -> dict[str, np.ndarray]:
     """A result of ``run``, or the ``--json`` object of ``python -m runtime run`` (its wall
-    times left out: they are not results)."""
+    times left out: they are not results); one with no results at all is refused (two
+    empty files "agreed")."""
+    what = "a parity result (python -m edge.pi.parity run, or runtime run --json)"
     if path.endswith(".json"):
         try:
             with open(path) as f:
                 s = json.load(f)
         except (OSError, ValueError) as e:
             raise InputError(f"cannot read {path} as runtime run --json output: {e}") from None
-        return _flatten("cli", {k: v for k, v in s.items() if k not in CLI_TIMES})
-    return _npz(path, (), "a parity result (python -m edge.pi.parity run, or runtime run --json)")
+        if not isinstance(s, dict):
+            raise InputError(f"{path} is not {what}: expected a JSON object, got a {type(s).__name__}")
+        arrays = _flatten("cli", {k: v for k, v in s.items() if k not in CLI_TIMES})
+    else:
+        arrays = _npz(path, (), what)
+        if set(arrays) == INPUT_KEYS:
+            raise InputError(f"{path} is a parity inputs file, not {what}")
+    if not arrays:
+        raise InputError(f"{path} holds no results; expected {what}")
+    return arrays
 
 
 def _parser() -> cliargs.Parser:
@@ -157,7 +195,7 @@ def _parser() -> cliargs.Parser:
 
 def main(argv: list[str] | None = None) -> None:
     a = cliargs.parse(_parser, argv)
-    sys.exit(guarded((InputError, ModelError), lambda: _run(a)))
+    sys.exit(guarded((InputError, ModelError, DataError), lambda: _run(a)))
 
 
 def _run(a: argparse.Namespace) -> int:
@@ -167,14 +205,15 @@ def _run(a: argparse.Namespace) -> int:
         check_output(a.out, a.model, a.inputs)  # before the runs: never over an input
         notes: list[str] = []  # a fixed-bin model's missed events: a warning line, as runtime run says it
         with noting(notes, UnseenEventsWarning):
-            res = run_all(a.model, read_inputs(a.inputs), a.backend)
+            res = run_all(a.model, read_inputs(a.inputs), a.backend, notes)
         print_warnings(notes)
         write_serialized(a.out, lambda f: np.savez(f, **res))  # type: ignore[arg-type]
     else:
-        diffs = compare(_load(a.first), _load(a.second))
+        first, second = _load(a.first), _load(a.second)
+        diffs = compare(first, second)
         for d in diffs:
             print(f"differs: {d}")
-        n = len(_load(a.first))
+        n = len(first.keys() | second.keys())
         verdict = "ok" if not diffs else "differs (informational)" if a.informational else "FAILED"
         print(f"parity {verdict}: {len(diffs)} of {n} arrays differ")
         return 1 if diffs and not a.informational else 0
