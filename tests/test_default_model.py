@@ -1,4 +1,4 @@
-"""``fit`` without ``--model`` trains the widest default that Speck holds for the data's
+"""``fit`` without ``--model`` trains the wider default width that Speck holds for the data's
 input (trainer/default_model.py): 2C1FCW32 on the embedded default's 2x20x20, 2C1FCW16 on
 N-MNIST's 2x34x34, where 32 first-layer maps need 128 Ki neurons and a core holds 64 Ki."""
 
@@ -20,14 +20,14 @@ def _config(argv: list[str], shape: tuple[int, ...], kind: str = "events"):
 
 
 @pytest.mark.parametrize("shape, model", [((2, 20, 20), "2C1FCW32"), ((2, 34, 34), "2C1FCW16")])
-def test_default_model_is_the_widest_speck_holds(shape, model):
+def test_default_model_is_the_wider_width_speck_holds(shape, model):
     assert _config([], shape).model.name == model
 
 
 @pytest.mark.parametrize(
     "shape, kind, model, why",
     [
-        ((2, 20, 20), "events", "2C1FCW32", "the widest that fits Speck with the default flags"),
+        ((2, 20, 20), "events", "2C1FCW32", "the wider of widths 32 and 16 that fits Speck with the default flags"),
         ((2, 34, 34), "events", "2C1FCW16", "2C1FCW32 would not fit Speck"),
         ((2, 128, 128), "events", "2C1FCW16", "no default width fits Speck"),  # 16 x 128 x 128: 256 Ki neurons
         ((1, 28, 28), "static", "2C1FCW16", "Speck runs event streams only"),
@@ -115,7 +115,8 @@ def test_fit_defaults_write_a_model_that_fits_speck(capsys, tmp_path):
         capsys, "fit", "--epochs", "1", "--limit-train", "150", "--threads", "1", "--out", str(tmp_path / "m.pt")
     )
     assert code == 0, err
-    assert "model 2C1FCW32 (the default for 2x20x20 input: the widest that fits Speck with the default flags" in out
+    want = "model 2C1FCW32 (the default for 2x20x20 input: the wider of widths 32 and 16 that fits Speck with the"
+    assert want in out
     assert load_checkpoint(tmp_path / "m.pt")[0].model.name == "2C1FCW32"
     code, out, err = run_main(export_main, capsys, str(tmp_path / "m.pt"))
     assert code == 0, err

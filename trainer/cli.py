@@ -575,8 +575,8 @@ def _with_model(a: argparse.Namespace, model: str) -> argparse.Namespace:
 
 
 def _default_model(train_shape: tuple[int, ...], kind: str, duration_us: float, ds: Dataset | None) -> DefaultModel:
-    """The model for no ``--model`` and no ``--width``: the widest default that Speck holds
-    for these events."""
+    """The model for no ``--model`` and no ``--width``: the wider default width that Speck
+    holds for these events (trainer.default_model)."""
 
     def default_flags(model: str) -> Config:  # the question is the input's, not the other flags'
         return config_from_args(parser().parse_args(["fit", "--model", model]), train_shape, kind, duration_us, ds)

@@ -1,6 +1,8 @@
-"""The model ``fit`` trains when ``--model`` is not given: the widest default that SynSense
-Speck (the product's edge target) holds for the data's input, asked of the Speck checker
-itself (``edge speck --check``), so that the chip's limits have one home.
+"""The model ``fit`` trains when ``--model`` is not given: the wider of the two default
+widths (:data:`DEFAULT_MODELS`, 32 and 16 channels) that SynSense Speck (the product's edge
+target) holds for the data's input, asked of the Speck checker itself (``edge speck
+--check``), so that the chip's limits have one home. Wider nets may fit too (64 channels
+on the digits' input do): they were not among the widths compared on validation.
 
 Why widest first: on the embedded default (digits, 2x20x20 input) width 32 was flatter over
 T = 1..12 and more accurate than width 16 on the validation split (README, "Choosing the
@@ -63,8 +65,8 @@ def default_model(config_for: Callable[[str], Config], in_shape: tuple[int, ...]
             # chosen with the default flags, whatever this run's: it read as if the run had them
             return DefaultModel(
                 name,
-                "the widest that fits Speck with the default flags (neuron, no bias or BatchNorm), chosen by "
-                "input and classes alone",
+                "the wider of widths 32 and 16 that fits Speck with the default flags (neuron, no bias or "
+                "BatchNorm), chosen by input and classes alone",
             )
     if speck_holds(config_for(last)):
         return DefaultModel(last, f"{widest} would not fit Speck")
