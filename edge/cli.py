@@ -173,10 +173,15 @@ def _speck(a: argparse.Namespace) -> None:
         description = a.describe or Path(a.model).with_suffix(".speck.json")
         check_output(description, a.model, *spec_paths(a.data), what="--describe")
     model, proto = read_model(a.model)
-    one_rate(proto, "a Speck chip (one clock for all layers)")
-    if a.emulate:  # the data the model was trained on, unless --data says otherwise: known before any work
-        cliargs.data_spec(a, proto)
-    net = convert(model, proto, a.readout_threshold)
+    try:
+        one_rate(proto, "a Speck chip (one clock for all layers)")
+        if a.emulate:  # the data the model was trained on, unless --data says otherwise: known before any work
+            cliargs.data_spec(a, proto)
+        net = convert(model, proto, a.readout_threshold)
+    except ModelError as e:  # a model Speck cannot run at all: --json still says so, as for one that does not fit
+        if a.json:
+            emit_json({"model": a.model, "chip": spec.name, "fits": False, "notes": [], "violations": [str(e)]})
+        raise
     if cliargs.given(a, "readout_threshold") and not net.readout_pairs:  # it was accepted and ignored
         raise InputError(
             f"--readout-threshold sets the IF neuron pairs given to a readout without neurons; {a.model}'s "

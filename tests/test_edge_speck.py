@@ -245,6 +245,19 @@ def test_bad_models_exit_2_naming_layer_and_limit(tmp_path, kwargs, words):
         assert w in r.stderr, (w, r.stderr)
 
 
+def test_json_says_fits_false_for_every_refused_model(tmp_path):
+    """A model Speck cannot run at all (a bias, an op it lacks) printed nothing on stdout
+    with --json, where one over a limit printed {"fits": false, ...}: a script looping over
+    models had to handle both."""
+    for kwargs, word in (({"convs": [Conv(4)], "bias": True}, "bias"), ({"convs": [Conv(4)], "extra": "Relu"}, "Relu")):
+        path = save(chain_model(**kwargs), tmp_path / "bad.onnx")
+        r = run_cli("edge", "speck", path, "--json")
+        assert r.returncode == 2 and r.stderr.startswith("error: "), r.stderr
+        out = json.loads(r.stdout)
+        assert out["fits"] is False and len(out["violations"]) == 1 and word in out["violations"][0]
+        assert out["violations"][0] in r.stderr and out["model"] == path
+
+
 def test_leaky_neuron_is_a_named_violation(tmp_path):
     lif = NeuronSpec("LIF", 0.5, 1.0, "subtract", "single", -math.inf, 1.0)
     path = save(chain_model([Conv(4)], spec=lif), tmp_path / "lif.onnx")
