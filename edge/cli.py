@@ -20,9 +20,9 @@ from runtime.errors import InputError, TrainedRangeWarning, missing_package
 from runtime.fileio import OutputPathError, check_output
 from runtime.limits import available_cores
 from runtime.neuron import SpecError
-from runtime.policies import POLICY_FORMS, PolicyError, parse_policy
+from runtime.policies import POLICY_FORMS, PolicyError, parse_policy, t_range_warning
 from runtime.protocol import ModelError, one_rate, read_model
-from runtime.report import emit_json, fail, guarded, table, versions
+from runtime.report import emit_json, fail, guarded, print_warnings, table, versions
 
 from .speck.chip import CHIPS, DEFAULT_CHIP, ChipError
 from .speck.convert import READOUT_THRESHOLD
@@ -115,7 +115,7 @@ def _print_check(path: str, p: Plan, rows: list[dict], notes: list[str]) -> None
 def _emulate(a: argparse.Namespace, q: QuantNet, out: dict) -> None:
     from runtime.errors import UnseenEventsWarning
     from runtime.evaluate import run_dataset, summarize  # onnxruntime session: only when emulating
-    from runtime.report import noting, print_warnings
+    from runtime.report import noting
     from runtime.session import load
 
     from .speck.emulate import emulate
@@ -289,11 +289,16 @@ def cmd_pi_bench(a: argparse.Namespace) -> None:
         "threads": thread_rows(a.model, a.max_threads, a.T, a.repeats, a.backend),
     }
     out["peak_rss_mib"] = peak_rss_mib()  # before any data set is loaded: what the board needs to run
+    notes: list[str | None] = []
+    if a.max_threads > out["cpus"] and a.backend != "exact":  # rows past the cores time oversubscription
+        notes.append(f"rows above {out['cpus']} threads run more threads than this machine's {out['cpus']} cores")
     if a.data:
         ee = early_exit(a.model, cliargs.model_data(a, proto), policy, backend=a.backend)
         out["early_exit"] = dict(ee, policy=policy_text)
         out["peak_rss_with_data_mib"] = peak_rss_mib()
+        notes.append(t_range_warning(proto, policy))  # an accuracy outside training: as runtime run says it
     out["load_average"] = [load_before, os.getloadavg()]
+    out["warnings"] = print_warnings(notes)
     if a.json:
         emit_json(out)
         return

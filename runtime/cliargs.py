@@ -177,8 +177,11 @@ def float_range(lo: float, hi: float, lo_open: bool = False, what: str = "") -> 
             raise argparse.ArgumentTypeError(f"must be a finite number, got {_shown(text)}")
         if v < lo or v > hi or (lo_open and v == lo):
             left = "(" if lo_open else "["
+            right = ")" if math.isinf(hi) else "]"  # "(0.0, inf]" offered what the finite check refuses
             raise argparse.ArgumentTypeError(
-                f"must be a number in {left}{lo}, {hi}]" + (f" ({what})" if what else "") + f", got {_shown(text)}"
+                f"must be a number in {left}{lo}, {hi}{right}"
+                + (f" ({what})" if what else "")
+                + f", got {_shown(text)}"
             )
         return v
 

@@ -151,6 +151,26 @@ def test_pi_bench_needs_no_torch_and_no_numba(tmp_path):
     assert r.returncode == 2 and "needs numba" in r.stderr and "Traceback" not in r.stderr, r.stderr
 
 
+def test_pi_bench_warns_outside_the_trained_range_and_past_the_cores(tmp_path):
+    """`pi-bench --policy fixed:12` reported an accuracy past the trained T unsaid (runtime run
+    warns), and rows past the machine's cores without a word (the default 4 on 2 cores)."""
+    from runtime.limits import available_cores
+
+    path = save(chain_model([Conv(4, pool=2)], classes=10), tmp_path / "m.onnx")  # trained range [1, 4]
+    cores = available_cores()
+    r = run_cli(
+        "edge", "pi-bench", path, "--max-threads", str(cores + 1), "--T", "2", "--repeats", "1",
+        "--data", "digits", "--limit", "4", "--policy", "fixed:12", "--json",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    want = [
+        f"rows above {cores} threads run more threads than this machine's {cores} cores",
+        "this run uses T=12, outside the trained range T in [1, 4]",
+    ]
+    assert json.loads(r.stdout)["warnings"] == want
+    assert r.stderr.splitlines() == [f"warning: {w}" for w in want]
+
+
 WITHOUT_NUMBA = """
 import runpy, sys
 class Block:

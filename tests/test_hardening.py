@@ -65,7 +65,7 @@ def test_calibrate_over_its_input_is_refused(ckpt, capsys):
     [
         (["fit", "--lr", "inf"], "--lr must be a finite number"),
         (["fit", "--lr", "nan"], "--lr must be a finite number"),
-        (["fit", "--weight-decay", "-1"], "--weight-decay must be a number in [0.0, inf]"),
+        (["fit", "--weight-decay", "-1"], "--weight-decay must be a number in [0.0, inf), got -1"),
         (["fit", "--width", "-1"], "--width must be a non-negative integer"),
         (["fit", "--tmax", "1e8"], "--tmax must be a positive integer"),
         (["fit", "--batch-size", "0"], "--batch-size must be a positive integer"),
