@@ -140,6 +140,8 @@ PRODUCT_SUFFIXES = {
     ".onnx": "an ONNX file",
     ".nir": "a NIR graph",
     ".pt2": "a torch.export file",
+    ".json": "a JSON file (--json output, a Speck description)",
+    ".npz": "a NumPy archive (a data set of one's own, parity inputs and results)",
 }
 
 

@@ -295,6 +295,8 @@ def test_an_output_whose_suffix_names_another_kind_is_refused(ckpt, tmp_path, ca
     for argv, needle in [
         (["--format", "torchscript", "-o", str(tmp_path / "x.onnx")], "cannot write the torchscript file to"),
         (["-o", str(tmp_path / "x.pt")], "cannot write the onnx file to"),
+        (["-o", str(tmp_path / "x.json")], ".json names a JSON file"),  # an ONNX file named .json was written
+        (["--format", "nir", "-o", str(tmp_path / "x.npz")], ".npz names a NumPy archive"),
     ]:
         code, _, err = run_main(export_main, capsys, str(ckpt), *argv)
         one_error(code, err, needle, "expected a")
