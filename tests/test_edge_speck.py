@@ -214,6 +214,22 @@ def test_describe_json(tmp_path):
     neuron = d["layers"][0]["neuron"]  # the chip's one neuron, in the quantised integer units
     assert {k: neuron[k] for k in ("kind", "reset", "spike")} == {"kind": "IF", "reset": "subtract", "spike": "multi"}
     assert isinstance(neuron["threshold"], int) and neuron["threshold"] > 0
+    assert d["input"]["transforms"] == []
+
+
+def test_the_models_input_transforms_are_said_to_run_on_the_host(tmp_path):
+    """The chip is configured without its DVS input: a model trained on transformed events
+    (downsampled, polarity merged) needs the host to transform them, and neither --check nor
+    the description said so."""
+    from tests.runtime_fixtures import with_input
+
+    steps = [{"kind": "crop", "args": [0, 0, 20, 20]}, {"kind": "refractory", "args": [100]}]
+    path = save(with_input(chain_model([Conv(8, pool=2)]), transforms=steps), tmp_path / "m.onnx")
+    desc = tmp_path / "m.speck.json"
+    r = run_cli("edge", "speck", path, "--describe", str(desc), "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(desc.read_text())["input"]["transforms"] == steps
+    assert "input transforms crop:0,0,20,20, refractory:100: applied on the host" in json.loads(r.stdout)["notes"][0]
 
 
 @pytest.mark.parametrize(

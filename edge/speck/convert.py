@@ -31,6 +31,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import onnx
 
+from runtime.data.transforms import from_dicts
 from runtime.event.graph import Layer, NeuronFormError, lower
 from runtime.neuron import NeuronSpec, kind_of
 from runtime.protocol import ModelError, Protocol
@@ -119,6 +120,9 @@ def convert(model: onnx.ModelProto, protocol: Protocol, readout_threshold: float
                 raise type(e)(f"Speck cannot run this model: {'; '.join(chip)}") from None
         raise type(e)(f"Speck runs event-driven networks only: {e}") from None
     net = SpeckNet(tuple(protocol.input_shape), lowered[0].pool, [], protocol)  # type: ignore[arg-type]
+    if protocol.transforms:  # the chip is configured without its DVS input (deploy.py): the host feeds it
+        texts = ", ".join(t.text for t in from_dicts(protocol.transforms))
+        net.notes.append(f"input transforms {texts}: applied on the host; the chip gets the transformed events")
     for i, L in enumerate(lowered):
         last = i == len(lowered) - 1
         pool = 1 if last else lowered[i + 1].pool

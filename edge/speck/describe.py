@@ -64,7 +64,13 @@ def describe(qnet: QuantNet, plan: Plan, source: str = "") -> dict[str, Any]:
         "source": source,
         "fits": plan.fits,
         "violations": [str(v) for v in plan.violations],
-        "input": {"shape": list(net.input_shape), "sum_pool": net.input_pool, "destinations": [0]},
+        "input": {
+            "shape": list(net.input_shape),
+            "sum_pool": net.input_pool,
+            "destinations": [0],
+            # the model's event transforms (runtime.data.transforms), in order: the host applies them
+            "transforms": [dict(t) for t in net.protocol.transforms],
+        },
         "readout": (
             f"spike counts of the last layer: channel c counts class c's +W neuron, channel "
             f"{net.readout_pairs} + c its -W neuron; prediction = argmax of count(+) - count(-)"
