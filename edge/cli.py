@@ -151,8 +151,8 @@ def cmd_speck(a: argparse.Namespace) -> None:
     # Raspberry Pi install may leave out; pi-bench must work without it
     try:
         import numba  # noqa: F401  (imported by runtime.event anyway; here it can fail with a clear line)
-    except ImportError:
-        fail(str(missing_package("numba", "python -m edge speck (it converts and emulates through runtime.event)")))
+    except ImportError as e:
+        fail(str(missing_package("numba", "python -m edge speck (it converts and emulates through runtime.event)", e)))
     from .speck.deploy import DeployError
     from .speck.quantize import QuantError
 

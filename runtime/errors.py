@@ -46,10 +46,15 @@ class MissingPackageError(ImportError):
 PIP_NAMES = {"numba": "numba>=0.59"}  # as pyproject.toml pins it
 
 
-def missing_package(package: str, what: str) -> MissingPackageError:
-    return MissingPackageError(
-        f"{what} needs {package}, which is not installed; install it: pip install '{PIP_NAMES.get(package, package)}'"
-    )
+def missing_package(package: str, what: str, error: ImportError) -> MissingPackageError:
+    """The error for ``what``, which failed to import ``package`` with ``error``: not
+    installed, or installed and failing (numba that lags numpy names the versions it needs:
+    that reason is kept, where "install it" would be answered "already satisfied")."""
+    pip = PIP_NAMES.get(package, package)
+    name = error.name if isinstance(error, ModuleNotFoundError) else None
+    if name is not None and name.split(".")[0] == package:
+        return MissingPackageError(f"{what} needs {package}, which is not installed; install it: pip install '{pip}'")
+    return MissingPackageError(f"{what} needs {package}, which is installed but failed to import: {error} ({pip})")
 
 
 class DataError(ValueError):

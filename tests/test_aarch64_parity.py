@@ -89,6 +89,27 @@ def test_cli_json_objects_compare_field_by_field(tmp_path):
     ]
 
 
+def test_a_real_runtime_run_json_compares(tmp_path, capsys):
+    """What edge/aarch64_check.sh compares: `runtime run --json` holds nulls ("config": null;
+    an infinite sd is null), which the list flattening once sent to an assert (a traceback
+    on every real file)."""
+    from tests.conftest import run_cli
+    from tests.runtime_fixtures import save, tiny_model
+
+    model = save(tiny_model(), tmp_path / "m.onnx")
+    r = run_cli("runtime", "run", model, "--data", "digits:static", "--limit", "6", "--threads", "1", "--json")
+    assert r.returncode == 0, r.stderr
+    assert None in json.loads(r.stdout).values()  # what the flattening must take
+    (tmp_path / "a.json").write_text(r.stdout)
+    changed = json.loads(r.stdout) | {"config": [1, None], "accuracy": 0.0}
+    (tmp_path / "b.json").write_text(json.dumps(changed))
+    assert _exit_code(["compare", str(tmp_path / "a.json"), str(tmp_path / "a.json")]) in (0, None)
+    assert "parity ok" in capsys.readouterr().out
+    assert _exit_code(["compare", str(tmp_path / "a.json"), str(tmp_path / "b.json")]) == 1
+    out = capsys.readouterr().out
+    assert "differs: cli/accuracy" in out and "differs: cli/config" in out
+
+
 def test_informational_compare_prints_differences_and_exits_0(tmp_path, capsys):
     a, b = _result(), _result()
     b["fixed/outputs"][5, 1] = np.nextafter(b["fixed/outputs"][5, 1], np.float32(2))

@@ -121,7 +121,7 @@ import sys
 class Block:
     def find_spec(self, name, path=None, target=None):
         if name.split(".")[0] in ("torch", "numba", "sinabs", "samna"):
-            raise ImportError(name + " is blocked in this test")
+            raise ModuleNotFoundError(f"No module named {name!r} (blocked in this test)", name=name)
 sys.meta_path.insert(0, Block())
 from edge.cli import main
 main()
@@ -176,11 +176,29 @@ import runpy, sys
 class Block:
     def find_spec(self, name, path=None, target=None):
         if name.split(".")[0] in ("numba", "llvmlite"):
-            raise ImportError(name + " is blocked in this test")
+            raise ModuleNotFoundError(f"No module named {name!r} (blocked in this test)", name=name)
 sys.meta_path.insert(0, Block())
 sys.argv = sys.argv[1:]
 runpy.run_module(sys.argv[0], run_name="__main__", alter_sys=True)
 """
+
+
+def test_a_numba_that_fails_to_import_is_not_called_missing():
+    """numba lagging numpy raises ImportError naming the versions: "not installed; pip
+    install it" would be answered "already satisfied" and hide that reason."""
+    from runtime.errors import missing_package
+
+    absent = ModuleNotFoundError("No module named 'numba'", name="numba")
+    assert str(missing_package("numba", "X", absent)) == (
+        "X needs numba, which is not installed; install it: pip install 'numba>=0.59'"
+    )
+    broken = ImportError("Numba needs NumPy 2.2 or less. Got NumPy 2.3.")
+    assert str(missing_package("numba", "X", broken)) == (
+        "X needs numba, which is installed but failed to import: Numba needs NumPy 2.2 or less. Got NumPy 2.3. "
+        "(numba>=0.59)"
+    )
+    llvmlite = ModuleNotFoundError("No module named 'llvmlite'", name="llvmlite")  # numba's own dependency
+    assert "installed but failed to import: No module named 'llvmlite'" in str(missing_package("numba", "X", llvmlite))
 
 
 def test_what_needs_numba_says_so_in_one_line_on_an_install_without_it(tmp_path):

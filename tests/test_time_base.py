@@ -11,7 +11,7 @@ import math
 import numpy as np
 import pytest
 
-from runtime.data import bin_events, load_dataset
+from runtime.data import DataError, bin_events, load_dataset, make_events
 from runtime.data.events import retimed
 from runtime.errors import InputError
 from runtime.event import load_event
@@ -37,10 +37,25 @@ def test_a_retimed_stream_bins_as_equal_bins_over_its_own_span(seed):
     T, dt = int(rng.integers(2, 12)), int(rng.integers(50, 5000))
     span = float(rng.integers(T, 40 * T * dt))  # much shorter to much longer than T x dt
     ev = random_stream(int(rng.integers(1, 400)), SHAPE, int(span), seed, unique_t=True)
+    # and events on the bin edges t = k span / T where whole (a ratio computed first moved
+    # t = 99 of 396 µs at T = 4, dt = 1000 to t' = 999: the bin before)
+    edges = [k * int(span) // T for k in range(T) if k * int(span) % T == 0]
+    ev = np.sort(
+        np.concatenate([ev, make_events([0] * len(edges), [0] * len(edges), [0] * len(edges), edges)]), order="t"
+    )
     want = bin_events([ev], T, SHAPE, "equal", durations_us=[span])
     got = bin_events([retimed(ev, span, T * dt)], T, SHAPE, "fixed", dt_us=float(dt))
     np.testing.assert_array_equal(got, want)
     assert want.sum() == len(ev)  # every event inside the span: none lost on either side
+
+
+def test_a_retimed_edge_event_stays_on_its_edge_and_late_events_are_dropped():
+    ev = make_events([0, 1, 2, 3], [0] * 4, [0] * 4, [99, 198, 395, 396])
+    out = retimed(ev, 396.0, 4000.0)  # T = 4 bins of 1000 µs over a 396 µs recording
+    assert out["t"].tolist() == [1000, 2000, 3989]  # bins 1, 2 and 3, as equal binning; 396 >= end: dropped
+    assert out["x"].tolist() == [0, 1, 2] and ev["t"].tolist() == [99, 198, 395, 396]  # a copy
+    with pytest.raises(DataError, match="must be > 0 µs, got 0.0 and 4000.0"):
+        retimed(ev, 0.0, 4000.0)
 
 
 @pytest.fixture(scope="module")

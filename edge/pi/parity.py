@@ -33,7 +33,7 @@ from runtime.data import DataError, Dataset
 from runtime.data.datasets import digits_event_set
 from runtime.data.digits import digits_events, save_packed, unpacked
 from runtime.data.splits import spread
-from runtime.errors import InputError, ModelError, UnseenEventsWarning
+from runtime.errors import InputError, ModelError, TrainedRangeWarning, UnseenEventsWarning
 from runtime.evaluate import run_dataset
 from runtime.fileio import check_output, write_serialized
 from runtime.policies import FixedT, parse_policy
@@ -137,6 +137,8 @@ def _flatten(prefix: str, value: object) -> dict[str, np.ndarray]:
     as one numpy array would hold pointers, and its bytes would never compare equal)."""
     if isinstance(value, dict):
         return {k: v for name, field in value.items() for k, v in _flatten(f"{prefix}/{name}", field).items()}
+    if value is None:  # JSON null ("config": null, an infinite sd): a value of its own
+        return {prefix: np.array("null")}
     array = np.asarray(value) if not isinstance(value, list) or _uniform(value) else None
     if array is None or array.dtype == object:  # a list of objects or of ragged lists: item by item
         assert isinstance(value, list)
@@ -204,7 +206,7 @@ def _run(a: argparse.Namespace) -> int:
     elif a.cmd == "run":
         check_output(a.out, a.model, a.inputs)  # before the runs: never over an input
         notes: list[str] = []  # a fixed-bin model's missed events: a warning line, as runtime run says it
-        with noting(notes, UnseenEventsWarning):
+        with noting(notes, UnseenEventsWarning, TrainedRangeWarning):
             res = run_all(a.model, read_inputs(a.inputs), a.backend, notes)
         print_warnings(notes)
         write_serialized(a.out, lambda f: np.savez(f, **res))  # type: ignore[arg-type]

@@ -91,12 +91,16 @@ def stream_ends(streams: Sequence[np.ndarray]) -> np.ndarray:
 
 def retimed(stream: np.ndarray, span_us: float, to_us: float) -> np.ndarray:
     """``stream`` with its span ``[0, span_us)`` mapped linearly onto ``[0, to_us)``:
-    ``t' = floor(t * to_us / span_us)``. What "equal" binning over the recording's own span
-    does to time: bin ``k`` of T covers ``[k, k + 1) * span / T``, which lands on ``[k, k + 1)
-    * to / T``; fixed bins of ``to_us / T`` then bin the result as equal binning binned the
-    original (exactly where ``to_us / T`` is a whole number of µs)."""
-    out = stream.copy()
-    out["t"] = np.floor(stream["t"] * (to_us / span_us)).astype(np.int64)
+    ``t' = floor(t * to_us / span_us)``; events at or after ``span_us``, which equal binning
+    leaves out, are dropped. What "equal" binning over the recording's own span does to
+    time: bin ``k`` of T covers ``[k, k + 1) * span / T``, which lands on ``[k, k + 1) * to /
+    T``; fixed bins of ``to_us / T`` then bin the result as equal binning binned the original,
+    event for event where ``to_us / T`` is a whole number of µs (``t * to_us`` is multiplied
+    first: exact below 2^53, so an event on a bin edge stays on it)."""
+    if not (math.isfinite(span_us) and span_us > 0 and math.isfinite(to_us) and to_us > 0):
+        raise DataError(f"a recording's span and the span it is stretched to must be > 0 µs, got {span_us} and {to_us}")
+    out = stream[stream["t"] < span_us]  # a copy: boolean indexing
+    out["t"] = np.floor(out["t"] * float(to_us) / float(span_us)).astype(np.int64)
     return out
 
 

@@ -131,7 +131,7 @@ def _kernels() -> tuple[Callable, Callable]:
     try:
         import numba
     except ImportError as e:  # a runtime-only install: one line, not a traceback
-        raise missing_package("numba", "a refractory or denoise transform") from e
+        raise missing_package("numba", "a refractory or denoise transform", e) from e
 
     @numba.njit(cache=True)
     def refractory(x, y, t, last, W, us):  # pragma: no cover - compiled

@@ -26,7 +26,7 @@ from ..errors import missing_package
 try:
     from numba import get_num_threads
 except ImportError as e:  # a runtime-only install: one line, not a traceback
-    raise missing_package("numba", "the event-driven engine (runtime.event)") from e
+    raise missing_package("numba", "the event-driven engine (runtime.event)", e) from e
 
 from ..bench import Loop, interleaved
 from ..data import Dataset

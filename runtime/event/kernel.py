@@ -66,7 +66,7 @@ try:
     from numba import njit, prange
     from numba.core.cpu import CPUTargetOptions
 except ImportError as e:  # a runtime-only install: one line, not a traceback
-    raise missing_package("numba", "the event-driven engine (runtime.event)") from e
+    raise missing_package("numba", "the event-driven engine (runtime.event)", e) from e
 
 from .network import (
     BETA,

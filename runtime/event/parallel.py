@@ -29,7 +29,7 @@ from ..errors import missing_package
 try:
     from numba import get_num_threads
 except ImportError as e:  # a runtime-only install: one line, not a traceback
-    raise missing_package("numba", "the event-driven engine (runtime.event)") from e
+    raise missing_package("numba", "the event-driven engine (runtime.event)", e) from e
 
 from ..forks import FORKS
 from .kernel import run_streams, run_streams_serial
