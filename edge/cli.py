@@ -237,7 +237,12 @@ def _speck(a: argparse.Namespace) -> None:
                     for name, key in (
                         (f"float, clock-driven (T={emu['float_clock_T']})", "float_clock_accuracy"),
                         ("float, event-driven", "float_event_accuracy"),
-                        ("Speck's form in float (IF readout, weights not rounded)", "speck_form_float_accuracy"),
+                        (
+                            "Speck's form in float ("
+                            + ("IF readout pairs, " if emu["readout_pairs"] else "")
+                            + "weights not rounded)",
+                            "speck_form_float_accuracy",
+                        ),
                         ("Speck (quantised, chip semantics)", "speck_accuracy"),
                     )
                 ],
@@ -245,7 +250,7 @@ def _speck(a: argparse.Namespace) -> None:
         )
         print(
             f"prediction agreement Speck vs float event-driven: {100 * emu['agreement']:.2f}%; spike difference "
-            "(hidden layers): " + ", ".join(f"{k} {v:.4f}" for k, v in emu["spike_difference"].items())
+            "(the layers spiking in both): " + ", ".join(f"{k} {v:.4f}" for k, v in emu["spike_difference"].items())
         )
         print(
             f"prediction agreement Speck vs its form in float: {100 * emu['agreement_vs_speck_form_float']:.2f}%; "

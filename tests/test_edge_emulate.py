@@ -50,7 +50,7 @@ def test_quantised_emulation_stays_close_to_float(model_path):
     )
     assert (fine.twin.predictions == fine.float_.predictions).all()
     sdq = e.sd_quantisation()
-    assert set(sdq) == {*e.hidden, e.layers[-1], "all"} and e.layers[-1] not in e.hidden  # readout included
+    assert set(sdq) == {*e.in_both, e.layers[-1], "all"} and e.layers[-1] not in e.in_both  # readout included
     assert sdq["all"] < 0.1, sdq
 
 

@@ -151,12 +151,13 @@ class Emulation:
     chip: EventResult
     float_: EventResult
     twin: EventResult
-    hidden: list[str]  # spiking layers both nets have (the readout's differ in kind)
+    in_both: list[str]  # spiking layers both nets have (a readout of IF pairs differs in kind)
     layers: list[str]  # every spiking layer of the chip's form, the readout included
 
     def sd(self) -> dict[str, float]:
-        """Spike difference chip vs float model, per hidden layer and over all of them."""
-        return _sd(self.float_, self.chip, self.hidden)
+        """Spike difference chip vs float model, per layer that spikes in both (the hidden
+        layers, and a readout of spiking neurons) and over all of them."""
+        return _sd(self.float_, self.chip, self.in_both)
 
     def sd_quantisation(self) -> dict[str, float]:
         """Spike difference chip vs its float twin, per layer including the readout: what
@@ -173,5 +174,5 @@ def emulate(qnet: QuantNet, model_path: str, streams: Sequence[np.ndarray], chip
     chip, twin = (chip_engine(q).run_batch(streams) for q in (qnet, float_twin(qnet)))
     chip.predictions, twin.predictions = predict(chip.outputs, pairs), predict(twin.outputs, pairs)
     ref = float_engine.run_batch(streams)
-    hidden = [n for n in ref.neuron_counts if n in chip.neuron_counts]
-    return Emulation(chip, ref, twin, hidden, list(chip.neuron_counts))
+    in_both = [n for n in ref.neuron_counts if n in chip.neuron_counts]
+    return Emulation(chip, ref, twin, in_both, list(chip.neuron_counts))
