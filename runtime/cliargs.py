@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 from .errors import InputError
+from .fileio import place_problem
 from .limits import MAX_T
 from .report import fail
 
@@ -206,12 +207,9 @@ def output_path(text: str) -> str:
     """A non-empty file path whose folder exists and which is not a folder itself."""
     if not text.strip():
         raise argparse.ArgumentTypeError("must be a file name, got an empty path")
-    p = Path(text)
-    parent = p.parent if str(p.parent) else Path(".")
-    if not parent.is_dir():
-        raise argparse.ArgumentTypeError(f"cannot write {text}: folder {parent} does not exist")
-    if p.is_dir():
-        raise argparse.ArgumentTypeError(f"cannot write {text}: it is a folder; expected a file name")
+    problem = place_problem(text)
+    if problem is not None:
+        raise argparse.ArgumentTypeError(problem)
     return text
 
 

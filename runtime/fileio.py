@@ -87,6 +87,19 @@ def _same_file(a: Path, b: Path) -> bool:
         return a.resolve() == b.resolve()  # one of them does not exist yet
 
 
+def place_problem(path: str | Path) -> str | None:
+    """What stops ``path`` from being written as a file whatever else holds: a folder that
+    does not exist (said with the command that makes it: docs' `--out runs/x.pt` failed in a
+    fresh clone), or a folder in its place; None when neither."""
+    out = Path(path)
+    parent = out.parent if str(out.parent) else Path(".")
+    if not parent.is_dir():
+        return f"cannot write {out}: folder {parent} does not exist (create it first: mkdir -p {parent})"
+    if out.is_dir():
+        return f"cannot write {out}: it is a folder; expected a file name"
+    return None
+
+
 def check_output(
     path: str | Path | None,
     *inputs: str | Path | None,
@@ -106,10 +119,9 @@ def check_output(
         raise OutputPathError(f"cannot write {path}: it names a folder (ends in {os.sep}); expected a file name")
     out = Path(path)
     parent = out.parent if str(out.parent) else Path(".")
-    if not parent.is_dir():
-        raise OutputPathError(f"cannot write {out}: folder {parent} does not exist")
-    if out.is_dir():
-        raise OutputPathError(f"cannot write {out}: it is a folder; expected a file name")
+    problem = place_problem(out)
+    if problem is not None:
+        raise OutputPathError(problem)
     if out.exists() and not out.is_file():
         raise OutputPathError(
             f"cannot write {out}: it is not a regular file (a device, FIFO or socket), which writing would "

@@ -171,7 +171,7 @@ def test_bad_checkpoints(kind, tmp_path, capsys):
             f"neuron 'izhikevich' is unknown; expected one of {list(neuron_presets())}",
         ),
         (["--surrogate", "atan"], "expected one of"),
-        (["--out", "/no/such/folder/m.pt"], "does not exist"),
+        (["--out", "/no/such/folder/m.pt"], "folder /no/such/folder does not exist (create it first: mkdir -p /no"),
         (["--data", "digits:static", "--stages", "9"], "stages"),
         (["--data", "digits:static", "--first-stage", "first"], "'digits:static' is static data, which both"),
         (["--threads", "-1"], "--threads must be a non-negative integer (at most 1024; 0: all cores)"),
