@@ -139,11 +139,9 @@ def _flatten(prefix: str, value: object) -> dict[str, np.ndarray]:
         return {k: v for name, field in value.items() for k, v in _flatten(f"{prefix}/{name}", field).items()}
     if value is None:  # JSON null ("config": null, an infinite sd): a value of its own
         return {prefix: np.array("null")}
-    array = np.asarray(value) if not isinstance(value, list) or _uniform(value) else None
-    if array is None or array.dtype == object:  # a list of objects or of ragged lists: item by item
-        assert isinstance(value, list)
+    if isinstance(value, list) and not _uniform(value):  # a list of objects or of ragged lists: item by item
         return {k: v for i, item in enumerate(value) for k, v in _flatten(f"{prefix}/{i}", item).items()}
-    return {prefix: array}
+    return {prefix: np.asarray(value)}
 
 
 def _uniform(items: list) -> bool:
