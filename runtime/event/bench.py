@@ -21,19 +21,13 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ..errors import missing_package
-
-try:
-    from numba import get_num_threads
-except ImportError as e:  # a runtime-only install: one line, not a traceback
-    raise missing_package("numba", "the event-driven engine (runtime.event)", e) from e
-
 from ..bench import Loop, interleaved
 from ..data import Dataset
 from ..data.events import make_events
 from ..session import Session, load
 from .engine import EventEngine
 from .evaluate import check_dataset
+from .kernel import kernel_threads
 from .reference import run_reference
 
 SETTLE_S = 0.25  # idle time before each timed run (see event_bench)
@@ -139,7 +133,7 @@ def event_bench(
         "n": n,
         "T": T,
         "repeats": repeats,
-        "numba_threads": get_num_threads(),
+        "numba_threads": kernel_threads(),
         "events_per_sample": events / n,
         "synops_per_sample": synops / n,
         "dense_macs_per_sample": dense,

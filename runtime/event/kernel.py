@@ -62,11 +62,14 @@ import numpy as np
 
 from ..errors import missing_package
 
+# runtime.event's one module-level import of numba: its other modules import this one first,
+# so an install without numba gets one line, not a traceback, from one place
 try:
-    from numba import njit, prange
+    from numba import get_num_threads, njit, prange
     from numba.core.cpu import CPUTargetOptions
-except ImportError as e:  # a runtime-only install: one line, not a traceback
+except ImportError as e:
     raise missing_package("numba", "the event-driven engine (runtime.event)", e) from e
+
 
 from .network import (
     BETA,
@@ -98,6 +101,13 @@ from .network import (
     WO,
     WOFF,
 )
+
+
+def kernel_threads() -> int:
+    """Threads numba's parallel kernels use when called from this thread
+    (``numba.get_num_threads``: the calling thread's setting)."""
+    return get_num_threads()
+
 
 # what the kernel's functions compile with: no numba runtime (NRT), hence no reference
 # counts (see the module docstring); numba's own workaround for its unpruned counts. The

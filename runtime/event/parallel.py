@@ -24,19 +24,12 @@ import threading
 
 import numpy as np
 
-from ..errors import missing_package
-
-try:
-    from numba import get_num_threads
-except ImportError as e:  # a runtime-only install: one line, not a traceback
-    raise missing_package("numba", "the event-driven engine (runtime.event)", e) from e
-
 from ..forks import FORKS
-from .kernel import run_streams, run_streams_serial
+from .kernel import kernel_threads, run_streams, run_streams_serial
 from .network import Net
 
 # one parallel call at a time in this process. A forked child never finds it held: a thread
-# takes it after get_num_threads() has started numba's layer, so a child forked meanwhile
+# takes it after kernel_threads() has started numba's layer, so a child forked meanwhile
 # has FORKS.after_layer set and runs serially, without it
 ONE_CALL = threading.Lock()
 
@@ -60,6 +53,6 @@ def run_whole_streams(
     if FORKS.after_layer:
         run_streams_serial(net.P, net.F, net.W, x, y, p, t, offsets, ends, *sizes, readout, V, CNT, SYN)
         return
-    threads = get_num_threads()  # the calling thread's setting (use_threads)
+    threads = kernel_threads()  # the calling thread's setting (use_threads)
     with ONE_CALL:
         run_streams(net.P, net.F, net.W, x, y, p, t, offsets, ends, *sizes, readout, threads, V, CNT, SYN)
