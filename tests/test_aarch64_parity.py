@@ -154,7 +154,8 @@ def test_parity_inputs_are_the_digits_data_set(tmp_path):
     path = tmp_path / "in.npz"
     assert _exit_code(["inputs", str(path), "--limit", "4"]) in (0, None)
     got, want = parity.read_inputs(str(path)), load_dataset("digits", "test", 4)
-    assert (got.kind, got.shape, got.classes, got.duration_us) == (
+    assert (got.spec, got.kind, got.shape, got.classes, got.duration_us) == (
+        want.spec,
         want.kind,
         want.shape,
         want.classes,
@@ -164,14 +165,33 @@ def test_parity_inputs_are_the_digits_data_set(tmp_path):
     with np.load(path) as z:
         arrays = dict(z)
     for key, bad, message in [
-        ("offsets", arrays["offsets"][::-1], "do not cut its events into one stream per label"),  # descending
-        ("offsets", arrays["offsets"].astype(float), "expected integers"),  # a TypeError traceback
-        ("labels", arrays["labels"] + 10, "not digits 0..9"),  # accepted
+        ("offsets", arrays["offsets"][::-1], "do not cut its events into one sample per label"),  # descending
+        ("offsets", arrays["offsets"].astype(float), "do not cut its events"),  # a TypeError traceback
+        ("labels", arrays["labels"] + 10, r"labels range 1\d\.\.1\d; expected 0\.\.9"),  # accepted
         ("events", arrays["events"]["t"], "expected the event records"),
+        ("dataset", np.array("{}"), "names no format"),
     ]:
         np.savez(tmp_path / "bad.npz", **{**arrays, key: bad})
         with pytest.raises(InputError, match=message):
             parity.read_inputs(str(tmp_path / "bad.npz"))
+
+
+def test_an_inputs_file_of_before_the_snapshots_still_reads_as_the_digits(tmp_path):
+    """edge/aarch64_check.sh's hosts may hold inputs written before `inputs --data`: the
+    digits streams as events, offsets and labels, with no description."""
+    from runtime.data import load_dataset
+    from runtime.data.digits import save_packed
+    from runtime.errors import InputError
+
+    want = load_dataset("digits", "test", 3)
+    with open(tmp_path / "old.npz", "wb") as f:
+        save_packed(f, list(want.events), want.labels)
+    got = parity.read_inputs(str(tmp_path / "old.npz"))
+    assert (got.shape, got.classes, got.duration_us) == (want.shape, want.classes, want.duration_us)
+    assert all(np.array_equal(a, b) for a, b in zip(got.events, want.events))
+    np.savez(tmp_path / "bad.npz", events=np.zeros(3), labels=np.zeros(1, int))
+    with pytest.raises(InputError, match="lacks offsets"):
+        parity.read_inputs(str(tmp_path / "bad.npz"))
 
 
 def test_parity_run_says_missed_events_as_a_warning_line(tmp_path, capsys):
@@ -238,7 +258,63 @@ def test_parity_run_covers_clock_driven_models_and_names_other_sensors(tmp_path,
     other = save(tiny_model(kind="event-frames", size=16), tmp_path / "o.onnx")
     assert _exit_code(["run", other, str(inputs), "-o", str(tmp_path / "o.npz")]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: ") and "parity inputs are the digits test streams, [2, 20, 20]" in err, err
+    assert err.startswith("error: ") and "gives inputs of shape [2, 20, 20], but" in err, err
+    assert "expects [2, 16, 16]" in err, err
+    assert "write this model's with inputs --data" in err and err.count("\n") == 1, err
+
+
+def test_parity_runs_a_model_on_its_own_data_with_its_own_transforms(tmp_path, capsys):
+    """`inputs` wrote the digits streams only and `run` refused every other sensor, and ran no
+    model transform: an N-MNIST or downsampled deployment could not be checked on the Pi, nor
+    the numba refractory filter it runs. Now any test split, run as `runtime run --data` runs
+    it: the same predictions as the SDK on the same samples with the model's transforms."""
+    from runtime.data import load_dataset
+    from runtime.data.transforms import parse_transform
+    from runtime.evaluate import run_dataset
+    from runtime.policies import FixedT
+    from runtime.session import load
+    from tests.runtime_fixtures import save, tiny_model, with_input
+
+    transforms = [{"kind": "downsample", "args": [10, 10]}, {"kind": "refractory", "args": [2000]}]
+    model = save(with_input(tiny_model(kind="event-frames", size=10), transforms=transforms), tmp_path / "m.onnx")
+    inputs = tmp_path / "in.npz"
+    assert _exit_code(["inputs", str(inputs), "--data", "digits", "--limit", "5"]) in (0, None)
+    assert _exit_code(["run", model, str(inputs), "-o", str(tmp_path / "r.npz")]) in (0, None)
+    got = parity._load(str(tmp_path / "r.npz"))
+    ds = load_dataset("digits", "test", 5, [parse_transform("downsample:10x10"), parse_transform("refractory:2000")])
+    session = load(model, threads=1, backend="exact")
+    want = run_dataset(session, ds, FixedT(session.protocol.default_T), 64)
+    assert np.array_equal(got["fixed/predictions"], want.predictions)
+    assert np.array_equal(got["fixed/outputs"], want.outputs)
+    assert "event/predictions" not in got  # this tiny model has biases: clock-driven only, warned
+    assert "the event engine cannot run" in capsys.readouterr().err
+
+
+def test_parity_of_a_static_image_model_runs_clock_driven_and_says_so(tmp_path, capsys):
+    from tests.runtime_fixtures import save, tiny_model
+
+    model = save(tiny_model(kind="repeat"), tmp_path / "m.onnx")  # digits:static, 1x8x8
+    inputs = tmp_path / "in.npz"
+    assert _exit_code(["inputs", str(inputs), "--data", "digits:static", "--limit", "4"]) in (0, None)
+    assert parity.read_inputs(str(inputs)).images.shape == (4, 1, 8, 8)
+    assert _exit_code(["run", model, str(inputs), "-o", str(tmp_path / "r.npz")]) in (0, None)
+    err = capsys.readouterr().err
+    assert err == "warning: the event engine reads event streams; 'digits:static' holds static images: " + (
+        "clock-driven runs only\n"
+    )
+    got = parity._load(str(tmp_path / "r.npz"))
+    assert got["fixed/predictions"].shape == (4,) and not any(k.startswith("event/") for k in got)
+
+
+def test_inputs_never_overwrite_the_data_they_read(tmp_path, capsys):
+    data = tmp_path / "mine.npz"
+    rng = np.random.default_rng(0)
+    np.savez(data, images=rng.random((10, 1, 4, 4)).astype(np.float32), labels=np.arange(10) % 2)
+    before = data.read_bytes()
+    assert _exit_code(["inputs", str(data), "--data", f"npz:{data}"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1, err
+    assert data.read_bytes() == before
 
 
 def test_inputs_never_replace_a_file_of_another_kind(tmp_path, capsys):

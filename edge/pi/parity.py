@@ -5,18 +5,21 @@ runtime (the code ``python -m runtime run`` calls: ``run_dataset`` and, per even
 ``run_event_dataset``) and writes what it got per sample; ``compare`` fails unless every
 array is bit-identical::
 
-    python -m edge.pi.parity inputs INPUTS.npz [--limit N]            # host: digits test streams
-    python -m edge.pi.parity run MODEL INPUTS.npz -o RESULT.npz       # on each machine
-    python -m edge.pi.parity compare HOST.npz OTHER.npz               # exit 1 naming each difference
-    python -m edge.pi.parity compare HOST.json OTHER.json             # `runtime run --json` outputs
+    python -m edge.pi.parity inputs INPUTS.npz [--data SPEC] [--limit N]  # host: a test split
+    python -m edge.pi.parity run MODEL INPUTS.npz -o RESULT.npz           # on each machine
+    python -m edge.pi.parity compare HOST.npz OTHER.npz                   # exit 1 naming each difference
+    python -m edge.pi.parity compare HOST.json OTHER.json                 # `runtime run --json` outputs
 
-Runs: fixed T at the trained T, a confidence exit (steps differ per sample), both on the
-clock-driven backend ``--backend`` (default ``exact``: the fixed-order one, the only one
-that is bit-identical across instruction sets; docs/edge.md), and the numba event engine;
-per sample the predictions, steps, readout values and spike counts of every spiking layer
-(per neuron for the event engine). ``compare --informational`` prints the differences and
-exits 0 (for the other backends, whose onnxruntime convolutions sum in an order of their own
-per instruction set).
+The inputs are the test split of any data set (default: the digits' event streams), stored
+with its description (:mod:`runtime.data.snapshot`) and run with the model's own input
+transforms, as ``runtime run --data`` runs it. Runs: fixed T at the trained T, a
+confidence exit (steps differ per sample), both on the clock-driven backend ``--backend``
+(default ``exact``: the fixed-order one, the only one that is bit-identical across
+instruction sets; docs/edge.md), and the numba event engine (event data only); per sample
+the predictions, steps, readout values and spike counts of every spiking layer (per neuron
+for the event engine). ``compare --informational`` prints the differences and exits 0 (for
+the other backends, whose onnxruntime convolutions sum in an order of their own per
+instruction set).
 """
 
 from __future__ import annotations
@@ -29,10 +32,11 @@ from pathlib import Path
 import numpy as np
 
 from runtime import cliargs
-from runtime.data import DataError, Dataset
-from runtime.data.datasets import digits_event_set
-from runtime.data.digits import digits_events, save_packed, unpacked
-from runtime.data.splits import spread
+from runtime.data import DataError, Dataset, with_transforms
+from runtime.data.datasets import check_fits, digits_event_set, load_dataset, spec_paths
+from runtime.data.digits import unpacked
+from runtime.data.snapshot import is_snapshot, read_snapshot, write_snapshot
+from runtime.data.transforms import from_dicts
 from runtime.errors import InputError, ModelError, TrainedRangeWarning, UnseenEventsWarning
 from runtime.evaluate import run_dataset
 from runtime.fileio import check_output, write_serialized
@@ -42,17 +46,16 @@ from runtime.session import BACKENDS, load
 
 CONFIDENCE = "confidence:0.5"
 CLI_TIMES = {"seconds", "ms_per_sample", "model", "data"}  # wall time, and the paths given
-INPUT_KEYS = {"events", "offsets", "labels"}  # what `inputs` writes
+OLD_INPUT_KEYS = {"events", "offsets", "labels"}  # what `inputs` wrote before snapshots: digits streams
 BATCH = 64
 
 
-def write_inputs(path: str, limit: int | None) -> None:
-    check_output(path, kind=(".npz", "parity inputs (.npz)"))  # `inputs m.onnx` replaced the model
-    streams, labels = digits_events("test")
-    if limit is not None and limit < len(labels):  # as every --limit: evenly spread
-        keep = spread(len(labels), limit)
-        streams, labels = [streams[i] for i in keep], labels[keep]
-    write_serialized(path, lambda f: save_packed(f, streams, labels))
+def write_inputs(path: str, spec: str, limit: int | None) -> None:
+    """The test split of ``spec`` (``limit``: as every --limit, evenly spread), untransformed."""
+    # `inputs m.onnx` replaced the model; `inputs x.npz --data npz:x.npz`, the data
+    check_output(path, *spec_paths(spec), kind=(".npz", "parity inputs (.npz)"))
+    ds = load_dataset(spec, "test", limit)
+    write_serialized(path, lambda f: write_snapshot(f, ds))
 
 
 def _npz(path: str, keys: tuple[str, ...], what: str) -> dict[str, np.ndarray]:
@@ -75,8 +78,16 @@ def _npz(path: str, keys: tuple[str, ...], what: str) -> dict[str, np.ndarray]:
 
 def read_inputs(path: str) -> Dataset:
     what = "a parity inputs file (python -m edge.pi.parity inputs)"
-    arrays = _npz(path, tuple(sorted(INPUT_KEYS)), what)  # its errors name the path and `what` already
-    try:
+    arrays = _npz(path, (), what)  # its errors name the path and `what` already
+    if is_snapshot(arrays):
+        try:
+            return read_snapshot(arrays, path)
+        except DataError as e:
+            raise InputError(f"{path} is not {what}: {e}") from None
+    missing = sorted(OLD_INPUT_KEYS - arrays.keys())
+    if missing:
+        raise InputError(f"{path} is not {what} (it lacks {', '.join(missing)})")
+    try:  # an inputs file of before the snapshots: the digits test streams
         streams, labels = unpacked(arrays)
     except ValueError as e:
         raise InputError(f"{path} is not {what}: {e}") from None
@@ -86,18 +97,23 @@ def read_inputs(path: str) -> Dataset:
 def run_all(model: str, ds: Dataset, backend: str = "exact", notes: list[str] | None = None) -> dict[str, np.ndarray]:
     """Every per-sample array of the three runs, keyed ``run/field``; the event engine's only
     where it can run the model (a bias, BatchNorm: the clock-driven runs alone, said in
-    ``notes``), so that a clock-driven deployment is checked too."""
+    ``notes``), so that a clock-driven deployment is checked too. ``ds`` is read as
+    ``runtime run --data`` reads it: with the model's transforms, checked to fit it."""
     session = load(model, threads=1, backend=backend)
-    if tuple(session.protocol.input_shape) != tuple(ds.shape):
-        raise InputError(
-            f"{model} takes input of shape {list(session.protocol.input_shape)}; parity inputs are the digits "
-            f"test streams, {list(ds.shape)} (only models of the digits' sensor can be compared this way)"
-        )
+    proto = session.protocol
+    try:
+        ds = check_fits(with_transforms(ds, from_dicts(proto.transforms)), proto.input_shape, proto.classes, model)
+    except DataError as unfit:
+        raise InputError(f"{unfit} (these inputs hold {ds.spec!r}: write this model's with inputs --data)") from None
     out: dict[str, np.ndarray] = {}
     for name, policy in (("fixed", FixedT(session.protocol.default_T)), ("confidence", parse_policy(CONFIDENCE))):
         r = run_dataset(session, ds, policy, BATCH)
         out.update({f"{name}/predictions": r.predictions, f"{name}/steps": r.steps, f"{name}/outputs": r.outputs})
         out.update({f"{name}/spikes/{k}": v for k, v in (r.spike_counts or {}).items()})
+    if ds.kind != "events":
+        if notes is not None:
+            notes.append(f"the event engine reads event streams; {ds.spec!r} holds {ds.holds}: clock-driven runs only")
+        return out
     from runtime.event import load_event  # numba: only here
     from runtime.event.evaluate import run_event_dataset
 
@@ -168,7 +184,7 @@ def _load(path: str) -> dict[str, np.ndarray]:
         arrays = _flatten("cli", {k: v for k, v in s.items() if k not in CLI_TIMES})
     else:
         arrays = _npz(path, (), what)
-        if set(arrays) == INPUT_KEYS:
+        if is_snapshot(arrays) or set(arrays) == OLD_INPUT_KEYS:
             raise InputError(f"{path} is a parity inputs file, not {what}")
     if not arrays:
         raise InputError(f"{path} holds no results; expected {what}")
@@ -178,9 +194,10 @@ def _load(path: str) -> dict[str, np.ndarray]:
 def _parser() -> cliargs.Parser:
     p = cliargs.Parser(prog="python -m edge.pi.parity", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="cmd", required=True)
-    q = sub.add_parser("inputs", help="write the digits test streams (host)")
-    q.add_argument("output", help="the .npz file of streams and labels")
-    cliargs.add_limit(q, of="the digits test streams")
+    q = sub.add_parser("inputs", help="write a data set's test split (host)")
+    q.add_argument("output", help="the .npz file of the samples, their labels and the data set's description")
+    cliargs.add_data(q, default="digits", what="the data set whose test split to write")
+    cliargs.add_limit(q)
     q = sub.add_parser("run", help="run the three runs, write per-sample results")
     q.add_argument("model")
     q.add_argument("inputs", help="a file of `inputs`")
@@ -200,7 +217,7 @@ def main(argv: list[str] | None = None) -> None:
 
 def _run(a: argparse.Namespace) -> int:
     if a.cmd == "inputs":
-        write_inputs(a.output, a.limit)
+        write_inputs(a.output, a.data, a.limit)
     elif a.cmd == "run":
         check_output(a.out, a.model, a.inputs)  # before the runs: never over an input
         notes: list[str] = []  # a fixed-bin model's missed events: a warning line, as runtime run says it
