@@ -14,7 +14,7 @@ from tqdm import tqdm
 
 from .data import DataError, Dataset, check_fits
 from .data.events import count_unseen, unseen_note
-from .errors import UnseenEventsWarning
+from .errors import InputError, UnseenEventsWarning
 from .fileio import write_atomic
 from .limits import check_memory, check_steps, run_bytes
 from .policies import RULES, Cascade, ExitPolicy, FixedT, PolicyError, as_policy, horizon_of, model_default
@@ -146,11 +146,15 @@ def warn_unseen(mode: ClockMode, streams: int) -> None:
 
 
 def summarize(result: Result, labels: np.ndarray) -> dict[str, Any]:
-    """The numbers a person or a program reads about a run, clock- or event-driven."""
+    """The numbers a person or a program reads about a run, clock- or event-driven;
+    ``labels`` has one label per sample of ``result`` (one for one stream's result)."""
     n = result.n
+    labels = np.asarray(labels)
+    if labels.size != n or labels.ndim > 1:  # numpy broadcast 1 label over 40 results
+        raise InputError(f"labels has shape {list(labels.shape)}; expected one label per sample of the result, [{n}]")
     s: dict[str, Any] = {
         "n": n,
-        "accuracy": float((result.predictions == labels).mean()),
+        "accuracy": float((np.ravel(result.predictions) == labels.ravel()).mean()),
         **result.stats(),
         "seconds": result.seconds,
         "ms_per_sample": 1e3 * result.seconds / n,

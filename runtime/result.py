@@ -47,6 +47,18 @@ def _join(values: list[Any]) -> Any:
     return sum(values)
 
 
+def _with_sample_axis(value: Any) -> Any:
+    """One stream's result (no sample axis) as a batch of one: every array gains axis 0."""
+    if isinstance(value, np.ndarray):
+        return value[None]
+    if isinstance(value, dict):
+        return {k: _with_sample_axis(v) for k, v in value.items()}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        fields = (f.name for f in dataclasses.fields(value) if f.init)
+        return type(value)(**{k: _with_sample_axis(getattr(value, k)) for k in fields})
+    return value
+
+
 class Result:
     """The fields every run has (see the module docstring); each kind of result is a
     dataclass that declares them as its fields, in its own order."""
@@ -65,8 +77,11 @@ class Result:
 
     @classmethod
     def concat(cls: type[_R], parts: Sequence[_R]) -> _R:
-        """Join the results of consecutive batches."""
-        return cast(_R, _join(list(parts)))
+        """Join the results of consecutive batches; one stream's result (no sample axis)
+        joins as a batch of one."""
+        if not parts:
+            raise ValueError("no results to join; expected one or more")
+        return cast(_R, _join([p if np.ndim(p.predictions) else _with_sample_axis(p) for p in parts]))
 
     def stats(self) -> dict[str, float | int | list[int]]:
         """The numbers only this kind of run has, per sample (for a summary)."""

@@ -136,6 +136,29 @@ def test_chunks_split_anywhere_equal_whole_stream(neuron):
         assert int(got.events) == len(stream)
 
 
+def test_a_copied_state_branches_the_stream_and_leaves_the_original_alone():
+    """copy.copy of an EventState shared its arrays, so feeding the copy moved the original
+    (a stranger's result was wrong with the same event total); sdk.md teaches copy.copy of a
+    ClockState as an independent copy, and an EventState now is one too."""
+    import copy
+
+    eng = engine_of(chain_model(NEURONS[2], readout="spike", scale=0.8))
+    stream = random_stream(400, seed=5)
+    whole, _ = eng.run(stream)
+    other = stream[150:].copy()
+    other["p"] = 1 - other["p"]  # the same times, the other polarity: another continuation
+    for copier in (copy.copy, copy.deepcopy, eng.copy_state):
+        a, _ = eng.feed(eng.initial_state(), stream[:150])
+        b = copier(a)
+        eng.flush(eng.feed(b, other)[0])  # the branch runs first
+        a, _ = eng.flush(eng.feed(a, stream[150:])[0])
+        got = eng.result(a)
+        np.testing.assert_array_equal(got.outputs, whole.outputs)
+        for node, counts in whole.neuron_counts.items():
+            np.testing.assert_array_equal(got.neuron_counts[node], counts)
+        assert not np.array_equal(eng.result(b).outputs, whole.outputs)  # the branch did move
+
+
 def test_lif_decay_closed_form():
     """One LIF neuron fed by two inputs of weight 0.6 through a dense layer: the membrane at
     the second event is 0.6 exp(-dt / tau) + 0.6, with tau = -dt_step / ln(decay)."""

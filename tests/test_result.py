@@ -60,6 +60,24 @@ def test_event_result_has_the_clock_fields():
     assert one.n == 1 and summarize(one, np.array(1))["accuracy"] == 1.0
 
 
+def test_one_stream_results_join_as_batches_of_one_and_labels_must_match():
+    """EventResult.concat of one-stream results (no sample axis) was numpy's "zero-dimensional
+    arrays cannot be concatenated"; summarize broadcast one label over 40 results (accuracy
+    0.15, unsaid) and a label array of another length was numpy's broadcast error."""
+    from runtime.errors import InputError
+
+    counts = [{"lif1": np.full((2, 3), k)} for k in (2, 0)]
+    ones = [EventResult(np.array(k), np.eye(3)[k], c, np.array(4), np.array(9 + k)) for k, c in zip((2, 0), counts)]
+    both = EventResult.concat(ones)
+    assert both.predictions.tolist() == [2, 0] and both.outputs.shape == (2, 3) and both.synops.tolist() == [11, 9]
+    assert both.neuron_counts["lif1"].shape == (2, 2, 3) and both.spike_counts["lif1"].tolist() == [12, 0]
+    batch = event([0, 1, 2], [10, 20, 5], 1.0)
+    for labels in (np.array([0]), np.array([0, 1]), np.zeros((3, 1), int)):
+        with pytest.raises(InputError, match=r"expected one label per sample of the result, \[3\]"):
+            summarize(batch, labels)
+    assert summarize(batch, [0, 1, 1])["accuracy"] == pytest.approx(2 / 3)  # a list is fine
+
+
 def test_one_summary_for_both_modes():
     labels = np.array([0, 1, 1])
     c = summarize(RunResult.concat([clock([0, 1], [3, 1], [2, 1, 1], 0.5), clock([2], [2], [1, 1], 0.25)]), labels)

@@ -15,6 +15,7 @@ Many whole streams in parallel (numba threads): ``engine.run_batch(streams)``.
 
 from __future__ import annotations
 
+import copy
 import math
 import threading
 import time
@@ -90,7 +91,13 @@ class EventEngine:
 
     # ---- one stream, in chunks --------------------------------------------------------
     def initial_state(self) -> EventState:
+        """A new stream's state (nothing seen yet), for :meth:`feed`."""
         return initial_state(self.net)
+
+    def copy_state(self, state: EventState) -> EventState:
+        """An independent copy of ``state`` (or ``copy.copy(state)``): feed it other chunks
+        than ``state`` to branch a stream."""
+        return copy.copy(self._check_state(state))
 
     def _check_state(self, state: object) -> EventState:
         """``state`` if it is one of this network's (the kernel indexes its arrays by this

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
+from typing import Any
 
 import numpy as np
 
@@ -125,6 +126,16 @@ class EventState:
     events: int = 0
     synops: int = 0
     seconds: float = 0.0
+
+    def __copy__(self) -> EventState:
+        """An independent copy, as ``copy.copy`` of a ``ClockState`` is: feed advances a
+        state in place, so a copy that shared these arrays would move with the original."""
+        copies: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, np.ndarray):
+                copies[f.name] = value.copy()
+        return replace(self, **copies)
 
 
 def initial_state(net: Net) -> EventState:
