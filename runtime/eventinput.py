@@ -60,8 +60,10 @@ def _dtype_problem(dtype: np.dtype) -> str | None:
     """What is wrong with a structured dtype's x, y, p, t fields (None: nothing); per dtype,
     once: the event engine validates every stream it runs, and a stream can be one event."""
     for f in ("x", "y", "p"):
-        if not np.issubdtype(dtype[f], np.integer):
-            return f"field {f!r} has dtype {dtype[f]}; expected integers"
+        # a bool polarity is tonic's own (tonic.io.events_struct, DVSGesture, CIFAR10-DVS):
+        # True (ON) reads as 1, False (OFF) as 0, the runtime's convention
+        if not (np.issubdtype(dtype[f], np.integer) or (f == "p" and dtype[f] == np.bool_)):
+            return f"field {f!r} has dtype {dtype[f]}; expected integers" + (" or bool" if f == "p" else "")
     if not (np.issubdtype(dtype["t"], np.integer) or np.issubdtype(dtype["t"], np.floating)):
         return f"field 't' has dtype {dtype['t']}; expected integer µs"
     return None

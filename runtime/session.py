@@ -313,6 +313,8 @@ class Session:
     ) -> np.ndarray:
         """Bin event streams into ``[T, B, *shape]`` as the model was trained (or as asked)."""
         p = self.protocol
+        if not (isinstance(T, (int, np.integer)) and not isinstance(T, bool) and T > 0):
+            raise InputError(f"T must be a positive integer number of frames, got {T!r}")
         binning = binning or p.binning
         if binning not in BINNINGS:
             raise InputError(f"binning {binning!r} is unknown; expected one of {list(BINNINGS)}")
@@ -398,6 +400,8 @@ class Session:
             )
         if not isinstance(x, np.ndarray):
             raise InputError(f"input is a {type(x).__name__}; expected a numpy array ({self._forms()})")
+        if x.dtype.names is not None and p.input_kind == "event-frames":  # "input has shape [4546]" said
+            raise InputError(f"input is one event stream of {len(x)} events; expected a list of streams: run([stream])")
         nd = len(p.input_shape)
         if x.ndim == nd + 1:
             if p.input_kind not in STATIC_KINDS:
@@ -405,10 +409,13 @@ class Session:
                     f"input has shape {list(x.shape)} (static images) but this model takes {self._forms()}"
                 )
             self._check_array(x, "input")
+            # the states of a batch this large: checked as a stream's are (numpy's MemoryError, or swap)
+            check_memory(run_bytes(p, len(x)), f"a batch of {len(x)} images")
             policy = policy or self._step_default()
             return x, True, policy, horizon_of(policy, p.default_T)
         if x.ndim == nd + 2:
             self._check_array(x, "input")
+            check_memory(run_bytes(p, x.shape[1]), f"a batch of {x.shape[1]} samples")
             if x.shape[0] == 0:
                 raise InputError("input has 0 frames; expected frames [T >= 1, B, ...]")
             if p.stages:  # the first stage's T frames feed the schedule; the policy acts on the last's steps
@@ -476,6 +483,12 @@ class Session:
         """Run a batch to completion under ``policy`` (default: the model's stored policy, else
         fixed T of the model or of the frames); a :class:`runtime.policies.Cascade` goes to
         :meth:`run_cascade` (event streams and images only).
+
+        ``x``: static images ``[B, *shape]`` (the same input at every step), frames
+        ``[T, B, *shape]`` (float32), or a list of event streams (structured arrays of
+        :data:`runtime.data.EVENT_DTYPE`), binned as the model was trained unless
+        ``binning`` (``"equal"``, ``"fixed"``) and ``dt_us`` (fixed bins' length, µs) say
+        otherwise.
 
         ``counts=False`` skips spike counts and cost (the fastest path, for benchmarks);
         ``neuron_counts=True`` also keeps every neuron's spike count (for the spike
@@ -751,8 +764,10 @@ class Session:
     # ---- streaming ------------------------------------------------------------------
     def initial_state(self, batch: int = 1) -> ClockState:
         """A new stream of ``batch`` samples at t = 0 (states zero), for :meth:`feed`."""
-        if not (isinstance(batch, int) and batch > 0):
+        if not (isinstance(batch, (int, np.integer)) and not isinstance(batch, bool) and batch > 0):
             raise InputError(f"batch must be a positive integer, got {batch!r}")
+        batch = int(batch)
+        check_memory(run_bytes(self.protocol, batch), f"a stream of batch {batch}")  # numpy's MemoryError otherwise
         if self.protocol.stages:
             raise InputError(
                 f"this model runs each stage at its own T (configuration {_config(self.protocol)}); "
@@ -774,7 +789,8 @@ class Session:
     def feed(self, state: ClockState, x_t: np.ndarray) -> tuple[ClockState, np.ndarray]:
         """Feed one step ``[B, *shape]`` to the stream ``state`` (advanced in place and
         returned); also returns the readout (logits) after this step, by the model's
-        readout rule (``mean``: mean of the outputs so far; ``last``: this step's output).
+        readout rule (``mean``: mean of the outputs so far; ``last``: this step's output;
+        ``count``: their sum; :func:`runtime.protocol.readout_so_far`).
         This step's own output is ``state.y``."""
         self._own(state)
         self._check_step_input(x_t)
@@ -795,9 +811,10 @@ class Session:
 
     def _check_step_input(self, x_t: object) -> None:
         one_step = f"one step [B, {', '.join(map(str, self.protocol.input_shape))}]"
-        if not isinstance(x_t, np.ndarray) or x_t.ndim != len(self.protocol.input_shape) + 1:
-            shape = getattr(x_t, "shape", type(x_t).__name__)
-            raise InputError(f"step input has shape {shape}; expected {one_step}")
+        if not isinstance(x_t, np.ndarray):  # a torch tensor's shape was named as the fault
+            raise InputError(f"step input is a {type(x_t).__name__}; expected a numpy array, {one_step}")
+        if x_t.ndim != len(self.protocol.input_shape) + 1:
+            raise InputError(f"step input has shape {list(x_t.shape)}; expected {one_step}")
         self._check_array(x_t, "step input", one_step)
 
     def _advance(self, state: ClockState, x_t: np.ndarray) -> tuple[ClockState, np.ndarray]:

@@ -158,3 +158,21 @@ def test_cli_event_mode_json_has_sd(tmp_path):
     assert all(row["cpu_ms_per_stream"] <= row["cpu_ms_per_stream_median"] for row in rows)
     assert all(row["msynops_per_cpu_s"] >= row["msynops_per_cpu_s_median"] for row in rows[:2])
     assert 0 < fixed["run_us_min"] <= fixed["run_us_median"] and 0 < fixed["batch_us_min"] <= fixed["batch_us_median"]
+
+
+def test_tonic_bool_polarity_runs_as_off_0_on_1():
+    """tonic's own event dtype (tonic.io.events_struct; DVSGesture, CIFAR10-DVS) has a bool
+    polarity: the SDK refused it ("expected integers") while the tonic: reader took it. One
+    check (runtime.eventinput) serves the event engine and the clock-driven Session.run."""
+    eng = engine_of(chain_model())
+    ints = random_stream(300, seed=3)
+    tonic_like = np.zeros(len(ints), [("x", "<i8"), ("y", "<i8"), ("t", "<i8"), ("p", "?")])
+    for f in ("x", "y", "t"):
+        tonic_like[f] = ints[f]
+    tonic_like["p"] = ints["p"] == 1
+    a, b = eng.run(ints)[0], eng.run(tonic_like)[0]
+    np.testing.assert_array_equal(a.outputs, b.outputs)
+    assert a.synops == b.synops
+    float_p = np.zeros(3, [("x", "i2"), ("y", "i2"), ("p", "f4"), ("t", "i8")])
+    with pytest.raises(EventInputError, match="'p' has dtype float32; expected integers or bool"):
+        eng.run(float_p)

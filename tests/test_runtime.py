@@ -233,6 +233,42 @@ def test_bad_inputs_name_what_was_expected(model_path):
         s.step(images(3))
 
 
+def test_sdk_inputs_a_stranger_gave_get_the_right_diagnosis(tmp_path, model_path, monkeypatch):
+    """From an SDK tour: a torch tensor to feed/step was blamed on its (right) shape; a numpy
+    integer batch was refused; one stream to run() read "input has shape [n]"; frames(T=0)
+    was numpy's ValueError; a batch of 10**8 streams or of 100000 images allocated unchecked
+    (numpy's MemoryError, or gigabytes past FLEXSNN_MAX_MEMORY)."""
+    import torch
+
+    from runtime.data import load_dataset
+    from runtime.limits import ResourceError
+
+    s = runtime.load(model_path)  # static images, 1x8x8
+    state = s.initial_state(np.int64(2))
+    assert state.batch == 2
+    tensor = r"step input is a Tensor; expected a numpy array, one step \[B, 1, 8, 8\]$"
+    for call in (lambda x: s.feed(state, x), s.step):
+        with pytest.raises(InputError, match=tensor):
+            call(torch.zeros(2, 1, 8, 8))
+    for bad in (True, 0, 2.0):
+        with pytest.raises(InputError, match="batch must be a positive integer"):
+            s.initial_state(bad)
+    monkeypatch.setenv("FLEXSNN_MAX_MEMORY", "1M")
+    with pytest.raises(ResourceError, match="a stream of batch 100000000 needs about"):
+        s.initial_state(10**8)
+    with pytest.raises(ResourceError, match="a batch of 20000 images needs about"):
+        s.run(np.zeros((20000, 1, 8, 8), np.float32))
+    monkeypatch.delenv("FLEXSNN_MAX_MEMORY")
+    e = runtime.load(save(tiny_model(kind="event-frames"), tmp_path / "e.onnx"))
+    stream = load_dataset("digits", "test", 1).events[0]
+    one = r"one event stream of \d+ events; expected a list of streams: run\(\[stream\]\)"
+    with pytest.raises(InputError, match=one):
+        e.run(stream)
+    for T in (0, -1, 2.5):
+        with pytest.raises(InputError, match="T must be a positive integer number of frames"):
+            e.frames([stream], T)
+
+
 def test_event_model_refuses_static_images(tmp_path):
     s = runtime.load(save(tiny_model(kind="event-frames"), tmp_path / "e.onnx"))
     with pytest.raises(InputError, match=r"event frames \[T, B, 2, 20, 20\]"):

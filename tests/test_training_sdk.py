@@ -71,3 +71,25 @@ def test_fit_config_raises_the_commands_errors(flags, split, match, capsys):
     with pytest.raises(ConfigError, match=match):
         fit_config(ds, *flags)
     assert capsys.readouterr().err == ""  # raised, not printed
+
+
+def test_evaluate_and_fit_config_refuse_what_a_stranger_passed(train, monkeypatch):
+    """A bare 4 or 2.5 for Ts were TypeErrors from inside, 10**6 steps numpy's MemoryError
+    (119 GiB); fit_config(ds, "--epochs", 2) was argparse's TypeError."""
+    from runtime.limits import ResourceError
+    from trainer.models import build_model
+    from trainer.train import evaluate
+
+    model = build_model(fit_config(train, "--epochs", "1"))
+    with pytest.raises(ConfigError, match=r"Ts is a int; expected a list of time steps, e.g. \[4\]"):
+        evaluate(model, train, 4)  # type: ignore[arg-type]
+    for Ts in ([2.5], [0], [True]):
+        with pytest.raises(ConfigError, match="time steps must be positive integers"):
+            evaluate(model, train, Ts)  # type: ignore[arg-type]
+    with pytest.raises(ResourceError, match="at most 100000"):
+        evaluate(model, train, [10**6])
+    monkeypatch.setenv("FLEXSNN_MAX_MEMORY", "1M")
+    with pytest.raises(ResourceError, match="evaluating at T=1000 in batches of 60 needs about"):
+        evaluate(model, train, [1000])
+    with pytest.raises(ConfigError, match="flags are strings, as typed on the command line; got 2: write '2'"):
+        fit_config(train, "--epochs", 2)  # type: ignore[arg-type]

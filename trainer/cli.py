@@ -652,6 +652,9 @@ def fit_config(train_ds: Dataset, *flags: str) -> Config:
     records (calibrate-exit then knows whether the validation recordings were held out)."""
     if train_ds.split not in TRAIN_SPLITS:
         raise ConfigError(f"training data is the {train_ds.split!r} split; expected one of {list(TRAIN_SPLITS)}")
+    typed = next((f for f in flags if not isinstance(f, str)), None)
+    if typed is not None:  # argparse's own TypeError otherwise
+        raise ConfigError(f"flags are strings, as typed on the command line; got {typed!r}: write {str(typed)!r}")
     said = io.StringIO()
     try:
         with contextlib.redirect_stderr(said):  # the command's one error: line, raised here

@@ -17,6 +17,7 @@ from torch import nn
 from tqdm import tqdm
 
 from runtime.data import Dataset, check_fits
+from runtime.limits import check_memory, check_steps
 
 from . import distributed, repro
 from .config import ONLINE_METHODS, OPTIMIZERS, Config, ConfigError, MethodConfig
@@ -59,6 +60,8 @@ def evaluate(
 ) -> list[float]:
     """Accuracy at each T in ``Ts`` (every stage at T; events binned into T frames, fixed
     binning in bins of ``dt_us``)."""
+    if not isinstance(Ts, (list, tuple, range)):  # a bare 4 was a TypeError from inside
+        raise ConfigError(f"Ts is a {type(Ts).__name__}; expected a list of time steps, e.g. [{Ts!r}]")
     return evaluate_configs(model, ds, [[T] * len(model.stages) for T in Ts], batch_size, binning, progress, dt_us)
 
 
@@ -74,6 +77,14 @@ def evaluate_configs(
 ) -> list[float]:
     """Accuracy at each per-stage configuration (stage i at ``config[i]`` steps; events
     binned into ``config[0]`` frames, the temporal transformation module between stages)."""
+    batch = min(batch_size, len(ds))
+    for config in configs:
+        for T in config:
+            if not (isinstance(T, (int, np.integer)) and not isinstance(T, bool) and T > 0):
+                raise ConfigError(f"time steps must be positive integers, got {T!r} (in {list(config)})")
+            check_steps(T)
+        # a batch's input frames (float32), and as much again for the activations of a step
+        check_memory(8 * config[0] * batch * math.prod(ds.shape), f"evaluating at T={config[0]} in batches of {batch}")
     starts = range(0, len(ds), batch_size)
     with eval_mode(model):
         bar = tqdm(configs, desc="eval", disable=not progress, leave=False)
