@@ -62,7 +62,11 @@ def run_norse(graph, x: np.ndarray, dt: float = 1.0) -> tuple[list[np.ndarray], 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         net = nt.from_nir(graph, dt=dt)
-    mods = [m for m in net.modules() if type(m).__name__ in ("IAFCell", "LIFBoxCell", "LIBoxCell")]
+    # norse builds a CubaLIF node as an LI synapse and then its LIF: the synapse is a state of
+    # the neuron, not a layer of its own (its output is the synaptic current, not spikes)
+    synapses = {id(m.synapse) for m in net.modules() if type(m).__name__ == "CubaLIF"}
+    kinds = ("IAFCell", "LIFBoxCell", "LIBoxCell")
+    mods = [m for m in net.modules() if type(m).__name__ in kinds and id(m) not in synapses]
     outs, _ = _hooked(mods, lambda o: o[0])
     state, ys = None, []
     with torch.no_grad():

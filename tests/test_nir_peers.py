@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
 import sys
 import warnings
 
@@ -19,10 +20,10 @@ import torch
 from export.check import run_torch
 from export.nir_export import NirPeerWarning, export_nir
 from export.prepare import deployable
-from runtime.neuron.nir import FIRES_ABOVE, FIRES_ABOVE_NOTE
+from runtime.neuron.nir import FIRES_ABOVE, FIRES_ABOVE_NOTE, NORSE_DT, norse_dt
 from runtime.neuron.nir import PEERS as PEER_NAMES
 from tests.export_helpers import config, inputs, model
-from tests.nir_peers import PEERS, RUNNERS
+from tests.nir_peers import PEERS, RUNNERS, run_norse
 
 nir = pytest.importorskip("nir")
 torch.set_num_threads(1)
@@ -34,8 +35,15 @@ VARIANTS = list(itertools.product(("IF", "LIF", "CubaLIF"), ("single", "multi"),
 IDENTICAL = {
     "sinabs": {("IF", "multi", "subtract", "vth"), ("LIF", "multi", "subtract", "none"), ("LI",)},
     "snntorch": {("LIF", "single", "zero", "none"), ("CubaLIF", "single", "zero", "none")},
-    "norse": {("IF", "single", "zero", "none")},
+    "norse": {("IF", "single", "zero", "none"), ("CubaLIF", "single", "zero", "none")},
 }
+
+
+def _norse_dt(line: str | None) -> float:
+    """The dt the norse line says from_nir needs for one step (the matrix runs each file at
+    the dt its line names; 1.0 where it names none: a model of IF layers, tau-free)."""
+    found = re.search(r"from_nir\(graph, dt=([0-9.e-]+)\)", line or "")
+    return float(found.group(1)) if found else 1.0
 
 
 def _export(tmp_path, readout: str = "mean", **neuron):
@@ -52,9 +60,12 @@ def _export_net(tmp_path, **options):
     return cfg, net, path, notes
 
 
-def _peer_run(peer: str, path, x):
-    """The peer's per-layer spikes, or None when it cannot load or run the graph."""
+def _peer_run(peer: str, path, x, norse_line: str | None = None):
+    """The peer's per-layer spikes, or None when it cannot load or run the graph (norse at
+    the dt its line names)."""
     try:
+        if peer == "norse":
+            return run_norse(nir.read(path), x, dt=_norse_dt(norse_line))
         return RUNNERS[peer](nir.read(path), x)
     except pytest.skip.Exception:
         raise
@@ -80,10 +91,15 @@ def test_matrix_cell(peer, variant, tmp_path):
     x = inputs(cfg, T=T, batch=BATCH)
     ref = run_torch(deployable(net), x).outs
     assert all(r.sum() > 0 for r in ref)  # the layer spikes: a difference would show
-    got = _peer_run(peer, path, x)
     mine = [n for n in notes if n.startswith(f"NIR: {PEER_NAMES[peer]} ")]
+    got = _peer_run(peer, path, x, mine[0] if mine else None)
     assert "samna" not in sys.modules  # sinabs without its vendor SDK stub
-    if variant in IDENTICAL[peer]:  # said still: those that fire on v > v_th (real weights: no tie here)
+    if variant == ("CubaLIF", "single", "zero", "none") and peer == "norse":  # ours only at the dt it names
+        assert mine == [f"NIR: {PEER_NAMES[peer]} runs CubaLIF with our spikes only {norse_dt(True)}; it "
+                        f"{FIRES_ABOVE_NOTE}"], mine  # fmt: skip
+        assert _same(ref, got)
+        assert not _same(ref, run_norse(nir.read(path), x, dt=NORSE_DT))  # from_nir(graph): its default
+    elif variant in IDENTICAL[peer]:  # said still: those that fire on v > v_th (real weights: no tie here)
         assert mine == ([f"NIR: {PEER_NAMES[peer]} {FIRES_ABOVE_NOTE}"] if peer in FIRES_ABOVE else []), mine
         assert _same(ref, got)
     else:
@@ -121,21 +137,33 @@ def test_an_identical_cell_differs_at_threshold_ties_as_its_line_says(tmp_path):
 
 
 @pytest.mark.parametrize("kind", ["LIF", "CubaLIF"])
-def test_norse_line_says_the_dt_a_leaky_layer_needs(kind, tmp_path):
-    """The norse line spoke of forward Euler "at its dt" without saying which: norse's own
-    default (from_nir(graph), dt = 1e-3 s) gives other spikes than one step (dt = 1.0, as
-    the matrix runs it; a stranger's trained LIF models: none at all)."""
+@pytest.mark.parametrize("spike, reset", [("single", "zero"), ("multi", "subtract")], ids=["euler-form", "steps-form"])
+def test_norse_line_says_the_dt_a_leaky_layer_needs(kind, spike, reset, tmp_path):
+    """The norse line spoke of forward Euler "at its dt" without saying which, and then named
+    dt = 1.0 for every file: right where tau is written in steps, but a zero-reset file has
+    tau in seconds at snnTorch's 1e-4 s step (a stranger's LIF models at norse's default dt
+    fired about 2.5x our spikes, not "none at all"). Each form's line names its own dt, and
+    norse's default gives other spikes than that dt."""
     if "norse" not in PEERS:
         pytest.skip("norse is not installed")
-    from runtime.neuron.nir import NORSE_DT, NORSE_EULER_DT
-    from tests.nir_peers import run_norse
-
-    cfg, net, path, notes = _export(tmp_path, kind=kind, spike="single", reset="zero")
+    cfg, net, path, notes = _export(tmp_path, kind=kind, spike=spike, reset=reset)
     (line,) = [n for n in notes if n.startswith(f"NIR: {PEER_NAMES['norse']} ")]
-    assert line.endswith(NORSE_EULER_DT)
+    euler = spike == "single"
+    assert norse_dt(euler) in line and _norse_dt(line) == (1e-4 if euler else 1.0)
     x = inputs(cfg, T=T, batch=BATCH)
-    at_default, at_one_step = (run_norse(nir.read(path), x, dt=dt)[0] for dt in (NORSE_DT, 1.0))
-    assert not all(np.array_equal(a, b) for a, b in zip(at_default, at_one_step))
+    at_default, at_its_dt = (run_norse(nir.read(path), x, dt=dt)[0] for dt in (NORSE_DT, _norse_dt(line)))
+    assert not all(np.array_equal(a, b) for a, b in zip(at_default, at_its_dt))
+
+
+def test_snntorch_line_says_it_does_not_load_a_cuba_lif_of_another_syn_gain(tmp_path):
+    """The Euler form with --syn-gain 0.5 is written as r = syn_gain * tau_mem / dt, which
+    snnTorch's import asserts equal to tau_mem / dt: the line said it "runs" and "ignores r"."""
+    if "snntorch" not in PEERS:
+        pytest.skip("snntorch is not installed")
+    cfg, net, path, notes = _export(tmp_path, kind="CubaLIF", spike="single", reset="zero", extra={"syn_gain": 0.5})
+    (line,) = [n for n in notes if n.startswith(f"NIR: {PEER_NAMES['snntorch']} ")]
+    assert "does not load the graph" in line and "syn_gain 0.5" in line, line
+    assert _peer_run("snntorch", path, inputs(cfg, T=T, batch=BATCH)) is None
 
 
 def test_sinabs_line_says_the_decay_it_builds_from_a_tau_in_seconds(tmp_path):

@@ -157,18 +157,28 @@ class CubaLIF(NeuronKind[CubaLIFSpec]):
                 "does not load the graph: its CubaLIF import asserts r = tau_mem / dt, which only the "
                 "single-spike, zero-reset form (written in its convention) meets"
             )
+        elif spec.syn_gain != 1.0:  # written as r = syn_gain * tau_mem / dt: the same assert fails
+            snntorch = (
+                f"does not load the graph: its CubaLIF import asserts r = tau_mem / dt, which syn_gain "
+                f"{spec.syn_gain:g} breaks (train with --syn-gain 1 for snnTorch)"
+            )
         else:
             rules = nir.rules_phrase(spec, "single", "zero", "no clamp", -math.inf)
             snntorch = rules and f"runs CubaLIF as Synaptic with {rules}"
-            if spec.syn_gain != 1.0:
-                snntorch = (snntorch or "runs CubaLIF as Synaptic") + ", and ignores r (syn_gain 1)"
+        # norse's CubaLIF (an LI synapse, then its LIF) runs the unclamped Euler form with our
+        # spikes at snnTorch's step (measured, tests/test_nir_peers.py); the others by its rules
+        norse_runs_ours = _euler(spec) and spec.v_min == -math.inf
         return {
             # nirtorch leaves the node out: depending on the graph it then fails in a shape
             # check, or returns a tensor that is not the readout
             "sinabs": "has no CubaLIF import: it drops the CubaLIF nodes, then fails or returns another tensor",
             "snntorch": snntorch,
-            "norse": "integrates CubaLIF with forward Euler (r and w_in as rates), one spike, zero reset, "
-            + nir.NORSE_EULER_DT,
+            "norse": (
+                f"runs CubaLIF with our spikes only {nir.norse_dt(True)}; it {nir.FIRES_ABOVE_NOTE}"
+                if norse_runs_ours
+                else "integrates CubaLIF with forward Euler (r and w_in as rates), one spike, zero reset, "
+                + nir.norse_dt(_euler(spec))
+            ),
         }
 
     def from_nir(self, params: nir.Params, source: str, dt_s: float) -> tuple[NeuronSpec, float]:

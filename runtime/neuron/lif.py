@@ -79,7 +79,7 @@ class LIF(NeuronKind[NeuronSpec]):
             "snntorch": snntorch
             and f"runs LIF with {snntorch}" + ("" if nir.euler(spec) else nir.snntorch_silent(spec)),
             "norse": "integrates LIF with forward Euler and ignores r (input scaled by dt/tau), one spike, zero reset, "
-            + nir.NORSE_EULER_DT,
+            + nir.norse_dt(nir.euler(spec)),
         }
 
     def from_nir(self, params: nir.Params, source: str, dt_s: float) -> tuple[NeuronSpec, float]:

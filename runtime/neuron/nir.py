@@ -35,12 +35,23 @@ from .base import NeuronSpec, NirNeuronError, kind_of, make_spec
 
 SNNTORCH_DT = 1e-4  # seconds per step, hard-coded in snnTorch 1.0.0's NIR import and export
 NORSE_DT = 1e-3  # norse 1.1.0's default dt of from_nir / to_nir
-# norse's Euler step is dt/tau with tau written in steps: the dt its loader is given decides
-# how a leaky layer fires (a stranger's from_nir(graph) of trained LIF models: every layer silent)
-NORSE_EULER_DT = (
-    f"with the dt given to from_nir as one step (docs/nir_mapping.md runs dt=1.0; norse's default dt = "
-    f"{NORSE_DT:g} s gives other spikes, none at all in a trained LIF digits model)"
-)
+
+
+def norse_dt(euler_form: bool) -> str:
+    """The dt norse's from_nir needs to take one of this file's steps: its Euler step is
+    dt/tau, and tau is written in seconds at snnTorch's step (the Euler form) or in steps.
+    Its default dt (NORSE_DT) is neither: a stranger's from_nir(graph) of trained LIF models
+    in steps left every layer silent, and of Euler-form files fired about 2.5x our spikes."""
+    if euler_form:
+        return (
+            f"with from_nir(graph, dt={SNNTORCH_DT:g}) as one step (this file's tau is in seconds at snnTorch's "
+            f"step; norse's default dt = {NORSE_DT:g} s takes ten steps at once and gives other spikes)"
+        )
+    return (
+        f"with from_nir(graph, dt=1.0) as one step (this file's tau is in steps; norse's default dt = "
+        f"{NORSE_DT:g} s gives other spikes, none at all in a trained LIF digits model)"
+    )
+
 
 Params = dict[str, np.ndarray]
 
