@@ -69,12 +69,13 @@ def run_import(a: argparse.Namespace) -> int:
             print(f"warning: {w}", file=sys.stderr)
         for note in imported.notes:
             print(f"note: {note}")
-        rows = [
-            [i, s["kind"], s["decay"], s["v_th"], s["reset"], s["spike"], s["v_min"], s["dt"]]
-            for i, s in enumerate(info["neurons"])
-        ]
+        # every spec field, a kind's own (CubaLIF's decay_syn and syn_gain, ALIF's beta) after
+        # the common ones: an imported syn_gain 0.5 showed nowhere
+        common = ["kind", "decay", "v_th", "reset", "spike", "v_min", "dt"]
+        own = sorted({k for spec in info["neurons"] for k in spec} - set(common))
+        rows = [[i, *(spec.get(k, "-") for k in common + own)] for i, spec in enumerate(info["neurons"])]
         dt_head = "dt µs" if imported.cfg.data.kind == "events" else "dt (1: one step)"  # NeuronSpec.dt's unit
-        print(table(["layer", "kind", "decay", "v_th", "reset", "spike", "v_min", dt_head], rows))
+        print(table(["layer", *common[:-1], dt_head, *own], rows))
         print(f"T_trained (the runtime's default T) = {imported.cfg.train_T}; readout {imported.model.readout_rule}")
         if result is not None:
             print(table(result.headers, [[f"{v:.1e}" if isinstance(v, float) else v for v in r] for r in result.rows]))

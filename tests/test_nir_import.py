@@ -361,3 +361,15 @@ def test_window_us_is_refused_for_this_products_own_graph_with_the_reason(tmp_pa
         build(read_graph(path), window_us=6000.0)
     with pytest.raises(ExportError, match=r"^--window-us takes a foreign graph's window .* > 0; got -1.0$"):
         build(read_graph(_graph_file(tmp_path, *_dense())), "nir", 1e-3, T=4, window_us=-1.0)
+
+
+def test_the_import_table_shows_a_kinds_own_fields(tmp_path, capsys):
+    """The table had the common columns only: a CubaLIF's imported syn_gain and
+    decay_syn showed nowhere (the file carried them)."""
+    cfg, net, path = _export(tmp_path, kind="CubaLIF", spike="single", reset="zero", extra={"syn_gain": 0.25})
+    code, out, err = run_main(main, capsys, str(path), "-o", str(tmp_path / "m.onnx"))
+    assert code == 0, err
+    header = next(line for line in out.splitlines() if line.lstrip().startswith("layer"))
+    assert header.split()[-2:] == ["decay_syn", "syn_gain"], header
+    rows = [line.split() for line in out.splitlines() if " CubaLIF " in f" {line} "]
+    assert [r[-2:] for r in rows] == [["0.5000", "0.2500"]] * 2, rows  # decay_syn (default) and syn_gain
