@@ -19,13 +19,30 @@ def fail(message: str) -> NoReturn:
     raise SystemExit(2)
 
 
+def cpu_name() -> str | None:
+    """The CPU's model name (Linux: /proc/cpuinfo; elsewhere what the platform says; None:
+    unknown). Float results depend on it, not only on the library versions: torch picks its
+    kernels by the CPU's instruction set (a stranger's AVX-512 machine moved a published
+    loss in the 4th decimal)."""
+    import platform
+
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.partition(":")[2].strip() or None
+    except OSError:
+        pass
+    return platform.processor() or None
+
+
 def versions(*packages: str) -> dict[str, str | None]:
     """Installed versions (None: not installed), read from package metadata, so that a
-    benchmark reports numba's without importing it; and Python's and the machine's."""
+    benchmark reports numba's without importing it; and Python's, the machine's and its CPU's."""
     import platform
     from importlib import metadata
 
-    out: dict[str, str | None] = {"python": platform.python_version(), "machine": platform.machine()}
+    out: dict[str, str | None] = {"python": platform.python_version(), "machine": platform.machine(), "cpu": cpu_name()}
     for name in packages:
         try:
             out[name] = metadata.version(name)

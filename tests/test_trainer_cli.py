@@ -232,6 +232,8 @@ def test_checkpoint_records_what_a_rerun_must_match(checkpoint):
     env = metrics["environment"]
     assert env["threads"] == 1 and env["seed"] == 0 and env["deterministic"] is False and env["processes"] == 1
     assert env["torch"] == str(torch.__version__) and {"numpy", "python"} <= set(env)
+    # the instruction set torch's kernels use moves losses from epoch 1 (AVX512 vs AVX2)
+    assert env["cpu_capability"] == torch.backends.cpu.get_cpu_capability() and "cpu" in env
     assert cfg.data.train_split == "train-minus-val"  # the validation split was held out
 
 

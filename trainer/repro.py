@@ -2,8 +2,9 @@
 
 Float sums on CPU are split over threads, and the split changes the rounding: the same
 seed gives slightly different losses at a different thread count, and training amplifies
-the difference. A run is therefore reproducible for a fixed (seed, thread count, library
-versions); :func:`environment` is that record, stored in the checkpoint's metrics.
+the difference; so does the CPU's instruction set, by which torch picks its kernels. A run
+is therefore reproducible for a fixed (seed, thread count, library versions, CPU
+capability); :func:`environment` is that record, stored in the checkpoint's metrics.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import numpy as np
 import torch
 
 from runtime.limits import available_cores
-from runtime.report import versions
+from runtime.report import cpu_name, versions
 
 from .config import ConfigError
 
@@ -53,4 +54,8 @@ def environment(seed: int) -> dict[str, Any]:
         "numpy": str(np.__version__),
         "python": platform.python_version(),
         "machine": platform.machine(),
+        # torch picks its CPU kernels by instruction set: the same run on an AVX-512 and on an
+        # AVX2 machine (or under ATEN_CPU_CAPABILITY=avx2) gives other losses from epoch 1
+        "cpu": cpu_name(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
     }
