@@ -19,6 +19,11 @@ def fail(message: str) -> NoReturn:
     raise SystemExit(2)
 
 
+def counted(n: int, noun: str) -> str:
+    """``n`` and the noun, plural unless one ("1 thread", "2 threads")."""
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
 def cpu_name() -> str | None:
     """The CPU's model name (Linux: /proc/cpuinfo; elsewhere what the platform says; None:
     unknown). Float results depend on it, not only on the library versions: torch picks its

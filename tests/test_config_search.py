@@ -345,7 +345,7 @@ def test_eval_config_outside_the_trained_range_warns(tmp_path, capsys):
     capsys.readouterr()
     code, out, err = run(capsys, "eval", str(path), "--config", "2,4", "--limit", "20", "--json")
     assert code == 0, err
-    want = f"{path} was trained for T in [4, 4]; T=[2] lie outside that range"
+    want = f"{path} was trained for T in [4, 4]; T=2 lies outside that range"
     assert f"warning: {want}" in err and json.loads(out)["warnings"] == [want]
 
 

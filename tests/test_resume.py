@@ -250,6 +250,12 @@ def test_a_run_stopped_after_its_last_epoch_resumes_to_its_end(capsys, tmp_path,
     monkeypatch.setattr(trainer.train, "calibrate_bn", interrupt)
     code, _, err = run(capsys, "fit", *flags, "--out", str(stopped))
     assert code == 130 and read_checkpoint(stopped)["metrics"]["finished"] is False
+    # Ctrl-C printed "interrupted" alone: it now says what the file holds and how to finish it
+    assert err.splitlines() == [
+        f"note: {stopped} is an unfinished run (after epoch 1 of 1, BatchNorm not calibrated yet): finish it "
+        f"with python -m trainer fit --resume {stopped} --out FINAL.pt",
+        "interrupted",
+    ], err
     monkeypatch.setattr(trainer.train, "calibrate_bn", real)
     code, _, err = run(capsys, "eval", str(stopped), "--T", "2", "--limit", "10")
     assert code == 0 and f"warning: {stopped} is an unfinished run (after epoch 1 of 1" in err

@@ -83,7 +83,7 @@ def test_calibrate_warns_outside_the_trained_range(capsys, tmp_path):
     capsys.readouterr()
     argv = ["calibrate", str(bn), "--T", "20", "--limit", "10", "--calib-batches", "1", "--out", str(tmp_path / "c.pt")]
     code, _, err = run(capsys, *argv)
-    assert code == 0 and f"warning: {bn} was trained for T in [1, 3]; T=[20] lie outside" in err, err
+    assert code == 0 and f"warning: {bn} was trained for T in [1, 3]; T=20 lies outside" in err, err
 
 
 def test_eval_on_the_validation_split(checkpoint, capsys, tmp_path):
@@ -313,7 +313,7 @@ def test_calibrate_refuses_a_model_without_batchnorm(checkpoint, tmp_path, capsy
 def test_eval_warns_outside_the_trained_range(checkpoint, capsys):
     code, out, err = run(capsys, "eval", str(checkpoint), "--T", "2", "5", "--limit", "20", "--json")
     assert code == 0
-    assert json.loads(out)["warnings"] == [f"{checkpoint} was trained for T in [1, 3]; T=[5] lie outside that range"]
+    assert json.loads(out)["warnings"] == [f"{checkpoint} was trained for T in [1, 3]; T=5 lies outside that range"]
     assert err.startswith("warning: ")
 
 

@@ -23,7 +23,7 @@ from runtime.neuron import NeuronSpec, SpecError, field_names, make_spec
 from runtime.neuron import all_fields as neuron_fields
 from runtime.neuron import presets as neuron_presets
 from runtime.neuron.base import field_type
-from runtime.report import emit_json, guarded, pct, table
+from runtime.report import counted, emit_json, guarded, pct, table
 
 from .checkpoint import (
     DIGEST_KEY,
@@ -618,7 +618,8 @@ def _refuse_flags_a_resume_ignores(a: argparse.Namespace) -> None:
         flags = ", ".join("--" + k.replace("_", "-") for k in given)
         raise ConfigError(
             f"--resume continues the run in {a.resume} as it was configured; it does not read {flags}: leave "
-            f"them out (a run with other settings starts anew: --init-from {a.resume} takes its weights)"
+            f"{'it' if len(given) == 1 else 'them'} out (a run with other settings starts anew: --init-from "
+            f"{a.resume} takes its weights)"
         )
 
 
@@ -718,29 +719,37 @@ def cmd_fit(a: argparse.Namespace) -> None:
     start = fit_start(a, cfg, resumed)
     lineage = run_lineage(a, resumed)
 
+    saved: list[dict[str, Any]] = []  # the progress last written to `out` (for the note on Ctrl-C)
+
     def write_epoch(model: Net, history: list[dict[str, float]], state: dict) -> None:
         # after every epoch: an interrupted run resumes from here (--resume)
         progress = {"history": history, "finished": False, "environment": environment(cfg.method.seed), **lineage}
         save_checkpoint(out, cfg, model, progress, {**state, LIMITS_KEY: limits})
+        saved[:] = [progress]
 
-    model, metrics = fit(
-        cfg,
-        train_ds,
-        test_ds,
-        progress=not a.quiet and sys.stderr.isatty(),
-        verbose=not a.quiet,
-        start=start,
-        on_epoch=write_epoch,
-    )
+    try:
+        model, metrics = fit(
+            cfg,
+            train_ds,
+            test_ds,
+            progress=not a.quiet and sys.stderr.isatty(),
+            verbose=not a.quiet,
+            start=start,
+            on_epoch=write_epoch,
+        )
+    except KeyboardInterrupt:  # "interrupted" alone did not say that the epochs done are kept
+        if saved and int(os.environ.get("RANK", "0")) == 0:
+            print(f"note: {unfinished_note(out, cfg, saved[0])}", file=sys.stderr)
+        raise
     state = {**metrics.pop("train_state"), LIMITS_KEY: limits}
     metrics.update(lineage)
     if int(os.environ.get("RANK", "0")) == 0:
         save_checkpoint(out, cfg, model, metrics, state)
         how = f", after BatchNorm calibration at T={cfg.train_T}" if metrics.get("bn_calibrated_layers") else ""
         print(
-            f"wrote {out}: test accuracy {100 * metrics['test_accuracy']:.2f}% on {len(test_ds)} samples at "
-            f"T={cfg.train_T}{how} "
-            f"({metrics['seconds_per_epoch']:.1f} s/epoch, {metrics['environment']['threads']} threads)"
+            f"wrote {out}: test accuracy {100 * metrics['test_accuracy']:.2f}% on {counted(len(test_ds), 'sample')} "
+            f"at T={cfg.train_T}{how} "
+            f"({metrics['seconds_per_epoch']:.1f} s/epoch, {counted(metrics['environment']['threads'], 'thread')})"
         )
 
 
@@ -816,11 +825,11 @@ def cmd_eval(a: argparse.Namespace) -> None:
     data = {(r.data, r.n) for r in runs.values()}
     if len(data) == 1:
         spec, n = data.pop()
-        print(f"{a.split} accuracy (%) on {spec} ({n} samples)")
+        print(f"{a.split} accuracy (%) on {spec} ({counted(n, 'sample')})")
     else:  # checkpoints trained on different data, each evaluated on its own
         print(f"{a.split} accuracy (%), each checkpoint on its own data:")
         for path, r in runs.items():
-            print(f"  {Path(path).name}: {r.data} ({r.n} samples)")
+            print(f"  {Path(path).name}: {r.data} ({counted(r.n, 'sample')})")
     names = [Path(p).name for p in runs]
     cells = [[T, *(pct(r.accuracy[T]) if T in r.accuracy else "-" for r in runs.values())] for T in all_T]
     print(table(["T", *names], cells))

@@ -301,7 +301,10 @@ class Config:
         """A note when some T lies outside :attr:`T_range` (None: all inside)."""
         lo, hi = self.T_range
         outside = sorted({T for T in Ts if not lo <= T <= hi})
-        return f"{path} was trained for T in [{lo}, {hi}]; T={outside} lie outside that range" if outside else None
+        if not outside:
+            return None
+        which = f"T={outside[0]} lies" if len(outside) == 1 else f"T={outside} lie"
+        return f"{path} was trained for T in [{lo}, {hi}]; {which} outside that range"
 
     def to_dict(self) -> dict[str, Any]:
         d = {
