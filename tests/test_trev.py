@@ -220,6 +220,19 @@ def test_cli_fit_then_eval_and_bad_T(capsys, tmp_path):
     assert code == 0 and "m.pt" in out, err
     code, out, err = run(capsys, "eval", str(path), "--T", "3", "--limit", "30")
     one_error(code, err, "has 2 sub-networks")  # the error alone (a range warning came first)
+    # beside another model the comparison runs: the T-RevSNN's cells beyond its T stay empty
+    # (it was refused outright)
+    import json
+    import shutil
+
+    other = tmp_path / "copy.pt"
+    shutil.copy(path, other)
+    code, out, err = run(capsys, "eval", str(path), str(other), "--T", "1", "3", "--limit", "30", "--json")
+    assert code == 0, err
+    assert f"warning: T=[3] not available: {path} has 2 sub-networks (T in 1..2); shown as -" in err
+    got = json.loads(out)
+    assert got["T"] == [1, 3] and [r["accuracy"][1] for r in got["runs"]] == [None, None], got
+    assert None not in [r["accuracy"][0] for r in got["runs"]], got
 
 
 def test_cli_trev_memory_table(capsys):

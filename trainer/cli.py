@@ -803,12 +803,19 @@ def cmd_eval(a: argparse.Namespace) -> None:
                 f"--binning {a.binning}: {ds.spec} is {ds.kind} data, which has no time to bin; leave it out"
             )
         Ts = a.T or list(range(1, cfg.train_T + 1))  # each checkpoint its own trained range
-        if isinstance(model, TRevNet) and max(Ts) > model.T:  # refused before any warning is printed
-            raise ConfigError(f"T={max(Ts)} is not available: {path} has {model.T} sub-networks (T in 1..{model.T})")
+        if isinstance(model, TRevNet) and max(Ts) > model.T:
+            has = f"{path} has {model.T} sub-networks (T in 1..{model.T})"
+            if len(a.checkpoints) == 1:  # refused before any warning is printed
+                raise ConfigError(f"T={max(Ts)} is not available: {has}")
+            # beside other models (a comparison at T = 1 4 6 was refused outright): its cells stay empty
+            beyond = [T for T in Ts if T > model.T]
+            warnings.append(f"T={beyond} not available: {has}; shown as - (null in --json)")
+            print(f"warning: {warnings[-1]}", file=sys.stderr)
+            Ts = [T for T in Ts if T <= model.T]
         # frames [T, B, C, H, W] as binning builds them (int64 counts, float32), before any allocation
         check_memory(
-            16 * min(a.batch_size, len(ds)) * max(Ts) * math.prod(ds.shape),
-            f"evaluating batches of {min(a.batch_size, len(ds))} at T={max(Ts)}",
+            16 * min(a.batch_size, len(ds)) * max(Ts, default=1) * math.prod(ds.shape),
+            f"evaluating batches of {min(a.batch_size, len(ds))} at T={max(Ts, default=1)}",
         )
         warning = cfg.t_range_warning(path, Ts)
         if warning:
@@ -818,7 +825,7 @@ def cmd_eval(a: argparse.Namespace) -> None:
         runs[path] = EvalRun(ds.spec, len(ds), dict(zip(Ts, acc)))
     if a.plot:
         plot_accuracy({p: r.accuracy for p, r in runs.items()}, a.plot)
-    all_T = sorted({T for r in runs.values() for T in r.accuracy})
+    all_T = sorted({T for r in runs.values() for T in r.accuracy} | set(a.T or ()))  # asked: a row each
     if a.json:
         emit_json({**eval_json(runs, all_T), "split": a.split, "warnings": warnings})
         return
