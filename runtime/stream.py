@@ -309,10 +309,13 @@ def run_event(
         state, _ = engine.flush(state, None if partial else start + span)
         r = engine.result(state)
         lat = None if last_arrival is None else (time.perf_counter() - last_arrival) * 1e3
+        # a cut window ends where the engine stopped, just after its last event (it said the
+        # whole window's end, past the stream, where clock mode says its last bin's end)
+        end = min(start + span, float(state.t_now) + 1) if partial else start + span
         w = Window(
             stats.windows,
             start,
-            start + span,
+            end,
             n,
             None,
             int(r.predictions),
