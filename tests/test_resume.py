@@ -319,3 +319,49 @@ def test_a_multi_process_runs_resume_hint_names_torchrun(monkeypatch):
     assert one is not None and "finish it with python -m trainer fit --resume p.pt --out FINAL.pt" in one
     old = unfinished_note("p.pt", config("mtt"), {"finished": False, "history": [{}]})  # files before it
     assert old is not None and "python -m trainer fit --resume" in old
+
+
+def test_a_run_resumes_from_its_data_in_a_new_place(tmp_path, monkeypatch, capsys):
+    """A run whose data folder moved could not be resumed at all (--data was refused with
+    --resume, and the stored path no longer existed). --data now names where the same data
+    set is: the same source, checked against what the checkpoint knows of it; the finished
+    run is the uninterrupted one, and its file names the new place."""
+    import numpy as np
+
+    import trainer.train
+
+    rng = np.random.default_rng(0)
+    images = rng.random((40, 1, 6, 6)).astype(np.float32)
+    labels = np.arange(40) % 3
+    old, new, other = tmp_path / "old.npz", tmp_path / "new.npz", tmp_path / "other.npz"
+    np.savez(old, images=images, labels=labels)
+    flags = ["--method", "sdt", "--T", "2", "--epochs", "1", "--norm", "bn", "--bias", "--calib-batches", "2",
+             "--width", "4", "--batch-size", "8", "--threads", "1", "--quiet"]  # fmt: skip
+    whole = tmp_path / "whole.pt"
+    code, _, err = run(capsys, "fit", "--data", f"npz:{old}", *flags, "--out", str(whole))
+    assert code == 0, err
+    real = trainer.train.calibrate_bn
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(trainer.train, "calibrate_bn", interrupt)
+    stopped = tmp_path / "stopped.pt"
+    assert run(capsys, "fit", "--data", f"npz:{old}", *flags, "--out", str(stopped))[0] == 130
+    monkeypatch.setattr(trainer.train, "calibrate_bn", real)
+    old.rename(new)
+    np.savez(other, images=images[:35], labels=labels[:35])
+    done = tmp_path / "done.pt"
+    resume = ["fit", "--resume", str(stopped), "--threads", "1", "--quiet", "--out", str(done)]
+    code, _, err = run(capsys, *resume)
+    one_error(code, err, "name where the data is now with --data")
+    code, _, err = run(capsys, *resume, "--data", "digits:static")
+    one_error(code, err, "the same data set as its")
+    code, _, err = run(capsys, *resume, "--data", f"npz:{other}")
+    one_error(code, err, "training samples per epoch 24 (the run's: 28)")
+    code, _, err = run(capsys, *resume, "--data", f"npz:{new}")
+    assert code == 0, err
+    a, b = read_checkpoint(whole), read_checkpoint(done)
+    for k, v in a["state_dict"].items():
+        assert torch.equal(b["state_dict"][k], v), k
+    assert Config.from_dict(b["config"]).data.spec == f"npz:{new}"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import io
 import math
 import os
@@ -606,7 +607,39 @@ def run_limits(a: argparse.Namespace, resumed: dict[str, Any] | None) -> dict[st
 
 # what a resumed run reads besides the checkpoint: where it writes, how it runs, and its
 # data subsets (checked against the stored ones by run_limits)
-RESUME_READS = {"cmd", "resume", "out", "threads", "deterministic", "quiet", "limit", "limit_train"}
+RESUME_READS = {"cmd", "resume", "out", "threads", "deterministic", "quiet", "limit", "limit_train", "data"}
+
+
+def moved_data(spec: str, stored: str, path: str) -> str:
+    """``--data`` with ``--resume``: where the run's data set is now; the same source only
+    (a run whose folder moved could not be resumed at all)."""
+    if spec.partition(":")[0] != stored.partition(":")[0]:
+        raise ConfigError(
+            f"--data with --resume names where {path}'s data is now: the same data set as its {stored!r} "
+            f"({stored.partition(':')[0]}:PATH), got {spec!r} (other data: --init-from {path} starts a new run)"
+        )
+    return spec
+
+
+def same_training_data(ds: Dataset, cfg: Config, metrics: dict[str, Any], path: str) -> None:
+    """``ds`` (read from a moved ``--data``) is what the run trained on, as far as the
+    checkpoint tells: kind, shape, classes, recording length and the samples per epoch (the
+    batch order of the epochs left depends on the count)."""
+    d = cfg.data
+    history = metrics.get("history") or [{}]
+    stored_n = history[-1].get("samples")
+    world = int((metrics.get("environment") or {}).get("processes", 1))
+    got_n = len(ds) - len(ds) % world  # what an epoch trains on (rank_batches leaves the rest out)
+    checks = [
+        ("kind", d.kind, ds.kind),
+        ("shape", tuple(d.shape), tuple(ds.shape)),
+        ("classes", list(d.classes), list(ds.classes)),
+        ("recording length µs", d.duration_us, ds.duration_us),
+        ("training samples per epoch", stored_n, got_n if stored_n is not None else None),
+    ]
+    bad = [f"{name} {got!r} (the run's: {want!r})" for name, want, got in checks if want != got]
+    if bad:
+        raise DataError(f"--data {ds.spec!r} is not the data {path} trained on: {'; '.join(bad)}")
 
 
 def _refuse_flags_a_resume_ignores(a: argparse.Namespace) -> None:
@@ -687,6 +720,8 @@ def cmd_fit(a: argparse.Namespace) -> None:
         _refuse_flags_a_resume_ignores(a)
         rcfg = Config.from_dict(resumed["config"])
         transforms, spec, split = from_dicts(rcfg.data.transforms), rcfg.data.spec, rcfg.data.train_split
+        if cliargs.given(a, "data"):  # the same data in another place (a moved folder, another machine)
+            spec = moved_data(a.data, rcfg.data.spec, a.resume)
         print(f"resuming {a.resume}: its config and data {spec!r}")
     check_output(out, *spec_paths(spec))  # --data, or a resumed run's, named in its checkpoint
     limits = run_limits(a, resumed)
@@ -698,12 +733,12 @@ def cmd_fit(a: argparse.Namespace) -> None:
         # the spec is stored as it was typed: a relative folder is relative to where fit ran
         raise DataError(
             f"{e} (the data {spec!r} as stored in {a.resume}; a relative path is relative to the folder "
-            "the run started in: resume from there)"
+            "the run started in: resume from there, or name where the data is now with --data)"
         ) from None
     test_ds = load_dataset(spec, "test", limits["limit"], transforms)
     if test_ds.classes != train_ds.classes:
         raise DataError(
-            f"data {a.data!r}: the test split has classes {test_ds.classes}, the training split "
+            f"data {spec!r}: the test split has classes {test_ds.classes}, the training split "
             f"{train_ds.classes}; expected the same"
         )
     if resumed is None:
@@ -715,6 +750,9 @@ def cmd_fit(a: argparse.Namespace) -> None:
             print(f"model {choice.name} (the default for {'x'.join(map(str, train_ds.shape))} input: {choice.why})")
     else:
         cfg = Config.from_dict(resumed["config"])
+        if spec != cfg.data.spec:
+            same_training_data(train_ds, cfg, resumed["metrics"], a.resume)
+            cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, spec=spec))  # where it is now
         build_checked(cfg, "the model")
     start = fit_start(a, cfg, resumed)
     lineage = run_lineage(a, resumed)
