@@ -59,9 +59,15 @@ def digits_static(split: str) -> tuple[np.ndarray, np.ndarray]:
     return images[idx, None], labels[idx]
 
 
-def _simulate(images: np.ndarray, idx: np.ndarray) -> list[np.ndarray]:
+def _simulate(images: np.ndarray, idx: np.ndarray, split: str) -> list[np.ndarray]:
+    from tqdm import tqdm
+
     out = []
-    for s in range(0, len(idx), BATCH):
+    # the first run of a fresh install spends most of its first seconds here, silent before
+    bar = tqdm(
+        range(0, len(idx), BATCH), desc=f"digits events ({split}, once; cached)", disable=not sys.stderr.isatty()
+    )
+    for s in bar:
         part = idx[s : s + BATCH]
         big = np.kron(images[part], np.ones((1, 2, 2), np.float32))  # 16x16: room for sub-pixel motion
         out += saccade_events(big, duration_us=DURATION_US, ids=part)
@@ -117,6 +123,6 @@ def digits_events(split: str) -> tuple[list[np.ndarray], np.ndarray]:
         return cached
     images, labels = _load_digits()
     idx = split_index(len(labels), split)
-    streams = _simulate(images, idx)
+    streams = _simulate(images, idx, split)
     _write_cache(path, streams, labels[idx])
     return streams, labels[idx]
