@@ -59,14 +59,13 @@ def digits_static(split: str) -> tuple[np.ndarray, np.ndarray]:
     return images[idx, None], labels[idx]
 
 
-def _simulate(images: np.ndarray, idx: np.ndarray, split: str) -> list[np.ndarray]:
+def _simulate(images: np.ndarray, idx: np.ndarray, split: str = "") -> list[np.ndarray]:
     from tqdm import tqdm
 
     out = []
     # the first run of a fresh install spends most of its first seconds here, silent before
-    bar = tqdm(
-        range(0, len(idx), BATCH), desc=f"digits events ({split}, once; cached)", disable=not sys.stderr.isatty()
-    )
+    what = " ".join(["digits events", *([split] if split else []), "(built once, then cached)"])
+    bar = tqdm(range(0, len(idx), BATCH), desc=what, disable=not sys.stderr.isatty())
     for s in bar:
         part = idx[s : s + BATCH]
         big = np.kron(images[part], np.ones((1, 2, 2), np.float32))  # 16x16: room for sub-pixel motion
