@@ -22,7 +22,7 @@ from runtime.limits import available_cores
 from runtime.neuron import SpecError
 from runtime.policies import POLICY_FORMS, PolicyError, parse_policy, t_range_warning
 from runtime.protocol import ModelError, one_rate, read_model
-from runtime.report import emit_json, fail, guarded, print_warnings, table, versions
+from runtime.report import emit_json, fail, guarded, print_warnings, table, versions, versions_text
 
 from .speck.chip import CHIPS, DEFAULT_CHIP, ChipError
 from .speck.convert import READOUT_THRESHOLD
@@ -311,8 +311,7 @@ def cmd_pi_bench(a: argparse.Namespace) -> None:
     print(f"{a.model}: batch 1, backend {used} (--backend {a.backend}), {a.T} steps x {a.repeats} repeats")
     v = out["versions"]
     print(
-        f"load average {load_before[0]:.2f} before, {out['load_average'][1][0]:.2f} after (1 min); "
-        + ", ".join(f"{k} {v[k]}" for k in ("python", "machine", "numpy", "onnxruntime", "numba") if v[k])
+        f"load average {load_before[0]:.2f} before, {out['load_average'][1][0]:.2f} after (1 min); " + versions_text(v)
     )
     print(table(["threads", "ms/step"], [[r["threads"], r["ms_per_step"]] for r in out["threads"]]))
     print(

@@ -28,6 +28,7 @@ from .errors import InputError
 from .limits import available_cores
 from .policies import FixedT
 from .protocol import STATIC_KINDS, Protocol
+from .report import versions
 from .session import Session
 
 
@@ -255,5 +256,6 @@ def bench(
         "T": steps,
         "repeats": repeats,
         "load_average": [load_before, os.getloadavg()],
+        "versions": versions("numpy", "onnxruntime", "numba", *(["torch"] if checkpoint else [])),
         "rows": rows,
     }

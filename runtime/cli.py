@@ -22,7 +22,7 @@ from .limits import available_cores, check_memory, run_bytes
 from .neuron import SpecError
 from .policies import POLICY_FORMS, RULES, PolicyError, parse_policy, t_range_note, t_range_warning
 from .protocol import STATIC_KINDS, ModelError, one_rate
-from .report import emit_json, energy_note, guarded, noting, pct, print_run, print_warnings, sci, table
+from .report import emit_json, energy_note, guarded, noting, pct, print_run, print_warnings, sci, table, versions_text
 from .session import Session, load
 
 USER_ERRORS = (ModelError, InputError, PolicyError, DataError, SpecError, OutputPathError)
@@ -138,6 +138,7 @@ def cmd_bench(a: argparse.Namespace) -> None:
         f"{a.model}: {a.T} steps per round, {a.repeats} interleaved rounds; load average "
         f"{before[0]:.2f} before, {after[0]:.2f} after (1 min)"
     )
+    print(f"versions: {versions_text(result['versions'])}")
     for r in result["rows"]:
         limit = r["gemm_limit_ms_wall"]
         print(

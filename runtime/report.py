@@ -56,6 +56,12 @@ def versions(*packages: str) -> dict[str, str | None]:
     return out
 
 
+def versions_text(v: dict[str, str | None]) -> str:
+    """:func:`versions` as one line for a benchmark's footer ("python 3.11.7, machine
+    x86_64, cpu ..., numpy 2.4.6"), the missing ones left out."""
+    return ", ".join(f"{k} {value}" for k, value in v.items() if value)
+
+
 def interrupted() -> NoReturn:
     """Ctrl-C: one line and the shell's status for SIGINT (128 + 2), no traceback; outputs
     are written atomically, so none is left half-written (fit keeps the checkpoint of its

@@ -155,6 +155,8 @@ def test_cli_event_mode_json_has_sd(tmp_path):
     assert len(rows) == 5 and all(row["events_per_s"] > 0 for row in rows)
     # interleaved rounds: min and median per engine, the load and thread count stated
     assert bench["repeats"] == 3 and len(bench["load_average"]) == 2 and bench["numba_threads"] >= 1
+    # and the versions and CPU a rerun must match (the page's table had none on record)
+    assert bench["versions"]["numba"] and bench["versions"]["numpy"] and "cpu" in bench["versions"]
     assert all(row["cpu_ms_per_stream"] <= row["cpu_ms_per_stream_median"] for row in rows)
     assert all(row["msynops_per_cpu_s"] >= row["msynops_per_cpu_s_median"] for row in rows[:2])
     assert 0 < fixed["run_us_min"] <= fixed["run_us_median"] and 0 < fixed["batch_us_min"] <= fixed["batch_us_median"]

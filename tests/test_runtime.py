@@ -395,8 +395,10 @@ def test_tradeoff_and_bench_commands(model_path, tmp_path):
     assert png.stat().st_size > 1000
     p = _cli("bench", model_path, "--batch-size", "1", "4", "--T", "3", "--repeats", "1", "--json")
     assert p.returncode == 0, p.stderr
-    rows = json.loads(p.stdout)["rows"]
+    got = json.loads(p.stdout)
+    rows = got["rows"]
     assert [(r["batch"], r["threads"]) for r in rows] == [(1, 1), (4, 2)]  # 2: this test's cores, see conftest
+    assert got["versions"]["onnxruntime"] and "cpu" in got["versions"]  # what a rerun must match
     for r in rows:  # both runtime systems, min <= median, each as a percentage of the measured limit
         assert [s["system"] for s in r["systems"]] == ["runtime stepper", "runtime SDK", "runtime stepper, ort bodies"]
         assert r["gemm_limit_ms_cpu"] > 0 and r["gemm_limit_ms_wall"] > 0

@@ -24,6 +24,7 @@ import numpy as np
 from ..bench import Loop, interleaved
 from ..data import Dataset
 from ..data.events import make_events
+from ..report import versions
 from ..session import Session, load
 from .engine import EventEngine
 from .evaluate import check_dataset
@@ -145,4 +146,5 @@ def event_bench(
             "synops_at_crossover": cross,
         },
         "load_average": [load_before, os.getloadavg()],
+        "versions": versions("numpy", "onnxruntime", "numba"),
     }

@@ -7,7 +7,7 @@ import sys
 
 from .. import cliargs
 from ..errors import InputError
-from ..report import emit_json, pct, print_run, print_warnings, sci, table
+from ..report import emit_json, pct, print_run, print_warnings, sci, table, versions_text
 from ..session import load
 
 # .bench, .engine and .evaluate import numba: only inside the commands that run it (the
@@ -109,6 +109,7 @@ def cmd_event_bench(a: argparse.Namespace) -> None:
         f"min and median of {r['repeats']} interleaved rounds (the plain-Python loop: one run); events/s at "
         f"the wall minimum; numba threads {r['numba_threads']}; load average {l1} before, {l2} after"
     )
+    print(f"versions: {versions_text(r['versions'])}")
     f = r["fixed_cost"]
     print(
         f"fixed cost of a one-event stream: run {f['run_us_min']:.0f} µs min / {f['run_us_median']:.0f} "
