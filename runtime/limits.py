@@ -13,6 +13,8 @@ import os
 import re
 from typing import Any
 
+import numpy as np
+
 MAX_T = 100_000  # time steps: far above any real use; beyond it a typo, not a request
 ENV = "FLEXSNN_MAX_MEMORY"
 _UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
@@ -77,6 +79,12 @@ def run_bytes(protocol: Any, batch: int, frames: int = 1) -> int:
     elems = math.prod(protocol.input_shape)
     states = sum(math.prod(s.shape) for s in protocol.states)
     return batch * (12 * elems * max(frames, 1) + 4 * 4 * states + 8 * protocol.num_classes)
+
+
+def positive_int(value: object) -> bool:
+    """Whether ``value`` is a whole number > 0 as Python or numpy holds one (not a bool,
+    whose True is 1; not 2.0): a count of steps, samples or streams."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and bool(value > 0)
 
 
 def check_steps(T: int, what: str = "time steps") -> None:

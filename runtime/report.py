@@ -4,6 +4,7 @@ the single-line error with exit status 2 for bad input."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
 import os
@@ -24,21 +25,24 @@ def counted(n: int, noun: str) -> str:
     return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
+@functools.cache
 def cpu_name() -> str | None:
-    """The CPU's model name (Linux: /proc/cpuinfo; elsewhere what the platform says; None:
+    """The CPU's model name (Linux: /proc/cpuinfo's "model name", or on a Raspberry Pi,
+    whose ARM cores have none, its "Model" line; elsewhere what the platform says; None:
     unknown). Float results depend on it, not only on the library versions: torch picks its
     kernels by the CPU's instruction set (a stranger's AVX-512 machine moved a published
     loss in the 4th decimal)."""
     import platform
 
+    found: dict[str, str] = {}
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
-                if line.startswith("model name"):
-                    return line.partition(":")[2].strip() or None
+                key, _, value = line.partition(":")
+                found.setdefault(key.strip(), value.strip())
     except OSError:
         pass
-    return platform.processor() or None
+    return found.get("model name") or found.get("Model") or platform.processor() or None
 
 
 def versions(*packages: str) -> dict[str, str | None]:

@@ -48,9 +48,10 @@ def _join(values: list[Any]) -> Any:
 
 
 def _with_sample_axis(value: Any) -> Any:
-    """One stream's result (no sample axis) as a batch of one: every array gains axis 0."""
-    if isinstance(value, np.ndarray):
-        return value[None]
+    """One stream's result (no sample axis) as a batch of one: every array gains axis 0
+    (a numpy scalar too: the engine's one-stream prediction is an ``np.int64``)."""
+    if isinstance(value, (np.ndarray, np.generic)):
+        return np.asarray(value)[None]
     if isinstance(value, dict):
         return {k: _with_sample_axis(v) for k, v in value.items()}
     if dataclasses.is_dataclass(value) and not isinstance(value, type):

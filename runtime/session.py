@@ -28,7 +28,7 @@ from .data.events import BINNINGS, bin_events, count_unseen, unseen_note
 from .engine import Stepper, make_session, threads_for, with_outputs
 from .errors import AxisOrderWarning, InputError, TrainedRangeWarning, UnseenEventsWarning, UnusedFramesWarning
 from .eventinput import checked_streams, span_us
-from .limits import check_memory, check_steps, run_bytes
+from .limits import check_memory, check_steps, positive_int, run_bytes
 from .policies import (
     Cascade,
     ExitPolicy,
@@ -313,7 +313,7 @@ class Session:
     ) -> np.ndarray:
         """Bin event streams into ``[T, B, *shape]`` as the model was trained (or as asked)."""
         p = self.protocol
-        if not (isinstance(T, (int, np.integer)) and not isinstance(T, bool) and T > 0):
+        if not positive_int(T):
             raise InputError(f"T must be a positive integer number of frames, got {T!r}")
         binning = binning or p.binning
         if binning not in BINNINGS:
@@ -401,7 +401,7 @@ class Session:
         if not isinstance(x, np.ndarray):
             raise InputError(f"input is a {type(x).__name__}; expected a numpy array ({self._forms()})")
         if x.dtype.names is not None and p.input_kind == "event-frames":  # "input has shape [4546]" said
-            raise InputError(f"input is one event stream of {len(x)} events; expected a list of streams: run([stream])")
+            raise InputError(f"input is one event stream of {x.size} events; expected a list of streams: run([stream])")
         nd = len(p.input_shape)
         if x.ndim == nd + 1:
             if p.input_kind not in STATIC_KINDS:
@@ -764,7 +764,7 @@ class Session:
     # ---- streaming ------------------------------------------------------------------
     def initial_state(self, batch: int = 1) -> ClockState:
         """A new stream of ``batch`` samples at t = 0 (states zero), for :meth:`feed`."""
-        if not (isinstance(batch, (int, np.integer)) and not isinstance(batch, bool) and batch > 0):
+        if not positive_int(batch):
             raise InputError(f"batch must be a positive integer, got {batch!r}")
         batch = int(batch)
         check_memory(run_bytes(self.protocol, batch), f"a stream of batch {batch}")  # numpy's MemoryError otherwise

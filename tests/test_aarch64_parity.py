@@ -260,7 +260,8 @@ def test_parity_run_covers_clock_driven_models_and_names_other_sensors(tmp_path,
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "gives inputs of shape [2, 20, 20], but" in err, err
     assert "expects [2, 16, 16]" in err, err
-    assert "write this model's with inputs --data" in err and err.count("\n") == 1, err
+    assert "write inputs of its data: python -m edge.pi.parity inputs FILE --data SPEC" in err, err
+    assert err.count("\n") == 1 and err.count("'digits'") == 1, err
 
 
 def test_parity_runs_a_model_on_its_own_data_with_its_own_transforms(tmp_path, capsys):

@@ -159,6 +159,22 @@ def test_a_copied_state_branches_the_stream_and_leaves_the_original_alone():
         assert not np.array_equal(eng.result(b).outputs, whole.outputs)  # the branch did move
 
 
+def test_one_stream_results_join_as_the_batch_run_of_the_same_streams():
+    """The engine's one-stream result holds numpy scalars: EventResult.concat summed them
+    (three predictions became one, n == 1) where it should join them as a batch."""
+    from runtime.result import EventResult
+
+    eng = engine_of(chain_model(NEURONS[2], readout="spike", scale=0.8))
+    streams = [random_stream(300, seed=s) for s in range(3)]
+    batch = eng.run_batch(streams)
+    ones = EventResult.concat([eng.run(s)[0] for s in streams])
+    assert ones.n == 3
+    for field in ("predictions", "outputs", "events", "synops"):
+        np.testing.assert_array_equal(getattr(ones, field), getattr(batch, field))
+    mixed = EventResult.concat([eng.run_batch(streams[:2]), eng.run(streams[2])[0]])  # a batch, then one stream
+    np.testing.assert_array_equal(mixed.outputs, batch.outputs)
+
+
 def test_lif_decay_closed_form():
     """One LIF neuron fed by two inputs of weight 0.6 through a dense layer: the membrane at
     the second event is 0.6 exp(-dt / tau) + 0.6, with tau = -dt_step / ln(decay)."""

@@ -67,7 +67,8 @@ def test_one_stream_results_join_as_batches_of_one_and_labels_must_match():
     from runtime.errors import InputError
 
     counts = [{"lif1": np.full((2, 3), k)} for k in (2, 0)]
-    ones = [EventResult(np.array(k), np.eye(3)[k], c, np.array(4), np.array(9 + k)) for k, c in zip((2, 0), counts)]
+    # numpy scalars, as the engine returns them (0-d arrays alone once passed while real results were summed)
+    ones = [EventResult(np.int64(k), np.eye(3)[k], c, np.int64(4), np.int64(9 + k)) for k, c in zip((2, 0), counts)]
     both = EventResult.concat(ones)
     assert both.predictions.tolist() == [2, 0] and both.outputs.shape == (2, 3) and both.synops.tolist() == [11, 9]
     assert both.neuron_counts["lif1"].shape == (2, 2, 3) and both.spike_counts["lif1"].tolist() == [12, 0]

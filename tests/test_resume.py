@@ -225,7 +225,7 @@ def test_resume_refuses_flags_given_at_their_default_values(capsys, tmp_path):
     for flags, named in (
         (["--seed", "0"], "--seed"),
         (["--epochs", "10"], "--epochs"),
-        (["--data", "digits"], "--data"),
+        (["--width", "4"], "--width"),  # the run's own value (--data: where its data is now, read)
     ):
         code, _, err = run(capsys, "fit", *RESUMING, "--resume", str(run3), *flags, "--out", str(again))
         one_error(code, err, f"it does not read {named}: leave")
@@ -357,6 +357,9 @@ def test_a_run_resumes_from_its_data_in_a_new_place(tmp_path, monkeypatch, capsy
     one_error(code, err, "name where the data is now with --data")
     code, _, err = run(capsys, *resume, "--data", "digits:static")
     one_error(code, err, "the same data set as its")
+    code, _, err = run(capsys, *resume, "--data", f"npz:{tmp_path / 'nowhere.npz'}")
+    one_error(code, err, "nowhere.npz")
+    assert "as stored in" not in err  # the path was typed here, not stored in the checkpoint
     code, _, err = run(capsys, *resume, "--data", f"npz:{other}")
     one_error(code, err, "training samples per epoch 24 (the run's: 28)")
     code, _, err = run(capsys, *resume, "--data", f"npz:{new}")

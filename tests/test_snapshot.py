@@ -62,11 +62,38 @@ def test_a_newer_or_foreign_description_is_refused():
     f.seek(0)
     with np.load(f) as z:
         arrays = dict(z)
+    import json
+
+    good = json.loads(str(arrays["dataset"]))
     for desc, message in [
         ('{"format": "flexsnn-data-snapshot", "version": 2}', "version 2; this runtime reads 1"),
         ('{"format": "flexsnn-data-snapshot", "version": 1, "spec": "x"}', "lacks split, kind"),
         ("[1, 2]", "names no format"),
         ("not json", "is not a JSON description"),
+        # a reviewer's malformed files: TypeErrors from inside, or a typo that ran
+        (json.dumps({**good, "shape": 400}), "its description has shape 400"),
+        (json.dumps({**good, "classes": 10}), "its description has classes 10"),
+        (json.dumps({**good, "kind": "video"}), r"kind 'video', expected one of \['static', 'events', 'sequence'\]"),
+        (json.dumps({**good, "kind": ["events"]}), r"kind \['events'\]"),
+        (json.dumps({**good, "binning": "fixd"}), r"binning 'fixd', expected one of \['equal', 'fixed'\]"),
+        (json.dumps({**good, "shape": [2, 0, 20]}), "expected positive whole sizes"),
     ]:
         with pytest.raises(DataError, match=message):
             read_snapshot({**arrays, "dataset": np.array(desc)}, "snap.npz")
+    for key, bad, message in [
+        ("dataset", np.array([json.dumps(good)]), "names no format"),  # a 1-D entry
+        ("labels", np.array(3), "needs 1-D labels and events"),
+        ("offsets", arrays["offsets"][None], "do not cut its events"),
+    ]:
+        with pytest.raises(DataError, match=message):
+            read_snapshot({**arrays, key: bad}, "snap.npz")
+
+
+def test_a_data_set_read_with_transforms_is_refused():
+    """The file holds recordings as read, and a model applies its own transforms: written
+    transformed (and its transforms dropped) they would apply twice."""
+    from runtime.data.transforms import parse_transform
+
+    ds = load_dataset("digits", "test", 2, [parse_transform("downsample:10x10")])
+    with pytest.raises(DataError, match=r"read with transforms \['downsample:10x10'\]"):
+        write_snapshot(io.BytesIO(), ds)

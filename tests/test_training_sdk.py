@@ -81,8 +81,10 @@ def test_evaluate_and_fit_config_refuse_what_a_stranger_passed(train, monkeypatc
     from trainer.train import evaluate
 
     model = build_model(fit_config(train, "--epochs", "1"))
-    with pytest.raises(ConfigError, match=r"Ts is a int; expected a list of time steps, e.g. \[4\]"):
-        evaluate(model, train, 4)  # type: ignore[arg-type]
+    for bare in (4, "4", np.array(4)):
+        with pytest.raises(ConfigError, match=r"Ts is .*4.*; expected a list of time steps, e.g. \[4\]"):
+            evaluate(model, train, bare)  # type: ignore[arg-type]
+    assert len(evaluate(model, train, np.array([1, 2]))) == 2  # an array of T, as a list (it was accepted)
     for Ts in ([2.5], [0], [True]):
         with pytest.raises(ConfigError, match="time steps must be positive integers"):
             evaluate(model, train, Ts)  # type: ignore[arg-type]

@@ -229,10 +229,12 @@ def test_cli_fit_then_eval_and_bad_T(capsys, tmp_path):
     shutil.copy(path, other)
     code, out, err = run(capsys, "eval", str(path), str(other), "--T", "1", "3", "--limit", "30", "--json")
     assert code == 0, err
-    assert f"warning: T=[3] not available: {path} has 2 sub-networks (T in 1..2); shown as -" in err
+    assert f"warning: T=3 is not available: {path} has 2 sub-networks (T in 1..2); shown as -" in err
     got = json.loads(out)
     assert got["T"] == [1, 3] and [r["accuracy"][1] for r in got["runs"]] == [None, None], got
     assert None not in [r["accuracy"][0] for r in got["runs"]], got
+    code, out, err = run(capsys, "eval", str(path), str(path), "--T", "3", "--limit", "30")
+    one_error(code, err, "has 2 sub-networks")  # the same file twice is still one model
 
 
 def test_cli_trev_memory_table(capsys):

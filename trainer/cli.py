@@ -728,7 +728,7 @@ def cmd_fit(a: argparse.Namespace) -> None:
     try:
         train_ds = load_dataset(spec, split, limits["limit_train"], transforms)
     except DataError as e:
-        if resumed is None:
+        if resumed is None or cliargs.given(a, "data"):  # a path the user typed: its own message
             raise
         # the spec is stored as it was typed: a relative folder is relative to where fit ran
         raise DataError(
@@ -843,11 +843,12 @@ def cmd_eval(a: argparse.Namespace) -> None:
         Ts = a.T or list(range(1, cfg.train_T + 1))  # each checkpoint its own trained range
         if isinstance(model, TRevNet) and max(Ts) > model.T:
             has = f"{path} has {model.T} sub-networks (T in 1..{model.T})"
-            if len(a.checkpoints) == 1:  # refused before any warning is printed
+            if len(set(map(str, a.checkpoints))) == 1:  # refused before any warning is printed
                 raise ConfigError(f"T={max(Ts)} is not available: {has}")
             # beside other models (a comparison at T = 1 4 6 was refused outright): its cells stay empty
             beyond = [T for T in Ts if T > model.T]
-            warnings.append(f"T={beyond} not available: {has}; shown as - (null in --json)")
+            which = f"T={beyond[0]} is" if len(beyond) == 1 else f"T={beyond} are"
+            warnings.append(f"{which} not available: {has}; shown as - (null in --json)")
             print(f"warning: {warnings[-1]}", file=sys.stderr)
             Ts = [T for T in Ts if T <= model.T]
         # frames [T, B, C, H, W] as binning builds them (int64 counts, float32), before any allocation

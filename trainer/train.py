@@ -17,7 +17,7 @@ from torch import nn
 from tqdm import tqdm
 
 from runtime.data import Dataset, check_fits
-from runtime.limits import check_memory, check_steps
+from runtime.limits import check_memory, check_steps, positive_int
 
 from . import distributed, repro
 from .config import ONLINE_METHODS, OPTIMIZERS, Config, ConfigError, MethodConfig
@@ -60,8 +60,8 @@ def evaluate(
 ) -> list[float]:
     """Accuracy at each T in ``Ts`` (every stage at T; events binned into T frames, fixed
     binning in bins of ``dt_us``)."""
-    if not isinstance(Ts, (list, tuple, range)):  # a bare 4 was a TypeError from inside
-        raise ConfigError(f"Ts is a {type(Ts).__name__}; expected a list of time steps, e.g. [{Ts!r}]")
+    if isinstance(Ts, (str, bytes)) or np.ndim(Ts) != 1:  # a bare 4 was a TypeError from inside
+        raise ConfigError(f"Ts is {Ts!r}; expected a list of time steps, e.g. [4] or range(1, 7)")
     return evaluate_configs(model, ds, [[T] * len(model.stages) for T in Ts], batch_size, binning, progress, dt_us)
 
 
@@ -80,7 +80,7 @@ def evaluate_configs(
     batch = min(batch_size, len(ds))
     for config in configs:
         for T in config:
-            if not (isinstance(T, (int, np.integer)) and not isinstance(T, bool) and T > 0):
+            if not positive_int(T):
                 raise ConfigError(f"time steps must be positive integers, got {T!r} (in {list(config)})")
             check_steps(T)
         # a batch's input frames (float32), and as much again for the activations of a step

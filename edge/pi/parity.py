@@ -104,7 +104,8 @@ def run_all(model: str, ds: Dataset, backend: str = "exact", notes: list[str] | 
     try:
         ds = check_fits(with_transforms(ds, from_dicts(proto.transforms)), proto.input_shape, proto.classes, model)
     except DataError as unfit:
-        raise InputError(f"{unfit} (these inputs hold {ds.spec!r}: write this model's with inputs --data)") from None
+        hint = "write inputs of its data: python -m edge.pi.parity inputs FILE --data SPEC"
+        raise InputError(f"{unfit} ({hint})") from None
     out: dict[str, np.ndarray] = {}
     for name, policy in (("fixed", FixedT(session.protocol.default_T)), ("confidence", parse_policy(CONFIDENCE))):
         r = run_dataset(session, ds, policy, BATCH)

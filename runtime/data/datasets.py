@@ -39,6 +39,7 @@ from .transforms import Pipeline, Transform, TransformError, output_shape
 
 DURATIONS = ("dataset", "recording")
 KINDS = ("static", "events", "sequence")
+SAMPLES = {"static": "images", "events": "events", "sequence": "sequences"}  # the field each kind's samples are in
 NMNIST_DURATION_US = 316_000  # covers every recording (3 saccades, longest 315.1 ms)
 
 
@@ -117,11 +118,8 @@ class Dataset:
             return f"labels range {y.min()}..{y.max()}; expected 0..{K - 1} (one per name in classes)"
         if self.durations not in DURATIONS:
             return f"durations {self.durations!r} is unknown; expected one of {list(DURATIONS)}"
-        field_name, samples = {
-            "static": ("images", self.images),
-            "events": ("events", self.events),
-            "sequence": ("sequences", self.sequences),
-        }[self.kind]
+        field_name = SAMPLES[self.kind]
+        samples = getattr(self, field_name)
         if samples is None or len(samples) != len(y):
             n = "none" if samples is None else len(samples)
             return f"{len(y)} labels but {n} {field_name}; expected one of each per sample ({self.kind} data)"

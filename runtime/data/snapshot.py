@@ -21,8 +21,8 @@ from typing import IO, Any
 
 import numpy as np
 
-from .datasets import Dataset
-from .events import EVENT_DTYPE
+from .datasets import SAMPLES, Dataset
+from .events import BINNINGS, EVENT_DTYPE
 from .registry import DataError
 
 FORMAT = "flexsnn-data-snapshot"
@@ -33,18 +33,23 @@ FIELDS = ("spec", "split", "kind", "shape", "classes", "duration_us", "binning",
 
 
 def write_snapshot(f: IO[bytes], ds: Dataset) -> None:
-    """Write ``ds`` to the open binary file ``f`` (its samples read once, in order)."""
+    """Write ``ds`` to the open binary file ``f`` (its samples read once, in order); a data
+    set read with transforms is refused (a model applies its own: they would apply twice)."""
+    if ds.transforms:
+        raise DataError(
+            f"data {ds.spec!r} was read with transforms {[t.text for t in ds.transforms]}; a snapshot holds the "
+            "recordings as read (load the data set without them: a model applies its own)"
+        )
     desc: dict[str, Any] = {"format": FORMAT, "version": VERSION, **{k: getattr(ds, k) for k in FIELDS}}
     desc["shape"] = [int(d) for d in ds.shape]
     arrays: dict[str, np.ndarray] = {DESCRIPTION: np.array(json.dumps(desc)), "labels": ds.labels}
+    key = SAMPLES[ds.kind]
+    samples = getattr(ds, key)
     if ds.kind == "static":
-        assert ds.images is not None  # Dataset checks that a static set holds images
-        arrays["images"] = ds.images
+        arrays[key] = samples
     else:
-        samples = ds.events if ds.kind == "events" else ds.sequences
-        assert samples is not None  # ... and that the others hold their samples
         items = [samples[i] for i in range(len(ds))]  # a data set has one sample at least (load_dataset)
-        arrays["events" if ds.kind == "events" else "sequences"] = np.concatenate(items)
+        arrays[key] = np.concatenate(items)
         arrays["offsets"] = np.concatenate([[0], np.cumsum([len(s) for s in items])]).astype(np.int64)
     if ds.recording_us is not None:
         arrays["recording_us"] = np.asarray(ds.recording_us)
@@ -55,12 +60,20 @@ def is_snapshot(arrays: Mapping[str, np.ndarray]) -> bool:
     return DESCRIPTION in arrays
 
 
+# what each field of the description must be (the Dataset checks labels and samples)
+_TYPES: dict[str, tuple[type, ...]] = {
+    "spec": (str,), "split": (str,), "kind": (str,), "shape": (list,), "classes": (list,),
+    "duration_us": (int, float), "binning": (str,), "durations": (str,),
+}  # fmt: skip
+
+
 def read_snapshot(arrays: Mapping[str, np.ndarray], source: str) -> Dataset:
     """The data set of :func:`write_snapshot`'s arrays (``source``, the file, names it in
     errors); a :class:`DataError` naming what is not that layout."""
+    entry = arrays[DESCRIPTION]
     try:
-        desc = json.loads(str(arrays[DESCRIPTION][()]))
-    except (KeyError, ValueError, TypeError) as e:
+        desc = json.loads(str(entry[()])) if entry.ndim == 0 else None
+    except (ValueError, TypeError) as e:
         raise DataError(f"{source}: its {DESCRIPTION!r} entry is not a JSON description ({e})") from None
     if not isinstance(desc, dict) or desc.get("format") != FORMAT:
         raise DataError(f"{source}: not a data snapshot (its {DESCRIPTION!r} entry names no format {FORMAT!r})")
@@ -69,25 +82,29 @@ def read_snapshot(arrays: Mapping[str, np.ndarray], source: str) -> Dataset:
     missing = [k for k in FIELDS if k not in desc]
     if missing:
         raise DataError(f"{source}: its description lacks {', '.join(missing)}")
-    kind = desc["kind"]
-    key = {"static": "images", "events": "events", "sequence": "sequences"}.get(kind)
-    if key is None or key not in arrays or "labels" not in arrays:
-        raise DataError(f"{source}: a {kind!r} snapshot needs arrays labels and {key}; it has {sorted(arrays)}")
+    wrong = [f"{k} {desc[k]!r}" for k, types in _TYPES.items() if not isinstance(desc[k], types)]
+    for name, known in (("kind", list(SAMPLES)), ("binning", list(BINNINGS))):
+        if not wrong and desc[name] not in known:
+            wrong.append(f"{name} {desc[name]!r}, expected one of {known}")
+    if wrong:
+        raise DataError(f"{source}: its description has {'; '.join(wrong)}")
+    key = SAMPLES[desc["kind"]]
+    labels = arrays.get("labels")
+    if key not in arrays or labels is None or labels.ndim != 1:
+        raise DataError(f"{source}: a {desc['kind']} snapshot needs 1-D labels and {key}; it has {sorted(arrays)}")
     samples: Any = arrays[key]
-    if kind != "static":
+    if key != "images":
         if key == "events" and samples.dtype != EVENT_DTYPE:
             raise DataError(f"{source}: its events are {samples.dtype}, expected the event records {EVENT_DTYPE}")
         offsets = arrays.get("offsets", np.empty(0, np.float64))
-        n = len(arrays["labels"])
-        cuts = offsets.dtype.kind in "iu" and len(offsets) == n + 1
+        n = len(labels)
+        cuts = offsets.ndim == 1 and offsets.dtype.kind in "iu" and len(offsets) == n + 1
         if not (cuts and offsets[0] == 0 and offsets[-1] == len(samples) and np.all(np.diff(offsets) >= 0)):
             raise DataError(f"{source}: its offsets do not cut its {key} into one sample per label")
         samples = [samples[offsets[i] : offsets[i + 1]] for i in range(n)]
     fields = {k: desc[k] for k in FIELDS}
-    fields["shape"] = tuple(fields["shape"]) if isinstance(fields["shape"], list) else fields["shape"]
-    return Dataset(
-        **fields,
-        labels=arrays["labels"],
-        **{key: samples},
-        recording_us=arrays.get("recording_us"),
-    )
+    fields["shape"] = tuple(fields["shape"])
+    try:
+        return Dataset(**fields, labels=labels, **{key: samples}, recording_us=arrays.get("recording_us"))
+    except (TypeError, ValueError) as e:  # a DataError (the Dataset's own checks) is a ValueError
+        raise DataError(f"{source}: {e}") from None
