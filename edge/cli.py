@@ -171,7 +171,9 @@ def _speck(a: argparse.Namespace) -> None:
     cliargs.refuse_unread("--emulate", a.emulate, {"--data": a.data is not None, "--limit": a.limit is not None})
     if a.describe or a.deploy:  # refused before any work: never write over the model
         description = a.describe or Path(a.model).with_suffix(".speck.json")
-        check_output(description, a.model, *spec_paths(a.data), what="--describe")
+        # a .json path: --describe m.onnx replaced another model (or a checkpoint, a recording)
+        kind = (".json", "a Speck description")
+        check_output(description, a.model, *spec_paths(a.data), what="--describe", kind=kind)
     model, proto = read_model(a.model)
     try:
         one_rate(proto, "a Speck chip (one clock for all layers)")

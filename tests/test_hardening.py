@@ -305,3 +305,30 @@ def test_an_output_whose_suffix_names_another_kind_is_refused(ckpt, tmp_path, ca
     assert sorted(p.name for p in tmp_path.iterdir()) == []
     code, _, err = run_main(export_main, capsys, str(ckpt), "-o", str(tmp_path / "m.model"))  # any other: the user's
     assert code == 0, err
+
+
+def test_edge_outputs_never_replace_a_model_a_checkpoint_or_a_recording(tmp_path):
+    """A stranger's camera tour: `edge speck --describe other.onnx` (or m.pt, cam.raw) and
+    `edge.pi.parity run ... -o m.pt` replaced the file with JSON or an npz, exit 0; and
+    `parity inputs cam.raw` replaced a camera recording: no kind was asked of those paths,
+    and recordings were no product kind."""
+    from tests.conftest import run_cli
+    from tests.runtime_fixtures import save, tiny_model
+
+    model = save(tiny_model(kind="event-frames"), tmp_path / "m.onnx")
+    victims = {name: tmp_path / name for name in ("other.onnx", "m.pt", "cam.raw", "cam.dat", "rec.aedat4")}
+    for path in victims.values():
+        path.write_bytes(b"precious " + path.name.encode())
+    inputs = tmp_path / "in.npz"
+    assert run_cli("edge.pi.parity", "inputs", str(inputs), "--limit", "2").returncode == 0
+    for name, path in victims.items():
+        suffix = path.suffix
+        for argv in (
+            ["edge", "speck", model, "--check", "--describe", str(path)],
+            ["edge.pi.parity", "run", model, str(inputs), "-o", str(path)],
+            ["edge.pi.parity", "inputs", str(path), "--limit", "2"],
+        ):
+            r = run_cli(*argv)
+            assert r.returncode == 2 and r.stderr.startswith("error: cannot write"), (argv, r.stderr)
+            assert f"{suffix} names " in r.stderr and r.stderr.count("\n") == 1, r.stderr
+        assert path.read_bytes() == b"precious " + name.encode()

@@ -220,7 +220,8 @@ def _run(a: argparse.Namespace) -> int:
     if a.cmd == "inputs":
         write_inputs(a.output, a.data, a.limit)
     elif a.cmd == "run":
-        check_output(a.out, a.model, a.inputs)  # before the runs: never over an input
+        # before the runs: never over an input, nor over a file of another kind (-o m.pt replaced a checkpoint)
+        check_output(a.out, a.model, a.inputs, kind=(".npz", "parity results (.npz)"))
         notes: list[str] = []  # a fixed-bin model's missed events: a warning line, as runtime run says it
         with noting(notes, UnseenEventsWarning, TrainedRangeWarning):
             res = run_all(a.model, read_inputs(a.inputs), a.backend, notes)
