@@ -157,8 +157,19 @@ def cmd_stream(a: argparse.Namespace) -> None:
     sensor = parse_sensor(a.sensor) if a.sensor else None
     reader = open_events(a.source, a.event_format, sensor, a.chunk_bytes)
     try:
-        pipe = _pipeline(a, reader.shape, from_dicts(proto.transforms), proto.input_shape)
+        model_transforms = from_dicts(proto.transforms)
+        pipe = _pipeline(a, reader.shape, model_transforms, proto.input_shape)
         fit_check(reader, pipe, proto.input_shape)
+        spatial = [t.text for t in model_transforms if t.kind in ("crop", "downsample")]
+        if a.fit_sensor and spatial:
+            # --fit-sensor pools after the model's own transforms, which then act on the camera's
+            # pixels: a model's crop:2,2,30,30 kept a 30x30 corner of a 1280x720 camera (57 events)
+            notes.append(
+                f"the model's own transforms {spatial} act on this {reader.shape[2]}x{reader.shape[1]} sensor's "
+                "pixels, before --fit-sensor pools what they leave; they were made for the sensor the model was "
+                "trained on: if that is not this one, give --transform downsample:WxH of that sensor instead"
+            )
+            print(f"warning: {notes[-1]}", file=sys.stderr)
         stats = Stats()
         emit = _printer(a, proto.classes)
         start = time.perf_counter()

@@ -323,6 +323,27 @@ def test_stream_warns_as_run_does(eventcam, model, capsys):  # noqa: F811
     assert s["events_in"] == 0 and s["windows"] == 0 and "no event of 539481 is left after the transforms" in err
 
 
+def test_fit_sensor_warns_that_a_models_crop_acts_on_the_camera(eventcam, tmp_path, capsys):  # noqa: F811
+    """A model trained with crop:2,2,30,30 on N-MNIST, streamed from a 1280x720 camera with
+    --fit-sensor, ran on the camera's top-left 30x30 pixels (57 of 219,596 events), unsaid."""
+    import onnx as onnx_lib
+
+    from tests.runtime_fixtures import with_input
+
+    neuron = spec("LIF", spike="single", decay=0.8, dt=5_000.0)
+    base = chain_model(neuron, sensor=SENSOR, channels=(4,), classes=4, T=6, duration_us=30_000.0)
+    cropped = with_input(onnx_lib.load_from_string(base.SerializeToString()), transforms=[
+        {"kind": "crop", "args": [2, 2, 32, 24]}])  # fmt: skip
+    path = save(cropped, tmp_path / "crop.onnx")
+    src = ["--source", str(eventcam / "evt2_sample.raw")]
+    code, out, err = _cli(capsys, "stream", path, *src, "--fit-sensor", "--json")
+    assert code == 0, err
+    want = "the model's own transforms ['crop:2,2,32,24'] act on this 640x480 sensor's pixels"
+    assert want in err and any(want in w for w in json.loads(out.splitlines()[-1])["summary"]["warnings"]), err
+    code, out, err = _cli(capsys, "stream", save(base, tmp_path / "plain.onnx"), *src, "--fit-sensor", "--json")
+    assert code == 0 and "act on this" not in err, err  # no transforms of its own: nothing to say
+
+
 def test_stream_runs_the_models_stored_policy(eventcam, model, tmp_path, capsys):  # noqa: F811
     """runtime run uses the policy calibrate-exit stored; stream ran fixed T (warning of the
     stored policy's range all the same), and a stored cascade silently became fixed T."""
