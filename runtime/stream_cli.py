@@ -216,17 +216,20 @@ def cmd_stream(a: argparse.Namespace) -> None:
                 "keeps up",
                 "latency p50 ms",
                 "p99 ms",
+                *(["max lag ms"] if a.realtime else []),  # paced: how far it fell behind the clock
             ],
             [
                 [
                     s["events_read"],
                     s["windows"],
                     s["recording_s"],
-                    s["events_per_s_arriving"],
-                    s["events_per_s_processed"],
+                    *(
+                        "-" if s[k] is None else s[k]  # nothing to rate ("None" was printed)
+                        for k in ("events_per_s_arriving", "events_per_s_processed")
+                    ),
                     {True: "yes", False: "no", None: "-"}[s["keeps_up"]],
-                    s["latency_ms_p50"],
-                    s["latency_ms_p99"],
+                    *("-" if s[k] is None else s[k] for k in ("latency_ms_p50", "latency_ms_p99")),
+                    *([s["max_lag_ms"]] if a.realtime else []),
                 ]
             ],
         )

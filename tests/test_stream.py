@@ -240,6 +240,19 @@ def test_realtime_pacing_reports_keeping_up(eventcam, model, capsys):  # noqa: F
     assert s["realtime"] and s["wall_s"] >= 2 * 0.05 * 0.9  # 50 ms of recording at half speed
     assert s["keeps_up"] == (s["events_per_s_processed"] >= s["events_per_s_arriving"])
     assert "max_lag_ms" in s
+    # the text summary too (docs: "paced runs also report the largest lag"; only --json had it)
+    code, out, err = _cli(capsys, "stream", str(model), "--source", str(eventcam / "evt2_sample.raw"),
+                          "--fit-sensor", "--realtime", "--speed", "2", "--quiet")  # fmt: skip
+    assert code == 0 and "max lag ms" in out, out
+
+
+def test_a_header_only_recording_prints_dashes_not_none(eventcam, model, tmp_path, capsys):  # noqa: F811
+    """A recording with a header and no event printed "None" in the rate columns."""
+    empty = tmp_path / "empty.raw"
+    empty.write_bytes(b"% evt 2.0\n% geometry 640x480\n")
+    code, out, err = _cli(capsys, "stream", str(model), "--source", str(empty), "--fit-sensor", "--quiet")
+    assert code == 0, err
+    assert "None" not in out, out
 
 
 def test_bad_input_is_one_error_and_exit_2(eventcam, model, tmp_path, capsys):  # noqa: F811
