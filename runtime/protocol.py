@@ -552,6 +552,11 @@ def read_model(path: str | Path) -> tuple[onnx.ModelProto, Protocol]:
             f"{path} is {program[0]}, which {program[1]} reads; the runtime and edge tools read the "
             "exporter's ONNX file: python -m export MODEL.pt (the checkpoint it came from)"
         )
+    if head.startswith(b"% "):  # a Prophesee RAW/DAT header line ("% evt 3.0"): read as protobuf, "corrupted"
+        raise ModelError(
+            f"{path} is an event-camera recording (its header starts with '% '), not a model; it is an input: "
+            "python -m runtime stream MODEL.onnx --source FILE"
+        )
     for magic, what in FOREIGN_HEADS.items():
         if head.startswith(magic):
             raise ModelError(

@@ -99,7 +99,14 @@ def _pipeline(
             raise InputError(
                 f"the stream has {C} polarity channels after the transforms but the model takes {model_shape[0]}{hint}"
             )
-        pipe = Pipeline(transforms + [Transform("downsample", (model_shape[2], model_shape[1]))], shape)
+        fit = Transform("downsample", (model_shape[2], model_shape[1]))
+        if fit.args[0] > pipe.shape[2] or fit.args[1] > pipe.shape[1]:  # named a transform the user never wrote
+            raise InputError(
+                f"--fit-sensor pools the stream to the model's {fit.args[0]}x{fit.args[1]}, but after the transforms "
+                f"it is {pipe.shape[2]}x{pipe.shape[1]}, smaller (pooling never upsamples): drop or change the "
+                "transform that shrinks it"
+            )
+        pipe = Pipeline(transforms + [fit], shape)
     return pipe
 
 

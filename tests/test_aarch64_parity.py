@@ -297,9 +297,11 @@ def test_parity_of_a_static_image_model_runs_clock_driven_and_says_so(tmp_path, 
     model = save(tiny_model(kind="repeat"), tmp_path / "m.onnx")  # digits:static, 1x8x8
     inputs = tmp_path / "in.npz"
     assert _exit_code(["inputs", str(inputs), "--data", "digits:static", "--limit", "4"]) in (0, None)
+    assert capsys.readouterr().out == f"wrote {inputs}: 4 test samples of digits:static (static images, 1x8x8)\n"
     assert parity.read_inputs(str(inputs)).images.shape == (4, 1, 8, 8)
     assert _exit_code(["run", model, str(inputs), "-o", str(tmp_path / "r.npz")]) in (0, None)
-    err = capsys.readouterr().err
+    out, err = capsys.readouterr()
+    assert out == f"wrote {tmp_path / 'r.npz'}: 8 per-sample arrays of the runs confidence, fixed\n", out
     assert err == "warning: the event engine reads event streams; 'digits:static' holds static images: " + (
         "clock-driven runs only\n"
     )

@@ -301,6 +301,15 @@ def test_bad_input_is_one_error_and_exit_2(eventcam, model, tmp_path, capsys):  
         assert code == 2 and err.startswith("error: ") and match in err and err.count("\n") == 1, (extra, err)
     code, out, err = _cli(capsys, "stream", str(static), "--source", str(raw), "--fit-sensor")
     assert code == 2 and "static images" in err
+    # a stranger's camera tour: --fit-sensor's own pooling was named as "transform
+    # 'downsample:32x24' would upsample", a transform never typed; a recording given as the
+    # model was "not a readable ONNX file ... corrupted or truncated"
+    code, out, err = _cli(capsys, "stream", str(model), "--source", str(raw), "--transform", "downsample:16x12",
+                          "--fit-sensor")  # fmt: skip
+    one = "--fit-sensor pools the stream to the model's 32x24, but after the transforms it is 16x12, smaller"
+    assert code == 2 and err.startswith(f"error: {one}") and err.count("\n") == 1, err
+    code, out, err = _cli(capsys, "stream", str(raw), "--source", str(raw))
+    assert code == 2 and "is an event-camera recording (its header starts with '% '), not a model" in err, err
 
 
 @pytest.mark.parametrize("bad", [0.0, -1.0, float("nan"), float("inf"), 1e-12, 0.5])

@@ -56,6 +56,7 @@ def write_inputs(path: str, spec: str, limit: int | None) -> None:
     check_output(path, *spec_paths(spec), kind=(".npz", "parity inputs (.npz)"))
     ds = load_dataset(spec, "test", limit)
     write_serialized(path, lambda f: write_snapshot(f, ds))
+    print(f"wrote {path}: {len(ds)} test samples of {spec} ({ds.holds}, {'x'.join(map(str, ds.shape))})")
 
 
 def _npz(path: str, keys: tuple[str, ...], what: str) -> dict[str, np.ndarray]:
@@ -227,6 +228,8 @@ def _run(a: argparse.Namespace) -> int:
             res = run_all(a.model, read_inputs(a.inputs), a.backend, notes)
         print_warnings(notes)
         write_serialized(a.out, lambda f: np.savez(f, **res))  # type: ignore[arg-type]
+        runs = sorted({k.split("/")[0] for k in res})
+        print(f"wrote {a.out}: {len(res)} per-sample arrays of the runs {', '.join(runs)}")
     else:
         first, second = _load(a.first), _load(a.second)
         diffs = compare(first, second)
