@@ -552,10 +552,12 @@ def read_model(path: str | Path) -> tuple[onnx.ModelProto, Protocol]:
             f"{path} is {program[0]}, which {program[1]} reads; the runtime and edge tools read the "
             "exporter's ONNX file: python -m export MODEL.pt (the checkpoint it came from)"
         )
-    if head.startswith(b"% "):  # a Prophesee RAW/DAT header line ("% evt 3.0"): read as protobuf, "corrupted"
+    # a Prophesee RAW/DAT header line ("% evt 3.0") or AEDAT4's "#!AER-DAT4.0": read as protobuf, "corrupted"
+    recording = next((m for m in (b"% ", b"#!AER") if head.startswith(m)), None)
+    if recording is not None:
         raise ModelError(
-            f"{path} is an event-camera recording (its header starts with '% '), not a model; it is an input: "
-            "python -m runtime stream MODEL.onnx --source FILE"
+            f"{path} is an event-camera recording (its header starts with {recording.decode()!r}), not a model; it "
+            "is an input: python -m runtime stream MODEL.onnx --source FILE"
         )
     for magic, what in FOREIGN_HEADS.items():
         if head.startswith(magic):

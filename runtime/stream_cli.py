@@ -101,10 +101,11 @@ def _pipeline(
             )
         fit = Transform("downsample", (model_shape[2], model_shape[1]))
         if fit.args[0] > pipe.shape[2] or fit.args[1] > pipe.shape[1]:  # named a transform the user never wrote
+            where = "after the transforms it is" if transforms else "the sensor is"
+            fix = "drop or change the transform that shrinks it" if transforms else "this model needs a larger sensor"
             raise InputError(
-                f"--fit-sensor pools the stream to the model's {fit.args[0]}x{fit.args[1]}, but after the transforms "
-                f"it is {pipe.shape[2]}x{pipe.shape[1]}, smaller (pooling never upsamples): drop or change the "
-                "transform that shrinks it"
+                f"--fit-sensor pools the stream to the model's {fit.args[0]}x{fit.args[1]}, but {where} "
+                f"{pipe.shape[2]}x{pipe.shape[1]}, smaller (pooling never upsamples): {fix}"
             )
         pipe = Pipeline(transforms + [fit], shape)
     return pipe
@@ -168,12 +169,13 @@ def cmd_stream(a: argparse.Namespace) -> None:
         pipe = _pipeline(a, reader.shape, model_transforms, proto.input_shape)
         fit_check(reader, pipe, proto.input_shape)
         spatial = [t.text for t in model_transforms if t.kind in ("crop", "downsample")]
-        if a.fit_sensor and spatial:
-            # --fit-sensor pools after the model's own transforms, which then act on the camera's
+        user_spatial = any(parse_transform(t).kind in ("crop", "downsample") for t in a.transform)
+        if a.fit_sensor and spatial and not user_spatial:  # a --transform of the user's maps the sensor itself
+            # --fit-sensor maps only what the model's own transforms leave, which act on the camera's
             # pixels: a model's crop:2,2,30,30 kept a 30x30 corner of a 1280x720 camera (57 events)
             notes.append(
                 f"the model's own transforms {spatial} act on this {reader.shape[2]}x{reader.shape[1]} sensor's "
-                "pixels, before --fit-sensor pools what they leave; they were made for the sensor the model was "
+                "pixels (--fit-sensor maps only what they leave); they were made for the sensor the model was "
                 "trained on: if that is not this one, give --transform downsample:WxH of that sensor instead"
             )
             print(f"warning: {notes[-1]}", file=sys.stderr)

@@ -180,9 +180,9 @@ def test_aedat4_written_by_dv_processing(tmp_path):
         (b"% evt 3.0\n% geometry 64x64\n" + np.array([0x8000, 0x9123], "<u2").tobytes(), "type 0x9"),
         (
             b"% evt 2.0\n% geometry 64x64\n" + np.array([8 << 28, (1 << 28) | (70 << 11)], "<u4").tobytes(),
-            # the count is of the events read so far (a stream stops there): it said "933 events"
-            # of a file holding 186,345 outside, as if it were the file's
-            r"outside the declared 64x64 sensor \(1 of the 1 read up to t = \d+ µs",
+            # the count is the chunk's (a stream stops there): it said "933 events" of a file
+            # holding 186,345 outside, as if it were the file's
+            r"outside the declared 64x64 sensor \(1 of the 1 in the chunk read up to t = \d+ µs",
         ),
         (
             b"% evt 2.0\n% geometry 64x64\n"

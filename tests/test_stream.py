@@ -310,6 +310,14 @@ def test_bad_input_is_one_error_and_exit_2(eventcam, model, tmp_path, capsys):  
     assert code == 2 and err.startswith(f"error: {one}") and err.count("\n") == 1, err
     code, out, err = _cli(capsys, "stream", str(raw), "--source", str(raw))
     assert code == 2 and "is an event-camera recording (its header starts with '% '), not a model" in err, err
+    aedat = tmp_path / "x.aedat4"
+    aedat.write_bytes(b"#!AER-DAT4.0\r\n" + bytes(64))
+    code, out, err = _cli(capsys, "stream", str(aedat), "--source", str(raw))
+    assert code == 2 and "is an event-camera recording (its header starts with '#!AER'), not a model" in err, err
+    small = tmp_path / "small.raw"  # a camera smaller than the model's 32x24, no transform given
+    small.write_bytes(b"% evt 2.0\n% geometry 16x12\n" + body[:4000])
+    code, out, err = _cli(capsys, "stream", str(model), "--source", str(small), "--fit-sensor")
+    assert code == 2 and "but the sensor is 16x12, smaller" in err and "this model needs a larger sensor" in err, err
 
 
 @pytest.mark.parametrize("bad", [0.0, -1.0, float("nan"), float("inf"), 1e-12, 0.5])
@@ -364,6 +372,8 @@ def test_fit_sensor_warns_that_a_models_crop_acts_on_the_camera(eventcam, tmp_pa
     assert want in err and any(want in w for w in json.loads(out.splitlines()[-1])["summary"]["warnings"]), err
     code, out, err = _cli(capsys, "stream", save(base, tmp_path / "plain.onnx"), *src, "--fit-sensor", "--json")
     assert code == 0 and "act on this" not in err, err  # no transforms of its own: nothing to say
+    code, out, err = _cli(capsys, "stream", path, *src, "--transform", "downsample:64x48", "--fit-sensor", "--json")
+    assert code == 0 and "act on this" not in err, err  # the user's own downsample maps the sensor: said nothing
 
 
 def test_stream_runs_the_models_stored_policy(eventcam, model, tmp_path, capsys):  # noqa: F811

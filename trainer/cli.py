@@ -888,13 +888,14 @@ def plot_accuracy(results: dict[str, dict[int, float]], path: str) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5, 3.5))
-    for name, acc in results.items():
-        if acc:  # a T-RevSNN asked only beyond its sub-networks has no point: no empty legend entry
-            ax.plot(list(acc), [100 * x for x in acc.values()], marker="o", label=Path(name).stem)
+    drawn = {name: acc for name, acc in results.items() if acc}  # a T-RevSNN asked beyond its T: no point
+    for name, acc in drawn.items():
+        ax.plot(list(acc), [100 * x for x in acc.values()], marker="o", label=Path(name).stem)
     ax.set_xlabel("inference time steps T")
     ax.set_ylabel("test accuracy (%)")
     ax.grid(alpha=0.3)
-    ax.legend()
+    if drawn:
+        ax.legend()
     fig.tight_layout()
     write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=120))
     plt.close(fig)

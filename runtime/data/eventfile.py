@@ -272,10 +272,10 @@ class EventReader:
         out = (ev["x"] >= W) | (ev["y"] >= H) | (ev["x"] < 0) | (ev["y"] < 0)
         if out.any():
             i = int(np.flatnonzero(out)[0])
-            # counted in the chunk read: a stream stops here, before the rest is read
+            # counted in this chunk: a stream stops here, before the rest is read
             raise EventFileError(
-                f"{self.name}: events outside the declared {W}x{H} sensor ({int(out.sum())} of the "
-                f"{len(ev)} read up to t = {int(ev['t'][-1])} µs; first: x={ev['x'][i]}, y={ev['y'][i]}, "
+                f"{self.name}: events outside the declared {W}x{H} sensor ({int(out.sum())} of the {len(ev)} "
+                f"in the chunk read up to t = {int(ev['t'][-1])} µs; first: x={ev['x'][i]}, y={ev['y'][i]}, "
                 f"t = {int(ev['t'][i])} µs); the file is damaged or the sensor size is wrong"
             )
         if ev["p"].max() > 1:
