@@ -19,7 +19,7 @@ import numpy as np
 
 from ..fileio import OutputPathError, write_serialized
 from .eventcam import saccade_events
-from .events import EVENT_DTYPE
+from .events import EVENT_DTYPE, cut, packed
 from .splits import split_index
 
 N_DIGITS = 1797  # scikit-learn's bundled digits (its load_digits() is fixed)
@@ -76,8 +76,8 @@ def _simulate(images: np.ndarray, idx: np.ndarray, split: str = "") -> list[np.n
 def save_packed(f: IO[bytes], streams: list[np.ndarray], labels: np.ndarray) -> None:
     """Event streams as one .npz file (the cache's and edge.pi.parity's layout): every
     event in order, where each stream starts, and the labels (read by :func:`unpacked`)."""
-    offsets = np.concatenate([[0], np.cumsum([len(s) for s in streams])]).astype(np.int64)
-    np.savez(f, events=np.concatenate(streams), offsets=offsets, labels=labels)
+    events, offsets = packed(streams)
+    np.savez(f, events=events, offsets=offsets, labels=labels)
 
 
 def unpacked(z: Mapping[str, np.ndarray]) -> tuple[list[np.ndarray], np.ndarray]:
@@ -89,12 +89,12 @@ def unpacked(z: Mapping[str, np.ndarray]) -> tuple[list[np.ndarray], np.ndarray]
         raise ValueError(f"its events are {ev.dtype}, expected the event records {EVENT_DTYPE}")
     if offsets.dtype.kind not in "iu" or labels.dtype.kind not in "iu":
         raise ValueError(f"its offsets and labels are {offsets.dtype} and {labels.dtype}, expected integers")
-    cuts = len(offsets) == len(labels) + 1 and offsets[0] == 0 and offsets[-1] == len(ev)
-    if not cuts or np.any(np.diff(offsets) < 0):
+    streams = cut(ev, offsets, len(labels))
+    if streams is None:
         raise ValueError("its offsets do not cut its events into one stream per label")
     if len(labels) and not (labels.min() >= 0 and labels.max() < len(CLASSES)):
         raise ValueError(f"its labels are not digits 0..{len(CLASSES) - 1}")
-    return [ev[offsets[i] : offsets[i + 1]] for i in range(len(labels))], labels
+    return streams, labels
 
 
 def _read_cache(path: Path) -> tuple[list[np.ndarray], np.ndarray] | None:

@@ -45,6 +45,23 @@ def make_events(x, y, p, t) -> np.ndarray:
     return ev[np.argsort(ev["t"], kind="stable")]
 
 
+def packed(items: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Samples of varying length (event streams, recorded sequences; one at least) as one
+    array of them all in order, and the int64 offsets where each starts and the last ends
+    (n + 1 of them): the layout of the digits cache and of data snapshots (:func:`cut`)."""
+    offsets = np.concatenate([[0], np.cumsum([len(s) for s in items])]).astype(np.int64)
+    return np.concatenate(items), offsets
+
+
+def cut(flat: np.ndarray, offsets: np.ndarray, n: int) -> list[np.ndarray] | None:
+    """The ``n`` samples that ``offsets`` cut ``flat`` into (:func:`packed`'s layout); None
+    when they do not: not 1-D integers, n + 1 of them, from 0 to ``len(flat)``, ascending."""
+    ok = offsets.ndim == 1 and offsets.dtype.kind in "iu" and len(offsets) == n + 1
+    if not (ok and offsets[0] == 0 and offsets[-1] == len(flat) and np.all(np.diff(offsets) >= 0)):
+        return None
+    return [flat[offsets[i] : offsets[i + 1]] for i in range(n)]
+
+
 def bin_events(
     streams: Sequence[np.ndarray],
     T: int,

@@ -22,7 +22,7 @@ from typing import IO, Any
 import numpy as np
 
 from .datasets import SAMPLES, Dataset
-from .events import BINNINGS, EVENT_DTYPE
+from .events import BINNINGS, EVENT_DTYPE, cut, packed
 from .registry import DataError
 
 FORMAT = "flexsnn-data-snapshot"
@@ -48,9 +48,8 @@ def write_snapshot(f: IO[bytes], ds: Dataset) -> None:
     if ds.kind == "static":
         arrays[key] = samples
     else:
-        items = [samples[i] for i in range(len(ds))]  # a data set has one sample at least (load_dataset)
-        arrays[key] = np.concatenate(items)
-        arrays["offsets"] = np.concatenate([[0], np.cumsum([len(s) for s in items])]).astype(np.int64)
+        # a data set has one sample at least (load_dataset)
+        arrays[key], arrays["offsets"] = packed([samples[i] for i in range(len(ds))])
     if ds.recording_us is not None:
         arrays["recording_us"] = np.asarray(ds.recording_us)
     np.savez(f, **arrays)  # type: ignore[arg-type]
@@ -96,12 +95,9 @@ def read_snapshot(arrays: Mapping[str, np.ndarray], source: str) -> Dataset:
     if key != "images":
         if key == "events" and samples.dtype != EVENT_DTYPE:
             raise DataError(f"{source}: its events are {samples.dtype}, expected the event records {EVENT_DTYPE}")
-        offsets = arrays.get("offsets", np.empty(0, np.float64))
-        n = len(labels)
-        cuts = offsets.ndim == 1 and offsets.dtype.kind in "iu" and len(offsets) == n + 1
-        if not (cuts and offsets[0] == 0 and offsets[-1] == len(samples) and np.all(np.diff(offsets) >= 0)):
+        samples = cut(samples, arrays.get("offsets", np.empty(0, np.float64)), len(labels))
+        if samples is None:
             raise DataError(f"{source}: its offsets do not cut its {key} into one sample per label")
-        samples = [samples[offsets[i] : offsets[i + 1]] for i in range(n)]
     fields = {k: desc[k] for k in FIELDS}
     fields["shape"] = tuple(fields["shape"])
     try:
