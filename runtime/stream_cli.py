@@ -169,7 +169,7 @@ def cmd_stream(a: argparse.Namespace) -> None:
         pipe = _pipeline(a, reader.shape, model_transforms, proto.input_shape)
         fit_check(reader, pipe, proto.input_shape)
         spatial = [t.text for t in model_transforms if t.kind in ("crop", "downsample")]
-        user_spatial = any(parse_transform(t).kind in ("crop", "downsample") for t in a.transform)
+        user_spatial = any(t.kind in ("crop", "downsample") for t in pipe.transforms[: len(a.transform)])
         if a.fit_sensor and spatial and not user_spatial:  # a --transform of the user's maps the sensor itself
             # --fit-sensor maps only what the model's own transforms leave, which act on the camera's
             # pixels: a model's crop:2,2,30,30 kept a 30x30 corner of a 1280x720 camera (57 events)
@@ -229,16 +229,18 @@ def cmd_stream(a: argparse.Namespace) -> None:
             ],
             [
                 [
-                    s["events_read"],
-                    s["windows"],
-                    s["recording_s"],
-                    *(
-                        "-" if s[k] is None else s[k]  # nothing to rate ("None" was printed)
-                        for k in ("events_per_s_arriving", "events_per_s_processed")
-                    ),
-                    {True: "yes", False: "no", None: "-"}[s["keeps_up"]],
-                    *("-" if s[k] is None else s[k] for k in ("latency_ms_p50", "latency_ms_p99")),
-                    *([s["max_lag_ms"]] if a.realtime else []),
+                    "-" if v is None else v  # nothing to rate ("None" was printed)
+                    for v in (
+                        s["events_read"],
+                        s["windows"],
+                        s["recording_s"],
+                        s["events_per_s_arriving"],
+                        s["events_per_s_processed"],
+                        {True: "yes", False: "no"}.get(s["keeps_up"]),
+                        s["latency_ms_p50"],
+                        s["latency_ms_p99"],
+                        *([s["max_lag_ms"]] if a.realtime else []),
+                    )
                 ]
             ],
         )
