@@ -91,7 +91,7 @@ def test_evaluate_and_fit_config_refuse_what_a_stranger_passed(train, monkeypatc
     with pytest.raises(ResourceError, match="at most 100000"):
         evaluate(model, train, [10**6])
     monkeypatch.setenv("FLEXSNN_MAX_MEMORY", "1M")
-    with pytest.raises(ResourceError, match="evaluating at T=1000 in batches of 60 needs about"):
+    with pytest.raises(ResourceError, match="evaluating batches of 60 at T=1000 needs about"):
         evaluate(model, train, [1000])
     with pytest.raises(ConfigError, match="flags are strings, as typed on the command line; got 2: write '2'"):
         fit_config(train, "--epochs", 2)  # type: ignore[arg-type]

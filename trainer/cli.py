@@ -8,7 +8,6 @@ import argparse
 import contextlib
 import dataclasses
 import io
-import math
 import os
 import statistics
 import sys
@@ -17,9 +16,9 @@ from typing import Any, NamedTuple
 
 from runtime import cliargs
 from runtime.data import DataError, Dataset, load_dataset, spec_paths
+from runtime.data.registry import source
 from runtime.data.transforms import from_dicts, parse_transform
 from runtime.fileio import OutputPathError, check_output, write_atomic
-from runtime.limits import check_memory
 from runtime.neuron import NeuronSpec, SpecError, field_names, make_spec
 from runtime.neuron import all_fields as neuron_fields
 from runtime.neuron import presets as neuron_presets
@@ -78,7 +77,7 @@ from .search_cli import (
     model_data,
 )
 from .surrogate import DEFAULT_SURROGATE, SURROGATES
-from .train import Start, calibrate_bn_runs, calibration_text, evaluate, fit, has_bn
+from .train import Start, calibrate_bn_runs, calibration_text, check_eval_memory, evaluate, fit, has_bn
 from .trev import DEFAULT_LR as TREV_LR
 from .trev import DEFAULT_NEURON as TREV_NEURON
 from .trev import DEFAULT_T as TREV_T
@@ -613,10 +612,11 @@ RESUME_READS = {"cmd", "resume", "out", "threads", "deterministic", "quiet", "li
 def moved_data(spec: str, stored: str, path: str) -> str:
     """``--data`` with ``--resume``: where the run's data set is now; the same source only
     (a run whose folder moved could not be resumed at all)."""
-    if spec.partition(":")[0] != stored.partition(":")[0]:
+    name = source(stored).name
+    if source(spec).name != name:
         raise ConfigError(
             f"--data with --resume names where {path}'s data is now: the same data set as its {stored!r} "
-            f"({stored.partition(':')[0]}:PATH), got {spec!r} (other data: --init-from {path} starts a new run)"
+            f"({name}:PATH), got {spec!r} (other data: --init-from {path} starts a new run)"
         )
     return spec
 
@@ -851,11 +851,7 @@ def cmd_eval(a: argparse.Namespace) -> None:
             warnings.append(f"{which} not available: {has}; shown as - (null in --json)")
             print(f"warning: {warnings[-1]}", file=sys.stderr)
             Ts = [T for T in Ts if T <= model.T]
-        # frames [T, B, C, H, W] as binning builds them (int64 counts, float32), before any allocation
-        check_memory(
-            16 * min(a.batch_size, len(ds)) * max(Ts, default=1) * math.prod(ds.shape),
-            f"evaluating batches of {min(a.batch_size, len(ds))} at T={max(Ts, default=1)}",
-        )
+        check_eval_memory(ds, max(Ts, default=1), a.batch_size)  # before any warning is printed
         warning = cfg.t_range_warning(path, Ts)
         if warning:
             warnings.append(warning)

@@ -77,18 +77,23 @@ def evaluate_configs(
 ) -> list[float]:
     """Accuracy at each per-stage configuration (stage i at ``config[i]`` steps; events
     binned into ``config[0]`` frames, the temporal transformation module between stages)."""
-    batch = min(batch_size, len(ds))
     for config in configs:
         for T in config:
             if not positive_int(T):
                 raise ConfigError(f"time steps must be positive integers, got {T!r} (in {list(config)})")
             check_steps(T)
-        # a batch's input frames (float32), and as much again for the activations of a step
-        check_memory(8 * config[0] * batch * math.prod(ds.shape), f"evaluating at T={config[0]} in batches of {batch}")
+        check_eval_memory(ds, config[0], batch_size)
     starts = range(0, len(ds), batch_size)
     with eval_mode(model):
         bar = tqdm(configs, desc="eval", disable=not progress, leave=False)
         return [count_correct(model, ds, T_s, starts, batch_size, binning, dt_us) / len(ds) for T_s in bar]
+
+
+def check_eval_memory(ds: Dataset, T: int, batch_size: int) -> None:
+    """Refuse an evaluation whose batches' frames [T, B, *shape] (as binning builds them:
+    int64 counts, then float32) would not fit, before any allocation."""
+    batch = min(batch_size, len(ds))
+    check_memory(16 * batch * T * math.prod(ds.shape), f"evaluating batches of {batch} at T={T}")
 
 
 @contextlib.contextmanager
