@@ -367,6 +367,7 @@ def _config(
             duration_us=float(i["duration_us"] or 0.0),
             durations=i.get("durations") or "dataset",
             transforms=list(i.get("transforms") or []),
+            sensor=tuple(i["sensor"]) if i.get("sensor") else None,
             train_split=meta.get("train_split") or "train",
         )
         name, classes = meta["model"], meta["classes"]

@@ -22,7 +22,7 @@ from runtime.protocol import (
     StateInfo,
     parse_protocol,
 )
-from trainer.config import FIXED_T_METHODS, Config
+from trainer.config import FIXED_T_METHODS, Config, DataConfig
 from trainer.models import architecture
 
 from .errors import ExportError
@@ -54,6 +54,14 @@ def readout_name(readout_rule: str) -> str:
     return readout_rule
 
 
+def data_sensor(d: DataConfig) -> tuple[int, ...] | None:
+    """The training recordings' (C, H, W) before their transforms: stored since checkpoints
+    keep it, else the data's shape where no transform ran; None where not known or where the
+    recordings are no camera's (a foreign graph's flat input)."""
+    sensor = tuple(d.sensor) if d.sensor is not None else None if d.transforms else tuple(d.shape)
+    return sensor if sensor is not None and len(sensor) == 3 else None
+
+
 def protocol(
     cfg: Config, readout_rule: str, states: list[StateInfo], neurons: list[NeuronInfo], **fields: object
 ) -> Protocol:
@@ -71,6 +79,7 @@ def protocol(
         dt_us=cfg.dt_us,
         durations=d.durations if events else "dataset",
         transforms=tuple(d.transforms),
+        sensor=data_sensor(d) if events else None,
         uses_t=False,
         readout=readout_name(readout_rule),
         T_trained=cfg.train_T,

@@ -167,6 +167,10 @@ class Protocol:
     max_steps: int | None = None  # a model with no step t >= max_steps (T-RevSNN); None: unbounded
     durations: str = "dataset"  # equal binning: over duration_us, or each recording's own span
     transforms: tuple[dict, ...] = ()  # runtime.data.transforms the model was trained with
+    # the training recordings' (C, H, W) before those transforms, which act on its pixels (a
+    # stream from another camera is pooled to it first: runtime stream --fit-sensor); None:
+    # not known (files written before it was kept, whose transforms changed the shape)
+    sensor: tuple[int, ...] | None = None
     data: str | None = None  # the data spec it was trained on (the runtime's default --data)
     exit_policy: str | None = None  # default exit policy chosen on validation data (runtime calibrate-exit)
     # how calibrate-exit chose it (chosen_on, budget_points, criterion, validation and test
@@ -179,6 +183,8 @@ class Protocol:
     output_shape: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
+        if self.sensor is not None and not (len(self.sensor) == 3 and all(_is_int(d) and d > 0 for d in self.sensor)):
+            raise ModelError(f"input sensor must be [C, H, W], positive integers; got {list(self.sensor)}")
         # µs per step is stored twice in an event model's file: the input's dt_us (what fixed
         # bins and stream windows step by) and each neuron's dt (the unit of its time
         # constants, what the event engine leaks by); a file where they differ would be one
@@ -233,6 +239,7 @@ class Protocol:
                 "dt_us": self.dt_us,
                 "durations": self.durations if self.binning is not None else None,
                 "transforms": list(self.transforms),
+                **({"sensor": list(self.sensor)} if self.sensor is not None else {}),
             },
             "uses_t": self.uses_t,
             "readout": self.readout,
@@ -398,7 +405,7 @@ def _neuron(n: dict[str, Any], states: tuple[StateInfo, ...], fmt: str) -> Neuro
 
 
 def _data_fields(inp: dict[str, Any], where: str) -> dict[str, Any]:
-    """The optional ``durations`` and ``transforms`` of ``input`` (absent in older files)."""
+    """The optional ``durations``, ``transforms`` and ``sensor`` of ``input`` (absent in older files)."""
     from .data.transforms import TransformError, from_dicts
 
     durations = inp.get("durations") or "dataset"
@@ -408,7 +415,10 @@ def _data_fields(inp: dict[str, Any], where: str) -> dict[str, Any]:
         from_dicts(transforms)
     except TransformError as e:
         raise ModelError(f"{where}: input transforms: {e}") from None
-    return {"durations": durations, "transforms": tuple(transforms)}
+    sensor = inp.get("sensor")
+    if sensor is not None:
+        sensor = _shape(sensor, "input sensor")
+    return {"durations": durations, "transforms": tuple(transforms), "sensor": sensor}
 
 
 def _exit_policy(value: Any, where: str) -> str | None:

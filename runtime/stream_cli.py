@@ -13,7 +13,7 @@ from .data.eventfile import CHUNK_BYTES, FORMATS, open_events, parse_sensor
 from .data.transforms import Pipeline, Transform, from_dicts, parse_transform
 from .errors import InputError
 from .policies import STEP_POLICY_FORMS, Cascade, FixedT, model_default, parse_policy, t_range_warning
-from .protocol import DENSE_KINDS
+from .protocol import DENSE_KINDS, Protocol
 from .report import json_text, table
 from .session import load
 from .stream import TICK_MS, Stats, Window, fit_check, run_clock, run_event, slices
@@ -87,28 +87,38 @@ def add_stream(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="one JSON object per window (a line each), then the summary")
 
 
-def _pipeline(
-    a: argparse.Namespace, shape: tuple[int, int, int], model_transforms: list[Transform], model_shape: tuple[int, ...]
-) -> Pipeline:
-    transforms = [parse_transform(t) for t in a.transform] + model_transforms
-    pipe = Pipeline(transforms, shape)
-    if a.fit_sensor and tuple(pipe.shape) != tuple(model_shape):
-        C = pipe.shape[0]
-        if C != model_shape[0]:
-            hint = "; add --transform merge-polarity" if model_shape[0] == 1 else ""
-            raise InputError(
-                f"the stream has {C} polarity channels after the transforms but the model takes {model_shape[0]}{hint}"
-            )
-        fit = Transform("downsample", (model_shape[2], model_shape[1]))
-        if fit.args[0] > pipe.shape[2] or fit.args[1] > pipe.shape[1]:  # named a transform the user never wrote
-            where = "after the transforms it is" if transforms else "the sensor is"
-            fix = "drop or change the transform that shrinks it" if transforms else "this model needs a larger sensor"
-            raise InputError(
-                f"--fit-sensor pools the stream to the model's {fit.args[0]}x{fit.args[1]}, but {where} "
-                f"{pipe.shape[2]}x{pipe.shape[1]}, smaller (pooling never upsamples): {fix}"
-            )
-        pipe = Pipeline(transforms + [fit], shape)
+def _pipeline(a: argparse.Namespace, shape: tuple[int, int, int], proto: Protocol) -> Pipeline:
+    """The user's ``--transform``s, then the model's own; with ``--fit-sensor`` the stream is
+    sum-pooled to the training recordings' sensor before the model's transforms (which act
+    on that sensor's pixels), or to the model's input after them when that sensor is not
+    known (files written before it was kept)."""
+    user = [parse_transform(t) for t in a.transform]
+    model = from_dicts(proto.transforms)
+    if a.fit_sensor and proto.sensor is not None and model:
+        user += _fit_to(Pipeline(user, shape).shape, proto.sensor, "the training sensor's", user)
+    pipe = Pipeline(user + model, shape)
+    if a.fit_sensor and tuple(pipe.shape) != tuple(proto.input_shape):
+        pipe = Pipeline(user + model + _fit_to(pipe.shape, proto.input_shape, "the model's", user + model), shape)
     return pipe
+
+
+def _fit_to(have: tuple[int, ...], want: tuple[int, ...], what: str, transforms: list[Transform]) -> list[Transform]:
+    """The sum pooling that maps a stream of shape ``have`` (C, H, W) to ``want``'s H x W (none
+    where they agree); an error where the channels differ or it would upsample."""
+    if have[0] != want[0]:
+        hint = "; add --transform merge-polarity" if want[0] == 1 else ""
+        raise InputError(f"the stream has {have[0]} polarity channels after the transforms, {what} {want[0]}{hint}")
+    if tuple(have[1:]) == tuple(want[1:]):
+        return []
+    fit = Transform("downsample", (want[2], want[1]))
+    if want[2] > have[2] or want[1] > have[1]:  # named a transform the user never wrote
+        where = "after the transforms it is" if transforms else "the sensor is"
+        fix = "drop or change the transform that shrinks it" if transforms else "this model needs a larger sensor"
+        raise InputError(
+            f"--fit-sensor pools the stream to {what} {want[2]}x{want[1]}, but {where} "
+            f"{have[2]}x{have[1]}, smaller (pooling never upsamples): {fix}"
+        )
+    return [fit]
 
 
 def _refuse_unread_flags(a: argparse.Namespace) -> None:
@@ -165,18 +175,19 @@ def cmd_stream(a: argparse.Namespace) -> None:
     sensor = parse_sensor(a.sensor) if a.sensor else None
     reader = open_events(a.source, a.event_format, sensor, a.chunk_bytes)
     try:
-        model_transforms = from_dicts(proto.transforms)
-        pipe = _pipeline(a, reader.shape, model_transforms, proto.input_shape)
+        pipe = _pipeline(a, reader.shape, proto)
         fit_check(reader, pipe, proto.input_shape)
-        spatial = [t.text for t in model_transforms if t.kind in ("crop", "downsample")]
+        spatial = [t.text for t in from_dicts(proto.transforms) if t.kind in ("crop", "downsample")]
         user_spatial = any(t.kind in ("crop", "downsample") for t in pipe.transforms[: len(a.transform)])
-        if a.fit_sensor and spatial and not user_spatial:  # a --transform of the user's maps the sensor itself
-            # --fit-sensor maps only what the model's own transforms leave, which act on the camera's
-            # pixels: a model's crop:2,2,30,30 kept a 30x30 corner of a 1280x720 camera (57 events)
+        if a.fit_sensor and spatial and proto.sensor is None and not user_spatial:
+            # without the training sensor --fit-sensor maps only what the model's own transforms
+            # leave, which then act on the camera's pixels: a model's crop:2,2,30,30 kept a 30x30
+            # corner of a 1280x720 camera (57 events); a user's --transform maps the sensor itself
             notes.append(
                 f"the model's own transforms {spatial} act on this {reader.shape[2]}x{reader.shape[1]} sensor's "
-                "pixels (--fit-sensor maps only what they leave); they were made for the sensor the model was "
-                "trained on: if that is not this one, give --transform downsample:WxH of that sensor instead"
+                "pixels (--fit-sensor maps only what they leave): this file does not record the sensor they were "
+                "made for (models trained before it was kept); if that is not this one, give --transform "
+                "downsample:WxH of that sensor instead"
             )
             print(f"warning: {notes[-1]}", file=sys.stderr)
         stats = Stats()

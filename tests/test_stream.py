@@ -376,6 +376,36 @@ def test_fit_sensor_warns_that_a_models_crop_acts_on_the_camera(eventcam, tmp_pa
     assert code == 0 and "act on this" not in err, err  # the user's own downsample maps the sensor: said nothing
 
 
+def test_fit_sensor_pools_to_the_training_sensor_before_the_models_crop(eventcam, tmp_path, capsys):  # noqa: F811
+    """A file that records its training sensor (2x26x34, cropped by the model to 32x24): a
+    640x480 camera with --fit-sensor is pooled to 34x26 first, then cropped, as if the
+    user had typed the pooling (it ran the crop on the camera's corner, with a warning)."""
+    import onnx as onnx_lib
+
+    from tests.runtime_fixtures import with_input
+
+    neuron = spec("LIF", spike="single", decay=0.8, dt=5_000.0)
+    base = chain_model(neuron, sensor=SENSOR, channels=(4,), classes=4, T=6, duration_us=30_000.0)
+    crop = [{"kind": "crop", "args": [1, 1, 32, 24]}]
+    path = save(with_input(base, transforms=crop, sensor=[2, 26, 34]), tmp_path / "crop.onnx")
+    src = ["--source", str(eventcam / "evt2_sample.raw"), "--json"]
+    code, out, err = _cli(capsys, "stream", path, *src, "--fit-sensor")
+    assert code == 0 and "act on this" not in err, err
+    fitted = [json.loads(line) for line in out.splitlines()]
+    code, out, err = _cli(capsys, "stream", path, *src, "--transform", "downsample:34x26")
+    assert code == 0, err
+    typed = [json.loads(line) for line in out.splitlines()]
+    assert fitted[-1]["summary"]["transforms"] == ["downsample:34x26", "crop:1,1,32,24"]
+    drop = ("latency_ms", "wall_s", "events_per_s")
+    assert [{k: v for k, v in w.items() if k not in drop} for w in fitted[:-1]] == [
+        {k: v for k, v in w.items() if k not in drop} for w in typed[:-1]
+    ]
+    assert fitted[-1]["summary"]["events_in"] > 100_000  # the whole camera reaches the model, not a corner
+    bad = with_input(onnx_lib.load_from_string(base.SerializeToString()), transforms=crop, sensor=[2, 26])
+    code, out, err = _cli(capsys, "stream", save(bad, tmp_path / "bad.onnx"), *src)
+    assert code == 2 and "input sensor must be [C, H, W]" in err and err.count("\n") == 1, err
+
+
 def test_stream_runs_the_models_stored_policy(eventcam, model, tmp_path, capsys):  # noqa: F811
     """runtime run uses the policy calibrate-exit stored; stream ran fixed T (warning of the
     stored policy's range all the same), and a stored cascade silently became fixed T."""

@@ -187,6 +187,7 @@ def test_eleven_classes_train_eval_export_run(tmp_path, capsys):
     assert cfg.model.num_classes == 11 and cfg.data.classes[10] == "bar 10"
     assert cfg.data.durations == "recording" and cfg.data.transforms == [{"kind": "crop", "args": [2, 0, 16, 16]}]
     assert tuple(cfg.model.in_shape) == (2, 16, 16)
+    assert cfg.data.sensor == (2, 16, 20)  # the recordings' before the crop: what a camera is pooled to
     assert metrics["test_accuracy"] > 0.5  # chance: 1/11
     code, out, err = run_trainer(capsys, "eval", str(ckpt), "--T", "3", "--json")
     assert code == 0, err
@@ -200,6 +201,7 @@ def test_eleven_classes_train_eval_export_run(tmp_path, capsys):
 
     p = load(onnx_path).protocol
     assert p.num_classes == 11 and p.durations == "recording" and p.transforms[0]["kind"] == "crop"
+    assert p.sensor == (2, 16, 20) and p.input_shape == (2, 16, 16)
     runtime_main(["run", str(onnx_path), "--data", spec, "--json"])
     out = capsys.readouterr().out
     assert json.loads(out)["accuracy"] == pytest.approx(acc, abs=1e-6)

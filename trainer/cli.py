@@ -451,7 +451,12 @@ def config_from_args(
         raise ConfigError(f"sltt-k needs --K (time steps with a backward per batch) in [1, T={T}]; it has no default")
     # the data set's own (DataConfig's defaults otherwise); mixed value types: keyword arguments
     from_ds: dict[str, Any] = (
-        {"classes": list(ds.classes), "durations": ds.durations, "transforms": [t.to_dict() for t in ds.transforms]}
+        {
+            "classes": list(ds.classes),
+            "durations": ds.durations,
+            "transforms": [t.to_dict() for t in ds.transforms],
+            "sensor": tuple(ds.sensor),
+        }
         if ds is not None
         else {}
     )

@@ -139,6 +139,9 @@ class DataConfig:
     duration_us: float = 0.0
     durations: str = "dataset"  # equal binning over the data set's duration, or each recording's
     transforms: list[dict] = field(default_factory=list)  # runtime.data.transforms, in stored form
+    # the recordings' (C, H, W) before the transforms, which act on its pixels; None in
+    # checkpoints written before it was kept (then it is `shape` where no transform ran)
+    sensor: tuple[int, ...] | None = None
     train_split: str = "train"  # "train-minus-val": the validation split was held out
 
 
@@ -310,9 +313,10 @@ class Config:
         d = {
             f.name: self.neuron.to_dict() if f.name == "neuron" else asdict(getattr(self, f.name)) for f in fields(self)
         }
-        for sec in ("model", "data"):
-            key = "in_shape" if sec == "model" else "shape"
-            d[sec][key] = list(d[sec][key])
+        d["model"]["in_shape"] = list(d["model"]["in_shape"])
+        for key in ("shape", "sensor"):
+            if d["data"][key] is not None:
+                d["data"][key] = list(d["data"][key])
         return d
 
     @classmethod
@@ -331,8 +335,8 @@ class Config:
             if unknown:
                 raise ConfigError(f"config section {f.name!r} has unknown keys {sorted(unknown)}")
             sub = dict(sub)
-            for key in ("in_shape", "shape"):
-                if key in sub:
+            for key in ("in_shape", "shape", "sensor"):
+                if sub.get(key) is not None:
                     sub[key] = tuple(sub[key])
             parts[f.name] = sub_cls(**sub)
         return cls(**parts).validate()

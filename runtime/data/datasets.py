@@ -141,6 +141,15 @@ class Dataset:
         return len(self.classes)
 
     @property
+    def sensor(self) -> tuple[int, ...]:
+        """The recordings' own shape (C, H, W) before the transforms: what a camera must give
+        for the transforms to see the pixels they were written for (:attr:`shape` after them)."""
+        ev = self.events
+        if isinstance(ev, LazyEvents) and ev.pipeline is not None:
+            return ev.pipeline.in_shape
+        return self.shape
+
+    @property
     def holds(self) -> str:
         """What its samples are, in words (for messages)."""
         return {"static": "static images", "events": "event streams", "sequence": "recorded sequences"}[self.kind]
