@@ -190,17 +190,9 @@ def float_range(lo: float, hi: float, lo_open: bool = False, what: str = "") -> 
     return parse
 
 
-finite_float = float_range(-math.inf, math.inf)
 positive_float = float_range(0.0, math.inf, lo_open=True)
 nonneg_float = float_range(0.0, math.inf)
 unit_float = float_range(0.0, 1.0)
-
-
-def v_min(text: str) -> float:
-    """A lower membrane clamp: a finite number, or ``-inf`` (no clamp)."""
-    if text.strip().lower() in ("-inf", "-infinity"):
-        return -math.inf
-    return finite_float(text)
 
 
 def output_path(text: str) -> str:

@@ -59,6 +59,21 @@ def test_torch_step_equals_numpy_reference_bit_for_bit(spec):
         assert 0 < outs_np.mean() < 1.5
 
 
+@pytest.mark.parametrize("spec", VARIANTS, ids=variant_id)
+def test_torch_step_equals_numpy_from_any_state(spec):
+    """One step from random states, as an SDK user may pass: an ALIF increment below -v_th
+    makes the threshold negative and multi-spike counts negative, where torch's zero reset
+    left 2v (v * (1 - clamp(s, max=1))) and numpy and ONNX 0 (v * (s == 0))."""
+    rng = np.random.default_rng(1)
+    current = rng.normal(0.4, 1.2, size=256).astype(np.float32)
+    state = tuple(rng.normal(0.0, 2.0, size=256).astype(np.float32) for _ in range(spec.n_states))
+    out_np, state_np = step(spec, state, current)
+    out, state_t = neuron_step(spec, tuple(map(torch.from_numpy, state)), torch.from_numpy(current))
+    np.testing.assert_array_equal(out.numpy(), out_np)
+    for got, want in zip(state_t, state_np):
+        np.testing.assert_array_equal(got.numpy(), want)
+
+
 def test_every_registered_kind_has_a_torch_step():
     assert sorted(TORCH_STEPS) == kinds()
 

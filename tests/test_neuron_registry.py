@@ -147,3 +147,27 @@ def test_a_spec_field_of_another_type_is_refused_when_registered():
     with pytest.raises(TypeError, match=r"spec field 'refractory' is typed 'int'; spec fields are \['float', 'str'\]"):
         registry.register(Counting())
     assert "Counting" not in registry.kinds()
+
+
+@pytest.mark.parametrize("kind", ["LIF", "IF", "ALIF", "CubaLIF"])
+def test_a_floor_above_rest_has_no_event_form(kind):
+    """A stranger's tour: v_min 0.3 ran event-driven with spike differences of 4-7% to 1 µs
+    clock bins (the clock clamps every step: the neuron sits at v_min from the first step and
+    is lifted back after each leak, at times no input marks), with no word."""
+    decay = 1.0 if kind == "IF" else 0.9
+    with pytest.raises(EventFormError, match=r"v_min 0.3 > 0.*run this model clock-driven"):
+        kind_of(kind).event_form(make_spec(kind, decay=decay, v_min=0.3))
+    for floor in (0.0, -0.5):  # at or below rest: a leak never crosses it, the clamp at inputs is exact
+        assert kind_of(kind).event_form(make_spec(kind, decay=decay, v_min=floor)).v_min == floor
+
+
+@pytest.mark.parametrize(
+    "kind, field", [("LIF", "v_th"), ("LIF", "v_min"), ("ALIF", "beta"), ("CubaLIF", "syn_gain"), ("LIF", "dt")]
+)
+def test_a_field_beyond_float32_is_refused(kind, field):
+    """Every runtime computes in float32: v_min -1e39 was torch's overflow traceback in
+    training (numpy, ONNX and numba silently ran it as -inf), v_th 1e39 "training diverged"."""
+    value = -1e39 if field == "v_min" else 1e39
+    with pytest.raises(SpecError, match=rf"{field} [-]?1e\+39 is beyond float32's range"):
+        make_spec(kind, **{field: value})
+    make_spec(kind, **{field: value / 1e2})  # within it: accepted

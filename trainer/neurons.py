@@ -54,8 +54,9 @@ def surrogate_rule(spec: NeuronSpec, surrogate: str, param: float | None = None)
 def reset_clamp(spec: NeuronSpec, v: torch.Tensor, s: torch.Tensor, theta: Threshold) -> torch.Tensor:
     if spec.reset == "subtract":
         u = v - theta * s
-    else:  # v * (s == 0), written so the reset keeps its surrogate gradient
-        u = v * (1 - torch.clamp(s, max=1.0))
+    else:  # v * (s == 0), written so the reset keeps its surrogate gradient; a negative count
+        # (a threshold an explicit ALIF state made negative) resets too, as numpy's and ONNX's
+        u = v * (1 - torch.where(s < 0, torch.ones_like(s), torch.clamp(s, max=1.0)))
     if spec.v_min != -math.inf:
         u = torch.clamp(u, min=spec.v_min)
     return u

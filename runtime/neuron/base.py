@@ -19,6 +19,7 @@ import numpy as np
 from onnx import NodeProto
 
 RESETS = ("subtract", "zero")
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 SPIKES = ("single", "multi")
 
 
@@ -66,6 +67,10 @@ class NeuronSpec:
             raise SpecError(f"v_min must be below v_th (or -inf for none), got {self.v_min}")
         if not (self.dt > 0.0 and math.isfinite(self.dt)):
             raise SpecError(f"dt must be a finite number > 0, got {self.dt}")
+        for f in fields(self):  # every runtime computes in float32: 1e39 was inf there, torch's overflow error
+            v = getattr(self, f.name)
+            if field_type(f) is float and math.isfinite(v) and abs(v) > FLOAT32_MAX:
+                raise SpecError(f"{f.name} {v:g} is beyond float32's range (|x| <= {FLOAT32_MAX:.4g}), which runs it")
         k.validate(self)
 
     @property
@@ -215,7 +220,15 @@ def rules_clock_form(spec: NeuronSpec, second: str = "", decay2: float = 1.0, ga
 
 def leaky_event_form(spec: NeuronSpec, spiking: bool) -> EventForm:
     """The event form of a one-state leaky membrane (LIF, IF, LI): it only decays between
-    inputs, so checking the threshold at input times is exact."""
+    inputs, so checking the threshold at input times is exact. A floor above rest
+    (``v_min > 0``) is not: the clock clamps every step, so a neuron sits at ``v_min`` from
+    the first step and is lifted back to it after each leak, at times no input marks."""
+    if spiking and spec.v_min > 0.0:
+        raise EventFormError(
+            f"a membrane floor above rest (v_min {spec.v_min:g} > 0) lifts the membrane at steps with no input "
+            "(from the first step, and after each leak), at times no input event marks; the event engine runs "
+            "v_min <= 0 only (run this model clock-driven)"
+        )
     return EventForm(
         spiking, 0.0 if spec.decay == 1.0 else 1.0 / spec.tau, spec.v_th, spec.v_min, spec.reset, spec.spike
     )
