@@ -384,7 +384,8 @@ def parser() -> argparse.ArgumentParser:
         "--policy",
         default=None,
         help=f"--data's early exit: one of {', '.join(POLICY_FORMS)} (default: the model's stored policy, "
-        f"as runtime run uses it, else {EXIT_POLICY})",
+        f"as runtime run uses it, else {EXIT_POLICY}: runtime run's own fallback, fixed at the trained T, "
+        "would measure no saving)",
     )
     cliargs.add_json(p)
     return parser

@@ -18,7 +18,7 @@ from runtime.report import emit_json, guarded, table
 from trainer.checkpoint import CheckpointError, load_checkpoint, unfinished_note
 from trainer.config import CALIB_BATCHES, Config, ConfigError
 from trainer.models import SpikingNet, architecture
-from trainer.search_cli import CALIB_RUNS_AVERAGED, DEFAULT_CALIB_RUNS
+from trainer.search_cli import CALIB_BATCH_SIZE, CALIB_RUNS_AVERAGED, DEFAULT_CALIB_RUNS
 
 from .errors import ExportError
 from .formats import FORMATS, NIR_HAS_NO_STAGES, CheckedOutput, default_output, get_format
@@ -67,7 +67,9 @@ def parser() -> argparse.ArgumentParser:
     cliargs.add_data(
         p, fallback="the checkpoint's", what="--config on BatchNorm models: the data whose training split calibrates"
     )
-    cliargs.add_calib_batches(p, None, f"for --config (default {CALIB_BATCHES}, as trainer eval --config)")
+    cliargs.add_calib_batches(
+        p, None, f"for --config (default {CALIB_BATCHES}, as trainer eval --config)", f"{CALIB_BATCH_SIZE} samples"
+    )
     cliargs.add_calib_runs(p, DEFAULT_CALIB_RUNS, f"--config: {CALIB_RUNS_AVERAGED}, as trainer eval --config")
     cliargs.add_batch_size(p, CHECK_BATCH, "--check: samples")
     cliargs.add_json(p, "one JSON object instead of a table")

@@ -16,7 +16,6 @@ LIF, LI, Output. Anything else is refused with one line naming the node and this
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +25,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from runtime.errors import ModelError
+from runtime.fileio import json_loads
 from runtime.neuron import kind_of
 from runtime.neuron.nir import (
     CONVENTIONS,
@@ -39,7 +40,7 @@ from runtime.neuron.nir import (
     node_kinds,
     spec_from_metadata,
 )
-from runtime.protocol import data_kind
+from runtime.protocol import data_kind, parse_protocol
 from trainer.config import Config, DataConfig, MethodConfig, ModelConfig
 from trainer.layers import Layer, NeuronLayer, Sequence, Stateless
 from trainer.models import SpikingNet
@@ -106,6 +107,19 @@ def read_graph(path: str | Path):
                     "numbers (a damaged file, or a model that diverged in training)"
                 )
     return graph
+
+
+def _flexsnn_meta(graph) -> dict[str, Any]:
+    """The graph's flexsnn protocol object, checked as an ONNX file's is (a damaged one was a
+    KeyError or RecursionError traceback)."""
+    try:
+        meta = json_loads(graph.metadata[KEY])
+        if not isinstance(meta, dict):
+            raise ModelError("expected a JSON object")
+        parse_protocol(meta)
+    except (ModelError, ValueError) as e:
+        raise ExportError(f"the graph's {KEY!r} metadata is not valid: {e}") from None
+    return meta
 
 
 def detect_source(graph) -> tuple[str, str] | None:
@@ -250,15 +264,18 @@ def _weight(name: str, node) -> nn.Conv2d | nn.Linear:
         if isinstance(node.padding, str):
             raise ExportError(f"Conv2d node {name!r} has padding {node.padding!r}; expected integers")
         groups = int(node.groups)
-        m: nn.Conv2d | nn.Linear = nn.Conv2d(
-            w.shape[1] * groups,
-            w.shape[0],
-            (w.shape[2], w.shape[3]),
-            _pair(node.stride),
-            _pair(node.padding),
-            _pair(node.dilation),
-            groups,
-        )
+        try:  # torch's own checks name the field (groups 0 was its ValueError traceback)
+            m: nn.Conv2d | nn.Linear = nn.Conv2d(
+                w.shape[1] * groups,
+                w.shape[0],
+                (w.shape[2], w.shape[3]),
+                _pair(node.stride),
+                _pair(node.padding),
+                _pair(node.dilation),
+                groups,
+            )
+        except ValueError as e:
+            raise ExportError(f"Conv2d node {name!r}: {e}") from None
     else:
         if w.dim() != 2:
             raise ExportError(f"{type(node).__name__} node {name!r} has a {w.dim()}-D weight; expected [out, in]")
@@ -451,7 +468,7 @@ def build(
     # event input: a step is one frame of the recording, and the event-driven engine leaks
     # each neuron by its decay per that many µs (a foreign spec's dt is the source's step;
     # our own graph at another T: its recording in T bins, each neuron's decay per step kept)
-    meta = json.loads(graph.metadata[KEY]) if source == "flexsnn" else None
+    meta = _flexsnn_meta(graph) if source == "flexsnn" else None
     step_us = None if window_us is None else window_us / (10 if T is None else T)
     retimed = _retimed(meta, T)
     if retimed is not None:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import onnx
 
+from runtime.fileio import json_loads
 from runtime.protocol import (
     DATA_INPUT_KINDS,
     METADATA_KEY,
@@ -110,8 +111,8 @@ def read_protocol(model: str | Path | onnx.ModelProto) -> Protocol:
     if KEY not in props:
         raise ExportError(f"the ONNX model has no {KEY!r} metadata; it was not written by flexsnn export")
     try:
-        return parse_protocol(json.loads(props[KEY]))
-    except (ModelError, json.JSONDecodeError) as e:
+        return parse_protocol(json_loads(props[KEY]))
+    except (ModelError, ValueError) as e:
         raise ExportError(f"the ONNX model's protocol metadata is not valid: {e}") from None
 
 

@@ -366,14 +366,16 @@ def add_binning(p: argparse.ArgumentParser) -> None:
     p.add_argument("--binning", default=None, help="events: equal or fixed (default: as trained)")
 
 
-def add_calib_batches(p: argparse.ArgumentParser, default: int | None, when: str, off: bool = True) -> None:
+def add_calib_batches(p: argparse.ArgumentParser, default: int | None, when: str, size: str, off: bool = True) -> None:
     """``--calib-batches N``: training batches that re-estimate BatchNorm statistics
-    (``when``: for which configurations; ``off``: 0 turns it off, else it is refused)."""
+    (``when``: for which configurations; ``size``: how many samples a batch holds, which
+    differs between commands; ``off``: 0 turns it off, else it is refused)."""
     p.add_argument(
         "--calib-batches",
         type=nonneg_int,
         default=default,
-        help=f"BatchNorm models: training batches to re-estimate the statistics {when}" + (" (0: off)" if off else ""),
+        help=f"BatchNorm models: training batches of {size} to re-estimate the statistics {when}"
+        + (" (0: off)" if off else ""),
     )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import glob
 import io
+import json
 import os
 import re
 import signal
@@ -19,7 +20,23 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
+
+
+def json_loads(text: str | bytes) -> Any:
+    """``json.loads``; a crafted file nested deeper than the parser's recursion (a
+    RecursionError traceback from every reader) is the ValueError each reader already turns
+    into its one error line."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError("its JSON is nested too deeply to read (a damaged or crafted file)") from None
+
+
+def not_a_file(path: str | Path) -> str:
+    """Why ``path``, which is no regular file, cannot be read as one (for messages)."""
+    p = Path(path)
+    return "is a folder" if p.is_dir() else "is not a regular file" if p.exists() else "does not exist"
 
 
 class OutputPathError(ValueError):

@@ -19,7 +19,6 @@ neuron, linked by the state's ``node``) are still read.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +29,7 @@ import onnx
 
 from .archives import torch_program
 from .errors import ModelError
+from .fileio import json_loads
 from .integrity import IntegrityError, external_data, verify_onnx
 from .neuron import NeuronSpec, SpecError, kinds
 from .neuron.base import same_step
@@ -470,9 +470,28 @@ def _max_steps(value: Any, where: str) -> int | None:
     return value
 
 
+# ONNX ops whose work or allocation a file's constants or inputs set with no bound (control
+# flow, shapes made from values, random draws): no product export writes them, and a file
+# that does hung the runtime (Loop on a true condition) or asked for 4 PB (ConstantOfShape).
+# Ops torch.onnx writes for a T-RevSNN (If for its encode-once step, Expand for zeros_like,
+# Resize for its upsampling) are not among them: each runs once per node, sized by the model
+UNBOUNDED_OPS = frozenset(
+    "Loop Scan ConstantOfShape Range OneHot "
+    "RandomNormal RandomUniform RandomNormalLike RandomUniformLike Multinomial Bernoulli "
+    "SequenceConstruct SequenceInsert SequenceEmpty SplitToSequence ConcatFromSequence".split()
+)
+
+
 def check_graph(model: onnx.ModelProto, proto: Protocol) -> None:
-    """The graph's inputs and outputs must be the ones the metadata describes."""
+    """The graph's inputs and outputs must be the ones the metadata describes, and it holds
+    no op of :data:`UNBOUNDED_OPS`."""
     g = model.graph
+    for node in [*g.node, *(n for f in model.functions for n in f.node)]:
+        if node.domain in ("", "ai.onnx") and node.op_type in UNBOUNDED_OPS:
+            raise ModelError(
+                f"node {node.name or node.op_type!r} is a {node.op_type}: an op whose work or memory the file sets "
+                "without bound, which no flexsnn export writes (a damaged or crafted file)"
+            )
     init = {i.name for i in g.initializer}
     inputs = [i.name for i in g.input if i.name not in init]
     want_in = ["x"] + (["t"] if proto.uses_t else []) + [s.name for s in proto.states]
@@ -599,8 +618,8 @@ def read_model(path: str | Path) -> tuple[onnx.ModelProto, Protocol]:
     except IntegrityError as e:
         raise ModelError(str(e)) from None
     try:
-        obj = json.loads(meta[METADATA_KEY])
-    except json.JSONDecodeError as e:
+        obj = json_loads(meta[METADATA_KEY])
+    except ValueError as e:
         raise ModelError(f"{path}: metadata {METADATA_KEY!r} is not valid JSON ({e})") from None
     if not isinstance(obj, dict):
         raise ModelError(f"{path}: metadata {METADATA_KEY!r} must be a JSON object")

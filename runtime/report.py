@@ -113,8 +113,8 @@ def guarded(errors: tuple[type[BaseException], ...], main: Callable[[], Any]) ->
         fail(str(e))
     except MemoryError:
         fail("out of memory: the request does not fit in this machine's memory; use a smaller batch, T or model")
-    except RuntimeError as e:  # torch's CPU allocator reports a failed allocation this way
-        if "can't allocate memory" not in str(e) and "not enough memory" not in str(e):
+    except RuntimeError as e:  # torch's CPU allocator and onnxruntime report a failed allocation this way
+        if not any(m in str(e) for m in ("can't allocate memory", "not enough memory", "Failed to allocate memory")):
             raise
         fail(f"out of memory ({str(e).splitlines()[0][:120]}); use a smaller batch, T or model")
 

@@ -31,7 +31,12 @@ CONDITIONAL_FLAGS: dict[str, tuple[str, Callable[[str], object], str]] = {
     ),
     "--dt-us": ("--mode clock", cliargs.positive_float, "bin duration, µs (default: the model's dt)"),
     "--window-us": ("--mode event", cliargs.positive_float, "window, µs (default: trained T x dt)"),
-    "--speed": ("--realtime", cliargs.positive_float, "playback speed factor (default 1)"),
+    # at most a million times slower: 1e-300 overflowed the clock's time_t (a traceback)
+    "--speed": (
+        "--realtime",
+        cliargs.float_range(1e-6, 1e6, what="playback speed factor"),
+        "playback speed factor (default 1)",
+    ),
     "--tick-ms": (
         "--realtime",
         cliargs.positive_float,

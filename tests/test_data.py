@@ -245,6 +245,14 @@ def test_npz_files_that_are_not_images_and_labels_are_refused(tmp_path):
     np.savez(path, images=np.zeros((4, 1, 2, 2), np.uint8), labels=np.arange(4) % 2)
     with pytest.raises(DataError, match=r"images are a uint8 array .*expected float32"):  # Dataset's own check
         load_dataset(f"npz:{path}", "train")
+    # a stranger's hostile tour: one label of 10**9 built a billion class names (17 GB, a hang);
+    # negative labels read "classes []"
+    np.savez(path, images=np.zeros((4, 1, 2, 2), np.float32), labels=np.array([0, 1, 0, 10**9]))
+    with pytest.raises(DataError, match=r"labels reach 1000000000, so 1000000001 classes .*at most 100000"):
+        load_dataset(f"npz:{path}", "train")
+    np.savez(path, images=np.zeros((4, 1, 2, 2), np.float32), labels=np.array([0, 1, -3, 1]))
+    with pytest.raises(DataError, match=r"labels range -3..1; expected class indices >= 0"):
+        load_dataset(f"npz:{path}", "train")
 
 
 def test_npz_labels_of_any_integer_type_and_files_that_are_no_npz(tmp_path):

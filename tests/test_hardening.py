@@ -114,6 +114,11 @@ def test_checkpoint_asking_for_a_huge_model_is_refused(tmp_path, capsys):
     big = _rewrite(ckpt, tmp_path / "big.pt", lambda ck: ck["config"]["model"].__setitem__("in_shape", [1, 10**6, 8]))
     with pytest.raises(CheckpointError, match="input shape"):
         load_checkpoint(big)
+    # a hostile tour's: classes null was a TypeError traceback in eval and export
+    for classes in (None, ["one"], [0, 1]):
+        bad = _rewrite(ckpt, tmp_path / "c.pt", lambda ck, c=classes: ck["config"]["data"].__setitem__("classes", c))
+        code, _, err = _export(capsys, str(bad), "-o", str(tmp_path / "c.onnx"))
+        one_error(code, err, f"data classes {classes!r}; expected a list of 2 or more class names")
 
 
 def test_runtime_bench_with_a_bad_checkpoint_isone_error(tmp_path, capsys):

@@ -39,7 +39,7 @@ from .runtime_fixtures import save, tiny_model
 
 def _cli(capsys, module: str, *argv: str) -> tuple[int, str, str]:
     """``python -m MODULE ARGV`` in-process: (exit code, stdout, stderr)."""
-    main = {"runtime": "runtime.cli", "edge": "edge.cli"}[module]
+    main = {"runtime": "runtime.cli", "edge": "edge.cli", "edge.pi.parity": "edge.pi.parity"}[module]
     return run_main(__import__(main, fromlist=["main"]).main, capsys, *argv)
 
 
@@ -731,3 +731,38 @@ def test_ctrl_c_ends_a_command_with_one_line():
     p.send_signal(signal.SIGINT)
     _, err = p.communicate(timeout=30)
     assert p.returncode == 130 and err == "interrupted\n", err
+
+
+def test_json_nested_past_the_parsers_recursion_is_one_error(static_onnx, tmp_path, capsys):
+    """A stranger's hostile tour: JSON nested 100,000 deep in a model's metadata, a parity
+    result or a snapshot's description was a RecursionError traceback (only JSONDecodeError
+    was caught); a FIFO named .json blocked parity compare and /dev/zero was read until
+    memory ran out."""
+    deep = "[" * 100_000 + "]" * 100_000
+    m = onnx.load(str(static_onnx))
+    for p in m.metadata_props:
+        if p.key == "flexsnn.protocol":
+            p.value = deep
+    bad = save(m, tmp_path / "deep.onnx")
+    code, _, err = _cli(capsys, "runtime", "run", bad, "--limit", "2")
+    one_error(code, err, "nested too deeply")
+    (tmp_path / "deep.json").write_text(deep)
+    code, _, err = _cli(capsys, "edge.pi.parity", "compare", str(tmp_path / "deep.json"), str(tmp_path / "deep.json"))
+    one_error(code, err, "nested too deeply")
+    fifo = tmp_path / "f.json"
+    os.mkfifo(fifo)
+    code, _, err = _cli(capsys, "edge.pi.parity", "compare", str(fifo), str(tmp_path / "deep.json"))
+    one_error(code, err, "f.json is not a regular file")
+
+
+@pytest.mark.parametrize("op", ["Loop", "ConstantOfShape"])
+def test_a_graph_with_an_op_of_unbounded_work_is_refused(static_onnx, tmp_path, capsys, op):
+    """A stranger's hostile tour: a Loop on a true condition hung runtime run and bench (the
+    event engine refused it), a ConstantOfShape of [2^20, 2^20, 2^10] was onnxruntime's
+    allocation traceback. No product export writes either: refused before any session."""
+    m = onnx.load(str(static_onnx))
+    m.graph.node.append(onnx.helper.make_node(op, ["y"], ["unused"], name="bomb"))
+    bad = save(m, tmp_path / "bomb.onnx")
+    for cmd in (["run", bad, "--limit", "2"], ["bench", bad, "--T", "2", "--repeats", "1"]):
+        code, _, err = _cli(capsys, "runtime", *cmd)
+        one_error(code, err, f"node 'bomb' is a {op}: an op whose work or memory the file sets without bound")

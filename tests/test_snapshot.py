@@ -77,6 +77,10 @@ def test_a_newer_or_foreign_description_is_refused():
         (json.dumps({**good, "kind": ["events"]}), r"kind \['events'\]"),
         (json.dumps({**good, "binning": "fixd"}), r"binning 'fixd', expected one of \['equal', 'fixed'\]"),
         (json.dumps({**good, "shape": [2, 0, 20]}), "expected positive whole sizes"),
+        # a hostile tour's: a recording of 0, -5 or 1e-300 µs gave all-zero outputs, exit 0
+        *[(json.dumps({**good, "duration_us": d}), "expected a finite number of µs >= 1") for d in (0, -5, 1e-300)],
+        ("{" + json.dumps(good)[1:-1] + ', "duration_us": Infinity}', "expected a finite number of µs >= 1"),
+        ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
     ]:
         with pytest.raises(DataError, match=message):
             read_snapshot({**arrays, "dataset": np.array(desc)}, "snap.npz")

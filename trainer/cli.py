@@ -69,6 +69,7 @@ from .online import PAPER_K_SCALE, PAPER_NDOT_RATIO, online_method
 from .repro import DEFAULT_THREADS, environment
 from .repro import setup as setup_threads
 from .search_cli import (
+    CALIB_BATCH_SIZE,
     CALIB_RUNS_AVERAGED,
     DEFAULT_CALIB_RUNS,
     add_search_parser,
@@ -234,7 +235,7 @@ def _add_fit(sub: argparse._SubParsersAction) -> None:
         "(per-step statistics), sws (scaled weight standardisation) or none (default none: BatchNorm folds into "
         "biases, which event-driven hardware refuses)",
     )
-    cliargs.add_calib_batches(p, CALIB_BATCHES, "at Tmax after training")
+    cliargs.add_calib_batches(p, CALIB_BATCHES, "at Tmax after training", "--batch-size samples")
     p.add_argument(
         "--train-split",
         default=TRAIN_SPLITS[0],
@@ -318,7 +319,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
         help="one T per stage, e.g. 4,2,2,3 (repeatable): accuracy, operations and energy of that "
         "configuration (BatchNorm models: statistics re-estimated for it first); instead of --T",
     )
-    cliargs.add_calib_batches(p, CALIB_BATCHES, "for each --config")
+    cliargs.add_calib_batches(p, CALIB_BATCHES, "for each --config", f"{CALIB_BATCH_SIZE} samples")
     cliargs.add_calib_runs(p, DEFAULT_CALIB_RUNS, CALIB_RUNS_AVERAGED)
     cliargs.add_binning(p)
     p.add_argument(
@@ -340,7 +341,7 @@ def _add_calibrate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("checkpoint", help="the model.pt to calibrate (never overwritten)")
     cliargs.add_steps(p, "time steps to calibrate at (default: the trained Tmax)")
     # the name fit, eval, search and export give the same number (it was --batches here)
-    cliargs.add_calib_batches(p, CALIB_BATCHES, "at --T", off=False)
+    cliargs.add_calib_batches(p, CALIB_BATCHES, "at --T", "--batch-size samples", off=False)
     cliargs.add_batch_size(p, 64)
     cliargs.add_calib_runs(
         p,

@@ -218,6 +218,10 @@ class Config:
                 f"(the recording's {self.data.duration_us:g} µs in T={self.train_T} bins); they must be one value "
                 "(Config.with_step_dt sets it)"
             )
+        classes = self.data.classes
+        if not (isinstance(classes, list) and len(classes) >= 2 and all(isinstance(c, str) for c in classes)):
+            # a damaged checkpoint's null was a TypeError traceback in eval and export
+            raise ConfigError(f"data classes {classes!r}; expected a list of 2 or more class names")
         if self.model.bn_stats not in BN_STATS:
             raise ConfigError(f"bn_stats {self.model.bn_stats!r} is unknown; expected one of {list(BN_STATS)}")
         if self.model.bn and self.model.weight_std:

@@ -275,7 +275,7 @@ def add_search_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParse
     # not the calibration's draws: those are eval's and export's (CALIB_SEED), so that the
     # configuration found is deployed with the statistics it was measured with
     cliargs.add_seed(p, "the sampled configurations")
-    cliargs.add_calib_batches(p, CALIB_BATCHES, "at each configuration")
+    cliargs.add_calib_batches(p, CALIB_BATCHES, "at each configuration", f"{CALIB_BATCH_SIZE} samples")
     cliargs.add_calib_runs(p, DEFAULT_CALIB_RUNS, CALIB_RUNS_AVERAGED)
     cliargs.add_batch_size(p, 256, "samples per evaluation batch")
     cliargs.add_limit(p)

@@ -25,7 +25,6 @@ instruction set).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -39,7 +38,8 @@ from runtime.data.snapshot import is_snapshot, read_snapshot, write_snapshot
 from runtime.data.transforms import from_dicts
 from runtime.errors import InputError, ModelError, TrainedRangeWarning, UnseenEventsWarning
 from runtime.evaluate import run_dataset
-from runtime.fileio import check_output, write_serialized
+from runtime.fileio import check_output, json_loads, not_a_file, write_serialized
+from runtime.limits import check_memory
 from runtime.policies import FixedT, parse_policy
 from runtime.report import guarded, noting, print_warnings
 from runtime.session import BACKENDS, load
@@ -64,7 +64,7 @@ def _npz(path: str, keys: tuple[str, ...], what: str) -> dict[str, np.ndarray]:
     import zipfile
 
     if not Path(path).is_file():
-        raise InputError(f"{what} {path} " + ("is a folder" if Path(path).is_dir() else "does not exist"))
+        raise InputError(f"{what} {path} {not_a_file(path)}")
     if not zipfile.is_zipfile(path):
         raise InputError(f"{path} is not {what}: not an .npz (zip) file")
     try:
@@ -176,9 +176,11 @@ def _load(path: str) -> dict[str, np.ndarray]:
     empty files "agreed")."""
     what = "a parity result (python -m edge.pi.parity run, or runtime run --json)"
     if path.endswith(".json"):
+        if not Path(path).is_file():  # a FIFO blocked, /dev/zero was read until memory ran out
+            raise InputError(f"{what} {path} {not_a_file(path)}")
+        check_memory(16 * Path(path).stat().st_size, f"reading {path}")
         try:
-            with open(path) as f:
-                s = json.load(f)
+            s = json_loads(Path(path).read_text())
         except (OSError, ValueError) as e:
             raise InputError(f"cannot read {path} as runtime run --json output: {e}") from None
         if not isinstance(s, dict):

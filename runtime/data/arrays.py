@@ -25,6 +25,9 @@ REQUIRED = ("images", "labels")
 OPTIONAL = ("classes", "split")
 
 
+MAX_CLASSES = 100_000  # classes an npz's labels imply by themselves (a larger label: a damaged file)
+
+
 def read_npz(path: str, split: str) -> tuple[np.ndarray, np.ndarray, list[str], np.ndarray]:
     """``(images, labels, classes, index)`` of ``split`` ("train" or "test") of the file."""
     p = Path(path)
@@ -64,7 +67,14 @@ def read_npz(path: str, split: str) -> tuple[np.ndarray, np.ndarray, list[str], 
         raise DataError(f"npz:{path}: labels of dtype {labels.dtype}, shape {list(labels.shape)}; expected int [N]")
     if not len(labels):
         raise DataError(f"npz:{path} holds no samples; expected images and labels of one or more")
+    if labels.min() < 0:  # read as "classes []; expected 2 or more class names"
+        raise DataError(f"npz:{path}: labels range {labels.min()}..{labels.max()}; expected class indices >= 0")
     K = int(labels.max()) + 1
+    if "classes" not in arrays and K > MAX_CLASSES:  # one name per index up to the largest: 10**9 ran 17 GB
+        raise DataError(
+            f"npz:{path}: labels reach {labels.max()}, so {K} classes without a classes array; expected at most "
+            f"{MAX_CLASSES} (give the names as a classes array to have more)"
+        )
     for k in OPTIONAL:  # names: str, one per class or sample (bytes became "b'cat'" in the model)
         if k in arrays and (arrays[k].ndim != 1 or arrays[k].dtype.kind != "U"):
             a = arrays[k]

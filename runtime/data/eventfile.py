@@ -76,8 +76,10 @@ def _text_header(f: io.BufferedReader) -> tuple[dict[str, str], int]:
     """The ``% key value`` lines at the top of a Prophesee file; leaves ``f`` after them."""
     fields, size = {}, 0
     while _header_line_next(f):
-        line = f.readline()
+        line = f.readline(MAX_HEADER_LINE + 1)  # bounded: an endless line on stdin grew to 13 GB
         size += len(line)
+        if len(line) > MAX_HEADER_LINE:
+            raise EventFileError(f"a '%' header line is longer than {MAX_HEADER_LINE} bytes: the file is damaged")
         if not line.endswith(b"\n"):
             raise EventFileError("the file ends inside its '%' header: it is truncated")
         key, _, value = line[1:].decode("latin-1").strip().partition(" ")
@@ -105,13 +107,23 @@ def _raw_format(fields: dict[str, str]) -> str | None:
 def _sensor(fields: dict[str, str]) -> tuple[int, int] | None:
     """The sensor size the header states (not a guess from its plugin name: :func:`_guessed_sensor`)."""
     if m := re.fullmatch(r"(\d+)x(\d+)", fields.get("geometry", "")):
-        return int(m[1]), int(m[2])
+        return _size(m[1], m[2], "geometry")
     opts = dict(kv.partition("=")[::2] for kv in fields.get("format", "").split(";")[1:])
     if "width" in opts and "height" in opts:
-        return int(opts["width"]), int(opts["height"])
+        return _size(opts["width"], opts["height"], "format")
     if "Width" in fields and "Height" in fields:  # DAT
-        return int(fields["Width"]), int(fields["Height"])
+        return _size(fields["Width"], fields["Height"], "Width/Height")
     return None
+
+
+def _size(width: str, height: str, line: str) -> tuple[int, int]:
+    """A header's stated sensor size: positive whole numbers (``width=abc`` was int()'s
+    traceback, ``0x0`` or ``width=-5`` a sensor of "2x2x-5 inputs")."""
+    if not (width.strip().isdigit() and height.strip().isdigit() and int(width) > 0 and int(height) > 0):
+        raise EventFileError(
+            f"the header's {line} line states a sensor of {width!r} x {height!r}; expected positive whole numbers"
+        )
+    return int(width), int(height)
 
 
 def _guessed_sensor(fields: dict[str, str]) -> tuple[int, int] | None:

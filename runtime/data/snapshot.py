@@ -16,11 +16,13 @@ recordings' own lengths as ``recording_us`` where the reader declared them. Read
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from typing import IO, Any
 
 import numpy as np
 
+from ..fileio import json_loads
 from .datasets import SAMPLES, Dataset
 from .events import BINNINGS, EVENT_DTYPE, cut, packed
 from .registry import DataError
@@ -71,7 +73,7 @@ def read_snapshot(arrays: Mapping[str, np.ndarray], source: str) -> Dataset:
     errors); a :class:`DataError` naming what is not that layout."""
     entry = arrays[DESCRIPTION]
     try:
-        desc = json.loads(str(entry[()])) if entry.ndim == 0 else None
+        desc = json_loads(str(entry[()])) if entry.ndim == 0 else None
     except (ValueError, TypeError) as e:
         raise DataError(f"{source}: its {DESCRIPTION!r} entry is not a JSON description ({e})") from None
     if not isinstance(desc, dict) or desc.get("format") != FORMAT:
@@ -85,6 +87,10 @@ def read_snapshot(arrays: Mapping[str, np.ndarray], source: str) -> Dataset:
     for name, known in (("kind", list(SAMPLES)), ("binning", list(BINNINGS))):
         if not wrong and desc[name] not in known:
             wrong.append(f"{name} {desc[name]!r}, expected one of {known}")
+    span = desc["duration_us"]
+    if not wrong and desc["kind"] == "events" and not (math.isfinite(span) and span >= 1):
+        # 0, -5 or 1e-300 binned every event outside the recording: all-zero outputs, exit 0
+        wrong.append(f"duration_us {span!r}, expected a finite number of µs >= 1 for event recordings")
     if wrong:
         raise DataError(f"{source}: its description has {'; '.join(wrong)}")
     key = SAMPLES[desc["kind"]]

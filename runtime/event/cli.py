@@ -68,14 +68,22 @@ def add_event_bench(sub: argparse._SubParsersAction) -> None:
     )
     cliargs.add_steps(p, "clock-driven steps (default: the trained T)")
     cliargs.add_repeats(p, "interleaved rounds (min and median)")
+    p.add_argument(
+        "--threads",
+        type=cliargs.threads,
+        default=0,
+        help="numba threads of the all-streams row, one stream each, as runtime run --mode event (0: all cores, "
+        "the default); the other rows run on one",
+    )
     cliargs.add_json(p)
 
 
 def cmd_event_bench(a: argparse.Namespace) -> None:
     from .bench import event_bench
-    from .engine import load_event
+    from .engine import load_event, use_threads
 
     engine = load_event(a.model)
+    use_threads(a.threads)
     ds = cliargs.model_data(a, engine.protocol, needs="the event engine")
     r = event_bench(engine, load(a.model, 1), ds, a.T, a.reference_limit, a.repeats)
     r.update(model=a.model, data=ds.spec)
