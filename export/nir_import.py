@@ -25,8 +25,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from runtime.cliargs import MAX_SIDE
 from runtime.errors import ModelError
-from runtime.fileio import json_loads
+from runtime.fileio import json_loads, not_a_file
+from runtime.limits import check_memory
 from runtime.neuron import kind_of
 from runtime.neuron.nir import (
     CONVENTIONS,
@@ -79,13 +81,34 @@ def _pair(v: Any) -> tuple[int, int]:
     return int(a[0]), int(a[1])
 
 
+def _declared_bytes(path: Path) -> int:
+    """What ``nir.read`` will allocate: the sizes the HDF5 datasets declare (a 148 KB file of
+    gzip-compressed zeros declared a 4 GB weight and took 12 GB before any check); 0 for a
+    file h5py cannot open (``nir.read`` then says what it is)."""
+    import h5py
+
+    sizes: list[int] = []
+
+    def visit(_name: str, obj: object) -> None:
+        if isinstance(obj, h5py.Dataset):
+            sizes.append(int(obj.size) * obj.dtype.itemsize)
+
+    try:
+        with h5py.File(path, "r") as f:
+            f.visititems(visit)
+    except Exception:  # h5py raises many types for a file that is not HDF5
+        return 0
+    return sum(sizes)
+
+
 def read_graph(path: str | Path):
     """The NIR graph in ``path``; a missing or foreign file is one clear error."""
     import nir
 
     path = Path(path)
     if not path.is_file():
-        raise ExportError(f"NIR file {path} " + ("is a folder" if path.is_dir() else "does not exist"))
+        raise ExportError(f"NIR file {path} {not_a_file(path)}")
+    check_memory(_declared_bytes(path), f"reading {path} (its arrays' declared sizes)")
     try:
         graph = nir.read(path)
     except Exception as e:  # h5py/nir raise many types for a file that is not NIR
@@ -219,6 +242,8 @@ def _input_shape(node, source: str, first) -> tuple[int, ...]:
         shape = shape[1:]  # the exporter's sample batch
     if not shape or any(s <= 0 for s in shape):
         raise ExportError(f"the Input node's shape {list(shape)} is not a valid sample shape")
+    if any(s > MAX_SIDE for s in shape):  # [2, 40000, 40000] allocated 13 GB before any check
+        raise ExportError(f"the Input node's shape {list(shape)} has a side above {MAX_SIDE}, as no model takes")
     return shape
 
 
@@ -230,6 +255,11 @@ class _Layers:
         self.x = torch.zeros(1, *shape)
 
     def add(self, name: str, layer: Stateless | NeuronLayer) -> None:
+        m = layer.module if isinstance(layer, Stateless) else None
+        if isinstance(m, nn.Conv2d):  # its output, bounded before it is computed: channels x padded input
+            ph, pw = _pair(m.padding)  # _weight built it from integers (string paddings are refused)
+            h, w = self.x.shape[2:]
+            check_memory(4 * m.out_channels * (h + 2 * ph) * (w + 2 * pw), f"node {name!r} on one sample")
         try:
             with torch.no_grad():
                 y = layer.neuron(self.x, None)[0] if isinstance(layer, NeuronLayer) else layer.module(self.x)

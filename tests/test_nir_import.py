@@ -377,3 +377,39 @@ def test_the_import_table_shows_a_kinds_own_fields(tmp_path, capsys):
     assert header.split()[-2:] == ["decay_syn", "syn_gain"], header
     rows = [line.split() for line in out.splitlines() if " CubaLIF " in f" {line} "]
     assert [r[-2:] for r in rows] == [["0.5000", "0.2500"]] * 2, rows  # decay_syn (default) and syn_gain
+
+
+def test_a_nir_file_declaring_huge_arrays_or_inputs_is_refused_before_allocating(tmp_path, monkeypatch):
+    """A stranger's hostile tour: a 148 KB file whose gzip weight declared (32, 2, 4000, 4000)
+    took 12 GB before any check, an Input of [2, 40000, 40000] 13 GB, and a conv of groups 0
+    was torch's ValueError traceback."""
+    import h5py
+    import nir
+
+    from runtime.limits import ResourceError
+
+    def graph(side: int = 34, groups: int = 1) -> nir.NIRGraph:
+        conv = nir.Conv2d(
+            input_shape=(side, side), weight=np.ones((4, 2, 3, 3)), stride=1, padding=1, dilation=1, groups=groups,
+            bias=np.zeros(4),
+        )  # fmt: skip
+        return nir.NIRGraph(
+            nodes={"input": nir.Input(input_type={"input": np.array([2, side, side])}), "conv": conv,
+                   "lif": nir.IF(r=np.ones(4), v_threshold=np.ones(4)),
+                   "output": nir.Output(output_type={"output": np.array([4, side, side])})},
+            edges=[("input", "conv"), ("conv", "lif"), ("lif", "output")],
+        )  # fmt: skip
+
+    path = tmp_path / "bomb.nir"
+    nir.write(path, graph())
+    with h5py.File(path, "a") as f:
+        del f["node/nodes/conv/weight"]
+        f.create_dataset("node/nodes/conv/weight", shape=(32, 2, 4000, 4000), dtype="f8", compression="gzip")
+    assert path.stat().st_size < 100_000
+    monkeypatch.setenv("FLEXSNN_MAX_MEMORY", "2G")
+    with pytest.raises(ResourceError, match=r"its arrays' declared sizes\) needs about 7.6 GiB"):
+        read_graph(path)
+    with pytest.raises(ExportError, match=r"\[2, 40000, 40000\] has a side above 16384"):
+        build(graph(side=40000), source="sinabs")
+    with pytest.raises(ExportError, match="Conv2d node 'conv': groups must be a positive integer"):
+        build(graph(groups=0), source="sinabs")

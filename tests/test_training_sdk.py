@@ -93,5 +93,11 @@ def test_evaluate_and_fit_config_refuse_what_a_stranger_passed(train, monkeypatc
     monkeypatch.setenv("FLEXSNN_MAX_MEMORY", "1M")
     with pytest.raises(ResourceError, match="evaluating batches of 60 at T=1000 needs about"):
         evaluate(model, train, [1000])
+    # the layers' activity over all T counts too: frames alone (60 x 10 x 800 x 16 B, 7.3 MiB)
+    # fit under 50 MiB, the conv layers' 16,000 state elements per sample do not (a stranger's
+    # T=10000 eval took 1.9 GB under FLEXSNN_MAX_MEMORY=1G, estimated at 122 MiB)
+    monkeypatch.setenv("FLEXSNN_MAX_MEMORY", "50M")
+    with pytest.raises(ResourceError, match="evaluating batches of 60 at T=10 needs about 117"):
+        evaluate(model, train, [10])
     with pytest.raises(ConfigError, match="flags are strings, as typed on the command line; got 2: write '2'"):
         fit_config(train, "--epochs", 2)  # type: ignore[arg-type]

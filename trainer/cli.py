@@ -857,7 +857,7 @@ def cmd_eval(a: argparse.Namespace) -> None:
             warnings.append(f"{which} not available: {has}; shown as - (null in --json)")
             print(f"warning: {warnings[-1]}", file=sys.stderr)
             Ts = [T for T in Ts if T <= model.T]
-        check_eval_memory(ds, max(Ts, default=1), a.batch_size)  # before any warning is printed
+        check_eval_memory(model, ds, max(Ts, default=1), a.batch_size)  # before any warning is printed
         warning = cfg.t_range_warning(path, Ts)
         if warning:
             warnings.append(warning)

@@ -35,7 +35,7 @@ from .config_search import (
 )
 from .models import Net, SpikingNet
 from .stage_cost import RunCounts, counting
-from .train import calibrate_bn_runs, calibration_batches, evaluate_configs, has_bn
+from .train import calibrate_bn_runs, calibration_batches, check_eval_memory, evaluate_configs, has_bn
 
 DEFAULT_CALIB_RUNS = 1  # --calib-runs of eval, search, export and calibrate (MTT A.6/A.9 use 3)
 CALIB_RUNS_AVERAGED = (
@@ -91,8 +91,11 @@ class Evaluator:
         model = for_config(self.model, self.calib_ds, config, self.calib_batches, self.calib_runs)
         # the runtime's cost model: the first layer's inputs are dense (MACs) for static
         # images and recorded sequences (real values, maybe negative), spikes (ACs) for events
+        check_eval_memory(model, ds, config[0], self.batch_size)  # its probe step, before the counting hooks
         with counting(model, DATA_INPUT_KINDS[ds.kind] in DENSE_KINDS) as counts:
-            acc = evaluate_configs(model, ds, [list(config)], self.batch_size, self.binning, dt_us=self.dt_us)[0]
+            acc = evaluate_configs(
+                model, ds, [list(config)], self.batch_size, self.binning, dt_us=self.dt_us, memory_checked=True
+            )[0]
         counts.samples, counts.stage_T = len(ds), list(config)
         return acc, counts
 

@@ -74,26 +74,40 @@ def evaluate_configs(
     binning: str | None = None,
     progress: bool = False,
     dt_us: float | None = None,
+    memory_checked: bool = False,
 ) -> list[float]:
     """Accuracy at each per-stage configuration (stage i at ``config[i]`` steps; events
-    binned into ``config[0]`` frames, the temporal transformation module between stages)."""
+    binned into ``config[0]`` frames, the temporal transformation module between stages).
+    ``memory_checked``: the caller ran :func:`check_eval_memory` (before hooks that count
+    its probe step as work)."""
     for config in configs:
         for T in config:
             if not positive_int(T):
                 raise ConfigError(f"time steps must be positive integers, got {T!r} (in {list(config)})")
             check_steps(T)
-        check_eval_memory(ds, config[0], batch_size)
+        if not memory_checked:
+            check_eval_memory(model, ds, config[0], batch_size)
     starts = range(0, len(ds), batch_size)
     with eval_mode(model):
         bar = tqdm(configs, desc="eval", disable=not progress, leave=False)
         return [count_correct(model, ds, T_s, starts, batch_size, binning, dt_us) / len(ds) for T_s in bar]
 
 
-def check_eval_memory(ds: Dataset, T: int, batch_size: int) -> None:
-    """Refuse an evaluation whose batches' frames [T, B, *shape] (as binning builds them:
-    int64 counts, then float32) would not fit, before any allocation."""
+def check_eval_memory(model: Net, ds: Dataset, T: int, batch_size: int) -> None:
+    """Refuse an evaluation that would not fit, before any allocation: its batches' frames
+    [T, B, *shape] (as binning builds them: int64 counts, then float32) and each layer's
+    activity over all T at once (a layer's currents, spikes and membrane: 12 bytes per
+    neuron state element per step; the frames alone undercounted a conv net 13-fold)."""
     batch = min(batch_size, len(ds))
-    check_memory(16 * batch * T * math.prod(ds.shape), f"evaluating batches of {batch} at T={T}")
+    per_step = 16 * math.prod(ds.shape) + 12 * state_elements(model, ds.shape)
+    check_memory(batch * T * per_step, f"evaluating batches of {batch} at T={T}")
+
+
+def state_elements(model: Net, shape: tuple[int, ...]) -> int:
+    """Neuron state elements of one sample (one step from rest at batch 1, on zeros)."""
+    with torch.no_grad(), eval_mode(model):
+        _, states = model.step(torch.zeros(1, *shape), 0, [None] * model.n_states)
+    return sum(s.numel() for s in states if s is not None)
 
 
 @contextlib.contextmanager
