@@ -97,9 +97,9 @@ def cmd_run(a: argparse.Namespace) -> None:
         "accuracy %": pct(s["accuracy"]),
         "mean steps": f"{s['mean_steps']:.2f}",
         **{f"p{q} steps": f"{s[f'p{q}_steps']:.1f}" for q in (50, 90, 99)},
-        "MACs": sci(s["macs"]),
-        "ACs": sci(s["acs"]),
-        "energy µJ*": f"{s['energy_uj']:.3g}",
+        "MACs/sample": sci(s["macs"]),
+        "ACs/sample": sci(s["acs"]),
+        "energy µJ/sample*": f"{s['energy_uj']:.3g}",
         "ms/sample": f"{s['ms_per_sample']:.2f}",
     }
     # one cold run: the first steps at each batch size also compile and allocate (the first
