@@ -412,14 +412,19 @@ def add_in_shape(p: argparse.ArgumentParser, default: list[int]) -> None:
     )
 
 
+def add_threads(p: argparse.ArgumentParser, default: int | None, what: str) -> None:
+    """``--threads N``, every command's one name for how many threads it runs on (0: all
+    cores); ``what``: whose threads, and the default's reason."""
+    p.add_argument("--threads", type=threads, default=default, help=what)
+
+
 def add_ort_threads(p: argparse.ArgumentParser, when: str = "", more: str | None = None) -> None:
     """``--threads`` of the commands that run a model on onnxruntime (``when``: in which
     of the command's modes it applies; ``more``: what else the flag sets)."""
-    p.add_argument(
-        "--threads",
-        type=threads,
-        default=None,
-        help=f"onnxruntime intra-op threads{when} (0: all cores; default: 1 at batch 1, all cores above)"
+    add_threads(
+        p,
+        None,
+        f"onnxruntime intra-op threads{when} (0: all cores; default: 1 at batch 1, all cores above)"
         + (f"; {more}" if more else ""),
     )
 

@@ -149,20 +149,8 @@ def test_cli_event_mode_json_has_sd(tmp_path):
     r = run_cli("runtime", "run", model, "--mode", "event", "--data", "digits:static", "--limit", "2")
     assert r.returncode == 2 and "static images" in r.stderr
     # the threads of its all-streams row are set as run --mode event's (it ran on numba's default)
-    r = run_cli(
-        "runtime",
-        "event-bench",
-        model,
-        "--data",
-        "digits",
-        "--limit",
-        "2",
-        "--repeats",
-        "3",
-        "--json",
-        "--threads",
-        "1",
-    )
+    bench_argv = ["event-bench", model, "--data", "digits", "--limit", "2", "--repeats", "3", "--json"]
+    r = run_cli("runtime", *bench_argv, "--threads", "1")
     assert r.returncode == 0, r.stderr
     bench = json.loads(r.stdout)
     assert bench["numba_threads"] == 1

@@ -91,12 +91,11 @@ USER_ERRORS = (ConfigError, DataError, CheckpointError, SpecError, OutputPathErr
 
 
 def _add_threads(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--threads",
-        type=cliargs.threads,
-        default=DEFAULT_THREADS,
-        help=f"torch CPU threads (0: all cores; default {DEFAULT_THREADS}: the fastest per epoch measured on "
-        "small shared machines, and figures repeat only at a fixed count)",
+    cliargs.add_threads(
+        p,
+        DEFAULT_THREADS,
+        f"torch CPU threads (0: all cores; default {DEFAULT_THREADS}: the fastest per epoch measured on small "
+        "shared machines, and figures repeat only at a fixed count)",
     )
     p.add_argument(
         "--deterministic",

@@ -255,12 +255,11 @@ def add_measurement_options(
     cliargs.add_steps(p, "time steps to measure", T, several=True)
     cliargs.add_batch_size(p, batch_size, "samples per training batch")
     cliargs.add_repeats(p, "timed iterations per case (median)", reps)
-    p.add_argument(
-        "--threads",
-        type=cliargs.threads,
-        default=1,
-        help="torch CPU threads for the timings (and memory's peak-RSS processes; 0: all cores; default 1: the "
-        "time column then does not depend on how many cores other work leaves free)",
+    cliargs.add_threads(
+        p,
+        1,
+        "torch CPU threads for the timings (and memory's peak-RSS processes; 0: all cores; default 1: the time "
+        "column then does not depend on how many cores other work leaves free)",
     )
     cliargs.add_json(p)
 

@@ -72,12 +72,11 @@ def add_event_bench(sub: argparse._SubParsersAction) -> None:
     )
     cliargs.add_steps(p, "clock-driven steps (default: the trained T)")
     cliargs.add_repeats(p, "interleaved rounds (min and median)")
-    p.add_argument(
-        "--threads",
-        type=cliargs.threads,
-        default=0,
-        help="numba threads of the all-streams row, one stream each, as runtime run --mode event (0: all cores, "
-        "the default); the other rows run on one",
+    cliargs.add_threads(
+        p,
+        0,
+        "numba threads of the all-streams row, one stream each, as runtime run --mode event (0: all cores, the "
+        "default); the other rows run on one",
     )
     cliargs.add_json(p)
 
