@@ -149,6 +149,7 @@ def test_eval_config_table_json_and_uniform_equals_T(ckpts, capsys):
     (run_,) = obj["runs"]  # one checkpoint: the same shape as several (eval --T's)
     res = run_["results"]
     assert obj["configs"] == [[2, 2, 2], [4, 1, 3]] and run_["checkpoint"] == plain and run_["n"] == 40
+    assert obj["split"] == "test"  # as eval --T's JSON says it
     assert [r["config"] for r in res] == [[2, 2, 2], [4, 1, 3]]
     assert all(r["energy_uj"] > 0 and len(r["stage_energy_uj"]) == 3 for r in res)
     code, out, _ = run(capsys, "eval", plain, "--T", "2", "--json", "--limit", "40")

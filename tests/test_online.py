@@ -505,7 +505,9 @@ def test_memory_command_json(capsys):
     )
     assert code == 0, err
     obj = json.loads(out)
-    assert (obj["model"], obj["width"]) == ("1C1FCW2", 0)  # the net measured, named as fit names it
+    # the net measured, named as fit names it, with the width it was built with (a stranger read
+    # "width": 0, the flag's "the model's default", on a page that measured width 32)
+    assert (obj["model"], obj["width"]) == ("1C1FCW2", 2)
     assert obj["threads"] == 2  # the count the times were measured with
     assert torch.get_num_threads() == before  # and the caller's count is restored
     assert [(r["method"], r["T"]) for r in obj["rows"]] == [("sdt", 2), ("sdt", 4), ("sltt", 2), ("sltt", 4)]

@@ -45,7 +45,7 @@ from .config import (
     NeuronConfig,
     is_trev,
 )
-from .models import build_model, is_fc, named_width, refuse_unread_options
+from .models import build_model, conv_width, is_fc, named_width, refuse_unread_options
 from .online import online_iteration, online_method
 from .train import stage_iteration
 
@@ -306,7 +306,7 @@ def cmd_memory(a: argparse.Namespace) -> None:
         emit_json(
             {
                 "model": m.name,
-                "width": m.width,
+                "width": conv_width(m),  # the one built (0 meant "the model's default", 32)
                 "norm": norm,
                 "neuron": DEFAULT_NEURON,  # fit's default network: its neuron, no biases
                 "bias": m.bias,

@@ -157,6 +157,7 @@ def build_fc(cfg: Config, hidden: tuple[int, ...]) -> SpikingNet:
     return SpikingNet(_split(blocks, m.stages), m.readout)
 
 
+VGG_WIDTH = 32  # an xCyFC net's channel width when its name gives none
 _VGG = re.compile(r"^([1-9]\d*)C([1-9]\d*)FC(?:W([1-9]\d*))?$")
 _FC = re.compile(r"^fc((?:-[1-9]\d*)+)$")
 FC_ALIASES = {"fc-seq": "fc-128-128"}
@@ -171,7 +172,7 @@ def _parse_vgg(name: str) -> Builder | None:
     m = _VGG.match(name)
     if not m:
         return None
-    convs, fcs, width = int(m[1]), int(m[2]), int(m[3] or 32)
+    convs, fcs, width = int(m[1]), int(m[2]), int(m[3] or VGG_WIDTH)
     return lambda cfg: build_vgg(cfg, convs, fcs, cfg.model.width or width)
 
 
@@ -184,6 +185,13 @@ def named_width(name: str, width: int) -> tuple[str, int]:
     if m is None or not width:
         return name, width
     return f"{m[1]}C{m[2]}FCW{width}", 0
+
+
+def conv_width(m: ModelConfig) -> int:
+    """The channel width the network of ``m`` is built with: ``m.width``, else an xCyFC
+    name's (``W16``, or :data:`VGG_WIDTH`); 0 for a family without one."""
+    g = _VGG.match(m.name)
+    return m.width or (int(g[3] or VGG_WIDTH) if g else 0)
 
 
 def architecture(m: ModelConfig) -> str:

@@ -205,7 +205,9 @@ def eval_configs(a: argparse.Namespace) -> None:
         out[path] = [config_row(c, *ev.run(c)) for c in a.config]
     if a.json:  # eval --T's shape: one entry per checkpoint, for one or several (it was a list or a dict)
         runs = [{"checkpoint": p, "data": data[p][0], "n": data[p][1], "results": rs} for p, rs in out.items()]
-        emit_json({"configs": [list(map(int, c)) for c in a.config], "runs": runs, "warnings": warnings})
+        emit_json(
+            {"configs": [list(map(int, c)) for c in a.config], "split": a.split, "runs": runs, "warnings": warnings}
+        )
         return
     print(f"test split of {ds.spec} ({len(ds)} samples)")
     rows = [
