@@ -92,13 +92,12 @@ def add_stream(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="one JSON object per window (a line each), then the summary")
 
 
-def _pipeline(a: argparse.Namespace, shape: tuple[int, int, int], proto: Protocol) -> Pipeline:
-    """The user's ``--transform``s, then the model's own; with ``--fit-sensor`` the stream is
-    sum-pooled to the training recordings' sensor before the model's transforms (which act
-    on that sensor's pixels), or to the model's input after them when that sensor is not
-    known (files written before it was kept)."""
+def _pipeline(a: argparse.Namespace, shape: tuple[int, int, int], proto: Protocol, model: list[Transform]) -> Pipeline:
+    """The user's ``--transform``s, then the model's own (``model``, parsed from ``proto``);
+    with ``--fit-sensor`` the stream is sum-pooled to the training recordings' sensor before
+    the model's transforms (which act on that sensor's pixels), or to the model's input
+    after them when that sensor is not known (files written before it was kept)."""
     user = [parse_transform(t) for t in a.transform]
-    model = from_dicts(proto.transforms)
     if a.fit_sensor and proto.sensor is not None and model:
         user += _fit_to(Pipeline(user, shape).shape, proto.sensor, "the training sensor's", user)
     pipe = Pipeline(user + model, shape)
@@ -180,9 +179,10 @@ def cmd_stream(a: argparse.Namespace) -> None:
     sensor = parse_sensor(a.sensor) if a.sensor else None
     reader = open_events(a.source, a.event_format, sensor, a.chunk_bytes)
     try:
-        pipe = _pipeline(a, reader.shape, proto)
+        model_transforms = from_dicts(proto.transforms)
+        pipe = _pipeline(a, reader.shape, proto, model_transforms)
         fit_check(reader, pipe, proto.input_shape)
-        spatial = [t.text for t in from_dicts(proto.transforms) if t.kind in ("crop", "downsample")]
+        spatial = [t.text for t in model_transforms if t.kind in ("crop", "downsample")]
         user_spatial = any(t.kind in ("crop", "downsample") for t in pipe.transforms[: len(a.transform)])
         if a.fit_sensor and spatial and proto.sensor is None and not user_spatial:
             # without the training sensor --fit-sensor maps only what the model's own transforms

@@ -861,7 +861,9 @@ def cmd_eval(a: argparse.Namespace) -> None:
         if warning:
             warnings.append(warning)
             print(f"warning: {warning}", file=sys.stderr)
-        acc = evaluate(model, ds, Ts, a.batch_size, a.binning, progress=sys.stderr.isatty(), dt_us=cfg.dt_us)
+        acc = evaluate(
+            model, ds, Ts, a.batch_size, a.binning, progress=sys.stderr.isatty(), dt_us=cfg.dt_us, memory_checked=True
+        )
         runs[path] = EvalRun(ds.spec, len(ds), dict(zip(Ts, acc)))
     if a.plot:
         plot_accuracy({p: r.accuracy for p, r in runs.items()}, a.plot)

@@ -57,12 +57,14 @@ def evaluate(
     binning: str | None = None,
     progress: bool = False,
     dt_us: float | None = None,
+    memory_checked: bool = False,
 ) -> list[float]:
     """Accuracy at each T in ``Ts`` (every stage at T; events binned into T frames, fixed
-    binning in bins of ``dt_us``)."""
+    binning in bins of ``dt_us``); ``memory_checked`` as :func:`evaluate_configs`."""
     if isinstance(Ts, (str, bytes)) or np.ndim(Ts) != 1:  # a bare 4 was a TypeError from inside
         raise ConfigError(f"Ts is {Ts!r}; expected a list of time steps, e.g. [4] or range(1, 7)")
-    return evaluate_configs(model, ds, [[T] * len(model.stages) for T in Ts], batch_size, binning, progress, dt_us)
+    configs = [[T] * len(model.stages) for T in Ts]
+    return evaluate_configs(model, ds, configs, batch_size, binning, progress, dt_us, memory_checked)
 
 
 @torch.no_grad()
@@ -78,15 +80,15 @@ def evaluate_configs(
 ) -> list[float]:
     """Accuracy at each per-stage configuration (stage i at ``config[i]`` steps; events
     binned into ``config[0]`` frames, the temporal transformation module between stages).
-    ``memory_checked``: the caller ran :func:`check_eval_memory` (before hooks that count
-    its probe step as work)."""
+    ``memory_checked``: the caller ran :func:`check_eval_memory` for the largest of them
+    (before its own warnings, or before hooks that would count the probe step as work)."""
     for config in configs:
         for T in config:
             if not positive_int(T):
                 raise ConfigError(f"time steps must be positive integers, got {T!r} (in {list(config)})")
             check_steps(T)
-        if not memory_checked:
-            check_eval_memory(model, ds, config[0], batch_size)
+    if configs and not memory_checked:  # once, at the largest: the need grows with T (one probe step)
+        check_eval_memory(model, ds, max(config[0] for config in configs), batch_size)
     starts = range(0, len(ds), batch_size)
     with eval_mode(model):
         bar = tqdm(configs, desc="eval", disable=not progress, leave=False)
