@@ -78,7 +78,16 @@ from .search_cli import (
     model_data,
 )
 from .surrogate import DEFAULT_SURROGATE, SURROGATES
-from .train import Start, calibrate_bn_runs, calibration_text, check_eval_memory, evaluate, fit, has_bn
+from .train import (
+    Start,
+    calibrate_bn_runs,
+    calibration_text,
+    check_eval_memory,
+    evaluate,
+    evaluate_configs,
+    fit,
+    has_bn,
+)
 from .trev import DEFAULT_LR as TREV_LR
 from .trev import DEFAULT_NEURON as TREV_NEURON
 from .trev import DEFAULT_T as TREV_T
@@ -861,8 +870,9 @@ def cmd_eval(a: argparse.Namespace) -> None:
         if warning:
             warnings.append(warning)
             print(f"warning: {warning}", file=sys.stderr)
-        acc = evaluate(
-            model, ds, Ts, a.batch_size, a.binning, progress=sys.stderr.isatty(), dt_us=cfg.dt_us, memory_checked=True
+        uniform = [[T] * len(model.stages) for T in Ts]  # evaluate's configurations, its memory checked above
+        acc = evaluate_configs(
+            model, ds, uniform, a.batch_size, a.binning, sys.stderr.isatty(), cfg.dt_us, memory_checked=True
         )
         runs[path] = EvalRun(ds.spec, len(ds), dict(zip(Ts, acc)))
     if a.plot:

@@ -57,14 +57,12 @@ def evaluate(
     binning: str | None = None,
     progress: bool = False,
     dt_us: float | None = None,
-    memory_checked: bool = False,
 ) -> list[float]:
     """Accuracy at each T in ``Ts`` (every stage at T; events binned into T frames, fixed
-    binning in bins of ``dt_us``); ``memory_checked`` as :func:`evaluate_configs`."""
+    binning in bins of ``dt_us``)."""
     if isinstance(Ts, (str, bytes)) or np.ndim(Ts) != 1:  # a bare 4 was a TypeError from inside
         raise ConfigError(f"Ts is {Ts!r}; expected a list of time steps, e.g. [4] or range(1, 7)")
-    configs = [[T] * len(model.stages) for T in Ts]
-    return evaluate_configs(model, ds, configs, batch_size, binning, progress, dt_us, memory_checked)
+    return evaluate_configs(model, ds, [[T] * len(model.stages) for T in Ts], batch_size, binning, progress, dt_us)
 
 
 @torch.no_grad()
