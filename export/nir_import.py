@@ -211,13 +211,13 @@ def chain(graph) -> list[tuple[str, Any]]:
                 f"node {name!r} ({type(node).__name__}) cannot be imported; "
                 f"supported nodes: {', '.join(SUPPORTED)} in a chain"
             )
-        if name != inputs[0] and len(pred[name]) != 1:
+        if len(pred[name]) != (0 if name == inputs[0] else 1):
             raise ExportError(
                 f"node {name!r} has {len(pred[name])} inputs; flexsnn imports chains "
-                f"(each node one input): {', '.join(SUPPORTED)}"
+                f"(the Input none, each other node one): {', '.join(SUPPORTED)}"
             )
         order.append((name, node))
-        if isinstance(node, nir.Output):
+        if isinstance(node, nir.Output):  # an edge from it lands on a chain node and is an extra input there
             break
         if len(succ[name]) != 1:
             raise ExportError(

@@ -9,10 +9,10 @@ import dataclasses
 import numpy as np
 import pytest
 
-from runtime.neuron import NeuronKind, NeuronSpec, SpecError, kernels, kind_of, make_spec
+from runtime.neuron import NeuronKind, NeuronSpec, SpecError, kernels, kind_of, make_spec, step, zero_state
 from runtime.neuron import base as registry
 from runtime.neuron.alif import ALIF
-from runtime.neuron.base import ClockForm, EventFormError, NirNeuronError, rules_clock_form
+from runtime.neuron.base import DECAY_BELOW_ONE, ClockForm, EventFormError, NirNeuronError, rules_clock_form
 from runtime.neuron.lif import LIF
 
 
@@ -171,3 +171,29 @@ def test_a_field_beyond_float32_is_refused(kind, field):
     with pytest.raises(SpecError, match=rf"{field} [-]?1e\+39 is beyond float32's range"):
         make_spec(kind, **{field: value})
     make_spec(kind, **{field: value / 1e2})  # within it: accepted
+
+
+@pytest.mark.parametrize("kind, field", [("LIF", "decay"), ("CubaLIF", "decay_syn"), ("ALIF", "decay_adapt")])
+def test_a_decay_that_float32_rounds_to_one_is_refused(kind, field):
+    """1 - 1e-9 is 1 in the float32 the clock runs (no leak) but leaked event-driven
+    (tau = -dt / ln(decay)): the two runs were of two neurons, unsaid."""
+    with pytest.raises(SpecError, match=rf"{field} 0.999999999 rounds to 1 in float32"):
+        make_spec(kind, **{field: 1 - 1e-9})
+    below = make_spec(kind, **{field: DECAY_BELOW_ONE})  # the largest float32 below 1: leaks in both
+    assert np.float32(getattr(below, field)) < 1.0
+    assert kind_of("LIF").event_form(make_spec("LIF", decay=DECAY_BELOW_ONE)).inv_tau > 0.0
+
+
+@pytest.mark.parametrize("kind", ["LIF", "CubaLIF", "ALIF"])
+def test_the_numpy_step_refuses_a_state_of_another_dtype(kind):
+    """numpy promoted at the first multiply, torch after its float32 one: float32 state and
+    float64 current gave ALIF spikes one ulp apart. One dtype, as an ONNX graph has."""
+    spec = make_spec(kind)
+    current = np.ones(3)  # float64
+    state = zero_state(spec, current.astype(np.float32))
+    with pytest.raises(TypeError, match=r"state 'u' has dtype float32 but the current float64"):
+        step(spec, state, current)
+    with pytest.raises(TypeError, match="floating array, got dtype int64"):
+        step(spec, zero_state(spec, current), np.ones(3, np.int64))
+    s, _ = step(spec, zero_state(spec, current), current)  # one dtype: runs, in it
+    assert s.dtype == np.float64

@@ -284,6 +284,18 @@ def test_cuba_lif_from_a_source_whose_discretisation_is_not_mapped_is_one_error(
     _fails(capsys, [path, "--from", "nir", "--dt-us", "1000"], "CubaLIF nodes import from flexsnn or snntorch only")
 
 
+@pytest.mark.parametrize(
+    "edge, node", [(("output", "input"), "input"), (("lif", "input"), "input"), (("output", "fc"), "fc")]
+)
+def test_an_edge_back_into_the_chain_is_refused(tmp_path, capsys, edge, node):
+    """An edge back to Input (a recurrence) imported as the plain chain, exit 0."""
+    nodes, edges = _dense()
+    path = _graph_file(tmp_path, nodes, [*edges, edge])
+    inputs = 1 if node == "input" else 2
+    _fails(capsys, [path, "--from", "nir", "--dt-us", "1000"], f"node {node!r} has {inputs} inputs; flexsnn imports")
+    assert not list(tmp_path.glob("*.onnx"))
+
+
 def test_inconsistent_shapes(tmp_path, capsys):
     nodes, edges = _dense()
     nodes["input"] = nir.Input({"input": np.array([5])})  # the Affine takes 4

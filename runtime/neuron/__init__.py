@@ -65,13 +65,23 @@ def step(
 
     ``state`` holds one array per state variable of the kind (``kind_of(spec.kind).states``).
     Arithmetic is done in the dtype of the inputs, in the same order as the torch and ONNX
-    versions, so float32 results agree bit for bit.
+    versions, so float32 results agree bit for bit. State and current share one floating
+    dtype, as in an ONNX graph (mixed, numpy and torch promote at different operations).
     """
     kind = kind_of(spec.kind)
     if len(state) != len(kind.states):
         raise SpecError(
             f"a {spec.kind} neuron has {len(kind.states)} state variables {list(kind.states)}, got {len(state)}"
         )
+    current = np.asarray(current)
+    if not np.issubdtype(current.dtype, np.floating):
+        raise TypeError(f"the input current must be a floating array, got dtype {current.dtype}")
+    for name, x in zip(kind.states, state):
+        if np.asarray(x).dtype != current.dtype:
+            raise TypeError(
+                f"state {name!r} has dtype {np.asarray(x).dtype} but the current {current.dtype}: give one "
+                "floating dtype (zero_state(spec, current) makes the state to match)"
+            )
     return kind.step(spec, tuple(state), current)
 
 

@@ -134,9 +134,19 @@ def same_step(dt_a: float, dt_b: float) -> bool:
     return math.isclose(dt_a, dt_b, rel_tol=1e-9)
 
 
+DECAY_BELOW_ONE = float(np.nextafter(np.float32(1.0), np.float32(0.0)))  # 0.99999994
+
+
 def check_decay(name: str, decay: float) -> None:
     if not 0.0 < decay <= 1.0:
         raise SpecError(f"{name} must be in (0, 1], got {decay}")
+    # the clock runtimes multiply by float32(decay); 1 - 1e-9 is 1 there (no leak), while the
+    # event engine's tau = -dt / ln(decay) would leak: two models under one name
+    if decay != 1.0 and np.float32(decay) == 1.0:
+        raise SpecError(
+            f"{name} {decay!r} rounds to 1 in float32, which the clock runtimes compute in (no leak there, a leak "
+            f"event-driven); give 1 (no leak) or at most {DECAY_BELOW_ONE!r}"
+        )
 
 
 def tau_of(decay: float, dt: float) -> float:
