@@ -113,10 +113,27 @@ def guarded(errors: tuple[type[BaseException], ...], main: Callable[[], Any]) ->
         fail(str(e))
     except MemoryError:
         fail("out of memory: the request does not fit in this machine's memory; use a smaller batch, T or model")
+    except OSError as e:  # numba writes its compile cache on a kernel's first call, in any command
+        if not _raised_in(e, "numba.core.caching"):
+            raise
+        fail(
+            f"numba could not write its compile cache ({e.strerror or e}: a file-size limit, ulimit -f, or a full "
+            "disk); raise the limit, free space or set NUMBA_CACHE_DIR to a folder with a few MB free"
+        )
     except RuntimeError as e:  # torch's CPU allocator and onnxruntime report a failed allocation this way
         if not any(m in str(e) for m in ("can't allocate memory", "not enough memory", "Failed to allocate memory")):
             raise
         fail(f"out of memory ({str(e).splitlines()[0][:120]}); use a smaller batch, T or model")
+
+
+def _raised_in(e: BaseException, module: str) -> bool:
+    """Whether a frame of ``e``'s traceback runs code of ``module``."""
+    tb = e.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_globals.get("__name__") == module:
+            return True
+        tb = tb.tb_next
+    return False
 
 
 def fmt(v: Any) -> str:

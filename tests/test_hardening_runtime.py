@@ -9,6 +9,7 @@ import gzip
 import json
 import os
 import re
+import resource
 import signal
 import subprocess
 import sys
@@ -766,3 +767,25 @@ def test_a_graph_with_an_op_of_unbounded_work_is_refused(static_onnx, tmp_path, 
     for cmd in (["run", bad, "--limit", "2"], ["bench", bad, "--T", "2", "--repeats", "1"]):
         code, _, err = _cli(capsys, "runtime", *cmd)
         one_error(code, err, f"node 'bomb' is a {op}: an op whose work or memory the file sets without bound")
+
+
+def _under_file_size_limit(tmp_path, body: str) -> subprocess.CompletedProcess:
+    """``body`` run by report.guarded in a fresh process whose files may not exceed 1 KB
+    (``ulimit -f 1``), with an empty numba cache folder."""
+    (tmp_path / "kern.py").write_text("from numba import njit\n@njit(cache=True)\ndef f(x):\n    return x + 1\n")
+    code = f"import kern\nfrom runtime.report import guarded\nguarded((), lambda: {body})\n"
+    limit = lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (1024, resource.RLIM_INFINITY))
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "cache"), "PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}"}
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env=env, preexec_fn=limit, timeout=120
+    )
+
+
+def test_a_compile_cache_that_cannot_be_written_is_one_error_line(tmp_path):
+    """numba writes its cache on a kernel's first call, in read-only commands too (`runtime
+    run`): under `ulimit -f` that was an OSError traceback from numba's caching module."""
+    p = _under_file_size_limit(tmp_path, "kern.f(1)")
+    assert p.returncode == 2 and p.stderr.startswith("error: numba could not write its compile cache (File too")
+    assert len(p.stderr.splitlines()) == 1, p.stderr
+    other = _under_file_size_limit(tmp_path, "open('/no/such/dir/f')")  # an OSError not numba's: not hidden
+    assert other.returncode == 1 and "Traceback" in other.stderr and "FileNotFoundError" in other.stderr
