@@ -148,12 +148,16 @@ def cmd_bench(a: argparse.Namespace) -> None:
             if r["gemm_gflops_wall"]
             else f"\nbatch {r['batch']}, {r['threads']} thread(s); GEMM limit not measured (no weight shapes)"
         )
-        cols = ["wall_ms_min", "wall_ms_median", "cpu_ms_min", "cpu_ms_median"]
-        cols += ["pct_of_gemm_limit_wall", "pct_of_gemm_limit_cpu"]
+        ms = ["wall_ms_min", "wall_ms_median", "cpu_ms_min", "cpu_ms_median"]
+        pcts = ["pct_of_gemm_limit_wall", "pct_of_gemm_limit_cpu"]
         print(
             table(
                 ["system", "wall ms/step min", "median", "CPU ms/step min", "median", "% of limit wall", "CPU"],
-                [[s["system"], *(s[c] if s[c] is not None else "-" for c in cols)] for s in r["systems"]],
+                [
+                    [s["system"], *("-" if s[c] is None else s[c] for c in ms)]
+                    + ["-" if s[c] is None else f"{s[c]:.1f}" for c in pcts]
+                    for s in r["systems"]
+                ],
             )
         )
         for name, why in r["unavailable"].items():

@@ -177,6 +177,10 @@ def test_check_detects_a_wrong_weight_in_a_followed_run(tmp_path, variants):
     result = compare(*_followed(cfg, net, tmp_path / "bad.onnx"))
     d_current = result.rows[0][result.headers.index("max |Δ current|")]
     assert not result.ok and result.rows[0][-1] == "FAIL" and d_current > 1e-3
+    # the output row: y's difference stands in the column of the rule it is held to (currents')
+    y_row = dict(zip(result.headers, result.rows[-1]))
+    assert y_row["node"] == "y" and y_row["max |Δ state|"] == "-"
+    assert y_row["max |Δ current|"] == result.summary["max_abs_diff_y"]
 
 
 def test_a_rounding_tie_is_counted_not_failed(variants):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -179,6 +180,9 @@ def test_bench_says_when_the_gemm_limit_bounds_nothing(trained, capsys, monkeypa
     runtime_main(argv)
     out = capsys.readouterr().out
     assert "note: a system ran faster than the wall GEMM limit" in out
+    # percents of the limit with one decimal, as every percent a person reads (were four)
+    row = next(line.split() for line in out.splitlines() if line.strip().startswith("runtime stepper "))
+    assert all(re.fullmatch(r"\d+\.\d", cell) for cell in row[-2:]), row
     runtime_main([*argv, "--json"])
     (row,) = json.loads(capsys.readouterr().out)["rows"]
     assert row["notes"] and row["notes"][0].startswith("a system ran faster than the wall GEMM limit")
