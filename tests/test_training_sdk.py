@@ -101,3 +101,21 @@ def test_evaluate_and_fit_config_refuse_what_a_stranger_passed(train, monkeypatc
         evaluate(model, train, [10])
     with pytest.raises(ConfigError, match="flags are strings, as typed on the command line; got 2: write '2'"):
         fit_config(train, "--epochs", 2)  # type: ignore[arg-type]
+
+
+def test_evaluate_refuses_data_the_model_cannot_take(train):
+    """A digits-event model on the static digits (1 channel, not 2) was torch's conv error
+    from inside; data with more classes than the model's outputs counted every extra label
+    wrong, unsaid."""
+    import dataclasses
+
+    from trainer.models import build_model
+    from trainer.train import evaluate
+
+    model = build_model(fit_config(train, "--epochs", "1"))
+    static = load_dataset("digits:static", "test", limit=20)
+    with pytest.raises(ConfigError, match=r"samples of shape \[1, 8, 8\] do not fit this model \(.*channels"):
+        evaluate(model, static, [2])
+    wider = dataclasses.replace(train, classes=[*train.classes, "extra"])  # 11 names, labels unchanged
+    with pytest.raises(ConfigError, match="the data has 11 classes; this model outputs 10"):
+        evaluate(model, wider, [2])

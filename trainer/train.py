@@ -99,14 +99,23 @@ def check_eval_memory(model: Net, ds: Dataset, T: int, batch_size: int) -> None:
     activity over all T at once (a layer's currents, spikes and membrane: 12 bytes per
     neuron state element per step; the frames alone undercounted a conv net 13-fold)."""
     batch = min(batch_size, len(ds))
-    per_step = 16 * math.prod(ds.shape) + 12 * state_elements(model, ds.shape)
+    per_step = 16 * math.prod(ds.shape) + 12 * state_elements(model, ds)
     check_memory(batch * T * per_step, f"evaluating batches of {batch} at T={T}")
 
 
-def state_elements(model: Net, shape: tuple[int, ...]) -> int:
-    """Neuron state elements of one sample (one step from rest at batch 1, on zeros)."""
+def state_elements(model: Net, ds: Dataset) -> int:
+    """Neuron state elements of one sample of ``ds`` (one step from rest at batch 1, on
+    zeros); data the model cannot take (another shape, more classes) is a ConfigError
+    here, not a torch error from inside the evaluation (or a silently wrong accuracy)."""
     with torch.no_grad(), eval_mode(model):
-        _, states = model.step(torch.zeros(1, *shape), 0, [None] * model.n_states)
+        try:
+            y, states = model.step(torch.zeros(1, *ds.shape), 0, [None] * model.n_states)
+        except RuntimeError as e:  # on zeros of the data's shape: a shape the layers do not take
+            raise ConfigError(
+                f"the data's samples of shape {list(ds.shape)} do not fit this model ({str(e).splitlines()[0]})"
+            ) from None
+    if y.shape[-1] < len(ds.classes):
+        raise ConfigError(f"the data has {len(ds.classes)} classes; this model outputs {y.shape[-1]}")
     return sum(s.numel() for s in states if s is not None)
 
 
