@@ -16,7 +16,7 @@ from .data import DataError, spec_paths
 from .data.events import TIME_BASES
 from .engine import threads_for
 from .errors import InputError, TrainedRangeWarning, UnseenEventsWarning
-from .evaluate import plot_tradeoff, run_dataset, summarize, tradeoff
+from .evaluate import EVAL_BATCH_SIZE, plot_tradeoff, run_dataset, summarize, tradeoff
 from .fileio import OutputPathError, check_output
 from .limits import available_cores, check_memory, run_bytes
 from .neuron import SpecError
@@ -38,7 +38,7 @@ def _common(p: argparse.ArgumentParser, threads_when: str = "", threads_help: st
 def _data(p: argparse.ArgumentParser, limit_of: str = "the test split") -> None:
     cliargs.add_data(p)
     cliargs.add_limit(p, of=limit_of)
-    cliargs.add_batch_size(p, 256, "samples per run batch")
+    cliargs.add_batch_size(p, EVAL_BATCH_SIZE, "samples per run batch")
     cliargs.add_binning(p)
 
 

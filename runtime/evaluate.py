@@ -24,6 +24,10 @@ from .result import Result, RunResult
 if TYPE_CHECKING:  # the event engine's data-set runs load no onnxruntime
     from .session import Session
 
+# samples per batch when a whole data set is run: bounds memory (checked before each run),
+# never a result (every sample runs on its own state)
+EVAL_BATCH_SIZE = 256
+
 _R = TypeVar("_R", bound=Result)
 _Rc = TypeVar("_Rc", bound=Result, covariant=True)
 
@@ -41,7 +45,7 @@ class Mode(typing.Protocol[_Rc]):
         ...
 
 
-def run_batches(mode: Mode[_R], ds: Dataset, batch_size: int = 256, progress: bool = False) -> _R:
+def run_batches(mode: Mode[_R], ds: Dataset, batch_size: int = EVAL_BATCH_SIZE, progress: bool = False) -> _R:
     """Every sample of ``ds``, ``batch_size`` at a time, joined into one result in input
     order (``progress``: a bar on stderr)."""
     if batch_size <= 0:
@@ -121,7 +125,7 @@ def run_dataset(
     session: Session,
     ds: Dataset,
     policy: ExitPolicy | Cascade | str | int | None = None,
-    batch_size: int = 256,
+    batch_size: int = EVAL_BATCH_SIZE,
     binning: str | None = None,
     counts: bool = True,
     progress: bool = False,
@@ -172,7 +176,7 @@ def tradeoff(
     thresholds: Sequence[float],
     tmin: int = 1,
     tmax: int | None = None,
-    batch_size: int = 256,
+    batch_size: int = EVAL_BATCH_SIZE,
     binning: str | None = None,
     fixed_curve: bool = False,
     rules: Sequence[str] = ("confidence",),

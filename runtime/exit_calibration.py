@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from .data import Dataset
-from .evaluate import ClockMode, run_batches, warn_unseen
+from .evaluate import EVAL_BATCH_SIZE, ClockMode, run_batches, warn_unseen
 from .policies import RULES as RULE_CLASSES
 from .policies import Cascade, FixedT, PolicyError, passes
 from .session import Session
@@ -75,7 +75,7 @@ class _Recorder:
 
 
 def step_readouts(
-    session: Session, ds: Dataset, T: int, batch_size: int = 256, binning: str | None = None
+    session: Session, ds: Dataset, T: int, batch_size: int = EVAL_BATCH_SIZE, binning: str | None = None
 ) -> np.ndarray:
     """The readout after every step 1..T of every sample, run to horizon T: ``[T, N, classes]``
     (fixed bins that miss events: one warning for the split, :func:`.evaluate.warn_unseen`)."""
@@ -90,7 +90,11 @@ def step_readouts(
 
 
 def horizon_readouts(
-    session: Session, ds: Dataset, horizons: Sequence[int], batch_size: int = 256, binning: str | None = None
+    session: Session,
+    ds: Dataset,
+    horizons: Sequence[int],
+    batch_size: int = EVAL_BATCH_SIZE,
+    binning: str | None = None,
 ) -> dict[int, np.ndarray]:
     """:func:`step_readouts` for each horizon (one run each: the horizon sets the binning)."""
     return {H: step_readouts(session, ds, H, batch_size, binning) for H in horizons}

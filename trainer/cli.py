@@ -18,6 +18,7 @@ from runtime import cliargs
 from runtime.data import DataError, Dataset, load_dataset, spec_paths
 from runtime.data.registry import source
 from runtime.data.transforms import from_dicts, parse_transform
+from runtime.evaluate import EVAL_BATCH_SIZE
 from runtime.fileio import OutputPathError, check_output, write_atomic
 from runtime.neuron import NeuronSpec, SpecError, field_names, make_spec
 from runtime.neuron import all_fields as neuron_fields
@@ -338,7 +339,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
         "train-minus-val), where choices between models are made",
     )
     cliargs.add_limit(p, of="the split")
-    cliargs.add_batch_size(p, 256, "samples per evaluation batch")
+    cliargs.add_batch_size(p, EVAL_BATCH_SIZE, "samples per evaluation batch")
     cliargs.add_plot(p, "accuracy vs T")
     cliargs.add_json(p)
     _add_threads(p)

@@ -17,6 +17,7 @@ from runtime import cliargs
 from runtime.data import DataError, Dataset, check_fits, load_dataset, spec_paths
 from runtime.data.datasets import stored_data_error
 from runtime.data.transforms import from_dicts
+from runtime.evaluate import EVAL_BATCH_SIZE
 from runtime.fileio import check_output, write_atomic
 from runtime.protocol import DATA_INPUT_KINDS, DENSE_KINDS
 from runtime.report import emit_json, energy_note, pct, sci, table
@@ -282,7 +283,7 @@ def add_search_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParse
     cliargs.add_seed(p, "the sampled configurations")
     cliargs.add_calib_batches(p, CALIB_BATCHES, "at each configuration", f"{CALIB_BATCH_SIZE} samples")
     cliargs.add_calib_runs(p, DEFAULT_CALIB_RUNS, CALIB_RUNS_AVERAGED)
-    cliargs.add_batch_size(p, 256, "samples per evaluation batch")
+    cliargs.add_batch_size(p, EVAL_BATCH_SIZE, "samples per evaluation batch")
     cliargs.add_limit(p)
     cliargs.add_plot(p, "predicted vs measured accuracy")
     cliargs.add_json(p)

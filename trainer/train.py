@@ -17,6 +17,7 @@ from torch import nn
 from tqdm import tqdm
 
 from runtime.data import Dataset, check_fits
+from runtime.evaluate import EVAL_BATCH_SIZE
 from runtime.limits import check_memory, check_steps, positive_int
 
 from . import distributed, repro
@@ -53,7 +54,7 @@ def evaluate(
     model: Net,
     ds: Dataset,
     Ts: list[int],
-    batch_size: int = 256,
+    batch_size: int = EVAL_BATCH_SIZE,
     binning: str | None = None,
     progress: bool = False,
     dt_us: float | None = None,
@@ -70,7 +71,7 @@ def evaluate_configs(
     model: Net,
     ds: Dataset,
     configs: list[list[int]],
-    batch_size: int = 256,
+    batch_size: int = EVAL_BATCH_SIZE,
     binning: str | None = None,
     progress: bool = False,
     dt_us: float | None = None,
@@ -150,7 +151,7 @@ def count_correct(
 
 
 @torch.no_grad()
-def evaluate_on_ranks(model: Net, ds: Dataset, T: int, batch_size: int = 256) -> float:
+def evaluate_on_ranks(model: Net, ds: Dataset, T: int, batch_size: int = EVAL_BATCH_SIZE) -> float:
     """:func:`evaluate` at ``T`` by every rank together (every rank calls it), of rank 0's
     model: the checkpoint's. Rank r takes batch k when ``k % world == r``: whole batches as
     one process forms them (CPU kernels may round by batch shape), so the accuracy is one

@@ -9,7 +9,7 @@ import numpy as np
 from ..data import Dataset, check_fits
 from ..data.events import TIME_BASES, retimed
 from ..errors import InputError
-from ..evaluate import ClockMode, run_batches
+from ..evaluate import EVAL_BATCH_SIZE, ClockMode, run_batches
 from ..neuron import kind_of
 from ..policies import FixedT
 from ..result import EventResult
@@ -82,7 +82,7 @@ class EventMode:
 
 
 def run_event_dataset(
-    engine: EventEngine, ds: Dataset, batch_size: int = 256, progress: bool = False, time_base: str = "real"
+    engine: EventEngine, ds: Dataset, batch_size: int = EVAL_BATCH_SIZE, progress: bool = False, time_base: str = "real"
 ) -> EventResult:
     """Every stream of ``ds``, ``batch_size`` streams at a time in parallel; ``time_base``:
     "real" (each recording as it comes, what an event-driven chip does) or "trained" (each
@@ -95,7 +95,7 @@ def compare_clock(
     session: Session,
     ds: Dataset,
     result: EventResult,
-    batch_size: int = 256,
+    batch_size: int = EVAL_BATCH_SIZE,
     binning: str | None = None,
 ) -> dict:
     """Spike difference of ``result`` against the clock-driven run at the model's T (binned
