@@ -253,6 +253,22 @@ def test_npz_files_that_are_not_images_and_labels_are_refused(tmp_path):
     np.savez(path, images=np.zeros((4, 1, 2, 2), np.float32), labels=np.array([0, 1, -3, 1]))
     with pytest.raises(DataError, match=r"labels range -3..1; expected class indices >= 0"):
         load_dataset(f"npz:{path}", "train")
+    # a 200-byte entry whose .npy header declares 4 TB: numpy allocates the declared shape
+    # before reading, so it was the out-of-memory line, not a damaged file
+    import io
+    import zipfile
+
+    header, labels = io.BytesIO(), io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        header, {"descr": "<f4", "fortran_order": False, "shape": (10**6, 1, 10**3, 10**3)}
+    )
+    np.save(labels, np.arange(4) % 2)
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("images.npy", header.getvalue() + bytes(64))
+        z.writestr("labels.npy", labels.getvalue())
+    declared = r"^npz:\S+: images.npy declares shape \[1000000, 1, 1000, 1000\] of float32 \(4000000000000 bytes\)"
+    with pytest.raises(DataError, match=declared + " but holds 64 bytes"):
+        load_dataset(f"npz:{path}", "train")
 
 
 def test_npz_labels_of_any_integer_type_and_files_that_are_no_npz(tmp_path):

@@ -25,7 +25,30 @@ REQUIRED = ("images", "labels")
 OPTIONAL = ("classes", "split")
 
 
+READ_HEADER = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
 MAX_CLASSES = 100_000  # classes an npz's labels imply by themselves (a larger label: a damaged file)
+
+
+def _check_declared(zf: zipfile.ZipFile, info: zipfile.ZipInfo, path: str) -> None:
+    """An entry whose .npy header declares more data than the entry holds is damaged:
+    numpy allocates the declared shape before it reads (a 60-byte entry declaring
+    [10**12] was the out-of-memory line, not a damaged file)."""
+    with zf.open(info) as f:
+        try:
+            version = np.lib.format.read_magic(f)
+            read_header = READ_HEADER.get(version)
+            if read_header is None:
+                return  # a header version numpy reads without a public reader: numpy's own checks
+            shape, _, dtype = read_header(f)  # the header only: no data read
+        except ValueError:
+            return  # no or a broken .npy header: reported by np.load below
+        declared, held = int(np.prod(shape, dtype=object)) * dtype.itemsize, info.file_size - f.tell()
+    if dtype.hasobject or declared <= held:
+        return  # an object array: numpy refuses it (allow_pickle=False), named below
+    raise DataError(
+        f"npz:{path}: {info.filename} declares shape {list(shape)} of {dtype} ({declared} bytes) but holds "
+        f"{held} bytes; expected a whole np.savez array (the file is damaged or truncated)"
+    )
 
 
 def read_npz(path: str, split: str) -> tuple[np.ndarray, np.ndarray, list[str], np.ndarray]:
@@ -49,9 +72,12 @@ def read_npz(path: str, split: str) -> tuple[np.ndarray, np.ndarray, list[str], 
             for info in z.zip.infolist():  # before reading: each entry's size as stored uncompressed
                 if info.filename.removesuffix(".npy") in read:
                     check_memory(info.file_size, f"reading {info.filename} of npz:{path}")
+                    _check_declared(z.zip, info, path)
             arrays = {k: z[k] for k in read}
     except (zipfile.BadZipFile, OSError, EOFError) as e:
         raise DataError(f"npz:{path} is not a readable .npz file ({e})") from None
+    except DataError:
+        raise
     except ValueError as e:  # an object array (pickled: refused), a damaged entry
         raise DataError(f"npz:{path}: {e}") from None
     for k, a in arrays.items():  # numpy hands a member without the .npy header back as raw bytes
