@@ -44,7 +44,7 @@ def parser() -> argparse.ArgumentParser:
         help="a model.pt written by python -m trainer fit, or a NIR graph (.nir) to "
         "import as ONNX (docs/nir_mapping.md)",
     )
-    cliargs.add_out(p, "output file (default: beside the checkpoint)", short=True)
+    cliargs.add_out(p, "output file (default: beside the checkpoint)")
     p.add_argument("--format", default="onnx", help=f"one of {', '.join(FORMATS)} (default onnx)")
     p.add_argument(
         "--check",
@@ -241,7 +241,7 @@ def configured(a: argparse.Namespace, cfg: Config, model: object) -> tuple[Spiki
     if calib is None:
         return net, None
     how = {"data": calib.spec, "split": cfg.data.train_split, **calibration_record(batches, len(calib), a.calib_runs)}
-    return for_config(net, calib, a.config, batches, a.calib_runs), how
+    return for_config(net, calib, a.config, batches, a.calib_runs, cfg.data.binning, cfg.dt_us), how
 
 
 def calibration_flags(a: argparse.Namespace) -> list[str]:

@@ -208,9 +208,10 @@ def test_eval_config_passes_calib_runs_to_the_calibration(ckpts, capsys, monkeyp
     seen: list[int] = []
     real = search_cli.calibrate_bn_runs
 
-    def spy(model, ds, config, batches, batch_size, runs, seed=0):
+    def spy(model, ds, config, batches, batch_size, runs, seed=0, **binned):
         seen.append(runs)
-        return real(model, ds, config, batches, batch_size, runs, seed)
+        assert binned["binning"] == "equal" and binned["dt_us"] > 0  # the model's own binning
+        return real(model, ds, config, batches, batch_size, runs, seed, **binned)
 
     monkeypatch.setattr(search_cli, "calibrate_bn_runs", spy)
     args = ["eval", str(ckpts[1]), "--config", "1,4", "--config", "4,1", "--json", "--limit", "8"]

@@ -7,6 +7,7 @@ against brute-force autograd over the whole sequence.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import math
 
@@ -418,12 +419,21 @@ def test_sws_model_round_trips_through_config(tmp_path):
         ({"name": "sltt-k", "K": 5}, "in [1, T=4], got 5"),
         ({"name": "ottt-a", "K": 2}, "--K applies to sltt-k, not to method"),
         ({"name": "ndot-o", "mse_weight": 1.5}, "--mse-weight must be in [0, 1]"),
+        # NDOT's ratio is of u - v_th s, the state only after a subtract reset with no floor:
+        # with a zero reset e_1 was 0 where the formula gives u_1 - v_th (a stranger's 0.40)
+        ({"name": "ndot-a", "reset": "zero"}, "reads its ratio u_t - v_th s_t off the membrane state"),
+        (
+            {"name": "ndot-o", "v_min": -1.0},
+            "only with --reset subtract and no --v-min; got reset 'subtract', v_min -1",
+        ),
     ],
 )
 def test_config_rejects_invalid_online_settings(change, message):
     cfg = tiny_cfg("sdt")
     if change.pop("norm", None) == "bn":
         cfg.model.bn_stats = "sequence"
+    neuron = {k: change.pop(k) for k in ("reset", "v_min") if k in change}
+    cfg.neuron.spec = dataclasses.replace(cfg.neuron.spec, **neuron)
     for k, v in change.items():
         setattr(cfg.method, k, v)
     with pytest.raises(ConfigError) as err:

@@ -119,3 +119,14 @@ def test_evaluate_refuses_data_the_model_cannot_take(train):
     wider = dataclasses.replace(train, classes=[*train.classes, "extra"])  # 11 names, labels unchanged
     with pytest.raises(ConfigError, match="the data has 11 classes; this model outputs 10"):
         evaluate(model, wider, [2])
+
+
+def test_first_stage_first_is_refused_where_no_runtime_binning_gives_its_frames(train):
+    """A.2's first T of each recording's own Tmax bins (data binned per recording, as the
+    tonic sets) has no fixed width: evaluated and exported it would be other frames."""
+    import dataclasses
+
+    per_recording = dataclasses.replace(train, durations="recording")
+    with pytest.raises(ConfigError, match="--first-stage first takes the first T of each recording's Tmax bins"):
+        fit_config(per_recording, "--first-stage", "first")
+    assert fit_config(per_recording).data.binning == "equal"  # the default re-binning: as before

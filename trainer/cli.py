@@ -489,7 +489,9 @@ def config_from_args(
             a.data,
             kind,
             train_shape,
-            binning="equal",
+            # A.2's first T of Tmax frames are fixed bins of the trained width: evaluated,
+            # calibrated and exported so (it was equal binning, the recording re-binned into T)
+            binning="fixed" if kind == "events" and a.first_stage == "first" else "equal",
             duration_us=duration_us,
             **from_ds,
             train_split=a.train_split,
@@ -686,6 +688,12 @@ def config_for_data(a: argparse.Namespace, train_ds: Dataset) -> tuple[Config, D
             f"--first-stage chooses how an event recording is binned at a sampled T; {train_ds.spec!r} is "
             f"{train_ds.kind} data, which both choices feed alike: leave it out"
         )
+    if cfg.method.first_stage == "first" and train_ds.durations == "recording":
+        raise ConfigError(
+            f"--first-stage first takes the first T of each recording's Tmax bins; {train_ds.spec!r} bins each "
+            "recording over its own span, which no runtime binning reproduces at T < Tmax (fixed bins have one "
+            "width): use --first-stage rebin"
+        )
     build_checked(cfg, "the model")  # e.g. more stages than the model has blocks, or too wide
     return cfg, choice
 
@@ -873,7 +881,14 @@ def cmd_eval(a: argparse.Namespace) -> None:
             print(f"warning: {warning}", file=sys.stderr)
         uniform = [[T] * len(model.stages) for T in Ts]  # evaluate's configurations, its memory checked above
         acc = evaluate_configs(
-            model, ds, uniform, a.batch_size, a.binning, sys.stderr.isatty(), cfg.dt_us, memory_checked=True
+            model,
+            ds,
+            uniform,
+            a.batch_size,
+            a.binning or cfg.data.binning,
+            sys.stderr.isatty(),
+            cfg.dt_us,
+            memory_checked=True,
         )
         runs[path] = EvalRun(ds.spec, len(ds), dict(zip(Ts, acc)))
     if a.plot:
@@ -928,7 +943,12 @@ def cmd_calibrate(a: argparse.Namespace) -> None:
         print(f"warning: {warning}", file=sys.stderr)
     ds = model_data(a.checkpoint, cfg, a.data, "train", None)
     test = model_data(a.checkpoint, cfg, a.data, "test", a.limit)
-    before = evaluate(model, test, [T], a.batch_size)[0]
+    binning, dt_us = cfg.data.binning, cfg.dt_us  # as the model is run (A.2's models: the first T bins)
+
+    def accuracy() -> float:
+        return evaluate(model, test, [T], a.batch_size, binning, dt_us=dt_us)[0]
+
+    before = accuracy()
     per_run: list[float] = []
     n = calibrate_bn_runs(
         model,
@@ -937,9 +957,11 @@ def cmd_calibrate(a: argparse.Namespace) -> None:
         a.calib_batches,
         a.batch_size,
         a.calib_runs,
-        after_run=lambda _k: per_run.append(evaluate(model, test, [T], a.batch_size)[0]),
+        after_run=lambda _k: per_run.append(accuracy()),
+        binning=binning,
+        dt_us=dt_us,
     )
-    after = evaluate(model, test, [T], a.batch_size)[0] if a.calib_runs > 1 else per_run[0]
+    after = accuracy() if a.calib_runs > 1 else per_run[0]
     runs_metrics = {}
     if a.calib_runs > 1:
         runs_metrics = {

@@ -8,6 +8,7 @@ rebuilds the model through the model registry.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -26,7 +27,8 @@ K_SCALES = ("T", "K")
 NDOT_RATIOS = ("paper", "clamped")
 FIRST_STAGES = ("rebin", "first")
 # sdt/nmt/mtt loss: cross-entropy of the readout of all T steps, or its mean over every
-# prefix 1..t (the readouts early exit decides on; per-step losses as TET, Deng et al. 2022)
+# prefix 1..t (the readouts early exit decides on; a per-step loss in the spirit of TET, Deng
+# et al. 2022, whose terms are each step's own output, not the readout of steps 1..t)
 LOSSES = ("readout", "prefix")
 STAGE_METHODS = ("sdt", "nmt", "mtt")  # stage-T forward/backward over the whole sequence
 ONLINE_METHODS = ("sltt", "sltt-k", "ottt-a", "ottt-o", "ndot-a", "ndot-o")  # step by step (trainer.online)
@@ -271,6 +273,15 @@ class Config:
                 f"{self.neuron.spec.kind} neurons are not one (states {list(kind_of(self.neuron.spec.kind).states)}); "
                 f"expected one of {able}, or use sdt, nmt or mtt"
             )
+        spec = self.neuron.spec
+        if m.name.startswith("ndot") and (spec.reset != "subtract" or spec.v_min != -math.inf):
+            # NDOT's e_t = (u_t - v_th s_t) / (u_{t-1} - v_th s_{t-1}) is read off the state, which
+            # is that quantity only after a subtract reset with no floor: a zero reset left u = 0
+            # at a spike (e_1 = 0, not 0.4), a floor lifts it
+            raise ConfigError(
+                f"method {m.name!r} reads its ratio u_t - v_th s_t off the membrane state, which is that only with "
+                f"--reset subtract and no --v-min; got reset {spec.reset!r}, v_min {spec.v_min:g}"
+            )
         if m.name in ONLINE_METHODS and self.model.bn and self.model.bn_stats == "sequence":
             raise ConfigError(
                 f"method {m.name!r} trains one time step at a time and cannot use BatchNorm "
@@ -343,4 +354,14 @@ class Config:
                 if sub.get(key) is not None:
                     sub[key] = tuple(sub[key])
             parts[f.name] = sub_cls(**sub)
-        return cls(**parts).validate()
+        cfg = cls(**parts)
+        m, data = cfg.method, cfg.data
+        if (
+            m.first_stage == "first"
+            and data.kind == "events"
+            and (data.binning, data.durations) == ("equal", "dataset")
+        ):
+            # written before A.2's binning was recorded: trained on the first T of Tmax bins,
+            # which fixed bins of the trained width are (equal binning re-binned the recording)
+            data.binning = "fixed"
+        return cfg.validate()

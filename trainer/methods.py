@@ -10,8 +10,10 @@ their gradients are summed, and the optimizer steps once.
   [tmin, tmax], joined by the temporal transformation module. With ``order
   "nonincreasing"`` each configuration is sorted so that ``T_1 >= T_2 >= ...``: MTT as a
   time encoder on sequence data (MTT paper, appendix A.12), where later stages only ever
-  merge steps (TTM down-sampling) and never repeat them. Sorting the s independent draws
-  keeps every T in [tmin, tmax] and every non-increasing configuration reachable.
+  merge steps (TTM down-sampling) and never repeat them. Sorting each configuration's
+  independent per-stage draws keeps every T in [tmin, tmax] and every non-increasing
+  configuration reachable, but not equally likely: a configuration with distinct T is
+  drawn in every order (3 stages, T in 1..4: P(3,2,1) = 6/64, P(4,4,4) = 1/64).
 
 ``anchor "tmin"`` (nmt and mtt, the ``fit`` default for s >= 2): the first of the s
 configurations of every iteration is the uniform ``[tmin] * stages``, the rest are drawn

@@ -89,7 +89,9 @@ class Evaluator:
 
     def run(self, config: list[int], ds: Dataset | None = None) -> tuple[float, RunCounts]:
         ds = ds or self.ds
-        model = for_config(self.model, self.calib_ds, config, self.calib_batches, self.calib_runs)
+        model = for_config(
+            self.model, self.calib_ds, config, self.calib_batches, self.calib_runs, self.binning, self.dt_us
+        )
         # the runtime's cost model: the first layer's inputs are dense (MACs) for static
         # images and recorded sequences (real values, maybe negative), spikes (ACs) for events
         check_eval_memory(model, ds, config[0], self.batch_size)  # its probe step, before the counting hooks
@@ -108,7 +110,13 @@ class Evaluator:
 
 
 def for_config(
-    model: SpikingNet, calib_ds: Dataset | None, config: list[int], batches: int, runs: int = 1
+    model: SpikingNet,
+    calib_ds: Dataset | None,
+    config: list[int],
+    batches: int,
+    runs: int = 1,
+    binning: str | None = None,
+    dt_us: float | None = None,
 ) -> SpikingNet:
     """The model a configuration runs as (evaluated by ``eval --config`` and ``search``,
     deployed by ``export --config``): with BatchNorm (``calib_ds`` given), a copy whose
@@ -117,7 +125,9 @@ def for_config(
     if calib_ds is None or batches <= 0:
         return model
     model = copy.deepcopy(model)
-    calibrate_bn_runs(model, calib_ds, list(config), batches, CALIB_BATCH_SIZE, runs, CALIB_SEED)
+    calibrate_bn_runs(
+        model, calib_ds, list(config), batches, CALIB_BATCH_SIZE, runs, CALIB_SEED, binning=binning, dt_us=dt_us
+    )
     return model
 
 
@@ -199,7 +209,7 @@ def eval_configs(a: argparse.Namespace) -> None:
             calibration_data(path, cfg, model, a.data),
             a.calib_batches,
             a.batch_size,
-            binning=a.binning,
+            binning=a.binning or cfg.data.binning,
             dt_us=cfg.dt_us,
             calib_runs=a.calib_runs,
         )
@@ -325,7 +335,9 @@ def cmd_search(a: argparse.Namespace) -> None:
     _, _, test = load(a.checkpoint, a.data, "test", a.limit)
     refuse_calibration_flags_without_bn(a, a.checkpoint, model)
     calib = calibration_data(a.checkpoint, cfg, model, a.data)
-    ev = Evaluator(model, val, calib, a.calib_batches, a.batch_size, calib_runs=a.calib_runs)
+    ev = Evaluator(
+        model, val, calib, a.calib_batches, a.batch_size, cfg.data.binning, cfg.dt_us, calib_runs=a.calib_runs
+    )
     bn_calibration = None  # what every configuration's statistics came from (export --config's too)
     if calib is not None and a.calib_batches > 0:
         bn_calibration = calibration_record(a.calib_batches, len(calib), a.calib_runs)

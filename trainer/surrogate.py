@@ -6,8 +6,9 @@ With ``x = v - v_th``:
 * ``triangle``  (default, h = 1): ``max(0, h - |x|) / h**2``
 * ``rectangle`` (width a = 1):    ``1[|x| < a/2] / a``
 * ``sigmoid``   (slope k = 4):    ``k * sig(k x) * (1 - sig(k x))``
-* ``exp``       (single exponential, a = 1, used for Speck-style IF nets, as in sinabs'
-  SingleExponential): ``exp(-|x| / a) / a``
+* ``exp``       (single exponential, a = 1, used for Speck-style IF nets; sinabs'
+  SingleExponential has this shape with its own width, 0.5 v_th by default, so a peak of
+  2 / v_th where this one's is 1): ``exp(-|x| / a) / a``
 """
 
 from __future__ import annotations

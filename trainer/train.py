@@ -184,11 +184,22 @@ def calibration_text(batches: int, samples: int, batch_size: int) -> str:
 
 
 @torch.no_grad()
-def calibrate_bn(model: Net, ds: Dataset, T: int | list[int], batches: int, batch_size: int, seed: int = 0) -> int:
+def calibrate_bn(
+    model: Net,
+    ds: Dataset,
+    T: int | list[int],
+    batches: int,
+    batch_size: int,
+    seed: int = 0,
+    binning: str | None = None,
+    dt_us: float | None = None,
+) -> int:
     """Re-estimate BatchNorm statistics at ``T`` (MTT §BN calibration; a list: one T per
     stage, the per-configuration calibration of MTT appendix A.8): reset the running
     statistics and take their cumulative average (momentum None) over ``batches``
-    training batches. Returns the number of BatchNorm layers calibrated."""
+    training batches, binned as the model is evaluated (``binning``, ``dt_us``: the
+    model's, :attr:`DataConfig.binning` and :attr:`Config.dt_us`). Returns the number of
+    BatchNorm layers calibrated."""
     bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     if not bns or batches <= 0:
         return 0
@@ -203,7 +214,7 @@ def calibrate_bn(model: Net, ds: Dataset, T: int | list[int], batches: int, batc
     order = np.random.default_rng(seed).permutation(len(ds))
     for b in range(calibration_batches(batches, len(ds), batch_size)):
         idx = order[b * batch_size : (b + 1) * batch_size]
-        model(frames(ds, idx, stage_T[0]), stage_T)
+        model(frames(ds, idx, stage_T[0], binning, dt_us), stage_T)
     for bn, m in zip(bns, momenta):
         bn.momentum = m
     model.train(was_training)
@@ -220,6 +231,8 @@ def calibrate_bn_runs(
     runs: int,
     seed: int = 0,
     after_run: Callable[[int], None] | None = None,
+    binning: str | None = None,
+    dt_us: float | None = None,
 ) -> int:
     """``runs`` calibrations (:func:`calibrate_bn`) with different sample draws (seeds
     ``seed .. seed + runs - 1``), MTT appendix A.6/A.9's calibration over three runs;
@@ -231,7 +244,7 @@ def calibrate_bn_runs(
     sums: list[tuple[torch.Tensor, torch.Tensor]] = []
     n = 0
     for k in range(runs):
-        n = calibrate_bn(model, ds, T, batches, batch_size, seed + k)
+        n = calibrate_bn(model, ds, T, batches, batch_size, seed + k, binning, dt_us)
         if after_run is not None:
             after_run(k)
         stats = [(mean.clone(), var.clone()) for mean, var in running_stats(bns)]
@@ -489,7 +502,9 @@ def fit(
     # the last epoch evaluated this very model at train_T; evaluate again only if calibration
     # changed it (every rank calibrates, the same draws: rank 0's result is the one kept)
     last = history[-1]["test_accuracy"]
-    calibrated = calibrate_bn(model, train_ds, cfg.train_T, m.calib_batches, m.batch_size, m.seed)
+    calibrated = calibrate_bn(
+        model, train_ds, cfg.train_T, m.calib_batches, m.batch_size, m.seed, cfg.data.binning, cfg.dt_us
+    )
     metrics["test_accuracy_uncalibrated"] = last
     metrics["bn_calibrated_layers"] = calibrated
     metrics["test_accuracy"] = evaluate_on_ranks(model, test_ds, cfg.train_T) if calibrated else last
