@@ -75,6 +75,11 @@ RENAMED: dict[str, tuple[str, ...]] = {
     "--format": ("--event-format (evt2, evt3, dat or aedat4)",),  # runtime stream; export's --format stays
     "--kind": ("--data-kind",),  # trainer trev-memory
 }
+# a concept other commands name by a flag that a command expresses another way (the hint
+# for a script that passed the usual flag)
+HERE_AS: dict[str, tuple[str, ...]] = {
+    "--T": ("--policy fixed:T",),  # runtime run and stream: a fixed T is one exit policy
+}
 
 
 class Parser(argparse.ArgumentParser):
@@ -258,8 +263,9 @@ def parse(make_parser: Callable[[], argparse.ArgumentParser], argv: Sequence[str
         )
         flags = {e.split("=", 1)[0] for e in extra}  # --dt=0.001 names --dt too
         renamed = [
-            f"{old} is now {new}"
-            for old, news in RENAMED.items()
+            f"{old} is {'now ' if table is RENAMED else ''}{new}{'' if table is RENAMED else ' here'}"
+            for table in (RENAMED, HERE_AS)
+            for old, news in table.items()
             for new in news
             if old in flags and new.split()[0] in sub._option_string_actions
         ]
@@ -352,13 +358,10 @@ def add_seed(p: argparse.ArgumentParser, what: str) -> None:
     p.add_argument("--seed", type=seed, default=0, help=f"seed of {what}")
 
 
-def add_out(
-    p: argparse.ArgumentParser, what: str, default: str | None = None, required: bool = False, short: bool = False
-) -> None:
-    """``--out FILE`` (``-o`` too with ``short``): the file the command writes, checked
+def add_out(p: argparse.ArgumentParser, what: str, default: str | None = None, required: bool = False) -> None:
+    """``-o/--out FILE``, in every command that writes one: the file it writes, checked
     writable while parsing (the command itself refuses one that is also its input)."""
-    flags = ("-o", "--out") if short else ("--out",)
-    p.add_argument(*flags, type=output_path, default=default, required=required, help=what)
+    p.add_argument("-o", "--out", type=output_path, default=default, required=required, help=what)
 
 
 def add_binning(p: argparse.ArgumentParser) -> None:

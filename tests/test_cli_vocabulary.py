@@ -71,6 +71,16 @@ def test_an_old_flag_name_says_its_new_one(capsys):
     assert "unrecognized arguments: --source x.raw (see python -m runtime run -h)" in err, err
 
 
+@pytest.mark.parametrize("cmd", ["run", "stream"])
+def test_time_steps_where_a_policy_says_them_point_to_it(cmd, capsys):
+    """`--T 3` is the time steps in trainer, export, bench and pi-bench; run and stream take
+    a fixed T as an exit policy, and refused it as a bare unrecognized argument."""
+    with pytest.raises(SystemExit) as e:
+        runtime.cli.main([cmd, "m.onnx", *(["--source", "x.raw"] if cmd == "stream" else []), "--T", "3"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "unrecognized arguments: --T 3 (--T is --policy fixed:T here)" in err, err
+
+
 def walk(p: argparse.ArgumentParser):
     for a in p._actions:
         if isinstance(a, argparse._SubParsersAction):
@@ -156,6 +166,14 @@ SHARED_CONCEPTS = {
     "--width": "a channel width",
     "--window-us": "µs of events one decision reads",
 }
+
+
+def test_every_command_that_writes_a_file_takes_o_and_out():
+    """The file a command writes was `-o` in export and parity run only: `trainer fit -o`
+    and `calibrate-exit -o` were refused (the latter as "--out is required")."""
+    outs = [(prog, a) for prog, a in ACTIONS if "--out" in a.option_strings]
+    assert len(outs) >= 4, [prog for prog, _ in outs]  # edge.pi.parity run is not in CLIS: tests/test_pi_parity
+    assert all(a.option_strings == ["-o", "--out"] for _, a in outs), [(p, a.option_strings) for p, a in outs]
 
 
 def test_every_shared_flag_names_one_declared_concept():

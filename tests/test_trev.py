@@ -368,6 +368,11 @@ def test_trev_option_errors_list_the_valid_choices():
         parse_options(["widths=1,2,4"])
     with pytest.raises(ConfigError, match="backward 'rev' is unknown; expected one of .*'bptt'"):
         parse_options(["backward=rev"])
+    for bad in ("widths=a", "shared=maybe", "layer_scale=x"):  # the example each error gives parses
+        with pytest.raises(ConfigError, match=r"bad value for \w+ \(e\.g\. (\S+)\)") as e:
+            parse_options([bad])
+        example = re.search(r"\(e\.g\. (\S+)\)", str(e.value)).group(1)  # was widths=[1, 2, 4, 6]
+        parse_options([example])
     assert parse_options(["shared=true", "loss=steps"]) == TRevOptions(
         widths=(1, 2, 4, 6),
         layer_scale=0.0,

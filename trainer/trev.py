@@ -190,7 +190,8 @@ def parse_options(items: list[str]) -> TRevOptions:
             else:
                 d[key] = value
         except (ValueError, KeyError):
-            raise ConfigError(f"--trev {item!r}: bad value for {key} (e.g. {key}={d[key]})") from None
+            typed = ",".join(map(str, d[key])) if key == "widths" else str(d[key]).lower()  # as it is typed
+            raise ConfigError(f"--trev {item!r}: bad value for {key} (e.g. {key}={typed})") from None
     return TRevOptions.from_dict(d)
 
 

@@ -205,7 +205,7 @@ def _parser() -> cliargs.Parser:
     q = sub.add_parser("run", help="run the three runs, write per-sample results")
     q.add_argument("model")
     q.add_argument("inputs", help="a file of `inputs`")
-    cliargs.add_out(q, "the per-sample results (.npz)", required=True, short=True)
+    cliargs.add_out(q, "the per-sample results (.npz)", required=True)
     q.add_argument("--backend", choices=BACKENDS, default="exact", help="clock-driven backend (default: exact)")
     q = sub.add_parser("compare", help="exit 1 unless the two results are bit-identical")
     q.add_argument("first")
