@@ -366,3 +366,24 @@ def test_a_first_stage_first_model_is_evaluated_and_exported_on_the_frames_it_tr
     cfg.data.binning = "equal"  # as written before the binning was recorded
     save_checkpoint(tmp_path / "old.pt", cfg, model, metrics)
     assert load_checkpoint(tmp_path / "old.pt")[0].data.binning == "fixed"
+
+
+def test_fit_and_calibrate_json_is_one_object_with_the_checkpoints_figures(capsys, tmp_path):
+    """fit and calibrate said their result in a prose line only (`--json` was refused); a
+    script read it with a regex. Now one JSON object on stdout, the lines for a person on
+    stderr, and its figures are the checkpoint's."""
+    path, calibrated = tmp_path / "m.pt", tmp_path / "c.pt"
+    code, out, err = run(capsys, "fit", "--data", "digits", "--norm", "bn", "--json", "-o", str(path), *TINY)
+    assert code == 0, err
+    summary = json.loads(out)  # nothing else on stdout
+    _, _, metrics = load_checkpoint(path)
+    assert summary["checkpoint"] == str(path) and summary["test_accuracy"] == metrics["test_accuracy"]
+    assert (summary["T"], summary["n"], summary["history"]) == (6, 60, metrics["history"])
+    code, out, err = run(capsys, "calibrate", str(path), "-o", str(calibrated), "--json", "--limit", "30")
+    assert code == 0, err
+    summary = json.loads(out)
+    _, _, metrics = load_checkpoint(calibrated)
+    assert summary["checkpoint"] == str(calibrated) and summary["n"] == 30
+    for key in ("test_accuracy", "test_accuracy_before_calibration", "bn_calibrated_layers", "bn_calibration_T"):
+        assert summary[key] == metrics[key], key
+    assert "calibrated 2 BatchNorm layers" in err  # the person's line, on stderr

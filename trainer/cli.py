@@ -11,6 +11,7 @@ import io
 import os
 import statistics
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -128,6 +129,7 @@ COMMAND_ONLY = (
     "threads",
     "deterministic",
     "quiet",
+    "json",
 )
 
 
@@ -252,10 +254,20 @@ def _add_fit(sub: argparse._SubParsersAction) -> None:
         help="train-minus-val (default): hold out the validation split (training recordings with "
         "index %% 10 == 1) for choosing exit thresholds; train: every training recording",
     )
-    p.add_argument("--limit-train", type=cliargs.positive_int, default=None, help="use an evenly spread subset")
+    p.add_argument(
+        "--limit-train",
+        type=cliargs.positive_int,
+        default=None,
+        help="train on an evenly spread subset of this many training recordings (default: all)",
+    )
     cliargs.add_limit(p)
     cliargs.add_out(p, "checkpoint to write", "model.pt")
     p.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
+    cliargs.add_json(
+        p,
+        "one JSON object at the end (the checkpoint, its test accuracy and metrics); the lines a "
+        "person reads go to stderr",
+    )
     _add_threads(p)
 
 
@@ -361,6 +373,7 @@ def _add_calibrate(sub: argparse._SubParsersAction) -> None:
     cliargs.add_data(p, fallback="the checkpoint's")
     cliargs.add_limit(p, of="the test split for the before/after accuracy")
     cliargs.add_out(p, "calibrated checkpoint to write", required=True)
+    cliargs.add_json(p)
     _add_threads(p)
 
 
@@ -726,7 +739,24 @@ def fit_config(train_ds: Dataset, *flags: str) -> Config:
     )[0]
 
 
-def cmd_fit(a: argparse.Namespace) -> None:
+def as_json(command: Callable[[argparse.Namespace], dict[str, Any] | None]) -> Callable[[argparse.Namespace], None]:
+    """``command`` whose ``--json`` prints the summary it returns as the one object on
+    stdout; every line it prints for a person goes to stderr then."""
+
+    def run(a: argparse.Namespace) -> None:
+        if not a.json:
+            command(a)
+            return
+        with contextlib.redirect_stdout(sys.stderr):
+            summary = command(a)
+        if summary is not None:  # under torchrun, rank 0's
+            emit_json(summary)
+
+    return run
+
+
+@as_json
+def cmd_fit(a: argparse.Namespace) -> dict[str, Any] | None:
     # the data: once the spec is known (a resume's is stored)
     out = check_output(a.out, a.resume, a.init_from, kind=(".pt", "a checkpoint"))
     resumed = read_checkpoint(a.resume) if a.resume else None
@@ -804,14 +834,16 @@ def cmd_fit(a: argparse.Namespace) -> None:
         raise
     state = {**metrics.pop("train_state"), LIMITS_KEY: limits}
     metrics.update(lineage)
-    if int(os.environ.get("RANK", "0")) == 0:
-        save_checkpoint(out, cfg, model, metrics, state)
-        how = f", after BatchNorm calibration at T={cfg.train_T}" if metrics.get("bn_calibrated_layers") else ""
-        print(
-            f"wrote {out}: test accuracy {100 * metrics['test_accuracy']:.2f}% on {counted(len(test_ds), 'sample')} "
-            f"at T={cfg.train_T}{how} "
-            f"({metrics['seconds_per_epoch']:.1f} s/epoch, {counted(metrics['environment']['threads'], 'thread')})"
-        )
+    if int(os.environ.get("RANK", "0")) != 0:
+        return None
+    save_checkpoint(out, cfg, model, metrics, state)
+    how = f", after BatchNorm calibration at T={cfg.train_T}" if metrics.get("bn_calibrated_layers") else ""
+    print(
+        f"wrote {out}: test accuracy {100 * metrics['test_accuracy']:.2f}% on {counted(len(test_ds), 'sample')} "
+        f"at T={cfg.train_T}{how} "
+        f"({metrics['seconds_per_epoch']:.1f} s/epoch, {counted(metrics['environment']['threads'], 'thread')})"
+    )
+    return {"checkpoint": str(out), "data": cfg.data.spec, "n": len(test_ds), "T": cfg.train_T, **metrics}
 
 
 class EvalRun(NamedTuple):
@@ -930,7 +962,8 @@ def plot_accuracy(results: dict[str, dict[int, float]], path: str) -> None:
     plt.close(fig)
 
 
-def cmd_calibrate(a: argparse.Namespace) -> None:
+@as_json
+def cmd_calibrate(a: argparse.Namespace) -> dict[str, Any]:
     if a.calib_batches == 0:  # "0: off" elsewhere; here the command is the calibration
         raise ConfigError("--calib-batches 0 calibrates nothing; expected a positive number of training batches")
     check_output(a.out, a.checkpoint, kind=(".pt", "a checkpoint"))
@@ -969,19 +1002,14 @@ def cmd_calibrate(a: argparse.Namespace) -> None:
             "test_accuracy_per_calibration_run": per_run,
             "test_accuracy_mean_over_calibration_runs": statistics.mean(per_run),
         }
-    save_checkpoint(
-        a.out,
-        cfg,
-        model,
-        {
-            **metrics,
-            "bn_calibrated_layers": n,
-            "bn_calibration_T": T,
-            "test_accuracy_before_calibration": before,
-            "test_accuracy": after,
-            **runs_metrics,
-        },
-    )
+    calibrated = {
+        "bn_calibrated_layers": n,
+        "bn_calibration_T": T,
+        "test_accuracy_before_calibration": before,
+        "test_accuracy": after,
+        **runs_metrics,
+    }
+    save_checkpoint(a.out, cfg, model, {**metrics, **calibrated})
     runs = ""
     if a.calib_runs > 1:
         runs = (
@@ -994,6 +1022,7 @@ def cmd_calibrate(a: argparse.Namespace) -> None:
         f"{' per run' if a.calib_runs > 1 else ''}): test accuracy at T={T} "
         f"{100 * before:.2f}% -> {100 * after:.2f}% ({len(test)} samples){runs}; wrote {a.out}"
     )
+    return {"checkpoint": str(a.out), "data": test.spec, "n": len(test), **calibrated}
 
 
 def parser() -> argparse.ArgumentParser:
