@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import onnx
+from tqdm import tqdm
 
 from .cliargs import BENCH_STEPS
 from .errors import InputError
@@ -97,13 +98,18 @@ def sdk_loop(session: Session, x: np.ndarray, steps: int) -> Loop:
     return Loop(lambda: None, run)
 
 
-def interleaved(loops: dict[str, Loop], steps: int, repeats: int) -> dict[str, dict[str, float]]:
+def interleaved(
+    loops: dict[str, Loop], steps: int, repeats: int, progress: bool = False, desc: str = "timing"
+) -> dict[str, dict[str, float]]:
     """Per system: min and median wall and CPU ms per step over ``repeats`` rounds, each
-    round running every system once (the order rotated by one each round)."""
+    round running every system once (the order rotated by one each round). ``progress``:
+    a bar of the runs on stderr, moved between timed runs only."""
     names = list(loops)
+    bar = tqdm(total=len(names) * (repeats + 1), desc=desc, unit="run", disable=not progress, leave=False)
     for loop in loops.values():  # warm up: sessions, allocations, compilation
         loop.prepare()
         loop.run()
+        bar.update()
     wall: dict[str, list[float]] = {n: [] for n in names}
     cpu: dict[str, list[float]] = {n: [] for n in names}
     for r in range(repeats):
@@ -113,6 +119,8 @@ def interleaved(loops: dict[str, Loop], steps: int, repeats: int) -> dict[str, d
             loops[name].run()
             wall[name].append((time.perf_counter() - w0) / steps)
             cpu[name].append((time.process_time() - c0) / steps)
+            bar.update()
+    bar.close()
     return {
         n: {
             "wall_ms_min": 1e3 * min(wall[n]),
@@ -183,10 +191,11 @@ def bench(
     checkpoint: str | None = None,
     threads: int | None = None,
     compile_torch: bool = True,
+    progress: bool = False,
 ) -> dict:
     """One row per batch size: every system interleaved (see the module doc), at one
     thread count for all of them (``threads``, else the runtime's choice: 1 at batch 1,
-    all cores above)."""
+    all cores above); ``progress``: a bar per batch size on stderr."""
     rows = []
     load_before = os.getloadavg()
     for b in batches:
@@ -219,7 +228,7 @@ def bench(
                 unavailable["torch"] = "torch is not installed"
             shapes = gemm_shapes(s.model, s, b)
             limit = gemm_limit_ms(shapes, n)
-            timed = interleaved(loops, steps, repeats)
+            timed = interleaved(loops, steps, repeats, progress, f"batch {b}")
         systems = [
             {
                 "system": k,

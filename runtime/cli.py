@@ -128,7 +128,9 @@ def cmd_bench(a: argparse.Namespace) -> None:
     frames = 1 if session.protocol.input_kind in STATIC_KINDS else a.T
     for b in a.batch_size:
         check_memory(run_bytes(session.protocol, b, frames), f"--batch-size {b} for {a.T} steps")
-    result = bench(session, a.batch_size, a.T, a.repeats, a.checkpoint, a.threads, not a.no_compile)
+    result = bench(
+        session, a.batch_size, a.T, a.repeats, a.checkpoint, a.threads, not a.no_compile, sys.stderr.isatty()
+    )
     if a.json:
         emit_json({"model": a.model, **result})
         return

@@ -810,3 +810,19 @@ def test_frames_with_the_batch_axis_first_warn(model_path):
         s.run(x.swapaxes(0, 1).copy(), FixedT(2))  # a policy given: the caller chose the run length
     with pytest.warns(AxisOrderWarning, match=rf"read as frames \[T, B, ...\]: 2 steps of {T} samples"):
         s.run(x.swapaxes(0, 1).copy())
+
+
+def test_interleaved_timing_rotates_the_order_and_shows_progress_only_when_asked(capsys):
+    """bench, event-bench: every system runs once per round, the order rotated; the bar
+    (14-16 s of silence before) counts warm-up and timed runs on stderr, never stdout."""
+    from runtime.bench import Loop, interleaved
+
+    order: list[str] = []
+    loops = {n: Loop(lambda: None, lambda n=n: order.append(n)) for n in ("a", "b", "c")}
+    timed = interleaved(loops, steps=1, repeats=3)
+    assert order == ["a", "b", "c", "a", "b", "c", "b", "c", "a", "c", "a", "b"]  # warm-up, then rotated
+    assert all(t["wall_ms_min"] <= t["wall_ms_median"] for t in timed.values())
+    assert capsys.readouterr() == ("", "")
+    interleaved(loops, steps=1, repeats=3, progress=True, desc="batch 64")
+    out, err = capsys.readouterr()
+    assert out == "" and "batch 64:" in err and "/12 [" in err  # warm-up and timed runs of 3 systems

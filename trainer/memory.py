@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from runtime import cliargs
 from runtime.limits import available_cores
@@ -192,41 +194,46 @@ def peak_rss(cfg: Config, threads: int = 1) -> tuple[int, int]:
 
 
 def measure(
-    base: Config, methods: list[str], Ts: list[int], batch_size: int, reps: int, rss: bool, threads: int = 1
+    base: Config,
+    methods: list[str],
+    Ts: list[int],
+    batch_size: int,
+    reps: int,
+    rss: bool,
+    threads: int = 1,
+    progress: bool = False,
 ) -> list[dict[str, Any]]:
-    """Every case timed with ``threads`` torch threads (set here, restored after)."""
+    """Every case timed with ``threads`` torch threads (set here, restored after);
+    ``progress``: a bar of the cases on stderr."""
     old = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        return _measure(base, methods, Ts, batch_size, reps, rss, threads)
+        for spec in methods:  # each refused before the first case runs
+            name, K = parse_method(spec)
+            if name != "sdt" and name not in ONLINE_METHODS:
+                raise ConfigError(
+                    f"memory compares sdt (BPTT) and the online methods {list(ONLINE_METHODS)}; got {name!r}"
+                )
+            if name == "sltt-k" and not all(1 <= K <= T for T in Ts):  # fit's message names its --K
+                raise ConfigError(f"--methods {spec}: K must be in [1, T] for every --T {' '.join(map(str, Ts))}")
+        cases = [Case(*parse_method(spec), T) for spec in methods for T in Ts]
+        return [_measure(base, c, batch_size, reps, rss, threads) for c in tqdm(cases, "cases", disable=not progress)]
     finally:
         torch.set_num_threads(old)
 
 
-def _measure(
-    base: Config, methods: list[str], Ts: list[int], batch_size: int, reps: int, rss: bool, threads: int
-) -> list[dict[str, Any]]:
-    rows = []
-    for spec in methods:
-        name, K = parse_method(spec)
-        if name != "sdt" and name not in ONLINE_METHODS:
-            raise ConfigError(f"memory compares sdt (BPTT) and the online methods {list(ONLINE_METHODS)}; got {name!r}")
-        if name == "sltt-k" and not all(1 <= K <= T for T in Ts):  # fit's message names its --K
-            raise ConfigError(f"--methods {spec}: K must be in [1, T] for every --T {' '.join(map(str, Ts))}")
-        for T in Ts:
-            case = Case(name, K, T)
-            cfg = case_config(base, case, batch_size)
-            row: dict[str, Any] = {
-                "method": case.label,
-                "T": T,
-                "saved_MiB": saved_bytes(cfg) / MiB,
-                "ms_per_iter": 1e3 * seconds_per_iteration(cfg, reps),
-            }
-            if rss:
-                before, peak = peak_rss(cfg, threads)
-                row["peak_rss_MiB"], row["rss_increase_MiB"] = peak / MiB, (peak - before) / MiB
-            rows.append(row)
-    return rows
+def _measure(base: Config, case: Case, batch_size: int, reps: int, rss: bool, threads: int) -> dict[str, Any]:
+    cfg = case_config(base, case, batch_size)
+    row: dict[str, Any] = {
+        "method": case.label,
+        "T": case.T,
+        "saved_MiB": saved_bytes(cfg) / MiB,
+        "ms_per_iter": 1e3 * seconds_per_iteration(cfg, reps),
+    }
+    if rss:
+        before, peak = peak_rss(cfg, threads)
+        row["peak_rss_MiB"], row["rss_increase_MiB"] = peak / MiB, (peak - before) / MiB
+    return row
 
 
 def ratios(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
@@ -300,7 +307,7 @@ def cmd_memory(a: argparse.Namespace) -> None:
     base.with_step_dt().validate()
     build_checked(base, "the model")  # unknown model names, or too wide, fail here
     a.threads = a.threads or available_cores()  # the count used is the one reported
-    rows = measure(base, a.methods, sorted(a.T), a.batch_size, a.repeats, not a.no_rss, a.threads)
+    rows = measure(base, a.methods, sorted(a.T), a.batch_size, a.repeats, not a.no_rss, a.threads, sys.stderr.isatty())
     summary = ratios(rows)
     if a.json:
         emit_json(

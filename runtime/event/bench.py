@@ -89,9 +89,10 @@ def event_bench(
     T: int | None = None,
     reference_limit: int = 1,
     repeats: int = 5,
+    progress: bool = False,
 ) -> dict:
     """One row per engine, ``repeats`` interleaved rounds; ``session`` should be
-    single-threaded (batch-1 comparison)."""
+    single-threaded (batch-1 comparison); ``progress``: a bar of the runs on stderr."""
     check_dataset(engine, ds)
     assert ds.events is not None  # check_dataset: an event data set, which holds streams
     streams = list(ds.events)  # read now: a tonic set, or transforms, give lazily read recordings
@@ -115,7 +116,7 @@ def event_bench(
             settle, lambda: full.run(full.frames(streams, T), T, counts=False)
         ),
     }
-    times = interleaved(loops, n, repeats)  # per stream
+    times = interleaved(loops, n, repeats, progress)  # per stream
     rows = [_row(name, t, n, events, synops if name.startswith("event") else None) for name, t in times.items()]
     k = min(reference_limit, n)
     ref_ops = 0

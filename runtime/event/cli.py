@@ -88,7 +88,7 @@ def cmd_event_bench(a: argparse.Namespace) -> None:
     engine = load_event(a.model)
     use_threads(a.threads)
     ds = cliargs.model_data(a, engine.protocol, needs="the event engine")
-    r = event_bench(engine, load(a.model, 1), ds, a.T, a.reference_limit, a.repeats)
+    r = event_bench(engine, load(a.model, 1), ds, a.T, a.reference_limit, a.repeats, sys.stderr.isatty())
     r.update(model=a.model, data=ds.spec)
     if a.json:
         emit_json(r)
