@@ -315,10 +315,17 @@ def cmd_pi_bench(a: argparse.Namespace) -> None:
     print(
         f"load average {load_before[0]:.2f} before, {out['load_average'][1][0]:.2f} after (1 min); " + versions_text(v)
     )
-    print(table(["threads", "ms/step"], [[r["threads"], r["ms_per_step"]] for r in out["threads"]]))
+    cols = ["wall_ms_min", "wall_ms_median", "cpu_ms_min", "cpu_ms_median"]
     print(
-        f"peak RSS {out['peak_rss_mib']:.1f} MiB: runtime and model, no data set "
-        f"({base:.1f} MiB after imports, before the model)"
+        table(
+            ["threads", "wall ms/step min", "median", "CPU ms/step min", "median"],
+            [[r["threads"], *(r[c] for c in cols)] for r in out["threads"]],
+        )
+    )
+    print(f"batch 1, each thread count's Session.run timed whole, interleaved over {out['repeats']} rounds")
+    print(
+        f"peak RSS {out['peak_rss_mib']:.1f} MiB: runtime, model and the timed random input of batch 1 x --T, no "
+        f"data set ({base:.1f} MiB after imports, before the model)"
     )
     if "early_exit" in out:
         e = out["early_exit"]

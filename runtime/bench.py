@@ -55,7 +55,10 @@ def timed_steps(protocol: Protocol, T: int | None) -> int:
     return T
 
 
-def bench_input(session: Session, batch: int, steps: int, seed: int = 0) -> np.ndarray:
+INPUT_SEED = 0  # of the random input every system is timed on (reported with the figures)
+
+
+def bench_input(session: Session, batch: int, steps: int, seed: int = INPUT_SEED) -> np.ndarray:
     """What a run of ``steps`` steps takes: an image in [0, 1) ``[B, *shape]`` (repeated by
     the runtime), or sparse event-count frames ``[steps, B, *shape]``."""
     rng = np.random.default_rng(seed)
@@ -63,12 +66,6 @@ def bench_input(session: Session, batch: int, steps: int, seed: int = 0) -> np.n
     if session.protocol.input_kind in STATIC_KINDS:
         return rng.random(shape, dtype=np.float32)
     return rng.poisson(0.05, (steps, *shape)).astype(np.float32)
-
-
-def runtime_step_ms(session: Session, x: np.ndarray, steps: int, repeats: int) -> float:
-    """Median over ``repeats`` runs of (loop wall time / steps), the whole SDK loop included."""
-    session.run(x, FixedT(steps), counts=False)  # warm up: sessions, allocations
-    return 1e3 * float(np.median([session.run(x, FixedT(steps), counts=False).seconds / steps for _ in range(repeats)]))
 
 
 def stepper_loop(session: Session, x: np.ndarray, steps: int) -> Loop:
@@ -159,6 +156,16 @@ def _blas_threads(threads: int) -> contextlib.AbstractContextManager:
     return threadpool_limits(threads, user_api="blas")
 
 
+PEAK_SIDE = 1024  # the square fp32 matmul whose speed is the machine's measured peak here
+
+
+def peak_gflops(threads: int) -> float:
+    """numpy's fp32 matmul at :data:`PEAK_SIDE` squared, the fastest CPU time of 5: the
+    machine's arithmetic peak as its BLAS reaches it (a model's small shapes reach less)."""
+    _, cpu_ms = gemm_limit_ms([(PEAK_SIDE, PEAK_SIDE, PEAK_SIDE)], threads, repeats=5)
+    return 2e-6 * PEAK_SIDE**3 / cpu_ms
+
+
 def gemm_limit_ms(shapes: Sequence[tuple[int, int, int]], threads: int, repeats: int = 7) -> tuple[float, float]:
     """The fastest wall and CPU times (ms) of numpy's fp32 matmuls at ``shapes``, each
     summed over the shapes: one step's dense arithmetic at the BLAS's speed on this
@@ -239,20 +246,23 @@ def bench(
             for k, v in timed.items()
         ]
         macs = sum(m * k * n_ for m, k, n_ in shapes)
+        peak = peak_gflops(n) if shapes else None
+        load = os.getloadavg()[0]
         notes = []
-        if shapes and any(limit[0] > v["wall_ms_min"] for v in timed.values()):
-            # a limit slower than what it bounds: its BLAS threads waited for busy cores
+        if shapes and any(limit[0] > v["wall_ms_min"] for v in timed.values()) and (n > 1 or load >= n):
+            # a wall limit slower than what it bounds, with cores to share: its BLAS threads waited
             notes.append(
-                f"a system ran faster than the wall GEMM limit: the limit's {n} BLAS thread(s) did not get "
-                f"{n} free cores (load average {os.getloadavg()[0]:.2f}); the wall limit is no bound here: "
-                "read the CPU column, or rerun with --threads 1"
+                f"a system ran faster than the wall GEMM limit, whose {n} BLAS thread(s) shared the cores (load "
+                f"average {load:.2f}): the wall limit is no bound here; read the CPU column"
             )
-        if shapes and any(limit[1] > v["cpu_ms_min"] for v in timed.values()):
+        if peak is not None and any(limit[1] > v["cpu_ms_min"] for v in timed.values()):
             # numpy's matmul at these shapes is the measured limit, not the machine's: a runtime
             # with a better kernel for a shape (a conv as its own op, not im2col) can pass it
             notes.append(
-                "a system used less CPU than the CPU GEMM limit: the limit is numpy's fp32 matmul at the model's "
-                "shapes, which a runtime's own kernels can beat by a little; read over 100% as at the limit"
+                "a system used less CPU than the GEMM limit: the limit is numpy's fp32 matmul at the model's "
+                f"shapes ({2e-6 * macs / limit[1]:.1f} GFLOP/s), which a runtime's own kernels can beat; against "
+                f"the machine's peak ({peak:.1f} GFLOP/s at {PEAK_SIDE}x{PEAK_SIDE}) the fastest reaches "
+                f"{max(100.0 * 2e-6 * macs / v['cpu_ms_min'] / peak for v in timed.values()):.0f}%"
             )
         rows.append(
             {
@@ -261,6 +271,7 @@ def bench(
                 "gemm_limit_ms_wall": limit[0],
                 "gemm_limit_ms_cpu": limit[1],
                 "gemm_gflops_wall": 2e-6 * macs / limit[0] if shapes else None,
+                "peak_gflops_cpu": peak,  # the machine's: numpy fp32 matmul at PEAK_SIDE squared
                 "systems": systems,
                 "unavailable": unavailable,
                 "notes": notes,
@@ -271,6 +282,7 @@ def bench(
         "backend_note": session.backend_note,
         "T": steps,
         "repeats": repeats,
+        "seed": INPUT_SEED,
         "load_average": [load_before, os.getloadavg()],
         "versions": versions("numpy", "onnxruntime", "numba", *(["torch"] if checkpoint else [])),
         "rows": rows,

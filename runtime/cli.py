@@ -11,7 +11,7 @@ import warnings
 from typing import Any
 
 from . import cliargs
-from .bench import bench, timed_steps, torch_available
+from .bench import PEAK_SIDE, bench, timed_steps, torch_available
 from .data import DataError, spec_paths
 from .data.events import TIME_BASES
 from .engine import threads_for
@@ -113,6 +113,7 @@ def cmd_run(a: argparse.Namespace) -> None:
 
 def cmd_bench(a: argparse.Namespace) -> None:
     cliargs.refuse_unread("--checkpoint", a.checkpoint is not None, {"--no-compile": a.no_compile})  # torch's
+    cliargs.refuse_oversubscribed(a.threads, "steps", InputError)
     if a.checkpoint and not torch_available():
         raise InputError("--checkpoint needs torch to time torch eager; it is not installed")
     if a.checkpoint:  # a bad checkpoint: one line before any timing (torch only here)
@@ -137,7 +138,7 @@ def cmd_bench(a: argparse.Namespace) -> None:
     before, after = result["load_average"]
     print(f"backend {result['backend']}: {result['backend_note']}")
     print(
-        f"{a.model}: {a.T} steps per round, {a.repeats} interleaved rounds; load average "
+        f"{a.model}: {a.T} steps per round, {a.repeats} interleaved rounds, input seed {result['seed']}; load average "
         f"{before[0]:.2f} before, {after[0]:.2f} after (1 min)"
     )
     print(f"versions: {versions_text(result['versions'])}")
@@ -146,7 +147,8 @@ def cmd_bench(a: argparse.Namespace) -> None:
         print(
             f"\nbatch {r['batch']}, {r['threads']} thread(s); GEMM limit {limit:.3f} ms/step wall, "
             f"{r['gemm_limit_ms_cpu']:.3f} CPU (numpy fp32 matmul at the model's shapes, "
-            f"{r['gemm_gflops_wall']:.1f} GFLOP/s)"
+            f"{r['gemm_gflops_wall']:.1f} GFLOP/s; the machine's peak {r['peak_gflops_cpu']:.1f} GFLOP/s CPU at "
+            f"{PEAK_SIDE}x{PEAK_SIDE})"
             if r["gemm_gflops_wall"]
             else f"\nbatch {r['batch']}, {r['threads']} thread(s); GEMM limit not measured (no weight shapes)"
         )

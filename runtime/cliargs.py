@@ -421,6 +421,19 @@ def add_threads(p: argparse.ArgumentParser, default: int | None, what: str) -> N
     p.add_argument("--threads", type=threads, default=default, help=what)
 
 
+def refuse_oversubscribed(threads: int | None, what: str, error: type[Exception]) -> None:
+    """A timing with more threads than this process's cores measures their contention (a
+    stranger's --threads 1000 took the machine to a load of 540, and its "% of limit" read
+    14019): refused, naming the cores."""
+    from .limits import available_cores
+
+    if threads and threads > (cores := available_cores()):
+        raise error(
+            f"--threads {threads}: this process may run on {cores} cores, and a timing on more threads than cores "
+            f"measures their contention, not the {what}; expected at most {cores} (0: all)"
+        )
+
+
 def add_ort_threads(p: argparse.ArgumentParser, when: str = "", more: str | None = None) -> None:
     """``--threads`` of the commands that run a model on onnxruntime (``when``: in which
     of the command's modes it applies; ``more``: what else the flag sets)."""

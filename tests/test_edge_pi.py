@@ -21,6 +21,9 @@ def test_pi_bench_json(tmp_path):
     out = json.loads(r.stdout)
     assert [row["threads"] for row in out["threads"]] == [1, 2]
     assert all(row["ms_per_step"] > 0 for row in out["threads"])
+    # interleaved: min and median of wall and CPU per thread count (median only, timed in blocks)
+    for row in out["threads"]:
+        assert row["wall_ms_min"] <= row["wall_ms_median"] == row["ms_per_step"] and row["cpu_ms_min"] > 0
     assert out["peak_rss_mib"] >= out["rss_before_model_mib"] > 0
     assert "early_exit" not in out
     # what a figure from a Pi is compared by (the text header said steps and repeats; JSON did not)

@@ -161,6 +161,9 @@ def test_cli_event_mode_json_has_sd(tmp_path):
     # and the versions and CPU a rerun must match (the page's table had none on record)
     assert bench["versions"]["numba"] and bench["versions"]["numpy"] and "cpu" in bench["versions"]
     assert all(row["cpu_ms_per_stream"] <= row["cpu_ms_per_stream_median"] for row in rows)
+    assert all(row["wall_ms_per_stream_min"] <= row["ms_per_stream"] for row in rows)  # min and median, both
+    # --threads 1 is both all-streams rows' count: the clock batch ran on every core, CPU above wall
+    assert rows[3]["runtime"] == "clock T=6, batch 2 (1 thread)", rows[3]["runtime"]
     assert all(row["msynops_per_cpu_s"] >= row["msynops_per_cpu_s_median"] for row in rows[:2])
     assert 0 < fixed["run_us_min"] <= fixed["run_us_median"] and 0 < fixed["batch_us_min"] <= fixed["batch_us_median"]
 

@@ -519,6 +519,7 @@ def test_memory_command_json(capsys):
     # "width": 0, the flag's "the model's default", on a page that measured width 32)
     assert (obj["model"], obj["width"]) == ("1C1FCW2", 2)
     assert obj["threads"] == 2  # the count the times were measured with
+    assert obj["seed"] == 0 and obj["load_average"] >= 0 and obj["versions"]["torch"]  # what a rerun needs
     assert torch.get_num_threads() == before  # and the caller's count is restored
     assert [(r["method"], r["T"]) for r in obj["rows"]] == [("sdt", 2), ("sdt", 4), ("sltt", 2), ("sltt", 4)]
     assert obj["ratios"]["sltt"]["saved_T4_over_T2"] == 1.0
@@ -599,3 +600,19 @@ def test_stage_counting_sees_weight_standardised_layers_once():
     h.remove()
     dense = sum(float(o.numel()) for o in out) * float(first.module.weight[0].numel())
     assert dense > 0 and counts.stages[0].macs == dense
+
+
+@pytest.mark.parametrize(
+    "argv, case",
+    [
+        (["memory", "--methods", "sdt", "sltt", "--T", "2", "--no-rss"], "sdt at T=2, --batch-size 100000 needs about"),
+        (["memory", "--methods", "sltt", "--T", "2", "--no-rss"], "sltt at T=2, --batch-size 100000 needs about"),
+        (["trev-memory", "--T", "2"], "T=2, --batch-size 100000 needs about"),
+    ],
+)
+def test_memory_commands_refuse_a_batch_that_cannot_fit_before_building_it(argv, case, capsys, monkeypatch):
+    """`trainer memory --batch-size 1000000` was the kernel's OOM kill (22 GB, no error line);
+    with FLEXSNN_MAX_MEMORY=1G both commands allocated and failed in torch's allocator."""
+    monkeypatch.setenv("FLEXSNN_MAX_MEMORY", "1G")
+    code, out, err = run(capsys, *argv, "--batch-size", "100000", "--threads", "1")
+    assert code == 2 and out == "" and case in err and "1.0 GiB is available" in err, err

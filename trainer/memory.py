@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
+import os
 import statistics
 import sys
 import time
@@ -30,10 +31,10 @@ import torch
 from tqdm import tqdm
 
 from runtime import cliargs
-from runtime.limits import available_cores
+from runtime.limits import available_cores, check_memory
 from runtime.neuron import make_spec
 from runtime.neuron import presets as neuron_presets
-from runtime.report import emit_json, table
+from runtime.report import emit_json, table, versions, versions_text
 
 from .checkpoint import build_checked
 from .config import (
@@ -49,7 +50,7 @@ from .config import (
 )
 from .models import build_model, conv_width, is_fc, named_width, refuse_unread_options
 from .online import online_iteration, online_method
-from .train import stage_iteration
+from .train import stage_iteration, step_bytes
 
 MiB = 2**20
 DEFAULT_METHODS = ["sdt", "sltt", "sltt-k:1", "sltt-k:2", "ottt-a", "ottt-o", "ndot-a", "ndot-o"]
@@ -132,7 +133,27 @@ def case_config(base: Config, case: Case, batch_size: int) -> Config:
     return Config(base.model, base.neuron, base.data, method).with_step_dt().validate()
 
 
-def make_iteration(cfg: Config, seed: int = 0) -> Callable[[], float]:
+SEED = 0  # of the random weights and spike batches every case is measured on
+
+
+def check_case_memory(cfg: Config, batch_size: int, steps: int, what: str) -> None:
+    """Refuse a case that would not fit before building its batch: at least ``steps``
+    steps of :func:`.train.step_bytes` per sample (BPTT holds every step's activity, an
+    online method one step's; a stranger's --batch-size 1000000 was the kernel's OOM kill)."""
+    per_step = step_bytes(build_model(cfg), tuple(cfg.model.in_shape))
+    check_memory(batch_size * steps * per_step, f"{what}, --batch-size {batch_size}")
+
+
+def provenance() -> dict[str, Any]:
+    """What a memory or timing table was measured with: the seed, load and versions."""
+    return {"seed": SEED, "load_average": os.getloadavg()[0], "versions": versions("torch", "numpy")}
+
+
+def provenance_text(p: dict[str, Any]) -> str:
+    return f"seed {p['seed']}, load average {p['load_average']:.2f}; {versions_text(p['versions'])}"
+
+
+def make_iteration(cfg: Config, seed: int = SEED) -> Callable[[], float]:
     """A closure running one training iteration of ``cfg``'s method on a fixed random
     spike batch (fresh model and Adam, seeded)."""
     torch.manual_seed(seed)
@@ -217,6 +238,9 @@ def measure(
             if name == "sltt-k" and not all(1 <= K <= T for T in Ts):  # fit's message names its --K
                 raise ConfigError(f"--methods {spec}: K must be in [1, T] for every --T {' '.join(map(str, Ts))}")
         cases = [Case(*parse_method(spec), T) for spec in methods for T in Ts]
+        for case in cases:  # each checked before the first runs
+            steps = case.T if case.method == "sdt" else 1
+            check_case_memory(case_config(base, case, batch_size), batch_size, steps, f"{case.label} at T={case.T}")
         return [_measure(base, c, batch_size, reps, rss, threads) for c in tqdm(cases, "cases", disable=not progress)]
     finally:
         torch.set_num_threads(old)
@@ -306,6 +330,7 @@ def cmd_memory(a: argparse.Namespace) -> None:
     refuse_unread_options(m)  # an fc model has no conv: --norm and --width would be ignored
     base.with_step_dt().validate()
     build_checked(base, "the model")  # unknown model names, or too wide, fail here
+    cliargs.refuse_oversubscribed(a.threads, "training iterations", ConfigError)
     a.threads = a.threads or available_cores()  # the count used is the one reported
     rows = measure(base, a.methods, sorted(a.T), a.batch_size, a.repeats, not a.no_rss, a.threads, sys.stderr.isatty())
     summary = ratios(rows)
@@ -320,6 +345,7 @@ def cmd_memory(a: argparse.Namespace) -> None:
                 "in_shape": a.in_shape,
                 "batch_size": a.batch_size,
                 "threads": a.threads,
+                **provenance(),
                 "rows": rows,
                 "ratios": summary,
             }
@@ -340,3 +366,4 @@ def cmd_memory(a: argparse.Namespace) -> None:
             [[k, v[f"saved_T{hi}_over_T{lo}"], v.get(f"bptt_over_method_T{hi}", "-")] for k, v in summary.items()],
         )
     )
+    print(f"\n{provenance_text(provenance())}; each method timed in its own block (median of --repeats)")

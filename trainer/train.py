@@ -95,29 +95,29 @@ def evaluate_configs(
 
 
 def check_eval_memory(model: Net, ds: Dataset, T: int, batch_size: int) -> None:
-    """Refuse an evaluation that would not fit, before any allocation: its batches' frames
-    [T, B, *shape] (as binning builds them: int64 counts, then float32) and each layer's
-    activity over all T at once (a layer's currents, spikes and membrane: 12 bytes per
-    neuron state element per step; the frames alone undercounted a conv net 13-fold)."""
+    """Refuse an evaluation that would not fit, before any allocation (:func:`step_bytes`
+    per sample and step, all T at once); data the model cannot take is a ConfigError here."""
     batch = min(batch_size, len(ds))
-    per_step = 16 * math.prod(ds.shape) + 12 * state_elements(model, ds)
-    check_memory(batch * T * per_step, f"evaluating batches of {batch} at T={T}")
+    check_memory(batch * T * step_bytes(model, ds.shape, len(ds.classes)), f"evaluating batches of {batch} at T={T}")
 
 
-def state_elements(model: Net, ds: Dataset) -> int:
-    """Neuron state elements of one sample of ``ds`` (one step from rest at batch 1, on
-    zeros); data the model cannot take (another shape, more classes) is a ConfigError
-    here, not a torch error from inside the evaluation (or a silently wrong accuracy)."""
+def step_bytes(model: Net, shape: tuple[int, ...], classes: int = 0) -> int:
+    """The bytes a run of ``model`` holds at least per sample and step: the frame as binning
+    builds it (int64 counts, then float32: 16 bytes per element) and each neuron state
+    element's current, spike and membrane (12 bytes; the frames alone undercounted a conv
+    net 13-fold). Counted by one step from rest at batch 1 on zeros of ``shape``: a shape
+    the layers do not take, or more than ``classes`` outputs, is a ConfigError here, not a
+    torch error from inside the run (or a silently wrong accuracy)."""
     with torch.no_grad(), eval_mode(model):
         try:
-            y, states = model.step(torch.zeros(1, *ds.shape), 0, [None] * model.n_states)
+            y, states = model.step(torch.zeros(1, *shape), 0, [None] * model.n_states)
         except RuntimeError as e:  # on zeros of the data's shape: a shape the layers do not take
             raise ConfigError(
-                f"the data's samples of shape {list(ds.shape)} do not fit this model ({str(e).splitlines()[0]})"
+                f"the data's samples of shape {list(shape)} do not fit this model ({str(e).splitlines()[0]})"
             ) from None
-    if y.shape[-1] < len(ds.classes):
-        raise ConfigError(f"the data has {len(ds.classes)} classes; this model outputs {y.shape[-1]}")
-    return sum(s.numel() for s in states if s is not None)
+    if y.shape[-1] < classes:
+        raise ConfigError(f"the data has {classes} classes; this model outputs {y.shape[-1]}")
+    return 16 * math.prod(shape) + 12 * sum(s.numel() for s in states if s is not None)
 
 
 @contextlib.contextmanager

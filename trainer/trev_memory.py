@@ -16,10 +16,20 @@ from typing import Any
 
 import torch
 
+from runtime.cliargs import refuse_oversubscribed
 from runtime.report import emit_json, table
 
 from .config import DEFAULT_BIAS, Config, ConfigError, MethodConfig
-from .memory import MiB, SavedTensorMeter, add_measurement_options, median_seconds
+from .memory import (
+    SEED,
+    MiB,
+    SavedTensorMeter,
+    add_measurement_options,
+    check_case_memory,
+    median_seconds,
+    provenance,
+    provenance_text,
+)
 from .models import build_model
 from .repro import setup as setup_threads
 from .trev import PRODUCT, TRevNet, TRevOptions, add_options_flag, parse_options
@@ -54,7 +64,7 @@ def one_iteration(net: TRevNet, x: torch.Tensor, y: torch.Tensor) -> None:
     net.loss(net(x), y).backward()
 
 
-def measure_T(cfg: Config, batch_size: int, reps: int, seed: int = 0) -> dict[str, Any]:
+def measure_T(cfg: Config, batch_size: int, reps: int, seed: int = SEED) -> dict[str, Any]:
     """Saved bytes and time per iteration (``reps`` timed runs; 0: no timing), reversible
     and BPTT, at ``cfg``'s T."""
     torch.manual_seed(seed)
@@ -88,6 +98,7 @@ def add_trev_memory_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_trev_memory(a: argparse.Namespace) -> None:
+    refuse_oversubscribed(a.threads, "training iterations", ConfigError)
     setup_threads(a.threads)
     options = parse_options(a.trev)
     if options.backward != PRODUCT.backward:  # both backwards are measured, row by row
@@ -95,6 +106,7 @@ def cmd_trev_memory(a: argparse.Namespace) -> None:
     cfgs = [trev_config(a.model, a.data_kind, tuple(a.in_shape), T, a.width, options) for T in sorted(a.T)]
     for cfg in cfgs:
         build(cfg)  # every bad T or name fails before any measurement
+        check_case_memory(cfg, a.batch_size, cfg.train_T, f"T={cfg.train_T}")  # BPTT's row holds every step
     rows = [measure_T(cfg, a.batch_size, a.repeats) for cfg in cfgs]
     lo, hi = rows[0], rows[-1]
     growth = {m: hi[f"{m}_saved_MiB"] / lo[f"{m}_saved_MiB"] for m in ("reversible", "bptt")}
@@ -108,6 +120,8 @@ def cmd_trev_memory(a: argparse.Namespace) -> None:
                 # the network measured (fit's by default); both backwards are rows
                 "trev": {k: v for k, v in options.to_dict().items() if k != "backward"},
                 "bias": DEFAULT_BIAS,
+                "threads": torch.get_num_threads(),
+                **provenance(),
                 "rows": rows,
                 f"saved_T{hi['T']}_over_T{lo['T']}": growth,
             }
@@ -127,3 +141,4 @@ def cmd_trev_memory(a: argparse.Namespace) -> None:
     ]
     print(table(cols, [[r[c] for c in cols] for r in rows]))
     print(f"saved at T={hi['T']} / T={lo['T']}: reversible {growth['reversible']:.2f}, bptt {growth['bptt']:.2f}")
+    print(f"{torch.get_num_threads()} torch thread(s), {provenance_text(provenance())}")

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime.bench import bench_input, runtime_step_ms
+from runtime.bench import Loop, bench_input, interleaved
 from runtime.data import Dataset
 from runtime.evaluate import ClockMode
 from runtime.policies import Cascade, ExitPolicy, FixedT
@@ -41,15 +41,22 @@ def peak_rss_mib() -> float:
 
 
 def thread_rows(path: str, max_threads: int, steps: int, repeats: int, backend: str = "auto") -> list[dict]:
-    """Batch-1 per-step latency (median of ``repeats`` loops of ``steps`` steps) per thread count."""
-    rows = []
+    """Batch-1 per-step latency per thread count: one ``Session.run`` of ``steps`` steps
+    timed whole, the thread counts interleaved over ``repeats`` rounds (timed one after
+    the other, a load that came and went made 2 threads read 29% faster in one run and
+    5-15% slower in four reruns); wall and CPU ms per step, min and median."""
     most = 1 if backend == "exact" else max_threads  # exact runs one thread by design: more rows time it again
-    for threads in range(1, most + 1):
-        session = load(path, threads=threads, backend=backend)
-        x = bench_input(session, 1, steps)
-        ms = runtime_step_ms(session, x, steps, repeats)
-        rows.append({"threads": threads, "backend": session.backend, "ms_per_step": ms})
-    return rows
+    sessions = {str(n): load(path, threads=n, backend=backend) for n in range(1, most + 1)}
+    x = bench_input(sessions["1"], 1, steps)
+
+    def loop(s: Session) -> Loop:
+        return Loop(lambda: None, lambda: s.run(x, FixedT(steps), counts=False))
+
+    timed = interleaved({n: loop(s) for n, s in sessions.items()}, steps, repeats)
+    return [
+        {"threads": int(n), "backend": sessions[n].backend, "ms_per_step": v["wall_ms_median"], **v}
+        for n, v in timed.items()
+    ]
 
 
 def _run_of(session: Session, ds: Dataset, i: int, policy: ExitPolicy | Cascade) -> Callable[[], RunResult]:

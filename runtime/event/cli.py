@@ -7,7 +7,7 @@ import sys
 
 from .. import cliargs
 from ..errors import InputError
-from ..report import emit_json, pct, print_run, print_warnings, sci, table, versions_text
+from ..report import counted, emit_json, pct, print_run, print_warnings, sci, table, versions_text
 from ..session import load
 
 # .bench, .engine and .evaluate import numba: only inside the commands that run it (the
@@ -75,8 +75,8 @@ def add_event_bench(sub: argparse._SubParsersAction) -> None:
     cliargs.add_threads(
         p,
         0,
-        "numba threads of the all-streams row, one stream each, as runtime run --mode event (0: all cores, the "
-        "default); the other rows run on one",
+        "threads of the two all-streams rows: the event engine's (numba, one stream each, as runtime run --mode "
+        "event) and the clock batch's (onnxruntime); 0: all cores, the default; the other rows run on one",
     )
     cliargs.add_json(p)
 
@@ -100,7 +100,16 @@ def cmd_event_bench(a: argparse.Namespace) -> None:
     )
     print(
         table(
-            ["runtime", "events/s", "M synops/CPU s", "(median)", "CPU ms/stream", "(median)", "wall ms/stream"],
+            [
+                "runtime",
+                "events/s",
+                "M synops/CPU s",
+                "(median)",
+                "CPU ms/stream",
+                "(median)",
+                "wall ms/stream",
+                "(median)",
+            ],
             [
                 [
                     row["runtime"],
@@ -109,6 +118,7 @@ def cmd_event_bench(a: argparse.Namespace) -> None:
                     row.get("msynops_per_cpu_s_median", ""),
                     row["cpu_ms_per_stream"],
                     row["cpu_ms_per_stream_median"],
+                    row["wall_ms_per_stream_min"],
                     row["ms_per_stream"],
                 ]
                 for row in r["rows"]
@@ -118,7 +128,8 @@ def cmd_event_bench(a: argparse.Namespace) -> None:
     (l1, l2) = (f"{x[0]:.2f}" for x in r["load_average"])
     print(
         f"min and median of {r['repeats']} interleaved rounds (the plain-Python loop: one run); events/s at "
-        f"the wall minimum; numba threads {r['numba_threads']}; load average {l1} before, {l2} after"
+        f"the wall minimum; all-streams rows on {counted(r['numba_threads'], 'thread')}; load average {l1} before, "
+        f"{l2} after"
     )
     print(f"versions: {versions_text(r['versions'])}")
     f = r["fixed_cost"]
@@ -132,3 +143,5 @@ def cmd_event_bench(a: argparse.Namespace) -> None:
         f"event-driven (1 core) is faster than clock-driven (batch 1, 1 thread) below "
         f"{100 * c['activity_at_crossover']:.2f}%"
     )
+    for note in r["notes"]:
+        print(f"note: {note}")
