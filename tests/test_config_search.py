@@ -168,6 +168,8 @@ def test_eval_config_calibrates_bn_for_that_config_on_a_copy(ckpts, capsys):
     code, out, err = run(capsys, "eval", bn, "--config", "1,4", "--json", "--limit", "40")
     assert code == 0, err
     got = json.loads(out)["runs"][0]["results"][0]["accuracy"]
+    # what the statistics came from, as search's report says it (eval --config said nothing)
+    assert json.loads(out)["runs"][0]["bn_calibration"] == {"batches": 10, "batch_size": 64, "runs": 1, "seed": 0}
     cfg, model, _ = load_checkpoint(bn)
     test = load_dataset("digits", "test", 40)
     uncalibrated = evaluate_configs(model, test, [[1, 4]])[0]
@@ -175,6 +177,9 @@ def test_eval_config_calibrates_bn_for_that_config_on_a_copy(ckpts, capsys):
     assert got == evaluate_configs(model, test, [[1, 4]])[0]
     code, out, _ = run(capsys, "eval", bn, "--config", "1,4", "--json", "--limit", "40", "--calib-batches", "0")
     assert json.loads(out)["runs"][0]["results"][0]["accuracy"] == uncalibrated
+    assert json.loads(out)["runs"][0]["bn_calibration"] is None
+    code, out, _ = run(capsys, "eval", bn, "--config", "1,4", "--limit", "40")
+    assert "BatchNorm re-estimated for each configuration on 10 training batches of 64 (seed 0, 1 run averaged)" in out
     assert ckpts[1].read_bytes() == before
 
 
@@ -284,9 +289,10 @@ def test_search_reports_and_plots(ckpts, capsys, tmp_path):
         assert r["checked"]["config"] == last["config"]
     else:
         assert r["checked"]["config"] == r["uniform"]["config"]
-    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and r["plot"] == str(png)  # said, as tradeoff's
     code, out, _ = run(capsys, *argv)
     assert code == 0 and "difference chosen - uniform" in out and "Pearson r" in out
+    assert "R_i (µJ/sample per step, uniform T=4)" in out  # the cost per step with its unit
     code, out, err = run(capsys, *argv[:-4], "--validate-configs", "0", "--json")  # r undefined: null, still JSON
     assert code == 0, err
     r = json.loads(out)

@@ -40,8 +40,11 @@ def test_eval_table_and_plot(checkpoint, capsys, tmp_path):
     code, out, _ = run(capsys, "eval", str(checkpoint), str(checkpoint), "--limit", "30", "--plot", str(png))
     assert code == 0
     lines = out.strip().splitlines()
-    assert lines[1].split()[0] == "T" and len(lines) == 3 + 3  # title, header, rule, T = 1..3
+    assert lines[1].split()[0] == "T" and len(lines) == 3 + 3 + 1  # title, header, rule, T = 1..3, the plot
+    assert lines[-1] == f"wrote {png}"  # as tradeoff says it (eval wrote it unsaid)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    code, out, _ = run(capsys, "eval", str(checkpoint), "--limit", "30", "--plot", str(png), "--json")
+    assert code == 0 and json.loads(out)["plot"] == str(png)
 
 
 def test_eval_of_checkpoints_trained_at_different_T(checkpoint, capsys, tmp_path):

@@ -927,7 +927,9 @@ def cmd_eval(a: argparse.Namespace) -> None:
         plot_accuracy({p: r.accuracy for p, r in runs.items()}, a.plot)
     all_T = sorted({T for r in runs.values() for T in r.accuracy} | set(a.T or ()))  # asked: a row each
     if a.json:
-        emit_json({**eval_json(runs, all_T), "split": a.split, "warnings": warnings})
+        emit_json(
+            {**eval_json(runs, all_T), "split": a.split, "warnings": warnings, **({"plot": a.plot} if a.plot else {})}
+        )
         return
     data = {(r.data, r.n) for r in runs.values()}
     if len(data) == 1:
@@ -940,6 +942,8 @@ def cmd_eval(a: argparse.Namespace) -> None:
     names = [Path(p).name for p in runs]
     cells = [[T, *(pct(r.accuracy[T]) if T in r.accuracy else "-" for r in runs.values())] for T in all_T]
     print(table(["T", *names], cells))
+    if a.plot:
+        print(f"wrote {a.plot}")
 
 
 def plot_accuracy(results: dict[str, dict[int, float]], path: str) -> None:

@@ -289,8 +289,8 @@ def add_measurement_options(
     cliargs.add_threads(
         p,
         1,
-        "torch CPU threads for the timings (and memory's peak-RSS processes; 0: all cores; default 1: the time "
-        "column then does not depend on how many cores other work leaves free)",
+        "torch CPU threads for the timings (trainer memory: its peak-RSS processes too; 0: all cores; default 1: "
+        "the time column then does not depend on how many cores other work leaves free)",
     )
     cliargs.add_json(p)
 

@@ -20,7 +20,7 @@ from runtime.data.transforms import from_dicts
 from runtime.evaluate import EVAL_BATCH_SIZE
 from runtime.fileio import check_output, write_atomic
 from runtime.protocol import DATA_INPUT_KINDS, DENSE_KINDS
-from runtime.report import emit_json, energy_note, pct, sci, table
+from runtime.report import counted, emit_json, energy_note, pct, sci, table
 
 from .checkpoint import load_checkpoint
 from .config import CALIB_BATCHES, Config, ConfigError
@@ -200,13 +200,20 @@ def eval_configs(a: argparse.Namespace) -> None:
     for path, _, model in loaded:
         refuse_calibration_flags_without_bn(a, path, model)
     data: dict[str, tuple[str, int]] = {}
+    calibrated: dict[str, dict[str, int] | None] = {}  # per checkpoint: how each configuration's BN was re-estimated
     for path, cfg, model in loaded:
         _, _, ds = load(path, a.data, "test", a.limit)
         data[path] = (ds.spec, len(ds))
+        calib = calibration_data(path, cfg, model, a.data)
+        calibrated[path] = (
+            calibration_record(a.calib_batches, len(calib), a.calib_runs)
+            if calib is not None and a.calib_batches
+            else None
+        )
         ev = Evaluator(
             model,
             ds,
-            calibration_data(path, cfg, model, a.data),
+            calib,
             a.calib_batches,
             a.batch_size,
             binning=a.binning or cfg.data.binning,
@@ -215,7 +222,10 @@ def eval_configs(a: argparse.Namespace) -> None:
         )
         out[path] = [config_row(c, *ev.run(c)) for c in a.config]
     if a.json:  # eval --T's shape: one entry per checkpoint, for one or several (it was a list or a dict)
-        runs = [{"checkpoint": p, "data": data[p][0], "n": data[p][1], "results": rs} for p, rs in out.items()]
+        runs = [
+            {"checkpoint": p, "data": data[p][0], "n": data[p][1], "bn_calibration": calibrated[p], "results": rs}
+            for p, rs in out.items()
+        ]
         emit_json(
             {"configs": [list(map(int, c)) for c in a.config], "split": a.split, "runs": runs, "warnings": warnings}
         )
@@ -228,6 +238,12 @@ def eval_configs(a: argparse.Namespace) -> None:
     ]
     headers = ["model", "config (T per stage)", "accuracy (%)", "MACs/sample", "ACs/sample", "energy µJ/sample*"]
     print(table(headers, rows))
+    for path, how in calibrated.items():
+        if how is not None:
+            print(
+                f"{path}: BatchNorm re-estimated for each configuration on {how['batches']} training batches of "
+                f"{how['batch_size']} (seed {how['seed']}, {counted(how['runs'], 'run')} averaged)"
+            )
     print(energy_note())
 
 
@@ -401,10 +417,13 @@ def cmd_search(a: argparse.Namespace) -> None:
         )
     if a.plot:
         plot_search(report, found.frontier_energy, found.frontier_predicted, a.plot)
+        report["plot"] = a.plot
     if a.json:
         emit_json(_no_nan(report))  # JSON has no NaN: an undefined r (too few configurations) is null
         return
     print_search(report)
+    if a.plot:
+        print(f"wrote {a.plot}")
 
 
 def _no_nan(obj: Any) -> Any:
@@ -460,7 +479,8 @@ def print_search(r: dict[str, Any]) -> None:
             f"validated on {v['n']} further configurations (validation split): Pearson r {v['pearson_r']:.3f}, "
             f"mean absolute error {100 * v['mae']:.2f} points"
         )
-    print(f"R_i ({r['cost_model']} per step, uniform T={r['T_range'][1]}): {[round(x, 4) for x in r['R']]}")
+    per_step = "µJ/sample per step" if r["cost_model"] == "energy" else "spike rate per step"
+    print(f"R_i ({per_step}, uniform T={r['T_range'][1]}): {[round(x, 4) for x in r['R']]}")
     print(
         f"EC(t) = sum_i t_i R_i vs measured energy over the {len(r['fit']['configs']) + v['n']} configurations "
         f"run (validation split): Pearson r {r['energy_model_pearson_r']:.3f}"
