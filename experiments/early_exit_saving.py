@@ -12,7 +12,6 @@ the batch size: they leave at every exit), in the same interleaved rounds. Rerun
 
 from __future__ import annotations
 
-import json
 import os
 import time
 
@@ -22,6 +21,7 @@ import runtime
 import runtime.session as session_module
 from runtime import cliargs
 from runtime.data import load_dataset
+from runtime.report import emit_json, table, versions, versions_text
 
 
 def main() -> None:
@@ -41,6 +41,7 @@ def main() -> None:
         default=[session_module.COMPACT_AT],
         help="finished rows a batch collects before it is compacted, each value compared",
     )
+    cliargs.add_json(p)
     a = p.parse_args()
     s = runtime.load(a.model, threads=a.threads)
     a.tmax = a.tmax or s.protocol.default_T  # it was 10 whatever the model: fixed:10 on a model of T = 6
@@ -83,7 +84,18 @@ def main() -> None:
                 }
             )
     out["load_after"] = os.getloadavg()
-    print(json.dumps(out, indent=1))
+    out["versions"] = versions("numpy", "onnxruntime", "numba")
+    if a.json:
+        emit_json(out)
+        return
+    cols = ["batch", "policy", "compact_at", "mean_steps", "cpu_ms_per_sample_min", "cpu_ms_per_sample_median"]
+    cols += ["ideal_saving", "actual_saving", "fraction_of_ideal"]
+    print(table(cols, [[r[c] if r[c] is not None else "-" for c in cols] for r in out["rows"]]))
+    print(
+        f"\n{a.model} ({s.backend}, {a.threads} thread(s)) on {len(ds)} samples of {a.data}; CPU ms per sample, "
+        f"min and median of {a.rounds} interleaved rounds (after one warm-up); savings from the minima; load average "
+        f"{out['load_before'][0]:.2f} before, {out['load_after'][0]:.2f} after; {versions_text(out['versions'])}"
+    )
 
 
 if __name__ == "__main__":

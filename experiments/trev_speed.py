@@ -13,13 +13,15 @@ Rerun:
 from __future__ import annotations
 
 import copy
-import time
+import os
 
 import numpy as np
 import torch
 
 from runtime import cliargs
+from runtime.bench import Loop, interleaved
 from runtime.data import load_dataset
+from runtime.report import emit_json, versions, versions_text
 from trainer.cli import config_from_args, parser
 from trainer.train import evaluate, fit
 
@@ -37,6 +39,7 @@ def main() -> None:
     p.add_argument("--epochs", type=cliargs.positive_int, default=3, help="epochs per model")
     p.add_argument("--rounds", type=cliargs.positive_int, default=2, help="interleaved rounds")
     p.add_argument("--neuron", default=None, help="trainer fit --neuron for every model (default: its own)")
+    cliargs.add_json(p)
     a = p.parse_args()
     torch.set_num_threads(1)
     # the fit CLI's default training split (validation recordings held out)
@@ -52,29 +55,47 @@ def main() -> None:
             + neuron
         )
         cfgs[name] = config_from_args(args, train.shape, train.kind, train.duration_us, train)
-    cpu: dict[str, list[float]] = {n: [] for n in cfgs}
-    wall: dict[str, list[float]] = {n: [] for n in cfgs}
-    rows = {}
     few = train.subset(np.arange(min(64, len(train))))
     for cfg in cfgs.values():  # untimed warm-up
         short = copy.deepcopy(cfg)
         short.method.epochs = 1
         fit(short, few, test.subset(np.arange(min(16, len(test)))), progress=False)
-    for _ in range(a.rounds):
-        for name, cfg in cfgs.items():
-            c0, w0 = time.process_time(), time.perf_counter()
-            model, _ = fit(cfg, train, test, progress=False)
-            cpu[name].append((time.process_time() - c0) / a.epochs)
-            wall[name].append((time.perf_counter() - w0) / a.epochs)
-            accs = evaluate(model, test, list(range(1, a.T + 1)))
-            rows[name] = (sum(p.numel() for p in model.parameters()), " / ".join(f"{100 * x:.1f}" for x in accs))
-    print("| model | parameters | test accuracy at T = 1..T (%) | CPU s/epoch | wall s/epoch |")
+    load_before, trained = os.getloadavg()[0], {}  # the model each name trained last
+
+    def one_fit(name: str) -> Loop:
+        return Loop(lambda: None, lambda: trained.__setitem__(name, fit(cfgs[name], train, test, progress=False)[0]))
+
+    # the models rotated round by round, each round's time per epoch; min and median over rounds
+    times = interleaved({name: one_fit(name) for name in cfgs}, a.epochs, a.rounds, warm_up=False)
+    rows = []
+    for name, model in trained.items():  # the last round's model of each
+        accs = evaluate(model, test, list(range(1, a.T + 1)))
+        t = {k.replace("_ms_", "_s_per_epoch_"): v / 1e3 for k, v in times[name].items()}
+        rows.append({"model": name, "parameters": sum(p.numel() for p in model.parameters()), "accuracy": accs, **t})
+    environment = {
+        "seed": next(iter(cfgs.values())).method.seed,  # fit's default, every model's
+        "threads": 1,
+        "rounds": a.rounds,
+        "load_average": [load_before, os.getloadavg()[0]],
+        "versions": versions("torch", "numpy"),
+    }
+    if a.json:
+        emit_json({"data": a.data, "T": a.T, "epochs": a.epochs, **environment, "rows": rows})
+        return
+    print(
+        "| model | parameters | test accuracy at T = 1..T (%) | CPU s/epoch min / median | wall s/epoch min / median |"
+    )
     print("|---|---|---|---|---|")
-    for name in cfgs:
-        params, accs = rows[name]
-        c = ", ".join(f"{x:.2f}" for x in cpu[name])
-        w = ", ".join(f"{x:.1f}" for x in wall[name])
-        print(f"| `{name}` | {params / 1000:.1f}k | {accs} | {c} | {w} |")
+    for r in rows:
+        accs = " / ".join(f"{100 * x:.1f}" for x in r["accuracy"])
+        cpu = f"{r['cpu_s_per_epoch_min']:.2f} / {r['cpu_s_per_epoch_median']:.2f}"
+        wall = f"{r['wall_s_per_epoch_min']:.1f} / {r['wall_s_per_epoch_median']:.1f}"
+        print(f"| `{r['model']}` | {r['parameters'] / 1000:.1f}k | {accs} | {cpu} | {wall} |")
+    print(
+        f"\n{a.rounds} rounds, the models rotated each round; seed {environment['seed']}, 1 torch thread, load "
+        f"average {load_before:.2f} before, {environment['load_average'][1]:.2f} after; "
+        + versions_text(environment["versions"])
+    )
 
 
 if __name__ == "__main__":

@@ -96,14 +96,20 @@ def sdk_loop(session: Session, x: np.ndarray, steps: int) -> Loop:
 
 
 def interleaved(
-    loops: dict[str, Loop], steps: int, repeats: int, progress: bool = False, desc: str = "timing"
+    loops: dict[str, Loop],
+    steps: int,
+    repeats: int,
+    progress: bool = False,
+    desc: str = "timing",
+    warm_up: bool = True,
 ) -> dict[str, dict[str, float]]:
     """Per system: min and median wall and CPU ms per step over ``repeats`` rounds, each
-    round running every system once (the order rotated by one each round). ``progress``:
-    a bar of the runs on stderr, moved between timed runs only."""
+    round running every system once (the order rotated by one each round), after one
+    untimed run of each (``warm_up``; False: the caller warmed them up more cheaply).
+    ``progress``: a bar of the runs on stderr, moved between timed runs only."""
     names = list(loops)
-    bar = tqdm(total=len(names) * (repeats + 1), desc=desc, unit="run", disable=not progress, leave=False)
-    for loop in loops.values():  # warm up: sessions, allocations, compilation
+    bar = tqdm(total=len(names) * (repeats + warm_up), desc=desc, unit="run", disable=not progress, leave=False)
+    for loop in loops.values() if warm_up else ():  # sessions, allocations, compilation
         loop.prepare()
         loop.run()
         bar.update()

@@ -826,3 +826,6 @@ def test_interleaved_timing_rotates_the_order_and_shows_progress_only_when_asked
     interleaved(loops, steps=1, repeats=3, progress=True, desc="batch 64")
     out, err = capsys.readouterr()
     assert out == "" and "batch 64:" in err and "/12 [" in err  # warm-up and timed runs of 3 systems
+    order.clear()  # a caller that warmed them up itself (experiments/trev_speed.py: a short fit each)
+    interleaved(loops, steps=1, repeats=2, warm_up=False)
+    assert order == ["a", "b", "c", "b", "c", "a"]
