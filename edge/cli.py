@@ -384,7 +384,7 @@ def parser() -> argparse.ArgumentParser:
     )
     cliargs.add_timed_steps(p)
     cliargs.add_backend(p)
-    cliargs.add_repeats(p, "timed runs per thread count (their median is reported)")
+    cliargs.add_repeats(p, "interleaved rounds over the thread counts (wall and CPU min and median reported)")
     cliargs.add_data(p, fallback="none: no early-exit saving", what="data for the early-exit saving")
     cliargs.add_limit(p, EXIT_LIMIT, "the test split for the early-exit saving")
     p.add_argument(

@@ -149,7 +149,8 @@ def run(a: argparse.Namespace) -> int:
     if a.config is not None:
         how = "none (no BatchNorm, or --calib-batches 0)"
         if calibration:
-            how = f"{calibration['batches']} batches of {calibration['batch_size']} from {calibration['data']}"
+            b = calibration["batches"]
+            how = f"{b} batch{'' if b == 1 else 'es'} of {calibration['batch_size']} from {calibration['data']}"
             if calibration["runs"] > 1:
                 how += f", statistics averaged over {calibration['runs']} runs"
         print(f"configuration {','.join(map(str, a.config))} (T per stage); BatchNorm calibration: {how}")

@@ -445,6 +445,8 @@ def _retimed(meta: dict[str, Any] | None, T: int | None) -> tuple[float, Any] | 
     now (the recording in T bins) and the step it was trained with, both µs; else None."""
     if meta is None or T is None or T == meta["T_trained"] or not meta["input"]["dt_us"]:
         return None
+    if meta["input"].get("binning") == "fixed":  # at any T, bins of the trained width (MTT A.2's first T)
+        return None
     return float(meta["input"]["duration_us"]) / T, meta["input"]["dt_us"]
 
 

@@ -255,8 +255,8 @@ def bench(
         peak = peak_gflops(n) if shapes else None
         load = os.getloadavg()[0]
         notes = []
-        if shapes and any(limit[0] > v["wall_ms_min"] for v in timed.values()) and (n > 1 or load >= n):
-            # a wall limit slower than what it bounds, with cores to share: its BLAS threads waited
+        if shapes and any(limit[0] > v["wall_ms_min"] for v in timed.values()) and load + n > available_cores():
+            # a wall limit slower than what it bounds, with more work than cores: its BLAS threads waited
             notes.append(
                 f"a system ran faster than the wall GEMM limit, whose {n} BLAS thread(s) shared the cores (load "
                 f"average {load:.2f}): the wall limit is no bound here; read the CPU column"

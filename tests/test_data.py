@@ -253,6 +253,14 @@ def test_npz_files_that_are_not_images_and_labels_are_refused(tmp_path):
     np.savez(path, images=np.zeros((4, 1, 2, 2), np.float32), labels=np.array([0, 1, -3, 1]))
     with pytest.raises(DataError, match=r"labels range -3..1; expected class indices >= 0"):
         load_dataset(f"npz:{path}", "train")
+    np.savez_compressed(
+        path, images=np.random.default_rng(0).random((64, 1, 8, 8), np.float32), labels=np.arange(64) % 2
+    )
+    raw = bytearray(path.read_bytes())
+    raw[200:240] = bytes(40)  # inside the first entry's deflate stream: zlib's error was a traceback
+    path.write_bytes(bytes(raw))
+    with pytest.raises(DataError, match=r"is not a readable .npz file \(Error -3 while decompressing"):
+        load_dataset(f"npz:{path}", "train")
     # a 200-byte entry whose .npy header declares 4 TB: numpy allocates the declared shape
     # before reading, so it was the out-of-memory line, not a damaged file
     import io

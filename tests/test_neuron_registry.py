@@ -5,6 +5,7 @@ what it lacks is refused by name, never run as another kind."""
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ import pytest
 from runtime.neuron import NeuronKind, NeuronSpec, SpecError, kernels, kind_of, make_spec, step, zero_state
 from runtime.neuron import base as registry
 from runtime.neuron.alif import ALIF
-from runtime.neuron.base import DECAY_BELOW_ONE, ClockForm, EventFormError, NirNeuronError, rules_clock_form
+from runtime.neuron.base import ClockForm, EventFormError, NirNeuronError, rules_clock_form
 from runtime.neuron.lif import LIF
 
 
@@ -174,14 +175,19 @@ def test_a_field_beyond_float32_is_refused(kind, field):
 
 
 @pytest.mark.parametrize("kind, field", [("LIF", "decay"), ("CubaLIF", "decay_syn"), ("ALIF", "decay_adapt")])
-def test_a_decay_that_float32_rounds_to_one_is_refused(kind, field):
-    """1 - 1e-9 is 1 in the float32 the clock runs (no leak) but leaked event-driven
-    (tau = -dt / ln(decay)): the two runs were of two neurons, unsaid."""
-    with pytest.raises(SpecError, match=rf"{field} 0.999999999 rounds to 1 in float32"):
-        make_spec(kind, **{field: 1 - 1e-9})
-    below = make_spec(kind, **{field: DECAY_BELOW_ONE})  # the largest float32 below 1: leaks in both
-    assert np.float32(getattr(below, field)) < 1.0
-    assert kind_of("LIF").event_form(make_spec("LIF", decay=DECAY_BELOW_ONE)).inv_tau > 0.0
+def test_the_event_form_leaks_by_the_float32_decay_the_clock_runs(kind, field):
+    """1 - 1e-9 is 1 in the float32 the clock multiplies by (no leak) but leaked event-driven
+    (tau from the float64 decay): two neurons under one name. The event form now takes the
+    float32 value: no leak in both, and a decay below 1 leaks at the same rate in both."""
+    form = "inv_tau" if field == "decay" else {"decay_syn": "inv_tau_syn", "decay_adapt": "inv_tau_adapt"}[field]
+    others = {"decay_adapt": 1.0} if kind == "ALIF" and field == "decay" else {}  # ALIF's event rule: adapt >= decay
+    spec = make_spec(kind, **{field: 1 - 1e-9, **others})  # a stored or imported value: accepted, as before
+    assert getattr(kind_of(kind).event_form(spec), form) == 0.0
+    near = 0.99999997  # float32: 0.99999994, whose tau is half the float64 value's
+    spec = make_spec(kind, **{field: near, **others})
+    expected = -math.log(float(np.float32(near))) / spec.dt
+    assert getattr(kind_of(kind).event_form(spec), form) == expected != -math.log(near) / spec.dt
+    assert kind_of("LIF").speck_issue(make_spec("LIF", decay=1 - 1e-9)) is None  # Speck runs it: no leak
 
 
 @pytest.mark.parametrize("kind", ["LIF", "CubaLIF", "ALIF"])

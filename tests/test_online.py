@@ -438,7 +438,10 @@ def test_config_rejects_invalid_online_settings(change, message):
         setattr(cfg.method, k, v)
     with pytest.raises(ConfigError) as err:
         cfg.validate()
+        cfg.check_trainable()  # how it trains: fit's rules (a stored model of it still reads)
     assert message in str(err.value)
+    if neuron:  # NDOT's: a checkpoint trained so before the rule still loads, evaluates and exports
+        assert Config.from_dict(cfg.to_dict()).neuron.spec == cfg.neuron.spec
 
 
 # ---------------------------------------------------------------- CLI

@@ -267,8 +267,11 @@ def test_a_run_stopped_after_its_last_epoch_resumes_to_its_end(capsys, tmp_path,
     code, out, _ = run_main(export_main, capsys, str(stopped), "-o", str(tmp_path / "s.onnx"), "--json")
     assert json.loads(out)["warnings"][0].startswith(f"{stopped} is an unfinished run")
     done = tmp_path / "done.pt"
-    code, _, err = run(capsys, "fit", "--resume", str(stopped), "--threads", "1", "--quiet", "--out", str(done))
-    assert code == 0, err
+    code, out, err = run(
+        capsys, "fit", "--resume", str(stopped), "--threads", "1", "--quiet", "--json", "-o", str(done)
+    )
+    assert code == 0, err  # --json was refused with --resume ("it does not read --json")
+    assert json.loads(out)["checkpoint"] == str(done)
     a, b = read_checkpoint(whole), read_checkpoint(done)
     for k, v in a["state_dict"].items():
         assert torch.equal(b["state_dict"][k], v), k

@@ -180,6 +180,7 @@ def test_bench_notes_say_why_a_system_beats_the_gemm_limit(trained, capsys, monk
     from runtime.cli import main as runtime_main
 
     monkeypatch.setattr(runtime.bench, "gemm_limit_ms", lambda shapes, threads, repeats=7: (1e3, 1e3))  # starved
+    monkeypatch.setattr(runtime.bench, "available_cores", lambda: 2)  # 1 thread + load 0.2 fits, + 3.0 does not
     argv = ["bench", str(trained[1]), "--batch-size", "1", "--T", "2", "--repeats", "1", "--threads", "1"]
     for load, waited in ((0.2, False), (3.0, True)):
         monkeypatch.setattr(runtime.bench.os, "getloadavg", lambda load=load: (load, load, load))

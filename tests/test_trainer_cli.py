@@ -390,3 +390,33 @@ def test_fit_and_calibrate_json_is_one_object_with_the_checkpoints_figures(capsy
     for key in ("test_accuracy", "test_accuracy_before_calibration", "bn_calibrated_layers", "bn_calibration_T"):
         assert summary[key] == metrics[key], key
     assert "calibrated 2 BatchNorm layers" in err  # the person's line, on stderr
+
+
+def test_a_first_stage_first_model_is_calibrated_on_the_frames_it_trained_on(capsys, tmp_path):
+    """`trainer calibrate` re-estimated an A.2 model's BatchNorm statistics on the recording
+    re-binned into T (a review's mutant, calibration on equal bins, passed every test)."""
+    import numpy as np
+    import torch
+
+    from trainer.search_cli import model_data
+    from trainer.train import calibrate_bn
+
+    path, out = tmp_path / "first.pt", tmp_path / "calibrated.pt"
+    flags = ["--data", "digits", "--tmax", "4", "--first-stage", "first", "--norm", "bn", "--calib-batches", "0"]
+    assert run(capsys, "fit", *flags, *TINY, "-o", str(path))[0] == 0
+    code, _, err = run(
+        capsys, "calibrate", str(path), "--T", "2", "--calib-batches", "2", "--batch-size", "16", "-o", str(out)
+    )
+    assert code == 0, err
+    cfg, model, _ = load_checkpoint(path)
+    train = model_data(str(path), cfg, None, "train", None)
+
+    def stats(binning: str) -> list[np.ndarray]:
+        m = load_checkpoint(path)[1]
+        calibrate_bn(m, train, 2, 2, 16, 0, binning, cfg.dt_us)
+        return [b.running_mean.numpy() for b in m.modules() if isinstance(b, torch.nn.BatchNorm2d)]
+
+    got = [b.running_mean.numpy() for b in load_checkpoint(out)[1].modules() if isinstance(b, torch.nn.BatchNorm2d)]
+    for a, b in zip(got, stats("fixed"), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert any(not np.array_equal(a, b) for a, b in zip(got, stats("equal")))  # what it ran before

@@ -130,3 +130,16 @@ def test_first_stage_first_is_refused_where_no_runtime_binning_gives_its_frames(
     with pytest.raises(ConfigError, match="--first-stage first takes the first T of each recording's Tmax bins"):
         fit_config(per_recording, "--first-stage", "first")
     assert fit_config(per_recording).data.binning == "equal"  # the default re-binning: as before
+
+
+def test_an_a2_config_made_by_hand_is_refused_naming_its_binning(train):
+    """A config set to MTT A.2 by hand kept equal binning: it trained on the first T of
+    Tmax bins and was evaluated, exported and run on the recording re-binned into T (a
+    read-back mismatch after a silent rewrite, in this change's first form)."""
+    from trainer.train import fit
+
+    cfg = fit_config(train, "--method", "mtt", "--tmax", "2", "--epochs", "1")
+    cfg.method.first_stage = "first"
+    with pytest.raises(ConfigError, match="the data's binning \\(DataConfig.binning\\) must be 'fixed' \\(fit_config"):
+        fit(cfg, train, train, progress=False)
+    assert fit_config(train, "--method", "mtt", "--tmax", "2", "--first-stage", "first").data.binning == "fixed"

@@ -190,7 +190,22 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     _verify_digest(path, ckpt)
     if fmt == READ_FORMATS[0]:
         ckpt["config"] = upgrade_v1_config(ckpt["config"])
+    ckpt["config"] = upgrade_first_stage(ckpt["config"])
     return ckpt
+
+
+def upgrade_first_stage(config: dict[str, Any]) -> dict[str, Any]:
+    """A model of MTT A.2 (``first_stage`` "first") written before its binning was kept:
+    trained on the first T of Tmax bins, which fixed bins of the trained width are; its
+    file said equal binning, the recording re-binned into T (36% at T=1 where its own
+    frames gave 92%)."""
+    method, data = config.get("method"), config.get("data")
+    if not (isinstance(method, dict) and isinstance(data, dict)):
+        return config  # Config.from_dict names the missing section
+    old = method.get("first_stage") == "first" and data.get("kind") == "events" and data.get("binning") == "equal"
+    if not old or data.get("durations", "dataset") != "dataset":
+        return config
+    return {**config, "data": {**data, "binning": "fixed"}}
 
 
 def upgrade_v1_config(config: dict[str, Any]) -> dict[str, Any]:

@@ -636,7 +636,9 @@ def run_limits(a: argparse.Namespace, resumed: dict[str, Any] | None) -> dict[st
 
 # what a resumed run reads besides the checkpoint: where it writes, how it runs, and its
 # data subsets (checked against the stored ones by run_limits)
-RESUME_READS = {"cmd", "resume", "out", "threads", "deterministic", "quiet", "limit", "limit_train", "data"}
+# a resume reads the command's flags (but for those that would change what it trains: its
+# transforms and split are stored, and it is not a fine-tune) and no config flag
+RESUME_READS = {"cmd", *COMMAND_ONLY} - {"transform", "train_split", "init_from"}
 
 
 def moved_data(spec: str, stored: str, path: str) -> str:
@@ -701,12 +703,7 @@ def config_for_data(a: argparse.Namespace, train_ds: Dataset) -> tuple[Config, D
             f"--first-stage chooses how an event recording is binned at a sampled T; {train_ds.spec!r} is "
             f"{train_ds.kind} data, which both choices feed alike: leave it out"
         )
-    if cfg.method.first_stage == "first" and train_ds.durations == "recording":
-        raise ConfigError(
-            f"--first-stage first takes the first T of each recording's Tmax bins; {train_ds.spec!r} bins each "
-            "recording over its own span, which no runtime binning reproduces at T < Tmax (fixed bins have one "
-            "width): use --first-stage rebin"
-        )
+    cfg.check_trainable()
     build_checked(cfg, "the model")  # e.g. more stages than the model has blocks, or too wide
     return cfg, choice
 

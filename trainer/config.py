@@ -273,7 +273,24 @@ class Config:
                 f"{self.neuron.spec.kind} neurons are not one (states {list(kind_of(self.neuron.spec.kind).states)}); "
                 f"expected one of {able}, or use sdt, nmt or mtt"
             )
-        spec = self.neuron.spec
+        d = self.data
+        if m.first_stage == "first" and d.kind == "events" and d.durations == "dataset" and d.binning != "fixed":
+            # what the model is run on: A.2's first T of Tmax bins are fixed bins of the trained width
+            raise ConfigError(
+                f"--first-stage first trains on the first T of Tmax bins, fixed bins of the trained width: the "
+                f"data's binning (DataConfig.binning) must be 'fixed' (fit_config sets it), got {d.binning!r}"
+            )
+        if m.name in ONLINE_METHODS and self.model.bn and self.model.bn_stats == "sequence":
+            raise ConfigError(
+                f"method {m.name!r} trains one time step at a time and cannot use BatchNorm "
+                "over all T steps (--norm bn); use --norm bn-step, sws or none"
+            )
+
+    def check_trainable(self) -> None:
+        """Rules of how this config trains, beyond what a stored model needs to run
+        (:meth:`validate`, which every checkpoint reader applies): a trained model of
+        either is an ordinary model, readable and exportable."""
+        m, spec, d = self.method, self.neuron.spec, self.data
         if m.name.startswith("ndot") and (spec.reset != "subtract" or spec.v_min != -math.inf):
             # NDOT's e_t = (u_t - v_th s_t) / (u_{t-1} - v_th s_{t-1}) is read off the state, which
             # is that quantity only after a subtract reset with no floor: a zero reset left u = 0
@@ -282,10 +299,11 @@ class Config:
                 f"method {m.name!r} reads its ratio u_t - v_th s_t off the membrane state, which is that only with "
                 f"--reset subtract and no --v-min; got reset {spec.reset!r}, v_min {spec.v_min:g}"
             )
-        if m.name in ONLINE_METHODS and self.model.bn and self.model.bn_stats == "sequence":
+        if m.first_stage == "first" and d.kind == "events" and d.durations == "recording":
             raise ConfigError(
-                f"method {m.name!r} trains one time step at a time and cannot use BatchNorm "
-                "over all T steps (--norm bn); use --norm bn-step, sws or none"
+                f"--first-stage first takes the first T of each recording's Tmax bins; {d.spec!r} bins each "
+                "recording over its own span, which no runtime binning reproduces at T < Tmax (fixed bins have one "
+                "width): use --first-stage rebin"
             )
 
     @property
@@ -354,14 +372,4 @@ class Config:
                 if sub.get(key) is not None:
                     sub[key] = tuple(sub[key])
             parts[f.name] = sub_cls(**sub)
-        cfg = cls(**parts)
-        m, data = cfg.method, cfg.data
-        if (
-            m.first_stage == "first"
-            and data.kind == "events"
-            and (data.binning, data.durations) == ("equal", "dataset")
-        ):
-            # written before A.2's binning was recorded: trained on the first T of Tmax bins,
-            # which fixed bins of the trained width are (equal binning re-binned the recording)
-            data.binning = "fixed"
-        return cfg.validate()
+        return cls(**parts).validate()

@@ -36,9 +36,12 @@ def frames(ds: Dataset, idx, T: int, binning: str | None = None, dt_us: float | 
 
 
 def first_frames(ds: Dataset, idx, tmax: int, T: int) -> torch.Tensor:
-    """MTT appendix A.2 for DVS data: the recording in ``tmax`` frames, the first ``T``
-    of them (``MethodConfig.first_stage == "first"``); static data: the same as :func:`frames`."""
-    return frames(ds, idx, tmax)[:T] if ds.kind == "events" else frames(ds, idx, T)
+    """MTT appendix A.2 for DVS data: the first ``T`` of the recording's ``tmax`` frames
+    (``MethodConfig.first_stage == "first"``), binned as the model is then evaluated and
+    run: fixed bins of the trained width (``Config.dt_us``; equal binning into ``tmax``
+    and fixed bins agree but where float rounding puts an event on a bin edge); static
+    data: the same as :func:`frames`."""
+    return frames(ds, idx, T, "fixed", ds.duration_us / tmax) if ds.kind == "events" else frames(ds, idx, T)
 
 
 def batch_at(ds: Dataset, idx, m: MethodConfig) -> Callable[[int], torch.Tensor]:
@@ -382,6 +385,7 @@ def fit(
     stored = cfg.to_dict()
     if Config.from_dict(stored).to_dict() != stored:
         raise ConfigError("this config does not read back as itself from its stored form (Config.to_dict)")
+    cfg.check_trainable()
     if start is None or start.train_state is None:  # a run of before resumes as it began
         refuse_unread_options(cfg.model)
     for split, ds in (("training", train_ds), ("test", test_ds)):  # not a torch shape error 13 frames deep

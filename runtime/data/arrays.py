@@ -13,6 +13,7 @@ zip entry, so a compressed bomb stops there).
 from __future__ import annotations
 
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -74,7 +75,7 @@ def read_npz(path: str, split: str) -> tuple[np.ndarray, np.ndarray, list[str], 
                     check_memory(info.file_size, f"reading {info.filename} of npz:{path}")
                     _check_declared(z.zip, info, path)
             arrays = {k: z[k] for k in read}
-    except (zipfile.BadZipFile, OSError, EOFError) as e:
+    except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as e:  # zlib: a damaged compressed entry
         raise DataError(f"npz:{path} is not a readable .npz file ({e})") from None
     except DataError:
         raise

@@ -36,10 +36,10 @@ from .base import (
     NeuronSpec,
     SpecError,
     check_decay,
+    event_inv_tau,
     leaky_event_form,
     register,
     rules_clock_form,
-    tau_of,
 )
 
 
@@ -106,7 +106,7 @@ class ALIF(NeuronKind[ALIFSpec]):
                 "the event engine runs ALIF with decay_adapt >= decay only (run this model clock-driven)"
             )
         form = leaky_event_form(spec, spiking=True)
-        inv_tau_adapt = 0.0 if spec.decay_adapt == 1.0 else 1.0 / tau_of(spec.decay_adapt, spec.dt)
+        inv_tau_adapt = event_inv_tau(spec.decay_adapt, spec.dt)
         return dataclasses.replace(form, inv_tau_adapt=inv_tau_adapt, beta=spec.beta)
 
 

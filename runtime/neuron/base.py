@@ -134,19 +134,17 @@ def same_step(dt_a: float, dt_b: float) -> bool:
     return math.isclose(dt_a, dt_b, rel_tol=1e-9)
 
 
-DECAY_BELOW_ONE = float(np.nextafter(np.float32(1.0), np.float32(0.0)))  # 0.99999994
-
-
 def check_decay(name: str, decay: float) -> None:
     if not 0.0 < decay <= 1.0:
         raise SpecError(f"{name} must be in (0, 1], got {decay}")
-    # the clock runtimes multiply by float32(decay); 1 - 1e-9 is 1 there (no leak), while the
-    # event engine's tau = -dt / ln(decay) would leak: two models under one name
-    if decay != 1.0 and np.float32(decay) == 1.0:
-        raise SpecError(
-            f"{name} {decay!r} rounds to 1 in float32, which the clock runtimes compute in (no leak there, a leak "
-            f"event-driven); give 1 (no leak) or at most {DECAY_BELOW_ONE!r}"
-        )
+
+
+def event_inv_tau(decay: float, dt: float) -> float:
+    """``1 / tau`` (1/µs) of the decay the clock runtimes multiply by, ``float32(decay)``
+    (``decay = exp(-dt / tau)``): the event engine leaks as the graph does. 0 where that
+    is 1: a decay of 1 - 1e-9 ran as IF clock-driven and leaked event-driven."""
+    d = float(np.float32(decay))
+    return 0.0 if d == 1.0 else -math.log(d) / dt
 
 
 def tau_of(decay: float, dt: float) -> float:
@@ -239,14 +237,13 @@ def leaky_event_form(spec: NeuronSpec, spiking: bool) -> EventForm:
             "(from the first step, and after each leak), at times no input event marks; the event engine runs "
             "v_min <= 0 only (run this model clock-driven)"
         )
-    return EventForm(
-        spiking, 0.0 if spec.decay == 1.0 else 1.0 / spec.tau, spec.v_th, spec.v_min, spec.reset, spec.spike
-    )
+    return EventForm(spiking, event_inv_tau(spec.decay, spec.dt), spec.v_th, spec.v_min, spec.reset, spec.spike)
 
 
 def leak_issue(spec: NeuronSpec, limit: str, allowed: str) -> tuple[str, object, str] | None:
-    """Speck's neurons do not leak: a decay below 1 is the one thing it cannot run."""
-    return None if spec.decay == 1.0 else (limit, spec.decay, allowed)
+    """Speck's neurons do not leak: a decay below 1 (in float32, as the graph runs it) is
+    the one thing it cannot run."""
+    return None if np.float32(spec.decay) == 1.0 else (limit, spec.decay, allowed)
 
 
 class EventFormError(SpecError):

@@ -52,6 +52,7 @@ from .base import (
     SpecError,
     check_decay,
     decay_of,
+    event_inv_tau,
     leaky_event_form,
     register,
     rules_clock_form,
@@ -199,7 +200,7 @@ class CubaLIF(NeuronKind[CubaLIFSpec]):
 
     def event_form(self, spec: CubaLIFSpec) -> EventForm:
         form = leaky_event_form(spec, spiking=True)
-        inv_tau_syn = 0.0 if spec.decay_syn == 1.0 else 1.0 / spec.tau_syn
+        inv_tau_syn = event_inv_tau(spec.decay_syn, spec.dt)
         return dataclasses.replace(form, inv_tau_syn=inv_tau_syn, charge=spec.syn_gain / spec.dt)
 
 
