@@ -188,6 +188,8 @@ def test_the_event_form_leaks_by_the_float32_decay_the_clock_runs(kind, field):
     expected = -math.log(float(np.float32(near))) / spec.dt
     assert getattr(kind_of(kind).event_form(spec), form) == expected != -math.log(near) / spec.dt
     assert kind_of("LIF").speck_issue(make_spec("LIF", decay=1 - 1e-9)) is None  # Speck runs it: no leak
+    # a decay float32 takes to 0 (no memory clock-driven): a rate that leaves none, not log(0)'s ValueError
+    assert kind_of("LIF").event_form(make_spec("LIF", decay=1e-50)).inv_tau == -math.log(1e-50)
 
 
 @pytest.mark.parametrize("kind", ["LIF", "CubaLIF", "ALIF"])

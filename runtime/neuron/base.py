@@ -142,8 +142,10 @@ def check_decay(name: str, decay: float) -> None:
 def event_inv_tau(decay: float, dt: float) -> float:
     """``1 / tau`` (1/µs) of the decay the clock runtimes multiply by, ``float32(decay)``
     (``decay = exp(-dt / tau)``): the event engine leaks as the graph does. 0 where that
-    is 1: a decay of 1 - 1e-9 ran as IF clock-driven and leaked event-driven."""
-    d = float(np.float32(decay))
+    is 1: a decay of 1 - 1e-9 ran as IF clock-driven and leaked event-driven. Below
+    float32's smallest (1.4e-45) it is 0 there, no memory: the float64 value's rate,
+    which leaves none either (log(0) has no rate)."""
+    d = float(np.float32(decay)) or decay
     return 0.0 if d == 1.0 else -math.log(d) / dt
 
 
