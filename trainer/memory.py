@@ -136,11 +136,11 @@ def case_config(base: Config, case: Case, batch_size: int) -> Config:
 SEED = 0  # of the random weights and spike batches every case is measured on
 
 
-def check_case_memory(cfg: Config, batch_size: int, steps: int, what: str) -> None:
+def check_case_memory(per_step: int, batch_size: int, steps: int, what: str) -> None:
     """Refuse a case that would not fit before building its batch: at least ``steps``
-    steps of :func:`.train.step_bytes` per sample (BPTT holds every step's activity, an
-    online method one step's; a stranger's --batch-size 1000000 was the kernel's OOM kill)."""
-    per_step = step_bytes(build_model(cfg), tuple(cfg.model.in_shape))
+    steps of ``per_step`` bytes per sample (:func:`.train.step_bytes` of its network; BPTT
+    holds every step's activity, an online method one step's; a stranger's --batch-size
+    1000000 was the kernel's OOM kill)."""
     check_memory(batch_size * steps * per_step, f"{what}, --batch-size {batch_size}")
 
 
@@ -229,6 +229,7 @@ def measure(
     old = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
+        cases: list[Case] = []
         for spec in methods:  # each refused before the first case runs
             name, K = parse_method(spec)
             if name != "sdt" and name not in ONLINE_METHODS:
@@ -237,10 +238,12 @@ def measure(
                 )
             if name == "sltt-k" and not all(1 <= K <= T for T in Ts):  # fit's message names its --K
                 raise ConfigError(f"--methods {spec}: K must be in [1, T] for every --T {' '.join(map(str, Ts))}")
-        cases = [Case(*parse_method(spec), T) for spec in methods for T in Ts]
+            cases += [Case(name, K, T) for T in Ts]
+        # every case trains base's one network: its activity per step, counted once
+        per_step = step_bytes(build_model(case_config(base, cases[0], batch_size)), tuple(base.model.in_shape))
         for case in cases:  # each checked before the first runs
             steps = case.T if case.method == "sdt" else 1
-            check_case_memory(case_config(base, case, batch_size), batch_size, steps, f"{case.label} at T={case.T}")
+            check_case_memory(per_step, batch_size, steps, f"{case.label} at T={case.T}")
         return [_measure(base, c, batch_size, reps, rss, threads) for c in tqdm(cases, "cases", disable=not progress)]
     finally:
         torch.set_num_threads(old)

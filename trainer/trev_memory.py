@@ -32,6 +32,7 @@ from .memory import (
 )
 from .models import build_model
 from .repro import setup as setup_threads
+from .train import step_bytes
 from .trev import PRODUCT, TRevNet, TRevOptions, add_options_flag, parse_options
 
 DATA_KINDS = ("events", "static")  # the inputs whose stems differ: one per step, or encoded once
@@ -104,9 +105,9 @@ def cmd_trev_memory(a: argparse.Namespace) -> None:
     if options.backward != PRODUCT.backward:  # both backwards are measured, row by row
         raise ConfigError("--trev backward: trev-memory measures both backwards; leave it out")
     cfgs = [trev_config(a.model, a.data_kind, tuple(a.in_shape), T, a.width, options) for T in sorted(a.T)]
-    for cfg in cfgs:
-        build(cfg)  # every bad T or name fails before any measurement
-        check_case_memory(cfg, a.batch_size, cfg.train_T, f"T={cfg.train_T}")  # BPTT's row holds every step
+    for cfg in cfgs:  # every bad T or name, and a batch that cannot fit, fails before any measurement
+        per_step = step_bytes(build(cfg), tuple(cfg.model.in_shape))  # one sub-network per step: per T
+        check_case_memory(per_step, a.batch_size, cfg.train_T, f"T={cfg.train_T}")  # BPTT's row holds every step
     rows = [measure_T(cfg, a.batch_size, a.repeats) for cfg in cfgs]
     lo, hi = rows[0], rows[-1]
     growth = {m: hi[f"{m}_saved_MiB"] / lo[f"{m}_saved_MiB"] for m in ("reversible", "bptt")}
