@@ -526,6 +526,7 @@ def test_memory_command_json(capsys):
     assert torch.get_num_threads() == before  # and the caller's count is restored
     assert [(r["method"], r["T"]) for r in obj["rows"]] == [("sdt", 2), ("sdt", 4), ("sltt", 2), ("sltt", 4)]
     assert obj["ratios"]["sltt"]["saved_T4_over_T2"] == 1.0
+    assert all(0 < r["ms_per_iter_min"] <= r["ms_per_iter"] for r in obj["rows"])  # min and median
     assert obj["ratios"]["sdt"]["saved_T4_over_T2"] > 1.5
     # an fc net measures without normalisation by default (bn-step would be ignored: refused)
     code, out, err = run(
@@ -534,6 +535,17 @@ def test_memory_command_json(capsys):
     )  # fmt: skip
     assert code == 0, err
     assert json.loads(out)["norm"] == "none"
+
+
+def test_memory_times_every_case_once_a_round():
+    """The cases' timings are interleaved (each was timed in its own block, so a load that
+    came and went favoured one method): warm-ups, then every case once a round, rotated."""
+    from trainer.memory import timed_loops
+
+    calls: list[str] = []
+    times = timed_loops({k: lambda k=k: calls.append(k) for k in "abc"}, reps=3, progress=False)
+    assert calls == list("abcabcbcacab")
+    assert set(times) == set("abc") and all(0 < t["ms_per_iter_min"] <= t["ms_per_iter"] for t in times.values())
 
 
 def test_memory_measures_the_network_fit_trains(tmp_path, capsys, monkeypatch):
@@ -619,3 +631,12 @@ def test_memory_commands_refuse_a_batch_that_cannot_fit_before_building_it(argv,
     monkeypatch.setenv("FLEXSNN_MAX_MEMORY", "1G")
     code, out, err = run(capsys, *argv, "--batch-size", "100000", "--threads", "1")
     assert code == 2 and out == "" and case in err and "1.0 GiB is available" in err, err
+
+
+def test_memory_refuses_interleaved_timings_whose_inputs_together_cannot_fit(capsys, monkeypatch):
+    """Interleaved, every case's input batch is held at once: each case alone fits here
+    (about 50 MB), the six input batches together (about 600 MB) do not."""
+    monkeypatch.setenv("FLEXSNN_MAX_MEMORY", "200M")
+    argv = ["memory", "--model", "fc-16", "--in-shape", "1", "1", "12", "--methods", "sltt", "--no-rss"]
+    code, out, err = run(capsys, *argv, "--T", "2", "4", "8", "16", "32", "64", "--batch-size", "100000")
+    assert code == 2 and out == "" and "timing 6 cases interleaved" in err and "200.0 MiB is available" in err, err

@@ -129,7 +129,7 @@ def test_heads_on_earlier_steps_add_weighted_losses():
 def test_memory_reversible_saves_far_less_than_bptt():
     """Saved-for-backward bytes (saved_tensors_hooks): at least 3x less at T=4, and the
     reversible figure does not grow with T (stage outputs of the last step only)."""
-    rows = {T: measure_T(trev_config("trev-tiny", "events", EVENTS, T, 8), batch_size=4, reps=0) for T in (2, 4, 8)}
+    rows = {T: measure_T(trev_config("trev-tiny", "events", EVENTS, T, 8), batch_size=4)[0] for T in (2, 4, 8)}
     assert rows[4]["bptt_over_reversible"] >= 3.0
     for T in (2, 4, 8):
         assert rows[T]["reversible_saved_MiB"] < rows[T]["bptt_saved_MiB"]
@@ -257,6 +257,7 @@ def test_cli_trev_memory_table(capsys):
     )
     assert code == 0, err
     assert "bptt_over_reversible" in out and "saved at T=4 / T=2" in out
+    assert "bptt_ms_per_iter_min" in out and "(interleaved)" in out
     code, out, err = run(capsys, "trev-memory", "--model", "2C1FC", "--T", "2")
     assert code == 2 and "trev-" in err
 
@@ -278,6 +279,8 @@ def test_trev_memory_measures_the_network_fit_trains(tmp_path, capsys):
     assert code == 0, err
     got = json.loads(out)
     assert got["trev"] == {k: v for k, v in cfg.model.trev.items() if k != "backward"} and got["bias"] is False
+    (row,) = got["rows"]
+    assert all(0 < row[f"{m}_ms_per_iter_min"] <= row[f"{m}_ms_per_iter"] for m in ("reversible", "bptt"))
     code, out, err = run(capsys, *argv, "--batch-size", "2", "--trev", "widths=1,2,3,4")
     assert code == 0, err
     line = next(x for x in out.splitlines() if x.startswith("network: --trev "))

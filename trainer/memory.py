@@ -11,18 +11,19 @@ Per method and T, on the same model and a random spike batch:
 * **peak RSS**: the peak resident set size (``VmHWM``) of a fresh process that runs one
   iteration, and its increase over the RSS just before the iteration. (Not
   ``ru_maxrss``: Linux carries it over from the parent through fork and exec.)
-* **ms/iter**: median wall time of a few iterations (after one warm-up), without hooks.
+* **ms/iter**: min and median wall time of an iteration over ``--repeats`` rounds, without
+  hooks; every case runs once a round (interleaved, the order rotated, after one warm-up
+  each), so a load that comes and goes hits all cases alike.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import multiprocessing
 import os
-import statistics
 import sys
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +32,7 @@ import torch
 from tqdm import tqdm
 
 from runtime import cliargs
+from runtime.bench import Loop, interleaved
 from runtime.limits import available_cores, check_memory
 from runtime.neuron import make_spec
 from runtime.neuron import presets as neuron_presets
@@ -144,6 +146,14 @@ def check_case_memory(per_step: int, batch_size: int, steps: int, what: str) -> 
     check_memory(batch_size * steps * per_step, f"{what}, --batch-size {batch_size}")
 
 
+def check_held_inputs(Ts: Sequence[int], batch_size: int, in_shape: Sequence[int], largest: int) -> None:
+    """Refuse timings that would not fit: interleaved, every case's input batch (``T`` steps,
+    float32) is held at once, beside the ``largest`` case's activity (bytes)."""
+    held = sum(4 * T * batch_size * math.prod(in_shape) for T in Ts)
+    what = f"timing {len(Ts)} cases interleaved (their input batches held at once), --batch-size {batch_size}"
+    check_memory(held + largest, what)
+
+
 def provenance() -> dict[str, Any]:
     """What a memory or timing table was measured with: the seed, load and versions."""
     return {"seed": SEED, "load_average": os.getloadavg()[0], "versions": versions("torch", "numpy")}
@@ -176,19 +186,12 @@ def saved_bytes(cfg: Config) -> int:
     return meter.peak
 
 
-def median_seconds(step: Callable[[], object], reps: int) -> float:
-    """Median wall time of ``reps`` calls of ``step``, after one warm-up call."""
-    step()
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
-
-def seconds_per_iteration(cfg: Config, reps: int) -> float:
-    return median_seconds(make_iteration(cfg), reps)
+def timed_loops(loops: Mapping[str, Callable[[], object]], reps: int, progress: bool) -> dict[str, dict[str, float]]:
+    """Min and median wall ms per call of each iteration, ``reps`` rounds interleaved
+    (:func:`runtime.bench.interleaved`: each round calls every one once, the order rotated,
+    after one untimed warm-up call each), so a change of load hits every case alike."""
+    times = interleaved({k: Loop(lambda: None, f) for k, f in loops.items()}, 1, reps, progress, "timing")
+    return {k: {"ms_per_iter": t["wall_ms_median"], "ms_per_iter_min": t["wall_ms_min"]} for k, t in times.items()}
 
 
 def _status_bytes(field: str) -> int:
@@ -244,19 +247,23 @@ def measure(
         for case in cases:  # each checked before the first runs
             steps = case.T if case.method == "sdt" else 1
             check_case_memory(per_step, batch_size, steps, f"{case.label} at T={case.T}")
-        return [_measure(base, c, batch_size, reps, rss, threads) for c in tqdm(cases, "cases", disable=not progress)]
+        largest = max(batch_size * per_step * (c.T if c.method == "sdt" else 1) for c in cases)
+        check_held_inputs([c.T for c in cases], batch_size, base.model.in_shape, largest)
+        rows = [_memory_row(base, c, batch_size, rss, threads) for c in tqdm(cases, "memory", disable=not progress)]
+        iterations = {_key(c): make_iteration(case_config(base, c, batch_size)) for c in cases}
+        times = timed_loops(iterations, reps, progress)
+        return [{**row, **times[_key(c)]} for row, c in zip(rows, cases)]
     finally:
         torch.set_num_threads(old)
 
 
-def _measure(base: Config, case: Case, batch_size: int, reps: int, rss: bool, threads: int) -> dict[str, Any]:
+def _key(case: Case) -> str:
+    return f"{case.label} T={case.T}"
+
+
+def _memory_row(base: Config, case: Case, batch_size: int, rss: bool, threads: int) -> dict[str, Any]:
     cfg = case_config(base, case, batch_size)
-    row: dict[str, Any] = {
-        "method": case.label,
-        "T": case.T,
-        "saved_MiB": saved_bytes(cfg) / MiB,
-        "ms_per_iter": 1e3 * seconds_per_iteration(cfg, reps),
-    }
+    row: dict[str, Any] = {"method": case.label, "T": case.T, "saved_MiB": saved_bytes(cfg) / MiB}
     if rss:
         before, peak = peak_rss(cfg, threads)
         row["peak_rss_MiB"], row["rss_increase_MiB"] = peak / MiB, (peak - before) / MiB
@@ -359,7 +366,8 @@ def cmd_memory(a: argparse.Namespace) -> None:
         f"neuron {DEFAULT_NEURON}, {'' if m.bias else 'no '}biases (fit's defaults), input {a.in_shape}, "
         f"batch {a.batch_size}, {a.threads} torch thread(s)"
     )
-    cols = ["method", "T", "saved_MiB", *(["peak_rss_MiB", "rss_increase_MiB"] if not a.no_rss else []), "ms_per_iter"]
+    rss_cols = [] if a.no_rss else ["peak_rss_MiB", "rss_increase_MiB"]
+    cols = ["method", "T", "saved_MiB", *rss_cols, "ms_per_iter_min", "ms_per_iter"]
     print(table(cols, [[r[c] for c in cols] for r in rows]))
     lo, hi = min(a.T), max(a.T)
     print()
@@ -369,4 +377,7 @@ def cmd_memory(a: argparse.Namespace) -> None:
             [[k, v[f"saved_T{hi}_over_T{lo}"], v.get(f"bptt_over_method_T{hi}", "-")] for k, v in summary.items()],
         )
     )
-    print(f"\n{provenance_text(provenance())}; each method timed in its own block (median of --repeats)")
+    print(
+        f"\n{provenance_text(provenance())}; ms/iter: min and median of --repeats rounds, every case once a round "
+        "(interleaved)"
+    )

@@ -5,17 +5,21 @@ random batch twice: with the reversible backward (:mod:`trainer.reversible`) and
 plain backpropagation through time (every step's graph kept until the one backward).
 ``saved`` is the peak bytes of tensors saved for backward, counted by
 :class:`trainer.memory.SavedTensorMeter` (``saved_tensors_hooks``: exact and repeatable
-on CPU). ``ms/iter`` is the median wall time of a few iterations (after one warm-up),
-on ``--threads`` torch threads (default 1: repeatable on a shared machine).
+on CPU). ``ms/iter`` is the min and median wall time of an iteration over ``--repeats``
+rounds, every (T, backward) once a round (interleaved, after one warm-up each), on
+``--threads`` torch threads (default 1: repeatable on a shared machine).
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
+from functools import partial
 from typing import Any
 
 import torch
 
+from runtime.bench import Loop, interleaved
 from runtime.cliargs import refuse_oversubscribed
 from runtime.report import emit_json, table
 
@@ -26,7 +30,7 @@ from .memory import (
     SavedTensorMeter,
     add_measurement_options,
     check_case_memory,
-    median_seconds,
+    check_held_inputs,
     provenance,
     provenance_text,
 )
@@ -65,25 +69,43 @@ def one_iteration(net: TRevNet, x: torch.Tensor, y: torch.Tensor) -> None:
     net.loss(net(x), y).backward()
 
 
-def measure_T(cfg: Config, batch_size: int, reps: int, seed: int = SEED) -> dict[str, Any]:
-    """Saved bytes and time per iteration (``reps`` timed runs; 0: no timing), reversible
-    and BPTT, at ``cfg``'s T."""
+def measure_T(cfg: Config, batch_size: int, seed: int = SEED) -> tuple[dict[str, Any], dict[str, Loop]]:
+    """Saved bytes, reversible and BPTT, at ``cfg``'s T, and the two iterations to time
+    (one network: each sets its backward before it runs)."""
     torch.manual_seed(seed)
     net = build(cfg).train()
     T = cfg.train_T
     x = (torch.rand(T, batch_size, *cfg.model.in_shape) < 0.3).float()
     y = torch.randint(0, cfg.model.num_classes, (batch_size,))
     row: dict[str, Any] = {"T": T}
+    loops = {}
     for mode, reversible in (("reversible", True), ("bptt", False)):
         net.reversible = reversible
         with SavedTensorMeter() as meter:
             one_iteration(net, x, y)
         row[f"{mode}_saved_MiB"] = meter.peak / MiB
-        if reps == 0:
-            continue
-        row[f"{mode}_ms_per_iter"] = 1e3 * median_seconds(lambda: one_iteration(net, x, y), reps)
+        backward = partial(setattr, net, "reversible", reversible)  # one network: each sets its own
+        loops[f"{mode} T={T}"] = Loop(backward, partial(one_iteration, net, x, y))
     row["bptt_over_reversible"] = row["bptt_saved_MiB"] / row["reversible_saved_MiB"]
-    return row
+    return row, loops
+
+
+def measure(cfgs: list[Config], batch_size: int, reps: int, progress: bool = False) -> list[dict[str, Any]]:
+    """One row per config: saved bytes and, ``reps`` > 0, min and median ms per iteration
+    of both backwards, every (T, backward) once a round (:func:`runtime.bench.interleaved`)."""
+    rows, loops = [], {}
+    for cfg in cfgs:
+        row, more = measure_T(cfg, batch_size)
+        rows.append(row)
+        loops.update(more)
+    if reps == 0:
+        return rows
+    times = interleaved(loops, 1, reps, progress, "timing")
+    for row in rows:
+        for mode in ("reversible", "bptt"):
+            t = times[f"{mode} T={row['T']}"]
+            row[f"{mode}_ms_per_iter"], row[f"{mode}_ms_per_iter_min"] = t["wall_ms_median"], t["wall_ms_min"]
+    return rows
 
 
 def add_trev_memory_parser(sub: argparse._SubParsersAction) -> None:
@@ -105,10 +127,13 @@ def cmd_trev_memory(a: argparse.Namespace) -> None:
     if options.backward != PRODUCT.backward:  # both backwards are measured, row by row
         raise ConfigError("--trev backward: trev-memory measures both backwards; leave it out")
     cfgs = [trev_config(a.model, a.data_kind, tuple(a.in_shape), T, a.width, options) for T in sorted(a.T)]
+    largest = 0
     for cfg in cfgs:  # every bad T or name, and a batch that cannot fit, fails before any measurement
         per_step = step_bytes(build(cfg), tuple(cfg.model.in_shape))  # one sub-network per step: per T
         check_case_memory(per_step, a.batch_size, cfg.train_T, f"T={cfg.train_T}")  # BPTT's row holds every step
-    rows = [measure_T(cfg, a.batch_size, a.repeats) for cfg in cfgs]
+        largest = max(largest, a.batch_size * cfg.train_T * per_step)
+    check_held_inputs([cfg.train_T for cfg in cfgs], a.batch_size, a.in_shape, largest)
+    rows = measure(cfgs, a.batch_size, a.repeats, sys.stderr.isatty())
     lo, hi = rows[0], rows[-1]
     growth = {m: hi[f"{m}_saved_MiB"] / lo[f"{m}_saved_MiB"] for m in ("reversible", "bptt")}
     if a.json:
@@ -137,9 +162,14 @@ def cmd_trev_memory(a: argparse.Namespace) -> None:
         "reversible_saved_MiB",
         "bptt_saved_MiB",
         "bptt_over_reversible",
+        "reversible_ms_per_iter_min",
         "reversible_ms_per_iter",
+        "bptt_ms_per_iter_min",
         "bptt_ms_per_iter",
     ]
     print(table(cols, [[r[c] for c in cols] for r in rows]))
     print(f"saved at T={hi['T']} / T={lo['T']}: reversible {growth['reversible']:.2f}, bptt {growth['bptt']:.2f}")
-    print(f"{torch.get_num_threads()} torch thread(s), {provenance_text(provenance())}")
+    print(
+        f"{torch.get_num_threads()} torch thread(s), {provenance_text(provenance())}; ms/iter: min and median of "
+        "--repeats rounds, every T and backward once a round (interleaved)"
+    )
