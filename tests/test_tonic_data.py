@@ -227,8 +227,8 @@ def test_from_tonic_takes_the_split_it_is_given():
     with pytest.raises(DataError, match=r"split 'dev' is unknown; expected one of \['train', 'test', 'val'"):
         from_tonic(obj, split="dev")
     obj.targets = []  # no recordings: the CLI refused it, the SDK gave a 10-class config
-    with pytest.raises(DataError, match="tonic data set Synthetic11 has no recordings"):
-        from_tonic(obj)
+    with pytest.raises(DataError, match="^tonic data set Synthetic11 has no recordings in split 'train'$"):
+        from_tonic(obj)  # the split named: the test split of a set can be the empty one
 
 
 def test_fractions_and_nan_are_refused_not_truncated(tmp_path):
@@ -242,6 +242,19 @@ def test_fractions_and_nan_are_refused_not_truncated(tmp_path):
         floats.events[5]
     with pytest.raises(DataError, match=r"FloatFields\[1\]: event field t value nan does not fit int64"):
         floats.events[1]
+
+
+def test_labels_are_the_targets_each_recording_yields(tmp_path):
+    """from_tonic read ``.targets`` and never what ``[i]`` yields: tonic's
+    ``target_transform`` (class k labelled 10 - k here) trained on the raw targets, unsaid."""
+    from tests.tonic_fixtures import TargetTransformed
+
+    obj = TargetTransformed(str(tmp_path))
+    ds = load_dataset(f"tonic:tests.tonic_fixtures.TargetTransformed:{tmp_path}", "train")
+    assert ds.labels.tolist() == [obj[i][1] for i in range(len(obj))] != obj.targets
+    # a class whose [i] yields other targets than .targets, with no transform to say how: refused
+    with pytest.raises(DataError, match=r"ShiftedItems\[0\] yields target 1, but its labels \(.targets\) give 0"):
+        load_dataset(f"tonic:tests.tonic_fixtures.ShiftedItems:{tmp_path}", "train")
 
 
 def test_a_set_without_events_is_refused(tmp_path):

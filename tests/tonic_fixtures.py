@@ -84,6 +84,28 @@ class NameTargets(Synthetic11):
         self.targets = [f"bar {k}" for k in self.targets]
 
 
+class TargetTransformed(Synthetic11):
+    """tonic's ``target_transform``: ``[i]`` yields the transformed target, ``.targets``
+    holds the raw ones (here class k is labelled 10 - k)."""
+
+    def __init__(self, save_to: str, train: bool = True):
+        super().__init__(save_to, train)
+        self.target_transform = lambda t: 10 - t
+
+    def __getitem__(self, i: int) -> tuple[np.ndarray, int]:
+        ev, k = super().__getitem__(i)
+        return ev, self.target_transform(k)
+
+
+class ShiftedItems(Synthetic11):
+    """``[i]`` yields target k + 1 (mod 11) where ``.targets`` says k: labels from
+    ``.targets`` would be wrong for every recording."""
+
+    def __getitem__(self, i: int) -> tuple[np.ndarray, int]:
+        ev, k = super().__getitem__(i)
+        return ev, (k + 1) % 11
+
+
 class FractionalTargets(Synthetic11):
     """Targets 3.9 and the like: truncated, they trained as the class below."""
 

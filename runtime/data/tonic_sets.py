@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import inspect
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -115,7 +116,7 @@ def from_tonic(obj: Any, spec: str | None = None, split: str = "train", by_index
         classes = sorted(classes, key=classes.__getitem__)
     classes = [str(c) for c in classes]
     if len(obj) == 0:
-        raise DataError(f"tonic data set {name} has no recordings")
+        raise DataError(f"tonic data set {name} has no recordings in split {whole!r}")
     rows = _split_rows(obj, whole, by_index)
     if not len(rows):
         raise DataError(f"tonic data set {name} has no recordings in split {whole!r}")
@@ -128,9 +129,24 @@ def from_tonic(obj: Any, spec: str | None = None, split: str = "train", by_index
         r = int(rows[i])
         return to_events(_item(obj, r, name)[0], f"{name}[{r}]", shape)
 
+    def probed(i: int) -> np.ndarray:
+        """Recording i, its target checked against the label taken for it (labels come from
+        ``.targets`` without reading every recording: a ``__getitem__`` that yields other
+        targets trained on wrong labels, unsaid)."""
+        r = int(rows[i])
+        ev, target = _item(obj, r, name)[:2]
+        got = np.asarray(target)
+        if not (got.size == 1 and got.dtype.kind in "iuf" and got.reshape(()) == labels[i]):
+            raise DataError(
+                f"tonic data set {name}[{r}] yields target {target!r}, but its labels (.targets"
+                f"{', through its target_transform' if _target_transform(obj) else ''}) give {labels[i]}; expected "
+                "the two to agree: a class whose __getitem__ changes targets should change .targets alike"
+            )
+        return to_events(ev, f"{name}[{r}]", shape)
+
     events = LazyEvents(recording, len(rows))
     probe = np.unique(np.linspace(0, len(rows) - 1, min(len(rows), DURATION_PROBES)).round().astype(int))
-    ends = [int(e["t"][-1]) + 1 for e in (events[i] for i in probe) if len(e)]
+    ends = [int(e["t"][-1]) + 1 for e in (probed(i) for i in probe) if len(e)]
     if not ends:  # the nominal step (the neurons' dt) comes from these lengths: none to take it from
         raise DataError(
             f"tonic data set {name}: the {len(probe)} recordings read (spread over all {len(rows)}) have no "
@@ -167,11 +183,13 @@ def _labels(obj: Any, rows: np.ndarray, name: str, classes: list[str]) -> np.nda
     """The class index of each recording in ``rows``: whole numbers 0..K-1 (a fractional
     target is refused, not truncated to the class below)."""
     targets = getattr(obj, "targets", None)
-    raw = (
-        np.asarray(targets)[rows]
-        if targets is not None and len(targets) == len(obj)
-        else np.asarray([_item(obj, int(i), name)[1] for i in rows])
-    )
+    transform = _target_transform(obj)
+    if targets is not None and len(targets) == len(obj):
+        picked = np.asarray(targets)[rows]
+        # tonic's __getitem__ yields target_transform(target): the labels are what it yields
+        raw = np.asarray([transform(t) for t in picked]) if transform else picked
+    else:
+        raw = np.asarray([_item(obj, int(i), name)[1] for i in rows])
     expected = (
         f"expected integer targets 0..{len(classes) - 1}, target i meaning class {classes[0]!r}, "
         f"{classes[1]!r}, ... in that order"
@@ -190,6 +208,12 @@ def _labels(obj: Any, rows: np.ndarray, name: str, classes: list[str]) -> np.nda
             f"{len(classes)} classes; expected targets 0..{len(classes) - 1}"
         )
     return labels
+
+
+def _target_transform(obj: Any) -> Callable[[Any], Any] | None:
+    """tonic's ``target_transform`` of ``obj``, if it has one set."""
+    transform = getattr(obj, "target_transform", None)
+    return transform if callable(transform) else None
 
 
 def _folders(root: str) -> set[Path]:
