@@ -155,6 +155,36 @@ def test_norse_line_says_the_dt_a_leaky_layer_needs(kind, spike, reset, tmp_path
     assert not all(np.array_equal(a, b) for a, b in zip(at_default, at_its_dt))
 
 
+def test_snntorch_synaptic_default_reset_delay_is_named_in_the_import_warning():
+    """snnTorch's own import builds Synaptic with reset_delay=False, as CubaLIF runs here; a
+    Synaptic made with its default reset_delay=True zeroes the membrane a step late, so a
+    graph it exported imported with other spikes while the warning named only Leaky."""
+    from runtime.neuron import make_spec, step, zero_state
+    from runtime.neuron.nir import import_warning
+
+    snn = pytest.importorskip("snntorch", reason="snntorch is not installed (.ci/run installs it with --no-deps)")
+    spec = make_spec("CubaLIF", decay=0.8, decay_syn=0.7, spike="single", reset="zero", v_th=1.0)
+    x = np.full(1, 0.6, np.float32)
+    state, ours = zero_state(spec, x), []
+    for _ in range(8):
+        s, state = step(spec, state, x)
+        ours.append(int(s[0]))
+
+    def synaptic(**kw) -> list[int]:
+        cell = snn.Synaptic(alpha=0.7, beta=0.8, reset_mechanism="zero", **kw)
+        syn, mem = cell.init_synaptic()
+        out = []
+        for _ in range(8):
+            spk, syn, mem = cell(torch.full((1,), 0.6), syn, mem)
+            out.append(int(spk[0]))
+        return out
+
+    assert ours == synaptic(reset_delay=False) != synaptic()  # [0, 1, 1, ...] vs [0, 1, 0, 1, ...]
+    assert "a Synaptic with its default reset_delay=True zeroes its membrane one step late" in import_warning(
+        "snntorch"
+    )
+
+
 def test_snntorch_line_says_it_does_not_load_a_cuba_lif_of_another_syn_gain(tmp_path):
     """The Euler form with --syn-gain 0.5 is written as r = syn_gain * tau_mem / dt, which
     snnTorch's import asserts equal to tau_mem / dt: the line said it "runs" and "ignores r"."""
