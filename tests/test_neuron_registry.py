@@ -174,6 +174,29 @@ def test_a_field_beyond_float32_is_refused(kind, field):
     make_spec(kind, **{field: value / 1e2})  # within it: accepted
 
 
+@pytest.mark.parametrize("kind", ["IF", "LIF", "ALIF", "CubaLIF"])
+def test_a_threshold_float32_takes_to_zero_or_to_v_min_is_refused(kind):
+    """v_th 1e-50 passed (> 0 in float64) and ran as 0 in float32: single spikes fired at rest,
+    multi spikes were 0/0 (NaN; numba's ZeroDivisionError); v_min 0.99999999 is v_th 1 there."""
+    decay = 1.0 if kind == "IF" else 0.5
+    with pytest.raises(SpecError, match=r"v_th 1e-50 is 0 in float32, which runs it; expected v_th >= 1.4e-45"):
+        make_spec(kind, decay=decay, v_th=1e-50)
+    with pytest.raises(SpecError, match=r"v_min 0.99999999 is not below v_th 1.0 in float32"):
+        make_spec(kind, decay=decay, v_min=0.99999999)
+    make_spec(kind, decay=decay, v_th=1e-45)  # float32's smallest positive, and a v_min float32 holds apart
+    make_spec(kind, decay=decay, v_min=0.9999999)
+
+
+@pytest.mark.parametrize("value", ["1.0", True, "inf"])
+def test_a_stored_field_that_is_not_a_number_is_refused(value):
+    """from_dict ran float() on anything: v_th "1.0" or true in a checkpoint ran as 1.0 (the
+    JSON-safe "-inf" of v_min is the one string a writer stores)."""
+    d = make_spec("LIF").to_dict()
+    with pytest.raises(SpecError, match=rf"neuron field 'v_th' must be a number, got {value!r}"):
+        NeuronSpec.from_dict({**d, "v_th": value})
+    assert NeuronSpec.from_dict({**d, "v_min": "-inf"}).v_min == -math.inf
+
+
 @pytest.mark.parametrize("kind, field", [("LIF", "decay"), ("CubaLIF", "decay_syn"), ("ALIF", "decay_adapt")])
 def test_the_event_form_leaks_by_the_float32_decay_the_clock_runs(kind, field):
     """1 - 1e-9 is 1 in the float32 the clock multiplies by (no leak) but leaked event-driven

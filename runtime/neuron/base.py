@@ -20,6 +20,7 @@ from onnx import NodeProto
 
 RESETS = ("subtract", "zero")
 FLOAT32_MAX = float(np.finfo(np.float32).max)
+FLOAT32_TINY = float(np.finfo(np.float32).smallest_subnormal)
 SPIKES = ("single", "multi")
 
 
@@ -71,6 +72,16 @@ class NeuronSpec:
             v = getattr(self, f.name)
             if field_type(f) is float and math.isfinite(v) and abs(v) > FLOAT32_MAX:
                 raise SpecError(f"{f.name} {v:g} is beyond float32's range (|x| <= {FLOAT32_MAX:.4g}), which runs it")
+        # ... and below it: a v_th float32 rounds to 0 fired at rest (multi spikes: 0/0), and
+        # a v_min it rounds to v_th made the clamp the threshold
+        v_th32 = np.float32(self.v_th)
+        if v_th32 == 0.0:
+            raise SpecError(
+                f"v_th {self.v_th:g} is 0 in float32, which runs it; expected v_th >= {FLOAT32_TINY:.2g} "
+                "(float32's smallest positive)"
+            )
+        if np.float32(self.v_min) >= v_th32:
+            raise SpecError(f"v_min {self.v_min!r} is not below v_th {self.v_th!r} in float32, which runs them")
         k.validate(self)
 
     @property
@@ -118,6 +129,8 @@ class NeuronSpec:
         for f in fields(spec_cls):
             v = d[f.name]
             if field_type(f) is float:
+                if isinstance(v, bool) or (isinstance(v, str) and v != "-inf"):  # float("1.0"), float(True) read
+                    raise SpecError(f"neuron field {f.name!r} must be a number, got {v!r}")
                 try:
                     v = float(v)  # float("-inf") parses the JSON-safe form
                 except (TypeError, ValueError):
