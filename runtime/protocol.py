@@ -20,7 +20,7 @@ neuron, linked by the state's ``node``) are still read.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +32,9 @@ from .errors import ModelError
 from .fileio import json_loads
 from .integrity import IntegrityError, external_data, verify_onnx
 from .neuron import NeuronSpec, SpecError, kinds
-from .neuron.base import same_step
+from .neuron.base import field_type, same_step
 from .neuron.functions import DOMAIN as SNN_DOMAIN
+from .neuron.functions import overload, spec_from_attributes
 from .policies import PolicyError, parse_policy
 
 FORMAT = "flexsnn-onnx/3"
@@ -533,6 +534,7 @@ def check_graph(model: onnx.ModelProto, proto: Protocol) -> None:
         wired = list(nodes[n.node].input[1:])
         if n.states and wired != list(n.states):
             raise ModelError(f"neuron node {n.node!r} reads states {wired}; the metadata says {list(n.states)}")
+        _check_attributes(nodes[n.node], n)
     made = {o for node in g.node for o in node.output} & {i for node in g.node for i in node.input}
     cut = [st.input for st in proto.stages[1:] if st.input not in made]
     if cut:
@@ -545,6 +547,31 @@ def check_graph(model: onnx.ModelProto, proto: Protocol) -> None:
                 f"{node.overload!r}) has no function body in the file; stock "
                 "onnxruntime cannot run it"
             )
+
+
+def _check_attributes(node: onnx.NodeProto, n: NeuronInfo) -> None:
+    """The node runs the neuron its metadata describes: onnxruntime runs the node's
+    attributes and function body, the other backends and the event engine the metadata
+    (an attribute edited alone gave other spikes per backend, unsaid). Compared in float32,
+    the precision both run at (an ONNX float attribute is float32)."""
+    attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+    try:
+        spec = spec_from_attributes(n.op, attrs)
+    except SpecError as e:
+        raise ModelError(f"neuron node {n.node!r}: its attributes: {e}") from None
+    for f in fields(spec):
+        got, want = getattr(spec, f.name), getattr(n.spec, f.name)
+        same = np.float32(got) == np.float32(want) if field_type(f) is float else got == want
+        if not same:
+            raise ModelError(
+                f"neuron node {n.node!r} has {f.name} {got!r} in the graph but {want!r} in the metadata; expected "
+                "them to agree (onnxruntime runs the node, the other backends the metadata): re-export the file"
+            )
+    if node.overload != overload(n.spec):
+        raise ModelError(
+            f"neuron node {n.node!r} calls the function body {node.overload!r}, but its neuron runs "
+            f"{overload(n.spec)!r}; re-export the file"
+        )
 
 
 def one_rate(proto: Protocol, what: str) -> Protocol:

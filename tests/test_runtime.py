@@ -320,6 +320,36 @@ def test_missing_function_body_is_refused(tmp_path):
         runtime.load(save(m, tmp_path / "m.onnx"))
 
 
+def _with_attribute(m: onnx.ModelProto, name: str, value: object) -> onnx.ModelProto:
+    (node,) = [n for n in m.graph.node if n.domain == "snn"]
+    (attr,) = [a for a in node.attribute if a.name == name]
+    node.attribute.remove(attr)
+    node.attribute.append(onnx.helper.make_attribute(name, value))
+    return m
+
+
+@pytest.mark.parametrize(
+    "name, value, message",
+    [
+        ("v_th", 0.25, r"has v_th 0.25 in the graph but 1.0 in the metadata"),
+        ("decay", 0.9, r"has decay 0.8999999761581421 in the graph but 0.5 in the metadata"),
+        ("v_th", float("nan"), r"its attributes: v_th must be a finite number > 0, got nan"),
+        ("spike", "multi", r"has spike 'multi' in the graph but 'single' in the metadata"),
+    ],
+)
+def test_a_node_whose_attributes_are_not_its_metadata_is_refused(tmp_path, name, value, message):
+    """A stranger set a node's v_th (digest re-stamped, as any writer of the format does):
+    onnxruntime ran the node and numba, exact and the event engine the metadata, so the
+    backends gave other spikes (accuracy 0.375 vs 0.25), exit 0."""
+    with pytest.raises(ModelError, match=message):
+        runtime.load(save(_with_attribute(tiny_model(), name, value), tmp_path / "m.onnx"))
+    m = tiny_model()
+    (node,) = [n for n in m.graph.node if n.domain == "snn"]
+    node.overload = "multi_subtract"  # the attributes agree, the body called is another variant's
+    with pytest.raises(ModelError, match=r"calls the function body 'multi_subtract', but its neuron runs"):
+        runtime.load(save(m, tmp_path / "m.onnx"))
+
+
 # ---- CLI ---------------------------------------------------------------------------------
 def _cli(*args: str, env=None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "runtime", *args], cwd=ROOT, capture_output=True, text=True, env=env)
