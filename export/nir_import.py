@@ -213,8 +213,9 @@ def chain(graph) -> list[tuple[str, Any]]:
             )
         if len(pred[name]) != (0 if name == inputs[0] else 1):
             raise ExportError(
-                f"node {name!r} has {len(pred[name])} inputs; flexsnn imports chains "
-                f"(the Input none, each other node one): {', '.join(SUPPORTED)}"
+                f"node {name!r} has {len(pred[name])} inputs ({', '.join(map(repr, pred[name]))}); flexsnn imports "
+                f"feed-forward chains, no recurrence or merge (the Input no input, each other node one): "
+                f"{', '.join(SUPPORTED)}"
             )
         order.append((name, node))
         if isinstance(node, nir.Output):  # an edge from it lands on a chain node and is an extra input there

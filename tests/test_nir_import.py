@@ -275,6 +275,30 @@ def test_unsupported_node_names_it_and_the_supported_set(tmp_path, capsys):
     _fails(capsys, [path, "--from", "nir", "--dt-us", "1000"], "'lif' (Threshold)", "supported nodes: Input, Conv2d")
 
 
+@pytest.mark.parametrize(
+    "source, field, value",
+    [
+        ("nir", "tau", 0.0),
+        ("snntorch", "tau", 0.0),
+        ("snntorch", "tau", np.inf),
+        ("sinabs", "tau", -0.01),
+        ("norse", "tau", -0.01),
+        ("snntorch", "r", 0.0),
+        ("nir", "r", -1.0),
+    ],
+)
+def test_a_time_constant_or_gain_that_is_not_positive_is_one_error(tmp_path, capsys, source, field, value):
+    """tau 0 (and snnTorch's tau inf or r 0) were ZeroDivisionError tracebacks, a negative tau
+    was refused as a derived "decay must be in (0, 1], got 1.105", r 0 or below imported a
+    network that never fires (or fires on inhibition), exit 0."""
+    nodes, edges = _dense()
+    setattr(nodes["lif"], field, np.full(3, value, np.float32))
+    path = _graph_file(tmp_path, nodes, edges)
+    dt = ["--dt-us", "1000"] if source == "nir" else []
+    _fails(capsys, [path, "--from", source, *dt], f"parameter {field!r} must be a finite number > 0")
+    assert not list(tmp_path.glob("*.onnx"))
+
+
 def test_cuba_lif_from_a_source_whose_discretisation_is_not_mapped_is_one_error(tmp_path, capsys):
     nodes, edges = _dense()
     nodes["lif"] = nir.CubaLIF(
@@ -292,7 +316,7 @@ def test_an_edge_back_into_the_chain_is_refused(tmp_path, capsys, edge, node):
     nodes, edges = _dense()
     path = _graph_file(tmp_path, nodes, [*edges, edge])
     inputs = 1 if node == "input" else 2
-    _fails(capsys, [path, "--from", "nir", "--dt-us", "1000"], f"node {node!r} has {inputs} inputs; flexsnn imports")
+    _fails(capsys, [path, "--from", "nir", "--dt-us", "1000"], f"node {node!r} has {inputs} inputs (", "no recurrence")
     assert not list(tmp_path.glob("*.onnx"))
 
 

@@ -191,9 +191,9 @@ class CubaLIF(NeuronKind[CubaLIFSpec]):
         nir.no_leak_potential(params)
         # in float32 as snnTorch computes it; the threshold absorbs w_in * dt / tau_syn
         f32 = np.float32
-        tau_syn, tau_mem = f32(nir.one(params, "tau_syn")), f32(nir.one(params, "tau_mem"))
+        tau_syn, tau_mem = (f32(nir.positive(params, name, nir.TAU)) for name in ("tau_syn", "tau_mem"))
         alpha, beta = nir.snntorch_decay(tau_syn), nir.snntorch_decay(tau_mem)
-        w_scale = nir.one(params, "w_in") * nir.SNNTORCH_DT / float(tau_syn)
+        w_scale = nir.positive(params, "w_in", nir.GAIN) * nir.SNNTORCH_DT / float(tau_syn)
         v_th = nir.one(params, "v_threshold") / (1.0 if np.isclose(w_scale, 1.0) else w_scale)
         fields = {"v_th": v_th, "reset": "zero", "spike": "single", "dt": nir.SNNTORCH_DT * 1e6}
         return nir.make("CubaLIF", decay=float(beta), decay_syn=float(alpha), **fields), 1.0

@@ -114,7 +114,8 @@ class IF(LIF):
         }
 
     def from_nir(self, params: nir.Params, source: str, dt_s: float) -> tuple[NeuronSpec, float]:
-        v_th, r = nir.one(params, "v_threshold"), nir.one(params, "r")
+        v_th = nir.one(params, "v_threshold")
+        r = nir.positive(params, "r", nir.GAIN) if source == "nir" else nir.one(params, "r")
         if source == "sinabs":
             return nir.make("IF", decay=1.0, v_th=v_th, reset="subtract", spike="multi", v_min=-v_th, dt=1.0), 1.0
         if source == "snntorch":

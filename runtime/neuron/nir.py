@@ -204,6 +204,19 @@ def one(params: Params, name: str) -> float:
     return float(v.flat[0])
 
 
+def positive(params: Params, name: str, what: str) -> float:
+    """:func:`one`, a finite number > 0 (tau 0 was a ZeroDivisionError traceback, a negative
+    tau refused as a derived decay, r 0 imported a network that never fires)."""
+    v = one(params, name)
+    if not (math.isfinite(v) and v > 0.0):
+        raise NirNeuronError(f"parameter {name!r} must be a finite number > 0 ({what}), got {v:g}")
+    return v
+
+
+TAU = "a time constant in seconds"
+GAIN = "the input's gain, which this source's convention uses"
+
+
 def no_leak_potential(params: Params) -> None:
     if "v_leak" in params and one(params, "v_leak") != 0.0:
         raise NirNeuronError("v_leak is not 0; flexsnn neurons leak towards 0")
@@ -220,7 +233,8 @@ def make(kind: str, **fields: Any) -> NeuronSpec:
 def leak_from_nir(params: Params, source: str, dt_s: float) -> tuple[float, float, float, float]:
     """``(decay, input gain, threshold scale, spec dt in µs)`` of a leaky node."""
     no_leak_potential(params)
-    tau, r = np.float32(one(params, "tau")), one(params, "r")
+    tau = np.float32(positive(params, "tau", TAU))
+    r = positive(params, "r", GAIN) if source in ("snntorch", "nir") else one(params, "r")
     if source == "sinabs":
         return float(np.exp(np.float32(-1.0) / tau)), 1.0, 1.0, 1.0
     if source == "snntorch":  # in float32 as snnTorch computes it; the threshold absorbs r*dt/tau
