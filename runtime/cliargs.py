@@ -82,6 +82,9 @@ HERE_AS: dict[str, tuple[str, ...]] = {
 }
 
 
+NEGATIVE_NUMBER = re.compile(r"^-(\d+\.?\d*|\.\d+)(e[-+]?\d+)?$|^-inf(inity)?$", re.IGNORECASE)
+
+
 class Parser(argparse.ArgumentParser):
     """An ArgumentParser whose errors are the product's one ``error:`` line (exit 2), not
     argparse's usage block; ``-h`` still shows the usage, every default and ``--version``.
@@ -93,6 +96,9 @@ class Parser(argparse.ArgumentParser):
         kwargs.setdefault("formatter_class", HelpFormatter)
         kwargs.setdefault("allow_abbrev", False)
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        # a value, not a flag: argparse took only -3 and -.5 so, and `--v-min -inf` (the help's
+        # "no clamp") or `--v-min -1e-3` was "expected one argument"
+        self._negative_number_matcher = NEGATIVE_NUMBER
 
     def add_version(self) -> Parser:
         """``--version`` on a top-level parser: the installed flexsnn version."""

@@ -59,8 +59,9 @@ def verify_onnx(model: onnx.ModelProto, path: str | Path) -> None:
         return
     if stored != onnx_digest(model):
         raise IntegrityError(
-            f"{path} is corrupted: its graph, weights or protocol metadata do not match the SHA-256 digest "
-            "stored in it (re-export it from the checkpoint)"
+            f"{path} has changed since export: its graph, weights or protocol metadata do not match the SHA-256 "
+            "digest stored in it (a damaged file, or one rewritten by a tool: onnx's version_converter, an "
+            "onnxruntime optimized-model save); flexsnn runs files as exported: re-export it from the checkpoint"
         )
 
 

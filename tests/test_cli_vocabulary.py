@@ -111,6 +111,14 @@ def test_a_flag_is_taken_by_its_whole_name_only(cli, argv, prefix, capsys):
     assert e.value.code == 2 and f"unrecognized arguments: {prefix}" in err, err
 
 
+@pytest.mark.parametrize("text, value", [("-inf", float("-inf")), ("-1e-3", -0.001), ("-.5", -0.5), ("-2", -2.0)])
+def test_a_negative_number_is_a_value_not_a_flag(text, value):
+    """`fit --v-min -inf` (its help's "no clamp") and `--v-min -1e-3` were "expected one
+    argument": argparse took only -3 and -.5 as numbers."""
+    args = trainer.cli.parser().parse_args(["fit", "--v-min", text])
+    assert args.v_min == value
+
+
 def test_every_flag_and_argument_has_help():
     missing = [f"{prog} {a.option_strings or a.dest}" for prog, a in ACTIONS if not (a.help or "").strip()]
     assert not missing, missing

@@ -240,6 +240,17 @@ def test_evt21_is_named_not_called_damaged(tmp_path):
         read_events(tmp_path / "e.raw")
 
 
+def test_expelliarmus_refusing_a_file_name_says_why(eventcam, tmp_path):
+    """expelliarmus reads EVT2/EVT3 only from a file named .raw: its reason was hidden behind
+    "(ValueError); the numpy decoder says what is wrong", which read the file fine."""
+    pytest.importorskip("expelliarmus")
+    renamed = tmp_path / "evt2.dat"
+    renamed.write_bytes((eventcam / "evt2_sample.raw").read_bytes())
+    with pytest.raises(EventFileError, match=r"\(ValueError: The EVT2/EVT3 encoding needs a '.raw' file"):
+        read_events(renamed, decoder="expelliarmus")
+    assert len(read_events(renamed)) == 539_481
+
+
 def test_expelliarmus_decoder_says_truncated_and_empty_as_the_numpy_one(eventcam, tmp_path):
     """It decoded up to the cut of a truncated file without a word (539,480 events, exit 0),
     and raised TypeError for a file with a header only."""

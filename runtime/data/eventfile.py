@@ -276,7 +276,8 @@ class EventReader:
                 raise EventFileError(f"{self.name}: {e}") from None
         if rest:
             raise EventFileError(
-                f"{self.name}: the file ends inside a {dec.name} word ({len(rest)} of {size} bytes): it is truncated"
+                f"{self.name}: the file ends inside a word of {dec.name.upper()} ({len(rest)} of {size} bytes): "
+                "it is truncated"
             )
 
     def _check(self, ev: np.ndarray) -> np.ndarray:
@@ -370,7 +371,8 @@ def read_events(
         body = Path(path).stat().st_size - r.header.size
         if body % word:  # expelliarmus decodes up to the cut without a word
             raise EventFileError(
-                f"{path}: the file ends inside a {r.format} word ({body % word} of {word} bytes): it is truncated"
+                f"{path}: the file ends inside a word of {r.format.upper()} ({body % word} of {word} bytes): "
+                "it is truncated"
             )
         if body == 0:
             return np.empty(0, EVENT_DTYPE)
@@ -378,9 +380,10 @@ def read_events(
             arr = Wizard(encoding=r.format, fpath=str(path)).read()
             len(arr)  # it returns None for a file whose header it could not skip
         except Exception as e:
+            said = str(e).strip().splitlines()[0].removeprefix("ERROR: ") if str(e).strip() else ""
             raise EventFileError(
-                f"{path}: expelliarmus could not decode it ({type(e).__name__}); the numpy decoder (the default) "
-                "says what is wrong with a file"
+                f"{path}: expelliarmus could not decode it ({type(e).__name__}{': ' + said if said else ''}); the "
+                "numpy decoder (the default) reads RAW and DAT files by their header, whatever their name"
             ) from None
         out = np.empty(len(arr), EVENT_DTYPE)
         for k in "xypt":
