@@ -265,12 +265,12 @@ def write_atomic(path: str | Path, write: Callable[[Path], object]) -> Path:
         fd, tmp_name = tempfile.mkstemp(prefix=prefix, suffix=path.suffix, dir=parent)
     except OSError as e:
         raise OutputPathError(f"cannot write {path}: {e.strerror or e}") from None
-    os.close(fd)
     tmp = Path(tmp_name)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; the artifact is an ordinary file
-    try:
+    try:  # from its creation on: a Ctrl-C before the write left an empty temporary file
+        os.close(fd)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; the artifact is an ordinary file
         with _cleanup_on_signals(tmp):
             try:
                 write(tmp)

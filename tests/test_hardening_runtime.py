@@ -137,6 +137,20 @@ def test_sigterm_mid_write_leaves_nothing(tmp_path):
     assert signal.getsignal(signal.SIGTERM) == before  # the caller's handler is back
 
 
+def test_ctrl_c_before_the_write_begins_leaves_nothing(tmp_path, monkeypatch):
+    """The temporary file is created, closed and given its mode before the write: a Ctrl-C
+    there (a stranger hit it during fit's checkpoint save) left an empty hidden file."""
+    import runtime.fileio as fileio
+
+    def interrupted(*args: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(fileio.os, "chmod", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        write_atomic(tmp_path / "out.onnx", lambda tmp: tmp.write_bytes(b"x"))
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_killed_writers_temporary_file_is_removed_by_the_next_write(tmp_path):
     """SIGKILL (the OOM killer's) runs no cleanup: a writer killed mid-write left a hidden
     copy as large as the artifact. The next write of that name removes it; one whose writer
