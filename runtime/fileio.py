@@ -105,9 +105,12 @@ def _same_file(a: Path, b: Path) -> bool:
 
 
 def place_problem(path: str | Path) -> str | None:
-    """What stops ``path`` from being written as a file whatever else holds: a folder that
-    does not exist (said with the command that makes it: docs' `--out runs/x.pt` failed in a
-    fresh clone), or a folder in its place; None when neither."""
+    """What stops ``path`` from being written as a file whatever else holds: a name ending
+    in a separator, a folder that does not exist (said with the command that makes it:
+    docs' `--out runs/x.pt` failed in a fresh clone), or a folder in its place; None when
+    neither."""
+    if str(path).endswith(("/", os.sep)):  # Path() drops it: "m.onnx/" would read as the file m.onnx
+        return f"cannot write {path}: it names a folder (ends in {os.sep}); expected a file name"
     out = Path(path)
     parent = out.parent if str(out.parent) else Path(".")
     if not parent.is_dir():
@@ -132,11 +135,9 @@ def check_output(
     product's kinds (:func:`_check_suffix`); returns the path."""
     if path is None or not str(path).strip():
         raise OutputPathError(f"{what} path is empty; expected a file name")
-    if str(path).endswith(("/", os.sep)):
-        raise OutputPathError(f"cannot write {path}: it names a folder (ends in {os.sep}); expected a file name")
     out = Path(path)
     parent = out.parent if str(out.parent) else Path(".")
-    problem = place_problem(out)
+    problem = place_problem(path)  # as given: Path() drops a trailing separator
     if problem is not None:
         raise OutputPathError(problem)
     if out.exists() and not out.is_file():

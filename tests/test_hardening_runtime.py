@@ -5,6 +5,7 @@ streaming ownership and the event engine's pending bound. Every case: the clear 
 
 from __future__ import annotations
 
+import argparse
 import gzip
 import json
 import os
@@ -23,6 +24,7 @@ import pytest
 from onnx import numpy_helper
 
 import runtime
+from runtime import cliargs
 from runtime.data import DataError, load_dataset
 from runtime.data.events import make_events
 from runtime.event import EventInputError
@@ -80,6 +82,9 @@ def test_outputs_that_would_replace_something_else_are_refused(tmp_path):
     a data set's folder given as the output was overwritten (a model over the MNIST images)."""
     with pytest.raises(OutputPathError, match="names a folder"):
         check_output(f"{tmp_path}/newdir/")
+    # ... said at parse time, as every other path problem (`argument -o/--out: ...`), not later
+    with pytest.raises(argparse.ArgumentTypeError, match="names a folder"):
+        cliargs.output_path(f"{tmp_path}/m.onnx/")
     os.mkfifo(tmp_path / "fifo.onnx")
     with pytest.raises(OutputPathError, match="not a regular file"):
         check_output(tmp_path / "fifo.onnx")
