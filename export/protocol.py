@@ -91,6 +91,8 @@ def protocol(
         neurons=tuple(neurons),
         data=d.spec,
         train_split=d.train_split,
+        # a multi-rate file's statistics are its configuration's (export --config calibrates them)
+        bn_calibration_T=None if fields.get("stages") else m.bn_T,
     )
     base.update(fields)
     try:

@@ -15,7 +15,8 @@ class ModelError(ValueError):
 
 class TrainedRangeWarning(RuntimeWarning):
     """A run that may stop at a T outside the range the model was trained on (its accuracy
-    there was never part of training); the run goes ahead. The CLIs report it themselves
+    there was never part of training), or that runs to a horizon other than the T its
+    BatchNorm statistics were calibrated at; the run goes ahead. The CLIs report it themselves
     (``warning:`` and ``--json``'s ``warnings``) and silence this one."""
 
 

@@ -430,9 +430,18 @@ def t_range_warning(protocol: ModelProtocol, policy: ExitPolicy | Cascade | str 
 
 
 def t_range_note(protocol: ModelProtocol, lo: int, hi: int) -> str | None:
-    """A note when runs of ``lo`` to ``hi`` steps leave the trained range; None inside it."""
+    """A note when runs of ``lo`` to ``hi`` steps leave the trained range, or run to a
+    horizon other than the T the BatchNorm statistics were calibrated at; None otherwise."""
     t_lo, t_hi = protocol.T_range
-    if t_lo <= lo and hi <= t_hi:
-        return None
     steps = f"T={hi}" if lo == hi else f"T in [{lo}, {hi}]"
-    return f"this run uses {steps}, outside the trained range T in [{t_lo}, {t_hi}]"
+    notes = (
+        [] if t_lo <= lo and hi <= t_hi else [f"this run uses {steps}, outside the trained range T in [{t_lo}, {t_hi}]"]
+    )
+    calibrated = protocol.bn_calibration_T
+    if calibrated is not None and hi != calibrated:  # the horizon bins the input and sets the statistics' fit
+        notes.append(
+            f"its BatchNorm statistics were calibrated at T={calibrated} (one set fits one T) and this run's "
+            f"horizon is T={hi}: run at T={calibrated}, or recalibrate at T={hi} (trainer calibrate --T {hi}) "
+            "and export again"
+        )
+    return "; ".join(notes) or None

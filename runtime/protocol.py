@@ -179,6 +179,9 @@ class Protocol:
     exit_record: dict[str, Any] | None = None
     train_split: str | None = None  # "train-minus-val": a validation split was held out of training
     stages: tuple[StageInfo, ...] = ()  # a per-stage configuration (multi-rate); empty: one T for all
+    # the T whose BatchNorm statistics the weights hold (one set fits one T: MTT's BN
+    # calibration); None: no BatchNorm statistics calibrated, or a file written before it was kept
+    bn_calibration_T: int | None = None
     # in memory only, never written: a stage of a multi-rate file, cut out as a step model of
     # its own (runtime.stages), outputs its boundary tensor of this shape, not the classes
     output_shape: tuple[int, ...] | None = None
@@ -217,9 +220,10 @@ class Protocol:
 
     @property
     def default_T(self) -> int:
-        """The steps a run takes by default: the trained T, or the last stage's T of a
-        multi-rate file (its readout and any early exit act on the last stage's steps)."""
-        return self.stages[-1].T if self.stages else self.T_trained
+        """The steps a run takes by default: the T its BatchNorm statistics were calibrated
+        at, else the trained T, or the last stage's T of a multi-rate file (its readout and
+        any early exit act on the last stage's steps)."""
+        return self.stages[-1].T if self.stages else self.bn_calibration_T or self.T_trained
 
     def input_steps(self, T: int) -> int:
         """Input frames a run of ``T`` (readout) steps reads: ``T``, or the first stage's T
@@ -260,6 +264,8 @@ class Protocol:
             d["train_split"] = self.train_split
         if self.stages:
             d["stages"] = [st.to_dict() for st in self.stages]
+        if self.bn_calibration_T is not None:
+            d["bn_calibration_T"] = self.bn_calibration_T
         return d
 
 
@@ -365,6 +371,7 @@ def _parse_protocol(meta: dict[str, Any]) -> Protocol:
             states=states,
             neurons=neurons,
             max_steps=_max_steps(meta.get("max_steps"), where),
+            bn_calibration_T=_optional_T(meta.get("bn_calibration_T"), where),
             **_data_fields(inp, where),
             data=_optional_text(meta, "data", where),
             exit_policy=_exit_policy(meta.get("exit"), where),
@@ -463,6 +470,12 @@ def _stages(value: Any, states: tuple[StateInfo, ...], where: str) -> tuple[Stag
     if listed != [s.name for s in states]:
         raise ModelError(f"{where}: the stages' states {listed} are not the model's states in order")
     return tuple(out)
+
+
+def _optional_T(value: Any, where: str) -> int | None:
+    if value is not None and not (_is_int(value) and value > 0):
+        raise ModelError(f"{where}: 'bn_calibration_T' must be a positive integer or absent, got {value!r}")
+    return value
 
 
 def _max_steps(value: Any, where: str) -> int | None:

@@ -365,6 +365,11 @@ def test_a_run_resumes_from_its_data_in_a_new_place(tmp_path, monkeypatch, capsy
     assert "as stored in" not in err  # the path was typed here, not stored in the checkpoint
     code, _, err = run(capsys, *resume, "--data", f"npz:{other}")
     one_error(code, err, "training samples per epoch 24 (the run's: 28)")
+    # the same shape, classes and size, its labels shifted (a stranger's resume trained on: 11%)
+    shifted = tmp_path / "shifted.npz"
+    np.savez(shifted, images=images, labels=(labels + 1) % 3)
+    code, _, err = run(capsys, *resume, "--data", f"npz:{shifted}")
+    one_error(code, err, "training labels in order (their SHA-256 differs from the run's)")
     code, _, err = run(capsys, *resume, "--data", f"npz:{new}")
     assert code == 0, err
     a, b = read_checkpoint(whole), read_checkpoint(done)

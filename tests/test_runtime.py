@@ -302,6 +302,10 @@ def _set_meta(m: onnx.ModelProto, **changes) -> onnx.ModelProto:
         ),
         (lambda p: save(_set_meta(tiny_model(), readout="median"), p), "expected one of \\['mean', 'last', 'count'\\]"),
         (lambda p: save(_set_meta(tiny_model(), uses_t=True), p), "graph inputs are"),
+        (
+            lambda p: save(_set_meta(tiny_model(), bn_calibration_T=0), p),
+            "'bn_calibration_T' must be a positive integer or absent, got 0",
+        ),
         (lambda p: None, "does not exist"),
     ],
 )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import pickle
 
+import numpy as np
 import pytest
 import torch
 
@@ -390,6 +391,49 @@ def test_fit_and_calibrate_json_is_one_object_with_the_checkpoints_figures(capsy
     for key in ("test_accuracy", "test_accuracy_before_calibration", "bn_calibrated_layers", "bn_calibration_T"):
         assert summary[key] == metrics[key], key
     assert "calibrated 2 BatchNorm layers" in err  # the person's line, on stderr
+
+
+def test_a_model_calibrated_at_one_T_runs_there_by_default_and_says_so_at_another(capsys, tmp_path):
+    """`trainer calibrate --T 3` on a model trained at T=6: its exported file still ran
+    fixed:6 by default (a stranger's: 7.8% there, 64.7% at T=3) and `eval --T 3 6` said
+    nothing. The T of the statistics is now the config's, the file's default T, and a
+    warning at any other horizon (eval, the SDK, runtime run); older files get it from their
+    metrics."""
+    import warnings
+
+    import runtime
+    from export.cli import main as export_main
+    from runtime.errors import TrainedRangeWarning
+    from runtime.protocol import read_model
+    from tests.conftest import run_main
+    from trainer.checkpoint import save_checkpoint
+
+    path, calibrated, onnx_path = tmp_path / "m.pt", tmp_path / "c.pt", tmp_path / "c.onnx"
+    assert run(capsys, "fit", "--data", "digits:static", "--norm", "bn", "-o", str(path), *TINY)[0] == 0
+    assert load_checkpoint(path)[0].method.bn_T == 6  # fit calibrates at its trained T
+    code, _, err = run(capsys, "calibrate", str(path), "--T", "3", "--calib-batches", "1", "-o", str(calibrated))
+    assert code == 0, err
+    cfg, model, metrics = load_checkpoint(calibrated)
+    assert cfg.method.bn_T == metrics["bn_calibration_T"] == 3
+    code, out, err = run(capsys, "eval", str(calibrated), "--T", "3", "6", "--limit", "30", "--json")
+    assert code == 0, err
+    (note,) = json.loads(out)["warnings"]
+    assert note == (
+        f"{calibrated}'s BatchNorm statistics were calibrated at T=3 (one set fits one T); T=6 runs with them: "
+        "recalibrate at the T you deploy (trainer calibrate --T N)"
+    )
+    assert run_main(export_main, capsys, str(calibrated), "-o", str(onnx_path))[0] == 0
+    _, protocol = read_model(onnx_path)
+    assert (protocol.bn_calibration_T, protocol.T_trained, protocol.default_T) == (3, 6, 3)
+    session, x = runtime.load(onnx_path), np.zeros((2, 1, 8, 8), np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", TrainedRangeWarning)
+        assert session.run(x).steps.tolist() == [3, 3]  # the default: the statistics' T, unwarned
+    with pytest.warns(TrainedRangeWarning, match=r"calibrated at T=3 .* this run's horizon is T=6"):
+        session.run(x, "fixed:6")
+    cfg.method.bn_T = None  # as written before the config kept it
+    save_checkpoint(tmp_path / "old.pt", cfg, model, metrics)
+    assert load_checkpoint(tmp_path / "old.pt")[0].method.bn_T == 3
 
 
 def test_a_first_stage_first_model_is_calibrated_on_the_frames_it_trained_on(capsys, tmp_path):

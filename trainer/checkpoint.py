@@ -190,7 +190,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     _verify_digest(path, ckpt)
     if fmt == READ_FORMATS[0]:
         ckpt["config"] = upgrade_v1_config(ckpt["config"])
-    ckpt["config"] = upgrade_first_stage(ckpt["config"])
+    ckpt["config"] = upgrade_bn_T(upgrade_first_stage(ckpt["config"]), ckpt["metrics"])
     return ckpt
 
 
@@ -206,6 +206,16 @@ def upgrade_first_stage(config: dict[str, Any]) -> dict[str, Any]:
     if not old or data.get("durations", "dataset") != "dataset":
         return config
     return {**config, "data": {**data, "binning": "fixed"}}
+
+
+def upgrade_bn_T(config: dict[str, Any], metrics: dict[str, Any]) -> dict[str, Any]:
+    """A checkpoint written before its config kept the T of its BatchNorm statistics (or
+    saved by the SDK's fit without it): its metrics say it (``bn_calibration_T``). Such a
+    file's default T stayed the trained one after `trainer calibrate --T 3`, near chance."""
+    method, T = config.get("method"), metrics.get("bn_calibration_T")
+    if not (isinstance(method, dict) and method.get("bn_T") is None and isinstance(T, int) and T > 0):
+        return config
+    return {**config, "method": {**method, "bn_T": T}}
 
 
 def upgrade_v1_config(config: dict[str, Any]) -> dict[str, Any]:

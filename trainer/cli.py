@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import hashlib
 import io
 import os
 import statistics
@@ -14,6 +15,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
+
+import numpy as np
 
 from runtime import cliargs
 from runtime.data import DataError, Dataset, load_dataset, spec_paths
@@ -615,6 +618,13 @@ def _default_model(train_shape: tuple[int, ...], kind: str, duration_us: float, 
 
 
 LIMITS_KEY = "limits"  # in a checkpoint's train state: the run's --limit-train and --limit
+LABELS_KEY = "labels_sha256"  # ... and the digest of its training labels in order (a resume checks it)
+
+
+def labels_digest(ds: Dataset) -> str:
+    """SHA-256 of ``ds``'s labels in order: a moved data set gives the same, another with
+    the same shape, classes and size (labels shifted, another subset) does not."""
+    return hashlib.sha256(np.ascontiguousarray(ds.labels, np.int64).tobytes()).hexdigest()
 
 
 def run_limits(a: argparse.Namespace, resumed: dict[str, Any] | None) -> dict[str, int | None]:
@@ -653,10 +663,12 @@ def moved_data(spec: str, stored: str, path: str) -> str:
     return spec
 
 
-def same_training_data(ds: Dataset, cfg: Config, metrics: dict[str, Any], path: str) -> None:
-    """``ds`` (read from a moved ``--data``) is what the run trained on, as far as the
-    checkpoint tells: kind, shape, classes, recording length and the samples per epoch (the
-    batch order of the epochs left depends on the count)."""
+def same_training_data(ds: Dataset, cfg: Config, metrics: dict[str, Any], state: dict[str, Any], path: str) -> None:
+    """``ds`` (read from a moved ``--data``, or its stored place) is what the run trained
+    on, as far as the checkpoint tells: kind, shape, classes, recording length, the samples
+    per epoch (the batch order of the epochs left depends on the count) and the labels in
+    order (``state``: the checkpoint's train state; a stranger resumed on a same-sized set
+    with shifted labels, unsaid)."""
     d = cfg.data
     history = metrics.get("history") or [{}]
     stored_n = history[-1].get("samples")
@@ -670,6 +682,9 @@ def same_training_data(ds: Dataset, cfg: Config, metrics: dict[str, Any], path: 
         ("training samples per epoch", stored_n, got_n if stored_n is not None else None),
     ]
     bad = [f"{name} {got!r} (the run's: {want!r})" for name, want, got in checks if want != got]
+    stored_labels = state.get(LABELS_KEY)  # absent in checkpoints written before it was kept
+    if stored_labels is not None and stored_labels != labels_digest(ds):
+        bad.append("training labels in order (their SHA-256 differs from the run's)")
     if bad:
         raise DataError(f"--data {ds.spec!r} is not the data {path} trained on: {'; '.join(bad)}")
 
@@ -800,19 +815,20 @@ def cmd_fit(a: argparse.Namespace) -> dict[str, Any] | None:
             print(f"model {choice.name} (the default for {'x'.join(map(str, train_ds.shape))} input: {choice.why})")
     else:
         cfg = Config.from_dict(resumed["config"])
+        same_training_data(train_ds, cfg, resumed["metrics"], resumed.get(TRAIN_STATE_KEY, {}), a.resume)
         if spec != cfg.data.spec:
-            same_training_data(train_ds, cfg, resumed["metrics"], a.resume)
             cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, spec=spec))  # where it is now
         build_checked(cfg, "the model")
     start = fit_start(a, cfg, resumed)
     lineage = run_lineage(a, resumed)
+    labels = labels_digest(train_ds)
 
     saved: list[dict[str, Any]] = []  # the progress last written to `out` (for the note on Ctrl-C)
 
     def write_epoch(model: Net, history: list[dict[str, float]], state: dict) -> None:
         # after every epoch: an interrupted run resumes from here (--resume)
         progress = {"history": history, "finished": False, "environment": environment(cfg.method.seed), **lineage}
-        save_checkpoint(out, cfg, model, progress, {**state, LIMITS_KEY: limits})
+        save_checkpoint(out, cfg, model, progress, {**state, LIMITS_KEY: limits, LABELS_KEY: labels})
         saved[:] = [progress]
 
     try:
@@ -829,7 +845,7 @@ def cmd_fit(a: argparse.Namespace) -> dict[str, Any] | None:
         if saved and int(os.environ.get("RANK", "0")) == 0:
             print(f"note: {unfinished_note(out, cfg, saved[0])}", file=sys.stderr)
         raise
-    state = {**metrics.pop("train_state"), LIMITS_KEY: limits}
+    state = {**metrics.pop("train_state"), LIMITS_KEY: limits, LABELS_KEY: labels}
     metrics.update(lineage)
     if int(os.environ.get("RANK", "0")) != 0:
         return None
@@ -904,10 +920,10 @@ def cmd_eval(a: argparse.Namespace) -> None:
             print(f"warning: {warnings[-1]}", file=sys.stderr)
             Ts = [T for T in Ts if T <= model.T]
         check_eval_memory(model, ds, max(Ts, default=1), a.batch_size)  # before any warning is printed
-        warning = cfg.t_range_warning(path, Ts)
-        if warning:
-            warnings.append(warning)
-            print(f"warning: {warning}", file=sys.stderr)
+        for warning in (cfg.t_range_warning(path, Ts), cfg.bn_T_warning(path, Ts)):
+            if warning:
+                warnings.append(warning)
+                print(f"warning: {warning}", file=sys.stderr)
         uniform = [[T] * len(model.stages) for T in Ts]  # evaluate's configurations, its memory checked above
         acc = evaluate_configs(
             model,
@@ -1010,6 +1026,7 @@ def cmd_calibrate(a: argparse.Namespace) -> dict[str, Any]:
         "test_accuracy": after,
         **runs_metrics,
     }
+    cfg.method.bn_T = T  # the statistics now fit T: eval and the exported file run it by default
     save_checkpoint(a.out, cfg, model, {**metrics, **calibrated})
     runs = ""
     if a.calib_runs > 1:

@@ -174,6 +174,10 @@ class MethodConfig:
     optimizer: str = "adam"  # "adam" or "sgd" (momentum 0.9, as the SLTT/OTTT/NDOT papers)
     first_stage: str = "rebin"  # nmt/mtt events at T: "rebin" into T frames, or the "first" T of Tmax (A.2)
     loss: str = "readout"  # sdt/nmt/mtt: LOSSES ("readout" in checkpoints written before it existed)
+    # the T whose BatchNorm statistics the weights hold: fit's calibration (train_T) or
+    # `trainer calibrate --T`; one set fits one T, so eval and the exported file say so at
+    # another. None: not calibrated (no BatchNorm, --calib-batches 0, or before calibration)
+    bn_T: int | None = None
 
 
 @dataclass
@@ -194,6 +198,8 @@ class Config:
             if getattr(m, k) <= 0:
                 flag = "--configs-per-batch" if k == "samples" else f"--{k.replace('_', '-')}"  # fit's name of it
                 raise ConfigError(f"{flag} (MethodConfig.{k}) must be a positive integer, got {getattr(m, k)}")
+        if m.bn_T is not None and not (isinstance(m.bn_T, int) and m.bn_T > 0):
+            raise ConfigError(f"MethodConfig.bn_T must be a positive integer or None, got {m.bn_T!r}")
         if m.order not in MTT_ORDERS:
             raise ConfigError(f"--mtt-order {m.order!r} is unknown; expected one of {list(MTT_ORDERS)}")
         if m.order != "any" and m.name != "mtt":
@@ -341,6 +347,19 @@ class Config:
             return None
         which = f"T={outside[0]} lies" if len(outside) == 1 else f"T={outside} lie"
         return f"{path} was trained for T in [{lo}, {hi}]; {which} outside that range"
+
+    def bn_T_warning(self, path: str, Ts: list[int]) -> str | None:
+        """A note when some T is not the one the BatchNorm statistics were calibrated at
+        (None: all are, or none was calibrated)."""
+        T = self.method.bn_T
+        other = sorted({t for t in Ts if t != T}) if T is not None else []
+        if not other:
+            return None
+        which = f"T={other[0]} runs" if len(other) == 1 else f"T={other} run"
+        return (
+            f"{path}'s BatchNorm statistics were calibrated at T={T} (one set fits one T); {which} with them: "
+            "recalibrate at the T you deploy (trainer calibrate --T N)"
+        )
 
     def to_dict(self) -> dict[str, Any]:
         d = {

@@ -511,6 +511,7 @@ def fit(
     )
     metrics["test_accuracy_uncalibrated"] = last
     metrics["bn_calibrated_layers"] = calibrated
+    cfg.method.bn_T = cfg.train_T if calibrated else None  # the config describes the model fit returns
     metrics["test_accuracy"] = evaluate_on_ranks(model, test_ds, cfg.train_T) if calibrated else last
     if rank == 0:
         if calibrated:
