@@ -436,6 +436,22 @@ def test_a_model_calibrated_at_one_T_runs_there_by_default_and_says_so_at_anothe
     assert load_checkpoint(tmp_path / "old.pt")[0].method.bn_T == 3
 
 
+def test_fit_says_a_class_without_training_samples(capsys, tmp_path):
+    """npz labels 1..3 without `classes` make 4 classes, class 0 never seen: it trained and
+    wrote a 4-output model without a word."""
+    rng = np.random.default_rng(0)
+    data = tmp_path / "d.npz"
+    np.savez(data, images=rng.random((50, 1, 6, 6)).astype(np.float32), labels=1 + np.arange(50) % 3)
+    argv = ["fit", "--data", f"npz:{data}", "--epochs", "1", "--quiet", "--json", "-o", str(tmp_path / "m.pt")]
+    code, out, err = run(capsys, *argv)
+    assert code == 0, err
+    note = f"the training data has no sample of class '0' (npz:{data}): the model cannot learn to predict it"
+    assert json.loads(out)["warnings"] == [note] and f"warning: {note}" in err
+    np.savez(data, images=rng.random((50, 1, 6, 6)).astype(np.float32), labels=np.arange(50) % 3)
+    code, out, err = run(capsys, *argv)
+    assert code == 0 and json.loads(out)["warnings"] == [] and "warning" not in err, err
+
+
 def test_a_first_stage_first_model_is_calibrated_on_the_frames_it_trained_on(capsys, tmp_path):
     """`trainer calibrate` re-estimated an A.2 model's BatchNorm statistics on the recording
     re-binned into T (a review's mutant, calibration on equal bins, passed every test)."""

@@ -30,6 +30,7 @@ from runtime.neuron import presets as neuron_presets
 from runtime.neuron.base import field_type
 from runtime.report import counted, emit_json, guarded, pct, table
 
+from . import distributed
 from .checkpoint import (
     DIGEST_KEY,
     TRAIN_STATE_KEY,
@@ -621,6 +622,20 @@ LIMITS_KEY = "limits"  # in a checkpoint's train state: the run's --limit-train 
 LABELS_KEY = "labels_sha256"  # ... and the digest of its training labels in order (a resume checks it)
 
 
+def unseen_classes(ds: Dataset) -> str | None:
+    """A note when some class has no training sample (npz labels 1..K without ``classes``
+    make K + 1 classes, class 0 never seen; a small --limit-train), else None."""
+    counts = np.bincount(ds.labels, minlength=len(ds.classes))
+    unseen = [c for c, n in zip(ds.classes, counts) if n == 0]
+    if not unseen:
+        return None
+    return (
+        f"the training data has no sample of class {unseen[0]!r}"
+        if len(unseen) == 1
+        else f"the training data has no sample of {len(unseen)} of its {len(ds.classes)} classes {unseen}"
+    ) + f" ({ds.spec}): the model cannot learn to predict {'it' if len(unseen) == 1 else 'them'}"
+
+
 def labels_digest(ds: Dataset) -> str:
     """SHA-256 of ``ds``'s labels in order: a moved data set gives the same, another with
     the same shape, classes and size (labels shifted, another subset) does not."""
@@ -771,6 +786,7 @@ def as_json(command: Callable[[argparse.Namespace], dict[str, Any] | None]) -> C
 def cmd_fit(a: argparse.Namespace) -> dict[str, Any] | None:
     # the data: once the spec is known (a resume's is stored)
     out = check_output(a.out, a.resume, a.init_from, kind=(".pt", "a checkpoint"))
+    distributed.check_environment()  # before the data: its warnings would precede the error line
     resumed = read_checkpoint(a.resume) if a.resume else None
     if resumed is None:
         # check everything that needs no data before loading it (the default model is chosen
@@ -822,6 +838,10 @@ def cmd_fit(a: argparse.Namespace) -> dict[str, Any] | None:
     start = fit_start(a, cfg, resumed)
     lineage = run_lineage(a, resumed)
     labels = labels_digest(train_ds)
+    data_warnings = [w for w in [unseen_classes(train_ds)] if w]
+    if int(os.environ.get("RANK", "0")) == 0:
+        for w in data_warnings:
+            print(f"warning: {w}", file=sys.stderr)
 
     saved: list[dict[str, Any]] = []  # the progress last written to `out` (for the note on Ctrl-C)
 
@@ -856,7 +876,8 @@ def cmd_fit(a: argparse.Namespace) -> dict[str, Any] | None:
         f"at T={cfg.train_T}{how} "
         f"({metrics['seconds_per_epoch']:.1f} s/epoch, {counted(metrics['environment']['threads'], 'thread')})"
     )
-    return {"checkpoint": str(out), "data": cfg.data.spec, "n": len(test_ds), "T": cfg.train_T, **metrics}
+    summary = {"checkpoint": str(out), "data": cfg.data.spec, "n": len(test_ds), "T": cfg.train_T, **metrics}
+    return {**summary, "warnings": data_warnings}
 
 
 class EvalRun(NamedTuple):

@@ -16,16 +16,24 @@ from torch import nn
 from .config import ConfigError
 
 
+def check_environment() -> int:
+    """The world size torchrun set (1 without it), refused when WORLD_SIZE > 1 comes without
+    the rest of torchrun's variables (e.g. left over from a job's environment: torch's
+    ValueError traceback); checked before any data is read."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    missing = [k for k in ("RANK", "MASTER_ADDR", "MASTER_PORT") if k not in os.environ]
+    if world > 1 and missing and not dist.is_initialized():
+        raise ConfigError(
+            f"WORLD_SIZE={world} is set but {', '.join(missing)} not: start N processes with "
+            f"torchrun --nproc_per_node={world} -m trainer ..., or unset WORLD_SIZE for one process"
+        )
+    return world
+
+
 def setup() -> tuple[int, int]:
     """``(rank, world_size)``; joins the process group when torchrun set WORLD_SIZE > 1."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
+    world = check_environment()
     if world > 1 and not dist.is_initialized():
-        missing = [k for k in ("RANK", "MASTER_ADDR", "MASTER_PORT") if k not in os.environ]
-        if missing:  # e.g. WORLD_SIZE left over from a job's environment: torch's ValueError traceback
-            raise ConfigError(
-                f"WORLD_SIZE={world} is set but {', '.join(missing)} not: start N processes with "
-                f"torchrun --nproc_per_node={world} -m trainer ..., or unset WORLD_SIZE for one process"
-            )
         dist.init_process_group("gloo")
     return (dist.get_rank(), world) if world > 1 else (0, 1)
 
