@@ -335,7 +335,7 @@ def cmd_pi_bench(a: argparse.Namespace) -> None:
                 ["policy", "accuracy (%)", "mean steps", "ms/sample"],
                 [
                     [name, f"{100 * e[f'{k}_accuracy']:.2f}", e[f"{k}_steps"], e[f"{k}_ms_per_sample"]]
-                    for name, k in (("fixed (trained T)", "fixed"), (e["policy"], "exit"))
+                    for name, k in (("fixed (default T)", "fixed"), (e["policy"], "exit"))
                 ],
             )
         )
@@ -391,7 +391,7 @@ def parser() -> argparse.ArgumentParser:
         "--policy",
         default=None,
         help=f"--data's early exit: one of {', '.join(POLICY_FORMS)} (default: the model's stored policy, "
-        f"as runtime run uses it, else {EXIT_POLICY}: runtime run's own fallback, fixed at the trained T, "
+        f"as runtime run uses it, else {EXIT_POLICY}: runtime run's own fallback, fixed at the model's default T, "
         "would measure no saving)",
     )
     cliargs.add_json(p)

@@ -243,6 +243,12 @@ def _input_shape(node, source: str, first) -> tuple[int, ...]:
         shape = shape[1:]  # the exporter's sample batch
     if not shape or any(s <= 0 for s in shape):
         raise ExportError(f"the Input node's shape {list(shape)} is not a valid sample shape")
+    if wants is not None and len(shape) != wants:  # was a ValueError traceback at the first conv's shape check
+        batched = f"; a leading batch dim of 1 is the exporter's with --from {' or '.join(BATCHED_INPUT)}"
+        raise ExportError(
+            f"the Input node's shape {list(shape)} has {len(shape)} dimensions; its first node "
+            f"({type(first).__name__}) takes [C, H, W]{batched if source not in BATCHED_INPUT else ''}"
+        )
     if any(s > MAX_SIDE for s in shape):  # [2, 40000, 40000] allocated 13 GB before any check
         raise ExportError(f"the Input node's shape {list(shape)} has a side above {MAX_SIDE}, as no model takes")
     return shape
@@ -406,6 +412,8 @@ def _config(
         method = MethodConfig(name="sdt", T=tmax) if tmin == tmax else MethodConfig(name="mtt", tmin=tmin, tmax=tmax)
         if T is not None:
             method = MethodConfig(name="sdt", T=T)
+        else:  # the T its BatchNorm statistics fit: the file's default T, as in the original ONNX
+            method.bn_T = meta.get("bn_calibration_T")
         data = DataConfig(  # the data it was trained on, so that runs find it as with the original file
             spec=meta.get("data") or name,
             kind=data_kind(i["kind"]),  # a sequence model stays one (it read as static)

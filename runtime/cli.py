@@ -45,7 +45,7 @@ def _data(p: argparse.ArgumentParser, limit_of: str = "the test split") -> None:
 def _horizon(p: argparse.ArgumentParser, tmax_help: str) -> None:
     """--tmin and --tmax of the commands that compare exit policies (tradeoff, calibrate-exit)."""
     cliargs.add_steps(p, "no exit before this step", 1, flag="--tmin")
-    cliargs.add_steps(p, f"{tmax_help} (default: the trained T)", flag="--tmax")
+    cliargs.add_steps(p, f"{tmax_help} (default: the model's default T)", flag="--tmax")
 
 
 def _open(a: argparse.Namespace) -> Session:
@@ -386,7 +386,8 @@ def parser() -> argparse.ArgumentParser:
         "--policy",
         default=None,
         help=f"exit policy, one of {', '.join(POLICY_FORMS)} (default: the policy calibrate-exit stored in the "
-        "model, else fixed at the trained T: a multi-rate file's last stage's)",
+        "model, else fixed at its default T: the trained T, the T its BatchNorm statistics were calibrated at, or a "
+        "multi-rate file's last stage's)",
     )
     p.add_argument(
         "--mode",

@@ -37,7 +37,7 @@ class PolicyError(ValueError):
 
 class ExitPolicy(Protocol):
     def horizon(self, default_T: int) -> int:
-        """The most steps any sample may run (``default_T``: the model's trained T)."""
+        """The most steps any sample may run (``default_T``: the model's default T)."""
 
     def should_exit(self, t: int, logits: np.ndarray) -> np.ndarray:
         """Bool ``[B]``: which samples stop after step ``t`` (1-based) given their readout."""
@@ -203,7 +203,7 @@ class FixedT:
 
 @dataclass(frozen=True)
 class _Bounded:
-    """Shared [tmin, tmax] window; ``tmax=None`` means the model's trained T. The
+    """Shared [tmin, tmax] window; ``tmax=None`` means the model's default T. The
     threshold bounds score ``name`` (one of :data:`SCORES`) of the readout, in [0, 1]:
     a sample stops where it is above (``higher``) or below the threshold."""
 

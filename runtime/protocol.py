@@ -370,8 +370,8 @@ def _parse_protocol(meta: dict[str, Any]) -> Protocol:
             classes=tuple(str(c) for c in _field(meta, "classes", where)),
             states=states,
             neurons=neurons,
-            max_steps=_max_steps(meta.get("max_steps"), where),
-            bn_calibration_T=_optional_T(meta.get("bn_calibration_T"), where),
+            max_steps=_max_steps(meta.get("max_steps")),  # in the try: its errors get `where` below
+            bn_calibration_T=_optional_T(meta.get("bn_calibration_T")),
             **_data_fields(inp, where),
             data=_optional_text(meta, "data", where),
             exit_policy=_exit_policy(meta.get("exit"), where),
@@ -472,15 +472,15 @@ def _stages(value: Any, states: tuple[StateInfo, ...], where: str) -> tuple[Stag
     return tuple(out)
 
 
-def _optional_T(value: Any, where: str) -> int | None:
+def _optional_T(value: Any) -> int | None:
     if value is not None and not (_is_int(value) and value > 0):
-        raise ModelError(f"{where}: 'bn_calibration_T' must be a positive integer or absent, got {value!r}")
+        raise ModelError(f"'bn_calibration_T' must be a positive integer or absent, got {value!r}")
     return value
 
 
-def _max_steps(value: Any, where: str) -> int | None:
+def _max_steps(value: Any) -> int | None:
     if value is not None and not (_is_int(value) and value > 0):
-        raise ModelError(f"{where}: 'max_steps' must be a positive integer or absent, got {value!r}")
+        raise ModelError(f"'max_steps' must be a positive integer or absent, got {value!r}")
     return value
 
 

@@ -27,7 +27,7 @@ CONDITIONAL_FLAGS: dict[str, tuple[str, Callable[[str], object], str]] = {
         # a cascade runs whole recordings again: a stream has none (refused when given)
         f"{', '.join(STEP_POLICY_FORMS)} (default: the model's stored "
         "policy, as runtime run uses it, else fixed at "
-        "the trained T; a stored cascade runs fixed T; multi-rate files are refused)",
+        "the model's default T; a stored cascade runs fixed T; multi-rate files are refused)",
     ),
     "--dt-us": ("--mode clock", cliargs.positive_float, "bin duration, µs (default: the model's dt)"),
     "--window-us": ("--mode event", cliargs.positive_float, "window, µs (default: trained T x dt)"),

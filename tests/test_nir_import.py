@@ -295,7 +295,35 @@ def test_a_time_constant_or_gain_that_is_not_positive_is_one_error(tmp_path, cap
     setattr(nodes["lif"], field, np.full(3, value, np.float32))
     path = _graph_file(tmp_path, nodes, edges)
     dt = ["--dt-us", "1000"] if source == "nir" else []
-    _fails(capsys, [path, "--from", source, *dt], f"parameter {field!r} must be a finite number > 0")
+    _fails(capsys, [path, "--from", source, *dt], f"parameter {field!r} must be a")
+    assert not list(tmp_path.glob("*.onnx"))
+
+
+@pytest.mark.parametrize("source", ["sinabs", "nir", "norse"])
+def test_a_tau_of_inf_is_no_leak_where_the_source_reads_it_so(tmp_path, capsys, source):
+    """flexsnn's NIR writes tau = inf for decay 1; the positivity check refused it for every
+    source (snnTorch's convention divides by it: refused there)."""
+    nodes, edges = _dense()
+    nodes["lif"].tau = np.full(3, np.inf, np.float32)
+    path = _graph_file(tmp_path, nodes, edges)
+    dt = ["--dt-us", "1000"] if source != "sinabs" else []
+    code, _, err = run_main(main, capsys, str(path), "--from", source, *dt, "-o", str(tmp_path / "m.onnx"))
+    assert code == 0, err
+    (neuron,) = read_model(tmp_path / "m.onnx")[1].neurons
+    assert neuron.spec.decay == 1.0
+
+
+def test_a_conv_input_with_an_extra_dimension_is_one_error(tmp_path, capsys):
+    """norse's graph (Input [1, 1, 8, 8]: its batch dim) read --from sinabs or nir was a
+    ValueError traceback at the first conv's shape check."""
+    nodes = {
+        "input": nir.Input({"input": np.array([1, 1, 8, 8])}),
+        "conv": nir.Conv2d((8, 8), np.ones((2, 1, 3, 3), np.float32), 1, 1, 1, 1, np.zeros(2, np.float32)),
+        "if": nir.IF(r=np.ones((2, 8, 8), np.float32), v_threshold=np.ones((2, 8, 8), np.float32)),
+        "output": nir.Output({"output": np.array([2, 8, 8])}),
+    }
+    path = _graph_file(tmp_path, nodes, [("input", "conv"), ("conv", "if"), ("if", "output")])
+    _fails(capsys, [path, "--from", "sinabs"], "shape [1, 1, 8, 8] has 4 dimensions", "--from snntorch or norse")
     assert not list(tmp_path.glob("*.onnx"))
 
 

@@ -504,9 +504,11 @@ def test_memory_command_json(capsys):
         "--T",
         "2",
         "4",
+        "2",  # each case once (a repeat gave two rows of one shared timing)
         "--methods",
         "sdt",
         "sltt",
+        "sdt",
         "--batch-size",
         "2",
         "--repeats",

@@ -167,9 +167,10 @@ def test_cli_init_from_folds_bn_and_resume_continues(capsys, tmp_path):
     assert code == 2 and "do not fit the model" in err and "size mismatch for stages." in err and not again.exists()
     code, _, err = run(capsys, "fit", *RESUMING, "--resume", str(fine), "--out", str(fine))
     assert code == 2 and "destroy the input" in err
-    # a checkpoint without training state (older files, calibrate's) cannot be resumed
+    # a checkpoint without training state (older files, calibrate's) cannot be resumed, said
+    # before its data is checked (a calibrated --limit-train run's was "not the data it trained on")
     plain = tmp_path / "plain.pt"
-    save_checkpoint(plain, cfg, model, metrics)
+    save_checkpoint(plain, cfg, model, {**metrics, "history": [{"samples": 1}]})
     code, _, err = run(capsys, "fit", *RESUMING, "--resume", str(plain), "--out", str(again))
     assert code == 2 and "holds no training state" in err and not again.exists()
     # a flag the resumed run would not read (its config decides) is refused, not dropped

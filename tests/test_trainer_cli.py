@@ -425,6 +425,11 @@ def test_a_model_calibrated_at_one_T_runs_there_by_default_and_says_so_at_anothe
     assert run_main(export_main, capsys, str(calibrated), "-o", str(onnx_path))[0] == 0
     _, protocol = read_model(onnx_path)
     assert (protocol.bn_calibration_T, protocol.T_trained, protocol.default_T) == (3, 6, 3)
+    # ... and through a NIR round trip (its import built a config without it: fixed:6 again)
+    nir_path, back = tmp_path / "c.nir", tmp_path / "back.onnx"
+    assert run_main(export_main, capsys, str(calibrated), "--format", "nir", "-o", str(nir_path))[0] == 0
+    assert run_main(export_main, capsys, str(nir_path), "-o", str(back))[0] == 0
+    assert read_model(back)[1].default_T == 3
     session, x = runtime.load(onnx_path), np.zeros((2, 1, 8, 8), np.float32)
     with warnings.catch_warnings():
         warnings.simplefilter("error", TrainedRangeWarning)

@@ -566,9 +566,7 @@ def run_lineage(a: argparse.Namespace, resumed: dict | None) -> dict[str, Any]:
 def fit_start(a: argparse.Namespace, cfg: Config, ckpt: dict | None) -> Start | None:
     """The weights (``--init-from``, folded when the new model drops BatchNorm/biases) or
     the run (``--resume``, its checkpoint ``ckpt`` already read) that ``fit`` starts from."""
-    if ckpt is not None:
-        if TRAIN_STATE_KEY not in ckpt:
-            raise CheckpointError(f"{a.resume} holds no training state (written before issue 18 or by calibrate)")
+    if ckpt is not None:  # cmd_fit checked that it holds a training state
         metrics = ckpt["metrics"]
         return Start(
             ckpt["state_dict"], ckpt[TRAIN_STATE_KEY], metrics.get("history", []), metrics.get("finished", True)
@@ -799,6 +797,8 @@ def cmd_fit(a: argparse.Namespace) -> dict[str, Any] | None:
         spec, split = a.data, a.train_split
     else:
         _refuse_flags_a_resume_ignores(a)
+        if TRAIN_STATE_KEY not in resumed:  # before its data is read and checked against it
+            raise CheckpointError(f"{a.resume} holds no training state (written before issue 18 or by calibrate)")
         rcfg = Config.from_dict(resumed["config"])
         transforms, spec, split = from_dicts(rcfg.data.transforms), rcfg.data.spec, rcfg.data.train_split
         if cliargs.given(a, "data"):  # the same data in another place (a moved folder, another machine)

@@ -198,7 +198,7 @@ class Config:
             if getattr(m, k) <= 0:
                 flag = "--configs-per-batch" if k == "samples" else f"--{k.replace('_', '-')}"  # fit's name of it
                 raise ConfigError(f"{flag} (MethodConfig.{k}) must be a positive integer, got {getattr(m, k)}")
-        if m.bn_T is not None and not (isinstance(m.bn_T, int) and m.bn_T > 0):
+        if m.bn_T is not None and not (type(m.bn_T) is int and m.bn_T > 0):  # not a bool
             raise ConfigError(f"MethodConfig.bn_T must be a positive integer or None, got {m.bn_T!r}")
         if m.order not in MTT_ORDERS:
             raise ConfigError(f"--mtt-order {m.order!r} is unknown; expected one of {list(MTT_ORDERS)}")

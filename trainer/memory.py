@@ -342,7 +342,17 @@ def cmd_memory(a: argparse.Namespace) -> None:
     build_checked(base, "the model")  # unknown model names, or too wide, fail here
     cliargs.refuse_oversubscribed(a.threads, "training iterations", ConfigError)
     a.threads = a.threads or available_cores()  # the count used is the one reported
-    rows = measure(base, a.methods, sorted(a.T), a.batch_size, a.repeats, not a.no_rss, a.threads, sys.stderr.isatty())
+    # each case once: a repeated T or method gave two rows of one shared timing
+    rows = measure(
+        base,
+        list(dict.fromkeys(a.methods)),
+        sorted(set(a.T)),
+        a.batch_size,
+        a.repeats,
+        not a.no_rss,
+        a.threads,
+        sys.stderr.isatty(),
+    )
     summary = ratios(rows)
     if a.json:
         emit_json(

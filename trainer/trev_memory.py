@@ -126,7 +126,7 @@ def cmd_trev_memory(a: argparse.Namespace) -> None:
     options = parse_options(a.trev)
     if options.backward != PRODUCT.backward:  # both backwards are measured, row by row
         raise ConfigError("--trev backward: trev-memory measures both backwards; leave it out")
-    cfgs = [trev_config(a.model, a.data_kind, tuple(a.in_shape), T, a.width, options) for T in sorted(a.T)]
+    cfgs = [trev_config(a.model, a.data_kind, tuple(a.in_shape), T, a.width, options) for T in sorted(set(a.T))]
     largest = 0
     for cfg in cfgs:  # every bad T or name, and a batch that cannot fit, fails before any measurement
         per_step = step_bytes(build(cfg), tuple(cfg.model.in_shape))  # one sub-network per step: per T

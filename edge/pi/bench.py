@@ -5,7 +5,7 @@
   answer depends on the model and the board, so it is measured, not assumed);
 * peak resident memory of this process (``ru_maxrss``): the interpreter, numpy,
   onnxruntime and the model, which is what the board must hold (torch is never loaded);
-* the early-exit saving: batch 1 over a data set, fixed T at the trained T versus a
+* the early-exit saving: batch 1 over a data set, fixed T at the model's default T versus a
   confidence policy, in steps and in wall time per sample.
 """
 

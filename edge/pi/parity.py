@@ -12,7 +12,7 @@ array is bit-identical::
 
 The inputs are the test split of any data set (default: the digits' event streams), stored
 with its description (:mod:`runtime.data.snapshot`) and run with the model's own input
-transforms, as ``runtime run --data`` runs it. Runs: fixed T at the trained T, a
+transforms, as ``runtime run --data`` runs it. Runs: fixed T at the model's default T, a
 confidence exit (steps differ per sample), both on the clock-driven backend ``--backend``
 (default ``exact``: the fixed-order one, the only one that is bit-identical across
 instruction sets; docs/edge.md), and the numba event engine (event data only); per sample

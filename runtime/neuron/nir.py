@@ -204,16 +204,17 @@ def one(params: Params, name: str) -> float:
     return float(v.flat[0])
 
 
-def positive(params: Params, name: str, what: str) -> float:
-    """:func:`one`, a finite number > 0 (tau 0 was a ZeroDivisionError traceback, a negative
-    tau refused as a derived decay, r 0 imported a network that never fires)."""
+def positive(params: Params, name: str, what: str, inf: bool = False) -> float:
+    """:func:`one`, a number > 0, finite unless ``inf`` (tau 0 was a ZeroDivisionError
+    traceback, a negative tau refused as a derived decay, r 0 imported a network that never
+    fires; tau inf is no leak, which flexsnn's own NIR writes for decay 1)."""
     v = one(params, name)
-    if not (math.isfinite(v) and v > 0.0):
-        raise NirNeuronError(f"parameter {name!r} must be a finite number > 0 ({what}), got {v:g}")
+    if not (v > 0.0 and (inf or math.isfinite(v))):
+        raise NirNeuronError(f"parameter {name!r} must be a {'' if inf else 'finite '}number > 0 ({what}), got {v:g}")
     return v
 
 
-TAU = "a time constant in seconds"
+TAU = "a time constant"
 GAIN = "the input's gain, which this source's convention uses"
 
 
@@ -233,7 +234,8 @@ def make(kind: str, **fields: Any) -> NeuronSpec:
 def leak_from_nir(params: Params, source: str, dt_s: float) -> tuple[float, float, float, float]:
     """``(decay, input gain, threshold scale, spec dt in µs)`` of a leaky node."""
     no_leak_potential(params)
-    tau = np.float32(positive(params, "tau", TAU))
+    # inf: no leak, but in snnTorch's convention, which divides by it (its input gain r*dt/tau: 0)
+    tau = np.float32(positive(params, "tau", TAU, inf=source != "snntorch"))
     r = positive(params, "r", GAIN) if source in ("snntorch", "nir") else one(params, "r")
     if source == "sinabs":
         return float(np.exp(np.float32(-1.0) / tau)), 1.0, 1.0, 1.0
