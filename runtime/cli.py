@@ -194,7 +194,9 @@ def cmd_tradeoff(a: argparse.Namespace) -> None:
                 "calibrate-exit choose one"
             )
     # the sweep's runs: the rules from --tmin (the fixed curve from 1) to tmax
-    warnings = print_warnings([t_range_note(session.protocol, 1 if a.fixed_curve else a.tmin, tmax), *notes])
+    horizons = range(1, tmax + 1) if a.fixed_curve else [tmax]
+    note = t_range_note(session.protocol, 1 if a.fixed_curve else a.tmin, tmax, horizons)
+    warnings = print_warnings([note, *notes])
     if a.plot:
         plot_tradeoff(rows, a.plot, f"{session.protocol.model} on {ds.spec}")
     if a.json:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 import numbers
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING, ClassVar, Protocol
@@ -429,19 +429,22 @@ def t_range_warning(protocol: ModelProtocol, policy: ExitPolicy | Cascade | str 
     return t_range_note(protocol, first_exit(policy), horizon_of(policy, protocol.default_T))
 
 
-def t_range_note(protocol: ModelProtocol, lo: int, hi: int) -> str | None:
+def t_range_note(protocol: ModelProtocol, lo: int, hi: int, horizons: Sequence[int] = ()) -> str | None:
     """A note when runs of ``lo`` to ``hi`` steps leave the trained range, or run to a
-    horizon other than the T the BatchNorm statistics were calibrated at; None otherwise."""
+    horizon (``hi``; or each of ``horizons``: a sweep of fixed T) other than the T the
+    BatchNorm statistics were calibrated at; None otherwise."""
     t_lo, t_hi = protocol.T_range
     steps = f"T={hi}" if lo == hi else f"T in [{lo}, {hi}]"
     notes = (
         [] if t_lo <= lo and hi <= t_hi else [f"this run uses {steps}, outside the trained range T in [{t_lo}, {t_hi}]"]
     )
     calibrated = protocol.bn_calibration_T
-    if calibrated is not None and hi != calibrated:  # the horizon bins the input and sets the statistics' fit
+    other = sorted({H for H in (horizons or [hi]) if H != calibrated}) if calibrated is not None else []
+    if other:  # the horizon bins the input and sets the statistics' fit
+        which = f"this run's horizon is T={other[0]}" if len(other) == 1 else f"this sweep runs to T={other}"
+        to = other[0] if len(other) == 1 else "N"
         notes.append(
-            f"its BatchNorm statistics were calibrated at T={calibrated} (one set fits one T) and this run's "
-            f"horizon is T={hi}: run at T={calibrated}, or recalibrate at T={hi} (trainer calibrate --T {hi}) "
-            "and export again"
+            f"its BatchNorm statistics were calibrated at T={calibrated} (one set fits one T) and {which}: "
+            f"run at T={calibrated}, or recalibrate at T={to} (trainer calibrate --T {to}) and export again"
         )
     return "; ".join(notes) or None

@@ -436,6 +436,10 @@ def test_a_model_calibrated_at_one_T_runs_there_by_default_and_says_so_at_anothe
         assert session.run(x).steps.tolist() == [3, 3]  # the default: the statistics' T, unwarned
     with pytest.warns(TrainedRangeWarning, match=r"calibrated at T=3 .* this run's horizon is T=6"):
         session.run(x, "fixed:6")
+    from runtime.policies import t_range_note
+
+    assert "this sweep runs to T=[1, 2, 4]" in t_range_note(protocol, 1, 4, range(1, 5))  # tradeoff --fixed-curve
+    assert t_range_note(protocol, 1, 3) is None  # an early exit with horizon 3: nothing to say
     cfg.method.bn_T = None  # as written before the config kept it
     save_checkpoint(tmp_path / "old.pt", cfg, model, metrics)
     assert load_checkpoint(tmp_path / "old.pt")[0].method.bn_T == 3
