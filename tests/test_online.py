@@ -542,10 +542,11 @@ def test_memory_command_json(capsys):
 def test_memory_times_every_case_once_a_round():
     """The cases' timings are interleaved (each was timed in its own block, so a load that
     came and went favoured one method): warm-ups, then every case once a round, rotated."""
+    from runtime.bench import Loop
     from trainer.memory import timed_loops
 
     calls: list[str] = []
-    times = timed_loops({k: lambda k=k: calls.append(k) for k in "abc"}, reps=3, progress=False)
+    times = timed_loops({k: Loop(lambda: None, lambda k=k: calls.append(k)) for k in "abc"}, reps=3, progress=False)
     assert calls == list("abcabcbcacab")
     assert set(times) == set("abc") and all(0 < t["ms_per_iter_min"] <= t["ms_per_iter"] for t in times.values())
 

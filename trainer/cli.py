@@ -831,7 +831,7 @@ def cmd_fit(a: argparse.Namespace) -> dict[str, Any] | None:
             print(f"model {choice.name} (the default for {'x'.join(map(str, train_ds.shape))} input: {choice.why})")
     else:
         cfg = Config.from_dict(resumed["config"])
-        same_training_data(train_ds, cfg, resumed["metrics"], resumed.get(TRAIN_STATE_KEY, {}), a.resume)
+        same_training_data(train_ds, cfg, resumed["metrics"], resumed[TRAIN_STATE_KEY], a.resume)
         if spec != cfg.data.spec:
             cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, spec=spec))  # where it is now
         build_checked(cfg, "the model")

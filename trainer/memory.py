@@ -186,11 +186,12 @@ def saved_bytes(cfg: Config) -> int:
     return meter.peak
 
 
-def timed_loops(loops: Mapping[str, Callable[[], object]], reps: int, progress: bool) -> dict[str, dict[str, float]]:
-    """Min and median wall ms per call of each iteration, ``reps`` rounds interleaved
-    (:func:`runtime.bench.interleaved`: each round calls every one once, the order rotated,
-    after one untimed warm-up call each), so a change of load hits every case alike."""
-    times = interleaved({k: Loop(lambda: None, f) for k, f in loops.items()}, 1, reps, progress, "timing")
+def timed_loops(loops: Mapping[str, Loop], reps: int, progress: bool) -> dict[str, dict[str, float]]:
+    """Min and median wall ms per run of each iteration (``ms_per_iter_min``,
+    ``ms_per_iter``), ``reps`` rounds interleaved (:func:`runtime.bench.interleaved`: each
+    round runs every one once, the order rotated, after one untimed warm-up run each), so a
+    change of load hits every case alike."""
+    times = interleaved(dict(loops), 1, reps, progress, "timing")
     return {k: {"ms_per_iter": t["wall_ms_median"], "ms_per_iter_min": t["wall_ms_min"]} for k, t in times.items()}
 
 
@@ -243,14 +244,15 @@ def measure(
                 raise ConfigError(f"--methods {spec}: K must be in [1, T] for every --T {' '.join(map(str, Ts))}")
             cases += [Case(name, K, T) for T in Ts]
         # every case trains base's one network: its activity per step, counted once
-        per_step = step_bytes(build_model(case_config(base, cases[0], batch_size)), tuple(base.model.in_shape))
-        for case in cases:  # each checked before the first runs
-            steps = case.T if case.method == "sdt" else 1
-            check_case_memory(per_step, batch_size, steps, f"{case.label} at T={case.T}")
-        largest = max(batch_size * per_step * (c.T if c.method == "sdt" else 1) for c in cases)
-        check_held_inputs([c.T for c in cases], batch_size, base.model.in_shape, largest)
-        rows = [_memory_row(base, c, batch_size, rss, threads) for c in tqdm(cases, "memory", disable=not progress)]
-        iterations = {_key(c): make_iteration(case_config(base, c, batch_size)) for c in cases}
+        configs = [case_config(base, c, batch_size) for c in cases]
+        per_step = step_bytes(build_model(configs[0]), tuple(base.model.in_shape))
+        steps = [c.T if c.method == "sdt" else 1 for c in cases]  # BPTT holds every step, online one
+        for case, n in zip(cases, steps):  # each checked before the first runs
+            check_case_memory(per_step, batch_size, n, f"{case.label} at T={case.T}")
+        check_held_inputs([c.T for c in cases], batch_size, base.model.in_shape, batch_size * per_step * max(steps))
+        bar = tqdm(list(zip(cases, configs)), "memory", disable=not progress)
+        rows = [_memory_row(case, cfg, rss, threads) for case, cfg in bar]
+        iterations = {_key(c): Loop(lambda: None, make_iteration(cfg)) for c, cfg in zip(cases, configs)}
         times = timed_loops(iterations, reps, progress)
         return [{**row, **times[_key(c)]} for row, c in zip(rows, cases)]
     finally:
@@ -261,8 +263,7 @@ def _key(case: Case) -> str:
     return f"{case.label} T={case.T}"
 
 
-def _memory_row(base: Config, case: Case, batch_size: int, rss: bool, threads: int) -> dict[str, Any]:
-    cfg = case_config(base, case, batch_size)
+def _memory_row(case: Case, cfg: Config, rss: bool, threads: int) -> dict[str, Any]:
     row: dict[str, Any] = {"method": case.label, "T": case.T, "saved_MiB": saved_bytes(cfg) / MiB}
     if rss:
         before, peak = peak_rss(cfg, threads)

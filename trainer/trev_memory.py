@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from runtime.bench import Loop, interleaved
+from runtime.bench import Loop
 from runtime.cliargs import refuse_oversubscribed
 from runtime.report import emit_json, table
 
@@ -33,6 +33,7 @@ from .memory import (
     check_held_inputs,
     provenance,
     provenance_text,
+    timed_loops,
 )
 from .models import build_model
 from .repro import setup as setup_threads
@@ -91,20 +92,18 @@ def measure_T(cfg: Config, batch_size: int, seed: int = SEED) -> tuple[dict[str,
 
 
 def measure(cfgs: list[Config], batch_size: int, reps: int, progress: bool = False) -> list[dict[str, Any]]:
-    """One row per config: saved bytes and, ``reps`` > 0, min and median ms per iteration
-    of both backwards, every (T, backward) once a round (:func:`runtime.bench.interleaved`)."""
+    """One row per config: saved bytes and min and median ms per iteration of both
+    backwards, every (T, backward) once a round (:func:`.memory.timed_loops`)."""
     rows, loops = [], {}
     for cfg in cfgs:
         row, more = measure_T(cfg, batch_size)
         rows.append(row)
         loops.update(more)
-    if reps == 0:
-        return rows
-    times = interleaved(loops, 1, reps, progress, "timing")
+    times = timed_loops(loops, reps, progress)
     for row in rows:
         for mode in ("reversible", "bptt"):
-            t = times[f"{mode} T={row['T']}"]
-            row[f"{mode}_ms_per_iter"], row[f"{mode}_ms_per_iter_min"] = t["wall_ms_median"], t["wall_ms_min"]
+            for key, ms in times[f"{mode} T={row['T']}"].items():  # ms_per_iter, ms_per_iter_min
+                row[f"{mode}_{key}"] = ms
     return rows
 
 

@@ -115,8 +115,6 @@ def from_tonic(obj: Any, spec: str | None = None, split: str = "train", by_index
             )
         classes = sorted(classes, key=classes.__getitem__)
     classes = [str(c) for c in classes]
-    if len(obj) == 0:
-        raise DataError(f"tonic data set {name} has no recordings in split {whole!r}")
     rows = _split_rows(obj, whole, by_index)
     if not len(rows):
         raise DataError(f"tonic data set {name} has no recordings in split {whole!r}")
