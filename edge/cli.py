@@ -113,7 +113,7 @@ def _print_check(path: str, p: Plan, rows: list[dict], notes: list[str]) -> None
 
 
 def _emulate(a: argparse.Namespace, q: QuantNet, out: dict) -> None:
-    from runtime.errors import UnseenEventsWarning
+    from runtime.errors import NonFiniteReadoutWarning, UnseenEventsWarning
     from runtime.evaluate import run_dataset, summarize  # onnxruntime session: only when emulating
     from runtime.report import noting
     from runtime.session import load
@@ -123,7 +123,7 @@ def _emulate(a: argparse.Namespace, q: QuantNet, out: dict) -> None:
     ds = cliargs.model_data(a, q.net.protocol, needs="Speck emulation")  # with the model's transforms
     session = load(a.model)
     notes: list[str] = []  # a model trained on fixed bins that miss events: a warning line, not Python's
-    with noting(notes, UnseenEventsWarning):
+    with noting(notes, UnseenEventsWarning, NonFiniteReadoutWarning):
         clock = summarize(run_dataset(session, ds, counts=False), ds.labels)
     assert ds.events is not None  # model_data(needs=...): an event data set, which holds streams
     e = emulate(q, a.model, ds.events)

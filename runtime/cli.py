@@ -15,7 +15,7 @@ from .bench import PEAK_SIDE, bench, timed_steps, torch_available
 from .data import DataError, spec_paths
 from .data.events import TIME_BASES
 from .engine import threads_for
-from .errors import InputError, TrainedRangeWarning, UnseenEventsWarning
+from .errors import InputError, NonFiniteReadoutWarning, TrainedRangeWarning, UnseenEventsWarning
 from .evaluate import EVAL_BATCH_SIZE, plot_tradeoff, run_dataset, summarize, tradeoff
 from .fileio import OutputPathError, check_output
 from .limits import available_cores, check_memory, run_bytes
@@ -68,7 +68,7 @@ def cmd_run(a: argparse.Namespace) -> None:
     ds = cliargs.model_data(a, session.protocol)
     # refuses a T it cannot run, first
     notes: list[str] = []
-    with noting(notes, UnseenEventsWarning):
+    with noting(notes, UnseenEventsWarning, NonFiniteReadoutWarning):
         result = run_dataset(session, ds, policy, a.batch_size, a.binning, progress=sys.stderr.isatty())
     warnings = print_warnings([t_range_warning(session.protocol, policy), *notes])
     s: dict[str, Any] = summarize(result, ds.labels)
@@ -181,7 +181,7 @@ def cmd_tradeoff(a: argparse.Namespace) -> None:
         raise PolicyError(f"--tmin must be in [1, tmax={tmax}], got {a.tmin}")
     ds = cliargs.model_data(a, session.protocol)
     notes: list[str] = []
-    with noting(notes, UnseenEventsWarning):
+    with noting(notes, UnseenEventsWarning, NonFiniteReadoutWarning):
         rows = tradeoff(session, ds, a.thresholds, a.tmin, a.tmax, a.batch_size, a.binning, a.fixed_curve, a.rules)
     fixed = next(r for r in rows if r["policy"] == f"fixed:{tmax}")
     K = session.protocol.num_classes

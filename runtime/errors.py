@@ -33,6 +33,14 @@ class AxisOrderWarning(RuntimeWarning):
     ``[T, B, ...]``: shapes alone cannot tell."""
 
 
+class NonFiniteReadoutWarning(RuntimeWarning):
+    """Readouts that are NaN or infinite although every input was finite: a value overflowed
+    float32 inside the network (inputs far larger than the training data's, e.g. raw counts
+    into a multi-spike layer, whose spike count grows with its input). Those samples'
+    predictions are arbitrary (the argmax of NaN). The run goes ahead; the CLIs report it
+    (``warning:`` and ``--json``'s ``warnings``)."""
+
+
 class UnseenEventsWarning(RuntimeWarning):
     """Events of a stream after the last fixed bin (``T x dt``): the run never sees them
     (fixed bins cover the first ``T x dt`` µs of a recording). The run goes ahead."""

@@ -26,7 +26,14 @@ import onnxruntime as ort
 from . import cost
 from .data.events import BINNINGS, bin_events, count_unseen, unseen_note
 from .engine import Stepper, make_session, threads_for, with_outputs
-from .errors import AxisOrderWarning, InputError, TrainedRangeWarning, UnseenEventsWarning, UnusedFramesWarning
+from .errors import (
+    AxisOrderWarning,
+    InputError,
+    NonFiniteReadoutWarning,
+    TrainedRangeWarning,
+    UnseenEventsWarning,
+    UnusedFramesWarning,
+)
 from .eventinput import checked_streams, span_us
 from .limits import check_memory, check_steps, positive_int, run_bytes
 from .policies import (
@@ -287,6 +294,18 @@ class Session:
         note = t_range_note(self.protocol, lo, hi)
         if note is not None:
             warnings.warn(note, TrainedRangeWarning, stacklevel=3)
+
+    @staticmethod
+    def _warn_non_finite(outputs: np.ndarray) -> None:
+        """A Python warning when some readouts are NaN or infinite: the inputs were checked
+        finite, so a value overflowed float32 inside the network."""
+        if not np.isfinite(outputs).all():
+            warnings.warn(
+                "some samples' readouts are NaN or infinite: a value overflowed float32 inside the network "
+                "(inputs far larger than the training data's?); their predictions are arbitrary",
+                NonFiniteReadoutWarning,
+                stacklevel=3,
+            )
 
     # ---- inputs ---------------------------------------------------------------------
     def _check_array(self, x: np.ndarray, what: str, forms: str | None = None) -> None:
@@ -554,6 +573,7 @@ class Session:
                 stepper.keep(go, self._runner(threads_for(len(rows.active), self.threads), counts))
         seconds = time.perf_counter() - start
         self._spare = ((B, counts), stepper)  # the next run of this batch reuses it
+        self._warn_non_finite(rows.out)
         result = RunResult(rows.out.argmax(1), rows.out, rows.steps, seconds, profile)
         if counts:
             result.spike_counts = {k: spikes[k] for k in self.spiking}
@@ -717,6 +737,7 @@ class Session:
                 for s, st in zip(stages, steppers):
                     st.keep(go, s._runner(threads_for(len(rows.active), s.threads), counts))
                 schedule.keep(go)
+        self._warn_non_finite(rows.out)
         result = RunResult(rows.out.argmax(1), rows.out, rows.steps, time.perf_counter() - start, profile)
         if counts:
             result.spike_counts = {k: sp[k] for s, sp in zip(stages, spikes) for k in s.spiking}

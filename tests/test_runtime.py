@@ -863,3 +863,28 @@ def test_interleaved_timing_rotates_the_order_and_shows_progress_only_when_asked
     order.clear()  # a caller that warmed them up itself (experiments/trev_speed.py: a short fit each)
     interleaved(loops, steps=1, repeats=2, warm_up=False)
     assert order == ["a", "b", "c", "b", "c", "a"]
+
+
+def test_readouts_overflowed_inside_the_network_warn_in_the_sdk_and_the_cli(tmp_path):
+    """Finite inputs large enough to overflow float32 in a multi-spike layer (its spike count
+    grows with its input: floor(v / v_th)) gave NaN readouts and arbitrary predictions, unsaid
+    (NaN and infinite inputs are refused; these were finite)."""
+    from runtime.errors import NonFiniteReadoutWarning
+
+    spec = NeuronSpec("IF", 1.0, 1.0, "subtract", "multi", -math.inf, 1.0)
+    path = save(tiny_model(spec=spec), tmp_path / "multi.onnx")
+    s = runtime.load(path)
+    huge = np.full((2, 1, 8, 8), 3e38, np.float32)
+    with pytest.warns(NonFiniteReadoutWarning, match="NaN or infinite: a value overflowed float32"):
+        r = s.run(huge, 4)
+    assert not np.isfinite(r.outputs).all()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", NonFiniteReadoutWarning)
+        s.run(images(2), 4)  # ordinary inputs: finite readouts, no warning
+    data = tmp_path / "huge.npz"
+    # the test split is every fifth sample from the first: one overflowing, one ordinary
+    np.savez(data, images=np.concatenate([huge[:1], images(9)]), labels=np.arange(10))
+    done = _cli("run", path, "--data", f"npz:{data}", "--policy", "fixed:4", "--json")
+    assert done.returncode == 0, done.stderr
+    assert any("overflowed float32" in w for w in json.loads(done.stdout)["warnings"])
+    assert done.stderr.count("warning: some samples' readouts are NaN or infinite") == 1, done.stderr
