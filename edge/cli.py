@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from runtime import cliargs
 from runtime.data import DataError, spec_paths
-from runtime.errors import InputError, TrainedRangeWarning, missing_package
+from runtime.errors import InputError, TrainedRangeWarning, UnfinishedModelWarning, missing_package
 from runtime.fileio import OutputPathError, check_output
 from runtime.limits import available_cores
 from runtime.neuron import SpecError
@@ -122,7 +122,8 @@ def _emulate(a: argparse.Namespace, q: QuantNet, out: dict) -> None:
 
     ds = cliargs.model_data(a, q.net.protocol, needs="Speck emulation")  # with the model's transforms
     session = load(a.model)
-    notes: list[str] = []  # a model trained on fixed bins that miss events: a warning line, not Python's
+    # an unfinished run's file, and a model trained on fixed bins that miss events: warning lines, not Python's
+    notes = [note] if (note := session.protocol.unfinished_note(a.model)) is not None else []
     with noting(notes, UnseenEventsWarning, NonFiniteReadoutWarning):
         clock = summarize(run_dataset(session, ds, counts=False), ds.labels)
     assert ds.events is not None  # model_data(needs=...): an event data set, which holds streams
@@ -296,7 +297,7 @@ def cmd_pi_bench(a: argparse.Namespace) -> None:
         "threads": thread_rows(a.model, a.max_threads, a.T, a.repeats, a.backend),
     }
     out["peak_rss_mib"] = peak_rss_mib()  # before any data set is loaded: what the board needs to run
-    notes: list[str | None] = []
+    notes: list[str | None] = [proto.unfinished_note(a.model)]
     if a.max_threads > out["cpus"] and a.backend != "exact":  # rows past the cores time oversubscription
         notes.append(f"rows above {out['cpus']} threads run more threads than this machine's {out['cpus']} cores")
     if a.data:
@@ -405,4 +406,5 @@ def main(argv: list[str] | None = None) -> None:
     # the SDK's range warning printed twice there as a raw Python warning with its source line
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", TrainedRangeWarning)
+        warnings.simplefilter("ignore", UnfinishedModelWarning)  # said by each command as a warning line
         guarded(USER_ERRORS, lambda: commands[a.cmd](a))

@@ -15,7 +15,7 @@ from runtime.data import DataError, spec_paths
 from runtime.fileio import OutputPathError, check_output
 from runtime.neuron import SpecError
 from runtime.report import emit_json, guarded, table
-from trainer.checkpoint import CheckpointError, load_checkpoint, unfinished_note
+from trainer.checkpoint import CheckpointError, load_checkpoint, unfinished_epochs, unfinished_note
 from trainer.config import CALIB_BATCHES, Config, ConfigError
 from trainer.models import SpikingNet, architecture
 from trainer.search_cli import CALIB_BATCH_SIZE, CALIB_RUNS_AVERAGED, DEFAULT_CALIB_RUNS
@@ -133,7 +133,8 @@ def run(a: argparse.Namespace) -> int:
     if a.config is not None:
         model, calibration = configured(a, cfg, model)
     with CheckedOutput(out, a.check) as target:
-        report, result = write_and_check(a, cfg, model, target.path, calibration, write)
+        unfinished = unfinished_epochs(cfg, metrics)
+        report, result = write_and_check(a, cfg, model, target.path, calibration, write, unfinished)
         if note := unfinished_note(a.checkpoint, cfg, metrics):  # printed by the load; --json's too
             report["warnings"].insert(0, note)
         if result is not None and result.ok:
@@ -176,14 +177,21 @@ def run(a: argparse.Namespace) -> int:
 
 
 def write_and_check(
-    a: argparse.Namespace, cfg: Config, model: Any, path: Path, calibration: dict | None, write: Callable
+    a: argparse.Namespace,
+    cfg: Config,
+    model: Any,
+    path: Path,
+    calibration: dict | None,
+    write: Callable,
+    unfinished: tuple[int, int] | None,
 ) -> tuple[dict, CheckResult | None]:
-    """Write ``model`` to ``path`` (``--config``: its multi-rate file) and, with ``--check``,
+    """Write ``model`` to ``path`` (``--config``: its multi-rate file; ``unfinished``: the
+    (epochs done, epochs) the file says of a run that stopped early) and, with ``--check``,
     compare it with torch; the report of both, and the check's result (None: not asked)."""
     t0 = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:  # e.g. what a NIR peer runs differently
         warnings.simplefilter("always", UserWarning)
-        write(cfg, model, path, a.config)
+        write(cfg, model, path, a.config, unfinished)
     seconds = time.perf_counter() - t0
     for w in caught:
         print(f"warning: {w.message}", file=sys.stderr)

@@ -66,6 +66,8 @@ class Imported:
     dt: float | None
     convention: str
     notes: list[str]
+    # (epochs done, epochs) when our own graph came from an unfinished run: its ONNX says so too
+    unfinished: tuple[int, int] | None = None
 
 
 def _array(v: Any) -> np.ndarray:
@@ -571,7 +573,8 @@ def build(
         )
     if source in FIRES_ABOVE:
         notes.append(f"{source} {FIRES_ABOVE_NOTE}")
-    return Imported(cfg, model, source, how, dt, CONVENTIONS[source], notes)
+    unfinished = parse_protocol(meta).unfinished if meta is not None else None
+    return Imported(cfg, model, source, how, dt, CONVENTIONS[source], notes, unfinished)
 
 
 def import_nir(
@@ -589,7 +592,7 @@ def import_nir(
     if out.resolve() == path.resolve():
         raise ExportError(f"output {out} is the input file; choose another -o")
     imported = build(read_graph(path), source, dt, T, name=f"nir:{path.name}", window_us=window_us)
-    return imported, export_onnx(imported.cfg, imported.model, out)
+    return imported, export_onnx(imported.cfg, imported.model, out, unfinished=imported.unfinished)
 
 
 def describe(imported: Imported) -> dict[str, Any]:

@@ -65,7 +65,9 @@ class SequenceModule(nn.Module):
         return x
 
 
-def protocol_file(cfg: Config, model: SpikingNet, config: list[int] | None = None) -> dict[str, str]:
+def protocol_file(
+    cfg: Config, model: SpikingNet, config: list[int] | None = None, unfinished: tuple[int, int] | None = None
+) -> dict[str, str]:
     """The extra file both formats carry: the protocol a user needs to build the states
     and read the outputs (the ONNX file holds it as metadata; these formats had none);
     with ``config``, the multi-rate ONNX file's, its ``stages`` included."""
@@ -78,7 +80,8 @@ def protocol_file(cfg: Config, model: SpikingNet, config: list[int] | None = Non
         from .onnx_export import stage_infos
 
         stages = tuple(stage_infos(net, in_shape, config))
-    return {KEY: json.dumps(protocol(cfg, net.readout_rule, states, neurons, stages=stages).to_dict())}
+    proto = protocol(cfg, net.readout_rule, states, neurons, stages=stages, unfinished=unfinished)
+    return {KEY: json.dumps(proto.to_dict())}
 
 
 def _traced(net: SpikingNet, cfg: Config, config: list[int] | None) -> tuple[nn.Module, Example, BatchDims]:
@@ -103,13 +106,19 @@ def build_torchscript(cfg: Config, model: SpikingNet, config: list[int] | None =
         return torch.jit.trace(module, example, check_trace=False)
 
 
-def export_torchscript(cfg: Config, model: SpikingNet, path: str | Path, config: list[int] | None = None) -> Path:
+def export_torchscript(
+    cfg: Config,
+    model: SpikingNet,
+    path: str | Path,
+    config: list[int] | None = None,
+    unfinished: tuple[int, int] | None = None,
+) -> Path:
     """A traced module, loadable with ``torch.jit.load`` (no flexsnn needed): one step, or
     with ``config`` the whole sequence of that per-stage configuration."""
     traced = build_torchscript(cfg, model, config)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        extra = protocol_file(cfg, model, config)
+        extra = protocol_file(cfg, model, config, unfinished)
         return write_serialized(path, lambda f: torch.jit.save(traced, f, _extra_files=extra))
 
 
@@ -119,9 +128,15 @@ def build_pt2(cfg: Config, model: SpikingNet, config: list[int] | None = None) -
     return torch.export.export(module, example, dynamic_shapes=batch_dims)
 
 
-def export_pt2(cfg: Config, model: SpikingNet, path: str | Path, config: list[int] | None = None) -> Path:
+def export_pt2(
+    cfg: Config,
+    model: SpikingNet,
+    path: str | Path,
+    config: list[int] | None = None,
+    unfinished: tuple[int, int] | None = None,
+) -> Path:
     """A ``torch.export`` program with a dynamic batch, loadable with ``torch.export.load``:
     one step, or with ``config`` the whole sequence of that per-stage configuration."""
     program = build_pt2(cfg, model, config)
-    extra = protocol_file(cfg, model, config)
+    extra = protocol_file(cfg, model, config, unfinished)
     return write_serialized(path, lambda f: torch.export.save(program, f, extra_files=extra))

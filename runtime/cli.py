@@ -15,7 +15,13 @@ from .bench import PEAK_SIDE, bench, timed_steps, torch_available
 from .data import DataError, spec_paths
 from .data.events import TIME_BASES
 from .engine import threads_for
-from .errors import InputError, NonFiniteReadoutWarning, TrainedRangeWarning, UnseenEventsWarning
+from .errors import (
+    InputError,
+    NonFiniteReadoutWarning,
+    TrainedRangeWarning,
+    UnfinishedModelWarning,
+    UnseenEventsWarning,
+)
 from .evaluate import EVAL_BATCH_SIZE, plot_tradeoff, run_dataset, summarize, tradeoff
 from .fileio import OutputPathError, check_output
 from .limits import available_cores, check_memory, run_bytes
@@ -70,7 +76,8 @@ def cmd_run(a: argparse.Namespace) -> None:
     notes: list[str] = []
     with noting(notes, UnseenEventsWarning, NonFiniteReadoutWarning):
         result = run_dataset(session, ds, policy, a.batch_size, a.binning, progress=sys.stderr.isatty())
-    warnings = print_warnings([t_range_warning(session.protocol, policy), *notes])
+    p = session.protocol
+    warnings = print_warnings([p.unfinished_note(a.model), t_range_warning(p, policy), *notes])
     s: dict[str, Any] = summarize(result, ds.labels)
     s.update(
         policy=a.policy or session.protocol.exit_policy or f"fixed:{session.protocol.default_T}",
@@ -196,7 +203,7 @@ def cmd_tradeoff(a: argparse.Namespace) -> None:
     # the sweep's runs: the rules from --tmin (the fixed curve from 1) to tmax
     horizons = range(1, tmax + 1) if a.fixed_curve else [tmax]
     note = t_range_note(session.protocol, 1 if a.fixed_curve else a.tmin, tmax, horizons)
-    warnings = print_warnings([note, *notes])
+    warnings = print_warnings([session.protocol.unfinished_note(a.model), note, *notes])
     if a.plot:
         plot_tradeoff(rows, a.plot, f"{session.protocol.model} on {ds.spec}")
     if a.json:
@@ -290,6 +297,7 @@ def cmd_calibrate_exit(a: argparse.Namespace) -> None:
     trained_on_val = p.train_split != "train-minus-val"
     warnings = print_warnings(
         [
+            p.unfinished_note(a.model),
             t_range_warning(p, parse_policy(policy)),
             "the model was trained on the validation recordings too (or does not say): its "
             "confidence there is optimistic; train with `fit --train-split train-minus-val`"
@@ -490,6 +498,8 @@ def main(argv: list[str] | None = None) -> None:
         "stream": cmd_stream,
         "calibrate-exit": cmd_calibrate_exit,
     }
-    with warnings.catch_warnings():  # the commands report a run outside the trained T range themselves
+    # the commands report a run outside the trained T range, and an unfinished run's file, themselves
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore", TrainedRangeWarning)
+        warnings.simplefilter("ignore", UnfinishedModelWarning)
         guarded(USER_ERRORS, lambda: commands[a.cmd](a))

@@ -33,6 +33,13 @@ class AxisOrderWarning(RuntimeWarning):
     ``[T, B, ...]``: shapes alone cannot tell."""
 
 
+class UnfinishedModelWarning(RuntimeWarning):
+    """A model file exported from a training run that stopped before its end (a per-epoch
+    checkpoint: fewer epochs, perhaps BatchNorm not calibrated): its accuracy is not the
+    finished model's. Raised when the file is loaded; the CLIs report it themselves
+    (``warning:`` and ``--json``'s ``warnings``) and silence this one."""
+
+
 class NonFiniteReadoutWarning(RuntimeWarning):
     """Readouts that are NaN or infinite although every input was finite: a value overflowed
     float32 inside the network (inputs far larger than the training data's, e.g. raw counts

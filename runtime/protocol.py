@@ -182,6 +182,10 @@ class Protocol:
     # the T whose BatchNorm statistics the weights hold (one set fits one T: MTT's BN
     # calibration); None: no BatchNorm statistics calibrated, or a file written before it was kept
     bn_calibration_T: int | None = None
+    # (epochs done, epochs planned) of a file exported from a run that stopped before its
+    # last epoch (its per-epoch checkpoint: BatchNorm perhaps not calibrated yet); None: a
+    # finished run's, or a file written before it was kept
+    unfinished: tuple[int, int] | None = None
     # in memory only, never written: a stage of a multi-rate file, cut out as a step model of
     # its own (runtime.stages), outputs its boundary tensor of this shape, not the classes
     output_shape: tuple[int, ...] | None = None
@@ -266,7 +270,19 @@ class Protocol:
             d["stages"] = [st.to_dict() for st in self.stages]
         if self.bn_calibration_T is not None:
             d["bn_calibration_T"] = self.bn_calibration_T
+        if self.unfinished is not None:
+            d["unfinished"] = {"epochs_done": self.unfinished[0], "epochs": self.unfinished[1]}
         return d
+
+    def unfinished_note(self, path: str | Path) -> str | None:
+        """What to say of a file exported from an unfinished run (None: a finished run's)."""
+        if self.unfinished is None:
+            return None
+        done, epochs = self.unfinished
+        return (
+            f"{path} was exported from an unfinished training run (after epoch {done} of {epochs}): its "
+            "accuracy is not the finished model's; finish the run (trainer fit --resume) and export again"
+        )
 
 
 def _field(d: dict[str, Any], key: str, where: str) -> Any:
@@ -372,6 +388,7 @@ def _parse_protocol(meta: dict[str, Any]) -> Protocol:
             neurons=neurons,
             max_steps=_max_steps(meta.get("max_steps")),  # in the try: its errors get `where` below
             bn_calibration_T=_optional_T(meta.get("bn_calibration_T")),
+            unfinished=_unfinished(meta.get("unfinished")),
             **_data_fields(inp, where),
             data=_optional_text(meta, "data", where),
             exit_policy=_exit_policy(meta.get("exit"), where),
@@ -470,6 +487,21 @@ def _stages(value: Any, states: tuple[StateInfo, ...], where: str) -> tuple[Stag
     if listed != [s.name for s in states]:
         raise ModelError(f"{where}: the stages' states {listed} are not the model's states in order")
     return tuple(out)
+
+
+def _unfinished(value: Any) -> tuple[int, int] | None:
+    """The optional ``unfinished`` object: ``{"epochs_done": k, "epochs": n}``, 0 <= k <= n
+    (k = n: every epoch ran, the final BatchNorm calibration did not)."""
+    if value is None:
+        return None
+    done: Any = value.get("epochs_done") if isinstance(value, dict) else None
+    epochs: Any = value.get("epochs") if isinstance(value, dict) else None
+    if not (_is_int(done) and _is_int(epochs) and 0 <= done <= epochs and epochs > 0):
+        raise ModelError(
+            '\'unfinished\' must be absent or an object {"epochs_done": k, "epochs": n} with 0 <= k <= n, '
+            f"got {value!r}"
+        )
+    return done, epochs
 
 
 def _optional_T(value: Any) -> int | None:

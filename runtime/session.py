@@ -31,6 +31,7 @@ from .errors import (
     InputError,
     NonFiniteReadoutWarning,
     TrainedRangeWarning,
+    UnfinishedModelWarning,
     UnseenEventsWarning,
     UnusedFramesWarning,
 )
@@ -932,4 +933,6 @@ def load(path: str | Path, threads: int | None = None, backend: str = "auto") ->
     ``backend``: one of :data:`BACKENDS` (``Session.backend`` says which one runs).
     """
     model, proto = read_model(path)
+    if (note := proto.unfinished_note(path)) is not None:
+        warnings.warn(note, UnfinishedModelWarning, stacklevel=2)
     return Session(model, proto, str(path), threads, backend)

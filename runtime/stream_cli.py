@@ -170,6 +170,7 @@ def cmd_stream(a: argparse.Namespace) -> None:
                 f"(it reruns whole recordings): fixed:{proto.default_T} runs; pass --policy to choose"
             )
             policy, policy_text = FixedT(proto.default_T), f"fixed:{proto.default_T}"
+    notes.append(proto.unfinished_note(a.model))
     # a run stopping outside the trained T range warns, as runtime run does
     if a.mode == "clock":
         notes.append(t_range_warning(proto, policy))

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import copy
 import json
+import re
+from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
 
 from runtime.data import load_dataset
+from runtime.protocol import read_model
 from tests.conftest import fit_checkpoint, one_error
 from tests.conftest import run_trainer as run
 from trainer.checkpoint import TRAIN_STATE_KEY, read_checkpoint, save_checkpoint
@@ -267,6 +270,7 @@ def test_a_run_stopped_after_its_last_epoch_resumes_to_its_end(capsys, tmp_path,
 
     code, out, _ = run_main(export_main, capsys, str(stopped), "-o", str(tmp_path / "s.onnx"), "--json")
     assert json.loads(out)["warnings"][0].startswith(f"{stopped} is an unfinished run")
+    _the_exported_file_says_it_is_unfinished(capsys, stopped, tmp_path / "s.onnx")
     done = tmp_path / "done.pt"
     code, out, err = run(
         capsys, "fit", "--resume", str(stopped), "--threads", "1", "--quiet", "--json", "-o", str(done)
@@ -281,6 +285,30 @@ def test_a_run_stopped_after_its_last_epoch_resumes_to_its_end(capsys, tmp_path,
     assert [p["after_epoch"] for p in b["metrics"]["resumed_from"]] == [1]
     code, _, err = run(capsys, "eval", str(done), "--T", "2", "--limit", "10")
     assert code == 0 and "unfinished" not in err
+    assert run_main(export_main, capsys, str(done), "-o", str(tmp_path / "done.onnx"))[0] == 0
+    assert read_model(tmp_path / "done.onnx")[1].unfinished is None
+
+
+def _the_exported_file_says_it_is_unfinished(capsys, checkpoint: Path, exported: Path) -> None:
+    """The ONNX file of an unfinished run ran under runtime run, the SDK and a NIR round
+    trip as if finished (export warned once; the file kept no mark of it)."""
+    import runtime
+    from export.cli import main as export_main
+    from runtime.cli import main as runtime_main
+    from runtime.errors import UnfinishedModelWarning
+    from tests.conftest import run_main
+
+    said = f"{exported} was exported from an unfinished training run (after epoch 1 of 1)"
+    assert read_model(exported)[1].unfinished == (1, 1)
+    with pytest.warns(UnfinishedModelWarning, match=re.escape(said)):
+        runtime.load(exported)
+    code, out, err = run_main(runtime_main, capsys, "run", str(exported), "--limit", "10", "--json")
+    assert code == 0 and json.loads(out)["warnings"][0].startswith(said), err
+    assert err.count("unfinished training run") == 1, err  # a warning line, not also Python's
+    nir_file, back = exported.with_suffix(".nir"), exported.with_name("back.onnx")
+    assert run_main(export_main, capsys, str(checkpoint), "--format", "nir", "-o", str(nir_file))[0] == 0
+    assert run_main(export_main, capsys, str(nir_file), "-o", str(back))[0] == 0
+    assert read_model(back)[1].unfinished == (1, 1)  # kept through NIR, as the file's other facts
 
 
 def test_a_fine_tuned_checkpoint_names_its_source(capsys, tmp_path):

@@ -306,6 +306,10 @@ def _set_meta(m: onnx.ModelProto, **changes) -> onnx.ModelProto:
             lambda p: save(_set_meta(tiny_model(), bn_calibration_T=0), p),
             "'bn_calibration_T' must be a positive integer or absent, got 0",
         ),
+        # more epochs done than planned, a count of 0 epochs, a bare number
+        (lambda p: save(_set_meta(tiny_model(), unfinished={"epochs_done": 3, "epochs": 2}), p), "with 0 <= k <= n"),
+        (lambda p: save(_set_meta(tiny_model(), unfinished={"epochs_done": 0, "epochs": 0}), p), "with 0 <= k <= n"),
+        (lambda p: save(_set_meta(tiny_model(), unfinished=3), p), "'unfinished' must be absent or an object"),
         (lambda p: None, "does not exist"),
     ],
 )

@@ -285,12 +285,21 @@ def load_checkpoint(path: str | Path) -> tuple[Config, Net, dict[str, Any]]:
     return cfg, model.eval(), metrics
 
 
+def unfinished_epochs(cfg: Config, metrics: dict[str, Any]) -> tuple[int, int] | None:
+    """(epochs done, epochs) of a run's per-epoch checkpoint; None for a finished run's file
+    (files exported from it say so: runtime.protocol.Protocol.unfinished)."""
+    if metrics.get("finished") is not False:
+        return None
+    # every epoch done but BatchNorm not yet calibrated: done == epochs
+    return len(metrics.get("history", [])), cfg.method.epochs
+
+
 def unfinished_note(path: str | Path, cfg: Config, metrics: dict[str, Any]) -> str | None:
     """What to say of a run's per-epoch checkpoint (None: a finished run's file); load_checkpoint
     prints it, commands with ``--json`` also put it in their ``warnings``."""
-    if metrics.get("finished") is not False:
+    if (epochs := unfinished_epochs(cfg, metrics)) is None:
         return None
-    done = len(metrics.get("history", []))
+    done = epochs[0]
     processes = int((metrics.get("environment") or {}).get("processes", 1))  # older files: not recorded
     launch = f"torchrun --nproc_per_node={processes} -m trainer" if processes > 1 else "python -m trainer"
     why = " (the count it ran with: another changes summation order and BatchNorm statistics)"

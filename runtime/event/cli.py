@@ -38,7 +38,7 @@ def cmd_run_event(a: argparse.Namespace) -> None:
     time_base = a.time_base or "real"
     r = run_event_dataset(engine, ds, a.batch_size, progress=sys.stderr.isatty(), time_base=time_base)
     s = summarize(r, ds.labels)
-    warnings = print_warnings([time_base_note(engine.protocol, time_base)])
+    warnings = print_warnings([engine.protocol.unfinished_note(a.model), time_base_note(engine.protocol, time_base)])
     s.update(mode="event", time_base=time_base, data=ds.spec, model=a.model, threads=threads, warnings=warnings)
     if a.json:
         s.update(compare_clock(load(a.model, a.threads, a.backend), ds, r, a.batch_size, a.binning))

@@ -19,6 +19,7 @@ import copy
 import math
 import threading
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from ..errors import InputError
+from ..errors import InputError, UnfinishedModelWarning
 from ..protocol import ModelError, Protocol, one_rate, read_model
 from ..result import EventResult
 from .graph import Layer, lower
@@ -310,4 +311,6 @@ def load_event(path: str | Path) -> EventEngine:
     """Open an exported model for event-driven execution (:class:`ModelError` if it
     cannot run per event, saying why)."""
     model, proto = read_model(path)
+    if (note := proto.unfinished_note(path)) is not None:
+        warnings.warn(note, UnfinishedModelWarning, stacklevel=2)
     return EventEngine(model, one_rate(proto, "the event-driven engine"), str(path))
