@@ -19,36 +19,38 @@ Unfinished = tuple[int, int] | None  # (epochs done, epochs) of a run that stopp
 Writer = Callable[[Config, SpikingNet, Path, "list[int] | None", Unfinished], Path]
 
 
-def _onnx(cfg: Config, model: SpikingNet, path: Path, config: list[int] | None, unfinished: Unfinished) -> Path:
+def _onnx(cfg: Config, model: SpikingNet, path: Path, config: list[int] | None, unfinished: Unfinished = None) -> Path:
     from trainer.trev import TRevNet
 
     if isinstance(model, TRevNet):  # one sub-network per step: weights chosen by t
         from .trev_onnx import export_trev_onnx
 
-        return export_trev_onnx(cfg, model, path, unfinished)
+        return export_trev_onnx(cfg, model, path, unfinished=unfinished)
     from .onnx_export import export_onnx
 
-    return export_onnx(cfg, model, path, config, unfinished)
+    return export_onnx(cfg, model, path, config, unfinished=unfinished)
 
 
-def _torchscript(cfg: Config, model: SpikingNet, path: Path, config: list[int] | None, unfinished: Unfinished) -> Path:
+def _torchscript(
+    cfg: Config, model: SpikingNet, path: Path, config: list[int] | None, unfinished: Unfinished = None
+) -> Path:
     from .torch_formats import export_torchscript
 
-    return export_torchscript(cfg, model, path, config, unfinished)
+    return export_torchscript(cfg, model, path, config, unfinished=unfinished)
 
 
-def _pt2(cfg: Config, model: SpikingNet, path: Path, config: list[int] | None, unfinished: Unfinished) -> Path:
+def _pt2(cfg: Config, model: SpikingNet, path: Path, config: list[int] | None, unfinished: Unfinished = None) -> Path:
     from .torch_formats import export_pt2
 
-    return export_pt2(cfg, model, path, config, unfinished)
+    return export_pt2(cfg, model, path, config, unfinished=unfinished)
 
 
-def _nir(cfg: Config, model: SpikingNet, path: Path, config: list[int] | None, unfinished: Unfinished) -> Path:
+def _nir(cfg: Config, model: SpikingNet, path: Path, config: list[int] | None, unfinished: Unfinished = None) -> Path:
     from .nir_export import export_nir
 
     if config is not None:  # the CLI refuses it first; a caller of the registry too
         raise ExportError(NIR_HAS_NO_STAGES)
-    return export_nir(cfg, model, path, unfinished)
+    return export_nir(cfg, model, path, unfinished=unfinished)
 
 
 # NIR's graph has no notion of a step count, let alone one per stage

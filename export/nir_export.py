@@ -161,7 +161,7 @@ class Builder:
 
 
 @torch.no_grad()
-def build_nir(cfg: Config, model: SpikingNet, unfinished: tuple[int, int] | None = None):
+def build_nir(cfg: Config, model: SpikingNet, **fields: object):
     """The NIR graph of the deployable ``model`` (one sample's shapes, no batch dim)."""
     import nir
 
@@ -177,7 +177,7 @@ def build_nir(cfg: Config, model: SpikingNet, unfinished: tuple[int, int] | None
     specs = [layer.spec for layer in neuron_layers(net)]
     # the NIR nodes stand for the neuron layers; states are named as in the ONNX file
     states, neurons = layer_infos(specs, state_shapes(net, in_shape), b.neuron_names)
-    meta = protocol(cfg, net.readout_rule, states, neurons, unfinished=unfinished).to_dict()
+    meta = protocol(cfg, net.readout_rule, states, neurons, **fields).to_dict()
     notes = peer_notes(specs)
     if any(n > 1 for n in Counter(src for src, _ in b.edges).values()):
         for peer in BRANCH_PEERS:
@@ -193,9 +193,9 @@ def build_nir(cfg: Config, model: SpikingNet, unfinished: tuple[int, int] | None
     return nir.NIRGraph(nodes=b.nodes, edges=b.edges, metadata={KEY: json.dumps(meta)})
 
 
-def export_nir(cfg: Config, model: SpikingNet, path: str | Path, unfinished: tuple[int, int] | None = None) -> Path:
+def export_nir(cfg: Config, model: SpikingNet, path: str | Path, **fields: object) -> Path:
     """Write the NIR graph of ``model`` to ``path`` (HDF5, atomically); returns it."""
     import nir
 
-    graph = build_nir(cfg, model, unfinished)
+    graph = build_nir(cfg, model, **fields)
     return write_atomic(path, lambda tmp: nir.write(tmp, graph))

@@ -135,12 +135,11 @@ def stage_infos(net: SpikingNet, in_shape: tuple[int, ...], config: list[int]) -
     return out
 
 
-def build_onnx(
-    cfg: Config, model: Net, config: list[int] | None = None, unfinished: tuple[int, int] | None = None
-) -> onnx.ModelProto:
+def build_onnx(cfg: Config, model: Net, config: list[int] | None = None, **fields: object) -> onnx.ModelProto:
     """The finished ONNX model for a trained network (not yet written); ``config``: one T
     per stage, a multi-rate file (its stages cut at named tensors, runtime.stages);
-    ``unfinished``: (epochs done, epochs) of a run that stopped early (the protocol says it)."""
+    ``fields``: protocol fields to record, e.g. ``unfinished=(3, 10)`` (epochs done, epochs)
+    of a run that stopped early."""
     net = deployable(model)
     in_shape = tuple(cfg.model.in_shape)
     shapes = state_shapes(net, in_shape)
@@ -150,18 +149,12 @@ def build_onnx(
     node_of = {s: n.node for n in neurons for s in n.states}
     states = [StateInfo(f"state_{i}", s, node_of[f"state_{i}"]) for i, s in enumerate(shapes)]
     stages = tuple(stage_infos(net, in_shape, config)) if config is not None else ()
-    set_protocol(proto, protocol(cfg, net.readout_rule, states, neurons, stages=stages, unfinished=unfinished))
+    set_protocol(proto, protocol(cfg, net.readout_rule, states, neurons, stages=stages, **fields))
     return proto
 
 
-def export_onnx(
-    cfg: Config,
-    model: Net,
-    path: str | Path,
-    config: list[int] | None = None,
-    unfinished: tuple[int, int] | None = None,
-) -> Path:
+def export_onnx(cfg: Config, model: Net, path: str | Path, config: list[int] | None = None, **fields: object) -> Path:
     """Write ``model`` as a ``flexsnn-onnx/3`` file at ``path`` (atomically); returns it."""
-    proto = build_onnx(cfg, model, config, unfinished)
+    proto = build_onnx(cfg, model, config, **fields)
     onnx.checker.check_model(proto, full_check=True)
     return write_atomic(path, lambda tmp: onnx.save(stamp_onnx(proto), tmp))

@@ -65,9 +65,7 @@ class SequenceModule(nn.Module):
         return x
 
 
-def protocol_file(
-    cfg: Config, model: SpikingNet, config: list[int] | None = None, unfinished: tuple[int, int] | None = None
-) -> dict[str, str]:
+def protocol_file(cfg: Config, model: SpikingNet, config: list[int] | None = None, **fields: object) -> dict[str, str]:
     """The extra file both formats carry: the protocol a user needs to build the states
     and read the outputs (the ONNX file holds it as metadata; these formats had none);
     with ``config``, the multi-rate ONNX file's, its ``stages`` included."""
@@ -80,8 +78,7 @@ def protocol_file(
         from .onnx_export import stage_infos
 
         stages = tuple(stage_infos(net, in_shape, config))
-    proto = protocol(cfg, net.readout_rule, states, neurons, stages=stages, unfinished=unfinished)
-    return {KEY: json.dumps(proto.to_dict())}
+    return {KEY: json.dumps(protocol(cfg, net.readout_rule, states, neurons, stages=stages, **fields).to_dict())}
 
 
 def _traced(net: SpikingNet, cfg: Config, config: list[int] | None) -> tuple[nn.Module, Example, BatchDims]:
@@ -107,18 +104,14 @@ def build_torchscript(cfg: Config, model: SpikingNet, config: list[int] | None =
 
 
 def export_torchscript(
-    cfg: Config,
-    model: SpikingNet,
-    path: str | Path,
-    config: list[int] | None = None,
-    unfinished: tuple[int, int] | None = None,
+    cfg: Config, model: SpikingNet, path: str | Path, config: list[int] | None = None, **fields: object
 ) -> Path:
     """A traced module, loadable with ``torch.jit.load`` (no flexsnn needed): one step, or
     with ``config`` the whole sequence of that per-stage configuration."""
     traced = build_torchscript(cfg, model, config)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        extra = protocol_file(cfg, model, config, unfinished)
+        extra = protocol_file(cfg, model, config, **fields)
         return write_serialized(path, lambda f: torch.jit.save(traced, f, _extra_files=extra))
 
 
@@ -129,14 +122,10 @@ def build_pt2(cfg: Config, model: SpikingNet, config: list[int] | None = None) -
 
 
 def export_pt2(
-    cfg: Config,
-    model: SpikingNet,
-    path: str | Path,
-    config: list[int] | None = None,
-    unfinished: tuple[int, int] | None = None,
+    cfg: Config, model: SpikingNet, path: str | Path, config: list[int] | None = None, **fields: object
 ) -> Path:
     """A ``torch.export`` program with a dynamic batch, loadable with ``torch.export.load``:
     one step, or with ``config`` the whole sequence of that per-stage configuration."""
     program = build_pt2(cfg, model, config)
-    extra = protocol_file(cfg, model, config, unfinished)
+    extra = protocol_file(cfg, model, config, **fields)
     return write_serialized(path, lambda f: torch.export.save(program, f, extra_files=extra))

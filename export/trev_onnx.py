@@ -160,7 +160,7 @@ def value_shapes(model: onnx.ModelProto, names: list[str]) -> list[tuple[int, ..
     return shapes
 
 
-def build_trev_onnx(cfg: Config, model: TRevNet, unfinished: tuple[int, int] | None = None) -> onnx.ModelProto:
+def build_trev_onnx(cfg: Config, model: TRevNet, **fields: object) -> onnx.ModelProto:
     in_shape = tuple(cfg.model.in_shape)
     step = TRevStep(model)
     shapes = state_shapes(model)
@@ -183,16 +183,16 @@ def build_trev_onnx(cfg: Config, model: TRevNet, unfinished: tuple[int, int] | N
             uses_t=True,
             T_range=(1, model.T),
             max_steps=model.T,
-            unfinished=unfinished,
             **extra,
+            **fields,
         ),
     )
     return proto
 
 
-def export_trev_onnx(cfg: Config, model: TRevNet, path: str | Path, unfinished: tuple[int, int] | None = None) -> Path:
+def export_trev_onnx(cfg: Config, model: TRevNet, path: str | Path, **fields: object) -> Path:
     """Write ``model`` as a ``flexsnn-onnx/3`` file at ``path`` (atomically); returns it."""
-    proto = build_trev_onnx(cfg, model, unfinished)
+    proto = build_trev_onnx(cfg, model, **fields)
     onnx.checker.check_model(proto, full_check=True)
     return write_atomic(path, lambda tmp: onnx.save(stamp_onnx(proto), tmp))
 
