@@ -30,7 +30,7 @@ from torch import nn
 
 from runtime.fileio import write_atomic
 from runtime.neuron import kind_of
-from runtime.neuron.nir import PEERS, NirNeuronError, peer_notes, time_convention
+from runtime.neuron.nir import PEERS, NirNeuronError, peer_notes
 from trainer.config import Config
 from trainer.layers import NeuronLayer, Residual, Sequence, Stateless
 from trainer.models import SpikingNet
@@ -128,7 +128,7 @@ class Builder:
             except NirNeuronError as e:
                 raise ExportError(f"NIR export: {e}") from None
             meta = {f"flexsnn.{k}": v for k, v in spec.to_dict().items()}
-            meta["flexsnn.nir_time"] = time_convention(spec)
+            meta["flexsnn.nir_time"] = kind_of(spec.kind).nir_time(spec)
             name = self.add(spec.kind.lower(), getattr(nir, cls)(**params, metadata=meta), sources)
             self.neuron_names.append(name)
             return [name], layer.neuron(x, None)[0]

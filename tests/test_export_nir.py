@@ -120,3 +120,22 @@ def test_a_kind_without_a_nir_node_is_one_export_error(tmp_path):
     with pytest.raises(ExportError, match="ALIF neurons have no NIR node"):
         export_nir(cfg, model(cfg), tmp_path / "m.nir")
     assert not (tmp_path / "m.nir").exists()
+
+
+@pytest.mark.parametrize("decay_syn", [0.8, 1.0])
+@pytest.mark.parametrize("kind", ["LIF", "CubaLIF"])
+def test_a_nodes_time_label_says_how_its_tau_was_written(kind, decay_syn):
+    """CubaLIF's tau were written in steps when decay_syn = 1 (snnTorch's Synaptic form needs a
+    leaking current) while its flexsnn.nir_time said "euler dt=0.0001s": the label came from
+    a second, LIF-only copy of the rule. Each kind now labels its own node."""
+    from runtime.neuron import kind_of, make_spec
+    from runtime.neuron.nir import euler_tau, steps_tau
+
+    extra = {"decay_syn": decay_syn} if kind == "CubaLIF" else {}
+    spec = make_spec(kind, decay=0.9, spike="single", reset="zero", **extra)
+    _, params = kind_of(kind).to_nir(spec, (2,))
+    tau = float(params["tau_mem" if kind == "CubaLIF" else "tau"].flat[0])
+    label = kind_of(kind).nir_time(spec)
+    written = {"euler dt=0.0001s": euler_tau(0.9), "exp steps": steps_tau(0.9)}
+    assert label in written and math.isclose(tau, written[label], rel_tol=1e-6), (label, tau)
+    assert label == ("exp steps" if kind == "CubaLIF" and decay_syn == 1.0 else "euler dt=0.0001s")

@@ -359,6 +359,11 @@ class NeuronKind(Generic[SpecT]):
         able = [k for k in kinds() if type(kind_of(k)).to_nir is not NeuronKind.to_nir]
         raise NirNeuronError(f"{self.name} neurons have no NIR node; the kinds with one are {able}")
 
+    def nir_time(self, spec: SpecT) -> str:
+        """How the NIR node's time constants are to be read (its ``flexsnn.nir_time``
+        metadata, :func:`runtime.neuron.nir.time_label`); asked only of a kind with a node."""
+        raise NotImplementedError(f"neuron kind {self.name!r} has to_nir() but no nir_time(): say how its tau is read")
+
     def nir_peers(self, spec: SpecT) -> dict[str, str | None]:
         """Per NIR peer (``runtime.neuron.nir.PEERS``): what it runs differently for the
         exported node, as a phrase, or None for the same spikes."""

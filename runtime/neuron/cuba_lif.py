@@ -152,6 +152,9 @@ class CubaLIF(NeuronKind[CubaLIFSpec]):
             "w_in": f(shape, w_in),
         }
 
+    def nir_time(self, spec: CubaLIFSpec) -> str:
+        return nir.time_label(_euler(spec))
+
     def nir_peers(self, spec: CubaLIFSpec) -> dict[str, str | None]:
         if not _euler(spec):  # time constants in steps: snnTorch's import asserts r == tau_mem / dt
             snntorch: str | None = (

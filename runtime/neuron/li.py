@@ -47,6 +47,9 @@ class LI(NeuronKind[NeuronSpec]):
     def to_nir(self, spec: NeuronSpec, shape: tuple[int, ...]) -> tuple[str, nir.Params]:
         return "LI", nir.leak_params(spec, shape)
 
+    def nir_time(self, spec: NeuronSpec) -> str:
+        return nir.time_label(False)  # leak_params' Euler form is for spiking nodes only
+
     def nir_peers(self, spec: NeuronSpec) -> dict[str, str | None]:
         return {
             "sinabs": None,

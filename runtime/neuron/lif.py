@@ -71,6 +71,9 @@ class LIF(NeuronKind[NeuronSpec]):
     def to_nir(self, spec: NeuronSpec, shape: tuple[int, ...]) -> tuple[str, nir.Params]:
         return "LIF", {**nir.leak_params(spec, shape), "v_threshold": nir.full(shape, spec.v_th)}
 
+    def nir_time(self, spec: NeuronSpec) -> str:
+        return nir.time_label(nir.euler(spec))
+
     def nir_peers(self, spec: NeuronSpec) -> dict[str, str | None]:
         sinabs = nir.rules_phrase(spec, "multi", "subtract", "no clamp", -math.inf)
         snntorch = nir.rules_phrase(spec, "single", "zero", "no clamp", -math.inf)
@@ -103,6 +106,9 @@ class IF(LIF):
 
     def to_nir(self, spec: NeuronSpec, shape: tuple[int, ...]) -> tuple[str, nir.Params]:
         return "IF", {"r": nir.full(shape, 1.0), "v_threshold": nir.full(shape, spec.v_th)}
+
+    def nir_time(self, spec: NeuronSpec) -> str:
+        return "none"  # no time constant to read
 
     def nir_peers(self, spec: NeuronSpec) -> dict[str, str | None]:
         sinabs = nir.rules_phrase(spec, "multi", "subtract", "a membrane clamp at -v_th", -spec.v_th)

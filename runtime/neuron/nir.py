@@ -174,11 +174,10 @@ def sinabs_steps(spec: NeuronSpec) -> str:
     )
 
 
-def time_convention(spec: NeuronSpec) -> str:
-    """How the node's ``tau`` / ``r`` are to be read (written to the node's metadata)."""
-    if spec.kind == "IF":
-        return "none"
-    return f"euler dt={SNNTORCH_DT}s" if spec.spiking and euler(spec) else "exp steps"
+def time_label(euler_form: bool) -> str:
+    """How a leaky node's ``tau`` / ``r`` are to be read (``flexsnn.nir_time``, written by
+    each kind's ``nir_time``): snnTorch's Euler convention, or steps."""
+    return f"euler dt={SNNTORCH_DT}s" if euler_form else "exp steps"
 
 
 def rules_phrase(spec: NeuronSpec, spike: str, reset: str, clamp: str, v_min: float) -> str | None:
