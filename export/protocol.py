@@ -23,7 +23,7 @@ from runtime.protocol import (
     StateInfo,
     parse_protocol,
 )
-from trainer.config import FIXED_T_METHODS, Config, DataConfig
+from trainer.config import Config, DataConfig
 from trainer.models import architecture
 
 from .errors import ExportError
@@ -84,8 +84,7 @@ def protocol(
         uses_t=False,
         readout=readout_name(readout_rule),
         T_trained=cfg.train_T,
-        # fixed-T methods (sdt and the online ones) trained at one T only
-        T_range=(m.T, m.T) if m.name in FIXED_T_METHODS else (m.tmin, m.tmax),
+        T_range=cfg.T_range,
         classes=tuple(d.classes),
         states=tuple(states),
         neurons=tuple(neurons),

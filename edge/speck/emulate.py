@@ -67,7 +67,7 @@ def quantized_model(qnet: QuantNet) -> tuple[onnx.ModelProto, Protocol]:
         node = q.node or f"{L.name}_IF"
         spec = chip_neuron(float(q.threshold), float(q.v_min), L.neuron.dt)
         n = helper.make_node(
-            "IF",
+            spec.kind,  # the chip's neuron (chip_neuron): its op type is its kind's name
             [f"cur{i}", f"state_{i}"],
             [f"spk{i}", f"state_{i}_out"],
             name=node,
