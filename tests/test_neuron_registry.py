@@ -228,3 +228,23 @@ def test_the_numpy_step_refuses_a_state_of_another_dtype(kind):
         step(spec, zero_state(spec, current), np.ones(3, np.int64))
     s, _ = step(spec, zero_state(spec, current), current)  # one dtype: runs, in it
     assert s.dtype == np.float64
+
+
+def test_a_derived_kind_cannot_take_over_its_parents_presets(monkeypatch):
+    """QLIF(LIF) registered without presets of its own inherited LIF's {"lif": {}}: `trainer
+    fit --neuron lif` then wrote a QLIF checkpoint, unsaid (a stranger's tour)."""
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))  # this test's kinds only
+
+    class QLIF(LIF):
+        name = "QLIF"
+
+    with pytest.raises(ValueError, match=r"neuron kind 'QLIF': preset 'lif' is LIF's already; declare the kind's own"):
+        registry.register(QLIF())
+    assert registry.presets()["lif"] == ("LIF", {}) and "QLIF" not in registry.kinds()
+
+    class OwnPresets(LIF):
+        name = "OwnPresets"
+        presets = {"own-lif": {"decay": 0.8}}
+
+    registry.register(OwnPresets())
+    assert registry.presets()["own-lif"] == ("OwnPresets", {"decay": 0.8}) and registry.presets()["lif"][0] == "LIF"

@@ -418,6 +418,14 @@ def register(kind: KindT) -> KindT:
                 f"neuron kind {kind.name!r}: spec field {f.name!r} is typed {f.type!r}; spec fields are "
                 f"{list(FIELD_TYPES)} (a count of steps is a float, checked whole in validate)"
             )
+    # a preset names one kind: a kind derived from another inherits its presets unless it
+    # declares its own, and `--neuron lif` then built the derived kind, unsaid
+    for name, other in presets().items():
+        if name in kind.presets:
+            raise ValueError(
+                f"neuron kind {kind.name!r}: preset {name!r} is {other[0]}'s already; declare the kind's own "
+                "presets (presets = {} for none): a class attribute is inherited"
+            )
     _REGISTRY[kind.name] = kind
     return kind
 
