@@ -397,7 +397,8 @@ def parser() -> argparse.ArgumentParser:
         default=None,
         help=f"exit policy, one of {', '.join(POLICY_FORMS)} (default: the policy calibrate-exit stored in the "
         "model, else fixed at its default T: the trained T, the T its BatchNorm statistics were calibrated at, or a "
-        "multi-rate file's last stage's)",
+        "multi-rate file's last stage's); --mode event: asked at the end of each bin of the model's dt_us, no "
+        "cascade (default there: whole streams)",
     )
     p.add_argument(
         "--mode",

@@ -43,6 +43,13 @@ class ExitPolicy(Protocol):
         """Bool ``[B]``: which samples stop after step ``t`` (1-based) given their readout."""
 
 
+# an event-driven run (runtime.event.exit) asks a policy at each bin of one pass per stream
+CASCADE_NOT_EVENT_DRIVEN = (
+    "a cascade reruns whole recordings at several T; an event-driven run reads each stream once: "
+    "use a rule (confidence, margin, entropy) or fixed:T"
+)
+
+
 def horizon_of(policy: ExitPolicy | Cascade, default_T: int) -> int:
     """``policy.horizon(default_T)``, checked: a user's policy that gives no positive whole
     number of steps is a :class:`PolicyError`, not a numpy error further on."""

@@ -4,7 +4,8 @@ Both results hold ``predictions`` and ``outputs`` (the readout each prediction c
 ``seconds``, ``spike_counts[node]`` (per-sample totals of each spiking layer),
 ``neuron_counts[node]`` (per neuron) and ``cost`` (synaptic operations and the energy
 estimate), per sample in input order. The clock-driven run adds ``steps`` and
-``batch_per_step``; the event-driven run adds ``events`` and ``synops``. Results of
+``batch_per_step``; the event-driven run adds ``events`` and ``synops`` (and ``steps``
+under an exit policy: :mod:`runtime.event.exit`). Results of
 consecutive batches join with ``concat``, field by field.
 
 Free of onnxruntime: the event engine uses it without loading the clock-driven runtime.
@@ -133,6 +134,9 @@ class EventResult(Result):
     events: np.ndarray
     synops: np.ndarray
     seconds: float = 0.0
+    # the bins (of the model's dt_us) each stream ran before an exit policy stopped it
+    # (runtime.event.exit); None for whole streams
+    steps: np.ndarray | None = None
 
     # spike totals and cost follow from the fields above; computed when first read, so a
     # short stream's run does not pay for them unread (about 11 µs of a one-event stream's
@@ -152,4 +156,10 @@ class EventResult(Result):
         return Cost(macs, acs, energy_pj(macs, acs))
 
     def stats(self) -> dict[str, float | int | list[int]]:
-        return {"events_per_sample": float(self.events.mean()), "synops_per_sample": float(self.synops.mean())}
+        s: dict[str, float | int | list[int]] = {
+            "events_per_sample": float(self.events.mean()),
+            "synops_per_sample": float(self.synops.mean()),
+        }
+        if self.steps is not None:
+            s.update(mean_steps=float(self.steps.mean()), max_steps=int(self.steps.max()))
+        return s

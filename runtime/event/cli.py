@@ -7,6 +7,7 @@ import sys
 
 from .. import cliargs
 from ..errors import InputError
+from ..policies import CASCADE_NOT_EVENT_DRIVEN, Cascade, parse_policy, t_range_warning
 from ..report import counted, emit_json, pct, print_run, print_warnings, sci, table, versions_text
 from ..session import load
 
@@ -15,10 +16,12 @@ from ..session import load
 
 
 def cmd_run_event(a: argparse.Namespace) -> None:
-    """Accuracy of the event-driven run; ``--json`` adds the spike difference ``sd``
-    against the clock-driven run at the model's T."""
-    if a.policy is not None:
-        raise InputError("--policy is an exit rule of the clock-driven mode; --mode event runs whole streams")
+    """Accuracy of the event-driven run (whole streams, or up to where ``--policy`` stops
+    each: runtime.event.exit); ``--json`` adds the spike difference ``sd`` against the
+    clock-driven run at the model's T (under the same policy)."""
+    policy = parse_policy(a.policy) if a.policy is not None else None  # bad policy: fail before loading
+    if isinstance(policy, Cascade):
+        raise InputError(f"--policy {a.policy}: {CASCADE_NOT_EVENT_DRIVEN}")
     # these set up a clock-driven run: here only the one --json compares against (--threads
     # is the event engine's too: one stream per thread)
     clock_flags = ["--backend"] if cliargs.given(a, "backend") else []
@@ -36,23 +39,29 @@ def cmd_run_event(a: argparse.Namespace) -> None:
     engine = load_event(a.model)
     ds = cliargs.model_data(a, engine.protocol, needs="the event engine")
     time_base = a.time_base or "real"
-    r = run_event_dataset(engine, ds, a.batch_size, progress=sys.stderr.isatty(), time_base=time_base)
+    r = run_event_dataset(engine, ds, a.batch_size, sys.stderr.isatty(), time_base, policy)
     s = summarize(r, ds.labels)
-    warnings = print_warnings([engine.protocol.unfinished_note(a.model), time_base_note(engine.protocol, time_base)])
+    p = engine.protocol
+    ranged = t_range_warning(p, policy) if policy is not None else None
+    warnings = print_warnings([p.unfinished_note(a.model), ranged, time_base_note(p, time_base)])
     s.update(mode="event", time_base=time_base, data=ds.spec, model=a.model, threads=threads, warnings=warnings)
+    s.update(policy=a.policy)  # None: whole streams
     if a.json:
-        s.update(compare_clock(load(a.model, a.threads, a.backend), ds, r, a.batch_size, a.binning))
+        s.update(compare_clock(load(a.model, a.threads, a.backend), ds, r, a.batch_size, a.binning, policy))
         emit_json(s)
         return
+    steps = {"mean steps": f"{s['mean_steps']:.2f}"} if policy is not None else {}
     figures = {
         "accuracy %": pct(s["accuracy"]),
+        **steps,
         "events/sample": f"{s['events_per_sample']:.0f}",
         "synops (ACs)/sample": sci(s["synops_per_sample"]),
         "energy µJ/sample*": f"{s['energy_uj']:.3g}",
         "ms/sample": f"{s['ms_per_sample']:.2f}",
     }
+    how = f"up to the exit of {a.policy} (bins of {p.dt_us:g} µs)" if policy is not None else "whole streams"
     print_run(
-        f"{a.model} on {ds.spec} ({s['n']} samples), event-driven, {threads} thread(s)",
+        f"{a.model} on {ds.spec} ({s['n']} samples), event-driven, {how}, {threads} thread(s)",
         figures,
         [
             "ms/sample: this run's, first-call costs included (a first run on a fresh install also compiles the "

@@ -11,9 +11,10 @@ from ..data.events import TIME_BASES, retimed
 from ..errors import InputError
 from ..evaluate import EVAL_BATCH_SIZE, ClockMode, run_batches
 from ..neuron import kind_of
-from ..policies import FixedT
+from ..policies import CASCADE_NOT_EVENT_DRIVEN, Cascade, ExitPolicy, FixedT, as_policy
 from ..result import EventResult
 from .engine import EventEngine
+from .exit import run_with_exit
 from .metrics import spike_difference, stack_counts
 
 if TYPE_CHECKING:
@@ -59,12 +60,14 @@ def time_base_note(p: Protocol, time_base: str = "real") -> str | None:
 
 class EventMode:
     """The event engine over a data set: whole streams, a batch of them in parallel, in real
-    µs or (``time_base = "trained"``) each stretched onto the span training gave it."""
+    µs or (``time_base = "trained"``) each stretched onto the span training gave it; with
+    ``policy``, each stream up to where the exit policy stops it (:mod:`.exit`: the batch's
+    streams bin by bin, on one thread)."""
 
-    def __init__(self, engine: EventEngine, time_base: str = "real"):
+    def __init__(self, engine: EventEngine, time_base: str = "real", policy: ExitPolicy | None = None):
         if time_base not in TIME_BASES:
             raise InputError(f"time base {time_base!r} is unknown; expected one of {list(TIME_BASES)}")
-        self.engine = engine
+        self.engine, self.policy = engine, policy
         self.span = stretched_span(engine.protocol) if time_base == "trained" else None
 
     def check(self, ds: Dataset, batch: int) -> None:
@@ -75,20 +78,32 @@ class EventMode:
         # indexed one by one: transformed and tonic recordings are read lazily and take no slices
         streams = [ds.events[j] for j in idx]
         # each up to the recording's length, where CubaLIF membranes still cross their threshold
-        if self.span is None:
-            return self.engine.run_batch(streams, until=ds.duration_us)
-        ends = ds.spans(idx, streams, self.engine.protocol.durations)
-        return self.engine.run_batch([retimed(s, e, self.span) for s, e in zip(streams, ends)], until=self.span)
+        if self.span is not None:
+            ends = ds.spans(idx, streams, self.engine.protocol.durations)
+            streams = [retimed(s, e, self.span) for s, e in zip(streams, ends)]
+        if self.policy is not None:
+            return run_with_exit(self.engine, streams, self.policy)
+        return self.engine.run_batch(streams, until=ds.duration_us if self.span is None else self.span)
 
 
 def run_event_dataset(
-    engine: EventEngine, ds: Dataset, batch_size: int = EVAL_BATCH_SIZE, progress: bool = False, time_base: str = "real"
+    engine: EventEngine,
+    ds: Dataset,
+    batch_size: int = EVAL_BATCH_SIZE,
+    progress: bool = False,
+    time_base: str = "real",
+    policy: ExitPolicy | str | int | None = None,
 ) -> EventResult:
     """Every stream of ``ds``, ``batch_size`` streams at a time in parallel; ``time_base``:
     "real" (each recording as it comes, what an event-driven chip does) or "trained" (each
     stretched onto the span its T training bins had; the same as "real" unless the model was
-    trained on each recording's own span: docs/event_driven.md, Time base)."""
-    return run_batches(EventMode(engine, time_base), ds, batch_size, progress)
+    trained on each recording's own span: docs/event_driven.md, Time base); ``policy``: an
+    exit policy (as :meth:`runtime.session.Session.run` takes it), asked at the end of each
+    bin (:mod:`.exit`); None runs whole streams."""
+    asked = as_policy(policy)
+    if isinstance(asked, Cascade):
+        raise InputError(CASCADE_NOT_EVENT_DRIVEN)
+    return run_batches(EventMode(engine, time_base, asked), ds, batch_size, progress)
 
 
 def compare_clock(
@@ -97,11 +112,13 @@ def compare_clock(
     result: EventResult,
     batch_size: int = EVAL_BATCH_SIZE,
     binning: str | None = None,
+    policy: ExitPolicy | None = None,
 ) -> dict:
     """Spike difference of ``result`` against the clock-driven run at the model's T (binned
-    as trained, or per ``binning``): SD per sample over the neurons of all spiking layers
-    (MTT Eq. 16), its mean over samples, the same per layer, and the clock-driven accuracy."""
-    mode = ClockMode(session, FixedT(session.protocol.default_T), binning, neuron_counts=True)
+    as trained, or per ``binning``; under ``policy`` if given, each sample's counts up to its
+    own exit): SD per sample over the neurons of all spiking layers (MTT Eq. 16), its mean
+    over samples, the same per layer, and the clock-driven accuracy."""
+    mode = ClockMode(session, policy or FixedT(session.protocol.default_T), binning, neuron_counts=True)
     clock = run_batches(mode, ds, batch_size)
     assert clock.neuron_counts is not None  # neuron_counts=True fills them
     nodes = list(result.neuron_counts)

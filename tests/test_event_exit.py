@@ -1,0 +1,129 @@
+"""Exit policies in event-driven runs (runtime.event.exit): asked at the end of each bin of
+the model's dt_us, on the clock's readout scale, about the streams still running."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from runtime.data import load_dataset
+from runtime.errors import InputError
+from runtime.event import load_event
+from runtime.event.evaluate import run_event_dataset
+from runtime.event.exit import run_with_exit
+from runtime.policies import parse_policy
+
+from .conftest import run_cli
+from .event_fixtures import chain_model, random_stream, spec
+from .runtime_fixtures import save
+
+SENSOR, T, DURATION = (2, 20, 20), 6, 300_000  # the digits recordings' shape and length
+DT = DURATION / T
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory) -> str:
+    net = chain_model(spec("LIF", "single"), sensor=SENSOR, classes=10, scale=0.5, duration_us=DURATION, T=T)
+    return save(net, tmp_path_factory.mktemp("exit") / "m.onnx")
+
+
+def streams(n: int = 5) -> list[np.ndarray]:
+    return [random_stream(300 + 40 * s, SENSOR, DURATION, s) for s in range(n)]
+
+
+def cut(engine, stream: np.ndarray, k: int):
+    """The engine's own run of the stream's first k bins (crossings up to k dt)."""
+    return engine.run(stream[stream["t"] < k * DT], until=k * DT)[0]
+
+
+class Recording:
+    """A policy that stops stream ``i`` after ``stops[i]`` bins and records every call."""
+
+    def __init__(self, stops: list[int], tmin: int = 1):
+        self.stops, self.tmin, self.calls = stops, tmin, []
+        self.live = list(range(len(stops)))
+
+    def horizon(self, default_T: int) -> int:
+        return max(self.stops)
+
+    def first_exit(self) -> int:
+        return self.tmin
+
+    def should_exit(self, t: int, logits: np.ndarray) -> np.ndarray:
+        self.calls.append((t, list(self.live), logits.copy()))
+        done = np.array([self.stops[i] <= t for i in self.live])
+        self.live = [i for i, d in zip(self.live, done) if not d]
+        return done
+
+
+@pytest.mark.parametrize("k", [1, 3, T])
+def test_fixed_T_runs_each_stream_as_the_engine_runs_its_first_T_bins(model, k):
+    """fixed:k is the whole-stream run of the events before k dt: outputs, counts, cost."""
+    engine = load_event(model)
+    s = streams()
+    r = run_with_exit(engine, s, parse_policy(f"fixed:{k}"))
+    assert r.steps is not None and r.steps.tolist() == [k] * len(s)
+    for i, stream in enumerate(s):
+        want = cut(engine, stream, k)
+        np.testing.assert_array_equal(r.outputs[i], want.outputs)
+        assert (r.synops[i], r.events[i]) == (want.synops, want.events)
+        for layer, counts in want.neuron_counts.items():
+            np.testing.assert_array_equal(r.neuron_counts[layer][i], counts)
+    if k == T:  # the whole recording: the plain batch run
+        whole = engine.run_batch(s, until=DURATION)
+        np.testing.assert_array_equal(r.outputs, whole.outputs)
+        assert whole.steps is None and "mean_steps" not in whole.stats()
+
+
+def test_the_policy_sees_the_live_streams_in_order_on_the_clocks_readout_scale(model):
+    """Asked from its tmin on, about the streams still running, with the readout so far as
+    the clock run gives it (a mean readout: the summed current over k); each stream stops
+    where it said, with the engine's outputs, spikes and cost of that point."""
+    engine = load_event(model)
+    s = streams()
+    policy = Recording([2, 5, 2, 6, 3], tmin=2)
+    r = run_with_exit(engine, s, policy)
+    assert [t for t, _, _ in policy.calls] == [2, 3, 4, 5, 6]
+    assert [rows for _, rows, _ in policy.calls] == [[0, 1, 2, 3, 4], [1, 3, 4], [1, 3], [1, 3], [3]]
+    for t, rows, logits in policy.calls:
+        for row, i in zip(logits, rows):
+            np.testing.assert_allclose(row, cut(engine, s[i], t).outputs / t, rtol=1e-12)
+    assert r.steps is not None and r.steps.tolist() == policy.stops
+    for i, k in enumerate(policy.stops):
+        want = cut(engine, s[i], k)
+        np.testing.assert_array_equal(r.outputs[i], want.outputs)
+        assert r.predictions[i] == want.predictions and r.synops[i] == want.synops
+    assert r.synops[0] < engine.run(s[0], until=DURATION)[0].synops  # stopping early saved work
+    assert r.stats()["mean_steps"] == pytest.approx(np.mean(policy.stops))
+
+
+def test_a_cascade_is_refused_in_event_mode(model, tmp_path):
+    engine = load_event(model)
+    cascade = parse_policy("cascade:confidence:0.5,T=3+6")
+    with pytest.raises(InputError, match="an event-driven run reads each stream once"):
+        run_with_exit(engine, streams(1), cascade)
+    with pytest.raises(InputError, match="an event-driven run reads each stream once"):
+        run_event_dataset(engine, load_dataset("digits", "test"), policy=cascade)
+    r = run_cli("runtime", "run", model, "--mode", "event", "--data", "digits", "--policy", "cascade:margin:0.3,T=2+6")
+    assert r.returncode == 2 and r.stderr.count("error:") == 1 and "reads each stream once" in r.stderr
+
+
+def test_cli_event_mode_runs_an_exit_policy(model):
+    """--mode event refused --policy ("--mode event runs whole streams"): the issue's one SDK
+    shape asks for the exit policies where they make sense."""
+    base = ["runtime", "run", model, "--mode", "event", "--data", "digits", "--limit", "8", "--threads", "1"]
+    r = run_cli(*base, "--policy", "fixed:3", "--json")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert (out["policy"], out["mean_steps"], out["max_steps"], out["clock_T"]) == ("fixed:3", 3.0, 3, 3)
+    whole = json.loads(run_cli(*base, "--json").stdout)
+    assert whole["policy"] is None and "mean_steps" not in whole
+    assert out["synops_per_sample"] < whole["synops_per_sample"]  # half the recording run
+    ds = load_dataset("digits", "test", 8)  # what --limit 8 reads
+    sdk = run_event_dataset(load_event(model), ds, policy="fixed:3")
+    assert out["accuracy"] == float((sdk.predictions == ds.labels).mean())
+    text = run_cli(*base, "--policy", "fixed:3")
+    assert text.returncode == 0 and "up to the exit of fixed:3 (bins of 50000 µs)" in text.stdout
+    assert "mean steps" in text.stdout
