@@ -23,14 +23,14 @@ from runtime.fileio import write_atomic
 from runtime.integrity import stamp_onnx
 from runtime.neuron import NeuronSpec
 from runtime.neuron import functions as fn
-from runtime.protocol import NeuronInfo, StageInfo, StateInfo
+from runtime.protocol import NeuronInfo, StageInfo, StateInfo, store_protocol
 from runtime.report import versions
 from trainer.config import Config
 from trainer.models import Net, SpikingNet
 
 from .errors import ExportError
 from .prepare import deployable, neuron_layers
-from .protocol import protocol, set_protocol
+from .protocol import protocol
 from .step import StepModule, state_shapes, zero_states
 
 IR_VERSION = 10
@@ -149,7 +149,7 @@ def build_onnx(cfg: Config, model: Net, config: list[int] | None = None, **field
     node_of = {s: n.node for n in neurons for s in n.states}
     states = [StateInfo(f"state_{i}", s, node_of[f"state_{i}"]) for i, s in enumerate(shapes)]
     stages = tuple(stage_infos(net, in_shape, config)) if config is not None else ()
-    set_protocol(proto, protocol(cfg, net.readout_rule, states, neurons, stages=stages, **fields))
+    store_protocol(proto, protocol(cfg, net.readout_rule, states, neurons, stages=stages, **fields))
     return proto
 
 

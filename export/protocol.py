@@ -7,7 +7,6 @@ maps onto it: input kind, shape, binning and dt, readout, trained T range.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import onnx
@@ -115,8 +114,3 @@ def read_protocol(model: str | Path | onnx.ModelProto) -> Protocol:
         return parse_protocol(json_loads(props[KEY]))
     except (ModelError, ValueError) as e:
         raise ExportError(f"the ONNX model's protocol metadata is not valid: {e}") from None
-
-
-def set_protocol(model: onnx.ModelProto, proto: Protocol) -> None:
-    """Store ``proto`` as the model's ``flexsnn.protocol`` metadata."""
-    onnx.helper.set_model_props(model, {KEY: json.dumps(proto.to_dict())})

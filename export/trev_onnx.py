@@ -36,7 +36,7 @@ from runtime.fileio import write_atomic
 from runtime.integrity import stamp_onnx
 from runtime.neuron import NeuronSpec
 from runtime.neuron import functions as fn
-from runtime.protocol import NeuronInfo, Protocol, StateInfo
+from runtime.protocol import NeuronInfo, Protocol, StateInfo, store_protocol
 from trainer.config import Config
 from trainer.neurons import Neuron
 from trainer.trev import TRevNet
@@ -45,7 +45,7 @@ from .check import CheckResult, Follower, Trace, check_memory_for, compare, exac
 from .errors import ExportError
 from .neuron import DeployNeuron
 from .onnx_export import OPSET, attach_functions, model_proto
-from .protocol import protocol, read_protocol, readout_name, set_protocol
+from .protocol import protocol, read_protocol, readout_name
 
 M = TypeVar("M", bound=nn.Module)
 
@@ -173,7 +173,7 @@ def build_trev_onnx(cfg: Config, model: TRevNet, **fields: object) -> onnx.Model
     states = [StateInfo(f"state_{i}", tuple(s), "") for i, s in enumerate(shapes)]
     neurons = [NeuronInfo(n, spec, (), tuple(s)) for n, s in zip(nodes, n_shapes)]
     extra: dict[str, object] = {"input_kind": "encode-once"} if model.static else {}
-    set_protocol(
+    store_protocol(
         proto,
         protocol(
             cfg,

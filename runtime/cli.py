@@ -254,7 +254,7 @@ def cmd_calibrate_exit(a: argparse.Namespace) -> None:
     from .exit_calibration import CASCADE, CHOICES, choose, horizon_readouts, no_saving_note
     from .fileio import write_atomic
     from .integrity import stamp_onnx
-    from .protocol import METADATA_KEY, rewritten
+    from .protocol import METADATA_KEY, rewritten, store_protocol
 
     if a.budget < 0:
         raise PolicyError(f"--budget must be a percentage >= 0, got {a.budget}")
@@ -337,9 +337,8 @@ def cmd_calibrate_exit(a: argparse.Namespace) -> None:
     record = {k: result[k] for k in ("chosen_on", "budget_points", "criterion", "validation", "test")}
     chosen_p = dataclasses.replace(p, exit_policy=policy, exit_record=record)
     model = onnx.load(a.model)
-    props = {q.key: q.value for q in model.metadata_props}  # the user's own keys kept
-    meta = rewritten(json.loads(props[METADATA_KEY]), chosen_p)  # and the protocol's unknown ones
-    onnx.helper.set_model_props(model, {**props, METADATA_KEY: json.dumps(meta)})
+    old = json.loads(next(q.value for q in model.metadata_props if q.key == METADATA_KEY))
+    store_protocol(model, rewritten(old, chosen_p))  # the protocol's unknown keys and the user's own kept
     write_atomic(a.out, lambda tmp: onnx.save(stamp_onnx(model), str(tmp)))
     if a.json:
         emit_json({"model": a.model, "out": a.out, **result, "warnings": warnings})

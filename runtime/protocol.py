@@ -19,6 +19,7 @@ neuron, linked by the state's ``node``) are still read.
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -638,6 +639,14 @@ FOREIGN_HEADS = {
     b"PK\x03\x04": "a zip archive (a torch checkpoint, trainer fit's output?)",
     b"\x89HDF\r\n\x1a\n": "an HDF5 file (a NIR graph?)",
 }
+
+
+def store_protocol(model: onnx.ModelProto, meta: Protocol | dict[str, Any]) -> None:
+    """Write ``meta`` (a protocol, or its object as :func:`rewritten` keeps it) as the
+    model's :data:`METADATA_KEY` metadata; the model's other metadata keys are kept."""
+    props = {p.key: p.value for p in model.metadata_props}
+    obj = meta.to_dict() if isinstance(meta, Protocol) else meta
+    onnx.helper.set_model_props(model, {**props, METADATA_KEY: json.dumps(obj)})
 
 
 def read_model(path: str | Path) -> tuple[onnx.ModelProto, Protocol]:

@@ -16,7 +16,6 @@ multi-spike subtract neuron stays below its threshold after every event).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
@@ -27,7 +26,7 @@ from onnx import TensorProto, helper, numpy_helper
 from runtime.event import EventEngine, EventResult, load_event
 from runtime.event.metrics import spike_difference, stack_counts
 from runtime.neuron import functions as fn
-from runtime.protocol import METADATA_KEY, NeuronInfo, Protocol, StateInfo
+from runtime.protocol import NeuronInfo, Protocol, StateInfo, store_protocol
 
 from .convert import chip_neuron, pair_classes, predict
 from .quantize import QuantNet, float_twin
@@ -108,7 +107,7 @@ def quantized_model(qnet: QuantNet) -> tuple[onnx.ModelProto, Protocol]:
         inits,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET), helper.make_opsetid("snn", 1)])
-    helper.set_model_props(model, {METADATA_KEY: json.dumps(proto.to_dict())})
+    store_protocol(model, proto)
     return model, proto
 
 
