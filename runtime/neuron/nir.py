@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import NeuronSpec, NirNeuronError, kind_of, make_spec
+from .base import NeuronSpec, NirNeuronError, decay_of, kind_of, make_spec, tau_of
 
 SNNTORCH_DT = 1e-4  # seconds per step, hard-coded in snnTorch 1.0.0's NIR import and export
 NORSE_DT = 1e-3  # norse 1.1.0's default dt of from_nir / to_nir
@@ -128,7 +128,7 @@ def euler(spec: NeuronSpec) -> bool:
 
 def steps_tau(decay: float) -> float:
     """``tau`` in steps with ``decay = exp(-1 / tau)``; inf for no leak."""
-    return math.inf if decay == 1.0 else -1.0 / math.log(decay)
+    return tau_of(decay, 1.0)
 
 
 def euler_tau(decay: float) -> float:
@@ -170,7 +170,7 @@ def sinabs_steps(spec: NeuronSpec) -> str:
     tau = euler_tau(spec.decay)
     return (
         f", and reads tau = {tau:.3g} (seconds, written for snnTorch's Euler step) as steps: decay "
-        f"{math.exp(-1.0 / tau):.3g} where ours is {spec.decay:g}"
+        f"{decay_of(tau, 1.0):.3g} where ours is {spec.decay:g}"
     )
 
 
@@ -245,7 +245,7 @@ def leak_from_nir(params: Params, source: str, dt_s: float) -> tuple[float, floa
     if source == "norse":  # norse's module computes dt * tau_mem_inv with tau_mem_inv = dt / tau_file
         a = float(np.float32(dt_s) * (np.float32(dt_s) / tau))
         return 1.0 - a, a, 1.0, dt_s * 1e6
-    decay = math.exp(-dt_s / float(tau))  # nir
+    decay = decay_of(float(tau), dt_s)  # nir
     return decay, r * (1.0 - decay), 1.0, dt_s * 1e6
 
 
