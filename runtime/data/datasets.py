@@ -29,6 +29,7 @@ from ..fileio import reading
 from .arrays import read_npz
 from .braille import read_braille
 from .events import BINNINGS, bin_events, stream_ends
+from .mnist import NUM_CLASSES as MNIST_CLASSES
 from .mnist import read_mnist
 from .nmnist import SENSOR as NMNIST_SENSOR
 from .nmnist import list_nmnist, read_nmnist_bin
@@ -327,7 +328,7 @@ def _mnist(arg: str, split: str, spec: str) -> Dataset:
         "static",
         tuple(images.shape[1:]),  # the IDX header's size (it was 1x28x28 whatever the files held)
         labels,
-        [str(i) for i in range(10)],
+        [str(i) for i in range(MNIST_CLASSES)],
         images=images,
         meta={"index": np.arange(len(labels))},
     )
