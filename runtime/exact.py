@@ -43,9 +43,9 @@ Op = Callable[..., np.ndarray]
 
 @cache
 def _kernels() -> dict[str, Callable]:
-    from numba import njit
+    from .jit import cached_njit
 
-    jit = njit(cache=True, nogil=True, boundscheck=False)
+    jit = cached_njit(nogil=True, boundscheck=False)
 
     @jit
     def conv2d(x, wt, bias, sh, sw, pt, pl, dh, dw, out):

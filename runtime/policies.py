@@ -137,10 +137,10 @@ def compiled_scores() -> Callable[[np.ndarray, int, np.ndarray], None]:
     docs/edge.md) the same loop runs as Python: the same bits, slower (about 10 µs a row of
     10 classes against well under one)."""
     try:
-        from numba import njit
+        from .jit import cached_njit
     except ImportError:
         return _scores
-    return njit(cache=True, nogil=True)(_scores)
+    return cached_njit(nogil=True)(_scores)
 
 
 def score_loop() -> Callable[[np.ndarray, int, np.ndarray], None]:

@@ -808,3 +808,32 @@ def test_a_compile_cache_that_cannot_be_written_is_one_error_line(tmp_path):
     assert len(p.stderr.splitlines()) == 1, p.stderr
     other = _under_file_size_limit(tmp_path, "open('/no/such/dir/f')")  # an OSError not numba's: not hidden
     assert other.returncode == 1 and "Traceback" in other.stderr and "FileNotFoundError" in other.stderr
+
+
+def test_kernels_compile_where_numba_finds_no_writable_cache(tmp_path, static_onnx):
+    """A read-only install with a read-only home (numba's two cache places) crashed `runtime
+    run` at import: "cannot cache function ...: no locator available" (a stranger's tour,
+    under a read-only bind mount). numba is left here only its user-provided locator, with
+    NUMBA_CACHE_DIR unset: what it finds on such a machine."""
+    code = (
+        "import numba, numba.core.caching as c\n"
+        "c.CacheImpl._locator_classes = [c.UserProvidedCacheLocator]\n"
+        "try:\n"
+        "    numba.njit(cache=True)(lambda x: x)\n"
+        "    raise SystemExit('the simulation failed: numba found a cache place')\n"
+        "except RuntimeError as e:\n"
+        "    assert 'no locator available' in str(e), e\n"
+        "from runtime.event import kernel\n"  # the event kernels and the policy scores, compiled at import or first use
+        "from runtime.policies import compiled_scores\n"
+        "compiled_scores()\n"
+        "print(numba.config.CACHE_DIR)\n"
+        "from runtime.cli import main\n"  # the clock kernels (backend numba), in a command
+        f"main(['run', {str(static_onnx)!r}, '--data', 'digits:static', '--limit', '4', '--backend', 'numba'])\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
+    env.update(TMPDIR=str(tmp_path), PYTHONPATH=str(ROOT))
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
+    assert p.returncode == 0, p.stderr[-2000:]
+    cache = Path(p.stdout.splitlines()[0])
+    assert cache.parent == tmp_path and cache.name.startswith("flexsnn-numba-cache-")
+    assert any(cache.rglob("*.nbi")), "nothing cached there"

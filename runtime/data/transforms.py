@@ -129,11 +129,11 @@ def output_shape(transforms: Sequence[Transform], shape: tuple[int, int, int]) -
 def _kernels() -> tuple[Callable, Callable]:
     """The per-event filters, compiled on first use (numba is heavy to import)."""
     try:
-        import numba
+        from ..jit import cached_njit
     except ImportError as e:  # a runtime-only install: one line, not a traceback
         raise missing_package("numba", "a refractory or denoise transform", e) from e
 
-    @numba.njit(cache=True)
+    @cached_njit()
     def refractory(x, y, t, last, W, us):  # pragma: no cover - compiled
         keep = np.zeros(len(t), np.bool_)
         for i in range(len(t)):
@@ -142,7 +142,7 @@ def _kernels() -> tuple[Callable, Callable]:
             last[k] = t[i]
         return keep
 
-    @numba.njit(cache=True)
+    @cached_njit()
     def denoise(x, y, t, until, H, W, us):  # pragma: no cover - compiled
         keep = np.zeros(len(t), np.bool_)
         for i in range(len(t)):

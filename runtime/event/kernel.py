@@ -65,8 +65,10 @@ from ..errors import missing_package
 # runtime.event's one module-level import of numba: its other modules import this one first,
 # so an install without numba gets one line, not a traceback, from one place
 try:
-    from numba import get_num_threads, njit, prange
+    from numba import get_num_threads, prange
     from numba.core.cpu import CPUTargetOptions
+
+    from ..jit import cached_njit
 except ImportError as e:
     raise missing_package("numba", "the event-driven engine (runtime.event)", e) from e
 
@@ -145,7 +147,7 @@ NO_NRT: dict[str, Any] = {"_nrt": False} if hasattr(CPUTargetOptions, "_nrt") el
 # invalidated by changes to the kernel's own file only.
 
 
-@njit(cache=True, inline="always", **NO_NRT)
+@cached_njit(inline="always", **NO_NRT)
 def flow(tau: float, lm: float, ls: float, c: float) -> tuple[float, float, float]:
     """``(em, es, k)`` with ``v(tau) = em * v0 + k * i0`` and ``i(tau) = es * i0``."""
     em = math.exp(-tau * lm)
@@ -160,13 +162,13 @@ def flow(tau: float, lm: float, ls: float, c: float) -> tuple[float, float, floa
     return em, es, k
 
 
-@njit(cache=True, inline="always", **NO_NRT)
+@cached_njit(inline="always", **NO_NRT)
 def _v_at(tau: float, v0: float, i0: float, lm: float, ls: float, c: float) -> float:
     em, _, k = flow(tau, lm, ls, c)
     return em * v0 + k * i0
 
 
-@njit(cache=True, **NO_NRT)
+@cached_njit(**NO_NRT)
 def _peak(v0: float, ci: float, lm: float, ls: float) -> float:
     """Time of the membrane's maximum after ``(v0, i0)`` with ``ci = c * i0 > ci - lm * v0 > 0``
     (rising at 0); ``inf`` when it rises for ever (towards its limit).
@@ -186,7 +188,7 @@ def _peak(v0: float, ci: float, lm: float, ls: float) -> float:
     return peak if peak > 0.0 else 0.0
 
 
-@njit(cache=True, **NO_NRT)
+@cached_njit(**NO_NRT)
 def _limit(v0: float, ci: float, lm: float, ls: float) -> float:
     """``v(inf)``: 0 with both decays, the steady state ``ci / lm`` with a constant current,
     ``v0 + ci / ls`` without a leak, ``inf`` with neither."""
@@ -199,7 +201,7 @@ def _limit(v0: float, ci: float, lm: float, ls: float) -> float:
     return math.inf
 
 
-@njit(cache=True, **NO_NRT)
+@cached_njit(**NO_NRT)
 def next_crossing(t0: float, v0: float, i0: float, th: float, lm: float, ls: float, c: float) -> float:
     """The first time ``t > t0`` (µs, float64) at which the membrane, from ``(v0, i0)`` at
     ``t0`` with no further input, reaches ``th``; ``t0`` if it is already there; ``inf``
@@ -259,7 +261,7 @@ def next_crossing(t0: float, v0: float, i0: float, th: float, lm: float, ls: flo
                     lo_t = p
 
 
-@njit(cache=True, inline="always", **NO_NRT)
+@cached_njit(inline="always", **NO_NRT)
 def _f_df(tau: float, v0: float, i0: float, th: float, lm: float, ls: float, c: float) -> tuple[float, float]:
     """``(v - th, v')`` at ``tau`` after ``(v0, i0)``: ``v`` as :func:`_v_at` (so ``f >= 0``
     exactly where ``v >= th``), ``v' = -lm v + c i``."""
@@ -268,7 +270,7 @@ def _f_df(tau: float, v0: float, i0: float, th: float, lm: float, ls: float, c: 
     return v - th, c * es * i0 - lm * v
 
 
-@njit(cache=True, **NO_NRT)
+@cached_njit(**NO_NRT)
 def max_wave(et: np.ndarray, start: int, end: int) -> int:
     """Most events sharing one timestamp in ``et[start:end]`` (sorted)."""
     best, run = 0, 0
@@ -278,7 +280,7 @@ def max_wave(et: np.ndarray, start: int, end: int) -> int:
     return best
 
 
-@njit(cache=True, inline="always", **NO_NRT)
+@cached_njit(inline="always", **NO_NRT)
 def _u(i: int) -> np.uint64:
     """An index as unsigned: numba then skips the negative-index wraparound test, which
     otherwise keeps LLVM from vectorising a row loop (``v[vb + o]`` may be negative for
@@ -286,7 +288,7 @@ def _u(i: int) -> np.uint64:
     return np.uint64(i)
 
 
-@njit(cache=True, inline="always", **NO_NRT)
+@cached_njit(inline="always", **NO_NRT)
 def _advance(vb: int, co: int, t: float, dec, v, cur, tn) -> None:
     """Bring the neurons ``vb..vb+co`` of a CubaLIF layer to time t: the exact solution of
     their ODEs (:func:`flow`) over each one's own time since its last update
@@ -304,7 +306,7 @@ def _advance(vb: int, co: int, t: float, dec, v, cur, tn) -> None:
             tn[j] = t
 
 
-@njit(cache=True, inline="always", **NO_NRT)
+@cached_njit(inline="always", **NO_NRT)
 def _touch(g: int, vb: int, co: int, t: float, dec, v, ath, tl, tn, flag, touch, ntouch: int) -> int:
     """Mark group ``g`` touched in this wave; decay its membranes (and adaptive thresholds)
     to time t on first touch. ``dec`` = (1/tau, 1/tau_adapt, 1/tau_syn, charge) of the layer."""
@@ -329,7 +331,7 @@ def _touch(g: int, vb: int, co: int, t: float, dec, v, ath, tl, tn, flag, touch,
     return ntouch + 1
 
 
-@njit(cache=True, inline="always", **NO_NRT)
+@cached_njit(inline="always", **NO_NRT)
 def _taps(i: int, pad: int, k: int, s: int, n_out: int, first: np.ndarray) -> int:
     """Output rows Y (or columns) that input row ``i`` reaches: ``Y * s + ky - pad = i``.
     Writes (Y, ky) pairs into ``first`` and returns how many."""
@@ -348,7 +350,7 @@ def _taps(i: int, pad: int, k: int, s: int, n_out: int, first: np.ndarray) -> in
     return m
 
 
-@njit(cache=True, inline="always", **NO_NRT)
+@cached_njit(inline="always", **NO_NRT)
 def _run_end(sy, sx, r: int, s: int, nin: int, k: int) -> int:
     """End of the run of spikes from ``s`` (of buffer row ``r``) on that share one
     (pooled) input position.
@@ -363,7 +365,7 @@ def _run_end(sy, sx, r: int, s: int, nin: int, k: int) -> int:
     return e
 
 
-@njit(cache=True, inline="always", **NO_NRT)
+@cached_njit(inline="always", **NO_NRT)
 def _add_rows(v, vb: int, co: int, W, wb: int, stride: int, sc, sn, r: int, s: int, e: int) -> None:
     """``v[vb:vb+co] += n * W[row]`` for the spikes ``s..e-1`` of buffer row ``r`` in order
     (channel c's row starts at ``wb + c * stride``). One spike at a time, so every membrane
@@ -379,7 +381,7 @@ def _add_rows(v, vb: int, co: int, W, wb: int, stride: int, sc, sn, r: int, s: i
                 v[b + o] += n * W[w0 + o]
 
 
-@njit(cache=True, inline="always", **NO_NRT)
+@cached_njit(inline="always", **NO_NRT)
 def _fan_out_conv(
     P, L: int, dec, W, sc, sy, sx, sn, r: int, nin: int, v, ath, tl, tn, flag, touch, rows, cols, t: float
 ) -> tuple:
@@ -414,7 +416,7 @@ def _fan_out_conv(
     return ntouch, syn
 
 
-@njit(cache=True, inline="always", **NO_NRT)
+@cached_njit(inline="always", **NO_NRT)
 def _fan_out_dense(P, L: int, dec, W, sc, sy, sx, sn, r: int, nin: int, v, ath, tl, tn, flag, touch, t: float) -> tuple:
     """Dense fan-out: every spike adds one contiguous weight row to the single group."""
     k = P[L, POOL]
@@ -442,7 +444,7 @@ LOWEST_BIT = np.zeros(64, np.int64)
 LOWEST_BIT[(np.uint64(1) << np.arange(64, dtype=np.uint64)) * DE_BRUIJN >> np.uint64(58)] = np.arange(64)
 
 
-@njit(cache=True, inline="always", **NO_NRT)
+@cached_njit(inline="always", **NO_NRT)
 def _mask_at(v, vb: int, co: int, v_th: float) -> np.uint64:
     """Bit o set where membrane o of the group (``co <= 64``) is at threshold: one
     vectorised pass (compare, shift, or) in place of a count and then a gather."""
@@ -453,7 +455,7 @@ def _mask_at(v, vb: int, co: int, v_th: float) -> np.uint64:
     return m
 
 
-@njit(cache=True, inline="always", **NO_NRT)
+@cached_njit(inline="always", **NO_NRT)
 def _count_at(v, vb: int, co: int, v_th: float) -> int:
     """How many membranes of a group are at threshold: an integer count, which LLVM
     vectorises without fastmath (a cheap test before the per-neuron pass)."""
@@ -464,7 +466,7 @@ def _count_at(v, vb: int, co: int, v_th: float) -> int:
     return hot
 
 
-@njit(cache=True, inline="always", **NO_NRT)
+@cached_njit(inline="always", **NO_NRT)
 def _fire(P, F, L: int, v, ath, flag, touch, ntouch: int, cnt, sc, sy, sx, sn, r: int, hits, place) -> int:
     """Spike and reset rules on layer ``L``'s touched groups; returns the number of
     spiking neurons, written as (channel, row, column, count) into buffer row ``r``."""
@@ -526,13 +528,13 @@ def _fire(P, F, L: int, v, ath, flag, touch, ntouch: int, cnt, sc, sy, sx, sn, r
     return nout
 
 
-@njit(cache=True, inline="always", **NO_NRT)
+@cached_njit(inline="always", **NO_NRT)
 def _before(pred, a: int, b: int) -> bool:
     """Heap order: earlier crossing first, then lower neuron index (layers in order)."""
     return pred[a] < pred[b] or (pred[a] == pred[b] and a < b)
 
 
-@njit(cache=True, **NO_NRT)
+@cached_njit(**NO_NRT)
 def _sift(heap, hpos, pred, k: int, n: int) -> None:
     """Restore the heap order around position ``k`` (up, then down)."""
     j = heap[k]
@@ -555,7 +557,7 @@ def _sift(heap, hpos, pred, k: int, n: int) -> None:
     heap[k], hpos[j] = j, k
 
 
-@njit(cache=True, **NO_NRT)
+@cached_njit(**NO_NRT)
 def _reschedule(heap, hpos, n: int, pred, j: int) -> int:
     """Neuron ``j``'s crossing time ``pred[j]`` changed: move, add or drop (inf) its heap
     entry; returns the heap's new size. One entry per neuron at most."""
@@ -578,7 +580,7 @@ def _reschedule(heap, hpos, n: int, pred, j: int) -> int:
     return n
 
 
-@njit(cache=True, inline="always", **NO_NRT)
+@cached_njit(inline="always", **NO_NRT)
 def _repredict(P, F, L: int, v, cur, tn, pred, touch, ntouch: int, heap, hpos, n: int) -> int:
     """Solve for the next crossing of every neuron of the touched groups of CubaLIF layer ``L``."""
     co, voff, goff = P[L, CO], P[L, VOFF], P[L, GOFF]
@@ -591,7 +593,7 @@ def _repredict(P, F, L: int, v, cur, tn, pred, touch, ntouch: int, heap, hpos, n
     return n
 
 
-@njit(cache=True)
+@cached_njit()
 def _spike_buffers(n: int) -> tuple:
     """Two spike buffers, rows 0 and 1, used in turn from layer to layer: channel, row,
     column (int64) and count (float64) of each spike. One array per field with the two
@@ -601,7 +603,7 @@ def _spike_buffers(n: int) -> tuple:
     return np.empty((2, n), np.int64), np.empty((2, n), np.int64), np.empty((2, n), np.int64), np.empty((2, n))
 
 
-@njit(cache=True)
+@cached_njit()
 def make_scratch(P, n_neurons: int, n_groups: int, wave: int = 0) -> tuple:
     """The working arrays of :func:`run_events`, sized for the network (a caller keeps
     them across runs: allocated per run, their megabytes were most of a short stream's
@@ -637,7 +639,7 @@ def make_scratch(P, n_neurons: int, n_groups: int, wave: int = 0) -> tuple:
     )
 
 
-@njit(cache=True, **NO_NRT)
+@cached_njit(**NO_NRT)
 def run_events(
     P,
     F,
@@ -767,7 +769,7 @@ def run_events(
     return end
 
 
-@njit(cache=True, **NO_NRT)
+@cached_njit(**NO_NRT)
 def onnx_order(P, layers, src, dst) -> None:
     """Per-neuron values ``src`` (internal order, :mod:`.network`) of ``layers`` into
     ``dst``, layer after layer, each in ONNX order (C, H, W) (a cast where ``dst`` has
@@ -782,7 +784,7 @@ def onnx_order(P, layers, src, dst) -> None:
                 o += 1
 
 
-@njit(cache=True)
+@cached_njit()
 def run_worker(
     P, F, W, ex, ey, ep, et, offsets, until, n_groups: int, n2: int, nc: int, readout, w: int, workers: int, V, CNT, SYN
 ) -> None:
@@ -834,7 +836,7 @@ def run_worker(
         onnx_order(P, readout, v, V[b])
 
 
-@njit(cache=True, parallel=True)
+@cached_njit(parallel=True)
 def run_streams(
     P, F, W, ex, ey, ep, et, offsets, until, n_groups: int, n2: int, nc: int, readout, workers: int, V, CNT, SYN
 ) -> None:
@@ -850,7 +852,7 @@ def run_streams(
         run_worker(P, F, W, ex, ey, ep, et, offsets, until, n_groups, n2, nc, readout, w, workers, V, CNT, SYN)
 
 
-@njit(cache=True)
+@cached_njit()
 def run_streams_serial(
     P, F, W, ex, ey, ep, et, offsets, until, n_groups: int, n2: int, nc: int, readout, V, CNT, SYN
 ) -> None:

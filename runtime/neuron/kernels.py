@@ -31,9 +31,9 @@ Kernel = Callable[[np.ndarray, Sequence[np.ndarray], np.ndarray], None]
 @cache
 def compiled() -> dict[str, Callable]:
     """The numba steps by ``ClockForm.second``, compiled (or loaded from numba's cache)."""
-    from numba import njit
+    from ..jit import cached_njit
 
-    @njit(cache=True, inline="always")
+    @cached_njit(inline="always")
     def rules(v, theta, multi, zero_reset, clamp, v_min):
         """(spikes, membrane) from the charged ``v``: rules.py's spike, reset and clamp."""
         fire = v >= theta
@@ -49,13 +49,13 @@ def compiled() -> dict[str, Callable]:
             r = max(r, v_min)
         return out, r
 
-    @njit(cache=True, nogil=True, boundscheck=False)
+    @cached_njit(nogil=True, boundscheck=False)
     def lif_step(cur, u, s, decay, theta, multi, zero_reset, clamp, v_min):
         c, uu, ss = cur.ravel(), u.ravel(), s.reshape(-1)
         for i in range(c.size):
             ss[i], uu[i] = rules(decay * uu[i] + c[i], theta, multi, zero_reset, clamp, v_min)
 
-    @njit(cache=True, nogil=True, boundscheck=False)
+    @cached_njit(nogil=True, boundscheck=False)
     def syn_step(cur, u, w, s, decay, theta, multi, zero_reset, clamp, v_min, decay_syn, syn_gain):
         """CubaLIF: ``i = decay_syn * i_prev + I``, ``v = decay * u_prev + syn_gain * i``."""
         c, uu, ii, ss = cur.ravel(), u.ravel(), w.ravel(), s.reshape(-1)
@@ -64,7 +64,7 @@ def compiled() -> dict[str, Callable]:
             ii[k] = i
             ss[k], uu[k] = rules(decay * uu[k] + syn_gain * i, theta, multi, zero_reset, clamp, v_min)
 
-    @njit(cache=True, nogil=True, boundscheck=False)
+    @cached_njit(nogil=True, boundscheck=False)
     def adapt_step(cur, u, w, s, decay, v_th, multi, zero_reset, clamp, v_min, decay_adapt, beta):
         """ALIF: ``a' = decay_adapt * a_prev``, threshold ``v_th + a'``, ``a = a' + beta * s``."""
         c, uu, aa, ss = cur.ravel(), u.ravel(), w.ravel(), s.reshape(-1)
