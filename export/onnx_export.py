@@ -32,6 +32,7 @@ from .errors import ExportError
 from .prepare import deployable, neuron_layers
 from .protocol import protocol
 from .step import StepModule, state_shapes, zero_states
+from .tracing import TRACING
 
 IR_VERSION = 10
 OPSET = 20
@@ -61,7 +62,7 @@ def trace(net: SpikingNet, in_shape: tuple[int, ...], boundaries: bool = False) 
     args = (torch.zeros(2, *in_shape), zero_states(shapes, 2))
     # the exporter's own chatter (deprecations, axis renames, optional torchvision ops)
     logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
-    with warnings.catch_warnings():
+    with TRACING, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         program = torch.onnx.export(
             StepModule(net, boundaries),

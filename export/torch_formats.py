@@ -32,6 +32,7 @@ from trainer.temporal import transform
 from .prepare import deployable, neuron_layers
 from .protocol import KEY, layer_infos, protocol
 from .step import StepModule, state_shapes, zero_states
+from .tracing import TRACING
 
 EXAMPLE_BATCH = 2
 # A traced module's positional inputs (a tensor, or the tuple of states) and their batch dims.
@@ -97,7 +98,7 @@ def _traced(net: SpikingNet, cfg: Config, config: list[int] | None) -> tuple[nn.
 @torch.no_grad()
 def build_torchscript(cfg: Config, model: SpikingNet, config: list[int] | None = None) -> torch.jit.ScriptModule:
     module, example, _ = _traced(deployable(model), cfg, config)
-    with warnings.catch_warnings():  # python-scalar trace warnings and jit deprecation notices
+    with TRACING, warnings.catch_warnings():  # python-scalar trace warnings and jit deprecation notices
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         warnings.simplefilter("ignore", DeprecationWarning)
         return torch.jit.trace(module, example, check_trace=False)
@@ -118,7 +119,8 @@ def export_torchscript(
 @torch.no_grad()
 def build_pt2(cfg: Config, model: SpikingNet, config: list[int] | None = None) -> torch.export.ExportedProgram:
     module, example, batch_dims = _traced(deployable(model), cfg, config)
-    return torch.export.export(module, example, dynamic_shapes=batch_dims)
+    with TRACING:
+        return torch.export.export(module, example, dynamic_shapes=batch_dims)
 
 
 def export_pt2(

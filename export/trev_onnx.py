@@ -46,6 +46,7 @@ from .errors import ExportError
 from .neuron import DeployNeuron
 from .onnx_export import OPSET, attach_functions, model_proto
 from .protocol import protocol, read_protocol, readout_name
+from .tracing import TRACING
 
 M = TypeVar("M", bound=nn.Module)
 
@@ -118,7 +119,7 @@ def trace(step: TRevStep, in_shape: tuple[int, ...], shapes: list[tuple[int, ...
     batch = torch.export.Dim("batch", min=1)
     args = (torch.zeros(2, *in_shape), torch.tensor(0, dtype=torch.int64), tuple(torch.zeros(2, *s) for s in shapes))
     logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
-    with warnings.catch_warnings():
+    with TRACING, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         program = torch.onnx.export(
             step,

@@ -299,3 +299,20 @@ def test_weight_standardized_layers_export_as_plain_layers(tmp_path):
     assert result.ok and ref.outs[0].sum() > 0
     x = torch.from_numpy(inputs(cfg, T=3))
     assert torch.equal(net(x, [3, 3]), deployable(net)(x, [3, 3]))
+
+
+def test_two_threads_export_at_once(tmp_path):
+    """torch.export keeps its dispatch-mode stack per process: two threads exporting at once
+    (an app's worker pool; the SDK's fit_config choosing the default model) failed with
+    "Trying to pop empty mode stack" in 2 of 2 trials. Each trace now holds a lock."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from export.torch_formats import export_pt2, export_torchscript
+
+    cfg = config(name="1C1FC", width=4)
+    net = model(cfg)
+    writers = [export_onnx, export_onnx, export_pt2, export_torchscript]
+    with ThreadPoolExecutor(len(writers)) as pool:
+        done = list(pool.map(lambda iw: iw[1](cfg, net, tmp_path / f"m{iw[0]}.x"), enumerate(writers)))
+    assert [p.name for p in done] == ["m0.x", "m1.x", "m2.x", "m3.x"]
+    assert (tmp_path / "m0.x").read_bytes() == (tmp_path / "m1.x").read_bytes()  # the same file, byte for byte
