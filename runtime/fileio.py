@@ -193,8 +193,11 @@ def _check_suffix(path: str | Path, expected: str, what: str) -> None:
 @contextlib.contextmanager
 def _cleanup_on_signals(tmp: Path) -> Iterator[None]:
     """Turn SIGTERM into an exception (so the temporary file is removed like on SIGINT) and
-    make a file-size limit (``ulimit -f``) an OSError instead of killing the process.
-    Signal handlers can only be set from the main thread; elsewhere nothing changes."""
+    make a file-size limit (``ulimit -f``) an OSError instead of killing the process: each
+    only over the default disposition, which would kill the process mid-write. A handler of
+    the caller's stays (an app embedding the SDK: its own SIGTERM handler was bypassed and
+    SystemExit(143) came out of a library call), as for SIGINT. Signal handlers can only be
+    set from the main thread; elsewhere nothing changes."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -203,14 +206,16 @@ def _cleanup_on_signals(tmp: Path) -> Iterator[None]:
         tmp.unlink(missing_ok=True)
         raise SystemExit(128 + signum)
 
-    old_term = signal.signal(signal.SIGTERM, on_term)
-    old_xfsz = signal.signal(signal.SIGXFSZ, signal.SIG_IGN) if hasattr(signal, "SIGXFSZ") else None
+    replaced: dict[signal.Signals, Callable[[int, Any], Any] | int] = {signal.SIGTERM: on_term}
+    if hasattr(signal, "SIGXFSZ"):
+        replaced[signal.SIGXFSZ] = signal.SIG_IGN
+    default = [sig for sig in replaced if signal.getsignal(sig) == signal.SIG_DFL]
+    old = {sig: signal.signal(sig, replaced[sig]) for sig in default}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, old_term)
-        if old_xfsz is not None:
-            signal.signal(signal.SIGXFSZ, old_xfsz)
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
 
 
 STALE_S = 600  # a temporary file untouched this long has no writer: every write takes seconds

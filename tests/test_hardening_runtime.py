@@ -142,6 +142,37 @@ def test_sigterm_mid_write_leaves_nothing(tmp_path):
     assert signal.getsignal(signal.SIGTERM) == before  # the caller's handler is back
 
 
+def test_a_callers_own_sigterm_handler_runs_during_a_write(tmp_path):
+    """write_atomic replaced any SIGTERM handler with its own: an app embedding the SDK saw
+    its handler bypassed and SystemExit(143) come out of export_onnx / save_checkpoint. Its
+    handler now runs; one that raises still leaves no temporary file."""
+    seen: list[int] = []
+
+    def app_handler(signum: int, frame: object) -> None:
+        seen.append(signum)
+
+    def write(tmp: Path) -> None:
+        tmp.write_bytes(b"half")
+        os.kill(os.getpid(), signal.SIGTERM)
+        tmp.write_bytes(b"whole")
+
+    before = signal.signal(signal.SIGTERM, app_handler)
+    try:
+        write_atomic(tmp_path / "out.bin", write)  # the app decides: it goes on here
+        assert seen == [signal.SIGTERM] and (tmp_path / "out.bin").read_bytes() == b"whole"
+
+        def app_stops(signum: int, frame: object) -> None:
+            raise RuntimeError("app shutting down")
+
+        signal.signal(signal.SIGTERM, app_stops)
+        with pytest.raises(RuntimeError, match="app shutting down"):
+            write_atomic(tmp_path / "other.bin", write)
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["out.bin"]  # no temporary left
+        assert signal.getsignal(signal.SIGTERM) is app_stops
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
 def test_ctrl_c_before_the_write_begins_leaves_nothing(tmp_path, monkeypatch):
     """The temporary file is created, closed and given its mode before the write: a Ctrl-C
     there (a stranger hit it during fit's checkpoint save) left an empty hidden file."""
