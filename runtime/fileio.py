@@ -51,15 +51,23 @@ _written: set[Path] = set()  # what this process wrote (fit rewrites its checkpo
 
 
 _interrupted = threading.Event()
+_terminated = threading.Event()  # the remembered interrupt was SIGTERM
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM in a command, handled as Ctrl-C is (the partial work kept, fit's note on how
+    to resume) but ending with its own status, 143: the default disposition killed the
+    process without a word."""
 
 
 @contextlib.contextmanager
 def interrupts_remembered() -> Iterator[None]:
-    """Ctrl-C raises KeyboardInterrupt as ever, and is remembered: raised inside a finaliser
-    or weakref callback, Python prints it as "Exception ignored" and goes on (2 of 8 Ctrl-C
-    during `export --format nir` were lost so, the export finished with exit 0). Once one
-    came, :func:`write_atomic` publishes nothing and :func:`raise_if_interrupted` raises it
-    again. Main thread only, and only over Python's own handler (a caller's stays)."""
+    """Ctrl-C raises KeyboardInterrupt as ever (SIGTERM: :class:`Terminated`, one), and is
+    remembered: raised inside a finaliser or weakref callback, Python prints it as "Exception
+    ignored" and goes on (2 of 8 Ctrl-C during `export --format nir` were lost so, the export
+    finished with exit 0). Once one came, :func:`write_atomic` publishes nothing and
+    :func:`raise_if_interrupted` raises it again. Main thread only, and only over Python's own
+    handlers (a caller's stays)."""
     if (
         threading.current_thread() is not threading.main_thread()
         or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
@@ -71,25 +79,35 @@ def interrupts_remembered() -> Iterator[None]:
         _interrupted.set()
         raise KeyboardInterrupt
 
+    def on_term(signum: int, frame: object) -> None:
+        _terminated.set()
+        _interrupted.set()
+        raise Terminated
+
     def unraisable(u: sys.UnraisableHookArgs) -> None:
         if u.exc_type is not None and issubclass(u.exc_type, KeyboardInterrupt):
             return  # remembered: said once, as "interrupted", not as a traceback
         old_hook(u)
 
     _interrupted.clear()
+    _terminated.clear()
     old, old_hook = signal.signal(signal.SIGINT, on_int), sys.unraisablehook
+    old_term = signal.signal(signal.SIGTERM, on_term) if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL else None
     sys.unraisablehook = unraisable
     try:
         yield
     finally:
         signal.signal(signal.SIGINT, old)
+        if old_term is not None:
+            signal.signal(signal.SIGTERM, old_term)
         sys.unraisablehook = old_hook
 
 
 def raise_if_interrupted() -> None:
-    """Raise the remembered Ctrl-C (see :func:`interrupts_remembered`) that something swallowed."""
+    """Raise the remembered Ctrl-C or SIGTERM (see :func:`interrupts_remembered`) that
+    something swallowed."""
     if _interrupted.is_set():
-        raise KeyboardInterrupt
+        raise Terminated if _terminated.is_set() else KeyboardInterrupt
 
 
 def reading(*paths: Path) -> None:

@@ -66,12 +66,16 @@ def versions_text(v: dict[str, str | None]) -> str:
     return ", ".join(f"{k} {value}" for k, value in v.items() if value)
 
 
-def interrupted() -> NoReturn:
-    """Ctrl-C: one line and the shell's status for SIGINT (128 + 2), no traceback; outputs
-    are written atomically, so none is left half-written (fit keeps the checkpoint of its
-    last finished epoch, for --resume)."""
-    print("interrupted", file=sys.stderr)
-    raise SystemExit(130) from None
+def interrupted(e: BaseException | None = None) -> NoReturn:
+    """Ctrl-C (or SIGTERM, ``e`` a :class:`runtime.fileio.Terminated`): one line and the
+    shell's status for the signal (128 + 2, 128 + 15), no traceback; outputs are written
+    atomically, so none is left half-written (fit keeps the checkpoint of its last finished
+    epoch, for --resume)."""
+    from .fileio import Terminated
+
+    term = isinstance(e, Terminated)
+    print("interrupted (SIGTERM)" if term else "interrupted", file=sys.stderr)
+    raise SystemExit(143 if term else 130) from None
 
 
 def start(cli_module: str) -> None:
@@ -82,8 +86,8 @@ def start(cli_module: str) -> None:
 
     try:
         importlib.import_module(cli_module).main()
-    except KeyboardInterrupt:
-        interrupted()
+    except KeyboardInterrupt as e:
+        interrupted(e)
 
 
 def guarded(errors: tuple[type[BaseException], ...], main: Callable[[], Any]) -> Any:
@@ -107,8 +111,8 @@ def guarded(errors: tuple[type[BaseException], ...], main: Callable[[], Any]) ->
         # at exit does not raise again (the recipe of Python's signal module docs)
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         raise SystemExit(1) from None
-    except KeyboardInterrupt:
-        interrupted()
+    except KeyboardInterrupt as e:
+        interrupted(e)
     except handled as e:
         fail(str(e))
     except MemoryError:

@@ -769,8 +769,13 @@ def test_a_ctrl_c_while_a_cli_loads_is_one_line(tmp_path, package):
     assert p.returncode == 130 and p.stderr == "interrupted\n", p.stderr
 
 
-def test_ctrl_c_ends_a_command_with_one_line():
-    """Ctrl-C during a command: `interrupted` on stderr, exit status 130, no traceback."""
+@pytest.mark.parametrize(
+    "sig, status, line", [(signal.SIGINT, 130, "interrupted\n"), (signal.SIGTERM, 143, "interrupted (SIGTERM)\n")]
+)
+def test_ctrl_c_ends_a_command_with_one_line(sig, status, line):
+    """Ctrl-C during a command: `interrupted` on stderr, exit status 130, no traceback.
+    SIGTERM (cron, systemd, a container's stop) killed the process without a word: it ends
+    as Ctrl-C does (fit's resume note too), with its own status."""
     code = (
         "import time\nfrom runtime.report import guarded\n"
         "guarded((), lambda: (print('ready', flush=True), time.sleep(60)))"
@@ -779,9 +784,9 @@ def test_ctrl_c_ends_a_command_with_one_line():
         [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT
     )
     assert p.stdout is not None and p.stdout.readline() == "ready\n"
-    p.send_signal(signal.SIGINT)
+    p.send_signal(sig)
     _, err = p.communicate(timeout=30)
-    assert p.returncode == 130 and err == "interrupted\n", err
+    assert p.returncode == status and err == line, err
 
 
 def test_json_nested_past_the_parsers_recursion_is_one_error(static_onnx, tmp_path, capsys):

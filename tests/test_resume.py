@@ -405,3 +405,26 @@ def test_a_run_resumes_from_its_data_in_a_new_place(tmp_path, monkeypatch, capsy
     for k, v in a["state_dict"].items():
         assert torch.equal(b["state_dict"][k], v), k
     assert Config.from_dict(b["config"]).data.spec == f"npz:{new}"
+
+
+def test_sigterm_during_fit_keeps_the_epochs_done_and_says_how_to_resume(tmp_path):
+    """SIGTERM (a scheduler's stop) ended fit with exit 143 and nothing on stderr, where
+    Ctrl-C says that the epochs done are kept and how to finish the run."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "m.pt"
+    argv = [sys.executable, "-m", "trainer", "fit", *TINY, "--method", "sdt", "--epochs", "500", "--out", str(out)]
+    p = subprocess.Popen(argv, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    deadline = time.monotonic() + 240
+    while not out.exists() and p.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)  # the first epoch's checkpoint
+    p.send_signal(signal.SIGTERM)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 143, err
+    lines = err.splitlines()
+    assert lines[-1] == "interrupted (SIGTERM)" and f"note: {out} is an unfinished run (after epoch" in err, err
+    assert read_checkpoint(out)["metrics"]["finished"] is False
+    assert not [q for q in tmp_path.iterdir() if q.name.startswith(".")]  # no temporary left
