@@ -218,6 +218,8 @@ def plot_tradeoff(rows: Sequence[dict], path: str, title: str = "") -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from .report import shown
+
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
     for prefix, style in (*((r, m + "-") for r, m in zip(RULES, "o^v")), ("fixed", "s--")):
         sel = sorted((r for r in rows if r["policy"].startswith(prefix)), key=lambda r: r["mean_steps"])
@@ -233,7 +235,7 @@ def plot_tradeoff(rows: Sequence[dict], path: str, title: str = "") -> None:
         ax.grid(alpha=0.3)
         ax.legend()
     if title:
-        fig.suptitle(title)
+        fig.suptitle(shown(title))
     fig.tight_layout()
     write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=120))
     plt.close(fig)

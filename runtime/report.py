@@ -140,6 +140,12 @@ def _raised_in(e: BaseException, module: str) -> bool:
     return False
 
 
+def shown(text: str) -> str:
+    """``text`` (a file name) as a plot can draw it: bytes of a name that are not UTF-8
+    (Python keeps them as lone surrogates) become U+FFFD; matplotlib raised on them."""
+    return os.fsencode(text).decode("utf-8", "replace")
+
+
 def fmt(v: Any) -> str:
     if isinstance(v, float):
         return f"{v:.4f}" if abs(v) < 1e4 else f"{v:.4g}"

@@ -489,3 +489,18 @@ def test_a_first_stage_first_model_is_calibrated_on_the_frames_it_trained_on(cap
     for a, b in zip(got, stats("fixed"), strict=True):
         np.testing.assert_array_equal(a, b)
     assert any(not np.array_equal(a, b) for a, b in zip(got, stats("equal")))  # what it ran before
+
+
+def test_a_plot_takes_a_file_name_that_is_not_utf8(tmp_path):
+    """`eval lat\\xe8.pt --plot p.png` (a Latin-1 byte in the name) was a matplotlib TypeError
+    traceback: the legend drew the name's lone surrogate."""
+    import os
+
+    from runtime.evaluate import plot_tradeoff
+    from trainer.cli import plot_accuracy
+
+    name = os.fsdecode(b"lat\xe8.pt")
+    plot_accuracy({name: {1: 0.5, 2: 0.6}}, str(tmp_path / "p.png"))
+    row = {"policy": "fixed:2", "mean_steps": 2.0, "energy_uj": 1.0, "accuracy": 0.5}
+    plot_tradeoff([row], str(tmp_path / "t.png"), title=name)
+    assert (tmp_path / "p.png").stat().st_size > 1000 and (tmp_path / "t.png").stat().st_size > 1000

@@ -28,7 +28,7 @@ from runtime.neuron import NeuronSpec, SpecError, field_names, make_spec
 from runtime.neuron import all_fields as neuron_fields
 from runtime.neuron import presets as neuron_presets
 from runtime.neuron.base import field_type
-from runtime.report import counted, emit_json, guarded, pct, table
+from runtime.report import counted, emit_json, guarded, pct, shown, table
 
 from . import distributed
 from .checkpoint import (
@@ -989,7 +989,7 @@ def plot_accuracy(results: dict[str, dict[int, float]], path: str) -> None:
     fig, ax = plt.subplots(figsize=(5, 3.5))
     drawn = {name: acc for name, acc in results.items() if acc}  # a T-RevSNN asked beyond its T: no point
     for name, acc in drawn.items():
-        ax.plot(list(acc), [100 * x for x in acc.values()], marker="o", label=Path(name).stem)
+        ax.plot(list(acc), [100 * x for x in acc.values()], marker="o", label=shown(Path(name).stem))
     ax.set_xlabel("inference time steps T")
     ax.set_ylabel("test accuracy (%)")
     ax.grid(alpha=0.3)
