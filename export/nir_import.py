@@ -42,7 +42,7 @@ from runtime.neuron.nir import (
     node_kinds,
     spec_from_metadata,
 )
-from runtime.protocol import data_kind, parse_protocol
+from runtime.protocol import Protocol, data_kind, parse_protocol
 from trainer.config import Config, DataConfig, MethodConfig, ModelConfig
 from trainer.layers import Layer, NeuronLayer, Sequence, Stateless
 from trainer.models import SpikingNet
@@ -134,17 +134,16 @@ def read_graph(path: str | Path):
     return graph
 
 
-def _flexsnn_meta(graph) -> dict[str, Any]:
-    """The graph's flexsnn protocol object, checked as an ONNX file's is (a damaged one was a
+def _flexsnn_meta(graph) -> Protocol:
+    """The graph's flexsnn protocol, parsed as an ONNX file's is (a damaged one was a
     KeyError or RecursionError traceback)."""
     try:
         meta = json_loads(graph.metadata[KEY])
         if not isinstance(meta, dict):
             raise ModelError("expected a JSON object")
-        parse_protocol(meta)
+        return parse_protocol(meta)
     except (ModelError, ValueError) as e:
         raise ExportError(f"the graph's {KEY!r} metadata is not valid: {e}") from None
-    return meta
 
 
 def detect_source(graph) -> tuple[str, str] | None:
@@ -398,7 +397,7 @@ def _neuron(name: str, node, source: str, dt_s: float, step_us: float | None) ->
 
 
 def _config(
-    meta: dict[str, Any] | None,
+    meta: Protocol | None,
     name: str,
     in_shape: tuple[int, ...],
     n_out: int,
@@ -410,25 +409,25 @@ def _config(
     exported (input kind, binning, T range, classes); for a foreign graph static input
     repeated per step, or event frames of ``window_us`` recordings, T = ``T`` (10)."""
     if meta is not None:
-        i, (tmin, tmax) = meta["input"], meta["T_range"]
+        tmin, tmax = meta.T_range
         method = MethodConfig(name="sdt", T=tmax) if tmin == tmax else MethodConfig(name="mtt", tmin=tmin, tmax=tmax)
         if T is not None:
             method = MethodConfig(name="sdt", T=T)
         else:  # the T its BatchNorm statistics fit: the file's default T, as in the original ONNX
-            method.bn_T = meta.get("bn_calibration_T")
+            method.bn_T = meta.bn_calibration_T
         data = DataConfig(  # the data it was trained on, so that runs find it as with the original file
-            spec=meta.get("data") or name,
-            kind=data_kind(i["kind"]),  # a sequence model stays one (it read as static)
+            spec=meta.data or name,
+            kind=data_kind(meta.input_kind),  # a sequence model stays one (it read as static)
             shape=in_shape,
-            classes=list(meta["classes"]),
-            binning=i["binning"] or "equal",
-            duration_us=float(i["duration_us"] or 0.0),
-            durations=i.get("durations") or "dataset",
-            transforms=list(i.get("transforms") or []),
-            sensor=tuple(i["sensor"]) if i.get("sensor") else None,
-            train_split=meta.get("train_split") or "train",
+            classes=list(meta.classes),
+            binning=meta.binning or "equal",
+            duration_us=float(meta.duration_us or 0.0),
+            durations=meta.durations or "dataset",
+            transforms=[dict(t) for t in meta.transforms],
+            sensor=meta.sensor,
+            train_split=meta.train_split or "train",
         )
-        name, classes = meta["model"], meta["classes"]
+        name, classes = meta.model, meta.classes
         if len(classes) != n_out:
             raise ExportError(f"the graph's metadata names {len(classes)} classes for {n_out} outputs")
     else:
@@ -451,14 +450,14 @@ def _config(
     )
 
 
-def _retimed(meta: dict[str, Any] | None, T: int | None) -> tuple[float, Any] | None:
+def _retimed(meta: Protocol | None, T: int | None) -> tuple[float, float] | None:
     """Our own graph run at another ``T`` than it was trained at, on event input: its step
     now (the recording in T bins) and the step it was trained with, both µs; else None."""
-    if meta is None or T is None or T == meta["T_trained"] or not meta["input"]["dt_us"]:
+    if meta is None or T is None or T == meta.T_trained or not meta.dt_us or meta.duration_us is None:
         return None
-    if meta["input"].get("binning") == "fixed":  # at any T, bins of the trained width (MTT A.2's first T)
+    if meta.binning == "fixed":  # at any T, bins of the trained width (MTT A.2's first T)
         return None
-    return float(meta["input"]["duration_us"]) / T, meta["input"]["dt_us"]
+    return meta.duration_us / T, meta.dt_us
 
 
 def build(
@@ -558,7 +557,7 @@ def build(
     model = SpikingNet([Sequence(net.layers)], readout).eval()
     n_out = int(net.x.shape[1])
     if retimed is not None:
-        trained_us = retimed[1]
+        step_us, trained_us = retimed
         notes.append(
             f"--T {T}: a step is one bin of {step_us:g} µs of the recording (trained: {trained_us:g} "
             "µs); each neuron keeps its decay per step, so its time constants in µs (the event engine's) scale "
@@ -573,7 +572,7 @@ def build(
         )
     if source in FIRES_ABOVE:
         notes.append(f"{source} {FIRES_ABOVE_NOTE}")
-    unfinished = parse_protocol(meta).unfinished if meta is not None else None
+    unfinished = meta.unfinished if meta is not None else None
     return Imported(cfg, model, source, how, dt, CONVENTIONS[source], notes, unfinished)
 
 

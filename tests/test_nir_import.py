@@ -483,9 +483,12 @@ def test_a_fixed_binned_graph_keeps_its_bin_width_at_another_T():
     """`export m.nir --T 2` of an MTT A.2 model (fixed bins: the first T of Tmax) set its
     step to the recording over 2 (150 ms where it trained on 75): 28 of 100 predictions
     differed from the model's own export. Equal binning is retimed, as before."""
+    from types import SimpleNamespace
+
     from export.nir_import import _retimed
 
-    meta = {"T_trained": 4, "input": {"dt_us": 75000.0, "duration_us": 300000.0, "binning": "fixed"}}
+    # the protocol fields it reads
+    meta = SimpleNamespace(T_trained=4, dt_us=75000.0, duration_us=300000.0, binning="fixed")
     assert _retimed(meta, 2) is None  # the trained width at any T: the model's own frames
-    meta["input"]["binning"] = "equal"
+    meta.binning = "equal"
     assert _retimed(meta, 2) == (150000.0, 75000.0)  # the recording in 2 bins, the neurons' dt kept
