@@ -40,8 +40,14 @@ def _torchscript(
 
 
 def _pt2(cfg: Config, model: SpikingNet, path: Path, config: list[int] | None, unfinished: Unfinished = None) -> Path:
-    from .torch_formats import export_pt2
+    from trainer.trev import TRevNet
 
+    from .torch_formats import export_pt2, export_trev_pt2
+
+    if isinstance(model, TRevNet):  # its step reads t: the module its ONNX file is traced from
+        if config is not None:
+            raise ExportError("--config sets a T per stage of an MTT model; a T-RevSNN has one sub-network per step")
+        return export_trev_pt2(cfg, model, path, unfinished=unfinished)
     return export_pt2(cfg, model, path, config, unfinished=unfinished)
 
 

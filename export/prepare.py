@@ -98,8 +98,9 @@ def deployable(model: Net) -> SpikingNet:
 
     if isinstance(model, TRevNet):  # its ONNX writer is its own; "cannot be exported" misled
         raise ExportError(
-            "a T-RevSNN model (trev-...) exports to ONNX only (--format onnx, its own writer: one "
-            "sub-network per step); TorchScript, torch.export and NIR are not implemented for it"
+            "a T-RevSNN model (trev-...) exports to ONNX and pt2 (--format onnx or pt2: its step reads t, "
+            "which chooses the sub-network's weights); TorchScript's tracer cannot follow that choice, and a "
+            "NIR graph has one set of weights for every step"
         )
     if not isinstance(model, SpikingNet):
         raise unsupported("model", model)

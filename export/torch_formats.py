@@ -28,6 +28,7 @@ from trainer.config import Config
 from trainer.layers import States
 from trainer.models import SpikingNet
 from trainer.temporal import transform
+from trainer.trev import TRevNet
 
 from .prepare import deployable, neuron_layers
 from .protocol import KEY, layer_infos, protocol
@@ -130,4 +131,27 @@ def export_pt2(
     one step, or with ``config`` the whole sequence of that per-stage configuration."""
     program = build_pt2(cfg, model, config)
     extra = protocol_file(cfg, model, config, **fields)
+    return write_serialized(path, lambda f: torch.export.save(program, f, extra_files=extra))
+
+
+def export_trev_pt2(cfg: Config, model: TRevNet, path: str | Path, **fields: object) -> Path:
+    """A T-RevSNN's step ``(x, t, states) -> (y, *new_states)`` as a ``torch.export``
+    program with a dynamic batch: the module its ONNX file is traced from (the weights of
+    step ``t`` chosen by the tensor ``t``), with that file's protocol (``uses_t``,
+    ``max_steps``). TorchScript's tracer cannot follow that choice (torch.cond and
+    functional_call): a T-RevSNN has no TorchScript form."""
+    from .trev_onnx import TRevStep, build_trev_onnx
+    from .trev_onnx import state_shapes as trev_state_shapes
+
+    meta = build_trev_onnx(cfg, model, **fields).metadata_props  # the ONNX file's protocol, as for the others
+    extra = {KEY: next(p.value for p in meta if p.key == KEY)}
+    shapes, batch = trev_state_shapes(model), Dim("batch", min=1)
+    x = torch.zeros(EXAMPLE_BATCH, *cfg.model.in_shape)
+    states = tuple(torch.zeros(EXAMPLE_BATCH, *s) for s in shapes)
+    with TRACING, torch.no_grad():
+        program = torch.export.export(
+            TRevStep(model),
+            (x, torch.tensor(0), states),
+            dynamic_shapes=({0: batch}, None, tuple({0: batch} for _ in shapes)),
+        )
     return write_serialized(path, lambda f: torch.export.save(program, f, extra_files=extra))

@@ -248,8 +248,8 @@ def test_bench_times_model_step_at_each_step_index(exported, tmp_path, monkeypat
     assert seen == [0, 1, 2, 3]
 
 
-@pytest.mark.parametrize("fmt", ["torchscript", "pt2", "nir"])
-def test_other_formats_say_a_trev_model_exports_to_onnx_only(tmp_path, capsys, fmt):
+@pytest.mark.parametrize("fmt", ["torchscript", "nir"])
+def test_other_formats_say_a_trev_model_exports_to_onnx_and_pt2(tmp_path, capsys, fmt):
     """It said "layer model (TRevNet) cannot be exported", of a model whose ONNX export works."""
     from export.cli import main as export_main
     from tests.conftest import one_error, run_main
@@ -259,4 +259,33 @@ def test_other_formats_say_a_trev_model_exports_to_onnx_only(tmp_path, capsys, f
     ckpt = tmp_path / "trev.pt"
     save_checkpoint(ckpt, cfg, build_model(cfg), {"test_accuracy": 0.0})
     code, _, err = run_main(export_main, capsys, str(ckpt), "--format", fmt)
-    one_error(code, err, "a T-RevSNN model (trev-...) exports to ONNX only", "not implemented for it")
+    one_error(code, err, "a T-RevSNN model (trev-...) exports to ONNX and pt2", "its step reads t")
+
+
+@pytest.mark.parametrize("kind", ["events", "static"])
+def test_pt2_runs_the_trained_steps_and_carries_the_onnx_files_protocol(kind, tmp_path):
+    """A T-RevSNN exported to ONNX only ("TorchScript, torch.export and NIR are not
+    implemented for it"): its pt2 program is the step its ONNX file is traced from, t an
+    input; TorchScript and NIR are refused with the reason."""
+    from export.errors import ExportError
+
+    cfg = config_of(kind)
+    torch.manual_seed(0)
+    net = build_model(cfg).eval()
+    path = get_format("pt2")[1](cfg, net, tmp_path / "m.pt2", None)
+    extra = {"flexsnn.protocol": ""}
+    program = torch.export.load(str(path), extra_files=extra).module()
+    onnx_path = get_format("onnx")[1](cfg, net, tmp_path / "m.onnx", None)
+    assert json.loads(extra["flexsnn.protocol"]) == runtime.load(onnx_path).protocol.to_dict()
+    x = torch.from_numpy(frames(kind, B=5))  # another batch than the trace's
+    states: list[torch.Tensor | None] = [None] * net.n_states
+    held = tuple(torch.zeros(5, *s["shape"]) for s in json.loads(extra["flexsnn.protocol"])["states"])
+    assert len(held) == net.n_states
+    with torch.no_grad():
+        for t in range(cfg.method.T):
+            want, states = net.step(x[0] if kind == "static" else x[t], t, states)
+            got, *held = program(x[0] if kind == "static" else x[t], torch.tensor(t), tuple(held))
+            torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    for fmt in ("torchscript", "nir"):
+        with pytest.raises(ExportError, match="exports to ONNX and pt2"):
+            get_format(fmt)[1](cfg, net, tmp_path / f"m.{fmt}", None)
