@@ -122,8 +122,7 @@ def _emulate(a: argparse.Namespace, q: QuantNet, out: dict) -> None:
 
     ds = cliargs.model_data(a, q.net.protocol, needs="Speck emulation")  # with the model's transforms
     session = load(a.model)
-    # an unfinished run's file, and a model trained on fixed bins that miss events: warning lines, not Python's
-    notes = [note] if (note := session.protocol.unfinished_note(a.model)) is not None else []
+    notes: list[str] = []  # a model trained on fixed bins that miss events: a warning line, not Python's
     with noting(notes, UnseenEventsWarning, NonFiniteReadoutWarning):
         clock = summarize(run_dataset(session, ds, counts=False), ds.labels)
     assert ds.events is not None  # model_data(needs=...): an event data set, which holds streams
@@ -197,6 +196,8 @@ def _speck(a: argparse.Namespace) -> None:
         "fits": p.fits,
         "notes": net.notes,
         "violations": [str(v) for v in p.violations],
+        # a file from an unfinished training run: said for --check, --describe and --deploy too
+        "warnings": print_warnings([proto.unfinished_note(a.model)]),
     }
     if not p.fits:
         out["layers"] = _layer_rows(p, None)

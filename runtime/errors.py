@@ -13,34 +13,41 @@ class ModelError(ValueError):
     """A file that is not a usable flexsnn model; the message says what was expected."""
 
 
-class TrainedRangeWarning(RuntimeWarning):
+class RunWarning(RuntimeWarning):
+    """A run goes ahead on something its caller may not have meant (the classes below). The
+    CLIs collect the ones a command reports into its ``warning:`` lines and ``--json``
+    ``warnings``; any other that reaches a command is printed as a ``warning:`` line too,
+    not in Python's file:line form (runtime.report.guarded)."""
+
+
+class TrainedRangeWarning(RunWarning):
     """A run that may stop at a T outside the range the model was trained on (its accuracy
     there was never part of training), or that runs to a horizon other than the T its
     BatchNorm statistics were calibrated at; the run goes ahead. The CLIs report it themselves
     (``warning:`` and ``--json``'s ``warnings``) and silence this one."""
 
 
-class UnusedFramesWarning(RuntimeWarning):
+class UnusedFramesWarning(RunWarning):
     """Frames given past the most steps the policy runs: the run never sees them (frames
     binned from a recording into more steps than the policy runs leave the recording's end
     unseen). The run goes ahead on the first frames."""
 
 
-class AxisOrderWarning(RuntimeWarning):
+class AxisOrderWarning(RunWarning):
     """Frames whose second axis, not their first, has the model's trained T, run with no
     policy given (the run length is then the first axis): the batch axis may come first
     (``[B, T, ...]``, torch's and tonic's batched layout). The run goes ahead as
     ``[T, B, ...]``: shapes alone cannot tell."""
 
 
-class UnfinishedModelWarning(RuntimeWarning):
+class UnfinishedModelWarning(RunWarning):
     """A model file exported from a training run that stopped before its end (a per-epoch
     checkpoint: fewer epochs, perhaps BatchNorm not calibrated): its accuracy is not the
     finished model's. Raised when the file is loaded; the CLIs report it themselves
     (``warning:`` and ``--json``'s ``warnings``) and silence this one."""
 
 
-class NonFiniteReadoutWarning(RuntimeWarning):
+class NonFiniteReadoutWarning(RunWarning):
     """Readouts that are NaN or infinite although every input was finite: a value overflowed
     float32 inside the network (inputs far larger than the training data's, e.g. raw counts
     into a multi-spike layer, whose spike count grows with its input). Those samples'
@@ -48,7 +55,7 @@ class NonFiniteReadoutWarning(RuntimeWarning):
     (``warning:`` and ``--json``'s ``warnings``)."""
 
 
-class UnseenEventsWarning(RuntimeWarning):
+class UnseenEventsWarning(RunWarning):
     """Events of a stream after the last fixed bin (``T x dt``): the run never sees them
     (fixed bins cover the first ``T x dt`` µs of a recording). The run goes ahead."""
 

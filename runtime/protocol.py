@@ -192,6 +192,10 @@ class Protocol:
     output_shape: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
+        if self.unfinished is not None:  # a writer's too: the exporter wrote files its reader refused
+            done, epochs = self.unfinished
+            if not (_is_int(done) and _is_int(epochs) and 0 <= done <= epochs and epochs > 0):
+                raise ModelError(f"{UNFINISHED_FORM}, got epochs_done {done!r} and epochs {epochs!r}")
         if self.sensor is not None and not (len(self.sensor) == 3 and all(_is_int(d) and d > 0 for d in self.sensor)):
             raise ModelError(f"input sensor must be [C, H, W], positive integers; got {list(self.sensor)}")
         # µs per step is stored twice in an event model's file: the input's dt_us (what fixed
@@ -490,19 +494,19 @@ def _stages(value: Any, states: tuple[StateInfo, ...], where: str) -> tuple[Stag
     return tuple(out)
 
 
+UNFINISHED_FORM = '\'unfinished\' must be absent or an object {"epochs_done": k, "epochs": n} with 0 <= k <= n'
+
+
 def _unfinished(value: Any) -> tuple[int, int] | None:
     """The optional ``unfinished`` object: ``{"epochs_done": k, "epochs": n}``, 0 <= k <= n
     (k = n: every epoch ran, the final BatchNorm calibration did not)."""
     if value is None:
         return None
-    done: Any = value.get("epochs_done") if isinstance(value, dict) else None
-    epochs: Any = value.get("epochs") if isinstance(value, dict) else None
-    if not (_is_int(done) and _is_int(epochs) and 0 <= done <= epochs and epochs > 0):
-        raise ModelError(
-            '\'unfinished\' must be absent or an object {"epochs_done": k, "epochs": n} with 0 <= k <= n, '
-            f"got {value!r}"
-        )
-    return done, epochs
+    if not isinstance(value, dict):
+        raise ModelError(f"{UNFINISHED_FORM}, got {value!r}")
+    done: Any = value.get("epochs_done")
+    epochs: Any = value.get("epochs")
+    return done, epochs  # checked by Protocol
 
 
 def _optional_T(value: Any) -> int | None:

@@ -101,7 +101,8 @@ def guarded(errors: tuple[type[BaseException], ...], main: Callable[[], Any]) ->
 
     handled: tuple[type[BaseException], ...] = (*errors, OutputPathError, ResourceError, MissingPackageError)
     try:
-        with interrupts_remembered():
+        with interrupts_remembered(), warnings.catch_warnings():
+            warnings.showwarning = _warning_lines(warnings.showwarning)
             result = main()
             raise_if_interrupted()  # one swallowed on the way (a finaliser's): still exit 130
         sys.stdout.flush()  # a reader that went away (`| head`) shows here, not at exit
@@ -128,6 +129,21 @@ def guarded(errors: tuple[type[BaseException], ...], main: Callable[[], Any]) ->
         if not any(m in str(e) for m in ("can't allocate memory", "not enough memory", "Failed to allocate memory")):
             raise
         fail(f"out of memory ({str(e).splitlines()[0][:120]}); use a smaller batch, T or model")
+
+
+def _warning_lines(shown: Callable[..., None]) -> Callable[..., None]:
+    """Python's warning display in a command: a :class:`runtime.errors.RunWarning` that no
+    command collected as one ``warning:`` line (a raw file:line form came out of
+    calibrate-exit and pi-bench); any other as ``shown`` (Python's display) shows it."""
+    from .errors import RunWarning
+
+    def show(message: Warning | str, category: type[Warning], *where: Any, **kw: Any) -> None:
+        if issubclass(category, RunWarning):
+            print(f"warning: {message}", file=sys.stderr)
+        else:
+            shown(message, category, *where, **kw)
+
+    return show
 
 
 def _raised_in(e: BaseException, module: str) -> bool:

@@ -297,16 +297,19 @@ class Session:
             warnings.warn(note, TrainedRangeWarning, stacklevel=3)
 
     @staticmethod
-    def _warn_non_finite(outputs: np.ndarray) -> None:
-        """A Python warning when some readouts are NaN or infinite: the inputs were checked
-        finite, so a value overflowed float32 inside the network."""
-        if not np.isfinite(outputs).all():
+    def _checked_finite(result: RunResult) -> RunResult:
+        """``result``, with a Python warning when some readouts or spike counts are NaN or
+        infinite: the inputs were checked finite, so a value overflowed float32 inside the
+        network (a later layer may absorb it: readouts of 0 beside infinite spike counts)."""
+        values = [result.outputs, *(result.spike_counts or {}).values()]
+        if not all(np.isfinite(v).all() for v in values):
             warnings.warn(
-                "some samples' readouts are NaN or infinite: a value overflowed float32 inside the network "
-                "(inputs far larger than the training data's?); their predictions are arbitrary",
+                "some samples' readouts or spike counts are NaN or infinite: a value overflowed float32 inside "
+                "the network (inputs far larger than the training data's?); their predictions are arbitrary",
                 NonFiniteReadoutWarning,
                 stacklevel=3,
             )
+        return result
 
     # ---- inputs ---------------------------------------------------------------------
     def _check_array(self, x: np.ndarray, what: str, forms: str | None = None) -> None:
@@ -574,14 +577,13 @@ class Session:
                 stepper.keep(go, self._runner(threads_for(len(rows.active), self.threads), counts))
         seconds = time.perf_counter() - start
         self._spare = ((B, counts), stepper)  # the next run of this batch reuses it
-        self._warn_non_finite(rows.out)
         result = RunResult(rows.out.argmax(1), rows.out, rows.steps, seconds, profile)
         if counts:
             result.spike_counts = {k: spikes[k] for k in self.spiking}
             result.cost = self._cost(rows.steps, {k: v for k, v in spikes.items() if "/" not in k})
             if neuron_counts:
                 result.neuron_counts = {k: spikes[f"{k}/neurons"] for k in self.spiking}
-        return result
+        return self._checked_finite(result)
 
     def _frames_default(self, n_frames: int) -> ExitPolicy:
         """What frames ``[T, B, ...]`` run when the call names no policy: the model's stored
@@ -738,7 +740,6 @@ class Session:
                 for s, st in zip(stages, steppers):
                     st.keep(go, s._runner(threads_for(len(rows.active), s.threads), counts))
                 schedule.keep(go)
-        self._warn_non_finite(rows.out)
         result = RunResult(rows.out.argmax(1), rows.out, rows.steps, time.perf_counter() - start, profile)
         if counts:
             result.spike_counts = {k: sp[k] for s, sp in zip(stages, spikes) for k in s.spiking}
@@ -750,7 +751,7 @@ class Session:
             result.cost = Cost(macs, acs, cost.energy_pj(macs, acs))
             if neuron_counts:
                 result.neuron_counts = {k: sp[f"{k}/neurons"] for s, sp in zip(stages, spikes) for k in s.spiking}
-        return result
+        return self._checked_finite(result)
 
     # ---- cost -----------------------------------------------------------------------
     def synapse_layers(self) -> list[cost.SynapseLayer]:

@@ -395,3 +395,18 @@ def test_a_neuron_without_event_form_is_refused_as_the_chips_limit(tmp_path):
         "error: Speck cannot run this model: layer 'LIF_0': neuron kind is ALIF, Speck allows IF "
         "(Speck has integrate-and-fire neurons only)"
     )
+
+
+def test_check_and_describe_say_a_file_is_from_an_unfinished_run(tmp_path):
+    """edge speck --check, --describe and --deploy said nothing of a file exported from an
+    unfinished training run (only --emulate did)."""
+    m = chain_model([Conv(8, pool=2)])
+    meta = json.loads(m.metadata_props[0].value)
+    meta["unfinished"] = {"epochs_done": 2, "epochs": 5}
+    m.metadata_props[0].value = json.dumps(meta)
+    path = save(m, tmp_path / "m.onnx")
+    said = f"{path} was exported from an unfinished training run (after epoch 2 of 5)"
+    r = run_cli("edge", "speck", path, "--check")
+    assert r.returncode == 0 and r.stderr.count("unfinished training run") == 1 and said in r.stderr, r.stderr
+    r = run_cli("edge", "speck", path, "--describe", str(tmp_path / "d.json"), "--json")
+    assert r.returncode == 0 and json.loads(r.stdout)["warnings"][0].startswith(said), r.stderr

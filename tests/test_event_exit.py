@@ -58,12 +58,32 @@ class Recording:
         return done
 
 
+class StopAfter:
+    """Every stream stops after bin ``k`` of a run of ``horizon`` bins."""
+
+    def __init__(self, k: int, horizon: int):
+        self.k, self.T = k, horizon
+
+    def horizon(self, default_T: int) -> int:
+        return self.T
+
+    def should_exit(self, t: int, logits: np.ndarray) -> np.ndarray:
+        return np.full(len(logits), t >= self.k)
+
+
 @pytest.mark.parametrize("k", [1, 3, T])
-def test_fixed_T_runs_each_stream_as_the_engine_runs_its_first_T_bins(model, k):
-    """fixed:k is the whole-stream run of the events before k dt: outputs, counts, cost."""
+def test_a_stop_after_bin_k_is_the_engines_run_of_the_first_k_bins(model, k):
+    """Stopped after bin k of the trained T: the whole-stream run of the events before k dt
+    (outputs, counts, cost). fixed:k bins the whole recording into k, as the clock run at
+    T=k does: the whole-stream run (it was the first k dt, another run than the clock's)."""
     engine = load_event(model)
     s = streams()
-    r = run_with_exit(engine, s, parse_policy(f"fixed:{k}"))
+    whole = engine.run_batch(s, until=DURATION)
+    fixed = run_with_exit(engine, s, parse_policy(f"fixed:{k}"))
+    assert fixed.steps is not None and fixed.steps.tolist() == [k] * len(s)
+    np.testing.assert_array_equal(fixed.outputs, whole.outputs)
+    np.testing.assert_array_equal(fixed.synops, whole.synops)
+    r = run_with_exit(engine, s, StopAfter(k, T))
     assert r.steps is not None and r.steps.tolist() == [k] * len(s)
     for i, stream in enumerate(s):
         want = cut(engine, stream, k)
@@ -72,7 +92,6 @@ def test_fixed_T_runs_each_stream_as_the_engine_runs_its_first_T_bins(model, k):
         for layer, counts in want.neuron_counts.items():
             np.testing.assert_array_equal(r.neuron_counts[layer][i], counts)
     if k == T:  # the whole recording: the plain batch run
-        whole = engine.run_batch(s, until=DURATION)
         np.testing.assert_array_equal(r.outputs, whole.outputs)
         assert whole.steps is None and "mean_steps" not in whole.stats()
 
@@ -120,10 +139,51 @@ def test_cli_event_mode_runs_an_exit_policy(model):
     assert (out["policy"], out["mean_steps"], out["max_steps"], out["clock_T"]) == ("fixed:3", 3.0, 3, 3)
     whole = json.loads(run_cli(*base, "--json").stdout)
     assert whole["policy"] is None and "mean_steps" not in whole
-    assert out["synops_per_sample"] < whole["synops_per_sample"]  # half the recording run
+    assert out["synops_per_sample"] == whole["synops_per_sample"]  # the whole recording, in 3 bins
     ds = load_dataset("digits", "test", 8)  # what --limit 8 reads
     sdk = run_event_dataset(load_event(model), ds, policy="fixed:3")
     assert out["accuracy"] == float((sdk.predictions == ds.labels).mean())
     text = run_cli(*base, "--policy", "fixed:3")
     assert text.returncode == 0 and "up to the exit of fixed:3 (bins of 50000 µs)" in text.stdout
     assert "mean steps" in text.stdout
+
+
+def test_a_cubalif_stops_at_the_bins_instant_when_a_bin_is_not_a_whole_us(tmp_path):
+    """CubaLIF membranes cross their threshold between inputs: the first k bins of 250.5 µs
+    ran their crossings up to ceil(k dt), and a stranger found streams with one spike more
+    than the whole-stream run of those bins (3 of 70 seeds; N-MNIST's bin is 52666.67 µs)."""
+    from tests.test_cuba_lif_event_driven import SENSOR as CUBA_SENSOR
+    from tests.test_cuba_lif_event_driven import cuba_onnx
+
+    engine = load_event(cuba_onnx(tmp_path / "c.onnx", 250.5))
+    p = engine.protocol
+    dt = p.duration_us / p.default_T
+    assert dt != int(dt) and p.binning == "equal"
+    s = [random_stream(60, CUBA_SENSOR, int(p.duration_us), seed) for seed in range(40)]
+    for k in (1, 2, p.default_T - 1):
+        r = run_with_exit(engine, s, StopAfter(k, p.default_T))
+        for i, stream in enumerate(s):
+            want = engine.run(stream[stream["t"] < k * dt], until=k * dt)[0]
+            for layer, counts in want.neuron_counts.items():
+                np.testing.assert_array_equal(r.neuron_counts[layer][i], counts, err_msg=f"stream {i}, k={k}")
+
+
+def test_sdk_edges_a_string_a_late_first_exit_and_no_streams(model):
+    """The SDK took no policy string (AttributeError), a policy whose first_exit is past its
+    horizon ended in a bare AssertionError (the clock run stops every sample at the
+    horizon), and no streams said another thing than run_batch."""
+    from runtime.eventinput import EventInputError
+
+    engine = load_event(model)
+    s = streams(3)
+    assert run_with_exit(engine, s, "fixed:2").steps.tolist() == [2, 2, 2]  # type: ignore[union-attr]
+
+    class Late(StopAfter):
+        def first_exit(self) -> int:
+            return 10
+
+    late = Late(1, 3)
+    assert run_with_exit(engine, s, late).steps.tolist() == [3, 3, 3]  # type: ignore[union-attr]
+    for call in (lambda: run_with_exit(engine, [], "fixed:2"), lambda: engine.run_batch([])):
+        with pytest.raises(EventInputError, match="expected a non-empty list of event streams"):
+            call()

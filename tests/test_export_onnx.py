@@ -316,3 +316,11 @@ def test_two_threads_export_at_once(tmp_path):
         done = list(pool.map(lambda iw: iw[1](cfg, net, tmp_path / f"m{iw[0]}.x"), enumerate(writers)))
     assert [p.name for p in done] == ["m0.x", "m1.x", "m2.x", "m3.x"]
     assert (tmp_path / "m0.x").read_bytes() == (tmp_path / "m1.x").read_bytes()  # the same file, byte for byte
+
+
+def test_the_writer_refuses_an_unfinished_mark_its_reader_would(tmp_path):
+    """export_onnx(..., unfinished=(11, 10)) wrote a file every reader then refused."""
+    cfg = config(name="1C1FC", width=4)
+    with pytest.raises(ExportError, match="with 0 <= k <= n, got epochs_done 11 and epochs 10"):
+        export_onnx(cfg, model(cfg), tmp_path / "m.onnx", unfinished=(11, 10))
+    assert not (tmp_path / "m.onnx").exists()

@@ -873,3 +873,18 @@ def test_kernels_compile_where_numba_finds_no_writable_cache(tmp_path, static_on
     cache = Path(p.stdout.splitlines()[0])
     assert cache.parent == tmp_path and cache.name.startswith("flexsnn-numba-cache-")
     assert any(cache.rglob("*.nbi")), "nothing cached there"
+
+
+def test_a_run_warning_no_command_collected_is_one_warning_line():
+    """NonFiniteReadoutWarning came out of calibrate-exit and pi-bench in Python's
+    file:line form (two lines, the source quoted); a command shows every RunWarning as one
+    `warning:` line and other warnings as Python does."""
+    code = (
+        "import warnings\nfrom runtime.errors import NonFiniteReadoutWarning\nfrom runtime.report import guarded\n"
+        "guarded((), lambda: (warnings.warn('readouts overflowed', NonFiniteReadoutWarning),"
+        " warnings.warn('a library note', UserWarning)))\n"
+    )
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    lines = p.stderr.splitlines()
+    assert p.returncode == 0 and lines[0] == "warning: readouts overflowed", p.stderr
+    assert "UserWarning: a library note" in lines[1]  # Python's own form, untouched

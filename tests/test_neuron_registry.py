@@ -248,3 +248,21 @@ def test_a_derived_kind_cannot_take_over_its_parents_presets(monkeypatch):
 
     registry.register(OwnPresets())
     assert registry.presets()["own-lif"] == ("OwnPresets", {"decay": 0.8}) and registry.presets()["lif"][0] == "LIF"
+
+
+def test_a_node_written_below_its_time_label_must_say_its_own():
+    """A kind deriving from LIF with its own to_nir (tau in steps, say) kept LIF's Euler label
+    ("euler dt=0.0001s"): the label follows the class that writes the node."""
+
+    class StepsLIF(LIF):
+        name = "StepsLIF"
+        presets = {}
+
+        def to_nir(self, spec, shape):
+            return "LIF", {"tau": np.full(shape, 3.0), "r": np.ones(shape), "v_leak": np.zeros(shape)}
+
+    spec = NeuronSpec("LIF", 0.9, reset="zero")
+    assert kind_of("LIF").nir_time(spec) == "euler dt=0.0001s"
+    with pytest.raises(NotImplementedError, match="'StepsLIF' has to_nir\\(\\) but no nir_time\\(\\)"):
+        StepsLIF().nir_time(spec)
+    assert type(QIF()).nir_time is NeuronKind.nir_time  # redefined dynamics: no NIR node, no label

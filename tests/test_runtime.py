@@ -891,4 +891,11 @@ def test_readouts_overflowed_inside_the_network_warn_in_the_sdk_and_the_cli(tmp_
     done = _cli("run", path, "--data", f"npz:{data}", "--policy", "fixed:4", "--json")
     assert done.returncode == 0, done.stderr
     assert any("overflowed float32" in w for w in json.loads(done.stdout)["warnings"])
-    assert done.stderr.count("warning: some samples' readouts are NaN or infinite") == 1, done.stderr
+    assert done.stderr.count("warning: some samples' readouts or spike counts are NaN or infinite") == 1, done.stderr
+    # an overflow a later layer absorbs (readouts of 0, infinite spike counts) warns too
+    from runtime.result import RunResult
+
+    absorbed = RunResult(np.zeros(1, int), np.zeros((1, 10), np.float32), np.ones(1, int), 0.0, [1])
+    absorbed.spike_counts = {"LIF_0": np.array([np.inf])}
+    with pytest.warns(NonFiniteReadoutWarning):
+        s._checked_finite(absorbed)

@@ -36,6 +36,8 @@ def cmd_run_event(a: argparse.Namespace) -> None:
     from .evaluate import compare_clock, run_event_dataset, time_base_note
 
     threads = use_threads(a.threads if a.threads is not None else 0)
+    if policy is not None:  # the streams advance bin by bin on this thread (runtime.event.exit)
+        threads = 1
     engine = load_event(a.model)
     ds = cliargs.model_data(a, engine.protocol, needs="the event engine")
     time_base = a.time_base or "real"

@@ -78,11 +78,12 @@ class EventMode:
         # indexed one by one: transformed and tonic recordings are read lazily and take no slices
         streams = [ds.events[j] for j in idx]
         # each up to the recording's length, where CubaLIF membranes still cross their threshold
+        ends = ds.spans(idx, streams, self.engine.protocol.durations)  # what equal binning splits
         if self.span is not None:
-            ends = ds.spans(idx, streams, self.engine.protocol.durations)
             streams = [retimed(s, e, self.span) for s, e in zip(streams, ends)]
-        if self.policy is not None:
-            return run_with_exit(self.engine, streams, self.policy)
+            ends = np.full(len(streams), self.span)
+        if self.policy is not None:  # decided where the clock run's bins of these spans end
+            return run_with_exit(self.engine, streams, self.policy, ends)
         return self.engine.run_batch(streams, until=ds.duration_us if self.span is None else self.span)
 
 

@@ -1,67 +1,106 @@
-"""Early exit for event-driven runs: the clock runtime's exit policies, asked at the end of
-each trained bin of the recording.
+"""Early exit for event-driven runs: the clock runtime's exit policies, asked where a clock
+run asks them, at the end of each of its bins.
 
-A clock-driven run asks its policy after step ``k``, once the readout has seen the first
-``k`` bins of ``dt_us`` µs. The event engine has no steps; here it runs each stream up to
-``k * dt_us`` µs (every event before, CubaLIF crossings up to it), reads its outputs out on
-the clock's scale (:func:`runtime.protocol.readout_so_far` with ``t = k``: a ``mean``
-readout's summed current over ``k``) and asks the same policy, with the same checks, about
-the streams still running, in sample order. A stream that stops runs no later event: its
-synaptic operations, the event-driven cost, end there.
+A clock-driven run under a policy of horizon ``H`` bins each recording into ``H`` frames
+(equal bins of the recording's span, or the model's fixed bins of ``dt_us``) and asks the
+policy after step ``k``, once the readout has seen the first ``k`` bins. The event engine
+has no steps; here it runs each stream up to the end of that ``k``-th bin (every event
+before, CubaLIF crossings up to the instant), reads its outputs on the clock's scale
+(:func:`runtime.protocol.readout_so_far` with ``t = k``: a ``mean`` readout's summed
+current over ``k``) and asks the same policy, with the same checks, about the streams
+still running, in sample order. A stream that stops runs no later event: its synaptic
+operations, the event-driven cost, end there.
 
-The streams of a batch advance bin by bin together (one engine state each), as the rows of
-a clock batch do: a policy that keeps a history per sample sees the same calls in both.
+The streams of a batch advance bin by bin together (one engine state each, on the calling
+thread), as the rows of a clock batch do: a policy that keeps a history per sample sees
+the same calls in both. An LI readout is read as the engine reads it, at the last event
+that reached it (not decayed to the bin's end).
 """
 
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Sequence
 
 import numpy as np
 
+from ..data.events import stream_ends
 from ..errors import InputError
-from ..policies import CASCADE_NOT_EVENT_DRIVEN, Cascade, ExitPolicy, exit_decisions, first_exit, horizon_of
+from ..policies import (
+    CASCADE_NOT_EVENT_DRIVEN,
+    Cascade,
+    ExitPolicy,
+    as_policy,
+    exit_decisions,
+    first_exit,
+    horizon_of,
+)
 from ..protocol import readout_so_far
 from ..result import EventResult
 from .engine import EventEngine
-from .validate import check_events
+from .validate import EventInputError, check_events
+
+
+def bin_widths(
+    engine: EventEngine, streams: Sequence[np.ndarray], horizon: int, spans: np.ndarray | None
+) -> np.ndarray:
+    """Each stream's bin width (µs) in a clock run of ``horizon`` steps: the model's fixed
+    ``dt_us``, or its equal bins of the span (``spans``; default: the model's recording
+    length, or each stream's own for a model trained on each recording's span)."""
+    p = engine.protocol
+    if p.binning == "fixed":
+        assert p.dt_us is not None  # an event model's protocol has its time base
+        return np.full(len(streams), p.dt_us)
+    if spans is None:
+        spans = stream_ends(streams) if p.durations == "recording" else np.full(len(streams), p.duration_us)
+    return np.asarray(spans, np.float64) / horizon
 
 
 def run_with_exit(
-    engine: EventEngine, streams: Sequence[np.ndarray], policy: ExitPolicy, dt_us: float | None = None
+    engine: EventEngine,
+    streams: Sequence[np.ndarray],
+    policy: ExitPolicy | str | int,
+    spans: np.ndarray | None = None,
 ) -> EventResult:
-    """``streams`` under ``policy``, decided at ``k * dt_us`` µs (default: the model's bin
-    width, ``protocol.dt_us``) for ``k`` = 1 .. the policy's horizon; the result's ``steps``
-    say after how many bins each stream stopped. Events after a stream's horizon are not run."""
+    """``streams`` under ``policy`` (an object or string, as :meth:`runtime.session.Session.run`
+    takes it; no cascade), decided at the end of each
+    clock bin (:func:`bin_widths`, ``spans`` per stream) up to the policy's horizon; the
+    result's ``steps`` say after how many bins each stream stopped, ``seconds`` the wall
+    time. Events after a stream's horizon are not run."""
     p = engine.protocol
-    if isinstance(policy, Cascade):
+    asked = as_policy(policy)
+    if asked is None:
+        raise InputError("an exit policy is needed: a rule, fixed:T, or a policy object")
+    if isinstance(asked, Cascade):
         raise InputError(CASCADE_NOT_EVENT_DRIVEN)
-    dt = p.dt_us if dt_us is None else dt_us
-    if dt is None or not (math.isfinite(dt) and dt > 0):
-        raise InputError(f"an exit policy needs the bin width in µs; got dt_us = {dt!r}")
-    horizon, first = horizon_of(policy, p.default_T), first_exit(policy)
-    times = [check_events(s, engine.sensor)[3] for s in streams]
+    if not isinstance(streams, (list, tuple)) or not streams:
+        raise EventInputError(f"expected a non-empty list of event streams, got {type(streams).__name__}")
+    horizon = horizon_of(asked, p.default_T)
+    ask_from = min(first_exit(asked), horizon)  # the clock run asks at its horizon in any case
+    widths = bin_widths(engine, streams, horizon, spans)
+    times = [check_events(s, engine.sensor, what=f"event stream {i}")[3] for i, s in enumerate(streams)]
     states = [engine.initial_state() for _ in streams]
     done_at = np.zeros(len(streams), np.int64)  # the bin each stream stopped after; 0: running
     read = [0] * len(streams)  # each stream's events run so far
     results: list[EventResult | None] = [None] * len(streams)
+    start = time.perf_counter()
     for k in range(1, horizon + 1):
-        # whole µs: timestamps are integers, so t < ceil(k dt) is t < k dt, as the clock bins
-        end = math.ceil(k * dt)
         live = np.flatnonzero(done_at == 0).tolist()
         if not live:
             break
         for i in live:
-            stop = int(np.searchsorted(times[i], end, side="left"))
+            end = k * float(widths[i])
+            # integer timestamps: t < end is t < ceil(end), which the next chunk starts from
+            stop = int(np.searchsorted(times[i], math.ceil(end), side="left"))
             states[i], _ = engine.feed(states[i], streams[i][read[i] : stop])
-            states[i], _ = engine.flush(states[i], until=end)
+            states[i], _ = engine.flush(states[i], until=end)  # CubaLIF crossings up to the instant
             read[i] = stop
-        if k < first:  # no stream may stop yet: no readout, no call (as the clock run)
+        if k < ask_from:  # no stream may stop yet: no readout, no call (as the clock run)
             continue
         now = [engine.result(states[i]) for i in live]
         outputs = np.stack([r.outputs for r in now])
-        stop_now = exit_decisions(policy, k, readout_so_far(outputs, outputs, k, p.readout))
+        stop_now = exit_decisions(asked, k, readout_so_far(outputs, outputs, k, p.readout))
         if k == horizon:
             stop_now[:] = True
         for j in np.flatnonzero(stop_now):
@@ -69,5 +108,5 @@ def run_with_exit(
     finished = [r for r in results if r is not None]
     assert len(finished) == len(streams)  # the horizon stops every stream
     result = EventResult.concat(finished)
-    result.steps = done_at
+    result.steps, result.seconds = done_at, time.perf_counter() - start
     return result

@@ -293,6 +293,7 @@ class NeuronKind(Generic[SpecT]):
         "event_form",
         "nir_params",
         "to_nir",
+        "nir_time",
         "nir_peers",
         "from_nir",
         "speck_issue",
@@ -316,6 +317,10 @@ class NeuronKind(Generic[SpecT]):
             owner = _owner(cls, m)
             if owner is not NeuronKind and not all(issubclass(owner, d) for d in dynamics):
                 setattr(cls, m, NeuronKind.__dict__[m])
+        # how a node's tau is read belongs to the to_nir that writes it: one written below
+        # the label's class (tau in steps under LIF's Euler label) must say its own
+        if not issubclass(_owner(cls, "nir_time"), _owner(cls, "to_nir")):
+            cls.nir_time = NeuronKind.nir_time  # type: ignore[method-assign]
 
     def _missing(self, method: str) -> NotImplementedError:
         return NotImplementedError(

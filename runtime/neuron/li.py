@@ -48,7 +48,7 @@ class LI(NeuronKind[NeuronSpec]):
         return "LI", nir.leak_params(spec, shape)
 
     def nir_time(self, spec: NeuronSpec) -> str:
-        return nir.time_label(False)  # leak_params' Euler form is for spiking nodes only
+        return nir.time_label(nir.leak_euler(spec))
 
     def nir_peers(self, spec: NeuronSpec) -> dict[str, str | None]:
         return {

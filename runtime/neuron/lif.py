@@ -72,7 +72,7 @@ class LIF(NeuronKind[NeuronSpec]):
         return "LIF", {**nir.leak_params(spec, shape), "v_threshold": nir.full(shape, spec.v_th)}
 
     def nir_time(self, spec: NeuronSpec) -> str:
-        return nir.time_label(nir.euler(spec))
+        return nir.time_label(nir.leak_euler(spec))
 
     def nir_peers(self, spec: NeuronSpec) -> dict[str, str | None]:
         sinabs = nir.rules_phrase(spec, "multi", "subtract", "no clamp", -math.inf)

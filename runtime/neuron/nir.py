@@ -126,6 +126,12 @@ def euler(spec: NeuronSpec) -> bool:
     return spec.spike == "single" and spec.reset == "zero" and spec.decay < 1.0
 
 
+def leak_euler(spec: NeuronSpec) -> bool:
+    """Whether :func:`leak_params` writes ``spec`` in the Euler convention (spiking nodes
+    only; an LI readout is written in steps): what its node's time label says."""
+    return spec.spiking and euler(spec)
+
+
 def steps_tau(decay: float) -> float:
     """``tau`` in steps with ``decay = exp(-1 / tau)``; inf for no leak."""
     return tau_of(decay, 1.0)
@@ -140,7 +146,7 @@ def leak_params(spec: NeuronSpec, shape: tuple[int, ...]) -> Params:
     """``tau``, ``r``, ``v_leak`` of a one-state leaky node (LIF, LI): snnTorch's Euler
     convention for the variant it runs, ``tau`` in steps with ``r = 1`` otherwise."""
     zero = full(shape, 0.0)
-    if spec.spiking and euler(spec):
+    if leak_euler(spec):
         tau = euler_tau(spec.decay)
         return {"tau": full(shape, tau), "r": full(shape, tau / SNNTORCH_DT), "v_leak": zero}
     return {"tau": full(shape, steps_tau(spec.decay)), "r": full(shape, 1.0), "v_leak": zero}
