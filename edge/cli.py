@@ -16,13 +16,20 @@ from typing import TYPE_CHECKING
 
 from runtime import cliargs
 from runtime.data import DataError, spec_paths
-from runtime.errors import InputError, TrainedRangeWarning, UnfinishedModelWarning, missing_package
+from runtime.errors import (
+    InputError,
+    NonFiniteReadoutWarning,
+    TrainedRangeWarning,
+    UnfinishedModelWarning,
+    UnseenEventsWarning,
+    missing_package,
+)
 from runtime.fileio import OutputPathError, check_output
 from runtime.limits import available_cores
 from runtime.neuron import SpecError
 from runtime.policies import POLICY_FORMS, PolicyError, parse_policy, t_range_warning
 from runtime.protocol import ModelError, one_rate, read_model
-from runtime.report import emit_json, fail, guarded, print_warnings, table, versions, versions_text
+from runtime.report import emit_json, fail, guarded, noting, print_warnings, table, versions, versions_text
 
 from .speck.chip import CHIPS, DEFAULT_CHIP, ChipError
 from .speck.convert import READOUT_THRESHOLD
@@ -113,9 +120,7 @@ def _print_check(path: str, p: Plan, rows: list[dict], notes: list[str]) -> None
 
 
 def _emulate(a: argparse.Namespace, q: QuantNet, out: dict) -> None:
-    from runtime.errors import NonFiniteReadoutWarning, UnseenEventsWarning
     from runtime.evaluate import run_dataset, summarize  # onnxruntime session: only when emulating
-    from runtime.report import noting
     from runtime.session import load
 
     from .speck.emulate import emulate
@@ -302,7 +307,10 @@ def cmd_pi_bench(a: argparse.Namespace) -> None:
     if a.max_threads > out["cpus"] and a.backend != "exact":  # rows past the cores time oversubscription
         notes.append(f"rows above {out['cpus']} threads run more threads than this machine's {out['cpus']} cores")
     if a.data:
-        ee = early_exit(a.model, cliargs.model_data(a, proto), policy, backend=a.backend)
+        run_notes: list[str] = []  # a warning line and --json's, not Python's form
+        with noting(run_notes, NonFiniteReadoutWarning):
+            ee = early_exit(a.model, cliargs.model_data(a, proto), policy, backend=a.backend)
+        notes.extend(run_notes)
         out["early_exit"] = dict(ee, policy=policy_text)
         out["peak_rss_with_data_mib"] = peak_rss_mib()
         notes.append(t_range_warning(proto, policy))  # an accuracy outside training: as runtime run says it

@@ -192,10 +192,11 @@ class Protocol:
     output_shape: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
-        if self.unfinished is not None:  # a writer's too: the exporter wrote files its reader refused
-            done, epochs = self.unfinished
-            if not (_is_int(done) and _is_int(epochs) and 0 <= done <= epochs and epochs > 0):
-                raise ModelError(f"{UNFINISHED_FORM}, got epochs_done {done!r} and epochs {epochs!r}")
+        u = self.unfinished  # a writer's too: the exporter wrote files its reader refused
+        if u is not None and not (
+            isinstance(u, tuple) and len(u) == 2 and all(_is_int(n) for n in u) and 0 <= u[0] <= u[1] and u[1] > 0
+        ):
+            raise ModelError(f"{UNFINISHED_FORM}, got {u!r} (epochs done, epochs)")
         if self.sensor is not None and not (len(self.sensor) == 3 and all(_is_int(d) and d > 0 for d in self.sensor)):
             raise ModelError(f"input sensor must be [C, H, W], positive integers; got {list(self.sensor)}")
         # µs per step is stored twice in an event model's file: the input's dt_us (what fixed
@@ -494,7 +495,10 @@ def _stages(value: Any, states: tuple[StateInfo, ...], where: str) -> tuple[Stag
     return tuple(out)
 
 
-UNFINISHED_FORM = '\'unfinished\' must be absent or an object {"epochs_done": k, "epochs": n} with 0 <= k <= n'
+UNFINISHED_FORM = (
+    '\'unfinished\' must be absent or an object {"epochs_done": k, "epochs": n} of whole numbers with '
+    "0 <= k <= n and n >= 1"
+)
 
 
 def _unfinished(value: Any) -> tuple[int, int] | None:

@@ -131,6 +131,12 @@ class _Rows:
         return order
 
 
+NON_FINITE = (
+    "some samples' readouts or spike counts are NaN or infinite: a value overflowed float32 inside the network "
+    "(inputs far larger than the training data's?); their predictions are arbitrary"
+)
+
+
 @dataclass
 class FinalReadout:
     """Fixed T that keeps the final readout (float64, as every policy sees it): what a
@@ -303,12 +309,7 @@ class Session:
         network (a later layer may absorb it: readouts of 0 beside infinite spike counts)."""
         values = [result.outputs, *(result.spike_counts or {}).values()]
         if not all(np.isfinite(v).all() for v in values):
-            warnings.warn(
-                "some samples' readouts or spike counts are NaN or infinite: a value overflowed float32 inside "
-                "the network (inputs far larger than the training data's?); their predictions are arbitrary",
-                NonFiniteReadoutWarning,
-                stacklevel=3,
-            )
+            warnings.warn(NON_FINITE, NonFiniteReadoutWarning, stacklevel=3)
         return result
 
     # ---- inputs ---------------------------------------------------------------------
@@ -853,7 +854,10 @@ class Session:
             self._warn_range(state.t, state.t)
         y = state.stepper.y
         state.acc += y
-        return state, readout_so_far(state.acc, y, state.t, self.protocol.readout).astype(np.float32)
+        logits = readout_so_far(state.acc, y, state.t, self.protocol.readout).astype(np.float32)
+        if not np.isfinite(logits).all():  # as run() says it (a stream's score was null, unsaid)
+            warnings.warn(NON_FINITE, NonFiniteReadoutWarning, stacklevel=3)
+        return state, logits
 
     def reset(self) -> None:
         """Forget the stream of :meth:`step`: the next step starts from t = 0."""

@@ -187,3 +187,24 @@ def test_sdk_edges_a_string_a_late_first_exit_and_no_streams(model):
     for call in (lambda: run_with_exit(engine, [], "fixed:2"), lambda: engine.run_batch([])):
         with pytest.raises(EventInputError, match="expected a non-empty list of event streams"):
             call()
+
+
+def test_event_json_lists_the_compared_clock_runs_warnings_and_spans_are_checked(tmp_path):
+    """The clock run `--mode event --json` compares with overflowed float32 (weights of 3e37):
+    its warning came out on stderr only, the JSON `warnings` empty. And run_with_exit's spans
+    of 0, NaN or the wrong count ran silently or as a raw ValueError / IndexError."""
+    net = chain_model(
+        spec("IF", "multi"), sensor=SENSOR, classes=10, scale=0.5, duration_us=DURATION, T=T,
+        fc=np.full((10, 150), 3e37, np.float32),
+    )  # fmt: skip
+    path = save(net, tmp_path / "big.onnx")
+    r = run_cli("runtime", "run", path, "--mode", "event", "--data", "digits", "--limit", "4", "--json")
+    assert r.returncode == 0, r.stderr
+    said = "the clock-driven run --json compares with: some samples' readouts or spike counts are NaN or infinite"
+    assert any(w.startswith(said) for w in json.loads(r.stdout)["warnings"]), r.stdout
+    assert r.stderr.count(said) == 1, r.stderr
+    engine = load_event(path)
+    s = streams(2)
+    for bad in ([0.0, 1.0], [float("nan"), 1.0], [1.0]):
+        with pytest.raises(InputError, match="spans must be one finite span > 0 µs per stream"):
+            run_with_exit(engine, s, "fixed:2", np.array(bad))

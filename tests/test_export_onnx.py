@@ -321,6 +321,9 @@ def test_two_threads_export_at_once(tmp_path):
 def test_the_writer_refuses_an_unfinished_mark_its_reader_would(tmp_path):
     """export_onnx(..., unfinished=(11, 10)) wrote a file every reader then refused."""
     cfg = config(name="1C1FC", width=4)
-    with pytest.raises(ExportError, match="with 0 <= k <= n, got epochs_done 11 and epochs 10"):
+    with pytest.raises(ExportError, match=r"with 0 <= k <= n and n >= 1, got \(11, 10\)"):
         export_onnx(cfg, model(cfg), tmp_path / "m.onnx", unfinished=(11, 10))
+    for bad in ("2/10", 5, (0, 0), (1.0, 2)):  # raw ValueError / TypeError before
+        with pytest.raises(ExportError, match="'unfinished' must be absent or an object"):
+            export_onnx(cfg, model(cfg), tmp_path / "m.onnx", unfinished=bad)
     assert not (tmp_path / "m.onnx").exists()

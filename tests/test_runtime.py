@@ -899,3 +899,5 @@ def test_readouts_overflowed_inside_the_network_warn_in_the_sdk_and_the_cli(tmp_
     absorbed.spike_counts = {"LIF_0": np.array([np.inf])}
     with pytest.warns(NonFiniteReadoutWarning):
         s._checked_finite(absorbed)
+    with pytest.warns(NonFiniteReadoutWarning):  # a stream's step too (`runtime stream` said nothing)
+        s.feed(s.initial_state(2), huge)

@@ -6,9 +6,9 @@ import argparse
 import sys
 
 from .. import cliargs
-from ..errors import InputError
+from ..errors import InputError, NonFiniteReadoutWarning, UnseenEventsWarning
 from ..policies import CASCADE_NOT_EVENT_DRIVEN, Cascade, parse_policy, t_range_warning
-from ..report import counted, emit_json, pct, print_run, print_warnings, sci, table, versions_text
+from ..report import counted, emit_json, noting, pct, print_run, print_warnings, sci, table, versions_text
 from ..session import load
 
 # .bench, .engine and .evaluate import numba: only inside the commands that run it (the
@@ -49,7 +49,13 @@ def cmd_run_event(a: argparse.Namespace) -> None:
     s.update(mode="event", time_base=time_base, data=ds.spec, model=a.model, threads=threads, warnings=warnings)
     s.update(policy=a.policy)  # None: whole streams
     if a.json:
-        s.update(compare_clock(load(a.model, a.threads, a.backend), ds, r, a.batch_size, a.binning, policy))
+        clock_notes: list[str] = []  # the compare run's, e.g. readouts that overflowed
+        with noting(clock_notes, NonFiniteReadoutWarning, UnseenEventsWarning):
+            s.update(compare_clock(load(a.model, a.threads, a.backend), ds, r, a.batch_size, a.binning, policy))
+        s["warnings"] = [
+            *warnings,
+            *print_warnings([f"the clock-driven run --json compares with: {n}" for n in clock_notes]),
+        ]
         emit_json(s)
         return
     steps = {"mean steps": f"{s['mean_steps']:.2f}"} if policy is not None else {}

@@ -54,7 +54,12 @@ def bin_widths(
         return np.full(len(streams), p.dt_us)
     if spans is None:
         spans = stream_ends(streams) if p.durations == "recording" else np.full(len(streams), p.duration_us)
-    return np.asarray(spans, np.float64) / horizon
+    spans = np.asarray(spans, np.float64)
+    if spans.shape != (len(streams),) or not (np.isfinite(spans).all() and (spans > 0).all()):
+        raise InputError(
+            f"spans must be one finite span > 0 µs per stream ({len(streams)}), got {np.asarray(spans).tolist()[:8]}"
+        )
+    return spans / horizon
 
 
 def run_with_exit(
