@@ -11,10 +11,10 @@ from ..data.events import TIME_BASES, retimed
 from ..errors import InputError
 from ..evaluate import EVAL_BATCH_SIZE, ClockMode, run_batches
 from ..neuron import kind_of
-from ..policies import CASCADE_NOT_EVENT_DRIVEN, Cascade, ExitPolicy, FixedT, as_policy
+from ..policies import ExitPolicy, FixedT
 from ..result import EventResult
 from .engine import EventEngine
-from .exit import run_with_exit
+from .exit import event_policy, run_with_exit
 from .metrics import spike_difference, stack_counts
 
 if TYPE_CHECKING:
@@ -101,9 +101,7 @@ def run_event_dataset(
     trained on each recording's own span: docs/event_driven.md, Time base); ``policy``: an
     exit policy (as :meth:`runtime.session.Session.run` takes it), asked at the end of each
     bin (:mod:`.exit`); None runs whole streams."""
-    asked = as_policy(policy)
-    if isinstance(asked, Cascade):
-        raise InputError(CASCADE_NOT_EVENT_DRIVEN)
+    asked = event_policy(policy) if policy is not None else None  # a bad one: refused before any work
     return run_batches(EventMode(engine, time_base, asked), ds, batch_size, progress)
 
 

@@ -42,6 +42,17 @@ from .engine import EventEngine
 from .validate import EventInputError, check_events
 
 
+def event_policy(policy: ExitPolicy | str | int) -> ExitPolicy:
+    """``policy`` as an event-driven run can ask it: an object or string as
+    :meth:`runtime.session.Session.run` takes it, no cascade."""
+    asked = as_policy(policy)
+    if asked is None:
+        raise InputError("an exit policy is needed: a rule, fixed:T, or a policy object")
+    if isinstance(asked, Cascade):
+        raise InputError(CASCADE_NOT_EVENT_DRIVEN)
+    return asked
+
+
 def bin_widths(
     engine: EventEngine, streams: Sequence[np.ndarray], horizon: int, spans: np.ndarray | None
 ) -> np.ndarray:
@@ -56,9 +67,7 @@ def bin_widths(
         spans = stream_ends(streams) if p.durations == "recording" else np.full(len(streams), p.duration_us)
     spans = np.asarray(spans, np.float64)
     if spans.shape != (len(streams),) or not (np.isfinite(spans).all() and (spans > 0).all()):
-        raise InputError(
-            f"spans must be one finite span > 0 µs per stream ({len(streams)}), got {np.asarray(spans).tolist()[:8]}"
-        )
+        raise InputError(f"spans must be one finite span > 0 µs per stream ({len(streams)}), got {spans.tolist()[:8]}")
     return spans / horizon
 
 
@@ -68,17 +77,11 @@ def run_with_exit(
     policy: ExitPolicy | str | int,
     spans: np.ndarray | None = None,
 ) -> EventResult:
-    """``streams`` under ``policy`` (an object or string, as :meth:`runtime.session.Session.run`
-    takes it; no cascade), decided at the end of each
+    """``streams`` under ``policy`` (:func:`event_policy`), decided at the end of each
     clock bin (:func:`bin_widths`, ``spans`` per stream) up to the policy's horizon; the
     result's ``steps`` say after how many bins each stream stopped, ``seconds`` the wall
     time. Events after a stream's horizon are not run."""
-    p = engine.protocol
-    asked = as_policy(policy)
-    if asked is None:
-        raise InputError("an exit policy is needed: a rule, fixed:T, or a policy object")
-    if isinstance(asked, Cascade):
-        raise InputError(CASCADE_NOT_EVENT_DRIVEN)
+    p, asked = engine.protocol, event_policy(policy)
     if not isinstance(streams, (list, tuple)) or not streams:
         raise EventInputError(f"expected a non-empty list of event streams, got {type(streams).__name__}")
     horizon = horizon_of(asked, p.default_T)
