@@ -42,7 +42,7 @@ from runtime.neuron.nir import (
     node_kinds,
     spec_from_metadata,
 )
-from runtime.protocol import Protocol, data_kind, parse_protocol
+from runtime.protocol import Protocol, data_kind, parse_protocol, unfinished_note
 from trainer.config import Config, DataConfig, MethodConfig, ModelConfig
 from trainer.layers import Layer, NeuronLayer, Sequence, Stateless
 from trainer.models import SpikingNet
@@ -602,17 +602,8 @@ def describe(imported: Imported) -> dict[str, Any]:
         "dt_us": None if imported.dt is None else imported.dt * 1e6,  # as --dt-us gives it
         "convention": imported.convention,
         "notes": imported.notes,
-        "warnings": [w for w in [import_warning(imported.source), _unfinished_note(imported)] if w],
+        "warnings": [
+            w for w in [import_warning(imported.source), unfinished_note("the graph", imported.unfinished)] if w
+        ],
         "neurons": [layer.spec.to_dict() for layer in imported.model.modules() if isinstance(layer, NeuronLayer)],
     }
-
-
-def _unfinished_note(imported: Imported) -> str | None:
-    """What to say of our own graph exported from an unfinished run (its ONNX file keeps it)."""
-    if imported.unfinished is None:
-        return None
-    done, epochs = imported.unfinished
-    return (
-        f"the graph was exported from an unfinished training run (after epoch {done} of {epochs}); "
-        "the ONNX file says so too"
-    )

@@ -282,13 +282,19 @@ class Protocol:
 
     def unfinished_note(self, path: str | Path) -> str | None:
         """What to say of a file exported from an unfinished run (None: a finished run's)."""
-        if self.unfinished is None:
-            return None
-        done, epochs = self.unfinished
-        return (
-            f"{path} was exported from an unfinished training run (after epoch {done} of {epochs}): its "
-            "accuracy is not the finished model's; finish the run (trainer fit --resume) and export again"
-        )
+        return unfinished_note(str(path), self.unfinished)
+
+
+def unfinished_note(subject: str, unfinished: tuple[int, int] | None) -> str | None:
+    """What to say of ``subject`` (a file, a graph) exported from a run that stopped after
+    ``unfinished = (epochs done, epochs)``; None for a finished run's."""
+    if unfinished is None:
+        return None
+    done, epochs = unfinished
+    return (
+        f"{subject} was exported from an unfinished training run (after epoch {done} of {epochs}): its "
+        "accuracy is not the finished model's; finish the run (trainer fit --resume) and export again"
+    )
 
 
 def _field(d: dict[str, Any], key: str, where: str) -> Any:
