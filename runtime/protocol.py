@@ -23,7 +23,7 @@ import json
 import math
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import onnx
@@ -37,6 +37,9 @@ from .neuron.base import field_type, same_step
 from .neuron.functions import DOMAIN as SNN_DOMAIN
 from .neuron.functions import overload, spec_from_attributes
 from .policies import PolicyError, parse_policy
+
+if TYPE_CHECKING:
+    from .data.events import TimeBase
 
 FORMAT = "flexsnn-onnx/3"
 READ_FORMATS = ("flexsnn-onnx/1", "flexsnn-onnx/2", FORMAT)
@@ -239,6 +242,16 @@ class Protocol:
         """Input frames a run of ``T`` (readout) steps reads: ``T``, or the first stage's T
         of a multi-rate file (its stages run at their own T; the readout follows the last)."""
         return self.stages[0].T if self.stages else T
+
+    def time_base(self, binning: str | None = None, dt_us: float | None = None) -> TimeBase:
+        """How this event model bins a recording: as trained, or by ``binning`` (fixed bins of
+        ``dt_us``, default the trained width) as a run asks."""
+        from .data.events import TimeBase  # the data layer's, loaded only for event models
+
+        if self.binning is None or self.duration_us is None:
+            raise ModelError(f"a {self.input_kind} model has no event time base (binning, duration_us)")
+        dt = self.dt_us if dt_us is None else dt_us
+        return TimeBase(binning or self.binning, self.durations, self.duration_us, dt)
 
     def to_dict(self) -> dict[str, Any]:
         """The ``flexsnn.protocol`` metadata object (current :data:`FORMAT`)."""
@@ -443,10 +456,11 @@ def _neuron(n: dict[str, Any], states: tuple[StateInfo, ...], fmt: str) -> Neuro
 
 def _data_fields(inp: dict[str, Any], where: str) -> dict[str, Any]:
     """The optional ``durations``, ``transforms`` and ``sensor`` of ``input`` (absent in older files)."""
+    from .data.events import DURATIONS
     from .data.transforms import TransformError, from_dicts
 
     durations = inp.get("durations") or "dataset"
-    _choice(durations, ("dataset", "recording"), "input durations")
+    _choice(durations, DURATIONS, "input durations")
     transforms = inp.get("transforms") or []
     try:
         from_dicts(transforms)

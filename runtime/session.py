@@ -24,7 +24,7 @@ import onnx
 import onnxruntime as ort
 
 from . import cost
-from .data.events import BINNINGS, bin_events, count_unseen, unseen_note
+from .data.events import BINNINGS, count_unseen, unseen_note
 from .engine import Stepper, make_session, threads_for, with_outputs
 from .errors import (
     AxisOrderWarning,
@@ -342,18 +342,14 @@ class Session:
         binning = binning or p.binning
         if binning not in BINNINGS:
             raise InputError(f"binning {binning!r} is unknown; expected one of {list(BINNINGS)}")
-        # an event model's input is (C, H, W) with a duration (read_model types them for any input)
-        shape, duration = cast("tuple[int, int, int]", p.input_shape), cast(float, p.duration_us)
-        if binning == "fixed":
-            dt = span_us(p.dt_us if dt_us is None else dt_us, "dt_us (the bin duration)")  # 0 is refused, not ignored
-            return bin_events(streams, T, shape, "fixed", dt)
-        if dt_us is not None:
+        if dt_us is not None and binning != "fixed":
             raise InputError(f"dt_us sets fixed bins; pass binning='fixed' with it (this run bins {binning!r})")
-        if p.durations == "recording":  # each recording its own span
-            return bin_events(streams, T, shape, binning)
-        # every recording spans the model's [0, duration): an event after it falls in no bin, as
-        # when the model was trained (the data readers bin so); run() refuses such streams
-        return bin_events(streams, T, shape, binning, durations_us=[duration] * len(streams))
+        if dt_us is not None:
+            dt_us = span_us(dt_us, "dt_us (the bin duration)")  # 0 is refused, not ignored
+        # with the model's duration, an event after it falls in no bin, as when the model was
+        # trained (the data readers bin so); run() refuses such streams
+        shape = cast("tuple[int, int, int]", p.input_shape)  # an event model's input is (C, H, W)
+        return p.time_base(binning, dt_us).frames(streams, T, shape)
 
     def _check_span(self, streams: Sequence[np.ndarray], binning: str | None) -> None:
         """Streams a run bins into the model's [0, duration): none may have events after it

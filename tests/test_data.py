@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from runtime.data import DataError, bin_events, load_dataset, make_events
+from runtime.data import DataError, TimeBase, bin_events, load_dataset, make_events
 from runtime.data.mnist import read_idx
 from runtime.data.nmnist import list_nmnist, read_nmnist_bin
 
@@ -54,6 +54,26 @@ def test_equal_binning_is_fixed_binning_with_duration_over_T():
         fx = bin_events([ev], T, (2, 4, 5), "fixed", dt_us=60_000 / T)
         np.testing.assert_array_equal(eq, fx)
         assert eq.sum() == 500  # nothing lost, nothing counted twice
+
+
+def test_time_base_gives_each_recording_its_span_or_width():
+    """The one rule the data sets, the clock session and the event exit bin by: "equal"
+    splits the data set's length or each recording's own (declared, else last event + 1
+    µs); "fixed" steps by dt_us, or by the length over T where none is given."""
+    short, long_ = make_events([0, 1], [0, 0], [1, 0], [10, 59]), make_events([2], [1], [0], [199])
+    streams, declared = [short, long_], np.array([80.0, 400.0])
+    own = TimeBase("equal", "recording", 300.0)
+    assert own.spans(streams).tolist() == [60.0, 200.0]
+    assert own.spans(streams, declared).tolist() == [80.0, 400.0]
+    assert own.widths(streams, 4).tolist() == [15.0, 50.0]
+    assert TimeBase("equal", "dataset", 300.0).spans(streams, declared).tolist() == [300.0, 300.0]
+    assert TimeBase("fixed", "recording", 300.0, 25.0).widths(streams, 4).tolist() == [25.0, 25.0]
+    assert TimeBase("fixed", "dataset", 300.0).widths(streams, 4).tolist() == [75.0, 75.0]
+    # given spans (recordings stretched onto another) replace the rule's, for equal bins only
+    assert own.widths(streams, 2, np.array([100.0, 100.0])).tolist() == [50.0, 50.0]
+    frames = own.frames(streams, 2, (2, 2, 3), declared)  # short: events at 10, 59 of 80 µs: bins 0, 1
+    assert frames[0, 0, 1, 0, 0] == 1 and frames[1, 0, 0, 0, 1] == 1 and frames[0, 1, 0, 1, 2] == 1
+    np.testing.assert_array_equal(frames, bin_events(streams, 2, (2, 2, 3), "equal", durations_us=declared))
 
 
 def test_batch_binning_keeps_samples_apart():

@@ -2,7 +2,6 @@
 :mod:`runtime.data.datasets`, :mod:`runtime.data.eventfile`, :mod:`runtime.data.transforms`."""
 
 from .datasets import (
-    DURATIONS,
     SPEC_FORMS,
     Dataset,
     check_fits,
@@ -12,7 +11,7 @@ from .datasets import (
     with_transforms,
 )
 from .eventfile import read_events
-from .events import BINNINGS, EVENT_DTYPE, bin_events, make_events
+from .events import BINNINGS, DURATIONS, EVENT_DTYPE, TimeBase, bin_events, make_events
 from .registry import DataError
 
 __all__ = [
@@ -22,6 +21,7 @@ __all__ = [
     "SPEC_FORMS",
     "DataError",
     "Dataset",
+    "TimeBase",
     "bin_events",
     "check_fits",
     "load_dataset",

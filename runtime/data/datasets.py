@@ -28,7 +28,7 @@ from numpy.typing import ArrayLike
 from ..fileio import reading
 from .arrays import read_npz
 from .braille import read_braille
-from .events import BINNINGS, bin_events, stream_ends
+from .events import BINNINGS, DURATIONS, TimeBase
 from .mnist import NUM_CLASSES as MNIST_CLASSES
 from .mnist import read_mnist
 from .nmnist import SENSOR as NMNIST_SENSOR
@@ -38,7 +38,6 @@ from .sequences import sequence_frames
 from .splits import SPLITS, held_for_val, spread
 from .transforms import Pipeline, Transform, TransformError, output_shape
 
-DURATIONS = ("dataset", "recording")
 KINDS = ("static", "events", "sequence")
 SAMPLES = {"static": "images", "events": "events", "sequence": "sequences"}  # the field each kind's samples are in
 NMNIST_DURATION_US = 316_000  # covers every recording (3 saccades, longest 315.1 ms)
@@ -227,18 +226,16 @@ class Dataset:
             raise DataError(f"durations {durations!r} is unknown; expected one of {list(DURATIONS)}")
         assert self.events is not None  # an event data set holds streams
         streams = [self.events[i] for i in idx]
-        if binning == "fixed":
-            return bin_events(streams, T, shape, "fixed", self.duration_us / T if dt_us is None else dt_us)
-        return bin_events(streams, T, shape, "equal", durations_us=self.spans(idx, streams, durations))
+        return TimeBase(binning, durations, self.duration_us, dt_us).frames(streams, T, shape, self.recorded(idx))
 
     def spans(self, idx: np.ndarray, streams: Sequence[np.ndarray], durations: str) -> np.ndarray:
         """The span ``[0, end)`` that "equal" binning splits, for the recordings ``idx``
         (``streams``: theirs, read once by the caller), by the rule ``durations``."""
-        if durations == "dataset":
-            return np.full(len(idx), self.duration_us)
-        if self.recording_us is not None:
-            return np.asarray(self.recording_us[idx], np.float64)
-        return stream_ends(streams)
+        return TimeBase("equal", durations, self.duration_us).spans(streams, self.recorded(idx))
+
+    def recorded(self, idx: np.ndarray) -> np.ndarray | None:
+        """The declared lengths (µs) of the recordings ``idx``; None where the data set has none."""
+        return None if self.recording_us is None else np.asarray(self.recording_us[idx], np.float64)
 
 
 def _described(a: object) -> str:

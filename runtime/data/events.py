@@ -11,13 +11,16 @@ An event stream is a structured array with fields ``x``, ``y``, ``p`` (polarity 
   ``T * dt_us`` of the stream (what streaming and early exit need); later events are
   left for later steps.
 
-A frame holds the number of events per (polarity, y, x) in its bin.
+A frame holds the number of events per (polarity, y, x) in its bin. :class:`TimeBase` is
+the one rule for which span or bin width a recording gets: the data sets, the clock
+runtime and the event-driven early exit each ask it.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -25,6 +28,8 @@ from ..errors import DataError
 
 EVENT_DTYPE = np.dtype([("x", "<i2"), ("y", "<i2"), ("p", "<i1"), ("t", "<i8")])
 BINNINGS = ("equal", "fixed")
+# what "equal" binning splits: the data set's recording length, or each recording's own span
+DURATIONS = ("dataset", "recording")
 # the event engine's clock: each recording in real µs, or stretched as training's bins stretched it (retimed)
 TIME_BASES = ("real", "trained")
 
@@ -99,6 +104,50 @@ def bin_events(
     flat = (((b * B + sample) * C + ev["p"]) * H + ev["y"]) * W + ev["x"]
     frames = np.bincount(flat[keep], minlength=T * B * C * H * W)
     return frames.reshape(T, B, C, H, W).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class TimeBase:
+    """How recordings become bins: a model's (:meth:`runtime.protocol.Protocol.time_base`)
+    or a data set's (:meth:`runtime.data.Dataset.time_base`).
+
+    ``binning`` "equal": T equal bins of each recording's span, ``duration_us`` for
+    ``durations`` "dataset", else the recording's own (its declared length, or its last
+    event + 1 µs); "fixed": bins of ``dt_us`` from t = 0 (None: ``duration_us / T``, the
+    span split as "equal" would split it at that T). The values are checked by the caller,
+    whose error names its own input.
+    """
+
+    binning: str
+    durations: str
+    duration_us: float
+    dt_us: float | None = None
+
+    def spans(self, streams: Sequence[np.ndarray], recorded: np.ndarray | None = None) -> np.ndarray:
+        """Each recording's span ``[0, end)`` (µs) that "equal" binning splits; ``recorded``:
+        the recordings' declared lengths, where the data set has them."""
+        if self.durations == "dataset":
+            return np.full(len(streams), self.duration_us)
+        return np.asarray(recorded, np.float64) if recorded is not None else stream_ends(streams)
+
+    def widths(self, streams: Sequence[np.ndarray], T: int, spans: np.ndarray | None = None) -> np.ndarray:
+        """Each recording's bin width (µs) in a run of ``T`` bins; ``spans`` (equal binning):
+        the spans to split instead of :meth:`spans`' (e.g. recordings stretched onto another)."""
+        if self.binning == "fixed":
+            return np.full(len(streams), self.fixed_width(T))
+        return (self.spans(streams) if spans is None else np.asarray(spans, np.float64)) / T
+
+    def fixed_width(self, T: int) -> float:
+        """The width (µs) of "fixed" bins in a run of ``T`` bins."""
+        return self.duration_us / T if self.dt_us is None else self.dt_us
+
+    def frames(
+        self, streams: Sequence[np.ndarray], T: int, shape: tuple[int, int, int], recorded: np.ndarray | None = None
+    ) -> np.ndarray:
+        """``streams`` binned into ``[T, B, C, H, W]`` count frames (:func:`bin_events`)."""
+        if self.binning == "fixed":
+            return bin_events(streams, T, shape, "fixed", self.fixed_width(T))
+        return bin_events(streams, T, shape, "equal", durations_us=self.spans(streams, recorded))
 
 
 def stream_ends(streams: Sequence[np.ndarray]) -> np.ndarray:

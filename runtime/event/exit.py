@@ -25,7 +25,6 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..data.events import stream_ends
 from ..errors import InputError
 from ..policies import (
     CASCADE_NOT_EVENT_DRIVEN,
@@ -59,16 +58,13 @@ def bin_widths(
     """Each stream's bin width (µs) in a clock run of ``horizon`` steps: the model's fixed
     ``dt_us``, or its equal bins of the span (``spans``; default: the model's recording
     length, or each stream's own for a model trained on each recording's span)."""
-    p = engine.protocol
-    if p.binning == "fixed":
-        assert p.dt_us is not None  # an event model's protocol has its time base
-        return np.full(len(streams), p.dt_us)
-    if spans is None:
-        spans = stream_ends(streams) if p.durations == "recording" else np.full(len(streams), p.duration_us)
-    spans = np.asarray(spans, np.float64)
-    if spans.shape != (len(streams),) or not (np.isfinite(spans).all() and (spans > 0).all()):
-        raise InputError(f"spans must be one finite span > 0 µs per stream ({len(streams)}), got {spans.tolist()[:8]}")
-    return spans / horizon
+    if spans is not None:
+        spans = np.asarray(spans, np.float64)
+        if spans.shape != (len(streams),) or not (np.isfinite(spans).all() and (spans > 0).all()):
+            raise InputError(
+                f"spans must be one finite span > 0 µs per stream ({len(streams)}), got {spans.tolist()[:8]}"
+            )
+    return engine.protocol.time_base().widths(streams, horizon, spans)
 
 
 def run_with_exit(
