@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import onnx
 import pytest
 
 from runtime.data import load_dataset
@@ -14,6 +15,7 @@ from runtime.event import load_event
 from runtime.event.evaluate import run_event_dataset
 from runtime.event.exit import run_with_exit
 from runtime.policies import parse_policy
+from runtime.protocol import METADATA_KEY, store_protocol
 
 from .conftest import run_cli, run_main
 from .event_fixtures import chain_model, random_stream, spec
@@ -144,8 +146,42 @@ def test_cli_event_mode_runs_an_exit_policy(model):
     sdk = run_event_dataset(load_event(model), ds, policy="fixed:3")
     assert out["accuracy"] == float((sdk.predictions == ds.labels).mean())
     text = run_cli(*base, "--policy", "fixed:3")
-    assert text.returncode == 0 and "up to the exit of fixed:3 (bins of 50000 µs)" in text.stdout
+    # asked at the end of the clock run's 3 bins of the 300 ms recording (it said "bins of
+    # 50000 µs", the trained T's, whatever the policy's horizon)
+    assert text.returncode == 0 and "up to the exit of fixed:3 (asked at the end of 3 bins of 100000 µs)" in text.stdout
     assert "mean steps" in text.stdout
+
+
+@pytest.mark.parametrize(
+    "stored, runs, note",
+    [
+        ("confidence:0.5,tmin=2,tmax=6", "confidence:0.5,tmin=2,tmax=6", None),
+        ("cascade:confidence:0.5,T=3+6", None, "stored policy cascade:confidence:0.5,T=3+6 is a cascade"),
+    ],
+)
+def test_event_mode_runs_the_models_stored_policy(model, tmp_path, stored, runs, note):
+    """Without --policy the clock-driven run takes the policy calibrate-exit stored in the
+    file; event mode ran whole streams, unsaid. It takes it too, and says why not when the
+    stored one is a cascade (which reruns whole recordings)."""
+    m = onnx.load(model)
+    meta = json.loads({p.key: p.value for p in m.metadata_props}[METADATA_KEY])
+    store_protocol(m, {**meta, "exit": {"policy": stored}})
+    path = save(m, tmp_path / "stored.onnx")
+    base = ["runtime", "run", path, "--mode", "event", "--data", "digits", "--limit", "8", "--threads", "1"]
+    r = run_cli(*base, "--json")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["policy"] == runs and ("mean_steps" in out) == (runs is not None)
+    if runs is not None:
+        ds = load_dataset("digits", "test", 8)
+        sdk = run_event_dataset(load_event(model), ds, policy=runs)
+        assert out["accuracy"] == float((sdk.predictions == ds.labels).mean())
+        assert out["mean_steps"] == float(sdk.steps.mean())
+        assert out["warnings"] == []
+    else:
+        assert [w for w in out["warnings"] if note in w] and "whole streams run; pass --policy" in r.stderr
+    given = json.loads(run_cli(*base, "--policy", "fixed:2", "--json").stdout)  # --policy wins
+    assert (given["policy"], given["max_steps"]) == ("fixed:2", 2)
 
 
 def test_a_cubalif_stops_at_the_bins_instant_when_a_bin_is_not_a_whole_us(tmp_path):

@@ -7,7 +7,7 @@ import sys
 
 from .. import cliargs
 from ..errors import InputError, NonFiniteReadoutWarning, UnseenEventsWarning
-from ..policies import CASCADE_NOT_EVENT_DRIVEN, Cascade, parse_policy, t_range_warning
+from ..policies import CASCADE_NOT_EVENT_DRIVEN, Cascade, horizon_of, parse_policy, t_range_warning
 from ..report import counted, emit_json, noting, pct, print_run, print_warnings, sci, table, versions_text
 from ..session import load
 
@@ -33,21 +33,31 @@ def cmd_run_event(a: argparse.Namespace) -> None:
         )
     from ..evaluate import summarize
     from .engine import load_event, use_threads
-    from .evaluate import compare_clock, run_event_dataset, time_base_note
+    from .evaluate import compare_clock, exit_bins_text, run_event_dataset, time_base_note
 
     threads = use_threads(a.threads if a.threads is not None else 0)
+    engine = load_event(a.model)
+    p = engine.protocol
+    policy_text, stored_note = a.policy, None
+    if policy is None and p.exit_policy:  # the file's default, as the clock-driven run takes it
+        stored = parse_policy(p.exit_policy)
+        if isinstance(stored, Cascade):  # calibrate-exit's choice for the clock: whole recordings at several T
+            stored_note = (
+                f"the model's stored policy {p.exit_policy} is a cascade, which an event-driven run cannot take "
+                "(it reruns whole recordings): whole streams run; pass --policy to exit early"
+            )
+        else:
+            policy, policy_text = stored, p.exit_policy
     if policy is not None:  # the streams advance bin by bin on this thread (runtime.event.exit)
         threads = 1
-    engine = load_event(a.model)
-    ds = cliargs.model_data(a, engine.protocol, needs="the event engine")
+    ds = cliargs.model_data(a, p, needs="the event engine")
     time_base = a.time_base or "real"
     r = run_event_dataset(engine, ds, a.batch_size, sys.stderr.isatty(), time_base, policy)
     s = summarize(r, ds.labels)
-    p = engine.protocol
     ranged = t_range_warning(p, policy) if policy is not None else None
-    warnings = print_warnings([p.unfinished_note(a.model), ranged, time_base_note(p, time_base)])
+    warnings = print_warnings([p.unfinished_note(a.model), stored_note, ranged, time_base_note(p, time_base)])
     s.update(mode="event", time_base=time_base, data=ds.spec, model=a.model, threads=threads, warnings=warnings)
-    s.update(policy=a.policy)  # None: whole streams
+    s.update(policy=policy_text)  # None: whole streams
     if a.json:
         clock_notes: list[str] = []  # the compare run's, e.g. readouts that overflowed
         with noting(clock_notes, NonFiniteReadoutWarning, UnseenEventsWarning):
@@ -67,7 +77,10 @@ def cmd_run_event(a: argparse.Namespace) -> None:
         "energy µJ/sample*": f"{s['energy_uj']:.3g}",
         "ms/sample": f"{s['ms_per_sample']:.2f}",
     }
-    how = f"up to the exit of {a.policy} (bins of {p.dt_us:g} µs)" if policy is not None else "whole streams"
+    how = "whole streams"
+    if policy is not None:
+        bins = exit_bins_text(p, ds, horizon_of(policy, p.default_T), time_base)
+        how = f"up to the exit of {policy_text} (asked at the end of {bins})"
     print_run(
         f"{a.model} on {ds.spec} ({s['n']} samples), event-driven, {how}, {threads} thread(s)",
         figures,

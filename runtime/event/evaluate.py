@@ -36,6 +36,18 @@ def stretched_span(p: Protocol) -> float | None:
     return p.input_steps(p.T_trained) * p.dt_us
 
 
+def exit_bins_text(p: Protocol, ds: Dataset, horizon: int, time_base: str = "real") -> str:
+    """The bins an event-driven run under a policy of ``horizon`` asks it at, in words: the
+    clock run's at that horizon (:func:`.exit.bin_widths` over :meth:`EventMode.run`'s spans)."""
+    if p.binning == "fixed":
+        return f"bins of {p.dt_us:g} µs"
+    span = stretched_span(p) if time_base == "trained" else None
+    span = ds.duration_us if p.durations == "dataset" else span
+    if span is None:
+        return f"{horizon} equal bins of each recording"
+    return f"{horizon} bins of {span / horizon:g} µs"
+
+
 def time_base_note(p: Protocol, time_base: str = "real") -> str | None:
     """Where the event engine's real µs and the clock run's bins differ in kind, not by
     bin width: a model trained on each recording's own span (``durations = "recording"``,
