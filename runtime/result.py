@@ -123,7 +123,8 @@ class RunResult(Result):
 @dataclass
 class EventResult(Result):
     """What the event engine returns. ``outputs`` per class: spike counts (spiking
-    readout), the final membrane (LI readout, at the last event that reached it) or the
+    readout), the final membrane (LI readout, decayed to the instant the stream was run to:
+    :meth:`runtime.event.EventEngine.result`) or the
     summed readout current (a readout without neuron: what the clock-driven
     ``mean``/``count`` readouts accumulate). ``events`` input events and ``synops``
     synaptic operations per sample. Batched results have a leading sample axis everywhere."""

@@ -55,12 +55,13 @@ def chain_model(
     conv_bias: float = 0.0,
     stride: int = 1,
     fc: np.ndarray | None = None,
+    li_decay: float = 0.8,
 ) -> onnx.ModelProto:
     """sensor -> [Conv3x3 (pad 1, ``stride``) -> neuron -> AvgPool2] per entry of ``channels``
     -> Flatten -> Gemm (weights ``fc`` if given) -> readout: "none" (y = the Gemm), "li"
-    (an LI neuron) or "spike" (the hidden neuron type). One step is one bin of the recording, as
-    the protocol requires: ``T`` None steps by the neuron's ``dt`` (T = duration / dt); a given
-    ``T`` sets the neuron's ``dt`` to duration / T."""
+    (an LI neuron of decay ``li_decay`` per step) or "spike" (the hidden neuron type). One
+    step is one bin of the recording, as the protocol requires: ``T`` None steps by the
+    neuron's ``dt`` (T = duration / dt); a given ``T`` sets the neuron's ``dt`` to duration / T."""
     neuron = neuron or spec()
     if T is None:
         T = round(duration_us / neuron.dt)
@@ -103,7 +104,7 @@ def chain_model(
     nodes.append(helper.make_node("Gemm", ["f", "wfc"], [last], name="fc", transB=1))
     cur = last
     if readout == "li":
-        add_neuron(spec("LI", decay=0.8, dt=neuron.dt), [classes], "y")
+        add_neuron(spec("LI", decay=li_decay, dt=neuron.dt), [classes], "y")
     elif readout == "spike":
         add_neuron(neuron, [classes], "y")
     return protocol_model(

@@ -14,6 +14,7 @@ import pytest
 from runtime.data.events import bin_events, make_events
 from runtime.event import EventEngine, spike_difference
 from runtime.event.metrics import stack_counts
+from runtime.event.network import GOFF, INV_TAU, VOFF
 from runtime.event.reference import run_reference
 from runtime.neuron import NeuronKind, kind_of, kinds
 from runtime.protocol import parse_protocol
@@ -247,6 +248,66 @@ def test_finer_bins_converge_to_event_driven_lif():
     assert sds[0] > 0.05 and sds[-1] < 0.02 and sds[-1] < sds[1] < sds[0]
 
 
+def test_finer_bins_converge_to_event_driven_li_readout():
+    """An LI readout (decay exp(-dt / tau) per step at each bin width): the clock reads its
+    membrane at the end of the last bin, decayed through every step since its last input;
+    the event outputs, read at the recording's end, are what finer bins approach. The
+    stream stops 500 µs (1.25 tau) before the end: read at the last event that reached
+    them, the outputs were about 3.5 times the clock's. The IF layers fire alike at 1 µs
+    (one event per bin): what is left is the readout's discretisation, about dt / tau."""
+    tau, duration = 400.0, 2000
+    stream = random_stream(120, (2, 8, 8), 1500, seed=4, unique_t=True)
+    errors, event = [], None
+    for dt in (100.0, 10.0, 1.0):
+        neuron, li_decay = spec("IF", "multi", dt=dt), math.exp(-dt / tau)
+        model = chain_model(neuron, (2, 8, 8), (4, 4), readout="li", scale=0.9, duration_us=duration, li_decay=li_decay)
+        if event is None:
+            event = engine_of(model).run(stream, until=duration)[0].outputs
+            assert np.abs(event).max() > 0.5  # the readout was reached
+        sess, T = session_of(model), math.ceil(duration / dt)
+        clock = sess.run(bin_events([stream], T, sess.protocol.input_shape, "fixed", dt), T).outputs[0]
+        errors.append(float(np.abs(clock - event).max() / np.abs(event).max()))
+    assert errors == sorted(errors, reverse=True) and errors[-1] < 0.005, errors
+
+
+def test_an_li_readout_is_read_at_the_instant_the_stream_was_run_to(monkeypatch):
+    """An LI readout's outputs are its membranes at the stream's end (``until``, fractions
+    kept), each decayed from the last input that reached it (they were read at that input:
+    another scale than the clock run's), bit for bit alike whole (run), streamed (feed in
+    chunks, flush(until)) and batched (run_batch, on numba's threads and on the calling
+    one); after feed alone, at the held-back timestamp the state was run to. A readout of
+    decay 1 is read as it stands."""
+    from runtime import forks
+
+    eng = engine_of(chain_model(NEURONS[2], readout="li", scale=0.8))
+    streams = [random_stream(300 + 50 * s, seed=s) for s in range(3)]
+    until = 130_000.75  # 30 ms after the streams' ends (tau: 45 ms)
+    whole = [eng.run(s, until=until)[0].outputs for s in streams]
+    batch = eng.run_batch(streams, until=until).outputs
+    monkeypatch.setattr(forks.FORKS, "after_layer", True)  # run_streams_serial, as in a forked child
+    serial = eng.run_batch(streams, until=until).outputs
+    L, lm = len(eng.layers) - 1, eng.net.F[-1, INV_TAU]
+    voff, goff = eng.net.P[L, VOFF], eng.net.P[L, GOFF]  # a dense readout: one group, ONNX order
+    for b, stream in enumerate(streams):
+        state = eng.initial_state()
+        for chunk in np.array_split(stream, 7):
+            state, _ = eng.feed(state, chunk)
+        fed = eng.result(state).outputs
+        np.testing.assert_array_equal(fed, eng.run(stream[stream["t"] < state.t_now], until=state.t_now)[0].outputs)
+        state, _ = eng.flush(state, until=until)
+        assert state.t_read == until and state.t_now == math.ceil(until)
+        streamed = eng.result(state).outputs
+        for got in (whole[b], batch[b], serial[b]):
+            np.testing.assert_array_equal(got, streamed)
+        v, t_last = state.v[voff : voff + len(streamed)], state.t_last[goff]
+        assert math.exp(-(until - t_last) * lm) < 0.6  # the decay matters
+        np.testing.assert_allclose(streamed, v * math.exp(-(until - t_last) * lm), rtol=1e-13)
+    flat = engine_of(chain_model(NEURONS[2], readout="li", li_decay=1.0, scale=0.8))
+    state, _ = flat.flush(flat.feed(flat.initial_state(), streams[0])[0], until=until)
+    np.testing.assert_array_equal(flat.result(state).outputs, state.v[voff : voff + 3])
+    np.testing.assert_array_equal(flat.run_batch(streams[:1], until=until).outputs[0], state.v[voff : voff + 3])
+
+
 @pytest.mark.parametrize(
     "neuron", [spec("IF", "multi", "subtract"), spec("IF", "single", "zero")], ids=["multi-subtract", "single-zero"]
 )
@@ -372,11 +433,11 @@ def test_an_empty_stream_runs_as_no_input(neuron):
 
 
 # where each kind's event-driven form is checked against finer and finer clock-driven bins
-# (the event engine's exactness claim, docs/event_driven.md); LI is the readout of them all
+# (the event engine's exactness claim, docs/event_driven.md)
 CONVERGENCE_TESTS = {
     "IF": ("test_event_engine.py", "test_finer_bins_converge_to_event_driven_if"),
     "LIF": ("test_event_engine.py", "test_finer_bins_converge_to_event_driven_lif"),
-    "LI": ("test_event_engine.py", "test_finer_bins_converge_to_event_driven_lif"),
+    "LI": ("test_event_engine.py", "test_finer_bins_converge_to_event_driven_li_readout"),
     "CubaLIF": ("test_cuba_lif_event_driven.py", "test_finer_bins_converge_to_event_driven"),
     "ALIF": ("test_alif_event_driven.py", "test_finer_bins_converge_to_event_driven"),
 }

@@ -4,6 +4,7 @@ the model's dt_us, on the clock's readout scale, about the streams still running
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import onnx
@@ -14,6 +15,7 @@ from runtime.errors import InputError
 from runtime.event import load_event
 from runtime.event.evaluate import run_event_dataset
 from runtime.event.exit import run_with_exit
+from runtime.event.network import INV_TAU
 from runtime.policies import parse_policy
 from runtime.protocol import METADATA_KEY, store_protocol
 
@@ -203,6 +205,35 @@ def test_a_cubalif_stops_at_the_bins_instant_when_a_bin_is_not_a_whole_us(tmp_pa
             want = engine.run(stream[stream["t"] < k * dt], until=k * dt)[0]
             for layer, counts in want.neuron_counts.items():
                 np.testing.assert_array_equal(r.neuron_counts[layer][i], counts, err_msg=f"stream {i}, k={k}")
+
+
+def test_an_li_readout_is_read_at_the_end_of_each_bin(tmp_path):
+    """An LI readout (the "last" rule) is read where the clock run reads it, at the end of
+    bin k: a stop after bin k is the whole-stream run of the first k bins read at k x width
+    (bins of 50,000.17 µs here), and a stream with no input after its first bin shows the
+    policy a membrane that decays bin by bin. Read at the last input that reached it, it
+    stood still, on another scale than the clock readouts that confidence, entropy and
+    margin thresholds are calibrated on."""
+    net = chain_model(
+        spec("LIF", "single"), sensor=SENSOR, classes=10, readout="li", li_decay=0.7, duration_us=DURATION, T=T
+    )
+    engine = load_event(save(net, tmp_path / "li.onnx"))
+    span = DURATION + 1.0
+    width = span / T
+    s = streams()
+    s[0] = s[0][s[0]["t"] < width]  # input in the first bin only
+    spans = np.full(len(s), span)
+    for k in (1, 3):
+        r = run_with_exit(engine, s, StopAfter(k, T), spans)
+        for i, stream in enumerate(s):
+            want = engine.run(stream[stream["t"] < k * width], until=k * width)[0]
+            np.testing.assert_array_equal(r.outputs[i], want.outputs)
+    policy = Recording([T] * len(s))
+    run_with_exit(engine, s, policy, spans)
+    first, lm = policy.calls[0][2][0], engine.net.F[-1, INV_TAU]
+    assert np.abs(first).max() > 0.1 and math.exp(-(T - 1) * width * lm) < 0.2
+    for t, _, logits in policy.calls:
+        np.testing.assert_allclose(logits[0], first * math.exp(-(t - 1) * width * lm), rtol=1e-12)
 
 
 def test_sdk_edges_a_string_a_late_first_exit_and_no_streams(model):

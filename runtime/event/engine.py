@@ -31,7 +31,7 @@ from ..errors import InputError, UnfinishedModelWarning
 from ..protocol import ModelError, Protocol, one_rate, read_model
 from ..result import EventResult
 from .graph import Layer, lower
-from .kernel import make_scratch, max_wave, onnx_order, run_events
+from .kernel import make_scratch, max_wave, readout_at, run_events
 from .network import KIND, KIND_SPIKING, VOFF, EventState, initial_state, pack
 from .parallel import run_whole_streams
 from .validate import EventInputError, check_batch, check_events
@@ -68,7 +68,7 @@ class EventEngine:
         self.record_size = self.layers[self.record_layer].size
         self._names = {i: self.layer_name(i) for i in spiking}
         self._out_spiking = bool(self.net.P[len(self.layers) - 1, KIND] == KIND_SPIKING)
-        self._readout = np.array([len(self.layers) - 1], np.int64)  # the layer onnx_order copies out
+        self._readout = np.array([len(self.layers) - 1], np.int64)  # the layer readout_at reads
         self._scratch = threading.local()  # the kernel's working arrays, per calling thread
         # the array shapes of this network's states (_check_state: once, not an allocation per chunk)
         fresh = initial_state(self.net)
@@ -140,7 +140,8 @@ class EventEngine:
         """Run the held-back events; call at the end of a stream (more chunks may follow,
         from ``ceil(until)`` µs on). CubaLIF membranes keep crossing their threshold after
         the last input: those crossings are run up to ``until`` µs (e.g. the end of the
-        recording; None or earlier than the last event: up to the last event)."""
+        recording; None or earlier than the last event: up to the last event); :meth:`result`
+        then reads an LI readout at that instant."""
         state = self._check_state(state)
         end = _end(until, state.t_now)
         ev, state.pending = state.pending, None
@@ -192,6 +193,7 @@ class EventEngine:
                 continue
             # the record buffer might overflow in the next wave: grow and go on
             rec_t, rec = np.concatenate([rec_t, rec_t]), [np.concatenate([r, r]) for r in rec]
+        state.t_read = until  # where result() reads an LI readout: the instant the stream was run to
         state.events += n
         state.synops += int(tally[1])
         state.seconds += time.perf_counter() - start
@@ -211,7 +213,10 @@ class EventEngine:
         return SpikeTrain(self.layer_name(self.record_layer), np.empty(0), *(np.empty(0, np.int64),) * 2)
 
     def result(self, state: EventState) -> EventResult:
-        """Outputs after what has been run (held-back events not included: flush first)."""
+        """Outputs after what has been run (held-back events not included: flush first). An
+        LI readout's membranes are read at ``state.t_read``, decayed from the last input that
+        reached them: after :meth:`flush` its end (``until``, exactly), after :meth:`feed`
+        the held-back timestamp (the instant its crossings were run to)."""
         return self._result(state, state.counts.copy())  # the stream may go on: a copy
 
     def _result(self, state: EventState, counts: np.ndarray) -> EventResult:
@@ -221,7 +226,7 @@ class EventEngine:
             out = self._spike_readout(layer_counts)
         else:
             out = np.empty(self.layers[-1].size)
-            onnx_order(self.net.P, self._readout, state.v, out)
+            readout_at(self.net.P, self.net.F, self._readout, state.v, state.t_last, state.t_read, out)
         return EventResult(
             out.argmax(-1), out, layer_counts, np.array(state.events), np.array(state.synops), state.seconds
         )
@@ -241,7 +246,8 @@ class EventEngine:
         }
 
     def run(self, stream: np.ndarray, until: float | None = None) -> tuple[EventResult, SpikeTrain]:
-        """One whole stream: result and the recorded spike train (``until``: see :meth:`flush`)."""
+        """One whole stream: result and the recorded spike train (``until``: see :meth:`flush`;
+        an LI readout is read there, or at the last event if that is later)."""
         ev = check_events(stream, self.sensor)
         state = self.initial_state()
         # feed + flush of the whole stream in one kernel call: nothing is held back at the end
@@ -253,7 +259,8 @@ class EventEngine:
     # ---- many whole streams in parallel ---------------------------------------------
     def run_batch(self, streams: Sequence[np.ndarray], until: float | None = None) -> EventResult:
         """Whole streams, one numba thread per stream (no spike trains); CubaLIF crossings
-        run up to ``until`` µs or each stream's last event, whichever is later. Safe from
+        run up to ``until`` µs or each stream's last event, whichever is later, and an LI
+        readout is read there (as :meth:`run` reads it, bit for bit). Safe from
         any thread (one call runs at a time) and in forked workers (on one thread there:
         :mod:`.parallel`)."""
         ev, offsets = check_batch(streams, self.sensor)

@@ -13,8 +13,10 @@ operations, the event-driven cost, end there.
 
 The streams of a batch advance bin by bin together (one engine state each, on the calling
 thread), as the rows of a clock batch do: a policy that keeps a history per sample sees
-the same calls in both. An LI readout is read as the engine reads it, at the last event
-that reached it (not decayed to the bin's end).
+the same calls in both. An LI readout is read at the bin's end (``flush(until=end)`` then
+``result``: its membranes decayed from the last event that reached them to that instant),
+where the clock reads it after step ``k``: thresholds calibrated on clock readouts
+(confidence, entropy, margin) apply on the same scale.
 """
 
 from __future__ import annotations
@@ -98,7 +100,8 @@ def run_with_exit(
             # integer timestamps: t < end is t < ceil(end), which the next chunk starts from
             stop = int(np.searchsorted(times[i], math.ceil(end), side="left"))
             states[i], _ = engine.feed(states[i], streams[i][read[i] : stop])
-            states[i], _ = engine.flush(states[i], until=end)  # CubaLIF crossings up to the instant
+            # CubaLIF crossings up to the instant, and an LI readout read there
+            states[i], _ = engine.flush(states[i], until=end)
             read[i] = stop
         if k < ask_from:  # no stream may stop yet: no readout, no call (as the clock run)
             continue

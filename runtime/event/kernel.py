@@ -26,8 +26,8 @@ keep one last-update time each (``tn``), since a crossing updates one neuron alo
 Crossings are run up to ``until`` after the last input event.
 
 A neuron that no spike reaches is not updated (it would not change, except by the decay
-that is applied lazily when it is next reached). Everything is float64 except the
-weights (float32, as exported).
+that is applied lazily when it is next reached, or when an LI readout is read:
+:func:`readout_at`). Everything is float64 except the weights (float32, as exported).
 
 Speed (docs/event_driven.md, docs/runtime.md):
 
@@ -86,6 +86,7 @@ from .network import (
     INV_TAU_S,
     KH,
     KIND,
+    KIND_LI,
     KIND_SPIKING,
     KW,
     OP,
@@ -770,17 +771,26 @@ def run_events(
 
 
 @cached_njit(**NO_NRT)
-def onnx_order(P, layers, src, dst) -> None:
-    """Per-neuron values ``src`` (internal order, :mod:`.network`) of ``layers`` into
-    ``dst``, layer after layer, each in ONNX order (C, H, W) (a cast where ``dst`` has
-    another dtype). Reads are strided by the channel count; ``src`` is in cache after a
-    run, and every write is sequential."""
+def readout_at(P, F, layers, v, tl, t: float, dst) -> None:
+    """The membranes ``v`` (internal order, :mod:`.network`) of ``layers`` read at time ``t``
+    into ``dst``, layer after layer, each in ONNX order (C, H, W). An LI layer's are decayed
+    from their group's last update ``tl`` to ``t`` as an input at ``t`` would decay them
+    (:func:`_touch`'s factor): the membrane a clock run reads at the end of its last bin, as
+    bins get finer. Other layers' (a plain readout's summed current, a spiking layer's
+    membranes) and an LI's without a leak (``INV_TAU`` 0) are copied as they are. The one
+    place both :meth:`.engine.EventEngine.result` and :func:`run_worker` read a readout, so
+    streamed and whole-stream results agree bit for bit. Reads are strided by the channel
+    count; ``v`` is in cache after a run, and every write is sequential."""
     o = 0
     for L in layers:
-        co, n_pos, voff = P[L, CO], P[L, HO] * P[L, WO], P[L, VOFF]
+        co, n_pos, voff, goff = P[L, CO], P[L, HO] * P[L, WO], P[L, VOFF], P[L, GOFF]
+        lm = F[L, INV_TAU] if P[L, KIND] == KIND_LI else 0.0
         for c in range(co):
             for g in range(n_pos):
-                dst[o] = src[voff + g * co + c]
+                u = v[voff + g * co + c]
+                if lm > 0.0:  # decay 1 keeps the membrane's bits: no exp, no multiply
+                    u *= math.exp(-(t - tl[goff + g]) * lm)
+                dst[o] = u
                 o += 1
 
 
@@ -833,7 +843,7 @@ def run_worker(
             scratch,
         )
         SYN[b] = -1 if tally[2] == 2 else tally[1]
-        onnx_order(P, readout, v, V[b])
+        readout_at(P, F, readout, v, tl, until[b], V[b])
 
 
 @cached_njit(parallel=True)
@@ -843,9 +853,9 @@ def run_streams(
     """Whole streams in parallel: stream b is ``[offsets[b], offsets[b + 1])``, its
     crossings run up to ``until[b]``; its spike counts end in ``CNT[b]`` (zeroed by the
     caller; layer after layer, each in ONNX order) and the membranes of layer
-    ``readout[0]`` in ``V[b]`` (:func:`onnx_order`). Each of ``workers`` threads (numba's
-    thread count: given, not asked, since a compiled function that asks cannot be cached)
-    runs every ``workers``-th stream (:func:`run_worker`). ``SYN[b]`` -1: the stream
+    ``readout[0]`` in ``V[b]``, read at ``until[b]`` (:func:`readout_at`). Each of
+    ``workers`` threads (numba's thread count: given, not asked, since a compiled function
+    that asks cannot be cached) runs every ``workers``-th stream (:func:`run_worker`). ``SYN[b]`` -1: the stream
     stopped as :func:`run_events` does with ``tally[2] = 2``."""
     workers = min(offsets.size - 1, workers)
     for w in prange(workers):

@@ -108,7 +108,11 @@ class EventState:
     cross its threshold if no input reaches it first (inf: never; both empty in a network
     without CubaLIF layers), ``counts`` spikes per neuron so far (each layer in ONNX order
     (C, H, W) from its offset: unlike the other states, not channel-last), ``t_now`` time of the last
-    processed input event (-1 before any; or the end of the last :meth:`flush`), ``pending``
+    processed input event (-1 before any; or the end of the last :meth:`flush`, rounded up to
+    a whole µs, where the next chunk may start), ``t_read`` the exact instant (µs, float64)
+    the stream has been run to (0 before any): the last :meth:`feed`'s held-back timestamp,
+    which its crossings were run up to, or the end of the last :meth:`flush` (its ``until``,
+    fractions kept); :meth:`result` reads an LI readout there, ``pending``
     the input events at the latest timestamp,
     held back because the next chunk may hold more events at that same time (events
     with one timestamp are simultaneous: one wave), ``events`` and ``synops`` totals, and
@@ -122,6 +126,7 @@ class EventState:
     crossing: np.ndarray
     counts: np.ndarray
     t_now: int = -1
+    t_read: float = 0.0
     pending: np.ndarray | None = None
     events: int = 0
     synops: int = 0

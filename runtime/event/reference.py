@@ -49,7 +49,7 @@ def _targets(L: Layer, c: int, yi: int, xi: int) -> list[tuple[int, float]]:
 
 def run_reference(layers: Sequence[Layer], stream: np.ndarray, until: float | None = None) -> ReferenceResult:
     """Run one whole (valid, sorted) stream through ``layers``; CubaLIF threshold crossings
-    up to ``until`` µs (default the last event's time)."""
+    up to ``until`` µs (default the last event's time), where an LI readout is read."""
     v = [[0.0] * L.size for L in layers]
     a = [[0.0] * L.size for L in layers]  # second state: ALIF's threshold increment, CubaLIF's current
     t_last = [[0.0] * L.size for L in layers]
@@ -160,6 +160,9 @@ def run_reference(layers: Sequence[Layer], stream: np.ndarray, until: float | No
     last = layers[-1]
     spiking_out = last.form is not None and last.form.spiking
     out = np.array(counts[-1] if spiking_out else v[-1], np.float64)
+    if last.form is not None and not last.form.spiking and last.form.inv_tau > 0.0:
+        # an LI readout is read at the end, each membrane decayed from its last input
+        out *= np.exp(-(end - np.array(t_last[-1])) * last.form.inv_tau)
     spiking = [i for i, L in enumerate(layers) if L.form is not None and L.form.spiking]
     return ReferenceResult(
         out,
