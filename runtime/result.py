@@ -83,6 +83,12 @@ class Result:
         joins as a batch of one."""
         if not parts:
             raise ValueError("no results to join; expected one or more")
+        for f in dataclasses.fields(cast(Any, parts[0])):  # each kind of result is a dataclass
+            if f.init and len({getattr(p, f.name) is None for p in parts}) > 1:
+                raise ValueError(
+                    f"results to join hold {f.name!r} in some parts and None in others; join the results of runs "
+                    "made alike (e.g. all under an exit policy, or all whole streams)"
+                )
         return cast(_R, _join([p if np.ndim(p.predictions) else _with_sample_axis(p) for p in parts]))
 
     def stats(self) -> dict[str, float | int | list[int]]:
@@ -135,8 +141,8 @@ class EventResult(Result):
     events: np.ndarray
     synops: np.ndarray
     seconds: float = 0.0
-    # the bins (of the model's dt_us) each stream ran before an exit policy stopped it
-    # (runtime.event.exit); None for whole streams
+    # the bins (the clock run's at the policy's horizon) each stream ran before an exit
+    # policy stopped it (runtime.event.exit); None for whole streams
     steps: np.ndarray | None = None
 
     # spike totals and cost follow from the fields above; computed when first read, so a

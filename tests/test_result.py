@@ -129,3 +129,15 @@ def test_event_dataset_runs_load_no_onnxruntime():
     )
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
+
+
+def test_results_of_runs_made_otherwise_are_refused_by_name():
+    """A policy run's result (steps per stream) joined with a whole-stream one (no steps)
+    ended in an AssertionError, or numpy's "zero-dimensional arrays" error the other way round."""
+    whole, stopped = event([0, 1], [10, 20], 1.0), event([2], [5], 0.5)
+    stopped.steps = np.array([3])
+    for parts in ([whole, stopped], [stopped, whole]):
+        with pytest.raises(ValueError, match="hold 'steps' in some parts and None in others"):
+            EventResult.concat(parts)
+    whole.steps = np.array([6, 6])
+    assert EventResult.concat([whole, stopped]).steps.tolist() == [6, 6, 3]
