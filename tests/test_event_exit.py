@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import threading
 
 import numpy as np
 import onnx
@@ -120,6 +121,45 @@ def test_the_policy_sees_the_live_streams_in_order_on_the_clocks_readout_scale(m
         assert r.predictions[i] == want.predictions and r.synops[i] == want.synops
     assert r.synops[0] < engine.run(s[0], until=DURATION)[0].synops  # stopping early saved work
     assert r.stats()["mean_steps"] == pytest.approx(np.mean(policy.stops))
+
+
+def test_streams_advance_side_by_side_on_threads_to_the_same_numbers(model):
+    """A policy run advances each bin's streams on numba's thread count (it ran on one
+    thread whatever --threads said): the same calls, stops, outputs and spikes as on one."""
+    from runtime.event.engine import use_threads
+
+    pytest.importorskip("numba")
+    from numba import config
+
+    if int(config.NUMBA_NUM_THREADS) < 2:
+        pytest.skip("numba runs one thread here")
+    engine, s = load_event(model), streams(7)
+    feed, fed_on = engine.feed, []
+
+    def recorded_feed(*args):
+        fed_on.append(threading.get_ident())
+        return feed(*args)
+
+    engine.feed = recorded_feed  # type: ignore[method-assign]
+    runs = []
+    try:
+        for n in (1, 2):
+            use_threads(n)
+            fed_on.clear()
+            policy = Recording([2, 5, 2, 6, 3, 4, 2], tmin=2)
+            runs.append((run_with_exit(engine, s, policy), policy.calls))
+            on_caller = set(fed_on) == {threading.get_ident()}
+            assert on_caller == (n == 1)  # two threads: every stream advanced on the pool's
+    finally:
+        use_threads(0)
+    (one, calls_one), (two, calls_two) = runs
+    assert [(t, rows) for t, rows, _ in calls_one] == [(t, rows) for t, rows, _ in calls_two]
+    for (_, _, a), (_, _, b) in zip(calls_one, calls_two):
+        np.testing.assert_array_equal(a, b)
+    assert one.steps.tolist() == two.steps.tolist() and one.synops.tolist() == two.synops.tolist()
+    np.testing.assert_array_equal(one.outputs, two.outputs)
+    for name in one.neuron_counts:
+        np.testing.assert_array_equal(one.neuron_counts[name], two.neuron_counts[name])
 
 
 def test_a_cascade_is_refused_in_event_mode(model, tmp_path):

@@ -48,8 +48,6 @@ def cmd_run_event(a: argparse.Namespace) -> None:
             )
         else:
             policy, policy_text = stored, p.exit_policy
-    if policy is not None:  # the streams advance bin by bin on this thread (runtime.event.exit)
-        threads = 1
     ds = cliargs.model_data(a, p, needs="the event engine")
     time_base = a.time_base or "real"
     r = run_event_dataset(engine, ds, a.batch_size, sys.stderr.isatty(), time_base, policy)

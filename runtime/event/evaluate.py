@@ -74,7 +74,7 @@ class EventMode:
     """The event engine over a data set: whole streams, a batch of them in parallel, in real
     µs or (``time_base = "trained"``) each stretched onto the span training gave it; with
     ``policy``, each stream up to where the exit policy stops it (:mod:`.exit`: the batch's
-    streams bin by bin, on one thread)."""
+    streams bin by bin, one per thread)."""
 
     def __init__(self, engine: EventEngine, time_base: str = "real", policy: ExitPolicy | None = None):
         if time_base not in TIME_BASES:

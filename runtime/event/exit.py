@@ -11,12 +11,14 @@ current over ``k``) and asks the same policy, with the same checks, about the st
 still running, in sample order. A stream that stops runs no later event: its synaptic
 operations, the event-driven cost, end there.
 
-The streams of a batch advance bin by bin together (one engine state each, on the calling
-thread), as the rows of a clock batch do: a policy that keeps a history per sample sees
-the same calls in both. An LI readout is read at the bin's end (``flush(until=end)`` then
-``result``: its membranes decayed from the last event that reached them to that instant),
-where the clock reads it after step ``k``: thresholds calibrated on clock readouts
-(confidence, entropy, margin) apply on the same scale.
+The streams of a batch advance bin by bin together (one engine state each; a bin's
+streams side by side on numba's thread count of Python threads, the kernel without the
+GIL; the policy asked on the calling thread), as the rows of a clock batch do: a policy
+that keeps a history per sample sees the same calls in both. An LI readout is read at
+the bin's end (``flush(until=end)`` then ``result``: its membranes decayed from the last
+event that reached them to that instant), where the clock reads it after step ``k``:
+thresholds calibrated on clock readouts (confidence, entropy, margin) apply on the same
+scale.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -40,6 +43,7 @@ from ..policies import (
 from ..protocol import readout_so_far
 from ..result import EventResult
 from .engine import EventEngine
+from .kernel import kernel_threads
 from .validate import EventInputError, check_events
 
 
@@ -90,28 +94,43 @@ def run_with_exit(
     done_at = np.zeros(len(streams), np.int64)  # the bin each stream stopped after; 0: running
     read = [0] * len(streams)  # each stream's events run so far
     results: list[EventResult | None] = [None] * len(streams)
+
+    def advance(i: int, k: int) -> None:
+        """Stream ``i`` up to the end of its bin ``k`` (its own state: safe beside the others)."""
+        end = k * float(widths[i])
+        # integer timestamps: t < end is t < ceil(end), which the next chunk starts from
+        stop = int(np.searchsorted(times[i], math.ceil(end), side="left"))
+        states[i], _ = engine.feed(states[i], streams[i][read[i] : stop])
+        # CubaLIF crossings up to the instant, and an LI readout read there
+        states[i], _ = engine.flush(states[i], until=end)
+        read[i] = stop
+
+    # one stream per thread, as run_batch (use_threads): the kernel runs without the GIL
+    threads = min(kernel_threads(), len(streams))
+    pool = ThreadPoolExecutor(threads) if threads > 1 else None
     start = time.perf_counter()
-    for k in range(1, horizon + 1):
-        live = np.flatnonzero(done_at == 0).tolist()
-        if not live:
-            break
-        for i in live:
-            end = k * float(widths[i])
-            # integer timestamps: t < end is t < ceil(end), which the next chunk starts from
-            stop = int(np.searchsorted(times[i], math.ceil(end), side="left"))
-            states[i], _ = engine.feed(states[i], streams[i][read[i] : stop])
-            # CubaLIF crossings up to the instant, and an LI readout read there
-            states[i], _ = engine.flush(states[i], until=end)
-            read[i] = stop
-        if k < ask_from:  # no stream may stop yet: no readout, no call (as the clock run)
-            continue
-        now = [engine.result(states[i]) for i in live]
-        outputs = np.stack([r.outputs for r in now])
-        stop_now = exit_decisions(asked, k, readout_so_far(outputs, outputs, k, p.readout))
-        if k == horizon:
-            stop_now[:] = True
-        for j in np.flatnonzero(stop_now):
-            results[live[j]], done_at[live[j]] = now[j], k
+    try:
+        for k in range(1, horizon + 1):
+            live = np.flatnonzero(done_at == 0).tolist()
+            if not live:
+                break
+            if pool is None:
+                for i in live:
+                    advance(i, k)
+            else:
+                list(pool.map(advance, live, [k] * len(live)))  # re-raises a stream's error here
+            if k < ask_from:  # no stream may stop yet: no readout, no call (as the clock run)
+                continue
+            now = [engine.result(states[i]) for i in live]
+            outputs = np.stack([r.outputs for r in now])
+            stop_now = exit_decisions(asked, k, readout_so_far(outputs, outputs, k, p.readout))
+            if k == horizon:
+                stop_now[:] = True
+            for j in np.flatnonzero(stop_now):
+                results[live[j]], done_at[live[j]] = now[j], k
+    finally:
+        if pool is not None:  # an interrupt: the queued streams are not run
+            pool.shutdown(cancel_futures=True)
     finished = [r for r in results if r is not None]
     assert len(finished) == len(streams)  # the horizon stops every stream
     result = EventResult.concat(finished)

@@ -640,7 +640,8 @@ def make_scratch(P, n_neurons: int, n_groups: int, wave: int = 0) -> tuple:
     )
 
 
-@cached_njit(**NO_NRT)
+# nogil: the early-exit runs advance streams side by side on Python threads (.exit)
+@cached_njit(nogil=True, **NO_NRT)
 def run_events(
     P,
     F,
