@@ -12,7 +12,8 @@ downsample to the model's sensor), and drive one of two runtimes:
   arrives. Decision rule: windows of ``T · dt`` µs (the span the model was trained on)
   from the first event; at a window's end its prediction is the argmax of the readout
   accumulated over the window (output spike counts, or the readout membrane / summed
-  current), ties to the lowest class; then the state is reset.
+  current), ties to the lowest class; then the state is reset. Under an exit policy a
+  window closes where the policy, asked after each of its bins of ``dt``, exits.
 
 A bin (window) closes as soon as the stream shows it is over: an event at or after its
 end arrived, or (with ``realtime``) the clock passed its end. Latency of a window: wall
@@ -34,7 +35,17 @@ from .data.eventfile import EventReader
 from .data.transforms import Pipeline
 from .errors import InputError
 from .eventinput import span_us
-from .policies import RULES, Cascade, ExitPolicy, FixedT, exit_decisions, horizon_of
+from .policies import (
+    CASCADE_NOT_EVENT_DRIVEN,
+    RULES,
+    Cascade,
+    ExitPolicy,
+    FixedT,
+    exit_decisions,
+    first_exit,
+    horizon_of,
+)
+from .protocol import readout_so_far
 from .session import Session
 
 TICK_MS = 1.0  # realtime: by default the recording is released in slices of 1 ms of wall time
@@ -56,7 +67,7 @@ class Window:
     t_start: float  # µs; fractional where the bin or window duration is (--dt-us 0.5)
     t_end: float
     events: int
-    steps: int | None  # clock mode: the steps run; event mode: None (no steps, a decision per window)
+    steps: int | None  # the bins run; event mode without a policy: None (a decision per window)
     prediction: int
     score: float
     latency_ms: float | None  # None: the window had no events
@@ -289,46 +300,61 @@ def run_clock(
 
 
 def run_event(
-    engine, source: Iterable[Slice], emit: Callable[[Window], None], stats: Stats, window_us: float | None = None
+    engine,
+    source: Iterable[Slice],
+    emit: Callable[[Window], None],
+    stats: Stats,
+    window_us: float | None = None,
+    policy: ExitPolicy | Cascade | None = None,
 ) -> None:
-    """Event-driven streaming (see the module doc); ``engine``: an :class:`EventEngine`."""
+    """Event-driven streaming (see the module doc); ``engine``: an :class:`EventEngine`.
+    ``policy``: asked at the end of each bin of ``window / T_trained`` µs (the trained ``dt``
+    by default), as the clock stream asks it after each bin, up to its horizon; None: one
+    decision per window, at its end."""
+    if isinstance(policy, Cascade):
+        raise InputError(f"policy {policy}: {CASCADE_NOT_EVENT_DRIVEN}")
     p = engine.protocol
     default = None if p.dt_us is None else p.T_trained * p.dt_us
     span = span_us(default if window_us is None else window_us, "the window")
+    # a window's bins: the trained split of the window, asked from the policy's first exit
+    width, horizon = (span, 1) if policy is None else (span / p.T_trained, horizon_of(policy, p.default_T))
+    ask_from = horizon if policy is None else min(first_exit(policy), horizon)
     state = engine.initial_state()
     start: float | None = None
-    n = 0
+    k = n = 0  # the window's bins closed, its events
     last_arrival: float | None = None
 
-    def close(partial: bool) -> None:
-        nonlocal state, start, n, last_arrival
-        assert start is not None  # a window closes only after its first event
+    def close_bin(partial: bool) -> None:
+        """The window's bin k + 1 is over (or the stream, ``partial``): ask the policy, and
+        emit the window when it exits, at its horizon, or where the stream ends."""
+        nonlocal state, start, k, n, last_arrival
+        assert start is not None  # a bin closes only after the window's first event
+        k += 1
         # a CubaLIF membrane keeps crossing its threshold after the last input: up to the
-        # window's end, as `run --mode event` runs a recording to its end (a window the
-        # stream cut: up to its last event, no time beyond the stream is invented)
-        state, _ = engine.flush(state, None if partial else start + span)
+        # bin's end, as `run --mode event` runs a recording to its end (a bin the stream
+        # cut: up to its last event, no time beyond the stream is invented)
+        state, _ = engine.flush(state, None if partial else start + k * width)
+        if not (partial or k >= ask_from):
+            return
         r = engine.result(state)
+        done = k >= horizon
+        if policy is not None and not done:
+            so_far = readout_so_far(r.outputs[None], r.outputs[None], k, p.readout)
+            done = bool(exit_decisions(policy, k, so_far)[0])
+        if not (done or partial):
+            return
         lat = None if last_arrival is None else (time.perf_counter() - last_arrival) * 1e3
         # a cut window ends where the engine stopped, just after its last event (it said the
         # whole window's end, past the stream, where clock mode says its last bin's end)
-        end = min(start + span, float(state.t_now) + 1) if partial else start + span
-        w = Window(
-            stats.windows,
-            start,
-            end,
-            n,
-            None,
-            int(r.predictions),
-            float(np.max(r.outputs)),
-            lat,
-            partial,
-        )
+        end = min(start + k * width, float(state.t_now) + 1) if partial else start + k * width
+        steps = None if policy is None else k
+        w = Window(stats.windows, start, end, n, steps, int(r.predictions), float(np.max(r.outputs)), lat, partial)
         stats.windows += 1
         stats.events += n
         if lat is not None:
             stats.latency(lat)
         emit(w)
-        state, start, n, last_arrival = engine.initial_state(), start + span, 0, None
+        state, start, k, n, last_arrival = engine.initial_state(), start + k * width, 0, 0, None
 
     for sl in source:
         ev = sl.events
@@ -338,18 +364,19 @@ def run_event(
             start = float(ev["t"][0])
         i = 0
         while True:
-            j = i + int(np.searchsorted(ev["t"][i:], start + span, side="left"))
+            bin_end = start + (k + 1) * width
+            j = i + int(np.searchsorted(ev["t"][i:], bin_end, side="left"))
             if j > i:
                 state, _ = engine.feed(state, ev[i:j])
                 n += j - i
                 last_arrival = sl.arrival(int(ev["t"][j - 1]))
             i = j
-            if i < len(ev) or sl.now >= start + span:
-                close(False)
+            if i < len(ev) or sl.now >= bin_end:
+                close_bin(False)
             else:
                 break
     if start is not None and n:
-        close(True)
+        close_bin(True)
 
 
 def fit_check(reader: EventReader, pipeline: Pipeline, model_shape: tuple[int, ...]) -> None:

@@ -21,14 +21,6 @@ from .stream import TICK_MS, Stats, Window, fit_check, run_clock, run_event, sli
 # the flags that one way of running reads, with what reads them: given to a run that does
 # not, they are refused (not ignored); flag -> (what reads it, its parse function, help)
 CONDITIONAL_FLAGS: dict[str, tuple[str, Callable[[str], object], str]] = {
-    "--policy": (
-        "--mode clock",
-        str,
-        # a cascade runs whole recordings again: a stream has none (refused when given)
-        f"{', '.join(STEP_POLICY_FORMS)} (default: the model's stored "
-        "policy, as runtime run uses it, else fixed at "
-        "the model's default T; a stored cascade runs fixed T; multi-rate files are refused)",
-    ),
     "--dt-us": ("--mode clock", cliargs.positive_float, "bin duration, µs (default: the model's dt)"),
     "--window-us": ("--mode event", cliargs.positive_float, "window, µs (default: trained T x dt)"),
     # at most a million times slower: 1e-300 overflowed the clock's time_t (a traceback)
@@ -73,7 +65,16 @@ def add_stream(sub: argparse._SubParsersAction) -> None:
         "--mode",
         choices=["clock", "event"],
         default="clock",
-        help="clock: bins of dt and the exit policy; event: per event, a decision per window",
+        help="clock: bins of dt and the exit policy; event: per event, a decision per window (or per bin of it "
+        "under a policy)",
+    )
+    p.add_argument(
+        "--policy",
+        default=None,
+        # a cascade runs whole recordings again: a stream has none (refused when given)
+        help=f"{', '.join(STEP_POLICY_FORMS)}, asked after each bin (default: the model's stored policy, as runtime "
+        "run uses it, else clock: fixed at the model's default T, event: one decision per window; a stored cascade "
+        "is not run; multi-rate files are refused)",
     )
     for flag, (needs, parse, what) in CONDITIONAL_FLAGS.items():
         p.add_argument(flag, type=parse, default=None, help=f"{needs}: {what}")
@@ -161,18 +162,20 @@ def cmd_stream(a: argparse.Namespace) -> None:
         )
     notes: list[str | None] = []
     policy_text = a.policy
-    if a.mode == "clock" and policy is None:  # the model's stored default, as runtime run uses it
+    if policy is None and (a.mode == "clock" or proto.exit_policy):  # the stored default, as runtime run uses it
         policy = model_default(proto.exit_policy, proto.default_T)
         policy_text = proto.exit_policy or f"fixed:{proto.default_T}"
         if isinstance(policy, Cascade):  # chosen by calibrate-exit for whole recordings
+            policy = FixedT(proto.default_T) if a.mode == "clock" else None
+            policy_text = f"fixed:{proto.default_T}" if policy is not None else None
             notes.append(
                 f"the model's stored policy {proto.exit_policy} is a cascade, which a stream cannot run "
-                f"(it reruns whole recordings): fixed:{proto.default_T} runs; pass --policy to choose"
+                f"(it reruns whole recordings): {policy_text or 'one decision per window'} runs; pass --policy "
+                "to choose"
             )
-            policy, policy_text = FixedT(proto.default_T), f"fixed:{proto.default_T}"
     notes.append(proto.unfinished_note(a.model))
     # a run stopping outside the trained T range warns, as runtime run does
-    if a.mode == "clock":
+    if policy is not None:
         notes.append(t_range_warning(proto, policy))
     for n in filter(None, notes):
         print(f"warning: {n}", file=sys.stderr)
@@ -201,7 +204,7 @@ def cmd_stream(a: argparse.Namespace) -> None:
         start = time.perf_counter()
         src = slices(reader, pipe, stats, a.realtime, speed, tick_ms)
         if a.mode == "event":
-            run_event(engine, src, emit, stats, a.window_us)
+            run_event(engine, src, emit, stats, a.window_us, policy)
         else:
             run_clock(session, src, emit, stats, a.dt_us, policy)
         stats.wall_s = time.perf_counter() - start
@@ -221,7 +224,7 @@ def cmd_stream(a: argparse.Namespace) -> None:
         speed=speed if a.realtime else None,
         transforms=[t.text for t in pipe.transforms],
         warnings=[n for n in notes if n],
-        policy=policy_text,  # the policy that ran (None in event mode: a decision per window)
+        policy=policy_text,  # the policy that ran (None in event mode without one: a decision per window)
     )
     if a.json:
         print(json_text({"summary": s}))
@@ -229,6 +232,7 @@ def cmd_stream(a: argparse.Namespace) -> None:
     print(
         f"{reader.name} ({reader.format}, {reader.sensor[0]}x{reader.sensor[1]}) -> {a.model}, {a.mode}-driven"
         + (", paced in real time" if a.realtime else "")
+        + (f"; policy {policy_text}" if policy_text else "; one decision per window")
         + f"; transforms {s['transforms']}"
     )
     print(

@@ -15,6 +15,7 @@ from runtime.data.eventfile import open_events, read_events, read_header
 from runtime.data.events import make_events
 from runtime.data.transforms import Pipeline, Transform
 from runtime.event.engine import load_event
+from runtime.protocol import readout_so_far
 from runtime.session import load
 from runtime.stream import Stats, run_clock, run_event, slices
 
@@ -98,6 +99,49 @@ def test_clock_windows_equal_session_run_on_binned_frames(eventcam, model):  # n
     r = session.run([part], binning="fixed", dt_us=p.dt_us)
     assert int(r.predictions[0]) == w["prediction"]
     assert float(r.outputs[0].max()) == pytest.approx(w["score"], rel=1e-6)
+
+
+class Schedule:
+    """Stops window w after ``stops[w]`` bins (asked from bin 1 on) and records every call."""
+
+    def __init__(self, stops: list[int]):
+        self.stops, self.calls, self.window = stops, [], 0
+
+    def horizon(self, default_T: int) -> int:
+        return 6
+
+    def should_exit(self, t: int, logits: np.ndarray) -> np.ndarray:
+        self.calls.append((self.window, t, logits.copy()))
+        done = t >= self.stops[self.window]
+        self.window += done
+        return np.array([done])
+
+
+def test_event_windows_close_where_the_policy_exits(eventcam, model):  # noqa: F811
+    """--mode event refused --policy: a decision per window of T x dt. Under a policy it is
+    asked after each bin of dt with the readout so far (on the clock's scale), and a window
+    closes where it exits: at each call the engine's run of the window's events up to that
+    bin's end, the window's prediction that run's at its last bin."""
+    f, engine = eventcam / "evt2_sample.raw", load_event(model)
+    p = engine.protocol
+    small = Pipeline([Transform("downsample", (SENSOR[2], SENSOR[1]))], (2, 480, 640)).apply(read_events(f))
+    policy, wins, stats = Schedule([2, 3, 1, 2, 6]), [], Stats()
+    with open_events(f, chunk_bytes=65_536) as r:
+        src = slices(r, Pipeline([Transform("downsample", (SENSOR[2], SENSOR[1]))], (2, 480, 640)), stats)
+        run_event(engine, src, lambda w: wins.append(w.as_dict()), stats, policy=policy)
+    # the recording's 50 ms (and its last event, at 50000 µs): windows of 2, 3, 1 and 2 bins
+    # of 5 ms, then one cut by the stream's end in its third bin, asked there too
+    assert [(w["steps"], w["partial"]) for w in wins] == [(2, False), (3, False), (1, False), (2, False), (3, True)]
+    calls = [(0, 1), (0, 2), (1, 1), (1, 2), (1, 3), (2, 1), (3, 1), (3, 2), (4, 1), (4, 2), (4, 3)]
+    assert [(w, t) for w, t, _ in policy.calls] == calls
+    for w in wins[:4]:
+        assert w["t_end"] == w["t_start"] + w["steps"] * p.dt_us
+        for _, t, logits in (c for c in policy.calls if c[0] == w["index"]):
+            end = w["t_start"] + t * p.dt_us
+            run, _ = engine.run(small[(small["t"] >= w["t_start"]) & (small["t"] < end)], until=end)
+            np.testing.assert_array_equal(logits[0], readout_so_far(run.outputs, run.outputs, t, p.readout))
+        assert w["prediction"] == int(run.predictions) and w["events"] == int(run.events)
+    assert sum(w["events"] for w in wins) == len(small)
 
 
 @pytest.mark.parametrize("mode, flag, span", [("clock", "--dt-us", 333.3), ("event", "--window-us", 1234.5)])
@@ -274,7 +318,10 @@ def test_bad_input_is_one_error_and_exit_2(eventcam, model, tmp_path, capsys):  
         (["--source", str(stated), "--sensor", "1280x720"], "declares a 640x480 sensor"),
         (["--source", str(tmp_path / "none.raw")], "does not exist"),
         (["--source", str(raw), "--transform", "crop:0,0,9999,10"], "reaches outside"),
-        (["--source", str(raw), "--mode", "event", "--policy", "fixed:3"], "--mode clock"),
+        (  # event mode takes a per-step policy; a cascade reruns whole recordings
+            ["--source", str(raw), "--fit-sensor", "--mode", "event", "--policy", "cascade:margin:0.3,T=2+6"],
+            "an event-driven run reads each stream once",
+        ),
         # NaN / inf / 0 durations and paces: refused while parsing (NaN failed after the whole stream)
         (["--source", str(raw), "--fit-sensor", "--dt-us", "nan"], "--dt-us must be a finite number"),
         (["--source", str(raw), "--fit-sensor", "--dt-us", "0"], "--dt-us must be a number in (0.0"),
@@ -431,8 +478,17 @@ def test_stream_runs_the_models_stored_policy(eventcam, model, tmp_path, capsys)
     assert stored == asked and summary["policy"] == rule
     assert stream(str(model))[0] != asked  # fixed T (what ran before) gives other windows
     _, summary, err = stream(with_stored("cascade:confidence:0.9,T=1+6"))
-    assert "is a cascade, which a stream cannot run (it reruns whole recordings): fixed:6" in err
+    assert "is a cascade, which a stream cannot run (it reruns whole recordings): fixed:6 runs" in err
     assert summary["policy"] == "fixed:6"
+    # event mode too (it took no policy): the stored one, asked after each bin of dt
+    event = ("--mode", "event")
+    asked, _, _ = stream(str(model), *event, "--policy", rule)
+    stored, summary, _ = stream(with_stored(rule), *event)
+    assert stored == asked and summary["policy"] == rule and all(w["steps"] for w in stored)
+    assert stream(str(model), *event)[0] != asked  # one decision per window of T x dt
+    windows, summary, err = stream(with_stored("cascade:confidence:0.9,T=1+6"), *event)
+    assert "fixed:6" not in err and "(it reruns whole recordings): one decision per window runs" in err
+    assert summary["policy"] is None and all(w["steps"] is None for w in windows)
 
 
 def test_waiting_for_a_pipe_is_not_processing_time(eventcam):  # noqa: F811
