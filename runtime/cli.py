@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 import warnings
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import cliargs
 from .bench import PEAK_SIDE, bench, timed_steps, torch_available
@@ -26,10 +26,21 @@ from .evaluate import EVAL_BATCH_SIZE, plot_tradeoff, run_dataset, summarize, tr
 from .fileio import OutputPathError, check_output
 from .limits import available_cores, check_memory, run_bytes
 from .neuron import SpecError
-from .policies import POLICY_FORMS, RULES, PolicyError, parse_policy, t_range_note, t_range_warning
+from .policies import (
+    CASCADE_NOT_EVENT_DRIVEN,
+    POLICY_FORMS,
+    RULES,
+    PolicyError,
+    parse_policy,
+    t_range_note,
+    t_range_warning,
+)
 from .protocol import STATIC_KINDS, ModelError, one_rate
 from .report import emit_json, energy_note, guarded, noting, pct, print_run, print_warnings, sci, table, versions_text
 from .session import Session, load
+
+if TYPE_CHECKING:
+    from .event.engine import EventEngine  # numba: loaded by --mode event only
 
 USER_ERRORS = (ModelError, InputError, PolicyError, DataError, SpecError, OutputPathError)
 
@@ -262,9 +273,26 @@ def cmd_calibrate_exit(a: argparse.Namespace) -> None:
     bad = [r for r in a.rules or () if r not in CHOICES]
     if bad:
         raise PolicyError(f"exit rule(s) {bad} unknown; expected some of {list(CHOICES)}")
-    session = _open(a)
-    check_output(a.out, *spec_paths(a.data or session.protocol.data))  # the data it runs: --data, else the model's
-    p = session.protocol
+    event = a.mode == "event"
+    if event and CASCADE in (a.rules or ()):
+        raise PolicyError(f"--rules cascade with --mode event: {CASCADE_NOT_EVENT_DRIVEN}")
+    unread = [
+        f for f, given in (("--binning", a.binning is not None), ("--backend", cliargs.given(a, "backend"))) if given
+    ]
+    if event and unread:
+        raise InputError(
+            f"{unread[0]}: --mode event runs the event engine per event, which does not read it; leave it out"
+        )
+    runner: Session | EventEngine
+    if event:  # the policy chosen on event-driven runs, where it will be asked (runtime.event.exit)
+        from .event.engine import load_event, use_threads
+
+        use_threads(a.threads if a.threads is not None else 0)
+        runner = load_event(a.model)
+    else:
+        runner = _open(a)
+    p = runner.protocol
+    check_output(a.out, *spec_paths(a.data or p.data))  # the data it runs: --data, else the model's
     if a.binning not in (None, p.binning):
         # the file's default runs bin as trained: a policy chosen on other bins would not give
         # the figures stored beside it (runtime run of such a file gave 93.6% for a stored 71.4%)
@@ -274,25 +302,39 @@ def cmd_calibrate_exit(a: argparse.Namespace) -> None:
         )
     if p.stages and CASCADE in (a.rules or ()):
         raise PolicyError("--rules cascade: a multi-rate file runs its configuration only, not at other T")
-    rules = a.rules or [r for r in CHOICES if r != CASCADE or not p.stages]
+    rules = a.rules or [r for r in CHOICES if r != CASCADE or not (p.stages or event)]
     tmax = a.tmax or p.default_T
     if not 1 <= a.tmin <= tmax:
         raise PolicyError(f"--tmin must be in [1, tmax={tmax}], got {a.tmin}")
-    val, test = cliargs.model_data(a, p, "val"), cliargs.model_data(a, p, "test")
+    needs = "the event engine" if event else None
+    val, test = cliargs.model_data(a, p, "val", needs), cliargs.model_data(a, p, "test", needs)
     # horizons (fixed T, and the tmax of the rules): the trained range up to the reference tmax
     lo = max(a.tmin, min(p.T_range[0], tmax))
+    if event and p.binning == "equal":
+        # event-driven, every horizon's bins split the whole recording: a shorter one asks the
+        # rules less often over the same span and stops no sooner (fixed:1 runs what fixed:tmax
+        # runs), so its steps are not a cost; one horizon, tmax
+        lo = tmax
     # a model trained on fixed bins that miss events: said once per split, for its longest run
     # (each horizon above the trained T sees more; the last note is the longest that missed any)
     val_unseen: list[str] = []
     with noting(val_unseen, UnseenEventsWarning):
-        by_horizon = horizon_readouts(session, val, range(lo, tmax + 1), a.batch_size, a.binning)
+        by_horizon = horizon_readouts(runner, val, range(lo, tmax + 1), a.batch_size, a.binning)
     c = choose(by_horizon, val.labels, a.budget, a.tmin, rules, a.criterion)
     policy = c["best"]["policy"]
+
+    def test_run(asked: str) -> dict:
+        if isinstance(runner, Session):
+            return summarize(run_dataset(runner, test, asked, a.batch_size, a.binning), test.labels)
+        from .event.evaluate import run_event_dataset
+
+        return summarize(run_event_dataset(runner, test, a.batch_size, policy=asked), test.labels)
+
     test_unseen: list[str] = []
     with noting(test_unseen, UnseenEventsWarning):
-        fixed = summarize(run_dataset(session, test, f"fixed:{tmax}", a.batch_size, a.binning), test.labels)
+        fixed = test_run(f"fixed:{tmax}")
     with noting([], UnseenEventsWarning):  # a run no longer than fixed tmax: said by it
-        chosen = summarize(run_dataset(session, test, policy, a.batch_size, a.binning), test.labels)
+        chosen = test_run(policy)
     unseen = [f"{name} split: {n}" for name, ns in (("validation", val_unseen), ("test", test_unseen)) for n in ns[-1:]]
     trained_on_val = p.train_split != "train-minus-val"
     warnings = print_warnings(
@@ -309,7 +351,8 @@ def cmd_calibrate_exit(a: argparse.Namespace) -> None:
     )
     result = {
         "policy": policy,
-        "chosen_on": f"{val.spec} split val ({len(val)} samples)",
+        # event: on event-driven runs (its thresholds on their readouts, where a leaky model's differ)
+        "chosen_on": f"{val.spec} split val ({len(val)} samples)" + (", event-driven" if event else ""),
         "budget_points": a.budget,
         "criterion": a.criterion,
         "rules": rules,
@@ -396,8 +439,8 @@ def parser() -> argparse.ArgumentParser:
         default=None,
         help=f"exit policy, one of {', '.join(POLICY_FORMS)} (default: the policy calibrate-exit stored in the "
         "model, else fixed at its default T: the trained T, the T its BatchNorm statistics were calibrated at, or a "
-        "multi-rate file's last stage's); --mode event: asked at the end of each bin of the model's dt_us, no "
-        "cascade (default there: whole streams)",
+        "multi-rate file's last stage's); --mode event: asked at the end of each of the policy's horizon's bins, no "
+        "cascade (default there: the stored policy, else whole streams)",
     )
     p.add_argument(
         "--mode",
@@ -477,6 +520,13 @@ def parser() -> argparse.ArgumentParser:
         "margin entropy cascade; no cascade on a multi-rate file)",
     )
     _horizon(p, "the reference fixed T and the longest horizon considered")
+    p.add_argument(
+        "--mode",
+        choices=["clock", "event"],
+        default="clock",
+        help="the runs the policy is chosen on: clock-driven steps (default) or event-driven (runtime run --mode "
+        "event asks it at the end of each bin; no cascade; --threads: numba threads, one stream each)",
+    )
     from .event.cli import add_event_bench
     from .stream_cli import add_stream
 

@@ -15,7 +15,9 @@ count against fixed ``tmax`` (the reference) on at most ``budget`` percent of th
 validation samples (which bounds the accuracy lost there by the same amount), the one with
 the fewest mean steps wins (ties: the higher validation accuracy, then the first in the
 order fixed, then the rules as given). The test split is then run once with the winner,
-and only reported.
+and only reported. The event-driven run (:func:`event_step_readouts`) keeps the readout
+at the end of each bin as :mod:`.event.exit` asks a policy there: the same replay, on
+the readouts an event-driven deployment sees.
 
 What counts against the budget (``criterion``): by default every *disagreement* with the
 reference's prediction. Bounding only the accuracy difference lets early mistakes be
@@ -32,7 +34,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -41,6 +43,9 @@ from .evaluate import EVAL_BATCH_SIZE, ClockMode, run_batches, warn_unseen
 from .policies import RULES as RULE_CLASSES
 from .policies import Cascade, FixedT, PolicyError, passes
 from .session import Session
+
+if TYPE_CHECKING:
+    from .event.engine import EventEngine  # numba: loaded by the event-driven runs only
 
 # rule -> (score of a readout, True when a higher score means more certain)
 RULES = {name: (cls.score, cls.higher) for name, cls in RULE_CLASSES.items()}
@@ -89,15 +94,33 @@ def step_readouts(
     return np.concatenate(parts, axis=1)
 
 
+def event_step_readouts(engine: EventEngine, ds: Dataset, T: int, batch_size: int = EVAL_BATCH_SIZE) -> np.ndarray:
+    """:func:`step_readouts` of the event-driven run (:mod:`.event.exit`): the readout at the
+    end of each of the T bins of a run to horizon T, on the clock's scale, ``[T, N, classes]``."""
+    from .event.evaluate import EventMode
+
+    parts = []
+    for start in range(0, len(ds), batch_size):
+        rec = _Recorder(T)  # asked at every bin, about every stream of the batch, in order
+        run_batches(
+            EventMode(engine, policy=rec), ds.subset(np.arange(start, min(start + batch_size, len(ds)))), batch_size
+        )
+        parts.append(np.stack(rec.logits))
+    return np.concatenate(parts, axis=1)
+
+
 def horizon_readouts(
-    session: Session,
+    runner: Session | EventEngine,
     ds: Dataset,
     horizons: Sequence[int],
     batch_size: int = EVAL_BATCH_SIZE,
     binning: str | None = None,
 ) -> dict[int, np.ndarray]:
-    """:func:`step_readouts` for each horizon (one run each: the horizon sets the binning)."""
-    return {H: step_readouts(session, ds, H, batch_size, binning) for H in horizons}
+    """:func:`step_readouts` (of an event engine: :func:`event_step_readouts`) for each
+    horizon (one run each: the horizon sets the binning)."""
+    if isinstance(runner, Session):
+        return {H: step_readouts(runner, ds, H, batch_size, binning) for H in horizons}
+    return {H: event_step_readouts(runner, ds, H, batch_size) for H in horizons}
 
 
 def _passing(scores: np.ndarray, higher: bool, thresholds: np.ndarray) -> np.ndarray:

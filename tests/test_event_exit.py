@@ -226,6 +226,37 @@ def test_event_mode_runs_the_models_stored_policy(model, tmp_path, stored, runs,
     assert (given["policy"], given["max_steps"]) == ("fixed:2", 2)
 
 
+def test_calibrate_exit_chooses_on_event_driven_runs(model, tmp_path):
+    """calibrate-exit chose thresholds on clock-driven readouts only, and a leaky model's
+    event-driven readouts differ (a LIF digits model: its clock-chosen thresholds lost about
+    10 points in event mode). --mode event replays the rules on the event-driven readout at
+    each bin: each rule's validation figures are what run_event_dataset gives with its
+    policy, the test figures what it gives there, and the policy is stored."""
+    out = tmp_path / "event.onnx"
+    argv = ["runtime", "calibrate-exit", model, "-o", str(out), "--mode", "event", "--data", "digits", "--limit", "40"]
+    r = run_cli(*argv, "--threads", "1", "--budget", "5", "--json")
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    # equal bins split the whole recording at any horizon: only tmax's asks stop sooner
+    assert d["chosen_on"].endswith(", event-driven") and "cascade" not in d["rules"] and d["horizons"] == [6, 6]
+    engine, val, test = load_event(model), load_dataset("digits", "val", 40), load_dataset("digits", "test", 40)
+    rules = [b for b in d["validation"]["per_rule"].values() if b is not None and b["rule"] != "fixed"]
+    assert rules and any(b["mean_steps"] < 6 for b in rules)  # some rule stops sooner: the case this is about
+    for best in rules:
+        got = run_event_dataset(engine, val, policy=best["policy"])
+        assert float((got.predictions == val.labels).mean()) == pytest.approx(best["accuracy"])
+        assert float(got.steps.mean()) == pytest.approx(best["mean_steps"])
+    chosen = run_event_dataset(engine, test, policy=d["policy"])
+    assert d["test"]["accuracy"] == pytest.approx(float((chosen.predictions == test.labels).mean()))
+    assert load_event(str(out)).protocol.exit_policy == d["policy"]
+    for extra, needle in (
+        (["--rules", "cascade"], "an event-driven run reads each stream once"),
+        (["--binning", "fixed"], "--binning: --mode event runs the event engine per event"),
+    ):
+        bad = run_cli(*argv[:-2], *extra)
+        assert bad.returncode == 2 and bad.stderr.count("error:") == 1 and needle in bad.stderr, bad.stderr
+
+
 def test_a_cubalif_stops_at_the_bins_instant_when_a_bin_is_not_a_whole_us(tmp_path):
     """CubaLIF membranes cross their threshold between inputs: the first k bins of 250.5 µs
     ran their crossings up to ceil(k dt), and a stranger found streams with one spike more
