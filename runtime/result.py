@@ -87,7 +87,7 @@ class Result:
             if f.init and len({getattr(p, f.name) is None for p in parts}) > 1:
                 raise ValueError(
                     f"results to join hold {f.name!r} in some parts and None in others; join the results of runs "
-                    "made alike (e.g. all under an exit policy, or all whole streams)"
+                    "made alike (the same model and options: e.g. all under an exit policy, or none)"
                 )
         return cast(_R, _join([p if np.ndim(p.predictions) else _with_sample_axis(p) for p in parts]))
 

@@ -74,6 +74,11 @@ def test_time_base_gives_each_recording_its_span_or_width():
     frames = own.frames(streams, 2, (2, 2, 3), declared)  # short: events at 10, 59 of 80 µs: bins 0, 1
     assert frames[0, 0, 1, 0, 0] == 1 and frames[1, 0, 0, 0, 1] == 1 and frames[0, 1, 0, 1, 2] == 1
     np.testing.assert_array_equal(frames, bin_events(streams, 2, (2, 2, 3), "equal", durations_us=declared))
+    # in a run's header: what a run of T bins makes of each rule
+    assert TimeBase("fixed", "dataset", 300.0, 25.0).describe(4) == "bins of 25 µs"
+    assert TimeBase("fixed", "dataset", 300.0).describe(4) == "bins of 75 µs"
+    assert own.describe(4) == "4 equal bins of each recording"
+    assert TimeBase("equal", "dataset", 300.0, 50.0).describe(4) == "4 bins of 75 µs"
 
 
 def test_batch_binning_keeps_samples_apart():

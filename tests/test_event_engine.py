@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from runtime.data.events import bin_events, make_events
-from runtime.event import EventEngine, spike_difference
+from runtime.event import EventEngine, EventInputError, spike_difference
 from runtime.event.metrics import stack_counts
 from runtime.event.network import GOFF, INV_TAU, VOFF
 from runtime.event.reference import run_reference
@@ -302,6 +302,16 @@ def test_an_li_readout_is_read_at_the_instant_the_stream_was_run_to(monkeypatch)
         v, t_last = state.v[voff : voff + len(streamed)], state.t_last[goff]
         assert math.exp(-(until - t_last) * lm) < 0.6  # the decay matters
         np.testing.assert_allclose(streamed, v * math.exp(-(until - t_last) * lm), rtol=1e-13)
+    # per stream (run_batch's list form), and an until before the last event: read at that event
+    early = [float(s["t"][-1]) - 20_000 for s in streams]
+    per = eng.run_batch(streams, until=[until, *early[1:]]).outputs
+    np.testing.assert_array_equal(per[0], whole[0])
+    for b in (1, 2):
+        np.testing.assert_array_equal(per[b], eng.run(streams[b])[0].outputs)
+        ref = run_reference(eng.layers, streams[b], until=early[b])  # the plain-Python reference reads there too
+        np.testing.assert_allclose(ref.outputs, per[b], rtol=1e-12)
+    with pytest.raises(EventInputError, match=r"one time in µs or one per stream \(3\)"):
+        eng.run_batch(streams, until=[until, until])
     flat = engine_of(chain_model(NEURONS[2], readout="li", li_decay=1.0, scale=0.8))
     state, _ = flat.flush(flat.feed(flat.initial_state(), streams[0])[0], until=until)
     np.testing.assert_array_equal(flat.result(state).outputs, state.v[voff : voff + 3])
@@ -401,8 +411,6 @@ def test_event_results_time_their_run():
 def test_a_state_of_another_network_is_refused():
     """The kernel indexes a state's arrays by its own network's layout: another network's
     state was read out of bounds or mixed in silently."""
-    from runtime.event import EventInputError
-
     e = engine_of(chain_model(spec("IF", "multi", "subtract")))
     wider = engine_of(chain_model(spec("IF", "multi", "subtract"), channels=(5, 6)))
     ev = random_stream(200, seed=1)

@@ -1,8 +1,10 @@
-"""Exit policies in event-driven runs (runtime.event.exit): asked at the end of each bin of
-the model's dt_us, on the clock's readout scale, about the streams still running."""
+"""Exit policies in event-driven runs (runtime.event.exit): asked at the end of each of the
+clock run's bins at the policy's horizon, on the clock's readout scale, about the streams
+still running; chosen on event-driven runs (calibrate-exit --mode event)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import threading
@@ -11,6 +13,7 @@ import numpy as np
 import onnx
 import pytest
 
+from runtime import forks
 from runtime.data import load_dataset
 from runtime.errors import InputError
 from runtime.event import load_event
@@ -22,7 +25,7 @@ from runtime.protocol import METADATA_KEY, store_protocol
 
 from .conftest import run_cli, run_main
 from .event_fixtures import chain_model, random_stream, spec
-from .runtime_fixtures import save
+from .runtime_fixtures import save, with_input
 
 SENSOR, T, DURATION = (2, 20, 20), 6, 300_000  # the digits recordings' shape and length
 DT = DURATION / T
@@ -141,18 +144,21 @@ def test_streams_advance_side_by_side_on_threads_to_the_same_numbers(model):
         return feed(*args)
 
     engine.feed = recorded_feed  # type: ignore[method-assign]
-    runs = []
+    runs, was_forked = [], forks.FORKS.after_layer
     try:
-        for n in (1, 2):
+        for n, forked in ((1, False), (2, False), (2, True)):
             use_threads(n)
             fed_on.clear()
             policy = Recording([2, 5, 2, 6, 3, 4, 2], tmin=2)
+            # a worker forked after its parent started numba's threads: one thread, as run_batch there
+            forks.FORKS.after_layer = forked
             runs.append((run_with_exit(engine, s, policy), policy.calls))
             on_caller = set(fed_on) == {threading.get_ident()}
-            assert on_caller == (n == 1)  # two threads: every stream advanced on the pool's
+            assert on_caller == (n == 1 or forked)  # two threads: every stream advanced on the pool's
     finally:
         use_threads(0)
-    (one, calls_one), (two, calls_two) = runs
+        forks.FORKS.after_layer = was_forked
+    (one, calls_one), (two, calls_two), _ = runs
     assert [(t, rows) for t, rows, _ in calls_one] == [(t, rows) for t, rows, _ in calls_two]
     for (_, _, a), (_, _, b) in zip(calls_one, calls_two):
         np.testing.assert_array_equal(a, b)
@@ -160,6 +166,24 @@ def test_streams_advance_side_by_side_on_threads_to_the_same_numbers(model):
     np.testing.assert_array_equal(one.outputs, two.outputs)
     for name in one.neuron_counts:
         np.testing.assert_array_equal(one.neuron_counts[name], two.neuron_counts[name])
+
+
+def test_whole_streams_of_a_model_trained_on_each_recordings_span_end_there(tmp_path):
+    """A model trained on each recording's own span (durations "recording") ran whole
+    streams up to the data set's nominal length, and a leaky LI readout decayed to it: its
+    outputs then differed from fixed:T's (read where the clock run's last bin ends, the
+    recording's end) by a factor of up to 2.6. Both now end each stream at its own span."""
+    neuron = spec("IF", "multi")
+    net = chain_model(
+        neuron, sensor=SENSOR, classes=10, scale=0.5, duration_us=DURATION, T=T, readout="li", li_decay=0.7
+    )
+    engine = load_event(save(with_input(net, durations="recording"), tmp_path / "rec.onnx"))
+    full = load_dataset("digits", "test", 12)
+    cut = [s[s["t"] < DURATION * f] for s, f in zip(full.events, np.linspace(0.4, 1.0, 12))]
+    ds = dataclasses.replace(full, events=cut, durations="recording")
+    whole, fixed = run_event_dataset(engine, ds), run_event_dataset(engine, ds, policy=f"fixed:{T}")
+    np.testing.assert_array_equal(whole.outputs, fixed.outputs)
+    np.testing.assert_array_equal(whole.synops, fixed.synops)
 
 
 def test_a_cascade_is_refused_in_event_mode(model, tmp_path):

@@ -109,7 +109,7 @@ def bin_events(
 @dataclass(frozen=True)
 class TimeBase:
     """How recordings become bins: a model's (:meth:`runtime.protocol.Protocol.time_base`)
-    or a data set's (:meth:`runtime.data.Dataset.time_base`).
+    or a data set's (:meth:`runtime.data.Dataset.frames` makes it).
 
     ``binning`` "equal": T equal bins of each recording's span, ``duration_us`` for
     ``durations`` "dataset", else the recording's own (its declared length, or its last
@@ -136,6 +136,14 @@ class TimeBase:
         if self.binning == "fixed":
             return np.full(len(streams), self.fixed_width(T))
         return (self.spans(streams) if spans is None else np.asarray(spans, np.float64)) / T
+
+    def describe(self, T: int) -> str:
+        """The bins of a run of ``T``, in words (a run's header)."""
+        if self.binning == "fixed":
+            return f"bins of {self.fixed_width(T):g} µs"
+        if self.durations == "recording":
+            return f"{T} equal bins of each recording"
+        return f"{T} bins of {self.duration_us / T:g} µs"
 
     def fixed_width(self, T: int) -> float:
         """The width (µs) of "fixed" bins in a run of ``T`` bins."""

@@ -16,9 +16,10 @@ from ..session import load
 
 
 def cmd_run_event(a: argparse.Namespace) -> None:
-    """Accuracy of the event-driven run (whole streams, or up to where ``--policy`` stops
-    each: runtime.event.exit); ``--json`` adds the spike difference ``sd`` against the
-    clock-driven run at the model's T (under the same policy)."""
+    """Accuracy of the event-driven run (whole streams, or up to where ``--policy``, else
+    the model's stored policy unless a cascade, stops each: runtime.event.exit); ``--json``
+    adds the spike difference ``sd`` against the clock-driven run at the model's T (under
+    the same policy)."""
     policy = parse_policy(a.policy) if a.policy is not None else None  # bad policy: fail before loading
     if isinstance(policy, Cascade):
         raise InputError(f"--policy {a.policy}: {CASCADE_NOT_EVENT_DRIVEN}")

@@ -257,18 +257,30 @@ class EventEngine:
         return self._result(state, state.counts), train  # the state ends here: no copy
 
     # ---- many whole streams in parallel ---------------------------------------------
-    def run_batch(self, streams: Sequence[np.ndarray], until: float | None = None) -> EventResult:
+    def run_batch(
+        self, streams: Sequence[np.ndarray], until: float | Sequence[float] | np.ndarray | None = None
+    ) -> EventResult:
         """Whole streams, one numba thread per stream (no spike trains); CubaLIF crossings
-        run up to ``until`` µs or each stream's last event, whichever is later, and an LI
-        readout is read there (as :meth:`run` reads it, bit for bit). Safe from
-        any thread (one call runs at a time) and in forked workers (on one thread there:
-        :mod:`.parallel`)."""
+        run up to ``until`` µs (one for all, or one per stream: e.g. each recording's own
+        span) or each stream's last event, whichever is later, and an LI readout is read
+        there (as :meth:`run` reads it, bit for bit). Safe from any thread (one call runs at
+        a time) and in forked workers (on one thread there: :mod:`.parallel`)."""
         ev, offsets = check_batch(streams, self.sensor)
         x, y, p, t = ev
+        B = len(offsets) - 1
+        untils: list[float | None] = [None] * B
+        if until is not None:
+            try:
+                times = np.asarray(until, np.float64)
+            except (TypeError, ValueError):
+                times = np.full((0, 0), np.nan)  # not numbers: refused below
+            if times.shape not in ((), (B,)):
+                raise EventInputError(f"until must be one time in µs or one per stream ({B}), got {until!r}"[:300])
+            untils = np.broadcast_to(times, (B,)).tolist()
         # each stream's last event; an empty one (the sensor saw nothing) ends at 0 µs
-        bounds = zip(offsets[:-1].tolist(), offsets[1:].tolist())
-        ends = np.array([_end(until, int(t[stop - 1]) if stop > start else 0) for start, stop in bounds])
-        B, net = len(offsets) - 1, self.net
+        bounds = zip(offsets[:-1].tolist(), offsets[1:].tolist(), untils)
+        ends = np.array([_end(u, int(t[stop - 1]) if stop > start else 0) for start, stop, u in bounds])
+        net = self.net
         # counts zeroed by calloc: only the pages a stream's spikes touch are ever written
         V, CNT, SYN = np.empty((B, self.layers[-1].size)), np.zeros((B, net.n_neurons), np.int64), np.empty(B, np.int64)
         start = time.perf_counter()

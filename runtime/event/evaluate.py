@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..data import Dataset, check_fits
-from ..data.events import TIME_BASES, retimed
+from ..data.events import TIME_BASES, TimeBase, retimed
 from ..errors import InputError
 from ..evaluate import EVAL_BATCH_SIZE, ClockMode, run_batches
 from ..neuron import kind_of
@@ -38,14 +38,12 @@ def stretched_span(p: Protocol) -> float | None:
 
 def exit_bins_text(p: Protocol, ds: Dataset, horizon: int, time_base: str = "real") -> str:
     """The bins an event-driven run under a policy of ``horizon`` asks it at, in words: the
-    clock run's at that horizon (:func:`.exit.bin_widths` over :meth:`EventMode.run`'s spans)."""
-    if p.binning == "fixed":
-        return f"bins of {p.dt_us:g} µs"
+    clock run's at that horizon over :meth:`EventMode.run`'s spans (the data set's, or the
+    span training stretched each recording onto)."""
     span = stretched_span(p) if time_base == "trained" else None
-    span = ds.duration_us if p.durations == "dataset" else span
-    if span is None:
-        return f"{horizon} equal bins of each recording"
-    return f"{horizon} bins of {span / horizon:g} µs"
+    if span is not None:  # every recording stretched onto one span
+        return TimeBase(p.binning or "equal", "dataset", span, p.dt_us).describe(horizon)
+    return TimeBase(p.binning or "equal", p.durations, ds.duration_us, p.dt_us).describe(horizon)
 
 
 def time_base_note(p: Protocol, time_base: str = "real") -> str | None:
@@ -96,7 +94,9 @@ class EventMode:
             ends = np.full(len(streams), self.span)
         if self.policy is not None:  # decided where the clock run's bins of these spans end
             return run_with_exit(self.engine, streams, self.policy, ends)
-        return self.engine.run_batch(streams, until=ds.duration_us if self.span is None else self.span)
+        # each to its span (a recording trained on its own: its own), where the clock run's
+        # last bin ends and a policy run reads it (an LI readout decays up to there)
+        return self.engine.run_batch(streams, until=ends)
 
 
 def run_event_dataset(

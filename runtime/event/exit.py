@@ -31,6 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from ..errors import InputError
+from ..forks import FORKS
 from ..policies import (
     CASCADE_NOT_EVENT_DRIVEN,
     Cascade,
@@ -105,8 +106,10 @@ def run_with_exit(
         states[i], _ = engine.flush(states[i], until=end)
         read[i] = stop
 
-    # one stream per thread, as run_batch (use_threads): the kernel runs without the GIL
-    threads = min(kernel_threads(), len(streams))
+    # one stream per thread, as run_batch (use_threads): the kernel runs without the GIL; a
+    # worker forked after its parent started numba's threads runs on its own one, as there
+    # (numba not asked: its threading layer may not start in such a child, runtime.forks)
+    threads = 1 if FORKS.after_layer else min(kernel_threads(), len(streams))
     pool = ThreadPoolExecutor(threads) if threads > 1 else None
     start = time.perf_counter()
     try:

@@ -49,7 +49,7 @@ def _targets(L: Layer, c: int, yi: int, xi: int) -> list[tuple[int, float]]:
 
 def run_reference(layers: Sequence[Layer], stream: np.ndarray, until: float | None = None) -> ReferenceResult:
     """Run one whole (valid, sorted) stream through ``layers``; CubaLIF threshold crossings
-    up to ``until`` µs (default the last event's time), where an LI readout is read."""
+    up to ``until`` µs (default, or if earlier: the last event's time), where an LI readout is read."""
     v = [[0.0] * L.size for L in layers]
     a = [[0.0] * L.size for L in layers]  # second state: ALIF's threshold increment, CubaLIF's current
     t_last = [[0.0] * L.size for L in layers]
@@ -59,7 +59,8 @@ def run_reference(layers: Sequence[Layer], stream: np.ndarray, until: float | No
     heap: list[tuple[float, int, int]] = []  # (time, layer, neuron); stale when crossing[][] moved
     synops = 0
     events = [(int(e["t"]), int(e["p"]), int(e["y"]), int(e["x"])) for e in stream]
-    end = float(events[-1][0]) if until is None else until
+    final = float(events[-1][0]) if events else 0.0
+    end = final if until is None else max(final, float(until))  # as the engine: never before the last event
     _, H0, W0 = layers[0].src_shape
 
     def wave(first: int, t: float, spikes: list[tuple[int, float]]) -> None:
