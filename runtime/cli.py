@@ -88,7 +88,8 @@ def cmd_run(a: argparse.Namespace) -> None:
     with noting(notes, UnseenEventsWarning, NonFiniteReadoutWarning):
         result = run_dataset(session, ds, policy, a.batch_size, a.binning, progress=sys.stderr.isatty())
     p = session.protocol
-    warnings = print_warnings([p.unfinished_note(a.model), t_range_warning(p, policy), *notes])
+    stored = p.stored_policy_note("clock") if policy is None else None
+    warnings = print_warnings([p.unfinished_note(a.model), stored, t_range_warning(p, policy), *notes])
     s: dict[str, Any] = summarize(result, ds.labels)
     s.update(
         policy=a.policy or session.protocol.exit_policy or f"fixed:{session.protocol.default_T}",
@@ -377,7 +378,11 @@ def cmd_calibrate_exit(a: argparse.Namespace) -> None:
             "fixed_acs": fixed["acs"],
         },
     }
-    record = {k: result[k] for k in ("chosen_on", "budget_points", "criterion", "validation", "test")}
+    # mode: the runs it was chosen on (Protocol.stored_policy_note: a run of the other kind says so)
+    record = {
+        "mode": a.mode,
+        **{k: result[k] for k in ("chosen_on", "budget_points", "criterion", "validation", "test")},
+    }
     chosen_p = dataclasses.replace(p, exit_policy=policy, exit_record=record)
     model = onnx.load(a.model)
     old = json.loads(next(q.value for q in model.metadata_props if q.key == METADATA_KEY))
@@ -389,8 +394,9 @@ def cmd_calibrate_exit(a: argparse.Namespace) -> None:
     v, t = result["validation"], result["test"]
     counted = "lost against" if a.criterion == "losses" else "differing from"
     print(
-        f"{a.model}: exit policy chosen on {result['chosen_on']} among {', '.join(rules)} with T in "
-        f"[{lo}, {tmax}], budget: at most {a.budget}% of them {counted} fixed:{tmax} ({a.criterion})"
+        f"{a.model}: exit policy chosen on {result['chosen_on']} among {', '.join(rules)} "
+        + (f"with T in [{lo}, {tmax}]" if lo < tmax else f"at horizon T={tmax} (the rules asked from their tmin)")
+        + f", budget: at most {a.budget}% of them {counted} fixed:{tmax} ({a.criterion})"
     )
     print(
         table(

@@ -297,6 +297,26 @@ class Protocol:
         """What to say of a file exported from an unfinished run (None: a finished run's)."""
         return unfinished_note(str(path), self.unfinished)
 
+    @property
+    def exit_chosen_for(self) -> str:
+        """The runs the stored policy was chosen on (calibrate-exit ``--mode``): "clock" (also
+        every file written before the mode was kept), or "event"."""
+        return "event" if (self.exit_record or {}).get("mode") == "event" else "clock"
+
+    def stored_policy_note(self, mode: str) -> str | None:
+        """What to say when a run in ``mode`` ("clock" or "event") takes the stored policy
+        chosen on the other kind of runs (None: chosen on these, or none stored): its
+        thresholds bounded the disagreement on those runs' readouts, not on these."""
+        chosen = self.exit_chosen_for
+        if self.exit_policy is None or chosen == mode:
+            return None
+        return (
+            f"the stored policy {self.exit_policy} was chosen on {chosen}-driven runs (calibrate-exit): its "
+            f"accuracy budget was kept there, not measured on these {mode}-driven ones, whose readouts differ for a "
+            f"leaky model (docs/event_driven.md); choose one for them with calibrate-exit --mode {mode}, or pass "
+            "--policy"
+        )
+
 
 def unfinished_note(subject: str, unfinished: tuple[int, int] | None) -> str | None:
     """What to say of ``subject`` (a file, a graph) exported from a run that stopped after

@@ -36,7 +36,6 @@ from .data.transforms import Pipeline
 from .errors import InputError
 from .eventinput import span_us
 from .policies import (
-    CASCADE_NOT_EVENT_DRIVEN,
     RULES,
     Cascade,
     ExitPolicy,
@@ -48,6 +47,11 @@ from .policies import (
 from .protocol import readout_so_far
 from .session import Session
 
+# a cascade's second run rebins whole recordings at a larger T: a stream has none
+CASCADE_NOT_STREAMED = (
+    f"a cascade runs whole recordings again at a larger T; a stream is binned as it arrives: use fixed or a "
+    f"per-step rule ({', '.join(RULES)})"
+)
 TICK_MS = 1.0  # realtime: by default the recording is released in slices of 1 ms of wall time
 
 
@@ -287,10 +291,7 @@ def run_clock(
 ) -> None:
     """Clock-driven streaming (see the module doc)."""
     if isinstance(policy, Cascade):
-        raise InputError(
-            f"policy {policy} runs whole recordings again at a larger T; a stream is binned as it "
-            f"arrives: use fixed or a per-step rule ({', '.join(RULES)})"
-        )
+        raise InputError(f"policy {policy}: {CASCADE_NOT_STREAMED}")
     p = session.protocol
     dt = span_us(p.dt_us if dt_us is None else dt_us, "the bin duration")
     bins = _Bins(session, dt, policy or FixedT(p.default_T), emit, stats)
@@ -312,7 +313,7 @@ def run_event(
     by default), as the clock stream asks it after each bin, up to its horizon; None: one
     decision per window, at its end."""
     if isinstance(policy, Cascade):
-        raise InputError(f"policy {policy}: {CASCADE_NOT_EVENT_DRIVEN}")
+        raise InputError(f"policy {policy}: {CASCADE_NOT_STREAMED}")
     p = engine.protocol
     default = None if p.dt_us is None else p.T_trained * p.dt_us
     span = span_us(default if window_us is None else window_us, "the window")

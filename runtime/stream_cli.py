@@ -16,7 +16,7 @@ from .policies import STEP_POLICY_FORMS, Cascade, FixedT, model_default, parse_p
 from .protocol import DENSE_KINDS, Protocol
 from .report import json_text, table
 from .session import load
-from .stream import TICK_MS, Stats, Window, fit_check, run_clock, run_event, slices
+from .stream import CASCADE_NOT_STREAMED, TICK_MS, Stats, Window, fit_check, run_clock, run_event, slices
 
 # the flags that one way of running reads, with what reads them: given to a run that does
 # not, they are refused (not ignored); flag -> (what reads it, its parse function, help)
@@ -147,6 +147,8 @@ def cmd_stream(a: argparse.Namespace) -> None:
     speed = 1.0 if a.speed is None else a.speed
     tick_ms = TICK_MS if a.tick_ms is None else a.tick_ms
     policy = parse_policy(a.policy) if a.policy else None
+    if isinstance(policy, Cascade):  # before any output (the table's header)
+        raise InputError(f"--policy {a.policy}: {CASCADE_NOT_STREAMED}")
     if a.mode == "event":
         from .event.engine import load_event
 
@@ -173,6 +175,8 @@ def cmd_stream(a: argparse.Namespace) -> None:
                 f"(it reruns whole recordings): {policy_text or 'one decision per window'} runs; pass --policy "
                 "to choose"
             )
+        else:
+            notes.append(proto.stored_policy_note(a.mode))
     notes.append(proto.unfinished_note(a.model))
     # a run stopping outside the trained T range warns, as runtime run does
     if policy is not None:

@@ -220,7 +220,8 @@ def test_calibrate_exit_cli_stores_the_policy_as_the_default(model_path, tmp_pat
     # the file's protocol is the input's plus the exit object (built through Protocol, not by hand)
     _, before = read_model(model_path)
     assert dataclasses.replace(proto, exit_policy=None, exit_record=None) == before
-    assert proto.exit_record == {k: r[k] for k in ("chosen_on", "budget_points", "criterion", "validation", "test")}
+    kept = {k: r[k] for k in ("chosen_on", "budget_points", "criterion", "validation", "test")}
+    assert proto.exit_record == {"mode": "clock", **kept} and proto.exit_chosen_for == "clock"
     meta = json.loads(dict((q.key, q.value) for q in onnx.load(out).metadata_props)["flexsnn.protocol"])
     assert meta["exit"] == {"policy": r["policy"], **proto.exit_record}
     assert proto.exit_policy != "fixed:6" and r["test"]["mean_steps"] < 6 and r["saving"]

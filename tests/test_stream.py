@@ -320,7 +320,8 @@ def test_bad_input_is_one_error_and_exit_2(eventcam, model, tmp_path, capsys):  
         (["--source", str(raw), "--transform", "crop:0,0,9999,10"], "reaches outside"),
         (  # event mode takes a per-step policy; a cascade reruns whole recordings
             ["--source", str(raw), "--fit-sensor", "--mode", "event", "--policy", "cascade:margin:0.3,T=2+6"],
-            "an event-driven run reads each stream once",
+            "--policy cascade:margin:0.3,T=2+6: a cascade runs whole recordings again at a larger T; a stream is "
+            "binned as it arrives",
         ),
         # NaN / inf / 0 durations and paces: refused while parsing (NaN failed after the whole stream)
         (["--source", str(raw), "--fit-sensor", "--dt-us", "nan"], "--dt-us must be a finite number"),
@@ -346,6 +347,11 @@ def test_bad_input_is_one_error_and_exit_2(eventcam, model, tmp_path, capsys):  
     for extra, match in cases:
         code, out, err = _cli(capsys, "stream", str(model), *extra)
         assert code == 2 and err.startswith("error: ") and match in err and err.count("\n") == 1, (extra, err)
+    # a cascade is refused before any output, in either mode (it printed the table's header first)
+    for mode in ("clock", "event"):
+        argv = ["--source", str(raw), "--fit-sensor", "--mode", mode, "--policy", "cascade:margin:0.3,T=2+6"]
+        code, out, err = _cli(capsys, "stream", str(model), *argv)
+        assert code == 2 and out == "" and "a stream is binned as it arrives" in err, (mode, out, err)
     code, out, err = _cli(capsys, "stream", str(static), "--source", str(raw), "--fit-sensor")
     assert code == 2 and "static images" in err
     # a stranger's camera tour: --fit-sensor's own pooling was named as "transform

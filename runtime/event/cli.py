@@ -48,7 +48,7 @@ def cmd_run_event(a: argparse.Namespace) -> None:
                 "(it reruns whole recordings): whole streams run; pass --policy to exit early"
             )
         else:
-            policy, policy_text = stored, p.exit_policy
+            policy, policy_text, stored_note = stored, p.exit_policy, p.stored_policy_note("event")
     ds = cliargs.model_data(a, p, needs="the event engine")
     time_base = a.time_base or "real"
     r = run_event_dataset(engine, ds, a.batch_size, sys.stderr.isatty(), time_base, policy)
