@@ -480,8 +480,8 @@ def test_stream_runs_the_models_stored_policy(eventcam, model, tmp_path, capsys)
 
     rule = "margin:0.05,tmin=1,tmax=6"
     asked, _, _ = stream(str(model), "--policy", rule)
-    stored, summary, _ = stream(with_stored(rule))
-    assert stored == asked and summary["policy"] == rule
+    stored, summary, err = stream(with_stored(rule))
+    assert stored == asked and summary["policy"] == rule and "was chosen on" not in err
     assert stream(str(model))[0] != asked  # fixed T (what ran before) gives other windows
     _, summary, err = stream(with_stored("cascade:confidence:0.9,T=1+6"))
     assert "is a cascade, which a stream cannot run (it reruns whole recordings): fixed:6 runs" in err
@@ -489,8 +489,10 @@ def test_stream_runs_the_models_stored_policy(eventcam, model, tmp_path, capsys)
     # event mode too (it took no policy): the stored one, asked after each bin of dt
     event = ("--mode", "event")
     asked, _, _ = stream(str(model), *event, "--policy", rule)
-    stored, summary, _ = stream(with_stored(rule), *event)
+    stored, summary, err = stream(with_stored(rule), *event)
     assert stored == asked and summary["policy"] == rule and all(w["steps"] for w in stored)
+    # a record without "mode" was chosen on clock runs: an event-driven stream that takes it says so
+    assert "was chosen on clock-driven runs" in err and "calibrate-exit --mode event" in err
     assert stream(str(model), *event)[0] != asked  # one decision per window of T x dt
     windows, summary, err = stream(with_stored("cascade:confidence:0.9,T=1+6"), *event)
     assert "fixed:6" not in err and "(it reruns whole recordings): one decision per window runs" in err
