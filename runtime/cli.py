@@ -277,9 +277,9 @@ def cmd_calibrate_exit(a: argparse.Namespace) -> None:
     event = a.mode == "event"
     if event and CASCADE in (a.rules or ()):
         raise PolicyError(f"--rules cascade with --mode event: {CASCADE_NOT_EVENT_DRIVEN}")
-    unread = [
-        f for f, given in (("--binning", a.binning is not None), ("--backend", cliargs.given(a, "backend"))) if given
-    ]
+    from .event.cli import clock_only_flags  # numba-free: the parser imports it already
+
+    unread = clock_only_flags(a)
     if event and unread:
         raise InputError(
             f"{unread[0]}: --mode event runs the event engine per event, which does not read it; leave it out"

@@ -36,7 +36,7 @@ from .neuron import NeuronSpec, SpecError, kinds
 from .neuron.base import field_type, same_step
 from .neuron.functions import DOMAIN as SNN_DOMAIN
 from .neuron.functions import overload, spec_from_attributes
-from .policies import PolicyError, parse_policy
+from .policies import Cascade, ExitPolicy, PolicyError, parse_policy
 
 if TYPE_CHECKING:
     from .data.events import TimeBase
@@ -316,6 +316,25 @@ class Protocol:
             f"leaky model (docs/event_driven.md); choose one for them with calibrate-exit --mode {mode}, or pass "
             "--policy"
         )
+
+    def run_default(
+        self, mode: str, runner: str, fallback: ExitPolicy | None, none_runs: str = ""
+    ) -> tuple[ExitPolicy | None, str | None, str | None]:
+        """What a ``mode`` run (by ``runner``, in words) that names no policy takes, as
+        ``(policy, its text, the note to print)``: the stored one (calibrate-exit's, with
+        :meth:`stored_policy_note`), else ``fallback`` (None: what ``none_runs`` says runs);
+        a stored cascade, which reruns whole recordings, gives ``fallback`` with a note."""
+        stored = parse_policy(self.exit_policy) if self.exit_policy else None
+        if stored is not None and not isinstance(stored, Cascade):
+            return stored, self.exit_policy, self.stored_policy_note(mode)
+        text = None if fallback is None else str(fallback)
+        note = None
+        if stored is not None:
+            note = (
+                f"the model's stored policy {self.exit_policy} is a cascade, which {runner} cannot run (it reruns "
+                f"whole recordings): {none_runs if text is None else text + ' runs'}; pass --policy to choose"
+            )
+        return fallback, text, note
 
 
 def unfinished_note(subject: str, unfinished: tuple[int, int] | None) -> str | None:

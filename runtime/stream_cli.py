@@ -12,7 +12,7 @@ from . import cliargs
 from .data.eventfile import CHUNK_BYTES, FORMATS, open_events, parse_sensor
 from .data.transforms import Pipeline, Transform, from_dicts, parse_transform
 from .errors import InputError
-from .policies import STEP_POLICY_FORMS, Cascade, FixedT, model_default, parse_policy, t_range_warning
+from .policies import STEP_POLICY_FORMS, Cascade, FixedT, parse_policy, t_range_warning
 from .protocol import DENSE_KINDS, Protocol
 from .report import json_text, table
 from .session import load
@@ -164,19 +164,10 @@ def cmd_stream(a: argparse.Namespace) -> None:
         )
     notes: list[str | None] = []
     policy_text = a.policy
-    if policy is None and (a.mode == "clock" or proto.exit_policy):  # the stored default, as runtime run uses it
-        policy = model_default(proto.exit_policy, proto.default_T)
-        policy_text = proto.exit_policy or f"fixed:{proto.default_T}"
-        if isinstance(policy, Cascade):  # chosen by calibrate-exit for whole recordings
-            policy = FixedT(proto.default_T) if a.mode == "clock" else None
-            policy_text = f"fixed:{proto.default_T}" if policy is not None else None
-            notes.append(
-                f"the model's stored policy {proto.exit_policy} is a cascade, which a stream cannot run "
-                f"(it reruns whole recordings): {policy_text or 'one decision per window'} runs; pass --policy "
-                "to choose"
-            )
-        else:
-            notes.append(proto.stored_policy_note(a.mode))
+    if policy is None:  # the stored default, as runtime run uses it; else fixed T, or a decision per window
+        fallback = FixedT(proto.default_T) if a.mode == "clock" else None
+        policy, policy_text, note = proto.run_default(a.mode, "a stream", fallback, "one decision per window runs")
+        notes.append(note)
     notes.append(proto.unfinished_note(a.model))
     # a run stopping outside the trained T range warns, as runtime run does
     if policy is not None:

@@ -15,6 +15,13 @@ from ..session import load
 # parser of every `python -m runtime` command imports this module)
 
 
+def clock_only_flags(a: argparse.Namespace) -> list[str]:
+    """The given flags that set up a clock-driven run, which the event engine does not read
+    (--threads is the event engine's too: one stream per thread)."""
+    flags = ["--backend"] if cliargs.given(a, "backend") else []
+    return flags + (["--binning"] if a.binning is not None else [])
+
+
 def cmd_run_event(a: argparse.Namespace) -> None:
     """Accuracy of the event-driven run (whole streams, or up to where ``--policy``, else
     the model's stored policy unless a cascade, stops each: runtime.event.exit); ``--json``
@@ -23,10 +30,8 @@ def cmd_run_event(a: argparse.Namespace) -> None:
     policy = parse_policy(a.policy) if a.policy is not None else None  # bad policy: fail before loading
     if isinstance(policy, Cascade):
         raise InputError(f"--policy {a.policy}: {CASCADE_NOT_EVENT_DRIVEN}")
-    # these set up a clock-driven run: here only the one --json compares against (--threads
-    # is the event engine's too: one stream per thread)
-    clock_flags = ["--backend"] if cliargs.given(a, "backend") else []
-    clock_flags += ["--binning"] if a.binning is not None else []
+    # here only the clock run --json compares against reads them
+    clock_flags = clock_only_flags(a)
     if clock_flags and not a.json:
         raise InputError(
             "--mode event makes a clock-driven run only for --json (its spike difference sd), and only that "
@@ -40,15 +45,8 @@ def cmd_run_event(a: argparse.Namespace) -> None:
     engine = load_event(a.model)
     p = engine.protocol
     policy_text, stored_note = a.policy, None
-    if policy is None and p.exit_policy:  # the file's default, as the clock-driven run takes it
-        stored = parse_policy(p.exit_policy)
-        if isinstance(stored, Cascade):  # calibrate-exit's choice for the clock: whole recordings at several T
-            stored_note = (
-                f"the model's stored policy {p.exit_policy} is a cascade, which an event-driven run cannot take "
-                "(it reruns whole recordings): whole streams run; pass --policy to exit early"
-            )
-        else:
-            policy, policy_text, stored_note = stored, p.exit_policy, p.stored_policy_note("event")
+    if policy is None:  # the file's default, as the clock-driven run takes it; else whole streams
+        policy, policy_text, stored_note = p.run_default("event", "an event-driven run", None, "whole streams run")
     ds = cliargs.model_data(a, p, needs="the event engine")
     time_base = a.time_base or "real"
     r = run_event_dataset(engine, ds, a.batch_size, sys.stderr.isatty(), time_base, policy)

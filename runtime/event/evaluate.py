@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..data import Dataset, check_fits
-from ..data.events import TIME_BASES, TimeBase, retimed
+from ..data.events import TIME_BASES, retimed
 from ..errors import InputError
 from ..evaluate import EVAL_BATCH_SIZE, ClockMode, run_batches
 from ..neuron import kind_of
@@ -42,8 +43,8 @@ def exit_bins_text(p: Protocol, ds: Dataset, horizon: int, time_base: str = "rea
     span training stretched each recording onto)."""
     span = stretched_span(p) if time_base == "trained" else None
     if span is not None:  # every recording stretched onto one span
-        return TimeBase(p.binning or "equal", "dataset", span, p.dt_us).describe(horizon)
-    return TimeBase(p.binning or "equal", p.durations, ds.duration_us, p.dt_us).describe(horizon)
+        return replace(p.time_base(), durations="dataset", duration_us=span).describe(horizon)
+    return replace(p.time_base(), duration_us=ds.duration_us).describe(horizon)
 
 
 def time_base_note(p: Protocol, time_base: str = "real") -> str | None:
