@@ -18,6 +18,7 @@ from .engine import threads_for
 from .errors import (
     InputError,
     NonFiniteReadoutWarning,
+    StoredPolicyWarning,
     TrainedRangeWarning,
     UnfinishedModelWarning,
     UnseenEventsWarning,
@@ -85,11 +86,11 @@ def cmd_run(a: argparse.Namespace) -> None:
     ds = cliargs.model_data(a, session.protocol)
     # refuses a T it cannot run, first
     notes: list[str] = []
-    with noting(notes, UnseenEventsWarning, NonFiniteReadoutWarning):
+    stored: list[str] = []  # the stored policy's note (run_dataset's, phrased once there)
+    with noting(stored, StoredPolicyWarning), noting(notes, UnseenEventsWarning, NonFiniteReadoutWarning):
         result = run_dataset(session, ds, policy, a.batch_size, a.binning, progress=sys.stderr.isatty())
     p = session.protocol
-    stored = p.stored_policy_note("clock") if policy is None else None
-    warnings = print_warnings([p.unfinished_note(a.model), stored, t_range_warning(p, policy), *notes])
+    warnings = print_warnings([p.unfinished_note(a.model), *stored, t_range_warning(p, policy), *notes])
     s: dict[str, Any] = summarize(result, ds.labels)
     s.update(
         policy=a.policy or session.protocol.exit_policy or f"fixed:{session.protocol.default_T}",

@@ -60,6 +60,14 @@ class UnseenEventsWarning(RunWarning):
     (fixed bins cover the first ``T x dt`` µs of a recording). The run goes ahead."""
 
 
+class StoredPolicyWarning(RunWarning):
+    """A data-set run that names no policy takes the model's stored one (calibrate-exit's),
+    chosen on the other kind of runs (clock- or event-driven): its accuracy budget was kept
+    there, not on these (or the stored one is a cascade, which an event-driven run cannot
+    take: the run is whole streams). The run goes ahead; the CLIs report it (``warning:``
+    and ``--json``'s ``warnings``)."""
+
+
 class MissingPackageError(ImportError):
     """An optional package a command needs is not installed (numba, which a runtime-only
     Raspberry Pi install leaves out); the message names it, what needs it and how to

@@ -14,7 +14,7 @@ from tqdm import tqdm
 
 from .data import DataError, Dataset, check_fits
 from .data.events import count_unseen, unseen_note
-from .errors import InputError, UnseenEventsWarning
+from .errors import InputError, StoredPolicyWarning, UnseenEventsWarning
 from .fileio import write_atomic
 from .limits import check_memory, check_steps, run_bytes
 from .policies import RULES, Cascade, ExitPolicy, FixedT, PolicyError, as_policy, horizon_of, model_default
@@ -131,7 +131,12 @@ def run_dataset(
     progress: bool = False,
 ) -> RunResult:
     """Run every sample of ``ds`` through ``session`` in batches (see :class:`ClockMode`); an
-    :class:`UnseenEventsWarning` where fixed bins missed events, as :meth:`Session.run` warns."""
+    :class:`UnseenEventsWarning` where fixed bins missed events, as :meth:`Session.run` warns;
+    ``policy`` None: the model's stored one (a :class:`StoredPolicyWarning` where it was
+    chosen on event-driven runs), else fixed at its default T."""
+    note = session.protocol.stored_policy_note("clock") if policy is None else None
+    if note is not None:
+        warnings.warn(note, StoredPolicyWarning, stacklevel=2)
     mode = ClockMode(session, policy, binning, counts)
     result = run_batches(mode, ds, batch_size, progress)
     warn_unseen(mode, len(ds))

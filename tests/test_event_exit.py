@@ -8,6 +8,7 @@ import dataclasses
 import json
 import math
 import threading
+import warnings
 
 import numpy as np
 import onnx
@@ -271,6 +272,47 @@ def test_a_stored_policy_says_when_it_was_chosen_on_the_other_kind_of_runs(model
                 assert bool(said) == (mode != run_mode and not given), (mode, run_mode, given, said)
                 if said:
                     assert f"calibrate-exit --mode {run_mode}" in said[0] and said[0] in r.stderr
+
+
+def test_the_sdks_data_set_runners_take_the_stored_policy_alike(model, tmp_path):
+    """run_dataset (clock) took the stored policy when given none; run_event_dataset ran
+    whole streams, so the same call meant two things. Both take it now, each says in a
+    StoredPolicyWarning when it was chosen on the other kind of runs (or, event-driven, is a
+    cascade: whole streams), and WHOLE_STREAMS runs whole streams whatever is stored."""
+    from runtime import load
+    from runtime.errors import StoredPolicyWarning
+    from runtime.evaluate import run_dataset
+    from runtime.event.evaluate import WHOLE_STREAMS
+
+    m = onnx.load(model)
+    meta = json.loads({p.key: p.value for p in m.metadata_props}[METADATA_KEY])
+    rule = "confidence:0.5,tmin=2,tmax=6"
+    ds = load_dataset("digits", "test", 8)
+    engine = load_event(model)  # stores no policy
+    whole, given = run_event_dataset(engine, ds), run_event_dataset(engine, ds, policy=rule)
+    assert whole.steps is None
+    for mode in ("clock", "event"):
+        store_protocol(m, {**meta, "exit": {"policy": rule, "mode": mode}})
+        path = save(m, tmp_path / f"{mode}.onnx")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            stored = run_event_dataset(load_event(path), ds)
+        assert stored.steps is not None and np.array_equal(stored.steps, given.steps)
+        assert np.array_equal(stored.outputs, given.outputs)
+        said = [str(w.message) for w in caught if issubclass(w.category, StoredPolicyWarning)]
+        assert bool(said) == (mode == "clock") and all("calibrate-exit --mode event" in w for w in said)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            forced = run_event_dataset(load_event(path), ds, policy=WHOLE_STREAMS)
+            clock = run_dataset(load(path, threads=1), ds)
+        assert forced.steps is None and np.array_equal(forced.outputs, whole.outputs)
+        assert np.array_equal(clock.steps, run_dataset(load(path, threads=1), ds, rule).steps)
+        said = [str(w.message) for w in caught if issubclass(w.category, StoredPolicyWarning)]
+        assert bool(said) == (mode == "event") and all("calibrate-exit --mode clock" in w for w in said)
+    store_protocol(m, {**meta, "exit": {"policy": "cascade:confidence:0.5,T=3+6"}})
+    with pytest.warns(StoredPolicyWarning, match="is a cascade"):
+        cascade = run_event_dataset(load_event(save(m, tmp_path / "cascade.onnx")), ds)
+    assert cascade.steps is None and np.array_equal(cascade.outputs, whole.outputs)
 
 
 def test_calibrate_exit_chooses_on_event_driven_runs(model, tmp_path):

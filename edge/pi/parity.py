@@ -117,7 +117,7 @@ def run_all(model: str, ds: Dataset, backend: str = "exact", notes: list[str] | 
             notes.append(f"the event engine reads event streams; {ds.spec!r} holds {ds.holds}: clock-driven runs only")
         return out
     from runtime.event import load_event  # numba: only here
-    from runtime.event.evaluate import run_event_dataset
+    from runtime.event.evaluate import WHOLE_STREAMS, run_event_dataset
 
     try:
         engine = load_event(model)
@@ -125,7 +125,7 @@ def run_all(model: str, ds: Dataset, backend: str = "exact", notes: list[str] | 
         if notes is not None:
             notes.append(f"the event engine cannot run {model} ({str(refused).split(';')[0]}): clock-driven runs only")
         return out
-    e = run_event_dataset(engine, ds, BATCH)
+    e = run_event_dataset(engine, ds, BATCH, policy=WHOLE_STREAMS)
     out.update({"event/predictions": e.predictions, "event/outputs": e.outputs, "event/synops": e.synops})
     out.update({f"event/spikes/{k}": v for k, v in e.neuron_counts.items()})
     return out

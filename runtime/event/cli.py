@@ -39,7 +39,7 @@ def cmd_run_event(a: argparse.Namespace) -> None:
         )
     from ..evaluate import summarize
     from .engine import load_event, use_threads
-    from .evaluate import compare_clock, exit_bins_text, run_event_dataset, time_base_note
+    from .evaluate import WHOLE_STREAMS, compare_clock, exit_bins_text, run_event_dataset, time_base_note
 
     threads = use_threads(a.threads if a.threads is not None else 0)
     engine = load_event(a.model)
@@ -49,7 +49,7 @@ def cmd_run_event(a: argparse.Namespace) -> None:
         policy, policy_text, stored_note = p.run_default("event", "an event-driven run", None, "whole streams run")
     ds = cliargs.model_data(a, p, needs="the event engine")
     time_base = a.time_base or "real"
-    r = run_event_dataset(engine, ds, a.batch_size, sys.stderr.isatty(), time_base, policy)
+    r = run_event_dataset(engine, ds, a.batch_size, sys.stderr.isatty(), time_base, policy or WHOLE_STREAMS)
     s = summarize(r, ds.labels)
     ranged = t_range_warning(p, policy) if policy is not None else None
     warnings = print_warnings([p.unfinished_note(a.model), stored_note, ranged, time_base_note(p, time_base)])

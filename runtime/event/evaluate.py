@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -9,7 +10,7 @@ import numpy as np
 
 from ..data import Dataset, check_fits
 from ..data.events import TIME_BASES, retimed
-from ..errors import InputError
+from ..errors import InputError, StoredPolicyWarning
 from ..evaluate import EVAL_BATCH_SIZE, ClockMode, run_batches
 from ..neuron import kind_of
 from ..policies import ExitPolicy, FixedT
@@ -100,6 +101,11 @@ class EventMode:
         return self.engine.run_batch(streams, until=ends)
 
 
+# run_event_dataset's policy for every event of every stream and one readout at its end,
+# whatever policy the model stores (fixed:T at the trained T gives the same numbers, bin by bin)
+WHOLE_STREAMS = "whole"
+
+
 def run_event_dataset(
     engine: EventEngine,
     ds: Dataset,
@@ -113,8 +119,16 @@ def run_event_dataset(
     stretched onto the span its T training bins had; the same as "real" unless the model was
     trained on each recording's own span: docs/event_driven.md, Time base); ``policy``: an
     exit policy (as :meth:`runtime.session.Session.run` takes it), asked at the end of each
-    bin (:mod:`.exit`); None runs whole streams."""
-    asked = event_policy(policy) if policy is not None else None  # a bad one: refused before any work
+    bin (:mod:`.exit`); None: the model's stored policy, as :func:`runtime.evaluate.run_dataset`
+    takes it (a :class:`StoredPolicyWarning` where it was chosen on clock-driven runs or is a
+    cascade), else whole streams; :data:`WHOLE_STREAMS`: whole streams whatever is stored."""
+    if policy is None:
+        stored, _, note = engine.protocol.run_default("event", "an event-driven run", None, "whole streams run")
+        if note is not None:
+            warnings.warn(note, StoredPolicyWarning, stacklevel=2)
+        asked = stored
+    else:  # a bad one: refused before any work
+        asked = None if isinstance(policy, str) and policy == WHOLE_STREAMS else event_policy(policy)
     return run_batches(EventMode(engine, time_base, asked), ds, batch_size, progress)
 
 
