@@ -12,8 +12,9 @@ import pytest
 
 from runtime.neuron import NeuronKind, NeuronSpec, SpecError, kernels, kind_of, make_spec, step, zero_state
 from runtime.neuron import base as registry
-from runtime.neuron.alif import ALIF
+from runtime.neuron.alif import ALIF, ALIFSpec
 from runtime.neuron.base import ClockForm, EventFormError, NirNeuronError, rules_clock_form
+from runtime.neuron.cuba_lif import CubaLIFSpec
 from runtime.neuron.lif import LIF
 
 
@@ -148,6 +149,24 @@ def test_a_spec_field_of_another_type_is_refused_when_registered():
     with pytest.raises(TypeError, match=r"spec field 'refractory' is typed 'int'; spec fields are \['float', 'str'\]"):
         registry.register(Counting())
     assert "Counting" not in registry.kinds()
+
+
+def test_a_kinds_spec_class_is_its_type_parameter():
+    """A kind named its spec class twice, as the type parameter its methods are checked
+    against and as spec_cls, which make_spec builds: the two could disagree unseen. The
+    parameter is the one place now; a spec_cls that says otherwise is refused."""
+    assert kind_of("ALIF").spec_cls is ALIFSpec and type(make_spec("ALIF")) is ALIFSpec
+    assert kind_of("CubaLIF").spec_cls is CubaLIFSpec and kind_of("LIF").spec_cls is NeuronSpec
+
+    class Typed(NeuronKind[ALIFSpec]):
+        name = "Typed"
+
+    assert Typed.spec_cls is ALIFSpec
+    with pytest.raises(TypeError, match=r"typed NeuronKind\[ALIFSpec\] but sets spec_cls = CubaLIFSpec"):
+
+        class Mismatched(NeuronKind[ALIFSpec]):
+            name = "Mismatched"
+            spec_cls = CubaLIFSpec
 
 
 @pytest.mark.parametrize("kind", ["LIF", "IF", "ALIF", "CubaLIF"])

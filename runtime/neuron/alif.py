@@ -61,7 +61,6 @@ class ALIFSpec(NeuronSpec):
 
 class ALIF(NeuronKind[ALIFSpec]):
     name = "ALIF"
-    spec_cls = ALIFSpec
     states = ("u", "a")
     doc = "adaptive-threshold LIF: states u (membrane) and a (threshold increment: +beta per spike, decay_adapt)"
     presets = {"alif": {}}

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import Field, asdict, dataclass, field, fields
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar, get_args, get_origin
 
 import numpy as np
 from onnx import NodeProto
@@ -278,9 +278,10 @@ class NeuronKind(Generic[SpecT]):
 
     ``states`` names the state variables in the order they are stored, passed to the
     ONNX node after the input current and returned after the output (DESIGN.md §4).
-    A kind with its own spec class names it twice, as ``spec_cls`` (what ``make_spec``
-    builds) and as the type parameter (``NeuronKind[ALIFSpec]``: its methods see that
-    class, which ``NeuronSpec.__post_init__`` guarantees at run time).
+    A kind with its own spec class names it once, as the type parameter
+    (``NeuronKind[ALIFSpec]``: its methods see that class, which
+    ``NeuronSpec.__post_init__`` guarantees at run time); ``spec_cls`` (what ``make_spec``
+    builds) is read from it.
     """
 
     # what the rest of the product derives from a kind's dynamics (the numba kernel, the
@@ -310,6 +311,16 @@ class NeuronKind(Generic[SpecT]):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        # the spec class is the type parameter (written twice, the two could disagree unseen:
+        # mypy checks the methods against one, make_spec built the other)
+        typed = [get_args(b)[0] for b in cls.__dict__.get("__orig_bases__", ()) if get_origin(b) is NeuronKind]
+        if typed and isinstance(typed[0], type):
+            if "spec_cls" in cls.__dict__ and cls.__dict__["spec_cls"] is not typed[0]:
+                raise TypeError(
+                    f"neuron kind {cls.__name__} is typed NeuronKind[{typed[0].__name__}] but sets spec_cls = "
+                    f"{cls.__dict__['spec_cls'].__name__}: the type parameter is its spec class (leave spec_cls out)"
+                )
+            cls.spec_cls = typed[0]
         # a derived form holds only if it was written at or below every class that gives the
         # dynamics (in the MRO: a mixin's step above LIF's forms kept LIF's kernel too)
         dynamics = [_owner(cls, d) for d in cls.DYNAMICS]

@@ -105,7 +105,6 @@ class CubaLIFSpec(NeuronSpec):
 
 class CubaLIF(NeuronKind[CubaLIFSpec]):
     name = "CubaLIF"
-    spec_cls = CubaLIFSpec
     states = ("u", "i")
     doc = "current-based LIF: states u (membrane) and i (synaptic current, decay_syn)"
     presets = {"cuba-lif": {}}
