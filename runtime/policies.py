@@ -27,12 +27,16 @@ from typing import TYPE_CHECKING, ClassVar, Protocol
 
 import numpy as np
 
+from .errors import InputError
+
 if TYPE_CHECKING:
     from .protocol import Protocol as ModelProtocol
 
 
-class PolicyError(ValueError):
-    """A policy that cannot be used; the message names the valid forms."""
+class PolicyError(InputError):
+    """A policy that cannot be used (a malformed one, or one this kind of run cannot take:
+    a cascade in an event-driven run or a stream); the message names the valid forms. An
+    :class:`InputError`: a policy is one of a run's inputs."""
 
 
 class ExitPolicy(Protocol):

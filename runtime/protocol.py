@@ -313,8 +313,8 @@ class Protocol:
         return (
             f"the stored policy {self.exit_policy} was chosen on {chosen}-driven runs (calibrate-exit): its "
             f"accuracy budget was kept there, not measured on these {mode}-driven ones, whose readouts differ for a "
-            f"leaky model (docs/event_driven.md); choose one for them with calibrate-exit --mode {mode}, or pass "
-            "--policy"
+            f"leaky model (docs/event_driven.md); choose one for them with calibrate-exit --mode {mode}, or name a "
+            "policy (--policy; the SDK's policy=)"
         )
 
     def run_default(
@@ -332,7 +332,8 @@ class Protocol:
         if stored is not None:
             note = (
                 f"the model's stored policy {self.exit_policy} is a cascade, which {runner} cannot run (it reruns "
-                f"whole recordings): {none_runs if text is None else text + ' runs'}; pass --policy to choose"
+                f"whole recordings): {none_runs if text is None else text + ' runs'}; name a policy to choose "
+                "(--policy; the SDK's policy=)"
             )
         return fallback, text, note
 

@@ -118,12 +118,16 @@ class RunResult(Result):
         return float(self.steps.mean())
 
     def stats(self) -> dict[str, float | int | list[int]]:
-        return {
-            "mean_steps": self.mean_steps,
-            **{f"p{q}_steps": float(np.percentile(self.steps, q)) for q in (50, 90, 99)},
-            "max_steps": int(self.steps.max()),
-            "batch_per_step": self.batch_per_step,
-        }
+        return {**step_stats(self.steps), "batch_per_step": self.batch_per_step}
+
+
+def step_stats(steps: np.ndarray) -> dict[str, float | int]:
+    """What a summary says of the steps (clock) or bins (event-driven) each sample ran."""
+    return {
+        "mean_steps": float(steps.mean()),
+        **{f"p{q}_steps": float(np.percentile(steps, q)) for q in (50, 90, 99)},
+        "max_steps": int(steps.max()),
+    }
 
 
 @dataclass
@@ -167,6 +171,12 @@ class EventResult(Result):
             "events_per_sample": float(self.events.mean()),
             "synops_per_sample": float(self.synops.mean()),
         }
-        if self.steps is not None:
-            s.update(mean_steps=float(self.steps.mean()), max_steps=int(self.steps.max()))
+        if self.steps is not None:  # the clock result's step figures, per bin
+            steps = self.steps
+            s.update(step_stats(steps), batch_per_step=[int((steps >= k).sum()) for k in range(1, steps.max() + 1)])
         return s
+
+    @property
+    def mean_steps(self) -> float | None:
+        """The mean of :attr:`steps`; None for whole streams (no policy asked)."""
+        return None if self.steps is None else float(self.steps.mean())

@@ -820,7 +820,7 @@ class Session:
         """``state`` is a stream of this session's (its buffers hold this model's states)."""
         if not isinstance(state, ClockState):
             raise InputError(
-                f"state is a {type(state).__name__}; expected a ClockState from this session's initial_state()"
+                f"state is of type {type(state).__name__}; expected a ClockState from this session's initial_state()"
             )
         if state.session is not self:
             # its buffers hold another model's states: it would run that model, or fail in numpy
@@ -842,7 +842,7 @@ class Session:
         if x_t.shape[0] != state.batch:
             raise InputError(
                 f"step input has batch {x_t.shape[0]}; this stream has batch {state.batch} "
-                "(start a new one with initial_state, or reset())"
+                "(feed: start a new state with initial_state(batch); step: reset() first)"
             )
         state.stepper.step(x_t, state.t)
         state.t += 1

@@ -40,6 +40,7 @@ from .policies import (
     Cascade,
     ExitPolicy,
     FixedT,
+    PolicyError,
     exit_decisions,
     first_exit,
     horizon_of,
@@ -291,7 +292,7 @@ def run_clock(
 ) -> None:
     """Clock-driven streaming (see the module doc)."""
     if isinstance(policy, Cascade):
-        raise InputError(f"policy {policy}: {CASCADE_NOT_STREAMED}")
+        raise PolicyError(f"policy {policy}: {CASCADE_NOT_STREAMED}")
     p = session.protocol
     dt = span_us(p.dt_us if dt_us is None else dt_us, "the bin duration")
     bins = _Bins(session, dt, policy or FixedT(p.default_T), emit, stats)
@@ -313,7 +314,7 @@ def run_event(
     by default), as the clock stream asks it after each bin, up to its horizon; None: one
     decision per window, at its end."""
     if isinstance(policy, Cascade):
-        raise InputError(f"policy {policy}: {CASCADE_NOT_STREAMED}")
+        raise PolicyError(f"policy {policy}: {CASCADE_NOT_STREAMED}")
     p = engine.protocol
     default = None if p.dt_us is None else p.T_trained * p.dt_us
     span = span_us(default if window_us is None else window_us, "the window")

@@ -417,7 +417,7 @@ def test_a_state_of_another_network_is_refused():
     for call in (lambda st: e.feed(st, ev), lambda st: e.flush(st)):
         with pytest.raises(EventInputError, match="made by the engine of another network"):
             call(wider.initial_state())
-        with pytest.raises(EventInputError, match="state is a NoneType; expected an EventState"):
+        with pytest.raises(EventInputError, match="state is of type NoneType; expected an EventState"):
             call(None)
     e.feed(e.initial_state(), ev)  # its own: runs
 

@@ -21,8 +21,9 @@ from runtime.event import load_event
 from runtime.event.evaluate import run_event_dataset
 from runtime.event.exit import run_with_exit
 from runtime.event.network import INV_TAU
-from runtime.policies import parse_policy
+from runtime.policies import PolicyError, parse_policy
 from runtime.protocol import METADATA_KEY, store_protocol
+from runtime.stream import Stats, run_event
 
 from .conftest import run_cli, run_main
 from .event_fixtures import chain_model, random_stream, spec
@@ -188,12 +189,17 @@ def test_whole_streams_of_a_model_trained_on_each_recordings_span_end_there(tmp_
 
 
 def test_a_cascade_is_refused_in_event_mode(model, tmp_path):
+    """A PolicyError, as the docs promise for a policy that cannot be used (it was a bare
+    InputError, which a caller catching PolicyError missed); still an InputError."""
     engine = load_event(model)
     cascade = parse_policy("cascade:confidence:0.5,T=3+6")
-    with pytest.raises(InputError, match="an event-driven run reads each stream once"):
+    with pytest.raises(PolicyError, match="an event-driven run reads each stream once"):
         run_with_exit(engine, streams(1), cascade)
-    with pytest.raises(InputError, match="an event-driven run reads each stream once"):
+    with pytest.raises(PolicyError, match="an event-driven run reads each stream once"):
         run_event_dataset(engine, load_dataset("digits", "test"), policy=cascade)
+    with pytest.raises(PolicyError, match="a stream is"):
+        run_event(engine, [], lambda w: None, Stats(), policy=cascade)
+    assert issubclass(PolicyError, InputError)
     r = run_cli("runtime", "run", model, "--mode", "event", "--data", "digits", "--policy", "cascade:margin:0.3,T=2+6")
     assert r.returncode == 2 and r.stderr.count("error:") == 1 and "reads each stream once" in r.stderr
 
@@ -247,7 +253,8 @@ def test_event_mode_runs_the_models_stored_policy(model, tmp_path, stored, runs,
         # chosen on clock runs (a record without "mode": every file before it was kept): said
         assert [w for w in out["warnings"] if "was chosen on clock-driven runs" in w]
     else:
-        assert [w for w in out["warnings"] if note in w] and "whole streams run; pass --policy" in r.stderr
+        assert [w for w in out["warnings"] if note in w]
+        assert "whole streams run; name a policy to choose (--policy" in r.stderr
     given = json.loads(run_cli(*base, "--policy", "fixed:2", "--json").stdout)  # --policy wins
     assert (given["policy"], given["max_steps"]) == ("fixed:2", 2)
 
@@ -280,7 +287,7 @@ def test_the_sdks_data_set_runners_take_the_stored_policy_alike(model, tmp_path)
     StoredPolicyWarning when it was chosen on the other kind of runs (or, event-driven, is a
     cascade: whole streams), and WHOLE_STREAMS runs whole streams whatever is stored."""
     from runtime import load
-    from runtime.errors import StoredPolicyWarning
+    from runtime.errors import StoredPolicyWarning, TrainedRangeWarning
     from runtime.evaluate import run_dataset
     from runtime.event.evaluate import WHOLE_STREAMS
 
@@ -298,7 +305,7 @@ def test_the_sdks_data_set_runners_take_the_stored_policy_alike(model, tmp_path)
             warnings.simplefilter("always")
             stored = run_event_dataset(load_event(path), ds)
         assert stored.steps is not None and np.array_equal(stored.steps, given.steps)
-        assert np.array_equal(stored.outputs, given.outputs)
+        assert np.array_equal(stored.outputs, given.outputs) and stored.mean_steps == float(given.steps.mean())
         said = [str(w.message) for w in caught if issubclass(w.category, StoredPolicyWarning)]
         assert bool(said) == (mode == "clock") and all("calibrate-exit --mode event" in w for w in said)
         with warnings.catch_warnings(record=True) as caught:
@@ -307,12 +314,24 @@ def test_the_sdks_data_set_runners_take_the_stored_policy_alike(model, tmp_path)
             clock = run_dataset(load(path, threads=1), ds)
         assert forced.steps is None and np.array_equal(forced.outputs, whole.outputs)
         assert np.array_equal(clock.steps, run_dataset(load(path, threads=1), ds, rule).steps)
+        # the same step figures, per bin: batch_per_step the streams still running at each
+        assert set(stored.stats()) - set(clock.stats()) == {"events_per_sample", "synops_per_sample"}
+        assert set(clock.stats()) <= set(stored.stats()) and forced.mean_steps is None
+        running = [int((clock.steps >= k).sum()) for k in range(1, clock.steps.max() + 1)]
+        assert clock.batch_per_step == running and len(running) > 1
         said = [str(w.message) for w in caught if issubclass(w.category, StoredPolicyWarning)]
         assert bool(said) == (mode == "event") and all("calibrate-exit --mode clock" in w for w in said)
     store_protocol(m, {**meta, "exit": {"policy": "cascade:confidence:0.5,T=3+6"}})
     with pytest.warns(StoredPolicyWarning, match="is a cascade"):
         cascade = run_event_dataset(load_event(save(m, tmp_path / "cascade.onnx")), ds)
     assert cascade.steps is None and np.array_equal(cascade.outputs, whole.outputs)
+    # a policy that may stop outside the trained range: said, as Session.run says it
+    hi = engine.protocol.T_range[1]
+    with pytest.warns(TrainedRangeWarning, match=f"this run uses T={hi + 1}, outside the trained range"):
+        run_event_dataset(engine, ds, policy=hi + 1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", TrainedRangeWarning)
+        run_event_dataset(engine, ds, policy=hi)
 
 
 def test_calibrate_exit_chooses_on_event_driven_runs(model, tmp_path):

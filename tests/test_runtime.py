@@ -541,7 +541,7 @@ def test_feed_with_explicit_states_equals_step_and_run(model_path):
     other = runtime.load(model_path)
     with pytest.raises(InputError, match="made by another session"):
         other.feed(a, frames[0])
-    with pytest.raises(InputError, match="state is a NoneType; expected a ClockState"):
+    with pytest.raises(InputError, match="state is of type NoneType; expected a ClockState"):
         s.feed(None, frames[0])
 
 

@@ -105,7 +105,7 @@ class EventEngine:
         network's layout: another's would be read out of bounds, or silently mixed)."""
         if not isinstance(state, EventState):
             raise EventInputError(
-                f"state is a {type(state).__name__}; expected an EventState from this engine's initial_state()"
+                f"state is of type {type(state).__name__}; expected an EventState from this engine's initial_state()"
             )
         if any(getattr(state, f).shape != shape for f, shape in self._state_shapes.items()):
             raise EventInputError(

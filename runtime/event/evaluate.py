@@ -10,10 +10,10 @@ import numpy as np
 
 from ..data import Dataset, check_fits
 from ..data.events import TIME_BASES, retimed
-from ..errors import InputError, StoredPolicyWarning
+from ..errors import InputError, StoredPolicyWarning, TrainedRangeWarning
 from ..evaluate import EVAL_BATCH_SIZE, ClockMode, run_batches
 from ..neuron import kind_of
-from ..policies import ExitPolicy, FixedT
+from ..policies import ExitPolicy, FixedT, t_range_warning
 from ..result import EventResult
 from .engine import EventEngine
 from .exit import event_policy, run_with_exit
@@ -121,14 +121,20 @@ def run_event_dataset(
     exit policy (as :meth:`runtime.session.Session.run` takes it), asked at the end of each
     bin (:mod:`.exit`); None: the model's stored policy, as :func:`runtime.evaluate.run_dataset`
     takes it (a :class:`StoredPolicyWarning` where it was chosen on clock-driven runs or is a
-    cascade), else whole streams; :data:`WHOLE_STREAMS`: whole streams whatever is stored."""
+    cascade), else whole streams; :data:`WHOLE_STREAMS`: whole streams whatever is stored. A
+    policy that may stop outside the trained range of T: a :class:`TrainedRangeWarning`, as
+    :meth:`runtime.session.Session.run` warns."""
+    p = engine.protocol
     if policy is None:
-        stored, _, note = engine.protocol.run_default("event", "an event-driven run", None, "whole streams run")
+        stored, _, note = p.run_default("event", "an event-driven run", None, "whole streams run")
         if note is not None:
             warnings.warn(note, StoredPolicyWarning, stacklevel=2)
         asked = stored
     else:  # a bad one: refused before any work
         asked = None if isinstance(policy, str) and policy == WHOLE_STREAMS else event_policy(policy)
+    ranged = t_range_warning(p, asked) if asked is not None else None
+    if ranged is not None:
+        warnings.warn(ranged, TrainedRangeWarning, stacklevel=2)
     return run_batches(EventMode(engine, time_base, asked), ds, batch_size, progress)
 
 

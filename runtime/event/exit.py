@@ -36,6 +36,7 @@ from ..policies import (
     CASCADE_NOT_EVENT_DRIVEN,
     Cascade,
     ExitPolicy,
+    PolicyError,
     as_policy,
     exit_decisions,
     first_exit,
@@ -53,9 +54,9 @@ def event_policy(policy: ExitPolicy | str | int) -> ExitPolicy:
     :meth:`runtime.session.Session.run` takes it, no cascade."""
     asked = as_policy(policy)
     if asked is None:
-        raise InputError("an exit policy is needed: a rule, fixed:T, or a policy object")
+        raise PolicyError("an exit policy is needed: a rule, fixed:T, or a policy object")
     if isinstance(asked, Cascade):
-        raise InputError(CASCADE_NOT_EVENT_DRIVEN)
+        raise PolicyError(CASCADE_NOT_EVENT_DRIVEN)
     return asked
 
 
