@@ -339,9 +339,15 @@ def cmd_calibrate_exit(a: argparse.Namespace) -> None:
         chosen = test_run(policy)
     unseen = [f"{name} split: {n}" for name, ns in (("validation", val_unseen), ("test", test_unseen)) for n in ns[-1:]]
     trained_on_val = p.train_split != "train-minus-val"
+    spike_rule = None
+    if event:  # numba's: only here
+        from .event.evaluate import spike_rule_note
+
+        spike_rule = spike_rule_note(p)
     warnings = print_warnings(
         [
             p.unfinished_note(a.model),
+            spike_rule,
             t_range_warning(p, parse_policy(policy)),
             "the model was trained on the validation recordings too (or does not say): its "
             "confidence there is optimistic; train with `fit --train-split train-minus-val`"

@@ -172,6 +172,10 @@ def cmd_stream(a: argparse.Namespace) -> None:
     # a run stopping outside the trained T range warns, as runtime run does
     if policy is not None:
         notes.append(t_range_warning(proto, policy))
+    if a.mode == "event":
+        from .event.evaluate import spike_rule_note
+
+        notes.append(spike_rule_note(proto))
     for n in filter(None, notes):
         print(f"warning: {n}", file=sys.stderr)
     _warm_up(engine if a.mode == "event" else session, a.mode)

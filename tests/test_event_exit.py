@@ -18,7 +18,7 @@ from runtime import forks
 from runtime.data import load_dataset
 from runtime.errors import InputError
 from runtime.event import load_event
-from runtime.event.evaluate import run_event_dataset
+from runtime.event.evaluate import run_event_dataset, spike_rule_note
 from runtime.event.exit import run_with_exit
 from runtime.event.network import INV_TAU
 from runtime.policies import PolicyError, parse_policy
@@ -332,6 +332,28 @@ def test_the_sdks_data_set_runners_take_the_stored_policy_alike(model, tmp_path)
     with warnings.catch_warnings():
         warnings.simplefilter("error", TrainedRangeWarning)
         run_event_dataset(engine, ds, policy=hi)
+
+
+def test_event_runs_of_single_spike_layers_say_what_differs(model, tmp_path):
+    """A single-spike model fires at most once per clock step and at every crossing
+    event-driven: on the digits default such models lost 13-40 points event-driven with
+    nothing said (docs/event_driven.md, Spike rule). Each event-driven command says it, for
+    single-spike layers only."""
+    multi = chain_model(spec("LIF", "multi"), sensor=SENSOR, classes=10, scale=0.5, duration_us=DURATION, T=T)
+    for path, single in ((model, True), (save(multi, tmp_path / "multi.onnx"), False)):
+        assert (spike_rule_note(load_event(path).protocol) is not None) == single
+        data = ["--data", "digits", "--limit", "8", "--threads", "1"]
+        runs = [
+            ["runtime", "run", path, "--mode", "event", *data, "--json"],
+            ["runtime", "calibrate-exit", path, "-o", str(tmp_path / "c.onnx"), "--mode", "event", *data, "--json"],
+        ]
+        for argv in runs:
+            r = run_cli(*argv)
+            assert r.returncode == 0, r.stderr
+            said = [w for w in json.loads(r.stdout)["warnings"] if "fire at most one spike per step" in w]
+            assert bool(said) == single, (argv, said)
+            if said:
+                assert "LIF neurons" in said[0] and "--spike multi" in said[0] and said[0] in r.stderr
 
 
 def test_calibrate_exit_chooses_on_event_driven_runs(model, tmp_path):

@@ -15,6 +15,7 @@ from runtime.data.eventfile import open_events, read_events, read_header
 from runtime.data.events import make_events
 from runtime.data.transforms import Pipeline, Transform
 from runtime.event.engine import load_event
+from runtime.event.evaluate import spike_rule_note
 from runtime.protocol import readout_so_far
 from runtime.session import load
 from runtime.stream import Stats, run_clock, run_event, slices
@@ -493,6 +494,9 @@ def test_stream_runs_the_models_stored_policy(eventcam, model, tmp_path, capsys)
     assert stored == asked and summary["policy"] == rule and all(w["steps"] for w in stored)
     # a record without "mode" was chosen on clock runs: an event-driven stream that takes it says so
     assert "was chosen on clock-driven runs" in err and "calibrate-exit --mode event" in err
+    # single-spike layers event-driven: said (docs/event_driven.md, Spike rule), as runtime run says it
+    note = spike_rule_note(load_event(str(model)).protocol)
+    assert note is not None and note in err and note not in stream(str(model))[2]  # event, not clock
     assert stream(str(model), *event)[0] != asked  # one decision per window of T x dt
     windows, summary, err = stream(with_stored("cascade:confidence:0.9,T=1+6"), *event)
     assert "fixed:6" not in err and "(it reruns whole recordings): one decision per window runs" in err

@@ -39,7 +39,14 @@ def cmd_run_event(a: argparse.Namespace) -> None:
         )
     from ..evaluate import summarize
     from .engine import load_event, use_threads
-    from .evaluate import WHOLE_STREAMS, compare_clock, exit_bins_text, run_event_dataset, time_base_note
+    from .evaluate import (
+        WHOLE_STREAMS,
+        compare_clock,
+        exit_bins_text,
+        run_event_dataset,
+        spike_rule_note,
+        time_base_note,
+    )
 
     threads = use_threads(a.threads if a.threads is not None else 0)
     engine = load_event(a.model)
@@ -52,7 +59,8 @@ def cmd_run_event(a: argparse.Namespace) -> None:
     r = run_event_dataset(engine, ds, a.batch_size, sys.stderr.isatty(), time_base, policy or WHOLE_STREAMS)
     s = summarize(r, ds.labels)
     ranged = t_range_warning(p, policy) if policy is not None else None
-    warnings = print_warnings([p.unfinished_note(a.model), stored_note, ranged, time_base_note(p, time_base)])
+    notes = [p.unfinished_note(a.model), stored_note, ranged, time_base_note(p, time_base), spike_rule_note(p)]
+    warnings = print_warnings(notes)
     s.update(mode="event", time_base=time_base, data=ds.spec, model=a.model, threads=threads, warnings=warnings)
     s.update(policy=policy_text)  # None: whole streams
     if a.json:
