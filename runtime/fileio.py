@@ -236,6 +236,24 @@ def _cleanup_on_signals(tmp: Path) -> Iterator[None]:
             signal.signal(sig, handler)
 
 
+_INTERRUPTS = {signal.SIGINT, signal.SIGTERM}
+
+
+def _defer_interrupts() -> set[int | signal.Signals] | None:
+    """Block SIGINT and SIGTERM (they stay pending); returns the mask to restore, None where
+    signals cannot be blocked (Windows)."""
+    if not hasattr(signal, "pthread_sigmask"):
+        return None
+    return signal.pthread_sigmask(signal.SIG_BLOCK, _INTERRUPTS)
+
+
+def _resume_interrupts(mask: set[int | signal.Signals] | None) -> None:
+    """Restore ``mask``; a signal that waited runs its handler here (Python checks for
+    pending signals as the mask changes)."""
+    if mask is not None:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+
+
 STALE_S = 600  # a temporary file untouched this long has no writer: every write takes seconds
 
 
@@ -282,16 +300,22 @@ def write_atomic(path: str | Path, write: Callable[[Path], object]) -> Path:
     path = check_output(path, *(() if Path(path).resolve() in _written else sorted(_read)))
     parent = path.parent if str(path.parent) else Path(".")
     _remove_stale_temporaries(parent, path.name, path.suffix)
+    # keep the suffix: some writers (torch.export.save, matplotlib) look at it; the
+    # writer's pid in the name tells a later run whether the file is still being written
+    prefix = f".{path.name}.tmp.{os.getpid()}."
+    # Ctrl-C and SIGTERM wait from the temporary's creation until the try that removes it
+    # holds its name: one that came in between left it behind (a SIGTERM during fit's
+    # every-epoch checkpoint, now and then)
+    deferred = _defer_interrupts()
     try:
-        # keep the suffix: some writers (torch.export.save, matplotlib) look at it; the
-        # writer's pid in the name tells a later run whether the file is still being written
-        prefix = f".{path.name}.tmp.{os.getpid()}."
         fd, tmp_name = tempfile.mkstemp(prefix=prefix, suffix=path.suffix, dir=parent)
     except OSError as e:
+        _resume_interrupts(deferred)
         raise OutputPathError(f"cannot write {path}: {e.strerror or e}") from None
     tmp = Path(tmp_name)
     try:  # from its creation on: a Ctrl-C before the write left an empty temporary file
         os.close(fd)
+        _resume_interrupts(deferred)  # one that waited is raised here, and the temporary removed
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; the artifact is an ordinary file

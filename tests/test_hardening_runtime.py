@@ -187,6 +187,35 @@ def test_ctrl_c_before_the_write_begins_leaves_nothing(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
+def test_an_interrupt_as_the_temporary_file_is_created_leaves_nothing(tmp_path, sig):
+    """A SIGTERM between the temporary's creation and the try that removes it left it
+    behind (fit's every-epoch checkpoint, stopped by a scheduler, now and then): the signal
+    waits until its removal is armed."""
+    code = (
+        "import os, signal, sys, tempfile\n"
+        "from pathlib import Path\n"
+        "from runtime import fileio\n"
+        "real = tempfile.mkstemp\n"
+        "def mkstemp(*a, **k):\n"
+        "    made = real(*a, **k)\n"
+        f"    os.kill(os.getpid(), signal.{sig})  # the temporary exists; write_atomic has no name for it yet\n"
+        "    return made\n"
+        "tempfile.mkstemp = mkstemp\n"
+        "with fileio.interrupts_remembered():\n"
+        "    try:\n"
+        "        fileio.write_atomic(Path(sys.argv[1]) / 'a.onnx', lambda tmp: tmp.write_bytes(b'x'))\n"
+        "    except KeyboardInterrupt as e:\n"
+        "        print(type(e).__name__)\n"
+        "print(sorted(p.name for p in Path(sys.argv[1]).iterdir()))\n"
+    )
+    argv = [sys.executable, "-c", code, str(tmp_path)]
+    p = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    raised = "Terminated" if sig == "SIGTERM" else "KeyboardInterrupt"
+    assert p.stdout.splitlines() == [raised, "[]"], p.stdout + p.stderr
+
+
 def test_a_killed_writers_temporary_file_is_removed_by_the_next_write(tmp_path):
     """SIGKILL (the OOM killer's) runs no cleanup: a writer killed mid-write left a hidden
     copy as large as the artifact. The next write of that name removes it; one whose writer
