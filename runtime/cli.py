@@ -24,6 +24,7 @@ from .errors import (
     UnseenEventsWarning,
 )
 from .evaluate import EVAL_BATCH_SIZE, plot_tradeoff, run_dataset, summarize, tradeoff
+from .event.cli import clock_only_flags, spike_rule_note  # numba-free
 from .fileio import OutputPathError, check_output
 from .limits import available_cores, check_memory, run_bytes
 from .neuron import SpecError
@@ -278,8 +279,6 @@ def cmd_calibrate_exit(a: argparse.Namespace) -> None:
     event = a.mode == "event"
     if event and CASCADE in (a.rules or ()):
         raise PolicyError(f"--rules cascade with --mode event: {CASCADE_NOT_EVENT_DRIVEN}")
-    from .event.cli import clock_only_flags  # numba-free: the parser imports it already
-
     unread = clock_only_flags(a)
     if event and unread:
         raise InputError(
@@ -339,15 +338,10 @@ def cmd_calibrate_exit(a: argparse.Namespace) -> None:
         chosen = test_run(policy)
     unseen = [f"{name} split: {n}" for name, ns in (("validation", val_unseen), ("test", test_unseen)) for n in ns[-1:]]
     trained_on_val = p.train_split != "train-minus-val"
-    spike_rule = None
-    if event:  # numba's: only here
-        from .event.evaluate import spike_rule_note
-
-        spike_rule = spike_rule_note(p)
     warnings = print_warnings(
         [
             p.unfinished_note(a.model),
-            spike_rule,
+            spike_rule_note(p) if event else None,
             t_range_warning(p, parse_policy(policy)),
             "the model was trained on the validation recordings too (or does not say): its "
             "confidence there is optimistic; train with `fit --train-split train-minus-val`"

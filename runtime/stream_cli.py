@@ -12,7 +12,8 @@ from . import cliargs
 from .data.eventfile import CHUNK_BYTES, FORMATS, open_events, parse_sensor
 from .data.transforms import Pipeline, Transform, from_dicts, parse_transform
 from .errors import InputError
-from .policies import STEP_POLICY_FORMS, Cascade, FixedT, parse_policy, t_range_warning
+from .event.cli import spike_rule_note  # numba-free
+from .policies import STEP_POLICY_FORMS, Cascade, FixedT, PolicyError, parse_policy, t_range_warning
 from .protocol import DENSE_KINDS, Protocol
 from .report import json_text, table
 from .session import load
@@ -148,7 +149,7 @@ def cmd_stream(a: argparse.Namespace) -> None:
     tick_ms = TICK_MS if a.tick_ms is None else a.tick_ms
     policy = parse_policy(a.policy) if a.policy else None
     if isinstance(policy, Cascade):  # before any output (the table's header)
-        raise InputError(f"--policy {a.policy}: {CASCADE_NOT_STREAMED}")
+        raise PolicyError(f"--policy {a.policy}: {CASCADE_NOT_STREAMED}")
     if a.mode == "event":
         from .event.engine import load_event
 
@@ -173,8 +174,6 @@ def cmd_stream(a: argparse.Namespace) -> None:
     if policy is not None:
         notes.append(t_range_warning(proto, policy))
     if a.mode == "event":
-        from .event.evaluate import spike_rule_note
-
         notes.append(spike_rule_note(proto))
     for n in filter(None, notes):
         print(f"warning: {n}", file=sys.stderr)

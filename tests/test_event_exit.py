@@ -18,7 +18,8 @@ from runtime import forks
 from runtime.data import load_dataset
 from runtime.errors import InputError
 from runtime.event import load_event
-from runtime.event.evaluate import run_event_dataset, spike_rule_note
+from runtime.event.cli import spike_rule_note
+from runtime.event.evaluate import run_event_dataset
 from runtime.event.exit import run_with_exit
 from runtime.event.network import INV_TAU
 from runtime.policies import PolicyError, parse_policy

@@ -14,8 +14,8 @@ from runtime.cli import main
 from runtime.data.eventfile import open_events, read_events, read_header
 from runtime.data.events import make_events
 from runtime.data.transforms import Pipeline, Transform
+from runtime.event.cli import spike_rule_note
 from runtime.event.engine import load_event
-from runtime.event.evaluate import spike_rule_note
 from runtime.protocol import readout_so_far
 from runtime.session import load
 from runtime.stream import Stats, run_clock, run_event, slices

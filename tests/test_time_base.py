@@ -15,7 +15,8 @@ from runtime.data import DataError, bin_events, load_dataset, make_events
 from runtime.data.events import retimed
 from runtime.errors import InputError
 from runtime.event import load_event
-from runtime.event.evaluate import run_event_dataset, spike_rule_note, time_base_note
+from runtime.event.cli import spike_rule_note
+from runtime.event.evaluate import run_event_dataset, time_base_note
 from runtime.neuron import NeuronSpec
 from tests.edge_fixtures import Conv, chain_model
 from tests.event_fixtures import random_stream
