@@ -24,7 +24,7 @@ from tests import test_alif_event_driven as alif  # noqa: E402
 from tests import test_cuba_lif_event_driven as cuba  # noqa: E402
 from tests.event_fixtures import finer_bin_sds, random_stream  # noqa: E402
 
-BINS_US = (500.0, 50.0, 5.0, 1.0, 0.5)
+BINS_US = (500.0, 100.0, 50.0, 5.0, 1.0, 0.5, 0.25)  # 100: the CubaLIF net's trained width
 
 
 def main() -> None:

@@ -17,7 +17,7 @@ from runtime.event import load_event
 from runtime.event.kernel import flow, next_crossing
 from runtime.event.reference import run_reference
 from runtime.eventinput import EventInputError
-from runtime.neuron import CubaLIFSpec, NeuronSpec, make_spec
+from runtime.neuron import CubaLIFSpec, NeuronSpec, kind_of, make_spec
 from tests.event_fixtures import finer_bin_sds, random_stream
 from tests.export_helpers import config, model
 from trainer.config import NeuronConfig
@@ -106,16 +106,71 @@ def test_no_crossing_when_the_peak_stays_below_threshold():
     assert next_crossing(0.0, 0.2, 1.0, 1.0, lm, 0.0, c / 100) == math.inf  # steady state 0.1 * 1 / 0.01 < 1
 
 
-def test_retimed_keeps_the_time_constants_and_scales_the_charge():
+def test_retimed_keeps_the_time_constants_and_the_continuous_neuron():
     spec = make_spec("CubaLIF", decay=0.8, decay_syn=0.6, dt=50.0)
     assert isinstance(spec, CubaLIFSpec)
     fine = spec.retimed(5.0)
-    assert (fine.tau, fine.tau_syn, fine.syn_gain, fine.dt) == pytest.approx((spec.tau, spec.tau_syn, 0.1, 5.0))
+    assert (fine.tau, fine.tau_syn, fine.dt) == pytest.approx((spec.tau, spec.tau_syn, 5.0))
+    assert fine.charge_rate == pytest.approx(spec.charge_rate, rel=1e-12)
+    # by hand: c = 1 / (50 * m(0.8) * m(0.6)), m(d) = (1 - d) / ln(1/d); at 5 µs the decays
+    # are 0.8 ** 0.1 and 0.6 ** 0.1 (float32, as the graph reads them)
+    m = lambda d: (1 - d) / -math.log(d)
+    assert spec.charge_rate == pytest.approx(1 / (50 * m(0.8) * m(0.6)), rel=1e-6)
+    d32 = lambda d: float(np.float32(d))
+    want_gain = 5 * m(d32(0.8**0.1)) * m(d32(0.6**0.1)) * spec.charge_rate
+    assert fine.syn_gain == pytest.approx(want_gain, rel=1e-9) and 0.12 < fine.syn_gain < 0.15
     assert spec.retimed(50.0) == spec  # the trained width: the trained neuron, syn_gain 1
     # files written before syn_gain existed read as syn_gain 1
     d = spec.to_dict()
     del d["syn_gain"]
     assert NeuronSpec.from_dict(d) == spec
+
+
+def _clock_steady_membrane(spec: CubaLIFSpec, per_bin: float, bins: int) -> float:
+    """The membrane after ``bins`` clock steps of the kind's own step under a constant input."""
+    state = (np.zeros(1), np.zeros(1))
+    for _ in range(bins):
+        _, state = kind_of("CubaLIF").step(spec, state, np.full(1, per_bin))
+    return float(state[0][0])
+
+
+def _event_mean_membrane(spec: CubaLIFSpec, per_bin: float, periods: int, samples: int = 400) -> float:
+    """The event-driven form's membrane, one input of ``per_bin`` every ``spec.dt`` µs, run
+    ``periods`` periods (the engine's closed-form flow) and averaged over the last one."""
+    form = kind_of("CubaLIF").event_form(spec)
+    lm, ls, c = form.inv_tau, form.inv_tau_syn, form.charge
+    v = i = 0.0
+    for _ in range(periods):
+        i += per_bin
+        em, es, k = flow(spec.dt, lm, ls, c)
+        v, i = em * v + k * i, es * i
+    i += per_bin
+    taus = (np.arange(samples) + 0.5) * spec.dt / samples  # midpoints over the last period
+    return float(np.mean([v_at(t, v, i, lm, ls, c) for t in taus]))
+
+
+@pytest.mark.parametrize("decay, decay_syn", [(0.5, 0.5), (0.9, 0.6), (1.0, 0.7), (0.6, 0.95)])
+def test_event_form_and_retimed_steps_keep_the_trained_steady_state_gain(decay, decay_syn):
+    """A steady input drives the trained step's membrane to ``I / ((1 - decay_syn)(1 -
+    decay))`` (here with no threshold in reach); the event-driven form driven at the same
+    rate must hold the same mean, and so must the clock step at a finer bin. With the
+    forward-Euler charge ``syn_gain / dt`` the event form got ``m(decay) * m(decay_syn)`` of
+    it (0.52 at the default decays 0.5): trained CubaLIF models lost 9 to 40 points
+    event-driven on the digits."""
+    spec = make_spec("CubaLIF", decay=decay, decay_syn=decay_syn, dt=DT0, v_th=1e30)
+    assert isinstance(spec, CubaLIFSpec)
+    I = 0.01
+    if decay == 1.0:  # no membrane leak: no steady state; compare the charge per bin instead
+        trained = _clock_steady_membrane(spec, I, 401) - _clock_steady_membrane(spec, I, 400)
+        mean = lambda f, n: _event_mean_membrane(f, I, n)
+        event = mean(spec, 401) - mean(spec, 400)
+        assert event == pytest.approx(trained, rel=1e-4) and trained == pytest.approx(I / (1 - decay_syn), rel=1e-4)
+        return
+    trained = _clock_steady_membrane(spec, I, 600)
+    assert trained == pytest.approx(I / ((1 - decay_syn) * (1 - decay)), rel=1e-4)
+    assert _event_mean_membrane(spec, I, 600) == pytest.approx(trained, rel=1e-4)
+    fine = spec.retimed(DT0 / 10)  # the same input rate: I / 10 per bin of a tenth
+    assert _clock_steady_membrane(fine, I / 10, 6000) == pytest.approx(trained, rel=1e-4)
 
 
 @pytest.mark.parametrize(
@@ -164,7 +219,7 @@ def test_kernel_matches_plain_python_and_spikes_fall_between_inputs(tmp_path, ru
 @pytest.mark.slow  # four exports and 2,455 clock steps: about 10 to 20 s
 def test_finer_bins_converge_to_event_driven(tmp_path):
     """At each bin width dt the neuron is the same continuous-time one (``retimed``: decays
-    exp(-dt/tau), exp(-dt/tau_syn), syn_gain dt/DT0); the spike difference of the
+    exp(-dt/tau), exp(-dt/tau_syn), the syn_gain that keeps its ``charge_rate``); the spike difference of the
     clock-driven run over [0, DURATION) to the event-driven run falls towards 0. With the
     crossing solver taken out (neurons fire late, when an input next reaches them) the
     series stalls: 0.72, 0.52, 0.29, 0.26."""

@@ -30,17 +30,17 @@ def spike_rule_note(p: Protocol) -> str | None:
     """Where single-spike neurons run event-driven: the clock run fires at most one spike
     per step (``spike = "single"``), which caps a neuron's rate at one per bin, while the
     engine fires at every threshold crossing (docs/event_driven.md, Spike rule: single-spike
-    models agreed less with their clock runs on both data sets measured, and lost 13-40
-    points event-driven on the digits default, 0-7 on N-MNIST but CubaLIF's 17.5); None when
-    every spiking layer fires multi-spike."""
+    models agreed less with their clock runs on both data sets measured, and lost 12-26
+    points event-driven on the digits default, up to 6.9 on N-MNIST); None when every
+    spiking layer fires multi-spike."""
     single = sorted({n.spec.kind for n in p.neurons if n.spec.spiking and n.spec.spike == "single"})
     if not single:
         return None
     return (
         f"this model's {'/'.join(single)} neurons fire at most one spike per step (single-spike): event-driven "
         "they fire at each threshold crossing, a rate the clock-trained model never saw, and accuracy can fall well "
-        "below the clock-driven run's (by 13-40 points on the digits default, 0-17.5 on N-MNIST); train with --spike "
-        "multi for event-driven use (docs/event_driven.md, Spike rule)"
+        "below the clock-driven run's (by 12-26 points on the digits default, up to 6.9 on N-MNIST); train with "
+        "--spike multi for event-driven use (docs/event_driven.md, Spike rule)"
     )
 
 

@@ -162,6 +162,18 @@ def event_inv_tau(decay: float, dt: float) -> float:
     return 0.0 if d == 1.0 else -math.log(d) / dt
 
 
+def bin_mean_decay(decay: float) -> float:
+    """The mean of ``exp(-s / tau)`` over one bin, ``s`` in ``[0, dt)``: ``(1 - decay) /
+    ln(1 / decay)`` (``decay = exp(-dt / tau)``), 1 for no decay; ``decay`` read in float32
+    as the clock runtimes and :func:`event_inv_tau` read it. A clock step sums a decaying
+    quantity once per bin (``sum decay^k = 1 / (1 - decay)`` bins), the continuous form
+    integrates it (``tau / dt = 1 / ln(1 / decay)`` bins): the sum is the integral divided
+    by this. 0.72 at decay 0.5, towards 1 as the bin shrinks against ``tau``."""
+    d = float(np.float32(decay)) or decay
+    x = -math.log(d)
+    return 1.0 if x == 0.0 else -math.expm1(-x) / x
+
+
 def tau_of(decay: float, dt: float) -> float:
     """``tau = -dt / ln(decay)`` (DESIGN.md §1: ``decay = exp(-dt / tau)``); inf for decay 1."""
     return math.inf if decay == 1.0 else -dt / math.log(decay)
