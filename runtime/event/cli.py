@@ -31,7 +31,7 @@ def spike_rule_note(p: Protocol) -> str | None:
     per step (``spike = "single"``), which caps a neuron's rate at one per bin, while the
     engine fires at every threshold crossing (docs/event_driven.md, Spike rule: single-spike
     models agreed less with their clock runs on both data sets measured, and lost 12-26
-    points event-driven on the digits default, up to 6.9 on N-MNIST); None when every
+    points event-driven on the digits default, up to 17.5 on N-MNIST); None when every
     spiking layer fires multi-spike."""
     single = sorted({n.spec.kind for n in p.neurons if n.spec.spiking and n.spec.spike == "single"})
     if not single:
@@ -39,7 +39,7 @@ def spike_rule_note(p: Protocol) -> str | None:
     return (
         f"this model's {'/'.join(single)} neurons fire at most one spike per step (single-spike): event-driven "
         "they fire at each threshold crossing, a rate the clock-trained model never saw, and accuracy can fall well "
-        "below the clock-driven run's (by 12-26 points on the digits default, up to 6.9 on N-MNIST); train with "
+        "below the clock-driven run's (by 12-26 points on the digits default, up to 17.5 on N-MNIST); train with "
         "--spike multi for event-driven use (docs/event_driven.md, Spike rule)"
     )
 

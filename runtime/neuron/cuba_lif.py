@@ -104,8 +104,10 @@ class CubaLIFSpec(NeuronSpec):
 
     def retimed(self, dt: float) -> CubaLIFSpec:
         """The same continuous-time neuron stepped at bin width ``dt`` (µs): the decays
-        for the same time constants and the ``syn_gain`` that keeps :attr:`charge_rate`
-        (written as a ratio, which is exactly 1 at ``self.dt``)."""
+        for the same time constants and the ``syn_gain`` that keeps :attr:`charge_rate`;
+        ``self`` at its own width (recomputed, a decay can move by an ulp)."""
+        if dt == self.dt:
+            return self
         other = dataclasses.replace(self, decay=decay_of(self.tau, dt), decay_syn=decay_of(self.tau_syn, dt), dt=dt)
         gain = self.syn_gain * (dt * _bin_means(other)) / (self.dt * _bin_means(self))
         return dataclasses.replace(other, syn_gain=gain)
