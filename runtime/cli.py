@@ -44,6 +44,7 @@ from .session import Session, load
 if TYPE_CHECKING:
     from .event.engine import EventEngine  # numba: loaded by --mode event only
 
+EVENT_THREADS = "--mode event: numba threads, one stream each (default: all cores)"
 USER_ERRORS = (ModelError, InputError, PolicyError, DataError, SpecError, OutputPathError)
 
 
@@ -439,7 +440,7 @@ def parser() -> argparse.ArgumentParser:
     parser = cliargs.Parser(prog="python -m runtime", description=__doc__).add_version()
     sub = parser.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("run", help="accuracy, steps, operations, energy and latency on a data set")
-    _common(p, threads_help="--mode event: numba threads, one stream each (default: all cores)")
+    _common(p, threads_help=EVENT_THREADS)
     _data(p)
     p.add_argument(
         "--policy",
@@ -500,7 +501,7 @@ def parser() -> argparse.ArgumentParser:
         help="choose an exit policy on the validation split for an accuracy "
         "budget, store it in a copy of the model as its default, report it on the test split",
     )
-    _common(p)
+    _common(p, threads_help=EVENT_THREADS)
     _data(p, "the validation split (where the policy is chosen) and of the test split, each")
     cliargs.add_out(p, "the model with the chosen policy in its metadata (.onnx)", required=True)
     p.add_argument(
