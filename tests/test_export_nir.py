@@ -139,3 +139,32 @@ def test_a_nodes_time_label_says_how_its_tau_was_written(kind, decay_syn):
     written = {"euler dt=0.0001s": euler_tau(0.9), "exp steps": steps_tau(0.9)}
     assert label in written and math.isclose(tau, written[label], rel_tol=1e-6), (label, tau)
     assert label == ("exp steps" if kind == "CubaLIF" and decay_syn == 1.0 else "euler dt=0.0001s")
+
+
+@pytest.mark.parametrize(
+    "fields, finite",
+    [({"decay": 0.5, "decay_syn": 0.5}, True), ({"decay": 0.9, "decay_syn": 0.6, "syn_gain": 0.7}, True),
+     ({"decay": 1.0, "decay_syn": 0.6}, False), ({"decay": 0.9, "decay_syn": 1.0}, False)],
+)  # fmt: skip
+def test_a_steps_cuba_lif_node_is_the_event_engines_neuron_in_nirs_ode(fields, finite):
+    """NIR's CubaLIF: ``tau_syn di/dt = -i + w_in x``, ``tau_mem dv/dt = -v + r i`` (time in
+    steps). The node written for a multi-spike model (the form event-driven use wants) read
+    that way must be the engine's neuron: an input of weight w lifts i by w (``w_in /
+    tau_syn = 1``), the membrane is charged at the event form's rate (``r / tau_mem = charge
+    * dt``) and both decay at its rates. It was ``r = syn_gain``, ``w_in = 1``: an input lifted
+    i by 1 / tau_syn and the drive was (1 - d)(1 - d_syn) = 0.25 of the engine's at decays 0.5."""
+    from runtime.neuron import kind_of, make_spec
+
+    spec = make_spec("CubaLIF", spike="multi", reset="subtract", dt=100.0, **fields)
+    kind = kind_of("CubaLIF")
+    assert kind.nir_time(spec) == "exp steps"
+    _, params = kind.to_nir(spec, (3,))
+    p = {k: float(v.flat[0]) for k, v in params.items()}
+    form = kind.event_form(spec)
+    if not finite:  # a decay of 1: tau = inf has no finite r / w_in; the gain as it was
+        assert (p["r"], p["w_in"]) == (spec.syn_gain, 1.0)
+        return
+    assert p["w_in"] / p["tau_syn"] == pytest.approx(1.0, rel=1e-12)
+    assert p["r"] / p["tau_mem"] == pytest.approx(form.charge * spec.dt, rel=1e-6)
+    assert 1 / p["tau_mem"] == pytest.approx(form.inv_tau * spec.dt, rel=1e-6)
+    assert 1 / p["tau_syn"] == pytest.approx(form.inv_tau_syn * spec.dt, rel=1e-6)

@@ -30,7 +30,9 @@ NIR: ``CubaLIF``; the one-spike, reset-to-zero variant in snnTorch's Euler conve
 (``tau_syn = dt / (1 - decay_syn)``, ``w_in = tau_syn / dt``, ``tau_mem = dt / (1 - decay)``,
 ``r = syn_gain * tau_mem / dt`` at ``dt = 1e-4 s``: forward Euler of the ODEs is then
 exactly the step above, and snnTorch builds ``Synaptic(alpha=decay_syn, beta=decay)``),
-every other variant with the time constants in steps, ``r = syn_gain`` and ``w_in = 1``.
+every other variant with the time constants in steps, ``w_in = tau_syn`` and ``r = c dt tau_mem``:
+NIR's ODE is then the event-driven form below, in steps (``r = syn_gain`` and ``w_in = 1``
+where a decay of 1 leaves no finite form).
 
 Event-driven form: the ODEs above solved exactly between input events (``flow`` and
 ``next_crossing`` in ``runtime/event/kernel.py``). An input spike adds its weight to
@@ -154,8 +156,11 @@ class CubaLIF(NeuronKind[CubaLIFSpec]):
         if _euler(spec):
             tau_syn, tau_mem = nir.euler_tau(spec.decay_syn), nir.euler_tau(spec.decay)
             r, w_in = spec.syn_gain * tau_mem / nir.SNNTORCH_DT, tau_syn / nir.SNNTORCH_DT
-        else:
-            tau_syn, tau_mem, r, w_in = nir.steps_tau(spec.decay_syn), nir.steps_tau(spec.decay), spec.syn_gain, 1.0
+        else:  # in steps, NIR's ODE is the event engine's neuron: i += w per input, dv/dt = -v/tau_mem + c i
+            tau_syn, tau_mem = nir.steps_tau(spec.decay_syn), nir.steps_tau(spec.decay)
+            finite = math.isfinite(tau_syn) and math.isfinite(tau_mem)
+            r = spec.charge_rate * spec.dt * tau_mem if finite else spec.syn_gain  # no finite form: as before
+            w_in = tau_syn if finite else 1.0
         return "CubaLIF", {
             "tau_syn": f(shape, tau_syn),
             "tau_mem": f(shape, tau_mem),
