@@ -162,8 +162,7 @@ def test_event_form_and_retimed_steps_keep_the_trained_steady_state_gain(decay, 
     I = 0.01
     if decay == 1.0:  # no membrane leak: no steady state; compare the charge per bin instead
         trained = _clock_steady_membrane(spec, I, 401) - _clock_steady_membrane(spec, I, 400)
-        mean = lambda f, n: _event_mean_membrane(f, I, n)
-        event = mean(spec, 401) - mean(spec, 400)
+        event = _event_mean_membrane(spec, I, 401) - _event_mean_membrane(spec, I, 400)
         assert event == pytest.approx(trained, rel=1e-4) and trained == pytest.approx(I / (1 - decay_syn), rel=1e-4)
         return
     trained = _clock_steady_membrane(spec, I, 600)

@@ -169,8 +169,7 @@ def bin_mean_decay(decay: float) -> float:
     quantity once per bin (``sum decay^k = 1 / (1 - decay)`` bins), the continuous form
     integrates it (``tau / dt = 1 / ln(1 / decay)`` bins): the sum is the integral divided
     by this. 0.72 at decay 0.5, towards 1 as the bin shrinks against ``tau``."""
-    d = float(np.float32(decay)) or decay
-    x = -math.log(d)
+    x = event_inv_tau(decay, 1.0)  # ln(1 / decay) of the float32 decay
     return 1.0 if x == 0.0 else -math.expm1(-x) / x
 
 

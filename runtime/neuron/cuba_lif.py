@@ -111,8 +111,7 @@ class CubaLIFSpec(NeuronSpec):
         if dt == self.dt:
             return self
         other = dataclasses.replace(self, decay=decay_of(self.tau, dt), decay_syn=decay_of(self.tau_syn, dt), dt=dt)
-        gain = self.syn_gain * (dt * _bin_means(other)) / (self.dt * _bin_means(self))
-        return dataclasses.replace(other, syn_gain=gain)
+        return dataclasses.replace(other, syn_gain=self.charge_rate * dt * _bin_means(other))  # charge_rate inverted
 
 
 def _bin_means(spec: CubaLIFSpec) -> float:
