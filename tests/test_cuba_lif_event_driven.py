@@ -14,7 +14,7 @@ import pytest
 
 from export.onnx_export import export_onnx
 from runtime.event import load_event
-from runtime.event.kernel import flow, next_crossing
+from runtime.event.kernel import flow, lazy_crossing, next_crossing, peak_gain
 from runtime.event.reference import run_reference
 from runtime.eventinput import EventInputError
 from runtime.neuron import CubaLIFSpec, NeuronSpec, kind_of, make_spec
@@ -170,6 +170,33 @@ def test_event_form_and_retimed_steps_keep_the_trained_steady_state_gain(decay, 
     assert _event_mean_membrane(spec, I, 600) == pytest.approx(trained, rel=1e-4)
     fine = spec.retimed(DT0 / 10)  # the same input rate: I / 10 per bin of a tenth
     assert _clock_steady_membrane(fine, I / 10, 6000) == pytest.approx(trained, rel=1e-4)
+
+
+def test_a_lazy_crossing_is_the_solvers_time_or_a_time_before_it():
+    """The kernel enters a bound after a touch and solves when its clock gets there
+    (kernel.lazy_crossing): a bound past the solver's root would run an input before the
+    crossing it follows, and an "exact" answer must be the solver's to the bit. Random
+    states as above, with gaps down to 1e-15 of th (where the solver's root is moved most by
+    rounding) and peaks grazing th (the never-crossing test's edge)."""
+    rng = np.random.default_rng(1)
+    kinds = {"bound": 0, "never": 0, "solved": 0}
+    for _ in range(6000):
+        lm, ls = rng.choice([0.0, 1.3862943611198906e-05, 1e-3]), rng.choice([0.0, 1.3862943611198906e-05, 5e-4])
+        c, t0 = rng.choice([2e-5, 0.1]), rng.choice([0.0, rng.uniform(0, 3e5), rng.uniform(0, 1e9)])
+        v0 = rng.choice([rng.uniform(-1, 0.999999), 1.0 - 10.0 ** rng.uniform(-15, -3)])
+        i0 = rng.exponential(3) * (lm + ls + 1e-6) / c
+        gain = peak_gain(lm, ls, c)
+        if rng.random() < 0.3 and 0 < gain < math.inf:  # the peak within 1e-9 of th, either side
+            i0 = (1.0 - max(v0, 0.0)) / gain * (1.0 + rng.uniform(-1e-9, 1e-9))
+        want = next_crossing(t0, v0, i0, 1.0, lm, ls, c)
+        t, exact = lazy_crossing(t0, v0, i0, 1.0, lm, ls, c, gain)
+        if exact:
+            assert t == want, (t0, v0, i0, lm, ls, c)
+            kinds["never" if t == math.inf and c * i0 - lm * v0 > 0 < i0 else "solved"] += 1
+        else:
+            assert t0 <= t <= want, (t0, v0, i0, lm, ls, c)
+            kinds["bound"] += 1
+    assert min(kinds.values()) > 300, kinds  # each way taken: the test reaches every branch
 
 
 @pytest.mark.parametrize(

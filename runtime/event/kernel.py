@@ -17,7 +17,8 @@ simultaneous and form one *wave*. A wave enters layer 0; every layer in turn
 A layer with a synaptic current (CubaLIF, ``charge > 0``) differs in three ways
 (the maths section below): bringing a neuron to time t solves its two ODEs exactly, an arriving
 spike adds ``n * w`` to the current, not the membrane, and after every update the time
-of the neuron's next threshold crossing is solved for (``crossing``). The crossings form
+of the neuron's next threshold crossing is solved for (``crossing``: bounded first, and
+solved when the run reaches the bound, :func:`lazy_crossing`). The crossings form
 waves of their own, in time order with the input waves (a crossing at the same time as
 an input wave goes first; crossings of one layer at one time are one wave): the neuron
 is brought to the crossing time (it is at ``v_th`` there), fires one spike, resets, and
@@ -581,15 +582,113 @@ def _reschedule(heap, hpos, n: int, pred, j: int) -> int:
     return n
 
 
+# A crossing solved for after every touch is mostly thrown away: the neuron is touched again
+# (by the next wave that reaches it) before it would cross, and the solve
+# (:func:`next_crossing`: its peak and about 10 evaluations of two exponentials) was 97% of
+# a CubaLIF stream's time on the digits (docs/event_driven.md). So a touch enters a lower
+# bound on the crossing (marked in ``tent``), and the exact time is solved for when the
+# run's clock reaches that bound with the neuron untouched since (:func:`_resolve`), from
+# the state the eager solve read: the same times, the same spikes, bit for bit. A state
+# handed back holds exact times only (:func:`_settle`).
+#
+# The bound: while v rises towards a crossing, ``v >= v0`` and ``i <= i0`` (``i0 > 0``
+# decays), so ``v' = c i - lm v <= c i0 - lm v0 = v'(0)``, and ``v`` cannot reach ``th``
+# before ``(th - v0) / v'(0)``. The solve's root is the first float time at which the
+# *computed* ``v`` is at ``th``, early by its rounding at most (a few ulps of ``|v0| +
+# th``, under 1e-5 of the gap ``th - v0`` once the gap is over ``NEAR * th``; nearer, it
+# is solved at once); the bound is taken at ``LAZY`` of its value, far below the root.
+# (A tighter bound, ``log1p`` of the decaying current, cost more than it saved.)
+# Never crossing is found without a solve where the most the current can still add,
+# ``peak_gain * i0``, leaves ``v`` below ``th`` by more than rounding (``NEVER``).
+NEAR = 1e-9
+LAZY = 0.9
+NEVER = 1.0 - 1e-12
+
+
 @cached_njit(inline="always", **NO_NRT)
-def _repredict(P, F, L: int, v, cur, tn, pred, touch, ntouch: int, heap, hpos, n: int) -> int:
-    """Solve for the next crossing of every neuron of the touched groups of CubaLIF layer ``L``."""
+def peak_gain(lm: float, ls: float, c: float) -> float:
+    """``max_tau k(tau)`` (:func:`flow`): the most a current of 1 ever adds to the membrane,
+    at ``tau = ln(lm / ls) / (lm - ls)`` (``1 / ls`` when equal); ``c / ls`` without a leak,
+    ``inf`` when the current does not decay."""
+    if ls == 0.0:
+        return math.inf
+    if lm == 0.0:
+        return c / ls
+    d = lm - ls
+    tau = 1.0 / ls if d == 0.0 else math.log(lm / ls) / d
+    return flow(tau, lm, ls, c)[2]
+
+
+@cached_njit(inline="always", **NO_NRT)
+def lazy_crossing(
+    t0: float, v0: float, i0: float, th: float, lm: float, ls: float, c: float, gain: float
+) -> tuple[float, bool]:
+    """``(time, exact)``: :func:`next_crossing`'s time where it is found without solving
+    (already at threshold, never rising, never reaching ``th``, or too near to bound) with
+    ``exact`` True; else a time at or before it (see above) with ``exact`` False.
+    ``gain``: :func:`peak_gain` of the layer."""
+    if v0 >= th:
+        return t0, True
+    ci = c * i0
+    if ci <= 0.0 or ci - lm * v0 <= 0.0:
+        return math.inf, True  # next_crossing's own test, to the bit
+    if max(v0, 0.0) + gain * i0 < NEVER * th:
+        return math.inf, True  # v = e^{-lm tau} v0 + k i0 <= max(v0, 0) + gain i0 < th for ever
+    gap = th - v0
+    if gap <= NEAR * th:
+        return next_crossing(t0, v0, i0, th, lm, ls, c), True
+    return t0 + LAZY * gap / (ci - lm * v0), False
+
+
+@cached_njit(inline="always", **NO_NRT)
+def _layer_of(P, j: int) -> int:
+    """The layer of neuron ``j`` (internal order: layers from their offsets ``VOFF``)."""
+    L = 0
+    while L + 1 < P.shape[0] and j >= P[L + 1, VOFF]:
+        L += 1
+    return L
+
+
+@cached_njit(inline="always", **NO_NRT)
+def _solve(P, F, j: int, v, cur, tn, pred, tent) -> None:
+    """Neuron ``j``'s bound replaced by its exact crossing (:func:`next_crossing`)."""
+    L = _layer_of(P, j)
+    pred[j] = next_crossing(tn[j], v[j], cur[j], F[L, VTH], F[L, INV_TAU], F[L, INV_TAU_S], F[L, CHARGE])
+    tent[j] = 0
+
+
+@cached_njit(**NO_NRT)
+def _resolve(P, F, v, cur, tn, pred, tent, heap, hpos, n: int, limit: float) -> int:
+    """Solve every bound at or before ``limit``, earliest first: afterwards the heap's first
+    entry is an exact crossing, or after ``limit``. Returns the heap's size."""
+    while n > 0 and tent[heap[0]] and pred[heap[0]] <= limit:
+        j = heap[0]
+        _solve(P, F, j, v, cur, tn, pred, tent)
+        n = _reschedule(heap, hpos, n, pred, j)
+    return n
+
+
+@cached_njit(**NO_NRT)
+def _settle(P, F, v, cur, tn, pred, tent, heap, n: int) -> None:
+    """Solve every bound left in the heap: the state a run hands back holds exact crossing
+    times only (the next run rebuilds its heap from them)."""
+    for k in range(n):
+        if tent[heap[k]]:
+            _solve(P, F, heap[k], v, cur, tn, pred, tent)
+
+
+@cached_njit(inline="always", **NO_NRT)
+def _repredict(P, F, L: int, v, cur, tn, pred, tent, touch, ntouch: int, heap, hpos, n: int) -> int:
+    """The next crossing of every neuron of the touched groups of CubaLIF layer ``L``, or a
+    bound on it (:func:`lazy_crossing`)."""
     co, voff, goff = P[L, CO], P[L, VOFF], P[L, GOFF]
     v_th, lm, ls, c = F[L, VTH], F[L, INV_TAU], F[L, INV_TAU_S], F[L, CHARGE]
+    gain = peak_gain(lm, ls, c)
     for k in range(ntouch):
         vb = voff + (touch[k] - goff) * co
         for j in range(vb, vb + co):
-            pred[j] = next_crossing(tn[j], v[j], cur[j], v_th, lm, ls, c)
+            pred[j], exact = lazy_crossing(tn[j], v[j], cur[j], v_th, lm, ls, c, gain)
+            tent[j] = 0 if exact else 1
             n = _reschedule(heap, hpos, n, pred, j)
     return n
 
@@ -637,6 +736,7 @@ def make_scratch(P, n_neurons: int, n_groups: int, wave: int = 0) -> tuple:
         np.empty(n_neurons, np.int64),
         np.empty(maxc, np.int64),
         place,
+        np.zeros(n_neurons, np.uint8),
     )
 
 
@@ -684,7 +784,7 @@ def run_events(
     ``make_scratch(..., wave=max_wave(et, start, end))``).
     """
     nl = P.shape[0]
-    sc, sy, sx, sn, touch, rows, cols, flag, heap, hpos, hits, place = scratch
+    sc, sy, sx, sn, touch, rows, cols, flag, heap, hpos, hits, place, tent = scratch
     if max_wave(et, start, end) > sc.shape[1]:  # an input wave wider than every layer
         tally[2] = 3
         return start
@@ -695,6 +795,7 @@ def run_events(
     for L in range(nl):  # only CubaLIF neurons enter the heap: only theirs need places
         if F[L, CHARGE] > 0.0:
             hpos[P[L, VOFF] : P[L, VOFF] + P[L, HO] * P[L, WO] * P[L, CO]] = -1
+            tent[P[L, VOFF] : P[L, VOFF] + P[L, HO] * P[L, WO] * P[L, CO]] = 0  # the state's times are exact
     for L in range(nl):
         if F[L, CHARGE] > 0.0:
             for j in range(P[L, VOFF], P[L, VOFF] + P[L, HO] * P[L, WO] * P[L, CO]):
@@ -702,15 +803,16 @@ def run_events(
     i = start
     while True:
         if rec_layer >= 0 and tally[0] + rec_size > rec_t.size:
+            _settle(P, F, v, ath, tn, pred, tent, heap, nh)
             tally[2] = 1
             return i
         limit = float(et[i]) if i < end else until
         nin = 0
+        # every crossing at or before limit is exact now (a bound is at or before its crossing)
+        nh = _resolve(P, F, v, ath, tn, pred, tent, heap, hpos, nh, limit)
         if nh > 0 and pred[heap[0]] <= limit:  # a crossing wave: one layer's crossings at one time
             t = pred[heap[0]]
-            first = 0
-            while first + 1 < nl and heap[0] >= P[first + 1, VOFF]:
-                first += 1
+            first = _layer_of(P, heap[0])
             co, ho, wo, voff = P[first, CO], P[first, HO], P[first, WO], P[first, VOFF]
             lm, ls, c = F[first, INV_TAU], F[first, INV_TAU_S], F[first, CHARGE]
             v_th, v_min = F[first, VTH], F[first, VMIN]
@@ -732,6 +834,7 @@ def run_events(
                     tally[0] = r + 1
                 pred[j] = next_crossing(t, v[j], ath[j], v_th, lm, ls, c)
                 if pred[j] <= t:
+                    _settle(P, F, v, ath, tn, pred, tent, heap, nh)
                     tally[2] = 2
                     return i
                 nh = _reschedule(heap, hpos, nh, pred, j)
@@ -745,6 +848,7 @@ def run_events(
                 nin += 1
                 i += 1
         else:
+            _settle(P, F, v, ath, tn, pred, tent, heap, nh)
             break
         r = 0  # the buffer row holding the current layer's input spikes
         for L in range(first, nl):
@@ -761,7 +865,7 @@ def run_events(
             r = 1 - r  # this layer's spikes go to the other row
             nin = _fire(P, F, L, v, ath, flag, touch, ntouch, cnt, sc, sy, sx, sn, r, hits, place)
             if dec[3] > 0.0:
-                nh = _repredict(P, F, L, v, ath, tn, pred, touch, ntouch, heap, hpos, nh)
+                nh = _repredict(P, F, L, v, ath, tn, pred, tent, touch, ntouch, heap, hpos, nh)
             if L == rec_layer:
                 ho, wo = P[L, HO], P[L, WO]
                 for k in range(nin):
