@@ -14,7 +14,7 @@ import pytest
 
 from export.onnx_export import export_onnx
 from runtime.event import load_event
-from runtime.event.kernel import flow, lazy_crossing, next_crossing, peak_gain
+from runtime.event.kernel import _regroup, flow, lazy_crossing, next_crossing, peak_gain
 from runtime.event.reference import run_reference
 from runtime.eventinput import EventInputError
 from runtime.neuron import CubaLIFSpec, NeuronSpec, kind_of, make_spec
@@ -26,11 +26,13 @@ SENSOR, DURATION = (2, 8, 8), 2000
 DT0 = 100.0  # the "trained" bin width (µs): syn_gain 1 there
 
 
-def cuba_onnx(path: Path, dt: float, tau: float = 400.0, tau_syn: float = 200.0, **rules) -> Path:
+def cuba_onnx(path: Path, dt: float, tau: float = 400.0, tau_syn: float = 200.0, v_th: float = 1.0, **rules) -> Path:
     """A bias-free 2C1FC CubaLIF net whose weights do not depend on dt (seeded): the neuron
     with time constants ``tau``, ``tau_syn`` and bin width DT0, re-timed to bins of ``dt`` µs."""
     cfg = config(width=4, bn=False, bias=False, kind="CubaLIF", **rules)
-    spec = dataclasses.replace(cfg.neuron.spec, decay=math.exp(-DT0 / tau), decay_syn=math.exp(-DT0 / tau_syn), dt=DT0)
+    spec = dataclasses.replace(
+        cfg.neuron.spec, decay=math.exp(-DT0 / tau), decay_syn=math.exp(-DT0 / tau_syn), dt=DT0, v_th=v_th
+    )
     assert isinstance(spec, CubaLIFSpec)
     cfg.neuron = NeuronConfig(spec.retimed(dt))
     cfg.data.duration_us = dt * cfg.train_T  # one step is one bin of dt µs
@@ -199,6 +201,30 @@ def test_a_lazy_crossing_is_the_solvers_time_or_a_time_before_it():
     assert min(kinds.values()) > 300, kinds  # each way taken: the test reaches every branch
 
 
+def test_the_heap_of_groups_gives_the_earliest_neuron_of_all_lowest_index_on_ties():
+    """One heap entry per group (kernel._regroup) stands for one entry per neuron: after any
+    change to a group's times its first entry is the earliest neuron of all, the lowest
+    index among equal times (the order in which one wave's crossings fire and reach the next
+    layer, as the plain-Python loop orders them). Times from a small set, so ties are common."""
+    rng = np.random.default_rng(2)
+    groups, co = 40, 5
+    times = np.array([0.5, 1.0, 1.0, 2.0, math.inf, math.inf])
+    pred = rng.choice(times, groups * co)
+    heap, hpos, rep = np.empty(groups * co, np.int64), np.full(groups * co, -1), np.full(groups, -1)
+    n = 0
+    for g in range(groups):
+        n = _regroup(heap, hpos, n, pred, rep, g, g * co, co)
+    for _ in range(3000):
+        g = int(rng.integers(groups))
+        pred[g * co + rng.integers(co, size=2)] = rng.choice(times, 2)
+        n = _regroup(heap, hpos, n, pred, rep, g, g * co, co)
+        finite = np.flatnonzero(pred < math.inf)
+        assert n == len({int(j) // co for j in finite})  # one entry per group with a time
+        if n:
+            first = finite[np.lexsort((finite, pred[finite]))[0]]  # by time, then index
+            assert heap[0] == first, (heap[0], first)
+
+
 @pytest.mark.parametrize(
     "rules",
     [{"spike": "multi", "reset": "subtract"}, {"spike": "single", "reset": "zero", "v_min": -0.5}],
@@ -240,6 +266,30 @@ def test_kernel_matches_plain_python_and_spikes_fall_between_inputs(tmp_path, ru
     np.testing.assert_array_equal(again_train.t, train.t)
     with pytest.raises(EventInputError, match="until must be a finite time"):
         eng.run(stream, until=math.inf)
+
+
+def test_bounds_tied_with_a_crossing_wave_fire_at_their_own_crossing(tmp_path):
+    """Near the engine's latest time (8.8e12 µs) float64 times are 2e-3 µs apart, so a
+    neuron's bound (kernel.lazy_crossing) often equals another neuron's crossing; the wave at
+    that time must solve the bound, not fire it (it fired it: both streams differed from the
+    plain-Python loop, which solves every crossing at once, and one chunked from whole). A
+    low threshold for many crossings; the reference stays under a second."""
+    eng = load_event(cuba_onnx(tmp_path / "a.onnx", DT0, v_th=0.1))
+    for seed in (0, 2):
+        stream = random_stream(50, SENSOR, DURATION, seed=seed)
+        stream["t"] += 8 * 10**12
+        until = float(stream["t"][-1]) + 500.0
+        res, train = eng.run(stream, until=until)
+        ref = run_reference(eng.layers, stream, until=until)
+        assert sum(int(c.sum()) for c in res.neuron_counts.values()) > 20000
+        np.testing.assert_array_equal(res.outputs, ref.outputs)
+        for node in res.neuron_counts:
+            np.testing.assert_array_equal(res.neuron_counts[node], ref.neuron_counts[node])
+        state = eng.initial_state()
+        for part in np.array_split(stream, 7):
+            state, _ = eng.feed(state, part)
+        state, _ = eng.flush(state, until=until)
+        np.testing.assert_array_equal(eng.result(state).outputs, res.outputs)
 
 
 @pytest.mark.slow  # four exports and 2,455 clock steps: about 10 to 20 s

@@ -18,7 +18,8 @@ A layer with a synaptic current (CubaLIF, ``charge > 0``) differs in three ways
 (the maths section below): bringing a neuron to time t solves its two ODEs exactly, an arriving
 spike adds ``n * w`` to the current, not the membrane, and after every update the time
 of the neuron's next threshold crossing is solved for (``crossing``: bounded first, and
-solved when the run reaches the bound, :func:`lazy_crossing`). The crossings form
+solved when the run reaches the bound, :func:`lazy_crossing`; a heap holds each group's
+earliest neuron, :func:`_regroup`). The crossings form
 waves of their own, in time order with the input waves (a crossing at the same time as
 an input wave goes first; crossings of one layer at one time are one wave): the neuron
 is brought to the crossing time (it is at ``v_th`` there), fires one spike, resets, and
@@ -560,26 +561,50 @@ def _sift(heap, hpos, pred, k: int, n: int) -> None:
 
 
 @cached_njit(**NO_NRT)
-def _reschedule(heap, hpos, n: int, pred, j: int) -> int:
-    """Neuron ``j``'s crossing time ``pred[j]`` changed: move, add or drop (inf) its heap
-    entry; returns the heap's new size. One entry per neuron at most."""
+def _drop(heap, hpos, n: int, pred, j: int) -> int:
+    """Remove neuron ``j``'s heap entry; returns the heap's new size."""
     k = hpos[j]
-    if pred[j] == math.inf:
-        if k < 0:
-            return n
-        hpos[j] = -1
-        n -= 1
-        if k < n:
-            heap[k] = heap[n]
-            hpos[heap[k]] = k
-            _sift(heap, hpos, pred, k, n)
+    hpos[j] = -1
+    n -= 1
+    if k < n:
+        heap[k] = heap[n]
+        hpos[heap[k]] = k
+        _sift(heap, hpos, pred, k, n)
+    return n
+
+
+@cached_njit(**NO_NRT)
+def _regroup(heap, hpos, n: int, pred, rep, g: int, vb: int, co: int) -> int:
+    """Group ``g`` (neurons ``vb .. vb + co``) after its crossing times changed: its one heap
+    entry is its earliest neuron (the lowest index of equal times), none if no neuron has a
+    time. The heap's first entry is then the earliest neuron of all, in the order of one
+    entry per neuron, at a heap move per group rather than per neuron. Returns the heap's
+    size."""
+    best, bt = -1, math.inf
+    for j in range(vb, vb + co):
+        if pred[j] < bt:
+            bt, best = pred[j], j
+    old = rep[g]
+    rep[g] = best
+    if old >= 0 and old != best:
+        n = _drop(heap, hpos, n, pred, old)
+    if best < 0:
         return n
-    if k < 0:
-        heap[n], hpos[j] = j, n
+    if hpos[best] < 0:
+        heap[n], hpos[best] = best, n
         _sift(heap, hpos, pred, n, n + 1)
         return n + 1
-    _sift(heap, hpos, pred, k, n)
+    _sift(heap, hpos, pred, hpos[best], n)
     return n
+
+
+@cached_njit(inline="always", **NO_NRT)
+def _regroup_of(P, j: int, heap, hpos, n: int, pred, rep) -> int:
+    """:func:`_regroup` of neuron ``j``'s group."""
+    L = _layer_of(P, j)
+    co, voff = P[L, CO], P[L, VOFF]
+    g = (j - voff) // co
+    return _regroup(heap, hpos, n, pred, rep, P[L, GOFF] + g, voff + g * co, co)
 
 
 # A crossing solved for after every touch is mostly thrown away: the neuron is touched again
@@ -615,7 +640,7 @@ def peak_gain(lm: float, ls: float, c: float) -> float:
     if lm == 0.0:
         return c / ls
     d = lm - ls
-    tau = 1.0 / ls if d == 0.0 else math.log(lm / ls) / d
+    tau = 1.0 / ls if d == 0.0 else math.log1p(d / ls) / d  # log1p: exact for rates ulps apart
     return flow(tau, lm, ls, c)[2]
 
 
@@ -658,27 +683,32 @@ def _solve(P, F, j: int, v, cur, tn, pred, tent) -> None:
 
 
 @cached_njit(**NO_NRT)
-def _resolve(P, F, v, cur, tn, pred, tent, heap, hpos, n: int, limit: float) -> int:
-    """Solve every bound at or before ``limit``, earliest first: afterwards the heap's first
-    entry is an exact crossing, or after ``limit``. Returns the heap's size."""
+def _resolve(P, F, v, cur, tn, pred, tent, heap, hpos, rep, n: int, limit: float) -> int:
+    """Solve the heap's first entry while it is a bound at or before ``limit``: afterwards it
+    is an exact crossing, or after ``limit`` (entries tied with it may still be bounds: the
+    crossing wave solves those). Returns the heap's size."""
     while n > 0 and tent[heap[0]] and pred[heap[0]] <= limit:
         j = heap[0]
         _solve(P, F, j, v, cur, tn, pred, tent)
-        n = _reschedule(heap, hpos, n, pred, j)
+        n = _regroup_of(P, j, heap, hpos, n, pred, rep)
     return n
 
 
 @cached_njit(**NO_NRT)
 def _settle(P, F, v, cur, tn, pred, tent, heap, n: int) -> None:
-    """Solve every bound left in the heap: the state a run hands back holds exact crossing
-    times only (the next run rebuilds its heap from them)."""
+    """Solve every bound left (each in a group with a heap entry): the state a run hands
+    back holds exact crossing times only (the next run rebuilds its heap from them)."""
     for k in range(n):
-        if tent[heap[k]]:
-            _solve(P, F, heap[k], v, cur, tn, pred, tent)
+        L = _layer_of(P, heap[k])
+        co, voff = P[L, CO], P[L, VOFF]
+        vb = voff + (heap[k] - voff) // co * co
+        for j in range(vb, vb + co):
+            if tent[j]:
+                _solve(P, F, j, v, cur, tn, pred, tent)
 
 
 @cached_njit(inline="always", **NO_NRT)
-def _repredict(P, F, L: int, v, cur, tn, pred, tent, touch, ntouch: int, heap, hpos, n: int) -> int:
+def _repredict(P, F, L: int, v, cur, tn, pred, tent, touch, ntouch: int, heap, hpos, rep, n: int) -> int:
     """The next crossing of every neuron of the touched groups of CubaLIF layer ``L``, or a
     bound on it (:func:`lazy_crossing`)."""
     co, voff, goff = P[L, CO], P[L, VOFF], P[L, GOFF]
@@ -689,7 +719,7 @@ def _repredict(P, F, L: int, v, cur, tn, pred, tent, touch, ntouch: int, heap, h
         for j in range(vb, vb + co):
             pred[j], exact = lazy_crossing(tn[j], v[j], cur[j], v_th, lm, ls, c, gain)
             tent[j] = 0 if exact else 1
-            n = _reschedule(heap, hpos, n, pred, j)
+        n = _regroup(heap, hpos, n, pred, rep, touch[k], vb, co)
     return n
 
 
@@ -711,7 +741,9 @@ def make_scratch(P, n_neurons: int, n_groups: int, wave: int = 0) -> tuple:
     largest layer or an input wave of ``wave`` events, whichever is larger; touched
     groups; a spike's target rows and columns; per-group touch flags; the heap of
     pending CubaLIF crossings and each neuron's place in it; the channels of a group at
-    threshold; each group's row and column in its layer (a table the kernel reads)."""
+    threshold; each group's row and column in its layer (a table the kernel reads); which
+    CubaLIF neurons hold a bound, not a crossing (:func:`lazy_crossing`); each CubaLIF
+    group's neuron in the heap (:func:`_regroup`)."""
     maxn, maxg, maxk, maxc = max(1, wave), 1, 1, 1
     for L in range(P.shape[0]):
         maxn = max(maxn, P[L, HO] * P[L, WO] * P[L, CO])
@@ -737,6 +769,7 @@ def make_scratch(P, n_neurons: int, n_groups: int, wave: int = 0) -> tuple:
         np.empty(maxc, np.int64),
         place,
         np.zeros(n_neurons, np.uint8),
+        np.empty(max(1, n_groups), np.int64),
     )
 
 
@@ -784,22 +817,24 @@ def run_events(
     ``make_scratch(..., wave=max_wave(et, start, end))``).
     """
     nl = P.shape[0]
-    sc, sy, sx, sn, touch, rows, cols, flag, heap, hpos, hits, place, tent = scratch
+    sc, sy, sx, sn, touch, rows, cols, flag, heap, hpos, hits, place, tent, rep = scratch
     if max_wave(et, start, end) > sc.shape[1]:  # an input wave wider than every layer
         tally[2] = 3
         return start
     flag[:] = 0  # per group: 1 touched in this wave (a run stopped mid-wave can leave ones)
     rec_size = P[rec_layer, HO] * P[rec_layer, WO] * P[rec_layer, CO] if rec_layer >= 0 else 0
-    # the pending crossings, earliest first (rebuilt from ``pred``, which the state carries)
+    # the pending crossings, earliest first, one entry per group (rebuilt from ``pred``,
+    # which the state carries)
     nh = 0
-    for L in range(nl):  # only CubaLIF neurons enter the heap: only theirs need places
+    for L in range(nl):  # only CubaLIF groups enter the heap: only theirs need places
         if F[L, CHARGE] > 0.0:
             hpos[P[L, VOFF] : P[L, VOFF] + P[L, HO] * P[L, WO] * P[L, CO]] = -1
             tent[P[L, VOFF] : P[L, VOFF] + P[L, HO] * P[L, WO] * P[L, CO]] = 0  # the state's times are exact
+            rep[P[L, GOFF] : P[L, GOFF] + P[L, HO] * P[L, WO]] = -1
     for L in range(nl):
         if F[L, CHARGE] > 0.0:
-            for j in range(P[L, VOFF], P[L, VOFF] + P[L, HO] * P[L, WO] * P[L, CO]):
-                nh = _reschedule(heap, hpos, nh, pred, j)
+            for g in range(P[L, HO] * P[L, WO]):
+                nh = _regroup(heap, hpos, nh, pred, rep, P[L, GOFF] + g, P[L, VOFF] + g * P[L, CO], P[L, CO])
     i = start
     while True:
         if rec_layer >= 0 and tally[0] + rec_size > rec_t.size:
@@ -808,8 +843,9 @@ def run_events(
             return i
         limit = float(et[i]) if i < end else until
         nin = 0
-        # every crossing at or before limit is exact now (a bound is at or before its crossing)
-        nh = _resolve(P, F, v, ath, tn, pred, tent, heap, hpos, nh, limit)
+        # the first entry is an exact crossing now, or after limit (a bound is at or before its
+        # crossing); bounds tied with it are solved as the wave reaches them, below
+        nh = _resolve(P, F, v, ath, tn, pred, tent, heap, hpos, rep, nh, limit)
         if nh > 0 and pred[heap[0]] <= limit:  # a crossing wave: one layer's crossings at one time
             t = pred[heap[0]]
             first = _layer_of(P, heap[0])
@@ -818,6 +854,10 @@ def run_events(
             v_th, v_min = F[first, VTH], F[first, VMIN]
             while nh > 0 and pred[heap[0]] == t and voff <= heap[0] < voff + ho * wo * co:
                 j = heap[0]
+                if tent[j]:  # a bound tied with this wave's time: solved, it fires now if it crosses at t
+                    _solve(P, F, j, v, ath, tn, pred, tent)
+                    nh = _regroup_of(P, j, heap, hpos, nh, pred, rep)
+                    continue
                 if tn[j] != t:  # the current decays to t; the membrane is at v_th there
                     ath[j] *= flow(t - tn[j], lm, ls, c)[1]
                     tn[j] = t
@@ -837,7 +877,7 @@ def run_events(
                     _settle(P, F, v, ath, tn, pred, tent, heap, nh)
                     tally[2] = 2
                     return i
-                nh = _reschedule(heap, hpos, nh, pred, j)
+                nh = _regroup_of(P, j, heap, hpos, nh, pred, rep)
             first += 1
         elif i < end:
             ti = et[i]
@@ -865,7 +905,7 @@ def run_events(
             r = 1 - r  # this layer's spikes go to the other row
             nin = _fire(P, F, L, v, ath, flag, touch, ntouch, cnt, sc, sy, sx, sn, r, hits, place)
             if dec[3] > 0.0:
-                nh = _repredict(P, F, L, v, ath, tn, pred, tent, touch, ntouch, heap, hpos, nh)
+                nh = _repredict(P, F, L, v, ath, tn, pred, tent, touch, ntouch, heap, hpos, rep, nh)
             if L == rec_layer:
                 ho, wo = P[L, HO], P[L, WO]
                 for k in range(nin):
