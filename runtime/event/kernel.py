@@ -599,12 +599,20 @@ def _regroup(heap, hpos, n: int, pred, rep, g: int, vb: int, co: int) -> int:
 
 
 @cached_njit(inline="always", **NO_NRT)
-def _regroup_of(P, j: int, heap, hpos, n: int, pred, rep) -> int:
-    """:func:`_regroup` of neuron ``j``'s group."""
+def _group_of(P, j: int) -> tuple[int, int, int]:
+    """Neuron ``j``'s group: its index among all groups, its first neuron and its size (the
+    layer's channels)."""
     L = _layer_of(P, j)
     co, voff = P[L, CO], P[L, VOFF]
     g = (j - voff) // co
-    return _regroup(heap, hpos, n, pred, rep, P[L, GOFF] + g, voff + g * co, co)
+    return P[L, GOFF] + g, voff + g * co, co
+
+
+@cached_njit(inline="always", **NO_NRT)
+def _regroup_of(P, j: int, heap, hpos, n: int, pred, rep) -> int:
+    """:func:`_regroup` of neuron ``j``'s group."""
+    g, vb, co = _group_of(P, j)
+    return _regroup(heap, hpos, n, pred, rep, g, vb, co)
 
 
 # A crossing solved for after every touch is mostly thrown away: the neuron is touched again
@@ -699,9 +707,7 @@ def _settle(P, F, v, cur, tn, pred, tent, heap, n: int) -> None:
     """Solve every bound left (each in a group with a heap entry): the state a run hands
     back holds exact crossing times only (the next run rebuilds its heap from them)."""
     for k in range(n):
-        L = _layer_of(P, heap[k])
-        co, voff = P[L, CO], P[L, VOFF]
-        vb = voff + (heap[k] - voff) // co * co
+        _, vb, co = _group_of(P, heap[k])
         for j in range(vb, vb + co):
             if tent[j]:
                 _solve(P, F, j, v, cur, tn, pred, tent)
