@@ -17,6 +17,7 @@ from runtime.event import load_event
 from runtime.event.kernel import _regroup, flow, lazy_crossing, next_crossing, peak_gain
 from runtime.event.reference import run_reference
 from runtime.eventinput import EventInputError
+from runtime.limits import ResourceError
 from runtime.neuron import CubaLIFSpec, NeuronSpec, kind_of, make_spec
 from tests.event_fixtures import finer_bin_sds, random_stream
 from tests.export_helpers import config, model
@@ -290,6 +291,38 @@ def test_bounds_tied_with_a_crossing_wave_fire_at_their_own_crossing(tmp_path):
             state, _ = eng.feed(state, part)
         state, _ = eng.flush(state, until=until)
         np.testing.assert_array_equal(eng.result(state).outputs, res.outputs)
+
+
+def test_a_spike_train_outgrowing_the_memory_limit_is_refused_and_so_is_its_state(tmp_path, monkeypatch):
+    """A model can fire without bound (CubaLIF time constants of about 1 µs and weights x50
+    recorded 249 M spikes in 72 µs of stream, and the system killed the process at 22 GB):
+    the recorded spike train grows only within the memory limit (``runtime.limits``), and
+    a state an error left part-way through a chunk is refused, while a copy taken before
+    that chunk goes on to the whole stream's result."""
+    eng = load_event(cuba_onnx(tmp_path / "a.onnx", DT0, v_th=0.1))
+    stream = random_stream(50, SENSOR, DURATION, seed=0)
+    whole, train = eng.run(stream, until=DURATION)
+    first = eng.record_size + 1024  # the buffer's first length for 50 events
+    assert len(train) > 2 * first  # it grew twice or more
+    monkeypatch.setenv("FLEXSNN_MAX_MEMORY", str(2 * first * 24))  # t, neuron, count: 24 bytes a spike
+    with pytest.raises(ResourceError, match=r"recording layer \S+'s spikes \([\d,]+ by t = \d+ µs"):
+        eng.run(stream, until=DURATION)
+    state = eng.initial_state()
+    parts = np.array_split(stream, 7)
+    q = 0  # the chunk that fails
+    with pytest.raises(ResourceError):
+        for q in range(len(parts)):  # q is read after the loop
+            before = eng.copy_state(state)
+            state, _ = eng.feed(state, parts[q])
+    assert 0 < q < len(parts) - 1  # it failed part-way through the stream
+    for call in (lambda: eng.feed(state, parts[-1]), lambda: eng.flush(state), lambda: eng.result(state)):
+        with pytest.raises(EventInputError, match="left part-way through a chunk by an error"):
+            call()
+    monkeypatch.delenv("FLEXSNN_MAX_MEMORY")
+    for part in parts[q:]:
+        before, _ = eng.feed(before, part)
+    before, _ = eng.flush(before, until=DURATION)
+    np.testing.assert_array_equal(eng.result(before).outputs, whole.outputs)
 
 
 @pytest.mark.slow  # four exports and 2,455 clock steps: about 10 to 20 s

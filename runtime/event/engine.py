@@ -28,6 +28,7 @@ import numpy as np
 import onnx
 
 from ..errors import InputError, UnfinishedModelWarning
+from ..limits import ResourceError, check_memory
 from ..protocol import ModelError, Protocol, one_rate, read_model
 from ..result import EventResult
 from .graph import Layer, lower
@@ -112,6 +113,11 @@ class EventEngine:
                 "this state was made by the engine of another network; feed a state to the engine whose "
                 "initial_state() made it"
             )
+        if state.broken is not None:
+            raise EventInputError(
+                f"this state was left part-way through a chunk by an error ({state.broken}); start again from "
+                "initial_state(), or from a copy_state() taken before that chunk"
+            )
         return state
 
     def feed(self, state: EventState, chunk: np.ndarray) -> tuple[EventState, SpikeTrain]:
@@ -149,6 +155,15 @@ class EventEngine:
         return state, self._run(state, np.empty((4, 0), np.int64) if ev is None else ev, end)
 
     def _run(self, state: EventState, ev: np.ndarray, until: float) -> SpikeTrain:
+        """Run ``ev`` and the crossings up to ``until`` into ``state`` (in place); an error
+        part-way marks the state broken (a later feed, flush or result refuses it)."""
+        try:
+            return self._run_kernel(state, ev, until)
+        except (ModelError, ResourceError) as e:
+            state.broken = str(e)
+            raise
+
+    def _run_kernel(self, state: EventState, ev: np.ndarray, until: float) -> SpikeTrain:
         n = ev.shape[1]
         # the kernel stops before a wave that might not fit (a whole layer may fire at once):
         # room for that from the start, or every call would begin by growing the buffer
@@ -191,7 +206,16 @@ class EventEngine:
             if tally[2] == 3:  # an input wave wider than every layer: buffers for this call only
                 scratch = make_scratch(self.net.P, self.net.n_neurons, self.net.n_groups, max_wave(ev[3], i, n))
                 continue
-            # the record buffer might overflow in the next wave: grow and go on
+            # the record buffer might overflow in the next wave: grow and go on, if it fits (a
+            # model can fire without bound: a CubaLIF layer with time constants of about 1 µs and
+            # weights x50 recorded 249 M spikes in 72 µs of stream; refused here, where numpy's
+            # allocation would succeed and the system kill the process when the pages are written)
+            k = int(tally[0])
+            check_memory(
+                2 * (rec_t.nbytes + sum(r.nbytes for r in rec)),
+                f"recording layer {self.layer_name(self.record_layer)}'s spikes ({k:,} by t = {rec_t[k - 1]:.0f} µs "
+                "of the stream: check the model's weights and time constants, or run it clock-driven)",
+            )
             rec_t, rec = np.concatenate([rec_t, rec_t]), [np.concatenate([r, r]) for r in rec]
         state.t_read = until  # where result() reads an LI readout: the instant the stream was run to
         state.events += n
@@ -217,6 +241,7 @@ class EventEngine:
         LI readout's membranes are read at ``state.t_read``, decayed from the last input that
         reached them: after :meth:`flush` its end (``until``, exactly), after :meth:`feed`
         the held-back timestamp (the instant its crossings were run to)."""
+        state = self._check_state(state)
         return self._result(state, state.counts.copy())  # the stream may go on: a copy
 
     def _result(self, state: EventState, counts: np.ndarray) -> EventResult:

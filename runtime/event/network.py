@@ -116,7 +116,9 @@ class EventState:
     the input events at the latest timestamp,
     held back because the next chunk may hold more events at that same time (events
     with one timestamp are simultaneous: one wave), ``events`` and ``synops`` totals, and
-    ``seconds`` of wall time spent running them (the result's ``seconds``, as a clock run's).
+    ``seconds`` of wall time spent running them (the result's ``seconds``, as a clock run's),
+    ``broken`` why the state cannot go on (None while it can): an error stopped a chunk
+    part-way, leaving some neurons run and others not.
     """
 
     v: np.ndarray
@@ -131,6 +133,7 @@ class EventState:
     events: int = 0
     synops: int = 0
     seconds: float = 0.0
+    broken: str | None = None
 
     def __copy__(self) -> EventState:
         """An independent copy, as ``copy.copy`` of a ``ClockState`` is: feed advances a
