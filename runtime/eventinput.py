@@ -62,8 +62,13 @@ def _dtype_problem(dtype: np.dtype) -> str | None:
     for f in ("x", "y", "p"):
         # a bool polarity is tonic's own (tonic.io.events_struct, DVSGesture, CIFAR10-DVS):
         # True (ON) reads as 1, False (OFF) as 0, the runtime's convention
-        if not (np.issubdtype(dtype[f], np.integer) or (f == "p" and dtype[f] == np.bool_)):
+        if dtype[f].kind == "m" or not (np.issubdtype(dtype[f], np.integer) or (f == "p" and dtype[f] == np.bool_)):
             return f"field {f!r} has dtype {dtype[f]}; expected integers" + (" or bool" if f == "p" else "")
+    if dtype["t"].kind == "m":  # numpy counts timedelta64 as an integer: its unit would be read as µs
+        return (
+            f"field 't' has dtype {dtype['t']}; expected integer µs (convert with "
+            "t.astype('timedelta64[us]').astype(np.int64))"
+        )
     if not (np.issubdtype(dtype["t"], np.integer) or np.issubdtype(dtype["t"], np.floating)):
         return f"field 't' has dtype {dtype['t']}; expected integer µs"
     return None
@@ -169,7 +174,7 @@ def check_batch(streams: object, shape: tuple[int, int, int]) -> tuple[np.ndarra
 def _check_t_range(t: np.ndarray, what: str) -> None:
     if len(t) and t.min() < 0:
         raise EventInputError(f"{what}: negative timestamps (min {t.min()}); expected µs >= 0")
-    if len(t) and t.max() > MAX_T_US:
+    if len(t) and float(t.max()) > MAX_T_US:  # in float64: MAX_T_US overflows a float16
         raise EventInputError(
             f"{what}: timestamp {t.max()} µs is beyond {MAX_T_US} µs (about 101 days); "
             "expected µs since the start of the recording"

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, ClassVar, Protocol
 import numpy as np
 
 from .errors import InputError
+from .limits import check_steps
 
 if TYPE_CHECKING:
     from .protocol import Protocol as ModelProtocol
@@ -56,10 +57,13 @@ CASCADE_NOT_EVENT_DRIVEN = (
 
 def horizon_of(policy: ExitPolicy | Cascade, default_T: int) -> int:
     """``policy.horizon(default_T)``, checked: a user's policy that gives no positive whole
-    number of steps is a :class:`PolicyError`, not a numpy error further on."""
+    number of steps is a :class:`PolicyError`, not a numpy error further on; one beyond
+    ``limits.MAX_T`` a :class:`ResourceError`, in every mode (an event run of 1e9 steps
+    never ended)."""
     T = policy.horizon(default_T)
     if isinstance(T, bool) or not isinstance(T, (int, np.integer)) or T < 1:
         raise PolicyError(f"{type(policy).__name__}.horizon returned {T!r}; expected a whole number of steps >= 1")
+    check_steps(int(T))
     return int(T)
 
 

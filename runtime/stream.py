@@ -335,7 +335,7 @@ def run_event(
         # a CubaLIF membrane keeps crossing its threshold after the last input: up to the
         # bin's end, as `run --mode event` runs a recording to its end (a bin the stream
         # cut: up to its last event, no time beyond the stream is invented)
-        state, _ = engine.flush(state, None if partial else start + k * width)
+        state, _ = engine.flush(state, None if partial else start + k * width, record=False)
         if not (partial or k >= ask_from):
             return
         r = engine.result(state)
@@ -369,7 +369,7 @@ def run_event(
             bin_end = start + (k + 1) * width
             j = i + int(np.searchsorted(ev["t"][i:], bin_end, side="left"))
             if j > i:
-                state, _ = engine.feed(state, ev[i:j])
+                state, _ = engine.feed(state, ev[i:j], record=False)
                 n += j - i
                 last_arrival = sl.arrival(int(ev["t"][j - 1]))
             i = j

@@ -13,7 +13,9 @@ import numpy as np
 import pytest
 
 from export.onnx_export import export_onnx
+from runtime.event import engine as engine_module
 from runtime.event import load_event
+from runtime.event.exit import run_with_exit
 from runtime.event.kernel import _regroup, flow, lazy_crossing, next_crossing, peak_gain
 from runtime.event.reference import run_reference
 from runtime.eventinput import EventInputError
@@ -267,6 +269,15 @@ def test_kernel_matches_plain_python_and_spikes_fall_between_inputs(tmp_path, ru
     np.testing.assert_array_equal(again_train.t, train.t)
     with pytest.raises(EventInputError, match="until must be a finite time"):
         eng.run(stream, until=math.inf)
+    # not a number: TypeError from float() (a str, a one-element array); True ran as 1 µs,
+    # 1e300 set t_now to a 301-digit integer
+    for bad, message in [("100", "one number"), (True, "one number"), (np.array([300.0]), "one number")] + [
+        (2.0**44, "beyond 8796093022208 µs")
+    ]:
+        with pytest.raises(EventInputError, match=message):
+            eng.run(stream, until=bad)
+        with pytest.raises(EventInputError, match=message):
+            eng.flush(eng.initial_state(), until=bad)
 
 
 def test_bounds_tied_with_a_crossing_wave_fire_at_their_own_crossing(tmp_path):
@@ -323,6 +334,54 @@ def test_a_spike_train_outgrowing_the_memory_limit_is_refused_and_so_is_its_stat
         before, _ = eng.feed(before, part)
     before, _ = eng.flush(before, until=DURATION)
     np.testing.assert_array_equal(eng.result(before).outputs, whole.outputs)
+
+
+@pytest.mark.parametrize("error", [MemoryError, KeyboardInterrupt])
+def test_any_error_part_way_through_a_chunk_breaks_the_state(tmp_path, monkeypatch, error):
+    """numpy's MemoryError as the train grew, or Ctrl-C between two kernel calls, left the
+    state part-run and accepted: flush and result then counted 104 M spikes for 9 events."""
+    eng = load_event(cuba_onnx(tmp_path / "a.onnx", DT0, v_th=0.1))
+
+    def fail(*args):
+        raise error("while growing the spike train")
+
+    monkeypatch.setattr(engine_module, "check_memory", fail)  # called at the train's first growth
+    state = eng.initial_state()
+    with pytest.raises(error):
+        eng.feed(state, random_stream(50, SENSOR, DURATION, seed=0))
+    assert state.broken == f"{error.__name__}: while growing the spike train"
+    for call in (lambda: eng.flush(state), lambda: eng.result(state), lambda: eng.copy_state(state)):
+        with pytest.raises(EventInputError, match=f"left part-way through a chunk by an error \\({error.__name__}"):
+            call()
+
+
+def test_feeding_without_a_spike_train_advances_the_state_alike_under_any_memory_limit(tmp_path, monkeypatch):
+    """``record=False`` (the event exit policy's feeds: their trains were made and thrown
+    away, and the memory limit stopped a run that run_batch ran): no train, the same state;
+    a first buffer over CHECKED_BUFFER is checked before it is made."""
+    eng = load_event(cuba_onnx(tmp_path / "a.onnx", DT0, v_th=0.1))
+    stream = random_stream(50, SENSOR, DURATION, seed=0)
+    whole, train = eng.run(stream, until=DURATION)
+    assert len(train) > 2 * (eng.record_size + 1024)  # the recording run grew its buffer
+    monkeypatch.setenv("FLEXSNN_MAX_MEMORY", "1K")
+    with pytest.raises(ResourceError, match="recording layer"):
+        eng.run(stream, until=DURATION)
+    state = eng.initial_state()
+    for part in np.array_split(stream, 7):
+        state, spikes = eng.feed(state, part, record=False)
+        assert len(spikes) == 0
+    state, spikes = eng.flush(state, until=DURATION, record=False)
+    got = eng.result(state)
+    np.testing.assert_array_equal(got.outputs, whole.outputs)
+    for node in whole.neuron_counts:
+        np.testing.assert_array_equal(got.neuron_counts[node], whole.neuron_counts[node])
+    assert (int(got.synops), int(got.events)) == (int(whole.synops), int(whole.events))
+    fixed = run_with_exit(eng, [stream], "fixed:2")  # refused under this limit before
+    assert fixed.steps.tolist() == [2]
+    monkeypatch.setattr(engine_module, "CHECKED_BUFFER", 0)
+    with pytest.raises(ResourceError, match="a spike-train buffer for a chunk of 50 events needs about"):
+        eng.run(stream, until=DURATION)
+    eng.feed(eng.initial_state(), stream, record=False)  # no buffer at all
 
 
 @pytest.mark.slow  # four exports and 2,455 clock steps: about 10 to 20 s

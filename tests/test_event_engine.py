@@ -420,6 +420,14 @@ def test_a_state_of_another_network_is_refused():
         with pytest.raises(EventInputError, match="state is of type NoneType; expected an EventState"):
             call(None)
     e.feed(e.initial_state(), ev)  # its own: runs
+    # the same shapes, other weights: accepted once, and its outputs were those of neither model
+    other = engine_of(chain_model(spec("IF", "multi", "subtract"), seed=1))
+    with pytest.raises(EventInputError, match="made by the engine of another model"):
+        e.feed(other.initial_state(), ev)
+    again = engine_of(chain_model(spec("IF", "multi", "subtract")))  # the same model, loaded again
+    np.testing.assert_array_equal(
+        again.result(again.feed(e.initial_state(), ev)[0]).outputs, e.result(e.feed(e.initial_state(), ev)[0]).outputs
+    )
 
 
 @pytest.mark.parametrize("neuron", [NEURONS[0], NEURONS[2]], ids=["IF", "LIF"])

@@ -22,6 +22,7 @@ from runtime.event.cli import spike_rule_note
 from runtime.event.evaluate import run_event_dataset
 from runtime.event.exit import run_with_exit
 from runtime.event.network import INV_TAU
+from runtime.limits import ResourceError
 from runtime.policies import PolicyError, parse_policy
 from runtime.protocol import METADATA_KEY, store_protocol
 from runtime.stream import Stats, run_event
@@ -142,9 +143,9 @@ def test_streams_advance_side_by_side_on_threads_to_the_same_numbers(model):
     engine, s = load_event(model), streams(7)
     feed, fed_on = engine.feed, []
 
-    def recorded_feed(*args):
+    def recorded_feed(*args, **kwargs):
         fed_on.append(threading.get_ident())
-        return feed(*args)
+        return feed(*args, **kwargs)
 
     engine.feed = recorded_feed  # type: ignore[method-assign]
     runs, was_forked = [], forks.FORKS.after_layer
@@ -203,6 +204,19 @@ def test_a_cascade_is_refused_in_event_mode(model, tmp_path):
     assert issubclass(PolicyError, InputError)
     r = run_cli("runtime", "run", model, "--mode", "event", "--data", "digits", "--policy", "cascade:margin:0.3,T=2+6")
     assert r.returncode == 2 and r.stderr.count("error:") == 1 and "reads each stream once" in r.stderr
+
+
+def test_a_horizon_beyond_the_step_limit_is_refused_in_event_mode_too(model):
+    """The clock run refused 100001 steps (runtime.limits.MAX_T); the event run took them:
+    6 s a sample, and fixed:1000000000 ran until it was killed."""
+    engine = load_event(model)
+    for policy in ("fixed:100001", "confidence:0.5,tmax=100001"):
+        with pytest.raises(ResourceError, match="100001 time steps asked; at most 100000"):
+            run_with_exit(engine, streams(1), policy)
+        with pytest.raises(ResourceError, match="at most 100000"):
+            run_event(engine, [], lambda w: None, Stats(), policy=parse_policy(policy))
+    r = run_cli("runtime", "run", model, "--mode", "event", "--data", "digits", "--policy", "fixed:1000000000")
+    assert r.returncode == 2 and r.stderr.count("error:") == 1 and "at most 100000" in r.stderr, r.stderr
 
 
 def test_cli_event_mode_runs_an_exit_policy(model):

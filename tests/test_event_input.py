@@ -4,6 +4,7 @@ engine cannot run per event are refused with the reason; the CLI."""
 from __future__ import annotations
 
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ import pytest
 from runtime.data.events import EVENT_DTYPE, make_events
 from runtime.event import BiasError, EventInputError, parallel
 from runtime.event import engine as engine_module
+from runtime.eventinput import check_events
 from runtime.protocol import ModelError
 
 from .conftest import run_cli
@@ -75,6 +77,18 @@ CASES["uint64 t beyond int64"] = (lambda: _typed("u8", "t", 2**63 + 5), "beyond"
 CASES["uint64 x beyond int64"] = (lambda: _typed("u8", "x", 2**64 - 1), "x outside the sensor")
 CASES["float t beyond int64"] = (lambda: _typed("f8", "t", 1e30), "beyond")
 CASES["fractional t"] = (lambda: _typed("f8", "t", 1.5), "whole µs")
+# numpy counts timedelta64 as an integer: t in ms was read as µs, silently
+CASES["timedelta64 t"] = (lambda: _typed("m8[ms]", "t", 2), r"timedelta64\[ms\]; expected integer µs \(convert")
+CASES["timedelta64 x"] = (lambda: _typed("m8[s]", "x", 2), "'x' has dtype timedelta64")
+
+
+def test_a_float16_time_is_checked_without_a_numpy_warning():
+    """The range check compared float16 times with 2^43 in float16 (overflow: a
+    RuntimeWarning printed before the stream was accepted)."""
+    ev = _typed("f2", "t", 2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        np.testing.assert_array_equal(check_events(ev, (1, 12, 12))[3], [1, 2, 3])
 
 
 @pytest.mark.parametrize("case", list(CASES))

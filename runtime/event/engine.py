@@ -28,16 +28,20 @@ import numpy as np
 import onnx
 
 from ..errors import InputError, UnfinishedModelWarning
-from ..limits import ResourceError, check_memory
+from ..limits import check_memory
 from ..protocol import ModelError, Protocol, one_rate, read_model
 from ..result import EventResult
 from .graph import Layer, lower
 from .kernel import make_scratch, max_wave, readout_at, run_events
-from .network import KIND, KIND_SPIKING, VOFF, EventState, initial_state, pack
+from .network import KIND, KIND_SPIKING, VOFF, EventState, fingerprint, initial_state, pack
 from .parallel import run_whole_streams
-from .validate import EventInputError, check_batch, check_events
+from .validate import MAX_T_US, EventInputError, check_batch, check_events
 
 MAX_PENDING = 2**22  # events held back at one timestamp (4 int64 each: 128 MiB)
+# a first spike-train buffer this large is checked against the memory limit before it is made;
+# a smaller one is not (reading the limit costs about 18 µs, more than a short chunk's run)
+CHECKED_BUFFER = 2**24
+SPIKE_BYTES = 24  # a recorded spike: time (float64), neuron and count (int64)
 
 
 @dataclass
@@ -72,7 +76,8 @@ class EventEngine:
         self._readout = np.array([len(self.layers) - 1], np.int64)  # the layer readout_at reads
         self._scratch = threading.local()  # the kernel's working arrays, per calling thread
         # the array shapes of this network's states (_check_state: once, not an allocation per chunk)
-        fresh = initial_state(self.net)
+        self._network = fingerprint(self.net)  # a state's owner: same shapes are not the same model
+        fresh = initial_state(self.net, self._network)
         self._state_shapes = {f: getattr(fresh, f).shape for f in ("v", "a", "t_last", "t_neuron", "counts")}
 
     def __getstate__(self) -> dict:
@@ -94,7 +99,7 @@ class EventEngine:
     # ---- one stream, in chunks --------------------------------------------------------
     def initial_state(self) -> EventState:
         """A new stream's state (nothing seen yet), for :meth:`feed`."""
-        return initial_state(self.net)
+        return initial_state(self.net, self._network)
 
     def copy_state(self, state: EventState) -> EventState:
         """An independent copy of ``state`` (or ``copy.copy(state)``): feed it other chunks
@@ -113,6 +118,11 @@ class EventEngine:
                 "this state was made by the engine of another network; feed a state to the engine whose "
                 "initial_state() made it"
             )
+        if state.network != self._network:
+            raise EventInputError(
+                "this state was made by the engine of another model (the same layer shapes, other weights or "
+                "neuron parameters); feed a state to the engine whose initial_state() made it"
+            )
         if state.broken is not None:
             raise EventInputError(
                 f"this state was left part-way through a chunk by an error ({state.broken}); start again from "
@@ -120,11 +130,12 @@ class EventEngine:
             )
         return state
 
-    def feed(self, state: EventState, chunk: np.ndarray) -> tuple[EventState, SpikeTrain]:
+    def feed(self, state: EventState, chunk: np.ndarray, record: bool = True) -> tuple[EventState, SpikeTrain]:
         """Run the events of ``chunk`` (sorted; continuing the stream in time).
 
         Events at the chunk's last timestamp are held back in ``state.pending`` (the next
-        chunk may hold more of that instant); :meth:`flush` runs them at the end."""
+        chunk may hold more of that instant); :meth:`flush` runs them at the end.
+        ``record=False``: no spike train (an empty one is returned; the state advances alike)."""
         state = self._check_state(state)
         ev = check_events(chunk, self.sensor, state.t_now, "chunk")
         if ev.shape[1] == 0:
@@ -140,34 +151,40 @@ class EventEngine:
             )
         state.pending, state.t_now = ev[:, cut:], int(ev[3, -1])
         # crossings up to the held-back instant: no later chunk can hold an earlier input
-        return state, self._run(state, ev[:, :cut], float(state.t_now))
+        return state, self._run(state, ev[:, :cut], float(state.t_now), record)
 
-    def flush(self, state: EventState, until: float | None = None) -> tuple[EventState, SpikeTrain]:
+    def flush(
+        self, state: EventState, until: float | None = None, record: bool = True
+    ) -> tuple[EventState, SpikeTrain]:
         """Run the held-back events; call at the end of a stream (more chunks may follow,
         from ``ceil(until)`` µs on). CubaLIF membranes keep crossing their threshold after
         the last input: those crossings are run up to ``until`` µs (e.g. the end of the
         recording; None or earlier than the last event: up to the last event); :meth:`result`
-        then reads an LI readout at that instant."""
+        then reads an LI readout at that instant. ``record``: as in :meth:`feed`."""
         state = self._check_state(state)
         end = _end(until, state.t_now)
         ev, state.pending = state.pending, None
         state.t_now = max(state.t_now, math.ceil(end))
-        return state, self._run(state, np.empty((4, 0), np.int64) if ev is None else ev, end)
+        return state, self._run(state, np.empty((4, 0), np.int64) if ev is None else ev, end, record)
 
-    def _run(self, state: EventState, ev: np.ndarray, until: float) -> SpikeTrain:
-        """Run ``ev`` and the crossings up to ``until`` into ``state`` (in place); an error
-        part-way marks the state broken (a later feed, flush or result refuses it)."""
+    def _run(self, state: EventState, ev: np.ndarray, until: float, record: bool) -> SpikeTrain:
+        """Run ``ev`` and the crossings up to ``until`` into ``state`` (in place); anything
+        raised part-way (a model error, the memory limit, numpy's MemoryError, Ctrl-C) marks
+        the state broken: a later feed, flush or result refuses it."""
         try:
-            return self._run_kernel(state, ev, until)
-        except (ModelError, ResourceError) as e:
-            state.broken = str(e)
+            return self._run_kernel(state, ev, until, record)
+        except BaseException as e:
+            state.broken = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
             raise
 
-    def _run_kernel(self, state: EventState, ev: np.ndarray, until: float) -> SpikeTrain:
+    def _run_kernel(self, state: EventState, ev: np.ndarray, until: float, record: bool) -> SpikeTrain:
         n = ev.shape[1]
+        layer = self.record_layer if record else -1  # -1: the kernel records nothing
         # the kernel stops before a wave that might not fit (a whole layer may fire at once):
         # room for that from the start, or every call would begin by growing the buffer
-        cap = self.record_size + max(1024, 4 * n)
+        cap = self.record_size + max(1024, 4 * n) if record else 0
+        if cap * SPIKE_BYTES > CHECKED_BUFFER:
+            check_memory(cap * SPIKE_BYTES, f"a spike-train buffer for a chunk of {n:,} events")
         rec_t, rec = np.empty(cap), [np.empty(cap, np.int64) for _ in range(2)]
         tally = np.zeros(3, np.int64)
         scratch = self._kernel_scratch()
@@ -192,7 +209,7 @@ class EventEngine:
                 state.t_neuron,
                 state.crossing,
                 state.counts,
-                self.record_layer,
+                layer,
                 rec_t,
                 rec[0],
                 rec[1],
@@ -212,11 +229,12 @@ class EventEngine:
             # allocation would succeed and the system kill the process when the pages are written)
             k = int(tally[0])
             check_memory(
-                2 * (rec_t.nbytes + sum(r.nbytes for r in rec)),
+                2 * cap * SPIKE_BYTES,
                 f"recording layer {self.layer_name(self.record_layer)}'s spikes ({k:,} by t = {rec_t[k - 1]:.0f} µs "
                 "of the stream: check the model's weights and time constants, or run it clock-driven)",
             )
             rec_t, rec = np.concatenate([rec_t, rec_t]), [np.concatenate([r, r]) for r in rec]
+            cap *= 2
         state.t_read = until  # where result() reads an LI readout: the instant the stream was run to
         state.events += n
         state.synops += int(tally[1])
@@ -277,7 +295,7 @@ class EventEngine:
         state = self.initial_state()
         # feed + flush of the whole stream in one kernel call: nothing is held back at the end
         end = _end(until, int(ev[3, -1]) if ev.shape[1] else 0)
-        train = self._run(state, ev, end)
+        train = self._run(state, ev, end, record=True)
         state.t_now = math.ceil(end)
         return self._result(state, state.counts), train  # the state ends here: no copy
 
@@ -334,12 +352,18 @@ def use_threads(n: int) -> int:
     return n or most
 
 
-def _end(until: float | None, last: float) -> float:
+def _end(until: object, last: float) -> float:
     """Where a stream's crossings stop: ``until`` µs, or its last event if that is later."""
     if until is None:
         return float(last)
+    if isinstance(until, bool) or not isinstance(until, (int, float, np.integer, np.floating)):
+        raise EventInputError(f"until must be a time in µs (one number), got {until!r}"[:200])
     if not math.isfinite(until):
         raise EventInputError(f"until must be a finite time in µs, got {until}")
+    if until > MAX_T_US:
+        raise EventInputError(
+            f"until {until} µs is beyond {MAX_T_US} µs (about 101 days), the latest time a stream reaches"
+        )
     return max(float(last), float(until))
 
 

@@ -102,9 +102,9 @@ def run_with_exit(
         end = k * float(widths[i])
         # integer timestamps: t < end is t < ceil(end), which the next chunk starts from
         stop = int(np.searchsorted(times[i], math.ceil(end), side="left"))
-        states[i], _ = engine.feed(states[i], streams[i][read[i] : stop])
+        states[i], _ = engine.feed(states[i], streams[i][read[i] : stop], record=False)
         # CubaLIF crossings up to the instant, and an LI readout read there
-        states[i], _ = engine.flush(states[i], until=end)
+        states[i], _ = engine.flush(states[i], until=end, record=False)
         read[i] = stop
 
     # one stream per thread, as run_batch (use_threads): the kernel runs without the GIL; a

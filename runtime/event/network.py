@@ -14,6 +14,7 @@ output channels, contiguous in both the weights and the membranes (SIMD-friendly
 from __future__ import annotations
 
 import functools
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
 from typing import Any
@@ -118,7 +119,8 @@ class EventState:
     with one timestamp are simultaneous: one wave), ``events`` and ``synops`` totals, and
     ``seconds`` of wall time spent running them (the result's ``seconds``, as a clock run's),
     ``broken`` why the state cannot go on (None while it can): an error stopped a chunk
-    part-way, leaving some neurons run and others not.
+    part-way, leaving some neurons run and others not, ``network`` the fingerprint of the
+    network whose engine made it (:func:`fingerprint`).
     """
 
     v: np.ndarray
@@ -134,6 +136,7 @@ class EventState:
     synops: int = 0
     seconds: float = 0.0
     broken: str | None = None
+    network: str = ""
 
     def __copy__(self) -> EventState:
         """An independent copy, as ``copy.copy`` of a ``ClockState`` is: feed advances a
@@ -146,8 +149,25 @@ class EventState:
         return replace(self, **copies)
 
 
-def initial_state(net: Net) -> EventState:
+def initial_state(net: Net, network: str) -> EventState:
+    """A new stream's state for ``net``, whose :func:`fingerprint` is ``network``."""
     n, n2, nc = net.n_neurons, net.second_states, net.crossing_states
     return EventState(
-        np.zeros(n), np.zeros(n2), np.zeros(net.n_groups), np.zeros(nc), np.full(nc, np.inf), np.zeros(n, np.int64)
+        np.zeros(n),
+        np.zeros(n2),
+        np.zeros(net.n_groups),
+        np.zeros(nc),
+        np.full(nc, np.inf),
+        np.zeros(n, np.int64),
+        network=network,
     )
+
+
+def fingerprint(net: Net) -> str:
+    """A digest of everything the kernel reads of ``net`` (layout, neuron parameters,
+    weights): the engines of one model agree on it, in any process; another model's differs."""
+    h = hashlib.sha256()
+    for a in (net.P, net.F, net.W):
+        h.update(str((a.dtype, a.shape)).encode())
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()[:16]
