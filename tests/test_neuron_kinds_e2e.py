@@ -97,7 +97,9 @@ def test_event_engine_runs_both_kinds_and_speck_refuses_them(trained, digits):
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["--neuron", "if", "--decay", "0.5"], "IF neuron has decay 1.0"),
+        (["--neuron", "if", "--decay", "0.5"], "IF neuron has decay 1.0, got 0.5; use kind 'LIF' (preset 'lif')"),
+        # the preset --neuron takes, not only the kind (a stranger looked for a kind flag)
+        (["--neuron", "multi-if", "--decay", "0.9"], "use kind 'LIF' (preset 'lif', spike 'multi')"),
         (["--neuron", "lif", "--beta", "0.2"], "--beta does not apply to --neuron lif"),
         (["--neuron", "cuba-lif", "--decay-syn", "1.5"], "decay_syn must be in"),
         (["--neuron", "izhikevich"], "expected one of"),

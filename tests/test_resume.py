@@ -4,6 +4,7 @@ biases dropped: MTT appendix A.3), issue 18."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -192,6 +193,25 @@ def test_cli_init_from_without_model_flags_keeps_the_source_network(capsys, tmp_
     cfg, _, _ = fit_checkpoint(capsys, src, *small, "--model", "2C1FCW16")
     fine, _, _ = fit_checkpoint(capsys, tmp_path / "fine.pt", *small, "--init-from", str(src))
     assert (fine.model.name, fine.model.width) == (cfg.model.name, cfg.model.width) == ("2C1FCW16", 0)
+
+
+def test_cli_init_from_without_neuron_keeps_the_source_neuron(capsys, tmp_path):
+    """`fit --init-from alif.pt` fine-tuned a multi-IF network without a word (the preset
+    default), and `--beta 0.5` was refused as not applying to "--neuron multi-if", a flag not
+    given. Now the source's neuron, with the neuron flags given; --neuron still chooses."""
+    small = ["--data", "digits", "--limit-train", "48", "--limit", "10", "--epochs", "1", "--threads", "1", "--quiet"]
+    src = tmp_path / "alif.pt"
+    cfg, _, _ = fit_checkpoint(capsys, src, *small, "--model", "2C1FCW16", "--neuron", "alif", "--beta", "0.3")
+    fine, _, _ = fit_checkpoint(capsys, tmp_path / "fine.pt", *small, "--init-from", str(src))
+    assert fine.neuron.spec == cfg.neuron.spec and fine.neuron.spec.kind == "ALIF"
+    tuned, _, _ = fit_checkpoint(capsys, tmp_path / "tuned.pt", *small, "--init-from", str(src), "--beta", "0.5")
+    assert tuned.neuron.spec == dataclasses.replace(cfg.neuron.spec, beta=0.5)
+    lif, _, _ = fit_checkpoint(capsys, tmp_path / "lif.pt", *small, "--init-from", str(src), "--neuron", "lif")
+    assert lif.neuron.spec.kind == "LIF"
+    out = tmp_path / "bad.pt"
+    code, _, err = run(capsys, "fit", *small, "--init-from", str(src), "--decay-syn", "0.5", "--out", str(out))
+    one_error(code, err, f"--decay-syn does not apply to the neuron of --init-from {src} (ALIF)")
+    assert not out.exists()
 
 
 def test_resume_sees_the_first_runs_data_subsets(capsys, tmp_path, monkeypatch):

@@ -320,7 +320,8 @@ def _add_start(p: argparse.ArgumentParser) -> None:
         "--init-from",
         default=None,
         help="fine-tune: start from this checkpoint's weights (the model flags must build the same "
-        "network; without --model and --width, its model; --norm none folds a BatchNorm model's BatchNorm "
+        "network; without --model and --width, its model; without --neuron, its neuron, with the neuron flags "
+        "given; --norm none folds a BatchNorm model's BatchNorm "
         "into its convs and --no-bias drops its biases first, MTT appendix A.3; --norm must otherwise be its own)",
     )
     g.add_argument(
@@ -381,14 +382,19 @@ def _add_calibrate(sub: argparse._SubParsersAction) -> None:
     _add_threads(p)
 
 
-def neuron_spec_from_args(a: argparse.Namespace) -> NeuronSpec:
-    """The preset's kind and fields, then every neuron flag given; a flag the kind does not
-    have is an error (never silently ignored). Its ``dt`` is the config's to set
+def neuron_spec_from_args(a: argparse.Namespace, start: NeuronSpec | None = None) -> NeuronSpec:
+    """The preset's kind and fields (or ``start``'s: the neuron of the checkpoint fine-tuned
+    without --neuron), then every neuron flag given; a flag the kind does not have is an
+    error (never silently ignored). Its ``dt`` is the config's to set
     (:meth:`Config.with_step_dt`)."""
-    presets = neuron_presets()
-    if a.neuron not in presets:
-        raise ConfigError(f"neuron {a.neuron!r} is unknown; expected one of {list(presets)}")
-    nkind, fields = presets[a.neuron]
+    if start is not None:
+        nkind, named = start.kind, f"the neuron of --init-from {a.init_from} ({start.kind})"
+        fields = {k: v for k, v in dataclasses.asdict(start).items() if k not in ("kind", "dt")}
+    else:
+        presets = neuron_presets()
+        if a.neuron not in presets:
+            raise ConfigError(f"neuron {a.neuron!r} is unknown; expected one of {list(presets)}")
+        (nkind, fields), named = presets[a.neuron], f"--neuron {a.neuron}"
     own = set(field_names(nkind))
     for name in neuron_fields():
         value = getattr(a, name, None)
@@ -396,14 +402,13 @@ def neuron_spec_from_args(a: argparse.Namespace) -> NeuronSpec:
             continue
         if name not in own:
             raise ConfigError(
-                f"--{name.replace('_', '-')} does not apply to --neuron {a.neuron} ({nkind} neurons "
-                f"have {sorted(own - {'dt'})})"
+                f"--{name.replace('_', '-')} does not apply to {named} ({nkind} neurons have {sorted(own - {'dt'})})"
             )
         fields[name] = value
     try:
         return make_spec(nkind, **fields)
     except SpecError as e:
-        raise ConfigError(f"--neuron {a.neuron}: {e}") from None
+        raise ConfigError(f"{named}: {e}") from None
 
 
 def _model_defaults(a: argparse.Namespace) -> argparse.Namespace:
@@ -455,8 +460,9 @@ def config_from_args(
 ) -> Config:
     if a.model is None:  # --width given: the last default, whose width it overrides
         a = _with_model(a, DEFAULT_MODELS[-1] if a.width else _default_model(train_shape, kind, duration_us, ds).name)
+    start = getattr(a, "neuron_start", None) if a.neuron is None else None  # set by fit --init-from
     given, a = a, _model_defaults(a)
-    spec = neuron_spec_from_args(a)
+    spec = neuron_spec_from_args(a, start)
     if a.norm not in NORMS:
         raise ConfigError(f"norm {a.norm!r} is unknown; expected one of {list(NORMS)}")
     bn, bn_stats, weight_std = NORMS[a.norm]
@@ -787,6 +793,12 @@ def cmd_fit(a: argparse.Namespace) -> dict[str, Any] | None:
     distributed.check_environment()  # before the data: its warnings would precede the error line
     resumed = read_checkpoint(a.resume) if a.resume else None
     if resumed is None:
+        if a.init_from:
+            src = Config.from_dict(read_checkpoint(a.init_from)["config"])
+            if a.model is None and not a.width:  # fine-tuning keeps the network it starts from
+                a = argparse.Namespace(**{**vars(_with_model(a, src.model.name)), "width": src.model.width})
+            if a.neuron is None:  # ... and its neuron (it became multi-IF, unsaid), with the neuron flags given
+                a = argparse.Namespace(**{**vars(a), "neuron_start": src.neuron.spec})
         # check everything that needs no data before loading it (the default model is chosen
         # once the data's input is known: a stand-in here)
         if a.model is None and a.trev:
@@ -823,9 +835,6 @@ def cmd_fit(a: argparse.Namespace) -> dict[str, Any] | None:
             f"{train_ds.classes}; expected the same"
         )
     if resumed is None:
-        if a.init_from and a.model is None and not a.width:  # fine-tuning keeps the network it starts from
-            src = Config.from_dict(read_checkpoint(a.init_from)["config"]).model
-            a = argparse.Namespace(**{**vars(_with_model(a, src.name)), "width": src.width})
         cfg, choice = config_for_data(a, train_ds)
         if choice is not None and not a.quiet and int(os.environ.get("RANK", "0")) == 0:  # once under torchrun
             print(f"model {choice.name} (the default for {'x'.join(map(str, train_ds.shape))} input: {choice.why})")

@@ -188,7 +188,7 @@ class CubaLIF(NeuronKind[CubaLIFSpec]):
             snntorch = rules and f"runs CubaLIF as Synaptic with {rules}"
         # norse's CubaLIF (an LI synapse, then its LIF) runs the unclamped Euler form with our
         # spikes at snnTorch's step (measured, tests/test_nir_peers.py); the others by its rules
-        norse_runs_ours = _euler(spec) and spec.v_min == -math.inf
+        norse_runs_ours = _euler(spec) and spec.v_min == -math.inf  # _euler: both decays below 1
         return {
             # nirtorch leaves the node out: depending on the graph it then fails in a shape
             # check, or returns a tensor that is not the readout
@@ -199,6 +199,7 @@ class CubaLIF(NeuronKind[CubaLIFSpec]):
                 if norse_runs_ours
                 else "integrates CubaLIF with forward Euler (r and w_in as rates), one spike, zero reset, "
                 + nir.norse_dt(_euler(spec))
+                + nir.norse_no_leak(spec.decay, spec.decay_syn)
             ),
         }
 

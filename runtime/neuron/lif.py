@@ -76,13 +76,17 @@ class LIF(NeuronKind[NeuronSpec]):
 
     def nir_peers(self, spec: NeuronSpec) -> dict[str, str | None]:
         sinabs = nir.rules_phrase(spec, "multi", "subtract", "no clamp", -math.inf)
-        snntorch = nir.rules_phrase(spec, "single", "zero", "no clamp", -math.inf)
+        rules = nir.rules_phrase(spec, "single", "zero", "no clamp", -math.inf)
+        if nir.euler(spec):
+            snntorch = rules and f"runs LIF with {rules}"
+        else:  # tau in steps, read as seconds: silent, with other rules or with ours (decay 1)
+            snntorch = f"runs LIF with {rules or 'our spike and reset rules'}" + nir.snntorch_silent(spec)
         return {
             "sinabs": sinabs and f"runs LIF with {sinabs}" + (nir.sinabs_steps(spec) if nir.euler(spec) else ""),
-            "snntorch": snntorch
-            and f"runs LIF with {snntorch}" + ("" if nir.euler(spec) else nir.snntorch_silent(spec)),
+            "snntorch": snntorch,
             "norse": "integrates LIF with forward Euler and ignores r (input scaled by dt/tau), one spike, zero reset, "
-            + nir.norse_dt(nir.euler(spec)),
+            + nir.norse_dt(nir.euler(spec), ", none at all in a trained LIF digits model")
+            + nir.norse_no_leak(spec.decay),
         }
 
     def from_nir(self, params: nir.Params, source: str, dt_s: float) -> tuple[NeuronSpec, float]:
@@ -100,7 +104,9 @@ class IF(LIF):
 
     def validate(self, spec: NeuronSpec) -> None:
         if spec.decay != 1.0:
-            raise SpecError(f"an IF neuron has decay 1.0, got {spec.decay}; use kind 'LIF'")
+            # the kind and its preset, which fit's --neuron takes (a stranger looked for a kind flag)
+            multi = ", spike 'multi'" if spec.spike == "multi" else ""
+            raise SpecError(f"an IF neuron has decay 1.0, got {spec.decay}; use kind 'LIF' (preset 'lif'{multi})")
 
     nir_params = ("r", "v_threshold")
 

@@ -37,11 +37,12 @@ SNNTORCH_DT = 1e-4  # seconds per step, hard-coded in snnTorch 1.0.0's NIR impor
 NORSE_DT = 1e-3  # norse 1.1.0's default dt of from_nir / to_nir
 
 
-def norse_dt(euler_form: bool) -> str:
+def norse_dt(euler_form: bool, at_default: str = "") -> str:
     """The dt norse's from_nir needs to take one of this file's steps: its Euler step is
     dt/tau, and tau is written in seconds at snnTorch's step (the Euler form) or in steps.
     Its default dt (NORSE_DT) is neither: a stranger's from_nir(graph) of trained LIF models
-    in steps left every layer silent, and of Euler-form files fired about 2.5x our spikes."""
+    in steps left every layer silent (``at_default``: what a kind's line adds of that), and
+    of Euler-form files fired about 2.5x our spikes."""
     if euler_form:
         return (
             f"with from_nir(graph, dt={SNNTORCH_DT:g}) as one step (this file's tau is in seconds at snnTorch's "
@@ -49,8 +50,17 @@ def norse_dt(euler_form: bool) -> str:
         )
     return (
         f"with from_nir(graph, dt=1.0) as one step (this file's tau is in steps; norse's default dt = "
-        f"{NORSE_DT:g} s gives other spikes, none at all in a trained LIF digits model)"
+        f"{NORSE_DT:g} s gives other spikes{at_default})"
     )
+
+
+def norse_no_leak(*decays: float) -> str:
+    """norse's forward Euler scales a leaky node's input by dt/tau: by 0 where tau is
+    infinite (decay 1, no leak), so such a layer never fires there, at any dt (a stranger's
+    LIF and CubaLIF files with a decay of 1: every layer silent); a phrase for its line."""
+    if not any(d == 1.0 for d in decays):
+        return ""
+    return "; this file's tau is infinite (decay 1), so norse scales every input by dt/tau = 0: no spike"
 
 
 Params = dict[str, np.ndarray]
