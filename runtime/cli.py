@@ -37,7 +37,7 @@ from .policies import (
     t_range_note,
     t_range_warning,
 )
-from .protocol import STATIC_KINDS, ModelError, one_rate
+from .protocol import STATIC_KINDS, ModelError, data_kind, one_rate
 from .report import emit_json, energy_note, guarded, noting, pct, print_run, print_warnings, sci, table, versions_text
 from .session import Session, load
 
@@ -72,7 +72,10 @@ def _open(a: argparse.Namespace) -> Session:
     cliargs.refuse_threads_for_exact(a.backend, "--threads", a.threads)  # was accepted and ignored
     session = load(a.model, a.threads, a.backend)
     if getattr(a, "binning", None) is not None and session.protocol.input_kind != "event-frames":  # was ignored
-        raise InputError(f"--binning {a.binning}: {a.model} takes static input, which has no time to bin; leave it out")
+        from .data.datasets import HOLDS  # Braille's recorded sequences were called "static input"
+
+        takes = HOLDS[data_kind(session.protocol.input_kind)]
+        raise InputError(f"--binning {a.binning}: {a.model} takes {takes}, which are not binned; leave it out")
     return session
 
 
@@ -234,7 +237,7 @@ def cmd_tradeoff(a: argparse.Namespace) -> None:
                 "mean steps",
                 "steps saved %",
                 "p90 steps",
-                "energy µJ*",
+                "energy µJ/sample*",
                 "ms/sample",
             ],
             [
@@ -271,8 +274,6 @@ def cmd_calibrate_exit(a: argparse.Namespace) -> None:
     from .integrity import stamp_onnx
     from .protocol import METADATA_KEY, rewritten, store_protocol
 
-    if a.budget < 0:
-        raise PolicyError(f"--budget must be a percentage >= 0, got {a.budget}")
     check_output(a.out, a.model, kind=(".onnx", "an ONNX file"))
     bad = [r for r in a.rules or () if r not in CHOICES]
     if bad:
@@ -506,7 +507,7 @@ def parser() -> argparse.ArgumentParser:
     cliargs.add_out(p, "the model with the chosen policy in its metadata (.onnx)", required=True)
     p.add_argument(
         "--budget",
-        type=cliargs.nonneg_float,
+        type=cliargs.float_range(0.0, 100.0, what="a percentage of the validation samples"),
         default=0.5,
         help="percent of validation samples that may count against fixed tmax (see --criterion; so at "
         "most that many accuracy points lost there; default 0.5)",

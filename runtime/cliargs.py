@@ -500,10 +500,11 @@ def model_data(a: argparse.Namespace, protocol: Protocol, split: str = "test", n
     from .data.datasets import check_fits, load_dataset, stored_data_error
     from .data.registry import DataError
     from .data.transforms import from_dicts
+    from .protocol import data_kind
 
     spec = data_spec(a, protocol)
     try:
         ds = load_dataset(spec, split, a.limit, from_dicts(protocol.transforms))
     except DataError as e:
         raise (e if a.data else stored_data_error(e, spec, a.model)) from None
-    return check_fits(ds, protocol.input_shape, protocol.classes, a.model, needs)
+    return check_fits(ds, protocol.input_shape, protocol.classes, a.model, needs, data_kind(protocol.input_kind))

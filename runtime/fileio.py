@@ -190,6 +190,7 @@ PRODUCT_SUFFIXES = {
     ".pt2": "a torch.export file",
     ".json": "a JSON file (--json output, a Speck description)",
     ".npz": "a NumPy archive (a data set of one's own, parity inputs and results)",
+    ".png": "a PNG plot (--plot)",
     # the event-camera recordings the product reads: never an output of its own
     ".raw": "an event-camera recording (Prophesee EVT 2.0/3.0)",
     ".dat": "an event-camera recording (Prophesee DAT)",

@@ -102,6 +102,16 @@ def _pipeline(a: argparse.Namespace, shape: tuple[int, int, int], proto: Protoco
     user = [parse_transform(t) for t in a.transform]
     if a.fit_sensor and proto.sensor is not None and model:
         user += _fit_to(Pipeline(user, shape).shape, proto.sensor, "the training sensor's", user)
+    elif proto.sensor is not None and model and tuple(Pipeline(user, shape).shape) != tuple(proto.sensor):
+        # the model's transforms would act on another sensor's pixels: a crop:2,2,30,30 made for
+        # 34x34 kept a 30x30 corner of a 1280x720 camera (55 of 219,596 events), without a word
+        # wherever the shape they left happened to be the model's input
+        have, (_, H, W) = Pipeline(user, shape).shape, proto.sensor
+        raise InputError(
+            f"the model's own transforms {[t.text for t in model]} were made for its {W}x{H} training sensor, but the "
+            f"stream is {have[2]}x{have[1]}" + (" after your transforms" if user else "") + "; add --fit-sensor (sum "
+            f"pooling to {W}x{H} first) or --transform crop/downsample to {W}x{H}"
+        )
     pipe = Pipeline(user + model, shape)
     if a.fit_sensor and tuple(pipe.shape) != tuple(proto.input_shape):
         pipe = Pipeline(user + model + _fit_to(pipe.shape, proto.input_shape, "the model's", user + model), shape)

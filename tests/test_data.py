@@ -264,6 +264,12 @@ def test_npz_files_that_are_not_images_and_labels_are_refused(tmp_path):
         load_dataset(f"npz:{path}", "train")
     with pytest.raises(DataError, match="not a file; expected a .npz file"):
         load_dataset(f"npz:{tmp_path}", "train")
+    # neither a zip nor a .npy: numpy read it as a pickle and advised allow_pickle (unsafe, and wrong)
+    for text in (b"hello\n", b"", b"\x80\x04K\x01."):
+        path.write_bytes(text)
+        with pytest.raises(DataError, match=r"is not a \.npz file \(not a zip archive\)") as refused:
+            load_dataset(f"npz:{path}", "train")
+        assert "pickle" not in str(refused.value)
     _bars_npz(path, n=10, split=np.array(["train"] * 9 + ["dev"]))
     with pytest.raises(DataError, match="split must hold 'train' or 'test' for each of the 10 samples"):
         load_dataset(f"npz:{path}", "train")

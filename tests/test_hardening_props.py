@@ -20,6 +20,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -57,7 +58,9 @@ def test_nmnist_bytes_decode_or_refuse(raw):
 @FAST
 @given(
     st.lists(
-        st.tuples(st.integers(0, 33), st.integers(0, 33), st.integers(0, 1), st.integers(0, 2**23 - 1)), max_size=30
+        st.tuples(st.integers(0, 33), st.integers(0, 33), st.integers(0, 1), st.integers(0, 2**23 - 1)),
+        min_size=1,  # an empty file is refused (below)
+        max_size=30,
     )
 )
 def test_nmnist_valid_records_round_trip(events):
@@ -67,6 +70,15 @@ def test_nmnist_valid_records_round_trip(events):
     path.write_bytes(raw)
     ev = read_nmnist_bin(path)
     assert sorted(zip(ev["x"].tolist(), ev["y"].tolist(), ev["p"].tolist(), ev["t"].tolist())) == sorted(events)
+
+
+def test_an_empty_nmnist_file_is_refused():
+    """A 0-byte .bin was read as a recording with no events (one of 51 in a stranger's
+    copied folder), while a truncated one was refused: every saccade recording has events."""
+    path = TMP / "empty.bin"
+    path.write_bytes(b"")
+    with pytest.raises(ValueError, match=r"empty.bin is empty \(0 bytes\); an N-MNIST recording holds events"):
+        read_nmnist_bin(path)
 
 
 # ---- IDX ----------------------------------------------------------------------------------

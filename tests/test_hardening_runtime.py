@@ -56,6 +56,29 @@ def static_onnx(tmp_path) -> Path:
     return Path(save(tiny_model(), tmp_path / "s.onnx"))
 
 
+def test_data_of_another_kind_than_the_models_is_refused(tmp_path, capsys, event_onnx, static_onnx):
+    """Static images of an event model's input shape ran as frames of repeated pixels (20%
+    accuracy, the pixels costed as input events), and event frames a static model, without
+    a word, in runtime run, calibrate-exit and run_dataset (Session.run refused both)."""
+    from runtime import load
+    from runtime.data import DataError, load_dataset
+    from runtime.evaluate import run_dataset
+
+    rng = np.random.default_rng(0)
+    images = tmp_path / "images.npz"
+    np.savez(images, images=rng.random((20, 2, 20, 20), dtype=np.float32), labels=np.arange(20) % 10)
+    code, _, err = _cli(capsys, "runtime", "run", str(event_onnx), "--data", f"npz:{images}")
+    one_error(code, err, f"data 'npz:{images}' holds static images, but {event_onnx} was trained on event streams")
+    out = tmp_path / "cal.onnx"
+    code, _, err = _cli(capsys, "runtime", "calibrate-exit", str(event_onnx), "--data", f"npz:{images}", "-o", str(out))
+    one_error(code, err, "holds static images, but")
+    assert not out.exists()
+    with pytest.raises(DataError, match="holds static images, but the model was trained on event streams"):
+        run_dataset(load(str(event_onnx)), load_dataset(f"npz:{images}", "test"), "fixed:2")
+    code, _, err = _cli(capsys, "runtime", "run", str(static_onnx), "--data", "digits", "--limit", "5")
+    assert code == 2 and "holds event streams, but" in err and "was trained on static images" in err, err
+
+
 # ---- 1. never destroy an input; atomic writes ------------------------------------------
 @pytest.mark.parametrize("link", ["same", "hard link", "symlink"])
 def test_output_that_is_an_input_is_refused(tmp_path, link):
@@ -297,13 +320,16 @@ def test_bench_batch_beyond_memory_is_refused_before_allocating(static_onnx, cap
         (["tradeoff", "{m}", "--data", "digits:static", "--plot", "{d}"], "it is a folder"),
         (["tradeoff", "{m}", "--data", "digits:static", "--thresholds", "nan"], "finite"),
         (["tradeoff", "{m}", "--data", "digits:static", "--tmin", "7"], "--tmin must be in [1, tmax=4], got 7"),
-        (["calibrate-exit", "{m}", "--binning", "fixed", "--out", "{d}/c.onnx"], "static input, which has no time"),
+        (["calibrate-exit", "{m}", "--binning", "fixed", "--out", "{d}/c.onnx"], "takes static images, which are not"),
+        # a percentage of samples (200 was taken); an ONNX file was written under a plot's name
+        (["calibrate-exit", "{m}", "--budget", "200", "--out", "{d}/c.onnx"], "must be a number in [0.0, 100.0]"),
+        (["calibrate-exit", "{m}", "--out", "{d}/c.png"], ".png names a PNG plot (--plot); expected a .onnx path"),
         # flags a run does not read are refused, not ignored
         (["run", "{m}", "--mode", "event", "--backend", "exact"], "only that run reads --backend; add --json"),
         (["run", "{m}", "--mode", "event", "--threads", "2", "--binning", "fixed"], "only that run reads --binning"),
         (["run", "{m}", "--mode", "event", "--threads", "4096"], "--threads must be a non-negative integer"),
         (["run", "{m}", "--backend", "exact", "--threads", "2"], "backend exact runs one thread"),  # was ignored
-        (["run", "{m}", "--data", "digits:static", "--binning", "fixed"], "static input, which has no time to bin"),
+        (["run", "{m}", "--data", "digits:static", "--binning", "fixed"], "takes static images, which are not binned"),
         (["tradeoff", "{m}", "--data", "digits:static", "--backend", "exact", "--threads", "0"], "runs one thread"),
     ],
 )

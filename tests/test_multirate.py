@@ -287,8 +287,8 @@ def test_export_config_bad_input(ckpts, capsys, tmp_path, args, msg):
         (0, ["--calib-batches", "3"], "has no BatchNorm layers: leave them out"),
         (0, ["--calib-runs", "2"], "has no BatchNorm layers: leave them out"),
         (1, ["--calib-batches", "0", "--calib-runs", "3"], "calibration is off"),  # runs of nothing, unsaid
-        # calibration data of another shape: a RuntimeError traceback from the first conv
-        (1, ["--data", "digits:static"], "gives inputs of shape [1, 8, 8], but"),
+        # calibration data of another kind and shape: a RuntimeError traceback from the first conv
+        (1, ["--data", "digits:static"], "holds static images, but"),
     ],
 )
 def test_export_config_calibration_data_is_checked(ckpts, capsys, tmp_path, which, args, msg):

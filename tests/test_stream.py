@@ -455,6 +455,10 @@ def test_fit_sensor_pools_to_the_training_sensor_before_the_models_crop(eventcam
         {k: v for k, v in w.items() if k not in drop} for w in typed[:-1]
     ]
     assert fitted[-1]["summary"]["events_in"] > 100_000  # the whole camera reaches the model, not a corner
+    # without --fit-sensor the crop ran on the camera's top-left corner, unsaid: its shape is the model's input
+    code, out, err = _cli(capsys, "stream", path, *src)
+    want = "the model's own transforms ['crop:1,1,32,24'] were made for its 34x26 training sensor, but the stream is"
+    assert code == 2 and err.startswith(f"error: {want} 640x480; add --fit-sensor") and err.count("\n") == 1, err
     bad = with_input(onnx_lib.load_from_string(base.SerializeToString()), transforms=crop, sensor=[2, 26])
     code, out, err = _cli(capsys, "stream", save(bad, tmp_path / "bad.onnx"), *src)
     assert code == 2 and "input sensor must be [C, H, W]" in err and err.count("\n") == 1, err

@@ -140,7 +140,8 @@ def model_data(path: str, cfg: Config, data: str | None, split: str, limit: int 
     except DataError as e:
         raise (e if data else stored_data_error(e, cfg.data.spec, path)) from None
     n = cfg.model.num_classes  # a config whose class names do not match its count (older files): by count
-    return check_fits(ds, cfg.model.in_shape, cfg.data.classes if len(cfg.data.classes) == n else n, path)
+    classes = cfg.data.classes if len(cfg.data.classes) == n else n
+    return check_fits(ds, cfg.model.in_shape, classes, path, kind=cfg.data.kind)
 
 
 def load(path: str, data: str | None, split: str, limit: int | None) -> tuple[Config, Net, Dataset]:

@@ -41,6 +41,7 @@ from runtime.evaluate import run_dataset
 from runtime.fileio import check_output, json_loads, not_a_file, write_serialized
 from runtime.limits import check_memory
 from runtime.policies import FixedT, parse_policy
+from runtime.protocol import data_kind
 from runtime.report import guarded, noting, print_warnings
 from runtime.session import BACKENDS, load
 
@@ -103,7 +104,8 @@ def run_all(model: str, ds: Dataset, backend: str = "exact", notes: list[str] | 
     session = load(model, threads=1, backend=backend)
     proto = session.protocol
     try:
-        ds = check_fits(with_transforms(ds, from_dicts(proto.transforms)), proto.input_shape, proto.classes, model)
+        ds = with_transforms(ds, from_dicts(proto.transforms))
+        ds = check_fits(ds, proto.input_shape, proto.classes, model, kind=data_kind(proto.input_kind))
     except DataError as unfit:
         hint = "write inputs of its data: python -m edge.pi.parity inputs FILE --data SPEC"
         raise InputError(f"{unfit} ({hint})") from None

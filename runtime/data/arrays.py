@@ -52,11 +52,22 @@ def _check_declared(zf: zipfile.ZipFile, info: zipfile.ZipInfo, path: str) -> No
     )
 
 
+def _starts_as_npz_or_npy(path: Path) -> bool:
+    """Whether ``path`` starts as a zip archive (a .npz: damaged ones are named further on)
+    or a .npy does: the magic strings numpy's own load tells them by."""
+    with open(path, "rb") as f:
+        head = f.read(6)
+    return head.startswith(b"PK\x03\x04") or head == b"\x93NUMPY"
+
+
 def read_npz(path: str, split: str) -> tuple[np.ndarray, np.ndarray, list[str], np.ndarray]:
     """``(images, labels, classes, index)`` of ``split`` ("train" or "test") of the file."""
     p = Path(path)
     if not p.is_file():
         raise DataError(f"npz:{path}: not a file; expected a .npz file of images and labels (np.savez)")
+    if not _starts_as_npz_or_npy(p):
+        # numpy reads a file that is neither as a pickle and advises allow_pickle: unsafe, and wrong
+        raise DataError(f"npz:{path} is not a .npz file (not a zip archive); expected images and labels (np.savez)")
     try:
         z = np.load(p, allow_pickle=False)
         if not isinstance(z, np.lib.npyio.NpzFile):  # a .npy: one array, no labels beside it

@@ -67,6 +67,9 @@ class LazyEvents(Sequence):
         return LazyEvents(self._get, self._n, self.pipeline, self._index[np.asarray(idx)])
 
 
+HOLDS = {"static": "static images", "events": "event streams", "sequence": "recorded sequences"}  # kind -> words
+
+
 @dataclass
 class Dataset:
     """One split of a data set. ``kind`` is "static" (images), "events" (streams) or
@@ -152,7 +155,7 @@ class Dataset:
     @property
     def holds(self) -> str:
         """What its samples are, in words (for messages)."""
-        return {"static": "static images", "events": "event streams", "sequence": "recorded sequences"}[self.kind]
+        return HOLDS[self.kind]
 
     def subset(self, idx: np.ndarray) -> Dataset:
         idx = np.asarray(idx)
@@ -493,7 +496,12 @@ def load_dataset(spec: str, split: str, limit: int | None = None, transforms: Se
 
 
 def check_fits(
-    ds: Dataset, shape: Sequence[int], classes: Sequence[str] | int, model: str, needs: str | None = None
+    ds: Dataset,
+    shape: Sequence[int],
+    classes: Sequence[str] | int,
+    model: str,
+    needs: str | None = None,
+    kind: str | None = None,
 ) -> Dataset:
     """``ds`` if the model named ``model`` can run it: inputs of its ``shape``, and its
     ``classes`` (the names the model was trained on, in its label order) as the data's
@@ -502,9 +510,14 @@ def check_fits(
     (the same recordings with the classes listed in another order scored 33% for 100%),
     makes the accuracy meaningless. ``needs``: who reads only event streams (the event
     engine, Speck). Every command that runs a model on a data set asks this, so all refuse
-    alike. ``classes`` a count: a file that names none (checked by count only)."""
+    alike. ``classes`` a count: a file that names none (checked by count only). ``kind``:
+    the kind of data the model was trained on (static, events, sequence): images of the
+    right shape ran an event model as frames of repeated pixels, and event frames a static
+    model, without a word (the SDK's ``Session.run`` refuses both)."""
     if needs is not None and ds.kind != "events":
         raise DataError(f"data {ds.spec!r} holds {ds.holds}; {needs} needs event streams (e.g. digits or nmnist:PATH)")
+    if kind is not None and ds.kind != kind:
+        raise DataError(f"data {ds.spec!r} holds {ds.holds}, but {model} was trained on {HOLDS[kind]}; expected those")
     if tuple(ds.shape) != tuple(shape):
         raise DataError(f"data {ds.spec!r} gives inputs of shape {list(ds.shape)}, but {model} expects {list(shape)}")
     count = classes if isinstance(classes, int) else len(classes)

@@ -38,6 +38,8 @@ def read_nmnist_bin(path: str | Path) -> np.ndarray:
     size = path.stat().st_size
     if size > MAX_FILE_BYTES:
         raise ValueError(f"{path}: {size} bytes; an N-MNIST recording is at most {MAX_FILE_BYTES} bytes")
+    if size == 0:  # every N-MNIST saccade recording holds events: an empty file is a failed copy
+        raise ValueError(f"{path} is empty (0 bytes); an N-MNIST recording holds events (an interrupted copy?)")
     raw = np.fromfile(path, dtype=np.uint8).astype(np.int64)
     if raw.size % 5:
         raise ValueError(f"{path}: size {raw.size} bytes is not a multiple of 5 (N-MNIST events)")
