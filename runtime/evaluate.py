@@ -16,7 +16,7 @@ from .data import DataError, Dataset, check_fits
 from .data.events import count_unseen, unseen_note
 from .errors import InputError, StoredPolicyWarning, UnseenEventsWarning
 from .fileio import write_atomic
-from .limits import check_memory, check_steps, run_bytes
+from .limits import check_memory, run_bytes
 from .policies import RULES, Cascade, ExitPolicy, FixedT, PolicyError, as_policy, horizon_of, model_default
 from .protocol import STATIC_KINDS, data_kind
 from .result import Result, RunResult
@@ -85,7 +85,6 @@ class ClockMode:
     def check(self, ds: Dataset, batch: int) -> None:
         p = self.session.protocol
         check_fits(ds, p.input_shape, p.classes, "the model", kind=data_kind(p.input_kind))
-        check_steps(self.T)
         check_memory(
             run_bytes(p, batch, 1 if ds.kind == "static" else self.frames),
             f"a batch of {batch} samples for {self.frames} steps",

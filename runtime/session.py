@@ -399,8 +399,7 @@ class Session:
             if p.input_kind != "event-frames" or len(x) == 0:
                 raise InputError(f"got {len(x)} event streams; this model takes {self._forms()}")
             policy = policy or self._step_default()
-            T = horizon_of(policy, p.default_T)
-            check_steps(T)
+            T = horizon_of(policy, p.default_T)  # checked against limits.MAX_T there
             self._check_steps(T)
             frames = p.input_steps(T)
             check_memory(run_bytes(p, len(x), frames), f"{len(x)} event streams binned into {frames} steps")
@@ -524,8 +523,7 @@ class Session:
         assert not isinstance(asked, Cascade)
         xs, static, policy, T = self._prepare(x, asked, binning, dt_us)
         self._warn_range(first_exit(policy), T)
-        check_steps(T)  # the run loop's arrays are small, but a T of 1e9 never ends
-        self._check_steps(T)
+        self._check_steps(T)  # T came from horizon_of, which refuses more than limits.MAX_T
         if self._stages:
             return self._run_stages(xs, static, policy, T, counts, neuron_counts)
         B, rule = (xs.shape[0] if static else xs.shape[1]), self.protocol.readout

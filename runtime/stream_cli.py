@@ -100,13 +100,14 @@ def _pipeline(a: argparse.Namespace, shape: tuple[int, int, int], proto: Protoco
     the model's transforms (which act on that sensor's pixels), or to the model's input
     after them when that sensor is not known (files written before it was kept)."""
     user = [parse_transform(t) for t in a.transform]
+    have = Pipeline(user, shape).shape  # what reaches the model's own transforms
     if a.fit_sensor and proto.sensor is not None and model:
-        user += _fit_to(Pipeline(user, shape).shape, proto.sensor, "the training sensor's", user)
-    elif proto.sensor is not None and model and tuple(Pipeline(user, shape).shape) != tuple(proto.sensor):
+        user += _fit_to(have, proto.sensor, "the training sensor's", user)
+    elif proto.sensor is not None and model and tuple(have) != tuple(proto.sensor):
         # the model's transforms would act on another sensor's pixels: a crop:2,2,30,30 made for
         # 34x34 kept a 30x30 corner of a 1280x720 camera (55 of 219,596 events), without a word
         # wherever the shape they left happened to be the model's input
-        have, (_, H, W) = Pipeline(user, shape).shape, proto.sensor
+        _, H, W = proto.sensor
         raise InputError(
             f"the model's own transforms {[t.text for t in model]} were made for its {W}x{H} training sensor, but the "
             f"stream is {have[2]}x{have[1]}" + (" after your transforms" if user else "") + "; add --fit-sensor (sum "
